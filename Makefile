@@ -1,0 +1,150 @@
+# ftlab build. Out-of-tree objects under $(BUILD); header dependencies via -MMD.
+# Targets: all test check valgrind lint headercheck fuzz bench demo model clean.
+# Sources are discovered by directory, so adding a .c file needs no Makefile change:
+#   library:  common/ schema/ runner/ backends/ reports/   (runner/main.c is the program)
+#   tests:    tests/unit/test_*.c      one cmocka executable each
+#   fuzzers:  tests/fuzz/fuzz_*.c      one libFuzzer executable each (clang)
+#   CUDA:     backends/native/ops/cuda/*.cu, only when nvcc is found
+
+BUILD    ?= build
+CC       ?= gcc
+SAN      ?= 0
+NVCC     ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+CUDA     ?= $(if $(NVCC),1,0)
+ARCH     ?= -march=native
+OPT      ?= -O2
+
+WARN     := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
+            -Wvla -Werror
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g $(OPT) $(ARCH) -fopenmp $(WARN) -I. -MMD -MP
+LIBS     := -lgit2 -ljansson -lpcre2-8 -lyaml -lsqlite3 -ldnnl -lz -lm -lpthread
+
+ifeq ($(SAN),1)
+CFLAGS_BASE += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDSAN := -fsanitize=address,undefined
+CUDA := 0
+endif
+
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+ifeq ($(CUDA),1)
+CFLAGS_BASE += -DFTLAB_HAVE_CUDA=1 -I$(CUDA_HOME)/include
+LIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+NVFLAGS := -O2 -std=c++17 -I. -gencode arch=compute_80,code=sm_80 \
+           -gencode arch=compute_90,code=sm_90 -Werror all-warnings -Xcompiler -Wall,-Wextra \
+           -DFTLAB_HAVE_CUDA=1 -MMD -MP
+endif
+
+CFLAGS   := $(CFLAGS_BASE) $(EXTRA_CFLAGS)
+LDFLAGS  := -fopenmp $(LDSAN) $(EXTRA_LDFLAGS)
+
+LIB_DIRS := common schema runner backends reports
+LIB_SRC  := $(filter-out runner/main.c,$(shell find $(LIB_DIRS) -name '*.c' | sort))
+CU_SRC   := $(if $(filter 1,$(CUDA)),$(shell find backends -name '*.cu' | sort))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_SRC:%.cu=$(BUILD)/%.cu.o)
+TEST_SRC := $(sort $(wildcard tests/unit/test_*.c))
+TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TEST_SUPPORT_SRC := $(filter-out $(TEST_SRC),$(wildcard tests/unit/*.c))
+TEST_SUPPORT_OBJ := $(TEST_SUPPORT_SRC:%.c=$(BUILD)/%.o)
+BIN      := $(BUILD)/ftlab
+
+.PHONY: all deps test check valgrind lint headercheck fuzz fuzz-build bench demo model clean \
+        tests-build test-browser docs-check
+.DEFAULT_GOAL := all
+
+all: deps $(BIN)
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/libftlab.a: $(LIB_OBJ)
+	@mkdir -p $(@D)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(BUILD)/runner/main.o $(BUILD)/libftlab.a
+	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libftlab.a $(LIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/%.cu.o: %.cu
+	@mkdir -p $(@D)
+	$(NVCC) $(NVFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(TEST_SUPPORT_OBJ) $(BUILD)/libftlab.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(BUILD)/libftlab.a -lcmocka $(LIBS)
+
+tests-build: deps $(BIN) $(TEST_BIN)
+
+# The README's test command: unit tests, golden CLI cases, ends with "N passed, N failed".
+test: tests-build model
+	@scripts/run-tests.sh $(BUILD)
+
+# Everything under AddressSanitizer and UndefinedBehaviorSanitizer.
+check:
+	$(MAKE) BUILD=build/check SAN=1 tests-build
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  scripts/run-tests.sh build/check
+
+valgrind: tests-build
+	VALGRIND=1 scripts/run-tests.sh $(BUILD)
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
+	  --suppress=missingIncludeSystem -I. -D__GNUC__ $(LIB_DIRS) runner/main.c
+	clang-tidy --quiet $(LIB_SRC) runner/main.c -- -std=c11 -D_GNU_SOURCE -I. 2>/dev/null
+
+# Every header compiles on its own.
+headercheck:
+	@set -e; for h in $$(find $(LIB_DIRS) tests -name '*.h' | sort); do \
+	  printf '#include "%s"\n' "$$h" | $(CC) $(CFLAGS_BASE) -x c -fsyntax-only -I. - \
+	    || { echo "headercheck: $$h does not compile on its own"; exit 1; }; \
+	done; echo "headercheck: all headers compile on their own"
+
+# libFuzzer harnesses, seeded from the test corpus. FUZZ_SECONDS per harness.
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD := build/fuzz
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fopenmp $(WARN) -Wno-unused-command-line-argument \
+               -I. -MMD -MP -fsanitize=fuzzer-no-link,address,undefined -DFTLAB_FUZZING=1
+
+$(FUZZ_BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ)
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJ) -fopenmp \
+	  $(filter-out -lstdc++,$(LIBS))
+
+fuzz-build: deps $(FUZZ_BIN)
+
+fuzz: fuzz-build
+	@set -e; for f in $(FUZZ_BIN); do \
+	  name=$$(basename $$f); corpus=tests/fuzz/corpus/$${name#fuzz_}; \
+	  work=build/fuzz/corpus/$${name#fuzz_}; mkdir -p $$work; \
+	  echo "fuzz: $$name for $(FUZZ_SECONDS)s (seeds: $$corpus)"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -print_final_stats=0 \
+	    $$work $$corpus 2>&1 | tail -n 3; \
+	done
+
+model:
+	@scripts/fetch-model.sh
+
+bench: all model
+	@scripts/bench.sh
+
+demo: all model
+	@scripts/demo.sh
+
+test-browser: all
+	@scripts/test-browser.sh
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) build/fuzz -name '*.d' 2>/dev/null)

@@ -1,0 +1,91 @@
+/* cli: the command table, help texts and shared option helpers. */
+#include "runner/cli.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+#include "common/util.h"
+
+const struct cli_command cli_commands[] = {
+	{"check", "validate an experiment; print the resolved config and sweep size",
+	 "usage: ftlab check EXP.yaml [-s KEY=VALUE]... [--json]\n"
+	 "\n"
+	 "Validates the experiment file (and the files it extends), applies -s overrides,\n"
+	 "and prints the resolved configuration as YAML followed by the sweep size.\n",
+	 cmd_check},
+	{"plan", "list the runs a sweep expands to, and which are cached",
+	 "usage: ftlab plan EXP.yaml [-s KEY=VALUE]... [--max-runs N] [--json]\n"
+	 "\n"
+	 "Prints one row per run: its id and swept values, and its status in the store.\n",
+	 cmd_plan},
+	{"run", "run an experiment: train and evaluate every sweep point",
+	 "usage: ftlab run EXP.yaml [-s KEY=VALUE]... [--only RUN] [--force] [--resume]\n"
+	 "                 [--jobs N] [--backend cpu|cuda|exec] [--require-clean]\n"
+	 "                 [--max-runs N]\n",
+	 cmd_run},
+	{"ls", "list experiments and runs in the store",
+	 "usage: ftlab ls [EXPERIMENT] [--status S] [--json]\n", cmd_ls},
+	{"show", "show one run: config, provenance, metrics, artifacts",
+	 "usage: ftlab show RUN [--json]\n", cmd_show},
+	{"compare", "compare runs or experiments: config diff and metric table",
+	 "usage: ftlab compare RUN|EXPERIMENT... [--metric M] [--json]\n", cmd_compare},
+	{"report", "write an HTML and Markdown report with charts",
+	 "usage: ftlab report EXPERIMENT [-o DIR] [--baseline EXPERIMENT|RUN]\n", cmd_report},
+	{"ci", "run an experiment as a pass/fail gate",
+	 "usage: ftlab ci EXP.yaml [--baseline REF] [--junit FILE] [--markdown FILE]\n", cmd_ci},
+	{"eval", "evaluate a model (and adapter) on a data file",
+	 "usage: ftlab eval MODEL [--adapter DIR] --data FILE [--format F] [--metrics M,...]\n",
+	 cmd_eval},
+	{"generate", "generate text from a model",
+	 "usage: ftlab generate MODEL [--adapter DIR] [--max-new-tokens N] [--temperature T]\n"
+	 "                      [--top-k K] [--top-p P] [--seed S] [--raw] PROMPT...\n",
+	 cmd_generate},
+	{"export", "export a run's weights (PEFT adapter, merged model, GGUF)",
+	 "usage: ftlab export RUN --format peft|gguf-adapter|merged-safetensors|merged-gguf -o DIR\n",
+	 cmd_export},
+	{"bench", "measure training and generation speed",
+	 "usage: ftlab bench [--model M] [--method lora|full] [--batch B] [--seq T]\n"
+	 "                   [--mode train|generate] [--threads N]\n",
+	 cmd_bench},
+	{"selftest", "compare backends on a tiny model",
+	 "usage: ftlab selftest [--backend cpu|cuda]\n", cmd_selftest},
+};
+const size_t cli_n_commands = FT_ARRAY_LEN(cli_commands);
+
+const struct cli_command *cli_find(const char *name)
+{
+	for (size_t i = 0; i < cli_n_commands; i++)
+		if (strcmp(cli_commands[i].name, name) == 0)
+			return &cli_commands[i];
+	return NULL;
+}
+
+void cli_print_usage(const struct cli_command *c, FILE *out)
+{
+	fputs(c->usage, out);
+	fputs("\nGlobal options: --workspace DIR, --quiet, --verbose, --json, --help\n", out);
+}
+
+int cli_usage_error(const char *cmd, const char *const *valid, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "ftlab %s: error: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	fprintf(stderr, "Try 'ftlab %s --help'.\n", cmd);
+	(void)valid;
+	return 2;
+}
+
+int cli_fail(const struct diag *d)
+{
+	diag_print(d, stderr);
+	return diag_exit_status(d->code);
+}
+
+bool cli_is_help(const char *arg)
+{
+	return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
+}

@@ -1,0 +1,11 @@
+/* cmd_compare: `ftlab compare`. Not built yet in this version: says so and exits 2. */
+#include "runner/cli.h"
+
+int cmd_compare(const struct cli *cli, int argc, char **argv)
+{
+	(void)cli;
+	(void)argc;
+	(void)argv;
+	fputs("ftlab: error: 'compare' is not available in this build yet\n", stderr);
+	return 2;
+}

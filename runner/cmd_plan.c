@@ -1,0 +1,11 @@
+/* cmd_plan: `ftlab plan`. Not built yet in this version: says so and exits 2. */
+#include "runner/cli.h"
+
+int cmd_plan(const struct cli *cli, int argc, char **argv)
+{
+	(void)cli;
+	(void)argc;
+	(void)argv;
+	fputs("ftlab: error: 'plan' is not available in this build yet\n", stderr);
+	return 2;
+}

@@ -1,0 +1,166 @@
+/* config: the validated, typed experiment configuration (PRODUCT.md §2) that every layer
+ * reads. Produced by schema_load_file(); plain values, all strings and arrays owned by
+ * the struct and freed by config_free(). Paths are already resolved against the
+ * experiment file's directory. */
+#ifndef FTLAB_CONFIG_H
+#define FTLAB_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum data_format { DATA_TEXT, DATA_COMPLETION, DATA_INSTRUCTION, DATA_CHAT };
+enum on_bad_example { BAD_EXAMPLE_ERROR, BAD_EXAMPLE_SKIP };
+enum method_type { METHOD_NONE, METHOD_FULL, METHOD_FREEZE, METHOD_LORA };
+enum optimizer_type { OPTIMIZER_ADAMW, OPTIMIZER_SGD };
+enum schedule_type { SCHEDULE_CONSTANT, SCHEDULE_LINEAR, SCHEDULE_COSINE };
+enum precision { PRECISION_FP32, PRECISION_BF16 };
+enum nonfinite_policy { NONFINITE_ABORT, NONFINITE_SKIP_STEP };
+enum backend_type { BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA, BACKEND_EXEC };
+enum goal { GOAL_MAXIMIZE, GOAL_MINIMIZE };
+
+/* A list of owned strings. */
+struct strlist {
+	char **items;
+	size_t n;
+};
+
+/* A validation or test split: a file, or a fraction carved from another split. */
+struct split_spec {
+	bool present;     /* false: the split is not declared */
+	char *path;       /* resolved path, or NULL when carved */
+	char *from;       /* "train" (or another declared split) when carved */
+	double fraction;  /* (0, 1) when carved */
+	uint64_t seed;    /* split seed (defaults to the experiment seed) */
+};
+
+/* Field mapping: the JSON key to read for each logical field ("" = default name). */
+struct field_map {
+	char *text, *prompt, *completion, *response, *instruction, *input, *output, *messages,
+		*system;
+};
+
+struct config_model {
+	char *base;       /* resolved path to a .gguf file or a Hugging Face directory */
+	int context;      /* longest sequence used in training and evaluation */
+};
+
+struct config_data {
+	enum data_format format;
+	char *train;               /* resolved path, or NULL (evaluation-only experiments) */
+	struct split_spec validation, test;
+	struct field_map fields;
+	char *template_name;       /* "chatml" | "alpaca" | "plain" | "auto" | NULL (custom) */
+	char *template_custom;     /* custom template with {prompt} {response} {system}, or NULL */
+	char *system;              /* system prompt or NULL */
+	int max_length;
+	bool train_on_inputs;
+	bool packing;
+	int64_t limit_train, limit_validation, limit_test; /* 0 = no limit */
+	enum on_bad_example on_bad_example;
+};
+
+struct config_method {
+	enum method_type type;
+	/* lora */
+	int rank;
+	double alpha;
+	double dropout;
+	struct strlist targets;    /* HF module names (q_proj, ...) */
+	bool all_linear;           /* targets: all-linear */
+	bool rslora;
+	/* freeze: which modules and layers train ([first, last], -1 = all layers) */
+	struct strlist trainable;
+	int layers_first, layers_last;
+};
+
+struct config_train {
+	int epochs;                /* 0 when steps is used */
+	int64_t steps;             /* 0 when epochs is used */
+	int batch_size;
+	int grad_accum;
+	struct {
+		enum optimizer_type type;
+		double lr, beta1, beta2, eps, weight_decay;
+	} optimizer;
+	struct {
+		enum schedule_type type;
+		int64_t warmup_steps;
+		double min_lr_ratio;
+	} schedule;
+	double max_grad_norm;      /* 0 = no clipping */
+	enum precision precision;
+	bool grad_checkpointing;
+	int64_t eval_every;        /* 0 = only at the end */
+	int64_t checkpoint_every;  /* 0 = only at the end */
+	struct {
+		bool enabled;
+		char *metric;          /* e.g. "validation.loss" */
+		int patience;
+		double min_delta;
+	} early_stopping;
+	enum nonfinite_policy nonfinite;
+};
+
+struct config_eval {
+	struct strlist splits;     /* "validation", "test" */
+	struct strlist metrics;    /* loss, perplexity, token_accuracy, exact_match, f1, bleu, rouge_l, chrf */
+	struct {
+		int max_new_tokens;
+		double temperature;
+		int top_k;
+		double top_p;
+		struct strlist stop;
+	} generate;
+	bool compare_base;
+	int bootstrap;             /* resamples */
+	int samples;               /* predictions kept per split for reports */
+};
+
+struct config_backend {
+	enum backend_type type;
+	int threads;               /* 0 = all cores */
+	int device;
+	struct strlist command;    /* exec: argv with {dotted.path} placeholders */
+	double timeout_s;          /* exec: 0 = none */
+	char *metrics_file;        /* exec: NULL = stdout */
+	char *workdir;             /* exec: resolved working directory (experiment dir by default) */
+};
+
+struct config_gate {
+	char *metric;              /* "test.exact_match" */
+	enum { GATE_ABSOLUTE, GATE_VS_BASE, GATE_VS_BASELINE } vs;
+	bool has_min, has_max, has_min_delta, has_max_regression;
+	double min, max, min_delta, max_regression;
+	int line;                  /* position in the experiment file, for messages */
+};
+
+struct config {
+	char *name;
+	char *description;
+	char *source_path;         /* the experiment file as given */
+	char *base_dir;            /* its directory */
+	uint64_t seed;
+	struct config_model model;
+	struct config_data data;
+	struct config_method method;
+	struct config_train train;
+	struct config_eval eval;
+	struct config_backend backend;
+	struct config_gate *gates;
+	size_t n_gates;
+	/* Sweep objective (used by reports to mark the best run). */
+	char *objective_metric;    /* NULL when not set */
+	enum goal objective_goal;
+	/* Canonical JSON of the resolved config without `sweep` and `gates`: sorted keys,
+	 * normalised numbers. The runner hands it to exec trainers (FTLAB_CONFIG) and uses
+	 * it for placeholders and config diffs. */
+	char *canonical_json;
+	/* sha256 hex of canonical_json (model and data content hashes are added by the
+	 * runner to form the run identity). */
+	char config_hash[65];
+};
+
+void config_free(struct config *c);
+
+#endif
