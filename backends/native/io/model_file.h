@@ -1,0 +1,88 @@
+/* model_file: a model loaded from disk (GGUF file or Hugging Face directory) as fp32
+ * tensors with Hugging Face names and PyTorch shapes, plus hyperparameters and the
+ * tokenizer's source data. Quantised GGUF tensors are dequantised on load. The engine
+ * (model/) builds its parameter table from this; tok/ builds the tokenizer from it. */
+#ifndef FTLAB_MODEL_FILE_H
+#define FTLAB_MODEL_FILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/diag.h"
+
+enum model_arch { ARCH_LLAMA, ARCH_GPT2 };
+/* How RoPE pairs dimensions: GGUF llama Q/K rows are permuted for interleaved pairs
+ * (llama.cpp's convention); Hugging Face weights use rotate-half. */
+enum rope_style { ROPE_NONE, ROPE_INTERLEAVED, ROPE_HALF };
+enum rope_scaling { ROPE_SCALING_NONE, ROPE_SCALING_LINEAR, ROPE_SCALING_LLAMA3 };
+
+struct model_hparams {
+	enum model_arch arch;
+	int n_layer;
+	int n_embd;        /* C */
+	int n_head;
+	int n_head_kv;     /* GQA; == n_head without grouping */
+	int head_dim;      /* usually n_embd / n_head */
+	int n_ff;          /* MLP hidden size */
+	int n_vocab;
+	int n_ctx_train;   /* trained context length (learned positions for GPT-2) */
+	float norm_eps;
+	float rope_theta;
+	enum rope_style rope_style;
+	enum rope_scaling rope_scaling;
+	float rope_scaling_factor;
+	float rope_low_freq_factor, rope_high_freq_factor; /* llama3 scaling */
+	int rope_orig_ctx;
+	bool tied_embeddings; /* LM head is the token embedding */
+	bool qkv_bias;        /* Qwen2-style biases on q/k/v */
+	char name[128];       /* general.name or config.json _name_or_path, for reports */
+};
+
+/* One fp32 tensor, Hugging Face name ("model.layers.0.self_attn.q_proj.weight",
+ * "transformer.h.0.attn.c_attn.weight"), PyTorch shape order (out, in); GPT-2 Conv1D
+ * weights are already transposed to (out, in). Row-major, contiguous. */
+struct mf_tensor {
+	char *name;
+	int ndim;
+	int64_t shape[4];
+	size_t numel;
+	float *data;
+	char src_type[16]; /* "F32", "Q4_1", ... as stored in the file */
+};
+
+/* Tokenizer source: either GGUF metadata arrays or the text of tokenizer.json. */
+struct mf_tokenizer_src {
+	char *tokenizer_json;   /* HF directory: whole tokenizer.json text, else NULL */
+	char *tokenizer_config_json; /* HF: tokenizer_config.json text when present */
+	/* GGUF: tokenizer.ggml.* */
+	char *model;            /* "gpt2" (byte-level BPE) or another value (unsupported) */
+	char *pre;              /* pre-tokenizer name ("smollm", "llama-bpe", "gpt2", ...) */
+	char **tokens;
+	size_t n_tokens;
+	int32_t *token_type;    /* may be NULL */
+	char **merges;
+	size_t n_merges;
+	int64_t bos_id, eos_id, pad_id, unk_id; /* -1 when absent */
+	bool add_bos, add_eos;
+	char *chat_template;    /* tokenizer.chat_template or NULL */
+};
+
+struct model_file {
+	char *path;             /* as given */
+	bool is_gguf;
+	struct model_hparams hp;
+	struct mf_tensor *tensors;
+	size_t n_tensors;
+	struct mf_tokenizer_src tok;
+	char content_hash[65];  /* sha256 of the file (GGUF) or of the weight files (HF) */
+};
+
+/* Loads a .gguf file or a Hugging Face directory. Every malformed input is FT_EINVAL
+ * with the file and the offending field in d. Caller frees with model_file_free. */
+int model_file_load(struct model_file **out, const char *path, struct diag *d) FT_WUR;
+void model_file_free(struct model_file *m);
+/* The tensor with that name, or NULL (borrowed). */
+const struct mf_tensor *model_file_tensor(const struct model_file *m, const char *name);
+
+#endif
