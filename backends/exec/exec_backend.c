@@ -316,14 +316,14 @@ static bool handle_json(struct exec_state *st, const json_t *o)
 	return false;
 }
 
-static void handle_line(struct exec_state *st, char *line, size_t n, bool protocol_only)
+static void handle_line(struct exec_state *st, char *line, size_t n, bool log_only)
 {
 	while (n && (line[n - 1] == '\r' || line[n - 1] == '\n'))
 		line[--n] = '\0';
 	size_t k = 0;
 	while (k < n && (line[k] == ' ' || line[k] == '\t'))
 		k++;
-	if (k < n && line[k] == '{') {
+	if (!log_only && k < n && line[k] == '{') {
 		json_error_t je;
 		json_t *o = json_loadb(line + k, n - k, 0, &je);
 		bool ok = o && json_is_object(o) && handle_json(st, o);
@@ -340,8 +340,7 @@ static void handle_line(struct exec_state *st, char *line, size_t n, bool protoc
 							     msg));
 		}
 	}
-	if (!protocol_only || n)
-		log_line(st, line, n);
+	log_line(st, line, n);
 }
 
 /* Splits buffered bytes into lines; keeps the unfinished tail in buf. */
@@ -352,7 +351,7 @@ struct linebuf {
 };
 
 static void feed(struct exec_state *st, struct linebuf *lb, const char *data, size_t n,
-		 bool protocol_only)
+		 bool log_only)
 {
 	for (size_t i = 0; i < n; i++) {
 		char c = data[i];
@@ -367,7 +366,7 @@ static void feed(struct exec_state *st, struct linebuf *lb, const char *data, si
 					lb->cap = cap;
 				}
 				lb->buf[lb->len] = '\0';
-				handle_line(st, lb->buf, lb->len, protocol_only);
+				handle_line(st, lb->buf, lb->len, log_only);
 			}
 			lb->len = 0;
 			lb->overlong = false;
@@ -395,11 +394,11 @@ static void feed(struct exec_state *st, struct linebuf *lb, const char *data, si
 	}
 }
 
-static void flush_tail(struct exec_state *st, struct linebuf *lb, bool protocol_only)
+static void flush_tail(struct exec_state *st, struct linebuf *lb, bool log_only)
 {
 	if (lb->len && !lb->overlong) {
 		static const char nl = '\n';
-		feed(st, lb, &nl, 1, protocol_only);
+		feed(st, lb, &nl, 1, log_only);
 	}
 }
 
