@@ -616,8 +616,8 @@ static int claim_loop(struct store *s, const char *workspace, int64_t invocation
 		char *abs_run = abs_dir ? path_join(abs_dir, pt->id) : NULL;
 		spec.run_dir = abs_run ? abs_run : run_dir;
 		enum store_claim c;
-		int r = store_run_claim(s, &c, invocation, &spec, (opt->force ? STORE_CLAIM_FORCE : 0) |
-							(opt->resume ? STORE_CLAIM_RESUME : 0), d);
+		int r = store_run_claim(s, &c, invocation, &spec, (opt->force ? STORE_FLAG_FORCE : 0) |
+							(opt->resume ? STORE_FLAG_RESUME : 0), d);
 		free(runs_dir);
 		free(run_dir);
 		free(abs);

@@ -629,7 +629,7 @@ int store_run_claim(struct store *s, enum store_claim *out, int64_t invocation,
 				if (r)
 					goto done;
 				snprintf(status, sizeof status, "crashed");
-				decision = (flags & STORE_CLAIM_RESUME) ? STORE_CLAIM_RESUME
+				decision = (flags & STORE_FLAG_RESUME) ? STORE_CLAIM_RESUME
 									: STORE_CLAIM_RUN;
 			} else {
 				decision = ours ? STORE_CLAIM_DONE : STORE_CLAIM_BUSY;
@@ -640,12 +640,12 @@ int store_run_claim(struct store *s, enum store_claim *out, int64_t invocation,
 			const char *commit_txt = (const char *)sqlite3_column_text(st, 5);
 			bool dirty_null = sqlite3_column_type(st, 6) == SQLITE_NULL;
 			int dirty = sqlite3_column_int(st, 6);
-			decision = !(flags & STORE_CLAIM_FORCE) &&
+			decision = !(flags & STORE_FLAG_FORCE) &&
 						   same_clean_commit(commit_txt, dirty, dirty_null, spec)
 					   ? STORE_CLAIM_CACHED
 					   : STORE_CLAIM_RUN;
 		} else if (strcmp(status, "killed") == 0 || strcmp(status, "crashed") == 0) {
-			decision = (flags & STORE_CLAIM_RESUME) ? STORE_CLAIM_RESUME : STORE_CLAIM_RUN;
+			decision = (flags & STORE_FLAG_RESUME) ? STORE_CLAIM_RESUME : STORE_CLAIM_RUN;
 		} else {
 			decision = STORE_CLAIM_RUN; /* queued, failed */
 		}

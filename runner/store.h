@@ -58,8 +58,8 @@ enum store_claim {
 	STORE_CLAIM_DONE     /* already handled by this invocation (another worker) */
 };
 
-#define STORE_CLAIM_FORCE 1u  /* re-run finished runs */
-#define STORE_CLAIM_RESUME 2u /* continue killed/crashed runs instead of restarting */
+#define STORE_FLAG_FORCE 1u  /* re-run finished runs */
+#define STORE_FLAG_RESUME 2u /* continue killed/crashed runs instead of restarting */
 
 struct store_run_spec {
 	const char *id;          /* run id (12 hex) */
