@@ -310,6 +310,8 @@ struct sink_state {
 	double last_loss;
 };
 
+/* One line of metrics.jsonl, flushed at once: after a kill -9 the file holds every point
+ * the runner had received, and a resume replays it into the store. */
 static void json_line(FILE *f, json_t *o)
 {
 	if (f && o) {
@@ -317,10 +319,46 @@ static void json_line(FILE *f, json_t *o)
 		if (s) {
 			fputs(s, f);
 			fputc('\n', f);
+			fflush(f);
 			free(s);
 		}
 	}
 	json_decref(o);
+}
+
+/* Replays the metric history of metrics.jsonl (an interrupted attempt) into the store;
+ * points already there are replaced by the same values. */
+static int replay_metrics(struct store_writer *w, const char *run_dir, struct diag *d)
+{
+	char *p = path_join(run_dir, "metrics.jsonl");
+	if (!p)
+		return diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
+	FILE *f = fopen(p, "r");
+	free(p);
+	if (!f)
+		return 0;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int r = 0;
+	while (!r && (n = getline(&line, &cap, f)) > 0) {
+		json_error_t je;
+		json_t *o = json_loadb(line, (size_t)n, 0, &je);
+		const json_t *split = json_object_get(o, "split"), *name = json_object_get(o, "name");
+		const json_t *step = json_object_get(o, "step"), *value = json_object_get(o, "value");
+		if (json_is_string(split) && json_is_string(name) && json_is_integer(step) &&
+		    (json_is_number(value) || json_is_null(value)))
+			r = store_writer_metric(w, json_string_value(split), json_string_value(name),
+						json_integer_value(step),
+						json_is_number(value) ? json_number_value(value) : NAN);
+		json_decref(o);
+	}
+	free(line);
+	fclose(f);
+	if (r)
+		return diag_set(d, r, "", 0, 0, "replaying metrics.jsonl: %s",
+				store_writer_error(w) ? store_writer_error(w)->text : "store error");
+	return 0;
 }
 
 static json_t *json_num_or_null(double x)
@@ -482,6 +520,8 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 		goto done;
 	}
 	r = store_writer_open(&w, s, pt->id, 1.0, d);
+	if (!r && resume)
+		r = replay_metrics(w, run_dir, d);
 	if (r)
 		goto done;
 	heartbeat_start(&hb, workspace, pt->id, opt->heartbeat_s);
