@@ -6,6 +6,7 @@
 #ifndef FTLAB_SCHEMA_H
 #define FTLAB_SCHEMA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -56,7 +57,7 @@ struct node;
 const struct node *experiment_sweep(const struct experiment *e);
 
 /* One assignment of a sweep point: a dotted schema path and the value node to put there
- * (borrowed; a node from the file, or one made by node_new_number). */
+ * (borrowed; a node from the file, or one made with node_new_scalar). */
 struct schema_assign {
 	const char *path;
 	const struct node *value;
@@ -64,18 +65,16 @@ struct schema_assign {
 /* Builds and validates a config from the experiment's merged tree with `assign` applied
  * (each path must be a sweepable schema leaf: schema_sweepable). Errors are prefixed
  * with `ctx` (e.g. "sweep entry 'method.rank' value 0"). *out is the caller's
- * (config_free then free). */
-int experiment_config_with(struct config **out, const struct experiment *e,
-			   const struct schema_assign *assign, size_t n, const char *ctx,
-			   struct diag *d) FT_WUR;
+ * (config_free then free). When params_json is not NULL it receives the canonical JSON
+ * object of the assigned paths' resolved values ({"method.rank":8}, sorted keys; caller
+ * frees). */
+int experiment_config_with(struct config **out, char **params_json,
+			   const struct experiment *e, const struct schema_assign *assign,
+			   size_t n, const char *ctx, struct diag *d) FT_WUR;
 /* True when `path` names a leaf of the schema that a sweep may set. */
-int schema_sweepable(const char *path);
-/* Dotted paths a sweep may set (NULL-terminated, static), for "did you mean". */
+bool schema_sweepable(const char *path);
+/* The sweepable dotted paths (static array), for "did you mean" hints. */
 const char *const *schema_sweepable_paths(size_t *n);
-/* Appends the canonical JSON of value node v as the schema types key `path` (ints as
- * ints, normalised floats, strings quoted). Returns 0 or FT_ENOMEM / FT_EINVAL. */
-struct strbuf;
-int schema_value_json(struct strbuf *out, const char *path, const struct node *v) FT_WUR;
 
 /* Formats a double in the canonical form: shortest text that reads back exactly,
  * "1.0" for integral values, exponent without '+' or leading zeros ("2e-4").
