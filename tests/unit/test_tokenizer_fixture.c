@@ -92,10 +92,35 @@ static void test_gguf_tokenizer_matches_hf(void **state)
 	free(p);
 }
 
+static void test_tokenizer_json_matches_hf(void **state)
+{
+	(void)state;
+	char *p = root_path("tests/reference/smollm2_tokenizer.json");
+	char *text;
+	size_t len;
+	struct diag d;
+	diag_init(&d);
+	assert_int_equal(file_read_all(&text, &len, p, 64u << 20, &d), 0);
+	struct tokenizer *t;
+	int rc = tokenizer_from_json(&t, text, len, NULL, p, &d);
+	if (rc)
+		diag_print(&d, stderr);
+	assert_int_equal(rc, 0);
+	assert_int_equal(tokenizer_n_vocab(t), 49152);
+	assert_int_equal(tokenizer_eos(t), 0); /* <|endoftext|> without tokenizer_config.json */
+	size_t n;
+	assert_int_equal(run_fixture(t, &n), 0);
+	assert_true(n >= 500);
+	tokenizer_free(t);
+	free(text);
+	free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_gguf_tokenizer_matches_hf),
+		cmocka_unit_test(test_tokenizer_json_matches_hf),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
