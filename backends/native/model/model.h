@@ -65,6 +65,13 @@ const float *model_token_losses(const struct model *m);
  * FT_EINVAL when nothing trains or the forward had no targets. */
 int model_backward(struct model *m, float loss_scale) FT_WUR;
 void model_zero_grad(struct model *m);
+/* Training mode applies LoRA dropout in model_forward; off for evaluation. Default: on
+ * for methods other than none. */
+void model_set_training(struct model *m, bool on);
+/* LoRA dropout masks are a function of (seed, counter, layer, linear); the counter
+ * advances by one per model_forward. Read it for checkpoints, set it on resume. */
+uint64_t model_rng_counter(const struct model *m);
+void model_set_rng_counter(struct model *m, uint64_t c);
 
 /* The trainable parameters (for the optimizer, checkpoints and export). Pointers are
  * backend memory (host for cpu) owned by the model. LoRA parameters are named like PEFT:
