@@ -358,9 +358,19 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 		return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
 	for (int l = 0; l <= L; l++)
 		PLAN_F(&p, m->acts[l].x, N * C);
+	/* a shared set is planned with a layer that has LoRA (the same slots in every
+	 * selected layer) and aliased after allocation */
+	int rep = 0;
+	for (int l = L - 1; l >= 0; l--)
+		if (m->layers[l].down.la >= 0 || m->layers[l].o.la >= 0 || m->layers[l].q.la >= 0 ||
+		    m->layers[l].k.la >= 0 || m->layers[l].v.la >= 0 || m->layers[l].qkv.la >= 0 ||
+		    m->layers[l].gate.la >= 0 || m->layers[l].up.la >= 0)
+			rep = l;
 	for (int l = 0; l < L; l++)
-		if (!share || l == 0) /* shared sets are aliased after allocation */
+		if (!share)
 			plan_layer(m, &p, &m->acts[l], l, (size_t)B, (size_t)T, train);
+	if (share)
+		plan_layer(m, &p, &m->acts[0], rep, (size_t)B, (size_t)T, train);
 	PLAN_F(&p, m->lnf, N * C);
 	PLAN_F(&p, m->meanf, N);
 	PLAN_F(&p, m->rstdf, N);
