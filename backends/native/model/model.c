@@ -16,22 +16,11 @@
 
 /* ---- size tables ---- */
 
-struct plan_entry {
-	void **ptr;
-	size_t bytes;
-};
-
-struct plan {
-	struct plan_entry *e;
-	size_t n, cap;
-	bool oom;
-};
-
-static void plan_add(struct plan *p, void **ptr, size_t bytes)
+void mplan_add(struct mplan *p, void **ptr, size_t bytes)
 {
 	if (p->n == p->cap) {
 		size_t nc = p->cap ? 2 * p->cap : 64;
-		struct plan_entry *ne = realloc(p->e, nc * sizeof *ne);
+		struct mplan_entry *ne = realloc(p->e, nc * sizeof *ne);
 		if (!ne) {
 			p->oom = true;
 			return;
@@ -44,10 +33,9 @@ static void plan_add(struct plan *p, void **ptr, size_t bytes)
 	p->n++;
 }
 
-#define PLAN_F(p, field, count) plan_add((p), (void **)&(field), (size_t)(count) * sizeof(float))
 
 /* One allocation for the whole table, each piece 64-byte aligned. */
-static int plan_alloc(struct plan *p, const struct ops *ops, void **out_mem, size_t *out_bytes,
+int mplan_alloc(struct mplan *p, const struct ops *ops, void **out_mem, size_t *out_bytes,
 		      const char *what, struct diag *d)
 {
 	size_t total = 0;
@@ -69,7 +57,7 @@ static int plan_alloc(struct plan *p, const struct ops *ops, void **out_mem, siz
 	return 0;
 }
 
-static void plan_free(struct plan *p)
+void mplan_free(struct mplan *p)
 {
 	free(p->e);
 	memset(p, 0, sizeof *p);
@@ -300,7 +288,7 @@ static int check_hparams(const struct model_hparams *hp, const char *path, struc
 
 /* ---- activation plan ---- */
 
-static void plan_lin_lora(struct model *m, struct plan *p, struct lacts *a, const struct lin *l,
+static void plan_lin_lora(struct model *m, struct mplan *p, struct lacts *a, const struct lin *l,
 			  size_t N)
 {
 	if (l->la < 0)
@@ -309,11 +297,11 @@ static void plan_lin_lora(struct model *m, struct plan *p, struct lacts *a, cons
 	PLAN_F(p, la->h, N * m->lora_r);
 	if (m->o.lora_dropout > 0.0f) {
 		PLAN_F(p, la->xd, N * l->in);
-		plan_add(p, (void **)&la->mask, N * l->in);
+		mplan_add(p, (void **)&la->mask, N * l->in);
 	}
 }
 
-static void plan_layer(struct model *m, struct plan *p, struct lacts *a, int l, size_t B,
+void model_plan_layer(struct model *m, struct mplan *p, struct lacts *a, int l, size_t B,
 		       size_t T, bool save_att)
 {
 	const struct model_hparams *hp = &m->hp;
@@ -344,6 +332,17 @@ static void plan_layer(struct model *m, struct plan *p, struct lacts *a, int l, 
 			plan_lin_lora(m, p, a, ls[i], N);
 }
 
+int model_lora_rep_layer(const struct model *m)
+{
+	for (int l = 0; l < m->hp.n_layer; l++) {
+		const struct layer *y = &m->layers[l];
+		if (y->down.la >= 0 || y->o.la >= 0 || y->q.la >= 0 || y->k.la >= 0 ||
+		    y->v.la >= 0 || y->qkv.la >= 0 || y->gate.la >= 0 || y->up.la >= 0)
+			return l;
+	}
+	return 0;
+}
+
 static int plan_acts(struct model *m, int B, int T, struct diag *d)
 {
 	const struct model_hparams *hp = &m->hp;
@@ -351,7 +350,7 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 	size_t N = (size_t)B * T, C = (size_t)hp->n_embd, F = (size_t)hp->n_ff;
 	bool train = m->o.method != METHOD_NONE;
 	bool share = !train || m->o.grad_checkpointing;
-	struct plan p = {0};
+	struct mplan p = {0};
 	int rc;
 	m->acts = calloc((size_t)L + 1, sizeof *m->acts);
 	if (!m->acts)
@@ -360,17 +359,12 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 		PLAN_F(&p, m->acts[l].x, N * C);
 	/* a shared set is planned with a layer that has LoRA (the same slots in every
 	 * selected layer) and aliased after allocation */
-	int rep = 0;
-	for (int l = L - 1; l >= 0; l--)
-		if (m->layers[l].down.la >= 0 || m->layers[l].o.la >= 0 || m->layers[l].q.la >= 0 ||
-		    m->layers[l].k.la >= 0 || m->layers[l].v.la >= 0 || m->layers[l].qkv.la >= 0 ||
-		    m->layers[l].gate.la >= 0 || m->layers[l].up.la >= 0)
-			rep = l;
+	int rep = model_lora_rep_layer(m);
 	for (int l = 0; l < L; l++)
 		if (!share)
-			plan_layer(m, &p, &m->acts[l], l, (size_t)B, (size_t)T, train);
+			model_plan_layer(m, &p, &m->acts[l], l, (size_t)B, (size_t)T, train);
 	if (share)
-		plan_layer(m, &p, &m->acts[0], rep, (size_t)B, (size_t)T, train);
+		model_plan_layer(m, &p, &m->acts[0], rep, (size_t)B, (size_t)T, train);
 	PLAN_F(&p, m->lnf, N * C);
 	PLAN_F(&p, m->meanf, N);
 	PLAN_F(&p, m->rstdf, N);
@@ -378,8 +372,8 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 	PLAN_F(&p, m->losses, N);
 	PLAN_F(&p, m->lse, N);
 	PLAN_F(&p, m->tmp, N * C);
-	plan_add(&p, (void **)&m->tok_dev, N * sizeof(int32_t));
-	plan_add(&p, (void **)&m->tgt_dev, N * sizeof(int32_t));
+	mplan_add(&p, (void **)&m->tok_dev, N * sizeof(int32_t));
+	mplan_add(&p, (void **)&m->tgt_dev, N * sizeof(int32_t));
 	if (train) {
 		struct gacts *g = &m->g;
 		size_t maxin = C > F ? C : F;
@@ -400,8 +394,8 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 			PLAN_F(&p, g->dxd, N * maxin);
 		}
 	}
-	rc = plan_alloc(&p, m->ops, &m->act_mem, &m->act_bytes, "activations", d);
-	plan_free(&p);
+	rc = mplan_alloc(&p, m->ops, &m->act_mem, &m->act_bytes, "activations", d);
+	mplan_free(&p);
 	if (rc)
 		return rc;
 	if (share)
@@ -504,11 +498,11 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 	}
 
 	/* params group: one allocation */
-	struct plan p = {0};
+	struct mplan p = {0};
 	for (size_t i = 0; i < m->n_params; i++)
 		PLAN_F(&p, m->params[i].pub.data, m->params[i].pub.numel);
-	rc = plan_alloc(&p, m->ops, (void **)&m->param_mem, &m->param_bytes, "parameters", d);
-	plan_free(&p);
+	rc = mplan_alloc(&p, m->ops, (void **)&m->param_mem, &m->param_bytes, "parameters", d);
+	mplan_free(&p);
 	if (rc)
 		goto fail;
 	struct rng r;
@@ -535,7 +529,7 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 	}
 
 	/* grads group */
-	p = (struct plan){0};
+	p = (struct mplan){0};
 	size_t nt = 0;
 	for (size_t i = 0; i < m->n_params; i++)
 		if (m->params[i].trainable) {
@@ -543,12 +537,12 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 			nt++;
 		}
 	if (nt) {
-		rc = plan_alloc(&p, m->ops, (void **)&m->grad_mem, &m->grad_bytes, "gradients", d);
-		plan_free(&p);
+		rc = mplan_alloc(&p, m->ops, (void **)&m->grad_mem, &m->grad_bytes, "gradients", d);
+		mplan_free(&p);
 		if (rc)
 			goto fail;
 	}
-	plan_free(&p);
+	mplan_free(&p);
 	m->trainable = calloc(nt ? nt : 1, sizeof *m->trainable);
 	if (!m->trainable) {
 		rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");

@@ -106,6 +106,30 @@ struct model {
 	struct gen_stats gstats;
 };
 
+/* Size tables: entries (pointer to set, bytes) carved from one allocation. */
+struct mplan_entry {
+	void **ptr;
+	size_t bytes;
+};
+struct mplan {
+	struct mplan_entry *e;
+	size_t n, cap;
+	bool oom;
+};
+void mplan_add(struct mplan *p, void **ptr, size_t bytes);
+#define PLAN_F(p, field, count) mplan_add((p), (void **)&(field), (size_t)(count) * sizeof(float))
+/* One allocation of ops memory for the whole table (FT_ENOMEM names the bytes). */
+int mplan_alloc(struct mplan *p, const struct ops *ops, void **out_mem, size_t *out_bytes,
+	       const char *what, struct diag *d);
+void mplan_free(struct mplan *p);
+/* Adds one layer's activation set for (B, T) to p (x excluded; att when save_att);
+ * LoRA activations as layer l has them. */
+void model_plan_layer(struct model *m, struct mplan *p, struct lacts *a, int l, size_t B,
+		      size_t T, bool save_att);
+
+/* A layer with LoRA (every selected layer has the same LoRA slots), or 0. */
+int model_lora_rep_layer(const struct model *m);
+
 /* Forward of layer l over acts a -> out (N, C). With kc/vc (KV cache (B, tk, kvd)), k/v
  * rows go into the cache at pos0[b] + t and attention reads the cache. */
 void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, float *tmp,
