@@ -73,6 +73,7 @@ static int write_meta(const char *path, const struct ckpt_state *st, const char 
 	json_object_set_new(j, "version", json_integer(CKPT_VERSION));
 	json_object_set_new(j, "step", json_integer(st->step));
 	json_object_set_new(j, "tokens", json_integer(st->tokens));
+	json_object_set_new(j, "skipped", json_integer(st->skipped));
 	json_t *rngs = json_array();
 	for (int i = 0; i < st->n_rng; i++) {
 		json_t *r = json_array();
@@ -340,6 +341,7 @@ static int load_one(struct ckpt_state *st, const char *dir, struct ckpt_tensor *
 		}
 	st->step = json_integer_value(json_object_get(j, "step"));
 	st->tokens = json_integer_value(json_object_get(j, "tokens"));
+	st->skipped = json_integer_value(json_object_get(j, "skipped"));
 	st->bad_evals = json_integer_value(json_object_get(j, "bad_evals"));
 	st->nonfinite_streak = json_integer_value(json_object_get(j, "nonfinite_streak"));
 	snprintf(st->config_hash, sizeof(st->config_hash), "%s", ch);
