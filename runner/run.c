@@ -804,3 +804,44 @@ int run_execute_plan(struct run_summary *out, const char *workspace, int64_t inv
 	store_close(s);
 	return r;
 }
+
+int run_store_open(struct store **out, const char *workspace, bool create, struct diag *d)
+{
+	int r = store_open(out, workspace, create, d);
+	if (r)
+		return r;
+	struct diag rd;
+	diag_init(&rd);
+	int n = 0;
+	if (store_reap_stale(*out, RUN_STALE_S, &n, &rd) != 0 && rd.code != FT_EIO) {
+		store_close(*out);
+		*out = NULL;
+		return diag_set(d, rd.code, "", 0, 0, "%s", rd.text);
+	}
+	return 0;
+}
+
+char *run_params_text(const char *params_json)
+{
+	json_error_t je;
+	json_t *o = json_loads(params_json ? params_json : "{}", 0, &je);
+	struct strbuf sb = {0};
+	int e = 0;
+	if (json_is_object(o)) {
+		const char *key;
+		json_t *v;
+		json_object_foreach(o, key, v)
+		{
+			char *val = json_is_string(v) ? ft_strdup(json_string_value(v))
+						      : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+			e |= strbuf_printf(&sb, "%s%s=%s", sb.len ? " " : "", key, val ? val : "?");
+			free(val);
+		}
+	}
+	json_decref(o);
+	if (e) {
+		strbuf_free(&sb);
+		return NULL;
+	}
+	return strbuf_detach(&sb);
+}
