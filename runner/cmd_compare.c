@@ -49,8 +49,7 @@ static void flatten(json_t *flat, const char *prefix, json_t *v)
 		}
 		return;
 	}
-	char *s = json_is_string(v) ? ft_strdup(json_string_value(v))
-				    : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+	char *s = run_json_text(v);
 	json_object_set_new(flat, prefix, json_string(s ? s : "?"));
 	free(s);
 }

@@ -20,7 +20,9 @@
 
 #include "backends/exec/exec.h"
 #include "common/util.h"
+#include "runner/run_table.h"
 #include "runner/store.h"
+#include "schema/schema.h"
 
 volatile sig_atomic_t run_stop_flag;
 
@@ -477,6 +479,14 @@ static void results_summary(struct store *s, const char *run_id, char *buf, size
 	store_result_list_free(l);
 }
 
+static int resolved_threads(const struct config *cfg)
+{
+	if (cfg->backend.threads > 0)
+		return cfg->backend.threads;
+	long nc = sysconf(_SC_NPROCESSORS_ONLN);
+	return nc > 0 ? (int)nc : 1;
+}
+
 /* Executes one claimed point. Returns 0 when the run reached an end state that was
  * recorded (finished, failed or killed), or a store/system error. */
 static int run_one(struct store *s, const char *workspace, int64_t invocation,
@@ -506,8 +516,20 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 		goto done;
 	const char *cj = pt->cfg->canonical_json ? pt->cfg->canonical_json : "{}";
 	r = write_text(run_dir, "config.json", cj, d);
-	if (!r)
-		r = run_json_to_yaml(&yaml, cj, d);
+	if (!r) {
+		/* The schema's own YAML form (keys in schema order); the generic form when the
+		 * config did not come from the schema loader. */
+		size_t ylen = 0;
+		FILE *mem = open_memstream(&yaml, &ylen);
+		bool ok = mem && config_write_yaml(mem, pt->cfg) == 0;
+		if (mem)
+			fclose(mem);
+		if (!ok) {
+			free(yaml);
+			yaml = NULL;
+			r = run_json_to_yaml(&yaml, cj, d);
+		}
+	}
 	if (!r)
 		r = write_text(run_dir, "config.yaml", yaml, d);
 	if (r)
@@ -545,11 +567,7 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 		if (write_text(run_dir, "diff.patch", prov->diff, d) == 0)
 			(void)sink_artifact(&ss, "diff", "diff.patch");
 	}
-	int threads = pt->cfg->backend.threads;
-	if (threads <= 0) {
-		long nc = sysconf(_SC_NPROCESSORS_ONLN);
-		threads = nc > 0 ? (int)nc : 1;
-	}
+	int threads = resolved_threads(pt->cfg);
 	struct run_ctx ctx = {
 		.cfg = pt->cfg,
 		.experiment = pt->cfg->name,
@@ -595,8 +613,15 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 		if (store_writer_event(w, "error", "failed", err ? err : "failed") != 0) {
 		}
 	}
+	int64_t last_step = atomic_load(&hb.step), last_total = atomic_load(&hb.total);
 	heartbeat_stop(&hb);
 	hb_on = false;
+	/* The last progress, so `ls` shows how far a run got even when it was shorter than
+	 * one heartbeat. */
+	if (last_step || last_total)
+		r = store_run_heartbeat(s, pt->id, last_step, last_total, d);
+	if (r)
+		goto done;
 	r = store_run_end(s, pt->id, invocation, status, err, d);
 	if (r)
 		goto done;
@@ -632,8 +657,6 @@ static int claim_loop(struct store *s, const char *workspace, int64_t invocation
 	struct progress prog = {.opt = opt, .total = n};
 	for (size_t k = 0; k < n && !run_stop_flag; k++) {
 		const struct run_point *pt = &points[(start + k) % n];
-		char threads_txt[16];
-		snprintf(threads_txt, sizeof threads_txt, "%d", pt->cfg->backend.threads);
 		struct store_run_spec spec = {
 			.id = pt->id,
 			.experiment = experiment,
@@ -643,7 +666,7 @@ static int claim_loop(struct store *s, const char *workspace, int64_t invocation
 			.identity = pt->identity,
 			.backend = opt->backend->name,
 			.device = opt->device ? opt->device : opt->backend->name,
-			.threads = pt->cfg->backend.threads,
+			.threads = resolved_threads(pt->cfg),
 			.seed = (int64_t)pt->cfg->seed,
 			.run_dir = NULL,
 			.git_commit = prov && prov->is_repo ? prov->commit : NULL,
@@ -832,8 +855,7 @@ char *run_params_text(const char *params_json)
 		json_t *v;
 		json_object_foreach(o, key, v)
 		{
-			char *val = json_is_string(v) ? ft_strdup(json_string_value(v))
-						      : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+			char *val = run_json_text(v);
 			e |= strbuf_printf(&sb, "%s%s=%s", sb.len ? " " : "", key, val ? val : "?");
 			free(val);
 		}
