@@ -121,10 +121,14 @@ static int parse_dist(struct dim *dm, const char *path, const struct node *v, st
 		if (idx < 0) {
 			int rc = node_error(d, dist, NULL, "sweep entry '%s': unknown distribution "
 					    "'%.100s'", path, dist->kind == NODE_SCALAR ? dist->text : "");
-			const char *near = dist->kind == NODE_SCALAR
-						   ? nearest_word(dist->text, dist_names,
-								  FT_ARRAY_LEN(dist_names))
-						   : NULL;
+			const char *near = NULL;
+			/* A prefix ("log_uniform") names its longer form before edit distance. */
+			for (size_t k = 0; dist->kind == NODE_SCALAR && dist->text[0] &&
+					   k < FT_ARRAY_LEN(dist_names) && !near; k++)
+				if (strncmp(dist_names[k], dist->text, strlen(dist->text)) == 0)
+					near = dist_names[k];
+			if (!near && dist->kind == NODE_SCALAR)
+				near = nearest_word(dist->text, dist_names, FT_ARRAY_LEN(dist_names));
 			if (near)
 				diag_hint(d, "did you mean '%s'?", near);
 			else
@@ -363,6 +367,15 @@ static void value_text(char *buf, size_t n, const struct node *v)
 		snprintf(buf, n, "%s", v->kind == NODE_SEQ ? "[...]" : "{...}");
 }
 
+/* round(x / q) * q, then rounded to 15 significant digits so that 3 * 0.05 reads 0.15
+ * and not 0.15000000000000002. */
+static double quantize(double x, double q)
+{
+	char buf[40];
+	snprintf(buf, sizeof buf, "%.15g", floor(x / q + 0.5) * q);
+	return strtod(buf, NULL);
+}
+
 /* Draws one value of a continuous or integer distribution. */
 static double draw(struct dim *dm, struct rng *r)
 {
@@ -375,11 +388,11 @@ static double draw(struct dim *dm, struct rng *r)
 		return exp(log(dm->min) + (log(dm->max) - log(dm->min)) * rng_uniform(r));
 	case DIST_Q_UNIFORM: {
 		double x = dm->min + (dm->max - dm->min) * rng_uniform(r);
-		return floor(x / dm->q + 0.5) * dm->q;
+		return quantize(x, dm->q);
 	}
 	case DIST_Q_LOG_UNIFORM_VALUES: {
 		double x = exp(log(dm->min) + (log(dm->max) - log(dm->min)) * rng_uniform(r));
-		return floor(x / dm->q + 0.5) * dm->q;
+		return quantize(x, dm->q);
 	}
 	case DIST_NORMAL: {
 		/* Marsaglia's polar method: only log and sqrt (both deterministic enough). */
@@ -516,13 +529,13 @@ int sweep_expand(struct sweep_plan **out, const struct experiment *e, size_t max
 		goto done;
 	size_t total = spec_count(&s);
 	if (total > max_runs) {
+		const struct node *sw = experiment_sweep(e);
 		if (total == SIZE_MAX)
-			rc = diag_set(d, FT_EINVAL, experiment_path(e), 0, 0, "the sweep expands to "
-				      "more runs than can be counted, more than the limit of %zu",
-				      max_runs);
+			rc = node_key_error(d, sw, NULL, "the sweep expands to more runs than can be "
+					    "counted, more than the limit of %zu", max_runs);
 		else
-			rc = diag_set(d, FT_EINVAL, experiment_path(e), 0, 0, "the sweep expands to "
-				      "%zu runs, more than the limit of %zu", total, max_runs);
+			rc = node_key_error(d, sw, NULL, "the sweep expands to %zu runs, more than "
+					    "the limit of %zu", total, max_runs);
 		diag_hint(d, "shrink the sweep, or raise the limit with --max-runs %zu",
 			  total == SIZE_MAX ? max_runs * 10 : total);
 		goto done;

@@ -108,7 +108,7 @@ static bool yaml_plain_ok(const char *s)
 		if (*p == ' ' && (p[1] == '#' || p[1] == ' '))
 			return false;
 	}
-	if (strchr(s, ',') || s[0] == '.')
+	if (strchr(s, ',') || (s[0] == '.' && s[1] >= '0' && s[1] <= '9'))
 		return false; /* flow lists split on commas; ".5" reads as a number */
 	return true;
 }
