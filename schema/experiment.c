@@ -178,7 +178,17 @@ static int apply_override(struct experiment *e, const char *ov, struct diag *d)
 	}
 	struct node *v = NULL;
 	const char *val = eq + 1;
-	if ((rc = yaml_parse_nodes(&v, val, strlen(val), NULL, e->top_dir, origin, d)) != 0) {
+	bool literal = k->type == KT_STR || k->type == KT_NAME || k->type == KT_ENUM ||
+		       k->type == KT_PATH || k->type == KT_TEMPLATE || k->type == KT_METRIC ||
+		       k->type == KT_DURATION;
+	if (literal && val[0]) {
+		/* A string-typed key takes the text as it is (the shell already unquoted it):
+		 * -s data.system=Answer: briefly. */
+		if (!(v = node_new_scalar(val, false))) {
+			free(key);
+			return oom(d);
+		}
+	} else if ((rc = yaml_parse_nodes(&v, val, strlen(val), NULL, e->top_dir, origin, d)) != 0) {
 		free(key);
 		return rc;
 	}
