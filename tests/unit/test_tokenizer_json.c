@@ -113,6 +113,27 @@ static void test_bpe_and_pretokenizers(void **state)
 	       "null", NULL);
 	expect(t, "ab", true, " ab");
 	tokenizer_free(t);
+	/* many pieces each get a prefix space: the arena grows while being copied from */
+	t = mk(NULL, "{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Split\","
+		  "\"pattern\":{\"String\":\"-\"},\"behavior\":\"Removed\"},"
+		  "{\"type\":\"ByteLevel\",\"add_prefix_space\":true,\"use_regex\":false}]}",
+	       "null", NULL);
+	{
+		struct strbuf sb = {0};
+		for (int i = 0; i < 2000; i++)
+			assert_int_equal(strbuf_puts(&sb, "ab-"), 0);
+		struct diag d;
+		diag_init(&d);
+		int32_t *ids;
+		size_t n;
+		assert_int_equal(tokenizer_encode(t, sb.buf, sb.len, true, &ids, &n, &d), 0);
+		assert_int_equal(n, 2000);
+		for (size_t i = 0; i < n; i++)
+			assert_int_equal(ids[i], tokenizer_token_id(t, "\xc4\xa0" "ab"));
+		free(ids);
+		strbuf_free(&sb);
+	}
+	tokenizer_free(t);
 	/* Split with invert: the regex matches the pieces to keep */
 	t = mk(NULL, "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"ab\"},\"behavior\":\"Removed\",\"invert\":true}",
 	       "null", NULL);
