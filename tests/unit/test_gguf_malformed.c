@@ -144,7 +144,7 @@ static uint8_t *build(const struct spec *s, size_t *out_n)
 	uint32_t nd = s->n_dims0 ? s->n_dims0 : 2;
 	u32(&w, nd);
 	for (uint32_t i = 0; i < nd && i < 8; i++)
-		u64(&w, s->ne0[0] || s->n_dims0 ? s->ne0[i] : (i == 0 ? 32 : 4));
+		u64(&w, !s->n_dims0 ? (i == 0 ? 32 : 4) : i < 4 ? s->ne0[i] : 1);
 	u32(&w, s->type0);
 	u64(&w, 0);
 	str(&w, s->dup_tensor ? "token_embd.weight" : "output_norm.weight");
