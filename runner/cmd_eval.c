@@ -248,22 +248,6 @@ int cmd_eval(const struct cli *cli, int argc, char **argv)
 	char *mlist = NULL;
 	int rc = 0;
 
-	struct config_data cd;
-	memset(&cd, 0, sizeof cd);
-	int f = format ? data_format_from_name(format) : sniff_format(data, &d);
-	if (format && f < 0)
-		return cli_usage_error("eval", NULL, "--format must be text, completion, instruction or chat, got '%s'", format);
-	if (f < 0)
-		return cli_fail(&d);
-	cd.format = (enum data_format)f;
-	cd.test.present = true;
-	cd.test.path = (char *)data;
-	cd.template_name = (char *)tmpl;
-	cd.system = (char *)system;
-	cd.max_length = (int)max_length;
-	cd.limit_test = limit;
-	cd.on_bad_example = BAD_EXAMPLE_ERROR;
-
 	/* metrics list */
 	mlist = ft_strdup(metrics);
 	mnames = calloc(strlen(metrics) + 1, sizeof *mnames);
@@ -278,6 +262,27 @@ int cmd_eval(const struct cli *cli, int argc, char **argv)
 	rc = eval_settings_metrics(&s, (const char *const *)mnames, n_m, &d);
 	if (rc)
 		goto done;
+	struct config_data cd;
+	memset(&cd, 0, sizeof cd);
+	int f = format ? data_format_from_name(format) : sniff_format(data, &d);
+	if (format && f < 0) {
+		free(mnames);
+		free(mlist);
+		return cli_usage_error("eval", NULL, "--format must be text, completion, instruction or chat, got '%s'", format);
+	}
+	if (f < 0) {
+		rc = FT_EINVAL;
+		goto done;
+	}
+	cd.format = (enum data_format)f;
+	cd.test.present = true;
+	cd.test.path = (char *)data;
+	cd.template_name = (char *)tmpl;
+	cd.system = (char *)system;
+	cd.max_length = (int)max_length;
+	cd.limit_test = limit;
+	cd.on_bad_example = BAD_EXAMPLE_ERROR;
+
 	s.batch_size = (int)batch;
 	s.seq_len = (int)max_length;
 	s.max_new_tokens = (int)max_new;
