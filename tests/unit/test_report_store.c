@@ -355,6 +355,14 @@ static void test_cli_report(void **state)
 	unsetenv("FTLAB_GNUPLOT");
 	assert_non_null(strstr(err, "gnuplot-nox"));
 	free(out);
+	/* scripts/test-browser.sh: keep a copy for the headless-browser check */
+	const char *keep = getenv("FTLAB_KEEP_REPORT");
+	if (keep) {
+		char *kept = path_join(keep, "store-report");
+		const char *k[] = {"report", "linreg", "--baseline", "linreg-old", "-o", kept, NULL};
+		assert_int_equal(ftlab(dir, k, err, sizeof(err)), 0);
+		free(kept);
+	}
 	assert_int_equal(dir_remove_all(dir), 0);
 	free(dir);
 }
