@@ -15,7 +15,10 @@
 
 #include "tests/unit/report_fixture.h"
 
+#include "backends/native/eval/bootstrap.h"
+#include "common/rng.h"
 #include "common/util.h"
+#include "runner/store.h"
 
 /* The strings RELIABILITY.md names, each trying to run `touch x` in the report directory. */
 const char *const FIXTURE_INJECT[6] = {
@@ -126,5 +129,171 @@ struct report *fixture_report(bool evil)
 				}
 			}
 	return r;
+}
+
+
+/* ---- a store filled by a real (small) training sweep ---- */
+
+#define N_TRAIN 64
+#define N_TEST 40
+#define STEPS FIXTURE_STEPS
+
+struct example {
+	double x, y;
+};
+
+static void make_data(struct example *ex, size_t n, uint64_t stream)
+{
+	struct rng r;
+	rng_seed(&r, 1234, stream);
+	for (size_t i = 0; i < n; i++) {
+		ex[i].x = rng_uniform(&r) * 4 - 2;
+		ex[i].y = 2 * ex[i].x + 1 + (rng_uniform(&r) - 0.5) * 0.6;
+	}
+}
+
+static double mse(double w, double b, const struct example *ex, size_t n)
+{
+	double s = 0;
+	for (size_t i = 0; i < n; i++) {
+		double e = w * ex[i].x + b - ex[i].y;
+		s += e * e;
+	}
+	return s / (double)n;
+}
+
+/* Records one run of the sweep: trains with SGD (lr, seed) and evaluates base (w = b = 0)
+ * and tuned models on the test split with paired bootstrap intervals. */
+static void record_run(struct store *s, int64_t inv, const char *exp, const char *id,
+		       int64_t index, double lr, int seed, const char *commit, bool fail,
+		       const char *error)
+{
+	struct diag d;
+	diag_init(&d);
+	char params[128], config[256];
+	snprintf(params, sizeof(params), "{\"seed\":%d,\"train.optimizer.lr\":%g}", seed, lr);
+	snprintf(config, sizeof(config), "{\"name\":\"%s\",\"seed\":%d,\"train\":{\"optimizer\":"
+		 "{\"lr\":%g,\"type\":\"sgd\"},\"steps\":%d}}", exp, seed, lr, STEPS);
+	struct store_run_spec sp = {
+		.id = id, .experiment = exp, .sweep_index = index, .params_json = params,
+		.config_json = config, .identity = "0000000000000000000000000000000000000000000000000000000000000000",
+		.backend = "exec", .device = "exec", .threads = 1, .seed = seed, .run_dir = "/tmp",
+		.git_commit = commit, .git_dirty = true,
+	};
+	enum store_claim c;
+	assert_int_equal(store_run_claim(s, &c, inv, &sp, STORE_FLAG_FORCE, &d), 0);
+	assert_int_equal(c, STORE_CLAIM_RUN);
+	struct store_writer *w = NULL;
+	assert_int_equal(store_writer_open(&w, s, id, 1.0, &d), 0);
+	struct example train[N_TRAIN], val[16], test[N_TEST];
+	make_data(train, N_TRAIN, 1);
+	make_data(val, 16, 2);
+	make_data(test, N_TEST, 3);
+	struct rng r;
+	rng_seed(&r, (uint64_t)seed, 7);
+	double w0 = 0, b0 = 0;
+	for (int step = 1; step <= STEPS; step++) {
+		/* minibatch of 8 */
+		double gw = 0, gb = 0, loss = 0;
+		for (int k = 0; k < 8; k++) {
+			const struct example *e = &train[rng_next(&r) % N_TRAIN];
+			double err = w0 * e->x + b0 - e->y;
+			loss += err * err / 8;
+			gw += 2 * err * e->x / 8;
+			gb += 2 * err / 8;
+		}
+		w0 -= lr * gw;
+		b0 -= lr * gb;
+		assert_int_equal(store_writer_metric(w, "train", "loss", step, loss), 0);
+		if (step % 10 == 0)
+			assert_int_equal(store_writer_metric(w, "validation", "loss", step,
+							     mse(w0, b0, val, 16)), 0);
+		if (fail && step == 30)
+			break;
+	}
+	if (fail) {
+		assert_int_equal(store_writer_flush(w), 0);
+		store_writer_free(w);
+		assert_int_equal(store_run_end(s, id, inv, "failed", error, &d), 0);
+		return;
+	}
+	/* per-example squared error and "within 0.5" accuracy, base and tuned */
+	double base_se[N_TEST], tuned_se[N_TEST], base_acc[N_TEST], tuned_acc[N_TEST];
+	for (int i = 0; i < N_TEST; i++) {
+		double eb = 0 - test[i].y, et = w0 * test[i].x + b0 - test[i].y;
+		base_se[i] = eb * eb;
+		tuned_se[i] = et * et;
+		char prompt[64], ref[32], out_b[32], out_t[32];
+		snprintf(prompt, sizeof(prompt), "x = %.2f", test[i].x);
+		snprintf(ref, sizeof(ref), "%.1f", test[i].y);
+		snprintf(out_b, sizeof(out_b), "%.1f", 0.0);
+		snprintf(out_t, sizeof(out_t), "%.1f", w0 * test[i].x + b0);
+		/* exact match of the one-decimal answers */
+		base_acc[i] = strcmp(out_b, ref) == 0;
+		tuned_acc[i] = strcmp(out_t, ref) == 0;
+		if (i < 5) {
+			assert_int_equal(store_writer_prediction(w, "base", "test", i, prompt, ref, out_b,
+								 base_acc[i]), 0);
+			assert_int_equal(store_writer_prediction(w, "tuned", "test", i, prompt, ref,
+								 out_t, tuned_acc[i]), 0);
+		}
+	}
+	const char *names[2] = {"loss", "exact_match"};
+	const double *rows[2][2] = {{base_se, tuned_se}, {base_acc, tuned_acc}};
+	for (int m = 0; m < 2; m++) {
+		struct boot_stat sb = {.rows = rows[m][0], .dim = 1, .agg = boot_agg_mean};
+		struct boot_stat st = {.rows = rows[m][1], .dim = 1, .agg = boot_agg_mean};
+		struct boot_ci cb, ct, cd;
+		assert_int_equal(bootstrap_paired(&cb, &ct, &cd, &sb, &st, N_TEST, 500, 0.95, 42), 0);
+		assert_int_equal(store_writer_result(w, "base", "test", names[m], cb.value, cb.low,
+						     cb.high), 0);
+		assert_int_equal(store_writer_result(w, "tuned", "test", names[m], ct.value, ct.low,
+						     ct.high), 0);
+		assert_int_equal(store_writer_result(w, "delta", "test", names[m], cd.value, cd.low,
+						     cd.high), 0);
+	}
+	assert_int_equal(store_writer_flush(w), 0);
+	assert_null(store_writer_error(w));
+	store_writer_free(w);
+	assert_int_equal(store_run_end(s, id, inv, "finished", NULL, &d), 0);
+}
+
+/* One experiment: lr in {0.01, 0.05, 0.2} x seed {1, 2}, the last run failed. */
+void fixture_store_experiment(struct store *s, const char *exp, const char *description,
+			      const char *commit, char id_prefix, bool with_failure)
+{
+	struct diag d;
+	diag_init(&d);
+	struct strbuf spec = {0};
+	assert_int_equal(strbuf_puts(&spec, "{\"name\":\""), 0);
+	assert_int_equal(strbuf_puts(&spec, exp), 0);
+	assert_int_equal(strbuf_puts(&spec, "\",\"description\":\""), 0);
+	for (const char *p = description; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			assert_int_equal(strbuf_printf(&spec, "\\%c", *p), 0);
+		else if (*p == '\n')
+			assert_int_equal(strbuf_puts(&spec, "\\n"), 0);
+		else
+			assert_int_equal(strbuf_append(&spec, p, 1), 0);
+	}
+	assert_int_equal(strbuf_puts(&spec, "\",\"sweep\":{\"objective\":{\"metric\":\"test.loss\","
+				     "\"goal\":\"minimize\"}}}"), 0);
+	assert_int_equal(store_experiment_put(s, exp, spec.buf, "hash", "experiments/x.yaml", &d), 0);
+	strbuf_free(&spec);
+	struct store_provenance prov = {.is_repo = true, .commit = commit, .branch = "main",
+					.remote = "https://example.com/repo.git", .dirty = true};
+	int64_t inv;
+	assert_int_equal(store_invocation_begin(s, &inv, exp, "[\"ftlab\",\"run\"]", &prov, &d), 0);
+	const double lrs[3] = {0.01, 0.05, 0.2};
+	int k = 0;
+	for (int a = 0; a < 3; a++)
+		for (int seed = 1; seed <= 2; seed++, k++) {
+			char id[16];
+			snprintf(id, sizeof(id), "%c0000000000%d", id_prefix, k);
+			bool fail = with_failure && k == 5;
+			record_run(s, inv, exp, id, k, lrs[a], seed, commit, fail,
+				   "trainer exited with status 1: loss is NaN at step 30");
+		}
+	assert_int_equal(store_invocation_end(s, inv, "finished", &d), 0);
 }
 

@@ -19,4 +19,15 @@ char *fixture_slurp(const char *dir, const char *rel);
  * strings in every user-controlled field. Best run by test.exact_match: index 7. */
 struct report *fixture_report(bool evil);
 
+/* Records experiment `exp` in s as the runner would: a real SGD fit of y = 2x + 1 per
+ * (lr in {0.01, 0.05, 0.2}) x (seed in {1, 2}), FIXTURE_STEPS steps each, train and
+ * validation loss history, test loss and exact_match (one-decimal answers) for the base
+ * (w = b = 0) and tuned models with paired bootstrap intervals, 5 predictions per run.
+ * Run ids are <id_prefix>0000000000<k>; with_failure: run k = 5 fails at step 30. The
+ * spec's objective is test.loss (minimize). */
+#define FIXTURE_STEPS 60
+struct store;
+void fixture_store_experiment(struct store *s, const char *exp, const char *description,
+			      const char *commit, char id_prefix, bool with_failure);
+
 #endif
