@@ -1,0 +1,390 @@
+/* experiment: loading an experiment file: read, parse, follow `extends:` (deep merge,
+ * cycle detection), apply -s overrides typed by the schema, validate and resolve, fill
+ * struct config and compute the canonical JSON and hashes. Also builds the per-point
+ * configs that sweeps ask for. */
+#include "schema/schema.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/sha256.h"
+#include "schema/internal.h"
+
+struct experiment {
+	char *path;            /* as given */
+	char *top_dir;         /* absolute directory of the file */
+	char **strs;           /* file names, directories and origins the nodes borrow */
+	size_t n_strs, cap_strs;
+	struct node *merged;   /* extends merged, overrides applied */
+	struct node *resolved;
+	struct config cfg;
+	char *spec_json;
+	char spec_hash[65];
+};
+
+/* Keeps s alive as long as e (takes ownership); NULL when s is NULL or memory runs out. */
+static const char *keep(struct experiment *e, char *s)
+{
+	if (!s)
+		return NULL;
+	if (e->n_strs == e->cap_strs) {
+		size_t cap = e->cap_strs ? e->cap_strs * 2 : 16;
+		char **p = realloc(e->strs, cap * sizeof *p);
+		if (!p) {
+			free(s);
+			return NULL;
+		}
+		e->strs = p;
+		e->cap_strs = cap;
+	}
+	e->strs[e->n_strs++] = s;
+	return s;
+}
+
+static int oom(struct diag *d)
+{
+	return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory loading the experiment");
+}
+
+/* Loads one file (data given for the top file of a buffer load) and what it extends.
+ * chain holds the absolute paths being loaded, for cycle detection. */
+static int load_tree(struct experiment *e, struct node **out, const char *file, const char *data,
+		     size_t len, const char **chain, size_t depth, struct diag *d)
+{
+	char *buf = NULL;
+	struct node *root = NULL, *base = NULL;
+	int rc = 0;
+	*out = NULL;
+	if (!data) {
+		size_t n = 0;
+		if ((rc = file_read_all(&buf, &n, file, SCHEMA_MAX_FILE_BYTES, d)) != 0)
+			return rc;
+		data = buf;
+		len = n;
+	} else if (len > SCHEMA_MAX_FILE_BYTES) {
+		return diag_set(d, FT_EINVAL, file, 0, 0, "file is larger than the limit of %u bytes",
+				SCHEMA_MAX_FILE_BYTES);
+	}
+	const char *dir = keep(e, path_dirname(file));
+	if (!dir) {
+		rc = oom(d);
+		goto done;
+	}
+	if ((rc = yaml_parse_nodes(&root, data, len, file, dir, NULL, d)) != 0)
+		goto done;
+	if (!root || root->kind != NODE_MAP) {
+		struct node pos = {.file = file, .line = root ? root->line : 0,
+				   .col = root ? root->col : 0};
+		rc = node_error(d, &pos, NULL, "%s",
+				root ? "an experiment file must be a map of keys (name, model, data, ...)"
+				     : "the file is empty; expected a map of keys (name, model, data, ...)");
+		goto done;
+	}
+	struct node *ext = node_get(root, "extends");
+	if (ext) {
+		if (ext->kind != NODE_SCALAR || node_is_null(ext) || !ext->text[0]) {
+			rc = node_error(d, ext, NULL, "'extends' must be the path of another "
+				       "experiment file");
+			goto done;
+		}
+		const char *target = keep(e, path_join(dir, ext->text));
+		const char *abs = target ? keep(e, path_normalize(target)) : NULL;
+		if (!abs) {
+			rc = oom(d);
+			goto done;
+		}
+		for (size_t i = 0; i < depth; i++) {
+			if (strcmp(chain[i], abs) == 0) {
+				struct strbuf sb = {0};
+				for (size_t j = i; j < depth; j++)
+					if (strbuf_printf(&sb, "%s -> ", chain[j]) != 0)
+						break;
+				rc = node_error(d, ext, NULL, "'extends' makes a cycle: %s%s",
+						sb.buf ? sb.buf : "", abs);
+				strbuf_free(&sb);
+				goto done;
+			}
+		}
+		if (depth >= SCHEMA_MAX_EXTENDS) {
+			rc = node_error(d, ext, NULL, "'extends' chain is longer than %d files",
+					SCHEMA_MAX_EXTENDS);
+			goto done;
+		}
+		if (!path_exists(target)) {
+			rc = node_error(d, ext, NULL, "'extends': no such file '%.300s'", ext->text);
+			diag_hint(d, "the path is relative to this file's directory (%.300s)", dir);
+			goto done;
+		}
+		chain[depth] = abs;
+		if ((rc = load_tree(e, &base, target, NULL, 0, chain, depth + 1, d)) != 0)
+			goto done;
+		node_remove(root, "extends");
+		rc = node_merge(base, root);
+		root = base;
+		base = NULL;
+		if (rc) {
+			rc = oom(d);
+			goto done;
+		}
+	}
+	*out = root;
+	root = NULL;
+done:
+	free(buf);
+	node_free(root);
+	node_free(base);
+	return rc;
+}
+
+static int apply_override(struct experiment *e, const char *ov, struct diag *d)
+{
+	const char *eq = strchr(ov, '=');
+	const char *origin;
+	struct strbuf sb = {0};
+	if (strbuf_printf(&sb, "override '-s %s'", ov) != 0)
+		return oom(d);
+	origin = keep(e, strbuf_detach(&sb));
+	if (!origin)
+		return oom(d);
+	if (!eq || eq == ov) {
+		diag_set(d, FT_EINVAL, NULL, 0, 0, "%s: expected KEY=VALUE", origin);
+		diag_hint(d, "for example -s train.optimizer.lr=1e-4");
+		return FT_EINVAL;
+	}
+	char *key = ft_strndup(ov, (size_t)(eq - ov));
+	if (!key)
+		return oom(d);
+	int rc = 0;
+	const struct key_desc *k = schema_find(key);
+	if (!k || strstr(key, "[]") || strcmp(key, "extends") == 0 ||
+	    k->type == KT_GATES || strcmp(key, "sweep") == 0 || strncmp(key, "sweep.", 6) == 0) {
+		const char *cands[256];
+		size_t n = 0;
+		for (size_t i = 0; i < schema_n_keys && n < FT_ARRAY_LEN(cands); i++)
+			if (!strstr(schema_keys[i].path, "[]") && schema_keys[i].type != KT_MAP)
+				cands[n++] = schema_keys[i].path;
+		rc = diag_set(d, FT_EINVAL, NULL, 0, 0, "%s: %s '%.200s'", origin,
+			      k ? "cannot override" : "unknown key", key);
+		const char *near = k ? NULL : nearest_word(key, cands, n);
+		if (near)
+			diag_hint(d, "did you mean '%s'?", near);
+		else if (k)
+			diag_hint(d, "-s sets config values; edit the file for extends, sweep and gates");
+		free(key);
+		return rc;
+	}
+	struct node *v = NULL;
+	const char *val = eq + 1;
+	if ((rc = yaml_parse_nodes(&v, val, strlen(val), NULL, e->top_dir, origin, d)) != 0) {
+		free(key);
+		return rc;
+	}
+	if (!v && !(v = node_new_scalar("", true))) {
+		free(key);
+		return oom(d);
+	}
+	v->origin = origin;
+	v->dir = e->top_dir;
+	rc = node_set_path(e->merged, key, v);
+	free(key);
+	return rc ? oom(d) : 0;
+}
+
+static int finish_config(struct config *c, const struct node *resolved, const char *path,
+			 const char *top_dir, struct diag *d)
+{
+	int rc = schema_fill_config(c, resolved, top_dir);
+	struct strbuf sb = {0};
+	if (!rc)
+		rc = schema_json(&sb, resolved, true);
+	if (rc) {
+		strbuf_free(&sb);
+		return oom(d);
+	}
+	c->canonical_json = strbuf_detach(&sb);
+	sha256_hex(c->config_hash, c->canonical_json, strlen(c->canonical_json));
+	c->source_path = ft_strdup(path);
+	c->base_dir = ft_strdup(top_dir);
+	if (!c->source_path || !c->base_dir)
+		return oom(d);
+	return 0;
+}
+
+static int load(struct experiment **out, const char *path, const char *data, size_t len,
+		const char *const *overrides, size_t n_overrides, struct diag *d)
+{
+	*out = NULL;
+	struct experiment *e = calloc(1, sizeof *e);
+	if (!e)
+		return oom(d);
+	int rc = 0;
+	const char *chain[SCHEMA_MAX_EXTENDS + 1];
+	char *dir = path_dirname(path);
+	e->path = ft_strdup(path);
+	e->top_dir = dir ? path_normalize(dir) : NULL;
+	free(dir);
+	const char *file = keep(e, ft_strdup(path));
+	const char *abs = keep(e, path_normalize(path));
+	if (!e->path || !e->top_dir || !file || !abs) {
+		rc = oom(d);
+		goto done;
+	}
+	chain[0] = abs;
+	if ((rc = load_tree(e, &e->merged, file, data, len, chain, 1, d)) != 0)
+		goto done;
+	for (size_t i = 0; i < n_overrides; i++)
+		if ((rc = apply_override(e, overrides[i], d)) != 0)
+			goto done;
+	if ((rc = schema_resolve(&e->resolved, e->merged, e->top_dir, NULL, d)) != 0)
+		goto done;
+	if ((rc = finish_config(&e->cfg, e->resolved, path, e->top_dir, d)) != 0)
+		goto done;
+	struct strbuf sb = {0};
+	if ((rc = schema_json(&sb, e->resolved, false)) != 0) {
+		strbuf_free(&sb);
+		rc = oom(d);
+		goto done;
+	}
+	e->spec_json = strbuf_detach(&sb);
+	sha256_hex(e->spec_hash, e->spec_json, strlen(e->spec_json));
+done:
+	if (rc) {
+		experiment_free(e);
+		return rc;
+	}
+	*out = e;
+	return 0;
+}
+
+int experiment_load(struct experiment **out, const char *path, const char *const *overrides,
+		    size_t n_overrides, struct diag *d)
+{
+	return load(out, path, NULL, 0, overrides, n_overrides, d);
+}
+
+int experiment_load_buffer(struct experiment **out, const char *name, const char *data,
+			   size_t len, const char *const *overrides, size_t n_overrides,
+			   struct diag *d)
+{
+	return load(out, name, data ? data : "", data ? len : 0, overrides, n_overrides, d);
+}
+
+void experiment_free(struct experiment *e)
+{
+	if (!e)
+		return;
+	node_free(e->merged);
+	node_free(e->resolved);
+	config_free(&e->cfg);
+	for (size_t i = 0; i < e->n_strs; i++)
+		free(e->strs[i]);
+	free(e->strs);
+	free(e->spec_json);
+	free(e->path);
+	free(e->top_dir);
+	free(e);
+}
+
+const struct config *experiment_config(const struct experiment *e) { return &e->cfg; }
+const char *experiment_name(const struct experiment *e) { return e->cfg.name; }
+const char *experiment_path(const struct experiment *e) { return e->path; }
+const char *experiment_spec_json(const struct experiment *e) { return e->spec_json; }
+const char *experiment_spec_hash(const struct experiment *e) { return e->spec_hash; }
+const struct node *experiment_sweep(const struct experiment *e)
+{
+	return node_get(e->resolved, "sweep");
+}
+
+bool schema_sweepable(const char *path)
+{
+	const struct key_desc *k = schema_find(path);
+	if (!k || (k->flags & KF_NOSWEEP) || strstr(path, "[]") || strncmp(path, "sweep", 5) == 0)
+		return false;
+	return k->type != KT_MAP && k->type != KT_GATES && k->type != KT_PARAMS &&
+	       k->type != KT_ZIP;
+}
+
+static const char *sweepable_list[256];
+static size_t sweepable_count;
+
+static void sweepable_init(void)
+{
+	for (size_t i = 0; i < schema_n_keys && sweepable_count < FT_ARRAY_LEN(sweepable_list); i++)
+		if (schema_sweepable(schema_keys[i].path))
+			sweepable_list[sweepable_count++] = schema_keys[i].path;
+}
+
+const char *const *schema_sweepable_paths(size_t *n)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, sweepable_init);
+	*n = sweepable_count;
+	return sweepable_list;
+}
+int experiment_config_with(struct config **out, char **params_json,
+			   const struct experiment *e, const struct schema_assign *assign,
+			   size_t n, const char *ctx, struct diag *d)
+{
+	*out = NULL;
+	if (params_json)
+		*params_json = NULL;
+	struct node *tree = node_clone(e->merged);
+	struct node *res = NULL;
+	struct config *c = calloc(1, sizeof *c);
+	struct strbuf sb = {0};
+	int rc = 0;
+	if (!tree || !c) {
+		rc = oom(d);
+		goto done;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct node *v = node_clone(assign[i].value);
+		if (!v || node_set_path(tree, assign[i].path, v) != 0) {
+			rc = oom(d);
+			goto done;
+		}
+	}
+	if ((rc = schema_resolve(&res, tree, e->top_dir, ctx, d)) != 0)
+		goto done;
+	if ((rc = finish_config(c, res, e->path, e->top_dir, d)) != 0)
+		goto done;
+	if (params_json) {
+		/* Sorted by path: a small insertion sort over indices. */
+		size_t idx[64];
+		size_t m = n < FT_ARRAY_LEN(idx) ? n : FT_ARRAY_LEN(idx);
+		for (size_t i = 0; i < m; i++) {
+			size_t j = i;
+			while (j > 0 && strcmp(assign[idx[j - 1]].path, assign[i].path) > 0) {
+				idx[j] = idx[j - 1];
+				j--;
+			}
+			idx[j] = i;
+		}
+		rc = strbuf_puts(&sb, "{");
+		for (size_t i = 0; i < m && !rc; i++) {
+			const struct node *v = node_get_path(res, assign[idx[i]].path);
+			rc = strbuf_printf(&sb, "%s\"%s\":", i ? "," : "", assign[idx[i]].path);
+			if (!rc)
+				rc = v ? schema_json(&sb, v, false) : strbuf_puts(&sb, "null");
+		}
+		if (!rc)
+			rc = strbuf_puts(&sb, "}");
+		if (rc) {
+			rc = oom(d);
+			goto done;
+		}
+		*params_json = strbuf_detach(&sb);
+	}
+	*out = c;
+	c = NULL;
+done:
+	strbuf_free(&sb);
+	node_free(tree);
+	node_free(res);
+	if (c) {
+		config_free(c);
+		free(c);
+	}
+	return rc;
+}

@@ -1,0 +1,304 @@
+/* table: every key of the experiment file (PRODUCT.md §2) with type, default, range and
+ * meaning. Order here is the order of `ftlab check` output and of the manual. Adding a
+ * key: a row here, its reading in validate.c (config_fill), a field in config.h. */
+#include "schema/table.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "common/util.h"
+
+#define NOB 0.0, 0.0
+#define RANGE(lo, hi) (lo), (hi)
+#define METRICS "loss|perplexity|token_accuracy|exact_match|f1|bleu|rouge_l|chrf"
+
+const struct key_desc schema_keys[] = {
+	{"name", KT_NAME, KF_REQUIRED | KF_NOSWEEP, NULL, NOB, NULL,
+	 "Identifies the experiment in the store: lower-case letters, digits, '.', '_' and '-'.", NULL},
+	{"description", KT_STR, KF_NOSWEEP | KF_NOCANON, "''", NOB, NULL,
+	 "Free text shown in reports. Not part of a run's identity.", NULL},
+	{"extends", KT_PATH, KF_NOSWEEP | KF_NOCANON, NULL, NOB, NULL,
+	 "Another experiment file this one builds on, relative to this file: maps merge deeply, "
+	 "lists and values replace, `key: null` removes an inherited key.", NULL},
+	{"seed", KT_INT, KF_LO | KF_HI, "0", RANGE(0, 9007199254740991.0), NULL,
+	 "Seed for data order, initialisation, dropout and sampling. A sweep over `seed` repeats runs.", NULL},
+
+	{"model", KT_MAP, 0, NULL, NOB, NULL, "The base model.", NULL},
+	{"model.base", KT_PATH, KF_REQUIRED | KF_EXISTS, NULL, NOB, NULL,
+	 "A .gguf file or a Hugging Face model directory (config.json, *.safetensors, tokenizer.json).", NULL},
+	{"model.context", KT_INT, KF_LO | KF_HI, "512", RANGE(8, 1048576), NULL,
+	 "Longest sequence (tokens) used in training and evaluation.", NULL},
+
+	{"data", KT_MAP, 0, NULL, NOB, NULL, "Training and evaluation data (JSON Lines).", NULL},
+	{"data.format", KT_ENUM, 0, "text", NOB, "text|completion|instruction|chat",
+	 "Record layout: text {text}, completion {prompt, completion}, instruction (Alpaca) "
+	 "{instruction, input, output}, chat {messages}.", NULL},
+	{"data.train", KT_PATH, KF_EXISTS, NULL, NOB, NULL,
+	 "Training split. Absent: an evaluation-only experiment (method.type none).", NULL},
+	{"data.validation", KT_SPLIT, KF_EXISTS, NULL, NOB, NULL,
+	 "Validation split: a path, or {from: SPLIT, fraction: F, seed: N} carved from another split.", NULL},
+	{"data.validation.from", KT_ENUM, 0, "train", NOB, "train|validation|test",
+	 "The split to carve from; it must be declared.", NULL},
+	{"data.validation.fraction", KT_FLOAT, KF_REQUIRED | KF_LO | KF_HI | KF_LO_OPEN | KF_HI_OPEN,
+	 NULL, RANGE(0, 1), NULL,
+	 "Share of the source split's examples (chosen by content hash, so adding examples does "
+	 "not reshuffle).", NULL},
+	{"data.validation.seed", KT_INT, KF_LO | KF_HI, NULL, RANGE(0, 9007199254740991.0), NULL,
+	 "Split seed.", "the experiment seed"},
+	{"data.test", KT_SPLIT, KF_EXISTS, NULL, NOB, NULL,
+	 "Test split: a path, or {from: SPLIT, fraction: F, seed: N}.", NULL},
+	{"data.test.from", KT_ENUM, 0, "train", NOB, "train|validation|test",
+	 "The split to carve from; it must be declared.", NULL},
+	{"data.test.fraction", KT_FLOAT, KF_REQUIRED | KF_LO | KF_HI | KF_LO_OPEN | KF_HI_OPEN, NULL,
+	 RANGE(0, 1), NULL, "Share of the source split's examples.", NULL},
+	{"data.test.seed", KT_INT, KF_LO | KF_HI, NULL, RANGE(0, 9007199254740991.0), NULL,
+	 "Split seed.", "the experiment seed"},
+	{"data.fields", KT_MAP, 0, NULL, NOB, NULL,
+	 "Field mapping: the JSON key to read for each logical field of the format.", NULL},
+	{"data.fields.text", KT_STR, 0, "text", NOB, NULL, "Key of the text (format text).", NULL},
+	{"data.fields.prompt", KT_STR, 0, "prompt", NOB, NULL, "Key of the prompt (completion).", NULL},
+	{"data.fields.completion", KT_STR, 0, "completion", NOB, NULL,
+	 "Key of the completion (completion).", NULL},
+	{"data.fields.response", KT_STR, 0, "response", NOB, NULL,
+	 "Key of the response, an alias of completion used by templates.", NULL},
+	{"data.fields.instruction", KT_STR, 0, "instruction", NOB, NULL,
+	 "Key of the instruction (instruction).", NULL},
+	{"data.fields.input", KT_STR, 0, "input", NOB, NULL, "Key of the optional input (instruction).", NULL},
+	{"data.fields.output", KT_STR, 0, "output", NOB, NULL, "Key of the output (instruction).", NULL},
+	{"data.fields.messages", KT_STR, 0, "messages", NOB, NULL, "Key of the message list (chat).", NULL},
+	{"data.fields.system", KT_STR, 0, "system", NOB, NULL,
+	 "Key of a per-example system prompt, when present.", NULL},
+	{"data.template", KT_TEMPLATE, 0, "auto", NOB, "auto|chatml|alpaca|plain",
+	 "Prompt template: auto (the model's chat template when it has one, else plain), chatml, "
+	 "alpaca, plain, or a custom string with {prompt} and optionally {response} and {system}.", NULL},
+	{"data.system", KT_STR, 0, NULL, NOB, NULL, "System prompt added to every example.", NULL},
+	{"data.max_length", KT_INT, KF_LO | KF_HI, NULL, RANGE(1, 1048576), NULL,
+	 "Longest example in tokens; longer ones are truncated (counted). At most model.context.",
+	 "model.context"},
+	{"data.train_on_inputs", KT_BOOL, 0, "false", NOB, NULL,
+	 "Compute the loss on prompt tokens too (false: response tokens only).", NULL},
+	{"data.packing", KT_BOOL, 0, "false", NOB, NULL,
+	 "Pack several examples into one sequence of max_length tokens.", NULL},
+	{"data.limit", KT_MAP, 0, NULL, NOB, NULL, "Use only the first N examples of a split (0 = all).", NULL},
+	{"data.limit.train", KT_INT, KF_LO, "0", RANGE(0, 0), NULL, "Examples of train.", NULL},
+	{"data.limit.validation", KT_INT, KF_LO, "0", RANGE(0, 0), NULL, "Examples of validation.", NULL},
+	{"data.limit.test", KT_INT, KF_LO, "0", RANGE(0, 0), NULL, "Examples of test.", NULL},
+	{"data.on_bad_example", KT_ENUM, 0, "error", NOB, "error|skip",
+	 "A malformed record stops the run (error) or is skipped and counted (skip).", NULL},
+
+	{"method", KT_MAP, 0, NULL, NOB, NULL, "The fine-tuning method.", NULL},
+	{"method.type", KT_ENUM, 0, "lora", NOB, "none|full|freeze|lora",
+	 "none (evaluate the base model only), full (all weights), freeze (only method.trainable "
+	 "modules of method.layers), lora (low-rank adapters).", NULL},
+	{"method.rank", KT_INT, KF_LO | KF_HI, "8", RANGE(1, 4096), NULL, "LoRA rank r (lora only).", NULL},
+	{"method.alpha", KT_FLOAT, KF_LO | KF_LO_OPEN | KF_HI, "16", RANGE(0, 1e6), NULL,
+	 "LoRA scaling numerator: updates are scaled by alpha/r (alpha/sqrt(r) with rslora).", NULL},
+	{"method.dropout", KT_FLOAT, KF_LO | KF_HI | KF_HI_OPEN, "0.0", RANGE(0, 1), NULL,
+	 "Dropout on the LoRA input (lora only).", NULL},
+	{"method.targets", KT_TARGETS, 0, "[q_proj, v_proj]", NOB, NULL,
+	 "Modules that get adapters, by Hugging Face name (q_proj, k_proj, v_proj, o_proj, "
+	 "gate_proj, up_proj, down_proj), or all-linear.", NULL},
+	{"method.rslora", KT_BOOL, 0, "false", NOB, NULL, "Rank-stabilised scaling alpha/sqrt(r).", NULL},
+	{"method.trainable", KT_STRLIST, 0, "[]", NOB, NULL,
+	 "freeze only: module names that train (empty: every module of the chosen layers).", NULL},
+	{"method.layers", KT_MAP, KF_OPTMAP, NULL, NOB, NULL,
+	 "freeze only: the block range that trains, {first: N, last: N}.", NULL},
+	{"method.layers.first", KT_INT, KF_LO, "0", RANGE(0, 0), NULL, "First trainable block.", NULL},
+	{"method.layers.last", KT_INT, KF_LO, "-1", RANGE(-1, 0), NULL,
+	 "Last trainable block (-1: the last block of the model).", NULL},
+
+	{"train", KT_MAP, 0, NULL, NOB, NULL, "The training loop.", NULL},
+	{"train.epochs", KT_INT, KF_LO | KF_HI, NULL, RANGE(1, 100000), NULL,
+	 "Passes over the training split. Give epochs or steps, not both.", "1 (when steps is absent)"},
+	{"train.steps", KT_INT, KF_LO | KF_HI, NULL, RANGE(1, 1e12), NULL,
+	 "Optimizer steps instead of epochs.", NULL},
+	{"train.batch_size", KT_INT, KF_LO | KF_HI, "8", RANGE(1, 65536), NULL, "Sequences per micro-batch.", NULL},
+	{"train.grad_accum", KT_INT, KF_LO | KF_HI, "1", RANGE(1, 65536), NULL,
+	 "Micro-batches per optimizer step.", NULL},
+	{"train.optimizer", KT_MAP, 0, NULL, NOB, NULL, "Optimizer.", NULL},
+	{"train.optimizer.type", KT_ENUM, 0, "adamw", NOB, "adamw|sgd", "adamw or sgd.", NULL},
+	{"train.optimizer.lr", KT_FLOAT, KF_LO | KF_LO_OPEN | KF_HI, "2.0e-4", RANGE(0, 10), NULL,
+	 "Peak learning rate.", NULL},
+	{"train.optimizer.betas", KT_FLOATLIST, KF_LO | KF_HI | KF_HI_OPEN, "[0.9, 0.999]", RANGE(0, 1),
+	 NULL, "AdamW beta1 and beta2, each in [0, 1).", NULL},
+	{"train.optimizer.eps", KT_FLOAT, KF_LO | KF_LO_OPEN | KF_HI, "1.0e-8", RANGE(0, 1), NULL,
+	 "AdamW epsilon.", NULL},
+	{"train.optimizer.weight_decay", KT_FLOAT, KF_LO | KF_HI, "0.0", RANGE(0, 10), NULL,
+	 "Decoupled weight decay.", NULL},
+	{"train.schedule", KT_MAP, 0, NULL, NOB, NULL, "Learning-rate schedule.", NULL},
+	{"train.schedule.type", KT_ENUM, 0, "cosine", NOB, "constant|linear|cosine",
+	 "Shape after warmup: constant, linear decay or cosine decay to min_lr_ratio * lr.", NULL},
+	{"train.schedule.warmup_steps", KT_INT, KF_LO, "0", RANGE(0, 0), NULL,
+	 "Steps of linear warmup from 0.", NULL},
+	{"train.schedule.min_lr_ratio", KT_FLOAT, KF_LO | KF_HI, "0.0", RANGE(0, 1), NULL,
+	 "Final learning rate as a fraction of lr.", NULL},
+	{"train.max_grad_norm", KT_FLOAT, KF_LO, "1.0", RANGE(0, 0), NULL,
+	 "Clip the global gradient norm (0: no clipping).", NULL},
+	{"train.precision", KT_ENUM, 0, "fp32", NOB, "fp32|bf16",
+	 "fp32, or bf16 (matmuls in bf16, fp32 master weights).", NULL},
+	{"train.grad_checkpointing", KT_BOOL, 0, "false", NOB, NULL,
+	 "Recompute activations in backward to save memory.", NULL},
+	{"train.eval_every", KT_INT, KF_LO, "0", RANGE(0, 0), NULL,
+	 "Evaluate validation loss every N steps (0: at the end only).", NULL},
+	{"train.checkpoint_every", KT_INT, KF_LO, "0", RANGE(0, 0), NULL,
+	 "Write a resumable checkpoint every N steps (0: at the end only).", NULL},
+	{"train.early_stopping", KT_MAP, KF_OPTMAP, NULL, NOB, NULL,
+	 "Stop when a metric stops improving; absent: no early stopping.", NULL},
+	{"train.early_stopping.metric", KT_METRIC, 0, "validation.loss", NOB, NULL,
+	 "The metric watched, split.metric; lower is better for loss and perplexity, higher "
+	 "otherwise.", NULL},
+	{"train.early_stopping.patience", KT_INT, KF_LO | KF_HI, "3", RANGE(1, 1e9), NULL,
+	 "Evaluations without improvement before stopping.", NULL},
+	{"train.early_stopping.min_delta", KT_FLOAT, KF_LO, "0.0", RANGE(0, 0), NULL,
+	 "Smallest change that counts as an improvement.", NULL},
+	{"train.nonfinite", KT_ENUM, 0, "abort", NOB, "abort|skip_step",
+	 "On a NaN/Inf loss or gradient: abort the run, or skip the step (at most 3 in a row).", NULL},
+
+	{"eval", KT_MAP, 0, NULL, NOB, NULL, "Evaluation of the base and fine-tuned models.", NULL},
+	{"eval.splits", KT_STRLIST, 0, NULL, NOB, "train|validation|test",
+	 "Splits to evaluate; each must be declared.", "the declared ones of [validation, test]"},
+	{"eval.metrics", KT_STRLIST, 0, "[loss]", NOB, METRICS,
+	 "Metrics computed on each split: loss, perplexity, token_accuracy (teacher-forced), "
+	 "exact_match, f1, bleu, rouge_l, chrf (on generated text).", NULL},
+	{"eval.generate", KT_MAP, 0, NULL, NOB, NULL, "Decoding for generation metrics.", NULL},
+	{"eval.generate.max_new_tokens", KT_INT, KF_LO | KF_HI, "64", RANGE(1, 65536), NULL,
+	 "Tokens generated per example at most.", NULL},
+	{"eval.generate.temperature", KT_FLOAT, KF_LO | KF_HI, "0.0", RANGE(0, 100), NULL,
+	 "Sampling temperature; 0 is greedy.", NULL},
+	{"eval.generate.top_k", KT_INT, KF_LO, "0", RANGE(0, 0), NULL, "Top-k sampling (0: off).", NULL},
+	{"eval.generate.top_p", KT_FLOAT, KF_LO | KF_LO_OPEN | KF_HI, "1.0", RANGE(0, 1), NULL,
+	 "Nucleus sampling (1: off).", NULL},
+	{"eval.generate.stop", KT_STRLIST, 0, "[]", NOB, NULL, "Strings that end generation.", NULL},
+	{"eval.compare_base", KT_BOOL, 0, "true", NOB, NULL,
+	 "Also evaluate the untouched base model on the same splits.", NULL},
+	{"eval.bootstrap", KT_INT, KF_LO | KF_HI, "1000", RANGE(0, 1000000), NULL,
+	 "Bootstrap resamples for confidence intervals and paired differences (0: none).", NULL},
+	{"eval.samples", KT_INT, KF_LO, "20", RANGE(0, 0), NULL,
+	 "Predictions kept per split for reports.", NULL},
+
+	{"backend", KT_MAP, 0, NULL, NOB, NULL, "What executes a run.", NULL},
+	{"backend.type", KT_ENUM, 0, "auto", NOB, "auto|cpu|cuda|exec",
+	 "auto (cuda when available, else cpu), cpu, cuda, or exec (an external command).", NULL},
+	{"backend.threads", KT_INT, KF_LO | KF_HI, "0", RANGE(0, 4096), NULL, "CPU threads (0: all cores).", NULL},
+	{"backend.device", KT_INT, KF_LO | KF_HI, "0", RANGE(0, 255), NULL, "CUDA device index.", NULL},
+	{"backend.command", KT_STRLIST, 0, NULL, NOB, NULL,
+	 "exec only (required there): the trainer's argv, no shell; {dotted.path} placeholders are "
+	 "replaced by resolved values.", NULL},
+	{"backend.timeout", KT_DURATION, 0, NULL, NOB, NULL,
+	 "exec only: kill the trainer after this long (90, 90s, 15m, 2h, 1d).", "none"},
+	{"backend.metrics_file", KT_STR, 0, NULL, NOB, NULL,
+	 "exec only: read JSON Lines from this file instead of stdout (relative to the run directory).",
+	 NULL},
+	{"backend.workdir", KT_PATH, 0, NULL, NOB, NULL,
+	 "exec only: working directory of the trainer.", "the experiment file's directory"},
+
+	{"sweep", KT_MAP, KF_OPTMAP | KF_NOCANON, NULL, NOB, NULL,
+	 "Hyperparameter sweep (W&B syntax); absent: one run.", NULL},
+	{"sweep.method", KT_ENUM, 0, "grid", NOB, "grid|random",
+	 "grid: every combination, in declared order; random: `samples` draws.", NULL},
+	{"sweep.samples", KT_INT, KF_LO | KF_HI, NULL, RANGE(1, 1e9), NULL,
+	 "random only (required there): number of draws.", NULL},
+	{"sweep.seed", KT_INT, KF_LO | KF_HI, NULL, RANGE(0, 9007199254740991.0), NULL,
+	 "Seed of the random draws.", "the experiment seed"},
+	{"sweep.parameters", KT_PARAMS, 0, NULL, NOB, NULL,
+	 "Dotted path -> a list of values, or {values: [...]}, {value: V}, {distribution: D, ...} "
+	 "with D one of categorical, int_uniform, uniform, log_uniform_values, q_uniform, "
+	 "q_log_uniform_values, normal.", NULL},
+	{"sweep.zip", KT_ZIP, 0, NULL, NOB, NULL,
+	 "Groups of parameters that vary together: a list of maps path -> list, lists of equal "
+	 "length.", NULL},
+	{"sweep.objective", KT_MAP, KF_OPTMAP, NULL, NOB, NULL, "How reports pick the best run.", NULL},
+	{"sweep.objective.metric", KT_METRIC, KF_REQUIRED, NULL, NOB, NULL, "split.metric.", NULL},
+	{"sweep.objective.goal", KT_ENUM, 0, "maximize", NOB, "maximize|minimize", "Direction.", NULL},
+	{"sweep.early_terminate", KT_MAP, KF_OPTMAP, NULL, NOB, NULL,
+	 "Stop weak runs early (successive halving).", NULL},
+	{"sweep.early_terminate.type", KT_ENUM, 0, "successive_halving", NOB, "successive_halving",
+	 "The only policy: successive_halving.", NULL},
+	{"sweep.early_terminate.metric", KT_METRIC, 0, "validation.loss", NOB, NULL,
+	 "Metric compared at each rung.", NULL},
+	{"sweep.early_terminate.min_steps", KT_INT, KF_LO, "50", RANGE(1, 0), NULL,
+	 "Steps before the first rung.", NULL},
+	{"sweep.early_terminate.eta", KT_INT, KF_LO | KF_HI, "3", RANGE(2, 100), NULL,
+	 "Keep 1/eta of the runs at each rung.", NULL},
+
+	{"gates", KT_GATES, KF_NOCANON, NULL, NOB, NULL,
+	 "CI gates checked by `ftlab ci`: a list of {metric, min|max} or {metric, vs: base|baseline, "
+	 "min_delta|max_regression}.", NULL},
+	{"gates[].metric", KT_METRIC, KF_REQUIRED, NULL, NOB, NULL, "split.metric of the fine-tuned model.", NULL},
+	{"gates[].vs", KT_ENUM, 0, NULL, NOB, "base|baseline",
+	 "Compare against the base model or the baseline given to `ftlab ci --baseline`.", "absolute"},
+	{"gates[].min", KT_FLOAT, 0, NULL, NOB, NULL, "Absolute gate: the metric must be at least this.", NULL},
+	{"gates[].max", KT_FLOAT, 0, NULL, NOB, NULL, "Absolute gate: the metric must be at most this.", NULL},
+	{"gates[].min_delta", KT_FLOAT, 0, NULL, NOB, NULL,
+	 "With vs: the metric must beat the reference by at least this.", NULL},
+	{"gates[].max_regression", KT_FLOAT, KF_LO, NULL, RANGE(0, 0), NULL,
+	 "With vs: the metric may be worse than the reference by at most this.", NULL},
+};
+const size_t schema_n_keys = FT_ARRAY_LEN(schema_keys);
+
+const struct key_desc *schema_find(const char *path)
+{
+	for (size_t i = 0; i < schema_n_keys; i++)
+		if (strcmp(schema_keys[i].path, path) == 0)
+			return &schema_keys[i];
+	return NULL;
+}
+
+const char *schema_type_name(const struct key_desc *k)
+{
+	switch (k->type) {
+	case KT_MAP: return "map";
+	case KT_INT: return "integer";
+	case KT_FLOAT: return "number";
+	case KT_BOOL: return "boolean";
+	case KT_STR: return "string";
+	case KT_NAME: return "name";
+	case KT_ENUM: return "one of";
+	case KT_PATH: return "path";
+	case KT_DURATION: return "duration";
+	case KT_STRLIST: return "list of strings";
+	case KT_FLOATLIST: return "list of 2 numbers";
+	case KT_SPLIT: return "path or map";
+	case KT_TARGETS: return "list of strings or all-linear";
+	case KT_TEMPLATE: return "template";
+	case KT_METRIC: return "split.metric";
+	case KT_GATES: return "list of maps";
+	case KT_PARAMS: return "map";
+	case KT_ZIP: return "list of maps";
+	}
+	return "value";
+}
+
+bool schema_choice_ok(const char *choices, const char *choice)
+{
+	size_t n = strlen(choice);
+	const char *p = choices;
+	while (p && *p) {
+		const char *bar = strchr(p, '|');
+		size_t len = bar ? (size_t)(bar - p) : strlen(p);
+		if (len == n && memcmp(p, choice, n) == 0)
+			return true;
+		p = bar ? bar + 1 : NULL;
+	}
+	return false;
+}
+
+bool schema_choice_nearest(const char *choices, const char *word, char *buf, size_t n)
+{
+	char words[512];
+	const char *list[32];
+	size_t k = 0;
+	snprintf(words, sizeof words, "%s", choices);
+	for (char *p = words; p && *p && k < FT_ARRAY_LEN(list);) {
+		list[k++] = p;
+		char *bar = strchr(p, '|');
+		if (bar)
+			*bar = '\0';
+		p = bar ? bar + 1 : NULL;
+	}
+	const char *near = nearest_word(word, list, k);
+	if (!near)
+		return false;
+	snprintf(buf, n, "%s", near);
+	return true;
+}

@@ -1,0 +1,1175 @@
+/* validate: the schema table applied to a merged node tree. Checks types, ranges,
+ * choices, unknown keys (with the nearest valid key), fills defaults and computed
+ * defaults, checks the cross-field rules, and produces the resolved, normalised tree
+ * that the canonical JSON, the YAML dump and struct config are made from. */
+#include "schema/internal.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "schema/schema.h"
+
+struct vstate {
+	const char *top_dir; /* absolute */
+	const char *ctx;
+	struct diag *d;
+	const struct node *src_root;
+};
+
+/* ---- defaults, parsed once ------------------------------------------------------- */
+
+static struct node *default_nodes[256];
+static pthread_once_t defaults_once = PTHREAD_ONCE_INIT;
+
+static void defaults_init(void)
+{
+	for (size_t i = 0; i < schema_n_keys && i < FT_ARRAY_LEN(default_nodes); i++) {
+		const char *def = schema_keys[i].def;
+		if (!def)
+			continue;
+		struct diag d;
+		diag_init(&d);
+		struct node *n = NULL;
+		if (yaml_parse_nodes(&n, def, strlen(def), NULL, NULL, "default", &d) == 0)
+			default_nodes[i] = n;
+	}
+}
+
+static const struct node *default_node(const struct key_desc *k)
+{
+	pthread_once(&defaults_once, defaults_init);
+	size_t i = (size_t)(k - schema_keys);
+	return i < FT_ARRAY_LEN(default_nodes) ? default_nodes[i] : NULL;
+}
+
+/* ---- paths ----------------------------------------------------------------------- */
+
+char *path_normalize(const char *path)
+{
+	struct strbuf sb = {0};
+	char *joined = NULL;
+	if (path[0] != '/') {
+		char cwd[4096];
+		if (!getcwd(cwd, sizeof cwd))
+			snprintf(cwd, sizeof cwd, "/");
+		joined = path_join(cwd, path);
+	} else {
+		joined = ft_strdup(path);
+	}
+	if (!joined)
+		return NULL;
+	/* Segments kept so far: offsets into sb. */
+	size_t stack[512];
+	size_t depth = 0;
+	char *save = NULL;
+	for (char *seg = strtok_r(joined, "/", &save); seg; seg = strtok_r(NULL, "/", &save)) {
+		if (strcmp(seg, ".") == 0)
+			continue;
+		if (strcmp(seg, "..") == 0) {
+			if (depth > 0)
+				sb.len = stack[--depth];
+			if (sb.buf)
+				sb.buf[sb.len] = '\0';
+			continue;
+		}
+		if (depth < FT_ARRAY_LEN(stack))
+			stack[depth++] = sb.len;
+		if (strbuf_puts(&sb, "/") != 0 || strbuf_puts(&sb, seg) != 0) {
+			free(joined);
+			strbuf_free(&sb);
+			return NULL;
+		}
+	}
+	free(joined);
+	if (sb.len == 0 && strbuf_puts(&sb, "/") != 0) {
+		strbuf_free(&sb);
+		return NULL;
+	}
+	return strbuf_detach(&sb);
+}
+
+char *path_relative(const char *target, const char *dir)
+{
+	/* Longest common prefix of whole segments. */
+	size_t common = 0, i = 0;
+	for (; target[i] && dir[i] && target[i] == dir[i]; i++)
+		if (target[i] == '/')
+			common = i;
+	if (!dir[i] && (target[i] == '/' || !target[i]))
+		common = i;
+	if (strcmp(dir, "/") == 0)
+		common = 0;
+	struct strbuf sb = {0};
+	int rc = 0;
+	for (const char *p = dir + common; *p; p++)
+		if (*p == '/')
+			rc |= strbuf_puts(&sb, "../");
+	const char *rest = target + common;
+	if (*rest == '/')
+		rest++;
+	rc |= strbuf_puts(&sb, rest);
+	if (sb.len > 1 && sb.buf[sb.len - 1] == '/')
+		sb.buf[--sb.len] = '\0';
+	if (rc) {
+		strbuf_free(&sb);
+		return NULL;
+	}
+	if (sb.len == 0 && strbuf_puts(&sb, ".") != 0) {
+		strbuf_free(&sb);
+		return NULL;
+	}
+	return strbuf_detach(&sb);
+}
+
+/* ---- numbers ---------------------------------------------------------------------- */
+
+static bool is_int_text(const char *s)
+{
+	if (*s == '-' || *s == '+')
+		s++;
+	if (!isdigit((unsigned char)*s))
+		return false;
+	while (isdigit((unsigned char)*s))
+		s++;
+	return *s == '\0';
+}
+
+/* YAML 1.2 core-schema decimal float (no .inf/.nan, no hex). */
+static bool is_float_text(const char *s)
+{
+	if (*s == '-' || *s == '+')
+		s++;
+	bool digits = false;
+	while (isdigit((unsigned char)*s)) {
+		s++;
+		digits = true;
+	}
+	if (*s == '.') {
+		s++;
+		while (isdigit((unsigned char)*s)) {
+			s++;
+			digits = true;
+		}
+	}
+	if (!digits)
+		return false;
+	if (*s == 'e' || *s == 'E') {
+		s++;
+		if (*s == '-' || *s == '+')
+			s++;
+		if (!isdigit((unsigned char)*s))
+			return false;
+		while (isdigit((unsigned char)*s))
+			s++;
+	}
+	return *s == '\0';
+}
+
+void schema_format_double(char *buf, size_t n, double v)
+{
+	if (!isfinite(v)) {
+		snprintf(buf, n, "null");
+		return;
+	}
+	if (v == 0) {
+		snprintf(buf, n, "0.0");
+		return;
+	}
+	char e[40];
+	int prec = 1;
+	for (; prec <= 17; prec++) {
+		snprintf(e, sizeof e, "%.*e", prec - 1, v);
+		if (strtod(e, NULL) == v)
+			break;
+	}
+	/* e = [-]d[.ddd]e[+-]XX: split into sign, digits and exponent. */
+	char digits[32];
+	size_t nd = 0;
+	const char *p = e;
+	bool neg = false;
+	if (*p == '-') {
+		neg = true;
+		p++;
+	}
+	for (; *p && *p != 'e'; p++)
+		if (isdigit((unsigned char)*p) && nd + 1 < sizeof digits)
+			digits[nd++] = *p;
+	digits[nd] = '\0';
+	while (nd > 1 && digits[nd - 1] == '0')
+		digits[--nd] = '\0';
+	int exp10 = (int)strtol(*p == 'e' ? p + 1 : "0", NULL, 10);
+	struct strbuf sb = {0};
+	int rc = 0;
+	if (neg)
+		rc |= strbuf_puts(&sb, "-");
+	if (exp10 >= -5 && exp10 < 17) {
+		if (exp10 < 0) {
+			rc |= strbuf_puts(&sb, "0.");
+			for (int k = -1; k > exp10; k--)
+				rc |= strbuf_puts(&sb, "0");
+			rc |= strbuf_puts(&sb, digits);
+		} else {
+			for (int k = 0; k <= exp10; k++)
+				rc |= strbuf_append(&sb, (size_t)k < nd ? &digits[k] : "0", 1);
+			rc |= strbuf_puts(&sb, ".");
+			if ((size_t)exp10 + 1 < nd)
+				rc |= strbuf_puts(&sb, digits + exp10 + 1);
+			else
+				rc |= strbuf_puts(&sb, "0");
+		}
+	} else {
+		rc |= strbuf_append(&sb, digits, 1);
+		if (nd > 1) {
+			rc |= strbuf_puts(&sb, ".");
+			rc |= strbuf_puts(&sb, digits + 1);
+		}
+		rc |= strbuf_printf(&sb, "e%d", exp10);
+	}
+	snprintf(buf, n, "%s", rc ? "null" : sb.buf);
+	strbuf_free(&sb);
+}
+
+/* ---- errors ----------------------------------------------------------------------- */
+
+#define VERR(S, n, ...) node_error((S)->d, (n), (S)->ctx, __VA_ARGS__)
+#define VKERR(S, n, ...) node_key_error((S)->d, (n), (S)->ctx, __VA_ARGS__)
+
+static const char *kind_name(const struct node *n)
+{
+	return n->kind == NODE_MAP ? "a map" : n->kind == NODE_SEQ ? "a list" : "a value";
+}
+
+static bool is_yaml11_bool(const char *t)
+{
+	static const char *const words[] = {"y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No",
+					    "NO", "on", "On", "ON", "off", "Off", "OFF", "True",
+					    "TRUE", "False", "FALSE"};
+	for (size_t i = 0; i < FT_ARRAY_LEN(words); i++)
+		if (strcmp(t, words[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Common checks for a scalar of key k: a scalar, not null, not a YAML 1.1 boolean word. */
+static int need_scalar(struct vstate *S, const struct key_desc *k, const struct node *v,
+		       const char *what)
+{
+	if (v->kind != NODE_SCALAR)
+		return VERR(S, v, "'%s' must be %s, not %s", k->path, what, kind_name(v));
+	if (node_is_null(v)) {
+		int rc = VERR(S, v, "'%s' has no value (expected %s)", k->path, what);
+		diag_hint(S->d, "remove the key to use its default");
+		return rc;
+	}
+	if (v->plain && is_yaml11_bool(v->text) && k->type != KT_BOOL) {
+		int rc = VERR(S, v, "'%s' is a YAML 1.1 boolean, not %s", v->text, what);
+		diag_hint(S->d, "quote it ('%s') if you mean the text; booleans are true/false",
+			  v->text);
+		return rc;
+	}
+	return 0;
+}
+
+static struct node *out_scalar(const struct node *v, const char *text, bool plain)
+{
+	struct node *r = node_new_scalar(text, plain);
+	if (!r)
+		return NULL;
+	r->file = v->file;
+	r->dir = v->dir;
+	r->origin = v->origin;
+	r->line = v->line;
+	r->col = v->col;
+	return r;
+}
+
+static int range_check(struct vstate *S, const struct key_desc *k, const struct node *v,
+		       double x)
+{
+	char lo[32], hi[32];
+	if (k->type == KT_INT || k->type == KT_METRIC) {
+		snprintf(lo, sizeof lo, "%.0f", k->lo);
+		snprintf(hi, sizeof hi, "%.0f", k->hi);
+	} else {
+		schema_format_double(lo, sizeof lo, k->lo);
+		schema_format_double(hi, sizeof hi, k->hi);
+	}
+	bool bad_lo = (k->flags & KF_LO) && ((k->flags & KF_LO_OPEN) ? !(x > k->lo) : !(x >= k->lo));
+	bool bad_hi = (k->flags & KF_HI) && ((k->flags & KF_HI_OPEN) ? !(x < k->hi) : !(x <= k->hi));
+	if (!bad_lo && !bad_hi)
+		return 0;
+	if ((k->flags & KF_LO) && (k->flags & KF_HI))
+		return VERR(S, v, "'%s' is %s, out of range: expected %s%s, %s%s", k->path, v->text,
+			    (k->flags & KF_LO_OPEN) ? "(" : "[", lo, hi,
+			    (k->flags & KF_HI_OPEN) ? ")" : "]");
+	if (bad_lo)
+		return VERR(S, v, "'%s' is %s; expected a value %s %s", k->path, v->text,
+			    (k->flags & KF_LO_OPEN) ? ">" : ">=", lo);
+	return VERR(S, v, "'%s' is %s; expected a value %s %s", k->path, v->text,
+		    (k->flags & KF_HI_OPEN) ? "<" : "<=", hi);
+}
+
+static int enum_error(struct vstate *S, const struct key_desc *k, const struct node *v,
+		      const char *choices)
+{
+	char list[512], near[64];
+	snprintf(list, sizeof list, "%s", choices);
+	for (char *p = list; *p; p++)
+		if (*p == '|')
+			*p = ',';
+	int rc = VERR(S, v, "'%s' is '%.100s'; expected one of: %s", k->path, v->text, list);
+	if (schema_choice_nearest(choices, v->text, near, sizeof near))
+		diag_hint(S->d, "did you mean '%s'?", near);
+	return rc;
+}
+
+/* ---- typed values ----------------------------------------------------------------- */
+
+static int resolve_map(struct vstate *S, const char *prefix, const struct node *src,
+		       struct node *out);
+
+static int scalar_int(struct vstate *S, const struct key_desc *k, const struct node *v,
+		      struct node **out)
+{
+	int rc = need_scalar(S, k, v, "an integer");
+	if (rc)
+		return rc;
+	int64_t x;
+	if (!v->plain || !is_int_text(v->text)) {
+		double f;
+		if (v->plain && is_float_text(v->text) && parse_f64(v->text, &f))
+			return VERR(S, v, "'%s' must be a whole number, not %s", k->path, v->text);
+		return VERR(S, v, "'%s' must be an integer, not '%.100s'", k->path, v->text);
+	}
+	if (!parse_i64(v->text, &x))
+		return VERR(S, v, "'%s' is %s, too large for an integer", k->path, v->text);
+	if ((rc = range_check(S, k, v, (double)x)) != 0)
+		return rc;
+	char buf[32];
+	snprintf(buf, sizeof buf, "%lld", (long long)x);
+	*out = out_scalar(v, buf, true);
+	return *out ? 0 : FT_ENOMEM;
+}
+
+static int scalar_float(struct vstate *S, const struct key_desc *k, const struct node *v,
+			double *value, struct node **out)
+{
+	int rc = need_scalar(S, k, v, "a number");
+	if (rc)
+		return rc;
+	double x;
+	if (!v->plain || !is_float_text(v->text))
+		return VERR(S, v, "'%s' must be a number, not '%.100s'", k->path, v->text);
+	if (!parse_f64(v->text, &x) || !isfinite(x))
+		return VERR(S, v, "'%s' is %s, out of the range of a number", k->path, v->text);
+	if ((rc = range_check(S, k, v, x)) != 0)
+		return rc;
+	if (value)
+		*value = x;
+	char buf[40];
+	schema_format_double(buf, sizeof buf, x);
+	*out = out_scalar(v, buf, true);
+	return *out ? 0 : FT_ENOMEM;
+}
+
+static int scalar_string(struct vstate *S, const struct key_desc *k, const struct node *v,
+			 const char *what, struct node **out)
+{
+	int rc = need_scalar(S, k, v, what);
+	if (rc)
+		return rc;
+	*out = out_scalar(v, v->text, false);
+	return *out ? 0 : FT_ENOMEM;
+}
+
+static int check_metric(struct vstate *S, const struct key_desc *k, const struct node *v)
+{
+	const char *t = v->text;
+	const char *dot = strchr(t, '.');
+	bool ok = dot && dot != t && dot[1];
+	for (const char *p = dot ? dot + 1 : t; ok && *p; p++)
+		ok = islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '_';
+	if (!ok)
+		return VERR(S, v, "'%s' is '%.100s'; expected split.metric such as test.exact_match",
+			    k->path, t);
+	char split[32];
+	size_t len = (size_t)(dot - t);
+	snprintf(split, sizeof split, "%.*s", (int)(len < 31 ? len : 31), t);
+	if (len >= 31 || !schema_choice_ok("train|validation|test", split)) {
+		int rc = VERR(S, v, "'%s' names split '%.40s'; expected train, validation or test",
+			      k->path, split);
+		char near[32];
+		if (schema_choice_nearest("train|validation|test", split, near, sizeof near))
+			diag_hint(S->d, "did you mean '%s%s'?", near, dot);
+		return rc;
+	}
+	return 0;
+}
+
+static int resolve_path(struct vstate *S, const struct key_desc *k, const struct node *v,
+			struct node **out)
+{
+	int rc = scalar_string(S, k, v, "a path", out);
+	if (rc)
+		return rc;
+	node_free(*out);
+	*out = NULL;
+	if (!v->text[0])
+		return VERR(S, v, "'%s' is an empty path", k->path);
+	const char *dir = v->dir ? v->dir : S->top_dir;
+	char *joined = path_join(dir, v->text);
+	char *abs = joined ? path_normalize(joined) : NULL;
+	char *rel = abs ? path_relative(abs, S->top_dir) : NULL;
+	free(joined);
+	if (!rel) {
+		free(abs);
+		return FT_ENOMEM;
+	}
+	if ((k->flags & KF_EXISTS) && !path_exists(abs)) {
+		rc = VERR(S, v, "'%s': no such file or directory '%.300s'", k->path, v->text);
+		diag_hint(S->d, "paths are relative to the file that names them (here %.300s)",
+			  v->dir ? v->dir : S->top_dir);
+	} else {
+		*out = out_scalar(v, rel, false);
+		rc = *out ? 0 : FT_ENOMEM;
+	}
+	free(abs);
+	free(rel);
+	return rc;
+}
+
+static int resolve_strlist(struct vstate *S, const struct key_desc *k, const struct node *v,
+			   struct node **out)
+{
+	if (v->kind != NODE_SEQ)
+		return VERR(S, v, "'%s' must be a list of strings, not %s", k->path,
+			    v->kind == NODE_MAP ? "a map" : "a single value");
+	struct node *r = node_new(NODE_SEQ);
+	if (!r)
+		return FT_ENOMEM;
+	r->file = v->file;
+	r->line = v->line;
+	r->col = v->col;
+	r->origin = v->origin;
+	int rc = 0;
+	for (size_t i = 0; i < v->n && !rc; i++) {
+		const struct node *it = v->items[i];
+		struct node *ri = NULL;
+		if ((rc = scalar_string(S, k, it, "a string", &ri)) != 0)
+			break;
+		if (k->choices && !schema_choice_ok(k->choices, it->text)) {
+			node_free(ri);
+			rc = enum_error(S, k, it, k->choices);
+			break;
+		}
+		for (size_t j = 0; j < i && !rc; j++)
+			if (strcmp(v->items[j]->text, it->text) == 0) {
+				rc = VERR(S, it, "'%s' lists '%.100s' twice", k->path, it->text);
+			}
+		if (rc) {
+			node_free(ri);
+			break;
+		}
+		rc = node_append(r, ri);
+	}
+	if (rc) {
+		node_free(r);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
+static int resolve_value(struct vstate *S, const struct key_desc *k, const struct node *v,
+			 struct node **out);
+
+static int resolve_list_of_maps(struct vstate *S, const struct key_desc *k, const struct node *v,
+				const char *prefix, struct node **out)
+{
+	if (v->kind != NODE_SEQ)
+		return VERR(S, v, "'%s' must be a list of maps, not %s", k->path, kind_name(v));
+	struct node *r = node_new(NODE_SEQ);
+	if (!r)
+		return FT_ENOMEM;
+	int rc = 0;
+	for (size_t i = 0; i < v->n && !rc; i++) {
+		const struct node *it = v->items[i];
+		if (it->kind != NODE_MAP) {
+			rc = VERR(S, it, "each entry of '%s' must be a map, not %s", k->path,
+				  kind_name(it));
+			break;
+		}
+		struct node *m = node_new(NODE_MAP);
+		if (!m) {
+			rc = FT_ENOMEM;
+			break;
+		}
+		m->file = it->file;
+		m->line = it->line;
+		m->col = it->col;
+		if ((rc = resolve_map(S, prefix, it, m)) != 0) {
+			node_free(m);
+			break;
+		}
+		rc = node_append(r, m);
+	}
+	if (rc) {
+		node_free(r);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
+/* Sweep parameters and zip groups are validated by runner/sweep.c; here they are only
+ * copied with generic scalar typing so the spec JSON is canonical. */
+static int generic_copy(struct vstate *S, const struct node *v, int depth, struct node **out)
+{
+	if (depth > SCHEMA_MAX_DEPTH)
+		return VERR(S, v, "nesting is too deep");
+	if (v->kind == NODE_SCALAR) {
+		char buf[40];
+		const char *text = v->text;
+		bool plain = false;
+		double f;
+		int64_t i;
+		if (v->plain) {
+			if (is_yaml11_bool(text)) {
+				int rc = VERR(S, v, "'%s' is a YAML 1.1 boolean", text);
+				diag_hint(S->d, "write true or false, or quote it ('%s') for text", text);
+				return rc;
+			}
+			if (node_is_null(v))
+				return VERR(S, v, "a value is missing here");
+			if (is_int_text(text) && parse_i64(text, &i)) {
+				snprintf(buf, sizeof buf, "%lld", (long long)i);
+				text = buf;
+				plain = true;
+			} else if (is_float_text(text) && parse_f64(text, &f) && isfinite(f)) {
+				schema_format_double(buf, sizeof buf, f);
+				text = buf;
+				plain = true;
+			} else if (strcmp(text, "true") == 0 || strcmp(text, "false") == 0) {
+				plain = true;
+			}
+		}
+		*out = out_scalar(v, text, plain);
+		return *out ? 0 : FT_ENOMEM;
+	}
+	struct node *r = node_new(v->kind);
+	if (!r)
+		return FT_ENOMEM;
+	r->file = v->file;
+	r->line = v->line;
+	r->col = v->col;
+	r->origin = v->origin;
+	int rc = 0;
+	for (size_t i = 0; i < v->n && !rc; i++) {
+		struct node *c = NULL;
+		if ((rc = generic_copy(S, v->items[i], depth + 1, &c)) != 0)
+			break;
+		if (v->items[i]->key) {
+			c->key = ft_strdup(v->items[i]->key);
+			c->key_line = v->items[i]->key_line;
+			c->key_col = v->items[i]->key_col;
+			if (!c->key) {
+				node_free(c);
+				rc = FT_ENOMEM;
+				break;
+			}
+		}
+		rc = node_append(r, c);
+	}
+	if (rc) {
+		node_free(r);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
+static int resolve_value(struct vstate *S, const struct key_desc *k, const struct node *v,
+			 struct node **out)
+{
+	int rc;
+	*out = NULL;
+	switch (k->type) {
+	case KT_MAP:
+		if (v->kind != NODE_MAP)
+			return VERR(S, v, "'%s' must be a map of keys, not %s", k->path, kind_name(v));
+		if (!(*out = node_new(NODE_MAP)))
+			return FT_ENOMEM;
+		(*out)->file = v->file;
+		(*out)->line = v->line;
+		(*out)->col = v->col;
+		(*out)->origin = v->origin;
+		return resolve_map(S, k->path, v, *out);
+	case KT_INT:
+		return scalar_int(S, k, v, out);
+	case KT_FLOAT:
+		return scalar_float(S, k, v, NULL, out);
+	case KT_BOOL:
+		if ((rc = need_scalar(S, k, v, "true or false")) != 0)
+			return rc;
+		if (v->plain && (strcmp(v->text, "true") == 0 || strcmp(v->text, "false") == 0)) {
+			*out = out_scalar(v, v->text, true);
+			return *out ? 0 : FT_ENOMEM;
+		}
+		rc = VERR(S, v, "'%s' must be true or false, not '%.100s'", k->path, v->text);
+		if (v->plain && is_yaml11_bool(v->text))
+			diag_hint(S->d, "YAML 1.1 booleans (yes/no/on/off/y/n) are not accepted; "
+				  "write %s", (v->text[0] == 'y' || v->text[0] == 'Y' ||
+					       strcmp(v->text, "on") == 0 || strcmp(v->text, "On") == 0 ||
+					       strcmp(v->text, "ON") == 0 || v->text[0] == 'T')
+						      ? "true"
+						      : "false");
+		return rc;
+	case KT_STR:
+		return scalar_string(S, k, v, "a string", out);
+	case KT_NAME: {
+		if ((rc = scalar_string(S, k, v, "a name", out)) != 0)
+			return rc;
+		size_t len = strlen(v->text);
+		bool ok = len > 0 && len <= 100;
+		for (const char *p = v->text; ok && *p; p++)
+			ok = islower((unsigned char)*p) || isdigit((unsigned char)*p) ||
+			     *p == '.' || *p == '_' || *p == '-';
+		if (!ok) {
+			node_free(*out);
+			*out = NULL;
+			return VERR(S, v, "'%s' is '%.100s'; expected 1 to 100 characters of "
+				    "[a-z0-9._-]", k->path, v->text);
+		}
+		return 0;
+	}
+	case KT_ENUM:
+		if ((rc = scalar_string(S, k, v, "a string", out)) != 0)
+			return rc;
+		if (!schema_choice_ok(k->choices, v->text)) {
+			node_free(*out);
+			*out = NULL;
+			return enum_error(S, k, v, k->choices);
+		}
+		return 0;
+	case KT_TEMPLATE:
+		if ((rc = scalar_string(S, k, v, "a string", out)) != 0)
+			return rc;
+		if (!schema_choice_ok(k->choices, v->text) && !strstr(v->text, "{prompt}")) {
+			node_free(*out);
+			*out = NULL;
+			rc = VERR(S, v, "'%s' is '%.100s': neither a template name (auto, chatml, "
+				  "alpaca, plain) nor a custom template with {prompt}", k->path,
+				  v->text);
+			char near[32];
+			if (schema_choice_nearest(k->choices, v->text, near, sizeof near))
+				diag_hint(S->d, "did you mean '%s'?", near);
+			return rc;
+		}
+		return 0;
+	case KT_METRIC:
+		if ((rc = scalar_string(S, k, v, "split.metric", out)) != 0)
+			return rc;
+		if ((rc = check_metric(S, k, v)) != 0) {
+			node_free(*out);
+			*out = NULL;
+		}
+		return rc;
+	case KT_PATH:
+		return resolve_path(S, k, v, out);
+	case KT_DURATION: {
+		if ((rc = need_scalar(S, k, v, "a duration")) != 0)
+			return rc;
+		double secs;
+		if (!parse_duration(v->text, &secs) || !isfinite(secs))
+			return VERR(S, v, "'%s' is '%.100s'; expected a duration such as 90, 90s, "
+				    "15m, 2h or 1d", k->path, v->text);
+		char buf[40];
+		schema_format_double(buf, sizeof buf, secs);
+		*out = out_scalar(v, buf, true);
+		return *out ? 0 : FT_ENOMEM;
+	}
+	case KT_STRLIST:
+		return resolve_strlist(S, k, v, out);
+	case KT_FLOATLIST: {
+		if (v->kind != NODE_SEQ || v->n != 2)
+			return VERR(S, v, "'%s' must be a list of 2 numbers", k->path);
+		struct node *r = node_new(NODE_SEQ);
+		if (!r)
+			return FT_ENOMEM;
+		for (size_t i = 0; i < v->n; i++) {
+			struct node *ri = NULL;
+			if ((rc = scalar_float(S, k, v->items[i], NULL, &ri)) != 0 ||
+			    (rc = node_append(r, ri)) != 0) {
+				node_free(r);
+				return rc;
+			}
+		}
+		*out = r;
+		return 0;
+	}
+	case KT_SPLIT:
+		if (v->kind == NODE_SCALAR)
+			return resolve_path(S, k, v, out);
+		if (v->kind != NODE_MAP)
+			return VERR(S, v, "'%s' must be a path or a map {from, fraction}, not a list",
+				    k->path);
+		if (!(*out = node_new(NODE_MAP)))
+			return FT_ENOMEM;
+		(*out)->file = v->file;
+		(*out)->line = v->line;
+		(*out)->col = v->col;
+		return resolve_map(S, k->path, v, *out);
+	case KT_TARGETS:
+		if (v->kind == NODE_SCALAR) {
+			if ((rc = scalar_string(S, k, v, "a list or all-linear", out)) != 0)
+				return rc;
+			if (strcmp(v->text, "all-linear") != 0) {
+				node_free(*out);
+				*out = NULL;
+				rc = VERR(S, v, "'%s' is '%.100s'; expected a list of module names or "
+					  "all-linear", k->path, v->text);
+				if (edit_distance(v->text, "all-linear", 3) <= 3)
+					diag_hint(S->d, "did you mean 'all-linear'?");
+				else
+					diag_hint(S->d, "write a list: [%.100s]", v->text);
+			}
+			return rc;
+		}
+		if ((rc = resolve_strlist(S, k, v, out)) != 0)
+			return rc;
+		if (v->n == 0) {
+			node_free(*out);
+			*out = NULL;
+			return VERR(S, v, "'%s' is empty; name at least one module", k->path);
+		}
+		return 0;
+	case KT_GATES:
+		return resolve_list_of_maps(S, k, v, "gates[]", out);
+	case KT_PARAMS:
+		if (v->kind != NODE_MAP)
+			return VERR(S, v, "'%s' must be a map of dotted paths, not %s", k->path,
+				    kind_name(v));
+		return generic_copy(S, v, 0, out);
+	case KT_ZIP:
+		if (v->kind != NODE_SEQ)
+			return VERR(S, v, "'%s' must be a list of maps, not %s", k->path, kind_name(v));
+		for (size_t i = 0; i < v->n; i++)
+			if (v->items[i]->kind != NODE_MAP)
+				return VERR(S, v->items[i], "each entry of '%s' must be a map of "
+					    "dotted paths to lists", k->path);
+		return generic_copy(S, v, 0, out);
+	}
+	return VERR(S, v, "internal: unknown key type");
+}
+
+/* True when desc is a direct child of prefix ("" for the top level). */
+static const char *child_name(const struct key_desc *k, const char *prefix)
+{
+	size_t pl = strlen(prefix);
+	const char *rest;
+	if (pl == 0) {
+		rest = k->path;
+	} else {
+		if (strncmp(k->path, prefix, pl) != 0 || k->path[pl] != '.')
+			return NULL;
+		rest = k->path + pl + 1;
+	}
+	if (strchr(rest, '.') || strstr(rest, "[]"))
+		return NULL;
+	return rest;
+}
+
+static int unknown_key(struct vstate *S, const char *prefix, const struct node *e)
+{
+	const char *cands[64];
+	size_t n = 0;
+	for (size_t i = 0; i < schema_n_keys && n < FT_ARRAY_LEN(cands); i++) {
+		const char *c = child_name(&schema_keys[i], prefix);
+		if (c)
+			cands[n++] = c;
+	}
+	const char *where = prefix[0] ? prefix : NULL;
+	if (strncmp(prefix, "gates[]", 7) == 0)
+		where = "a gate";
+	int rc;
+	if (where)
+		rc = VKERR(S, e, "unknown key '%.100s' in '%s'", e->key, where);
+	else
+		rc = VKERR(S, e, "unknown key '%.100s'", e->key);
+	const char *near = nearest_word(e->key, cands, n);
+	if (near) {
+		diag_hint(S->d, "did you mean '%s'?", near);
+	} else if (!prefix[0] && strchr(e->key, '.') && schema_find(e->key)) {
+		diag_hint(S->d, "write nested keys as maps ('%.100s' is a key inside a section), "
+			  "or use -s %.100s=VALUE", e->key, e->key);
+	} else {
+		struct strbuf sb = {0};
+		for (size_t i = 0; i < n; i++)
+			if (strbuf_printf(&sb, "%s%s", i ? ", " : "", cands[i]) != 0)
+				break;
+		diag_hint(S->d, "valid keys here: %s", sb.buf ? sb.buf : "");
+		strbuf_free(&sb);
+	}
+	return rc;
+}
+
+static int resolve_map(struct vstate *S, const char *prefix, const struct node *src,
+		       struct node *out)
+{
+	int rc = 0;
+	char path[256];
+	if (src) {
+		if (src->kind != NODE_MAP)
+			return VERR(S, src, "'%s' must be a map, not %s", prefix, kind_name(src));
+		for (size_t i = 0; i < src->n; i++) {
+			const struct node *e = src->items[i];
+			snprintf(path, sizeof path, "%s%s%s", prefix, prefix[0] ? "." : "", e->key);
+			const struct key_desc *k = schema_find(path);
+			if (!k || !child_name(k, prefix))
+				return unknown_key(S, prefix, e);
+		}
+	}
+	for (size_t i = 0; i < schema_n_keys; i++) {
+		const struct key_desc *k = &schema_keys[i];
+		const char *name = child_name(k, prefix);
+		if (!name)
+			continue;
+		const struct node *v = src ? node_get(src, name) : NULL;
+		struct node *r = NULL;
+		if (v) {
+			rc = resolve_value(S, k, v, &r);
+		} else if (k->def) {
+			const struct node *dv = default_node(k);
+			if (!dv)
+				return diag_set(S->d, FT_EINTERNAL, NULL, 0, 0,
+						"internal: bad default for %s", k->path);
+			rc = resolve_value(S, k, dv, &r);
+		} else if (k->type == KT_MAP && !(k->flags & KF_OPTMAP)) {
+			if (!(r = node_new(NODE_MAP)))
+				return FT_ENOMEM;
+			rc = resolve_map(S, k->path, NULL, r);
+		} else if (k->flags & KF_REQUIRED) {
+			const struct node *at = src ? src : S->src_root;
+			rc = VKERR(S, at, "missing required key '%s'%s%s", name,
+				   prefix[0] ? " in " : "", prefix[0] ? prefix : "");
+			if (strcmp(k->path, "model.base") == 0)
+				diag_hint(S->d, "model.base names a .gguf file or a Hugging Face "
+					  "model directory");
+			return rc;
+		} else {
+			continue;
+		}
+		if (rc) {
+			node_free(r);
+			return rc;
+		}
+		r->key = ft_strdup(name);
+		if (v) {
+			r->key_line = v->key_line;
+			r->key_col = v->key_col;
+		}
+		if (!r->key) {
+			node_free(r);
+			return FT_ENOMEM;
+		}
+		if ((rc = node_append(out, r)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* ---- cross-field rules and computed defaults -------------------------------------- */
+
+static const char *rtext(const struct node *res, const char *path)
+{
+	const struct node *n = node_get_path(res, path);
+	return n && n->kind == NODE_SCALAR ? n->text : NULL;
+}
+
+/* Sets (or replaces) path in the resolved tree to a scalar. */
+static int rset(struct node *res, const char *path, const char *text, bool plain)
+{
+	struct node *n = node_new_scalar(text, plain);
+	if (!n)
+		return FT_ENOMEM;
+	n->origin = "default";
+	return node_set_path(res, path, n);
+}
+
+static void rdel(struct node *res, const char *path)
+{
+	const char *dot = strrchr(path, '.');
+	if (!dot) {
+		node_remove(res, path);
+		return;
+	}
+	char parent[128];
+	snprintf(parent, sizeof parent, "%.*s", (int)(dot - path), path);
+	node_remove(node_get_path(res, parent), dot + 1);
+}
+
+static int only_with(struct vstate *S, struct node *res, const char *const *keys, size_t n,
+		     const char *sel_path, const char *want)
+{
+	const char *have = rtext(res, sel_path);
+	for (size_t i = 0; i < n; i++) {
+		const struct node *e = node_get_path(S->src_root, keys[i]);
+		if (e && have && strcmp(have, want) != 0) {
+			int rc = VKERR(S, e, "'%s' applies only to %s %s, but %s is %s", keys[i],
+				       sel_path, want, sel_path, have);
+			diag_hint(S->d, "remove '%s' or set %s: %s", keys[i], sel_path, want);
+			return rc;
+		}
+		if (!have || strcmp(have, want) != 0)
+			rdel(res, keys[i]);
+	}
+	return 0;
+}
+
+static bool split_declared(const struct node *res, const char *split)
+{
+	char path[64];
+	snprintf(path, sizeof path, "data.%s", split);
+	return node_get_path(res, path) != NULL;
+}
+
+static int check_split_from(struct vstate *S, struct node *res, const char *split)
+{
+	char path[64];
+	snprintf(path, sizeof path, "data.%s", split);
+	struct node *sp = node_get_path(res, path);
+	if (!sp || sp->kind != NODE_MAP)
+		return 0;
+	struct node *from = node_get(sp, "from");
+	const char *f = from ? from->text : "train";
+	const struct node *at = node_get_path(S->src_root, path);
+	const struct node *fsrc = at ? node_get(at, "from") : NULL;
+	if (!fsrc)
+		fsrc = at;
+	if (strcmp(f, split) == 0)
+		return VERR(S, fsrc, "data.%s.from names the split itself", split);
+	char fpath[64];
+	snprintf(fpath, sizeof fpath, "data.%s", f);
+	const struct node *fs = node_get_path(res, fpath);
+	if (!fs) {
+		int rc = VERR(S, fsrc, "data.%s.from names '%s', which is not declared", split, f);
+		diag_hint(S->d, "declare data.%s, or carve from a split that is declared", f);
+		return rc;
+	}
+	if (fs->kind == NODE_MAP)
+		return VERR(S, fsrc, "data.%s.from names '%s', which is itself carved from "
+			    "another split; carve from a split that is a file", split, f);
+	/* Split seed defaults to the experiment seed. */
+	if (!node_get(sp, "seed")) {
+		const char *seed = rtext(res, "seed");
+		char spath[64];
+		snprintf(spath, sizeof spath, "data.%s.seed", split);
+		return rset(res, spath, seed ? seed : "0", true);
+	}
+	return 0;
+}
+
+static const struct node *src_or(const struct vstate *S, const char *path, const struct node *r)
+{
+	const struct node *n = node_get_path(S->src_root, path);
+	return n ? n : r;
+}
+
+static int cross_rules(struct vstate *S, struct node *res)
+{
+	int rc;
+	static const char *const lora_keys[] = {"method.rank", "method.alpha", "method.dropout",
+						"method.targets", "method.rslora"};
+	static const char *const freeze_keys[] = {"method.trainable", "method.layers"};
+	static const char *const exec_keys[] = {"backend.command", "backend.timeout",
+						"backend.metrics_file", "backend.workdir"};
+	if ((rc = only_with(S, res, lora_keys, FT_ARRAY_LEN(lora_keys), "method.type", "lora")) ||
+	    (rc = only_with(S, res, freeze_keys, FT_ARRAY_LEN(freeze_keys), "method.type",
+			    "freeze")) ||
+	    (rc = only_with(S, res, exec_keys, FT_ARRAY_LEN(exec_keys), "backend.type", "exec")))
+		return rc;
+
+	/* epochs xor steps. */
+	const struct node *steps = node_get_path(S->src_root, "train.steps");
+	const struct node *epochs = node_get_path(S->src_root, "train.epochs");
+	if (steps && epochs) {
+		rc = VKERR(S, steps, "give train.steps or train.epochs, not both (epochs at %d:%d)",
+			   epochs->key_line, epochs->key_col);
+		diag_hint(S->d, "remove one of them");
+		return rc;
+	}
+	if (!node_get_path(res, "train.steps") && !node_get_path(res, "train.epochs") &&
+	    (rc = rset(res, "train.epochs", "1", true)) != 0)
+		return rc;
+
+	/* Training needs a train split. */
+	const char *mtype = rtext(res, "method.type");
+	if (mtype && strcmp(mtype, "none") != 0 && !split_declared(res, "train")) {
+		const struct node *at = src_or(S, "method.type", node_get_path(res, "method.type"));
+		const struct node *data = node_get_path(S->src_root, "data");
+		rc = data ? VKERR(S, data, "method.type %s trains a model, so data.train is required",
+				  mtype)
+			  : VKERR(S, at, "method.type %s trains a model, so data.train is required",
+				  mtype);
+		diag_hint(S->d, "add data.train, or set method.type: none to evaluate the base "
+			  "model only");
+		return rc;
+	}
+	if ((rc = check_split_from(S, res, "validation")) != 0 ||
+	    (rc = check_split_from(S, res, "test")) != 0)
+		return rc;
+
+	/* eval.splits: declared splits; default: the declared of validation, test. */
+	struct node *splits = node_get_path(res, "eval.splits");
+	if (splits) {
+		for (size_t i = 0; i < splits->n; i++)
+			if (!split_declared(res, splits->items[i]->text)) {
+				rc = VERR(S, splits->items[i], "eval.splits names '%s', which is not "
+					  "declared in data", splits->items[i]->text);
+				diag_hint(S->d, "declare data.%s or remove it from eval.splits",
+					  splits->items[i]->text);
+				return rc;
+			}
+	} else {
+		struct node *list = node_new(NODE_SEQ);
+		if (!list)
+			return FT_ENOMEM;
+		list->origin = "default";
+		static const char *const cands[] = {"validation", "test"};
+		for (size_t i = 0; i < 2; i++) {
+			if (!split_declared(res, cands[i]))
+				continue;
+			struct node *s = node_new_scalar(cands[i], false);
+			if (!s || (rc = node_append(list, s)) != 0) {
+				node_free(list);
+				return FT_ENOMEM;
+			}
+		}
+		if ((rc = node_set_path(res, "eval.splits", list)) != 0)
+			return rc;
+	}
+
+	/* data.max_length defaults to and is bounded by model.context. */
+	const char *ctxlen = rtext(res, "model.context");
+	struct node *ml = node_get_path(res, "data.max_length");
+	if (!ml) {
+		if ((rc = rset(res, "data.max_length", ctxlen ? ctxlen : "512", true)) != 0)
+			return rc;
+	} else if (ctxlen && strtoll(ml->text, NULL, 10) > strtoll(ctxlen, NULL, 10)) {
+		rc = VERR(S, ml, "data.max_length %s is longer than model.context %s", ml->text,
+			  ctxlen);
+		diag_hint(S->d, "raise model.context or lower data.max_length");
+		return rc;
+	}
+
+	/* Warmup within the run when its length is known. */
+	const char *st = rtext(res, "train.steps");
+	struct node *wu = node_get_path(res, "train.schedule.warmup_steps");
+	if (st && wu && strtoll(wu->text, NULL, 10) > strtoll(st, NULL, 10))
+		return VERR(S, wu, "train.schedule.warmup_steps %s is more than train.steps %s",
+			    wu->text, st);
+
+	/* Early stopping watches a declared split. */
+	struct node *es = node_get_path(res, "train.early_stopping.metric");
+	if (es) {
+		char split[32];
+		snprintf(split, sizeof split, "%.*s", (int)(strcspn(es->text, ".") & 31), es->text);
+		if (!split_declared(res, split))
+			return VERR(S, es, "train.early_stopping.metric '%s' needs data.%s, which is "
+				    "not declared", es->text, split);
+	}
+
+	/* exec needs a command; the working directory defaults to the experiment's. */
+	const char *btype = rtext(res, "backend.type");
+	if (btype && strcmp(btype, "exec") == 0) {
+		struct node *cmd = node_get_path(res, "backend.command");
+		if (!cmd || cmd->n == 0) {
+			const struct node *at = src_or(S, "backend.type", NULL);
+			rc = at ? VERR(S, at, "backend.type exec needs backend.command")
+				: VERR(S, S->src_root, "backend.type exec needs backend.command");
+			diag_hint(S->d, "backend.command is the trainer's argv, e.g. [python3, "
+				  "train.py, --lr, \"{train.optimizer.lr}\"]");
+			return rc;
+		}
+		if (!node_get_path(res, "backend.workdir") &&
+		    (rc = rset(res, "backend.workdir", ".", false)) != 0)
+			return rc;
+	}
+
+	/* Sweep: samples only with random; random needs samples; seed defaults. */
+	struct node *sw = node_get(res, "sweep");
+	if (sw) {
+		const char *method = rtext(res, "sweep.method");
+		const struct node *samples = node_get(sw, "samples");
+		bool random = method && strcmp(method, "random") == 0;
+		if (samples && !random) {
+			rc = VKERR(S, src_or(S, "sweep.samples", samples),
+				   "sweep.samples applies only to sweep.method random");
+			diag_hint(S->d, "grid sweeps run every combination; remove samples or set "
+				  "method: random");
+			return rc;
+		}
+		if (random && !samples) {
+			const struct node *at = src_or(S, "sweep.method", sw);
+			return VERR(S, at, "sweep.method random needs sweep.samples (the number of "
+				    "draws)");
+		}
+		if (!node_get(sw, "seed")) {
+			const char *seed = rtext(res, "seed");
+			if ((rc = rset(res, "sweep.seed", seed ? seed : "0", true)) != 0)
+				return rc;
+		}
+	}
+
+	/* Gates: absolute (min/max) or relative (vs with min_delta/max_regression). */
+	struct node *gates = node_get(res, "gates");
+	for (size_t i = 0; gates && i < gates->n; i++) {
+		struct node *g = gates->items[i];
+		bool vs = node_get(g, "vs") != NULL;
+		bool absol = node_get(g, "min") || node_get(g, "max");
+		bool rel = node_get(g, "min_delta") || node_get(g, "max_regression");
+		if (!absol && !rel)
+			return VERR(S, g, "a gate needs a bound: min or max, or vs with min_delta or "
+				    "max_regression");
+		if (vs && absol)
+			return VERR(S, g, "a gate with 'vs' takes min_delta or max_regression, not "
+				    "min or max");
+		if (!vs && rel) {
+			rc = VERR(S, g, "min_delta and max_regression compare against a reference: "
+				  "add vs: base or vs: baseline");
+			return rc;
+		}
+		struct node *vsn = node_get(g, "vs");
+		const char *cb = rtext(res, "eval.compare_base");
+		if (vsn && strcmp(vsn->text, "base") == 0 && cb && strcmp(cb, "false") == 0)
+			return VERR(S, vsn, "a gate against the base model needs eval.compare_base: "
+				    "true");
+	}
+	return 0;
+}
+
+int schema_resolve(struct node **out, const struct node *src, const char *top_dir,
+		   const char *ctx, struct diag *d)
+{
+	struct vstate S = {.top_dir = top_dir, .ctx = ctx, .d = d, .src_root = src};
+	*out = NULL;
+	struct node *res = node_new(NODE_MAP);
+	if (!res)
+		return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+	int rc = resolve_map(&S, "", src, res);
+	if (!rc)
+		rc = cross_rules(&S, res);
+	if (rc) {
+		if (d && !d->code)
+			diag_set(d, rc, NULL, 0, 0, "out of memory validating the experiment");
+		node_free(res);
+		return rc;
+	}
+	*out = res;
+	return 0;
+}
