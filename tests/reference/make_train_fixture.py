@@ -136,10 +136,18 @@ def peft_tiny_fixture():
         lg = final(input_ids=tok).logits.flatten()
     mine = torch.tensor(ours["logits_after"])
     diff = (lg - mine).abs().max().item()
+    # GGUF-base round trip: the adapter trained on the tiny model loaded from GGUF
+    # (interleaved q/k), exported with lora_B un-permuted, on the HF model.
+    final_g = load("adapter_final_gguf", False)
+    final_g.eval()
+    with torch.no_grad():
+        lg_g = final_g(input_ids=tok).logits.flatten()
+    diff_g = (lg_g - mine).abs().max().item()
     ref = {"made_by": "tests/reference/make_train_fixture.py peft-tiny (torch %s, "
            "transformers, peft)" % torch.__version__,
            "loss0": loss0.item(), "grads": grads, "trace": trace,
-           "export_logits_max_abs_diff": diff}
+           "export_logits_max_abs_diff": diff,
+           "export_gguf_logits_max_abs_diff": diff_g}
     with open(os.path.join(d, "reference.json"), "w") as f:
         json.dump(ref, f, indent=1)
         f.write("\n")
@@ -147,6 +155,7 @@ def peft_tiny_fixture():
     print("trace ours", ours["trace"])
     print("trace peft", trace)
     print("export logits max abs diff %.3g" % diff)
+    print("GGUF-base export logits max abs diff %.3g" % diff_g)
 
 
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "peft-tiny":

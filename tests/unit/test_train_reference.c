@@ -66,9 +66,8 @@ static int rec_metric(void *ud, const char *split, const char *name, int64_t ste
 	return 0;
 }
 
-static struct model *make_model(struct model_file **mf_out)
+static struct model *make_model_from(struct model_file *mf)
 {
-	struct model_file *mf = tiny_llama_mf(true, false, ROPE_HALF, 7);
 	static const char *const targets_[] = {"q_proj", "v_proj"};
 	struct model_opts o = {.method = METHOD_LORA, .lora_rank = 4, .lora_alpha = 8,
 			       .targets = targets_, .n_targets = 2, .layers_first = -1,
@@ -78,8 +77,13 @@ static struct model *make_model(struct model_file **mf_out)
 	diag_init(&d);
 	if (model_create(&m, mf, &o, &d) != 0)
 		fail_msg("model_create: %s", d.text);
-	*mf_out = mf;
 	return m;
+}
+
+static struct model *make_model(struct model_file **mf_out)
+{
+	*mf_out = tiny_llama_mf(true, false, ROPE_HALF, 7);
+	return make_model_from(*mf_out);
 }
 
 static void lora_tensors(struct model *m, struct lora_tensor *lt, size_t *n)
@@ -100,20 +104,26 @@ static char *fixture_path(const char *rel)
 	return p;
 }
 
-static void write_adapter(struct model *m, const char *rel)
+static void write_adapter_il(struct model *m, const char *rel, bool interleaved)
 {
 	struct lora_tensor lt[64];
 	size_t n;
 	lora_tensors(m, lt, &n);
 	char *tg[] = {"q_proj", "v_proj"};
 	struct lora_info info = {.rank = 4, .alpha = 8, .targets = tg, .n_targets = 2,
-				 .n_head = 4, .n_head_kv = 2, .head_dim = 4};
+				 .interleaved = interleaved, .n_head = 4, .n_head_kv = 2,
+				 .head_dim = 4};
 	char *dir = fixture_path(rel);
 	struct diag d;
 	diag_init(&d);
 	if (adapter_write_peft(dir, lt, n, &info, &d))
 		fail_msg("%s", d.text);
 	free(dir);
+}
+
+static void write_adapter(struct model *m, const char *rel)
+{
+	write_adapter_il(m, rel, false);
 }
 
 static json_t *farr(const float *p, size_t n)
@@ -130,6 +140,27 @@ static json_t *iarr(const int32_t *p, size_t n)
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(a, json_integer(p[i]));
 	return a;
+}
+
+/* Five AdamW steps on the same batch (constant lr, clipping, weight decay). */
+static void train5(struct model *m)
+{
+	struct config_train c = {.steps = STEPS, .batch_size = B, .grad_accum = 1,
+				 .max_grad_norm = 1.0, .nonfinite = NONFINITE_ABORT};
+	c.optimizer.lr = 1e-2;
+	c.optimizer.beta1 = 0.9;
+	c.optimizer.beta2 = 0.999;
+	c.optimizer.eps = 1e-8;
+	c.optimizer.weight_decay = 0.01;
+	c.schedule.type = SCHEDULE_CONSTANT;
+	struct run_sink sink = {.metric = rec_metric};
+	struct batch_source src = {.T = SEQ, .next = same_batch};
+	struct trainer_opts o = {.train = &c, .total_steps = STEPS, .sink = &sink};
+	struct trainer_result res;
+	struct diag d;
+	diag_init(&d);
+	if (trainer_run(&res, m, &src, NULL, &o, &d) != 0)
+		fail_msg("%s", d.text);
 }
 
 static void test_lora_matches_peft(void **state)
@@ -163,20 +194,7 @@ static void test_lora_matches_peft(void **state)
 	json_object_set_new(ours, "grads", grads);
 	model_zero_grad(m);
 
-	/* Five AdamW steps on the same batch. */
-	struct config_train c = {.steps = STEPS, .batch_size = B, .grad_accum = 1,
-				 .max_grad_norm = 1.0, .nonfinite = NONFINITE_ABORT};
-	c.optimizer.lr = 1e-2;
-	c.optimizer.beta1 = 0.9;
-	c.optimizer.beta2 = 0.999;
-	c.optimizer.eps = 1e-8;
-	c.optimizer.weight_decay = 0.01;
-	c.schedule.type = SCHEDULE_CONSTANT;
-	struct run_sink sink = {.metric = rec_metric};
-	struct batch_source src = {.T = SEQ, .next = same_batch};
-	struct trainer_opts o = {.train = &c, .total_steps = STEPS, .sink = &sink};
-	struct trainer_result res;
-	assert_int_equal(trainer_run(&res, m, &src, NULL, &o, &d), 0);
+	train5(m);
 	json_object_set_new(ours, "trace", json_pack("[fffff]", losses[1], losses[2], losses[3],
 						     losses[4], losses[5]));
 	/* Logits after training, for the export check in the script. */
@@ -232,8 +250,8 @@ static void test_lora_matches_peft(void **state)
 			fail_msg("step %d: loss %.8g, peft %.8g", i + 1, losses[i + 1], want);
 	}
 	/* The script loaded our exported adapter into peft and compared logits. */
-	double ldiff = json_number_value(json_object_get(ref, "export_logits_max_abs_diff"));
-	assert_true(ldiff < 1e-4);
+	json_t *ld = json_object_get(ref, "export_logits_max_abs_diff");
+	assert_true(json_is_number(ld) && json_number_value(ld) < 1e-4);
 	json_decref(ref);
 	json_decref(ours);
 	free(rp);
@@ -241,10 +259,88 @@ static void test_lora_matches_peft(void **state)
 	model_file_free(mf);
 }
 
+
+/* The same training on the tiny model written as GGUF (llama.cpp interleaved q/k rows)
+ * and loaded back: the loss trace agrees, and the adapter exported for PEFT (lora_B of
+ * q/k un-permuted) equals the one trained on the Hugging Face layout; peft loading it on
+ * the HF model reproduces our logits (adapter_final_gguf in the script). */
+static void test_gguf_base_roundtrip(void **state)
+{
+	(void)state;
+	make_batch();
+	bool write = getenv("FTLAB_WRITE_FIXTURE") != NULL;
+	struct model_file *hf = tiny_llama_mf(true, false, ROPE_HALF, 7);
+	char tmpl[] = "/tmp/ftlab-ggufrt-XXXXXX";
+	char *dir = ft_strdup(mkdtemp(tmpl));
+	char *gp = path_join(dir, "tiny.gguf");
+	struct diag d;
+	diag_init(&d);
+	if (merged_write_gguf(gp, hf, &d))
+		fail_msg("%s", d.text);
+	struct model_file *gg = NULL;
+	if (model_file_load(&gg, gp, &d))
+		fail_msg("%s", d.text);
+	assert_int_equal(gg->hp.rope_style, ROPE_INTERLEAVED);
+
+	struct model *mh = make_model_from(hf), *mg = make_model_from(gg);
+	train5(mh);
+	double th[STEPS + 1];
+	memcpy(th, losses, sizeof(th));
+	train5(mg);
+	for (int i = 1; i <= STEPS; i++)
+		assert_float_equal(losses[i], th[i], 1e-5 * th[i]);
+	/* Export from the GGUF run; read back in HF order; compare with the HF run. */
+	char *ad = path_join(dir, "adapter");
+	struct lora_tensor lt[64];
+	size_t n;
+	lora_tensors(mg, lt, &n);
+	char *tg[] = {"q_proj", "v_proj"};
+	struct lora_info info = {.rank = 4, .alpha = 8, .targets = tg, .n_targets = 2,
+				 .interleaved = true, .n_head = 4, .n_head_kv = 2, .head_dim = 4};
+	if (adapter_write_peft(ad, lt, n, &info, &d))
+		fail_msg("%s", d.text);
+	struct lora_adapter *a = NULL;
+	if (adapter_read_peft(&a, ad, false, 4, 2, 4, &d))
+		fail_msg("%s", d.text);
+	assert_int_equal(a->n, model_n_trainable(mh));
+	for (size_t i = 0; i < a->n; i++) {
+		const struct model_param *p = model_param_find(mh, a->t[i].name);
+		assert_non_null(p);
+		double mx = 1e-12;
+		for (size_t k = 0; k < p->numel; k++)
+			mx = fmax(mx, fabs(p->data[k]));
+		for (size_t k = 0; k < p->numel; k++)
+			if (fabs(p->data[k] - a->t[i].data[k]) > 1e-4 * mx)
+				fail_msg("%s[%zu]: HF run %g, GGUF run exported %g", a->t[i].name, k,
+					 p->data[k], a->t[i].data[k]);
+	}
+	adapter_free(a);
+	if (write)
+		write_adapter_il(mg, "adapter_final_gguf", true);
+	char *rp = fixture_path("reference.json");
+	json_error_t err;
+	json_t *ref = json_load_file(rp, 0, &err);
+	if (!ref)
+		fail_msg("%s: %s", rp, err.text);
+	json_t *gd = json_object_get(ref, "export_gguf_logits_max_abs_diff");
+	assert_true(json_is_number(gd) && json_number_value(gd) < 1e-4);
+	json_decref(ref);
+	free(rp);
+	model_free(mh);
+	model_free(mg);
+	model_file_free(hf);
+	model_file_free(gg);
+	free(ad);
+	free(gp);
+	assert_int_equal(dir_remove_all(dir), 0);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_lora_matches_peft),
+		cmocka_unit_test(test_gguf_base_roundtrip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
