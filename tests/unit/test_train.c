@@ -33,7 +33,7 @@ struct synth {
 };
 
 static int synth_next(void *ud, int32_t *tok, int32_t *tgt, int max_rows, int *out_rows,
-		      struct diag *d)
+		      int *out_T, struct diag *d)
 {
 	(void)d;
 	struct synth *s = ud;
@@ -47,6 +47,7 @@ static int synth_next(void *ud, int32_t *tok, int32_t *tgt, int max_rows, int *o
 		}
 	}
 	*out_rows = max_rows;
+	*out_T = SEQ;
 	return 0;
 }
 

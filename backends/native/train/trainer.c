@@ -116,7 +116,7 @@ int trainer_run(struct trainer_result *out, struct model *m, const struct batch_
 	struct tstate s;
 	struct ckpt_state cs = {0};
 	int32_t *tok = NULL, *tgt = NULL;
-	int *rows = NULL;
+	int *rows = NULL, *lens = NULL;
 	char *notes = NULL;
 	int rc = tstate_init(&s, m, d);
 	if (rc)
@@ -126,7 +126,8 @@ int trainer_run(struct trainer_result *out, struct model *m, const struct batch_
 	tok = malloc((size_t)A * per * sizeof(int32_t));
 	tgt = malloc((size_t)A * per * sizeof(int32_t));
 	rows = calloc((size_t)A, sizeof(int));
-	if (!tok || !tgt || !rows) {
+	lens = calloc((size_t)A, sizeof(int));
+	if (!tok || !tgt || !rows || !lens) {
 		rc = diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory for batches");
 		goto done;
 	}
@@ -171,11 +172,18 @@ int trainer_run(struct trainer_result *out, struct model *m, const struct batch_
 		double t0 = time_monotonic();
 		long unmasked = 0;
 		for (int a = 0; a < A; a++) {
+			lens[a] = T;
 			rc = src->next(src->ud, tok + (size_t)a * per, tgt + (size_t)a * per, B,
-				       &rows[a], d);
+				       &rows[a], &lens[a], d);
 			if (rc)
 				goto done;
-			for (size_t i = 0; i < (size_t)rows[a] * (size_t)T; i++)
+			if (rows[a] < 1 || rows[a] > B || lens[a] < 1 || lens[a] > T) {
+				rc = diag_set(d, FT_EINTERNAL, "", 0, 0,
+					      "batch source returned %d rows of %d tokens", rows[a],
+					      lens[a]);
+				goto done;
+			}
+			for (size_t i = 0; i < (size_t)rows[a] * (size_t)lens[a]; i++)
 				unmasked += tgt[(size_t)a * per + i] >= 0;
 		}
 		model_zero_grad(m);
@@ -184,8 +192,8 @@ int trainer_run(struct trainer_result *out, struct model *m, const struct batch_
 		for (int a = 0; a < A && unmasked > 0; a++) {
 			float loss = 0.0f;
 			long nt = 0;
-			rc = model_forward(m, tok + (size_t)a * per, tgt + (size_t)a * per, rows[a], T,
-					   &loss, &nt);
+			rc = model_forward(m, tok + (size_t)a * per, tgt + (size_t)a * per, rows[a],
+					   lens[a], &loss, &nt);
 			if (rc == 0 && nt > 0)
 				rc = model_backward(m, scale);
 			if (rc) {
@@ -283,6 +291,7 @@ done:
 	free(tok);
 	free(tgt);
 	free(rows);
+	free(lens);
 	tstate_free(&s);
 	return rc;
 }

@@ -17,15 +17,15 @@
 
 struct model;
 
-/* Where training batches come from. next() fills tokens and targets (rows of T, targets
- * < 0 masked) for at most max_rows rows and sets *out_rows (>= 1); the source wraps
- * around epochs itself. save()/restore() capture its position (cursor and shuffle RNG)
- * as opaque bytes for checkpoints. */
+/* Where training batches come from. next() fills tokens and targets (out_rows rows of
+ * out_T tokens, row-major, targets < 0 masked) for at most max_rows rows of at most T
+ * tokens; the source wraps around epochs itself. save()/restore() capture its position
+ * (cursor and shuffle RNG) as opaque bytes for checkpoints. */
 struct batch_source {
 	void *ud;
-	int T;        /* sequence length of every row */
+	int T;        /* longest row */
 	int (*next)(void *ud, int32_t *tokens, int32_t *targets, int max_rows, int *out_rows,
-		    struct diag *d);
+		    int *out_T, struct diag *d);
 	int (*save)(void *ud, unsigned char **out, size_t *out_len);
 	int (*restore)(void *ud, const unsigned char *p, size_t n, struct diag *d);
 };
