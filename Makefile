@@ -94,7 +94,7 @@ valgrind: tests-build
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
 	  --suppress=missingIncludeSystem -I. -D__GNUC__ $(LIB_DIRS) runner/main.c
-	clang-tidy --quiet $(LIB_SRC) runner/main.c -- -std=c11 -D_GNU_SOURCE -I. 2>/dev/null
+	clang-tidy --quiet $(LIB_SRC) runner/main.c -- -std=c11 -D_GNU_SOURCE -fopenmp -I. -I/usr/local/cuda/include 2>/dev/null
 
 # Every header compiles on its own.
 headercheck:

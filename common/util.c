@@ -19,7 +19,7 @@ int strbuf_append(struct strbuf *s, const char *data, size_t n)
 	size_t need;
 	if (!size_add(s->len, n, &need) || !size_add(need, 1, &need))
 		return FT_ENOMEM;
-	if (need > s->cap) {
+	if (need > s->cap || !s->buf) {
 		size_t cap = s->cap ? s->cap : 64;
 		while (cap < need) {
 			if (!size_mul(cap, 2, &cap))

@@ -43,7 +43,8 @@ const struct cli_command cli_commands[] = {
 	 cmd_eval},
 	{"generate", "generate text from a model",
 	 "usage: ftlab generate MODEL [--adapter DIR] [--max-new-tokens N] [--temperature T]\n"
-	 "                      [--top-k K] [--top-p P] [--seed S] [--raw] PROMPT...\n",
+	 "                      [--top-k K] [--top-p P] [--seed S] [--stop STR]... [--system S]\n"
+	 "                      [--threads N] [--raw] PROMPT...\n",
 	 cmd_generate},
 	{"export", "export a run's weights (PEFT adapter, merged model, GGUF)",
 	 "usage: ftlab export RUN --format peft|gguf-adapter|merged-safetensors|merged-gguf -o DIR\n",

@@ -1,0 +1,65 @@
+/* template: turns a record into text segments, each marked trainable or not and as
+ * template markup (special tokens parsed) or user content (special tokens left as text).
+ * Templates: chatml, alpaca, plain, and custom strings with {system} {prompt} {response}.
+ * The segments before the final response form the generation prompt. */
+#ifndef FTLAB_TEMPLATE_H
+#define FTLAB_TEMPLATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "backends/native/data/dataset.h"
+#include "common/diag.h"
+
+enum template_kind { TEMPLATE_CHATML, TEMPLATE_ALPACA, TEMPLATE_PLAIN, TEMPLATE_CUSTOM };
+
+struct template_spec {
+	enum template_kind kind;
+	const char *custom;         /* TEMPLATE_CUSTOM: the string (borrowed) */
+	const char *system;         /* config system prompt or NULL (borrowed) */
+	const char *default_system; /* the model template's own default system text, or NULL */
+};
+
+/* Resolves data.template ("chatml" | "alpaca" | "plain" | "auto" | NULL + custom) for a
+ * model. "auto" and an unset template pick chatml when the tokenizer knows
+ * <|im_start|> and <|im_end|> (has_chatml), else plain. Custom strings are checked:
+ * {response} must occur once, only {system} {prompt} {response} are placeholders and
+ * "{{" "}}" are literal braces. FT_EINVAL names data.template. */
+int template_resolve(struct template_spec *out, const struct config_data *cfg, bool has_chatml,
+		     struct diag *d) FT_WUR;
+
+/* Extracts the default system message from a ChatML Jinja chat template (the literal
+ * text of "<|im_start|>system\n...<|im_end|>" that the template inserts when the
+ * conversation has none), or NULL. Caller frees. */
+char *template_chatml_default_system(const char *jinja);
+
+enum {
+	SEG_TRAIN = 1,   /* loss is taken on these tokens (with train_on_inputs: all) */
+	SEG_MARKUP = 2,  /* template text: special tokens such as <|im_end|> are parsed */
+	SEG_EOS = 4      /* not text: the tokenizer's end-of-sequence token */
+};
+
+struct segment {
+	char *text;      /* "" for SEG_EOS */
+	unsigned flags;
+};
+
+struct templated {
+	struct segment *segs;
+	size_t n;
+	size_t n_prompt;  /* the first n_prompt segments are the generation prompt */
+	char *prompt;     /* the user-facing input (for reports): prompt, instruction+input, last user turn */
+	char *reference;  /* the expected output (last assistant turn / response), or NULL for text */
+};
+
+/* Applies a template to one record of the given format. FT_EINVAL (with the record's
+ * line) when the template cannot express the record (e.g. multi-turn chat with
+ * alpaca). `file` is used in messages. */
+int template_apply(struct templated *out, const struct record *r, enum data_format format,
+		   const struct template_spec *t, const char *file, struct diag *d) FT_WUR;
+void templated_free(struct templated *t);
+
+/* The segments concatenated (for tests and docs); flags ignored, EOS shown as eos_text. */
+char *templated_text(const struct templated *t, size_t first, size_t count, const char *eos_text);
+
+#endif

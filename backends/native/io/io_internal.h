@@ -1,0 +1,32 @@
+/* io_internal: entry points shared by the io/ loaders, the tests and the fuzz harnesses.
+ * Each parses untrusted bytes already in memory and fills a zeroed model_file; on error
+ * d names `path` and the offending field, and the caller frees m with model_file_free. */
+#ifndef FTLAB_IO_INTERNAL_H
+#define FTLAB_IO_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backends/native/io/model_file.h"
+
+#define GGUF_MAX_ALIGNMENT (1u << 20) /* general.alignment upper bound */
+#define GGUF_MAX_NAME 1024            /* keys and tensor names */
+#define ST_MAX_HEADER (100u * 1000 * 1000) /* safetensors JSON header, bytes */
+
+/* Parses a whole GGUF file image (tensors dequantised, metadata, tokenizer source). */
+int gguf_load_buffer(struct model_file *m, const uint8_t *buf, size_t n, const char *path,
+		     struct diag *d) FT_WUR;
+
+/* One safetensors file image: appends its tensors (fp32, names as stored) to m.
+ * Shapes as stored; no renaming or transposition (that is the HF directory's job). */
+int safetensors_load_buffer(struct model_file *m, const uint8_t *buf, size_t n,
+			    const char *path, struct diag *d) FT_WUR;
+
+/* Hugging Face config.json text -> m->hp. */
+int hf_config_parse(struct model_hparams *hp, const char *json, size_t len, const char *path,
+		    struct diag *d) FT_WUR;
+
+/* A Hugging Face model directory (config.json, safetensors, tokenizer files). */
+int hf_dir_load(struct model_file *m, const char *dir, struct diag *d) FT_WUR;
+
+#endif

@@ -1,0 +1,79 @@
+/* model_file_load: decides between a GGUF file and a Hugging Face directory, maps the
+ * GGUF file read-only, hashes it and hands the bytes to the parser. The quantised bytes
+ * are unmapped once the tensors are dequantised. */
+#include "backends/native/io/io_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/sha256.h"
+#include "common/util.h"
+
+static int load_gguf_file(struct model_file *m, const char *path, struct diag *d)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return diag_set(d, errno == ENOENT ? FT_EINVAL : FT_EIO, path, 0, 0,
+				"cannot open model: %s", strerror(errno));
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		int e = errno;
+		close(fd);
+		return diag_set(d, FT_EIO, path, 0, 0, "cannot stat: %s", strerror(e));
+	}
+	size_t n = (size_t)st.st_size;
+	if (n == 0) {
+		close(fd);
+		return diag_set(d, FT_EINVAL, path, 0, 0, "empty file");
+	}
+	void *map = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (map == MAP_FAILED)
+		return diag_set(d, FT_EIO, path, 0, 0, "cannot map %zu bytes: %s", n, strerror(errno));
+	madvise(map, n, MADV_SEQUENTIAL);
+	sha256_hex(m->content_hash, map, n);
+	int rc = gguf_load_buffer(m, map, n, path, d);
+	munmap(map, n);
+	return rc;
+}
+
+int model_file_load(struct model_file **out, const char *path, struct diag *d)
+{
+	*out = NULL;
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return diag_set(d, errno == ENOENT ? FT_EINVAL : FT_EIO, path, 0, 0,
+				"cannot open model: %s", strerror(errno));
+	struct model_file *m = calloc(1, sizeof *m);
+	if (!m)
+		return diag_set(d, FT_ENOMEM, path, 0, 0, "out of memory");
+	m->tok.bos_id = m->tok.eos_id = m->tok.pad_id = m->tok.unk_id = -1;
+	m->path = ft_strdup(path);
+	int rc;
+	if (!m->path) {
+		rc = diag_set(d, FT_ENOMEM, path, 0, 0, "out of memory");
+	} else if (S_ISDIR(st.st_mode)) {
+		rc = hf_dir_load(m, path, d);
+	} else {
+		size_t len = strlen(path);
+		if (len > 12 && strcmp(path + len - 12, ".safetensors") == 0) {
+			rc = diag_set(d, FT_EINVAL, path, 0, 0,
+				      "a safetensors file alone has no config; pass its directory");
+			diag_hint(d, "a Hugging Face model directory holds config.json, "
+				     "model.safetensors and tokenizer.json");
+		} else {
+			rc = load_gguf_file(m, path, d);
+		}
+	}
+	if (rc) {
+		model_file_free(m);
+		return rc;
+	}
+	*out = m;
+	return 0;
+}

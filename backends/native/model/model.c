@@ -1,0 +1,978 @@
+/* model: parameter table from a model_file (which parameters train, LoRA adapters),
+ * memory from size tables (one allocation per group: params, grads, activations), the
+ * training forward with fused cross-entropy and the backward, for llama and GPT-2.
+ * KV-cache generation is in generate.c. All compute goes through struct ops. */
+#include "backends/native/model/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/native/model/model_internal.h"
+#include "backends/native/ops/ops.h"
+#include "common/rng.h"
+#include "common/util.h"
+
+/* ---- size tables ---- */
+
+void mplan_add(struct mplan *p, void **ptr, size_t bytes)
+{
+	if (p->n == p->cap) {
+		size_t nc = p->cap ? 2 * p->cap : 64;
+		struct mplan_entry *ne = realloc(p->e, nc * sizeof *ne);
+		if (!ne) {
+			p->oom = true;
+			return;
+		}
+		p->e = ne;
+		p->cap = nc;
+	}
+	p->e[p->n].ptr = ptr;
+	p->e[p->n].bytes = bytes;
+	p->n++;
+}
+
+
+/* One allocation for the whole table, each piece 64-byte aligned. */
+int mplan_alloc(struct mplan *p, const struct ops *ops, void **out_mem, size_t *out_bytes,
+		      const char *what, struct diag *d)
+{
+	size_t total = 0;
+	for (size_t i = 0; i < p->n; i++)
+		total += (p->e[i].bytes + 63) / 64 * 64;
+	*out_bytes = total;
+	if (p->oom)
+		return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory planning the %s", what);
+	char *mem = ops->alloc(total);
+	if (!mem)
+		return diag_set(d, FT_ENOMEM, NULL, 0, 0,
+				"out of memory: the %s need %zu bytes", what, total);
+	size_t off = 0;
+	for (size_t i = 0; i < p->n; i++) {
+		*p->e[i].ptr = p->e[i].bytes ? mem + off : NULL;
+		off += (p->e[i].bytes + 63) / 64 * 64;
+	}
+	*out_mem = mem;
+	return 0;
+}
+
+void mplan_free(struct mplan *p)
+{
+	free(p->e);
+	memset(p, 0, sizeof *p);
+}
+
+/* ---- parameter table ---- */
+
+float *model_pdata(const struct model *m, int idx)
+{
+	return idx >= 0 ? m->params[idx].pub.data : NULL;
+}
+
+static float *pgrad(const struct model *m, int idx)
+{
+	return idx >= 0 ? m->params[idx].pub.grad : NULL;
+}
+
+/* Adds a parameter row; returns its index. */
+static int add_param(struct model *m, const char *name, int64_t d0, int64_t d1, int layer)
+{
+	struct mparam *p = &m->params[m->n_params];
+	memset(p, 0, sizeof *p);
+	snprintf(p->name, sizeof p->name, "%s", name);
+	p->pub.name = p->name;
+	p->pub.shape[0] = d0;
+	p->pub.shape[1] = d1;
+	p->pub.numel = (size_t)d0 * (size_t)d1;
+	p->layer = layer;
+	return (int)m->n_params++;
+}
+
+/* ("." name ".") contains ("." t ".") */
+static bool name_has_component(const char *name, const char *t)
+{
+	size_t tl = strlen(t), nl = strlen(name);
+	if (tl == 0 || tl > nl)
+		return false;
+	for (const char *s = strstr(name, t); s; s = strstr(s + 1, t)) {
+		bool left = s == name || s[-1] == '.';
+		bool right = s[tl] == '\0' || s[tl] == '.';
+		if (left && right)
+			return true;
+	}
+	return false;
+}
+
+static bool layer_selected(const struct model_opts *o, int layer)
+{
+	if (layer < 0)
+		return false;
+	if (o->layers_first >= 0 && layer < o->layers_first)
+		return false;
+	if (o->layers_last >= 0 && layer > o->layers_last)
+		return false;
+	return true;
+}
+
+static bool lora_targeted(const struct model_opts *o, const char *module)
+{
+	if (o->all_linear)
+		return true;
+	const char *last = strrchr(module, '.');
+	last = last ? last + 1 : module;
+	for (size_t i = 0; i < o->n_targets; i++)
+		if (strcmp(last, o->targets[i]) == 0 || name_has_component(module, o->targets[i]))
+			return true;
+	return false;
+}
+
+struct name_ctx {
+	const struct model_file *mf;
+	bool gpt2_prefix; /* GPT-2 tensors carry "transformer." */
+};
+
+/* Builds a linear: weight `prefix.weight` (out, in), optional bias, LoRA when targeted. */
+static void make_lin(struct model *m, struct lin *l, const char *module, int out, int in,
+		     bool bias, int layer, int slot)
+{
+	char nm[MODEL_NAME_MAX];
+	l->in = in;
+	l->out = out;
+	l->slot = slot;
+	snprintf(nm, sizeof nm, "%s.weight", module);
+	l->w = add_param(m, nm, out, in, layer);
+	l->b = -1;
+	if (bias) {
+		snprintf(nm, sizeof nm, "%s.bias", module);
+		l->b = add_param(m, nm, out, 1, layer);
+	}
+	l->la = l->lb = -1;
+	if (m->o.method == METHOD_LORA && layer_selected(&m->o, layer) &&
+	    lora_targeted(&m->o, module)) {
+		snprintf(nm, sizeof nm, "%s.lora_A.weight", module);
+		l->la = add_param(m, nm, m->lora_r, in, layer);
+		snprintf(nm, sizeof nm, "%s.lora_B.weight", module);
+		l->lb = add_param(m, nm, out, m->lora_r, layer);
+		m->params[l->la].trainable = true;
+		m->params[l->lb].trainable = true;
+	}
+}
+
+static void build_table(struct model *m)
+{
+	const struct model_hparams *hp = &m->hp;
+	int C = hp->n_embd, F = hp->n_ff, V = hp->n_vocab;
+	char nm[MODEL_NAME_MAX];
+	m->wpe = m->lnf_b = -1;
+	for (int l = 0; l < hp->n_layer; l++) {
+		struct layer *y = &m->layers[l];
+		struct lin *ls[] = {&y->q, &y->k, &y->v, &y->qkv, &y->o, &y->gate, &y->up, &y->down};
+		for (size_t i = 0; i < FT_ARRAY_LEN(ls); i++)
+			ls[i]->w = ls[i]->b = ls[i]->la = ls[i]->lb = -1;
+	}
+	if (hp->arch == ARCH_LLAMA) {
+		m->wte = add_param(m, "model.embed_tokens.weight", V, C, -1);
+		for (int l = 0; l < hp->n_layer; l++) {
+			struct layer *y = &m->layers[l];
+			char mod[MODEL_NAME_MAX];
+			snprintf(nm, sizeof nm, "model.layers.%d.input_layernorm.weight", l);
+			y->ln1_w = add_param(m, nm, C, 1, l);
+			y->ln1_b = y->ln2_b = -1;
+#define LIN(field, sub, out, in, bias, slot)                                                  \
+	do {                                                                                \
+		snprintf(mod, sizeof mod, "model.layers.%d.%s", l, sub);                    \
+		make_lin(m, &y->field, mod, out, in, bias, l, slot);                        \
+	} while (0)
+			LIN(q, "self_attn.q_proj", m->qd, C, hp->qkv_bias, 0);
+			LIN(k, "self_attn.k_proj", m->kvd, C, hp->qkv_bias, 1);
+			LIN(v, "self_attn.v_proj", m->kvd, C, hp->qkv_bias, 2);
+			LIN(o, "self_attn.o_proj", C, m->qd, false, 3);
+			snprintf(nm, sizeof nm, "model.layers.%d.post_attention_layernorm.weight", l);
+			y->ln2_w = add_param(m, nm, C, 1, l);
+			LIN(gate, "mlp.gate_proj", F, C, false, 4);
+			LIN(up, "mlp.up_proj", F, C, false, 5);
+			LIN(down, "mlp.down_proj", C, F, false, 6);
+		}
+		m->lnf_w = add_param(m, "model.norm.weight", C, 1, -1);
+		m->head = hp->tied_embeddings ? m->wte : add_param(m, "lm_head.weight", V, C, -1);
+	} else {
+		m->wte = add_param(m, "transformer.wte.weight", V, C, -1);
+		m->wpe = add_param(m, "transformer.wpe.weight", hp->n_ctx_train, C, -1);
+		for (int l = 0; l < hp->n_layer; l++) {
+			struct layer *y = &m->layers[l];
+			char mod[MODEL_NAME_MAX];
+			snprintf(nm, sizeof nm, "transformer.h.%d.ln_1.weight", l);
+			y->ln1_w = add_param(m, nm, C, 1, l);
+			snprintf(nm, sizeof nm, "transformer.h.%d.ln_1.bias", l);
+			y->ln1_b = add_param(m, nm, C, 1, l);
+#undef LIN
+#define LIN(field, sub, out, in, bias, slot)                                                  \
+	do {                                                                                \
+		snprintf(mod, sizeof mod, "transformer.h.%d.%s", l, sub);                   \
+		make_lin(m, &y->field, mod, out, in, bias, l, slot);                        \
+	} while (0)
+			LIN(qkv, "attn.c_attn", 3 * C, C, true, 0);
+			LIN(o, "attn.c_proj", C, C, true, 3);
+			snprintf(nm, sizeof nm, "transformer.h.%d.ln_2.weight", l);
+			y->ln2_w = add_param(m, nm, C, 1, l);
+			snprintf(nm, sizeof nm, "transformer.h.%d.ln_2.bias", l);
+			y->ln2_b = add_param(m, nm, C, 1, l);
+			LIN(up, "mlp.c_fc", F, C, true, 5);
+			LIN(down, "mlp.c_proj", C, F, true, 6);
+#undef LIN
+		}
+		m->lnf_w = add_param(m, "transformer.ln_f.weight", C, 1, -1);
+		m->lnf_b = add_param(m, "transformer.ln_f.bias", C, 1, -1);
+		m->head = m->wte;
+	}
+}
+
+/* Which base parameters train. */
+static void select_trainable(struct model *m)
+{
+	const struct model_opts *o = &m->o;
+	for (size_t i = 0; i < m->n_params; i++) {
+		struct mparam *p = &m->params[i];
+		if (strstr(p->name, ".lora_"))
+			continue;
+		if (o->method == METHOD_FULL) {
+			p->trainable = true;
+		} else if (o->method == METHOD_FREEZE) {
+			bool layer_ok = p->layer < 0 ? o->n_trainable > 0 : layer_selected(o, p->layer);
+			bool name_ok = o->n_trainable == 0;
+			for (size_t t = 0; t < o->n_trainable && !name_ok; t++) {
+				name_ok = name_has_component(p->name, o->trainable[t]);
+				/* the tied head is the embedding */
+				if (!name_ok && (int)i == m->wte && m->head == m->wte &&
+				    strcmp(o->trainable[t], "lm_head") == 0)
+					name_ok = true;
+			}
+			if (p->layer < 0 && o->n_trainable == 0)
+				name_ok = false;
+			p->trainable = layer_ok && name_ok;
+		}
+	}
+}
+
+/* Looks a tensor up under our name; GPT-2 files may lack the "transformer." prefix. */
+static const struct mf_tensor *find_tensor(const struct model_file *mf, const char *name)
+{
+	const struct mf_tensor *t = model_file_tensor(mf, name);
+	if (!t && strncmp(name, "transformer.", 12) == 0)
+		t = model_file_tensor(mf, name + 12);
+	return t;
+}
+
+static int check_hparams(const struct model_hparams *hp, const char *path, struct diag *d)
+{
+	if (hp->n_layer <= 0 || hp->n_embd <= 0 || hp->n_head <= 0 || hp->n_head_kv <= 0 ||
+	    hp->head_dim <= 0 || hp->n_ff <= 0 || hp->n_vocab <= 0)
+		return diag_set(d, FT_EINVAL, path, 0, 0,
+				"model hyperparameters are incomplete (layers %d, embd %d, "
+				"heads %d/%d, head_dim %d, ff %d, vocab %d)",
+				hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->head_dim,
+				hp->n_ff, hp->n_vocab);
+	if (hp->n_head % hp->n_head_kv != 0)
+		return diag_set(d, FT_EINVAL, path, 0, 0,
+				"n_head %d is not a multiple of n_head_kv %d", hp->n_head,
+				hp->n_head_kv);
+	if (hp->head_dim % 2 != 0)
+		return diag_set(d, FT_EINVAL, path, 0, 0, "head_dim %d is odd", hp->head_dim);
+	if (hp->arch == ARCH_GPT2 && (hp->n_head * hp->head_dim != hp->n_embd ||
+				      hp->n_head_kv != hp->n_head || hp->n_ctx_train <= 0))
+		return diag_set(d, FT_EINVAL, path, 0, 0,
+				"GPT-2 needs n_head*head_dim == n_embd, no grouping and a context");
+	return 0;
+}
+
+/* ---- activation plan ---- */
+
+static void plan_lin_lora(struct model *m, struct mplan *p, struct lacts *a, const struct lin *l,
+			  size_t N)
+{
+	if (l->la < 0)
+		return;
+	struct lora_acts *la = &a->lora[l->slot];
+	PLAN_F(p, la->h, N * m->lora_r);
+	if (m->o.lora_dropout > 0.0f) {
+		PLAN_F(p, la->xd, N * l->in);
+		mplan_add(p, (void **)&la->mask, N * l->in);
+	}
+}
+
+void model_plan_layer(struct model *m, struct mplan *p, struct lacts *a, int l, size_t B,
+		       size_t T, bool save_att)
+{
+	const struct model_hparams *hp = &m->hp;
+	size_t N = B * T, C = (size_t)hp->n_embd, F = (size_t)hp->n_ff;
+	const struct layer *y = &m->layers[l];
+	PLAN_F(p, a->ln1, N * C);
+	PLAN_F(p, a->mean1, N);
+	PLAN_F(p, a->rstd1, N);
+	PLAN_F(p, a->q, N * m->qd);
+	PLAN_F(p, a->k, N * m->kvd);
+	PLAN_F(p, a->v, N * m->kvd);
+	if (hp->arch == ARCH_GPT2)
+		PLAN_F(p, a->qkv, N * 3 * C);
+	if (save_att)
+		PLAN_F(p, a->att, B * hp->n_head * T * T);
+	PLAN_F(p, a->atty, N * m->qd);
+	PLAN_F(p, a->x2, N * C);
+	PLAN_F(p, a->ln2, N * C);
+	PLAN_F(p, a->mean2, N);
+	PLAN_F(p, a->rstd2, N);
+	if (hp->arch == ARCH_LLAMA)
+		PLAN_F(p, a->gate, N * F);
+	PLAN_F(p, a->up, N * F);
+	PLAN_F(p, a->hm, N * F);
+	const struct lin *ls[] = {&y->q, &y->k, &y->v, &y->qkv, &y->o, &y->gate, &y->up, &y->down};
+	for (size_t i = 0; i < FT_ARRAY_LEN(ls); i++)
+		if (ls[i]->w >= 0 || ls[i]->la >= 0)
+			plan_lin_lora(m, p, a, ls[i], N);
+}
+
+int model_lora_rep_layer(const struct model *m)
+{
+	for (int l = 0; l < m->hp.n_layer; l++) {
+		const struct layer *y = &m->layers[l];
+		if (y->down.la >= 0 || y->o.la >= 0 || y->q.la >= 0 || y->k.la >= 0 ||
+		    y->v.la >= 0 || y->qkv.la >= 0 || y->gate.la >= 0 || y->up.la >= 0)
+			return l;
+	}
+	return 0;
+}
+
+static int plan_acts(struct model *m, int B, int T, struct diag *d)
+{
+	const struct model_hparams *hp = &m->hp;
+	int L = hp->n_layer;
+	size_t N = (size_t)B * T, C = (size_t)hp->n_embd, F = (size_t)hp->n_ff;
+	bool train = m->o.method != METHOD_NONE;
+	bool share = !train || m->o.grad_checkpointing;
+	struct mplan p = {0};
+	int rc;
+	m->acts = calloc((size_t)L + 1, sizeof *m->acts);
+	if (!m->acts)
+		return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+	for (int l = 0; l <= L; l++)
+		PLAN_F(&p, m->acts[l].x, N * C);
+	/* a shared set is planned with a layer that has LoRA (the same slots in every
+	 * selected layer) and aliased after allocation */
+	int rep = model_lora_rep_layer(m);
+	for (int l = 0; l < L; l++)
+		if (!share)
+			model_plan_layer(m, &p, &m->acts[l], l, (size_t)B, (size_t)T, train);
+	if (share)
+		model_plan_layer(m, &p, &m->acts[0], rep, (size_t)B, (size_t)T, train);
+	PLAN_F(&p, m->lnf, N * C);
+	PLAN_F(&p, m->meanf, N);
+	PLAN_F(&p, m->rstdf, N);
+	PLAN_F(&p, m->logits, N * hp->n_vocab);
+	PLAN_F(&p, m->losses, N);
+	PLAN_F(&p, m->lse, N);
+	PLAN_F(&p, m->tmp, N * C);
+	mplan_add(&p, (void **)&m->tok_dev, N * sizeof(int32_t));
+	mplan_add(&p, (void **)&m->tgt_dev, N * sizeof(int32_t));
+	if (train) {
+		struct gacts *g = &m->g;
+		size_t maxin = C > F ? C : F;
+		PLAN_F(&p, g->dres, N * C);
+		PLAN_F(&p, g->dln, N * C);
+		PLAN_F(&p, g->dtmp, N * C);
+		PLAN_F(&p, g->dq, N * m->qd);
+		PLAN_F(&p, g->dk, N * m->kvd);
+		PLAN_F(&p, g->dv, N * m->kvd);
+		PLAN_F(&p, g->datty, N * m->qd);
+		if (hp->arch == ARCH_GPT2)
+			PLAN_F(&p, g->dqkv, N * 3 * C);
+		PLAN_F(&p, g->dgate, N * F);
+		PLAN_F(&p, g->dup, N * F);
+		PLAN_F(&p, g->dh, N * (F > C ? F : C));
+		if (m->lora_r > 0) {
+			PLAN_F(&p, g->dlh, N * m->lora_r);
+			PLAN_F(&p, g->dxd, N * maxin);
+		}
+	}
+	rc = mplan_alloc(&p, m->ops, &m->act_mem, &m->act_bytes, "activations", d);
+	mplan_free(&p);
+	if (rc)
+		return rc;
+	if (share)
+		for (int l = 1; l < L; l++) {
+			float *x = m->acts[l].x;
+			m->acts[l] = m->acts[0];
+			m->acts[l].x = x;
+		}
+	m->max_b = B;
+	m->max_t = T;
+	return 0;
+}
+
+/* ---- create / free ---- */
+
+int model_create(struct model **out, const struct model_file *mf, const struct model_opts *o,
+		 struct diag *d)
+{
+	*out = NULL;
+	const struct model_hparams *hp = &mf->hp;
+	int rc = check_hparams(hp, mf->path, d);
+	if (rc)
+		return rc;
+	struct model *m = calloc(1, sizeof *m);
+	if (!m)
+		return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+	m->hp = *hp;
+	m->o = *o;
+	m->o.targets = NULL; /* not kept: borrowed strings */
+	m->o.trainable = NULL;
+	m->o.n_targets = m->o.n_trainable = 0;
+	m->ops = o->ops ? o->ops : ops_cpu();
+	m->mmflags = o->precision == PRECISION_BF16 ? OPS_BF16 : 0;
+	m->training = o->method != METHOD_NONE;
+	m->qd = hp->n_head * hp->head_dim;
+	m->kvd = hp->n_head_kv * hp->head_dim;
+	if (o->method == METHOD_LORA) {
+		if (o->lora_rank <= 0) {
+			rc = diag_set(d, FT_EINVAL, NULL, 0, 0, "LoRA rank must be positive (got %d)",
+				      o->lora_rank);
+			goto fail;
+		}
+		if (o->lora_dropout < 0.0f || o->lora_dropout >= 1.0f) {
+			rc = diag_set(d, FT_EINVAL, NULL, 0, 0,
+				      "LoRA dropout must be in [0, 1) (got %g)", o->lora_dropout);
+			goto fail;
+		}
+		m->lora_r = o->lora_rank;
+		m->lora_s = o->rslora ? o->lora_alpha / sqrtf((float)o->lora_rank)
+				      : o->lora_alpha / (float)o->lora_rank;
+	}
+	/* the option strings are only needed while building the table */
+	m->o.targets = o->targets;
+	m->o.n_targets = o->n_targets;
+	m->o.trainable = o->trainable;
+	m->o.n_trainable = o->n_trainable;
+
+	size_t maxp = 8 + (size_t)hp->n_layer * 40;
+	m->params = calloc(maxp, sizeof *m->params);
+	m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
+	if (!m->params || !m->layers) {
+		rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+		goto fail;
+	}
+	build_table(m);
+	select_trainable(m);
+	m->o.targets = NULL;
+	m->o.trainable = NULL;
+	m->o.n_targets = m->o.n_trainable = 0;
+
+	/* every base tensor must exist with the right shape */
+	for (size_t i = 0; i < m->n_params; i++) {
+		struct mparam *p = &m->params[i];
+		if (strstr(p->name, ".lora_"))
+			continue;
+		const struct mf_tensor *t = find_tensor(mf, p->name);
+		if (!t) {
+			rc = diag_set(d, FT_EINVAL, mf->path, 0, 0, "model has no tensor '%s'",
+				      p->name);
+			goto fail;
+		}
+		if (t->numel != p->pub.numel || (t->ndim >= 1 && t->shape[0] != p->pub.shape[0])) {
+			rc = diag_set(d, FT_EINVAL, mf->path, 0, 0,
+				      "tensor '%s' has %zu elements (first dim %lld), expected "
+				      "(%lld, %lld)",
+				      p->name, t->numel, (long long)(t->ndim ? t->shape[0] : 0),
+				      (long long)p->pub.shape[0], (long long)p->pub.shape[1]);
+			goto fail;
+		}
+	}
+	if (o->method == METHOD_LORA) {
+		bool any = false;
+		for (size_t i = 0; i < m->n_params; i++)
+			any |= strstr(m->params[i].name, ".lora_A") != NULL;
+		if (!any) {
+			rc = diag_set(d, FT_EINVAL, NULL, 0, 0,
+				      "no linear layer matches the LoRA targets");
+			goto fail;
+		}
+	}
+
+	/* params group: one allocation */
+	struct mplan p = {0};
+	for (size_t i = 0; i < m->n_params; i++)
+		PLAN_F(&p, m->params[i].pub.data, m->params[i].pub.numel);
+	rc = mplan_alloc(&p, m->ops, (void **)&m->param_mem, &m->param_bytes, "parameters", d);
+	mplan_free(&p);
+	if (rc)
+		goto fail;
+	struct rng r;
+	rng_seed(&r, o->seed, 0x10a);
+	for (size_t i = 0; i < m->n_params; i++) {
+		struct mparam *pp = &m->params[i];
+		if (strstr(pp->name, ".lora_A")) {
+			/* PEFT: kaiming_uniform_(a=sqrt(5)) -> U(-1/sqrt(in), 1/sqrt(in)) */
+			size_t n = pp->pub.numel;
+			float *h = malloc(n * sizeof(float));
+			if (!h) {
+				rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+				goto fail;
+			}
+			float bound = 1.0f / sqrtf((float)pp->pub.shape[1]);
+			for (size_t j = 0; j < n; j++)
+				h[j] = (2.0f * rng_uniform_f(&r) - 1.0f) * bound;
+			m->ops->to_device(pp->pub.data, h, n * sizeof(float));
+			free(h);
+		} else if (!strstr(pp->name, ".lora_B")) {
+			const struct mf_tensor *t = find_tensor(mf, pp->name);
+			m->ops->to_device(pp->pub.data, t->data, t->numel * sizeof(float));
+		}
+	}
+
+	/* grads group */
+	p = (struct mplan){0};
+	size_t nt = 0;
+	for (size_t i = 0; i < m->n_params; i++)
+		if (m->params[i].trainable) {
+			PLAN_F(&p, m->params[i].pub.grad, m->params[i].pub.numel);
+			nt++;
+		}
+	if (nt) {
+		rc = mplan_alloc(&p, m->ops, (void **)&m->grad_mem, &m->grad_bytes, "gradients", d);
+		mplan_free(&p);
+		if (rc)
+			goto fail;
+	}
+	mplan_free(&p);
+	m->trainable = calloc(nt ? nt : 1, sizeof *m->trainable);
+	if (!m->trainable) {
+		rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+		goto fail;
+	}
+	for (size_t i = 0; i < m->n_params; i++)
+		if (m->params[i].trainable)
+			m->trainable[m->n_trainable++] = i;
+	if (o->method != METHOD_NONE && nt == 0) {
+		rc = diag_set(d, FT_EINVAL, NULL, 0, 0,
+			      "no parameter is selected for training by the method's settings");
+		goto fail;
+	}
+	/* how far the backward must go */
+	m->embed_trains = m->params[m->wte].trainable || (m->wpe >= 0 && m->params[m->wpe].trainable);
+	m->bw_stop_layer = hp->n_layer;
+	for (size_t i = 0; i < m->n_params; i++)
+		if (m->params[i].trainable && m->params[i].layer >= 0 &&
+		    m->params[i].layer < m->bw_stop_layer)
+			m->bw_stop_layer = m->params[i].layer;
+	if (m->embed_trains)
+		m->bw_stop_layer = 0;
+
+	/* RoPE frequencies */
+	int half = hp->head_dim / 2;
+	m->inv_freq = calloc((size_t)half, sizeof(float));
+	m->inv_freq_dev = m->ops->alloc((size_t)half * sizeof(float));
+	if (!m->inv_freq || !m->inv_freq_dev) {
+		rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+		goto fail;
+	}
+	if (hp->arch == ARCH_LLAMA) {
+		ops_rope_inv_freq(m->inv_freq, hp->head_dim, hp->rope_theta > 0 ? hp->rope_theta : 10000.0f,
+				  (int)hp->rope_scaling, hp->rope_scaling_factor,
+				  hp->rope_low_freq_factor, hp->rope_high_freq_factor,
+				  hp->rope_orig_ctx);
+		m->ops->to_device(m->inv_freq_dev, m->inv_freq, (size_t)half * sizeof(float));
+		if (m->hp.rope_style == ROPE_NONE)
+			m->hp.rope_style = ROPE_HALF;
+	}
+
+	if (o->max_batch > 0 && o->max_seq > 0) {
+		if (hp->arch == ARCH_GPT2 && o->max_seq > hp->n_ctx_train) {
+			rc = diag_set(d, FT_EINVAL, NULL, 0, 0,
+				      "sequence length %d exceeds the model's %d positions",
+				      o->max_seq, hp->n_ctx_train);
+			goto fail;
+		}
+		rc = plan_acts(m, o->max_batch, o->max_seq, d);
+		if (rc)
+			goto fail;
+	}
+	*out = m;
+	return 0;
+fail:
+	model_free(m);
+	return rc;
+}
+
+void model_free(struct model *m)
+{
+	if (!m)
+		return;
+	if (m->ops) {
+		if (m->param_mem)
+			m->ops->free(m->param_mem);
+		if (m->grad_mem)
+			m->ops->free(m->grad_mem);
+		if (m->act_mem)
+			m->ops->free(m->act_mem);
+		if (m->inv_freq_dev)
+			m->ops->free(m->inv_freq_dev);
+	}
+	free(m->inv_freq);
+	free(m->acts);
+	free(m->params);
+	free(m->layers);
+	free(m->trainable);
+	free(m);
+}
+
+const struct model_hparams *model_hparams(const struct model *m)
+{
+	return &m->hp;
+}
+
+size_t model_n_trainable(const struct model *m)
+{
+	return m->n_trainable;
+}
+
+const struct model_param *model_trainable(const struct model *m, size_t i)
+{
+	return i < m->n_trainable ? &m->params[m->trainable[i]].pub : NULL;
+}
+
+const struct model_param *model_param_find(const struct model *m, const char *name)
+{
+	for (size_t i = 0; i < m->n_params; i++)
+		if (strcmp(m->params[i].name, name) == 0)
+			return &m->params[i].pub;
+	return NULL;
+}
+
+float model_lora_scale(const struct model *m)
+{
+	return m->lora_s;
+}
+
+struct model_memory model_memory(const struct model *m)
+{
+	struct model_memory r = {m->param_bytes, m->grad_bytes, m->act_bytes, 0};
+	return r;
+}
+
+void model_set_training(struct model *m, bool on)
+{
+	m->training = on && m->o.method != METHOD_NONE;
+}
+
+uint64_t model_rng_counter(const struct model *m)
+{
+	return m->n_forward;
+}
+
+void model_set_rng_counter(struct model *m, uint64_t c)
+{
+	m->n_forward = c;
+}
+
+void model_zero_grad(struct model *m)
+{
+	if (m->grad_mem)
+		m->ops->zero(m->grad_mem, m->grad_bytes / sizeof(float));
+}
+
+double model_flops_per_token(const struct model *m, int T)
+{
+	double n = 0.0, ntr = 0.0;
+	for (size_t i = 0; i < m->n_params; i++) {
+		const struct mparam *p = &m->params[i];
+		if (p->pub.shape[1] <= 1 || (int)i == m->wpe)
+			continue; /* vectors and position tables are not matmuls */
+		if ((int)i == m->wte && m->head != m->wte)
+			continue; /* an untied embedding is a lookup */
+		n += (double)p->pub.numel;
+		if (p->trainable)
+			ntr += (double)p->pub.numel;
+	}
+	/* causal attention: QK^T and PV over T/2 keys on average, 2 flops each */
+	double attn = 2.0 * 2.0 * m->hp.n_layer * (double)m->qd * (double)T / 2.0;
+	double fwd = 2.0 * n + attn;
+	if (m->o.method == METHOD_FULL)
+		return 3.0 * fwd;
+	return fwd + (2.0 * n + 2.0 * attn) + 2.0 * ntr;
+}
+
+/* ---- layers ---- */
+
+/* y (N, out) = x W^T + b + s B(A drop(x)) */
+static void lin_forward(struct model *m, const struct lin *l, struct lacts *a, float *y,
+			const float *x, int N, int layer, bool dropout)
+{
+	const struct ops *ops = m->ops;
+	ops->matmul(y, x, model_pdata(m, l->w), N, l->out, l->in, OPS_TB | m->mmflags, 1.0f, 0.0f);
+	if (l->b >= 0)
+		ops->bias_add(y, model_pdata(m, l->b), N, l->out);
+	if (l->la < 0)
+		return;
+	struct lora_acts *la = &a->lora[l->slot];
+	const float *xin = x;
+	if (la->xd) {
+		float p = dropout ? m->o.lora_dropout : 0.0f;
+		uint64_t stream = (m->fwd_stream << 16) | (uint64_t)(layer * LIN_SLOTS + l->slot);
+		ops->dropout_forward(la->xd, la->mask, x, (size_t)N * l->in, p, m->o.seed, stream);
+		xin = la->xd;
+	}
+	ops->matmul(la->h, xin, model_pdata(m, l->la), N, m->lora_r, l->in, OPS_TB | m->mmflags,
+		    1.0f, 0.0f);
+	ops->matmul(y, la->h, model_pdata(m, l->lb), N, l->out, m->lora_r, OPS_TB | m->mmflags,
+		    m->lora_s, 1.0f);
+}
+
+/* dx (N, in) = dy W (+= when acc; dx NULL: not needed); dW += dy^T x; db += sum dy;
+ * LoRA: dB += s dy^T h, dh = s dy B, dA += dh^T drop(x), dx += drop'(dh A). */
+static void lin_backward(struct model *m, const struct lin *l, struct lacts *a, float *dx,
+			 bool acc, const float *dy, const float *x, int N)
+{
+	const struct ops *ops = m->ops;
+	unsigned f = m->mmflags;
+	float *dw = pgrad(m, l->w);
+	if (dw)
+		ops->matmul(dw, dy, x, l->out, l->in, N, OPS_TA | f, 1.0f, 1.0f);
+	float *db = pgrad(m, l->b);
+	if (db)
+		ops->bias_backward(db, dy, N, l->out);
+	if (dx)
+		ops->matmul(dx, dy, model_pdata(m, l->w), N, l->in, l->out, f, 1.0f, acc ? 1.0f : 0.0f);
+	if (l->la < 0)
+		return;
+	struct lora_acts *la = &a->lora[l->slot];
+	const float *xin = la->xd ? la->xd : x;
+	float *dlh = m->g.dlh;
+	ops->matmul(pgrad(m, l->lb), dy, la->h, l->out, m->lora_r, N, OPS_TA | f, m->lora_s, 1.0f);
+	ops->matmul(dlh, dy, model_pdata(m, l->lb), N, m->lora_r, l->out, f, m->lora_s, 0.0f);
+	ops->matmul(pgrad(m, l->la), dlh, xin, m->lora_r, l->in, N, OPS_TA | f, 1.0f, 1.0f);
+	if (!dx)
+		return;
+	if (la->xd) {
+		ops->matmul(m->g.dxd, dlh, model_pdata(m, l->la), N, l->in, m->lora_r, f, 1.0f, 0.0f);
+		ops->dropout_backward(dx, m->g.dxd, la->mask, (size_t)N * l->in,
+				      m->o.lora_dropout);
+	} else {
+		ops->matmul(dx, dlh, model_pdata(m, l->la), N, l->in, m->lora_r, f, 1.0f, 1.0f);
+	}
+}
+
+void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, float *tmp,
+			 int B, int T, const int *pos0, float *kc, float *vc, int tk,
+			 bool dropout)
+{
+	const struct ops *ops = m->ops;
+	const struct model_hparams *hp = &m->hp;
+	const struct layer *y = &m->layers[l];
+	int N = B * T, C = hp->n_embd;
+	size_t NC = (size_t)N * C;
+	if (hp->arch == ARCH_LLAMA) {
+		ops->rmsnorm_forward(a->ln1, a->rstd1, a->x, model_pdata(m, y->ln1_w), N, C,
+				     hp->norm_eps);
+		lin_forward(m, &y->q, a, a->q, a->ln1, N, l, dropout);
+		lin_forward(m, &y->k, a, a->k, a->ln1, N, l, dropout);
+		lin_forward(m, &y->v, a, a->v, a->ln1, N, l, dropout);
+		enum ops_rope_style st = hp->rope_style == ROPE_INTERLEAVED ? OPS_ROPE_INTERLEAVED
+									    : OPS_ROPE_HALF;
+		ops->rope_forward(a->q, B, T, hp->n_head, hp->head_dim, pos0, m->inv_freq_dev, st);
+		ops->rope_forward(a->k, B, T, hp->n_head_kv, hp->head_dim, pos0, m->inv_freq_dev, st);
+	} else {
+		ops->layernorm_forward(a->ln1, a->mean1, a->rstd1, a->x, model_pdata(m, y->ln1_w),
+				       model_pdata(m, y->ln1_b), N, C, hp->norm_eps);
+		lin_forward(m, &y->qkv, a, a->qkv, a->ln1, N, l, dropout);
+		ops->copy_rows(a->q, (size_t)C, a->qkv, 3 * (size_t)C, N, C);
+		ops->copy_rows(a->k, (size_t)C, a->qkv + C, 3 * (size_t)C, N, C);
+		ops->copy_rows(a->v, (size_t)C, a->qkv + 2 * C, 3 * (size_t)C, N, C);
+	}
+	if (kc) {
+		int pz[1] = {0};
+		for (int b = 0; b < B; b++) {
+			int p0 = pos0 ? pos0[b] : pz[0];
+			size_t off = ((size_t)b * tk + p0) * m->kvd;
+			ops->copy_rows(kc + off, m->kvd, a->k + (size_t)b * T * m->kvd, m->kvd, T, m->kvd);
+			ops->copy_rows(vc + off, m->kvd, a->v + (size_t)b * T * m->kvd, m->kvd, T, m->kvd);
+		}
+		ops->attention_forward(a->atty, NULL, a->q, kc, vc, B, T, tk, hp->n_head,
+				       hp->n_head_kv, hp->head_dim, pos0);
+	} else {
+		ops->attention_forward(a->atty, a->att, a->q, a->k, a->v, B, T, T, hp->n_head,
+				       hp->n_head_kv, hp->head_dim, NULL);
+	}
+	lin_forward(m, &y->o, a, tmp, a->atty, N, l, dropout);
+	ops->add(a->x2, a->x, tmp, NC);
+	if (hp->arch == ARCH_LLAMA) {
+		ops->rmsnorm_forward(a->ln2, a->rstd2, a->x2, model_pdata(m, y->ln2_w), N, C,
+				     hp->norm_eps);
+		lin_forward(m, &y->gate, a, a->gate, a->ln2, N, l, dropout);
+		lin_forward(m, &y->up, a, a->up, a->ln2, N, l, dropout);
+		ops->swiglu_forward(a->hm, a->gate, a->up, (size_t)N * hp->n_ff);
+	} else {
+		ops->layernorm_forward(a->ln2, a->mean2, a->rstd2, a->x2, model_pdata(m, y->ln2_w),
+				       model_pdata(m, y->ln2_b), N, C, hp->norm_eps);
+		lin_forward(m, &y->up, a, a->up, a->ln2, N, l, dropout);
+		ops->gelu_forward(a->hm, a->up, (size_t)N * hp->n_ff);
+	}
+	lin_forward(m, &y->down, a, tmp, a->hm, N, l, dropout);
+	ops->add(out, a->x2, tmp, NC);
+}
+
+void model_head_forward(struct model *m, float *logits, float *lnf, float *meanf, float *rstdf,
+			const float *x, int n)
+{
+	const struct model_hparams *hp = &m->hp;
+	if (hp->arch == ARCH_LLAMA)
+		m->ops->rmsnorm_forward(lnf, rstdf, x, model_pdata(m, m->lnf_w), n, hp->n_embd,
+					hp->norm_eps);
+	else
+		m->ops->layernorm_forward(lnf, meanf, rstdf, x, model_pdata(m, m->lnf_w),
+					  model_pdata(m, m->lnf_b), n, hp->n_embd, hp->norm_eps);
+	m->ops->matmul(logits, lnf, model_pdata(m, m->head), n, hp->n_vocab, hp->n_embd,
+		       OPS_TB | m->mmflags, 1.0f, 0.0f);
+}
+
+int model_forward(struct model *m, const int32_t *tokens, const int32_t *targets, int B, int T,
+		  float *out_loss, long *out_ntokens)
+{
+	const struct ops *ops = m->ops;
+	const struct model_hparams *hp = &m->hp;
+	if (!m->act_mem || B <= 0 || T <= 0 || B > m->max_b || T > m->max_t)
+		return FT_EINVAL;
+	int N = B * T;
+	for (int i = 0; i < N; i++)
+		if (tokens[i] < 0 || tokens[i] >= hp->n_vocab)
+			return FT_EINVAL;
+	m->cur_b = B;
+	m->cur_t = T;
+	m->fwd_stream = m->n_forward++;
+	ops->to_device(m->tok_dev, tokens, (size_t)N * sizeof(int32_t));
+	ops->embedding_forward(m->acts[0].x, m->tok_dev, NULL, model_pdata(m, m->wte),
+			       model_pdata(m, m->wpe), N, T, hp->n_embd);
+	for (int l = 0; l < hp->n_layer; l++)
+		model_layer_forward(m, l, &m->acts[l], m->acts[l + 1].x, m->tmp, B, T, NULL, NULL,
+				    NULL, 0, m->training);
+	model_head_forward(m, m->logits, m->lnf, m->meanf, m->rstdf, m->acts[hp->n_layer].x, N);
+	m->have_targets = targets != NULL;
+	float loss = 0.0f;
+	long cnt = 0;
+	if (targets) {
+		ops->to_device(m->tgt_dev, targets, (size_t)N * sizeof(int32_t));
+		cnt = ops->crossentropy_forward(m->losses, m->lse, m->logits, m->tgt_dev, N,
+						hp->n_vocab);
+		/* the mean in double, in row order (losses are on the host for cpu) */
+		float *hl = malloc((size_t)N * sizeof(float));
+		if (!hl)
+			return FT_ENOMEM;
+		ops->to_host(hl, m->losses, (size_t)N * sizeof(float));
+		double s = 0.0;
+		for (int i = 0; i < N; i++)
+			s += hl[i];
+		free(hl);
+		loss = cnt ? (float)(s / (double)cnt) : 0.0f;
+	}
+	m->cur_ntok = cnt;
+	if (out_loss)
+		*out_loss = loss;
+	if (out_ntokens)
+		*out_ntokens = cnt;
+	return 0;
+}
+
+const float *model_logits(const struct model *m)
+{
+	return m->logits;
+}
+
+const float *model_token_losses(const struct model *m)
+{
+	return m->losses;
+}
+
+static void layer_backward(struct model *m, int l, struct lacts *a, int B, int T, bool need_dx)
+{
+	const struct ops *ops = m->ops;
+	const struct model_hparams *hp = &m->hp;
+	const struct layer *y = &m->layers[l];
+	struct gacts *g = &m->g;
+	int N = B * T, C = hp->n_embd, F = hp->n_ff;
+	size_t NC = (size_t)N * C;
+	/* g->dres holds dL/d(out) on entry and dL/d(x) on exit */
+	lin_backward(m, &y->down, a, g->dh, false, g->dres, a->hm, N);
+	if (hp->arch == ARCH_LLAMA) {
+		ops->swiglu_backward(g->dgate, g->dup, g->dh, a->gate, a->up, (size_t)N * F);
+		lin_backward(m, &y->gate, a, g->dln, false, g->dgate, a->ln2, N);
+		lin_backward(m, &y->up, a, g->dln, true, g->dup, a->ln2, N);
+		ops->rmsnorm_backward(g->dtmp, pgrad(m, y->ln2_w), g->dln, a->x2,
+				      model_pdata(m, y->ln2_w), a->rstd2, N, C);
+	} else {
+		ops->gelu_backward(g->dup, g->dh, a->up, (size_t)N * F);
+		lin_backward(m, &y->up, a, g->dln, false, g->dup, a->ln2, N);
+		ops->layernorm_backward(g->dtmp, pgrad(m, y->ln2_w), pgrad(m, y->ln2_b), g->dln,
+					a->x2, model_pdata(m, y->ln2_w), a->mean2, a->rstd2, N, C);
+	}
+	ops->axpy(g->dres, 1.0f, g->dtmp, NC); /* dres is now dL/d(x2) */
+	lin_backward(m, &y->o, a, g->datty, false, g->dres, a->atty, N);
+	ops->attention_backward(g->dq, g->dk, g->dv, g->datty, a->att, a->q, a->k, a->v, B, T,
+				hp->n_head, hp->n_head_kv, hp->head_dim);
+	if (hp->arch == ARCH_LLAMA) {
+		enum ops_rope_style st = hp->rope_style == ROPE_INTERLEAVED ? OPS_ROPE_INTERLEAVED
+									    : OPS_ROPE_HALF;
+		ops->rope_backward(g->dq, B, T, hp->n_head, hp->head_dim, NULL, m->inv_freq_dev, st);
+		ops->rope_backward(g->dk, B, T, hp->n_head_kv, hp->head_dim, NULL, m->inv_freq_dev, st);
+		lin_backward(m, &y->q, a, g->dln, false, g->dq, a->ln1, N);
+		lin_backward(m, &y->k, a, g->dln, true, g->dk, a->ln1, N);
+		lin_backward(m, &y->v, a, g->dln, true, g->dv, a->ln1, N);
+		if (need_dx || pgrad(m, y->ln1_w))
+			ops->rmsnorm_backward(g->dtmp, pgrad(m, y->ln1_w), g->dln, a->x,
+					      model_pdata(m, y->ln1_w), a->rstd1, N, C);
+	} else {
+		ops->copy_rows(g->dqkv, 3 * (size_t)C, g->dq, (size_t)C, N, C);
+		ops->copy_rows(g->dqkv + C, 3 * (size_t)C, g->dk, (size_t)C, N, C);
+		ops->copy_rows(g->dqkv + 2 * C, 3 * (size_t)C, g->dv, (size_t)C, N, C);
+		lin_backward(m, &y->qkv, a, g->dln, false, g->dqkv, a->ln1, N);
+		ops->layernorm_backward(g->dtmp, pgrad(m, y->ln1_w), pgrad(m, y->ln1_b), g->dln,
+					a->x, model_pdata(m, y->ln1_w), a->mean1, a->rstd1, N, C);
+	}
+	if (need_dx)
+		ops->axpy(g->dres, 1.0f, g->dtmp, NC);
+}
+
+int model_backward(struct model *m, float loss_scale)
+{
+	const struct ops *ops = m->ops;
+	const struct model_hparams *hp = &m->hp;
+	if (m->n_trainable == 0 || !m->have_targets || !m->g.dres)
+		return FT_EINVAL;
+	int B = m->cur_b, T = m->cur_t, N = B * T, C = hp->n_embd, L = hp->n_layer;
+	float scale = loss_scale > 0.0f ? loss_scale
+					: (m->cur_ntok ? 1.0f / (float)m->cur_ntok : 0.0f);
+	m->have_targets = false; /* logits become dlogits: a second backward is an error */
+	ops->crossentropy_backward(m->logits, m->lse, m->tgt_dev, N, hp->n_vocab, scale);
+	float *dhead = pgrad(m, m->head);
+	if (dhead)
+		ops->matmul(dhead, m->logits, m->lnf, hp->n_vocab, C, N, OPS_TA | m->mmflags, 1.0f,
+			    1.0f);
+	ops->matmul(m->g.dln, m->logits, model_pdata(m, m->head), N, C, hp->n_vocab, m->mmflags,
+		    1.0f, 0.0f);
+	if (hp->arch == ARCH_LLAMA)
+		ops->rmsnorm_backward(m->g.dres, pgrad(m, m->lnf_w), m->g.dln, m->acts[L].x,
+				      model_pdata(m, m->lnf_w), m->rstdf, N, C);
+	else
+		ops->layernorm_backward(m->g.dres, pgrad(m, m->lnf_w), pgrad(m, m->lnf_b), m->g.dln,
+					m->acts[L].x, model_pdata(m, m->lnf_w), m->meanf,
+					m->rstdf, N, C);
+	bool shared = m->o.grad_checkpointing && L > 1;
+	for (int l = L - 1; l >= m->bw_stop_layer; l--) {
+		if (shared && l != L - 1) /* recompute this layer's activations from its input */
+			model_layer_forward(m, l, &m->acts[l], m->tmp, m->g.dtmp, B, T, NULL,
+					    NULL, NULL, 0, m->training);
+		bool need_dx = l > m->bw_stop_layer || m->embed_trains;
+		layer_backward(m, l, &m->acts[l], B, T, need_dx);
+	}
+	if (m->embed_trains)
+		ops->embedding_backward(pgrad(m, m->wte), pgrad(m, m->wpe), m->g.dres, m->tok_dev,
+					NULL, N, T, C);
+	return 0;
+}

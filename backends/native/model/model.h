@@ -1,0 +1,131 @@
+/* model: llama-family and GPT-2 decoder transformers on the ops interface: parameter
+ * table (which parameters train: none/full/freeze/LoRA), activation plan for (B, T),
+ * forward with fused cross-entropy, backward into fp32 gradients, KV-cache generation.
+ * Loading is io/'s job (struct model_file); tokenisation is tok/'s; the optimizer and the
+ * step loop are train/'s, which sees the trainable parameters through model_trainable().
+ * Thread-safety: a struct model is used by one thread at a time (ops use OpenMP inside). */
+#ifndef FTLAB_MODEL_H
+#define FTLAB_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backends/native/io/model_file.h"
+#include "common/diag.h"
+#include "schema/config.h"
+
+struct model;
+struct ops;
+
+struct model_opts {
+	enum method_type method; /* METHOD_NONE: inference only, no gradients */
+	/* lora */
+	int lora_rank;
+	float lora_alpha, lora_dropout;
+	bool rslora;               /* scale alpha/sqrt(r) instead of alpha/r */
+	const char *const *targets; /* module names ("q_proj", "c_attn", ...) */
+	size_t n_targets;
+	bool all_linear;           /* every linear inside the blocks (not lm_head), as PEFT */
+	/* freeze: parameters whose name has one of these as a dotted component ("mlp",
+	 * "q_proj", "self_attn", "input_layernorm", "embed_tokens", "lm_head", "model.norm");
+	 * n_trainable 0 = every parameter of the selected layers. */
+	const char *const *trainable;
+	size_t n_trainable;
+	int layers_first, layers_last; /* freeze/lora layer range, inclusive; -1 = all */
+	enum precision precision;  /* PRECISION_BF16: matmuls take bf16 inputs (fp32 accum) */
+	int max_batch, max_seq;    /* activation plan for training/teacher forcing; 0 = none */
+	uint64_t seed;             /* LoRA A init and dropout masks */
+	bool grad_checkpointing;   /* keep only each layer's input; recompute in backward */
+	const struct ops *ops;     /* NULL = ops_cpu() */
+};
+
+/* Builds the model from a loaded file (tensors are copied; mf may be freed afterwards).
+ * Missing or mis-shaped tensors are FT_EINVAL naming the tensor; allocation failures are
+ * FT_ENOMEM with the bytes asked for. Caller frees with model_free. */
+int model_create(struct model **out, const struct model_file *mf, const struct model_opts *o,
+		 struct diag *d) FT_WUR;
+void model_free(struct model *m);
+const struct model_hparams *model_hparams(const struct model *m);
+
+/* Forward over tokens (B, T) (B <= max_batch, T <= max_seq). targets (B, T), < 0 =
+ * masked, may be NULL (then only logits). out_loss: mean cross-entropy over unmasked
+ * tokens (0 when none), out_ntokens: their count; both may be NULL. */
+int model_forward(struct model *m, const int32_t *tokens, const int32_t *targets, int B,
+		  int T, float *out_loss, long *out_ntokens) FT_WUR;
+/* Logits (B, T, V) of the last model_forward, valid until model_backward (which turns
+ * them into dlogits in place) or the next forward. Per-token losses (B*T, 0 = masked). */
+const float *model_logits(const struct model *m);
+const float *model_token_losses(const struct model *m);
+
+/* Backward of the last model_forward (which must have had targets). Gradients of
+ * trainable parameters ACCUMULATE (call model_zero_grad between optimizer steps).
+ * dloss/dlogit uses loss_scale per unmasked token: pass 1/(unmasked tokens of the whole
+ * accumulated batch); loss_scale <= 0 means 1/(unmasked tokens of this forward).
+ * FT_EINVAL when nothing trains or the forward had no targets. */
+int model_backward(struct model *m, float loss_scale) FT_WUR;
+void model_zero_grad(struct model *m);
+/* Training mode applies LoRA dropout in model_forward; off for evaluation. Default: on
+ * for methods other than none. */
+void model_set_training(struct model *m, bool on);
+/* LoRA dropout masks are a function of (seed, counter, layer, linear); the counter
+ * advances by one per model_forward. Read it for checkpoints, set it on resume. */
+uint64_t model_rng_counter(const struct model *m);
+void model_set_rng_counter(struct model *m, uint64_t c);
+
+/* The trainable parameters (for the optimizer, checkpoints and export). Pointers are
+ * backend memory (host for cpu) owned by the model. LoRA parameters are named like PEFT:
+ * "model.layers.0.self_attn.q_proj.lora_A.weight" (r, in) and ".lora_B.weight" (out, r). */
+struct model_param {
+	const char *name;
+	float *data, *grad;
+	size_t numel;
+	int64_t shape[2]; /* (out, in), or (n, 1) for vectors */
+};
+size_t model_n_trainable(const struct model *m);
+const struct model_param *model_trainable(const struct model *m, size_t i);
+/* Any parameter by HF name (base weights too), or NULL (borrowed; grad NULL if frozen). */
+const struct model_param *model_param_find(const struct model *m, const char *name);
+/* LoRA scale s (0 without LoRA). */
+float model_lora_scale(const struct model *m);
+/* Bytes of the parameter, gradient and activation groups (for reports and bench). */
+struct model_memory {
+	size_t params, grads, acts, kv_cache;
+};
+struct model_memory model_memory(const struct model *m);
+/* Model FLOPs per trained token (forward+backward, 2 per multiply-add, attention for T
+ * included) under this model's method: 6N for full, 4N + 2N_trainable otherwise. */
+double model_flops_per_token(const struct model *m, int T);
+
+/* ---- generation (KV cache) ---- */
+
+struct gen_opts {
+	int max_new_tokens;
+	float temperature;  /* 0 = greedy */
+	int top_k;          /* 0 = off */
+	float top_p;        /* 1 = off */
+	uint64_t seed;
+	int32_t eos_id;     /* -1 = none */
+	const int32_t *extra_stop_ids; /* more ids that end a sequence (e.g. <|im_end|>) */
+	size_t n_extra_stop_ids;
+	/* Called after each new token of sequence i with all tokens generated so far; return
+	 * true to stop that sequence (stop strings live here). NULL = none. */
+	bool (*stop)(void *ud, size_t i, const int32_t *gen, size_t n_gen);
+	void *stop_ud;
+};
+
+/* Generates for n prompts together (batched decode). prompts[i] has lens[i] tokens.
+ * out_tokens[i] (caller frees each and the array) receives the generated ids without
+ * the prompt, ending before EOS/stop ids; out_lens[i] their count. */
+int model_generate_tokens(struct model *m, const int32_t *const *prompts, const size_t *lens,
+			  size_t n, const struct gen_opts *g, int32_t ***out_tokens,
+			  size_t **out_lens, struct diag *d) FT_WUR;
+
+/* Timing of the last model_generate_tokens (for bench). */
+struct gen_stats {
+	double prefill_s, decode_s;
+	long prefill_tokens, decode_tokens;
+};
+struct gen_stats model_gen_stats(const struct model *m);
+
+#endif

@@ -1,0 +1,143 @@
+/* model_internal: the model's structures, shared by model.c (parameters, training
+ * forward/backward) and generate.c (KV-cache decode). Not for other layers. */
+#ifndef FTLAB_MODEL_INTERNAL_H
+#define FTLAB_MODEL_INTERNAL_H
+
+#include "backends/native/model/model.h"
+#include "backends/native/ops/ops.h"
+
+#define MODEL_NAME_MAX 112
+
+/* One parameter tensor of the table. */
+struct mparam {
+	char name[MODEL_NAME_MAX];
+	struct model_param pub; /* name, data, grad (NULL when frozen), numel, shape */
+	int layer;              /* -1 outside the blocks */
+	bool trainable;
+};
+
+/* One linear map y = x W^T (+ b) (+ s B(A drop(x))), weight (out, in). For GPT-2's fused
+ * c_attn, out = 3C. Indices into the parameter table; -1 when absent. */
+struct lin {
+	int w, b, la, lb;
+	int in, out;
+	int slot; /* index of this linear inside its layer (dropout stream) */
+};
+
+struct layer {
+	int ln1_w, ln1_b, ln2_w, ln2_b;
+	struct lin q, k, v, qkv, o, gate, up, down; /* llama: q,k,v,o,gate,up,down; gpt2: qkv,o,up,down */
+};
+
+/* LoRA activations of one linear. */
+struct lora_acts {
+	float *h;      /* (N, r) = drop(x) A^T */
+	float *xd;     /* (N, in) dropout output, NULL without dropout */
+	uint8_t *mask; /* (N, in) */
+};
+
+#define LIN_SLOTS 8
+
+/* Activations of one layer (N = B*T rows). With checkpointing, or without training, all
+ * layers share one set except x. */
+struct lacts {
+	float *x;                 /* (N, C) layer input (residual stream) */
+	float *ln1, *mean1, *rstd1; /* (N, C), (N), (N) */
+	float *q, *k, *v;         /* (N, nh*hd), (N, nkv*hd) x2, after RoPE */
+	float *qkv;               /* (N, 3C) GPT-2 only */
+	float *att;               /* (B, nh, T, T) softmax probabilities, training only */
+	float *atty;              /* (N, nh*hd) */
+	float *x2;                /* (N, C) residual after attention */
+	float *ln2, *mean2, *rstd2;
+	float *gate, *up, *hm;    /* (N, F): gate (llama), up/fc pre-activation, activated */
+	struct lora_acts lora[LIN_SLOTS];
+};
+
+/* Gradient scratch for the backward (one layer's worth, reused). */
+struct gacts {
+	float *dres, *dln, *dtmp;  /* (N, C) */
+	float *dq, *dk, *dv, *datty, *dqkv;
+	float *dgate, *dup, *dh;   /* (N, F) */
+	float *dlh;                /* (N, r) LoRA */
+	float *dxd;                /* (N, max in) LoRA dropout */
+};
+
+struct model {
+	struct model_hparams hp;
+	struct model_opts o;
+	const struct ops *ops;
+	unsigned mmflags;     /* OPS_BF16 or 0 */
+	bool training;
+	int kvd;              /* n_head_kv * head_dim */
+	int qd;               /* n_head * head_dim */
+	float lora_s;
+	int lora_r;
+
+	struct mparam *params;
+	size_t n_params;
+	size_t *trainable;    /* indices into params */
+	size_t n_trainable;
+	int wte, wpe, lnf_w, lnf_b, head; /* head == wte when tied */
+	struct layer *layers;
+	int bw_stop_layer;    /* backward goes down to this layer */
+	bool embed_trains;
+
+	float *param_mem, *grad_mem;
+	size_t param_bytes, grad_bytes;
+	float *inv_freq;      /* (hd/2) host copy */
+	float *inv_freq_dev;  /* backend copy */
+
+	/* training / teacher-forcing plan */
+	int max_b, max_t;
+	void *act_mem;
+	size_t act_bytes;
+	struct lacts *acts;   /* (L + 1): acts[L].x is the last layer's output */
+	struct gacts g;
+	float *lnf, *meanf, *rstdf, *logits, *losses, *lse; /* (N,C) (N) (N) (N,V) (N) (N) */
+	int32_t *tok_dev, *tgt_dev;
+	float *tmp;           /* (N, C) forward scratch */
+	int cur_b, cur_t;
+	bool have_targets;
+	long cur_ntok;
+	uint64_t n_forward;   /* dropout stream counter */
+	uint64_t fwd_stream;  /* the counter value of the last forward (used by recompute) */
+
+	/* generation */
+	struct gen_stats gstats;
+};
+
+/* Size tables: entries (pointer to set, bytes) carved from one allocation. */
+struct mplan_entry {
+	void **ptr;
+	size_t bytes;
+};
+struct mplan {
+	struct mplan_entry *e;
+	size_t n, cap;
+	bool oom;
+};
+void mplan_add(struct mplan *p, void **ptr, size_t bytes);
+#define PLAN_F(p, field, count) mplan_add((p), (void **)&(field), (size_t)(count) * sizeof(float))
+/* One allocation of ops memory for the whole table (FT_ENOMEM names the bytes). */
+int mplan_alloc(struct mplan *p, const struct ops *ops, void **out_mem, size_t *out_bytes,
+	       const char *what, struct diag *d);
+void mplan_free(struct mplan *p);
+/* Adds one layer's activation set for (B, T) to p (x excluded; att when save_att);
+ * LoRA activations as layer l has them. */
+void model_plan_layer(struct model *m, struct mplan *p, struct lacts *a, int l, size_t B,
+		      size_t T, bool save_att);
+
+/* A layer with LoRA (every selected layer has the same LoRA slots), or 0. */
+int model_lora_rep_layer(const struct model *m);
+
+/* Forward of layer l over acts a -> out (N, C). With kc/vc (KV cache (B, tk, kvd)), k/v
+ * rows go into the cache at pos0[b] + t and attention reads the cache. */
+void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, float *tmp,
+			 int B, int T, const int *pos0, float *kc, float *vc, int tk,
+			 bool dropout);
+/* Final norm + LM head over rows (n) of x into logits (n, V). */
+void model_head_forward(struct model *m, float *logits, float *lnf, float *meanf,
+			float *rstdf, const float *x, int n);
+float *model_pdata(const struct model *m, int idx);
+
+#endif

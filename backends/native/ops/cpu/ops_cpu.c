@@ -1,0 +1,550 @@
+/* ops_cpu: the CPU backend's table. Element-wise and row work with OpenMP over rows using
+ * the arithmetic of ops_math.h; matmuls are in matmul_cpu.c (oneDNN). Reductions run in a
+ * fixed order per row or per column block, so results do not depend on the thread count
+ * except where a comment says so. */
+#include "backends/native/ops/ops.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/native/ops/cpu/ops_cpu_internal.h"
+#include "backends/native/ops/cuda/ops_cuda.h"
+#include "backends/native/ops/ops_math.h"
+
+static void *cpu_alloc(size_t bytes)
+{
+	size_t n = (bytes + 63) / 64 * 64;
+	if (n == 0)
+		n = 64;
+	void *p = aligned_alloc(64, n);
+	if (p)
+		memset(p, 0, n);
+	return p;
+}
+
+static void cpu_free(void *p)
+{
+	free(p);
+}
+
+static void cpu_copy(void *dst, const void *src, size_t bytes)
+{
+	if (bytes)
+		memcpy(dst, src, bytes);
+}
+
+static void cpu_zero(float *dst, size_t n)
+{
+	if (n)
+		memset(dst, 0, n * sizeof(float));
+}
+
+static void cpu_copy_rows(float *dst, size_t dst_stride, const float *src, size_t src_stride,
+			  int rows, int cols)
+{
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols > 65536)
+	for (int r = 0; r < rows; r++)
+		memcpy(dst + (size_t)r * dst_stride, src + (size_t)r * src_stride,
+		       (size_t)cols * sizeof(float));
+}
+
+static void cpu_add(float *out, const float *a, const float *b, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n > 65536)
+	for (size_t i = 0; i < n; i++)
+		out[i] = a[i] + b[i];
+}
+
+static void cpu_axpy(float *y, float alpha, const float *x, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n > 65536)
+	for (size_t i = 0; i < n; i++)
+		y[i] += alpha * x[i];
+}
+
+static void cpu_scale(float *x, float alpha, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n > 65536)
+	for (size_t i = 0; i < n; i++)
+		x[i] *= alpha;
+}
+
+static void cpu_bias_add(float *out, const float *bias, int rows, int cols)
+{
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols > 65536)
+	for (int r = 0; r < rows; r++) {
+		float *o = out + (size_t)r * cols;
+		for (int j = 0; j < cols; j++)
+			o[j] += bias[j];
+	}
+}
+
+static void cpu_bias_backward(float *dbias, const float *dout, int rows, int cols)
+{
+	/* parallel over column blocks; each column summed over rows in order */
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols > 65536)
+	for (int j0 = 0; j0 < cols; j0 += 64) {
+		int j1 = j0 + 64 < cols ? j0 + 64 : cols;
+		for (int r = 0; r < rows; r++) {
+			const float *d = dout + (size_t)r * cols;
+			for (int j = j0; j < j1; j++)
+				dbias[j] += d[j];
+		}
+	}
+}
+
+static void cpu_dropout_forward(float *out, uint8_t *mask, const float *in, size_t n, float p,
+				uint64_t seed, uint64_t stream)
+{
+	if (p <= 0.0f) {
+		memcpy(out, in, n * sizeof(float));
+		if (mask)
+			memset(mask, 1, n);
+		return;
+	}
+	float inv = 1.0f / (1.0f - p);
+#pragma omp parallel for schedule(static) if (n > 65536)
+	for (size_t i = 0; i < n; i++) {
+		int keep = ops_dropout_keep(seed, stream, i, p);
+		mask[i] = (uint8_t)keep;
+		out[i] = keep ? in[i] * inv : 0.0f;
+	}
+}
+
+static void cpu_dropout_backward(float *din, const float *dout, const uint8_t *mask, size_t n,
+				 float p)
+{
+	float inv = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
+#pragma omp parallel for schedule(static) if (n > 65536)
+	for (size_t i = 0; i < n; i++)
+		din[i] += mask[i] ? dout[i] * inv : 0.0f;
+}
+
+static void cpu_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int n,
+				int c, float eps)
+{
+#pragma omp parallel for schedule(static) if (n > 16)
+	for (int r = 0; r < n; r++) {
+		float s = ops_rmsnorm_row(out + (size_t)r * c, x + (size_t)r * c, w, c, eps);
+		if (rstd)
+			rstd[r] = s;
+	}
+}
+
+/* dw: per-thread partial sums would make the result depend on the thread count, so the
+ * weight gradient is accumulated by column blocks in row order instead. */
+static void cpu_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
+				 const float *w, const float *rstd, int n, int c)
+{
+#pragma omp parallel for schedule(static) if (n > 16)
+	for (int r = 0; r < n; r++)
+		ops_rmsnorm_row_backward(dx + (size_t)r * c, NULL, dout + (size_t)r * c,
+					 x + (size_t)r * c, w, rstd[r], c);
+	if (!dw)
+		return;
+#pragma omp parallel for schedule(static) if (n > 16)
+	for (int j0 = 0; j0 < c; j0 += 64) {
+		int j1 = j0 + 64 < c ? j0 + 64 : c;
+		for (int r = 0; r < n; r++) {
+			const float *d = dout + (size_t)r * c, *xr = x + (size_t)r * c;
+			for (int j = j0; j < j1; j++)
+				dw[j] += d[j] * xr[j] * rstd[r];
+		}
+	}
+}
+
+static void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *x,
+				  const float *w, const float *b, int n, int c, float eps)
+{
+#pragma omp parallel for schedule(static) if (n > 16)
+	for (int r = 0; r < n; r++) {
+		float m, s;
+		ops_layernorm_row(out + (size_t)r * c, &m, &s, x + (size_t)r * c, w, b, c, eps);
+		if (mean)
+			mean[r] = m;
+		if (rstd)
+			rstd[r] = s;
+	}
+}
+
+static void cpu_layernorm_backward(float *dx, float *dw, float *db, const float *dout,
+				   const float *x, const float *w, const float *mean,
+				   const float *rstd, int n, int c)
+{
+#pragma omp parallel for schedule(static) if (n > 16)
+	for (int r = 0; r < n; r++)
+		ops_layernorm_row_backward(dx + (size_t)r * c, NULL, NULL, dout + (size_t)r * c,
+					   x + (size_t)r * c, w, mean[r], rstd[r], c);
+	if (!dw && !db)
+		return;
+#pragma omp parallel for schedule(static) if (n > 16)
+	for (int j0 = 0; j0 < c; j0 += 64) {
+		int j1 = j0 + 64 < c ? j0 + 64 : c;
+		for (int r = 0; r < n; r++) {
+			const float *d = dout + (size_t)r * c, *xr = x + (size_t)r * c;
+			for (int j = j0; j < j1; j++) {
+				if (dw)
+					dw[j] += d[j] * (xr[j] - mean[r]) * rstd[r];
+				if (db)
+					db[j] += d[j];
+			}
+		}
+	}
+}
+
+static void rope_apply(float *x, int b, int t, int nh, int hd, const int *pos0,
+		       const float *inv_freq, enum ops_rope_style style, float sign)
+{
+	int inter = style == OPS_ROPE_INTERLEAVED;
+#pragma omp parallel for schedule(static) collapse(2) if ((size_t)b * t * nh * hd > 65536)
+	for (int bi = 0; bi < b; bi++)
+		for (int ti = 0; ti < t; ti++) {
+			int pos = (pos0 ? pos0[bi] : 0) + ti;
+			float *row = x + ((size_t)bi * t + ti) * nh * hd;
+			for (int h = 0; h < nh; h++)
+				ops_rope_head(row + (size_t)h * hd, hd, pos, inv_freq, inter, sign);
+		}
+}
+
+static void cpu_rope_forward(float *x, int b, int t, int nh, int hd, const int *pos0,
+			     const float *inv_freq, enum ops_rope_style style)
+{
+	rope_apply(x, b, t, nh, hd, pos0, inv_freq, style, 1.0f);
+}
+
+static void cpu_rope_backward(float *dx, int b, int t, int nh, int hd, const int *pos0,
+			      const float *inv_freq, enum ops_rope_style style)
+{
+	rope_apply(dx, b, t, nh, hd, pos0, inv_freq, style, -1.0f);
+}
+
+static float dotf(const float *a, const float *b, int n)
+{
+	float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+	int i = 0;
+	for (; i + 4 <= n; i += 4) {
+		s0 += a[i] * b[i];
+		s1 += a[i + 1] * b[i + 1];
+		s2 += a[i + 2] * b[i + 2];
+		s3 += a[i + 3] * b[i + 3];
+	}
+	for (; i < n; i++)
+		s0 += a[i] * b[i];
+	return (s0 + s1) + (s2 + s3);
+}
+
+static void cpu_attention_forward(float *out, float *att, const float *q, const float *k,
+				  const float *v, int b, int tq, int tk, int nh, int nkv, int hd,
+				  const int *pos0)
+{
+	float scale = 1.0f / sqrtf((float)hd);
+	int grp = nh / nkv;
+	size_t qs = (size_t)nh * hd, ks = (size_t)nkv * hd;
+#pragma omp parallel
+	{
+		float *sc = att ? NULL : malloc((size_t)tk * sizeof(float));
+#pragma omp for schedule(dynamic, 1) collapse(3)
+		for (int bi = 0; bi < b; bi++)
+			for (int h = 0; h < nh; h++)
+				for (int t = 0; t < tq; t++) {
+					int p = (pos0 ? pos0[bi] : 0) + t;
+					int kh = h / grp;
+					const float *qr = q + ((size_t)bi * tq + t) * qs + (size_t)h * hd;
+					const float *kb = k + (size_t)bi * tk * ks + (size_t)kh * hd;
+					const float *vb = v + (size_t)bi * tk * ks + (size_t)kh * hd;
+					float *s = att ? att + (((size_t)bi * nh + h) * tq + t) * tq : sc;
+					float mx = -INFINITY;
+					for (int j = 0; j <= p; j++) {
+						s[j] = dotf(qr, kb + (size_t)j * ks, hd) * scale;
+						mx = s[j] > mx ? s[j] : mx;
+					}
+					float sum = 0.0f;
+					for (int j = 0; j <= p; j++) {
+						s[j] = expf(s[j] - mx);
+						sum += s[j];
+					}
+					float inv = 1.0f / sum;
+					float *o = out + ((size_t)bi * tq + t) * qs + (size_t)h * hd;
+					for (int i = 0; i < hd; i++)
+						o[i] = 0.0f;
+					for (int j = 0; j <= p; j++) {
+						s[j] *= inv;
+						const float *vr = vb + (size_t)j * ks;
+						for (int i = 0; i < hd; i++)
+							o[i] += s[j] * vr[i];
+					}
+					if (att)
+						for (int j = p + 1; j < tq; j++)
+							s[j] = 0.0f;
+				}
+		free(sc);
+	}
+}
+
+static void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout,
+				   const float *att, const float *q, const float *k,
+				   const float *v, int b, int t, int nh, int nkv, int hd)
+{
+	float scale = 1.0f / sqrtf((float)hd);
+	int grp = nh / nkv;
+	size_t qs = (size_t)nh * hd, ks = (size_t)nkv * hd;
+#pragma omp parallel
+	{
+		float *dp = malloc((size_t)t * sizeof(float));
+#pragma omp for schedule(dynamic, 1) collapse(2)
+		for (int bi = 0; bi < b; bi++)
+			for (int kh = 0; kh < nkv; kh++) {
+				float *dkb = dk + (size_t)bi * t * ks + (size_t)kh * hd;
+				float *dvb = dv + (size_t)bi * t * ks + (size_t)kh * hd;
+				const float *kb = k + (size_t)bi * t * ks + (size_t)kh * hd;
+				const float *vb = v + (size_t)bi * t * ks + (size_t)kh * hd;
+				for (int j = 0; j < t; j++)
+					for (int i = 0; i < hd; i++) {
+						dkb[(size_t)j * ks + i] = 0.0f;
+						dvb[(size_t)j * ks + i] = 0.0f;
+					}
+				for (int h = kh * grp; h < (kh + 1) * grp; h++)
+					for (int ti = 0; ti < t; ti++) {
+						const float *pr = att + (((size_t)bi * nh + h) * t + ti) * t;
+						const float *dor = dout + ((size_t)bi * t + ti) * qs + (size_t)h * hd;
+						const float *qr = q + ((size_t)bi * t + ti) * qs + (size_t)h * hd;
+						float *dqr = dq + ((size_t)bi * t + ti) * qs + (size_t)h * hd;
+						float acc = 0.0f;
+						for (int j = 0; j <= ti; j++) {
+							dp[j] = dotf(dor, vb + (size_t)j * ks, hd);
+							acc += pr[j] * dp[j];
+							float *dvr = dvb + (size_t)j * ks;
+							for (int i = 0; i < hd; i++)
+								dvr[i] += pr[j] * dor[i];
+						}
+						for (int i = 0; i < hd; i++)
+							dqr[i] = 0.0f;
+						for (int j = 0; j <= ti; j++) {
+							float ds = pr[j] * (dp[j] - acc) * scale;
+							const float *kr = kb + (size_t)j * ks;
+							float *dkr = dkb + (size_t)j * ks;
+							for (int i = 0; i < hd; i++) {
+								dqr[i] += ds * kr[i];
+								dkr[i] += ds * qr[i];
+							}
+						}
+					}
+			}
+		free(dp);
+	}
+}
+
+static void cpu_swiglu_forward(float *out, const float *gate, const float *up, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n > 16384)
+	for (size_t i = 0; i < n; i++)
+		out[i] = ops_silu(gate[i]) * up[i];
+}
+
+static void cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+				const float *up, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n > 16384)
+	for (size_t i = 0; i < n; i++) {
+		float d = dout[i];
+		float g = gate[i];
+		dup[i] = d * ops_silu(g);
+		dgate[i] = d * up[i] * ops_silu_grad(g);
+	}
+}
+
+static void cpu_gelu_forward(float *out, const float *x, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n > 16384)
+	for (size_t i = 0; i < n; i++)
+		out[i] = ops_gelu(x[i]);
+}
+
+static void cpu_gelu_backward(float *dx, const float *dout, const float *x, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n > 16384)
+	for (size_t i = 0; i < n; i++)
+		dx[i] = dout[i] * ops_gelu_grad(x[i]);
+}
+
+static void cpu_embedding_forward(float *out, const int32_t *tokens, const int *pos,
+				  const float *wte, const float *wpe, int n, int t, int c)
+{
+#pragma omp parallel for schedule(static) if ((size_t)n * c > 65536)
+	for (int r = 0; r < n; r++) {
+		float *o = out + (size_t)r * c;
+		memcpy(o, wte + (size_t)tokens[r] * c, (size_t)c * sizeof(float));
+		if (wpe) {
+			const float *p = wpe + (size_t)(pos ? pos[r] : r % t) * c;
+			for (int j = 0; j < c; j++)
+				o[j] += p[j];
+		}
+	}
+}
+
+static void cpu_embedding_backward(float *dwte, float *dwpe, const float *dout,
+				   const int32_t *tokens, const int *pos, int n, int t, int c)
+{
+	/* column blocks in parallel, rows in order: deterministic for any thread count */
+#pragma omp parallel for schedule(static) if ((size_t)n * c > 65536)
+	for (int j0 = 0; j0 < c; j0 += 32) {
+		int j1 = j0 + 32 < c ? j0 + 32 : c;
+		for (int r = 0; r < n; r++) {
+			const float *d = dout + (size_t)r * c;
+			if (dwte) {
+				float *w = dwte + (size_t)tokens[r] * c;
+				for (int j = j0; j < j1; j++)
+					w[j] += d[j];
+			}
+			if (dwpe) {
+				float *w = dwpe + (size_t)(pos ? pos[r] : r % t) * c;
+				for (int j = j0; j < j1; j++)
+					w[j] += d[j];
+			}
+		}
+	}
+}
+
+static long cpu_crossentropy_forward(float *losses, float *lse, const float *logits,
+				     const int32_t *targets, int n, int v)
+{
+	long cnt = 0;
+#pragma omp parallel for schedule(static) reduction(+ : cnt)
+	for (int r = 0; r < n; r++) {
+		const float *x = logits + (size_t)r * v;
+		float l = ops_logsumexp_row(x, v);
+		if (lse)
+			lse[r] = l;
+		int tg = targets ? targets[r] : -1;
+		if (tg >= 0 && tg < v) {
+			losses[r] = l - x[tg];
+			cnt++;
+		} else {
+			losses[r] = 0.0f;
+		}
+	}
+	return cnt;
+}
+
+static void cpu_crossentropy_backward(float *logits, const float *lse, const int32_t *targets,
+				      int n, int v, float scale)
+{
+#pragma omp parallel for schedule(static)
+	for (int r = 0; r < n; r++) {
+		float *x = logits + (size_t)r * v;
+		int tg = targets[r];
+		if (tg >= 0 && tg < v)
+			ops_crossentropy_row_backward(x, lse[r], tg, v, scale);
+		else
+			memset(x, 0, (size_t)v * sizeof(float));
+	}
+}
+
+static double cpu_sumsq(const float *x, size_t n)
+{
+	/* fixed blocks summed in order: the same result for any thread count */
+	size_t nb = (n + 65535) / 65536;
+	double *part = malloc((nb ? nb : 1) * sizeof(double));
+	if (!part)
+		abort();
+#pragma omp parallel for schedule(static)
+	for (size_t blk = 0; blk < nb; blk++) {
+		size_t i0 = blk * 65536, i1 = i0 + 65536 < n ? i0 + 65536 : n;
+		double s = 0.0;
+		for (size_t i = i0; i < i1; i++)
+			s += (double)x[i] * x[i];
+		part[blk] = s;
+	}
+	double s = 0.0;
+	for (size_t blk = 0; blk < nb; blk++)
+		s += part[blk];
+	free(part);
+	return s;
+}
+
+static void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr,
+		      float b1, float b2, float eps, float wd, long t)
+{
+	float bc1 = 1.0f - powf(b1, (float)t), bc2 = 1.0f - powf(b2, (float)t);
+#pragma omp parallel for schedule(static) if (n > 65536)
+	for (size_t i = 0; i < n; i++)
+		ops_adamw_elem(&p[i], g[i], &m[i], &v[i], lr, b1, b2, eps, wd, bc1, bc2);
+}
+
+static const struct ops cpu_ops = {
+	.name = "cpu",
+	.alloc = cpu_alloc,
+	.free = cpu_free,
+	.to_device = cpu_copy,
+	.to_host = cpu_copy,
+	.zero = cpu_zero,
+	.copy_rows = cpu_copy_rows,
+	.matmul = ops_cpu_matmul,
+	.add = cpu_add,
+	.axpy = cpu_axpy,
+	.scale = cpu_scale,
+	.bias_add = cpu_bias_add,
+	.bias_backward = cpu_bias_backward,
+	.dropout_forward = cpu_dropout_forward,
+	.dropout_backward = cpu_dropout_backward,
+	.rmsnorm_forward = cpu_rmsnorm_forward,
+	.rmsnorm_backward = cpu_rmsnorm_backward,
+	.layernorm_forward = cpu_layernorm_forward,
+	.layernorm_backward = cpu_layernorm_backward,
+	.rope_forward = cpu_rope_forward,
+	.rope_backward = cpu_rope_backward,
+	.attention_forward = cpu_attention_forward,
+	.attention_backward = cpu_attention_backward,
+	.swiglu_forward = cpu_swiglu_forward,
+	.swiglu_backward = cpu_swiglu_backward,
+	.gelu_forward = cpu_gelu_forward,
+	.gelu_backward = cpu_gelu_backward,
+	.embedding_forward = cpu_embedding_forward,
+	.embedding_backward = cpu_embedding_backward,
+	.crossentropy_forward = cpu_crossentropy_forward,
+	.crossentropy_backward = cpu_crossentropy_backward,
+	.sumsq = cpu_sumsq,
+	.adamw = cpu_adamw,
+};
+
+const struct ops *ops_cpu(void)
+{
+	return &cpu_ops;
+}
+
+const struct ops *ops_get(const char *name)
+{
+	if (!name || strcmp(name, "cpu") == 0)
+		return &cpu_ops;
+	if (strcmp(name, "cuda") == 0)
+		return ops_cuda(); /* NULL without a device or without CUDA in the build */
+	if (strcmp(name, "auto") == 0) {
+		const struct ops *c = ops_cuda();
+		return c ? c : &cpu_ops;
+	}
+	return NULL;
+}
+
+void ops_rope_inv_freq(float *out, int hd, float theta, int scaling, float factor,
+		       float low_freq_factor, float high_freq_factor, int orig_ctx)
+{
+	for (int i = 0; i < hd / 2; i++) {
+		double f = 1.0 / pow((double)theta, (double)(2 * i) / (double)hd);
+		if (scaling == 1 && factor > 0.0f) {
+			f /= factor;
+		} else if (scaling == 2 && factor > 0.0f) {
+			double lo_wl = (double)orig_ctx / low_freq_factor;
+			double hi_wl = (double)orig_ctx / high_freq_factor;
+			double wl = 2.0 * M_PI / f;
+			if (wl > lo_wl) {
+				f /= factor;
+			} else if (wl >= hi_wl) {
+				double sm = ((double)orig_ctx / wl - low_freq_factor) /
+					    (high_freq_factor - low_freq_factor);
+				f = (1.0 - sm) * f / factor + sm * f;
+			}
+		}
+		out[i] = (float)f;
+	}
+}

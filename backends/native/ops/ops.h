@@ -1,0 +1,145 @@
+/* ops: the engine's compute interface, one table of function pointers per backend
+ * (cpu: oneDNN + OpenMP; cuda: cuBLAS + own kernels). The model calls only these, so a
+ * backend implements this table and nothing else. Pointers passed in are memory of that
+ * backend (host memory for cpu, device memory for cuda) allocated with ops->alloc.
+ * Layout conventions: row-major; activations are (N, C) with N = B*T rows; weights are
+ * PyTorch (out, in). "Backward" functions ACCUMULATE (+=) into parameter gradients and
+ * OVERWRITE (=) input gradients unless the comment says otherwise.
+ * Thread-safety: a table is stateless from the caller's view; calls from one thread. */
+#ifndef FTLAB_OPS_H
+#define FTLAB_OPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/diag.h"
+
+/* Matmul flags. */
+#define OPS_TA 1u   /* use A transposed: A is stored (K, M) */
+#define OPS_TB 2u   /* use B transposed: B is stored (N, K) */
+#define OPS_BF16 4u /* round A and B to bf16, accumulate in fp32 (no-op where unsupported) */
+
+/* RoPE pairing: OPS_ROPE_INTERLEAVED rotates (x[2i], x[2i+1]) (GGUF / llama.cpp rows);
+ * OPS_ROPE_HALF rotates (x[i], x[i + hd/2]) (Hugging Face). Same values as
+ * enum rope_style in io/model_file.h (1 and 2). */
+enum ops_rope_style { OPS_ROPE_INTERLEAVED = 1, OPS_ROPE_HALF = 2 };
+
+struct ops {
+	const char *name; /* "cpu", "cuda" */
+
+	/* Memory of this backend, 64-byte aligned, zero-filled. NULL when it runs out. */
+	void *(*alloc)(size_t bytes);
+	void (*free)(void *p);
+	/* Copies between host and backend memory (plain memcpy on cpu). */
+	void (*to_device)(void *dst, const void *src, size_t bytes);
+	void (*to_host)(void *dst, const void *src, size_t bytes);
+	/* dst = 0 for n floats. */
+	void (*zero)(float *dst, size_t n);
+	/* dst[r*dst_stride + j] = src[r*src_stride + j] for r < rows, j < cols (floats). */
+	void (*copy_rows)(float *dst, size_t dst_stride, const float *src, size_t src_stride,
+			  int rows, int cols);
+
+	/* C(M,N) = alpha * op(A) * op(B) + beta * C. op(A) is (M,K), op(B) is (K,N).
+	 * With beta == 0, C is not read (may hold garbage/NaN). */
+	void (*matmul)(float *c, const float *a, const float *b, int m, int n, int k,
+		       unsigned flags, float alpha, float beta);
+
+	/* Element-wise. */
+	void (*add)(float *out, const float *a, const float *b, size_t n);     /* out = a + b */
+	void (*axpy)(float *y, float alpha, const float *x, size_t n);         /* y += alpha*x */
+	void (*scale)(float *x, float alpha, size_t n);                        /* x *= alpha */
+	/* out[r, :] += bias for r < rows (bias has cols entries). */
+	void (*bias_add)(float *out, const float *bias, int rows, int cols);
+	/* dbias += sum over rows of dout (fixed order). */
+	void (*bias_backward)(float *dbias, const float *dout, int rows, int cols);
+	/* out[r, :] = in[r, :] * mask[r, :] * 1/(1-p) where mask is 0/1 drawn from
+	 * (seed, stream) per element (deterministic for any thread count). mask (rows*cols)
+	 * is written for the backward; p == 0 copies. */
+	void (*dropout_forward)(float *out, uint8_t *mask, const float *in, size_t n, float p,
+				uint64_t seed, uint64_t stream);
+	/* din += dout * mask / (1-p) */
+	void (*dropout_backward)(float *din, const float *dout, const uint8_t *mask, size_t n,
+				 float p);
+
+	/* out (N,C) = x / rms(x) * w; rstd (N) saved for the backward. */
+	void (*rmsnorm_forward)(float *out, float *rstd, const float *x, const float *w, int n,
+				int c, float eps);
+	/* dx = (see ops_math.h); dw += ... (dw may be NULL when frozen). */
+	void (*rmsnorm_backward)(float *dx, float *dw, const float *dout, const float *x,
+				 const float *w, const float *rstd, int n, int c);
+	/* out (N,C) = (x - mean) * rstd * w + b; mean, rstd (N). */
+	void (*layernorm_forward)(float *out, float *mean, float *rstd, const float *x,
+				  const float *w, const float *b, int n, int c, float eps);
+	void (*layernorm_backward)(float *dx, float *dw, float *db, const float *dout,
+				   const float *x, const float *w, const float *mean,
+				   const float *rstd, int n, int c);
+
+	/* In place on x (B, T, n_head, hd) (row stride n_head*hd). Row (b, t) sits at position
+	 * pos0[b] + t (pos0 NULL: 0). inv_freq (hd/2) from ops_rope_inv_freq. The backward is
+	 * the inverse rotation (apply it to dx in place). */
+	void (*rope_forward)(float *x, int b, int t, int n_head, int hd, const int *pos0,
+			     const float *inv_freq, enum ops_rope_style style);
+	void (*rope_backward)(float *dx, int b, int t, int n_head, int hd, const int *pos0,
+			      const float *inv_freq, enum ops_rope_style style);
+
+	/* Causal attention with grouped-query heads. q (B, Tq, nh, hd); k, v (B, Tk, nkv, hd)
+	 * (Tk = row capacity per sequence, e.g. the KV cache length); query t of sequence b is
+	 * at absolute position p = pos0[b] + t and attends keys 0..p (pos0 NULL: 0, Tq == Tk).
+	 * out (B, Tq, nh, hd). att (B, nh, Tq, Tq) receives the probabilities when non-NULL
+	 * (training, pos0 NULL only). Scale 1/sqrt(hd). */
+	void (*attention_forward)(float *out, float *att, const float *q, const float *k,
+				  const float *v, int b, int tq, int tk, int nh, int nkv, int hd,
+				  const int *pos0);
+	/* Training form (pos0 NULL, Tq == Tk == T). dq, dk, dv overwritten. */
+	void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout,
+				   const float *att, const float *q, const float *k,
+				   const float *v, int b, int t, int nh, int nkv, int hd);
+
+	/* out (N) = silu(gate) * up; backward: dgate, dup overwritten. */
+	void (*swiglu_forward)(float *out, const float *gate, const float *up, size_t n);
+	void (*swiglu_backward)(float *dgate, float *dup, const float *dout, const float *gate,
+				const float *up, size_t n);
+	/* GELU, tanh approximation. dx overwritten. */
+	void (*gelu_forward)(float *out, const float *x, size_t n);
+	void (*gelu_backward)(float *dx, const float *dout, const float *x, size_t n);
+
+	/* out (N, C) = wte[tokens[r]] (+ wpe[pos[r]] when wpe). pos NULL: r % t. */
+	void (*embedding_forward)(float *out, const int32_t *tokens, const int *pos,
+				  const float *wte, const float *wpe, int n, int t, int c);
+	/* dwte[tokens[r]] += dout[r] (dwte may be NULL); dwpe likewise. Deterministic. */
+	void (*embedding_backward)(float *dwte, float *dwpe, const float *dout,
+				   const int32_t *tokens, const int *pos, int n, int t, int c);
+
+	/* Fused softmax + cross-entropy. logits (N, V); targets (N), < 0 = masked.
+	 * losses[r] = logsumexp - logit[target] (0 when masked); lse[r] saved. Returns the
+	 * number of unmasked rows. Probabilities are never stored. */
+	long (*crossentropy_forward)(float *losses, float *lse, const float *logits,
+				     const int32_t *targets, int n, int v);
+	/* In place: logits (N, V) become dlogits = scale * (softmax - onehot) on unmasked rows,
+	 * 0 on masked rows. */
+	void (*crossentropy_backward)(float *logits, const float *lse, const int32_t *targets,
+				      int n, int v, float scale);
+
+	/* Optimizer support. sum of squares in double, fixed order. */
+	double (*sumsq)(const float *x, size_t n);
+	/* AdamW with decoupled weight decay, bias correction with step t >= 1:
+	 * m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr (mhat/(sqrt(vhat)+eps) + wd p). */
+	void (*adamw)(float *p, const float *g, float *m, float *v, size_t n, float lr,
+		      float b1, float b2, float eps, float wd, long t);
+};
+
+/* The CPU backend (always available). */
+const struct ops *ops_cpu(void);
+/* "cpu" or "cuda" (NULL when not built or no device); "auto" picks cuda when present. */
+const struct ops *ops_get(const char *name);
+
+/* RoPE inverse frequencies (hd/2 of them) with the model's base and scaling:
+ * scaling 0 none, 1 linear (factor), 2 llama3 (factor, low, high, orig_ctx). */
+void ops_rope_inv_freq(float *out, int hd, float theta, int scaling, float factor,
+		       float low_freq_factor, float high_freq_factor, int orig_ctx);
+
+/* True when this CPU runs bf16 matmuls natively (AVX512-BF16 or AMX). */
+bool ops_cpu_has_bf16(void);
+
+#endif

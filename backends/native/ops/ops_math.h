@@ -1,0 +1,208 @@
+/* ops_math: the element-wise and per-row arithmetic of the engine as static inline
+ * functions, shared by the CPU backend and (under nvcc, via FT_HD) CUDA kernels, so the
+ * CPU tests cover the arithmetic both run. Row functions work on one row of length c;
+ * the backends decide how rows are spread over threads. */
+#ifndef FTLAB_OPS_MATH_H
+#define FTLAB_OPS_MATH_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "common/rng.h" /* FT_HD */
+
+/* ---- activations ---- */
+
+FT_HD static inline float ops_silu(float x)
+{
+	return x / (1.0f + expf(-x));
+}
+
+/* d silu / dx = s (1 + x (1 - s)), s = sigmoid(x) */
+FT_HD static inline float ops_silu_grad(float x)
+{
+	float s = 1.0f / (1.0f + expf(-x));
+	return s * (1.0f + x * (1.0f - s));
+}
+
+#define OPS_GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+
+/* GELU, tanh approximation (GPT-2's "gelu_new"). */
+FT_HD static inline float ops_gelu(float x)
+{
+	float u = OPS_GELU_K * (x + 0.044715f * x * x * x);
+	return 0.5f * x * (1.0f + tanhf(u));
+}
+
+FT_HD static inline float ops_gelu_grad(float x)
+{
+	float u = OPS_GELU_K * (x + 0.044715f * x * x * x);
+	float th = tanhf(u);
+	float sech2 = 1.0f - th * th;
+	return 0.5f * (1.0f + th) + 0.5f * x * sech2 * OPS_GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+}
+
+/* ---- bf16 ---- */
+
+/* Round to nearest even; NaN stays NaN. */
+FT_HD static inline uint16_t ops_f32_to_bf16(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t)((u >> 16) | 0x40u);
+	u += 0x7fffu + ((u >> 16) & 1u);
+	return (uint16_t)(u >> 16);
+}
+
+FT_HD static inline float ops_bf16_to_f32(uint16_t h)
+{
+	uint32_t u = (uint32_t)h << 16;
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+/* ---- normalisation rows ---- */
+
+/* out = x * rstd * w; returns rstd = 1/sqrt(mean(x^2) + eps). */
+FT_HD static inline float ops_rmsnorm_row(float *out, const float *x, const float *w, int c,
+					  float eps)
+{
+	float ss = 0.0f;
+	for (int i = 0; i < c; i++)
+		ss += x[i] * x[i];
+	float rstd = 1.0f / sqrtf(ss / (float)c + eps);
+	for (int i = 0; i < c; i++)
+		out[i] = x[i] * rstd * w[i];
+	return rstd;
+}
+
+/* y = x r w with r = (mean(x^2)+eps)^-1/2:
+ * dx = r (w dy) - x r^3 / c * sum(w dy x);  dw += dy x r (dw may be NULL). */
+FT_HD static inline void ops_rmsnorm_row_backward(float *dx, float *dw, const float *dy,
+						  const float *x, const float *w, float rstd,
+						  int c)
+{
+	float dot = 0.0f;
+	for (int i = 0; i < c; i++)
+		dot += w[i] * dy[i] * x[i];
+	float k = dot * rstd * rstd * rstd / (float)c;
+	for (int i = 0; i < c; i++)
+		dx[i] = rstd * w[i] * dy[i] - x[i] * k;
+	if (dw)
+		for (int i = 0; i < c; i++)
+			dw[i] += dy[i] * x[i] * rstd;
+}
+
+/* out = (x - mean) rstd w + b; stores mean, rstd. b may be NULL. */
+FT_HD static inline void ops_layernorm_row(float *out, float *mean_out, float *rstd_out,
+					   const float *x, const float *w, const float *b,
+					   int c, float eps)
+{
+	float m = 0.0f;
+	for (int i = 0; i < c; i++)
+		m += x[i];
+	m /= (float)c;
+	float var = 0.0f;
+	for (int i = 0; i < c; i++)
+		var += (x[i] - m) * (x[i] - m);
+	var /= (float)c;
+	float r = 1.0f / sqrtf(var + eps);
+	for (int i = 0; i < c; i++)
+		out[i] = (x[i] - m) * r * w[i] + (b ? b[i] : 0.0f);
+	*mean_out = m;
+	*rstd_out = r;
+}
+
+/* xh = (x-m) r, g = w dy: dx = r (g - mean(g) - xh mean(g xh)). dw += dy xh; db += dy. */
+FT_HD static inline void ops_layernorm_row_backward(float *dx, float *dw, float *db,
+						    const float *dy, const float *x,
+						    const float *w, float mean, float rstd, int c)
+{
+	float gm = 0.0f, gxm = 0.0f;
+	for (int i = 0; i < c; i++) {
+		float xh = (x[i] - mean) * rstd;
+		float g = w[i] * dy[i];
+		gm += g;
+		gxm += g * xh;
+	}
+	gm /= (float)c;
+	gxm /= (float)c;
+	for (int i = 0; i < c; i++) {
+		float xh = (x[i] - mean) * rstd;
+		dx[i] = rstd * (w[i] * dy[i] - gm - xh * gxm);
+		if (dw)
+			dw[i] += dy[i] * xh;
+		if (db)
+			db[i] += dy[i];
+	}
+}
+
+/* ---- RoPE ---- */
+
+/* Rotates one head vector (hd) at position pos; sign -1 applies the inverse rotation
+ * (the backward). interleaved: pairs (2i, 2i+1); otherwise (i, i + hd/2). */
+FT_HD static inline void ops_rope_head(float *x, int hd, int pos, const float *inv_freq,
+				       int interleaved, float sign)
+{
+	int half = hd / 2;
+	for (int i = 0; i < half; i++) {
+		float ang = (float)pos * inv_freq[i];
+		float cs = cosf(ang), sn = sign * sinf(ang);
+		int i0 = interleaved ? 2 * i : i;
+		int i1 = interleaved ? 2 * i + 1 : i + half;
+		float a = x[i0], b = x[i1];
+		x[i0] = a * cs - b * sn;
+		x[i1] = a * sn + b * cs;
+	}
+}
+
+/* ---- cross-entropy rows ---- */
+
+/* Returns logsumexp of a row (max-shifted, accumulated in double for v ~ 50k). */
+FT_HD static inline float ops_logsumexp_row(const float *x, int v)
+{
+	float mx = -INFINITY;
+	for (int i = 0; i < v; i++)
+		mx = x[i] > mx ? x[i] : mx;
+	double s = 0.0;
+	for (int i = 0; i < v; i++)
+		s += (double)expf(x[i] - mx);
+	return mx + (float)log(s);
+}
+
+/* In place: x becomes scale * (softmax(x) - onehot(target)). */
+FT_HD static inline void ops_crossentropy_row_backward(float *x, float lse, int target, int v,
+						       float scale)
+{
+	for (int i = 0; i < v; i++)
+		x[i] = scale * expf(x[i] - lse);
+	x[target] -= scale;
+}
+
+/* ---- dropout ---- */
+
+/* Keep-decision of element i for a dropout of probability p, from (seed, stream): a
+ * counter-based hash so any thread (or GPU lane) gets the same mask. */
+FT_HD static inline int ops_dropout_keep(uint64_t seed, uint64_t stream, uint64_t i, float p)
+{
+	uint64_t x = seed ^ (stream * 0xd1342543de82ef95ULL) ^ (i * 0x9e3779b97f4a7c15ULL);
+	uint64_t z = rng_splitmix64(&x);
+	float u = (float)(z >> 40) * 0x1.0p-24f;
+	return u >= p;
+}
+
+/* ---- AdamW ---- */
+
+FT_HD static inline void ops_adamw_elem(float *p, float g, float *m, float *v, float lr,
+					float b1, float b2, float eps, float wd, float bc1,
+					float bc2)
+{
+	*m = b1 * *m + (1.0f - b1) * g;
+	*v = b2 * *v + (1.0f - b2) * g * g;
+	float mh = *m / bc1, vh = *v / bc2;
+	*p -= lr * (mh / (sqrtf(vh) + eps) + wd * *p);
+}
+
+#endif

@@ -1,0 +1,478 @@
+/* adapter: PEFT adapter directories and llama.cpp adapter GGUFs (see adapter.h). The
+ * reader treats the files as untrusted: header length bounded and inside the file, dtype
+ * known, byte ranges matching shapes, inside the data section and not overlapping. */
+#include "backends/native/peft/adapter.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/native/peft/gguf_write.h"
+#include "backends/native/peft/st_write.h"
+#include "common/util.h"
+
+#define PEFT_PREFIX "base_model.model."
+#define ST_HEADER_MAX ((uint64_t)100 << 20)
+#define ADAPTER_FILE_MAX ((size_t)4 << 30)
+
+void rope_rows_permute(float *out, const float *in, int n_head, int head_dim, int64_t cols,
+		       bool to_interleaved)
+{
+	const int half = head_dim / 2;
+	for (int h = 0; h < n_head; h++)
+		for (int j = 0; j < 2; j++)
+			for (int i = 0; i < half; i++) {
+				size_t hf = (size_t)h * head_dim + (size_t)j * half + (size_t)i;
+				size_t il = (size_t)h * head_dim + 2 * (size_t)i + (size_t)j;
+				size_t src = to_interleaved ? hf : il, dst = to_interleaved ? il : hf;
+				memcpy(out + dst * (size_t)cols, in + src * (size_t)cols,
+				       (size_t)cols * sizeof(float));
+			}
+}
+
+bool lora_module_name(char *buf, size_t n, const char *name)
+{
+	const char *e = strstr(name, ".lora_");
+	if (!e)
+		return false;
+	const char *s = e;
+	while (s > name && s[-1] != '.')
+		s--;
+	size_t len = (size_t)(e - s);
+	if (len == 0 || len + 1 > n)
+		return false;
+	memcpy(buf, s, len);
+	buf[len] = 0;
+	return true;
+}
+
+/* n_head for the rows of this tensor's output when it is a q/k lora_B, else 0. */
+static int qk_heads(const char *name, const struct lora_info *info)
+{
+	if (!strstr(name, ".lora_B."))
+		return 0;
+	char mod[64];
+	if (!lora_module_name(mod, sizeof(mod), name))
+		return 0;
+	if (strcmp(mod, "q_proj") == 0)
+		return info->n_head;
+	if (strcmp(mod, "k_proj") == 0)
+		return info->n_head_kv;
+	return 0;
+}
+
+/* A copy of t's data with q/k rows in the requested order (NULL = use t->data as is). */
+static int reorder_copy(float **out, const struct lora_tensor *t, const struct lora_info *info,
+			bool want_interleaved, struct diag *d)
+{
+	*out = NULL;
+	int heads = qk_heads(t->name, info);
+	if (heads == 0 || info->interleaved == want_interleaved)
+		return 0;
+	if (info->head_dim <= 0 || info->head_dim % 2 || (int64_t)heads * info->head_dim != t->rows)
+		return diag_set(d, FT_EINVAL, "", 0, 0,
+				"%s: %lld rows do not match %d heads of %d", t->name,
+				(long long)t->rows, heads, info->head_dim);
+	float *c = malloc((size_t)t->rows * (size_t)t->cols * sizeof(float));
+	if (!c)
+		return diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
+	rope_rows_permute(c, t->data, heads, info->head_dim, t->cols, want_interleaved);
+	*out = c;
+	return 0;
+}
+
+static json_t *config_json(const struct lora_info *info)
+{
+	json_t *j = json_object();
+	json_object_set_new(j, "peft_type", json_string("LORA"));
+	json_object_set_new(j, "task_type", json_string("CAUSAL_LM"));
+	json_object_set_new(j, "base_model_name_or_path",
+			    info->base_model ? json_string(info->base_model) : json_null());
+	json_object_set_new(j, "r", json_integer(info->rank));
+	json_object_set_new(j, "lora_alpha", json_real(info->alpha));
+	json_object_set_new(j, "lora_dropout", json_real(info->dropout));
+	json_object_set_new(j, "use_rslora", json_boolean(info->rslora));
+	json_t *tm = json_array();
+	for (size_t i = 0; i < info->n_targets; i++)
+		json_array_append_new(tm, json_string(info->targets[i]));
+	json_object_set_new(j, "target_modules", tm);
+	json_object_set_new(j, "bias", json_string("none"));
+	json_object_set_new(j, "fan_in_fan_out", json_boolean(info->fan_in_fan_out));
+	json_object_set_new(j, "inference_mode", json_true());
+	json_object_set_new(j, "init_lora_weights", json_true());
+	json_object_set_new(j, "modules_to_save", json_null());
+	json_object_set_new(j, "revision", json_null());
+	return j;
+}
+
+int adapter_write_peft(const char *dir, const struct lora_tensor *t, size_t n,
+		       const struct lora_info *info, struct diag *d)
+{
+	int rc = dir_make_all(dir, d);
+	if (rc)
+		return rc;
+	struct st_tensor *st = calloc(n ? n : 1, sizeof(*st));
+	char **names = calloc(n ? n : 1, sizeof(*names));
+	float **copies = calloc(n ? n : 1, sizeof(*copies));
+	char *stp = path_join(dir, "adapter_model.safetensors");
+	char *cfp = path_join(dir, "adapter_config.json");
+	char *text = NULL;
+	if (!st || !names || !copies || !stp || !cfp) {
+		rc = diag_set(d, FT_ENOMEM, dir, 0, 0, "out of memory");
+		goto done;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct strbuf b = {0};
+		if (strbuf_printf(&b, PEFT_PREFIX "%s", t[i].name) != 0) {
+			rc = diag_set(d, FT_ENOMEM, dir, 0, 0, "out of memory");
+			goto done;
+		}
+		names[i] = strbuf_detach(&b);
+		if ((rc = reorder_copy(&copies[i], &t[i], info, false, d)) != 0)
+			goto done;
+		st[i] = (struct st_tensor){.name = names[i], .dtype = "F32", .ndim = 2,
+					   .shape = {t[i].rows, t[i].cols},
+					   .data = copies[i] ? copies[i] : t[i].data,
+					   .nbytes = (size_t)t[i].rows * (size_t)t[i].cols * 4};
+	}
+	if ((rc = st_write_file(stp, st, n, NULL, d)) != 0)
+		goto done;
+	json_t *j = config_json(info);
+	text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	json_decref(j);
+	if (!text) {
+		rc = diag_set(d, FT_ENOMEM, dir, 0, 0, "out of memory");
+		goto done;
+	}
+	rc = file_write_atomic(cfp, text, strlen(text), d);
+done:
+	for (size_t i = 0; i < n && names; i++) {
+		free(names[i]);
+		if (copies)
+			free(copies[i]);
+	}
+	free(text);
+	free(names);
+	free(copies);
+	free(st);
+	free(stp);
+	free(cfp);
+	return rc;
+}
+
+/* "model.layers.N.self_attn.q_proj.lora_A.weight" -> "blk.N.attn_q.weight.lora_a". */
+static bool gguf_lora_name(char *buf, size_t n, const char *name)
+{
+	static const struct {
+		const char *hf, *gg;
+	} map[] = {{"self_attn.q_proj", "attn_q"},  {"self_attn.k_proj", "attn_k"},
+		   {"self_attn.v_proj", "attn_v"},  {"self_attn.o_proj", "attn_output"},
+		   {"mlp.gate_proj", "ffn_gate"},   {"mlp.up_proj", "ffn_up"},
+		   {"mlp.down_proj", "ffn_down"}};
+	int layer, off = 0;
+	if (sscanf(name, "model.layers.%d.%n", &layer, &off) != 1 || off == 0 || layer < 0)
+		return false;
+	const char *rest = name + off;
+	for (size_t i = 0; i < FT_ARRAY_LEN(map); i++) {
+		size_t l = strlen(map[i].hf);
+		if (strncmp(rest, map[i].hf, l) != 0)
+			continue;
+		const char *ab = rest + l;
+		const char *suffix = strcmp(ab, ".lora_A.weight") == 0   ? "lora_a"
+				     : strcmp(ab, ".lora_B.weight") == 0 ? "lora_b"
+									 : NULL;
+		if (!suffix)
+			return false;
+		int w = snprintf(buf, n, "blk.%d.%s.weight.%s", layer, map[i].gg, suffix);
+		return w > 0 && (size_t)w < n;
+	}
+	return false;
+}
+
+int adapter_write_gguf(const char *path, const struct lora_tensor *t, size_t n,
+		       const struct lora_info *info, struct diag *d)
+{
+	struct gguf_out *g = NULL;
+	float **copies = calloc(n ? n : 1, sizeof(*copies));
+	int rc = gguf_out_create(&g);
+	if (rc || !copies) {
+		rc = diag_set(d, FT_ENOMEM, path, 0, 0, "out of memory");
+		goto done;
+	}
+	gguf_out_str(g, "general.architecture", "llama");
+	gguf_out_str(g, "general.type", "adapter");
+	gguf_out_str(g, "adapter.type", "lora");
+	/* llama.cpp scales by alpha/r; rsLoRA's alpha/sqrt(r) is expressed as an alpha. */
+	double alpha = info->rslora ? info->alpha * sqrt((double)info->rank) : info->alpha;
+	gguf_out_f32(g, "adapter.lora.alpha", (float)alpha);
+	for (size_t i = 0; i < n; i++) {
+		char name[160];
+		if (!gguf_lora_name(name, sizeof(name), t[i].name)) {
+			rc = diag_set(d, FT_EUNSUPP, path, 0, 0,
+				      "'%s' has no llama.cpp adapter name (llama family only)",
+				      t[i].name);
+			goto done;
+		}
+		if ((rc = reorder_copy(&copies[i], &t[i], info, true, d)) != 0)
+			goto done;
+		int64_t ne[2] = {t[i].cols, t[i].rows};
+		gguf_out_tensor(g, name, GGML_TYPE_F32_, 2, ne, copies[i] ? copies[i] : t[i].data);
+	}
+	rc = gguf_out_write(g, path, d);
+done:
+	for (size_t i = 0; copies && i < n; i++)
+		free(copies[i]);
+	free(copies);
+	gguf_out_free(g);
+	return rc;
+}
+
+void adapter_free(struct lora_adapter *a)
+{
+	if (!a)
+		return;
+	for (size_t i = 0; i < a->n; i++) {
+		free(a->t[i].name);
+		free(a->t[i].data);
+	}
+	free(a->t);
+	for (size_t i = 0; i < a->info.n_targets; i++)
+		free(a->info.targets[i]);
+	free(a->info.targets);
+	free(a);
+}
+
+static float half_to_float(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff, f;
+	if (exp == 0) {
+		float v = ldexpf((float)man, -24);
+		return sign ? -v : v;
+	}
+	if (exp == 31)
+		f = sign | 0x7f800000u | (man << 13);
+	else
+		f = sign | ((exp + 112) << 23) | (man << 13);
+	float v;
+	memcpy(&v, &f, 4);
+	return v;
+}
+
+static int read_config(struct lora_info *info, const char *path, struct diag *d)
+{
+	char *text = NULL;
+	size_t len;
+	int rc = file_read_all(&text, &len, path, 1 << 20, d);
+	if (rc)
+		return rc;
+	json_error_t err;
+	json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
+	free(text);
+	if (!j || !json_is_object(j)) {
+		json_decref(j);
+		return diag_set(d, FT_EINVAL, path, err.line > 0 ? err.line : 0,
+				err.column > 0 ? err.column : 0, "invalid JSON: %s", err.text);
+	}
+	const char *pt = json_string_value(json_object_get(j, "peft_type"));
+	json_t *r = json_object_get(j, "r"), *al = json_object_get(j, "lora_alpha");
+	if (!pt || strcmp(pt, "LORA") != 0) {
+		rc = diag_set(d, FT_EINVAL, path, 0, 0, "peft_type: expected \"LORA\"");
+		goto done;
+	}
+	if (!json_is_integer(r) || json_integer_value(r) < 1 || json_integer_value(r) > 65536 ||
+	    !json_is_number(al)) {
+		rc = diag_set(d, FT_EINVAL, path, 0, 0,
+			      "r must be a positive integer and lora_alpha a number");
+		goto done;
+	}
+	info->rank = (int)json_integer_value(r);
+	info->alpha = json_number_value(al);
+	info->dropout = json_number_value(json_object_get(j, "lora_dropout"));
+	info->rslora = json_is_true(json_object_get(j, "use_rslora"));
+	info->fan_in_fan_out = json_is_true(json_object_get(j, "fan_in_fan_out"));
+	json_t *tm = json_object_get(j, "target_modules");
+	if (json_is_array(tm)) {
+		info->targets = calloc(json_array_size(tm) + 1, sizeof(char *));
+		if (!info->targets) {
+			rc = diag_set(d, FT_ENOMEM, path, 0, 0, "out of memory");
+			goto done;
+		}
+		for (size_t i = 0; i < json_array_size(tm); i++) {
+			const char *s = json_string_value(json_array_get(tm, i));
+			if (!s) {
+				rc = diag_set(d, FT_EINVAL, path, 0, 0,
+					      "target_modules must be strings");
+				goto done;
+			}
+			info->targets[info->n_targets++] = ft_strdup(s);
+		}
+	}
+done:
+	json_decref(j);
+	return rc;
+}
+
+struct range {
+	uint64_t lo, hi;
+};
+
+static int cmp_range(const void *a, const void *b)
+{
+	const struct range *x = a, *y = b;
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+int adapter_read_peft(struct lora_adapter **out, const char *dir, bool want_interleaved,
+		      int n_head, int n_head_kv, int head_dim, struct diag *d)
+{
+	*out = NULL;
+	struct lora_adapter *a = calloc(1, sizeof(*a));
+	char *stp = path_join(dir, "adapter_model.safetensors");
+	char *cfp = path_join(dir, "adapter_config.json");
+	char *buf = NULL;
+	size_t len = 0;
+	json_t *h = NULL;
+	struct range *ranges = NULL;
+	int rc = 0;
+	if (!a || !stp || !cfp) {
+		rc = diag_set(d, FT_ENOMEM, dir, 0, 0, "out of memory");
+		goto done;
+	}
+	if ((rc = read_config(&a->info, cfp, d)) != 0)
+		goto done;
+	if ((rc = file_read_all(&buf, &len, stp, ADAPTER_FILE_MAX, d)) != 0)
+		goto done;
+	uint64_t hl = 0;
+	if (len >= 8)
+		for (int k = 7; k >= 0; k--)
+			hl = (hl << 8) | (unsigned char)buf[k];
+	if (len < 8 || hl > ST_HEADER_MAX || hl > len - 8 || hl < 2 || buf[8] != '{') {
+		rc = diag_set(d, FT_EINVAL, stp, 0, 0,
+			      "not a safetensors file (header length %llu, file %zu bytes)",
+			      (unsigned long long)hl, len);
+		goto done;
+	}
+	json_error_t err;
+	h = json_loadb(buf + 8, (size_t)hl, JSON_REJECT_DUPLICATES, &err);
+	if (!h || !json_is_object(h)) {
+		rc = diag_set(d, FT_EINVAL, stp, 0, 0, "safetensors header: %s",
+			      h ? "not an object" : err.text);
+		goto done;
+	}
+	const size_t data_len = len - 8 - (size_t)hl;
+	const unsigned char *data = (const unsigned char *)buf + 8 + hl;
+	size_t cap = json_object_size(h);
+	a->t = calloc(cap ? cap : 1, sizeof(*a->t));
+	ranges = calloc(cap ? cap : 1, sizeof(*ranges));
+	if (!a->t || !ranges) {
+		rc = diag_set(d, FT_ENOMEM, stp, 0, 0, "out of memory");
+		goto done;
+	}
+	const char *key;
+	json_t *e;
+	size_t nr = 0;
+	json_object_foreach(h, key, e) {
+		if (strcmp(key, "__metadata__") == 0)
+			continue;
+		const char *dt = json_string_value(json_object_get(e, "dtype"));
+		json_t *shape = json_object_get(e, "shape"), *offs = json_object_get(e, "data_offsets");
+		size_t es = dt ? st_dtype_size(dt) : 0;
+		if (!dt || (strcmp(dt, "F32") && strcmp(dt, "F16") && strcmp(dt, "BF16"))) {
+			rc = diag_set(d, FT_EINVAL, stp, 0, 0,
+				      "tensor '%s': dtype must be F32, F16 or BF16", key);
+			goto done;
+		}
+		if (!json_is_array(shape) || json_array_size(shape) != 2 || !json_is_array(offs) ||
+		    json_array_size(offs) != 2) {
+			rc = diag_set(d, FT_EINVAL, stp, 0, 0,
+				      "tensor '%s': expected a 2-D shape and data_offsets", key);
+			goto done;
+		}
+		json_int_t r = json_integer_value(json_array_get(shape, 0));
+		json_int_t c = json_integer_value(json_array_get(shape, 1));
+		json_int_t lo = json_integer_value(json_array_get(offs, 0));
+		json_int_t hi = json_integer_value(json_array_get(offs, 1));
+		size_t numel, bytes;
+		if (r <= 0 || c <= 0 || lo < 0 || hi < lo ||
+		    !size_mul((size_t)r, (size_t)c, &numel) || !size_mul(numel, es, &bytes) ||
+		    (uint64_t)(hi - lo) != bytes || (uint64_t)hi > data_len) {
+			rc = diag_set(d, FT_EINVAL, stp, 0, 0,
+				      "tensor '%s': shape, dtype and byte range disagree or lie "
+				      "outside the file", key);
+			goto done;
+		}
+		if (strncmp(key, PEFT_PREFIX, strlen(PEFT_PREFIX)) != 0 || !strstr(key, ".lora_")) {
+			rc = diag_set(d, FT_EINVAL, stp, 0, 0,
+				      "tensor '%s' is not a PEFT LoRA weight "
+				      "(expected base_model.model.<module>.lora_A/B.weight)", key);
+			goto done;
+		}
+		ranges[nr++] = (struct range){(uint64_t)lo, (uint64_t)hi};
+		struct lora_tensor *t = &a->t[a->n];
+		t->name = ft_strdup(key + strlen(PEFT_PREFIX));
+		t->data = malloc(numel * sizeof(float));
+		t->rows = r;
+		t->cols = c;
+		a->n++;
+		if (!t->name || !t->data) {
+			rc = diag_set(d, FT_ENOMEM, stp, 0, 0, "out of memory (%zu bytes)",
+				      numel * sizeof(float));
+			goto done;
+		}
+		const unsigned char *p = data + lo;
+		for (size_t i = 0; i < numel; i++) {
+			if (es == 4) {
+				memcpy(&t->data[i], p + 4 * i, 4);
+			} else {
+				uint16_t u = (uint16_t)(p[2 * i] | (p[2 * i + 1] << 8));
+				if (dt[0] == 'B') {
+					uint32_t f = (uint32_t)u << 16;
+					memcpy(&t->data[i], &f, 4);
+				} else {
+					t->data[i] = half_to_float(u);
+				}
+			}
+		}
+		/* Rank must match the config; A is (r, in), B is (out, r). */
+		bool is_a = strstr(t->name, ".lora_A.") != NULL;
+		if ((is_a ? r : c) != a->info.rank) {
+			rc = diag_set(d, FT_EINVAL, stp, 0, 0,
+				      "tensor '%s' has rank %lld but adapter_config.json says r=%d",
+				      key, (long long)(is_a ? r : c), a->info.rank);
+			goto done;
+		}
+	}
+	qsort(ranges, nr, sizeof(*ranges), cmp_range);
+	for (size_t i = 1; i < nr; i++)
+		if (ranges[i].lo < ranges[i - 1].hi) {
+			rc = diag_set(d, FT_EINVAL, stp, 0, 0, "tensor byte ranges overlap");
+			goto done;
+		}
+	a->info.interleaved = false;
+	a->info.n_head = n_head;
+	a->info.n_head_kv = n_head_kv;
+	a->info.head_dim = head_dim;
+	if (want_interleaved)
+		for (size_t i = 0; i < a->n; i++) {
+			float *c = NULL;
+			if ((rc = reorder_copy(&c, &a->t[i], &a->info, true, d)) != 0)
+				goto done;
+			if (c) {
+				free(a->t[i].data);
+				a->t[i].data = c;
+			}
+		}
+	a->info.interleaved = want_interleaved;
+	*out = a;
+	a = NULL;
+done:
+	adapter_free(a);
+	json_decref(h);
+	free(ranges);
+	free(buf);
+	free(stp);
+	free(cfp);
+	return rc;
+}

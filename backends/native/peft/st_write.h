@@ -1,0 +1,41 @@
+/* st_write: a safetensors writer (format: 8-byte little-endian header length, a JSON
+ * header naming each tensor's dtype, shape and byte range, then the raw data). Written
+ * to a temporary file in the same directory, fsynced and renamed, so a reader never sees
+ * a half-written file. Readers live in io/. */
+#ifndef FTLAB_PEFT_ST_WRITE_H
+#define FTLAB_PEFT_ST_WRITE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/diag.h"
+
+struct st_tensor {
+	const char *name;
+	const char *dtype;   /* "F32", "F16", "BF16", "I64", "U8", ... (bytes given by nbytes) */
+	int ndim;            /* 0..4 */
+	int64_t shape[4];    /* PyTorch order */
+	const void *data;    /* little-endian element bytes, borrowed */
+	size_t nbytes;       /* must equal numel * dtype size */
+};
+
+/* Writes n tensors in the given order. meta: NULL or a NULL-terminated list of
+ * key, value string pairs for "__metadata__" ({"format": "pt"} is always added).
+ * FT_EINVAL for a tensor whose byte count does not match its shape, FT_EIO on I/O. */
+int st_write_file(const char *path, const struct st_tensor *t, size_t n,
+		  const char *const *meta, struct diag *d) FT_WUR;
+
+/* Bytes of one element of a safetensors dtype, 0 when unknown. */
+size_t st_dtype_size(const char *dtype);
+
+/* Durable file creation shared by the writers: open `path.tmp-XXXXXX` for writing, and
+ * finish (fflush, fsync, rename onto path, fsync the directory) or abandon it. */
+struct durable_file;
+int durable_open(struct durable_file **out, const char *path, struct diag *d) FT_WUR;
+FILE *durable_stream(struct durable_file *f);
+int durable_commit(struct durable_file *f, struct diag *d) FT_WUR; /* frees f */
+void durable_abort(struct durable_file *f);                         /* frees f */
+/* fsync a directory (after creating or renaming entries in it). */
+int fsync_dir(const char *dir, struct diag *d) FT_WUR;
+
+#endif

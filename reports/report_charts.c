@@ -1,0 +1,687 @@
+/* report_charts: data files, gnuplot scripts and the gnuplot runs behind every chart
+ * (see report_charts.h). Every script draws an SVG (for index.html) and a PNG (for
+ * report.md); pngcairo is used when this gnuplot has it, else the libgd png terminal. */
+#include "reports/report_charts.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "reports/gnuplot.h"
+
+#define MAX_LOSS_RUNS 12
+#define MAX_SERIES 8
+#define MAX_POINTS 256
+#define LABEL_MAX 80 /* bytes of user text in a chart label */
+
+void report_charts_free(struct report_charts *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->n; i++) {
+		free(c->items[i].title);
+		free(c->items[i].caption);
+	}
+	free(c->items);
+	c->items = NULL;
+	c->n = 0;
+}
+
+static int chart_add(struct report_charts *c, enum report_chart_kind kind, const char *name,
+		     const char *title, const char *caption, bool key)
+{
+	struct report_chart *items = realloc(c->items, (c->n + 1) * sizeof(*items));
+	if (!items)
+		return FT_ENOMEM;
+	c->items = items;
+	struct report_chart *ch = &items[c->n++];
+	memset(ch, 0, sizeof(*ch));
+	ch->kind = kind;
+	snprintf(ch->name, sizeof(ch->name), "%s", name);
+	ch->title = ft_strdup(title);
+	ch->caption = ft_strdup(caption);
+	ch->metric = ch->param = -1;
+	ch->key = key;
+	return ch->title && ch->caption ? 0 : FT_ENOMEM;
+}
+
+/* A TSV cell: tabs, newlines and other control characters become spaces. */
+static int tsv_text(struct strbuf *s, const char *text)
+{
+	for (const char *p = text ? text : ""; *p; p++) {
+		char c = (unsigned char)*p < 0x20 || *p == 0x7f ? ' ' : *p;
+		if (strbuf_append(s, &c, 1))
+			return FT_ENOMEM;
+	}
+	return 0;
+}
+
+static int tsv_num(struct strbuf *s, double v, bool present)
+{
+	if (!present || !isfinite(v))
+		return strbuf_puts(s, "\t?");
+	return strbuf_printf(s, "\t%.10g", v);
+}
+
+static int write_file(const char *dir, const char *rel, const struct strbuf *s, struct diag *d)
+{
+	char *path = path_join(dir, rel);
+	if (!path)
+		return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+	int rc = file_write_atomic(path, s->buf ? s->buf : "", s->len, d);
+	free(path);
+	return rc;
+}
+
+/* Script head: SVG terminal and common settings; q() appends quoted user text. */
+static int script_head(struct strbuf *g, const char *name, const char *title)
+{
+	int rc = strbuf_printf(g,
+		"# ftlab report chart %s: draws charts/%s.svg and charts/%s.png from data/%s*.tsv\n"
+		"# Run from the report directory: gnuplot charts/%s.gp\n"
+		"set terminal svg size 860,480 noenhanced font 'sans,11' background '#ffffff'\n"
+		"set output 'charts/%s.svg'\n"
+		"set datafile separator '\\t'\n"
+		"set datafile missing '?'\n"
+		"set grid lc rgb '#dddddd'\n"
+		"set border lc rgb '#555555'\n"
+		"set key outside right top noenhanced\n"
+		"set title ",
+		name, name, name, name, name, name);
+	if (!rc)
+		rc = gnuplot_quote(g, title, 160);
+	if (!rc)
+		rc = strbuf_puts(g, "\n");
+	return rc;
+}
+
+/* Script tail: the same plot again as PNG. */
+static int script_tail(struct strbuf *g, const char *name)
+{
+	return strbuf_printf(g,
+		"set output\n"
+		"if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {\n"
+		"  set terminal pngcairo size 900,520 noenhanced font 'sans,10' background '#ffffff'\n"
+		"} else {\n"
+		"  set terminal png size 900,520 noenhanced background '#ffffff'\n"
+		"}\n"
+		"set output 'charts/%s.png'\n"
+		"replot\n"
+		"set output\n",
+		name);
+}
+
+static int run_script(const char *dir, const char *name, const struct strbuf *g,
+		      double timeout_s, struct diag *d)
+{
+	char rel[160];
+	snprintf(rel, sizeof(rel), "charts/%s.gp", name);
+	int rc = write_file(dir, rel, g, d);
+	if (!rc)
+		rc = gnuplot_run(dir, rel, timeout_s, d);
+	return rc;
+}
+
+/* ---- base vs tuned, and paired differences, for one split ---- */
+
+static const char *metric_split_end(const char *m)
+{
+	const char *dot = strchr(m, '.');
+	return dot ? dot : m + strlen(m);
+}
+
+static bool same_split(const char *a, const char *b)
+{
+	size_t la = (size_t)(metric_split_end(a) - a), lb = (size_t)(metric_split_end(b) - b);
+	return la == lb && strncmp(a, b, la) == 0;
+}
+
+static const struct report_value *baseline_value(const struct report *r, const char *metric,
+						 enum report_model model)
+{
+	if (!r->baseline)
+		return NULL;
+	long b = report_best_run(r->baseline);
+	if (b < 0)
+		return NULL;
+	for (size_t i = 0; i < r->baseline->n_metrics; i++)
+		if (strcmp(r->baseline->metrics[i], metric) == 0) {
+			const struct report_run *run = &r->baseline->runs[b];
+			const struct report_value *v = model == REPORT_BASE ? &run->base[i]
+						       : model == REPORT_TUNED ? &run->tuned[i]
+									       : &run->delta[i];
+			return v->present ? v : NULL;
+		}
+	return NULL;
+}
+
+static int xtics_metrics(struct strbuf *g, const struct report *r, const size_t *ms, size_t n)
+{
+	int rc = strbuf_puts(g, "set xtics (");
+	for (size_t i = 0; i < n && !rc; i++) {
+		const char *name = metric_split_end(r->metrics[ms[i]]);
+		name = *name == '.' ? name + 1 : name;
+		rc = gnuplot_quote(g, name, LABEL_MAX);
+		if (!rc)
+			rc = strbuf_printf(g, " %zu%s", i, i + 1 < n ? ", " : "");
+	}
+	if (!rc)
+		rc = strbuf_printf(g, ") rotate by -20\nset xrange [-0.6:%zu.6]\n", n ? n - 1 : 0);
+	return rc;
+}
+
+static int chart_results(struct report_charts *out, const struct report *r, long best,
+			 size_t split_no, const char *split_metric, const char *dir,
+			 double timeout_s, struct diag *d)
+{
+	const struct report_run *run = &r->runs[best];
+	size_t ms[256], n = 0;
+	for (size_t i = 0; i < r->n_metrics && n < FT_ARRAY_LEN(ms); i++)
+		if (same_split(r->metrics[i], split_metric) &&
+		    (run->base[i].present || run->tuned[i].present))
+			ms[n++] = i;
+	if (n == 0)
+		return 0;
+	char split[64];
+	snprintf(split, sizeof(split), "%.*s",
+		 (int)(metric_split_end(split_metric) - split_metric), split_metric);
+	struct strbuf t = {0}, g = {0};
+	int rc = strbuf_puts(&t, "# index\tmetric\tbase\tbase_lo\tbase_hi\ttuned\ttuned_lo\t"
+			      "tuned_hi\tdelta\tdelta_lo\tdelta_hi\tbaseline\tbaseline_lo\t"
+			      "baseline_hi\tbaseline_delta\tbaseline_delta_lo\tbaseline_delta_hi\n");
+	bool have_bl = false, have_bl_d = false, have_base = false, have_tuned = false, have_delta = false;
+	for (size_t k = 0; k < n && !rc; k++) {
+		size_t i = ms[k];
+		have_base = have_base || run->base[i].present;
+		have_tuned = have_tuned || run->tuned[i].present;
+		have_delta = have_delta || run->delta[i].present;
+		const struct report_value *vals[3] = {&run->base[i], &run->tuned[i], &run->delta[i]};
+		rc = strbuf_printf(&t, "%zu\t", k);
+		if (!rc)
+			rc = tsv_text(&t, r->metrics[i]);
+		for (int j = 0; j < 3 && !rc; j++) {
+			rc = tsv_num(&t, vals[j]->v, vals[j]->present);
+			if (!rc)
+				rc = tsv_num(&t, vals[j]->lo, vals[j]->present);
+			if (!rc)
+				rc = tsv_num(&t, vals[j]->hi, vals[j]->present);
+		}
+		const struct report_value *bt = baseline_value(r, r->metrics[i], REPORT_TUNED);
+		const struct report_value *bd = baseline_value(r, r->metrics[i], REPORT_DELTA);
+		have_bl = have_bl || bt;
+		have_bl_d = have_bl_d || bd;
+		const struct report_value *bls[2] = {bt, bd};
+		for (int j = 0; j < 2 && !rc; j++) {
+			rc = tsv_num(&t, bls[j] ? bls[j]->v : 0, bls[j] != NULL);
+			if (!rc)
+				rc = tsv_num(&t, bls[j] ? bls[j]->lo : 0, bls[j] != NULL);
+			if (!rc)
+				rc = tsv_num(&t, bls[j] ? bls[j]->hi : 0, bls[j] != NULL);
+		}
+		if (!rc)
+			rc = strbuf_puts(&t, "\n");
+	}
+	char name[96], rel[160], title[256], caption[512];
+	snprintf(name, sizeof(name), "results_%zu", split_no);
+	snprintf(rel, sizeof(rel), "data/%s.tsv", name);
+	if (!rc)
+		rc = write_file(dir, rel, &t, d);
+
+	/* values: base, tuned, baseline side by side */
+	snprintf(title, sizeof(title), "Base vs fine-tuned on %s (best run %s)", split, run->id);
+	if (!rc)
+		rc = script_head(&g, name, title);
+	if (!rc)
+		rc = xtics_metrics(&g, r, ms, n);
+	if (!rc)
+		rc = strbuf_puts(&g, "set ylabel 'value (bars: confidence interval)'\nplot ");
+	const char *sep = "";
+	if (!rc && have_base) {
+		rc = strbuf_printf(&g, "'%s' using ($1-0.15):3:4:5 with yerrorbars pt 7 ps 0.8 "
+				   "lc rgb '#888888' title 'base'", rel);
+		sep = ", \\\n     ";
+	}
+	if (!rc && have_tuned) {
+		rc = strbuf_printf(&g, "%s'%s' using ($1):6:7:8 with yerrorbars pt 7 ps 0.8 "
+				   "lc rgb '#1f77b4' title 'fine-tuned'", sep, rel);
+		sep = ", \\\n     ";
+	}
+	if (!rc && have_bl) {
+		rc = strbuf_printf(&g, "%s'%s' using ($1+0.15):12:13:14 with yerrorbars "
+				   "pt 5 ps 0.8 lc rgb '#d62728' title ", sep, rel);
+		if (!rc)
+			rc = gnuplot_quote(&g, r->baseline_label ? r->baseline_label : "baseline",
+					   LABEL_MAX);
+	}
+	if (!rc)
+		rc = strbuf_puts(&g, "\n");
+	if (!rc)
+		rc = script_tail(&g, name);
+	if (!rc)
+		rc = run_script(dir, name, &g, timeout_s, d);
+	snprintf(caption, sizeof(caption), "Metric values of the base model and the best "
+		 "fine-tuned run on the %s split; bars are the bootstrap confidence intervals%s.",
+		 split, have_bl ? "; the baseline's best run is drawn in red" : "");
+	if (!rc)
+		rc = chart_add(out, CHART_RESULTS, name, title, caption, true);
+
+	/* paired differences */
+	g.len = 0;
+	if (!have_delta)
+		goto done;
+	snprintf(name, sizeof(name), "delta_%zu", split_no);
+	snprintf(title, sizeof(title), "Fine-tuned minus base on %s (paired, best run %s)", split,
+		 run->id);
+	if (!rc)
+		rc = script_head(&g, name, title);
+	if (!rc)
+		rc = xtics_metrics(&g, r, ms, n);
+	if (!rc)
+		rc = strbuf_printf(&g,
+			"set ylabel 'difference (bars: confidence interval)'\n"
+			"set xzeroaxis lt 1 lc rgb '#333333'\n"
+			"plot '%s' using ($1):9:10:11 with yerrorbars pt 7 ps 0.9 lc rgb '#1f77b4' "
+			"title 'fine-tuned - base'", rel);
+	if (!rc && have_bl_d) {
+		rc = strbuf_printf(&g, ", \\\n     '%s' using ($1+0.15):15:16:17 with yerrorbars "
+				   "pt 5 ps 0.9 lc rgb '#d62728' title ", rel);
+		if (!rc)
+			rc = gnuplot_quote(&g, r->baseline_label ? r->baseline_label : "baseline",
+					   LABEL_MAX);
+	}
+	if (!rc)
+		rc = strbuf_puts(&g, "\n");
+	if (!rc)
+		rc = script_tail(&g, name);
+	if (!rc)
+		rc = run_script(dir, name, &g, timeout_s, d);
+	snprintf(caption, sizeof(caption), "Paired differences (fine-tuned minus base, the same "
+		 "examples) on the %s split; an interval that excludes zero is a real difference.",
+		 split);
+	if (!rc)
+		rc = chart_add(out, CHART_DELTA, name, title, caption, true);
+done:
+	strbuf_free(&t);
+	strbuf_free(&g);
+	if (rc == FT_ENOMEM)
+		diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory writing a chart");
+	return rc;
+}
+
+/* ---- loss curves ---- */
+
+/* The last component of a dotted key, for legends ("train.optimizer.lr" -> "lr"). */
+static const char *short_key(const char *key)
+{
+	const char *dot = strrchr(key, '.');
+	return dot && dot[1] ? dot + 1 : key;
+}
+
+static int run_label(struct strbuf *s, const struct report *r, const struct report_run *run,
+		     const char *suffix)
+{
+	int rc = strbuf_puts(s, run->id);
+	for (size_t p = 0; p < r->n_params && !rc; p++)
+		if (run->param_values[p][0])
+			rc = strbuf_printf(s, " %s=%s", short_key(r->params[p]), run->param_values[p]);
+	if (!rc && suffix)
+		rc = strbuf_printf(s, " %s", suffix);
+	return rc;
+}
+
+static int loss_series(struct strbuf *g, struct strbuf *t, const struct report *r, size_t ri,
+		       const char *token_prefix, const char *dir, int color, bool dashed,
+		       bool *first, size_t *n_series, struct diag *d)
+{
+	const struct report_run *run = &r->runs[ri];
+	char token[80];
+	report_run_token(token, sizeof(token), r, ri);
+	int rc = 0;
+	for (size_t c = 0; c < run->n_curves && !rc; c++) {
+		const struct report_curve *cv = &run->curves[c];
+		if (strcmp(cv->name, "loss") != 0 || cv->n == 0)
+			continue;
+		char rel[200];
+		snprintf(rel, sizeof(rel), "data/loss_%s%s_%zu.tsv", token_prefix, token, c);
+		t->len = 0;
+		rc = strbuf_puts(t, "# step\tloss\t(split: ");
+		if (!rc)
+			rc = tsv_text(t, cv->split);
+		if (!rc)
+			rc = strbuf_puts(t, ")\n");
+		for (size_t k = 0; k < cv->n && !rc; k++)
+			rc = strbuf_printf(t, "%lld", (long long)cv->steps[k]) ||
+					     tsv_num(t, cv->values[k], true) || strbuf_puts(t, "\n")
+				     ? FT_ENOMEM : 0;
+		if (!rc)
+			rc = write_file(dir, rel, t, d);
+		bool train = strcmp(cv->split, "train") == 0;
+		if (!rc)
+			rc = strbuf_printf(g, "%s'%s' using 1:2 with %s lw %s dt %d lc %d title ",
+					   *first ? "plot " : ", \\\n     ", rel,
+					   train ? "lines" : "linespoints pt 7 ps 0.5",
+					   dashed ? "2" : "1.5", dashed ? 2 : (train ? 1 : 3), color);
+		struct strbuf label = {0};
+		if (!rc)
+			rc = run_label(&label, r, run, cv->split);
+		if (!rc && dashed)
+			rc = strbuf_printf(&label, " (%s)", r->baseline_label ? r->baseline_label
+									     : "baseline");
+		if (!rc)
+			rc = gnuplot_quote(g, label.buf ? label.buf : "", LABEL_MAX);
+		strbuf_free(&label);
+		*first = false;
+		(*n_series)++;
+	}
+	return rc;
+}
+
+static int chart_loss(struct report_charts *out, const struct report *r, long best,
+		      const char *dir, double timeout_s, struct diag *d)
+{
+	struct strbuf g = {0}, t = {0};
+	size_t n_series = 0, shown = 0;
+	bool first = true;
+	struct strbuf title = {0};
+	int rc = strbuf_printf(&title, "Training and validation loss: %s", r->experiment);
+	if (!rc)
+		rc = script_head(&g, "loss", title.buf);
+	strbuf_free(&title);
+	if (!rc)
+		rc = strbuf_puts(&g, "set xlabel 'step'\nset ylabel 'loss'\n"
+				     "set key below font ',9' noenhanced\n");
+	/* the best run first, then the others in sweep order, up to MAX_LOSS_RUNS */
+	for (long pass = 0; pass < 2 && !rc; pass++)
+		for (size_t i = 0; i < r->n_runs && !rc && shown < MAX_LOSS_RUNS; i++) {
+			if ((pass == 0) != ((long)i == best))
+				continue;
+			size_t before = n_series;
+			rc = loss_series(&g, &t, r, i, "", dir, (int)(shown % 8) + 1, false, &first,
+					 &n_series, d);
+			shown += n_series > before;
+		}
+	if (!rc && r->baseline) {
+		long b = report_best_run(r->baseline);
+		if (b >= 0)
+			rc = loss_series(&g, &t, r->baseline, (size_t)b, "baseline_", dir, 7, true,
+					 &first, &n_series, d);
+	}
+	if (!rc && n_series > 0) {
+		rc = strbuf_puts(&g, "\n");
+		if (!rc)
+			rc = script_tail(&g, "loss");
+		if (!rc)
+			rc = run_script(dir, "loss", &g, timeout_s, d);
+		char caption[256];
+		snprintf(caption, sizeof(caption), "Loss against training step: solid lines are "
+			 "training loss, points validation loss%s%s.",
+			 shown >= MAX_LOSS_RUNS ? "; the best run and the first runs of the sweep "
+						  "are shown" : "",
+			 r->baseline ? "; dashed: the baseline's best run" : "");
+		if (!rc)
+			rc = chart_add(out, CHART_LOSS, "loss", "Training and validation loss",
+				       caption, true);
+	}
+	strbuf_free(&g);
+	strbuf_free(&t);
+	return rc;
+}
+
+/* ---- each metric against each swept parameter ---- */
+
+static bool all_numeric(const struct report *r, size_t p)
+{
+	for (size_t i = 0; i < r->n_runs; i++) {
+		double v;
+		if (report_run_ok(&r->runs[i]) && !parse_f64(r->runs[i].param_values[p], &v))
+			return false;
+	}
+	return true;
+}
+
+static bool others_equal(const struct report *r, size_t p, size_t a, size_t b)
+{
+	for (size_t q = 0; q < r->n_params; q++)
+		if (q != p && !report_param_is_seed(r->params[q]) &&
+		    strcmp(r->runs[a].param_values[q], r->runs[b].param_values[q]) != 0)
+			return false;
+	return true;
+}
+
+static int cmp_label_num(const void *a, const void *b)
+{
+	double x = 0, y = 0;
+	(void)parse_f64(*(const char *const *)a, &x);
+	(void)parse_f64(*(const char *const *)b, &y);
+	return x < y ? -1 : x > y;
+}
+
+size_t report_param_points(const struct report *r, size_t p, size_t m, long like,
+			   const char **out_labels, double *mean, double *lo, double *hi,
+			   size_t *count, size_t cap)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < r->n_runs; i++) {
+		const struct report_run *run = &r->runs[i];
+		if (!report_run_ok(run) || !run->tuned[m].present || !isfinite(run->tuned[m].v))
+			continue;
+		if (like >= 0 && !others_equal(r, p, i, (size_t)like))
+			continue;
+		size_t k = 0;
+		while (k < n && strcmp(out_labels[k], run->param_values[p]) != 0)
+			k++;
+		if (k == n) {
+			if (n == cap)
+				continue;
+			out_labels[n] = run->param_values[p];
+			mean[n] = 0;
+			count[n] = 0;
+			lo[n] = hi[n] = run->tuned[m].v;
+			n++;
+		}
+		double v = run->tuned[m].v;
+		mean[k] += v;
+		count[k]++;
+		lo[k] = v < lo[k] ? v : lo[k];
+		hi[k] = v > hi[k] ? v : hi[k];
+	}
+	for (size_t k = 0; k < n; k++)
+		mean[k] /= (double)count[k];
+	return n;
+}
+
+static int chart_param(struct report_charts *out, const struct report *r, size_t p, size_t m,
+		       const char *dir, double timeout_s, struct diag *d)
+{
+	/* the parameter's distinct values among ok runs: x positions */
+	const char *labels[MAX_POINTS];
+	double mean[MAX_POINTS], lo[MAX_POINTS], hi[MAX_POINTS];
+	size_t count[MAX_POINTS];
+	size_t nx = report_param_points(r, p, m, -1, labels, mean, lo, hi, count, MAX_POINTS);
+	if (nx < 2)
+		return 0;
+	bool numeric = all_numeric(r, p);
+	if (numeric)
+		qsort(labels, nx, sizeof(labels[0]), cmp_label_num);
+	double xmin = INFINITY, xmax = -INFINITY;
+	for (size_t k = 0; numeric && k < nx; k++) {
+		double v = 0;
+		(void)parse_f64(labels[k], &v);
+		xmin = v < xmin ? v : xmin;
+		xmax = v > xmax ? v : xmax;
+	}
+	bool logx = numeric && xmin > 0 && xmax / xmin >= 20;
+
+	/* series: one per combination of the other non-seed parameters */
+	long reps[MAX_SERIES];
+	size_t ns = 0;
+	bool too_many = false;
+	for (size_t i = 0; i < r->n_runs; i++) {
+		if (!report_run_ok(&r->runs[i]) || !r->runs[i].tuned[m].present)
+			continue;
+		size_t s = 0;
+		while (s < ns && !others_equal(r, p, i, (size_t)reps[s]))
+			s++;
+		if (s == ns) {
+			if (ns == MAX_SERIES) {
+				too_many = true;
+				break;
+			}
+			reps[ns++] = (long)i;
+		}
+	}
+	if (too_many) { /* aggregate over everything rather than draw a tangle */
+		ns = 1;
+		reps[0] = -1;
+	}
+	char name[96], rel[160];
+	snprintf(name, sizeof(name), "param_%zu_%zu", p, m);
+	snprintf(rel, sizeof(rel), "data/%s.tsv", name);
+	struct strbuf t = {0}, g = {0};
+	int rc = strbuf_puts(&t, "# x\tmean\tmin\tmax\truns\tvalue (one block per series; "
+			     "min/max over seeds)\n");
+	for (size_t s = 0; s < ns && !rc; s++) {
+		const char *sl[MAX_POINTS];
+		double sm[MAX_POINTS], slo[MAX_POINTS], shi[MAX_POINTS];
+		size_t sc[MAX_POINTS];
+		size_t np = report_param_points(r, p, m, reps[s], sl, sm, slo, shi, sc, MAX_POINTS);
+		if (s > 0)
+			rc = strbuf_puts(&t, "\n\n");
+		for (size_t k = 0; k < nx && !rc; k++) { /* in x order */
+			size_t j = 0;
+			while (j < np && strcmp(sl[j], labels[k]) != 0)
+				j++;
+			if (j == np)
+				continue;
+			double x = (double)k;
+			if (numeric)
+				(void)parse_f64(labels[k], &x);
+			rc = strbuf_printf(&t, "%.10g\t%.10g\t%.10g\t%.10g\t%zu\t", x, sm[j], slo[j],
+					   shi[j], sc[j]);
+			if (!rc)
+				rc = tsv_text(&t, labels[k]);
+			if (!rc)
+				rc = strbuf_puts(&t, "\n");
+		}
+	}
+	if (!rc)
+		rc = write_file(dir, rel, &t, d);
+	char title[300];
+	snprintf(title, sizeof(title), "%s against %s", r->metrics[m], r->params[p]);
+	if (!rc)
+		rc = script_head(&g, name, title);
+	if (!rc)
+		rc = strbuf_puts(&g, "set xlabel ");
+	if (!rc)
+		rc = gnuplot_quote(&g, r->params[p], LABEL_MAX);
+	if (!rc)
+		rc = strbuf_puts(&g, "\nset ylabel ");
+	if (!rc)
+		rc = gnuplot_quote(&g, r->metrics[m], LABEL_MAX);
+	if (!rc)
+		rc = strbuf_puts(&g, "\nset offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05\n");
+	if (!rc && logx)
+		rc = strbuf_puts(&g, "set logscale x\n");
+	if (!rc)
+		rc = strbuf_puts(&g, "set key below noenhanced\n");
+	if (!rc && !numeric) {
+		rc = strbuf_puts(&g, "set xtics (");
+		for (size_t k = 0; k < nx && !rc; k++) {
+			rc = gnuplot_quote(&g, labels[k], 40);
+			if (!rc)
+				rc = strbuf_printf(&g, " %zu%s", k, k + 1 < nx ? ", " : "");
+		}
+		if (!rc)
+			rc = strbuf_puts(&g, ")\n");
+	}
+	for (size_t s = 0; s < ns && !rc; s++) {
+		rc = strbuf_printf(&g, "%s'%s' index %zu using 1:2:3:4 with yerrorlines pt 7 ps 0.8 "
+				   "lw 1.5 lc %zu title ", s == 0 ? "plot " : ", \\\n     ", rel, s,
+				   s + 1);
+		struct strbuf label = {0};
+		for (size_t q = 0; q < r->n_params && !rc && reps[s] >= 0; q++)
+			if (q != p && !report_param_is_seed(r->params[q]))
+				rc = strbuf_printf(&label, "%s%s=%s", label.len ? " " : "",
+						   short_key(r->params[q]),
+						   r->runs[reps[s]].param_values[q]);
+		if (!rc)
+			rc = gnuplot_quote(&g, label.len ? label.buf : "mean over seeds", LABEL_MAX);
+		strbuf_free(&label);
+	}
+	const struct report_value *bl = baseline_value(r, r->metrics[m], REPORT_TUNED);
+	if (!rc && bl) {
+		rc = strbuf_printf(&g, ", \\\n     %.10g with lines dt 2 lw 2 lc rgb '#d62728' title ",
+				   bl->v);
+		if (!rc)
+			rc = gnuplot_quote(&g, r->baseline_label ? r->baseline_label : "baseline",
+					   LABEL_MAX);
+	}
+	if (!rc)
+		rc = strbuf_puts(&g, "\n");
+	if (!rc)
+		rc = script_tail(&g, name);
+	if (!rc)
+		rc = run_script(dir, name, &g, timeout_s, d);
+	char caption[512];
+	snprintf(caption, sizeof(caption), "Points are the mean over seeds, bars the minimum and "
+		 "maximum; one line per combination of the other parameters%s.",
+		 bl ? "; dashed: the baseline's best run" : "");
+	if (!rc)
+		rc = chart_add(out, CHART_PARAM, name, title, caption, false);
+	if (!rc) {
+		out->items[out->n - 1].metric = (long)m;
+		out->items[out->n - 1].param = (long)p;
+	}
+	strbuf_free(&t);
+	strbuf_free(&g);
+	return rc;
+}
+
+int report_charts_make(struct report_charts *out, const struct report *r, const char *dir,
+		       double timeout_s, struct diag *d)
+{
+	memset(out, 0, sizeof(*out));
+	char *data = path_join(dir, "data"), *charts = path_join(dir, "charts");
+	int rc = data && charts ? 0 : diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+	if (!rc)
+		rc = dir_make_all(data, d);
+	if (!rc)
+		rc = dir_make_all(charts, d);
+	free(data);
+	free(charts);
+	long best = report_best_run(r);
+	bool maximize = true;
+	long rank = report_rank_metric(r, &maximize);
+	if (!rc && best >= 0) {
+		/* one results/delta pair per split, the rank metric's split first */
+		size_t split_no = 0;
+		const char *splits[64];
+		size_t n_splits = 0;
+		if (rank >= 0)
+			splits[n_splits++] = r->metrics[rank];
+		for (size_t i = 0; i < r->n_metrics && n_splits < FT_ARRAY_LEN(splits); i++) {
+			bool seen = false;
+			for (size_t s = 0; s < n_splits; s++)
+				seen = seen || same_split(splits[s], r->metrics[i]);
+			if (!seen)
+				splits[n_splits++] = r->metrics[i];
+		}
+		for (size_t s = 0; s < n_splits && !rc; s++)
+			rc = chart_results(out, r, best, split_no++, splits[s], dir, timeout_s, d);
+	}
+	if (!rc)
+		rc = chart_loss(out, r, best, dir, timeout_s, d);
+	/* the rank metric's split: each metric against each non-seed parameter */
+	for (size_t p = 0; p < r->n_params && !rc; p++) {
+		if (report_param_is_seed(r->params[p]))
+			continue;
+		for (size_t m = 0; m < r->n_metrics && !rc; m++)
+			if (rank < 0 || same_split(r->metrics[m], r->metrics[rank]))
+				rc = chart_param(out, r, p, m, dir, timeout_s, d);
+	}
+	if (rc == FT_ENOMEM)
+		diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory writing charts");
+	return rc;
+}

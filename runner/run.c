@@ -1,0 +1,869 @@
+/* run: claim loop, per-run directory and sink, heartbeat thread, signals, progress and
+ * --jobs worker processes. Backends see only struct run_ctx; everything they report goes
+ * through the sink into the store (batched) and into the run directory. */
+#include "runner/run.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "backends/exec/exec.h"
+#include "common/util.h"
+#include "runner/run_table.h"
+#include "runner/store.h"
+#include "schema/schema.h"
+
+volatile sig_atomic_t run_stop_flag;
+
+static void on_signal(int sig)
+{
+	if (run_stop_flag && sig == SIGINT) {
+		exec_kill_children();
+		_exit(130);
+	}
+	run_stop_flag = 1;
+}
+
+void run_signals_install(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	/* A trainer that closes its stdout must not kill the runner. */
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* ---- JSON -> YAML ---- */
+
+static bool plain_key(const char *k)
+{
+	if (!k[0])
+		return false;
+	for (const char *p = k; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      *p == '_' || *p == '-' || *p == '.'))
+			return false;
+	return true;
+}
+
+static int yaml_scalar(struct strbuf *sb, const json_t *v)
+{
+	char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(17));
+	if (!s)
+		return FT_ENOMEM;
+	int r = strbuf_puts(sb, s);
+	free(s);
+	return r;
+}
+
+static int yaml_emit(struct strbuf *sb, const json_t *v, int indent);
+
+static int yaml_child(struct strbuf *sb, const json_t *v, int indent)
+{
+	if ((json_is_object(v) && json_object_size(v) > 0) ||
+	    (json_is_array(v) && json_array_size(v) > 0)) {
+		int r = strbuf_puts(sb, "\n");
+		return r ? r : yaml_emit(sb, v, indent + 2);
+	}
+	int r = strbuf_puts(sb, " ");
+	if (!r)
+		r = yaml_scalar(sb, v);
+	if (!r)
+		r = strbuf_puts(sb, "\n");
+	return r;
+}
+
+static int yaml_emit(struct strbuf *sb, const json_t *v, int indent)
+{
+	int r = 0;
+	if (json_is_object(v)) {
+		const char **keys = NULL;
+		size_t n = json_object_size(v), k = 0;
+		keys = calloc(n ? n : 1, sizeof *keys);
+		if (!keys)
+			return FT_ENOMEM;
+		const char *key;
+		const json_t *val;
+		json_object_foreach((json_t *)v, key, val) keys[k++] = key;
+		for (size_t i = 1; i < n; i++) /* sorted keys, as in the canonical form */
+			for (size_t j = i; j > 0 && strcmp(keys[j - 1], keys[j]) > 0; j--) {
+				const char *t = keys[j];
+				keys[j] = keys[j - 1];
+				keys[j - 1] = t;
+			}
+		for (size_t i = 0; i < n && !r; i++) {
+			r = strbuf_printf(sb, "%*s", indent, "");
+			if (!r && plain_key(keys[i]))
+				r = strbuf_printf(sb, "%s:", keys[i]);
+			else if (!r) {
+				json_t *ks = json_string(keys[i]);
+				r = ks ? yaml_scalar(sb, ks) : FT_ENOMEM;
+				json_decref(ks);
+				if (!r)
+					r = strbuf_puts(sb, ":");
+			}
+			if (!r)
+				r = yaml_child(sb, json_object_get(v, keys[i]), indent);
+		}
+		free(keys);
+	} else if (json_is_array(v)) {
+		for (size_t i = 0; i < json_array_size(v) && !r; i++) {
+			r = strbuf_printf(sb, "%*s-", indent, "");
+			if (!r)
+				r = yaml_child(sb, json_array_get(v, i), indent);
+		}
+	} else {
+		r = yaml_scalar(sb, v);
+		if (!r)
+			r = strbuf_puts(sb, "\n");
+	}
+	return r;
+}
+
+int run_json_to_yaml(char **out, const char *json, struct diag *d)
+{
+	*out = NULL;
+	json_error_t je;
+	json_t *root = json_loads(json, JSON_DECODE_ANY, &je);
+	if (!root)
+		return diag_set(d, FT_EINTERNAL, "", 0, 0, "config is not JSON: %s", je.text);
+	struct strbuf sb = {0};
+	int r = yaml_emit(&sb, root, 0);
+	json_decref(root);
+	if (r) {
+		strbuf_free(&sb);
+		return diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory writing config.yaml");
+	}
+	*out = strbuf_detach(&sb);
+	return 0;
+}
+
+/* ---- progress ---- */
+
+struct progress {
+	const struct run_options *opt;
+	size_t done, total;   /* runs handled by this process / points */
+	const char *run_id;
+	double run_t0, last_draw;
+	bool drawn;           /* a \r line is on the terminal */
+};
+
+static const char *status_color(const char *status)
+{
+	if (strcmp(status, "finished") == 0 || strcmp(status, "cached") == 0)
+		return "\033[32m";
+	if (strcmp(status, "failed") == 0 || strcmp(status, "crashed") == 0)
+		return "\033[31m";
+	return "\033[33m";
+}
+
+static void progress_clear(struct progress *p)
+{
+	if (p->drawn) {
+		fputs("\r\033[K", stderr);
+		p->drawn = false;
+	}
+}
+
+static void fmt_duration(char *buf, size_t n, double s)
+{
+	if (!isfinite(s) || s < 0)
+		snprintf(buf, n, "?");
+	else if (s >= 3600)
+		snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+	else
+		snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+}
+
+static void progress_step(struct progress *p, int64_t step, int64_t total, double loss)
+{
+	const struct run_options *o = p->opt;
+	if (!o->tty || o->verbosity < 0 || o->jobs > 1)
+		return;
+	double now = time_monotonic();
+	if (now - p->last_draw < 0.1)
+		return;
+	p->last_draw = now;
+	char eta[32] = "?";
+	double el = now - p->run_t0;
+	if (total > 0 && step > 0)
+		fmt_duration(eta, sizeof eta, el / (double)step * (double)(total - step));
+	fprintf(stderr, "\r\033[K[%zu/%zu] %s step %lld", p->done + 1, p->total, p->run_id,
+		(long long)step);
+	if (total > 0)
+		fprintf(stderr, "/%lld", (long long)total);
+	if (isfinite(loss))
+		fprintf(stderr, "  loss %.4f", loss);
+	fprintf(stderr, "  ETA %s", eta);
+	fflush(stderr);
+	p->drawn = true;
+}
+
+static void progress_line(struct progress *p, const char *run_id, const char *status,
+			  const char *detail)
+{
+	const struct run_options *o = p->opt;
+	if (o->verbosity < 0 && strcmp(status, "failed") != 0)
+		return;
+	progress_clear(p);
+	if (o->color)
+		fprintf(stderr, "ftlab: run %s %s%s\033[0m%s%s\n", run_id, status_color(status),
+			status, detail && detail[0] ? ": " : "", detail ? detail : "");
+	else
+		fprintf(stderr, "ftlab: run %s %s%s%s\n", run_id, status,
+			detail && detail[0] ? ": " : "", detail ? detail : "");
+}
+
+/* ---- heartbeat ---- */
+
+struct heartbeat {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool quit, started;
+	const char *workspace, *run_id;
+	double period;
+	_Atomic int64_t step, total;
+};
+
+static void *heartbeat_main(void *arg)
+{
+	struct heartbeat *h = arg;
+	struct store *s = NULL;
+	struct diag d;
+	diag_init(&d);
+	if (store_open(&s, h->workspace, false, &d) != 0)
+		return NULL;
+	pthread_mutex_lock(&h->mu);
+	while (!h->quit) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		double sec = h->period;
+		ts.tv_sec += (time_t)sec;
+		ts.tv_nsec += (long)((sec - (double)(time_t)sec) * 1e9);
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&h->cv, &h->mu, &ts);
+		if (h->quit)
+			break;
+		pthread_mutex_unlock(&h->mu);
+		diag_init(&d);
+		if (store_run_heartbeat(s, h->run_id, atomic_load(&h->step), atomic_load(&h->total),
+					&d) != 0) {
+			/* A busy store only delays the heartbeat; the next one retries. */
+		}
+		pthread_mutex_lock(&h->mu);
+	}
+	pthread_mutex_unlock(&h->mu);
+	store_close(s);
+	return NULL;
+}
+
+static void heartbeat_start(struct heartbeat *h, const char *workspace, const char *run_id,
+			    double period)
+{
+	memset(h, 0, sizeof *h);
+	pthread_mutex_init(&h->mu, NULL);
+	pthread_cond_init(&h->cv, NULL);
+	h->workspace = workspace;
+	h->run_id = run_id;
+	h->period = period > 0 ? period : 5.0;
+	h->started = pthread_create(&h->thread, NULL, heartbeat_main, h) == 0;
+}
+
+static void heartbeat_stop(struct heartbeat *h)
+{
+	if (h->started) {
+		pthread_mutex_lock(&h->mu);
+		h->quit = true;
+		pthread_cond_signal(&h->cv);
+		pthread_mutex_unlock(&h->mu);
+		pthread_join(h->thread, NULL);
+	}
+	pthread_mutex_destroy(&h->mu);
+	pthread_cond_destroy(&h->cv);
+}
+
+/* ---- the sink ---- */
+
+struct sink_state {
+	struct store_writer *w;
+	const char *run_dir;
+	FILE *metrics;        /* metrics.jsonl */
+	FILE *log;            /* log.txt (runner lines) */
+	struct heartbeat *hb;
+	struct progress *prog;
+	double last_loss;
+};
+
+/* One line of metrics.jsonl, flushed at once: after a kill -9 the file holds every point
+ * the runner had received, and a resume replays it into the store. */
+static void json_line(FILE *f, json_t *o)
+{
+	if (f && o) {
+		char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17));
+		if (s) {
+			fputs(s, f);
+			fputc('\n', f);
+			fflush(f);
+			free(s);
+		}
+	}
+	json_decref(o);
+}
+
+/* Replays the metric history of metrics.jsonl (an interrupted attempt) into the store;
+ * points already there are replaced by the same values. */
+static int replay_metrics(struct store_writer *w, const char *run_dir, struct diag *d)
+{
+	char *p = path_join(run_dir, "metrics.jsonl");
+	if (!p)
+		return diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
+	FILE *f = fopen(p, "r");
+	free(p);
+	if (!f)
+		return 0;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int r = 0;
+	while (!r && (n = getline(&line, &cap, f)) > 0) {
+		json_error_t je;
+		json_t *o = json_loadb(line, (size_t)n, 0, &je);
+		const json_t *split = json_object_get(o, "split"), *name = json_object_get(o, "name");
+		const json_t *step = json_object_get(o, "step"), *value = json_object_get(o, "value");
+		if (json_is_string(split) && json_is_string(name) && json_is_integer(step) &&
+		    (json_is_number(value) || json_is_null(value)))
+			r = store_writer_metric(w, json_string_value(split), json_string_value(name),
+						json_integer_value(step),
+						json_is_number(value) ? json_number_value(value) : NAN);
+		json_decref(o);
+	}
+	free(line);
+	fclose(f);
+	if (r)
+		return diag_set(d, r, "", 0, 0, "replaying metrics.jsonl: %s",
+				store_writer_error(w) ? store_writer_error(w)->text : "store error");
+	return 0;
+}
+
+static json_t *json_num_or_null(double x)
+{
+	return isfinite(x) ? json_real(x) : json_null();
+}
+
+static void log_printf(FILE *f, const char *fmt, ...) FT_PRINTF(2, 3);
+static void log_printf(FILE *f, const char *fmt, ...)
+{
+	if (!f)
+		return;
+	char ts[32];
+	time_iso8601(ts, sizeof ts, time_wall());
+	fprintf(f, "%s ftlab: ", ts);
+	va_list ap;
+	va_start(ap, fmt);
+	vfprintf(f, fmt, ap);
+	va_end(ap);
+	fputc('\n', f);
+	fflush(f);
+}
+
+static int sink_metric(void *ud, const char *split, const char *name, int64_t step, double value)
+{
+	struct sink_state *s = ud;
+	json_line(s->metrics, json_pack("{s:s, s:s, s:I, s:o}", "split", split, "name", name,
+					"step", (json_int_t)step, "value", json_num_or_null(value)));
+	return store_writer_metric(s->w, split, name, step, value);
+}
+
+static int sink_result(void *ud, const char *model, const char *split, const char *metric,
+		       double value, double lo, double hi)
+{
+	struct sink_state *s = ud;
+	json_line(s->metrics, json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "model", model, "split",
+					split, "metric", metric, "value", json_num_or_null(value),
+					"ci_low", json_num_or_null(lo), "ci_high",
+					json_num_or_null(hi)));
+	return store_writer_result(s->w, model, split, metric, value, lo, hi);
+}
+
+static int sink_prediction(void *ud, const char *model, const char *split, int64_t example,
+			   const char *prompt, const char *reference, const char *output,
+			   double score)
+{
+	struct sink_state *s = ud;
+	return store_writer_prediction(s->w, model, split, example, prompt, reference, output,
+				       score);
+}
+
+static int sink_event(void *ud, const char *level, const char *kind, const char *message)
+{
+	struct sink_state *s = ud;
+	log_printf(s->log, "%s [%s] %s", level, kind, message);
+	if (strcmp(level, "info") != 0 && s->prog->opt->verbosity >= 0) {
+		progress_clear(s->prog);
+		fprintf(stderr, "ftlab: run %s: %s: %s\n", s->prog->run_id, level, message);
+	}
+	return store_writer_event(s->w, level, kind, message);
+}
+
+static int sink_artifact(void *ud, const char *kind, const char *path)
+{
+	struct sink_state *s = ud;
+	return store_writer_artifact(s->w, kind, path, s->run_dir);
+}
+
+static void sink_progress(void *ud, int64_t step, int64_t total, double loss)
+{
+	struct sink_state *s = ud;
+	atomic_store(&s->hb->step, step);
+	atomic_store(&s->hb->total, total);
+	progress_step(s->prog, step, total, loss);
+}
+
+/* ---- one run ---- */
+
+static int write_text(const char *dir, const char *name, const char *text, struct diag *d)
+{
+	char *p = path_join(dir, name);
+	if (!p)
+		return diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
+	int r = file_write_atomic(p, text, strlen(text), d);
+	free(p);
+	return r;
+}
+
+static FILE *open_in(const char *dir, const char *name, const char *mode)
+{
+	char *p = path_join(dir, name);
+	FILE *f = p ? fopen(p, mode) : NULL;
+	free(p);
+	return f;
+}
+
+/* Short "test.exact_match=0.8 test.loss=0.41" summary of a run's tuned results. */
+static void results_summary(struct store *s, const char *run_id, char *buf, size_t n)
+{
+	struct store_result_list *l = NULL;
+	struct diag d;
+	diag_init(&d);
+	buf[0] = '\0';
+	if (store_results(s, &l, run_id, &d) != 0)
+		return;
+	size_t used = 0;
+	for (size_t i = 0; i < l->n && used + 1 < n; i++) {
+		if (strcmp(l->items[i].model, "tuned") != 0)
+			continue;
+		int k = snprintf(buf + used, n - used, "%s%s.%s=%.4g", used ? " " : "",
+				 l->items[i].split, l->items[i].metric, l->items[i].value);
+		if (k < 0 || (size_t)k >= n - used)
+			break;
+		used += (size_t)k;
+	}
+	store_result_list_free(l);
+}
+
+static int resolved_threads(const struct config *cfg)
+{
+	if (cfg->backend.threads > 0)
+		return cfg->backend.threads;
+	long nc = sysconf(_SC_NPROCESSORS_ONLN);
+	return nc > 0 ? (int)nc : 1;
+}
+
+/* Executes one claimed point. Returns 0 when the run reached an end state that was
+ * recorded (finished, failed or killed), or a store/system error. */
+static int run_one(struct store *s, const char *workspace, int64_t invocation,
+		   const struct run_point *pt, bool resume, const struct run_options *opt,
+		   const struct provenance *prov, struct progress *prog, struct diag *d)
+{
+	char *runs_dir = path_join(workspace, "runs");
+	char *run_dir = runs_dir ? path_join(runs_dir, pt->id) : NULL;
+	char *yaml = NULL;
+	struct store_writer *w = NULL;
+	FILE *metrics = NULL, *log = NULL;
+	struct heartbeat hb;
+	bool hb_on = false;
+	int r = 0;
+	struct diag rd; /* the run's own failure */
+	diag_init(&rd);
+	if (!run_dir) {
+		r = diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
+		goto done;
+	}
+	if (!resume && dir_remove_all(run_dir) != 0) {
+		r = diag_set(d, FT_EIO, "", 0, 0, "cannot clear run directory %s", run_dir);
+		goto done;
+	}
+	r = dir_make_all(run_dir, d);
+	if (r)
+		goto done;
+	const char *cj = pt->cfg->canonical_json ? pt->cfg->canonical_json : "{}";
+	r = write_text(run_dir, "config.json", cj, d);
+	if (!r) {
+		/* The schema's own YAML form (keys in schema order); the generic form when the
+		 * config did not come from the schema loader. */
+		size_t ylen = 0;
+		FILE *mem = open_memstream(&yaml, &ylen);
+		bool ok = mem && config_write_yaml(mem, pt->cfg) == 0;
+		if (mem)
+			fclose(mem);
+		if (!ok) {
+			free(yaml);
+			yaml = NULL;
+			r = run_json_to_yaml(&yaml, cj, d);
+		}
+	}
+	if (!r)
+		r = write_text(run_dir, "config.yaml", yaml, d);
+	if (r)
+		goto done;
+	metrics = open_in(run_dir, "metrics.jsonl", resume ? "a" : "w");
+	log = open_in(run_dir, "log.txt", "a");
+	if (!metrics || !log) {
+		r = diag_set(d, FT_EIO, "", 0, 0, "cannot write in run directory %s: %s", run_dir,
+			     strerror(errno));
+		goto done;
+	}
+	r = store_writer_open(&w, s, pt->id, 1.0, d);
+	if (!r && resume)
+		r = replay_metrics(w, run_dir, d);
+	if (r)
+		goto done;
+	heartbeat_start(&hb, workspace, pt->id, opt->heartbeat_s);
+	hb_on = true;
+
+	struct sink_state ss = {.w = w, .run_dir = run_dir, .metrics = metrics, .log = log,
+				.hb = &hb, .prog = prog};
+	struct run_sink sink = {
+		.ud = &ss,
+		.metric = sink_metric,
+		.result = sink_result,
+		.prediction = sink_prediction,
+		.event = sink_event,
+		.artifact = sink_artifact,
+		.progress = sink_progress,
+	};
+	log_printf(log, "%s run %s (sweep index %zu, params %s) with backend %s, pid %d",
+		   resume ? "resuming" : "starting", pt->id, pt->index, pt->params_json,
+		   opt->backend->name, (int)getpid());
+	if (prov && prov->is_repo && prov->dirty && prov->diff) {
+		if (write_text(run_dir, "diff.patch", prov->diff, d) == 0)
+			(void)sink_artifact(&ss, "diff", "diff.patch");
+	}
+	int threads = resolved_threads(pt->cfg);
+	struct run_ctx ctx = {
+		.cfg = pt->cfg,
+		.experiment = pt->cfg->name,
+		.run_id = pt->id,
+		.run_dir = run_dir,
+		.resume = resume,
+		.threads = threads,
+		.stop = &run_stop_flag,
+		.sink = &sink,
+	};
+	prog->run_id = pt->id;
+	prog->run_t0 = time_monotonic();
+	if (!opt->tty || opt->jobs > 1)
+		progress_line(prog, pt->id, resume ? "resuming" : "started", pt->params_json);
+	int br = opt->backend->run(&ctx, &rd);
+	fflush(metrics);
+	int fr = store_writer_flush(w);
+	const char *status = br == 0 ? "finished" : br == FT_EINTR ? "killed" : "failed";
+	if (br == 0 && fr != 0) {
+		status = "failed";
+		diag_set(&rd, fr, "", 0, 0, "recording the run failed: %s",
+			 store_writer_error(w) ? store_writer_error(w)->text : "store error");
+	}
+	const char *err = br == 0 && fr == 0 ? NULL : rd.text;
+	if (br == FT_EINTR && !rd.text[0])
+		err = "stopped by a signal";
+	log_printf(log, "run %s %s%s%s", pt->id, status, err ? ": " : "", err ? err : "");
+	fclose(metrics);
+	metrics = NULL;
+	fclose(log);
+	log = NULL;
+	static const char *const files[][2] = {
+		{"config", "config.yaml"}, {"config", "config.json"}, {"log", "log.txt"},
+		{"metrics", "metrics.jsonl"},
+	};
+	for (size_t i = 0; i < FT_ARRAY_LEN(files); i++)
+		if (store_writer_artifact(w, files[i][0], files[i][1], run_dir) != 0)
+			break; /* the writer keeps the error; the run's status is what matters here */
+	if (strcmp(status, "killed") == 0) {
+		if (store_writer_event(w, "warning", "killed", "stopped by SIGINT/SIGTERM") != 0) {
+		}
+	} else if (strcmp(status, "failed") == 0) {
+		if (store_writer_event(w, "error", "failed", err ? err : "failed") != 0) {
+		}
+	}
+	int64_t last_step = atomic_load(&hb.step), last_total = atomic_load(&hb.total);
+	heartbeat_stop(&hb);
+	hb_on = false;
+	/* The last progress, so `ls` shows how far a run got even when it was shorter than
+	 * one heartbeat. */
+	if (last_step || last_total)
+		r = store_run_heartbeat(s, pt->id, last_step, last_total, d);
+	if (r)
+		goto done;
+	r = store_run_end(s, pt->id, invocation, status, err, d);
+	if (r)
+		goto done;
+	char summary[512] = "";
+	if (strcmp(status, "finished") == 0) {
+		char res[400];
+		results_summary(s, pt->id, res, sizeof res);
+		snprintf(summary, sizeof summary, "%.1fs%s%s", time_monotonic() - prog->run_t0,
+			 res[0] ? "  " : "", res);
+	}
+	progress_line(prog, pt->id, status, err ? err : summary);
+done:
+	if (hb_on)
+		heartbeat_stop(&hb);
+	if (metrics)
+		fclose(metrics);
+	if (log)
+		fclose(log);
+	store_writer_free(w);
+	free(yaml);
+	free(run_dir);
+	free(runs_dir);
+	return r;
+}
+
+/* ---- the claim loop ---- */
+
+static int claim_loop(struct store *s, const char *workspace, int64_t invocation,
+		      const char *experiment, const struct run_point *points, size_t n,
+		      size_t start, const struct run_options *opt, const struct provenance *prov,
+		      struct diag *d)
+{
+	struct progress prog = {.opt = opt, .total = n};
+	for (size_t k = 0; k < n && !run_stop_flag; k++) {
+		const struct run_point *pt = &points[(start + k) % n];
+		struct store_run_spec spec = {
+			.id = pt->id,
+			.experiment = experiment,
+			.sweep_index = (int64_t)pt->index,
+			.params_json = pt->params_json,
+			.config_json = pt->cfg->canonical_json,
+			.identity = pt->identity,
+			.backend = opt->backend->name,
+			.device = opt->device ? opt->device : opt->backend->name,
+			.threads = resolved_threads(pt->cfg),
+			.seed = (int64_t)pt->cfg->seed,
+			.run_dir = NULL,
+			.git_commit = prov && prov->is_repo ? prov->commit : NULL,
+			.git_dirty = prov && prov->is_repo && prov->dirty,
+		};
+		char *runs_dir = path_join(workspace, "runs");
+		char *run_dir = runs_dir ? path_join(runs_dir, pt->id) : NULL;
+		char *abs = run_dir ? realpath(workspace, NULL) : NULL;
+		char *abs_dir = abs ? path_join(abs, "runs") : NULL;
+		char *abs_run = abs_dir ? path_join(abs_dir, pt->id) : NULL;
+		spec.run_dir = abs_run ? abs_run : run_dir;
+		enum store_claim c;
+		int r = store_run_claim(s, &c, invocation, &spec, (opt->force ? STORE_FLAG_FORCE : 0) |
+							(opt->resume ? STORE_FLAG_RESUME : 0), d);
+		free(runs_dir);
+		free(run_dir);
+		free(abs);
+		free(abs_dir);
+		free(abs_run);
+		if (r)
+			return r;
+		if (c == STORE_CLAIM_CACHED) {
+			if (opt->verbosity > 0 || !opt->tty)
+				progress_line(&prog, pt->id, "cached", pt->params_json);
+			prog.done++;
+			continue;
+		}
+		if (c == STORE_CLAIM_BUSY) {
+			if (opt->verbosity >= 0)
+				progress_line(&prog, pt->id, "running elsewhere", "left to that process");
+			continue;
+		}
+		if (c == STORE_CLAIM_DONE)
+			continue;
+		r = run_one(s, workspace, invocation, pt, c == STORE_CLAIM_RESUME, opt, prov, &prog, d);
+		if (r)
+			return r;
+		prog.done++;
+	}
+	progress_clear(&prog);
+	return run_stop_flag ? FT_EINTR : 0;
+}
+
+static int summarise(struct run_summary *out, struct store *s, int64_t invocation, size_t n,
+		     struct diag *d)
+{
+	struct store_run_list *l = NULL;
+	int r = store_invocation_runs(s, &l, invocation, d);
+	if (r)
+		return r;
+	out->total = n;
+	for (size_t i = 0; i < l->n; i++) {
+		const char *st = l->items[i].status;
+		if (strcmp(st, "finished") == 0)
+			out->finished++;
+		else if (strcmp(st, "failed") == 0)
+			out->failed++;
+		else if (strcmp(st, "killed") == 0)
+			out->killed++;
+		else if (strcmp(st, "crashed") == 0)
+			out->crashed++;
+		else if (strcmp(st, "cached") == 0)
+			out->cached++;
+		else
+			out->other++;
+	}
+	size_t seen = out->finished + out->failed + out->killed + out->crashed + out->cached +
+		      out->other;
+	out->busy = n > seen ? n - seen : 0;
+	store_run_list_free(l);
+	return 0;
+}
+
+int run_execute_plan(struct run_summary *out, const char *workspace, int64_t invocation,
+		     const char *experiment, const struct run_point *points, size_t n,
+		     const struct run_options *opt, const struct provenance *prov, struct diag *d)
+{
+	memset(out, 0, sizeof *out);
+	struct store *s = NULL;
+	int r = 0;
+	int jobs = opt->jobs > 1 ? opt->jobs : 1;
+	if ((size_t)jobs > n)
+		jobs = n > 0 ? (int)n : 1;
+	char *runs_dir = path_join(workspace, "runs");
+	if (!runs_dir)
+		return diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
+	r = dir_make_all(runs_dir, d);
+	free(runs_dir);
+	if (r)
+		return r;
+	if (jobs <= 1) {
+		r = store_open(&s, workspace, false, d);
+		if (!r)
+			r = claim_loop(s, workspace, invocation, experiment, points, n, 0, opt, prov, d);
+	} else {
+		/* Workers are forked before any thread or store connection exists in this
+		 * process's run loop; each opens its own connection and claims from the list. */
+		pid_t *pids = calloc((size_t)jobs, sizeof *pids);
+		if (!pids)
+			return diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
+		fflush(NULL);
+		int started = 0;
+		for (int j = 0; j < jobs; j++) {
+			pid_t pid = fork();
+			if (pid < 0) {
+				r = diag_set(d, FT_EIO, "", 0, 0, "fork: %s", strerror(errno));
+				break;
+			}
+			if (pid == 0) {
+				struct store *cs = NULL;
+				struct diag cd;
+				diag_init(&cd);
+				int cr = store_open(&cs, workspace, false, &cd);
+				if (!cr)
+					cr = claim_loop(cs, workspace, invocation, experiment, points, n,
+							(size_t)j * n / (size_t)jobs, opt, prov, &cd);
+				if (cr && cr != FT_EINTR)
+					diag_print(&cd, stderr);
+				store_close(cs);
+				fflush(NULL);
+				_exit(cr == 0 ? 0 : cr == FT_EINTR ? 130 : 3);
+			}
+			pids[started++] = pid;
+		}
+		bool forwarded = false;
+		int bad = 0;
+		for (int j = 0; j < started; j++) {
+			int status;
+			while (waitpid(pids[j], &status, 0) < 0) {
+				if (errno != EINTR)
+					break;
+				if (run_stop_flag && !forwarded) {
+					forwarded = true;
+					for (int k = 0; k < started; k++)
+						kill(pids[k], SIGTERM);
+				}
+			}
+			if (!WIFEXITED(status) || (WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 130))
+				bad++;
+		}
+		free(pids);
+		if (!r && bad)
+			r = diag_set(d, FT_ESTORE, "", 0, 0, "%d of %d worker processes failed", bad,
+				     started);
+		if (!r && run_stop_flag)
+			r = FT_EINTR;
+		int orr = store_open(&s, workspace, false, d);
+		if (!r)
+			r = orr;
+	}
+	if (s) {
+		struct diag sd;
+		diag_init(&sd);
+		if (summarise(out, s, invocation, n, &sd) != 0 && !r)
+			r = diag_set(d, sd.code, "", 0, 0, "%s", sd.text);
+	}
+	out->interrupted = run_stop_flag != 0;
+	store_close(s);
+	return r;
+}
+
+int run_store_open(struct store **out, const char *workspace, bool create, struct diag *d)
+{
+	int r = store_open(out, workspace, create, d);
+	if (r)
+		return r;
+	struct diag rd;
+	diag_init(&rd);
+	int n = 0;
+	if (store_reap_stale(*out, RUN_STALE_S, &n, &rd) != 0 && rd.code != FT_EIO) {
+		store_close(*out);
+		*out = NULL;
+		return diag_set(d, rd.code, "", 0, 0, "%s", rd.text);
+	}
+	return 0;
+}
+
+char *run_params_text(const char *params_json)
+{
+	json_error_t je;
+	json_t *o = json_loads(params_json ? params_json : "{}", 0, &je);
+	struct strbuf sb = {0};
+	int e = 0;
+	if (json_is_object(o)) {
+		const char *key;
+		json_t *v;
+		json_object_foreach(o, key, v)
+		{
+			char *val = run_json_text(v);
+			e |= strbuf_printf(&sb, "%s%s=%s", sb.len ? " " : "", key, val ? val : "?");
+			free(val);
+		}
+	}
+	json_decref(o);
+	if (e) {
+		strbuf_free(&sb);
+		return NULL;
+	}
+	return strbuf_detach(&sb);
+}

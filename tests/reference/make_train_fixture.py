@@ -1,0 +1,162 @@
+#!/usr/bin/python3
+"""Reference fixtures for the training engine (ftlab issue #5).
+
+Run by hand with Debian's /usr/bin/python3 (torch, transformers 4.44, peft 0.12):
+    /usr/bin/python3 tests/reference/make_train_fixture.py optim
+writes tests/reference/fixtures/train_optim.json: five torch.optim.AdamW steps with
+torch.nn.utils.clip_grad_norm_ and transformers' cosine-with-min-lr schedule on a small
+parameter vector (fixed random gradients), plus transformers' schedule factors.
+The C tests (tests/unit/test_optim.c) replay the same gradients and compare.
+"""
+import json
+import math
+import os
+import sys
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIX = os.path.join(HERE, "fixtures")
+
+
+def optim_fixture():
+    from transformers.optimization import (
+        get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup,
+        get_cosine_with_min_lr_schedule_with_warmup, get_linear_schedule_with_warmup)
+    g = torch.Generator().manual_seed(1234)
+    w = torch.randn(4, 3, generator=g)
+    b = torch.randn(5, generator=g)
+    w0, b0 = w.clone(), b.clone()
+    w.requires_grad_(True)
+    b.requires_grad_(True)
+    lr, betas, eps, wd, max_norm = 1e-2, (0.9, 0.99), 1e-8, 0.1, 1.0
+    steps, total, warmup, min_ratio = 5, 6, 2, 0.1
+    opt = torch.optim.AdamW([{"params": [w], "weight_decay": wd},
+                             {"params": [b], "weight_decay": 0.0}],
+                            lr=lr, betas=betas, eps=eps, foreach=False)
+    sched = get_cosine_with_min_lr_schedule_with_warmup(
+        opt, num_warmup_steps=warmup, num_training_steps=total, min_lr_rate=min_ratio)
+    trace = []
+    for s in range(steps):
+        # Step 0 has lr 0 (warmup starts at 0) but still advances the moments.
+        scale = 3.0 if s % 2 == 0 else 0.2   # clipping is active on even steps only
+        gw = torch.randn(4, 3, generator=g) * scale
+        gb = torch.randn(5, generator=g) * scale
+        w.grad, b.grad = gw.clone(), gb.clone()
+        lr_now = opt.param_groups[0]["lr"]
+        norm = torch.nn.utils.clip_grad_norm_([w, b], max_norm).item()
+        opt.step()
+        sched.step()
+        trace.append({"grad_w": gw.flatten().tolist(), "grad_b": gb.tolist(),
+                      "lr": lr_now, "norm": norm,
+                      "w": w.detach().flatten().tolist(), "b": b.detach().tolist()})
+    fac = {}
+    dummy = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+
+    def factors(make):
+        s = make(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0))
+        return [s.lr_lambdas[0](i) for i in range(12)]
+    fac["constant_w3"] = factors(lambda o: get_constant_schedule_with_warmup(o, 3))
+    fac["linear_w3_t10"] = factors(lambda o: get_linear_schedule_with_warmup(o, 3, 10))
+    fac["cosine_w2_t10"] = factors(lambda o: get_cosine_schedule_with_warmup(o, 2, 10))
+    fac["cosine_min0.1_w2_t10"] = factors(
+        lambda o: get_cosine_with_min_lr_schedule_with_warmup(o, 2, 10, min_lr_rate=0.1))
+    del dummy
+    out = {"made_by": "tests/reference/make_train_fixture.py optim (torch %s, transformers)"
+           % torch.__version__,
+           "lr": lr, "betas": betas, "eps": eps, "weight_decay": wd, "max_norm": max_norm,
+           "total": total, "warmup": warmup, "min_ratio": min_ratio,
+           "w0": w0.flatten().tolist(), "b0": b0.tolist(), "steps": trace,
+           "schedules": fac}
+    os.makedirs(FIX, exist_ok=True)
+    with open(os.path.join(FIX, "train_optim.json"), "w") as f:
+        json.dump(out, f, indent=1)
+        f.write("\n")
+    print("wrote", os.path.join(FIX, "train_optim.json"))
+
+
+if __name__ == "__main__":
+    what = sys.argv[1] if len(sys.argv) > 1 else "optim"
+    if what == "optim":
+        optim_fixture()
+    elif what != "peft-tiny":
+        sys.exit("unknown fixture: " + what)
+
+
+def peft_tiny_fixture():
+    """LoRA on the tiny llama exported by tests/unit/test_train_reference.c
+    (FTLAB_WRITE_FIXTURE=1): loss and LoRA grads of one step, five AdamW steps, and our
+    exported final adapter loaded into peft must reproduce our logits."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+    d = os.path.join(FIX, "train_tiny")
+    ours = json.load(open(os.path.join(d, "ours.json")))
+    B, T = ours["B"], ours["T"]
+    tok = torch.tensor(ours["tokens"]).view(B, T)
+    tgt = torch.tensor(ours["targets"]).view(B, T)
+    tgt = torch.where(tgt < 0, torch.full_like(tgt, -100), tgt)
+
+    def load(adapter, trainable):
+        base = AutoModelForCausalLM.from_pretrained(os.path.join(d, "model"),
+                                                    torch_dtype=torch.float32,
+                                                    attn_implementation="eager")
+        return PeftModel.from_pretrained(base, os.path.join(d, adapter), is_trainable=trainable)
+
+    def loss_of(model):
+        logits = model(input_ids=tok).logits
+        return torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]),
+                                                 tgt.view(-1), ignore_index=-100)
+
+    torch.manual_seed(0)
+    model = load("adapter_init", True)
+    model.train()
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    loss0 = loss_of(model)
+    loss0.backward()
+    grads = {}
+    for n, p in params:
+        # base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight -> ours
+        key = n.replace("base_model.model.", "", 1).replace(".default", "")
+        grads[key] = p.grad.detach().flatten().tolist()
+    model.zero_grad()
+    opt = torch.optim.AdamW([p for _, p in params], lr=1e-2, betas=(0.9, 0.999), eps=1e-8,
+                            weight_decay=0.01, foreach=False)
+    trace = []
+    for _ in range(5):
+        opt.zero_grad()
+        loss = loss_of(model)
+        trace.append(loss.item())
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
+        opt.step()
+    # Export check: peft with OUR final adapter reproduces OUR logits.
+    final = load("adapter_final", False)
+    final.eval()
+    with torch.no_grad():
+        lg = final(input_ids=tok).logits.flatten()
+    mine = torch.tensor(ours["logits_after"])
+    diff = (lg - mine).abs().max().item()
+    # GGUF-base round trip: the adapter trained on the tiny model loaded from GGUF
+    # (interleaved q/k), exported with lora_B un-permuted, on the HF model.
+    final_g = load("adapter_final_gguf", False)
+    final_g.eval()
+    with torch.no_grad():
+        lg_g = final_g(input_ids=tok).logits.flatten()
+    diff_g = (lg_g - mine).abs().max().item()
+    ref = {"made_by": "tests/reference/make_train_fixture.py peft-tiny (torch %s, "
+           "transformers, peft)" % torch.__version__,
+           "loss0": loss0.item(), "grads": grads, "trace": trace,
+           "export_logits_max_abs_diff": diff,
+           "export_gguf_logits_max_abs_diff": diff_g}
+    with open(os.path.join(d, "reference.json"), "w") as f:
+        json.dump(ref, f, indent=1)
+        f.write("\n")
+    print("loss0 ours %.8f peft %.8f" % (ours["loss0"], loss0.item()))
+    print("trace ours", ours["trace"])
+    print("trace peft", trace)
+    print("export logits max abs diff %.3g" % diff)
+    print("GGUF-base export logits max abs diff %.3g" % diff_g)
+
+
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "peft-tiny":
+    peft_tiny_fixture()

@@ -1,0 +1,310 @@
+/* Unit tests for model/: whole-model finite-difference gradient checks on tiny random
+ * llama (tied and untied, GQA, qkv biases, both RoPE styles) and GPT-2 models under every
+ * method (full, freeze, LoRA with and without dropout, rsLoRA, gradient checkpointing),
+ * trainable selection, loss masking and the accumulated-batch loss scale. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/native/model/model.h"
+#include "common/rng.h"
+#include "tests/unit/tiny_weights.h"
+
+static struct model_opts base_opts(enum method_type method)
+{
+	struct model_opts o = {0};
+	o.method = method;
+	o.layers_first = -1;
+	o.layers_last = -1;
+	o.max_batch = 2;
+	o.max_seq = 6;
+	o.seed = 42;
+	return o;
+}
+
+#define B 2
+#define T 6
+
+static void batch(int32_t *tok, int32_t *tgt, int V, uint64_t seed)
+{
+	struct rng r;
+	rng_seed(&r, seed, 3);
+	for (int i = 0; i < B * T; i++) {
+		tok[i] = (int32_t)rng_below(&r, (uint64_t)V);
+		tgt[i] = (int32_t)rng_below(&r, (uint64_t)V);
+	}
+	tgt[0] = -1; /* masked positions */
+	tgt[T + 2] = -1;
+}
+
+static float loss_at(struct model *m, const int32_t *tok, const int32_t *tgt)
+{
+	float loss = 0;
+	model_set_rng_counter(m, 7); /* same dropout masks every time */
+	assert_int_equal(model_forward(m, tok, tgt, B, T, &loss, NULL), 0);
+	return loss;
+}
+
+/* Central differences on a few elements of every trainable parameter. Loss is fp32 with a
+ * double-accumulated mean; eps 1e-2 on O(1) weights: tolerance 2e-3 abs + 2 % rel. */
+static void gradcheck(struct model *m, int V, uint64_t seed)
+{
+	int32_t tok[B * T], tgt[B * T];
+	batch(tok, tgt, V, seed);
+	/* LoRA B starts at zero (so A's gradient would be zero): make it non-zero */
+	for (size_t i = 0; i < model_n_trainable(m); i++) {
+		const struct model_param *p = model_trainable(m, i);
+		if (strstr(p->name, "lora_B")) {
+			struct rng r;
+			rng_seed(&r, i, 9);
+			for (size_t j = 0; j < p->numel; j++)
+				p->data[j] = 0.3f * (2.0f * rng_uniform_f(&r) - 1.0f);
+		}
+	}
+	model_zero_grad(m);
+	float l0 = loss_at(m, tok, tgt);
+	assert_true(isfinite(l0) && l0 > 0);
+	assert_int_equal(model_backward(m, 0.0f), 0);
+	size_t checked = 0;
+	double worst = 0;
+	for (size_t i = 0; i < model_n_trainable(m); i++) {
+		const struct model_param *p = model_trainable(m, i);
+		struct rng r;
+		rng_seed(&r, seed + i, 11);
+		for (int s = 0; s < 3; s++) {
+			size_t j = (size_t)rng_below(&r, p->numel);
+			float keep = p->data[j], eps = 1e-2f;
+			p->data[j] = keep + eps;
+			float lp = loss_at(m, tok, tgt);
+			p->data[j] = keep - eps;
+			float lm = loss_at(m, tok, tgt);
+			p->data[j] = keep;
+			double fd = ((double)lp - (double)lm) / (2.0 * eps);
+			double an = p->grad[j];
+			double err = fabs(fd - an);
+			double tol = 2e-3 + 0.02 * fabs(an);
+			if (err > tol)
+				fail_msg("%s[%zu]: analytic %.6g, finite difference %.6g", p->name, j,
+					 an, fd);
+			if (err > worst)
+				worst = err;
+			checked++;
+		}
+	}
+	assert_true(checked > 0);
+}
+
+static void check_method(struct model_file *mf, struct model_opts *o)
+{
+	struct diag d;
+	diag_init(&d);
+	struct model *m = NULL;
+	int rc = model_create(&m, mf, o, &d);
+	if (rc)
+		fail_msg("model_create: %s", d.text);
+	gradcheck(m, mf->hp.n_vocab, 5);
+	model_free(m);
+}
+
+static void test_llama_full(void **state)
+{
+	(void)state;
+	struct model_file *mf = tiny_llama_mf(true, false, ROPE_HALF, 1);
+	struct model_opts o = base_opts(METHOD_FULL);
+	check_method(mf, &o);
+	model_file_free(mf);
+}
+
+static void test_llama_full_untied_bias_interleaved(void **state)
+{
+	(void)state;
+	struct model_file *mf = tiny_llama_mf(false, true, ROPE_INTERLEAVED, 2);
+	struct model_opts o = base_opts(METHOD_FULL);
+	check_method(mf, &o);
+	o.grad_checkpointing = true;
+	check_method(mf, &o);
+	model_file_free(mf);
+}
+
+static void test_llama_freeze(void **state)
+{
+	(void)state;
+	struct model_file *mf = tiny_llama_mf(true, false, ROPE_HALF, 3);
+	const char *tr[] = {"mlp", "o_proj"};
+	struct model_opts o = base_opts(METHOD_FREEZE);
+	o.trainable = tr;
+	o.n_trainable = 2;
+	o.layers_first = 1;
+	o.layers_last = 1;
+	struct diag d;
+	diag_init(&d);
+	struct model *m = NULL;
+	assert_int_equal(model_create(&m, mf, &o, &d), 0);
+	/* layer 1's mlp (3) and o_proj (1) */
+	assert_int_equal(model_n_trainable(m), 4);
+	for (size_t i = 0; i < model_n_trainable(m); i++)
+		assert_non_null(strstr(model_trainable(m, i)->name, "layers.1."));
+	assert_null(model_param_find(m, "model.layers.0.mlp.up_proj.weight")->grad);
+	gradcheck(m, 37, 6);
+	model_free(m);
+	model_file_free(mf);
+}
+
+static void test_llama_lora(void **state)
+{
+	(void)state;
+	struct model_file *mf = tiny_llama_mf(false, true, ROPE_HALF, 4);
+	const char *tg[] = {"q_proj", "v_proj", "down_proj"};
+	struct model_opts o = base_opts(METHOD_LORA);
+	o.lora_rank = 3;
+	o.lora_alpha = 6;
+	o.targets = tg;
+	o.n_targets = 3;
+	struct diag d;
+	diag_init(&d);
+	struct model *m = NULL;
+	assert_int_equal(model_create(&m, mf, &o, &d), 0);
+	assert_int_equal(model_n_trainable(m), 2 * 3 * 2);
+	assert_float_equal(model_lora_scale(m), 2.0f, 1e-6);
+	const struct model_param *a = model_param_find(m, "model.layers.0.self_attn.q_proj.lora_A.weight");
+	assert_non_null(a);
+	assert_int_equal(a->shape[0], 3);
+	assert_int_equal(a->shape[1], 16);
+	/* PEFT init: A ~ U(-1/sqrt(in), 1/sqrt(in)), B = 0 */
+	float amax = 0;
+	for (size_t j = 0; j < a->numel; j++)
+		amax = fmaxf(amax, fabsf(a->data[j]));
+	assert_true(amax > 0.1f && amax <= 0.25f);
+	const struct model_param *bb = model_param_find(m, "model.layers.1.mlp.down_proj.lora_B.weight");
+	for (size_t j = 0; j < bb->numel; j++)
+		assert_true(bb->data[j] == 0.0f);
+	gradcheck(m, 37, 7);
+	model_free(m);
+	/* all-linear, rsLoRA, dropout, layer range */
+	o.all_linear = true;
+	o.rslora = true;
+	o.lora_dropout = 0.25f;
+	o.lora_rank = 4;
+	o.layers_first = 1;
+	diag_init(&d);
+	assert_int_equal(model_create(&m, mf, &o, &d), 0);
+	assert_int_equal(model_n_trainable(m), 7 * 2);
+	assert_float_equal(model_lora_scale(m), 3.0f, 1e-6);
+	gradcheck(m, 37, 8);
+	model_free(m);
+	o.grad_checkpointing = true;
+	check_method(mf, &o);
+	model_file_free(mf);
+}
+
+static void test_gpt2_methods(void **state)
+{
+	(void)state;
+	struct model_file *mf = tiny_gpt2_mf(5);
+	struct model_opts o = base_opts(METHOD_FULL);
+	check_method(mf, &o);
+	const char *tr[] = {"attn", "ln_f"};
+	o = base_opts(METHOD_FREEZE);
+	o.trainable = tr;
+	o.n_trainable = 2;
+	check_method(mf, &o);
+	const char *tg[] = {"c_attn", "c_proj"};
+	o = base_opts(METHOD_LORA);
+	o.lora_rank = 2;
+	o.lora_alpha = 4;
+	o.lora_dropout = 0.1f;
+	o.targets = tg;
+	o.n_targets = 2;
+	check_method(mf, &o);
+	model_file_free(mf);
+}
+
+/* Masked targets contribute nothing; loss_scale composes across micro-batches. */
+static void test_loss_mask_and_scale(void **state)
+{
+	(void)state;
+	struct model_file *mf = tiny_llama_mf(true, false, ROPE_HALF, 9);
+	struct model_opts o = base_opts(METHOD_FULL);
+	struct diag d;
+	diag_init(&d);
+	struct model *m = NULL;
+	assert_int_equal(model_create(&m, mf, &o, &d), 0);
+	int32_t tok[B * T], tgt[B * T];
+	batch(tok, tgt, 37, 3);
+	float loss;
+	long n;
+	assert_int_equal(model_forward(m, tok, tgt, B, T, &loss, &n), 0);
+	assert_int_equal(n, B * T - 2);
+	const float *tl = model_token_losses(m);
+	double s = 0;
+	for (int i = 0; i < B * T; i++)
+		s += tl[i];
+	assert_true(tl[0] == 0.0f);
+	assert_float_equal(loss, s / n, 1e-5);
+	/* changing a masked target does not change the loss */
+	tgt[0] = -100;
+	float loss2;
+	assert_int_equal(model_forward(m, tok, tgt, B, T, &loss2, NULL), 0);
+	assert_true(loss == loss2);
+	/* two backward passes with scale 1/(2n) equal one with 1/n */
+	const struct model_param *w = model_param_find(m, "model.layers.0.mlp.up_proj.weight");
+	model_zero_grad(m);
+	assert_int_equal(model_forward(m, tok, tgt, B, T, NULL, NULL), 0);
+	assert_int_equal(model_backward(m, 1.0f / (float)n), 0);
+	float g1 = w->grad[5];
+	model_zero_grad(m);
+	for (int k = 0; k < 2; k++) {
+		assert_int_equal(model_forward(m, tok, tgt, B, T, NULL, NULL), 0);
+		assert_int_equal(model_backward(m, 0.5f / (float)n), 0);
+	}
+	assert_float_equal(w->grad[5], g1, 1e-6 + 1e-4 * fabsf(g1));
+	/* backward twice without a forward is an error */
+	assert_int_equal(model_backward(m, 0), FT_EINVAL);
+	model_free(m);
+	model_file_free(mf);
+}
+
+static void test_bad_inputs(void **state)
+{
+	(void)state;
+	struct model_file *mf = tiny_llama_mf(true, false, ROPE_HALF, 10);
+	struct diag d;
+	diag_init(&d);
+	struct model *m = NULL;
+	struct model_opts o = base_opts(METHOD_LORA);
+	const char *tg[] = {"nonexistent"};
+	o.lora_rank = 2;
+	o.targets = tg;
+	o.n_targets = 1;
+	assert_int_equal(model_create(&m, mf, &o, &d), FT_EINVAL);
+	assert_non_null(strstr(d.text, "LoRA targets"));
+	/* a missing tensor is named */
+	free(mf->tensors[3].name);
+	mf->tensors[3].name = strdup("renamed");
+	diag_init(&d);
+	o = base_opts(METHOD_NONE);
+	assert_int_equal(model_create(&m, mf, &o, &d), FT_EINVAL);
+	assert_non_null(strstr(d.text, "model.layers.0.self_attn.k_proj.weight"));
+	model_file_free(mf);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_llama_full),
+		cmocka_unit_test(test_llama_full_untied_bias_interleaved),
+		cmocka_unit_test(test_llama_freeze),
+		cmocka_unit_test(test_llama_lora),
+		cmocka_unit_test(test_gpt2_methods),
+		cmocka_unit_test(test_loss_mask_and_scale),
+		cmocka_unit_test(test_bad_inputs),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,380 @@
+/* Unit tests for the store against real SQLite files: schema creation, a newer store
+ * refused, read-only and missing workspaces, the run claim decisions, stale-run reaping,
+ * the batched writer (with a timing print for 100,000 metric points, not asserted), and
+ * the readers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "runner/store.h"
+
+static char *make_workspace(void)
+{
+	char tmpl[] = "/tmp/ftlab-store-XXXXXX";
+	assert_non_null(mkdtemp(tmpl));
+	return ft_strdup(tmpl);
+}
+
+static struct store *open_ok(const char *ws)
+{
+	struct store *s = NULL;
+	struct diag d;
+	diag_init(&d);
+	int r = store_open(&s, ws, true, &d);
+	if (r)
+		fprintf(stderr, "store_open: %s\n", d.text);
+	assert_int_equal(r, 0);
+	return s;
+}
+
+static struct store_run_spec spec_for(const char *id, const char *commit, bool dirty)
+{
+	static char identity[65];
+	memset(identity, 'a', 64);
+	identity[64] = '\0';
+	memcpy(identity, id, strlen(id));
+	return (struct store_run_spec){.id = id, .experiment = "exp", .sweep_index = 0,
+				       .params_json = "{\"method.rank\":8}",
+				       .config_json = "{\"name\":\"exp\"}", .identity = identity,
+				       .backend = "exec", .device = "exec", .threads = 1, .seed = 1,
+				       .run_dir = "/tmp/x", .git_commit = commit, .git_dirty = dirty};
+}
+
+static int64_t begin_inv(struct store *s, const char *commit, bool dirty)
+{
+	struct store_provenance p = {.is_repo = commit != NULL, .commit = commit, .dirty = dirty};
+	int64_t inv;
+	struct diag d;
+	diag_init(&d);
+	assert_int_equal(store_invocation_begin(s, &inv, "exp", "[\"ftlab\",\"run\"]", &p, &d), 0);
+	return inv;
+}
+
+static void test_open_create_and_reopen(void **state)
+{
+	(void)state;
+	char *ws = make_workspace();
+	struct store *s = open_ok(ws);
+	struct diag d;
+	diag_init(&d);
+	assert_int_equal(store_experiment_put(s, "exp", "{}", "h", "e.yaml", &d), 0);
+	store_close(s);
+	s = NULL;
+	assert_int_equal(store_open(&s, ws, false, &d), 0);
+	struct store_experiment_list *l = NULL;
+	assert_int_equal(store_experiments(s, &l, &d), 0);
+	assert_int_equal(l->n, 1);
+	assert_string_equal(l->items[0].name, "exp");
+	store_experiment_list_free(l);
+	bool ok = false;
+	assert_int_equal(store_integrity_check(s, &ok, &d), 0);
+	assert_true(ok);
+	store_close(s);
+	assert_int_equal(dir_remove_all(ws), 0);
+	free(ws);
+}
+
+static void test_newer_store_refused(void **state)
+{
+	(void)state;
+	char *ws = make_workspace();
+	store_close(open_ok(ws));
+	char cmd[256];
+	snprintf(cmd, sizeof cmd, "sqlite3 %s/ftlab.db 'PRAGMA user_version = 99'", ws);
+	assert_int_equal(system(cmd), 0);
+	struct store *s = NULL;
+	struct diag d;
+	diag_init(&d);
+	assert_int_equal(store_open(&s, ws, true, &d), FT_ENEWER);
+	assert_null(s);
+	assert_non_null(strstr(d.text, "schema version 99"));
+	assert_int_equal(diag_exit_status(d.code), 2);
+	assert_int_equal(dir_remove_all(ws), 0);
+	free(ws);
+}
+
+static void test_missing_and_readonly_workspace(void **state)
+{
+	(void)state;
+	struct store *s = NULL;
+	struct diag d;
+	diag_init(&d);
+	assert_int_equal(store_open(&s, "/nonexistent/dir/ws", true, &d), FT_EIO);
+	assert_non_null(strstr(d.text, "parent directory does not exist"));
+	diag_init(&d);
+	assert_int_equal(store_open(&s, "/tmp/ftlab-no-such-ws", false, &d), FT_EINVAL);
+	assert_non_null(strstr(d.text, "does not exist"));
+	if (geteuid() == 0)
+		return; /* root writes anywhere: permissions cannot be tested */
+	char *ws = make_workspace();
+	assert_int_equal(chmod(ws, 0555), 0);
+	diag_init(&d);
+	assert_int_equal(store_open(&s, ws, true, &d), FT_EIO);
+	assert_non_null(strstr(d.text, "not writable"));
+	assert_int_equal(chmod(ws, 0755), 0);
+	assert_int_equal(dir_remove_all(ws), 0);
+	free(ws);
+}
+
+static void test_claim_decisions(void **state)
+{
+	(void)state;
+	char *ws = make_workspace();
+	struct store *s = open_ok(ws);
+	struct diag d;
+	diag_init(&d);
+	const char *c1 = "1111111111111111111111111111111111111111";
+	int64_t inv1 = begin_inv(s, c1, false);
+	struct store_run_spec sp = spec_for("0000000000a1", c1, false);
+	enum store_claim c;
+	assert_int_equal(store_run_claim(s, &c, inv1, &sp, 0, &d), 0);
+	assert_int_equal(c, STORE_CLAIM_RUN);
+	/* Same invocation, another worker: already handled. */
+	assert_int_equal(store_run_claim(s, &c, inv1, &sp, 0, &d), 0);
+	assert_int_equal(c, STORE_CLAIM_DONE);
+	assert_int_equal(store_run_end(s, sp.id, inv1, "finished", NULL, &d), 0);
+	/* A new invocation at the same clean commit reuses it; --force re-runs it. */
+	int64_t inv2 = begin_inv(s, c1, false);
+	assert_int_equal(store_run_claim(s, &c, inv2, &sp, 0, &d), 0);
+	assert_int_equal(c, STORE_CLAIM_CACHED);
+	int64_t inv3 = begin_inv(s, c1, false);
+	assert_int_equal(store_run_claim(s, &c, inv3, &sp, STORE_FLAG_FORCE, &d), 0);
+	assert_int_equal(c, STORE_CLAIM_RUN);
+	assert_int_equal(store_run_end(s, sp.id, inv3, "finished", NULL, &d), 0);
+	/* A dirty tree or another commit is not the same clean commit. */
+	int64_t inv4 = begin_inv(s, c1, true);
+	struct store_run_spec dirty = spec_for("0000000000a1", c1, true);
+	assert_int_equal(store_run_claim(s, &c, inv4, &dirty, 0, &d), 0);
+	assert_int_equal(c, STORE_CLAIM_RUN);
+	assert_int_equal(store_run_end(s, sp.id, inv4, "killed", "stopped", &d), 0);
+	/* Killed: --resume continues it, otherwise it starts over. */
+	int64_t inv5 = begin_inv(s, c1, false);
+	assert_int_equal(store_run_claim(s, &c, inv5, &sp, STORE_FLAG_RESUME, &d), 0);
+	assert_int_equal(c, STORE_CLAIM_RESUME);
+	/* Running by this live process under another invocation: busy. */
+	int64_t inv6 = begin_inv(s, c1, false);
+	assert_int_equal(store_run_claim(s, &c, inv6, &sp, 0, &d), 0);
+	assert_int_equal(c, STORE_CLAIM_BUSY);
+	struct store_run *run = NULL;
+	assert_int_equal(store_run_get(s, &run, "0000000000a1", &d), 0);
+	assert_string_equal(run->status, "running");
+	assert_int_equal(run->attempts, 4);
+	assert_int_equal(run->git_dirty, 0);
+	store_run_free(run);
+	/* Invocation records: inv2 saw it cached. */
+	struct store_run_list *l = NULL;
+	assert_int_equal(store_invocation_runs(s, &l, inv2, &d), 0);
+	assert_int_equal(l->n, 1);
+	assert_string_equal(l->items[0].status, "cached");
+	store_run_list_free(l);
+	/* Prefix lookups. */
+	assert_int_equal(store_run_get(s, &run, "0000", &d), 0);
+	store_run_free(run);
+	diag_init(&d);
+	assert_int_equal(store_run_get(s, &run, "ffff", &d), FT_EINVAL);
+	assert_non_null(strstr(d.text, "no run"));
+	diag_init(&d);
+	assert_int_equal(store_run_get(s, &run, "x;", &d), FT_EINVAL);
+	store_close(s);
+	assert_int_equal(dir_remove_all(ws), 0);
+	free(ws);
+}
+
+/* A run claimed by a process that then dies becomes crashed on the next reap. */
+static void test_reap_dead_pid(void **state)
+{
+	(void)state;
+	char *ws = make_workspace();
+	store_close(open_ok(ws));
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct store *cs = NULL;
+		struct diag cd;
+		diag_init(&cd);
+		if (store_open(&cs, ws, false, &cd))
+			_exit(1);
+		struct store_provenance p = {0};
+		int64_t inv;
+		struct store_run_spec sp = spec_for("0000000000b2", NULL, false);
+		enum store_claim c;
+		if (store_invocation_begin(cs, &inv, "exp", "[]", &p, &cd) ||
+		    store_run_claim(cs, &c, inv, &sp, 0, &cd) || c != STORE_CLAIM_RUN)
+			_exit(1);
+		_exit(0); /* dies with the run still "running" */
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	struct store *s = open_ok(ws);
+	struct diag d;
+	diag_init(&d);
+	int n = 0;
+	assert_int_equal(store_reap_stale(s, 60, &n, &d), 0);
+	assert_int_equal(n, 1);
+	struct store_run *run = NULL;
+	assert_int_equal(store_run_get(s, &run, "0000000000b2", &d), 0);
+	assert_string_equal(run->status, "crashed");
+	store_run_free(run);
+	struct store_event_list *ev = NULL;
+	assert_int_equal(store_events(s, &ev, "0000000000b2", &d), 0);
+	assert_int_equal(ev->n, 1);
+	assert_string_equal(ev->items[0].kind, "crashed");
+	store_event_list_free(ev);
+	store_close(s);
+	assert_int_equal(dir_remove_all(ws), 0);
+	free(ws);
+}
+
+/* 100,000 metric points through the batched writer; prints the time (docs/performance.md)
+ * and checks every point arrived. */
+static void test_writer_batches_100k(void **state)
+{
+	(void)state;
+	char *ws = make_workspace();
+	struct store *s = open_ok(ws);
+	struct diag d;
+	diag_init(&d);
+	int64_t inv = begin_inv(s, NULL, false);
+	struct store_run_spec sp = spec_for("0000000000c3", NULL, false);
+	enum store_claim c;
+	assert_int_equal(store_run_claim(s, &c, inv, &sp, 0, &d), 0);
+	struct store_writer *w = NULL;
+	assert_int_equal(store_writer_open(&w, s, sp.id, 1.0, &d), 0);
+	double t0 = time_monotonic();
+	for (int i = 0; i < 100000; i++)
+		assert_int_equal(store_writer_metric(w, "train", i % 2 ? "loss" : "lr", i / 2,
+						     1.0 / (i + 1)), 0);
+	assert_int_equal(store_writer_flush(w), 0);
+	double el = time_monotonic() - t0;
+	printf("store: 100000 metric points written in %.3f s (%.0f points/s)\n", el, 1e5 / el);
+	assert_int_equal(store_writer_result(w, "tuned", "test", "exact_match", 0.8, 0.7, 0.9), 0);
+	assert_int_equal(store_writer_result(w, "base", "test", "exact_match", 0.4, NAN, NAN), 0);
+	assert_int_equal(store_writer_prediction(w, "tuned", "test", 3, "p", "r", "o", 1.0), 0);
+	assert_int_equal(store_writer_event(w, "info", "note", "hello"), 0);
+	/* Re-logging a step (after a resume) replaces it. */
+	assert_int_equal(store_writer_metric(w, "train", "loss", 0, 42.0), 0);
+	store_writer_free(w);
+	struct store_metric_list *ml = NULL;
+	assert_int_equal(store_metrics(s, &ml, sp.id, "train", "loss", &d), 0);
+	assert_int_equal(ml->n, 50000);
+	assert_true(ml->items[0].value == 42.0);
+	assert_int_equal(ml->items[49999].step, 49999);
+	store_metric_list_free(ml);
+	struct store_result_list *rl = NULL;
+	assert_int_equal(store_results(s, &rl, sp.id, &d), 0);
+	assert_int_equal(rl->n, 2);
+	assert_string_equal(rl->items[0].model, "base");
+	assert_true(isnan(rl->items[0].ci_low));
+	assert_true(rl->items[1].ci_high == 0.9);
+	store_result_list_free(rl);
+	struct store_prediction_list *pl = NULL;
+	assert_int_equal(store_predictions(s, &pl, sp.id, &d), 0);
+	assert_int_equal(pl->n, 1);
+	assert_string_equal(pl->items[0].output, "o");
+	store_prediction_list_free(pl);
+	store_close(s);
+	assert_int_equal(dir_remove_all(ws), 0);
+	free(ws);
+}
+
+/* Four processes claim the same 40 runs: each run is claimed exactly once. */
+static void test_concurrent_claims(void **state)
+{
+	(void)state;
+	char *ws = make_workspace();
+	struct store *s = open_ok(ws);
+	struct diag d;
+	diag_init(&d);
+	int64_t inv = begin_inv(s, NULL, false);
+	store_close(s);
+	enum { NPROC = 4, NRUN = 40 };
+	int fds[NPROC][2], release[2];
+	pid_t pids[NPROC];
+	/* Claimers stay alive until all have claimed, as a runner does while it runs. */
+	assert_int_equal(pipe(release), 0);
+	for (int p = 0; p < NPROC; p++) {
+		assert_int_equal(pipe(fds[p]), 0);
+		pids[p] = fork();
+		assert_true(pids[p] >= 0);
+		if (pids[p] == 0) {
+			close(fds[p][0]);
+			struct store *cs = NULL;
+			struct diag cd;
+			diag_init(&cd);
+			if (store_open(&cs, ws, false, &cd))
+				_exit(1);
+			int claimed = 0;
+			for (int i = 0; i < NRUN; i++) {
+				char id[13];
+				snprintf(id, sizeof id, "%012d", i);
+				struct store_run_spec sp = spec_for(id, NULL, false);
+				enum store_claim c;
+				if (store_run_claim(cs, &c, inv, &sp, 0, &cd))
+					_exit(2);
+				if (c == STORE_CLAIM_RUN)
+					claimed++;
+			}
+			store_close(cs);
+			if (write(fds[p][1], &claimed, sizeof claimed) != sizeof claimed)
+				_exit(3);
+			close(release[1]);
+			char b;
+			while (read(release[0], &b, 1) > 0)
+				;
+			_exit(0);
+		}
+		close(fds[p][1]);
+	}
+	close(release[0]);
+	int total = 0, counts[NPROC];
+	for (int p = 0; p < NPROC; p++) {
+		counts[p] = 0;
+		assert_int_equal(read(fds[p][0], &counts[p], sizeof counts[p]),
+				 (ssize_t)sizeof counts[p]);
+		close(fds[p][0]);
+	}
+	close(release[1]);
+	for (int p = 0; p < NPROC; p++) {
+		int n = counts[p], status;
+		assert_int_equal(waitpid(pids[p], &status, 0), pids[p]);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		total += n;
+	}
+	assert_int_equal(total, NRUN);
+	s = open_ok(ws);
+	struct store_run_list *l = NULL;
+	assert_int_equal(store_runs(s, &l, "exp", NULL, &d), 0);
+	assert_int_equal(l->n, NRUN);
+	for (size_t i = 0; i < l->n; i++)
+		assert_int_equal(l->items[i].attempts, 1);
+	store_run_list_free(l);
+	store_close(s);
+	assert_int_equal(dir_remove_all(ws), 0);
+	free(ws);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_open_create_and_reopen),
+		cmocka_unit_test(test_newer_store_refused),
+		cmocka_unit_test(test_missing_and_readonly_workspace),
+		cmocka_unit_test(test_claim_decisions),
+		cmocka_unit_test(test_reap_dead_pid),
+		cmocka_unit_test(test_writer_batches_100k),
+		cmocka_unit_test(test_concurrent_claims),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
