@@ -609,9 +609,15 @@ static int chart_param(struct report_charts *out, const struct report *r, size_t
 	if (!rc)
 		rc = gnuplot_quote(&g, r->metrics[m], LABEL_MAX);
 	if (!rc)
-		rc = strbuf_puts(&g, "\nset offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05\n");
+		rc = strbuf_puts(&g, "\nset offsets 0, 0, graph 0.05, graph 0.05\n");
 	if (!rc && logx)
-		rc = strbuf_puts(&g, "set logscale x\n");
+		rc = strbuf_printf(&g, "set logscale x\nset xrange [%.10g:%.10g]\n", xmin / 1.4,
+				   xmax * 1.4);
+	else if (!rc && numeric)
+		rc = strbuf_printf(&g, "set xrange [%.10g:%.10g]\n", xmin - 0.06 * (xmax - xmin),
+				   xmax + 0.06 * (xmax - xmin));
+	else if (!rc)
+		rc = strbuf_printf(&g, "set xrange [-0.5:%zu.5]\n", nx - 1);
 	if (!rc)
 		rc = strbuf_puts(&g, "set key below noenhanced\n");
 	if (!rc && !numeric) {
