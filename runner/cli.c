@@ -8,15 +8,20 @@
 
 const struct cli_command cli_commands[] = {
 	{"check", "validate an experiment; print the resolved config and sweep size",
-	 "usage: ftlab check EXP.yaml [-s KEY=VALUE]... [--json]\n"
+	 "usage: ftlab check EXP.yaml [-s KEY=VALUE]... [--max-runs N] [--json]\n"
 	 "\n"
-	 "Validates the experiment file (and the files it extends), applies -s overrides,\n"
-	 "and prints the resolved configuration as YAML followed by the sweep size.\n",
+	 "Validates the experiment file (and the files it extends), applies -s overrides\n"
+	 "(also --set KEY=VALUE), validates every sweep point, and prints the resolved\n"
+	 "experiment as YAML followed by the number of runs. --json prints one object with\n"
+	 "the canonical config, the whole spec, their hashes and the number of runs.\n",
 	 cmd_check},
 	{"plan", "list the runs a sweep expands to, and which are cached",
 	 "usage: ftlab plan EXP.yaml [-s KEY=VALUE]... [--max-runs N] [--json]\n"
 	 "\n"
-	 "Prints one row per run: its id and swept values, and its status in the store.\n",
+	 "Prints one row per run: index, run id, status in the store and swept values.\n"
+	 "Sweeps of more than 10000 runs are refused unless --max-runs raises the limit.\n"
+	 "--json prints {experiment, spec_hash, runs: [{index, run_id, identity, status,\n"
+	 "params}]}.\n",
 	 cmd_plan},
 	{"run", "run an experiment: train and evaluate every sweep point",
 	 "usage: ftlab run EXP.yaml [-s KEY=VALUE]... [--only RUN] [--force] [--resume]\n"
@@ -38,7 +43,8 @@ const struct cli_command cli_commands[] = {
 	 cmd_eval},
 	{"generate", "generate text from a model",
 	 "usage: ftlab generate MODEL [--adapter DIR] [--max-new-tokens N] [--temperature T]\n"
-	 "                      [--top-k K] [--top-p P] [--seed S] [--raw] PROMPT...\n",
+	 "                      [--top-k K] [--top-p P] [--seed S] [--stop STR]... [--system S]\n"
+	 "                      [--threads N] [--raw] PROMPT...\n",
 	 cmd_generate},
 	{"export", "export a run's weights (PEFT adapter, merged model, GGUF)",
 	 "usage: ftlab export RUN --format peft|gguf-adapter|merged-safetensors|merged-gguf -o DIR\n",
