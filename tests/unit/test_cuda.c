@@ -1,0 +1,164 @@
+/* Unit tests for the CUDA backend's host side, on whatever machine runs them: the device
+ * probe (no driver, no device, or a real device), ops_get's choice for "auto" and "cuda",
+ * backend_cuda() availability and its run refusing without a device, the device line for
+ * provenance, and `ftlab selftest` (cpu passes; cuda passes on a device, else exit 2
+ * with "no CUDA device: ..."; bad arguments exit 2). On a machine with a GPU the cuda
+ * selftest here is the full comparison against the CPU backend. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "backends/backend.h"
+#include "backends/native/ops/cuda/ops_cuda.h"
+#include "backends/native/ops/ops.h"
+
+static bool have_device(char *why, size_t len)
+{
+	return ops_cuda_probe(NULL, why, len) == 0;
+}
+
+static void test_probe_and_selection(void **state)
+{
+	(void)state;
+#ifdef FTLAB_HAVE_CUDA
+	assert_true(ops_cuda_built());
+#else
+	assert_false(ops_cuda_built());
+#endif
+	char why[512] = "";
+	struct ops_cuda_device dev;
+	int rc = ops_cuda_probe(&dev, why, sizeof why);
+	if (rc == 0) {
+		/* a device: the table exists and auto picks it */
+		assert_true(dev.count >= 1);
+		assert_true(dev.cc_major >= 8);
+		assert_true(dev.total_mem > 0);
+		assert_true(strlen(dev.name) > 0);
+		assert_non_null(ops_cuda());
+		assert_string_equal(ops_cuda()->name, "cuda");
+		assert_ptr_equal(ops_get("auto"), ops_cuda());
+		assert_ptr_equal(ops_get("cuda"), ops_cuda());
+		assert_true(backend_cuda()->available(why, sizeof why));
+	} else {
+		assert_int_equal(rc, FT_EUNSUPP);
+		assert_true(strncmp(why, "no CUDA device: ", 16) == 0 ||
+			    strstr(why, "compute capability") != NULL);
+		assert_true(strlen(why) > 16); /* carries the runtime's reason */
+		assert_null(ops_cuda());
+		assert_null(ops_get("cuda"));
+		assert_ptr_equal(ops_get("auto"), ops_cpu()); /* the fallback */
+		char why2[512] = "";
+		assert_false(backend_cuda()->available(why2, sizeof why2));
+		assert_string_equal(why, why2);
+		/* a run is refused with the same reason */
+		struct diag d;
+		diag_init(&d);
+		struct run_ctx ctx;
+		memset(&ctx, 0, sizeof ctx);
+		assert_int_equal(backend_cuda()->run(&ctx, &d), FT_EUNSUPP);
+		assert_string_equal(d.text, why);
+		assert_int_equal(diag_exit_status(d.code), 2);
+		/* nothing failed inside the backend */
+		diag_init(&d);
+		assert_int_equal(ops_cuda_check(&d), 0);
+	}
+	assert_string_equal(ops_get("cpu")->name, "cpu");
+	assert_null(ops_get("tpu"));
+	assert_string_equal(backend_cuda()->name, "cuda");
+	/* the probe is cached and stable */
+	char again[512] = "";
+	assert_int_equal(ops_cuda_probe(NULL, again, sizeof again), rc);
+	if (rc)
+		assert_string_equal(why, again);
+}
+
+static void test_describe(void **state)
+{
+	(void)state;
+	struct ops_cuda_device dev;
+	memset(&dev, 0, sizeof dev);
+	snprintf(dev.name, sizeof dev.name, "NVIDIA H100 80GB HBM3");
+	dev.cc_major = 9;
+	dev.sm_count = 132;
+	dev.total_mem = (size_t)80 << 30;
+	dev.free_mem = (size_t)79 << 30;
+	dev.driver_version = 12040;
+	dev.runtime_version = 13000;
+	char line[600];
+	ops_cuda_describe(line, sizeof line, &dev);
+	assert_string_equal(line, "NVIDIA H100 80GB HBM3, compute capability 9.0, 132 SMs, "
+				  "80.0 GiB (79.0 free), driver 12.4, runtime 13.0");
+}
+
+/* Runs the ftlab binary with args; returns the exit status, output (stdout+stderr) in out. */
+static int run_ftlab(const char *args, char *out, size_t out_len)
+{
+	const char *bin = getenv("FTLAB_BIN");
+	if (!bin)
+		return -1;
+	char cmd[1024];
+	snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 '%s' %s 2>&1", bin, args);
+	FILE *f = popen(cmd, "r");
+	if (!f)
+		return -1;
+	size_t n = fread(out, 1, out_len - 1, f);
+	out[n] = '\0';
+	int st = pclose(f);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_selftest_cli(void **state)
+{
+	(void)state;
+	if (!getenv("FTLAB_BIN"))
+		skip();
+	static char out[65536];
+	char why[512] = "";
+	bool dev = have_device(why, sizeof why);
+
+	assert_int_equal(run_ftlab("selftest --backend cpu", out, sizeof out), 0);
+	assert_non_null(strstr(out, "selftest: cpu backend"));
+	assert_non_null(strstr(out, "gradients vs finite differences: ok"));
+	assert_non_null(strstr(out, "selftest: passed"));
+	assert_null(strstr(out, "FAIL"));
+
+	int rc = run_ftlab("selftest --backend cuda", out, sizeof out);
+	if (dev) {
+		if (rc != 0)
+			fail_msg("selftest --backend cuda on a device failed:\n%s", out);
+		assert_non_null(strstr(out, "selftest: passed"));
+	} else {
+		assert_int_equal(rc, 2);
+		char want[600];
+		snprintf(want, sizeof want, "ftlab: error: %s\n", why);
+		assert_string_equal(out, want);
+	}
+
+	/* no --backend: cuda when present, else cpu, saying why */
+	assert_int_equal(run_ftlab("selftest", out, sizeof out), 0);
+	assert_non_null(strstr(out, dev ? "selftest: cuda backend" : "selftest: cpu backend"));
+	if (!dev)
+		assert_non_null(strstr(out, why));
+
+	assert_int_equal(run_ftlab("selftest --backend tpu", out, sizeof out), 2);
+	assert_non_null(strstr(out, "--backend must be cpu or cuda"));
+	assert_int_equal(run_ftlab("selftest --fast", out, sizeof out), 2);
+	assert_non_null(strstr(out, "usage: ftlab selftest"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_probe_and_selection),
+		cmocka_unit_test(test_describe),
+		cmocka_unit_test(test_selftest_cli),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
