@@ -10,14 +10,17 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 
 #include "backends/backend.h"
+#include "backends/native/ops/cuda/gemm_map.h"
 #include "backends/native/ops/cuda/ops_cuda.h"
 #include "backends/native/ops/ops.h"
+#include "common/rng.h"
 
 static bool have_device(char *why, size_t len)
 {
@@ -97,6 +100,57 @@ static void test_describe(void **state)
 				  "80.0 GiB (79.0 free), driver 12.4, runtime 13.0");
 }
 
+/* Column-major GEMM with BLAS semantics (what cublasSgemm/GemmEx compute):
+ * C(i,j) = alpha sum_p opA(i,p) opB(p,j) + beta C(i,j), X(r,c) = X[r + c*ld]. */
+static void colmajor_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a,
+			  int lda, const float *b, int ldb, float beta, float *c, int ldc)
+{
+	for (int j = 0; j < n; j++)
+		for (int i = 0; i < m; i++) {
+			double s = 0;
+			for (int p = 0; p < k; p++) {
+				double av = ta ? a[p + (size_t)i * lda] : a[i + (size_t)p * lda];
+				double bv = tb ? b[j + (size_t)p * ldb] : b[p + (size_t)j * ldb];
+				s += av * bv;
+			}
+			float *cij = &c[i + (size_t)j * ldc];
+			*cij = (float)(alpha * s + (beta != 0.0f ? beta * *cij : 0.0));
+		}
+}
+
+/* The arguments ops_cuda.cu hands cuBLAS (gemm_map.h), run through a column-major
+ * reference, give the CPU backend's row-major result for every transpose form. */
+static void test_gemm_mapping(void **state)
+{
+	(void)state;
+	const int m = 5, n = 7, k = 3;
+	struct rng r;
+	rng_seed(&r, 4, 4);
+	float a[5 * 3], b[3 * 7], c0[5 * 7];
+	for (size_t i = 0; i < 15; i++)
+		a[i] = 2.0f * rng_uniform_f(&r) - 1.0f;
+	for (size_t i = 0; i < 21; i++)
+		b[i] = 2.0f * rng_uniform_f(&r) - 1.0f;
+	for (size_t i = 0; i < 35; i++)
+		c0[i] = 2.0f * rng_uniform_f(&r) - 1.0f;
+	for (unsigned fl = 0; fl < 4; fl++)
+		for (int acc = 0; acc <= 1; acc++) {
+			float want[35], got[35];
+			memcpy(want, c0, sizeof want);
+			memcpy(got, c0, sizeof got);
+			float beta = acc ? 1.0f : 0.0f;
+			ops_cpu()->matmul(want, a, b, m, n, k, fl, 0.5f, beta);
+			struct gemm_map g = gemm_map_rowmajor(fl, m, n, k);
+			assert_int_equal(g.first_is_b, 1);
+			colmajor_gemm(g.trans_first, g.trans_second, g.m, g.n, g.k, 0.5f, b,
+				      g.ld_first, a, g.ld_second, beta, got, g.ldc);
+			for (int i = 0; i < 35; i++)
+				if (fabsf(got[i] - want[i]) > 1e-5f)
+					fail_msg("flags %u beta %g: C[%d] = %g, cpu %g", fl,
+						 (double)beta, i, (double)got[i], (double)want[i]);
+		}
+}
+
 /* Runs the ftlab binary with args; returns the exit status, output (stdout+stderr) in out. */
 static int run_ftlab(const char *args, char *out, size_t out_len)
 {
@@ -158,6 +212,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_probe_and_selection),
 		cmocka_unit_test(test_describe),
+		cmocka_unit_test(test_gemm_mapping),
 		cmocka_unit_test(test_selftest_cli),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
