@@ -1,6 +1,6 @@
-/* native backends (placeholder): backend_cpu() and backend_cuda() exist so the runner can
- * name them, but report themselves unavailable until the C engine lands (the training
- * work replaces this file). */
+/* native backend (placeholder): backend_cpu() exists so the runner can name it, but
+ * reports itself unavailable until the C engine lands (the training work replaces this
+ * file). backend_cuda() lives in cuda_backend.c. */
 #include <stdio.h>
 
 #include "backends/backend.h"
@@ -19,14 +19,8 @@ static int native_run(const struct run_ctx *ctx, struct diag *d)
 }
 
 static const struct backend cpu_backend = {"cpu", native_available, native_run};
-static const struct backend cuda_backend = {"cuda", native_available, native_run};
 
 const struct backend *backend_cpu(void)
 {
 	return &cpu_backend;
-}
-
-const struct backend *backend_cuda(void)
-{
-	return &cuda_backend;
 }

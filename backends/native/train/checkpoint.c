@@ -74,6 +74,9 @@ static int write_meta(const char *path, const struct ckpt_state *st, const char 
 	json_object_set_new(j, "step", json_integer(st->step));
 	json_object_set_new(j, "tokens", json_integer(st->tokens));
 	json_object_set_new(j, "skipped", json_integer(st->skipped));
+	char mr[24];
+	snprintf(mr, sizeof(mr), "%016" PRIx64, st->model_rng);
+	json_object_set_new(j, "model_rng", json_string(mr));
 	json_t *rngs = json_array();
 	for (int i = 0; i < st->n_rng; i++) {
 		json_t *r = json_array();
@@ -290,8 +293,9 @@ static int load_one(struct ckpt_state *st, const char *dir, struct ckpt_tensor *
 	const char *dh = json_string_value(json_object_get(j, "data_hash"));
 	const char *cur = json_string_value(json_object_get(j, "data_cursor"));
 	const char *bm = json_string_value(json_object_get(j, "best_metric_bits"));
+	const char *mr = json_string_value(json_object_get(j, "model_rng"));
 	json_t *rngs = json_object_get(j, "rng");
-	if (!sha_want || !ch || !dh || !cur || !bm || !json_is_array(rngs) ||
+	if (!sha_want || !ch || !dh || !cur || !bm || !mr || !json_is_array(rngs) ||
 	    json_array_size(rngs) > CKPT_MAX_RNG || strlen(ch) > 64 || strlen(dh) > 64)
 		goto done;
 	*why = "state.safetensors is missing or unreadable";
@@ -330,6 +334,7 @@ static int load_one(struct ckpt_state *st, const char *dir, struct ckpt_tensor *
 	*why = "meta.json has a malformed field";
 	if (!hex_decode(&st->cursor, &st->cursor_len, cur))
 		goto done;
+	st->model_rng = strtoull(mr, NULL, 16);
 	uint64_t bits = strtoull(bm, NULL, 16);
 	memcpy(&st->best_metric, &bits, 8);
 	st->n_rng = (int)json_array_size(rngs);

@@ -28,6 +28,7 @@ struct ckpt_state {
 	int64_t step;             /* optimizer steps completed */
 	int64_t tokens;           /* training tokens consumed so far */
 	int64_t skipped;          /* steps skipped by the non-finite policy (AdamW's t excludes them) */
+	uint64_t model_rng;       /* the model's dropout counter (model_rng_counter) */
 	int n_rng;
 	struct rng rng[CKPT_MAX_RNG];
 	unsigned char *cursor;    /* the data iterator's saved cursor (owned; free()) */
