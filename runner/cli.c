@@ -64,9 +64,11 @@ const struct cli_command cli_commands[] = {
 	 "only metric M (a name such as exact_match, or split.metric) for every model.\n",
 	 cmd_compare},
 	{"report", "write an HTML and Markdown report with charts",
-	 "usage: ftlab report EXPERIMENT [-o DIR] [--baseline EXPERIMENT|RUN]\n", cmd_report},
+	 "usage: ftlab report EXPERIMENT|RUN|EXPERIMENT@COMMIT [-o DIR] [--baseline REF]\n"
+	 "                    [--timeout DURATION]\n", cmd_report},
 	{"ci", "run an experiment as a pass/fail gate",
-	 "usage: ftlab ci EXP.yaml [--baseline REF] [--junit FILE] [--markdown FILE]\n", cmd_ci},
+	 "usage: ftlab ci EXP.yaml [-s KEY=VALUE]... [--baseline REF] [--junit FILE] [--markdown FILE]\n"
+	 "                [--no-run] [--jobs N] [--backend B] [--force] [--require-clean]\n", cmd_ci},
 	{"eval", "evaluate a model (and adapter) on a data file",
 	 "usage: ftlab eval MODEL [--adapter DIR] --data FILE [--format F] [--metrics M,...]\n",
 	 cmd_eval},
@@ -79,8 +81,10 @@ const struct cli_command cli_commands[] = {
 	 "usage: ftlab export RUN --format peft|gguf-adapter|merged-safetensors|merged-gguf -o DIR\n",
 	 cmd_export},
 	{"bench", "measure training and generation speed",
-	 "usage: ftlab bench [--model M] [--method lora|full] [--batch B] [--seq T]\n"
-	 "                   [--mode train|generate] [--threads N]\n",
+	 "usage: ftlab bench [--model M] [--mode train|generate] [--threads N]\n"
+	 "                   train:    [--method lora|lora-all|full] [--precision fp32|bf16]\n"
+	 "                             [--batch B] [--seq T] [--steps N]\n"
+	 "                   generate: [--prompt-len N] [--new-tokens N]\n",
 	 cmd_bench},
 	{"selftest", "compare backends on a tiny model",
 	 "usage: ftlab selftest [--backend cpu|cuda]\n", cmd_selftest},
