@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "backends/native/ops/cpu/ops_cpu_internal.h"
+#include "backends/native/ops/cuda/ops_cuda.h"
 #include "backends/native/ops/ops_math.h"
 
 static void *cpu_alloc(size_t bytes)
@@ -514,8 +515,14 @@ const struct ops *ops_cpu(void)
 
 const struct ops *ops_get(const char *name)
 {
-	if (!name || strcmp(name, "cpu") == 0 || strcmp(name, "auto") == 0)
+	if (!name || strcmp(name, "cpu") == 0)
 		return &cpu_ops;
+	if (strcmp(name, "cuda") == 0)
+		return ops_cuda(); /* NULL without a device or without CUDA in the build */
+	if (strcmp(name, "auto") == 0) {
+		const struct ops *c = ops_cuda();
+		return c ? c : &cpu_ops;
+	}
 	return NULL;
 }
 

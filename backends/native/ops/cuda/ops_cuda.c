@@ -1,0 +1,118 @@
+/* ops_cuda (C side): the public functions of ops_cuda.h. With FTLAB_HAVE_CUDA they wrap
+ * ops_cuda.cu (caching the device probe, turning recorded errors into diags); without it
+ * they say that this build has no CUDA support, so every caller links either way. */
+#include "backends/native/ops/cuda/ops_cuda.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "backends/native/ops/cuda/ops_cuda_internal.h"
+#include "backends/native/ops/ops.h"
+
+void ops_cuda_describe(char *out, size_t out_len, const struct ops_cuda_device *dev)
+{
+	const double gib = 1024.0 * 1024.0 * 1024.0;
+	snprintf(out, out_len,
+		 "%s, compute capability %d.%d, %d SMs, %.1f GiB (%.1f free), driver %d.%d, "
+		 "runtime %d.%d",
+		 dev->name, dev->cc_major, dev->cc_minor, dev->sm_count,
+		 (double)dev->total_mem / gib, (double)dev->free_mem / gib,
+		 dev->driver_version / 1000, dev->driver_version % 1000 / 10,
+		 dev->runtime_version / 1000, dev->runtime_version % 1000 / 10);
+}
+
+#ifdef FTLAB_HAVE_CUDA
+
+static int probe_state; /* 0 not probed, 1 ok, -1 none */
+static struct ops_cuda_device probe_dev;
+static char probe_why[512];
+
+bool ops_cuda_built(void)
+{
+	return true;
+}
+
+int ops_cuda_probe(struct ops_cuda_device *out, char *why, size_t why_len)
+{
+	if (!probe_state)
+		probe_state = ops_cuda_impl_probe(&probe_dev, probe_why, sizeof probe_why) == 0
+				      ? 1
+				      : -1;
+	if (out)
+		*out = probe_dev;
+	if (probe_state < 0) {
+		if (why && why_len)
+			snprintf(why, why_len, "%s", probe_why);
+		return FT_EUNSUPP;
+	}
+	return 0;
+}
+
+const struct ops *ops_cuda(void)
+{
+	if (ops_cuda_probe(NULL, NULL, 0) != 0)
+		return NULL;
+	return ops_cuda_impl_table();
+}
+
+int ops_cuda_check(struct diag *d)
+{
+	char msg[1024];
+	int k = ops_cuda_impl_error(msg, sizeof msg);
+	if (!k)
+		return 0;
+	return diag_set(d, k == 2 ? FT_ENOMEM : FT_EIO, NULL, 0, 0, "CUDA: %s", msg);
+}
+
+void ops_cuda_set_tf32(bool on)
+{
+	ops_cuda_impl_set_tf32(on);
+}
+
+struct ops_cuda_mem ops_cuda_mem(void)
+{
+	struct ops_cuda_mem m = {0, 0, 0};
+	ops_cuda_impl_mem(&m.alloc_bytes, &m.alloc_peak, &m.scratch_bytes);
+	return m;
+}
+
+#else /* no CUDA in this build */
+
+bool ops_cuda_built(void)
+{
+	return false;
+}
+
+int ops_cuda_probe(struct ops_cuda_device *out, char *why, size_t why_len)
+{
+	if (out)
+		memset(out, 0, sizeof *out);
+	if (why && why_len)
+		snprintf(why, why_len, "no CUDA device: this build has no CUDA support (nvcc was "
+				       "not found when it was built)");
+	return FT_EUNSUPP;
+}
+
+const struct ops *ops_cuda(void)
+{
+	return NULL;
+}
+
+int ops_cuda_check(struct diag *d)
+{
+	(void)d;
+	return 0;
+}
+
+void ops_cuda_set_tf32(bool on)
+{
+	(void)on;
+}
+
+struct ops_cuda_mem ops_cuda_mem(void)
+{
+	struct ops_cuda_mem m = {0, 0, 0};
+	return m;
+}
+
+#endif

@@ -1,0 +1,29 @@
+/* ops_cuda_internal: the seam between ops_cuda.cu (nvcc, C++) and ops_cuda.c (C): the
+ * .cu side has no diag, the .c side has no CUDA headers. Only those two files use it. */
+#ifndef FTLAB_OPS_CUDA_INTERNAL_H
+#define FTLAB_OPS_CUDA_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "backends/native/ops/cuda/ops_cuda.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ops_cuda_probe without caching: 0 or FT_EUNSUPP with why. */
+int ops_cuda_impl_probe(struct ops_cuda_device *out, char *why, size_t why_len);
+/* Starts cuBLAS on device 0 and returns the table (NULL and a recorded error on failure). */
+const struct ops *ops_cuda_impl_table(void);
+/* Synchronises the device; copies the first recorded error (if any) into msg and returns
+ * 0 (none), 1 (an error) or 2 (out of memory). */
+int ops_cuda_impl_error(char *msg, size_t msg_len);
+void ops_cuda_impl_set_tf32(bool on);
+void ops_cuda_impl_mem(size_t *alloc_bytes, size_t *alloc_peak, size_t *scratch_bytes);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
