@@ -270,7 +270,7 @@ int report_load(struct report **out, struct store *s, const char *ref, struct di
 		goto done;
 	}
 	if (single) {
-		chosen = calloc(1, sizeof(*chosen));
+		chosen = calloc(1, sizeof(const struct store_run *));
 		if (!chosen) {
 			rc = oom(d);
 			goto done;
@@ -280,7 +280,7 @@ int report_load(struct report **out, struct store *s, const char *ref, struct di
 		rc = store_runs(s, &rl, exp_name, NULL, d);
 		if (rc)
 			goto done;
-		chosen = calloc(rl->n + 1, sizeof(*chosen));
+		chosen = calloc(rl->n + 1, sizeof(const struct store_run *));
 		if (!chosen) {
 			rc = oom(d);
 			goto done;
