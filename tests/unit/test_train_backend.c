@@ -102,7 +102,7 @@ static struct experiment *load_exp(const char *dir)
 		 "train:\n  steps: %d\n  batch_size: 2\n  grad_accum: 2\n"
 		 "  optimizer: {type: adamw, lr: 1.0e-3}\n"
 		 "  schedule: {type: cosine, warmup_steps: 2, min_lr_ratio: 0.1}\n"
-		 "  checkpoint_every: 2\n"
+		 "  checkpoint_every: 3\n"
 		 "eval:\n  splits: [test]\n  metrics: [loss]\n  compare_base: true\n"
 		 "  bootstrap: 10\n  samples: 2\n",
 		 model, data, test, STEPS);
