@@ -141,7 +141,7 @@ int cmd_ci(const struct cli *cli, int argc, char **argv)
 	diag_init(&d);
 	struct experiment *e = NULL;
 	struct store *s = NULL;
-	struct report *r = NULL;
+	struct report *r = NULL, *baseline = NULL;
 	struct gate_result *res = NULL;
 	int rc = experiment_load(&e, a.path, a.overrides, a.n_overrides, &d);
 	if (rc)
@@ -156,12 +156,13 @@ int cmd_ci(const struct cli *cli, int argc, char **argv)
 				      "(for example last night's commit)");
 			goto done;
 		}
-	if (a.baseline) { /* an unknown baseline is bad input: fail before running */
-		struct report *b = NULL;
+	if (a.baseline) {
+		/* Loaded before running: an unknown baseline is bad input, and a fresh run of the
+		 * same experiment replaces its rows (EXPERIMENT@COMMIT of last night would be
+		 * gone afterwards). */
 		rc = store_open(&s, cli->workspace, false, &d);
 		if (!rc)
-			rc = report_load(&b, s, a.baseline, &d);
-		report_free(b);
+			rc = report_load(&baseline, s, a.baseline, &d);
 		store_close(s);
 		s = NULL;
 		if (rc) {
@@ -179,8 +180,12 @@ int cmd_ci(const struct cli *cli, int argc, char **argv)
 	rc = store_open(&s, cli->workspace, false, &d);
 	if (!rc)
 		rc = report_load(&r, s, experiment_name(e), &d);
-	if (!rc && a.baseline)
-		rc = report_load_baseline(r, s, a.baseline, &d);
+	if (!rc && baseline) {
+		if (report_set_text(&r->baseline_label, a.baseline))
+			rc = diag_set(&d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+		r->baseline = baseline;
+		baseline = NULL;
+	}
 	if (!rc)
 		rc = gates_evaluate(&res, cfg->gates, cfg->n_gates, r, &d);
 	if (rc)
@@ -208,12 +213,14 @@ int cmd_ci(const struct cli *cli, int argc, char **argv)
 done_status:
 	free(res);
 	report_free(r);
+	report_free(baseline);
 	store_close(s);
 	experiment_free(e);
 	return run_status;
 done:
 	free(res);
 	report_free(r);
+	report_free(baseline);
 	store_close(s);
 	experiment_free(e);
 	return cli_fail(&d);

@@ -24,6 +24,9 @@
 #define TOL_GRAD_REL_BF16 5e-2
 #define TOL_STEP_REL 5e-2    /* AdamW step: ||dp_cuda - dp_cpu|| / ||dp_cpu|| per tensor */
 #define TOL_OP_REL 1e-4      /* attention op by op (no TF32 inside) */
+/* With TF32 off (plain fp32 matmuls) only summation order and FMA differ. */
+#define TOL_LOSS_REL_FP32 2e-5
+#define TOL_GRAD_REL_FP32 1e-3
 #define FD_EPS 1e-2f
 #define FD_ABS 2e-4
 #define FD_REL 1e-2
@@ -346,7 +349,7 @@ done:
 
 /* ---- cuda: against the cpu backend ---- */
 
-static int st_cuda_case(const struct st_case *c, const struct ops *cu, bool *ok,
+static int st_cuda_case(const struct st_case *c, const struct ops *cu, bool tf32, bool *ok,
 			struct diag *d)
 {
 	struct model_file *mf = st_model_file(c);
@@ -375,7 +378,8 @@ static int st_cuda_case(const struct st_case *c, const struct ops *cu, bool *ok,
 	}
 	bool bf = c->precision == PRECISION_BF16;
 	double loss_rel = fabs((double)lg - lc) / fabs((double)lc);
-	double tol_loss = bf ? 1e-2 : TOL_LOSS_REL, tol_grad = bf ? TOL_GRAD_REL_BF16 : TOL_GRAD_REL;
+	double tol_loss = bf ? 1e-2 : tf32 ? TOL_LOSS_REL : TOL_LOSS_REL_FP32;
+	double tol_grad = bf ? TOL_GRAD_REL_BF16 : tf32 ? TOL_GRAD_REL : TOL_GRAD_REL_FP32;
 	double worst_grad = 0, worst_step = 0;
 	const char *worst_name = "";
 	bool case_ok = loss_rel <= tol_loss;
@@ -447,9 +451,9 @@ static int st_cuda_case(const struct st_case *c, const struct ops *cu, bool *ok,
 	rc = ops_cuda_check(d);
 	if (rc)
 		goto done;
-	printf("  %-54s loss cpu %.6f cuda %.6f (rel %.1e, tol %.0e); gradients worst rel "
+	printf("  %-54s %-10s loss cpu %.6f cuda %.6f (rel %.1e, tol %.0e); gradients worst rel "
 	       "%.1e (%s, tol %.0e); AdamW step worst rel %.1e (tol %.0e): %s\n",
-	       c->label, (double)lc, (double)lg, loss_rel, tol_loss, worst_grad, worst_name,
+	       c->label, bf ? "" : tf32 ? "TF32" : "TF32 off", (double)lc, (double)lg, loss_rel, tol_loss, worst_grad, worst_name,
 	       tol_grad, worst_step, TOL_STEP_REL, case_ok ? "ok" : "FAIL");
 	if (!case_ok)
 		*ok = false;
@@ -575,8 +579,15 @@ int cmd_selftest(const struct cli *cli, int argc, char **argv)
 			if (!rc)
 				rc = diag_set(&d, FT_EIO, NULL, 0, 0, "the CUDA backend did not start");
 		}
+		/* every case with the default TF32 matmuls, then the fp32 ones with TF32 off
+		 * under tighter tolerances */
 		for (size_t i = 0; i < FT_ARRAY_LEN(st_cases) && !rc; i++)
-			rc = st_cuda_case(&st_cases[i], cu, &ok, &d);
+			rc = st_cuda_case(&st_cases[i], cu, true, &ok, &d);
+		ops_cuda_set_tf32(false);
+		for (size_t i = 0; i < FT_ARRAY_LEN(st_cases) && !rc; i++)
+			if (st_cases[i].precision == PRECISION_FP32)
+				rc = st_cuda_case(&st_cases[i], cu, false, &ok, &d);
+		ops_cuda_set_tf32(true);
 		if (!rc)
 			rc = st_cuda_attention(cu, &ok, &d);
 	}

@@ -577,6 +577,10 @@ static int generic_copy(struct vstate *S, const struct node *v, int depth, struc
 		struct node *c = NULL;
 		if ((rc = generic_copy(S, v->items[i], depth + 1, &c)) != 0)
 			break;
+		if (!c) {
+			rc = FT_ENOMEM;
+			break;
+		}
 		if (v->items[i]->key) {
 			c->key = ft_strdup(v->items[i]->key);
 			c->key_line = v->items[i]->key_line;

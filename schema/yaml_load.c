@@ -163,9 +163,9 @@ static int parse_map(struct loader *L, struct node *m, int depth)
 		}
 		struct node *v = NULL;
 		rc = parse_node(L, &vev, depth + 1, &v);
-		if (rc) {
+		if (rc || !v) {
 			free(keycopy);
-			return rc;
+			return rc ? rc : FT_ENOMEM;
 		}
 		v->key = keycopy;
 		v->key_line = (int)kmark.line + 1;

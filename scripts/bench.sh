@@ -16,6 +16,7 @@ echo "bench: $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -n), $(nproc) cores, load: $
 for method in ${METHODS:-lora lora-all full}; do
   ours=$("$bin" bench --mode train --model "$model" --method "$method" --batch "$batch" \
     --seq "$seq" --steps "$steps" --threads "$threads" --precision "${PRECISION:-fp32}")
+  echo "== $method"
   echo "$ours"
   theirs=""
   if [ -x /usr/bin/python3 ]; then
@@ -23,7 +24,7 @@ for method in ${METHODS:-lora lora-all full}; do
       --seq "$seq" --steps "$steps" --threads "$threads" 2>/dev/null | tail -n 1)
     echo "$theirs"
   fi
-  a=$(echo "$ours" | sed -n 's/.*: \([0-9.]*\) tokens\/s.*/\1/p')
+  a=$(echo "$ours" | sed -n 's/.*steps: \([0-9.]*\) tokens\/s.*/\1/p' | head -n 1)
   b=$(echo "$theirs" | sed -n 's/.*: \([0-9.]*\) tokens\/s.*/\1/p')
   if [ -n "$a" ] && [ -n "$b" ]; then
     awk -v a="$a" -v b="$b" -v m="$method" 'BEGIN { printf "ratio %-8s ftlab/torch = %.2fx\n", m, a / b }'

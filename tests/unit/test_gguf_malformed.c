@@ -34,6 +34,7 @@ struct spec {
 	uint64_t off1;                    /* offset of output_norm (valid: 512) */
 	bool off1_set;
 	uint64_t embd;                    /* llama.embedding_length (valid: 32) */
+	const char *name1;                /* name of the second tensor */
 };
 
 struct wb {
@@ -147,7 +148,7 @@ static uint8_t *build(const struct spec *s, size_t *out_n)
 		u64(&w, !s->n_dims0 ? (i == 0 ? 32 : 4) : i < 4 ? s->ne0[i] : 1);
 	u32(&w, s->type0);
 	u64(&w, 0);
-	str(&w, s->dup_tensor ? "token_embd.weight" : "output_norm.weight");
+	str(&w, s->dup_tensor ? "token_embd.weight" : s->name1 ? s->name1 : "output_norm.weight");
 	u32(&w, 1);
 	u64(&w, 32);
 	u32(&w, 0);
@@ -239,6 +240,7 @@ static void test_rules(void **state)
 		{"architecture wrong type", {.arch_vtype = 4}, "has type u32, expected string"},
 		{"unsupported architecture", {.arch = "mamba"}, "general.architecture 'mamba' is not supported"},
 		{"bos outside vocabulary", {.bos = 4}, "bos_token_id' = 4 is not a token id"},
+		{"rope_freqs", {.name1 = "rope_freqs.weight"}, "'rope_freqs.weight' (RoPE frequency factors) is not supported"},
 		{"embedding width mismatch", {.embd = 64}, "token_embd.weight has width 32, embedding_length is 64"},
 	};
 	for (size_t i = 0; i < FT_ARRAY_LEN(cases); i++) {

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "backends/native/ops/cuda/gemm_map.h"
 #include "backends/native/ops/cuda/ops_cuda_internal.h"
 #include "backends/native/ops/ops.h"
 #include "backends/native/ops/ops_math.h"
@@ -282,8 +283,7 @@ __global__ static void k_scale_or_zero(float *c, size_t n, float beta)
 
 /* ---- matmul ---- */
 
-/* Row-major C(M,N) = op(A) op(B) is column-major C^T(N,M) = op(B)^T op(A)^T: swap the
- * operands, keep the transposes, leading dimensions as the row-major strides. */
+/* Row-major C(M,N) = op(A) op(B) as one column-major cuBLAS call (gemm_map.h). */
 static void cu_matmul(float *c, const float *a, const float *b, int m, int n, int k,
 		      unsigned flags, float alpha, float beta)
 {
@@ -294,9 +294,9 @@ static void cu_matmul(float *c, const float *a, const float *b, int m, int n, in
 		LAUNCH(k_scale_or_zero, blocks_for(mn, 256), 256, c, mn, beta);
 		return;
 	}
-	cublasOperation_t opa = (flags & OPS_TA) ? CUBLAS_OP_T : CUBLAS_OP_N;
-	cublasOperation_t opb = (flags & OPS_TB) ? CUBLAS_OP_T : CUBLAS_OP_N;
-	int lda = (flags & OPS_TA) ? m : k, ldb = (flags & OPS_TB) ? k : n;
+	struct gemm_map g = gemm_map_rowmajor(flags, m, n, k);
+	cublasOperation_t op1 = g.trans_first ? CUBLAS_OP_T : CUBLAS_OP_N;
+	cublasOperation_t op2 = g.trans_second ? CUBLAS_OP_T : CUBLAS_OP_N;
 	if (flags & OPS_BF16) {
 		size_t na = (size_t)m * k, nb = (size_t)k * n;
 		uint16_t *ab = (uint16_t *)scratch(SCR_BF16_A, na * 2);
@@ -305,14 +305,14 @@ static void cu_matmul(float *c, const float *a, const float *b, int m, int n, in
 			return;
 		LAUNCH(k_f32_to_bf16, blocks_for(na, 256), 256, ab, a, na);
 		LAUNCH(k_f32_to_bf16, blocks_for(nb, 256), 256, bb, b, nb);
-		CUBLAS_CHECK(cublasGemmEx(g_blas, opb, opa, n, m, k, &alpha, bb, CUDA_R_16BF, ldb,
-					  ab, CUDA_R_16BF, lda, &beta, c, CUDA_R_32F, n,
-					  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+		CUBLAS_CHECK(cublasGemmEx(g_blas, op1, op2, g.m, g.n, g.k, &alpha, bb, CUDA_R_16BF,
+					  g.ld_first, ab, CUDA_R_16BF, g.ld_second, &beta, c,
+					  CUDA_R_32F, g.ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 		return;
 	}
-	CUBLAS_CHECK(cublasGemmEx(g_blas, opb, opa, n, m, k, &alpha, b, CUDA_R_32F, ldb, a,
-				  CUDA_R_32F, lda, &beta, c, CUDA_R_32F, n,
-				  g_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
+	CUBLAS_CHECK(cublasGemmEx(g_blas, op1, op2, g.m, g.n, g.k, &alpha, b, CUDA_R_32F,
+				  g.ld_first, a, CUDA_R_32F, g.ld_second, &beta, c, CUDA_R_32F,
+				  g.ldc, g_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
 				  CUBLAS_GEMM_DEFAULT));
 }
 
