@@ -1,4 +1,4 @@
-/* emu_main: runs the CUDA backend's kernels under the CPU emulation (cuda_emu.h) against
+/* emu_main: runs the CUDA backend's kernels under the CPU emulation (cuda_emu.hpp) against
  * the CPU backend: every op of the table on random inputs of awkward shapes (head_dim not
  * a multiple of 32, GQA, decode with pos0, masked and out-of-range targets, repeated
  * tokens), then the whole `ftlab selftest` comparison on tiny models. Built and run by

@@ -1,5 +1,5 @@
 /* Runs the CUDA kernels of backends/native/ops/cuda/ops_cuda.cu on the CPU: builds them
- * with g++ against tests/cuda_emu/cuda_emu.h (threads of a block as fibers, real barrier
+ * with g++ against tests/cuda_emu/cuda_emu.hpp (threads of a block as fibers, real barrier
  * semantics, a reference GEMM for cuBLAS) under AddressSanitizer and UBSan, links the
  * driver tests/cuda_emu/emu_main.c with libftlab.a, and runs every op against the CPU
  * backend. FTLAB_EMU_FULL=1 also runs the whole selftest comparison on tiny models
@@ -60,7 +60,7 @@ static void test_kernels_on_cpu(void **state)
 	snprintf(lib, sizeof lib, "%s/libftlab.a", bdir);
 	snprintf(emu, sizeof emu, "%s/cuda_emu/emu", bdir);
 	snprintf(cu, sizeof cu, "%s/backends/native/ops/cuda/ops_cuda.cu", root);
-	snprintf(hdr, sizeof hdr, "%s/tests/cuda_emu/cuda_emu.h", root);
+	snprintf(hdr, sizeof hdr, "%s/tests/cuda_emu/cuda_emu.hpp", root);
 	snprintf(drv, sizeof drv, "%s/tests/cuda_emu/emu_main.c", root);
 	double t = mtime(emu);
 	if (t < 0 || t < mtime(lib) || t < mtime(cu) || t < mtime(hdr) || t < mtime(drv)) {
@@ -68,7 +68,7 @@ static void test_kernels_on_cpu(void **state)
 		snprintf(cmd, sizeof cmd,
 			 "set -e; cd '%s'; d='%s/cuda_emu'; mkdir -p \"$d\"; "
 			 "san='-fsanitize=address,undefined -fno-omit-frame-pointer'; "
-			 "g++ -std=c++20 -O1 -g -DFTLAB_CUDA_EMU -include tests/cuda_emu/cuda_emu.h "
+			 "g++ -std=c++20 -O1 -g -DFTLAB_CUDA_EMU -include tests/cuda_emu/cuda_emu.hpp "
 			 "-I. -Wall -Wextra -Wno-unknown-pragmas -Wno-clobbered $san -x c++ "
 			 "-c backends/native/ops/cuda/ops_cuda.cu -o \"$d/ops.o\" 2>&1; "
 			 "gcc -std=c11 -D_GNU_SOURCE -O1 -g -I. -Wall -Wextra $san "

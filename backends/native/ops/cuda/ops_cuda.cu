@@ -3,7 +3,7 @@
  * kernels for everything else, built on the shared arithmetic of ops_math.h. Everything
  * runs on the legacy default stream of device 0, so ops are ordered like the CPU's calls.
  * Reductions have a fixed order (block trees, per-column loops): no float atomics. */
-#ifndef FTLAB_CUDA_EMU /* tests/cuda_emu/cuda_emu.h stands in for these on the CPU */
+#ifndef FTLAB_CUDA_EMU /* tests/cuda_emu/cuda_emu.hpp stands in for these on the CPU */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #endif
