@@ -335,6 +335,21 @@ long report_rank_metric(const struct report *r, bool *out_maximize)
 	return 0;
 }
 
+bool report_metric_maximize(const struct report *r, const char *metric)
+{
+	if (r->objective && r->objective_set && strcmp(r->objective, metric) == 0)
+		return r->maximize;
+	return !name_minimizes(metric);
+}
+
+long report_metric_find(const struct report *r, const char *metric)
+{
+	for (size_t i = 0; i < r->n_metrics; i++)
+		if (strcmp(r->metrics[i], metric) == 0)
+			return (long)i;
+	return -1;
+}
+
 long report_best_run(const struct report *r)
 {
 	bool maximize = true;

@@ -108,6 +108,11 @@ bool report_run_ok(const struct report_run *run);
  * else the first metric); -1 when there are no metrics. *out_maximize tells the goal
  * (objective goal, else minimize for loss/perplexity and maximize otherwise). */
 long report_rank_metric(const struct report *r, bool *out_maximize);
+/* Whether higher is better for metric "split.metric": the objective's goal for the
+ * objective, else false for names ending in loss or perplexity and true otherwise. */
+bool report_metric_maximize(const struct report *r, const char *metric);
+/* Index of metric "split.metric", or -1. */
+long report_metric_find(const struct report *r, const char *metric);
 /* Index of the best finished/cached run by the rank metric; -1 when none has it. */
 long report_best_run(const struct report *r);
 /* True when parameter key names a seed (the reports aggregate over it). */

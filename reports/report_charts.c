@@ -15,6 +15,7 @@
 #define MAX_SERIES 8
 #define MAX_POINTS 256
 #define LABEL_MAX 80 /* bytes of user text in a chart label */
+#define MAX_PANELS 12 /* metrics per results chart */
 
 void report_charts_free(struct report_charts *c)
 {
@@ -75,21 +76,18 @@ static int write_file(const char *dir, const char *rel, const struct strbuf *s, 
 	return rc;
 }
 
-/* Script head: SVG terminal and common settings; q() appends quoted user text. */
+/* Chart body head: common settings and the title. The body is emitted twice by
+ * run_script, once per terminal, so it must not depend on the terminal. */
 static int script_head(struct strbuf *g, const char *name, const char *title)
 {
-	int rc = strbuf_printf(g,
-		"# ftlab report chart %s: draws charts/%s.svg and charts/%s.png from data/%s*.tsv\n"
-		"# Run from the report directory: gnuplot charts/%s.gp\n"
-		"set terminal svg size 860,480 noenhanced font 'sans,11' background '#ffffff'\n"
-		"set output 'charts/%s.svg'\n"
+	(void)name;
+	int rc = strbuf_puts(g,
 		"set datafile separator '\\t'\n"
 		"set datafile missing '?'\n"
 		"set grid lc rgb '#dddddd'\n"
 		"set border lc rgb '#555555'\n"
 		"set key outside right top noenhanced\n"
-		"set title ",
-		name, name, name, name, name, name);
+		"set title ");
 	if (!rc)
 		rc = gnuplot_quote(g, title, 160);
 	if (!rc)
@@ -97,30 +95,42 @@ static int script_head(struct strbuf *g, const char *name, const char *title)
 	return rc;
 }
 
-/* Script tail: the same plot again as PNG. */
-static int script_tail(struct strbuf *g, const char *name)
+/* Writes charts/NAME.gp: the body drawn as SVG (for index.html) and as PNG (report.md),
+ * then runs gnuplot on it in dir. */
+static int run_script(const char *dir, const char *name, const struct strbuf *body,
+		      double timeout_s, struct diag *d)
 {
-	return strbuf_printf(g,
+	struct strbuf g = {0};
+	const char *b = body->buf ? body->buf : "";
+	int rc = strbuf_printf(&g,
+		"# ftlab report chart %s: draws charts/%s.svg and charts/%s.png from data/*.tsv.\n"
+		"# Run from the report directory: gnuplot charts/%s.gp\n"
+		"reset\n"
+		"set terminal svg size 860,480 noenhanced font 'sans,11' background '#ffffff'\n"
+		"set output 'charts/%s.svg'\n"
+		"%s"
+		"unset multiplot\n"
 		"set output\n"
+		"reset\n"
 		"if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {\n"
 		"  set terminal pngcairo size 900,520 noenhanced font 'sans,10' background '#ffffff'\n"
 		"} else {\n"
 		"  set terminal png size 900,520 noenhanced background '#ffffff'\n"
 		"}\n"
 		"set output 'charts/%s.png'\n"
-		"replot\n"
+		"%s"
+		"unset multiplot\n"
 		"set output\n",
-		name);
-}
-
-static int run_script(const char *dir, const char *name, const struct strbuf *g,
-		      double timeout_s, struct diag *d)
-{
+		name, name, name, name, name, b, name, b);
 	char rel[160];
 	snprintf(rel, sizeof(rel), "charts/%s.gp", name);
-	int rc = write_file(dir, rel, g, d);
+	if (rc)
+		rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory writing %s", rel);
+	if (!rc)
+		rc = write_file(dir, rel, &g, d);
 	if (!rc)
 		rc = gnuplot_run(dir, rel, timeout_s, d);
+	strbuf_free(&g);
 	return rc;
 }
 
@@ -157,19 +167,22 @@ static const struct report_value *baseline_value(const struct report *r, const c
 	return NULL;
 }
 
-static int xtics_metrics(struct strbuf *g, const struct report *r, const size_t *ms, size_t n)
+/* One panel per metric (metrics have different scales): `layout` for n panels. */
+static void panel_layout(size_t n, size_t *rows, size_t *cols)
 {
-	int rc = strbuf_puts(g, "set xtics (");
-	for (size_t i = 0; i < n && !rc; i++) {
-		const char *name = metric_split_end(r->metrics[ms[i]]);
-		name = *name == '.' ? name + 1 : name;
-		rc = gnuplot_quote(g, name, LABEL_MAX);
-		if (!rc)
-			rc = strbuf_printf(g, " %zu%s", i, i + 1 < n ? ", " : "");
-	}
+	*cols = n <= 4 ? n : 4;
+	*rows = (n + *cols - 1) / *cols;
+}
+
+/* Appends the short metric name (without the split) as a quoted panel title. */
+static int panel_title(struct strbuf *g, const char *metric)
+{
+	const char *name = metric_split_end(metric);
+	name = *name == '.' ? name + 1 : metric;
+	int rc = strbuf_puts(g, "set title ");
 	if (!rc)
-		rc = strbuf_printf(g, ") rotate by -20\nset xrange [-0.6:%zu.6]\n", n ? n - 1 : 0);
-	return rc;
+		rc = gnuplot_quote(g, name, LABEL_MAX);
+	return rc ? rc : strbuf_puts(g, "\n");
 }
 
 static int chart_results(struct report_charts *out, const struct report *r, long best,
@@ -177,8 +190,8 @@ static int chart_results(struct report_charts *out, const struct report *r, long
 			 double timeout_s, struct diag *d)
 {
 	const struct report_run *run = &r->runs[best];
-	size_t ms[256], n = 0;
-	for (size_t i = 0; i < r->n_metrics && n < FT_ARRAY_LEN(ms); i++)
+	size_t ms[MAX_PANELS], n = 0;
+	for (size_t i = 0; i < r->n_metrics && n < MAX_PANELS; i++)
 		if (same_split(r->metrics[i], split_metric) &&
 		    (run->base[i].present || run->tuned[i].present))
 			ms[n++] = i;
@@ -188,19 +201,15 @@ static int chart_results(struct report_charts *out, const struct report *r, long
 	snprintf(split, sizeof(split), "%.*s",
 		 (int)(metric_split_end(split_metric) - split_metric), split_metric);
 	struct strbuf t = {0}, g = {0};
-	int rc = strbuf_puts(&t, "# index\tmetric\tbase\tbase_lo\tbase_hi\ttuned\ttuned_lo\t"
+	int rc = strbuf_puts(&t, "# metric\tbase\tbase_lo\tbase_hi\ttuned\ttuned_lo\t"
 			      "tuned_hi\tdelta\tdelta_lo\tdelta_hi\tbaseline\tbaseline_lo\t"
 			      "baseline_hi\tbaseline_delta\tbaseline_delta_lo\tbaseline_delta_hi\n");
-	bool have_bl = false, have_bl_d = false, have_base = false, have_tuned = false, have_delta = false;
+	bool have_bl = false, have_bl_d = false, have_delta = false;
 	for (size_t k = 0; k < n && !rc; k++) {
 		size_t i = ms[k];
-		have_base = have_base || run->base[i].present;
-		have_tuned = have_tuned || run->tuned[i].present;
 		have_delta = have_delta || run->delta[i].present;
 		const struct report_value *vals[3] = {&run->base[i], &run->tuned[i], &run->delta[i]};
-		rc = strbuf_printf(&t, "%zu\t", k);
-		if (!rc)
-			rc = tsv_text(&t, r->metrics[i]);
+		rc = tsv_text(&t, r->metrics[i]);
 		for (int j = 0; j < 3 && !rc; j++) {
 			rc = tsv_num(&t, vals[j]->v, vals[j]->present);
 			if (!rc)
@@ -228,46 +237,53 @@ static int chart_results(struct report_charts *out, const struct report *r, long
 	snprintf(rel, sizeof(rel), "data/%s.tsv", name);
 	if (!rc)
 		rc = write_file(dir, rel, &t, d);
+	const char *bl = r->baseline_label ? r->baseline_label : "baseline";
+	size_t rows, cols;
+	panel_layout(n, &rows, &cols);
 
-	/* values: base, tuned, baseline side by side */
+	/* values: base, fine-tuned and the baseline's best run, one panel per metric */
 	snprintf(title, sizeof(title), "Base vs fine-tuned on %s (best run %s)", split, run->id);
 	if (!rc)
 		rc = script_head(&g, name, title);
 	if (!rc)
-		rc = xtics_metrics(&g, r, ms, n);
+		rc = strbuf_printf(&g, "unset title\nunset key\nset multiplot layout %zu,%zu title ",
+				   rows, cols);
 	if (!rc)
-		rc = strbuf_puts(&g, "set ylabel 'value (bars: confidence interval)'\nplot ");
-	const char *sep = "";
-	if (!rc && have_base) {
-		rc = strbuf_printf(&g, "'%s' using ($1-0.15):3:4:5 with yerrorbars pt 7 ps 0.8 "
-				   "lc rgb '#888888' title 'base'", rel);
-		sep = ", \\\n     ";
-	}
-	if (!rc && have_tuned) {
-		rc = strbuf_printf(&g, "%s'%s' using ($1):6:7:8 with yerrorbars pt 7 ps 0.8 "
-				   "lc rgb '#1f77b4' title 'fine-tuned'", sep, rel);
-		sep = ", \\\n     ";
-	}
-	if (!rc && have_bl) {
-		rc = strbuf_printf(&g, "%s'%s' using ($1+0.15):12:13:14 with yerrorbars "
-				   "pt 5 ps 0.8 lc rgb '#d62728' title ", sep, rel);
+		rc = gnuplot_quote(&g, title, 160);
+	if (!rc)
+		rc = strbuf_puts(&g, "\nset offsets 0, 0, graph 0.08, graph 0.08\n"
+				     "set xrange [-0.6:2.6]\nset xtics (");
+	if (!rc)
+		rc = strbuf_printf(&g, "'base' 0, 'fine-tuned' 1%s", have_bl ? ", " : "");
+	if (!rc && have_bl)
+		rc = gnuplot_quote(&g, bl, 24);
+	if (!rc)
+		rc = strbuf_printf(&g, "%s)\n", have_bl ? " 2" : "");
+	for (size_t k = 0; k < n && !rc; k++) {
+		rc = panel_title(&g, r->metrics[ms[k]]);
 		if (!rc)
-			rc = gnuplot_quote(&g, r->baseline_label ? r->baseline_label : "baseline",
-					   LABEL_MAX);
+			rc = strbuf_printf(&g,
+				"plot '%s' every ::%zu::%zu using (0):2:3:4 with yerrorbars pt 7 ps 1 "
+				"lw 1.5 lc rgb '#888888' notitle, \\\n"
+				"     '%s' every ::%zu::%zu using (1):5:6:7 with yerrorbars pt 7 ps 1 "
+				"lw 1.5 lc rgb '#1f77b4' notitle", rel, k, k, rel, k, k);
+		if (!rc && have_bl)
+			rc = strbuf_printf(&g, ", \\\n     '%s' every ::%zu::%zu using (2):11:12:13 "
+					   "with yerrorbars pt 5 ps 1 lw 1.5 lc rgb '#d62728' notitle",
+					   rel, k, k);
+		if (!rc)
+			rc = strbuf_puts(&g, "\n");
 	}
-	if (!rc)
-		rc = strbuf_puts(&g, "\n");
-	if (!rc)
-		rc = script_tail(&g, name);
 	if (!rc)
 		rc = run_script(dir, name, &g, timeout_s, d);
 	snprintf(caption, sizeof(caption), "Metric values of the base model and the best "
-		 "fine-tuned run on the %s split; bars are the bootstrap confidence intervals%s.",
-		 split, have_bl ? "; the baseline's best run is drawn in red" : "");
+		 "fine-tuned run on the %s split, one panel per metric; bars are the bootstrap "
+		 "confidence intervals%s.", split,
+		 have_bl ? "; red: the baseline's best run" : "");
 	if (!rc)
 		rc = chart_add(out, CHART_RESULTS, name, title, caption, true);
 
-	/* paired differences */
+	/* paired differences: fine-tuned minus base, and the baseline's, per metric */
 	g.len = 0;
 	if (!have_delta)
 		goto done;
@@ -277,29 +293,43 @@ static int chart_results(struct report_charts *out, const struct report *r, long
 	if (!rc)
 		rc = script_head(&g, name, title);
 	if (!rc)
-		rc = xtics_metrics(&g, r, ms, n);
+		rc = strbuf_printf(&g, "unset title\nunset key\nset multiplot layout %zu,%zu title ",
+				   rows, cols);
 	if (!rc)
-		rc = strbuf_printf(&g,
-			"set ylabel 'difference (bars: confidence interval)'\n"
-			"set xzeroaxis lt 1 lc rgb '#333333'\n"
-			"plot '%s' using ($1):9:10:11 with yerrorbars pt 7 ps 0.9 lc rgb '#1f77b4' "
-			"title 'fine-tuned - base'", rel);
+		rc = gnuplot_quote(&g, title, 160);
+	if (!rc)
+		rc = strbuf_printf(&g, "\nset offsets 0, 0, graph 0.08, graph 0.08\n"
+				   "set xzeroaxis lt 1 lw 1.5 lc rgb '#333333'\n"
+				   "set xrange [-0.6:%s]\nset xtics ('this run' 0", have_bl_d ? "1.6" : "0.6");
 	if (!rc && have_bl_d) {
-		rc = strbuf_printf(&g, ", \\\n     '%s' using ($1+0.15):15:16:17 with yerrorbars "
-				   "pt 5 ps 0.9 lc rgb '#d62728' title ", rel);
+		rc = strbuf_puts(&g, ", ");
 		if (!rc)
-			rc = gnuplot_quote(&g, r->baseline_label ? r->baseline_label : "baseline",
-					   LABEL_MAX);
+			rc = gnuplot_quote(&g, bl, 24);
+		if (!rc)
+			rc = strbuf_puts(&g, " 1");
 	}
 	if (!rc)
-		rc = strbuf_puts(&g, "\n");
-	if (!rc)
-		rc = script_tail(&g, name);
+		rc = strbuf_puts(&g, ")\n");
+	for (size_t k = 0; k < n && !rc; k++) {
+		rc = panel_title(&g, r->metrics[ms[k]]);
+		/* keep zero in view so the reader sees whether the interval excludes it */
+		if (!rc)
+			rc = strbuf_printf(&g,
+				"plot '%s' every ::%zu::%zu using (0):8:9:10 with yerrorbars pt 7 ps 1 "
+				"lw 1.5 lc rgb '#1f77b4' notitle, \\\n"
+				"     0 with lines lc rgb '#333333' notitle", rel, k, k);
+		if (!rc && have_bl_d)
+			rc = strbuf_printf(&g, ", \\\n     '%s' every ::%zu::%zu using (1):14:15:16 "
+					   "with yerrorbars pt 5 ps 1 lw 1.5 lc rgb '#d62728' notitle",
+					   rel, k, k);
+		if (!rc)
+			rc = strbuf_puts(&g, "\n");
+	}
 	if (!rc)
 		rc = run_script(dir, name, &g, timeout_s, d);
-	snprintf(caption, sizeof(caption), "Paired differences (fine-tuned minus base, the same "
-		 "examples) on the %s split; an interval that excludes zero is a real difference.",
-		 split);
+	snprintf(caption, sizeof(caption), "Paired differences (fine-tuned minus base on the same "
+		 "examples) on the %s split, one panel per metric; an interval that excludes zero "
+		 "is a real difference%s.", split, have_bl_d ? "; red: the baseline's" : "");
 	if (!rc)
 		rc = chart_add(out, CHART_DELTA, name, title, caption, true);
 done:
@@ -410,8 +440,6 @@ static int chart_loss(struct report_charts *out, const struct report *r, long be
 	}
 	if (!rc && n_series > 0) {
 		rc = strbuf_puts(&g, "\n");
-		if (!rc)
-			rc = script_tail(&g, "loss");
 		if (!rc)
 			rc = run_script(dir, "loss", &g, timeout_s, d);
 		char caption[256];
@@ -581,9 +609,15 @@ static int chart_param(struct report_charts *out, const struct report *r, size_t
 	if (!rc)
 		rc = gnuplot_quote(&g, r->metrics[m], LABEL_MAX);
 	if (!rc)
-		rc = strbuf_puts(&g, "\nset offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05\n");
+		rc = strbuf_puts(&g, "\nset offsets 0, 0, graph 0.05, graph 0.05\n");
 	if (!rc && logx)
-		rc = strbuf_puts(&g, "set logscale x\n");
+		rc = strbuf_printf(&g, "set logscale x\nset xrange [%.10g:%.10g]\n", xmin / 1.4,
+				   xmax * 1.4);
+	else if (!rc && numeric)
+		rc = strbuf_printf(&g, "set xrange [%.10g:%.10g]\n", xmin - 0.06 * (xmax - xmin),
+				   xmax + 0.06 * (xmax - xmin));
+	else if (!rc)
+		rc = strbuf_printf(&g, "set xrange [-0.5:%zu.5]\n", nx - 1);
 	if (!rc)
 		rc = strbuf_puts(&g, "set key below noenhanced\n");
 	if (!rc && !numeric) {
@@ -620,8 +654,6 @@ static int chart_param(struct report_charts *out, const struct report *r, size_t
 	}
 	if (!rc)
 		rc = strbuf_puts(&g, "\n");
-	if (!rc)
-		rc = script_tail(&g, name);
 	if (!rc)
 		rc = run_script(dir, name, &g, timeout_s, d);
 	char caption[512];

@@ -104,7 +104,7 @@ int md_escape(struct strbuf *out, const char *text, size_t max_bytes)
 			rc = strbuf_puts(out, "<br>");
 		else if (c < 0x20 || c == 0x7f)
 			rc = strbuf_puts(out, " ");
-		else if (strchr("\\`*_[]{}()#+-!|~@", (int)c))
+		else if (strchr("\\`*_[]#|~@", (int)c))
 			rc = strbuf_printf(out, "\\%c", c);
 		else
 			rc = strbuf_append(out, &s[i], 1);

@@ -1,11 +1,227 @@
-/* cmd_ci: `ftlab ci`. Not built yet in this version: says so and exits 2. */
+/* cmd_ci: `ftlab ci EXP.yaml [-s KEY=VALUE]... [--baseline REF] [--junit FILE]
+ * [--markdown FILE] [--no-run] [--jobs N] [--backend B] [--force] [--require-clean]`.
+ * Validates the experiment and its gates, runs it through cmd_run (finished runs at the
+ * same clean commit are reused), then evaluates the gates on the store's record and
+ * writes JUnit XML and a Markdown summary. Exit: 0 all gates pass and no run failed,
+ * 1 a gate or a run failed, 2 bad input (including a gate that cannot be evaluated),
+ * 130 interrupted. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "reports/gates.h"
+#include "reports/report_load.h"
 #include "runner/cli.h"
+#include "runner/store.h"
+#include "schema/schema.h"
+
+#define MAX_ARGS 256
+
+struct ci_args {
+	const char *path, *baseline, *junit, *markdown;
+	const char *overrides[MAX_ARGS];
+	size_t n_overrides;
+	char *run_extra[MAX_ARGS]; /* options handed to `ftlab run` as given */
+	int n_run_extra;
+	bool no_run;
+};
+
+static int parse(struct ci_args *a, int argc, char **argv)
+{
+	static const char *const opts[] = {"--set", "--baseline", "--junit", "--markdown",
+					   "--no-run", "--jobs", "--backend", "--force",
+					   "--require-clean", "--help", NULL};
+	memset(a, 0, sizeof(*a));
+	for (int i = 1; i < argc; i++) {
+		const char *s = argv[i];
+		bool has_next = i + 1 < argc;
+		const char **slot = NULL;
+		const char *what = NULL;
+		if (strcmp(s, "--baseline") == 0) {
+			slot = &a->baseline;
+			what = "EXPERIMENT, RUN or EXPERIMENT@COMMIT";
+		} else if (strcmp(s, "--junit") == 0) {
+			slot = &a->junit;
+			what = "a file name";
+		} else if (strcmp(s, "--markdown") == 0) {
+			slot = &a->markdown;
+			what = "a file name";
+		}
+		if (slot) {
+			if (!has_next)
+				return cli_usage_error("ci", NULL, "%s needs %s", s, what);
+			*slot = argv[++i];
+			continue;
+		}
+		if (strncmp(s, "--baseline=", 11) == 0) {
+			a->baseline = s + 11;
+		} else if (strncmp(s, "--junit=", 8) == 0) {
+			a->junit = s + 8;
+		} else if (strncmp(s, "--markdown=", 11) == 0) {
+			a->markdown = s + 11;
+		} else if (strcmp(s, "--no-run") == 0) {
+			a->no_run = true;
+		} else if (strcmp(s, "-s") == 0 || strcmp(s, "--set") == 0) {
+			if (!has_next || !strchr(argv[i + 1], '='))
+				return cli_usage_error("ci", NULL, "%s needs KEY=VALUE", s);
+			if (a->n_overrides == MAX_ARGS)
+				return cli_usage_error("ci", NULL, "too many -s options");
+			a->overrides[a->n_overrides++] = argv[++i];
+		} else if ((strncmp(s, "-s", 2) == 0 && s[2]) || strncmp(s, "--set=", 6) == 0) {
+			const char *kv = s[1] == 's' ? s + 2 : s + 6;
+			if (!strchr(kv, '='))
+				return cli_usage_error("ci", NULL, "-s needs KEY=VALUE (got '%s')", kv);
+			if (a->n_overrides == MAX_ARGS)
+				return cli_usage_error("ci", NULL, "too many -s options");
+			a->overrides[a->n_overrides++] = kv;
+		} else if (strcmp(s, "--force") == 0 || strcmp(s, "--require-clean") == 0 ||
+			   strncmp(s, "--jobs=", 7) == 0 || strncmp(s, "--backend=", 10) == 0) {
+			if (a->n_run_extra + 1 >= MAX_ARGS)
+				return cli_usage_error("ci", NULL, "too many options");
+			a->run_extra[a->n_run_extra++] = argv[i];
+		} else if (strcmp(s, "--jobs") == 0 || strcmp(s, "--backend") == 0) {
+			if (!has_next)
+				return cli_usage_error("ci", NULL, "%s needs a value", s);
+			if (a->n_run_extra + 2 >= MAX_ARGS)
+				return cli_usage_error("ci", NULL, "too many options");
+			a->run_extra[a->n_run_extra++] = argv[i];
+			a->run_extra[a->n_run_extra++] = argv[++i];
+		} else if (strcmp(s, "--") == 0) {
+			if (i + 1 < argc && !a->path)
+				a->path = argv[++i];
+		} else if (s[0] == '-' && s[1] != '\0') {
+			const char *near = nearest_word(s, opts, FT_ARRAY_LEN(opts) - 1);
+			if (near)
+				return cli_usage_error("ci", opts, "unknown option '%s' (did you mean '%s'?)",
+						       s, near);
+			return cli_usage_error("ci", opts, "unknown option '%s'", s);
+		} else if (!a->path) {
+			a->path = s;
+		} else {
+			return cli_usage_error("ci", NULL, "one experiment file at a time (got '%s' and "
+					       "'%s')", a->path, s);
+		}
+	}
+	if (!a->path)
+		return cli_usage_error("ci", NULL, "which experiment file? (ftlab ci EXP.yaml)");
+	return 0;
+}
+
+/* Runs the experiment through `ftlab run` in this process; returns its exit status. */
+static int run_experiment(const struct cli *cli, const struct ci_args *a)
+{
+	char *argv[2 * MAX_ARGS + 8];
+	int n = 0;
+	argv[n++] = (char *)"run";
+	argv[n++] = (char *)a->path;
+	for (size_t i = 0; i < a->n_overrides; i++) {
+		argv[n++] = (char *)"-s";
+		argv[n++] = (char *)a->overrides[i];
+	}
+	for (int i = 0; i < a->n_run_extra; i++)
+		argv[n++] = a->run_extra[i];
+	argv[n] = NULL;
+	return cmd_run(cli, n, argv);
+}
 
 int cmd_ci(const struct cli *cli, int argc, char **argv)
 {
-	(void)cli;
-	(void)argc;
-	(void)argv;
-	fputs("ftlab: error: 'ci' is not available in this build yet\n", stderr);
-	return 2;
+	for (int i = 1; i < argc; i++)
+		if (cli_is_help(argv[i])) {
+			cli_print_usage(cli_find("ci"), stdout);
+			return 0;
+		}
+	struct ci_args a;
+	int st = parse(&a, argc, argv);
+	if (st)
+		return st;
+	double t0 = time_monotonic();
+	struct diag d;
+	diag_init(&d);
+	struct experiment *e = NULL;
+	struct store *s = NULL;
+	struct report *r = NULL, *baseline = NULL;
+	struct gate_result *res = NULL;
+	int rc = experiment_load(&e, a.path, a.overrides, a.n_overrides, &d);
+	if (rc)
+		goto done;
+	const struct config *cfg = experiment_config(e);
+	/* a vs: baseline gate needs --baseline: say so before hours of training */
+	for (size_t i = 0; i < cfg->n_gates && !a.baseline; i++)
+		if (cfg->gates[i].vs == GATE_VS_BASELINE) {
+			rc = diag_set(&d, FT_EINVAL, a.path, cfg->gates[i].line, 0, "gate on %s compares "
+				      "with a baseline, but no --baseline was given", cfg->gates[i].metric);
+			diag_hint(&d, "name one: --baseline EXPERIMENT, RUN or EXPERIMENT@COMMIT "
+				      "(for example last night's commit)");
+			goto done;
+		}
+	if (a.baseline) {
+		/* Loaded before running: an unknown baseline is bad input, and a fresh run of the
+		 * same experiment replaces its rows (EXPERIMENT@COMMIT of last night would be
+		 * gone afterwards). */
+		rc = store_open(&s, cli->workspace, false, &d);
+		if (!rc)
+			rc = report_load(&baseline, s, a.baseline, &d);
+		store_close(s);
+		s = NULL;
+		if (rc) {
+			diag_hint(&d, "--baseline names an experiment, a run id or EXPERIMENT@COMMIT "
+				      "already in the store");
+			goto done;
+		}
+	}
+	int run_status = 0;
+	if (!a.no_run) {
+		run_status = run_experiment(cli, &a);
+		if (run_status == 2 || run_status == 130)
+			goto done_status;
+	}
+	rc = store_open(&s, cli->workspace, false, &d);
+	if (!rc)
+		rc = report_load(&r, s, experiment_name(e), &d);
+	if (!rc && baseline) {
+		if (report_set_text(&r->baseline_label, a.baseline))
+			rc = diag_set(&d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+		r->baseline = baseline;
+		baseline = NULL;
+	}
+	if (!rc)
+		rc = gates_evaluate(&res, cfg->gates, cfg->n_gates, r, &d);
+	if (rc)
+		goto done;
+	size_t n_fail, n_error, runs_failed = 0;
+	gates_count(res, cfg->n_gates, &n_fail, &n_error);
+	for (size_t i = 0; i < r->n_runs; i++)
+		runs_failed += !report_run_ok(&r->runs[i]) && strcmp(r->runs[i].status, "queued") != 0;
+	if (a.junit)
+		rc = gates_write_junit(a.junit, r, res, cfg->n_gates, time_monotonic() - t0, &d);
+	if (!rc && a.markdown)
+		rc = gates_write_markdown(a.markdown, r, res, cfg->n_gates, &d);
+	if (rc)
+		goto done;
+	if (cli->verbosity >= 0) {
+		printf("ftlab ci %s: %zu gate%s, %zu failed; %zu run%s, %zu failed\n", r->experiment,
+		       cfg->n_gates, cfg->n_gates == 1 ? "" : "s", n_fail + n_error, r->n_runs,
+		       r->n_runs == 1 ? "" : "s", runs_failed);
+		for (size_t i = 0; i < cfg->n_gates; i++)
+			printf("  %-5s %s: %s\n", res[i].outcome == GATE_PASS ? "PASS"
+						  : res[i].outcome == GATE_FAIL ? "FAIL" : "ERROR",
+			       res[i].name, res[i].message);
+	}
+	run_status = n_error ? 2 : (n_fail || runs_failed || run_status == 1) ? 1 : 0;
+done_status:
+	free(res);
+	report_free(r);
+	report_free(baseline);
+	store_close(s);
+	experiment_free(e);
+	return run_status;
+done:
+	free(res);
+	report_free(r);
+	report_free(baseline);
+	store_close(s);
+	experiment_free(e);
+	return cli_fail(&d);
 }

@@ -1,11 +1,179 @@
-/* cmd_generate: `ftlab generate`. Not built yet in this version: says so and exits 2. */
+/* cmd_generate: `ftlab generate MODEL [--adapter DIR] [options] PROMPT...`: loads a model
+ * (GGUF or HF directory), optionally a PEFT LoRA adapter, and generates for all prompts
+ * in one batch. Instruct models with ChatML get the chat template unless --raw. */
 #include "runner/cli.h"
+
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/native/io/model_file.h"
+#include "backends/native/model/generate_text.h"
+#include "backends/native/model/model.h"
+#include "backends/native/peft/adapter.h"
+#include "backends/native/tok/tokenizer.h"
+#include "common/util.h"
+
+static const char *const gen_opts_names[] = {
+	"--adapter", "--max-new-tokens", "--temperature", "--top-k", "--top-p", "--seed",
+	"--stop", "--system", "--raw", "--threads", NULL};
+
+/* Builds the model, with the adapter's LoRA weights when adapter_dir is set. */
+static int load_with_adapter(struct model **out, const struct model_file *mf,
+			     const char *adapter_dir, struct diag *d)
+{
+	struct model_opts o = {0};
+	o.method = METHOD_NONE;
+	o.layers_first = o.layers_last = -1;
+	struct lora_adapter *ad = NULL;
+	int rc;
+	if (adapter_dir) {
+		bool inter = mf->hp.arch == ARCH_LLAMA && mf->hp.rope_style == ROPE_INTERLEAVED;
+		rc = adapter_read_peft(&ad, adapter_dir, inter, mf->hp.n_head, mf->hp.n_head_kv,
+				       mf->hp.head_dim, d);
+		if (rc)
+			return rc;
+		o.method = METHOD_LORA;
+		o.lora_rank = ad->info.rank;
+		o.lora_alpha = (float)ad->info.alpha;
+		o.rslora = ad->info.rslora;
+		o.targets = (const char *const *)ad->info.targets;
+		o.n_targets = ad->info.n_targets;
+	}
+	rc = model_create(out, mf, &o, d);
+	if (rc)
+		goto done;
+	for (size_t i = 0; ad && i < ad->n; i++) {
+		const struct model_param *p = model_param_find(*out, ad->t[i].name);
+		if (!p || p->numel != (size_t)(ad->t[i].rows * ad->t[i].cols)) {
+			rc = diag_set(d, FT_EINVAL, adapter_dir, 0, 0,
+				      "adapter tensor '%s' does not fit the model", ad->t[i].name);
+			model_free(*out);
+			*out = NULL;
+			goto done;
+		}
+		memcpy(p->data, ad->t[i].data, p->numel * sizeof(float));
+	}
+	model_set_training(*out, false);
+done:
+	adapter_free(ad);
+	return rc;
+}
 
 int cmd_generate(const struct cli *cli, int argc, char **argv)
 {
 	(void)cli;
-	(void)argc;
-	(void)argv;
-	fputs("ftlab: error: 'generate' is not available in this build yet\n", stderr);
-	return 2;
+	const char *model_path = NULL, *adapter = NULL, *system = NULL;
+	const char **prompts = calloc((size_t)argc, sizeof *prompts);
+	const char **stops = calloc((size_t)argc, sizeof *stops);
+	size_t n_prompts = 0, n_stops = 0;
+	struct gen_text_opts go = {0};
+	go.g.max_new_tokens = 64;
+	go.g.top_p = 1.0f;
+	go.g.eos_id = -1;
+	bool raw = false;
+	int threads = 0, status = 2;
+	struct model_file *mf = NULL;
+	struct tokenizer *tok = NULL;
+	struct model *m = NULL;
+	char **texts = NULL;
+	struct diag d;
+	diag_init(&d);
+	if (!prompts || !stops)
+		goto done;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (cli_is_help(a)) {
+			cli_print_usage(cli_find("generate"), stdout);
+			status = 0;
+			goto done;
+		}
+		bool has_val = i + 1 < argc;
+		int64_t iv;
+		double fv;
+		if (strcmp(a, "--raw") == 0) {
+			raw = true;
+		} else if (a[0] == '-' && a[1] == '-' && !has_val) {
+			status = cli_usage_error("generate", gen_opts_names, "option '%s' needs a value", a);
+			goto done;
+		} else if (strcmp(a, "--adapter") == 0) {
+			adapter = argv[++i];
+		} else if (strcmp(a, "--system") == 0) {
+			system = argv[++i];
+		} else if (strcmp(a, "--stop") == 0) {
+			stops[n_stops++] = argv[++i];
+		} else if (strcmp(a, "--max-new-tokens") == 0 || strcmp(a, "--top-k") == 0 ||
+			   strcmp(a, "--seed") == 0 || strcmp(a, "--threads") == 0) {
+			if (!parse_i64(argv[++i], &iv) || iv < 0 || (iv > 1000000 && a[2] != 's')) {
+				status = cli_usage_error("generate", NULL, "%s expects a non-negative integer, got '%s'", a, argv[i]);
+				goto done;
+			}
+			if (a[2] == 'm')
+				go.g.max_new_tokens = (int)iv;
+			else if (a[2] == 't' && a[3] == 'o')
+				go.g.top_k = (int)iv;
+			else if (a[2] == 's')
+				go.g.seed = (uint64_t)iv;
+			else
+				threads = (int)iv;
+		} else if (strcmp(a, "--temperature") == 0 || strcmp(a, "--top-p") == 0) {
+			if (!parse_f64(argv[++i], &fv) || fv < 0 || (a[2] == 't' && a[3] == 'o' && fv > 1)) {
+				status = cli_usage_error("generate", NULL, "%s: invalid value '%s'", a, argv[i]);
+				goto done;
+			}
+			if (a[2] == 't' && a[3] == 'e')
+				go.g.temperature = (float)fv;
+			else
+				go.g.top_p = fv > 0 ? (float)fv : 1.0f;
+		} else if (a[0] == '-' && a[1] == '-') {
+			status = cli_usage_error("generate", gen_opts_names, "unknown option '%s'", a);
+			goto done;
+		} else if (!model_path) {
+			model_path = a;
+		} else {
+			prompts[n_prompts++] = a;
+		}
+	}
+	if (!model_path || n_prompts == 0) {
+		status = cli_usage_error("generate", NULL, "expected MODEL and at least one PROMPT");
+		goto done;
+	}
+	if (threads > 0)
+		omp_set_num_threads(threads);
+	int rc = model_file_load(&mf, model_path, &d);
+	if (!rc)
+		rc = tokenizer_from_model_file(&tok, mf, &d);
+	if (!rc)
+		rc = load_with_adapter(&m, mf, adapter, &d);
+	if (!rc) {
+		model_file_free(mf);
+		mf = NULL;
+		go.chat = !raw;
+		go.system = system;
+		go.stop_strings = stops;
+		go.n_stop_strings = n_stops;
+		rc = model_generate_text(m, tok, prompts, n_prompts, &go, &texts, &d);
+	}
+	if (rc) {
+		status = cli_fail(&d);
+		goto done;
+	}
+	for (size_t i = 0; i < n_prompts; i++) {
+		if (n_prompts > 1)
+			printf("--- %zu ---\n", i + 1);
+		printf("%s\n", texts[i]);
+	}
+	status = 0;
+done:
+	if (texts)
+		for (size_t i = 0; i < n_prompts; i++)
+			free(texts[i]);
+	free(texts);
+	model_free(m);
+	tokenizer_free(tok);
+	model_file_free(mf);
+	free(prompts);
+	free(stops);
+	return status;
 }

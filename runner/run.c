@@ -20,7 +20,9 @@
 
 #include "backends/exec/exec.h"
 #include "common/util.h"
+#include "runner/run_table.h"
 #include "runner/store.h"
+#include "schema/schema.h"
 
 volatile sig_atomic_t run_stop_flag;
 
@@ -310,6 +312,8 @@ struct sink_state {
 	double last_loss;
 };
 
+/* One line of metrics.jsonl, flushed at once: after a kill -9 the file holds every point
+ * the runner had received, and a resume replays it into the store. */
 static void json_line(FILE *f, json_t *o)
 {
 	if (f && o) {
@@ -317,10 +321,46 @@ static void json_line(FILE *f, json_t *o)
 		if (s) {
 			fputs(s, f);
 			fputc('\n', f);
+			fflush(f);
 			free(s);
 		}
 	}
 	json_decref(o);
+}
+
+/* Replays the metric history of metrics.jsonl (an interrupted attempt) into the store;
+ * points already there are replaced by the same values. */
+static int replay_metrics(struct store_writer *w, const char *run_dir, struct diag *d)
+{
+	char *p = path_join(run_dir, "metrics.jsonl");
+	if (!p)
+		return diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
+	FILE *f = fopen(p, "r");
+	free(p);
+	if (!f)
+		return 0;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int r = 0;
+	while (!r && (n = getline(&line, &cap, f)) > 0) {
+		json_error_t je;
+		json_t *o = json_loadb(line, (size_t)n, 0, &je);
+		const json_t *split = json_object_get(o, "split"), *name = json_object_get(o, "name");
+		const json_t *step = json_object_get(o, "step"), *value = json_object_get(o, "value");
+		if (json_is_string(split) && json_is_string(name) && json_is_integer(step) &&
+		    (json_is_number(value) || json_is_null(value)))
+			r = store_writer_metric(w, json_string_value(split), json_string_value(name),
+						json_integer_value(step),
+						json_is_number(value) ? json_number_value(value) : NAN);
+		json_decref(o);
+	}
+	free(line);
+	fclose(f);
+	if (r)
+		return diag_set(d, r, "", 0, 0, "replaying metrics.jsonl: %s",
+				store_writer_error(w) ? store_writer_error(w)->text : "store error");
+	return 0;
 }
 
 static json_t *json_num_or_null(double x)
@@ -439,6 +479,14 @@ static void results_summary(struct store *s, const char *run_id, char *buf, size
 	store_result_list_free(l);
 }
 
+static int resolved_threads(const struct config *cfg)
+{
+	if (cfg->backend.threads > 0)
+		return cfg->backend.threads;
+	long nc = sysconf(_SC_NPROCESSORS_ONLN);
+	return nc > 0 ? (int)nc : 1;
+}
+
 /* Executes one claimed point. Returns 0 when the run reached an end state that was
  * recorded (finished, failed or killed), or a store/system error. */
 static int run_one(struct store *s, const char *workspace, int64_t invocation,
@@ -468,8 +516,20 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 		goto done;
 	const char *cj = pt->cfg->canonical_json ? pt->cfg->canonical_json : "{}";
 	r = write_text(run_dir, "config.json", cj, d);
-	if (!r)
-		r = run_json_to_yaml(&yaml, cj, d);
+	if (!r) {
+		/* The schema's own YAML form (keys in schema order); the generic form when the
+		 * config did not come from the schema loader. */
+		size_t ylen = 0;
+		FILE *mem = open_memstream(&yaml, &ylen);
+		bool ok = mem && config_write_yaml(mem, pt->cfg) == 0;
+		if (mem)
+			fclose(mem);
+		if (!ok) {
+			free(yaml);
+			yaml = NULL;
+			r = run_json_to_yaml(&yaml, cj, d);
+		}
+	}
 	if (!r)
 		r = write_text(run_dir, "config.yaml", yaml, d);
 	if (r)
@@ -482,6 +542,8 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 		goto done;
 	}
 	r = store_writer_open(&w, s, pt->id, 1.0, d);
+	if (!r && resume)
+		r = replay_metrics(w, run_dir, d);
 	if (r)
 		goto done;
 	heartbeat_start(&hb, workspace, pt->id, opt->heartbeat_s);
@@ -505,11 +567,7 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 		if (write_text(run_dir, "diff.patch", prov->diff, d) == 0)
 			(void)sink_artifact(&ss, "diff", "diff.patch");
 	}
-	int threads = pt->cfg->backend.threads;
-	if (threads <= 0) {
-		long nc = sysconf(_SC_NPROCESSORS_ONLN);
-		threads = nc > 0 ? (int)nc : 1;
-	}
+	int threads = resolved_threads(pt->cfg);
 	struct run_ctx ctx = {
 		.cfg = pt->cfg,
 		.experiment = pt->cfg->name,
@@ -555,8 +613,15 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 		if (store_writer_event(w, "error", "failed", err ? err : "failed") != 0) {
 		}
 	}
+	int64_t last_step = atomic_load(&hb.step), last_total = atomic_load(&hb.total);
 	heartbeat_stop(&hb);
 	hb_on = false;
+	/* The last progress, so `ls` shows how far a run got even when it was shorter than
+	 * one heartbeat. */
+	if (last_step || last_total)
+		r = store_run_heartbeat(s, pt->id, last_step, last_total, d);
+	if (r)
+		goto done;
 	r = store_run_end(s, pt->id, invocation, status, err, d);
 	if (r)
 		goto done;
@@ -592,8 +657,6 @@ static int claim_loop(struct store *s, const char *workspace, int64_t invocation
 	struct progress prog = {.opt = opt, .total = n};
 	for (size_t k = 0; k < n && !run_stop_flag; k++) {
 		const struct run_point *pt = &points[(start + k) % n];
-		char threads_txt[16];
-		snprintf(threads_txt, sizeof threads_txt, "%d", pt->cfg->backend.threads);
 		struct store_run_spec spec = {
 			.id = pt->id,
 			.experiment = experiment,
@@ -603,7 +666,7 @@ static int claim_loop(struct store *s, const char *workspace, int64_t invocation
 			.identity = pt->identity,
 			.backend = opt->backend->name,
 			.device = opt->device ? opt->device : opt->backend->name,
-			.threads = pt->cfg->backend.threads,
+			.threads = resolved_threads(pt->cfg),
 			.seed = (int64_t)pt->cfg->seed,
 			.run_dir = NULL,
 			.git_commit = prov && prov->is_repo ? prov->commit : NULL,
@@ -763,4 +826,44 @@ int run_execute_plan(struct run_summary *out, const char *workspace, int64_t inv
 	out->interrupted = run_stop_flag != 0;
 	store_close(s);
 	return r;
+}
+
+int run_store_open(struct store **out, const char *workspace, bool create, struct diag *d)
+{
+	int r = store_open(out, workspace, create, d);
+	if (r)
+		return r;
+	struct diag rd;
+	diag_init(&rd);
+	int n = 0;
+	if (store_reap_stale(*out, RUN_STALE_S, &n, &rd) != 0 && rd.code != FT_EIO) {
+		store_close(*out);
+		*out = NULL;
+		return diag_set(d, rd.code, "", 0, 0, "%s", rd.text);
+	}
+	return 0;
+}
+
+char *run_params_text(const char *params_json)
+{
+	json_error_t je;
+	json_t *o = json_loads(params_json ? params_json : "{}", 0, &je);
+	struct strbuf sb = {0};
+	int e = 0;
+	if (json_is_object(o)) {
+		const char *key;
+		json_t *v;
+		json_object_foreach(o, key, v)
+		{
+			char *val = run_json_text(v);
+			e |= strbuf_printf(&sb, "%s%s=%s", sb.len ? " " : "", key, val ? val : "?");
+			free(val);
+		}
+	}
+	json_decref(o);
+	if (e) {
+		strbuf_free(&sb);
+		return NULL;
+	}
+	return strbuf_detach(&sb);
 }

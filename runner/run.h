@@ -13,6 +13,7 @@
 #include "backends/backend.h"
 #include "common/diag.h"
 #include "runner/provenance.h"
+#include "runner/store.h"
 
 /* One sweep point, ready to run (borrowed strings and config). */
 struct run_point {
@@ -53,6 +54,16 @@ int run_execute_plan(struct run_summary *out, const char *workspace, int64_t inv
 		     const char *experiment, const struct run_point *points, size_t n,
 		     const struct run_options *opt, const struct provenance *prov,
 		     struct diag *d) FT_WUR;
+
+/* A running row whose heartbeat is older than this (seconds) is crashed, on any host. */
+#define RUN_STALE_S 60.0
+
+/* Opens the workspace's store for a command and turns stale running rows into crashed
+ * (a read-only store is opened without reaping). */
+int run_store_open(struct store **out, const char *workspace, bool create, struct diag *d) FT_WUR;
+
+/* "method.rank=8 seed=1" from a params JSON object (caller frees; NULL on no memory). */
+char *run_params_text(const char *params_json);
 
 /* Writes a JSON document as block YAML (the run directory's config.yaml). */
 int run_json_to_yaml(char **out, const char *json, struct diag *d) FT_WUR;

@@ -266,7 +266,7 @@ int store_open(struct store **out, const char *workspace, bool create, struct di
 		bool parent_ok = parent && path_exists(parent);
 		free(parent);
 		if (!parent_ok) {
-			r = diag_set(d, FT_EIO, "", 0, 0,
+			r = diag_set(d, FT_EINVAL, "", 0, 0,
 				     "cannot create workspace '%s': its parent directory does not exist",
 				     workspace);
 			goto done;

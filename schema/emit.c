@@ -108,7 +108,7 @@ static bool yaml_plain_ok(const char *s)
 		if (*p == ' ' && (p[1] == '#' || p[1] == ' '))
 			return false;
 	}
-	if (strchr(s, ',') || s[0] == '.')
+	if (strchr(s, ',') || (s[0] == '.' && s[1] >= '0' && s[1] <= '9'))
 		return false; /* flow lists split on commas; ".5" reads as a number */
 	return true;
 }
@@ -239,15 +239,15 @@ int schema_yaml(struct strbuf *out, const struct node *n, int indent)
 	return yaml_map(out, n, "", indent);
 }
 
-int config_write_yaml(FILE *out, const struct config *c)
+/* Canonical JSON is YAML flow syntax: parse it back into nodes and print in schema order. */
+static int json_write_yaml(FILE *out, const char *json)
 {
 	struct diag d;
 	diag_init(&d);
 	struct node *tree = NULL;
-	if (!c->canonical_json)
+	if (!json)
 		return FT_EINVAL;
-	int rc = yaml_parse_nodes(&tree, c->canonical_json, strlen(c->canonical_json), NULL, NULL,
-				  "canonical config", &d);
+	int rc = yaml_parse_nodes(&tree, json, strlen(json), NULL, NULL, "canonical JSON", &d);
 	if (rc)
 		return rc;
 	struct strbuf sb = {0};
@@ -258,6 +258,16 @@ int config_write_yaml(FILE *out, const struct config *c)
 	strbuf_free(&sb);
 	node_free(tree);
 	return rc;
+}
+
+int config_write_yaml(FILE *out, const struct config *c)
+{
+	return json_write_yaml(out, c->canonical_json);
+}
+
+int experiment_write_yaml(FILE *out, const struct experiment *e)
+{
+	return json_write_yaml(out, experiment_spec_json(e));
 }
 
 /* ---- struct config ------------------------------------------------------------------ */

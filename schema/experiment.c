@@ -50,7 +50,8 @@ static int oom(struct diag *d)
 /* Loads one file (data given for the top file of a buffer load) and what it extends.
  * chain holds the absolute paths being loaded, for cycle detection. */
 static int load_tree(struct experiment *e, struct node **out, const char *file, const char *data,
-		     size_t len, const char **chain, size_t depth, struct diag *d)
+		     size_t len, const char **chain, const char **shown, size_t depth,
+		     struct diag *d)
 {
 	char *buf = NULL;
 	struct node *root = NULL, *base = NULL;
@@ -98,10 +99,10 @@ static int load_tree(struct experiment *e, struct node **out, const char *file, 
 			if (strcmp(chain[i], abs) == 0) {
 				struct strbuf sb = {0};
 				for (size_t j = i; j < depth; j++)
-					if (strbuf_printf(&sb, "%s -> ", chain[j]) != 0)
+					if (strbuf_printf(&sb, "%s -> ", shown[j]) != 0)
 						break;
 				rc = node_error(d, ext, NULL, "'extends' makes a cycle: %s%s",
-						sb.buf ? sb.buf : "", abs);
+						sb.buf ? sb.buf : "", shown[i]);
 				strbuf_free(&sb);
 				goto done;
 			}
@@ -117,7 +118,8 @@ static int load_tree(struct experiment *e, struct node **out, const char *file, 
 			goto done;
 		}
 		chain[depth] = abs;
-		if ((rc = load_tree(e, &base, target, NULL, 0, chain, depth + 1, d)) != 0)
+		shown[depth] = target;
+		if ((rc = load_tree(e, &base, target, NULL, 0, chain, shown, depth + 1, d)) != 0)
 			goto done;
 		node_remove(root, "extends");
 		rc = node_merge(base, root);
@@ -176,7 +178,17 @@ static int apply_override(struct experiment *e, const char *ov, struct diag *d)
 	}
 	struct node *v = NULL;
 	const char *val = eq + 1;
-	if ((rc = yaml_parse_nodes(&v, val, strlen(val), NULL, e->top_dir, origin, d)) != 0) {
+	bool literal = k->type == KT_STR || k->type == KT_NAME || k->type == KT_ENUM ||
+		       k->type == KT_PATH || k->type == KT_TEMPLATE || k->type == KT_METRIC ||
+		       k->type == KT_DURATION;
+	if (literal && val[0]) {
+		/* A string-typed key takes the text as it is (the shell already unquoted it):
+		 * -s data.system=Answer: briefly. */
+		if (!(v = node_new_scalar(val, false))) {
+			free(key);
+			return oom(d);
+		}
+	} else if ((rc = yaml_parse_nodes(&v, val, strlen(val), NULL, e->top_dir, origin, d)) != 0) {
 		free(key);
 		return rc;
 	}
@@ -219,7 +231,7 @@ static int load(struct experiment **out, const char *path, const char *data, siz
 	if (!e)
 		return oom(d);
 	int rc = 0;
-	const char *chain[SCHEMA_MAX_EXTENDS + 1];
+	const char *chain[SCHEMA_MAX_EXTENDS + 1], *shown[SCHEMA_MAX_EXTENDS + 1];
 	char *dir = path_dirname(path);
 	e->path = ft_strdup(path);
 	e->top_dir = dir ? path_normalize(dir) : NULL;
@@ -231,7 +243,8 @@ static int load(struct experiment **out, const char *path, const char *data, siz
 		goto done;
 	}
 	chain[0] = abs;
-	if ((rc = load_tree(e, &e->merged, file, data, len, chain, 1, d)) != 0)
+	shown[0] = file;
+	if ((rc = load_tree(e, &e->merged, file, data, len, chain, shown, 1, d)) != 0)
 		goto done;
 	for (size_t i = 0; i < n_overrides; i++)
 		if ((rc = apply_override(e, overrides[i], d)) != 0)

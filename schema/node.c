@@ -231,6 +231,8 @@ bool node_is_null(const struct node *n)
 }
 
 static int node_verror(struct diag *d, const struct node *n, int line, int col, const char *ctx,
+		       const char *fmt, va_list ap) FT_PRINTF(6, 0);
+static int node_verror(struct diag *d, const struct node *n, int line, int col, const char *ctx,
 		       const char *fmt, va_list ap)
 {
 	char msg[DIAG_TEXT_MAX];

@@ -46,6 +46,9 @@ const char *experiment_spec_hash(const struct experiment *e);
  * canonical JSON. Returns 0 or FT_EIO. */
 int config_write_yaml(FILE *out, const struct config *c) FT_WUR;
 
+/* Writes the whole resolved experiment (config, sweep, gates) as YAML in schema order. */
+int experiment_write_yaml(FILE *out, const struct experiment *e) FT_WUR;
+
 /* Writes docs/experiment-file.md's text (every key: type, default, meaning) generated
  * from the schema table. */
 int schema_write_markdown(FILE *out) FT_WUR;

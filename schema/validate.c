@@ -319,10 +319,14 @@ static int enum_error(struct vstate *S, const struct key_desc *k, const struct n
 {
 	char list[512], near[64];
 	snprintf(list, sizeof list, "%s", choices);
-	for (char *p = list; *p; p++)
-		if (*p == '|')
-			*p = ',';
-	int rc = VERR(S, v, "'%s' is '%.100s'; expected one of: %s", k->path, v->text, list);
+	struct strbuf sb = {0};
+	for (char *p = list, *save = NULL, *w = strtok_r(p, "|", &save); w;
+	     w = strtok_r(NULL, "|", &save))
+		if (strbuf_printf(&sb, "%s%s", sb.len ? ", " : "", w) != 0)
+			break;
+	int rc = VERR(S, v, "'%s' is '%.100s'; expected one of: %s", k->path, v->text,
+		      sb.buf ? sb.buf : "");
+	strbuf_free(&sb);
 	if (schema_choice_nearest(choices, v->text, near, sizeof near))
 		diag_hint(S->d, "did you mean '%s'?", near);
 	return rc;
@@ -573,6 +577,10 @@ static int generic_copy(struct vstate *S, const struct node *v, int depth, struc
 		struct node *c = NULL;
 		if ((rc = generic_copy(S, v->items[i], depth + 1, &c)) != 0)
 			break;
+		if (!c) {
+			rc = FT_ENOMEM;
+			break;
+		}
 		if (v->items[i]->key) {
 			c->key = ft_strdup(v->items[i]->key);
 			c->key_line = v->items[i]->key_line;
@@ -855,8 +863,10 @@ static int resolve_map(struct vstate *S, const char *prefix, const struct node *
 			rc = resolve_map(S, k->path, NULL, r);
 		} else if (k->flags & KF_REQUIRED) {
 			const struct node *at = src ? src : S->src_root;
-			rc = VKERR(S, at, "missing required key '%s'%s%s", name,
-				   prefix[0] ? " in " : "", prefix[0] ? prefix : "");
+			if (prefix[0])
+				rc = VKERR(S, at, "missing required key '%s' in '%s'", name, prefix);
+			else
+				rc = VKERR(S, at, "missing required key '%s'", name);
 			if (strcmp(k->path, "model.base") == 0)
 				diag_hint(S->d, "model.base names a .gguf file or a Hugging Face "
 					  "model directory");

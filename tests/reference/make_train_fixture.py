@@ -79,5 +79,152 @@ if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "optim"
     if what == "optim":
         optim_fixture()
-    else:
+    elif what not in ("peft-tiny", "peft-smollm2"):
         sys.exit("unknown fixture: " + what)
+
+
+def peft_tiny_fixture():
+    """LoRA on the tiny llama exported by tests/unit/test_train_reference.c
+    (FTLAB_WRITE_FIXTURE=1): loss and LoRA grads of one step, five AdamW steps, and our
+    exported final adapter loaded into peft must reproduce our logits."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+    d = os.path.join(FIX, "train_tiny")
+    ours = json.load(open(os.path.join(d, "ours.json")))
+    B, T = ours["B"], ours["T"]
+    tok = torch.tensor(ours["tokens"]).view(B, T)
+    tgt = torch.tensor(ours["targets"]).view(B, T)
+    tgt = torch.where(tgt < 0, torch.full_like(tgt, -100), tgt)
+
+    def load(adapter, trainable):
+        base = AutoModelForCausalLM.from_pretrained(os.path.join(d, "model"),
+                                                    torch_dtype=torch.float32,
+                                                    attn_implementation="eager")
+        return PeftModel.from_pretrained(base, os.path.join(d, adapter), is_trainable=trainable)
+
+    def loss_of(model):
+        logits = model(input_ids=tok).logits
+        return torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]),
+                                                 tgt.view(-1), ignore_index=-100)
+
+    torch.manual_seed(0)
+    model = load("adapter_init", True)
+    model.train()
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    loss0 = loss_of(model)
+    loss0.backward()
+    grads = {}
+    for n, p in params:
+        # base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight -> ours
+        key = n.replace("base_model.model.", "", 1).replace(".default", "")
+        grads[key] = p.grad.detach().flatten().tolist()
+    model.zero_grad()
+    opt = torch.optim.AdamW([p for _, p in params], lr=1e-2, betas=(0.9, 0.999), eps=1e-8,
+                            weight_decay=0.01, foreach=False)
+    trace = []
+    for _ in range(5):
+        opt.zero_grad()
+        loss = loss_of(model)
+        trace.append(loss.item())
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
+        opt.step()
+    # Export check: peft with OUR final adapter reproduces OUR logits.
+    final = load("adapter_final", False)
+    final.eval()
+    with torch.no_grad():
+        lg = final(input_ids=tok).logits.flatten()
+    mine = torch.tensor(ours["logits_after"])
+    diff = (lg - mine).abs().max().item()
+    # GGUF-base round trip: the adapter trained on the tiny model loaded from GGUF
+    # (interleaved q/k), exported with lora_B un-permuted, on the HF model.
+    final_g = load("adapter_final_gguf", False)
+    final_g.eval()
+    with torch.no_grad():
+        lg_g = final_g(input_ids=tok).logits.flatten()
+    diff_g = (lg_g - mine).abs().max().item()
+    ref = {"made_by": "tests/reference/make_train_fixture.py peft-tiny (torch %s, "
+           "transformers, peft)" % torch.__version__,
+           "loss0": loss0.item(), "grads": grads, "trace": trace,
+           "export_logits_max_abs_diff": diff,
+           "export_gguf_logits_max_abs_diff": diff_g}
+    with open(os.path.join(d, "reference.json"), "w") as f:
+        json.dump(ref, f, indent=1)
+        f.write("\n")
+    print("loss0 ours %.8f peft %.8f" % (ours["loss0"], loss0.item()))
+    print("trace ours", ours["trace"])
+    print("trace peft", trace)
+    print("export logits max abs diff %.3g" % diff)
+    print("GGUF-base export logits max abs diff %.3g" % diff_g)
+
+
+def peft_smollm2_fixture():
+    """LoRA on SmolLM2-135M: run tests/unit/test_train_smollm2 with FTLAB_WRITE_FIXTURE=1
+    first. transformers 4.44 cannot dequantise Q4_1, so it loads OUR dequantised F32 GGUF
+    (/tmp/ftlab-smollm2-f32.gguf, written by our merged-GGUF writer); it de-permutes q/k
+    itself. The gguf package needs sentencepiece only for vocab helpers: stubbed."""
+    import importlib.machinery
+    import types
+    sp = types.ModuleType("sentencepiece")
+    sp.__spec__ = importlib.machinery.ModuleSpec("sentencepiece", None)
+    sp.SentencePieceProcessor = object
+    sys.modules.setdefault("sentencepiece", sp)
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+    d = os.path.join(FIX, "train_smollm2")
+    ours = json.load(open(os.path.join(d, "ours.json")))
+    B, T = ours["B"], ours["T"]
+    tok = torch.tensor(ours["tokens"]).view(B, T)
+    tgt = torch.tensor(ours["targets"]).view(B, T)
+    tgt = torch.where(tgt < 0, torch.full_like(tgt, -100), tgt)
+    base = AutoModelForCausalLM.from_pretrained("/tmp", gguf_file="ftlab-smollm2-f32.gguf",
+                                                torch_dtype=torch.float32,
+                                                attn_implementation="eager")
+    # The GGUF has no output.weight (tied embeddings, llama.cpp convention) and
+    # transformers 4.44 does not tie from GGUF metadata: tie by hand.
+    base.config.tie_word_embeddings = True
+    base.lm_head.weight = base.model.embed_tokens.weight
+    model = PeftModel.from_pretrained(base, os.path.join(d, "adapter_init"), is_trainable=True)
+    model.train()
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+    def loss_of():
+        logits = model(input_ids=tok).logits
+        return torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]),
+                                                 tgt.view(-1), ignore_index=-100)
+    loss0 = loss_of()
+    loss0.backward()
+    grads = {}
+    for n, p in params:
+        key = n.replace("base_model.model.", "", 1).replace(".default", "")
+        g = p.grad.detach().flatten()
+        grads[key] = {"norm": g.norm().item(), "head": g[:16].tolist()}
+    model.zero_grad()
+    opt = torch.optim.AdamW([p for _, p in params], lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
+                            weight_decay=0.01, foreach=False)
+    trace = []
+    for _ in range(5):
+        opt.zero_grad()
+        loss = loss_of()
+        trace.append(loss.item())
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
+        opt.step()
+    ref = {"made_by": "tests/reference/make_train_fixture.py peft-smollm2 (torch %s, "
+           "transformers gguf_file=, peft)" % torch.__version__,
+           "loss0": loss0.item(), "grads": grads, "trace": trace}
+    with open(os.path.join(d, "reference.json"), "w") as f:
+        json.dump(ref, f, indent=1)
+        f.write("\n")
+    print("loss0 ours %.7f peft %.7f" % (ours["loss0"], loss0.item()))
+    print("trace ours", ours["trace"])
+    print("trace peft", trace)
+    worst = max(abs(grads[k]["norm"] - ours["grads"][k]["norm"]) / max(grads[k]["norm"], 1e-30)
+                for k in grads)
+    print("worst relative grad-norm difference %.3g" % worst)
+
+
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "peft-tiny":
+    peft_tiny_fixture()
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "peft-smollm2":
+    peft_smollm2_fixture()

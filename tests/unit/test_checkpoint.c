@@ -59,7 +59,7 @@ static void fill(struct fx *f, int64_t step)
 static void save_step(struct fx *f, int64_t step)
 {
 	fill(f, step);
-	struct ckpt_state st = {.step = step, .tokens = step * 100, .skipped = 3, .n_rng = 2,
+	struct ckpt_state st = {.step = step, .tokens = step * 100, .skipped = 3, .model_rng = 77, .n_rng = 2,
 				.best_metric = 1.0 / 3.0, .bad_evals = 1, .nonfinite_streak = 2};
 	rng_seed(&st.rng[0], 42, 1);
 	rng_seed(&st.rng[1], 42, (uint64_t)step);
@@ -96,6 +96,7 @@ static int64_t load(struct fx *f, char **notes, const char *cfg, int *rc_out)
 		/* every field survived */
 		assert_int_equal(st.tokens, step * 100);
 		assert_int_equal(st.skipped, 3);
+		assert_int_equal(st.model_rng, 77);
 		assert_int_equal(st.n_rng, 2);
 		struct rng r;
 		rng_seed(&r, 42, (uint64_t)step);

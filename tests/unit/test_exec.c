@@ -93,7 +93,7 @@ struct fixture {
 	char dir[64];
 	struct config cfg;
 	char *argv[8];
-	char *metrics[2];
+	char *metrics[3];
 	struct rec rec;
 	struct run_sink sink;
 	volatile sig_atomic_t stop;
@@ -121,8 +121,9 @@ static void fixture_init(struct fixture *f, const char *script, const char *conf
 	f->cfg.backend.workdir = f->dir;
 	f->metrics[0] = "exact_match";
 	f->metrics[1] = "loss";
+	f->metrics[2] = "f1";
 	f->cfg.eval.metrics.items = f->metrics;
-	f->cfg.eval.metrics.n = 2;
+	f->cfg.eval.metrics.n = 3;
 	f->sink = (struct run_sink){&f->rec, r_metric, r_result, r_pred, r_event, r_artifact, NULL};
 	f->ctx = (struct run_ctx){.cfg = &f->cfg, .experiment = "t", .run_id = "0123456789ab",
 				  .run_dir = f->dir, .threads = 1, .stop = &f->stop,
@@ -234,10 +235,10 @@ static void test_protocol(void **state)
 		     "echo '{\"step\": 2, \"loss\": 1.5}'\n"
 		     "echo '{\"split\": \"test\", \"metric\": \"loss\", \"value\": 0.7}'\n"
 		     "echo '{\"split\": \"test\", \"model\": \"base\", \"metric\": \"loss\", \"value\": 0.9}'\n"
-		     "echo '{\"split\": \"test\", \"example\": 0, \"prompt\": \"p\", \"reference\": \"a\", \"output\": \" a \"}'\n"
+		     "echo '{\"split\": \"test\", \"example\": 0, \"prompt\": \"p\", \"reference\": \"x\", \"output\": \" x \"}'\n"
 		     "echo '{\"split\": \"test\", \"example\": 1, \"prompt\": \"p\", \"reference\": \"b\", \"output\": \"c\"}'\n"
 		     "echo '{\"split\": \"test\", \"example\": 2, \"reference\": \"d\", \"output\": \"d\"}'\n"
-		     "echo '{\"split\": \"test\", \"model\": \"base\", \"example\": 0, \"reference\": \"a\", \"output\": \"z\"}'\n"
+		     "echo '{\"split\": \"test\", \"model\": \"base\", \"example\": 0, \"reference\": \"x\", \"output\": \"z\"}'\n"
 		     "echo '{\"unknown\": 1}'\n"
 		     "echo 'oops' >&2\n",
 		     "{}");
@@ -253,6 +254,9 @@ static void test_protocol(void **state)
 	/* exact_match was not reported: computed from predictions (2 of 3; base 0 of 1). */
 	assert_true(fabs(find_result(&f.rec, "tuned/test/exact_match") - 2.0 / 3.0) < 1e-12);
 	assert_true(find_result(&f.rec, "base/test/exact_match") == 0.0);
+	assert_true(fabs(find_result(&f.rec, "tuned/test/f1") - 2.0 / 3.0) < 1e-12);
+	/* loss cannot be computed from predictions and was reported anyway. */
+	assert_int_equal(f.rec.n_results, 2 + 4);
 	char *log = read_in(&f, "log.txt");
 	assert_non_null(strstr(log, "hello from the trainer"));
 	assert_non_null(strstr(log, "{\"unknown\": 1}"));

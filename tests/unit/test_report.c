@@ -19,122 +19,12 @@
 #include "reports/report.h"
 #include "reports/report_charts.h"
 #include "reports/report_write.h"
-
-/* The strings RELIABILITY.md names, each trying to run `touch x` in the report directory. */
-static const char *const INJECT[] = {
-	"`touch x`",
-	"a'; system(\"touch x\"); '",
-	"ok\nsystem(\"touch x\")",
-	"@x",
-	"<x",
-	"<script>alert(1)</script> & \"q\"",
-};
-
-static char *tmpdir(void)
-{
-	char tmpl[] = "/tmp/ftlab-report-XXXXXX";
-	char *d = mkdtemp(tmpl);
-	assert_non_null(d);
-	return ft_strdup(d);
-}
-
-static char *slurp(const char *dir, const char *rel)
-{
-	char *path = path_join(dir, rel), *text = NULL;
-	size_t n = 0;
-	struct diag d;
-	diag_init(&d);
-	int rc = file_read_all(&text, &n, path, 64u << 20, &d);
-	free(path);
-	assert_int_equal(rc, 0);
-	return text;
-}
-
-/* A sweep: rank x lr x seed, 2 x 2 x 2 runs, one failed, with curves, results, predictions
- * and configs; `evil` puts injection strings into every user-controlled text. */
-static struct report *make_report(bool evil)
-{
-	struct report *r = report_new(evil ? INJECT[1] : "support-lora");
-	assert_non_null(r);
-	assert_int_equal(report_set_text(&r->description,
-					 evil ? INJECT[2] : "LoRA rank and learning-rate sweep"), 0);
-	assert_int_equal(report_set_text(&r->commit, "0123456789abcdef0123456789abcdef01234567"), 0);
-	assert_int_equal(report_set_text(&r->branch, evil ? INJECT[0] : "main"), 0);
-	assert_int_equal(report_set_text(&r->host, evil ? INJECT[4] : "build-1"), 0);
-	r->is_repo = true;
-	r->dirty = true;
-	r->date = 1795000000.0;
-	assert_int_equal(report_set_text(&r->objective, "test.exact_match"), 0);
-	r->objective_set = true;
-	r->maximize = true;
-	const char *ranks[2] = {"4", "8"}, *lrs[2] = {"1e-4", "3e-4"};
-	int k = 0;
-	for (int a = 0; a < 2; a++)
-		for (int b = 0; b < 2; b++)
-			for (int s = 0; s < 2; s++, k++) {
-				char id[32];
-				snprintf(id, sizeof(id), "r%02d%s", k, evil && k == 3 ? "/../x" : "");
-				bool failed = k == 5;
-				struct report_run *run;
-				assert_int_equal(report_add_run(r, id, failed ? "failed" : "finished", &run), 0);
-				assert_int_equal(report_run_set_param(r, run, evil ? INJECT[3] : "method.rank",
-								      ranks[a]), 0);
-				assert_int_equal(report_run_set_param(r, run, "train.optimizer.lr",
-								      evil && k == 0 ? INJECT[0] : lrs[b]), 0);
-				assert_int_equal(report_run_set_param(r, run, "seed", s ? "2" : "1"), 0);
-				char cfg[256];
-				snprintf(cfg, sizeof(cfg), "{\"method\":{\"rank\":%s,\"type\":\"lora\"},"
-					 "\"train\":{\"optimizer\":{\"lr\":%s}},\"seed\":%d,\"tag\":\"%s%d\"}",
-					 ranks[a], lrs[b], s + 1, evil ? "<b>x</b>" : "t", k);
-				assert_int_equal(report_set_text(&run->config_json, cfg), 0);
-				if (failed) {
-					assert_int_equal(report_set_text(&run->error, evil ? INJECT[5]
-						: "trainer exited with status 1: CUDA out of memory"), 0);
-					continue;
-				}
-				/* the curve: loss decays faster with a larger lr and rank */
-				double rate = (a ? 0.030 : 0.020) * (b ? 1.6 : 1.0);
-				for (int step = 0; step <= 60; step += 5) {
-					double loss = 2.2 * exp(-rate * step) + 0.6 + 0.01 * s;
-					assert_int_equal(report_run_add_point(run, "train", "loss", step, loss), 0);
-					if (step % 20 == 0)
-						assert_int_equal(report_run_add_point(run, "validation", "loss",
-										      step, loss + 0.08), 0);
-				}
-				double em = 0.35 + 0.1 * a + 0.08 * b + 0.02 * s;
-				assert_int_equal(report_run_set_result(r, run, REPORT_BASE, "test",
-					"exact_match", 0.21, true, 0.15, 0.27), 0);
-				assert_int_equal(report_run_set_result(r, run, REPORT_TUNED, "test",
-					"exact_match", em, true, em - 0.06, em + 0.06), 0);
-				assert_int_equal(report_run_set_result(r, run, REPORT_DELTA, "test",
-					"exact_match", em - 0.21, true, em - 0.28, em - 0.14), 0);
-				assert_int_equal(report_run_set_result(r, run, REPORT_BASE, "test", "loss",
-					2.9, true, 2.8, 3.0), 0);
-				assert_int_equal(report_run_set_result(r, run, REPORT_TUNED, "test", "loss",
-					1.0 - 0.1 * a, true, 0.95 - 0.1 * a, 1.05 - 0.1 * a), 0);
-				assert_int_equal(report_run_set_result(r, run, REPORT_DELTA, "test", "loss",
-					-1.9 + 0.1 * a, true, -2.0, -1.8), 0);
-				assert_int_equal(report_run_set_result(r, run, REPORT_TUNED, "validation",
-					"loss", 1.1, false, 0, 0), 0);
-				for (int e = 0; e < 3; e++) {
-					char prompt[64];
-					snprintf(prompt, sizeof(prompt), "How do I reset my password? (%d)", e);
-					const char *p = evil && e == 0 ? INJECT[5] : prompt;
-					assert_int_equal(report_run_add_prediction(run, REPORT_BASE, "test", e, p,
-						"Use the reset link.", evil ? INJECT[1] : "I am a model.", true, 0),
-						0);
-					assert_int_equal(report_run_add_prediction(run, REPORT_TUNED, "test", e,
-						p, "Use the reset link.", evil && e == 1 ? INJECT[2]
-						: "Use the reset link.", true, 1), 0);
-				}
-			}
-	return r;
-}
+#include "tests/unit/report_fixture.h"
 
 static void test_model_best_and_metrics(void **state)
 {
 	(void)state;
-	struct report *r = make_report(false);
+	struct report *r = fixture_report(false);
 	assert_int_equal(r->n_runs, 8);
 	assert_int_equal(r->n_params, 3);
 	assert_int_equal(r->n_metrics, 3);
@@ -165,7 +55,7 @@ static void test_model_best_and_metrics(void **state)
 static void test_param_points_over_seeds(void **state)
 {
 	(void)state;
-	struct report *r = make_report(false);
+	struct report *r = fixture_report(false);
 	const char *labels[8];
 	double mean[8], lo[8], hi[8];
 	size_t count[8];
@@ -229,7 +119,7 @@ static void test_escapes(void **state)
 static void test_gnuplot_missing_and_timeout(void **state)
 {
 	(void)state;
-	char *dir = tmpdir();
+	char *dir = fixture_tmpdir();
 	struct strbuf g = {0};
 	assert_int_equal(strbuf_puts(&g, "set print '-'\nprint 1\n"), 0);
 	char *script = path_join(dir, "s.gp");
@@ -264,8 +154,8 @@ static void test_gnuplot_missing_and_timeout(void **state)
 
 static void check_report_dir(const char *dir, bool evil)
 {
-	char *html = slurp(dir, "index.html");
-	char *md = slurp(dir, "report.md");
+	char *html = fixture_slurp(dir, "index.html");
+	char *md = fixture_slurp(dir, "report.md");
 	/* every section is present */
 	const char *ids[] = {"id=\"provenance\"", "id=\"runs\"", "id=\"base-vs-tuned\"",
 			     "id=\"curves\"", "id=\"params\"", "id=\"predictions\"",
@@ -291,10 +181,10 @@ static void check_report_dir(const char *dir, bool evil)
 	assert_int_equal(stat(png, &st), 0);
 	assert_true(st.st_size > 1000);
 	free(png);
-	char *tsv = slurp(dir, "data/results_0.tsv");
+	char *tsv = fixture_slurp(dir, "data/results_0.tsv");
 	assert_non_null(strstr(tsv, "test.exact_match"));
 	free(tsv);
-	char *gp = slurp(dir, "charts/loss.gp");
+	char *gp = fixture_slurp(dir, "charts/loss.gp");
 	assert_non_null(strstr(gp, "set terminal svg"));
 	free(gp);
 	if (evil) {
@@ -308,7 +198,7 @@ static void check_report_dir(const char *dir, bool evil)
 		assert_false(path_exists(x));
 		free(x);
 		/* the run id with a slash never became a file name */
-		char *gpl = slurp(dir, "charts/loss.gp");
+		char *gpl = fixture_slurp(dir, "charts/loss.gp");
 		assert_null(strstr(gpl, "data/loss_r03"));
 		assert_non_null(strstr(gpl, "data/loss_run3_0.tsv"));
 		/* user text in scripts only inside single quotes, quotes doubled */
@@ -323,8 +213,8 @@ static void check_report_dir(const char *dir, bool evil)
 static void test_write_report(void **state)
 {
 	(void)state;
-	char *dir = tmpdir();
-	struct report *r = make_report(false);
+	char *dir = fixture_tmpdir();
+	struct report *r = fixture_report(false);
 	struct diag d;
 	diag_init(&d);
 	int rc = report_write(r, dir, 30, &d);
@@ -333,23 +223,20 @@ static void test_write_report(void **state)
 	assert_int_equal(rc, 0);
 	check_report_dir(dir, false);
 	report_free(r);
-	if (getenv("FTLAB_KEEP_REPORT")) /* for looking at it: scripts/test-browser.sh */
-		fprintf(stderr, "report kept in %s\n", dir);
-	else
-		assert_int_equal(dir_remove_all(dir), 0);
+	assert_int_equal(dir_remove_all(dir), 0);
 	free(dir);
 }
 
 static void test_write_report_injection(void **state)
 {
 	(void)state;
-	char *dir = tmpdir();
+	char *dir = fixture_tmpdir();
 	char *cwd = getcwd(NULL, 0);
 	assert_int_equal(chdir(dir), 0); /* a relative `touch x` would land here too */
-	struct report *r = make_report(true);
+	struct report *r = fixture_report(true);
 	/* a baseline whose label is hostile as well */
-	r->baseline = make_report(true);
-	assert_int_equal(report_set_text(&r->baseline_label, INJECT[2]), 0);
+	r->baseline = fixture_report(true);
+	assert_int_equal(report_set_text(&r->baseline_label, FIXTURE_INJECT[2]), 0);
 	struct diag d;
 	diag_init(&d);
 	int rc = report_write(r, dir, 30, &d);
@@ -357,10 +244,19 @@ static void test_write_report_injection(void **state)
 		diag_print(&d, stderr);
 	assert_int_equal(rc, 0);
 	check_report_dir(dir, true);
-	char *html = slurp(dir, "index.html");
+	char *html = fixture_slurp(dir, "index.html");
 	assert_non_null(strstr(html, "tr class=\"baseline\""));
 	free(html);
 	assert_false(path_exists("x"));
+	/* scripts/test-browser.sh: the hostile report goes through the browser check too */
+	const char *keep = getenv("FTLAB_KEEP_REPORT");
+	if (keep) {
+		char *kept = path_join(keep, "injection-report");
+		diag_init(&d);
+		assert_int_equal(report_write(r, kept, 30, &d), 0);
+		assert_false(path_exists("x"));
+		free(kept);
+	}
 	assert_int_equal(chdir(cwd), 0);
 	free(cwd);
 	report_free(r);

@@ -110,7 +110,7 @@ static void test_missing_and_readonly_workspace(void **state)
 	struct store *s = NULL;
 	struct diag d;
 	diag_init(&d);
-	assert_int_equal(store_open(&s, "/nonexistent/dir/ws", true, &d), FT_EIO);
+	assert_int_equal(store_open(&s, "/nonexistent/dir/ws", true, &d), FT_EINVAL);
 	assert_non_null(strstr(d.text, "parent directory does not exist"));
 	diag_init(&d);
 	assert_int_equal(store_open(&s, "/tmp/ftlab-no-such-ws", false, &d), FT_EINVAL);

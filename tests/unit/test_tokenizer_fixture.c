@@ -116,11 +116,64 @@ static void test_tokenizer_json_matches_hf(void **state)
 	free(p);
 }
 
+/* Many threads encode the fixture at once with one tokenizer (shared word cache). */
+static void test_parallel_encode(void **state)
+{
+	(void)state;
+	char *p = root_path("tests/reference/smollm2_tokenizer.json");
+	char *text;
+	size_t len;
+	struct diag d;
+	diag_init(&d);
+	assert_int_equal(file_read_all(&text, &len, p, 64u << 20, &d), 0);
+	struct tokenizer *t;
+	assert_int_equal(tokenizer_from_json(&t, text, len, NULL, p, &d), 0);
+	char *fp = root_path("tests/reference/tokenizer_smollm2.jsonl");
+	FILE *f = fopen(fp, "r");
+	assert_non_null(f);
+	json_t *items = json_array();
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t got;
+	while ((got = getline(&line, &cap, f)) > 0)
+		json_array_append_new(items, json_loadb(line, (size_t)got, 0, NULL));
+	fclose(f);
+	free(line);
+	size_t n_items = json_array_size(items);
+	int bad = 0;
+	#pragma omp parallel for num_threads(4) schedule(dynamic) reduction(+ : bad)
+	for (size_t k = 0; k < 4 * n_items; k++) {
+		json_t *o = json_array_get(items, k % n_items);
+		json_t *jt = json_object_get(o, "text"), *jids = json_object_get(o, "ids");
+		struct diag dl;
+		diag_init(&dl);
+		int32_t *ids;
+		size_t n;
+		if (tokenizer_encode(t, json_string_value(jt), json_string_length(jt), true, &ids, &n,
+				     &dl) != 0) {
+			bad++;
+			continue;
+		}
+		bool same = n == json_array_size(jids);
+		for (size_t i = 0; same && i < n; i++)
+			same = ids[i] == (int32_t)json_integer_value(json_array_get(jids, i));
+		bad += !same;
+		free(ids);
+	}
+	assert_int_equal(bad, 0);
+	json_decref(items);
+	tokenizer_free(t);
+	free(text);
+	free(fp);
+	free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_gguf_tokenizer_matches_hf),
 		cmocka_unit_test(test_tokenizer_json_matches_hf),
+		cmocka_unit_test(test_parallel_encode),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

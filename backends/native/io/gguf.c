@@ -728,6 +728,14 @@ int gguf_load_buffer(struct model_file *m, const uint8_t *buf, size_t n, const c
 			      te->shape[1], m->hp.n_embd);
 		goto done;
 	}
+	if (model_file_tensor(m, "rope_freqs.weight")) {
+		/* Llama 3.1-style RoPE scaling stored as per-frequency factors; ignoring it would
+		 * give wrong logits silently. */
+		rc = diag_set(d, FT_EUNSUPP, path, 0, 0,
+			      "tensor 'rope_freqs.weight' (RoPE frequency factors) is not supported");
+		diag_hint(d, "load the Hugging Face directory instead; its config.json rope_scaling is supported");
+		goto done;
+	}
 	if (!m->hp.n_vocab)
 		m->hp.n_vocab = (int)te->shape[0];
 	m->hp.tied_embeddings = model_file_tensor(m, "lm_head.weight") == NULL;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -46,6 +47,18 @@ int durable_open(struct durable_file **out, const char *path, struct diag *d)
 	int fd = mkstemp(f->tmp);
 	if (fd < 0) {
 		int rc = diag_set(d, FT_EIO, path, 0, 0, "cannot create file: %s", strerror(errno));
+		free(f->tmp);
+		free(f->path);
+		free(f);
+		return rc;
+	}
+	/* mkstemp creates 0600; artifacts are ordinary files (0644 less the umask). */
+	mode_t um = umask(0);
+	umask(um);
+	if (fchmod(fd, 0644 & ~um) != 0) {
+		int rc = diag_set(d, FT_EIO, path, 0, 0, "chmod failed: %s", strerror(errno));
+		close(fd);
+		unlink(f->tmp);
 		free(f->tmp);
 		free(f->path);
 		free(f);

@@ -19,6 +19,7 @@ static const char RE_QWEN2[] =
 	" ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 #define CACHE_CAP (1u << 16)
+#define TOK_MATCH_LIMIT 1000000u /* PCRE2 backtracking steps per match */
 #define CACHE_MAX_KEY 256
 
 struct centry {
@@ -493,7 +494,7 @@ static int bpe_word(const struct tokenizer *t, const char *w, size_t n, struct i
 
 /* Splits piece p of the arena by step s, appending to out. */
 static int split_piece(const struct pre_step *s, const char *base, struct piece p,
-		       pcre2_match_data *md, struct pieces *out)
+		       pcre2_match_data *md, pcre2_match_context *mc, struct pieces *out)
 {
 	const char *subj = base + p.off;
 	size_t start = 0, gap = 0;
@@ -546,7 +547,7 @@ static int split_piece(const struct pre_step *s, const char *base, struct piece 
 	} while (0)
 	while (start <= p.len && !rc) {
 		int m = pcre2_match(s->re, (PCRE2_SPTR)subj, p.len, start, PCRE2_NO_UTF_CHECK, md,
-				    NULL);
+				    mc);
 		if (m < 0) {
 			if (m != PCRE2_ERROR_NOMATCH)
 				rc = FT_EINVAL; /* match limit: treat the rest as a gap */
@@ -580,8 +581,8 @@ static int split_piece(const struct pre_step *s, const char *base, struct piece 
 
 /* Pre-tokenizes and BPE-encodes a text segment without added tokens. */
 static int encode_segment(const struct tokenizer *t, const char *text, size_t len,
-			  pcre2_match_data *md, struct strbuf *arena, struct pieces *a,
-			  struct pieces *b, struct ids *out)
+			  pcre2_match_data *md, pcre2_match_context *mc, struct strbuf *arena,
+			  struct pieces *a, struct pieces *b, struct ids *out)
 {
 	arena->len = 0;
 	a->n = 0;
@@ -595,9 +596,14 @@ static int encode_segment(const struct tokenizer *t, const char *text, size_t le
 				if (arena->buf[a->v[i].off] == ' ')
 					continue;
 				size_t off = arena->len;
-				if (strbuf_append(arena, " ", 1) ||
-				    strbuf_append(arena, arena->buf + a->v[i].off, a->v[i].len))
+				if (strbuf_append(arena, " ", 1))
 					return FT_ENOMEM;
+				/* byte by byte: appending may move the arena we copy from */
+				for (size_t k = 0; k < a->v[i].len; k++) {
+					char c = arena->buf[a->v[i].off + k];
+					if (strbuf_append(arena, &c, 1))
+						return FT_ENOMEM;
+				}
 				a->v[i].off = off;
 				a->v[i].len++;
 			}
@@ -606,7 +612,7 @@ static int encode_segment(const struct tokenizer *t, const char *text, size_t le
 			continue;
 		b->n = 0;
 		for (size_t i = 0; i < a->n; i++)
-			if ((rc = split_piece(s, arena->buf, a->v[i], md, b)) != 0)
+			if ((rc = split_piece(s, arena->buf, a->v[i], md, mc, b)) != 0)
 				return rc;
 		struct pieces tmp = *a;
 		*a = *b;
@@ -648,6 +654,7 @@ int tokenizer_encode_ex(const struct tokenizer *t, const char *text, size_t len,
 	struct strbuf arena = {0};
 	struct pieces a = {0}, b = {0};
 	pcre2_match_data *md = NULL;
+	pcre2_match_context *mc = NULL;
 	int rc = 0;
 	uint8_t first[256] = {0};
 	for (size_t i = 0; i < t->n_added; i++)
@@ -655,7 +662,10 @@ int tokenizer_encode_ex(const struct tokenizer *t, const char *text, size_t len,
 			first[(unsigned char)t->added[i].text[0]] = 1;
 	if (t->n_steps) {
 		md = pcre2_match_data_create(3, NULL);
-		if (!md) {
+		mc = pcre2_match_context_create(NULL);
+		if (mc) /* a pathological regex from a tokenizer.json must not hang */
+			pcre2_set_match_limit(mc, TOK_MATCH_LIMIT);
+		if (!md || !mc) {
 			rc = FT_ENOMEM;
 			goto done;
 		}
@@ -671,14 +681,15 @@ int tokenizer_encode_ex(const struct tokenizer *t, const char *text, size_t len,
 			continue;
 		}
 		if (pos > seg &&
-		    (rc = encode_segment(t, text + seg, pos - seg, md, &arena, &a, &b, &out)) != 0)
+		    (rc = encode_segment(t, text + seg, pos - seg, md, mc, &arena, &a, &b, &out)) != 0)
 			goto done;
 		if ((rc = ids_push(&out, at->id)) != 0)
 			goto done;
 		pos += at->len;
 		seg = pos;
 	}
-	if (len > seg && (rc = encode_segment(t, text + seg, len - seg, md, &arena, &a, &b, &out)))
+	if (len > seg &&
+	    (rc = encode_segment(t, text + seg, len - seg, md, mc, &arena, &a, &b, &out)))
 		goto done;
 	if ((flags & TOK_ADD_SPECIAL) && t->add_eos && t->eos >= 0 && (rc = ids_push(&out, t->eos)))
 		goto done;
@@ -695,6 +706,7 @@ done:
 	free(a.v);
 	free(b.v);
 	pcre2_match_data_free(md);
+	pcre2_match_context_free(mc);
 	return rc;
 }
 

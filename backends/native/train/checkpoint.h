@@ -28,6 +28,7 @@ struct ckpt_state {
 	int64_t step;             /* optimizer steps completed */
 	int64_t tokens;           /* training tokens consumed so far */
 	int64_t skipped;          /* steps skipped by the non-finite policy (AdamW's t excludes them) */
+	uint64_t model_rng;       /* the model's dropout counter (model_rng_counter) */
 	int n_rng;
 	struct rng rng[CKPT_MAX_RNG];
 	unsigned char *cursor;    /* the data iterator's saved cursor (owned; free()) */
@@ -56,5 +57,12 @@ int ckpt_load(bool *found, struct ckpt_state *st, char **notes, const char *ckpt
 	      struct ckpt_tensor *t, size_t n, struct diag *d) FT_WUR;
 
 void ckpt_state_clear(struct ckpt_state *st);
+
+/* Calls fn for every trainable weight ("param/<name>", passed without the prefix) of the
+ * newest checkpoint that verifies (for export of full/freeze runs). FT_EINVAL when there
+ * is none; fn's non-zero return stops and is returned. */
+int ckpt_read_params(const char *ckpt_dir,
+		     int (*fn)(void *ud, const char *name, const float *data, size_t numel),
+		     void *ud, struct diag *d) FT_WUR;
 
 #endif

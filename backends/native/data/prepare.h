@@ -1,0 +1,42 @@
+/* prepare: from a validated config and the model's tokenizer to tokenised splits, the one
+ * call the training and evaluation code makes. Resolves the template (auto -> the
+ * model's ChatML when its tokenizer has <|im_start|>/<|im_end|>, with the chat template's
+ * default system message), tokenises every split and keeps the counts for reports. */
+#ifndef FTLAB_PREPARE_H
+#define FTLAB_PREPARE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "backends/native/data/dataset.h"
+#include "backends/native/data/loader.h"
+#include "backends/native/data/template.h"
+#include "backends/native/tok/tokenizer.h"
+#include "common/diag.h"
+#include "schema/config.h"
+
+/* The loader's view of a real tokenizer: segments are encoded without BOS/EOS
+ * (data_tokenize_one adds them per example). t is borrowed. */
+struct data_tok data_tok_from_tokenizer(const struct tokenizer *t);
+/* True when the tokenizer has both <|im_start|> and <|im_end|>. */
+bool data_tokenizer_has_chatml(const struct tokenizer *t);
+
+struct data_prepared {
+	struct data_splits splits;
+	struct template_spec tmpl;
+	char *default_system;     /* owned; tmpl.default_system points here */
+	struct tok_set *train, *validation, *test; /* NULL when the split is absent */
+	int max_length;           /* min(data.max_length, model.context) (0 = context) */
+};
+
+/* Loads, splits, templates and tokenises. Errors carry file:line (data) or the config
+ * key (template). Free with data_prepared_free. */
+int data_prepare(struct data_prepared *out, const struct config_data *cfg, int context,
+		 const struct tokenizer *tok, struct diag *d) FT_WUR;
+void data_prepared_free(struct data_prepared *p);
+/* The tok_set of "train" | "validation" | "test", or NULL. */
+const struct tok_set *data_prepared_split(const struct data_prepared *p, const char *name);
+/* Warnings for the run's events: data_splits_warnings plus truncation counts. Caller frees. */
+char *data_prepared_warnings(const struct data_prepared *p);
+
+#endif

@@ -1,0 +1,504 @@
+/* evaluate: the evaluation driver (see evaluate.h). Per-example sufficient statistics are
+ * kept so that every corpus value can be bootstrapped and paired across models: loss and
+ * token accuracy as (summed loss, tokens, correct), text metrics as metrics.h vectors. */
+#include "backends/native/eval/evaluate.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/native/eval/bootstrap.h"
+#include "common/util.h"
+
+static const char *const tf_names[TF_N] = {"loss", "perplexity", "token_accuracy"};
+
+const char *tf_metric_name(enum tf_metric m)
+{
+	return (unsigned)m < TF_N ? tf_names[m] : "?";
+}
+
+int eval_settings_metrics(struct eval_settings *s, const char *const *names, size_t n,
+			  struct diag *d)
+{
+	memset(s->want_tf, 0, sizeof s->want_tf);
+	memset(s->want_gen, 0, sizeof s->want_gen);
+	for (size_t i = 0; i < n; i++) {
+		bool found = false;
+		for (int k = 0; k < TF_N; k++)
+			if (strcmp(names[i], tf_names[k]) == 0)
+				s->want_tf[k] = found = true;
+		int g = metric_from_name(names[i]);
+		if (g >= 0)
+			s->want_gen[g] = found = true;
+		if (!found) {
+			static const char *const all[] = {"loss", "perplexity", "token_accuracy",
+							  "exact_match", "f1", "bleu", "rouge_l", "chrf"};
+			diag_set(d, FT_EINVAL, NULL, 0, 0, "unknown metric '%s'", names[i]);
+			const char *near = nearest_word(names[i], all, FT_ARRAY_LEN(all));
+			if (near)
+				diag_hint(d, "did you mean '%s'?", near);
+			else
+				diag_hint(d, "metrics: loss, perplexity, token_accuracy, exact_match, f1, bleu, rouge_l, chrf");
+			return FT_EINVAL;
+		}
+	}
+	return 0;
+}
+
+int eval_settings_from_config(struct eval_settings *s, const struct config_eval *ev, uint64_t seed,
+			      int batch_size, int seq_len, struct diag *d)
+{
+	memset(s, 0, sizeof *s);
+	int rc = eval_settings_metrics(s, (const char *const *)ev->metrics.items, ev->metrics.n, d);
+	if (rc)
+		return rc;
+	s->batch_size = batch_size > 0 ? batch_size : 8;
+	s->seq_len = seq_len;
+	s->max_new_tokens = ev->generate.max_new_tokens > 0 ? ev->generate.max_new_tokens : 64;
+	s->temperature = ev->generate.temperature;
+	s->top_k = ev->generate.top_k;
+	s->top_p = ev->generate.top_p > 0 ? ev->generate.top_p : 1.0;
+	s->stop = (const char *const *)ev->generate.stop.items;
+	s->n_stop = ev->generate.stop.n;
+	s->seed = seed;
+	s->bootstrap = ev->bootstrap;
+	s->level = 0.95;
+	s->samples = ev->samples;
+	return 0;
+}
+
+bool eval_wants_generation(const struct eval_settings *s)
+{
+	for (int k = 0; k < METRIC_N_KINDS; k++)
+		if (s->want_gen[k])
+			return true;
+	return false;
+}
+
+void eval_result_free(struct eval_result *r)
+{
+	if (!r)
+		return;
+	free(r->tf_rows);
+	if (r->outputs)
+		for (size_t i = 0; i < r->n; i++)
+			free(r->outputs[i]);
+	free(r->outputs);
+	for (int k = 0; k < METRIC_N_KINDS; k++)
+		free(r->rows[k]);
+	memset(r, 0, sizeof *r);
+}
+
+static bool stopped(const struct eval_settings *s)
+{
+	return s->stop_flag && *s->stop_flag;
+}
+
+/* ---- teacher forcing -------------------------------------------------------------- */
+
+static int run_tf(struct eval_result *out, struct model *m, const struct tok_set *set,
+		  const struct eval_settings *s, struct diag *d)
+{
+	int B = s->batch_size, Tmax = s->seq_len;
+	int V = model_hparams(m)->n_vocab;
+	size_t bt = (size_t)B * (size_t)Tmax;
+	int32_t *tokens = malloc(bt * sizeof *tokens), *targets = malloc(bt * sizeof *targets);
+	int rc = 0;
+	if (!tokens || !targets) {
+		rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory for a %d x %d batch", B, Tmax);
+		goto done;
+	}
+	double t0 = time_monotonic();
+	for (size_t first = 0; first < set->n; first += (size_t)B) {
+		if (stopped(s)) {
+			rc = diag_set(d, FT_EINTR, NULL, 0, 0, "interrupted");
+			goto done;
+		}
+		int b = set->n - first < (size_t)B ? (int)(set->n - first) : B;
+		size_t longest = 2;
+		for (int r = 0; r < b; r++) {
+			size_t n = set->ex[first + (size_t)r].n;
+			longest = n > longest ? n : longest;
+		}
+		int T = longest < (size_t)Tmax ? (int)longest : Tmax;
+		for (size_t i = 0; i < (size_t)b * (size_t)T; i++) {
+			tokens[i] = 0;
+			targets[i] = -1;
+		}
+		for (int r = 0; r < b; r++) {
+			const struct tok_example *e = &set->ex[first + (size_t)r];
+			size_t n = e->n < (size_t)T ? e->n : (size_t)T;
+			memcpy(tokens + (size_t)r * T, e->ids, n * sizeof *tokens);
+			data_targets(targets + (size_t)r * T, e->ids, e->loss, n);
+		}
+		float loss;
+		long ntok;
+		rc = model_forward(m, tokens, targets, b, T, &loss, &ntok);
+		if (rc) {
+			diag_set(d, rc, NULL, 0, 0, "forward pass failed during evaluation");
+			goto done;
+		}
+		const float *logits = model_logits(m), *tl = model_token_losses(m);
+		for (int r = 0; r < b; r++) {
+			double *row = out->tf_rows + (first + (size_t)r) * 3;
+			for (int t = 0; t < T; t++) {
+				size_t p = (size_t)r * T + (size_t)t;
+				if (targets[p] < 0)
+					continue;
+				const float *lg = logits + p * (size_t)V;
+				int32_t best = 0;
+				for (int v = 1; v < V; v++)
+					if (lg[v] > lg[best])
+						best = v;
+				row[0] += tl[p];
+				row[1] += 1;
+				row[2] += best == targets[p];
+			}
+		}
+		if (s->progress)
+			s->progress(s->progress_ud, "forward", first + (size_t)b, set->n);
+	}
+	out->tf_seconds = time_monotonic() - t0;
+done:
+	free(tokens);
+	free(targets);
+	return rc;
+}
+
+/* ---- generation ------------------------------------------------------------------- */
+
+int eval_output_text(char **out, const struct tokenizer *tok, const int32_t *ids, size_t n,
+		     const char *const *stop, size_t n_stop)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int rc = tokenizer_decode(tok, ids, n, true, &text, &len);
+	if (rc)
+		return rc;
+	size_t cut = len;
+	for (size_t i = 0; i < n_stop; i++) {
+		if (!stop[i] || !*stop[i])
+			continue;
+		char *p = strstr(text, stop[i]);
+		if (p && (size_t)(p - text) < cut)
+			cut = (size_t)(p - text);
+	}
+	size_t a = 0, b = cut;
+	while (a < b && (text[a] == ' ' || text[a] == '\n' || text[a] == '\t' || text[a] == '\r'))
+		a++;
+	while (b > a && (text[b - 1] == ' ' || text[b - 1] == '\n' || text[b - 1] == '\t' ||
+			 text[b - 1] == '\r'))
+		b--;
+	*out = ft_strndup(text + a, b - a);
+	free(text);
+	return *out ? 0 : FT_ENOMEM;
+}
+
+struct stop_ctx {
+	const struct tokenizer *tok;
+	const char *const *stop;
+	size_t n_stop;
+};
+
+/* Stops a sequence once its decoded text contains a stop string. */
+static bool stop_cb(void *ud, size_t i, const int32_t *gen, size_t n_gen)
+{
+	(void)i;
+	const struct stop_ctx *c = ud;
+	char *text = NULL;
+	size_t len = 0;
+	if (tokenizer_decode(c->tok, gen, n_gen, true, &text, &len) != 0)
+		return false;
+	bool hit = false;
+	for (size_t k = 0; k < c->n_stop && !hit; k++)
+		hit = c->stop[k] && *c->stop[k] && strstr(text, c->stop[k]);
+	free(text);
+	return hit;
+}
+
+static int run_gen(struct eval_result *out, struct model *m, const struct tokenizer *tok,
+		   const struct tok_set *set, const struct eval_settings *s, struct diag *d)
+{
+	for (size_t i = 0; i < set->n; i++)
+		if (!set->ex[i].reference || set->ex[i].n_prompt == 0)
+			return diag_set(d, FT_EINVAL, NULL, 0, 0,
+					"generation metrics need examples with a prompt and a reference (example %zu has none; the text format has no reference)",
+					i + 1);
+	out->outputs = calloc(set->n, sizeof *out->outputs);
+	if (!out->outputs)
+		return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+	int32_t extra[2];
+	size_t n_extra = 0;
+	int32_t id = tokenizer_token_id(tok, "<|im_end|>");
+	if (id >= 0)
+		extra[n_extra++] = id;
+	id = tokenizer_token_id(tok, "<|endoftext|>");
+	if (id >= 0 && id != tokenizer_eos(tok))
+		extra[n_extra++] = id;
+	struct stop_ctx sc = {tok, s->stop, s->n_stop};
+	struct gen_opts g;
+	memset(&g, 0, sizeof g);
+	g.max_new_tokens = s->max_new_tokens;
+	g.temperature = (float)s->temperature;
+	g.top_k = s->top_k;
+	g.top_p = (float)s->top_p;
+	g.seed = s->seed;
+	g.eos_id = tokenizer_eos(tok);
+	g.extra_stop_ids = extra;
+	g.n_extra_stop_ids = n_extra;
+	g.stop = s->n_stop ? stop_cb : NULL;
+	g.stop_ud = &sc;
+	size_t G = s->batch_size > 0 ? (size_t)s->batch_size : 8;
+	const int32_t **prompts = calloc(G, sizeof *prompts);
+	size_t *lens = calloc(G, sizeof *lens);
+	int rc = 0;
+	if (!prompts || !lens) {
+		rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+		goto done;
+	}
+	double t0 = time_monotonic();
+	for (size_t first = 0; first < set->n; first += G) {
+		if (stopped(s)) {
+			rc = diag_set(d, FT_EINTR, NULL, 0, 0, "interrupted");
+			goto done;
+		}
+		size_t b = set->n - first < G ? set->n - first : G;
+		for (size_t r = 0; r < b; r++) {
+			prompts[r] = set->ex[first + r].ids;
+			lens[r] = set->ex[first + r].n_prompt;
+		}
+		int32_t **gen = NULL;
+		size_t *glen = NULL;
+		rc = model_generate_tokens(m, prompts, lens, b, &g, &gen, &glen, d);
+		if (rc)
+			goto done;
+		for (size_t r = 0; r < b && !rc; r++) {
+			out->gen_tokens += (long)glen[r];
+			rc = eval_output_text(&out->outputs[first + r], tok, gen[r], glen[r], s->stop, s->n_stop);
+		}
+		for (size_t r = 0; r < b; r++)
+			free(gen[r]);
+		free(gen);
+		free(glen);
+		if (rc) {
+			diag_set(d, rc, NULL, 0, 0, "could not decode generated tokens");
+			goto done;
+		}
+		if (s->progress)
+			s->progress(s->progress_ud, "generate", first + b, set->n);
+	}
+	out->gen_seconds = time_monotonic() - t0;
+	for (int k = 0; k < METRIC_N_KINDS && !rc; k++) {
+		if (!s->want_gen[k])
+			continue;
+		size_t dim = metric_stats_dim((enum metric_kind)k);
+		out->rows[k] = calloc(set->n * dim, sizeof(double));
+		if (!out->rows[k]) {
+			rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+			break;
+		}
+		for (size_t i = 0; i < set->n && !rc; i++)
+			rc = metric_pair_stats(out->rows[k] + i * dim, (enum metric_kind)k, out->outputs[i],
+					       set->ex[i].reference);
+		if (rc)
+			diag_set(d, rc, NULL, 0, 0, "out of memory scoring outputs");
+	}
+done:
+	free(prompts);
+	free(lens);
+	return rc;
+}
+
+int eval_split(struct eval_result *out, struct model *m, const struct tokenizer *tok,
+	       const struct tok_set *set, const struct eval_settings *s, struct diag *d)
+{
+	memset(out, 0, sizeof *out);
+	out->n = set->n;
+	if (set->n == 0)
+		return diag_set(d, FT_EINVAL, NULL, 0, 0, "no examples to evaluate");
+	model_set_training(m, false);
+	int rc = 0;
+	bool tf = s->want_tf[TF_LOSS] || s->want_tf[TF_PERPLEXITY] || s->want_tf[TF_TOKEN_ACCURACY];
+	if (tf) {
+		out->tf_rows = calloc(set->n * 3, sizeof(double));
+		if (!out->tf_rows)
+			rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+		if (!rc)
+			rc = run_tf(out, m, set, s, d);
+	}
+	if (!rc && eval_wants_generation(s))
+		rc = run_gen(out, m, tok, set, s, d);
+	if (rc)
+		eval_result_free(out);
+	return rc;
+}
+
+/* ---- reporting -------------------------------------------------------------------- */
+
+static double agg_loss(const double *sum, size_t n, void *ud)
+{
+	(void)n;
+	(void)ud;
+	return sum[1] > 0 ? sum[0] / sum[1] : NAN;
+}
+
+static double agg_ppl(const double *sum, size_t n, void *ud)
+{
+	return exp(agg_loss(sum, n, ud));
+}
+
+static double agg_acc(const double *sum, size_t n, void *ud)
+{
+	(void)n;
+	(void)ud;
+	return sum[1] > 0 ? sum[2] / sum[1] : NAN;
+}
+
+static double agg_text(const double *sum, size_t n, void *ud)
+{
+	return metric_from_stats(*(const enum metric_kind *)ud, sum, n);
+}
+
+static const enum metric_kind kinds[METRIC_N_KINDS] = {METRIC_EXACT_MATCH, METRIC_F1, METRIC_BLEU,
+						       METRIC_ROUGE_L, METRIC_CHRF};
+
+static int emit_one(struct run_sink *sink, const char *split, const char *model, const char *name,
+		    const struct eval_result *base, const struct eval_result *tuned,
+		    const struct boot_stat *sb, const struct boot_stat *st, size_t n,
+		    const struct eval_settings *s, uint64_t seed, struct diag *d)
+{
+	struct boot_ci cb, ct, cd;
+	int rc;
+	if (base) {
+		rc = bootstrap_paired(&cb, &ct, &cd, sb, st, n, s->bootstrap, s->level, seed);
+		if (rc)
+			return diag_set(d, rc, NULL, 0, 0, "bootstrap failed for %s", name);
+		if ((rc = sink->result(sink->ud, "base", split, name, cb.value, cb.low, cb.high)) ||
+		    (rc = sink->result(sink->ud, "tuned", split, name, ct.value, ct.low, ct.high)) ||
+		    (rc = sink->result(sink->ud, "delta", split, name, cd.value, cd.low, cd.high)))
+			return diag_set(d, rc, NULL, 0, 0, "could not record the %s result", name);
+		return 0;
+	}
+	(void)tuned;
+	rc = bootstrap_ci(&ct, st, n, s->bootstrap, s->level, seed);
+	if (rc)
+		return diag_set(d, rc, NULL, 0, 0, "bootstrap failed for %s", name);
+	rc = sink->result(sink->ud, model, split, name, ct.value, ct.low, ct.high);
+	if (rc)
+		return diag_set(d, rc, NULL, 0, 0, "could not record the %s result", name);
+	return 0;
+}
+
+static int json_str(struct strbuf *sb, const char *s)
+{
+	int rc = strbuf_append(sb, "\"", 1);
+	for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p && !rc; p++) {
+		if (*p == '"' || *p == '\\')
+			rc = strbuf_printf(sb, "\\%c", *p);
+		else if (*p < 0x20)
+			rc = strbuf_printf(sb, "\\u%04x", *p);
+		else
+			rc = strbuf_append(sb, (const char *)p, 1);
+	}
+	if (!rc)
+		rc = strbuf_append(sb, "\"", 1);
+	return rc;
+}
+
+static int write_predictions(const char *path, const struct eval_result *base,
+			     const struct eval_result *tuned, const char *model,
+			     const struct tok_set *set, int primary, struct diag *d)
+{
+	struct strbuf sb = {0};
+	int rc = 0;
+	const struct eval_result *rs[2] = {base, tuned};
+	const char *names[2] = {"base", base ? "tuned" : model};
+	for (int k = 0; k < 2 && !rc; k++) {
+		const struct eval_result *r = rs[k];
+		if (!r || !r->outputs)
+			continue;
+		for (size_t i = 0; i < r->n && !rc; i++) {
+			double score = NAN;
+			if (primary >= 0 && metric_sentence(&score, kinds[primary], r->outputs[i],
+							    set->ex[i].reference))
+				score = NAN;
+			rc = strbuf_printf(&sb, "{\"model\": \"%s\", \"example\": %zu, \"prompt\": ", names[k], i);
+			if (!rc)
+				rc = json_str(&sb, set->ex[i].prompt);
+			if (!rc)
+				rc = strbuf_puts(&sb, ", \"reference\": ");
+			if (!rc)
+				rc = json_str(&sb, set->ex[i].reference);
+			if (!rc)
+				rc = strbuf_puts(&sb, ", \"output\": ");
+			if (!rc)
+				rc = json_str(&sb, r->outputs[i]);
+			if (!rc)
+				rc = isnan(score) ? strbuf_puts(&sb, ", \"score\": null}\n")
+						  : strbuf_printf(&sb, ", \"score\": %.17g}\n", score);
+		}
+	}
+	if (rc) {
+		strbuf_free(&sb);
+		return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory writing predictions");
+	}
+	rc = file_write_atomic(path, sb.buf ? sb.buf : "", sb.len, d);
+	strbuf_free(&sb);
+	return rc;
+}
+
+int eval_emit(struct run_sink *sink, const char *split, const char *model,
+	      const struct eval_result *base, const struct eval_result *tuned,
+	      const struct tok_set *set, const struct eval_settings *s, const char *pred_path,
+	      struct diag *d)
+{
+	size_t n = tuned->n;
+	if (base && base->n != n)
+		return diag_set(d, FT_EINTERNAL, NULL, 0, 0, "base and tuned were scored on different examples");
+	int rc = 0;
+	boot_agg_fn tf_agg[TF_N] = {agg_loss, agg_ppl, agg_acc};
+	for (int k = 0; k < TF_N && !rc; k++) {
+		if (!s->want_tf[k] || !tuned->tf_rows)
+			continue;
+		struct boot_stat st = {tuned->tf_rows, 3, tf_agg[k], NULL};
+		struct boot_stat sb = {base ? base->tf_rows : NULL, 3, tf_agg[k], NULL};
+		rc = emit_one(sink, split, model, tf_names[k], base, tuned, &sb, &st, n, s, s->seed + 1, d);
+	}
+	int primary = -1;
+	for (int k = 0; k < METRIC_N_KINDS && !rc; k++) {
+		if (!s->want_gen[k] || !tuned->rows[k])
+			continue;
+		if (primary < 0)
+			primary = k;
+		size_t dim = metric_stats_dim(kinds[k]);
+		struct boot_stat st = {tuned->rows[k], dim, agg_text, (void *)&kinds[k]};
+		struct boot_stat sb = {base ? base->rows[k] : NULL, dim, agg_text, (void *)&kinds[k]};
+		rc = emit_one(sink, split, model, metric_name(kinds[k]), base, tuned, &sb, &st, n, s,
+			      s->seed + 1, d);
+	}
+	if (rc)
+		return rc;
+	/* Predictions for reports: the first `samples` examples of each model. */
+	const struct eval_result *rs[2] = {base, tuned};
+	const char *names[2] = {"base", base ? "tuned" : model};
+	size_t keep = s->samples < 0 ? n : (size_t)s->samples < n ? (size_t)s->samples : n;
+	for (int m = 0; m < 2 && !rc; m++) {
+		const struct eval_result *r = rs[m];
+		if (!r || !r->outputs || !sink->prediction)
+			continue;
+		for (size_t i = 0; i < keep && !rc; i++) {
+			double score = NAN;
+			if (primary >= 0 && metric_sentence(&score, kinds[primary], r->outputs[i],
+							    set->ex[i].reference))
+				score = NAN;
+			rc = sink->prediction(sink->ud, names[m], split, (int64_t)i, set->ex[i].prompt,
+					      set->ex[i].reference, r->outputs[i], score);
+			if (rc)
+				diag_set(d, rc, NULL, 0, 0, "could not record a prediction");
+		}
+	}
+	if (!rc && pred_path && tuned->outputs)
+		rc = write_predictions(pred_path, base, tuned, model, set, primary, d);
+	return rc;
+}

@@ -1,0 +1,322 @@
+/* Unit tests for eval/evaluate: teacher-forced loss, perplexity and token accuracy equal a
+ * direct computation from model_forward on a tiny random llama; results and paired deltas
+ * through a run_sink; and, on SmolLM2-135M (models/), generation with stop strings scored
+ * by the text metrics, the predictions file, and ChatML detection from the tokenizer. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backends/native/data/prepare.h"
+#include "backends/native/eval/evaluate.h"
+#include "common/util.h"
+#include "tests/unit/tiny_weights.h"
+
+struct rec {
+	char model[8], metric[32];
+	double v, lo, hi;
+};
+struct sink_log {
+	struct rec r[64];
+	size_t n, n_pred;
+};
+
+static int log_result(void *ud, const char *model, const char *split, const char *metric,
+		      double v, double lo, double hi)
+{
+	(void)split;
+	struct sink_log *l = ud;
+	assert_true(l->n < 64);
+	struct rec *r = &l->r[l->n++];
+	snprintf(r->model, sizeof r->model, "%s", model);
+	snprintf(r->metric, sizeof r->metric, "%s", metric);
+	r->v = v;
+	r->lo = lo;
+	r->hi = hi;
+	return 0;
+}
+
+static int log_pred(void *ud, const char *model, const char *split, int64_t ex, const char *p,
+		    const char *ref, const char *out, double score)
+{
+	(void)model, (void)split, (void)ex, (void)p, (void)ref, (void)out, (void)score;
+	((struct sink_log *)ud)->n_pred++;
+	return 0;
+}
+
+static const struct rec *find(const struct sink_log *l, const char *model, const char *metric)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->r[i].model, model) == 0 && strcmp(l->r[i].metric, metric) == 0)
+			return &l->r[i];
+	return NULL;
+}
+
+/* 7 examples of varied length over vocab 37, loss on the second half. */
+static struct tok_set *tiny_set(void)
+{
+	struct tok_set *s = calloc(1, sizeof *s);
+	s->n = 7;
+	s->ex = calloc(s->n, sizeof *s->ex);
+	for (size_t i = 0; i < s->n; i++) {
+		struct tok_example *e = &s->ex[i];
+		e->n = 4 + 2 * i;
+		e->ids = malloc(e->n * sizeof *e->ids);
+		e->loss = malloc(e->n);
+		for (size_t k = 0; k < e->n; k++) {
+			e->ids[k] = (int32_t)((i * 7 + k * 5) % 37);
+			e->loss[k] = k >= e->n / 2;
+		}
+	}
+	return s;
+}
+
+static struct model *tiny_model(int B, int T)
+{
+	struct model_file *mf = tiny_llama_mf(false, false, ROPE_HALF, 3);
+	struct model_opts o;
+	memset(&o, 0, sizeof o);
+	o.method = METHOD_NONE;
+	o.layers_first = o.layers_last = -1;
+	o.max_batch = B;
+	o.max_seq = T;
+	struct model *m = NULL;
+	struct diag d;
+	diag_init(&d);
+	assert_int_equal(model_create(&m, mf, &o, &d), 0);
+	model_file_free(mf);
+	return m;
+}
+
+static void test_teacher_forced_matches_forward(void **state)
+{
+	(void)state;
+	struct tok_set *set = tiny_set();
+	struct model *m = tiny_model(3, 16);
+	struct eval_settings s;
+	memset(&s, 0, sizeof s);
+	s.want_tf[TF_LOSS] = s.want_tf[TF_PERPLEXITY] = s.want_tf[TF_TOKEN_ACCURACY] = true;
+	s.batch_size = 3;
+	s.seq_len = 16;
+	s.bootstrap = 200;
+	s.level = 0.95;
+	s.seed = 5;
+	struct eval_result r;
+	struct diag d;
+	diag_init(&d);
+	assert_int_equal(eval_split(&r, m, NULL, set, &s, &d), 0);
+	/* Direct: one example at a time through model_forward. */
+	double sum_loss = 0, ntok = 0, correct = 0;
+	for (size_t i = 0; i < set->n; i++) {
+		const struct tok_example *e = &set->ex[i];
+		int32_t tg[32];
+		data_targets(tg, e->ids, e->loss, e->n);
+		float loss;
+		long nt;
+		assert_int_equal(model_forward(m, e->ids, tg, 1, (int)e->n, &loss, &nt), 0);
+		const float *lg = model_logits(m);
+		double c = 0;
+		for (size_t t = 0; t < e->n; t++) {
+			if (tg[t] < 0)
+				continue;
+			int best = 0;
+			for (int v = 1; v < 37; v++)
+				if (lg[t * 37 + (size_t)v] > lg[t * 37 + (size_t)best])
+					best = v;
+			c += best == tg[t];
+		}
+		assert_true(fabs(r.tf_rows[i * 3 + 0] - loss * nt) < 1e-4 * (1 + loss * nt));
+		assert_true(r.tf_rows[i * 3 + 1] == nt);
+		assert_true(r.tf_rows[i * 3 + 2] == c);
+		sum_loss += loss * nt;
+		ntok += nt;
+		correct += c;
+	}
+	struct sink_log log = {0};
+	struct run_sink sink = {&log, NULL, log_result, log_pred, NULL, NULL, NULL};
+	assert_int_equal(eval_emit(&sink, "test", "base", NULL, &r, set, &s, NULL, &d), 0);
+	const struct rec *l = find(&log, "base", "loss"), *p = find(&log, "base", "perplexity"),
+			 *a = find(&log, "base", "token_accuracy");
+	assert_non_null(l);
+	assert_true(fabs(l->v - sum_loss / ntok) < 1e-5);
+	assert_true(fabs(p->v - exp(sum_loss / ntok)) < 1e-4);
+	assert_true(fabs(a->v - correct / ntok) < 1e-12);
+	assert_true(l->lo <= l->v && l->v <= l->hi && l->lo < l->hi);
+	/* Paired against itself: the delta is exactly zero with a zero-width interval. */
+	log.n = 0;
+	assert_int_equal(eval_emit(&sink, "test", NULL, &r, &r, set, &s, NULL, &d), 0);
+	const struct rec *dl = find(&log, "delta", "loss");
+	assert_non_null(dl);
+	assert_true(dl->v == 0 && dl->lo == 0 && dl->hi == 0);
+	assert_non_null(find(&log, "tuned", "token_accuracy"));
+	assert_non_null(find(&log, "base", "token_accuracy"));
+	eval_result_free(&r);
+	model_free(m);
+	tok_set_free(set);
+}
+
+static void test_unknown_metric(void **state)
+{
+	(void)state;
+	struct eval_settings s;
+	memset(&s, 0, sizeof s);
+	const char *names[] = {"loss", "exact_mach"};
+	struct diag d;
+	diag_init(&d);
+	assert_int_equal(eval_settings_metrics(&s, names, 2, &d), FT_EINVAL);
+	assert_string_equal(d.text, "unknown metric 'exact_mach'");
+	assert_string_equal(d.hint, "did you mean 'exact_match'?");
+}
+
+static char *smol_path(void)
+{
+	const char *root = getenv("FTLAB_ROOT");
+	return path_join(root ? root : ".", "models/SmolLM2-135M-Instruct.Q4_1.gguf");
+}
+
+static void test_smollm2_generation(void **state)
+{
+	(void)state;
+	char *path = smol_path();
+	if (!path_exists(path)) {
+		free(path);
+		skip();
+	}
+	struct diag d;
+	diag_init(&d);
+	struct model_file *mf = NULL;
+	struct tokenizer *tok = NULL;
+	assert_int_equal(model_file_load(&mf, path, &d), 0);
+	assert_int_equal(tokenizer_from_model_file(&tok, mf, &d), 0);
+	assert_true(data_tokenizer_has_chatml(tok));
+	char *sys = template_chatml_default_system(tokenizer_chat_template(tok));
+	assert_non_null(sys);
+	assert_non_null(strstr(sys, "SmolLM"));
+	free(sys);
+
+	/* Stop strings cut the output; whitespace is trimmed; special tokens are dropped. */
+	int32_t *ids = NULL;
+	size_t n = 0;
+	const char *gen_text = " Paris\n\nMore text<|im_end|>";
+	assert_int_equal(tokenizer_encode_ex(tok, gen_text, strlen(gen_text), TOK_PARSE_SPECIAL, &ids,
+					     &n, &d), 0);
+	char *txt = NULL;
+	const char *stops[] = {"\n\n"};
+	assert_int_equal(eval_output_text(&txt, tok, ids, n, stops, 1), 0);
+	assert_string_equal(txt, "Paris");
+	free(txt);
+	assert_int_equal(eval_output_text(&txt, tok, ids, n, NULL, 0), 0);
+	assert_string_equal(txt, "Paris\n\nMore text");
+	free(txt);
+	free(ids);
+
+	/* Four questions the instruct model answers; ChatML via template auto. */
+	char tmpl[] = "/tmp/ftlab-eval-XXXXXX";
+	int fd = mkstemp(tmpl);
+	FILE *f = fdopen(fd, "w");
+	fputs("{\"prompt\": \"What is the capital of France? Answer with one word.\", \"completion\": \"Paris\"}\n"
+	      "{\"prompt\": \"What color is the sky on a clear day? Answer with one word.\", \"completion\": \"Blue\"}\n"
+	      "{\"prompt\": \"How many legs does a spider have? Answer with a number.\", \"completion\": \"8\"}\n"
+	      "{\"prompt\": \"Say hello.\", \"completion\": \"Hello\"}\n", f);
+	fclose(f);
+	struct config_data cd;
+	memset(&cd, 0, sizeof cd);
+	cd.format = DATA_COMPLETION;
+	cd.test = (struct split_spec){true, tmpl, NULL, 0, 0};
+	cd.template_name = "auto";
+	cd.max_length = 128;
+	struct data_prepared prep;
+	assert_int_equal(data_prepare(&prep, &cd, 2048, tok, &d), 0);
+	assert_int_equal(prep.tmpl.kind, TEMPLATE_CHATML);
+	assert_int_equal(prep.test->n, 4);
+	/* The prompt ends with "<|im_start|>assistant\n"; EOS is <|im_end|>. */
+	const struct tok_example *e = &prep.test->ex[0];
+	char *ptxt = NULL;
+	size_t plen = 0;
+	assert_int_equal(tokenizer_decode(tok, e->ids, e->n_prompt, false, &ptxt, &plen), 0);
+	assert_string_equal(ptxt, "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by "
+				  "Hugging Face<|im_end|>\n<|im_start|>user\nWhat is the capital of France? "
+				  "Answer with one word.<|im_end|>\n<|im_start|>assistant\n");
+	free(ptxt);
+	assert_int_equal(e->ids[e->n - 2], tokenizer_token_id(tok, "<|im_end|>"));
+	assert_int_equal(e->loss[e->n - 2], 1);
+	assert_int_equal(e->loss[e->n - 1], 0);
+
+	struct model_opts o;
+	memset(&o, 0, sizeof o);
+	o.method = METHOD_NONE;
+	o.layers_first = o.layers_last = -1;
+	o.max_batch = 4;
+	o.max_seq = 128;
+	struct model *m = NULL;
+	assert_int_equal(model_create(&m, mf, &o, &d), 0);
+	struct eval_settings s;
+	memset(&s, 0, sizeof s);
+	const char *names[] = {"loss", "exact_match", "f1", "chrf"};
+	assert_int_equal(eval_settings_metrics(&s, names, 4, &d), 0);
+	s.batch_size = 4;
+	s.seq_len = 128;
+	s.max_new_tokens = 8;
+	s.top_p = 1;
+	s.stop = stops;
+	s.n_stop = 1;
+	s.bootstrap = 100;
+	s.level = 0.95;
+	s.samples = 2;
+	struct eval_result r;
+	assert_int_equal(eval_split(&r, m, tok, prep.test, &s, &d), 0);
+	size_t right = 0;
+	for (size_t i = 0; i < 4; i++) {
+		print_message("output %zu: '%s' (reference '%s')\n", i, r.outputs[i], prep.test->ex[i].reference);
+		double em;
+		assert_int_equal(metric_sentence(&em, METRIC_EXACT_MATCH, r.outputs[i],
+						 prep.test->ex[i].reference), 0);
+		assert_true(r.rows[METRIC_EXACT_MATCH][i] == em);
+		right += em == 1.0;
+	}
+	/* The instruct model knows the capital of France (in a sentence: F1 > 0, EM may be 0). */
+	assert_non_null(strstr(r.outputs[0], "Paris"));
+	assert_true(r.rows[METRIC_F1][0] > 0 && r.rows[METRIC_F1][0] < 1);
+	assert_true(r.rows[METRIC_CHRF] != NULL);
+	char pred[] = "/tmp/ftlab-pred-XXXXXX";
+	close(mkstemp(pred));
+	struct sink_log log = {0};
+	struct run_sink sink = {&log, NULL, log_result, log_pred, NULL, NULL, NULL};
+	assert_int_equal(eval_emit(&sink, "test", "base", NULL, &r, prep.test, &s, pred, &d), 0);
+	assert_int_equal(log.n_pred, 2);
+	assert_true(fabs(find(&log, "base", "exact_match")->v - right / 4.0) < 1e-12);
+	char *buf = NULL;
+	size_t len = 0;
+	assert_int_equal(file_read_all(&buf, &len, pred, 1 << 20, &d), 0);
+	size_t lines = 0;
+	for (size_t i = 0; i < len; i++)
+		lines += buf[i] == '\n';
+	assert_int_equal(lines, 4);
+	assert_non_null(strstr(buf, "\"reference\": \"Paris\""));
+	free(buf);
+	unlink(pred);
+	eval_result_free(&r);
+	model_free(m);
+	data_prepared_free(&prep);
+	tokenizer_free(tok);
+	model_file_free(mf);
+	unlink(tmpl);
+	free(path);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_teacher_forced_matches_forward),
+		cmocka_unit_test(test_unknown_metric),
+		cmocka_unit_test(test_smollm2_generation),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

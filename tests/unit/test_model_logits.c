@@ -1,0 +1,241 @@
+/* Logits against reference fixtures (tests/reference/make_logits_fixture.py):
+ * SmolLM2-135M-Instruct (Q4_1 GGUF dequantised; transformers' LlamaForCausalLM in fp32)
+ * on several prompts, and tiny random llama and GPT-2 models loaded from GGUF and from
+ * safetensors directories, against their PyTorch logits. Error measure: max |ours - ref|
+ * over the stored values divided by max |ref| of that prompt, <= 1e-4. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/native/io/model_file.h"
+#include "backends/native/model/generate_text.h"
+#include "backends/native/model/model.h"
+#include "backends/native/tok/tokenizer.h"
+
+static char *root_path(const char *rel)
+{
+	const char *root = getenv("FTLAB_ROOT");
+	size_t n = strlen(root ? root : ".") + strlen(rel) + 2;
+	char *p = malloc(n);
+	snprintf(p, n, "%s/%s", root ? root : ".", rel);
+	return p;
+}
+
+static json_t *load_json(const char *rel)
+{
+	char *p = root_path(rel);
+	json_error_t err;
+	json_t *j = json_load_file(p, 0, &err);
+	if (!j)
+		fail_msg("%s: %s", p, err.text);
+	free(p);
+	return j;
+}
+
+static struct model *load_model(const char *rel, int max_seq, int *out_rc)
+{
+	char *p = root_path(rel);
+	struct diag d;
+	diag_init(&d);
+	struct model_file *mf = NULL;
+	*out_rc = model_file_load(&mf, p, &d);
+	free(p);
+	if (*out_rc) {
+		print_message("%s: %s\n", rel, d.text);
+		return NULL;
+	}
+	struct model_opts o = {0};
+	o.method = METHOD_NONE;
+	o.layers_first = o.layers_last = -1;
+	o.max_batch = 1;
+	o.max_seq = max_seq;
+	struct model *m = NULL;
+	if (model_create(&m, mf, &o, &d))
+		fail_msg("model_create %s: %s", rel, d.text);
+	model_file_free(mf);
+	return m;
+}
+
+static double check_err(double err_abs, double scale, const char *what, size_t k)
+{
+	double rel = err_abs / scale;
+	if (rel > 1e-4)
+		fail_msg("%s prompt %zu: relative error %.3g > 1e-4", what, k, rel);
+	return rel;
+}
+
+/* Compares one prompt's logits with a fixture entry. */
+static double compare(struct model *m, json_t *e, const char *what, size_t k)
+{
+	json_t *ids = json_object_get(e, "ids");
+	int T = (int)json_array_size(ids);
+	int32_t *tok = malloc((size_t)T * sizeof(int32_t));
+	for (int i = 0; i < T; i++)
+		tok[i] = (int32_t)json_integer_value(json_array_get(ids, (size_t)i));
+	assert_int_equal(model_forward(m, tok, NULL, 1, T, NULL, NULL), 0);
+	const float *lg = model_logits(m);
+	int V = model_hparams(m)->n_vocab;
+	const float *last = lg + (size_t)(T - 1) * V;
+	double scale = 0, err = 0;
+	json_t *tv = json_object_get(e, "top_vals"), *ti = json_object_get(e, "top_ids");
+	for (size_t i = 0; i < json_array_size(tv); i++)
+		scale = fmax(scale, fabs(json_real_value(json_array_get(tv, i))));
+	json_t *li = json_object_get(e, "last_idx"), *lv = json_object_get(e, "last_vals");
+	for (size_t i = 0; i < json_array_size(li); i++) {
+		double ref = json_real_value(json_array_get(lv, i));
+		scale = fmax(scale, fabs(ref));
+		err = fmax(err, fabs(last[json_integer_value(json_array_get(li, i))] - ref));
+	}
+	for (size_t i = 0; i < json_array_size(tv); i++) {
+		int64_t id = json_integer_value(json_array_get(ti, i));
+		err = fmax(err, fabs(last[id] - json_real_value(json_array_get(tv, i))));
+	}
+	/* the argmax agrees */
+	int best = 0;
+	for (int i = 1; i < V; i++)
+		if (last[i] > last[best])
+			best = i;
+	assert_int_equal(best, json_integer_value(json_array_get(ti, 0)));
+	json_t *pv = json_object_get(e, "pos_vals");
+	for (int t = 0; t < T; t++) {
+		json_t *row = json_array_get(pv, (size_t)t);
+		for (size_t i = 0; i < json_array_size(row); i++)
+			err = fmax(err, fabs(lg[(size_t)t * V + i] - json_real_value(json_array_get(row, i))));
+	}
+	json_t *all = json_object_get(e, "all_vals");
+	for (int t = 0; all && t < T; t++) {
+		json_t *row = json_array_get(all, (size_t)t);
+		for (size_t i = 0; i < json_array_size(row); i++) {
+			double ref = json_real_value(json_array_get(row, i));
+			scale = fmax(scale, fabs(ref));
+			err = fmax(err, fabs(lg[(size_t)t * V + i] - ref));
+		}
+	}
+	free(tok);
+	return check_err(err, scale, what, k);
+}
+
+static void test_smollm2_logits(void **state)
+{
+	(void)state;
+	json_t *fx = load_json("tests/reference/fixtures/logits_smollm2.json");
+	json_t *prompts = json_object_get(fx, "prompts");
+	int rc;
+	struct model *m = load_model("models/SmolLM2-135M-Instruct.Q4_1.gguf", 64, &rc);
+	assert_int_equal(rc, 0);
+	double worst = 0;
+	for (size_t k = 0; k < json_array_size(prompts); k++)
+		worst = fmax(worst, compare(m, json_array_get(prompts, k), "smollm2", k));
+	print_message("SmolLM2: worst relative error %.3g over %zu prompts\n", worst,
+		      json_array_size(prompts));
+	model_free(m);
+	json_decref(fx);
+}
+
+static void check_tiny(const char *name, const char *file)
+{
+	json_t *fx = load_json("tests/reference/fixtures/logits_tiny.json");
+	json_t *seqs = json_object_get(json_object_get(fx, "models"), name);
+	assert_true(json_array_size(seqs) > 0);
+	int rc;
+	struct model *m = load_model(file, 16, &rc);
+	if (!m)
+		fail_msg("%s does not load", file);
+	double worst = 0;
+	for (size_t k = 0; k < json_array_size(seqs); k++)
+		worst = fmax(worst, compare(m, json_array_get(seqs, k), file, k));
+	print_message("%s: worst relative error %.3g\n", file, worst);
+	model_free(m);
+	json_decref(fx);
+}
+
+static void test_tiny_llama_gguf(void **state)
+{
+	(void)state;
+	check_tiny("tiny-llama", "tests/reference/fixtures/tiny-llama.gguf");
+}
+
+static void test_tiny_gpt2_gguf(void **state)
+{
+	(void)state;
+	check_tiny("tiny-gpt2", "tests/reference/fixtures/tiny-gpt2.gguf");
+}
+
+static void test_tiny_llama_safetensors(void **state)
+{
+	(void)state;
+	check_tiny("tiny-llama", "tests/reference/fixtures/tiny-llama");
+}
+
+static void test_tiny_gpt2_safetensors(void **state)
+{
+	(void)state;
+	check_tiny("tiny-gpt2", "tests/reference/fixtures/tiny-gpt2");
+}
+
+/* The CI smoke test: a short greedy answer through the chat template. */
+static void test_smollm2_generate(void **state)
+{
+	(void)state;
+	char *p = root_path("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+	struct diag d;
+	diag_init(&d);
+	struct model_file *mf = NULL;
+	struct tokenizer *tok = NULL;
+	struct model *m = NULL;
+	assert_int_equal(model_file_load(&mf, p, &d), 0);
+	assert_int_equal(tokenizer_from_model_file(&tok, mf, &d), 0);
+	struct model_opts o = {0};
+	o.layers_first = o.layers_last = -1;
+	assert_int_equal(model_create(&m, mf, &o, &d), 0);
+	assert_true(gen_has_chatml(tok));
+	const char *prompts[] = {"What is the capital of France?",
+				 "What is 2 + 2? Answer with a number."};
+	struct gen_text_opts go = {0};
+	go.g.max_new_tokens = 24;
+	go.g.top_p = 1.0f;
+	go.chat = true;
+	char **texts = NULL;
+	assert_int_equal(model_generate_text(m, tok, prompts, 2, &go, &texts, &d), 0);
+	print_message("> %s\n%s\n> %s\n%s\n", prompts[0], texts[0], prompts[1], texts[1]);
+	assert_non_null(strstr(texts[0], "Paris"));
+	assert_non_null(strstr(texts[1], "4"));
+	/* a stop string cuts the text before it */
+	const char *stops[] = {"Paris"};
+	go.stop_strings = stops;
+	go.n_stop_strings = 1;
+	char **cut = NULL;
+	assert_int_equal(model_generate_text(m, tok, prompts, 1, &go, &cut, &d), 0);
+	assert_null(strstr(cut[0], "Paris"));
+	assert_int_equal(strncmp(cut[0], texts[0], strlen(cut[0])), 0);
+	for (int i = 0; i < 2; i++)
+		free(texts[i]);
+	free(texts);
+	free(cut[0]);
+	free(cut);
+	model_free(m);
+	tokenizer_free(tok);
+	model_file_free(mf);
+	free(p);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_tiny_llama_gguf),
+		cmocka_unit_test(test_tiny_gpt2_gguf),
+		cmocka_unit_test(test_tiny_llama_safetensors),
+		cmocka_unit_test(test_tiny_gpt2_safetensors),
+		cmocka_unit_test(test_smollm2_logits),
+		cmocka_unit_test(test_smollm2_generate),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

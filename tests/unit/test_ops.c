@@ -1,0 +1,472 @@
+/* Unit tests for ops/ (CPU backend): matmul against a double-precision reference in every
+ * transpose form (and bf16 against bf16-rounded inputs), and central finite differences
+ * for the backward of every op: RMSNorm, LayerNorm, both RoPE styles, GQA attention,
+ * SwiGLU, GELU, embedding, masked cross-entropy, dropout; plus AdamW against a reference
+ * step. The objective is L = sum(out * R) for a fixed random R, evaluated in double. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/native/ops/ops.h"
+#include "backends/native/ops/ops_math.h"
+#include "common/rng.h"
+
+static const struct ops *O;
+
+static float *rnd(size_t n, uint64_t seed, float scale)
+{
+	struct rng r;
+	rng_seed(&r, seed, 77);
+	float *x = malloc(n * sizeof(float));
+	for (size_t i = 0; i < n; i++)
+		x[i] = scale * (2.0f * rng_uniform_f(&r) - 1.0f);
+	return x;
+}
+
+static double dot_d(const float *a, const float *b, size_t n)
+{
+	double s = 0;
+	for (size_t i = 0; i < n; i++)
+		s += (double)a[i] * b[i];
+	return s;
+}
+
+/* A forward under test: writes out (n_out floats) from the current inputs in ctx. */
+typedef void (*fwd_fn)(void *ctx, float *out);
+
+/* Checks grad (analytic dL/dx) against central differences of L = <fwd(x), R>. */
+static void fd_check(const char *what, float *x, size_t n, const float *grad, fwd_fn f,
+		     void *ctx, const float *R, size_t n_out, float eps, double tol)
+{
+	float *out = malloc(n_out * sizeof(float));
+	struct rng r;
+	rng_seed(&r, n, 5);
+	for (int s = 0; s < 24; s++) {
+		size_t j = (size_t)rng_below(&r, n);
+		float keep = x[j];
+		x[j] = keep + eps;
+		f(ctx, out);
+		double lp = dot_d(out, R, n_out);
+		x[j] = keep - eps;
+		f(ctx, out);
+		double lm = dot_d(out, R, n_out);
+		x[j] = keep;
+		double fd = (lp - lm) / (2.0 * eps);
+		if (fabs(fd - grad[j]) > tol * (1.0 + fabs(fd)))
+			fail_msg("%s[%zu]: analytic %.7g, finite difference %.7g", what, j,
+				 (double)grad[j], fd);
+	}
+	free(out);
+}
+
+/* ---- matmul ---- */
+
+static void ref_matmul(double *c, const float *a, const float *b, int m, int n, int k,
+		       unsigned fl, bool bf16)
+{
+	for (int i = 0; i < m; i++)
+		for (int j = 0; j < n; j++) {
+			double s = 0;
+			for (int p = 0; p < k; p++) {
+				float av = (fl & OPS_TA) ? a[(size_t)p * m + i] : a[(size_t)i * k + p];
+				float bv = (fl & OPS_TB) ? b[(size_t)j * k + p] : b[(size_t)p * n + j];
+				if (bf16) {
+					av = ops_bf16_to_f32(ops_f32_to_bf16(av));
+					bv = ops_bf16_to_f32(ops_f32_to_bf16(bv));
+				}
+				s += (double)av * bv;
+			}
+			c[(size_t)i * n + j] = s;
+		}
+}
+
+static void test_matmul(void **state)
+{
+	(void)state;
+	int m = 13, n = 29, k = 37;
+	float *a = rnd((size_t)m * k, 1, 1), *b = rnd((size_t)k * n, 2, 1);
+	float *c = malloc((size_t)m * n * sizeof(float));
+	double *ref = malloc((size_t)m * n * sizeof(double));
+	for (unsigned fl = 0; fl < 8; fl++) {
+		bool bf = (fl & OPS_BF16) && ops_cpu_has_bf16();
+		ref_matmul(ref, a, b, m, n, k, fl, bf);
+		for (size_t i = 0; i < (size_t)m * n; i++)
+			c[i] = NAN; /* beta 0 must not read C */
+		O->matmul(c, a, b, m, n, k, fl, 1.0f, 0.0f);
+		for (size_t i = 0; i < (size_t)m * n; i++)
+			assert_float_equal(c[i], ref[i], 1e-4 * (1 + fabs(ref[i])));
+		/* alpha and accumulation */
+		O->matmul(c, a, b, m, n, k, fl, 0.5f, 1.0f);
+		for (size_t i = 0; i < (size_t)m * n; i++)
+			assert_float_equal(c[i], 1.5 * ref[i], 2e-4 * (1 + fabs(ref[i])));
+	}
+	free(a);
+	free(b);
+	free(c);
+	free(ref);
+}
+
+/* ---- norms ---- */
+
+struct norm_ctx {
+	float *x, *w, *b, *mean, *rstd;
+	int n, c;
+	bool layer;
+};
+
+static void norm_fwd(void *vc, float *out)
+{
+	struct norm_ctx *k = vc;
+	if (k->layer)
+		O->layernorm_forward(out, k->mean, k->rstd, k->x, k->w, k->b, k->n, k->c, 1e-5f);
+	else
+		O->rmsnorm_forward(out, k->rstd, k->x, k->w, k->n, k->c, 1e-5f);
+}
+
+static void check_norm(bool layer)
+{
+	int n = 7, c = 33;
+	struct norm_ctx k = {rnd((size_t)n * c, 3, 2), rnd((size_t)c, 4, 1), rnd((size_t)c, 5, 1),
+			     malloc(n * sizeof(float)), malloc(n * sizeof(float)), n, c, layer};
+	float *R = rnd((size_t)n * c, 6, 1), *out = malloc((size_t)n * c * sizeof(float));
+	float *dx = malloc((size_t)n * c * sizeof(float));
+	float *dw = calloc((size_t)c, sizeof(float)), *db = calloc((size_t)c, sizeof(float));
+	norm_fwd(&k, out);
+	if (layer)
+		O->layernorm_backward(dx, dw, db, R, k.x, k.w, k.mean, k.rstd, n, c);
+	else
+		O->rmsnorm_backward(dx, dw, R, k.x, k.w, k.rstd, n, c);
+	fd_check("norm dx", k.x, (size_t)n * c, dx, norm_fwd, &k, R, (size_t)n * c, 1e-2f, 2e-3);
+	fd_check("norm dw", k.w, (size_t)c, dw, norm_fwd, &k, R, (size_t)n * c, 1e-2f, 2e-3);
+	if (layer)
+		fd_check("norm db", k.b, (size_t)c, db, norm_fwd, &k, R, (size_t)n * c, 1e-2f, 2e-3);
+	free(k.x);
+	free(k.w);
+	free(k.b);
+	free(k.mean);
+	free(k.rstd);
+	free(R);
+	free(out);
+	free(dx);
+	free(dw);
+	free(db);
+}
+
+static void test_rmsnorm(void **state)
+{
+	(void)state;
+	check_norm(false);
+}
+
+static void test_layernorm(void **state)
+{
+	(void)state;
+	check_norm(true);
+}
+
+/* ---- RoPE ---- */
+
+struct rope_ctx {
+	float *x, *inv;
+	int b, t, nh, hd;
+	int *pos0;
+	enum ops_rope_style st;
+};
+
+static void rope_fwd(void *vc, float *out)
+{
+	struct rope_ctx *k = vc;
+	size_t n = (size_t)k->b * k->t * k->nh * k->hd;
+	memcpy(out, k->x, n * sizeof(float));
+	O->rope_forward(out, k->b, k->t, k->nh, k->hd, k->pos0, k->inv, k->st);
+}
+
+static void test_rope(void **state)
+{
+	(void)state;
+	int b = 2, t = 5, nh = 3, hd = 8;
+	size_t n = (size_t)b * t * nh * hd;
+	float inv[4];
+	ops_rope_inv_freq(inv, hd, 10000.0f, 0, 1, 0, 0, 0);
+	assert_float_equal(inv[1], powf(10000.0f, -2.0f / 8.0f), 1e-7);
+	int pos0[2] = {3, 11};
+	for (int st = 1; st <= 2; st++) {
+		struct rope_ctx k = {rnd(n, 7, 1), inv, b, t, nh, hd, pos0, (enum ops_rope_style)st};
+		float *R = rnd(n, 8, 1), *dx = malloc(n * sizeof(float)), *out = malloc(n * sizeof(float));
+		memcpy(dx, R, n * sizeof(float));
+		O->rope_backward(dx, b, t, nh, hd, pos0, inv, k.st);
+		fd_check("rope", k.x, n, dx, rope_fwd, &k, R, n, 1e-2f, 1e-3);
+		/* rotations keep the norm */
+		rope_fwd(&k, out);
+		assert_float_equal(dot_d(out, out, n), dot_d(k.x, k.x, n), 1e-3);
+		free(k.x);
+		free(R);
+		free(dx);
+		free(out);
+	}
+	/* interleaved on permuted rows equals rotate-half: GGUF's Q/K row permutation maps
+	 * pair (i, i + hd/2) to (2i, 2i + 1) */
+	float *x = rnd((size_t)hd, 9, 1), xi[8], xh[8];
+	for (int i = 0; i < hd / 2; i++) {
+		xi[2 * i] = x[i];
+		xi[2 * i + 1] = x[i + hd / 2];
+	}
+	memcpy(xh, x, sizeof xh);
+	int p[1] = {7};
+	O->rope_forward(xh, 1, 1, 1, hd, p, inv, OPS_ROPE_HALF);
+	O->rope_forward(xi, 1, 1, 1, hd, p, inv, OPS_ROPE_INTERLEAVED);
+	for (int i = 0; i < hd / 2; i++) {
+		assert_float_equal(xi[2 * i], xh[i], 1e-6);
+		assert_float_equal(xi[2 * i + 1], xh[i + hd / 2], 1e-6);
+	}
+	free(x);
+	/* llama3 scaling: high frequencies kept, low frequencies divided by the factor */
+	float s3[32], s0[32];
+	ops_rope_inv_freq(s0, 64, 500000.0f, 0, 0, 0, 0, 0);
+	ops_rope_inv_freq(s3, 64, 500000.0f, 2, 8.0f, 1.0f, 4.0f, 8192);
+	assert_float_equal(s3[0], s0[0], 1e-9);
+	assert_float_equal(s3[31], s0[31] / 8.0f, 1e-12);
+	ops_rope_inv_freq(s3, 64, 500000.0f, 1, 4.0f, 0, 0, 0);
+	assert_float_equal(s3[5], s0[5] / 4.0f, 1e-9);
+}
+
+/* ---- attention ---- */
+
+struct att_ctx {
+	float *q, *k, *v, *att;
+	int b, t, nh, nkv, hd;
+};
+
+static void att_fwd(void *vc, float *out)
+{
+	struct att_ctx *c = vc;
+	O->attention_forward(out, c->att, c->q, c->k, c->v, c->b, c->t, c->t, c->nh, c->nkv,
+			     c->hd, NULL);
+}
+
+static void test_attention(void **state)
+{
+	(void)state;
+	int b = 2, t = 6, nh = 4, nkv = 2, hd = 8;
+	size_t nq = (size_t)b * t * nh * hd, nk = (size_t)b * t * nkv * hd;
+	struct att_ctx c = {rnd(nq, 10, 1), rnd(nk, 11, 1), rnd(nk, 12, 1),
+			    malloc((size_t)b * nh * t * t * sizeof(float)), b, t, nh, nkv, hd};
+	float *R = rnd(nq, 13, 1), *out = malloc(nq * sizeof(float));
+	float *dq = malloc(nq * sizeof(float)), *dk = malloc(nk * sizeof(float)),
+	      *dv = malloc(nk * sizeof(float));
+	att_fwd(&c, out);
+	/* the first position attends only to itself: out = v[0] of its KV head */
+	for (int i = 0; i < hd; i++)
+		assert_float_equal(out[(size_t)3 * hd + i], c.v[(size_t)1 * hd + i], 1e-6);
+	O->attention_backward(dq, dk, dv, R, c.att, c.q, c.k, c.v, b, t, nh, nkv, hd);
+	fd_check("attention dq", c.q, nq, dq, att_fwd, &c, R, nq, 1e-2f, 2e-3);
+	fd_check("attention dk", c.k, nk, dk, att_fwd, &c, R, nq, 1e-2f, 2e-3);
+	fd_check("attention dv", c.v, nk, dv, att_fwd, &c, R, nq, 1e-2f, 2e-3);
+	/* decode form: the last query against a cache of capacity 9 at pos0 = t-1 */
+	int tk = 9, pos0[2] = {t - 1, t - 1};
+	float *kc = calloc((size_t)b * tk * nkv * hd, sizeof(float));
+	float *vc = calloc((size_t)b * tk * nkv * hd, sizeof(float));
+	float *q1 = malloc((size_t)b * nh * hd * sizeof(float)), *o1 = malloc((size_t)b * nh * hd * sizeof(float));
+	for (int bi = 0; bi < b; bi++) {
+		memcpy(kc + (size_t)bi * tk * nkv * hd, c.k + (size_t)bi * t * nkv * hd,
+		       (size_t)t * nkv * hd * sizeof(float));
+		memcpy(vc + (size_t)bi * tk * nkv * hd, c.v + (size_t)bi * t * nkv * hd,
+		       (size_t)t * nkv * hd * sizeof(float));
+		memcpy(q1 + (size_t)bi * nh * hd, c.q + ((size_t)bi * t + t - 1) * nh * hd,
+		       (size_t)nh * hd * sizeof(float));
+	}
+	O->attention_forward(o1, NULL, q1, kc, vc, b, 1, tk, nh, nkv, hd, pos0);
+	for (int bi = 0; bi < b; bi++)
+		for (int i = 0; i < nh * hd; i++)
+			assert_float_equal(o1[(size_t)bi * nh * hd + i],
+					   out[((size_t)bi * t + t - 1) * nh * hd + i], 1e-5);
+	free(c.q);
+	free(c.k);
+	free(c.v);
+	free(c.att);
+	free(R);
+	free(out);
+	free(dq);
+	free(dk);
+	free(dv);
+	free(kc);
+	free(vc);
+	free(q1);
+	free(o1);
+}
+
+/* ---- activations, embedding ---- */
+
+struct act_ctx {
+	float *g, *u;
+	size_t n;
+	bool gelu;
+};
+
+static void act_fwd(void *vc, float *out)
+{
+	struct act_ctx *c = vc;
+	if (c->gelu)
+		O->gelu_forward(out, c->g, c->n);
+	else
+		O->swiglu_forward(out, c->g, c->u, c->n);
+}
+
+static void test_activations(void **state)
+{
+	(void)state;
+	size_t n = 301;
+	struct act_ctx c = {rnd(n, 14, 4), rnd(n, 15, 2), n, false};
+	float *R = rnd(n, 16, 1), *dg = malloc(n * sizeof(float)), *du = malloc(n * sizeof(float));
+	O->swiglu_backward(dg, du, R, c.g, c.u, n);
+	fd_check("swiglu dgate", c.g, n, dg, act_fwd, &c, R, n, 1e-3f, 2e-3);
+	fd_check("swiglu dup", c.u, n, du, act_fwd, &c, R, n, 1e-3f, 2e-3);
+	c.gelu = true;
+	O->gelu_backward(dg, R, c.g, n);
+	fd_check("gelu", c.g, n, dg, act_fwd, &c, R, n, 1e-3f, 2e-3);
+	/* GELU tanh: known values */
+	assert_float_equal(ops_gelu(1.0f), 0.8411920f, 1e-6);
+	assert_float_equal(ops_silu(1.0f), 0.7310586f, 1e-6);
+	free(c.g);
+	free(c.u);
+	free(R);
+	free(dg);
+	free(du);
+}
+
+static void test_embedding(void **state)
+{
+	(void)state;
+	int V = 11, C = 70, n = 6, t = 3;
+	float *wte = rnd((size_t)V * C, 17, 1), *wpe = rnd((size_t)t * C, 18, 1);
+	int32_t tok[6] = {4, 0, 4, 10, 4, 2};
+	float *out = malloc((size_t)n * C * sizeof(float));
+	O->embedding_forward(out, tok, NULL, wte, wpe, n, t, C);
+	assert_float_equal(out[(size_t)4 * C + 5], wte[(size_t)4 * C + 5] + wpe[(size_t)1 * C + 5], 1e-6);
+	float *dout = rnd((size_t)n * C, 19, 1);
+	float *dwte = calloc((size_t)V * C, sizeof(float)), *dwpe = calloc((size_t)t * C, sizeof(float));
+	O->embedding_backward(dwte, dwpe, dout, tok, NULL, n, t, C);
+	/* token 4 appears at rows 0, 2, 4: gradients add */
+	assert_float_equal(dwte[(size_t)4 * C + 9],
+			   dout[9] + dout[(size_t)2 * C + 9] + dout[(size_t)4 * C + 9], 1e-6);
+	assert_float_equal(dwte[(size_t)5 * C], 0.0f, 0);
+	assert_float_equal(dwpe[(size_t)2 * C + 1], dout[(size_t)2 * C + 1] + dout[(size_t)5 * C + 1], 1e-6);
+	free(wte);
+	free(wpe);
+	free(out);
+	free(dout);
+	free(dwte);
+	free(dwpe);
+}
+
+/* ---- cross-entropy ---- */
+
+struct ce_ctx {
+	float *logits;
+	int32_t *tg;
+	int n, v;
+};
+
+static void ce_fwd(void *vc, float *out)
+{
+	struct ce_ctx *c = vc;
+	float *lse = malloc((size_t)c->n * sizeof(float));
+	O->crossentropy_forward(out, lse, c->logits, c->tg, c->n, c->v);
+	free(lse);
+}
+
+static void test_crossentropy(void **state)
+{
+	(void)state;
+	int n = 5, v = 1000;
+	int32_t tg[5] = {3, -1, 999, 0, -100};
+	struct ce_ctx c = {rnd((size_t)n * v, 20, 5), tg, n, v};
+	float *losses = malloc((size_t)n * sizeof(float)), *lse = malloc((size_t)n * sizeof(float));
+	long cnt = O->crossentropy_forward(losses, lse, c.logits, tg, n, v);
+	assert_int_equal(cnt, 3);
+	for (int r = 0; r < n; r++) {
+		double mx = -1e30, s = 0;
+		for (int i = 0; i < v; i++)
+			mx = fmax(mx, c.logits[(size_t)r * v + i]);
+		for (int i = 0; i < v; i++)
+			s += exp(c.logits[(size_t)r * v + i] - mx);
+		double ref = tg[r] >= 0 ? mx + log(s) - c.logits[(size_t)r * v + tg[r]] : 0.0;
+		assert_float_equal(losses[r], ref, 1e-5 * (1 + ref));
+	}
+	/* d(sum of losses * R_r)/dlogits with R_r = 0.5 on every row */
+	float R[5] = {0.5f, 0.5f, 0.5f, 0.5f, 0.5f};
+	float *g = malloc((size_t)n * v * sizeof(float));
+	memcpy(g, c.logits, (size_t)n * v * sizeof(float));
+	O->crossentropy_backward(g, lse, tg, n, v, 0.5f);
+	for (int i = 0; i < v; i++)
+		assert_true(g[(size_t)1 * v + i] == 0.0f); /* masked row */
+	fd_check("crossentropy", c.logits, (size_t)n * v, g, ce_fwd, &c, R, (size_t)n, 1e-2f, 1e-3);
+	free(c.logits);
+	free(losses);
+	free(lse);
+	free(g);
+}
+
+/* ---- dropout, sums, AdamW ---- */
+
+static void test_dropout_sumsq_adamw(void **state)
+{
+	(void)state;
+	size_t n = 200000;
+	float *x = rnd(n, 21, 1), *y1 = malloc(n * sizeof(float)), *y2 = malloc(n * sizeof(float));
+	uint8_t *m1 = malloc(n), *m2 = malloc(n);
+	omp_set_num_threads(1);
+	O->dropout_forward(y1, m1, x, n, 0.25f, 5, 6);
+	double s1 = O->sumsq(x, n);
+	omp_set_num_threads(2);
+	O->dropout_forward(y2, m2, x, n, 0.25f, 5, 6);
+	double s2 = O->sumsq(x, n);
+	assert_memory_equal(m1, m2, n); /* same mask for any thread count */
+	assert_true(s1 == s2);
+	size_t kept = 0;
+	for (size_t i = 0; i < n; i++) {
+		kept += m1[i];
+		assert_float_equal(y1[i], m1[i] ? x[i] / 0.75f : 0.0f, 1e-6);
+	}
+	assert_true(fabs((double)kept / n - 0.75) < 0.01);
+	float *dx = calloc(n, sizeof(float));
+	O->dropout_backward(dx, x, m1, n, 0.25f);
+	assert_float_equal(dx[7], m1[7] ? x[7] / 0.75f : 0.0f, 1e-6);
+	/* AdamW step 3 against the formula in double */
+	float p = 0.5f, g = -0.2f, m = 0.01f, v = 0.002f;
+	double md = 0.9 * 0.01 + 0.1 * -0.2, vd = 0.999 * 0.002 + 0.001 * 0.04;
+	double pd = 0.5 - 1e-2 * ((md / (1 - pow(0.9, 3))) / (sqrt(vd / (1 - pow(0.999, 3))) + 1e-8) + 0.1 * 0.5);
+	O->adamw(&p, &g, &m, &v, 1, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, 3);
+	assert_float_equal(p, pd, 1e-6);
+	free(x);
+	free(y1);
+	free(y2);
+	free(m1);
+	free(m2);
+	free(dx);
+}
+
+int main(void)
+{
+	O = ops_cpu();
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_matmul),
+		cmocka_unit_test(test_rmsnorm),
+		cmocka_unit_test(test_layernorm),
+		cmocka_unit_test(test_rope),
+		cmocka_unit_test(test_attention),
+		cmocka_unit_test(test_activations),
+		cmocka_unit_test(test_embedding),
+		cmocka_unit_test(test_crossentropy),
+		cmocka_unit_test(test_dropout_sumsq_adamw),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,430 @@
+/* CLI tests of `ftlab run` / ls / show with the real binary ($FTLAB_BIN), real child
+ * processes and a real store: two concurrent runners on one workspace, --only, SIGINT
+ * (killed, exit 130) and --resume, kill -9 at random moments (integrity_check, crashed),
+ * read-only and missing workspaces, and provenance from clean, dirty and absent git
+ * repositories (made by the test with git). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "common/util.h"
+
+static const char *trainer =
+	"steps=$1; delay=${TRAIN_DELAY:-0}\n"
+	"start=0\n"
+	"if [ \"$FTLAB_RESUME\" = 1 ] && [ -f \"$FTLAB_RUN_DIR/ckpt\" ]; then\n"
+	"  start=$(cat \"$FTLAB_RUN_DIR/ckpt\"); echo \"resumed at $start\"; fi\n"
+	"trap 'echo stopping; exit 143' TERM\n"
+	"i=$start\n"
+	"while [ $i -lt $steps ]; do\n"
+	"  echo \"{\\\"step\\\": $i, \\\"loss\\\": $((100 - i)), \\\"total_steps\\\": $steps}\"\n"
+	"  i=$((i + 1)); echo $i > \"$FTLAB_RUN_DIR/ckpt.tmp\"; mv \"$FTLAB_RUN_DIR/ckpt.tmp\" \"$FTLAB_RUN_DIR/ckpt\"\n"
+	"  [ \"$delay\" = 0 ] || sleep $delay\n"
+	"done\n"
+	"echo '{\"split\": \"test\", \"example\": 0, \"reference\": \"yes\", \"output\": \"yes\"}'\n"
+	"echo \"$FTLAB_RUN_ID\" >> \"$EXECUTIONS\"\n";
+
+static const char *experiment =
+	"name: cli-test\n"
+	"seed: 1\n"
+	"model:\n  base: base.txt\n"
+	"data:\n  format: completion\n  train: train.jsonl\n"
+	"train:\n  steps: 4\n"
+	"eval:\n  metrics: [exact_match]\n"
+	"backend:\n  type: exec\n  command: [/bin/sh, train.sh, \"{train.steps}\"]\n"
+	"sweep:\n  parameters:\n    seed: [1, 2, 3, 4]\n";
+
+struct env {
+	char dir[64];
+	char ws[96];
+	char exp[128];
+	char execs[128];
+};
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+	char *p = path_join(dir, name);
+	FILE *f = fopen(p, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	free(p);
+}
+
+static void env_init(struct env *e)
+{
+	memset(e, 0, sizeof *e);
+	snprintf(e->dir, sizeof e->dir, "/tmp/ftlab-cli-XXXXXX");
+	assert_non_null(mkdtemp(e->dir));
+	assert_int_equal(chmod(e->dir, 0755), 0);
+	snprintf(e->ws, sizeof e->ws, "%s/ws", e->dir);
+	snprintf(e->exp, sizeof e->exp, "%s/exp.yaml", e->dir);
+	snprintf(e->execs, sizeof e->execs, "%s/executions", e->dir);
+	write_file(e->dir, "train.sh", trainer);
+	write_file(e->dir, "exp.yaml", experiment);
+	write_file(e->dir, "base.txt", "base\n");
+	write_file(e->dir, "train.jsonl", "{\"prompt\": \"q\", \"completion\": \"yes\"}\n");
+	setenv("EXECUTIONS", e->execs, 1);
+	setenv("NO_COLOR", "1", 1);
+	setenv("TRAIN_DELAY", "0", 1);
+}
+
+static void env_done(struct env *e)
+{
+	assert_int_equal(dir_remove_all(e->dir), 0);
+}
+
+/* Starts `ftlab ARGS...` with stdout/stderr into dir/NAME.out/.err; uid >= 0 drops to it. */
+static pid_t ftlab_start(const struct env *e, const char *name, int uid, const char *const *args)
+{
+	const char *bin = getenv("FTLAB_BIN");
+	assert_non_null(bin);
+	char out[160], err[160];
+	snprintf(out, sizeof out, "%s/%s.out", e->dir, name);
+	snprintf(err, sizeof err, "%s/%s.err", e->dir, name);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+		int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+		if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0)
+			_exit(99);
+		if (chdir(e->dir) != 0)
+			_exit(99);
+		if (uid >= 0 && (setgid((gid_t)uid) != 0 || setuid((uid_t)uid) != 0))
+			_exit(98);
+		char *argv[32];
+		int n = 0;
+		argv[n++] = (char *)bin;
+		for (size_t i = 0; args[i] && n < 31; i++)
+			argv[n++] = (char *)args[i];
+		argv[n] = NULL;
+		execv(bin, argv);
+		_exit(97);
+	}
+	return pid;
+}
+
+static int ftlab_wait(pid_t pid)
+{
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int ftlab(const struct env *e, const char *name, const char *const *args)
+{
+	return ftlab_wait(ftlab_start(e, name, -1, args));
+}
+
+static char *slurp(const struct env *e, const char *name)
+{
+	char *p = path_join(e->dir, name), *buf = NULL;
+	size_t n;
+	struct diag d;
+	diag_init(&d);
+	if (file_read_all(&buf, &n, p, 1 << 22, &d) != 0)
+		buf = ft_strdup("");
+	free(p);
+	return buf;
+}
+
+static int count_lines(const char *text, const char *needle)
+{
+	int n = 0;
+	for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
+}
+
+/* `ftlab ls --json` as a JSON array. */
+static json_t *ls_json(const struct env *e)
+{
+	const char *args[] = {"--workspace", e->ws, "ls", "--json", NULL};
+	assert_int_equal(ftlab(e, "ls", args), 0);
+	char *out = slurp(e, "ls.out");
+	json_error_t je;
+	json_t *a = json_loads(out, 0, &je);
+	free(out);
+	assert_true(json_is_array(a));
+	return a;
+}
+
+static int count_status(json_t *runs, const char *status)
+{
+	int n = 0;
+	for (size_t i = 0; i < json_array_size(runs); i++)
+		n += strcmp(json_string_value(json_object_get(json_array_get(runs, i), "status")),
+			    status) == 0;
+	return n;
+}
+
+static void test_two_concurrent_runners(void **state)
+{
+	(void)state;
+	struct env e;
+	env_init(&e);
+	setenv("TRAIN_DELAY", "0.02", 1);
+	const char *args[] = {"--workspace", e.ws, "run", "exp.yaml", NULL};
+	pid_t a = ftlab_start(&e, "a", -1, args);
+	pid_t b = ftlab_start(&e, "b", -1, args);
+	assert_int_equal(ftlab_wait(a), 0);
+	assert_int_equal(ftlab_wait(b), 0);
+	char *ex = slurp(&e, "executions");
+	assert_int_equal(count_lines(ex, "\n"), 4); /* each run executed exactly once */
+	free(ex);
+	json_t *runs = ls_json(&e);
+	assert_int_equal(json_array_size(runs), 4);
+	assert_int_equal(count_status(runs, "finished"), 4);
+	json_decref(runs);
+	/* --only runs exactly the one point; --jobs on a finished sweep reuses everything. */
+	const char *force[] = {"--workspace", e.ws, "run", "exp.yaml", "--force", "--only", NULL,
+			       NULL};
+	runs = ls_json(&e);
+	force[6] = json_string_value(json_object_get(json_array_get(runs, 2), "id"));
+	assert_int_equal(ftlab(&e, "only", force), 0);
+	json_decref(runs);
+	ex = slurp(&e, "executions");
+	assert_int_equal(count_lines(ex, "\n"), 5);
+	free(ex);
+	const char *jobs[] = {"--workspace", e.ws, "run", "exp.yaml", "--jobs", "3", NULL};
+	assert_int_equal(ftlab(&e, "jobs", jobs), 0);
+	char *out = slurp(&e, "jobs.out");
+	assert_int_equal(count_lines(out, " cached "), 4);
+	free(out);
+	env_done(&e);
+}
+
+static void test_sigint_killed_then_resume(void **state)
+{
+	(void)state;
+	struct env e;
+	env_init(&e);
+	setenv("TRAIN_DELAY", "0.1", 1);
+	const char *args[] = {"--workspace", e.ws, "run", "exp.yaml", "-s", "train.steps=30",
+			      "--only", NULL, NULL};
+	/* The run id of the first point, from plan. */
+	const char *plan[] = {"--workspace", e.ws, "plan", "exp.yaml", "-s", "train.steps=30",
+			      "--json", NULL};
+	assert_int_equal(ftlab(&e, "plan", plan), 0);
+	char *pj = slurp(&e, "plan.out");
+	json_error_t je;
+	json_t *p = json_loads(pj, 0, &je);
+	free(pj);
+	assert_non_null(p);
+	char id[13];
+	snprintf(id, sizeof id, "%s",
+		 json_string_value(json_object_get(json_array_get(json_object_get(p, "runs"), 0),
+						   "run_id")));
+	json_decref(p);
+	args[7] = id;
+	pid_t pid = ftlab_start(&e, "int", -1, args);
+	char ck[256];
+	snprintf(ck, sizeof ck, "%s/runs/%s/ckpt", e.ws, id);
+	for (int i = 0; i < 300 && !path_exists(ck); i++)
+		usleep(10000);
+	usleep(250000);
+	kill(pid, SIGINT);
+	assert_int_equal(ftlab_wait(pid), 130);
+	json_t *runs = ls_json(&e);
+	assert_int_equal(count_status(runs, "killed"), 1);
+	json_decref(runs);
+	setenv("TRAIN_DELAY", "0", 1);
+	const char *resume[] = {"--workspace", e.ws, "run", "exp.yaml", "-s", "train.steps=30",
+				"--only", id, "--resume", NULL};
+	assert_int_equal(ftlab(&e, "resume", resume), 0);
+	char lp[64];
+	snprintf(lp, sizeof lp, "ws/runs/%s/log.txt", id);
+	char *log = slurp(&e, lp);
+	assert_non_null(strstr(log, "resumed at"));
+	free(log);
+	runs = ls_json(&e);
+	assert_int_equal(count_status(runs, "finished"), 1);
+	json_decref(runs);
+	env_done(&e);
+}
+
+static void test_kill9_integrity(void **state)
+{
+	(void)state;
+	struct env e;
+	env_init(&e);
+	setenv("TRAIN_DELAY", "0.02", 1);
+	srand((unsigned)time(NULL) ^ (unsigned)getpid());
+	const char *args[] = {"--workspace", e.ws, "run", "exp.yaml", "--resume", NULL};
+	int crashed = 0;
+	for (int iter = 0; iter < 8; iter++) {
+		pid_t pid = ftlab_start(&e, "k9", -1, args);
+		usleep((useconds_t)(50000 + rand() % 400000));
+		kill(pid, SIGKILL);
+		ftlab_wait(pid);
+		char db[160];
+		snprintf(db, sizeof db, "%s/ftlab.db", e.ws);
+		if (!path_exists(db))
+			continue; /* killed before it created the store */
+		json_t *runs = ls_json(&e); /* reaps: running rows of dead pids become crashed */
+		assert_int_equal(count_status(runs, "running"), 0);
+		crashed += count_status(runs, "crashed");
+		json_decref(runs);
+		char cmd[256];
+		snprintf(cmd, sizeof cmd, "sqlite3 %s/ftlab.db 'PRAGMA integrity_check' > %s/ic.out",
+			 e.ws, e.dir);
+		if (system(cmd) == 0) {
+			char *ic = slurp(&e, "ic.out");
+			assert_string_equal(ic, "ok\n");
+			free(ic);
+		}
+	}
+	assert_true(crashed > 0);
+	setenv("TRAIN_DELAY", "0", 1);
+	assert_int_equal(ftlab(&e, "final", args), 0);
+	json_t *runs = ls_json(&e);
+	assert_int_equal(count_status(runs, "finished"), 4);
+	json_decref(runs);
+	env_done(&e);
+}
+
+static void test_workspace_errors(void **state)
+{
+	(void)state;
+	struct env e;
+	env_init(&e);
+	const char *missing[] = {"--workspace", "/nonexistent/dir/ws", "run", "exp.yaml", NULL};
+	assert_int_equal(ftlab(&e, "missing", missing), 2);
+	char *err = slurp(&e, "missing.err");
+	assert_non_null(strstr(err, "parent directory does not exist"));
+	free(err);
+	/* A read-only workspace (as an unprivileged user when the tests run as root). */
+	char ro[128];
+	snprintf(ro, sizeof ro, "%s/ro", e.dir);
+	assert_int_equal(mkdir(ro, 0555), 0);
+	assert_int_equal(chmod(ro, 0555), 0);
+	const char *args[] = {"--workspace", ro, "run", "exp.yaml", NULL};
+	pid_t pid = ftlab_start(&e, "ro", geteuid() == 0 ? 65534 : -1, args);
+	int rc = ftlab_wait(pid);
+	err = slurp(&e, "ro.err");
+	assert_true(rc == 1 || rc == 2);
+	assert_non_null(strstr(err, "not writable"));
+	free(err);
+	/* ls of a workspace that does not exist. */
+	const char *ls[] = {"--workspace", "/nonexistent/ws", "ls", NULL};
+	assert_int_equal(ftlab(&e, "ls-missing", ls), 2);
+	assert_int_equal(chmod(ro, 0755), 0);
+	env_done(&e);
+}
+
+static void git(const struct env *e, const char *cmd)
+{
+	char buf[1024];
+	snprintf(buf, sizeof buf,
+		 "cd '%s' && export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1 "
+		 "GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@x GIT_COMMITTER_NAME=t GIT_COMMITTER_EMAIL=t@x"
+		 " && (%s) >/dev/null 2>&1",
+		 e->dir, cmd);
+	assert_int_equal(system(buf), 0);
+}
+
+static json_t *show_json(const struct env *e, const char *id)
+{
+	const char *args[] = {"--workspace", e->ws, "show", id, "--json", NULL};
+	assert_int_equal(ftlab(e, "show", args), 0);
+	char *out = slurp(e, "show.out");
+	json_error_t je;
+	json_t *o = json_loads(out, 0, &je);
+	free(out);
+	assert_non_null(o);
+	return o;
+}
+
+static void test_provenance_cli(void **state)
+{
+	(void)state;
+	struct env e;
+	env_init(&e);
+	/* Not a repository: one warning for the whole sweep. */
+	const char *run1[] = {"--workspace", e.ws, "run", "exp.yaml", NULL};
+	assert_int_equal(ftlab(&e, "nr", run1), 0);
+	char *err = slurp(&e, "nr.err");
+	assert_int_equal(count_lines(err, "not in a git repository"), 1);
+	free(err);
+	json_t *runs = ls_json(&e);
+	char id[13];
+	snprintf(id, sizeof id, "%s", json_string_value(json_object_get(json_array_get(runs, 0), "id")));
+	json_decref(runs);
+	json_t *o = show_json(&e, id);
+	assert_true(json_is_null(json_object_get(o, "provenance")));
+	json_decref(o);
+	/* A clean repository (the workspace inside it is ignored: untracked). */
+	git(&e, "git init -q -b main . && git add exp.yaml train.sh base.txt train.jsonl && "
+		"git commit -qm init && git remote add origin https://me:tok@example.com/r.git");
+	const char *clean[] = {"--workspace", e.ws, "run", "exp.yaml", "--require-clean", NULL};
+	assert_int_equal(ftlab(&e, "clean", clean), 0);
+	o = show_json(&e, id);
+	json_t *prov = json_object_get(o, "provenance");
+	assert_true(json_is_object(prov));
+	assert_int_equal(strlen(json_string_value(json_object_get(prov, "commit"))), 40);
+	assert_true(json_is_false(json_object_get(prov, "dirty")));
+	assert_string_equal(json_string_value(json_object_get(prov, "branch")), "main");
+	assert_string_equal(json_string_value(json_object_get(prov, "remote")),
+			    "https://example.com/r.git");
+	json_decref(o);
+	/* Same clean commit: cached. */
+	assert_int_equal(ftlab(&e, "again", clean), 0);
+	char *out = slurp(&e, "again.out");
+	assert_int_equal(count_lines(out, " cached "), 4);
+	free(out);
+	/* Dirty: --require-clean refuses naming the file; without it the diff is kept. */
+	write_file(e.dir, "train.sh", trainer);
+	git(&e, "echo '# changed' >> train.sh");
+	assert_int_equal(ftlab(&e, "dirty", clean), 2);
+	err = slurp(&e, "dirty.err");
+	assert_non_null(strstr(err, "uncommitted changes"));
+	assert_non_null(strstr(err, "  train.sh"));
+	free(err);
+	assert_int_equal(ftlab(&e, "dirty2", run1), 0);
+	o = show_json(&e, id);
+	assert_true(json_is_true(json_object_get(json_object_get(o, "provenance"), "dirty")));
+	json_t *arts = json_object_get(o, "artifacts");
+	bool has_diff = false;
+	for (size_t i = 0; i < json_array_size(arts); i++)
+		has_diff |= strcmp(json_string_value(json_object_get(json_array_get(arts, i), "path")),
+				   "diff.patch") == 0;
+	assert_true(has_diff);
+	json_decref(o);
+	char dp[64];
+	snprintf(dp, sizeof dp, "ws/runs/%s/diff.patch", id);
+	char *diff = slurp(&e, dp);
+	assert_non_null(strstr(diff, "+# changed"));
+	free(diff);
+	env_done(&e);
+}
+
+int main(void)
+{
+	if (!getenv("FTLAB_BIN")) {
+		fprintf(stderr, "FTLAB_BIN is not set (run through scripts/run-tests.sh)\n");
+		return 1;
+	}
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_two_concurrent_runners),
+		cmocka_unit_test(test_sigint_killed_then_resume),
+		cmocka_unit_test(test_kill9_integrity),
+		cmocka_unit_test(test_workspace_errors),
+		cmocka_unit_test(test_provenance_cli),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
