@@ -95,6 +95,27 @@ int cmd_ls(const struct cli *cli, int argc, char **argv)
 		rc = cli_fail(&d);
 		goto done;
 	}
+	if (experiment && runs->n == 0 && !status) {
+		/* An experiment the store does not know: say so, with the nearest name. */
+		struct store_experiment_list *el = NULL;
+		if (store_experiments(s, &el, &d) != 0) {
+			rc = cli_fail(&d);
+			goto done;
+		}
+		const char **names = calloc(el->n + 1, sizeof *names);
+		for (size_t i = 0; names && i < el->n; i++)
+			names[i] = el->items[i].name;
+		const char *near = names ? nearest_word(experiment, names, el->n) : NULL;
+		diag_set(&d, FT_EINVAL, "", 0, 0, "no experiment '%s' in the store", experiment);
+		if (near)
+			diag_hint(&d, "did you mean '%s'?", near);
+		else
+			diag_hint(&d, "'ftlab ls' lists every run");
+		rc = cli_fail(&d);
+		free(names);
+		store_experiment_list_free(el);
+		goto done;
+	}
 	if (cli->json) {
 		arr = json_array();
 	} else {

@@ -563,6 +563,10 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 	log_printf(log, "%s run %s (sweep index %zu, params %s) with backend %s, pid %d",
 		   resume ? "resuming" : "starting", pt->id, pt->index, pt->params_json,
 		   opt->backend->name, (int)getpid());
+	if (resume && store_writer_event(w, "info", "resumed",
+					 "continuing a killed or crashed attempt") != 0) {
+		/* kept in the writer's error; the run itself goes on */
+	}
 	if (prov && prov->is_repo && prov->dirty && prov->diff) {
 		if (write_text(run_dir, "diff.patch", prov->diff, d) == 0)
 			(void)sink_artifact(&ss, "diff", "diff.patch");

@@ -1152,9 +1152,14 @@ int store_writer_artifact(struct store_writer *w, const char *kind, const char *
 		    &w->err);
 	if (r)
 		goto done;
+	/* Paths inside the run directory are stored relative to it (as docs/store.md says). */
+	size_t rl = run_dir ? strlen(run_dir) : 0;
+	const char *stored = path;
+	if (rl && path[0] == '/' && strncmp(path, run_dir, rl) == 0 && path[rl] == '/' && path[rl + 1])
+		stored = path + rl + 1;
 	bind_text(st, 1, w->run_id);
 	bind_text(st, 2, kind);
-	bind_text(st, 3, path);
+	bind_text(st, 3, stored);
 	sqlite3_bind_int64(st, 4, bytes);
 	bind_text(st, 5, hex);
 	r = step_done(s, st, &w->err, "writing an artifact");

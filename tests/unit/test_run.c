@@ -349,7 +349,7 @@ static void test_sigterm_killed_then_resume(void **state)
 	/* Wait until a few steps are checkpointed. */
 	char ck[256];
 	snprintf(ck, sizeof ck, "%s/runs/%s/ckpt", w.ws, w.pts[0].id);
-	for (int i = 0; i < 200 && !path_exists(ck); i++)
+	for (int i = 0; i < 1500 && !path_exists(ck); i++)
 		usleep(10000);
 	usleep(150000);
 	kill(pid, SIGTERM);

@@ -33,6 +33,7 @@ static const char *trainer =
 	"while [ $i -lt $steps ]; do\n"
 	"  echo \"{\\\"step\\\": $i, \\\"loss\\\": $((100 - i)), \\\"total_steps\\\": $steps}\"\n"
 	"  i=$((i + 1)); echo $i > \"$FTLAB_RUN_DIR/ckpt.tmp\"; mv \"$FTLAB_RUN_DIR/ckpt.tmp\" \"$FTLAB_RUN_DIR/ckpt\"\n"
+	"  [ -z \"$STEPLOG\" ] || echo $i >> \"$STEPLOG\"\n"
 	"  [ \"$delay\" = 0 ] || sleep $delay\n"
 	"done\n"
 	"echo '{\"split\": \"test\", \"example\": 0, \"reference\": \"yes\", \"output\": \"yes\"}'\n"
@@ -201,6 +202,11 @@ static void test_two_concurrent_runners(void **state)
 	ex = slurp(&e, "executions");
 	assert_int_equal(count_lines(ex, "\n"), 5);
 	free(ex);
+	const char *typo[] = {"--workspace", e.ws, "ls", "cli-tset", NULL};
+	assert_int_equal(ftlab(&e, "typo", typo), 2);
+	char *terr = slurp(&e, "typo.err");
+	assert_non_null(strstr(terr, "did you mean 'cli-test'?"));
+	free(terr);
 	const char *jobs[] = {"--workspace", e.ws, "run", "exp.yaml", "--jobs", "3", NULL};
 	assert_int_equal(ftlab(&e, "jobs", jobs), 0);
 	char *out = slurp(&e, "jobs.out");
@@ -235,7 +241,7 @@ static void test_sigint_killed_then_resume(void **state)
 	pid_t pid = ftlab_start(&e, "int", -1, args);
 	char ck[256];
 	snprintf(ck, sizeof ck, "%s/runs/%s/ckpt", e.ws, id);
-	for (int i = 0; i < 300 && !path_exists(ck); i++)
+	for (int i = 0; i < 1500 && !path_exists(ck); i++)
 		usleep(10000);
 	usleep(250000);
 	kill(pid, SIGINT);
@@ -265,11 +271,22 @@ static void test_kill9_integrity(void **state)
 	env_init(&e);
 	setenv("TRAIN_DELAY", "0.02", 1);
 	srand((unsigned)time(NULL) ^ (unsigned)getpid());
-	const char *args[] = {"--workspace", e.ws, "run", "exp.yaml", "--resume", NULL};
+	const char *args[] = {"--workspace", e.ws, "run", "exp.yaml", "-s", "train.steps=15",
+			      "--resume", NULL};
 	int crashed = 0;
-	for (int iter = 0; iter < 8; iter++) {
+	/* At least 6 kills, more until one lands while a run is running (a loaded machine
+	 * may start slowly). */
+	char steplog[160];
+	snprintf(steplog, sizeof steplog, "%s/steplog", e.dir);
+	setenv("STEPLOG", steplog, 1);
+	for (int iter = 0; iter < 20 && (iter < 6 || crashed == 0); iter++) {
+		unlink(steplog);
 		pid_t pid = ftlab_start(&e, "k9", -1, args);
-		usleep((useconds_t)(50000 + rand() % 400000));
+		/* The binary may start slowly on a loaded machine: kill at a random moment after
+		 * its first trainer step (so inside a run, a claim, a write or a heartbeat). */
+		for (int i = 0; i < 1000 && !path_exists(steplog); i++)
+			usleep(10000);
+		usleep((useconds_t)(rand() % 400000));
 		kill(pid, SIGKILL);
 		ftlab_wait(pid);
 		char db[160];
@@ -290,6 +307,7 @@ static void test_kill9_integrity(void **state)
 		}
 	}
 	assert_true(crashed > 0);
+	unsetenv("STEPLOG");
 	setenv("TRAIN_DELAY", "0", 1);
 	assert_int_equal(ftlab(&e, "final", args), 0);
 	json_t *runs = ls_json(&e);

@@ -263,6 +263,14 @@ static void test_writer_batches_100k(void **state)
 	assert_int_equal(store_writer_result(w, "base", "test", "exact_match", 0.4, NAN, NAN), 0);
 	assert_int_equal(store_writer_prediction(w, "tuned", "test", 3, "p", "r", "o", 1.0), 0);
 	assert_int_equal(store_writer_event(w, "info", "note", "hello"), 0);
+	/* An artifact named by an absolute path inside the run directory is stored relative. */
+	char art[160];
+	snprintf(art, sizeof art, "%s/model.bin", ws);
+	FILE *af = fopen(art, "w");
+	assert_non_null(af);
+	fputs("abc", af);
+	fclose(af);
+	assert_int_equal(store_writer_artifact(w, "model", art, ws), 0);
 	/* Re-logging a step (after a resume) replaces it. */
 	assert_int_equal(store_writer_metric(w, "train", "loss", 0, 42.0), 0);
 	store_writer_free(w);
@@ -284,6 +292,14 @@ static void test_writer_batches_100k(void **state)
 	assert_int_equal(pl->n, 1);
 	assert_string_equal(pl->items[0].output, "o");
 	store_prediction_list_free(pl);
+	struct store_artifact_list *al = NULL;
+	assert_int_equal(store_artifacts(s, &al, sp.id, &d), 0);
+	assert_int_equal(al->n, 1);
+	assert_string_equal(al->items[0].path, "model.bin");
+	assert_int_equal(al->items[0].bytes, 3);
+	assert_string_equal(al->items[0].sha256,
+			    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	store_artifact_list_free(al);
 	store_close(s);
 	assert_int_equal(dir_remove_all(ws), 0);
 	free(ws);
