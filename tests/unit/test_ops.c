@@ -114,6 +114,42 @@ static void test_matmul(void **state)
 	free(ref);
 }
 
+/* Few rows times a large transposed weight (the blocked decode path of matmul_cpu.c): every
+ * m up to 9 with n not a multiple of the block, alpha and accumulation, C poisoned for
+ * beta 0, and the same bits for every thread count. */
+static void test_matmul_small_m(void **state)
+{
+	(void)state;
+	int n = 1031, k = 83;
+	float *a = rnd((size_t)9 * k, 3, 1), *b = rnd((size_t)k * n, 4, 1);
+	float *c = malloc((size_t)9 * n * sizeof(float)), *c1 = malloc((size_t)9 * n * sizeof(float));
+	int nthreads = omp_get_max_threads();
+	double *ref = malloc((size_t)9 * n * sizeof(double));
+	for (int m = 1; m <= 9; m++) {
+		ref_matmul(ref, a, b, m, n, k, OPS_TB, false);
+		for (size_t i = 0; i < (size_t)m * n; i++)
+			c[i] = NAN;
+		O->matmul(c, a, b, m, n, k, OPS_TB, 1.0f, 0.0f);
+		for (size_t i = 0; i < (size_t)m * n; i++)
+			assert_float_equal(c[i], ref[i], 1e-4 * (1 + fabs(ref[i])));
+		O->matmul(c, a, b, m, n, k, OPS_TB, 0.5f, 1.0f);
+		for (size_t i = 0; i < (size_t)m * n; i++)
+			assert_float_equal(c[i], 1.5 * ref[i], 2e-4 * (1 + fabs(ref[i])));
+		O->matmul(c, a, b, m, n, k, OPS_TB, 1.0f, 0.0f);
+		for (int t = 1; t <= 3; t++) {
+			omp_set_num_threads(t);
+			O->matmul(c1, a, b, m, n, k, OPS_TB, 1.0f, 0.0f);
+			assert_memory_equal(c1, c, (size_t)m * n * sizeof(float));
+		}
+		omp_set_num_threads(nthreads);
+	}
+	free(a);
+	free(b);
+	free(c);
+	free(c1);
+	free(ref);
+}
+
 /* ---- norms ---- */
 
 struct norm_ctx {
@@ -459,6 +495,7 @@ int main(void)
 	O = ops_cpu();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_matmul),
+		cmocka_unit_test(test_matmul_small_m),
 		cmocka_unit_test(test_rmsnorm),
 		cmocka_unit_test(test_layernorm),
 		cmocka_unit_test(test_rope),

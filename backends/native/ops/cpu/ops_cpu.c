@@ -335,12 +335,13 @@ static void attention_backward_loops(float *dq, float *dk, float *dv, const floa
 	}
 }
 
-/* Training and teacher-forcing form (all positions from 0): per (sequence, head) two
+/* All queries from position 0 (training, teacher forcing, prefill; k/v rows of sequence b
+ * start at row b*tk): per (sequence, head) two
  * GEMMs over strided head views, S = scale Q K^T and out = softmax(S) V, each GEMM on one
  * thread so the result does not depend on the thread count. The full T x T score matrix
  * is computed and the upper triangle zeroed (twice the causal work, at GEMM speed). */
 static void attention_forward_gemm(float *out, float *att, const float *q, const float *k,
-				   const float *v, int b, int t, int nh, int nkv, int hd)
+				   const float *v, int b, int t, int tk, int nh, int nkv, int hd)
 {
 	float scale = 1.0f / sqrtf((float)hd);
 	int grp = nh / nkv, qs = nh * hd, ks = nkv * hd;
@@ -353,8 +354,8 @@ static void attention_forward_gemm(float *out, float *att, const float *q, const
 				int kh = h / grp;
 				float *s = att ? att + ((size_t)bi * nh + h) * t * t : sc;
 				const float *qb = q + (size_t)bi * t * qs + (size_t)h * hd;
-				const float *kb = k + (size_t)bi * t * ks + (size_t)kh * hd;
-				const float *vb = v + (size_t)bi * t * ks + (size_t)kh * hd;
+				const float *kb = k + (size_t)bi * tk * ks + (size_t)kh * hd;
+				const float *vb = v + (size_t)bi * tk * ks + (size_t)kh * hd;
 				ops_cpu_gemm_ld(false, true, t, t, hd, scale, qb, qs, kb, ks, 0.0f, s, t);
 				for (int i = 0; i < t; i++) {
 					float *r = s + (size_t)i * t;
@@ -430,8 +431,12 @@ static void cpu_attention_forward(float *out, float *att, const float *q, const 
 				  const float *v, int b, int tq, int tk, int nh, int nkv, int hd,
 				  const int *pos0)
 {
-	if (!pos0 && tq == tk && tq > 1)
-		attention_forward_gemm(out, att, q, k, v, b, tq, nh, nkv, hd);
+	/* all queries from position 0 (training, or a prefill into an empty cache): GEMMs */
+	bool from0 = tq > 1 && tq <= tk;
+	for (int bi = 0; pos0 && from0 && bi < b; bi++)
+		from0 = pos0[bi] == 0;
+	if (from0 && (!pos0 || !att))
+		attention_forward_gemm(out, att, q, k, v, b, tq, tk, nh, nkv, hd);
 	else
 		attention_forward_loops(out, att, q, k, v, b, tq, tk, nh, nkv, hd, pos0);
 }
