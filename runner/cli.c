@@ -70,7 +70,10 @@ const struct cli_command cli_commands[] = {
 	 "usage: ftlab ci EXP.yaml [-s KEY=VALUE]... [--baseline REF] [--junit FILE] [--markdown FILE]\n"
 	 "                [--no-run] [--jobs N] [--backend B] [--force] [--require-clean]\n", cmd_ci},
 	{"eval", "evaluate a model (and adapter) on a data file",
-	 "usage: ftlab eval MODEL [--adapter DIR] --data FILE [--format F] [--metrics M,...]\n",
+	 "usage: ftlab eval MODEL [--adapter DIR] --data FILE [--format F] [--metrics M,...]\n"
+	 "                  [--template T] [--system S] [--limit N] [--max-length N]\n"
+	 "                  [--max-new-tokens N] [--batch N] [--bootstrap N] [--seed N]\n"
+	 "                  [--samples N] [--predictions FILE] [--json]\n",
 	 cmd_eval},
 	{"generate", "generate text from a model",
 	 "usage: ftlab generate MODEL [--adapter DIR] [--max-new-tokens N] [--temperature T]\n"

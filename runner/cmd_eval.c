@@ -11,7 +11,6 @@
 #include "backends/native/eval/evaluate.h"
 #include "backends/native/io/model_file.h"
 #include "backends/native/model/model.h"
-#include "backends/native/peft/adapter.h"
 #include "backends/native/tok/tokenizer.h"
 #include "common/util.h"
 #include "runner/cli.h"
@@ -93,51 +92,6 @@ static int sniff_format(const char *path, struct diag *d)
 		diag_hint(d, "pass --format text|completion|instruction|chat");
 	}
 	return f;
-}
-
-/* Creates the model, with the adapter's LoRA weights copied in when given. */
-static int build_model(struct model **out, const struct model_file *mf, const char *adapter_dir,
-		       int batch, int seq, struct diag *d)
-{
-	struct model_opts o;
-	memset(&o, 0, sizeof o);
-	o.method = METHOD_NONE;
-	o.layers_first = o.layers_last = -1;
-	o.max_batch = batch;
-	o.max_seq = seq;
-	struct lora_adapter *ad = NULL;
-	int rc = 0;
-	if (adapter_dir) {
-		const struct model_hparams *hp = &mf->hp;
-		rc = adapter_read_peft(&ad, adapter_dir, mf->is_gguf && hp->rope_style == ROPE_INTERLEAVED,
-				       hp->n_head, hp->n_head_kv, hp->head_dim, d);
-		if (rc)
-			return rc;
-		o.method = METHOD_LORA;
-		o.lora_rank = ad->info.rank;
-		o.lora_alpha = (float)ad->info.alpha;
-		o.rslora = ad->info.rslora;
-		o.targets = (const char *const *)ad->info.targets;
-		o.n_targets = ad->info.n_targets;
-	}
-	rc = model_create(out, mf, &o, d);
-	for (size_t i = 0; !rc && ad && i < ad->n; i++) {
-		const struct model_param *p = model_param_find(*out, ad->t[i].name);
-		size_t numel = (size_t)ad->t[i].rows * (size_t)ad->t[i].cols;
-		if (!p || p->numel != numel) {
-			rc = diag_set(d, FT_EINVAL, adapter_dir, 0, 0,
-				      "adapter tensor '%s' does not match the model (%s)", ad->t[i].name,
-				      p ? "shape differs" : "no such parameter");
-			break;
-		}
-		memcpy(p->data, ad->t[i].data, numel * sizeof(float));
-	}
-	if (rc && *out) {
-		model_free(*out);
-		*out = NULL;
-	}
-	adapter_free(ad);
-	return rc;
 }
 
 static void print_json_str(FILE *f, const char *s)
@@ -307,7 +261,7 @@ int cmd_eval(const struct cli *cli, int argc, char **argv)
 	if (warn && *warn && cli->verbosity >= 0)
 		fprintf(stderr, "ftlab: warning: %s", warn);
 	free(warn);
-	rc = build_model(&m, mf, adapter, (int)batch, (int)max_length, &d);
+	rc = eval_model_create(&m, mf, adapter, (int)batch, (int)max_length, &d);
 	if (rc)
 		goto done;
 	rc = eval_split(&res, m, tok, prep.test, &s, &d);

@@ -17,6 +17,9 @@
 #include "backends/native/data/prepare.h"
 #include "backends/native/eval/evaluate.h"
 #include "common/util.h"
+#include "backends/native/peft/adapter.h"
+#include "common/rng.h"
+#include "tests/unit/tiny_model.h"
 #include "tests/unit/tiny_weights.h"
 
 struct rec {
@@ -311,12 +314,118 @@ static void test_smollm2_generation(void **state)
 	free(path);
 }
 
+
+/* A LoRA model's weights written as a PEFT adapter and loaded back by eval_model_create
+ * (GGUF base: q/k rows reordered both ways) give the same loss; the base model differs.
+ * Then `ftlab eval` runs end to end on the tiny GGUF with that adapter. */
+static void test_adapter_roundtrip(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/ftlab-evad-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char *gguf = path_join(dir, "tiny.gguf"), *ad = path_join(dir, "adapter");
+	struct tiny_model_spec spec;
+	tiny_model_spec_default(&spec, ARCH_LLAMA);
+	struct diag d;
+	diag_init(&d);
+	assert_int_equal(tiny_model_write_gguf(gguf, &spec, &d), 0);
+	struct model_file *mf = NULL;
+	assert_int_equal(model_file_load(&mf, gguf, &d), 0);
+	const char *targets[] = {"q_proj", "v_proj"};
+	struct model_opts o;
+	memset(&o, 0, sizeof o);
+	o.method = METHOD_LORA;
+	o.lora_rank = 4;
+	o.lora_alpha = 8;
+	o.targets = targets;
+	o.n_targets = 2;
+	o.layers_first = o.layers_last = -1;
+	o.max_batch = 2;
+	o.max_seq = 16;
+	o.seed = 9;
+	struct model *lm = NULL;
+	assert_int_equal(model_create(&lm, mf, &o, &d), 0);
+	model_set_training(lm, false);
+	size_t nt = model_n_trainable(lm);
+	struct lora_tensor *t = calloc(nt, sizeof *t);
+	struct rng r;
+	rng_seed(&r, 4, 0);
+	for (size_t i = 0; i < nt; i++) {
+		const struct model_param *p = model_trainable(lm, i);
+		if (strstr(p->name, "lora_B"))
+			for (size_t k = 0; k < p->numel; k++)
+				p->data[k] = (float)(rng_uniform(&r) - 0.5) * 0.5f;
+		t[i] = (struct lora_tensor){(char *)p->name, p->data, p->shape[0], p->shape[1]};
+	}
+	struct lora_info info;
+	memset(&info, 0, sizeof info);
+	info.rank = 4;
+	info.alpha = 8;
+	info.targets = (char **)targets;
+	info.n_targets = 2;
+	info.interleaved = true;
+	info.n_head = mf->hp.n_head;
+	info.n_head_kv = mf->hp.n_head_kv;
+	info.head_dim = mf->hp.head_dim;
+	assert_int_equal(adapter_write_peft(ad, t, nt, &info, &d), 0);
+	free(t);
+
+	int32_t tok[2 * 16], tg[2 * 16];
+	for (int i = 0; i < 32; i++) {
+		tok[i] = (int32_t)((i * 13 + 5) % TINY_N_VOCAB);
+		tg[i] = i % 16 == 15 ? -1 : (int32_t)(((i + 1) * 13 + 5) % TINY_N_VOCAB);
+	}
+	float l_ref, l_ad, l_base;
+	assert_int_equal(model_forward(lm, tok, tg, 2, 16, &l_ref, NULL), 0);
+	struct model *em = NULL, *bm = NULL;
+	assert_int_equal(eval_model_create(&em, mf, ad, 2, 16, &d), 0);
+	assert_int_equal(eval_model_create(&bm, mf, NULL, 2, 16, &d), 0);
+	assert_int_equal(model_forward(em, tok, tg, 2, 16, &l_ad, NULL), 0);
+	assert_int_equal(model_forward(bm, tok, tg, 2, 16, &l_base, NULL), 0);
+	print_message("loss: lora %.6f, adapter reloaded %.6f, base %.6f\n", l_ref, l_ad, l_base);
+	assert_true(fabsf(l_ref - l_ad) < 1e-5f);
+	assert_true(fabsf(l_ref - l_base) > 1e-3f);
+	model_free(em);
+	model_free(bm);
+	model_free(lm);
+	model_file_free(mf);
+
+	/* The CLI end to end on the tiny model (its tokenizer has the ChatML markers). */
+	const char *bin = getenv("FTLAB_BIN");
+	if (bin && path_exists(bin)) {
+		char *data = path_join(dir, "d.jsonl");
+		FILE *f = fopen(data, "w");
+		fputs("{\"prompt\": \"ab\", \"completion\": \"cd\"}\n{\"prompt\": \"x\", \"completion\": \"yz\"}\n", f);
+		fclose(f);
+		char cmd[4096];
+		snprintf(cmd, sizeof cmd,
+			 "%s eval %s --adapter %s --data %s --metrics loss,exact_match,chrf --max-new-tokens 3 "
+			 "--bootstrap 50 --json > %s/out.json 2>%s/err.txt", bin, gguf, ad, data, dir, dir);
+		assert_int_equal(system(cmd), 0);
+		char *out = path_join(dir, "out.json"), *buf = NULL;
+		size_t len = 0;
+		assert_int_equal(file_read_all(&buf, &len, out, 1 << 16, &d), 0);
+		print_message("%s", buf);
+		assert_non_null(strstr(buf, "\"format\": \"completion\", \"examples\": 2"));
+		assert_non_null(strstr(buf, "\"loss\": {\"value\": "));
+		assert_non_null(strstr(buf, "\"chrf\": {\"value\": "));
+		free(buf);
+		free(out);
+		snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+		assert_int_equal(system(cmd), 0);
+		free(data);
+	}
+	free(gguf);
+	free(ad);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_teacher_forced_matches_forward),
 		cmocka_unit_test(test_unknown_metric),
 		cmocka_unit_test(test_smollm2_generation),
+		cmocka_unit_test(test_adapter_roundtrip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

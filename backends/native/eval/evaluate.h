@@ -82,6 +82,13 @@ int eval_emit(struct run_sink *sink, const char *split, const char *model,
 int eval_output_text(char **out, const struct tokenizer *tok, const int32_t *ids, size_t n,
 		     const char *const *stop, size_t n_stop) FT_WUR;
 
+/* A model for evaluation from a loaded file: inference only, or with a PEFT LoRA adapter
+ * directory (rank, alpha, targets from its adapter_config.json; q/k rows reordered for
+ * GGUF bases) whose tensors are copied into the LoRA parameters. Activations are planned
+ * for (batch, seq). FT_EINVAL names an adapter tensor that does not fit the model. */
+int eval_model_create(struct model **out, const struct model_file *mf, const char *adapter_dir,
+		      int batch, int seq, struct diag *d) FT_WUR;
+
 /* "loss" | "perplexity" | "token_accuracy". */
 const char *tf_metric_name(enum tf_metric m);
 
