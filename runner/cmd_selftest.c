@@ -16,6 +16,7 @@
 #include "common/rng.h"
 #include "common/util.h"
 #include "runner/cli.h"
+#include "runner/selftest.h"
 
 /* Tolerances (also in docs/cuda.md). TF32 keeps 10 mantissa bits: relative errors near
  * 1e-3 per product, which accumulate into the gradients of a 2-layer model. */
@@ -349,9 +350,10 @@ done:
 
 /* ---- cuda: against the cpu backend ---- */
 
-static int st_cuda_case(const struct st_case *c, const struct ops *cu, bool tf32, bool *ok,
-			struct diag *d)
+static int st_cuda_case(const struct st_case *c, const struct selftest_target *tg, bool tf32,
+			bool *ok, struct diag *d)
 {
+	const struct ops *cu = tg->ops;
 	struct model_file *mf = st_model_file(c);
 	if (!mf)
 		return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory building a tiny model");
@@ -370,7 +372,7 @@ static int st_cuda_case(const struct st_case *c, const struct ops *cu, bool tf32
 	if (!rc)
 		rc = model_backward(mg, 0.0f);
 	if (!rc)
-		rc = ops_cuda_check(d);
+		rc = tg->check(d);
 	if (rc) {
 		if (!d->code)
 			diag_set(d, rc, NULL, 0, 0, "the tiny model's forward/backward failed");
@@ -397,7 +399,7 @@ static int st_cuda_case(const struct st_case *c, const struct ops *cu, bool tf32
 			free(vv);
 			free(before);
 			cu->free(dm);
-			rc = ops_cuda_check(d);
+			rc = tg->check(d);
 			if (!rc)
 				rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
 			goto done;
@@ -448,7 +450,7 @@ static int st_cuda_case(const struct st_case *c, const struct ops *cu, bool tf32
 		free(before);
 		cu->free(dm);
 	}
-	rc = ops_cuda_check(d);
+	rc = tg->check(d);
 	if (rc)
 		goto done;
 	printf("  %-54s %-10s loss cpu %.6f cuda %.6f (rel %.1e, tol %.0e); gradients worst rel "
@@ -466,8 +468,9 @@ done:
 
 /* Attention op by op, head_dim 64 and 37 positions: stored probabilities and the fused
  * (att NULL) forward and backward against the CPU. */
-static int st_cuda_attention(const struct ops *cu, bool *ok, struct diag *d)
+static int st_cuda_attention(const struct selftest_target *tg, bool *ok, struct diag *d)
 {
+	const struct ops *cu = tg->ops;
 	enum { B = 2, T = 37, NH = 4, NKV = 2, HD = 64 };
 	size_t nq = (size_t)B * T * NH * HD, nk = (size_t)B * T * NKV * HD;
 	size_t na = (size_t)B * NH * T * T;
@@ -478,7 +481,7 @@ static int st_cuda_attention(const struct ops *cu, bool *ok, struct diag *d)
 	if (!h || !dv_) {
 		free(h);
 		cu->free(dv_);
-		rc = ops_cuda_check(d);
+		rc = tg->check(d);
 		return rc ? rc : diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
 	}
 	float *q = h, *k = q + nq, *v = k + nk, *dout = v + nk, *out = dout + nq, *att = out + nq;
@@ -511,7 +514,7 @@ static int st_cuda_attention(const struct ops *cu, bool *ok, struct diag *d)
 		cu->to_host(g_dq, DQ, nq * sizeof(float));
 		cu->to_host(g_dk, DK, nk * sizeof(float));
 		cu->to_host(g_dv, DV, nk * sizeof(float));
-		rc = ops_cuda_check(d);
+		rc = tg->check(d);
 		if (rc)
 			break;
 		double eo = st_rel(g_out, out, nq), eq = st_rel(g_dq, dq, nq);
@@ -526,6 +529,32 @@ static int st_cuda_attention(const struct ops *cu, bool *ok, struct diag *d)
 	}
 	free(h);
 	cu->free(dv_);
+	return rc;
+}
+
+int selftest_cpu(bool *ok, struct diag *d)
+{
+	int rc = 0;
+	for (size_t i = 0; i < FT_ARRAY_LEN(st_cases) && !rc; i++)
+		if (st_cases[i].precision == PRECISION_FP32)
+			rc = st_cpu_case(&st_cases[i], ok, d);
+	return rc;
+}
+
+int selftest_against_cpu(const struct selftest_target *t, bool *ok, struct diag *d)
+{
+	int rc = 0;
+	/* every case with the default TF32 matmuls, then the fp32 ones with TF32 off under
+	 * tighter tolerances */
+	for (size_t i = 0; i < FT_ARRAY_LEN(st_cases) && !rc; i++)
+		rc = st_cuda_case(&st_cases[i], t, true, ok, d);
+	t->set_tf32(false);
+	for (size_t i = 0; i < FT_ARRAY_LEN(st_cases) && !rc; i++)
+		if (st_cases[i].precision == PRECISION_FP32)
+			rc = st_cuda_case(&st_cases[i], t, false, ok, d);
+	t->set_tf32(true);
+	if (!rc)
+		rc = st_cuda_attention(t, ok, d);
 	return rc;
 }
 
@@ -566,30 +595,19 @@ int cmd_selftest(const struct cli *cli, int argc, char **argv)
 		printf("selftest: cpu backend against finite differences and a double-precision "
 		       "AdamW step (%s)\n",
 		       have_cuda ? "a CUDA device is present: --backend cuda compares it" : why);
-		for (size_t i = 0; i < FT_ARRAY_LEN(st_cases) && !rc; i++)
-			if (st_cases[i].precision == PRECISION_FP32)
-				rc = st_cpu_case(&st_cases[i], &ok, &d);
+		rc = selftest_cpu(&ok, &d);
 	} else {
-		const struct ops *cu = ops_cuda();
 		char line[600];
 		ops_cuda_describe(line, sizeof line, &dev);
 		printf("selftest: cuda backend against the cpu backend on %s\n", line);
-		if (!cu) {
+		struct selftest_target t = {ops_cuda(), ops_cuda_set_tf32, ops_cuda_check};
+		if (!t.ops) {
 			rc = ops_cuda_check(&d);
 			if (!rc)
 				rc = diag_set(&d, FT_EIO, NULL, 0, 0, "the CUDA backend did not start");
+		} else {
+			rc = selftest_against_cpu(&t, &ok, &d);
 		}
-		/* every case with the default TF32 matmuls, then the fp32 ones with TF32 off
-		 * under tighter tolerances */
-		for (size_t i = 0; i < FT_ARRAY_LEN(st_cases) && !rc; i++)
-			rc = st_cuda_case(&st_cases[i], cu, true, &ok, &d);
-		ops_cuda_set_tf32(false);
-		for (size_t i = 0; i < FT_ARRAY_LEN(st_cases) && !rc; i++)
-			if (st_cases[i].precision == PRECISION_FP32)
-				rc = st_cuda_case(&st_cases[i], cu, false, &ok, &d);
-		ops_cuda_set_tf32(true);
-		if (!rc)
-			rc = st_cuda_attention(cu, &ok, &d);
 	}
 	if (rc) {
 		diag_print(&d, stderr);

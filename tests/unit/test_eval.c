@@ -204,8 +204,9 @@ static void test_smollm2_generation(void **state)
 	/* Stop strings cut the output; whitespace is trimmed; special tokens are dropped. */
 	int32_t *ids = NULL;
 	size_t n = 0;
-	assert_int_equal(tokenizer_encode_ex(tok, " Paris\n\nMore text<|im_end|>", 29, TOK_PARSE_SPECIAL,
-					     &ids, &n, &d), 0);
+	const char *gen_text = " Paris\n\nMore text<|im_end|>";
+	assert_int_equal(tokenizer_encode_ex(tok, gen_text, strlen(gen_text), TOK_PARSE_SPECIAL, &ids,
+					     &n, &d), 0);
 	char *txt = NULL;
 	const char *stops[] = {"\n\n"};
 	assert_int_equal(eval_output_text(&txt, tok, ids, n, stops, 1), 0);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "backends/native/model/model.h"
+#include "backends/native/ops/ops.h"
 #include "common/rng.h"
 #include "tests/unit/tiny_weights.h"
 
@@ -271,6 +272,46 @@ static void test_loss_mask_and_scale(void **state)
 	model_file_free(mf);
 }
 
+/* bf16 matmuls (fp32 accumulation) give nearly the fp32 loss and gradient direction. */
+static void test_bf16_close_to_fp32(void **state)
+{
+	(void)state;
+	struct model_file *mf = tiny_llama_mf(false, true, ROPE_HALF, 12);
+	int32_t tok[B * T], tgt[B * T];
+	batch(tok, tgt, 37, 4);
+	float loss[2];
+	float *g[2];
+	size_t n = 0;
+	for (int k = 0; k < 2; k++) {
+		struct model_opts o = base_opts(METHOD_FULL);
+		o.precision = k ? PRECISION_BF16 : PRECISION_FP32;
+		struct diag d;
+		diag_init(&d);
+		struct model *m = NULL;
+		assert_int_equal(model_create(&m, mf, &o, &d), 0);
+		assert_int_equal(model_forward(m, tok, tgt, B, T, &loss[k], NULL), 0);
+		assert_int_equal(model_backward(m, 0), 0);
+		const struct model_param *w = model_param_find(m, "model.layers.0.self_attn.q_proj.weight");
+		n = w->numel;
+		g[k] = malloc(n * sizeof(float));
+		memcpy(g[k], w->grad, n * sizeof(float));
+		model_free(m);
+	}
+	assert_float_equal(loss[1], loss[0], 2e-2 * loss[0]);
+	if (ops_cpu_has_bf16()) /* the bf16 path really ran */
+		assert_true(loss[1] != loss[0]);
+	double dot = 0, n0 = 0, n1 = 0;
+	for (size_t i = 0; i < n; i++) {
+		dot += (double)g[0][i] * g[1][i];
+		n0 += (double)g[0][i] * g[0][i];
+		n1 += (double)g[1][i] * g[1][i];
+	}
+	assert_true(dot / sqrt(n0 * n1) > 0.99);
+	free(g[0]);
+	free(g[1]);
+	model_file_free(mf);
+}
+
 static void test_bad_inputs(void **state)
 {
 	(void)state;
@@ -304,6 +345,7 @@ int main(void)
 		cmocka_unit_test(test_llama_lora),
 		cmocka_unit_test(test_gpt2_methods),
 		cmocka_unit_test(test_loss_mask_and_scale),
+		cmocka_unit_test(test_bf16_close_to_fp32),
 		cmocka_unit_test(test_bad_inputs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -416,3 +416,65 @@ int ckpt_load(bool *found, struct ckpt_state *st, char **notes, const char *ckpt
 	free(steps);
 	return rc;
 }
+
+int ckpt_read_params(const char *ckpt_dir,
+		     int (*fn)(void *ud, const char *name, const float *data, size_t numel),
+		     void *ud, struct diag *d)
+{
+	int64_t *steps = NULL;
+	size_t n_steps = 0;
+	if (list_steps(&steps, &n_steps, ckpt_dir) != 0)
+		return diag_set(d, FT_EIO, ckpt_dir, 0, 0, "cannot list checkpoints");
+	int rc = FT_EINVAL;
+	for (size_t i = 0; i < n_steps && rc == FT_EINVAL; i++) {
+		char *dir = step_dir(ckpt_dir, "", steps[i]);
+		struct ckpt_state probe = {0};
+		const char *why;
+		if (!dir || load_one(&probe, dir, NULL, 0, false, &why) != 0) {
+			ckpt_state_clear(&probe);
+			free(dir);
+			continue;
+		}
+		ckpt_state_clear(&probe);
+		/* Verified: walk the tensors. */
+		char *sp = path_join(dir, "state.safetensors");
+		char *buf = NULL;
+		size_t blen = 0;
+		json_t *h = NULL;
+		struct diag dd;
+		diag_init(&dd);
+		if (sp && file_read_all(&buf, &blen, sp, CKPT_MAX_BYTES, &dd) == 0 && blen >= 8) {
+			uint64_t hl = le64((unsigned char *)buf);
+			json_error_t err;
+			if (hl <= blen - 8 && (h = json_loadb(buf + 8, (size_t)hl, 0, &err)) != NULL) {
+				const char *key;
+				json_t *e;
+				size_t data_len = blen - 8 - (size_t)hl;
+				rc = 0;
+				json_object_foreach(h, key, e) {
+					if (strncmp(key, "param/", 6) != 0)
+						continue;
+					json_t *offs = json_object_get(e, "data_offsets");
+					json_int_t lo = json_integer_value(json_array_get(offs, 0));
+					json_int_t hi = json_integer_value(json_array_get(offs, 1));
+					if (lo < 0 || hi < lo || (uint64_t)hi > data_len || (hi - lo) % 4) {
+						rc = diag_set(d, FT_EINVAL, sp, 0, 0, "bad tensor %s", key);
+						break;
+					}
+					rc = fn(ud, key + 6, (const float *)(const void *)(buf + 8 + hl + lo),
+						(size_t)(hi - lo) / 4);
+					if (rc)
+						break;
+				}
+			}
+		}
+		json_decref(h);
+		free(buf);
+		free(sp);
+		free(dir);
+	}
+	free(steps);
+	if (rc == FT_EINVAL && d->code == 0)
+		diag_set(d, FT_EINVAL, ckpt_dir, 0, 0, "no valid checkpoint to read weights from");
+	return rc;
+}

@@ -58,4 +58,11 @@ int ckpt_load(bool *found, struct ckpt_state *st, char **notes, const char *ckpt
 
 void ckpt_state_clear(struct ckpt_state *st);
 
+/* Calls fn for every trainable weight ("param/<name>", passed without the prefix) of the
+ * newest checkpoint that verifies (for export of full/freeze runs). FT_EINVAL when there
+ * is none; fn's non-zero return stops and is returned. */
+int ckpt_read_params(const char *ckpt_dir,
+		     int (*fn)(void *ud, const char *name, const float *data, size_t numel),
+		     void *ud, struct diag *d) FT_WUR;
+
 #endif

@@ -3,8 +3,10 @@
  * kernels for everything else, built on the shared arithmetic of ops_math.h. Everything
  * runs on the legacy default stream of device 0, so ops are ordered like the CPU's calls.
  * Reductions have a fixed order (block trees, per-column loops): no float atomics. */
+#ifndef FTLAB_CUDA_EMU /* tests/cuda_emu/cuda_emu.hpp stands in for these on the CPU */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#endif
 
 #include <cmath>
 #include <cstdarg>
@@ -73,11 +75,19 @@ static void ck_blas(cublasStatus_t s, const char *call, const char *file, int li
 #define CUBLAS_CHECK(call) ck_blas((call), #call, __FILE__, __LINE__)
 /* Every kernel launch goes through this: the launch error is checked with the kernel's
  * name (asynchronous faults surface at the next synchronising call). */
+#ifndef FTLAB_CUDA_EMU
 #define LAUNCH(kern, grid, block, ...)                                                        \
 	do {                                                                                \
 		kern<<<(grid), (block)>>>(__VA_ARGS__);                                     \
 		ck_cuda(cudaGetLastError(), "launch " #kern, __FILE__, __LINE__);           \
 	} while (0)
+#else
+#define LAUNCH(kern, grid, block, ...)                                                        \
+	do {                                                                                \
+		emu_launch(dim3(grid), dim3(block), [&] { kern(__VA_ARGS__); });            \
+		ck_cuda(cudaGetLastError(), "launch " #kern, __FILE__, __LINE__);           \
+	} while (0)
+#endif
 
 /* ---- device and memory bookkeeping ---- */
 

@@ -1,0 +1,398 @@
+/* emu_main: runs the CUDA backend's kernels under the CPU emulation (cuda_emu.hpp) against
+ * the CPU backend: every op of the table on random inputs of awkward shapes (head_dim not
+ * a multiple of 32, GQA, decode with pos0, masked and out-of-range targets, repeated
+ * tokens), then the whole `ftlab selftest` comparison on tiny models. Built and run by
+ * tests/unit/test_cuda_emu.c; prints one line per check and "emu: passed" at the end. */
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/native/ops/ops.h"
+#include "backends/native/ops/ops_math.h"
+#include "common/rng.h"
+#include "runner/selftest.h"
+
+const struct ops *emu_ops_cuda_impl_table(void);
+int emu_ops_cuda_impl_error(char *msg, size_t msg_len);
+void emu_ops_cuda_impl_set_tf32(bool on);
+
+static const struct ops *C, *G;
+static int n_bad;
+
+static float *rnd(size_t n, uint64_t seed, float scale)
+{
+	struct rng r;
+	rng_seed(&r, seed, 17);
+	float *x = malloc((n ? n : 1) * sizeof(float));
+	for (size_t i = 0; i < n; i++)
+		x[i] = scale * (2.0f * rng_uniform_f(&r) - 1.0f);
+	return x;
+}
+
+/* device copy of a host array */
+static void *dev(const void *h, size_t bytes)
+{
+	void *d = G->alloc(bytes);
+	G->to_device(d, h, bytes);
+	return d;
+}
+
+static float *host(const float *d, size_t n)
+{
+	float *h = malloc((n ? n : 1) * sizeof(float));
+	G->to_host(h, d, n * sizeof(float));
+	return h;
+}
+
+/* relative L2 error of the device array against the host reference */
+static void cmp(const char *what, const float *d, const float *ref, size_t n, double tol)
+{
+	float *h = host(d, n);
+	double num = 0, den = 0;
+	bool finite = true;
+	for (size_t i = 0; i < n; i++) {
+		double e = (double)h[i] - ref[i];
+		num += e * e;
+		den += (double)ref[i] * ref[i];
+		finite = finite && isfinite(h[i]);
+	}
+	double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+	bool ok = finite && rel <= tol;
+	printf("  %-44s rel %.1e (tol %.0e) %s\n", what, rel, tol, ok ? "ok" : "FAIL");
+	if (!ok)
+		n_bad++;
+	free(h);
+}
+
+static void check_errors(void)
+{
+	char msg[1024];
+	if (emu_ops_cuda_impl_error(msg, sizeof msg)) {
+		printf("  backend error: %s\n", msg);
+		n_bad++;
+	}
+}
+
+static void t_matmul(void)
+{
+	int shapes[3][3] = {{5, 7, 3}, {33, 17, 65}, {1, 40, 9}};
+	for (int s = 0; s < 3; s++)
+		for (unsigned fl = 0; fl < 8; fl++)
+			for (int acc = 0; acc <= 1; acc++) {
+				int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+				float *a = rnd((size_t)m * k, 1 + s, 1), *b = rnd((size_t)k * n, 2 + s, 1);
+				float *c = rnd((size_t)m * n, 3 + s, 1);
+				float *ga = dev(a, (size_t)m * k * 4), *gb = dev(b, (size_t)k * n * 4);
+				float *gc = dev(c, (size_t)m * n * 4);
+				/* the reference: double sums of (bf16-rounded when asked) inputs */
+				float *ref = malloc((size_t)m * n * 4);
+				for (int i = 0; i < m; i++)
+					for (int j = 0; j < n; j++) {
+						double sum = 0;
+						for (int p = 0; p < k; p++) {
+							float av = (fl & OPS_TA) ? a[(size_t)p * m + i] : a[(size_t)i * k + p];
+							float bv = (fl & OPS_TB) ? b[(size_t)j * k + p] : b[(size_t)p * n + j];
+							if (fl & OPS_BF16) {
+								av = ops_bf16_to_f32(ops_f32_to_bf16(av));
+								bv = ops_bf16_to_f32(ops_f32_to_bf16(bv));
+							}
+							sum += (double)av * bv;
+						}
+						ref[(size_t)i * n + j] = (float)(0.5 * sum + (acc ? c[(size_t)i * n + j] : 0));
+					}
+				G->matmul(gc, ga, gb, m, n, k, fl, 0.5f, acc ? 1.0f : 0.0f);
+				char what[96];
+				snprintf(what, sizeof what, "matmul %dx%dx%d flags %u beta %d", m, n, k, fl, acc);
+				cmp(what, gc, ref, (size_t)m * n, 1e-5);
+				free(a), free(b), free(c), free(ref);
+				G->free(ga), G->free(gb), G->free(gc);
+			}
+	/* k = 0: C = beta C */
+	float c[6] = {1, 2, 3, 4, 5, 6}, z[6] = {0};
+	float *gc = dev(c, sizeof c);
+	G->matmul(gc, gc, gc, 2, 3, 0, 0, 1.0f, 0.0f);
+	cmp("matmul k=0 beta 0", gc, z, 6, 0);
+	G->free(gc);
+}
+
+static void t_elementwise(void)
+{
+	enum { R = 13, K = 70, N = R * K };
+	float *a = rnd(N, 10, 1), *b = rnd(N, 11, 1), *bias = rnd(K, 12, 1);
+	float *ref = malloc(N * 4);
+	float *ga = dev(a, N * 4), *gb = dev(b, N * 4), *go = G->alloc(N * 4);
+	float *gbias = dev(bias, K * 4);
+	C->add(ref, a, b, N);
+	G->add(go, ga, gb, N);
+	cmp("add", go, ref, N, 0);
+	memcpy(ref, a, N * 4);
+	C->axpy(ref, 0.3f, b, N);
+	G->axpy(ga, 0.3f, gb, N);
+	cmp("axpy", ga, ref, N, 0);
+	C->scale(ref, -1.7f, N);
+	G->scale(ga, -1.7f, N);
+	cmp("scale", ga, ref, N, 0);
+	C->bias_add(ref, bias, R, K);
+	G->bias_add(ga, gbias, R, K);
+	cmp("bias_add", ga, ref, N, 0);
+	float *db = rnd(K, 13, 1);
+	float *gdb = dev(db, K * 4);
+	C->bias_backward(db, b, R, K);
+	G->bias_backward(gdb, gb, R, K);
+	cmp("bias_backward (accumulates, rows in order)", gdb, db, K, 0);
+	/* copy_rows, zero */
+	C->copy_rows(ref, 20, a, K, R, 20);
+	G->to_device(ga, a, N * 4);
+	G->zero(go, N);
+	G->copy_rows(go, 20, ga, K, R, 20);
+	cmp("copy_rows", go, ref, (size_t)R * 20, 0);
+	memset(ref, 0, N * 4);
+	G->zero(go, N);
+	cmp("zero", go, ref, N, 0);
+	/* activations */
+	float *out = malloc(N * 4), *d2 = malloc(N * 4);
+	float *gd2 = G->alloc(N * 4);
+	C->swiglu_forward(out, a, b, N);
+	G->swiglu_forward(go, ga, gb, N);
+	cmp("swiglu_forward", go, out, N, 1e-6);
+	C->swiglu_backward(ref, d2, out, a, b, N);
+	G->swiglu_backward(ga, gd2, go, dev(a, N * 4), gb, N);
+	cmp("swiglu_backward dgate", ga, ref, N, 1e-6);
+	cmp("swiglu_backward dup", gd2, d2, N, 1e-6);
+	G->to_device(ga, a, N * 4);
+	C->gelu_forward(out, a, N);
+	G->gelu_forward(go, ga, N);
+	cmp("gelu_forward", go, out, N, 1e-6);
+	C->gelu_backward(ref, b, a, N);
+	G->gelu_backward(gd2, gb, ga, N);
+	cmp("gelu_backward", gd2, ref, N, 1e-6);
+	/* dropout: identical masks */
+	uint8_t *mask = malloc(N), *gmask = G->alloc(N), *hm = malloc(N);
+	C->dropout_forward(out, mask, a, N, 0.3f, 1234, 5);
+	G->dropout_forward(go, gmask, ga, N, 0.3f, 1234, 5);
+	G->to_host(hm, gmask, N);
+	bool same = memcmp(hm, mask, N) == 0;
+	printf("  %-44s %s\n", "dropout masks identical to the cpu", same ? "ok" : "FAIL");
+	n_bad += !same;
+	cmp("dropout_forward", go, out, N, 0);
+	memcpy(ref, b, N * 4);
+	C->dropout_backward(ref, a, mask, N, 0.3f);
+	G->to_device(gd2, b, N * 4);
+	G->dropout_backward(gd2, ga, gmask, N, 0.3f);
+	cmp("dropout_backward", gd2, ref, N, 0);
+	/* sumsq, adamw */
+	double s1 = C->sumsq(a, N), s2 = G->sumsq(ga, N);
+	bool sok = fabs(s1 - s2) <= 1e-12 * s1;
+	printf("  %-44s %.17g vs %.17g %s\n", "sumsq", s2, s1, sok ? "ok" : "FAIL");
+	n_bad += !sok;
+	double s3 = G->sumsq(ga, N);
+	n_bad += s3 != s2; /* deterministic */
+	float *m = rnd(N, 20, 0.1f), *v = rnd(N, 21, 0.1f);
+	for (int i = 0; i < N; i++)
+		v[i] = fabsf(v[i]);
+	float *gm = dev(m, N * 4), *gv = dev(v, N * 4), *gp = dev(b, N * 4);
+	memcpy(ref, b, N * 4);
+	C->adamw(ref, a, m, v, N, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, 3);
+	G->adamw(gp, ga, gm, gv, N, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, 3);
+	cmp("adamw p", gp, ref, N, 1e-7);
+	cmp("adamw m", gm, m, N, 1e-7);
+	cmp("adamw v", gv, v, N, 1e-7);
+	free(a), free(b), free(bias), free(ref), free(db), free(out), free(d2), free(mask),
+		free(hm), free(m), free(v);
+}
+
+static void t_norms(void)
+{
+	int shapes[2][2] = {{7, 70}, {3, 600}};
+	for (int s = 0; s < 2; s++) {
+		int n = shapes[s][0], c = shapes[s][1];
+		size_t nc = (size_t)n * c;
+		float *x = rnd(nc, 30, 2), *w = rnd(c, 31, 1), *b = rnd(c, 32, 1), *dy = rnd(nc, 33, 1);
+		float *out = malloc(nc * 4), *rs = malloc(n * 4), *mu = malloc(n * 4);
+		float *dx = malloc(nc * 4), *dw = rnd(c, 34, 1), *dbb = rnd(c, 35, 1);
+		float *gx = dev(x, nc * 4), *gw = dev(w, c * 4), *gb = dev(b, c * 4), *gdy = dev(dy, nc * 4);
+		float *go = G->alloc(nc * 4), *grs = G->alloc(n * 4), *gmu = G->alloc(n * 4);
+		float *gdx = G->alloc(nc * 4), *gdw = dev(dw, c * 4), *gdb = dev(dbb, c * 4);
+		char what[96];
+		C->rmsnorm_forward(out, rs, x, w, n, c, 1e-5f);
+		G->rmsnorm_forward(go, grs, gx, gw, n, c, 1e-5f);
+		snprintf(what, sizeof what, "rmsnorm_forward %dx%d", n, c);
+		cmp(what, go, out, nc, 1e-6);
+		cmp("  rstd", grs, rs, n, 1e-6);
+		C->rmsnorm_backward(dx, dw, dy, x, w, rs, n, c);
+		G->rmsnorm_backward(gdx, gdw, gdy, gx, gw, grs, n, c);
+		cmp("rmsnorm_backward dx", gdx, dx, nc, 1e-5);
+		cmp("rmsnorm_backward dw", gdw, dw, c, 1e-6);
+		C->layernorm_forward(out, mu, rs, x, w, b, n, c, 1e-5f);
+		G->layernorm_forward(go, gmu, grs, gx, gw, gb, n, c, 1e-5f);
+		snprintf(what, sizeof what, "layernorm_forward %dx%d", n, c);
+		cmp(what, go, out, nc, 1e-6);
+		cmp("  mean", gmu, mu, n, 1e-5); /* near 0: relative error is large */
+		C->layernorm_backward(dx, dw, dbb, dy, x, w, mu, rs, n, c);
+		G->layernorm_backward(gdx, gdw, gdb, gdy, gx, gw, gmu, grs, n, c);
+		cmp("layernorm_backward dx", gdx, dx, nc, 1e-5);
+		cmp("layernorm_backward dw", gdw, dw, c, 1e-6);
+		cmp("layernorm_backward db", gdb, dbb, c, 1e-6);
+		free(x), free(w), free(b), free(dy), free(out), free(rs), free(mu), free(dx),
+			free(dw), free(dbb);
+	}
+}
+
+static void t_rope(void)
+{
+	enum { B = 2, T = 5, NH = 3, HD = 10 };
+	size_t n = (size_t)B * T * NH * HD;
+	float inv[HD / 2];
+	ops_rope_inv_freq(inv, HD, 10000.0f, 0, 1, 1, 1, 0);
+	float *ginv = dev(inv, sizeof inv);
+	int pos0[B] = {3, 17};
+	int *gpos = dev(pos0, sizeof pos0);
+	for (int style = 1; style <= 2; style++)
+		for (int usepos = 0; usepos <= 1; usepos++) {
+			float *x = rnd(n, 40, 1);
+			float *gx = dev(x, n * 4);
+			C->rope_forward(x, B, T, NH, HD, usepos ? pos0 : NULL, inv, style);
+			G->rope_forward(gx, B, T, NH, HD, usepos ? gpos : NULL, ginv, style);
+			char what[96];
+			snprintf(what, sizeof what, "rope_forward style %d pos0 %d", style, usepos);
+			cmp(what, gx, x, n, 1e-6);
+			C->rope_backward(x, B, T, NH, HD, usepos ? pos0 : NULL, inv, style);
+			G->rope_backward(gx, B, T, NH, HD, usepos ? gpos : NULL, ginv, style);
+			cmp("rope_backward", gx, x, n, 1e-6);
+			free(x);
+			G->free(gx);
+		}
+}
+
+static void t_attention(void)
+{
+	int shapes[3][4] = {{2, 7, 4, 2}, {1, 9, 4, 4}, {2, 6, 6, 2}};
+	int hds[3] = {8, 40, 64};
+	for (int s = 0; s < 3; s++) {
+		int B = shapes[s][0], T = shapes[s][1], NH = shapes[s][2], NKV = shapes[s][3];
+		int HD = hds[s];
+		size_t nq = (size_t)B * T * NH * HD, nk = (size_t)B * T * NKV * HD;
+		size_t na = (size_t)B * NH * T * T;
+		float *q = rnd(nq, 50, 1), *k = rnd(nk, 51, 1), *v = rnd(nk, 52, 1), *dout = rnd(nq, 53, 1);
+		float *out = malloc(nq * 4), *att = malloc(na * 4);
+		float *dq = malloc(nq * 4), *dk = malloc(nk * 4), *dv = malloc(nk * 4);
+		float *gq = dev(q, nq * 4), *gk = dev(k, nk * 4), *gv = dev(v, nk * 4);
+		float *gdo = dev(dout, nq * 4), *go = G->alloc(nq * 4), *gatt = G->alloc(na * 4);
+		float *gdq = G->alloc(nq * 4), *gdk = G->alloc(nk * 4), *gdv = G->alloc(nk * 4);
+		C->attention_forward(out, att, q, k, v, B, T, T, NH, NKV, HD, NULL);
+		C->attention_backward(dq, dk, dv, dout, att, q, k, v, B, T, NH, NKV, HD);
+		for (int fused = 0; fused <= 1; fused++) {
+			char what[96];
+			snprintf(what, sizeof what, "attention B%d T%d h%d/%d hd%d %s", B, T, NH, NKV,
+				 HD, fused ? "fused" : "stored P");
+			G->attention_forward(go, fused ? NULL : gatt, gq, gk, gv, B, T, T, NH, NKV, HD,
+					     NULL);
+			cmp(what, go, out, nq, 1e-6);
+			if (!fused)
+				cmp("  probabilities", gatt, att, na, 1e-6);
+			G->attention_backward(gdq, gdk, gdv, gdo, fused ? NULL : gatt, gq, gk, gv, B, T,
+					      NH, NKV, HD);
+			cmp("  dq", gdq, dq, nq, 1e-5);
+			cmp("  dk", gdk, dk, nk, 1e-5);
+			cmp("  dv", gdv, dv, nk, 1e-5);
+		}
+		free(q), free(k), free(v), free(dout), free(out), free(att), free(dq), free(dk), free(dv);
+	}
+	/* decode: one new query per sequence against a KV cache of 12 rows at pos0 */
+	enum { B = 2, TQ = 2, TK = 12, NH = 4, NKV = 2, HD = 16 };
+	int pos0[B] = {4, 10};
+	size_t nq = (size_t)B * TQ * NH * HD, nk = (size_t)B * TK * NKV * HD;
+	float *q = rnd(nq, 60, 1), *k = rnd(nk, 61, 1), *v = rnd(nk, 62, 1), *out = malloc(nq * 4);
+	float *gq = dev(q, nq * 4), *gk = dev(k, nk * 4), *gv = dev(v, nk * 4), *go = G->alloc(nq * 4);
+	int *gpos = dev(pos0, sizeof pos0);
+	C->attention_forward(out, NULL, q, k, v, B, TQ, TK, NH, NKV, HD, pos0);
+	G->attention_forward(go, NULL, gq, gk, gv, B, TQ, TK, NH, NKV, HD, gpos);
+	cmp("attention decode (pos0, KV cache 12)", go, out, nq, 1e-6);
+	free(q), free(k), free(v), free(out);
+}
+
+static void t_embedding_ce(void)
+{
+	enum { N = 11, T = 4, Cc = 40, V = 9, P = 6 };
+	int32_t tok[N] = {1, 3, 3, 0, 8, 3, 1, 2, 2, 7, 3}; /* repeats */
+	int pos[N] = {0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4};
+	float *wte = rnd((size_t)V * Cc, 70, 1), *wpe = rnd((size_t)P * Cc, 71, 1);
+	float *out = malloc((size_t)N * Cc * 4), *dout = rnd((size_t)N * Cc, 72, 1);
+	float *dwte = rnd((size_t)V * Cc, 73, 1), *dwpe = rnd((size_t)P * Cc, 74, 1);
+	int32_t *gtok = dev(tok, sizeof tok);
+	int *gpos = dev(pos, sizeof pos);
+	float *gwte = dev(wte, (size_t)V * Cc * 4), *gwpe = dev(wpe, (size_t)P * Cc * 4);
+	float *go = G->alloc((size_t)N * Cc * 4), *gdo = dev(dout, (size_t)N * Cc * 4);
+	float *gdwte = dev(dwte, (size_t)V * Cc * 4), *gdwpe = dev(dwpe, (size_t)P * Cc * 4);
+	for (int usepos = 0; usepos <= 1; usepos++) {
+		C->embedding_forward(out, tok, usepos ? pos : NULL, wte, wpe, N, T, Cc);
+		G->embedding_forward(go, gtok, usepos ? gpos : NULL, gwte, gwpe, N, T, Cc);
+		cmp(usepos ? "embedding_forward (pos)" : "embedding_forward (r % t)", go, out,
+		    (size_t)N * Cc, 0);
+		C->embedding_backward(dwte, dwpe, dout, tok, usepos ? pos : NULL, N, T, Cc);
+		G->embedding_backward(gdwte, gdwpe, gdo, gtok, usepos ? gpos : NULL, N, T, Cc);
+		cmp("embedding_backward dwte (repeated tokens)", gdwte, dwte, (size_t)V * Cc, 0);
+		cmp("embedding_backward dwpe", gdwpe, dwpe, (size_t)P * Cc, 0);
+	}
+	/* cross-entropy: masked (-1) and out-of-range targets contribute nothing */
+	enum { R = 6, VV = 1000 };
+	int32_t tg[R] = {5, -1, 999, 1000, 0, 17};
+	float *lg = rnd((size_t)R * VV, 80, 6), *loss = malloc(R * 4), *lse = malloc(R * 4);
+	float *glg = dev(lg, (size_t)R * VV * 4), *gloss = G->alloc(R * 4), *glse = G->alloc(R * 4);
+	int32_t *gtg = dev(tg, sizeof tg);
+	long c1 = C->crossentropy_forward(loss, lse, lg, tg, R, VV);
+	long c2 = G->crossentropy_forward(gloss, glse, glg, gtg, R, VV);
+	printf("  %-44s %ld vs %ld %s\n", "crossentropy count", c2, c1, c1 == c2 ? "ok" : "FAIL");
+	n_bad += c1 != c2;
+	cmp("crossentropy losses", gloss, loss, R, 1e-6);
+	cmp("crossentropy lse", glse, lse, R, 1e-6);
+	C->crossentropy_backward(lg, lse, tg, R, VV, 0.25f);
+	G->crossentropy_backward(glg, glse, gtg, R, VV, 0.25f);
+	cmp("crossentropy_backward", glg, lg, (size_t)R * VV, 1e-6);
+	free(wte), free(wpe), free(out), free(dout), free(dwte), free(dwpe), free(lg), free(loss),
+		free(lse);
+}
+
+static int emu_check(struct diag *d)
+{
+	char msg[1024];
+	int k = emu_ops_cuda_impl_error(msg, sizeof msg);
+	return k ? diag_set(d, FT_EIO, NULL, 0, 0, "CUDA (emulated): %s", msg) : 0;
+}
+
+int main(int argc, char **argv)
+{
+	C = ops_cpu();
+	G = emu_ops_cuda_impl_table();
+	if (!G) {
+		fprintf(stderr, "emu: no table\n");
+		return 1;
+	}
+	emu_ops_cuda_impl_set_tf32(false); /* op checks compare plain fp32 */
+	printf("ops, emulated CUDA kernels against the cpu backend:\n");
+	t_matmul();
+	t_elementwise();
+	t_norms();
+	t_rope();
+	t_attention();
+	t_embedding_ce();
+	check_errors();
+	if (argc > 1 && strcmp(argv[1], "--ops-only") == 0)
+		goto out;
+	printf("selftest on the emulated kernels (TF32 emulated by rounding inputs):\n");
+	emu_ops_cuda_impl_set_tf32(true);
+	struct selftest_target t = {G, emu_ops_cuda_impl_set_tf32, emu_check};
+	struct diag d;
+	diag_init(&d);
+	bool ok = true;
+	if (selftest_against_cpu(&t, &ok, &d)) {
+		diag_print(&d, stdout);
+		n_bad++;
+	}
+	n_bad += !ok;
+out:
+	printf("emu: %s (%d failed)\n", n_bad ? "FAILED" : "passed", n_bad);
+	return n_bad ? 1 : 0;
+}
