@@ -122,8 +122,10 @@ static int plan_ids(char ***out_ids, size_t *out_n, const struct experiment *e, 
 	if (rc)
 		return rc;
 	char **ids = calloc(plan->n ? plan->n : 1, sizeof(char *));
-	if (!ids)
-		rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+	if (!ids) {
+		sweep_plan_free(plan);
+		return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+	}
 	for (size_t i = 0; !rc && i < plan->n; i++) {
 		char identity[65], id[13];
 		rc = run_identity(identity, plan->points[i].cfg, d);
