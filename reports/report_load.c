@@ -209,7 +209,23 @@ static int not_found(struct store *s, const char *ref, struct diag *d)
 	return rc;
 }
 
+static bool id_wanted(const char *id, const char *const *ids, size_t n)
+{
+	if (!ids)
+		return true;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(ids[i], id) == 0)
+			return true;
+	return false;
+}
+
 int report_load(struct report **out, struct store *s, const char *ref, struct diag *d)
+{
+	return report_load_only(out, s, ref, NULL, 0, d);
+}
+
+int report_load_only(struct report **out, struct store *s, const char *ref,
+		     const char *const *ids, size_t n_ids, struct diag *d)
 {
 	*out = NULL;
 	char *exp_name = NULL;
@@ -289,6 +305,8 @@ int report_load(struct report **out, struct store *s, const char *ref, struct di
 			const struct store_run *sr = &rl->items[i];
 			if (commit && (!sr->git_commit ||
 				       strncmp(sr->git_commit, commit, strlen(commit)) != 0))
+				continue;
+			if (!id_wanted(sr->id, ids, n_ids))
 				continue;
 			chosen[n_chosen++] = sr;
 		}

@@ -14,6 +14,11 @@
  * (and the nearest one suggested); store failures keep the store's code. */
 int report_load(struct report **out, struct store *s, const char *ref, struct diag *d) FT_WUR;
 
+/* The same, keeping only the runs whose ids are in ids[0..n_ids) (the current sweep plan of
+ * `ftlab ci`; runs of earlier sweep definitions stay out). ids NULL keeps every run. */
+int report_load_only(struct report **out, struct store *s, const char *ref,
+		     const char *const *ids, size_t n_ids, struct diag *d) FT_WUR;
+
 /* Loads ref as the baseline of r (r->baseline, r->baseline_label = ref). */
 int report_load_baseline(struct report *r, struct store *s, const char *ref,
 			 struct diag *d) FT_WUR;

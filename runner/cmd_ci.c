@@ -13,7 +13,9 @@
 #include "reports/gates.h"
 #include "reports/report_load.h"
 #include "runner/cli.h"
+#include "runner/identity.h"
 #include "runner/store.h"
+#include "runner/sweep.h"
 #include "schema/schema.h"
 
 #define MAX_ARGS 256
@@ -108,6 +110,39 @@ static int parse(struct ci_args *a, int argc, char **argv)
 	return 0;
 }
 
+/* The run ids of the experiment's current sweep plan (the runs `ftlab run` just did or
+ * reused), so runs of earlier sweep definitions stay out of the gates. *out_ids is a
+ * NULL-free array of n strings; free each and the array. */
+static int plan_ids(char ***out_ids, size_t *out_n, const struct experiment *e, struct diag *d)
+{
+	struct sweep_plan *plan = NULL;
+	*out_ids = NULL;
+	*out_n = 0;
+	int rc = sweep_expand(&plan, e, 0, d);
+	if (rc)
+		return rc;
+	char **ids = calloc(plan->n ? plan->n : 1, sizeof(char *));
+	if (!ids) {
+		sweep_plan_free(plan);
+		return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+	}
+	for (size_t i = 0; !rc && i < plan->n; i++) {
+		char identity[65], id[13];
+		rc = run_identity(identity, plan->points[i].cfg, d);
+		if (rc)
+			break;
+		run_id_from_identity(id, identity);
+		ids[i] = ft_strdup(id);
+		if (!ids[i])
+			rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+		else
+			(*out_n)++;
+	}
+	sweep_plan_free(plan);
+	*out_ids = ids;
+	return rc;
+}
+
 /* Runs the experiment through `ftlab run` in this process; returns its exit status. */
 static int run_experiment(const struct cli *cli, const struct ci_args *a)
 {
@@ -143,6 +178,8 @@ int cmd_ci(const struct cli *cli, int argc, char **argv)
 	struct store *s = NULL;
 	struct report *r = NULL, *baseline = NULL;
 	struct gate_result *res = NULL;
+	char **ids = NULL;
+	size_t n_ids = 0;
 	int rc = experiment_load(&e, a.path, a.overrides, a.n_overrides, &d);
 	if (rc)
 		goto done;
@@ -177,9 +214,17 @@ int cmd_ci(const struct cli *cli, int argc, char **argv)
 		if (run_status == 2 || run_status == 130)
 			goto done_status;
 	}
-	rc = store_open(&s, cli->workspace, false, &d);
+	rc = plan_ids(&ids, &n_ids, e, &d);
 	if (!rc)
-		rc = report_load(&r, s, experiment_name(e), &d);
+		rc = store_open(&s, cli->workspace, false, &d);
+	if (!rc)
+		rc = report_load_only(&r, s, experiment_name(e), (const char *const *)ids, n_ids,
+				      &d);
+	if (!rc && r->n_runs == 0)
+		rc = diag_set(&d, FT_EINVAL, a.path, 0, 0, "none of the %zu runs of this sweep is in "
+			      "the store %s", n_ids, cli->workspace);
+	if (rc && a.no_run && r && r->n_runs == 0)
+		diag_hint(&d, "run it first (ftlab run %s), or leave out --no-run", a.path);
 	if (!rc && baseline) {
 		if (report_set_text(&r->baseline_label, a.baseline))
 			rc = diag_set(&d, FT_ENOMEM, NULL, 0, 0, "out of memory");
@@ -211,6 +256,9 @@ int cmd_ci(const struct cli *cli, int argc, char **argv)
 	}
 	run_status = n_error ? 2 : (n_fail || runs_failed || run_status == 1) ? 1 : 0;
 done_status:
+	for (size_t i = 0; i < n_ids; i++)
+		free(ids[i]);
+	free(ids);
 	free(res);
 	report_free(r);
 	report_free(baseline);
@@ -218,6 +266,9 @@ done_status:
 	experiment_free(e);
 	return run_status;
 done:
+	for (size_t i = 0; i < n_ids; i++)
+		free(ids[i]);
+	free(ids);
 	free(res);
 	report_free(r);
 	report_free(baseline);

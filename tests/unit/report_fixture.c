@@ -262,6 +262,13 @@ static void record_run(struct store *s, int64_t inv, const char *exp, const char
 void fixture_store_experiment(struct store *s, const char *exp, const char *description,
 			      const char *commit, char id_prefix, bool with_failure)
 {
+	fixture_store_experiment_ids(s, exp, description, commit, id_prefix, NULL, with_failure);
+}
+
+void fixture_store_experiment_ids(struct store *s, const char *exp, const char *description,
+				  const char *commit, char id_prefix, const char *const *ids,
+				  bool with_failure)
+{
 	struct diag d;
 	diag_init(&d);
 	struct strbuf spec = {0};
@@ -289,7 +296,10 @@ void fixture_store_experiment(struct store *s, const char *exp, const char *desc
 	for (int a = 0; a < 3; a++)
 		for (int seed = 1; seed <= 2; seed++, k++) {
 			char id[16];
-			snprintf(id, sizeof(id), "%c0000000000%d", id_prefix, k);
+			if (ids)
+				snprintf(id, sizeof(id), "%s", ids[k]);
+			else
+				snprintf(id, sizeof(id), "%c0000000000%d", id_prefix, k);
 			bool fail = with_failure && k == 5;
 			record_run(s, inv, exp, id, k, lrs[a], seed, commit, fail,
 				   "trainer exited with status 1: loss is NaN at step 30");

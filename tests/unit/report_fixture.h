@@ -29,5 +29,10 @@ struct report *fixture_report(bool evil);
 struct store;
 void fixture_store_experiment(struct store *s, const char *exp, const char *description,
 			      const char *commit, char id_prefix, bool with_failure);
+/* The same with the 6 run ids given (in the order lr-major, seed-minor), e.g. the ids of
+ * an experiment file's sweep plan so `ftlab ci --no-run` finds them. */
+void fixture_store_experiment_ids(struct store *s, const char *exp, const char *description,
+				  const char *commit, char id_prefix, const char *const *ids,
+				  bool with_failure);
 
 #endif

@@ -16,7 +16,10 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "runner/identity.h"
 #include "runner/store.h"
+#include "runner/sweep.h"
+#include "schema/schema.h"
 #include "tests/unit/report_fixture.h"
 
 static char *g_dir; /* experiment files and the workspace .ftlab */
@@ -30,10 +33,13 @@ static void write_file(const char *rel, const char *text)
 	free(path);
 }
 
+/* The sweep the fixture records (lr-major, seed-minor), so the plan's run ids can be
+ * given to the fixture and `ftlab ci --no-run` finds the runs of its plan. */
 static const char *HEAD =
 	"model:\n  base: m.gguf\n"
 	"data:\n  format: text\n  train: train.jsonl\n  test: test.jsonl\n"
-	"eval:\n  splits: [test]\n  metrics: [loss, exact_match]\n";
+	"eval:\n  splits: [test]\n  metrics: [loss, exact_match]\n"
+	"sweep:\n  parameters:\n    train.optimizer.lr: [0.01, 0.05, 0.2]\n    seed: [1, 2]\n";
 
 static void write_exp(const char *file, const char *name, const char *gates)
 {
@@ -55,12 +61,36 @@ static int setup(void **state)
 	struct diag d;
 	diag_init(&d);
 	assert_int_equal(store_open(&s, ws, true, &d), 0);
-	fixture_store_experiment(s, "linreg", "all runs finish",
-				 "1111111111111111111111111111111111111111", 'a', false);
-	fixture_store_experiment(s, "linreg-bad", "one run fails",
-				 "1111111111111111111111111111111111111111", 'c', true);
-	fixture_store_experiment(s, "linreg-old", "last night",
-				 "2222222222222222222222222222222222222222", 'b', false);
+	const char *names[3] = {"linreg", "linreg-bad", "linreg-old"};
+	const char *descs[3] = {"all runs finish", "one run fails", "last night"};
+	const char *commits[3] = {"1111111111111111111111111111111111111111",
+				  "1111111111111111111111111111111111111111",
+				  "2222222222222222222222222222222222222222"};
+	for (int x = 0; x < 3; x++) {
+		/* the plan's run ids of an experiment file with this name */
+		write_exp("plan.yaml", names[x], "");
+		char *plan_path = path_join(g_dir, "plan.yaml");
+		struct experiment *e = NULL;
+		struct sweep_plan *plan = NULL;
+		assert_int_equal(experiment_load(&e, plan_path, NULL, 0, &d), 0);
+		assert_int_equal(sweep_expand(&plan, e, 0, &d), 0);
+		assert_int_equal(plan->n, 6);
+		char ids[6][13];
+		const char *idp[6];
+		for (size_t i = 0; i < 6; i++) {
+			char identity[65];
+			assert_int_equal(run_identity(identity, plan->points[i].cfg, &d), 0);
+			run_id_from_identity(ids[i], identity);
+			idp[i] = ids[i];
+			/* lr-major, seed-minor, as the fixture records them */
+			assert_non_null(strstr(plan->points[i].params_json,
+					       i % 2 ? "\"seed\":2" : "\"seed\":1"));
+		}
+		sweep_plan_free(plan);
+		experiment_free(e);
+		free(plan_path);
+		fixture_store_experiment_ids(s, names[x], descs[x], commits[x], 'a', idp, x == 1);
+	}
 	store_close(s);
 	free(ws);
 	return 0;
@@ -195,7 +225,7 @@ static void test_ci_baseline(void **state)
 	/* no --baseline: exit 2 naming the file and the gate's line, before running */
 	const char *none[] = {"bl.yaml", "--no-run", NULL};
 	assert_int_equal(ci(none, out, sizeof(out), err, sizeof(err)), 2);
-	assert_non_null(strstr(err, "bl.yaml:12:"));
+	assert_non_null(strstr(err, "bl.yaml:16:"));
 	assert_non_null(strstr(err, "--baseline"));
 	/* an unknown baseline: exit 2 */
 	const char *unknown[] = {"bl.yaml", "--no-run", "--baseline", "linreg-nope", NULL};
@@ -234,6 +264,18 @@ static void test_ci_bad_input(void **state)
 	const char *invalid[] = {"invalid.yaml", "--no-run", NULL};
 	assert_int_equal(ci(invalid, out, sizeof(out), err, sizeof(err)), 2);
 	assert_non_null(strstr(err, "invalid.yaml:3:"));
+	/* --no-run with a sweep whose runs are not in the store: exit 2 */
+	write_exp("other.yaml", "linreg", "");
+	char *o = fixture_slurp(g_dir, "other.yaml");
+	char *lr = strstr(o, "[0.01, 0.05, 0.2]");
+	assert_non_null(lr);
+	memcpy(lr, "[0.02, 0.06, 0.3]", 17);
+	write_file("other.yaml", o);
+	free(o);
+	const char *other[] = {"other.yaml", "--no-run", NULL};
+	assert_int_equal(ci(other, out, sizeof(out), err, sizeof(err)), 2);
+	assert_non_null(strstr(err, "none of the 6 runs of this sweep is in the store"));
+	assert_non_null(strstr(err, "leave out --no-run"));
 	/* the JUnit file cannot be written */
 	const char *unwritable[] = {"pass.yaml", "--no-run", "--junit", "no/such/dir/j.xml", NULL};
 	assert_int_not_equal(ci(unwritable, out, sizeof(out), err, sizeof(err)), 0);
