@@ -198,8 +198,10 @@ static int write_adapter(const struct run_ctx *ctx, struct model *m, const struc
 				 .n_head = hp->n_head, .n_head_kv = hp->n_head_kv,
 				 .head_dim = hp->head_dim};
 	rc = adapter_write_peft(dir, lt, n, &info, d);
-	if (rc == 0)
-		artifact(ctx, "adapter", "adapter");
+	if (rc == 0) {
+		artifact(ctx, "adapter", "adapter/adapter_model.safetensors");
+		artifact(ctx, "adapter", "adapter/adapter_config.json");
+	}
 done:
 	for (size_t k = 0; mods && k < n_mods; k++)
 		free(mods[k]);

@@ -101,8 +101,18 @@ static int save(struct model *m, const struct tstate *s, const struct trainer_op
 		return diag_set(d, FT_ENOMEM, "", 0, 0, "cannot save the data cursor");
 	char *path = NULL;
 	int rc = ckpt_save(&path, o->ckpt_dir, cs, s->ct, 3 * s->n, d);
-	if (rc == 0 && o->sink && o->sink->artifact)
-		rc = o->sink->artifact(o->sink->ud, "checkpoint", path);
+	if (rc == 0 && o->sink && o->sink->artifact) {
+		/* Recorded relative to the run directory (the checkpoint directory's parent):
+		 * "checkpoint/step-N/state.safetensors". */
+		const char *cdir = strrchr(o->ckpt_dir, '/') ? strrchr(o->ckpt_dir, '/') + 1
+							       : o->ckpt_dir;
+		const char *sdir = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+		char rel[512];
+		snprintf(rel, sizeof(rel), "%s/%s/state.safetensors", cdir, sdir);
+		rc = o->sink->artifact(o->sink->ud, "checkpoint", rel);
+		if (rc)
+			diag_set(d, rc, "", 0, 0, "recording the checkpoint %s failed", rel);
+	}
 	free(path);
 	return rc;
 }
