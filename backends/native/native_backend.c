@@ -280,7 +280,7 @@ static int evaluate_all(const struct run_ctx *ctx, const struct model_file *mf, 
 			else
 				rc = eval_emit(ctx->sink, split, "base", NULL, &rb, set, &es, pp, d);
 		}
-		if (rc == 0)
+		if (rc == 0 && path_exists(pp)) /* only written when predictions were made */
 			artifact(ctx, "predictions", rel);
 		if (have_b)
 			eval_result_free(&rb);

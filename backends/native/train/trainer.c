@@ -180,7 +180,7 @@ int trainer_run(struct trainer_result *out, struct model *m, const struct batch_
 			goto done;
 		}
 		double t0 = time_monotonic();
-		long unmasked = 0;
+		long unmasked = 0, processed = 0;
 		for (int a = 0; a < A; a++) {
 			lens[a] = T;
 			rc = src->next(src->ud, tok + (size_t)a * per, tgt + (size_t)a * per, B,
@@ -193,6 +193,7 @@ int trainer_run(struct trainer_result *out, struct model *m, const struct batch_
 					      lens[a]);
 				goto done;
 			}
+			processed += (long)rows[a] * lens[a];
 			for (size_t i = 0; i < (size_t)rows[a] * (size_t)lens[a]; i++)
 				unmasked += tgt[(size_t)a * per + i] >= 0;
 		}
@@ -248,14 +249,14 @@ int trainer_run(struct trainer_result *out, struct model *m, const struct batch_
 		}
 		cs.step++;
 		cs.tokens += (int64_t)unmasked;
-		tokens_here += (int64_t)unmasked;
+		tokens_here += (int64_t)processed;
 		double dt = time_monotonic() - t0;
 		out->last_loss = loss;
 		emit_metric(o->sink, "train", "loss", cs.step, loss);
 		emit_metric(o->sink, "train", "lr", cs.step, lr);
 		emit_metric(o->sink, "train", "grad_norm", cs.step, norm);
 		emit_metric(o->sink, "train", "tokens_per_s", cs.step,
-			    dt > 0 ? (double)unmasked / dt : 0.0);
+			    dt > 0 ? (double)processed / dt : 0.0);
 		if (o->sink && o->sink->progress)
 			o->sink->progress(o->sink->ud, cs.step, o->total_steps, loss);
 		bool last = cs.step == o->total_steps;
