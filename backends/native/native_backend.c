@@ -198,8 +198,10 @@ static int write_adapter(const struct run_ctx *ctx, struct model *m, const struc
 				 .n_head = hp->n_head, .n_head_kv = hp->n_head_kv,
 				 .head_dim = hp->head_dim};
 	rc = adapter_write_peft(dir, lt, n, &info, d);
-	if (rc == 0)
-		artifact(ctx, "adapter", "adapter");
+	if (rc == 0) {
+		artifact(ctx, "adapter", "adapter/adapter_model.safetensors");
+		artifact(ctx, "adapter", "adapter/adapter_config.json");
+	}
 done:
 	for (size_t k = 0; mods && k < n_mods; k++)
 		free(mods[k]);
@@ -278,7 +280,7 @@ static int evaluate_all(const struct run_ctx *ctx, const struct model_file *mf, 
 			else
 				rc = eval_emit(ctx->sink, split, "base", NULL, &rb, set, &es, pp, d);
 		}
-		if (rc == 0)
+		if (rc == 0 && path_exists(pp)) /* only written when predictions were made */
 			artifact(ctx, "predictions", rel);
 		if (have_b)
 			eval_result_free(&rb);

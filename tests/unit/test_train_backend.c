@@ -73,10 +73,18 @@ static int r_event(void *ud, const char *level, const char *kind, const char *ms
 	return 0;
 }
 
+static const char *g_run_dir;
+
 static int r_artifact(void *ud, const char *kind, const char *path)
 {
-	(void)path;
 	struct rec *r = ud;
+	/* Like the runner: a file, relative to the run directory. */
+	char *full = path_join(g_run_dir, path);
+	FILE *f = full ? fopen(full, "rb") : NULL;
+	if (!f)
+		fail_msg("artifact %s (%s) is not a readable file under the run directory", path, kind);
+	fclose(f);
+	free(full);
 	r->artifacts_adapter += strcmp(kind, "adapter") == 0;
 	r->artifacts_ckpt += strcmp(kind, "checkpoint") == 0;
 	return 0;
@@ -95,9 +103,9 @@ static struct experiment *load_exp(const char *dir)
 	char *test = root_path("experiments/data/topics/test.jsonl");
 	char yaml[4096];
 	snprintf(yaml, sizeof(yaml),
-		 "name: backend-test\nseed: 3\nmodel: {base: %s, context: 48}\n"
+		 "name: backend-test\nseed: 3\nmodel: {base: %s, context: 128}\n"
 		 "data:\n  format: completion\n  train: %s\n  test: %s\n  template: chatml\n"
-		 "  max_length: 48\n  limit: {train: 12, test: 4}\n"
+		 "  max_length: 128\n  limit: {train: 12, test: 4}\n"
 		 "method: {type: lora, rank: 4, alpha: 8, dropout: 0.1, targets: [q_proj, v_proj]}\n"
 		 "train:\n  steps: %d\n  batch_size: 2\n  grad_accum: 2\n"
 		 "  optimizer: {type: adamw, lr: 1.0e-3}\n"
@@ -126,6 +134,7 @@ static int run_once(const struct config *cfg, const char *run_dir, bool resume, 
 	struct run_sink sink = {.ud = r, .metric = r_metric, .result = r_result,
 				.prediction = r_prediction, .event = r_event,
 				.artifact = r_artifact};
+	g_run_dir = run_dir;
 	struct run_ctx ctx = {.cfg = cfg, .experiment = "backend-test", .run_id = "r1",
 			      .run_dir = run_dir, .resume = resume, .threads = 2,
 			      .stop = &r->stop, .sink = &sink};
@@ -157,7 +166,10 @@ static void test_backend_train_and_resume(void **state)
 	assert_int_equal(a.n_gn, STEPS);
 	assert_int_equal(a.n_tps, STEPS);
 	assert_true(a.results_base > 0 && a.results_tuned > 0);
-	assert_int_equal(a.artifacts_adapter, 1);
+	assert_int_equal(a.artifacts_adapter, 2);
+	/* The data fit the context: the loss is taken on real tokens. */
+	for (int i = 1; i <= STEPS; i++)
+		assert_true(a.loss[i] > 0.01);
 	char *ad = path_join(a_dir, "adapter/adapter_model.safetensors");
 	assert_true(path_exists(ad));
 	free(ad);

@@ -101,8 +101,18 @@ static int save(struct model *m, const struct tstate *s, const struct trainer_op
 		return diag_set(d, FT_ENOMEM, "", 0, 0, "cannot save the data cursor");
 	char *path = NULL;
 	int rc = ckpt_save(&path, o->ckpt_dir, cs, s->ct, 3 * s->n, d);
-	if (rc == 0 && o->sink && o->sink->artifact)
-		rc = o->sink->artifact(o->sink->ud, "checkpoint", path);
+	if (rc == 0 && o->sink && o->sink->artifact) {
+		/* Recorded relative to the run directory (the checkpoint directory's parent):
+		 * "checkpoint/step-N/state.safetensors". */
+		const char *cdir = strrchr(o->ckpt_dir, '/') ? strrchr(o->ckpt_dir, '/') + 1
+							       : o->ckpt_dir;
+		const char *sdir = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+		char rel[512];
+		snprintf(rel, sizeof(rel), "%s/%s/state.safetensors", cdir, sdir);
+		rc = o->sink->artifact(o->sink->ud, "checkpoint", rel);
+		if (rc)
+			diag_set(d, rc, "", 0, 0, "recording the checkpoint %s failed", rel);
+	}
 	free(path);
 	return rc;
 }
@@ -170,7 +180,7 @@ int trainer_run(struct trainer_result *out, struct model *m, const struct batch_
 			goto done;
 		}
 		double t0 = time_monotonic();
-		long unmasked = 0;
+		long unmasked = 0, processed = 0;
 		for (int a = 0; a < A; a++) {
 			lens[a] = T;
 			rc = src->next(src->ud, tok + (size_t)a * per, tgt + (size_t)a * per, B,
@@ -183,6 +193,7 @@ int trainer_run(struct trainer_result *out, struct model *m, const struct batch_
 					      lens[a]);
 				goto done;
 			}
+			processed += (long)rows[a] * lens[a];
 			for (size_t i = 0; i < (size_t)rows[a] * (size_t)lens[a]; i++)
 				unmasked += tgt[(size_t)a * per + i] >= 0;
 		}
@@ -238,14 +249,14 @@ int trainer_run(struct trainer_result *out, struct model *m, const struct batch_
 		}
 		cs.step++;
 		cs.tokens += (int64_t)unmasked;
-		tokens_here += (int64_t)unmasked;
+		tokens_here += (int64_t)processed;
 		double dt = time_monotonic() - t0;
 		out->last_loss = loss;
 		emit_metric(o->sink, "train", "loss", cs.step, loss);
 		emit_metric(o->sink, "train", "lr", cs.step, lr);
 		emit_metric(o->sink, "train", "grad_norm", cs.step, norm);
 		emit_metric(o->sink, "train", "tokens_per_s", cs.step,
-			    dt > 0 ? (double)unmasked / dt : 0.0);
+			    dt > 0 ? (double)processed / dt : 0.0);
 		if (o->sink && o->sink->progress)
 			o->sink->progress(o->sink->ud, cs.step, o->total_steps, loss);
 		bool last = cs.step == o->total_steps;

@@ -51,7 +51,7 @@ struct trainer_result {
 	int64_t steps_done;     /* optimizer steps completed (including skipped ones) */
 	int64_t resumed_from;   /* step of the loaded checkpoint, -1 when started fresh */
 	double last_loss;       /* mean loss of the last step */
-	double tokens_per_s;    /* training throughput over this process's steps */
+	double tokens_per_s;    /* tokens processed (rows x length) per second over this process's steps */
 	bool early_stopped;
 	int64_t skipped_steps;  /* non-finite steps skipped */
 };
