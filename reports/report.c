@@ -514,7 +514,8 @@ int report_config_diff(struct report_diff *out, const char *const *configs, size
 	}
 	if (rc)
 		goto done;
-	qsort(all.keys, all.n, sizeof(char *), cmp_str);
+	if (all.n > 1)
+		qsort(all.keys, all.n, sizeof(char *), cmp_str);
 	for (size_t k = 0; k < all.n; k++) {
 		const char *first = NULL;
 		bool differ = false, seen = false;

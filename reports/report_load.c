@@ -132,6 +132,15 @@ static int add_run(struct report *r, struct store *s, const struct store_run *sr
 	store_result_list_free(rl);
 	if (rc)
 		return rc;
+	/* No recorded paired difference (e.g. an exec trainer): the point estimate is still
+	 * tuned - base on the same examples; only its interval is unknown. */
+	struct report_run *lr = &r->runs[ri];
+	for (size_t m = 0; m < r->n_metrics; m++)
+		if (!lr->delta[m].present && lr->base[m].present && lr->tuned[m].present) {
+			lr->delta[m].present = true;
+			lr->delta[m].has_ci = false;
+			lr->delta[m].v = lr->delta[m].lo = lr->delta[m].hi = lr->tuned[m].v - lr->base[m].v;
+		}
 
 	struct store_metric_list *ml = NULL;
 	rc = store_metrics(s, &ml, sr->id, NULL, NULL, d);
@@ -261,7 +270,7 @@ int report_load(struct report **out, struct store *s, const char *ref, struct di
 		goto done;
 	}
 	if (single) {
-		chosen = calloc(1, sizeof(*chosen));
+		chosen = calloc(1, sizeof(const struct store_run *));
 		if (!chosen) {
 			rc = oom(d);
 			goto done;
@@ -271,7 +280,7 @@ int report_load(struct report **out, struct store *s, const char *ref, struct di
 		rc = store_runs(s, &rl, exp_name, NULL, d);
 		if (rc)
 			goto done;
-		chosen = calloc(rl->n + 1, sizeof(*chosen));
+		chosen = calloc(rl->n + 1, sizeof(const struct store_run *));
 		if (!chosen) {
 			rc = oom(d);
 			goto done;

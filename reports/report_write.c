@@ -392,10 +392,13 @@ static void html_summary(struct out *o, const struct report *r, long best)
 	o_html(o, r->metrics[m]);
 	o_printf(o, "</code> (%s): %s", maximize ? "higher is better" : "lower is better", v);
 	if (run->delta[m].present) {
-		o_printf(o, "; fine-tuned minus base %s, ", dv);
-		o_puts(o, ci_excludes_zero(&run->delta[m])
-				  ? "<span class=\"sig\">the interval excludes zero</span>"
-				  : "<span class=\"nosig\">the interval includes zero</span>");
+		o_printf(o, "; fine-tuned minus base %s", dv);
+		if (run->delta[m].has_ci)
+			o_puts(o, ci_excludes_zero(&run->delta[m])
+					  ? ", <span class=\"sig\">the interval excludes zero</span>"
+					  : ", <span class=\"nosig\">the interval includes zero</span>");
+		else
+			o_puts(o, " (no interval recorded)");
 	}
 	const struct report_value *b = bl_value(r, r->metrics[m], REPORT_TUNED);
 	if (b) {
@@ -763,8 +766,9 @@ static int write_md(const struct report *r, const char *dir,
 		o_printf(&o, ": %s", v);
 		if (run->delta[rank].present)
 			o_printf(&o, "; fine-tuned − base %s (%s)", dv,
-				 ci_excludes_zero(&run->delta[rank]) ? "interval excludes zero"
-								      : "interval includes zero");
+				 !run->delta[rank].has_ci ? "no interval recorded"
+				 : ci_excludes_zero(&run->delta[rank]) ? "interval excludes zero"
+								       : "interval includes zero");
 		o_puts(&o, ".\n\n");
 	}
 	/* runs */

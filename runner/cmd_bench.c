@@ -71,7 +71,7 @@ static double measure_gemm_peak(const struct ops *ops, unsigned flags)
 		      *c = ops->alloc((size_t)m * n * 4);
 		if (!a || !b || !c)
 			return 0;
-		for (int rep = 0; rep < 4; rep++) {
+		for (int rep = 0; rep < 8; rep++) {
 			double t0 = time_monotonic();
 			ops->matmul(c, a, b, m, n, k, OPS_TB | flags, 1.0f, 0.0f);
 			double dt = time_monotonic() - t0;

@@ -150,8 +150,8 @@ int cmd_ci(const struct cli *cli, int argc, char **argv)
 	/* a vs: baseline gate needs --baseline: say so before hours of training */
 	for (size_t i = 0; i < cfg->n_gates && !a.baseline; i++)
 		if (cfg->gates[i].vs == GATE_VS_BASELINE) {
-			rc = diag_set(&d, FT_EINVAL, a.path, cfg->gates[i].line, 0, "gate on %s compares "
-				      "with a baseline, but no --baseline was given", cfg->gates[i].metric);
+			diag_set(&d, FT_EINVAL, a.path, cfg->gates[i].line, 0, "gate on %s compares "
+				 "with a baseline, but no --baseline was given", cfg->gates[i].metric);
 			diag_hint(&d, "name one: --baseline EXPERIMENT, RUN or EXPERIMENT@COMMIT "
 				      "(for example last night's commit)");
 			goto done;

@@ -368,7 +368,11 @@ int cmd_run(const struct cli *cli, int argc, char **argv)
 			sum.cached, sum.failed);
 		if (sum.killed)
 			fprintf(stderr, ", %zu killed", sum.killed);
-		if (sum.busy)
+		/* After an interrupt the runs this process did not reach were never started;
+		 * otherwise a run this process did not record is held by another one. */
+		if (sum.busy && (r == FT_EINTR || sum.interrupted))
+			fprintf(stderr, ", %zu not started", sum.busy);
+		else if (sum.busy)
 			fprintf(stderr, ", %zu running in another process", sum.busy);
 		fprintf(stderr, " (workspace %s)\n", cli->workspace);
 	}

@@ -1,6 +1,6 @@
 /* plan_status: the run status column of `ftlab plan`, read from the store. A finished run
  * recorded at a clean commit (or outside any repository) shows as "cached": `ftlab run`
- * reuses it as long as the tree is still at that commit. No store yet: "new". */
+ * reuses it as long as the tree is still at that commit. No store or no row: "new". */
 #include "runner/plan.h"
 
 #include <stdlib.h>

@@ -96,27 +96,21 @@ done:
 	return r;
 }
 
+/* The URL of "origin", read as the config value remote.origin.url: libgit2 1.5's remote
+ * lookup and listing match config names with pcre2 and leak its match data. */
 static int collect_remote(struct provenance *out, git_repository *repo)
 {
-	git_strarray names = {0};
-	if (git_remote_list(&names, repo) != 0 || names.count == 0) {
-		git_strarray_dispose(&names);
-		return 0;
-	}
-	const char *pick = names.strings[0];
-	for (size_t i = 0; i < names.count; i++)
-		if (strcmp(names.strings[i], "origin") == 0)
-			pick = names.strings[i];
-	git_remote *rem = NULL;
-	if (git_remote_lookup(&rem, repo, pick) == 0 && git_remote_url(rem)) {
-		const char *url = git_remote_url(rem);
+	git_config *cfg = NULL;
+	const char *url = NULL;
+	if (git_repository_config_snapshot(&cfg, repo) == 0 &&
+	    git_config_get_string(&url, cfg, "remote.origin.url") == 0 && url) {
 		size_t n = strlen(url) + 1;
 		out->remote = malloc(n);
 		if (out->remote)
 			provenance_strip_credentials(out->remote, n, url);
 	}
-	git_remote_free(rem);
-	git_strarray_dispose(&names);
+	git_config_free(cfg);
+	git_error_clear();
 	return 0;
 }
 
@@ -184,6 +178,8 @@ done:
 	git_reference_free(head);
 	git_repository_free(repo);
 	free(dir);
+	/* init/shutdown are reference counted; the last shutdown frees libgit2's caches. */
+	git_libgit2_shutdown();
 	if (r)
 		provenance_clear(out);
 	return r;

@@ -13,7 +13,7 @@ struct provenance {
 	bool is_repo;  /* false: the file is not inside a git repository (other fields NULL) */
 	char *commit;  /* 40 hex, or NULL for a repository without commits */
 	char *branch;  /* short branch name, NULL when HEAD is detached */
-	char *remote;  /* URL of origin (or the first remote), credentials removed; or NULL */
+	char *remote;  /* URL of the remote "origin", credentials removed; or NULL */
 	char *root;    /* the working directory of the repository */
 	bool dirty;    /* tracked files differ from HEAD (index or working tree) */
 	char *changed; /* the changed paths, one per line ("" when clean) */

@@ -592,6 +592,10 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 			 store_writer_error(w) ? store_writer_error(w)->text : "store error");
 	}
 	const char *err = br == 0 && fr == 0 ? NULL : rd.text;
+	/* A sink callback that failed (the store refusing a write) ends the run with the
+	 * writer's message; a backend need not copy it into its own diag. */
+	if (br != 0 && br != FT_EINTR && !rd.text[0] && store_writer_error(w))
+		err = store_writer_error(w)->text;
 	if (br == FT_EINTR && !rd.text[0])
 		err = "stopped by a signal";
 	log_printf(log, "run %s %s%s%s", pt->id, status, err ? ": " : "", err ? err : "");

@@ -4,6 +4,7 @@
  * busy timeout. docs/store.md documents every table and column. */
 #include "runner/store.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -1065,6 +1066,64 @@ static int hash_file(const char *path, char hex[65], int64_t *out_bytes)
 	return 0;
 }
 
+/* A directory artifact (a checkpoint, an adapter) is hashed as the sha256 over its entries
+ * in name order: "name\0" + the entry's own hex digest + "\n", recursively; its size is
+ * the sum of its files' sizes. */
+static int hash_dir(const char *path, char hex[65], int64_t *out_bytes, int depth)
+{
+	if (depth > 16)
+		return FT_EIO;
+	struct dirent **names = NULL;
+	int n = scandir(path, &names, NULL, alphasort);
+	if (n < 0)
+		return FT_EIO;
+	struct sha256 h;
+	sha256_init(&h);
+	int64_t total = 0;
+	int rc = 0;
+	for (int i = 0; i < n; i++) {
+		const char *nm = names[i]->d_name;
+		if (rc == 0 && strcmp(nm, ".") != 0 && strcmp(nm, "..") != 0) {
+			char *child = path_join(path, nm);
+			char sub[65];
+			int64_t bytes = 0;
+			struct stat st;
+			if (!child || stat(child, &st) != 0)
+				rc = FT_EIO;
+			else if (S_ISDIR(st.st_mode))
+				rc = hash_dir(child, sub, &bytes, depth + 1);
+			else
+				rc = hash_file(child, sub, &bytes);
+			free(child);
+			if (rc == 0) {
+				sha256_update(&h, nm, strlen(nm) + 1);
+				sha256_update(&h, sub, 64);
+				sha256_update(&h, "\n", 1);
+				total += bytes;
+			}
+		}
+		free(names[i]);
+	}
+	free(names);
+	if (rc)
+		return rc;
+	uint8_t dig[32];
+	sha256_final(&h, dig);
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", dig[i]);
+	*out_bytes = total;
+	return 0;
+}
+
+static int hash_path(const char *path, char hex[65], int64_t *out_bytes)
+{
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return FT_EIO;
+	return S_ISDIR(st.st_mode) ? hash_dir(path, hex, out_bytes, 0)
+				   : hash_file(path, hex, out_bytes);
+}
+
 int store_writer_artifact(struct store_writer *w, const char *kind, const char *path,
 			  const char *run_dir)
 {
@@ -1075,7 +1134,7 @@ int store_writer_artifact(struct store_writer *w, const char *kind, const char *
 		return writer_nomem(w);
 	char hex[65] = "";
 	int64_t bytes = 0;
-	if (hash_file(full, hex, &bytes) != 0) {
+	if (hash_path(full, hex, &bytes) != 0) {
 		int r = diag_set(&w->err, FT_EIO, "", 0, 0, "cannot read artifact %s: %s", full,
 				 strerror(errno));
 		free(full);

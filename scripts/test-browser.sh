@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Headless-browser check of the HTML reports (`make test-browser`; needs Debian `chromium`,
 # which is not in scripts/deps.sh because of its size: apt-get install chromium).
-# 1. Renders two reports: one from a store filled by a real (small) training sweep
-#    (tests/unit/test_report_store.c) and one full of injection strings
-#    (tests/unit/test_report.c), both via FTLAB_KEEP_REPORT.
+# 1. Renders three reports: experiments/exec-example run by `ftlab run` (a real Python
+#    trainer) and reported by `ftlab report`; a store filled by a real SGD sweep with a
+#    failed run and a baseline (tests/unit/test_report_store.c); and one full of injection
+#    strings (tests/unit/test_report.c), the last two via FTLAB_KEEP_REPORT.
 # 2. For each index.html: loads it in headless Chromium with a network log; fails on any
 #    request the page makes that is not file:/data: (browser-internal update/time pings
 #    have no page origin and are ignored), on any console message (the page has no
@@ -29,6 +30,17 @@ export FTLAB_ROOT=$PWD FTLAB_BIN=$PWD/$build/ftlab FTLAB_KEEP_REPORT=$out NO_COL
   { cat "$out/test_report_store.log"; exit 1; }
 "$build/tests/test_report" >"$out/test_report.log" 2>&1 ||
   { cat "$out/test_report.log"; exit 1; }
+# A real sweep through the CLI: experiments/exec-example (a Python trainer) run by ftlab,
+# outside any repository, with injection strings in its description.
+cp -r experiments/exec-example "$out/exec-src"
+FTLAB_WORKSPACE=$out/ws "$FTLAB_BIN" run "$out/exec-src/exec-example.yaml" \
+  "-sdescription=a'; system(\"touch x\"); ' \`touch x\` @x <x <b>bold</b>" \
+  >"$out/exec-run.log" 2>&1 || { cat "$out/exec-run.log"; exit 1; }
+(cd "$out" && FTLAB_WORKSPACE=$out/ws "$FTLAB_BIN" report exec-example -o exec-report \
+  >>"$out/exec-run.log" 2>&1) || { cat "$out/exec-run.log"; exit 1; }
+if [ -e "$out/x" ] || [ -e "$out/exec-src/x" ]; then
+  echo "test-browser: FAIL an injection string ran a command" >&2; exit 1
+fi
 
 flags=(--headless=new --no-sandbox --disable-gpu --no-first-run --disable-extensions
        --disable-background-networking --disable-component-update --disable-sync
@@ -165,7 +177,7 @@ load "$out/negative.html" negative 600
 check negative negative
 
 status=0
-for r in store-report injection-report; do
+for r in exec-report store-report injection-report; do
   load "$out/$r/index.html" "$r" 6000
   check "$r" report || status=1
 done

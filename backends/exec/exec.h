@@ -4,8 +4,11 @@
 #define FTLAB_EXEC_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "common/diag.h"
+
+struct run_ctx;
 
 /* Kills (SIGKILL) the process group of the trainer this process is running, if any.
  * Async-signal-safe: the runner calls it from its second-SIGINT handler before _exit. */
@@ -16,5 +19,11 @@ void exec_kill_children(void);
  * maps as compact JSON); "{{" and "}}" are literal braces. *out is owned by the caller.
  * FT_EINVAL (naming the placeholder) for an unknown path or an unclosed brace. */
 int exec_substitute(char **out, const char *arg, const char *config_json, struct diag *d) FT_WUR;
+
+/* Feeds trainer output (the JSON Lines protocol of docs/exec-backend.md) from a buffer
+ * through the same parser a running trainer's stdout goes through, then scores the
+ * eval.metrics it did not report; non-protocol lines go to `log` (may be NULL). Returns
+ * the first sink error or 0. For tests and the fuzzer. */
+int exec_parse_output(const struct run_ctx *ctx, const char *data, size_t n, FILE *log) FT_WUR;
 
 #endif

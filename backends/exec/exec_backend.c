@@ -495,6 +495,20 @@ static void exec_state_free(struct exec_state *st)
 		fclose(st->log);
 }
 
+int exec_parse_output(const struct run_ctx *ctx, const char *data, size_t n, FILE *log)
+{
+	struct exec_state st = {.ctx = ctx, .log = log};
+	struct linebuf lb = {0};
+	feed(&st, &lb, data, n, false);
+	flush_tail(&st, &lb, false);
+	score_missing(&st);
+	free(lb.buf);
+	st.log = NULL; /* the caller's */
+	int r = st.sink_err;
+	exec_state_free(&st);
+	return r;
+}
+
 /* ---- the child ---- */
 
 static char **build_env(const struct run_ctx *ctx, const char *config_path)

@@ -74,8 +74,9 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* Runs `ftlab ci ARGS...` in g_dir; stdout and stderr into the given buffers. */
-static int ci(const char *const *args, char *out, size_t out_n, char *err, size_t err_n)
+/* Runs `ftlab CMD ARGS...` in g_dir; stdout and stderr into the given buffers. */
+static int ftlab(const char *cmd, const char *const *args, char *out, size_t out_n, char *err,
+		 size_t err_n)
 {
 	const char *bin = getenv("FTLAB_BIN");
 	assert_non_null(bin);
@@ -86,11 +87,14 @@ static int ci(const char *const *args, char *out, size_t out_n, char *err, size_
 			_exit(126);
 		if (!freopen(".stdout", "w", stdout) || !freopen(".stderr", "w", stderr))
 			_exit(126);
-		const char *argv[32] = {bin, "ci"};
+		const char *argv[32] = {bin, cmd};
 		int n = 2;
 		for (int i = 0; args[i] && n < 31; i++)
 			argv[n++] = args[i];
-		setenv("FTLAB_WORKSPACE", ".ftlab", 1);
+		/* absolute: the runner hands the run directory to exec trainers, which run in
+		 * the experiment's directory (a relative workspace fails there; reported) */
+		char *ws = path_join(g_dir, ".ftlab");
+		setenv("FTLAB_WORKSPACE", ws, 1);
 		execv(bin, (char *const *)argv);
 		_exit(127);
 	}
@@ -102,6 +106,11 @@ static int ci(const char *const *args, char *out, size_t out_n, char *err, size_
 	free(o);
 	free(e);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static int ci(const char *const *args, char *out, size_t out_n, char *err, size_t err_n)
+{
+	return ftlab("ci", args, out, out_n, err, err_n);
 }
 
 static int xmllint(const char *file)
@@ -231,6 +240,82 @@ static void test_ci_bad_input(void **state)
 	assert_non_null(strstr(err, "j.xml"));
 }
 
+/* A real sweep: experiments/exec-example (a Python trainer, no packages) copied outside
+ * any git repository, with gates appended and injection strings in the description; run
+ * by `ftlab ci` itself, then again (cached) with a failing gate, then reported. */
+static void test_ci_real_runs(void **state)
+{
+	(void)state;
+	const char *root = getenv("FTLAB_ROOT");
+	assert_non_null(root);
+	char *src = path_join(root, "experiments/exec-example");
+	char *dst = path_join(g_dir, "exec");
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		execlp("cp", "cp", "-r", src, dst, (char *)NULL);
+		_exit(127);
+	}
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	char *yaml = fixture_slurp(dst, "exec-example.yaml");
+	struct strbuf s = {0};
+	assert_int_equal(strbuf_printf(&s, "%s\ngates:\n"
+				       "  - {metric: test.exact_match, min: 0.8}\n"
+				       "  - {metric: test.exact_match, vs: base, min_delta: 0.2}\n"
+				       "  - {metric: test.loss, max: 0.5}\n", yaml), 0);
+	write_file("exec/pass.yaml", s.buf);
+	s.len = 0;
+	assert_int_equal(strbuf_printf(&s, "%s\ngates:\n  - {metric: test.exact_match, min: 0.99}\n",
+				       yaml), 0);
+	write_file("exec/fail.yaml", s.buf);
+	strbuf_free(&s);
+	free(yaml);
+	char out[16384], err[16384];
+	const char *desc = "-sdescription=a'; system(\"touch x\"); ' `touch x` @x <x <b>";
+	const char *pass[] = {"exec/pass.yaml", desc, "--junit", "real.xml", "--markdown",
+			      "real.md", NULL};
+	int rc = ci(pass, out, sizeof(out), err, sizeof(err));
+	if (rc != 0)
+		fprintf(stderr, "stdout: %s\nstderr: %s\n", out, err);
+	assert_int_equal(rc, 0);
+	assert_non_null(strstr(err, "6 finished, 0 cached, 0 failed"));
+	assert_non_null(strstr(out, "ftlab ci exec-example: 3 gates, 0 failed; 6 runs, 0 failed"));
+	assert_non_null(strstr(out, "PASS  test.exact_match vs base: min_delta 0.2: fine-tuned "));
+	assert_int_equal(xmllint("real.xml"), 0);
+	/* the same runs again, reused; a gate no run meets fails with exit 1 */
+	const char *fail[] = {"exec/fail.yaml", desc, "--junit", "real2.xml", NULL};
+	assert_int_equal(ci(fail, out, sizeof(out), err, sizeof(err)), 1);
+	assert_non_null(strstr(err, "0 finished, 6 cached, 0 failed"));
+	assert_non_null(strstr(out, "FAIL  test.exact_match min 0.99: test.exact_match = "));
+	assert_int_equal(xmllint("real2.xml"), 0);
+	char *xml = fixture_slurp(g_dir, "real2.xml");
+	assert_non_null(strstr(xml, "failures=\"1\""));
+	free(xml);
+	/* the report of the real runs, with the hostile description in it */
+	const char *rep[] = {"exec-example", "-o", "real-report", NULL};
+	assert_int_equal(ftlab("report", rep, out, sizeof(out), err, sizeof(err)), 0);
+	char *rdir = path_join(g_dir, "real-report");
+	char *html = fixture_slurp(rdir, "index.html");
+	assert_non_null(strstr(html, "a&#39;; system(&quot;touch x&quot;); &#39; `touch x` @x "
+				     "&lt;x &lt;b&gt;"));
+	assert_non_null(strstr(html, "fig-results_0"));
+	assert_non_null(strstr(html, "fig-delta_0"));
+	assert_non_null(strstr(html, "fig-loss"));
+	assert_non_null(strstr(html, "fig-param_"));
+	free(html);
+	free(rdir);
+	/* nothing ran from the hostile description, here or in the trainer's directory */
+	char *x1 = path_join(g_dir, "x"), *x2 = path_join(dst, "x");
+	assert_false(path_exists(x1));
+	assert_false(path_exists(x2));
+	free(x1);
+	free(x2);
+	free(src);
+	free(dst);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -238,6 +323,7 @@ int main(void)
 		cmocka_unit_test(test_ci_fail),
 		cmocka_unit_test(test_ci_baseline),
 		cmocka_unit_test(test_ci_bad_input),
+		cmocka_unit_test(test_ci_real_runs),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -14,10 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backends/native/io/model_file.h"
 #include "backends/native/model/generate_text.h"
 #include "backends/native/model/model.h"
+#include "backends/native/peft/adapter.h"
 #include "backends/native/tok/tokenizer.h"
 
 static char *root_path(const char *rel)
@@ -227,6 +229,93 @@ static void test_smollm2_generate(void **state)
 	free(p);
 }
 
+/* Runs `ftlab generate` and returns its stdout (caller frees). */
+static char *run_generate(const char *model, const char *adapter, const char *prompt)
+{
+	const char *bin = getenv("FTLAB_BIN");
+	assert_non_null(bin);
+	char cmd[4096];
+	snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 '%s' generate '%s' %s%s%s --max-new-tokens 12 '%s'",
+		 bin, model, adapter ? "--adapter '" : "", adapter ? adapter : "",
+		 adapter ? "'" : "", prompt);
+	FILE *f = popen(cmd, "r");
+	assert_non_null(f);
+	char *buf = calloc(1, 65536);
+	size_t n = fread(buf, 1, 65535, f);
+	buf[n] = '\0';
+	assert_int_equal(pclose(f), 0);
+	return buf;
+}
+
+/* A PEFT adapter written from a LoRA model (q/k rows un-permuted for the HF layout) and
+ * loaded by `ftlab generate --adapter` (re-permuted for the GGUF base) generates what the
+ * in-memory model generates. */
+static void test_smollm2_adapter_generate(void **state)
+{
+	(void)state;
+	char *p = root_path("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+	struct diag d;
+	diag_init(&d);
+	struct model_file *mf = NULL;
+	struct tokenizer *tok = NULL;
+	struct model *m = NULL;
+	assert_int_equal(model_file_load(&mf, p, &d), 0);
+	assert_int_equal(tokenizer_from_model_file(&tok, mf, &d), 0);
+	const char *targets[] = {"q_proj", "k_proj", "v_proj"};
+	struct model_opts o = {0};
+	o.method = METHOD_LORA;
+	o.lora_rank = 4;
+	o.lora_alpha = 8;
+	o.targets = targets;
+	o.n_targets = 3;
+	o.layers_first = o.layers_last = -1;
+	o.seed = 5;
+	assert_int_equal(model_create(&m, mf, &o, &d), 0);
+	model_set_training(m, false);
+	size_t nt = model_n_trainable(m);
+	struct lora_tensor *lt = calloc(nt, sizeof *lt);
+	for (size_t i = 0; i < nt; i++) {
+		const struct model_param *mp = model_trainable(m, i);
+		if (strstr(mp->name, "lora_B"))
+			for (size_t j = 0; j < mp->numel; j++)
+				mp->data[j] = 0.05f * sinf((float)(j % 97) + (float)i);
+		lt[i].name = (char *)mp->name;
+		lt[i].data = mp->data;
+		lt[i].rows = mp->shape[0];
+		lt[i].cols = mp->shape[1];
+	}
+	char *names[] = {"q_proj", "k_proj", "v_proj"};
+	struct lora_info info = {.rank = 4, .alpha = 8, .targets = names, .n_targets = 3,
+				 .interleaved = true, .n_head = mf->hp.n_head,
+				 .n_head_kv = mf->hp.n_head_kv, .head_dim = mf->hp.head_dim};
+	char dir[] = "/tmp/ftlab-adapter-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(adapter_write_peft(dir, lt, nt, &info, &d), 0);
+	const char *prompt = "Write a short poem about the sea.";
+	struct gen_text_opts go = {0};
+	go.g.max_new_tokens = 12;
+	go.g.top_p = 1.0f;
+	go.chat = true;
+	char **texts = NULL;
+	assert_int_equal(model_generate_text(m, tok, &prompt, 1, &go, &texts, &d), 0);
+	char *with = run_generate(p, dir, prompt), *without = run_generate(p, NULL, prompt);
+	print_message("adapter: %s\nbase:    %s", with, without);
+	assert_int_equal(strncmp(with, texts[0], strlen(texts[0])), 0);
+	assert_string_not_equal(with, without);
+	free(with);
+	free(without);
+	free(texts[0]);
+	free(texts);
+	free(lt);
+	char rm[256];
+	snprintf(rm, sizeof rm, "rm -rf '%s'", dir);
+	assert_int_equal(system(rm), 0);
+	model_free(m);
+	tokenizer_free(tok);
+	model_file_free(mf);
+	free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -236,6 +325,7 @@ int main(void)
 		cmocka_unit_test(test_tiny_gpt2_safetensors),
 		cmocka_unit_test(test_smollm2_logits),
 		cmocka_unit_test(test_smollm2_generate),
+		cmocka_unit_test(test_smollm2_adapter_generate),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -289,6 +289,52 @@ static void test_writer_batches_100k(void **state)
 	free(ws);
 }
 
+/* A directory artifact (a checkpoint) is recorded with its total size and a digest that
+ * changes when any file inside it changes. */
+static void test_writer_directory_artifact(void **state)
+{
+	(void)state;
+	char *ws = make_workspace();
+	struct store *s = open_ok(ws);
+	struct diag d;
+	diag_init(&d);
+	int64_t inv = begin_inv(s, NULL, false);
+	struct store_run_spec sp = spec_for("0000000000d4", NULL, false);
+	enum store_claim c;
+	assert_int_equal(store_run_claim(s, &c, inv, &sp, 0, &d), 0);
+	char *ck = path_join(ws, "ck/sub");
+	assert_int_equal(dir_make_all(ck, &d), 0);
+	char *f1 = path_join(ws, "ck/a.bin"), *f2 = path_join(ws, "ck/sub/b.bin");
+	assert_int_equal(file_write_atomic(f1, "hello", 5, &d), 0);
+	assert_int_equal(file_write_atomic(f2, "world!", 6, &d), 0);
+	struct store_writer *w = NULL;
+	assert_int_equal(store_writer_open(&w, s, sp.id, 1.0, &d), 0);
+	assert_int_equal(store_writer_artifact(w, "checkpoint", "ck", ws), 0);
+	assert_null(store_writer_error(w));
+	struct store_artifact_list *al = NULL;
+	assert_int_equal(store_artifacts(s, &al, sp.id, &d), 0);
+	assert_int_equal(al->n, 1);
+	assert_int_equal(al->items[0].bytes, 11);
+	assert_int_equal(strlen(al->items[0].sha256), 64);
+	char first[65];
+	snprintf(first, sizeof first, "%s", al->items[0].sha256);
+	store_artifact_list_free(al);
+	/* Re-recording the same path replaces the row; a changed file changes the digest. */
+	assert_int_equal(file_write_atomic(f2, "World!", 6, &d), 0);
+	assert_int_equal(store_writer_artifact(w, "checkpoint", "ck", ws), 0);
+	store_writer_free(w);
+	assert_int_equal(store_artifacts(s, &al, sp.id, &d), 0);
+	assert_int_equal(al->n, 1);
+	assert_string_not_equal(al->items[0].sha256, first);
+	store_artifact_list_free(al);
+	store_close(s);
+	assert_int_equal(dir_remove_all(ws), 0);
+	free(f1);
+	free(f2);
+	free(ck);
+	free(ws);
+}
+
 /* Four processes claim the same 40 runs: each run is claimed exactly once. */
 static void test_concurrent_claims(void **state)
 {
@@ -370,6 +416,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_open_create_and_reopen),
 		cmocka_unit_test(test_newer_store_refused),
+		cmocka_unit_test(test_writer_directory_artifact),
 		cmocka_unit_test(test_missing_and_readonly_workspace),
 		cmocka_unit_test(test_claim_decisions),
 		cmocka_unit_test(test_reap_dead_pid),

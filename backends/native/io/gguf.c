@@ -66,6 +66,7 @@ static uint64_t le(const uint8_t *p, int k)
 
 static int get_u32(struct rd *r, uint32_t *out, const char *what)
 {
+	*out = 0;
 	int rc = need(r, 4, what);
 	if (rc)
 		return rc;
@@ -76,6 +77,7 @@ static int get_u32(struct rd *r, uint32_t *out, const char *what)
 
 static int get_u64(struct rd *r, uint64_t *out, const char *what)
 {
+	*out = 0;
 	int rc = need(r, 8, what);
 	if (rc)
 		return rc;
@@ -90,6 +92,8 @@ static int get_str(struct rd *r, const uint8_t **out, size_t *out_len, const cha
 {
 	uint64_t len;
 	size_t at = r->off;
+	*out = NULL;
+	*out_len = 0;
 	int rc = get_u64(r, &len, what);
 	if (rc)
 		return rc;
@@ -197,8 +201,7 @@ static int64_t int_at(const uint8_t *p, uint32_t t)
 	case GV_I16: return (int16_t)le(p, 2);
 	case GV_U32: return (uint32_t)le(p, 4);
 	case GV_I32: return (int32_t)le(p, 4);
-	case GV_I64: return (int64_t)le(p, 8);
-	default: return (int64_t)le(p, 8);
+	default: return (int64_t)le(p, 8); /* GV_I64, GV_U64 (range-checked by the caller) */
 	}
 }
 
@@ -427,7 +430,7 @@ static int cmp_off(const void *a, const void *b)
 static int check_layout(struct rd *r, size_t data_start, size_t align)
 {
 	size_t avail = r->n - data_start;
-	const struct tinfo **order = malloc((r->n_ti ? r->n_ti : 1) * sizeof *order);
+	const struct tinfo **order = malloc((r->n_ti ? r->n_ti : 1) * sizeof(const struct tinfo *));
 	if (!order)
 		return diag_set(r->d, FT_ENOMEM, r->path, 0, 0, "out of memory");
 	int rc = 0;
@@ -447,7 +450,7 @@ static int check_layout(struct rd *r, size_t data_start, size_t align)
 			goto done;
 		}
 	}
-	qsort(order, r->n_ti, sizeof *order, cmp_off);
+	qsort(order, r->n_ti, sizeof(const struct tinfo *), cmp_off);
 	for (size_t i = 1; i < r->n_ti; i++)
 		if (order[i - 1]->off + order[i - 1]->nbytes > order[i]->off) {
 			rc = diag_set(r->d, FT_EINVAL, r->path, 0, 0,
@@ -464,8 +467,8 @@ static int read_hparams(struct rd *r, struct model_file *m, const char *arch_nam
 {
 	struct model_hparams *hp = &m->hp;
 	char key[160];
-	int64_t v;
-	double f;
+	int64_t v = 0;
+	double f = 0;
 	bool found;
 	int rc;
 	bool is_gpt2 = strcmp(arch_name, "gpt2") == 0;
@@ -552,7 +555,7 @@ static int read_tokenizer(struct rd *r, struct model_file *m)
 {
 	struct mf_tokenizer_src *tk = &m->tok;
 	int rc;
-	int64_t v;
+	int64_t v = 0;
 	bool found;
 	tk->bos_id = tk->eos_id = tk->pad_id = tk->unk_id = -1;
 	if ((rc = meta_str(r, "tokenizer.ggml.model", &tk->model)) != 0 ||

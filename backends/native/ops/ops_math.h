@@ -163,13 +163,15 @@ FT_HD static inline void ops_rope_head(float *x, int hd, int pos, const float *i
 /* Returns logsumexp of a row (max-shifted, accumulated in double for v ~ 50k). */
 FT_HD static inline float ops_logsumexp_row(const float *x, int v)
 {
+	if (v <= 0)
+		return -INFINITY;
 	float mx = -INFINITY;
 	for (int i = 0; i < v; i++)
 		mx = x[i] > mx ? x[i] : mx;
 	double s = 0.0;
 	for (int i = 0; i < v; i++)
 		s += (double)expf(x[i] - mx);
-	return mx + (float)log(s);
+	return mx + (float)log(s > 0.0 ? s : 1.0); /* s >= 1: the max term is exp(0) */
 }
 
 /* In place: x becomes scale * (softmax(x) - onehot(target)). */

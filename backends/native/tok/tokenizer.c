@@ -129,12 +129,16 @@ int tok_alloc(struct tokenizer **out, size_t n_vocab, const char *path, struct d
 {
 	pthread_once(&map_once, map_init);
 	*out = NULL;
-	if (n_vocab == 0 || n_vocab > (1u << 24))
-		return diag_set(d, FT_EINVAL, path, 0, 0, "vocabulary size %zu (1 to %u allowed)",
-				n_vocab, 1u << 24);
+	if (n_vocab == 0 || n_vocab > (1u << 24)) {
+		diag_set(d, FT_EINVAL, path, 0, 0, "vocabulary size %zu (1 to %u allowed)", n_vocab,
+			 1u << 24);
+		return FT_EINVAL;
+	}
 	struct tokenizer *t = calloc(1, sizeof *t);
-	if (!t)
-		return diag_set(d, FT_ENOMEM, path, 0, 0, "out of memory");
+	if (!t) {
+		diag_set(d, FT_ENOMEM, path, 0, 0, "out of memory");
+		return FT_ENOMEM;
+	}
 	t->n_vocab = n_vocab;
 	t->tokens = calloc(n_vocab, sizeof *t->tokens);
 	t->token_len = calloc(n_vocab, sizeof *t->token_len);
@@ -146,7 +150,8 @@ int tok_alloc(struct tokenizer **out, size_t n_vocab, const char *path, struct d
 	t->bos = t->eos = t->pad = t->unk = -1;
 	if (!t->tokens || !t->token_len || !t->attr || !t->cache || !t->cache->e) {
 		tokenizer_free(t);
-		return diag_set(d, FT_ENOMEM, path, 0, 0, "out of memory for %zu tokens", n_vocab);
+		diag_set(d, FT_ENOMEM, path, 0, 0, "out of memory for %zu tokens", n_vocab);
+		return FT_ENOMEM;
 	}
 	*out = t;
 	return 0;
@@ -586,9 +591,9 @@ static int encode_segment(const struct tokenizer *t, const char *text, size_t le
 {
 	arena->len = 0;
 	a->n = 0;
-	int rc = strbuf_append(arena, text, len);
-	if (rc || (rc = pieces_push(a, 0, len)) != 0)
+	if (strbuf_append(arena, text, len) || pieces_push(a, 0, len))
 		return FT_ENOMEM;
+	int rc;
 	for (size_t si = 0; si < t->n_steps; si++) {
 		const struct pre_step *s = &t->steps[si];
 		if (s->prefix_space) {

@@ -204,3 +204,14 @@ void ops_cpu_matmul(float *c, const float *a, const float *b, int m, int n, int 
 		abort();
 	}
 }
+
+void ops_cpu_gemm_ld(bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
+		     int lda, const float *b, int ldb, float beta, float *c, int ldc)
+{
+	dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b,
+				      ldb, beta, c, ldc);
+	if (st != dnnl_success) {
+		fprintf(stderr, "ftlab: internal error: dnnl_sgemm failed (%d)\n", (int)st);
+		abort();
+	}
+}

@@ -234,7 +234,7 @@ static float dotf(const float *a, const float *b, int n)
 	return (s0 + s1) + (s2 + s3);
 }
 
-static void cpu_attention_forward(float *out, float *att, const float *q, const float *k,
+static void attention_forward_loops(float *out, float *att, const float *q, const float *k,
 				  const float *v, int b, int tq, int tk, int nh, int nkv, int hd,
 				  const int *pos0)
 {
@@ -282,7 +282,7 @@ static void cpu_attention_forward(float *out, float *att, const float *q, const 
 	}
 }
 
-static void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout,
+static void attention_backward_loops(float *dq, float *dk, float *dv, const float *dout,
 				   const float *att, const float *q, const float *k,
 				   const float *v, int b, int t, int nh, int nkv, int hd)
 {
@@ -333,6 +333,117 @@ static void cpu_attention_backward(float *dq, float *dk, float *dv, const float 
 			}
 		free(dp);
 	}
+}
+
+/* Training and teacher-forcing form (all positions from 0): per (sequence, head) two
+ * GEMMs over strided head views, S = scale Q K^T and out = softmax(S) V, each GEMM on one
+ * thread so the result does not depend on the thread count. The full T x T score matrix
+ * is computed and the upper triangle zeroed (twice the causal work, at GEMM speed). */
+static void attention_forward_gemm(float *out, float *att, const float *q, const float *k,
+				   const float *v, int b, int t, int nh, int nkv, int hd)
+{
+	float scale = 1.0f / sqrtf((float)hd);
+	int grp = nh / nkv, qs = nh * hd, ks = nkv * hd;
+#pragma omp parallel
+	{
+		float *sc = att ? NULL : malloc((size_t)t * t * sizeof(float));
+#pragma omp for schedule(dynamic, 1) collapse(2)
+		for (int bi = 0; bi < b; bi++)
+			for (int h = 0; h < nh; h++) {
+				int kh = h / grp;
+				float *s = att ? att + ((size_t)bi * nh + h) * t * t : sc;
+				const float *qb = q + (size_t)bi * t * qs + (size_t)h * hd;
+				const float *kb = k + (size_t)bi * t * ks + (size_t)kh * hd;
+				const float *vb = v + (size_t)bi * t * ks + (size_t)kh * hd;
+				ops_cpu_gemm_ld(false, true, t, t, hd, scale, qb, qs, kb, ks, 0.0f, s, t);
+				for (int i = 0; i < t; i++) {
+					float *r = s + (size_t)i * t;
+					float mx = -INFINITY;
+					for (int j = 0; j <= i; j++)
+						mx = r[j] > mx ? r[j] : mx;
+					float sum = 0.0f;
+					for (int j = 0; j <= i; j++) {
+						r[j] = expf(r[j] - mx);
+						sum += r[j];
+					}
+					float inv = 1.0f / sum;
+					for (int j = 0; j <= i; j++)
+						r[j] *= inv;
+					for (int j = i + 1; j < t; j++)
+						r[j] = 0.0f;
+				}
+				ops_cpu_gemm_ld(false, false, t, hd, t, 1.0f, s, t, vb, ks, 0.0f,
+						out + (size_t)bi * t * qs + (size_t)h * hd, qs);
+			}
+		free(sc);
+	}
+}
+
+/* dP = dO V^T, dV += P^T dO, dS = P (dP - rowsum(P dP)) scale, dQ = dS K, dK += dS^T Q;
+ * parallel over (sequence, KV head), the heads of a group in order. */
+static void attention_backward_gemm(float *dq, float *dk, float *dv, const float *dout,
+				    const float *att, const float *q, const float *k,
+				    const float *v, int b, int t, int nh, int nkv, int hd)
+{
+	float scale = 1.0f / sqrtf((float)hd);
+	int grp = nh / nkv, qs = nh * hd, ks = nkv * hd;
+#pragma omp parallel
+	{
+		float *dp = malloc((size_t)t * t * sizeof(float));
+#pragma omp for schedule(dynamic, 1) collapse(2)
+		for (int bi = 0; bi < b; bi++)
+			for (int kh = 0; kh < nkv; kh++) {
+				size_t ko = (size_t)bi * t * ks + (size_t)kh * hd;
+				for (int j = 0; j < t; j++) {
+					memset(dk + ko + (size_t)j * ks, 0, (size_t)hd * sizeof(float));
+					memset(dv + ko + (size_t)j * ks, 0, (size_t)hd * sizeof(float));
+				}
+				for (int h = kh * grp; h < (kh + 1) * grp; h++) {
+					size_t qo = (size_t)bi * t * qs + (size_t)h * hd;
+					const float *p = att + ((size_t)bi * nh + h) * t * t;
+					ops_cpu_gemm_ld(false, true, t, t, hd, 1.0f, dout + qo, qs, v + ko, ks,
+							0.0f, dp, t);
+					ops_cpu_gemm_ld(true, false, t, hd, t, 1.0f, p, t, dout + qo, qs, 1.0f,
+							dv + ko, ks);
+					for (int i = 0; i < t; i++) {
+						const float *pr = p + (size_t)i * t;
+						float *r = dp + (size_t)i * t;
+						float acc = 0.0f;
+						for (int j = 0; j <= i; j++)
+							acc += pr[j] * r[j];
+						for (int j = 0; j <= i; j++)
+							r[j] = pr[j] * (r[j] - acc) * scale;
+						for (int j = i + 1; j < t; j++)
+							r[j] = 0.0f;
+					}
+					ops_cpu_gemm_ld(false, false, t, hd, t, 1.0f, dp, t, k + ko, ks, 0.0f,
+							dq + qo, qs);
+					ops_cpu_gemm_ld(true, false, t, hd, t, 1.0f, dp, t, q + qo, qs, 1.0f,
+							dk + ko, ks);
+				}
+			}
+		free(dp);
+	}
+}
+
+static void cpu_attention_forward(float *out, float *att, const float *q, const float *k,
+				  const float *v, int b, int tq, int tk, int nh, int nkv, int hd,
+				  const int *pos0)
+{
+	if (!pos0 && tq == tk && tq > 1)
+		attention_forward_gemm(out, att, q, k, v, b, tq, nh, nkv, hd);
+	else
+		attention_forward_loops(out, att, q, k, v, b, tq, tk, nh, nkv, hd, pos0);
+}
+
+static void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout,
+				   const float *att, const float *q, const float *k,
+				   const float *v, int b, int t, int nh, int nkv, int hd)
+{
+	if (t > 1)
+		attention_backward_gemm(dq, dk, dv, dout, att, q, k, v, b, t, nh, nkv, hd);
+	else
+		attention_backward_loops(dq, dk, dv, dout, att, q, k, v, b, t, nh, nkv, hd);
 }
 
 static void cpu_swiglu_forward(float *out, const float *gate, const float *up, size_t n)

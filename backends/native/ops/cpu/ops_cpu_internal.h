@@ -2,8 +2,15 @@
 #ifndef FTLAB_OPS_CPU_INTERNAL_H
 #define FTLAB_OPS_CPU_INTERNAL_H
 
+#include <stdbool.h>
+
 /* The matmul of struct ops (see ops.h), on oneDNN. */
 void ops_cpu_matmul(float *c, const float *a, const float *b, int m, int n, int k,
 		    unsigned flags, float alpha, float beta);
+
+/* Row-major sgemm with leading dimensions (oneDNN), for strided head views:
+ * C = alpha op(A) op(B) + beta C. Single-threaded when called inside a parallel region. */
+void ops_cpu_gemm_ld(bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
+		     int lda, const float *b, int ldb, float beta, float *c, int ldc);
 
 #endif

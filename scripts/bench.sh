@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# `make bench`: training speed of the native engine on the SmolLM2-135M shape (batch 4 x 256
+# tokens, 2 threads) for LoRA q,v, LoRA all-linear and full fine-tuning, each followed by
+# the PyTorch CPU baseline of the same model and step (bench/torch_baseline.py; torch is
+# used only here), and the ratio of the two. Environment: STEPS (timed steps, default 5),
+# THREADS (2), BATCH (4), SEQ (256), METHODS ("lora lora-all full"), PRECISION (fp32).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bin=${FTLAB_BIN:-build/ftlab}
+steps=${STEPS:-5}
+threads=${THREADS:-2}
+batch=${BATCH:-4}
+seq=${SEQ:-256}
+model=${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
+echo "bench: $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -n), $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)"
+for method in ${METHODS:-lora lora-all full}; do
+  ours=$("$bin" bench --mode train --model "$model" --method "$method" --batch "$batch" \
+    --seq "$seq" --steps "$steps" --threads "$threads" --precision "${PRECISION:-fp32}")
+  echo "== $method"
+  echo "$ours"
+  theirs=""
+  if [ -x /usr/bin/python3 ]; then
+    theirs=$(/usr/bin/python3 bench/torch_baseline.py --method "$method" --batch "$batch" \
+      --seq "$seq" --steps "$steps" --threads "$threads" 2>/dev/null | tail -n 1)
+    echo "$theirs"
+  fi
+  a=$(echo "$ours" | sed -n 's/.*steps: \([0-9.]*\) tokens\/s.*/\1/p' | head -n 1)
+  b=$(echo "$theirs" | sed -n 's/.*: \([0-9.]*\) tokens\/s.*/\1/p')
+  if [ -n "$a" ] && [ -n "$b" ]; then
+    awk -v a="$a" -v b="$b" -v m="$method" 'BEGIN { printf "ratio %-8s ftlab/torch = %.2fx\n", m, a / b }'
+  fi
+done
+echo "bench: done, load: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -1,0 +1,220 @@
+/* `ftlab export` end to end on a tiny llama (tests/unit/tiny_weights.c) stored as GGUF:
+ * a LoRA run and a full run are trained with the trainer into a workspace's run
+ * directories, then exported with the real binary ($FTLAB_BIN) in every format. The merged
+ * models (GGUF and HF safetensors, read back with io/) give the trained model's logits; the
+ * PEFT adapter round-trips; usage errors exit 2. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "backends/native/model/model.h"
+#include "backends/native/peft/adapter.h"
+#include "backends/native/peft/merge.h"
+#include "backends/native/train/trainer.h"
+#include "common/util.h"
+#include "tests/unit/tiny_weights.h"
+
+#define B 2
+#define SEQ 8
+#define V 37
+
+static int32_t tokens[B * SEQ], targets[B * SEQ];
+
+static int batch(void *ud, int32_t *tok, int32_t *tgt, int max_rows, int *rows, int *out_T,
+		 struct diag *d)
+{
+	(void)ud, (void)d, (void)max_rows;
+	memcpy(tok, tokens, sizeof(tokens));
+	memcpy(tgt, targets, sizeof(targets));
+	*rows = B;
+	*out_T = SEQ;
+	return 0;
+}
+
+static char *ws, *base_gguf;
+
+static int sh(const char *fmt, ...) FT_PRINTF(1, 2);
+static int sh(const char *fmt, ...)
+{
+	char cmd[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	int st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static const char *bin(void)
+{
+	const char *b = getenv("FTLAB_BIN");
+	return b ? b : "build/ftlab";
+}
+
+static struct model *train_run(const char *run, enum method_type method)
+{
+	struct diag d;
+	diag_init(&d);
+	struct model_file *mf = NULL;
+	if (model_file_load(&mf, base_gguf, &d))
+		fail_msg("%s", d.text);
+	static const char *const tg[] = {"q_proj", "v_proj"};
+	struct model_opts o = {.method = method, .lora_rank = 4, .lora_alpha = 8, .targets = tg,
+			       .n_targets = 2, .layers_first = -1, .layers_last = -1,
+			       .max_batch = B, .max_seq = SEQ, .seed = 5};
+	struct model *m = NULL;
+	if (model_create(&m, mf, &o, &d))
+		fail_msg("%s", d.text);
+	char rel[64];
+	snprintf(rel, sizeof(rel), "runs/%s", run);
+	char *rd = path_join(ws, rel);
+	char *ck = path_join(rd, "checkpoint");
+	assert_int_equal(dir_make_all(rd, &d), 0);
+	struct config_train c = {.steps = 3, .batch_size = B, .grad_accum = 1,
+				 .nonfinite = NONFINITE_ABORT};
+	c.optimizer.lr = 5e-2;
+	c.optimizer.beta1 = 0.9;
+	c.optimizer.beta2 = 0.999;
+	c.optimizer.eps = 1e-8;
+	c.schedule.type = SCHEDULE_CONSTANT;
+	struct batch_source src = {.T = SEQ, .next = batch};
+	struct trainer_opts to = {.train = &c, .total_steps = 3, .ckpt_dir = ck};
+	struct trainer_result res;
+	if (trainer_run(&res, m, &src, NULL, &to, &d))
+		fail_msg("%s", d.text);
+	if (method == METHOD_LORA) {
+		size_t n = model_n_trainable(m);
+		struct lora_tensor lt[16];
+		for (size_t i = 0; i < n; i++) {
+			const struct model_param *p = model_trainable(m, i);
+			lt[i] = (struct lora_tensor){(char *)p->name, p->data, p->shape[0], p->shape[1]};
+		}
+		char *t2[] = {"q_proj", "v_proj"};
+		struct lora_info info = {.rank = 4, .alpha = 8, .targets = t2, .n_targets = 2,
+					 .interleaved = true, .n_head = 4, .n_head_kv = 2,
+					 .head_dim = 4};
+		char *ad = path_join(rd, "adapter");
+		if (adapter_write_peft(ad, lt, n, &info, &d))
+			fail_msg("%s", d.text);
+		free(ad);
+	}
+	char meta[1024];
+	snprintf(meta, sizeof(meta), "{\"base_model\": \"%s\", \"method\": \"%s\", \"version\": 1}",
+		 base_gguf, method == METHOD_LORA ? "lora" : "full");
+	char *mp = path_join(rd, "export.json");
+	assert_int_equal(file_write_atomic(mp, meta, strlen(meta), &d), 0);
+	free(mp);
+	free(ck);
+	free(rd);
+	model_file_free(mf);
+	model_set_training(m, false);
+	return m;
+}
+
+/* Logits of a model file built with no method vs the trained model's. */
+static void same_logits(struct model *trained, const char *path)
+{
+	struct diag d;
+	diag_init(&d);
+	struct model_file *mf = NULL;
+	if (model_file_load(&mf, path, &d))
+		fail_msg("%s: %s", path, d.text);
+	struct model_opts o = {.method = METHOD_NONE, .layers_first = -1, .layers_last = -1,
+			       .max_batch = B, .max_seq = SEQ};
+	struct model *m = NULL;
+	if (model_create(&m, mf, &o, &d))
+		fail_msg("%s", d.text);
+	assert_int_equal(model_forward(m, tokens, NULL, B, SEQ, NULL, NULL), 0);
+	assert_int_equal(model_forward(trained, tokens, NULL, B, SEQ, NULL, NULL), 0);
+	const float *a = model_logits(m), *b = model_logits(trained);
+	for (int i = 0; i < B * SEQ * V; i++)
+		if (fabsf(a[i] - b[i]) > 1e-4f)
+			fail_msg("%s: logit %d exported %g, trained %g", path, i, a[i], b[i]);
+	model_free(m);
+	model_file_free(mf);
+}
+
+static void test_export_formats(void **state)
+{
+	(void)state;
+	for (int i = 0; i < B * SEQ; i++)
+		tokens[i] = (int32_t)((i * 5 + 1) % V);
+	for (int i = 0; i < B * SEQ; i++)
+		targets[i] = (i + 1) % SEQ ? tokens[i + 1] : -1;
+	char tmpl[] = "/tmp/ftlab-exportcmd-XXXXXX";
+	ws = ft_strdup(mkdtemp(tmpl));
+	base_gguf = path_join(ws, "tiny.gguf");
+	struct model_file *hf = tiny_llama_mf(false, false, ROPE_HALF, 3);
+	struct diag d;
+	diag_init(&d);
+	assert_int_equal(merged_write_gguf(base_gguf, hf, &d), 0);
+	model_file_free(hf);
+
+	struct model *lora = train_run("lora-run-1", METHOD_LORA);
+	struct model *full = train_run("full-run-1", METHOD_FULL);
+	const char *b = bin();
+	assert_int_equal(sh("'%s' --workspace '%s' export lora-run --format merged-gguf -o '%s/mg' >/dev/null",
+			    b, ws, ws), 0);
+	char *p = path_join(ws, "mg/model.gguf");
+	same_logits(lora, p);
+	free(p);
+	assert_int_equal(sh("'%s' --workspace '%s' export lora-run-1 --format merged-safetensors -o '%s/ms' >/dev/null",
+			    b, ws, ws), 0);
+	p = path_join(ws, "ms");
+	same_logits(lora, p);
+	free(p);
+	assert_int_equal(sh("'%s' --workspace '%s' export full-run-1 --format merged-gguf -o '%s/fg' >/dev/null",
+			    b, ws, ws), 0);
+	p = path_join(ws, "fg/model.gguf");
+	same_logits(full, p);
+	free(p);
+	/* The PEFT adapter and the llama.cpp adapter. */
+	assert_int_equal(sh("'%s' --workspace '%s' export lora-run-1 --format peft -o '%s/pe' >/dev/null",
+			    b, ws, ws), 0);
+	p = path_join(ws, "pe");
+	struct lora_adapter *a = NULL;
+	if (adapter_read_peft(&a, p, true, 4, 2, 4, &d))
+		fail_msg("%s", d.text);
+	for (size_t i = 0; i < a->n; i++) {
+		const struct model_param *mp = model_param_find(lora, a->t[i].name);
+		assert_non_null(mp);
+		assert_memory_equal(mp->data, a->t[i].data, mp->numel * sizeof(float));
+	}
+	adapter_free(a);
+	free(p);
+	assert_int_equal(sh("'%s' --workspace '%s' export lora-run-1 --format gguf-adapter -o '%s/ga' >/dev/null",
+			    b, ws, ws), 0);
+	p = path_join(ws, "ga/adapter.gguf");
+	assert_true(path_exists(p));
+	free(p);
+	/* Errors: exit 2 with a message. */
+	assert_int_equal(sh("'%s' --workspace '%s' export full-run-1 --format peft -o '%s/x' 2>/dev/null",
+			    b, ws, ws), 2);
+	assert_int_equal(sh("'%s' --workspace '%s' export nope --format peft -o '%s/x' 2>/dev/null",
+			    b, ws, ws), 2);
+	assert_int_equal(sh("'%s' --workspace '%s' export run --format peft -o '%s/x' 2>/dev/null",
+			    b, ws, ws), 2); /* ambiguous prefix */
+	assert_int_equal(sh("'%s' --workspace '%s' export lora-run-1 --format onnx -o '%s/x' 2>/dev/null",
+			    b, ws, ws), 2);
+	model_free(lora);
+	model_free(full);
+	assert_int_equal(dir_remove_all(ws), 0);
+	free(ws);
+	free(base_gguf);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_export_formats),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
