@@ -124,5 +124,20 @@ int main(int argc, char **argv)
 			sub[kept++] = sub[k];
 		}
 	}
-	return c->run(&cli, kept, sub);
+	/* Run directories handed to backends (and to exec trainers, which start in the
+	 * experiment's directory) must be absolute, so the workspace is made absolute once. */
+	char *abs_ws = NULL;
+	if (cli.workspace[0] != '/') {
+		char *cwd = getcwd(NULL, 0);
+		abs_ws = cwd ? path_join(cwd, cli.workspace) : NULL;
+		free(cwd);
+		if (!abs_ws) {
+			fputs("ftlab: error: cannot resolve the workspace directory\n", stderr);
+			return 2;
+		}
+		cli.workspace = abs_ws;
+	}
+	int status = c->run(&cli, kept, sub);
+	free(abs_ws);
+	return status;
 }
