@@ -6,7 +6,8 @@
 #   stdout    expected standard output (compared exactly when the file exists)
 #   stderr    expected standard error  (compared exactly when the file exists)
 #   setup     optional script run first in the case's scratch copy (e.g. to make a repo)
-# The case runs in a scratch copy of its directory with FTLAB_WORKSPACE set inside it.
+# The case runs in a scratch copy of its directory with FTLAB_WORKSPACE set inside it;
+# the scratch directory's path reads {case} in the compared outputs.
 # UPDATE=1 rewrites rc/stdout/stderr from the actual output.
 set -uo pipefail
 bin=$1
@@ -26,6 +27,8 @@ while IFS= read -r argsfile; do
   (cd "$work" && FTLAB_WORKSPACE="$work/.ws" NO_COLOR=1 "$bin" "${args[@]}" \
     >"$work/.out" 2>"$work/.err" </dev/null)
   rc=$?
+  # The scratch directory differs on every run: outputs name it as {case}.
+  W="$work" perl -pi -e 's/\Q$ENV{W}\E/{case}/g' "$work/.out" "$work/.err"
   want_rc=0; [ -f "$dir/rc" ] && want_rc=$(cat "$dir/rc")
   ok=1
   if [ "${UPDATE:-0}" = 1 ]; then
