@@ -80,6 +80,7 @@ tests-build: deps $(BIN) $(TEST_BIN)
 
 # The README's test command: unit tests, golden CLI cases, ends with "N passed, N failed".
 test: tests-build model
+	@scripts/deps.sh --test
 	@scripts/run-tests.sh $(BUILD)
 
 # Everything under AddressSanitizer and UndefinedBehaviorSanitizer.

