@@ -391,7 +391,12 @@ inline cublasStatus_t cublasCreate(cublasHandle_t *h)
 	return CUBLAS_STATUS_SUCCESS;
 }
 
-inline cublasStatus_t cublasSetPointerMode(cublasHandle_t, cublasPointerMode_t)
+inline cublasStatus_t cublasCreate_v2(cublasHandle_t *h)
+{
+	return cublasCreate(h);
+}
+
+inline cublasStatus_t cublasSetPointerMode_v2(cublasHandle_t, cublasPointerMode_t)
 {
 	return CUBLAS_STATUS_SUCCESS;
 }

@@ -6,6 +6,7 @@
 #ifndef FTLAB_CUDA_EMU /* tests/cuda_emu/cuda_emu.hpp stands in for these on the CPU */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <dlfcn.h>
 #endif
 
 #include <cmath>
@@ -19,6 +20,82 @@
 #include "backends/native/ops/cuda/ops_cuda_internal.h"
 #include "backends/native/ops/ops.h"
 #include "backends/native/ops/ops_math.h"
+
+/* ---- cuBLAS, loaded when the backend starts ----
+ * Linking libcublas would load it (and its 500 MB libcublasLt) into every ftlab process:
+ * about a second and 200 MB before main() even for `ftlab ls`. So it is opened with
+ * dlopen by the device probe, only when a device exists. */
+
+struct blas_api {
+	decltype(&cublasCreate_v2) create;
+	decltype(&cublasSetPointerMode_v2) set_pointer_mode;
+	decltype(&cublasSetMathMode) set_math_mode;
+	/* spelled out: C++ sees an int64_t overload of cublasGemmEx too */
+	cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int,
+				  int, const void *, const void *, cudaDataType, int, const void *,
+				  cudaDataType, int, const void *, void *, cudaDataType, int,
+				  cublasComputeType_t, cublasGemmAlgo_t);
+	decltype(&cublasGetStatusName) status_name;
+	decltype(&cublasGetStatusString) status_string;
+};
+static blas_api g_api;
+
+#define FT_STR2(x) #x
+#define FT_STR(x) FT_STR2(x)
+
+/* 0, or -1 with why filled. */
+static int blas_load(char *why, size_t why_len)
+{
+	if (g_api.gemm_ex)
+		return 0;
+#ifdef FTLAB_CUDA_EMU
+	(void)why;
+	(void)why_len;
+	g_api = blas_api{cublasCreate_v2, cublasSetPointerMode_v2, cublasSetMathMode,
+			 cublasGemmEx,    cublasGetStatusName,     cublasGetStatusString};
+	return 0;
+#else
+	const char *lib = "libcublas.so." FT_STR(CUBLAS_VER_MAJOR);
+	void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		snprintf(why, why_len, "a CUDA device is present but cuBLAS cannot be loaded: %s",
+			 dlerror());
+		return -1;
+	}
+	blas_api a;
+	const char *miss = NULL;
+#define FT_SYM(field, name)                                                                   \
+	do {                                                                                \
+		a.field = (decltype(a.field))dlsym(h, name);                                \
+		if (!a.field && !miss)                                                      \
+			miss = name;                                                        \
+	} while (0)
+	FT_SYM(create, "cublasCreate_v2");
+	FT_SYM(set_pointer_mode, "cublasSetPointerMode_v2");
+	FT_SYM(set_math_mode, "cublasSetMathMode");
+	FT_SYM(gemm_ex, "cublasGemmEx");
+	FT_SYM(status_name, "cublasGetStatusName");
+	FT_SYM(status_string, "cublasGetStatusString");
+#undef FT_SYM
+	if (miss) {
+		snprintf(why, why_len, "%s has no %s", lib, miss);
+		dlclose(h);
+		return -1;
+	}
+	g_api = a; /* the library stays loaded for the life of the process */
+	return 0;
+#endif
+}
+
+static const char *blas_status_name(cublasStatus_t s)
+{
+	return g_api.status_name ? g_api.status_name(s) : "CUBLAS_STATUS_?";
+}
+
+static const char *blas_status_string(cublasStatus_t s)
+{
+	return g_api.status_string ? g_api.status_string(s) : "";
+}
 
 /* ---- error recording ---- */
 
@@ -64,11 +141,11 @@ static void ck_blas(cublasStatus_t s, const char *call, const char *file, int li
 		return;
 	if (s == CUBLAS_STATUS_INVALID_VALUE) {
 		fprintf(stderr, "ftlab: internal error: %s failed: %s: %s (%s:%d)\n", call,
-			cublasGetStatusName(s), cublasGetStatusString(s), file, line);
+			blas_status_name(s), blas_status_string(s), file, line);
 		abort();
 	}
 	err_record(s == CUBLAS_STATUS_ALLOC_FAILED ? 2 : 1, "%s failed: %s: %s (%s:%d)", call,
-		   cublasGetStatusName(s), cublasGetStatusString(s), file, line);
+		   blas_status_name(s), blas_status_string(s), file, line);
 }
 
 #define CUDA_CHECK(call) ck_cuda((call), #call, __FILE__, __LINE__)
@@ -315,12 +392,12 @@ static void cu_matmul(float *c, const float *a, const float *b, int m, int n, in
 			return;
 		LAUNCH(k_f32_to_bf16, blocks_for(na, 256), 256, ab, a, na);
 		LAUNCH(k_f32_to_bf16, blocks_for(nb, 256), 256, bb, b, nb);
-		CUBLAS_CHECK(cublasGemmEx(g_blas, op1, op2, g.m, g.n, g.k, &alpha, bb, CUDA_R_16BF,
+		CUBLAS_CHECK(g_api.gemm_ex(g_blas, op1, op2, g.m, g.n, g.k, &alpha, bb, CUDA_R_16BF,
 					  g.ld_first, ab, CUDA_R_16BF, g.ld_second, &beta, c,
 					  CUDA_R_32F, g.ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 		return;
 	}
-	CUBLAS_CHECK(cublasGemmEx(g_blas, op1, op2, g.m, g.n, g.k, &alpha, b, CUDA_R_32F,
+	CUBLAS_CHECK(g_api.gemm_ex(g_blas, op1, op2, g.m, g.n, g.k, &alpha, b, CUDA_R_32F,
 				  g.ld_first, a, CUDA_R_32F, g.ld_second, &beta, c, CUDA_R_32F,
 				  g.ldc, g_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
 				  CUBLAS_GEMM_DEFAULT));
@@ -1214,6 +1291,8 @@ extern "C" int ops_cuda_impl_probe(struct ops_cuda_device *out, char *why, size_
 				       "needs 8.0 or newer", p.name, p.major, p.minor);
 		return FT_EUNSUPP;
 	}
+	if (blas_load(why, why_len) != 0)
+		return FT_EUNSUPP;
 	return 0;
 }
 
@@ -1225,20 +1304,25 @@ extern "C" const struct ops *ops_cuda_impl_table(void)
 	const char *tf = getenv("FTLAB_CUDA_TF32");
 	if (tf && strcmp(tf, "0") == 0)
 		g_tf32 = false;
+	char why[256];
+	if (blas_load(why, sizeof why) != 0) {
+		err_record(1, "%s", why);
+		return NULL;
+	}
 	cudaError_t e = cudaSetDevice(0);
 	if (e != cudaSuccess) {
 		ck_cuda(e, "cudaSetDevice(0)", __FILE__, __LINE__);
 		return NULL;
 	}
-	cublasStatus_t s = cublasCreate(&g_blas);
+	cublasStatus_t s = g_api.create(&g_blas);
 	if (s != CUBLAS_STATUS_SUCCESS) {
 		ck_blas(s, "cublasCreate", __FILE__, __LINE__);
 		return NULL;
 	}
-	CUBLAS_CHECK(cublasSetPointerMode(g_blas, CUBLAS_POINTER_MODE_HOST));
+	CUBLAS_CHECK(g_api.set_pointer_mode(g_blas, CUBLAS_POINTER_MODE_HOST));
 	/* the compute type of each call decides TF32; the math mode allows it for cuBLAS's
 	 * own choices too, and the default mode keeps fp32 otherwise */
-	CUBLAS_CHECK(cublasSetMathMode(g_blas, g_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
+	CUBLAS_CHECK(g_api.set_math_mode(g_blas, g_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
 						      : CUBLAS_DEFAULT_MATH));
 	fill_table();
 	g_state = 1;
@@ -1259,7 +1343,7 @@ extern "C" void ops_cuda_impl_set_tf32(bool on)
 {
 	g_tf32 = on;
 	if (g_state == 1)
-		CUBLAS_CHECK(cublasSetMathMode(g_blas, on ? CUBLAS_TF32_TENSOR_OP_MATH
+		CUBLAS_CHECK(g_api.set_math_mode(g_blas, on ? CUBLAS_TF32_TENSOR_OP_MATH
 							  : CUBLAS_DEFAULT_MATH));
 }
 
