@@ -114,6 +114,33 @@ static void test_matmul(void **state)
 	free(ref);
 }
 
+/* OPS_CONST_B: the cached bf16 copy of a frozen B gives the same bits as rounding B on the
+ * call, and writing B through to_device (or freeing it) drops the copy. */
+static void test_matmul_const_b(void **state)
+{
+	(void)state;
+	int m = 7, n = 300, k = 40;
+	float *a = rnd((size_t)m * k, 5, 1), *h = rnd((size_t)k * n, 6, 1);
+	float *b = O->alloc((size_t)k * n * sizeof(float));
+	float *c = malloc((size_t)m * n * sizeof(float)), *c1 = malloc((size_t)m * n * sizeof(float));
+	O->to_device(b, h, (size_t)k * n * sizeof(float));
+	for (int rep = 0; rep < 2; rep++) {
+		O->matmul(c, a, b, m, n, k, OPS_TB | OPS_BF16, 1.0f, 0.0f);
+		O->matmul(c1, a, b, m, n, k, OPS_TB | OPS_BF16 | OPS_CONST_B, 1.0f, 0.0f);
+		assert_memory_equal(c, c1, (size_t)m * n * sizeof(float));
+		O->matmul(c1, a, b, m, n, k, OPS_TB | OPS_BF16 | OPS_CONST_B, 1.0f, 0.0f);
+		assert_memory_equal(c, c1, (size_t)m * n * sizeof(float));
+		for (size_t i = 0; i < (size_t)k * n; i++)
+			h[i] = -2.0f * h[i];
+		O->to_device(b, h, (size_t)k * n * sizeof(float)); /* new weights: rep 1 sees them */
+	}
+	O->free(b);
+	free(a);
+	free(h);
+	free(c);
+	free(c1);
+}
+
 /* Few rows times a large transposed weight (the blocked decode path of matmul_cpu.c): every
  * m up to 9 with n not a multiple of the block, alpha and accumulation, C poisoned for
  * beta 0, and the same bits for every thread count. */
@@ -496,6 +523,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_matmul),
 		cmocka_unit_test(test_matmul_small_m),
+		cmocka_unit_test(test_matmul_const_b),
 		cmocka_unit_test(test_rmsnorm),
 		cmocka_unit_test(test_layernorm),
 		cmocka_unit_test(test_rope),

@@ -702,12 +702,20 @@ double model_flops_per_token(const struct model *m, int T)
 
 /* ---- layers ---- */
 
+/* Matmul flags for weight idx as the B operand: frozen weights are marked OPS_CONST_B so a
+ * bf16 backend converts them once instead of on every call. */
+static unsigned wflags(const struct model *m, int idx)
+{
+	return m->mmflags | ((m->mmflags & OPS_BF16) && !pgrad(m, idx) ? OPS_CONST_B : 0u);
+}
+
 /* y (N, out) = x W^T + b + s B(A drop(x)) */
 static void lin_forward(struct model *m, const struct lin *l, struct lacts *a, float *y,
 			const float *x, int N, int layer, bool dropout)
 {
 	const struct ops *ops = m->ops;
-	ops->matmul(y, x, model_pdata(m, l->w), N, l->out, l->in, OPS_TB | m->mmflags, 1.0f, 0.0f);
+	ops->matmul(y, x, model_pdata(m, l->w), N, l->out, l->in, OPS_TB | wflags(m, l->w), 1.0f,
+		    0.0f);
 	if (l->b >= 0)
 		ops->bias_add(y, model_pdata(m, l->b), N, l->out);
 	if (l->la < 0)
@@ -740,7 +748,8 @@ static void lin_backward(struct model *m, const struct lin *l, struct lacts *a, 
 	if (db)
 		ops->bias_backward(db, dy, N, l->out);
 	if (dx)
-		ops->matmul(dx, dy, model_pdata(m, l->w), N, l->in, l->out, f, 1.0f, acc ? 1.0f : 0.0f);
+		ops->matmul(dx, dy, model_pdata(m, l->w), N, l->in, l->out, wflags(m, l->w), 1.0f,
+			    acc ? 1.0f : 0.0f);
 	if (l->la < 0)
 		return;
 	struct lora_acts *la = &a->lora[l->slot];
@@ -830,7 +839,7 @@ void model_head_forward(struct model *m, float *logits, float *lnf, float *meanf
 		m->ops->layernorm_forward(lnf, meanf, rstdf, x, model_pdata(m, m->lnf_w),
 					  model_pdata(m, m->lnf_b), n, hp->n_embd, hp->norm_eps);
 	m->ops->matmul(logits, lnf, model_pdata(m, m->head), n, hp->n_vocab, hp->n_embd,
-		       OPS_TB | m->mmflags, 1.0f, 0.0f);
+		       OPS_TB | wflags(m, m->head), 1.0f, 0.0f);
 }
 
 int model_forward(struct model *m, const int32_t *tokens, const int32_t *targets, int B, int T,
@@ -954,8 +963,8 @@ int model_backward(struct model *m, float loss_scale)
 	if (dhead)
 		ops->matmul(dhead, m->logits, m->lnf, hp->n_vocab, C, N, OPS_TA | m->mmflags, 1.0f,
 			    1.0f);
-	ops->matmul(m->g.dln, m->logits, model_pdata(m, m->head), N, C, hp->n_vocab, m->mmflags,
-		    1.0f, 0.0f);
+	ops->matmul(m->g.dln, m->logits, model_pdata(m, m->head), N, C, hp->n_vocab,
+		    wflags(m, m->head), 1.0f, 0.0f);
 	if (hp->arch == ARCH_LLAMA)
 		ops->rmsnorm_backward(m->g.dres, pgrad(m, m->lnf_w), m->g.dln, m->acts[L].x,
 				      model_pdata(m, m->lnf_w), m->rstdf, N, C);

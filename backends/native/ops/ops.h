@@ -19,6 +19,10 @@
 #define OPS_TA 1u   /* use A transposed: A is stored (K, M) */
 #define OPS_TB 2u   /* use B transposed: B is stored (N, K) */
 #define OPS_BF16 4u /* round A and B to bf16, accumulate in fp32 (no-op where unsupported) */
+/* With OPS_BF16: B is a frozen weight, unchanged since any earlier call with the same
+ * address until it is freed or written through to_device; the backend may keep its bf16
+ * copy instead of rounding it again on every call. */
+#define OPS_CONST_B 8u
 
 /* RoPE pairing: OPS_ROPE_INTERLEAVED rotates (x[2i], x[2i+1]) (GGUF / llama.cpp rows);
  * OPS_ROPE_HALF rotates (x[i], x[i + hd/2]) (Hugging Face). Same values as

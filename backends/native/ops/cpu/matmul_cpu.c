@@ -1,8 +1,9 @@
 /* matmul_cpu: the CPU matmul on oneDNN. fp32 through dnnl_sgemm (row-major); bf16 (OPS_BF16)
  * through the matmul primitive with bf16 inputs and fp32 accumulation and output, used
  * only when the CPU has AVX512-BF16 or AMX (otherwise OPS_BF16 falls back to fp32).
- * bf16 primitives are cached by shape; the cache and scratch buffers are process-wide and
- * guarded by a mutex (the engine calls matmul from one thread). */
+ * bf16 primitives are cached by shape, and bf16 copies of frozen weights (OPS_CONST_B) by
+ * address; caches and scratch buffers are process-wide and guarded by a mutex (the engine
+ * calls matmul from one thread). */
 #include "backends/native/ops/cpu/ops_cpu_internal.h"
 
 #include <dnnl.h>
@@ -130,6 +131,56 @@ static struct bf16_prim *bf16_get(int m, int n, int k, unsigned flags, float alp
 	return p;
 }
 
+/* bf16 copies of frozen weights (OPS_CONST_B), keyed by address and size; dropped when
+ * their memory is freed or written through to_device (ops_cpu_bf16_forget). */
+struct bf16_const {
+	const float *p;
+	size_t n;
+	uint16_t *h;
+};
+static struct bf16_const *bf16_consts;
+static size_t bf16_nconst, bf16_capconst;
+
+void ops_cpu_bf16_forget(const void *p, size_t bytes)
+{
+	pthread_mutex_lock(&bf16_lock);
+	const char *lo = p, *hi = lo + bytes;
+	for (size_t i = 0; i < bf16_nconst;) {
+		const char *q = (const char *)bf16_consts[i].p;
+		if (q < hi && q + bf16_consts[i].n * sizeof(float) > lo) {
+			free(bf16_consts[i].h);
+			bf16_consts[i] = bf16_consts[--bf16_nconst];
+		} else {
+			i++;
+		}
+	}
+	pthread_mutex_unlock(&bf16_lock);
+}
+
+static void to_bf16(uint16_t *dst, const float *src, size_t n);
+
+/* The cached bf16 copy of b (n floats), made on first use; NULL when out of memory. */
+static const uint16_t *bf16_const_get(const float *b, size_t n)
+{
+	for (size_t i = 0; i < bf16_nconst; i++)
+		if (bf16_consts[i].p == b && bf16_consts[i].n == n)
+			return bf16_consts[i].h;
+	if (bf16_nconst == bf16_capconst) {
+		size_t cap = bf16_capconst ? 2 * bf16_capconst : 64;
+		struct bf16_const *nc = realloc(bf16_consts, cap * sizeof *nc);
+		if (!nc)
+			return NULL;
+		bf16_consts = nc;
+		bf16_capconst = cap;
+	}
+	uint16_t *h = aligned_alloc(64, (n * 2 + 63) / 64 * 64);
+	if (!h)
+		return NULL;
+	to_bf16(h, b, n);
+	bf16_consts[bf16_nconst++] = (struct bf16_const){b, n, h};
+	return h;
+}
+
 static bool grow(uint16_t **buf, size_t *cap, size_t n)
 {
 	if (*cap >= n)
@@ -164,12 +215,17 @@ static bool matmul_bf16(float *c, const float *a, const float *b, int m, int n, 
 	if (!p)
 		goto done;
 	size_t na = (size_t)m * k, nb = (size_t)k * n;
-	if (!grow(&bf16_buf_a, &bf16_cap_a, na) || !grow(&bf16_buf_b, &bf16_cap_b, nb))
+	const uint16_t *hb = (flags & OPS_CONST_B) ? bf16_const_get(b, nb) : NULL;
+	if (!grow(&bf16_buf_a, &bf16_cap_a, na) ||
+	    (!hb && !grow(&bf16_buf_b, &bf16_cap_b, nb)))
 		goto done;
 	to_bf16(bf16_buf_a, a, na);
-	to_bf16(bf16_buf_b, b, nb);
+	if (!hb) {
+		to_bf16(bf16_buf_b, b, nb);
+		hb = bf16_buf_b;
+	}
 	if (dnnl_memory_set_data_handle(p->ma, bf16_buf_a) != dnnl_success ||
-	    dnnl_memory_set_data_handle(p->mb, bf16_buf_b) != dnnl_success ||
+	    dnnl_memory_set_data_handle(p->mb, (void *)hb) != dnnl_success ||
 	    dnnl_memory_set_data_handle(p->mc, c) != dnnl_success)
 		goto done;
 	dnnl_exec_arg_t args[3] = {

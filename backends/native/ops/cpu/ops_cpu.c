@@ -4,6 +4,7 @@
  * except where a comment says so. */
 #include "backends/native/ops/ops.h"
 
+#include <malloc.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,8 @@ static void *cpu_alloc(size_t bytes)
 
 static void cpu_free(void *p)
 {
+	if (p)
+		ops_cpu_bf16_forget(p, malloc_usable_size(p));
 	free(p);
 }
 
@@ -32,6 +35,13 @@ static void cpu_copy(void *dst, const void *src, size_t bytes)
 {
 	if (bytes)
 		memcpy(dst, src, bytes);
+}
+
+static void cpu_to_device(void *dst, const void *src, size_t bytes)
+{
+	if (bytes)
+		ops_cpu_bf16_forget(dst, bytes);
+	cpu_copy(dst, src, bytes);
 }
 
 static void cpu_zero(float *dst, size_t n)
@@ -592,7 +602,7 @@ static const struct ops cpu_ops = {
 	.name = "cpu",
 	.alloc = cpu_alloc,
 	.free = cpu_free,
-	.to_device = cpu_copy,
+	.to_device = cpu_to_device,
 	.to_host = cpu_copy,
 	.zero = cpu_zero,
 	.copy_rows = cpu_copy_rows,

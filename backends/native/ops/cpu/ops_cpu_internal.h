@@ -3,6 +3,7 @@
 #define FTLAB_OPS_CPU_INTERNAL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /* The matmul of struct ops (see ops.h), on oneDNN. */
 void ops_cpu_matmul(float *c, const float *a, const float *b, int m, int n, int k,
@@ -12,5 +13,9 @@ void ops_cpu_matmul(float *c, const float *a, const float *b, int m, int n, int 
  * C = alpha op(A) op(B) + beta C. Single-threaded when called inside a parallel region. */
 void ops_cpu_gemm_ld(bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
 		     int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
+/* Drops the bf16 copies of frozen weights that overlap [p, p + bytes) (memory freed or
+ * overwritten). */
+void ops_cpu_bf16_forget(const void *p, size_t bytes);
 
 #endif
