@@ -50,6 +50,8 @@ BIN      := $(BUILD)/ftlab
 .PHONY: all deps test check valgrind lint headercheck fuzz fuzz-build bench demo model clean \
         tests-build test-browser docs-check
 .DEFAULT_GOAL := all
+# Test support objects are shared by every test binary: keep them between builds.
+.SECONDARY: $(TEST_SUPPORT_OBJ)
 
 all: deps $(BIN)
 
