@@ -2,8 +2,10 @@
 # `make bench`: training speed of the native engine on the SmolLM2-135M shape (batch 4 x 256
 # tokens, 2 threads) for LoRA q,v, LoRA all-linear and full fine-tuning, each followed by
 # the PyTorch CPU baseline of the same model and step (bench/torch_baseline.py; torch is
-# used only here), and the ratio of the two. Environment: STEPS (timed steps, default 5),
-# THREADS (2), BATCH (4), SEQ (256), METHODS ("lora lora-all full"), PRECISION (fp32).
+# used only here), and the ratio of the two; then LoRA with bf16 matmuls (BF16=0 skips it)
+# and generation (prefill and decode for 1 and 8 prompts against the weight-read bound;
+# GENERATE=0 skips it). Environment: STEPS (timed steps, default 5), THREADS (2),
+# BATCH (4), SEQ (256), METHODS ("lora lora-all full"), PRECISION (fp32).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin=${FTLAB_BIN:-build/ftlab}
@@ -30,4 +32,13 @@ for method in ${METHODS:-lora lora-all full}; do
     awk -v a="$a" -v b="$b" -v m="$method" 'BEGIN { printf "ratio %-8s ftlab/torch = %.2fx\n", m, a / b }'
   fi
 done
+if [ "${BF16:-1}" = 1 ]; then
+  echo "== lora, bf16 matmuls"
+  "$bin" bench --mode train --model "$model" --method lora --batch "$batch" --seq "$seq" \
+    --steps "$steps" --threads "$threads" --precision bf16
+fi
+if [ "${GENERATE:-1}" = 1 ]; then
+  echo "== generate"
+  "$bin" bench --mode generate --model "$model" --threads "$threads"
+fi
 echo "bench: done, load: $(cut -d' ' -f1-3 /proc/loadavg)"
