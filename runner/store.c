@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -299,11 +300,24 @@ int store_open(struct store **out, const char *workspace, bool create, struct di
 	}
 	sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
 	sqlite3_extended_result_codes(s->db, 1);
-	/* WAL lets readers (ls, show, reports) proceed while a run writes. */
-	r = exec_sql(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
-			"PRAGMA foreign_keys=ON;", d);
-	if (r)
-		goto done;
+	/* WAL lets readers (ls, show, reports) proceed while a run writes. Switching a new
+	 * database to WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY at once
+	 * (without the busy handler) while another process is creating the same store, so
+	 * the switch is retried for as long as the busy timeout allows. */
+	static const char *const open_sql = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
+					    "PRAGMA foreign_keys=ON;";
+	for (double t0 = time_monotonic();;) {
+		int er = sqlite3_exec(s->db, open_sql, NULL, NULL, NULL);
+		if (er == SQLITE_OK)
+			break;
+		if (((er & 0xff) != SQLITE_BUSY && (er & 0xff) != SQLITE_LOCKED) ||
+		    time_monotonic() - t0 > BUSY_TIMEOUT_MS / 1000.0) {
+			r = db_error(s, d, open_sql);
+			goto done;
+		}
+		struct timespec pause = {0, 20 * 1000 * 1000};
+		nanosleep(&pause, NULL);
+	}
 	r = migrate(s, d);
 done:
 	if (r) {

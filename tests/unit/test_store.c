@@ -351,6 +351,49 @@ static void test_writer_directory_artifact(void **state)
 	free(ws);
 }
 
+/* Several processes create the same new store at the same moment (two `ftlab run` started
+ * together on an empty workspace): every open succeeds, none sees SQLITE_BUSY. */
+static void test_concurrent_create(void **state)
+{
+	(void)state;
+	enum { ROUNDS = 15, PROCS = 6 };
+	for (int round = 0; round < ROUNDS; round++) {
+		char *ws = make_workspace();
+		int go[2];
+		assert_int_equal(pipe(go), 0);
+		pid_t pids[PROCS];
+		for (int i = 0; i < PROCS; i++) {
+			pids[i] = fork();
+			assert_true(pids[i] >= 0);
+			if (pids[i] == 0) {
+				close(go[1]);
+				char c;
+				/* Wait for the start signal so the opens overlap. */
+				if (read(go[0], &c, 1) < 0)
+					_exit(3);
+				struct store *cs = NULL;
+				struct diag cd;
+				diag_init(&cd);
+				int r = store_open(&cs, ws, true, &cd);
+				if (r)
+					fprintf(stderr, "child %d: %s\n", i, cd.text);
+				store_close(cs);
+				_exit(r ? 1 : 0);
+			}
+		}
+		close(go[0]);
+		close(go[1]); /* EOF releases every child at once */
+		for (int i = 0; i < PROCS; i++) {
+			int st = 0;
+			assert_int_equal(waitpid(pids[i], &st, 0), pids[i]);
+			assert_true(WIFEXITED(st));
+			assert_int_equal(WEXITSTATUS(st), 0);
+		}
+		assert_int_equal(dir_remove_all(ws), 0);
+		free(ws);
+	}
+}
+
 /* Four processes claim the same 40 runs: each run is claimed exactly once. */
 static void test_concurrent_claims(void **state)
 {
@@ -433,6 +476,7 @@ int main(void)
 		cmocka_unit_test(test_open_create_and_reopen),
 		cmocka_unit_test(test_newer_store_refused),
 		cmocka_unit_test(test_writer_directory_artifact),
+		cmocka_unit_test(test_concurrent_create),
 		cmocka_unit_test(test_missing_and_readonly_workspace),
 		cmocka_unit_test(test_claim_decisions),
 		cmocka_unit_test(test_reap_dead_pid),
