@@ -44,32 +44,34 @@ static int parse_flags(struct run_flags *f, char **rest, int n)
 		} else {
 			snprintf(name, sizeof name, "%s", a);
 		}
-		bool valued = strcmp(name, "--only") == 0 || strcmp(name, "--jobs") == 0 ||
-			      strcmp(name, "--backend") == 0 || strcmp(name, "--max-runs") == 0;
+		bool is_only = strcmp(name, "--only") == 0, is_jobs = strcmp(name, "--jobs") == 0,
+		     is_backend = strcmp(name, "--backend") == 0,
+		     is_max_runs = strcmp(name, "--max-runs") == 0;
+		bool valued = is_only || is_jobs || is_backend || is_max_runs;
 		if (valued && !val) {
-			if (i + 1 >= n)
+			if (i + 1 >= n || !rest[i + 1])
 				return cli_usage_error("run", NULL, "%s needs a value", name);
 			val = rest[++i];
 		}
-		if (strcmp(name, "--only") == 0) {
+		if (is_only) {
 			if (strlen(val) < 4 || strspn(val, "0123456789abcdef") != strlen(val))
 				return cli_usage_error("run", NULL,
 						       "--only needs a run id (at least 4 hex digits), "
 						       "not '%s'", val);
 			f->only = val;
-		} else if (strcmp(name, "--backend") == 0) {
+		} else if (is_backend) {
 			if (strcmp(val, "cpu") && strcmp(val, "cuda") && strcmp(val, "exec"))
 				return cli_usage_error("run", NULL,
 						       "--backend must be cpu, cuda or exec, not '%s'", val);
 			f->backend = val;
-		} else if (strcmp(name, "--jobs") == 0) {
+		} else if (is_jobs) {
 			int64_t j;
 			if (!parse_i64(val, &j) || j < 1 || j > 256)
 				return cli_usage_error("run", NULL,
 						       "--jobs must be a whole number from 1 to 256, not '%s'",
 						       val);
 			f->jobs = (int)j;
-		} else if (strcmp(name, "--max-runs") == 0) {
+		} else if (is_max_runs) {
 			int64_t m;
 			if (!parse_i64(val, &m) || m < 1)
 				return cli_usage_error("run", NULL,

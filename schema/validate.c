@@ -1055,7 +1055,7 @@ static int cross_rules(struct vstate *S, struct node *res)
 			if (!split_declared(res, cands[i]))
 				continue;
 			struct node *s = node_new_scalar(cands[i], false);
-			if (!s || (rc = node_append(list, s)) != 0) {
+			if (!s || node_append(list, s) != 0) {
 				node_free(list);
 				return FT_ENOMEM;
 			}

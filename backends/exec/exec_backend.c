@@ -327,7 +327,7 @@ static void handle_line(struct exec_state *st, char *line, size_t n, bool log_on
 	if (!log_only && k < n && line[k] == '{') {
 		json_error_t je;
 		json_t *o = json_loadb(line + k, n - k, 0, &je);
-		bool ok = o && json_is_object(o) && handle_json(st, o);
+		bool ok = json_is_object(o) && handle_json(st, o); /* json_is_object(NULL) is false */
 		json_decref(o);
 		if (ok)
 			return;
@@ -691,13 +691,11 @@ static int exec_run(const struct run_ctx *ctx, struct diag *d)
 		if (ctx->stop && *ctx->stop) {
 			stopped = true;
 			stop_child(pid, SIGTERM, STOP_GRACE_S, &status);
-			exited = true;
 			break;
 		}
 		if (be->timeout_s > 0 && time_monotonic() - t0 > be->timeout_s) {
 			timed_out = true;
 			stop_child(pid, SIGTERM, TIMEOUT_GRACE_S, &status);
-			exited = true;
 			break;
 		}
 		if (open_out) {

@@ -51,7 +51,7 @@ static int src_save(void *ud, unsigned char **out, size_t *out_len)
 	struct loader_src *s = ud;
 	struct data_cursor c;
 	loader_get_cursor(s->ld, &c);
-	*out = malloc(sizeof(c));
+	*out = malloc(sizeof(c)); // NOLINT(clang-analyzer-unix.MallocSizeof): bytes of the cursor
 	if (!*out)
 		return FT_ENOMEM;
 	memcpy(*out, &c, sizeof(c));

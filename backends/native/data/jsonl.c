@@ -180,8 +180,6 @@ static void hint_keys(struct line_ctx *c, json_t *obj, const char *missing)
 			break;
 		used += (size_t)w;
 	}
-	if (used >= sizeof list)
-		used = sizeof list - 1;
 	if (n)
 		diag_hint(c->d, "the line has %s; map keys with data.fields", list);
 }

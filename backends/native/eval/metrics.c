@@ -128,6 +128,9 @@ static bool ascii_punct(uint32_t c)
  * becomes "i" + U+0307 as in Python. */
 static int lower_push(struct cps *out, uint32_t c)
 {
+	/* One branch per documented Unicode range; equal offsets in different ranges are
+	 * not clones to merge. */
+	// NOLINTBEGIN(bugprone-branch-clone)
 	if (c >= 'A' && c <= 'Z')
 		c += 32;
 	else if (c >= 0xC0 && c <= 0xDE && c != 0xD7)
@@ -160,6 +163,7 @@ static int lower_push(struct cps *out, uint32_t c)
 		c += 80;
 	else if (c == 0x212A)
 		c = 'k';
+	// NOLINTEND(bugprone-branch-clone)
 	return cps_push(out, c);
 }
 
@@ -602,9 +606,11 @@ static int bleu_stats(double *out, const char *hyp, const char *ref)
 		goto done;
 	out[0] = (double)th.n;
 	out[1] = (double)tr.n;
-	for (int n = 1; n <= 4 && !rc; n++) {
+	for (int n = 1; n <= 4; n++) {
 		int64_t m, h, r;
 		rc = ngram_match(&m, &h, &r, ih, th.n, ir, tr.n, n);
+		if (rc)
+			break;
 		out[2 + n - 1] = (double)m;
 		out[6 + n - 1] = (double)h;
 	}
@@ -853,7 +859,8 @@ int metric_sentence(double *out, enum metric_kind k, const char *prediction,
 int metric_corpus(double *out, enum metric_kind k, const char *const *predictions,
 		  const char *const *references, size_t n)
 {
-	double sum[METRIC_STATS_MAX] = {0}, st[METRIC_STATS_MAX];
+	/* st zeroed only so the analyzer sees every slot below dim defined */
+	double sum[METRIC_STATS_MAX] = {0}, st[METRIC_STATS_MAX] = {0};
 	size_t dim = metric_stats_dim(k);
 	for (size_t i = 0; i < n; i++) {
 		int rc = metric_pair_stats(st, k, predictions[i], references[i]);

@@ -3,7 +3,9 @@
  * known, byte ranges matching shapes, inside the data section and not overlapping. */
 #include "backends/native/peft/adapter.h"
 
+#include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,24 @@
 #include "backends/native/peft/gguf_write.h"
 #include "backends/native/peft/st_write.h"
 #include "common/util.h"
+
+/* "model.layers.<int>." at the start of name: the layer and the offset just past the
+ * dot (what sscanf "%d.%n" matched, with out-of-range numbers refused). */
+static bool layer_prefix(const char *name, int *out_layer, size_t *out_off)
+{
+	static const char pfx[] = "model.layers.";
+	if (strncmp(name, pfx, sizeof pfx - 1) != 0)
+		return false;
+	const char *p = name + sizeof pfx - 1;
+	char *end;
+	errno = 0;
+	long v = strtol(p, &end, 10);
+	if (end == p || *end != '.' || errno == ERANGE || v < INT_MIN || v > INT_MAX)
+		return false;
+	*out_layer = (int)v;
+	*out_off = (size_t)(end + 1 - name);
+	return true;
+}
 
 #define PEFT_PREFIX "base_model.model."
 #define ST_HEADER_MAX ((uint64_t)100 << 20)
@@ -171,8 +191,9 @@ static bool gguf_lora_name(char *buf, size_t n, const char *name)
 		   {"self_attn.v_proj", "attn_v"},  {"self_attn.o_proj", "attn_output"},
 		   {"mlp.gate_proj", "ffn_gate"},   {"mlp.up_proj", "ffn_up"},
 		   {"mlp.down_proj", "ffn_down"}};
-	int layer, off = 0;
-	if (sscanf(name, "model.layers.%d.%n", &layer, &off) != 1 || off == 0 || layer < 0)
+	int layer;
+	size_t off;
+	if (!layer_prefix(name, &layer, &off) || layer < 0)
 		return false;
 	const char *rest = name + off;
 	for (size_t i = 0; i < FT_ARRAY_LEN(map); i++) {

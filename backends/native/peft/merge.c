@@ -3,7 +3,9 @@
  * change on the way out. */
 #include "backends/native/peft/merge.h"
 
+#include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,24 @@
 #include "backends/native/peft/gguf_write.h"
 #include "backends/native/peft/st_write.h"
 #include "common/util.h"
+
+/* "model.layers.<int>." at the start of name: the layer and the offset just past the
+ * dot (what sscanf "%d.%n" matched, with out-of-range numbers refused). */
+static bool layer_prefix(const char *name, int *out_layer, size_t *out_off)
+{
+	static const char pfx[] = "model.layers.";
+	if (strncmp(name, pfx, sizeof pfx - 1) != 0)
+		return false;
+	const char *p = name + sizeof pfx - 1;
+	char *end;
+	errno = 0;
+	long v = strtol(p, &end, 10);
+	if (end == p || *end != '.' || errno == ERANGE || v < INT_MIN || v > INT_MAX)
+		return false;
+	*out_layer = (int)v;
+	*out_off = (size_t)(end + 1 - name);
+	return true;
+}
 
 static struct mf_tensor *find(struct model_file *mf, const char *name)
 {
@@ -263,8 +283,9 @@ static bool gguf_name(char *buf, size_t n, const char *name)
 	for (size_t i = 0; i < FT_ARRAY_LEN(top); i++)
 		if (strcmp(name, top[i].hf) == 0)
 			return snprintf(buf, n, "%s", top[i].gg) < (int)n;
-	int layer, off = 0;
-	if (sscanf(name, "model.layers.%d.%n", &layer, &off) != 1 || off == 0)
+	int layer;
+	size_t off;
+	if (!layer_prefix(name, &layer, &off))
 		return false;
 	for (size_t i = 0; i < FT_ARRAY_LEN(blk); i++)
 		if (strcmp(name + off, blk[i].hf) == 0)

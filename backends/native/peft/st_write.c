@@ -191,7 +191,7 @@ int st_write_file(const char *path, const struct st_tensor *t, size_t n,
 		json_object_set_new(e, "shape", shape);
 		json_t *offs = json_array();
 		json_array_append_new(offs, json_integer((json_int_t)off));
-		json_array_append_new(offs, json_integer((json_int_t)(off + bytes)));
+		json_array_append_new(offs, json_integer((json_int_t)off + (json_int_t)bytes));
 		json_object_set_new(e, "data_offsets", offs);
 		if (json_object_get(root, t[i].name)) {
 			json_decref(e);
@@ -208,7 +208,7 @@ int st_write_file(const char *path, const struct st_tensor *t, size_t n,
 	}
 	size_t hlen = strlen(hdr), padded = (hlen + 7) & ~(size_t)7;
 	rc = durable_open(&f, path, d);
-	if (rc)
+	if (rc || !f) /* !f: durable_open sets f whenever it returns 0 */
 		goto done;
 	FILE *fp = durable_stream(f);
 	unsigned char len8[8];
