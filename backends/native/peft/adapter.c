@@ -17,7 +17,7 @@
 
 /* "model.layers.<int>." at the start of name: the layer and the offset just past the
  * dot (what sscanf "%d.%n" matched, with out-of-range numbers refused). */
-static bool layer_prefix(const char *name, int *out_layer, size_t *out_off)
+bool peft_layer_prefix(const char *name, int *out_layer, size_t *out_off)
 {
 	static const char pfx[] = "model.layers.";
 	if (strncmp(name, pfx, sizeof pfx - 1) != 0)
@@ -193,7 +193,7 @@ static bool gguf_lora_name(char *buf, size_t n, const char *name)
 		   {"mlp.down_proj", "ffn_down"}};
 	int layer;
 	size_t off;
-	if (!layer_prefix(name, &layer, &off) || layer < 0)
+	if (!peft_layer_prefix(name, &layer, &off) || layer < 0)
 		return false;
 	const char *rest = name + off;
 	for (size_t i = 0; i < FT_ARRAY_LEN(map); i++) {

@@ -67,5 +67,8 @@ void rope_rows_permute(float *out, const float *in, int n_head, int head_dim, in
 /* "q_proj" for "model.layers.3.self_attn.q_proj.lora_A.weight" into buf; false when the
  * name has no module component before ".lora_". */
 bool lora_module_name(char *buf, size_t n, const char *name);
+/* "model.layers.<int>." at the start of name: true with the layer number and the offset
+ * just past that dot; false for other names and for out-of-range numbers. */
+bool peft_layer_prefix(const char *name, int *out_layer, size_t *out_off);
 
 #endif

@@ -11,27 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/native/peft/adapter.h"
 #include "backends/native/peft/gguf_write.h"
 #include "backends/native/peft/st_write.h"
 #include "common/util.h"
-
-/* "model.layers.<int>." at the start of name: the layer and the offset just past the
- * dot (what sscanf "%d.%n" matched, with out-of-range numbers refused). */
-static bool layer_prefix(const char *name, int *out_layer, size_t *out_off)
-{
-	static const char pfx[] = "model.layers.";
-	if (strncmp(name, pfx, sizeof pfx - 1) != 0)
-		return false;
-	const char *p = name + sizeof pfx - 1;
-	char *end;
-	errno = 0;
-	long v = strtol(p, &end, 10);
-	if (end == p || *end != '.' || errno == ERANGE || v < INT_MIN || v > INT_MAX)
-		return false;
-	*out_layer = (int)v;
-	*out_off = (size_t)(end + 1 - name);
-	return true;
-}
 
 static struct mf_tensor *find(struct model_file *mf, const char *name)
 {
@@ -285,7 +268,7 @@ static bool gguf_name(char *buf, size_t n, const char *name)
 			return snprintf(buf, n, "%s", top[i].gg) < (int)n;
 	int layer;
 	size_t off;
-	if (!layer_prefix(name, &layer, &off))
+	if (!peft_layer_prefix(name, &layer, &off))
 		return false;
 	for (size_t i = 0; i < FT_ARRAY_LEN(blk); i++)
 		if (strcmp(name + off, blk[i].hf) == 0)
