@@ -1,0 +1,145 @@
+/* gemv_cpu: one row times a transposed fp32 weight, y = alpha x W^T + beta y (decode with
+ * one prompt: every linear layer and the LM head). Memory-bound, so W is streamed once,
+ * row after row (interleaving several rows cost ~1.6x), with four FMA chains per row;
+ * GEMV_ROWS rows share one horizontal sum. AVX-512, or AVX2 + FMA, when the compiler
+ * targets them (-march=native), plain C otherwise. Each output is one dot product in a
+ * fixed order and threads take fixed blocks of rows: the bits do not depend on the
+ * thread count. */
+#include "backends/native/ops/cpu/ops_cpu_internal.h"
+
+#include <stddef.h>
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#include <immintrin.h>
+#endif
+
+#define GEMV_ROWS 4     /* weight rows per inner iteration */
+#define GEMV_BLOCK 64   /* rows per unit of work handed to a thread */
+#define GEMV_PAR_MIN (1 << 16) /* below this many weights, one thread */
+
+static inline float finish(float dot, float old, float alpha, float beta)
+{
+	return beta == 0.0f ? alpha * dot : alpha * dot + beta * old;
+}
+
+#if defined(__AVX512F__)
+
+/* lanes 0-15 -> 4 partial sums (lanes i, i+4, i+8, i+12 added as 8 + 8 then 4 + 4) */
+static inline __m128 fold4(__m512 v)
+{
+	__m256 h = _mm256_add_ps(_mm512_castps512_ps256(v),
+				 _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+	return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+/* one row: four 16-lane FMA chains over k in steps of 64, the rest on chain 0 (masked
+ * tail), chains added (0 + 1) + (2 + 3), folded to 4 lanes */
+static inline __m128 row_dot(const float *a, const float *x, int k)
+{
+	__m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+	int p = 0;
+	for (; p + 64 <= k; p += 64) {
+		s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + p), _mm512_loadu_ps(x + p), s0);
+		s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + p + 16), _mm512_loadu_ps(x + p + 16), s1);
+		s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + p + 32), _mm512_loadu_ps(x + p + 32), s2);
+		s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + p + 48), _mm512_loadu_ps(x + p + 48), s3);
+	}
+	for (; p + 16 <= k; p += 16)
+		s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + p), _mm512_loadu_ps(x + p), s0);
+	if (p < k) {
+		__mmask16 mk = (__mmask16)((1u << (k - p)) - 1u);
+		s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, a + p),
+				     _mm512_maskz_loadu_ps(mk, x + p), s0);
+	}
+	return fold4(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+#elif defined(__AVX2__) && defined(__FMA__)
+
+static inline __m128 row_dot(const float *a, const float *x, int k)
+{
+	__m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+	int p = 0;
+	for (; p + 32 <= k; p += 32) {
+		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + p), _mm256_loadu_ps(x + p), s0);
+		s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + p + 8), _mm256_loadu_ps(x + p + 8), s1);
+		s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + p + 16), _mm256_loadu_ps(x + p + 16), s2);
+		s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + p + 24), _mm256_loadu_ps(x + p + 24), s3);
+	}
+	for (; p + 8 <= k; p += 8)
+		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + p), _mm256_loadu_ps(x + p), s0);
+	__m256 s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
+	if (p < k) { /* tail through a zero-padded copy, added as its own 8 lanes */
+		float ta[8] = {0}, tx[8] = {0};
+		for (int i = 0; p + i < k; i++) {
+			ta[i] = a[p + i];
+			tx[i] = x[p + i];
+		}
+		s = _mm256_fmadd_ps(_mm256_loadu_ps(ta), _mm256_loadu_ps(tx), s);
+	}
+	return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+}
+
+#endif
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+
+/* rows [j0, j0 + nr) of w (n, k), nr <= GEMV_ROWS; the 4-lane partial sums of up to four
+ * rows are finished together: hadd(hadd(f0, f1), hadd(f2, f3)) gives row r as
+ * (l0 + l1) + (l2 + l3), the same for every nr. */
+static void rows_dot(float *y, const float *x, const float *w, int j0, int nr, int k,
+		     float alpha, float beta)
+{
+	__m128 f[GEMV_ROWS];
+	for (int r = 0; r < GEMV_ROWS; r++)
+		f[r] = r < nr ? row_dot(w + (size_t)(j0 + r) * k, x, k) : _mm_setzero_ps();
+	__m128 s = _mm_hadd_ps(_mm_hadd_ps(f[0], f[1]), _mm_hadd_ps(f[2], f[3]));
+	float out[GEMV_ROWS];
+	_mm_storeu_ps(out, s);
+	for (int r = 0; r < nr; r++)
+		y[j0 + r] = finish(out[r], y[j0 + r], alpha, beta);
+}
+
+#else
+
+/* portable: 8 partial sums per row, added pairwise at the end */
+static void rows_dot(float *y, const float *x, const float *w, int j0, int nr, int k,
+		     float alpha, float beta)
+{
+	for (int r = 0; r < nr; r++) {
+		const float *wr = w + (size_t)(j0 + r) * k;
+		float s[8] = {0};
+		int p = 0;
+		for (; p + 8 <= k; p += 8)
+			for (int i = 0; i < 8; i++)
+				s[i] += wr[p + i] * x[p + i];
+		for (int i = 0; p + i < k; i++)
+			s[i] += wr[p + i] * x[p + i];
+		float t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+		y[j0 + r] = finish(t, y[j0 + r], alpha, beta);
+	}
+}
+
+#endif
+
+static void block_dot(float *y, const float *x, const float *w, int blk, int n, int k,
+		      float alpha, float beta)
+{
+	int j0 = blk * GEMV_BLOCK, j1 = j0 + GEMV_BLOCK < n ? j0 + GEMV_BLOCK : n;
+	for (int j = j0; j < j1; j += GEMV_ROWS)
+		rows_dot(y, x, w, j, j1 - j < GEMV_ROWS ? j1 - j : GEMV_ROWS, k, alpha, beta);
+}
+
+void ops_cpu_gemv(float *y, const float *x, const float *w, int n, int k, float alpha,
+		  float beta)
+{
+	int nblocks = (n + GEMV_BLOCK - 1) / GEMV_BLOCK;
+	if ((size_t)n * (size_t)k < GEMV_PAR_MIN) {
+		for (int b = 0; b < nblocks; b++)
+			block_dot(y, x, w, b, n, k, alpha, beta);
+		return;
+	}
+#pragma omp parallel for schedule(static)
+	for (int b = 0; b < nblocks; b++)
+		block_dot(y, x, w, b, n, k, alpha, beta);
+}
