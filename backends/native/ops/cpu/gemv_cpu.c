@@ -14,7 +14,8 @@
 #endif
 
 #define GEMV_ROWS 4     /* weight rows per inner iteration */
-#define GEMV_BLOCK 64   /* rows per unit of work handed to a thread */
+#define GEMV_BLOCK 16   /* rows per unit of work handed to a thread (16: the SmolLM2
+			 * shapes split evenly over 2 or 4 threads) */
 #define GEMV_PAR_MIN (1 << 16) /* below this many weights, one thread */
 
 static inline float finish(float dot, float old, float alpha, float beta)

@@ -441,6 +441,10 @@ static void cpu_attention_forward(float *out, float *att, const float *q, const 
 				  const float *v, int b, int tq, int tk, int nh, int nkv, int hd,
 				  const int *pos0)
 {
+	if (tq == 1 && pos0 && !att) { /* decode: attn_decode_cpu.c */
+		ops_cpu_attention_decode(out, q, k, v, b, tk, nh, nkv, hd, pos0);
+		return;
+	}
 	/* all queries from position 0 (training, or a prefill into an empty cache): GEMMs */
 	bool from0 = tq > 1 && tq <= tk;
 	for (int bi = 0; pos0 && from0 && bi < b; bi++)
