@@ -1,10 +1,10 @@
 /* gemv_cpu: one row times a transposed fp32 weight, y = alpha x W^T + beta y (decode with
  * one prompt: every linear layer and the LM head). Memory-bound, so W is streamed once,
- * row after row (interleaving several rows cost ~1.6x), with four FMA chains per row;
- * GEMV_ROWS rows share one horizontal sum. AVX-512, or AVX2 + FMA, when the compiler
- * targets them (-march=native), plain C otherwise. Each output is one dot product in a
- * fixed order and threads take fixed blocks of rows: the bits do not depend on the
- * thread count. */
+ * row after row (interleaving rows, or software prefetch, measured slower), and groups of
+ * rows share one horizontal sum. AVX-512 (16 rows per group) or AVX2 + FMA (4 rows) when
+ * the compiler targets them (-march=native), plain C otherwise. Each output is one dot
+ * product in a fixed order and threads take fixed blocks of rows: the bits do not depend
+ * on the thread count. */
 #include "backends/native/ops/cpu/ops_cpu_internal.h"
 
 #include <stddef.h>
@@ -13,9 +13,8 @@
 #include <immintrin.h>
 #endif
 
-#define GEMV_ROWS 4     /* weight rows per inner iteration */
-#define GEMV_BLOCK 16   /* rows per unit of work handed to a thread (16: the SmolLM2
-			 * shapes split evenly over 2 or 4 threads) */
+#define GEMV_BLOCK 16 /* rows per unit of work handed to a thread (16: the SmolLM2 shapes
+		       * split evenly over 2 or 4 threads); a multiple of GEMV_ROWS */
 #define GEMV_PAR_MIN (1 << 16) /* below this many weights, one thread */
 
 static inline float finish(float dot, float old, float alpha, float beta)
@@ -25,37 +24,72 @@ static inline float finish(float dot, float old, float alpha, float beta)
 
 #if defined(__AVX512F__)
 
-/* lanes 0-15 -> 4 partial sums (lanes i, i+4, i+8, i+12 added as 8 + 8 then 4 + 4) */
-static inline __m128 fold4(__m512 v)
+
+/* 16 vectors -> one vector whose lane L is the sum of the 16 lanes of v[perm(L)],
+ * perm(L) = L / 4 + 4 (L % 4) (an involution). Every source is added by the same tree:
+ * with P_i = (x_i + x_{i+8}) + (x_{i+4} + x_{i+12}), the sum is (P_0 + P_2) + (P_1 + P_3). */
+static inline __m512 reduce16(const __m512 *v)
 {
-	__m256 h = _mm256_add_ps(_mm512_castps512_ps256(v),
-				 _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-	return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+	__m512 t[8], u[4], w0, w1;
+#pragma GCC unroll 8
+	for (int i = 0; i < 8; i++)
+		t[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
+				     _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xee));
+#pragma GCC unroll 4
+	for (int i = 0; i < 4; i++)
+		u[i] = _mm512_add_ps(_mm512_shuffle_f32x4(t[2 * i], t[2 * i + 1], 0x88),
+				     _mm512_shuffle_f32x4(t[2 * i], t[2 * i + 1], 0xdd));
+	w0 = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(u[0]),
+								 _mm512_castps_pd(u[1]))),
+			   _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(u[0]),
+								 _mm512_castps_pd(u[1]))));
+	w1 = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(u[2]),
+								 _mm512_castps_pd(u[3]))),
+			   _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(u[2]),
+								 _mm512_castps_pd(u[3]))));
+	return _mm512_add_ps(_mm512_shuffle_ps(w0, w1, 0x88), _mm512_shuffle_ps(w0, w1, 0xdd));
 }
 
-/* one row: four 16-lane FMA chains over k in steps of 64, the rest on chain 0 (masked
- * tail), chains added (0 + 1) + (2 + 3), folded to 4 lanes */
-static inline __m128 row_dot(const float *a, const float *x, int k)
+/* rows [j0, j0 + nr) of w (n, k), nr <= 16, one after the other (a single stream through
+ * memory: interleaving rows, or software prefetch, measured slower). Each row is one
+ * 16-lane FMA chain over k in order (masked tail), then reduce16 for all 16 together:
+ * the arithmetic of a row does not depend on nr or its slot. */
+static void rows_dot(float *y, const float *x, const float *w, int j0, int nr, int k,
+		     float alpha, float beta)
 {
-	__m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-	int p = 0;
-	for (; p + 64 <= k; p += 64) {
-		s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + p), _mm512_loadu_ps(x + p), s0);
-		s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + p + 16), _mm512_loadu_ps(x + p + 16), s1);
-		s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + p + 32), _mm512_loadu_ps(x + p + 32), s2);
-		s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + p + 48), _mm512_loadu_ps(x + p + 48), s3);
+	__m512 acc[16];
+	__mmask16 tail = (__mmask16)((1u << (k % 16)) - 1u);
+#pragma GCC unroll 16
+	for (int r = 0; r < 16; r++) {
+		acc[r] = _mm512_setzero_ps();
+		if (r >= nr)
+			continue;
+		const float *wr = w + (size_t)(j0 + r) * k;
+		int p = 0;
+		for (; p + 16 <= k; p += 16)
+			acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(wr + p), _mm512_loadu_ps(x + p),
+						 acc[r]);
+		if (p < k)
+			acc[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, wr + p),
+						 _mm512_maskz_loadu_ps(tail, x + p), acc[r]);
 	}
-	for (; p + 16 <= k; p += 16)
-		s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + p), _mm512_loadu_ps(x + p), s0);
-	if (p < k) {
-		__mmask16 mk = (__mmask16)((1u << (k - p)) - 1u);
-		s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, a + p),
-				     _mm512_maskz_loadu_ps(mk, x + p), s0);
-	}
-	return fold4(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+	__m512 v[16];
+#pragma GCC unroll 16
+	for (int r = 0; r < 16; r++)
+		v[r / 4 + 4 * (r % 4)] = acc[r];
+	__m512 d = _mm512_mul_ps(_mm512_set1_ps(alpha), reduce16(v));
+	__mmask16 mk = (__mmask16)((1u << nr) - 1u);
+	if (beta != 0.0f) /* alpha dot + beta old, as finish() */
+		d = _mm512_add_ps(d, _mm512_mul_ps(_mm512_set1_ps(beta),
+						   _mm512_maskz_loadu_ps(mk, y + j0)));
+	_mm512_mask_storeu_ps(y + j0, mk, d);
 }
+
+#define GEMV_ROWS 16
 
 #elif defined(__AVX2__) && defined(__FMA__)
+
+#define GEMV_ROWS 4
 
 static inline __m128 row_dot(const float *a, const float *x, int k)
 {
@@ -81,9 +115,6 @@ static inline __m128 row_dot(const float *a, const float *x, int k)
 	return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
 }
 
-#endif
-
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 
 /* rows [j0, j0 + nr) of w (n, k), nr <= GEMV_ROWS; the 4-lane partial sums of up to four
  * rows are finished together: hadd(hadd(f0, f1), hadd(f2, f3)) gives row r as
@@ -102,6 +133,8 @@ static void rows_dot(float *y, const float *x, const float *w, int j0, int nr, i
 }
 
 #else
+
+#define GEMV_ROWS 4
 
 /* portable: 8 partial sums per row, added pairwise at the end */
 static void rows_dot(float *y, const float *x, const float *w, int j0, int nr, int k,
@@ -123,6 +156,7 @@ static void rows_dot(float *y, const float *x, const float *w, int j0, int nr, i
 
 #endif
 
+/* rows of one block (m = 1) */
 static void block_dot(float *y, const float *x, const float *w, int blk, int n, int k,
 		      float alpha, float beta)
 {
