@@ -3,10 +3,11 @@
  * row after row (interleaving rows, or software prefetch, measured slower), and groups of
  * rows share one horizontal sum. AVX-512 (16 rows per group) or AVX2 + FMA (4 rows) when
  * the compiler targets them (-march=native), plain C otherwise. Each output is one dot
- * product in a fixed order and threads take fixed blocks of rows: the bits do not depend
- * on the thread count. */
+ * product in a fixed order (whichever thread computes it): the bits do not depend on the
+ * thread count or the schedule. */
 #include "backends/native/ops/cpu/ops_cpu_internal.h"
 
+#include <omp.h>
 #include <stddef.h>
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
@@ -174,7 +175,11 @@ void ops_cpu_gemv(float *y, const float *x, const float *w, int n, int k, float 
 			block_dot(y, x, w, b, n, k, alpha, beta);
 		return;
 	}
-#pragma omp parallel for schedule(static)
+	/* dynamic: a thread that wakes late (OMP_WAIT_POLICY=passive) takes fewer chunks
+	 * instead of holding up the others; ~8 chunks per thread keep the atomics cheap */
+	int chunk = nblocks / (8 * omp_get_max_threads());
+	chunk = chunk < 1 ? 1 : chunk;
+#pragma omp parallel for schedule(dynamic, chunk)
 	for (int b = 0; b < nblocks; b++)
 		block_dot(y, x, w, b, n, k, alpha, beta);
 }
