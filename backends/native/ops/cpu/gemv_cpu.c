@@ -14,14 +14,15 @@
 #include <immintrin.h>
 #endif
 
-#define GEMV_BLOCK 16 /* rows per unit of work handed to a thread (16: the SmolLM2 shapes
-		       * split evenly over 2 or 4 threads); a multiple of GEMV_ROWS */
+#define GEMV_BLOCK 16 /* rows per scheduling unit; a multiple of GEMV_ROWS */
 #define GEMV_PAR_MIN (1 << 16) /* below this many weights, one thread */
 
+#if !defined(__AVX512F__)
 static inline float finish(float dot, float old, float alpha, float beta)
 {
 	return beta == 0.0f ? alpha * dot : alpha * dot + beta * old;
 }
+#endif
 
 #if defined(__AVX512F__)
 
@@ -80,7 +81,7 @@ static void rows_dot(float *y, const float *x, const float *w, int j0, int nr, i
 		v[r / 4 + 4 * (r % 4)] = acc[r];
 	__m512 d = _mm512_mul_ps(_mm512_set1_ps(alpha), reduce16(v));
 	__mmask16 mk = (__mmask16)((1u << nr) - 1u);
-	if (beta != 0.0f) /* alpha dot + beta old, as finish() */
+	if (beta != 0.0f) /* alpha dot + beta old */
 		d = _mm512_add_ps(d, _mm512_mul_ps(_mm512_set1_ps(beta),
 						   _mm512_maskz_loadu_ps(mk, y + j0)));
 	_mm512_mask_storeu_ps(y + j0, mk, d);
@@ -166,6 +167,13 @@ static void block_dot(float *y, const float *x, const float *w, int blk, int n, 
 		rows_dot(y, x, w, j, j1 - j < GEMV_ROWS ? j1 - j : GEMV_ROWS, k, alpha, beta);
 }
 
+/* blocks per dynamic chunk: ~8 chunks per thread */
+static int chunk_of(int nblocks)
+{
+	int per = nblocks / (8 * omp_get_max_threads());
+	return per > 1 ? per : 1;
+}
+
 void ops_cpu_gemv(float *y, const float *x, const float *w, int n, int k, float alpha,
 		  float beta)
 {
@@ -177,9 +185,7 @@ void ops_cpu_gemv(float *y, const float *x, const float *w, int n, int k, float 
 	}
 	/* dynamic: a thread that wakes late (OMP_WAIT_POLICY=passive) takes fewer chunks
 	 * instead of holding up the others; ~8 chunks per thread keep the atomics cheap */
-	int chunk = nblocks / (8 * omp_get_max_threads());
-	chunk = chunk < 1 ? 1 : chunk;
-#pragma omp parallel for schedule(dynamic, chunk)
+#pragma omp parallel for schedule(dynamic, chunk_of(nblocks))
 	for (int b = 0; b < nblocks; b++)
 		block_dot(y, x, w, b, n, k, alpha, beta);
 }
