@@ -194,8 +194,9 @@ static void t_elementwise(void)
 		v[i] = fabsf(v[i]);
 	float *gm = dev(m, N * 4), *gv = dev(v, N * 4), *gp = dev(b, N * 4);
 	memcpy(ref, b, N * 4);
-	C->adamw(ref, a, m, v, N, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, 3);
-	G->adamw(gp, ga, gm, gv, N, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, 3);
+	struct ops_adamw_hp ah = ops_adamw_prepare(1e-2, 0.9, 0.999, 1e-8, 0.1, 3);
+	C->adamw(ref, a, m, v, N, &ah);
+	G->adamw(gp, ga, gm, gv, N, &ah);
 	cmp("adamw p", gp, ref, N, 1e-7);
 	cmp("adamw m", gm, m, N, 1e-7);
 	cmp("adamw v", gv, v, N, 1e-7);
