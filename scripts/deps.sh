@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages ftlab needs when any is missing; does nothing when all are
 # present. Called by `make` (target deps); `make test` calls it with --test, which adds
-# what only the tests need (headless Chromium for the report check), and `make bench` with
-# --bench, which adds the PyTorch CPU baseline (Debian's python3-torch with OpenBLAS, the
-# BLAS it recommends). Set FTLAB_NO_DEPS=1 to skip entirely.
+# what only the tests need (headless Chromium for the report check; cuobjdump, below), and
+# `make bench` with --bench, which adds the PyTorch CPU baseline (Debian's python3-torch
+# with OpenBLAS, the BLAS it recommends). Set FTLAB_NO_DEPS=1 to skip entirely.
 set -euo pipefail
 [ "${FTLAB_NO_DEPS:-0}" = 1 ] && exit 0
 pkgs=(
