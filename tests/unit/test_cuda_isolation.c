@@ -6,8 +6,8 @@
  * results and predictions must equal the plain CPU run's bit for bit, with no pointer-kind
  * violation and no allocation left. A forked child that reads model logits directly from
  * the host is killed by the guard, so a reintroduced host read fails this test. Tiny
- * llama (LoRA with dropout, clipping, weight decay, grad accumulation) and GPT-2 (full)
- * models written by tiny_model.c. */
+ * llama (LoRA with dropout, bf16 matmuls, clipping, weight decay, grad accumulation) and
+ * GPT-2 (full, gradient checkpointing) models written by tiny_model.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -122,7 +122,8 @@ static void write_data(void)
 				 "{\"prompt\": \"mn op\", \"completion\": \"cd\"}\n");
 }
 
-static struct experiment *load_exp(const char *model, const char *method, int ctx)
+static struct experiment *load_exp(const char *model, const char *method, int ctx,
+				   const char *train_extra)
 {
 	char yaml[4096];
 	snprintf(yaml, sizeof yaml,
@@ -134,10 +135,10 @@ static struct experiment *load_exp(const char *model, const char *method, int ct
 		 "train:\n  steps: 4\n  batch_size: 2\n  grad_accum: 2\n  max_grad_norm: 0.05\n"
 		 "  optimizer: {type: adamw, lr: 1.0e-2, weight_decay: 0.1}\n"
 		 "  schedule: {type: cosine, warmup_steps: 1}\n"
-		 "  eval_every: 2\n  checkpoint_every: 2\n"
+		 "  eval_every: 2\n  checkpoint_every: 2\n%s"
 		 "eval:\n  splits: [test]\n  metrics: [loss, token_accuracy, exact_match]\n"
 		 "  compare_base: true\n  generate: {max_new_tokens: 4}\n  bootstrap: 10\n",
-		 g_dir, model, ctx, g_dir, g_dir, g_dir, ctx, method);
+		 g_dir, model, ctx, g_dir, g_dir, g_dir, ctx, method, train_extra);
 	write_file("exp.yaml", yaml);
 	char *p = path_join(g_dir, "exp.yaml");
 	struct diag d;
@@ -228,7 +229,7 @@ static void test_lora_llama_guarded(void **state)
 	struct experiment *e = load_exp(
 		"llama.gguf",
 		"{type: lora, rank: 4, alpha: 8, dropout: 0.1, targets: [q_proj, v_proj, down_proj]}",
-		48);
+		48, "  precision: bf16\n");
 	const struct config *cfg = experiment_config(e);
 	const struct ops *guard = ops_guard(ops_cpu());
 	static struct rec cpu, gd, part, resumed;
@@ -267,11 +268,13 @@ static void test_lora_llama_guarded(void **state)
 	experiment_free(e);
 }
 
-/* Full fine-tuning of GPT-2 (layernorm, GELU, biases, learned positions, tied head). */
+/* Full fine-tuning of GPT-2 (layernorm, GELU, biases, learned positions, tied head) with
+ * gradient checkpointing (layers recomputed in the backward). */
 static void test_full_gpt2_guarded(void **state)
 {
 	(void)state;
-	struct experiment *e = load_exp("gpt2.gguf", "{type: full}", 32);
+	struct experiment *e = load_exp("gpt2.gguf", "{type: full}", 32,
+					"  grad_checkpointing: true\n");
 	const struct config *cfg = experiment_config(e);
 	const struct ops *guard = ops_guard(ops_cpu());
 	static struct rec cpu, gd;
