@@ -502,6 +502,7 @@ const struct ops *ops_guard(const struct ops *inner)
 	in = inner;
 	g = (struct ops){
 		.name = inner->name,
+		.sumsq_chunk = inner->sumsq_chunk,
 		.alloc = g_alloc,
 		.free = g_free,
 		.to_device = g_to_device,

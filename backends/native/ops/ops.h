@@ -129,6 +129,11 @@ struct ops {
 	/* Optimizer support. sum of squares in double, fixed order (the same bits on every
 	 * call with the same n; on cpu: one sequential sum for n <= 65536). */
 	double (*sumsq)(const float *x, size_t n);
+	/* The global gradient norm (train/optim.c) calls sumsq on chunks of this many elements
+	 * of each tensor, adding the results in order; 0: one call per tensor. The cpu's 16384
+	 * keeps its historical summation order (bit-identical runs); cuda uses 0 (one
+	 * synchronising call per tensor instead of one per 16384 elements). */
+	size_t sumsq_chunk;
 	/* AdamW with decoupled weight decay, constants from ops_adamw_prepare (ops_math.h),
 	 * element-wise ops_adamw_elem on both backends. */
 	void (*adamw)(float *p, const float *g, float *m, float *v, size_t n,

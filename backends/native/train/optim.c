@@ -47,18 +47,17 @@ double lr_schedule_factor(enum schedule_type type, int64_t step, int64_t total,
 	return min_ratio + (1.0 - min_ratio) * f;
 }
 
-/* Blocks of OPTIM_NORM_BLOCK summed in order into one running total: ops->sumsq of a block
- * is deterministic (on cpu the plain sequential sum), so the norm has the same bits on
- * every run and at any thread count. */
+/* Chunks of ops->sumsq_chunk summed in order into one running total: ops->sumsq of a chunk
+ * is deterministic (on cpu, chunks of 16384, each the plain sequential sum), so the
+ * norm has the same bits on every run and at any thread count. */
 double grad_global_norm_ops(const struct ops *ops, const struct optim_param *params, size_t n)
 {
 	double total = 0.0;
 	for (size_t k = 0; k < n; k++) {
 		const float *g = params[k].grad;
-		size_t numel = params[k].numel;
-		for (size_t lo = 0; lo < numel; lo += OPTIM_NORM_BLOCK)
-			total += ops->sumsq(g + lo, numel - lo < OPTIM_NORM_BLOCK ? numel - lo
-										  : OPTIM_NORM_BLOCK);
+		size_t numel = params[k].numel, chunk = ops->sumsq_chunk ? ops->sumsq_chunk : numel;
+		for (size_t lo = 0; lo < numel; lo += chunk)
+			total += ops->sumsq(g + lo, numel - lo < chunk ? numel - lo : chunk);
 	}
 	return sqrt(total);
 }

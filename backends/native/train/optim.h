@@ -15,9 +15,6 @@
 
 struct ops;
 
-/* The global norm sums squares in blocks of this many elements, in order. */
-#define OPTIM_NORM_BLOCK 16384
-
 /* One trainable tensor as the optimizer sees it. m and v are the caller's fp32 moment
  * buffers of numel elements (zeroed before the first step). decay: apply weight decay
  * (the trainer decays matrices and not 1-D tensors such as norms and biases, as the
@@ -54,7 +51,7 @@ double grad_global_norm(const struct optim_param *params, size_t n);
  * Gradients are written through params[i].grad cast to mutable: the caller owns them. */
 double grad_clip(struct optim_param *params, size_t n, double norm, double max_norm);
 
-/* The same three on memory of `ops` (ops->adamw, ops->sumsq per OPTIM_NORM_BLOCK block,
+/* The same three on memory of `ops` (ops->adamw, ops->sumsq per ops->sumsq_chunk,
  * ops->scale): data, grad, m and v are that backend's memory. */
 void adamw_step_ops(const struct ops *ops, struct optim_param *params, size_t n,
 		    const struct adamw_hp *hp, int64_t t);

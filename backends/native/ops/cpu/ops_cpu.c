@@ -631,6 +631,7 @@ static const struct ops cpu_ops = {
 	.crossentropy_forward = cpu_crossentropy_forward,
 	.crossentropy_backward = cpu_crossentropy_backward,
 	.sumsq = cpu_sumsq,
+	.sumsq_chunk = 16384,
 	.adamw = cpu_adamw,
 };
 

@@ -1247,6 +1247,7 @@ static void fill_table(void)
 	g_ops.crossentropy_forward = cu_crossentropy_forward;
 	g_ops.crossentropy_backward = cu_crossentropy_backward;
 	g_ops.sumsq = cu_sumsq;
+	g_ops.sumsq_chunk = 0;
 	g_ops.adamw = cu_adamw;
 }
 
