@@ -230,8 +230,8 @@ static int bench_train(struct model *m, int B, int T, int steps, bool bf16)
 		double t2 = time_monotonic();
 		for (size_t i = 0; i < nt && !rc; i++) {
 			const struct model_param *p = model_trainable(m, i);
-			ops->adamw(p->data, p->grad, mom[i], var[i], p->numel, 1e-5f, 0.9f, 0.999f,
-				   1e-8f, 0.0f, s + 1);
+			struct ops_adamw_hp ah = ops_adamw_prepare(1e-5, 0.9, 0.999, 1e-8, 0.0, s + 1);
+			ops->adamw(p->data, p->grad, mom[i], var[i], p->numel, &ah);
 		}
 		double t3 = time_monotonic();
 		if (s > 0) {

@@ -593,13 +593,13 @@ static double cpu_sumsq(const float *x, size_t n)
 	return s;
 }
 
-static void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr,
-		      float b1, float b2, float eps, float wd, long t)
+static void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n,
+		      const struct ops_adamw_hp *h)
 {
-	float bc1 = 1.0f - powf(b1, (float)t), bc2 = 1.0f - powf(b2, (float)t);
+	const struct ops_adamw_hp hp = *h;
 #pragma omp parallel for schedule(static) if (n > 65536)
 	for (size_t i = 0; i < n; i++)
-		ops_adamw_elem(&p[i], g[i], &m[i], &v[i], lr, b1, b2, eps, wd, bc1, bc2);
+		ops_adamw_elem(&p[i], g[i], &m[i], &v[i], &hp);
 }
 
 static const struct ops cpu_ops = {
@@ -635,6 +635,7 @@ static const struct ops cpu_ops = {
 	.crossentropy_forward = cpu_crossentropy_forward,
 	.crossentropy_backward = cpu_crossentropy_backward,
 	.sumsq = cpu_sumsq,
+	.sumsq_chunk = 16384,
 	.adamw = cpu_adamw,
 };
 
