@@ -343,7 +343,7 @@ int cmd_run(const struct cli *cli, int argc, char **argv)
 		.tty = cli->tty,
 		.color = cli->color,
 	};
-	if (n_points && n_points == 1 && be && strcmp(be->name, "cuda") == 0) {
+	if (n_points && be && strcmp(be->name, "cuda") == 0) {
 		static char dev[32];
 		snprintf(dev, sizeof dev, "cuda:%d", points[0].cfg->backend.device);
 		opt.device = dev;

@@ -19,7 +19,7 @@ static int cuda_run(const struct run_ctx *ctx, struct diag *d)
 {
 	char why[512] = "";
 	struct ops_cuda_device dev;
-	if (ops_cuda_probe(&dev, why, sizeof why) != 0)
+	if (ops_cuda_select(ctx->cfg ? ctx->cfg->backend.device : 0, &dev, why, sizeof why) != 0)
 		return diag_set(d, FT_EUNSUPP, NULL, 0, 0, "%s", why);
 	const struct ops *ops = ops_cuda();
 	if (!ops)

@@ -16,6 +16,7 @@
 
 #include "backends/backend.h"
 #include "backends/native/native_engine.h"
+#include "backends/native/ops/cuda/ops_cuda.h"
 #include "backends/native/ops/ops.h"
 #include "backends/native/ops/ops_math.h"
 #include "common/rng.h"
@@ -25,7 +26,8 @@
 #include "tests/unit/ops_guard.h"
 #include "tests/unit/tiny_model.h"
 
-const struct ops *emu_ops_cuda_impl_table(void);
+const struct ops *emu_ops_cuda_impl_table(int index);
+int emu_ops_cuda_impl_probe(struct ops_cuda_device *out, int index, char *why, size_t why_len);
 int emu_ops_cuda_impl_error(char *msg, size_t msg_len);
 void emu_ops_cuda_impl_set_tf32(bool on);
 
@@ -545,10 +547,26 @@ done:
 		printf("  could not remove %s\n", dir);
 }
 
+/* backend.device: the probe looks at the ordinal it is given (the emulator has one
+ * device, 0), and reports a missing one by number. */
+static void t_device_select(void)
+{
+	struct ops_cuda_device dev;
+	char why[256] = "";
+	int ok0 = emu_ops_cuda_impl_probe(&dev, 0, why, sizeof why) == 0 && dev.index == 0;
+	int bad1 = emu_ops_cuda_impl_probe(&dev, 1, why, sizeof why) != 0 &&
+		   strstr(why, "no CUDA device 1: 1 visible") != NULL;
+	printf("  %-28s %s\n", "device selection", ok0 && bad1 ? "ok" : "FAILED");
+	if (!(ok0 && bad1))
+		printf("  (device 0 %s; device 1: %s)\n", ok0 ? "ok" : "refused", why);
+	n_bad += !(ok0 && bad1);
+}
+
 int main(int argc, char **argv)
 {
 	C = ops_cpu();
-	G = emu_ops_cuda_impl_table();
+	t_device_select();
+	G = emu_ops_cuda_impl_table(0);
 	if (!G) {
 		fprintf(stderr, "emu: no table\n");
 		return 1;

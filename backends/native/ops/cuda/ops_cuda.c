@@ -24,6 +24,8 @@ void ops_cuda_describe(char *out, size_t out_len, const struct ops_cuda_device *
 #ifdef FTLAB_HAVE_CUDA
 
 static int probe_state; /* 0 not probed, 1 ok, -1 none */
+static int probe_index; /* the selected device */
+static bool table_started;
 static struct ops_cuda_device probe_dev;
 static char probe_why[512];
 
@@ -35,7 +37,8 @@ bool ops_cuda_built(void)
 int ops_cuda_probe(struct ops_cuda_device *out, char *why, size_t why_len)
 {
 	if (!probe_state)
-		probe_state = ops_cuda_impl_probe(&probe_dev, probe_why, sizeof probe_why) == 0
+		probe_state = ops_cuda_impl_probe(&probe_dev, probe_index, probe_why,
+						  sizeof probe_why) == 0
 				      ? 1
 				      : -1;
 	if (out)
@@ -48,11 +51,32 @@ int ops_cuda_probe(struct ops_cuda_device *out, char *why, size_t why_len)
 	return 0;
 }
 
+int ops_cuda_select(int index, struct ops_cuda_device *out, char *why, size_t why_len)
+{
+	if (index != probe_index) {
+		if (table_started) {
+			if (why && why_len)
+				snprintf(why, why_len,
+					 "CUDA device %d was asked for, but this process already "
+					 "runs on device %d (one device per ftlab process; start "
+					 "another for the other device)",
+					 index, probe_index);
+			return FT_EUNSUPP;
+		}
+		probe_index = index;
+		probe_state = 0;
+	}
+	return ops_cuda_probe(out, why, why_len);
+}
+
 const struct ops *ops_cuda(void)
 {
 	if (ops_cuda_probe(NULL, NULL, 0) != 0)
 		return NULL;
-	return ops_cuda_impl_table();
+	const struct ops *t = ops_cuda_impl_table(probe_index);
+	if (t)
+		table_started = true;
+	return t;
 }
 
 int ops_cuda_check(struct diag *d)
@@ -91,6 +115,12 @@ int ops_cuda_probe(struct ops_cuda_device *out, char *why, size_t why_len)
 		snprintf(why, why_len, "no CUDA device: this build has no CUDA support (nvcc was "
 				       "not found when it was built)");
 	return FT_EUNSUPP;
+}
+
+int ops_cuda_select(int index, struct ops_cuda_device *out, char *why, size_t why_len)
+{
+	(void)index;
+	return ops_cuda_probe(out, why, why_len);
 }
 
 const struct ops *ops_cuda(void)

@@ -1251,7 +1251,8 @@ static void fill_table(void)
 	g_ops.adamw = cu_adamw;
 }
 
-extern "C" int ops_cuda_impl_probe(struct ops_cuda_device *out, char *why, size_t why_len)
+extern "C" int ops_cuda_impl_probe(struct ops_cuda_device *out, int index, char *why,
+				   size_t why_len)
 {
 	memset(out, 0, sizeof *out);
 	int n = 0;
@@ -1266,8 +1267,14 @@ extern "C" int ops_cuda_impl_probe(struct ops_cuda_device *out, char *why, size_
 		return FT_EUNSUPP;
 	}
 	out->count = n;
+	out->index = index;
+	if (index < 0 || index >= n) {
+		snprintf(why, why_len, "no CUDA device %d: %d visible (backend.device counts from "
+				       "0 among CUDA_VISIBLE_DEVICES)", index, n);
+		return FT_EUNSUPP;
+	}
 	cudaDeviceProp p;
-	e = cudaGetDeviceProperties(&p, 0);
+	e = cudaGetDeviceProperties(&p, index);
 	if (e != cudaSuccess) {
 		(void)cudaGetLastError();
 		snprintf(why, why_len, "no CUDA device: cudaGetDeviceProperties: %s",
@@ -1282,12 +1289,12 @@ extern "C" int ops_cuda_impl_probe(struct ops_cuda_device *out, char *why, size_
 	(void)cudaDriverGetVersion(&out->driver_version);
 	(void)cudaRuntimeGetVersion(&out->runtime_version);
 	size_t fr = 0, tot = 0;
-	if (cudaSetDevice(0) == cudaSuccess && cudaMemGetInfo(&fr, &tot) == cudaSuccess)
+	if (cudaSetDevice(index) == cudaSuccess && cudaMemGetInfo(&fr, &tot) == cudaSuccess)
 		out->free_mem = fr;
 	(void)cudaGetLastError();
 	if (p.major < 8) {
-		snprintf(why, why_len, "CUDA device 0 (%s) has compute capability %d.%d; ftlab "
-				       "needs 8.0 or newer", p.name, p.major, p.minor);
+		snprintf(why, why_len, "CUDA device %d (%s) has compute capability %d.%d; ftlab "
+				       "needs 8.0 or newer", index, p.name, p.major, p.minor);
 		return FT_EUNSUPP;
 	}
 	if (blas_load(why, why_len) != 0)
@@ -1295,7 +1302,7 @@ extern "C" int ops_cuda_impl_probe(struct ops_cuda_device *out, char *why, size_
 	return 0;
 }
 
-extern "C" const struct ops *ops_cuda_impl_table(void)
+extern "C" const struct ops *ops_cuda_impl_table(int index)
 {
 	if (g_state)
 		return g_state == 1 ? &g_ops : NULL;
@@ -1308,9 +1315,9 @@ extern "C" const struct ops *ops_cuda_impl_table(void)
 		err_record(1, "%s", why);
 		return NULL;
 	}
-	cudaError_t e = cudaSetDevice(0);
+	cudaError_t e = cudaSetDevice(index);
 	if (e != cudaSuccess) {
-		ck_cuda(e, "cudaSetDevice(0)", __FILE__, __LINE__);
+		ck_cuda(e, "cudaSetDevice(backend.device)", __FILE__, __LINE__);
 		return NULL;
 	}
 	cublasStatus_t s = g_api.create(&g_blas);

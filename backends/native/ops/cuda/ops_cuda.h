@@ -14,7 +14,7 @@ struct ops;
 
 /* What the run's provenance records about the device. */
 struct ops_cuda_device {
-	int index;             /* device ordinal used (0) */
+	int index;             /* device ordinal used (backend.device; 0 by default) */
 	int count;             /* devices visible */
 	char name[256];        /* "NVIDIA H100 80GB HBM3" */
 	int cc_major, cc_minor; /* compute capability */
@@ -26,10 +26,14 @@ struct ops_cuda_device {
 
 /* True when this binary was built with CUDA support. */
 bool ops_cuda_built(void);
-/* Fills out for device 0. 0 when a usable device (compute capability 8.0+) exists;
+/* Fills out for the selected device (0 unless ops_cuda_select chose another). 0 when a usable device (compute capability 8.0+) exists;
  * otherwise FT_EUNSUPP with why = "no CUDA device: <cudaGetErrorString>" (or "this
  * build has no CUDA support", or the capability it found). Cheap after the first call. */
 int ops_cuda_probe(struct ops_cuda_device *out, char *why, size_t why_len) FT_WUR;
+/* Makes device `index` (an ordinal among the visible devices) the one this process uses,
+ * then probes it as ops_cuda_probe does. Call before the first ops_cuda(): once the table
+ * has started on one device, asking for another is FT_EUNSUPP with why saying so. */
+int ops_cuda_select(int index, struct ops_cuda_device *out, char *why, size_t why_len) FT_WUR;
 /* The table, or NULL when ops_cuda_probe fails or cuBLAS cannot start. */
 const struct ops *ops_cuda(void);
 

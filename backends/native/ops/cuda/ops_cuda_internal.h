@@ -13,9 +13,10 @@ extern "C" {
 #endif
 
 /* ops_cuda_probe without caching: 0 or FT_EUNSUPP with why. */
-int ops_cuda_impl_probe(struct ops_cuda_device *out, char *why, size_t why_len);
-/* Starts cuBLAS on device 0 and returns the table (NULL and a recorded error on failure). */
-const struct ops *ops_cuda_impl_table(void);
+int ops_cuda_impl_probe(struct ops_cuda_device *out, int index, char *why, size_t why_len);
+/* Starts cuBLAS on device index and returns the table (NULL and a recorded error on
+ * failure). Only the first call chooses the device. */
+const struct ops *ops_cuda_impl_table(int index);
 /* Synchronises the device; copies the first recorded error (if any) into msg and returns
  * 0 (none), 1 (an error) or 2 (out of memory). */
 int ops_cuda_impl_error(char *msg, size_t msg_len);
