@@ -53,7 +53,7 @@ static int load_with_adapter(struct model **out, const struct model_file *mf,
 			*out = NULL;
 			goto done;
 		}
-		memcpy(p->data, ad->t[i].data, p->numel * sizeof(float));
+		model_ops(*out)->to_device(p->data, ad->t[i].data, p->numel * sizeof(float));
 	}
 	model_set_training(*out, false);
 done:
