@@ -11,6 +11,7 @@
 #include "backends/native/io/model_file.h"
 #include "backends/native/model/generate_text.h"
 #include "backends/native/model/model.h"
+#include "backends/native/ops/ops.h"
 #include "backends/native/peft/adapter.h"
 #include "backends/native/tok/tokenizer.h"
 #include "common/util.h"
