@@ -1689,51 +1689,19 @@ void store_run_free(struct store_run *r)
 	free(r);
 }
 
-void store_run_list_free(struct store_run_list *l)
-{
-	if (l)
-		items_free(&RUNS, l->items, l->n);
-	free(l);
-}
+/* The typed list frees: each clears its items through its kind's column table. */
+#define LIST_FREE(fn, list_type, kind)                                                        \
+	void fn(list_type *l)                                                                 \
+	{                                                                                     \
+		if (l)                                                                        \
+			items_free(&kind, l->items, l->n);                                    \
+		free(l);                                                                      \
+	}
 
-void store_experiment_list_free(struct store_experiment_list *l)
-{
-	if (l)
-		items_free(&EXPERIMENTS, l->items, l->n);
-	free(l);
-}
-
-void store_result_list_free(struct store_result_list *l)
-{
-	if (l)
-		items_free(&RESULTS, l->items, l->n);
-	free(l);
-}
-
-void store_metric_list_free(struct store_metric_list *l)
-{
-	if (l)
-		items_free(&METRICS, l->items, l->n);
-	free(l);
-}
-
-void store_prediction_list_free(struct store_prediction_list *l)
-{
-	if (l)
-		items_free(&PREDICTIONS, l->items, l->n);
-	free(l);
-}
-
-void store_artifact_list_free(struct store_artifact_list *l)
-{
-	if (l)
-		items_free(&ARTIFACTS, l->items, l->n);
-	free(l);
-}
-
-void store_event_list_free(struct store_event_list *l)
-{
-	if (l)
-		items_free(&EVENTS, l->items, l->n);
-	free(l);
-}
+LIST_FREE(store_run_list_free, struct store_run_list, RUNS)
+LIST_FREE(store_experiment_list_free, struct store_experiment_list, EXPERIMENTS)
+LIST_FREE(store_result_list_free, struct store_result_list, RESULTS)
+LIST_FREE(store_metric_list_free, struct store_metric_list, METRICS)
+LIST_FREE(store_prediction_list_free, struct store_prediction_list, PREDICTIONS)
+LIST_FREE(store_artifact_list_free, struct store_artifact_list, ARTIFACTS)
+LIST_FREE(store_event_list_free, struct store_event_list, EVENTS)
