@@ -65,6 +65,16 @@ static char **child_env(void)
 	return env;
 }
 
+/* gnuplot could not be started: the program is missing or not executable. */
+static int not_found(struct diag *d, const char *prog)
+{
+	int rc = diag_set(d, FT_EUNSUPP, NULL, 0, 0,
+			  "gnuplot not found ('%s'): report charts need it", prog);
+	diag_hint(d, "install the Debian package gnuplot-nox "
+		     "(apt-get install gnuplot-nox), or set FTLAB_GNUPLOT to its path");
+	return rc;
+}
+
 int gnuplot_run(const char *dir, const char *script, double timeout_s, struct diag *d)
 {
 	const char *prog = gnuplot_program();
@@ -100,10 +110,7 @@ int gnuplot_run(const char *dir, const char *script, double timeout_s, struct di
 	if (e != 0) {
 		pid = -1;
 		if (e == ENOENT || e == EACCES) {
-			rc = diag_set(d, FT_EUNSUPP, NULL, 0, 0,
-				      "gnuplot not found ('%s'): report charts need it", prog);
-			diag_hint(d, "install the Debian package gnuplot-nox "
-				     "(apt-get install gnuplot-nox), or set FTLAB_GNUPLOT to its path");
+			rc = not_found(d, prog);
 		} else {
 			rc = diag_set(d, FT_EIO, NULL, 0, 0, "cannot start gnuplot ('%s'): %s", prog,
 				      strerror(e));
@@ -155,6 +162,8 @@ int gnuplot_run(const char *dir, const char *script, double timeout_s, struct di
 	if (timed_out)
 		rc = diag_set(d, FT_EIO, NULL, 0, 0, "gnuplot took longer than %.0f s on %s/%s "
 			      "and was stopped", timeout_s, dir, script);
+	else if (WIFEXITED(status) && WEXITSTATUS(status) == 127 && err_len == 0)
+		rc = not_found(d, prog); /* POSIX: a failed exec may show as exit status 127 */
 	else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		rc = diag_set(d, FT_EIO, NULL, 0, 0, "gnuplot failed on %s/%s (%s %d): %s", dir,
 			      script, WIFEXITED(status) ? "exit status" : "signal",

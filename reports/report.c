@@ -120,21 +120,36 @@ static int grow(void **arr, size_t *cap, size_t need, size_t elem)
 	return 0;
 }
 
-int report_param_index(struct report *r, const char *key, size_t *out)
+/* Finds key in names[0..n): *out is its index and *added false; or appends a copy of it at
+ * index n (*added true; the caller counts it once the runs have room for it). */
+static int name_index(char ***names, size_t n, const char *key, size_t *out, bool *added)
 {
-	for (size_t i = 0; i < r->n_params; i++)
-		if (strcmp(r->params[i], key) == 0) {
+	*added = false;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp((*names)[i], key) == 0) {
 			*out = i;
 			return 0;
 		}
-	size_t n = r->n_params + 1;
-	char **p = realloc(r->params, n * sizeof(*p));
+	char **p = realloc(*names, (n + 1) * sizeof(*p));
 	if (!p)
 		return FT_ENOMEM;
-	r->params = p;
-	p[n - 1] = ft_strdup(key);
-	if (!p[n - 1])
+	*names = p;
+	p[n] = ft_strdup(key);
+	if (!p[n])
 		return FT_ENOMEM;
+	*out = n;
+	*added = true;
+	return 0;
+}
+
+int report_param_index(struct report *r, const char *key, size_t *out)
+{
+	bool added;
+	if (name_index(&r->params, r->n_params, key, out, &added))
+		return FT_ENOMEM;
+	if (!added)
+		return 0;
+	size_t n = r->n_params + 1;
 	for (size_t i = 0; i < r->n_runs; i++) {
 		char **v = realloc(r->runs[i].param_values, n * sizeof(*v));
 		if (!v)
@@ -145,7 +160,6 @@ int report_param_index(struct report *r, const char *key, size_t *out)
 			return FT_ENOMEM;
 	}
 	r->n_params = n;
-	*out = n - 1;
 	return 0;
 }
 
@@ -165,24 +179,16 @@ static int run_fit_metrics(struct report_run *run, size_t n)
 
 int report_metric_index(struct report *r, const char *name, size_t *out)
 {
-	for (size_t i = 0; i < r->n_metrics; i++)
-		if (strcmp(r->metrics[i], name) == 0) {
-			*out = i;
-			return 0;
-		}
+	bool added;
+	if (name_index(&r->metrics, r->n_metrics, name, out, &added))
+		return FT_ENOMEM;
+	if (!added)
+		return 0;
 	size_t n = r->n_metrics + 1;
-	char **p = realloc(r->metrics, n * sizeof(*p));
-	if (!p)
-		return FT_ENOMEM;
-	r->metrics = p;
-	p[n - 1] = ft_strdup(name);
-	if (!p[n - 1])
-		return FT_ENOMEM;
 	for (size_t i = 0; i < r->n_runs; i++)
 		if (run_fit_metrics(&r->runs[i], n))
 			return FT_ENOMEM;
 	r->n_metrics = n;
-	*out = n - 1;
 	return 0;
 }
 

@@ -95,6 +95,36 @@ static int script_head(struct strbuf *g, const char *name, const char *title)
 	return rc;
 }
 
+/* Head of a chart of one panel per metric: rows x cols panels under `title`, with room
+ * above and below each panel's intervals. */
+static int multiplot_head(struct strbuf *g, const char *name, const char *title, size_t rows,
+			  size_t cols)
+{
+	int rc = script_head(g, name, title);
+	if (!rc)
+		rc = strbuf_printf(g, "unset title\nunset key\nset multiplot layout %zu,%zu title ",
+				   rows, cols);
+	if (!rc)
+		rc = gnuplot_quote(g, title, 160);
+	if (!rc)
+		rc = strbuf_puts(g, "\nset offsets 0, 0, graph 0.08, graph 0.08\n");
+	return rc;
+}
+
+/* Ends panel k's plot command: with `baseline`, adds the baseline's interval (columns col,
+ * col+1, col+2 of rel, red squares at x). */
+static int panel_end(struct strbuf *g, const char *rel, size_t k, bool baseline, int x, int col)
+{
+	int rc = 0;
+	if (baseline)
+		rc = strbuf_printf(g, ", \\\n     '%s' every ::%zu::%zu using (%d):%d:%d:%d "
+				   "with yerrorbars pt 5 ps 1 lw 1.5 lc rgb '#d62728' notitle",
+				   rel, k, k, x, col, col + 1, col + 2);
+	if (!rc)
+		rc = strbuf_puts(g, "\n");
+	return rc;
+}
+
 /* Writes charts/NAME.gp: the body drawn as SVG (for index.html) and as PNG (report.md),
  * then runs gnuplot on it in dir. */
 static int run_script(const char *dir, const char *name, const struct strbuf *body,
@@ -244,15 +274,9 @@ static int chart_results(struct report_charts *out, const struct report *r, long
 	/* values: base, fine-tuned and the baseline's best run, one panel per metric */
 	snprintf(title, sizeof(title), "Base vs fine-tuned on %s (best run %s)", split, run->id);
 	if (!rc)
-		rc = script_head(&g, name, title);
+		rc = multiplot_head(&g, name, title, rows, cols);
 	if (!rc)
-		rc = strbuf_printf(&g, "unset title\nunset key\nset multiplot layout %zu,%zu title ",
-				   rows, cols);
-	if (!rc)
-		rc = gnuplot_quote(&g, title, 160);
-	if (!rc)
-		rc = strbuf_puts(&g, "\nset offsets 0, 0, graph 0.08, graph 0.08\n"
-				     "set xrange [-0.6:2.6]\nset xtics (");
+		rc = strbuf_puts(&g, "set xrange [-0.6:2.6]\nset xtics (");
 	if (!rc)
 		rc = strbuf_printf(&g, "'base' 0, 'fine-tuned' 1%s", have_bl ? ", " : "");
 	if (!rc && have_bl)
@@ -267,12 +291,8 @@ static int chart_results(struct report_charts *out, const struct report *r, long
 				"lw 1.5 lc rgb '#888888' notitle, \\\n"
 				"     '%s' every ::%zu::%zu using (1):5:6:7 with yerrorbars pt 7 ps 1 "
 				"lw 1.5 lc rgb '#1f77b4' notitle", rel, k, k, rel, k, k);
-		if (!rc && have_bl)
-			rc = strbuf_printf(&g, ", \\\n     '%s' every ::%zu::%zu using (2):11:12:13 "
-					   "with yerrorbars pt 5 ps 1 lw 1.5 lc rgb '#d62728' notitle",
-					   rel, k, k);
 		if (!rc)
-			rc = strbuf_puts(&g, "\n");
+			rc = panel_end(&g, rel, k, have_bl, 2, 11);
 	}
 	if (!rc)
 		rc = run_script(dir, name, &g, timeout_s, d);
@@ -291,15 +311,9 @@ static int chart_results(struct report_charts *out, const struct report *r, long
 	snprintf(title, sizeof(title), "Fine-tuned minus base on %s (paired, best run %s)", split,
 		 run->id);
 	if (!rc)
-		rc = script_head(&g, name, title);
+		rc = multiplot_head(&g, name, title, rows, cols);
 	if (!rc)
-		rc = strbuf_printf(&g, "unset title\nunset key\nset multiplot layout %zu,%zu title ",
-				   rows, cols);
-	if (!rc)
-		rc = gnuplot_quote(&g, title, 160);
-	if (!rc)
-		rc = strbuf_printf(&g, "\nset offsets 0, 0, graph 0.08, graph 0.08\n"
-				   "set xzeroaxis lt 1 lw 1.5 lc rgb '#333333'\n"
+		rc = strbuf_printf(&g, "set xzeroaxis lt 1 lw 1.5 lc rgb '#333333'\n"
 				   "set xrange [-0.6:%s]\nset xtics ('this run' 0", have_bl_d ? "1.6" : "0.6");
 	if (!rc && have_bl_d) {
 		rc = strbuf_puts(&g, ", ");
@@ -318,12 +332,8 @@ static int chart_results(struct report_charts *out, const struct report *r, long
 				"plot '%s' every ::%zu::%zu using (0):8:9:10 with yerrorbars pt 7 ps 1 "
 				"lw 1.5 lc rgb '#1f77b4' notitle, \\\n"
 				"     0 with lines lc rgb '#333333' notitle", rel, k, k);
-		if (!rc && have_bl_d)
-			rc = strbuf_printf(&g, ", \\\n     '%s' every ::%zu::%zu using (1):14:15:16 "
-					   "with yerrorbars pt 5 ps 1 lw 1.5 lc rgb '#d62728' notitle",
-					   rel, k, k);
 		if (!rc)
-			rc = strbuf_puts(&g, "\n");
+			rc = panel_end(&g, rel, k, have_bl_d, 1, 14);
 	}
 	if (!rc)
 		rc = run_script(dir, name, &g, timeout_s, d);

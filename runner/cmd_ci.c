@@ -180,9 +180,10 @@ int cmd_ci(const struct cli *cli, int argc, char **argv)
 	struct gate_result *res = NULL;
 	char **ids = NULL;
 	size_t n_ids = 0;
+	int run_status = 0;
 	int rc = experiment_load(&e, a.path, a.overrides, a.n_overrides, &d);
 	if (rc)
-		goto done;
+		goto fail;
 	const struct config *cfg = experiment_config(e);
 	/* a vs: baseline gate needs --baseline: say so before hours of training */
 	for (size_t i = 0; i < cfg->n_gates && !a.baseline; i++)
@@ -191,7 +192,7 @@ int cmd_ci(const struct cli *cli, int argc, char **argv)
 				 "with a baseline, but no --baseline was given", cfg->gates[i].metric);
 			diag_hint(&d, "name one: --baseline EXPERIMENT, RUN or EXPERIMENT@COMMIT "
 				      "(for example last night's commit)");
-			goto done;
+			goto fail;
 		}
 	if (a.baseline) {
 		/* Loaded before running: an unknown baseline is bad input, and a fresh run of the
@@ -205,14 +206,13 @@ int cmd_ci(const struct cli *cli, int argc, char **argv)
 		if (rc) {
 			diag_hint(&d, "--baseline names an experiment, a run id or EXPERIMENT@COMMIT "
 				      "already in the store");
-			goto done;
+			goto fail;
 		}
 	}
-	int run_status = 0;
 	if (!a.no_run) {
 		run_status = run_experiment(cli, &a);
 		if (run_status == 2 || run_status == 130)
-			goto done_status;
+			goto done;
 	}
 	rc = plan_ids(&ids, &n_ids, e, &d);
 	if (!rc)
@@ -234,7 +234,7 @@ int cmd_ci(const struct cli *cli, int argc, char **argv)
 	if (!rc)
 		rc = gates_evaluate(&res, cfg->gates, cfg->n_gates, r, &d);
 	if (rc)
-		goto done;
+		goto fail;
 	size_t n_fail, n_error, runs_failed = 0;
 	gates_count(res, cfg->n_gates, &n_fail, &n_error);
 	for (size_t i = 0; i < r->n_runs; i++)
@@ -244,7 +244,7 @@ int cmd_ci(const struct cli *cli, int argc, char **argv)
 	if (!rc && a.markdown)
 		rc = gates_write_markdown(a.markdown, r, res, cfg->n_gates, &d);
 	if (rc)
-		goto done;
+		goto fail;
 	if (cli->verbosity >= 0) {
 		printf("ftlab ci %s: %zu gate%s, %zu failed; %zu run%s, %zu failed\n", r->experiment,
 		       cfg->n_gates, cfg->n_gates == 1 ? "" : "s", n_fail + n_error, r->n_runs,
@@ -255,16 +255,9 @@ int cmd_ci(const struct cli *cli, int argc, char **argv)
 			       res[i].name, res[i].message);
 	}
 	run_status = n_error ? 2 : (n_fail || runs_failed || run_status == 1) ? 1 : 0;
-done_status:
-	for (size_t i = 0; i < n_ids; i++)
-		free(ids[i]);
-	free(ids);
-	free(res);
-	report_free(r);
-	report_free(baseline);
-	store_close(s);
-	experiment_free(e);
-	return run_status;
+	goto done;
+fail:
+	run_status = cli_fail(&d);
 done:
 	for (size_t i = 0; i < n_ids; i++)
 		free(ids[i]);
@@ -274,5 +267,5 @@ done:
 	report_free(baseline);
 	store_close(s);
 	experiment_free(e);
-	return cli_fail(&d);
+	return run_status;
 }

@@ -12,8 +12,6 @@
 #include "schema/node.h"
 #include "schema/schema.h"
 
-int cmd_parse_max_runs(const char *cmd, char **rest, int n_rest, size_t *max_runs);
-
 /* Prints the plan as a table: columns sized to their widest cell. */
 static void print_table(const struct experiment *e, const struct sweep_plan *plan,
 			char (*ids)[13], const char **status, struct node **params)
@@ -64,30 +62,17 @@ static void print_table(const struct experiment *e, const struct sweep_plan *pla
 
 int cmd_plan(const struct cli *cli, int argc, char **argv)
 {
-	static const char *const valued[] = {"--max-runs", NULL};
-	struct exp_args args;
-	int rc = exp_args_parse(&args, "plan", argc, argv, valued);
-	if (rc)
-		return rc;
-	size_t max_runs = SWEEP_DEFAULT_MAX_RUNS;
-	if ((rc = cmd_parse_max_runs("plan", args.rest, args.n_rest, &max_runs)) != 0) {
-		exp_args_free(&args);
-		return rc;
-	}
-	struct diag d;
-	diag_init(&d);
 	struct experiment *e = NULL;
 	struct sweep_plan *plan = NULL;
+	int exit_status = exp_args_load_plan(&e, &plan, "plan", argc, argv);
+	if (exit_status)
+		return exit_status;
+	struct diag d;
+	diag_init(&d);
 	char (*ids)[13] = NULL;
 	char (*idents)[65] = NULL;
 	const char **status = NULL;
 	struct node **params = NULL;
-	int exit_status = 0;
-	if (experiment_load(&e, args.path, args.overrides, args.n_overrides, &d) != 0 ||
-	    sweep_expand(&plan, e, max_runs, &d) != 0) {
-		exit_status = cli_fail(&d);
-		goto done;
-	}
 	ids = calloc(plan->n, sizeof *ids);
 	idents = calloc(plan->n, sizeof *idents);
 	status = calloc(plan->n, sizeof *status);
@@ -129,6 +114,5 @@ done:
 	free(idents);
 	sweep_plan_free(plan);
 	experiment_free(e);
-	exp_args_free(&args);
 	return exit_status;
 }

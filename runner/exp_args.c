@@ -1,11 +1,17 @@
 /* exp_args: parsing of the experiment path and -s/--set overrides shared by check, plan,
- * run and ci. */
+ * run and ci, and the plan loading (--max-runs, load, expand) of check and plan. */
 #include "runner/exp_args.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/diag.h"
+#include "common/util.h"
 #include "runner/cli.h"
+#include "runner/sweep.h"
+#include "schema/schema.h"
 
 static bool is_valued(const char *arg, const char *const *valued)
 {
@@ -85,4 +91,62 @@ void exp_args_free(struct exp_args *a)
 	a->rest = NULL;
 	a->n_overrides = 0;
 	a->n_rest = 0;
+}
+
+/* Parses --max-runs N from the leftover arguments; 2 on a usage error. */
+static int parse_max_runs(const char *cmd, char **rest, int n_rest, size_t *max_runs)
+{
+	static const char *const valid[] = {"--max-runs", "--set", NULL};
+	for (int i = 0; i < n_rest; i++) {
+		const char *a = rest[i], *val = NULL;
+		if (strcmp(a, "--max-runs") == 0) {
+			if (i + 1 >= n_rest)
+				return cli_usage_error(cmd, NULL, "--max-runs needs a number");
+			val = rest[++i];
+		} else if (strncmp(a, "--max-runs=", 11) == 0) {
+			val = a + 11;
+		} else {
+			const char *near = nearest_word(a, (const char *const *)valid, 2);
+			fprintf(stderr, "ftlab %s: error: unknown option '%s'\n", cmd, a);
+			if (near)
+				fprintf(stderr, "note: did you mean '%s'?\n", near);
+			fprintf(stderr, "Try 'ftlab %s --help'.\n", cmd);
+			return 2;
+		}
+		int64_t v;
+		if (!parse_i64(val, &v) || v < 1)
+			return cli_usage_error(cmd, NULL, "--max-runs needs a positive number, not '%s'",
+					       val);
+		*max_runs = (size_t)v;
+	}
+	return 0;
+}
+
+int exp_args_load_plan(struct experiment **out_e, struct sweep_plan **out_plan,
+		       const char *cmd, int argc, char **argv)
+{
+	*out_e = NULL;
+	*out_plan = NULL;
+	static const char *const valued[] = {"--max-runs", NULL};
+	struct exp_args args;
+	int rc = exp_args_parse(&args, cmd, argc, argv, valued);
+	if (rc)
+		return rc;
+	size_t max_runs = SWEEP_DEFAULT_MAX_RUNS;
+	rc = parse_max_runs(cmd, args.rest, args.n_rest, &max_runs);
+	if (rc)
+		goto done;
+	struct diag d;
+	diag_init(&d);
+	if (experiment_load(out_e, args.path, args.overrides, args.n_overrides, &d) != 0 ||
+	    sweep_expand(out_plan, *out_e, max_runs, &d) != 0) {
+		rc = cli_fail(&d);
+		sweep_plan_free(*out_plan);
+		experiment_free(*out_e);
+		*out_e = NULL;
+		*out_plan = NULL;
+	}
+done:
+	exp_args_free(&args);
+	return rc;
 }

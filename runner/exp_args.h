@@ -1,11 +1,15 @@
 /* exp_args: the command-line options shared by check, plan, run and ci: the experiment
  * path (one positional argument) and repeated `-s KEY=VALUE` / `--set KEY=VALUE`
  * (also `-sKEY=VALUE`, `--set=KEY=VALUE`). Everything else is handed back in order so
- * each command parses its own flags. */
+ * each command parses its own flags. check and plan, whose only flag is --max-runs, load
+ * their sweep plan through exp_args_load_plan. */
 #ifndef FTLAB_EXP_ARGS_H
 #define FTLAB_EXP_ARGS_H
 
 #include <stddef.h>
+
+struct experiment;
+struct sweep_plan;
 
 struct exp_args {
 	const char *path;          /* the experiment file; NULL when absent */
@@ -23,5 +27,12 @@ struct exp_args {
 int exp_args_parse(struct exp_args *out, const char *cmd, int argc, char **argv,
 		   const char *const *valued);
 void exp_args_free(struct exp_args *a);
+
+/* For check and plan: parses argv of command `cmd` (the path, -s overrides and
+ * `--max-runs N`, nothing else), loads the experiment and expands its sweep. 0 with *out_e
+ * and *out_plan set (the caller frees them), or the exit status after printing the error:
+ * 2 for a usage error, cli_fail's status when the experiment does not load or expand. */
+int exp_args_load_plan(struct experiment **out_e, struct sweep_plan **out_plan,
+		       const char *cmd, int argc, char **argv);
 
 #endif

@@ -16,40 +16,24 @@
 #include "common/util.h"
 #include "schema/internal.h"
 #include "schema/schema.h"
+#include "tests/unit/scratch.h"
 
-static char tmpdir[256];
-
-/* Writes tmpdir/rel (creating directories). */
-static void put(const char *rel, const char *text)
-{
-	char path[512];
-	snprintf(path, sizeof path, "%s/%s", tmpdir, rel);
-	char *dir = path_dirname(path);
-	struct diag d;
-	diag_init(&d);
-	assert_int_equal(dir_make_all(dir, &d), 0);
-	free(dir);
-	FILE *f = fopen(path, "wb");
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-}
+static const char *tmpdir; /* scratch_open */
 
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(tmpdir, sizeof tmpdir, "/tmp/ftlab-test-schema-XXXXXX");
-	assert_non_null(mkdtemp(tmpdir));
-	put("m.gguf", "GGUF");
-	put("train.jsonl", "{\"text\": \"a\"}\n");
-	put("test.jsonl", "{\"text\": \"b\"}\n");
+	tmpdir = scratch_open("schema");
+	scratch_put("m.gguf", "GGUF");
+	scratch_put("train.jsonl", "{\"text\": \"a\"}\n");
+	scratch_put("test.jsonl", "{\"text\": \"b\"}\n");
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	return dir_remove_all(tmpdir);
+	return scratch_close();
 }
 
 /* Loads tmpdir/rel with overrides; returns the code and leaves the message in d. */
@@ -75,7 +59,7 @@ static struct experiment *load_ok(const char *rel, const char *const *ov, size_t
 /* Loads text as tmpdir/x.yaml expecting an error whose text contains want. */
 static void expect_error(const char *text, const char *want, int line, int col)
 {
-	put("x.yaml", text);
+	scratch_put("x.yaml", text);
 	struct experiment *e = NULL;
 	struct diag d;
 	int rc = load(&e, "x.yaml", NULL, 0, &d);
@@ -115,14 +99,16 @@ static void test_canonical_hash_stable(void **state)
 	(void)state;
 	/* Same config written differently: order, number spelling, flow vs block, comments,
 	 * defaults written out, description changed. */
-	put("a.yaml", "name: t\ndescription: one\nmodel: {base: m.gguf}\ndata: {train: train.jsonl}\n"
-		      "train:\n  optimizer: {lr: 2.0e-4, eps: 1.0e-8}\n  batch_size: 8\n");
-	put("b.yaml", "# a comment\ntrain:\n  batch_size: 8\n  optimizer:\n    eps: 0.00000001\n"
-		      "    lr: 0.0002\n    type: adamw\ndata:\n  train: ./train.jsonl\n"
-		      "model:\n  base: sub/../m.gguf\n  context: 512\nname: t\ndescription: two\n"
-		      "method: {rank: 8, alpha: 16.0}\n");
-	put("c.yaml", "name: t\nmodel: {base: m.gguf}\ndata: {train: train.jsonl}\n"
-		      "train: {optimizer: {lr: 3.0e-4}}\n");
+	scratch_put("a.yaml",
+		    "name: t\ndescription: one\nmodel: {base: m.gguf}\ndata: {train: train.jsonl}\n"
+		    "train:\n  optimizer: {lr: 2.0e-4, eps: 1.0e-8}\n  batch_size: 8\n");
+	scratch_put("b.yaml",
+		    "# a comment\ntrain:\n  batch_size: 8\n  optimizer:\n    eps: 0.00000001\n"
+		    "    lr: 0.0002\n    type: adamw\ndata:\n  train: ./train.jsonl\n"
+		    "model:\n  base: sub/../m.gguf\n  context: 512\nname: t\ndescription: two\n"
+		    "method: {rank: 8, alpha: 16.0}\n");
+	scratch_put("c.yaml", "name: t\nmodel: {base: m.gguf}\ndata: {train: train.jsonl}\n"
+			      "train: {optimizer: {lr: 3.0e-4}}\n");
 	struct experiment *a = load_ok("a.yaml", NULL, 0), *b = load_ok("b.yaml", NULL, 0);
 	struct experiment *c = load_ok("c.yaml", NULL, 0);
 	const struct config *ca = experiment_config(a), *cb = experiment_config(b);
@@ -149,11 +135,12 @@ static void test_canonical_hash_stable(void **state)
 static void test_yaml_dump_round_trip(void **state)
 {
 	(void)state;
-	put("r.yaml", HEAD "  test: {from: train, fraction: 0.25}\n  system: \"Say: yes, #1\"\n"
-		      "  template: \"<s>{prompt}\\n{response}\"\n"
-		      "eval: {generate: {stop: [\"\\n\\n\", \"yes\", \"\"]}}\n"
-		      "gates:\n  - {metric: test.loss, max: 2.5}\n"
-		      "sweep: {parameters: {method.rank: [4, 8]}}\n");
+	scratch_put("r.yaml",
+		    HEAD "  test: {from: train, fraction: 0.25}\n  system: \"Say: yes, #1\"\n"
+		    "  template: \"<s>{prompt}\\n{response}\"\n"
+		    "eval: {generate: {stop: [\"\\n\\n\", \"yes\", \"\"]}}\n"
+		    "gates:\n  - {metric: test.loss, max: 2.5}\n"
+		    "sweep: {parameters: {method.rank: [4, 8]}}\n");
 	struct experiment *e = load_ok("r.yaml", NULL, 0);
 	char path[512];
 	snprintf(path, sizeof path, "%s/dump.yaml", tmpdir);
@@ -179,13 +166,13 @@ static void test_yaml_dump_round_trip(void **state)
 static void test_extends_merge(void **state)
 {
 	(void)state;
-	put("base/common.yaml",
+	scratch_put("base/common.yaml",
 	    "name: base\nseed: 5\nmodel:\n  base: ../m.gguf\n  context: 256\n"
 	    "data:\n  train: ../train.jsonl\n  test: ../test.jsonl\n"
 	    "method:\n  rank: 4\n  targets: [q_proj, k_proj, v_proj]\n"
 	    "eval: {metrics: [loss, f1]}\n");
-	put("child.yaml", "extends: base/common.yaml\nname: child\nmethod:\n  alpha: 32\n"
-			  "  targets: [o_proj]\ndata:\n  test: null\n");
+	scratch_put("child.yaml", "extends: base/common.yaml\nname: child\nmethod:\n  alpha: 32\n"
+				  "  targets: [o_proj]\ndata:\n  test: null\n");
 	struct experiment *e = load_ok("child.yaml", NULL, 0);
 	const struct config *c = experiment_config(e);
 	assert_string_equal(c->name, "child");
@@ -206,20 +193,20 @@ static void test_extends_merge(void **state)
 	experiment_free(e);
 
 	/* A cycle is named with the files in it. */
-	put("cyc1.yaml", "extends: cyc2.yaml\n" HEAD);
-	put("cyc2.yaml", "extends: cyc1.yaml\nseed: 1\n");
+	scratch_put("cyc1.yaml", "extends: cyc2.yaml\n" HEAD);
+	scratch_put("cyc2.yaml", "extends: cyc1.yaml\nseed: 1\n");
 	struct diag d;
 	assert_int_equal(load(&e, "cyc1.yaml", NULL, 0, &d), FT_EINVAL);
 	assert_non_null(strstr(d.text, "cycle"));
 	assert_non_null(strstr(d.text, "cyc1.yaml -> "));
 	assert_int_equal(d.line, 1);
 	/* A self-extension is a cycle too. */
-	put("self.yaml", "extends: self.yaml\n" HEAD);
+	scratch_put("self.yaml", "extends: self.yaml\n" HEAD);
 	assert_int_equal(load(&e, "self.yaml", NULL, 0, &d), FT_EINVAL);
 	assert_non_null(strstr(d.text, "cycle"));
 	/* An error inside the base names the base file. */
-	put("bad/base.yaml", "method: {rank: zero}\n");
-	put("usebad.yaml", "extends: bad/base.yaml\n" HEAD);
+	scratch_put("bad/base.yaml", "method: {rank: zero}\n");
+	scratch_put("usebad.yaml", "extends: bad/base.yaml\n" HEAD);
 	assert_int_equal(load(&e, "usebad.yaml", NULL, 0, &d), FT_EINVAL);
 	assert_non_null(strstr(d.file, "bad/base.yaml"));
 	assert_int_equal(d.line, 1);
@@ -229,7 +216,7 @@ static void test_extends_merge(void **state)
 static void test_overrides(void **state)
 {
 	(void)state;
-	put("o.yaml", HEAD "method: {rank: 8}\n");
+	scratch_put("o.yaml", HEAD "method: {rank: 8}\n");
 	const char *ov[] = {"method.rank=32", "train.optimizer.lr=5e-5", "data.packing=true",
 			    "method.targets=[q_proj, o_proj]", "data.system=Be brief: always.",
 			    "data.validation={from: train, fraction: 0.2}", "method.rank=16"};
@@ -269,7 +256,7 @@ static void test_overrides(void **state)
 static void test_config_fill(void **state)
 {
 	(void)state;
-	put("p.yaml",
+	scratch_put("p.yaml",
 	    "name: support-lora\nseed: 42\nmodel: {base: m.gguf, context: 512}\n"
 	    "data:\n  format: chat\n  train: train.jsonl\n  validation: {from: train, fraction: 0.1}\n"
 	    "  test: test.jsonl\n  fields: {prompt: question, response: answer}\n"
@@ -334,8 +321,9 @@ static void test_config_fill(void **state)
 	/* Defaults: epochs 1, max_length = context, no early stopping, lora keys only
 	 * in lora, steps instead of epochs. */
 	expect_error("name: t\nname: u\n", "duplicate key 'name' (first at 1:1)", 2, 1);
-	put("q.yaml", "name: t\nmodel: {base: m.gguf, context: 300}\ndata: {train: train.jsonl}\n"
-		      "method: {type: full}\ntrain: {steps: 50}\n");
+	scratch_put("q.yaml",
+		    "name: t\nmodel: {base: m.gguf, context: 300}\ndata: {train: train.jsonl}\n"
+		    "method: {type: full}\ntrain: {steps: 50}\n");
 	e = load_ok("q.yaml", NULL, 0);
 	c = experiment_config(e);
 	assert_int_equal(c->data.max_length, 300);
@@ -394,13 +382,13 @@ static void test_unknown_key_suggestions(void **state)
 {
 	(void)state;
 	expect_error(HEAD "trian: {}\n", "unknown key 'trian'", 6, 1);
-	put("x.yaml", HEAD "train: {optimiser: {lr: 1}}\n");
+	scratch_put("x.yaml", HEAD "train: {optimiser: {lr: 1}}\n");
 	struct experiment *e = NULL;
 	struct diag d;
 	assert_int_equal(load(&e, "x.yaml", NULL, 0, &d), FT_EINVAL);
 	assert_string_equal(d.text, "unknown key 'optimiser' in 'train'");
 	assert_string_equal(d.hint, "did you mean 'optimizer'?");
-	put("x.yaml", HEAD "method: {type: lora, zzzzzz: 1}\n");
+	scratch_put("x.yaml", HEAD "method: {type: lora, zzzzzz: 1}\n");
 	assert_int_equal(load(&e, "x.yaml", NULL, 0, &d), FT_EINVAL);
 	assert_non_null(strstr(d.hint, "valid keys here: type, rank, alpha"));
 }
@@ -424,7 +412,8 @@ static void test_cross_field_rules(void **state)
 	expect_error(HEAD "gates: [{metric: test.f1, vs: base, min: 0.1}]\n", "not min or max", 0, 0);
 	expect_error(HEAD "sweep: {samples: 3}\n", "applies only to sweep.method random", 0, 0);
 	/* Evaluation-only experiments need no train split. */
-	put("ev.yaml", "name: t\nmodel: {base: m.gguf}\ndata: {test: test.jsonl}\nmethod: {type: none}\n");
+	scratch_put("ev.yaml",
+		    "name: t\nmodel: {base: m.gguf}\ndata: {test: test.jsonl}\nmethod: {type: none}\n");
 	struct experiment *e = load_ok("ev.yaml", NULL, 0);
 	assert_null(experiment_config(e)->data.train);
 	experiment_free(e);

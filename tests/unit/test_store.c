@@ -212,6 +212,7 @@ static void test_reap_dead_pid(void **state)
 		if (store_invocation_begin(cs, &inv, "exp", "[]", &p, &cd) ||
 		    store_run_claim(cs, &c, inv, &sp, 0, &cd) || c != STORE_CLAIM_RUN)
 			_exit(1);
+		free(ws); /* the child's copy: valgrind checks a forked child's leaks too */
 		_exit(0); /* dies with the run still "running" */
 	}
 	int status;
@@ -438,6 +439,7 @@ static void test_concurrent_claims(void **state)
 			char b;
 			while (read(release[0], &b, 1) > 0)
 				;
+			free(ws);
 			_exit(0);
 		}
 		close(fds[p][1]);

@@ -17,38 +17,23 @@
 #include "runner/identity.h"
 #include "runner/sweep.h"
 #include "schema/schema.h"
+#include "tests/unit/scratch.h"
 
-static char tmpdir[256];
-
-static void put(const char *rel, const char *text)
-{
-	char path[512];
-	snprintf(path, sizeof path, "%s/%s", tmpdir, rel);
-	char *dir = path_dirname(path);
-	struct diag d;
-	diag_init(&d);
-	assert_int_equal(dir_make_all(dir, &d), 0);
-	free(dir);
-	FILE *f = fopen(path, "wb");
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-}
+static const char *tmpdir; /* scratch_open */
 
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(tmpdir, sizeof tmpdir, "/tmp/ftlab-test-sweep-XXXXXX");
-	assert_non_null(mkdtemp(tmpdir));
-	put("m.gguf", "GGUF");
-	put("train.jsonl", "{\"text\": \"a\"}\n");
+	tmpdir = scratch_open("sweep");
+	scratch_put("m.gguf", "GGUF");
+	scratch_put("train.jsonl", "{\"text\": \"a\"}\n");
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	return dir_remove_all(tmpdir);
+	return scratch_close();
 }
 
 #define HEAD "name: t\nmodel:\n  base: m.gguf\ndata:\n  train: train.jsonl\n"
@@ -59,7 +44,7 @@ static int expand(struct experiment **e, struct sweep_plan **plan, const char *n
 {
 	char text[4096];
 	snprintf(text, sizeof text, HEAD "%s", sweep);
-	put(name, text);
+	scratch_put(name, text);
 	char path[512];
 	snprintf(path, sizeof path, "%s/%s", tmpdir, name);
 	diag_init(d);
@@ -349,12 +334,12 @@ static void test_errors_and_max_runs(void **state)
 static void test_identity_content_hashes(void **state)
 {
 	(void)state;
-	put("hf/config.json", "{}");
-	put("hf/model.safetensors", "weights");
-	put("hf/sub/extra.txt", "x");
-	put("i1.yaml", "name: t\nmodel:\n  base: hf\ndata:\n  train: train.jsonl\n");
-	put("data2/train.jsonl", "{\"text\": \"other\"}\n");
-	put("i2.yaml", "name: t\nmodel:\n  base: hf\ndata:\n  train: data2/train.jsonl\n");
+	scratch_put("hf/config.json", "{}");
+	scratch_put("hf/model.safetensors", "weights");
+	scratch_put("hf/sub/extra.txt", "x");
+	scratch_put("i1.yaml", "name: t\nmodel:\n  base: hf\ndata:\n  train: train.jsonl\n");
+	scratch_put("data2/train.jsonl", "{\"text\": \"other\"}\n");
+	scratch_put("i2.yaml", "name: t\nmodel:\n  base: hf\ndata:\n  train: data2/train.jsonl\n");
 	char p1[512], p2[512];
 	snprintf(p1, sizeof p1, "%s/i1.yaml", tmpdir);
 	snprintf(p2, sizeof p2, "%s/i2.yaml", tmpdir);
@@ -373,16 +358,16 @@ static void test_identity_content_hashes(void **state)
 	char h1[65], h2[65], dir[512];
 	snprintf(dir, sizeof dir, "%s/hf", tmpdir);
 	assert_int_equal(content_hash(h1, dir, &d), 0);
-	put("hf2/config.json", "{}");
-	put("hf2/model.safetensors", "weights");
-	put("hf2/sub/extra.txt", "y");
+	scratch_put("hf2/config.json", "{}");
+	scratch_put("hf2/model.safetensors", "weights");
+	scratch_put("hf2/sub/extra.txt", "y");
 	snprintf(dir, sizeof dir, "%s/hf2", tmpdir);
 	assert_int_equal(content_hash(h2, dir, &d), 0);
 	assert_string_not_equal(h1, h2);
 	/* Cached per path: a second call does not read the file again. */
 	snprintf(dir, sizeof dir, "%s/hf2/sub/extra.txt", tmpdir);
 	assert_int_equal(content_hash(h1, dir, &d), 0);
-	put("hf2/sub/extra.txt", "changed");
+	scratch_put("hf2/sub/extra.txt", "changed");
 	assert_int_equal(content_hash(h2, dir, &d), 0);
 	assert_string_equal(h1, h2);
 	/* A missing file is an error naming it. */
