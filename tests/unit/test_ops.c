@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "backends/native/ops/ops.h"
+#include "backends/native/ops/cpu/ops_cpu_internal.h"
 #include "backends/native/ops/ops_math.h"
 #include "common/rng.h"
 
@@ -139,6 +140,47 @@ static void test_matmul_const_b(void **state)
 	free(h);
 	free(c);
 	free(c1);
+}
+
+/* The vectorised bf16 rounding of the CPU matmul gives the bits of ops_f32_to_bf16 for
+ * every kind of input (ties both ways, carries into the exponent, overflow to inf,
+ * subnormals, signed zeros, quiet and signalling NaNs, random patterns) and every tail
+ * length, threaded or not. */
+static void test_to_bf16_bits(void **state)
+{
+	(void)state;
+	size_t n = ((size_t)1 << 20) + 37;
+	float *src = malloc(n * sizeof(float));
+	uint16_t *got = malloc(n * sizeof(uint16_t));
+	const uint32_t special[] = {0x00000000u, 0x80000000u, 0x00000001u, 0x00008000u,
+				    0x00018000u, 0x007fffffu, 0x807fffffu, 0x3f808000u,
+				    0x3f818000u, 0x3f807fffu, 0x3f808001u, 0x7f7fffffu,
+				    0xff7fffffu, 0x7f800000u, 0xff800000u, 0x7f800001u,
+				    0x7fc00000u, 0xffc00001u, 0x7fffffffu, 0x3fffffffu};
+	size_t ns = sizeof special / sizeof special[0];
+	struct rng r;
+	rng_seed(&r, 2024, 5);
+	for (size_t i = 0; i < n; i++) {
+		uint32_t u = i < ns ? special[i] : (uint32_t)rng_next(&r);
+		if (i >= ns && i % 3 == 0) /* near a rounding boundary */
+			u = (u & 0xffff0000u) | (0x7ffeu + (uint32_t)(i % 5));
+		memcpy(&src[i], &u, sizeof u);
+	}
+	ops_cpu_to_bf16(got, src, n);
+	for (size_t i = 0; i < n; i++)
+		if (got[i] != ops_f32_to_bf16(src[i]))
+			fail_msg("element %zu: got %04x, want %04x", i, got[i],
+				 ops_f32_to_bf16(src[i]));
+	for (size_t len = 0; len <= 40; len++) { /* every tail length, unaligned start */
+		memset(got, 0xab, 64 * sizeof(uint16_t));
+		ops_cpu_to_bf16(got + 1, src + 3, len);
+		for (size_t i = 0; i < len; i++)
+			assert_int_equal(got[1 + i], ops_f32_to_bf16(src[3 + i]));
+		assert_int_equal(got[0], 0xabab);
+		assert_int_equal(got[1 + len], 0xabab); /* nothing written past the end */
+	}
+	free(src);
+	free(got);
 }
 
 /* Few rows times a large transposed weight (the blocked decode path of matmul_cpu.c): every
@@ -524,6 +566,7 @@ int main(void)
 		cmocka_unit_test(test_matmul),
 		cmocka_unit_test(test_matmul_small_m),
 		cmocka_unit_test(test_matmul_const_b),
+		cmocka_unit_test(test_to_bf16_bits),
 		cmocka_unit_test(test_rmsnorm),
 		cmocka_unit_test(test_layernorm),
 		cmocka_unit_test(test_rope),

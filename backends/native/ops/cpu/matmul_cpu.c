@@ -7,6 +7,7 @@
 #include "backends/native/ops/cpu/ops_cpu_internal.h"
 
 #include <dnnl.h>
+#include <immintrin.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -158,8 +159,6 @@ void ops_cpu_bf16_forget(const void *p, size_t bytes)
 	pthread_mutex_unlock(&bf16_lock);
 }
 
-static void to_bf16(uint16_t *dst, const float *src, size_t n);
-
 /* The cached bf16 copy of b (n floats), made on first use; NULL when out of memory. */
 static const uint16_t *bf16_const_get(const float *b, size_t n)
 {
@@ -177,7 +176,7 @@ static const uint16_t *bf16_const_get(const float *b, size_t n)
 	uint16_t *h = aligned_alloc(64, (n * 2 + 63) / 64 * 64);
 	if (!h)
 		return NULL;
-	to_bf16(h, b, n);
+	ops_cpu_to_bf16(h, b, n);
 	bf16_consts[bf16_nconst++] = (struct bf16_const){b, n, h};
 	return h;
 }
@@ -195,11 +194,40 @@ static bool grow(uint16_t **buf, size_t *cap, size_t n)
 	return true;
 }
 
-static void to_bf16(uint16_t *dst, const float *src, size_t n)
+/* dst = bf16 of src, the bits of ops_f32_to_bf16 (round to nearest even, NaN kept quiet):
+ * done with integer AVX-512 (16 lanes, masked tail) where the compiler targets it. The
+ * hardware vcvtneps2bf16 is not used: it flushes subnormal inputs to zero. */
+static void to_bf16_range(uint16_t *dst, const float *src, size_t n)
 {
-#pragma omp parallel for schedule(static) if (n > 65536)
-	for (size_t i = 0; i < n; i++)
+	size_t i = 0;
+#ifdef __AVX512F__
+	const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+	const __m512i bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1),
+		      quiet = _mm512_set1_epi32(0x40);
+	for (; i < n; i += 16) {
+		__mmask16 lanes = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+		__m512i u = _mm512_maskz_loadu_epi32(lanes, src + i);
+		__mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, abs_mask), inf);
+		__m512i hi = _mm512_srli_epi32(u, 16);
+		__m512i r = _mm512_add_epi32(_mm512_add_epi32(u, bias), _mm512_and_si512(hi, one));
+		r = _mm512_mask_or_epi32(_mm512_srli_epi32(r, 16), nan, hi, quiet);
+		_mm512_mask_cvtepi32_storeu_epi16(dst + i, lanes, r);
+	}
+#endif
+	for (; i < n; i++)
 		dst[i] = ops_f32_to_bf16(src[i]);
+}
+
+#define BF16_CHUNK 16384
+
+void ops_cpu_to_bf16(uint16_t *dst, const float *src, size_t n)
+{
+	size_t nchunks = (n + BF16_CHUNK - 1) / BF16_CHUNK;
+#pragma omp parallel for schedule(static) if (nchunks > 4)
+	for (size_t c = 0; c < nchunks; c++) {
+		size_t i0 = c * BF16_CHUNK;
+		to_bf16_range(dst + i0, src + i0, n - i0 < BF16_CHUNK ? n - i0 : BF16_CHUNK);
+	}
 }
 
 /* Returns false when the bf16 path cannot run (caller falls back to fp32). beta is 0 or 1. */
@@ -220,9 +248,9 @@ static bool matmul_bf16(float *c, const float *a, const float *b, int m, int n, 
 	if (!grow(&bf16_buf_a, &bf16_cap_a, na) ||
 	    (!hb && !grow(&bf16_buf_b, &bf16_cap_b, nb)))
 		goto done;
-	to_bf16(bf16_buf_a, a, na);
+	ops_cpu_to_bf16(bf16_buf_a, a, na);
 	if (!hb) {
-		to_bf16(bf16_buf_b, b, nb);
+		ops_cpu_to_bf16(bf16_buf_b, b, nb);
 		hb = bf16_buf_b;
 	}
 	if (dnnl_memory_set_data_handle(p->ma, bf16_buf_a) != dnnl_success ||
