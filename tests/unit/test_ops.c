@@ -115,22 +115,38 @@ static void test_matmul(void **state)
 	free(ref);
 }
 
-/* OPS_CONST_B: the cached bf16 copy of a frozen B gives the same bits as rounding B on the
- * call, and writing B through to_device (or freeing it) drops the copy. */
+/* OPS_CONST_B: the cached bf16 copy of a frozen B (reordered to oneDNN's blocked layout
+ * where its brgemm takes one) gives the same bits as rounding B on the call, in both
+ * orientations (forward x W^T and backward dy W use the same weight), for several m on the
+ * same weight (the blocked copy made for the first m is reused or the plain copy taken),
+ * with alpha and accumulation; writing B through to_device (or freeing it) drops the
+ * copies. */
 static void test_matmul_const_b(void **state)
 {
 	(void)state;
-	int m = 7, n = 300, k = 40;
-	float *a = rnd((size_t)m * k, 5, 1), *h = rnd((size_t)k * n, 6, 1);
+	int n = 300, k = 40, ms[] = {7, 1, 33, 7};
+	float *a = rnd((size_t)33 * n, 5, 1), *h = rnd((size_t)k * n, 6, 1);
 	float *b = O->alloc((size_t)k * n * sizeof(float));
-	float *c = malloc((size_t)m * n * sizeof(float)), *c1 = malloc((size_t)m * n * sizeof(float));
+	size_t cn = (size_t)33 * n;
+	float *c = malloc(cn * sizeof(float)), *c1 = malloc(cn * sizeof(float));
 	O->to_device(b, h, (size_t)k * n * sizeof(float));
 	for (int rep = 0; rep < 2; rep++) {
-		O->matmul(c, a, b, m, n, k, OPS_TB | OPS_BF16, 1.0f, 0.0f);
-		O->matmul(c1, a, b, m, n, k, OPS_TB | OPS_BF16 | OPS_CONST_B, 1.0f, 0.0f);
-		assert_memory_equal(c, c1, (size_t)m * n * sizeof(float));
-		O->matmul(c1, a, b, m, n, k, OPS_TB | OPS_BF16 | OPS_CONST_B, 1.0f, 0.0f);
-		assert_memory_equal(c, c1, (size_t)m * n * sizeof(float));
+		for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++)
+			for (unsigned tb = 0; tb <= OPS_TB; tb += OPS_TB) {
+				int m = ms[mi];
+				/* the weight is (n, k): x W^T with OPS_TB, else dy W (m, k) */
+				int nn = tb ? n : k, kk = tb ? k : n;
+				size_t mn = (size_t)m * nn;
+				for (int acc = 0; acc < 2; acc++) {
+					float alpha = acc ? 0.5f : 1.0f, beta = (float)acc;
+					for (size_t i = 0; i < mn; i++)
+						c[i] = c1[i] = acc ? (float)i * 0.25f : 0.0f;
+					O->matmul(c, a, b, m, nn, kk, tb | OPS_BF16, alpha, beta);
+					O->matmul(c1, a, b, m, nn, kk, tb | OPS_BF16 | OPS_CONST_B,
+						  alpha, beta);
+					assert_memory_equal(c, c1, mn * sizeof(float));
+				}
+			}
 		for (size_t i = 0; i < (size_t)k * n; i++)
 			h[i] = -2.0f * h[i];
 		O->to_device(b, h, (size_t)k * n * sizeof(float)); /* new weights: rep 1 sees them */
