@@ -158,6 +158,38 @@ static void test_matmul_const_b(void **state)
 	free(c1);
 }
 
+/* Many distinct shapes (an evaluation sees a new m for every prompt length) all stay on
+ * the bf16 path: a = 1 + 2^-10 rounds to 1 in bf16, so each bf16 product is exactly k
+ * while an fp32 fallback would give k (1 + 2^-10). Frozen and plain B alike. */
+static void test_matmul_bf16_many_shapes(void **state)
+{
+	(void)state;
+	if (!ops_cpu_has_bf16())
+		skip();
+	int n = 5, k = 6;
+	float *a = malloc((size_t)300 * k * sizeof(float)), *c = malloc((size_t)300 * n * sizeof(float));
+	float *b = O->alloc((size_t)k * n * sizeof(float));
+	for (int i = 0; i < 300 * k; i++)
+		a[i] = 1.0f + 0x1.0p-10f;
+	float *hb = malloc((size_t)k * n * sizeof(float));
+	for (int i = 0; i < k * n; i++)
+		hb[i] = 1.0f;
+	O->to_device(b, hb, (size_t)k * n * sizeof(float));
+	for (int rep = 0; rep < 2; rep++)
+		for (int m = 1; m <= 300; m++) {
+			unsigned fl = OPS_TB | OPS_BF16 | (m % 2 ? OPS_CONST_B : 0u);
+			O->matmul(c, a, b, m, n, k, fl, 1.0f, 0.0f);
+			for (int i = 0; i < m * n; i++)
+				if (c[i] != (float)k)
+					fail_msg("m = %d: c[%d] = %.9g, want %d (bf16 path)", m, i,
+						 (double)c[i], k);
+		}
+	O->free(b);
+	free(a);
+	free(c);
+	free(hb);
+}
+
 /* The vectorised bf16 rounding of the CPU matmul gives the bits of ops_f32_to_bf16 for
  * every kind of input (ties both ways, carries into the exponent, overflow to inf,
  * subnormals, signed zeros, quiet and signalling NaNs, random patterns) and every tail
@@ -583,6 +615,7 @@ int main(void)
 		cmocka_unit_test(test_matmul_small_m),
 		cmocka_unit_test(test_matmul_const_b),
 		cmocka_unit_test(test_to_bf16_bits),
+		cmocka_unit_test(test_matmul_bf16_many_shapes),
 		cmocka_unit_test(test_rmsnorm),
 		cmocka_unit_test(test_layernorm),
 		cmocka_unit_test(test_rope),

@@ -51,18 +51,20 @@ struct bf16_prim {
 	unsigned flags; /* OPS_TA | OPS_TB | OPS_CONST_B */
 	float alpha;
 	bool accumulate, failed;
+	unsigned long used; /* bf16_tick at the last use: the least recently used is evicted */
 	dnnl_memory_desc_t wmd;
 	dnnl_primitive_t prim;
 	dnnl_memory_t ma, mb, mc;
 };
 
-#define BF16_CACHE 96
+#define BF16_CACHE 96 /* training needs ~40; evaluation adds a few per prompt length */
 
 static pthread_mutex_t bf16_lock = PTHREAD_MUTEX_INITIALIZER;
 static dnnl_engine_t bf16_engine;
 static dnnl_stream_t bf16_stream;
 static struct bf16_prim bf16_cache[BF16_CACHE];
 static int bf16_n;
+static unsigned long bf16_tick;
 static uint16_t *bf16_buf_a, *bf16_buf_b;
 static size_t bf16_cap_a, bf16_cap_b;
 
@@ -86,6 +88,26 @@ static bool plain_b_md(dnnl_memory_desc_t *out, int n, int k, bool tb)
 	       dnnl_success;
 }
 
+/* A full cache gives up its least recently used primitive (its slot is returned empty), so
+ * every shape keeps running in bf16 however many an evaluation brings. */
+static struct bf16_prim *bf16_evict(void)
+{
+	struct bf16_prim *p = &bf16_cache[0];
+	for (int i = 1; i < BF16_CACHE; i++)
+		if (bf16_cache[i].used < p->used)
+			p = &bf16_cache[i];
+	if (p->prim)
+		dnnl_primitive_destroy(p->prim);
+	if (p->ma)
+		dnnl_memory_destroy(p->ma);
+	if (p->mb)
+		dnnl_memory_destroy(p->mb);
+	if (p->mc)
+		dnnl_memory_destroy(p->mc);
+	*p = (struct bf16_prim){0};
+	return p;
+}
+
 /* The primitive for this shape, created on first use; NULL when it cannot run. With
  * OPS_CONST_B the weights layout is oneDNN's choice (format any) or want_w when given (a
  * weight already blocked for another m); an implementation other than brgemm, or a layout
@@ -97,16 +119,15 @@ static struct bf16_prim *bf16_get(int m, int n, int k, unsigned flags, float alp
 		struct bf16_prim *p = &bf16_cache[i];
 		if (p->m == m && p->n == n && p->k == k && p->flags == flags &&
 		    p->alpha == alpha && p->accumulate == accumulate) {
+			p->used = ++bf16_tick;
 			if (p->failed || (want_w && !dnnl_memory_desc_equal(want_w, &p->wmd)))
 				return NULL;
 			return p;
 		}
 	}
-	if (bf16_n == BF16_CACHE)
-		return NULL;
-	struct bf16_prim *p = &bf16_cache[bf16_n++];
+	struct bf16_prim *p = bf16_n < BF16_CACHE ? &bf16_cache[bf16_n++] : bf16_evict();
 	*p = (struct bf16_prim){.m = m, .n = n, .k = k, .flags = flags, .alpha = alpha,
-				.accumulate = accumulate, .failed = true};
+				.accumulate = accumulate, .failed = true, .used = ++bf16_tick};
 	dnnl_memory_desc_t da, db, dc;
 	dnnl_dims_t dims_a = {m, k}, dims_b = {k, n}, dims_c = {m, n};
 	/* A is (M,K) logically; stored (K,M) when transposed */
