@@ -139,6 +139,7 @@ model:
 	@scripts/fetch-model.sh
 
 bench: all model
+	@scripts/deps.sh --bench
 	@scripts/bench.sh
 
 demo: all model

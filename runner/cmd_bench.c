@@ -107,9 +107,58 @@ static double decode_weight_bytes(const struct model *m)
 	return 4.0 * (L * per_layer + V * C + C);
 }
 
-static int bench_generate(struct model *m, int prompt_len, int new_tokens)
+static double process_cpu_s(void)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0)
+		return 0.0;
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Generates new_tokens after n random prompts of prompt_len tokens; the process CPU time
+ * of the call in *cpu_s. */
+static int gen_once(struct model *m, int n, int prompt_len, int new_tokens, double *cpu_s,
+		    struct diag *d)
 {
 	const struct model_hparams *hp = model_hparams(m);
+	int32_t **prompts = calloc((size_t)n, sizeof *prompts);
+	size_t *lens = calloc((size_t)n, sizeof *lens);
+	int rc = FT_ENOMEM;
+	if (!prompts || !lens)
+		goto done;
+	struct rng r;
+	rng_seed(&r, 1234, (uint64_t)n);
+	for (int i = 0; i < n; i++) {
+		prompts[i] = malloc((size_t)prompt_len * sizeof(int32_t));
+		if (!prompts[i])
+			goto done;
+		lens[i] = (size_t)prompt_len;
+		for (int j = 0; j < prompt_len; j++)
+			prompts[i][j] = (int32_t)rng_below(&r, (uint64_t)hp->n_vocab);
+	}
+	struct gen_opts g = {.max_new_tokens = new_tokens, .top_p = 1.0f, .eos_id = -1};
+	int32_t **out = NULL;
+	size_t *olen = NULL;
+	double c0 = process_cpu_s();
+	rc = model_generate_tokens(m, (const int32_t *const *)prompts, lens, (size_t)n, &g, &out,
+				   &olen, d);
+	*cpu_s = process_cpu_s() - c0;
+	for (int i = 0; out && i < n; i++)
+		free(out[i]);
+	free(out);
+	free(olen);
+done:
+	if (rc == FT_ENOMEM)
+		diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+	for (int i = 0; prompts && i < n; i++)
+		free(prompts[i]);
+	free(prompts);
+	free(lens);
+	return rc;
+}
+
+static int bench_generate(struct model *m, int prompt_len, int new_tokens)
+{
 	struct diag d;
 	diag_init(&d);
 	double bw = measure_bandwidth();
@@ -122,31 +171,12 @@ static int bench_generate(struct model *m, int prompt_len, int new_tokens)
 	double single_decode = 0;
 	for (size_t si = 0; si < 2; si++) {
 		int n = sizes[si];
-		int32_t **prompts = calloc((size_t)n, sizeof *prompts);
-		size_t *lens = calloc((size_t)n, sizeof *lens);
-		struct rng r;
-		rng_seed(&r, 1234, (uint64_t)n);
-		for (int i = 0; i < n; i++) {
-			prompts[i] = malloc((size_t)prompt_len * sizeof(int32_t));
-			lens[i] = (size_t)prompt_len;
-			for (int j = 0; j < prompt_len; j++)
-				prompts[i][j] = (int32_t)rng_below(&r, (uint64_t)hp->n_vocab);
-		}
-		struct gen_opts g = {.max_new_tokens = new_tokens, .top_p = 1.0f, .eos_id = -1};
-		int32_t **out = NULL;
-		size_t *olen = NULL;
-		int rc = model_generate_tokens(m, (const int32_t *const *)prompts, lens, (size_t)n,
-					       &g, &out, &olen, &d);
-		for (int i = 0; i < n; i++) {
-			free(prompts[i]);
-			if (out)
-				free(out[i]);
-		}
-		free(prompts);
-		free(lens);
-		free(out);
-		free(olen);
-		if (rc)
+		double cpu_one = 0.0, cpu_all = 0.0;
+		/* a run that stops after the prefill, so that the CPU time of the decode steps
+		 * is the difference (robust on a shared machine, unlike the wall clock) */
+		if (new_tokens > 1 && gen_once(m, n, prompt_len, 1, &cpu_one, &d))
+			return cli_fail(&d);
+		if (gen_once(m, n, prompt_len, new_tokens, &cpu_all, &d))
 			return cli_fail(&d);
 		struct gen_stats st = model_gen_stats(m);
 		double pf = st.prefill_tokens / st.prefill_s, dc = st.decode_tokens / st.decode_s;
@@ -159,6 +189,10 @@ static int bench_generate(struct model *m, int prompt_len, int new_tokens)
 			printf(" (%.0f %% of the bound)\n", 100.0 * dc / bound);
 		else
 			printf(" (%.2fx one prompt)\n", dc / single_decode);
+		if (new_tokens > 1)
+			printf("prompts %d: decode CPU time %.1f ms per step (all threads; the CPU "
+			       "time of a prefill-only run subtracted)\n",
+			       n, 1e3 * (cpu_all - cpu_one) / (new_tokens - 1));
 	}
 	printf("peak resident memory: %.2f GiB\n", peak_rss_gib());
 	return 0;
@@ -264,8 +298,8 @@ static int bench_train(struct model *m, int B, int T, int steps, bool bf16)
 		double t2 = time_monotonic();
 		for (size_t i = 0; i < nt && !rc; i++) {
 			const struct model_param *p = model_trainable(m, i);
-			ops->adamw(p->data, p->grad, mom[i], var[i], p->numel, 1e-5f, 0.9f, 0.999f,
-				   1e-8f, 0.0f, s + 1);
+			struct ops_adamw_hp ah = ops_adamw_prepare(1e-5, 0.9, 0.999, 1e-8, 0.0, s + 1);
+			ops->adamw(p->data, p->grad, mom[i], var[i], p->numel, &ah);
 		}
 		double t3 = time_monotonic();
 		double c3 = cpu_seconds() - c0;

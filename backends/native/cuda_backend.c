@@ -1,28 +1,18 @@
-/* cuda_backend: backend_cuda(), the native engine on the CUDA ops table. It probes for
- * a CUDA device of compute capability 8.0+; a run would record the device (name,
- * capability, memory, driver and runtime versions) as "device" events in the run's
- * provenance. Runs are declined for now (CUDA_RUN_GAP below); without a device the
- * reason is the probe's. */
+/* cuda_backend: backend_cuda(), the native engine (native_engine_run) on the CUDA ops
+ * table. It probes for a CUDA device of compute capability 8.0+; a run records the device
+ * (name, capability, memory, driver and runtime versions) as an info event of kind
+ * "device" in the run's provenance, then trains and evaluates exactly as the CPU backend
+ * does, checking the device for deferred CUDA/cuBLAS errors once per optimizer step and
+ * after each evaluated split. Without a device, `available` gives the probe's reason. */
 #include <stdio.h>
 
 #include "backends/backend.h"
+#include "backends/native/native_engine.h"
 #include "backends/native/ops/cuda/ops_cuda.h"
-
-/* Why a present device still cannot train: the CUDA ops table is complete and checked by
- * `ftlab selftest --backend cuda`, but the trainer keeps AdamW moments and clips gradients
- * in host memory and the evaluator reads logits from host memory, so a run would touch
- * device pointers from the CPU. Until those move onto the ops table, CUDA declines runs
- * (auto falls back to the CPU) instead of crashing. */
-#define CUDA_RUN_GAP                                                                      \
-	"training on CUDA is not wired yet (the optimizer state and the evaluation read "  \
-	"host memory); the ops are checked by 'ftlab selftest --backend cuda' (docs/cuda.md)"
 
 static bool cuda_available(char *why, size_t why_len)
 {
-	if (ops_cuda_probe(NULL, why, why_len) != 0)
-		return false;
-	snprintf(why, why_len, "%s", CUDA_RUN_GAP);
-	return false;
+	return ops_cuda_probe(NULL, why, why_len) == 0;
 }
 
 static int cuda_run(const struct run_ctx *ctx, struct diag *d)
@@ -31,6 +21,11 @@ static int cuda_run(const struct run_ctx *ctx, struct diag *d)
 	struct ops_cuda_device dev;
 	if (ops_cuda_probe(&dev, why, sizeof why) != 0)
 		return diag_set(d, FT_EUNSUPP, NULL, 0, 0, "%s", why);
+	const struct ops *ops = ops_cuda();
+	if (!ops)
+		return diag_set(d, FT_EUNSUPP, NULL, 0, 0,
+				"the CUDA device was found but its ops table could not start "
+				"(cuBLAS initialisation failed)");
 	char line[600];
 	ops_cuda_describe(line, sizeof line, &dev);
 	if (ctx->sink && ctx->sink->event) {
@@ -38,7 +33,10 @@ static int cuda_run(const struct run_ctx *ctx, struct diag *d)
 		if (rc)
 			return diag_set(d, rc, NULL, 0, 0, "could not record the CUDA device");
 	}
-	return diag_set(d, FT_EUNSUPP, NULL, 0, 0, "%s", CUDA_RUN_GAP);
+	int rc = native_engine_run(ctx, ops, ops_cuda_check, d);
+	if (rc == 0)
+		rc = ops_cuda_check(d);
+	return rc;
 }
 
 static const struct backend cuda_backend = {"cuda", cuda_available, cuda_run};

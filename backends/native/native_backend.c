@@ -2,7 +2,8 @@
  * tokenizer, prepares the data (data/prepare), trains in-process (train/trainer) with
  * validation and checkpoints under the run directory, writes the PEFT adapter for LoRA,
  * then evaluates the base and the tuned model on the configured splits (eval/evaluate).
- * backend_cuda() (cuda_backend.c) runs this same code on the CUDA ops table. */
+ * native_engine_run takes the ops table: backend_cuda() (cuda_backend.c) runs this same
+ * code on the CUDA table. */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "backends/native/eval/evaluate.h"
 #include "backends/native/io/model_file.h"
 #include "backends/native/model/model.h"
+#include "backends/native/native_engine.h"
 #include "backends/native/ops/ops.h"
 #include "backends/native/peft/adapter.h"
 #include "backends/native/train/trainer.h"
@@ -117,7 +119,7 @@ static const char *method_name(enum method_type t)
 }
 
 static void fill_model_opts(struct model_opts *o, const struct config *cfg, int max_batch,
-			    int max_seq, enum method_type method)
+			    int max_seq, enum method_type method, const struct ops *ops)
 {
 	memset(o, 0, sizeof(*o));
 	const struct config_method *cm = &cfg->method;
@@ -138,12 +140,7 @@ static void fill_model_opts(struct model_opts *o, const struct config *cfg, int 
 	o->max_seq = max_seq;
 	o->seed = cfg->seed;
 	o->grad_checkpointing = cfg->train.grad_checkpointing;
-	const char *which = cfg->backend.type == BACKEND_CUDA   ? "cuda"
-			    : cfg->backend.type == BACKEND_AUTO ? "auto"
-								: "cpu";
-	o->ops = ops_get(which);
-	if (!o->ops)
-		o->ops = ops_cpu();
+	o->ops = ops;
 }
 
 /* sha256 over the content hashes of the declared data files. */
@@ -160,23 +157,29 @@ static void data_hash(char out[65], const struct data_prepared *p)
 		snprintf(out + 2 * i, 3, "%02x", h[i]);
 }
 
-/* The LoRA adapter in PEFT layout under run_dir/adapter/. */
+/* The LoRA adapter in PEFT layout under run_dir/adapter/ (the weights copied to the host). */
 static int write_adapter(const struct run_ctx *ctx, struct model *m, const struct model_file *mf,
 			 struct diag *d)
 {
-	size_t n = model_n_trainable(m);
+	const struct ops *ops = model_ops(m);
+	size_t n = model_n_trainable(m), total = 0;
+	for (size_t i = 0; i < n; i++)
+		total += model_trainable(m, i)->numel;
 	struct lora_tensor *lt = calloc(n ? n : 1, sizeof(*lt));
 	char **mods = calloc(n ? n : 1, sizeof(*mods));
+	float *host = malloc((total ? total : 1) * sizeof(float));
 	char *dir = path_join(ctx->run_dir, "adapter");
 	int rc = 0;
-	size_t n_mods = 0;
-	if (!lt || !mods || !dir) {
+	size_t n_mods = 0, off = 0;
+	if (!lt || !mods || !host || !dir) {
 		rc = diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
 		goto done;
 	}
 	for (size_t i = 0; i < n; i++) {
 		const struct model_param *p = model_trainable(m, i);
-		lt[i] = (struct lora_tensor){(char *)p->name, p->data, p->shape[0], p->shape[1]};
+		ops->to_host(host + off, p->data, p->numel * sizeof(float));
+		lt[i] = (struct lora_tensor){(char *)p->name, host + off, p->shape[0], p->shape[1]};
+		off += p->numel;
 		char mod[64];
 		if (!lora_module_name(mod, sizeof(mod), p->name))
 			continue;
@@ -207,6 +210,7 @@ done:
 		free(mods[k]);
 	free(mods);
 	free(lt);
+	free(host);
 	free(dir);
 	return rc;
 }
@@ -229,7 +233,7 @@ static int write_export_meta(const struct run_ctx *ctx, struct diag *d)
 /* Evaluates base and/or tuned on every configured split. */
 static int evaluate_all(const struct run_ctx *ctx, const struct model_file *mf, struct model *tuned,
 			const struct tokenizer *tok, const struct data_prepared *prep, int max_batch,
-			int T, struct diag *d)
+			int T, const struct ops *ops, int (*check)(struct diag *d), struct diag *d)
 {
 	const struct config *cfg = ctx->cfg;
 	struct eval_settings es;
@@ -247,7 +251,7 @@ static int evaluate_all(const struct run_ctx *ctx, const struct model_file *mf, 
 	}
 	if (want_base) {
 		struct model_opts o;
-		fill_model_opts(&o, cfg, max_batch, T, METHOD_NONE);
+		fill_model_opts(&o, cfg, max_batch, T, METHOD_NONE, ops);
 		if ((rc = model_create(&base, mf, &o, d)) != 0)
 			goto done;
 	}
@@ -273,6 +277,8 @@ static int evaluate_all(const struct run_ctx *ctx, const struct model_file *mf, 
 			have_b = true;
 		if (rc == 0 && trained && (rc = eval_split(&rt, tuned, tok, set, &es, d)) == 0)
 			have_t = true;
+		if (rc == 0 && check)
+			rc = check(d);
 		if (rc == 0) {
 			if (have_t)
 				rc = eval_emit(ctx->sink, split, "tuned", have_b ? &rb : NULL, &rt, set, &es,
@@ -296,7 +302,8 @@ done:
 	return rc;
 }
 
-static int native_run(const struct run_ctx *ctx, struct diag *d)
+int native_engine_run(const struct run_ctx *ctx, const struct ops *ops,
+		      int (*check)(struct diag *d), struct diag *d)
 {
 	const struct config *cfg = ctx->cfg;
 	struct model_file *mf = NULL;
@@ -330,7 +337,7 @@ static int native_run(const struct run_ctx *ctx, struct diag *d)
 		goto done;
 	}
 	struct model_opts o;
-	fill_model_opts(&o, cfg, max_batch, T, train ? cfg->method.type : METHOD_NONE);
+	fill_model_opts(&o, cfg, max_batch, T, train ? cfg->method.type : METHOD_NONE, ops);
 	if ((rc = model_create(&m, mf, &o, d)) != 0)
 		goto done;
 	if (train) {
@@ -378,7 +385,7 @@ static int native_run(const struct run_ctx *ctx, struct diag *d)
 		struct trainer_opts to = {.train = &cfg->train, .total_steps = total,
 					  .ckpt_dir = ckpt, .resume = ctx->resume,
 					  .config_hash = cfg->config_hash, .data_hash = dh,
-					  .stop = ctx->stop, .sink = ctx->sink};
+					  .stop = ctx->stop, .sink = ctx->sink, .check = check};
 		struct trainer_result res;
 		rc = trainer_run(&res, m, &src, have_val ? &val : NULL, &to, d);
 		if (rc)
@@ -394,7 +401,7 @@ static int native_run(const struct run_ctx *ctx, struct diag *d)
 		if ((rc = write_export_meta(ctx, d)) != 0)
 			goto done;
 	}
-	rc = evaluate_all(ctx, mf, train ? m : NULL, tok, &prep, max_batch, T, d);
+	rc = evaluate_all(ctx, mf, train ? m : NULL, tok, &prep, max_batch, T, ops, check, d);
 	if (rc == FT_EINTR && d->code == 0)
 		diag_set(d, FT_EINTR, "", 0, 0, "interrupted during evaluation");
 done:
@@ -406,6 +413,11 @@ done:
 	model_file_free(mf);
 	free(ckpt);
 	return rc;
+}
+
+static int native_run(const struct run_ctx *ctx, struct diag *d)
+{
+	return native_engine_run(ctx, ops_cpu(), NULL, d);
 }
 
 static bool native_available(char *why, size_t why_len)

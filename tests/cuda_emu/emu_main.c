@@ -1,7 +1,10 @@
 /* emu_main: runs the CUDA backend's kernels under the CPU emulation (cuda_emu.hpp) against
  * the CPU backend: every op of the table on random inputs of awkward shapes (head_dim not
  * a multiple of 32, GQA, decode with pos0, masked and out-of-range targets, repeated
- * tokens), then the whole `ftlab selftest` comparison on tiny models. Built and run by
+ * tokens), then the whole `ftlab selftest` comparison on tiny models, then (--train, or
+ * with the selftest) a whole native-engine run (LoRA training with checkpoints, evaluation
+ * with generation) on the emulated table behind ops_guard (tests/unit/ops_guard.h: the
+ * host cannot touch its memory) against the same run on the CPU. Built and run by
  * tests/unit/test_cuda_emu.c; prints one line per check and "emu: passed" at the end. */
 #include <math.h>
 #include <stdbool.h>
@@ -9,10 +12,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <stdarg.h>
+
+#include "backends/backend.h"
+#include "backends/native/native_engine.h"
 #include "backends/native/ops/ops.h"
 #include "backends/native/ops/ops_math.h"
 #include "common/rng.h"
+#include "common/util.h"
 #include "runner/selftest.h"
+#include "schema/schema.h"
+#include "tests/unit/ops_guard.h"
+#include "tests/unit/tiny_model.h"
 
 const struct ops *emu_ops_cuda_impl_table(void);
 int emu_ops_cuda_impl_error(char *msg, size_t msg_len);
@@ -194,8 +205,9 @@ static void t_elementwise(void)
 		v[i] = fabsf(v[i]);
 	float *gm = dev(m, N * 4), *gv = dev(v, N * 4), *gp = dev(b, N * 4);
 	memcpy(ref, b, N * 4);
-	C->adamw(ref, a, m, v, N, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, 3);
-	G->adamw(gp, ga, gm, gv, N, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, 3);
+	struct ops_adamw_hp ah = ops_adamw_prepare(1e-2, 0.9, 0.999, 1e-8, 0.1, 3);
+	C->adamw(ref, a, m, v, N, &ah);
+	G->adamw(gp, ga, gm, gv, N, &ah);
 	cmp("adamw p", gp, ref, N, 1e-7);
 	cmp("adamw m", gm, m, N, 1e-7);
 	cmp("adamw v", gv, v, N, 1e-7);
@@ -362,6 +374,177 @@ static int emu_check(struct diag *d)
 	return k ? diag_set(d, FT_EIO, NULL, 0, 0, "CUDA (emulated): %s", msg) : 0;
 }
 
+/* ---- a whole run on the emulated table behind the guard ---- */
+
+#define TR_MAX 128
+
+struct trec {
+	char kind[TR_MAX][96]; /* "metric train loss 1", "result tuned test loss", ... */
+	double v[TR_MAX];
+	int n;
+};
+
+static void trec_add(struct trec *r, double v, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void trec_add(struct trec *r, double v, const char *fmt, ...)
+{
+	if (r->n >= TR_MAX)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(r->kind[r->n], sizeof r->kind[0], fmt, ap);
+	va_end(ap);
+	r->v[r->n++] = v;
+}
+
+static int tr_metric(void *ud, const char *split, const char *name, int64_t step, double v)
+{
+	if (strcmp(name, "tokens_per_s") != 0)
+		trec_add(ud, v, "metric %s %s %lld", split, name, (long long)step);
+	return 0;
+}
+
+static int tr_result(void *ud, const char *model, const char *split, const char *metric,
+		     double v, double lo, double hi)
+{
+	(void)lo;
+	(void)hi;
+	trec_add(ud, v, "result %s %s %s", model, split, metric);
+	return 0;
+}
+
+static int tr_prediction(void *ud, const char *model, const char *split, int64_t ex,
+			 const char *p, const char *ref, const char *out, double score)
+{
+	(void)p, (void)ref, (void)out, (void)score;
+	trec_add(ud, 0, "prediction %s %s %lld", model, split, (long long)ex);
+	return 0;
+}
+
+static int tr_event(void *ud, const char *level, const char *kind, const char *msg)
+{
+	(void)ud, (void)level, (void)kind, (void)msg;
+	return 0;
+}
+
+static int tr_artifact(void *ud, const char *kind, const char *path)
+{
+	trec_add(ud, 0, "artifact %s %s", kind, path);
+	return 0;
+}
+
+static int put(const char *dir, const char *name, const char *text, struct diag *d)
+{
+	char *p = path_join(dir, name);
+	int rc = p ? file_write_atomic(p, text, strlen(text), d) : FT_ENOMEM;
+	free(p);
+	return rc;
+}
+
+static int tr_run(const struct config *cfg, const char *dir, const char *sub,
+		  const struct ops *ops, int (*check)(struct diag *), struct trec *r,
+		  struct diag *d)
+{
+	char *rd = path_join(dir, sub);
+	int rc = dir_make_all(rd, d);
+	struct run_sink sink = {.ud = r, .metric = tr_metric, .result = tr_result,
+				.prediction = tr_prediction, .event = tr_event,
+				.artifact = tr_artifact};
+	volatile sig_atomic_t stop = 0;
+	struct run_ctx ctx = {.cfg = cfg, .experiment = "emu", .run_id = "r1", .run_dir = rd,
+			      .threads = 1, .stop = &stop, .sink = &sink};
+	if (rc == 0)
+		rc = native_engine_run(&ctx, ops, check, d);
+	free(rd);
+	return rc;
+}
+
+static void t_train(void)
+{
+	printf("a native-engine run on the emulated kernels behind ops_guard vs the cpu:\n");
+	char dir[] = "/tmp/ftlab-emutrain-XXXXXX";
+	struct diag d;
+	diag_init(&d);
+	struct experiment *e = NULL;
+	if (!mkdtemp(dir)) {
+		n_bad++;
+		return;
+	}
+	struct tiny_model_spec spec;
+	tiny_model_spec_default(&spec, ARCH_LLAMA);
+	char *gguf = path_join(dir, "llama.gguf");
+	char yaml[2048];
+	snprintf(yaml, sizeof yaml,
+		 "name: emu\nseed: 5\nmodel: {base: %s, context: 24}\n"
+		 "data:\n  format: completion\n  train: %s/train.jsonl\n"
+		 "  test: %s/test.jsonl\n  template: chatml\n  max_length: 24\n"
+		 "method: {type: lora, rank: 2, alpha: 4, dropout: 0.1, targets: [q_proj, v_proj]}\n"
+		 "train:\n  steps: 3\n  batch_size: 2\n  max_grad_norm: 0.05\n"
+		 "  optimizer: {type: adamw, lr: 1.0e-2, weight_decay: 0.1}\n"
+		 "  checkpoint_every: 2\n"
+		 "eval:\n  splits: [test]\n  metrics: [loss, token_accuracy, exact_match]\n"
+		 "  compare_base: true\n  generate: {max_new_tokens: 2}\n  bootstrap: 10\n",
+		 gguf, dir, dir);
+	char *ey = path_join(dir, "exp.yaml");
+	int rc = tiny_model_write_gguf(gguf, &spec, &d);
+	if (!rc)
+		rc = put(dir, "train.jsonl",
+			 "{\"prompt\": \"ab cd\", \"completion\": \"ef\"}\n"
+			 "{\"prompt\": \"gh ij\", \"completion\": \"kl\"}\n"
+			 "{\"prompt\": \"mn op\", \"completion\": \"ab\"}\n"
+			 "{\"prompt\": \"cd ef\", \"completion\": \"gh\"}\n", &d);
+	if (!rc)
+		rc = put(dir, "test.jsonl",
+			 "{\"prompt\": \"ab ef\", \"completion\": \"gh\"}\n"
+			 "{\"prompt\": \"ij mn\", \"completion\": \"op\"}\n", &d);
+	if (!rc)
+		rc = put(dir, "exp.yaml", yaml, &d);
+	if (!rc)
+		rc = experiment_load(&e, ey, NULL, 0, &d);
+	static struct trec rc_cpu, rc_emu;
+	if (!rc)
+		rc = tr_run(experiment_config(e), dir, "cpu", C, NULL, &rc_cpu, &d);
+	const struct ops *guard = ops_guard(G);
+	emu_ops_cuda_impl_set_tf32(false);
+	if (!rc)
+		rc = tr_run(experiment_config(e), dir, "emu", guard, emu_check, &rc_emu, &d);
+	if (rc) {
+		printf("  run failed: %s\n", d.text);
+		n_bad++;
+		goto done;
+	}
+	struct ops_guard_stats gs = ops_guard_stats();
+	bool same = rc_cpu.n == rc_emu.n && rc_cpu.n > 10;
+	double worst = 0;
+	for (int i = 0; same && i < rc_cpu.n; i++) {
+		same = strcmp(rc_cpu.kind[i], rc_emu.kind[i]) == 0;
+		double a = rc_cpu.v[i], b = rc_emu.v[i];
+		double rel = fabs(a - b) / (fabs(a) > 1e-3 ? fabs(a) : 1e-3);
+		if (strstr(rc_cpu.kind[i], "exact_match") || strstr(rc_cpu.kind[i], "accuracy"))
+			continue; /* argmax ties may differ */
+		worst = rel > worst ? rel : worst;
+		if (rel > 1e-3) {
+			printf("  %-44s %.9g vs %.9g FAIL\n", rc_cpu.kind[i], b, a);
+			same = false;
+		}
+	}
+	bool ok = same && gs.violations == 0 && gs.live_allocs == 0;
+	printf("  %-44s %d records, worst rel %.1e, %ld guarded calls, %ld violations %s\n",
+	       "train + eval run (guarded)", rc_emu.n, worst, gs.calls, gs.violations,
+	       ok ? "ok" : "FAIL");
+	if (gs.violations)
+		printf("  first violation: %s\n", gs.first);
+	n_bad += !ok;
+done:
+	experiment_free(e);
+	free(gguf);
+	free(ey);
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		printf("  could not remove %s\n", dir);
+}
+
 int main(int argc, char **argv)
 {
 	C = ops_cpu();
@@ -380,6 +563,9 @@ int main(int argc, char **argv)
 	t_embedding_ce();
 	check_errors();
 	if (argc > 1 && strcmp(argv[1], "--ops-only") == 0)
+		goto out;
+	t_train();
+	if (argc > 1 && strcmp(argv[1], "--train") == 0)
 		goto out;
 	printf("selftest on the emulated kernels (TF32 emulated by rounding inputs):\n");
 	emu_ops_cuda_impl_set_tf32(true);

@@ -30,9 +30,9 @@ static int setup(void **state)
 	char tmpl[] = "/tmp/ftlab-ckpt-XXXXXX";
 	f->dir = ft_strdup(mkdtemp(tmpl));
 	f->ckpt = path_join(f->dir, "checkpoint");
-	f->t[0] = (struct ckpt_tensor){"param/w", f->w, NW};
-	f->t[1] = (struct ckpt_tensor){"adam_m/w", f->m, NW};
-	f->t[2] = (struct ckpt_tensor){"adam_v/w", f->v, NW};
+	f->t[0] = (struct ckpt_tensor){"param/w", f->w, NW, NULL};
+	f->t[1] = (struct ckpt_tensor){"adam_m/w", f->m, NW, NULL};
+	f->t[2] = (struct ckpt_tensor){"adam_v/w", f->v, NW, NULL};
 	*state = f;
 	return 0;
 }
@@ -218,7 +218,7 @@ static void test_refuses_mismatch(void **state)
 	assert_int_equal(rc, FT_EINVAL);
 	assert_non_null(strstr(d.text, "different data"));
 	/* A model whose trainable set changed does not load the tensors. */
-	struct ckpt_tensor other[1] = {{"param/x", f->w, 10}};
+	struct ckpt_tensor other[1] = {{"param/x", f->w, 10, NULL}};
 	char *notes = NULL;
 	diag_init(&d);
 	rc = ckpt_load(&found, &st, &notes, f->ckpt, "cfgA", "dataA", other, 1, &d);

@@ -2,9 +2,11 @@
  * with g++ against tests/cuda_emu/cuda_emu.hpp (threads of a block as fibers, real barrier
  * semantics, a reference GEMM for cuBLAS) under AddressSanitizer and UBSan, links the
  * driver tests/cuda_emu/emu_main.c with libftlab.a, and runs every op against the CPU
- * backend. FTLAB_EMU_FULL=1 also runs the whole selftest comparison on tiny models
- * (minutes here). The binary is cached in BUILD/cuda_emu and rebuilt when a source is
- * newer. Skipped without g++ or in builds without CUDA (SAN=1: its libftlab.a would need
+ * backend. FTLAB_EMU_TRAIN=1 also runs a whole native-engine run (LoRA training with
+ * checkpoints, evaluation with generation) on the emulated table behind ops_guard (the
+ * host cannot touch its memory) against the CPU run (about 2 minutes here);
+ * FTLAB_EMU_FULL=1 runs that and the whole selftest comparison on tiny models (minutes).
+ * The binary is cached in BUILD/cuda_emu and rebuilt when a source is newer. Skipped without g++ or in builds without CUDA (SAN=1: its libftlab.a would need
  * the sanitizer flags of that build). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -62,8 +64,12 @@ static void test_kernels_on_cpu(void **state)
 	snprintf(cu, sizeof cu, "%s/backends/native/ops/cuda/ops_cuda.cu", root);
 	snprintf(hdr, sizeof hdr, "%s/tests/cuda_emu/cuda_emu.hpp", root);
 	snprintf(drv, sizeof drv, "%s/tests/cuda_emu/emu_main.c", root);
+	char guard[1200], tiny[1200];
+	snprintf(guard, sizeof guard, "%s/tests/unit/ops_guard.c", root);
+	snprintf(tiny, sizeof tiny, "%s/tests/unit/tiny_model.c", root);
 	double t = mtime(emu);
-	if (t < 0 || t < mtime(lib) || t < mtime(cu) || t < mtime(hdr) || t < mtime(drv)) {
+	if (t < 0 || t < mtime(lib) || t < mtime(cu) || t < mtime(hdr) || t < mtime(drv) ||
+	    t < mtime(guard) || t < mtime(tiny)) {
 		char cmd[8192];
 		snprintf(cmd, sizeof cmd,
 			 "set -e; cd '%s'; d='%s/cuda_emu'; mkdir -p \"$d\"; "
@@ -71,9 +77,11 @@ static void test_kernels_on_cpu(void **state)
 			 "g++ -std=c++20 -O1 -g -DFTLAB_CUDA_EMU -include tests/cuda_emu/cuda_emu.hpp "
 			 "-I. -Wall -Wextra -Wno-unknown-pragmas -Wno-clobbered $san -x c++ "
 			 "-c backends/native/ops/cuda/ops_cuda.cu -o \"$d/ops.o\" 2>&1; "
-			 "gcc -std=c11 -D_GNU_SOURCE -O1 -g -I. -Wall -Wextra $san "
-			 "-c tests/cuda_emu/emu_main.c -o \"$d/main.o\" 2>&1; "
-			 "g++ $san -o \"$d/emu.tmp\" \"$d/main.o\" \"$d/ops.o\" '%s' -fopenmp -lgit2 "
+			 "for f in tests/cuda_emu/emu_main.c tests/unit/ops_guard.c "
+			 "tests/unit/tiny_model.c; do gcc -std=c11 -D_GNU_SOURCE -O1 -g -I. -Wall "
+			 "-Wextra $san -c $f -o \"$d/$(basename $f .c).o\" 2>&1; done; "
+			 "g++ $san -o \"$d/emu.tmp\" \"$d/emu_main.o\" \"$d/ops_guard.o\" "
+			 "\"$d/tiny_model.o\" \"$d/ops.o\" '%s' -fopenmp -lgit2 "
 			 "-ljansson -lpcre2-8 -lyaml -lsqlite3 -ldnnl -lz -lm -lpthread "
 			 "-L/usr/local/cuda/lib64 -Wl,-rpath,/usr/local/cuda/lib64 -lcublasLt "
 			 "-lcublas -lcudart 2>&1; mv \"$d/emu.tmp\" \"$d/emu\"",
@@ -82,12 +90,13 @@ static void test_kernels_on_cpu(void **state)
 		if (rc != 0)
 			fail_msg("building the CUDA emulation failed:\n%s", out);
 	}
-	const char *full = getenv("FTLAB_EMU_FULL");
+	const char *full = getenv("FTLAB_EMU_FULL"), *train = getenv("FTLAB_EMU_TRAIN");
 	bool all = full && strcmp(full, "1") == 0;
+	bool tr = train && strcmp(train, "1") == 0;
 	char cmd[2048];
 	snprintf(cmd, sizeof cmd,
 		 "ASAN_OPTIONS=detect_leaks=0 OMP_NUM_THREADS=1 '%s' %s 2>&1", emu,
-		 all ? "" : "--ops-only");
+		 all ? "" : tr ? "--train" : "--ops-only");
 	int rc = sh(cmd, out, sizeof out);
 	printf("%s", out);
 	if (rc != 0 || !strstr(out, "emu: passed (0 failed)"))
@@ -95,6 +104,8 @@ static void test_kernels_on_cpu(void **state)
 	assert_non_null(strstr(out, "attention decode"));
 	assert_non_null(strstr(out, "dropout masks identical to the cpu"));
 	assert_null(strstr(out, "FAIL"));
+	if (all || tr)
+		assert_non_null(strstr(out, "train + eval run (guarded)"));
 }
 
 int main(void)

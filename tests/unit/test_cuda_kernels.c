@@ -2,7 +2,8 @@
  * sm_80 and sm_90 are embedded, every kernel of ops_cuda.cu is present in both, and none
  * of them uses local memory or stack beyond cosf/sinf's (register arrays of the attention kernels must stay
  * in registers). Skipped when this build has no CUDA (SAN=1, no nvcc) or cuobjdump is not
- * found ($CUOBJDUMP, PATH, $CUDA_HOME/bin, /usr/local/cuda/bin, triton's copy). */
+ * found ($CUOBJDUMP, PATH, $FTLAB_ROOT/.deps/cuobjdump/bin from scripts/deps.sh --test,
+ * $CUDA_HOME/bin, /usr/local/cuda/bin, triton's copy). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -45,6 +46,12 @@ static bool find_cuobjdump(void)
 		pclose(f);
 		tool[strcspn(tool, "\n")] = '\0';
 		if (ok && tool[0] && access(tool, X_OK) == 0)
+			return true;
+	}
+	const char *root = getenv("FTLAB_ROOT"); /* scripts/deps.sh --test puts one here */
+	if (root) {
+		snprintf(tool, sizeof tool, "%s/.deps/cuobjdump/bin/cuobjdump", root);
+		if (access(tool, X_OK) == 0)
 			return true;
 	}
 	const char *home = getenv("CUDA_HOME");

@@ -597,7 +597,8 @@ static void test_dropout_sumsq_adamw(void **state)
 	float p = 0.5f, g = -0.2f, m = 0.01f, v = 0.002f;
 	double md = 0.9 * 0.01 + 0.1 * -0.2, vd = 0.999 * 0.002 + 0.001 * 0.04;
 	double pd = 0.5 - 1e-2 * ((md / (1 - pow(0.9, 3))) / (sqrt(vd / (1 - pow(0.999, 3))) + 1e-8) + 0.1 * 0.5);
-	O->adamw(&p, &g, &m, &v, 1, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, 3);
+	struct ops_adamw_hp h = ops_adamw_prepare(1e-2, 0.9, 0.999, 1e-8, 0.1, 3);
+	O->adamw(&p, &g, &m, &v, 1, &h);
 	assert_float_equal(p, pd, 1e-6);
 	free(x);
 	free(y1);

@@ -304,8 +304,8 @@ static void test_adamw_elem(void **state)
 	const float lr = 1e-2f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.1f;
 	float g[5] = {0.3f, -0.2f, 0.05f, 1.5f, -0.7f};
 	for (int t = 1; t <= 5; t++) {
-		float bc1 = 1.0f - powf(b1, (float)t), bc2 = 1.0f - powf(b2, (float)t);
-		ops_adamw_elem(&p, g[t - 1], &m, &v, lr, b1, b2, eps, wd, bc1, bc2);
+		struct ops_adamw_hp h = ops_adamw_prepare(lr, b1, b2, eps, wd, t);
+		ops_adamw_elem(&p, g[t - 1], &m, &v, &h);
 		md = b1 * md + (1 - b1) * g[t - 1];
 		vd = b2 * vd + (1 - b2) * (double)g[t - 1] * g[t - 1];
 		double mh = md / (1 - pow(b1, t)), vh = vd / (1 - pow(b2, t));
@@ -317,7 +317,8 @@ static void test_adamw_elem(void **state)
 	/* first step with bias correction moves by about lr (plus decay) */
 	p = 1.0f;
 	m = v = 0.0f;
-	ops_adamw_elem(&p, 1e-3f, &m, &v, lr, b1, b2, eps, 0.0f, 1 - b1, 1 - b2);
+	struct ops_adamw_hp h1 = ops_adamw_prepare(lr, b1, b2, eps, 0.0, 1);
+	ops_adamw_elem(&p, 1e-3f, &m, &v, &h1);
 	assert_float_equal(p, 1.0f - lr, 1e-6);
 }
 

@@ -91,17 +91,18 @@ static bool is_stop_id(const struct gen_opts *g, int32_t id)
 	return false;
 }
 
-/* Runs the layers over rows of buf->x (B sequences of T tokens at positions pos) with
- * the cache at kc/vc (stride tmax per sequence), leaving the result in buf->x. */
+/* Runs the layers over rows of buf->x (B sequences of T tokens at positions pos: pos_dev
+ * in backend memory, pos_host the same on the host) with the cache at kc/vc (stride tmax
+ * per sequence), leaving the result in buf->x. */
 static void run_layers(struct model *m, struct gen_buf *gb, int B, int T, const int *pos_dev,
-		       size_t seq0, int tmax, size_t n)
+		       const int *pos_host, size_t seq0, int tmax, size_t n)
 {
 	int L = m->hp.n_layer;
 	for (int l = 0; l < L; l++) {
 		size_t lay = (size_t)l * n * tmax * m->kvd + seq0 * tmax * m->kvd;
 		gb->a.x = gb->x;
-		model_layer_forward(m, l, &gb->a, gb->xo, gb->tmp, B, T, pos_dev, gb->kc + lay,
-				    gb->vc + lay, tmax, false);
+		model_layer_forward(m, l, &gb->a, gb->xo, gb->tmp, B, T, pos_dev, pos_host,
+				    gb->kc + lay, gb->vc + lay, tmax, false);
 		float *t = gb->x;
 		gb->x = gb->xo;
 		gb->xo = t;
@@ -195,7 +196,7 @@ int model_generate_tokens(struct model *m, const int32_t *const *prompts, const 
 		ops->to_device(gb.pos, &zero, sizeof(int));
 		ops->embedding_forward(gb.x, gb.tok, NULL, model_pdata(m, m->wte),
 				       model_pdata(m, m->wpe), T, T, C);
-		run_layers(m, &gb, 1, T, gb.pos, i, (int)tmax, n);
+		run_layers(m, &gb, 1, T, gb.pos, &zero, i, (int)tmax, n);
 		model_head_forward(m, gb.logits + i * V, gb.lnf, gb.meanf, gb.rstdf,
 				   gb.x + (size_t)(T - 1) * C, 1);
 		pos[i] = T;
@@ -238,7 +239,7 @@ int model_generate_tokens(struct model *m, const int32_t *const *prompts, const 
 		ops->to_device(gb.pos, pos, n * sizeof(int));
 		ops->embedding_forward(gb.x, gb.tok, gb.pos, model_pdata(m, m->wte),
 				       model_pdata(m, m->wpe), (int)n, 1, C);
-		run_layers(m, &gb, (int)n, 1, gb.pos, 0, (int)tmax, n);
+		run_layers(m, &gb, (int)n, 1, gb.pos, pos, 0, (int)tmax, n);
 		model_head_forward(m, gb.logits, gb.lnf, gb.meanf, gb.rstdf, gb.x, (int)n);
 		ops->to_host(hlog, gb.logits, n * (size_t)V * sizeof(float));
 		for (size_t i = 0; i < n; i++)

@@ -629,6 +629,11 @@ const struct model_hparams *model_hparams(const struct model *m)
 	return &m->hp;
 }
 
+const struct ops *model_ops(const struct model *m)
+{
+	return m->ops;
+}
+
 size_t model_n_trainable(const struct model *m)
 {
 	return m->n_trainable;
@@ -770,8 +775,8 @@ static void lin_backward(struct model *m, const struct lin *l, struct lacts *a, 
 }
 
 void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, float *tmp,
-			 int B, int T, const int *pos0, float *kc, float *vc, int tk,
-			 bool dropout)
+			 int B, int T, const int *pos0, const int *pos0_host, float *kc,
+			 float *vc, int tk, bool dropout)
 {
 	const struct ops *ops = m->ops;
 	const struct model_hparams *hp = &m->hp;
@@ -797,9 +802,8 @@ void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, fl
 		ops->copy_rows(a->v, (size_t)C, a->qkv + 2 * C, 3 * (size_t)C, N, C);
 	}
 	if (kc) {
-		int pz[1] = {0};
 		for (int b = 0; b < B; b++) {
-			int p0 = pos0 ? pos0[b] : pz[0];
+			int p0 = pos0_host ? pos0_host[b] : 0;
 			size_t off = ((size_t)b * tk + p0) * m->kvd;
 			ops->copy_rows(kc + off, m->kvd, a->k + (size_t)b * T * m->kvd, m->kvd, T, m->kvd);
 			ops->copy_rows(vc + off, m->kvd, a->v + (size_t)b * T * m->kvd, m->kvd, T, m->kvd);
@@ -861,7 +865,7 @@ int model_forward(struct model *m, const int32_t *tokens, const int32_t *targets
 			       model_pdata(m, m->wpe), N, T, hp->n_embd);
 	for (int l = 0; l < hp->n_layer; l++)
 		model_layer_forward(m, l, &m->acts[l], m->acts[l + 1].x, m->tmp, B, T, NULL, NULL,
-				    NULL, 0, m->training);
+				    NULL, NULL, 0, m->training);
 	model_head_forward(m, m->logits, m->lnf, m->meanf, m->rstdf, m->acts[hp->n_layer].x, N);
 	m->have_targets = targets != NULL;
 	float loss = 0.0f;
@@ -976,7 +980,7 @@ int model_backward(struct model *m, float loss_scale)
 	for (int l = L - 1; l >= m->bw_stop_layer; l--) {
 		if (shared && l != L - 1) /* recompute this layer's activations from its input */
 			model_layer_forward(m, l, &m->acts[l], m->tmp, m->g.dtmp, B, T, NULL,
-					    NULL, NULL, 0, m->training);
+					    NULL, NULL, NULL, 0, m->training);
 		bool need_dx = l > m->bw_stop_layer || m->embed_trains;
 		layer_backward(m, l, &m->acts[l], B, T, need_dx);
 	}

@@ -47,6 +47,9 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 		 struct diag *d) FT_WUR;
 void model_free(struct model *m);
 const struct model_hparams *model_hparams(const struct model *m);
+/* The ops table the model runs on: its parameters, gradients and activations are that
+ * backend's memory, which the host reads and writes only through ops->to_host/to_device. */
+const struct ops *model_ops(const struct model *m);
 
 /* Forward over tokens (B, T) (B <= max_batch, T <= max_seq). targets (B, T), < 0 =
  * masked, may be NULL (then only logits). out_loss: mean cross-entropy over unmasked
@@ -54,7 +57,8 @@ const struct model_hparams *model_hparams(const struct model *m);
 int model_forward(struct model *m, const int32_t *tokens, const int32_t *targets, int B,
 		  int T, float *out_loss, long *out_ntokens) FT_WUR;
 /* Logits (B, T, V) of the last model_forward, valid until model_backward (which turns
- * them into dlogits in place) or the next forward. Per-token losses (B*T, 0 = masked). */
+ * them into dlogits in place) or the next forward. Per-token losses (B*T, 0 = masked).
+ * Both are backend memory: read them with model_ops(m)->to_host. */
 const float *model_logits(const struct model *m);
 const float *model_token_losses(const struct model *m);
 
@@ -74,7 +78,7 @@ uint64_t model_rng_counter(const struct model *m);
 void model_set_rng_counter(struct model *m, uint64_t c);
 
 /* The trainable parameters (for the optimizer, checkpoints and export). Pointers are
- * backend memory (host for cpu) owned by the model. LoRA parameters are named like PEFT:
+ * backend memory owned by the model (see model_ops). LoRA parameters are named like PEFT:
  * "model.layers.0.self_attn.q_proj.lora_A.weight" (r, in) and ".lora_B.weight" (out, r). */
 struct model_param {
 	const char *name;

@@ -131,10 +131,12 @@ void model_plan_layer(struct model *m, struct mplan *p, struct lacts *a, int l, 
 int model_lora_rep_layer(const struct model *m);
 
 /* Forward of layer l over acts a -> out (N, C). With kc/vc (KV cache (B, tk, kvd)), k/v
- * rows go into the cache at pos0[b] + t and attention reads the cache. */
+ * rows go into the cache at pos0[b] + t and attention reads the cache; pos0 is backend
+ * memory (for the ops), pos0_host the same B values in host memory (for the copy
+ * offsets). */
 void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, float *tmp,
-			 int B, int T, const int *pos0, float *kc, float *vc, int tk,
-			 bool dropout);
+			 int B, int T, const int *pos0, const int *pos0_host, float *kc,
+			 float *vc, int tk, bool dropout);
 /* Final norm + LM head over rows (n) of x into logits (n, V). */
 void model_head_forward(struct model *m, float *logits, float *lnf, float *meanf,
 			float *rstdf, const float *x, int n);

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backends/native/ops/ops_math.h" /* struct ops_adamw_hp, ops_adamw_prepare */
 #include "common/diag.h"
 
 /* Matmul flags. */
@@ -125,12 +126,18 @@ struct ops {
 	void (*crossentropy_backward)(float *logits, const float *lse, const int32_t *targets,
 				      int n, int v, float scale);
 
-	/* Optimizer support. sum of squares in double, fixed order. */
+	/* Optimizer support. sum of squares in double, fixed order (the same bits on every
+	 * call with the same n; on cpu: one sequential sum for n <= 65536). */
 	double (*sumsq)(const float *x, size_t n);
-	/* AdamW with decoupled weight decay, bias correction with step t >= 1:
-	 * m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr (mhat/(sqrt(vhat)+eps) + wd p). */
-	void (*adamw)(float *p, const float *g, float *m, float *v, size_t n, float lr,
-		      float b1, float b2, float eps, float wd, long t);
+	/* The global gradient norm (train/optim.c) calls sumsq on chunks of this many elements
+	 * of each tensor, adding the results in order; 0: one call per tensor. The cpu's 16384
+	 * keeps its historical summation order (bit-identical runs); cuda uses 0 (one
+	 * synchronising call per tensor instead of one per 16384 elements). */
+	size_t sumsq_chunk;
+	/* AdamW with decoupled weight decay, constants from ops_adamw_prepare (ops_math.h),
+	 * element-wise ops_adamw_elem on both backends. */
+	void (*adamw)(float *p, const float *g, float *m, float *v, size_t n,
+		      const struct ops_adamw_hp *h);
 };
 
 /* The CPU backend (always available). */

@@ -197,14 +197,41 @@ FT_HD static inline int ops_dropout_keep(uint64_t seed, uint64_t stream, uint64_
 
 /* ---- AdamW ---- */
 
-FT_HD static inline void ops_adamw_elem(float *p, float g, float *m, float *v, float lr,
-					float b1, float b2, float eps, float wd, float bc1,
-					float bc2)
+/* The constants of one AdamW step, prepared on the host in double and rounded once, in
+ * torch.optim.AdamW's order (decoupled decay first, then the bias-corrected step). */
+struct ops_adamw_hp {
+	float b1, b2, eps;
+	float decay;     /* 1 - lr*wd (1 for a parameter without weight decay) */
+	float step_size; /* lr / (1 - b1^t) */
+	float bc2_sqrt;  /* sqrt(1 - b2^t) */
+};
+
+/* t is the 1-based count of applied updates. */
+static inline struct ops_adamw_hp ops_adamw_prepare(double lr, double b1, double b2, double eps,
+						    double wd, long t)
 {
-	*m = b1 * *m + (1.0f - b1) * g;
-	*v = b2 * *v + (1.0f - b2) * g * g;
-	float mh = *m / bc1, vh = *v / bc2;
-	*p -= lr * (mh / (sqrtf(vh) + eps) + wd * *p);
+	struct ops_adamw_hp h;
+	h.b1 = (float)b1;
+	h.b2 = (float)b2;
+	h.eps = (float)eps;
+	h.decay = (float)(1.0 - lr * wd);
+	h.step_size = (float)(lr / (1.0 - pow(b1, (double)t)));
+	h.bc2_sqrt = (float)sqrt(1.0 - pow(b2, (double)t));
+	return h;
+}
+
+/* p = p*decay - step_size * m / (sqrt(v)/bc2_sqrt + eps) after m = lerp(m, g, 1-b1),
+ * v = b2 v + (1-b2) g^2 (torch's expressions, so trajectories match PyTorch's). */
+FT_HD static inline void ops_adamw_elem(float *p, float g, float *m, float *v,
+					const struct ops_adamw_hp *h)
+{
+	float wi = *p * h->decay;
+	float mi = *m + (1.0f - h->b1) * (g - *m);
+	float vi = h->b2 * *v + (1.0f - h->b2) * g * g;
+	*m = mi;
+	*v = vi;
+	float denom = sqrtf(vi) / h->bc2_sqrt + h->eps;
+	*p = wi - h->step_size * (mi / denom);
 }
 
 #endif

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/native/ops/ops.h"
 #include "backends/native/peft/st_write.h"
 #include "common/sha256.h"
 #include "common/util.h"
@@ -170,7 +171,13 @@ int ckpt_save(char **out_path, const char *ckpt_dir, const struct ckpt_state *st
 	struct st_tensor *stt = calloc(n ? n : 1, sizeof(*stt));
 	int64_t *steps = NULL;
 	size_t n_steps = 0;
-	if (!tmp || !fin || !stt) {
+	/* tensors in backend memory are copied to one host buffer for the writer */
+	size_t staged = 0;
+	for (size_t i = 0; i < n; i++)
+		if (t[i].ops)
+			staged += t[i].numel;
+	float *stage = staged ? malloc(staged * sizeof(float)) : NULL;
+	if (!tmp || !fin || !stt || (staged && !stage)) {
 		rc = diag_set(d, FT_ENOMEM, ckpt_dir, 0, 0, "out of memory");
 		goto done;
 	}
@@ -188,6 +195,7 @@ int ckpt_save(char **out_path, const char *ckpt_dir, const struct ckpt_state *st
 		rc = diag_set(d, FT_ENOMEM, ckpt_dir, 0, 0, "out of memory");
 		goto done;
 	}
+	size_t off = 0;
 	for (size_t i = 0; i < n; i++) {
 		stt[i].name = t[i].name;
 		stt[i].dtype = "F32";
@@ -195,6 +203,11 @@ int ckpt_save(char **out_path, const char *ckpt_dir, const struct ckpt_state *st
 		stt[i].shape[0] = (int64_t)t[i].numel;
 		stt[i].data = t[i].data;
 		stt[i].nbytes = t[i].numel * sizeof(float);
+		if (t[i].ops) {
+			t[i].ops->to_host(stage + off, t[i].data, stt[i].nbytes);
+			stt[i].data = stage + off;
+			off += t[i].numel;
+		}
 	}
 	if ((rc = st_write_file(sp, stt, n, NULL, d)) != 0)
 		goto done;
@@ -233,6 +246,7 @@ done:
 		diag_warn(stderr, tmp, 0, 0, "cannot remove a temporary checkpoint");
 	free(steps);
 	free(stt);
+	free(stage);
 	free(sp);
 	free(mp);
 	free(tmp);
@@ -351,8 +365,12 @@ static int load_one(struct ckpt_state *st, const char *dir, struct ckpt_tensor *
 	st->nonfinite_streak = json_integer_value(json_object_get(j, "nonfinite_streak"));
 	snprintf(st->config_hash, sizeof(st->config_hash), "%s", ch);
 	snprintf(st->data_hash, sizeof(st->data_hash), "%s", dh);
-	for (size_t i = 0; tensors && i < n; i++)
-		memcpy(t[i].data, dst[i], t[i].numel * sizeof(float));
+	for (size_t i = 0; tensors && i < n; i++) {
+		if (t[i].ops)
+			t[i].ops->to_device(t[i].data, dst[i], t[i].numel * sizeof(float));
+		else
+			memcpy(t[i].data, dst[i], t[i].numel * sizeof(float));
+	}
 	rc = 0;
 done:
 	json_decref(h);

@@ -17,11 +17,16 @@
 #define CKPT_MAX_RNG 4
 #define CKPT_KEEP 2 /* checkpoints kept on disk (the newest and its predecessor) */
 
-/* A named fp32 buffer saved and restored in place (weights, m, v). */
+struct ops;
+
+/* A named fp32 buffer saved and restored in place (weights, m, v). With ops, data is that
+ * backend's memory, read through ops->to_host and written through ops->to_device; NULL:
+ * host memory. */
 struct ckpt_tensor {
 	const char *name;
 	float *data;
 	size_t numel;
+	const struct ops *ops;
 };
 
 struct ckpt_state {

@@ -6,35 +6,24 @@
 #include <math.h>
 #include <stdlib.h>
 
-#define NORM_BLOCK 16384
+#include "backends/native/ops/ops.h"
+
+void adamw_step_ops(const struct ops *ops, struct optim_param *params, size_t n,
+		    const struct adamw_hp *hp, int64_t t)
+{
+	const struct ops_adamw_hp dec = ops_adamw_prepare(hp->lr, hp->beta1, hp->beta2, hp->eps,
+							  hp->weight_decay, (long)t);
+	const struct ops_adamw_hp nodec = ops_adamw_prepare(hp->lr, hp->beta1, hp->beta2, hp->eps,
+							    0.0, (long)t);
+	for (size_t k = 0; k < n; k++) {
+		struct optim_param *p = &params[k];
+		ops->adamw(p->data, p->grad, p->m, p->v, p->numel, p->decay ? &dec : &nodec);
+	}
+}
 
 void adamw_step(struct optim_param *params, size_t n, const struct adamw_hp *hp, int64_t t)
 {
-	const double bc1 = 1.0 - pow(hp->beta1, (double)t);
-	const double bc2 = 1.0 - pow(hp->beta2, (double)t);
-	const float b1 = (float)hp->beta1, b2 = (float)hp->beta2;
-	const float step_size = (float)(hp->lr / bc1);
-	const float bc2_sqrt = (float)sqrt(bc2);
-	const float eps = (float)hp->eps;
-	for (size_t k = 0; k < n; k++) {
-		struct optim_param *p = &params[k];
-		const float decay = p->decay ? (float)(1.0 - hp->lr * hp->weight_decay) : 1.0f;
-		float *w = p->data, *m = p->m, *v = p->v;
-		const float *g = p->grad;
-		const long long numel = (long long)p->numel;
-#pragma omp parallel for schedule(static) if (numel > 65536)
-		for (long long i = 0; i < numel; i++) {
-			float gi = g[i];
-			float wi = w[i] * decay;
-			/* torch: exp_avg.lerp_(grad, 1 - beta1) */
-			float mi = m[i] + (1.0f - b1) * (gi - m[i]);
-			float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
-			m[i] = mi;
-			v[i] = vi;
-			float denom = sqrtf(vi) / bc2_sqrt + eps;
-			w[i] = wi - step_size * (mi / denom);
-		}
-	}
+	adamw_step_ops(ops_cpu(), params, n, hp, t);
 }
 
 double lr_schedule_factor(enum schedule_type type, int64_t step, int64_t total,
@@ -58,60 +47,40 @@ double lr_schedule_factor(enum schedule_type type, int64_t step, int64_t total,
 	return min_ratio + (1.0 - min_ratio) * f;
 }
 
-double grad_global_norm(const struct optim_param *params, size_t n)
+/* Chunks of ops->sumsq_chunk summed in order into one running total: ops->sumsq of a chunk
+ * is deterministic (on cpu, chunks of 16384, each the plain sequential sum), so the
+ * norm has the same bits on every run and at any thread count. */
+double grad_global_norm_ops(const struct ops *ops, const struct optim_param *params, size_t n)
 {
 	double total = 0.0;
 	for (size_t k = 0; k < n; k++) {
 		const float *g = params[k].grad;
-		size_t numel = params[k].numel;
-		size_t nblocks = (numel + NORM_BLOCK - 1) / NORM_BLOCK;
-		if (nblocks <= 1) {
-			double s = 0.0;
-			for (size_t i = 0; i < numel; i++)
-				s += (double)g[i] * (double)g[i];
-			total += s;
-			continue;
-		}
-		/* Per-block partials in parallel, summed in block order. */
-		double partial_stack[64];
-		double *partial = partial_stack;
-		double *heap = NULL;
-		if (nblocks > sizeof(partial_stack) / sizeof(partial_stack[0])) {
-			heap = malloc(nblocks * sizeof(double));
-			if (!heap)
-				return NAN;
-			partial = heap;
-		}
-#pragma omp parallel for schedule(static)
-		for (long long b = 0; b < (long long)nblocks; b++) {
-			size_t lo = (size_t)b * NORM_BLOCK;
-			size_t hi = lo + NORM_BLOCK < numel ? lo + NORM_BLOCK : numel;
-			double s = 0.0;
-			for (size_t i = lo; i < hi; i++)
-				s += (double)g[i] * (double)g[i];
-			partial[b] = s;
-		}
-		for (size_t b = 0; b < nblocks; b++)
-			total += partial[b];
-		free(heap);
+		size_t numel = params[k].numel, chunk = ops->sumsq_chunk ? ops->sumsq_chunk : numel;
+		for (size_t lo = 0; lo < numel; lo += chunk)
+			total += ops->sumsq(g + lo, numel - lo < chunk ? numel - lo : chunk);
 	}
 	return sqrt(total);
 }
 
-double grad_clip(struct optim_param *params, size_t n, double norm, double max_norm)
+double grad_global_norm(const struct optim_param *params, size_t n)
+{
+	return grad_global_norm_ops(ops_cpu(), params, n);
+}
+
+double grad_clip_ops(const struct ops *ops, struct optim_param *params, size_t n, double norm,
+		     double max_norm)
 {
 	if (max_norm <= 0.0 || !isfinite(norm))
 		return 1.0;
 	double coef = max_norm / (norm + 1e-6);
 	if (coef >= 1.0)
 		return 1.0;
-	const float c = (float)coef;
-	for (size_t k = 0; k < n; k++) {
-		float *g = (float *)params[k].grad;
-		const long long numel = (long long)params[k].numel;
-#pragma omp parallel for schedule(static) if (numel > 65536)
-		for (long long i = 0; i < numel; i++)
-			g[i] *= c;
-	}
+	for (size_t k = 0; k < n; k++)
+		ops->scale((float *)params[k].grad, (float)coef, params[k].numel);
 	return coef;
+}
+
+double grad_clip(struct optim_param *params, size_t n, double norm, double max_norm)
+{
+	return grad_clip_ops(ops_cpu(), params, n, norm, max_norm);
 }

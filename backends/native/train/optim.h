@@ -1,7 +1,9 @@
 /* optim: AdamW with decoupled weight decay (PyTorch's torch.optim.AdamW update), learning
  * rate schedules (constant/linear/cosine with warmup and a floor, as transformers'
- * schedulers), and the global gradient norm with clipping. Pure arithmetic over fp32
- * arrays; which parameters train and where gradients come from is the caller's business. */
+ * schedulers), and the global gradient norm with clipping, over fp32 arrays in the memory of
+ * an ops table (the *_ops forms: device memory for cuda, touched only through the table) or
+ * in host memory (the plain forms, which are the *_ops forms on ops_cpu(): the same bits).
+ * Which parameters train and where gradients come from is the caller's business. */
 #ifndef FTLAB_TRAIN_OPTIM_H
 #define FTLAB_TRAIN_OPTIM_H
 
@@ -10,6 +12,8 @@
 #include <stdint.h>
 
 #include "schema/config.h"
+
+struct ops;
 
 /* One trainable tensor as the optimizer sees it. m and v are the caller's fp32 moment
  * buffers of numel elements (zeroed before the first step). decay: apply weight decay
@@ -46,5 +50,13 @@ double grad_global_norm(const struct optim_param *params, size_t n);
  * torch.nn.utils.clip_grad_norm_; returns the scale applied. max_norm <= 0: no clipping.
  * Gradients are written through params[i].grad cast to mutable: the caller owns them. */
 double grad_clip(struct optim_param *params, size_t n, double norm, double max_norm);
+
+/* The same three on memory of `ops` (ops->adamw, ops->sumsq per ops->sumsq_chunk,
+ * ops->scale): data, grad, m and v are that backend's memory. */
+void adamw_step_ops(const struct ops *ops, struct optim_param *params, size_t n,
+		    const struct adamw_hp *hp, int64_t t);
+double grad_global_norm_ops(const struct ops *ops, const struct optim_param *params, size_t n);
+double grad_clip_ops(const struct ops *ops, struct optim_param *params, size_t n, double norm,
+		     double max_norm);
 
 #endif

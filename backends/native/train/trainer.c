@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "backends/native/model/model.h"
+#include "backends/native/ops/ops.h"
 #include "backends/native/train/checkpoint.h"
 #include "backends/native/train/optim.h"
 #include "common/util.h"
@@ -16,8 +17,9 @@
 #define NONFINITE_MAX_STREAK 3
 
 struct tstate {
+	const struct ops *ops;     /* the model's backend (weights, grads and moments are its memory) */
 	struct optim_param *op;
-	float *moments;            /* m and v of every parameter, one allocation */
+	float *moments;            /* m and v of every parameter, one ops->alloc (zeroed) */
 	struct ckpt_tensor *ct;    /* param/, adam_m/, adam_v/ per parameter */
 	char **names;
 	size_t n;
@@ -30,12 +32,14 @@ static void tstate_free(struct tstate *s)
 	free(s->names);
 	free(s->ct);
 	free(s->op);
-	free(s->moments);
+	if (s->moments)
+		s->ops->free(s->moments);
 }
 
 static int tstate_init(struct tstate *s, struct model *m, struct diag *d)
 {
 	memset(s, 0, sizeof(*s));
+	s->ops = model_ops(m);
 	s->n = model_n_trainable(m);
 	if (s->n == 0)
 		return diag_set(d, FT_EINVAL, "", 0, 0, "nothing to train: no trainable parameters");
@@ -46,7 +50,7 @@ static int tstate_init(struct tstate *s, struct model *m, struct diag *d)
 	size_t bytes;
 	if (!size_mul(total, 2 * sizeof(float), &bytes))
 		return diag_set(d, FT_ENOMEM, "", 0, 0, "parameter count overflows");
-	s->moments = calloc(1, bytes ? bytes : 1);
+	s->moments = s->ops->alloc(bytes ? bytes : sizeof(float));
 	s->op = calloc(s->n, sizeof(*s->op));
 	s->ct = calloc(3 * s->n, sizeof(*s->ct));
 	s->names = calloc(3 * s->n, sizeof(*s->names));
@@ -68,7 +72,7 @@ static int tstate_init(struct tstate *s, struct model *m, struct diag *d)
 				return diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
 			s->names[3 * i + (size_t)k] = strbuf_detach(&b);
 			s->ct[3 * i + (size_t)k] = (struct ckpt_tensor){
-				s->names[3 * i + (size_t)k], bufs[k], p->numel};
+				s->names[3 * i + (size_t)k], bufs[k], p->numel, s->ops};
 		}
 	}
 	return 0;
@@ -215,7 +219,7 @@ int trainer_run(struct trainer_result *out, struct model *m, const struct batch_
 			loss_sum += (double)loss * (double)nt;
 		}
 		double loss = unmasked > 0 ? loss_sum / (double)unmasked : 0.0;
-		double norm = grad_global_norm(s.op, s.n);
+		double norm = grad_global_norm_ops(s.ops, s.op, s.n);
 		double lr = tc->optimizer.lr *
 			    lr_schedule_factor(tc->schedule.type, cs.step, o->total_steps,
 					       tc->schedule.warmup_steps, tc->schedule.min_lr_ratio);
@@ -240,13 +244,15 @@ int trainer_run(struct trainer_result *out, struct model *m, const struct batch_
 			}
 		} else {
 			cs.nonfinite_streak = 0;
-			grad_clip(s.op, s.n, norm, tc->max_grad_norm);
+			grad_clip_ops(s.ops, s.op, s.n, norm, tc->max_grad_norm);
 			struct adamw_hp hp = {.lr = lr, .beta1 = tc->optimizer.beta1,
 					      .beta2 = tc->optimizer.beta2, .eps = tc->optimizer.eps,
 					      .weight_decay = tc->optimizer.weight_decay};
 			/* t counts applied updates: skipped steps do not advance the moments. */
-			adamw_step(s.op, s.n, &hp, cs.step + 1 - cs.skipped);
+			adamw_step_ops(s.ops, s.op, s.n, &hp, cs.step + 1 - cs.skipped);
 		}
+		if (o->check && (rc = o->check(d)) != 0)
+			goto done;
 		cs.step++;
 		cs.tokens += (int64_t)unmasked;
 		tokens_here += (int64_t)processed;

@@ -45,6 +45,9 @@ struct trainer_opts {
 	const char *config_hash, *data_hash;
 	volatile sig_atomic_t *stop;        /* polled before every step; may be NULL */
 	struct run_sink *sink;              /* metrics, events, artifacts, progress; may be NULL */
+	/* The backend's deferred error check (ops_cuda_check), once per step after the
+	 * update; non-zero ends the run with its message in d. May be NULL. */
+	int (*check)(struct diag *d);
 };
 
 struct trainer_result {

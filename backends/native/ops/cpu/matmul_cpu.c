@@ -452,6 +452,10 @@ void ops_cpu_matmul(float *c, const float *a, const float *b, int m, int n, int 
 	if ((flags & OPS_BF16) && ops_cpu_has_bf16() &&
 	    matmul_bf16(c, a, b, m, n, k, flags, alpha, beta))
 		return;
+	if (m == 1 && (flags & (OPS_TA | OPS_TB)) == OPS_TB) { /* one row: gemv_cpu.c */
+		ops_cpu_gemv(c, a, b, n, k, alpha, beta);
+		return;
+	}
 	if (beta == 0.0f) /* sgemm may read C even with beta 0; NaN * 0 would leak through */
 		memset(c, 0, (size_t)m * n * sizeof(float));
 	if (m >= 2 && m <= SMALL_M_MAX && (flags & (OPS_TA | OPS_TB)) == OPS_TB &&

@@ -441,6 +441,10 @@ static void cpu_attention_forward(float *out, float *att, const float *q, const 
 				  const float *v, int b, int tq, int tk, int nh, int nkv, int hd,
 				  const int *pos0)
 {
+	if (tq == 1 && pos0 && !att) { /* decode: attn_decode_cpu.c */
+		ops_cpu_attention_decode(out, q, k, v, b, tk, nh, nkv, hd, pos0);
+		return;
+	}
 	/* all queries from position 0 (training, or a prefill into an empty cache): GEMMs */
 	bool from0 = tq > 1 && tq <= tk;
 	for (int bi = 0; pos0 && from0 && bi < b; bi++)
@@ -589,13 +593,13 @@ static double cpu_sumsq(const float *x, size_t n)
 	return s;
 }
 
-static void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr,
-		      float b1, float b2, float eps, float wd, long t)
+static void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n,
+		      const struct ops_adamw_hp *h)
 {
-	float bc1 = 1.0f - powf(b1, (float)t), bc2 = 1.0f - powf(b2, (float)t);
+	const struct ops_adamw_hp hp = *h;
 #pragma omp parallel for schedule(static) if (n > 65536)
 	for (size_t i = 0; i < n; i++)
-		ops_adamw_elem(&p[i], g[i], &m[i], &v[i], lr, b1, b2, eps, wd, bc1, bc2);
+		ops_adamw_elem(&p[i], g[i], &m[i], &v[i], &hp);
 }
 
 static const struct ops cpu_ops = {
@@ -631,6 +635,7 @@ static const struct ops cpu_ops = {
 	.crossentropy_forward = cpu_crossentropy_forward,
 	.crossentropy_backward = cpu_crossentropy_backward,
 	.sumsq = cpu_sumsq,
+	.sumsq_chunk = 16384,
 	.adamw = cpu_adamw,
 };
 

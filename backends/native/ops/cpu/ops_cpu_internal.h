@@ -10,6 +10,16 @@
 void ops_cpu_matmul(float *c, const float *a, const float *b, int m, int n, int k,
 		    unsigned flags, float alpha, float beta);
 
+/* One row times a transposed weight: y (n) = alpha x (k) W^T + beta y, W (n, k) row-major
+ * (decode). beta 0 does not read y. Same bits for every thread count. */
+void ops_cpu_gemv(float *y, const float *x, const float *w, int n, int k, float alpha,
+		  float beta);
+
+/* Attention of one query per sequence (Tq = 1) at positions pos0 against the KV cache
+ * (see ops.h attention_forward); out (B, nh, hd). Same bits for every thread count. */
+void ops_cpu_attention_decode(float *out, const float *q, const float *k, const float *v,
+			      int b, int tk, int nh, int nkv, int hd, const int *pos0);
+
 /* Row-major sgemm with leading dimensions (oneDNN), for strided head views:
  * C = alpha op(A) op(B) + beta C. Single-threaded when called inside a parallel region. */
 void ops_cpu_gemm_ld(bool ta, bool tb, int m, int n, int k, float alpha, const float *a,

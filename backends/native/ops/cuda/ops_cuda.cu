@@ -1194,21 +1194,19 @@ static double cu_sumsq(const float *x, size_t n)
 	return s;
 }
 
-__global__ static void k_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr,
-			       float b1, float b2, float eps, float wd, float bc1, float bc2)
+__global__ static void k_adamw(float *p, const float *g, float *m, float *v, size_t n,
+			       struct ops_adamw_hp h)
 {
 	GRID_STRIDE(i, n)
-	ops_adamw_elem(&p[i], g[i], &m[i], &v[i], lr, b1, b2, eps, wd, bc1, bc2);
+	ops_adamw_elem(&p[i], g[i], &m[i], &v[i], &h);
 }
 
-static void cu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
-		     float b2, float eps, float wd, long t)
+static void cu_adamw(float *p, const float *g, float *m, float *v, size_t n,
+		     const struct ops_adamw_hp *h)
 {
 	if (!n)
 		return;
-	/* bias corrections on the host with the CPU's expression */
-	float bc1 = 1.0f - powf(b1, (float)t), bc2 = 1.0f - powf(b2, (float)t);
-	LAUNCH(k_adamw, blocks_for(n, 256), 256, p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2);
+	LAUNCH(k_adamw, blocks_for(n, 256), 256, p, g, m, v, n, *h);
 }
 
 /* ---- the table ---- */
@@ -1249,6 +1247,7 @@ static void fill_table(void)
 	g_ops.crossentropy_forward = cu_crossentropy_forward;
 	g_ops.crossentropy_backward = cu_crossentropy_backward;
 	g_ops.sumsq = cu_sumsq;
+	g_ops.sumsq_chunk = 0;
 	g_ops.adamw = cu_adamw;
 }
 

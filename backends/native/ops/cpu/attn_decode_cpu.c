@@ -1,0 +1,109 @@
+/* attn_decode_cpu: attention of one new query per sequence against its KV cache (decode).
+ * Per (sequence, head): scores against cached keys 0..p, softmax, weighted sum of cached
+ * values; vectorised over the head dimension with AVX-512 (masked when hd is not a
+ * multiple of 16), plain C otherwise. Short contexts run on one thread (a fork/join costs
+ * more than the work); each (sequence, head) is computed the same way on any thread. */
+#include "backends/native/ops/cpu/ops_cpu_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#define ATTN_PAR_MIN 262144.0 /* multiply-adds below which one thread does all heads */
+
+/* one (sequence, head): q (hd), cached k/v rows 0..p at stride ks, out (hd); s scratch */
+static void one_head(float *o, const float *q, const float *kb, const float *vb, size_t ks,
+		     int p, int hd, float scale, float *s)
+{
+	float mx = -INFINITY;
+#if defined(__AVX512F__)
+	int nc = (hd + 15) / 16;
+	__mmask16 last = (hd % 16) ? (__mmask16)((1u << (hd % 16)) - 1u) : (__mmask16)0xffff;
+	for (int j = 0; j <= p; j++) {
+		const float *kr = kb + (size_t)j * ks;
+		__m512 acc = _mm512_setzero_ps();
+		for (int c = 0; c < nc; c++) {
+			__mmask16 m = c == nc - 1 ? last : (__mmask16)0xffff;
+			acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + 16 * c),
+					      _mm512_maskz_loadu_ps(m, kr + 16 * c), acc);
+		}
+		s[j] = _mm512_reduce_add_ps(acc) * scale;
+		mx = s[j] > mx ? s[j] : mx;
+	}
+#else
+	for (int j = 0; j <= p; j++) {
+		const float *kr = kb + (size_t)j * ks;
+		float a = 0.0f;
+		for (int i = 0; i < hd; i++)
+			a += q[i] * kr[i];
+		s[j] = a * scale;
+		mx = s[j] > mx ? s[j] : mx;
+	}
+#endif
+	float sum = 0.0f;
+	for (int j = 0; j <= p; j++) {
+		s[j] = expf(s[j] - mx);
+		sum += s[j];
+	}
+	float inv = 1.0f / sum;
+#if defined(__AVX512F__)
+	for (int c = 0; c < nc; c++) {
+		__mmask16 m = c == nc - 1 ? last : (__mmask16)0xffff;
+		const float *vc = vb + 16 * c;
+		__m512 a0 = _mm512_setzero_ps(), a1 = a0;
+		int j = 0;
+		for (; j + 2 <= p + 1; j += 2) {
+			a0 = _mm512_fmadd_ps(_mm512_set1_ps(s[j]),
+					     _mm512_maskz_loadu_ps(m, vc + (size_t)j * ks), a0);
+			a1 = _mm512_fmadd_ps(_mm512_set1_ps(s[j + 1]),
+					     _mm512_maskz_loadu_ps(m, vc + (size_t)(j + 1) * ks), a1);
+		}
+		if (j <= p)
+			a0 = _mm512_fmadd_ps(_mm512_set1_ps(s[j]),
+					     _mm512_maskz_loadu_ps(m, vc + (size_t)j * ks), a0);
+		_mm512_mask_storeu_ps(o + 16 * c, m,
+				      _mm512_mul_ps(_mm512_add_ps(a0, a1), _mm512_set1_ps(inv)));
+	}
+#else
+	for (int i = 0; i < hd; i++)
+		o[i] = 0.0f;
+	for (int j = 0; j <= p; j++) {
+		const float *vr = vb + (size_t)j * ks;
+		for (int i = 0; i < hd; i++)
+			o[i] += s[j] * vr[i];
+	}
+	for (int i = 0; i < hd; i++)
+		o[i] *= inv;
+#endif
+}
+
+void ops_cpu_attention_decode(float *out, const float *q, const float *k, const float *v,
+			      int b, int tk, int nh, int nkv, int hd, const int *pos0)
+{
+	float scale = 1.0f / sqrtf((float)hd);
+	int grp = nh / nkv;
+	size_t qs = (size_t)nh * hd, ks = (size_t)nkv * hd;
+	double work = 0.0;
+	for (int bi = 0; bi < b; bi++)
+		work += 2.0 * nh * (pos0[bi] + 1) * hd;
+#pragma omp parallel if (work > ATTN_PAR_MIN)
+	{
+		float *s = malloc((size_t)tk * sizeof(float));
+		if (!s) {
+			fprintf(stderr, "ftlab: out of memory in attention\n");
+			abort();
+		}
+#pragma omp for schedule(static) collapse(2)
+		for (int bi = 0; bi < b; bi++)
+			for (int h = 0; h < nh; h++) {
+				size_t kv = (size_t)bi * tk * ks + (size_t)(h / grp) * hd;
+				size_t qo = (size_t)bi * qs + (size_t)h * hd;
+				one_head(out + qo, q + qo, k + kv, v + kv, ks, pos0[bi], hd, scale, s);
+			}
+		free(s);
+	}
+}
