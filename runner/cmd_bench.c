@@ -4,7 +4,8 @@
  *   --mode generate: prefill and decode tokens/s for 1 and 8 prompts; the decode bound is
  *                    weight bytes read per step over the measured bandwidth.
  *   --mode train:    tokens/s of forward+backward+AdamW steps, MFU against the measured
- *                    fp32 (or bf16) GEMM peak, peak resident memory. */
+ *                    fp32 (or bf16) GEMM peak, process CPU time per step (mean and best
+ *                    step: robust on a shared machine), peak resident memory. */
 #include "runner/cli.h"
 
 #include <math.h>
@@ -197,6 +198,68 @@ static int bench_generate(struct model *m, int prompt_len, int new_tokens)
 	return 0;
 }
 
+/* CPU time of the whole process (all threads), in seconds: on a shared machine it counts
+ * the work done rather than the waiting, so per-step comparisons stay meaningful. */
+static double cpu_seconds(void)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0)
+		return 0;
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Train mode runs the model on a copy of the CPU ops table whose matmul and attention are
+ * wrapped to add up their wall and process CPU time, so the bench can print the split of a
+ * step: matmuls (linear layers, LM head, LoRA: bf16 with --precision bf16), attention
+ * (its fp32 GEMMs and softmax, in both precisions) and the rest (norms, activations,
+ * cross-entropy, AdamW: also the same in both). */
+enum { SPLIT_MATMUL, SPLIT_ATTENTION, SPLIT_N };
+static struct ops timed_ops;
+static const struct ops *timed_base;
+static double split_wall[SPLIT_N], split_cpu[SPLIT_N];
+
+static void split_add(int what, double w0, double c0)
+{
+	split_wall[what] += time_monotonic() - w0;
+	split_cpu[what] += cpu_seconds() - c0;
+}
+
+static void timed_matmul(float *c, const float *a, const float *b, int m, int n, int k,
+			 unsigned flags, float alpha, float beta)
+{
+	double w0 = time_monotonic(), c0 = cpu_seconds();
+	timed_base->matmul(c, a, b, m, n, k, flags, alpha, beta);
+	split_add(SPLIT_MATMUL, w0, c0);
+}
+
+static void timed_attention_forward(float *out, float *att, const float *q, const float *k,
+				    const float *v, int b, int tq, int tk, int nh, int nkv,
+				    int hd, const int *pos0)
+{
+	double w0 = time_monotonic(), c0 = cpu_seconds();
+	timed_base->attention_forward(out, att, q, k, v, b, tq, tk, nh, nkv, hd, pos0);
+	split_add(SPLIT_ATTENTION, w0, c0);
+}
+
+static void timed_attention_backward(float *dq, float *dk, float *dv, const float *dout,
+				     const float *att, const float *q, const float *k,
+				     const float *v, int b, int t, int nh, int nkv, int hd)
+{
+	double w0 = time_monotonic(), c0 = cpu_seconds();
+	timed_base->attention_backward(dq, dk, dv, dout, att, q, k, v, b, t, nh, nkv, hd);
+	split_add(SPLIT_ATTENTION, w0, c0);
+}
+
+static const struct ops *timed_cpu_ops(void)
+{
+	timed_base = ops_cpu();
+	timed_ops = *timed_base;
+	timed_ops.matmul = timed_matmul;
+	timed_ops.attention_forward = timed_attention_forward;
+	timed_ops.attention_backward = timed_attention_backward;
+	return &timed_ops;
+}
+
 static int bench_train(struct model *m, int B, int T, int steps, bool bf16)
 {
 	const struct model_hparams *hp = model_hparams(m);
@@ -217,10 +280,15 @@ static int bench_train(struct model *m, int B, int T, int steps, bool bf16)
 		mom[i] = ops->alloc(model_trainable(m, i)->numel * sizeof(float));
 		var[i] = ops->alloc(model_trainable(m, i)->numel * sizeof(float));
 	}
-	double t_total = 0, t_fwd = 0, t_bwd = 0;
+	double t_total = 0, t_fwd = 0, t_bwd = 0, cpu_total = 0, cpu_best = 0;
 	float loss = 0;
 	int rc = 0;
 	for (int s = 0; s <= steps && !rc; s++) { /* step 0 warms up */
+		if (s == 1) { /* the split counts the timed steps only */
+			memset(split_wall, 0, sizeof split_wall);
+			memset(split_cpu, 0, sizeof split_cpu);
+		}
+		double c0 = cpu_seconds();
 		double t0 = time_monotonic();
 		model_zero_grad(m);
 		rc = model_forward(m, tok, tgt, B, T, &loss, NULL);
@@ -234,7 +302,11 @@ static int bench_train(struct model *m, int B, int T, int steps, bool bf16)
 			ops->adamw(p->data, p->grad, mom[i], var[i], p->numel, &ah);
 		}
 		double t3 = time_monotonic();
+		double c3 = cpu_seconds() - c0;
 		if (s > 0) {
+			cpu_total += c3;
+			if (s == 1 || c3 < cpu_best)
+				cpu_best = c3;
 			t_total += t3 - t0;
 			t_fwd += t1 - t0;
 			t_bwd += t2 - t1;
@@ -259,6 +331,15 @@ static int bench_train(struct model *m, int B, int T, int steps, bool bf16)
 	       "ms, optimizer %.0f ms per step), loss %.3f\n",
 	       B, T, steps, tps, 1e3 * t_fwd / steps, 1e3 * t_bwd / steps,
 	       1e3 * (t_total - t_fwd - t_bwd) / steps, loss);
+	printf("process CPU time per step (all threads): mean %.3f s, best %.3f s\n",
+	       cpu_total / steps, cpu_best);
+	double ws = t_total / steps, cs = cpu_total / steps;
+	double wm = split_wall[SPLIT_MATMUL] / steps, wa = split_wall[SPLIT_ATTENTION] / steps;
+	double cm = split_cpu[SPLIT_MATMUL] / steps, ca = split_cpu[SPLIT_ATTENTION] / steps;
+	printf("split per step, wall (CPU): matmuls%s %.0f ms (%.0f ms), attention %.0f ms (%.0f "
+	       "ms), rest %.0f ms (%.0f ms); matmuls %.0f %% of the step\n",
+	       bf16 ? " (bf16)" : "", 1e3 * wm, 1e3 * cm, 1e3 * wa, 1e3 * ca,
+	       1e3 * (ws - wm - wa), 1e3 * (cs - cm - ca), 100.0 * wm / ws);
 	printf("model FLOPs per token %.3g: %.0f GFLOP/s, MFU %.0f %% of the measured peak\n",
 	       flops, flops * tps / 1e9, 100.0 * flops * tps / 1e9 / peak);
 	printf("memory: params %.0f MB, grads %.0f MB, activations %.0f MB; peak resident %.2f "
@@ -321,6 +402,7 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 		o.max_batch = (int)batch;
 		o.max_seq = (int)seq;
 		o.precision = bf16 ? PRECISION_BF16 : PRECISION_FP32;
+		o.ops = timed_cpu_ops();
 		if (strcmp(method, "full") == 0) {
 			o.method = METHOD_FULL;
 		} else if (strcmp(method, "lora") == 0 || strcmp(method, "lora-all") == 0) {

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "backends/native/ops/ops.h"
+#include "backends/native/ops/cpu/ops_cpu_internal.h"
 #include "backends/native/ops/ops_math.h"
 #include "common/rng.h"
 
@@ -114,22 +115,38 @@ static void test_matmul(void **state)
 	free(ref);
 }
 
-/* OPS_CONST_B: the cached bf16 copy of a frozen B gives the same bits as rounding B on the
- * call, and writing B through to_device (or freeing it) drops the copy. */
+/* OPS_CONST_B: the cached bf16 copy of a frozen B (reordered to oneDNN's blocked layout
+ * where its brgemm takes one) gives the same bits as rounding B on the call, in both
+ * orientations (forward x W^T and backward dy W use the same weight), for several m on the
+ * same weight (the blocked copy made for the first m is reused or the plain copy taken),
+ * with alpha and accumulation; writing B through to_device (or freeing it) drops the
+ * copies. */
 static void test_matmul_const_b(void **state)
 {
 	(void)state;
-	int m = 7, n = 300, k = 40;
-	float *a = rnd((size_t)m * k, 5, 1), *h = rnd((size_t)k * n, 6, 1);
+	int n = 300, k = 40, ms[] = {7, 1, 33, 7};
+	float *a = rnd((size_t)33 * n, 5, 1), *h = rnd((size_t)k * n, 6, 1);
 	float *b = O->alloc((size_t)k * n * sizeof(float));
-	float *c = malloc((size_t)m * n * sizeof(float)), *c1 = malloc((size_t)m * n * sizeof(float));
+	size_t cn = (size_t)33 * n;
+	float *c = malloc(cn * sizeof(float)), *c1 = malloc(cn * sizeof(float));
 	O->to_device(b, h, (size_t)k * n * sizeof(float));
 	for (int rep = 0; rep < 2; rep++) {
-		O->matmul(c, a, b, m, n, k, OPS_TB | OPS_BF16, 1.0f, 0.0f);
-		O->matmul(c1, a, b, m, n, k, OPS_TB | OPS_BF16 | OPS_CONST_B, 1.0f, 0.0f);
-		assert_memory_equal(c, c1, (size_t)m * n * sizeof(float));
-		O->matmul(c1, a, b, m, n, k, OPS_TB | OPS_BF16 | OPS_CONST_B, 1.0f, 0.0f);
-		assert_memory_equal(c, c1, (size_t)m * n * sizeof(float));
+		for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++)
+			for (unsigned tb = 0; tb <= OPS_TB; tb += OPS_TB) {
+				int m = ms[mi];
+				/* the weight is (n, k): x W^T with OPS_TB, else dy W (m, k) */
+				int nn = tb ? n : k, kk = tb ? k : n;
+				size_t mn = (size_t)m * nn;
+				for (int acc = 0; acc < 2; acc++) {
+					float alpha = acc ? 0.5f : 1.0f, beta = (float)acc;
+					for (size_t i = 0; i < mn; i++)
+						c[i] = c1[i] = acc ? (float)i * 0.25f : 0.0f;
+					O->matmul(c, a, b, m, nn, kk, tb | OPS_BF16, alpha, beta);
+					O->matmul(c1, a, b, m, nn, kk, tb | OPS_BF16 | OPS_CONST_B,
+						  alpha, beta);
+					assert_memory_equal(c, c1, mn * sizeof(float));
+				}
+			}
 		for (size_t i = 0; i < (size_t)k * n; i++)
 			h[i] = -2.0f * h[i];
 		O->to_device(b, h, (size_t)k * n * sizeof(float)); /* new weights: rep 1 sees them */
@@ -139,6 +156,79 @@ static void test_matmul_const_b(void **state)
 	free(h);
 	free(c);
 	free(c1);
+}
+
+/* Many distinct shapes (an evaluation sees a new m for every prompt length) all stay on
+ * the bf16 path: a = 1 + 2^-10 rounds to 1 in bf16, so each bf16 product is exactly k
+ * while an fp32 fallback would give k (1 + 2^-10). Frozen and plain B alike. */
+static void test_matmul_bf16_many_shapes(void **state)
+{
+	(void)state;
+	if (!ops_cpu_has_bf16())
+		skip();
+	int n = 5, k = 6;
+	float *a = malloc((size_t)300 * k * sizeof(float)), *c = malloc((size_t)300 * n * sizeof(float));
+	float *b = O->alloc((size_t)k * n * sizeof(float));
+	for (int i = 0; i < 300 * k; i++)
+		a[i] = 1.0f + 0x1.0p-10f;
+	float *hb = malloc((size_t)k * n * sizeof(float));
+	for (int i = 0; i < k * n; i++)
+		hb[i] = 1.0f;
+	O->to_device(b, hb, (size_t)k * n * sizeof(float));
+	for (int rep = 0; rep < 2; rep++)
+		for (int m = 1; m <= 300; m++) {
+			unsigned fl = OPS_TB | OPS_BF16 | (m % 2 ? OPS_CONST_B : 0u);
+			O->matmul(c, a, b, m, n, k, fl, 1.0f, 0.0f);
+			for (int i = 0; i < m * n; i++)
+				if (c[i] != (float)k)
+					fail_msg("m = %d: c[%d] = %.9g, want %d (bf16 path)", m, i,
+						 (double)c[i], k);
+		}
+	O->free(b);
+	free(a);
+	free(c);
+	free(hb);
+}
+
+/* The vectorised bf16 rounding of the CPU matmul gives the bits of ops_f32_to_bf16 for
+ * every kind of input (ties both ways, carries into the exponent, overflow to inf,
+ * subnormals, signed zeros, quiet and signalling NaNs, random patterns) and every tail
+ * length, threaded or not. */
+static void test_to_bf16_bits(void **state)
+{
+	(void)state;
+	size_t n = ((size_t)1 << 20) + 37;
+	float *src = malloc(n * sizeof(float));
+	uint16_t *got = malloc(n * sizeof(uint16_t));
+	const uint32_t special[] = {0x00000000u, 0x80000000u, 0x00000001u, 0x00008000u,
+				    0x00018000u, 0x007fffffu, 0x807fffffu, 0x3f808000u,
+				    0x3f818000u, 0x3f807fffu, 0x3f808001u, 0x7f7fffffu,
+				    0xff7fffffu, 0x7f800000u, 0xff800000u, 0x7f800001u,
+				    0x7fc00000u, 0xffc00001u, 0x7fffffffu, 0x3fffffffu};
+	size_t ns = sizeof special / sizeof special[0];
+	struct rng r;
+	rng_seed(&r, 2024, 5);
+	for (size_t i = 0; i < n; i++) {
+		uint32_t u = i < ns ? special[i] : (uint32_t)rng_next(&r);
+		if (i >= ns && i % 3 == 0) /* near a rounding boundary */
+			u = (u & 0xffff0000u) | (0x7ffeu + (uint32_t)(i % 5));
+		memcpy(&src[i], &u, sizeof u);
+	}
+	ops_cpu_to_bf16(got, src, n);
+	for (size_t i = 0; i < n; i++)
+		if (got[i] != ops_f32_to_bf16(src[i]))
+			fail_msg("element %zu: got %04x, want %04x", i, got[i],
+				 ops_f32_to_bf16(src[i]));
+	for (size_t len = 0; len <= 40; len++) { /* every tail length, unaligned start */
+		memset(got, 0xab, 64 * sizeof(uint16_t));
+		ops_cpu_to_bf16(got + 1, src + 3, len);
+		for (size_t i = 0; i < len; i++)
+			assert_int_equal(got[1 + i], ops_f32_to_bf16(src[3 + i]));
+		assert_int_equal(got[0], 0xabab);
+		assert_int_equal(got[1 + len], 0xabab); /* nothing written past the end */
+	}
+	free(src);
+	free(got);
 }
 
 /* Few rows times a large transposed weight (the blocked decode path of matmul_cpu.c): every
@@ -525,6 +615,8 @@ int main(void)
 		cmocka_unit_test(test_matmul),
 		cmocka_unit_test(test_matmul_small_m),
 		cmocka_unit_test(test_matmul_const_b),
+		cmocka_unit_test(test_to_bf16_bits),
+		cmocka_unit_test(test_matmul_bf16_many_shapes),
 		cmocka_unit_test(test_rmsnorm),
 		cmocka_unit_test(test_layernorm),
 		cmocka_unit_test(test_rope),

@@ -2,11 +2,13 @@
  * through the matmul primitive with bf16 inputs and fp32 accumulation and output, used
  * only when the CPU has AVX512-BF16 or AMX (otherwise OPS_BF16 falls back to fp32).
  * bf16 primitives are cached by shape, and bf16 copies of frozen weights (OPS_CONST_B) by
- * address; caches and scratch buffers are process-wide and guarded by a mutex (the engine
- * calls matmul from one thread). */
+ * address, reordered once into the blocked layout oneDNN's brgemm asks for (one copy per
+ * orientation: x W^T forward, dy W backward); caches and scratch buffers are process-wide
+ * and guarded by a mutex (the engine calls matmul from one thread). */
 #include "backends/native/ops/cpu/ops_cpu_internal.h"
 
 #include <dnnl.h>
+#include <immintrin.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -41,22 +43,28 @@ bool ops_cpu_has_bf16(void)
 	return cached == 1;
 }
 
+/* A cached bf16 primitive. With OPS_CONST_B in flags its weights are in the blocked layout
+ * oneDNN chose (wmd); otherwise every operand is plain row-major. failed: creation failed,
+ * remembered so the caller falls back at once. */
 struct bf16_prim {
 	int m, n, k;
-	unsigned flags;
+	unsigned flags; /* OPS_TA | OPS_TB | OPS_CONST_B */
 	float alpha;
-	bool accumulate;
+	bool accumulate, failed;
+	unsigned long used; /* bf16_tick at the last use: the least recently used is evicted */
+	dnnl_memory_desc_t wmd;
 	dnnl_primitive_t prim;
 	dnnl_memory_t ma, mb, mc;
 };
 
-#define BF16_CACHE 64
+#define BF16_CACHE 96 /* training needs ~40; evaluation adds a few per prompt length */
 
 static pthread_mutex_t bf16_lock = PTHREAD_MUTEX_INITIALIZER;
 static dnnl_engine_t bf16_engine;
 static dnnl_stream_t bf16_stream;
 static struct bf16_prim bf16_cache[BF16_CACHE];
 static int bf16_n;
+static unsigned long bf16_tick;
 static uint16_t *bf16_buf_a, *bf16_buf_b;
 static size_t bf16_cap_a, bf16_cap_b;
 
@@ -72,34 +80,77 @@ static bool bf16_init(void)
 	return true;
 }
 
+/* The plain (row-major) bf16 layout of B, (K,N) logically; stored (N,K) when transposed. */
+static bool plain_b_md(dnnl_memory_desc_t *out, int n, int k, bool tb)
+{
+	dnnl_dims_t dims = {k, n}, st = {n, 1}, st_t = {1, k};
+	return dnnl_memory_desc_init_by_strides(out, 2, dims, dnnl_bf16, tb ? st_t : st) ==
+	       dnnl_success;
+}
+
+/* A full cache gives up its least recently used primitive (its slot is returned empty), so
+ * every shape keeps running in bf16 however many an evaluation brings. */
+static struct bf16_prim *bf16_evict(void)
+{
+	struct bf16_prim *p = &bf16_cache[0];
+	for (int i = 1; i < BF16_CACHE; i++)
+		if (bf16_cache[i].used < p->used)
+			p = &bf16_cache[i];
+	if (p->prim)
+		dnnl_primitive_destroy(p->prim);
+	if (p->ma)
+		dnnl_memory_destroy(p->ma);
+	if (p->mb)
+		dnnl_memory_destroy(p->mb);
+	if (p->mc)
+		dnnl_memory_destroy(p->mc);
+	*p = (struct bf16_prim){0};
+	return p;
+}
+
+/* The primitive for this shape, created on first use; NULL when it cannot run. With
+ * OPS_CONST_B the weights layout is oneDNN's choice (format any) or want_w when given (a
+ * weight already blocked for another m); an implementation other than brgemm, or a layout
+ * other than want_w, gives NULL, and the caller uses plain layouts. */
 static struct bf16_prim *bf16_get(int m, int n, int k, unsigned flags, float alpha,
-				  bool accumulate)
+				  bool accumulate, const dnnl_memory_desc_t *want_w)
 {
 	for (int i = 0; i < bf16_n; i++) {
 		struct bf16_prim *p = &bf16_cache[i];
 		if (p->m == m && p->n == n && p->k == k && p->flags == flags &&
-		    p->alpha == alpha && p->accumulate == accumulate)
+		    p->alpha == alpha && p->accumulate == accumulate) {
+			p->used = ++bf16_tick;
+			if (p->failed || (want_w && !dnnl_memory_desc_equal(want_w, &p->wmd)))
+				return NULL;
 			return p;
+		}
 	}
-	if (bf16_n == BF16_CACHE)
-		return NULL;
+	struct bf16_prim *p = bf16_n < BF16_CACHE ? &bf16_cache[bf16_n++] : bf16_evict();
+	*p = (struct bf16_prim){.m = m, .n = n, .k = k, .flags = flags, .alpha = alpha,
+				.accumulate = accumulate, .failed = true, .used = ++bf16_tick};
 	dnnl_memory_desc_t da, db, dc;
 	dnnl_dims_t dims_a = {m, k}, dims_b = {k, n}, dims_c = {m, n};
 	/* A is (M,K) logically; stored (K,M) when transposed */
-	dnnl_dims_t st_a = {k, 1}, st_at = {1, m}, st_b = {n, 1}, st_bt = {1, k}, st_c = {n, 1};
+	dnnl_dims_t st_a = {k, 1}, st_at = {1, m}, st_c = {n, 1};
 	if (dnnl_memory_desc_init_by_strides(&da, 2, dims_a, dnnl_bf16,
 					     (flags & OPS_TA) ? st_at : st_a) != dnnl_success ||
-	    dnnl_memory_desc_init_by_strides(&db, 2, dims_b, dnnl_bf16,
-					     (flags & OPS_TB) ? st_bt : st_b) != dnnl_success ||
 	    dnnl_memory_desc_init_by_strides(&dc, 2, dims_c, dnnl_f32, st_c) != dnnl_success)
 		return NULL;
+	if (!(flags & OPS_CONST_B)) {
+		if (!plain_b_md(&db, n, k, flags & OPS_TB))
+			return NULL;
+	} else if (want_w) {
+		db = *want_w;
+	} else if (dnnl_memory_desc_init_by_tag(&db, 2, dims_b, dnnl_bf16, dnnl_format_tag_any) !=
+		   dnnl_success) {
+		return NULL;
+	}
 	dnnl_matmul_desc_t desc;
 	if (dnnl_matmul_desc_init(&desc, &da, &db, NULL, &dc) != dnnl_success)
 		return NULL;
 	dnnl_primitive_attr_t attr = NULL;
 	dnnl_post_ops_t po = NULL;
 	dnnl_primitive_desc_t pd = NULL;
-	struct bf16_prim *p = &bf16_cache[bf16_n];
 	bool ok = dnnl_primitive_attr_create(&attr) == dnnl_success;
 	if (ok && alpha != 1.0f)
 		ok = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &alpha) == dnnl_success;
@@ -109,9 +160,22 @@ static struct bf16_prim *bf16_get(int m, int n, int k, unsigned flags, float alp
 		     dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
 	}
 	ok = ok && dnnl_primitive_desc_create(&pd, &desc, attr, bf16_engine, NULL) == dnnl_success;
+	if (ok && (flags & OPS_CONST_B)) {
+		const char *impl = NULL;
+		const dnnl_memory_desc_t *w = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+		ok = dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) ==
+			     dnnl_success &&
+		     impl && strncmp(impl, "brg", 3) == 0 && w &&
+		     (!want_w || dnnl_memory_desc_equal(want_w, w));
+		if (ok)
+			p->wmd = *w;
+	} else {
+		p->wmd = db;
+	}
 	ok = ok && dnnl_primitive_create(&p->prim, pd) == dnnl_success;
 	ok = ok && dnnl_memory_create(&p->ma, &da, bf16_engine, DNNL_MEMORY_NONE) == dnnl_success;
-	ok = ok && dnnl_memory_create(&p->mb, &db, bf16_engine, DNNL_MEMORY_NONE) == dnnl_success;
+	ok = ok && dnnl_memory_create(&p->mb, &p->wmd, bf16_engine, DNNL_MEMORY_NONE) ==
+			   dnnl_success;
 	ok = ok && dnnl_memory_create(&p->mc, &dc, bf16_engine, DNNL_MEMORY_NONE) == dnnl_success;
 	if (pd)
 		dnnl_primitive_desc_destroy(pd);
@@ -119,24 +183,20 @@ static struct bf16_prim *bf16_get(int m, int n, int k, unsigned flags, float alp
 		dnnl_post_ops_destroy(po);
 	if (attr)
 		dnnl_primitive_attr_destroy(attr);
-	if (!ok)
-		return NULL;
-	p->m = m;
-	p->n = n;
-	p->k = k;
-	p->flags = flags;
-	p->alpha = alpha;
-	p->accumulate = accumulate;
-	bf16_n++;
-	return p;
+	p->failed = !ok;
+	return ok ? p : NULL;
 }
 
-/* bf16 copies of frozen weights (OPS_CONST_B), keyed by address and size; dropped when
- * their memory is freed or written through to_device (ops_cpu_bf16_forget). */
+/* bf16 copies of frozen weights (OPS_CONST_B), keyed by address and size: the plain
+ * row-major copy (blocked false) and the copies reordered to oneDNN's blocked layout md
+ * for B as is and B transposed (tb); all dropped when their memory is freed or written
+ * through to_device (ops_cpu_bf16_forget). */
 struct bf16_const {
 	const float *p;
 	size_t n;
-	uint16_t *h;
+	bool blocked, tb;
+	dnnl_memory_desc_t md;
+	void *h;
 };
 static struct bf16_const *bf16_consts;
 static size_t bf16_nconst, bf16_capconst;
@@ -158,14 +218,18 @@ void ops_cpu_bf16_forget(const void *p, size_t bytes)
 	pthread_mutex_unlock(&bf16_lock);
 }
 
-static void to_bf16(uint16_t *dst, const float *src, size_t n);
-
-/* The cached bf16 copy of b (n floats), made on first use; NULL when out of memory. */
-static const uint16_t *bf16_const_get(const float *b, size_t n)
+static struct bf16_const *const_find(const float *b, size_t n, bool blocked, bool tb)
 {
-	for (size_t i = 0; i < bf16_nconst; i++)
-		if (bf16_consts[i].p == b && bf16_consts[i].n == n)
-			return bf16_consts[i].h;
+	for (size_t i = 0; i < bf16_nconst; i++) {
+		struct bf16_const *e = &bf16_consts[i];
+		if (e->p == b && e->n == n && e->blocked == blocked && (!blocked || e->tb == tb))
+			return e;
+	}
+	return NULL;
+}
+
+static struct bf16_const *const_add(struct bf16_const e)
+{
 	if (bf16_nconst == bf16_capconst) {
 		size_t cap = bf16_capconst ? 2 * bf16_capconst : 64;
 		struct bf16_const *nc = realloc(bf16_consts, cap * sizeof *nc);
@@ -174,11 +238,77 @@ static const uint16_t *bf16_const_get(const float *b, size_t n)
 		bf16_consts = nc;
 		bf16_capconst = cap;
 	}
+	bf16_consts[bf16_nconst] = e;
+	return &bf16_consts[bf16_nconst++];
+}
+
+static bool grow(uint16_t **buf, size_t *cap, size_t n);
+
+/* The cached plain bf16 copy of b (n floats), made on first use; NULL when out of memory. */
+static const uint16_t *bf16_const_get(const float *b, size_t n)
+{
+	struct bf16_const *e = const_find(b, n, false, false);
+	if (e)
+		return e->h;
 	uint16_t *h = aligned_alloc(64, (n * 2 + 63) / 64 * 64);
 	if (!h)
 		return NULL;
-	to_bf16(h, b, n);
-	bf16_consts[bf16_nconst++] = (struct bf16_const){b, n, h};
+	ops_cpu_to_bf16(h, b, n);
+	if (!const_add((struct bf16_const){.p = b, .n = n, .h = h})) {
+		free(h);
+		return NULL;
+	}
+	return h;
+}
+
+/* The copy of weight b as the (k, n) B operand (stored (n, k) when tb) in the blocked layout
+ * md: rounded to bf16 (from the plain copy when there is one, else in scratch) and
+ * reordered by oneDNN, once; NULL when that fails. */
+static const void *bf16_blocked_make(const float *b, int n, int k, bool tb,
+				     const dnnl_memory_desc_t *md)
+{
+	size_t nb = (size_t)k * n, bytes = dnnl_memory_desc_get_size(md);
+	struct bf16_const *plain = const_find(b, nb, false, false);
+	const uint16_t *src = plain ? plain->h : NULL;
+	if (!src) {
+		if (!grow(&bf16_buf_b, &bf16_cap_b, nb))
+			return NULL;
+		ops_cpu_to_bf16(bf16_buf_b, b, nb);
+		src = bf16_buf_b;
+	}
+	void *h = bytes ? aligned_alloc(64, (bytes + 63) / 64 * 64) : NULL;
+	if (!h)
+		return NULL;
+	dnnl_memory_desc_t pmd;
+	dnnl_memory_t from = NULL, to = NULL;
+	dnnl_primitive_desc_t rpd = NULL;
+	dnnl_primitive_t r = NULL;
+	bool ok = plain_b_md(&pmd, n, k, tb) &&
+		  dnnl_memory_create(&from, &pmd, bf16_engine, (void *)src) == dnnl_success &&
+		  dnnl_memory_create(&to, md, bf16_engine, h) == dnnl_success &&
+		  dnnl_reorder_primitive_desc_create(&rpd, &pmd, bf16_engine, md, bf16_engine,
+						     NULL) == dnnl_success &&
+		  dnnl_primitive_create(&r, rpd) == dnnl_success;
+	if (ok) {
+		dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+		ok = dnnl_primitive_execute(r, bf16_stream, 2, args) == dnnl_success &&
+		     dnnl_stream_wait(bf16_stream) == dnnl_success;
+	}
+	if (r)
+		dnnl_primitive_destroy(r);
+	if (rpd)
+		dnnl_primitive_desc_destroy(rpd);
+	if (to)
+		dnnl_memory_destroy(to);
+	if (from)
+		dnnl_memory_destroy(from);
+	if (ok && !const_add((struct bf16_const){.p = b, .n = nb, .blocked = true, .tb = tb,
+						 .md = *md, .h = h}))
+		ok = false;
+	if (!ok) {
+		free(h);
+		return NULL;
+	}
 	return h;
 }
 
@@ -195,34 +325,78 @@ static bool grow(uint16_t **buf, size_t *cap, size_t n)
 	return true;
 }
 
-static void to_bf16(uint16_t *dst, const float *src, size_t n)
+/* dst = bf16 of src, the bits of ops_f32_to_bf16 (round to nearest even, NaN kept quiet):
+ * done with integer AVX-512 (16 lanes, masked tail) where the compiler targets it. The
+ * hardware vcvtneps2bf16 is not used: it flushes subnormal inputs to zero. */
+static void to_bf16_range(uint16_t *dst, const float *src, size_t n)
 {
-#pragma omp parallel for schedule(static) if (n > 65536)
-	for (size_t i = 0; i < n; i++)
+	size_t i = 0;
+#ifdef __AVX512F__
+	const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+	const __m512i bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1),
+		      quiet = _mm512_set1_epi32(0x40);
+	for (; i < n; i += 16) {
+		__mmask16 lanes = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+		__m512i u = _mm512_maskz_loadu_epi32(lanes, src + i);
+		__mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, abs_mask), inf);
+		__m512i hi = _mm512_srli_epi32(u, 16);
+		__m512i r = _mm512_add_epi32(_mm512_add_epi32(u, bias), _mm512_and_si512(hi, one));
+		r = _mm512_mask_or_epi32(_mm512_srli_epi32(r, 16), nan, hi, quiet);
+		_mm512_mask_cvtepi32_storeu_epi16(dst + i, lanes, r);
+	}
+#endif
+	for (; i < n; i++)
 		dst[i] = ops_f32_to_bf16(src[i]);
 }
 
-/* Returns false when the bf16 path cannot run (caller falls back to fp32). beta is 0 or 1. */
+#define BF16_CHUNK 16384
+
+void ops_cpu_to_bf16(uint16_t *dst, const float *src, size_t n)
+{
+	size_t nchunks = (n + BF16_CHUNK - 1) / BF16_CHUNK;
+#pragma omp parallel for schedule(static) if (nchunks > 4)
+	for (size_t c = 0; c < nchunks; c++) {
+		size_t i0 = c * BF16_CHUNK;
+		to_bf16_range(dst + i0, src + i0, n - i0 < BF16_CHUNK ? n - i0 : BF16_CHUNK);
+	}
+}
+
+/* Returns false when the bf16 path cannot run (caller falls back to fp32). beta is 0 or 1.
+ * A frozen weight (OPS_CONST_B) is used from its blocked copy when oneDNN's brgemm takes
+ * one for this shape, else from its plain copy. */
 static bool matmul_bf16(float *c, const float *a, const float *b, int m, int n, int k,
 			unsigned flags, float alpha, float beta)
 {
 	if (beta != 0.0f && beta != 1.0f)
 		return false;
-	bool ok = false;
+	bool ok = false, acc = beta != 0.0f, tb = (flags & OPS_TB) != 0;
+	unsigned key = flags & (OPS_TA | OPS_TB);
 	pthread_mutex_lock(&bf16_lock);
 	if (!bf16_init())
 		goto done;
-	struct bf16_prim *p = bf16_get(m, n, k, flags & (OPS_TA | OPS_TB), alpha, beta != 0.0f);
-	if (!p)
-		goto done;
 	size_t na = (size_t)m * k, nb = (size_t)k * n;
-	const uint16_t *hb = (flags & OPS_CONST_B) ? bf16_const_get(b, nb) : NULL;
+	struct bf16_prim *p = NULL;
+	const void *hb = NULL;
+	if (flags & OPS_CONST_B) {
+		struct bf16_const *e = const_find(b, nb, true, tb);
+		p = bf16_get(m, n, k, key | OPS_CONST_B, alpha, acc, e ? &e->md : NULL);
+		if (p)
+			hb = e ? e->h : bf16_blocked_make(b, n, k, tb, &p->wmd);
+		if (!hb)
+			p = NULL;
+	}
+	if (!p) {
+		p = bf16_get(m, n, k, key, alpha, acc, NULL);
+		if (!p)
+			goto done;
+		hb = (flags & OPS_CONST_B) ? bf16_const_get(b, nb) : NULL;
+	}
 	if (!grow(&bf16_buf_a, &bf16_cap_a, na) ||
 	    (!hb && !grow(&bf16_buf_b, &bf16_cap_b, nb)))
 		goto done;
-	to_bf16(bf16_buf_a, a, na);
+	ops_cpu_to_bf16(bf16_buf_a, a, na);
 	if (!hb) {
-		to_bf16(bf16_buf_b, b, nb);
+		ops_cpu_to_bf16(bf16_buf_b, b, nb);
 		hb = bf16_buf_b;
 	}
 	if (dnnl_memory_set_data_handle(p->ma, bf16_buf_a) != dnnl_success ||

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* The matmul of struct ops (see ops.h), on oneDNN. */
 void ops_cpu_matmul(float *c, const float *a, const float *b, int m, int n, int k,
@@ -23,6 +24,9 @@ void ops_cpu_attention_decode(float *out, const float *q, const float *k, const 
  * C = alpha op(A) op(B) + beta C. Single-threaded when called inside a parallel region. */
 void ops_cpu_gemm_ld(bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
 		     int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
+/* dst[i] = ops_f32_to_bf16(src[i]) for i < n, the same bits, vectorised and threaded. */
+void ops_cpu_to_bf16(uint16_t *dst, const float *src, size_t n);
 
 /* Drops the bf16 copies of frozen weights that overlap [p, p + bytes) (memory freed or
  * overwritten). */
