@@ -23,19 +23,13 @@ bool ops_cpu_has_bf16(void)
 {
 	static int cached = -1;
 	if (cached < 0) {
-		__builtin_cpu_init();
-		cached = 0;
-		FILE *f = fopen("/proc/cpuinfo", "r");
-		if (f) {
-			char line[8192];
-			while (fgets(line, sizeof line, f))
-				if (strncmp(line, "flags", 5) == 0) {
-					if (strstr(line, " avx512_bf16") || strstr(line, " amx_bf16"))
-						cached = 1;
-					break;
-				}
-			fclose(f);
-		}
+		/* Ask oneDNN which instruction set it will run, not /proc/cpuinfo: the two
+		 * differ under DNNL_MAX_CPU_ISA, valgrind (its CPU has no AVX-512) or a VM
+		 * that hides features, and only oneDNN's answer decides the bf16 kernels.
+		 * The ISA values are bit masks that contain the lower levels. */
+		unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+		unsigned want = (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+		cached = (isa & want) == want;
 		const char *env = getenv("FTLAB_NO_BF16");
 		if (env && *env && strcmp(env, "0") != 0)
 			cached = 0;
