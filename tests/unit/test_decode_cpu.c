@@ -137,7 +137,7 @@ static void check_small(int m, int n, int k)
 		for (size_t i = 0; i < mn; i++)
 			c[i] = beta == 0.0f ? NAN : c0[i];
 		o->matmul(c, a, w, m, n, k, OPS_TB, alpha, beta);
-		double u = 6e-8 * (k / 8 + 10); /* as in check_shape */
+		double u = 6e-8 * (double)(k / 8 + 10); /* as in check_shape */
 		for (int i = 0; i < m; i++) {
 			ref_gemv(ref, mag, a + (size_t)i * k, w, c0 + (size_t)i * n, n, k, alpha,
 				 beta);

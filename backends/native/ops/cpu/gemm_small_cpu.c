@@ -112,8 +112,8 @@ tile(float *c, const float *a, const float *w, int M, int R, int j0, int nr, int
 	{                                                                                    \
 		int j0 = blk * SMALL_BLOCK;                                                  \
 		int j1 = j0 + SMALL_BLOCK < n ? j0 + SMALL_BLOCK : n;                        \
-		for (int j = j0; j < j1; j += R)                                             \
-			tile(c, a, w, M, R, j, j1 - j < R ? j1 - j : R, n, k, alpha, beta);  \
+		for (int j = j0; j < j1; j += (R))                                           \
+			tile(c, a, w, M, R, j, j1 - j < (R) ? j1 - j : (R), n, k, alpha, beta); \
 	}
 BLOCK_FN(2, 4)
 BLOCK_FN(3, 4)
