@@ -2,10 +2,11 @@
  * beta c with 2 <= m <= 8 (batched decode). AVX-512: a tile of all m rows by R weight rows
  * (one 16-lane FMA chain per pair, each loaded vector used m or R times, so the weight is
  * read once and the FMAs overlap its stream), the m R chains finished by one shared 16-way
- * shuffle tree. Each output is one chain in k order plus the same tree as gemv_cpu.c, so row
+ * shuffle tree (reduce16_cpu.h). Each output is one chain in k order plus the same tree as gemv_cpu.c, so row
  * i equals the one-row product of a's row i, bit for bit, on any thread count. Without
  * AVX-512: one gemv per row (the weight read m times). */
 #include "backends/native/ops/cpu/ops_cpu_internal.h"
+#include "backends/native/ops/cpu/reduce16_cpu.h"
 
 #include <omp.h>
 #include <stddef.h>
@@ -21,30 +22,6 @@
  * weight stream stalls the FMAs (2x slower); into L1 (T0) or non-temporal, no better */
 #define PF_TILES 4
 #define PF_HINT _MM_HINT_T1
-
-/* the same tree as gemv_cpu.c's reduce16: lane L is the sum of the 16 lanes of
- * v[L / 4 + 4 (L % 4)], every source added in the same order */
-static inline __m512 reduce16(const __m512 *v)
-{
-	__m512 t[8], u[4], w0, w1;
-#pragma GCC unroll 8
-	for (int i = 0; i < 8; i++)
-		t[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
-				     _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xee));
-#pragma GCC unroll 4
-	for (int i = 0; i < 4; i++)
-		u[i] = _mm512_add_ps(_mm512_shuffle_f32x4(t[2 * i], t[2 * i + 1], 0x88),
-				     _mm512_shuffle_f32x4(t[2 * i], t[2 * i + 1], 0xdd));
-	w0 = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(u[0]),
-								 _mm512_castps_pd(u[1]))),
-			   _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(u[0]),
-								 _mm512_castps_pd(u[1]))));
-	w1 = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(u[2]),
-								 _mm512_castps_pd(u[3]))),
-			   _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(u[2]),
-								 _mm512_castps_pd(u[3]))));
-	return _mm512_add_ps(_mm512_shuffle_ps(w0, w1, 0x88), _mm512_shuffle_ps(w0, w1, 0xdd));
-}
 
 /* rows [j0, j0 + nr) of w (n, k), nr <= R, against all M rows of a; M and R are constants
  * at every call (M R <= 16). A short tile repeats its last row instead of branching. */
