@@ -1,10 +1,10 @@
 /* gemm_small_cpu: a few rows times a transposed fp32 weight, c (m, n) = alpha a (m, k) W^T +
- * beta c with 2 <= m <= 8 (batched decode). AVX-512: a tile of all m rows by R weight rows
- * (one 16-lane FMA chain per pair, each loaded vector used m or R times, so the weight is
- * read once and the FMAs overlap its stream), the m R chains finished by one shared 16-way
- * shuffle tree (reduce16_cpu.h). Each output is one chain in k order plus the same tree as gemv_cpu.c, so row
- * i equals the one-row product of a's row i, bit for bit, on any thread count. Without
- * AVX-512: one gemv per row (the weight read m times). */
+ * beta c with 2 <= m <= 8 (batched decode). AVX-512: a tile of all m rows by R weight rows,
+ * one 16-lane FMA chain per pair, every loaded vector used m or R times (the weight is read
+ * once), the weight prefetched into L2 ahead of the FMAs, the m R chains finished by the
+ * shared 16-way tree of reduce16_cpu.h. Each output is one chain in k order plus that tree,
+ * as in gemv_cpu.c, so row i equals the one-row product of a's row i, bit for bit, on any
+ * thread count. Without AVX-512: one gemv per row (the weight read m times). */
 #include "backends/native/ops/cpu/ops_cpu_internal.h"
 #include "backends/native/ops/cpu/reduce16_cpu.h"
 
@@ -78,7 +78,12 @@ tile(float *c, const float *a, const float *w, int M, int R, int j0, int nr, int
 	for (int i = 0; i < M; i++)
 		for (int r = 0; r < nr; r++) {
 			float *o = c + (size_t)i * n + j0 + r;
-			*o = beta == 0.0f ? out[i * R + r] : out[i * R + r] + beta * *o;
+			if (beta == 0.0f) {
+				*o = out[i * R + r];
+			} else { /* two statements: never contracted to an FMA (gemv rounds twice) */
+				float old = beta * *o;
+				*o = out[i * R + r] + old;
+			}
 		}
 }
 
