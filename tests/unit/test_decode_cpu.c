@@ -4,6 +4,9 @@
  *   transposed weight): odd and decode-shaped sizes (k not a multiple of the vector
  *   width, n not a multiple of the row group or block), alpha and beta, a NaN-poisoned
  *   output for beta 0, a row computed alone gives the same bits;
+ * - the few-row product (gemm_small_cpu.c, matmul with 2 <= m <= 8 and a transposed
+ *   weight): every m, odd n and k, alpha and beta, NaN-poisoned output for beta 0, a
+ *   misaligned a, and each row bit-identical to the one-row product of that row;
  * - single-query attention over a KV cache (attn_decode_cpu.c, through
  *   attention_forward with Tq = 1): GQA, head sizes that are not multiples of 16,
  *   different positions per sequence, short (one thread) and long (parallel) contexts. */
@@ -117,6 +120,83 @@ static void test_gemv_decode_shapes(void **state)
 	check_shape(4099, 576);
 }
 
+/* c (m, n) = alpha a W^T + beta c0 through matmul, against ref_gemv row by row */
+static void check_small(int m, int n, int k)
+{
+	const struct ops *o = ops_cpu();
+	size_t mn = (size_t)m * n;
+	/* a starts one float into its buffer: the kernel must not assume alignment */
+	float *abuf = rnd((size_t)m * k + 1, 5000 + (uint64_t)(m * 131 + k)), *a = abuf + 1;
+	float *w = rnd((size_t)n * k, 6000 + (uint64_t)n), *c0 = rnd(mn, 7);
+	float *c = malloc(mn * sizeof(float)), *c1 = malloc(mn * sizeof(float));
+	double *ref = malloc((size_t)n * sizeof(double)), *mag = malloc((size_t)n * sizeof(double));
+	assert_true(c && c1 && ref && mag);
+	const float ab[3][2] = {{1.0f, 0.0f}, {0.5f, 1.0f}, {-2.0f, 0.25f}};
+	for (int v = 0; v < 3; v++) {
+		float alpha = ab[v][0], beta = ab[v][1];
+		for (size_t i = 0; i < mn; i++)
+			c[i] = beta == 0.0f ? NAN : c0[i];
+		o->matmul(c, a, w, m, n, k, OPS_TB, alpha, beta);
+		double u = 6e-8 * (double)(k / 8 + 10); /* as in check_shape */
+		for (int i = 0; i < m; i++) {
+			ref_gemv(ref, mag, a + (size_t)i * k, w, c0 + (size_t)i * n, n, k, alpha,
+				 beta);
+			for (int j = 0; j < n; j++) {
+				double got = c[(size_t)i * n + j];
+				if (!(fabs(got - ref[j]) <= u * mag[j] + 1e-30))
+					fail_msg("m %d n %d k %d alpha %g beta %g: c[%d][%d] = %.9g, "
+						 "reference %.9g",
+						 m, n, k, (double)alpha, (double)beta, i, j, got, ref[j]);
+			}
+			/* the same bits as the one-row product of row i */
+			memcpy(c1, c0 + (size_t)i * n, (size_t)n * sizeof(float));
+			if (beta == 0.0f)
+				memset(c1, 0xff, (size_t)n * sizeof(float));
+			ops_cpu_gemv(c1, a + (size_t)i * k, w, n, k, alpha, beta);
+			assert_memory_equal(c1, c + (size_t)i * n, (size_t)n * sizeof(float));
+		}
+	}
+	/* same bits for every thread count */
+	int nthreads = omp_get_max_threads();
+	o->matmul(c, a, w, m, n, k, OPS_TB, 1.0f, 0.0f);
+	for (int t = 1; t <= 3; t++) {
+		omp_set_num_threads(t);
+		memset(c1, 0xff, mn * sizeof(float));
+		o->matmul(c1, a, w, m, n, k, OPS_TB, 1.0f, 0.0f);
+		assert_memory_equal(c1, c, mn * sizeof(float));
+	}
+	omp_set_num_threads(nthreads);
+	free(abuf);
+	free(w);
+	free(c0);
+	free(c);
+	free(c1);
+	free(ref);
+	free(mag);
+}
+
+static void test_small_m_odd_sizes(void **state)
+{
+	(void)state;
+	static const int sizes[][2] = {{1, 1},   {3, 5},    {7, 15},    {5, 16},  {17, 17},
+				       {13, 63}, {33, 79},  {130, 127}, {257, 333}};
+	for (int m = 2; m <= 8; m++)
+		for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+			check_small(m, sizes[i][0], sizes[i][1]);
+}
+
+/* decode shapes with 2, 5 and 8 prompts; the 4099-row slice runs on several threads */
+static void test_small_m_decode_shapes(void **state)
+{
+	(void)state;
+	static const int ms[] = {2, 5, 8};
+	for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
+		check_small(ms[i], 192, 576);
+		check_small(ms[i], 576, 1536);
+		check_small(ms[i], 4099, 576);
+	}
+}
+
 /* out (B, nh, hd) in double for queries at pos0 against k/v caches (B, tk, nkv, hd) */
 static void ref_attention(double *out, const float *q, const float *k, const float *v, int b,
 			  int tk, int nh, int nkv, int hd, const int *pos0)
@@ -199,6 +279,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_gemv_odd_sizes),
 		cmocka_unit_test(test_gemv_decode_shapes),
+		cmocka_unit_test(test_small_m_odd_sizes),
+		cmocka_unit_test(test_small_m_decode_shapes),
 		cmocka_unit_test(test_attention_decode),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

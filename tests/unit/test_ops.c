@@ -231,7 +231,7 @@ static void test_to_bf16_bits(void **state)
 	free(got);
 }
 
-/* Few rows times a large transposed weight (the blocked decode path of matmul_cpu.c): every
+/* Few rows times a large transposed weight (the decode path: gemm_small_cpu.c): every
  * m up to 9 with n not a multiple of the block, alpha and accumulation, C poisoned for
  * beta 0, and the same bits for every thread count. */
 static void test_matmul_small_m(void **state)

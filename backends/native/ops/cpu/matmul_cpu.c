@@ -406,33 +406,6 @@ done:
 	return ok;
 }
 
-/* Few rows times a large transposed weight (decode: m = prompts in the batch, B = (n, k)
- * weight). oneDNN's sgemm for small m streamed the weight more than once (8 rows of the
- * LM head cost 2.5-3.5x one row); here the weight is cut into blocks of SMALL_M_BLOCK rows
- * (~300 KB, cache-resident) and each block meets all m rows in one single-threaded sgemm,
- * so the weight is read from memory once. Blocks are fixed, so the result does not depend
- * on the thread count. */
-#define SMALL_M_MAX 8
-#define SMALL_M_BLOCK 128
-
-static void matmul_small_m(float *c, const float *a, const float *b, int m, int n, int k,
-			   float alpha, float beta)
-{
-	int nblocks = (n + SMALL_M_BLOCK - 1) / SMALL_M_BLOCK;
-	int failed = 0;
-#pragma omp parallel for schedule(static) reduction(| : failed)
-	for (int blk = 0; blk < nblocks; blk++) {
-		int j0 = blk * SMALL_M_BLOCK, nb = n - j0 < SMALL_M_BLOCK ? n - j0 : SMALL_M_BLOCK;
-		if (dnnl_sgemm('N', 'T', m, nb, k, alpha, a, k, b + (size_t)j0 * k, k, beta,
-			       c + j0, n) != dnnl_success)
-			failed = 1;
-	}
-	if (failed) {
-		fprintf(stderr, "ftlab: internal error: dnnl_sgemm failed\n");
-		abort();
-	}
-}
-
 void ops_cpu_matmul(float *c, const float *a, const float *b, int m, int n, int k,
 		    unsigned flags, float alpha, float beta)
 {
@@ -450,13 +423,12 @@ void ops_cpu_matmul(float *c, const float *a, const float *b, int m, int n, int 
 		ops_cpu_gemv(c, a, b, n, k, alpha, beta);
 		return;
 	}
-	if (beta == 0.0f) /* sgemm may read C even with beta 0; NaN * 0 would leak through */
-		memset(c, 0, (size_t)m * n * sizeof(float));
-	if (m >= 2 && m <= SMALL_M_MAX && (flags & (OPS_TA | OPS_TB)) == OPS_TB &&
-	    n > 2 * SMALL_M_BLOCK) {
-		matmul_small_m(c, a, b, m, n, k, alpha, beta);
+	if (m >= 2 && m <= 8 && (flags & (OPS_TA | OPS_TB)) == OPS_TB) { /* gemm_small_cpu.c */
+		ops_cpu_gemm_small(c, a, b, m, n, k, alpha, beta);
 		return;
 	}
+	if (beta == 0.0f) /* sgemm may read C even with beta 0; NaN * 0 would leak through */
+		memset(c, 0, (size_t)m * n * sizeof(float));
 	char ta = (flags & OPS_TA) ? 'T' : 'N', tb = (flags & OPS_TB) ? 'T' : 'N';
 	dnnl_dim_t lda = (flags & OPS_TA) ? m : k, ldb = (flags & OPS_TB) ? k : n;
 	dnnl_status_t st = dnnl_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, n);

@@ -15,6 +15,12 @@ void ops_cpu_matmul(float *c, const float *a, const float *b, int m, int n, int 
 void ops_cpu_gemv(float *y, const float *x, const float *w, int n, int k, float alpha,
 		  float beta);
 
+/* A few rows times a transposed weight, 2 <= m <= 8: c (m, n) = alpha a (m, k) W^T + beta c,
+ * W (n, k) row-major (batched decode). beta 0 does not read c. Row i has the bits of
+ * ops_cpu_gemv on a's row i, for every thread count. */
+void ops_cpu_gemm_small(float *c, const float *a, const float *w, int m, int n, int k,
+			float alpha, float beta);
+
 /* Attention of one query per sequence (Tq = 1) at positions pos0 against the KV cache
  * (see ops.h attention_forward); out (B, nh, hd). Same bits for every thread count. */
 void ops_cpu_attention_decode(float *out, const float *q, const float *k, const float *v,
