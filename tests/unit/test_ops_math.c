@@ -65,6 +65,41 @@ static float from_bits(uint32_t u)
 	return f;
 }
 
+/* ops_expf against libm's expf (correctly rounded in glibc): every 61st float pattern
+ * of the normal-result range, both signs, within 2 ulp; the edges exactly. */
+static void test_expf(void **state)
+{
+	(void)state;
+	int worst = 0;
+	float worst_x = 0.0f;
+	for (int sign = 0; sign < 2; sign++)
+		for (uint32_t u = 0; u < 0x42b20000u; u += 61) { /* |x| < 89 */
+			uint32_t b = u | (sign ? 0x80000000u : 0u);
+			float x;
+			memcpy(&x, &b, sizeof x);
+			if (x < -87.33654f || x > 88.72283f)
+				continue;
+			float got = ops_expf(x), want = expf(x);
+			int32_t gi, wi;
+			memcpy(&gi, &got, sizeof gi);
+			memcpy(&wi, &want, sizeof wi);
+			int d = gi > wi ? gi - wi : wi - gi;
+			if (d > worst) {
+				worst = d;
+				worst_x = x;
+			}
+		}
+	print_message("ops_expf: worst %d ulp at x = %.9g\n", worst, (double)worst_x);
+	assert_true(worst <= 2);
+	assert_true(ops_expf(0.0f) == 1.0f);
+	assert_true(ops_expf(-INFINITY) == 0.0f);
+	assert_true(isinf(ops_expf(INFINITY)) && ops_expf(INFINITY) > 0.0f);
+	assert_true(isinf(ops_expf(89.0f)));
+	assert_true(ops_expf(-88.0f) == 0.0f); /* below the normal range: flushed */
+	assert_true(isnan(ops_expf(NAN)));
+	assert_true(isfinite(ops_expf(88.7f)) && ops_expf(88.7f) > 3.3e38f);
+}
+
 static void test_bf16(void **state)
 {
 	(void)state;
@@ -325,7 +360,7 @@ static void test_adamw_elem(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_activations),  cmocka_unit_test(test_bf16),
+		cmocka_unit_test(test_activations),  cmocka_unit_test(test_bf16), cmocka_unit_test(test_expf),
 		cmocka_unit_test(test_rmsnorm_row),  cmocka_unit_test(test_layernorm_row),
 		cmocka_unit_test(test_rope_head),    cmocka_unit_test(test_logsumexp_ce),
 		cmocka_unit_test(test_dropout_keep), cmocka_unit_test(test_adamw_elem),
