@@ -8,59 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/native/eval/evaluate.h"
 #include "backends/native/io/model_file.h"
 #include "backends/native/model/generate_text.h"
 #include "backends/native/model/model.h"
-#include "backends/native/ops/ops.h"
-#include "backends/native/peft/adapter.h"
 #include "backends/native/tok/tokenizer.h"
 #include "common/util.h"
 
 static const char *const gen_opts_names[] = {
 	"--adapter", "--max-new-tokens", "--temperature", "--top-k", "--top-p", "--seed",
 	"--stop", "--system", "--raw", "--threads", NULL};
-
-/* Builds the model, with the adapter's LoRA weights when adapter_dir is set. */
-static int load_with_adapter(struct model **out, const struct model_file *mf,
-			     const char *adapter_dir, struct diag *d)
-{
-	struct model_opts o = {0};
-	o.method = METHOD_NONE;
-	o.layers_first = o.layers_last = -1;
-	struct lora_adapter *ad = NULL;
-	int rc;
-	if (adapter_dir) {
-		bool inter = mf->hp.arch == ARCH_LLAMA && mf->hp.rope_style == ROPE_INTERLEAVED;
-		rc = adapter_read_peft(&ad, adapter_dir, inter, mf->hp.n_head, mf->hp.n_head_kv,
-				       mf->hp.head_dim, d);
-		if (rc)
-			return rc;
-		o.method = METHOD_LORA;
-		o.lora_rank = ad->info.rank;
-		o.lora_alpha = (float)ad->info.alpha;
-		o.rslora = ad->info.rslora;
-		o.targets = (const char *const *)ad->info.targets;
-		o.n_targets = ad->info.n_targets;
-	}
-	rc = model_create(out, mf, &o, d);
-	if (rc)
-		goto done;
-	for (size_t i = 0; ad && i < ad->n; i++) {
-		const struct model_param *p = model_param_find(*out, ad->t[i].name);
-		if (!p || p->numel != (size_t)(ad->t[i].rows * ad->t[i].cols)) {
-			rc = diag_set(d, FT_EINVAL, adapter_dir, 0, 0,
-				      "adapter tensor '%s' does not fit the model", ad->t[i].name);
-			model_free(*out);
-			*out = NULL;
-			goto done;
-		}
-		model_ops(*out)->to_device(p->data, ad->t[i].data, p->numel * sizeof(float));
-	}
-	model_set_training(*out, false);
-done:
-	adapter_free(ad);
-	return rc;
-}
 
 int cmd_generate(const struct cli *cli, int argc, char **argv)
 {
@@ -145,9 +102,10 @@ int cmd_generate(const struct cli *cli, int argc, char **argv)
 	int rc = model_file_load(&mf, model_path, &d);
 	if (!rc)
 		rc = tokenizer_from_model_file(&tok, mf, &d);
-	if (!rc)
-		rc = load_with_adapter(&m, mf, adapter, &d);
+	if (!rc) /* no activation plan: generation sizes its KV cache itself */
+		rc = eval_model_create(&m, mf, adapter, 0, 0, &d);
 	if (!rc) {
+		model_set_training(m, false);
 		model_file_free(mf);
 		mf = NULL;
 		go.chat = !raw;
