@@ -1266,7 +1266,7 @@ struct list_kind {
 };
 
 #define COL(type, T, field) {type, offsetof(T, field)}
-#define KIND(sql, T, cols, what) {sql, sizeof(T), cols, sizeof cols / sizeof cols[0], what}
+#define KIND(sql, T, cols, what) {sql, sizeof(T), cols, sizeof(cols) / sizeof((cols)[0]), what}
 
 /* Decodes the current row into the zeroed item; 0, or FT_ENOMEM. */
 static int decode_row(sqlite3_stmt *st, const struct list_kind *k, void *item)
@@ -1690,11 +1690,12 @@ void store_run_free(struct store_run *r)
 }
 
 /* The typed list frees: each clears its items through its kind's column table. */
+/* list_type is a type name, which cannot be parenthesised. */
 #define LIST_FREE(fn, list_type, kind)                                                        \
-	void fn(list_type *l)                                                                 \
+	void fn(list_type *l) /* NOLINT(bugprone-macro-parentheses) */                        \
 	{                                                                                     \
 		if (l)                                                                        \
-			items_free(&kind, l->items, l->n);                                    \
+			items_free(&(kind), l->items, l->n);                                  \
 		free(l);                                                                      \
 	}
 
