@@ -373,7 +373,9 @@ static void attention_forward_gemm(float *out, float *att, const float *q, const
 					for (int j = 0; j <= i; j++)
 						mx = r[j] > mx ? r[j] : mx;
 					float sum = 0.0f;
+#if OPS_SIMD_ON
 #pragma omp simd reduction(+ : sum)
+#endif
 					for (int j = 0; j <= i; j++) {
 						r[j] = ops_expf(r[j] - mx);
 						sum += r[j];
@@ -468,7 +470,11 @@ static void cpu_attention_backward(float *dq, float *dk, float *dv, const float 
 
 static void cpu_swiglu_forward(float *out, const float *gate, const float *up, size_t n)
 {
+#if OPS_SIMD_ON
 #pragma omp parallel for simd schedule(static) if (n > 16384)
+#else
+#pragma omp parallel for schedule(static) if (n > 16384)
+#endif
 	for (size_t i = 0; i < n; i++)
 		out[i] = ops_silu(gate[i]) * up[i];
 }
@@ -476,7 +482,11 @@ static void cpu_swiglu_forward(float *out, const float *gate, const float *up, s
 static void cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
 				const float *up, size_t n)
 {
+#if OPS_SIMD_ON
 #pragma omp parallel for simd schedule(static) if (n > 16384)
+#else
+#pragma omp parallel for schedule(static) if (n > 16384)
+#endif
 	for (size_t i = 0; i < n; i++) {
 		float d = dout[i];
 		float g = gate[i];
