@@ -66,9 +66,11 @@ size_t edit_distance(const char *a, const char *b, size_t cap);
 /* The candidate nearest to word within distance max(2, len/3), or NULL. */
 const char *nearest_word(const char *word, const char *const *candidates, size_t n);
 
-/* Monotonic and wall clocks, in seconds. */
+/* Monotonic and wall clocks, in seconds; time_process_cpu: CPU time of the whole process
+ * (all threads), which counts work rather than waiting on a shared machine. */
 double time_monotonic(void);
 double time_wall(void);
+double time_process_cpu(void);
 /* ISO-8601 UTC ("2026-11-24T03:50:24Z") into buf (at least 21 bytes). */
 void time_iso8601(char *buf, size_t n, double wall_seconds);
 

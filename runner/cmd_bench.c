@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include "backends/native/io/model_file.h"
 #include "backends/native/model/model.h"
@@ -107,13 +106,6 @@ static double decode_weight_bytes(const struct model *m)
 	return 4.0 * (L * per_layer + V * C + C);
 }
 
-static double process_cpu_s(void)
-{
-	struct timespec ts;
-	if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0)
-		return 0.0;
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Generates new_tokens after n random prompts of prompt_len tokens; the process CPU time
  * of the call in *cpu_s. */
@@ -139,10 +131,10 @@ static int gen_once(struct model *m, int n, int prompt_len, int new_tokens, doub
 	struct gen_opts g = {.max_new_tokens = new_tokens, .top_p = 1.0f, .eos_id = -1};
 	int32_t **out = NULL;
 	size_t *olen = NULL;
-	double c0 = process_cpu_s();
+	double c0 = time_process_cpu();
 	rc = model_generate_tokens(m, (const int32_t *const *)prompts, lens, (size_t)n, &g, &out,
 				   &olen, d);
-	*cpu_s = process_cpu_s() - c0;
+	*cpu_s = time_process_cpu() - c0;
 	for (int i = 0; out && i < n; i++)
 		free(out[i]);
 	free(out);
@@ -198,15 +190,6 @@ static int bench_generate(struct model *m, int prompt_len, int new_tokens)
 	return 0;
 }
 
-/* CPU time of the whole process (all threads), in seconds: on a shared machine it counts
- * the work done rather than the waiting, so per-step comparisons stay meaningful. */
-static double cpu_seconds(void)
-{
-	struct timespec ts;
-	if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0)
-		return 0;
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Train mode runs the model on a copy of the CPU ops table whose matmul and attention are
  * wrapped to add up their wall and process CPU time, so the bench can print the split of a
@@ -221,13 +204,13 @@ static double split_wall[SPLIT_N], split_cpu[SPLIT_N];
 static void split_add(int what, double w0, double c0)
 {
 	split_wall[what] += time_monotonic() - w0;
-	split_cpu[what] += cpu_seconds() - c0;
+	split_cpu[what] += time_process_cpu() - c0;
 }
 
 static void timed_matmul(float *c, const float *a, const float *b, int m, int n, int k,
 			 unsigned flags, float alpha, float beta)
 {
-	double w0 = time_monotonic(), c0 = cpu_seconds();
+	double w0 = time_monotonic(), c0 = time_process_cpu();
 	timed_base->matmul(c, a, b, m, n, k, flags, alpha, beta);
 	split_add(SPLIT_MATMUL, w0, c0);
 }
@@ -236,7 +219,7 @@ static void timed_attention_forward(float *out, float *att, const float *q, cons
 				    const float *v, int b, int tq, int tk, int nh, int nkv,
 				    int hd, const int *pos0)
 {
-	double w0 = time_monotonic(), c0 = cpu_seconds();
+	double w0 = time_monotonic(), c0 = time_process_cpu();
 	timed_base->attention_forward(out, att, q, k, v, b, tq, tk, nh, nkv, hd, pos0);
 	split_add(SPLIT_ATTENTION, w0, c0);
 }
@@ -245,7 +228,7 @@ static void timed_attention_backward(float *dq, float *dk, float *dv, const floa
 				     const float *att, const float *q, const float *k,
 				     const float *v, int b, int t, int nh, int nkv, int hd)
 {
-	double w0 = time_monotonic(), c0 = cpu_seconds();
+	double w0 = time_monotonic(), c0 = time_process_cpu();
 	timed_base->attention_backward(dq, dk, dv, dout, att, q, k, v, b, t, nh, nkv, hd);
 	split_add(SPLIT_ATTENTION, w0, c0);
 }
@@ -288,7 +271,7 @@ static int bench_train(struct model *m, int B, int T, int steps, bool bf16)
 			memset(split_wall, 0, sizeof split_wall);
 			memset(split_cpu, 0, sizeof split_cpu);
 		}
-		double c0 = cpu_seconds();
+		double c0 = time_process_cpu();
 		double t0 = time_monotonic();
 		model_zero_grad(m);
 		rc = model_forward(m, tok, tgt, B, T, &loss, NULL);
@@ -302,7 +285,7 @@ static int bench_train(struct model *m, int B, int T, int steps, bool bf16)
 			ops->adamw(p->data, p->grad, mom[i], var[i], p->numel, &ah);
 		}
 		double t3 = time_monotonic();
-		double c3 = cpu_seconds() - c0;
+		double c3 = time_process_cpu() - c0;
 		if (s > 0) {
 			cpu_total += c3;
 			if (s == 1 || c3 < cpu_best)
