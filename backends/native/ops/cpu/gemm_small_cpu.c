@@ -124,9 +124,19 @@ void ops_cpu_gemm_small(float *c, const float *a, const float *w, int m, int n, 
 	int nblocks = (n + SMALL_BLOCK - 1) / SMALL_BLOCK;
 	/* a 64-byte aligned copy of a (at most 8 x k floats): its 8 loads per step of k then
 	 * never straddle cache lines (the same values in the same order: the same bits) */
+	/* kept per thread and grown on demand, so the decode loop allocates nothing */
+	static _Thread_local float *al;
+	static _Thread_local size_t al_cap;
 	size_t abytes = ((size_t)m * k * sizeof(float) + 63) & ~(size_t)63;
-	float *al = aligned_alloc(64, abytes);
-	if (al) {
+	if (abytes > al_cap) {
+		float *nb = aligned_alloc(64, abytes);
+		if (nb) {
+			free(al);
+			al = nb;
+			al_cap = abytes;
+		}
+	}
+	if (abytes <= al_cap) {
 		memcpy(al, a, (size_t)m * k * sizeof(float));
 		a = al;
 	}
@@ -138,7 +148,6 @@ void ops_cpu_gemm_small(float *c, const float *a, const float *w, int m, int n, 
 		for (int b = 0; b < nblocks; b++)
 			f(c, a, w, b, n, k, alpha, beta);
 	}
-	free(al);
 }
 
 #else
