@@ -136,7 +136,7 @@ void ops_cpu_gemm_small(float *c, const float *a, const float *w, int m, int n, 
 			al_cap = abytes;
 		}
 	}
-	if (abytes <= al_cap) {
+	if (al && abytes <= al_cap) {
 		memcpy(al, a, (size_t)m * k * sizeof(float));
 		a = al;
 	}
