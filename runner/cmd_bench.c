@@ -217,19 +217,22 @@ static void timed_matmul(float *c, const float *a, const float *b, int m, int n,
 
 static void timed_attention_forward(float *out, float *att, const float *q, const float *k,
 				    const float *v, int b, int tq, int tk, int nh, int nkv,
-				    int hd, const int *pos0)
+				    int hd, const int *pos0, float scale, int window)
 {
 	double w0 = time_monotonic(), c0 = time_process_cpu();
-	timed_base->attention_forward(out, att, q, k, v, b, tq, tk, nh, nkv, hd, pos0);
+	timed_base->attention_forward(out, att, q, k, v, b, tq, tk, nh, nkv, hd, pos0, scale,
+				      window);
 	split_add(SPLIT_ATTENTION, w0, c0);
 }
 
 static void timed_attention_backward(float *dq, float *dk, float *dv, const float *dout,
 				     const float *att, const float *q, const float *k,
-				     const float *v, int b, int t, int nh, int nkv, int hd)
+				     const float *v, int b, int t, int nh, int nkv, int hd,
+				     float scale, int window)
 {
 	double w0 = time_monotonic(), c0 = time_process_cpu();
-	timed_base->attention_backward(dq, dk, dv, dout, att, q, k, v, b, t, nh, nkv, hd);
+	timed_base->attention_backward(dq, dk, dv, dout, att, q, k, v, b, t, nh, nkv, hd, scale,
+				       window);
 	split_add(SPLIT_ATTENTION, w0, c0);
 }
 

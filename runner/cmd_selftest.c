@@ -497,8 +497,9 @@ static int st_cuda_attention(const struct selftest_target *tg, bool *ok, struct 
 		k[i] = 2.0f * rng_uniform_f(&r) - 1.0f;
 		v[i] = 2.0f * rng_uniform_f(&r) - 1.0f;
 	}
-	ops_cpu()->attention_forward(out, att, q, k, v, B, T, T, NH, NKV, HD, NULL);
-	ops_cpu()->attention_backward(dq, dk, dv, dout, att, q, k, v, B, T, NH, NKV, HD);
+	float sc = 1.0f / sqrtf((float)HD);
+	ops_cpu()->attention_forward(out, att, q, k, v, B, T, T, NH, NKV, HD, NULL, sc, 0);
+	ops_cpu()->attention_backward(dq, dk, dv, dout, att, q, k, v, B, T, NH, NKV, HD, sc, 0);
 	float *Q = dv_, *K = Q + nq, *V = K + nk, *DO = V + nk, *O = DO + nq, *DQ = O + nq;
 	float *DK = DQ + nq, *DV = DK + nk, *ATT = DV + nk;
 	cu->to_device(Q, q, nq * sizeof(float));
@@ -508,8 +509,8 @@ static int st_cuda_attention(const struct selftest_target *tg, bool *ok, struct 
 	const char *names[2] = {"stored probabilities", "fused (no T x T buffer)"};
 	for (int mode = 0; mode < 2; mode++) {
 		float *A = mode == 0 ? ATT : NULL;
-		cu->attention_forward(O, A, Q, K, V, B, T, T, NH, NKV, HD, NULL);
-		cu->attention_backward(DQ, DK, DV, DO, A, Q, K, V, B, T, NH, NKV, HD);
+		cu->attention_forward(O, A, Q, K, V, B, T, T, NH, NKV, HD, NULL, sc, 0);
+		cu->attention_backward(DQ, DK, DV, DO, A, Q, K, V, B, T, NH, NKV, HD, sc, 0);
 		cu->to_host(g_out, O, nq * sizeof(float));
 		cu->to_host(g_dq, DQ, nq * sizeof(float));
 		cu->to_host(g_dk, DK, nk * sizeof(float));

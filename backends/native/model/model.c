@@ -431,6 +431,7 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 	m->mmflags = o->precision == PRECISION_BF16 ? OPS_BF16 : 0;
 	m->training = o->method != METHOD_NONE;
 	m->qd = hp->n_head * hp->head_dim;
+	m->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
 	m->kvd = hp->n_head_kv * hp->head_dim;
 	if (o->method == METHOD_LORA) {
 		if (o->lora_rank <= 0) {
@@ -809,10 +810,10 @@ void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, fl
 			ops->copy_rows(vc + off, m->kvd, a->v + (size_t)b * T * m->kvd, m->kvd, T, m->kvd);
 		}
 		ops->attention_forward(a->atty, NULL, a->q, kc, vc, B, T, tk, hp->n_head,
-				       hp->n_head_kv, hp->head_dim, pos0);
+				       hp->n_head_kv, hp->head_dim, pos0, m->attn_scale, 0);
 	} else {
 		ops->attention_forward(a->atty, a->att, a->q, a->k, a->v, B, T, T, hp->n_head,
-				       hp->n_head_kv, hp->head_dim, NULL);
+				       hp->n_head_kv, hp->head_dim, NULL, m->attn_scale, 0);
 	}
 	lin_forward(m, &y->o, a, tmp, a->atty, N, l, dropout);
 	ops->add(a->x2, a->x, tmp, NC);
@@ -872,7 +873,7 @@ int model_forward(struct model *m, const int32_t *tokens, const int32_t *targets
 	long cnt = 0;
 	if (targets) {
 		ops->to_device(m->tgt_dev, targets, (size_t)N * sizeof(int32_t));
-		cnt = ops->crossentropy_forward(m->losses, m->lse, m->logits, m->tgt_dev, N,
+		cnt = ops->crossentropy_forward(m->losses, m->lse, NULL, m->logits, m->tgt_dev, N,
 						hp->n_vocab);
 		/* the mean in double, in row order (losses are on the host for cpu) */
 		float *hl = malloc((size_t)N * sizeof(float));
@@ -928,7 +929,7 @@ static void layer_backward(struct model *m, int l, struct lacts *a, int B, int T
 	ops->axpy(g->dres, 1.0f, g->dtmp, NC); /* dres is now dL/d(x2) */
 	lin_backward(m, &y->o, a, g->datty, false, g->dres, a->atty, N);
 	ops->attention_backward(g->dq, g->dk, g->dv, g->datty, a->att, a->q, a->k, a->v, B, T,
-				hp->n_head, hp->n_head_kv, hp->head_dim);
+				hp->n_head, hp->n_head_kv, hp->head_dim, m->attn_scale, 0);
 	if (hp->arch == ARCH_LLAMA) {
 		enum ops_rope_style st = hp->rope_style == ROPE_INTERLEAVED ? OPS_ROPE_INTERLEAVED
 									    : OPS_ROPE_HALF;

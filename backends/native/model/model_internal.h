@@ -70,6 +70,7 @@ struct model {
 	bool training;
 	int kvd;              /* n_head_kv * head_dim */
 	int qd;               /* n_head * head_dim */
+	float attn_scale;     /* query scale of the attention scores */
 	float lora_s;
 	int lora_r;
 
