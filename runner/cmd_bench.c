@@ -277,7 +277,7 @@ static int bench_train(struct model *m, int B, int T, int steps, bool bf16)
 		double c0 = time_process_cpu();
 		double t0 = time_monotonic();
 		model_zero_grad(m);
-		rc = model_forward(m, tok, tgt, B, T, &loss, NULL);
+		rc = model_forward_train(m, tok, tgt, B, T, 0.0f, &loss, NULL);
 		double t1 = time_monotonic();
 		if (!rc)
 			rc = model_backward(m, 0.0f);

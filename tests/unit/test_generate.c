@@ -22,6 +22,7 @@ static struct model *make(const struct model_file *mf, enum method_type method, 
 	o.layers_first = o.layers_last = -1;
 	o.max_batch = 1;
 	o.max_seq = max_seq;
+	o.full_logits = true;
 	o.seed = 3;
 	o.lora_rank = 2;
 	o.lora_alpha = 4;
