@@ -20,6 +20,7 @@
 #include "common/rng.h"
 #include "common/util.h"
 #include "tests/unit/tiny_weights.h"
+#include "common/banned.h"
 
 static struct model_opts base_opts(enum method_type method)
 {
