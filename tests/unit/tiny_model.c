@@ -418,11 +418,25 @@ int tiny_model_write_gguf(const char *path, const struct tiny_model_spec *s, str
 	}
 	if (s->arch == ARCH_GEMMA3) {
 		kv_u32(&w, KA("attention.key_length"), (uint32_t)head_dim(s));
-		kv_u32(&w, KA("attention.value_length"), (uint32_t)head_dim(s));
+		kv_u32(&w, KA("attention.value_length"),
+		       (uint32_t)(s->value_length ? s->value_length : head_dim(s)));
 		if (s->sliding_window > 0)
 			kv_u32(&w, KA("attention.sliding_window"), (uint32_t)s->sliding_window);
-		if (s->swa_pattern != 6) /* llama.cpp's default period */
+		if (s->swa_layers) {
+			w.nkv++;
+			put_str(&w, KA("attention.sliding_window_pattern"));
+			put_u32(&w, 9);
+			put_u32(&w, 7);
+			put_u64(&w, (uint64_t)s->n_layer);
+			for (int l = 0; l < s->n_layer; l++) {
+				uint8_t b = s->swa_layers[l];
+				put(&w, &b, 1);
+			}
+		} else if (s->swa_pattern != 6) { /* llama.cpp's default period */
 			kv_u32(&w, KA("attention.sliding_window_pattern"), (uint32_t)s->swa_pattern);
+		}
+		if (s->final_softcap > 0)
+			kv_f32(&w, KA("final_logit_softcapping"), s->final_softcap);
 		if (s->rope_theta_local != 10000.0f)
 			kv_f32(&w, KA("rope.freq_base_swa"), s->rope_theta_local);
 	}

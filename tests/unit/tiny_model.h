@@ -29,6 +29,12 @@ struct tiny_model_spec {
 	int head_dim;       /* 0: n_embd / n_head */
 	int sliding_window, swa_pattern; /* window 0: none; pattern as model_hparams */
 	float rope_theta_local, query_pre_attn_scalar;
+	/* GGUF variations for the loader's tests: a final logit softcapping key (0: none),
+	 * the layer pattern as one bool per layer (NULL: the integer period), a value length
+	 * of its own (0: head_dim) */
+	float final_softcap;
+	const bool *swa_layers;
+	int value_length;
 	int hf_dtype;       /* safetensors dtype of every tensor: 0 F32, 1 F16, 2 BF16 */
 	int hf_shards;      /* 1: model.safetensors; 2+: an index and that many shards */
 };
