@@ -85,9 +85,10 @@ const struct cli_command cli_commands[] = {
 	 "usage: ftlab export RUN --format peft|gguf-adapter|merged-safetensors|merged-gguf -o DIR\n",
 	 cmd_export},
 	{"bench", "measure training and generation speed",
-	 "usage: ftlab bench [--model M] [--mode train|generate] [--threads N]\n"
+	 "usage: ftlab bench [--model smollm2|gemma3|PATH] [--mode train|generate] [--threads N]\n"
 	 "                   train:    [--method lora|lora-all|full] [--precision fp32|bf16]\n"
-	 "                             [--batch B] [--seq T] [--steps N]\n"
+	 "                             [--batch B] [--seq T] [--steps N] [--logits chunked|all]\n"
+	 "                             [--targets N]\n"
 	 "                   generate: [--prompt-len N] [--new-tokens N]\n",
 	 cmd_bench},
 	{"selftest", "compare backends on a tiny model",

@@ -243,7 +243,8 @@ static const struct ops *timed_cpu_ops(void)
 	return &timed_ops;
 }
 
-static int bench_train(struct model *m, int B, int T, int steps, bool bf16, struct diag *d)
+static int bench_train(struct model *m, int B, int T, int steps, bool bf16, int targets,
+		       struct diag *d)
 {
 	const struct model_hparams *hp = model_hparams(m);
 	const struct ops *ops = ops_cpu();
@@ -257,6 +258,8 @@ static int bench_train(struct model *m, int B, int T, int steps, bool bf16, stru
 	for (size_t i = 0; i < N; i++) {
 		tok[i] = (int32_t)rng_below(&r, (uint64_t)hp->n_vocab);
 		tgt[i] = (int32_t)rng_below(&r, (uint64_t)hp->n_vocab);
+		if (targets > 0 && (int)(i % (size_t)T) < T - targets)
+			tgt[i] = -1; /* a prompt: no target */
 	}
 	size_t nt = model_n_trainable(m);
 	float **mom = calloc(nt, sizeof *mom), **var = calloc(nt, sizeof *var);
@@ -314,6 +317,13 @@ static int bench_train(struct model *m, int B, int T, int steps, bool bf16, stru
 	       "ms, optimizer %.0f ms per step), loss %.3f\n",
 	       B, T, steps, tps, 1e3 * t_fwd / steps, 1e3 * t_bwd / steps,
 	       1e3 * (t_total - t_fwd - t_bwd) / steps, loss);
+	if (targets > 0)
+		printf("LM head: %s; targets: the last %d of %d positions of each row\n",
+		       model_logits(m) ? "every position, (B*T, V) logits kept" : "chunked, at targets",
+		       targets, T);
+	else
+		printf("LM head: %s; targets: every position\n",
+		       model_logits(m) ? "every position, (B*T, V) logits kept" : "chunked, at targets");
 	printf("process CPU time per step (all threads): mean %.3f s, best %.3f s\n",
 	       cpu_total / steps, cpu_best);
 	double ws = t_total / steps, cs = cpu_total / steps;
@@ -336,6 +346,7 @@ int engine_bench(const struct engine_bench_opts *b, struct diag *d)
 	struct model_opts o = {0};
 	o.layers_first = o.layers_last = -1;
 	o.seed = 1;
+	o.full_logits = b->all_logits && !b->generate;
 	const char *qv[] = {"q_proj", "v_proj"};
 	if (!b->generate) {
 		o.max_batch = b->batch;
@@ -368,7 +379,7 @@ int engine_bench(const struct engine_bench_opts *b, struct diag *d)
 	       b->generate ? "off"
 			   : (b->bf16 ? (ops_cpu_has_bf16() ? "on" : "requested, not supported") : "off"));
 	rc = b->generate ? bench_generate(m, b->prompt_len, b->new_tokens, d)
-			 : bench_train(m, b->batch, b->seq, b->steps, b->bf16, d);
+			 : bench_train(m, b->batch, b->seq, b->steps, b->bf16, b->targets, d);
 	model_free(m);
 	return rc;
 }

@@ -137,7 +137,7 @@ static void deq_block(uint32_t id, const uint8_t *b, float *y)
 	}
 	case GGML_Q5_0:
 	case GGML_Q5_1: { /* d, (m), 32 high bits, 16 bytes of low nibbles; Q5_0 is centred */
-		int has_m = id == GGML_Q5_1;
+		size_t has_m = id == GGML_Q5_1;
 		float d = fp16_to_f32(rd16(b)), m = has_m ? fp16_to_f32(rd16(b + 2)) : 0.0f;
 		uint32_t qh = rd32(b + 2 + 2 * has_m);
 		const uint8_t *qs = b + 6 + 2 * has_m;

@@ -546,7 +546,7 @@ static int read_gemma3(struct rd *r, struct model_hparams *hp, const char *arch)
 	hp->rope_theta_local = found ? (float)f : 10000.0f;
 	/* llama.cpp's query scale: 1/sqrt(key length), except for the 62-layer 27B model
 	 * (query_pre_attn_scalar = hidden / heads) */
-	hp->attn_scale = hp->n_layer == 62 ? 1.0f / sqrtf((float)(hp->n_embd / hp->n_head))
+	hp->attn_scale = hp->n_layer == 62 ? 1.0f / sqrtf((float)hp->n_embd / (float)hp->n_head)
 					   : 1.0f / sqrtf((float)hp->head_dim);
 	return 0;
 }

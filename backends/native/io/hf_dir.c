@@ -80,7 +80,7 @@ static int gemma3_config(struct model_hparams *hp, json_t *c, const char *path, 
 	json_t *sw = json_object_get(c, "sliding_window");
 	if ((rc = cfg_int(c, "sliding_window", false, 4096, &hp->sliding_window, path, d)))
 		return rc;
-	if (sw && json_is_null(sw))
+	if (json_is_null(sw))
 		hp->sliding_window = 0;
 	/* rope_local_base_freq (transformers 4) or rope_parameters (5) */
 	json_t *rp = json_object_get(c, "rope_parameters");
@@ -245,7 +245,7 @@ int hf_config_parse(struct model_hparams *hp, const char *json, size_t len, cons
 			  &hp->head_dim, path, d)))
 		goto done;
 	if (gemma3) {
-		float qpas;
+		float qpas = 256.0f;
 		if ((rc = cfg_float(c, "query_pre_attn_scalar", 256.0, &qpas, path, d)))
 			goto done;
 		if (!(qpas > 0.0f)) {

@@ -1014,12 +1014,13 @@ static int head_rows_plan(struct model *m, const int32_t *targets, int N)
 		bool has = targets && targets[i] >= 0 && targets[i] < V;
 		if (!all && !has)
 			continue;
-		int *last = m->n_runs ? &m->runs[2 * (m->n_runs - 1)] : NULL;
+		int *last = m->n_runs ? m->runs + 2 * (size_t)(m->n_runs - 1) : NULL;
 		if (last && last[0] + last[1] == i) {
 			last[1]++;
 		} else {
-			m->runs[2 * m->n_runs] = i;
-			m->runs[2 * m->n_runs + 1] = 1;
+			int *run = m->runs + 2 * (size_t)m->n_runs;
+			run[0] = i;
+			run[1] = 1;
 			m->n_runs++;
 		}
 		if (ht)
@@ -1042,7 +1043,7 @@ static const float *head_input(struct model *m, int N)
 		return x;
 	size_t off = 0;
 	for (int r = 0; r < m->n_runs; r++) {
-		int p = m->runs[2 * r], n = m->runs[2 * r + 1];
+		int p = m->runs[2 * (size_t)r], n = m->runs[2 * (size_t)r + 1];
 		m->ops->copy_rows(m->hx + off * C, (size_t)C, x + (size_t)p * C, (size_t)C, n, C);
 		off += (size_t)n;
 	}
@@ -1100,11 +1101,13 @@ static int head_results(struct model *m, int N)
 		m->host_argmax[i] = -1;
 	}
 	size_t off = 0;
-	for (int r = 0; r < m->n_runs; r++)
-		for (int j = 0; j < m->runs[2 * r + 1]; j++, off++) {
-			m->host_loss[m->runs[2 * r] + j] = hl[off];
-			m->host_argmax[m->runs[2 * r] + j] = ha[off];
+	for (int r = 0; r < m->n_runs; r++) {
+		const int *run = m->runs + 2 * (size_t)r;
+		for (int j = 0; j < run[1]; j++, off++) {
+			m->host_loss[run[0] + j] = hl[off];
+			m->host_argmax[run[0] + j] = ha[off];
 		}
+	}
 	free(hl);
 	free(ha);
 	return 0;
@@ -1130,7 +1133,7 @@ static void head_backward_input(struct model *m, int N)
 	ops->zero(m->g.dres, (size_t)N * C);
 	size_t off = 0;
 	for (int r = 0; r < m->n_runs; r++) {
-		int p = m->runs[2 * r], n = m->runs[2 * r + 1];
+		int p = m->runs[2 * (size_t)r], n = m->runs[2 * (size_t)r + 1];
 		ops->copy_rows(m->g.dres + (size_t)p * C, (size_t)C, m->g.dtmp + off * C, (size_t)C, n,
 			       C);
 		off += (size_t)n;

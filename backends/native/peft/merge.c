@@ -372,7 +372,7 @@ int merged_write_gguf(const char *path, const struct model_file *mf, struct diag
 	if (g3) {
 		/* the keys llama.cpp reads for gemma3; its query scale is 1/sqrt(key_length)
 		 * (the 62-layer model aside), which the engine's own scale must be */
-		float want = hp->n_layer == 62 ? 1.0f / sqrtf((float)(hp->n_embd / hp->n_head))
+		float want = hp->n_layer == 62 ? 1.0f / sqrtf((float)hp->n_embd / (float)hp->n_head)
 					       : 1.0f / sqrtf((float)hp->head_dim);
 		if (hp->attn_scale > 0.0f && fabsf(hp->attn_scale - want) > 1e-6f * want) {
 			rc = diag_set(d, FT_EUNSUPP, path, 0, 0,
@@ -403,7 +403,7 @@ int merged_write_gguf(const char *path, const struct model_file *mf, struct diag
 		if (tok->token_type)
 			gguf_out_arr_i32(g, "tokenizer.ggml.token_type", tok->token_type,
 					 tok->n_tokens);
-		if (tok->merges)
+		if (tok->merges || strcmp(tok->model, "gpt2") == 0) /* llama.cpp wants the key */
 			gguf_out_arr_str(g, "tokenizer.ggml.merges", tok->merges, tok->n_merges);
 		const struct {
 			const char *k;
