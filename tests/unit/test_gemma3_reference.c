@@ -477,25 +477,35 @@ static void test_tiny_lora(void **state)
 
 /* ---- Gemma 3 270M ---- */
 
-static char *real_path(void)
+/* The real model, loaded once for both of its tests (NULL without the file). */
+static char *real_mp;
+static struct model_file *real_mf;
+
+static int real_setup(void **state)
 {
+	(void)state;
 	const char *root = getenv("FTLAB_ROOT");
-	char *p = path_join(root ? root : ".", "models/gemma-3-270m-q4_k_m.gguf");
-	if (!path_exists(p)) {
-		free(p);
-		return NULL;
-	}
-	return p;
+	real_mp = path_join(root ? root : ".", "models/gemma-3-270m-q4_k_m.gguf");
+	if (real_mp && path_exists(real_mp))
+		real_mf = load_mf(real_mp);
+	return 0;
+}
+
+static int real_teardown(void **state)
+{
+	(void)state;
+	model_file_free(real_mf);
+	free(real_mp);
+	return 0;
 }
 
 static void test_real_logits_and_greedy(void **state)
 {
 	(void)state;
-	char *mp = real_path();
-	if (!mp)
+	if (!real_mf)
 		skip(); /* `make model` fetches it */
 	json_t *ref = load_fix("real.json");
-	struct model_file *mf = load_mf(mp);
+	const struct model_file *mf = real_mf;
 	struct model *m = make(mf, METHOD_NONE, 1, 64, true);
 	json_t *pr = json_object_get(ref, "prompts");
 	for (size_t i = 0; i < json_array_size(pr); i++) {
@@ -553,17 +563,15 @@ static void test_real_logits_and_greedy(void **state)
 	free(tok);
 	free(tgt);
 	model_free(m);
-	model_file_free(mf);
 	json_decref(ref);
-	free(mp);
 }
 
 static void test_real_lora(void **state)
 {
 	(void)state;
-	char *mp = real_path();
-	if (!mp)
+	if (!real_mf)
 		skip();
+	const char *mp = real_mp;
 	json_t *ref = load_fix("real.json");
 	json_t *lj = json_object_get(ref, "lora");
 	int n;
@@ -575,7 +583,7 @@ static void test_real_lora(void **state)
 	t = ids_of(json_object_get(lj, "targets"), &n);
 	memcpy(g_tgt, t, (size_t)n * sizeof *t);
 	free(t);
-	struct model_file *mf = load_mf(mp);
+	const struct model_file *mf = real_mf;
 	struct model *m = make(mf, METHOD_LORA, 1, g_T, false);
 	set_lora(m);
 	float loss;
@@ -625,9 +633,7 @@ static void test_real_lora(void **state)
 			     "base_plus_adapter_gguf_logits_max_abs_diff");
 	}
 	model_free(m);
-	model_file_free(mf);
 	json_decref(ref);
-	free(mp);
 }
 
 int main(void)
@@ -638,5 +644,5 @@ int main(void)
 		cmocka_unit_test(test_real_logits_and_greedy),
 		cmocka_unit_test(test_real_lora),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, real_setup, real_teardown);
 }
