@@ -518,7 +518,11 @@ static void cpu_swiglu_backward(float *dgate, float *dup, const float *dout, con
 
 static void cpu_geglu_forward(float *out, const float *gate, const float *up, size_t n)
 {
+#if OPS_SIMD_ON
+#pragma omp parallel for simd schedule(static) if (n > 16384)
+#else
 #pragma omp parallel for schedule(static) if (n > 16384)
+#endif
 	for (size_t i = 0; i < n; i++)
 		out[i] = ops_gelu(gate[i]) * up[i];
 }
@@ -526,7 +530,11 @@ static void cpu_geglu_forward(float *out, const float *gate, const float *up, si
 static void cpu_geglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
 			       const float *up, size_t n)
 {
+#if OPS_SIMD_ON
+#pragma omp parallel for simd schedule(static) if (n > 16384)
+#else
 #pragma omp parallel for schedule(static) if (n > 16384)
+#endif
 	for (size_t i = 0; i < n; i++) {
 		float d = dout[i], g = gate[i];
 		dup[i] = d * ops_gelu(g);
@@ -536,14 +544,22 @@ static void cpu_geglu_backward(float *dgate, float *dup, const float *dout, cons
 
 static void cpu_gelu_forward(float *out, const float *x, size_t n)
 {
+#if OPS_SIMD_ON
+#pragma omp parallel for simd schedule(static) if (n > 16384)
+#else
 #pragma omp parallel for schedule(static) if (n > 16384)
+#endif
 	for (size_t i = 0; i < n; i++)
 		out[i] = ops_gelu(x[i]);
 }
 
 static void cpu_gelu_backward(float *dx, const float *dout, const float *x, size_t n)
 {
+#if OPS_SIMD_ON
+#pragma omp parallel for simd schedule(static) if (n > 16384)
+#else
 #pragma omp parallel for schedule(static) if (n > 16384)
+#endif
 	for (size_t i = 0; i < n; i++)
 		dx[i] = dout[i] * ops_gelu_grad(x[i]);
 }
