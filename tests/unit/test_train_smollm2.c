@@ -289,7 +289,8 @@ static void test_smollm2_head_rows_bit_identical(void **state)
 		head_run(mf, false, v ? 5 : 0, v != 2, &l, tl, am, &g, &n);
 		assert_true(memcmp(&l, &lr, sizeof l) == 0);
 		assert_memory_equal(tl, tlr, sizeof tl);
-		assert_memory_equal(am, amr, sizeof am);
+		if (v == 2) /* model_forward; the fused model_forward_train computes no argmax */
+			assert_memory_equal(am, amr, sizeof am);
 		assert_int_equal(n, nr);
 		assert_memory_equal(g, gr, n * sizeof(float));
 		free(g);

@@ -1070,9 +1070,10 @@ static long head_pass(struct model *m, bool stats, bool grad, float scale)
 			rm = cap - c0 < HEAD_MIN_ROWS ? cap - c0 : HEAD_MIN_ROWS;
 		if (stats || m->n_head > R)
 			head_matmul(m, m->logits, lnf, rm);
-		if (stats)
-			cnt += ops->crossentropy_forward(m->hloss + c0, m->hlse + c0, m->hargmax + c0,
-							 m->logits, m->tgt_dev + c0, r, V);
+		if (stats) /* the argmax (a pass over the row) only for evaluation */
+			cnt += ops->crossentropy_forward(m->hloss + c0, m->hlse + c0,
+							 grad ? NULL : m->hargmax + c0, m->logits,
+							 m->tgt_dev + c0, r, V);
 		if (!grad)
 			continue;
 		ops->crossentropy_backward(m->logits, m->hlse + c0, m->tgt_dev + c0, r, V, scale);
@@ -1084,8 +1085,9 @@ static long head_pass(struct model *m, bool stats, bool grad, float scale)
 	return cnt;
 }
 
-/* Per-position losses and argmaxes on the host from the head rows'. */
-static int head_results(struct model *m, int N)
+/* Per-position losses and argmaxes (not computed by a fused forward: -1) on the host
+ * from the head rows'. */
+static int head_results(struct model *m, int N, bool have_argmax)
 {
 	float *hl = malloc(((size_t)m->n_head + 1) * sizeof *hl);
 	int32_t *ha = malloc(((size_t)m->n_head + 1) * sizeof *ha);
@@ -1095,7 +1097,11 @@ static int head_results(struct model *m, int N)
 		return FT_ENOMEM;
 	}
 	m->ops->to_host(hl, m->hloss, (size_t)m->n_head * sizeof *hl);
-	m->ops->to_host(ha, m->hargmax, (size_t)m->n_head * sizeof *ha);
+	if (have_argmax)
+		m->ops->to_host(ha, m->hargmax, (size_t)m->n_head * sizeof *ha);
+	else
+		for (int i = 0; i < m->n_head; i++)
+			ha[i] = -1;
 	for (int i = 0; i < N; i++) {
 		m->host_loss[i] = 0.0f;
 		m->host_argmax[i] = -1;
@@ -1174,7 +1180,7 @@ static int forward(struct model *m, const int32_t *tokens, const int32_t *target
 			want += targets[i] >= 0 && targets[i] < hp->n_vocab;
 		float scale = loss_scale > 0.0f ? loss_scale : want ? 1.0f / (float)want : 0.0f;
 		cnt = head_pass(m, true, fuse, scale);
-		if (head_results(m, N) != 0)
+		if (head_results(m, N, !fuse) != 0)
 			return FT_ENOMEM;
 		/* the mean in double, in position order */
 		double s = 0.0;

@@ -75,7 +75,8 @@ int model_forward_train(struct model *m, const int32_t *tokens, const int32_t *t
  * backend memory: read them with model_ops(m)->to_host. */
 const float *model_logits(const struct model *m);
 /* Per-position results of the last forward with targets, HOST memory (B*T): the loss (0
- * when masked) and the argmax of the logits (-1 when masked). */
+ * when masked) and the argmax of the logits (-1 when masked, and everywhere after
+ * model_forward_train, which does not compute it). */
 const float *model_token_losses(const struct model *m);
 const int32_t *model_token_argmax(const struct model *m);
 
