@@ -1,7 +1,8 @@
-/* tokenizer: byte-level BPE (GPT-2 family: SmolLM2, Llama 3, Qwen2, GPT-2) built from GGUF
- * metadata or a Hugging Face tokenizer.json. Ids match Hugging Face `tokenizers` (fixture
- * in tests/reference/). A tokenizer is immutable after creation; encode/decode may be
- * called from several threads at once (the word cache is locked internally). */
+/* tokenizer: BPE, byte-level (GPT-2 family: SmolLM2, Llama 3, Qwen2, GPT-2) or SentencePiece
+ * style (Gemma, Llama 2, TinyLlama, Mistral), built from GGUF metadata or a Hugging Face
+ * tokenizer.json. Ids match Hugging Face `tokenizers` (fixtures in tests/reference/). A
+ * tokenizer is immutable after creation; encode/decode may be called from several threads
+ * at once (the word cache is locked internally). */
 #ifndef FTLAB_TOKENIZER_H
 #define FTLAB_TOKENIZER_H
 
@@ -15,8 +16,9 @@
 struct tokenizer;
 
 /* From a loaded model: tokenizer.json when the model is a HF directory, else the GGUF
- * tokenizer.ggml.* metadata. FT_EINVAL for malformed data, FT_EUNSUPP for tokenizer kinds
- * other than byte-level BPE. Caller frees with tokenizer_free. */
+ * tokenizer.ggml.* metadata (model "gpt2" or "llama"). FT_EINVAL for malformed data or a
+ * directory without tokenizer.json, FT_EUNSUPP for other tokenizer kinds. Caller frees
+ * with tokenizer_free. */
 int tokenizer_from_model_file(struct tokenizer **out, const struct model_file *mf,
 			      struct diag *d) FT_WUR;
 /* From tokenizer.json text (len bytes) and optional tokenizer_config.json text (NULL when
@@ -48,6 +50,11 @@ int tokenizer_decode(const struct tokenizer *t, const int32_t *ids, size_t n, bo
 /* The id of a token given its text as stored in the vocabulary ("<|im_end|>", "Ġthe"),
  * -1 if absent. */
 int32_t tokenizer_token_id(const struct tokenizer *t, const char *token_text);
+/* The text of token id as stored in the vocabulary ("▁the", "<0x0A>", "Ġthe"; borrowed,
+ * not NUL-terminated: *len bytes), NULL for an id outside the vocabulary or unused. */
+const char *tokenizer_token_text(const struct tokenizer *t, int32_t id, size_t *len);
+/* True for a SentencePiece-style tokenizer (pieces use "▁" and <0xNN> byte tokens). */
+bool tokenizer_is_sentencepiece(const struct tokenizer *t);
 /* BOS/EOS ids (-1 when the model has none), vocabulary size, whether encode adds BOS/EOS. */
 int32_t tokenizer_bos(const struct tokenizer *t);
 int32_t tokenizer_eos(const struct tokenizer *t);

@@ -1,0 +1,282 @@
+/* SentencePiece tokenizers against Hugging Face (fixtures made by
+ * tests/reference/make_sp_tokenizer_fixture.py): Gemma 3 from its GGUF
+ * (models/gemma-3-270m-q4_k_m.gguf, `make model`) and from the tokenizer.json form HF
+ * writes for it, and a tiny Llama-2-style tokenizer (GGUF and tokenizer.json). Every text
+ * must give HF's ids with BOS and special tokens, HF's ids with special tokens as plain
+ * text, and HF's decode byte for byte. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/native/io/model_file.h"
+#include "backends/native/tok/tok_internal.h"
+#include "backends/native/tok/tokenizer.h"
+#include "common/sha256.h"
+#include "common/util.h"
+
+static char *root_path(const char *rel)
+{
+	const char *root = getenv("FTLAB_ROOT");
+	return path_join(root ? root : ".", rel);
+}
+
+static bool same_ids(const int32_t *ids, size_t n, json_t *want)
+{
+	if (n != json_array_size(want))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (ids[i] != (int32_t)json_integer_value(json_array_get(want, i)))
+			return false;
+	return true;
+}
+
+static void show(const char *what, size_t line, const char *text, const int32_t *ids, size_t n)
+{
+	fprintf(stderr, "%s mismatch on line %zu: %s\n  got:", what, line, text);
+	for (size_t i = 0; i < n; i++)
+		fprintf(stderr, " %d", ids[i]);
+	fprintf(stderr, "\n");
+}
+
+static bool same_text(const char *got, size_t glen, json_t *want)
+{
+	return glen == json_string_length(want) && memcmp(got, json_string_value(want), glen) == 0;
+}
+
+/* Checks every fixture line; returns the number of mismatches, header in *hdr (owned). */
+static size_t run_fixture(const struct tokenizer *t, const char *rel, json_t **hdr, size_t *n_out)
+{
+	char *p = root_path(rel);
+	FILE *f = fopen(p, "r");
+	assert_non_null(f);
+	char *line = NULL;
+	size_t cap = 0, bad = 0, n_lines = 0;
+	ssize_t got;
+	*hdr = NULL;
+	while ((got = getline(&line, &cap, f)) > 0) {
+		json_error_t je;
+		json_t *o = json_loadb(line, (size_t)got, 0, &je);
+		assert_non_null(o);
+		if (!*hdr) {
+			*hdr = o;
+			continue;
+		}
+		n_lines++;
+		json_t *jt = json_object_get(o, "text");
+		const char *text = json_string_value(jt);
+		size_t tlen = json_string_length(jt);
+		struct diag d;
+		diag_init(&d);
+		int32_t *ids;
+		size_t n;
+		assert_int_equal(tokenizer_encode_ex(t, text, tlen, TOK_ADD_SPECIAL | TOK_PARSE_SPECIAL,
+						     &ids, &n, &d), 0);
+		if (!same_ids(ids, n, json_object_get(o, "ids"))) {
+			if (bad < 5)
+				show("ids", n_lines, text, ids, n);
+			bad++;
+		}
+		char *back;
+		size_t blen;
+		assert_int_equal(tokenizer_decode(t, ids, n, false, &back, &blen), 0);
+		if (!same_text(back, blen, json_object_get(o, "decoded_ids"))) {
+			fprintf(stderr, "decode (with specials) mismatch on line %zu: [%s]\n", n_lines, back);
+			bad++;
+		}
+		free(back);
+		free(ids);
+		assert_int_equal(tokenizer_encode_ex(t, text, tlen, 0, &ids, &n, &d), 0);
+		if (!same_ids(ids, n, json_object_get(o, "ids_text"))) {
+			if (bad < 5)
+				show("ids_text", n_lines, text, ids, n);
+			bad++;
+		}
+		assert_int_equal(tokenizer_decode(t, ids, n, false, &back, &blen), 0);
+		if (!same_text(back, blen, json_object_get(o, "decoded"))) {
+			fprintf(stderr, "decode mismatch on line %zu: [%s]\n", n_lines, back);
+			bad++;
+		}
+		free(back);
+		free(ids);
+		json_decref(o);
+	}
+	free(line);
+	fclose(f);
+	free(p);
+	*n_out = n_lines;
+	return bad;
+}
+
+static struct tokenizer *from_gguf(const char *rel)
+{
+	char *p = root_path(rel);
+	struct diag d;
+	diag_init(&d);
+	struct model_file *m;
+	int rc = model_file_load_tokenizer(&m, p, &d);
+	if (rc)
+		diag_print(&d, stderr);
+	assert_int_equal(rc, 0);
+	struct tokenizer *t;
+	rc = tokenizer_from_model_file(&t, m, &d);
+	if (rc)
+		diag_print(&d, stderr);
+	assert_int_equal(rc, 0);
+	model_file_free(m);
+	free(p);
+	return t;
+}
+
+/* SHA-256 of the merges as "left right" lines joined by '\n' (the fixture's form). */
+static void merges_sha(const struct tokenizer *t, char hex[65], size_t *n_out)
+{
+	int32_t *pairs;
+	size_t n;
+	assert_int_equal(tok_merge_list(t, &pairs, &n), 0);
+	struct sha256 h;
+	sha256_init(&h);
+	for (size_t i = 0; i < n; i++) {
+		size_t ll, rl;
+		const char *l = tokenizer_token_text(t, pairs[2 * i], &ll);
+		const char *r = tokenizer_token_text(t, pairs[2 * i + 1], &rl);
+		if (i)
+			sha256_update(&h, "\n", 1);
+		sha256_update(&h, l, ll);
+		sha256_update(&h, " ", 1);
+		sha256_update(&h, r, rl);
+	}
+	uint8_t dig[32];
+	sha256_final(&h, dig);
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", dig[i]);
+	free(pairs);
+	*n_out = n;
+}
+
+static void test_gemma_gguf_matches_hf(void **state)
+{
+	(void)state;
+	struct tokenizer *t = from_gguf("models/gemma-3-270m-q4_k_m.gguf");
+	assert_true(tokenizer_is_sentencepiece(t));
+	assert_int_equal(tokenizer_n_vocab(t), 262144);
+	json_t *hdr;
+	size_t n;
+	assert_int_equal(run_fixture(t, "tests/reference/tokenizer_gemma3.jsonl", &hdr, &n), 0);
+	assert_true(n >= 500 && n == (size_t)json_integer_value(json_object_get(hdr, "texts")));
+	assert_int_equal(tokenizer_bos(t), json_integer_value(json_object_get(hdr, "bos")));
+	assert_int_equal(tokenizer_eos(t), json_integer_value(json_object_get(hdr, "eos")));
+	assert_true(tokenizer_adds_bos(t));
+	char hex[65];
+	size_t nm;
+	merges_sha(t, hex, &nm);
+	assert_int_equal(nm, json_integer_value(json_object_get(hdr, "n_merges")));
+	assert_string_equal(hex, json_string_value(json_object_get(hdr, "merges_sha256")));
+	json_decref(hdr);
+	tokenizer_free(t);
+}
+
+/* HF's tokenizer.json for Gemma: the committed skeleton (everything but vocab and merges,
+ * as save_pretrained wrote it) with the vocabulary and merges put back. */
+static void test_gemma_tokenizer_json_matches_hf(void **state)
+{
+	(void)state;
+	struct tokenizer *g = from_gguf("models/gemma-3-270m-q4_k_m.gguf");
+	char *p = root_path("tests/reference/gemma3_tokenizer_skeleton.json");
+	json_error_t je;
+	json_t *root = json_load_file(p, 0, &je);
+	assert_non_null(root);
+	json_t *model = json_object_get(root, "model");
+	json_t *vocab = json_object(), *merges = json_array();
+	for (int32_t i = 0; i < tokenizer_n_vocab(g); i++) {
+		size_t len;
+		const char *s = tokenizer_token_text(g, i, &len);
+		json_object_setn_new_nocheck(vocab, s, len, json_integer(i));
+	}
+	int32_t *pairs;
+	size_t nm;
+	assert_int_equal(tok_merge_list(g, &pairs, &nm), 0);
+	for (size_t i = 0; i < nm; i++) {
+		size_t ll, rl;
+		const char *l = tokenizer_token_text(g, pairs[2 * i], &ll);
+		const char *r = tokenizer_token_text(g, pairs[2 * i + 1], &rl);
+		json_array_append_new(merges, json_pack("[s#,s#]", l, ll, r, rl));
+	}
+	free(pairs);
+	json_object_set_new(model, "vocab", vocab);
+	json_object_set_new(model, "merges", merges);
+	char *text = json_dumps(root, JSON_COMPACT);
+	assert_non_null(text);
+	struct diag d;
+	diag_init(&d);
+	struct tokenizer *t;
+	int rc = tokenizer_from_json(&t, text, strlen(text), NULL, p, &d);
+	if (rc)
+		diag_print(&d, stderr);
+	assert_int_equal(rc, 0);
+	json_t *hdr;
+	size_t n;
+	assert_int_equal(run_fixture(t, "tests/reference/tokenizer_gemma3.jsonl", &hdr, &n), 0);
+	assert_true(n >= 500);
+	json_decref(hdr);
+	tokenizer_free(t);
+	tokenizer_free(g);
+	free(text);
+	json_decref(root);
+	free(p);
+}
+
+static void test_tiny_spm_gguf_matches_hf(void **state)
+{
+	(void)state;
+	struct tokenizer *t = from_gguf("tests/reference/fixtures/tiny-spm.gguf");
+	json_t *hdr;
+	size_t n;
+	assert_int_equal(run_fixture(t, "tests/reference/tokenizer_tiny_spm.jsonl", &hdr, &n), 0);
+	assert_true(n >= 500);
+	assert_int_equal(tokenizer_n_vocab(t), json_integer_value(json_object_get(hdr, "n_vocab")));
+	json_decref(hdr);
+	tokenizer_free(t);
+}
+
+static void test_tiny_spm_tokenizer_json_matches_hf(void **state)
+{
+	(void)state;
+	char *p = root_path("tests/reference/tiny_spm_tokenizer.json");
+	char *text;
+	size_t len;
+	struct diag d;
+	diag_init(&d);
+	assert_int_equal(file_read_all(&text, &len, p, 1 << 24, &d), 0);
+	struct tokenizer *t;
+	int rc = tokenizer_from_json(&t, text, len, NULL, p, &d);
+	if (rc)
+		diag_print(&d, stderr);
+	assert_int_equal(rc, 0);
+	assert_true(tokenizer_is_sentencepiece(t));
+	json_t *hdr;
+	size_t n;
+	assert_int_equal(run_fixture(t, "tests/reference/tokenizer_tiny_spm.jsonl", &hdr, &n), 0);
+	assert_true(n >= 500);
+	json_decref(hdr);
+	tokenizer_free(t);
+	free(text);
+	free(p);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_tiny_spm_gguf_matches_hf),
+		cmocka_unit_test(test_tiny_spm_tokenizer_json_matches_hf),
+		cmocka_unit_test(test_gemma_gguf_matches_hf),
+		cmocka_unit_test(test_gemma_tokenizer_json_matches_hf),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
