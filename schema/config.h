@@ -50,7 +50,7 @@ struct config_data {
 	char *train;               /* resolved path, or NULL (evaluation-only experiments) */
 	struct split_spec validation, test;
 	struct field_map fields;
-	char *template_name;       /* "chatml" | "alpaca" | "plain" | "auto" | NULL (custom) */
+	char *template_name;       /* "chatml" | "gemma" | "alpaca" | "plain" | "auto" | NULL (custom) */
 	char *template_custom;     /* custom template with {prompt} {response} {system}, or NULL */
 	char *system;              /* system prompt or NULL */
 	int max_length;

@@ -15,6 +15,9 @@ gets from transformers. Made with transformers 5.25.0, tokenizers 0.23.3, senten
    their SHA-256 (as "left right" lines) is, and the C test recomputes it. The pipeline
    parts of the tokenizer.json that save_pretrained writes (everything but vocab and
    merges) go to gemma3_tokenizer_skeleton.json so the C test can read exactly that form.
+   Chat: a few conversations through Gemma 3's chat template (GEMMA3_CHAT_TEMPLATE below,
+   the Jinja template of Google's instruction-tuned Gemma 3 checkpoints; the GGUF carries
+   none) with apply_chat_template: the text and its ids (chat_gemma3.jsonl).
    As a cross-check the same texts are encoded with the sentencepiece library on a model
    proto rebuilt from the GGUF (pieces, scores, types; BPE, byte fallback, no dummy
    prefix) and the number of texts where it disagrees with HF is recorded ("spm_differs").
@@ -45,6 +48,37 @@ from transformers import AutoTokenizer
 GEMMA = "models/gemma-3-270m-q4_k_m.gguf"
 OUT_GEMMA = "tests/reference/tokenizer_gemma3.jsonl"
 OUT_SKELETON = "tests/reference/gemma3_tokenizer_skeleton.json"
+OUT_CHAT = "tests/reference/chat_gemma3.jsonl"
+
+GEMMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}"
+    "{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}{%- set first_user_prefix = \"\" -%}{%- set loop_messages = messages -%}"
+    "{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
+    "{%- endif -%}"
+    "{%- if (message['role'] == 'assistant') -%}{%- set role = \"model\" -%}"
+    "{%- else -%}{%- set role = message['role'] -%}{%- endif -%}"
+    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else \"\") }}"
+    "{{ message['content'] | trim }}"
+    "{{ '<end_of_turn>\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{'<start_of_turn>model\n'}}{%- endif -%}")
+
+CHATS = [
+    [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"}],
+    [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hi there"},
+     {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "  2+2?\n"},
+     {"role": "assistant", "content": " Four, 4. \n\n"}],
+    [{"role": "user", "content": "Write code:\n```c\nint main(void) { return 0; }\n```"},
+     {"role": "assistant", "content": "It returns 0.\tDone 😀 漢字"}],
+    [{"role": "user", "content": "Say <end_of_turn> and <start_of_turn>model"},
+     {"role": "assistant", "content": "<bos> is just text here"}],
+]
 TINY_GGUF = "tests/reference/fixtures/tiny-spm.gguf"
 OUT_TINY = "tests/reference/tokenizer_tiny_spm.jsonl"
 OUT_TINY_JSON = "tests/reference/tiny_spm_tokenizer.json"
@@ -192,6 +226,21 @@ def gemma():
               "merges_sha256": hashlib.sha256(lines.encode("utf-8")).hexdigest(),
               "spm_differs": int(spm_differs), "bos": tok.bos_token_id, "eos": tok.eos_token_id}
     write_jsonl(OUT_GEMMA, header, rows)
+    tok.chat_template = GEMMA3_CHAT_TEMPLATE
+    chat_rows = []
+    for msgs in CHATS:
+        text = tok.apply_chat_template(msgs, tokenize=False)
+        prompt = tok.apply_chat_template(msgs[:-1], tokenize=False, add_generation_prompt=True)
+        # the template writes <bos>; user text must not become special tokens: encode the
+        # markup with specials and the contents as text, as ftlab's loader does
+        ids = tok.apply_chat_template(msgs, tokenize=True, return_dict=False)
+        # HF's template parses special tokens inside message contents; ftlab keeps them as
+        # text (a user cannot inject control tokens), so ids are compared only without them
+        inject = any(sp in m["content"] for m in msgs for sp in specials)
+        chat_rows.append({"messages": msgs, "text": text, "prompt": prompt, "ids": list(ids),
+                          "specials_in_content": inject})
+    write_jsonl(OUT_CHAT, {"made_by": "tests/reference/make_sp_tokenizer_fixture.py",
+                           "versions": VERSIONS, "template": GEMMA3_CHAT_TEMPLATE}, chat_rows)
     j["model"]["vocab"] = {}
     j["model"]["merges"] = []
     with open(OUT_SKELETON, "w", encoding="utf-8") as f:

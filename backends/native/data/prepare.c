@@ -29,6 +29,32 @@ bool data_tokenizer_has_chatml(const struct tokenizer *t)
 	return tokenizer_token_id(t, "<|im_start|>") >= 0 && tokenizer_token_id(t, "<|im_end|>") >= 0;
 }
 
+static bool has_gemma(const struct tokenizer *t)
+{
+	return tokenizer_token_id(t, "<start_of_turn>") >= 0 &&
+	       tokenizer_token_id(t, "<end_of_turn>") >= 0;
+}
+
+enum template_kind data_tokenizer_template(const struct tokenizer *t)
+{
+	return has_gemma(t) ? TEMPLATE_GEMMA
+	       : data_tokenizer_has_chatml(t) ? TEMPLATE_CHATML : TEMPLATE_PLAIN;
+}
+
+void data_config_one_file(struct config_data *out, const char *path, enum data_format format,
+			  const char *tmpl, const char *system, int max_length, int64_t limit)
+{
+	memset(out, 0, sizeof *out);
+	out->format = format;
+	out->test.present = true;
+	out->test.path = (char *)(uintptr_t)path;
+	out->template_name = (char *)(uintptr_t)(tmpl ? tmpl : "auto");
+	out->system = (char *)(uintptr_t)system;
+	out->max_length = max_length;
+	out->limit_test = limit;
+	out->on_bad_example = BAD_EXAMPLE_ERROR;
+}
+
 void data_prepared_free(struct data_prepared *p)
 {
 	if (!p)
@@ -46,12 +72,18 @@ int data_prepare(struct data_prepared *out, const struct config_data *cfg, int c
 {
 	memset(out, 0, sizeof *out);
 	bool chatml = data_tokenizer_has_chatml(tok);
-	int rc = template_resolve(&out->tmpl, cfg, chatml, d);
+	int rc = template_resolve(&out->tmpl, cfg, data_tokenizer_template(tok), d);
 	if (rc)
 		return rc;
 	if (out->tmpl.kind == TEMPLATE_CHATML && !chatml) {
 		rc = diag_set(d, FT_EINVAL, NULL, 0, 0,
 			      "data.template: chatml needs <|im_start|> and <|im_end|> tokens, which this model's tokenizer lacks");
+		diag_hint(d, "use template: plain, alpaca or a custom string");
+		return rc;
+	}
+	if (out->tmpl.kind == TEMPLATE_GEMMA && !has_gemma(tok)) {
+		rc = diag_set(d, FT_EINVAL, NULL, 0, 0,
+			      "data.template: gemma needs <start_of_turn> and <end_of_turn> tokens, which this model's tokenizer lacks");
 		diag_hint(d, "use template: plain, alpaca or a custom string");
 		return rc;
 	}
