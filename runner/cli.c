@@ -80,6 +80,27 @@ const struct cli_command cli_commands[] = {
 	 "                      [--top-k K] [--top-p P] [--seed S] [--stop STR]... [--system S]\n"
 	 "                      [--threads N] [--raw] PROMPT...\n",
 	 cmd_generate},
+	{"tokenize", "show the tokens of a text, or of each example with its loss mask",
+	 "usage: ftlab tokenize MODEL [--special] [--no-bos] [--json] TEXT...\n"
+	 "       ftlab tokenize MODEL --data FILE [--format F] [--template T] [--system S]\n"
+	 "                      [--max-length N] [--limit N] [--train-on-inputs] [--json]\n"
+	 "\n"
+	 "Prints the ids and pieces (the vocabulary's spelling: \"\u2581\" is a SentencePiece\n"
+	 "space, \"\u0120\" a byte-level one, <0x0A> a byte) that MODEL's tokenizer gives each\n"
+	 "TEXT, one token a line. BOS/EOS are added when the model asks for them (Gemma\n"
+	 "adds <bos>); --no-bos adds none. Special tokens written in TEXT (<|im_end|>,\n"
+	 "<start_of_turn>) are plain text, as in training data, unless --special.\n"
+	 "\n"
+	 "With --data FILE (JSON Lines) each example is templated and tokenized exactly as\n"
+	 "training does, and each token is marked 'loss' when it is a training target; a\n"
+	 "line shows where the generation prompt ends. --format (default: from the first\n"
+	 "line's keys), --template (default auto: the model's own template), --system,\n"
+	 "--max-length (truncation; default none), --limit (first N examples) and\n"
+	 "--train-on-inputs act as the data section of an experiment file does.\n"
+	 "\n"
+	 "MODEL is a .gguf file (only its metadata is read) or a directory with\n"
+	 "tokenizer.json. --json prints the ids, pieces, loss masks and prompt lengths.\n",
+	 cmd_tokenize},
 	{"export", "export a run's weights (PEFT adapter, merged model, GGUF)",
 	 "usage: ftlab export RUN --format peft|gguf-adapter|merged-safetensors|merged-gguf -o DIR\n",
 	 cmd_export},
