@@ -19,7 +19,7 @@
 #include "backends/native/io/model_file.h"
 #include "backends/native/tok/tok_internal.h"
 #include "backends/native/tok/tokenizer.h"
-#include "common/sha256.h"
+#include "common/hash.h"
 #include "common/util.h"
 
 static char *root_path(const char *rel)

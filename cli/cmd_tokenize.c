@@ -10,7 +10,7 @@
 #include "backends/native/io/model_file.h"
 #include "backends/native/tok/tokenizer.h"
 #include "common/util.h"
-#include "runner/cli.h"
+#include "cli/cli.h"
 
 struct tk_opts {
 	const char *model, *data, *format, *tmpl, *system;
