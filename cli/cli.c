@@ -84,6 +84,7 @@ const struct cli_command cli_commands[] = {
 	 "usage: ftlab tokenize MODEL [--special] [--no-bos] [--json] TEXT...\n"
 	 "       ftlab tokenize MODEL --data FILE [--format F] [--template T] [--system S]\n"
 	 "                      [--max-length N] [--limit N] [--train-on-inputs] [--json]\n"
+	 "       ftlab tokenize MODEL --write-hf DIR\n"
 	 "\n"
 	 "Prints the ids and pieces (the vocabulary's spelling: \"\u2581\" is a SentencePiece\n"
 	 "space, \"\u0120\" a byte-level one, <0x0A> a byte) that MODEL's tokenizer gives each\n"
@@ -98,11 +99,24 @@ const struct cli_command cli_commands[] = {
 	 "--max-length (truncation; default none), --limit (first N examples) and\n"
 	 "--train-on-inputs act as the data section of an experiment file does.\n"
 	 "\n"
+	 "--write-hf DIR writes MODEL's tokenizer as Hugging Face files (tokenizer.json,\n"
+	 "tokenizer_config.json, special_tokens_map.json), as merged exports do.\n"
+	 "\n"
 	 "MODEL is a .gguf file (only its metadata is read) or a directory with\n"
 	 "tokenizer.json. --json prints the ids, pieces, loss masks and prompt lengths.\n",
 	 cmd_tokenize},
 	{"export", "export a run's weights (PEFT adapter, merged model, GGUF)",
-	 "usage: ftlab export RUN --format peft|gguf-adapter|merged-safetensors|merged-gguf -o DIR\n",
+	 "usage: ftlab export RUN --format peft|gguf-adapter|merged-safetensors|merged-gguf -o DIR\n"
+	 "                    [--base-model NAME]\n"
+	 "\n"
+	 "peft: adapter_model.safetensors and adapter_config.json. Its\n"
+	 "base_model_name_or_path is --base-model NAME when given, else the Hugging Face\n"
+	 "repository the base GGUF's metadata names (general.source.*), else the base\n"
+	 "model's path (a note says when that is a .gguf file, which PEFT cannot load).\n"
+	 "merged-safetensors: model.safetensors, config.json and the tokenizer files\n"
+	 "(tokenizer.json, tokenizer_config.json with the chat template,\n"
+	 "special_tokens_map.json; from the GGUF metadata for a GGUF base).\n"
+	 "merged-gguf: model.gguf (F32). gguf-adapter: adapter.gguf for llama.cpp.\n",
 	 cmd_export},
 	{"bench", "measure training and generation speed",
 	 "usage: ftlab bench [--model M] [--mode train|generate] [--threads N]\n"

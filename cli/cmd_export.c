@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "backends/native/io/model_file.h"
 #include "backends/native/peft/adapter.h"
@@ -83,13 +84,45 @@ static int put_param(void *ud, const char *name, const float *data, size_t numel
 	return 0;
 }
 
-static int do_export(const char *run_dir, const char *format, const char *out_dir, struct diag *d)
+/* base_model_name_or_path for adapter_config.json: --base-model, else the Hugging Face
+ * repository named in the base GGUF's metadata, else the base path as the run recorded
+ * it (a HF directory loads as it is; a .gguf path does not, which the note says). */
+static bool is_dir(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static char *adapter_base_name(const char *base, const char *override)
+{
+	if (override)
+		return ft_strdup(override);
+	struct model_file *mf = NULL;
+	struct diag d;
+	diag_init(&d);
+	char *name = NULL;
+	if (!is_dir(base) && model_file_load_tokenizer(&mf, base, &d) == 0 && mf->hf_repo)
+		name = ft_strdup(mf->hf_repo);
+	model_file_free(mf);
+	if (name)
+		return name;
+	if (!is_dir(base))
+		fprintf(stderr,
+			"ftlab: note: adapter_config.json names the local file %s as its base model, "
+			"which PEFT cannot load; pass --base-model with the Hugging Face repository "
+			"(for example HuggingFaceTB/SmolLM2-135M-Instruct) or a model directory\n",
+			base);
+	return ft_strdup(base);
+}
+
+static int do_export(const char *run_dir, const char *format, const char *out_dir,
+		     const char *base_override, struct diag *d)
 {
 	int rc = 0;
 	char *meta_p = path_join(run_dir, "export.json");
 	char *ad_p = path_join(run_dir, "adapter");
 	char *ck_p = path_join(run_dir, "checkpoint");
-	char *text = NULL, *target = NULL;
+	char *text = NULL, *target = NULL, *base_name = NULL;
 	size_t len;
 	json_t *meta = NULL;
 	struct model_file *mf = NULL;
@@ -127,7 +160,11 @@ static int do_export(const char *run_dir, const char *format, const char *out_di
 	if (strcmp(format, "peft") == 0) {
 		if ((rc = adapter_read_peft(&ad, ad_p, false, 0, 0, 0, d)) != 0)
 			goto done;
-		ad->info.base_model = base;
+		if (!(base_name = adapter_base_name(base, base_override))) {
+			rc = diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
+			goto done;
+		}
+		ad->info.base_model = base_name;
 		rc = adapter_write_peft(out_dir, ad->t, ad->n, &ad->info, d);
 		target = ft_strdup(out_dir);
 		goto done;
@@ -166,6 +203,7 @@ done:
 	if (rc == 0 && target)
 		printf("%s\n", target);
 	free(target);
+	free(base_name);
 	adapter_free(ad);
 	model_file_free(mf);
 	json_decref(meta);
@@ -178,19 +216,23 @@ done:
 
 int cmd_export(const struct cli *cli, int argc, char **argv)
 {
-	const char *run = NULL, *format = NULL, *out = NULL;
-	static const char *const opts[] = {"--format", "--output", "-o", "--help", NULL};
+	const char *run = NULL, *format = NULL, *out = NULL, *base_model = NULL;
+	static const char *const opts[] = {"--format", "--output", "-o", "--base-model", "--help",
+					   NULL};
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (cli_is_help(a)) {
 			cli_print_usage(cli_find("export"), stdout);
 			return 0;
 		}
-		if (strcmp(a, "--format") == 0 || strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
+		if (strcmp(a, "--format") == 0 || strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0 ||
+		    strcmp(a, "--base-model") == 0) {
 			if (i + 1 >= argc)
 				return cli_usage_error("export", NULL, "%s needs a value", a);
 			if (strcmp(a, "--format") == 0)
 				format = argv[++i];
+			else if (strcmp(a, "--base-model") == 0)
+				base_model = argv[++i];
 			else
 				out = argv[++i];
 		} else if (a[0] == '-' && a[1]) {
@@ -213,7 +255,7 @@ int cmd_export(const struct cli *cli, int argc, char **argv)
 	char *run_dir = NULL;
 	int rc = find_run_dir(&run_dir, cli->workspace, run, &d);
 	if (rc == 0)
-		rc = do_export(run_dir, format, out, &d);
+		rc = do_export(run_dir, format, out, base_model, &d);
 	free(run_dir);
 	return rc ? cli_fail(&d) : 0;
 }

@@ -13,7 +13,7 @@
 #include "cli/cli.h"
 
 struct tk_opts {
-	const char *model, *data, *format, *tmpl, *system;
+	const char *model, *data, *format, *tmpl, *system, *write_hf;
 	bool special, no_bos, json, train_on_inputs;
 	int64_t max_length, limit;
 };
@@ -189,7 +189,7 @@ int cmd_tokenize(const struct cli *cli, int argc, char **argv)
 {
 	static const char *const opts[] = {"--special", "--no-bos", "--json", "--data", "--format",
 					   "--template", "--system", "--max-length", "--limit",
-					   "--train-on-inputs", "--help", NULL};
+					   "--train-on-inputs", "--write-hf", "--help", NULL};
 	struct tk_opts o = {.json = cli->json};
 	char **texts = calloc((size_t)argc, sizeof *texts);
 	int n_texts = 0;
@@ -233,6 +233,8 @@ int cmd_tokenize(const struct cli *cli, int argc, char **argv)
 			val = &o.tmpl;
 		else if (strcmp(a, "--system") == 0)
 			val = &o.system;
+		else if (strcmp(a, "--write-hf") == 0)
+			val = &o.write_hf;
 		else if (strcmp(a, "--max-length") == 0)
 			num = &o.max_length;
 		else if (strcmp(a, "--limit") == 0)
@@ -261,9 +263,11 @@ int cmd_tokenize(const struct cli *cli, int argc, char **argv)
 	const char *usage_err = NULL;
 	if (!o.model)
 		usage_err = "missing MODEL";
+	else if (o.write_hf && (o.data || n_texts))
+		usage_err = "--write-hf DIR takes no TEXT or --data";
 	else if (o.data && n_texts)
 		usage_err = "give TEXT or --data FILE, not both";
-	else if (!o.data && !n_texts)
+	else if (!o.data && !n_texts && !o.write_hf)
 		usage_err = "missing TEXT (or --data FILE)";
 	else if (!o.data && (o.format || o.tmpl || o.system || o.max_length || o.limit ||
 			     o.train_on_inputs))
@@ -284,8 +288,12 @@ int cmd_tokenize(const struct cli *cli, int argc, char **argv)
 	int rc = model_file_load_tokenizer(&mf, o.model, &d);
 	if (!rc)
 		rc = tokenizer_from_model_file(&tok, mf, &d);
-	if (!rc)
+	if (!rc && o.write_hf) {
+		if ((rc = tokenizer_write_hf(o.write_hf, tok, 0, &d)) == 0)
+			printf("%s\n", o.write_hf);
+	} else if (!rc) {
 		rc = o.data ? tokenize_data(tok, &o, &d) : tokenize_texts(tok, &o, texts, n_texts, &d);
+	}
 	tokenizer_free(tok);
 	model_file_free(mf);
 	free(texts);

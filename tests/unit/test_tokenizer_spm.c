@@ -21,12 +21,7 @@
 #include "backends/native/tok/tokenizer.h"
 #include "common/hash.h"
 #include "common/util.h"
-
-static char *root_path(const char *rel)
-{
-	const char *root = getenv("FTLAB_ROOT");
-	return path_join(root ? root : ".", rel);
-}
+#include "tests/unit/tok_fixture.h"
 
 static bool same_ids(const int32_t *ids, size_t n, json_t *want)
 {
@@ -36,103 +31,6 @@ static bool same_ids(const int32_t *ids, size_t n, json_t *want)
 		if (ids[i] != (int32_t)json_integer_value(json_array_get(want, i)))
 			return false;
 	return true;
-}
-
-static void show(const char *what, size_t line, const char *text, const int32_t *ids, size_t n)
-{
-	fprintf(stderr, "%s mismatch on line %zu: %s\n  got:", what, line, text);
-	for (size_t i = 0; i < n; i++)
-		fprintf(stderr, " %d", ids[i]);
-	fprintf(stderr, "\n");
-}
-
-static bool same_text(const char *got, size_t glen, json_t *want)
-{
-	return glen == json_string_length(want) && memcmp(got, json_string_value(want), glen) == 0;
-}
-
-/* Checks every fixture line; returns the number of mismatches, header in *hdr (owned). */
-static size_t run_fixture(const struct tokenizer *t, const char *rel, json_t **hdr, size_t *n_out)
-{
-	char *p = root_path(rel);
-	FILE *f = fopen(p, "r");
-	assert_non_null(f);
-	char *line = NULL;
-	size_t cap = 0, bad = 0, n_lines = 0;
-	ssize_t got;
-	*hdr = NULL;
-	while ((got = getline(&line, &cap, f)) > 0) {
-		json_error_t je;
-		json_t *o = json_loadb(line, (size_t)got, 0, &je);
-		assert_non_null(o);
-		if (!*hdr) {
-			*hdr = o;
-			continue;
-		}
-		n_lines++;
-		json_t *jt = json_object_get(o, "text");
-		const char *text = json_string_value(jt);
-		size_t tlen = json_string_length(jt);
-		struct diag d;
-		diag_init(&d);
-		int32_t *ids;
-		size_t n;
-		assert_int_equal(tokenizer_encode_ex(t, text, tlen, TOK_ADD_SPECIAL | TOK_PARSE_SPECIAL,
-						     &ids, &n, &d), 0);
-		if (!same_ids(ids, n, json_object_get(o, "ids"))) {
-			if (bad < 5)
-				show("ids", n_lines, text, ids, n);
-			bad++;
-		}
-		char *back;
-		size_t blen;
-		assert_int_equal(tokenizer_decode(t, ids, n, false, &back, &blen), 0);
-		if (!same_text(back, blen, json_object_get(o, "decoded_ids"))) {
-			fprintf(stderr, "decode (with specials) mismatch on line %zu: [%s]\n", n_lines, back);
-			bad++;
-		}
-		free(back);
-		free(ids);
-		assert_int_equal(tokenizer_encode_ex(t, text, tlen, 0, &ids, &n, &d), 0);
-		if (!same_ids(ids, n, json_object_get(o, "ids_text"))) {
-			if (bad < 5)
-				show("ids_text", n_lines, text, ids, n);
-			bad++;
-		}
-		assert_int_equal(tokenizer_decode(t, ids, n, false, &back, &blen), 0);
-		if (!same_text(back, blen, json_object_get(o, "decoded"))) {
-			fprintf(stderr, "decode mismatch on line %zu: [%s]\n", n_lines, back);
-			bad++;
-		}
-		free(back);
-		free(ids);
-		json_decref(o);
-	}
-	free(line);
-	fclose(f);
-	free(p);
-	*n_out = n_lines;
-	return bad;
-}
-
-static struct tokenizer *from_gguf(const char *rel)
-{
-	char *p = root_path(rel);
-	struct diag d;
-	diag_init(&d);
-	struct model_file *m;
-	int rc = model_file_load_tokenizer(&m, p, &d);
-	if (rc)
-		diag_print(&d, stderr);
-	assert_int_equal(rc, 0);
-	struct tokenizer *t;
-	rc = tokenizer_from_model_file(&t, m, &d);
-	if (rc)
-		diag_print(&d, stderr);
-	assert_int_equal(rc, 0);
-	model_file_free(m);
-	free(p);
-	return t;
 }
 
 /* SHA-256 of the merges as "left right" lines joined by '\n' (the fixture's form). */
@@ -164,12 +62,12 @@ static void merges_sha(const struct tokenizer *t, char hex[65], size_t *n_out)
 static void test_gemma_gguf_matches_hf(void **state)
 {
 	(void)state;
-	struct tokenizer *t = from_gguf("models/gemma-3-270m-q4_k_m.gguf");
+	struct tokenizer *t = tok_fixture_load("models/gemma-3-270m-q4_k_m.gguf");
 	assert_true(tokenizer_is_sentencepiece(t));
 	assert_int_equal(tokenizer_n_vocab(t), 262144);
 	json_t *hdr;
 	size_t n;
-	assert_int_equal(run_fixture(t, "tests/reference/tokenizer_gemma3.jsonl", &hdr, &n), 0);
+	assert_int_equal(tok_fixture_run(t, "tests/reference/tokenizer_gemma3.jsonl", &hdr, &n), 0);
 	assert_true(n >= 500 && n == (size_t)json_integer_value(json_object_get(hdr, "texts")));
 	assert_int_equal(tokenizer_bos(t), json_integer_value(json_object_get(hdr, "bos")));
 	assert_int_equal(tokenizer_eos(t), json_integer_value(json_object_get(hdr, "eos")));
@@ -188,8 +86,8 @@ static void test_gemma_gguf_matches_hf(void **state)
 static void test_gemma_tokenizer_json_matches_hf(void **state)
 {
 	(void)state;
-	struct tokenizer *g = from_gguf("models/gemma-3-270m-q4_k_m.gguf");
-	char *p = root_path("tests/reference/gemma3_tokenizer_skeleton.json");
+	struct tokenizer *g = tok_fixture_load("models/gemma-3-270m-q4_k_m.gguf");
+	char *p = tok_fixture_path("tests/reference/gemma3_tokenizer_skeleton.json");
 	json_error_t je;
 	json_t *root = json_load_file(p, 0, &je);
 	assert_non_null(root);
@@ -223,7 +121,7 @@ static void test_gemma_tokenizer_json_matches_hf(void **state)
 	assert_int_equal(rc, 0);
 	json_t *hdr;
 	size_t n;
-	assert_int_equal(run_fixture(t, "tests/reference/tokenizer_gemma3.jsonl", &hdr, &n), 0);
+	assert_int_equal(tok_fixture_run(t, "tests/reference/tokenizer_gemma3.jsonl", &hdr, &n), 0);
 	assert_true(n >= 500);
 	json_decref(hdr);
 	tokenizer_free(t);
@@ -236,10 +134,10 @@ static void test_gemma_tokenizer_json_matches_hf(void **state)
 static void test_tiny_spm_gguf_matches_hf(void **state)
 {
 	(void)state;
-	struct tokenizer *t = from_gguf("tests/reference/fixtures/tiny-spm.gguf");
+	struct tokenizer *t = tok_fixture_load("tests/reference/fixtures/tiny-spm.gguf");
 	json_t *hdr;
 	size_t n;
-	assert_int_equal(run_fixture(t, "tests/reference/tokenizer_tiny_spm.jsonl", &hdr, &n), 0);
+	assert_int_equal(tok_fixture_run(t, "tests/reference/tokenizer_tiny_spm.jsonl", &hdr, &n), 0);
 	assert_true(n >= 500);
 	assert_int_equal(tokenizer_n_vocab(t), json_integer_value(json_object_get(hdr, "n_vocab")));
 	json_decref(hdr);
@@ -249,7 +147,7 @@ static void test_tiny_spm_gguf_matches_hf(void **state)
 static void test_tiny_spm_tokenizer_json_matches_hf(void **state)
 {
 	(void)state;
-	char *p = root_path("tests/reference/tiny_spm_tokenizer.json");
+	char *p = tok_fixture_path("tests/reference/tiny_spm_tokenizer.json");
 	char *text;
 	size_t len;
 	struct diag d;
@@ -263,7 +161,7 @@ static void test_tiny_spm_tokenizer_json_matches_hf(void **state)
 	assert_true(tokenizer_is_sentencepiece(t));
 	json_t *hdr;
 	size_t n;
-	assert_int_equal(run_fixture(t, "tests/reference/tokenizer_tiny_spm.jsonl", &hdr, &n), 0);
+	assert_int_equal(tok_fixture_run(t, "tests/reference/tokenizer_tiny_spm.jsonl", &hdr, &n), 0);
 	assert_true(n >= 500);
 	json_decref(hdr);
 	tokenizer_free(t);
@@ -277,9 +175,9 @@ static void test_tiny_spm_tokenizer_json_matches_hf(void **state)
 static void test_gemma_chat_template_matches_hf(void **state)
 {
 	(void)state;
-	struct tokenizer *t = from_gguf("models/gemma-3-270m-q4_k_m.gguf");
+	struct tokenizer *t = tok_fixture_load("models/gemma-3-270m-q4_k_m.gguf");
 	assert_int_equal(data_tokenizer_template(t), TEMPLATE_GEMMA);
-	char *p = root_path("tests/reference/chat_gemma3.jsonl");
+	char *p = tok_fixture_path("tests/reference/chat_gemma3.jsonl");
 	FILE *f = fopen(p, "r");
 	assert_non_null(f);
 	char *line = NULL;
@@ -321,8 +219,6 @@ static void test_gemma_chat_template_matches_hf(void **state)
 		assert_int_equal(data_tokenize_one(&ex, &tt, &dt, 0, false, &d), 0);
 		json_t *ids = json_object_get(o, "ids");
 		if (!json_is_true(json_object_get(o, "specials_in_content"))) {
-			if (!same_ids(ex.ids, ex.n, ids))
-				show("chat ids", rows + 1, want, ex.ids, ex.n);
 			assert_true(same_ids(ex.ids, ex.n, ids));
 		} else {
 			/* HF turns "<end_of_turn>" inside a message into the control token; ftlab

@@ -14,6 +14,7 @@
 #include "backends/native/peft/adapter.h"
 #include "backends/native/peft/gguf_write.h"
 #include "backends/native/peft/st_write.h"
+#include "backends/native/tok/tokenizer.h"
 #include "common/util.h"
 
 static struct mf_tensor *find(struct model_file *mf, const char *name)
@@ -219,6 +220,14 @@ int merged_write_hf(const char *dir, const struct model_file *mf, struct diag *d
 	}
 	if ((rc = file_write_atomic(p, text, strlen(text), d)) != 0)
 		goto done;
+	if (!mf->tok.tokenizer_json && mf->is_gguf && mf->tok.tokens) {
+		/* A GGUF base carries its tokenizer as metadata: write it as HF files. */
+		struct tokenizer *tok = NULL;
+		if ((rc = tokenizer_from_model_file(&tok, mf, d)) == 0)
+			rc = tokenizer_write_hf(dir, tok, mf->hp.n_ctx_train, d);
+		tokenizer_free(tok);
+		goto done;
+	}
 	const char *files[2] = {"tokenizer.json", "tokenizer_config.json"};
 	const char *texts[2] = {mf->tok.tokenizer_json, mf->tok.tokenizer_config_json};
 	for (int k = 0; k < 2; k++) {

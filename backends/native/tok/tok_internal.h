@@ -31,8 +31,6 @@ struct pre_step {
 	enum split_behavior behavior;
 	bool invert;
 	bool prefix_space;   /* ByteLevel add_prefix_space */
-	bool byte_level;     /* written back as ByteLevel (use_regex when re is GPT-2's) */
-	bool digits;         /* written back as Digits (individual when "\p{N}") */
 	bool metaspace;      /* Metaspace: ' ' -> "▁", prefix per `prepend`, split per `split` */
 	enum tok_prepend prepend;
 	bool split;

@@ -64,6 +64,13 @@ bool tokenizer_adds_bos(const struct tokenizer *t);
 bool tokenizer_adds_eos(const struct tokenizer *t);
 /* True for special (control) tokens such as <|im_end|>. */
 bool tokenizer_is_special(const struct tokenizer *t, int32_t id);
+/* Writes dir/tokenizer.json, tokenizer_config.json (special tokens, add_bos/eos_token,
+ * the model's chat template, or Gemma's for a Gemma vocabulary without one;
+ * model_max_length when > 0) and special_tokens_map.json, so that Hugging Face
+ * AutoTokenizer.from_pretrained(dir) and tokenizer_from_json give the same ids as t.
+ * Creates dir. FT_EIO/FT_ENOMEM with d set. */
+int tokenizer_write_hf(const char *dir, const struct tokenizer *t, int model_max_length,
+		       struct diag *d) FT_WUR;
 /* The Jinja chat template from the model, borrowed; NULL when the model has none. */
 const char *tokenizer_chat_template(const struct tokenizer *t);
 void tokenizer_free(struct tokenizer *t);

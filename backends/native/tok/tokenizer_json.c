@@ -67,11 +67,8 @@ static int add_pre(struct tokenizer *t, json_t *p, int depth, bool *byte_level, 
 		bool use_regex = !ur || json_is_true(ur);
 		bool prefix = json_is_true(json_object_get(p, "add_prefix_space"));
 		*byte_level = true;
-		if ((rc = tok_add_step(t, use_regex ? TOK_RE_GPT2 : NULL, PCRE2_ZERO_TERMINATED,
-				       SB_ISOLATED, false, prefix, path, d)) != 0)
-			return rc;
-		t->steps[t->n_steps - 1].byte_level = true;
-		return 0;
+		return tok_add_step(t, use_regex ? TOK_RE_GPT2 : NULL, PCRE2_ZERO_TERMINATED,
+				    SB_ISOLATED, false, prefix, path, d);
 	}
 	if (strcmp(type, "Metaspace") == 0) {
 		const char *repl = json_string_value(json_object_get(p, "replacement"));
@@ -94,11 +91,8 @@ static int add_pre(struct tokenizer *t, json_t *p, int depth, bool *byte_level, 
 	}
 	if (strcmp(type, "Digits") == 0) {
 		bool each = json_is_true(json_object_get(p, "individual_digits"));
-		if ((rc = tok_add_step(t, each ? "\\p{N}" : "\\p{N}+", PCRE2_ZERO_TERMINATED,
-				       SB_ISOLATED, false, false, path, d)) != 0)
-			return rc;
-		t->steps[t->n_steps - 1].digits = true;
-		return 0;
+		return tok_add_step(t, each ? "\\p{N}" : "\\p{N}+", PCRE2_ZERO_TERMINATED,
+				    SB_ISOLATED, false, false, path, d);
 	}
 	if (strcmp(type, "Split") == 0) {
 		json_t *pat = json_object_get(p, "pattern");
