@@ -262,6 +262,17 @@ static void test_malformed(void **state)
 	struct diag d;
 	diag_init(&d);
 	struct tokenizer *t;
+	/* an added token longer than TOK_MAX_ADDED_LEN (1024 bytes) is refused */
+	char big[1200], doc[1400];
+	memset(big, 'x', 1025);
+	big[1025] = 0;
+	snprintf(doc, sizeof doc,
+		 "{\"added_tokens\":[{\"id\":1,\"content\":\"%s\"}],\"decoder\":{\"type\":"
+		 "\"ByteLevel\"},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", big);
+	assert_int_equal(tokenizer_from_json(&t, doc, strlen(doc), NULL, "tokenizer.json", &d),
+			 FT_EUNSUPP);
+	assert_non_null(strstr(d.text, "added token 1 is 1025 bytes long (at most 1024)"));
+	diag_init(&d);
 	const char *j = "{\"model\": {\n \"vocab\": {,}}}";
 	assert_int_equal(tokenizer_from_json(&t, j, strlen(j), NULL, "tokenizer.json", &d), FT_EINVAL);
 	assert_int_equal(d.line, 2);

@@ -11,12 +11,14 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backends/native/data/prepare.h"
 #include "backends/native/io/model_file.h"
+#include "backends/native/peft/gguf_write.h"
 #include "backends/native/tok/tok_internal.h"
 #include "backends/native/tok/tokenizer.h"
 #include "common/hash.h"
@@ -251,11 +253,114 @@ static void test_gemma_chat_template_matches_hf(void **state)
 	tokenizer_free(t);
 }
 
+/* add_space_prefix = false: no "▁" in front (llama.cpp and the model's own tokenizer;
+ * transformers 5.25 ignores the key for non-Gemma GGUF files, docs/engine.md says so). */
+static void test_no_space_prefix(void **state)
+{
+	(void)state;
+	char *p = tok_fixture_path("tests/reference/fixtures/tiny-spm.gguf");
+	struct diag d;
+	diag_init(&d);
+	struct model_file *m;
+	assert_int_equal(model_file_load_tokenizer(&m, p, &d), 0);
+	assert_true(m->tok.add_space_prefix_set && m->tok.add_space_prefix);
+	m->tok.add_space_prefix = false;
+	struct tokenizer *t;
+	assert_int_equal(tokenizer_from_model_file(&t, m, &d), 0);
+	int32_t *ids;
+	size_t n, len;
+	assert_int_equal(tokenizer_encode_ex(t, "Hello world", 11, 0, &ids, &n, &d), 0);
+	assert_true(n >= 2);
+	const char *first = tokenizer_token_text(t, ids[0], &len);
+	assert_true(len < 3 || memcmp(first, "\xe2\x96\x81", 3) != 0);
+	char *back;
+	assert_int_equal(tokenizer_decode(t, ids, n, false, &back, &len), 0);
+	assert_string_equal(back, "Hello world"); /* and no leading space is stripped */
+	free(back);
+	free(ids);
+	tokenizer_free(t);
+	model_file_free(m);
+	free(p);
+}
+
+/* Malformed SentencePiece metadata: a clear error, never a crash. */
+static void test_spm_gguf_malformed(void **state)
+{
+	(void)state;
+	char tmpl[] = "/tmp/ftlab-spmbad-XXXXXX";
+	char *dir = mkdtemp(tmpl);
+	assert_non_null(dir);
+	char *p = path_join(dir, "m.gguf");
+	char *toks[] = {"<unk>", "<s>", "</s>", "a", "b", "ab"};
+	float scores[] = {0, 0, 0, -1, -2, -3}, nan_scores[] = {0, 0, 0, -1, NAN, -3};
+	int32_t types[] = {2, 3, 3, 1, 1, 1};
+	static const struct {
+		int variant;
+		const char *msg;
+	} cases[] = {
+		{0, "needs tokenizer.ggml.scores or tokenizer.ggml.merges"},
+		{1, "tokenizer.ggml.scores[4] is not finite"},
+		{2, "tokenizer.ggml.scores has 5 entries for 6 tokens"},
+		{3, "metadata 'tokenizer.ggml.add_space_prefix' has type u32, expected bool"},
+		{4, "metadata 'tokenizer.ggml.scores' has type array of i32, expected array of f32"},
+		{5, NULL}, /* well-formed */
+	};
+	for (size_t i = 0; i < FT_ARRAY_LEN(cases); i++) {
+		int v = cases[i].variant;
+		struct gguf_out *g = NULL;
+		struct diag d;
+		diag_init(&d);
+		assert_int_equal(gguf_out_create(&g), 0);
+		gguf_out_str(g, "general.architecture", "llama");
+		gguf_out_str(g, "tokenizer.ggml.model", "llama");
+		gguf_out_arr_str(g, "tokenizer.ggml.tokens", toks, 6);
+		gguf_out_arr_i32(g, "tokenizer.ggml.token_type", types, 6);
+		if (v == 1)
+			gguf_out_arr_f32(g, "tokenizer.ggml.scores", nan_scores, 6);
+		else if (v == 2)
+			gguf_out_arr_f32(g, "tokenizer.ggml.scores", scores, 5);
+		else if (v == 4)
+			gguf_out_arr_i32(g, "tokenizer.ggml.scores", types, 6);
+		else if (v != 0)
+			gguf_out_arr_f32(g, "tokenizer.ggml.scores", scores, 6);
+		if (v == 3)
+			gguf_out_u32(g, "tokenizer.ggml.add_space_prefix", 1);
+		assert_int_equal(gguf_out_write(g, p, &d), 0);
+		gguf_out_free(g);
+		struct model_file *m = NULL;
+		struct tokenizer *t = NULL;
+		int rc = model_file_load_tokenizer(&m, p, &d);
+		if (!rc)
+			rc = tokenizer_from_model_file(&t, m, &d);
+		if (!cases[i].msg) {
+			assert_int_equal(rc, 0);
+			int32_t *ids;
+			size_t n;
+			assert_int_equal(tokenizer_encode_ex(t, "ab", 2, 0, &ids, &n, &d), 0);
+			/* "▁ab": no "▁" in this vocabulary and no byte tokens: <unk>, then "ab" */
+			assert_int_equal(n, 2);
+			assert_int_equal(ids[0], 0);
+			assert_int_equal(ids[1], 5);
+			free(ids);
+		} else {
+			assert_int_equal(rc, FT_EINVAL);
+			if (!strstr(d.text, cases[i].msg))
+				fail_msg("case %zu: '%s', want '%s'", i, d.text, cases[i].msg);
+		}
+		tokenizer_free(t);
+		model_file_free(m);
+	}
+	assert_int_equal(dir_remove_all(dir), 0);
+	free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tiny_spm_gguf_matches_hf),
 		cmocka_unit_test(test_tiny_spm_tokenizer_json_matches_hf),
+		cmocka_unit_test(test_no_space_prefix),
+		cmocka_unit_test(test_spm_gguf_malformed),
 		cmocka_unit_test(test_gemma_gguf_matches_hf),
 		cmocka_unit_test(test_gemma_tokenizer_json_matches_hf),
 		cmocka_unit_test(test_gemma_chat_template_matches_hf),

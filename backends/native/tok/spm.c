@@ -50,8 +50,8 @@ int tok_merges_from_scores(struct tokenizer *t, const float *scores, const char 
 	for (size_t id = 0; id < t->n_vocab; id++) {
 		const char *s = t->tokens[id];
 		size_t len = t->token_len[id];
-		if (!s || tok_lookup(t, s, len) != (int32_t)id)
-			continue; /* unused id, or a duplicate text (the first id owns it) */
+		if (!s || len > TOK_MAX_MERGE_LEN || tok_lookup(t, s, len) != (int32_t)id)
+			continue; /* unused id, a duplicate text (the first id owns it), too long */
 		uint32_t nch = utf8_chars(s, len), ci = nch;
 		/* right to left: the longer left part first, the order the ranks want */
 		for (size_t k = len; k-- > 1;) {

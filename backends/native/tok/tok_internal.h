@@ -20,6 +20,12 @@ enum tok_model { TM_BYTE_LEVEL, TM_SPM };
 enum tok_prepend { TP_NEVER, TP_FIRST, TP_ALWAYS };
 
 #define TOK_META "\xe2\x96\x81" /* U+2581, SentencePiece's space */
+/* Bounds that keep hostile files cheap: an added token longer than this is refused (the
+ * trie walk at each text position is at most this long), and a token longer than this
+ * is not cut into merges (recovering merges costs its length squared). Real vocabularies
+ * stay far below (Gemma: 48 bytes). */
+#define TOK_MAX_ADDED_LEN 1024
+#define TOK_MAX_MERGE_LEN 1024
 #define TOK_META_LEN 3
 
 /* How a Split step treats matches (Hugging Face SplitDelimiterBehavior). */

@@ -408,8 +408,13 @@ static int32_t trie_get(const struct tokenizer *t, int32_t node, unsigned char b
 static int trie_build(struct tokenizer *t, const char *path, struct diag *d)
 {
 	size_t bytes = 1;
-	for (size_t i = 0; i < t->n_added; i++)
+	for (size_t i = 0; i < t->n_added; i++) {
+		if (t->added[i].len > TOK_MAX_ADDED_LEN)
+			return diag_set(d, FT_EUNSUPP, path, 0, 0,
+					"added token %d is %zu bytes long (at most %d)", t->added[i].id,
+					t->added[i].len, TOK_MAX_ADDED_LEN);
 		bytes += t->added[i].len;
+	}
 	t->trie_cap = pow2_at_least(2 * bytes);
 	t->trie_keys = malloc(t->trie_cap * sizeof *t->trie_keys);
 	t->trie_child = malloc(t->trie_cap * sizeof *t->trie_child);

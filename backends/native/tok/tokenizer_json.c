@@ -160,7 +160,7 @@ static int add_normalizer(struct tokenizer *t, json_t *n, int depth, const char 
 	}
 	const char *content = json_string_value(json_object_get(n, "content"));
 	if (strcmp(type, "Replace") == 0 && is_string_pattern(json_object_get(n, "pattern"), " ") &&
-	    content && strcmp(content, TOK_META) == 0 && !t->norm_prepend) {
+	    content && strcmp(content, TOK_META) == 0) {
 		t->norm_replace = true;
 		return 0;
 	}
