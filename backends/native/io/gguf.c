@@ -630,6 +630,8 @@ static char *hf_repo_from(const char *s)
 	static const char *const prefixes[] = {"https://huggingface.co/", "http://huggingface.co/",
 					       "huggingface.co/", "hf.co/", "https://hf.co/"};
 	bool url = false;
+	if (!s)
+		return NULL;
 	for (size_t i = 0; i < FT_ARRAY_LEN(prefixes); i++)
 		if (strncmp(s, prefixes[i], strlen(prefixes[i])) == 0) {
 			s += strlen(prefixes[i]);

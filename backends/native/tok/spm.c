@@ -145,6 +145,7 @@ int tok_from_gguf_spm(struct tokenizer **out, const struct model_file *mf, struc
 			}
 			for (size_t k = 0; k < nch; k++)
 				memcpy(m + k * TOK_META_LEN, TOK_META, TOK_META_LEN);
+			m[nch * TOK_META_LEN] = 0;
 			rc = tok_set_token(t, (int32_t)i, m, nch * TOK_META_LEN,
 					   attr == TA_ADDED ? TA_NORMAL : attr, path, d);
 			free(m);
