@@ -118,11 +118,13 @@ const struct cli_command cli_commands[] = {
 	 "special_tokens_map.json; from the GGUF metadata for a GGUF base).\n"
 	 "merged-gguf: model.gguf (F32). gguf-adapter: adapter.gguf for llama.cpp.\n",
 	 cmd_export},
-	{"bench", "measure training and generation speed",
-	 "usage: ftlab bench [--model M] [--mode train|generate] [--threads N]\n"
+	{"bench", "measure training, generation and tokenizer speed",
+	 "usage: ftlab bench [--model M] [--mode train|generate|tokenize] [--threads N]\n"
 	 "                   train:    [--method lora|lora-all|full] [--precision fp32|bf16]\n"
 	 "                             [--batch B] [--seq T] [--steps N]\n"
-	 "                   generate: [--prompt-len N] [--new-tokens N]\n",
+	 "                   generate: [--prompt-len N] [--new-tokens N]\n"
+	 "                   tokenize: [--text FILE]   (default docs/engine.md: its lines,\n"
+	 "                             then the whole file as one text; CPU time)\n",
 	 cmd_bench},
 	{"selftest", "compare backends on a tiny model",
 	 "usage: ftlab selftest [--backend cpu|cuda]\n", cmd_selftest},

@@ -5,7 +5,8 @@
  *                    weight bytes read per step over the measured bandwidth.
  *   --mode train:    tokens/s of forward+backward+AdamW steps, MFU against the measured
  *                    fp32 (or bf16) GEMM peak, process CPU time per step (mean and best
- *                    step: robust on a shared machine), peak resident memory. */
+ *                    step: robust on a shared machine), peak resident memory.
+ *   --mode tokenize: tokenizer load time and encoding MB/s and tokens/s (CPU time). */
 #include "cli/cli.h"
 
 #include <math.h>
@@ -18,6 +19,7 @@
 #include "backends/native/io/model_file.h"
 #include "backends/native/model/model.h"
 #include "backends/native/ops/ops.h"
+#include "backends/native/tok/tokenizer.h"
 #include "common/rng.h"
 #include "common/util.h"
 
@@ -25,7 +27,7 @@
 
 static const char *const bench_opts_names[] = {
 	"--model", "--mode", "--method", "--batch", "--seq", "--threads", "--steps",
-	"--new-tokens", "--prompt-len", "--precision", NULL};
+	"--new-tokens", "--prompt-len", "--precision", "--text", NULL};
 
 /* Read bandwidth in bytes/s: best of several parallel passes over a buffer far larger
  * than the caches. */
@@ -331,10 +333,65 @@ static int bench_train(struct model *m, int B, int T, int steps, bool bf16)
 	return 0;
 }
 
+/* Tokenizer speed: load time, then every line of a text file encoded once (cold word
+ * cache), then the whole file as one text. CPU seconds of this process. */
+static int bench_tokenize(const char *model_path, const char *text_path)
+{
+	struct diag d;
+	diag_init(&d);
+	struct model_file *mf = NULL;
+	struct tokenizer *t = NULL;
+	char *buf = NULL;
+	size_t len = 0;
+	double w0 = time_monotonic(), c0 = time_process_cpu();
+	int rc = model_file_load_tokenizer(&mf, model_path, &d);
+	if (!rc)
+		rc = tokenizer_from_model_file(&t, mf, &d);
+	double w1 = time_monotonic(), c1 = time_process_cpu();
+	if (!rc)
+		rc = file_read_all(&buf, &len, text_path, 1u << 30, &d);
+	size_t lines = 0, toks = 0, whole = 0;
+	double c2 = time_process_cpu();
+	for (char *p = buf; !rc && p && p < buf + len;) {
+		char *e = memchr(p, '\n', (size_t)(buf + len - p));
+		if (!e)
+			e = buf + len;
+		int32_t *ids;
+		size_t n;
+		rc = tokenizer_encode_ex(t, p, (size_t)(e - p), 0, &ids, &n, &d);
+		if (!rc)
+			free(ids);
+		toks += n;
+		lines++;
+		p = e + 1;
+	}
+	double c3 = time_process_cpu();
+	int32_t *ids = NULL;
+	if (!rc)
+		rc = tokenizer_encode_ex(t, buf, len, 0, &ids, &whole, &d);
+	double c4 = time_process_cpu();
+	free(ids);
+	if (!rc) {
+		printf("ftlab bench --mode tokenize: model %s (%s, %d tokens), text %s (%.2f MB)\n",
+		       model_path, tokenizer_is_sentencepiece(t) ? "SentencePiece BPE" : "byte-level BPE",
+		       tokenizer_n_vocab(t), text_path, (double)len / 1e6);
+		printf("load: %.3f s wall, %.3f s CPU\n", w1 - w0, c1 - c0);
+		printf("%zu lines, %zu tokens: %.3f s CPU, %.2f MB/s, %.0f k tokens/s\n", lines, toks,
+		       c3 - c2, (double)len / 1e6 / (c3 - c2), (double)toks / 1e3 / (c3 - c2));
+		printf("whole file as one text, %zu tokens: %.3f s CPU, %.2f MB/s\n", whole, c4 - c3,
+		       (double)len / 1e6 / (c4 - c3));
+	}
+	free(buf);
+	tokenizer_free(t);
+	model_file_free(mf);
+	return rc ? cli_fail(&d) : 0;
+}
+
 int cmd_bench(const struct cli *cli, int argc, char **argv)
 {
 	(void)cli;
-	const char *model_path = DEFAULT_MODEL, *mode = "generate", *method = "lora";
+	const char *model_path = DEFAULT_MODEL, *mode = "generate", *method = "lora",
+		   *text_path = "docs/engine.md";
 	int64_t batch = 4, seq = 256, threads = 0, steps = 3, new_tokens = 64, prompt_len = 64;
 	bool bf16 = false;
 	for (int i = 1; i < argc; i++) {
@@ -351,6 +408,8 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 			model_path = v;
 		else if (strcmp(a, "--mode") == 0)
 			mode = v;
+		else if (strcmp(a, "--text") == 0)
+			text_path = v;
 		else if (strcmp(a, "--method") == 0)
 			method = v;
 		else if (strcmp(a, "--precision") == 0)
@@ -375,8 +434,11 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 					       a, v);
 	}
 	bool gen = strcmp(mode, "generate") == 0;
+	if (strcmp(mode, "tokenize") == 0)
+		return bench_tokenize(model_path, text_path);
 	if (!gen && strcmp(mode, "train") != 0)
-		return cli_usage_error("bench", NULL, "--mode is train or generate, not '%s'", mode);
+		return cli_usage_error("bench", NULL, "--mode is train, generate or tokenize, not '%s'",
+				       mode);
 	struct model_opts o = {0};
 	o.layers_first = o.layers_last = -1;
 	o.seed = 1;
