@@ -283,6 +283,40 @@ static void test_no_space_prefix(void **state)
 	free(p);
 }
 
+/* The loader tokenizes an example one segment at a time; with a Llama-style tokenizer only
+ * the start of the example gets the "▁" prefix, so its ids are those of the whole text. */
+static void test_segments_like_whole_text(void **state)
+{
+	(void)state;
+	struct tokenizer *t = tok_fixture_load("tests/reference/fixtures/tiny-spm.gguf");
+	struct data_tok dt = data_tok_from_tokenizer(t);
+	struct template_spec ts = {TEMPLATE_PLAIN, NULL, NULL, NULL};
+	struct record r;
+	memset(&r, 0, sizeof r);
+	r.line = 1;
+	r.prompt = "What is the theory?";
+	r.response = "the quick brown fox";
+	struct templated tt;
+	struct diag d;
+	diag_init(&d);
+	assert_int_equal(template_apply(&tt, &r, DATA_COMPLETION, &ts, "x", &d), 0);
+	struct tok_example ex;
+	assert_int_equal(data_tokenize_one(&ex, &tt, &dt, 0, false, &d), 0);
+	const char *whole = "What is the theory?\nthe quick brown fox";
+	int32_t *ids;
+	size_t n;
+	assert_int_equal(tokenizer_encode_ex(t, whole, strlen(whole), TOK_ADD_SPECIAL, &ids, &n, &d),
+			 0);
+	/* BOS + the text, then the EOS the template adds */
+	assert_int_equal(ex.n, n + 1);
+	assert_memory_equal(ex.ids, ids, n * sizeof *ids);
+	assert_int_equal(ex.ids[n], tokenizer_eos(t));
+	free(ids);
+	tok_example_clear(&ex);
+	templated_free(&tt);
+	tokenizer_free(t);
+}
+
 /* Malformed SentencePiece metadata: a clear error, never a crash. */
 static void test_spm_gguf_malformed(void **state)
 {
@@ -360,6 +394,7 @@ int main(void)
 		cmocka_unit_test(test_tiny_spm_gguf_matches_hf),
 		cmocka_unit_test(test_tiny_spm_tokenizer_json_matches_hf),
 		cmocka_unit_test(test_no_space_prefix),
+		cmocka_unit_test(test_segments_like_whole_text),
 		cmocka_unit_test(test_spm_gguf_malformed),
 		cmocka_unit_test(test_gemma_gguf_matches_hf),
 		cmocka_unit_test(test_gemma_tokenizer_json_matches_hf),

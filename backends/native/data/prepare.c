@@ -13,11 +13,21 @@ static int tok_encode(void *ud, const char *text, size_t len, bool parse_special
 				   parse_special ? TOK_PARSE_SPECIAL : 0, out_ids, out_n, d);
 }
 
+static int tok_encode_more(void *ud, const char *text, size_t len, bool parse_special,
+			   int32_t **out_ids, size_t *out_n, struct diag *d)
+{
+	return tokenizer_encode_ex((const struct tokenizer *)ud, text, len,
+				   TOK_CONTINUATION | (parse_special ? TOK_PARSE_SPECIAL : 0), out_ids,
+				   out_n, d);
+}
+
 struct data_tok data_tok_from_tokenizer(const struct tokenizer *t)
 {
 	struct data_tok dt;
+	memset(&dt, 0, sizeof dt);
 	dt.ud = (void *)(uintptr_t)t;
 	dt.encode = tok_encode;
+	dt.encode_more = tok_encode_more;
 	dt.eos_id = tokenizer_eos(t);
 	dt.bos_id = tokenizer_bos(t);
 	dt.add_bos = tokenizer_adds_bos(t) && dt.bos_id >= 0;

@@ -921,8 +921,8 @@ static int metaspace_step(const struct pre_step *s, struct strbuf *arena, struct
 /* Normalizes, pre-tokenizes and BPE-encodes a text segment without added tokens. at0: the
  * segment starts the text given to encode. */
 static int encode_segment(const struct tokenizer *t, const char *text, size_t len, bool at0,
-			  pcre2_match_data *md, pcre2_match_context *mc, struct strbuf *arena,
-			  struct pieces *a, struct pieces *b, struct ids *out)
+			  bool no_prefix, pcre2_match_data *md, pcre2_match_context *mc,
+			  struct strbuf *arena, struct pieces *a, struct pieces *b, struct ids *out)
 {
 	arena->len = 0;
 	a->n = 0;
@@ -930,9 +930,9 @@ static int encode_segment(const struct tokenizer *t, const char *text, size_t le
 		return FT_ENOMEM;
 	a->v[0].at0 = at0;
 	int rc;
-	if (t->norm_replace || t->norm_prepend) {
+	if (t->norm_replace || (t->norm_prepend && !no_prefix)) {
 		struct piece q;
-		if (meta_copy(arena, 0, len, t->norm_replace, t->norm_prepend, &q))
+		if (meta_copy(arena, 0, len, t->norm_replace, t->norm_prepend && !no_prefix, &q))
 			return FT_ENOMEM;
 		a->v[0].off = q.off;
 		a->v[0].len = q.len;
@@ -1015,7 +1015,7 @@ int tokenizer_encode_ex(const struct tokenizer *t, const char *text, size_t len,
 					"text is not valid UTF-8 (byte %zu)", i);
 		i += k;
 	}
-	bool special = flags & TOK_PARSE_SPECIAL;
+	bool special = flags & TOK_PARSE_SPECIAL, cont = flags & TOK_CONTINUATION;
 	struct ids out = {0};
 	struct strbuf arena = {0};
 	struct pieces a = {0}, b = {0};
@@ -1041,16 +1041,17 @@ int tokenizer_encode_ex(const struct tokenizer *t, const char *text, size_t len,
 			pos++;
 			continue;
 		}
-		if (pos > seg && (rc = encode_segment(t, text + seg, pos - seg, seg == 0, md, mc,
-						      &arena, &a, &b, &out)) != 0)
+		if (pos > seg && (rc = encode_segment(t, text + seg, pos - seg, seg == 0 && !cont,
+						      seg == 0 && cont, md, mc, &arena, &a, &b,
+						      &out)) != 0)
 			goto done;
 		if ((rc = ids_push(&out, at->id)) != 0)
 			goto done;
 		pos += at->len;
 		seg = pos;
 	}
-	if (len > seg && (rc = encode_segment(t, text + seg, len - seg, seg == 0, md, mc, &arena,
-					      &a, &b, &out)))
+	if (len > seg && (rc = encode_segment(t, text + seg, len - seg, seg == 0 && !cont,
+					      seg == 0 && cont, md, mc, &arena, &a, &b, &out)))
 		goto done;
 	if ((flags & TOK_ADD_SPECIAL) && t->add_eos && t->eos >= 0 && (rc = ids_push(&out, t->eos)))
 		goto done;

@@ -30,7 +30,9 @@ int tokenizer_from_json(struct tokenizer **out, const char *json, size_t len,
 /* Flags for tokenizer_encode_ex. */
 enum {
 	TOK_PARSE_SPECIAL = 1, /* special (control) tokens in the text become their ids */
-	TOK_ADD_SPECIAL = 2    /* add BOS/EOS where the model's rules say so */
+	TOK_ADD_SPECIAL = 2,   /* add BOS/EOS where the model's rules say so */
+	TOK_CONTINUATION = 4   /* the text continues an earlier one (the next segment of an
+				* example): no SentencePiece "▁" prefix at its start */
 };
 
 /* UTF-8 text -> ids. Added (non-special) tokens are always matched; special tokens
