@@ -121,7 +121,8 @@ static void test_tiny_spm_files(void **state)
 static void test_gemma_files(void **state)
 {
 	(void)state;
-	roundtrip("models/gemma-3-270m-q4_k_m.gguf", "tests/reference/tokenizer_gemma3.jsonl", false);
+	tok_fixture_need_gemma();
+	roundtrip(TOK_FIXTURE_GEMMA, "tests/reference/tokenizer_gemma3.jsonl", false);
 }
 
 /* merged-safetensors of a GGUF base: the directory has the tokenizer files and loads as a

@@ -64,7 +64,8 @@ static void merges_sha(const struct tokenizer *t, char hex[65], size_t *n_out)
 static void test_gemma_gguf_matches_hf(void **state)
 {
 	(void)state;
-	struct tokenizer *t = tok_fixture_load("models/gemma-3-270m-q4_k_m.gguf");
+	tok_fixture_need_gemma();
+	struct tokenizer *t = tok_fixture_load(TOK_FIXTURE_GEMMA);
 	assert_true(tokenizer_is_sentencepiece(t));
 	assert_int_equal(tokenizer_n_vocab(t), 262144);
 	json_t *hdr;
@@ -88,7 +89,8 @@ static void test_gemma_gguf_matches_hf(void **state)
 static void test_gemma_tokenizer_json_matches_hf(void **state)
 {
 	(void)state;
-	struct tokenizer *g = tok_fixture_load("models/gemma-3-270m-q4_k_m.gguf");
+	tok_fixture_need_gemma();
+	struct tokenizer *g = tok_fixture_load(TOK_FIXTURE_GEMMA);
 	char *p = tok_fixture_path("tests/reference/gemma3_tokenizer_skeleton.json");
 	json_error_t je;
 	json_t *root = json_load_file(p, 0, &je);
@@ -177,7 +179,8 @@ static void test_tiny_spm_tokenizer_json_matches_hf(void **state)
 static void test_gemma_chat_template_matches_hf(void **state)
 {
 	(void)state;
-	struct tokenizer *t = tok_fixture_load("models/gemma-3-270m-q4_k_m.gguf");
+	tok_fixture_need_gemma();
+	struct tokenizer *t = tok_fixture_load(TOK_FIXTURE_GEMMA);
 	assert_int_equal(data_tokenizer_template(t), TEMPLATE_GEMMA);
 	char *p = tok_fixture_path("tests/reference/chat_gemma3.jsonl");
 	FILE *f = fopen(p, "r");

@@ -128,6 +128,17 @@ struct tokenizer *tok_fixture_load(const char *rel)
 }
 
 
+void tok_fixture_need_gemma(void)
+{
+	char *p = tok_fixture_path(TOK_FIXTURE_GEMMA);
+	bool ok = path_exists(p);
+	if (!ok)
+		fprintf(stderr, "SKIPPED: %s is missing (run `make model`)\n", p);
+	free(p);
+	if (!ok)
+		skip();
+}
+
 struct tokenizer *tok_fixture_load_json_dir(const char *dir)
 {
 	char *p = path_join(dir, "tokenizer.json"), *c = path_join(dir, "tokenizer_config.json");
