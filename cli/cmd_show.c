@@ -12,6 +12,7 @@
 #include "cli/run_table.h"
 #include "schema/schema.h"
 #include "store/store.h"
+#include "common/banned.h"
 
 struct show_data {
 	struct store_run *run;

@@ -16,13 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/native/export.h"
 #include "backends/native/io/model_file.h"
 #include "backends/native/peft/gguf_write.h"
-#include "backends/native/peft/merge.h"
 #include "backends/native/tok/tokenizer.h"
 #include "common/util.h"
 #include "tests/unit/tiny_model.h"
 #include "tests/unit/tok_fixture.h"
+#include "common/banned.h"
 
 static char *tmpdir(void)
 {
@@ -139,7 +140,7 @@ static void test_merged_safetensors_has_tokenizer(void **state)
 	assert_int_equal(tiny_model_write_gguf(gguf, &s, &d), 0);
 	struct model_file *mf = NULL, *back = NULL;
 	assert_int_equal(model_file_load(&mf, gguf, &d), 0);
-	assert_int_equal(merged_write_hf(out, mf, &d), 0);
+	assert_int_equal(export_merged_hf(out, mf, &d), 0);
 	const char *files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"};
 	for (size_t i = 0; i < FT_ARRAY_LEN(files); i++) {
 		char *p = path_join(out, files[i]);

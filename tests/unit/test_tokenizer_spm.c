@@ -24,6 +24,7 @@
 #include "common/hash.h"
 #include "common/util.h"
 #include "tests/unit/tok_fixture.h"
+#include "common/banned.h"
 
 static bool same_ids(const int32_t *ids, size_t n, json_t *want)
 {

@@ -13,6 +13,7 @@
 
 #include "backends/native/io/model_file.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 char *tok_fixture_path(const char *rel)
 {

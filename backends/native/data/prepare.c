@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "schema/table.h"
+#include "common/banned.h"
 
 static int tok_encode(void *ud, const char *text, size_t len, bool parse_special, int32_t **out_ids,
 		      size_t *out_n, struct diag *d)
@@ -58,7 +60,8 @@ void data_config_one_file(struct config_data *out, const char *path, enum data_f
 	out->format = format;
 	out->test.present = true;
 	out->test.path = (char *)(uintptr_t)path;
-	out->template_name = (char *)(uintptr_t)(tmpl ? tmpl : "auto");
+	out->template_name =
+		(char *)(uintptr_t)(tmpl ? tmpl : schema_enum_name("data.template", DATA_TEMPLATE_AUTO));
 	out->system = (char *)(uintptr_t)system;
 	out->max_length = max_length;
 	out->limit_test = limit;

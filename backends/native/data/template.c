@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "schema/table.h"
+#include "common/banned.h"
 
 static const char ALPACA_NO_INPUT[] =
 	"Below is an instruction that describes a task. Write a response that appropriately "
@@ -404,10 +406,10 @@ static int custom_walk(struct templated *t, const char *tpl, const char *sys, co
 const char *template_kind_name(enum template_kind k)
 {
 	switch (k) {
-	case TEMPLATE_CHATML: return "chatml";
-	case TEMPLATE_GEMMA: return "gemma";
-	case TEMPLATE_ALPACA: return "alpaca";
-	case TEMPLATE_PLAIN: return "plain";
+	case TEMPLATE_CHATML: return schema_enum_name("data.template", DATA_TEMPLATE_CHATML);
+	case TEMPLATE_GEMMA: return schema_enum_name("data.template", DATA_TEMPLATE_GEMMA);
+	case TEMPLATE_ALPACA: return schema_enum_name("data.template", DATA_TEMPLATE_ALPACA);
+	case TEMPLATE_PLAIN: return schema_enum_name("data.template", DATA_TEMPLATE_PLAIN);
 	case TEMPLATE_CUSTOM: return "custom";
 	}
 	return "?";
@@ -452,17 +454,13 @@ int template_resolve(struct template_spec *out, const struct config_data *cfg,
 		out->custom = cfg->template_custom;
 		return custom_walk(NULL, cfg->template_custom, NULL, NULL, NULL, d);
 	}
-	if (!name || strcmp(name, "auto") == 0)
-		out->kind = auto_kind;
-	else if (strcmp(name, "chatml") == 0)
-		out->kind = TEMPLATE_CHATML;
-	else if (strcmp(name, "gemma") == 0)
-		out->kind = TEMPLATE_GEMMA;
-	else if (strcmp(name, "alpaca") == 0)
-		out->kind = TEMPLATE_ALPACA;
-	else if (strcmp(name, "plain") == 0)
-		out->kind = TEMPLATE_PLAIN;
-	else {
+	switch (name ? schema_enum_index("data.template", name) : DATA_TEMPLATE_AUTO) {
+	case DATA_TEMPLATE_AUTO: out->kind = auto_kind; break;
+	case DATA_TEMPLATE_CHATML: out->kind = TEMPLATE_CHATML; break;
+	case DATA_TEMPLATE_GEMMA: out->kind = TEMPLATE_GEMMA; break;
+	case DATA_TEMPLATE_ALPACA: out->kind = TEMPLATE_ALPACA; break;
+	case DATA_TEMPLATE_PLAIN: out->kind = TEMPLATE_PLAIN; break;
+	default:
 		out->kind = TEMPLATE_CUSTOM;
 		out->custom = name;
 		return custom_walk(NULL, name, NULL, NULL, NULL, d);
@@ -526,7 +524,10 @@ int template_apply(struct templated *out, const struct record *r, enum data_form
 			if (!single) {
 				rc = diag_set(d, FT_EINVAL, file, r->line, 0,
 					      "the %s template takes one user message and one assistant reply; this conversation has %zu messages",
-					      ts->kind == TEMPLATE_ALPACA ? "alpaca" : "custom", r->n_msgs);
+					      ts->kind == TEMPLATE_ALPACA
+						  ? schema_enum_name("data.template", DATA_TEMPLATE_ALPACA)
+						  : "custom",
+					      r->n_msgs);
 				diag_hint(d, "use template: chatml or plain for multi-turn chat");
 				goto done;
 			}

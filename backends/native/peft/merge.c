@@ -14,8 +14,8 @@
 #include "backends/native/peft/adapter.h"
 #include "backends/native/peft/gguf_write.h"
 #include "backends/native/peft/st_write.h"
-#include "backends/native/tok/tokenizer.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 static struct mf_tensor *find(struct model_file *mf, const char *name)
 {
@@ -220,14 +220,6 @@ int merged_write_hf(const char *dir, const struct model_file *mf, struct diag *d
 	}
 	if ((rc = file_write_atomic(p, text, strlen(text), d)) != 0)
 		goto done;
-	if (!mf->tok.tokenizer_json && mf->is_gguf && mf->tok.tokens) {
-		/* A GGUF base carries its tokenizer as metadata: write it as HF files. */
-		struct tokenizer *tok = NULL;
-		if ((rc = tokenizer_from_model_file(&tok, mf, d)) == 0)
-			rc = tokenizer_write_hf(dir, tok, mf->hp.n_ctx_train, d);
-		tokenizer_free(tok);
-		goto done;
-	}
 	const char *files[2] = {"tokenizer.json", "tokenizer_config.json"};
 	const char *texts[2] = {mf->tok.tokenizer_json, mf->tok.tokenizer_config_json};
 	for (int k = 0; k < 2; k++) {
@@ -352,7 +344,7 @@ int merged_write_gguf(const char *path, const struct model_file *mf, struct diag
 		int64_t ne[4];
 		for (int k = 0; k < t->ndim; k++)
 			ne[k] = t->shape[t->ndim - 1 - k];
-		gguf_out_tensor(g, name, GGML_TYPE_F32_, t->ndim, ne,
+		gguf_out_tensor(g, name, GGML_F32, t->ndim, ne,
 				copies[i] ? copies[i] : t->data);
 	}
 	rc = gguf_out_write(g, path, d);

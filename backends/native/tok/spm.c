@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "common/banned.h"
 
 struct cand {
 	float score;

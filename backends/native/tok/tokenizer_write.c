@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "common/banned.h"
 
 /* The chat template written for Gemma models (their GGUF files carry none): ftlab's gemma
  * template (docs/data.md) in Jinja. */
