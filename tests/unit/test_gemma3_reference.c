@@ -297,7 +297,7 @@ static void export_all(const char *out, const char *base, struct model *m)
 					       {"gguf-adapter", "adapter_gguf"}};
 	for (int f = 0; f < 4; f++) {
 		char *dir = path_join(out, fmts[f][1]), *target = NULL;
-		if (engine_export(&target, run, fmts[f][0], dir, &d))
+		if (engine_export(&target, run, fmts[f][0], dir, NULL, &d))
 			fail_msg("export %s: %s", fmts[f][0], d.text);
 		free(target);
 		free(dir);

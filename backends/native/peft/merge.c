@@ -417,6 +417,12 @@ int merged_write_gguf(const char *path, const struct model_file *mf, struct diag
 				gguf_out_u32(g, ids[i].k, (uint32_t)ids[i].v);
 		gguf_out_bool(g, "tokenizer.ggml.add_bos_token", tok->add_bos);
 		gguf_out_bool(g, "tokenizer.ggml.add_eos_token", tok->add_eos);
+		/* SentencePiece vocabularies (Gemma): llama.cpp reads the scores, and assumes a
+		 * space prefix unless told otherwise */
+		if (tok->scores)
+			gguf_out_arr_f32(g, "tokenizer.ggml.scores", tok->scores, tok->n_tokens);
+		if (tok->add_space_prefix_set)
+			gguf_out_bool(g, "tokenizer.ggml.add_space_prefix", tok->add_space_prefix);
 		if (tok->chat_template)
 			gguf_out_str(g, "tokenizer.chat_template", tok->chat_template);
 	}
