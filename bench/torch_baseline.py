@@ -211,9 +211,9 @@ def train(a):
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
     ids = torch.randint(0, S["vocab"], (a.batch, a.seq))
-    total = 0.0
+    total = cpu = 0.0
     for s in range(a.warmup + a.steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=False)
         loss = model(ids)
         loss.backward()
@@ -222,10 +222,12 @@ def train(a):
         dt = time.perf_counter() - t0
         if s >= a.warmup:
             total += dt
+            cpu += time.process_time() - c0
     tps = a.batch * a.seq * a.steps / total
-    print("torch %-8s fp32 B=%d T=%d threads=%d: %.0f tokens/s, step %.3f s (torch %s, blas %s)"
-          % (a.method, a.batch, a.seq, a.threads, tps, total / a.steps, torch.__version__,
-             blas_name()))
+    print("torch %-8s fp32 B=%d T=%d threads=%d: %.0f tokens/s, step %.3f s, process CPU %.3f s "
+          "per step (torch %s, blas %s)"
+          % (a.method, a.batch, a.seq, a.threads, tps, total / a.steps, cpu / a.steps,
+             torch.__version__, blas_name()))
 
 
 def generate(a):
@@ -238,15 +240,15 @@ def generate(a):
             t0 = time.perf_counter()
             h = model.hidden(ids, 0, caches)
             nxt = F.linear(h[:, -1], model.embed).argmax(-1, keepdim=True)
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             for s in range(a.new_tokens):
                 h = model.hidden(nxt, a.prompt_len + s, caches)
                 nxt = F.linear(h[:, -1], model.embed).argmax(-1, keepdim=True)
-            t2 = time.perf_counter()
-        print("torch decode prompts=%d threads=%d: %.1f tokens/s (prefill %.0f tokens/s) "
-              "(torch %s, blas %s)" % (n, a.threads, n * a.new_tokens / (t2 - t1),
-                                       n * a.prompt_len / (t1 - t0), torch.__version__,
-                                       blas_name()))
+            t2, c2 = time.perf_counter(), time.process_time()
+        print("torch decode prompts=%d threads=%d: %.1f tokens/s (prefill %.0f tokens/s), "
+              "process CPU %.3f s per step (torch %s, blas %s)"
+              % (n, a.threads, n * a.new_tokens / (t2 - t1), n * a.prompt_len / (t1 - t0),
+                 (c2 - c1) / a.new_tokens, torch.__version__, blas_name()))
 
 
 def main():

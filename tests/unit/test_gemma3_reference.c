@@ -7,9 +7,9 @@
  *   run (PEFT adapter, merged safetensors, merged GGUF, llama.cpp LoRA GGUF) reproduce
  *   our logits when read back by ftlab, and the script's records say peft/transformers
  *   and llama.cpp reproduce them too (export_check.json, llamacpp_check.json);
- * - Gemma 3 270M (models/gemma-3-270m-q4_k_m.gguf, skipped without it): logits of five
- *   prompts, their greedy continuations, the per-token losses of a ~600-token text
- *   (beyond the 512-token window), and LoRA gradients.
+ * - Gemma 3 270M (models/gemma-3-270m-q4_k_m.gguf from `make model`; missing, the tests
+ *   fail): logits of five prompts, their greedy continuations, the per-token losses of a
+ *   ~600-token text (beyond the 512-token window), and LoRA gradients.
  * FTLAB_WRITE_FIXTURE=1 writes our exports to /tmp/ftlab-gemma3-tiny-exports and (real
  * model, with the base dequantised to an F32 GGUF for llama.cpp's adapter check)
  * /tmp/ftlab-gemma3-exports for the script's `exports` and `llamacpp` steps. */
@@ -477,7 +477,7 @@ static void test_tiny_lora(void **state)
 
 /* ---- Gemma 3 270M ---- */
 
-/* The real model, loaded once for both of its tests (NULL without the file). */
+/* The real model, loaded once for both of its tests (NULL without the file: they fail). */
 static char *real_mp;
 static struct model_file *real_mf;
 
@@ -502,8 +502,8 @@ static int real_teardown(void **state)
 static void test_real_logits_and_greedy(void **state)
 {
 	(void)state;
-	if (!real_mf)
-		skip(); /* `make model` fetches it */
+	if (!real_mf) /* `make model` fetches it before `make test` */
+		fail_msg("%s is missing or unreadable (run `make model`)", real_mp);
 	json_t *ref = load_fix("real.json");
 	const struct model_file *mf = real_mf;
 	struct model *m = make(mf, METHOD_NONE, 1, 64, true);
@@ -570,7 +570,7 @@ static void test_real_lora(void **state)
 {
 	(void)state;
 	if (!real_mf)
-		skip();
+		fail_msg("%s is missing or unreadable (run `make model`)", real_mp);
 	const char *mp = real_mp;
 	json_t *ref = load_fix("real.json");
 	json_t *lj = json_object_get(ref, "lora");
