@@ -146,9 +146,11 @@ def write_tiny_gguf(sd, path, cfg):
     w.add_sliding_window(cfg.sliding_window)
     w.add_vocab_size(cfg.vocab_size)
     w.add_tokenizer_model("gpt2")
-    w.add_token_list(["<t%d>" % i for i in range(cfg.vocab_size)])
+    # llama.cpp wants at least one merge, and a merge's result must be a token of the
+    # vocabulary (ftlab writes the tokenizer of a merged export): the last one is "<t1><t2>"
+    w.add_token_list(["<t%d>" % i for i in range(cfg.vocab_size - 1)] + ["<t1><t2>"])
     w.add_token_types([1] * cfg.vocab_size)
-    w.add_token_merges(["<t1> <t2>"])  # llama.cpp wants at least one
+    w.add_token_merges(["<t1> <t2>"])
     w.add_bos_token_id(1)
     w.add_eos_token_id(2)
     names = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q",
