@@ -10,7 +10,7 @@
 
 #include <jansson.h>
 
-#include "common/sha256.h"
+#include "common/hash.h"
 #include "common/util.h"
 #include "runner/bayes.h"
 #include "runner/hyperband.h"
