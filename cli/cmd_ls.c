@@ -12,7 +12,7 @@
 #include "store/store.h"
 
 static const char *const statuses[] = {"queued", "running", "finished", "failed",
-				       "killed", "crashed", "cached",  NULL};
+				       "killed", "crashed", "cached", "stopped", NULL};
 
 static json_t *results_json(const struct store_result_list *l)
 {

@@ -553,7 +553,12 @@ int sweep_expand(struct sweep_plan **out, const struct experiment *e, size_t max
 	if ((rc = prevalidate(e, &s, d)) != 0)
 		goto done;
 	if (s.bayes) {
-		/* Points are chosen as results arrive (runner/sweep_ctl.h). */
+		/* Points are chosen as results arrive (runner/sweep_ctl.h); the space is
+		 * checked now. */
+		struct sweep_space *sp = NULL;
+		if ((rc = sweep_space_create(&sp, e, d)) != 0)
+			goto done;
+		sweep_space_free(sp);
 		plan = calloc(1, sizeof *plan);
 		if (!plan) {
 			rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");

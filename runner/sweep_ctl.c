@@ -191,6 +191,11 @@ void sweep_ctl_free(struct sweep_ctl *c)
 	free(c);
 }
 
+const struct sweep_plan *sweep_ctl_plan(const struct sweep_ctl *c)
+{
+	return c->plan;
+}
+
 bool sweep_ctl_adaptive(const struct sweep_ctl *c)
 {
 	return c->space != NULL;

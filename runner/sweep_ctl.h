@@ -48,6 +48,8 @@ int sweep_ctl_create(struct sweep_ctl **out, const struct experiment *e, size_t 
 		     struct diag *d) FT_WUR;
 void sweep_ctl_free(struct sweep_ctl *c);
 
+/* The fixed plan of a grid or random sweep (an adaptive sweep's has no points). */
+const struct sweep_plan *sweep_ctl_plan(const struct sweep_ctl *c);
 /* Whether points are chosen as results arrive (bayes). */
 bool sweep_ctl_adaptive(const struct sweep_ctl *c);
 /* Runs the sweep has: the plan's size, or an adaptive sweep's samples. */
