@@ -14,12 +14,16 @@ do. The objectives have known minima f*:
                               optimizer (adamw best), c = warmup steps (best 30)
 
 Usage: sweep_trainer.py FN STEPS A B C RANK OPTIMIZER [SEED]. It exits at once on SIGTERM.
+SWEEP_TRAINER_DELAY (seconds, default 0) is slept after each iteration, so that early
+termination has iterations to save.
 """
 import json
 import math
+import os
 import random
 import signal
 import sys
+import time
 
 FSTAR = {"branin": 0.397887, "hartmann3": -3.86278, "finetune": 1.0}
 
@@ -57,11 +61,13 @@ def main():
     f = {"branin": branin, "hartmann3": hartmann3, "finetune": finetune}[fn](a, b, c, rank, opt)
     rng = random.Random(f"{fn}:{a!r}:{b!r}:{c!r}:{rank}:{opt}:{seed}")
     gap = 1 + abs(f - FSTAR[fn])
-    v = f
+    delay = float(os.environ.get("SWEEP_TRAINER_DELAY", "0"))
     for k in range(1, steps + 1):
         v = f + gap * 3.0 / (1 + k) + rng.gauss(0, 0.02 * gap)
         print(json.dumps({"step": k, "total_steps": steps, "split": "validation", "loss": v}),
               flush=True)
+        if delay > 0:
+            time.sleep(delay)
     print(json.dumps({"metric": "loss", "split": "validation", "value": f}), flush=True)
 
 
