@@ -466,6 +466,18 @@ static void test_jobs_two(void **state)
 	assert_true(stopped >= 1);
 	store_run_list_free(runs);
 	store_close(s);
+	/* ftlab ci finds the runs of the points the bayes sweep handed out. */
+	p = path_join(e.dir, "exp.yaml");
+	assert_int_equal(file_read_all(&text, &n, p, 1 << 20, &d), 0);
+	sb = (struct strbuf){0};
+	assert_int_equal(strbuf_printf(&sb, "%sgates:\n  - {metric: validation.loss, max: 100}\n",
+				       text), 0);
+	write_file(e.dir, "exp.yaml", sb.buf);
+	strbuf_free(&sb);
+	free(text);
+	free(p);
+	assert_int_equal(ftlab(&e, e.ws, "ci", (const char *[]){"ci", "exp.yaml", "--no-run", NULL}),
+			 0);
 	env_done(&e);
 }
 
