@@ -274,7 +274,8 @@ int cmd_ci(const struct cli *cli, int argc, char **argv)
 	size_t n_fail, n_error, runs_failed = 0;
 	gates_count(res, cfg->n_gates, &n_fail, &n_error);
 	for (size_t i = 0; i < r->n_runs; i++)
-		runs_failed += !report_run_ok(&r->runs[i]) && strcmp(r->runs[i].status, "queued") != 0;
+		runs_failed += !report_run_ok(&r->runs[i]) && strcmp(r->runs[i].status, "queued") != 0 &&
+			       strcmp(r->runs[i].status, "stopped") != 0;
 	if (a.junit)
 		rc = gates_write_junit(a.junit, r, res, cfg->n_gates, time_monotonic() - t0, &d);
 	if (!rc && a.markdown)

@@ -56,7 +56,8 @@ static const char *ntext(const struct node *m, const char *key)
 	return n && n->kind == NODE_SCALAR ? n->text : NULL;
 }
 
-/* The spec without samples and run_cap, hashed. */
+/* The sweep section without samples and run_cap, and the base config (canonical, so
+ * descriptions and gates do not count), hashed. */
 static int make_key(struct sweep_ctl *c, struct diag *d)
 {
 	json_error_t je;
@@ -69,13 +70,21 @@ static int make_key(struct sweep_ctl *c, struct diag *d)
 		json_object_del(sw, "samples");
 		json_object_del(sw, "run_cap");
 	}
-	char *text = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
+	char *text = json_dumps(sw ? sw : json_null(), JSON_COMPACT | JSON_SORT_KEYS |
+						       JSON_ENCODE_ANY);
 	json_decref(spec);
 	if (!text)
 		return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
-	char hex[65];
-	sha256_hex(hex, text, strlen(text));
+	const char *base = experiment_config(c->e)->canonical_json;
+	struct sha256 h;
+	sha256_init(&h);
+	sha256_update(&h, text, strlen(text));
+	sha256_update(&h, "\n", 1);
+	if (base)
+		sha256_update(&h, base, strlen(base));
 	free(text);
+	char hex[65];
+	sha256_final_hex(&h, hex);
 	memcpy(c->key, hex, 16);
 	c->key[16] = '\0';
 	return 0;

@@ -58,8 +58,9 @@ size_t sweep_ctl_budget(const struct sweep_ctl *c);
 const char *sweep_ctl_stop_metric(const struct sweep_ctl *c);
 /* The objective metric (NULL when none) and its direction. */
 const char *sweep_ctl_objective(const struct sweep_ctl *c, bool *maximize);
-/* A hash naming this search: the experiment's spec without samples/run_cap, so raising
- * the budget continues the same sweep (16 hex digits). */
+/* A hash naming this search: the sweep section without samples/run_cap and the base
+ * config, so raising the budget (or editing a description or a gate) continues the same
+ * sweep (16 hex digits). */
 const char *sweep_ctl_key(const struct sweep_ctl *c);
 
 /* Resuming: the point at `index` was handed out by an earlier invocation with these
