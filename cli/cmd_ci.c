@@ -123,10 +123,10 @@ static int adaptive_ids(char ***out_ids, size_t *out_n, const struct experiment 
 		rc = store_open(&s, workspace, false, d);
 	if (!rc)
 		rc = store_sweep_points(s, &pl, sweep_ctl_key(ctl), NULL, d);
-	char **ids = rc ? NULL : calloc(pl->n ? pl->n : 1, sizeof(char *));
-	if (!rc && !ids)
+	char **ids = NULL;
+	if (!rc && !(ids = calloc(pl->n ? pl->n : 1, sizeof(char *))))
 		rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
-	for (size_t i = 0; !rc && i < pl->n; i++) {
+	for (size_t i = 0; !rc && ids && i < pl->n; i++) {
 		ids[i] = ft_strdup(pl->items[i].run);
 		if (!ids[i])
 			rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");

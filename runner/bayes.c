@@ -315,7 +315,7 @@ static int bfgs(struct fit_ctx *c, double *z, double *fbest)
 		return FT_ENOMEM;
 	double *H = mem, *g = H + p * p, *zn = g + p, *gn = zn + p, *dir = gn + p, *s = dir + p,
 	       *yv = s + p;
-	double f;
+	double f = INFINITY;
 	int rc = fit_eval(c, z, &f, g);
 	for (size_t i = 0; i < p; i++)
 		H[i * p + i] = 1.0;

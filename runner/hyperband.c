@@ -87,7 +87,7 @@ static int threshold_lower(double *out, size_t *out_n, const struct hyperband *h
 int hyperband_threshold(double *out, size_t *out_n, const struct hyperband *hb, size_t k,
 			const struct hyperband_history *runs, size_t n_runs, struct diag *d)
 {
-	double t;
+	double t = INFINITY;
 	int rc = threshold_lower(&t, out_n, hb, hb->bands[k], runs, n_runs, d);
 	if (rc)
 		return rc;
@@ -108,8 +108,8 @@ int hyperband_decide(struct hyperband_decision *out, const struct hyperband *hb,
 			band = hb->bands[k];
 	if (band <= 0)
 		return 0;
-	double thr;
-	size_t n_at;
+	double thr = INFINITY;
+	size_t n_at = 0;
 	int rc = threshold_lower(&thr, &n_at, hb, band, runs, n_runs, d);
 	if (rc)
 		return rc;

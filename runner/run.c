@@ -339,10 +339,16 @@ static int watch_metric(struct watch *w, int64_t step, double value, bool decide
 			return 0;
 		if (!read_line(w->fd, line, sizeof line))
 			return 0;
-		long long band;
-		unsigned long long n_at;
-		if (line[0] == 'S' && sscanf(line + 1, "%lld %lg %lg %llu", &band, &v.threshold,
-					    &v.value, &n_at) == 4) {
+		/* "S band threshold value n_at_band" */
+		char *p = line + 1, *end;
+		long long band = strtoll(p, &end, 10);
+		bool ok = line[0] == 'S' && end != p;
+		v.threshold = ok ? strtod(p = end, &end) : 0;
+		ok = ok && end != p;
+		v.value = ok ? strtod(p = end, &end) : 0;
+		ok = ok && end != p;
+		unsigned long long n_at = ok ? strtoull(p = end, &end, 10) : 0;
+		if (ok && end != p) {
 			v.stop = v.checked = true;
 			v.band = band;
 			v.n_at_band = (size_t)n_at;
@@ -1236,10 +1242,10 @@ static int serve_worker(struct sweep_exec *X, struct live *L, struct diag *d)
 		if (!nl)
 			return 0;
 		*nl = '\0';
-		char kind = L->buf[0];
-		long long step;
-		double value;
-		if ((kind == 'M' || kind == 'R') && sscanf(L->buf + 1, "%lld %lg", &step, &value) == 2) {
+		char kind = L->buf[0], *end, *vend;
+		long long step = strtoll(L->buf + 1, &end, 10);
+		double value = strtod(end, &vend);
+		if ((kind == 'M' || kind == 'R') && end != L->buf + 1 && vend != end) {
 			if (watch_put(&L->watch, step, value) != 0)
 				return diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
 			if (kind == 'M') {
