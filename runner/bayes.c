@@ -672,7 +672,8 @@ static int cmp_idx_y(const void *a, const void *b, void *ctx)
 {
 	const double *y = ctx;
 	size_t i = *(const size_t *)a, j = *(const size_t *)b;
-	return (y[i] > y[j]) - (y[i] < y[j]) ? (y[i] > y[j]) - (y[i] < y[j]) : (i > j) - (i < j);
+	int by_y = (y[i] > y[j]) - (y[i] < y[j]);
+	return by_y ? by_y : (i > j) - (i < j);
 }
 
 int bayes_suggest(double *out, struct bayes_info *info, const struct bayes_dim *dims,
