@@ -332,8 +332,10 @@ static void test_bayes_sequence(void **state)
 	double best = run_bayes(text, a, N, false);
 	/* The same file and results: the same points. */
 	run_bayes(text, b, N, false);
-	for (size_t i = 0; i < N; i++)
+	for (size_t i = 0; i < N; i++) {
 		assert_string_equal(a[i], b[i]);
+		free(b[i]);
+	}
 	/* maximize with the negated objective: the same search. */
 	snprintf(text, sizeof text, BAYES, N, 7, "maximize");
 	run_bayes(text, m, N, true);
