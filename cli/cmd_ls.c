@@ -77,7 +77,7 @@ int cmd_ls(const struct cli *cli, int argc, char **argv)
 		if (!ok) {
 			const char *near = nearest_word(status, statuses, FT_ARRAY_LEN(statuses) - 1);
 			fprintf(stderr, "ftlab ls: error: unknown status '%s' (expected queued, running, "
-					"finished, failed, killed, crashed or cached)\n", status);
+					"finished, failed, killed, crashed, cached or stopped)\n", status);
 			if (near)
 				fprintf(stderr, "note: did you mean '%s'?\n", near);
 			return 2;
