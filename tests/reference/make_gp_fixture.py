@@ -2,8 +2,8 @@
 """Gaussian-process fixture for runner/bayes.c (Matern 5/2 with one length scale per input,
 a signal variance and a noise variance).
 
-How it was made: `/work/refenv/bin/python tests/reference/make_gp_fixture.py >
-tests/reference/gp_fixture.json` with scikit-learn 1.9.1 and numpy 2.4.6. Inputs come from
+How it was made: `python3 tests/reference/make_gp_fixture.py > tests/reference/gp_fixture.json`
+with scikit-learn 1.9.1 and numpy 2.4.6 from PyPI. Inputs come from
 numpy's default_rng(20260601). For each case it records scikit-learn's log marginal
 likelihood of y and its gradient (GaussianProcessRegressor with ConstantKernel * Matern(nu=2.5)
 + WhiteKernel, fixed hyperparameters, no y normalisation), and the posterior mean and the

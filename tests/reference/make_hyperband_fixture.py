@@ -2,11 +2,11 @@
 """Hyperband decisions of W&B's own sweeps library on recorded learning curves, for
 tests/unit/test_hyperband.c.
 
-How it was made: `PYTHONPATH=/work/cache/wandb-sweeps /work/refenv/bin/python
-tests/reference/make_hyperband_fixture.py > tests/reference/hyperband_fixture.json`, with
-the PyPI package sweeps 0.3.0 (W&B's sweeps library, installed with `pip install --target
-/work/cache/wandb-sweeps --no-deps sweeps jsonref` and `pip install --target ... jsonschema`)
-on numpy 2.4.6.
+How it was made: `pip install --target DIR --no-deps sweeps==0.3.0 jsonref` and `pip install
+--target DIR jsonschema` (W&B's sweeps library from PyPI; its other imports, numpy, scipy,
+scikit-learn and pydantic, came from the Python that runs it: numpy 2.4.6), then
+`PYTHONPATH=DIR python3 tests/reference/make_hyperband_fixture.py >
+tests/reference/hyperband_fixture.json`.
 
 The curves: 14 runs of a decaying validation loss (seeded, random.Random(20260601)), some
 with a non-finite value (W&B ignores those), started at different times and logging at
