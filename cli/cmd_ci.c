@@ -18,6 +18,7 @@
 #include "runner/sweep.h"
 #include "runner/sweep_ctl.h"
 #include "schema/schema.h"
+#include "common/banned.h"
 
 #define MAX_ARGS 256
 

@@ -14,6 +14,7 @@
 #include "store/store.h"
 #include "schema/node.h"
 #include "schema/schema.h"
+#include "common/banned.h"
 
 /* Prints the plan as a table: columns sized to their widest cell. */
 static void print_table(size_t n, const size_t *index, char (*ids)[13], const char **status,

@@ -19,6 +19,8 @@
 #include "runner/sweep.h"
 #include "runner/sweep_ctl.h"
 #include "schema/schema.h"
+#include "schema/table.h"
+#include "common/banned.h"
 
 struct run_flags {
 	const char *only, *backend;
@@ -61,7 +63,7 @@ static int parse_flags(struct run_flags *f, char **rest, int n)
 						       "not '%s'", val);
 			f->only = val;
 		} else if (is_backend) {
-			if (strcmp(val, "cpu") && strcmp(val, "cuda") && strcmp(val, "exec"))
+			if (schema_enum_index("backend.type", val) <= BACKEND_AUTO)
 				return cli_usage_error("run", NULL,
 						       "--backend must be cpu, cuda or exec, not '%s'", val);
 			f->backend = val;
@@ -122,7 +124,7 @@ static int pick_backend(const struct backend **out, enum backend_type type, stru
 	case BACKEND_CPU:
 	case BACKEND_CUDA: {
 		const struct backend *b = type == BACKEND_CPU ? backend_cpu() : backend_cuda();
-		const char *name = type == BACKEND_CPU ? "cpu" : "cuda";
+		const char *name = schema_enum_name("backend.type", (int)type);
 		if (!b || !b->available(why, sizeof why))
 			return diag_set(d, FT_EUNSUPP, "", 0, 0, "backend '%s' cannot run here: %s",
 					name, why[0] ? why : "not built into this binary");
@@ -355,12 +357,12 @@ int cmd_run(const struct cli *cli, int argc, char **argv)
 		.jobs = fl.jobs,
 		.backend = be,
 		.backend_type = btype,
-		.device = be ? (be->name[0] == 'c' && be->name[1] == 'u' ? "cuda:0" : be->name) : "-",
+		.device = be ? (be->type == BACKEND_CUDA ? "cuda:0" : backend_name(be)) : "-",
 		.verbosity = cli->verbosity,
 		.tty = cli->tty,
 		.color = cli->color,
 	};
-	if (n_points && be && strcmp(be->name, "cuda") == 0) {
+	if (n_points && be && be->type == BACKEND_CUDA) {
 		static char dev[32];
 		snprintf(dev, sizeof dev, "cuda:%d", experiment_config(e)->backend.device);
 		opt.device = dev;

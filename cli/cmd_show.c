@@ -13,6 +13,7 @@
 #include "cli/run_table.h"
 #include "schema/schema.h"
 #include "store/store.h"
+#include "common/banned.h"
 
 struct show_data {
 	struct store_run *run;
@@ -54,7 +55,7 @@ static void print_sweep(const struct show_data *x)
 		       json_number_value(json_object_get(stop, "threshold")),
 		       (long long)json_integer_value(json_object_get(stop, "runs_at_band")));
 	if (json_is_object(sug)) {
-		if (json_is_true(json_object_get(sug, "random")))
+		if (json_is_true(json_object_get(sug, "space_filling")))
 			printf("chosen by   bayes: a space-filling start point\n");
 		else
 			printf("chosen by   bayes: predicted %.6g +- %.3g, expected improvement %.3g "

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/rng.h"
+#include "common/banned.h"
 
 #define SQRT5 2.2360679774997896964
 #define GP_MAX_OBS 200          /* larger histories: the best 100 and 100 others */

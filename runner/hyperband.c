@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include "common/banned.h"
 
 static int cmp_double(const void *a, const void *b)
 {

@@ -25,6 +25,7 @@
 #include "runner/sweep_ctl.h"
 #include "store/store.h"
 #include "schema/schema.h"
+#include "common/banned.h"
 
 volatile sig_atomic_t run_stop_flag;
 /* What the running backend polls: set by a signal (with run_stop_flag) or by an
@@ -652,7 +653,7 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 	};
 	log_printf(log, "%s run %s (sweep index %zu, params %s) with backend %s, pid %d",
 		   resume ? "resuming" : "starting", pt->id, pt->index, pt->params_json,
-		   opt->backend->name, (int)getpid());
+		   backend_name(opt->backend), (int)getpid());
 	if (resume && store_writer_event(w, "info", "resumed",
 					 "continuing a killed or crashed attempt") != 0) {
 		/* kept in the writer's error; the run itself goes on */
@@ -777,8 +778,8 @@ static int claim_loop(struct store *s, const char *workspace, int64_t invocation
 			.params_json = pt->params_json,
 			.config_json = pt->cfg->canonical_json,
 			.identity = pt->identity,
-			.backend = opt->backend->name,
-			.device = opt->device ? opt->device : opt->backend->name,
+			.backend = backend_name(opt->backend),
+			.device = opt->device ? opt->device : backend_name(opt->backend),
 			.threads = resolved_threads(pt->cfg),
 			.seed = (int64_t)pt->cfg->seed,
 			.run_dir = NULL,
@@ -1129,9 +1130,9 @@ static int prepare_point(struct sweep_exec *X, struct live *L, const struct swee
 	char sug[256] = "";
 	if (why.adaptive) {
 		if (why.random)
-			snprintf(sug, sizeof sug, "{\"method\":\"bayes\",\"random\":true}");
+			snprintf(sug, sizeof sug, "{\"method\":\"bayes\",\"space_filling\":true}");
 		else
-			snprintf(sug, sizeof sug, "{\"method\":\"bayes\",\"random\":false,"
+			snprintf(sug, sizeof sug, "{\"method\":\"bayes\",\"space_filling\":false,"
 				 "\"predicted\":%.17g,\"sd\":%.17g,\"expected_improvement\":%.17g,"
 				 "\"observations\":%zu}", why.mean, why.sd, why.ei, why.n_obs);
 	}
@@ -1173,8 +1174,8 @@ static int claim_and_run(struct store *s, const struct sweep_exec *X, const stru
 		.params_json = pt->params_json,
 		.config_json = pt->cfg->canonical_json,
 		.identity = pt->identity,
-		.backend = opt->backend->name,
-		.device = opt->device ? opt->device : opt->backend->name,
+		.backend = backend_name(opt->backend),
+		.device = opt->device ? opt->device : backend_name(opt->backend),
 		.threads = resolved_threads(pt->cfg),
 		.seed = (int64_t)pt->cfg->seed,
 		.run_dir = abs_run,

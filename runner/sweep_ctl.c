@@ -15,6 +15,8 @@
 #include "runner/bayes.h"
 #include "runner/hyperband.h"
 #include "schema/node.h"
+#include "schema/table.h"
+#include "common/banned.h"
 
 enum entry_state { E_NONE, E_WAITING, E_HANDED, E_DONE };
 
@@ -98,7 +100,7 @@ static int read_settings(struct sweep_ctl *c, struct diag *d)
 	if (om) {
 		c->objective = ft_strdup(om);
 		const char *g = ntext(obj, "goal");
-		c->maximize = !g || strcmp(g, "maximize") == 0;
+		c->maximize = !g || schema_enum_index("sweep.objective.goal", g) == GOAL_MAXIMIZE;
 		if (!c->objective)
 			return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
 	}
@@ -125,7 +127,7 @@ static int read_settings(struct sweep_ctl *c, struct diag *d)
 	t = ntext(et, "strict");
 	hs.strict = !t || strcmp(t, "true") == 0;
 	t = ntext(et, "goal");
-	hs.maximize = t && strcmp(t, "maximize") == 0;
+	hs.maximize = t && schema_enum_index("sweep.early_terminate.goal", t) == GOAL_MAXIMIZE;
 	int rc = hyperband_init(&c->hb, &hs, d);
 	if (rc) {
 		/* The schema checked the keys; name the section anyway. */

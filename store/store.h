@@ -1,5 +1,5 @@
 /* store: the SQLite record of experiments, invocations, runs and everything a run
- * measures (PRODUCT.md §5, docs/store.md). The only file that includes sqlite3.h is
+ * measures (docs/store.md). The only file that includes sqlite3.h is
  * store.c. Writes use BEGIN IMMEDIATE and short transactions; metric and prediction
  * writes are buffered and flushed in batches. Several processes may share one store.
  * Thread-safety: one struct store per thread (the heartbeat opens its own). */

@@ -19,11 +19,12 @@
 
 #include "common/hash.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 
-/* Version 1: the first schema; version 2 adds the run status `stopped` and sweep_points.
- * Forward-only: a later version appends a new entry to `migrations` and never edits an old
- * one. */
+/* Version 1: the tables docs/store.md documents; version 2 adds the run status `stopped`
+ * and sweep_points. Forward-only: a later version appends a new entry to `migrations` and
+ * never edits an old one. */
 static const char *const migrations[] = {
 	/* 0 -> 1 */
 	"CREATE TABLE experiments ("
@@ -367,7 +368,7 @@ int store_open(struct store **out, const char *workspace, bool create, struct di
 			r = store_db_error(s, d, open_sql);
 			goto done;
 		}
-		struct timespec pause = {0, 20 * 1000 * 1000};
+		struct timespec pause = {0, 20L * 1000 * 1000};
 		nanosleep(&pause, NULL);
 	}
 	r = migrate(s, d);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "common/banned.h"
 
 int store_sweep_point_put(struct store *s, const struct store_sweep_point *p, struct diag *d)
 {

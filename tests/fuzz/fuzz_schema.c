@@ -13,6 +13,7 @@
 #include "runner/sweep.h"
 #include "runner/sweep_ctl.h"
 #include "schema/schema.h"
+#include "common/banned.h"
 
 #define FUZZ_DIR "/tmp/ftlab-fuzz-schema"
 

@@ -2,6 +2,7 @@
 #include "tests/unit/hyperband_ref.h"
 
 #include <stdlib.h>
+#include "common/banned.h"
 
 size_t ref_bands(const struct ref_cfg *c, int64_t *out)
 {

@@ -20,6 +20,7 @@
 #include "common/rng.h"
 #include "common/util.h"
 #include "runner/bayes.h"
+#include "common/banned.h"
 
 static char *fixture_path(void)
 {

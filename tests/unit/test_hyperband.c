@@ -20,6 +20,7 @@
 #include "common/util.h"
 #include "runner/hyperband.h"
 #include "tests/unit/hyperband_ref.h"
+#include "common/banned.h"
 
 /* ---- helpers ---- */
 

@@ -22,6 +22,7 @@
 #include "runner/sweep_ctl.h"
 #include "schema/schema.h"
 #include "tests/unit/scratch.h"
+#include "common/banned.h"
 
 static const char *tmpdir;
 

@@ -27,6 +27,7 @@
 #include "store/store.h"
 #include "tests/unit/hyperband_ref.h"
 #include "tests/unit/tiny_model.h"
+#include "common/banned.h"
 
 struct env {
 	char dir[64];
