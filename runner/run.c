@@ -697,9 +697,12 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 	if (br == FT_EINTR && !rd.text[0])
 		err = "stopped by a signal";
 	char stop_msg[512] = "", stop_json[512] = "";
-	if (stopped) {
+	/* A trainer can finish before the stop reaches it (an exec trainer that printed its
+	 * last lines already): the run keeps its results and says what was decided. */
+	bool late = wt && wt->stopped && br == 0;
+	if (stopped || late) {
 		stop_texts(stop_msg, sizeof stop_msg, stop_json, sizeof stop_json, wt);
-		err = NULL;
+		err = stopped ? NULL : err;
 	}
 	log_printf(log, "run %s %s%s%s", pt->id, status, err ? ": " : "", err ? err : "");
 	fclose(metrics);
@@ -715,6 +718,12 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 			break; /* the writer keeps the error; the run's status is what matters here */
 	if (stopped) {
 		if (store_writer_event(w, "info", "stopped", stop_msg) != 0) {
+		}
+	} else if (late) {
+		char late_msg[600];
+		snprintf(late_msg, sizeof late_msg, "%s; the run had already finished and keeps its "
+			 "results", stop_msg);
+		if (store_writer_event(w, "info", "stop_late", late_msg) != 0) {
 		}
 	} else if (strcmp(status, "killed") == 0) {
 		if (store_writer_event(w, "warning", "killed", "stopped by SIGINT/SIGTERM") != 0) {
