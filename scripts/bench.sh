@@ -7,12 +7,13 @@
 # bf16 matmuls (BF16=0 skips it); the LM head computed at every position (the (B*T, V)
 # logits kept, as before it was chunked) against chunked at the positions with a target,
 # for every position and for instruction-like rows whose last 8 positions carry a target
-# (HEAD=0 skips it); and generation (prefill and decode for 1 and 8 prompts against the
-# weight-read bound, and torch's decode; GENERATE=0 skips it).
+# (HEAD=0 skips it); generation (prefill and decode for 1 and 8 prompts against the
+# weight-read bound, and torch's decode; GENERATE=0 skips it); then the sweep benchmark
+# (bench/sweep_bench.sh: bayes against random, hyperband; SWEEPS=0 skips it).
 # Environment: MODEL (smollm2, gemma3 or a path; default smollm2), STEPS (timed steps,
 # default 5), THREADS (2), BATCH (4), SEQ (256), METHODS ("lora lora-all full"),
 # PRECISION (fp32), TORCH_PYTHON (another python with torch, e.g. a venv's, measured as
-# "other"). Example: make bench MODEL=gemma3 METHODS="lora full"
+# "other"). Example: make bench MODEL=gemma3 METHODS="lora full" SWEEPS=0
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin=${FTLAB_BIN:-build/ftlab}
@@ -104,5 +105,9 @@ if [ "${GENERATE:-1}" = 1 ]; then
         --mode generate --threads "$threads" 2>/dev/null
     done
   fi
+fi
+if [ "${SWEEPS:-1}" = 1 ]; then
+  echo "== sweeps"
+  FTLAB_BIN=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin") bench/sweep_bench.sh
 fi
 echo "bench: done, load: $(cut -d' ' -f1-3 /proc/loadavg)"
