@@ -37,7 +37,7 @@ endif
 CFLAGS   := $(CFLAGS_BASE) $(EXTRA_CFLAGS)
 LDFLAGS  := -fopenmp $(LDSAN) $(EXTRA_LDFLAGS)
 
-LIB_DIRS := common schema runner backends reports
+LIB_DIRS := common schema runner store backends reports
 LIB_SRC  := $(filter-out runner/main.c,$(shell find $(LIB_DIRS) -name '*.c' | sort))
 CU_SRC   := $(if $(filter 1,$(CUDA)),$(shell find backends -name '*.cu' | sort))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_SRC:%.cu=$(BUILD)/%.cu.o)
