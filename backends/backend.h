@@ -56,6 +56,11 @@ struct backend {
 	int (*run)(const struct run_ctx *ctx, struct diag *d);
 };
 
+/* Kills (SIGKILL) the child process trees the backends of this process started (the exec
+ * trainer's process group), if any. Async-signal-safe: the runner calls it from its
+ * second-SIGINT handler before _exit. */
+void backend_kill_children(void);
+
 /* The backends compiled into this binary (NULL when not built). */
 const struct backend *backend_exec(void);
 const struct backend *backend_cpu(void);

@@ -1,4 +1,4 @@
-/* report_load: the store -> struct report (report_load.h). Uses only runner/store.h's
+/* report_load: the store -> struct report (report_load.h). Uses only store/store.h's
  * readers; parses the experiment spec and run params (JSON) with jansson. */
 #include "reports/report_load.h"
 

@@ -232,6 +232,17 @@ static int yaml_map(struct strbuf *out, const struct node *n, const char *prefix
 	return rc;
 }
 
+/* A document whose top level is not a map: one value on its own line. */
+static int schema_yaml_value(struct strbuf *out, const struct node *n)
+{
+	struct strbuf sub = {0};
+	int rc = yaml_value(&sub, n, "", -1);
+	if (!rc)
+		rc = strbuf_puts(out, sub.buf[0] == ' ' ? sub.buf + 1 : sub.buf);
+	strbuf_free(&sub);
+	return rc;
+}
+
 int schema_yaml(struct strbuf *out, const struct node *n, int indent)
 {
 	if (n->kind != NODE_MAP)
@@ -239,24 +250,39 @@ int schema_yaml(struct strbuf *out, const struct node *n, int indent)
 	return yaml_map(out, n, "", indent);
 }
 
-/* Canonical JSON is YAML flow syntax: parse it back into nodes and print in schema order. */
+/* JSON is YAML flow syntax: parse it back into nodes and print in schema order. */
+int schema_json_to_yaml(char **out, const char *json, struct diag *d)
+{
+	*out = NULL;
+	if (!json)
+		return diag_set(d, FT_EINVAL, "", 0, 0, "no JSON to convert");
+	struct node *tree = NULL;
+	int rc = yaml_parse_nodes(&tree, json, strlen(json), NULL, NULL, "JSON", d);
+	if (rc)
+		return rc;
+	struct strbuf sb = {0};
+	if (tree && tree->kind == NODE_MAP)
+		rc = schema_yaml(&sb, tree, 0);
+	else if (tree)
+		rc = schema_yaml_value(&sb, tree);
+	node_free(tree);
+	if (rc) {
+		strbuf_free(&sb);
+		return diag_set(d, rc, "", 0, 0, "cannot write YAML");
+	}
+	*out = sb.buf ? strbuf_detach(&sb) : ft_strdup("{}\n");
+	return *out ? 0 : diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
+}
+
 static int json_write_yaml(FILE *out, const char *json)
 {
 	struct diag d;
 	diag_init(&d);
-	struct node *tree = NULL;
-	if (!json)
-		return FT_EINVAL;
-	int rc = yaml_parse_nodes(&tree, json, strlen(json), NULL, NULL, "canonical JSON", &d);
-	if (rc)
-		return rc;
-	struct strbuf sb = {0};
-	if (tree)
-		rc = schema_yaml(&sb, tree, 0);
-	if (!rc && sb.buf && fputs(sb.buf, out) == EOF)
+	char *yaml = NULL;
+	int rc = schema_json_to_yaml(&yaml, json, &d);
+	if (!rc && fputs(yaml, out) == EOF)
 		rc = FT_EIO;
-	strbuf_free(&sb);
-	node_free(tree);
+	free(yaml);
 	return rc;
 }
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/sha256.h"
+#include "common/hash.h"
 #include "schema/internal.h"
 
 struct experiment {

@@ -18,7 +18,7 @@
 
 #include <jansson.h>
 
-#include "common/sha256.h"
+#include "common/hash.h"
 #include "common/util.h"
 
 struct journal {

@@ -20,7 +20,7 @@
 #include "backends/native/ops/ops.h"
 #include "backends/native/peft/adapter.h"
 #include "backends/native/train/trainer.h"
-#include "common/sha256.h"
+#include "common/hash.h"
 #include "common/util.h"
 
 /* ---- the data loader as the trainer's batch source ---- */
@@ -151,10 +151,7 @@ static void data_hash(char out[65], const struct data_prepared *p)
 	const struct dataset *ds[3] = {p->splits.train, p->splits.validation, p->splits.test};
 	for (int i = 0; i < 3; i++)
 		sha256_update(&s, ds[i] ? ds[i]->file_hash : "-", ds[i] ? 64 : 1);
-	uint8_t h[32];
-	sha256_final(&s, h);
-	for (int i = 0; i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", h[i]);
+	sha256_final_hex(&s, out);
 }
 
 /* The LoRA adapter in PEFT layout under run_dir/adapter/ (the weights copied to the host). */

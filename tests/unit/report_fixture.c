@@ -15,10 +15,10 @@
 
 #include "tests/unit/report_fixture.h"
 
-#include "backends/native/eval/bootstrap.h"
+#include "scoring/bootstrap.h"
 #include "common/rng.h"
 #include "common/util.h"
-#include "runner/store.h"
+#include "store/store.h"
 
 /* The strings RELIABILITY.md names, each trying to run `touch x` in the report directory. */
 const char *const FIXTURE_INJECT[6] = {

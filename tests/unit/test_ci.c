@@ -17,7 +17,7 @@
 
 #include "common/util.h"
 #include "runner/identity.h"
-#include "runner/store.h"
+#include "store/store.h"
 #include "runner/sweep.h"
 #include "schema/schema.h"
 #include "tests/unit/report_fixture.h"

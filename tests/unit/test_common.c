@@ -12,7 +12,7 @@
 
 #include "common/diag.h"
 #include "common/rng.h"
-#include "common/sha256.h"
+#include "common/hash.h"
 #include "common/util.h"
 
 static void test_diag_first_error_wins(void **state)

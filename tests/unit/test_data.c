@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "backends/native/data/dataset.h"
-#include "common/sha256.h"
+#include "common/hash.h"
 #include "common/util.h"
 
 static int sha256_file_hex_wrap(char hex[65], const char *path)

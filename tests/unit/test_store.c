@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
-#include "runner/store.h"
+#include "store/store.h"
 
 static char *make_workspace(void)
 {

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/sha256.h"
+#include "common/hash.h"
 #include "common/util.h"
 
 static const char *const format_names[] = {"text", "completion", "instruction", "chat"};

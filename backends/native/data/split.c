@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/sha256.h"
+#include "common/hash.h"
 #include "common/util.h"
 
 bool data_split_takes(const uint8_t h[32], uint64_t seed, const char *split_name,

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backends/native/eval/bootstrap.h"
+#include "scoring/bootstrap.h"
 #include "backends/native/ops/ops.h"
 #include "backends/native/peft/adapter.h"
 #include "common/util.h"

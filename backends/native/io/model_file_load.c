@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/sha256.h"
+#include "common/hash.h"
 #include "common/util.h"
 
 static int load_gguf_file(struct model_file *m, const char *path, struct diag *d)

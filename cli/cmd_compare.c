@@ -7,10 +7,10 @@
 #include <string.h>
 
 #include "common/util.h"
-#include "runner/cli.h"
+#include "cli/cli.h"
 #include "runner/run.h"
-#include "runner/run_table.h"
-#include "runner/store.h"
+#include "cli/run_table.h"
+#include "store/store.h"
 
 /* The runs being compared: owned copies. */
 struct pick {

@@ -1,7 +1,7 @@
 /* bootstrap: resample example indices with replacement, sum the chosen rows, aggregate,
  * and take percentiles of the aggregated values. The paired variant draws one index set
  * per resample and applies it to both models. */
-#include "backends/native/eval/bootstrap.h"
+#include "scoring/bootstrap.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* exp_args: parsing of the experiment path and -s/--set overrides shared by check, plan,
  * run and ci, and the plan loading (--max-runs, load, expand) of check and plan. */
-#include "runner/exp_args.h"
+#include "cli/exp_args.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -9,7 +9,7 @@
 
 #include "common/diag.h"
 #include "common/util.h"
-#include "runner/cli.h"
+#include "cli/cli.h"
 #include "runner/sweep.h"
 #include "schema/schema.h"
 

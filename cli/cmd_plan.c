@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "common/util.h"
-#include "runner/cli.h"
-#include "runner/exp_args.h"
+#include "cli/cli.h"
+#include "cli/exp_args.h"
 #include "runner/identity.h"
 #include "runner/plan.h"
 #include "runner/sweep.h"
@@ -85,7 +85,7 @@ int cmd_plan(const struct cli *cli, int argc, char **argv)
 	for (size_t i = 0; i < plan->n; i++) {
 		const struct sweep_point *pt = &plan->points[i];
 		if (run_identity(idents[i], pt->cfg, &d) != 0 ||
-		    plan_lookup_status(&status[i], cli, experiment_name(e), idents[i], &d) != 0 ||
+		    plan_lookup_status(&status[i], cli->workspace, experiment_name(e), idents[i], &d) != 0 ||
 		    yaml_parse_nodes(&params[i], pt->params_json, strlen(pt->params_json), NULL,
 				     NULL, "sweep parameters", &d) != 0) {
 			exit_status = cli_fail(&d);

@@ -2,7 +2,7 @@
  * give the same numbers as SQuAD's evaluation script, sacrebleu 2.4 and rouge-score 0.1
  * (tests/reference/ holds the parity fixture). Text is decoded to code points; n-grams
  * are counted by sorting, so no hash collisions can change a count. */
-#include "backends/native/eval/metrics.h"
+#include "scoring/metrics.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -13,7 +13,7 @@
 #include "backends/native/peft/merge.h"
 #include "backends/native/train/checkpoint.h"
 #include "common/util.h"
-#include "runner/cli.h"
+#include "cli/cli.h"
 
 static const char *const formats[] = {"peft", "gguf-adapter", "merged-safetensors",
 				      "merged-gguf", NULL};

@@ -6,7 +6,7 @@
  *   --mode train:    tokens/s of forward+backward+AdamW steps, MFU against the measured
  *                    fp32 (or bf16) GEMM peak, process CPU time per step (mean and best
  *                    step: robust on a shared machine), peak resident memory. */
-#include "runner/cli.h"
+#include "cli/cli.h"
 
 #include <math.h>
 #include <omp.h>

@@ -7,10 +7,11 @@
 #include <string.h>
 
 #include "common/util.h"
-#include "runner/cli.h"
+#include "cli/cli.h"
 #include "runner/run.h"
-#include "runner/run_table.h"
-#include "runner/store.h"
+#include "cli/run_table.h"
+#include "schema/schema.h"
+#include "store/store.h"
 
 struct show_data {
 	struct store_run *run;
@@ -224,7 +225,7 @@ static void print_text(const struct cli *cli, const struct show_data *x)
 		char *yaml = NULL;
 		struct diag d;
 		diag_init(&d);
-		if (run_json_to_yaml(&yaml, r->config_json, &d) == 0) {
+		if (schema_json_to_yaml(&yaml, r->config_json, &d) == 0) {
 			printf("\nconfig\n");
 			for (char *line = yaml, *nl; line && *line; line = nl ? nl + 1 : NULL) {
 				nl = strchr(line, '\n');

@@ -9,13 +9,13 @@
 
 #include "backends/backend.h"
 #include "common/util.h"
-#include "runner/cli.h"
-#include "runner/exp_args.h"
+#include "cli/cli.h"
+#include "cli/exp_args.h"
 #include "runner/identity.h"
 #include "runner/provenance.h"
 #include "runner/run.h"
-#include "runner/run_table.h"
-#include "runner/store.h"
+#include "cli/run_table.h"
+#include "store/store.h"
 #include "runner/sweep.h"
 #include "schema/schema.h"
 

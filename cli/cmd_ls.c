@@ -6,10 +6,10 @@
 #include <string.h>
 
 #include "common/util.h"
-#include "runner/cli.h"
+#include "cli/cli.h"
 #include "runner/run.h"
-#include "runner/run_table.h"
-#include "runner/store.h"
+#include "cli/run_table.h"
+#include "store/store.h"
 
 static const char *const statuses[] = {"queued", "running", "finished", "failed",
 				       "killed", "crashed", "cached",  NULL};

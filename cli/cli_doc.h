@@ -1,4 +1,4 @@
-/* cli_doc: docs/cli.md generated from the command table in runner/cli.c (every command
+/* cli_doc: docs/cli.md generated from the command table in cli/cli.c (every command
  * with its summary and usage), so the manual cannot drift from `ftlab help`. */
 #ifndef FTLAB_CLI_DOC_H
 #define FTLAB_CLI_DOC_H

@@ -1,5 +1,5 @@
 /* run_table: column-aligned text output for the store's commands. */
-#include "runner/run_table.h"
+#include "cli/run_table.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -149,24 +149,4 @@ void run_format_duration(char *buf, size_t n, double s)
 		snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
 	else
 		snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
-}
-
-char *run_json_text(const json_t *v)
-{
-	if (json_is_string(v))
-		return ft_strdup(json_string_value(v));
-	if (json_is_real(v)) {
-		double x = json_real_value(v);
-		char buf[64];
-		for (int prec = 1; prec <= 17; prec++) {
-			snprintf(buf, sizeof buf, "%.*g", prec, x);
-			if (strtod(buf, NULL) == x)
-				break;
-		}
-		/* Keep reals recognisable as reals: 2 -> 2.0 */
-		if (!strpbrk(buf, ".eEn") && strlen(buf) + 3 < sizeof buf)
-			memcpy(buf + strlen(buf), ".0", 3);
-		return ft_strdup(buf);
-	}
-	return json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
 }

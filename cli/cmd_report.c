@@ -8,8 +8,8 @@
 #include "common/util.h"
 #include "reports/report_load.h"
 #include "reports/report_write.h"
-#include "runner/cli.h"
-#include "runner/store.h"
+#include "cli/cli.h"
+#include "store/store.h"
 
 #define DEFAULT_GNUPLOT_TIMEOUT_S 60.0
 

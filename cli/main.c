@@ -4,7 +4,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
-#include "runner/cli.h"
+#include "cli/cli.h"
 
 static void print_help(FILE *out)
 {

@@ -12,9 +12,9 @@
 #include "common/util.h"
 #include "reports/gates.h"
 #include "reports/report_load.h"
-#include "runner/cli.h"
+#include "cli/cli.h"
 #include "runner/identity.h"
-#include "runner/store.h"
+#include "store/store.h"
 #include "runner/sweep.h"
 #include "schema/schema.h"
 

@@ -15,7 +15,7 @@
 #include "backends/native/ops/ops.h"
 #include "common/rng.h"
 #include "common/util.h"
-#include "runner/cli.h"
+#include "cli/cli.h"
 #include "runner/selftest.h"
 
 /* Tolerances (also in docs/cuda.md). TF32 keeps 10 mantissa bits: relative errors near

@@ -1,5 +1,5 @@
 /* cli: the ftlab command line. Global options, the command table and the small helpers
- * every subcommand uses for its own options. Subcommands live in runner/cmd_*.c and
+ * every subcommand uses for its own options. Subcommands live in cli/cmd_*.c and
  * return a process exit status (0, 1, 2, 130). */
 #ifndef FTLAB_CLI_H
 #define FTLAB_CLI_H
@@ -9,7 +9,7 @@
 
 #include "common/diag.h"
 
-#define FTLAB_VERSION "0.1.0"
+
 
 struct cli {
 	const char *workspace; /* --workspace, $FTLAB_WORKSPACE, or ".ftlab" */
@@ -44,7 +44,7 @@ int cli_fail(const struct diag *d);
 /* True when argv[i] is -h or --help. */
 bool cli_is_help(const char *arg);
 
-/* One subcommand each (runner/cmd_<name>.c). */
+/* One subcommand each (cli/cmd_<name>.c). */
 int cmd_check(const struct cli *cli, int argc, char **argv);
 int cmd_plan(const struct cli *cli, int argc, char **argv);
 int cmd_run(const struct cli *cli, int argc, char **argv);

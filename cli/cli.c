@@ -1,5 +1,5 @@
 /* cli: the command table, help texts and shared option helpers. */
-#include "runner/cli.h"
+#include "cli/cli.h"
 
 #include <stdarg.h>
 #include <string.h>

@@ -21,10 +21,6 @@ void run_table_align_right(struct run_table *t, size_t col);
 void run_table_print(const struct run_table *t, FILE *out);
 void run_table_free(struct run_table *t);
 
-/* A JSON value as text for tables: strings verbatim, numbers in shortest round-trip form
- * (0.05, not 0.050000000000000003), other values as compact JSON. Caller frees. */
-struct json_t;
-char *run_json_text(const struct json_t *v);
 
 /* "%.4g"-style number for tables ("-" for NaN). buf needs 32 bytes. */
 void run_format_number(char *buf, size_t n, double v);

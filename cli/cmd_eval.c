@@ -13,7 +13,7 @@
 #include "backends/native/model/model.h"
 #include "backends/native/tok/tokenizer.h"
 #include "common/util.h"
-#include "runner/cli.h"
+#include "cli/cli.h"
 
 struct row {
 	char metric[32];

@@ -1,8 +1,8 @@
 /* cli_doc: the command-line reference page from the command table. */
-#include "runner/cli_doc.h"
+#include "cli/cli_doc.h"
 
 #include "common/util.h"
-#include "runner/cli.h"
+#include "cli/cli.h"
 
 int cli_write_markdown(FILE *out)
 {
@@ -11,7 +11,7 @@ int cli_write_markdown(FILE *out)
 		&sb,
 		"# Command line\n"
 		"\n"
-		"<!-- Generated from the command table in runner/cli.c: do not edit by hand.\n"
+		"<!-- Generated from the command table in cli/cli.c: do not edit by hand.\n"
 		"     Regenerate: make tests-build && UPDATE_DOCS=1 build/tests/test_schema_docs -->\n"
 		"\n"
 		"```\n"

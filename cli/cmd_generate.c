@@ -1,7 +1,7 @@
 /* cmd_generate: `ftlab generate MODEL [--adapter DIR] [options] PROMPT...`: loads a model
  * (GGUF or HF directory), optionally a PEFT LoRA adapter, and generates for all prompts
  * in one batch. Instruct models with ChatML get the chat template unless --raw. */
-#include "runner/cli.h"
+#include "cli/cli.h"
 
 #include <omp.h>
 #include <stdio.h>

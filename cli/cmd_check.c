@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "common/util.h"
-#include "runner/cli.h"
-#include "runner/exp_args.h"
+#include "cli/cli.h"
+#include "cli/exp_args.h"
 #include "runner/sweep.h"
 #include "schema/schema.h"
 
