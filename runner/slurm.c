@@ -146,64 +146,6 @@ static void first_line(char *buf, size_t n, const char *text)
 
 /* ---- times and sizes ---- */
 
-bool slurm_parse_time(const char *s, double *out_s)
-{
-	if (!s || !*s)
-		return false;
-	double v;
-	size_t len = strlen(s);
-	if (strchr("smhd", s[len - 1]) && !strchr(s, ':') && !strchr(s, '-')) {
-		if (!parse_duration(s, &v) || !(v > 0))
-			return false;
-		*out_s = v;
-		return true;
-	}
-	/* [D-]A[:B[:C]] with a day count only before '-'. */
-	int64_t days = 0, f[3] = {0, 0, 0};
-	int nf = 0;
-	const char *p = s, *dash = strchr(s, '-');
-	if (dash) {
-		char tmp[32];
-		if ((size_t)(dash - s) >= sizeof tmp || dash == s)
-			return false;
-		snprintf(tmp, sizeof tmp, "%.*s", (int)(dash - s), s);
-		if (!parse_i64(tmp, &days) || days < 0 || days > 3650)
-			return false;
-		p = dash + 1;
-	}
-	while (*p) {
-		if (nf == 3 || !isdigit((unsigned char)*p))
-			return false;
-		int64_t x = 0;
-		while (isdigit((unsigned char)*p)) {
-			x = x * 10 + (*p - '0');
-			if (x > 10000000)
-				return false;
-			p++;
-		}
-		f[nf++] = x;
-		if (*p == ':')
-			p++;
-		else if (*p)
-			return false;
-	}
-	if (nf == 0)
-		return false;
-	double sec;
-	if (dash) /* D-HH, D-HH:MM, D-HH:MM:SS */
-		sec = (double)days * 86400 + (double)f[0] * 3600 + (double)f[1] * 60 + (double)f[2];
-	else if (nf == 1) /* MM */
-		sec = (double)f[0] * 60;
-	else if (nf == 2) /* MM:SS */
-		sec = (double)f[0] * 60 + (double)f[1];
-	else /* HH:MM:SS */
-		sec = (double)f[0] * 3600 + (double)f[1] * 60 + (double)f[2];
-	if (!(sec > 0))
-		return false;
-	*out_s = sec;
-	return true;
-}
-
 void slurm_format_time(char *buf, size_t n, double seconds)
 {
 	int64_t min = (int64_t)ceil(seconds / 60.0);
@@ -211,20 +153,6 @@ void slurm_format_time(char *buf, size_t n, double seconds)
 		min = 1;
 	snprintf(buf, n, "%lld-%02lld:%02lld:00", (long long)(min / 1440),
 		 (long long)(min / 60 % 24), (long long)(min % 60));
-}
-
-bool slurm_mem_ok(const char *s)
-{
-	if (!s || !isdigit((unsigned char)s[0]))
-		return false;
-	size_t i = 0;
-	while (isdigit((unsigned char)s[i]))
-		i++;
-	if (i > 12)
-		return false;
-	if (!s[i])
-		return true;
-	return strchr("KMGT", s[i]) && !s[i + 1];
 }
 
 /* ---- the script and the command line ---- */

@@ -88,13 +88,8 @@ enum slurm_phase slurm_state_phase(const char *state, const char **out_status);
  * ... ***" and oom-kill lines; NULL when there is none. */
 const char *slurm_log_verdict(const char *text, size_t n, const char *marker);
 
-/* Seconds from a Slurm time ("MM", "MM:SS", "HH:MM:SS", "D-HH", "D-HH:MM", "D-HH:MM:SS")
- * or an ftlab duration ("90s", "15m", "2h", "1d"); false when it is neither or zero. */
-bool slurm_parse_time(const char *s, double *out_s);
 /* "D-HH:MM:SS" for sbatch --time (seconds rounded up to whole minutes: Slurm's unit). */
 void slurm_format_time(char *buf, size_t n, double seconds);
-/* True when s is a Slurm memory size: digits with an optional K, M, G or T suffix. */
-bool slurm_mem_ok(const char *s);
 
 /* Runs argv (no shell) with a time limit, collecting stdout and stderr (each capped at
  * 16 MiB). *out_status is the exit status, or -1 when the program could not start

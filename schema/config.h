@@ -18,6 +18,7 @@ enum precision { PRECISION_FP32, PRECISION_BF16 };
 enum nonfinite_policy { NONFINITE_ABORT, NONFINITE_SKIP_STEP };
 enum backend_type { BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA, BACKEND_EXEC };
 enum goal { GOAL_MAXIMIZE, GOAL_MINIMIZE };
+enum launcher_type { LAUNCHER_LOCAL, LAUNCHER_SLURM };
 
 /* A list of owned strings. */
 struct strlist {
@@ -127,6 +128,17 @@ struct config_backend {
 	char *workdir;             /* exec: resolved working directory (experiment dir by default) */
 };
 
+/* Where runs execute (not part of a run's identity). Slurm fields are NULL/0 when unset. */
+struct config_launcher {
+	enum launcher_type type;
+	char *partition, *account, *qos, *mem;
+	double time_s;             /* time limit in seconds; 0 = the partition's */
+	int cpus_per_task;         /* 0 = not given */
+	int gpus_per_task;
+	int array_parallelism;     /* 0 = no limit */
+	struct strlist sbatch_args, setup;
+};
+
 struct config_gate {
 	char *metric;              /* "test.exact_match" */
 	enum { GATE_ABSOLUTE, GATE_VS_BASE, GATE_VS_BASELINE } vs;
@@ -147,6 +159,7 @@ struct config {
 	struct config_train train;
 	struct config_eval eval;
 	struct config_backend backend;
+	struct config_launcher launcher;
 	struct config_gate *gates;
 	size_t n_gates;
 	/* Sweep objective (used by reports to mark the best run). */
