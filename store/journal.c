@@ -569,6 +569,7 @@ int journal_parse(struct journal_batch **out, const char *name, const char *data
 		b->recs[b->n++] = r;
 		ow->docs[ow->n++] = o;
 	}
+	b->start_offset = base_offset;
 	b->end_offset = base_offset + (int64_t)pos;
 	*out = b;
 	return 0;

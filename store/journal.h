@@ -113,6 +113,7 @@ struct journal_rec {
 struct journal_batch {
 	struct journal_rec *recs;
 	size_t n;
+	int64_t start_offset; /* byte offset the read started at */
 	int64_t end_offset;  /* byte offset after the last complete line read */
 	size_t bad_lines;    /* complete lines that were not a valid record (skipped) */
 	void *owner;         /* the parsed documents the strings point into */

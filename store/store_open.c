@@ -104,6 +104,22 @@ static const char *const migrations[] = {
 	" kind TEXT NOT NULL,"
 	" message TEXT NOT NULL);"
 	"CREATE INDEX events_run ON events(run, id);",
+	/* 1 -> 2: cluster launchers. Each run records where it was sent; journal_merges
+	 * holds how far each attempt's journal has been merged (docs/slurm.md). */
+	"ALTER TABLE runs ADD COLUMN launcher TEXT;"
+	"ALTER TABLE runs ADD COLUMN submission TEXT;"
+	"ALTER TABLE runs ADD COLUMN slurm_job TEXT;"
+	"ALTER TABLE runs ADD COLUMN slurm_task INTEGER;"
+	"ALTER TABLE runs ADD COLUMN slurm_job_id TEXT;"
+	"ALTER TABLE runs ADD COLUMN node TEXT;"
+	"CREATE TABLE journal_merges ("
+	" run TEXT NOT NULL REFERENCES runs(id),"
+	" seq INTEGER NOT NULL,"
+	" offset INTEGER NOT NULL,"
+	" ended INTEGER NOT NULL DEFAULT 0,"
+	" started REAL,"
+	" job_id TEXT, node TEXT,"
+	" PRIMARY KEY (run, seq));",
 };
 
 _Static_assert(FT_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
