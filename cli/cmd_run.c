@@ -207,7 +207,7 @@ static int run_slurm(const struct cli *cli, const struct run_flags *fl, struct e
 	if (!r)
 		r = cluster_follow_unsettled(pre, &d);
 	if (!r)
-		r = cluster_poll(pre, NULL, NULL, &d);
+		r = cluster_sync(pre, NULL, NULL, 30, &d);
 	cluster_free(pre);
 	struct cluster_options o = {
 		.workspace = cli->workspace,
@@ -325,8 +325,9 @@ int cmd_run(const struct cli *cli, int argc, char **argv)
 		snprintf(backend_override, sizeof backend_override, "backend.type=%s", fl.backend);
 		overrides[n_over++] = backend_override;
 	}
-	/* --launcher X likewise is -s launcher.type=X. */
-	if (fl.launcher) {
+	/* --launcher slurm likewise is -s launcher.type=slurm; --launcher local runs here
+	 * whatever the file's launcher says (its Slurm options stay valid and unused). */
+	if (fl.launcher && strcmp(fl.launcher, "slurm") == 0) {
 		snprintf(launcher_override, sizeof launcher_override, "launcher.type=%s",
 			 fl.launcher);
 		overrides[n_over++] = launcher_override;
@@ -393,7 +394,8 @@ int cmd_run(const struct cli *cli, int argc, char **argv)
 		rc = cli_fail(&d);
 		goto done;
 	}
-	bool slurm = experiment_config(e)->launcher.type == LAUNCHER_SLURM;
+	bool slurm = experiment_config(e)->launcher.type == LAUNCHER_SLURM &&
+		     !(fl.launcher && strcmp(fl.launcher, "local") == 0);
 	if (fl.detach && !slurm) {
 		rc = cli_usage_error("run", NULL, "--detach needs --launcher slurm (or "
 						  "launcher.type: slurm)");

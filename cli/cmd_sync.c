@@ -4,7 +4,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli/cli.h"
 #include "common/util.h"
@@ -46,15 +45,9 @@ int cmd_sync(const struct cli *cli, int argc, char **argv)
 	}
 	size_t bad = 0;
 	run_signals_install();
-	/* One merge; then, while a task is gone without its end record, wait out the grace
-	 * period (bounded) so that a journal a shared file system shows late still counts. */
-	double t0 = time_monotonic();
-	int r = cluster_poll(c, on_record, &bad, &d);
-	while (!r && !run_stop_flag && cluster_waiting(c) && time_monotonic() - t0 < 30) {
-		struct timespec ts = {0, 250 * 1000 * 1000};
-		nanosleep(&ts, NULL);
-		r = cluster_poll(c, on_record, &bad, &d);
-	}
+	/* While a task is gone without its end record, wait out the grace period (bounded)
+	 * so that a journal a shared file system shows late still counts. */
+	int r = cluster_sync(c, on_record, &bad, 30, &d);
 	if (r) {
 		cluster_free(c);
 		return cli_fail(&d);

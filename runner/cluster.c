@@ -793,6 +793,10 @@ static int settle_run(struct cluster *c, struct crun *r, cluster_record_fn fn, v
 		if (strcmp(r->status, "finished") != 0) {
 			char log[PATH_MAX];
 			const char *v = verdict_of(c, r, qt, log, sizeof log);
+			/* A task whose run failed exits 1 by itself: Slurm's verdict is FAILED
+			 * (also once Slurm has forgotten the job). */
+			if (!v && strcmp(r->status, "failed") == 0)
+				v = "FAILED";
 			char note[256];
 			snprintf(note, sizeof note, " [Slurm %s, job %s%s%s%s%s]",
 				 v ? v : "gave no verdict", job, qt && qt->job_id[0] ? ", job id " : "",
@@ -916,6 +920,19 @@ int cluster_poll(struct cluster *c, cluster_record_fn fn, void *ud, struct diag 
 	return rc;
 }
 
+int cluster_sync(struct cluster *c, cluster_record_fn fn, void *ud, double max_s,
+		 struct diag *d)
+{
+	double t0 = time_monotonic();
+	int r = cluster_poll(c, fn, ud, d);
+	while (!r && !run_stop_flag && cluster_waiting(c) && time_monotonic() - t0 < max_s) {
+		struct timespec ts = {0, 250 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+		r = cluster_poll(c, fn, ud, d);
+	}
+	return r;
+}
+
 bool cluster_settled(const struct cluster *c)
 {
 	for (size_t i = 0; i < c->n; i++)
@@ -926,9 +943,13 @@ bool cluster_settled(const struct cluster *c)
 
 bool cluster_waiting(const struct cluster *c)
 {
-	for (size_t i = 0; i < c->n; i++)
-		if (!c->runs[i].settled && c->runs[i].gone_since > 0)
+	for (size_t i = 0; i < c->n; i++) {
+		const struct crun *r = &c->runs[i];
+		/* gone without an end record (grace), or ended and waiting for a queue read
+		 * taken after the end (a requeue would show there) */
+		if (!r->settled && (r->gone_since > 0 || terminal(r->status)))
 			return true;
+	}
 	return false;
 }
 

@@ -63,6 +63,10 @@ typedef void (*cluster_record_fn)(void *ud, const char *run_id, const struct jou
  * Slurm's state or its last words in the task's output (with state and job id in the
  * error). Prints progress per the options. fn may be NULL. */
 int cluster_poll(struct cluster *c, cluster_record_fn fn, void *ud, struct diag *d) FT_WUR;
+/* cluster_poll, then more polls while a run waits for its grace period or for a fresh
+ * read of the queue, for at most max_s seconds: what `ftlab sync` does once. */
+int cluster_sync(struct cluster *c, cluster_record_fn fn, void *ud, double max_s,
+		 struct diag *d) FT_WUR;
 /* True when every followed run is settled. */
 bool cluster_settled(const struct cluster *c);
 /* True when some followed run waits for the grace period (its task is gone but its

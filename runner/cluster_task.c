@@ -395,6 +395,11 @@ int cluster_task(const char *workspace, const char *subdir, const char *index_te
 			 requeue ? "requeued to continue" : "no progress in this attempt, not requeued");
 	} else if (br == FT_EINTR) {
 		snprintf(err, sizeof err, "%s", rd.text[0] ? rd.text : "stopped by a signal");
+	} else if (br != 0 && run_stop_flag) {
+		/* Slurm signals every process of the job: an exec trainer may die of the same
+		 * SIGTERM before the backend notices the stop. Killed, not failed. */
+		status = "killed";
+		snprintf(err, sizeof err, "stopped by a signal (%s)", rd.text[0] ? rd.text : "failed");
 	} else if (br != 0) {
 		snprintf(err, sizeof err, "%s", rd.text[0] ? rd.text : "failed");
 		if (!rd.text[0] && journal_error(t.j))
