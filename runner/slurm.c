@@ -371,12 +371,12 @@ static int expand_range(struct slurm_task **v, size_t *n, size_t *cap, struct sl
 	while (p < end) {
 		char *e;
 		long a = strtol(p, &e, 10), b = a;
-		if (e == p || a < 0)
+		if (e == p || a < 0 || a > 100000000)
 			return 1;
 		p = e;
 		if (p < end && *p == '-') {
 			b = strtol(p + 1, &e, 10);
-			if (e == p + 1 || b < a)
+			if (e == p + 1 || b < a || b > 100000000)
 				return 1;
 			p = e;
 		}
@@ -414,7 +414,7 @@ int slurm_queue_parse(struct slurm_task **out, size_t *out_n, const char *text,
 		int nf = 0;
 		const char *q = p, *lend = p + len;
 		while (nf < 6) {
-			const char *bar = memchr(q, '|', (size_t)(lend - q));
+			const char *bar = nf < 5 ? memchr(q, '|', (size_t)(lend - q)) : NULL;
 			f[nf] = q;
 			fl[nf] = bar ? (size_t)(bar - q) : (size_t)(lend - q);
 			nf++;
