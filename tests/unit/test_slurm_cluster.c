@@ -4,7 +4,8 @@
  * and merged once; a native tiny-model run whose trace equals a local run's; a task that
  * exits 1, one cancelled, one whose node daemon is killed (requeued, resumed elsewhere);
  * the submitting ftlab killed with -9 and `ftlab sync` recovering every result; a
- * preempted native run resumed on another node with a bit-identical trace; two
+ * preempted native run resumed on another node with a bit-identical trace; a native run
+ * that checkpoints and requeues itself on Slurm's time-limit warning; two
  * experiments submitted at once into one workspace; a task that hits its time limit
  * (submitted first, checked last: Slurm enforces limits in whole minutes). */
 #include <setjmp.h>
@@ -689,6 +690,46 @@ static void test_preempted_native(void **state)
 	free(b);
 }
 
+/* Slurm's time-limit warning (--signal=B:USR1, delivered here at once with scancel -b -s
+ * USR1, the same signal to the same process) makes a native run checkpoint and requeue
+ * itself; it resumes and its trace equals the uninterrupted local run's (the preempt
+ * test's: the same config, so the same run id). */
+static void test_time_warning_native(void **state)
+{
+	(void)state;
+	if (!g_have)
+		skip();
+	char *a = ws_path("ws-warn");
+	const char *sl[] = {"--workspace", a, "run", "preempt.yaml", "--detach", NULL};
+	assert_int_equal(ftlab("warn", sl), 0);
+	struct seed_state w = {5, "running", 200};
+	struct store_run_list *l = sync_until("ws-warn", "preempt", 60, seed_in, &w,
+					      "the native run past step 200");
+	char id[16], cmd[256];
+	snprintf(id, sizeof id, "%s", l->items[0].id);
+	snprintf(cmd, sizeof cmd, "scancel -b -s USR1 %s_%lld", l->items[0].slurm_job,
+		 (long long)l->items[0].slurm_task);
+	store_run_list_free(l);
+	assert_int_equal(sh(cmd), 0);
+	l = sync_until("ws-warn", "preempt", 90, all_settled, NULL, "the requeued run settled");
+	const struct store_run *r = &l->items[0];
+	if (strcmp(r->status, "finished") != 0)
+		fail_msg("run: %s %s", r->status, r->error ? r->error : "");
+	assert_int_equal(r->attempts, 2);
+	assert_int_equal(count_events("ws-warn", id, "killed", "time-limit warning"), 1);
+	assert_int_equal(count_events("ws-warn", id, "attempt", "requeued by Slurm"), 1);
+	struct store_metric_list *ms = losses("ws-warn", id), *ml = losses("ws-preempt-local", id);
+	assert_int_equal(ms->n, ml->n);
+	for (size_t i = 0; i < ms->n; i++)
+		if (ms->items[i].value != ml->items[i].value)
+			fail_msg("step %lld: requeued %.17g, uninterrupted %.17g",
+				 (long long)ms->items[i].step, ms->items[i].value, ml->items[i].value);
+	store_metric_list_free(ms);
+	store_metric_list_free(ml);
+	store_run_list_free(l);
+	free(a);
+}
+
 /* Two experiments submitted at once into one workspace. */
 static void test_two_at_once(void **state)
 {
@@ -741,7 +782,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_exec_sweep),       cmocka_unit_test(test_native),
 		cmocka_unit_test(test_failures),         cmocka_unit_test(test_submitter_killed),
-		cmocka_unit_test(test_preempted_native), cmocka_unit_test(test_two_at_once),
+		cmocka_unit_test(test_preempted_native), cmocka_unit_test(test_time_warning_native),
+		cmocka_unit_test(test_two_at_once),
 		cmocka_unit_test(test_time_limit),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
