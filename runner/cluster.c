@@ -393,7 +393,7 @@ int cluster_submit(struct cluster *c, const struct run_point *pts, size_t n, siz
 		char *abs_run = runs ? path_join(runs, pt->id) : NULL;
 		free(runs);
 		spec.run_dir = abs_run;
-		enum store_claim cl;
+		enum store_claim cl = STORE_CLAIM_BUSY;
 		r = abs_run ? store_run_claim(c->s, &cl, c->o.invocation, &spec,
 					      (c->o.force ? STORE_FLAG_FORCE : 0) |
 						      (c->o.resume ? STORE_FLAG_RESUME : 0),

@@ -433,10 +433,12 @@ int cluster_task(const char *workspace, const char *subdir, const char *index_te
 		if (there && journal_artifact(t.j, files[i][0], files[i][1], run_dir) != 0)
 			break;
 	}
-	if (strcmp(status, "killed") == 0 && !atomic_load(&t.superseded) &&
-	    journal_event(t.j, "warning", "killed", err) != 0) {
-	} else if (strcmp(status, "failed") == 0 && journal_event(t.j, "error", "failed", err) != 0) {
-	}
+	/* As a local run records them; a write error here shows in journal_end below. */
+	const char *level = strcmp(status, "failed") == 0 ? "error" : "warning";
+	bool note = strcmp(status, "failed") == 0 ||
+		    (strcmp(status, "killed") == 0 && !atomic_load(&t.superseded));
+	if (note && journal_event(t.j, level, status, err) != 0)
+		fprintf(stderr, "ftlab task: warning: %s\n", journal_error(t.j)->text);
 	if (journal_end(t.j, status, err[0] ? err : NULL) != 0) {
 		fprintf(stderr, "ftlab task: error: %s\n", journal_error(t.j)->text);
 		rc = 1;

@@ -297,7 +297,7 @@ int slurm_submit(char out[32], const struct slurm_array *a, const char *script_p
 	char *script = NULL, **argv = NULL, *so = NULL, *se = NULL;
 	int st = -1;
 	int r = slurm_script(&script, a, d);
-	if (!r)
+	if (!r && script)
 		r = file_write_atomic(script_path, script, strlen(script), d);
 	if (!r)
 		r = slurm_sbatch_argv(&argv, a, script_path, d);
