@@ -89,7 +89,8 @@ const struct cli_command cli_commands[] = {
 	 "                    [--timeout DURATION]\n", cmd_report},
 	{"ci", "run an experiment as a pass/fail gate",
 	 "usage: ftlab ci EXP.yaml [-s KEY=VALUE]... [--baseline REF] [--junit FILE] [--markdown FILE]\n"
-	 "                [--no-run] [--jobs N] [--backend B] [--force] [--require-clean]\n", cmd_ci},
+	 "                [--no-run] [--jobs N] [--backend B] [--force] [--require-clean]\n"
+	 "                [--launcher local|slurm]\n", cmd_ci},
 	{"eval", "evaluate a model (and adapter) on a data file",
 	 "usage: ftlab eval MODEL [--adapter DIR] --data FILE [--format F] [--metrics M,...]\n"
 	 "                  [--template T] [--system S] [--limit N] [--max-length N]\n"
