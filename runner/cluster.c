@@ -55,6 +55,8 @@ struct cluster {
 	bool drawn;
 };
 
+static void clear_line(struct cluster *c);
+
 static bool terminal(const char *st)
 {
 	return strcmp(st, "finished") == 0 || strcmp(st, "failed") == 0 ||
@@ -91,6 +93,7 @@ void cluster_free(struct cluster *c)
 {
 	if (!c)
 		return;
+	clear_line(c);
 	for (size_t i = 0; i < c->n; i++) {
 		free(c->runs[i].run_dir);
 		free(c->runs[i].submission);
@@ -915,7 +918,9 @@ int cluster_poll(struct cluster *c, cluster_record_fn fn, void *ud, struct diag 
 		c->interval = QUEUE_MIN_S;
 	else if (c->interval < QUEUE_MAX_S)
 		c->interval *= 1.25;
-	if (!rc)
+	if (!rc && cluster_settled(c))
+		clear_line(c);
+	else if (!rc)
 		progress(c);
 	return rc;
 }
