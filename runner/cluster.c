@@ -804,9 +804,15 @@ static int settle_run(struct cluster *c, struct crun *r, cluster_record_fn fn, v
 			snprintf(note, sizeof note, " [Slurm %s, job %s%s%s%s%s]",
 				 v ? v : "gave no verdict", job, qt && qt->job_id[0] ? ", job id " : "",
 				 qt ? qt->job_id : "", r->node[0] ? " on node " : "", r->node);
-			int rc = store_cluster_note(c->s, r->id, note, d);
+			/* Slurm ended the task: a trainer that died of its signal before the
+			 * task saw the stop is killed, not failed. */
+			bool killed = v && (strcmp(v, "TIMEOUT") == 0 || strcmp(v, "CANCELLED") == 0 ||
+					    strcmp(v, "PREEMPTED") == 0 || strcmp(v, "DEADLINE") == 0);
+			int rc = store_cluster_note(c->s, r->id, note, killed, d);
 			if (rc)
 				return rc;
+			if (killed && strcmp(r->status, "failed") == 0)
+				snprintf(r->status, sizeof r->status, "killed");
 		}
 		settle(c, r, fn, ud);
 		return 0;

@@ -167,8 +167,10 @@ int store_cluster_end(struct store *s, const char *run_id, const char *status,
 int store_cluster_requeued(struct store *s, const char *run_id, const char *why,
 			   bool *out_changed, struct diag *d) FT_WUR;
 /* Adds Slurm's verdict (" [Slurm TIMEOUT, job 12_3]") to the error of a run that ended
- * other than finished, once. */
-int store_cluster_note(struct store *s, const char *run_id, const char *note,
+ * other than finished, once. When `killed` is true, a run that ended failed becomes killed
+ * (Slurm ended the task: TIMEOUT, CANCELLED, PREEMPTED; its trainer died of that signal
+ * before the task noticed the stop). */
+int store_cluster_note(struct store *s, const char *run_id, const char *note, bool killed,
 		       struct diag *d) FT_WUR;
 
 /* ---- Reading (ls, show, compare, reports) ---- */

@@ -497,7 +497,8 @@ done:
 	return r;
 }
 
-int store_cluster_note(struct store *s, const char *run_id, const char *note, struct diag *d)
+int store_cluster_note(struct store *s, const char *run_id, const char *note, bool killed,
+		       struct diag *d)
 {
 	sqlite3_stmt *st = NULL;
 	int r = store_begin(s, d);
@@ -505,14 +506,32 @@ int store_cluster_note(struct store *s, const char *run_id, const char *note, st
 		return r;
 	r = store_prepare(s, &st,
 			  "UPDATE runs SET error = CASE WHEN error IS NULL OR error = '' THEN"
-			  " ltrim(?2) ELSE error || ?2 END WHERE id = ?1"
+			  " ltrim(?2) ELSE error || ?2 END,"
+			  " status = CASE WHEN ?3 AND status = 'failed' THEN 'killed' ELSE status END"
+			  " WHERE id = ?1"
 			  " AND status NOT IN ('finished', 'cached', 'queued', 'running')"
 			  " AND instr(coalesce(error, ''), '[Slurm ') = 0",
 			  d);
 	if (!r) {
 		store_bind_text(st, 1, run_id);
 		store_bind_text(st, 2, note);
+		sqlite3_bind_int(st, 3, killed ? 1 : 0);
 		r = store_step_done(s, st, d, "noting Slurm's verdict");
+	}
+	if (!r && killed) {
+		sqlite3_finalize(st);
+		st = NULL;
+		/* the invocation's view follows the run's status, whatever it is now */
+		r = store_prepare(s, &st,
+				  "INSERT INTO invocation_runs(invocation, run, status)"
+				  " SELECT invocation, id, status FROM runs WHERE id = ?1"
+				  " AND invocation IS NOT NULL ON CONFLICT(invocation, run)"
+				  " DO UPDATE SET status = excluded.status",
+				  d);
+		if (!r) {
+			store_bind_text(st, 1, run_id);
+			r = store_step_done(s, st, d, "noting Slurm's verdict");
+		}
 	}
 	if (!r)
 		r = store_commit(s, d);

@@ -283,10 +283,23 @@ static void test_merge_once_and_attempts(void **state)
 
 	/* Slurm's note goes on an ended run's error once */
 	assert_int_equal(store_cluster_end(s, "0123456789ab", "killed", "stopped", &ch, &d), 0);
-	assert_int_equal(store_cluster_note(s, "0123456789ab", " [Slurm TIMEOUT, job 5_0]", &d), 0);
-	assert_int_equal(store_cluster_note(s, "0123456789ab", " [Slurm TIMEOUT, job 5_0]", &d), 0);
+	assert_int_equal(store_cluster_note(s, "0123456789ab", " [Slurm TIMEOUT, job 5_0]", false, &d), 0);
+	assert_int_equal(store_cluster_note(s, "0123456789ab", " [Slurm TIMEOUT, job 5_0]", false, &d), 0);
 	r = get(s);
 	assert_string_equal(r->error, "stopped [Slurm TIMEOUT, job 5_0]");
+	store_run_free(r);
+	/* a run that failed because Slurm ended its task is killed */
+	struct journal *j5 = attempt(true, 5);
+	assert_int_equal(journal_end(j5, "failed", "trainer exited with status 143"), 0);
+	journal_close(j5);
+	assert_int_equal(merge(s, 5, INFINITY), 2);
+	r = get(s);
+	assert_string_equal(r->status, "failed");
+	store_run_free(r);
+	assert_int_equal(store_cluster_note(s, "0123456789ab", " [Slurm CANCELLED, job 5_0]", true, &d), 0);
+	r = get(s);
+	assert_string_equal(r->status, "killed");
+	assert_string_equal(r->error, "trainer exited with status 143 [Slurm CANCELLED, job 5_0]");
 	store_run_free(r);
 	bool ok;
 	assert_int_equal(store_integrity_check(s, &ok, &d), 0);

@@ -737,6 +737,67 @@ static void test_time_warning_native(void **state)
 	free(a);
 }
 
+/* --resume, --force and --only keep their meaning on Slurm: a cancelled run resumes from
+ * its checkpoint, a finished one is cached, --force --only runs one point again from the
+ * start. */
+static void test_resume_force_only(void **state)
+{
+	(void)state;
+	if (!g_have)
+		skip();
+	exec_experiment("again", "[51, 52]", 16, "0.3", NULL);
+	char *wsp = ws_path("ws-again");
+	const char *det[] = {"--workspace", wsp, "run", "again.yaml", "--detach", NULL};
+	assert_int_equal(ftlab("again", det), 0);
+	struct seed_state w = {51, "running", 3};
+	struct store_run_list *l = sync_until("ws-again", "again", 60, seed_in, &w, "seed 51 running");
+	char id51[16], id52[16];
+	snprintf(id51, sizeof id51, "%s", run_with_seed(l, 51)->id);
+	snprintf(id52, sizeof id52, "%s", run_with_seed(l, 52)->id);
+	store_run_list_free(l);
+	const char *cancel[] = {"--workspace", wsp, "cancel", id51, NULL};
+	assert_int_equal(ftlab("again-cancel", cancel), 0);
+	l = sync_until("ws-again", "again", 60, all_settled, NULL, "settled");
+	assert_string_equal(run_with_seed(l, 51)->status, "killed");
+	assert_string_equal(run_with_seed(l, 52)->status, "finished");
+	store_run_list_free(l);
+	/* --resume: only the killed run goes, and continues from its checkpoint */
+	const char *res[] = {"--workspace", wsp, "run", "again.yaml", "--resume", NULL};
+	assert_int_equal(ftlab("again-resume", res), 0);
+	l = runs_of("ws-again", "again");
+	const struct store_run *r51 = run_with_seed(l, 51);
+	assert_string_equal(r51->status, "finished");
+	assert_int_equal(r51->attempts, 2);
+	assert_int_equal(executions(id51), 2);
+	assert_int_equal(executions(id52), 1);
+	store_run_list_free(l);
+	/* its executions: one from step 0, one resumed from its checkpoint */
+	char *ex = slurp("executions");
+	int from0 = 0, later = 0;
+	for (char *line = strtok(ex, "\n"); line; line = strtok(NULL, "\n")) {
+		char rid[32], node[32];
+		int start;
+		if (sscanf(line, "%31s %31s %d", rid, node, &start) == 3 && strcmp(rid, id51) == 0)
+			start == 0 ? from0++ : later++;
+	}
+	free(ex);
+	bool resumed = from0 == 1 && later == 1;
+	assert_true(resumed);
+	struct store_metric_list *m = losses("ws-again", id51);
+	assert_int_equal(m->n, 16);
+	store_metric_list_free(m);
+	/* --force --only: that one point again, from the start */
+	const char *force[] = {"--workspace", wsp, "run", "again.yaml", "--force", "--only", id52, NULL};
+	assert_int_equal(ftlab("again-force", force), 0);
+	l = runs_of("ws-again", "again");
+	assert_int_equal(run_with_seed(l, 52)->attempts, 2);
+	assert_int_equal(run_with_seed(l, 51)->attempts, 2);
+	store_run_list_free(l);
+	assert_int_equal(executions(id52), 2);
+	assert_int_equal(executions(id51), 2);
+	free(wsp);
+}
+
 /* Two experiments submitted at once into one workspace. */
 static void test_two_at_once(void **state)
 {
@@ -790,7 +851,7 @@ int main(void)
 		cmocka_unit_test(test_exec_sweep),       cmocka_unit_test(test_native),
 		cmocka_unit_test(test_failures),         cmocka_unit_test(test_submitter_killed),
 		cmocka_unit_test(test_preempted_native), cmocka_unit_test(test_time_warning_native),
-		cmocka_unit_test(test_two_at_once),
+		cmocka_unit_test(test_resume_force_only), cmocka_unit_test(test_two_at_once),
 		cmocka_unit_test(test_time_limit),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
