@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "common/banned.h"
 
 const struct cli_command cli_commands[] = {
 	{"check", "validate an experiment; print the resolved config and sweep size",

@@ -3,6 +3,7 @@
 
 #include "common/util.h"
 #include "cli/cli.h"
+#include "common/banned.h"
 
 int cli_write_markdown(FILE *out)
 {

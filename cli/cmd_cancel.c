@@ -9,7 +9,9 @@
 #include "cli/cli.h"
 #include "common/util.h"
 #include "runner/cluster.h"
+#include "schema/table.h"
 #include "store/store.h"
+#include "common/banned.h"
 
 #define CANCEL_WAIT_S 20.0
 
@@ -48,7 +50,8 @@ int cmd_cancel(const struct cli *cli, int argc, char **argv)
 			r = diag_set(&d, FT_EINVAL, "", 0, 0,
 				     "'%s' is neither an experiment nor a run in %s", what,
 				     cli->workspace);
-		} else if (!run->launcher || strcmp(run->launcher, "slurm") != 0) {
+		} else if (!run->launcher ||
+			   schema_enum_index("launcher.type", run->launcher) != LAUNCHER_SLURM) {
 			r = diag_set(&d, FT_EINVAL, "", 0, 0,
 				     "run %s did not go to Slurm; a local run stops with Ctrl-C or "
 				     "SIGTERM to its process (pid %lld on %s)",

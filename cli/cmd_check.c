@@ -9,6 +9,7 @@
 #include "cli/exp_args.h"
 #include "runner/sweep.h"
 #include "schema/schema.h"
+#include "common/banned.h"
 
 int cmd_check(const struct cli *cli, int argc, char **argv)
 {

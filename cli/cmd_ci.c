@@ -18,6 +18,7 @@
 #include "store/store.h"
 #include "runner/sweep.h"
 #include "schema/schema.h"
+#include "common/banned.h"
 
 #define MAX_ARGS 256
 

@@ -11,6 +11,7 @@
 #include "runner/run.h"
 #include "cli/run_table.h"
 #include "store/store.h"
+#include "common/banned.h"
 
 /* The runs being compared: owned copies. */
 struct pick {

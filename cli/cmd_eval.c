@@ -1,29 +1,33 @@
 /* cmd_eval: `ftlab eval MODEL [--adapter DIR] --data FILE ...`: evaluates a model (and
- * optionally a PEFT LoRA adapter on it) on one JSONL file without training, and prints a
- * metric table with bootstrap intervals (or JSON with --json). */
+ * optionally a PEFT LoRA adapter on it) on one JSONL file without training, through the
+ * native engine (engine.h), and prints a metric table with bootstrap intervals (or JSON
+ * with --json). */
+#include "cli/cli.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backends/backend.h"
-#include "backends/native/data/prepare.h"
-#include "backends/native/eval/evaluate.h"
-#include "backends/native/io/model_file.h"
-#include "backends/native/model/model.h"
-#include "backends/native/tok/tokenizer.h"
+#include "backends/native/engine.h"
 #include "common/util.h"
-#include "cli/cli.h"
+#include "schema/table.h"
+#include "scoring/metrics.h"
+#include "common/banned.h"
 
 struct row {
 	char metric[32];
 	double value, lo, hi;
 };
 
+struct pred_ctx;
+
 struct table {
 	struct row rows[16];
 	size_t n;
 	const char *model;
+	const struct pred_ctx *pred;
 };
 
 static int on_result(void *ud, const char *model, const char *split, const char *metric,
@@ -44,6 +48,7 @@ static int on_result(void *ud, const char *model, const char *split, const char 
 
 struct pred_ctx {
 	bool show;
+	int primary; /* the first text metric the user named, or -1 */
 };
 
 static int on_prediction(void *ud, const char *model, const char *split, int64_t example,
@@ -51,7 +56,12 @@ static int on_prediction(void *ud, const char *model, const char *split, int64_t
 {
 	(void)model;
 	(void)split;
-	struct pred_ctx *p = ud;
+	const struct table *t = ud;
+	const struct pred_ctx *p = t->pred;
+	score = NAN;
+	if (p->primary >= 0 &&
+	    metric_sentence(&score, (enum metric_kind)p->primary, output, reference))
+		score = NAN;
 	if (p->show)
 		fprintf(stderr, "example %lld: score %.3g\n  prompt:    %s\n  reference: %s\n  output:    %s\n",
 			(long long)example, score, prompt, reference, output);
@@ -69,29 +79,11 @@ static void on_progress(void *ud, const char *phase, size_t done, size_t total)
 		fprintf(stderr, cli->tty ? "\n" : "%s %zu/%zu\n", phase, done, total);
 }
 
-/* The format from the first non-empty line's keys. */
-static int sniff_format(const char *path, struct diag *d)
+static void on_warning(void *ud, const char *text)
 {
-	char *buf = NULL;
-	size_t len = 0;
-	if (file_read_all(&buf, &len, path, DATA_FILE_MAX, d))
-		return -1;
-	int f = -1;
-	const char *keys[] = {"\"messages\"", "\"instruction\"", "\"prompt\"", "\"text\""};
-	const int fmts[] = {DATA_CHAT, DATA_INSTRUCTION, DATA_COMPLETION, DATA_TEXT};
-	char *nl = strchr(buf, '\n');
-	if (nl)
-		*nl = 0;
-	for (size_t i = 0; i < FT_ARRAY_LEN(keys) && f < 0; i++)
-		if (strstr(buf, keys[i]))
-			f = fmts[i];
-	free(buf);
-	if (f < 0) {
-		diag_set(d, FT_EINVAL, path, 1, 0,
-			 "cannot tell the data format from the first line (no messages, instruction, prompt or text key)");
-		diag_hint(d, "pass --format text|completion|instruction|chat");
-	}
-	return f;
+	const struct cli *cli = ud;
+	if (cli->verbosity >= 0)
+		fprintf(stderr, "ftlab: warning: %s", text);
 }
 
 static void print_json_str(FILE *f, const char *s)
@@ -123,7 +115,7 @@ int cmd_eval(const struct cli *cli, int argc, char **argv)
 					   "--max-new-tokens", "--batch", "--bootstrap", "--seed",
 					   "--samples", "--predictions", "--json", "--help", NULL};
 	const char *model_path = NULL, *adapter = NULL, *data = NULL, *format = NULL,
-		   *metrics = "loss,perplexity,token_accuracy,exact_match,f1", *tmpl = "auto",
+		   *metrics = "loss,perplexity,token_accuracy,exact_match,f1", *tmpl = NULL,
 		   *system = NULL, *pred_path = NULL;
 	int64_t limit = 0, max_length = 256, max_new = 64, batch = 8, bootstrap = 1000, seed = 0,
 		samples = 0;
@@ -190,13 +182,6 @@ int cmd_eval(const struct cli *cli, int argc, char **argv)
 
 	struct diag d;
 	diag_init(&d);
-	struct model_file *mf = NULL;
-	struct tokenizer *tok = NULL;
-	struct model *m = NULL;
-	struct data_prepared prep;
-	memset(&prep, 0, sizeof prep);
-	struct eval_result res;
-	memset(&res, 0, sizeof res);
 	char **mnames = NULL;
 	size_t n_m = 0;
 	char *mlist = NULL;
@@ -211,82 +196,46 @@ int cmd_eval(const struct cli *cli, int argc, char **argv)
 	}
 	for (char *save = NULL, *t = strtok_r(mlist, ",", &save); t; t = strtok_r(NULL, ",", &save))
 		mnames[n_m++] = t;
-	struct eval_settings s;
-	memset(&s, 0, sizeof s);
-	rc = eval_settings_metrics(&s, (const char *const *)mnames, n_m, &d);
-	if (rc)
-		goto done;
-	struct config_data cd;
-	memset(&cd, 0, sizeof cd);
-	int f = format ? data_format_from_name(format) : sniff_format(data, &d);
-	if (format && f < 0) {
+	const struct key_desc *fk = schema_find("data.format");
+	if (format && !schema_choice_ok(fk->choices, format)) {
 		free(mnames);
 		free(mlist);
 		return cli_usage_error("eval", NULL, "--format must be text, completion, instruction or chat, got '%s'", format);
 	}
-	if (f < 0) {
-		rc = FT_EINVAL;
-		goto done;
-	}
-	cd.format = (enum data_format)f;
-	cd.test.present = true;
-	cd.test.path = (char *)data;
-	cd.template_name = (char *)tmpl;
-	cd.system = (char *)system;
-	cd.max_length = (int)max_length;
-	cd.limit_test = limit;
-	cd.on_bad_example = BAD_EXAMPLE_ERROR;
-
-	s.batch_size = (int)batch;
-	s.seq_len = (int)max_length;
-	s.max_new_tokens = (int)max_new;
-	s.temperature = 0;
-	s.top_p = 1.0;
-	static const char *const stop_nl[] = {"\n\n"};
-	s.stop = stop_nl;
-	s.n_stop = 1;
-	s.seed = (uint64_t)seed;
-	s.bootstrap = (int)bootstrap;
-	s.level = 0.95;
-	s.samples = (int)samples;
-	s.progress = on_progress;
-	s.progress_ud = (void *)(uintptr_t)cli;
-
-	if ((rc = model_file_load(&mf, model_path, &d)) || (rc = tokenizer_from_model_file(&tok, mf, &d)))
-		goto done;
-	rc = data_prepare(&prep, &cd, 0, tok, &d);
-	if (rc)
-		goto done;
-	char *warn = data_prepared_warnings(&prep);
-	if (warn && *warn && cli->verbosity >= 0)
-		fprintf(stderr, "ftlab: warning: %s", warn);
-	free(warn);
-	rc = eval_model_create(&m, mf, adapter, (int)batch, (int)max_length, &d);
-	if (rc)
-		goto done;
-	rc = eval_split(&res, m, tok, prep.test, &s, &d);
-	if (rc)
-		goto done;
+	struct engine_eval_opts eo = {
+		.model_path = model_path,
+		.adapter = adapter,
+		.data = data,
+		.format = format,
+		.metrics = (const char *const *)mnames,
+		.n_metrics = n_m,
+		.template_name = tmpl,
+		.system = system,
+		.predictions_path = pred_path,
+		.limit = limit,
+		.max_length = max_length,
+		.max_new_tokens = max_new,
+		.batch = batch,
+		.bootstrap = bootstrap,
+		.seed = seed,
+		.samples = samples,
+		.progress = on_progress,
+		.warning = on_warning,
+		.progress_ud = (void *)(uintptr_t)cli,
+	};
+	struct pred_ctx pc = {samples > 0 && !json, -1};
+	for (size_t k = 0; k < n_m && pc.primary < 0; k++)
+		pc.primary = metric_from_name(mnames[k]);
 	struct table tbl;
 	memset(&tbl, 0, sizeof tbl);
-	struct pred_ctx pc = {samples > 0 && !json};
+	tbl.pred = &pc;
 	struct run_sink sink;
 	memset(&sink, 0, sizeof sink);
 	sink.ud = &tbl;
 	sink.result = on_result;
-	const char *mname = adapter ? "tuned" : "base";
-	rc = eval_emit(&sink, "test", mname, NULL, &res, prep.test, &s, pred_path, &d);
-	for (size_t i = 0; !rc && pc.show && res.outputs && i < (size_t)samples && i < prep.test->n; i++) {
-		double score = NAN;
-		int primary = metric_from_name(mnames[0]);
-		for (size_t k = 0; k < n_m && primary < 0; k++)
-			primary = metric_from_name(mnames[k]);
-		if (primary >= 0 && metric_sentence(&score, (enum metric_kind)primary, res.outputs[i],
-						    prep.test->ex[i].reference))
-			score = NAN;
-		on_prediction(&pc, mname, "test", (int64_t)i, prep.test->ex[i].prompt,
-			      prep.test->ex[i].reference, res.outputs[i], score);
-	}
+	sink.prediction = on_prediction;
+	struct engine_eval_info info;
+	rc = engine_eval(&info, &eo, &sink, &d);
 	if (rc)
 		goto done;
 	if (json) {
@@ -299,8 +248,8 @@ int cmd_eval(const struct cli *cli, int argc, char **argv)
 			printf("null");
 		printf(", \"data\": ");
 		print_json_str(stdout, data);
-		printf(", \"format\": \"%s\", \"examples\": %zu, \"metrics\": {", data_format_name(cd.format),
-		       prep.test->n);
+		printf(", \"format\": \"%s\", \"examples\": %zu, \"metrics\": {", info.format,
+		       info.examples);
 		for (size_t i = 0; i < tbl.n; i++) {
 			printf("%s\"%s\": {\"value\": ", i ? ", " : "", tbl.rows[i].metric);
 			print_num(stdout, tbl.rows[i].value);
@@ -313,7 +262,7 @@ int cmd_eval(const struct cli *cli, int argc, char **argv)
 		printf("}}\n");
 	} else {
 		printf("%s%s%s on %s (%zu examples, %s)\n", model_path, adapter ? " + " : "",
-		       adapter ? adapter : "", data, prep.test->n, data_format_name(cd.format));
+		       adapter ? adapter : "", data, info.examples, info.format);
 		printf("%-16s %12s   %s\n", "metric", "value", "95% interval");
 		for (size_t i = 0; i < tbl.n; i++) {
 			const struct row *r = &tbl.rows[i];
@@ -322,15 +271,10 @@ int cmd_eval(const struct cli *cli, int argc, char **argv)
 			else
 				printf("%-16s %12.4f   [%.4f, %.4f]\n", r->metric, r->value, r->lo, r->hi);
 		}
-		if (res.gen_tokens && cli->verbosity > 0)
-			printf("generated %ld tokens in %.1fs\n", res.gen_tokens, res.gen_seconds);
+		if (info.gen_tokens && cli->verbosity > 0)
+			printf("generated %ld tokens in %.1fs\n", info.gen_tokens, info.gen_seconds);
 	}
 done:
-	eval_result_free(&res);
-	model_free(m);
-	data_prepared_free(&prep);
-	tokenizer_free(tok);
-	model_file_free(mf);
 	free(mnames);
 	free(mlist);
 	return rc ? cli_fail(&d) : 0;

@@ -1,19 +1,15 @@
-/* cmd_generate: `ftlab generate MODEL [--adapter DIR] [options] PROMPT...`: loads a model
- * (GGUF or HF directory), optionally a PEFT LoRA adapter, and generates for all prompts
- * in one batch. Instruct models with ChatML get the chat template unless --raw. */
+/* cmd_generate: `ftlab generate MODEL [--adapter DIR] [options] PROMPT...`: generates for
+ * all prompts in one batch with the native engine (engine.h). Instruct models get their
+ * chat template unless --raw. */
 #include "cli/cli.h"
 
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "backends/native/eval/evaluate.h"
-#include "backends/native/io/model_file.h"
-#include "backends/native/model/generate_text.h"
-#include "backends/native/model/model.h"
-#include "backends/native/tok/tokenizer.h"
+#include "backends/native/engine.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 static const char *const gen_opts_names[] = {
 	"--adapter", "--max-new-tokens", "--temperature", "--top-k", "--top-p", "--seed",
@@ -26,15 +22,10 @@ int cmd_generate(const struct cli *cli, int argc, char **argv)
 	const char **prompts = calloc((size_t)argc, sizeof *prompts);
 	const char **stops = calloc((size_t)argc, sizeof *stops);
 	size_t n_prompts = 0, n_stops = 0;
-	struct gen_text_opts go = {0};
-	go.g.max_new_tokens = 64;
-	go.g.top_p = 1.0f;
-	go.g.eos_id = -1;
-	bool raw = false;
-	int threads = 0, status = 2;
-	struct model_file *mf = NULL;
-	struct tokenizer *tok = NULL;
-	struct model *m = NULL;
+	struct engine_generate_opts go = {0};
+	go.max_new_tokens = 64;
+	go.top_p = 1.0f;
+	int status = 2;
 	char **texts = NULL;
 	struct diag d;
 	diag_init(&d);
@@ -51,7 +42,7 @@ int cmd_generate(const struct cli *cli, int argc, char **argv)
 		int64_t iv;
 		double fv;
 		if (strcmp(a, "--raw") == 0) {
-			raw = true;
+			go.raw = true;
 		} else if (a[0] == '-' && a[1] == '-' && !has_val) {
 			status = cli_usage_error("generate", gen_opts_names, "option '%s' needs a value", a);
 			goto done;
@@ -68,22 +59,22 @@ int cmd_generate(const struct cli *cli, int argc, char **argv)
 				goto done;
 			}
 			if (a[2] == 'm')
-				go.g.max_new_tokens = (int)iv;
+				go.max_new_tokens = (int)iv;
 			else if (a[2] == 't' && a[3] == 'o')
-				go.g.top_k = (int)iv;
+				go.top_k = (int)iv;
 			else if (a[2] == 's')
-				go.g.seed = (uint64_t)iv;
+				go.seed = (uint64_t)iv;
 			else
-				threads = (int)iv;
+				go.threads = (int)iv;
 		} else if (strcmp(a, "--temperature") == 0 || strcmp(a, "--top-p") == 0) {
 			if (!parse_f64(argv[++i], &fv) || fv < 0 || (a[2] == 't' && a[3] == 'o' && fv > 1)) {
 				status = cli_usage_error("generate", NULL, "%s: invalid value '%s'", a, argv[i]);
 				goto done;
 			}
 			if (a[2] == 't' && a[3] == 'e')
-				go.g.temperature = (float)fv;
+				go.temperature = (float)fv;
 			else
-				go.g.top_p = fv > 0 ? (float)fv : 1.0f;
+				go.top_p = fv > 0 ? (float)fv : 1.0f;
 		} else if (a[0] == '-' && a[1] == '-') {
 			status = cli_usage_error("generate", gen_opts_names, "unknown option '%s'", a);
 			goto done;
@@ -97,23 +88,14 @@ int cmd_generate(const struct cli *cli, int argc, char **argv)
 		status = cli_usage_error("generate", NULL, "expected MODEL and at least one PROMPT");
 		goto done;
 	}
-	if (threads > 0)
-		omp_set_num_threads(threads);
-	int rc = model_file_load(&mf, model_path, &d);
-	if (!rc)
-		rc = tokenizer_from_model_file(&tok, mf, &d);
-	if (!rc) /* no activation plan: generation sizes its KV cache itself */
-		rc = eval_model_create(&m, mf, adapter, 0, 0, &d);
-	if (!rc) {
-		model_set_training(m, false);
-		model_file_free(mf);
-		mf = NULL;
-		go.chat = !raw;
-		go.system = system;
-		go.stop_strings = stops;
-		go.n_stop_strings = n_stops;
-		rc = model_generate_text(m, tok, prompts, n_prompts, &go, &texts, &d);
-	}
+	go.model_path = model_path;
+	go.adapter = adapter;
+	go.system = system;
+	go.prompts = prompts;
+	go.n_prompts = n_prompts;
+	go.stops = stops;
+	go.n_stops = n_stops;
+	int rc = engine_generate(&texts, &go, &d);
 	if (rc) {
 		status = cli_fail(&d);
 		goto done;
@@ -129,9 +111,6 @@ done:
 		for (size_t i = 0; i < n_prompts; i++)
 			free(texts[i]);
 	free(texts);
-	model_free(m);
-	tokenizer_free(tok);
-	model_file_free(mf);
 	free(prompts);
 	free(stops);
 	return status;

@@ -10,6 +10,7 @@
 #include "runner/run.h"
 #include "cli/run_table.h"
 #include "store/store.h"
+#include "common/banned.h"
 
 static const char *const statuses[] = {"queued", "running", "finished", "failed",
 				       "killed", "crashed", "cached",  NULL};

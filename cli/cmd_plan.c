@@ -11,6 +11,7 @@
 #include "runner/sweep.h"
 #include "schema/node.h"
 #include "schema/schema.h"
+#include "common/banned.h"
 
 /* Prints the plan as a table: columns sized to their widest cell. */
 static void print_table(const struct experiment *e, const struct sweep_plan *plan,

@@ -10,6 +10,7 @@
 #include "reports/report_write.h"
 #include "cli/cli.h"
 #include "store/store.h"
+#include "common/banned.h"
 
 #define DEFAULT_GNUPLOT_TIMEOUT_S 60.0
 

@@ -20,6 +20,8 @@
 #include "store/store.h"
 #include "runner/sweep.h"
 #include "schema/schema.h"
+#include "schema/table.h"
+#include "common/banned.h"
 
 struct run_flags {
 	const char *only, *backend, *launcher;
@@ -63,14 +65,14 @@ static int parse_flags(struct run_flags *f, char **rest, int n)
 						       "not '%s'", val);
 			f->only = val;
 		} else if (is_backend) {
-			if (strcmp(val, "cpu") && strcmp(val, "cuda") && strcmp(val, "exec"))
+			if (schema_enum_index("backend.type", val) <= BACKEND_AUTO)
 				return cli_usage_error("run", NULL,
 						       "--backend must be cpu, cuda or exec, not '%s'", val);
 			f->backend = val;
 		} else if (is_launcher) {
-			if (strcmp(val, "local") && strcmp(val, "slurm"))
-				return cli_usage_error("run", NULL,
-						       "--launcher must be local or slurm, not '%s'", val);
+			if (schema_enum_index("launcher.type", val) < 0)
+				return cli_usage_error("run", NULL, "--launcher must be one of %s, not '%s'",
+						       schema_find("launcher.type")->choices, val);
 			f->launcher = val;
 		} else if (is_jobs) {
 			int64_t j;
@@ -175,17 +177,6 @@ static void count_bad(void *ud, const char *run_id, const struct journal_rec *re
 		(*bad)++;
 }
 
-static const char *backend_type_name(enum backend_type t)
-{
-	switch (t) {
-	case BACKEND_AUTO: return "auto";
-	case BACKEND_CPU: return "cpu";
-	case BACKEND_CUDA: return "cuda";
-	case BACKEND_EXEC: return "exec";
-	}
-	return "auto";
-}
-
 /* --launcher slurm: settle what earlier submissions left, submit one job array, then wait
  * (merging each run as it ends) unless --detach. Ends the invocation; returns the exit
  * status. */
@@ -197,7 +188,8 @@ static int run_slurm(const struct cli *cli, const struct run_flags *fl, struct e
 	diag_init(&d);
 	struct cluster *pre = NULL, *c = NULL;
 	const struct config *cfg = experiment_config(e);
-	const char *bname = n ? backend_type_name(points[0].cfg->backend.type) : "auto";
+	const char *bname = schema_enum_name("backend.type",
+					     n ? (int)points[0].cfg->backend.type : (int)BACKEND_AUTO);
 	/* Earlier runs of this experiment that are still queued or running under Slurm:
 	 * merge and settle them first, so that the claims below see their real state. */
 	struct cluster_options po = {.workspace = cli->workspace, .experiment = experiment_name(e),
@@ -327,7 +319,7 @@ int cmd_run(const struct cli *cli, int argc, char **argv)
 	}
 	/* --launcher slurm likewise is -s launcher.type=slurm; --launcher local runs here
 	 * whatever the file's launcher says (its Slurm options stay valid and unused). */
-	if (fl.launcher && strcmp(fl.launcher, "slurm") == 0) {
+	if (fl.launcher && schema_enum_index("launcher.type", fl.launcher) == LAUNCHER_SLURM) {
 		snprintf(launcher_override, sizeof launcher_override, "launcher.type=%s",
 			 fl.launcher);
 		overrides[n_over++] = launcher_override;
@@ -395,7 +387,8 @@ int cmd_run(const struct cli *cli, int argc, char **argv)
 		goto done;
 	}
 	bool slurm = experiment_config(e)->launcher.type == LAUNCHER_SLURM &&
-		     !(fl.launcher && strcmp(fl.launcher, "local") == 0);
+		     !(fl.launcher &&
+		       schema_enum_index("launcher.type", fl.launcher) == LAUNCHER_LOCAL);
 	if (fl.detach && !slurm) {
 		rc = cli_usage_error("run", NULL, "--detach needs --launcher slurm (or "
 						  "launcher.type: slurm)");
@@ -453,12 +446,12 @@ int cmd_run(const struct cli *cli, int argc, char **argv)
 		.resume = fl.resume,
 		.jobs = fl.jobs,
 		.backend = be,
-		.device = be ? (be->name[0] == 'c' && be->name[1] == 'u' ? "cuda:0" : be->name) : "-",
+		.device = be ? (be->type == BACKEND_CUDA ? "cuda:0" : backend_name(be)) : "-",
 		.verbosity = cli->verbosity,
 		.tty = cli->tty,
 		.color = cli->color,
 	};
-	if (n_points && be && strcmp(be->name, "cuda") == 0) {
+	if (n_points && be && be->type == BACKEND_CUDA) {
 		static char dev[32];
 		snprintf(dev, sizeof dev, "cuda:%d", points[0].cfg->backend.device);
 		opt.device = dev;

@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 #include "common/util.h"
 #include "runner/cluster.h"
+#include "common/banned.h"
 
 /* Counts the runs this sync settled as failed or crashed. */
 static void on_record(void *ud, const char *run_id, const struct journal_rec *rec,

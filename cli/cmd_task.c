@@ -4,6 +4,7 @@
 
 #include "cli/cli.h"
 #include "runner/cluster.h"
+#include "common/banned.h"
 
 int cmd_task(const struct cli *cli, int argc, char **argv)
 {

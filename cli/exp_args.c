@@ -12,6 +12,7 @@
 #include "cli/cli.h"
 #include "runner/sweep.h"
 #include "schema/schema.h"
+#include "common/banned.h"
 
 static bool is_valued(const char *arg, const char *const *valued)
 {

@@ -5,6 +5,7 @@
 
 #include "common/util.h"
 #include "cli/cli.h"
+#include "common/banned.h"
 
 static void print_help(FILE *out)
 {

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "common/util.h"
+#include "common/banned.h"
 
 struct run_table {
 	size_t n_cols, n_rows, cap_rows;

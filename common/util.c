@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "common/banned.h"
 
 int strbuf_append(struct strbuf *s, const char *data, size_t n)
 {

@@ -19,7 +19,9 @@
 
 #include "common/util.h"
 #include "runner/slurm.h"
+#include "schema/table.h"
 #include "store/store.h"
+#include "common/banned.h"
 
 #define QUEUE_MIN_S 1.0
 #define QUEUE_MAX_S 10.0
@@ -259,7 +261,7 @@ static int make_submission_dir(struct cluster *c, char **out_dir, char **out_nam
 			       struct diag *d)
 {
 	*out_dir = *out_name = NULL;
-	char *base = path_join(c->workspace, "slurm");
+	char *base = path_join(c->workspace, CLUSTER_SUBMISSIONS);
 	if (!base)
 		return diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
 	int r = dir_make_all(base, d);
@@ -389,7 +391,7 @@ int cluster_submit(struct cluster *c, const struct run_point *pts, size_t n, siz
 			.seed = (int64_t)pt->cfg->seed,
 			.git_commit = p && p->is_repo ? p->commit : NULL,
 			.git_dirty = p && p->is_repo && p->dirty,
-			.launcher = "slurm",
+			.launcher = schema_enum_name("launcher.type", LAUNCHER_SLURM),
 			.submission = subname,
 		};
 		char *runs = path_join(c->workspace, "runs");
@@ -680,8 +682,8 @@ static char *read_log_tail(const struct cluster *c, const struct crun *r, size_t
 	path_out[0] = '\0';
 	if (!r->submission || !r->array_job[0])
 		return NULL;
-	snprintf(path_out, path_n, "%s/slurm/%s/logs/%s_%lld.out", c->workspace, r->submission,
-		 r->array_job, (long long)r->task);
+	snprintf(path_out, path_n, "%s/%s/%s/logs/%s_%lld.out", c->workspace, CLUSTER_SUBMISSIONS,
+		 r->submission, r->array_job, (long long)r->task);
 	FILE *f = fopen(path_out, "rb");
 	if (!f)
 		return NULL;
@@ -870,7 +872,8 @@ static void find_job_id(struct cluster *c, struct crun *r)
 	if (r->array_job[0] || !r->submission)
 		return;
 	char path[PATH_MAX];
-	snprintf(path, sizeof path, "%s/slurm/%s/job_id", c->workspace, r->submission);
+	snprintf(path, sizeof path, "%s/%s/%s/job_id", c->workspace, CLUSTER_SUBMISSIONS,
+		 r->submission);
 	char *text = NULL;
 	size_t n = 0;
 	struct diag d;
@@ -881,8 +884,8 @@ static void find_job_id(struct cluster *c, struct crun *r)
 	if (k > 0 && k < sizeof r->array_job) {
 		/* the index: the run's position in the manifest */
 		char mpath[PATH_MAX];
-		snprintf(mpath, sizeof mpath, "%s/slurm/%s/manifest.json", c->workspace,
-			 r->submission);
+		snprintf(mpath, sizeof mpath, "%s/%s/%s/manifest.json", c->workspace,
+			 CLUSTER_SUBMISSIONS, r->submission);
 		json_t *m = json_load_file(mpath, 0, NULL);
 		const json_t *runs = json_object_get(m, "runs");
 		for (size_t i = 0; i < json_array_size(runs); i++) {
@@ -1033,7 +1036,8 @@ int cluster_follow_unsettled(struct cluster *c, struct diag *d)
 		rc = store_runs(c->s, &l, c->o.experiment, NULL, d);
 	for (size_t i = 0; !rc && i < l->n; i++) {
 		const struct store_run *sr = &l->items[i];
-		if (!sr->launcher || strcmp(sr->launcher, "slurm") != 0 || !sr->run_dir)
+		if (!sr->launcher || !sr->run_dir ||
+		    schema_enum_index("launcher.type", sr->launcher) != LAUNCHER_SLURM)
 			continue;
 		bool active = strcmp(sr->status, "queued") == 0 || strcmp(sr->status, "running") == 0;
 		bool queued_again = false;

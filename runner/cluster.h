@@ -20,6 +20,9 @@
 
 struct cluster; /* opaque */
 
+/* The workspace's directory of submissions (WORKSPACE/slurm/<submission>/). */
+#define CLUSTER_SUBMISSIONS "slurm"
+
 struct cluster_options {
 	const char *workspace;
 	int64_t invocation;           /* the submitting `ftlab run`; 0 for sync and cancel */

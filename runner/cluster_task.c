@@ -25,6 +25,7 @@
 #include "runner/slurm.h"
 #include "schema/schema.h"
 #include "store/journal.h"
+#include "common/banned.h"
 
 #define MANIFEST_MAX (64u << 20)
 #define HEARTBEAT_S 1.0
@@ -294,6 +295,11 @@ int cluster_task(const char *workspace, const char *subdir, const char *index_te
 			 "cannot read the frozen config of run %s: %s", run_id, d.text);
 	}
 	int threads = cfg ? run_threads(cfg) : 0;
+	char device[32] = "";
+	if (be && be->type == BACKEND_CUDA)
+		snprintf(device, sizeof device, "cuda:%d", cfg->backend.device);
+	else if (be)
+		snprintf(device, sizeof device, "%s", backend_name(be));
 	struct journal_start st = {
 		.job_id = getenv("SLURM_JOB_ID"),
 		.array_job = getenv("SLURM_ARRAY_JOB_ID"),
@@ -302,8 +308,8 @@ int cluster_task(const char *workspace, const char *subdir, const char *index_te
 		.node = node,
 		.host = hostbuf,
 		.pid = getpid(),
-		.backend = be ? be->name : NULL,
-		.device = be ? (strcmp(be->name, "cuda") == 0 ? "cuda:0" : be->name) : NULL,
+		.backend = be ? backend_name(be) : NULL,
+		.device = be ? device : NULL,
 		.threads = threads,
 		.resume = resume,
 		.submission = sub_name,
@@ -325,7 +331,7 @@ int cluster_task(const char *workspace, const char *subdir, const char *index_te
 		     "%s, backend %s, %d threads",
 	      seq, run_id, node, env_or("SLURM_ARRAY_JOB_ID", "?"),
 	      (long long)env_int("SLURM_ARRAY_TASK_ID", index), env_or("SLURM_JOB_ID", "?"),
-	      (long long)restart, resume ? "resuming" : "from the start", be ? be->name : "-",
+	      (long long)restart, resume ? "resuming" : "from the start", be ? backend_name(be) : "-",
 	      threads);
 	/* the marker slurm_log_verdict looks for, alone on a line */
 	printf("ftlab-task: attempt %d\n", seq);
@@ -339,7 +345,8 @@ int cluster_task(const char *workspace, const char *subdir, const char *index_te
 	}
 
 	run_signals_install();
-	task_warn_stops = strcmp(be->name, "exec") != 0;
+	/* the native engine checkpoints on a stop; an exec trainer cannot be asked to */
+	task_warn_stops = be->type != BACKEND_EXEC;
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_usr1;

@@ -10,6 +10,7 @@
 
 #include "common/hash.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 struct hash_entry {
 	char *path;

@@ -9,6 +9,7 @@
 #include "common/util.h"
 #include "runner/identity.h"
 #include "store/store.h"
+#include "common/banned.h"
 
 int plan_lookup_status(const char **out, const char *workspace, const char *experiment,
 		       const char *identity_hex, struct diag *d)

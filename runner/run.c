@@ -21,6 +21,7 @@
 #include "common/util.h"
 #include "store/store.h"
 #include "schema/schema.h"
+#include "common/banned.h"
 
 volatile sig_atomic_t run_stop_flag;
 
@@ -454,7 +455,7 @@ int run_backend_pick(const struct backend **out, enum backend_type type, struct 
 	case BACKEND_CPU:
 	case BACKEND_CUDA: {
 		const struct backend *b = type == BACKEND_CPU ? backend_cpu() : backend_cuda();
-		const char *name = type == BACKEND_CPU ? "cpu" : "cuda";
+		const char *name = schema_enum_name("backend.type", (int)type);
 		if (!b || !b->available(why, sizeof why))
 			return diag_set(d, FT_EUNSUPP, "", 0, 0, "backend '%s' cannot run here: %s",
 					name, why[0] ? why : "not built into this binary");
@@ -522,7 +523,7 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 	};
 	log_printf(log, "%s run %s (sweep index %zu, params %s) with backend %s, pid %d",
 		   resume ? "resuming" : "starting", pt->id, pt->index, pt->params_json,
-		   opt->backend->name, (int)getpid());
+		   backend_name(opt->backend), (int)getpid());
 	if (resume && store_writer_event(w, "info", "resumed",
 					 "continuing a killed or crashed attempt") != 0) {
 		/* kept in the writer's error; the run itself goes on */
@@ -631,8 +632,8 @@ static int claim_loop(struct store *s, const char *workspace, int64_t invocation
 			.params_json = pt->params_json,
 			.config_json = pt->cfg->canonical_json,
 			.identity = pt->identity,
-			.backend = opt->backend->name,
-			.device = opt->device ? opt->device : opt->backend->name,
+			.backend = backend_name(opt->backend),
+			.device = opt->device ? opt->device : backend_name(opt->backend),
 			.threads = run_threads(pt->cfg),
 			.seed = (int64_t)pt->cfg->seed,
 			.run_dir = NULL,

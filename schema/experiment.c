@@ -10,6 +10,7 @@
 
 #include "common/hash.h"
 #include "schema/internal.h"
+#include "common/banned.h"
 
 struct experiment {
 	char *path;            /* as given */

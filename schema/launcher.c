@@ -8,6 +8,7 @@
 
 #include "common/util.h"
 #include "schema/schema.h"
+#include "common/banned.h"
 
 bool schema_slurm_time(const char *s, double *out_s)
 {

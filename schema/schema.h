@@ -13,7 +13,7 @@
 #include "common/diag.h"
 #include "schema/config.h"
 
-/* Caps on untrusted input (RELIABILITY.md, YAML). */
+/* Caps on untrusted input (stated at the top of docs/experiment-file.md). */
 #define SCHEMA_MAX_FILE_BYTES (1u << 20) /* one experiment file */
 #define SCHEMA_MAX_DEPTH 32              /* nesting of maps and lists */
 #define SCHEMA_MAX_EXTENDS 16            /* length of an `extends:` chain */

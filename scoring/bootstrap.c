@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/rng.h"
+#include "common/banned.h"
 
 double boot_agg_mean(const double *sum, size_t n, void *ud)
 {

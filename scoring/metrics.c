@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "common/banned.h"
 
 /* ---- code point buffers ---------------------------------------------------------- */
 
@@ -694,7 +695,7 @@ static double chrf_compute(const double *st)
 	const double eps = 1e-16, factor = 4.0;
 	double avg_prec = 0, avg_rec = 0;
 	int eff = 0;
-	for (int i = 0; i < 6; i++) {
+	for (size_t i = 0; i < 6; i++) {
 		double nh = st[3 * i], nr = st[3 * i + 1], nm = st[3 * i + 2];
 		double prec = nh > 0 ? nm / nh : eps;
 		double rec = nr > 0 ? nm / nr : eps;

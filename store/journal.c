@@ -20,6 +20,7 @@
 
 #include "common/hash.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 struct journal {
 	pthread_mutex_t mu;

@@ -1,5 +1,5 @@
 /* store: the SQLite record of experiments, invocations, runs and everything a run
- * measures (PRODUCT.md §5, docs/store.md). The only file that includes sqlite3.h is
+ * measures (docs/store.md). The only file that includes sqlite3.h is
  * store.c. Writes use BEGIN IMMEDIATE and short transactions; metric and prediction
  * writes are buffered and flushed in batches. Several processes may share one store.
  * Thread-safety: one struct store per thread (the heartbeat opens its own). */
@@ -76,8 +76,9 @@ struct store_run_spec {
 	/* Provenance of the claiming invocation: caching needs the same clean commit. */
 	const char *git_commit;  /* NULL outside a repository */
 	bool git_dirty;
-	/* NULL: this process runs the point (status running, its pid and host). "slurm": a
-	 * cluster task will (status queued until its journal says it started). */
+	/* NULL: this process runs the point (status running, its pid and host). A cluster
+	 * launcher's name (launcher.type): a task there will (status queued until its journal
+	 * says it started). */
 	const char *launcher;
 	const char *submission;  /* cluster: the submission directory's name */
 };
@@ -190,8 +191,9 @@ struct store_run {
 	/* Provenance of the invocation that last executed the run. */
 	char *git_commit, *git_branch, *git_remote; /* NULL outside a repository */
 	int git_dirty;                              /* 0, 1, or -1 outside a repository */
-	/* Cluster runs (NULL/-1 otherwise): launcher "slurm", the submission directory, the
-	 * array job id and index, the current attempt's own job id and Slurm node. */
+	/* Cluster runs (NULL/-1 otherwise): the launcher's name (launcher.type), the
+	 * submission directory, the array job id and index, the current attempt's own job id
+	 * and Slurm node. A local run's launcher is NULL. */
 	char *launcher, *submission, *slurm_job, *slurm_job_id, *node;
 	int64_t slurm_task;
 };

@@ -11,6 +11,7 @@
 
 #include "common/util.h"
 #include "store/journal.h"
+#include "common/banned.h"
 
 int store_cluster_submitted(struct store *s, const char *const *run_ids, size_t n,
 			    int64_t first_task, const char *array_job, struct diag *d)

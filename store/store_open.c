@@ -19,9 +19,10 @@
 
 #include "common/hash.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 
-/* Version 1: the schema of PRODUCT.md §5. Forward-only: a later version appends a new
+/* Version 1: the tables docs/store.md documents. Forward-only: a later version appends a new
  * entry to `migrations` and never edits an old one. */
 static const char *const migrations[] = {
 	/* 0 -> 1 */
@@ -323,7 +324,7 @@ int store_open(struct store **out, const char *workspace, bool create, struct di
 			r = store_db_error(s, d, open_sql);
 			goto done;
 		}
-		struct timespec pause = {0, 20 * 1000 * 1000};
+		struct timespec pause = {0, 20L * 1000 * 1000};
 		nanosleep(&pause, NULL);
 	}
 	r = migrate(s, d);

@@ -19,6 +19,7 @@
 
 #include "common/hash.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 
 /* ---- readers ---- */

@@ -19,6 +19,7 @@
 
 #include "common/hash.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 
 /* ---- experiments and invocations ---- */
@@ -189,7 +190,7 @@ int store_reap_stale(struct store *s, double max_age_s, int *out_n, struct diag 
 	 * from their journals and Slurm's queue. */
 	r = store_prepare(s, &st,
 			  "SELECT id, host, pid, heartbeat FROM runs WHERE status = 'running'"
-			  " AND coalesce(launcher, 'local') = 'local'",
+			  " AND launcher IS NULL",
 			  d);
 	if (r)
 		goto done;
@@ -291,7 +292,7 @@ int store_run_claim(struct store *s, enum store_claim *out, int64_t invocation,
 		return r;
 	r = store_prepare(s, &st,
 		    "SELECT status, pid, host, heartbeat, invocation, git_commit, git_dirty,"
-		    " identity, coalesce(launcher, 'local') FROM runs WHERE id = ?1",
+		    " identity, launcher FROM runs WHERE id = ?1",
 		    d);
 	if (r)
 		goto done;
@@ -317,8 +318,7 @@ int store_run_claim(struct store *s, enum store_claim *out, int64_t invocation,
 		}
 		int64_t row_inv = sqlite3_column_int64(st, 4);
 		bool ours = sqlite3_column_type(st, 4) != SQLITE_NULL && row_inv == invocation;
-		const char *row_launcher = (const char *)sqlite3_column_text(st, 8);
-		bool cluster = row_launcher && strcmp(row_launcher, "local") != 0;
+		bool cluster = sqlite3_column_type(st, 8) != SQLITE_NULL; /* NULL: this machine */
 		if (cluster && (strcmp(status, "running") == 0 || strcmp(status, "queued") == 0)) {
 			/* Its task may still run on a node; only its journal or Slurm can say
 			 * otherwise (ftlab sync). */
@@ -387,7 +387,7 @@ int store_run_claim(struct store *s, enum store_claim *out, int64_t invocation,
 			    d);
 		if (r)
 			goto done;
-		bool cl = spec->launcher && strcmp(spec->launcher, "local") != 0;
+		bool cl = spec->launcher != NULL;
 		store_bind_text(st, 1, spec->id);
 		store_bind_text(st, 2, spec->experiment);
 		sqlite3_bind_int64(st, 3, invocation);
@@ -415,7 +415,7 @@ int store_run_claim(struct store *s, enum store_claim *out, int64_t invocation,
 			sqlite3_bind_null(st, 17);
 		sqlite3_bind_int(st, 18, decision == STORE_CLAIM_RESUME);
 		store_bind_text(st, 19, cl ? "queued" : "running");
-		store_bind_text(st, 20, cl ? spec->launcher : "local");
+		store_bind_text(st, 20, spec->launcher);
 		if (cl)
 			sqlite3_bind_null(st, 21);
 		else

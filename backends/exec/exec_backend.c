@@ -24,6 +24,7 @@
 #include "backends/backend.h"
 #include "scoring/metrics.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 extern char **environ;
 
@@ -801,7 +802,7 @@ static bool exec_available(char *why, size_t why_len)
 }
 
 static const struct backend exec_backend = {
-	.name = "exec",
+	.type = BACKEND_EXEC,
 	.available = exec_available,
 	.run = exec_run,
 };

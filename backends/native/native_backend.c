@@ -22,6 +22,8 @@
 #include "backends/native/train/trainer.h"
 #include "common/hash.h"
 #include "common/util.h"
+#include "schema/table.h"
+#include "common/banned.h"
 
 /* ---- the data loader as the trainer's batch source ---- */
 
@@ -114,8 +116,7 @@ static void artifact(const struct run_ctx *ctx, const char *kind, const char *re
 
 static const char *method_name(enum method_type t)
 {
-	static const char *const n[] = {"none", "full", "freeze", "lora"};
-	return n[t];
+	return schema_enum_name("method.type", (int)t);
 }
 
 static void fill_model_opts(struct model_opts *o, const struct config *cfg, int max_batch,
@@ -424,7 +425,7 @@ static bool native_available(char *why, size_t why_len)
 	return true;
 }
 
-static const struct backend cpu_backend = {"cpu", native_available, native_run};
+static const struct backend cpu_backend = {BACKEND_CPU, native_available, native_run};
 
 const struct backend *backend_cpu(void)
 {

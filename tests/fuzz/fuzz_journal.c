@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "store/journal.h"
+#include "common/banned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

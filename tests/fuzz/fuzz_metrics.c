@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "scoring/metrics.h"
+#include "common/banned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

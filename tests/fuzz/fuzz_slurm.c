@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "runner/slurm.h"
+#include "common/banned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -13,6 +13,7 @@
 #include "scoring/bootstrap.h"
 #include "scoring/metrics.h"
 #include "common/rng.h"
+#include "common/banned.h"
 
 enum { N = 100, TRIALS = 400, RESAMPLES = 400 };
 

@@ -21,6 +21,7 @@
 #include "runner/sweep.h"
 #include "schema/schema.h"
 #include "tests/unit/report_fixture.h"
+#include "common/banned.h"
 
 static char *g_dir; /* experiment files and the workspace .ftlab */
 

@@ -19,6 +19,7 @@
 #include "store/journal.h"
 #include "store/store.h"
 #include "tests/unit/scratch.h"
+#include "common/banned.h"
 
 static const char *g_dir;
 static char g_run_dir[512];

@@ -14,6 +14,7 @@
 #include "common/rng.h"
 #include "common/hash.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 static void test_diag_first_error_wins(void **state)
 {

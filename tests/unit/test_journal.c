@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "store/journal.h"
 #include "tests/unit/scratch.h"
+#include "common/banned.h"
 
 static struct journal *open_attempt(const char *dir, int expect_seq, bool resume)
 {

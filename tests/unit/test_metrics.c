@@ -15,6 +15,7 @@
 
 #include "scoring/metrics.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 static char *fixture_path(void)
 {

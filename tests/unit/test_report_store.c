@@ -22,6 +22,7 @@
 #include "reports/report_write.h"
 #include "store/store.h"
 #include "tests/unit/report_fixture.h"
+#include "common/banned.h"
 
 static char *g_ws;
 

@@ -20,6 +20,7 @@
 #include "runner/run.h"
 #include "schema/schema.h"
 #include "store/store.h"
+#include "common/banned.h"
 
 /* The trainer: logs STEPS steps (sleeping DELAY s each) with a checkpoint file holding the
  * next step, resumes from it when FTLAB_RESUME=1 (re-logging the last two steps, which may

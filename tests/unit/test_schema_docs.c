@@ -16,6 +16,7 @@
 #include "cli/cli_doc.h"
 #include "schema/schema.h"
 #include "schema/table.h"
+#include "common/banned.h"
 
 static char *render(int (*fn)(FILE *))
 {

@@ -16,6 +16,7 @@
 #include "common/util.h"
 #include "runner/slurm.h"
 #include "schema/schema.h"
+#include "common/banned.h"
 
 static void test_queue_parse(void **state)
 {

@@ -28,6 +28,7 @@
 #include "common/util.h"
 #include "store/store.h"
 #include "tests/unit/tiny_model.h"
+#include "common/banned.h"
 
 static char g_dir[64];       /* scratch: experiments, workspaces, outputs */
 static char g_cluster[512];  /* the cluster's directory (dirname of SLURM_CONF) */
@@ -774,7 +775,10 @@ static void test_resume_force_only(void **state)
 	/* its executions: one from step 0, one resumed from its checkpoint */
 	char *ex = slurp("executions");
 	int from0 = 0, later = 0;
-	for (char *line = strtok(ex, "\n"); line; line = strtok(NULL, "\n")) {
+	for (char *line = ex, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+		nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
 		char rid[32], node[32];
 		int start;
 		if (sscanf(line, "%31s %31s %d", rid, node, &start) == 3 && strcmp(rid, id51) == 0)

@@ -18,6 +18,7 @@
 
 #include "common/util.h"
 #include "store/store.h"
+#include "common/banned.h"
 
 static char *make_workspace(void)
 {

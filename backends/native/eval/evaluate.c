@@ -12,6 +12,7 @@
 #include "backends/native/ops/ops.h"
 #include "backends/native/peft/adapter.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 static const char *const tf_names[TF_N] = {"loss", "perplexity", "token_accuracy"};
 

@@ -15,6 +15,7 @@
 
 #include "common/hash.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 #define CONFIG_MAX (16u << 20)
 #define TOKENIZER_MAX (256u << 20)

@@ -13,6 +13,7 @@
 
 #include "common/hash.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 static int load_gguf_file(struct model_file *m, const char *path, struct diag *d)
 {

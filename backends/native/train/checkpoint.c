@@ -16,6 +16,7 @@
 #include "backends/native/peft/st_write.h"
 #include "common/hash.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 #define CKPT_VERSION 1
 #define CKPT_MAX_BYTES ((size_t)64 << 30)
