@@ -5,7 +5,8 @@
  * exits 1, one cancelled, one whose node daemon is killed (requeued, resumed elsewhere);
  * the submitting ftlab killed with -9 and `ftlab sync` recovering every result; a
  * preempted native run resumed on another node with a bit-identical trace; a native run
- * that checkpoints and requeues itself on Slurm's time-limit warning; two
+ * that checkpoints and requeues itself on Slurm's time-limit warning; --resume, --force and
+ * --only; the config and files frozen at submission; two
  * experiments submitted at once into one workspace; a task that hits its time limit
  * (submitted first, checked last: Slurm enforces limits in whole minutes). */
 #include <setjmp.h>
@@ -802,6 +803,58 @@ static void test_resume_force_only(void **state)
 	free(wsp);
 }
 
+/* Frozen at submission: editing the experiment file while the tasks wait changes
+ * nothing (the tasks read the resolved config written into each run directory); changing
+ * a data file makes the tasks that start afterwards fail, saying so, instead of training on
+ * data the run's identity does not describe. */
+static void test_frozen_at_submission(void **state)
+{
+	(void)state;
+	if (!g_have)
+		skip();
+	put("frozen-train.jsonl", "{\"prompt\": \"q\", \"completion\": \"yes\"}\n");
+	char y[1024];
+	snprintf(y, sizeof y,
+		 "name: frozen\nseed: 1\nmodel:\n  base: base.txt\n"
+		 "data:\n  format: completion\n  train: frozen-train.jsonl\n"
+		 "train:\n  steps: %d\neval:\n  metrics: [exact_match]\n"
+		 "backend:\n  type: exec\n"
+		 "  command: [/bin/sh, train.sh, \"{seed}\", \"{train.steps}\", \"0.5\"]\n"
+		 "launcher: {type: slurm, array_parallelism: 1}\n"
+		 "sweep:\n  parameters:\n    seed: [61, 62, 63]\n",
+		 4);
+	put("frozen.yaml", y);
+	char *wsp = ws_path("ws-frozen");
+	const char *args[] = {"--workspace", wsp, "run", "frozen.yaml", "--detach", NULL};
+	assert_int_equal(ftlab("frozen", args), 0);
+	/* the file now asks for 2 steps: nothing submitted changes */
+	snprintf(y, sizeof y, "name: frozen\nseed: 1\nmodel:\n  base: base.txt\n"
+			      "data:\n  format: completion\n  train: frozen-train.jsonl\n"
+			      "train:\n  steps: 2\n");
+	put("frozen.yaml", y);
+	/* once the second run has started, its data file changes under the third */
+	struct seed_state w = {62, "running", 0};
+	store_run_list_free(sync_until("ws-frozen", "frozen", 60, seed_in, &w, "seed 62 running"));
+	put("frozen-train.jsonl", "{\"prompt\": \"q\", \"completion\": \"no\"}\n");
+	struct store_run_list *l = sync_until("ws-frozen", "frozen", 60, all_settled, NULL,
+					      "settled");
+	for (int64_t seed = 61; seed <= 62; seed++) {
+		const struct store_run *r = run_with_seed(l, seed);
+		if (strcmp(r->status, "finished") != 0)
+			fail_msg("seed %lld: %s %s", (long long)seed, r->status, r->error ? r->error : "");
+		struct store_metric_list *m = losses("ws-frozen", r->id);
+		assert_int_equal(m->n, 4);
+		store_metric_list_free(m);
+	}
+	const struct store_run *r3 = run_with_seed(l, 63);
+	assert_string_equal(r3->status, "failed");
+	if (!strstr(r3->error, "changed since submission"))
+		fail_msg("seed 63: %s", r3->error);
+	assert_int_equal(executions(r3->id), 0);
+	store_run_list_free(l);
+	free(wsp);
+}
+
 /* Two experiments submitted at once into one workspace. */
 static void test_two_at_once(void **state)
 {
@@ -855,7 +908,8 @@ int main(void)
 		cmocka_unit_test(test_exec_sweep),       cmocka_unit_test(test_native),
 		cmocka_unit_test(test_failures),         cmocka_unit_test(test_submitter_killed),
 		cmocka_unit_test(test_preempted_native), cmocka_unit_test(test_time_warning_native),
-		cmocka_unit_test(test_resume_force_only), cmocka_unit_test(test_two_at_once),
+		cmocka_unit_test(test_resume_force_only), cmocka_unit_test(test_frozen_at_submission),
+		cmocka_unit_test(test_two_at_once),
 		cmocka_unit_test(test_time_limit),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
