@@ -17,6 +17,7 @@
 
 #include <jansson.h>
 
+#include "common/hash.h"
 #include "common/util.h"
 #include "runner/slurm.h"
 #include "schema/table.h"
@@ -339,6 +340,42 @@ static int freeze_run(struct cluster *c, const struct run_point *pt, bool resume
 	return 0;
 }
 
+/* The files an exec trainer's command names (train.py in [python3, train.py, ...]),
+ * relative to backend.workdir, with their content hashes: the run's identity covers the
+ * config, model and data, and this pins the trainer's own code too, so that a task does not
+ * run a script edited after submission. {} for the native backends. */
+static int pin_trainer_files(json_t **out, const struct config *cfg, struct diag *d)
+{
+	*out = json_object();
+	if (!*out)
+		return diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
+	if (cfg->backend.type != BACKEND_EXEC)
+		return 0;
+	for (size_t i = 0; i < cfg->backend.command.n; i++) {
+		const char *a = cfg->backend.command.items[i];
+		if (strchr(a, '{') || a[0] == '-')
+			continue; /* placeholders and options name no file */
+		char *p = a[0] == '/' || !cfg->backend.workdir ? ft_strdup(a)
+							       : path_join(cfg->backend.workdir, a);
+		struct stat sb;
+		char hex[65];
+		struct diag hd;
+		diag_init(&hd);
+		int r = 0;
+		if (!p)
+			r = diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
+		else if (i > 0 && stat(p, &sb) == 0 && S_ISREG(sb.st_mode) &&
+			 sha256_file_hex(hex, p, &hd) == 0)
+			r = json_object_set_new(*out, p, json_string(hex))
+				    ? diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory")
+				    : 0;
+		free(p);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
 /* Ends a claimed run that cannot reach Slurm; a store error here is reported, the
  * submission's own error is what the caller returns. */
 static void end_failed(struct cluster *c, const char *id, const char *why)
@@ -428,11 +465,18 @@ int cluster_submit(struct cluster *c, const struct run_point *pts, size_t n, siz
 		ids[k] = pt->id;
 		dirs[k] = rdir;
 		json_t *params = json_loads(pt->params_json ? pt->params_json : "{}", 0, NULL);
-		json_array_append_new(mruns, json_pack("{s:I, s:s, s:s, s:I, s:b, s:o}", "index",
-						       (json_int_t)k, "run", pt->id, "identity",
-						       pt->identity, "sweep_index",
+		json_t *pinned = NULL;
+		r = pin_trainer_files(&pinned, pt->cfg, d);
+		if (r) {
+			json_decref(params);
+			goto fail_claimed;
+		}
+		json_array_append_new(mruns, json_pack("{s:I, s:s, s:s, s:I, s:b, s:o, s:o}",
+						       "index", (json_int_t)k, "run", pt->id,
+						       "identity", pt->identity, "sweep_index",
 						       (json_int_t)pt->index, "resume", resume, "params",
-						       params ? params : json_object()));
+						       params ? params : json_object(), "pinned",
+						       pinned));
 		k++;
 	}
 	if (k == 0) {

@@ -20,6 +20,7 @@
 
 #include <jansson.h>
 
+#include "common/hash.h"
 #include "common/util.h"
 #include "runner/identity.h"
 #include "runner/slurm.h"
@@ -293,6 +294,24 @@ int cluster_task(const char *workspace, const char *subdir, const char *index_te
 				 "the model or data files changed since submission (identity %.12s "
 				 "then, %.12s now); resubmit to run on the new files",
 				 identity, now_id);
+		/* the exec trainer's files as they were at submission */
+		const char *path;
+		const json_t *want;
+		json_object_foreach((json_t *)json_object_get(entry, "pinned"), path, want)
+		{
+			char hex[65];
+			struct diag hd;
+			diag_init(&hd);
+			if (fail.code || !json_is_string(want))
+				continue;
+			if (sha256_file_hex(hex, path, &hd) != 0)
+				diag_set(&fail, FT_EINVAL, "", 0, 0, "the trainer file %s is gone since "
+					 "submission: %s", path, hd.text);
+			else if (strcmp(hex, json_string_value(want)) != 0)
+				diag_set(&fail, FT_EINVAL, "", 0, 0,
+					 "the trainer file %s changed since submission; resubmit to run "
+					 "the new version", path);
+		}
 		if (!fail.code && run_backend_pick(&be, cfg->backend.type, &fail) != 0)
 			be = NULL; /* the reason is in fail */
 	} else {

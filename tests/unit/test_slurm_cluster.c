@@ -6,7 +6,7 @@
  * the submitting ftlab killed with -9 and `ftlab sync` recovering every result; a
  * preempted native run resumed on another node with a bit-identical trace; a native run
  * that checkpoints and requeues itself on Slurm's time-limit warning; --resume, --force and
- * --only; the config and files frozen at submission; two
+ * --only; the config, data and trainer script frozen at submission; two
  * experiments submitted at once into one workspace; a task that hits its time limit
  * (submitted first, checked last: Slurm enforces limits in whole minutes). */
 #include <setjmp.h>
@@ -803,54 +803,73 @@ static void test_resume_force_only(void **state)
 	free(wsp);
 }
 
-/* Frozen at submission: editing the experiment file while the tasks wait changes
- * nothing (the tasks read the resolved config written into each run directory); changing
- * a data file makes the tasks that start afterwards fail, saying so, instead of training on
- * data the run's identity does not describe. */
+/* Frozen at submission (the tasks start 3 s after it, --begin): editing the experiment
+ * file changes nothing submitted (the tasks read the resolved config written into each run
+ * directory); a changed data file, or a changed exec trainer script, makes the task fail
+ * saying so instead of running what the run's identity does not describe. */
+static void frozen_experiment(const char *name, const char *data, const char *script,
+			      int steps, const char *seeds)
+{
+	char y[1024], rel[64];
+	snprintf(y, sizeof y,
+		 "name: %s\nseed: 1\nmodel:\n  base: base.txt\n"
+		 "data:\n  format: completion\n  train: %s\n"
+		 "train:\n  steps: %d\neval:\n  metrics: [exact_match]\n"
+		 "backend:\n  type: exec\n"
+		 "  command: [/bin/sh, %s, \"{seed}\", \"{train.steps}\", \"0\"]\n"
+		 "launcher: {type: slurm, sbatch_args: [--begin=now+3]}\n"
+		 "sweep:\n  parameters:\n    seed: %s\n",
+		 name, data, steps, script, seeds);
+	snprintf(rel, sizeof rel, "%s.yaml", name);
+	put(rel, y);
+}
+
 static void test_frozen_at_submission(void **state)
 {
 	(void)state;
 	if (!g_have)
 		skip();
-	put("frozen-train.jsonl", "{\"prompt\": \"q\", \"completion\": \"yes\"}\n");
-	char y[1024];
-	snprintf(y, sizeof y,
-		 "name: frozen\nseed: 1\nmodel:\n  base: base.txt\n"
-		 "data:\n  format: completion\n  train: frozen-train.jsonl\n"
-		 "train:\n  steps: %d\neval:\n  metrics: [exact_match]\n"
-		 "backend:\n  type: exec\n"
-		 "  command: [/bin/sh, train.sh, \"{seed}\", \"{train.steps}\", \"0.5\"]\n"
-		 "launcher: {type: slurm, array_parallelism: 1}\n"
-		 "sweep:\n  parameters:\n    seed: [61, 62, 63]\n",
-		 4);
-	put("frozen.yaml", y);
+	put("fdata.jsonl", "{\"prompt\": \"q\", \"completion\": \"yes\"}\n");
+	put("fcode.sh", trainer);
+	frozen_experiment("frozen", "train.jsonl", "train.sh", 4, "[61, 62]");
+	frozen_experiment("frozen-data", "fdata.jsonl", "train.sh", 4, "[63]");
+	frozen_experiment("frozen-code", "train.jsonl", "fcode.sh", 4, "[64]");
 	char *wsp = ws_path("ws-frozen");
-	const char *args[] = {"--workspace", wsp, "run", "frozen.yaml", "--detach", NULL};
-	assert_int_equal(ftlab("frozen", args), 0);
-	/* the file now asks for 2 steps: nothing submitted changes */
-	snprintf(y, sizeof y, "name: frozen\nseed: 1\nmodel:\n  base: base.txt\n"
-			      "data:\n  format: completion\n  train: frozen-train.jsonl\n"
-			      "train:\n  steps: 2\n");
-	put("frozen.yaml", y);
-	/* once the second run has started, its data file changes under the third */
-	struct seed_state w = {62, "running", 0};
-	store_run_list_free(sync_until("ws-frozen", "frozen", 60, seed_in, &w, "seed 62 running"));
-	put("frozen-train.jsonl", "{\"prompt\": \"q\", \"completion\": \"no\"}\n");
-	struct store_run_list *l = sync_until("ws-frozen", "frozen", 60, all_settled, NULL,
-					      "settled");
-	for (int64_t seed = 61; seed <= 62; seed++) {
-		const struct store_run *r = run_with_seed(l, seed);
+	static const char *const names[] = {"frozen", "frozen-data", "frozen-code"};
+	for (size_t i = 0; i < 3; i++) {
+		char file[64];
+		snprintf(file, sizeof file, "%s.yaml", names[i]);
+		const char *args[] = {"--workspace", wsp, "run", file, "--detach", NULL};
+		assert_int_equal(ftlab(names[i], args), 0);
+	}
+	/* while the tasks wait: the file asks for 2 steps, the data and the script change */
+	put("frozen.yaml", "name: frozen\nseed: 1\nmodel:\n  base: base.txt\n"
+			   "data:\n  format: completion\n  train: train.jsonl\n"
+			   "train:\n  steps: 2\n");
+	put("fdata.jsonl", "{\"prompt\": \"q\", \"completion\": \"no\"}\n");
+	put("fcode.sh", "echo edited\n");
+	struct store_run_list *l = sync_until("ws-frozen", "frozen", 60, all_settled, NULL, "frozen");
+	assert_int_equal(l->n, 2);
+	for (size_t i = 0; i < l->n; i++) {
+		const struct store_run *r = &l->items[i];
 		if (strcmp(r->status, "finished") != 0)
-			fail_msg("seed %lld: %s %s", (long long)seed, r->status, r->error ? r->error : "");
+			fail_msg("run %s: %s %s", r->id, r->status, r->error ? r->error : "");
 		struct store_metric_list *m = losses("ws-frozen", r->id);
 		assert_int_equal(m->n, 4);
 		store_metric_list_free(m);
 	}
-	const struct store_run *r3 = run_with_seed(l, 63);
-	assert_string_equal(r3->status, "failed");
-	if (!strstr(r3->error, "changed since submission"))
-		fail_msg("seed 63: %s", r3->error);
-	assert_int_equal(executions(r3->id), 0);
+	store_run_list_free(l);
+	l = sync_until("ws-frozen", "frozen-data", 60, all_settled, NULL, "frozen-data");
+	assert_string_equal(l->items[0].status, "failed");
+	if (!strstr(l->items[0].error, "model or data files changed since submission"))
+		fail_msg("data changed: %s", l->items[0].error);
+	assert_int_equal(executions(l->items[0].id), 0);
+	store_run_list_free(l);
+	l = sync_until("ws-frozen", "frozen-code", 60, all_settled, NULL, "frozen-code");
+	assert_string_equal(l->items[0].status, "failed");
+	if (!strstr(l->items[0].error, "fcode.sh changed since submission"))
+		fail_msg("script changed: %s", l->items[0].error);
+	assert_int_equal(executions(l->items[0].id), 0);
 	store_run_list_free(l);
 	free(wsp);
 }
