@@ -81,7 +81,7 @@ int cmd_cancel(const struct cli *cli, int argc, char **argv)
 	double t0 = time_monotonic();
 	while (!r && n && !cluster_settled(c) && time_monotonic() - t0 < CANCEL_WAIT_S) {
 		r = cluster_poll(c, NULL, NULL, &d);
-		struct timespec ts = {0, 250 * 1000 * 1000};
+		struct timespec ts = {0, 250000000L};
 		nanosleep(&ts, NULL);
 	}
 	if (r) {

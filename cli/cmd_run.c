@@ -234,7 +234,7 @@ static int run_slurm(const struct cli *cli, const struct run_flags *fl, struct e
 	} else {
 		while (!r && !run_stop_flag && !cluster_settled(c)) {
 			r = cluster_poll(c, count_bad, &bad, &d);
-			struct timespec ts = {0, 500 * 1000 * 1000};
+			struct timespec ts = {0, 500000000L};
 			if (!r && !cluster_settled(c))
 				nanosleep(&ts, NULL);
 		}

@@ -984,7 +984,7 @@ int cluster_sync(struct cluster *c, cluster_record_fn fn, void *ud, double max_s
 	double t0 = time_monotonic();
 	int r = cluster_poll(c, fn, ud, d);
 	while (!r && !run_stop_flag && cluster_waiting(c) && time_monotonic() - t0 < max_s) {
-		struct timespec ts = {0, 250 * 1000 * 1000};
+		struct timespec ts = {0, 250000000L};
 		nanosleep(&ts, NULL);
 		r = cluster_poll(c, fn, ud, d);
 	}

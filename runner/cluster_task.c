@@ -401,7 +401,7 @@ int cluster_task(const char *workspace, const char *subdir, const char *index_te
 	/* Slurm signals every process of the job; when the trainer died first, the task's
 	 * own SIGTERM is a moment behind: give it that moment before calling it a failure. */
 	for (int i = 0; br != 0 && br != FT_EINTR && !run_stop_flag && i < 10; i++) {
-		struct timespec pause = {0, 50 * 1000 * 1000};
+		struct timespec pause = {0, 50000000L};
 		nanosleep(&pause, NULL);
 	}
 	if (t.started) {
