@@ -4,7 +4,8 @@
 # VALGRIND=1 runs the unit tests under valgrind. TESTS=pattern runs a subset.
 # Tests named test_slurm_cluster* need a Slurm cluster: a throw-away one is started
 # (scripts/slurm-cluster.sh, in a scratch directory of its own) before them and stopped at
-# the end, also when a test fails or the script is interrupted.
+# the end, also when a test fails or the script is interrupted. Slurm missing, or a cluster
+# test that skips, is a failure; FTLAB_SKIP_SLURM=1 skips them on purpose.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -45,7 +46,13 @@ for t in "$build"/tests/test_*; do
     if [ "${VALGRIND:-0}" = 1 ]; then
       skipped=$((skipped + 1)); echo "skip $name (not under valgrind)"; continue
     elif ! command -v slurmctld >/dev/null 2>&1; then
-      skipped=$((skipped + 1)); echo "skip $name (Slurm not installed: scripts/deps.sh --test)"
+      # Missing Slurm is a failure (make test installs it); skipping needs asking for.
+      if [ "${FTLAB_SKIP_SLURM:-0}" = 1 ]; then
+        skipped=$((skipped + 1)); echo "skip $name (FTLAB_SKIP_SLURM=1)"
+      else
+        failed=$((failed + 1)); failures+=("$name: Slurm is not installed (scripts/deps.sh --test; FTLAB_SKIP_SLURM=1 skips)")
+        echo "FAIL $name (Slurm not installed)"
+      fi
       continue
     elif ! cluster_start; then
       failed=$((failed + 1)); failures+=("$name: the Slurm cluster did not start (see $log_dir/slurm-cluster.log)")
@@ -64,6 +71,12 @@ for t in "$build"/tests/test_*; do
   p=$(grep -E '^\[  PASSED  \] [0-9]+ test' "$log" | awk '{s+=$4} END {print s+0}')
   f=$(grep -E '^\[  FAILED  \] [0-9]+ test' "$log" | awk '{s+=$4} END {print s+0}')
   if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+  # With a cluster up, a Slurm test that skipped did not test anything: a failure.
+  if [[ $name == test_slurm_cluster* ]] && grep -qE '^\[  SKIPPED \]' "$log"; then
+    f=$((f + 1)); echo "    $name skipped tests although the cluster is up" >>"$log"
+  fi
+  # A binary that passed nothing and failed nothing tested nothing.
+  if [[ $name == test_slurm_cluster* ]] && [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then f=1; fi
   passed=$((passed + p)); failed=$((failed + f))
   if [ "$f" -ne 0 ]; then
     failures+=("$name (see $log)")

@@ -71,6 +71,17 @@ descendants() {
   done
 }
 
+# The pids of the processes whose command name is $1, from /proc (a minimal Debian has no
+# procps, so no pgrep).
+procs_named() {
+  local s c
+  for s in /proc/[0-9]*/comm; do
+    { read -r c <"$s"; } 2>/dev/null || continue
+    [ "$c" = "$1" ] && { s=${s#/proc/}; echo "${s%/comm}"; }
+  done
+  return 0
+}
+
 # Stops what this cluster runs: the daemons whose pid files are under DIR, and the
 # slurmstepd processes started for its jobs with their job processes (a slurmd killed by a
 # test leaves them running). SIGTERM, a bounded wait, then SIGKILL. Only processes whose
@@ -84,7 +95,7 @@ stop_cluster() {
     pid_alive "$p" && pids+=("$p")
   done
   local steps=()
-  for p in $(pgrep -x slurmstepd 2>/dev/null || true); do
+  for p in $(procs_named slurmstepd); do
     tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qxF "SLURM_CONF=$dir/slurm.conf" &&
       steps+=("$p")
   done
