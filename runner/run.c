@@ -1233,7 +1233,7 @@ static int claim_and_run(struct store *s, const struct sweep_exec *X, const stru
 		.identity = pt->identity,
 		.backend = backend_name(opt->backend),
 		.device = opt->device ? opt->device : backend_name(opt->backend),
-		.threads = resolved_threads(pt->cfg),
+		.threads = run_threads(pt->cfg),
 		.seed = (int64_t)pt->cfg->seed,
 		.run_dir = abs_run,
 		.git_commit = prov && prov->is_repo ? prov->commit : NULL,
