@@ -12,6 +12,7 @@
 #include "runner/run.h"
 #include "cli/run_table.h"
 #include "schema/schema.h"
+#include "schema/table.h"
 #include "store/store.h"
 #include "common/banned.h"
 
@@ -55,7 +56,8 @@ static void print_sweep(const struct show_data *x)
 		       json_number_value(json_object_get(stop, "threshold")),
 		       (long long)json_integer_value(json_object_get(stop, "runs_at_band")));
 	const char *meth = json_string_value(json_object_get(sug, "method"));
-	if (json_is_object(sug) && meth && strcmp(meth, "tpe") == 0) {
+	if (json_is_object(sug) && meth &&
+	    schema_enum_index("sweep.method", meth) == (int)SWEEP_TPE) {
 		if (json_is_true(json_object_get(sug, "random_start")))
 			printf("chosen by   tpe: a random start point\n");
 		else
