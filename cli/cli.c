@@ -20,10 +20,10 @@ const struct cli_command cli_commands[] = {
 	 "usage: ftlab plan EXP.yaml [-s KEY=VALUE]... [--max-runs N] [--json]\n"
 	 "\n"
 	 "Prints one row per run: index, run id, status in the store and swept values.\n"
-	 "A bayes sweep has no fixed plan: it says so and lists the points it has handed\n"
-	 "out so far. Sweeps of more than 10000 runs are refused unless --max-runs raises\n"
-	 "the limit. --json prints {experiment, spec_hash, adaptive, budget, runs: [{index,\n"
-	 "run_id, identity, status, params}]}.\n",
+	 "A bayes or tpe sweep has no fixed plan: it says so and lists the points it has\n"
+	 "handed out so far. Sweeps of more than 10000 runs are refused unless --max-runs\n"
+	 "raises the limit. --json prints {experiment, spec_hash, adaptive, budget, runs:\n"
+	 "[{index, run_id, identity, status, params}]}.\n",
 	 cmd_plan},
 	{"run", "run an experiment: train and evaluate every sweep point",
 	 "usage: ftlab run EXP.yaml [-s KEY=VALUE]... [--only RUN] [--force] [--resume]\n"
@@ -31,13 +31,13 @@ const struct cli_command cli_commands[] = {
 	 "                 [--max-runs N] [--launcher local|slurm] [--detach]\n"
 	 "\n"
 	 "Expands the sweep and runs every point that is not already finished at the same\n"
-	 "clean git commit (those are reused as 'cached'); a bayes sweep chooses each point\n"
-	 "from the results before it, and early_terminate stops runs that fall behind\n"
+	 "clean git commit (those are reused as 'cached'); a bayes or tpe sweep chooses\n"
+	 "each point from the results before it, and early_terminate stops runs that fall behind\n"
 	 "(status stopped). Records config, metrics, results, predictions and provenance in\n"
 	 "the workspace's store and runs/<run-id>/.\n"
 	 "\n"
 	 "  --only RUN         run only the point with this run id (prefix, 4+ hex digits;\n"
-	 "                     not for bayes sweeps)\n"
+	 "                     not for bayes or tpe sweeps)\n"
 	 "  --force            run again even when an identical finished run exists\n"
 	 "  --resume           continue killed and crashed runs from their checkpoints\n"
 	 "  --jobs N           run N points at a time in worker processes (this process\n"

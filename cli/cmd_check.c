@@ -9,6 +9,7 @@
 #include "cli/exp_args.h"
 #include "runner/sweep.h"
 #include "schema/schema.h"
+#include "schema/table.h"
 #include "common/banned.h"
 
 int cmd_check(const struct cli *cli, int argc, char **argv)
@@ -31,8 +32,10 @@ int cmd_check(const struct cli *cli, int argc, char **argv)
 			status = 1;
 			goto done;
 		}
-		printf("# %zu run%s%s\n", plan->budget, plan->budget == 1 ? "" : "s",
-		       plan->adaptive ? " (bayes: each chosen from the results so far)" : "");
+		printf("# %zu run%s%s%s%s\n", plan->budget, plan->budget == 1 ? "" : "s",
+		       plan->adaptive ? " (" : "",
+		       plan->adaptive ? schema_enum_name("sweep.method", (int)plan->method) : "",
+		       plan->adaptive ? ": each chosen from the results so far)" : "");
 	}
 done:
 	sweep_plan_free(plan);

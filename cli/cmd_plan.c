@@ -14,6 +14,7 @@
 #include "store/store.h"
 #include "schema/node.h"
 #include "schema/schema.h"
+#include "schema/table.h"
 #include "common/banned.h"
 
 /* Prints the plan as a table: columns sized to their widest cell. */
@@ -170,8 +171,9 @@ int cmd_plan(const struct cli *cli, int argc, char **argv)
 		printf("\n]}\n");
 	} else {
 		if (plan->adaptive)
-			printf("experiment %s: bayes sweep of %zu runs, each chosen from the results "
-			       "so far; %zu known (spec %.12s)\n", experiment_name(e), plan->budget, n,
+			printf("experiment %s: %s sweep of %zu runs, each chosen from the results "
+			       "so far; %zu known (spec %.12s)\n", experiment_name(e),
+			       schema_enum_name("sweep.method", (int)plan->method), plan->budget, n,
 			       experiment_spec_hash(e));
 		else
 			printf("experiment %s: %zu run%s (spec %.12s)\n", experiment_name(e), n,

@@ -333,8 +333,9 @@ int cmd_run(const struct cli *cli, int argc, char **argv)
 	}
 	plan = sweep_ctl_plan(ctl);
 	if (fl.only && plan->adaptive) {
-		rc = cli_usage_error("run", NULL, "--only needs a fixed plan; a bayes sweep chooses "
-				     "its points as results arrive");
+		rc = cli_usage_error("run", NULL, "--only needs a fixed plan; a %s sweep chooses "
+				     "its points as results arrive",
+				     schema_enum_name("sweep.method", (int)plan->method));
 		goto done;
 	}
 	/* Provenance first: --require-clean refuses before anything runs. */
@@ -408,9 +409,11 @@ int cmd_run(const struct cli *cli, int argc, char **argv)
 		goto done;
 	}
 	if (slurm && (plan->adaptive || sweep_ctl_stop_metric(ctl))) {
-		rc = cli_usage_error("run", NULL, "%s is not connected to the Slurm launcher yet; "
-				     "run it with --launcher local",
-				     plan->adaptive ? "a bayes sweep" : "sweep.early_terminate");
+		rc = cli_usage_error("run", NULL, "%s%s%s is not connected to the Slurm launcher "
+				     "yet; run it with --launcher local", plan->adaptive ? "a " : "",
+				     plan->adaptive ? schema_enum_name("sweep.method",
+								       (int)plan->method) : "",
+				     plan->adaptive ? " sweep" : "sweep.early_terminate");
 		goto done;
 	}
 	/* The backend of the base config (every point must have the same; a bayes point
@@ -452,9 +455,10 @@ int cmd_run(const struct cli *cli, int argc, char **argv)
 	store_close(s);
 	s = NULL;
 	if (cli->verbosity >= 0)
-		fprintf(stderr, "ftlab: %s: %zu run%s%s%s%s\n", experiment_name(e), n_points,
-			n_points == 1 ? "" : "s",
-			plan->adaptive ? " (bayes: each chosen from the results so far)" : "",
+		fprintf(stderr, "ftlab: %s: %zu run%s%s%s%s%s%s\n", experiment_name(e), n_points,
+			n_points == 1 ? "" : "s", plan->adaptive ? " (" : "",
+			plan->adaptive ? schema_enum_name("sweep.method", (int)plan->method) : "",
+			plan->adaptive ? ": each chosen from the results so far)" : "",
 			prov.is_repo && prov.dirty ? " (dirty tree)" : "",
 			slurm ? ", on Slurm" : fl.jobs > 1 ? ", parallel workers" : "");
 	run_signals_install();

@@ -23,6 +23,7 @@
 #include "common/util.h"
 #include "runner/identity.h"
 #include "runner/sweep_ctl.h"
+#include "runner/tpe.h"
 #include "store/store.h"
 #include "schema/schema.h"
 #include "common/banned.h"
@@ -1185,7 +1186,15 @@ static int prepare_point(struct sweep_exec *X, struct live *L, const struct swee
 				"all runs of one invocation use the same backend", pt->index);
 	struct sweep_suggestion why = sweep_ctl_suggestion(X->ctl, pt->index);
 	char sug[256] = "";
-	if (why.adaptive) {
+	if (why.adaptive && why.tpe) {
+		if (why.random)
+			snprintf(sug, sizeof sug, "{\"method\":\"tpe\",\"random_start\":true}");
+		else
+			snprintf(sug, sizeof sug, "{\"method\":\"tpe\",\"random_start\":false,"
+				 "\"log_ratio\":%.17g,\"candidates\":%d,\"good\":%zu,"
+				 "\"observations\":%zu}", why.score, TPE_N_CANDIDATES, why.n_good,
+				 why.n_obs);
+	} else if (why.adaptive) {
 		if (why.random)
 			snprintf(sug, sizeof sug, "{\"method\":\"bayes\",\"space_filling\":true}");
 		else

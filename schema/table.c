@@ -198,16 +198,17 @@ const struct key_desc schema_keys[] = {
 
 	{"sweep", KT_MAP, KF_OPTMAP | KF_NOCANON, NULL, NOB, NULL,
 	 "Hyperparameter sweep (W&B syntax); absent: one run.", NULL},
-	{"sweep.method", KT_ENUM, 0, "grid", NOB, "grid|random|bayes",
+	{"sweep.method", KT_ENUM, 0, "grid", NOB, "grid|random|bayes|tpe",
 	 "grid: every combination, in declared order; random: `samples` draws; bayes: `samples` "
 	 "runs, each chosen by a Gaussian process and expected improvement over the objective "
-	 "from the results so far (W&B's bayes; needs sweep.objective).", NULL},
+	 "from the results so far (W&B's bayes; needs sweep.objective); tpe: the same with "
+	 "Optuna's tree-structured Parzen estimator.", NULL},
 	{"sweep.samples", KT_INT, KF_LO | KF_HI, NULL, RANGE(1, 1e9), NULL,
-	 "random and bayes (required there): number of runs.", NULL},
+	 "random, bayes and tpe (required there): number of runs.", NULL},
 	{"sweep.run_cap", KT_INT, KF_LO | KF_HI, NULL, RANGE(1, 1e9), NULL,
 	 "W&B's name for samples; give one of the two.", NULL},
 	{"sweep.seed", KT_INT, KF_LO | KF_HI, NULL, RANGE(0, 9007199254740991.0), NULL,
-	 "Seed of the random draws and of the bayes search.", "the experiment seed"},
+	 "Seed of the random draws and of the bayes or tpe search.", "the experiment seed"},
 	{"sweep.parameters", KT_PARAMS, 0, NULL, NOB, NULL,
 	 "Dotted path -> a list of values, or {values: [...]}, {value: V}, {distribution: D, ...} "
 	 "with D one of categorical, int_uniform, uniform, log_uniform_values, q_uniform, "
@@ -216,8 +217,8 @@ const struct key_desc schema_keys[] = {
 	 "Groups of parameters that vary together: a list of maps path -> list, lists of equal "
 	 "length.", NULL},
 	{"sweep.objective", KT_MAP, KF_OPTMAP, NULL, NOB, NULL,
-	 "The metric the sweep optimises: bayes searches for its best value, reports mark the best "
-	 "run by it. Required by bayes.", NULL},
+	 "The metric the sweep optimises: bayes and tpe search for its best value, reports mark "
+	 "the best run by it. Required by bayes and tpe.", NULL},
 	{"sweep.objective.metric", KT_METRIC, KF_REQUIRED, NULL, NOB, NULL,
 	 "split.metric: a final result (test.exact_match), else the best value the run logged "
 	 "(validation.loss).", NULL},

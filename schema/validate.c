@@ -1268,13 +1268,13 @@ static int cross_rules(struct vstate *S, struct node *res)
 			return rc;
 	}
 
-	/* Sweep: samples (or W&B's run_cap) with random and bayes; bayes optimises an
-	 * objective; the seed defaults; early termination's metric, goal and bands. */
+	/* Sweep: samples (or W&B's run_cap) with random, bayes and tpe; bayes and tpe optimise
+	 * an objective; the seed defaults; early termination's metric, goal and bands. */
 	struct node *sw = node_get(res, "sweep");
 	if (sw) {
 		const char *method = rtext(res, "sweep.method");
 		bool random = method && strcmp(method, "random") == 0;
-		bool bayes = method && strcmp(method, "bayes") == 0;
+		bool bayes = method && (strcmp(method, "bayes") == 0 || strcmp(method, "tpe") == 0);
 		struct node *samples = node_get(sw, "samples"), *cap = node_get(sw, "run_cap");
 		const struct node *given = samples ? samples : cap;
 		const char *given_key = samples ? "sweep.samples" : "sweep.run_cap";
@@ -1286,7 +1286,7 @@ static int cross_rules(struct vstate *S, struct node *res)
 		}
 		if (given && !random && !bayes) {
 			rc = VKERR(S, src_or(S, given_key, given), "%s applies only to sweep.method "
-				   "random or bayes", given_key);
+				   "random, bayes or tpe", given_key);
 			diag_hint(S->d, "grid sweeps run every combination; remove %s or set "
 				  "method: random", given_key + 6);
 			return rc;
@@ -1299,8 +1299,8 @@ static int cross_rules(struct vstate *S, struct node *res)
 		if (cap && !samples && (rc = rset(res, "sweep.samples", cap->text, true)) != 0)
 			return rc;
 		if (bayes && !node_get(sw, "objective")) {
-			rc = VERR(S, src_or(S, "sweep.method", sw), "sweep.method bayes needs "
-				  "sweep.objective, the metric it optimises");
+			rc = VERR(S, src_or(S, "sweep.method", sw), "sweep.method %s needs "
+				  "sweep.objective, the metric it optimises", method);
 			diag_hint(S->d, "add objective: {metric: validation.loss, goal: minimize}");
 			return rc;
 		}
