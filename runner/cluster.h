@@ -95,7 +95,8 @@ int cluster_stop_run(struct cluster *c, const char *run_id, struct diag *d) FT_W
  * chooses each from the results so far; a fixed plan goes out whole when slots is 0),
  * feeds it each run's logged values of the early-termination metric as they are merged,
  * stops the runs it judges behind, and feeds each settled run's outcome and objective.
- * Points whose run is already recorded (cached, busy elsewhere) are fed from the store.
+ * Runs an earlier controller left queued or running are followed and waited for; other
+ * points whose run is already recorded (cached, busy elsewhere) are fed from the store.
  * `only` as for run_execute_sweep. Returns when every point was handed out and every
  * submitted run settled, or FT_EINTR on SIGINT/SIGTERM (the runs go on under Slurm). */
 struct sweep_ctl;

@@ -180,6 +180,10 @@ int cluster_run_sweep(struct cluster *c, struct sweep_ctl *ctl, const char *only
 	int r = 0;
 	if (sweep_ctl_adaptive(ctl))
 		r = run_sweep_restore(s, ctl, d);
+	/* Runs an earlier controller submitted that are still queued or running: followed,
+	 * so that their points (busy for the claims below) wait for their outcome here. */
+	if (!r)
+		r = cluster_follow_unsettled(c, d);
 	bool more = true;
 	while (!r && !run_stop_flag) {
 		/* Hand out points while slots are free. */
@@ -215,7 +219,8 @@ int cluster_run_sweep(struct cluster *c, struct sweep_ctl *ctl, const char *only
 		if (!r && nb) {
 			size_t sub = 0;
 			r = cluster_submit(c, batch, nb, &sub, d);
-			/* cached, busy elsewhere or already done: what the store knows */
+			/* followed: submitted now, or left running by an earlier controller;
+			 * cached or busy elsewhere: what the store knows */
 			for (size_t i = 0; !r && i < nb; i++)
 				r = cluster_following(c, batch[i].id)
 					    ? cs_add(&X, &batch[i], d)

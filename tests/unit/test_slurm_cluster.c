@@ -931,7 +931,7 @@ static const char *bayes_trainer =
 	"  v=$(awk -v f=\"$f\" -v k=$k 'BEGIN { printf \"%.9g\", f + 1 / k }')\n"
 	"  echo \"{\\\"step\\\": $k, \\\"total_steps\\\": 4, \\\"split\\\": \\\"validation\\\", "
 	"\\\"loss\\\": $v}\"\n"
-	"  sleep 0.1\n"
+	"  sleep ${BAYES_PAUSE:-0.1}\n"
 	"done\n"
 	"echo \"{\\\"metric\\\": \\\"loss\\\", \\\"split\\\": \\\"validation\\\", \\\"value\\\": $f}\"\n";
 
@@ -999,6 +999,84 @@ static void test_bayes(void **state)
 		fail_msg("%zu points fitted, to at most %zu results", fitted, most);
 	store_run_list_free(l);
 	integrity_ok("ws-bayes");
+	free(wsp);
+}
+
+/* The bayes sweep's controller killed with -9 while runs are out: a second `ftlab run`
+ * hands out the recorded points first, waits for the runs the first one left under Slurm
+ * (not submitted again), and completes the sweep. */
+static void test_bayes_controller_killed(void **state)
+{
+	(void)state;
+	if (!g_have)
+		skip();
+	put("bayes.sh", bayes_trainer);
+	put("bayes2.yaml",
+	    "name: bayes2\nseed: 1\nmodel: {base: base.txt}\n"
+	    "data: {format: completion, train: train.jsonl}\n"
+	    "backend: {type: exec, command: [/bin/sh, bayes.sh, \"{train.optimizer.lr}\"]}\n"
+	    "launcher: {type: slurm, array_parallelism: 2}\n"
+	    "sweep:\n  method: bayes\n  run_cap: 5\n  seed: 7\n"
+	    "  objective: {metric: validation.loss, goal: minimize}\n"
+	    "  parameters:\n"
+	    "    train.optimizer.lr: {distribution: log_uniform_values, min: 1.0e-5, max: 1.0e-1}\n");
+	setenv("BAYES_PAUSE", "0.5", 1); /* two seconds a run */
+	char *wsp = ws_path("ws-bayes2");
+	const char *args[] = {"--workspace", wsp, "run", "bayes2.yaml", NULL};
+	pid_t pid = ftlab_start("bayes2-first", args);
+	/* until the second array is out and one of its runs runs, then kill -9 */
+	double t0 = time_monotonic();
+	for (;;) {
+		sleep_s(0.2);
+		char *err = slurp("bayes2-first.err");
+		const char *second = strstr(err, "submitted ");
+		second = second ? strstr(second + 1, "submitted ") : NULL;
+		bool running = second && strstr(second, "running: on node");
+		free(err);
+		if (running)
+			break;
+		if (time_monotonic() - t0 > 90)
+			fail_msg("the second array never ran");
+	}
+	kill(pid, SIGKILL);
+	assert_int_equal(ftlab_wait(pid), 128 + SIGKILL);
+	struct store *s = open_ws("ws-bayes2");
+	struct store_sweep_point_list *before = NULL;
+	struct diag d;
+	diag_init(&d);
+	struct store_run_list *l = runs_of("ws-bayes2", "bayes2");
+	assert_true(l->n >= 3 && l->n < 5);
+	assert_true(count_status(l, "finished") < l->n);
+	/* the sweep's key, from one of its runs' points */
+	struct store_sweep_point_list *any = NULL;
+	assert_int_equal(store_sweep_points(s, &any, NULL, l->items[0].id, &d), 0);
+	assert_int_equal(any->n, 1);
+	char key[64];
+	snprintf(key, sizeof key, "%s", any->items[0].sweep_key);
+	store_sweep_point_list_free(any);
+	store_run_list_free(l);
+	assert_int_equal(store_sweep_points(s, &before, key, NULL, &d), 0);
+	store_close(s);
+	assert_int_equal(ftlab("bayes2-second", args), 0);
+	unsetenv("BAYES_PAUSE");
+	l = runs_of("ws-bayes2", "bayes2");
+	assert_int_equal(l->n, 5);
+	assert_int_equal(count_status(l, "finished"), 5);
+	for (size_t i = 0; i < l->n; i++)
+		assert_int_equal(executions(l->items[i].id), 1);
+	store_run_list_free(l);
+	s = open_ws("ws-bayes2");
+	struct store_sweep_point_list *after = NULL;
+	assert_int_equal(store_sweep_points(s, &after, key, NULL, &d), 0);
+	assert_int_equal(after->n, 5);
+	for (size_t i = 0; i < before->n; i++) {
+		assert_int_equal(after->items[i].sweep_index, before->items[i].sweep_index);
+		assert_string_equal(after->items[i].run, before->items[i].run);
+	}
+	store_sweep_point_list_free(before);
+	store_sweep_point_list_free(after);
+	store_close(s);
+	integrity_ok("ws-bayes2");
 	free(wsp);
 }
 
@@ -1108,6 +1186,7 @@ int main(void)
 		cmocka_unit_test(test_preempted_native), cmocka_unit_test(test_time_warning_native),
 		cmocka_unit_test(test_resume_force_only), cmocka_unit_test(test_frozen_at_submission),
 		cmocka_unit_test(test_two_at_once),      cmocka_unit_test(test_bayes),
+		cmocka_unit_test(test_bayes_controller_killed),
 		cmocka_unit_test(test_hyperband),        cmocka_unit_test(test_time_limit),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
