@@ -48,6 +48,7 @@ const struct cli_command cli_commands[] = {
 	 "  --launcher L       slurm: one job array, one array task per run (docs/slurm.md);\n"
 	 "                     local: run here whatever launcher.type says\n"
 	 "  --detach           slurm: submit and return; 'ftlab sync' merges the results\n"
+	 "                     (not for bayes or early_terminate: they need the controller)\n"
 	 "\n"
 	 "Ctrl-C stops the running point after a checkpoint (status killed); a second\n"
 	 "Ctrl-C exits at once. With --launcher slurm the command waits, merging each run\n"

@@ -632,19 +632,24 @@ int run_backend_pick(const struct backend **out, enum backend_type type, struct 
 /* The early-termination event of a stopped run, and its verdict as JSON. */
 static void stop_texts(char *msg, size_t n, char *json, size_t jn, const struct watch *w)
 {
-	const struct sweep_verdict *v = &w->verdict;
+	run_stop_texts(msg, n, json, jn, &w->verdict, w->split, w->name,
+		       w->n ? w->steps[w->n - 1] : 0);
+}
+
+void run_stop_texts(char *msg, size_t n, char *json, size_t jn, const struct sweep_verdict *v,
+		    const char *split, const char *name, int64_t step)
+{
 	snprintf(msg, n, "stopped by hyperband at band %lld (the %lld%s logged value of %s.%s): "
 		 "%.6g is worse than the band's threshold %.6g (from %zu run%s)",
 		 (long long)v->band, (long long)v->band,
 		 v->band % 10 == 1 && v->band % 100 != 11 ? "st" :
 		 v->band % 10 == 2 && v->band % 100 != 12 ? "nd" :
 		 v->band % 10 == 3 && v->band % 100 != 13 ? "rd" : "th",
-		 w->split, w->name, v->value, v->threshold, v->n_at_band,
-		 v->n_at_band == 1 ? "" : "s");
+		 split, name, v->value, v->threshold, v->n_at_band, v->n_at_band == 1 ? "" : "s");
 	snprintf(json, jn, "{\"type\":\"hyperband\",\"metric\":\"%s.%s\",\"band\":%lld,"
 		 "\"value\":%.17g,\"threshold\":%.17g,\"runs_at_band\":%zu,\"step\":%lld}",
-		 w->split, w->name, (long long)v->band, v->value, v->threshold, v->n_at_band,
-		 w->n ? (long long)w->steps[w->n - 1] : 0LL);
+		 split, name, (long long)v->band, v->value, v->threshold, v->n_at_band,
+		 (long long)step);
 }
 
 static int run_one(struct store *s, const char *workspace, int64_t invocation,
@@ -1119,19 +1124,22 @@ static void split_metric(char *split, size_t sn, char *name, size_t nn, const ch
 	}
 }
 
-/* Feeds the controller what the store knows of a point's run: the history of the
- * early-termination metric, and the outcome when the run has ended. */
-static int feed_recorded(struct sweep_exec *X, size_t index, const char *run_id, struct diag *d)
+int run_sweep_feed(struct store *s, struct sweep_ctl *ctl, size_t index, const char *run_id,
+		   struct diag *d)
 {
+	char split[32], name[64];
+	split_metric(split, sizeof split, name, sizeof name, sweep_ctl_stop_metric(ctl));
+	bool maximize = false;
+	const char *objective = sweep_ctl_objective(ctl, &maximize);
 	struct store_run *row = NULL;
 	struct diag q;
 	diag_init(&q);
-	if (store_run_get(X->s, &row, run_id, &q) != 0)
+	if (store_run_get(s, &row, run_id, &q) != 0)
 		return q.code == FT_EINVAL ? 0 : diag_set(d, q.code, "", 0, 0, "%s", q.text);
 	int r = 0;
-	if (X->split[0]) {
+	if (split[0]) {
 		struct store_metric_list *ml = NULL;
-		if ((r = store_metrics(X->s, &ml, run_id, X->split, X->name, d)) != 0)
+		if ((r = store_metrics(s, &ml, run_id, split, name, d)) != 0)
 			goto done;
 		double *h = malloc((ml->n ? ml->n : 1) * sizeof *h);
 		if (!h) {
@@ -1142,7 +1150,7 @@ static int feed_recorded(struct sweep_exec *X, size_t index, const char *run_id,
 		for (size_t i = 0; i < ml->n; i++) /* ordered by step */
 			h[i] = ml->items[i].value;
 		struct sweep_verdict v;
-		r = sweep_ctl_observe(X->ctl, &v, index, h, ml->n, false, d);
+		r = sweep_ctl_observe(ctl, &v, index, h, ml->n, false, d);
 		free(h);
 		store_metric_list_free(ml);
 		if (r)
@@ -1158,33 +1166,52 @@ static int feed_recorded(struct sweep_exec *X, size_t index, const char *run_id,
 		o = SWEEP_RUN_FAILED;
 	else
 		goto done; /* killed, running elsewhere: no outcome yet */
-	double obj = X->objective && o != SWEEP_RUN_FAILED
-			     ? run_objective(X->s, run_id, X->objective, X->maximize)
-			     : NAN;
-	sweep_ctl_result(X->ctl, index, o, obj);
+	double obj = objective && o != SWEEP_RUN_FAILED ? run_objective(s, run_id, objective, maximize)
+							: NAN;
+	sweep_ctl_result(ctl, index, o, obj);
 done:
 	store_run_free(row);
 	return r;
 }
 
-/* Computes the run id of a handed-out point and records the point. */
-static int prepare_point(struct sweep_exec *X, struct live *L, const struct sweep_point *pt,
-			 struct diag *d)
+int run_sweep_restore(struct store *s, struct sweep_ctl *ctl, struct diag *d)
 {
-	memset(L, 0, sizeof *L);
-	L->pt = pt;
-	L->fd = -1;
-	L->rp.index = pt->index;
-	L->rp.params_json = pt->params_json;
-	L->rp.cfg = pt->cfg;
-	int r = run_identity(L->rp.identity, pt->cfg, d);
+	/* The points this sweep handed out before, in index order. */
+	struct store_sweep_point_list *pl = NULL;
+	int r = store_sweep_points(s, &pl, sweep_ctl_key(ctl), NULL, d);
+	for (size_t i = 0; !r && i < pl->n; i++) {
+		struct diag q;
+		diag_init(&q);
+		if (sweep_ctl_restore(ctl, (size_t)pl->items[i].sweep_index,
+				      pl->items[i].params_json, &q) != 0 &&
+		    q.code != FT_EINVAL)
+			r = diag_set(d, q.code, "", 0, 0, "%s", q.text);
+	}
+	store_sweep_point_list_free(pl);
+	return r;
+}
+
+static int feed_recorded(struct sweep_exec *X, size_t index, const char *run_id, struct diag *d)
+{
+	return run_sweep_feed(X->s, X->ctl, index, run_id, d);
+}
+
+int run_sweep_point(struct run_point *out, struct store *s, struct sweep_ctl *ctl,
+		    const char *experiment, const struct sweep_point *pt,
+		    enum backend_type backend_type, struct diag *d)
+{
+	memset(out, 0, sizeof *out);
+	out->index = pt->index;
+	out->params_json = pt->params_json;
+	out->cfg = pt->cfg;
+	int r = run_identity(out->identity, pt->cfg, d);
 	if (r)
 		return r;
-	run_id_from_identity(L->rp.id, L->rp.identity);
-	if (pt->cfg->backend.type != X->opt->backend_type)
+	run_id_from_identity(out->id, out->identity);
+	if (pt->cfg->backend.type != backend_type)
 		return diag_set(d, FT_EINVAL, "", 0, 0, "sweep point %zu has another backend.type; "
 				"all runs of one invocation use the same backend", pt->index);
-	struct sweep_suggestion why = sweep_ctl_suggestion(X->ctl, pt->index);
+	struct sweep_suggestion why = sweep_ctl_suggestion(ctl, pt->index);
 	char sug[256] = "";
 	if (why.adaptive && why.tpe) {
 		if (why.random)
@@ -1203,14 +1230,24 @@ static int prepare_point(struct sweep_exec *X, struct live *L, const struct swee
 				 "\"observations\":%zu}", why.mean, why.sd, why.ei, why.n_obs);
 	}
 	struct store_sweep_point sp = {
-		.sweep_key = (char *)sweep_ctl_key(X->ctl),
-		.experiment = (char *)X->experiment,
-		.run = L->rp.id,
+		.sweep_key = (char *)sweep_ctl_key(ctl),
+		.experiment = (char *)experiment,
+		.run = out->id,
 		.params_json = (char *)pt->params_json,
 		.suggestion_json = sug[0] ? sug : NULL,
 		.sweep_index = (int64_t)pt->index,
 	};
-	return store_sweep_point_put(X->s, &sp, d);
+	return store_sweep_point_put(s, &sp, d);
+}
+
+/* Computes the run id of a handed-out point and records the point. */
+static int prepare_point(struct sweep_exec *X, struct live *L, const struct sweep_point *pt,
+			 struct diag *d)
+{
+	memset(L, 0, sizeof *L);
+	L->pt = pt;
+	L->fd = -1;
+	return run_sweep_point(&L->rp, X->s, X->ctl, X->experiment, pt, X->opt->backend_type, d);
 }
 
 static void watch_init(struct watch *w, const struct sweep_exec *X, size_t index)
@@ -1504,20 +1541,8 @@ int run_execute_sweep(struct run_summary *out, const char *workspace, int64_t in
 		r = store_open(&X.s, workspace, false, d);
 	if (r)
 		return r;
-	if (sweep_ctl_adaptive(ctl)) {
-		/* The points this sweep handed out before, in index order. */
-		struct store_sweep_point_list *pl = NULL;
-		r = store_sweep_points(X.s, &pl, sweep_ctl_key(ctl), NULL, d);
-		for (size_t i = 0; !r && i < pl->n; i++) {
-			struct diag q;
-			diag_init(&q);
-			if (sweep_ctl_restore(ctl, (size_t)pl->items[i].sweep_index,
-					      pl->items[i].params_json, &q) != 0 &&
-			    q.code != FT_EINVAL)
-				r = diag_set(d, q.code, "", 0, 0, "%s", q.text);
-		}
-		store_sweep_point_list_free(pl);
-	}
+	if (sweep_ctl_adaptive(ctl))
+		r = run_sweep_restore(X.s, ctl, d);
 	int jobs = opt->jobs > 1 ? opt->jobs : 1;
 	if (jobs > 256)
 		jobs = 256;

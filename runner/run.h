@@ -72,6 +72,28 @@ int run_execute_sweep(struct run_summary *out, const char *workspace, int64_t in
 		      const struct run_options *opt, const struct provenance *prov,
 		      struct diag *d) FT_WUR;
 
+/* The pieces of run_execute_sweep a cluster launcher's controller loop uses too. */
+struct sweep_point;
+/* Computes the run id of a point the controller handed out and records the point (with
+ * how bayes chose it) in sweep_points. FT_EINVAL when its backend.type is not
+ * backend_type. */
+int run_sweep_point(struct run_point *out, struct store *s, struct sweep_ctl *ctl,
+		    const char *experiment, const struct sweep_point *pt,
+		    enum backend_type backend_type, struct diag *d) FT_WUR;
+/* Feeds the controller what the store knows of a point's run: its history of the
+ * early-termination metric, and its outcome and objective when it has ended. */
+int run_sweep_feed(struct store *s, struct sweep_ctl *ctl, size_t index, const char *run_id,
+		   struct diag *d) FT_WUR;
+/* An adaptive sweep: hands the points it handed out before (sweep_points) back to the
+ * controller first, so that an interrupted sweep continues the same sequence. */
+int run_sweep_restore(struct store *s, struct sweep_ctl *ctl, struct diag *d) FT_WUR;
+
+/* The event text of an early stop and its verdict as JSON (for sweep_points.stopped):
+ * the metric split.name and the step of its last logged value. */
+struct sweep_verdict;
+void run_stop_texts(char *msg, size_t n, char *json, size_t jn, const struct sweep_verdict *v,
+		    const char *split, const char *name, int64_t step);
+
 /* The objective of a recorded run: the tuned model's result for `metric` ("test.loss"),
  * else the best value of its logged history, else NAN. */
 double run_objective(struct store *s, const char *run_id, const char *metric, bool maximize);

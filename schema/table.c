@@ -274,7 +274,8 @@ const struct key_desc schema_keys[] = {
 	{"launcher.gpus_per_task", KT_INT, KF_NOSWEEP | KF_LO | KF_HI, "0", RANGE(0, 64), NULL,
 	 "slurm only: GPUs per task (sbatch --gpus-per-task).", NULL},
 	{"launcher.array_parallelism", KT_INT, KF_NOSWEEP | KF_LO | KF_HI, "0", RANGE(0, 1000000),
-	 NULL, "slurm only: at most this many tasks of the array at once (0: no limit).", NULL},
+	 NULL, "slurm only: at most this many tasks of the array at once (0: no limit); a bayes "
+	 "sweep keeps this many points out at once (0: 4).", NULL},
 	{"launcher.sbatch_args", KT_STRLIST, KF_NOSWEEP, "[]", NOB, NULL,
 	 "slurm only: more sbatch options, e.g. [--constraint=a100]; they come after ftlab's own "
 	 "and win.", NULL},

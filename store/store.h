@@ -174,6 +174,10 @@ int store_cluster_requeued(struct store *s, const char *run_id, const char *why,
  * before the task noticed the stop). */
 int store_cluster_note(struct store *s, const char *run_id, const char *note, bool killed,
 		       struct diag *d) FT_WUR;
+/* An event of a cluster run recorded by the submitting host (the sweep controller's
+ * early stop, with its verdict). */
+int store_cluster_event(struct store *s, const char *run_id, const char *level,
+			const char *kind, const char *message, struct diag *d) FT_WUR;
 
 /* ---- Reading (ls, show, compare, reports) ---- */
 

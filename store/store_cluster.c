@@ -313,7 +313,7 @@ static int merge_one(struct store *s, sqlite3_stmt **q, const char *run_id, int 
 static const char *static_status(const char *st)
 {
 	static const char *const known[] = {"queued",  "running", "finished", "failed",
-					    "killed",  "crashed", "cached"};
+					    "killed",  "crashed", "cached", "stopped"};
 	for (size_t i = 0; st && i < FT_ARRAY_LEN(known); i++)
 		if (strcmp(st, known[i]) == 0)
 			return known[i];
@@ -510,7 +510,7 @@ int store_cluster_note(struct store *s, const char *run_id, const char *note, bo
 			  " ltrim(?2) ELSE error || ?2 END,"
 			  " status = CASE WHEN ?3 AND status = 'failed' THEN 'killed' ELSE status END"
 			  " WHERE id = ?1"
-			  " AND status NOT IN ('finished', 'cached', 'queued', 'running')"
+			  " AND status NOT IN ('finished', 'cached', 'stopped', 'queued', 'running')"
 			  " AND instr(coalesce(error, ''), '[Slurm ') = 0",
 			  d);
 	if (!r) {
@@ -539,5 +539,25 @@ int store_cluster_note(struct store *s, const char *run_id, const char *note, bo
 	sqlite3_finalize(st);
 	if (r)
 		store_rollback(s);
+	return r;
+}
+
+int store_cluster_event(struct store *s, const char *run_id, const char *level,
+			const char *kind, const char *message, struct diag *d)
+{
+	sqlite3_stmt *st = NULL;
+	int r = store_prepare(s, &st,
+			      "INSERT INTO events(run, time, level, kind, message) VALUES (?1, ?2,"
+			      " ?3, ?4, ?5)",
+			      d);
+	if (r)
+		return r;
+	store_bind_text(st, 1, run_id);
+	sqlite3_bind_double(st, 2, time_wall());
+	store_bind_text(st, 3, level);
+	store_bind_text(st, 4, kind);
+	store_bind_text(st, 5, message);
+	r = store_step_done(s, st, d, "recording an event of a cluster run");
+	sqlite3_finalize(st);
 	return r;
 }
