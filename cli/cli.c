@@ -19,7 +19,11 @@ const struct cli_command cli_commands[] = {
 	{"plan", "list the runs a sweep expands to, and which are cached",
 	 "usage: ftlab plan EXP.yaml [-s KEY=VALUE]... [--max-runs N] [--json]\n"
 	 "\n"
-	 "Prints one row per run: index, run id, status in the store and swept values.\n"
+	 "Prints one row per run: index, run id, status and swept values. The status is\n"
+	 "what `ftlab run` would do now, decided as run decides: new, cached (reused at\n"
+	 "this clean commit), running (another live process has it), outdated (finished at\n"
+	 "another commit or with uncommitted changes: run repeats it), or the recorded\n"
+	 "failed, killed, crashed or queued.\n"
 	 "Sweeps of more than 10000 runs are refused unless --max-runs raises the limit.\n"
 	 "--json prints {experiment, spec_hash, runs: [{index, run_id, identity, status,\n"
 	 "params}]}.\n",

@@ -8,6 +8,7 @@
 #include "cli/exp_args.h"
 #include "runner/identity.h"
 #include "runner/plan.h"
+#include "runner/provenance.h"
 #include "runner/sweep.h"
 #include "schema/node.h"
 #include "schema/schema.h"
@@ -70,6 +71,7 @@ int cmd_plan(const struct cli *cli, int argc, char **argv)
 		return exit_status;
 	struct diag d;
 	diag_init(&d);
+	struct provenance prov = {0};
 	char (*ids)[13] = NULL;
 	char (*idents)[65] = NULL;
 	const char **status = NULL;
@@ -83,10 +85,17 @@ int cmd_plan(const struct cli *cli, int argc, char **argv)
 		exit_status = 1;
 		goto done;
 	}
+	/* "cached" depends on the commit, exactly as for `ftlab run`. */
+	if (provenance_collect(&prov, experiment_config(e)->source_path, &d) != 0) {
+		exit_status = cli_fail(&d);
+		goto done;
+	}
 	for (size_t i = 0; i < plan->n; i++) {
 		const struct sweep_point *pt = &plan->points[i];
 		if (run_identity(idents[i], pt->cfg, &d) != 0 ||
-		    plan_lookup_status(&status[i], cli->workspace, experiment_name(e), idents[i], &d) != 0 ||
+		    plan_lookup_status(&status[i], cli->workspace, experiment_name(e), idents[i],
+				       prov.is_repo ? prov.commit : NULL,
+				       prov.is_repo && prov.dirty, &d) != 0 ||
 		    yaml_parse_nodes(&params[i], pt->params_json, strlen(pt->params_json), NULL,
 				     NULL, "sweep parameters", &d) != 0) {
 			exit_status = cli_fail(&d);
@@ -107,6 +116,7 @@ int cmd_plan(const struct cli *cli, int argc, char **argv)
 		print_table(e, plan, ids, status, params);
 	}
 done:
+	provenance_clear(&prov);
 	for (size_t i = 0; params && plan && i < plan->n; i++)
 		node_free(params[i]);
 	free(params);

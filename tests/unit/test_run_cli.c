@@ -22,6 +22,7 @@
 #include <jansson.h>
 
 #include "common/util.h"
+#include "store/store_internal.h" /* sqlite3, to plant another host's row */
 #include "common/banned.h"
 
 static const char *trainer =
@@ -432,6 +433,153 @@ static void test_provenance_cli(void **state)
 	env_done(&e);
 }
 
+/* The run id of sweep point `index` of exp.yaml with the given overrides, from plan --json. */
+static void plan_id(const struct env *e, const char *set, size_t index, char id[13])
+{
+	const char *plan[] = {"--workspace", e->ws, "plan", "exp.yaml", "-s", set, "--json", NULL};
+	assert_int_equal(ftlab(e, "plan", plan), 0);
+	char *pj = slurp(e, "plan.out");
+	json_error_t je;
+	json_t *p = json_loads(pj, 0, &je);
+	free(pj);
+	assert_non_null(p);
+	snprintf(id, 13, "%s",
+		 json_string_value(json_object_get(
+			 json_array_get(json_object_get(p, "runs"), index), "run_id")));
+	json_decref(p);
+}
+
+static json_t *run_of(json_t *runs, const char *id)
+{
+	for (size_t i = 0; i < json_array_size(runs); i++)
+		if (strcmp(json_string_value(json_object_get(json_array_get(runs, i), "id")), id) == 0)
+			return json_array_get(runs, i);
+	fail_msg("run %s not listed", id);
+	return NULL;
+}
+
+static void sql(const struct env *e, const char *text)
+{
+	char db[160];
+	snprintf(db, sizeof db, "%s/ftlab.db", e->ws);
+	sqlite3 *h = NULL;
+	assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+	sqlite3_busy_timeout(h, 10000);
+	char *err = NULL;
+	if (sqlite3_exec(h, text, NULL, NULL, &err) != SQLITE_OK)
+		fail_msg("%s: %s", text, err ? err : "?");
+	sqlite3_close(h);
+}
+
+/* Runs keep their owner. A runner stopped (SIGSTOP) far past the staleness window is alive:
+ * `ftlab ls` does not mark its run crashed and `ftlab run --resume` does not take it over
+ * (one writer, one attempt, finished when it continues). The window itself is in effect:
+ * a row of another host whose heartbeat is older than it is reaped by the same `ls`. */
+static void test_stopped_runner_keeps_its_run(void **state)
+{
+	(void)state;
+	struct env e;
+	env_init(&e);
+	setenv("FTLAB_HEARTBEAT", "0.2", 1);
+	setenv("FTLAB_STALE_AFTER", "1", 1);
+	setenv("TRAIN_DELAY", "0.05", 1);
+	char id[13], other[13];
+	plan_id(&e, "train.steps=40", 0, id);
+	plan_id(&e, "train.steps=40", 1, other);
+	const char *args[] = {"--workspace", e.ws, "run", "exp.yaml", "-s", "train.steps=40",
+			      "--only", id, NULL};
+	pid_t pid = ftlab_start(&e, "first", -1, args);
+	char ck[256];
+	snprintf(ck, sizeof ck, "%s/runs/%s/ckpt", e.ws, id);
+	for (int i = 0; i < 3000 && !path_exists(ck); i++)
+		usleep(10000);
+	assert_true(path_exists(ck));
+	assert_int_equal(kill(pid, SIGSTOP), 0);
+	/* A row of another host, running, its heartbeat 5 s old (older than the window). */
+	char plant[512];
+	snprintf(plant, sizeof plant,
+		 "INSERT INTO runs(id, experiment, sweep_index, params, config, identity, status,"
+		 " pid, host, heartbeat, created) SELECT '%s', experiment, 1, params, config,"
+		 " 'x', 'running', 1, 'elsewhere.example', strftime('%%s', 'now') - 5, created"
+		 " FROM runs WHERE id = '%s'", other, id);
+	sql(&e, plant);
+	sleep(3); /* three windows without a heartbeat */
+	json_t *runs = ls_json(&e);
+	assert_string_equal(json_string_value(json_object_get(run_of(runs, id), "status")),
+			    "running");
+	assert_string_equal(json_string_value(json_object_get(run_of(runs, other), "status")),
+			    "crashed");
+	json_decref(runs);
+	const char *resume[] = {"--workspace", e.ws, "run", "exp.yaml", "-s", "train.steps=40",
+				"--only", id, "--resume", NULL};
+	assert_int_equal(ftlab(&e, "second", resume), 0);
+	char *err = slurp(&e, "second.err");
+	assert_non_null(strstr(err, "running elsewhere"));
+	free(err);
+	assert_int_equal(kill(pid, SIGCONT), 0);
+	assert_int_equal(ftlab_wait(pid), 0);
+	const char *show[] = {"--workspace", e.ws, "show", id, "--json", NULL};
+	assert_int_equal(ftlab(&e, "show", show), 0);
+	char *sj = slurp(&e, "show.out");
+	json_error_t je;
+	json_t *r = json_loads(sj, 0, &je);
+	free(sj);
+	assert_non_null(r);
+	assert_string_equal(json_string_value(json_object_get(r, "status")), "finished");
+	assert_int_equal(json_integer_value(json_object_get(r, "attempts")), 1);
+	json_decref(r);
+	char *ex = slurp(&e, "executions");
+	assert_int_equal(count_lines(ex, "\n"), 1); /* one trainer, one writer */
+	free(ex);
+	unsetenv("FTLAB_HEARTBEAT");
+	unsetenv("FTLAB_STALE_AFTER");
+	env_done(&e);
+}
+
+/* A heartbeat thread that cannot write says so: here the run's claim is taken from under
+ * it (the token changed in the store); the runner reports the lost claim on stderr and in
+ * the run's log, stops, and records nothing more for the run. */
+static void test_lost_claim_is_reported(void **state)
+{
+	(void)state;
+	struct env e;
+	env_init(&e);
+	setenv("FTLAB_HEARTBEAT", "0.2", 1);
+	setenv("TRAIN_DELAY", "0.05", 1);
+	char id[13];
+	plan_id(&e, "train.steps=200", 0, id);
+	const char *args[] = {"--workspace", e.ws, "run", "exp.yaml", "-s", "train.steps=200",
+			      "--only", id, NULL};
+	pid_t pid = ftlab_start(&e, "lost", -1, args);
+	char ck[256];
+	snprintf(ck, sizeof ck, "%s/runs/%s/ckpt", e.ws, id);
+	for (int i = 0; i < 3000 && !path_exists(ck); i++)
+		usleep(10000);
+	assert_true(path_exists(ck));
+	char q[256];
+	snprintf(q, sizeof q, "UPDATE run_claims SET token = 'taken' WHERE run = '%s'", id);
+	sql(&e, q);
+	int rc = ftlab_wait(pid);
+	assert_int_not_equal(rc, 0);
+	char *err = slurp(&e, "lost.err");
+	assert_non_null(strstr(err, "no longer owns run"));
+	assert_non_null(strstr(err, "lost its claim"));
+	free(err);
+	char lp[64];
+	snprintf(lp, sizeof lp, "ws/runs/%s/log.txt", id);
+	char *log = slurp(&e, lp);
+	assert_non_null(strstr(log, "[heartbeat] this process no longer owns run"));
+	free(log);
+	json_t *runs = ls_json(&e);
+	/* The lost owner did not end the run (it would say killed): the row stays the other
+	 * owner's, here one whose pid (the planted claim kept it) has gone, so ls reaps it. */
+	assert_string_equal(json_string_value(json_object_get(run_of(runs, id), "status")),
+			    "crashed");
+	json_decref(runs);
+	unsetenv("FTLAB_HEARTBEAT");
+	env_done(&e);
+}
+
 int main(void)
 {
 	if (!getenv("FTLAB_BIN")) {
@@ -444,6 +592,8 @@ int main(void)
 		cmocka_unit_test(test_kill9_integrity),
 		cmocka_unit_test(test_workspace_errors),
 		cmocka_unit_test(test_provenance_cli),
+		cmocka_unit_test(test_stopped_runner_keeps_its_run),
+		cmocka_unit_test(test_lost_claim_is_reported),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
