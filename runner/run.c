@@ -44,9 +44,6 @@ void run_signals_install(void)
 	sigaction(SIGTERM, &sa, NULL);
 	/* A trainer that closes its stdout must not kill the runner. */
 	signal(SIGPIPE, SIG_IGN);
-	/* An ignored SIGCHLD is inherited across exec; with it the kernel reaps children
-	 * itself and waitpid() can never report a trainer's or worker's exit status. */
-	signal(SIGCHLD, SIG_DFL);
 }
 
 /* ---- text forms ---- */

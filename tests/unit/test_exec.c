@@ -348,6 +348,28 @@ static void test_missing_program(void **state)
 	fixture_done(&f);
 }
 
+/* A runner whose children cannot be waited for (SIGCHLD ignored: the kernel reaps them, and
+ * waitpid() fails with ECHILD) fails the run saying so, instead of reading an exit status
+ * it never got or polling for ever. alarm() turns a hang into a failed test. */
+static void test_unwaitable_child(void **state)
+{
+	(void)state;
+	struct fixture f;
+	fixture_init(&f, "echo '{\"step\": 1, \"loss\": 2.0}'\nexit 3\n", "{}");
+	struct sigaction ign = {.sa_handler = SIG_IGN}, old;
+	sigemptyset(&ign.sa_mask);
+	assert_int_equal(sigaction(SIGCHLD, &ign, &old), 0);
+	alarm(60);
+	struct diag d;
+	diag_init(&d);
+	int r = backend_exec()->run(&f.ctx, &d);
+	alarm(0);
+	assert_int_equal(sigaction(SIGCHLD, &old, NULL), 0);
+	assert_int_equal(r, FT_ERUN);
+	assert_non_null(strstr(d.text, "cannot wait for trainer"));
+	fixture_done(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -358,6 +380,7 @@ int main(void)
 		cmocka_unit_test(test_timeout_kills_group),
 		cmocka_unit_test(test_stop_flag),
 		cmocka_unit_test(test_missing_program),
+		cmocka_unit_test(test_unwaitable_child),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -91,6 +91,10 @@ static void env_done(struct env *e)
 	assert_int_equal(dir_remove_all(e->dir), 0);
 }
 
+/* Set: ftlab is started with SIGCHLD ignored (inherited across exec, as from a parent that
+ * ignores it). */
+static bool start_ignoring_sigchld;
+
 /* Starts `ftlab ARGS...` with stdout/stderr into dir/NAME.out/.err; uid >= 0 drops to it. */
 static pid_t ftlab_start(const struct env *e, const char *name, int uid, const char *const *args)
 {
@@ -110,6 +114,8 @@ static pid_t ftlab_start(const struct env *e, const char *name, int uid, const c
 			_exit(99);
 		if (uid >= 0 && (setgid((gid_t)uid) != 0 || setuid((uid_t)uid) != 0))
 			_exit(98);
+		if (start_ignoring_sigchld)
+			signal(SIGCHLD, SIG_IGN);
 		char *argv[32];
 		int n = 0;
 		argv[n++] = (char *)bin;
@@ -402,9 +408,29 @@ static void test_provenance_cli(void **state)
 	assert_string_equal(json_string_value(json_object_get(prov, "remote")),
 			    "https://example.com/r.git");
 	json_decref(o);
-	/* Same clean commit: cached. */
+	/* Same clean commit: cached, and plan says so. */
+	const char *plan[] = {"--workspace", e.ws, "plan", "exp.yaml", NULL};
+	assert_int_equal(ftlab(&e, "plan1", plan), 0);
+	char *out = slurp(&e, "plan1.out");
+	assert_int_equal(count_lines(out, " cached "), 4);
+	free(out);
 	assert_int_equal(ftlab(&e, "again", clean), 0);
-	char *out = slurp(&e, "again.out");
+	out = slurp(&e, "again.out");
+	assert_int_equal(count_lines(out, " cached "), 4);
+	free(out);
+	/* Another commit: plan says what run does (repeats them), not "cached". */
+	git(&e, "echo more >> base.txt.notes && git add base.txt.notes && git commit -qm two");
+	assert_int_equal(ftlab(&e, "plan2", plan), 0);
+	out = slurp(&e, "plan2.out");
+	assert_int_equal(count_lines(out, " cached "), 0);
+	assert_int_equal(count_lines(out, " outdated "), 4);
+	free(out);
+	assert_int_equal(ftlab(&e, "rerun", clean), 0);
+	out = slurp(&e, "rerun.out");
+	assert_int_equal(count_lines(out, " cached "), 0);
+	free(out);
+	assert_int_equal(ftlab(&e, "plan3", plan), 0);
+	out = slurp(&e, "plan3.out");
 	assert_int_equal(count_lines(out, " cached "), 4);
 	free(out);
 	/* Dirty: --require-clean refuses naming the file; without it the diff is kept. */
@@ -580,6 +606,44 @@ static void test_lost_claim_is_reported(void **state)
 	env_done(&e);
 }
 
+/* ftlab started by a parent that ignores SIGCHLD (inherited across exec): workers and
+ * trainers are still waited for, so statuses are right: every run finishes with --jobs 2,
+ * and a trainer that exits 3 makes its run failed. A hang (waiting for a status that never
+ * comes) is a failure after 120 s. */
+static void test_inherited_ignored_sigchld(void **state)
+{
+	(void)state;
+	struct env e;
+	env_init(&e);
+	start_ignoring_sigchld = true;
+	const char *args[] = {"--workspace", e.ws, "run", "exp.yaml", "--jobs", "2", NULL};
+	pid_t pid = ftlab_start(&e, "ign", -1, args);
+	int status = 0;
+	pid_t w = 0;
+	for (int i = 0; i < 1200 && (w = waitpid(pid, &status, WNOHANG)) == 0; i++)
+		usleep(100000);
+	if (w == 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		fail_msg("ftlab run with SIGCHLD ignored did not end in 120 s");
+	}
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	json_t *runs = ls_json(&e);
+	assert_int_equal(count_status(runs, "finished"), 4);
+	json_decref(runs);
+	write_file(e.dir, "train.sh", "exit 3\n");
+	const char *fail[] = {"--workspace", e.ws, "run", "exp.yaml", "--force", NULL};
+	assert_int_equal(ftlab(&e, "ign-fail", fail), 1);
+	start_ignoring_sigchld = false;
+	runs = ls_json(&e);
+	assert_int_equal(count_status(runs, "failed"), 4);
+	json_t *r0 = json_array_get(runs, 0);
+	assert_non_null(strstr(json_string_value(json_object_get(r0, "error")), "status 3"));
+	json_decref(runs);
+	env_done(&e);
+}
+
 int main(void)
 {
 	if (!getenv("FTLAB_BIN")) {
@@ -594,6 +658,7 @@ int main(void)
 		cmocka_unit_test(test_provenance_cli),
 		cmocka_unit_test(test_stopped_runner_keeps_its_run),
 		cmocka_unit_test(test_lost_claim_is_reported),
+		cmocka_unit_test(test_inherited_ignored_sigchld),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
