@@ -34,6 +34,8 @@ int store_prepare(struct store *s, sqlite3_stmt **out, const char *sql, struct d
  * store_step_row instead of the statement running with that parameter NULL. */
 /* NULL binds SQL NULL. */
 void store_bind_text(struct store *s, sqlite3_stmt *st, int i, const char *v);
+/* Not copied: v (not NULL) must stay valid until the statement is reset (hot loops). */
+void store_bind_static(struct store *s, sqlite3_stmt *st, int i, const char *v);
 /* NAN binds SQL NULL. */
 void store_bind_real(struct store *s, sqlite3_stmt *st, int i, double v);
 void store_bind_double(struct store *s, sqlite3_stmt *st, int i, double v);

@@ -183,6 +183,11 @@ void store_bind_text(struct store *s, sqlite3_stmt *st, int i, const char *v)
 		  i);
 }
 
+void store_bind_static(struct store *s, sqlite3_stmt *st, int i, const char *v)
+{
+	bind_note(s, sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC), i);
+}
+
 void store_bind_real(struct store *s, sqlite3_stmt *st, int i, double v)
 {
 	bind_note(s, isnan(v) ? sqlite3_bind_null(st, i) : sqlite3_bind_double(st, i, v), i);

@@ -115,9 +115,9 @@ int store_writer_flush(struct store_writer *w)
 	r = store_claim_check(s, w->run_id, w->token, &w->err);
 	for (size_t i = 0; i < w->n_metrics && !r; i++) {
 		const struct pending_metric *m = &w->metrics[i];
-		store_bind_text(s, w->ins_metric, 1, w->run_id);
-		store_bind_text(s, w->ins_metric, 2, m->split);
-		store_bind_text(s, w->ins_metric, 3, m->name);
+		store_bind_static(s, w->ins_metric, 1, w->run_id);
+		store_bind_static(s, w->ins_metric, 2, m->split);
+		store_bind_static(s, w->ins_metric, 3, m->name);
 		store_bind_int64(s, w->ins_metric, 4, m->step);
 		store_bind_real(s, w->ins_metric, 5, isfinite(m->value) ? m->value : NAN);
 		store_bind_double(s, w->ins_metric, 6, m->time);
