@@ -12,8 +12,12 @@ const struct cli_command cli_commands[] = {
 	 "usage: ftlab check EXP.yaml [-s KEY=VALUE]... [--max-runs N] [--json]\n"
 	 "\n"
 	 "Validates the experiment file (and the files it extends), applies -s overrides\n"
-	 "(also --set KEY=VALUE), validates every sweep point, and prints the resolved\n"
-	 "experiment as YAML followed by the number of runs. --json prints one object with\n"
+	 "(also --set KEY=VALUE, sweep.* included), validates every sweep point, and prints\n"
+	 "the resolved experiment as YAML followed by the number of runs. For the native\n"
+	 "backends it reads the model file's header (not its weights) and refuses a file that\n"
+	 "is not a model, a LoRA target that names no linear module of the model, a freeze\n"
+	 "name that names no parameter, and a freeze layer range outside the model; `ftlab\n"
+	 "run` refuses the same before it records anything. --json prints one object with\n"
 	 "the canonical config, the whole spec, their hashes and the number of runs.\n",
 	 cmd_check},
 	{"plan", "list the runs a sweep expands to, and which are cached",

@@ -10,7 +10,9 @@
 #include "common/diag.h"
 #include "common/util.h"
 #include "cli/cli.h"
+#include "backends/native/engine.h"
 #include "runner/sweep.h"
+#include "schema/node.h"
 #include "schema/schema.h"
 #include "common/banned.h"
 
@@ -150,4 +152,42 @@ int exp_args_load_plan(struct experiment **out_e, struct sweep_plan **out_plan,
 done:
 	exp_args_free(&args);
 	return rc;
+}
+
+int exp_args_check_model(const struct experiment *e, const struct sweep_plan *plan)
+{
+	for (size_t i = 0; i < plan->n; i++) {
+		const struct sweep_point *pt = &plan->points[i];
+		struct diag tmp;
+		diag_init(&tmp);
+		const char *field;
+		int index;
+		if (engine_check_config(pt->cfg, &field, &index, &tmp) == 0)
+			continue;
+		/* Point at the value: the swept one when this point sets it, else the file's. */
+		char quoted[64];
+		snprintf(quoted, sizeof quoted, "\"%s\"", field ? field : "");
+		const struct node *at = NULL, *sweep = experiment_sweep(e);
+		char ctx[96] = "";
+		bool swept = field && pt->params_json && strstr(pt->params_json, quoted);
+		if (swept) {
+			at = node_get(node_get(sweep, "parameters"), field);
+			snprintf(ctx, sizeof ctx, "sweep point %zu", i);
+		} else if (field) {
+			at = experiment_node(e, field);
+			if (at && at->kind == NODE_SEQ && index >= 0 && (size_t)index < at->n)
+				at = at->items[index];
+		}
+		if (!at || strcmp(field, "model.base") == 0) {
+			if (tmp.file[0] || !at)
+				return cli_fail(&tmp); /* the model file's own error names the file */
+		}
+		struct diag d;
+		diag_init(&d);
+		node_error(&d, at, ctx[0] ? ctx : NULL, "%s", tmp.text);
+		if (tmp.hint[0])
+			diag_hint(&d, "%s", tmp.hint);
+		return cli_fail(&d);
+	}
+	return 0;
 }

@@ -99,13 +99,21 @@ const struct key_desc schema_keys[] = {
 	{"method.dropout", KT_FLOAT, KF_LO | KF_HI | KF_HI_OPEN, "0.0", RANGE(0, 1), NULL,
 	 "Dropout on the LoRA input (lora only).", NULL},
 	{"method.targets", KT_TARGETS, 0, "[q_proj, v_proj]", NOB, NULL,
-	 "Modules that get adapters, by Hugging Face name (q_proj, k_proj, v_proj, o_proj, "
-	 "gate_proj, up_proj, down_proj), or all-linear.", NULL},
+	 "Modules that get adapters, by Hugging Face name (llama family: q_proj, k_proj, v_proj, "
+	 "o_proj, gate_proj, up_proj, down_proj; GPT-2: c_attn, c_proj, c_fc), a dotted part of "
+	 "their names (self_attn, mlp, 3.mlp), or all-linear. Each must name at least one "
+	 "linear module of the model: `ftlab check` reads the model's header and refuses one "
+	 "that does not, naming the modules the model has and the nearest (as PEFT refuses).",
+	 NULL},
 	{"method.rslora", KT_BOOL, 0, "false", NOB, NULL, "Rank-stabilised scaling alpha/sqrt(r).", NULL},
 	{"method.trainable", KT_STRLIST, 0, "[]", NOB, NULL,
-	 "freeze only: module names that train (empty: every module of the chosen layers).", NULL},
+	 "freeze only: parameters that train, by a dotted part of their names (mlp, q_proj, "
+	 "input_layernorm, embed_tokens, lm_head, norm; empty: every parameter of the chosen "
+	 "layers). Each must name at least one parameter of the model (checked by `ftlab "
+	 "check`).", NULL},
 	{"method.layers", KT_MAP, KF_OPTMAP, NULL, NOB, NULL,
-	 "freeze only: the block range that trains, {first: N, last: N}.", NULL},
+	 "freeze only: the block range that trains, {first: N, last: N}, inside the model's "
+	 "blocks (checked by `ftlab check`).", NULL},
 	{"method.layers.first", KT_INT, KF_LO, "0", RANGE(0, 0), NULL, "First trainable block.", NULL},
 	{"method.layers.last", KT_INT, KF_LO, "-1", RANGE(-1, 0), NULL,
 	 "Last trainable block (-1: the last block of the model).", NULL},

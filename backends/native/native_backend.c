@@ -119,8 +119,8 @@ static const char *method_name(enum method_type t)
 	return schema_enum_name("method.type", (int)t);
 }
 
-static void fill_model_opts(struct model_opts *o, const struct config *cfg, int max_batch,
-			    int max_seq, enum method_type method, const struct ops *ops)
+void native_model_opts(struct model_opts *o, const struct config *cfg, int max_batch,
+		       int max_seq, enum method_type method, const struct ops *ops)
 {
 	memset(o, 0, sizeof(*o));
 	const struct config_method *cm = &cfg->method;
@@ -249,7 +249,7 @@ static int evaluate_all(const struct run_ctx *ctx, const struct model_file *mf, 
 	}
 	if (want_base) {
 		struct model_opts o;
-		fill_model_opts(&o, cfg, max_batch, T, METHOD_NONE, ops);
+		native_model_opts(&o, cfg, max_batch, T, METHOD_NONE, ops);
 		if ((rc = model_create(&base, mf, &o, d)) != 0)
 			goto done;
 	}
@@ -335,7 +335,7 @@ int native_engine_run(const struct run_ctx *ctx, const struct ops *ops,
 		goto done;
 	}
 	struct model_opts o;
-	fill_model_opts(&o, cfg, max_batch, T, train ? cfg->method.type : METHOD_NONE, ops);
+	native_model_opts(&o, cfg, max_batch, T, train ? cfg->method.type : METHOD_NONE, ops);
 	if ((rc = model_create(&m, mf, &o, d)) != 0)
 		goto done;
 	if (train) {

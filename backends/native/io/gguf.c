@@ -688,8 +688,19 @@ static int load_tensors(struct rd *r, struct model_file *m, size_t data_start)
 	return 0;
 }
 
-int gguf_load_buffer(struct model_file *m, const uint8_t *buf, size_t n, const char *path,
-		     struct diag *d)
+static const struct tinfo *ti_find(const struct rd *r, const char *name)
+{
+	for (size_t i = 0; i < r->n_ti; i++)
+		if (strcmp(r->ti[i].name, name) == 0)
+			return &r->ti[i];
+	return NULL;
+}
+
+/* The whole file (probe false), or only what the header says: every check up to the
+ * hyperparameters, then the facts the tensor names give (probe true: no tokenizer, no
+ * tensor data read or allocated). */
+static int gguf_read(struct model_file *m, const uint8_t *buf, size_t n, const char *path,
+		     bool probe, struct diag *d)
 {
 	struct rd r = {.p = buf, .n = n, .path = path, .d = d};
 	uint32_t magic, version;
@@ -768,6 +779,26 @@ int gguf_load_buffer(struct model_file *m, const uint8_t *buf, size_t n, const c
 	}
 	rc = read_hparams(&r, m, arch);
 	free(arch);
+	if (!rc && probe) {
+		const struct tinfo *te = ti_find(&r, "token_embd.weight");
+		if (!te || te->n_dims != 2 || te->ne[0] != (uint64_t)m->hp.n_embd ||
+		    te->ne[1] > INT32_MAX) {
+			rc = diag_set(d, FT_EINVAL, path, 0, 0,
+				      "no 2-D token embedding 'token_embd.weight' of width %d",
+				      m->hp.n_embd);
+			goto done;
+		}
+		if (ti_find(&r, "rope_freqs.weight")) {
+			rc = diag_set(d, FT_EUNSUPP, path, 0, 0, "tensor 'rope_freqs.weight' (RoPE "
+				      "frequency factors) is not supported");
+			goto done;
+		}
+		if (!m->hp.n_vocab)
+			m->hp.n_vocab = (int)te->ne[1];
+		m->hp.tied_embeddings = ti_find(&r, "output.weight") == NULL;
+		m->hp.qkv_bias = m->hp.arch == ARCH_LLAMA && ti_find(&r, "blk.0.attn_q.bias");
+		goto done;
+	}
 	if (rc || (rc = read_tokenizer(&r, m)) != 0 || (rc = load_tensors(&r, m, data_start)) != 0)
 		goto done;
 	const char *embd = m->hp.arch == ARCH_GPT2 ? "transformer.wte.weight" : "model.embed_tokens.weight";
@@ -805,4 +836,16 @@ done:
 		free(r.ti[i].name);
 	free(r.ti);
 	return rc;
+}
+
+int gguf_load_buffer(struct model_file *m, const uint8_t *buf, size_t n, const char *path,
+		     struct diag *d)
+{
+	return gguf_read(m, buf, n, path, false, d);
+}
+
+int gguf_probe_buffer(struct model_file *m, const uint8_t *buf, size_t n, const char *path,
+		      struct diag *d)
+{
+	return gguf_read(m, buf, n, path, true, d);
 }

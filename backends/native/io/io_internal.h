@@ -16,6 +16,9 @@
 /* Parses a whole GGUF file image (tensors dequantised, metadata, tokenizer source). */
 int gguf_load_buffer(struct model_file *m, const uint8_t *buf, size_t n, const char *path,
 		     struct diag *d) FT_WUR;
+/* The same checks of the header, then only m->hp (and is_gguf): no tokenizer, no tensors. */
+int gguf_probe_buffer(struct model_file *m, const uint8_t *buf, size_t n, const char *path,
+		      struct diag *d) FT_WUR;
 
 /* One safetensors file image: appends its tensors (fp32, names as stored) to m.
  * Shapes as stored; no renaming or transposition (that is the HF directory's job). */

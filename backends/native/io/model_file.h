@@ -82,6 +82,11 @@ struct model_file {
  * with the file and the offending field in d. Caller frees with model_file_free. */
 int model_file_load(struct model_file **out, const char *path, struct diag *d) FT_WUR;
 void model_file_free(struct model_file *m);
+/* The hyperparameters of a model without reading its weights: a GGUF file's header (every
+ * check of model_file_load up to the tensors' data), or a directory's config.json. For
+ * `ftlab check`. Facts only the weights tell (a directory's optional biases) are taken as
+ * present. Errors as model_file_load's. */
+int model_file_probe(struct model_hparams *out, const char *path, struct diag *d) FT_WUR;
 /* The tensor with that name, or NULL (borrowed). */
 const struct mf_tensor *model_file_tensor(const struct model_file *m, const char *name);
 
