@@ -581,7 +581,8 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 	const char *err = strcmp(status, "finished") == 0 ? NULL : rd.text;
 	/* A sink callback that failed (the store refusing a write) ends the run with the
 	 * writer's message; a backend need not copy it into its own diag. */
-	if (br != 0 && br != FT_EINTR && !rd.text[0] && store_writer_error(w))
+	if (br != 0 && br != FT_EINTR && store_writer_error(w) &&
+	    (!rd.text[0] || br == store_writer_error(w)->code))
 		err = store_writer_error(w)->text;
 	if (br == FT_EINTR && !rd.text[0])
 		err = "stopped by a signal";

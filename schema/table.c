@@ -41,7 +41,8 @@ const struct key_desc schema_keys[] = {
 	{"data.validation", KT_SPLIT, KF_EXISTS, NULL, NOB, NULL,
 	 "Validation split: a path, or {from: SPLIT, fraction: F, seed: N} carved from another split.", NULL},
 	{"data.validation.from", KT_ENUM, 0, "train", NOB, "train|validation|test",
-	 "The split to carve from; it must be declared.", NULL},
+	 "The split to carve from: train or test, declared as a file (the carved examples leave "
+	 "it).", NULL},
 	{"data.validation.fraction", KT_FLOAT, KF_REQUIRED | KF_LO | KF_HI | KF_LO_OPEN | KF_HI_OPEN,
 	 NULL, RANGE(0, 1), NULL,
 	 "Share of the source split's examples (chosen by content hash, so adding examples does "
@@ -51,26 +52,33 @@ const struct key_desc schema_keys[] = {
 	{"data.test", KT_SPLIT, KF_EXISTS, NULL, NOB, NULL,
 	 "Test split: a path, or {from: SPLIT, fraction: F, seed: N}.", NULL},
 	{"data.test.from", KT_ENUM, 0, "train", NOB, "train|validation|test",
-	 "The split to carve from; it must be declared.", NULL},
+	 "The split to carve from: train or validation, declared as a file (the carved examples "
+	 "leave it).", NULL},
 	{"data.test.fraction", KT_FLOAT, KF_REQUIRED | KF_LO | KF_HI | KF_LO_OPEN | KF_HI_OPEN, NULL,
 	 RANGE(0, 1), NULL, "Share of the source split's examples.", NULL},
 	{"data.test.seed", KT_INT, KF_LO | KF_HI, NULL, RANGE(0, 9007199254740991.0), NULL,
 	 "Split seed.", "the experiment seed"},
 	{"data.fields", KT_MAP, 0, NULL, NOB, NULL,
-	 "Field mapping: the JSON key to read for each logical field of the format.", NULL},
+	 "Field mapping: the JSON key to read for each logical field of the format. A field "
+	 "that data.format does not read is refused when it is set to anything but its own "
+	 "name.", NULL},
 	{"data.fields.text", KT_STR, 0, "text", NOB, NULL, "Key of the text (format text).", NULL},
-	{"data.fields.prompt", KT_STR, 0, "prompt", NOB, NULL, "Key of the prompt (completion).", NULL},
+	{"data.fields.prompt", KT_STR, 0, "prompt", NOB, NULL,
+	 "Key of the prompt (completion); with instruction, an alias of instruction.", NULL},
 	{"data.fields.completion", KT_STR, 0, "completion", NOB, NULL,
 	 "Key of the completion (completion).", NULL},
 	{"data.fields.response", KT_STR, 0, "response", NOB, NULL,
-	 "Key of the response, an alias of completion used by templates.", NULL},
+	 "Key of the response: an alias of completion (completion) and of output "
+	 "(instruction); the resolved config shows it in that field. Giving both with different "
+	 "keys is an error.", NULL},
 	{"data.fields.instruction", KT_STR, 0, "instruction", NOB, NULL,
 	 "Key of the instruction (instruction).", NULL},
 	{"data.fields.input", KT_STR, 0, "input", NOB, NULL, "Key of the optional input (instruction).", NULL},
 	{"data.fields.output", KT_STR, 0, "output", NOB, NULL, "Key of the output (instruction).", NULL},
 	{"data.fields.messages", KT_STR, 0, "messages", NOB, NULL, "Key of the message list (chat).", NULL},
 	{"data.fields.system", KT_STR, 0, "system", NOB, NULL,
-	 "Key of a per-example system prompt, when present.", NULL},
+	 "Key of a per-example system prompt, when present (completion, instruction; chat "
+	 "takes it from a system message).", NULL},
 	{"data.template", KT_TEMPLATE, 0, "auto", NOB, "auto|chatml|alpaca|plain",
 	 "Prompt template: auto (the model's chat template when it has one, else plain), chatml, "
 	 "alpaca, plain, or a custom string with {prompt} and optionally {response} and {system}.", NULL},
@@ -150,14 +158,20 @@ const struct key_desc schema_keys[] = {
 	{"train.grad_checkpointing", KT_BOOL, 0, "false", NOB, NULL,
 	 "Recompute activations in backward to save memory.", NULL},
 	{"train.eval_every", KT_INT, KF_LO, "0", RANGE(0, 0), NULL,
-	 "Evaluate validation loss every N steps (0: at the end only).", NULL},
+	 "Evaluate the validation split every N steps during training, recorded as "
+	 "validation.loss (and the early-stopping metric) at that step; needs data.validation "
+	 "(0: no evaluation during training; the final evaluation is eval's).", NULL},
 	{"train.checkpoint_every", KT_INT, KF_LO, "0", RANGE(0, 0), NULL,
 	 "Write a resumable checkpoint every N steps (0: at the end only).", NULL},
 	{"train.early_stopping", KT_MAP, KF_OPTMAP, NULL, NOB, NULL,
-	 "Stop when a metric stops improving; absent: no early stopping.", NULL},
+	 "Stop when a validation metric stops improving, checked at each train.eval_every "
+	 "evaluation (so it needs train.eval_every > 0 and data.validation); absent: no early "
+	 "stopping.", NULL},
 	{"train.early_stopping.metric", KT_METRIC, 0, "validation.loss", NOB, NULL,
-	 "The metric watched, split.metric; lower is better for loss and perplexity, higher "
-	 "otherwise.", NULL},
+	 "The metric watched: validation.NAME with NAME any of eval.metrics' choices (the "
+	 "generation metrics generate on the validation split at each evaluation, with "
+	 "eval.generate's settings; they need references, so not with data.format text). Lower "
+	 "is better for loss and perplexity, higher otherwise.", NULL},
 	{"train.early_stopping.patience", KT_INT, KF_LO | KF_HI, "3", RANGE(1, 1e9), NULL,
 	 "Evaluations without improvement before stopping.", NULL},
 	{"train.early_stopping.min_delta", KT_FLOAT, KF_LO, "0.0", RANGE(0, 0), NULL,

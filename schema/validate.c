@@ -991,6 +991,161 @@ static const struct node *src_or(const struct vstate *S, const char *path, const
 	return n ? n : r;
 }
 
+/* Validation during training: train.eval_every evaluates data.validation, and early
+ * stopping watches one metric of it at those evaluations. A setting that could never act
+ * is refused. */
+static int check_evaluation_during_training(struct vstate *S, struct node *res)
+{
+	int rc;
+	const struct node *ee = node_get_path(res, "train.eval_every");
+	bool evaluates = ee && strtoll(ee->text, NULL, 10) > 0;
+	if (evaluates && !split_declared(res, "validation")) {
+		rc = VERR(S, src_or(S, "train.eval_every", ee),
+			  "train.eval_every %s evaluates data.validation, which is not declared",
+			  ee->text);
+		diag_hint(S->d, "declare data.validation (a file or {from: train, fraction: "
+			  "0.1}), or remove train.eval_every");
+		return rc;
+	}
+	const struct node *es_map = node_get_path(S->src_root, "train.early_stopping");
+	struct node *es = node_get_path(res, "train.early_stopping.metric");
+	if (!es)
+		return 0;
+	const struct node *at = src_or(S, "train.early_stopping.metric", es);
+	const char *dot = strchr(es->text, '.');
+	char split[32];
+	snprintf(split, sizeof split, "%.*s", (int)(strcspn(es->text, ".") & 31), es->text);
+	if (strcmp(split, "validation") != 0) {
+		rc = VERR(S, at, "train.early_stopping.metric '%s' watches split '%s'; early "
+			  "stopping watches the validation split", es->text, split);
+		diag_hint(S->d, "write validation.%s (and declare data.validation)",
+			  dot ? dot + 1 : "loss");
+		return rc;
+	}
+	if (!split_declared(res, "validation")) {
+		rc = VERR(S, at, "train.early_stopping.metric '%s' needs data.validation, which is "
+			  "not declared", es->text);
+		diag_hint(S->d, "declare data.validation (a file or {from: train, fraction: 0.1})");
+		return rc;
+	}
+	const struct key_desc *mk = schema_find("eval.metrics");
+	if (dot && !schema_choice_ok(mk->choices, dot + 1)) {
+		rc = VERR(S, at, "train.early_stopping.metric '%s': '%s' is not a metric the "
+			  "validation split computes", es->text, dot + 1);
+		char near[32];
+		if (schema_choice_nearest(mk->choices, dot + 1, near, sizeof near))
+			diag_hint(S->d, "did you mean 'validation.%s'? (one of %s)", near, mk->choices);
+		return rc;
+	}
+	bool generated = dot && strcmp(dot + 1, "loss") != 0 && strcmp(dot + 1, "perplexity") != 0 &&
+			 strcmp(dot + 1, "token_accuracy") != 0;
+	const char *fmt = rtext(res, "data.format");
+	if (generated && fmt && strcmp(fmt, "text") == 0) {
+		rc = VERR(S, at, "train.early_stopping.metric '%s' scores generated answers, but "
+			  "data.format text has no references", es->text);
+		diag_hint(S->d, "watch validation.loss, validation.perplexity or "
+			  "validation.token_accuracy");
+		return rc;
+	}
+	if (!evaluates) {
+		rc = VKERR(S, es_map ? es_map : at, "train.early_stopping needs train.eval_every > 0: "
+			   "the metric is evaluated every eval_every steps, and with eval_every 0 "
+			   "(only at the end) it could never stop anything");
+		diag_hint(S->d, "set train.eval_every (for example 50)");
+		return rc;
+	}
+	return 0;
+}
+
+/* data.fields: each key applies to some formats only (a key of another format would be
+ * read by nothing), and the aliases name their format's own field: response is the
+ * completion (completion format) or the output (instruction format), prompt the
+ * instruction (instruction format). The alias's value moves to the field it names, so
+ * the resolved config says what is read. */
+/* The source node of path when the file sets it to something other than its default (a
+ * field mapped to its own default name maps nothing: a resolved config written back as a
+ * file still loads), else NULL. */
+static const struct node *set_to_non_default(struct vstate *S, struct node *res,
+					     const char *path)
+{
+	const struct node *e = node_get_path(S->src_root, path);
+	const struct key_desc *k = schema_find(path);
+	const char *v = rtext(res, path);
+	if (!e || (k && k->def && v && strcmp(k->def, v) == 0))
+		return NULL;
+	return e;
+}
+
+static int check_fields(struct vstate *S, struct node *res)
+{
+	static const struct {
+		const char *field, *formats;
+	} applies[] = {
+		{"text", "text"},
+		{"prompt", "completion|instruction"},
+		{"completion", "completion"},
+		{"response", "completion|instruction"},
+		{"instruction", "instruction"},
+		{"input", "instruction"},
+		{"output", "instruction"},
+		{"messages", "chat"},
+		{"system", "completion|instruction"},
+	};
+	const char *fmt = rtext(res, "data.format");
+	if (!fmt)
+		return 0;
+	char path[64];
+	for (size_t i = 0; i < FT_ARRAY_LEN(applies); i++) {
+		snprintf(path, sizeof path, "data.fields.%s", applies[i].field);
+		const struct node *e = set_to_non_default(S, res, path);
+		if (e && !schema_choice_ok(applies[i].formats, fmt)) {
+			char formats[64];
+			snprintf(formats, sizeof formats, "%s", applies[i].formats);
+			char *bar = strchr(formats, '|');
+			if (bar) /* two at most */
+				snprintf(bar, sizeof formats - (size_t)(bar - formats), " or %s",
+					 strchr(applies[i].formats, '|') + 1);
+			int rc = VKERR(S, e, "data.fields.%s is read by data.format %s only, but "
+				       "data.format is %s", applies[i].field, formats, fmt);
+			diag_hint(S->d, "remove it, or map the fields data.format %s reads", fmt);
+			return rc;
+		}
+	}
+	/* The aliases. */
+	static const struct {
+		const char *format, *alias, *field;
+	} aliases[] = {
+		{"completion", "response", "completion"},
+		{"instruction", "response", "output"},
+		{"instruction", "prompt", "instruction"},
+	};
+	for (size_t i = 0; i < FT_ARRAY_LEN(aliases); i++) {
+		if (strcmp(fmt, aliases[i].format) != 0)
+			continue;
+		snprintf(path, sizeof path, "data.fields.%s", aliases[i].alias);
+		const struct node *a = set_to_non_default(S, res, path);
+		if (!a)
+			continue;
+		char fpath[64];
+		snprintf(fpath, sizeof fpath, "data.fields.%s", aliases[i].field);
+		const struct node *f = set_to_non_default(S, res, fpath);
+		const char *av = rtext(res, path);
+		if (f && av && strcmp(rtext(res, fpath), av) != 0) {
+			int rc = VKERR(S, a, "data.fields.%s and data.fields.%s name the same field of "
+				       "data.format %s, with different keys ('%s', '%s')",
+				       aliases[i].alias, aliases[i].field, fmt, av, rtext(res, fpath));
+			diag_hint(S->d, "keep one of them");
+			return rc;
+		}
+		if (av) {
+			int rc = rset(res, fpath, av, false);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
 static int cross_rules(struct vstate *S, struct node *res)
 {
 	int rc;
@@ -1085,15 +1240,9 @@ static int cross_rules(struct vstate *S, struct node *res)
 		return VERR(S, wu, "train.schedule.warmup_steps %s is more than train.steps %s",
 			    wu->text, st);
 
-	/* Early stopping watches a declared split. */
-	struct node *es = node_get_path(res, "train.early_stopping.metric");
-	if (es) {
-		char split[32];
-		snprintf(split, sizeof split, "%.*s", (int)(strcspn(es->text, ".") & 31), es->text);
-		if (!split_declared(res, split))
-			return VERR(S, es, "train.early_stopping.metric '%s' needs data.%s, which is "
-				    "not declared", es->text, split);
-	}
+	if ((rc = check_evaluation_during_training(S, res)) != 0 ||
+	    (rc = check_fields(S, res)) != 0)
+		return rc;
 
 	/* exec needs a command; the working directory defaults to the experiment's. */
 	const char *btype = rtext(res, "backend.type");

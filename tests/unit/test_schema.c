@@ -259,12 +259,12 @@ static void test_config_fill(void **state)
 	(void)state;
 	scratch_put("p.yaml",
 	    "name: support-lora\nseed: 42\nmodel: {base: m.gguf, context: 512}\n"
-	    "data:\n  format: chat\n  train: train.jsonl\n  validation: {from: train, fraction: 0.1}\n"
+	    "data:\n  format: completion\n  train: train.jsonl\n  validation: {from: train, fraction: 0.1}\n"
 	    "  test: test.jsonl\n  fields: {prompt: question, response: answer}\n"
 	    "  template: chatml\n  max_length: 256\n  limit: {train: 2000, test: 200}\n"
 	    "method: {type: lora, rank: 8, alpha: 16, dropout: 0.05, targets: [q_proj, v_proj]}\n"
 	    "train:\n  epochs: 2\n  optimizer: {lr: 2.0e-4, betas: [0.9, 0.999]}\n"
-	    "  schedule: {type: linear, warmup_steps: 10}\n"
+	    "  schedule: {type: linear, warmup_steps: 10}\n  eval_every: 50\n"
 	    "  early_stopping: {metric: validation.loss, patience: 3}\n  nonfinite: skip_step\n"
 	    "eval:\n  metrics: [loss, exact_match]\n  generate: {max_new_tokens: 48, stop: [\"\\n\"]}\n"
 	    "backend: {type: exec, command: [python3, t.py, \"{method.rank}\"], timeout: 2h}\n"
@@ -275,7 +275,7 @@ static void test_config_fill(void **state)
 	const struct config *c = experiment_config(e);
 	assert_string_equal(experiment_name(e), "support-lora");
 	assert_int_equal(c->seed, 42);
-	assert_int_equal(c->data.format, DATA_CHAT);
+	assert_int_equal(c->data.format, DATA_COMPLETION);
 	assert_true(c->data.validation.present);
 	assert_null(c->data.validation.path);
 	assert_string_equal(c->data.validation.from, "train");
@@ -284,6 +284,7 @@ static void test_config_fill(void **state)
 	assert_non_null(strstr(c->data.test.path, "/test.jsonl"));
 	assert_true(c->data.test.path[0] == '/');
 	assert_string_equal(c->data.fields.prompt, "question");
+	assert_string_equal(c->data.fields.completion, "answer"); /* the response alias */
 	assert_string_equal(c->data.fields.messages, "messages");
 	assert_string_equal(c->data.template_name, "chatml");
 	assert_null(c->data.template_custom);
@@ -313,7 +314,7 @@ static void test_config_fill(void **state)
 	assert_true(c->gates[0].has_min && c->gates[0].min == 0.8);
 	assert_int_equal(c->gates[1].vs, GATE_VS_BASELINE);
 	assert_true(c->gates[1].has_max_regression);
-	assert_int_equal(c->gates[1].line, 27);
+	assert_int_equal(c->gates[1].line, 28);
 	assert_string_equal(c->objective_metric, "test.exact_match");
 	assert_int_equal(c->objective_goal, GOAL_MINIMIZE);
 	assert_int_equal((int)strlen(c->config_hash), 64);

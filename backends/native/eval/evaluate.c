@@ -482,6 +482,42 @@ static int write_predictions(const char *path, const struct eval_result *base,
 	return rc;
 }
 
+int eval_value(double *out, const struct eval_result *r, const struct eval_settings *s,
+	       const char *metric, struct diag *d)
+{
+	*out = NAN;
+	boot_agg_fn tf_agg[TF_N] = {agg_loss, agg_ppl, agg_acc};
+	for (int k = 0; k < TF_N; k++) {
+		if (strcmp(metric, tf_names[k]) != 0)
+			continue;
+		if (!s->want_tf[k] || !r->tf_rows)
+			break;
+		double sum[3] = {0, 0, 0};
+		for (size_t i = 0; i < r->n; i++)
+			for (int c = 0; c < 3; c++)
+				sum[c] += r->tf_rows[3 * i + (size_t)c];
+		*out = tf_agg[k](sum, r->n, NULL);
+		return 0;
+	}
+	for (int k = 0; k < METRIC_N_KINDS; k++) {
+		if (strcmp(metric, metric_name(kinds[k])) != 0)
+			continue;
+		if (!s->want_gen[k] || !r->rows[k])
+			break;
+		size_t dim = metric_stats_dim(kinds[k]);
+		double *sum = calloc(dim, sizeof *sum);
+		if (!sum)
+			return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+		for (size_t i = 0; i < r->n; i++)
+			for (size_t c = 0; c < dim; c++)
+				sum[c] += r->rows[k][i * dim + c];
+		*out = metric_from_stats(kinds[k], sum, r->n);
+		free(sum);
+		return 0;
+	}
+	return diag_set(d, FT_EINVAL, NULL, 0, 0, "metric '%s' was not computed", metric);
+}
+
 int eval_emit(struct run_sink *sink, const char *split, const char *model,
 	      const struct eval_result *base, const struct eval_result *tuned,
 	      const struct tok_set *set, const struct eval_settings *s, const char *pred_path,

@@ -79,11 +79,16 @@ static int tstate_init(struct tstate *s, struct model *m, struct diag *d)
 	return 0;
 }
 
-static void emit_metric(struct run_sink *sink, const char *split, const char *name,
+/* A metric to the sink; the first refusal is kept in *err (the run stops at the end of
+ * the step: its record, store or metrics.jsonl, is broken). */
+static void emit_metric(struct run_sink *sink, int *err, const char *split, const char *name,
 			int64_t step, double v)
 {
-	if (sink && sink->metric)
-		(void)sink->metric(sink->ud, split, name, step, v);
+	if (sink && sink->metric) {
+		int r = sink->metric(sink->ud, split, name, step, v);
+		if (r && !*err)
+			*err = r;
+	}
 }
 
 static void emit_event(struct run_sink *sink, const char *level, const char *kind,
@@ -147,6 +152,11 @@ int trainer_run(struct trainer_result *out, struct model *m, const struct batch_
 		goto done;
 	}
 	cs.best_metric = INFINITY;
+	/* The metric early stopping watches: "validation.NAME" (the schema allows nothing
+	 * else); lower is better for loss and perplexity, higher for the others. */
+	const char *es_metric = tc->early_stopping.metric ? tc->early_stopping.metric : "";
+	const char *es_name = strchr(es_metric, '.') ? strchr(es_metric, '.') + 1 : "loss";
+	bool es_higher = strcmp(es_name, "loss") != 0 && strcmp(es_name, "perplexity") != 0;
 	snprintf(cs.config_hash, sizeof(cs.config_hash), "%s", o->config_hash ? o->config_hash : "");
 	snprintf(cs.data_hash, sizeof(cs.data_hash), "%s", o->data_hash ? o->data_hash : "");
 	if (o->resume && o->ckpt_dir) {
@@ -175,6 +185,7 @@ int trainer_run(struct trainer_result *out, struct model *m, const struct batch_
 		}
 	}
 	double t_start = time_monotonic();
+	int sink_err = 0;
 	int64_t tokens_here = 0;
 	while (cs.step < o->total_steps) {
 		if (o->stop && *o->stop) {
@@ -259,35 +270,46 @@ int trainer_run(struct trainer_result *out, struct model *m, const struct batch_
 		tokens_here += (int64_t)processed;
 		double dt = time_monotonic() - t0;
 		out->last_loss = loss;
-		emit_metric(o->sink, "train", "loss", cs.step, loss);
-		emit_metric(o->sink, "train", "lr", cs.step, lr);
-		emit_metric(o->sink, "train", "grad_norm", cs.step, norm);
-		emit_metric(o->sink, "train", "tokens_per_s", cs.step,
+		emit_metric(o->sink, &sink_err, "train", "loss", cs.step, loss);
+		emit_metric(o->sink, &sink_err, "train", "lr", cs.step, lr);
+		emit_metric(o->sink, &sink_err, "train", "grad_norm", cs.step, norm);
+		emit_metric(o->sink, &sink_err, "train", "tokens_per_s", cs.step,
 			    dt > 0 ? (double)processed / dt : 0.0);
 		if (o->sink && o->sink->progress)
 			o->sink->progress(o->sink->ud, cs.step, o->total_steps, loss);
 		bool last = cs.step == o->total_steps;
-		if (val && val->loss && tc->eval_every > 0 && (cs.step % tc->eval_every == 0)) {
-			double vl;
-			if ((rc = val->loss(val->ud, m, &vl, d)) != 0)
+		if (val && val->evaluate && tc->eval_every > 0 && (cs.step % tc->eval_every == 0)) {
+			double vl, vm;
+			if ((rc = val->evaluate(val->ud, m, &vl, &vm, d)) != 0)
 				goto done;
-			emit_metric(o->sink, "validation", "loss", cs.step, vl);
+			emit_metric(o->sink, &sink_err, "validation", "loss", cs.step, vl);
+			if (strcmp(es_name, "loss") != 0)
+				emit_metric(o->sink, &sink_err, "validation", es_name, cs.step, vm);
 			if (tc->early_stopping.enabled) {
-				if (vl < cs.best_metric - tc->early_stopping.min_delta) {
-					cs.best_metric = vl;
+				/* Compared as "lower is better": higher-is-better metrics negated. */
+				double v = es_higher ? -vm : vm;
+				if (v < cs.best_metric - tc->early_stopping.min_delta) {
+					cs.best_metric = v;
 					cs.bad_evals = 0;
 				} else if (++cs.bad_evals >= tc->early_stopping.patience) {
-					char msg[160];
+					char msg[256];
 					snprintf(msg, sizeof(msg),
-						 "early stopping at step %lld: validation loss did not "
-						 "improve for %lld evaluations (best %g)",
-						 (long long)cs.step, (long long)cs.bad_evals,
-						 cs.best_metric);
+						 "early stopping at step %lld: validation.%s did not "
+						 "improve by more than %g for %lld evaluations (best %g)",
+						 (long long)cs.step, es_name, tc->early_stopping.min_delta,
+						 (long long)cs.bad_evals,
+						 es_higher ? -cs.best_metric : cs.best_metric);
 					emit_event(o->sink, "info", "early_stop", msg);
 					out->early_stopped = true;
 					last = true;
 				}
 			}
+		}
+		if (sink_err) {
+			rc = diag_set(d, sink_err, "", 0, 0,
+				      "step %lld: the run's metrics could not be recorded",
+				      (long long)cs.step);
+			goto done;
 		}
 		if (o->ckpt_dir && !last && tc->checkpoint_every > 0 &&
 		    cs.step % tc->checkpoint_every == 0 && (rc = save(m, &s, o, src, &cs, d)) != 0)
