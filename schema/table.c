@@ -135,15 +135,28 @@ const struct key_desc schema_keys[] = {
 	{"train.grad_accum", KT_INT, KF_LO | KF_HI, "1", RANGE(1, 65536), NULL,
 	 "Micro-batches per optimizer step.", NULL},
 	{"train.optimizer", KT_MAP, 0, NULL, NOB, NULL, "Optimizer.", NULL},
-	{"train.optimizer.type", KT_ENUM, 0, "adamw", NOB, "adamw|sgd", "adamw or sgd.", NULL},
+	{"train.optimizer.type", KT_ENUM, 0, "adamw", NOB, "adamw|sgd",
+	 "adamw (torch.optim.AdamW) or sgd (torch.optim.SGD: momentum, dampening, nesterov, "
+	 "weight_decay).", NULL},
 	{"train.optimizer.lr", KT_FLOAT, KF_LO | KF_LO_OPEN | KF_HI, "2.0e-4", RANGE(0, 10), NULL,
 	 "Peak learning rate.", NULL},
 	{"train.optimizer.betas", KT_FLOATLIST, KF_LO | KF_HI | KF_HI_OPEN, "[0.9, 0.999]", RANGE(0, 1),
-	 NULL, "AdamW beta1 and beta2, each in [0, 1).", NULL},
+	 NULL, "adamw only: beta1 and beta2, each in [0, 1).", NULL},
 	{"train.optimizer.eps", KT_FLOAT, KF_LO | KF_LO_OPEN | KF_HI, "1.0e-8", RANGE(0, 1), NULL,
-	 "AdamW epsilon.", NULL},
+	 "adamw only: epsilon.", NULL},
 	{"train.optimizer.weight_decay", KT_FLOAT, KF_LO | KF_HI, "0.0", RANGE(0, 10), NULL,
-	 "Decoupled weight decay.", NULL},
+	 "Weight decay of the matrices (not of norms and biases): decoupled (p -= lr*wd*p) with "
+	 "adamw, an L2 term added to the gradient (g += wd*p) with sgd, as PyTorch defines "
+	 "each.", NULL},
+	{"train.optimizer.momentum", KT_FLOAT, KF_LO | KF_HI | KF_HI_OPEN, "0.0", RANGE(0, 1), NULL,
+	 "sgd only: momentum factor (0: plain SGD). The buffer starts as the first step's "
+	 "gradient.", NULL},
+	{"train.optimizer.dampening", KT_FLOAT, KF_LO | KF_HI | KF_HI_OPEN, "0.0", RANGE(0, 1), NULL,
+	 "sgd only: dampening of the gradient added to the momentum buffer (buf = momentum*buf + "
+	 "(1 - dampening)*g).", NULL},
+	{"train.optimizer.nesterov", KT_BOOL, 0, "false", NOB, NULL,
+	 "sgd only: Nesterov momentum (needs momentum > 0 and dampening 0, as in PyTorch).",
+	 NULL},
 	{"train.schedule", KT_MAP, 0, NULL, NOB, NULL, "Learning-rate schedule.", NULL},
 	{"train.schedule.type", KT_ENUM, 0, "cosine", NOB, "constant|linear|cosine",
 	 "Shape after warmup: constant, linear decay or cosine decay to min_lr_ratio * lr.", NULL},

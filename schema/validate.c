@@ -1154,11 +1154,34 @@ static int cross_rules(struct vstate *S, struct node *res)
 	static const char *const freeze_keys[] = {"method.trainable", "method.layers"};
 	static const char *const exec_keys[] = {"backend.command", "backend.timeout",
 						"backend.metrics_file", "backend.workdir"};
+	static const char *const adamw_keys[] = {"train.optimizer.betas", "train.optimizer.eps"};
+	static const char *const sgd_keys[] = {"train.optimizer.momentum",
+					       "train.optimizer.dampening",
+					       "train.optimizer.nesterov"};
 	if ((rc = only_with(S, res, lora_keys, FT_ARRAY_LEN(lora_keys), "method.type", "lora")) ||
 	    (rc = only_with(S, res, freeze_keys, FT_ARRAY_LEN(freeze_keys), "method.type",
 			    "freeze")) ||
-	    (rc = only_with(S, res, exec_keys, FT_ARRAY_LEN(exec_keys), "backend.type", "exec")))
+	    (rc = only_with(S, res, exec_keys, FT_ARRAY_LEN(exec_keys), "backend.type", "exec")) ||
+	    (rc = only_with(S, res, adamw_keys, FT_ARRAY_LEN(adamw_keys), "train.optimizer.type",
+			    "adamw")) ||
+	    (rc = only_with(S, res, sgd_keys, FT_ARRAY_LEN(sgd_keys), "train.optimizer.type",
+			    "sgd")))
 		return rc;
+	/* Nesterov momentum as PyTorch allows it: momentum > 0 and no dampening. */
+	const char *nest = rtext(res, "train.optimizer.nesterov");
+	if (nest && strcmp(nest, "true") == 0) {
+		const char *mo = rtext(res, "train.optimizer.momentum");
+		const char *da = rtext(res, "train.optimizer.dampening");
+		const struct node *at = src_or(S, "train.optimizer.nesterov",
+					       node_get_path(res, "train.optimizer.nesterov"));
+		if (!mo || strtod(mo, NULL) <= 0 || (da && strtod(da, NULL) != 0)) {
+			rc = VKERR(S, at, "train.optimizer.nesterov needs momentum > 0 and dampening 0 "
+				   "(momentum is %s, dampening %s)", mo ? mo : "0.0", da ? da : "0.0");
+			diag_hint(S->d, "set train.optimizer.momentum (for example 0.9), or remove "
+				  "nesterov");
+			return rc;
+		}
+	}
 
 	/* epochs xor steps. */
 	const struct node *steps = node_get_path(S->src_root, "train.steps");

@@ -199,13 +199,15 @@ static void test_tiny_model_learns(void **state)
 	model_free(m);
 }
 
-static void test_deterministic_and_resume(void **state)
+/* Runs config c uninterrupted twice (identical traces), then killed after step 7 and
+ * resumed in a fresh model from its checkpoint (the same trace, bit for bit); the
+ * uninterrupted trace goes to out (steps 1..12). */
+static void check_resume(struct config_train c, double out[13])
 {
-	(void)state;
 	char tmpl[] = "/tmp/ftlab-train-XXXXXX";
 	char *dir = ft_strdup(mkdtemp(tmpl));
 	char *ck = path_join(dir, "checkpoint");
-	struct config_train c = train_cfg(12);
+	c.steps = 12;
 	c.checkpoint_every = 4;
 	struct trainer_result res;
 
@@ -262,6 +264,34 @@ static void test_deterministic_and_resume(void **state)
 	free(ck);
 	assert_int_equal(dir_remove_all(dir), 0);
 	free(dir);
+	memcpy(out, a.loss, 13 * sizeof(double));
+}
+
+static void test_deterministic_and_resume(void **state)
+{
+	(void)state;
+	double adamw[13];
+	check_resume(train_cfg(12), adamw);
+}
+
+/* SGD with momentum, Nesterov and weight decay: its momentum buffers are part of the
+ * checkpoint (named momentum/...), so kill and resume repeat the uninterrupted trace bit
+ * for bit; and the trace is SGD's, not AdamW's. */
+/* keys: train.optimizer.type train.optimizer.momentum train.optimizer.nesterov */
+static void test_sgd_resume_bit_identical(void **state)
+{
+	(void)state;
+	double adamw[13], sgd[13];
+	struct config_train c = train_cfg(12);
+	check_resume(c, adamw);
+	c.optimizer.type = OPTIMIZER_SGD;
+	c.optimizer.lr = 0.2;
+	c.optimizer.momentum = 0.9;
+	c.optimizer.nesterov = true;
+	c.optimizer.weight_decay = 0.01;
+	check_resume(c, sgd);
+	assert_true(sgd[12] != adamw[12]);
+	assert_true(sgd[12] < sgd[1]); /* it trains */
 }
 
 static void params_copy(struct model *m, float *out, size_t cap)
@@ -418,6 +448,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tiny_model_learns),
 		cmocka_unit_test(test_deterministic_and_resume),
+		cmocka_unit_test(test_sgd_resume_bit_identical),
 		cmocka_unit_test(test_grad_accum_whole_batch_mean),
 		cmocka_unit_test(test_nonfinite_policy),
 		cmocka_unit_test(test_early_stopping),

@@ -20,15 +20,16 @@
 struct tstate {
 	const struct ops *ops;     /* the model's backend (weights, grads and moments are its memory) */
 	struct optim_param *op;
-	float *moments;            /* m and v of every parameter, one ops->alloc (zeroed) */
-	struct ckpt_tensor *ct;    /* param/, adam_m/, adam_v/ per parameter */
+	float *moments;            /* the optimizer's state of every parameter, one ops->alloc (zeroed) */
+	struct ckpt_tensor *ct;    /* per parameter: param/ and the state (adam_m/, adam_v/ or momentum/) */
 	char **names;
 	size_t n;
+	size_t per;                /* checkpoint tensors per parameter: 3 (AdamW) or 2 (SGD) */
 };
 
 static void tstate_free(struct tstate *s)
 {
-	for (size_t i = 0; s->names && i < 3 * s->n; i++)
+	for (size_t i = 0; s->names && i < s->per * s->n; i++)
 		free(s->names[i]);
 	free(s->names);
 	free(s->ct);
@@ -37,11 +38,16 @@ static void tstate_free(struct tstate *s)
 		s->ops->free(s->moments);
 }
 
-static int tstate_init(struct tstate *s, struct model *m, struct diag *d)
+static int tstate_init(struct tstate *s, struct model *m, enum optimizer_type type,
+		       struct diag *d)
 {
 	memset(s, 0, sizeof(*s));
 	s->ops = model_ops(m);
 	s->n = model_n_trainable(m);
+	/* AdamW keeps two moments per weight, SGD one momentum buffer. */
+	bool sgd = type == OPTIMIZER_SGD;
+	size_t states = sgd ? 1 : 2;
+	s->per = 1 + states;
 	if (s->n == 0)
 		return diag_set(d, FT_EINVAL, "", 0, 0, "nothing to train: no trainable parameters");
 	size_t total = 0;
@@ -49,12 +55,12 @@ static int tstate_init(struct tstate *s, struct model *m, struct diag *d)
 		if (!size_add(total, model_trainable(m, i)->numel, &total))
 			return diag_set(d, FT_ENOMEM, "", 0, 0, "parameter count overflows");
 	size_t bytes;
-	if (!size_mul(total, 2 * sizeof(float), &bytes))
+	if (!size_mul(total, states * sizeof(float), &bytes))
 		return diag_set(d, FT_ENOMEM, "", 0, 0, "parameter count overflows");
 	s->moments = s->ops->alloc(bytes ? bytes : sizeof(float));
 	s->op = calloc(s->n, sizeof(*s->op));
-	s->ct = calloc(3 * s->n, sizeof(*s->ct));
-	s->names = calloc(3 * s->n, sizeof(*s->names));
+	s->ct = calloc(s->per * s->n, sizeof(*s->ct));
+	s->names = calloc(s->per * s->n, sizeof(*s->names));
 	if (!s->moments || !s->op || !s->ct || !s->names)
 		return diag_set(d, FT_ENOMEM, "", 0, 0,
 				"out of memory for optimizer state (%zu bytes)", bytes);
@@ -62,25 +68,24 @@ static int tstate_init(struct tstate *s, struct model *m, struct diag *d)
 	for (size_t i = 0; i < s->n; i++) {
 		const struct model_param *p = model_trainable(m, i);
 		s->op[i] = (struct optim_param){.data = p->data, .grad = p->grad, .m = mv,
-						.v = mv + p->numel, .numel = p->numel,
+						.v = sgd ? NULL : mv + p->numel, .numel = p->numel,
 						.decay = p->shape[0] > 1 && p->shape[1] > 1};
-		mv += 2 * p->numel;
-		static const char *const pre[3] = {"param/", "adam_m/", "adam_v/"};
+		mv += states * p->numel;
+		static const char *const adam_pre[3] = {"param/", "adam_m/", "adam_v/"};
+		static const char *const sgd_pre[2] = {"param/", "momentum/"};
 		float *bufs[3] = {p->data, s->op[i].m, s->op[i].v};
-		for (int k = 0; k < 3; k++) {
+		for (size_t k = 0; k < s->per; k++) {
 			struct strbuf b = {0};
-			if (strbuf_printf(&b, "%s%s", pre[k], p->name) != 0)
+			if (strbuf_printf(&b, "%s%s", sgd ? sgd_pre[k] : adam_pre[k], p->name) != 0)
 				return diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
-			s->names[3 * i + (size_t)k] = strbuf_detach(&b);
-			s->ct[3 * i + (size_t)k] = (struct ckpt_tensor){
-				s->names[3 * i + (size_t)k], bufs[k], p->numel, s->ops};
+			s->names[s->per * i + k] = strbuf_detach(&b);
+			s->ct[s->per * i + k] = (struct ckpt_tensor){
+				s->names[s->per * i + k], bufs[k], p->numel, s->ops};
 		}
 	}
 	return 0;
 }
 
-/* A metric to the sink; the first refusal is kept in *err (the run stops at the end of
- * the step: its record, store or metrics.jsonl, is broken). */
 static void emit_metric(struct run_sink *sink, int *err, const char *split, const char *name,
 			int64_t step, double v)
 {
@@ -110,7 +115,7 @@ static int save(struct model *m, const struct tstate *s, const struct trainer_op
 	if (src->save && src->save(src->ud, &cs->cursor, &cs->cursor_len) != 0)
 		return diag_set(d, FT_ENOMEM, "", 0, 0, "cannot save the data cursor");
 	char *path = NULL;
-	int rc = ckpt_save(&path, o->ckpt_dir, cs, s->ct, 3 * s->n, d);
+	int rc = ckpt_save(&path, o->ckpt_dir, cs, s->ct, s->per * s->n, d);
 	if (rc == 0 && o->sink && o->sink->artifact) {
 		/* Recorded relative to the run directory (the checkpoint directory's parent):
 		 * "checkpoint/step-N/state.safetensors". */
@@ -138,7 +143,7 @@ int trainer_run(struct trainer_result *out, struct model *m, const struct batch_
 	int32_t *tok = NULL, *tgt = NULL;
 	int *rows = NULL, *lens = NULL;
 	char *notes = NULL;
-	int rc = tstate_init(&s, m, d);
+	int rc = tstate_init(&s, m, tc->optimizer.type, d);
 	if (rc)
 		goto done;
 	const int B = tc->batch_size, T = src->T, A = tc->grad_accum > 0 ? tc->grad_accum : 1;
@@ -163,7 +168,7 @@ int trainer_run(struct trainer_result *out, struct model *m, const struct batch_
 		bool found = false;
 		struct ckpt_state ls = {0};
 		rc = ckpt_load(&found, &ls, &notes, o->ckpt_dir, o->config_hash, o->data_hash, s.ct,
-			       3 * s.n, d);
+			       s.per * s.n, d);
 		if (notes)
 			emit_event(o->sink, "warning", "checkpoint", notes);
 		if (rc)
@@ -257,11 +262,21 @@ int trainer_run(struct trainer_result *out, struct model *m, const struct batch_
 		} else {
 			cs.nonfinite_streak = 0;
 			grad_clip_ops(s.ops, s.op, s.n, norm, tc->max_grad_norm);
-			struct adamw_hp hp = {.lr = lr, .beta1 = tc->optimizer.beta1,
-					      .beta2 = tc->optimizer.beta2, .eps = tc->optimizer.eps,
-					      .weight_decay = tc->optimizer.weight_decay};
 			/* t counts applied updates: skipped steps do not advance the moments. */
-			adamw_step_ops(s.ops, s.op, s.n, &hp, cs.step + 1 - cs.skipped);
+			int64_t t = cs.step + 1 - cs.skipped;
+			if (tc->optimizer.type == OPTIMIZER_SGD) {
+				struct sgd_hp hp = {.lr = lr, .momentum = tc->optimizer.momentum,
+						    .dampening = tc->optimizer.dampening,
+						    .weight_decay = tc->optimizer.weight_decay,
+						    .nesterov = tc->optimizer.nesterov};
+				sgd_step_ops(s.ops, s.op, s.n, &hp, t);
+			} else {
+				struct adamw_hp hp = {.lr = lr, .beta1 = tc->optimizer.beta1,
+						      .beta2 = tc->optimizer.beta2,
+						      .eps = tc->optimizer.eps,
+						      .weight_decay = tc->optimizer.weight_decay};
+				adamw_step_ops(s.ops, s.op, s.n, &hp, t);
+			}
 		}
 		if (o->check && (rc = o->check(d)) != 0)
 			goto done;
