@@ -299,8 +299,8 @@ static void test_bf16_close_to_fp32(void **state)
 		model_free(m);
 	}
 	assert_float_equal(loss[1], loss[0], 2e-2 * loss[0]);
-	if (ops_cpu_has_bf16()) /* the bf16 path really ran */
-		assert_true(loss[1] != loss[0]);
+	/* bf16 acted (natively, or by rounding the inputs on CPUs without bf16 matmuls) */
+	assert_true(loss[1] != loss[0]);
 	double dot = 0, n0 = 0, n1 = 0;
 	for (size_t i = 0; i < n; i++) {
 		dot += (double)g[0][i] * g[1][i];
