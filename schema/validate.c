@@ -1146,6 +1146,101 @@ static int check_fields(struct vstate *S, struct node *res)
 	return 0;
 }
 
+/* Settings that nothing would read in this experiment are refused (when set to something
+ * other than their default, so a resolved config written back still loads): training
+ * keys without training, generation keys without a generation metric, limits of splits
+ * that are not declared, a CUDA device for a backend that is not CUDA, early
+ * termination (not implemented in this version). */
+static int check_unread(struct vstate *S, struct node *res)
+{
+	int rc;
+	const struct node *e;
+	const char *mtype = rtext(res, "method.type");
+	if (mtype && strcmp(mtype, "none") == 0) {
+		/* Every train key set to something else than what it resolves to by default
+		 * (epochs' computed default is 1; early stopping is off unless written). */
+		for (size_t i = 0; i < schema_n_keys; i++) {
+			const struct key_desc *kd = &schema_keys[i];
+			if (strncmp(kd->path, "train.", 6) != 0 ||
+			    (kd->type == KT_MAP && !(kd->flags & KF_OPTMAP)))
+				continue;
+			const char *v = rtext(res, kd->path);
+			if (strcmp(kd->path, "train.epochs") == 0 && v && strcmp(v, "1") == 0)
+				continue;
+			e = kd->def ? set_to_non_default(S, res, kd->path)
+				    : node_get_path(S->src_root, kd->path);
+			if (!e)
+				continue;
+			rc = VKERR(S, e, "'%s' is a training setting, but method.type none trains "
+				   "nothing", kd->path);
+			diag_hint(S->d, "remove it, or choose a method that trains");
+			return rc;
+		}
+		if ((e = set_to_non_default(S, res, "data.packing")) != NULL) {
+			rc = VKERR(S, e, "'data.packing' packs training rows, but method.type none "
+				   "trains nothing");
+			return rc;
+		}
+	}
+	/* Generation settings need a generation metric to act on. */
+	bool generates = false;
+	const struct node *metrics = node_get_path(res, "eval.metrics");
+	for (size_t i = 0; metrics && i < metrics->n; i++) {
+		const char *m = metrics->items[i]->text;
+		generates |= strcmp(m, "loss") != 0 && strcmp(m, "perplexity") != 0 &&
+			     strcmp(m, "token_accuracy") != 0;
+	}
+	const char *es = rtext(res, "train.early_stopping.metric");
+	if (es && strchr(es, '.')) {
+		const char *m = strchr(es, '.') + 1;
+		generates |= strcmp(m, "loss") != 0 && strcmp(m, "perplexity") != 0 &&
+			     strcmp(m, "token_accuracy") != 0;
+	}
+	static const char *const gen_keys[] = {"eval.generate.max_new_tokens",
+					       "eval.generate.temperature", "eval.generate.top_k",
+					       "eval.generate.top_p", "eval.generate.stop",
+					       "eval.samples"};
+	for (size_t i = 0; i < FT_ARRAY_LEN(gen_keys) && !generates; i++) {
+		e = node_get_path(S->src_root, gen_keys[i]);
+		const struct key_desc *kd = schema_find(gen_keys[i]);
+		bool non_default = e && (kd->type == KT_STRLIST
+						 ? e->kind != NODE_SEQ || e->n > 0
+						 : set_to_non_default(S, res, gen_keys[i]) != NULL);
+		if (non_default) {
+			rc = VKERR(S, e, "'%s' applies to generated answers, but no metric generates "
+				   "(eval.metrics has none of exact_match, f1, bleu, rouge_l, chrf)",
+				   gen_keys[i]);
+			diag_hint(S->d, "add a generation metric to eval.metrics, or remove it");
+			return rc;
+		}
+	}
+	static const char *const limits[][2] = {{"data.limit.train", "train"},
+						{"data.limit.validation", "validation"},
+						{"data.limit.test", "test"}};
+	for (size_t i = 0; i < FT_ARRAY_LEN(limits); i++)
+		if (!split_declared(res, limits[i][1]) &&
+		    (e = set_to_non_default(S, res, limits[i][0])) != NULL) {
+			rc = VKERR(S, e, "'%s' limits data.%s, which is not declared", limits[i][0],
+				   limits[i][1]);
+			return rc;
+		}
+	const char *bt = rtext(res, "backend.type");
+	if (bt && (strcmp(bt, "cpu") == 0 || strcmp(bt, "exec") == 0) &&
+	    (e = set_to_non_default(S, res, "backend.device")) != NULL) {
+		rc = VKERR(S, e, "'backend.device' chooses a CUDA device, but backend.type is %s",
+			   bt);
+		diag_hint(S->d, "remove it, or set backend.type: cuda (or auto)");
+		return rc;
+	}
+	if ((e = node_get_path(S->src_root, "sweep.early_terminate")) != NULL) {
+		rc = VKERR(S, e, "sweep.early_terminate is not implemented in this version of "
+			   "ftlab: no run would be stopped early");
+		diag_hint(S->d, "remove it; every run of the sweep runs to its end");
+		return rc;
+	}
+	return 0;
+}
+
 static int cross_rules(struct vstate *S, struct node *res)
 {
 	int rc;
@@ -1264,7 +1359,7 @@ static int cross_rules(struct vstate *S, struct node *res)
 			    wu->text, st);
 
 	if ((rc = check_evaluation_during_training(S, res)) != 0 ||
-	    (rc = check_fields(S, res)) != 0)
+	    (rc = check_fields(S, res)) != 0 || (rc = check_unread(S, res)) != 0)
 		return rc;
 
 	/* exec needs a command; the working directory defaults to the experiment's. */

@@ -337,6 +337,17 @@ int native_engine_run(const struct run_ctx *ctx, const struct ops *ops,
 	native_model_opts(&o, cfg, max_batch, T, train ? cfg->method.type : METHOD_NONE, ops);
 	if ((rc = model_create(&m, mf, &o, d)) != 0)
 		goto done;
+	{
+		/* What the plan allocated: train.grad_checkpointing shows here (activations of
+		 * each layer's input only). */
+		struct model_memory mm = model_memory(m);
+		char msg[192];
+		snprintf(msg, sizeof(msg),
+			 "memory: parameters %zu bytes, gradients %zu, activations %zu (batch %d x "
+			 "%d tokens%s)", mm.params, mm.grads, mm.acts, max_batch, T,
+			 cfg->train.grad_checkpointing ? ", gradient checkpointing" : "");
+		event(ctx, "info", "memory", msg);
+	}
 	if (train) {
 		struct loader_opts lo = {.batch_size = Btrain, .seq_len = T,
 					 .packing = cfg->data.packing, .shuffle = true,

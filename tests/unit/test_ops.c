@@ -177,6 +177,7 @@ static void test_matmul_const_b(void **state)
 static void test_bf16_without_bf16_hardware(void **state)
 {
 	(void)state;
+	/* what train.precision: bf16 asks of every matmul */
 	int m = 9, n = 17, k = 33;
 	float *a = rnd((size_t)m * k, 31, 1), *b = rnd((size_t)k * n, 32, 1);
 	float *c = malloc((size_t)m * n * sizeof(float));

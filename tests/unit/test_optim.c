@@ -206,6 +206,7 @@ static void test_sgd_hand_computed(void **state)
 static void test_sgd_matches_torch(void **state)
 {
 	(void)state;
+	/* train.optimizer.type sgd: sgd_step, with the run's settings */
 	json_t *j = load_named("train_sgd.json");
 	double lr = json_number_value(json_object_get(j, "lr"));
 	double max_norm = json_number_value(json_object_get(j, "max_norm"));

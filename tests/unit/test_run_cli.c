@@ -36,6 +36,7 @@ static const char *trainer =
 	"  echo \"{\\\"step\\\": $i, \\\"loss\\\": $((100 - i)), \\\"total_steps\\\": $steps}\"\n"
 	"  i=$((i + 1)); echo $i > \"$FTLAB_RUN_DIR/ckpt.tmp\"; mv \"$FTLAB_RUN_DIR/ckpt.tmp\" \"$FTLAB_RUN_DIR/ckpt\"\n"
 	"  [ -z \"$STEPLOG\" ] || echo $i >> \"$STEPLOG\"\n"
+	"  [ -z \"$THREADS_LOG\" ] || echo $FTLAB_THREADS >> \"$THREADS_LOG\"\n"
 	"  [ \"$delay\" = 0 ] || sleep $delay\n"
 	"done\n"
 	"echo '{\"split\": \"test\", \"example\": 0, \"reference\": \"yes\", \"output\": \"yes\"}'\n"
@@ -644,6 +645,48 @@ static void test_inherited_ignored_sigchld(void **state)
 	env_done(&e);
 }
 
+/* backend.type picks what runs a point (exec here: the trainer script; cpu: the native
+ * engine, which refuses a file that is not a model before anything is recorded), and
+ * backend.threads is the thread count the run gets (recorded, and given to an exec
+ * trainer as FTLAB_THREADS). */
+/* keys: backend.type backend.threads */
+static void test_backend_type_and_threads(void **state)
+{
+	(void)state;
+	struct env e;
+	env_init(&e);
+	char tl[160];
+	snprintf(tl, sizeof tl, "%s/threads", e.dir);
+	setenv("THREADS_LOG", tl, 1);
+	char id[13];
+	plan_id(&e, "backend.threads=3", 0, id);
+	const char *args[] = {"--workspace", e.ws, "run", "exp.yaml", "-s", "backend.threads=3",
+			      "--only", id, NULL};
+	assert_int_equal(ftlab(&e, "threads", args), 0);
+	unsetenv("THREADS_LOG");
+	char *t = slurp(&e, "threads");
+	assert_true(t[0] == '3' && strspn(t, "3\n") == strlen(t)); /* every step saw 3 */
+	free(t);
+	const char *show[] = {"--workspace", e.ws, "show", id, "--json", NULL};
+	assert_int_equal(ftlab(&e, "show", show), 0);
+	char *sj = slurp(&e, "show.out");
+	json_error_t je;
+	json_t *r = json_loads(sj, 0, &je);
+	free(sj);
+	assert_non_null(r);
+	assert_int_equal(json_integer_value(json_object_get(r, "threads")), 3);
+	assert_string_equal(json_string_value(json_object_get(r, "backend")), "exec");
+	json_decref(r);
+	/* The same experiment on the native engine: base.txt is no model. */
+	const char *cpu[] = {"--workspace", e.ws, "run", "exp.yaml", "-s", "backend={type: cpu}",
+			     NULL};
+	assert_int_equal(ftlab(&e, "cpu", cpu), 2);
+	char *err = slurp(&e, "cpu.err");
+	assert_non_null(strstr(err, "base.txt"));
+	free(err);
+	env_done(&e);
+}
+
 int main(void)
 {
 	if (!getenv("FTLAB_BIN")) {
@@ -659,6 +702,7 @@ int main(void)
 		cmocka_unit_test(test_stopped_runner_keeps_its_run),
 		cmocka_unit_test(test_lost_claim_is_reported),
 		cmocka_unit_test(test_inherited_ignored_sigchld),
+		cmocka_unit_test(test_backend_type_and_threads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -164,6 +164,7 @@ static void test_yaml_dump_round_trip(void **state)
 	experiment_free(e);
 }
 
+/* keys: extends */
 static void test_extends_merge(void **state)
 {
 	(void)state;

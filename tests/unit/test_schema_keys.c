@@ -141,7 +141,7 @@ static void scan_unit(struct registry *R, const char *rel, const char *text)
 			continue;
 		}
 		char *body = function_body(def);
-		char keys[1024];
+		char keys[4096];
 		size_t kl = (size_t)(close - (p + 8));
 		snprintf(keys, sizeof keys, "%.*s", (int)(kl < sizeof keys ? kl : sizeof keys - 1),
 			 p + 8);

@@ -343,6 +343,7 @@ static void test_grad_accum_whole_batch_mean(void **state)
 		assert_float_equal(w1[i], w2[i], 1e-5);
 }
 
+/* keys: train.nonfinite */
 static void test_nonfinite_policy(void **state)
 {
 	(void)state;
