@@ -90,7 +90,9 @@ const struct key_desc schema_keys[] = {
 	 "Compute the loss on prompt tokens too (false: response tokens only).", NULL},
 	{"data.packing", KT_BOOL, 0, "false", NOB, NULL,
 	 "Pack several examples into one sequence of max_length tokens.", NULL},
-	{"data.limit", KT_MAP, 0, NULL, NOB, NULL, "Use only the first N examples of a split (0 = all).", NULL},
+	{"data.limit", KT_MAP, 0, NULL, NOB, NULL,
+	 "Use only the first N examples of a split (0 = all); a limit of a split that is not "
+	 "declared is refused.", NULL},
 	{"data.limit.train", KT_INT, KF_LO, "0", RANGE(0, 0), NULL, "Examples of train.", NULL},
 	{"data.limit.validation", KT_INT, KF_LO, "0", RANGE(0, 0), NULL, "Examples of validation.", NULL},
 	{"data.limit.test", KT_INT, KF_LO, "0", RANGE(0, 0), NULL, "Examples of test.", NULL},
@@ -99,7 +101,8 @@ const struct key_desc schema_keys[] = {
 
 	{"method", KT_MAP, 0, NULL, NOB, NULL, "The fine-tuning method.", NULL},
 	{"method.type", KT_ENUM, 0, "lora", NOB, "none|full|freeze|lora",
-	 "none (evaluate the base model only), full (all weights), freeze (only method.trainable "
+	 "none (evaluate the base model only: train keys set to anything but their defaults, "
+	 "and data.packing, are refused), full (all weights), freeze (only method.trainable "
 	 "modules of method.layers), lora (low-rank adapters).", NULL},
 	{"method.rank", KT_INT, KF_LO | KF_HI, "8", RANGE(1, 4096), NULL, "LoRA rank r (lora only).", NULL},
 	{"method.alpha", KT_FLOAT, KF_LO | KF_LO_OPEN | KF_HI, "16", RANGE(0, 1e6), NULL,
@@ -198,7 +201,9 @@ const struct key_desc schema_keys[] = {
 	{"eval.metrics", KT_STRLIST, 0, "[loss]", NOB, METRICS,
 	 "Metrics computed on each split: loss, perplexity, token_accuracy (teacher-forced), "
 	 "exact_match, f1, bleu, rouge_l, chrf (on generated text).", NULL},
-	{"eval.generate", KT_MAP, 0, NULL, NOB, NULL, "Decoding for generation metrics.", NULL},
+	{"eval.generate", KT_MAP, 0, NULL, NOB, NULL,
+	 "Decoding for generation metrics; set without one in eval.metrics (or as the "
+	 "early-stopping metric) it is refused.", NULL},
 	{"eval.generate.max_new_tokens", KT_INT, KF_LO | KF_HI, "64", RANGE(1, 65536), NULL,
 	 "Tokens generated per example at most.", NULL},
 	{"eval.generate.temperature", KT_FLOAT, KF_LO | KF_HI, "0.0", RANGE(0, 100), NULL,
@@ -212,13 +217,16 @@ const struct key_desc schema_keys[] = {
 	{"eval.bootstrap", KT_INT, KF_LO | KF_HI, "1000", RANGE(0, 1000000), NULL,
 	 "Bootstrap resamples for confidence intervals and paired differences (0: none).", NULL},
 	{"eval.samples", KT_INT, KF_LO, "20", RANGE(0, 0), NULL,
-	 "Predictions kept per split for reports.", NULL},
+	 "Predictions kept per split and model in the store for reports (generation metrics "
+	 "only: without them there are no predictions, and a value is refused).", NULL},
 
 	{"backend", KT_MAP, 0, NULL, NOB, NULL, "What executes a run.", NULL},
 	{"backend.type", KT_ENUM, 0, "auto", NOB, "auto|cpu|cuda|exec",
 	 "auto (cuda when available, else cpu), cpu, cuda, or exec (an external command).", NULL},
 	{"backend.threads", KT_INT, KF_LO | KF_HI, "0", RANGE(0, 4096), NULL, "CPU threads (0: all cores).", NULL},
-	{"backend.device", KT_INT, KF_LO | KF_HI, "0", RANGE(0, 255), NULL, "CUDA device index.", NULL},
+	{"backend.device", KT_INT, KF_LO | KF_HI, "0", RANGE(0, 255), NULL,
+	 "CUDA device index among the visible ones (cuda and auto; refused with cpu and exec). "
+	 "A device that does not exist fails the run naming it.", NULL},
 	{"backend.command", KT_STRLIST, 0, NULL, NOB, NULL,
 	 "exec only (required there): the trainer's argv, no shell; {dotted.path} placeholders are "
 	 "replaced by resolved values.", NULL},
@@ -249,7 +257,8 @@ const struct key_desc schema_keys[] = {
 	{"sweep.objective.metric", KT_METRIC, KF_REQUIRED, NULL, NOB, NULL, "split.metric.", NULL},
 	{"sweep.objective.goal", KT_ENUM, 0, "maximize", NOB, "maximize|minimize", "Direction.", NULL},
 	{"sweep.early_terminate", KT_MAP, KF_OPTMAP, NULL, NOB, NULL,
-	 "Stop weak runs early (successive halving).", NULL},
+	 "Stop weak runs early. Not implemented in this version: refused by `ftlab check` "
+	 "(no run would be stopped).", NULL},
 	{"sweep.early_terminate.type", KT_ENUM, 0, "successive_halving", NOB, "successive_halving",
 	 "The only policy: successive_halving.", NULL},
 	{"sweep.early_terminate.metric", KT_METRIC, 0, "validation.loss", NOB, NULL,
