@@ -364,7 +364,8 @@ static void test_keys_change_the_run(void **state)
 		{{"model.base=tiny2.gguf"}},
 		{{"model.context=24"}},
 		{{"data.max_length=20"}},
-		{{"data.format=text", "data.fields.text=completion", "eval.metrics=[loss]"}},
+		{{"data.format=text", "data.fields.text=completion", "eval.metrics=[loss]",
+		  "eval.generate=null", "eval.samples=null"}},
 		{{"data.train=train2.jsonl"}},
 		{{"data.template=chatml"}},
 		{{"data.system=Answer in digits."}},
@@ -508,7 +509,7 @@ static void test_keys_change_the_run(void **state)
 	run(o, OV("eval.splits=[test]"));
 	ok(o, "splits");
 	assert_null(result(o, "tuned", "validation", "loss", NULL, NULL));
-	run(o, OV("eval.metrics=[loss]"));
+	run(o, OV("eval.metrics=[loss]", "eval.generate=null", "eval.samples=null"));
 	ok(o, "metrics");
 	assert_null(result(o, "tuned", "test", "exact_match", NULL, NULL));
 	assert_null(result(o, "tuned", "test", "token_accuracy", NULL, NULL));

@@ -139,7 +139,7 @@ static void test_yaml_dump_round_trip(void **state)
 	scratch_put("r.yaml",
 		    HEAD "  test: {from: train, fraction: 0.25}\n  system: \"Say: yes, #1\"\n"
 		    "  template: \"<s>{prompt}\\n{response}\"\n"
-		    "eval: {generate: {stop: [\"\\n\\n\", \"yes\", \"\"]}}\n"
+		    "eval: {metrics: [loss, exact_match], generate: {stop: [\"\\n\\n\", \"yes\", \"\"]}}\n"
 		    "gates:\n  - {metric: test.loss, max: 2.5}\n"
 		    "sweep: {parameters: {method.rank: [4, 8]}}\n");
 	struct experiment *e = load_ok("r.yaml", NULL, 0);
