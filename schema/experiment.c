@@ -250,7 +250,7 @@ static int apply_override(struct experiment *e, const char *ov, struct diag *d)
 	}
 	v->origin = origin;
 	v->dir = e->top_dir;
-	if (!literal && node_is_null(v)) {
+	if ((!literal && node_is_null(v)) || (literal && strcmp(val, "null") == 0)) {
 		/* -s KEY=null removes the key (its default applies), as `key: null` does in a
 		 * file that extends another. */
 		node_free(v);

@@ -83,7 +83,9 @@ const struct key_desc schema_keys[] = {
 	 "Prompt template: auto (the model's chat template when it has one, else plain), chatml, "
 	 "gemma, alpaca, plain, or a custom string with {prompt} and optionally {response} and "
 	 "{system}.", NULL},
-	{"data.system", KT_STR, 0, NULL, NOB, NULL, "System prompt added to every example.", NULL},
+	{"data.system", KT_STR, 0, NULL, NOB, NULL,
+	 "System prompt added to every example (not with data.format text, which has no "
+	 "prompt: refused there, as are data.template and data.train_on_inputs).", NULL},
 	{"data.max_length", KT_INT, KF_LO | KF_HI, NULL, RANGE(1, 1048576), NULL,
 	 "Longest example in tokens; longer ones are truncated (counted). At most model.context.",
 	 "model.context"},
@@ -214,7 +216,8 @@ const struct key_desc schema_keys[] = {
 	 "Nucleus sampling (1: off).", NULL},
 	{"eval.generate.stop", KT_STRLIST, 0, "[]", NOB, NULL, "Strings that end generation.", NULL},
 	{"eval.compare_base", KT_BOOL, 0, "true", NOB, NULL,
-	 "Also evaluate the untouched base model on the same splits.", NULL},
+	 "Also evaluate the untouched base model on the same splits (with method.type none the "
+	 "base model is what is evaluated: setting it is refused there).", NULL},
 	{"eval.bootstrap", KT_INT, KF_LO | KF_HI, "1000", RANGE(0, 1000000), NULL,
 	 "Bootstrap resamples for confidence intervals and paired differences (0: none).", NULL},
 	{"eval.samples", KT_INT, KF_LO, "20", RANGE(0, 0), NULL,

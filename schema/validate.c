@@ -1147,14 +1147,32 @@ static int check_fields(struct vstate *S, struct node *res)
 }
 
 /* Settings that nothing would read in this experiment are refused (when set to something
- * other than their default, so a resolved config written back still loads): training
- * keys without training, generation keys without a generation metric, limits of splits
- * that are not declared, a CUDA device for a backend that is not CUDA, early
- * termination (not implemented in this version). */
+ * other than their default, so a resolved config written back still loads): a CUDA
+ * device for a backend that is not CUDA, early termination (not implemented in this
+ * version), and for the native engine: training keys without training, generation keys
+ * without a generation metric, prompt keys of plain text, limits of undeclared splits. */
 static int check_unread(struct vstate *S, struct node *res)
 {
 	int rc;
 	const struct node *e;
+	const char *bt = rtext(res, "backend.type");
+	if (bt && (strcmp(bt, "cpu") == 0 || strcmp(bt, "exec") == 0) &&
+	    (e = set_to_non_default(S, res, "backend.device")) != NULL) {
+		rc = VKERR(S, e, "'backend.device' chooses a CUDA device, but backend.type is %s",
+			   bt);
+		diag_hint(S->d, "remove it, or set backend.type: cuda (or auto)");
+		return rc;
+	}
+	if ((e = node_get_path(S->src_root, "sweep.early_terminate")) != NULL) {
+		rc = VKERR(S, e, "sweep.early_terminate is not implemented in this version of "
+			   "ftlab: no run would be stopped early");
+		diag_hint(S->d, "remove it; every run of the sweep runs to its end");
+		return rc;
+	}
+	/* An external trainer gets the whole config: which keys it reads is its business
+	 * (docs/exec-backend.md). What follows is what the native engine would not read. */
+	if (bt && strcmp(bt, "exec") == 0)
+		return 0;
 	const char *mtype = rtext(res, "method.type");
 	if (mtype && strcmp(mtype, "none") == 0) {
 		/* Every train key set to something else than what it resolves to by default
@@ -1179,6 +1197,28 @@ static int check_unread(struct vstate *S, struct node *res)
 		if ((e = set_to_non_default(S, res, "data.packing")) != NULL) {
 			rc = VKERR(S, e, "'data.packing' packs training rows, but method.type none "
 				   "trains nothing");
+			return rc;
+		}
+		if ((e = set_to_non_default(S, res, "eval.compare_base")) != NULL) {
+			rc = VKERR(S, e, "'eval.compare_base' compares the tuned model with the base "
+				   "model, but method.type none evaluates the base model only");
+			return rc;
+		}
+	}
+	/* Plain text trains on every token as it is: no template, system prompt or prompt
+	 * part to leave out. */
+	const char *fmt = rtext(res, "data.format");
+	static const char *const prompt_keys[] = {"data.template", "data.system",
+						  "data.train_on_inputs"};
+	for (size_t i = 0; fmt && strcmp(fmt, "text") == 0 && i < FT_ARRAY_LEN(prompt_keys); i++) {
+		bool set = schema_find(prompt_keys[i])->def
+				   ? set_to_non_default(S, res, prompt_keys[i]) != NULL
+				   : node_get_path(S->src_root, prompt_keys[i]) != NULL;
+		if (set) {
+			e = node_get_path(S->src_root, prompt_keys[i]);
+			rc = VKERR(S, e, "'%s' shapes prompts and responses, but data.format text has "
+				   "neither (every token is trained on as it is)", prompt_keys[i]);
+			diag_hint(S->d, "remove it, or use data.format completion, instruction or chat");
 			return rc;
 		}
 	}
@@ -1224,20 +1264,6 @@ static int check_unread(struct vstate *S, struct node *res)
 				   limits[i][1]);
 			return rc;
 		}
-	const char *bt = rtext(res, "backend.type");
-	if (bt && (strcmp(bt, "cpu") == 0 || strcmp(bt, "exec") == 0) &&
-	    (e = set_to_non_default(S, res, "backend.device")) != NULL) {
-		rc = VKERR(S, e, "'backend.device' chooses a CUDA device, but backend.type is %s",
-			   bt);
-		diag_hint(S->d, "remove it, or set backend.type: cuda (or auto)");
-		return rc;
-	}
-	if ((e = node_get_path(S->src_root, "sweep.early_terminate")) != NULL) {
-		rc = VKERR(S, e, "sweep.early_terminate is not implemented in this version of "
-			   "ftlab: no run would be stopped early");
-		diag_hint(S->d, "remove it; every run of the sweep runs to its end");
-		return rc;
-	}
 	return 0;
 }
 

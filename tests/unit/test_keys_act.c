@@ -358,14 +358,14 @@ static void test_keys_change_the_run(void **state)
 
 	/* Keys that change the training trace. */
 	static const struct {
-		const char *ov[5];
+		const char *ov[8];
 	} loss_cases[] = {
 		{{"seed=2"}},
 		{{"model.base=tiny2.gguf"}},
 		{{"model.context=24"}},
 		{{"data.max_length=20"}},
 		{{"data.format=text", "data.fields.text=completion", "eval.metrics=[loss]",
-		  "eval.generate=null", "eval.samples=null"}},
+		  "eval.generate=null", "eval.samples=null", "data.template=null"}},
 		{{"data.train=train2.jsonl"}},
 		{{"data.template=chatml"}},
 		{{"data.system=Answer in digits."}},

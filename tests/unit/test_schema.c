@@ -137,7 +137,8 @@ static void test_yaml_dump_round_trip(void **state)
 {
 	(void)state;
 	scratch_put("r.yaml",
-		    HEAD "  test: {from: train, fraction: 0.25}\n  system: \"Say: yes, #1\"\n"
+		    HEAD "  format: completion\n  test: {from: train, fraction: 0.25}\n"
+		    "  system: \"Say: yes, #1\"\n"
 		    "  template: \"<s>{prompt}\\n{response}\"\n"
 		    "eval: {metrics: [loss, exact_match], generate: {stop: [\"\\n\\n\", \"yes\", \"\"]}}\n"
 		    "gates:\n  - {metric: test.loss, max: 2.5}\n"
@@ -218,7 +219,7 @@ static void test_extends_merge(void **state)
 static void test_overrides(void **state)
 {
 	(void)state;
-	scratch_put("o.yaml", HEAD "method: {rank: 8}\n");
+	scratch_put("o.yaml", HEAD "  format: completion\nmethod: {rank: 8}\n");
 	const char *ov[] = {"method.rank=32", "train.optimizer.lr=5e-5", "data.packing=true",
 			    "method.targets=[q_proj, o_proj]", "data.system=Be brief: always.",
 			    "data.validation={from: train, fraction: 0.2}", "method.rank=16"};
