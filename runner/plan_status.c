@@ -43,14 +43,15 @@ int plan_lookup_status(const char **out, const char *workspace, const char *expe
 	if (r)
 		return r;
 	static const char *const names[] = {"queued", "running", "finished", "failed",
-					    "killed", "crashed", "cached"};
+					    "killed", "crashed", "cached", "stopped"};
 	if (!row_status[0])
 		*out = "new";
 	else if (c == STORE_CLAIM_CACHED)
-		*out = "cached";
+		/* Reused as it is; a run early termination stopped keeps saying so. */
+		*out = strcmp(row_status, "stopped") == 0 ? "stopped" : "cached";
 	else if (c == STORE_CLAIM_BUSY)
 		*out = "running";
-	else if (strcmp(row_status, "finished") == 0)
+	else if (strcmp(row_status, "finished") == 0 || strcmp(row_status, "stopped") == 0)
 		*out = "outdated";
 	else
 		for (size_t i = 0; i < FT_ARRAY_LEN(names); i++)

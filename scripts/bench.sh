@@ -5,8 +5,10 @@
 # python3-torch, and on a second torch when /usr/bin/python3 has one; torch is used only
 # here), and the ratios; then LoRA with bf16 matmuls (BF16=0 skips it)
 # and generation (prefill and decode for 1 and 8 prompts against the weight-read bound;
-# GENERATE=0 skips it), then the time to refuse GGUF files with 10^5..10^6 metadata keys
-# or tensor infos (bench/gguf_keys.c; GGUF_KEYS=0 skips it). Environment: STEPS (timed steps, default 5), THREADS (2),
+# GENERATE=0 skips it), the time to refuse GGUF files with 10^5..10^6 metadata keys or
+# tensor infos (bench/gguf_keys.c; GGUF_KEYS=0 skips it), then the sweep benchmark
+# (bench/sweep_bench.sh: bayes against random, hyperband; SWEEPS=0 skips it).
+# Environment: STEPS (timed steps, default 5), THREADS (2),
 # BATCH (4), SEQ (256), METHODS ("lora lora-all full"), PRECISION (fp32).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -59,5 +61,9 @@ if [ "${GGUF_KEYS:-1}" = 1 ] && [ -x "${BUILD:-build}/bench/gguf_keys" ]; then
   # Hostile GGUF files: N unique metadata keys or N tensor infos, refused (no model).
   echo "== gguf: refusing files with many keys or tensors"
   "${BUILD:-build}/bench/gguf_keys"
+fi
+if [ "${SWEEPS:-1}" = 1 ]; then
+  echo "== sweeps"
+  FTLAB_BIN=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin") bench/sweep_bench.sh
 fi
 echo "bench: done, load: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -371,7 +371,9 @@ static enum store_claim claim_decide(const struct claim_row *row, bool exists, i
 	}
 	if (ours)
 		return STORE_CLAIM_DONE;
-	if (strcmp(status, "finished") == 0)
+	/* A run early termination stopped is reused like a finished one: the decision stands
+	 * until --force. */
+	if (strcmp(status, "finished") == 0 || strcmp(status, "stopped") == 0)
 		return !(flags & STORE_FLAG_FORCE) && same_clean_commit(row, spec) ? STORE_CLAIM_CACHED
 										   : STORE_CLAIM_RUN;
 	if (strcmp(status, "killed") == 0 || strcmp(status, "crashed") == 0)
