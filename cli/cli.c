@@ -16,7 +16,8 @@ const struct cli_command cli_commands[] = {
 	 "the resolved experiment as YAML followed by the number of runs. For the native\n"
 	 "backends it reads the model file's header (not its weights) and refuses a file that\n"
 	 "is not a model, a LoRA target that names no linear module of the model, a freeze\n"
-	 "name that names no parameter, and a freeze layer range outside the model; `ftlab\n"
+	 "name that names no parameter, and a freeze layer range outside the model, in\n"
+	 "every sweep point (a bayes sweep: every value each parameter can take); `ftlab\n"
 	 "run` refuses the same before it records anything. --json prints one object with\n"
 	 "the canonical config, the whole spec, their hashes and the number of runs.\n",
 	 cmd_check},
