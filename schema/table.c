@@ -169,7 +169,8 @@ const struct key_desc schema_keys[] = {
 	{"train.schedule.warmup_steps", KT_INT, KF_LO, "0", RANGE(0, 0), NULL,
 	 "Steps of linear warmup from 0.", NULL},
 	{"train.schedule.min_lr_ratio", KT_FLOAT, KF_LO | KF_HI, "0.0", RANGE(0, 1), NULL,
-	 "Final learning rate as a fraction of lr.", NULL},
+	 "Final learning rate as a fraction of lr (linear and cosine; refused with constant).",
+	 NULL},
 	{"train.max_grad_norm", KT_FLOAT, KF_LO, "1.0", RANGE(0, 0), NULL,
 	 "Clip the global gradient norm (0: no clipping).", NULL},
 	{"train.precision", KT_ENUM, 0, "fp32", NOB, "fp32|bf16",
@@ -198,7 +199,9 @@ const struct key_desc schema_keys[] = {
 	{"train.nonfinite", KT_ENUM, 0, "abort", NOB, "abort|skip_step",
 	 "On a NaN/Inf loss or gradient: abort the run, or skip the step (at most 3 in a row).", NULL},
 
-	{"eval", KT_MAP, 0, NULL, NOB, NULL, "Evaluation of the base and fine-tuned models.", NULL},
+	{"eval", KT_MAP, 0, NULL, NOB, NULL,
+	 "Evaluation of the base and fine-tuned models after training. With no split to "
+	 "evaluate, setting eval.metrics, eval.bootstrap or eval.compare_base is refused.", NULL},
 	{"eval.splits", KT_STRLIST, 0, NULL, NOB, "train|validation|test",
 	 "Splits to evaluate; each must be declared.", "the declared ones of [validation, test]"},
 	{"eval.metrics", KT_STRLIST, 0, "[loss]", NOB, METRICS,

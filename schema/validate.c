@@ -1251,8 +1251,9 @@ static int early_terminate_rules(struct vstate *S, struct node *res)
 /* Settings that nothing would read in this experiment are refused (when set to something
  * other than their default, so a resolved config written back still loads): a CUDA
  * device for a backend that is not CUDA, and for the native engine: training keys
- * without training, generation keys without a generation metric, prompt keys of plain
- * text, limits of undeclared splits. */
+ * without training, prompt keys of plain text, the final learning rate of a constant
+ * schedule, evaluation keys when no split is evaluated, generation keys without a
+ * generation metric, limits of undeclared splits. */
 static int check_unread(struct vstate *S, struct node *res)
 {
 	int rc;
@@ -1318,10 +1319,40 @@ static int check_unread(struct vstate *S, struct node *res)
 			return rc;
 		}
 	}
+	/* The learning rate of a constant schedule never decays. */
+	const char *sched = rtext(res, "train.schedule.type");
+	if (sched && strcmp(sched, "constant") == 0 &&
+	    (e = set_to_non_default(S, res, "train.schedule.min_lr_ratio")) != NULL) {
+		rc = VKERR(S, e, "'train.schedule.min_lr_ratio' is where a decaying schedule ends, "
+			   "but train.schedule.type constant keeps the learning rate at lr");
+		diag_hint(S->d, "remove it, or set train.schedule.type: linear or cosine");
+		return rc;
+	}
+	/* The evaluation after training needs a split to evaluate (during training only
+	 * the validation loss and the early-stopping metric are computed). */
+	const struct node *splits = node_get_path(res, "eval.splits");
+	const struct node *metrics = node_get_path(res, "eval.metrics");
+	bool evaluates = splits && splits->n > 0;
+	if (!evaluates) {
+		bool only_loss = metrics && metrics->n == 1 && strcmp(metrics->items[0]->text, "loss") == 0;
+		const char *what = NULL;
+		if (!only_loss && (e = node_get_path(S->src_root, "eval.metrics")) != NULL)
+			what = "eval.metrics";
+		else if ((e = set_to_non_default(S, res, "eval.bootstrap")) != NULL)
+			what = "eval.bootstrap";
+		else if ((e = set_to_non_default(S, res, "eval.compare_base")) != NULL)
+			what = "eval.compare_base";
+		if (what) {
+			rc = VKERR(S, e, "'%s' applies to the evaluation after training, but no split "
+				   "is evaluated (eval.splits is empty)", what);
+			diag_hint(S->d, "declare data.test or data.validation (evaluated by default), "
+				  "or remove it");
+			return rc;
+		}
+	}
 	/* Generation settings need a generation metric to act on. */
 	bool generates = false;
-	const struct node *metrics = node_get_path(res, "eval.metrics");
-	for (size_t i = 0; metrics && i < metrics->n; i++) {
+	for (size_t i = 0; evaluates && metrics && i < metrics->n; i++) {
 		const char *m = metrics->items[i]->text;
 		generates |= strcmp(m, "loss") != 0 && strcmp(m, "perplexity") != 0 &&
 			     strcmp(m, "token_accuracy") != 0;

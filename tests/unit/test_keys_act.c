@@ -454,7 +454,8 @@ static void test_keys_change_the_run(void **state)
 	assert_int_equal(o->steps, 16); /* 2 epochs of 16 examples in batches of 2 */
 
 	/* The schedule. */
-	static const char *const lr_cases[][2] = {{"train.schedule.type=constant", NULL},
+	static const char *const lr_cases[][3] = {{"train.schedule.type=constant",
+						   "train.schedule.min_lr_ratio=null", NULL},
 						  {"train.schedule.warmup_steps=2", NULL},
 						  {"train.schedule.min_lr_ratio=0.9", NULL},
 						  {"train.schedule.type=linear", NULL}};

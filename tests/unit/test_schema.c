@@ -175,7 +175,7 @@ static void test_extends_merge(void **state)
 	    "method:\n  rank: 4\n  targets: [q_proj, k_proj, v_proj]\n"
 	    "eval: {metrics: [loss, f1]}\n");
 	scratch_put("child.yaml", "extends: base/common.yaml\nname: child\nmethod:\n  alpha: 32\n"
-				  "  targets: [o_proj]\ndata:\n  test: null\n");
+				  "  targets: [o_proj]\ndata:\n  test: null\n  validation: test.jsonl\n");
 	struct experiment *e = load_ok("child.yaml", NULL, 0);
 	const struct config *c = experiment_config(e);
 	assert_string_equal(c->name, "child");
@@ -411,7 +411,8 @@ static void test_cross_field_rules(void **state)
 	expect_error("name: t\nmodel: {base: m.gguf}\ndata: {train: train.jsonl, validation: {fraction: 0.1}, "
 		     "test: {from: validation, fraction: 0.5}}\n", "itself carved", 0, 0);
 	expect_error(HEAD "backend: {timeout: 1h}\n", "applies only to backend.type exec", 0, 0);
-	expect_error(HEAD "gates: [{metric: test.f1, vs: base, min_delta: 0.1}]\neval: {compare_base: false}\n",
+	expect_error(HEAD "  test: train.jsonl\ngates: [{metric: test.f1, vs: base, min_delta: 0.1}]\n"
+		     "eval: {compare_base: false}\n",
 		     "needs eval.compare_base", 0, 0);
 	expect_error(HEAD "gates: [{metric: test.f1, vs: base, min: 0.1}]\n", "not min or max", 0, 0);
 	expect_error(HEAD "sweep: {samples: 3}\n", "applies only to sweep.method random", 0, 0);
