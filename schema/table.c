@@ -214,9 +214,9 @@ const struct key_desc schema_keys[] = {
 	 "Tokens generated per example at most.", NULL},
 	{"eval.generate.temperature", KT_FLOAT, KF_LO | KF_HI, "0.0", RANGE(0, 100), NULL,
 	 "Sampling temperature; 0 is greedy.", NULL},
-	{"eval.generate.top_k", KT_INT, KF_LO, "0", RANGE(0, 0), NULL, "Top-k sampling (0: off).", NULL},
+	{"eval.generate.top_k", KT_INT, KF_LO, "0", RANGE(0, 0), NULL, "Top-k sampling (0: off; refused with temperature 0, which is greedy).", NULL},
 	{"eval.generate.top_p", KT_FLOAT, KF_LO | KF_LO_OPEN | KF_HI, "1.0", RANGE(0, 1), NULL,
-	 "Nucleus sampling (1: off).", NULL},
+	 "Nucleus sampling (1: off; refused with temperature 0, which is greedy).", NULL},
 	{"eval.generate.stop", KT_STRLIST, 0, "[]", NOB, NULL, "Strings that end generation.", NULL},
 	{"eval.compare_base", KT_BOOL, 0, "true", NOB, NULL,
 	 "Also evaluate the untouched base model on the same splits (with method.type none the "

@@ -1253,7 +1253,7 @@ static int early_terminate_rules(struct vstate *S, struct node *res)
  * device for a backend that is not CUDA, and for the native engine: training keys
  * without training, prompt keys of plain text, the final learning rate of a constant
  * schedule, evaluation keys when no split is evaluated, generation keys without a
- * generation metric, limits of undeclared splits. */
+ * generation metric, top_k/top_p with greedy decoding, limits of undeclared splits. */
 static int check_unread(struct vstate *S, struct node *res)
 {
 	int rc;
@@ -1381,6 +1381,17 @@ static int check_unread(struct vstate *S, struct node *res)
 			return rc;
 		}
 	}
+	/* Greedy decoding takes the most likely token: nothing is sampled to filter. */
+	const char *temp = rtext(res, "eval.generate.temperature");
+	static const char *const samplers[] = {"eval.generate.top_k", "eval.generate.top_p"};
+	for (size_t i = 0; temp && strtod(temp, NULL) == 0.0 && i < FT_ARRAY_LEN(samplers); i++)
+		if ((e = set_to_non_default(S, res, samplers[i])) != NULL) {
+			rc = VKERR(S, e, "'%s' filters the tokens sampling draws from, but "
+				   "eval.generate.temperature 0 decodes greedily (nothing is sampled)",
+				   samplers[i]);
+			diag_hint(S->d, "set eval.generate.temperature above 0 to sample, or remove it");
+			return rc;
+		}
 	static const char *const limits[][2] = {{"data.limit.train", "train"},
 						{"data.limit.validation", "validation"},
 						{"data.limit.test", "test"}};
