@@ -37,7 +37,8 @@ const struct key_desc schema_keys[] = {
 	 "Record layout: text {text}, completion {prompt, completion}, instruction (Alpaca) "
 	 "{instruction, input, output}, chat {messages}.", NULL},
 	{"data.train", KT_PATH, KF_EXISTS, NULL, NOB, NULL,
-	 "Training split. Absent: an evaluation-only experiment (method.type none).", NULL},
+	 "Training split. Absent: an evaluation-only experiment (method.type none), where it is "
+	 "refused unless eval.splits evaluates it or another split is carved from it.", NULL},
 	{"data.validation", KT_SPLIT, KF_EXISTS, NULL, NOB, NULL,
 	 "Validation split: a path, or {from: SPLIT, fraction: F, seed: N} carved from another split.", NULL},
 	{"data.validation.from", KT_ENUM, 0, "train", NOB, "train|validation|test",

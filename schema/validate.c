@@ -1301,6 +1301,26 @@ static int check_unread(struct vstate *S, struct node *res)
 				   "model, but method.type none evaluates the base model only");
 			return rc;
 		}
+		/* The training split is read only when it is evaluated or carved from. */
+		bool train_read = false;
+		const struct node *sl = node_get_path(res, "eval.splits");
+		for (size_t i = 0; sl && i < sl->n; i++)
+			train_read |= strcmp(sl->items[i]->text, "train") == 0;
+		static const char *const froms[] = {"data.validation.from", "data.test.from"};
+		for (size_t i = 0; i < FT_ARRAY_LEN(froms); i++) {
+			const char *f = rtext(res, froms[i]);
+			train_read |= f && strcmp(f, "train") == 0;
+		}
+		static const char *const train_keys[] = {"data.train", "data.limit.train"};
+		for (size_t i = 0; i < FT_ARRAY_LEN(train_keys) && !train_read; i++) {
+			if (!(e = node_get_path(S->src_root, train_keys[i])))
+				continue;
+			rc = VKERR(S, e, "'%s' is about the training split, but method.type none "
+				   "trains nothing and nothing else reads that split", train_keys[i]);
+			diag_hint(S->d, "remove it, evaluate the split with eval.splits: [train], or "
+				  "choose a method that trains");
+			return rc;
+		}
 	}
 	/* Plain text trains on every token as it is: no template, system prompt or prompt
 	 * part to leave out. */
