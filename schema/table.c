@@ -257,7 +257,8 @@ const struct key_desc schema_keys[] = {
 	{"sweep.run_cap", KT_INT, KF_LO | KF_HI, NULL, RANGE(1, 1e9), NULL,
 	 "W&B's name for samples; give one of the two.", NULL},
 	{"sweep.seed", KT_INT, KF_LO | KF_HI, NULL, RANGE(0, 9007199254740991.0), NULL,
-	 "Seed of the random draws and of the bayes search.", "the experiment seed"},
+	 "Seed of the random draws and of the bayes search (refused for grid, which draws "
+	 "nothing).", "the experiment seed"},
 	{"sweep.parameters", KT_PARAMS, 0, NULL, NOB, NULL,
 	 "Dotted path -> a list of values, or {values: [...]}, {value: V}, {distribution: D, ...} "
 	 "with D one of categorical, int_uniform, uniform, log_uniform_values, q_uniform, "

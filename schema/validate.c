@@ -1599,9 +1599,19 @@ static int cross_rules(struct vstate *S, struct node *res)
 			diag_hint(S->d, "add objective: {metric: validation.loss, goal: minimize}");
 			return rc;
 		}
+		const char *top_seed = rtext(res, "seed");
+		const struct node *sseed = node_get_path(S->src_root, "sweep.seed");
+		if (!random && !bayes && sseed &&
+		    strcmp(sseed->text, top_seed ? top_seed : "0") != 0) {
+			/* (Equal to its default, as a resolved config says, it is harmless.) */
+			rc = VKERR(S, sseed, "sweep.seed seeds random draws and the bayes search, but "
+				   "a grid sweep draws nothing");
+			diag_hint(S->d, "remove it, or set method: random; to repeat runs with other "
+				  "seeds, sweep the top-level seed (parameters: {seed: [1, 2, 3]})");
+			return rc;
+		}
 		if (!node_get(sw, "seed")) {
-			const char *seed = rtext(res, "seed");
-			if ((rc = rset(res, "sweep.seed", seed ? seed : "0", true)) != 0)
+			if ((rc = rset(res, "sweep.seed", top_seed ? top_seed : "0", true)) != 0)
 				return rc;
 		}
 		if ((rc = early_terminate_rules(S, res)) != 0)
