@@ -23,9 +23,9 @@
 
 
 /* Version 1: the tables docs/store.md documents; version 2 adds the run status `stopped`
- * and sweep_points; version 3 adds run_claims (who owns a running row: its claim token and
- * process). Forward-only: a later version appends a new entry to `migrations` and never
- * edits an old one. */
+ * and sweep_points; version 3 the cluster launchers' columns and journal_merges; version 4
+ * run_claims (who owns a running row: its claim token and process). Forward-only: a later
+ * version appends a new entry to `migrations` and never edits an old one. */
 static const char *const migrations[] = {
 	/* 0 -> 1 */
 	"CREATE TABLE experiments ("
@@ -145,7 +145,23 @@ static const char *const migrations[] = {
 	" created REAL NOT NULL,"
 	" PRIMARY KEY (sweep_key, sweep_index));"
 	"CREATE INDEX sweep_points_run ON sweep_points(run);",
-	/* 2 -> 3: the claim of each run: a token only the claiming process knows (every write
+	/* 2 -> 3: cluster launchers. Each run records where it was sent; journal_merges
+	 * holds how far each attempt's journal has been merged (docs/slurm.md). */
+	"ALTER TABLE runs ADD COLUMN launcher TEXT;"
+	"ALTER TABLE runs ADD COLUMN submission TEXT;"
+	"ALTER TABLE runs ADD COLUMN slurm_job TEXT;"
+	"ALTER TABLE runs ADD COLUMN slurm_task INTEGER;"
+	"ALTER TABLE runs ADD COLUMN slurm_job_id TEXT;"
+	"ALTER TABLE runs ADD COLUMN node TEXT;"
+	"CREATE TABLE journal_merges ("
+	" run TEXT NOT NULL REFERENCES runs(id),"
+	" seq INTEGER NOT NULL,"
+	" offset INTEGER NOT NULL,"
+	" ended INTEGER NOT NULL DEFAULT 0,"
+	" started REAL,"
+	" job_id TEXT, node TEXT,"
+	" PRIMARY KEY (run, seq));",
+	/* 3 -> 4: the claim of each run: a token only the claiming process knows (every write
 	 * for the run must present it), and that process's pid, host and start time (a
 	 * reused pid is not the claimer). Its own table, so nothing else about runs changes. */
 	"CREATE TABLE run_claims ("

@@ -133,6 +133,7 @@ struct claim_row {
 	bool has_commit, dirty_null;
 	int dirty;
 	char identity[65];
+	bool cluster; /* sent to a cluster launcher: no process of this machine holds it */
 };
 
 /* A running row's process is gone: on this host, when its pid no longer runs (or is
@@ -159,7 +160,7 @@ static bool copy_col(char *dst, size_t n, sqlite3_stmt *st, int i, bool *present
 
 #define CLAIM_ROW_COLUMNS                                                                     \
 	"r.id, r.status, r.pid, r.host, r.heartbeat, r.invocation, r.git_commit, r.git_dirty,"\
-	" r.identity, c.proc_start, c.pid, c.host"
+	" r.identity, c.proc_start, c.pid, c.host, r.launcher"
 #define CLAIM_ROW_FROM " FROM runs r LEFT JOIN run_claims c ON c.run = r.id"
 
 /* Decodes a row selected with CLAIM_ROW_COLUMNS (column 0 is the id). The pid and host of
@@ -187,6 +188,7 @@ static int claim_row_read(struct claim_row *row, sqlite3_stmt *st, struct diag *
 			 sqlite3_column_int64(st, 10) == row->pid && has_chost && row->has_host &&
 			 strcmp(chost, row->host) == 0;
 	row->proc_start = same_proc ? sqlite3_column_int64(st, 9) : -1;
+	row->cluster = sqlite3_column_type(st, 12) != SQLITE_NULL;
 	return 0;
 }
 
@@ -231,8 +233,11 @@ int store_reap_stale(struct store *s, double max_age_s, int *out_n, struct diag 
 	int r = store_begin(s, d);
 	if (r)
 		return r;
+	/* Cluster runs have no process on this machine to watch: `ftlab sync` settles them
+	 * from their journals and Slurm's queue. */
 	r = store_prepare(s, &st,
-			  "SELECT " CLAIM_ROW_COLUMNS CLAIM_ROW_FROM " WHERE r.status = 'running'",
+			  "SELECT " CLAIM_ROW_COLUMNS CLAIM_ROW_FROM " WHERE r.status = 'running'"
+			  " AND r.launcher IS NULL",
 			  d);
 	if (r)
 		goto done;
@@ -294,22 +299,29 @@ static int record_invocation_run(struct store *s, int64_t invocation, const char
 	return r;
 }
 
+/* Runs one statement whose only parameter is the run id. */
+static int exec_run_sql(struct store *s, const char *sql, const char *run_id, struct diag *d)
+{
+	sqlite3_stmt *st = NULL;
+	int r = store_prepare(s, &st, sql, d);
+	if (r)
+		return r;
+	store_bind_text(s, st, 1, run_id);
+	r = store_step_done(s, st, d, "resetting a run");
+	sqlite3_finalize(st);
+	return r;
+}
+
 /* Deletes what an earlier attempt of the run measured (a fresh start). */
 static int reset_run_rows(struct store *s, const char *run_id, struct diag *d)
 {
 	static const char *const sqls[] = {
 		"DELETE FROM metrics WHERE run = ?1",     "DELETE FROM results WHERE run = ?1",
 		"DELETE FROM predictions WHERE run = ?1", "DELETE FROM artifacts WHERE run = ?1",
-		"DELETE FROM events WHERE run = ?1",
+		"DELETE FROM events WHERE run = ?1",     "DELETE FROM journal_merges WHERE run = ?1",
 	};
 	for (size_t i = 0; i < FT_ARRAY_LEN(sqls); i++) {
-		sqlite3_stmt *st = NULL;
-		int r = store_prepare(s, &st, sqls[i], d);
-		if (r)
-			return r;
-		store_bind_text(s, st, 1, run_id);
-		r = store_step_done(s, st, d, "resetting a run");
-		sqlite3_finalize(st);
+		int r = exec_run_sql(s, sqls[i], run_id, d);
 		if (r)
 			return r;
 	}
@@ -363,6 +375,10 @@ static enum store_claim claim_decide(const struct claim_row *row, bool exists, i
 		return STORE_CLAIM_RUN;
 	bool ours = row->has_invocation && invocation > 0 && row->invocation == invocation;
 	const char *status = row->status;
+	if (row->cluster && (strcmp(status, "running") == 0 || strcmp(status, "queued") == 0))
+		/* Its task may still run on a node; only its journal or Slurm can say
+		 * otherwise (ftlab sync). */
+		return ours ? STORE_CLAIM_DONE : STORE_CLAIM_BUSY;
 	if (strcmp(status, "running") == 0) {
 		if (!row_is_stale(row, 0))
 			return ours ? STORE_CLAIM_DONE : STORE_CLAIM_BUSY;
@@ -427,23 +443,27 @@ int store_run_claim(struct store *s, enum store_claim *out, char *token, int64_t
 		r = store_prepare(s, &st,
 			    "INSERT INTO runs(id, experiment, invocation, sweep_index, params, config,"
 			    " identity, status, pid, host, heartbeat, created, started, backend, device,"
-			    " threads, seed, run_dir, attempts, git_commit, git_dirty, step, total_steps)"
-			    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10, ?10, ?10, ?11,"
-			    " ?12, ?13, ?14, ?15, 1, ?16, ?17, 0, 0)"
+			    " threads, seed, run_dir, attempts, git_commit, git_dirty, step, total_steps,"
+			    " launcher, submission)"
+			    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?19, ?8, ?9, ?10, ?10, ?21, ?11,"
+			    " ?12, ?13, ?14, ?15, ?22, ?16, ?17, 0, 0, ?20, ?23)"
 			    " ON CONFLICT(id) DO UPDATE SET experiment = excluded.experiment,"
 			    " invocation = excluded.invocation, sweep_index = excluded.sweep_index,"
-			    " params = excluded.params, config = excluded.config, status = 'running',"
+			    " params = excluded.params, config = excluded.config, status = ?19,"
 			    " pid = excluded.pid, host = excluded.host, heartbeat = excluded.heartbeat,"
 			    " started = excluded.started, finished = NULL, error = NULL,"
 			    " backend = excluded.backend, device = excluded.device,"
 			    " threads = excluded.threads, seed = excluded.seed, run_dir = excluded.run_dir,"
-			    " attempts = attempts + 1, git_commit = excluded.git_commit,"
+			    " attempts = attempts + ?22, git_commit = excluded.git_commit,"
 			    " git_dirty = excluded.git_dirty,"
 			    " step = CASE WHEN ?18 THEN step ELSE 0 END,"
-			    " total_steps = CASE WHEN ?18 THEN total_steps ELSE 0 END",
+			    " total_steps = CASE WHEN ?18 THEN total_steps ELSE 0 END,"
+			    " launcher = ?20, submission = ?23, slurm_job = NULL, slurm_task = NULL,"
+			    " slurm_job_id = NULL, node = NULL",
 			    d);
 		if (r)
 			goto done;
+		bool cl = spec->launcher != NULL;
 		store_bind_text(s, st, 1, spec->id);
 		store_bind_text(s, st, 2, spec->experiment);
 		store_bind_int64(s, st, 3, invocation);
@@ -451,8 +471,13 @@ int store_run_claim(struct store *s, enum store_claim *out, char *token, int64_t
 		store_bind_text(s, st, 5, spec->params_json ? spec->params_json : "{}");
 		store_bind_text(s, st, 6, spec->config_json ? spec->config_json : "{}");
 		store_bind_text(s, st, 7, spec->identity);
-		store_bind_int64(s, st, 8, getpid());
-		store_bind_text(s, st, 9, store_host());
+		if (cl) { /* no process here: the journal's start record names node and pid */
+			store_bind_null(s, st, 8);
+			store_bind_null(s, st, 9);
+		} else {
+			store_bind_int64(s, st, 8, getpid());
+			store_bind_text(s, st, 9, store_host());
+		}
 		store_bind_double(s, st, 10, now);
 		store_bind_text(s, st, 11, spec->backend);
 		store_bind_text(s, st, 12, spec->device);
@@ -465,11 +490,24 @@ int store_run_claim(struct store *s, enum store_claim *out, char *token, int64_t
 		else
 			store_bind_null(s, st, 17);
 		store_bind_int64(s, st, 18, decision == STORE_CLAIM_RESUME);
+		store_bind_text(s, st, 19, cl ? "queued" : "running");
+		store_bind_text(s, st, 20, spec->launcher);
+		if (cl)
+			store_bind_null(s, st, 21);
+		else
+			store_bind_double(s, st, 21, now);
+		store_bind_int64(s, st, 22, cl ? 0 : 1); /* a cluster attempt counts when it starts */
+		store_bind_text(s, st, 23, cl ? spec->submission : NULL);
 		r = store_step_done(s, st, d, "claiming a run");
-		if (!r)
+		/* A cluster task writes a journal, which `ftlab sync` merges: no process here
+		 * holds the run, so it gets no claim token. */
+		if (!r && !cl)
 			r = store_claim_record(s, spec->id, token, d);
+		else if (!r) /* an earlier local claim's token must not write for it */
+			r = exec_run_sql(s, "DELETE FROM run_claims WHERE run = ?1", spec->id, d);
 		if (!r)
-			r = record_invocation_run(s, invocation, spec->id, "running", d);
+			r = record_invocation_run(s, invocation, spec->id, cl ? "queued" : "running",
+						  d);
 	}
 	if (!r)
 		r = store_commit(s, d);
