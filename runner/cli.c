@@ -85,6 +85,7 @@ const struct cli_command cli_commands[] = {
 	 cmd_export},
 	{"bench", "measure training and generation speed",
 	 "usage: ftlab bench [--model M] [--mode train|generate] [--threads N]\n"
+	 "                   [--weights file|f32]\n"
 	 "                   train:    [--method lora|lora-all|full] [--precision fp32|bf16]\n"
 	 "                             [--batch B] [--seq T] [--steps N]\n"
 	 "                   generate: [--prompt-len N] [--new-tokens N]\n",

@@ -25,7 +25,7 @@
 
 static const char *const bench_opts_names[] = {
 	"--model", "--mode", "--method", "--batch", "--seq", "--threads", "--steps",
-	"--new-tokens", "--prompt-len", "--precision", NULL};
+	"--new-tokens", "--prompt-len", "--precision", "--weights", NULL};
 
 /* Read bandwidth in bytes/s: best of several parallel passes over a buffer far larger
  * than the caches. */
@@ -93,20 +93,6 @@ static double peak_rss_gib(void)
 	return (double)ru.ru_maxrss / (1024.0 * 1024.0);
 }
 
-/* Bytes of weights one decode step reads: every matmul weight once (the LM head is the
- * tied embedding for SmolLM2), plus the norm vectors; the embedding lookup reads a row. */
-static double decode_weight_bytes(const struct model *m)
-{
-	const struct model_hparams *hp = model_hparams(m);
-	double C = hp->n_embd, F = hp->n_ff, L = hp->n_layer, V = hp->n_vocab;
-	double qd = (double)hp->n_head * hp->head_dim, kvd = (double)hp->n_head_kv * hp->head_dim;
-	double per_layer = C * qd + 2 * C * kvd + qd * C + 3 * C * F + 2 * C;
-	if (hp->arch == ARCH_GPT2)
-		per_layer = 4 * C * C + 2 * C * F + 4 * C + 6 * C + F;
-	return 4.0 * (L * per_layer + V * C + C);
-}
-
-
 /* Generates new_tokens after n random prompts of prompt_len tokens; the process CPU time
  * of the call in *cpu_s. */
 static int gen_once(struct model *m, int n, int prompt_len, int new_tokens, double *cpu_s,
@@ -149,15 +135,16 @@ done:
 	return rc;
 }
 
-static int bench_generate(struct model *m, int prompt_len, int new_tokens)
+static int bench_generate(struct model *m, int prompt_len, int new_tokens, bool fp32_weights)
 {
 	struct diag d;
 	diag_init(&d);
 	double bw = measure_bandwidth();
-	double wbytes = decode_weight_bytes(m);
+	double wbytes = model_decode_weight_bytes(m);
 	double bound = bw / wbytes;
 	printf("memory bandwidth (read, measured now): %.1f GB/s\n", bw / 1e9);
-	printf("weights read per decode step: %.1f MB (fp32)\n", wbytes / 1e6);
+	printf("weights read per decode step: %.1f MB (%s)\n", wbytes / 1e6,
+	       fp32_weights ? "fp32" : "as stored");
 	printf("decode bound for one prompt: %.1f tokens/s\n", bound);
 	int sizes[] = {1, 8};
 	double single_decode = 0;
@@ -215,6 +202,14 @@ static void timed_matmul(float *c, const float *a, const float *b, int m, int n,
 	split_add(SPLIT_MATMUL, w0, c0);
 }
 
+static void timed_matmul_w(float *c, const float *a, const struct ops_w *w, int m,
+			   unsigned flags, float alpha, float beta)
+{
+	double w0 = time_monotonic(), c0 = time_process_cpu();
+	timed_base->matmul_w(c, a, w, m, flags, alpha, beta);
+	split_add(SPLIT_MATMUL, w0, c0);
+}
+
 static void timed_attention_forward(float *out, float *att, const float *q, const float *k,
 				    const float *v, int b, int tq, int tk, int nh, int nkv,
 				    int hd, const int *pos0)
@@ -238,6 +233,7 @@ static const struct ops *timed_cpu_ops(void)
 	timed_base = ops_cpu();
 	timed_ops = *timed_base;
 	timed_ops.matmul = timed_matmul;
+	timed_ops.matmul_w = timed_matmul_w;
 	timed_ops.attention_forward = timed_attention_forward;
 	timed_ops.attention_backward = timed_attention_backward;
 	return &timed_ops;
@@ -336,7 +332,7 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 	(void)cli;
 	const char *model_path = DEFAULT_MODEL, *mode = "generate", *method = "lora";
 	int64_t batch = 4, seq = 256, threads = 0, steps = 3, new_tokens = 64, prompt_len = 64;
-	bool bf16 = false;
+	bool bf16 = false, weights_f32 = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (cli_is_help(a)) {
@@ -355,6 +351,10 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 			method = v;
 		else if (strcmp(a, "--precision") == 0)
 			bf16 = strcmp(v, "bf16") == 0;
+		else if (strcmp(a, "--weights") == 0 && (strcmp(v, "file") == 0 || strcmp(v, "f32") == 0))
+			weights_f32 = strcmp(v, "f32") == 0;
+		else if (strcmp(a, "--weights") == 0)
+			return cli_usage_error("bench", NULL, "--weights is file or f32, not '%s'", v);
 		else if (strcmp(a, "--batch") == 0)
 			iv = &batch;
 		else if (strcmp(a, "--seq") == 0)
@@ -380,6 +380,7 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 	struct model_opts o = {0};
 	o.layers_first = o.layers_last = -1;
 	o.seed = 1;
+	o.frozen_f32 = weights_f32;
 	const char *qv[] = {"q_proj", "v_proj"};
 	if (!gen) {
 		o.max_batch = (int)batch;
@@ -412,10 +413,12 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 	model_file_free(mf);
 	if (rc)
 		return cli_fail(&d);
-	printf("ftlab bench --mode %s: model %s, backend cpu, %d threads, bf16 matmuls %s\n",
+	printf("ftlab bench --mode %s: model %s, backend cpu, %d threads, bf16 matmuls %s, "
+	       "frozen weights %s\n",
 	       mode, model_path, omp_get_max_threads(),
-	       gen ? "off" : (bf16 ? (ops_cpu_has_bf16() ? "on" : "requested, not supported") : "off"));
-	int status = gen ? bench_generate(m, (int)prompt_len, (int)new_tokens)
+	       gen ? "off" : (bf16 ? (ops_cpu_has_bf16() ? "on" : "requested, not supported") : "off"),
+	       weights_f32 ? "fp32 (--weights f32)" : "as the file stores them");
+	int status = gen ? bench_generate(m, (int)prompt_len, (int)new_tokens, weights_f32)
 			 : bench_train(m, (int)batch, (int)seq, (int)steps, bf16);
 	model_free(m);
 	return status;

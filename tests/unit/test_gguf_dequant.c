@@ -86,7 +86,8 @@ static void test_half_conversions(void **state)
 		assert_int_equal(f32_to_fp16(fp16_to_f32((uint16_t)h)), h);
 	assert_int_equal(f32_to_fp16(1.0f + 0x1p-11f), 0x3c00); /* tie to even */
 	assert_string_equal(ggml_type_name(GGML_Q4_K), "Q4_K");
-	assert_null(ggml_type_find(6)); /* Q5_0: known to GGML, not supported here */
+	assert_string_equal(ggml_type_name(GGML_Q5_0), "Q5_0");
+	assert_null(ggml_type_find(10)); /* Q2_K: known to GGML, not supported here */
 }
 
 int main(void)

@@ -502,7 +502,8 @@ static void test_embedding(void **state)
 	float *wte = rnd((size_t)V * C, 17, 1), *wpe = rnd((size_t)t * C, 18, 1);
 	int32_t tok[6] = {4, 0, 4, 10, 4, 2};
 	float *out = malloc((size_t)n * C * sizeof(float));
-	O->embedding_forward(out, tok, NULL, wte, wpe, n, t, C);
+	struct ops_w we = {.data = wte, .type = GGML_F32, .n = V, .k = C};
+	O->embedding_forward(out, tok, NULL, &we, wpe, n, t, C);
 	assert_float_equal(out[(size_t)4 * C + 5], wte[(size_t)4 * C + 5] + wpe[(size_t)1 * C + 5], 1e-6);
 	float *dout = rnd((size_t)n * C, 19, 1);
 	float *dwte = calloc((size_t)V * C, sizeof(float)), *dwpe = calloc((size_t)t * C, sizeof(float));

@@ -253,6 +253,7 @@ static int gpt2_fixup(struct model_file *m, const char *dir, struct diag *d)
 		if (ends_with(t->name, ".attn.bias") || ends_with(t->name, ".attn.masked_bias")) {
 			free(t->name);
 			free(t->data);
+			free(t->raw_owned);
 			continue;
 		}
 		if (strncmp(t->name, "transformer.", 12) != 0 && strcmp(t->name, "lm_head.weight") != 0) {
@@ -268,15 +269,19 @@ static int gpt2_fixup(struct model_file *m, const char *dir, struct diag *d)
 				     ends_with(t->name, "attn.c_proj.weight") ||
 				     ends_with(t->name, "mlp.c_fc.weight") ||
 				     ends_with(t->name, "mlp.c_proj.weight"))) {
+			/* elements of 4 (F32) or 2 (F16, BF16) bytes, moved as they are */
 			size_t rows = (size_t)t->shape[0], cols = (size_t)t->shape[1];
-			float *tr = malloc(t->numel ? t->numel * sizeof *tr : 1);
+			size_t es = t->numel ? t->raw_bytes / t->numel : 0;
+			uint8_t *tr = malloc(t->raw_bytes ? t->raw_bytes : 1);
 			if (!tr)
 				return diag_set(d, FT_ENOMEM, dir, 0, 0, "out of memory");
+			const uint8_t *src = t->raw;
 			for (size_t r = 0; r < rows; r++)
 				for (size_t c = 0; c < cols; c++)
-					tr[c * rows + r] = t->data[r * cols + c];
-			free(t->data);
-			t->data = tr;
+					memcpy(tr + (c * rows + r) * es, src + (r * cols + c) * es, es);
+			free(t->raw_owned);
+			t->raw_owned = tr;
+			t->raw = tr;
 			t->shape[0] = (int64_t)cols;
 			t->shape[1] = (int64_t)rows;
 		}

@@ -1,7 +1,7 @@
-/* model_file: a model loaded from disk (GGUF file or Hugging Face directory) as fp32
- * tensors with Hugging Face names and PyTorch shapes, plus hyperparameters and the
- * tokenizer's source data. Quantised GGUF tensors are dequantised on load. The engine
- * (model/) builds its parameter table from this; tok/ builds the tokenizer from it. */
+/* model_file: a model loaded from disk (GGUF file or Hugging Face directory): tensors with
+ * Hugging Face names and PyTorch shapes, kept as the file stores them (F32, F16, BF16 or
+ * GGUF blocks; fp32 copies on request), plus hyperparameters and the tokenizer's source
+ * data. The engine (model/) builds its parameters from this; tok/ builds the tokenizer. */
 #ifndef FTLAB_MODEL_FILE_H
 #define FTLAB_MODEL_FILE_H
 
@@ -39,14 +39,21 @@ struct model_hparams {
 	char name[128];       /* general.name or config.json _name_or_path, for reports */
 };
 
-/* One fp32 tensor, Hugging Face name ("model.layers.0.self_attn.q_proj.weight",
+/* One tensor, Hugging Face name ("model.layers.0.self_attn.q_proj.weight",
  * "transformer.h.0.attn.c_attn.weight"), PyTorch shape order (out, in); GPT-2 Conv1D
- * weights are already transposed to (out, in). Row-major, contiguous. */
+ * weights are already transposed to (out, in). Row-major, contiguous: raw holds rows of
+ * shape[ndim-1] elements in the blocks of `type` (GGUF llama q/k rows in llama.cpp's
+ * permuted order). data is the fp32 copy, NULL until model_file_dequantize. A model_file
+ * built in memory (tests) may set only data: such a tensor is F32 (see mf_tensor_raw). */
 struct mf_tensor {
 	char *name;
 	int ndim;
 	int64_t shape[4];
 	size_t numel;
+	uint32_t type;     /* GGML type id of raw (ops/ops_quant.h): GGML_F32, GGML_Q4_1, ... */
+	const void *raw;   /* raw_bytes bytes: inside the file's mapping, or raw_owned */
+	size_t raw_bytes;
+	void *raw_owned;   /* the allocation raw points into when the tensor owns it */
 	float *data;
 	char src_type[16]; /* "F32", "Q4_1", ... as stored in the file */
 };
@@ -76,13 +83,22 @@ struct model_file {
 	size_t n_tensors;
 	struct mf_tokenizer_src tok;
 	char content_hash[65];  /* sha256 of the file (GGUF) or of the weight files (HF) */
+	void *map;              /* GGUF: the file, mapped read-only (raw points into it) */
+	size_t map_bytes;
 };
 
 /* Loads a .gguf file or a Hugging Face directory. Every malformed input is FT_EINVAL
- * with the file and the offending field in d. Caller frees with model_file_free. */
+ * with the file and the offending field in d. Tensors keep the file's types (raw); no
+ * fp32 copy is made. Caller frees with model_file_free. */
 int model_file_load(struct model_file **out, const char *path, struct diag *d) FT_WUR;
+/* Gives every tensor its fp32 copy (data), for the code that needs fp32 everywhere:
+ * merges, exports, tests. FT_ENOMEM naming the tensor and bytes. Idempotent. */
+int model_file_dequantize(struct model_file *m, struct diag *d) FT_WUR;
 void model_file_free(struct model_file *m);
 /* The tensor with that name, or NULL (borrowed). */
 const struct mf_tensor *model_file_tensor(const struct model_file *m, const char *name);
+/* The tensor's values as stored: raw and its type, or data as F32 when a tensor built in
+ * memory has no raw. NULL when it has neither. */
+const void *mf_tensor_raw(const struct mf_tensor *t, uint32_t *type);
 
 #endif

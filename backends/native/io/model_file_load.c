@@ -1,6 +1,6 @@
 /* model_file_load: decides between a GGUF file and a Hugging Face directory, maps the
- * GGUF file read-only, hashes it and hands the bytes to the parser. The quantised bytes
- * are unmapped once the tensors are dequantised. */
+ * GGUF file read-only, hashes it and hands the bytes to the parser. The mapping stays with
+ * the model_file: its tensors are the file's blocks. */
 #include "backends/native/io/io_internal.h"
 
 #include <errno.h>
@@ -37,9 +37,9 @@ static int load_gguf_file(struct model_file *m, const char *path, struct diag *d
 		return diag_set(d, FT_EIO, path, 0, 0, "cannot map %zu bytes: %s", n, strerror(errno));
 	madvise(map, n, MADV_SEQUENTIAL);
 	sha256_hex(m->content_hash, map, n);
-	int rc = gguf_load_buffer(m, map, n, path, d);
-	munmap(map, n);
-	return rc;
+	m->map = map;
+	m->map_bytes = n;
+	return gguf_load_buffer(m, map, n, path, d);
 }
 
 int model_file_load(struct model_file **out, const char *path, struct diag *d)

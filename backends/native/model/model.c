@@ -1,7 +1,8 @@
-/* model: parameter table from a model_file (which parameters train, LoRA adapters),
- * memory from size tables (one allocation per group: params, grads, activations), the
- * training forward with fused cross-entropy and the backward, for llama and GPT-2.
- * KV-cache generation is in generate.c. All compute goes through struct ops. */
+/* model: parameter table from a model_file (which parameters train, LoRA adapters; frozen
+ * weight matrices keep the file's storage type), memory from size tables (one allocation
+ * per group: params, grads, activations), the training forward with fused cross-entropy
+ * and the backward, for llama and GPT-2. KV-cache generation is in generate.c. All compute
+ * goes through struct ops. */
 #include "backends/native/model/model.h"
 
 #include <math.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/native/io/dequant.h"
 #include "backends/native/model/model_internal.h"
 #include "backends/native/ops/ops.h"
 #include "common/rng.h"
@@ -68,6 +70,11 @@ void mplan_free(struct mplan *p)
 float *model_pdata(const struct model *m, int idx)
 {
 	return idx >= 0 ? m->params[idx].pub.data : NULL;
+}
+
+const struct ops_w *model_pw(const struct model *m, int idx)
+{
+	return &m->params[idx].w;
 }
 
 static float *pgrad(const struct model *m, int idx)
@@ -142,6 +149,7 @@ static void make_lin(struct model *m, struct lin *l, const char *module, int out
 	l->slot = slot;
 	snprintf(nm, sizeof nm, "%s.weight", module);
 	l->w = add_param(m, nm, out, in, layer);
+	m->params[l->w].matrix = true;
 	l->b = -1;
 	if (bias) {
 		snprintf(nm, sizeof nm, "%s.bias", module);
@@ -196,6 +204,7 @@ static void build_table(struct model *m)
 		}
 		m->lnf_w = add_param(m, "model.norm.weight", C, 1, -1);
 		m->head = hp->tied_embeddings ? m->wte : add_param(m, "lm_head.weight", V, C, -1);
+		m->params[m->wte].matrix = m->params[m->head].matrix = true;
 	} else {
 		m->wte = add_param(m, "transformer.wte.weight", V, C, -1);
 		m->wpe = add_param(m, "transformer.wpe.weight", hp->n_ctx_train, C, -1);
@@ -225,6 +234,7 @@ static void build_table(struct model *m)
 		m->lnf_w = add_param(m, "transformer.ln_f.weight", C, 1, -1);
 		m->lnf_b = add_param(m, "transformer.ln_f.bias", C, 1, -1);
 		m->head = m->wte;
+		m->params[m->wte].matrix = true;
 	}
 }
 
@@ -283,6 +293,78 @@ static int check_hparams(const struct model_hparams *hp, const char *path, struc
 				      hp->n_head_kv != hp->n_head || hp->n_ctx_train <= 0))
 		return diag_set(d, FT_EINVAL, path, 0, 0,
 				"GPT-2 needs n_head*head_dim == n_embd, no grouping and a context");
+	return 0;
+}
+
+/* ---- storage ---- */
+
+/* The type parameter p is kept in: fp32 unless it is a frozen matrix (see model_opts);
+ * t is its tensor in the file (NULL for LoRA) stored as src. */
+static uint32_t storage_type(const struct model *m, const struct mparam *p,
+			     const struct mf_tensor *t, uint32_t src)
+{
+	if (!t || !p->matrix || p->trainable || m->o.frozen_f32 || t->ndim != 2)
+		return GGML_F32;
+	size_t k = (size_t)p->pub.shape[1];
+	bool stored_float = src == GGML_F32 || src == GGML_F16 || src == GGML_BF16;
+	if (stored_float && k % 32 == 0 && m->o.quantize != QUANTIZE_NONE)
+		return m->o.quantize == QUANTIZE_Q8_0 ? GGML_Q8_0 : GGML_Q4_0;
+	return ggml_row_bytes(src, k) ? src : GGML_F32;
+}
+
+static size_t param_bytes(const struct mparam *p)
+{
+	if (p->pub.type == GGML_F32)
+		return p->pub.numel * sizeof(float);
+	return (size_t)p->pub.shape[0] * ggml_row_bytes(p->pub.type, (size_t)p->pub.shape[1]);
+}
+
+/* Writes parameter p's initial values into its memory: LoRA A drawn like PEFT, LoRA B
+ * zero, the file's tensor as it is stored, or converted (dequantized to fp32, or
+ * quantized on load from its fp32 values). */
+static int fill_param(struct model *m, const struct model_file *mf, struct mparam *pp,
+		      struct rng *r, struct diag *d)
+{
+	void *dst = (void *)pp->w.data;
+	size_t n = pp->pub.numel, bytes = param_bytes(pp);
+	if (strstr(pp->name, ".lora_B"))
+		return 0; /* zero, as ops->alloc gives it */
+	if (strstr(pp->name, ".lora_A")) {
+		/* PEFT: kaiming_uniform_(a=sqrt(5)) -> U(-1/sqrt(in), 1/sqrt(in)) */
+		float *h = malloc(n * sizeof(float));
+		if (!h)
+			return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+		float bound = 1.0f / sqrtf((float)pp->pub.shape[1]);
+		for (size_t j = 0; j < n; j++)
+			h[j] = (2.0f * rng_uniform_f(r) - 1.0f) * bound;
+		m->ops->to_device(dst, h, n * sizeof(float));
+		free(h);
+		return 0;
+	}
+	const struct mf_tensor *t = find_tensor(mf, pp->name);
+	uint32_t st;
+	const void *src = mf_tensor_raw(t, &st);
+	if (!src)
+		return diag_set(d, FT_EINVAL, mf->path, 0, 0, "tensor '%s' has no data", pp->name);
+	if (st == pp->pub.type) {
+		m->ops->to_device(dst, src, bytes);
+		return 0;
+	}
+	float *h = malloc(n * sizeof(float));
+	void *q = pp->pub.type == GGML_F32 ? NULL : malloc(bytes ? bytes : 1);
+	if (!h || (pp->pub.type != GGML_F32 && !q)) {
+		free(h);
+		free(q);
+		return diag_set(d, FT_ENOMEM, NULL, 0, 0,
+				"out of memory converting tensor '%s' (%zu bytes)", pp->name,
+				n * sizeof(float));
+	}
+	dequant_to_f32(st, src, h, n);
+	if (q)
+		quantize_from_f32(pp->pub.type, h, q, n);
+	m->ops->to_device(dst, q ? q : (void *)h, bytes);
+	free(h);
+	free(q);
 	return 0;
 }
 
@@ -497,36 +579,40 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 		}
 	}
 
-	/* params group: one allocation */
-	struct mplan p = {0};
-	for (size_t i = 0; i < m->n_params; i++)
-		PLAN_F(&p, m->params[i].pub.data, m->params[i].pub.numel);
-	rc = mplan_alloc(&p, m->ops, (void **)&m->param_mem, &m->param_bytes, "parameters", d);
-	mplan_free(&p);
-	if (rc)
+	/* params group: one allocation; each parameter in its storage type */
+	void **pmem = calloc(m->n_params, sizeof *pmem);
+	if (!pmem) {
+		rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
 		goto fail;
-	struct rng r;
-	rng_seed(&r, o->seed, 0x10a);
+	}
+	struct mplan p = {0};
 	for (size_t i = 0; i < m->n_params; i++) {
 		struct mparam *pp = &m->params[i];
-		if (strstr(pp->name, ".lora_A")) {
-			/* PEFT: kaiming_uniform_(a=sqrt(5)) -> U(-1/sqrt(in), 1/sqrt(in)) */
-			size_t n = pp->pub.numel;
-			float *h = malloc(n * sizeof(float));
-			if (!h) {
-				rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
-				goto fail;
-			}
-			float bound = 1.0f / sqrtf((float)pp->pub.shape[1]);
-			for (size_t j = 0; j < n; j++)
-				h[j] = (2.0f * rng_uniform_f(&r) - 1.0f) * bound;
-			m->ops->to_device(pp->pub.data, h, n * sizeof(float));
-			free(h);
-		} else if (!strstr(pp->name, ".lora_B")) {
-			const struct mf_tensor *t = find_tensor(mf, pp->name);
-			m->ops->to_device(pp->pub.data, t->data, t->numel * sizeof(float));
-		}
+		uint32_t st = GGML_F32;
+		const struct mf_tensor *t = strstr(pp->name, ".lora_") ? NULL : find_tensor(mf, pp->name);
+		if (t)
+			mf_tensor_raw(t, &st);
+		pp->pub.type = storage_type(m, pp, t, st);
+		mplan_add(&p, &pmem[i], param_bytes(pp));
 	}
+	rc = mplan_alloc(&p, m->ops, (void **)&m->param_mem, &m->param_bytes, "parameters", d);
+	mplan_free(&p);
+	if (rc) {
+		free(pmem);
+		goto fail;
+	}
+	for (size_t i = 0; i < m->n_params; i++) {
+		struct mparam *pp = &m->params[i];
+		pp->pub.data = pp->pub.type == GGML_F32 ? pmem[i] : NULL;
+		pp->w = (struct ops_w){.data = pmem[i], .type = pp->pub.type,
+				       .n = (int)pp->pub.shape[0], .k = (int)pp->pub.shape[1]};
+	}
+	free(pmem);
+	struct rng r;
+	rng_seed(&r, o->seed, 0x10a);
+	for (size_t i = 0; i < m->n_params; i++)
+		if ((rc = fill_param(m, mf, &m->params[i], &r, d)) != 0)
+			goto fail;
 
 	/* grads group */
 	p = (struct mplan){0};
@@ -657,6 +743,18 @@ float model_lora_scale(const struct model *m)
 	return m->lora_s;
 }
 
+double model_decode_weight_bytes(const struct model *m)
+{
+	double b = 0.0;
+	for (size_t i = 0; i < m->n_params; i++) {
+		const struct mparam *p = &m->params[i];
+		bool lookup = (int)i == m->wpe || ((int)i == m->wte && m->head != m->wte);
+		if (!lookup) /* a lookup reads one row per token: not counted */
+			b += (double)param_bytes(p);
+	}
+	return b;
+}
+
 struct model_memory model_memory(const struct model *m)
 {
 	struct model_memory r = {m->param_bytes, m->grad_bytes, m->act_bytes, 0};
@@ -719,8 +817,7 @@ static void lin_forward(struct model *m, const struct lin *l, struct lacts *a, f
 			const float *x, int N, int layer, bool dropout)
 {
 	const struct ops *ops = m->ops;
-	ops->matmul(y, x, model_pdata(m, l->w), N, l->out, l->in, OPS_TB | wflags(m, l->w), 1.0f,
-		    0.0f);
+	ops->matmul_w(y, x, model_pw(m, l->w), N, OPS_TB | wflags(m, l->w), 1.0f, 0.0f);
 	if (l->b >= 0)
 		ops->bias_add(y, model_pdata(m, l->b), N, l->out);
 	if (l->la < 0)
@@ -753,8 +850,7 @@ static void lin_backward(struct model *m, const struct lin *l, struct lacts *a, 
 	if (db)
 		ops->bias_backward(db, dy, N, l->out);
 	if (dx)
-		ops->matmul(dx, dy, model_pdata(m, l->w), N, l->in, l->out, wflags(m, l->w), 1.0f,
-			    acc ? 1.0f : 0.0f);
+		ops->matmul_w(dx, dy, model_pw(m, l->w), N, wflags(m, l->w), 1.0f, acc ? 1.0f : 0.0f);
 	if (l->la < 0)
 		return;
 	struct lora_acts *la = &a->lora[l->slot];
@@ -842,8 +938,8 @@ void model_head_forward(struct model *m, float *logits, float *lnf, float *meanf
 	else
 		m->ops->layernorm_forward(lnf, meanf, rstdf, x, model_pdata(m, m->lnf_w),
 					  model_pdata(m, m->lnf_b), n, hp->n_embd, hp->norm_eps);
-	m->ops->matmul(logits, lnf, model_pdata(m, m->head), n, hp->n_vocab, hp->n_embd,
-		       OPS_TB | wflags(m, m->head), 1.0f, 0.0f);
+	m->ops->matmul_w(logits, lnf, model_pw(m, m->head), n, OPS_TB | wflags(m, m->head), 1.0f,
+			 0.0f);
 }
 
 int model_forward(struct model *m, const int32_t *tokens, const int32_t *targets, int B, int T,
@@ -861,7 +957,7 @@ int model_forward(struct model *m, const int32_t *tokens, const int32_t *targets
 	m->cur_t = T;
 	m->fwd_stream = m->n_forward++;
 	ops->to_device(m->tok_dev, tokens, (size_t)N * sizeof(int32_t));
-	ops->embedding_forward(m->acts[0].x, m->tok_dev, NULL, model_pdata(m, m->wte),
+	ops->embedding_forward(m->acts[0].x, m->tok_dev, NULL, model_pw(m, m->wte),
 			       model_pdata(m, m->wpe), N, T, hp->n_embd);
 	for (int l = 0; l < hp->n_layer; l++)
 		model_layer_forward(m, l, &m->acts[l], m->acts[l + 1].x, m->tmp, B, T, NULL, NULL,
@@ -967,8 +1063,7 @@ int model_backward(struct model *m, float loss_scale)
 	if (dhead)
 		ops->matmul(dhead, m->logits, m->lnf, hp->n_vocab, C, N, OPS_TA | m->mmflags, 1.0f,
 			    1.0f);
-	ops->matmul(m->g.dln, m->logits, model_pdata(m, m->head), N, C, hp->n_vocab,
-		    wflags(m, m->head), 1.0f, 0.0f);
+	ops->matmul_w(m->g.dln, m->logits, model_pw(m, m->head), N, wflags(m, m->head), 1.0f, 0.0f);
 	if (hp->arch == ARCH_LLAMA)
 		ops->rmsnorm_backward(m->g.dres, pgrad(m, m->lnf_w), m->g.dln, m->acts[L].x,
 				      model_pdata(m, m->lnf_w), m->rstdf, N, C);

@@ -11,9 +11,11 @@
 /* One parameter tensor of the table. */
 struct mparam {
 	char name[MODEL_NAME_MAX];
-	struct model_param pub; /* name, data, grad (NULL when frozen), numel, shape */
+	struct model_param pub; /* name, data, grad (NULL when frozen), numel, shape, type */
 	int layer;              /* -1 outside the blocks */
 	bool trainable;
+	bool matrix;            /* a matmul weight or token embedding: may keep the file's type */
+	struct ops_w w;         /* the weight as matmul_w/embedding_forward read it (matrices) */
 };
 
 /* One linear map y = x W^T (+ b) (+ s B(A drop(x))), weight (out, in). For GPT-2's fused
@@ -141,5 +143,7 @@ void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, fl
 void model_head_forward(struct model *m, float *logits, float *lnf, float *meanf,
 			float *rstdf, const float *x, int n);
 float *model_pdata(const struct model *m, int idx);
+/* The weight of parameter idx (a matrix) for matmul_w / embedding_forward. */
+const struct ops_w *model_pw(const struct model *m, int idx);
 
 #endif

@@ -510,12 +510,16 @@ static void cpu_gelu_backward(float *dx, const float *dout, const float *x, size
 }
 
 static void cpu_embedding_forward(float *out, const int32_t *tokens, const int *pos,
-				  const float *wte, const float *wpe, int n, int t, int c)
+				  const struct ops_w *wte, const float *wpe, int n, int t, int c)
 {
+	const float *wf = wte->type == GGML_F32 ? wte->data : NULL;
 #pragma omp parallel for schedule(static) if ((size_t)n * c > 65536)
 	for (int r = 0; r < n; r++) {
 		float *o = out + (size_t)r * c;
-		memcpy(o, wte + (size_t)tokens[r] * c, (size_t)c * sizeof(float));
+		if (wf)
+			memcpy(o, wf + (size_t)tokens[r] * c, (size_t)c * sizeof(float));
+		else /* one row, single-threaded inside this loop */
+			ops_cpu_dequant_rows(o, wte, tokens[r], tokens[r] + 1);
 		if (wpe) {
 			const float *p = wpe + (size_t)(pos ? pos[r] : r % t) * c;
 			for (int j = 0; j < c; j++)
@@ -622,6 +626,7 @@ static const struct ops cpu_ops = {
 	.zero = cpu_zero,
 	.copy_rows = cpu_copy_rows,
 	.matmul = ops_cpu_matmul,
+	.matmul_w = ops_cpu_matmul_w,
 	.add = cpu_add,
 	.axpy = cpu_axpy,
 	.scale = cpu_scale,
