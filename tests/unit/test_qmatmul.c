@@ -32,6 +32,7 @@
 #include "backends/native/ops/ops_quant.h"
 #include "common/rng.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 static const uint32_t all_types[] = {GGML_Q4_0, GGML_Q4_1, GGML_Q5_0, GGML_Q5_1, GGML_Q8_0,
 				     GGML_Q4_K, GGML_Q5_K, GGML_Q6_K, GGML_F16,  GGML_BF16};

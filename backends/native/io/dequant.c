@@ -6,6 +6,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
+#include "common/banned.h"
 
 static const uint32_t type_ids[] = {GGML_F32,  GGML_F16,  GGML_BF16, GGML_Q4_0,
 				    GGML_Q4_1, GGML_Q5_0, GGML_Q5_1, GGML_Q8_0,

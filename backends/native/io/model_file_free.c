@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 
 #include "backends/native/io/dequant.h"
+#include "common/banned.h"
 
 static void free_strs(char **v, size_t n)
 {

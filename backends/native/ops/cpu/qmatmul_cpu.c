@@ -23,6 +23,7 @@
 #else
 #define QM_SIMD 0
 #endif
+#include "common/banned.h"
 
 #define QM_BLOCK 16              /* weight rows per scheduling unit */
 #define QM_PAR_MIN (1 << 15)     /* below this many weights, one thread */
