@@ -137,6 +137,7 @@ static void fill_model_opts(struct model_opts *o, const struct config *cfg, int 
 	o->layers_first = cm->layers_first;
 	o->layers_last = cm->layers_last;
 	o->precision = cfg->train.precision;
+	o->quantize = cfg->model.quantize;
 	o->max_batch = max_batch;
 	o->max_seq = max_seq;
 	o->seed = cfg->seed;
