@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# `make bench`: training speed of the native engine on the SmolLM2-135M shape (batch 4 x 256
-# tokens, 2 threads) for LoRA q,v, LoRA all-linear and full fine-tuning, each followed by
-# the PyTorch CPU baseline of the same model and step (bench/torch_baseline.py on Debian's
-# python3-torch, and on a second torch when /usr/bin/python3 has one; torch is used only
-# here), and the ratios; then LoRA with bf16 matmuls (BF16=0 skips it)
-# and generation (prefill and decode for 1 and 8 prompts against the weight-read bound;
-# GENERATE=0 skips it). Environment: STEPS (timed steps, default 5), THREADS (2),
-# BATCH (4), SEQ (256), METHODS ("lora lora-all full"), PRECISION (fp32).
+# `make bench`: speed of the native engine on SmolLM2-135M (2 threads), everything a ratio
+# measured in this run:
+# - training (batch 4 x 256 tokens) for LoRA q,v, LoRA all-linear and full fine-tuning,
+#   each followed by the PyTorch CPU baseline of the same model and step
+#   (bench/torch_baseline.py on Debian's python3-torch, and on a second torch when
+#   /usr/bin/python3 has one; torch is used only here); LoRA q,v also with every weight
+#   dequantized to fp32 at load (--weights f32, the engine's layout before frozen weights
+#   kept the file's blocks): tokens/s and peak resident memory of both;
+# - LoRA with bf16 matmuls (BF16=0 skips it);
+# - generation (prefill and decode for 1 and 8 prompts, 64-token prompts, 63 decoded
+#   tokens) with frozen weights as stored and with --weights f32, then llama.cpp's
+#   llama-bench on the same GGUF file with the same threads and token counts (prefill of
+#   64 tokens; 63 tokens decoded after 64 in the cache), flash attention off and on, the
+#   better of the two; ratios ftlab / llama.cpp (GENERATE=0 skips generation).
+# Environment: STEPS (timed steps, default 5), THREADS (2), BATCH (4), SEQ (256),
+# METHODS ("lora lora-all full"), PRECISION (fp32), LLAMA_BENCH (a llama-bench to use
+# instead of the one scripts/deps.sh --bench builds into .deps/llama.cpp).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin=${FTLAB_BIN:-build/ftlab}
@@ -15,12 +24,24 @@ threads=${THREADS:-2}
 batch=${BATCH:-4}
 seq=${SEQ:-256}
 model=${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
+prompt_len=64
+new_tokens=64 # the first comes from the prefill: 63 decode steps
 echo "bench: $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -n), $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# the number after a label in ftlab's output: field LABEL NTH-NUMBER
+num() { sed -n "s/.*$1 \([0-9.]*\).*/\1/p" | head -n 1; }
+ratio() { # label a b
+  if [ -n "$2" ] && [ -n "$3" ]; then
+    awk -v l="$1" -v a="$2" -v b="$3" 'BEGIN { printf "ratio %s = %.2fx\n", l, a / b }'
+  fi
+}
+
 for method in ${METHODS:-lora lora-all full}; do
   ours=$("$bin" bench --mode train --model "$model" --method "$method" --batch "$batch" \
     --seq "$seq" --steps "$steps" --threads "$threads" --precision "${PRECISION:-fp32}")
   echo "== $method"
   echo "$ours"
+  a=$(echo "$ours" | sed -n 's/.*steps: \([0-9.]*\) tokens\/s.*/\1/p' | head -n 1)
   # The baseline the issue names is Debian's python3-torch (1.13, OpenBLAS): run it with
   # Debian's dist-packages first on the path, so a pip-installed torch cannot shadow it.
   # When /usr/bin/python3 also imports a different torch (a pip wheel with MKL), run that
@@ -37,13 +58,24 @@ for method in ${METHODS:-lora lora-all full}; do
     theirs=$(PYTHONPATH=$pp /usr/bin/python3 bench/torch_baseline.py --method "$method" \
       --batch "$batch" --seq "$seq" --steps "$steps" --threads "$threads" 2>/dev/null | tail -n 1)
     echo "$theirs"
-    a=$(echo "$ours" | sed -n 's/.*steps: \([0-9.]*\) tokens\/s.*/\1/p' | head -n 1)
     b=$(echo "$theirs" | sed -n 's/.*: \([0-9.]*\) tokens\/s.*/\1/p')
     if [ -n "$a" ] && [ -n "$b" ]; then
       awk -v a="$a" -v b="$b" -v m="$method" -v w="$which" \
         'BEGIN { printf "ratio %-8s ftlab/torch(%s) = %.2fx\n", m, w, a / b }'
     fi
   done
+  if [ "$method" = lora ]; then
+    echo "== lora, every weight dequantized to fp32 at load (--weights f32)"
+    f32=$("$bin" bench --mode train --model "$model" --method lora --batch "$batch" \
+      --seq "$seq" --steps "$steps" --threads "$threads" --precision "${PRECISION:-fp32}" \
+      --weights f32)
+    echo "$f32"
+    b=$(echo "$f32" | sed -n 's/.*steps: \([0-9.]*\) tokens\/s.*/\1/p' | head -n 1)
+    ratio "lora tokens/s, frozen weights as stored / fp32 weights" "$a" "$b"
+    ra=$(echo "$ours" | num "peak resident")
+    rb=$(echo "$f32" | num "peak resident")
+    ratio "lora peak resident memory, as stored / fp32 weights" "$ra" "$rb"
+  fi
 done
 if [ "${BF16:-1}" = 1 ]; then
   echo "== lora, bf16 matmuls"
@@ -51,7 +83,38 @@ if [ "${BF16:-1}" = 1 ]; then
     --steps "$steps" --threads "$threads" --precision bf16
 fi
 if [ "${GENERATE:-1}" = 1 ]; then
-  echo "== generate"
-  "$bin" bench --mode generate --model "$model" --threads "$threads"
+  echo "== generate, frozen weights as stored"
+  g=$("$bin" bench --mode generate --model "$model" --threads "$threads" \
+    --prompt-len "$prompt_len" --new-tokens "$new_tokens")
+  echo "$g"
+  echo "== generate, every weight dequantized to fp32 at load (--weights f32)"
+  gf=$("$bin" bench --mode generate --model "$model" --threads "$threads" \
+    --prompt-len "$prompt_len" --new-tokens "$new_tokens" --weights f32)
+  echo "$gf"
+  # prompts N: prefill 64 tokens P tokens/s; decode 63 tokens D tokens/s
+  p1=$(echo "$g" | sed -n 's/^prompts 1: prefill [0-9]* tokens \([0-9.]*\) tokens\/s; decode [0-9]* tokens \([0-9.]*\).*/\1 \2/p')
+  p8=$(echo "$g" | sed -n 's/^prompts 8: prefill [0-9]* tokens \([0-9.]*\) tokens\/s; decode [0-9]* tokens \([0-9.]*\).*/\1 \2/p')
+  f1=$(echo "$gf" | sed -n 's/^prompts 1: prefill [0-9]* tokens \([0-9.]*\) tokens\/s; decode [0-9]* tokens \([0-9.]*\).*/\1 \2/p')
+  f8=$(echo "$gf" | sed -n 's/^prompts 8: prefill [0-9]* tokens \([0-9.]*\) tokens\/s; decode [0-9]* tokens \([0-9.]*\).*/\1 \2/p')
+  ratio "decode 1 prompt, as stored / fp32 weights" "${p1#* }" "${f1#* }"
+  ratio "decode 8 prompts, as stored / fp32 weights" "${p8#* }" "${f8#* }"
+  ratio "prefill, as stored / fp32 weights" "${p1% *}" "${f1% *}"
+  lb=${LLAMA_BENCH:-.deps/llama.cpp/bin/llama-bench}
+  if [ -x "$lb" ]; then
+    echo "== llama.cpp $(cat "$(dirname "$lb")/../VERSION" 2>/dev/null || echo "($lb)"): llama-bench, $threads threads, flash attention off and on"
+    # pp64: a 64-token prompt; tg63 @ d64: 63 tokens decoded after 64 in the KV cache
+    pp=$("$lb" -m "$model" -t "$threads" -p "$prompt_len" -n 0 -fa 0,1 -r 3 -o csv 2>/dev/null)
+    tg=$("$lb" -m "$model" -t "$threads" -p 0 -n $((new_tokens - 1)) -d "$prompt_len" -fa 0,1 \
+      -r 3 -o csv 2>/dev/null)
+    # csv: the last two columns are avg_ts and stddev_ts; take the better of -fa 0 and 1
+    best() { awk -F, 'NR > 1 { gsub(/"/, ""); v = $(NF - 1) + 0; if (v > m) m = v } END { if (m) print m }'; }
+    lpp=$(echo "$pp" | best)
+    ltg=$(echo "$tg" | best)
+    echo "llama.cpp: prefill $prompt_len tokens ${lpp:-?} tokens/s; decode $((new_tokens - 1)) tokens after $prompt_len: ${ltg:-?} tokens/s (1 prompt)"
+    ratio "decode 1 prompt, ftlab / llama.cpp" "${p1#* }" "$ltg"
+    ratio "prefill, ftlab / llama.cpp" "${p1% *}" "$lpp"
+  else
+    echo "llama.cpp: no llama-bench at $lb (scripts/deps.sh --bench builds it), no comparison"
+  fi
 fi
 echo "bench: done, load: $(cut -d' ' -f1-3 /proc/loadavg)"

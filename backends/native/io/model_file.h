@@ -100,5 +100,9 @@ const struct mf_tensor *model_file_tensor(const struct model_file *m, const char
 /* The tensor's values as stored: raw and its type, or data as F32 when a tensor built in
  * memory has no raw. NULL when it has neither. */
 const void *mf_tensor_raw(const struct mf_tensor *t, uint32_t *type);
+/* A hint that t's raw bytes will not be read soon (a model has copied them): when they lie
+ * in the file's mapping, its pages leave this process's resident memory (a later read
+ * brings them back from the page cache). Changes nothing else; thread-compatible. */
+void mf_tensor_release(const struct model_file *m, const struct mf_tensor *t);
 
 #endif

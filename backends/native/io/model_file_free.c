@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "backends/native/io/dequant.h"
 #include "common/banned.h"
@@ -58,6 +59,17 @@ const void *mf_tensor_raw(const struct mf_tensor *t, uint32_t *type)
 	}
 	*type = GGML_F32;
 	return t->data;
+}
+
+void mf_tensor_release(const struct model_file *m, const struct mf_tensor *t)
+{
+	const char *lo = m->map, *hi = lo + m->map_bytes, *r = t->raw;
+	if (!m->map || !r || r < lo || r + t->raw_bytes > hi)
+		return;
+	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t a = ((uintptr_t)r + pg - 1) / pg * pg, b = ((uintptr_t)r + t->raw_bytes) / pg * pg;
+	if (b > a) /* the whole pages inside the tensor; read-only and never written: no loss */
+		madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
 int model_file_dequantize(struct model_file *m, struct diag *d)

@@ -38,6 +38,9 @@ static int load_gguf_file(struct model_file *m, const char *path, struct diag *d
 		return diag_set(d, FT_EIO, path, 0, 0, "cannot map %zu bytes: %s", n, strerror(errno));
 	madvise(map, n, MADV_SEQUENTIAL);
 	sha256_hex(m->content_hash, map, n);
+	/* the hash read every page: drop them from resident memory (read-only, so nothing is
+	 * lost; the parser and the model read back what they need from the page cache) */
+	madvise(map, n, MADV_DONTNEED);
 	m->map = map;
 	m->map_bytes = n;
 	return gguf_load_buffer(m, map, n, path, d);

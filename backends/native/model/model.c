@@ -349,6 +349,7 @@ static int fill_param(struct model *m, const struct model_file *mf, struct mpara
 		return diag_set(d, FT_EINVAL, mf->path, 0, 0, "tensor '%s' has no data", pp->name);
 	if (st == pp->pub.type) {
 		m->ops->to_device(dst, src, bytes);
+		mf_tensor_release(mf, t);
 		return 0;
 	}
 	float *h = malloc(n * sizeof(float));
@@ -364,6 +365,7 @@ static int fill_param(struct model *m, const struct model_file *mf, struct mpara
 	if (q)
 		quantize_from_f32(pp->pub.type, h, q, n);
 	m->ops->to_device(dst, q ? q : (void *)h, bytes);
+	mf_tensor_release(mf, t);
 	free(h);
 	free(q);
 	return 0;
@@ -385,34 +387,61 @@ static void plan_lin_lora(struct model *m, struct mplan *p, struct lacts *a, con
 }
 
 void model_plan_layer(struct model *m, struct mplan *p, struct lacts *a, int l, size_t B,
-		       size_t T, bool save_att)
+		       size_t T, bool save_att, unsigned keep)
 {
 	const struct model_hparams *hp = &m->hp;
 	size_t N = B * T, C = (size_t)hp->n_embd, F = (size_t)hp->n_ff;
 	const struct layer *y = &m->layers[l];
-	PLAN_F(p, a->ln1, N * C);
+	if (keep & KEEP_LN1)
+		PLAN_F(p, a->ln1, N * C);
 	PLAN_F(p, a->mean1, N);
 	PLAN_F(p, a->rstd1, N);
 	PLAN_F(p, a->q, N * m->qd);
 	PLAN_F(p, a->k, N * m->kvd);
 	PLAN_F(p, a->v, N * m->kvd);
-	if (hp->arch == ARCH_GPT2)
+	if (hp->arch == ARCH_GPT2 && (keep & KEEP_QKV))
 		PLAN_F(p, a->qkv, N * 3 * C);
 	if (save_att)
 		PLAN_F(p, a->att, B * hp->n_head * T * T);
-	PLAN_F(p, a->atty, N * m->qd);
+	if (keep & KEEP_ATTY)
+		PLAN_F(p, a->atty, N * m->qd);
 	PLAN_F(p, a->x2, N * C);
-	PLAN_F(p, a->ln2, N * C);
+	if (keep & KEEP_LN2)
+		PLAN_F(p, a->ln2, N * C);
 	PLAN_F(p, a->mean2, N);
 	PLAN_F(p, a->rstd2, N);
 	if (hp->arch == ARCH_LLAMA)
 		PLAN_F(p, a->gate, N * F);
 	PLAN_F(p, a->up, N * F);
-	PLAN_F(p, a->hm, N * F);
+	if (keep & KEEP_HM)
+		PLAN_F(p, a->hm, N * F);
 	const struct lin *ls[] = {&y->q, &y->k, &y->v, &y->qkv, &y->o, &y->gate, &y->up, &y->down};
 	for (size_t i = 0; i < FT_ARRAY_LEN(ls); i++)
 		if (ls[i]->w >= 0 || ls[i]->la >= 0)
 			plan_lin_lora(m, p, a, ls[i], N);
+}
+
+/* true when the backward reads the input of linear l: a trainable weight or LoRA */
+static bool lin_needs_input(const struct model *m, const struct lin *l)
+{
+	return l->la >= 0 || (l->w >= 0 && m->params[l->w].trainable);
+}
+
+/* The activations layer l's backward reads (beyond those every layer keeps). */
+static unsigned layer_keeps(const struct model *m, int l)
+{
+	const struct layer *y = &m->layers[l];
+	unsigned k = 0;
+	if (lin_needs_input(m, &y->q) || lin_needs_input(m, &y->k) || lin_needs_input(m, &y->v) ||
+	    lin_needs_input(m, &y->qkv))
+		k |= KEEP_LN1;
+	if (lin_needs_input(m, &y->o))
+		k |= KEEP_ATTY;
+	if (lin_needs_input(m, &y->gate) || lin_needs_input(m, &y->up))
+		k |= KEEP_LN2;
+	if (lin_needs_input(m, &y->down))
+		k |= KEEP_HM;
+	return k; /* GPT-2's qkv is only copied into q, k, v: never kept */
 }
 
 int model_lora_rep_layer(const struct model *m)
@@ -443,11 +472,30 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 	/* a shared set is planned with a layer that has LoRA (the same slots in every
 	 * selected layer) and aliased after allocation */
 	int rep = model_lora_rep_layer(m);
+	/* Without sharing, each layer keeps what its backward reads; the inputs of its frozen
+	 * linears live in one transient set that every layer's forward overwrites. Attention
+	 * probabilities are never kept: the backward recomputes them from q and k (the same
+	 * bits; B nh T^2 floats a layer saved, 283 MB for SmolLM2 at 4 x 256). */
+	struct lacts tr = {0};
+	unsigned keep_any = 0;
 	for (int l = 0; l < L; l++)
-		if (!share)
-			model_plan_layer(m, &p, &m->acts[l], l, (size_t)B, (size_t)T, train);
+		if (!share) {
+			unsigned keep = layer_keeps(m, l);
+			keep_any |= KEEP_ALL & ~keep;
+			model_plan_layer(m, &p, &m->acts[l], l, (size_t)B, (size_t)T, false, keep);
+		}
 	if (share)
-		model_plan_layer(m, &p, &m->acts[0], rep, (size_t)B, (size_t)T, train);
+		model_plan_layer(m, &p, &m->acts[0], rep, (size_t)B, (size_t)T, false, KEEP_ALL);
+	if (keep_any & KEEP_LN1)
+		PLAN_F(&p, tr.ln1, N * C);
+	if ((keep_any & KEEP_QKV) && hp->arch == ARCH_GPT2)
+		PLAN_F(&p, tr.qkv, N * 3 * C);
+	if (keep_any & KEEP_ATTY)
+		PLAN_F(&p, tr.atty, N * m->qd);
+	if (keep_any & KEEP_LN2)
+		PLAN_F(&p, tr.ln2, N * C);
+	if (keep_any & KEEP_HM)
+		PLAN_F(&p, tr.hm, N * F);
 	PLAN_F(&p, m->lnf, N * C);
 	PLAN_F(&p, m->meanf, N);
 	PLAN_F(&p, m->rstdf, N);
@@ -487,6 +535,20 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 			m->acts[l] = m->acts[0];
 			m->acts[l].x = x;
 		}
+	for (int l = 0; l < L && !share; l++) {
+		struct lacts *a = &m->acts[l];
+		unsigned keep = layer_keeps(m, l);
+		if (!(keep & KEEP_LN1))
+			a->ln1 = tr.ln1;
+		if (!(keep & KEEP_QKV))
+			a->qkv = tr.qkv;
+		if (!(keep & KEEP_ATTY))
+			a->atty = tr.atty;
+		if (!(keep & KEEP_LN2))
+			a->ln2 = tr.ln2;
+		if (!(keep & KEEP_HM))
+			a->hm = tr.hm;
+	}
 	m->max_b = B;
 	m->max_t = T;
 	return 0;
