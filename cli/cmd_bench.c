@@ -3,7 +3,8 @@
  *   --mode generate: prefill and decode tokens/s for 1 and 8 prompts against the decode
  *                    bound (weight bytes per step over the measured bandwidth).
  *   --mode train:    tokens/s of training steps, MFU against the measured GEMM peak,
- *                    process CPU time per step, peak resident memory. */
+ *                    process CPU time per step, peak resident memory.
+ *   --mode tokenize: tokenizer load time and encoding speed on --text FILE. */
 #include "cli/cli.h"
 
 #include <stdio.h>
@@ -17,12 +18,13 @@
 
 static const char *const bench_opts_names[] = {
 	"--model", "--mode", "--method", "--batch", "--seq", "--threads", "--steps",
-	"--new-tokens", "--prompt-len", "--precision", "--weights", NULL};
+	"--new-tokens", "--prompt-len", "--precision", "--weights", "--text", NULL};
 
 int cmd_bench(const struct cli *cli, int argc, char **argv)
 {
 	(void)cli;
-	const char *model_path = DEFAULT_MODEL, *mode = "generate", *method = "lora";
+	const char *model_path = DEFAULT_MODEL, *mode = "generate", *method = "lora",
+		   *text_path = "docs/engine.md";
 	int64_t batch = 4, seq = 256, threads = 0, steps = 3, new_tokens = 64, prompt_len = 64;
 	bool bf16 = false, weights_f32 = false;
 	for (int i = 1; i < argc; i++) {
@@ -39,6 +41,8 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 			model_path = v;
 		else if (strcmp(a, "--mode") == 0)
 			mode = v;
+		else if (strcmp(a, "--text") == 0)
+			text_path = v;
 		else if (strcmp(a, "--method") == 0)
 			method = v;
 		else if (strcmp(a, "--precision") == 0)
@@ -78,8 +82,11 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 		.weights_f32 = weights_f32,
 	};
 	o.generate = strcmp(mode, "generate") == 0;
-	if (!o.generate && strcmp(mode, "train") != 0)
-		return cli_usage_error("bench", NULL, "--mode is train or generate, not '%s'", mode);
+	o.tokenize = strcmp(mode, "tokenize") == 0;
+	o.text_path = text_path;
+	if (!o.generate && !o.tokenize && strcmp(mode, "train") != 0)
+		return cli_usage_error("bench", NULL, "--mode is train, generate or tokenize, not '%s'",
+				       mode);
 	if (strcmp(method, "full") == 0)
 		o.method = ENGINE_BENCH_FULL;
 	else if (strcmp(method, "lora") == 0)
