@@ -315,8 +315,10 @@ static int read_tokenizer_files(struct model_file *m, const char *dir, struct di
 		return rc;
 	if (!m->tok.tokenizer_config_json)
 		return 0;
+	/* integers as reals: transformers writes model_max_length as int(1e30) */
 	json_error_t je;
-	json_t *tc = json_loads(m->tok.tokenizer_config_json, JSON_REJECT_DUPLICATES, &je);
+	json_t *tc = json_loads(m->tok.tokenizer_config_json,
+			       JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &je);
 	if (!tc) {
 		char *p = path_join(dir, "tokenizer_config.json");
 		rc = diag_set(d, FT_EINVAL, p ? p : dir, je.line > 0 ? je.line : 0,
