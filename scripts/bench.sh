@@ -12,7 +12,9 @@
 #   tokens) with frozen weights as stored and with --weights f32, then llama.cpp's
 #   llama-bench on the same GGUF file with the same threads and token counts (prefill of
 #   64 tokens; 63 tokens decoded after 64 in the cache), flash attention off and on, the
-#   better of the two; ratios ftlab / llama.cpp (GENERATE=0 skips generation).
+#   better of the two; ratios ftlab / llama.cpp (GENERATE=0 skips generation);
+# - the sweep benchmark (bench/sweep_bench.sh: bayes against random, hyperband; SWEEPS=0
+#   skips it).
 # Environment: STEPS (timed steps, default 5), THREADS (2), BATCH (4), SEQ (256),
 # METHODS ("lora lora-all full"), PRECISION (fp32), LLAMA_BENCH (a llama-bench to use
 # instead of the one scripts/deps.sh --bench builds into .deps/llama.cpp).
@@ -116,5 +118,9 @@ if [ "${GENERATE:-1}" = 1 ]; then
   else
     echo "llama.cpp: no llama-bench at $lb (scripts/deps.sh --bench builds it), no comparison"
   fi
+fi
+if [ "${SWEEPS:-1}" = 1 ]; then
+  echo "== sweeps"
+  FTLAB_BIN=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin") bench/sweep_bench.sh
 fi
 echo "bench: done, load: $(cut -d' ' -f1-3 /proc/loadavg)"
