@@ -160,6 +160,7 @@ const struct cli_command cli_commands[] = {
 	{"bench", "measure training, generation and tokenizer speed",
 	 "usage: ftlab bench [--model smollm2|gemma3|PATH] [--mode train|generate|tokenize]\n"
 	 "                   [--threads N]\n"
+	 "                   [--weights file|f32]\n"
 	 "                   train:    [--method lora|lora-all|full] [--precision fp32|bf16]\n"
 	 "                             [--batch B] [--seq T] [--steps N] [--logits chunked|all]\n"
 	 "                             [--targets N]\n"

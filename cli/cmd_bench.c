@@ -23,7 +23,8 @@ static const char *const model_names[][2] = {
 
 static const char *const bench_opts_names[] = {
 	"--model", "--mode", "--method", "--batch", "--seq", "--threads", "--steps",
-	"--new-tokens", "--prompt-len", "--precision", "--logits", "--targets", "--text", NULL};
+	"--new-tokens", "--prompt-len", "--precision", "--weights", "--logits", "--targets",
+	"--text", NULL};
 
 int cmd_bench(const struct cli *cli, int argc, char **argv)
 {
@@ -32,7 +33,7 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 		   *text_path = "docs/engine.md";
 	int64_t batch = 4, seq = 256, threads = 0, steps = 3, new_tokens = 64, prompt_len = 64;
 	int64_t targets = 0;
-	bool bf16 = false, all_logits = false;
+	bool bf16 = false, all_logits = false, weights_f32 = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (cli_is_help(a)) {
@@ -63,6 +64,10 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 			method = v;
 		else if (strcmp(a, "--precision") == 0)
 			bf16 = strcmp(v, "bf16") == 0;
+		else if (strcmp(a, "--weights") == 0 && (strcmp(v, "file") == 0 || strcmp(v, "f32") == 0))
+			weights_f32 = strcmp(v, "f32") == 0;
+		else if (strcmp(a, "--weights") == 0)
+			return cli_usage_error("bench", NULL, "--weights is file or f32, not '%s'", v);
 		else if (strcmp(a, "--batch") == 0)
 			iv = &batch;
 		else if (strcmp(a, "--seq") == 0)
@@ -91,6 +96,7 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 		.prompt_len = (int)prompt_len,
 		.threads = (int)threads,
 		.bf16 = bf16,
+		.weights_f32 = weights_f32,
 		.all_logits = all_logits,
 		.targets = (int)targets,
 	};

@@ -17,6 +17,7 @@ enum method_type { METHOD_NONE, METHOD_FULL, METHOD_FREEZE, METHOD_LORA };
 enum optimizer_type { OPTIMIZER_ADAMW, OPTIMIZER_SGD };
 enum schedule_type { SCHEDULE_CONSTANT, SCHEDULE_LINEAR, SCHEDULE_COSINE };
 enum precision { PRECISION_FP32, PRECISION_BF16 };
+enum quantize_type { QUANTIZE_NONE, QUANTIZE_Q8_0, QUANTIZE_Q4_0 }; /* model.quantize */
 enum nonfinite_policy { NONFINITE_ABORT, NONFINITE_SKIP_STEP };
 enum backend_type { BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA, BACKEND_EXEC };
 enum goal { GOAL_MAXIMIZE, GOAL_MINIMIZE };
@@ -52,6 +53,7 @@ struct field_map {
 struct config_model {
 	char *base;       /* resolved path to a .gguf file or a Hugging Face directory */
 	int context;      /* longest sequence used in training and evaluation */
+	enum quantize_type quantize; /* frozen float-stored weights quantized on load */
 };
 
 struct config_data {

@@ -427,6 +427,7 @@ int schema_fill_config(struct config *c, const struct node *r, const char *base_
 	c->seed = (uint64_t)get_i64(&F, "seed");
 	c->model.base = fpath(&F, "model.base");
 	c->model.context = (int)get_i64(&F, "model.context");
+	c->model.quantize = (enum quantize_type)get_enum(&F, "model.quantize");
 
 	struct config_data *d = &c->data;
 	d->format = (enum data_format)get_enum(&F, "data.format");

@@ -31,6 +31,12 @@ const struct key_desc schema_keys[] = {
 	 "A .gguf file or a Hugging Face model directory (config.json, *.safetensors, tokenizer.json).", NULL},
 	{"model.context", KT_INT, KF_LO | KF_HI, "512", RANGE(8, 1048576), NULL,
 	 "Longest sequence (tokens) used in training and evaluation.", NULL},
+	{"model.quantize", KT_ENUM, 0, "none", NOB, "none|q8_0|q4_0",
+	 "Frozen weights (all of them in evaluation, the base under LoRA and freeze) that the "
+	 "model stores as F32, F16 or BF16 (a Hugging Face directory, a float GGUF) are "
+	 "quantized on load to Q8_0 (8.5 bits per weight) or Q4_0 (4.5 bits) blocks, as "
+	 "llama.cpp rounds them; trainable weights stay fp32, quantized GGUF tensors stay as "
+	 "stored. Saves memory at a small cost in accuracy (docs/engine.md).", NULL},
 
 	{"data", KT_MAP, 0, NULL, NOB, NULL, "Training and evaluation data (JSON Lines).", NULL},
 	{"data.format", KT_ENUM, 0, "text", NOB, "text|completion|instruction|chat",

@@ -93,20 +93,6 @@ static double peak_rss_gib(void)
 	return (double)ru.ru_maxrss / (1024.0 * 1024.0);
 }
 
-/* Bytes of weights one decode step reads: every matmul weight once (the LM head is the
- * tied embedding for SmolLM2), plus the norm vectors; the embedding lookup reads a row. */
-static double decode_weight_bytes(const struct model *m)
-{
-	const struct model_hparams *hp = model_hparams(m);
-	double C = hp->n_embd, F = hp->n_ff, L = hp->n_layer, V = hp->n_vocab;
-	double qd = (double)hp->n_head * hp->head_dim, kvd = (double)hp->n_head_kv * hp->head_dim;
-	double per_layer = C * qd + 2 * C * kvd + qd * C + 3 * C * F + 2 * C;
-	if (hp->arch == ARCH_GPT2)
-		per_layer = 4 * C * C + 2 * C * F + 4 * C + 6 * C + F;
-	return 4.0 * (L * per_layer + V * C + C);
-}
-
-
 /* Generates new_tokens after n random prompts of prompt_len tokens; the process CPU time
  * of the call in *cpu_s. */
 static int gen_once(struct model *m, int n, int prompt_len, int new_tokens, double *cpu_s,
@@ -149,13 +135,15 @@ done:
 	return rc;
 }
 
-static int bench_generate(struct model *m, int prompt_len, int new_tokens, struct diag *d)
+static int bench_generate(struct model *m, int prompt_len, int new_tokens, bool fp32_weights,
+			  struct diag *d)
 {
 	double bw = measure_bandwidth();
-	double wbytes = decode_weight_bytes(m);
+	double wbytes = model_decode_weight_bytes(m);
 	double bound = bw / wbytes;
 	printf("memory bandwidth (read, measured now): %.1f GB/s\n", bw / 1e9);
-	printf("weights read per decode step: %.1f MB (fp32)\n", wbytes / 1e6);
+	printf("weights read per decode step: %.1f MB (%s)\n", wbytes / 1e6,
+	       fp32_weights ? "dequantized to 32-bit floats" : "as stored");
 	printf("decode bound for one prompt: %.1f tokens/s\n", bound);
 	int sizes[] = {1, 8};
 	double single_decode = 0;
@@ -214,6 +202,14 @@ static void timed_matmul(float *c, const float *a, const float *b, int m, int n,
 	split_add(SPLIT_MATMUL, w0, c0);
 }
 
+static void timed_matmul_w(float *c, const float *a, const struct ops_w *w, int m,
+			   unsigned flags, float alpha, float beta)
+{
+	double w0 = time_monotonic(), c0 = time_process_cpu();
+	timed_base->matmul_w(c, a, w, m, flags, alpha, beta);
+	split_add(SPLIT_MATMUL, w0, c0);
+}
+
 static void timed_attention_forward(float *out, float *att, const float *q, const float *k,
 				    const float *v, int b, int tq, int tk, int nh, int nkv,
 				    int hd, const int *pos0, float scale, int window)
@@ -240,17 +236,17 @@ static const struct ops *timed_cpu_ops(void)
 	timed_base = ops_cpu();
 	timed_ops = *timed_base;
 	timed_ops.matmul = timed_matmul;
+	timed_ops.matmul_w = timed_matmul_w;
 	timed_ops.attention_forward = timed_attention_forward;
 	timed_ops.attention_backward = timed_attention_backward;
 	return &timed_ops;
 }
 
 static int bench_train(struct model *m, int B, int T, int steps, bool bf16, int targets,
-		       struct diag *d)
+		       double peak, struct diag *d)
 {
 	const struct model_hparams *hp = model_hparams(m);
 	const struct ops *ops = ops_cpu();
-	double peak = measure_gemm_peak(ops, bf16 ? OPS_BF16 : 0);
 	printf("GEMM peak (%s, measured now): %.0f GFLOP/s\n",
 	       schema_enum_name("train.precision", bf16 ? PRECISION_BF16 : PRECISION_FP32), peak);
 	size_t N = (size_t)B * T;
@@ -402,6 +398,7 @@ int engine_bench(const struct engine_bench_opts *b, struct diag *d)
 	struct model_opts o = {0};
 	o.layers_first = o.layers_last = -1;
 	o.seed = 1;
+	o.frozen_f32 = b->weights_f32;
 	o.full_logits = b->all_logits && !b->generate;
 	const char *qv[] = {"q_proj", "v_proj"};
 	if (!b->generate) {
@@ -424,18 +421,23 @@ int engine_bench(const struct engine_bench_opts *b, struct diag *d)
 		omp_set_num_threads(b->threads);
 	struct model_file *mf = NULL;
 	struct model *m = NULL;
+	/* the GEMM peak first: its buffers (50 MB) are freed before the model exists, so the
+	 * peak resident memory printed is the model's and the run's */
+	double peak = b->generate ? 0.0 : measure_gemm_peak(ops_cpu(), b->bf16 ? OPS_BF16 : 0);
 	int rc = model_file_load(&mf, b->model_path, d);
 	if (!rc)
 		rc = model_create(&m, mf, &o, d);
 	model_file_free(mf);
 	if (rc)
 		return rc;
-	printf("ftlab bench --mode %s: model %s, backend cpu, %d threads, bf16 matmuls %s\n",
+	printf("ftlab bench --mode %s: model %s, backend cpu, %d threads, bf16 matmuls %s, "
+	       "frozen weights %s\n",
 	       b->generate ? "generate" : "train", b->model_path, omp_get_max_threads(),
 	       b->generate ? "off"
-			   : (b->bf16 ? (ops_cpu_has_bf16() ? "on" : "requested, not supported") : "off"));
-	rc = b->generate ? bench_generate(m, b->prompt_len, b->new_tokens, d)
-			 : bench_train(m, b->batch, b->seq, b->steps, b->bf16, b->targets, d);
+			   : (b->bf16 ? (ops_cpu_has_bf16() ? "on" : "requested, not supported") : "off"),
+	       b->weights_f32 ? "fp32 (--weights f32)" : "as the file stores them");
+	rc = b->generate ? bench_generate(m, b->prompt_len, b->new_tokens, b->weights_f32, d)
+			 : bench_train(m, b->batch, b->seq, b->steps, b->bf16, b->targets, peak, d);
 	model_free(m);
 	return rc;
 }

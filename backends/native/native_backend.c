@@ -136,6 +136,7 @@ void native_model_opts(struct model_opts *o, const struct config *cfg, int max_b
 	o->layers_first = cm->layers_first;
 	o->layers_last = cm->layers_last;
 	o->precision = cfg->train.precision;
+	o->quantize = cfg->model.quantize;
 	o->max_batch = max_batch;
 	o->max_seq = max_seq;
 	o->seed = cfg->seed;

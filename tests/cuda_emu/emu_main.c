@@ -15,6 +15,7 @@
 #include <stdarg.h>
 
 #include "backends/backend.h"
+#include "backends/native/io/dequant.h"
 #include "backends/native/native_engine.h"
 #include "backends/native/ops/cuda/ops_cuda.h"
 #include "backends/native/ops/ops.h"
@@ -129,6 +130,88 @@ static void t_matmul(void)
 	G->matmul(gc, gc, gc, 2, 3, 0, 0, 1.0f, 0.0f);
 	cmp("matmul k=0 beta 0", gc, z, 6, 0);
 	G->free(gc);
+}
+
+/* n rows of k elements of type t: random quants and valid fp16 scales */
+static uint8_t *rnd_weight(uint32_t t, int n, int k, uint64_t seed)
+{
+	struct rng r;
+	rng_seed(&r, seed, 9);
+	size_t rb = ggml_row_bytes(t, (size_t)k), bytes = (size_t)n * rb, be = 1, bb = 1;
+	uint8_t *w = malloc(bytes);
+	for (size_t i = 0; i < bytes; i++)
+		w[i] = (uint8_t)rng_below(&r, 256);
+	ggml_type_block(t, &be, &bb);
+	for (size_t b = 0; b < bytes / bb; b++) {
+		uint8_t *p = w + b * bb;
+		uint16_t h = f32_to_fp16((2.0f * rng_uniform_f(&r) - 1.0f) * 0.05f);
+		size_t off = t == GGML_Q6_K ? 208 : 0;
+		if (t == GGML_BF16)
+			continue; /* any bf16 pattern but NaN/inf is a value; random is fine */
+		p[off] = (uint8_t)(h & 0xff);
+		p[off + 1] = (uint8_t)(h >> 8);
+		if (t == GGML_Q4_1 || t == GGML_Q5_1 || t == GGML_Q4_K || t == GGML_Q5_K) {
+			h = f32_to_fp16(rng_uniform_f(&r) * 0.03f);
+			p[2] = (uint8_t)(h & 0xff);
+			p[3] = (uint8_t)(h >> 8);
+		}
+	}
+	if (t == GGML_BF16) /* keep exponents sane: clear the top exponent bit */
+		for (size_t i = 1; i < bytes; i += 2)
+			w[i] &= 0xbf;
+	return w;
+}
+
+/* matmul_w for every storage type: registers (m <= 8) and panels, both orientations, fp32
+ * and bf16 operands, against the CPU backend's matmul_w on the same blocks */
+static void t_matmul_w(void)
+{
+	static const uint32_t types[] = {GGML_Q4_0, GGML_Q4_1, GGML_Q5_0, GGML_Q5_1, GGML_Q8_0,
+					 GGML_Q4_K, GGML_Q5_K, GGML_Q6_K, GGML_F16,  GGML_BF16};
+	static const int ms[] = {1, 3, 8, 13};
+	for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+		uint32_t t = types[ti];
+		size_t be = 1, bb = 1;
+		ggml_type_block(t, &be, &bb);
+		int n = 37, k = be == 1 ? 77 : (int)be * 2;
+		size_t wb = (size_t)n * ggml_row_bytes(t, (size_t)k);
+		uint8_t *w = rnd_weight(t, n, k, 300 + ti);
+		struct ops_w cw = {.data = w, .type = t, .n = n, .k = k};
+		struct ops_w gw = {.data = dev(w, wb), .type = t, .n = n, .k = k};
+		for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++)
+			for (unsigned fl = 0; fl < 2; fl++)
+				for (int bf = 0; bf <= (ms[mi] == 13); bf++) {
+					int m = ms[mi], cols = fl ? n : k, inner = fl ? k : n;
+					unsigned flags = (fl ? OPS_TB : 0u) | (bf ? OPS_BF16 : 0u);
+					float beta = mi % 2 ? 1.0f : 0.0f;
+					float *a = rnd((size_t)m * inner, 40 + mi, 1);
+					float *c = rnd((size_t)m * cols, 41 + mi, 1);
+					float *ga = dev(a, (size_t)m * inner * 4);
+					float *gc = dev(c, (size_t)m * cols * 4);
+					C->matmul_w(c, a, &cw, m, flags, 0.5f, beta);
+					G->matmul_w(gc, ga, &gw, m, flags, 0.5f, beta);
+					char what[96];
+					snprintf(what, sizeof what, "matmul_w %s m %d %s%s beta %d",
+						 ggml_type_name(t), m, fl ? "W^T" : "W", bf ? " bf16" : "",
+						 (int)beta);
+					cmp(what, gc, c, (size_t)m * cols, 1e-5);
+					free(a), free(c);
+					G->free(ga), G->free(gc);
+				}
+		/* a typed embedding table: the rows' values exactly */
+		int32_t tok[5] = {3, 0, 36, 3, 11};
+		float *out = malloc((size_t)5 * k * 4);
+		int32_t *gtok = dev(tok, sizeof tok);
+		float *go = G->alloc((size_t)5 * k * 4);
+		C->embedding_forward(out, tok, NULL, &cw, NULL, 5, 5, k);
+		G->embedding_forward(go, gtok, NULL, &gw, NULL, 5, 5, k);
+		char what[64];
+		snprintf(what, sizeof what, "embedding_forward %s", ggml_type_name(t));
+		cmp(what, go, out, (size_t)5 * k, 0);
+		free(out);
+		free(w);
+		G->free(gtok), G->free(go), G->free((void *)gw.data);
+	}
 }
 
 static void t_elementwise(void)
@@ -370,9 +453,11 @@ static void t_embedding_ce(void)
 	float *gwte = dev(wte, (size_t)V * Cc * 4), *gwpe = dev(wpe, (size_t)P * Cc * 4);
 	float *go = G->alloc((size_t)N * Cc * 4), *gdo = dev(dout, (size_t)N * Cc * 4);
 	float *gdwte = dev(dwte, (size_t)V * Cc * 4), *gdwpe = dev(dwpe, (size_t)P * Cc * 4);
+	struct ops_w cw = {.data = wte, .type = GGML_F32, .n = V, .k = Cc};
+	struct ops_w gw = {.data = gwte, .type = GGML_F32, .n = V, .k = Cc};
 	for (int usepos = 0; usepos <= 1; usepos++) {
-		C->embedding_forward(out, tok, usepos ? pos : NULL, wte, wpe, N, T, Cc);
-		G->embedding_forward(go, gtok, usepos ? gpos : NULL, gwte, gwpe, N, T, Cc);
+		C->embedding_forward(out, tok, usepos ? pos : NULL, &cw, wpe, N, T, Cc);
+		G->embedding_forward(go, gtok, usepos ? gpos : NULL, &gw, gwpe, N, T, Cc);
 		cmp(usepos ? "embedding_forward (pos)" : "embedding_forward (r % t)", go, out,
 		    (size_t)N * Cc, 0);
 		C->embedding_backward(dwte, dwpe, dout, tok, usepos ? pos : NULL, N, T, Cc);
@@ -612,6 +697,7 @@ int main(int argc, char **argv)
 	emu_ops_cuda_impl_set_tf32(false); /* op checks compare plain fp32 */
 	printf("ops, emulated CUDA kernels against the cpu backend:\n");
 	t_matmul();
+	t_matmul_w();
 	t_elementwise();
 	t_norms();
 	t_rope();

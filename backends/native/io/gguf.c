@@ -1,7 +1,8 @@
 /* gguf: reads GGUF v2/v3 images into a model_file. Every count, length, type, dimension
  * and offset from the file is checked against the bytes that are really there before it
- * is used (docs/engine.md, "Untrusted model files"); tensors are dequantised to fp32 and renamed
- * to Hugging Face names. Reading the file and hashing it is model_file_load's job. */
+ * is used (docs/engine.md, "Untrusted model files"); tensors keep their blocks (pointers
+ * into the image) and get Hugging Face names. Reading the file and hashing it is
+ * model_file_load's job. */
 #include "backends/native/io/io_internal.h"
 
 #include <inttypes.h>
@@ -844,12 +845,9 @@ static int load_tensors(struct rd *r, struct model_file *m, size_t data_start)
 			mt->shape[j] = (int64_t)t->ne[t->n_dims - 1 - j];
 		mt->numel = t->numel;
 		snprintf(mt->src_type, sizeof mt->src_type, "%s", ggml_type_name(t->type));
-		mt->data = malloc(t->numel * sizeof(float));
-		if (!mt->data)
-			return diag_set(r->d, FT_ENOMEM, r->path, 0, 0,
-					"out of memory: tensor '%s' needs %zu bytes", t->name,
-					t->numel * sizeof(float));
-		dequant_to_f32(t->type, r->p + data_start + t->off, mt->data, t->numel);
+		mt->type = t->type;
+		mt->raw = r->p + data_start + t->off;
+		mt->raw_bytes = t->nbytes;
 	}
 	return 0;
 }

@@ -391,15 +391,19 @@ static int gpt2_fixup(struct model_file *m, const char *dir, struct diag *d)
 				     ends_with(t->name, "attn.c_proj.weight") ||
 				     ends_with(t->name, "mlp.c_fc.weight") ||
 				     ends_with(t->name, "mlp.c_proj.weight"))) {
+			/* elements of 4 (F32) or 2 (F16, BF16) bytes, moved as they are */
 			size_t rows = (size_t)t->shape[0], cols = (size_t)t->shape[1];
-			float *tr = malloc(t->numel ? t->numel * sizeof *tr : 1);
+			size_t es = t->numel ? t->raw_bytes / t->numel : 0;
+			uint8_t *tr = malloc(t->raw_bytes ? t->raw_bytes : 1);
 			if (!tr)
 				return diag_set(d, FT_ENOMEM, dir, 0, 0, "out of memory");
+			const uint8_t *src = t->raw;
 			for (size_t r = 0; r < rows; r++)
 				for (size_t c = 0; c < cols; c++)
-					tr[c * rows + r] = t->data[r * cols + c];
-			free(t->data);
-			t->data = tr;
+					memcpy(tr + (c * rows + r) * es, src + (r * cols + c) * es, es);
+			free(t->raw_owned);
+			t->raw_owned = tr;
+			t->raw = tr;
 			t->shape[0] = (int64_t)cols;
 			t->shape[1] = (int64_t)rows;
 		}
@@ -410,6 +414,7 @@ static int gpt2_fixup(struct model_file *m, const char *dir, struct diag *d)
 		if (gpt2_mask_buffer(t->name)) {
 			free(t->name);
 			free(t->data);
+			free(t->raw_owned);
 			continue;
 		}
 		m->tensors[w++] = *t;
@@ -452,8 +457,10 @@ static int read_tokenizer_files(struct model_file *m, const char *dir, struct di
 		return rc;
 	if (!m->tok.tokenizer_config_json)
 		return 0;
+	/* integers as reals: transformers writes model_max_length as int(1e30) */
 	json_error_t je;
-	json_t *tc = json_loads(m->tok.tokenizer_config_json, JSON_REJECT_DUPLICATES, &je);
+	json_t *tc = json_loads(m->tok.tokenizer_config_json,
+			       JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &je);
 	if (!tc) {
 		char *p = path_join(dir, "tokenizer_config.json");
 		rc = diag_set(d, FT_EINVAL, p ? p : dir, je.line > 0 ? je.line : 0,

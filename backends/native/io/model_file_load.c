@@ -1,7 +1,7 @@
 /* model_file_load: decides between a GGUF file and a Hugging Face directory, maps the
- * GGUF file read-only, hashes it and hands the bytes to the parser. The quantised bytes
- * are unmapped once the tensors are dequantised. model_file_load_tokenizer reads only
- * the metadata (what `ftlab tokenize` needs). */
+ * GGUF file read-only, hashes it and hands the bytes to the parser. The mapping stays with
+ * the model_file: its tensors are the file's blocks. model_file_load_tokenizer reads only
+ * the metadata (what `ftlab tokenize` needs) and unmaps the file at once. */
 #include "backends/native/io/io_internal.h"
 
 #include <errno.h>
@@ -41,18 +41,20 @@ static int load_gguf_file(struct model_file *m, const char *path, enum gguf_read
 	close(fd);
 	if (map == MAP_FAILED)
 		return diag_set(d, FT_EIO, path, 0, 0, "cannot map %zu bytes: %s", n, strerror(errno));
-	int rc;
-	if (what == READ_WHOLE) {
-		madvise(map, n, MADV_SEQUENTIAL);
-		sha256_hex(m->content_hash, map, n);
-		rc = gguf_load_buffer(m, map, n, path, d);
-	} else if (what == READ_METADATA) {
-		rc = gguf_load_metadata(m, map, n, path, d);
-	} else {
-		rc = gguf_probe_buffer(m, map, n, path, d);
+	if (what != READ_WHOLE) {
+		int rc = what == READ_METADATA ? gguf_load_metadata(m, map, n, path, d)
+					       : gguf_probe_buffer(m, map, n, path, d);
+		munmap(map, n);
+		return rc;
 	}
-	munmap(map, n);
-	return rc;
+	madvise(map, n, MADV_SEQUENTIAL);
+	sha256_hex(m->content_hash, map, n);
+	/* the hash read every page: drop them from resident memory (read-only, so nothing is
+	 * lost; the parser and the model read back what they need from the page cache) */
+	madvise(map, n, MADV_DONTNEED);
+	m->map = map;
+	m->map_bytes = n;
+	return gguf_load_buffer(m, map, n, path, d);
 }
 
 int swa_pattern_of(const bool *local, int n_layer)

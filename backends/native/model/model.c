@@ -1,8 +1,8 @@
-/* model: parameter table from a model_file (which parameters train, LoRA adapters),
- * memory from size tables (one allocation per group: params, grads, activations), the
- * training forward (LM head and cross-entropy in chunks, at positions with a target) and
- * the backward, for llama, Gemma 3 and GPT-2. KV-cache generation is in generate.c. All
- * compute goes through struct ops. */
+/* model: parameter table from a model_file (which parameters train, LoRA adapters; frozen
+ * weight matrices keep the file's storage type), memory from size tables (one allocation
+ * per group: params, grads, activations), the training forward (LM head and cross-entropy
+ * in chunks, at positions with a target) and the backward, for llama, Gemma 3 and GPT-2.
+ * KV-cache generation is in generate.c. All compute goes through struct ops. */
 #include "backends/native/model/model.h"
 
 #include <math.h>
@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/native/io/dequant.h"
 #include "backends/native/model/model_internal.h"
 #include "backends/native/ops/ops.h"
 #include "common/rng.h"
@@ -70,6 +71,11 @@ void mplan_free(struct mplan *p)
 float *model_pdata(const struct model *m, int idx)
 {
 	return idx >= 0 ? m->params[idx].pub.data : NULL;
+}
+
+const struct ops_w *model_pw(const struct model *m, int idx)
+{
+	return &m->params[idx].w;
 }
 
 static float *pgrad(const struct model *m, int idx)
@@ -151,6 +157,7 @@ static void make_lin(struct model *m, struct lin *l, const char *module, int out
 	l->slot = slot;
 	snprintf(nm, sizeof nm, "%s.weight", module);
 	l->w = add_param(m, nm, out, in, layer);
+	m->params[l->w].matrix = true;
 	l->b = -1;
 	if (bias) {
 		snprintf(nm, sizeof nm, "%s.bias", module);
@@ -227,6 +234,7 @@ static void build_table(struct model *m)
 		}
 		m->lnf_w = add_param(m, "model.norm.weight", C, 1, -1);
 		m->head = hp->tied_embeddings ? m->wte : add_param(m, "lm_head.weight", V, C, -1);
+		m->params[m->wte].matrix = m->params[m->head].matrix = true;
 	} else {
 		m->wte = add_param(m, "transformer.wte.weight", V, C, -1);
 		m->wpe = add_param(m, "transformer.wpe.weight", hp->n_ctx_train, C, -1);
@@ -256,6 +264,7 @@ static void build_table(struct model *m)
 		m->lnf_w = add_param(m, "transformer.ln_f.weight", C, 1, -1);
 		m->lnf_b = add_param(m, "transformer.ln_f.bias", C, 1, -1);
 		m->head = m->wte;
+		m->params[m->wte].matrix = true;
 	}
 }
 
@@ -334,6 +343,80 @@ static int check_hparams(const struct model_hparams *hp, const char *path, struc
 	return 0;
 }
 
+/* ---- storage ---- */
+
+/* The type parameter p is kept in: fp32 unless it is a frozen matrix (see model_opts);
+ * t is its tensor in the file (NULL for LoRA) stored as src. */
+static uint32_t storage_type(const struct model *m, const struct mparam *p,
+			     const struct mf_tensor *t, uint32_t src)
+{
+	if (!t || !p->matrix || p->trainable || m->o.frozen_f32 || t->ndim != 2)
+		return GGML_F32;
+	size_t k = (size_t)p->pub.shape[1];
+	bool stored_float = src == GGML_F32 || src == GGML_F16 || src == GGML_BF16;
+	if (stored_float && k % 32 == 0 && m->o.quantize != QUANTIZE_NONE)
+		return m->o.quantize == QUANTIZE_Q8_0 ? GGML_Q8_0 : GGML_Q4_0;
+	return ggml_row_bytes(src, k) ? src : GGML_F32;
+}
+
+static size_t param_bytes(const struct mparam *p)
+{
+	if (p->pub.type == GGML_F32)
+		return p->pub.numel * sizeof(float);
+	return (size_t)p->pub.shape[0] * ggml_row_bytes(p->pub.type, (size_t)p->pub.shape[1]);
+}
+
+/* Writes parameter p's initial values into its memory: LoRA A drawn like PEFT, LoRA B
+ * zero, the file's tensor as it is stored, or converted (dequantized to fp32, or
+ * quantized on load from its fp32 values). */
+static int fill_param(struct model *m, const struct model_file *mf, struct mparam *pp,
+		      struct rng *r, struct diag *d)
+{
+	void *dst = (void *)pp->w.data;
+	size_t n = pp->pub.numel, bytes = param_bytes(pp);
+	if (strstr(pp->name, ".lora_B"))
+		return 0; /* zero, as ops->alloc gives it */
+	if (strstr(pp->name, ".lora_A")) {
+		/* PEFT: kaiming_uniform_(a=sqrt(5)) -> U(-1/sqrt(in), 1/sqrt(in)) */
+		float *h = malloc(n * sizeof(float));
+		if (!h)
+			return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+		float bound = 1.0f / sqrtf((float)pp->pub.shape[1]);
+		for (size_t j = 0; j < n; j++)
+			h[j] = (2.0f * rng_uniform_f(r) - 1.0f) * bound;
+		m->ops->to_device(dst, h, n * sizeof(float));
+		free(h);
+		return 0;
+	}
+	const struct mf_tensor *t = find_tensor(mf, pp->name);
+	uint32_t st;
+	const void *src = mf_tensor_raw(t, &st);
+	if (!src)
+		return diag_set(d, FT_EINVAL, mf->path, 0, 0, "tensor '%s' has no data", pp->name);
+	if (st == pp->pub.type) {
+		m->ops->to_device(dst, src, bytes);
+		mf_tensor_release(mf, t);
+		return 0;
+	}
+	float *h = malloc(n * sizeof(float));
+	void *q = pp->pub.type == GGML_F32 ? NULL : malloc(bytes ? bytes : 1);
+	if (!h || (pp->pub.type != GGML_F32 && !q)) {
+		free(h);
+		free(q);
+		return diag_set(d, FT_ENOMEM, NULL, 0, 0,
+				"out of memory converting tensor '%s' (%zu bytes)", pp->name,
+				n * sizeof(float));
+	}
+	dequant_to_f32(st, src, h, n);
+	if (q)
+		quantize_from_f32(pp->pub.type, h, q, n);
+	m->ops->to_device(dst, q ? q : (void *)h, bytes);
+	mf_tensor_release(mf, t);
+	free(h);
+	free(q);
+	return 0;
+}
+
 /* ---- activation plan ---- */
 
 /* Logits of one head chunk: rows = this / (V * 4 bytes). */
@@ -357,24 +440,27 @@ static void plan_lin_lora(struct model *m, struct mplan *p, struct lacts *a, con
 }
 
 void model_plan_layer(struct model *m, struct mplan *p, struct lacts *a, int l, size_t B,
-		       size_t T, bool save_att)
+		       size_t T, bool save_att, unsigned keep)
 {
 	const struct model_hparams *hp = &m->hp;
 	size_t N = B * T, C = (size_t)hp->n_embd, F = (size_t)hp->n_ff;
 	const struct layer *y = &m->layers[l];
-	PLAN_F(p, a->ln1, N * C);
+	if (keep & KEEP_LN1)
+		PLAN_F(p, a->ln1, N * C);
 	PLAN_F(p, a->mean1, N);
 	PLAN_F(p, a->rstd1, N);
 	PLAN_F(p, a->q, N * m->qd);
 	PLAN_F(p, a->k, N * m->kvd);
 	PLAN_F(p, a->v, N * m->kvd);
-	if (hp->arch == ARCH_GPT2)
+	if (hp->arch == ARCH_GPT2 && (keep & KEEP_QKV))
 		PLAN_F(p, a->qkv, N * 3 * C);
 	if (save_att)
 		PLAN_F(p, a->att, B * hp->n_head * T * T);
-	PLAN_F(p, a->atty, N * m->qd);
+	if (keep & KEEP_ATTY)
+		PLAN_F(p, a->atty, N * m->qd);
 	PLAN_F(p, a->x2, N * C);
-	PLAN_F(p, a->ln2, N * C);
+	if (keep & KEEP_LN2)
+		PLAN_F(p, a->ln2, N * C);
 	PLAN_F(p, a->mean2, N);
 	PLAN_F(p, a->rstd2, N);
 	if (hp->arch != ARCH_GPT2)
@@ -390,11 +476,35 @@ void model_plan_layer(struct model *m, struct mplan *p, struct lacts *a, int l, 
 		PLAN_F(p, a->rstd_mo, N);
 	}
 	PLAN_F(p, a->up, N * F);
-	PLAN_F(p, a->hm, N * F);
+	if (keep & KEEP_HM)
+		PLAN_F(p, a->hm, N * F);
 	const struct lin *ls[] = {&y->q, &y->k, &y->v, &y->qkv, &y->o, &y->gate, &y->up, &y->down};
 	for (size_t i = 0; i < FT_ARRAY_LEN(ls); i++)
 		if (ls[i]->w >= 0 || ls[i]->la >= 0)
 			plan_lin_lora(m, p, a, ls[i], N);
+}
+
+/* true when the backward reads the input of linear l: a trainable weight or LoRA */
+static bool lin_needs_input(const struct model *m, const struct lin *l)
+{
+	return l->la >= 0 || (l->w >= 0 && m->params[l->w].trainable);
+}
+
+/* The activations layer l's backward reads (beyond those every layer keeps). */
+static unsigned layer_keeps(const struct model *m, int l)
+{
+	const struct layer *y = &m->layers[l];
+	unsigned k = 0;
+	if (lin_needs_input(m, &y->q) || lin_needs_input(m, &y->k) || lin_needs_input(m, &y->v) ||
+	    lin_needs_input(m, &y->qkv))
+		k |= KEEP_LN1;
+	if (lin_needs_input(m, &y->o))
+		k |= KEEP_ATTY;
+	if (lin_needs_input(m, &y->gate) || lin_needs_input(m, &y->up))
+		k |= KEEP_LN2;
+	if (lin_needs_input(m, &y->down))
+		k |= KEEP_HM;
+	return k; /* GPT-2's qkv is only copied into q, k, v: never kept */
 }
 
 int model_lora_rep_layer(const struct model *m)
@@ -425,11 +535,30 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 	/* a shared set is planned with a layer that has LoRA (the same slots in every
 	 * selected layer) and aliased after allocation */
 	int rep = model_lora_rep_layer(m);
+	/* Without sharing, each layer keeps what its backward reads; the inputs of its frozen
+	 * linears live in one transient set that every layer's forward overwrites. Attention
+	 * probabilities are never kept: the backward recomputes them from q and k (the same
+	 * bits; B nh T^2 floats a layer saved, 283 MB for SmolLM2 at 4 x 256). */
+	struct lacts tr = {0};
+	unsigned keep_any = 0;
 	for (int l = 0; l < L; l++)
-		if (!share)
-			model_plan_layer(m, &p, &m->acts[l], l, (size_t)B, (size_t)T, train);
+		if (!share) {
+			unsigned keep = layer_keeps(m, l);
+			keep_any |= KEEP_ALL & ~keep;
+			model_plan_layer(m, &p, &m->acts[l], l, (size_t)B, (size_t)T, false, keep);
+		}
 	if (share)
-		model_plan_layer(m, &p, &m->acts[0], rep, (size_t)B, (size_t)T, train);
+		model_plan_layer(m, &p, &m->acts[0], rep, (size_t)B, (size_t)T, false, KEEP_ALL);
+	if (keep_any & KEEP_LN1)
+		PLAN_F(&p, tr.ln1, N * C);
+	if ((keep_any & KEEP_QKV) && hp->arch == ARCH_GPT2)
+		PLAN_F(&p, tr.qkv, N * 3 * C);
+	if (keep_any & KEEP_ATTY)
+		PLAN_F(&p, tr.atty, N * m->qd);
+	if (keep_any & KEEP_LN2)
+		PLAN_F(&p, tr.ln2, N * C);
+	if (keep_any & KEEP_HM)
+		PLAN_F(&p, tr.hm, N * F);
 	/* the LM head: head_rows rows of logits at a time */
 	size_t R = N;
 	if (!m->o.full_logits) {
@@ -490,6 +619,20 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 			m->acts[l] = m->acts[0];
 			m->acts[l].x = x;
 		}
+	for (int l = 0; l < L && !share; l++) {
+		struct lacts *a = &m->acts[l];
+		unsigned keep = layer_keeps(m, l);
+		if (!(keep & KEEP_LN1))
+			a->ln1 = tr.ln1;
+		if (!(keep & KEEP_QKV))
+			a->qkv = tr.qkv;
+		if (!(keep & KEEP_ATTY))
+			a->atty = tr.atty;
+		if (!(keep & KEEP_LN2))
+			a->ln2 = tr.ln2;
+		if (!(keep & KEEP_HM))
+			a->hm = tr.hm;
+	}
 	m->max_b = B;
 	m->max_t = T;
 	return 0;
@@ -766,36 +909,40 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 		}
 	}
 
-	/* params group: one allocation */
-	struct mplan p = {0};
-	for (size_t i = 0; i < m->n_params; i++)
-		PLAN_F(&p, m->params[i].pub.data, m->params[i].pub.numel);
-	rc = mplan_alloc(&p, m->ops, (void **)&m->param_mem, &m->param_bytes, "parameters", d);
-	mplan_free(&p);
-	if (rc)
+	/* params group: one allocation; each parameter in its storage type */
+	void **pmem = calloc(m->n_params, sizeof *pmem);
+	if (!pmem) {
+		rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
 		goto fail;
-	struct rng r;
-	rng_seed(&r, o->seed, 0x10a);
+	}
+	struct mplan p = {0};
 	for (size_t i = 0; i < m->n_params; i++) {
 		struct mparam *pp = &m->params[i];
-		if (strstr(pp->name, ".lora_A")) {
-			/* PEFT: kaiming_uniform_(a=sqrt(5)) -> U(-1/sqrt(in), 1/sqrt(in)) */
-			size_t n = pp->pub.numel;
-			float *h = malloc(n * sizeof(float));
-			if (!h) {
-				rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
-				goto fail;
-			}
-			float bound = 1.0f / sqrtf((float)pp->pub.shape[1]);
-			for (size_t j = 0; j < n; j++)
-				h[j] = (2.0f * rng_uniform_f(&r) - 1.0f) * bound;
-			m->ops->to_device(pp->pub.data, h, n * sizeof(float));
-			free(h);
-		} else if (!strstr(pp->name, ".lora_B")) {
-			const struct mf_tensor *t = find_tensor(mf, pp->name);
-			m->ops->to_device(pp->pub.data, t->data, t->numel * sizeof(float));
-		}
+		uint32_t st = GGML_F32;
+		const struct mf_tensor *t = strstr(pp->name, ".lora_") ? NULL : find_tensor(mf, pp->name);
+		if (t)
+			mf_tensor_raw(t, &st);
+		pp->pub.type = storage_type(m, pp, t, st);
+		mplan_add(&p, &pmem[i], param_bytes(pp));
 	}
+	rc = mplan_alloc(&p, m->ops, (void **)&m->param_mem, &m->param_bytes, "parameters", d);
+	mplan_free(&p);
+	if (rc) {
+		free(pmem);
+		goto fail;
+	}
+	for (size_t i = 0; i < m->n_params; i++) {
+		struct mparam *pp = &m->params[i];
+		pp->pub.data = pp->pub.type == GGML_F32 ? pmem[i] : NULL;
+		pp->w = (struct ops_w){.data = pmem[i], .type = pp->pub.type,
+				       .n = (int)pp->pub.shape[0], .k = (int)pp->pub.shape[1]};
+	}
+	free(pmem);
+	struct rng r;
+	rng_seed(&r, o->seed, 0x10a);
+	for (size_t i = 0; i < m->n_params; i++)
+		if ((rc = fill_param(m, mf, &m->params[i], &r, d)) != 0)
+			goto fail;
 
 	/* grads group */
 	p = (struct mplan){0};
@@ -945,6 +1092,18 @@ float model_lora_scale(const struct model *m)
 	return m->lora_s;
 }
 
+double model_decode_weight_bytes(const struct model *m)
+{
+	double b = 0.0;
+	for (size_t i = 0; i < m->n_params; i++) {
+		const struct mparam *p = &m->params[i];
+		bool lookup = (int)i == m->wpe || ((int)i == m->wte && m->head != m->wte);
+		if (!lookup) /* a lookup reads one row per token: not counted */
+			b += (double)param_bytes(p);
+	}
+	return b;
+}
+
 struct model_memory model_memory(const struct model *m)
 {
 	struct model_memory r = {m->param_bytes, m->grad_bytes, m->act_bytes, 0};
@@ -1007,8 +1166,7 @@ static void lin_forward(struct model *m, const struct lin *l, struct lacts *a, f
 			const float *x, int N, int layer, bool dropout)
 {
 	const struct ops *ops = m->ops;
-	ops->matmul(y, x, model_pdata(m, l->w), N, l->out, l->in, OPS_TB | wflags(m, l->w), 1.0f,
-		    0.0f);
+	ops->matmul_w(y, x, model_pw(m, l->w), N, OPS_TB | wflags(m, l->w), 1.0f, 0.0f);
 	if (l->b >= 0)
 		ops->bias_add(y, model_pdata(m, l->b), N, l->out);
 	if (l->la < 0)
@@ -1041,8 +1199,7 @@ static void lin_backward(struct model *m, const struct lin *l, struct lacts *a, 
 	if (db)
 		ops->bias_backward(db, dy, N, l->out);
 	if (dx)
-		ops->matmul(dx, dy, model_pdata(m, l->w), N, l->in, l->out, wflags(m, l->w), 1.0f,
-			    acc ? 1.0f : 0.0f);
+		ops->matmul_w(dx, dy, model_pw(m, l->w), N, wflags(m, l->w), 1.0f, acc ? 1.0f : 0.0f);
 	if (l->la < 0)
 		return;
 	struct lora_acts *la = &a->lora[l->slot];
@@ -1163,7 +1320,7 @@ void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, fl
 void model_embed(struct model *m, float *out, const int32_t *tok, const int *pos, int n, int t)
 {
 	int C = m->hp.n_embd;
-	m->ops->embedding_forward(out, tok, pos, model_pdata(m, m->wte), model_pdata(m, m->wpe), n,
+	m->ops->embedding_forward(out, tok, pos, model_pw(m, m->wte), model_pdata(m, m->wpe), n,
 				  t, C);
 	if (m->embed_scale > 0.0f)
 		m->ops->scale(out, m->embed_scale, (size_t)n * C);
@@ -1184,8 +1341,8 @@ static void final_norm(struct model *m, float *lnf, float *meanf, float *rstdf, 
 
 static void head_matmul(struct model *m, float *logits, const float *lnf, int n)
 {
-	m->ops->matmul(logits, lnf, model_pdata(m, m->head), n, m->hp.n_vocab, m->hp.n_embd,
-		       OPS_TB | wflags(m, m->head), 1.0f, 0.0f);
+	m->ops->matmul_w(logits, lnf, model_pw(m, m->head), n, OPS_TB | wflags(m, m->head), 1.0f,
+			 0.0f);
 }
 
 void model_head_forward(struct model *m, float *logits, float *lnf, float *meanf, float *rstdf,
@@ -1277,8 +1434,8 @@ static long head_pass(struct model *m, bool stats, bool grad, float scale)
 		ops->crossentropy_backward(m->logits, m->hlse + c0, m->tgt_dev + c0, r, V, scale);
 		if (dhead)
 			ops->matmul(dhead, m->logits, lnf, V, C, r, OPS_TA | m->mmflags, 1.0f, 1.0f);
-		ops->matmul(m->g.dln + (size_t)c0 * C, m->logits, model_pdata(m, m->head), r, C, V,
-			    wflags(m, m->head), 1.0f, 0.0f);
+		ops->matmul_w(m->g.dln + (size_t)c0 * C, m->logits, model_pw(m, m->head), r,
+			      wflags(m, m->head), 1.0f, 0.0f);
 	}
 	return cnt;
 }

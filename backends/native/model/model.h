@@ -35,6 +35,14 @@ struct model_opts {
 	size_t n_trainable;
 	int layers_first, layers_last; /* freeze/lora layer range, inclusive; -1 = all */
 	enum precision precision;  /* PRECISION_BF16: matmuls take bf16 inputs (fp32 accum) */
+	/* Frozen weight matrices (every one with method none; the base under LoRA and freeze)
+	 * stay in the file's format (F16, BF16, GGUF blocks) unless: quantize Q8_0/Q4_0 turns
+	 * those the file stores as F32/F16/BF16 into Q8_0/Q4_0 blocks (rows whose length is a
+	 * multiple of 32); frozen_f32 dequantizes every weight to fp32 instead (the engine's
+	 * layout before frozen weights kept their blocks: for comparisons). Trainable weights,
+	 * norms, biases and position tables are always fp32. */
+	enum quantize_type quantize;
+	bool frozen_f32;
 	int max_batch, max_seq;    /* activation plan for training/teacher forcing; 0 = none */
 	uint64_t seed;             /* LoRA A init and dropout masks */
 	bool grad_checkpointing;   /* keep only each layer's input; recompute in backward */
@@ -111,9 +119,10 @@ void model_set_rng_counter(struct model *m, uint64_t c);
  * "model.layers.0.self_attn.q_proj.lora_A.weight" (r, in) and ".lora_B.weight" (out, r). */
 struct model_param {
 	const char *name;
-	float *data, *grad;
+	float *data, *grad; /* data NULL for a frozen weight kept in another type */
 	size_t numel;
 	int64_t shape[2]; /* (out, in), or (n, 1) for vectors */
+	uint32_t type;    /* storage: GGML_F32 (data), or the GGML type of a frozen weight */
 };
 size_t model_n_trainable(const struct model *m);
 const struct model_param *model_trainable(const struct model *m, size_t i);
@@ -121,6 +130,9 @@ const struct model_param *model_trainable(const struct model *m, size_t i);
 const struct model_param *model_param_find(const struct model *m, const char *name);
 /* LoRA scale s (0 without LoRA). */
 float model_lora_scale(const struct model *m);
+/* Bytes of weights one decode step reads: every matmul weight (linear layers, LM head) in
+ * its storage type, plus the norm vectors (for bench's bandwidth bound). */
+double model_decode_weight_bytes(const struct model *m);
 /* Bytes of the parameter, gradient and activation groups (for reports and bench). */
 struct model_memory {
 	size_t params, grads, acts, kv_cache;

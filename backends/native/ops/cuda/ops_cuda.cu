@@ -1,6 +1,8 @@
 /* ops_cuda: the CUDA implementation of struct ops (ops.h). Matmuls on cuBLAS (cublasGemmEx:
- * TF32 tensor cores for fp32, bf16 operands with fp32 accumulation for OPS_BF16); own
- * kernels for everything else, built on the shared arithmetic of ops_math.h. Everything
+ * TF32 tensor cores for fp32, bf16 operands with fp32 accumulation for OPS_BF16); frozen
+ * weights in their file's format (matmul_w) are dequantized with ops_quant.h's arithmetic:
+ * in registers for 1-8 rows, else panel by panel into fp32 or bf16 tiles that cuBLAS
+ * multiplies. Own kernels for everything else, built on ops_math.h. Everything
  * runs on the legacy default stream of device 0, so ops are ordered like the CPU's calls.
  * Reductions have a fixed order (block trees, per-column loops): no float atomics. */
 #ifndef FTLAB_CUDA_EMU /* tests/cuda_emu/cuda_emu.hpp stands in for these on the CPU */
@@ -183,7 +185,7 @@ static size_t g_alloc_bytes, g_alloc_peak, g_scratch_bytes;
 
 /* Scratch buffers owned by the backend (not the model's plan). Each grows to the largest
  * size asked for (the first step), then is reused: no allocation in later steps. */
-enum { SCR_BF16_A, SCR_BF16_B, SCR_ATT_STATS, SCR_PARTIAL, SCR_COUNT, SCR_N };
+enum { SCR_BF16_A, SCR_BF16_B, SCR_ATT_STATS, SCR_PARTIAL, SCR_COUNT, SCR_WPANEL, SCR_N };
 static void *g_scr[SCR_N];
 static size_t g_scr_cap[SCR_N];
 
@@ -422,6 +424,117 @@ static void cu_matmul(float *c, const float *a, const float *b, int m, int n, in
 				  g.ld_first, a, CUDA_R_32F, g.ld_second, &beta, c, CUDA_R_32F,
 				  g.ldc, g_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
 				  CUBLAS_GEMM_DEFAULT));
+}
+
+/* ---- products with a frozen weight in its storage type (matmul_w) ---- */
+
+/* out (nr, k) = rows [r0, r0 + nr) of w as fp32 (or bf16-rounded when out16), one thread
+ * per element, the values of ops_row_elem */
+__global__ static void k_dequant_rows(float *out, uint16_t *out16, const uint8_t *w, size_t rb,
+				      uint32_t type, int r0, int nr, int k)
+{
+	size_t total = (size_t)nr * k;
+	GRID_STRIDE(i, total)
+	{
+		size_t r = i / (size_t)k, j = i % (size_t)k;
+		float v = ops_row_elem(type, w + (size_t)(r0 + r) * rb, j);
+		if (out16)
+			out16[i] = ops_f32_to_bf16(v);
+		else
+			out[i] = v;
+	}
+}
+
+#define QGEMV_MAXM 8
+
+/* c (m, n) = alpha a (m, k) W^T + beta c for m <= 8: one warp per weight row, its lanes
+ * striding over k, each weight element dequantized once for the m rows; the warp tree
+ * finishes each dot product (a fixed order). */
+__global__ static void k_qgemv(float *c, const float *a, const uint8_t *w, size_t rb,
+			       uint32_t type, int m, int n, int k, float alpha, float beta)
+{
+	int warp = (int)(blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32);
+	int lane = (int)(threadIdx.x % 32);
+	if (warp >= n)
+		return;
+	const uint8_t *row = w + (size_t)warp * rb;
+	float acc[QGEMV_MAXM];
+	for (int i = 0; i < QGEMV_MAXM; i++)
+		acc[i] = 0.0f;
+	for (int p = lane; p < k; p += 32) {
+		float wv = ops_row_elem(type, row, (size_t)p);
+		for (int i = 0; i < m; i++)
+			acc[i] += wv * a[(size_t)i * k + p];
+	}
+	for (int i = 0; i < m; i++) {
+		float s = warp_sum(acc[i]);
+		if (lane == 0) {
+			float *o = c + (size_t)i * n + warp;
+			*o = beta == 0.0f ? alpha * s : alpha * s + beta * *o;
+		}
+	}
+}
+
+/* One cuBLAS call on explicit leading dimensions (row-major views: a panel of the weight,
+ * a column block of C), fp32 (TF32 as configured) or bf16 operands. */
+static void gemm_rowmajor(bool ta, bool tb, int m, int n, int k, float alpha, const void *a,
+			  int lda, const void *b, int ldb, float beta, float *c, int ldc, bool bf16)
+{
+	cublasOperation_t op1 = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op2 = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+	cudaDataType dt = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+	cublasComputeType_t ct = bf16 || !g_tf32 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
+	CUBLAS_CHECK(g_api.gemm_ex(g_blas, op1, op2, n, m, k, &alpha, b, dt, ldb, a, dt, lda, &beta,
+				  c, CUDA_R_32F, ldc, ct, CUBLAS_GEMM_DEFAULT));
+}
+
+#define WPANEL_ELEMS ((size_t)1 << 24) /* a panel holds at most 16 M weights (64 MB fp32) */
+
+static void cu_matmul_w(float *c, const float *a, const struct ops_w *w, int m, unsigned flags,
+			float alpha, float beta)
+{
+	bool tb = (flags & OPS_TB) != 0, bf16 = (flags & OPS_BF16) != 0;
+	int n = w->n, k = w->k;
+	if (w->type == GGML_F32) {
+		cu_matmul(c, a, (const float *)w->data, m, tb ? n : k, tb ? k : n,
+			  flags & (OPS_TB | OPS_BF16), alpha, beta);
+		return;
+	}
+	if (m <= 0 || n <= 0 || k <= 0)
+		return;
+	size_t rb = ggml_row_bytes(w->type, (size_t)k);
+	const uint8_t *wd = (const uint8_t *)w->data;
+	if (tb && m <= QGEMV_MAXM && !bf16) {
+		LAUNCH(k_qgemv, (unsigned)((n + 3) / 4), 128, c, a, wd, rb, w->type, m, n, k, alpha,
+		       beta);
+		return;
+	}
+	int rows = (int)(WPANEL_ELEMS / (size_t)k);
+	rows = rows < 1 ? 1 : rows > n ? n : rows;
+	void *panel = scratch(SCR_WPANEL, (size_t)rows * k * (bf16 ? 2 : 4));
+	if (!panel)
+		return;
+	const void *ab = a;
+	size_t na = (size_t)m * (tb ? k : n);
+	if (bf16) { /* A rounded once, viewed per panel */
+		uint16_t *a16 = (uint16_t *)scratch(SCR_BF16_A, na * 2);
+		if (!a16)
+			return;
+		LAUNCH(k_f32_to_bf16, blocks_for(na, 256), 256, a16, a, na);
+		ab = a16;
+	}
+	size_t es = bf16 ? 2 : 4;
+	for (int j0 = 0; j0 < n; j0 += rows) {
+		int nr = j0 + rows < n ? rows : n - j0;
+		LAUNCH(k_dequant_rows, blocks_for((size_t)nr * k, 256), 256,
+		       bf16 ? (float *)NULL : (float *)panel, bf16 ? (uint16_t *)panel : (uint16_t *)NULL,
+		       wd, rb, w->type, j0, nr, k);
+		if (tb) /* C[:, j0:j0+nr] = alpha A P^T + beta C */
+			gemm_rowmajor(false, true, m, nr, k, alpha, ab, k, panel, k, beta, c + j0, n,
+				      bf16);
+		else /* C += alpha A[:, j0:j0+nr] P (beta on the first panel) */
+			gemm_rowmajor(false, false, m, k, nr, alpha, (const char *)ab + (size_t)j0 * es,
+				      n, panel, k, j0 == 0 ? beta : 1.0f, c, k, bf16);
+	}
 }
 
 /* ---- element-wise ---- */
@@ -1107,13 +1220,14 @@ static void cu_gelu_backward(float *dx, const float *dout, const float *x, size_
 /* ---- embedding ---- */
 
 __global__ static void k_embed_fwd(float *out, const int32_t *tokens, const int *pos,
-				   const float *wte, const float *wpe, int n, int t, int c)
+				   const uint8_t *wte, uint32_t type, size_t rb, const float *wpe,
+				   int n, int t, int c)
 {
 	size_t total = (size_t)n * c;
 	GRID_STRIDE(idx, total)
 	{
 		int r = (int)(idx / (size_t)c), j = (int)(idx % (size_t)c);
-		float o = wte[(size_t)tokens[r] * c + j];
+		float o = ops_row_elem(type, wte + (size_t)tokens[r] * rb, (size_t)j);
 		if (wpe)
 			o += wpe[(size_t)(pos ? pos[r] : r % t) * c + j];
 		out[idx] = o;
@@ -1138,11 +1252,12 @@ __global__ static void k_embed_bwd(float *dwte, float *dwpe, const float *dout,
 }
 
 static void cu_embedding_forward(float *out, const int32_t *tokens, const int *pos,
-				 const float *wte, const float *wpe, int n, int t, int c)
+				 const struct ops_w *wte, const float *wpe, int n, int t, int c)
 {
 	if (n > 0 && c > 0)
-		LAUNCH(k_embed_fwd, blocks_for((size_t)n * c, 256), 256, out, tokens, pos, wte, wpe,
-		       n, t, c);
+		LAUNCH(k_embed_fwd, blocks_for((size_t)n * c, 256), 256, out, tokens, pos,
+		       (const uint8_t *)wte->data, wte->type, ggml_row_bytes(wte->type, (size_t)c),
+		       wpe, n, t, c);
 }
 
 static void cu_embedding_backward(float *dwte, float *dwpe, const float *dout,
@@ -1314,6 +1429,7 @@ static void fill_table(void)
 	g_ops.zero = cu_zero;
 	g_ops.copy_rows = cu_copy_rows;
 	g_ops.matmul = cu_matmul;
+	g_ops.matmul_w = cu_matmul_w;
 	g_ops.add = cu_add;
 	g_ops.axpy = cu_axpy;
 	g_ops.scale = cu_scale;
