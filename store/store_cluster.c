@@ -555,11 +555,11 @@ int store_cluster_event(struct store *s, const char *run_id, const char *level,
 			      d);
 	if (r)
 		return r;
-	store_bind_text(st, 1, run_id);
+	store_bind_text(s, st, 1, run_id);
 	sqlite3_bind_double(st, 2, time_wall());
-	store_bind_text(st, 3, level);
-	store_bind_text(st, 4, kind);
-	store_bind_text(st, 5, message);
+	store_bind_text(s, st, 3, level);
+	store_bind_text(s, st, 4, kind);
+	store_bind_text(s, st, 5, message);
 	r = store_step_done(s, st, d, "recording an event of a cluster run");
 	sqlite3_finalize(st);
 	return r;
