@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backends/native/io/dequant.h"
 #include "common/hash.h"
 #include "common/util.h"
 #include "common/banned.h"
@@ -423,15 +424,27 @@ static int gpt2_fixup(struct model_file *m, const char *dir, struct diag *d)
 	return 0;
 }
 
-/* Gemma's RMSNorm multiplies by 1 + w; the engine holds the multiplier (as GGUF does). */
-static void gemma3_fixup(struct model_file *m)
+/* Gemma's RMSNorm multiplies by 1 + w; the engine holds the multiplier (as GGUF does), in
+ * fp32 whatever the file's type. */
+static int gemma3_fixup(struct model_file *m, const char *dir, struct diag *d)
 {
 	for (size_t i = 0; i < m->n_tensors; i++) {
 		struct mf_tensor *t = &m->tensors[i];
-		if (t->ndim == 1 && ends_with(t->name, "norm.weight"))
-			for (size_t j = 0; j < t->numel; j++)
-				t->data[j] += 1.0f;
+		if (t->ndim != 1 || !ends_with(t->name, "norm.weight"))
+			continue;
+		float *f = malloc((t->numel ? t->numel : 1) * sizeof(float));
+		if (!f)
+			return diag_set(d, FT_ENOMEM, dir, 0, 0, "out of memory");
+		dequant_to_f32(t->type, t->raw, f, t->numel);
+		for (size_t j = 0; j < t->numel; j++)
+			f[j] += 1.0f;
+		free(t->raw_owned);
+		t->raw_owned = f;
+		t->raw = f;
+		t->raw_bytes = t->numel * sizeof(float);
+		t->type = GGML_F32;
 	}
+	return 0;
 }
 
 static int read_optional(char **out, const char *dir, const char *name, size_t max,
@@ -533,8 +546,8 @@ int hf_dir_load(struct model_file *m, const char *dir, struct diag *d)
 		goto done;
 	if (m->hp.arch == ARCH_GPT2 && (rc = gpt2_fixup(m, dir, d)) != 0)
 		goto done;
-	if (m->hp.arch == ARCH_GEMMA3)
-		gemma3_fixup(m);
+	if (m->hp.arch == ARCH_GEMMA3 && (rc = gemma3_fixup(m, dir, d)) != 0)
+		goto done;
 	const char *embd = m->hp.arch == ARCH_GPT2 ? "transformer.wte.weight" : "model.embed_tokens.weight";
 	const struct mf_tensor *te = model_file_tensor(m, embd);
 	if (!te || te->ndim != 2 || te->shape[1] != m->hp.n_embd) {
