@@ -378,6 +378,7 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 	if (train) {
 		struct gacts *g = &m->g;
 		size_t maxin = C > F ? C : F;
+		PLAN_F(&p, m->wrow, N);
 		PLAN_F(&p, g->dres, N * C);
 		PLAN_F(&p, g->dln, N * C);
 		PLAN_F(&p, g->dtmp, N * C);
@@ -669,6 +670,11 @@ void model_set_training(struct model *m, bool on)
 	m->training = on && m->o.method != METHOD_NONE;
 }
 
+void model_set_adapter_enabled(struct model *m, bool on)
+{
+	m->adapter_off = !on;
+}
+
 uint64_t model_rng_counter(const struct model *m)
 {
 	return m->n_forward;
@@ -724,7 +730,7 @@ static void lin_forward(struct model *m, const struct lin *l, struct lacts *a, f
 		    0.0f);
 	if (l->b >= 0)
 		ops->bias_add(y, model_pdata(m, l->b), N, l->out);
-	if (l->la < 0)
+	if (l->la < 0 || m->adapter_off)
 		return;
 	struct lora_acts *la = &a->lora[l->slot];
 	const float *xin = x;
@@ -861,6 +867,7 @@ int model_forward(struct model *m, const int32_t *tokens, const int32_t *targets
 	m->cur_b = B;
 	m->cur_t = T;
 	m->fwd_stream = m->n_forward++;
+	m->fwd_adapter_off = m->adapter_off;
 	ops->to_device(m->tok_dev, tokens, (size_t)N * sizeof(int32_t));
 	ops->embedding_forward(m->acts[0].x, m->tok_dev, NULL, model_pdata(m, m->wte),
 			       model_pdata(m, m->wpe), N, T, hp->n_embd);
@@ -902,6 +909,28 @@ const float *model_logits(const struct model *m)
 const float *model_token_losses(const struct model *m)
 {
 	return m->losses;
+}
+
+int model_row_logprobs(const struct model *m, double *out, const uint8_t *mask)
+{
+	if (!m->have_targets || m->cur_b <= 0)
+		return FT_EINVAL;
+	size_t N = (size_t)m->cur_b * (size_t)m->cur_t;
+	float *tl = malloc(N * sizeof *tl);
+	if (!tl)
+		return FT_ENOMEM;
+	m->ops->to_host(tl, m->losses, N * sizeof *tl);
+	for (int b = 0; b < m->cur_b; b++) {
+		double s = 0.0;
+		for (int t = 0; t < m->cur_t; t++) {
+			size_t i = (size_t)b * (size_t)m->cur_t + (size_t)t;
+			if (!mask || mask[i])
+				s += (double)tl[i]; /* 0 where the forward had no target */
+		}
+		out[b] = -s;
+	}
+	free(tl);
+	return 0;
 }
 
 static void layer_backward(struct model *m, int l, struct lacts *a, int B, int T, bool need_dx)
@@ -953,17 +982,25 @@ static void layer_backward(struct model *m, int l, struct lacts *a, int B, int T
 		ops->axpy(g->dres, 1.0f, g->dtmp, NC);
 }
 
-int model_backward(struct model *m, float loss_scale)
+/* The backward of the last forward with one scale per unmasked token, or (weights
+ * non-NULL, host memory) one weight per position. */
+static int backward(struct model *m, float loss_scale, const float *weights)
 {
 	const struct ops *ops = m->ops;
 	const struct model_hparams *hp = &m->hp;
-	if (m->n_trainable == 0 || !m->have_targets || !m->g.dres)
+	if (m->n_trainable == 0 || !m->have_targets || !m->g.dres ||
+	    (m->lora_r > 0 && (m->fwd_adapter_off || m->adapter_off)))
 		return FT_EINVAL;
 	int B = m->cur_b, T = m->cur_t, N = B * T, C = hp->n_embd, L = hp->n_layer;
 	float scale = loss_scale > 0.0f ? loss_scale
 					: (m->cur_ntok ? 1.0f / (float)m->cur_ntok : 0.0f);
 	m->have_targets = false; /* logits become dlogits: a second backward is an error */
-	ops->crossentropy_backward(m->logits, m->lse, m->tgt_dev, N, hp->n_vocab, scale);
+	if (weights) {
+		ops->to_device(m->wrow, weights, (size_t)N * sizeof(float));
+		scale = 1.0f;
+	}
+	ops->crossentropy_backward(m->logits, m->lse, m->tgt_dev, N, hp->n_vocab, scale,
+				   weights ? m->wrow : NULL);
 	float *dhead = pgrad(m, m->head);
 	if (dhead)
 		ops->matmul(dhead, m->logits, m->lnf, hp->n_vocab, C, N, OPS_TA | m->mmflags, 1.0f,
@@ -989,4 +1026,14 @@ int model_backward(struct model *m, float loss_scale)
 		ops->embedding_backward(pgrad(m, m->wte), pgrad(m, m->wpe), m->g.dres, m->tok_dev,
 					NULL, N, T, C);
 	return 0;
+}
+
+int model_backward(struct model *m, float loss_scale)
+{
+	return backward(m, loss_scale, NULL);
+}
+
+int model_backward_weighted(struct model *m, const float *weights)
+{
+	return weights ? backward(m, 0.0f, weights) : FT_EINVAL;
 }

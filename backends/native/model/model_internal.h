@@ -68,6 +68,8 @@ struct model {
 	const struct ops *ops;
 	unsigned mmflags;     /* OPS_BF16 or 0 */
 	bool training;
+	bool adapter_off;     /* LoRA switched off: the base model (model_set_adapter_enabled) */
+	bool fwd_adapter_off; /* ... as it was during the last forward */
 	int kvd;              /* n_head_kv * head_dim */
 	int qd;               /* n_head * head_dim */
 	float lora_s;
@@ -94,6 +96,7 @@ struct model {
 	struct lacts *acts;   /* (L + 1): acts[L].x is the last layer's output */
 	struct gacts g;
 	float *lnf, *meanf, *rstdf, *logits, *losses, *lse; /* (N,C) (N) (N) (N,V) (N) (N) */
+	float *wrow;          /* (N) per-position loss weights (model_backward_weighted) */
 	int32_t *tok_dev, *tgt_dev;
 	float *tmp;           /* (N, C) forward scratch */
 	int cur_b, cur_t;
