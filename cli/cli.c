@@ -74,7 +74,7 @@ const struct cli_command cli_commands[] = {
 	 "usage: ftlab eval MODEL [--adapter DIR] --data FILE [--format F] [--metrics M,...]\n"
 	 "                  [--template T] [--system S] [--limit N] [--max-length N]\n"
 	 "                  [--max-new-tokens N] [--batch N] [--bootstrap N] [--seed N]\n"
-	 "                  [--samples N] [--predictions FILE] [--json]\n",
+	 "                  [--samples N] [--predictions FILE] [--choices A,B,...] [--json]\n",
 	 cmd_eval},
 	{"generate", "generate text from a model",
 	 "usage: ftlab generate MODEL [--adapter DIR] [--max-new-tokens N] [--temperature T]\n"
@@ -88,6 +88,7 @@ const struct cli_command cli_commands[] = {
 	 "usage: ftlab bench [--model M] [--mode train|generate] [--threads N]\n"
 	 "                   train:    [--method lora|lora-all|full] [--precision fp32|bf16]\n"
 	 "                             [--batch B] [--seq T] [--steps N]\n"
+	 "                             [--objective sft|dpo|orpo|simpo]\n"
 	 "                   generate: [--prompt-len N] [--new-tokens N]\n",
 	 cmd_bench},
 	{"selftest", "compare backends on a tiny model",

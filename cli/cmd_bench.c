@@ -3,7 +3,8 @@
  *   --mode generate: prefill and decode tokens/s for 1 and 8 prompts against the decode
  *                    bound (weight bytes per step over the measured bandwidth).
  *   --mode train:    tokens/s of training steps, MFU against the measured GEMM peak,
- *                    process CPU time per step, peak resident memory. */
+ *                    process CPU time per step, peak resident memory; --objective dpo
+ *                    (orpo, simpo) times a preference step of --batch pairs instead. */
 #include "cli/cli.h"
 
 #include <stdio.h>
@@ -11,18 +12,20 @@
 
 #include "backends/native/engine.h"
 #include "common/util.h"
+#include "schema/table.h"
 #include "common/banned.h"
 
 #define DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 static const char *const bench_opts_names[] = {
 	"--model", "--mode", "--method", "--batch", "--seq", "--threads", "--steps",
-	"--new-tokens", "--prompt-len", "--precision", NULL};
+	"--new-tokens", "--prompt-len", "--precision", "--objective", NULL};
 
 int cmd_bench(const struct cli *cli, int argc, char **argv)
 {
 	(void)cli;
-	const char *model_path = DEFAULT_MODEL, *mode = "generate", *method = "lora";
+	const char *model_path = DEFAULT_MODEL, *mode = "generate", *method = "lora",
+		   *objective = NULL;
 	int64_t batch = 4, seq = 256, threads = 0, steps = 3, new_tokens = 64, prompt_len = 64;
 	bool bf16 = false;
 	for (int i = 1; i < argc; i++) {
@@ -43,6 +46,8 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 			method = v;
 		else if (strcmp(a, "--precision") == 0)
 			bf16 = strcmp(v, "bf16") == 0;
+		else if (strcmp(a, "--objective") == 0)
+			objective = v;
 		else if (strcmp(a, "--batch") == 0)
 			iv = &batch;
 		else if (strcmp(a, "--seq") == 0)
@@ -84,6 +89,13 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 	else if (!o.generate)
 		return cli_usage_error("bench", NULL, "--method is lora, lora-all or full, not '%s'",
 				       method);
+	if (objective) {
+		int k = schema_enum_index("train.objective", objective);
+		if (k < 0 || o.generate)
+			return cli_usage_error("bench", NULL, "--objective (train mode) is sft, dpo, orpo "
+					       "or simpo, not '%s'", objective);
+		o.objective = (enum train_objective)k;
+	}
 	struct diag d;
 	diag_init(&d);
 	return engine_bench(&o, &d) ? cli_fail(&d) : 0;

@@ -5,7 +5,9 @@
 # python3-torch, and on a second torch when /usr/bin/python3 has one; torch is used only
 # here), and the ratios; then LoRA with bf16 matmuls (BF16=0 skips it)
 # and generation (prefill and decode for 1 and 8 prompts against the weight-read bound;
-# GENERATE=0 skips it). Environment: STEPS (timed steps, default 5), THREADS (2),
+# GENERATE=0 skips it), and the preference steps (DPO with LoRA and with full fine-tuning,
+# SimPO: BATCH pairs, 2 x BATCH rows) against the SFT step of BATCH rows of the same
+# method (PREF=0 skips them). Environment: STEPS (timed steps, default 5), THREADS (2),
 # BATCH (4), SEQ (256), METHODS ("lora lora-all full"), PRECISION (fp32).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -49,6 +51,24 @@ if [ "${BF16:-1}" = 1 ]; then
   echo "== lora, bf16 matmuls"
   "$bin" bench --mode train --model "$model" --method lora --batch "$batch" --seq "$seq" \
     --steps "$steps" --threads "$threads" --precision bf16
+fi
+if [ "${PREF:-1}" = 1 ]; then
+  # examples/s: pairs per second for a preference step, rows per second for SFT
+  exs() { sed -n 's/.* \([0-9.]*\) examples\/s.*/\1/p' | head -n 1; }
+  for spec in "lora dpo" "full dpo" "lora simpo"; do
+    set -- $spec
+    echo "== $2, method $1 (batch $batch pairs against SFT on $batch rows)"
+    sft=$("$bin" bench --mode train --model "$model" --method "$1" --batch "$batch" \
+      --seq "$seq" --steps "$steps" --threads "$threads" | exs)
+    pref=$("$bin" bench --mode train --model "$model" --method "$1" --batch "$batch" \
+      --seq "$seq" --steps "$steps" --threads "$threads" --objective "$2")
+    echo "$pref"
+    a=$(echo "$pref" | exs)
+    if [ -n "$a" ] && [ -n "$sft" ]; then
+      awk -v a="$a" -v b="$sft" -v o="$2" -v m="$1" \
+        'BEGIN { printf "ratio %s/sft (%s) examples/s = %.2fx (sft %.2f examples/s)\n", o, m, a / b, b }'
+    fi
+  done
 fi
 if [ "${GENERATE:-1}" = 1 ]; then
   echo "== generate"
