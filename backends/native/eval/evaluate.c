@@ -111,6 +111,7 @@ void eval_result_free(struct eval_result *r)
 	free(r->tf_rows);
 	free(r->choice_rows);
 	free(r->choice_pick);
+	free(r->choice_lp);
 	free(r->pref_rows);
 	if (r->outputs)
 		for (size_t i = 0; i < r->n; i++)
@@ -337,7 +338,10 @@ static int run_choices(struct eval_result *out, struct model *m, const struct to
 		out->choice_pick[i] = best;
 		off += c->n;
 	}
-	free(lp);
+	if (rc)
+		free(lp);
+	else
+		out->choice_lp = lp;
 	lik_batch_free(&b);
 	return rc;
 }

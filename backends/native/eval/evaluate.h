@@ -66,6 +66,8 @@ struct eval_result {
 	double *choice_rows;    /* (n, 2): argmax of the log-probabilities is the answer; of the
 				 * log-probabilities per character */
 	size_t *choice_pick;    /* (n) the choice with the highest log-probability */
+	double *choice_lp;      /* the summed log-probability of every choice, example by
+				 * example (choices[0].n values, then choices[1].n, ...) */
 	double *pref_rows;      /* (n, 2): log p(chosen) > log p(rejected); their difference */
 	char **outputs;         /* (n) generated text, NULL without generation */
 	double *rows[METRIC_N_KINDS]; /* (n, metric_stats_dim) per requested text metric */
