@@ -20,9 +20,10 @@ const struct cli_command cli_commands[] = {
 	 "usage: ftlab plan EXP.yaml [-s KEY=VALUE]... [--max-runs N] [--json]\n"
 	 "\n"
 	 "Prints one row per run: index, run id, status in the store and swept values.\n"
-	 "Sweeps of more than 10000 runs are refused unless --max-runs raises the limit.\n"
-	 "--json prints {experiment, spec_hash, runs: [{index, run_id, identity, status,\n"
-	 "params}]}.\n",
+	 "A bayes sweep has no fixed plan: it says so and lists the points it has handed\n"
+	 "out so far. Sweeps of more than 10000 runs are refused unless --max-runs raises\n"
+	 "the limit. --json prints {experiment, spec_hash, adaptive, budget, runs: [{index,\n"
+	 "run_id, identity, status, params}]}.\n",
 	 cmd_plan},
 	{"run", "run an experiment: train and evaluate every sweep point",
 	 "usage: ftlab run EXP.yaml [-s KEY=VALUE]... [--only RUN] [--force] [--resume]\n"
@@ -30,13 +31,17 @@ const struct cli_command cli_commands[] = {
 	 "                 [--max-runs N]\n"
 	 "\n"
 	 "Expands the sweep and runs every point that is not already finished at the same\n"
-	 "clean git commit (those are reused as 'cached'). Records config, metrics, results,\n"
-	 "predictions and provenance in the workspace's store and runs/<run-id>/.\n"
+	 "clean git commit (those are reused as 'cached'); a bayes sweep chooses each point\n"
+	 "from the results before it, and early_terminate stops runs that fall behind\n"
+	 "(status stopped). Records config, metrics, results, predictions and provenance in\n"
+	 "the workspace's store and runs/<run-id>/.\n"
 	 "\n"
-	 "  --only RUN         run only the point with this run id (prefix, 4+ hex digits)\n"
+	 "  --only RUN         run only the point with this run id (prefix, 4+ hex digits;\n"
+	 "                     not for bayes sweeps)\n"
 	 "  --force            run again even when an identical finished run exists\n"
 	 "  --resume           continue killed and crashed runs from their checkpoints\n"
-	 "  --jobs N           run N points at a time in worker processes\n"
+	 "  --jobs N           run N points at a time in worker processes (this process\n"
+	 "                     still makes every sweep decision)\n"
 	 "  --backend B        override backend.type (cpu, cuda or exec)\n"
 	 "  --require-clean    refuse to run from a git tree with uncommitted changes\n"
 	 "  --max-runs N       allow sweeps larger than 10000 runs\n"
@@ -48,7 +53,8 @@ const struct cli_command cli_commands[] = {
 	 "usage: ftlab ls [EXPERIMENT] [--status S] [--json]\n"
 	 "\n"
 	 "One row per run: id, experiment, status (queued, running, finished, failed,\n"
-	 "killed, crashed), progress, swept values, tuned results, start and duration.\n",
+	 "killed, crashed, stopped), progress, swept values, tuned results, start and\n"
+	 "duration.\n",
 	 cmd_ls},
 	{"show", "show one run: config, provenance, metrics, artifacts",
 	 "usage: ftlab show RUN [--json]\n"
@@ -81,15 +87,52 @@ const struct cli_command cli_commands[] = {
 	 "                      [--top-k K] [--top-p P] [--seed S] [--stop STR]... [--system S]\n"
 	 "                      [--threads N] [--raw] PROMPT...\n",
 	 cmd_generate},
+	{"tokenize", "show the tokens of a text, or of each example with its loss mask",
+	 "usage: ftlab tokenize MODEL [--special] [--no-bos] [--json] TEXT...\n"
+	 "       ftlab tokenize MODEL --data FILE [--format F] [--template T] [--system S]\n"
+	 "                      [--max-length N] [--limit N] [--train-on-inputs] [--json]\n"
+	 "       ftlab tokenize MODEL --write-hf DIR\n"
+	 "\n"
+	 "Prints the ids and pieces (the vocabulary's spelling: \"\u2581\" is a SentencePiece\n"
+	 "space, \"\u0120\" a byte-level one, <0x0A> a byte) that MODEL's tokenizer gives each\n"
+	 "TEXT, one token a line. BOS/EOS are added when the model asks for them (Gemma\n"
+	 "adds <bos>); --no-bos adds none. Special tokens written in TEXT (<|im_end|>,\n"
+	 "<start_of_turn>) are plain text, as in training data, unless --special.\n"
+	 "\n"
+	 "With --data FILE (JSON Lines) each example is templated and tokenized exactly as\n"
+	 "training does, and each token is marked 'loss' when it is a training target; a\n"
+	 "line shows where the generation prompt ends. --format (default: from the first\n"
+	 "line's keys), --template (default auto: the model's own template), --system,\n"
+	 "--max-length (truncation; default none), --limit (first N examples) and\n"
+	 "--train-on-inputs act as the data section of an experiment file does.\n"
+	 "\n"
+	 "--write-hf DIR writes MODEL's tokenizer as Hugging Face files (tokenizer.json,\n"
+	 "tokenizer_config.json, special_tokens_map.json), as merged exports do.\n"
+	 "\n"
+	 "MODEL is a .gguf file (only its metadata is read) or a directory with\n"
+	 "tokenizer.json. --json prints the ids, pieces, loss masks and prompt lengths.\n",
+	 cmd_tokenize},
 	{"export", "export a run's weights (PEFT adapter, merged model, GGUF)",
-	 "usage: ftlab export RUN --format peft|gguf-adapter|merged-safetensors|merged-gguf -o DIR\n",
+	 "usage: ftlab export RUN --format peft|gguf-adapter|merged-safetensors|merged-gguf -o DIR\n"
+	 "                    [--base-model NAME]\n"
+	 "\n"
+	 "peft: adapter_model.safetensors and adapter_config.json. Its\n"
+	 "base_model_name_or_path is --base-model NAME when given, else the Hugging Face\n"
+	 "repository the base GGUF's metadata names (general.source.*), else the base\n"
+	 "model's path (a note says when that is a .gguf file, which PEFT cannot load).\n"
+	 "merged-safetensors: model.safetensors, config.json and the tokenizer files\n"
+	 "(tokenizer.json, tokenizer_config.json with the chat template,\n"
+	 "special_tokens_map.json; from the GGUF metadata for a GGUF base).\n"
+	 "merged-gguf: model.gguf (F32). gguf-adapter: adapter.gguf for llama.cpp.\n",
 	 cmd_export},
-	{"bench", "measure training and generation speed",
-	 "usage: ftlab bench [--model M] [--mode train|generate] [--threads N]\n"
+	{"bench", "measure training, generation and tokenizer speed",
+	 "usage: ftlab bench [--model M] [--mode train|generate|tokenize] [--threads N]\n"
 	 "                   train:    [--method lora|lora-all|full] [--precision fp32|bf16]\n"
 	 "                             [--batch B] [--seq T] [--steps N]\n"
 	 "                             [--objective sft|dpo|orpo|simpo]\n"
-	 "                   generate: [--prompt-len N] [--new-tokens N]\n",
+	 "                   generate: [--prompt-len N] [--new-tokens N]\n"
+	 "                   tokenize: [--text FILE]   (default docs/engine.md: its lines,\n"
+	 "                             then the whole file as one text; CPU time)\n",
 	 cmd_bench},
 	{"selftest", "compare backends on a tiny model",
 	 "usage: ftlab selftest [--backend cpu|cuda]\n", cmd_selftest},

@@ -4,7 +4,8 @@
  *                    bound (weight bytes per step over the measured bandwidth).
  *   --mode train:    tokens/s of training steps, MFU against the measured GEMM peak,
  *                    process CPU time per step, peak resident memory; --objective dpo
- *                    (orpo, simpo) times a preference step of --batch pairs instead. */
+ *                    (orpo, simpo) times a preference step of --batch pairs instead.
+ *   --mode tokenize: tokenizer load time and encoding speed on --text FILE. */
 #include "cli/cli.h"
 
 #include <stdio.h>
@@ -19,13 +20,13 @@
 
 static const char *const bench_opts_names[] = {
 	"--model", "--mode", "--method", "--batch", "--seq", "--threads", "--steps",
-	"--new-tokens", "--prompt-len", "--precision", "--objective", NULL};
+	"--new-tokens", "--prompt-len", "--precision", "--objective", "--text", NULL};
 
 int cmd_bench(const struct cli *cli, int argc, char **argv)
 {
 	(void)cli;
 	const char *model_path = DEFAULT_MODEL, *mode = "generate", *method = "lora",
-		   *objective = NULL;
+		   *objective = NULL, *text_path = "docs/engine.md";
 	int64_t batch = 4, seq = 256, threads = 0, steps = 3, new_tokens = 64, prompt_len = 64;
 	bool bf16 = false;
 	for (int i = 1; i < argc; i++) {
@@ -42,6 +43,8 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 			model_path = v;
 		else if (strcmp(a, "--mode") == 0)
 			mode = v;
+		else if (strcmp(a, "--text") == 0)
+			text_path = v;
 		else if (strcmp(a, "--method") == 0)
 			method = v;
 		else if (strcmp(a, "--precision") == 0)
@@ -78,8 +81,11 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 		.bf16 = bf16,
 	};
 	o.generate = strcmp(mode, "generate") == 0;
-	if (!o.generate && strcmp(mode, "train") != 0)
-		return cli_usage_error("bench", NULL, "--mode is train or generate, not '%s'", mode);
+	o.tokenize = strcmp(mode, "tokenize") == 0;
+	o.text_path = text_path;
+	if (!o.generate && !o.tokenize && strcmp(mode, "train") != 0)
+		return cli_usage_error("bench", NULL, "--mode is train, generate or tokenize, not '%s'",
+				       mode);
 	if (strcmp(method, "full") == 0)
 		o.method = ENGINE_BENCH_FULL;
 	else if (strcmp(method, "lora") == 0)
@@ -91,7 +97,7 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 				       method);
 	if (objective) {
 		int k = schema_enum_index("train.objective", objective);
-		if (k < 0 || o.generate)
+		if (k < 0 || o.generate || o.tokenize)
 			return cli_usage_error("bench", NULL, "--objective (train mode) is sft, dpo, orpo "
 					       "or simpo, not '%s'", objective);
 		o.objective = (enum train_objective)k;

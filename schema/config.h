@@ -22,9 +22,12 @@ enum train_objective { OBJECTIVE_SFT, OBJECTIVE_DPO, OBJECTIVE_ORPO, OBJECTIVE_S
 enum pref_loss_type { PREF_LOSS_SIGMOID, PREF_LOSS_IPO, PREF_LOSS_HINGE }; /* train.preference.loss_type */
 enum backend_type { BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA, BACKEND_EXEC };
 enum goal { GOAL_MAXIMIZE, GOAL_MINIMIZE };
-enum sweep_method { SWEEP_GRID, SWEEP_RANDOM };
+enum sweep_method { SWEEP_GRID, SWEEP_RANDOM, SWEEP_BAYES };
 /* The named templates of data.template (any other text is a custom template). */
-enum data_template { DATA_TEMPLATE_AUTO, DATA_TEMPLATE_CHATML, DATA_TEMPLATE_ALPACA, DATA_TEMPLATE_PLAIN };
+enum data_template {
+	DATA_TEMPLATE_AUTO, DATA_TEMPLATE_CHATML, DATA_TEMPLATE_GEMMA, DATA_TEMPLATE_ALPACA,
+	DATA_TEMPLATE_PLAIN
+};
 
 /* A list of owned strings. */
 struct strlist {
@@ -57,7 +60,7 @@ struct config_data {
 	char *train;               /* resolved path, or NULL (evaluation-only experiments) */
 	struct split_spec validation, test;
 	struct field_map fields;
-	char *template_name;       /* "chatml" | "alpaca" | "plain" | "auto" | NULL (custom) */
+	char *template_name;       /* "chatml" | "gemma" | "alpaca" | "plain" | "auto" | NULL (custom) */
 	char *template_custom;     /* custom template with {prompt} {response} {system}, or NULL */
 	char *system;              /* system prompt or NULL */
 	int max_length;

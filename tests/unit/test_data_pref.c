@@ -156,7 +156,7 @@ static int byte_encode(void *ud, const char *text, size_t len, bool special, int
 	return 0;
 }
 
-static const struct data_tok TOK = {NULL, byte_encode, 3, -1, false};
+static const struct data_tok TOK = {NULL, byte_encode, 3, -1, false, NULL};
 
 static void test_templates_and_rows(void **state)
 {
