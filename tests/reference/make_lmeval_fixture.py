@@ -3,9 +3,10 @@
 with lm-evaluation-harness.
 
 Run by hand on a machine with PyPI, after the C test wrote the models:
+    pip install lm-eval==0.4.13 torch==2.15.0 transformers==4.57.6 gguf==0.19.0
     FTLAB_WRITE_FIXTURE=1 FTLAB_ROOT=$PWD build/tests/test_lmeval
-    python tests/reference/make_lmeval_fixture.py
-Made with lm-eval 0.4.13, torch 2.15 (CPU), transformers 4.57.6.
+    python3 tests/reference/make_lmeval_fixture.py
+Made with lm-eval 0.4.13, torch 2.15.0 (CPU), transformers 4.57.6.
 
 The task is tests/reference/fixtures/lmeval/ftlab_mc.yaml: twelve questions of
 mc.jsonl, the context "{{prompt}}", each choice after the target delimiter " ", metrics

@@ -2,9 +2,12 @@
 """Reference fixtures for the preference losses (ftlab issue 18), made with TRL.
 
 Run by hand on a machine with PyPI, after the C test wrote its side:
+    pip install torch==2.15.0 transformers==4.57.6 peft==0.21.2 trl==1.16.0 \
+        accelerate==1.16.0 datasets==5.0.1 gguf==0.19.0
     FTLAB_WRITE_FIXTURE=1 FTLAB_ROOT=$PWD build/tests/test_pref_reference
-    python tests/reference/make_pref_fixture.py [tiny] [smollm2]
-Made with torch 2.15 (CPU), transformers 4.57.6, peft 0.21.2, trl 1.16.0.
+    python3 tests/reference/make_pref_fixture.py [tiny] [smollm2]
+Made with torch 2.15.0 (CPU), transformers 4.57.6, peft 0.21.2, trl 1.16.0 (transformers 5
+changes the trainers' internals this script calls).
 
 For each fixture directory (tests/reference/fixtures/pref_tiny, pref_smollm2) it reads
 pairs.json (token ids of two preference pairs as TRL's collator takes them: prompt_ids,
