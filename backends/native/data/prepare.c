@@ -270,7 +270,8 @@ int data_prepare_choices(struct data_prepared *p, const struct tokenizer *tok,
 				if (n_labels == 0) {
 					rc = diag_set(d, FT_EINVAL, ds->path, r->line, 0,
 						      "the example has no choices (add \"choices\" to it, "
-						      "or declare the label set in eval.choices)");
+						      "or declare the label set: eval.choices, or ftlab eval "
+						      "--choices)");
 					break;
 				}
 				if (c->answer == n_labels) {
