@@ -217,19 +217,22 @@ static void timed_matmul(float *c, const float *a, const float *b, int m, int n,
 
 static void timed_attention_forward(float *out, float *att, const float *q, const float *k,
 				    const float *v, int b, int tq, int tk, int nh, int nkv,
-				    int hd, const int *pos0)
+				    int hd, const int *pos0, float scale, int window)
 {
 	double w0 = time_monotonic(), c0 = time_process_cpu();
-	timed_base->attention_forward(out, att, q, k, v, b, tq, tk, nh, nkv, hd, pos0);
+	timed_base->attention_forward(out, att, q, k, v, b, tq, tk, nh, nkv, hd, pos0, scale,
+				      window);
 	split_add(SPLIT_ATTENTION, w0, c0);
 }
 
 static void timed_attention_backward(float *dq, float *dk, float *dv, const float *dout,
 				     const float *att, const float *q, const float *k,
-				     const float *v, int b, int t, int nh, int nkv, int hd)
+				     const float *v, int b, int t, int nh, int nkv, int hd,
+				     float scale, int window)
 {
 	double w0 = time_monotonic(), c0 = time_process_cpu();
-	timed_base->attention_backward(dq, dk, dv, dout, att, q, k, v, b, t, nh, nkv, hd);
+	timed_base->attention_backward(dq, dk, dv, dout, att, q, k, v, b, t, nh, nkv, hd, scale,
+				       window);
 	split_add(SPLIT_ATTENTION, w0, c0);
 }
 
@@ -257,7 +260,7 @@ static int pref_bench_step(struct model *m, const int32_t *tok, const int32_t *t
 	return pref_micro_batch(m, tok, tgt, comp, B, T, ref, pp, ex, nll, true, &st, d);
 }
 
-static int bench_train(struct model *m, int B, int T, int steps, bool bf16,
+static int bench_train(struct model *m, int B, int T, int steps, bool bf16, int targets,
 		       enum train_objective objective, struct diag *d)
 {
 	const struct model_hparams *hp = model_hparams(m);
@@ -276,9 +279,13 @@ static int bench_train(struct model *m, int B, int T, int steps, bool bf16,
 	for (size_t i = 0; i < N; i++) {
 		tok[i] = (int32_t)rng_below(&r, (uint64_t)hp->n_vocab);
 		tgt[i] = (int32_t)rng_below(&r, (uint64_t)hp->n_vocab);
-		comp[i] = pref && (int)(i % (size_t)T) >= T / 2;
-		if (pref && !comp[i])
-			tgt[i] = -1;
+		/* targets > 0: the last `targets` positions of each row carry one (the rest is a
+		 * prompt); a preference row's completion is its last `targets` positions, or its
+		 * second half */
+		int first = targets > 0 ? T - targets : pref ? T / 2 : 0;
+		comp[i] = pref && (int)(i % (size_t)T) >= first;
+		if ((int)(i % (size_t)T) < first)
+			tgt[i] = -1; /* a prompt: no target */
 	}
 	for (int i = 0; i < rows; i++)
 		ref[i] = -1.0 * T;
@@ -306,7 +313,7 @@ static int bench_train(struct model *m, int B, int T, int steps, bool bf16,
 			rc = pref_bench_step(m, tok, tgt, comp, own_ref ? ref : NULL, B, T, &pp, d);
 			t1 = t2 = time_monotonic();
 		} else {
-			rc = model_forward(m, tok, tgt, B, T, &loss, NULL);
+			rc = model_forward_train(m, tok, tgt, B, T, 0.0f, &loss, NULL);
 			t1 = time_monotonic();
 			if (!rc)
 				rc = model_backward(m, 0.0f);
@@ -356,6 +363,14 @@ static int bench_train(struct model *m, int B, int T, int steps, bool bf16,
 		       "ms, backward %.0f ms, optimizer %.0f ms per step), loss %.3f\n",
 		       B, T, steps, tps, (double)B * steps / t_total, 1e3 * t_fwd / steps,
 		       1e3 * t_bwd / steps, 1e3 * (t_total - t_fwd - t_bwd) / steps, loss);
+	if (targets > 0)
+		printf("LM head: %s; targets: the last %d of %d positions of each row\n",
+		       model_logits(m) ? "every position, (B*T, V) logits kept" : "chunked, at targets",
+		       targets, T);
+	else
+		printf("LM head: %s; targets: %s\n",
+		       model_logits(m) ? "every position, (B*T, V) logits kept" : "chunked, at targets",
+		       pref ? "the second half of each row" : "every position");
 	printf("process CPU time per step (all threads): mean %.3f s, best %.3f s\n",
 	       cpu_total / steps, cpu_best);
 	double ws = t_total / steps, cs = cpu_total / steps;
@@ -432,6 +447,7 @@ int engine_bench(const struct engine_bench_opts *b, struct diag *d)
 	struct model_opts o = {0};
 	o.layers_first = o.layers_last = -1;
 	o.seed = 1;
+	o.full_logits = b->all_logits && !b->generate;
 	const char *qv[] = {"q_proj", "v_proj"};
 	if (!b->generate) {
 		o.max_batch = b->objective != OBJECTIVE_SFT ? 2 * b->batch : b->batch;
@@ -464,7 +480,8 @@ int engine_bench(const struct engine_bench_opts *b, struct diag *d)
 	       b->generate ? "off"
 			   : (b->bf16 ? (ops_cpu_has_bf16() ? "on" : "requested, not supported") : "off"));
 	rc = b->generate ? bench_generate(m, b->prompt_len, b->new_tokens, d)
-			 : bench_train(m, b->batch, b->seq, b->steps, b->bf16, b->objective, d);
+			 : bench_train(m, b->batch, b->seq, b->steps, b->bf16, b->targets, b->objective,
+				       d);
 	model_free(m);
 	return rc;
 }

@@ -221,10 +221,12 @@ static void test_model_primitives(void **state)
 	o.lora_alpha = 4;
 	o.targets = tg;
 	o.n_targets = 3;
+	o.full_logits = true; /* the logits of every position, to compare */
 	assert_int_equal(model_create(&m, mf, &o, &d), 0);
 	perturb_lora_b(m);
 	struct model *base = NULL;
 	struct model_opts ob = opts(METHOD_NONE, B, T);
+	ob.full_logits = true;
 	assert_int_equal(model_create(&base, mf, &ob, &d), 0);
 	size_t nl = (size_t)B * T * 37;
 	float *lb = malloc(nl * sizeof *lb), *ll = malloc(nl * sizeof *ll);

@@ -194,8 +194,8 @@ static int sft_step(double *out_loss, long *processed, long *unmasked, struct mo
 	for (int a = 0; a < A && *unmasked > 0; a++) {
 		float loss = 0.0f;
 		long nt = 0;
-		int rc = model_forward(m, tok + (size_t)a * per, tgt + (size_t)a * per, rows[a],
-				       lens[a], &loss, &nt);
+		int rc = model_forward_train(m, tok + (size_t)a * per, tgt + (size_t)a * per,
+					     rows[a], lens[a], scale, &loss, &nt);
 		if (rc == 0 && nt > 0)
 			rc = model_backward(m, scale);
 		if (rc)
