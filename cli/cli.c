@@ -112,7 +112,7 @@ const struct cli_command cli_commands[] = {
 	 "usage: ftlab eval MODEL [--adapter DIR] --data FILE [--format F] [--metrics M,...]\n"
 	 "                  [--template T] [--system S] [--limit N] [--max-length N]\n"
 	 "                  [--max-new-tokens N] [--batch N] [--bootstrap N] [--seed N]\n"
-	 "                  [--samples N] [--predictions FILE] [--json]\n",
+	 "                  [--samples N] [--predictions FILE] [--choices A,B,...] [--json]\n",
 	 cmd_eval},
 	{"generate", "generate text from a model",
 	 "usage: ftlab generate MODEL [--adapter DIR] [--max-new-tokens N] [--temperature T]\n"
@@ -163,7 +163,7 @@ const struct cli_command cli_commands[] = {
 	 "                   [--weights file|f32]\n"
 	 "                   train:    [--method lora|lora-all|full] [--precision fp32|bf16]\n"
 	 "                             [--batch B] [--seq T] [--steps N] [--logits chunked|all]\n"
-	 "                             [--targets N]\n"
+	 "                             [--targets N] [--objective sft|dpo|orpo|simpo]\n"
 	 "                   generate: [--prompt-len N] [--new-tokens N]\n"
 	 "                   tokenize: [--text FILE]   (default docs/engine.md: its lines,\n"
 	 "                             then the whole file as one text; CPU time)\n",

@@ -4,7 +4,8 @@
  *   --mode generate: prefill and decode tokens/s for 1 and 8 prompts against the decode
  *                    bound (weight bytes per step over the measured bandwidth).
  *   --mode train:    tokens/s of training steps, MFU against the measured GEMM peak,
- *                    process CPU time per step, peak resident memory.
+ *                    process CPU time per step, peak resident memory; --objective dpo
+ *                    (orpo, simpo) times a preference step of --batch pairs instead.
  *   --mode tokenize: tokenizer load time and encoding speed on --text FILE. */
 #include "cli/cli.h"
 
@@ -13,6 +14,7 @@
 
 #include "backends/native/engine.h"
 #include "common/util.h"
+#include "schema/table.h"
 #include "common/banned.h"
 
 #define DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -24,13 +26,14 @@ static const char *const model_names[][2] = {
 static const char *const bench_opts_names[] = {
 	"--model", "--mode", "--method", "--batch", "--seq", "--threads", "--steps",
 	"--new-tokens", "--prompt-len", "--precision", "--weights", "--logits", "--targets",
+	"--objective",
 	"--text", NULL};
 
 int cmd_bench(const struct cli *cli, int argc, char **argv)
 {
 	(void)cli;
 	const char *model_path = DEFAULT_MODEL, *mode = "generate", *method = "lora",
-		   *text_path = "docs/engine.md";
+		   *objective = NULL, *text_path = "docs/engine.md";
 	int64_t batch = 4, seq = 256, threads = 0, steps = 3, new_tokens = 64, prompt_len = 64;
 	int64_t targets = 0;
 	bool bf16 = false, all_logits = false, weights_f32 = false;
@@ -68,6 +71,8 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 			weights_f32 = strcmp(v, "f32") == 0;
 		else if (strcmp(a, "--weights") == 0)
 			return cli_usage_error("bench", NULL, "--weights is file or f32, not '%s'", v);
+		else if (strcmp(a, "--objective") == 0)
+			objective = v;
 		else if (strcmp(a, "--batch") == 0)
 			iv = &batch;
 		else if (strcmp(a, "--seq") == 0)
@@ -115,6 +120,13 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 	else if (!o.generate)
 		return cli_usage_error("bench", NULL, "--method is lora, lora-all or full, not '%s'",
 				       method);
+	if (objective) {
+		int k = schema_enum_index("train.objective", objective);
+		if (k < 0 || o.generate || o.tokenize)
+			return cli_usage_error("bench", NULL, "--objective (train mode) is sft, dpo, orpo "
+					       "or simpo, not '%s'", objective);
+		o.objective = (enum train_objective)k;
+	}
 	struct diag d;
 	diag_init(&d);
 	return engine_bench(&o, &d) ? cli_fail(&d) : 0;

@@ -13,7 +13,9 @@
 
 #define NOB 0.0, 0.0
 #define RANGE(lo, hi) (lo), (hi)
-#define METRICS "loss|perplexity|token_accuracy|exact_match|f1|bleu|rouge_l|chrf"
+#define METRICS                                                                               \
+	"loss|perplexity|token_accuracy|exact_match|f1|bleu|rouge_l|chrf|choice_accuracy|"         \
+	"choice_accuracy_norm|preference_accuracy|preference_margin"
 
 const struct key_desc schema_keys[] = {
 	{"name", KT_NAME, KF_REQUIRED | KF_NOSWEEP, NULL, NOB, NULL,
@@ -39,9 +41,10 @@ const struct key_desc schema_keys[] = {
 	 "stored. Saves memory at a small cost in accuracy (docs/engine.md).", NULL},
 
 	{"data", KT_MAP, 0, NULL, NOB, NULL, "Training and evaluation data (JSON Lines).", NULL},
-	{"data.format", KT_ENUM, 0, "text", NOB, "text|completion|instruction|chat",
+	{"data.format", KT_ENUM, 0, "text", NOB, "text|completion|instruction|chat|preference",
 	 "Record layout: text {text}, completion {prompt, completion}, instruction (Alpaca) "
-	 "{instruction, input, output}, chat {messages}.", NULL},
+	 "{instruction, input, output}, chat {messages}, preference {prompt, chosen, rejected} "
+	 "(strings or message lists, TRL's layout).", NULL},
 	{"data.train", KT_PATH, KF_EXISTS, NULL, NOB, NULL,
 	 "Training split. Absent: an evaluation-only experiment (method.type none), where it is "
 	 "refused unless eval.splits evaluates it or another split is carved from it.", NULL},
@@ -84,8 +87,18 @@ const struct key_desc schema_keys[] = {
 	{"data.fields.output", KT_STR, 0, "output", NOB, NULL, "Key of the output (instruction).", NULL},
 	{"data.fields.messages", KT_STR, 0, "messages", NOB, NULL, "Key of the message list (chat).", NULL},
 	{"data.fields.system", KT_STR, 0, "system", NOB, NULL,
-	 "Key of a per-example system prompt, when present (completion, instruction; chat "
-	 "takes it from a system message).", NULL},
+	 "Key of a per-example system prompt, when present (completion, instruction, "
+	 "preference; chat takes it from a system message).", NULL},
+	{"data.fields.chosen", KT_STR, 0, "chosen", NOB, NULL,
+	 "Key of the preferred completion (preference).", NULL},
+	{"data.fields.rejected", KT_STR, 0, "rejected", NOB, NULL,
+	 "Key of the dispreferred completion (preference).", NULL},
+	{"data.fields.choices", KT_STR, 0, "choices", NOB, NULL,
+	 "Key of an example's answer choices for likelihood scoring (completion, instruction, "
+	 "chat).", NULL},
+	{"data.fields.answer", KT_STR, 0, "answer", NOB, NULL,
+	 "Key of the correct choice: its index or its text (default: the example's response).",
+	 NULL},
 	{"data.template", KT_TEMPLATE, 0, "auto", NOB, "auto|chatml|gemma|alpaca|plain",
 	 "Prompt template: auto (the model's chat template when it has one, else plain), chatml, "
 	 "gemma, alpaca, plain, or a custom string with {prompt} and optionally {response} and "
@@ -205,6 +218,26 @@ const struct key_desc schema_keys[] = {
 	 "Smallest change that counts as an improvement.", NULL},
 	{"train.nonfinite", KT_ENUM, 0, "abort", NOB, "abort|skip_step",
 	 "On a NaN/Inf loss or gradient: abort the run, or skip the step (at most 3 in a row).", NULL},
+	{"train.objective", KT_ENUM, 0, "sft", NOB, "sft|dpo|orpo|simpo",
+	 "sft (cross-entropy on the responses), or a preference loss on data.format preference: "
+	 "dpo (against the reference model), orpo (SFT plus an odds-ratio term), simpo "
+	 "(length-normalised, reference-free).", NULL},
+	{"train.preference", KT_MAP, 0, NULL, NOB, NULL,
+	 "Preference loss settings (train.objective dpo, orpo or simpo only).", NULL},
+	{"train.preference.beta", KT_FLOAT, KF_LO | KF_LO_OPEN | KF_HI, "0.1", RANGE(0, 1000), NULL,
+	 "dpo, simpo: inverse temperature of the implicit reward (DPO: how far the policy may "
+	 "move from the reference; IPO: the regulariser tau).", NULL},
+	{"train.preference.loss_type", KT_ENUM, 0, "sigmoid", NOB, "sigmoid|ipo|hinge",
+	 "dpo only: sigmoid (DPO), ipo (IPO on length-normalised log-ratios, as TRL), hinge "
+	 "(SLiC).", NULL},
+	{"train.preference.label_smoothing", KT_FLOAT, KF_LO | KF_HI | KF_HI_OPEN, "0.0",
+	 RANGE(0, 0.5), NULL,
+	 "dpo (loss_type sigmoid), simpo: the assumed share of flipped labels (conservative "
+	 "DPO).", NULL},
+	{"train.preference.lambda", KT_FLOAT, KF_LO | KF_HI, "0.1", RANGE(0, 1000), NULL,
+	 "orpo only: weight of the odds-ratio term added to the SFT loss (TRL's beta).", NULL},
+	{"train.preference.gamma", KT_FLOAT, KF_LO | KF_HI, "0.5", RANGE(0, 1000), NULL,
+	 "simpo only: target reward margin.", NULL},
 
 	{"eval", KT_MAP, 0, NULL, NOB, NULL,
 	 "Evaluation of the base and fine-tuned models after training. With no split to "
@@ -213,7 +246,13 @@ const struct key_desc schema_keys[] = {
 	 "Splits to evaluate; each must be declared.", "the declared ones of [validation, test]"},
 	{"eval.metrics", KT_STRLIST, 0, "[loss]", NOB, METRICS,
 	 "Metrics computed on each split: loss, perplexity, token_accuracy (teacher-forced), "
-	 "exact_match, f1, bleu, rouge_l, chrf (on generated text).", NULL},
+	 "exact_match, f1, bleu, rouge_l, chrf (on generated text), choice_accuracy, "
+	 "choice_accuracy_norm (likelihood of each choice), preference_accuracy, "
+	 "preference_margin (likelihood of chosen vs rejected).", NULL},
+	{"eval.choices", KT_STRLIST, 0, NULL, NOB, NULL,
+	 "The label set of completion, instruction or chat data: each example's response must be "
+	 "one of them, and the choice metrics score every label by likelihood (examples with "
+	 "their own choices keep them).", NULL},
 	{"eval.generate", KT_MAP, 0, NULL, NOB, NULL,
 	 "Decoding for generation metrics; set without one in eval.metrics (or as the "
 	 "early-stopping metric) it is refused.", NULL},

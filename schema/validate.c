@@ -1059,6 +1059,13 @@ static int check_evaluation_during_training(struct vstate *S, struct node *res)
 			  "validation.token_accuracy");
 		return rc;
 	}
+	const char *obj = rtext(res, "train.objective");
+	if (obj && strcmp(obj, "sft") != 0 && dot && strcmp(dot + 1, "loss") != 0) {
+		rc = VERR(S, at, "train.early_stopping.metric '%s': with train.objective %s the "
+			  "validation split computes its preference loss only", es->text, obj);
+		diag_hint(S->d, "watch validation.loss");
+		return rc;
+	}
 	if (!evaluates) {
 		rc = VKERR(S, es_map ? es_map : at, "train.early_stopping needs train.eval_every > 0: "
 			   "the metric is evaluated every eval_every steps, and with eval_every 0 "
@@ -1094,14 +1101,18 @@ static int check_fields(struct vstate *S, struct node *res)
 		const char *field, *formats;
 	} applies[] = {
 		{"text", "text"},
-		{"prompt", "completion|instruction"},
+		{"prompt", "completion|instruction|preference"},
 		{"completion", "completion"},
 		{"response", "completion|instruction"},
 		{"instruction", "instruction"},
 		{"input", "instruction"},
 		{"output", "instruction"},
 		{"messages", "chat"},
-		{"system", "completion|instruction"},
+		{"system", "completion|instruction|preference"},
+		{"chosen", "preference"},
+		{"rejected", "preference"},
+		{"choices", "completion|instruction|chat"},
+		{"answer", "completion|instruction|chat"},
 	};
 	const char *fmt = rtext(res, "data.format");
 	if (!fmt)
@@ -1111,12 +1122,21 @@ static int check_fields(struct vstate *S, struct node *res)
 		snprintf(path, sizeof path, "data.fields.%s", applies[i].field);
 		const struct node *e = set_to_non_default(S, res, path);
 		if (e && !schema_choice_ok(applies[i].formats, fmt)) {
-			char formats[64];
-			snprintf(formats, sizeof formats, "%s", applies[i].formats);
-			char *bar = strchr(formats, '|');
-			if (bar) /* two at most */
-				snprintf(bar, sizeof formats - (size_t)(bar - formats), " or %s",
-					 strchr(applies[i].formats, '|') + 1);
+			/* "a|b|c" as "a, b or c" */
+			char formats[96];
+			size_t w = 0;
+			const char *last = strrchr(applies[i].formats, '|');
+			for (const char *f = applies[i].formats; *f && w + 5 < sizeof formats; f++) {
+				if (*f != '|') {
+					formats[w++] = *f;
+					continue;
+				}
+				const char *sep = f == last ? " or " : ", ";
+				size_t n = strlen(sep);
+				memcpy(formats + w, sep, n);
+				w += n;
+			}
+			formats[w] = '\0';
 			int rc = VKERR(S, e, "data.fields.%s is read by data.format %s only, but "
 				       "data.format is %s", applies[i].field, formats, fmt);
 			diag_hint(S->d, "remove it, or map the fields data.format %s reads", fmt);
@@ -1154,6 +1174,146 @@ static int check_fields(struct vstate *S, struct node *res)
 			if (rc)
 				return rc;
 		}
+	}
+	return 0;
+}
+
+/* train.objective and train.preference: a preference objective needs preference data and
+ * a trained method; each key of train.preference belongs to the objectives (and loss
+ * types) it acts in and is refused elsewhere; sft has no train.preference at all. */
+static int preference_rules(struct vstate *S, struct node *res)
+{
+	static const struct {
+		const char *key, *objectives;
+	} owner[] = {
+		{"beta", "dpo|simpo"},
+		{"loss_type", "dpo"},
+		{"label_smoothing", "dpo|simpo"},
+		{"lambda", "orpo"},
+		{"gamma", "simpo"},
+	};
+	const char *obj = rtext(res, "train.objective");
+	const char *fmt = rtext(res, "data.format");
+	const struct node *obj_src = node_get_path(S->src_root, "train.objective");
+	const struct node *at = obj_src ? obj_src : node_get_path(res, "train.objective");
+	int rc;
+	if (!obj || strcmp(obj, "sft") == 0) {
+		const struct node *p = node_get_path(S->src_root, "train.preference");
+		if (p && p->kind == NODE_MAP && p->n) {
+			rc = VKERR(S, p->items[0], "'train.preference.%s' applies only to train.objective "
+				   "dpo, orpo or simpo, but train.objective is %s", p->items[0]->key,
+				   obj ? obj : "sft");
+			diag_hint(S->d, "remove train.preference, or set train.objective");
+			return rc;
+		}
+		rdel(res, "train.preference");
+		return 0;
+	}
+	if (!fmt || strcmp(fmt, "preference") != 0) {
+		rc = VERR(S, at, "train.objective %s trains on preference pairs, so data.format must be "
+			  "preference (it is %s)", obj, fmt ? fmt : "text");
+		diag_hint(S->d, "preference data has {\"prompt\", \"chosen\", \"rejected\"} per line; "
+			  "or set train.objective: sft");
+		return rc;
+	}
+	const char *mtype = rtext(res, "method.type");
+	if (mtype && strcmp(mtype, "none") == 0) {
+		rc = VERR(S, at, "train.objective %s trains a model, but method.type is none", obj);
+		diag_hint(S->d, "set method.type (lora, full or freeze), or remove train.objective");
+		return rc;
+	}
+	const char *pack = rtext(res, "data.packing");
+	if (pack && strcmp(pack, "true") == 0) {
+		const struct node *pk = src_or(S, "data.packing", at);
+		rc = VERR(S, pk, "data.packing does not apply to train.objective %s: each chosen and "
+			  "rejected completion is a row of its own", obj);
+		diag_hint(S->d, "remove data.packing");
+		return rc;
+	}
+	const struct node *toi = node_get_path(S->src_root, "data.train_on_inputs");
+	if (toi && strcmp(toi->text, "true") == 0 && strcmp(obj, "orpo") != 0) {
+		rc = VERR(S, toi, "data.train_on_inputs has no effect with train.objective %s: its "
+			  "loss compares the completions' log-probabilities", obj);
+		diag_hint(S->d, "remove it (with orpo it extends the SFT term to the prompt)");
+		return rc;
+	}
+	char path[64];
+	for (size_t i = 0; i < FT_ARRAY_LEN(owner); i++) {
+		snprintf(path, sizeof path, "train.preference.%s", owner[i].key);
+		if (schema_choice_ok(owner[i].objectives, obj))
+			continue;
+		const struct node *e = node_get_path(S->src_root, path);
+		if (e) {
+			char list[32];
+			snprintf(list, sizeof list, "%s", owner[i].objectives);
+			for (char *q = strchr(list, '|'); q; q = strchr(q, '|'))
+				*q = '/';
+			rc = VKERR(S, e, "'%s' applies only to train.objective %s, but train.objective is "
+				   "%s", path, list, obj);
+			diag_hint(S->d, "remove '%s'", path);
+			return rc;
+		}
+		rdel(res, path);
+	}
+	const char *lt = rtext(res, "train.preference.loss_type");
+	const char *ls = rtext(res, "train.preference.label_smoothing");
+	if (lt && strcmp(lt, "sigmoid") != 0 && ls && strtod(ls, NULL) != 0.0) {
+		const struct node *e = src_or(S, "train.preference.label_smoothing",
+					      node_get_path(res, "train.preference.label_smoothing"));
+		rc = VERR(S, e, "train.preference.label_smoothing applies to loss_type sigmoid, not %s",
+			  lt);
+		diag_hint(S->d, "remove label_smoothing or set loss_type: sigmoid");
+		return rc;
+	}
+	return 0;
+}
+
+/* Metrics that need a data format: the preference metrics compare chosen and rejected
+ * completions, the choice metrics score a prompt's choices; eval.choices feeds them. */
+static int metric_rules(struct vstate *S, struct node *res)
+{
+	const char *fmt = rtext(res, "data.format");
+	const struct node *metrics = node_get_path(res, "eval.metrics");
+	bool pref = fmt && strcmp(fmt, "preference") == 0;
+	bool choice_fmt = fmt && schema_choice_ok("completion|instruction|chat", fmt);
+	bool want_choice = false;
+	int rc;
+	for (size_t i = 0; metrics && i < metrics->n; i++) {
+		const struct node *m = metrics->items[i];
+		bool is_pref = strncmp(m->text, "preference_", 11) == 0;
+		bool is_choice = strncmp(m->text, "choice_", 7) == 0;
+		want_choice |= is_choice;
+		if (is_pref && !pref) {
+			rc = VERR(S, m, "eval.metrics: %s compares chosen and rejected completions, so "
+				  "data.format must be preference (it is %s)", m->text, fmt ? fmt : "text");
+			diag_hint(S->d, "remove %s, or use preference data", m->text);
+			return rc;
+		}
+		if (is_choice && !choice_fmt) {
+			rc = VERR(S, m, "eval.metrics: %s scores a prompt's choices, which data.format %s "
+				  "does not have (completion, instruction or chat data do)", m->text,
+				  fmt ? fmt : "text");
+			diag_hint(S->d, "remove %s", m->text);
+			return rc;
+		}
+	}
+	const struct node *ch = node_get_path(res, "eval.choices");
+	if (ch) {
+		const struct node *at = src_or(S, "eval.choices", ch);
+		if (!choice_fmt) {
+			rc = VERR(S, at, "eval.choices labels the responses of completion, instruction or "
+				  "chat data, not data.format %s", fmt ? fmt : "text");
+			diag_hint(S->d, "remove eval.choices");
+			return rc;
+		}
+		if (!want_choice) {
+			rc = VERR(S, at, "eval.choices is used by the choice metrics, and eval.metrics has "
+				  "none");
+			diag_hint(S->d, "add choice_accuracy (and choice_accuracy_norm) to eval.metrics");
+			return rc;
+		}
+		if (ch->n < 2)
+			return VERR(S, at, "eval.choices needs at least two labels");
 	}
 	return 0;
 }
@@ -1515,6 +1675,9 @@ static int cross_rules(struct vstate *S, struct node *res)
 			return rc;
 		}
 	}
+
+	if ((rc = preference_rules(S, res)) != 0 || (rc = metric_rules(S, res)) != 0)
+		return rc;
 
 	/* epochs xor steps. */
 	const struct node *steps = node_get_path(S->src_root, "train.steps");

@@ -10,7 +10,9 @@
 # (HEAD=0 skips it); generation (prefill and decode for 1 and 8 prompts against the
 # weight-read bound, and torch's decode; GENERATE=0 skips it); the time to refuse GGUF
 # files with 10^5..10^6 metadata keys or tensor infos (bench/gguf_keys.c; GGUF_KEYS=0
-# skips it); then the sweep benchmark
+# skips it); the preference steps (DPO with LoRA and with full fine-tuning, SimPO: BATCH
+# pairs, 2 x BATCH rows) against the SFT step of BATCH rows of the same method (PREF=0
+# skips them); then the sweep benchmark
 # (bench/sweep_bench.sh: bayes against random, hyperband; SWEEPS=0 skips it).
 # LoRA q,v and generation also run with every weight dequantized to fp32 at load
 # (--weights f32, the engine's layout before frozen weights kept the file's blocks):
@@ -127,6 +129,24 @@ if [ "${HEAD:-1}" = 1 ]; then
         --steps "$steps" --threads "$threads" --logits "$logits" --targets "$targets" |
         grep -E 'tokens/s|CPU time|peak resident'
     done
+  done
+fi
+if [ "${PREF:-1}" = 1 ]; then
+  # examples/s: pairs per second for a preference step, rows per second for SFT
+  exs() { sed -n 's/.* \([0-9.]*\) examples\/s.*/\1/p' | head -n 1; }
+  for spec in "lora dpo" "full dpo" "lora simpo"; do
+    set -- $spec
+    echo "== $2, method $1 (batch $batch pairs against SFT on $batch rows)"
+    sft=$("$bin" bench --mode train --model "$model" --method "$1" --batch "$batch" \
+      --seq "$seq" --steps "$steps" --threads "$threads" | exs)
+    pref=$("$bin" bench --mode train --model "$model" --method "$1" --batch "$batch" \
+      --seq "$seq" --steps "$steps" --threads "$threads" --objective "$2")
+    echo "$pref"
+    a=$(echo "$pref" | exs)
+    if [ -n "$a" ] && [ -n "$sft" ]; then
+      awk -v a="$a" -v b="$sft" -v o="$2" -v m="$1" \
+        'BEGIN { printf "ratio %s/sft (%s) examples/s = %.2fx (sft %.2f examples/s)\n", o, m, a / b, b }'
+    fi
   done
 fi
 if [ "${GENERATE:-1}" = 1 ]; then

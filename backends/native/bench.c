@@ -20,6 +20,7 @@
 #include "backends/native/model/model.h"
 #include "backends/native/ops/ops.h"
 #include "backends/native/tok/tokenizer.h"
+#include "backends/native/train/preference.h"
 #include "common/rng.h"
 #include "common/util.h"
 #include "schema/config.h"
@@ -242,23 +243,50 @@ static const struct ops *timed_cpu_ops(void)
 	return &timed_ops;
 }
 
+/* A preference step of B pairs: 2B rows of T tokens, the second half of each row the
+ * completion; DPO with LoRA adds the reference forward (adapter off), with full
+ * fine-tuning its reference log-probabilities are precomputed (fixed numbers here). */
+static int pref_bench_step(struct model *m, const int32_t *tok, const int32_t *tgt,
+			   const uint8_t *comp, const double *ref, int B, int T,
+			   const struct pref_params *pp, struct diag *d)
+{
+	struct pref_stats st;
+	memset(&st, 0, sizeof st);
+	double ex, nll;
+	pref_batch_counts(&ex, &nll, tgt, comp, B, T);
+	return pref_micro_batch(m, tok, tgt, comp, B, T, ref, pp, ex, nll, true, &st, d);
+}
+
 static int bench_train(struct model *m, int B, int T, int steps, bool bf16, int targets,
-		       double peak, struct diag *d)
+		       double peak, enum train_objective objective, struct diag *d)
 {
 	const struct model_hparams *hp = model_hparams(m);
 	const struct ops *ops = ops_cpu();
 	printf("GEMM peak (%s, measured now): %.0f GFLOP/s\n",
 	       schema_enum_name("train.precision", bf16 ? PRECISION_BF16 : PRECISION_FP32), peak);
-	size_t N = (size_t)B * T;
+	bool pref = objective != OBJECTIVE_SFT;
+	int rows = pref ? 2 * B : B;
+	size_t N = (size_t)rows * T;
 	int32_t *tok = malloc(N * sizeof(int32_t)), *tgt = malloc(N * sizeof(int32_t));
+	uint8_t *comp = malloc(N);
+	double *ref = malloc((size_t)rows * sizeof(double));
 	struct rng r;
 	rng_seed(&r, 99, 1);
 	for (size_t i = 0; i < N; i++) {
 		tok[i] = (int32_t)rng_below(&r, (uint64_t)hp->n_vocab);
 		tgt[i] = (int32_t)rng_below(&r, (uint64_t)hp->n_vocab);
-		if (targets > 0 && (int)(i % (size_t)T) < T - targets)
+		/* targets > 0: the last `targets` positions of each row carry one (the rest is a
+		 * prompt); a preference row's completion is its last `targets` positions, or its
+		 * second half */
+		int first = targets > 0 ? T - targets : pref ? T / 2 : 0;
+		comp[i] = pref && (int)(i % (size_t)T) >= first;
+		if ((int)(i % (size_t)T) < first)
 			tgt[i] = -1; /* a prompt: no target */
 	}
+	for (int i = 0; i < rows; i++)
+		ref[i] = -1.0 * T;
+	struct pref_params pp = {objective, PREF_LOSS_SIGMOID, 0.1, 0.0, 0.1, 0.5};
+	bool own_ref = pref && model_lora_scale(m) == 0.0f; /* full: precomputed reference */
 	size_t nt = model_n_trainable(m);
 	float **mom = calloc(nt, sizeof *mom), **var = calloc(nt, sizeof *var);
 	for (size_t i = 0; i < nt; i++) {
@@ -276,11 +304,17 @@ static int bench_train(struct model *m, int B, int T, int steps, bool bf16, int 
 		double c0 = time_process_cpu();
 		double t0 = time_monotonic();
 		model_zero_grad(m);
-		rc = model_forward_train(m, tok, tgt, B, T, 0.0f, &loss, NULL);
-		double t1 = time_monotonic();
-		if (!rc)
-			rc = model_backward(m, 0.0f);
-		double t2 = time_monotonic();
+		double t1, t2;
+		if (pref) {
+			rc = pref_bench_step(m, tok, tgt, comp, own_ref ? ref : NULL, B, T, &pp, d);
+			t1 = t2 = time_monotonic();
+		} else {
+			rc = model_forward_train(m, tok, tgt, B, T, 0.0f, &loss, NULL);
+			t1 = time_monotonic();
+			if (!rc)
+				rc = model_backward(m, 0.0f);
+			t2 = time_monotonic();
+		}
 		for (size_t i = 0; i < nt && !rc; i++) {
 			const struct model_param *p = model_trainable(m, i);
 			struct ops_adamw_hp ah = ops_adamw_prepare(1e-5, 0.9, 0.999, 1e-8, 0.0, s + 1);
@@ -305,23 +339,34 @@ static int bench_train(struct model *m, int B, int T, int steps, bool bf16, int 
 	free(var);
 	free(tok);
 	free(tgt);
+	free(comp);
+	free(ref);
 	if (rc)
 		return d->code ? rc : diag_set(d, rc, "", 0, 0, "training step failed (%s)",
 					       diag_code_name(rc));
 	double tps = (double)N * steps / t_total;
 	double flops = model_flops_per_token(m, T);
 	struct model_memory mm = model_memory(m);
-	printf("batch %d x %d tokens, %d steps: %.1f tokens/s (forward %.0f ms, backward %.0f "
-	       "ms, optimizer %.0f ms per step), loss %.3f\n",
-	       B, T, steps, tps, 1e3 * t_fwd / steps, 1e3 * t_bwd / steps,
-	       1e3 * (t_total - t_fwd - t_bwd) / steps, loss);
+	if (pref)
+		printf("batch %d pairs (%d x %d tokens%s), %d steps: %.1f tokens/s, %.2f examples/s "
+		       "(step %.0f ms: forward%s and backward %.0f ms, optimizer %.0f ms)\n",
+		       B, rows, T, own_ref || objective != OBJECTIVE_DPO ? "" : " and the reference pass",
+		       steps, tps, (double)B * steps / t_total, 1e3 * t_total / steps,
+		       own_ref || objective != OBJECTIVE_DPO ? "" : "s", 1e3 * t_fwd / steps,
+		       1e3 * (t_total - t_fwd) / steps);
+	else
+		printf("batch %d x %d tokens, %d steps: %.1f tokens/s, %.2f examples/s (forward %.0f "
+		       "ms, backward %.0f ms, optimizer %.0f ms per step), loss %.3f\n",
+		       B, T, steps, tps, (double)B * steps / t_total, 1e3 * t_fwd / steps,
+		       1e3 * t_bwd / steps, 1e3 * (t_total - t_fwd - t_bwd) / steps, loss);
 	if (targets > 0)
 		printf("LM head: %s; targets: the last %d of %d positions of each row\n",
 		       model_logits(m) ? "every position, (B*T, V) logits kept" : "chunked, at targets",
 		       targets, T);
 	else
-		printf("LM head: %s; targets: every position\n",
-		       model_logits(m) ? "every position, (B*T, V) logits kept" : "chunked, at targets");
+		printf("LM head: %s; targets: %s\n",
+		       model_logits(m) ? "every position, (B*T, V) logits kept" : "chunked, at targets",
+		       pref ? "the second half of each row" : "every position");
 	printf("process CPU time per step (all threads): mean %.3f s, best %.3f s\n",
 	       cpu_total / steps, cpu_best);
 	double ws = t_total / steps, cs = cpu_total / steps;
@@ -402,7 +447,7 @@ int engine_bench(const struct engine_bench_opts *b, struct diag *d)
 	o.full_logits = b->all_logits && !b->generate;
 	const char *qv[] = {"q_proj", "v_proj"};
 	if (!b->generate) {
-		o.max_batch = b->batch;
+		o.max_batch = b->objective != OBJECTIVE_SFT ? 2 * b->batch : b->batch;
 		o.max_seq = b->seq;
 		o.precision = b->bf16 ? PRECISION_BF16 : PRECISION_FP32;
 		o.ops = timed_cpu_ops();
@@ -437,7 +482,8 @@ int engine_bench(const struct engine_bench_opts *b, struct diag *d)
 			   : (b->bf16 ? (ops_cpu_has_bf16() ? "on" : "requested, not supported") : "off"),
 	       b->weights_f32 ? "fp32 (--weights f32)" : "as the file stores them");
 	rc = b->generate ? bench_generate(m, b->prompt_len, b->new_tokens, b->weights_f32, d)
-			 : bench_train(m, b->batch, b->seq, b->steps, b->bf16, b->targets, peak, d);
+			 : bench_train(m, b->batch, b->seq, b->steps, b->bf16, b->targets, peak,
+				       b->objective, d);
 	model_free(m);
 	return rc;
 }

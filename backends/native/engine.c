@@ -96,8 +96,10 @@ static int sniff_format(const char *path, struct diag *d)
 	if (file_read_all(&buf, &len, path, DATA_FILE_MAX, d))
 		return -1;
 	int f = -1;
-	const char *keys[] = {"\"messages\"", "\"instruction\"", "\"prompt\"", "\"text\""};
-	const int fmts[] = {DATA_CHAT, DATA_INSTRUCTION, DATA_COMPLETION, DATA_TEXT};
+	const char *keys[] = {"\"rejected\"", "\"messages\"", "\"instruction\"", "\"prompt\"",
+			      "\"text\""};
+	const int fmts[] = {DATA_PREFERENCE, DATA_CHAT, DATA_INSTRUCTION, DATA_COMPLETION,
+			    DATA_TEXT};
 	char *nl = strchr(buf, '\n');
 	if (nl)
 		*nl = 0;
@@ -107,8 +109,8 @@ static int sniff_format(const char *path, struct diag *d)
 	free(buf);
 	if (f < 0) {
 		diag_set(d, FT_EINVAL, path, 1, 0,
-			 "cannot tell the data format from the first line (no messages, instruction, prompt or text key)");
-		diag_hint(d, "pass --format text|completion|instruction|chat");
+			 "cannot tell the data format from the first line (no rejected, messages, instruction, prompt or text key)");
+		diag_hint(d, "pass --format text|completion|instruction|chat|preference");
 	}
 	return f;
 }
@@ -163,6 +165,9 @@ int engine_eval(struct engine_eval_info *out, const struct engine_eval_opts *o,
 	    (rc = tokenizer_from_model_file(&tok, mf, d)))
 		goto done;
 	if ((rc = data_prepare(&prep, &cd, 0, tok, d)) != 0)
+		goto done;
+	if (eval_wants_choices(&s) &&
+	    (rc = data_prepare_choices(&prep, tok, o->choices, o->n_choices, NULL, 0, d)) != 0)
 		goto done;
 	if (o->warning) {
 		char *warn = data_prepared_warnings(&prep);

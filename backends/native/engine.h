@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "common/diag.h"
+#include "schema/config.h"
 
 struct run_sink;
 
@@ -58,6 +59,8 @@ struct engine_eval_opts {
 	const char *const *metrics;       /* metric names, in the user's order */
 	size_t n_metrics;
 	const char *template_name, *system;
+	const char *const *choices;       /* label set for the choice metrics (eval.choices) */
+	size_t n_choices;
 	const char *predictions_path;     /* every prediction as JSON Lines, or NULL */
 	int64_t limit, max_length, max_new_tokens, batch, bootstrap, seed, samples;
 	/* Progress of the phases ("loss", "generate"): done of total. May be NULL. */
@@ -123,6 +126,9 @@ struct engine_bench_opts {
 	enum engine_bench_method method;  /* training: LoRA r8 on q,v; on every linear; full */
 	bool bf16;                        /* training matmuls in bf16 */
 	int batch, seq, steps;            /* training shape and steps */
+	/* training: OBJECTIVE_SFT, or a preference step of `batch` pairs (2 batch rows; dpo
+	 * with LoRA adds the reference pass with the adapter off) */
+	enum train_objective objective;
 	int new_tokens, prompt_len;       /* generation */
 	bool tokenize;                    /* tokenizer speed on text_path instead */
 	const char *text_path;

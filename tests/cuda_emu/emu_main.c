@@ -485,9 +485,18 @@ static void t_embedding_ce(void)
 	G->free(gam);
 	cmp("crossentropy losses", gloss, loss, R, 1e-6);
 	cmp("crossentropy lse", glse, lse, R, 1e-6);
-	C->crossentropy_backward(lg, lse, tg, R, VV, 0.25f);
-	G->crossentropy_backward(glg, glse, gtg, R, VV, 0.25f);
+	float *lg2 = malloc((size_t)R * VV * 4);
+	memcpy(lg2, lg, (size_t)R * VV * 4);
+	float *glg2 = dev(lg, (size_t)R * VV * 4);
+	C->crossentropy_backward(lg, lse, tg, R, VV, 0.25f, NULL);
+	G->crossentropy_backward(glg, glse, gtg, R, VV, 0.25f, NULL);
 	cmp("crossentropy_backward", glg, lg, (size_t)R * VV, 1e-6);
+	float rs[R] = {2.0f, 1.0f, -0.5f, 3.0f, 0.25f, -4.0f};
+	float *grs = dev(rs, sizeof rs);
+	C->crossentropy_backward(lg2, lse, tg, R, VV, 0.25f, rs);
+	G->crossentropy_backward(glg2, glse, gtg, R, VV, 0.25f, grs);
+	cmp("crossentropy_backward (row weights)", glg2, lg2, (size_t)R * VV, 1e-6);
+	free(lg2);
 	free(wte), free(wpe), free(out), free(dout), free(dwte), free(dwpe), free(lg), free(loss),
 		free(lse);
 }

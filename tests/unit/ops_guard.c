@@ -505,13 +505,14 @@ static long g_crossentropy_forward(float *losses, float *lse, int32_t *argmax,
 }
 
 static void g_crossentropy_backward(float *logits, const float *lse, const int32_t *targets,
-				    int n, int v, float scale)
+				    int n, int v, float scale, const float *row_scale)
 {
 	DEV(logits, F4((size_t)n * v));
 	DEV(lse, F4(n));
 	DEV(targets, (size_t)n * sizeof(int32_t));
+	DEV(row_scale, F4(n));
 	open_all();
-	in->crossentropy_backward(logits, lse, targets, n, v, scale);
+	in->crossentropy_backward(logits, lse, targets, n, v, scale, row_scale);
 	close_all();
 }
 

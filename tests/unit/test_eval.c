@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -504,6 +505,77 @@ static void test_predictions_per_example_loss(void **state)
 	free(pred);
 }
 
+/* ftlab eval scores by likelihood: preference data recognised by its `rejected` key
+ * (preference_accuracy and preference_margin), and completion data with --choices as the
+ * label set of choice_accuracy; without --choices those examples have no choices, which
+ * is an error naming the file. */
+static void test_cli_likelihood(void **state)
+{
+	(void)state;
+	const char *bin = getenv("FTLAB_BIN");
+	if (!bin || !path_exists(bin))
+		skip();
+	char dir[] = "/tmp/ftlab-evlik-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char *gguf = path_join(dir, "tiny.gguf");
+	struct tiny_model_spec spec;
+	tiny_model_spec_default(&spec, ARCH_LLAMA);
+	struct diag d;
+	diag_init(&d);
+	assert_int_equal(tiny_model_write_gguf(gguf, &spec, &d), 0);
+	char *pref = path_join(dir, "p.jsonl"), *cls = path_join(dir, "c.jsonl");
+	FILE *f = fopen(pref, "w");
+	fputs("{\"prompt\": \"ab\", \"chosen\": \"cd\", \"rejected\": \"zz\"}\n"
+	      "{\"prompt\": \"x\", \"chosen\": \"yz\", \"rejected\": \"q\"}\n", f);
+	fclose(f);
+	f = fopen(cls, "w");
+	fputs("{\"prompt\": \"ab\", \"completion\": \"cd\"}\n"
+	      "{\"prompt\": \"x\", \"completion\": \"yz\"}\n"
+	      "{\"prompt\": \"k\", \"completion\": \"cd\"}\n", f);
+	fclose(f);
+	char cmd[4096], *out = path_join(dir, "out.json"), *buf = NULL;
+	size_t len = 0;
+	snprintf(cmd, sizeof cmd,
+		 "%s eval %s --data %s --metrics preference_accuracy,preference_margin "
+		 "--bootstrap 20 --json > %s 2>%s/err.txt", bin, gguf, pref, out, dir);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(file_read_all(&buf, &len, out, 1 << 16, &d), 0);
+	print_message("%s", buf);
+	assert_non_null(strstr(buf, "\"format\": \"preference\", \"examples\": 2"));
+	assert_non_null(strstr(buf, "\"preference_accuracy\": {\"value\": "));
+	assert_non_null(strstr(buf, "\"preference_margin\": {\"value\": "));
+	free(buf);
+	buf = NULL;
+	snprintf(cmd, sizeof cmd,
+		 "%s eval %s --data %s --metrics choice_accuracy,choice_accuracy_norm "
+		 "--choices cd,yz,q --bootstrap 20 --json > %s 2>%s/err.txt", bin, gguf, cls, out, dir);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(file_read_all(&buf, &len, out, 1 << 16, &d), 0);
+	print_message("%s", buf);
+	assert_non_null(strstr(buf, "\"examples\": 3"));
+	assert_non_null(strstr(buf, "\"choice_accuracy\": {\"value\": "));
+	assert_non_null(strstr(buf, "\"choice_accuracy_norm\": {\"value\": "));
+	free(buf);
+	buf = NULL;
+	snprintf(cmd, sizeof cmd,
+		 "%s eval %s --data %s --metrics choice_accuracy --json > %s 2>%s/err.txt", bin, gguf,
+		 cls, out, dir);
+	int rc = system(cmd);
+	assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
+	char *err = path_join(dir, "err.txt");
+	assert_int_equal(file_read_all(&buf, &len, err, 1 << 16, &d), 0);
+	print_message("%s", buf);
+	assert_non_null(strstr(buf, "c.jsonl"));
+	free(buf);
+	free(err);
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+	free(out);
+	free(pref);
+	free(cls);
+	free(gguf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -512,6 +584,7 @@ int main(void)
 		cmocka_unit_test(test_smollm2_generation),
 		cmocka_unit_test(test_adapter_roundtrip),
 		cmocka_unit_test(test_predictions_per_example_loss),
+		cmocka_unit_test(test_cli_likelihood),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -397,6 +397,50 @@ static void test_workdir(void **state)
 	fixture_done(&f);
 }
 
+/* Preference data reaches an external trainer like any other: its path and format through
+ * placeholders and FTLAB_CONFIG; the preference statistics it logs are history, the
+ * preference metrics it reports are results (ftlab cannot compute them from predictions:
+ * they need the model, like loss). */
+static void test_preference_data(void **state)
+{
+	(void)state;
+	struct fixture f;
+	fixture_init(&f,
+		     "grep -q '\"rejected\"' \"$1\" || exit 3\n"
+		     "test \"$2\" = preference || exit 4\n"
+		     "test \"$3\" = 0.25 || exit 5\n"
+		     "grep -q '\"objective\":\"dpo\"' \"$FTLAB_CONFIG\" || exit 6\n"
+		     "echo '{\"step\": 1, \"split\": \"train\", \"loss\": 0.6, "
+		     "\"rewards/margins\": 0.1}'\n"
+		     "echo '{\"split\": \"test\", \"metric\": \"preference_accuracy\", \"value\": 0.75}'\n"
+		     "echo '{\"split\": \"test\", \"model\": \"base\", \"metric\": "
+		     "\"preference_accuracy\", \"value\": 0.5}'\n"
+		     "echo '{\"split\": \"test\", \"example\": 0, \"prompt\": \"p\", "
+		     "\"reference\": \"a\", \"output\": \"a\"}'\n",
+		     "{\"data\":{\"format\":\"preference\",\"train\":\"pref.jsonl\"},"
+		     "\"train\":{\"objective\":\"dpo\",\"preference\":{\"beta\":0.25}}}");
+	char *pref = path_join(f.dir, "pref.jsonl");
+	struct diag d;
+	diag_init(&d);
+	const char line[] = "{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": \"b\"}\n";
+	assert_int_equal(file_write_atomic(pref, line, strlen(line), &d), 0);
+	free(pref);
+	f.argv[2] = "{data.train}";
+	f.argv[3] = "{data.format}";
+	f.argv[4] = "{train.preference.beta}";
+	f.cfg.backend.command.n = 5;
+	f.metrics[0] = "preference_accuracy";
+	f.metrics[1] = "exact_match";
+	f.cfg.eval.metrics.n = 2;
+	if (backend_exec()->run(&f.ctx, &d) != 0)
+		fail_msg("%s", d.text);
+	assert_float_equal(find_result(&f.rec, "tuned/test/preference_accuracy"), 0.75, 0);
+	assert_float_equal(find_result(&f.rec, "base/test/preference_accuracy"), 0.5, 0);
+	assert_float_equal(find_result(&f.rec, "tuned/test/exact_match"), 1.0, 0);
+	assert_int_equal(f.rec.n_metrics, 2); /* loss and rewards/margins at step 1 */
+	fixture_done(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -409,6 +453,7 @@ int main(void)
 		cmocka_unit_test(test_missing_program),
 		cmocka_unit_test(test_unwaitable_child),
 		cmocka_unit_test(test_workdir),
+		cmocka_unit_test(test_preference_data),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

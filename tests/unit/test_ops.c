@@ -766,10 +766,21 @@ static void test_crossentropy(void **state)
 	float R[5] = {0.5f, 0.5f, 0.5f, 0.5f, 0.5f};
 	float *g = malloc((size_t)n * v * sizeof(float));
 	memcpy(g, c.logits, (size_t)n * v * sizeof(float));
-	O->crossentropy_backward(g, lse, tg, n, v, 0.5f);
+	O->crossentropy_backward(g, lse, tg, n, v, 0.5f, NULL);
 	for (int i = 0; i < v; i++)
 		assert_true(g[(size_t)1 * v + i] == 0.0f); /* masked row */
 	fd_check("crossentropy", c.logits, (size_t)n * v, g, ce_fwd, &c, R, (size_t)n, 1e-2f, 1e-3);
+	/* a weight per row (negative ones too: a preference loss pushes rejected rows down):
+	 * d(sum of losses * 0.5 w_r)/dlogits */
+	float w[5] = {2.0f, 7.0f, -1.5f, 0.25f, 3.0f}, Rw[5];
+	for (int r = 0; r < n; r++)
+		Rw[r] = 0.5f * w[r];
+	memcpy(g, c.logits, (size_t)n * v * sizeof(float));
+	O->crossentropy_backward(g, lse, tg, n, v, 0.5f, w);
+	for (int i = 0; i < v; i++)
+		assert_true(g[(size_t)1 * v + i] == 0.0f); /* masked rows stay 0 whatever their weight */
+	fd_check("crossentropy (row weights)", c.logits, (size_t)n * v, g, ce_fwd, &c, Rw, (size_t)n,
+		 1e-2f, 1e-3);
 	free(c.logits);
 	free(losses);
 	free(lse);

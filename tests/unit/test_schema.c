@@ -125,7 +125,8 @@ static void test_canonical_hash_stable(void **state)
 	assert_non_null(strstr(ca->canonical_json, "\"alpha\":16.0"));
 	assert_null(strstr(ca->canonical_json, "description"));
 	assert_true(strncmp(ca->canonical_json, "{\"backend\":", 11) == 0);
-	/* Pinned: a change of the canonical form changes every run id; make it deliberate. */
+	/* Pinned: a change of the canonical form changes every run id; make it deliberate.
+	 * (Changed by train.objective and data.fields.chosen/rejected/choices/answer.) */
 	assert_string_equal(ca->config_hash,
 			    "11db3cb8ad3ec480cd24d77ed668764f8304a8716ddb98390e96afcc9bac80d6");
 	experiment_free(a);

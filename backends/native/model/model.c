@@ -583,6 +583,7 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 		struct gacts *g = &m->g;
 		size_t maxin = C > F ? C : F; /* the widest linear input (o_proj: nh*hd) */
 		maxin = (size_t)m->qd > maxin ? (size_t)m->qd : maxin;
+		PLAN_F(&p, m->wrow, N);
 		PLAN_F(&p, g->dres, N * C);
 		PLAN_F(&p, g->dln, N * C);
 		PLAN_F(&p, g->dtmp, N * C);
@@ -1115,6 +1116,11 @@ void model_set_training(struct model *m, bool on)
 	m->training = on && m->o.method != METHOD_NONE;
 }
 
+void model_set_adapter_enabled(struct model *m, bool on)
+{
+	m->adapter_off = !on;
+}
+
 uint64_t model_rng_counter(const struct model *m)
 {
 	return m->n_forward;
@@ -1169,7 +1175,7 @@ static void lin_forward(struct model *m, const struct lin *l, struct lacts *a, f
 	ops->matmul_w(y, x, model_pw(m, l->w), N, OPS_TB | wflags(m, l->w), 1.0f, 0.0f);
 	if (l->b >= 0)
 		ops->bias_add(y, model_pdata(m, l->b), N, l->out);
-	if (l->la < 0)
+	if (l->la < 0 || m->adapter_off)
 		return;
 	struct lora_acts *la = &a->lora[l->slot];
 	const float *xin = x;
@@ -1406,11 +1412,13 @@ static const float *head_input(struct model *m, int N)
 }
 
 /* Logits and cross-entropy of the head rows, head_rows at a time; with grad the chunk's
- * logits become scale * dlogits at once: g.dln (head rows, C) = dlogits W and the head's
+ * logits become scale * dlogits (times row_scale[row], device memory, when not NULL) at
+ * once: g.dln (head rows, C) = dlogits W and the head's
  * gradient += dlogits^T lnf. stats: write loss, lse and argmax per row (the forward);
  * without, the forward's lse is used (a backward after model_forward recomputes the
  * logits, except a single chunk, which is still in the buffer). */
-static long head_pass(struct model *m, bool stats, bool grad, float scale)
+static long head_pass(struct model *m, bool stats, bool grad, float scale,
+		      const float *row_scale)
 {
 	const struct ops *ops = m->ops;
 	int V = m->hp.n_vocab, C = m->hp.n_embd, R = m->head_rows;
@@ -1431,7 +1439,8 @@ static long head_pass(struct model *m, bool stats, bool grad, float scale)
 							 m->tgt_dev + c0, r, V);
 		if (!grad)
 			continue;
-		ops->crossentropy_backward(m->logits, m->hlse + c0, m->tgt_dev + c0, r, V, scale);
+		ops->crossentropy_backward(m->logits, m->hlse + c0, m->tgt_dev + c0, r, V, scale,
+					   row_scale ? row_scale + c0 : NULL);
 		if (dhead)
 			ops->matmul(dhead, m->logits, lnf, V, C, r, OPS_TA | m->mmflags, 1.0f, 1.0f);
 		ops->matmul_w(m->g.dln + (size_t)c0 * C, m->logits, model_pw(m, m->head), r,
@@ -1471,6 +1480,24 @@ static int head_results(struct model *m, int N, bool have_argmax)
 	}
 	free(hl);
 	free(ha);
+	return 0;
+}
+
+/* Per-position loss weights (host, B*T) into m->wrow in head-row order. */
+static int head_weights(struct model *m, const float *weights)
+{
+	float *hw = malloc(((size_t)m->n_head + 1) * sizeof *hw);
+	if (!hw)
+		return FT_ENOMEM;
+	size_t off = 0;
+	for (int r = 0; r < m->n_runs; r++) {
+		const int *run = m->runs + 2 * (size_t)r;
+		for (int j = 0; j < run[1]; j++)
+			hw[off++] = weights[run[0] + j];
+	}
+	if (m->n_head)
+		m->ops->to_device(m->wrow, hw, (size_t)m->n_head * sizeof *hw);
+	free(hw);
 	return 0;
 }
 
@@ -1517,6 +1544,7 @@ static int forward(struct model *m, const int32_t *tokens, const int32_t *target
 	m->fwd_stream = m->n_forward++;
 	m->have_targets = false;
 	m->head_fused = false;
+	m->fwd_adapter_off = m->adapter_off;
 	m->ops->to_device(m->tok_dev, tokens, (size_t)N * sizeof(int32_t));
 	model_embed(m, m->acts[0].x, m->tok_dev, NULL, N, T);
 	for (int l = 0; l < hp->n_layer; l++)
@@ -1534,7 +1562,7 @@ static int forward(struct model *m, const int32_t *tokens, const int32_t *target
 		for (int i = 0; i < N; i++)
 			want += targets[i] >= 0 && targets[i] < hp->n_vocab;
 		float scale = loss_scale > 0.0f ? loss_scale : want ? 1.0f / (float)want : 0.0f;
-		cnt = head_pass(m, true, fuse, scale);
+		cnt = head_pass(m, true, fuse, scale, NULL);
 		if (head_results(m, N, !fuse) != 0)
 			return FT_ENOMEM;
 		/* the mean in double, in position order */
@@ -1579,6 +1607,23 @@ const float *model_token_losses(const struct model *m)
 const int32_t *model_token_argmax(const struct model *m)
 {
 	return m->host_argmax;
+}
+
+int model_row_logprobs(const struct model *m, double *out, const uint8_t *mask)
+{
+	if (!m->have_targets || m->cur_b <= 0)
+		return FT_EINVAL;
+	const float *tl = m->host_loss;
+	for (int b = 0; b < m->cur_b; b++) {
+		double s = 0.0;
+		for (int t = 0; t < m->cur_t; t++) {
+			size_t i = (size_t)b * (size_t)m->cur_t + (size_t)t;
+			if (!mask || mask[i])
+				s += (double)tl[i]; /* 0 where the forward had no target */
+		}
+		out[b] = -s;
+	}
+	return 0;
 }
 
 static void layer_backward(struct model *m, int l, struct lacts *a, int B, int T, bool need_dx)
@@ -1657,20 +1702,28 @@ static void layer_backward(struct model *m, int l, struct lacts *a, int B, int T
 		ops->axpy(g->dres, 1.0f, g->dtmp, NC);
 }
 
-int model_backward(struct model *m, float loss_scale)
+/* The backward of the last forward with one scale per unmasked token, or (weights
+ * non-NULL, host memory) one weight per position. */
+static int backward(struct model *m, float loss_scale, const float *weights)
 {
 	const struct ops *ops = m->ops;
 	const struct model_hparams *hp = &m->hp;
-	if (m->n_trainable == 0 || !m->have_targets || !m->g.dres)
+	if (m->n_trainable == 0 || !m->have_targets || !m->g.dres ||
+	    (m->lora_r > 0 && (m->fwd_adapter_off || m->adapter_off)))
 		return FT_EINVAL;
 	int B = m->cur_b, T = m->cur_t, N = B * T, C = hp->n_embd, L = hp->n_layer;
 	float scale = loss_scale > 0.0f ? loss_scale
 					: (m->cur_ntok ? 1.0f / (float)m->cur_ntok : 0.0f);
-	if (m->head_fused && scale != m->fused_scale)
-		return FT_EINVAL;
+	if (m->head_fused && (weights || scale != m->fused_scale))
+		return FT_EINVAL; /* model_forward_train applied its one scale already */
 	m->have_targets = false; /* logits become dlogits: a second backward is an error */
-	if (!m->head_fused)
-		head_pass(m, false, true, scale);
+	if (weights) {
+		if (head_weights(m, weights) != 0)
+			return FT_ENOMEM;
+		head_pass(m, false, true, 1.0f, m->wrow);
+	} else if (!m->head_fused) {
+		head_pass(m, false, true, scale, NULL);
+	}
 	head_backward_input(m, N);
 	bool shared = m->o.grad_checkpointing && L > 1;
 	for (int l = L - 1; l >= m->bw_stop_layer; l--) {
@@ -1687,4 +1740,14 @@ int model_backward(struct model *m, float loss_scale)
 					NULL, N, T, C);
 	}
 	return 0;
+}
+
+int model_backward(struct model *m, float loss_scale)
+{
+	return backward(m, loss_scale, NULL);
+}
+
+int model_backward_weighted(struct model *m, const float *weights)
+{
+	return weights ? backward(m, 0.0f, weights) : FT_EINVAL;
 }

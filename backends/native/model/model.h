@@ -97,6 +97,13 @@ const float *model_logits(const struct model *m);
  * model_forward_train, which does not compute it). */
 const float *model_token_losses(const struct model *m);
 const int32_t *model_token_argmax(const struct model *m);
+/* Log-probabilities of sequences under the last forward with targets: out[b] (HOST memory,
+ * B of that forward) = minus the summed token losses of row b at the positions where mask
+ * (B*T, host) is non-zero and the forward had a target (mask NULL: every position with a
+ * target), summed in double in position order. The summed log-probability of a
+ * completion given its prompt, the quantity preference losses and likelihood scoring
+ * compare. FT_EINVAL without such a forward, FT_ENOMEM. */
+int model_row_logprobs(const struct model *m, double *out, const uint8_t *mask) FT_WUR;
 
 /* Backward of the last model_forward (which must have had targets). Gradients of
  * trainable parameters ACCUMULATE (call model_zero_grad between optimizer steps).
@@ -105,10 +112,21 @@ const int32_t *model_token_argmax(const struct model *m);
  * model_forward_train the scale must be that forward's. FT_EINVAL when nothing trains,
  * the forward had no targets, or the scale differs from model_forward_train's. */
 int model_backward(struct model *m, float loss_scale) FT_WUR;
+/* model_backward with a weight per position instead of one scale: dloss/dlogit at position
+ * i = b*T + t of the last forward is weights[i] * (softmax - onehot) where that forward had
+ * a target there (weights: HOST memory, B*T values of any sign). A preference loss weighs
+ * each sequence's completion tokens by d loss / d log p of that sequence. Errors as
+ * model_backward's. */
+int model_backward_weighted(struct model *m, const float *weights) FT_WUR;
 void model_zero_grad(struct model *m);
 /* Training mode applies LoRA dropout in model_forward; off for evaluation. Default: on
  * for methods other than none. */
 void model_set_training(struct model *m, bool on);
+/* LoRA adapters on (the default) or off: off, every linear is its base weight alone, so
+ * the model is its frozen base (DPO's reference model without a second copy of the
+ * weights) for forwards and generation. A backward needs a forward made with the adapter
+ * on (FT_EINVAL otherwise). No effect on a model without LoRA. */
+void model_set_adapter_enabled(struct model *m, bool on);
 /* LoRA dropout masks are a function of (seed, counter, layer, linear); the counter
  * advances by one per model_forward. Read it for checkpoints, set it on resume. */
 uint64_t model_rng_counter(const struct model *m);

@@ -80,6 +80,8 @@ struct model {
 	const struct ops *ops;
 	unsigned mmflags;     /* OPS_BF16 or 0 */
 	bool training;
+	bool adapter_off;     /* LoRA switched off: the base model (model_set_adapter_enabled) */
+	bool fwd_adapter_off; /* ... as it was during the last forward */
 	int kvd;              /* n_head_kv * head_dim */
 	int qd;               /* n_head * head_dim */
 	float attn_scale;     /* query scale of the attention scores */
@@ -114,6 +116,7 @@ struct model {
 	float *lnf, *meanf, *rstdf; /* (N, C) (N) (N) final norm of the head rows */
 	float *logits;        /* (head_rows, V): one chunk ((N, V) with full_logits) */
 	float *hloss, *hlse;  /* (N) per head row */
+	float *wrow;          /* (N) per head row: loss weights (model_backward_weighted) */
 	int32_t *hargmax;     /* (N) */
 	int32_t *tok_dev, *tgt_dev; /* (N) tokens; targets of the head rows */
 	float *tmp;           /* (N, C) forward scratch */

@@ -152,10 +152,11 @@ struct ops {
 	 * accuracy. Returns the number of unmasked rows. Probabilities are never stored. */
 	long (*crossentropy_forward)(float *losses, float *lse, int32_t *argmax,
 				     const float *logits, const int32_t *targets, int n, int v);
-	/* In place: logits (N, V) become dlogits = scale * (softmax - onehot) on unmasked rows,
-	 * 0 on masked rows. */
+	/* In place: logits (N, V) become dlogits = scale * w[r] * (softmax - onehot) on unmasked
+	 * rows, 0 on masked rows; row_scale w (N, backend memory) weighs each row (preference
+	 * losses weigh each sequence's tokens by its own d loss / d log p), NULL = 1. */
 	void (*crossentropy_backward)(float *logits, const float *lse, const int32_t *targets,
-				      int n, int v, float scale);
+				      int n, int v, float scale, const float *row_scale);
 
 	/* Optimizer support. sum of squares in double, fixed order (the same bits on every
 	 * call with the same n; on cpu: one sequential sum for n <= 65536). */

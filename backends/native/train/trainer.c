@@ -1,6 +1,7 @@
 /* trainer: the step loop (see trainer.h). One optimizer step = grad_accum micro-batches of
- * batch_size rows. All micro-batches of a step are fetched first so that the loss scale
- * 1/(unmasked tokens of the whole step) is known before the first backward. */
+ * batch_size rows (or pairs). All micro-batches of a step are fetched first so that the
+ * loss scale (1/(unmasked tokens of the whole step); 1/(its examples) for a preference
+ * loss) is known before the first backward. */
 #include "backends/native/train/trainer.h"
 
 #include <math.h>
@@ -12,6 +13,7 @@
 #include "backends/native/ops/ops.h"
 #include "backends/native/train/checkpoint.h"
 #include "backends/native/train/optim.h"
+#include "backends/native/train/preference.h"
 #include "common/util.h"
 #include "common/banned.h"
 
@@ -103,6 +105,118 @@ static void emit_event(struct run_sink *sink, const char *level, const char *kin
 		(void)sink->event(sink->ud, level, kind, msg);
 }
 
+struct emit_ctx {
+	struct run_sink *sink;
+	int *err; /* the first sink error, as emit_metric keeps it */
+	int64_t step;
+};
+
+static void emit_pref(void *ud, const char *name, double v)
+{
+	struct emit_ctx *e = ud;
+	emit_metric(e->sink, e->err, "train", name, e->step, v);
+}
+
+/* The pair batches of one preference step. */
+struct pair_bufs {
+	int32_t *tok, *tgt;    /* (A, 2B, T) */
+	uint8_t *comp;         /* (A, 2B, T) */
+	double *ref;           /* (A, 2B) */
+	bool *have_ref;        /* (A) */
+};
+
+static void pair_bufs_free(struct pair_bufs *p)
+{
+	free(p->tok);
+	free(p->tgt);
+	free(p->comp);
+	free(p->ref);
+	free(p->have_ref);
+}
+
+/* Fetches A micro-batches of pairs, then runs each (forward, the loss of the whole step
+ * scaled by its usable examples, backward). Returns the step's loss in *out_loss and
+ * sums its statistics into st; rows x length of the policy forwards in *processed. */
+static int pref_step(double *out_loss, long *processed, long *examples, struct pref_stats *st,
+		     struct model *m, const struct batch_source *src, const struct pref_params *pp,
+		     struct pair_bufs *pb, int *pairs, int *lens, int A, int B, int T,
+		     struct diag *d)
+{
+	size_t per = (size_t)2 * (size_t)B * (size_t)T;
+	double usable = 0, nll_tokens = 0;
+	*processed = 0;
+	*examples = 0;
+	for (int a = 0; a < A; a++) {
+		lens[a] = T;
+		int rc = src->next_pairs(src->ud, pb->tok + (size_t)a * per, pb->tgt + (size_t)a * per,
+					 pb->comp + (size_t)a * per, pb->ref + (size_t)a * 2 * B, B,
+					 &pairs[a], &lens[a], &pb->have_ref[a], d);
+		if (rc)
+			return rc;
+		if (pairs[a] < 1 || pairs[a] > B || lens[a] < 1 || lens[a] > T)
+			return diag_set(d, FT_EINTERNAL, "", 0, 0,
+					"batch source returned %d pairs of %d tokens", pairs[a], lens[a]);
+		double e, nt;
+		pref_batch_counts(&e, &nt, pb->tgt + (size_t)a * per, pb->comp + (size_t)a * per,
+				  pairs[a], lens[a]);
+		usable += e;
+		nll_tokens += nt;
+		*processed += 2L * pairs[a] * lens[a];
+		*examples += pairs[a];
+	}
+	model_zero_grad(m);
+	memset(st, 0, sizeof *st);
+	for (int a = 0; a < A && usable > 0; a++) {
+		int rc = pref_micro_batch(m, pb->tok + (size_t)a * per, pb->tgt + (size_t)a * per,
+					  pb->comp + (size_t)a * per, pairs[a], lens[a],
+					  pb->have_ref[a] ? pb->ref + (size_t)a * 2 * B : NULL, pp,
+					  usable, nll_tokens, true, st, d);
+		if (rc)
+			return rc;
+	}
+	*out_loss = pref_stats_loss(st, pp);
+	return 0;
+}
+
+/* Fetches A micro-batches first, so that the loss scale 1/(unmasked tokens of the whole
+ * step) is known before the first backward, then runs each. */
+static int sft_step(double *out_loss, long *processed, long *unmasked, struct model *m,
+		    const struct batch_source *src, int32_t *tok, int32_t *tgt, int *rows, int *lens,
+		    int A, int B, int T, struct diag *d)
+{
+	size_t per = (size_t)B * (size_t)T;
+	*processed = *unmasked = 0;
+	for (int a = 0; a < A; a++) {
+		lens[a] = T;
+		int rc = src->next(src->ud, tok + (size_t)a * per, tgt + (size_t)a * per, B, &rows[a],
+				   &lens[a], d);
+		if (rc)
+			return rc;
+		if (rows[a] < 1 || rows[a] > B || lens[a] < 1 || lens[a] > T)
+			return diag_set(d, FT_EINTERNAL, "", 0, 0,
+					"batch source returned %d rows of %d tokens", rows[a], lens[a]);
+		*processed += (long)rows[a] * lens[a];
+		for (size_t i = 0; i < (size_t)rows[a] * (size_t)lens[a]; i++)
+			*unmasked += tgt[(size_t)a * per + i] >= 0;
+	}
+	model_zero_grad(m);
+	double loss_sum = 0.0;
+	float scale = *unmasked > 0 ? 1.0f / (float)*unmasked : 0.0f;
+	for (int a = 0; a < A && *unmasked > 0; a++) {
+		float loss = 0.0f;
+		long nt = 0;
+		int rc = model_forward_train(m, tok + (size_t)a * per, tgt + (size_t)a * per,
+					     rows[a], lens[a], scale, &loss, &nt);
+		if (rc == 0 && nt > 0)
+			rc = model_backward(m, scale);
+		if (rc)
+			return rc;
+		loss_sum += (double)loss * (double)nt;
+	}
+	*out_loss = *unmasked > 0 ? loss_sum / (double)*unmasked : 0.0;
+	return 0;
+}
+
 static int save(struct model *m, const struct tstate *s, const struct trainer_opts *o,
 		const struct batch_source *src, struct ckpt_state *cs, struct diag *d)
 {
@@ -143,16 +257,34 @@ int trainer_run(struct trainer_result *out, struct model *m, const struct batch_
 	int32_t *tok = NULL, *tgt = NULL;
 	int *rows = NULL, *lens = NULL;
 	char *notes = NULL;
+	struct pair_bufs pb = {0};
+	const struct pref_params *pp = o->pref && o->pref->objective != OBJECTIVE_SFT ? o->pref : NULL;
 	int rc = tstate_init(&s, m, tc->optimizer.type, d);
 	if (rc)
 		goto done;
 	const int B = tc->batch_size, T = src->T, A = tc->grad_accum > 0 ? tc->grad_accum : 1;
 	size_t per = (size_t)B * (size_t)T;
-	tok = malloc((size_t)A * per * sizeof(int32_t));
-	tgt = malloc((size_t)A * per * sizeof(int32_t));
 	rows = calloc((size_t)A, sizeof(int));
 	lens = calloc((size_t)A, sizeof(int));
-	if (!tok || !tgt || !rows || !lens) {
+	if (pp) {
+		if (!src->next_pairs) {
+			rc = diag_set(d, FT_EINTERNAL, "", 0, 0, "a preference objective needs pairs");
+			goto done;
+		}
+		pb.tok = malloc((size_t)A * 2 * per * sizeof(int32_t));
+		pb.tgt = malloc((size_t)A * 2 * per * sizeof(int32_t));
+		pb.comp = malloc((size_t)A * 2 * per);
+		pb.ref = malloc((size_t)A * 2 * (size_t)B * sizeof(double));
+		pb.have_ref = calloc((size_t)A, sizeof(bool));
+		if (!pb.tok || !pb.tgt || !pb.comp || !pb.ref || !pb.have_ref) {
+			rc = diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory for batches");
+			goto done;
+		}
+	} else {
+		tok = malloc((size_t)A * per * sizeof(int32_t));
+		tgt = malloc((size_t)A * per * sizeof(int32_t));
+	}
+	if ((!pp && (!tok || !tgt)) || !rows || !lens) {
 		rc = diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory for batches");
 		goto done;
 	}
@@ -202,40 +334,26 @@ int trainer_run(struct trainer_result *out, struct model *m, const struct batch_
 		}
 		double t0 = time_monotonic();
 		long unmasked = 0, processed = 0;
-		for (int a = 0; a < A; a++) {
-			lens[a] = T;
-			rc = src->next(src->ud, tok + (size_t)a * per, tgt + (size_t)a * per, B,
-				       &rows[a], &lens[a], d);
-			if (rc)
-				goto done;
-			if (rows[a] < 1 || rows[a] > B || lens[a] < 1 || lens[a] > T) {
-				rc = diag_set(d, FT_EINTERNAL, "", 0, 0,
-					      "batch source returned %d rows of %d tokens", rows[a],
-					      lens[a]);
-				goto done;
-			}
-			processed += (long)rows[a] * lens[a];
-			for (size_t i = 0; i < (size_t)rows[a] * (size_t)lens[a]; i++)
-				unmasked += tgt[(size_t)a * per + i] >= 0;
+		double loss = 0.0;
+		struct pref_stats pst;
+		if (pp) {
+			long ex = 0;
+			rc = pref_step(&loss, &processed, &ex, &pst, m, src, pp, &pb, rows, lens, A, B, T,
+				       d);
+			/* tokens trained: the completions' */
+			for (int a = 0; rc == 0 && a < A; a++)
+				for (size_t i = 0; i < (size_t)2 * (size_t)rows[a] * (size_t)lens[a]; i++)
+					unmasked += pb.comp[(size_t)a * 2 * per + i];
+		} else {
+			rc = sft_step(&loss, &processed, &unmasked, m, src, tok, tgt, rows, lens, A, B, T,
+				      d);
 		}
-		model_zero_grad(m);
-		double loss_sum = 0.0;
-		float scale = unmasked > 0 ? 1.0f / (float)unmasked : 0.0f;
-		for (int a = 0; a < A && unmasked > 0; a++) {
-			float loss = 0.0f;
-			long nt = 0;
-			rc = model_forward_train(m, tok + (size_t)a * per, tgt + (size_t)a * per,
-						 rows[a], lens[a], scale, &loss, &nt);
-			if (rc == 0 && nt > 0)
-				rc = model_backward(m, scale);
-			if (rc) {
+		if (rc) {
+			if (!d->code)
 				diag_set(d, rc, "", 0, 0, "forward/backward failed at step %lld",
 					 (long long)cs.step);
-				goto done;
-			}
-			loss_sum += (double)loss * (double)nt;
+			goto done;
 		}
-		double loss = unmasked > 0 ? loss_sum / (double)unmasked : 0.0;
 		double norm = grad_global_norm_ops(s.ops, s.op, s.n);
 		double lr = tc->optimizer.lr *
 			    lr_schedule_factor(tc->schedule.type, cs.step, o->total_steps,
@@ -290,6 +408,10 @@ int trainer_run(struct trainer_result *out, struct model *m, const struct batch_
 		emit_metric(o->sink, &sink_err, "train", "grad_norm", cs.step, norm);
 		emit_metric(o->sink, &sink_err, "train", "tokens_per_s", cs.step,
 			    dt > 0 ? (double)processed / dt : 0.0);
+		if (pp) {
+			struct emit_ctx ec = {o->sink, &sink_err, cs.step};
+			pref_stats_each(&pst, pp, emit_pref, &ec);
+		}
 		if (o->sink && o->sink->progress)
 			o->sink->progress(o->sink->ud, cs.step, o->total_steps, loss);
 		bool last = cs.step == o->total_steps;
@@ -347,6 +469,7 @@ done:
 	free(tgt);
 	free(rows);
 	free(lens);
+	pair_bufs_free(&pb);
 	tstate_free(&s);
 	return rc;
 }

@@ -707,14 +707,15 @@ static long cpu_crossentropy_forward(float *losses, float *lse, int32_t *argmax,
 }
 
 static void cpu_crossentropy_backward(float *logits, const float *lse, const int32_t *targets,
-				      int n, int v, float scale)
+				      int n, int v, float scale, const float *row_scale)
 {
 #pragma omp parallel for schedule(static)
 	for (int r = 0; r < n; r++) {
 		float *x = logits + (size_t)r * v;
 		int tg = targets[r];
 		if (tg >= 0 && tg < v)
-			ops_crossentropy_row_backward(x, lse[r], tg, v, scale);
+			ops_crossentropy_row_backward(x, lse[r], tg, v,
+						      row_scale ? scale * row_scale[r] : scale);
 		else
 			memset(x, 0, (size_t)v * sizeof(float));
 	}

@@ -1311,10 +1311,10 @@ __global__ static void k_ce_fwd(float *losses, float *lse, int32_t *argmax,
 	}
 }
 
-/* dlogits = scale (softmax - onehot) on unmasked rows, 0 on masked ones (as
- * ops_crossentropy_row_backward, element by element). */
+/* dlogits = scale w[r] (softmax - onehot) on unmasked rows, 0 on masked ones (as
+ * ops_crossentropy_row_backward, element by element); w NULL = 1. */
 __global__ static void k_ce_bwd(float *logits, const float *lse, const int32_t *targets, int n,
-				int v, float scale)
+				int v, float scale, const float *row_scale)
 {
 	size_t total = (size_t)n * v;
 	GRID_STRIDE(idx, total)
@@ -1322,8 +1322,9 @@ __global__ static void k_ce_bwd(float *logits, const float *lse, const int32_t *
 		int r = (int)(idx / (size_t)v), i = (int)(idx % (size_t)v);
 		int tg = targets[r];
 		if (tg >= 0 && tg < v) {
-			float p = scale * expf(logits[idx] - lse[r]);
-			logits[idx] = i == tg ? p - scale : p;
+			float sc = row_scale ? scale * row_scale[r] : scale;
+			float p = sc * expf(logits[idx] - lse[r]);
+			logits[idx] = i == tg ? p - sc : p;
 		} else {
 			logits[idx] = 0.0f;
 		}
@@ -1346,11 +1347,11 @@ static long cu_crossentropy_forward(float *losses, float *lse, int32_t *argmax,
 }
 
 static void cu_crossentropy_backward(float *logits, const float *lse, const int32_t *targets,
-				     int n, int v, float scale)
+				     int n, int v, float scale, const float *row_scale)
 {
 	if (n > 0 && v > 0)
 		LAUNCH(k_ce_bwd, blocks_for((size_t)n * v, 256), 256, logits, lse, targets, n, v,
-		       scale);
+		       scale, row_scale);
 }
 
 /* ---- optimizer support ---- */
