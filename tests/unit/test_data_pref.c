@@ -47,6 +47,7 @@ static const char PAIRS[] =
 	"\"content\": \"Paris\"}], \"rejected\": [{\"role\": \"user\", \"content\": \"Capital?\"}, "
 	"{\"role\": \"assistant\", \"content\": \"Rome\"}]}\n";
 
+/* keys: data.fields.chosen data.fields.rejected */
 static void test_layouts(void **state)
 {
 	(void)state;
@@ -98,6 +99,7 @@ static void test_layouts(void **state)
 	dataset_free(ds);
 }
 
+/* keys: data.fields.choices data.fields.answer */
 static void test_choices_fields(void **state)
 {
 	(void)state;

@@ -382,6 +382,7 @@ static void test_simpo_orpo_and_validation(void **state)
 
 /* Every train.preference key reaches the loss: the config and pref_params carry it, and
  * changing it changes the first step's loss. */
+/* keys: train.objective train.preference.beta train.preference.loss_type train.preference.label_smoothing train.preference.lambda train.preference.gamma */
 static void test_keys_act(void **state)
 {
 	(void)state;
@@ -450,6 +451,7 @@ static void test_keys_act(void **state)
 	}
 }
 
+/* keys: eval.choices */
 static void test_choices_beside_generation(void **state)
 {
 	(void)state;

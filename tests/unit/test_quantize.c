@@ -327,6 +327,7 @@ static struct rec run_quantized(const char *model_dir, const char *q)
 	return r;
 }
 
+/* keys: model.quantize */
 static void test_experiment_key_reaches_the_model(void **state)
 {
 	(void)state;
