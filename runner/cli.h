@@ -58,5 +58,6 @@ int cmd_generate(const struct cli *cli, int argc, char **argv);
 int cmd_export(const struct cli *cli, int argc, char **argv);
 int cmd_bench(const struct cli *cli, int argc, char **argv);
 int cmd_selftest(const struct cli *cli, int argc, char **argv);
+int cmd_synth_model(const struct cli *cli, int argc, char **argv);
 
 #endif

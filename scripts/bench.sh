@@ -17,7 +17,7 @@ seq=${SEQ:-256}
 model=${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 echo "bench: $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -n), $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)"
 for method in ${METHODS:-lora lora-all full}; do
-  ours=$("$bin" bench --mode train --model "$model" --method "$method" --batch "$batch" \
+  ours=$("$bin" bench --backend cpu --mode train --model "$model" --method "$method" --batch "$batch" \
     --seq "$seq" --steps "$steps" --threads "$threads" --precision "${PRECISION:-fp32}")
   echo "== $method"
   echo "$ours"
@@ -47,11 +47,11 @@ for method in ${METHODS:-lora lora-all full}; do
 done
 if [ "${BF16:-1}" = 1 ]; then
   echo "== lora, bf16 matmuls"
-  "$bin" bench --mode train --model "$model" --method lora --batch "$batch" --seq "$seq" \
+  "$bin" bench --backend cpu --mode train --model "$model" --method lora --batch "$batch" --seq "$seq" \
     --steps "$steps" --threads "$threads" --precision bf16
 fi
 if [ "${GENERATE:-1}" = 1 ]; then
   echo "== generate"
-  "$bin" bench --mode generate --model "$model" --threads "$threads"
+  "$bin" bench --backend cpu --mode generate --model "$model" --threads "$threads"
 fi
 echo "bench: done, load: $(cut -d' ' -f1-3 /proc/loadavg)"
