@@ -186,8 +186,9 @@ void ops_cuda_mem_reset_peak(void)
 int ops_cuda_measure_peaks(struct ops_cuda_peaks *out, struct diag *d)
 {
 	memset(out, 0, sizeof *out);
-	char why[512];
-	(void)ops_cuda_probe(NULL, why, sizeof why);
+	char why[512] = "";
+	if (ops_cuda_probe(NULL, why, sizeof why) == 0) /* never without CUDA */
+		snprintf(why, sizeof why, "no CUDA device: this build has no CUDA support");
 	return diag_set(d, FT_EUNSUPP, NULL, 0, 0, "%s", why);
 }
 

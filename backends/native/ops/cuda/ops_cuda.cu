@@ -1411,8 +1411,11 @@ static double time_gemm(int n, const void *a, const void *b, void *c, cudaDataTy
 			cublasComputeType_t ct)
 {
 	cudaEvent_t e0, e1;
-	if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess) {
-		ck_cuda(cudaGetLastError(), "cudaEventCreate", __FILE__, __LINE__);
+	cudaError_t ce = cudaEventCreate(&e0);
+	if (ce == cudaSuccess && (ce = cudaEventCreate(&e1)) != cudaSuccess)
+		(void)cudaEventDestroy(e0);
+	if (ce != cudaSuccess) {
+		ck_cuda(ce, "cudaEventCreate", __FILE__, __LINE__);
 		return 0;
 	}
 	float one = 1.0f, zero = 0.0f;
