@@ -1,7 +1,7 @@
 # ftlab build. Out-of-tree objects under $(BUILD); header dependencies via -MMD.
 # Targets: all test check valgrind lint headercheck fuzz bench demo model clean.
 # Sources are discovered by directory, so adding a .c file needs no Makefile change:
-#   library:  common/ schema/ runner/ backends/ reports/   (runner/main.c is the program)
+#   library:  common/ schema/ store/ scoring/ runner/ backends/ reports/ cli/   (cli/main.c is the program)
 #   tests:    tests/unit/test_*.c      one cmocka executable each
 #   fuzzers:  tests/fuzz/fuzz_*.c      one libFuzzer executable each (clang)
 #   CUDA:     backends/native/ops/cuda/*.cu, only when nvcc is found
@@ -37,8 +37,8 @@ endif
 CFLAGS   := $(CFLAGS_BASE) $(EXTRA_CFLAGS)
 LDFLAGS  := -fopenmp $(LDSAN) $(EXTRA_LDFLAGS)
 
-LIB_DIRS := common schema runner backends reports
-LIB_SRC  := $(filter-out runner/main.c,$(shell find $(LIB_DIRS) -name '*.c' | sort))
+LIB_DIRS := common schema store scoring runner backends reports cli
+LIB_SRC  := $(filter-out cli/main.c,$(shell find $(LIB_DIRS) -name '*.c' | sort))
 CU_SRC   := $(if $(filter 1,$(CUDA)),$(shell find backends -name '*.cu' | sort))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_SRC:%.cu=$(BUILD)/%.cu.o)
 TEST_SRC := $(sort $(wildcard tests/unit/test_*.c))
@@ -63,7 +63,7 @@ $(BUILD)/libftlab.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BIN): $(BUILD)/runner/main.o $(BUILD)/libftlab.a
+$(BIN): $(BUILD)/cli/main.o $(BUILD)/libftlab.a
 	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libftlab.a $(LIBS)
 
 $(BUILD)/%.o: %.c
@@ -100,8 +100,8 @@ valgrind:
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
-	  --suppress=missingIncludeSystem -I. -D__GNUC__ $(LIB_DIRS) runner/main.c
-	clang-tidy --quiet $(LIB_SRC) runner/main.c -- -std=c11 -D_GNU_SOURCE -fopenmp -I. -I/usr/local/cuda/include 2>/dev/null
+	  --suppress=missingIncludeSystem -I. -D__GNUC__ $(LIB_DIRS)
+	clang-tidy --quiet $(LIB_SRC) cli/main.c -- -std=c11 -D_GNU_SOURCE -fopenmp -I. -I/usr/local/cuda/include 2>/dev/null
 
 # Every header compiles on its own.
 headercheck:
@@ -191,7 +191,7 @@ $(GPU_BUNDLE)/MANIFEST: $(GPU_PROGS) $(GPU_INPUTS)
 	GPU_CUDA=$(CUDA) NVCC='$(NVCC)' GPU_XZ=$(GPU_XZ) GPU_SYNTH_FULL=$(GPU_SYNTH_FULL) \
 	  scripts/gpu-bundle.sh $(GPU_STAGE) $(GPU_BUNDLE) '$(ARCH)'
 
-$(GPU_STAGE)/bin/ftlab: $(BUILD)/runner/main.o $(BUILD)/libftlab.a
+$(GPU_STAGE)/bin/ftlab: $(BUILD)/cli/main.o $(BUILD)/libftlab.a
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libftlab.a $(GPU_LIBS)
 

@@ -11,6 +11,7 @@
 
 #include "common/diag.h"
 #include "schema/config.h"
+#include "schema/table.h"
 
 /* Where a backend records what it measures. All callbacks return 0 or an FT_E* code;
  * a non-zero return should end the run. Strings are copied before return.
@@ -48,13 +49,24 @@ struct run_ctx {
 };
 
 struct backend {
-	const char *name; /* "cpu", "cuda", "exec" */
+	enum backend_type type; /* BACKEND_CPU, BACKEND_CUDA or BACKEND_EXEC; backend_name() */
 	/* True when this backend can run here (for `auto`); may set a reason. */
 	bool (*available)(char *why, size_t why_len);
 	/* Runs one sweep point to the end. 0 = finished, FT_EINTR = stopped after a
 	 * checkpoint, anything else = failed with the message in d. */
 	int (*run)(const struct run_ctx *ctx, struct diag *d);
 };
+
+/* Kills (SIGKILL) the child process trees the backends of this process started (the exec
+ * trainer's process group), if any. Async-signal-safe: the runner calls it from its
+ * second-SIGINT handler before _exit. */
+void backend_kill_children(void);
+
+/* The backend's name as backend.type spells it ("cpu", "cuda", "exec"): runs.backend. */
+static inline const char *backend_name(const struct backend *b)
+{
+	return schema_enum_name("backend.type", (int)b->type);
+}
 
 /* The backends compiled into this binary (NULL when not built). */
 const struct backend *backend_exec(void);

@@ -3,6 +3,7 @@
 
 #include <string.h>
 #include <stdlib.h>
+#include "common/banned.h"
 
 void diag_init(struct diag *d)
 {

@@ -10,7 +10,12 @@
 
 #include "diag.h"
 
+/* The program version: `ftlab version`, and the store's message for a newer schema. */
+#define FTLAB_VERSION "0.1.0"
 #define FT_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* The shortest "%g" text of v that reads back as exactly v ("0.0001", "2", "1e-05"). */
+void fmt_shortest(char *buf, size_t n, double v);
 
 /* A growable NUL-terminated byte string. Zero-initialised is empty and valid. */
 struct strbuf {

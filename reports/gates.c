@@ -8,6 +8,7 @@
 
 #include "common/util.h"
 #include "reports/report_write.h"
+#include "common/banned.h"
 
 static void gate_name(char *out, size_t n, const struct config_gate *g)
 {

@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "common/util.h"
+#include "common/banned.h"
 
 struct report *report_new(const char *name)
 {

@@ -10,6 +10,7 @@
 
 #include "common/util.h"
 #include "reports/gnuplot.h"
+#include "common/banned.h"
 
 #define MAX_LOSS_RUNS 12
 #define MAX_SERIES 8

@@ -1,4 +1,4 @@
-/* report_load: the store -> struct report (report_load.h). Uses only runner/store.h's
+/* report_load: the store -> struct report (report_load.h). Uses only store/store.h's
  * readers; parses the experiment spec and run params (JSON) with jansson. */
 #include "reports/report_load.h"
 
@@ -10,6 +10,9 @@
 #include <jansson.h>
 
 #include "common/util.h"
+#include "schema/config.h"
+#include "schema/table.h"
+#include "common/banned.h"
 
 /* A JSON value as display text: strings raw, everything else compact JSON. */
 static char *json_text(const json_t *v)
@@ -47,7 +50,8 @@ static int apply_spec(struct report *r, const char *spec)
 		rc = report_set_text(&r->objective, json_string_value(metric));
 		json_t *goal = json_object_get(obj, "goal");
 		r->objective_set = true;
-		r->maximize = !(json_is_string(goal) && strcmp(json_string_value(goal), "minimize") == 0);
+		r->maximize = schema_enum_index("sweep.objective.goal", json_string_value(goal)) !=
+			      GOAL_MINIMIZE;
 	}
 	json_decref(j);
 	return rc;

@@ -1,4 +1,4 @@
-/* report_load: builds a struct report from the store (runner/store.h, read only).
+/* report_load: builds a struct report from the store (store/store.h, read only).
  * A reference names what to load: an experiment name, a run id (or unique prefix of at
  * least 4 characters), or EXPERIMENT@COMMIT (the experiment's runs last executed at a
  * commit whose id starts with COMMIT). */
@@ -7,7 +7,7 @@
 
 #include "common/diag.h"
 #include "reports/report.h"
-#include "runner/store.h"
+#include "store/store.h"
 
 /* Loads `ref`. *out belongs to the caller (report_free). Predictions are loaded for the
  * best run only. An unknown reference is FT_EINVAL with the known experiments in the hint

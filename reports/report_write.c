@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "reports/report_charts.h"
+#include "common/banned.h"
 
 #define MAX_PRED_PER_SPLIT 20
 #define MAX_DIFF_COLUMNS 12

@@ -4,14 +4,12 @@
 #define FTLAB_PLAN_H
 
 #include "common/diag.h"
-#include "runner/cli.h"
 
 /* The status of run `identity_hex` of experiment `experiment` in the store of
- * cli->workspace: "new" when the store has no such run, else its status ("finished",
+ * `workspace`: "new" when the store has no such run, else its status ("finished",
  * "failed", ..., "cached" when a finished run would be reused). *out is a static string.
- * Returns 0 or an FT_E* code with d set. Until the store exists this always says "new";
- * runner/store.c's author fills it in. */
-int plan_lookup_status(const char **out, const struct cli *cli, const char *experiment,
+ * Returns 0 or an FT_E* code with d set. Without a store in the workspace: "new". */
+int plan_lookup_status(const char **out, const char *workspace, const char *experiment,
 		       const char *identity_hex, struct diag *d) FT_WUR;
 
 #endif

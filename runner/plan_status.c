@@ -8,9 +8,10 @@
 
 #include "common/util.h"
 #include "runner/identity.h"
-#include "runner/store.h"
+#include "store/store.h"
+#include "common/banned.h"
 
-int plan_lookup_status(const char **out, const struct cli *cli, const char *experiment,
+int plan_lookup_status(const char **out, const char *workspace, const char *experiment,
 		       const char *identity_hex, struct diag *d)
 {
 	/* One connection for the whole plan (closed at exit). */
@@ -20,11 +21,11 @@ int plan_lookup_status(const char **out, const struct cli *cli, const char *expe
 	(void)experiment;
 	if (!tried) {
 		tried = true;
-		char *db = path_join(cli->workspace, "ftlab.db");
+		char *db = path_join(workspace, "ftlab.db");
 		bool exists = db && path_exists(db);
 		free(db);
 		if (exists) {
-			int r = store_open(&s, cli->workspace, false, d);
+			int r = store_open(&s, workspace, false, d);
 			if (r)
 				return r;
 		}

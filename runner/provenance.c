@@ -9,6 +9,7 @@
 #include <git2.h>
 
 #include "common/util.h"
+#include "common/banned.h"
 
 void provenance_strip_credentials(char *out, size_t out_len, const char *url)
 {

@@ -18,18 +18,17 @@
 
 #include <jansson.h>
 
-#include "backends/exec/exec.h"
 #include "common/util.h"
-#include "runner/run_table.h"
-#include "runner/store.h"
+#include "store/store.h"
 #include "schema/schema.h"
+#include "common/banned.h"
 
 volatile sig_atomic_t run_stop_flag;
 
 static void on_signal(int sig)
 {
 	if (run_stop_flag && sig == SIGINT) {
-		exec_kill_children();
+		backend_kill_children();
 		_exit(130);
 	}
 	run_stop_flag = 1;
@@ -47,110 +46,21 @@ void run_signals_install(void)
 	signal(SIGPIPE, SIG_IGN);
 }
 
-/* ---- JSON -> YAML ---- */
+/* ---- text forms ---- */
 
-static bool plain_key(const char *k)
+char *run_json_text(const json_t *v)
 {
-	if (!k[0])
-		return false;
-	for (const char *p = k; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		      *p == '_' || *p == '-' || *p == '.'))
-			return false;
-	return true;
-}
-
-static int yaml_scalar(struct strbuf *sb, const json_t *v)
-{
-	char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(17));
-	if (!s)
-		return FT_ENOMEM;
-	int r = strbuf_puts(sb, s);
-	free(s);
-	return r;
-}
-
-static int yaml_emit(struct strbuf *sb, const json_t *v, int indent);
-
-static int yaml_child(struct strbuf *sb, const json_t *v, int indent)
-{
-	if ((json_is_object(v) && json_object_size(v) > 0) ||
-	    (json_is_array(v) && json_array_size(v) > 0)) {
-		int r = strbuf_puts(sb, "\n");
-		return r ? r : yaml_emit(sb, v, indent + 2);
+	if (json_is_string(v))
+		return ft_strdup(json_string_value(v));
+	if (json_is_real(v)) {
+		char buf[64];
+		fmt_shortest(buf, sizeof buf, json_real_value(v));
+		/* Keep reals recognisable as reals: 2 -> 2.0 */
+		if (!strpbrk(buf, ".eEn") && strlen(buf) + 3 < sizeof buf)
+			memcpy(buf + strlen(buf), ".0", 3);
+		return ft_strdup(buf);
 	}
-	int r = strbuf_puts(sb, " ");
-	if (!r)
-		r = yaml_scalar(sb, v);
-	if (!r)
-		r = strbuf_puts(sb, "\n");
-	return r;
-}
-
-static int yaml_emit(struct strbuf *sb, const json_t *v, int indent)
-{
-	int r = 0;
-	if (json_is_object(v)) {
-		const char **keys = NULL;
-		size_t n = json_object_size(v), k = 0;
-		keys = calloc(n ? n : 1, sizeof *keys);
-		if (!keys)
-			return FT_ENOMEM;
-		const char *key;
-		const json_t *val;
-		json_object_foreach((json_t *)v, key, val) keys[k++] = key;
-		n = k; /* only the slots filled above */
-		for (size_t i = 1; i < n; i++) /* sorted keys, as in the canonical form */
-			for (size_t j = i; j > 0 && strcmp(keys[j - 1], keys[j]) > 0; j--) {
-				const char *t = keys[j];
-				keys[j] = keys[j - 1];
-				keys[j - 1] = t;
-			}
-		for (size_t i = 0; i < n && !r; i++) {
-			r = strbuf_printf(sb, "%*s", indent, "");
-			if (!r && plain_key(keys[i]))
-				r = strbuf_printf(sb, "%s:", keys[i]);
-			else if (!r) {
-				json_t *ks = json_string(keys[i]);
-				r = ks ? yaml_scalar(sb, ks) : FT_ENOMEM;
-				json_decref(ks);
-				if (!r)
-					r = strbuf_puts(sb, ":");
-			}
-			if (!r)
-				r = yaml_child(sb, json_object_get(v, keys[i]), indent);
-		}
-		free(keys);
-	} else if (json_is_array(v)) {
-		for (size_t i = 0; i < json_array_size(v) && !r; i++) {
-			r = strbuf_printf(sb, "%*s-", indent, "");
-			if (!r)
-				r = yaml_child(sb, json_array_get(v, i), indent);
-		}
-	} else {
-		r = yaml_scalar(sb, v);
-		if (!r)
-			r = strbuf_puts(sb, "\n");
-	}
-	return r;
-}
-
-int run_json_to_yaml(char **out, const char *json, struct diag *d)
-{
-	*out = NULL;
-	json_error_t je;
-	json_t *root = json_loads(json, JSON_DECODE_ANY, &je);
-	if (!root)
-		return diag_set(d, FT_EINTERNAL, "", 0, 0, "config is not JSON: %s", je.text);
-	struct strbuf sb = {0};
-	int r = yaml_emit(&sb, root, 0);
-	json_decref(root);
-	if (r) {
-		strbuf_free(&sb);
-		return diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory writing config.yaml");
-	}
-	*out = strbuf_detach(&sb);
-	return 0;
+	return json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
 }
 
 /* ---- progress ---- */
@@ -529,7 +439,7 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 		if (!ok) {
 			free(yaml);
 			yaml = NULL;
-			r = run_json_to_yaml(&yaml, cj, d);
+			r = schema_json_to_yaml(&yaml, cj, d);
 		}
 	}
 	if (!r)
@@ -564,7 +474,7 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 	};
 	log_printf(log, "%s run %s (sweep index %zu, params %s) with backend %s, pid %d",
 		   resume ? "resuming" : "starting", pt->id, pt->index, pt->params_json,
-		   opt->backend->name, (int)getpid());
+		   backend_name(opt->backend), (int)getpid());
 	if (resume && store_writer_event(w, "info", "resumed",
 					 "continuing a killed or crashed attempt") != 0) {
 		/* kept in the writer's error; the run itself goes on */
@@ -674,8 +584,8 @@ static int claim_loop(struct store *s, const char *workspace, int64_t invocation
 			.params_json = pt->params_json,
 			.config_json = pt->cfg->canonical_json,
 			.identity = pt->identity,
-			.backend = opt->backend->name,
-			.device = opt->device ? opt->device : opt->backend->name,
+			.backend = backend_name(opt->backend),
+			.device = opt->device ? opt->device : backend_name(opt->backend),
 			.threads = resolved_threads(pt->cfg),
 			.seed = (int64_t)pt->cfg->seed,
 			.run_dir = NULL,

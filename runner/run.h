@@ -13,7 +13,7 @@
 #include "backends/backend.h"
 #include "common/diag.h"
 #include "runner/provenance.h"
-#include "runner/store.h"
+#include "store/store.h"
 
 /* One sweep point, ready to run (borrowed strings and config). */
 struct run_point {
@@ -65,7 +65,9 @@ int run_store_open(struct store **out, const char *workspace, bool create, struc
 /* "method.rank=8 seed=1" from a params JSON object (caller frees; NULL on no memory). */
 char *run_params_text(const char *params_json);
 
-/* Writes a JSON document as block YAML (the run directory's config.yaml). */
-int run_json_to_yaml(char **out, const char *json, struct diag *d) FT_WUR;
+/* A JSON value as text for tables: strings verbatim, numbers in shortest round-trip form
+ * (0.05, not 0.050000000000000003), other values as compact JSON. Caller frees. */
+struct json_t;
+char *run_json_text(const struct json_t *v);
 
 #endif

@@ -13,6 +13,8 @@
 #include "common/rng.h"
 #include "common/util.h"
 #include "schema/node.h"
+#include "schema/table.h"
+#include "common/banned.h"
 
 enum dist {
 	DIST_VALUES, DIST_VALUE, DIST_CATEGORICAL, DIST_INT_UNIFORM, DIST_UNIFORM,
@@ -241,7 +243,7 @@ static int parse_spec(struct sweep_spec *s, const struct experiment *e, struct d
 	if (!sw)
 		return 0;
 	const struct node *m = node_get(sw, "method");
-	s->random = m && strcmp(m->text, "random") == 0;
+	s->random = m && schema_enum_index("sweep.method", m->text) == SWEEP_RANDOM;
 	const struct node *smp = node_get(sw, "samples"), *sd = node_get(sw, "seed");
 	if (smp)
 		parse_i64(smp->text, &s->samples);

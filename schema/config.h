@@ -1,4 +1,4 @@
-/* config: the validated, typed experiment configuration (PRODUCT.md §2) that every layer
+/* config: the validated, typed experiment configuration (docs/experiment-file.md) that every layer
  * reads. Produced by schema_load_file(); plain values, all strings and arrays owned by
  * the struct and freed by config_free(). Paths are already resolved against the
  * experiment file's directory. */
@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Each enum numbers the choices of its key in the schema table's order (schema/table.c):
+ * schema_enum_name() and schema_enum_index() convert, and test_schema checks the counts. */
 enum data_format { DATA_TEXT, DATA_COMPLETION, DATA_INSTRUCTION, DATA_CHAT };
 enum on_bad_example { BAD_EXAMPLE_ERROR, BAD_EXAMPLE_SKIP };
 enum method_type { METHOD_NONE, METHOD_FULL, METHOD_FREEZE, METHOD_LORA };
@@ -18,6 +20,9 @@ enum precision { PRECISION_FP32, PRECISION_BF16 };
 enum nonfinite_policy { NONFINITE_ABORT, NONFINITE_SKIP_STEP };
 enum backend_type { BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA, BACKEND_EXEC };
 enum goal { GOAL_MAXIMIZE, GOAL_MINIMIZE };
+enum sweep_method { SWEEP_GRID, SWEEP_RANDOM };
+/* The named templates of data.template (any other text is a custom template). */
+enum data_template { DATA_TEMPLATE_AUTO, DATA_TEMPLATE_CHATML, DATA_TEMPLATE_ALPACA, DATA_TEMPLATE_PLAIN };
 
 /* A list of owned strings. */
 struct strlist {

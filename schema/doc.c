@@ -5,6 +5,7 @@
 
 #include "schema/internal.h"
 #include "schema/schema.h"
+#include "common/banned.h"
 
 static const char *const intro =
 	"# The experiment file\n"

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "schema/schema.h"
+#include "common/banned.h"
 
 /* ---- JSON -------------------------------------------------------------------------- */
 
@@ -232,6 +233,17 @@ static int yaml_map(struct strbuf *out, const struct node *n, const char *prefix
 	return rc;
 }
 
+/* A document whose top level is not a map: one value on its own line. */
+static int schema_yaml_value(struct strbuf *out, const struct node *n)
+{
+	struct strbuf sub = {0};
+	int rc = yaml_value(&sub, n, "", -1);
+	if (!rc)
+		rc = strbuf_puts(out, sub.buf[0] == ' ' ? sub.buf + 1 : sub.buf);
+	strbuf_free(&sub);
+	return rc;
+}
+
 int schema_yaml(struct strbuf *out, const struct node *n, int indent)
 {
 	if (n->kind != NODE_MAP)
@@ -239,24 +251,39 @@ int schema_yaml(struct strbuf *out, const struct node *n, int indent)
 	return yaml_map(out, n, "", indent);
 }
 
-/* Canonical JSON is YAML flow syntax: parse it back into nodes and print in schema order. */
+/* JSON is YAML flow syntax: parse it back into nodes and print in schema order. */
+int schema_json_to_yaml(char **out, const char *json, struct diag *d)
+{
+	*out = NULL;
+	if (!json)
+		return diag_set(d, FT_EINVAL, "", 0, 0, "no JSON to convert");
+	struct node *tree = NULL;
+	int rc = yaml_parse_nodes(&tree, json, strlen(json), NULL, NULL, "JSON", d);
+	if (rc)
+		return rc;
+	struct strbuf sb = {0};
+	if (tree && tree->kind == NODE_MAP)
+		rc = schema_yaml(&sb, tree, 0);
+	else if (tree)
+		rc = schema_yaml_value(&sb, tree);
+	node_free(tree);
+	if (rc) {
+		strbuf_free(&sb);
+		return diag_set(d, rc, "", 0, 0, "cannot write YAML");
+	}
+	*out = sb.buf ? strbuf_detach(&sb) : ft_strdup("{}\n");
+	return *out ? 0 : diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
+}
+
 static int json_write_yaml(FILE *out, const char *json)
 {
 	struct diag d;
 	diag_init(&d);
-	struct node *tree = NULL;
-	if (!json)
-		return FT_EINVAL;
-	int rc = yaml_parse_nodes(&tree, json, strlen(json), NULL, NULL, "canonical JSON", &d);
-	if (rc)
-		return rc;
-	struct strbuf sb = {0};
-	if (tree)
-		rc = schema_yaml(&sb, tree, 0);
-	if (!rc && sb.buf && fputs(sb.buf, out) == EOF)
+	char *yaml = NULL;
+	int rc = schema_json_to_yaml(&yaml, json, &d);
+	if (!rc && fputs(yaml, out) == EOF)
 		rc = FT_EIO;
-	strbuf_free(&sb);
-	node_free(tree);
+	free(yaml);
 	return rc;
 }
 
@@ -272,55 +299,62 @@ int experiment_write_yaml(FILE *out, const struct experiment *e)
 
 /* ---- struct config ------------------------------------------------------------------ */
 
+struct filler {
+	const struct node *r;
+	const char *table_prefix; /* the table path of r: "" for the root, "gates[]." */
+	const char *base_dir;
+	int rc;
+};
+
 static const char *txt(const struct node *r, const char *path)
 {
 	const struct node *n = node_get_path(r, path);
 	return n && n->kind == NODE_SCALAR ? n->text : NULL;
 }
 
-static int64_t get_i64(const struct node *r, const char *path, int64_t def)
+/* The filler reads the resolved tree, which already holds every default of the schema
+ * table (validate.c fills them), so no default is written here: an absent key is one the
+ * experiment does not have (a LoRA key under method full, an unset optional value) and
+ * reads as 0, false or NULL. */
+static const char *value(const struct filler *F, const char *path)
 {
-	const char *t = txt(r, path);
+	return txt(F->r, path);
+}
+
+/* absent: what the field holds when the key is absent (not a default: a sentinel). */
+static int64_t get_i64_or(const struct filler *F, const char *path, int64_t absent)
+{
+	const char *t = value(F, path);
 	int64_t v;
-	return t && parse_i64(t, &v) ? v : def;
+	return t && parse_i64(t, &v) ? v : absent;
 }
 
-static double get_f64(const struct node *r, const char *path, double def)
+static int64_t get_i64(const struct filler *F, const char *path)
 {
-	const char *t = txt(r, path);
+	return get_i64_or(F, path, 0);
+}
+
+static double get_f64(const struct filler *F, const char *path)
+{
+	const char *t = value(F, path);
 	double v;
-	return t && parse_f64(t, &v) ? v : def;
+	return t && parse_f64(t, &v) ? v : 0;
 }
 
-static bool get_bool(const struct node *r, const char *path)
+static bool get_bool(const struct filler *F, const char *path)
 {
-	const char *t = txt(r, path);
+	const char *t = value(F, path);
 	return t && strcmp(t, "true") == 0;
 }
 
-/* Index of t in "a|b|c" (0 when absent). */
-static int get_enum(const struct node *r, const char *path, const char *choices)
+/* The index of the value among the key's choices: config.h's enums follow table order. */
+static int get_enum(const struct filler *F, const char *path)
 {
-	const char *t = txt(r, path);
-	if (!t)
-		return 0;
-	int idx = 0;
-	size_t n = strlen(t);
-	for (const char *p = choices; p && *p; idx++) {
-		const char *bar = strchr(p, '|');
-		size_t len = bar ? (size_t)(bar - p) : strlen(p);
-		if (len == n && memcmp(p, t, n) == 0)
-			return idx;
-		p = bar ? bar + 1 : NULL;
-	}
-	return 0;
+	char full[128];
+	snprintf(full, sizeof full, "%s%s", F->table_prefix, path);
+	int i = schema_enum_index(full, value(F, path));
+	return i < 0 ? 0 : i;
 }
-
-struct filler {
-	const struct node *r;
-	const char *base_dir;
-	int rc;
-};
 
 static char *fstr(struct filler *F, const char *path)
 {
@@ -379,22 +413,23 @@ static void fill_split(struct filler *F, struct split_spec *s, const char *path,
 	snprintf(sub, sizeof sub, "%s.from", path);
 	s->from = fstr(F, sub);
 	snprintf(sub, sizeof sub, "%s.fraction", path);
-	s->fraction = get_f64(F->r, sub, 0);
+	s->fraction = get_f64(F, sub);
 	snprintf(sub, sizeof sub, "%s.seed", path);
-	s->seed = (uint64_t)get_i64(F->r, sub, (int64_t)seed);
+	/* Absent: the experiment seed (a computed default, see data.validation.seed). */
+	s->seed = txt(F->r, sub) ? (uint64_t)get_i64(F, sub) : seed;
 }
 
 int schema_fill_config(struct config *c, const struct node *r, const char *base_dir)
 {
-	struct filler F = {.r = r, .base_dir = base_dir};
+	struct filler F = {.r = r, .table_prefix = "", .base_dir = base_dir};
 	c->name = fstr(&F, "name");
 	c->description = fstr(&F, "description");
-	c->seed = (uint64_t)get_i64(r, "seed", 0);
+	c->seed = (uint64_t)get_i64(&F, "seed");
 	c->model.base = fpath(&F, "model.base");
-	c->model.context = (int)get_i64(r, "model.context", 512);
+	c->model.context = (int)get_i64(&F, "model.context");
 
 	struct config_data *d = &c->data;
-	d->format = (enum data_format)get_enum(r, "data.format", "text|completion|instruction|chat");
+	d->format = (enum data_format)get_enum(&F, "data.format");
 	d->train = fpath(&F, "data.train");
 	fill_split(&F, &d->validation, "data.validation", c->seed);
 	fill_split(&F, &d->test, "data.test", c->seed);
@@ -413,76 +448,77 @@ int schema_fill_config(struct config *c, const struct node *r, const char *base_
 	else
 		d->template_custom = fstr(&F, "data.template");
 	d->system = fstr(&F, "data.system");
-	d->max_length = (int)get_i64(r, "data.max_length", c->model.context);
-	d->train_on_inputs = get_bool(r, "data.train_on_inputs");
-	d->packing = get_bool(r, "data.packing");
-	d->limit_train = get_i64(r, "data.limit.train", 0);
-	d->limit_validation = get_i64(r, "data.limit.validation", 0);
-	d->limit_test = get_i64(r, "data.limit.test", 0);
-	d->on_bad_example = (enum on_bad_example)get_enum(r, "data.on_bad_example", "error|skip");
+	d->max_length = (int)get_i64(&F, "data.max_length");
+	d->train_on_inputs = get_bool(&F, "data.train_on_inputs");
+	d->packing = get_bool(&F, "data.packing");
+	d->limit_train = get_i64(&F, "data.limit.train");
+	d->limit_validation = get_i64(&F, "data.limit.validation");
+	d->limit_test = get_i64(&F, "data.limit.test");
+	d->on_bad_example = (enum on_bad_example)get_enum(&F, "data.on_bad_example");
 
 	struct config_method *m = &c->method;
-	m->type = (enum method_type)get_enum(r, "method.type", "none|full|freeze|lora");
-	m->rank = (int)get_i64(r, "method.rank", 0);
-	m->alpha = get_f64(r, "method.alpha", 0);
-	m->dropout = get_f64(r, "method.dropout", 0);
+	m->type = (enum method_type)get_enum(&F, "method.type");
+	m->rank = (int)get_i64(&F, "method.rank");
+	m->alpha = get_f64(&F, "method.alpha");
+	m->dropout = get_f64(&F, "method.dropout");
 	const char *tg = txt(r, "method.targets");
 	m->all_linear = tg && strcmp(tg, "all-linear") == 0;
 	flist(&F, &m->targets, "method.targets");
-	m->rslora = get_bool(r, "method.rslora");
+	m->rslora = get_bool(&F, "method.rslora");
 	flist(&F, &m->trainable, "method.trainable");
-	m->layers_first = (int)get_i64(r, "method.layers.first", -1);
-	m->layers_last = (int)get_i64(r, "method.layers.last", -1);
+	/* -1: no layer range (method.layers absent) */
+	m->layers_first = (int)get_i64_or(&F, "method.layers.first", -1);
+	m->layers_last = (int)get_i64_or(&F, "method.layers.last", -1);
 
 	struct config_train *t = &c->train;
-	t->epochs = (int)get_i64(r, "train.epochs", 0);
-	t->steps = get_i64(r, "train.steps", 0);
-	t->batch_size = (int)get_i64(r, "train.batch_size", 8);
-	t->grad_accum = (int)get_i64(r, "train.grad_accum", 1);
-	t->optimizer.type = (enum optimizer_type)get_enum(r, "train.optimizer.type", "adamw|sgd");
-	t->optimizer.lr = get_f64(r, "train.optimizer.lr", 2e-4);
+	t->epochs = (int)get_i64(&F, "train.epochs");
+	t->steps = get_i64(&F, "train.steps");
+	t->batch_size = (int)get_i64(&F, "train.batch_size");
+	t->grad_accum = (int)get_i64(&F, "train.grad_accum");
+	t->optimizer.type = (enum optimizer_type)get_enum(&F, "train.optimizer.type");
+	t->optimizer.lr = get_f64(&F, "train.optimizer.lr");
 	const struct node *betas = node_get_path(r, "train.optimizer.betas");
 	if (betas && betas->n == 2) {
 		parse_f64(betas->items[0]->text, &t->optimizer.beta1);
 		parse_f64(betas->items[1]->text, &t->optimizer.beta2);
 	}
-	t->optimizer.eps = get_f64(r, "train.optimizer.eps", 1e-8);
-	t->optimizer.weight_decay = get_f64(r, "train.optimizer.weight_decay", 0);
+	t->optimizer.eps = get_f64(&F, "train.optimizer.eps");
+	t->optimizer.weight_decay = get_f64(&F, "train.optimizer.weight_decay");
 	t->schedule.type =
-		(enum schedule_type)get_enum(r, "train.schedule.type", "constant|linear|cosine");
-	t->schedule.warmup_steps = get_i64(r, "train.schedule.warmup_steps", 0);
-	t->schedule.min_lr_ratio = get_f64(r, "train.schedule.min_lr_ratio", 0);
-	t->max_grad_norm = get_f64(r, "train.max_grad_norm", 1.0);
-	t->precision = (enum precision)get_enum(r, "train.precision", "fp32|bf16");
-	t->grad_checkpointing = get_bool(r, "train.grad_checkpointing");
-	t->eval_every = get_i64(r, "train.eval_every", 0);
-	t->checkpoint_every = get_i64(r, "train.checkpoint_every", 0);
+		(enum schedule_type)get_enum(&F, "train.schedule.type");
+	t->schedule.warmup_steps = get_i64(&F, "train.schedule.warmup_steps");
+	t->schedule.min_lr_ratio = get_f64(&F, "train.schedule.min_lr_ratio");
+	t->max_grad_norm = get_f64(&F, "train.max_grad_norm");
+	t->precision = (enum precision)get_enum(&F, "train.precision");
+	t->grad_checkpointing = get_bool(&F, "train.grad_checkpointing");
+	t->eval_every = get_i64(&F, "train.eval_every");
+	t->checkpoint_every = get_i64(&F, "train.checkpoint_every");
 	if (node_get_path(r, "train.early_stopping")) {
 		t->early_stopping.enabled = true;
 		t->early_stopping.metric = fstr(&F, "train.early_stopping.metric");
-		t->early_stopping.patience = (int)get_i64(r, "train.early_stopping.patience", 3);
-		t->early_stopping.min_delta = get_f64(r, "train.early_stopping.min_delta", 0);
+		t->early_stopping.patience = (int)get_i64(&F, "train.early_stopping.patience");
+		t->early_stopping.min_delta = get_f64(&F, "train.early_stopping.min_delta");
 	}
-	t->nonfinite = (enum nonfinite_policy)get_enum(r, "train.nonfinite", "abort|skip_step");
+	t->nonfinite = (enum nonfinite_policy)get_enum(&F, "train.nonfinite");
 
 	struct config_eval *e = &c->eval;
 	flist(&F, &e->splits, "eval.splits");
 	flist(&F, &e->metrics, "eval.metrics");
-	e->generate.max_new_tokens = (int)get_i64(r, "eval.generate.max_new_tokens", 64);
-	e->generate.temperature = get_f64(r, "eval.generate.temperature", 0);
-	e->generate.top_k = (int)get_i64(r, "eval.generate.top_k", 0);
-	e->generate.top_p = get_f64(r, "eval.generate.top_p", 1);
+	e->generate.max_new_tokens = (int)get_i64(&F, "eval.generate.max_new_tokens");
+	e->generate.temperature = get_f64(&F, "eval.generate.temperature");
+	e->generate.top_k = (int)get_i64(&F, "eval.generate.top_k");
+	e->generate.top_p = get_f64(&F, "eval.generate.top_p");
 	flist(&F, &e->generate.stop, "eval.generate.stop");
-	e->compare_base = get_bool(r, "eval.compare_base");
-	e->bootstrap = (int)get_i64(r, "eval.bootstrap", 1000);
-	e->samples = (int)get_i64(r, "eval.samples", 20);
+	e->compare_base = get_bool(&F, "eval.compare_base");
+	e->bootstrap = (int)get_i64(&F, "eval.bootstrap");
+	e->samples = (int)get_i64(&F, "eval.samples");
 
 	struct config_backend *b = &c->backend;
-	b->type = (enum backend_type)get_enum(r, "backend.type", "auto|cpu|cuda|exec");
-	b->threads = (int)get_i64(r, "backend.threads", 0);
-	b->device = (int)get_i64(r, "backend.device", 0);
+	b->type = (enum backend_type)get_enum(&F, "backend.type");
+	b->threads = (int)get_i64(&F, "backend.threads");
+	b->device = (int)get_i64(&F, "backend.device");
 	flist(&F, &b->command, "backend.command");
-	b->timeout_s = get_f64(r, "backend.timeout", 0);
+	b->timeout_s = get_f64(&F, "backend.timeout");
 	b->metrics_file = fstr(&F, "backend.metrics_file");
 	b->workdir = fpath(&F, "backend.workdir");
 
@@ -495,7 +531,7 @@ int schema_fill_config(struct config *c, const struct node *r, const char *base_
 		for (size_t i = 0; i < gates->n; i++) {
 			const struct node *g = gates->items[i];
 			struct config_gate *cg = &c->gates[i];
-			struct filler G = {.r = g, .base_dir = base_dir};
+			struct filler G = {.r = g, .table_prefix = "gates[].", .base_dir = base_dir};
 			cg->metric = fstr(&G, "metric");
 			if (G.rc)
 				F.rc = G.rc;
@@ -506,15 +542,15 @@ int schema_fill_config(struct config *c, const struct node *r, const char *base_
 			cg->has_max = txt(g, "max") != NULL;
 			cg->has_min_delta = txt(g, "min_delta") != NULL;
 			cg->has_max_regression = txt(g, "max_regression") != NULL;
-			cg->min = get_f64(g, "min", 0);
-			cg->max = get_f64(g, "max", 0);
-			cg->min_delta = get_f64(g, "min_delta", 0);
-			cg->max_regression = get_f64(g, "max_regression", 0);
+			cg->min = get_f64(&G, "min");
+			cg->max = get_f64(&G, "max");
+			cg->min_delta = get_f64(&G, "min_delta");
+			cg->max_regression = get_f64(&G, "max_regression");
 			cg->line = g->line;
 		}
 	}
 	c->objective_metric = fstr(&F, "sweep.objective.metric");
-	c->objective_goal = (enum goal)get_enum(r, "sweep.objective.goal", "maximize|minimize");
+	c->objective_goal = (enum goal)get_enum(&F, "sweep.objective.goal");
 	return F.rc;
 }
 

@@ -8,8 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/sha256.h"
+#include "common/hash.h"
 #include "schema/internal.h"
+#include "common/banned.h"
 
 struct experiment {
 	char *path;            /* as given */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "common/banned.h"
 
 struct node *node_new(enum node_kind kind)
 {

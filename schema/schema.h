@@ -13,7 +13,7 @@
 #include "common/diag.h"
 #include "schema/config.h"
 
-/* Caps on untrusted input (RELIABILITY.md, YAML). */
+/* Caps on untrusted input (stated at the top of docs/experiment-file.md). */
 #define SCHEMA_MAX_FILE_BYTES (1u << 20) /* one experiment file */
 #define SCHEMA_MAX_DEPTH 32              /* nesting of maps and lists */
 #define SCHEMA_MAX_EXTENDS 16            /* length of an `extends:` chain */
@@ -45,6 +45,10 @@ const char *experiment_spec_hash(const struct experiment *e);
 /* Writes the resolved config (defaults filled, keys in schema order) as YAML, from its
  * canonical JSON. Returns 0 or FT_EIO. */
 int config_write_yaml(FILE *out, const struct config *c) FT_WUR;
+/* Any JSON text as YAML, keys of the experiment file in schema order, other keys after
+ * them in their order; the one YAML emitter (config.yaml, `ftlab show`, `ftlab check`).
+ * *out is owned by the caller. FT_EINVAL (JSON not readable) or FT_ENOMEM with d set. */
+int schema_json_to_yaml(char **out, const char *json, struct diag *d) FT_WUR;
 
 /* Writes the whole resolved experiment (config, sweep, gates) as YAML in schema order. */
 int experiment_write_yaml(FILE *out, const struct experiment *e) FT_WUR;

@@ -1,12 +1,15 @@
-/* table: every key of the experiment file (PRODUCT.md §2) with type, default, range and
+/* table: every key of the experiment file (docs/experiment-file.md) with type, default, range and
  * meaning. Order here is the order of `ftlab check` output and of the manual. Adding a
  * key: a row here, its reading in validate.c (config_fill), a field in config.h. */
 #include "schema/table.h"
 
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/util.h"
+#include "common/banned.h"
 
 #define NOB 0.0, 0.0
 #define RANGE(lo, hi) (lo), (hi)
@@ -301,4 +304,62 @@ bool schema_choice_nearest(const char *choices, const char *word, char *buf, siz
 		return false;
 	snprintf(buf, n, "%s", near);
 	return true;
+}
+
+/* The choices of every key, split once into NUL-terminated names. */
+#define MAX_CHOICES 32
+struct choice_names {
+	char *buf;
+	const char *names[MAX_CHOICES];
+	int n;
+};
+
+static struct choice_names *choice_table;
+static pthread_once_t choice_once = PTHREAD_ONCE_INIT;
+
+static void choice_init(void)
+{
+	choice_table = calloc(schema_n_keys, sizeof *choice_table);
+	if (!choice_table)
+		return;
+	for (size_t i = 0; i < schema_n_keys; i++) {
+		struct choice_names *c = &choice_table[i];
+		if (!schema_keys[i].choices || !(c->buf = ft_strdup(schema_keys[i].choices)))
+			continue;
+		for (char *p = c->buf; p && *p && c->n < MAX_CHOICES;) {
+			c->names[c->n++] = p;
+			char *bar = strchr(p, '|');
+			if (bar)
+				*bar = '\0';
+			p = bar ? bar + 1 : NULL;
+		}
+	}
+}
+
+static const struct choice_names *choices_of(const char *path)
+{
+	pthread_once(&choice_once, choice_init);
+	const struct key_desc *k = schema_find(path);
+	return k && choice_table ? &choice_table[k - schema_keys] : NULL;
+}
+
+const char *schema_enum_name(const char *path, int value)
+{
+	const struct choice_names *c = choices_of(path);
+	return c && value >= 0 && value < c->n ? c->names[value] : "?";
+}
+
+int schema_enum_index(const char *path, const char *name)
+{
+	const struct choice_names *c = choices_of(path);
+	for (int i = 0; c && name && i < c->n; i++)
+		if (strcmp(c->names[i], name) == 0)
+			return i;
+	return -1;
+}
+
+int schema_enum_count(const char *path)
+{
+	const struct choice_names *c = choices_of(path);
+	return c ? c->n : 0;
 }

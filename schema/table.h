@@ -64,4 +64,13 @@ bool schema_choice_ok(const char *choices, const char *choice);
 /* The nearest word of a "a|b|c" list to word, copied into buf; false when none. */
 bool schema_choice_nearest(const char *choices, const char *word, char *buf, size_t n);
 
+/* The enums of struct config (config.h) number the choices of their key in table order,
+ * so these are the one place their names live. The name of choice `value` of the key at
+ * path ("method.type", 3 -> "lora"; a static string), or "?" out of range. Thread-safe. */
+const char *schema_enum_name(const char *path, int value);
+/* The index of name among the choices of path, or -1. */
+int schema_enum_index(const char *path, const char *name);
+/* How many choices path has (0 for a key without choices). */
+int schema_enum_count(const char *path);
+
 #endif

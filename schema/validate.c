@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "schema/schema.h"
+#include "common/banned.h"
 
 struct vstate {
 	const char *top_dir; /* absolute */

@@ -11,6 +11,7 @@
 
 #include "common/util.h"
 #include "schema/schema.h"
+#include "common/banned.h"
 
 struct loader {
 	yaml_parser_t parser;

@@ -10,10 +10,6 @@
 
 struct run_ctx;
 
-/* Kills (SIGKILL) the process group of the trainer this process is running, if any.
- * Async-signal-safe: the runner calls it from its second-SIGINT handler before _exit. */
-void exec_kill_children(void);
-
 /* Replaces every {dotted.path} in `arg` with the value at that path in the JSON config
  * (strings verbatim, numbers in shortest round-trip form, booleans true/false, lists and
  * maps as compact JSON); "{{" and "}}" are literal braces. *out is owned by the caller.

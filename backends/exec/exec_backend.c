@@ -22,8 +22,9 @@
 #include <jansson.h>
 
 #include "backends/backend.h"
-#include "backends/native/eval/metrics.h"
+#include "scoring/metrics.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 extern char **environ;
 
@@ -34,7 +35,7 @@ extern char **environ;
 /* The trainer's process group, for the async-signal-safe kill. */
 static volatile sig_atomic_t child_pgid;
 
-void exec_kill_children(void)
+void backend_kill_children(void)
 {
 	pid_t pg = (pid_t)child_pgid;
 	if (pg > 0)
@@ -51,13 +52,8 @@ static int format_json_value(struct strbuf *sb, const json_t *v)
 	case JSON_INTEGER:
 		return strbuf_printf(sb, "%lld", (long long)json_integer_value(v));
 	case JSON_REAL: {
-		double x = json_real_value(v);
 		char buf[64];
-		for (int prec = 1; prec <= 17; prec++) {
-			snprintf(buf, sizeof buf, "%.*g", prec, x);
-			if (strtod(buf, NULL) == x)
-				break;
-		}
+		fmt_shortest(buf, sizeof buf, json_real_value(v));
 		return strbuf_puts(sb, buf);
 	}
 	case JSON_TRUE:
@@ -416,7 +412,7 @@ static bool was_reported(const struct exec_state *st, const char *model, const c
 }
 
 /* Computes a metric named in eval.metrics over one (model, split) group of predictions
- * with the shared metric library (backends/native/eval/metrics.h), so exec and native runs
+ * with the shared metric library (scoring/metrics.h), so exec and native runs
  * are scored by the same code: corpus value from summed sufficient statistics. Returns
  * false when the name is not a text metric (loss, perplexity need the model). */
 static bool score_group(const struct exec_state *st, size_t first, const char *metric,
@@ -806,7 +802,7 @@ static bool exec_available(char *why, size_t why_len)
 }
 
 static const struct backend exec_backend = {
-	.name = "exec",
+	.type = BACKEND_EXEC,
 	.available = exec_available,
 	.run = exec_run,
 };

@@ -11,6 +11,7 @@
 #include "backends/backend.h"
 #include "backends/native/native_engine.h"
 #include "backends/native/ops/cuda/ops_cuda.h"
+#include "common/banned.h"
 
 static bool cuda_available(char *why, size_t why_len)
 {
@@ -49,7 +50,7 @@ static int cuda_run(const struct run_ctx *ctx, struct diag *d)
 	return rc;
 }
 
-static const struct backend cuda_backend = {"cuda", cuda_available, cuda_run};
+static const struct backend cuda_backend = {BACKEND_CUDA, cuda_available, cuda_run};
 
 const struct backend *backend_cuda(void)
 {

@@ -20,8 +20,10 @@
 #include "backends/native/ops/ops.h"
 #include "backends/native/peft/adapter.h"
 #include "backends/native/train/trainer.h"
-#include "common/sha256.h"
+#include "common/hash.h"
 #include "common/util.h"
+#include "schema/table.h"
+#include "common/banned.h"
 
 /* ---- the data loader as the trainer's batch source ---- */
 
@@ -114,8 +116,7 @@ static void artifact(const struct run_ctx *ctx, const char *kind, const char *re
 
 static const char *method_name(enum method_type t)
 {
-	static const char *const n[] = {"none", "full", "freeze", "lora"};
-	return n[t];
+	return schema_enum_name("method.type", (int)t);
 }
 
 static void fill_model_opts(struct model_opts *o, const struct config *cfg, int max_batch,
@@ -151,10 +152,7 @@ static void data_hash(char out[65], const struct data_prepared *p)
 	const struct dataset *ds[3] = {p->splits.train, p->splits.validation, p->splits.test};
 	for (int i = 0; i < 3; i++)
 		sha256_update(&s, ds[i] ? ds[i]->file_hash : "-", ds[i] ? 64 : 1);
-	uint8_t h[32];
-	sha256_final(&s, h);
-	for (int i = 0; i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", h[i]);
+	sha256_final_hex(&s, out);
 }
 
 /* The LoRA adapter in PEFT layout under run_dir/adapter/ (the weights copied to the host). */
@@ -427,7 +425,7 @@ static bool native_available(char *why, size_t why_len)
 	return true;
 }
 
-static const struct backend cpu_backend = {"cpu", native_available, native_run};
+static const struct backend cpu_backend = {BACKEND_CPU, native_available, native_run};
 
 const struct backend *backend_cpu(void)
 {

@@ -38,10 +38,11 @@
 #include "backends/native/ops/ops_math.h"
 #include "common/rng.h"
 #include "common/util.h"
-#include "runner/selftest.h"
+#include "backends/native/selftest.h"
 #include "schema/schema.h"
 #include "tests/unit/ops_guard.h"
 #include "tests/unit/tiny_model.h"
+#include "common/banned.h"
 
 const struct ops *emu_ops_cuda_impl_table(int index);
 int emu_ops_cuda_impl_probe(struct ops_cuda_device *out, int index, char *why, size_t why_len);

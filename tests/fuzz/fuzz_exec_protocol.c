@@ -7,6 +7,7 @@
 
 #include "backends/backend.h"
 #include "backends/exec/exec.h"
+#include "common/banned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

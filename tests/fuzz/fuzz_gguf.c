@@ -7,6 +7,7 @@
 #include "backends/native/io/io_internal.h"
 #include "backends/native/tok/tokenizer.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -8,6 +8,7 @@
 #include "backends/native/data/dataset.h"
 #include "backends/native/data/loader.h"
 #include "backends/native/data/template.h"
+#include "common/banned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

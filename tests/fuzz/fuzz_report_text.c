@@ -12,6 +12,7 @@
 #include "reports/gnuplot.h"
 #include "reports/report.h"
 #include "reports/report_write.h"
+#include "common/banned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -5,6 +5,7 @@
 
 #include "backends/native/io/io_internal.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

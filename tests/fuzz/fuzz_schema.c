@@ -12,6 +12,7 @@
 #include "common/util.h"
 #include "runner/sweep.h"
 #include "schema/schema.h"
+#include "common/banned.h"
 
 #define FUZZ_DIR "/tmp/ftlab-fuzz-schema"
 

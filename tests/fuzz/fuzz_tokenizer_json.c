@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "backends/native/tok/tokenizer.h"
+#include "common/banned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

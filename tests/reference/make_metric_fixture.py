@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Metric parity fixture for backends/native/eval/metrics.c.
+"""Metric parity fixture for scoring/metrics.c.
 
 How it was made: `/usr/bin/python3 tests/reference/make_metric_fixture.py >
 tests/reference/metrics_fixture.jsonl` with sacrebleu 2.4.3 and rouge-score 0.1.2.

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "backends/native/ops/ops.h"
+#include "common/banned.h"
 
 #define MAX_REGIONS 256
 

@@ -1,5 +1,5 @@
 /* report_fixture: test support shared by the report, gate and JUnit tests: a realistic
- * sweep report built through the report API (and the injection strings of RELIABILITY.md),
+ * sweep report built through the report API (and the injection strings docs/reports.md lists),
  * temporary directories and whole-file reads. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,12 +15,13 @@
 
 #include "tests/unit/report_fixture.h"
 
-#include "backends/native/eval/bootstrap.h"
+#include "scoring/bootstrap.h"
 #include "common/rng.h"
 #include "common/util.h"
-#include "runner/store.h"
+#include "store/store.h"
+#include "common/banned.h"
 
-/* The strings RELIABILITY.md names, each trying to run `touch x` in the report directory. */
+/* The injection strings of docs/reports.md, each trying to run `touch x` in the report directory. */
 const char *const FIXTURE_INJECT[6] = {
 	"`touch x`",
 	"a'; system(\"touch x\"); '",

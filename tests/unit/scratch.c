@@ -14,6 +14,7 @@
 
 #include "common/diag.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 static char scratch_dir[256];
 

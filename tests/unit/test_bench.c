@@ -20,6 +20,7 @@
 #include "common/util.h"
 #include "tests/unit/scratch.h"
 #include "tests/unit/tiny_model.h"
+#include "common/banned.h"
 
 static char model[1200], sout[1 << 16], serr[1 << 16];
 

@@ -1,4 +1,4 @@
-/* Unit tests for eval/bootstrap: coverage on synthetic data with a known answer
+/* Unit tests for scoring/bootstrap: coverage on synthetic data with a known answer
  * (Bernoulli means and a paired difference), determinism, interpolation, and corpus
  * BLEU resampled from summed statistics. */
 #include <setjmp.h>
@@ -10,9 +10,10 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "backends/native/eval/bootstrap.h"
-#include "backends/native/eval/metrics.h"
+#include "scoring/bootstrap.h"
+#include "scoring/metrics.h"
 #include "common/rng.h"
+#include "common/banned.h"
 
 enum { N = 100, TRIALS = 400, RESAMPLES = 400 };
 

@@ -15,6 +15,7 @@
 
 #include "backends/native/train/checkpoint.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 #define NW 1000
 

@@ -17,10 +17,11 @@
 
 #include "common/util.h"
 #include "runner/identity.h"
-#include "runner/store.h"
+#include "store/store.h"
 #include "runner/sweep.h"
 #include "schema/schema.h"
 #include "tests/unit/report_fixture.h"
+#include "common/banned.h"
 
 static char *g_dir; /* experiment files and the workspace .ftlab */
 

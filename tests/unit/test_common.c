@@ -12,8 +12,9 @@
 
 #include "common/diag.h"
 #include "common/rng.h"
-#include "common/sha256.h"
+#include "common/hash.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 static void test_diag_first_error_wins(void **state)
 {

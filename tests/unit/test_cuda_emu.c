@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 
 #include "backends/native/ops/cuda/ops_cuda.h"
+#include "common/banned.h"
 
 static double mtime(const char *path)
 {

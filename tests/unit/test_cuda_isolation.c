@@ -30,6 +30,7 @@
 #include "schema/schema.h"
 #include "tests/unit/ops_guard.h"
 #include "tests/unit/tiny_model.h"
+#include "common/banned.h"
 
 #define MAX_REC 256
 

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "backends/native/ops/cuda/ops_cuda.h"
+#include "common/banned.h"
 
 static const char *const kernels[] = {
 	"k_f32_to_bf16",     "k_scale_or_zero",    "k_add",           "k_axpy",

@@ -13,8 +13,9 @@
 #include <unistd.h>
 
 #include "backends/native/data/dataset.h"
-#include "common/sha256.h"
+#include "common/hash.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 static int sha256_file_hex_wrap(char hex[65], const char *path)
 {
@@ -195,7 +196,9 @@ static void test_malformed_corpus(void **state)
 		if (line[0] == '#' || line[0] == '\n')
 			continue;
 		line[strcspn(line, "\n")] = 0;
-		char *file = strtok(line, "\t"), *fmt = strtok(NULL, "\t"), *want = strtok(NULL, "\t");
+		char *save = NULL;
+		char *file = strtok_r(line, "\t", &save), *fmt = strtok_r(NULL, "\t", &save),
+		     *want = strtok_r(NULL, "\t", &save);
 		assert_non_null(want);
 		char *path = path_join(dir, file);
 		struct dataset *ds = NULL;

@@ -15,6 +15,7 @@
 #include "backends/native/io/model_file.h"
 #include "common/util.h"
 #include "schema/schema.h"
+#include "common/banned.h"
 
 static char *root_path(const char *rel)
 {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "backends/native/data/loader.h"
+#include "common/banned.h"
 
 /* n examples; example i has length 3 + i % 5, ids 1000*i + k, loss on its second half. */
 static struct tok_set *make_set(size_t n)

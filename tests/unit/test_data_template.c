@@ -15,6 +15,7 @@
 #include "backends/native/data/loader.h"
 #include "backends/native/data/template.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 static int byte_encode(void *ud, const char *text, size_t len, bool special, int32_t **out,
 		       size_t *n, struct diag *d)

@@ -24,6 +24,7 @@
 #include "backends/native/ops/cpu/ops_cpu_internal.h"
 #include "backends/native/ops/ops.h"
 #include "common/rng.h"
+#include "common/banned.h"
 
 static float *rnd(size_t n, uint64_t seed)
 {

@@ -21,6 +21,7 @@
 #include "common/rng.h"
 #include "tests/unit/tiny_model.h"
 #include "tests/unit/tiny_weights.h"
+#include "common/banned.h"
 
 struct rec {
 	char model[8], metric[32];

@@ -18,6 +18,7 @@
 #include "backends/backend.h"
 #include "backends/exec/exec.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 /* A sink that remembers what it was told. */
 struct rec {

@@ -15,6 +15,7 @@
 #include "backends/native/peft/adapter.h"
 #include "backends/native/peft/st_write.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 static void test_rope_permute(void **state)
 {

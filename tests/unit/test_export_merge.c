@@ -13,6 +13,7 @@
 
 #include "backends/native/peft/merge.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 /* One tensor "model.layers.0.self_attn.q_proj.weight" (4, 3) of 1 head x head_dim 4. */
 static void make_mf(struct model_file *mf, struct mf_tensor *t, float *w)

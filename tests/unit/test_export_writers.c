@@ -17,6 +17,7 @@
 #include "backends/native/peft/gguf_write.h"
 #include "backends/native/peft/st_write.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 static char *tmpdir(void)
 {
@@ -107,9 +108,9 @@ static void test_gguf_layout(void **state)
 	for (int i = 0; i < 15; i++)
 		w[i] = (float)i;
 	int64_t ne[2] = {5, 3};
-	gguf_out_tensor(g, "blk.0.attn_q.weight", GGML_TYPE_F32_, 2, ne, w);
+	gguf_out_tensor(g, "blk.0.attn_q.weight", GGML_F32, 2, ne, w);
 	int64_t ne1[1] = {3};
-	gguf_out_tensor(g, "output_norm.weight", GGML_TYPE_F32_, 1, ne1, w + 1);
+	gguf_out_tensor(g, "output_norm.weight", GGML_F32, 1, ne1, w + 1);
 	struct diag d;
 	diag_init(&d);
 	assert_int_equal(gguf_out_write(g, path, &d), 0);
@@ -135,7 +136,7 @@ static void test_gguf_layout(void **state)
 	/* A rank-5 tensor fails the whole write. */
 	assert_int_equal(gguf_out_create(&g), 0);
 	int64_t ne5[5] = {1, 1, 1, 1, 1};
-	gguf_out_tensor(g, "x", GGML_TYPE_F32_, 5, ne5, w);
+	gguf_out_tensor(g, "x", GGML_F32, 5, ne5, w);
 	char *bad = path_join(dir, "bad.gguf");
 	diag_init(&d);
 	assert_int_equal(gguf_out_write(g, bad, &d), FT_EINVAL);

@@ -17,6 +17,7 @@
 #include "common/util.h"
 #include "reports/gates.h"
 #include "tests/unit/report_fixture.h"
+#include "common/banned.h"
 
 static struct config_gate gate_abs(const char *metric, bool has_min, double min, bool has_max,
 				   double max)

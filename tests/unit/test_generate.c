@@ -14,6 +14,7 @@
 
 #include "backends/native/model/model.h"
 #include "tests/unit/tiny_weights.h"
+#include "common/banned.h"
 
 static struct model *make(const struct model_file *mf, enum method_type method, int max_seq)
 {

@@ -15,6 +15,7 @@
 
 #include "backends/native/io/dequant.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 static void test_fixture(void **state)
 {

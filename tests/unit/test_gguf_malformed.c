@@ -1,4 +1,4 @@
-/* Every malformed-GGUF rule of RELIABILITY.md, table-driven: a valid tiny image is built
+/* Every malformed-GGUF rule of docs/engine.md ("Untrusted model files"), table-driven: a valid tiny image is built
  * with one field broken per case and the loader must refuse it with the expected message
  * (never crash, never allocate what the file claims). Also every truncation of the file. */
 #include <setjmp.h>
@@ -14,6 +14,7 @@
 
 #include "backends/native/io/io_internal.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 /* Knobs of the tiny image; zero means "as in the valid file". */
 struct spec {

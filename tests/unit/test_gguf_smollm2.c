@@ -14,6 +14,7 @@
 #include "backends/native/io/model_file.h"
 #include "backends/native/tok/tokenizer.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 static struct model_file *mf;
 

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "backends/native/ops/cuda/ops_cuda.h"
+#include "common/banned.h"
 
 static char bundle[1024], tmp[1024];
 static char out[1 << 20];

@@ -1,4 +1,4 @@
-/* Unit tests for eval/metrics: parity with sacrebleu 2.4.3, rouge-score 0.1.2 and the
+/* Unit tests for scoring/metrics: parity with sacrebleu 2.4.3, rouge-score 0.1.2 and the
  * SQuAD normalisation on tests/reference/metrics_fixture.jsonl (to 1e-6), plus a few
  * hand-computed values. */
 #include <setjmp.h>
@@ -13,8 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backends/native/eval/metrics.h"
+#include "scoring/metrics.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 static char *fixture_path(void)
 {

@@ -17,6 +17,7 @@
 #include "backends/native/ops/ops.h"
 #include "common/rng.h"
 #include "tests/unit/tiny_weights.h"
+#include "common/banned.h"
 
 static struct model_opts base_opts(enum method_type method)
 {

@@ -21,6 +21,7 @@
 #include "backends/native/model/model.h"
 #include "backends/native/peft/adapter.h"
 #include "backends/native/tok/tokenizer.h"
+#include "common/banned.h"
 
 static char *root_path(const char *rel)
 {

@@ -19,6 +19,7 @@
 #include "backends/native/ops/cpu/ops_cpu_internal.h"
 #include "backends/native/ops/ops_math.h"
 #include "common/rng.h"
+#include "common/banned.h"
 
 static const struct ops *O;
 

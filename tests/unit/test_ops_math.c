@@ -18,6 +18,7 @@
 
 #include "backends/native/ops/ops_math.h"
 #include "common/rng.h"
+#include "common/banned.h"
 
 static double gelu_d(double x)
 {

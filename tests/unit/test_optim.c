@@ -15,6 +15,7 @@
 
 #include "backends/native/train/optim.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 static void test_adamw_hand_computed(void **state)
 {

@@ -14,6 +14,7 @@
 
 #include "common/util.h"
 #include "runner/provenance.h"
+#include "common/banned.h"
 
 static void sh(const char *dir, const char *cmd)
 {

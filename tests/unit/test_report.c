@@ -1,6 +1,6 @@
 /* Unit tests for reports/: the data model, escaping, config diffs, the gnuplot child
  * (quoting, missing program, timeout) and whole report directories, including the gnuplot
- * and HTML injection strings of RELIABILITY.md in every user-controlled field. */
+ * and HTML injection strings of docs/reports.md in every user-controlled field. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +20,7 @@
 #include "reports/report_charts.h"
 #include "reports/report_write.h"
 #include "tests/unit/report_fixture.h"
+#include "common/banned.h"
 
 static void test_model_best_and_metrics(void **state)
 {

@@ -1,7 +1,7 @@
 /* Reports from a real store: a small real training (a linear model y = 2x + 1 fitted by
  * SGD on noisy data, one run per learning rate and seed) is recorded through the store API
  * exactly as the runner's sink does (metric history, base/tuned/delta results with
- * bootstrap intervals from backends/native/eval/bootstrap, predictions, a failed run),
+ * bootstrap intervals from scoring/bootstrap, predictions, a failed run),
  * then loaded with report_load and rendered; `ftlab report` is run on the same store. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,8 +20,9 @@
 #include "common/util.h"
 #include "reports/report_load.h"
 #include "reports/report_write.h"
-#include "runner/store.h"
+#include "store/store.h"
 #include "tests/unit/report_fixture.h"
+#include "common/banned.h"
 
 static char *g_ws;
 

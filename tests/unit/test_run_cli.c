@@ -22,6 +22,7 @@
 #include <jansson.h>
 
 #include "common/util.h"
+#include "common/banned.h"
 
 static const char *trainer =
 	"steps=$1; delay=${TRAIN_DELAY:-0}\n"

@@ -18,6 +18,7 @@
 #include "backends/native/tok/tokenizer.h"
 #include "common/util.h"
 #include "tests/unit/tiny_model.h"
+#include "common/banned.h"
 
 static char tmpdir[64];
 

@@ -15,6 +15,7 @@
 #include "backends/native/io/io_internal.h"
 #include "common/util.h"
 #include "tests/unit/tiny_model.h"
+#include "common/banned.h"
 
 /* An image: 8-byte length, the header text, then data_len bytes; hlen_override when != 0. */
 static uint8_t *image(const char *header, size_t header_len, size_t data_len,

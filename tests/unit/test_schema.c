@@ -17,6 +17,7 @@
 #include "schema/internal.h"
 #include "schema/schema.h"
 #include "tests/unit/scratch.h"
+#include "common/banned.h"
 
 static const char *tmpdir; /* scratch_open */
 

@@ -12,10 +12,11 @@
 #include <string.h>
 
 #include "common/util.h"
-#include "runner/cli.h"
-#include "runner/cli_doc.h"
+#include "cli/cli.h"
+#include "cli/cli_doc.h"
 #include "schema/schema.h"
 #include "schema/table.h"
+#include "common/banned.h"
 
 static char *render(int (*fn)(FILE *))
 {

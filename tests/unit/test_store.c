@@ -17,7 +17,8 @@
 #include <unistd.h>
 
 #include "common/util.h"
-#include "runner/store.h"
+#include "store/store.h"
+#include "common/banned.h"
 
 static char *make_workspace(void)
 {

@@ -23,9 +23,10 @@
 #include "backends/native/io/model_random.h"
 #include "backends/native/model/model.h"
 #include "backends/native/tok/tokenizer.h"
-#include "common/sha256.h"
+#include "common/hash.h"
 #include "common/util.h"
 #include "tests/unit/scratch.h"
+#include "common/banned.h"
 
 /* The tiny config of the GPU check (bench/shapes/tiny-smollm2-vocab.json) and seed 1 give
  * this model.safetensors on every machine. */

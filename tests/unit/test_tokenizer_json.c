@@ -13,6 +13,7 @@
 
 #include "backends/native/tok/tokenizer.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 /* A small byte-level vocabulary: every printable ASCII byte and Ġ (space), Ċ (newline),
  * plus "ab", "Ġab", "abc", specials <s> </s> <x>. */

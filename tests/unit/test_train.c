@@ -19,6 +19,7 @@
 #include "common/rng.h"
 #include "common/util.h"
 #include "tests/unit/tiny_weights.h"
+#include "common/banned.h"
 
 #define V 37
 #define SEQ 8

@@ -17,6 +17,7 @@
 #include "backends/backend.h"
 #include "common/util.h"
 #include "schema/schema.h"
+#include "common/banned.h"
 
 #define STEPS 4
 

@@ -23,6 +23,7 @@
 #include "backends/native/train/trainer.h"
 #include "common/util.h"
 #include "tests/unit/tiny_weights.h"
+#include "common/banned.h"
 
 #define B 2
 #define SEQ 8

@@ -23,6 +23,7 @@
 #include "backends/native/peft/merge.h"
 #include "backends/native/train/trainer.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 #define B 2
 #define SEQ 32

@@ -12,6 +12,7 @@
 #include "backends/native/io/dequant.h"
 #include "common/rng.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 static const char *const merges[TINY_N_MERGES][2] = {
 	{"\xc4\xa0", "t"}, {"h", "e"}, {"\xc4\xa0t", "he"}, {"i", "n"}, {"e", "r"}, {"a", "n"},

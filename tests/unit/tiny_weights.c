@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/rng.h"
+#include "common/banned.h"
 
 /* ---- a tiny random model_file in memory ---- */
 

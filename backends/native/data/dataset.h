@@ -1,4 +1,4 @@
-/* dataset: JSON Lines datasets (PRODUCT.md §3) read into records with logical field
+/* dataset: JSON Lines datasets (docs/data.md) read into records with logical field
  * names, content hashes for deterministic splits, and the train/validation/test split
  * logic. Templating lives in template.h, tokenisation and batching in loader.h.
  * This directory is the only place that includes jansson for datasets. */

@@ -7,22 +7,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/sha256.h"
+#include "common/hash.h"
 #include "common/util.h"
-
-static const char *const format_names[] = {"text", "completion", "instruction", "chat"};
+#include "schema/table.h"
+#include "common/banned.h"
 
 const char *data_format_name(enum data_format f)
 {
-	return (unsigned)f < FT_ARRAY_LEN(format_names) ? format_names[f] : "?";
+	return schema_enum_name("data.format", (int)f);
 }
 
 int data_format_from_name(const char *name)
 {
-	for (size_t i = 0; i < FT_ARRAY_LEN(format_names); i++)
-		if (strcmp(name, format_names[i]) == 0)
-			return (int)i;
-	return -1;
+	return schema_enum_index("data.format", name);
 }
 
 static void record_clear(struct record *r)
@@ -96,6 +93,13 @@ struct keys {
 	const char *text, *prompt, *response, *instruction, *input, *messages, *system;
 };
 
+/* The key the schema table gives a field when the experiment does not map it. */
+static const char *field_default(const char *path)
+{
+	const struct key_desc *k = schema_find(path);
+	return k ? k->def : NULL;
+}
+
 static const char *pick(const char *a, const char *b, const char *dflt)
 {
 	if (a && *a)
@@ -114,13 +118,13 @@ static struct keys resolve_keys(const struct field_map *f)
 	if (!f)
 		f = &none;
 	struct keys k;
-	k.text = pick(f->text, NULL, "text");
-	k.prompt = pick(f->prompt, NULL, "prompt");
-	k.response = pick(f->completion, f->response, "completion");
-	k.instruction = pick(f->instruction, f->prompt, "instruction");
-	k.input = pick(f->input, NULL, "input");
-	k.messages = pick(f->messages, NULL, "messages");
-	k.system = pick(f->system, NULL, "system");
+	k.text = pick(f->text, NULL, field_default("data.fields.text"));
+	k.prompt = pick(f->prompt, NULL, field_default("data.fields.prompt"));
+	k.response = pick(f->completion, f->response, field_default("data.fields.completion"));
+	k.instruction = pick(f->instruction, f->prompt, field_default("data.fields.instruction"));
+	k.input = pick(f->input, NULL, field_default("data.fields.input"));
+	k.messages = pick(f->messages, NULL, field_default("data.fields.messages"));
+	k.system = pick(f->system, NULL, field_default("data.fields.system"));
 	return k;
 }
 

@@ -8,6 +8,7 @@
 
 #include "common/rng.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 #define LOADER_STREAM 0x6c6f616465720000ULL /* "loader" */
 

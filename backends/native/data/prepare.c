@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "common/banned.h"
 
 static int tok_encode(void *ud, const char *text, size_t len, bool parse_special, int32_t **out_ids,
 		      size_t *out_n, struct diag *d)

@@ -6,8 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/sha256.h"
+#include "common/hash.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 bool data_split_takes(const uint8_t h[32], uint64_t seed, const char *split_name,
 		      double fraction)

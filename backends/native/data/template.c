@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "schema/table.h"
+#include "common/banned.h"
 
 static const char ALPACA_NO_INPUT[] =
 	"Below is an instruction that describes a task. Write a response that appropriately "
@@ -318,15 +320,12 @@ int template_resolve(struct template_spec *out, const struct config_data *cfg, b
 		out->custom = cfg->template_custom;
 		return custom_walk(NULL, cfg->template_custom, NULL, NULL, NULL, d);
 	}
-	if (!name || strcmp(name, "auto") == 0)
-		out->kind = has_chatml ? TEMPLATE_CHATML : TEMPLATE_PLAIN;
-	else if (strcmp(name, "chatml") == 0)
-		out->kind = TEMPLATE_CHATML;
-	else if (strcmp(name, "alpaca") == 0)
-		out->kind = TEMPLATE_ALPACA;
-	else if (strcmp(name, "plain") == 0)
-		out->kind = TEMPLATE_PLAIN;
-	else {
+	switch (name ? schema_enum_index("data.template", name) : DATA_TEMPLATE_AUTO) {
+	case DATA_TEMPLATE_AUTO: out->kind = has_chatml ? TEMPLATE_CHATML : TEMPLATE_PLAIN; break;
+	case DATA_TEMPLATE_CHATML: out->kind = TEMPLATE_CHATML; break;
+	case DATA_TEMPLATE_ALPACA: out->kind = TEMPLATE_ALPACA; break;
+	case DATA_TEMPLATE_PLAIN: out->kind = TEMPLATE_PLAIN; break;
+	default:
 		out->kind = TEMPLATE_CUSTOM;
 		out->custom = name;
 		return custom_walk(NULL, name, NULL, NULL, NULL, d);
@@ -390,7 +389,10 @@ int template_apply(struct templated *out, const struct record *r, enum data_form
 			if (!single) {
 				rc = diag_set(d, FT_EINVAL, file, r->line, 0,
 					      "the %s template takes one user message and one assistant reply; this conversation has %zu messages",
-					      ts->kind == TEMPLATE_ALPACA ? "alpaca" : "custom", r->n_msgs);
+					      ts->kind == TEMPLATE_ALPACA
+						  ? schema_enum_name("data.template", DATA_TEMPLATE_ALPACA)
+						  : "custom",
+					      r->n_msgs);
 				diag_hint(d, "use template: chatml or plain for multi-turn chat");
 				goto done;
 			}

@@ -8,10 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backends/native/eval/bootstrap.h"
+#include "scoring/bootstrap.h"
 #include "backends/native/ops/ops.h"
 #include "backends/native/peft/adapter.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 static const char *const tf_names[TF_N] = {"loss", "perplexity", "token_accuracy"};
 

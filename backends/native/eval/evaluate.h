@@ -13,7 +13,7 @@
 
 #include "backends/backend.h"
 #include "backends/native/data/loader.h"
-#include "backends/native/eval/metrics.h"
+#include "scoring/metrics.h"
 #include "backends/native/model/model.h"
 #include "backends/native/tok/tokenizer.h"
 #include "common/diag.h"

@@ -4,6 +4,7 @@
 #include "backends/native/io/dequant.h"
 
 #include <string.h>
+#include "common/banned.h"
 
 static const struct ggml_type_desc types[] = {
 	{GGML_F32, "F32", 1, 4},      {GGML_F16, "F16", 1, 2},

@@ -1,6 +1,6 @@
 /* gguf: reads GGUF v2/v3 images into a model_file. Every count, length, type, dimension
  * and offset from the file is checked against the bytes that are really there before it
- * is used (RELIABILITY.md, "Untrusted files"); tensors are dequantised to fp32 and renamed
+ * is used (docs/engine.md, "Untrusted model files"); tensors are dequantised to fp32 and renamed
  * to Hugging Face names. Reading the file and hashing it is model_file_load's job. */
 #include "backends/native/io/io_internal.h"
 
@@ -9,12 +9,10 @@
 #include <string.h>
 
 #include "backends/native/io/dequant.h"
+#include "backends/native/io/gguf_format.h"
 #include "common/util.h"
+#include "common/banned.h"
 
-enum gguf_vtype {
-	GV_U8, GV_I8, GV_U16, GV_I16, GV_U32, GV_I32, GV_F32, GV_BOOL, GV_STRING, GV_ARRAY,
-	GV_U64, GV_I64, GV_F64, GV_COUNT
-};
 static const char *const vtype_names[GV_COUNT] = {"u8", "i8", "u16", "i16", "u32", "i32",
 	"f32", "bool", "string", "array", "u64", "i64", "f64"};
 static const size_t vtype_size[GV_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
@@ -645,7 +643,7 @@ int gguf_load_buffer(struct model_file *m, const uint8_t *buf, size_t n, const c
 	m->is_gguf = true;
 	if ((rc = get_u32(&r, &magic, "magic")) != 0)
 		goto done;
-	if (magic != 0x46554747u) { /* "GGUF" little-endian */
+	if (magic != GGUF_MAGIC) {
 		rc = diag_set(d, FT_EINVAL, path, 0, 0, "not a GGUF file (bad magic)");
 		goto done;
 	}
@@ -692,7 +690,7 @@ int gguf_load_buffer(struct model_file *m, const uint8_t *buf, size_t n, const c
 		if ((rc = read_tensor_info(&r, &r.ti[i], i)) != 0)
 			goto done;
 	}
-	int64_t align = 32;
+	int64_t align = GGUF_DEFAULT_ALIGNMENT;
 	bool found;
 	if ((rc = meta_int(&r, "general.alignment", 1, GGUF_MAX_ALIGNMENT, &align, &found)) != 0)
 		goto done;

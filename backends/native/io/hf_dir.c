@@ -13,8 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/sha256.h"
+#include "common/hash.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 #define CONFIG_MAX (16u << 20)
 #define TOKENIZER_MAX (256u << 20)
@@ -331,10 +332,7 @@ int hf_dir_load(struct model_file *m, const char *dir, struct diag *d)
 			      "no model.safetensors or model.safetensors.index.json");
 	if (rc)
 		goto done;
-	uint8_t dig[32];
-	sha256_final(&h, dig);
-	for (int i = 0; i < 32; i++)
-		snprintf(m->content_hash + 2 * i, 3, "%02x", dig[i]);
+	sha256_final_hex(&h, m->content_hash);
 	/* duplicate names across shards */
 	const char **names = malloc((m->n_tensors + 1) * sizeof *names);
 	if (!names) {

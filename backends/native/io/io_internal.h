@@ -11,7 +11,7 @@
 
 #define GGUF_MAX_ALIGNMENT (1u << 20) /* general.alignment upper bound */
 #define GGUF_MAX_NAME 1024            /* keys and tensor names */
-#define ST_MAX_HEADER (100u * 1000 * 1000) /* safetensors JSON header, bytes */
+#define ST_MAX_HEADER ((size_t)100 * 1000 * 1000) /* safetensors JSON header, bytes */
 
 /* Parses a whole GGUF file image (tensors dequantised, metadata, tokenizer source). */
 int gguf_load_buffer(struct model_file *m, const uint8_t *buf, size_t n, const char *path,

@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include "common/banned.h"
 
 static void free_strs(char **v, size_t n)
 {

@@ -13,6 +13,7 @@
 #include "backends/native/io/io_internal.h"
 #include "common/rng.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 enum init { INIT_RANDOM, INIT_ONE, INIT_ZERO };
 

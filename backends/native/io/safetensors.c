@@ -11,6 +11,7 @@
 
 #include "backends/native/io/dequant.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 struct st_entry {
 	const char *name;
@@ -90,7 +91,7 @@ int safetensors_load_buffer(struct model_file *m, const uint8_t *buf, size_t n,
 		hlen = (hlen << 8) | buf[i];
 	if (hlen > ST_MAX_HEADER)
 		return diag_set(d, FT_EINVAL, path, 0, 0,
-				"safetensors header length %" PRIu64 " exceeds the limit of %u bytes",
+				"safetensors header length %" PRIu64 " exceeds the limit of %zu bytes",
 				hlen, ST_MAX_HEADER);
 	if (hlen > n - 8)
 		return diag_set(d, FT_EINVAL, path, 0, 0,

@@ -13,6 +13,7 @@
 #include "backends/native/ops/ops.h"
 #include "common/rng.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 struct cand {
 	float logit;

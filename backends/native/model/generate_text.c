@@ -7,6 +7,7 @@
 
 #include "backends/native/data/template.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 bool gen_has_chatml(const struct tokenizer *tok)
 {

@@ -13,6 +13,7 @@
 #include "backends/native/ops/ops.h"
 #include "common/rng.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 /* ---- size tables ---- */
 
@@ -799,7 +800,7 @@ void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, fl
 		lin_forward(m, &y->qkv, a, a->qkv, a->ln1, N, l, dropout);
 		ops->copy_rows(a->q, (size_t)C, a->qkv, 3 * (size_t)C, N, C);
 		ops->copy_rows(a->k, (size_t)C, a->qkv + C, 3 * (size_t)C, N, C);
-		ops->copy_rows(a->v, (size_t)C, a->qkv + 2 * C, 3 * (size_t)C, N, C);
+		ops->copy_rows(a->v, (size_t)C, a->qkv + 2 * (size_t)C, 3 * (size_t)C, N, C);
 	}
 	if (kc) {
 		for (int b = 0; b < B; b++) {
@@ -943,7 +944,7 @@ static void layer_backward(struct model *m, int l, struct lacts *a, int B, int T
 	} else {
 		ops->copy_rows(g->dqkv, 3 * (size_t)C, g->dq, (size_t)C, N, C);
 		ops->copy_rows(g->dqkv + C, 3 * (size_t)C, g->dk, (size_t)C, N, C);
-		ops->copy_rows(g->dqkv + 2 * C, 3 * (size_t)C, g->dv, (size_t)C, N, C);
+		ops->copy_rows(g->dqkv + 2 * (size_t)C, 3 * (size_t)C, g->dv, (size_t)C, N, C);
 		lin_backward(m, &y->qkv, a, g->dln, false, g->dqkv, a->ln1, N);
 		ops->layernorm_backward(g->dtmp, pgrad(m, y->ln1_w), pgrad(m, y->ln1_b), g->dln,
 					a->x, model_pdata(m, y->ln1_w), a->mean1, a->rstd1, N, C);

@@ -14,6 +14,7 @@
 #include "backends/native/peft/gguf_write.h"
 #include "backends/native/peft/st_write.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 /* "model.layers.<int>." at the start of name: the layer and the offset just past the
  * dot (what sscanf "%d.%n" matched, with out-of-range numbers refused). */
@@ -239,7 +240,7 @@ int adapter_write_gguf(const char *path, const struct lora_tensor *t, size_t n,
 		if ((rc = reorder_copy(&copies[i], &t[i], info, true, d)) != 0)
 			goto done;
 		int64_t ne[2] = {t[i].cols, t[i].rows};
-		gguf_out_tensor(g, name, GGML_TYPE_F32_, 2, ne, copies[i] ? copies[i] : t[i].data);
+		gguf_out_tensor(g, name, GGML_F32, 2, ne, copies[i] ? copies[i] : t[i].data);
 	}
 	rc = gguf_out_write(g, path, d);
 done:

@@ -6,13 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/native/io/gguf_format.h"
 #include "backends/native/peft/st_write.h"
 #include "common/util.h"
+#include "common/banned.h"
 
-#define GGUF_ALIGN 32
-
-enum { GV_UINT32 = 4, GV_INT32 = 5, GV_FLOAT32 = 6, GV_BOOL = 7, GV_STRING = 8,
-       GV_ARRAY = 9 };
+#define GGUF_ALIGN GGUF_DEFAULT_ALIGNMENT
 
 struct gguf_tensor_out {
 	char *name;
@@ -85,13 +84,13 @@ static void key(struct gguf_out *g, const char *k, uint32_t type)
 
 void gguf_out_u32(struct gguf_out *g, const char *k, uint32_t v)
 {
-	key(g, k, GV_UINT32);
+	key(g, k, GV_U32);
 	put_u32(g, v);
 }
 
 void gguf_out_i32(struct gguf_out *g, const char *k, int32_t v)
 {
-	key(g, k, GV_INT32);
+	key(g, k, GV_I32);
 	put_u32(g, (uint32_t)v);
 }
 
@@ -99,7 +98,7 @@ void gguf_out_f32(struct gguf_out *g, const char *k, float v)
 {
 	uint32_t u;
 	memcpy(&u, &v, 4);
-	key(g, k, GV_FLOAT32);
+	key(g, k, GV_F32);
 	put_u32(g, u);
 }
 
@@ -128,7 +127,7 @@ void gguf_out_arr_str(struct gguf_out *g, const char *k, char *const *v, size_t 
 void gguf_out_arr_i32(struct gguf_out *g, const char *k, const int32_t *v, size_t n)
 {
 	key(g, k, GV_ARRAY);
-	put_u32(g, GV_INT32);
+	put_u32(g, GV_I32);
 	put_u64(g, n);
 	for (size_t i = 0; i < n; i++)
 		put_u32(g, (uint32_t)v[i]);
@@ -137,7 +136,7 @@ void gguf_out_arr_i32(struct gguf_out *g, const char *k, const int32_t *v, size_
 void gguf_out_arr_f32(struct gguf_out *g, const char *k, const float *v, size_t n)
 {
 	key(g, k, GV_ARRAY);
-	put_u32(g, GV_FLOAT32);
+	put_u32(g, GV_F32);
 	put_u64(g, n);
 	for (size_t i = 0; i < n; i++) {
 		uint32_t u;
@@ -162,7 +161,7 @@ void gguf_out_tensor(struct gguf_out *g, const char *name, int type, int ndim,
 	struct gguf_tensor_out *t = &g->t[g->n_t];
 	memset(t, 0, sizeof(*t));
 	t->name = ft_strdup(name);
-	if (!t->name || ndim < 1 || ndim > 4 || (type != GGML_TYPE_F32_ && type != GGML_TYPE_F16_)) {
+	if (!t->name || ndim < 1 || ndim > 4 || (type != GGML_F32 && type != GGML_F16)) {
 		free(t->name);
 		g->failed = true;
 		return;
@@ -176,7 +175,7 @@ void gguf_out_tensor(struct gguf_out *g, const char *name, int type, int ndim,
 			g->failed = true;
 	}
 	t->data = data;
-	if (!size_mul(numel, type == GGML_TYPE_F32_ ? 4 : 2, &t->nbytes))
+	if (!size_mul(numel, type == GGML_F32 ? 4 : 2, &t->nbytes))
 		g->failed = true;
 	g->n_t++;
 }
@@ -188,8 +187,8 @@ int gguf_out_write(struct gguf_out *g, const char *path, struct diag *d)
 				"cannot build GGUF (out of memory or a bad tensor shape)");
 	/* Header and tensor infos into a second buffer, so the data offset is known. */
 	struct gguf_out h = {0};
-	put(&h, "GGUF", 4);
-	put_u32(&h, 3);
+	put(&h, GGUF_MAGIC_BYTES, 4);
+	put_u32(&h, GGUF_VERSION_WRITTEN);
 	put_u64(&h, g->n_t);
 	put_u64(&h, g->n_kv);
 	put(&h, g->kv.buf ? g->kv.buf : "", g->kv.len);

@@ -9,9 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backends/native/io/dequant.h" /* tensor types: GGML_F32, GGML_F16 */
 #include "common/diag.h"
 
-enum { GGML_TYPE_F32_ = 0, GGML_TYPE_F16_ = 1 };
 
 struct gguf_out;
 
@@ -28,7 +28,7 @@ void gguf_out_arr_str(struct gguf_out *g, const char *key, char *const *v, size_
 void gguf_out_arr_i32(struct gguf_out *g, const char *key, const int32_t *v, size_t n);
 void gguf_out_arr_f32(struct gguf_out *g, const char *key, const float *v, size_t n);
 
-/* A tensor of type GGML_TYPE_F32_ or GGML_TYPE_F16_ (data is fp32 for F32, IEEE half
+/* A tensor of type GGML_F32 or GGML_F16 (data is fp32 for F32, IEEE half
  * bits for F16). ndim 1..4. data is borrowed until gguf_out_write returns. */
 void gguf_out_tensor(struct gguf_out *g, const char *name, int type, int ndim,
 		     const int64_t *ne, const void *data);

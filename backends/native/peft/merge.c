@@ -15,6 +15,7 @@
 #include "backends/native/peft/gguf_write.h"
 #include "backends/native/peft/st_write.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 static struct mf_tensor *find(struct model_file *mf, const char *name)
 {
@@ -343,7 +344,7 @@ int merged_write_gguf(const char *path, const struct model_file *mf, struct diag
 		int64_t ne[4];
 		for (int k = 0; k < t->ndim; k++)
 			ne[k] = t->shape[t->ndim - 1 - k];
-		gguf_out_tensor(g, name, GGML_TYPE_F32_, t->ndim, ne,
+		gguf_out_tensor(g, name, GGML_F32, t->ndim, ne,
 				copies[i] ? copies[i] : t->data);
 	}
 	rc = gguf_out_write(g, path, d);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "common/banned.h"
 
 struct durable_file {
 	char *path, *tmp;

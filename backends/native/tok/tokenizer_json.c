@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "common/banned.h"
 
 #define MAX_DEPTH 8
 

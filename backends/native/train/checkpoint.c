@@ -14,33 +14,24 @@
 
 #include "backends/native/ops/ops.h"
 #include "backends/native/peft/st_write.h"
-#include "common/sha256.h"
+#include "common/hash.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 #define CKPT_VERSION 1
 #define CKPT_MAX_BYTES ((size_t)64 << 30)
 
-static char *hex_encode(const unsigned char *p, size_t n)
+/* Allocated hex text of n bytes (caller frees), or NULL. */
+static char *hex_dup(const unsigned char *p, size_t n)
 {
 	char *s = malloc(2 * n + 1);
-	if (!s)
-		return NULL;
-	for (size_t i = 0; i < n; i++)
-		snprintf(s + 2 * i, 3, "%02x", p[i]);
-	s[2 * n] = 0;
+	if (s)
+		hex_encode(s, p, n);
 	return s;
 }
 
-static int hex_val(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
-static bool hex_decode(unsigned char **out, size_t *out_len, const char *s)
+/* Allocated bytes of an even-length hex string (caller frees *out). */
+static bool hex_undup(unsigned char **out, size_t *out_len, const char *s)
 {
 	size_t n = strlen(s);
 	if (n % 2)
@@ -48,13 +39,9 @@ static bool hex_decode(unsigned char **out, size_t *out_len, const char *s)
 	unsigned char *p = malloc(n / 2 + 1);
 	if (!p)
 		return false;
-	for (size_t i = 0; i < n / 2; i++) {
-		int hi = hex_val(s[2 * i]), lo = hex_val(s[2 * i + 1]);
-		if (hi < 0 || lo < 0) {
-			free(p);
-			return false;
-		}
-		p[i] = (unsigned char)(hi * 16 + lo);
+	if (!hex_decode(p, s, n / 2)) {
+		free(p);
+		return false;
 	}
 	*out = p;
 	*out_len = n / 2;
@@ -89,7 +76,7 @@ static int write_meta(const char *path, const struct ckpt_state *st, const char 
 		json_array_append_new(rngs, r);
 	}
 	json_object_set_new(j, "rng", rngs);
-	char *cur = hex_encode(st->cursor ? st->cursor : (const unsigned char *)"",
+	char *cur = hex_dup(st->cursor ? st->cursor : (const unsigned char *)"",
 			       st->cursor_len);
 	json_object_set_new(j, "data_cursor", json_string(cur ? cur : ""));
 	free(cur);
@@ -346,7 +333,7 @@ static int load_one(struct ckpt_state *st, const char *dir, struct ckpt_tensor *
 	/* Everything verified: fill the state and the tensors. */
 	memset(st, 0, sizeof(*st));
 	*why = "meta.json has a malformed field";
-	if (!hex_decode(&st->cursor, &st->cursor_len, cur))
+	if (!hex_undup(&st->cursor, &st->cursor_len, cur))
 		goto done;
 	st->model_rng = strtoull(mr, NULL, 16);
 	uint64_t bits = strtoull(bm, NULL, 16);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "backends/native/ops/ops.h"
+#include "common/banned.h"
 
 void adamw_step_ops(const struct ops *ops, struct optim_param *params, size_t n,
 		    const struct adamw_hp *hp, int64_t t)

@@ -13,6 +13,7 @@
 #include "backends/native/train/checkpoint.h"
 #include "backends/native/train/optim.h"
 #include "common/util.h"
+#include "common/banned.h"
 
 #define NONFINITE_MAX_STREAK 3
 

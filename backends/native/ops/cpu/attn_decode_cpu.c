@@ -12,6 +12,7 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
+#include "common/banned.h"
 
 #define ATTN_PAR_MIN 262144.0 /* multiply-adds below which one thread does all heads */
 

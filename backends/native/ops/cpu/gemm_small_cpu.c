@@ -15,6 +15,9 @@
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
+#endif
+#include "common/banned.h"
+#if defined(__AVX512F__)
 
 #define SMALL_BLOCK 16 /* weight rows per scheduling unit */
 #define SMALL_PAR_MIN (1 << 15) /* below this many weights, one thread */

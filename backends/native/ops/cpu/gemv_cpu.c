@@ -14,6 +14,7 @@
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
 #endif
+#include "common/banned.h"
 
 #define GEMV_BLOCK 16 /* rows per scheduling unit; a multiple of GEMV_ROWS */
 #define GEMV_PAR_MIN (1 << 16) /* below this many weights, one thread */

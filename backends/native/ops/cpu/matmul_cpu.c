@@ -18,6 +18,7 @@
 
 #include "backends/native/ops/ops.h"
 #include "backends/native/ops/ops_math.h"
+#include "common/banned.h"
 
 bool ops_cpu_has_bf16(void)
 {

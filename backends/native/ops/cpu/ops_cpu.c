@@ -12,6 +12,7 @@
 #include "backends/native/ops/cpu/ops_cpu_internal.h"
 #include "backends/native/ops/cuda/ops_cuda.h"
 #include "backends/native/ops/ops_math.h"
+#include "common/banned.h"
 
 static void *cpu_alloc(size_t bytes)
 {

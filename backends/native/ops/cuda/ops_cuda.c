@@ -8,6 +8,7 @@
 
 #include "backends/native/ops/cuda/ops_cuda_internal.h"
 #include "backends/native/ops/ops.h"
+#include "common/banned.h"
 
 void ops_cuda_describe(char *out, size_t out_len, const struct ops_cuda_device *dev)
 {

@@ -1,0 +1,161 @@
+/* cli: the command table, help texts and shared option helpers. */
+#include "cli/cli.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "common/banned.h"
+
+const struct cli_command cli_commands[] = {
+	{"check", "validate an experiment; print the resolved config and sweep size",
+	 "usage: ftlab check EXP.yaml [-s KEY=VALUE]... [--max-runs N] [--json]\n"
+	 "\n"
+	 "Validates the experiment file (and the files it extends), applies -s overrides\n"
+	 "(also --set KEY=VALUE), validates every sweep point, and prints the resolved\n"
+	 "experiment as YAML followed by the number of runs. --json prints one object with\n"
+	 "the canonical config, the whole spec, their hashes and the number of runs.\n",
+	 cmd_check},
+	{"plan", "list the runs a sweep expands to, and which are cached",
+	 "usage: ftlab plan EXP.yaml [-s KEY=VALUE]... [--max-runs N] [--json]\n"
+	 "\n"
+	 "Prints one row per run: index, run id, status in the store and swept values.\n"
+	 "Sweeps of more than 10000 runs are refused unless --max-runs raises the limit.\n"
+	 "--json prints {experiment, spec_hash, runs: [{index, run_id, identity, status,\n"
+	 "params}]}.\n",
+	 cmd_plan},
+	{"run", "run an experiment: train and evaluate every sweep point",
+	 "usage: ftlab run EXP.yaml [-s KEY=VALUE]... [--only RUN] [--force] [--resume]\n"
+	 "                 [--jobs N] [--backend cpu|cuda|exec] [--require-clean]\n"
+	 "                 [--max-runs N]\n"
+	 "\n"
+	 "Expands the sweep and runs every point that is not already finished at the same\n"
+	 "clean git commit (those are reused as 'cached'). Records config, metrics, results,\n"
+	 "predictions and provenance in the workspace's store and runs/<run-id>/.\n"
+	 "\n"
+	 "  --only RUN         run only the point with this run id (prefix, 4+ hex digits)\n"
+	 "  --force            run again even when an identical finished run exists\n"
+	 "  --resume           continue killed and crashed runs from their checkpoints\n"
+	 "  --jobs N           run N points at a time in worker processes\n"
+	 "  --backend B        override backend.type (cpu, cuda or exec)\n"
+	 "  --require-clean    refuse to run from a git tree with uncommitted changes\n"
+	 "  --max-runs N       allow sweeps larger than 10000 runs\n"
+	 "\n"
+	 "Ctrl-C stops the running point after a checkpoint (status killed); a second\n"
+	 "Ctrl-C exits at once. Exit status 1 when any run failed.\n",
+	 cmd_run},
+	{"ls", "list experiments and runs in the store",
+	 "usage: ftlab ls [EXPERIMENT] [--status S] [--json]\n"
+	 "\n"
+	 "One row per run: id, experiment, status (queued, running, finished, failed,\n"
+	 "killed, crashed), progress, swept values, tuned results, start and duration.\n",
+	 cmd_ls},
+	{"show", "show one run: config, provenance, metrics, artifacts",
+	 "usage: ftlab show RUN [--json]\n"
+	 "\n"
+	 "A run's status, provenance (git commit, branch, dirty flag, remote), swept values,\n"
+	 "results (base, tuned, delta with intervals), metric histories, artifacts, events\n"
+	 "and resolved config. RUN is a run id or a unique prefix of one.\n",
+	 cmd_show},
+	{"compare", "compare runs or experiments: config diff and metric table",
+	 "usage: ftlab compare RUN|EXPERIMENT... [--metric M] [--json]\n"
+	 "\n"
+	 "The config keys whose values differ between the runs, then one row per run with\n"
+	 "its final results. An experiment name stands for all its runs; --metric M keeps\n"
+	 "only metric M (a name such as exact_match, or split.metric) for every model.\n",
+	 cmd_compare},
+	{"report", "write an HTML and Markdown report with charts",
+	 "usage: ftlab report EXPERIMENT|RUN|EXPERIMENT@COMMIT [-o DIR] [--baseline REF]\n"
+	 "                    [--timeout DURATION]\n", cmd_report},
+	{"ci", "run an experiment as a pass/fail gate",
+	 "usage: ftlab ci EXP.yaml [-s KEY=VALUE]... [--baseline REF] [--junit FILE] [--markdown FILE]\n"
+	 "                [--no-run] [--jobs N] [--backend B] [--force] [--require-clean]\n", cmd_ci},
+	{"eval", "evaluate a model (and adapter) on a data file",
+	 "usage: ftlab eval MODEL [--adapter DIR] --data FILE [--format F] [--metrics M,...]\n"
+	 "                  [--template T] [--system S] [--limit N] [--max-length N]\n"
+	 "                  [--max-new-tokens N] [--batch N] [--bootstrap N] [--seed N]\n"
+	 "                  [--samples N] [--predictions FILE] [--json]\n",
+	 cmd_eval},
+	{"generate", "generate text from a model",
+	 "usage: ftlab generate MODEL [--adapter DIR] [--max-new-tokens N] [--temperature T]\n"
+	 "                      [--top-k K] [--top-p P] [--seed S] [--stop STR]... [--system S]\n"
+	 "                      [--threads N] [--raw] PROMPT...\n",
+	 cmd_generate},
+	{"export", "export a run's weights (PEFT adapter, merged model, GGUF)",
+	 "usage: ftlab export RUN --format peft|gguf-adapter|merged-safetensors|merged-gguf -o DIR\n",
+	 cmd_export},
+	{"bench", "measure training and generation speed",
+	 "usage: ftlab bench [--model M] [--mode train|generate] [--backend auto|cpu|cuda]\n"
+	 "                   [--threads N] [--json]\n"
+	 "                   train:    [--method lora|lora-all|full] [--precision fp32|bf16]\n"
+	 "                             [--batch B] [--seq T] [--steps N]\n"
+	 "                   generate: [--prompt-len N] [--new-tokens N] [--batch N]\n"
+	 "\n"
+	 "Measures the native engine on a model file (default: the SmolLM2-135M-Instruct\n"
+	 "GGUF of `make model`) together with the machine's limits, measured on the spot:\n"
+	 "the GEMM peak (CUDA: cuBLAS bf16 and TF32 on 8192^3 random matrices) and the memory\n"
+	 "bandwidth. train: tokens/s of forward + backward + AdamW on random tokens (batch B\n"
+	 "x T, default 4 x 256; 3 timed steps on the CPU, 10 on CUDA, after one untimed),\n"
+	 "MFU (CUDA: against the bf16 peak), memory. generate: prefill and decode tokens/s\n"
+	 "for 1 prompt and for N prompts together (default 8) against the bound of reading\n"
+	 "the weights once per step. --backend auto (the default) uses CUDA when a device\n"
+	 "is present; cuda without one is an error (exit 2). On CUDA the peak device memory\n"
+	 "is reported. --json prints one JSON object on stdout and the text on stderr.\n",
+	 cmd_bench},
+	{"selftest", "compare backends on a tiny model",
+	 "usage: ftlab selftest [--backend cpu|cuda]\n", cmd_selftest},
+	{"synth-model", "write a model of random weights in a config's shape",
+	 "usage: ftlab synth-model CONFIG -o DIR [--tokenizer FILE] [--seed N] [--std X]\n"
+	 "\n"
+	 "Writes a Hugging Face model directory (config.json, model.safetensors in fp32 and\n"
+	 "the tokenizer files) with random weights in the shape CONFIG describes: a\n"
+	 "config.json of a llama, qwen2 or gpt2 model, or a directory holding one. For\n"
+	 "benchmarks and device checks on a model's shape without its weights: the model\n"
+	 "knows nothing about text. The tokenizer is --tokenizer FILE (a tokenizer.json or a\n"
+	 "directory holding one), else CONFIG's directory's tokenizer.json; a\n"
+	 "tokenizer_config.json beside it is copied too. Its vocabulary must fit the\n"
+	 "config's vocab_size. Matrices and embeddings are uniform with standard deviation\n"
+	 "--std (default: the config's initializer_range, else 0.02), norm weights 1,\n"
+	 "biases 0. The same CONFIG and --seed (default 1) give the same bytes on every\n"
+	 "machine; the sha256 of model.safetensors is printed.\n",
+	 cmd_synth_model},
+};
+const size_t cli_n_commands = FT_ARRAY_LEN(cli_commands);
+
+const struct cli_command *cli_find(const char *name)
+{
+	for (size_t i = 0; i < cli_n_commands; i++)
+		if (strcmp(cli_commands[i].name, name) == 0)
+			return &cli_commands[i];
+	return NULL;
+}
+
+void cli_print_usage(const struct cli_command *c, FILE *out)
+{
+	fputs(c->usage, out);
+	fputs("\nGlobal options: --workspace DIR, --quiet, --verbose, --json, --help\n", out);
+}
+
+int cli_usage_error(const char *cmd, const char *const *valid, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "ftlab %s: error: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	fprintf(stderr, "Try 'ftlab %s --help'.\n", cmd);
+	(void)valid;
+	return 2;
+}
+
+int cli_fail(const struct diag *d)
+{
+	diag_print(d, stderr);
+	return diag_exit_status(d->code);
+}
+
+bool cli_is_help(const char *arg)
+{
+	return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
+}

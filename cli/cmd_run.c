@@ -1,0 +1,403 @@
+/* cmd_run: `ftlab run EXP.yaml ...`: load and expand the experiment, compute identities,
+ * record provenance and the invocation, then hand the points to the run lifecycle
+ * (runner/run.c) and report what happened. Exit 0, 1 when a run failed, 2 for bad input,
+ * 130 when interrupted. */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backends/backend.h"
+#include "common/util.h"
+#include "cli/cli.h"
+#include "cli/exp_args.h"
+#include "runner/identity.h"
+#include "runner/provenance.h"
+#include "runner/run.h"
+#include "cli/run_table.h"
+#include "store/store.h"
+#include "runner/sweep.h"
+#include "schema/schema.h"
+#include "schema/table.h"
+#include "common/banned.h"
+
+struct run_flags {
+	const char *only, *backend;
+	bool force, resume, require_clean;
+	int jobs;
+	size_t max_runs;
+};
+
+static int parse_flags(struct run_flags *f, char **rest, int n)
+{
+	static const char *const known[] = {"--only",   "--force",         "--resume",
+					    "--jobs",   "--backend",       "--require-clean",
+					    "--max-runs", NULL};
+	memset(f, 0, sizeof *f);
+	f->jobs = 1;
+	f->max_runs = SWEEP_DEFAULT_MAX_RUNS;
+	for (int i = 0; i < n; i++) {
+		const char *a = rest[i], *val = NULL;
+		char name[32];
+		const char *eq = strchr(a, '=');
+		if (a[0] == '-' && eq && (size_t)(eq - a) < sizeof name) {
+			snprintf(name, sizeof name, "%.*s", (int)(eq - a), a);
+			val = eq + 1;
+		} else {
+			snprintf(name, sizeof name, "%s", a);
+		}
+		bool is_only = strcmp(name, "--only") == 0, is_jobs = strcmp(name, "--jobs") == 0,
+		     is_backend = strcmp(name, "--backend") == 0,
+		     is_max_runs = strcmp(name, "--max-runs") == 0;
+		bool valued = is_only || is_jobs || is_backend || is_max_runs;
+		if (valued && !val) {
+			if (i + 1 >= n || !rest[i + 1])
+				return cli_usage_error("run", NULL, "%s needs a value", name);
+			val = rest[++i];
+		}
+		if (is_only) {
+			if (strlen(val) < 4 || strspn(val, "0123456789abcdef") != strlen(val))
+				return cli_usage_error("run", NULL,
+						       "--only needs a run id (at least 4 hex digits), "
+						       "not '%s'", val);
+			f->only = val;
+		} else if (is_backend) {
+			if (schema_enum_index("backend.type", val) <= BACKEND_AUTO)
+				return cli_usage_error("run", NULL,
+						       "--backend must be cpu, cuda or exec, not '%s'", val);
+			f->backend = val;
+		} else if (is_jobs) {
+			int64_t j;
+			if (!parse_i64(val, &j) || j < 1 || j > 256)
+				return cli_usage_error("run", NULL,
+						       "--jobs must be a whole number from 1 to 256, not '%s'",
+						       val);
+			f->jobs = (int)j;
+		} else if (is_max_runs) {
+			int64_t m;
+			if (!parse_i64(val, &m) || m < 1)
+				return cli_usage_error("run", NULL,
+						       "--max-runs must be a positive number, not '%s'", val);
+			f->max_runs = (size_t)m;
+		} else if (strcmp(a, "--force") == 0) {
+			f->force = true;
+		} else if (strcmp(a, "--resume") == 0) {
+			f->resume = true;
+		} else if (strcmp(a, "--require-clean") == 0) {
+			f->require_clean = true;
+		} else {
+			const char *near = nearest_word(a, known, FT_ARRAY_LEN(known) - 1);
+			fprintf(stderr, "ftlab run: error: unknown option '%s'\n", a);
+			if (near)
+				fprintf(stderr, "note: did you mean '%s'?\n", near);
+			fputs("Try 'ftlab run --help'.\n", stderr);
+			return 2;
+		}
+	}
+	return 0;
+}
+
+/* The backend for `type`, or an FT_EUNSUPP error naming why it cannot run here. */
+static int pick_backend(const struct backend **out, enum backend_type type, struct diag *d)
+{
+	char why[256] = "";
+	*out = NULL;
+	switch (type) {
+	case BACKEND_EXEC:
+		*out = backend_exec();
+		return 0;
+	case BACKEND_AUTO: {
+		const struct backend *c = backend_cuda();
+		if (c && c->available(why, sizeof why)) {
+			*out = c;
+			return 0;
+		}
+		c = backend_cpu();
+		if (c && c->available(why, sizeof why)) {
+			*out = c;
+			return 0;
+		}
+		return diag_set(d, FT_EUNSUPP, "", 0, 0, "no backend can run here: %s",
+				why[0] ? why : "none built");
+	}
+	case BACKEND_CPU:
+	case BACKEND_CUDA: {
+		const struct backend *b = type == BACKEND_CPU ? backend_cpu() : backend_cuda();
+		const char *name = schema_enum_name("backend.type", (int)type);
+		if (!b || !b->available(why, sizeof why))
+			return diag_set(d, FT_EUNSUPP, "", 0, 0, "backend '%s' cannot run here: %s",
+					name, why[0] ? why : "not built into this binary");
+		*out = b;
+		return 0;
+	}
+	}
+	return diag_set(d, FT_EINTERNAL, "", 0, 0, "unknown backend type");
+}
+
+static char *argv_json(int argc, char **argv)
+{
+	json_t *a = json_array();
+	json_array_append_new(a, json_string("ftlab"));
+	for (int i = 0; i < argc; i++)
+		json_array_append_new(a, json_string(argv[i]));
+	char *s = json_dumps(a, JSON_COMPACT);
+	json_decref(a);
+	return s;
+}
+
+/* The invocation's runs on stdout: a table, or JSON with --json. */
+static void print_outcome(const struct cli *cli, const char *workspace, int64_t invocation)
+{
+	struct store *s = NULL;
+	struct store_run_list *l = NULL;
+	struct diag d;
+	diag_init(&d);
+	if (store_open(&s, workspace, false, &d) != 0 || store_invocation_runs(s, &l, invocation, &d) != 0) {
+		store_close(s);
+		return;
+	}
+	if (cli->json) {
+		json_t *arr = json_array();
+		for (size_t i = 0; i < l->n; i++) {
+			json_error_t je;
+			json_t *params = json_loads(l->items[i].params_json, 0, &je);
+			json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:o, s:o}", "id",
+							     l->items[i].id, "status",
+							     l->items[i].status, "sweep_index",
+							     (json_int_t)l->items[i].sweep_index, "params",
+							     params ? params : json_object(), "run_dir",
+							     l->items[i].run_dir
+								     ? json_string(l->items[i].run_dir)
+								     : json_null()));
+		}
+		json_t *o = json_pack("{s:I, s:o}", "invocation", (json_int_t)invocation, "runs", arr);
+		json_dumpf(o, stdout, JSON_INDENT(2));
+		fputc('\n', stdout);
+		json_decref(o);
+	} else if (cli->verbosity >= 0 && l->n) {
+		static const char *const h[] = {"RUN", "STATUS", "PARAMS"};
+		struct run_table *t = run_table_new(3, h);
+		for (size_t i = 0; t && i < l->n; i++) {
+			char *params = run_params_text(l->items[i].params_json);
+			const char *cells[] = {l->items[i].id, l->items[i].status,
+					       params && params[0] ? params : "-"};
+			int e = run_table_add(t, cells);
+			free(params);
+			if (e)
+				break;
+		}
+		if (t)
+			run_table_print(t, stdout);
+		run_table_free(t);
+	}
+	store_run_list_free(l);
+	store_close(s);
+}
+
+int cmd_run(const struct cli *cli, int argc, char **argv)
+{
+	static const char *const valued[] = {"--only", "--jobs", "--backend", "--max-runs", NULL};
+	struct exp_args args;
+	int rc = exp_args_parse(&args, "run", argc, argv, valued);
+	if (rc)
+		return rc;
+	struct run_flags fl;
+	if ((rc = parse_flags(&fl, args.rest, args.n_rest)) != 0) {
+		exp_args_free(&args);
+		return rc;
+	}
+	if (fl.force && fl.resume) {
+		exp_args_free(&args);
+		return cli_usage_error("run", NULL, "--force and --resume exclude each other");
+	}
+	struct diag d;
+	diag_init(&d);
+	struct experiment *e = NULL;
+	struct sweep_plan *plan = NULL;
+	struct run_point *points = NULL;
+	struct provenance prov = {0};
+	struct store *s = NULL;
+	char *av = NULL;
+	const char **overrides = NULL;
+	size_t n_points = 0;
+	int64_t invocation = 0;
+	bool inv_open = false;
+	char backend_override[32];
+
+	/* --backend X is -s backend.type=X after every other override. */
+	overrides = calloc(args.n_overrides + 1, sizeof *overrides);
+	if (!overrides) {
+		rc = 1;
+		goto done;
+	}
+	for (size_t i = 0; i < args.n_overrides; i++)
+		overrides[i] = args.overrides[i];
+	size_t n_over = args.n_overrides;
+	if (fl.backend) {
+		snprintf(backend_override, sizeof backend_override, "backend.type=%s", fl.backend);
+		overrides[n_over++] = backend_override;
+	}
+	if (experiment_load(&e, args.path, overrides, n_over, &d) != 0 ||
+	    sweep_expand(&plan, e, fl.max_runs, &d) != 0) {
+		rc = cli_fail(&d);
+		goto done;
+	}
+	/* Provenance first: --require-clean refuses before anything runs. */
+	if (provenance_collect(&prov, args.path, &d) != 0) {
+		rc = cli_fail(&d);
+		goto done;
+	}
+	if (!prov.is_repo) {
+		if (fl.require_clean) {
+			diag_set(&d, FT_EINVAL, "", 0, 0,
+				 "--require-clean: %s is not inside a git repository", args.path);
+			rc = cli_fail(&d);
+			goto done;
+		}
+		if (cli->verbosity >= 0)
+			fprintf(stderr, "ftlab: warning: %s is not in a git repository; runs are "
+					"recorded without provenance\n", args.path);
+	} else if (fl.require_clean && prov.dirty) {
+		fprintf(stderr, "ftlab: error: --require-clean: the working tree of %s has "
+				"uncommitted changes:\n", prov.root ? prov.root : "the repository");
+		for (char *p = prov.changed, *nl; p && *p; p = nl + 1) {
+			nl = strchr(p, '\n');
+			if (!nl) {
+				fprintf(stderr, "  %s\n", p);
+				break;
+			}
+			fprintf(stderr, "  %.*s\n", (int)(nl - p), p);
+		}
+		fputs("note: commit or stash them, or run without --require-clean\n", stderr);
+		rc = 2;
+		goto done;
+	}
+	points = calloc(plan->n ? plan->n : 1, sizeof *points);
+	if (!points) {
+		rc = 1;
+		goto done;
+	}
+	for (size_t i = 0; i < plan->n; i++) {
+		struct run_point *pt = &points[n_points];
+		pt->index = plan->points[i].index;
+		pt->params_json = plan->points[i].params_json;
+		pt->cfg = plan->points[i].cfg;
+		if (run_identity(pt->identity, pt->cfg, &d) != 0) {
+			rc = cli_fail(&d);
+			goto done;
+		}
+		run_id_from_identity(pt->id, pt->identity);
+		if (fl.only && strncmp(pt->id, fl.only, strlen(fl.only)) != 0)
+			continue;
+		n_points++;
+	}
+	if (fl.only && n_points != 1) {
+		diag_set(&d, FT_EINVAL, "", 0, 0, "--only %s %s", fl.only,
+			 n_points == 0 ? "matches no run of this sweep"
+				       : "matches more than one run (give more digits)");
+		diag_hint(&d, "'ftlab plan %s' lists the run ids", args.path);
+		rc = cli_fail(&d);
+		goto done;
+	}
+	const struct backend *be = NULL;
+	if (n_points && pick_backend(&be, points[0].cfg->backend.type, &d) != 0) {
+		rc = cli_fail(&d);
+		goto done;
+	}
+	for (size_t i = 1; i < n_points; i++)
+		if (points[i].cfg->backend.type != points[0].cfg->backend.type) {
+			diag_set(&d, FT_EINVAL, args.path, 0, 0,
+				 "all runs of one invocation must use the same backend.type");
+			rc = cli_fail(&d);
+			goto done;
+		}
+	if (run_store_open(&s, cli->workspace, true, &d) != 0 ||
+	    store_experiment_put(s, experiment_name(e), experiment_spec_json(e),
+				 experiment_spec_hash(e), args.path, &d) != 0) {
+		rc = cli_fail(&d);
+		goto done;
+	}
+	av = argv_json(argc, argv);
+	struct store_provenance sp = {.is_repo = prov.is_repo, .commit = prov.commit,
+				      .branch = prov.branch, .remote = prov.remote,
+				      .root = prov.root, .dirty = prov.dirty,
+				      .changed = prov.changed};
+	if (store_invocation_begin(s, &invocation, experiment_name(e), av ? av : "[]", &sp, &d) != 0) {
+		rc = cli_fail(&d);
+		goto done;
+	}
+	inv_open = true;
+	/* The workers open their own connections; this one is closed across the fork. */
+	store_close(s);
+	s = NULL;
+	if (cli->verbosity >= 0)
+		fprintf(stderr, "ftlab: %s: %zu run%s%s%s\n", experiment_name(e), n_points,
+			n_points == 1 ? "" : "s", prov.is_repo && prov.dirty ? " (dirty tree)" : "",
+			fl.jobs > 1 ? ", parallel workers" : "");
+	run_signals_install();
+	struct run_options opt = {
+		.force = fl.force,
+		.resume = fl.resume,
+		.jobs = fl.jobs,
+		.backend = be,
+		.device = be ? (be->type == BACKEND_CUDA ? "cuda:0" : backend_name(be)) : "-",
+		.verbosity = cli->verbosity,
+		.tty = cli->tty,
+		.color = cli->color,
+	};
+	if (n_points && be && be->type == BACKEND_CUDA) {
+		static char dev[32];
+		snprintf(dev, sizeof dev, "cuda:%d", points[0].cfg->backend.device);
+		opt.device = dev;
+	}
+	struct run_summary sum = {0};
+	int r = n_points ? run_execute_plan(&sum, cli->workspace, invocation, experiment_name(e),
+					    points, n_points, &opt, &prov, &d)
+			 : 0;
+	const char *inv_status = r == FT_EINTR || sum.interrupted ? "killed"
+				 : r != 0 || sum.failed ? "failed"
+							: "finished";
+	if (store_open(&s, cli->workspace, false, &d) == 0 &&
+	    store_invocation_end(s, invocation, inv_status, &d) == 0)
+		inv_open = false;
+	store_close(s);
+	s = NULL;
+	if (r && r != FT_EINTR) {
+		rc = cli_fail(&d);
+		goto done;
+	}
+	print_outcome(cli, cli->workspace, invocation);
+	if (cli->verbosity >= 0 || sum.failed) {
+		fprintf(stderr, "ftlab: %zu finished, %zu cached, %zu failed", sum.finished,
+			sum.cached, sum.failed);
+		if (sum.killed)
+			fprintf(stderr, ", %zu killed", sum.killed);
+		/* After an interrupt the runs this process did not reach were never started;
+		 * otherwise a run this process did not record is held by another one. */
+		if (sum.busy && (r == FT_EINTR || sum.interrupted))
+			fprintf(stderr, ", %zu not started", sum.busy);
+		else if (sum.busy)
+			fprintf(stderr, ", %zu running in another process", sum.busy);
+		fprintf(stderr, " (workspace %s)\n", cli->workspace);
+	}
+	rc = r == FT_EINTR || sum.interrupted ? 130 : sum.failed ? 1 : 0;
+done:
+	if (inv_open) {
+		struct diag d2;
+		diag_init(&d2);
+		struct store *s2 = NULL;
+		if (store_open(&s2, cli->workspace, false, &d2) == 0 &&
+		    store_invocation_end(s2, invocation, "failed", &d2) != 0) {
+		}
+		store_close(s2);
+	}
+	store_close(s);
+	free(av);
+	free(points);
+	free(overrides);
+	provenance_clear(&prov);
+	sweep_plan_free(plan);
+	experiment_free(e);
+	exp_args_free(&args);
+	return rc;
+}

@@ -1,0 +1,216 @@
+/* store: the SQLite record of experiments, invocations, runs and everything a run
+ * measures (docs/store.md). The only file that includes sqlite3.h is
+ * store.c. Writes use BEGIN IMMEDIATE and short transactions; metric and prediction
+ * writes are buffered and flushed in batches. Several processes may share one store.
+ * Thread-safety: one struct store per thread (the heartbeat opens its own). */
+#ifndef FTLAB_STORE_H
+#define FTLAB_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/diag.h"
+
+/* The schema version this binary writes (PRAGMA user_version). */
+#define STORE_SCHEMA_VERSION 1
+
+struct store;
+
+/* Opens (creating when `create`) workspace/ftlab.db, migrating an older schema forward.
+ * A missing workspace without `create`, a read-only workspace or file, or a store from a
+ * newer ftlab (FT_ENEWER) are errors with a clear message in d. */
+int store_open(struct store **out, const char *workspace, bool create, struct diag *d) FT_WUR;
+void store_close(struct store *s);
+const char *store_workspace(const struct store *s);
+/* This machine's name as recorded in runs.host. */
+const char *store_host(void);
+
+/* ---- Writing: experiments and invocations ---- */
+
+/* Inserts or updates the experiment row `name`. */
+int store_experiment_put(struct store *s, const char *name, const char *spec_json,
+			 const char *spec_hash, const char *source_path, struct diag *d) FT_WUR;
+
+/* Git provenance of an invocation (strings may be NULL; is_repo false = not a repository). */
+struct store_provenance {
+	bool is_repo;
+	const char *commit, *branch, *remote, *root;
+	bool dirty;
+	const char *changed; /* newline-separated changed paths, or NULL */
+};
+
+/* Records the start of an `ftlab run`; *out is its id. argv_json is a JSON array. */
+int store_invocation_begin(struct store *s, int64_t *out, const char *experiment,
+			   const char *argv_json, const struct store_provenance *prov,
+			   struct diag *d) FT_WUR;
+/* status: "finished" | "failed" | "killed". */
+int store_invocation_end(struct store *s, int64_t id, const char *status, struct diag *d) FT_WUR;
+
+/* ---- Runs: claiming and lifecycle ---- */
+
+/* What store_run_claim decided for one sweep point. */
+enum store_claim {
+	STORE_CLAIM_RUN,     /* this process owns the run: train from scratch (rows reset) */
+	STORE_CLAIM_RESUME,  /* this process owns a killed/crashed run: continue it */
+	STORE_CLAIM_CACHED,  /* an identical finished run at the same clean commit exists */
+	STORE_CLAIM_BUSY,    /* another live process is running it */
+	STORE_CLAIM_DONE     /* already handled by this invocation (another worker) */
+};
+
+#define STORE_FLAG_FORCE 1u  /* re-run finished runs */
+#define STORE_FLAG_RESUME 2u /* continue killed/crashed runs instead of restarting */
+
+struct store_run_spec {
+	const char *id;          /* run id (12 hex) */
+	const char *experiment;
+	int64_t sweep_index;
+	const char *params_json; /* the swept values of this point, JSON object */
+	const char *config_json; /* resolved canonical config */
+	const char *identity;    /* 64 hex */
+	const char *backend;     /* "cpu" | "cuda" | "exec" */
+	const char *device;      /* "cpu", "cuda:0", "exec" ... */
+	int threads;
+	int64_t seed;
+	const char *run_dir;
+	/* Provenance of the claiming invocation: caching needs the same clean commit. */
+	const char *git_commit;  /* NULL outside a repository */
+	bool git_dirty;
+};
+
+/* Atomically decides and records who runs `spec` (one BEGIN IMMEDIATE transaction):
+ * a claimed run becomes `running` with this pid, host and a fresh heartbeat. Also records
+ * the point in invocation_runs (status `cached` for a cache hit). */
+int store_run_claim(struct store *s, enum store_claim *out, int64_t invocation,
+		    const struct store_run_spec *spec, unsigned flags, struct diag *d) FT_WUR;
+/* Ends a claimed run: status "finished" | "failed" | "killed"; error may be NULL.
+ * Flushes nothing by itself: flush the writer first. */
+int store_run_end(struct store *s, const char *run_id, int64_t invocation, const char *status,
+		  const char *error, struct diag *d) FT_WUR;
+/* Heartbeat of a running run owned by this pid (also records step/total). */
+int store_run_heartbeat(struct store *s, const char *run_id, int64_t step, int64_t total,
+			struct diag *d) FT_WUR;
+/* Turns running rows whose process is gone into crashed: on this host when the pid no
+ * longer exists, anywhere when the heartbeat is older than max_age_s. *out_n counts them. */
+int store_reap_stale(struct store *s, double max_age_s, int *out_n, struct diag *d) FT_WUR;
+
+/* ---- Writing what a run measures (batched) ---- */
+
+/* A per-run buffered writer. Metrics and predictions are buffered and written in one
+ * transaction when the buffer holds STORE_BATCH rows or `flush_interval_s` has passed;
+ * results, events and artifacts are written at once (they are few). Re-writing the same
+ * (run, split, name, step) replaces the value, so a resumed run may log a step again. */
+#define STORE_BATCH 4096
+struct store_writer;
+int store_writer_open(struct store_writer **out, struct store *s, const char *run_id,
+		      double flush_interval_s, struct diag *d) FT_WUR;
+int store_writer_metric(struct store_writer *w, const char *split, const char *name,
+			int64_t step, double value) FT_WUR;
+/* model: "base" | "tuned" | "delta"; NAN bounds are stored as NULL. */
+int store_writer_result(struct store_writer *w, const char *model, const char *split,
+			const char *metric, double value, double ci_low, double ci_high) FT_WUR;
+int store_writer_prediction(struct store_writer *w, const char *model, const char *split,
+			    int64_t example, const char *prompt, const char *reference,
+			    const char *output, double score) FT_WUR;
+int store_writer_event(struct store_writer *w, const char *level, const char *kind,
+		       const char *message) FT_WUR;
+/* path relative to the run directory; bytes and sha256 are computed from run_dir/path. */
+int store_writer_artifact(struct store_writer *w, const char *kind, const char *path,
+			  const char *run_dir) FT_WUR;
+int store_writer_flush(struct store_writer *w) FT_WUR;
+/* The first write error (after which writes are dropped), or NULL. */
+const struct diag *store_writer_error(const struct store_writer *w);
+/* Flushes (errors are reported by store_writer_error before) and frees. */
+void store_writer_free(struct store_writer *w);
+
+/* ---- Reading (ls, show, compare, reports) ---- */
+
+struct store_experiment {
+	char *name, *spec_json, *spec_hash, *source_path;
+	double created, updated; /* unix seconds */
+	int64_t n_runs;
+};
+
+struct store_run {
+	char *id, *experiment, *params_json, *config_json, *identity, *status;
+	char *host, *backend, *device, *error, *run_dir;
+	int64_t invocation, sweep_index, pid, seed, step, total_steps, attempts;
+	int threads;
+	double heartbeat, started, finished, created; /* unix seconds; 0 = not set */
+	/* Provenance of the invocation that last executed the run. */
+	char *git_commit, *git_branch, *git_remote; /* NULL outside a repository */
+	int git_dirty;                              /* 0, 1, or -1 outside a repository */
+};
+
+struct store_result {
+	char *model, *split, *metric;
+	double value, ci_low, ci_high; /* NAN bounds when none */
+};
+
+struct store_metric {
+	char *split, *name;
+	int64_t step;
+	double value, time;
+};
+
+struct store_prediction {
+	char *model, *split, *prompt, *reference, *output;
+	int64_t example;
+	double score; /* NAN when none */
+};
+
+struct store_artifact {
+	char *kind, *path, *sha256;
+	int64_t bytes;
+};
+
+struct store_event {
+	double time;
+	char *level, *kind, *message;
+};
+
+/* Lists returned through **out belong to the caller: free with the matching _free. */
+struct store_experiment_list { struct store_experiment *items; size_t n; };
+struct store_run_list { struct store_run *items; size_t n; };
+struct store_result_list { struct store_result *items; size_t n; };
+struct store_metric_list { struct store_metric *items; size_t n; };
+struct store_prediction_list { struct store_prediction *items; size_t n; };
+struct store_artifact_list { struct store_artifact *items; size_t n; };
+struct store_event_list { struct store_event *items; size_t n; };
+
+int store_experiments(struct store *s, struct store_experiment_list **out, struct diag *d) FT_WUR;
+/* Runs ordered by experiment, sweep index; experiment/status NULL = all. */
+int store_runs(struct store *s, struct store_run_list **out, const char *experiment,
+	       const char *status, struct diag *d) FT_WUR;
+/* One run by id or unique id prefix (at least 4 characters). FT_EINVAL when none or
+ * ambiguous. */
+int store_run_get(struct store *s, struct store_run **out, const char *id_or_prefix,
+		  struct diag *d) FT_WUR;
+int store_results(struct store *s, struct store_result_list **out, const char *run_id,
+		  struct diag *d) FT_WUR;
+/* split/name NULL = all; ordered by split, name, step. */
+int store_metrics(struct store *s, struct store_metric_list **out, const char *run_id,
+		  const char *split, const char *name, struct diag *d) FT_WUR;
+int store_predictions(struct store *s, struct store_prediction_list **out, const char *run_id,
+		      struct diag *d) FT_WUR;
+int store_artifacts(struct store *s, struct store_artifact_list **out, const char *run_id,
+		    struct diag *d) FT_WUR;
+int store_events(struct store *s, struct store_event_list **out, const char *run_id,
+		 struct diag *d) FT_WUR;
+/* Statuses recorded for each run of one invocation ("cached", "finished", ...), as a
+ * run list whose `status` is the per-invocation status. */
+int store_invocation_runs(struct store *s, struct store_run_list **out, int64_t invocation,
+			  struct diag *d) FT_WUR;
+/* PRAGMA integrity_check; *out_ok false when it reports anything but "ok". */
+int store_integrity_check(struct store *s, bool *out_ok, struct diag *d) FT_WUR;
+
+void store_experiment_list_free(struct store_experiment_list *l);
+void store_run_free(struct store_run *r);
+void store_run_list_free(struct store_run_list *l);
+void store_result_list_free(struct store_result_list *l);
+void store_metric_list_free(struct store_metric_list *l);
+void store_prediction_list_free(struct store_prediction_list *l);
+void store_artifact_list_free(struct store_artifact_list *l);
+void store_event_list_free(struct store_event_list *l);
+
+#endif
