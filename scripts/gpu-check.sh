@@ -274,6 +274,14 @@ cpu_runs() {
     echo "$?" >"$logs/run-cpu-$c.rc"
   done
 }
+# oneDNN multiplies in bf16 only on CPUs with AVX512-BF16 or AMX; elsewhere the CPU side
+# of a bf16 configuration runs fp32 matmuls (the bf16 tolerance covers that difference).
+bf16_note() {
+  case "$1" in
+    *bf16) grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null ||
+             printf '; this CPU has no bf16 matmuls: fp32 on the CPU side' ;;
+  esac
+}
 cpu_rows() {
   local c d
   for c in $configs; do
@@ -282,7 +290,7 @@ cpu_rows() {
       row "2 cpu run $c" ok "$(python3 -c 'import json,sys
 m=[json.loads(l) for l in open(sys.argv[1]+"/metrics.jsonl")]
 l=[x["value"] for x in m if x.get("name")=="loss" and x.get("split")=="train"]
-print("%d steps, loss %.4f -> %.4f" % (len(l), l[0], l[-1]))' "$d" 2>/dev/null), $(cat "$logs/run-cpu-$c.seconds") s"
+print("%d steps, loss %.4f -> %.4f" % (len(l), l[0], l[-1]))' "$d" 2>/dev/null), $(cat "$logs/run-cpu-$c.seconds") s$(bf16_note "$c")"
     elif [ "$(cat "$logs/run-cpu-$c.rc" 2>/dev/null)" = 124 ]; then
       row "2 cpu run $c" skip "stopped after $(cat "$logs/run-cpu-$c.seconds") s: the time budget (GPU_CHECK_BUDGET)"
     else
