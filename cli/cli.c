@@ -81,15 +81,52 @@ const struct cli_command cli_commands[] = {
 	 "                      [--top-k K] [--top-p P] [--seed S] [--stop STR]... [--system S]\n"
 	 "                      [--threads N] [--raw] PROMPT...\n",
 	 cmd_generate},
+	{"tokenize", "show the tokens of a text, or of each example with its loss mask",
+	 "usage: ftlab tokenize MODEL [--special] [--no-bos] [--json] TEXT...\n"
+	 "       ftlab tokenize MODEL --data FILE [--format F] [--template T] [--system S]\n"
+	 "                      [--max-length N] [--limit N] [--train-on-inputs] [--json]\n"
+	 "       ftlab tokenize MODEL --write-hf DIR\n"
+	 "\n"
+	 "Prints the ids and pieces (the vocabulary's spelling: \"\u2581\" is a SentencePiece\n"
+	 "space, \"\u0120\" a byte-level one, <0x0A> a byte) that MODEL's tokenizer gives each\n"
+	 "TEXT, one token a line. BOS/EOS are added when the model asks for them (Gemma\n"
+	 "adds <bos>); --no-bos adds none. Special tokens written in TEXT (<|im_end|>,\n"
+	 "<start_of_turn>) are plain text, as in training data, unless --special.\n"
+	 "\n"
+	 "With --data FILE (JSON Lines) each example is templated and tokenized exactly as\n"
+	 "training does, and each token is marked 'loss' when it is a training target; a\n"
+	 "line shows where the generation prompt ends. --format (default: from the first\n"
+	 "line's keys), --template (default auto: the model's own template), --system,\n"
+	 "--max-length (truncation; default none), --limit (first N examples) and\n"
+	 "--train-on-inputs act as the data section of an experiment file does.\n"
+	 "\n"
+	 "--write-hf DIR writes MODEL's tokenizer as Hugging Face files (tokenizer.json,\n"
+	 "tokenizer_config.json, special_tokens_map.json), as merged exports do.\n"
+	 "\n"
+	 "MODEL is a .gguf file (only its metadata is read) or a directory with\n"
+	 "tokenizer.json. --json prints the ids, pieces, loss masks and prompt lengths.\n",
+	 cmd_tokenize},
 	{"export", "export a run's weights (PEFT adapter, merged model, GGUF)",
-	 "usage: ftlab export RUN --format peft|gguf-adapter|merged-safetensors|merged-gguf -o DIR\n",
+	 "usage: ftlab export RUN --format peft|gguf-adapter|merged-safetensors|merged-gguf -o DIR\n"
+	 "                    [--base-model NAME]\n"
+	 "\n"
+	 "peft: adapter_model.safetensors and adapter_config.json. Its\n"
+	 "base_model_name_or_path is --base-model NAME when given, else the Hugging Face\n"
+	 "repository the base GGUF's metadata names (general.source.*), else the base\n"
+	 "model's path (a note says when that is a .gguf file, which PEFT cannot load).\n"
+	 "merged-safetensors: model.safetensors, config.json and the tokenizer files\n"
+	 "(tokenizer.json, tokenizer_config.json with the chat template,\n"
+	 "special_tokens_map.json; from the GGUF metadata for a GGUF base).\n"
+	 "merged-gguf: model.gguf (F32). gguf-adapter: adapter.gguf for llama.cpp.\n",
 	 cmd_export},
-	{"bench", "measure training and generation speed",
-	 "usage: ftlab bench [--model M] [--mode train|generate] [--backend auto|cpu|cuda]\n"
-	 "                   [--threads N] [--json]\n"
+	{"bench", "measure training, generation and tokenizer speed",
+	 "usage: ftlab bench [--model M] [--mode train|generate|tokenize]\n"
+	 "                   [--backend auto|cpu|cuda] [--threads N] [--json]\n"
 	 "                   train:    [--method lora|lora-all|full] [--precision fp32|bf16]\n"
 	 "                             [--batch B] [--seq T] [--steps N]\n"
 	 "                   generate: [--prompt-len N] [--new-tokens N] [--batch N]\n"
+	 "                   tokenize: [--text FILE]   (default docs/engine.md: its lines,\n"
+	 "                             then the whole file as one text; CPU time)\n"
 	 "\n"
 	 "Measures the native engine on a model file (default: the SmolLM2-135M-Instruct\n"
 	 "GGUF of `make model`) together with the machine's limits, measured on the spot:\n"
@@ -100,7 +137,8 @@ const struct cli_command cli_commands[] = {
 	 "for 1 prompt and for N prompts together (default 8) against the bound of reading\n"
 	 "the weights once per step. --backend auto (the default) uses CUDA when a device\n"
 	 "is present; cuda without one is an error (exit 2). On CUDA the peak device memory\n"
-	 "is reported. --json prints one JSON object on stdout and the text on stderr.\n",
+	 "is reported. --json (train, generate) prints one JSON object on stdout and the text\n"
+	 "on stderr.\n",
 	 cmd_bench},
 	{"selftest", "compare backends on a tiny model",
 	 "usage: ftlab selftest [--backend cpu|cuda]\n", cmd_selftest},

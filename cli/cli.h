@@ -55,6 +55,7 @@ int cmd_report(const struct cli *cli, int argc, char **argv);
 int cmd_ci(const struct cli *cli, int argc, char **argv);
 int cmd_eval(const struct cli *cli, int argc, char **argv);
 int cmd_generate(const struct cli *cli, int argc, char **argv);
+int cmd_tokenize(const struct cli *cli, int argc, char **argv);
 int cmd_export(const struct cli *cli, int argc, char **argv);
 int cmd_bench(const struct cli *cli, int argc, char **argv);
 int cmd_selftest(const struct cli *cli, int argc, char **argv);

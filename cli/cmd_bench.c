@@ -5,6 +5,7 @@
  *   --mode train:    tokens/s of training steps, MFU against the measured GEMM peak (CUDA:
  *                    cuBLAS's bf16 peak), process CPU time per step, peak resident (CPU)
  *                    or device (CUDA) memory.
+ *   --mode tokenize: tokenizer load time and encoding speed on --text FILE.
  * --backend auto|cpu|cuda; --json: one JSON object on stdout, the report on stderr. */
 #include "cli/cli.h"
 
@@ -20,11 +21,12 @@
 
 static const char *const bench_opts_names[] = {
 	"--model", "--mode", "--method", "--batch", "--seq", "--threads", "--steps",
-	"--new-tokens", "--prompt-len", "--precision", "--backend", NULL};
+	"--new-tokens", "--prompt-len", "--precision", "--backend", "--text", NULL};
 
 int cmd_bench(const struct cli *cli, int argc, char **argv)
 {
-	const char *model_path = DEFAULT_MODEL, *mode = "generate", *method = "lora";
+	const char *model_path = DEFAULT_MODEL, *mode = "generate", *method = "lora",
+		   *text_path = "docs/engine.md";
 	const char *backend = NULL; /* backend.type's default */
 	int64_t batch = 0, seq = 256, threads = 0, steps = 0, new_tokens = 64, prompt_len = 64;
 	bool bf16 = false;
@@ -42,6 +44,8 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 			model_path = v;
 		} else if (strcmp(a, "--mode") == 0) {
 			mode = v;
+		} else if (strcmp(a, "--text") == 0) {
+			text_path = v;
 		} else if (strcmp(a, "--method") == 0) {
 			method = v;
 		} else if (strcmp(a, "--backend") == 0) {
@@ -88,8 +92,14 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 		.json = cli->json,
 	};
 	o.generate = strcmp(mode, "generate") == 0;
-	if (!o.generate && strcmp(mode, "train") != 0)
-		return cli_usage_error("bench", NULL, "--mode is train or generate, not '%s'", mode);
+	o.tokenize = strcmp(mode, "tokenize") == 0;
+	o.text_path = text_path;
+	if (!o.generate && !o.tokenize && strcmp(mode, "train") != 0)
+		return cli_usage_error("bench", NULL, "--mode is train, generate or tokenize, not '%s'",
+				       mode);
+	if (o.tokenize && cli->json)
+		return cli_usage_error("bench", NULL,
+				       "--json is for --mode train and generate, not tokenize");
 	o.batch = (int)(batch ? batch : o.generate ? 8 : 4);
 	if (strcmp(method, "full") == 0)
 		o.method = ENGINE_BENCH_FULL;
@@ -97,7 +107,7 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 		o.method = ENGINE_BENCH_LORA;
 	else if (strcmp(method, "lora-all") == 0)
 		o.method = ENGINE_BENCH_LORA_ALL;
-	else if (!o.generate)
+	else if (!o.generate && !o.tokenize)
 		return cli_usage_error("bench", NULL, "--method is lora, lora-all or full, not '%s'",
 				       method);
 	struct diag d;

@@ -60,19 +60,23 @@ static int find_run_dir(char **out, const char *workspace, const char *run, stru
 
 int cmd_export(const struct cli *cli, int argc, char **argv)
 {
-	const char *run = NULL, *format = NULL, *out = NULL;
-	static const char *const opts[] = {"--format", "--output", "-o", "--help", NULL};
+	const char *run = NULL, *format = NULL, *out = NULL, *base_model = NULL;
+	static const char *const opts[] = {"--format", "--output", "-o", "--base-model", "--help",
+					   NULL};
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (cli_is_help(a)) {
 			cli_print_usage(cli_find("export"), stdout);
 			return 0;
 		}
-		if (strcmp(a, "--format") == 0 || strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
+		if (strcmp(a, "--format") == 0 || strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0 ||
+		    strcmp(a, "--base-model") == 0) {
 			if (i + 1 >= argc)
 				return cli_usage_error("export", NULL, "%s needs a value", a);
 			if (strcmp(a, "--format") == 0)
 				format = argv[++i];
+			else if (strcmp(a, "--base-model") == 0)
+				base_model = argv[++i];
 			else
 				out = argv[++i];
 		} else if (a[0] == '-' && a[1]) {
@@ -95,7 +99,7 @@ int cmd_export(const struct cli *cli, int argc, char **argv)
 	char *run_dir = NULL, *target = NULL;
 	int rc = find_run_dir(&run_dir, cli->workspace, run, &d);
 	if (rc == 0)
-		rc = engine_export(&target, run_dir, format, out, &d);
+		rc = engine_export(&target, run_dir, format, out, base_model, &d);
 	if (rc == 0 && target)
 		printf("%s\n", target);
 	free(target);

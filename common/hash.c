@@ -226,7 +226,8 @@ static int list_files(const char *root, const char *rel, char ***names, size_t *
 				size_t nc = *cap ? *cap * 2 : 16;
 				char **p = realloc(*names, nc * sizeof *p);
 				if (!p) {
-					rc = diag_set(d, FT_ENOMEM, root, 0, 0, "out of memory");
+					diag_set(d, FT_ENOMEM, root, 0, 0, "out of memory");
+					rc = FT_ENOMEM;
 				} else {
 					*names = p;
 					*cap = nc;

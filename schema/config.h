@@ -22,7 +22,10 @@ enum backend_type { BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA, BACKEND_EXEC };
 enum goal { GOAL_MAXIMIZE, GOAL_MINIMIZE };
 enum sweep_method { SWEEP_GRID, SWEEP_RANDOM };
 /* The named templates of data.template (any other text is a custom template). */
-enum data_template { DATA_TEMPLATE_AUTO, DATA_TEMPLATE_CHATML, DATA_TEMPLATE_ALPACA, DATA_TEMPLATE_PLAIN };
+enum data_template {
+	DATA_TEMPLATE_AUTO, DATA_TEMPLATE_CHATML, DATA_TEMPLATE_GEMMA, DATA_TEMPLATE_ALPACA,
+	DATA_TEMPLATE_PLAIN
+};
 
 /* A list of owned strings. */
 struct strlist {
@@ -55,7 +58,7 @@ struct config_data {
 	char *train;               /* resolved path, or NULL (evaluation-only experiments) */
 	struct split_spec validation, test;
 	struct field_map fields;
-	char *template_name;       /* "chatml" | "alpaca" | "plain" | "auto" | NULL (custom) */
+	char *template_name;       /* "chatml" | "gemma" | "alpaca" | "plain" | "auto" | NULL (custom) */
 	char *template_custom;     /* custom template with {prompt} {response} {system}, or NULL */
 	char *system;              /* system prompt or NULL */
 	int max_length;

@@ -443,7 +443,7 @@ int schema_fill_config(struct config *c, const struct node *r, const char *base_
 	d->fields.messages = fstr(&F, "data.fields.messages");
 	d->fields.system = fstr(&F, "data.fields.system");
 	const char *tmpl = txt(r, "data.template");
-	if (tmpl && schema_choice_ok("auto|chatml|alpaca|plain", tmpl))
+	if (tmpl && schema_choice_ok("auto|chatml|gemma|alpaca|plain", tmpl))
 		d->template_name = fstr(&F, "data.template");
 	else
 		d->template_custom = fstr(&F, "data.template");

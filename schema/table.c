@@ -71,9 +71,10 @@ const struct key_desc schema_keys[] = {
 	{"data.fields.messages", KT_STR, 0, "messages", NOB, NULL, "Key of the message list (chat).", NULL},
 	{"data.fields.system", KT_STR, 0, "system", NOB, NULL,
 	 "Key of a per-example system prompt, when present.", NULL},
-	{"data.template", KT_TEMPLATE, 0, "auto", NOB, "auto|chatml|alpaca|plain",
+	{"data.template", KT_TEMPLATE, 0, "auto", NOB, "auto|chatml|gemma|alpaca|plain",
 	 "Prompt template: auto (the model's chat template when it has one, else plain), chatml, "
-	 "alpaca, plain, or a custom string with {prompt} and optionally {response} and {system}.", NULL},
+	 "gemma, alpaca, plain, or a custom string with {prompt} and optionally {response} and "
+	 "{system}.", NULL},
 	{"data.system", KT_STR, 0, NULL, NOB, NULL, "System prompt added to every example.", NULL},
 	{"data.max_length", KT_INT, KF_LO | KF_HI, NULL, RANGE(1, 1048576), NULL,
 	 "Longest example in tokens; longer ones are truncated (counted). At most model.context.",

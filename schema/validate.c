@@ -672,7 +672,7 @@ static int resolve_value(struct vstate *S, const struct key_desc *k, const struc
 			node_free(*out);
 			*out = NULL;
 			rc = VERR(S, v, "'%s' is '%.100s': neither a template name (auto, chatml, "
-				  "alpaca, plain) nor a custom template with {prompt}", k->path,
+				  "gemma, alpaca, plain) nor a custom template with {prompt}", k->path,
 				  v->text);
 			char near[32];
 			if (schema_choice_nearest(k->choices, v->text, near, sizeof near))

@@ -7,8 +7,9 @@
  *             (CUDA: the bf16 peak of cuBLAS), process CPU time per step (mean and best
  *             step: robust on a shared machine), peak resident (CPU) or device (CUDA)
  *             memory.
- * The report goes to stdout; with json, one JSON object goes to stdout and the report to
- * stderr. */
+ *   tokenize: tokenizer load time and encoding MB/s and tokens/s (CPU time).
+ * The report goes to stdout; with json (train, generate), one JSON object goes to stdout
+ * and the report to stderr. */
 #include "backends/native/engine.h"
 
 #include <jansson.h>
@@ -23,6 +24,7 @@
 #include "backends/native/model/model.h"
 #include "backends/native/ops/cuda/ops_cuda.h"
 #include "backends/native/ops/ops.h"
+#include "backends/native/tok/tokenizer.h"
 #include "common/rng.h"
 #include "common/util.h"
 #include "schema/config.h"
@@ -493,8 +495,62 @@ static int bench_device(struct bench_dev *bd, enum backend_type backend, bool tr
 	return rc;
 }
 
+/* Tokenizer speed: load time, then every line of a text file encoded once (cold word
+ * cache), then the whole file as one text. CPU seconds of this process. */
+static int bench_tokenize(const char *model_path, const char *text_path, struct diag *d)
+{
+	struct model_file *mf = NULL;
+	struct tokenizer *t = NULL;
+	char *buf = NULL;
+	size_t len = 0;
+	double w0 = time_monotonic(), c0 = time_process_cpu();
+	int rc = model_file_load_tokenizer(&mf, model_path, d);
+	if (!rc)
+		rc = tokenizer_from_model_file(&t, mf, d);
+	double w1 = time_monotonic(), c1 = time_process_cpu();
+	if (!rc)
+		rc = file_read_all(&buf, &len, text_path, 1u << 30, d);
+	size_t lines = 0, toks = 0, whole = 0;
+	double c2 = time_process_cpu();
+	for (char *p = buf; !rc && p && p < buf + len;) {
+		char *e = memchr(p, '\n', (size_t)(buf + len - p));
+		if (!e)
+			e = buf + len;
+		int32_t *ids;
+		size_t n = 0;
+		rc = tokenizer_encode_ex(t, p, (size_t)(e - p), 0, &ids, &n, d);
+		if (!rc)
+			free(ids);
+		toks += n;
+		lines++;
+		p = e + 1;
+	}
+	double c3 = time_process_cpu();
+	int32_t *ids = NULL;
+	if (!rc)
+		rc = tokenizer_encode_ex(t, buf, len, 0, &ids, &whole, d);
+	double c4 = time_process_cpu();
+	free(ids);
+	if (!rc) {
+		printf("ftlab bench --mode tokenize: model %s (%s, %d tokens), text %s (%.2f MB)\n",
+		       model_path, tokenizer_is_sentencepiece(t) ? "SentencePiece BPE" : "byte-level BPE",
+		       tokenizer_n_vocab(t), text_path, (double)len / 1e6);
+		printf("load: %.3f s wall, %.3f s CPU\n", w1 - w0, c1 - c0);
+		printf("%zu lines, %zu tokens: %.3f s CPU, %.2f MB/s, %.0f k tokens/s\n", lines, toks,
+		       c3 - c2, (double)len / 1e6 / (c3 - c2), (double)toks / 1e3 / (c3 - c2));
+		printf("whole file as one text (warm cache), %zu tokens: %.3f s CPU, %.2f MB/s\n",
+		       whole, c4 - c3, (double)len / 1e6 / (c4 - c3));
+	}
+	free(buf);
+	tokenizer_free(t);
+	model_file_free(mf);
+	return rc;
+}
+
 int engine_bench(const struct engine_bench_opts *b, struct diag *d)
 {
+	if (b->tokenize)
+		return bench_tokenize(b->model_path, b->text_path ? b->text_path : "docs/engine.md", d);
 	bool gen = b->generate;
 	const char *mode = gen ? "generate" : "train";
 	struct model_opts o = {0};

@@ -1,7 +1,7 @@
 /* engine: the native engine as the command line uses it outside a run: generation,
- * evaluation of one data file, export of a finished run's weights, the speed benchmark,
- * the self-test and synthetic models. The one engine header cli/ includes; runs go
- * through backend.h.
+ * evaluation of one data file, tokenization, export of a finished run's weights, the
+ * speed benchmark, the self-test and synthetic models. The one engine header cli/
+ * includes; runs go through backend.h.
  * Each call loads what it needs and frees it before returning. Not thread-safe (OpenMP
  * thread counts are process-wide). */
 #ifndef FTLAB_ENGINE_H
@@ -69,13 +69,37 @@ struct engine_eval_info {
 int engine_eval(struct engine_eval_info *out, const struct engine_eval_opts *o,
 		const struct run_sink *sink, struct diag *d) FT_WUR;
 
+/* ---- tokenize ---- */
+
+struct engine_tokenize_opts {
+	const char *model_path;           /* .gguf (metadata only) or a directory with tokenizer.json */
+	const char *const *texts;         /* encode these ... */
+	size_t n_texts;
+	bool special, no_bos;             /* special tokens in the texts parsed; no BOS/EOS */
+	const char *data;                 /* ... or each example of this JSON Lines file, */
+	const char *format, *template_name, *system; /* NULL: from the first line, auto, none */
+	int64_t max_length, limit;        /* 0 = no truncation, all examples */
+	bool train_on_inputs;
+	const char *write_hf;             /* ... or write the tokenizer's HF files into this dir */
+	bool json;
+};
+
+/* Prints to stdout, one token a line (or JSON): for each text its ids and pieces; for
+ * each example its ids, pieces, loss mask and generation-prompt length; or the directory
+ * written. Data warnings go to stderr. FT_EINVAL with d set for bad input. */
+int engine_tokenize(const struct engine_tokenize_opts *o, struct diag *d) FT_WUR;
+
 /* ---- export ---- */
 
 /* Rebuilds the weights of the finished run in run_dir and writes them to out_dir in
  * `format` (peft | gguf-adapter | merged-safetensors | merged-gguf). *out_target (caller
- * frees) is what was written: the directory, or the .gguf file. */
+ * frees) is what was written: the directory, or the .gguf file. base_model (may be NULL)
+ * is the base_model_name_or_path of a peft export; without it the Hugging Face
+ * repository named in the base GGUF's metadata, else the base path (a note on stderr
+ * says when that is a .gguf file). merged-safetensors of a GGUF base includes its
+ * tokenizer as tokenizer.json, tokenizer_config.json and special_tokens_map.json. */
 int engine_export(char **out_target, const char *run_dir, const char *format,
-		  const char *out_dir, struct diag *d) FT_WUR;
+		  const char *out_dir, const char *base_model, struct diag *d) FT_WUR;
 
 /* ---- bench and selftest ---- */
 
@@ -90,6 +114,8 @@ struct engine_bench_opts {
 	int batch, seq, steps;            /* training shape and steps (0: 3 on the CPU, 10 on
 					   * CUDA); generate: batch = prompts of the batched run */
 	int new_tokens, prompt_len;       /* generation */
+	bool tokenize;                    /* tokenizer speed on text_path instead */
+	const char *text_path;
 	int threads;                      /* 0 = all cores */
 	bool json;                        /* one JSON object on stdout, the report on stderr */
 };

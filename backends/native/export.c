@@ -3,15 +3,18 @@
  * LoRA run's PEFT adapter; checkpoint/ the trained weights of full and freeze runs) and
  * writes them in the asked format. Finding the run directory is the command line's job. */
 #include "backends/native/engine.h"
+#include "backends/native/export.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "backends/native/io/model_file.h"
 #include "backends/native/peft/adapter.h"
 #include "backends/native/peft/merge.h"
+#include "backends/native/tok/tokenizer.h"
 #include "backends/native/train/checkpoint.h"
 #include "common/util.h"
 #include "schema/config.h"
@@ -40,15 +43,61 @@ static int put_param(void *ud, const char *name, const float *data, size_t numel
 	return 0;
 }
 
+int export_merged_hf(const char *dir, const struct model_file *mf, struct diag *d)
+{
+	int rc = merged_write_hf(dir, mf, d);
+	if (rc || mf->tok.tokenizer_json || !mf->is_gguf || !mf->tok.tokens)
+		return rc;
+	/* A GGUF base carries its tokenizer as metadata: written as Hugging Face files so the
+	 * directory loads as it is (AutoTokenizer.from_pretrained, ftlab generate DIR). */
+	struct tokenizer *tok = NULL;
+	if ((rc = tokenizer_from_model_file(&tok, mf, d)) == 0)
+		rc = tokenizer_write_hf(dir, tok, mf->hp.n_ctx_train, d);
+	tokenizer_free(tok);
+	return rc;
+}
+
+/* base_model_name_or_path for adapter_config.json: the override, else the Hugging Face
+ * repository named in the base GGUF's metadata, else the base path as the run recorded it
+ * (a HF directory loads as it is; a .gguf path does not, which the note says). */
+static bool path_is_dir(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static char *adapter_base_name(const char *base, const char *override)
+{
+	if (override)
+		return ft_strdup(override);
+	struct model_file *mf = NULL;
+	struct diag d;
+	diag_init(&d);
+	char *name = NULL;
+	bool dir = path_is_dir(base);
+	if (!dir && model_file_load_tokenizer(&mf, base, &d) == 0 && mf->hf_repo)
+		name = ft_strdup(mf->hf_repo);
+	model_file_free(mf);
+	if (name)
+		return name;
+	if (!dir)
+		fprintf(stderr,
+			"ftlab: note: adapter_config.json names the local file %s as its base model, "
+			"which PEFT cannot load; pass --base-model with the Hugging Face repository "
+			"(for example HuggingFaceTB/SmolLM2-135M-Instruct) or a model directory\n",
+			base);
+	return ft_strdup(base);
+}
+
 int engine_export(char **out_target, const char *run_dir, const char *format,
-		  const char *out_dir, struct diag *d)
+		  const char *out_dir, const char *base_model, struct diag *d)
 {
 	*out_target = NULL;
 	int rc = 0;
 	char *meta_p = path_join(run_dir, "export.json");
 	char *ad_p = path_join(run_dir, "adapter");
 	char *ck_p = path_join(run_dir, "checkpoint");
-	char *text = NULL, *target = NULL;
+	char *text = NULL, *target = NULL, *base_name = NULL;
 	size_t len;
 	json_t *meta = NULL;
 	struct model_file *mf = NULL;
@@ -86,7 +135,11 @@ int engine_export(char **out_target, const char *run_dir, const char *format,
 	if (strcmp(format, "peft") == 0) {
 		if ((rc = adapter_read_peft(&ad, ad_p, false, 0, 0, 0, d)) != 0)
 			goto done;
-		ad->info.base_model = base;
+		if (!(base_name = adapter_base_name(base, base_model))) {
+			rc = diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
+			goto done;
+		}
+		ad->info.base_model = base_name;
 		rc = adapter_write_peft(out_dir, ad->t, ad->n, &ad->info, d);
 		target = ft_strdup(out_dir);
 		goto done;
@@ -115,7 +168,7 @@ int engine_export(char **out_target, const char *run_dir, const char *format,
 	}
 	if (strcmp(format, "merged-safetensors") == 0) {
 		target = ft_strdup(out_dir);
-		rc = merged_write_hf(out_dir, mf, d);
+		rc = export_merged_hf(out_dir, mf, d);
 	} else {
 		target = path_join(out_dir, "model.gguf");
 		rc = target ? merged_write_gguf(target, mf, d)
@@ -126,6 +179,7 @@ done:
 		*out_target = target;
 	else
 		free(target);
+	free(base_name);
 	adapter_free(ad);
 	model_file_free(mf);
 	json_decref(meta);

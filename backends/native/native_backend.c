@@ -194,7 +194,7 @@ static int write_adapter(const struct run_ctx *ctx, struct model *m, const struc
 	struct lora_info info = {.rank = cm->rank, .alpha = cm->alpha, .dropout = cm->dropout,
 				 .rslora = cm->rslora, .targets = mods, .n_targets = n_mods,
 				 .fan_in_fan_out = hp->arch == ARCH_GPT2,
-				 .base_model = ctx->cfg->model.base,
+				 .base_model = mf->hf_repo ? mf->hf_repo : ctx->cfg->model.base,
 				 .interleaved = hp->rope_style == ROPE_INTERLEAVED,
 				 .n_head = hp->n_head, .n_head_kv = hp->n_head_kv,
 				 .head_dim = hp->head_dim};

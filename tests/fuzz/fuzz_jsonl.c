@@ -46,7 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	struct template_spec ts = {tk, "{system}<{prompt}>{response}!", "sys", NULL};
-	struct data_tok tok = {NULL, byte_encode, 3, 1, true};
+	struct data_tok tok = {NULL, byte_encode, 3, 1, true, NULL};
 	struct tok_set *set = NULL;
 	diag_init(&d);
 	if (data_tokenize(&set, ds, &ts, &tok, 64, false, &d) == 0) {

@@ -40,7 +40,7 @@ static int byte_encode(void *ud, const char *text, size_t len, bool special, int
 	return 0;
 }
 
-static const struct data_tok TOK = {NULL, byte_encode, 3, -1, false};
+static const struct data_tok TOK = {NULL, byte_encode, 3, -1, false, NULL};
 
 static struct record rec_completion(const char *p, const char *c)
 {
@@ -131,6 +131,44 @@ static void test_chatml(void **state)
 	       "<|im_start|>assistant\n|[Hello][<|im_end|>]\n");
 }
 
+static void test_gemma(void **state)
+{
+	(void)state;
+	struct template_spec ts = {TEMPLATE_GEMMA, NULL, NULL, NULL};
+	struct record r = rec_completion(" What is 2+2?\n", "4 ");
+	expect(&r, DATA_COMPLETION, &ts,
+	       "<start_of_turn>user\nWhat is 2+2?<end_of_turn>\n<start_of_turn>model\n|[4][<end_of_turn>]\n");
+	ts.system = "You are terse.";
+	expect(&r, DATA_COMPLETION, &ts,
+	       "<start_of_turn>user\nYou are terse.\n\nWhat is 2+2?<end_of_turn>\n"
+	       "<start_of_turn>model\n|[4][<end_of_turn>]\n");
+	/* chat: the data's system message opens the first user turn; every model turn trains */
+	struct record c = rec_chat(0, 5);
+	expect(&c, DATA_CHAT, &ts,
+	       "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n[Hello]"
+	       "[<end_of_turn>]\n<start_of_turn>user\n2+2?<end_of_turn>\n<start_of_turn>model\n|[4]"
+	       "[<end_of_turn>]\n");
+	/* roles must alternate, starting with user */
+	static struct chat_msg bad[] = {{ROLE_USER, "a"}, {ROLE_USER, "b"}, {ROLE_ASSISTANT, "c"}};
+	struct record b = rec_chat(0, 0);
+	b.msgs = bad;
+	b.n_msgs = 3;
+	struct templated t;
+	struct diag d;
+	diag_init(&d);
+	assert_int_equal(template_apply(&t, &b, DATA_CHAT, &ts, "x.jsonl", &d), FT_EINVAL);
+	assert_non_null(strstr(d.text, "roles that alternate"));
+	assert_int_equal(d.line, 3);
+	/* trim is Jinja's: Unicode white space too */
+	struct record u = rec_completion("\u3000\xc2\xa0hi\xe2\x80\x83\t", "ok");
+	expect(&u, DATA_COMPLETION, &ts,
+	       "<start_of_turn>user\nYou are terse.\n\nhi<end_of_turn>\n<start_of_turn>model\n|[ok]"
+	       "[<end_of_turn>]\n");
+	char *p = template_chat_prompt(TEMPLATE_GEMMA, NULL, " hi ");
+	assert_string_equal(p, "<start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n");
+	free(p);
+}
+
 static void test_alpaca_plain_custom(void **state)
 {
 	(void)state;
@@ -200,7 +238,7 @@ static void test_template_errors(void **state)
 		cfg.template_name = NULL;
 		cfg.template_custom = (char *)bad[i];
 		diag_init(&d);
-		assert_int_equal(template_resolve(&out, &cfg, true, &d), FT_EINVAL);
+		assert_int_equal(template_resolve(&out, &cfg, TEMPLATE_CHATML, &d), FT_EINVAL);
 		if (!strstr(d.text, msg[i])) {
 			print_error("%s -> %s\n", bad[i], d.text);
 			fail();
@@ -209,12 +247,17 @@ static void test_template_errors(void **state)
 	/* auto picks chatml when the tokenizer has the markers, else plain. */
 	cfg.template_custom = NULL;
 	cfg.template_name = "auto";
-	assert_int_equal(template_resolve(&out, &cfg, true, &d), 0);
+	assert_int_equal(template_resolve(&out, &cfg, TEMPLATE_CHATML, &d), 0);
 	assert_int_equal(out.kind, TEMPLATE_CHATML);
-	assert_int_equal(template_resolve(&out, &cfg, false, &d), 0);
+	assert_int_equal(template_resolve(&out, &cfg, TEMPLATE_PLAIN, &d), 0);
 	assert_int_equal(out.kind, TEMPLATE_PLAIN);
+	assert_int_equal(template_resolve(&out, &cfg, TEMPLATE_GEMMA, &d), 0);
+	assert_int_equal(out.kind, TEMPLATE_GEMMA);
+	cfg.template_name = "gemma";
+	assert_int_equal(template_resolve(&out, &cfg, TEMPLATE_PLAIN, &d), 0);
+	assert_int_equal(out.kind, TEMPLATE_GEMMA);
 	cfg.template_name = "alpaca";
-	assert_int_equal(template_resolve(&out, &cfg, true, &d), 0);
+	assert_int_equal(template_resolve(&out, &cfg, TEMPLATE_CHATML, &d), 0);
 	assert_int_equal(out.kind, TEMPLATE_ALPACA);
 }
 
@@ -321,6 +364,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_chatml),
+		cmocka_unit_test(test_gemma),
 		cmocka_unit_test(test_alpaca_plain_custom),
 		cmocka_unit_test(test_template_errors),
 		cmocka_unit_test(test_default_system_from_jinja),

@@ -2,13 +2,15 @@
  * a LoRA run and a full run are trained with the trainer into a workspace's run
  * directories, then exported with the real binary ($FTLAB_BIN) in every format. The merged
  * models (GGUF and HF safetensors, read back with io/) give the trained model's logits; the
- * PEFT adapter round-trips; usage errors exit 2. */
+ * PEFT adapter round-trips and names the base model as PEFT can load it; usage errors
+ * exit 2. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 
 #include "backends/native/model/model.h"
 #include "backends/native/peft/adapter.h"
+#include "backends/native/peft/gguf_write.h"
 #include "backends/native/peft/merge.h"
 #include "backends/native/train/trainer.h"
 #include "common/util.h"
@@ -143,6 +146,20 @@ static void same_logits(struct model *trained, const char *path)
 	model_file_free(mf);
 }
 
+static void expect_base(const char *dir, const char *sub, const char *want)
+{
+	char rel[64];
+	snprintf(rel, sizeof(rel), "%s/adapter_config.json", sub);
+	char *p = path_join(dir, rel);
+	json_t *j = json_load_file(p, 0, NULL);
+	assert_non_null(j);
+	const char *got = json_string_value(json_object_get(j, "base_model_name_or_path"));
+	if (!got || strcmp(got, want) != 0)
+		fail_msg("%s: base_model_name_or_path %s, expected %s", p, got ? got : "null", want);
+	json_decref(j);
+	free(p);
+}
+
 static void test_export_formats(void **state)
 {
 	(void)state;
@@ -191,6 +208,38 @@ static void test_export_formats(void **state)
 	}
 	adapter_free(a);
 	free(p);
+	/* adapter_config.json's base_model_name_or_path: the Hugging Face repository the base
+	 * GGUF names (general.source.huggingface.repository), else --base-model, else the path */
+	char *named = path_join(ws, "named.gguf");
+	struct gguf_out *g = NULL;
+	assert_int_equal(gguf_out_create(&g), 0);
+	gguf_out_str(g, "general.architecture", "llama");
+	gguf_out_str(g, "general.source.huggingface.repository", "org/tiny-model");
+	assert_int_equal(gguf_out_write(g, named, &d), 0);
+	gguf_out_free(g);
+	assert_int_equal(sh("cp -r '%s/runs/lora-run-1' '%s/runs/lora-run-2'", ws, ws), 0);
+	char meta[1024];
+	snprintf(meta, sizeof(meta), "{\"base_model\": \"%s\", \"method\": \"lora\", \"version\": 1}",
+		 named);
+	char *mp = path_join(ws, "runs/lora-run-2/export.json");
+	assert_int_equal(file_write_atomic(mp, meta, strlen(meta), &d), 0);
+	free(mp);
+	assert_int_equal(sh("'%s' --workspace '%s' export lora-run-2 --format peft -o '%s/pn' >/dev/null",
+			    b, ws, ws), 0);
+	expect_base(ws, "pn", "org/tiny-model");
+	assert_int_equal(sh("'%s' --workspace '%s' export lora-run-2 --format peft --base-model me/x -o '%s/po' >/dev/null",
+			    b, ws, ws), 0);
+	expect_base(ws, "po", "me/x");
+	assert_int_equal(sh("'%s' --workspace '%s' export lora-run-1 --format peft -o '%s/pp' >/dev/null 2>'%s/note'",
+			    b, ws, ws, ws), 0);
+	expect_base(ws, "pp", base_gguf);
+	char *note_p = path_join(ws, "note"), *note = NULL;
+	size_t note_len;
+	assert_int_equal(file_read_all(&note, &note_len, note_p, 1 << 16, &d), 0);
+	assert_non_null(strstr(note, "--base-model"));
+	free(note);
+	free(note_p);
+	free(named);
 	assert_int_equal(sh("'%s' --workspace '%s' export lora-run-1 --format gguf-adapter -o '%s/ga' >/dev/null",
 			    b, ws, ws), 0);
 	p = path_join(ws, "ga/adapter.gguf");

@@ -262,6 +262,7 @@ static const struct {
 	{"backends/native/selftest.c", "cuda", "ftlab selftest --backend value"},
 	{"backends/native/peft/adapter.c", "none", "adapter_config.json bias value of PEFT"},
 	{"backends/native/io/gguf.c", "none", "GGUF rope.scaling.type value"},
+	{"backends/native/tok/spm.c", "gemma", "GGUF general.architecture value"},
 };
 
 struct enum_ctx {

@@ -230,12 +230,19 @@ static void test_malformed(void **state)
 		{"merge pair shape", "{\"model\":{\"vocab\":{\"a\":0},\"merges\":[[\"a\"]]}}", "neither", FT_EINVAL},
 		{"added not array", "{\"added_tokens\":{},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", "added_tokens must be an array", FT_EINVAL},
 		{"added content", "{\"added_tokens\":[{\"id\":1,\"content\":5}],\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", "content must be a string", FT_EINVAL},
-		{"byte fallback", "{\"model\":{\"vocab\":{\"a\":0},\"merges\":[],\"byte_fallback\":true}}", "not supported", FT_EUNSUPP},
-		{"metaspace", "{\"pre_tokenizer\":{\"type\":\"Metaspace\"},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", "pre_tokenizer type 'Metaspace' is not supported", FT_EUNSUPP},
+		{"byte fallback alone", "{\"model\":{\"vocab\":{\"a\":0},\"merges\":[],\"byte_fallback\":true}}", "neither a byte-level BPE", FT_EUNSUPP},
+		{"metaspace without replacement", "{\"pre_tokenizer\":{\"type\":\"Metaspace\"},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", "only the replacement", FT_EUNSUPP},
+		{"metaspace other replacement", "{\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"_\"},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", "only the replacement", FT_EUNSUPP},
+		{"metaspace scheme", "{\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"\u2581\",\"prepend_scheme\":\"sometimes\"},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", "unknown prepend_scheme 'sometimes'", FT_EINVAL},
+		{"replace other", "{\"normalizer\":{\"type\":\"Replace\",\"pattern\":{\"String\":\"a\"},\"content\":\"b\"},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", "normalizer 'Replace' (with these settings) is not supported", FT_EUNSUPP},
+		{"decoder unknown", "{\"normalizer\":{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},\"content\":\"\u2581\"},\"decoder\":{\"type\":\"WordPiece\"},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", "decoder 'WordPiece' (with these settings) is not supported", FT_EUNSUPP},
+		{"decoder strip stop", "{\"normalizer\":{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},\"content\":\"\u2581\"},\"decoder\":{\"type\":\"Strip\",\"content\":\" \",\"start\":1,\"stop\":1},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", "decoder 'Strip'", FT_EUNSUPP},
+		{"mixed", "{\"normalizer\":{\"type\":\"Prepend\",\"prepend\":\"\u2581\"},\"pre_tokenizer\":" BL ",\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", "mixes byte-level and SentencePiece", FT_EUNSUPP},
+		{"normalized added", "{\"normalizer\":{\"type\":\"Prepend\",\"prepend\":\"\u2581\"},\"added_tokens\":[{\"id\":1,\"content\":\"<x>\",\"normalized\":true}],\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", "is normalized and the normalizer changes it", FT_EUNSUPP},
 		{"bad regex", "{\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(a\"},\"behavior\":\"Isolated\"},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", "regex does not compile", FT_EINVAL},
 		{"bad behaviour", "{\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"a\"},\"behavior\":\"Sideways\"},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", "unknown behavior 'Sideways'", FT_EINVAL},
-		{"not byte level", "{\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", "only byte-level BPE", FT_EUNSUPP},
-		{"normalizer", "{\"normalizer\":{\"type\":\"Lowercase\"},\"pre_tokenizer\":" BL ",\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", "normalizer 'Lowercase' is not supported", FT_EUNSUPP},
+		{"not byte level", "{\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", "neither a byte-level BPE", FT_EUNSUPP},
+		{"normalizer", "{\"normalizer\":{\"type\":\"Lowercase\"},\"pre_tokenizer\":" BL ",\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", "normalizer 'Lowercase' (with these settings) is not supported", FT_EUNSUPP},
 		{"deep nesting", "{\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Sequence\",\"pretokenizers\":[]}]}]}]}]}]}]}]}]}]},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", "nests too deeply", FT_EINVAL},
 		{"empty token", "{\"model\":{\"vocab\":{\"\":0},\"merges\":[]}}", "token 0 is empty", FT_EINVAL},
 	};
@@ -256,6 +263,17 @@ static void test_malformed(void **state)
 	struct diag d;
 	diag_init(&d);
 	struct tokenizer *t;
+	/* an added token longer than TOK_MAX_ADDED_LEN (1024 bytes) is refused */
+	char big[1200], doc[1400];
+	memset(big, 'x', 1025);
+	big[1025] = 0;
+	snprintf(doc, sizeof doc,
+		 "{\"added_tokens\":[{\"id\":1,\"content\":\"%s\"}],\"decoder\":{\"type\":"
+		 "\"ByteLevel\"},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", big);
+	assert_int_equal(tokenizer_from_json(&t, doc, strlen(doc), NULL, "tokenizer.json", &d),
+			 FT_EUNSUPP);
+	assert_non_null(strstr(d.text, "added token 1 is 1025 bytes long (at most 1024)"));
+	diag_init(&d);
 	const char *j = "{\"model\": {\n \"vocab\": {,}}}";
 	assert_int_equal(tokenizer_from_json(&t, j, strlen(j), NULL, "tokenizer.json", &d), FT_EINVAL);
 	assert_int_equal(d.line, 2);

@@ -79,7 +79,9 @@ int data_tokenize_one(struct tok_example *out, const struct templated *t, const 
 		}
 		int32_t *ids = NULL;
 		size_t n = 0;
-		rc = tok->encode(tok->ud, s->text, strlen(s->text), (s->flags & SEG_MARKUP) != 0, &ids, &n, d);
+		bool more = out->n > (tok->add_bos && tok->bos_id >= 0 ? 1u : 0u) && tok->encode_more;
+		rc = (more ? tok->encode_more : tok->encode)(tok->ud, s->text, strlen(s->text),
+							     (s->flags & SEG_MARKUP) != 0, &ids, &n, d);
 		if (rc)
 			goto fail;
 		if ((rc = grow(out, &cap, out->n + n))) {

@@ -23,6 +23,10 @@ struct data_tok {
 	int32_t eos_id; /* -1 when the tokenizer has none: SEG_EOS segments add nothing */
 	int32_t bos_id; /* prepended when add_bos */
 	bool add_bos;
+	/* Optional: the same for a segment that continues an example (every segment but the
+	 * first); NULL uses encode. SentencePiece tokenizers put no "▁" prefix there. */
+	int (*encode_more)(void *ud, const char *text, size_t len, bool parse_special,
+			   int32_t **out_ids, size_t *out_n, struct diag *d);
 };
 
 /* One tokenised example. */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "schema/table.h"
 #include "common/banned.h"
 
 static int tok_encode(void *ud, const char *text, size_t len, bool parse_special, int32_t **out_ids,
@@ -14,11 +15,21 @@ static int tok_encode(void *ud, const char *text, size_t len, bool parse_special
 				   parse_special ? TOK_PARSE_SPECIAL : 0, out_ids, out_n, d);
 }
 
+static int tok_encode_more(void *ud, const char *text, size_t len, bool parse_special,
+			   int32_t **out_ids, size_t *out_n, struct diag *d)
+{
+	return tokenizer_encode_ex((const struct tokenizer *)ud, text, len,
+				   TOK_CONTINUATION | (parse_special ? TOK_PARSE_SPECIAL : 0), out_ids,
+				   out_n, d);
+}
+
 struct data_tok data_tok_from_tokenizer(const struct tokenizer *t)
 {
 	struct data_tok dt;
+	memset(&dt, 0, sizeof dt);
 	dt.ud = (void *)(uintptr_t)t;
 	dt.encode = tok_encode;
+	dt.encode_more = tok_encode_more;
 	dt.eos_id = tokenizer_eos(t);
 	dt.bos_id = tokenizer_bos(t);
 	dt.add_bos = tokenizer_adds_bos(t) && dt.bos_id >= 0;
@@ -28,6 +39,33 @@ struct data_tok data_tok_from_tokenizer(const struct tokenizer *t)
 bool data_tokenizer_has_chatml(const struct tokenizer *t)
 {
 	return tokenizer_token_id(t, "<|im_start|>") >= 0 && tokenizer_token_id(t, "<|im_end|>") >= 0;
+}
+
+static bool has_gemma(const struct tokenizer *t)
+{
+	return tokenizer_token_id(t, "<start_of_turn>") >= 0 &&
+	       tokenizer_token_id(t, "<end_of_turn>") >= 0;
+}
+
+enum template_kind data_tokenizer_template(const struct tokenizer *t)
+{
+	return has_gemma(t) ? TEMPLATE_GEMMA
+	       : data_tokenizer_has_chatml(t) ? TEMPLATE_CHATML : TEMPLATE_PLAIN;
+}
+
+void data_config_one_file(struct config_data *out, const char *path, enum data_format format,
+			  const char *tmpl, const char *system, int max_length, int64_t limit)
+{
+	memset(out, 0, sizeof *out);
+	out->format = format;
+	out->test.present = true;
+	out->test.path = (char *)(uintptr_t)path;
+	out->template_name =
+		(char *)(uintptr_t)(tmpl ? tmpl : schema_enum_name("data.template", DATA_TEMPLATE_AUTO));
+	out->system = (char *)(uintptr_t)system;
+	out->max_length = max_length;
+	out->limit_test = limit;
+	out->on_bad_example = BAD_EXAMPLE_ERROR;
 }
 
 void data_prepared_free(struct data_prepared *p)
@@ -47,12 +85,18 @@ int data_prepare(struct data_prepared *out, const struct config_data *cfg, int c
 {
 	memset(out, 0, sizeof *out);
 	bool chatml = data_tokenizer_has_chatml(tok);
-	int rc = template_resolve(&out->tmpl, cfg, chatml, d);
+	int rc = template_resolve(&out->tmpl, cfg, data_tokenizer_template(tok), d);
 	if (rc)
 		return rc;
 	if (out->tmpl.kind == TEMPLATE_CHATML && !chatml) {
 		rc = diag_set(d, FT_EINVAL, NULL, 0, 0,
 			      "data.template: chatml needs <|im_start|> and <|im_end|> tokens, which this model's tokenizer lacks");
+		diag_hint(d, "use template: plain, alpaca or a custom string");
+		return rc;
+	}
+	if (out->tmpl.kind == TEMPLATE_GEMMA && !has_gemma(tok)) {
+		rc = diag_set(d, FT_EINVAL, NULL, 0, 0,
+			      "data.template: gemma needs <start_of_turn> and <end_of_turn> tokens, which this model's tokenizer lacks");
 		diag_hint(d, "use template: plain, alpaca or a custom string");
 		return rc;
 	}

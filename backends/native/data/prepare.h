@@ -1,7 +1,8 @@
 /* prepare: from a validated config and the model's tokenizer to tokenised splits, the one
  * call the training and evaluation code makes. Resolves the template (auto -> the
  * model's ChatML when its tokenizer has <|im_start|>/<|im_end|>, with the chat template's
- * default system message), tokenises every split and keeps the counts for reports. */
+ * default system message; Gemma's when it has <start_of_turn>/<end_of_turn>), tokenises
+ * every split and keeps the counts for reports. */
 #ifndef FTLAB_PREPARE_H
 #define FTLAB_PREPARE_H
 
@@ -20,6 +21,14 @@
 struct data_tok data_tok_from_tokenizer(const struct tokenizer *t);
 /* True when the tokenizer has both <|im_start|> and <|im_end|>. */
 bool data_tokenizer_has_chatml(const struct tokenizer *t);
+/* The model's own template, what data.template: auto picks: gemma when the tokenizer has
+ * <start_of_turn> and <end_of_turn>, chatml when it has <|im_start|> and <|im_end|>,
+ * else plain. */
+enum template_kind data_tokenizer_template(const struct tokenizer *t);
+/* The data config of one file read as the test split (ftlab eval, ftlab tokenize --data):
+ * format, template ("auto" when NULL), system prompt, max_length, limit. */
+void data_config_one_file(struct config_data *out, const char *path, enum data_format format,
+			  const char *tmpl, const char *system, int max_length, int64_t limit);
 
 struct data_prepared {
 	struct data_splits splits;

@@ -1,7 +1,8 @@
-/* template: the chatml, alpaca, plain and custom templates as segment lists. The exact
- * texts are documented in docs/data.md; tests/unit/test_data_template.c pins them. */
+/* template: the chatml, gemma, alpaca, plain and custom templates as segment lists. The
+ * exact texts are documented in docs/data.md; tests/unit/test_data_template.c pins them. */
 #include "backends/native/data/template.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -151,6 +152,99 @@ static int apply_chatml(struct templated *t, const struct record *r, enum data_f
 	if (!rc)
 		rc = chatml_turn(t, "assistant", r->response, true, true);
 	free(p);
+	return rc;
+}
+
+/* Length of the Unicode white space character at s (Python's str.isspace, which Jinja's
+ * trim uses), 0 when s does not start with one. */
+static size_t ws_len(const unsigned char *s, size_t n)
+{
+	if (n >= 1 && ((s[0] >= 0x09 && s[0] <= 0x0d) || (s[0] >= 0x1c && s[0] <= 0x20)))
+		return 1;
+	if (n >= 2 && s[0] == 0xc2 && (s[1] == 0x85 || s[1] == 0xa0))
+		return 2;
+	if (n < 3)
+		return 0;
+	uint32_t cp = ((uint32_t)(s[0] & 0x0f) << 12) | ((uint32_t)(s[1] & 0x3f) << 6) | (s[2] & 0x3f);
+	if ((s[0] & 0xf0) != 0xe0)
+		return 0;
+	return (cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 || cp == 0x2029 ||
+		cp == 0x202f || cp == 0x205f || cp == 0x3000) ? 3 : 0;
+}
+
+/* s without leading and trailing white space (Jinja's trim), as a pointer and length. */
+static const char *trimmed(const char *s, size_t *len)
+{
+	size_t n = strlen(s), k;
+	while (n && (k = ws_len((const unsigned char *)s, n)) > 0)
+		s += k, n -= k;
+	for (;;) {
+		size_t cut = 0;
+		for (size_t w = 1; w <= 3 && w <= n && !cut; w++)
+			if (ws_len((const unsigned char *)s + n - w, w) == w &&
+			    (w == 1 || ((unsigned char)s[n - w] & 0xc0) != 0x80))
+				cut = w;
+		if (!cut)
+			break;
+		n -= cut;
+	}
+	*len = n;
+	return s;
+}
+
+/* Gemma (Gemma 2 and 3 instruction models): "<start_of_turn>user\n{system\n\n}{content}
+ * <end_of_turn>\n<start_of_turn>model\n{content}<end_of_turn>\n"; contents are trimmed, a
+ * system prompt opens the first user turn, roles must alternate starting with user. */
+static int gemma_turn(struct templated *t, bool model, const char *prefix, const char *content,
+		      bool last_model)
+{
+	int rc;
+	size_t n;
+	const char *c = trimmed(content, &n);
+	if ((rc = segs(t, model ? "<start_of_turn>model\n" : "<start_of_turn>user\n", SEG_MARKUP)))
+		return rc;
+	if (!model) {
+		if ((prefix && ((rc = segs(t, prefix, 0)) || (rc = segs(t, "\n\n", 0)))) ||
+		    (rc = seg(t, c, n, 0)) || (rc = segs(t, "<end_of_turn>\n", SEG_MARKUP)))
+			return rc;
+		return 0;
+	}
+	if (last_model)
+		mark_prompt(t);
+	if ((rc = seg(t, c, n, SEG_TRAIN)) || (rc = segs(t, "<end_of_turn>", SEG_TRAIN | SEG_MARKUP)) ||
+	    (rc = segs(t, "\n", SEG_MARKUP)))
+		return rc;
+	return 0;
+}
+
+static int apply_gemma(struct templated *t, const struct record *r, enum data_format f,
+		       const struct template_spec *ts, const char *file, struct diag *d)
+{
+	int rc = 0;
+	if (f != DATA_CHAT) {
+		char *p = joined_prompt(r, f);
+		if (!p)
+			return FT_ENOMEM;
+		rc = gemma_turn(t, false, pick_system(r, ts, false), p, false);
+		if (!rc)
+			rc = gemma_turn(t, true, NULL, r->response, true);
+		free(p);
+		return rc;
+	}
+	size_t la = last_assistant(r), k = r->msgs[0].role == ROLE_SYSTEM ? 1 : 0;
+	const char *sys = k ? r->msgs[0].content : pick_system(r, ts, false);
+	for (size_t i = k; i < r->n_msgs && !rc; i++) {
+		const struct chat_msg *m = &r->msgs[i];
+		bool want_user = (i - k) % 2 == 0;
+		if (m->role == ROLE_SYSTEM || (m->role == ROLE_USER) != want_user) {
+			diag_set(d, FT_EINVAL, file, r->line, 0,
+				 "the gemma template needs roles that alternate user, assistant, user, ... "
+				 "(after an optional first system message); message %zu is %s", i + 1,
+				 m->role == ROLE_SYSTEM ? "system" : m->role == ROLE_USER ? "user" : "assistant");
+			return FT_EINVAL;
+		}
+		rc = gemma_turn(t, m->role == ROLE_ASSISTANT, i == k ? sys : NULL, m->content, i == la);
+	}
 	return rc;
 }
 
@@ -309,8 +403,48 @@ static int custom_walk(struct templated *t, const char *tpl, const char *sys, co
 	return 0;
 }
 
-int template_resolve(struct template_spec *out, const struct config_data *cfg, bool has_chatml,
-		     struct diag *d)
+const char *template_kind_name(enum template_kind k)
+{
+	switch (k) {
+	case TEMPLATE_CHATML: return schema_enum_name("data.template", DATA_TEMPLATE_CHATML);
+	case TEMPLATE_GEMMA: return schema_enum_name("data.template", DATA_TEMPLATE_GEMMA);
+	case TEMPLATE_ALPACA: return schema_enum_name("data.template", DATA_TEMPLATE_ALPACA);
+	case TEMPLATE_PLAIN: return schema_enum_name("data.template", DATA_TEMPLATE_PLAIN);
+	case TEMPLATE_CUSTOM: return "custom";
+	}
+	return "?";
+}
+
+char *template_chat_prompt(enum template_kind k, const char *system, const char *user)
+{
+	struct strbuf sb = {0};
+	int rc = 0;
+	if (k == TEMPLATE_GEMMA) {
+		size_t n;
+		const char *u = trimmed(user, &n);
+		rc = strbuf_puts(&sb, "<start_of_turn>user\n");
+		if (!rc && system && *system)
+			rc = strbuf_printf(&sb, "%s\n\n", system);
+		if (!rc)
+			rc = strbuf_append(&sb, u, n);
+		if (!rc)
+			rc = strbuf_puts(&sb, "<end_of_turn>\n<start_of_turn>model\n");
+	} else {
+		if (system && *system)
+			rc = strbuf_printf(&sb, "<|im_start|>system\n%s<|im_end|>\n", system);
+		if (!rc)
+			rc = strbuf_printf(&sb, "<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n",
+					   user);
+	}
+	if (rc) {
+		strbuf_free(&sb);
+		return NULL;
+	}
+	return strbuf_detach(&sb);
+}
+
+int template_resolve(struct template_spec *out, const struct config_data *cfg,
+		     enum template_kind auto_kind, struct diag *d)
 {
 	memset(out, 0, sizeof *out);
 	out->system = cfg->system;
@@ -321,8 +455,9 @@ int template_resolve(struct template_spec *out, const struct config_data *cfg, b
 		return custom_walk(NULL, cfg->template_custom, NULL, NULL, NULL, d);
 	}
 	switch (name ? schema_enum_index("data.template", name) : DATA_TEMPLATE_AUTO) {
-	case DATA_TEMPLATE_AUTO: out->kind = has_chatml ? TEMPLATE_CHATML : TEMPLATE_PLAIN; break;
+	case DATA_TEMPLATE_AUTO: out->kind = auto_kind; break;
 	case DATA_TEMPLATE_CHATML: out->kind = TEMPLATE_CHATML; break;
+	case DATA_TEMPLATE_GEMMA: out->kind = TEMPLATE_GEMMA; break;
 	case DATA_TEMPLATE_ALPACA: out->kind = TEMPLATE_ALPACA; break;
 	case DATA_TEMPLATE_PLAIN: out->kind = TEMPLATE_PLAIN; break;
 	default:
@@ -409,6 +544,9 @@ int template_apply(struct templated *out, const struct record *r, enum data_form
 	switch (ts->kind) {
 	case TEMPLATE_CHATML:
 		rc = apply_chatml(out, r, format, ts);
+		break;
+	case TEMPLATE_GEMMA:
+		rc = apply_gemma(out, r, format, ts, file, d);
 		break;
 	case TEMPLATE_PLAIN:
 		rc = apply_plain(out, r, format, ts);

@@ -1,7 +1,7 @@
 /* template: turns a record into text segments, each marked trainable or not and as
  * template markup (special tokens parsed) or user content (special tokens left as text).
- * Templates: chatml, alpaca, plain, and custom strings with {system} {prompt} {response}.
- * The segments before the final response form the generation prompt. */
+ * Templates: chatml, gemma, alpaca, plain, and custom strings with {system} {prompt}
+ * {response}. The segments before the final response form the generation prompt. */
 #ifndef FTLAB_TEMPLATE_H
 #define FTLAB_TEMPLATE_H
 
@@ -11,7 +11,8 @@
 #include "backends/native/data/dataset.h"
 #include "common/diag.h"
 
-enum template_kind { TEMPLATE_CHATML, TEMPLATE_ALPACA, TEMPLATE_PLAIN, TEMPLATE_CUSTOM };
+enum template_kind { TEMPLATE_CHATML, TEMPLATE_ALPACA, TEMPLATE_PLAIN, TEMPLATE_CUSTOM,
+		     TEMPLATE_GEMMA };
 
 struct template_spec {
 	enum template_kind kind;
@@ -20,13 +21,19 @@ struct template_spec {
 	const char *default_system; /* the model template's own default system text, or NULL */
 };
 
-/* Resolves data.template ("chatml" | "alpaca" | "plain" | "auto" | NULL + custom) for a
- * model. "auto" and an unset template pick chatml when the tokenizer knows
- * <|im_start|> and <|im_end|> (has_chatml), else plain. Custom strings are checked:
- * {response} must occur once, only {system} {prompt} {response} are placeholders and
- * "{{" "}}" are literal braces. FT_EINVAL names data.template. */
-int template_resolve(struct template_spec *out, const struct config_data *cfg, bool has_chatml,
-		     struct diag *d) FT_WUR;
+/* Resolves data.template ("chatml" | "gemma" | "alpaca" | "plain" | "auto" | NULL +
+ * custom) for a model. "auto" and an unset template give auto_kind (the model's own
+ * template: see data_tokenizer_template). Custom strings are checked: {response} must
+ * occur once, only {system} {prompt} {response} are placeholders and "{{" "}}" are
+ * literal braces. FT_EINVAL names data.template. */
+int template_resolve(struct template_spec *out, const struct config_data *cfg,
+		     enum template_kind auto_kind, struct diag *d) FT_WUR;
+/* "chatml", "gemma", ... */
+const char *template_kind_name(enum template_kind k);
+
+/* The generation prompt of a one-message conversation in the chatml or gemma template
+ * (system may be NULL). Caller frees; NULL when out of memory. */
+char *template_chat_prompt(enum template_kind k, const char *system, const char *user);
 
 /* Extracts the default system message from a ChatML Jinja chat template (the literal
  * text of "<|im_start|>system\n...<|im_end|>" that the template inserts when the

@@ -262,10 +262,12 @@ static int run_gen(struct eval_result *out, struct model *m, const struct tokeni
 	out->outputs = calloc(set->n, sizeof *out->outputs);
 	if (!out->outputs)
 		return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
-	int32_t extra[2];
+	int32_t extra[3];
 	size_t n_extra = 0;
 	int32_t id = tokenizer_token_id(tok, "<|im_end|>");
 	if (id >= 0)
+		extra[n_extra++] = id;
+	if ((id = tokenizer_token_id(tok, "<end_of_turn>")) >= 0) /* Gemma */
 		extra[n_extra++] = id;
 	id = tokenizer_token_id(tok, "<|endoftext|>");
 	if (id >= 0 && id != tokenizer_eos(tok))

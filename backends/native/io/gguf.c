@@ -583,6 +583,19 @@ static int read_tokenizer(struct rd *r, struct model_file *m)
 		return diag_set(r->d, FT_EINVAL, r->path, 0, 0,
 				"tokenizer.ggml.scores has %" PRIu64 " entries for %zu tokens", kv->count,
 				tk->n_tokens);
+	if (kv) {
+		tk->scores = malloc((tk->n_tokens ? tk->n_tokens : 1) * sizeof(float));
+		if (!tk->scores)
+			return diag_set(r->d, FT_ENOMEM, r->path, 0, 0, "out of memory");
+		for (size_t i = 0; i < tk->n_tokens; i++) {
+			uint32_t b = (uint32_t)le(r->p + kv->off + 4 * i, 4);
+			memcpy(&tk->scores[i], &b, 4);
+			if (!(tk->scores[i] == tk->scores[i]) || tk->scores[i] > 1e30f ||
+			    tk->scores[i] < -1e30f)
+				return diag_set(r->d, FT_EINVAL, r->path, 0, 0,
+						"tokenizer.ggml.scores[%zu] is not finite", i);
+		}
+	}
 	struct {
 		const char *key;
 		int64_t *dst;
@@ -600,9 +613,68 @@ static int read_tokenizer(struct rd *r, struct model_file *m)
 		if (found)
 			*ids[i].dst = v;
 	}
-	if ((rc = meta_bool(r, "tokenizer.ggml.add_bos_token", &tk->add_bos, &found)) != 0 ||
-	    (rc = meta_bool(r, "tokenizer.ggml.add_eos_token", &tk->add_eos, &found)) != 0)
+	if ((rc = meta_bool(r, "tokenizer.ggml.add_bos_token", &tk->add_bos, &tk->add_bos_set)) != 0 ||
+	    (rc = meta_bool(r, "tokenizer.ggml.add_eos_token", &tk->add_eos, &found)) != 0 ||
+	    (rc = meta_bool(r, "tokenizer.ggml.add_space_prefix", &tk->add_space_prefix,
+			    &tk->add_space_prefix_set)) != 0 ||
+	    (rc = meta_str(r, "general.architecture", &tk->arch)) != 0)
 		return rc;
+	return 0;
+}
+
+/* "org/name" from a huggingface.co URL or a bare repository name; NULL when s is neither. */
+static char *hf_repo_from(const char *s)
+{
+	static const char *const prefixes[] = {"https://huggingface.co/", "http://huggingface.co/",
+					       "huggingface.co/", "hf.co/", "https://hf.co/"};
+	bool url = false;
+	if (!s)
+		return NULL;
+	for (size_t i = 0; i < FT_ARRAY_LEN(prefixes); i++)
+		if (strncmp(s, prefixes[i], strlen(prefixes[i])) == 0) {
+			s += strlen(prefixes[i]);
+			url = true;
+			break;
+		}
+	if (!url && strstr(s, "://"))
+		return NULL;
+	/* org/name: two components of [A-Za-z0-9._-], nothing but an optional '/...' after */
+	size_t n = 0;
+	int slashes = 0;
+	for (; s[n] && s[n] != '?' && s[n] != '#'; n++) {
+		char c = s[n];
+		if (c == '/') {
+			if (++slashes == 2)
+				break;
+			continue;
+		}
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return NULL;
+	}
+	if (slashes < 1 || n < 3 || s[0] == '/' || s[n - 1] == '/' || n > 200)
+		return NULL;
+	return ft_strndup(s, n);
+}
+
+/* The Hugging Face repository this file was converted from, when the metadata names one.
+ * general.base_model.* names the model this one was tuned from, not this one: not used. */
+static int read_hf_repo(struct rd *r, struct model_file *m)
+{
+	static const char *const keys[] = {"general.source.huggingface.repository",
+					   "general.source.repo_url", "general.source.url",
+					   "general.repo_url"};
+	for (size_t i = 0; i < FT_ARRAY_LEN(keys) && !m->hf_repo; i++) {
+		const struct kv *kv = kv_find(r, keys[i]);
+		char *v = NULL;
+		if (!kv || kv->type != GV_STRING)
+			continue; /* informational keys: a wrong type is ignored, not fatal */
+		int rc = meta_str(r, keys[i], &v);
+		if (rc)
+			return rc;
+		m->hf_repo = hf_repo_from(v);
+		free(v);
+	}
 	return 0;
 }
 
@@ -633,8 +705,8 @@ static int load_tensors(struct rd *r, struct model_file *m, size_t data_start)
 	return 0;
 }
 
-int gguf_load_buffer(struct model_file *m, const uint8_t *buf, size_t n, const char *path,
-		     struct diag *d)
+static int gguf_parse(struct model_file *m, const uint8_t *buf, size_t n, const char *path,
+		      bool tensors, struct diag *d)
 {
 	struct rd r = {.p = buf, .n = n, .path = path, .d = d};
 	uint32_t magic, version;
@@ -680,6 +752,11 @@ int gguf_load_buffer(struct model_file *m, const uint8_t *buf, size_t n, const c
 				goto done;
 			}
 	}
+	if (!tensors) {
+		if ((rc = read_tokenizer(&r, m)) == 0)
+			rc = read_hf_repo(&r, m);
+		goto done;
+	}
 	r.ti = calloc(n_ti ? (size_t)n_ti : 1, sizeof *r.ti);
 	if (!r.ti) {
 		rc = diag_set(d, FT_ENOMEM, path, 0, 0, "out of memory");
@@ -715,7 +792,8 @@ int gguf_load_buffer(struct model_file *m, const uint8_t *buf, size_t n, const c
 	}
 	rc = read_hparams(&r, m, arch);
 	free(arch);
-	if (rc || (rc = read_tokenizer(&r, m)) != 0 || (rc = load_tensors(&r, m, data_start)) != 0)
+	if (rc || (rc = read_tokenizer(&r, m)) != 0 || (rc = read_hf_repo(&r, m)) != 0 ||
+	    (rc = load_tensors(&r, m, data_start)) != 0)
 		goto done;
 	const char *embd = m->hp.arch == ARCH_GPT2 ? "transformer.wte.weight" : "model.embed_tokens.weight";
 	const struct mf_tensor *te = model_file_tensor(m, embd);
@@ -751,4 +829,16 @@ done:
 		free(r.ti[i].name);
 	free(r.ti);
 	return rc;
+}
+
+int gguf_load_buffer(struct model_file *m, const uint8_t *buf, size_t n, const char *path,
+		     struct diag *d)
+{
+	return gguf_parse(m, buf, n, path, true, d);
+}
+
+int gguf_load_metadata(struct model_file *m, const uint8_t *buf, size_t n, const char *path,
+		       struct diag *d)
+{
+	return gguf_parse(m, buf, n, path, false, d);
 }

@@ -301,6 +301,40 @@ static int read_optional(char **out, const char *dir, const char *name, size_t m
 	return rc;
 }
 
+static int read_tokenizer_files(struct model_file *m, const char *dir, struct diag *d)
+{
+	int rc;
+	if ((rc = read_optional(&m->tok.tokenizer_json, dir, "tokenizer.json", TOKENIZER_MAX, d)) ||
+	    (rc = read_optional(&m->tok.tokenizer_config_json, dir, "tokenizer_config.json",
+				CONFIG_MAX, d)))
+		return rc;
+	if (!m->tok.tokenizer_config_json)
+		return 0;
+	json_error_t je;
+	json_t *tc = json_loads(m->tok.tokenizer_config_json, JSON_REJECT_DUPLICATES, &je);
+	if (!tc) {
+		char *p = path_join(dir, "tokenizer_config.json");
+		rc = diag_set(d, FT_EINVAL, p ? p : dir, je.line > 0 ? je.line : 0,
+			      je.column > 0 ? je.column : 0, "%s", je.text);
+		free(p);
+		return rc;
+	}
+	const char *ct = json_string_value(json_object_get(tc, "chat_template"));
+	if (ct && !(m->tok.chat_template = ft_strdup(ct)))
+		rc = diag_set(d, FT_ENOMEM, dir, 0, 0, "out of memory");
+	json_decref(tc);
+	return rc;
+}
+
+int hf_dir_load_tokenizer(struct model_file *m, const char *dir, struct diag *d)
+{
+	m->is_gguf = false;
+	int rc = read_tokenizer_files(m, dir, d);
+	if (rc == 0 && !m->tok.tokenizer_json)
+		rc = diag_set(d, FT_EINVAL, dir, 0, 0, "%s", TOKENIZER_FILES_MISSING);
+	return rc;
+}
+
 int hf_dir_load(struct model_file *m, const char *dir, struct diag *d)
 {
 	char *cfg_path = path_join(dir, "config.json");
@@ -362,25 +396,7 @@ int hf_dir_load(struct model_file *m, const char *dir, struct diag *d)
 	if (m->hp.arch == ARCH_LLAMA)
 		m->hp.qkv_bias = m->hp.qkv_bias ||
 				 model_file_tensor(m, "model.layers.0.self_attn.q_proj.bias") != NULL;
-	if ((rc = read_optional(&m->tok.tokenizer_json, dir, "tokenizer.json", TOKENIZER_MAX, d)) ||
-	    (rc = read_optional(&m->tok.tokenizer_config_json, dir, "tokenizer_config.json",
-				CONFIG_MAX, d)))
-		goto done;
-	if (m->tok.tokenizer_config_json) {
-		json_error_t je;
-		json_t *tc = json_loads(m->tok.tokenizer_config_json, JSON_REJECT_DUPLICATES, &je);
-		if (!tc) {
-			char *p = path_join(dir, "tokenizer_config.json");
-			rc = diag_set(d, FT_EINVAL, p ? p : dir, je.line > 0 ? je.line : 0,
-				      je.column > 0 ? je.column : 0, "%s", je.text);
-			free(p);
-			goto done;
-		}
-		const char *ct = json_string_value(json_object_get(tc, "chat_template"));
-		if (ct && !(m->tok.chat_template = ft_strdup(ct)))
-			rc = diag_set(d, FT_ENOMEM, dir, 0, 0, "out of memory");
-		json_decref(tc);
-	}
+	rc = read_tokenizer_files(m, dir, d);
 done:
 	free(text);
 	free(cfg_path);

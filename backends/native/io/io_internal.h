@@ -17,6 +17,11 @@
 int gguf_load_buffer(struct model_file *m, const uint8_t *buf, size_t n, const char *path,
 		     struct diag *d) FT_WUR;
 
+/* Only the metadata of a GGUF image: general.* and the tokenizer source; tensors are
+ * neither read nor checked and the architecture may be one the engine lacks. */
+int gguf_load_metadata(struct model_file *m, const uint8_t *buf, size_t n, const char *path,
+		       struct diag *d) FT_WUR;
+
 /* One safetensors file image: appends its tensors (fp32, names as stored) to m.
  * Shapes as stored; no renaming or transposition (that is the HF directory's job). */
 int safetensors_load_buffer(struct model_file *m, const uint8_t *buf, size_t n,
@@ -28,5 +33,7 @@ int hf_config_parse(struct model_hparams *hp, const char *json, size_t len, cons
 
 /* A Hugging Face model directory (config.json, safetensors, tokenizer files). */
 int hf_dir_load(struct model_file *m, const char *dir, struct diag *d) FT_WUR;
+/* Only a directory's tokenizer.json (required) and tokenizer_config.json. */
+int hf_dir_load_tokenizer(struct model_file *m, const char *dir, struct diag *d) FT_WUR;
 
 #endif

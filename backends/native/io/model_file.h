@@ -65,6 +65,11 @@ struct mf_tokenizer_src {
 	size_t n_merges;
 	int64_t bos_id, eos_id, pad_id, unk_id; /* -1 when absent */
 	bool add_bos, add_eos;
+	bool add_bos_set;       /* tokenizer.ggml.add_bos_token is present */
+	float *scores;          /* tokenizer.ggml.scores (n_tokens) or NULL */
+	bool add_space_prefix;  /* tokenizer.ggml.add_space_prefix (SentencePiece) */
+	bool add_space_prefix_set;
+	char *arch;             /* general.architecture: some tokenizer rules are per family */
 	char *chat_template;    /* tokenizer.chat_template or NULL */
 };
 
@@ -76,11 +81,24 @@ struct model_file {
 	size_t n_tensors;
 	struct mf_tokenizer_src tok;
 	char content_hash[65];  /* sha256 of the file (GGUF) or of the weight files (HF) */
+	/* The Hugging Face repository ("org/name") the GGUF metadata says the file was
+	 * converted from (general.source.huggingface.repository, or a huggingface.co
+	 * general.source.repo_url / general.source.url / general.repo_url), else NULL. */
+	char *hf_repo;
 };
 
 /* Loads a .gguf file or a Hugging Face directory. Every malformed input is FT_EINVAL
  * with the file and the offending field in d. Caller frees with model_file_free. */
 int model_file_load(struct model_file **out, const char *path, struct diag *d) FT_WUR;
+/* The message for a model directory without tokenizer files (one text for every caller). */
+#define TOKENIZER_FILES_MISSING                                                                 \
+	"no tokenizer.json in this model directory (a Hugging Face model directory holds "      \
+	"tokenizer.json, and tokenizer_config.json for the special tokens and chat template)"
+
+/* Loads only what the tokenizer needs: the GGUF metadata (no tensors, no checksum, any
+ * architecture) or a directory's tokenizer.json and tokenizer_config.json. FT_EINVAL
+ * names the missing files when a directory has no tokenizer.json. */
+int model_file_load_tokenizer(struct model_file **out, const char *path, struct diag *d) FT_WUR;
 void model_file_free(struct model_file *m);
 /* The tensor with that name, or NULL (borrowed). */
 const struct mf_tensor *model_file_tensor(const struct model_file *m, const char *name);

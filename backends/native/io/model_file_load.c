@@ -1,6 +1,7 @@
 /* model_file_load: decides between a GGUF file and a Hugging Face directory, maps the
  * GGUF file read-only, hashes it and hands the bytes to the parser. The quantised bytes
- * are unmapped once the tensors are dequantised. */
+ * are unmapped once the tensors are dequantised. model_file_load_tokenizer reads only
+ * the metadata (what `ftlab tokenize` needs). */
 #include "backends/native/io/io_internal.h"
 
 #include <errno.h>
@@ -15,7 +16,7 @@
 #include "common/util.h"
 #include "common/banned.h"
 
-static int load_gguf_file(struct model_file *m, const char *path, struct diag *d)
+static int load_gguf_file(struct model_file *m, const char *path, bool tensors, struct diag *d)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -36,14 +37,19 @@ static int load_gguf_file(struct model_file *m, const char *path, struct diag *d
 	close(fd);
 	if (map == MAP_FAILED)
 		return diag_set(d, FT_EIO, path, 0, 0, "cannot map %zu bytes: %s", n, strerror(errno));
-	madvise(map, n, MADV_SEQUENTIAL);
-	sha256_hex(m->content_hash, map, n);
-	int rc = gguf_load_buffer(m, map, n, path, d);
+	int rc;
+	if (tensors) {
+		madvise(map, n, MADV_SEQUENTIAL);
+		sha256_hex(m->content_hash, map, n);
+		rc = gguf_load_buffer(m, map, n, path, d);
+	} else {
+		rc = gguf_load_metadata(m, map, n, path, d);
+	}
 	munmap(map, n);
 	return rc;
 }
 
-int model_file_load(struct model_file **out, const char *path, struct diag *d)
+static int load(struct model_file **out, const char *path, bool tensors, struct diag *d)
 {
 	*out = NULL;
 	struct stat st;
@@ -59,7 +65,7 @@ int model_file_load(struct model_file **out, const char *path, struct diag *d)
 	if (!m->path) {
 		rc = diag_set(d, FT_ENOMEM, path, 0, 0, "out of memory");
 	} else if (S_ISDIR(st.st_mode)) {
-		rc = hf_dir_load(m, path, d);
+		rc = tensors ? hf_dir_load(m, path, d) : hf_dir_load_tokenizer(m, path, d);
 	} else {
 		size_t len = strlen(path);
 		if (len > 12 && strcmp(path + len - 12, ".safetensors") == 0) {
@@ -68,7 +74,7 @@ int model_file_load(struct model_file **out, const char *path, struct diag *d)
 			diag_hint(d, "a Hugging Face model directory holds config.json, "
 				     "model.safetensors and tokenizer.json");
 		} else {
-			rc = load_gguf_file(m, path, d);
+			rc = load_gguf_file(m, path, tensors, d);
 		}
 	}
 	if (rc) {
@@ -77,4 +83,14 @@ int model_file_load(struct model_file **out, const char *path, struct diag *d)
 	}
 	*out = m;
 	return 0;
+}
+
+int model_file_load(struct model_file **out, const char *path, struct diag *d)
+{
+	return load(out, path, true, d);
+}
+
+int model_file_load_tokenizer(struct model_file **out, const char *path, struct diag *d)
+{
+	return load(out, path, false, d);
 }

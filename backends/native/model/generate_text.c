@@ -15,6 +15,12 @@ bool gen_has_chatml(const struct tokenizer *tok)
 	       tokenizer_token_id(tok, "<|im_end|>") >= 0;
 }
 
+static bool has_gemma(const struct tokenizer *tok)
+{
+	return tokenizer_token_id(tok, "<start_of_turn>") >= 0 &&
+	       tokenizer_token_id(tok, "<end_of_turn>") >= 0;
+}
+
 char *gen_chatml_prompt(const struct tokenizer *tok, const char *system, const char *user)
 {
 	char *def = NULL;
@@ -83,9 +89,11 @@ int model_generate_text(struct model *m, const struct tokenizer *tok,
 		rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
 		goto done;
 	}
-	bool chat = o->chat && gen_has_chatml(tok);
+	bool gemma = o->chat && has_gemma(tok);
+	bool chat = gemma || (o->chat && gen_has_chatml(tok));
 	for (size_t i = 0; i < n; i++) {
-		char *p = chat ? gen_chatml_prompt(tok, o->system, prompts[i]) : NULL;
+		char *p = gemma ? template_chat_prompt(TEMPLATE_GEMMA, o->system, prompts[i])
+			  : chat ? gen_chatml_prompt(tok, o->system, prompts[i]) : NULL;
 		const char *text = chat ? p : prompts[i];
 		if (!text) {
 			rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
@@ -100,7 +108,7 @@ int model_generate_text(struct model *m, const struct tokenizer *tok,
 	int32_t extra[1];
 	g.eos_id = tokenizer_eos(tok);
 	if (chat) {
-		extra[0] = tokenizer_token_id(tok, "<|im_end|>");
+		extra[0] = tokenizer_token_id(tok, gemma ? "<end_of_turn>" : "<|im_end|>");
 		g.extra_stop_ids = extra;
 		g.n_extra_stop_ids = 1;
 	}

@@ -1,6 +1,7 @@
 /* generate_text: text in, text out on top of model_generate_tokens: chat formatting
- * (ChatML when the tokenizer has <|im_start|>), EOS and <|im_end|> as stop ids, stop
- * strings (the text is cut before the first one), decode. */
+ * (Gemma's template when the tokenizer has <start_of_turn>, else ChatML when it has
+ * <|im_start|>), EOS and the end-of-turn token as stop ids, stop strings (the text is cut
+ * before the first one), decode. */
 #ifndef FTLAB_GENERATE_TEXT_H
 #define FTLAB_GENERATE_TEXT_H
 

@@ -15,7 +15,9 @@
 int merge_lora(struct model_file *mf, const struct lora_adapter *a, struct diag *d) FT_WUR;
 
 /* Writes dir/model.safetensors and dir/config.json (+ tokenizer.json,
- * tokenizer_config.json when mf carries them). */
+ * tokenizer_config.json when mf carries them: a HF directory base). The tokenizer files
+ * of a GGUF base are written by the engine's export (export_merged_hf), which can reach
+ * the tokenizer. */
 int merged_write_hf(const char *dir, const struct model_file *mf, struct diag *d) FT_WUR;
 
 /* Writes a GGUF file with llama.cpp names and metadata (llama family; the tokenizer

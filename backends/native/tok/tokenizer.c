@@ -1,7 +1,9 @@
-/* tokenizer: byte-level BPE. Text is split at added/special tokens, then by the
- * pre-tokenizer's regex steps (PCRE2, UTF mode, Unicode properties), each piece's bytes
- * become byte tokens and merges apply lowest rank first, leftmost on ties (as Hugging Face
- * tokenizers does). Merge ranks live in a hash table; encoded words are cached. */
+/* tokenizer: BPE, byte-level or SentencePiece-style. Text is split at added/special tokens
+ * (a trie, longest match), each piece is normalized (SentencePiece: ' ' -> "▁", prefix),
+ * split by the pre-tokenizer's steps (PCRE2 regexes, Metaspace), turned into symbols (bytes
+ * of the GPT-2 alphabet, or UTF-8 characters with <0xNN> byte fallback) and merged lowest
+ * rank first, leftmost on ties, with a heap (as Hugging Face tokenizers does). Merge ranks
+ * live in a hash table; encoded words are cached. */
 #include "backends/native/tok/tok_internal.h"
 
 #include <stdlib.h>
@@ -149,6 +151,8 @@ int tok_alloc(struct tokenizer **out, size_t n_vocab, const char *path, struct d
 		t->cache->e = calloc(CACHE_CAP, sizeof *t->cache->e);
 	pthread_mutex_init(&t->cache_mu, NULL);
 	t->bos = t->eos = t->pad = t->unk = -1;
+	for (int b = 0; b < 256; b++)
+		t->fb_tok[b] = t->byte_tok[b] = -1;
 	if (!t->tokens || !t->token_len || !t->attr || !t->cache || !t->cache->e) {
 		tokenizer_free(t);
 		diag_set(d, FT_ENOMEM, path, 0, 0, "out of memory for %zu tokens", n_vocab);
@@ -259,17 +263,61 @@ int tok_add_merge(struct tokenizer *t, const char *left, size_t llen, const char
 				"merge %u ('%.*s' '%.*s'): the merged token is missing from the vocabulary",
 				rank, (int)(llen > 64 ? 64 : llen), left, (int)(rlen > 64 ? 64 : rlen),
 				right);
+	tok_add_merge_ids(t, a, b, rank, r);
+	return 0;
+}
+
+void tok_add_merge_ids(struct tokenizer *t, int32_t a, int32_t b, uint32_t rank, int32_t result)
+{
 	uint32_t old_rank;
 	int32_t old;
 	if (merge_find(t, a, b, &old_rank, &old))
-		return 0; /* the first (lowest) rank wins */
+		return; /* the first (lowest) rank wins */
 	uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
 	size_t mask = t->mcap - 1, i = hash_u64(key) & mask;
 	while (t->mkeys[i] != UINT64_MAX)
 		i = (i + 1) & mask;
 	t->mkeys[i] = key;
 	t->mrank[i] = rank;
-	t->mresult[i] = r;
+	t->mresult[i] = result;
+	t->n_merges++;
+}
+
+struct rank_pair {
+	uint32_t rank;
+	int32_t l, r;
+};
+
+static int cmp_rank_pair(const void *a, const void *b)
+{
+	const struct rank_pair *x = a, *y = b;
+	return x->rank < y->rank ? -1 : x->rank > y->rank;
+}
+
+int tok_merge_list(const struct tokenizer *t, int32_t **out_pairs, size_t *out_n)
+{
+	*out_pairs = NULL;
+	*out_n = 0;
+	struct rank_pair *v = malloc((t->n_merges ? t->n_merges : 1) * sizeof *v);
+	int32_t *p = malloc((t->n_merges ? 2 * t->n_merges : 1) * sizeof *p);
+	if (!v || !p) {
+		free(v);
+		free(p);
+		return FT_ENOMEM;
+	}
+	size_t n = 0;
+	for (size_t i = 0; i < t->mcap && n < t->n_merges; i++)
+		if (t->mkeys[i] != UINT64_MAX)
+			v[n++] = (struct rank_pair){t->mrank[i], (int32_t)(t->mkeys[i] >> 32),
+						    (int32_t)(uint32_t)t->mkeys[i]};
+	qsort(v, n, sizeof *v, cmp_rank_pair);
+	for (size_t i = 0; i < n; i++) {
+		p[2 * i] = v[i].l;
+		p[2 * i + 1] = v[i].r;
+	}
+	free(v);
+	*out_pairs = p;
+	*out_n = n;
 	return 0;
 }
 
@@ -285,11 +333,16 @@ int tok_add_step(struct tokenizer *t, const char *pattern, size_t plen, enum spl
 	s->invert = invert;
 	s->prefix_space = prefix_space;
 	if (pattern) {
+		if (!(s->pattern = ft_strndup(pattern, plen == PCRE2_ZERO_TERMINATED ? strlen(pattern)
+										   : plen)))
+			return diag_set(d, FT_ENOMEM, path, 0, 0, "out of memory");
 		int err;
 		PCRE2_SIZE eoff;
 		s->re = pcre2_compile((PCRE2_SPTR)pattern, plen, PCRE2_UTF | PCRE2_UCP, &err, &eoff,
 				      NULL);
 		if (!s->re) {
+			free(s->pattern);
+			s->pattern = NULL;
 			PCRE2_UCHAR msg[256];
 			pcre2_get_error_message(err, msg, sizeof msg);
 			return diag_set(d, FT_EINVAL, path, 0, 0,
@@ -302,12 +355,98 @@ int tok_add_step(struct tokenizer *t, const char *pattern, size_t plen, enum spl
 	return 0;
 }
 
+int tok_add_metaspace(struct tokenizer *t, enum tok_prepend prepend, bool split, const char *path,
+		      struct diag *d)
+{
+	int rc = tok_add_step(t, NULL, 0, SB_ISOLATED, false, false, path, d);
+	if (rc)
+		return rc;
+	struct pre_step *s = &t->steps[t->n_steps - 1];
+	s->metaspace = true;
+	s->prepend = prepend;
+	s->split = split;
+	return 0;
+}
+
 static int cmp_added(const void *a, const void *b)
 {
 	const struct added_tok *x = a, *y = b;
 	if (x->len != y->len)
 		return x->len > y->len ? -1 : 1;
 	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* The byte of a "<0xNN>" token (as Hugging Face's ByteFallback decoder reads it), -1. */
+static int16_t byte_token_value(const char *s, size_t n)
+{
+	if (!s || n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>')
+		return -1;
+	int v = 0;
+	for (int i = 3; i < 5; i++) {
+		char c = s[i];
+		int x = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+			: c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+		if (x < 0)
+			return -1;
+		v = v * 16 + x;
+	}
+	return (int16_t)v;
+}
+
+static int32_t trie_get(const struct tokenizer *t, int32_t node, unsigned char b)
+{
+	uint64_t key = ((uint64_t)(uint32_t)node << 8) | b;
+	size_t mask = t->trie_cap - 1;
+	for (size_t i = hash_u64(key) & mask;; i = (i + 1) & mask) {
+		if (t->trie_keys[i] == UINT64_MAX)
+			return -1;
+		if (t->trie_keys[i] == key)
+			return t->trie_child[i];
+	}
+}
+
+/* The trie of added tokens: one node per distinct prefix. */
+static int trie_build(struct tokenizer *t, const char *path, struct diag *d)
+{
+	size_t bytes = 1;
+	for (size_t i = 0; i < t->n_added; i++) {
+		if (t->added[i].len > TOK_MAX_ADDED_LEN)
+			return diag_set(d, FT_EUNSUPP, path, 0, 0,
+					"added token %d is %zu bytes long (at most %d)", t->added[i].id,
+					t->added[i].len, TOK_MAX_ADDED_LEN);
+		bytes += t->added[i].len;
+	}
+	t->trie_cap = pow2_at_least(2 * bytes);
+	t->trie_keys = malloc(t->trie_cap * sizeof *t->trie_keys);
+	t->trie_child = malloc(t->trie_cap * sizeof *t->trie_child);
+	t->trie_term = malloc(bytes * sizeof *t->trie_term);
+	if (!t->trie_keys || !t->trie_child || !t->trie_term)
+		return diag_set(d, FT_ENOMEM, path, 0, 0, "out of memory");
+	memset(t->trie_keys, 0xff, t->trie_cap * sizeof *t->trie_keys);
+	t->trie_nodes = 1;
+	t->trie_term[0] = -1;
+	size_t mask = t->trie_cap - 1;
+	for (size_t a = 0; a < t->n_added; a++) {
+		int32_t node = 0;
+		for (size_t k = 0; k < t->added[a].len; k++) {
+			unsigned char b = (unsigned char)t->added[a].text[k];
+			int32_t c = trie_get(t, node, b);
+			if (c < 0) {
+				uint64_t key = ((uint64_t)(uint32_t)node << 8) | b;
+				size_t i = hash_u64(key) & mask;
+				while (t->trie_keys[i] != UINT64_MAX)
+					i = (i + 1) & mask;
+				c = (int32_t)t->trie_nodes++;
+				t->trie_keys[i] = key;
+				t->trie_child[i] = c;
+				t->trie_term[c] = -1;
+			}
+			node = c;
+		}
+		if (t->trie_term[node] < 0) /* a duplicate text keeps the first (longest-sorted) */
+			t->trie_term[node] = (int32_t)a;
+	}
+	return 0;
 }
 
 int tok_finish(struct tokenizer *t, const char *path, struct diag *d)
@@ -323,10 +462,22 @@ int tok_finish(struct tokenizer *t, const char *path, struct diag *d)
 			t->added[t->n_added++] = (struct added_tok){(int32_t)i, t->tokens[i],
 				t->token_len[i], t->attr[i] == TA_SPECIAL};
 	qsort(t->added, t->n_added, sizeof *t->added, cmp_added); /* longest first */
+	int rc = trie_build(t, path, d);
+	if (rc)
+		return rc;
 	for (int b = 0; b < 256; b++) {
-		char buf[4];
+		char buf[8];
 		size_t k = utf8_put(buf, byte_cp[b]);
-		t->byte_tok[b] = tok_lookup(t, buf, k);
+		t->byte_tok[b] = t->model == TM_BYTE_LEVEL ? tok_lookup(t, buf, k) : -1;
+		snprintf(buf, sizeof buf, "<0x%02X>", b);
+		t->fb_tok[b] = t->byte_fallback ? tok_lookup(t, buf, 6) : -1;
+	}
+	if (t->model == TM_SPM) {
+		t->tok_byte = malloc(t->n_vocab * sizeof *t->tok_byte);
+		if (!t->tok_byte)
+			return diag_set(d, FT_ENOMEM, path, 0, 0, "out of memory");
+		for (size_t i = 0; i < t->n_vocab; i++)
+			t->tok_byte[i] = byte_token_value(t->tokens[i], t->token_len[i]);
 	}
 	return 0;
 }
@@ -354,6 +505,7 @@ static int ids_push(struct ids *a, int32_t id)
 
 struct piece {
 	size_t off, len;
+	bool at0; /* starts at offset 0 of the text given to encode (Metaspace "first") */
 };
 struct pieces {
 	struct piece *v;
@@ -372,7 +524,7 @@ static int pieces_push(struct pieces *p, size_t off, size_t len)
 		p->v = v;
 		p->cap = cap;
 	}
-	p->v[p->n++] = (struct piece){off, len};
+	p->v[p->n++] = (struct piece){off, len, false};
 	return 0;
 }
 
@@ -440,7 +592,135 @@ static void cache_put(const struct tokenizer *t, const char *w, size_t n, uint64
 	pthread_mutex_unlock(&mt->cache_mu);
 }
 
-/* BPE over one pre-tokenized piece (raw bytes). */
+/* One pending merge: the pair starting at symbol pos gives res with this rank. */
+struct hent {
+	uint32_t rank;
+	uint32_t pos;
+	int32_t res;
+};
+
+static bool hent_less(const struct hent *a, const struct hent *b)
+{
+	return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
+}
+
+static void heap_push(struct hent *h, size_t *n, struct hent e)
+{
+	size_t i = (*n)++;
+	while (i > 0) {
+		size_t p = (i - 1) / 2;
+		if (!hent_less(&e, &h[p]))
+			break;
+		h[i] = h[p];
+		i = p;
+	}
+	h[i] = e;
+}
+
+static struct hent heap_pop(struct hent *h, size_t *n)
+{
+	struct hent top = h[0], last = h[--(*n)];
+	size_t i = 0;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= *n)
+			break;
+		if (c + 1 < *n && hent_less(&h[c + 1], &h[c]))
+			c++;
+		if (!hent_less(&h[c], &last))
+			break;
+		h[i] = h[c];
+		i = c;
+	}
+	if (*n)
+		h[i] = last;
+	return top;
+}
+
+/* Applies merges to sym[0..*m): lowest rank first, leftmost among equal ranks, with a heap
+ * of candidate pairs and a linked list of live symbols (O(m log m), as Hugging Face's
+ * Word::merge_all). A stale heap entry is recognised by the pair no longer giving res. */
+static int bpe_merge(const struct tokenizer *t, int32_t *sym, size_t *m)
+{
+	size_t n = *m;
+	if (n < 2 || !t->mcap)
+		return 0;
+	int32_t *prev = malloc(n * sizeof *prev), *next = malloc(n * sizeof *next);
+	struct hent *h = malloc(3 * n * sizeof *h);
+	if (!prev || !next || !h) {
+		free(prev);
+		free(next);
+		free(h);
+		return FT_ENOMEM;
+	}
+	size_t hn = 0;
+	uint32_t rank;
+	int32_t r;
+	for (size_t i = 0; i < n; i++) {
+		prev[i] = (int32_t)i - 1;
+		next[i] = i + 1 < n ? (int32_t)i + 1 : -1;
+		if (i + 1 < n && merge_find(t, sym[i], sym[i + 1], &rank, &r))
+			heap_push(h, &hn, (struct hent){rank, (uint32_t)i, r});
+	}
+	while (hn) {
+		struct hent e = heap_pop(h, &hn);
+		int32_t p = (int32_t)e.pos, q = next[p];
+		if (sym[p] < 0 || q < 0 || !merge_find(t, sym[p], sym[q], &rank, &r) || r != e.res)
+			continue;
+		sym[p] = r;
+		sym[q] = -1;
+		next[p] = next[q];
+		if (next[q] >= 0)
+			prev[next[q]] = p;
+		if (prev[p] >= 0 && merge_find(t, sym[prev[p]], sym[p], &rank, &r))
+			heap_push(h, &hn, (struct hent){rank, (uint32_t)prev[p], r});
+		if (next[p] >= 0 && merge_find(t, sym[p], sym[next[p]], &rank, &r))
+			heap_push(h, &hn, (struct hent){rank, (uint32_t)p, r});
+	}
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (sym[i] >= 0)
+			sym[k++] = sym[i];
+	*m = k;
+	free(prev);
+	free(next);
+	free(h);
+	return 0;
+}
+
+/* SentencePiece-style symbols: one per UTF-8 character found in the vocabulary, else its
+ * bytes as <0xNN> tokens (byte_fallback), else unk (consecutive ones fused with fuse_unk). */
+static size_t spm_symbols(const struct tokenizer *t, const char *w, size_t n, int32_t *sym)
+{
+	size_t m = 0;
+	bool prev_unk = false;
+	for (size_t i = 0; i < n;) {
+		size_t k = utf8_len((const unsigned char *)w + i, n - i);
+		if (!k)
+			k = 1; /* not reached: text is checked; keeps the loop finite */
+		int32_t id = tok_lookup(t, w + i, k);
+		if (id >= 0) {
+			sym[m++] = id;
+			prev_unk = false;
+		} else {
+			bool all = t->byte_fallback;
+			for (size_t j = 0; j < k && all; j++)
+				all = t->fb_tok[(unsigned char)w[i + j]] >= 0;
+			if (all) {
+				for (size_t j = 0; j < k; j++)
+					sym[m++] = t->fb_tok[(unsigned char)w[i + j]];
+				prev_unk = false;
+			} else if (t->unk >= 0 && !(prev_unk && t->fuse_unk)) {
+				sym[m++] = t->unk;
+				prev_unk = true;
+			}
+		}
+		i += k;
+	}
+	return m;
+}
+
+/* BPE over one pre-tokenized piece (bytes as they are in the normalized text). */
 static int bpe_word(const struct tokenizer *t, const char *w, size_t n, struct ids *out)
 {
 	uint64_t h = hash_bytes(w, n);
@@ -451,7 +731,12 @@ static int bpe_word(const struct tokenizer *t, const char *w, size_t n, struct i
 	if (!sym)
 		return FT_ENOMEM;
 	size_t m = 0;
-	if (t->ignore_merges) {
+	if (t->model == TM_SPM) {
+		if (t->ignore_merges && (sym[0] = tok_lookup(t, w, n)) >= 0)
+			m = 1;
+		else
+			m = spm_symbols(t, w, n, sym);
+	} else if (t->ignore_merges) {
 		char *mapped = malloc(3 * n);
 		if (!mapped) {
 			free(sym);
@@ -465,7 +750,7 @@ static int bpe_word(const struct tokenizer *t, const char *w, size_t n, struct i
 		if (id >= 0)
 			sym[m++] = id;
 	}
-	if (m == 0) {
+	if (m == 0 && t->model == TM_BYTE_LEVEL) {
 		for (size_t i = 0; i < n; i++) {
 			int32_t id = t->byte_tok[(unsigned char)w[i]];
 			if (id < 0)
@@ -473,22 +758,10 @@ static int bpe_word(const struct tokenizer *t, const char *w, size_t n, struct i
 			if (id >= 0)
 				sym[m++] = id;
 		}
-		for (;;) { /* lowest rank first; leftmost among equal ranks */
-			uint32_t best = UINT32_MAX, rank;
-			size_t at = 0;
-			int32_t res = -1, r;
-			for (size_t i = 0; i + 1 < m; i++)
-				if (merge_find(t, sym[i], sym[i + 1], &rank, &r) && rank < best) {
-					best = rank;
-					at = i;
-					res = r;
-				}
-			if (res < 0)
-				break;
-			sym[at] = res;
-			memmove(sym + at + 1, sym + at + 2, (m - at - 2) * sizeof *sym);
-			m--;
-		}
+	}
+	if (m > 1 && (rc = bpe_merge(t, sym, &m)) != 0) {
+		free(sym);
+		return rc;
 	}
 	for (size_t i = 0; i < m && !rc; i++)
 		rc = ids_push(out, sym[i]);
@@ -585,18 +858,98 @@ static int split_piece(const struct pre_step *s, const char *base, struct piece 
 	return rc;
 }
 
-/* Pre-tokenizes and BPE-encodes a text segment without added tokens. */
-static int encode_segment(const struct tokenizer *t, const char *text, size_t len,
-			  pcre2_match_data *md, pcre2_match_context *mc, struct strbuf *arena,
-			  struct pieces *a, struct pieces *b, struct ids *out)
+/* Appends text to the arena with ' ' written as "▁" (when replace) and a "▁" in front
+ * (when prefix); returns the new piece. */
+static int meta_copy(struct strbuf *arena, size_t off, size_t len, bool replace, bool prefix,
+		     struct piece *out)
+{
+	size_t start = arena->len;
+	if (prefix && strbuf_append(arena, TOK_META, TOK_META_LEN))
+		return FT_ENOMEM;
+	for (size_t k = 0; k < len; k++) {
+		/* byte by byte: appending may move the arena we copy from */
+		char c = arena->buf[off + k];
+		int rc = (replace && c == ' ') ? strbuf_append(arena, TOK_META, TOK_META_LEN)
+					       : strbuf_append(arena, &c, 1);
+		if (rc)
+			return FT_ENOMEM;
+	}
+	out->off = start;
+	out->len = arena->len - start;
+	return 0;
+}
+
+static bool starts_meta(const char *s, size_t n)
+{
+	return n >= TOK_META_LEN && memcmp(s, TOK_META, TOK_META_LEN) == 0;
+}
+
+/* Metaspace: ' ' -> "▁", a "▁" in front per the prepend scheme (unless the piece already
+ * starts with one), then with split a new piece before every "▁". */
+static int metaspace_step(const struct pre_step *s, struct strbuf *arena, struct piece p,
+			  struct pieces *out)
+{
+	struct piece q;
+	bool prefix = s->prepend == TP_ALWAYS || (s->prepend == TP_FIRST && p.at0);
+	if (meta_copy(arena, p.off, p.len, true, false, &q))
+		return FT_ENOMEM;
+	if (prefix && !starts_meta(arena->buf + q.off, q.len)) {
+		struct piece r;
+		if (meta_copy(arena, q.off, q.len, false, true, &r))
+			return FT_ENOMEM;
+		q = r;
+	}
+	size_t first = out->n;
+	if (!s->split) {
+		if (pieces_push(out, q.off, q.len))
+			return FT_ENOMEM;
+	} else {
+		size_t st = q.off, end = q.off + q.len;
+		for (size_t i = q.off + 1; i + TOK_META_LEN <= end; i++)
+			if (starts_meta(arena->buf + i, end - i)) {
+				if (pieces_push(out, st, i - st))
+					return FT_ENOMEM;
+				st = i;
+			}
+		if (pieces_push(out, st, end - st))
+			return FT_ENOMEM;
+	}
+	if (out->n > first)
+		out->v[first].at0 = p.at0;
+	return 0;
+}
+
+/* Normalizes, pre-tokenizes and BPE-encodes a text segment without added tokens. at0: the
+ * segment starts the text given to encode. */
+static int encode_segment(const struct tokenizer *t, const char *text, size_t len, bool at0,
+			  bool no_prefix, pcre2_match_data *md, pcre2_match_context *mc,
+			  struct strbuf *arena, struct pieces *a, struct pieces *b, struct ids *out)
 {
 	arena->len = 0;
 	a->n = 0;
 	if (strbuf_append(arena, text, len) || pieces_push(a, 0, len))
 		return FT_ENOMEM;
+	a->v[0].at0 = at0;
 	int rc;
+	if (t->norm_replace || (t->norm_prepend && !no_prefix)) {
+		struct piece q;
+		if (meta_copy(arena, 0, len, t->norm_replace, t->norm_prepend && !no_prefix, &q))
+			return FT_ENOMEM;
+		a->v[0].off = q.off;
+		a->v[0].len = q.len;
+	}
 	for (size_t si = 0; si < t->n_steps; si++) {
 		const struct pre_step *s = &t->steps[si];
+		if (s->metaspace) {
+			b->n = 0;
+			for (size_t i = 0; i < a->n; i++)
+				if ((rc = metaspace_step(s, arena, a->v[i], b)) != 0)
+					return rc;
+			struct pieces tmp = *a;
+			*a = *b;
+			*b = tmp;
+			continue;
+		}
 		if (s->prefix_space) {
 			for (size_t i = 0; i < a->n; i++) {
 				if (arena->buf[a->v[i].off] == ' ')
@@ -617,9 +970,13 @@ static int encode_segment(const struct tokenizer *t, const char *text, size_t le
 		if (!s->re)
 			continue;
 		b->n = 0;
-		for (size_t i = 0; i < a->n; i++)
+		for (size_t i = 0; i < a->n; i++) {
+			size_t first = b->n;
 			if ((rc = split_piece(s, arena->buf, a->v[i], md, mc, b)) != 0)
 				return rc;
+			if (b->n > first && b->v[first].off == a->v[i].off)
+				b->v[first].at0 = a->v[i].at0;
+		}
 		struct pieces tmp = *a;
 		*a = *b;
 		*b = tmp;
@@ -630,17 +987,21 @@ static int encode_segment(const struct tokenizer *t, const char *text, size_t le
 	return 0;
 }
 
-/* The added token at text[pos], longest first; NULL when none. */
+/* The added token at text[pos] (the longest that may match), NULL when none. */
 static const struct added_tok *added_at(const struct tokenizer *t, const char *text, size_t len,
 					size_t pos, bool parse_special)
 {
-	for (size_t i = 0; i < t->n_added; i++) {
-		const struct added_tok *a = &t->added[i];
-		if (a->len <= len - pos && (parse_special || !a->special) &&
-		    a->text[0] == text[pos] && memcmp(a->text, text + pos, a->len) == 0)
-			return a;
+	const struct added_tok *best = NULL;
+	int32_t node = 0;
+	for (size_t k = pos; k < len; k++) {
+		node = trie_get(t, node, (unsigned char)text[k]);
+		if (node < 0)
+			break;
+		int32_t a = t->trie_term[node];
+		if (a >= 0 && (parse_special || !t->added[a].special))
+			best = &t->added[a];
 	}
-	return NULL;
+	return best;
 }
 
 int tokenizer_encode_ex(const struct tokenizer *t, const char *text, size_t len, int flags,
@@ -655,17 +1016,13 @@ int tokenizer_encode_ex(const struct tokenizer *t, const char *text, size_t len,
 					"text is not valid UTF-8 (byte %zu)", i);
 		i += k;
 	}
-	bool special = flags & TOK_PARSE_SPECIAL;
+	bool special = flags & TOK_PARSE_SPECIAL, cont = flags & TOK_CONTINUATION;
 	struct ids out = {0};
 	struct strbuf arena = {0};
 	struct pieces a = {0}, b = {0};
 	pcre2_match_data *md = NULL;
 	pcre2_match_context *mc = NULL;
 	int rc = 0;
-	uint8_t first[256] = {0};
-	for (size_t i = 0; i < t->n_added; i++)
-		if (special || !t->added[i].special)
-			first[(unsigned char)t->added[i].text[0]] = 1;
 	if (t->n_steps) {
 		md = pcre2_match_data_create(3, NULL);
 		mc = pcre2_match_context_create(NULL);
@@ -680,22 +1037,22 @@ int tokenizer_encode_ex(const struct tokenizer *t, const char *text, size_t len,
 		goto done;
 	size_t seg = 0;
 	for (size_t pos = 0; pos < len;) {
-		const struct added_tok *at =
-			first[(unsigned char)text[pos]] ? added_at(t, text, len, pos, special) : NULL;
+		const struct added_tok *at = added_at(t, text, len, pos, special);
 		if (!at) {
 			pos++;
 			continue;
 		}
-		if (pos > seg &&
-		    (rc = encode_segment(t, text + seg, pos - seg, md, mc, &arena, &a, &b, &out)) != 0)
+		if (pos > seg && (rc = encode_segment(t, text + seg, pos - seg, seg == 0 && !cont,
+						      seg == 0 && cont, md, mc, &arena, &a, &b,
+						      &out)) != 0)
 			goto done;
 		if ((rc = ids_push(&out, at->id)) != 0)
 			goto done;
 		pos += at->len;
 		seg = pos;
 	}
-	if (len > seg &&
-	    (rc = encode_segment(t, text + seg, len - seg, md, mc, &arena, &a, &b, &out)))
+	if (len > seg && (rc = encode_segment(t, text + seg, len - seg, seg == 0 && !cont,
+					      seg == 0 && cont, md, mc, &arena, &a, &b, &out)))
 		goto done;
 	if ((flags & TOK_ADD_SPECIAL) && t->add_eos && t->eos >= 0 && (rc = ids_push(&out, t->eos)))
 		goto done;
@@ -724,6 +1081,28 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, bo
 				   out_n, d);
 }
 
+/* One SentencePiece token: a <0xNN> token is its byte, "▁" is a space (dropped in the first
+ * token with the Metaspace decoder), as Hugging Face's Replace + ByteFallback + Fuse. */
+static int spm_decode_token(const struct tokenizer *t, int32_t id, bool first, struct strbuf *sb)
+{
+	if (t->tok_byte[id] >= 0 && t->attr[id] == TA_NORMAL) {
+		char c = (char)t->tok_byte[id];
+		return strbuf_append(sb, &c, 1);
+	}
+	const char *s = t->tokens[id];
+	size_t len = t->token_len[id], from = 0;
+	for (size_t j = 0; j + TOK_META_LEN <= len; j++) {
+		if (!starts_meta(s + j, len - j))
+			continue;
+		if (strbuf_append(sb, s + from, j - from) ||
+		    (!(first && t->strip_first_meta) && strbuf_append(sb, " ", 1)))
+			return FT_ENOMEM;
+		j += TOK_META_LEN - 1;
+		from = j + 1;
+	}
+	return strbuf_append(sb, s + from, len - from);
+}
+
 int tokenizer_decode(const struct tokenizer *t, const int32_t *ids, size_t n, bool skip_special,
 		     char **out, size_t *out_len)
 {
@@ -732,6 +1111,7 @@ int tokenizer_decode(const struct tokenizer *t, const int32_t *ids, size_t n, bo
 	if (out_len)
 		*out_len = 0;
 	int rc = 0;
+	bool spm_started = false;
 	for (size_t i = 0; i < n && !rc; i++) {
 		int32_t id = ids[i];
 		if (id < 0 || (size_t)id >= t->n_vocab || !t->tokens[id]) {
@@ -740,6 +1120,13 @@ int tokenizer_decode(const struct tokenizer *t, const int32_t *ids, size_t n, bo
 		}
 		const char *s = t->tokens[id];
 		size_t len = t->token_len[id];
+		if (t->model == TM_SPM) {
+			if (skip_special && t->attr[id] == TA_SPECIAL)
+				continue;
+			rc = spm_decode_token(t, id, sb.len == 0 && !spm_started, &sb);
+			spm_started = true;
+			continue;
+		}
 		if (t->attr[id] == TA_SPECIAL || t->attr[id] == TA_ADDED) {
 			if (!(skip_special && t->attr[id] == TA_SPECIAL))
 				rc = strbuf_append(&sb, s, len);
@@ -766,6 +1153,13 @@ int tokenizer_decode(const struct tokenizer *t, const int32_t *ids, size_t n, bo
 	if (rc) {
 		strbuf_free(&sb);
 		return rc;
+	}
+	if (t->model == TM_SPM && t->strip_left > 0 && sb.len) {
+		size_t cut = 0;
+		while (cut < sb.len && cut < (size_t)t->strip_left && sb.buf[cut] == ' ')
+			cut++;
+		memmove(sb.buf, sb.buf + cut, sb.len - cut + 1);
+		sb.len -= cut;
 	}
 	size_t len = sb.len;
 	*out = strbuf_detach(&sb);
@@ -814,13 +1208,17 @@ static int from_gguf(struct tokenizer **out, const struct model_file *mf, struct
 	const struct mf_tokenizer_src *src = &mf->tok;
 	const char *path = mf->path;
 	*out = NULL;
+	if (!mf->is_gguf)
+		return diag_set(d, FT_EINVAL, path, 0, 0, "%s", TOKENIZER_FILES_MISSING);
 	if (!src->model || !src->tokens)
 		return diag_set(d, FT_EINVAL, path, 0, 0, "the model file has no tokenizer "
 				"(tokenizer.ggml.model and tokenizer.ggml.tokens)");
+	if (strcmp(src->model, "llama") == 0)
+		return tok_from_gguf_spm(out, mf, d);
 	if (strcmp(src->model, "gpt2") != 0)
 		return diag_set(d, FT_EUNSUPP, path, 0, 0,
-				"tokenizer.ggml.model '%s' is not supported (only byte-level BPE, 'gpt2')",
-				src->model);
+				"tokenizer.ggml.model '%s' is not supported (byte-level BPE 'gpt2' and "
+				"SentencePiece BPE 'llama')", src->model);
 	struct tokenizer *t;
 	int rc = tok_alloc(&t, src->n_tokens, path, d);
 	if (rc)
@@ -894,6 +1292,17 @@ int32_t tokenizer_token_id(const struct tokenizer *t, const char *token_text)
 	return tok_lookup(t, token_text, strlen(token_text));
 }
 int32_t tokenizer_bos(const struct tokenizer *t) { return t->bos; }
+bool tokenizer_is_sentencepiece(const struct tokenizer *t) { return t->model == TM_SPM; }
+
+const char *tokenizer_token_text(const struct tokenizer *t, int32_t id, size_t *len)
+{
+	if (id < 0 || (size_t)id >= t->n_vocab || !t->tokens[id]) {
+		*len = 0;
+		return NULL;
+	}
+	*len = t->token_len[id];
+	return t->tokens[id];
+}
 int32_t tokenizer_eos(const struct tokenizer *t) { return t->eos; }
 int32_t tokenizer_pad(const struct tokenizer *t) { return t->pad; }
 int tokenizer_n_vocab(const struct tokenizer *t) { return (int)t->n_vocab; }
@@ -920,8 +1329,14 @@ void tokenizer_free(struct tokenizer *t)
 	free(t->mrank);
 	free(t->mresult);
 	free(t->added);
-	for (size_t i = 0; i < t->n_steps; i++)
+	for (size_t i = 0; i < t->n_steps; i++) {
 		pcre2_code_free(t->steps[i].re);
+		free(t->steps[i].pattern);
+	}
+	free(t->tok_byte);
+	free(t->trie_keys);
+	free(t->trie_child);
+	free(t->trie_term);
 	if (t->cache) {
 		if (t->cache->e)
 			cache_clear(t->cache);

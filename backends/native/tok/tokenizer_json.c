@@ -1,6 +1,7 @@
-/* tokenizer_json: builds the byte-level BPE tokenizer from a Hugging Face tokenizer.json
- * (model.vocab, model.merges as "a b" strings or ["a", "b"] pairs, added_tokens,
- * pre_tokenizer Sequence/Split/ByteLevel/Digits, TemplateProcessing BOS/EOS) and an optional
+/* tokenizer_json: builds a BPE tokenizer from a Hugging Face tokenizer.json (model.vocab,
+ * model.merges as "a b" strings or ["a", "b"] pairs, byte_fallback, added_tokens,
+ * normalizer NFC/Replace/Prepend, pre_tokenizer Sequence/Split/ByteLevel/Digits/Metaspace,
+ * decoder ByteLevel or the SentencePiece chain, TemplateProcessing BOS/EOS) and an optional
  * tokenizer_config.json (bos/eos/pad tokens, chat_template). Anything that would change
  * ids and is not implemented is FT_EUNSUPP rather than silently ignored. */
 #include "backends/native/tok/tok_internal.h"
@@ -40,8 +41,8 @@ static char *regex_quote(const char *s, size_t n)
 	return strbuf_detach(&sb);
 }
 
-static int add_pre(struct tokenizer *t, json_t *p, int depth, bool *byte_level, const char *path,
-		   struct diag *d)
+static int add_pre(struct tokenizer *t, json_t *p, int depth, bool *byte_level, bool *spm,
+		   const char *path, struct diag *d)
 {
 	if (!p || json_is_null(p))
 		return 0;
@@ -57,8 +58,8 @@ static int add_pre(struct tokenizer *t, json_t *p, int depth, bool *byte_level, 
 			return bad(d, path, "%s: Sequence without a \"pretokenizers\" array",
 				   "pre_tokenizer");
 		for (size_t i = 0; i < json_array_size(list); i++)
-			if ((rc = add_pre(t, json_array_get(list, i), depth + 1, byte_level, path,
-					  d)) != 0)
+			if ((rc = add_pre(t, json_array_get(list, i), depth + 1, byte_level, spm,
+					  path, d)) != 0)
 				return rc;
 		return 0;
 	}
@@ -67,10 +68,27 @@ static int add_pre(struct tokenizer *t, json_t *p, int depth, bool *byte_level, 
 		bool use_regex = !ur || json_is_true(ur);
 		bool prefix = json_is_true(json_object_get(p, "add_prefix_space"));
 		*byte_level = true;
-		if (!use_regex && !prefix)
-			return 0;
 		return tok_add_step(t, use_regex ? TOK_RE_GPT2 : NULL, PCRE2_ZERO_TERMINATED,
 				    SB_ISOLATED, false, prefix, path, d);
+	}
+	if (strcmp(type, "Metaspace") == 0) {
+		const char *repl = json_string_value(json_object_get(p, "replacement"));
+		const char *scheme = json_string_value(json_object_get(p, "prepend_scheme"));
+		json_t *aps = json_object_get(p, "add_prefix_space"), *split = json_object_get(p, "split");
+		if (!repl || strcmp(repl, TOK_META) != 0)
+			return diag_set(d, FT_EUNSUPP, path, 0, 0,
+					"pre_tokenizer Metaspace: only the replacement \"\u2581\" is supported");
+		enum tok_prepend pp = TP_ALWAYS; /* tokenizers' default */
+		if (scheme && strcmp(scheme, "first") == 0)
+			pp = TP_FIRST;
+		else if (scheme && strcmp(scheme, "never") == 0)
+			pp = TP_NEVER;
+		else if (scheme && strcmp(scheme, "always") != 0)
+			return bad(d, path, "pre_tokenizer Metaspace: unknown prepend_scheme '%s'", scheme);
+		if (json_is_false(aps))
+			pp = TP_NEVER;
+		*spm = true;
+		return tok_add_metaspace(t, pp, !json_is_false(split), path, d);
 	}
 	if (strcmp(type, "Digits") == 0) {
 		bool each = json_is_true(json_object_get(p, "individual_digits"));
@@ -110,11 +128,18 @@ static int add_pre(struct tokenizer *t, json_t *p, int depth, bool *byte_level, 
 		return bad(d, path, "%s: Split needs pattern.Regex or pattern.String", "pre_tokenizer");
 	}
 	diag_set(d, FT_EUNSUPP, path, 0, 0, "pre_tokenizer type '%s' is not supported", type);
-	diag_hint(d, "supported: Sequence, ByteLevel, Split, Digits");
+	diag_hint(d, "supported: Sequence, ByteLevel, Split, Digits, Metaspace");
 	return FT_EUNSUPP;
 }
 
-static int check_normalizer(json_t *n, int depth, const char *path, struct diag *d)
+static bool is_string_pattern(json_t *pat, const char *want)
+{
+	const char *s = json_string_value(json_object_get(pat, "String"));
+	return s && strcmp(s, want) == 0;
+}
+
+static int add_normalizer(struct tokenizer *t, json_t *n, int depth, const char *path,
+			  struct diag *d)
 {
 	if (!n || json_is_null(n))
 		return 0;
@@ -124,15 +149,87 @@ static int check_normalizer(json_t *n, int depth, const char *path, struct diag 
 	if (strcmp(type, "Sequence") == 0) {
 		json_t *list = json_object_get(n, "normalizers");
 		for (size_t i = 0; i < json_array_size(list); i++) {
-			int rc = check_normalizer(json_array_get(list, i), depth + 1, path, d);
+			int rc = add_normalizer(t, json_array_get(list, i), depth + 1, path, d);
 			if (rc)
 				return rc;
 		}
 		return 0;
 	}
-	if (strcmp(type, "NFC") == 0) /* documented: input is expected to be NFC already */
+	if (strcmp(type, "NFC") == 0) { /* documented: input is expected to be NFC already */
+		t->norm_nfc = true;
 		return 0;
-	return diag_set(d, FT_EUNSUPP, path, 0, 0, "normalizer '%s' is not supported", type);
+	}
+	const char *content = json_string_value(json_object_get(n, "content"));
+	if (strcmp(type, "Replace") == 0 && is_string_pattern(json_object_get(n, "pattern"), " ") &&
+	    content && strcmp(content, TOK_META) == 0) {
+		t->norm_replace = true;
+		return 0;
+	}
+	const char *pre = json_string_value(json_object_get(n, "prepend"));
+	if (strcmp(type, "Prepend") == 0 && pre && strcmp(pre, TOK_META) == 0) {
+		t->norm_prepend = true;
+		return 0;
+	}
+	diag_set(d, FT_EUNSUPP, path, 0, 0, "normalizer '%s' (with these settings) is not supported",
+		 type);
+	diag_hint(d, "supported: NFC (not applied), Replace \" \" -> \"\u2581\", Prepend \"\u2581\", "
+		     "Sequence of these");
+	return FT_EUNSUPP;
+}
+
+/* The decoder: ByteLevel, or SentencePiece's Replace("▁", " ") + ByteFallback + Fuse
+ * (+ Strip(" ", n, 0)), or Metaspace. *spm says which. */
+static int read_decoder(struct tokenizer *t, json_t *dec, int depth, bool *byte_level, bool *spm,
+			const char *path, struct diag *d)
+{
+	if (!dec || json_is_null(dec))
+		return 0;
+	const char *type = json_string_value(json_object_get(dec, "type"));
+	if (!type || depth > MAX_DEPTH)
+		return bad(d, path, "%s: expected an object with a \"type\"", "decoder");
+	if (strcmp(type, "Sequence") == 0) {
+		json_t *list = json_object_get(dec, "decoders");
+		for (size_t i = 0; i < json_array_size(list); i++) {
+			int rc = read_decoder(t, json_array_get(list, i), depth + 1, byte_level, spm,
+					      path, d);
+			if (rc)
+				return rc;
+		}
+		return 0;
+	}
+	if (strcmp(type, "ByteLevel") == 0) {
+		*byte_level = true;
+		return 0;
+	}
+	if (strcmp(type, "ByteFallback") == 0 || strcmp(type, "Fuse") == 0)
+		return 0;
+	const char *content = json_string_value(json_object_get(dec, "content"));
+	if (strcmp(type, "Replace") == 0 &&
+	    is_string_pattern(json_object_get(dec, "pattern"), TOK_META) && content &&
+	    strcmp(content, " ") == 0) {
+		*spm = true;
+		return 0;
+	}
+	json_t *start = json_object_get(dec, "start"), *stop = json_object_get(dec, "stop");
+	if (strcmp(type, "Strip") == 0 && content && strcmp(content, " ") == 0 &&
+	    json_is_integer(start) && json_integer_value(start) >= 0 &&
+	    json_integer_value(start) <= 16 && json_integer_value(stop) == 0) {
+		t->strip_left = (int)json_integer_value(start);
+		return 0;
+	}
+	const char *repl = json_string_value(json_object_get(dec, "replacement"));
+	if (strcmp(type, "Metaspace") == 0 && repl && strcmp(repl, TOK_META) == 0) {
+		const char *scheme = json_string_value(json_object_get(dec, "prepend_scheme"));
+		*spm = true;
+		t->strip_first_meta = !(scheme && strcmp(scheme, "never") == 0) &&
+				      !json_is_false(json_object_get(dec, "add_prefix_space"));
+		return 0;
+	}
+	diag_set(d, FT_EUNSUPP, path, 0, 0, "decoder '%s' (with these settings) is not supported",
+		 type);
+	diag_hint(d, "supported: ByteLevel; Replace \"\u2581\" -> \" \", ByteFallback, Fuse, Strip; "
+		     "Metaspace");
+	return FT_EUNSUPP;
 }
 
 /* BOS/EOS from a TemplateProcessing post-processor (possibly inside a Sequence). */
@@ -169,6 +266,24 @@ static void post_processor(struct tokenizer *t, json_t *p, int depth)
 			t->eos = id;
 		}
 	}
+}
+
+/* An added token with normalized: true is matched in the normalized text by HF; that is
+ * the raw text unless the normalizer rewrites its characters. */
+static int check_added_normalized(const struct tokenizer *t, json_t *added, const char *path,
+				  struct diag *d)
+{
+	for (size_t i = 0; i < json_array_size(added); i++) {
+		json_t *a = json_array_get(added, i);
+		const char *c = json_string_value(json_object_get(a, "content"));
+		if (!json_is_true(json_object_get(a, "normalized")) || !c)
+			continue;
+		if (t->norm_prepend || (t->norm_replace && strchr(c, ' ')))
+			return diag_set(d, FT_EUNSUPP, path, 0, 0,
+					"added token '%s' is normalized and the normalizer changes it: "
+					"not supported", c);
+	}
+	return 0;
 }
 
 static int32_t config_token(const struct tokenizer *t, json_t *cfg, const char *key)
@@ -248,11 +363,10 @@ int tokenizer_from_json(struct tokenizer **out, const char *json, size_t len,
 	json_t *dp = json_object_get(model, "dropout");
 	const char *cont = json_string_value(json_object_get(model, "continuing_subword_prefix"));
 	const char *eow = json_string_value(json_object_get(model, "end_of_word_suffix"));
-	if (json_is_true(json_object_get(model, "byte_fallback")) ||
-	    (json_is_number(dp) && json_number_value(dp) > 0) || (cont && *cont) || (eow && *eow)) {
+	if ((json_is_number(dp) && json_number_value(dp) > 0) || (cont && *cont) || (eow && *eow)) {
 		rc = diag_set(d, FT_EUNSUPP, path, 0, 0,
-			      "BPE options byte_fallback, dropout, continuing_subword_prefix and "
-			      "end_of_word_suffix are not supported");
+			      "BPE options dropout, continuing_subword_prefix and end_of_word_suffix "
+			      "are not supported");
 		goto done;
 	}
 	/* vocabulary size: the largest id + 1 over vocab and added_tokens */
@@ -338,18 +452,34 @@ int tokenizer_from_json(struct tokenizer **out, const char *json, size_t len,
 	const char *unk = json_string_value(json_object_get(model, "unk_token"));
 	if (unk)
 		t->unk = tok_lookup(t, unk, strlen(unk));
-	if ((rc = check_normalizer(json_object_get(root, "normalizer"), 0, path, d)) != 0)
+	if ((rc = add_normalizer(t, json_object_get(root, "normalizer"), 0, path, d)) != 0)
 		goto done;
-	bool byte_level = false;
-	if ((rc = add_pre(t, json_object_get(root, "pre_tokenizer"), 0, &byte_level, path, d)) != 0)
+	bool byte_level = false, spm = false;
+	if ((rc = add_pre(t, json_object_get(root, "pre_tokenizer"), 0, &byte_level, &spm, path,
+			  d)) != 0 ||
+	    (rc = read_decoder(t, json_object_get(root, "decoder"), 0, &byte_level, &spm, path,
+			       d)) != 0)
 		goto done;
-	const char *dec = json_string_value(json_object_get(json_object_get(root, "decoder"), "type"));
-	if (!byte_level && !(dec && strcmp(dec, "ByteLevel") == 0)) {
+	spm = spm || t->norm_replace || t->norm_prepend;
+	if (byte_level == spm) {
 		rc = diag_set(d, FT_EUNSUPP, path, 0, 0,
-			      "only byte-level BPE tokenizers are supported (no ByteLevel "
-			      "pre-tokenizer or decoder)");
+			      byte_level ? "the tokenizer mixes byte-level and SentencePiece parts"
+					 : "neither a byte-level BPE (ByteLevel pre-tokenizer or decoder) "
+					   "nor a SentencePiece-style BPE (Metaspace, or \"\u2581\" "
+					   "normalizer and decoder)");
 		goto done;
 	}
+	t->model = spm ? TM_SPM : TM_BYTE_LEVEL;
+	t->byte_fallback = json_is_true(json_object_get(model, "byte_fallback"));
+	t->fuse_unk = json_is_true(json_object_get(model, "fuse_unk"));
+	if (byte_level && (t->norm_replace || t->norm_prepend || t->byte_fallback)) {
+		rc = diag_set(d, FT_EUNSUPP, path, 0, 0,
+			      "a byte-level BPE with byte_fallback or a \"\u2581\" normalizer is not "
+			      "supported");
+		goto done;
+	}
+	if (spm && (rc = check_added_normalized(t, added, path, d)) != 0)
+		goto done;
 	if ((rc = tok_finish(t, path, d)) != 0)
 		goto done;
 	post_processor(t, json_object_get(root, "post_processor"), 0);
