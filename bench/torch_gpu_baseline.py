@@ -103,7 +103,7 @@ def run(args, precision):
         "steps": args.steps, "tokens_per_s": args.batch * args.seq / dt, "step_s": dt,
         "peak_memory_bytes": (torch.cuda.max_memory_allocated()
                               if args.device == "cuda" else None),
-        "loss": float(loss), "torch": torch.__version__,
+        "loss": float(loss.detach()), "torch": torch.__version__,
         "transformers": transformers.__version__, "peft": peft.__version__,
         "device": (torch.cuda.get_device_name() if args.device == "cuda" else "cpu"),
     }

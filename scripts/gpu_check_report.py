@@ -154,9 +154,10 @@ def cmd_bench_row(argv):
                               "device" if r["backend"] == "cuda" else "resident",
                               gib(r["peak_memory_bytes"])))
     if "ratio" in r:
-        d += "; torch+peft %s: %.0f tokens/s, %.2f GiB; ftlab/torch = %.2fx" % (
-            r["torch_precision"], r["torch_tokens_per_s"], gib(r["torch_peak_memory_bytes"]),
-            r["ratio"])
+        tm = r["torch_peak_memory_bytes"]  # None off CUDA: torch does not track it there
+        d += "; torch+peft %s: %.0f tokens/s%s; ftlab/torch = %.2fx" % (
+            r["torch_precision"], r["torch_tokens_per_s"],
+            ", %.2f GiB" % gib(tm) if tm is not None else "", r["ratio"])
         print("%s\t%s" % ("ok" if r["ratio"] >= 1 else "slow", d))
     else:
         print("info\t%s; no torch baseline (logs/torch-*.log)" % d)
