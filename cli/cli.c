@@ -148,10 +148,11 @@ const struct cli_command cli_commands[] = {
 	 "merged-gguf: model.gguf (F32). gguf-adapter: adapter.gguf for llama.cpp.\n",
 	 cmd_export},
 	{"bench", "measure training, generation and tokenizer speed",
-	 "usage: ftlab bench [--model M] [--mode train|generate|tokenize]\n"
+	 "usage: ftlab bench [--model smollm2|gemma3|PATH] [--mode train|generate|tokenize]\n"
 	 "                   [--backend auto|cpu|cuda] [--threads N] [--json]\n"
 	 "                   train:    [--method lora|lora-all|full] [--precision fp32|bf16]\n"
-	 "                             [--batch B] [--seq T] [--steps N]\n"
+	 "                             [--batch B] [--seq T] [--steps N] [--logits chunked|all]\n"
+	 "                             [--targets N]\n"
 	 "                   generate: [--prompt-len N] [--new-tokens N] [--batch N]\n"
 	 "                   tokenize: [--text FILE]   (default docs/engine.md: its lines,\n"
 	 "                             then the whole file as one text; CPU time)\n"
@@ -163,7 +164,10 @@ const struct cli_command cli_commands[] = {
 	 "x T, default 4 x 256; 3 timed steps on the CPU, 10 on CUDA, after one untimed),\n"
 	 "MFU (CUDA: against the bf16 peak), memory. generate: prefill and decode tokens/s\n"
 	 "for 1 prompt and for N prompts together (default 8) against the bound of reading\n"
-	 "the weights once per step. --backend auto (the default) uses CUDA when a device\n"
+	 "the weights once per step. --logits all computes the LM head over every position\n"
+	 "at once (default chunked: only at positions with a target); --targets N gives only\n"
+	 "the last N positions of each row a target (default every position).\n"
+	 "--backend auto (the default) uses CUDA when a device\n"
 	 "is present; cuda without one is an error (exit 2). On CUDA the peak device memory\n"
 	 "is reported. --json (train, generate) prints one JSON object on stdout and the text\n"
 	 "on stderr.\n",

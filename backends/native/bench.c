@@ -276,19 +276,22 @@ static void timed_matmul(float *c, const float *a, const float *b, int m, int n,
 
 static void timed_attention_forward(float *out, float *att, const float *q, const float *k,
 				    const float *v, int b, int tq, int tk, int nh, int nkv,
-				    int hd, const int *pos0)
+				    int hd, const int *pos0, float scale, int window)
 {
 	double w0 = time_monotonic(), c0 = time_process_cpu();
-	timed_base->attention_forward(out, att, q, k, v, b, tq, tk, nh, nkv, hd, pos0);
+	timed_base->attention_forward(out, att, q, k, v, b, tq, tk, nh, nkv, hd, pos0, scale,
+				      window);
 	split_add(SPLIT_ATTENTION, w0, c0);
 }
 
 static void timed_attention_backward(float *dq, float *dk, float *dv, const float *dout,
 				     const float *att, const float *q, const float *k,
-				     const float *v, int b, int t, int nh, int nkv, int hd)
+				     const float *v, int b, int t, int nh, int nkv, int hd,
+				     float scale, int window)
 {
 	double w0 = time_monotonic(), c0 = time_process_cpu();
-	timed_base->attention_backward(dq, dk, dv, dout, att, q, k, v, b, t, nh, nkv, hd);
+	timed_base->attention_backward(dq, dk, dv, dout, att, q, k, v, b, t, nh, nkv, hd, scale,
+				       window);
 	split_add(SPLIT_ATTENTION, w0, c0);
 }
 
@@ -303,7 +306,7 @@ static const struct ops *timed_cpu_ops(void)
 }
 
 static int bench_train(const struct bench_dev *bd, struct model *m, int B, int T, int steps,
-		       bool bf16, json_t *j, struct diag *d)
+		       bool bf16, int targets, json_t *j, struct diag *d)
 {
 	const struct model_hparams *hp = model_hparams(m);
 	const struct ops *ops = bd->ops;
@@ -338,6 +341,8 @@ static int bench_train(const struct bench_dev *bd, struct model *m, int B, int T
 	for (size_t i = 0; i < N; i++) {
 		tok[i] = (int32_t)rng_below(&r, (uint64_t)hp->n_vocab);
 		tgt[i] = (int32_t)rng_below(&r, (uint64_t)hp->n_vocab);
+		if (targets > 0 && (int)(i % (size_t)T) < T - targets)
+			tgt[i] = -1; /* a prompt: no target */
 	}
 	for (size_t i = 0; i < nt; i++) {
 		size_t bytes = model_trainable(m, i)->numel * sizeof(float);
@@ -365,7 +370,7 @@ static int bench_train(const struct bench_dev *bd, struct model *m, int B, int T
 		double c0 = time_process_cpu();
 		double t0 = time_monotonic();
 		model_zero_grad(m);
-		rc = model_forward(m, tok, tgt, B, T, &loss, NULL);
+		rc = model_forward_train(m, tok, tgt, B, T, 0.0f, &loss, NULL);
 		if (!rc)
 			rc = dev_sync(bd, d);
 		double t1 = time_monotonic();
@@ -405,6 +410,13 @@ static int bench_train(const struct bench_dev *bd, struct model *m, int B, int T
 		"ms, optimizer %.0f ms per step), loss %.3f\n",
 		B, T, steps, tps, 1e3 * t_fwd / steps, 1e3 * t_bwd / steps,
 		1e3 * (t_total - t_fwd - t_bwd) / steps, loss);
+	const char *head = model_logits(m) ? "every position, (B*T, V) logits kept"
+					    : "chunked, at targets";
+	if (targets > 0)
+		fprintf(txt, "LM head: %s; targets: the last %d of %d positions of each row\n", head,
+			targets, T);
+	else
+		fprintf(txt, "LM head: %s; targets: every position\n", head);
 	fprintf(txt, "process CPU time per step (all threads): mean %.3f s, best %.3f s\n",
 		cpu_total / steps, cpu_best);
 	if (!bd->cuda) {
@@ -556,6 +568,7 @@ int engine_bench(const struct engine_bench_opts *b, struct diag *d)
 	struct model_opts o = {0};
 	o.layers_first = o.layers_last = -1;
 	o.seed = 1;
+	o.full_logits = b->all_logits && !b->generate;
 	const char *qv[] = {"q_proj", "v_proj"};
 	if (!gen) {
 		if (b->method == ENGINE_BENCH_FULL) {
@@ -630,7 +643,9 @@ int engine_bench(const struct engine_bench_opts *b, struct diag *d)
 		json_object_set_new(j, "batch", json_integer(b->batch));
 		json_object_set_new(j, "seq", json_integer(b->seq));
 		json_object_set_new(j, "steps", json_integer(steps));
-		rc = bench_train(&bd, m, b->batch, b->seq, steps, b->bf16, j, d);
+		json_object_set_new(j, "targets", json_integer(b->targets));
+		json_object_set_new(j, "all_logits", json_boolean(b->all_logits));
+		rc = bench_train(&bd, m, b->batch, b->seq, steps, b->bf16, b->targets, j, d);
 	}
 	model_free(m);
 	if (!rc && b->json) {
