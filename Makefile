@@ -78,6 +78,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(TEST_SUPPORT_OBJ) $(BUILD)/libftlab.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(BUILD)/libftlab.a -lcmocka $(LIBS)
 
+# Allocation fault injection: every test_alloc_* program sees the library's malloc,
+# calloc and realloc through its own __wrap_* functions (tests/unit/test_alloc_faults.c).
+$(BUILD)/tests/test_alloc_%: LDFLAGS += -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
+
 tests-build: deps $(BIN) $(TEST_BIN)
 
 # The README's test command: unit tests, golden CLI cases, ends with "N passed, N failed".
@@ -140,7 +144,13 @@ fuzz: fuzz-build
 model:
 	@scripts/fetch-model.sh
 
-bench: all model
+# Benchmarks that are programs of their own (bench/*.c against the library).
+BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libftlab.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libftlab.a $(LIBS)
+
+bench: all model $(BENCH_BIN)
 	@scripts/deps.sh --bench
 	@scripts/bench.sh
 

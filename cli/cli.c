@@ -12,18 +12,27 @@ const struct cli_command cli_commands[] = {
 	 "usage: ftlab check EXP.yaml [-s KEY=VALUE]... [--max-runs N] [--json]\n"
 	 "\n"
 	 "Validates the experiment file (and the files it extends), applies -s overrides\n"
-	 "(also --set KEY=VALUE), validates every sweep point, and prints the resolved\n"
-	 "experiment as YAML followed by the number of runs. --json prints one object with\n"
+	 "(also --set KEY=VALUE, sweep.* included), validates every sweep point, and prints\n"
+	 "the resolved experiment as YAML followed by the number of runs. For the native\n"
+	 "backends it reads the model file's header (not its weights) and refuses a file that\n"
+	 "is not a model, a LoRA target that names no linear module of the model, a freeze\n"
+	 "name that names no parameter, and a freeze layer range outside the model, in\n"
+	 "every sweep point (a bayes sweep: every value each parameter can take); `ftlab\n"
+	 "run` refuses the same before it records anything. --json prints one object with\n"
 	 "the canonical config, the whole spec, their hashes and the number of runs.\n",
 	 cmd_check},
 	{"plan", "list the runs a sweep expands to, and which are cached",
 	 "usage: ftlab plan EXP.yaml [-s KEY=VALUE]... [--max-runs N] [--json]\n"
 	 "\n"
-	 "Prints one row per run: index, run id, status in the store and swept values.\n"
-	 "A bayes sweep has no fixed plan: it says so and lists the points it has handed\n"
-	 "out so far. Sweeps of more than 10000 runs are refused unless --max-runs raises\n"
-	 "the limit. --json prints {experiment, spec_hash, adaptive, budget, runs: [{index,\n"
-	 "run_id, identity, status, params}]}.\n",
+	 "Prints one row per run: index, run id, status and swept values. The status is\n"
+	 "what `ftlab run` would do now, decided as run decides: new, cached (reused at\n"
+	 "this clean commit), running (another live process has it), outdated (finished at\n"
+	 "another commit or with uncommitted changes: run repeats it), stopped (stopped by\n"
+	 "early termination, reused as it is), or the recorded failed, killed, crashed or\n"
+	 "queued. A bayes sweep has no fixed plan: it says so and lists the points it has\n"
+	 "handed out so far. Sweeps of more than 10000 runs are refused unless --max-runs\n"
+	 "raises the limit. --json prints {experiment, spec_hash, adaptive, budget, runs:\n"
+	 "[{index, run_id, identity, status, params}]}.\n",
 	 cmd_plan},
 	{"run", "run an experiment: train and evaluate every sweep point",
 	 "usage: ftlab run EXP.yaml [-s KEY=VALUE]... [--only RUN] [--force] [--resume]\n"

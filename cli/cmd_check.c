@@ -18,6 +18,8 @@ int cmd_check(const struct cli *cli, int argc, char **argv)
 	int status = exp_args_load_plan(&e, &plan, "check", argc, argv);
 	if (status)
 		return status;
+	if ((status = exp_args_check_model(e, plan)) != 0)
+		goto done;
 	const struct config *c = experiment_config(e);
 	if (cli->json) {
 		printf("{\"experiment\":\"%s\",\"runs\":%zu,\"adaptive\":%s,\"spec_hash\":\"%s\","

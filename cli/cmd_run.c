@@ -337,6 +337,9 @@ int cmd_run(const struct cli *cli, int argc, char **argv)
 				     "its points as results arrive");
 		goto done;
 	}
+	/* What check refuses, run refuses before it records anything. */
+	if ((rc = exp_args_check_model(e, plan)) != 0)
+		goto done;
 	/* Provenance first: --require-clean refuses before anything runs. */
 	if (provenance_collect(&prov, args.path, &d) != 0) {
 		rc = cli_fail(&d);

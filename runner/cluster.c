@@ -436,7 +436,8 @@ int cluster_submit(struct cluster *c, const struct run_point *pts, size_t n, siz
 		free(runs);
 		spec.run_dir = abs_run;
 		enum store_claim cl = STORE_CLAIM_BUSY;
-		r = abs_run ? store_run_claim(c->s, &cl, c->o.invocation, &spec,
+		char token[STORE_TOKEN_SIZE]; /* "": a cluster run has no local claimer */
+		r = abs_run ? store_run_claim(c->s, &cl, token, c->o.invocation, &spec,
 					      (c->o.force ? STORE_FLAG_FORCE : 0) |
 						      (c->o.resume ? STORE_FLAG_RESUME : 0),
 					      d)

@@ -154,10 +154,26 @@ struct heartbeat {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool quit, started;
-	const char *workspace, *run_id;
+	const char *workspace, *run_id, *token;
+	FILE *log;            /* the run's log.txt (stdio locks each call) */
+	bool quiet;
 	double period;
 	_Atomic int64_t step, total;
+	atomic_bool lost;     /* the store says another process owns the run now */
 };
+
+/* One line on stderr and in the run's log (the heartbeat thread's own messages). */
+static void hb_say(const struct heartbeat *h, const char *level, const char *text)
+{
+	if (!h->quiet || strcmp(level, "error") == 0)
+		fprintf(stderr, "ftlab: run %s: %s: %s\n", h->run_id, level, text);
+	if (h->log) {
+		char ts[32];
+		time_iso8601(ts, sizeof ts, time_wall());
+		fprintf(h->log, "%s ftlab: %s [heartbeat] %s\n", ts, level, text);
+		fflush(h->log);
+	}
+}
 
 static void *heartbeat_main(void *arg)
 {
@@ -165,10 +181,14 @@ static void *heartbeat_main(void *arg)
 	struct store *s = NULL;
 	struct diag d;
 	diag_init(&d);
-	if (store_open(&s, h->workspace, false, &d) != 0)
-		return NULL;
+	bool failing = false;
+	char msg[sizeof d.text + 64];
+	if (store_open(&s, h->workspace, false, &d) != 0) {
+		snprintf(msg, sizeof msg, "no heartbeat will be recorded for this run: %s", d.text);
+		hb_say(h, "warning", msg);
+	}
 	pthread_mutex_lock(&h->mu);
-	while (!h->quit) {
+	while (!h->quit && s) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		double sec = h->period;
@@ -183,10 +203,25 @@ static void *heartbeat_main(void *arg)
 			break;
 		pthread_mutex_unlock(&h->mu);
 		diag_init(&d);
-		if (store_run_heartbeat(s, h->run_id, atomic_load(&h->step), atomic_load(&h->total),
-					&d) != 0) {
-			/* A busy store only delays the heartbeat; the next one retries. */
+		int r = store_run_heartbeat(s, h->run_id, h->token, atomic_load(&h->step),
+					    atomic_load(&h->total), &d);
+		if (r && strstr(d.text, "no longer owns")) {
+			/* Another process has the run: stop working on it. */
+			atomic_store(&h->lost, true);
+			run_stop_flag = 1;
+			hb_say(h, "error", d.text);
+			pthread_mutex_lock(&h->mu);
+			break;
 		}
+		if (r && !failing) {
+			/* Said once; a busy store only delays the heartbeat and the next one
+			 * retries, but a store that keeps refusing lets the run look dead. */
+			snprintf(msg, sizeof msg, "heartbeat not recorded: %s", d.text);
+			hb_say(h, "warning", msg);
+		} else if (!r && failing) {
+			hb_say(h, "info", "heartbeat recorded again");
+		}
+		failing = r != 0;
 		pthread_mutex_lock(&h->mu);
 	}
 	pthread_mutex_unlock(&h->mu);
@@ -195,15 +230,25 @@ static void *heartbeat_main(void *arg)
 }
 
 static void heartbeat_start(struct heartbeat *h, const char *workspace, const char *run_id,
-			    double period)
+			    const char *token, FILE *log, bool quiet, double period)
 {
 	memset(h, 0, sizeof *h);
 	pthread_mutex_init(&h->mu, NULL);
 	pthread_cond_init(&h->cv, NULL);
 	h->workspace = workspace;
 	h->run_id = run_id;
+	h->token = token;
+	h->log = log;
+	h->quiet = quiet;
+	double env_period;
+	const char *e = getenv("FTLAB_HEARTBEAT");
+	if (period <= 0 && e && parse_f64(e, &env_period) && env_period > 0)
+		period = env_period;
 	h->period = period > 0 ? period : 5.0;
 	h->started = pthread_create(&h->thread, NULL, heartbeat_main, h) == 0;
+	if (!h->started)
+		hb_say(h, "warning", "cannot start the heartbeat thread: the run may be taken "
+		       "for crashed by other ftlab processes on other hosts");
 }
 
 static void heartbeat_stop(struct heartbeat *h)
@@ -373,23 +418,34 @@ struct sink_state {
 	struct heartbeat *hb;
 	struct progress *prog;
 	double last_loss;
+	struct diag file_err; /* the first failed write of metrics.jsonl */
 	struct watch *watch;  /* early termination, or NULL */
 };
 
 /* One line of metrics.jsonl, flushed at once: after a kill -9 the file holds every point
- * the runner had received, and a resume replays it into the store. */
-static void json_line(FILE *f, json_t *o)
+ * the runner had received, and a resume replays it into the store. It is the run's
+ * crash-recovery record, so a line that cannot be written fails the run: the first
+ * error is kept in s->file_err and returned (FT_EIO) by this and every later line. */
+static int json_line(struct sink_state *s, json_t *o)
 {
-	if (f && o) {
-		char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17));
-		if (s) {
-			fputs(s, f);
-			fputc('\n', f);
-			fflush(f);
-			free(s);
-		}
+	if (s->file_err.code) {
+		json_decref(o);
+		return s->file_err.code;
 	}
+	char *text = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
 	json_decref(o);
+	if (!text)
+		return diag_set(&s->file_err, FT_ENOMEM, "", 0, 0,
+				"out of memory writing metrics.jsonl of %s", s->run_dir);
+	errno = 0;
+	bool ok = fputs(text, s->metrics) >= 0 && fputc('\n', s->metrics) != EOF &&
+		  fflush(s->metrics) == 0 && !ferror(s->metrics);
+	int e = errno;
+	free(text);
+	if (ok)
+		return 0;
+	return diag_set(&s->file_err, FT_EIO, "", 0, 0, "cannot write %s/metrics.jsonl: %s",
+			s->run_dir, e ? strerror(e) : "write error");
 }
 
 /* Replays the metric history of metrics.jsonl (an interrupted attempt) into the store;
@@ -455,23 +511,24 @@ static void log_printf(FILE *f, const char *fmt, ...)
 static int sink_metric(void *ud, const char *split, const char *name, int64_t step, double value)
 {
 	struct sink_state *s = ud;
-	json_line(s->metrics, json_pack("{s:s, s:s, s:I, s:o}", "split", split, "name", name,
-					"step", (json_int_t)step, "value", json_num_or_null(value)));
-	int r = store_writer_metric(s->w, split, name, step, value);
-	if (!r && watch_matches(s->watch, split, name))
-		r = watch_metric(s->watch, step, value, true);
-	return r;
+	int r = json_line(s, json_pack("{s:s, s:s, s:I, s:o}", "split", split, "name", name,
+				       "step", (json_int_t)step, "value", json_num_or_null(value)));
+	int w = store_writer_metric(s->w, split, name, step, value);
+	if (!w && watch_matches(s->watch, split, name))
+		w = watch_metric(s->watch, step, value, true);
+	return r ? r : w;
 }
 
 static int sink_result(void *ud, const char *model, const char *split, const char *metric,
 		       double value, double lo, double hi)
 {
 	struct sink_state *s = ud;
-	json_line(s->metrics, json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "model", model, "split",
-					split, "metric", metric, "value", json_num_or_null(value),
-					"ci_low", json_num_or_null(lo), "ci_high",
-					json_num_or_null(hi)));
-	return store_writer_result(s->w, model, split, metric, value, lo, hi);
+	int r = json_line(s, json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "model", model, "split",
+				       split, "metric", metric, "value", json_num_or_null(value),
+				       "ci_low", json_num_or_null(lo), "ci_high",
+				       json_num_or_null(hi)));
+	int w = store_writer_result(s->w, model, split, metric, value, lo, hi);
+	return r ? r : w;
 }
 
 static int sink_prediction(void *ud, const char *model, const char *split, int64_t example,
@@ -647,9 +704,9 @@ static void stop_texts(char *msg, size_t n, char *json, size_t jn, const struct 
 }
 
 static int run_one(struct store *s, const char *workspace, int64_t invocation,
-		   const struct run_point *pt, bool resume, const struct run_options *opt,
-		   const struct provenance *prov, struct progress *prog, struct watch *wt,
-		   struct diag *d)
+		   const struct run_point *pt, const char *token, bool resume,
+		   const struct run_options *opt, const struct provenance *prov,
+		   struct progress *prog, struct watch *wt, struct diag *d)
 {
 	char *runs_dir = path_join(workspace, "runs");
 	char *run_dir = runs_dir ? path_join(runs_dir, pt->id) : NULL;
@@ -681,16 +738,17 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 			     strerror(errno));
 		goto done;
 	}
-	r = store_writer_open(&w, s, pt->id, 1.0, d);
+	r = store_writer_open(&w, s, pt->id, token, 1.0, d);
 	if (!r && resume)
 		r = replay_metrics(w, run_dir, wt, d);
 	if (r)
 		goto done;
-	heartbeat_start(&hb, workspace, pt->id, opt->heartbeat_s);
+	heartbeat_start(&hb, workspace, pt->id, token, log, opt->verbosity < 0, opt->heartbeat_s);
 	hb_on = true; // NOLINT(clang-analyzer-deadcode.DeadStores): keeps the cleanup right for any later goto
 
 	struct sink_state ss = {.w = w, .run_dir = run_dir, .metrics = metrics, .log = log,
 				.hb = &hb, .prog = prog, .watch = wt};
+	diag_init(&ss.file_err);
 	struct run_sink sink = {
 		.ud = &ss,
 		.metric = sink_metric,
@@ -728,20 +786,32 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 	if (!opt->tty || opt->jobs > 1)
 		progress_line(prog, pt->id, resume ? "resuming" : "started", pt->params_json);
 	int br = opt->backend->run(&ctx, &rd);
-	fflush(metrics);
+	/* The heartbeat thread writes into the log: it ends before the files close. */
+	int64_t last_step = atomic_load(&hb.step), last_total = atomic_load(&hb.total);
+	heartbeat_stop(&hb);
+	hb_on = false;
+	bool lost = atomic_load(&hb.lost);
+	if (fflush(metrics) != 0 && !ss.file_err.code)
+		diag_set(&ss.file_err, FT_EIO, "", 0, 0, "cannot write %s/metrics.jsonl: %s", run_dir,
+			 strerror(errno));
 	int fr = store_writer_flush(w);
 	bool stopped = wt && wt->stopped && br == FT_EINTR;
 	const char *status = br == 0 ? "finished" : stopped ? "stopped"
 				     : br == FT_EINTR ? "killed" : "failed";
-	if (br == 0 && fr != 0) {
+	if (ss.file_err.code && br != FT_EINTR) {
+		/* The crash-recovery record is incomplete: the run cannot be trusted as done. */
+		status = "failed";
+		diag_set(&rd, ss.file_err.code, "", 0, 0, "%s", ss.file_err.text);
+	} else if (br == 0 && fr != 0) {
 		status = "failed";
 		diag_set(&rd, fr, "", 0, 0, "recording the run failed: %s",
 			 store_writer_error(w) ? store_writer_error(w)->text : "store error");
 	}
-	const char *err = br == 0 && fr == 0 ? NULL : rd.text;
+	const char *err = strcmp(status, "finished") == 0 ? NULL : rd.text;
 	/* A sink callback that failed (the store refusing a write) ends the run with the
 	 * writer's message; a backend need not copy it into its own diag. */
-	if (br != 0 && br != FT_EINTR && !rd.text[0] && store_writer_error(w))
+	if (br != 0 && br != FT_EINTR && store_writer_error(w) &&
+	    (!rd.text[0] || br == store_writer_error(w)->code))
 		err = store_writer_error(w)->text;
 	if (br == FT_EINTR && !rd.text[0])
 		err = "stopped by a signal";
@@ -758,6 +828,14 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 	metrics = NULL;
 	fclose(log);
 	log = NULL;
+	if (lost) {
+		/* Nothing more is ours to record: every write would be refused. */
+		r = diag_set(d, FT_ESTORE, "", 0, 0,
+			     "run %s: this process lost its claim while running (another process "
+			     "owns the run now); its outcome (%s) is not recorded", pt->id, status);
+		progress_line(prog, pt->id, "lost", "another process owns the run now");
+		goto done;
+	}
 	static const char *const files[][2] = {
 		{"config", "config.yaml"}, {"config", "config.json"}, {"log", "log.txt"},
 		{"metrics", "metrics.jsonl"},
@@ -781,16 +859,13 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 		if (store_writer_event(w, "error", "failed", err ? err : "failed") != 0) {
 		}
 	}
-	int64_t last_step = atomic_load(&hb.step), last_total = atomic_load(&hb.total);
-	heartbeat_stop(&hb);
-	hb_on = false;
 	/* The last progress, so `ls` shows how far a run got even when it was shorter than
 	 * one heartbeat. */
 	if (last_step || last_total)
-		r = store_run_heartbeat(s, pt->id, last_step, last_total, d);
+		r = store_run_heartbeat(s, pt->id, token, last_step, last_total, d);
 	if (r)
 		goto done;
-	r = store_run_end(s, pt->id, invocation, status, err, d);
+	r = store_run_end(s, pt->id, token, invocation, status, err, d);
 	if (!r && stopped && wt->sweep_key)
 		r = store_sweep_point_stop(s, wt->sweep_key, (int64_t)wt->index, stop_json, d);
 	if (r)
@@ -850,8 +925,11 @@ static int claim_loop(struct store *s, const char *workspace, int64_t invocation
 		char *abs_run = abs_dir ? path_join(abs_dir, pt->id) : NULL;
 		spec.run_dir = abs_run ? abs_run : run_dir;
 		enum store_claim c;
-		int r = store_run_claim(s, &c, invocation, &spec, (opt->force ? STORE_FLAG_FORCE : 0) |
-							(opt->resume ? STORE_FLAG_RESUME : 0), d);
+		char token[STORE_TOKEN_SIZE];
+		int r = store_run_claim(s, &c, token, invocation, &spec,
+					(opt->force ? STORE_FLAG_FORCE : 0) |
+						(opt->resume ? STORE_FLAG_RESUME : 0),
+					d);
 		free(runs_dir);
 		free(run_dir);
 		free(abs);
@@ -872,8 +950,8 @@ static int claim_loop(struct store *s, const char *workspace, int64_t invocation
 		}
 		if (c == STORE_CLAIM_DONE)
 			continue;
-		r = run_one(s, workspace, invocation, pt, c == STORE_CLAIM_RESUME, opt, prov, &prog,
-			    NULL, d);
+		r = run_one(s, workspace, invocation, pt, token, c == STORE_CLAIM_RESUME, opt, prov,
+			    &prog, NULL, d);
 		if (r)
 			return r;
 		prog.done++;
@@ -972,8 +1050,9 @@ int run_execute_plan(struct run_summary *out, const char *workspace, int64_t inv
 		bool forwarded = false;
 		int bad = 0;
 		for (int j = 0; j < started; j++) {
-			int status;
-			while (waitpid(pids[j], &status, 0) < 0) {
+			int status = 0;
+			pid_t w;
+			while ((w = waitpid(pids[j], &status, 0)) < 0) {
 				if (errno != EINTR)
 					break;
 				if (run_stop_flag && !forwarded) {
@@ -981,6 +1060,15 @@ int run_execute_plan(struct run_summary *out, const char *workspace, int64_t inv
 					for (int k = 0; k < started; k++)
 						kill(pids[k], SIGTERM);
 				}
+			}
+			if (w < 0) {
+				/* No status to read (ECHILD: someone else reaped it). The store
+				 * still says what the worker recorded. */
+				if (!r)
+					r = diag_set(d, FT_EIO, "", 0, 0,
+						     "cannot wait for worker process %d: %s",
+						     (int)pids[j], strerror(errno));
+				continue;
 			}
 			if (!WIFEXITED(status) || (WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 130))
 				bad++;
@@ -1006,6 +1094,13 @@ int run_execute_plan(struct run_summary *out, const char *workspace, int64_t inv
 	return r;
 }
 
+double run_stale_after(void)
+{
+	const char *e = getenv("FTLAB_STALE_AFTER");
+	double v;
+	return e && parse_f64(e, &v) && v > 0 ? v : RUN_STALE_S;
+}
+
 int run_store_open(struct store **out, const char *workspace, bool create, struct diag *d)
 {
 	int r = store_open(out, workspace, create, d);
@@ -1014,7 +1109,7 @@ int run_store_open(struct store **out, const char *workspace, bool create, struc
 	struct diag rd;
 	diag_init(&rd);
 	int n = 0;
-	if (store_reap_stale(*out, RUN_STALE_S, &n, &rd) != 0 && rd.code != FT_EIO) {
+	if (store_reap_stale(*out, run_stale_after(), &n, &rd) != 0 && rd.code != FT_EIO) {
 		store_close(*out);
 		*out = NULL;
 		return diag_set(d, rd.code, "", 0, 0, "%s", rd.text);
@@ -1239,7 +1334,8 @@ static int claim_and_run(struct store *s, const struct sweep_exec *X, const stru
 		.git_commit = prov && prov->is_repo ? prov->commit : NULL,
 		.git_dirty = prov && prov->is_repo && prov->dirty,
 	};
-	int r = abs_run ? store_run_claim(s, out, X->invocation, &spec,
+	char token[STORE_TOKEN_SIZE];
+	int r = abs_run ? store_run_claim(s, out, token, X->invocation, &spec,
 					  (opt->force ? STORE_FLAG_FORCE : 0) |
 						  (opt->resume ? STORE_FLAG_RESUME : 0),
 					  d)
@@ -1261,8 +1357,8 @@ static int claim_and_run(struct store *s, const struct sweep_exec *X, const stru
 	}
 	if (*out == STORE_CLAIM_DONE)
 		return 0;
-	return run_one(s, X->workspace, X->invocation, pt, *out == STORE_CLAIM_RESUME, opt, prov,
-		       prog, wt, d);
+	return run_one(s, X->workspace, X->invocation, pt, token, *out == STORE_CLAIM_RESUME, opt,
+		       prov, prog, wt, d);
 }
 
 static bool only_matches(const char *only, const char *id)

@@ -32,7 +32,7 @@ struct run_options {
 	const char *device;            /* recorded in runs.device ("cpu", "exec", "cuda:0") */
 	int verbosity;                 /* -1 quiet, 0 normal, 1 verbose */
 	bool tty, color;               /* progress line on a terminal; colour allowed */
-	double heartbeat_s;            /* heartbeat period (0 = 5 s) */
+	double heartbeat_s;            /* heartbeat period (0 = 5 s, or $FTLAB_HEARTBEAT) */
 };
 
 /* What the invocation did with its points, read back from the store at the end. */
@@ -76,8 +76,13 @@ int run_execute_sweep(struct run_summary *out, const char *workspace, int64_t in
  * else the best value of its logged history, else NAN. */
 double run_objective(struct store *s, const char *run_id, const char *metric, bool maximize);
 
-/* A running row whose heartbeat is older than this (seconds) is crashed, on any host. */
+/* A running row of another host whose heartbeat is older than this (seconds) is
+ * crashed. On this host a row is crashed only when its process is gone, whatever its
+ * heartbeat (a stopped or busy process still owns its run). */
 #define RUN_STALE_S 60.0
+/* RUN_STALE_S, or $FTLAB_STALE_AFTER (seconds) when set to a positive number (tests use a
+ * short window). */
+double run_stale_after(void);
 
 /* Opens the workspace's store for a command and turns stale running rows into crashed
  * (a read-only store is opened without reaping). */

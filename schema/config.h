@@ -91,6 +91,8 @@ struct config_train {
 	struct {
 		enum optimizer_type type;
 		double lr, beta1, beta2, eps, weight_decay;
+		double momentum, dampening; /* sgd */
+		bool nesterov;              /* sgd */
 	} optimizer;
 	struct {
 		enum schedule_type type;

@@ -484,6 +484,9 @@ int schema_fill_config(struct config *c, const struct node *r, const char *base_
 	}
 	t->optimizer.eps = get_f64(&F, "train.optimizer.eps");
 	t->optimizer.weight_decay = get_f64(&F, "train.optimizer.weight_decay");
+	t->optimizer.momentum = get_f64(&F, "train.optimizer.momentum");
+	t->optimizer.dampening = get_f64(&F, "train.optimizer.dampening");
+	t->optimizer.nesterov = get_bool(&F, "train.optimizer.nesterov");
 	t->schedule.type =
 		(enum schedule_type)get_enum(&F, "train.schedule.type");
 	t->schedule.warmup_steps = get_i64(&F, "train.schedule.warmup_steps");

@@ -8,7 +8,9 @@
 # logits kept, as before it was chunked) against chunked at the positions with a target,
 # for every position and for instruction-like rows whose last 8 positions carry a target
 # (HEAD=0 skips it); generation (prefill and decode for 1 and 8 prompts against the
-# weight-read bound, and torch's decode; GENERATE=0 skips it); then the sweep benchmark
+# weight-read bound, and torch's decode; GENERATE=0 skips it); the time to refuse GGUF
+# files with 10^5..10^6 metadata keys or tensor infos (bench/gguf_keys.c; GGUF_KEYS=0
+# skips it); then the sweep benchmark
 # (bench/sweep_bench.sh: bayes against random, hyperband; SWEEPS=0 skips it).
 # Environment: MODEL (smollm2, gemma3 or a path; default smollm2), STEPS (timed steps,
 # default 5), THREADS (2), BATCH (4), SEQ (256), METHODS ("lora lora-all full"),
@@ -105,6 +107,11 @@ if [ "${GENERATE:-1}" = 1 ]; then
         --mode generate --threads "$threads" 2>/dev/null
     done
   fi
+fi
+if [ "${GGUF_KEYS:-1}" = 1 ] && [ -x "${BUILD:-build}/bench/gguf_keys" ]; then
+  # Hostile GGUF files: N unique metadata keys or N tensor infos, refused (no model).
+  echo "== gguf: refusing files with many keys or tensors"
+  "${BUILD:-build}/bench/gguf_keys"
 fi
 if [ "${SWEEPS:-1}" = 1 ]; then
   echo "== sweeps"

@@ -14,9 +14,44 @@
 #include "backends/native/io/model_file.h"
 #include "backends/native/model/generate_text.h"
 #include "backends/native/model/model.h"
+#include "backends/native/native_engine.h"
 #include "backends/native/tok/tokenizer.h"
 #include "common/util.h"
 #include "common/banned.h"
+
+int engine_check_config(const struct config *cfg, const char **out_field, int *out_index,
+			struct diag *d)
+{
+	*out_field = NULL;
+	*out_index = -1;
+	if (cfg->backend.type == BACKEND_EXEC)
+		return 0;
+	/* A sweep checks many points of one model: the header is read once. */
+	static char *probed;
+	static struct model_hparams hp;
+	if (!probed || strcmp(probed, cfg->model.base) != 0) {
+		free(probed);
+		probed = NULL;
+		int rc = model_file_probe(&hp, cfg->model.base, d);
+		if (rc) {
+			*out_field = "model.base";
+			return rc;
+		}
+		probed = ft_strdup(cfg->model.base);
+	}
+	struct model_opts o;
+	native_model_opts(&o, cfg, 1, 1, cfg->method.type, NULL);
+	int bad = -1;
+	int rc = model_check_method(&hp, &o, &bad, d);
+	if (rc) {
+		*out_index = bad;
+		*out_field = bad < 0 ? (cfg->method.type == METHOD_FREEZE ? "method.layers"
+									  : "model.base")
+			     : cfg->method.type == METHOD_LORA ? "method.targets"
+							       : "method.trainable";
+	}
+	return rc;
+}
 
 int engine_generate(char ***out_texts, const struct engine_generate_opts *o, struct diag *d)
 {

@@ -16,6 +16,20 @@
 
 struct run_sink;
 
+/* ---- check ---- */
+
+struct config;
+/* What `ftlab check` (and `ftlab run` before it claims anything) can tell about cfg from
+ * its model's header alone (model_file_probe, no weights read): the model file is
+ * readable, and the method's names and layers fit the architecture (model_check_method:
+ * every LoRA target names a linear module, every freeze name a parameter, the layer range
+ * lies inside the model). An exec backend's model is the trainer's business: nothing is
+ * checked. FT_EINVAL with d set; *out_field ("method.targets", "method.trainable",
+ * "method.layers" or "model.base") and *out_index (the offending list item, or -1) say
+ * which value to point at. */
+int engine_check_config(const struct config *cfg, const char **out_field, int *out_index,
+			struct diag *d) FT_WUR;
+
 /* ---- generate ---- */
 
 struct engine_generate_opts {

@@ -74,15 +74,17 @@ static int src_restore(void *ud, const unsigned char *p, size_t n, struct diag *
 	return loader_set_cursor(s->ld, &c, d);
 }
 
-/* ---- validation loss for eval_every and early stopping ---- */
+/* ---- validation for eval_every and early stopping ---- */
 
 struct val_ctx {
 	const struct tokenizer *tok;
 	const struct tok_set *set;
 	struct eval_settings es;
+	const char *metric; /* the metric early stopping watches ("loss" without it) */
 };
 
-static int val_loss(void *ud, struct model *m, double *out, struct diag *d)
+static int val_evaluate(void *ud, struct model *m, double *out_loss, double *out_metric,
+			struct diag *d)
 {
 	struct val_ctx *v = ud;
 	struct eval_result r;
@@ -90,14 +92,11 @@ static int val_loss(void *ud, struct model *m, double *out, struct diag *d)
 	model_set_training(m, true);
 	if (rc)
 		return rc;
-	double sum = 0, n = 0;
-	for (size_t i = 0; i < r.n; i++) {
-		sum += r.tf_rows[3 * i];
-		n += r.tf_rows[3 * i + 1];
-	}
+	rc = eval_value(out_loss, &r, &v->es, "loss", d);
+	if (!rc)
+		rc = eval_value(out_metric, &r, &v->es, v->metric, d);
 	eval_result_free(&r);
-	*out = n > 0 ? sum / n : 0.0;
-	return 0;
+	return rc;
 }
 
 /* ---- helpers ---- */
@@ -119,8 +118,8 @@ static const char *method_name(enum method_type t)
 	return schema_enum_name("method.type", (int)t);
 }
 
-static void fill_model_opts(struct model_opts *o, const struct config *cfg, int max_batch,
-			    int max_seq, enum method_type method, const struct ops *ops)
+void native_model_opts(struct model_opts *o, const struct config *cfg, int max_batch,
+		       int max_seq, enum method_type method, const struct ops *ops)
 {
 	memset(o, 0, sizeof(*o));
 	const struct config_method *cm = &cfg->method;
@@ -262,7 +261,7 @@ static int evaluate_all(const struct run_ctx *ctx, const struct model_file *mf, 
 	}
 	if (want_base) {
 		struct model_opts o;
-		fill_model_opts(&o, cfg, max_batch, T, METHOD_NONE, ops);
+		native_model_opts(&o, cfg, max_batch, T, METHOD_NONE, ops);
 		if ((rc = model_create(&base, mf, &o, d)) != 0)
 			goto done;
 	}
@@ -354,9 +353,20 @@ int native_engine_run(const struct run_ctx *ctx, const struct ops *ops,
 		goto done;
 	}
 	struct model_opts o;
-	fill_model_opts(&o, cfg, max_batch, T, train ? cfg->method.type : METHOD_NONE, ops);
+	native_model_opts(&o, cfg, max_batch, T, train ? cfg->method.type : METHOD_NONE, ops);
 	if ((rc = model_create(&m, mf, &o, d)) != 0)
 		goto done;
+	{
+		/* What the plan allocated: train.grad_checkpointing shows here (activations of
+		 * each layer's input only). */
+		struct model_memory mm = model_memory(m);
+		char msg[192];
+		snprintf(msg, sizeof(msg),
+			 "memory: parameters %zu bytes, gradients %zu, activations %zu (batch %d x "
+			 "%d tokens%s)", mm.params, mm.grads, mm.acts, max_batch, T,
+			 cfg->train.grad_checkpointing ? ", gradient checkpointing" : "");
+		event(ctx, "info", "memory", msg);
+	}
 	if (train) {
 		struct loader_opts lo = {.batch_size = Btrain, .seq_len = T,
 					 .packing = cfg->data.packing, .shuffle = true,
@@ -374,24 +384,34 @@ int native_engine_run(const struct run_ctx *ctx, const struct ops *ops,
 		struct loader_src ls = {.ld = ld};
 		struct batch_source src = {.ud = &ls, .T = T, .next = src_next, .save = src_save,
 					   .restore = src_restore};
-		struct val_ctx vc = {.tok = tok, .set = prep.validation};
-		struct validator val = {.ud = &vc, .loss = val_loss};
+		/* Validation every eval_every steps: the loss, and the metric early stopping
+		 * watches (generation settings from eval.generate when it is a text metric). */
+		const struct config_train *tc = &cfg->train;
+		const char *es_metric = tc->early_stopping.enabled && tc->early_stopping.metric &&
+						strchr(tc->early_stopping.metric, '.')
+					? strchr(tc->early_stopping.metric, '.') + 1
+					: "loss";
+		struct val_ctx vc = {.tok = tok, .set = prep.validation, .metric = es_metric};
+		struct validator val = {.ud = &vc, .evaluate = val_evaluate};
 		bool have_val = prep.validation && prep.validation->n > 0;
+		if ((tc->eval_every > 0 || tc->early_stopping.enabled) && !have_val) {
+			rc = diag_set(d, FT_EINVAL, cfg->source_path, 0, 0,
+				      "train.eval_every%s evaluates the validation split, which has "
+				      "no examples", tc->early_stopping.enabled
+							     ? " (and train.early_stopping)" : "");
+			goto done;
+		}
 		if (have_val) {
-			const char *loss_only[] = {"loss"};
-			if ((rc = eval_settings_metrics(&vc.es, loss_only, 1, d)) != 0)
+			if ((rc = eval_settings_from_config(&vc.es, &cfg->eval, cfg->seed, max_batch, T,
+							    d)) != 0)
 				goto done;
-			vc.es.batch_size = max_batch;
-			vc.es.seq_len = T;
+			const char *names[] = {"loss", es_metric};
+			if ((rc = eval_settings_metrics(&vc.es, names, 2, d)) != 0)
+				goto done;
 			vc.es.samples = 0;
+			vc.es.bootstrap = 0;
 			vc.es.stop_flag = ctx->stop;
 		}
-		if (cfg->train.early_stopping.enabled && cfg->train.early_stopping.metric &&
-		    strcmp(cfg->train.early_stopping.metric, "validation.loss") != 0 &&
-		    strcmp(cfg->train.early_stopping.metric, "validation.perplexity") != 0)
-			event(ctx, "warning", "early_stop",
-			      "early stopping during training watches validation.loss (lower is "
-			      "better); other metrics are evaluated only at the end");
 		char dh[65];
 		data_hash(dh, &prep);
 		ckpt = path_join(ctx->run_dir, "checkpoint");

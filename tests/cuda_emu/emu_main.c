@@ -240,6 +240,19 @@ static void t_elementwise(void)
 	cmp("adamw p", gp, ref, N, 1e-7);
 	cmp("adamw m", gm, m, N, 1e-7);
 	cmp("adamw v", gv, v, N, 1e-7);
+	/* SGD: first step (the buffer set) and a later one with momentum, dampening and
+	 * decay, then Nesterov; without momentum the buffer is left alone. */
+	for (int k = 0; k < 4; k++) {
+		struct ops_sgd_hp sh = ops_sgd_prepare(0.05, k == 3 ? 0.0 : 0.9, k == 1 ? 0.2 : 0.0,
+						       k < 2 ? 0.01 : 0.0, k == 2, k == 0);
+		C->sgd(ref, a, m, N, &sh);
+		G->sgd(gp, ga, gm, N, &sh);
+		char what[32];
+		snprintf(what, sizeof what, "sgd p (case %d)", k);
+		cmp(what, gp, ref, N, 1e-7);
+		snprintf(what, sizeof what, "sgd buf (case %d)", k);
+		cmp(what, gm, m, N, 1e-7);
+	}
 	free(a), free(b), free(bias), free(ref), free(db), free(out), free(d2), free(mask),
 		free(hm), free(m), free(v);
 }

@@ -98,7 +98,7 @@ static void test_matmul(void **state)
 	float *c = malloc((size_t)m * n * sizeof(float));
 	double *ref = malloc((size_t)m * n * sizeof(double));
 	for (unsigned fl = 0; fl < 8; fl++) {
-		bool bf = (fl & OPS_BF16) && ops_cpu_has_bf16();
+		bool bf = (fl & OPS_BF16) != 0; /* rounded to bf16 with or without bf16 hardware */
 		ref_matmul(ref, a, b, m, n, k, fl, bf);
 		for (size_t i = 0; i < (size_t)m * n; i++)
 			c[i] = NAN; /* beta 0 must not read C */
@@ -125,6 +125,13 @@ static void test_matmul(void **state)
 static void test_matmul_const_b(void **state)
 {
 	(void)state;
+	/* The cached copies belong to the native bf16 path: without it both calls take the
+	 * same rounding path and comparing them would prove nothing. */
+	if (!ops_cpu_has_bf16()) {
+		print_message("skipped: this CPU has no bf16 matmuls (the OPS_CONST_B copies are "
+			      "not used)\n");
+		skip();
+	}
 	int n = 300, k = 40, ms[] = {7, 1, 33, 7};
 	float *a = rnd((size_t)33 * n, 5, 1), *h = rnd((size_t)k * n, 6, 1);
 	float *b = O->alloc((size_t)k * n * sizeof(float));
@@ -161,12 +168,42 @@ static void test_matmul_const_b(void **state)
 
 /* Many distinct shapes (an evaluation sees a new m for every prompt length) all stay on
  * the bf16 path: a = 1 + 2^-10 rounds to 1 in bf16, so each bf16 product is exactly k
- * while an fp32 fallback would give k (1 + 2^-10). Frozen and plain B alike. */
+ * while an fp32 fallback would give k (1 + 2^-10). Frozen and plain B alike. On a CPU
+ * without bf16 matmuls the rounded-input path gives the same. */
+/* train.precision bf16 on a CPU without bf16 instructions: the inputs are rounded to bf16
+ * and multiplied in fp32 (it multiplied fp32 before: the key did nothing there). The
+ * products equal the reference with bf16-rounded inputs, not the fp32 ones. */
+/* keys: train.precision */
+static void test_bf16_without_bf16_hardware(void **state)
+{
+	(void)state;
+	/* what train.precision: bf16 asks of every matmul */
+	int m = 9, n = 17, k = 33;
+	float *a = rnd((size_t)m * k, 31, 1), *b = rnd((size_t)k * n, 32, 1);
+	float *c = malloc((size_t)m * n * sizeof(float));
+	double *ref = malloc((size_t)m * n * sizeof(double));
+	double *ref32 = malloc((size_t)m * n * sizeof(double));
+	for (unsigned fl = 0; fl < 4; fl++) {
+		ref_matmul(ref, a, b, m, n, k, fl, true);
+		ref_matmul(ref32, a, b, m, n, k, fl, false);
+		assert_true(ops_cpu_matmul_bf16_rounded(c, a, b, m, n, k, fl | OPS_BF16, 1.0f, 0.0f));
+		double far32 = 0;
+		for (size_t i = 0; i < (size_t)m * n; i++) {
+			assert_float_equal(c[i], ref[i], 1e-5 * (1 + fabs(ref[i])));
+			far32 = fmax(far32, fabs(c[i] - ref32[i]));
+		}
+		assert_true(far32 > 1e-3); /* not the fp32 product */
+	}
+	free(a);
+	free(b);
+	free(c);
+	free(ref);
+	free(ref32);
+}
+
 static void test_matmul_bf16_many_shapes(void **state)
 {
 	(void)state;
-	if (!ops_cpu_has_bf16())
-		skip();
 	int n = 5, k = 6;
 	float *a = malloc((size_t)300 * k * sizeof(float)), *c = malloc((size_t)300 * n * sizeof(float));
 	float *b = O->alloc((size_t)k * n * sizeof(float));
@@ -698,6 +735,7 @@ int main(void)
 		cmocka_unit_test(test_matmul),
 		cmocka_unit_test(test_matmul_small_m),
 		cmocka_unit_test(test_matmul_const_b),
+		cmocka_unit_test(test_bf16_without_bf16_hardware),
 		cmocka_unit_test(test_to_bf16_bits),
 		cmocka_unit_test(test_matmul_bf16_many_shapes),
 		cmocka_unit_test(test_rmsnorm),

@@ -88,6 +88,7 @@ static void refused(const char *text, const char *want)
 	assert_true(d.line > 0);
 }
 
+/* keys: sweep.run_cap */
 static void test_schema_rules(void **state)
 {
 	(void)state;
@@ -177,6 +178,7 @@ static char *fixture_path(void)
 
 /* The controller's decisions on the recorded curves equal W&B's (see test_hyperband.c for
  * the rule itself). */
+/* keys: sweep.early_terminate.metric sweep.early_terminate.goal sweep.early_terminate.min_iter sweep.early_terminate.max_iter sweep.early_terminate.s sweep.early_terminate.eta sweep.early_terminate.strict */
 static void test_hyperband_replay(void **state)
 {
 	(void)state;

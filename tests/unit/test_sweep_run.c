@@ -125,6 +125,7 @@ static const char *replay_trainer =
 	"    time.sleep(0.01)\n"
 	"print(json.dumps({'metric': 'loss', 'split': 'validation', 'value': vals[-1]}))\n";
 
+/* keys: sweep.early_terminate sweep.early_terminate.type */
 static void test_hyperband_exec_replay(void **state)
 {
 	(void)state;

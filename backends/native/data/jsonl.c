@@ -109,9 +109,9 @@ static const char *pick(const char *a, const char *b, const char *dflt)
 	return dflt;
 }
 
-/* completion accepts fields.completion or fields.response for the response key;
- * instruction accepts fields.prompt for the instruction and fields.response for the
- * output (so one mapping works for both formats). */
+/* The key of each field. The aliases of the experiment file (response for completion or
+ * output, prompt for instruction) were folded into those fields by the schema
+ * (schema/validate.c), so each field is read from its own key. */
 static struct keys resolve_keys(const struct field_map *f)
 {
 	static const struct field_map none;
@@ -120,8 +120,8 @@ static struct keys resolve_keys(const struct field_map *f)
 	struct keys k;
 	k.text = pick(f->text, NULL, field_default("data.fields.text"));
 	k.prompt = pick(f->prompt, NULL, field_default("data.fields.prompt"));
-	k.response = pick(f->completion, f->response, field_default("data.fields.completion"));
-	k.instruction = pick(f->instruction, f->prompt, field_default("data.fields.instruction"));
+	k.response = pick(f->completion, NULL, field_default("data.fields.completion"));
+	k.instruction = pick(f->instruction, NULL, field_default("data.fields.instruction"));
 	k.input = pick(f->input, NULL, field_default("data.fields.input"));
 	k.messages = pick(f->messages, NULL, field_default("data.fields.messages"));
 	k.system = pick(f->system, NULL, field_default("data.fields.system"));
@@ -365,8 +365,8 @@ int dataset_read_buffer(struct dataset **out, const char *name, const char *buf,
 	*out = NULL;
 	struct keys k = resolve_keys(fields);
 	if (format == DATA_INSTRUCTION)
-		k.response = pick(fields ? fields->output : NULL, fields ? fields->response : NULL,
-				  "output");
+		k.response = pick(fields ? fields->output : NULL, NULL,
+				  field_default("data.fields.output"));
 	struct dataset *ds = calloc(1, sizeof *ds);
 	if (!ds || !(ds->path = ft_strdup(name))) {
 		free(ds);

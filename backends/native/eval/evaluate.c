@@ -391,22 +391,55 @@ static int emit_one(struct run_sink *sink, const char *split, const char *model,
 	return 0;
 }
 
+/* Length of the valid UTF-8 sequence at p (RFC 3629: no overlong forms, no surrogates,
+ * at most U+10FFFF), or 0 when the bytes there are not one. */
+static size_t utf8_seq(const unsigned char *p)
+{
+	if (p[0] < 0x80)
+		return 1;
+	size_t n = p[0] >= 0xF0 ? 4 : p[0] >= 0xE0 ? 3 : p[0] >= 0xC2 ? 2 : 0;
+	if (n == 0 || p[0] > 0xF4)
+		return 0;
+	for (size_t i = 1; i < n; i++)
+		if ((p[i] & 0xC0) != 0x80)
+			return 0;
+	if ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] >= 0xA0) ||
+	    (p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] >= 0x90))
+		return 0;
+	return n;
+}
+
+/* s as a JSON string. Generated text may end inside a character or hold byte tokens that
+ * are no UTF-8: such bytes become U+FFFD, so every line stays valid JSON. */
 static int json_str(struct strbuf *sb, const char *s)
 {
 	int rc = strbuf_append(sb, "\"", 1);
-	for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p && !rc; p++) {
-		if (*p == '"' || *p == '\\')
+	for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p && !rc;) {
+		size_t n = utf8_seq(p);
+		if (n == 0) {
+			rc = strbuf_puts(sb, "\xEF\xBF\xBD");
+			p++;
+		} else if (*p == '"' || *p == '\\') {
 			rc = strbuf_printf(sb, "\\%c", *p);
-		else if (*p < 0x20)
+			p++;
+		} else if (*p < 0x20) {
 			rc = strbuf_printf(sb, "\\u%04x", *p);
-		else
-			rc = strbuf_append(sb, (const char *)p, 1);
+			p++;
+		} else {
+			rc = strbuf_append(sb, (const char *)p, n);
+			p += n;
+		}
 	}
 	if (!rc)
 		rc = strbuf_append(sb, "\"", 1);
 	return rc;
 }
 
+/* One line per example and model: the prompt, the reference, the output (null without
+ * generation) and its score, and the teacher-forced numbers of that example (null without
+ * them): its mean loss over the response tokens, how many tokens that is, and how many
+ * of them the model ranked first. A user finds the examples where the tuned model is
+ * worse by comparing the lines of one example. */
 static int write_predictions(const char *path, const struct eval_result *base,
 			     const struct eval_result *tuned, const char *model,
 			     const struct tok_set *set, int primary, struct diag *d)
@@ -417,12 +450,13 @@ static int write_predictions(const char *path, const struct eval_result *base,
 	const char *names[2] = {"base", base ? "tuned" : model};
 	for (int k = 0; k < 2 && !rc; k++) {
 		const struct eval_result *r = rs[k];
-		if (!r || !r->outputs)
+		if (!r || (!r->outputs && !r->tf_rows))
 			continue;
 		for (size_t i = 0; i < r->n && !rc; i++) {
 			double score = NAN;
-			if (primary >= 0 && metric_sentence(&score, kinds[primary], r->outputs[i],
-							    set->ex[i].reference))
+			const char *out = r->outputs ? r->outputs[i] : NULL;
+			if (out && primary >= 0 &&
+			    metric_sentence(&score, kinds[primary], out, set->ex[i].reference))
 				score = NAN;
 			rc = strbuf_printf(&sb, "{\"model\": \"%s\", \"example\": %zu, \"prompt\": ", names[k], i);
 			if (!rc)
@@ -434,10 +468,21 @@ static int write_predictions(const char *path, const struct eval_result *base,
 			if (!rc)
 				rc = strbuf_puts(&sb, ", \"output\": ");
 			if (!rc)
-				rc = json_str(&sb, r->outputs[i]);
+				rc = out ? json_str(&sb, out) : strbuf_puts(&sb, "null");
 			if (!rc)
-				rc = isnan(score) ? strbuf_puts(&sb, ", \"score\": null}\n")
-						  : strbuf_printf(&sb, ", \"score\": %.17g}\n", score);
+				rc = isnan(score) ? strbuf_puts(&sb, ", \"score\": null")
+						  : strbuf_printf(&sb, ", \"score\": %.17g", score);
+			const double *tf = r->tf_rows ? &r->tf_rows[3 * i] : NULL;
+			if (!rc && tf && tf[1] > 0)
+				rc = strbuf_printf(&sb, ", \"loss\": %.17g, \"tokens\": %.0f, "
+						   "\"correct_tokens\": %.0f}\n", tf[0] / tf[1], tf[1],
+						   tf[2]);
+			else if (!rc && tf)
+				rc = strbuf_puts(&sb, ", \"loss\": null, \"tokens\": 0, "
+						      "\"correct_tokens\": 0}\n");
+			else if (!rc)
+				rc = strbuf_puts(&sb, ", \"loss\": null, \"tokens\": null, "
+						      "\"correct_tokens\": null}\n");
 		}
 	}
 	if (rc) {
@@ -447,6 +492,42 @@ static int write_predictions(const char *path, const struct eval_result *base,
 	rc = file_write_atomic(path, sb.buf ? sb.buf : "", sb.len, d);
 	strbuf_free(&sb);
 	return rc;
+}
+
+int eval_value(double *out, const struct eval_result *r, const struct eval_settings *s,
+	       const char *metric, struct diag *d)
+{
+	*out = NAN;
+	boot_agg_fn tf_agg[TF_N] = {agg_loss, agg_ppl, agg_acc};
+	for (int k = 0; k < TF_N; k++) {
+		if (strcmp(metric, tf_names[k]) != 0)
+			continue;
+		if (!s->want_tf[k] || !r->tf_rows)
+			break;
+		double sum[3] = {0, 0, 0};
+		for (size_t i = 0; i < r->n; i++)
+			for (int c = 0; c < 3; c++)
+				sum[c] += r->tf_rows[3 * i + (size_t)c];
+		*out = tf_agg[k](sum, r->n, NULL);
+		return 0;
+	}
+	for (int k = 0; k < METRIC_N_KINDS; k++) {
+		if (strcmp(metric, metric_name(kinds[k])) != 0)
+			continue;
+		if (!s->want_gen[k] || !r->rows[k])
+			break;
+		size_t dim = metric_stats_dim(kinds[k]);
+		double *sum = calloc(dim, sizeof *sum);
+		if (!sum)
+			return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+		for (size_t i = 0; i < r->n; i++)
+			for (size_t c = 0; c < dim; c++)
+				sum[c] += r->rows[k][i * dim + c];
+		*out = metric_from_stats(kinds[k], sum, r->n);
+		free(sum);
+		return 0;
+	}
+	return diag_set(d, FT_EINVAL, NULL, 0, 0, "metric '%s' was not computed", metric);
 }
 
 int eval_emit(struct run_sink *sink, const char *split, const char *model,
@@ -499,7 +580,7 @@ int eval_emit(struct run_sink *sink, const char *split, const char *model,
 				diag_set(d, rc, NULL, 0, 0, "could not record a prediction");
 		}
 	}
-	if (!rc && pred_path && tuned->outputs)
+	if (!rc && pred_path && (tuned->outputs || tuned->tf_rows))
 		rc = write_predictions(pred_path, base, tuned, model, set, primary, d);
 	return rc;
 }

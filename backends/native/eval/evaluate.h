@@ -67,6 +67,12 @@ int eval_split(struct eval_result *out, struct model *m, const struct tokenizer 
 	       const struct tok_set *set, const struct eval_settings *s, struct diag *d) FT_WUR;
 void eval_result_free(struct eval_result *r);
 
+/* The value of one computed metric over all examples of r (the point estimate eval_emit
+ * reports), by name ("loss", "token_accuracy", "exact_match", ...). FT_EINVAL when s did
+ * not ask for it. */
+int eval_value(double *out, const struct eval_result *r, const struct eval_settings *s,
+	       const char *metric, struct diag *d) FT_WUR;
+
 /* The value of every requested metric, with bootstrap intervals, reported through
  * sink->result. With base != NULL: "base", "tuned" and "delta" (tuned - base over the
  * same resampled examples); otherwise `model` names the one result. Predictions: the

@@ -362,18 +362,22 @@ done:
 	return rc;
 }
 
+static bool gpt2_mask_buffer(const char *name)
+{
+	return ends_with(name, ".attn.bias") || ends_with(name, ".attn.masked_bias");
+}
+
 /* GPT-2 checkpoints store names with or without "transformer."; mask buffers are dropped
- * and Conv1D weights transposed to (out, in). */
+ * and Conv1D weights transposed to (out, in). Two passes so that running out of memory
+ * leaves m whole (every tensor once, each freed once by model_file_free): the first
+ * replaces names and data in place (each replacement complete or not done), the second,
+ * which cannot fail, drops the buffers. */
 static int gpt2_fixup(struct model_file *m, const char *dir, struct diag *d)
 {
-	size_t w = 0;
 	for (size_t i = 0; i < m->n_tensors; i++) {
 		struct mf_tensor *t = &m->tensors[i];
-		if (ends_with(t->name, ".attn.bias") || ends_with(t->name, ".attn.masked_bias")) {
-			free(t->name);
-			free(t->data);
+		if (gpt2_mask_buffer(t->name))
 			continue;
-		}
 		if (strncmp(t->name, "transformer.", 12) != 0 && strcmp(t->name, "lm_head.weight") != 0) {
 			size_t n = strlen(t->name) + 13;
 			char *nn = malloc(n);
@@ -398,6 +402,15 @@ static int gpt2_fixup(struct model_file *m, const char *dir, struct diag *d)
 			t->data = tr;
 			t->shape[0] = (int64_t)cols;
 			t->shape[1] = (int64_t)rows;
+		}
+	}
+	size_t w = 0;
+	for (size_t i = 0; i < m->n_tensors; i++) {
+		struct mf_tensor *t = &m->tensors[i];
+		if (gpt2_mask_buffer(t->name)) {
+			free(t->name);
+			free(t->data);
+			continue;
 		}
 		m->tensors[w++] = *t;
 	}

@@ -17,6 +17,9 @@
 /* Parses a whole GGUF file image (tensors dequantised, metadata, tokenizer source). */
 int gguf_load_buffer(struct model_file *m, const uint8_t *buf, size_t n, const char *path,
 		     struct diag *d) FT_WUR;
+/* The same checks of the header, then only m->hp (and is_gguf): no tokenizer, no tensors. */
+int gguf_probe_buffer(struct model_file *m, const uint8_t *buf, size_t n, const char *path,
+		      struct diag *d) FT_WUR;
 
 /* Only the metadata of a GGUF image: general.* and the tokenizer source; tensors are
  * neither read nor checked and the architecture may be one the engine lacks. */

@@ -108,6 +108,11 @@ int model_file_load(struct model_file **out, const char *path, struct diag *d) F
  * names the missing files when a directory has no tokenizer.json. */
 int model_file_load_tokenizer(struct model_file **out, const char *path, struct diag *d) FT_WUR;
 void model_file_free(struct model_file *m);
+/* The hyperparameters of a model without reading its weights: a GGUF file's header (every
+ * check of model_file_load up to the tensors' data), or a directory's config.json. For
+ * `ftlab check`. Facts only the weights tell (a directory's optional biases) are taken as
+ * present. Errors as model_file_load's. */
+int model_file_probe(struct model_hparams *out, const char *path, struct diag *d) FT_WUR;
 /* The tensor with that name, or NULL (borrowed). */
 const struct mf_tensor *model_file_tensor(const struct model_file *m, const char *name);
 

@@ -117,14 +117,21 @@ static bool layer_selected(const struct model_opts *o, int layer)
 	return true;
 }
 
+/* One LoRA target names module `module` ("model.layers.3.self_attn.q_proj"): its last
+ * component ("q_proj") or any dotted run of components ("self_attn", "3.self_attn"). */
+static bool target_matches(const char *module, const char *target)
+{
+	const char *last = strrchr(module, '.');
+	last = last ? last + 1 : module;
+	return strcmp(last, target) == 0 || name_has_component(module, target);
+}
+
 static bool lora_targeted(const struct model_opts *o, const char *module)
 {
 	if (o->all_linear)
 		return true;
-	const char *last = strrchr(module, '.');
-	last = last ? last + 1 : module;
 	for (size_t i = 0; i < o->n_targets; i++)
-		if (strcmp(last, o->targets[i]) == 0 || name_has_component(module, o->targets[i]))
+		if (target_matches(module, o->targets[i]))
 			return true;
 	return false;
 }
@@ -252,6 +259,23 @@ static void build_table(struct model *m)
 	}
 }
 
+/* Whether freeze name `t` selects base parameter i (a dotted component of its name; the
+ * tied head is the embedding). */
+static bool trainable_name_ok(const struct model *m, size_t i, const char *t)
+{
+	if (name_has_component(m->params[i].name, t))
+		return true;
+	return (int)i == m->wte && m->head == m->wte && strcmp(t, "lm_head") == 0;
+}
+
+/* The layers of freeze: base parameter i is in the chosen layers (parameters outside the
+ * blocks only when names are given). */
+static bool trainable_layer_ok(const struct model *m, size_t i)
+{
+	const struct mparam *p = &m->params[i];
+	return p->layer < 0 ? m->o.n_trainable > 0 : layer_selected(&m->o, p->layer);
+}
+
 /* Which base parameters train. */
 static void select_trainable(struct model *m)
 {
@@ -263,18 +287,12 @@ static void select_trainable(struct model *m)
 		if (o->method == METHOD_FULL) {
 			p->trainable = true;
 		} else if (o->method == METHOD_FREEZE) {
-			bool layer_ok = p->layer < 0 ? o->n_trainable > 0 : layer_selected(o, p->layer);
 			bool name_ok = o->n_trainable == 0;
-			for (size_t t = 0; t < o->n_trainable && !name_ok; t++) {
-				name_ok = name_has_component(p->name, o->trainable[t]);
-				/* the tied head is the embedding */
-				if (!name_ok && (int)i == m->wte && m->head == m->wte &&
-				    strcmp(o->trainable[t], "lm_head") == 0)
-					name_ok = true;
-			}
+			for (size_t t = 0; t < o->n_trainable && !name_ok; t++)
+				name_ok = trainable_name_ok(m, i, o->trainable[t]);
 			if (p->layer < 0 && o->n_trainable == 0)
 				name_ok = false;
-			p->trainable = layer_ok && name_ok;
+			p->trainable = trainable_layer_ok(m, i) && name_ok;
 		}
 	}
 }
@@ -477,6 +495,181 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 	return 0;
 }
 
+/* ---- the method against the architecture ---- */
+
+/* The parameter table of hp with o (names, shapes, which train; no memory) in a zeroed m.
+ * Option strings stay borrowed from o. */
+static int table_make(struct model *m, const struct model_hparams *hp, const struct model_opts *o,
+		      struct diag *d)
+{
+	m->hp = *hp;
+	m->o = *o;
+	m->qd = hp->n_head * hp->head_dim;
+	m->kvd = hp->n_head_kv * hp->head_dim;
+	m->lora_r = o->lora_rank > 0 ? o->lora_rank : 1;
+	size_t maxp = 8 + (size_t)hp->n_layer * 40;
+	m->params = calloc(maxp, sizeof *m->params);
+	m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
+	if (!m->params || !m->layers)
+		return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+	build_table(m);
+	select_trainable(m);
+	return 0;
+}
+
+/* Appends word to a ", "-separated list of distinct words (cap bytes). */
+static void list_add(char *list, size_t cap, const char **seen, size_t *n_seen, size_t max_seen,
+		     const char *word)
+{
+	for (size_t i = 0; i < *n_seen; i++)
+		if (strcmp(seen[i], word) == 0)
+			return;
+	if (*n_seen < max_seen)
+		seen[(*n_seen)++] = word;
+	size_t len = strlen(list);
+	snprintf(list + len, cap - len, "%s%s", len ? ", " : "", word);
+}
+
+static const char *arch_label(const struct model_hparams *hp)
+{
+	return hp->arch == ARCH_GPT2 ? "GPT-2" : "llama-family";
+}
+
+int model_check_method(const struct model_hparams *hp, const struct model_opts *o, int *out_bad,
+		       struct diag *d)
+{
+	*out_bad = -1;
+	if (o->method != METHOD_LORA && o->method != METHOD_FREEZE)
+		return 0;
+	int rc = check_hparams(hp, NULL, d);
+	if (rc)
+		return rc;
+	const int L = hp->n_layer;
+	if (o->method == METHOD_FREEZE) {
+		if (o->layers_first >= L)
+			return diag_set(d, FT_EINVAL, NULL, 0, 0,
+					"method.layers.first is %d, but the model has %d blocks "
+					"(0 to %d)", o->layers_first, L, L - 1);
+		if (o->layers_last >= L)
+			return diag_set(d, FT_EINVAL, NULL, 0, 0,
+					"method.layers.last is %d, but the model has %d blocks "
+					"(0 to %d; -1 is the last)", o->layers_last, L, L - 1);
+		if (o->layers_last >= 0 && o->layers_last < o->layers_first)
+			return diag_set(d, FT_EINVAL, NULL, 0, 0,
+					"method.layers.last %d is before method.layers.first %d",
+					o->layers_last, o->layers_first);
+	}
+	struct model *m = calloc(1, sizeof *m);
+	if (!m)
+		return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+	if ((rc = table_make(m, hp, o, d)) != 0)
+		goto done;
+	/* The names a user can give: the last component of each linear (LoRA), or every
+	 * component of every parameter name that is not a number, "weight" or "bias"
+	 * (freeze). */
+	char list[1024] = "";
+	const char *seen[64];
+	size_t n_seen = 0;
+	char comp[64][MODEL_NAME_MAX];
+	size_t n_comp = 0;
+	if (o->method == METHOD_LORA) {
+		struct layer *y = &m->layers[0];
+		const struct lin *ls[] = {&y->q, &y->k, &y->v, &y->qkv, &y->o, &y->gate, &y->up,
+					  &y->down};
+		for (size_t j = 0; j < FT_ARRAY_LEN(ls); j++) {
+			if (ls[j]->w < 0)
+				continue;
+			const char *nm = m->params[ls[j]->w].name;
+			size_t len = strlen(nm) - strlen(".weight");
+			const char *dot = nm + len;
+			while (dot > nm && dot[-1] != '.')
+				dot--;
+			if (n_comp < FT_ARRAY_LEN(comp)) {
+				snprintf(comp[n_comp], MODEL_NAME_MAX, "%.*s", (int)(nm + len - dot), dot);
+				list_add(list, sizeof list, seen, &n_seen, FT_ARRAY_LEN(seen), comp[n_comp]);
+				n_comp++;
+			}
+		}
+		for (size_t t = 0; t < o->n_targets && !o->all_linear; t++) {
+			bool hit = false;
+			for (int l = 0; l < L && !hit; l++) {
+				if (!layer_selected(o, l))
+					continue;
+				struct layer *yl = &m->layers[l];
+				const struct lin *ll[] = {&yl->q, &yl->k, &yl->v, &yl->qkv, &yl->o,
+							  &yl->gate, &yl->up, &yl->down};
+				for (size_t j = 0; j < FT_ARRAY_LEN(ll) && !hit; j++) {
+					if (ll[j]->w < 0)
+						continue;
+					char mod[MODEL_NAME_MAX];
+					snprintf(mod, sizeof mod, "%.*s",
+						 (int)(strlen(m->params[ll[j]->w].name) - strlen(".weight")),
+						 m->params[ll[j]->w].name);
+					hit = target_matches(mod, o->targets[t]);
+				}
+			}
+			if (!hit) {
+				*out_bad = (int)t;
+				rc = diag_set(d, FT_EINVAL, NULL, 0, 0,
+					      "LoRA target '%s' matches no module of this %s model; its "
+					      "linear modules are %s", o->targets[t], arch_label(hp), list);
+				const char *near = nearest_word(o->targets[t], seen, n_seen);
+				if (near)
+					diag_hint(d, "did you mean '%s'? (or all-linear for every one)",
+						  near);
+				else
+					diag_hint(d, "name modules of this model, or all-linear");
+				goto done;
+			}
+		}
+	} else {
+		for (size_t i = 0; i < m->n_params; i++) {
+			char buf[MODEL_NAME_MAX];
+			snprintf(buf, sizeof buf, "%s", m->params[i].name);
+			char *save = NULL;
+			for (char *c = strtok_r(buf, ".", &save); c; c = strtok_r(NULL, ".", &save)) {
+				bool skip = strcmp(c, "weight") == 0 || strcmp(c, "bias") == 0 ||
+					    strspn(c, "0123456789") == strlen(c);
+				if (skip || n_comp >= FT_ARRAY_LEN(comp))
+					continue;
+				snprintf(comp[n_comp], MODEL_NAME_MAX, "%s", c);
+				size_t before = n_seen;
+				list_add(list, sizeof list, seen, &n_seen, FT_ARRAY_LEN(seen), comp[n_comp]);
+				if (n_seen > before)
+					n_comp++;
+			}
+		}
+		if (m->head == m->wte && n_comp < FT_ARRAY_LEN(comp)) {
+			snprintf(comp[n_comp], MODEL_NAME_MAX, "lm_head");
+			list_add(list, sizeof list, seen, &n_seen, FT_ARRAY_LEN(seen), comp[n_comp++]);
+		}
+		for (size_t t = 0; t < o->n_trainable; t++) {
+			bool hit = false;
+			for (size_t i = 0; i < m->n_params && !hit; i++)
+				hit = !strstr(m->params[i].name, ".lora_") && trainable_layer_ok(m, i) &&
+				      trainable_name_ok(m, i, o->trainable[t]);
+			if (!hit) {
+				*out_bad = (int)t;
+				rc = diag_set(d, FT_EINVAL, NULL, 0, 0,
+					      "method.trainable '%s' matches no parameter of this %s "
+					      "model%s; its modules are %s", o->trainable[t],
+					      arch_label(hp), o->layers_first > 0 || o->layers_last >= 0
+								      ? " in the chosen layers" : "",
+					      list);
+				const char *near = nearest_word(o->trainable[t], seen, n_seen);
+				if (near)
+					diag_hint(d, "did you mean '%s'?", near);
+				goto done;
+			}
+		}
+	}
+done:
+	free(m->params);
+	free(m->layers);
+	free(m);
+	return rc;
+}
+
 /* ---- create / free ---- */
 
 int model_create(struct model **out, const struct model_file *mf, const struct model_opts *o,
@@ -518,6 +711,11 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 		m->lora_s = o->rslora ? o->lora_alpha / sqrtf((float)o->lora_rank)
 				      : o->lora_alpha / (float)o->lora_rank;
 	}
+	/* Every LoRA target and freeze name must name something (PEFT refuses a target that
+	 * matches no module; training a subset of what was asked for is a wrong result). */
+	int bad;
+	if ((rc = model_check_method(hp, o, &bad, d)) != 0)
+		goto fail;
 	/* the option strings are only needed while building the table */
 	m->o.targets = o->targets;
 	m->o.n_targets = o->n_targets;

@@ -46,6 +46,16 @@ struct model_opts {
 	const struct ops *ops;     /* NULL = ops_cpu() */
 };
 
+/* Checks the method's names against the architecture without building anything: every
+ * LoRA target must name at least one linear module of the chosen layers, every freeze
+ * name at least one parameter, and freeze's layer range must lie inside the model.
+ * FT_EINVAL names the first that does not, the modules the model has and the nearest
+ * (*out_bad: its index in o->targets or o->trainable; -1 for other errors). Only hp's
+ * architecture and sizes are read (model_file_probe gives them without the weights).
+ * model_create makes the same check. */
+int model_check_method(const struct model_hparams *hp, const struct model_opts *o, int *out_bad,
+		       struct diag *d) FT_WUR;
+
 /* Builds the model from a loaded file (tensors are copied; mf may be freed afterwards).
  * Missing or mis-shaped tensors are FT_EINVAL naming the tensor; allocation failures are
  * FT_ENOMEM with the bytes asked for. Caller frees with model_free. */

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "backends/native/ops/ops_math.h" /* struct ops_adamw_hp, ops_adamw_prepare */
+#include "backends/native/ops/ops_math.h" /* struct ops_adamw_hp, ops_sgd_hp and their prepare */
 #include "common/diag.h"
 
 /* Matmul flags. */
@@ -147,6 +147,9 @@ struct ops {
 	 * element-wise ops_adamw_elem on both backends. */
 	void (*adamw)(float *p, const float *g, float *m, float *v, size_t n,
 		      const struct ops_adamw_hp *h);
+	/* SGD as torch.optim.SGD (momentum buffer buf, n floats; untouched without momentum),
+	 * constants from ops_sgd_prepare, element-wise ops_sgd_elem on both backends. */
+	void (*sgd)(float *p, const float *g, float *buf, size_t n, const struct ops_sgd_hp *h);
 };
 
 /* The CPU backend (always available). */

@@ -30,11 +30,14 @@ struct batch_source {
 	int (*restore)(void *ud, const unsigned char *p, size_t n, struct diag *d);
 };
 
-/* Validation during training: the loss of the model on the validation split (lower is
- * better), for eval_every and early stopping. May be NULL. */
+/* Validation during training, every train.eval_every steps: the loss of the model on the
+ * validation split, and the value of the metric early stopping watches (the name after
+ * "validation." in train.early_stopping.metric; out_metric may equal the loss). May be
+ * NULL when there is no validation split. */
 struct validator {
 	void *ud;
-	int (*loss)(void *ud, struct model *m, double *out_loss, struct diag *d);
+	int (*evaluate)(void *ud, struct model *m, double *out_loss, double *out_metric,
+			struct diag *d);
 };
 
 struct trainer_opts {

@@ -1,6 +1,7 @@
 /* matmul_cpu: the CPU matmul on oneDNN. fp32 through dnnl_sgemm (row-major); bf16 (OPS_BF16)
- * through the matmul primitive with bf16 inputs and fp32 accumulation and output, used
- * only when the CPU has AVX512-BF16 or AMX (otherwise OPS_BF16 falls back to fp32).
+ * through the matmul primitive with bf16 inputs and fp32 accumulation and output when the
+ * CPU has AVX512-BF16 or AMX, otherwise by rounding the inputs to bf16 and multiplying in
+ * fp32 (the same numerics, slower), so precision: bf16 means the same on every CPU.
  * bf16 primitives are cached by shape, and bf16 copies of frozen weights (OPS_CONST_B) by
  * address, reordered once into the blocked layout oneDNN's brgemm asks for (one copy per
  * orientation: x W^T forward, dy W backward); caches and scratch buffers are process-wide
@@ -420,6 +421,8 @@ void ops_cpu_matmul(float *c, const float *a, const float *b, int m, int n, int 
 	if ((flags & OPS_BF16) && ops_cpu_has_bf16() &&
 	    matmul_bf16(c, a, b, m, n, k, flags, alpha, beta))
 		return;
+	if ((flags & OPS_BF16) && ops_cpu_matmul_bf16_rounded(c, a, b, m, n, k, flags, alpha, beta))
+		return;
 	if (m == 1 && (flags & (OPS_TA | OPS_TB)) == OPS_TB) { /* one row: gemv_cpu.c */
 		ops_cpu_gemv(c, a, b, n, k, alpha, beta);
 		return;
@@ -437,6 +440,26 @@ void ops_cpu_matmul(float *c, const float *a, const float *b, int m, int n, int 
 		fprintf(stderr, "ftlab: internal error: dnnl_sgemm failed (%d)\n", (int)st);
 		abort();
 	}
+}
+
+bool ops_cpu_matmul_bf16_rounded(float *c, const float *a, const float *b, int m, int n,
+				 int k, unsigned flags, float alpha, float beta)
+{
+	size_t na = (size_t)m * (size_t)k, nb = (size_t)k * (size_t)n;
+	float *ra = malloc(na * sizeof(float)), *rb = malloc(nb * sizeof(float));
+	if (!ra || !rb) {
+		free(ra);
+		free(rb);
+		return false;
+	}
+	for (size_t i = 0; i < na; i++)
+		ra[i] = ops_bf16_to_f32(ops_f32_to_bf16(a[i]));
+	for (size_t i = 0; i < nb; i++)
+		rb[i] = ops_bf16_to_f32(ops_f32_to_bf16(b[i]));
+	ops_cpu_matmul(c, ra, rb, m, n, k, flags & (OPS_TA | OPS_TB), alpha, beta);
+	free(ra);
+	free(rb);
+	return true;
 }
 
 void ops_cpu_gemm_ld(bool ta, bool tb, int m, int n, int k, float alpha, const float *a,

@@ -678,6 +678,14 @@ static void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n,
 		ops_adamw_elem(&p[i], g[i], &m[i], &v[i], &hp);
 }
 
+static void cpu_sgd(float *p, const float *g, float *buf, size_t n, const struct ops_sgd_hp *h)
+{
+	const struct ops_sgd_hp hp = *h;
+#pragma omp parallel for schedule(static) if (n > 65536)
+	for (size_t i = 0; i < n; i++)
+		ops_sgd_elem(&p[i], g[i], buf ? &buf[i] : NULL, &hp);
+}
+
 static const struct ops cpu_ops = {
 	.name = "cpu",
 	.alloc = cpu_alloc,
@@ -715,6 +723,7 @@ static const struct ops cpu_ops = {
 	.sumsq = cpu_sumsq,
 	.sumsq_chunk = 16384,
 	.adamw = cpu_adamw,
+	.sgd = cpu_sgd,
 };
 
 const struct ops *ops_cpu(void)

@@ -12,6 +12,12 @@ void ops_cpu_matmul(float *c, const float *a, const float *b, int m, int n, int 
 
 /* One row times a transposed weight: y (n) = alpha x (k) W^T + beta y, W (n, k) row-major
  * (decode). beta 0 does not read y. Same bits for every thread count. */
+/* The bf16 product without bf16 instructions: a and b rounded to bf16 (ops_f32_to_bf16)
+ * into copies, multiplied in fp32 (exact products, fp32 accumulation: the numerics of the
+ * bf16 path up to summation order). ops_cpu_matmul's OPS_BF16 on CPUs without
+ * AVX512-BF16. false when the copies cannot be allocated (nothing written). */
+bool ops_cpu_matmul_bf16_rounded(float *c, const float *a, const float *b, int m, int n,
+				 int k, unsigned flags, float alpha, float beta);
 void ops_cpu_gemv(float *y, const float *x, const float *w, int n, int k, float alpha,
 		  float beta);
 

@@ -1295,6 +1295,20 @@ static void cu_adamw(float *p, const float *g, float *m, float *v, size_t n,
 	LAUNCH(k_adamw, blocks_for(n, 256), 256, p, g, m, v, n, *h);
 }
 
+__global__ static void k_sgd(float *p, const float *g, float *buf, size_t n,
+			     struct ops_sgd_hp h)
+{
+	GRID_STRIDE(i, n)
+	ops_sgd_elem(&p[i], g[i], buf ? &buf[i] : NULL, &h);
+}
+
+static void cu_sgd(float *p, const float *g, float *buf, size_t n, const struct ops_sgd_hp *h)
+{
+	if (!n)
+		return;
+	LAUNCH(k_sgd, blocks_for(n, 256), 256, p, g, buf, n, *h);
+}
+
 /* ---- the table ---- */
 
 static struct ops g_ops;
@@ -1337,6 +1351,7 @@ static void fill_table(void)
 	g_ops.sumsq = cu_sumsq;
 	g_ops.sumsq_chunk = 0;
 	g_ops.adamw = cu_adamw;
+	g_ops.sgd = cu_sgd;
 }
 
 extern "C" int ops_cuda_impl_probe(struct ops_cuda_device *out, int index, char *why,
