@@ -159,17 +159,47 @@ const struct cli_command cli_commands[] = {
 	 cmd_export},
 	{"bench", "measure training, generation and tokenizer speed",
 	 "usage: ftlab bench [--model smollm2|gemma3|PATH] [--mode train|generate|tokenize]\n"
-	 "                   [--threads N]\n"
+	 "                   [--backend auto|cpu|cuda] [--threads N] [--json]\n"
 	 "                   [--weights file|f32]\n"
 	 "                   train:    [--method lora|lora-all|full] [--precision fp32|bf16]\n"
 	 "                             [--batch B] [--seq T] [--steps N] [--logits chunked|all]\n"
 	 "                             [--targets N] [--objective sft|dpo|orpo|simpo]\n"
-	 "                   generate: [--prompt-len N] [--new-tokens N]\n"
+	 "                   generate: [--prompt-len N] [--new-tokens N] [--batch N]\n"
 	 "                   tokenize: [--text FILE]   (default docs/engine.md: its lines,\n"
-	 "                             then the whole file as one text; CPU time)\n",
+	 "                             then the whole file as one text; CPU time)\n"
+	 "\n"
+	 "Measures the native engine on a model file (default: the SmolLM2-135M-Instruct\n"
+	 "GGUF of `make model`) together with the machine's limits, measured on the spot:\n"
+	 "the GEMM peak (CUDA: cuBLAS bf16 and TF32 on 8192^3 random matrices) and the memory\n"
+	 "bandwidth. train: tokens/s of forward + backward + AdamW on random tokens (batch B\n"
+	 "x T, default 4 x 256; 3 timed steps on the CPU, 10 on CUDA, after one untimed),\n"
+	 "MFU (CUDA: against the bf16 peak), memory. generate: prefill and decode tokens/s\n"
+	 "for 1 prompt and for N prompts together (default 8) against the bound of reading\n"
+	 "the weights once per step. --logits all computes the LM head over every position\n"
+	 "at once (default chunked: only at positions with a target); --targets N gives only\n"
+	 "the last N positions of each row a target (default every position).\n"
+	 "--backend auto (the default) uses CUDA when a device\n"
+	 "is present; cuda without one is an error (exit 2). On CUDA the peak device memory\n"
+	 "is reported. --json (train, generate) prints one JSON object on stdout and the text\n"
+	 "on stderr.\n",
 	 cmd_bench},
 	{"selftest", "compare backends on a tiny model",
 	 "usage: ftlab selftest [--backend cpu|cuda]\n", cmd_selftest},
+	{"synth-model", "write a model of random weights in a config's shape",
+	 "usage: ftlab synth-model CONFIG -o DIR [--tokenizer FILE] [--seed N] [--std X]\n"
+	 "\n"
+	 "Writes a Hugging Face model directory (config.json, model.safetensors in fp32 and\n"
+	 "the tokenizer files) with random weights in the shape CONFIG describes: a\n"
+	 "config.json of a llama, qwen2 or gpt2 model, or a directory holding one. For\n"
+	 "benchmarks and device checks on a model's shape without its weights: the model\n"
+	 "knows nothing about text. The tokenizer is --tokenizer FILE (a tokenizer.json or a\n"
+	 "directory holding one), else CONFIG's directory's tokenizer.json; a\n"
+	 "tokenizer_config.json beside it is copied too. Its vocabulary must fit the\n"
+	 "config's vocab_size. Matrices and embeddings are uniform with standard deviation\n"
+	 "--std (default: the config's initializer_range, else 0.02), norm weights 1,\n"
+	 "biases 0. The same CONFIG and --seed (default 1) give the same bytes on every\n"
+	 "machine; the sha256 of model.safetensors is printed.\n",
+	 cmd_synth_model},
 	{"task", "run one Slurm array task (the batch script's command)",
 	 "usage: ftlab task SUBMISSION_DIR INDEX\n"
 	 "\n"

@@ -87,7 +87,7 @@ torch_best() {
 }
 
 for method in ${METHODS:-lora lora-all full}; do
-  ours=$("$bin" bench --mode train --model "$model" --method "$method" --batch "$batch" \
+  ours=$("$bin" bench --backend cpu --mode train --model "$model" --method "$method" --batch "$batch" \
     --seq "$seq" --steps "$steps" --threads "$threads" --precision "${PRECISION:-fp32}")
   echo "== $method"
   echo "$ours"
@@ -105,7 +105,7 @@ for method in ${METHODS:-lora lora-all full}; do
   done
   if [ "$method" = lora ]; then
     echo "== lora, every weight dequantized to fp32 at load (--weights f32)"
-    f32=$("$bin" bench --mode train --model "$model" --method lora --batch "$batch" \
+    f32=$("$bin" bench --backend cpu --mode train --model "$model" --method lora --batch "$batch" \
       --seq "$seq" --steps "$steps" --threads "$threads" --precision "${PRECISION:-fp32}" \
       --weights f32)
     echo "$f32"
@@ -118,14 +118,14 @@ for method in ${METHODS:-lora lora-all full}; do
 done
 if [ "${BF16:-1}" = 1 ]; then
   echo "== lora, bf16 matmuls"
-  "$bin" bench --mode train --model "$model" --method lora --batch "$batch" --seq "$seq" \
+  "$bin" bench --backend cpu --mode train --model "$model" --method lora --batch "$batch" --seq "$seq" \
     --steps "$steps" --threads "$threads" --precision bf16
 fi
 if [ "${HEAD:-1}" = 1 ]; then
   for targets in 0 8; do
     for logits in all chunked; do
       echo "== lora, LM head: $logits, targets: $([ "$targets" = 0 ] && echo every position || echo "the last $targets of each row")"
-      "$bin" bench --mode train --model "$model" --method lora --batch "$batch" --seq "$seq" \
+      "$bin" bench --backend cpu --mode train --model "$model" --method lora --batch "$batch" --seq "$seq" \
         --steps "$steps" --threads "$threads" --logits "$logits" --targets "$targets" |
         grep -E 'tokens/s|CPU time|peak resident'
     done
@@ -137,9 +137,9 @@ if [ "${PREF:-1}" = 1 ]; then
   for spec in "lora dpo" "full dpo" "lora simpo"; do
     set -- $spec
     echo "== $2, method $1 (batch $batch pairs against SFT on $batch rows)"
-    sft=$("$bin" bench --mode train --model "$model" --method "$1" --batch "$batch" \
+    sft=$("$bin" bench --backend cpu --mode train --model "$model" --method "$1" --batch "$batch" \
       --seq "$seq" --steps "$steps" --threads "$threads" | exs)
-    pref=$("$bin" bench --mode train --model "$model" --method "$1" --batch "$batch" \
+    pref=$("$bin" bench --backend cpu --mode train --model "$model" --method "$1" --batch "$batch" \
       --seq "$seq" --steps "$steps" --threads "$threads" --objective "$2")
     echo "$pref"
     a=$(echo "$pref" | exs)
@@ -151,7 +151,7 @@ if [ "${PREF:-1}" = 1 ]; then
 fi
 if [ "${GENERATE:-1}" = 1 ]; then
   echo "== generate, frozen weights as stored"
-  g=$("$bin" bench --mode generate --model "$model" --threads "$threads" \
+  g=$("$bin" bench --backend cpu --mode generate --model "$model" --threads "$threads" \
     --prompt-len "$prompt_len" --new-tokens "$new_tokens")
   echo "$g"
   if [ -n "$torch_model" ]; then
@@ -163,7 +163,7 @@ if [ "${GENERATE:-1}" = 1 ]; then
     done
   fi
   echo "== generate, every weight dequantized to fp32 at load (--weights f32)"
-  gf=$("$bin" bench --mode generate --model "$model" --threads "$threads" \
+  gf=$("$bin" bench --backend cpu --mode generate --model "$model" --threads "$threads" \
     --prompt-len "$prompt_len" --new-tokens "$new_tokens" --weights f32)
   echo "$gf"
   # prompts N: prefill 64 tokens P tokens/s; decode 63 tokens D tokens/s

@@ -1,6 +1,7 @@
 /* engine: the native engine as the command line uses it outside a run: generation,
  * evaluation of one data file, tokenization, export of a finished run's weights, the
- * speed benchmark and the self-test. The one engine header cli/ includes; runs go through backend.h.
+ * speed benchmark, the self-test and synthetic models. The one engine header cli/
+ * includes; runs go through backend.h.
  * Each call loads what it needs and frees it before returning. Not thread-safe (OpenMP
  * thread counts are process-wide). */
 #ifndef FTLAB_ENGINE_H
@@ -122,10 +123,12 @@ enum engine_bench_method { ENGINE_BENCH_LORA, ENGINE_BENCH_LORA_ALL, ENGINE_BENC
 
 struct engine_bench_opts {
 	const char *model_path;
+	enum backend_type backend;        /* BACKEND_AUTO, BACKEND_CPU or BACKEND_CUDA */
 	bool generate;                    /* decode benchmark; false = training steps */
 	enum engine_bench_method method;  /* training: LoRA r8 on q,v; on every linear; full */
 	bool bf16;                        /* training matmuls in bf16 */
-	int batch, seq, steps;            /* training shape and steps */
+	int batch, seq, steps;            /* training shape and steps (0: 3 on the CPU, 10 on
+					   * CUDA); generate: batch = prompts of the batched run */
 	/* training: OBJECTIVE_SFT, or a preference step of `batch` pairs (2 batch rows; dpo
 	 * with LoRA adds the reference pass with the adapter off) */
 	enum train_objective objective;
@@ -134,6 +137,7 @@ struct engine_bench_opts {
 	const char *text_path;
 	int threads;                      /* 0 = all cores */
 	bool weights_f32;                 /* every weight dequantized to fp32 at load */
+	bool json;                        /* one JSON object on stdout, the report on stderr */
 	/* training: the LM head over every position at once (the (B*T, V) logits kept) instead
 	 * of in chunks at positions with a target; targets > 0: only the last `targets`
 	 * positions of each row carry a target (instruction data), 0 = every position */
@@ -141,8 +145,23 @@ struct engine_bench_opts {
 	int targets;
 };
 
-/* Runs the benchmark and prints its report to stdout. */
+/* Runs the benchmark and prints its report to stdout (with json: the JSON object; the
+ * report goes to stderr). "cuda" without a usable device is FT_EUNSUPP with the probe's
+ * reason in d; a failed CUDA call ends it with the call's message. */
 int engine_bench(const struct engine_bench_opts *o, struct diag *d) FT_WUR;
+
+/* ---- synth-model ---- */
+
+/* Writes out_dir (a Hugging Face directory: config.json, model.safetensors in fp32, the
+ * tokenizer files) with random weights in the shape of a config.json (config: the file or
+ * its directory; llama, qwen2 or gpt2), the tokenizer from `tokenizer` (a tokenizer.json
+ * or its directory; NULL: beside the config), seed and std (<= 0: the config's
+ * initializer_range, else 0.02). Its vocabulary must fit vocab_size (FT_EINVAL). The same
+ * inputs give the same bytes on every machine; *out_sha256 is model.safetensors' digest
+ * and *out_summary (caller frees) one line describing the model. */
+int engine_synth_model(char **out_summary, char out_sha256[65], const char *config,
+		       const char *tokenizer, uint64_t seed, double std, const char *out_dir,
+		       struct diag *d) FT_WUR;
 
 /* The self-test of a backend (want: "cpu", "cuda" or NULL = CUDA when a device is
  * present), printing one line per check to stdout; *ok false when a check missed its

@@ -1,11 +1,28 @@
-/* emu_main: runs the CUDA backend's kernels under the CPU emulation (cuda_emu.hpp) against
- * the CPU backend: every op of the table on random inputs of awkward shapes (head_dim not
- * a multiple of 32, GQA, decode with pos0, masked and out-of-range targets, repeated
- * tokens), then the whole `ftlab selftest` comparison on tiny models, then (--train, or
- * with the selftest) a whole native-engine run (LoRA training with checkpoints, evaluation
- * with generation) on the emulated table behind ops_guard (tests/unit/ops_guard.h: the
- * host cannot touch its memory) against the same run on the CPU. Built and run by
- * tests/unit/test_cuda_emu.c; prints one line per check and "emu: passed" at the end. */
+/* emu_main: runs the CUDA backend's kernels against the CPU backend: every op of the
+ * table on random inputs of awkward shapes (head_dim not a multiple of 32, GQA, decode
+ * with pos0, masked and out-of-range targets, repeated tokens), then the whole `ftlab
+ * selftest` comparison on tiny models, then (--train, or with the selftest) a whole
+ * native-engine run (LoRA training with checkpoints, evaluation with generation) against
+ * the same run on the CPU. Two builds of this one file:
+ *   - the CPU emulation (cuda_emu.hpp), built and run by tests/unit/test_cuda_emu.c; the
+ *     engine run goes through ops_guard (tests/unit/ops_guard.h: the host cannot touch its
+ *     memory);
+ *   - FTLAB_KERNELS_ON_DEVICE: the real kernels on a GPU (`cuda_kernels` in the GPU bundle,
+ *     make gpu-bundle; scripts/gpu-check.sh runs it plainly and under compute-sanitizer);
+ *     the engine run uses the device table directly (its memory is the device's anyway).
+ * Prints one line per check and "emu: passed" (device: "kernels: passed") at the end. */
+#ifdef FTLAB_KERNELS_ON_DEVICE
+/* the real entry points of ops_cuda.cu (ops_cuda_internal.h) under the names used below */
+#define emu_ops_cuda_impl_table ops_cuda_impl_table
+#define emu_ops_cuda_impl_probe ops_cuda_impl_probe
+#define emu_ops_cuda_impl_error ops_cuda_impl_error
+#define emu_ops_cuda_impl_set_tf32 ops_cuda_impl_set_tf32
+#define RESULT_NAME "kernels"
+#define ON_WHAT "CUDA device"
+#else
+#define RESULT_NAME "emu"
+#define ON_WHAT "emulated CUDA"
+#endif
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -505,7 +522,7 @@ static int emu_check(struct diag *d)
 {
 	char msg[1024];
 	int k = emu_ops_cuda_impl_error(msg, sizeof msg);
-	return k ? diag_set(d, FT_EIO, NULL, 0, 0, "CUDA (emulated): %s", msg) : 0;
+	return k ? diag_set(d, FT_EIO, NULL, 0, 0, "CUDA (" ON_WHAT "): %s", msg) : 0;
 }
 
 /* ---- a whole run on the emulated table behind the guard ---- */
@@ -595,7 +612,11 @@ static int tr_run(const struct config *cfg, const char *dir, const char *sub,
 
 static void t_train(void)
 {
+#ifdef FTLAB_KERNELS_ON_DEVICE
+	printf("a native-engine run on the CUDA device vs the cpu:\n");
+#else
 	printf("a native-engine run on the emulated kernels behind ops_guard vs the cpu:\n");
+#endif
 	char dir[] = "/tmp/ftlab-emutrain-XXXXXX";
 	struct diag d;
 	diag_init(&d);
@@ -638,7 +659,11 @@ static void t_train(void)
 	static struct trec rc_cpu, rc_emu;
 	if (!rc)
 		rc = tr_run(experiment_config(e), dir, "cpu", C, NULL, &rc_cpu, &d);
+#ifdef FTLAB_KERNELS_ON_DEVICE
+	const struct ops *guard = G; /* device memory: the host cannot read it anyway */
+#else
 	const struct ops *guard = ops_guard(G);
+#endif
 	emu_ops_cuda_impl_set_tf32(false);
 	if (!rc)
 		rc = tr_run(experiment_config(e), dir, "emu", guard, emu_check, &rc_emu, &d);
@@ -647,7 +672,11 @@ static void t_train(void)
 		n_bad++;
 		goto done;
 	}
+#ifdef FTLAB_KERNELS_ON_DEVICE
+	struct ops_guard_stats gs = {0, 0, 0, 0, ""};
+#else
 	struct ops_guard_stats gs = ops_guard_stats();
+#endif
 	bool same = rc_cpu.n == rc_emu.n && rc_cpu.n > 10;
 	double worst = 0;
 	for (int i = 0; same && i < rc_cpu.n; i++) {
@@ -663,9 +692,14 @@ static void t_train(void)
 		}
 	}
 	bool ok = same && gs.violations == 0 && gs.live_allocs == 0;
+#ifdef FTLAB_KERNELS_ON_DEVICE
+	printf("  %-44s %d records, worst rel %.1e %s\n", "train + eval run (device)", rc_emu.n,
+	       worst, ok ? "ok" : "FAIL");
+#else
 	printf("  %-44s %d records, worst rel %.1e, %ld guarded calls, %ld violations %s\n",
 	       "train + eval run (guarded)", rc_emu.n, worst, gs.calls, gs.violations,
 	       ok ? "ok" : "FAIL");
+#endif
 	if (gs.violations)
 		printf("  first violation: %s\n", gs.first);
 	n_bad += !ok;
@@ -679,18 +713,20 @@ done:
 		printf("  could not remove %s\n", dir);
 }
 
-/* backend.device: the probe looks at the ordinal it is given (the emulator has one
- * device, 0), and reports a missing one by number. */
+/* backend.device: the probe looks at the ordinal it is given and reports a missing one by
+ * number (the emulator has one device; a real machine may have more). */
 static void t_device_select(void)
 {
 	struct ops_cuda_device dev;
-	char why[256] = "";
+	char why[256] = "", want[96];
 	int ok0 = emu_ops_cuda_impl_probe(&dev, 0, why, sizeof why) == 0 && dev.index == 0;
-	int bad1 = emu_ops_cuda_impl_probe(&dev, 1, why, sizeof why) != 0 &&
-		   strstr(why, "no CUDA device 1: 1 visible") != NULL;
+	int n = dev.count;
+	snprintf(want, sizeof want, "no CUDA device %d: %d visible", n, n);
+	int bad1 = emu_ops_cuda_impl_probe(&dev, n, why, sizeof why) != 0 &&
+		   strstr(why, want) != NULL;
 	printf("  %-28s %s\n", "device selection", ok0 && bad1 ? "ok" : "FAILED");
 	if (!(ok0 && bad1))
-		printf("  (device 0 %s; device 1: %s)\n", ok0 ? "ok" : "refused", why);
+		printf("  (device 0 %s; device %d: %s)\n", ok0 ? "ok" : "refused", n, why);
 	n_bad += !(ok0 && bad1);
 }
 
@@ -700,11 +736,13 @@ int main(int argc, char **argv)
 	t_device_select();
 	G = emu_ops_cuda_impl_table(0);
 	if (!G) {
-		fprintf(stderr, "emu: no table\n");
+		char msg[1024] = "";
+		(void)emu_ops_cuda_impl_error(msg, sizeof msg);
+		fprintf(stderr, RESULT_NAME ": no table: %s\n", msg);
 		return 1;
 	}
 	emu_ops_cuda_impl_set_tf32(false); /* op checks compare plain fp32 */
-	printf("ops, emulated CUDA kernels against the cpu backend:\n");
+	printf("ops, " ON_WHAT " kernels against the cpu backend:\n");
 	t_matmul();
 	t_matmul_w();
 	t_elementwise();
@@ -718,7 +756,11 @@ int main(int argc, char **argv)
 	t_train();
 	if (argc > 1 && strcmp(argv[1], "--train") == 0)
 		goto out;
+#ifdef FTLAB_KERNELS_ON_DEVICE
+	printf("selftest on the CUDA device (TF32 tensor cores):\n");
+#else
 	printf("selftest on the emulated kernels (TF32 emulated by rounding inputs):\n");
+#endif
 	emu_ops_cuda_impl_set_tf32(true);
 	struct selftest_target t = {G, emu_ops_cuda_impl_set_tf32, emu_check};
 	struct diag d;
@@ -730,6 +772,6 @@ int main(int argc, char **argv)
 	}
 	n_bad += !ok;
 out:
-	printf("emu: %s (%d failed)\n", n_bad ? "FAILED" : "passed", n_bad);
+	printf(RESULT_NAME ": %s (%d failed)\n", n_bad ? "FAILED" : "passed", n_bad);
 	return n_bad ? 1 : 0;
 }

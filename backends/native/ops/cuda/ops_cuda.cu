@@ -182,6 +182,13 @@ struct alloc_rec {
 static struct alloc_rec *g_allocs;
 static size_t g_n_allocs, g_cap_allocs;
 static size_t g_alloc_bytes, g_alloc_peak, g_scratch_bytes;
+static size_t g_total_peak; /* max of g_alloc_bytes + g_scratch_bytes */
+
+static void note_peak(void)
+{
+	if (g_alloc_bytes + g_scratch_bytes > g_total_peak)
+		g_total_peak = g_alloc_bytes + g_scratch_bytes;
+}
 
 /* Scratch buffers owned by the backend (not the model's plan). Each grows to the largest
  * size asked for (the first step), then is reused: no allocation in later steps. */
@@ -213,6 +220,7 @@ static void *scratch(int slot, size_t bytes)
 	g_scr[slot] = p;
 	g_scr_cap[slot] = want;
 	g_scratch_bytes += want;
+	note_peak();
 	return p;
 }
 
@@ -263,6 +271,7 @@ static void *cu_alloc(size_t bytes)
 	g_alloc_bytes += n;
 	if (g_alloc_bytes > g_alloc_peak)
 		g_alloc_peak = g_alloc_bytes;
+	note_peak();
 	return p;
 }
 
@@ -1570,4 +1579,123 @@ extern "C" void ops_cuda_impl_mem(size_t *alloc_bytes, size_t *alloc_peak,
 	*alloc_bytes = g_alloc_bytes;
 	*alloc_peak = g_alloc_peak;
 	*scratch_bytes = g_scratch_bytes;
+}
+
+extern "C" void ops_cuda_impl_mem_peak(size_t *peak_bytes, size_t *device_used,
+				       size_t *device_total)
+{
+	*peak_bytes = g_total_peak;
+	*device_used = *device_total = 0;
+	size_t fr = 0, tot = 0;
+	if (started() && cudaMemGetInfo(&fr, &tot) == cudaSuccess) {
+		*device_used = tot - fr;
+		*device_total = tot;
+	}
+	(void)cudaGetLastError();
+}
+
+extern "C" void ops_cuda_impl_mem_reset_peak(void)
+{
+	g_alloc_peak = g_alloc_bytes;
+	g_total_peak = g_alloc_bytes + g_scratch_bytes;
+}
+
+/* ---- the device's limits, for ftlab bench ---- */
+
+#ifndef FTLAB_CUDA_EMU
+/* Uniform values in [-1, 1) from a hash of the index: random data, because a product of
+ * zeros can run faster than real data. */
+__global__ static void k_fill_random(float *x, size_t n, uint32_t seed)
+{
+	GRID_STRIDE(i, n)
+	{
+		uint64_t h = (uint64_t)i * 0x9e3779b97f4a7c15ULL + seed;
+		h ^= h >> 31;
+		h *= 0xbf58476d1ce4e5b9ULL;
+		h ^= h >> 29;
+		x[i] = (float)(h >> 40) * 0x1.0p-23f - 1.0f;
+	}
+}
+
+/* Best rate of `reps` timed products after two untimed ones, in TFLOP/s (0 on failure). */
+static double time_gemm(int n, const void *a, const void *b, void *c, cudaDataType ty,
+			cublasComputeType_t ct)
+{
+	cudaEvent_t e0, e1;
+	cudaError_t ce = cudaEventCreate(&e0);
+	if (ce == cudaSuccess && (ce = cudaEventCreate(&e1)) != cudaSuccess)
+		(void)cudaEventDestroy(e0);
+	if (ce != cudaSuccess) {
+		ck_cuda(ce, "cudaEventCreate", __FILE__, __LINE__);
+		return 0;
+	}
+	float one = 1.0f, zero = 0.0f;
+	double best = 0;
+	for (int rep = 0; rep < 12; rep++) {
+		CUDA_CHECK(cudaEventRecord(e0, 0));
+		CUBLAS_CHECK(g_api.gemm_ex(g_blas, CUBLAS_OP_T, CUBLAS_OP_N, n, n, n, &one, a, ty, n,
+					  b, ty, n, &zero, c, ty, n, ct, CUBLAS_GEMM_DEFAULT));
+		CUDA_CHECK(cudaEventRecord(e1, 0));
+		CUDA_CHECK(cudaEventSynchronize(e1));
+		float ms = 0;
+		CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+		if (rep >= 2 && ms > 0)
+			best = fmax(best, 2.0 * n * (double)n * n / (ms * 1e-3) / 1e12);
+	}
+	CUDA_CHECK(cudaEventDestroy(e0));
+	CUDA_CHECK(cudaEventDestroy(e1));
+	return g_err_kind ? 0 : best;
+}
+#endif
+
+extern "C" int ops_cuda_impl_peaks(double *bf16_tflops, double *tf32_tflops, double *copy_gbs,
+				   char *why, size_t why_len)
+{
+	*bf16_tflops = *tf32_tflops = *copy_gbs = 0;
+#ifdef FTLAB_CUDA_EMU
+	snprintf(why, why_len, "the CUDA emulation has no timing");
+	return 1;
+#else
+	if (!started()) {
+		snprintf(why, why_len, "the CUDA backend has not started");
+		return 1;
+	}
+	const int n = 8192;
+	size_t nn = (size_t)n * n;
+	float *a = (float *)cu_alloc(nn * 4), *b = (float *)cu_alloc(nn * 4);
+	float *c = (float *)cu_alloc(nn * 4);
+	uint16_t *ab = (uint16_t *)cu_alloc(nn * 2), *bb = (uint16_t *)cu_alloc(nn * 2);
+	uint16_t *cb = (uint16_t *)cu_alloc(nn * 2);
+	if (a && b && c && ab && bb && cb) {
+		LAUNCH(k_fill_random, blocks_for(nn, 256), 256, a, nn, 1u);
+		LAUNCH(k_fill_random, blocks_for(nn, 256), 256, b, nn, 2u);
+		LAUNCH(k_f32_to_bf16, blocks_for(nn, 256), 256, ab, a, nn);
+		LAUNCH(k_f32_to_bf16, blocks_for(nn, 256), 256, bb, b, nn);
+		*bf16_tflops = time_gemm(n, ab, bb, cb, CUDA_R_16BF, CUBLAS_COMPUTE_32F);
+		*tf32_tflops = time_gemm(n, a, b, c, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32);
+		/* copy: 256 MiB from a to c; read plus written bytes over the time */
+		cudaEvent_t e0, e1;
+		CUDA_CHECK(cudaEventCreate(&e0));
+		CUDA_CHECK(cudaEventCreate(&e1));
+		for (int rep = 0; rep < 8 && !g_err_kind; rep++) {
+			CUDA_CHECK(cudaEventRecord(e0, 0));
+			CUDA_CHECK(cudaMemcpyAsync(c, a, nn * 4, cudaMemcpyDeviceToDevice, 0));
+			CUDA_CHECK(cudaEventRecord(e1, 0));
+			CUDA_CHECK(cudaEventSynchronize(e1));
+			float ms = 0;
+			CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+			if (rep >= 2 && ms > 0)
+				*copy_gbs = fmax(*copy_gbs, 2.0 * nn * 4 / (ms * 1e-3) / 1e9);
+		}
+		CUDA_CHECK(cudaEventDestroy(e0));
+		CUDA_CHECK(cudaEventDestroy(e1));
+	}
+	cu_free(a), cu_free(b), cu_free(c), cu_free(ab), cu_free(bb), cu_free(cb);
+	CUDA_CHECK(cudaDeviceSynchronize());
+	if (g_err_kind) {
+		snprintf(why, why_len, "%s", g_err);
+		return 1;
+	}
+	return 0;
+#endif
 }
