@@ -212,19 +212,22 @@ static void timed_matmul_w(float *c, const float *a, const struct ops_w *w, int 
 
 static void timed_attention_forward(float *out, float *att, const float *q, const float *k,
 				    const float *v, int b, int tq, int tk, int nh, int nkv,
-				    int hd, const int *pos0)
+				    int hd, const int *pos0, float scale, int window)
 {
 	double w0 = time_monotonic(), c0 = time_process_cpu();
-	timed_base->attention_forward(out, att, q, k, v, b, tq, tk, nh, nkv, hd, pos0);
+	timed_base->attention_forward(out, att, q, k, v, b, tq, tk, nh, nkv, hd, pos0, scale,
+				      window);
 	split_add(SPLIT_ATTENTION, w0, c0);
 }
 
 static void timed_attention_backward(float *dq, float *dk, float *dv, const float *dout,
 				     const float *att, const float *q, const float *k,
-				     const float *v, int b, int t, int nh, int nkv, int hd)
+				     const float *v, int b, int t, int nh, int nkv, int hd,
+				     float scale, int window)
 {
 	double w0 = time_monotonic(), c0 = time_process_cpu();
-	timed_base->attention_backward(dq, dk, dv, dout, att, q, k, v, b, t, nh, nkv, hd);
+	timed_base->attention_backward(dq, dk, dv, dout, att, q, k, v, b, t, nh, nkv, hd, scale,
+				       window);
 	split_add(SPLIT_ATTENTION, w0, c0);
 }
 
@@ -239,8 +242,8 @@ static const struct ops *timed_cpu_ops(void)
 	return &timed_ops;
 }
 
-static int bench_train(struct model *m, int B, int T, int steps, bool bf16, double peak,
-		       struct diag *d)
+static int bench_train(struct model *m, int B, int T, int steps, bool bf16, int targets,
+		       double peak, struct diag *d)
 {
 	const struct model_hparams *hp = model_hparams(m);
 	const struct ops *ops = ops_cpu();
@@ -253,6 +256,8 @@ static int bench_train(struct model *m, int B, int T, int steps, bool bf16, doub
 	for (size_t i = 0; i < N; i++) {
 		tok[i] = (int32_t)rng_below(&r, (uint64_t)hp->n_vocab);
 		tgt[i] = (int32_t)rng_below(&r, (uint64_t)hp->n_vocab);
+		if (targets > 0 && (int)(i % (size_t)T) < T - targets)
+			tgt[i] = -1; /* a prompt: no target */
 	}
 	size_t nt = model_n_trainable(m);
 	float **mom = calloc(nt, sizeof *mom), **var = calloc(nt, sizeof *var);
@@ -271,7 +276,7 @@ static int bench_train(struct model *m, int B, int T, int steps, bool bf16, doub
 		double c0 = time_process_cpu();
 		double t0 = time_monotonic();
 		model_zero_grad(m);
-		rc = model_forward(m, tok, tgt, B, T, &loss, NULL);
+		rc = model_forward_train(m, tok, tgt, B, T, 0.0f, &loss, NULL);
 		double t1 = time_monotonic();
 		if (!rc)
 			rc = model_backward(m, 0.0f);
@@ -310,6 +315,13 @@ static int bench_train(struct model *m, int B, int T, int steps, bool bf16, doub
 	       "ms, optimizer %.0f ms per step), loss %.3f\n",
 	       B, T, steps, tps, 1e3 * t_fwd / steps, 1e3 * t_bwd / steps,
 	       1e3 * (t_total - t_fwd - t_bwd) / steps, loss);
+	if (targets > 0)
+		printf("LM head: %s; targets: the last %d of %d positions of each row\n",
+		       model_logits(m) ? "every position, (B*T, V) logits kept" : "chunked, at targets",
+		       targets, T);
+	else
+		printf("LM head: %s; targets: every position\n",
+		       model_logits(m) ? "every position, (B*T, V) logits kept" : "chunked, at targets");
 	printf("process CPU time per step (all threads): mean %.3f s, best %.3f s\n",
 	       cpu_total / steps, cpu_best);
 	double ws = t_total / steps, cs = cpu_total / steps;
@@ -387,6 +399,7 @@ int engine_bench(const struct engine_bench_opts *b, struct diag *d)
 	o.layers_first = o.layers_last = -1;
 	o.seed = 1;
 	o.frozen_f32 = b->weights_f32;
+	o.full_logits = b->all_logits && !b->generate;
 	const char *qv[] = {"q_proj", "v_proj"};
 	if (!b->generate) {
 		o.max_batch = b->batch;
@@ -424,7 +437,7 @@ int engine_bench(const struct engine_bench_opts *b, struct diag *d)
 			   : (b->bf16 ? (ops_cpu_has_bf16() ? "on" : "requested, not supported") : "off"),
 	       b->weights_f32 ? "fp32 (--weights f32)" : "as the file stores them");
 	rc = b->generate ? bench_generate(m, b->prompt_len, b->new_tokens, b->weights_f32, d)
-			 : bench_train(m, b->batch, b->seq, b->steps, b->bf16, peak, d);
+			 : bench_train(m, b->batch, b->seq, b->steps, b->bf16, b->targets, peak, d);
 	model_free(m);
 	return rc;
 }

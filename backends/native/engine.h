@@ -114,6 +114,11 @@ struct engine_bench_opts {
 	const char *text_path;
 	int threads;                      /* 0 = all cores */
 	bool weights_f32;                 /* every weight dequantized to fp32 at load */
+	/* training: the LM head over every position at once (the (B*T, V) logits kept) instead
+	 * of in chunks at positions with a target; targets > 0: only the last `targets`
+	 * positions of each row carry a target (instruction data), 0 = every position */
+	bool all_logits;
+	int targets;
 };
 
 /* Runs the benchmark and prints its report to stdout. */

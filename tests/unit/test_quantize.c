@@ -101,7 +101,9 @@ static float *logits_of(const struct model_file *mf, const struct model_opts *o,
 	struct diag d;
 	diag_init(&d);
 	struct model *m = NULL;
-	if (model_create(&m, mf, o, &d))
+	struct model_opts oo = *o;
+	oo.full_logits = true; /* every position's logits kept, not the head's last chunk */
+	if (model_create(&m, mf, &oo, &d))
 		fail_msg("%s", d.text);
 	int32_t tok[B * T], tgt[B * T];
 	struct rng r;

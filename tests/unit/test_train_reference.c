@@ -73,7 +73,8 @@ static struct model *make_model_from(struct model_file *mf)
 	static const char *const targets_[] = {"q_proj", "v_proj"};
 	struct model_opts o = {.method = METHOD_LORA, .lora_rank = 4, .lora_alpha = 8,
 			       .targets = targets_, .n_targets = 2, .layers_first = -1,
-			       .layers_last = -1, .max_batch = B, .max_seq = SEQ, .seed = 11};
+			       .layers_last = -1, .max_batch = B, .max_seq = SEQ, .seed = 11,
+			       .full_logits = true};
 	struct model *m = NULL;
 	struct diag d;
 	diag_init(&d);
