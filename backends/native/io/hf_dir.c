@@ -1,6 +1,6 @@
 /* hf_dir: Hugging Face model directories: config.json (llama, qwen2, gpt2), weights in
- * model.safetensors or shards listed by model.safetensors.index.json, tokenizer.json and
- * tokenizer_config.json. GPT-2 names get the "transformer." prefix and Conv1D weights are
+ * model.safetensors or shards listed by model.safetensors.index.json, tokenizer.json,
+ * tokenizer_config.json and chat_template.jinja. GPT-2 names get the "transformer." prefix and Conv1D weights are
  * transposed from (in, out) to (out, in); the content hash covers every weight file. */
 #include "backends/native/io/io_internal.h"
 
@@ -461,15 +461,27 @@ static int read_optional(char **out, const char *dir, const char *name, size_t m
 	return rc;
 }
 
+/* chat_template.jinja is the template when tokenizer_config.json names none */
+static int template_from_jinja(struct model_file *m, const char *dir, struct diag *d)
+{
+	if (m->tok.chat_template || !m->tok.chat_template_jinja)
+		return 0;
+	if (!(m->tok.chat_template = ft_strdup(m->tok.chat_template_jinja)))
+		return diag_set(d, FT_ENOMEM, dir, 0, 0, "out of memory");
+	return 0;
+}
+
 static int read_tokenizer_files(struct model_file *m, const char *dir, struct diag *d)
 {
 	int rc;
 	if ((rc = read_optional(&m->tok.tokenizer_json, dir, "tokenizer.json", TOKENIZER_MAX, d)) ||
 	    (rc = read_optional(&m->tok.tokenizer_config_json, dir, "tokenizer_config.json",
+				CONFIG_MAX, d)) ||
+	    (rc = read_optional(&m->tok.chat_template_jinja, dir, "chat_template.jinja",
 				CONFIG_MAX, d)))
 		return rc;
 	if (!m->tok.tokenizer_config_json)
-		return 0;
+		return template_from_jinja(m, dir, d);
 	/* integers as reals: transformers writes model_max_length as int(1e30) */
 	json_error_t je;
 	json_t *tc = json_loads(m->tok.tokenizer_config_json,
@@ -485,7 +497,7 @@ static int read_tokenizer_files(struct model_file *m, const char *dir, struct di
 	if (ct && !(m->tok.chat_template = ft_strdup(ct)))
 		rc = diag_set(d, FT_ENOMEM, dir, 0, 0, "out of memory");
 	json_decref(tc);
-	return rc;
+	return rc ? rc : template_from_jinja(m, dir, d);
 }
 
 int hf_dir_load_tokenizer(struct model_file *m, const char *dir, struct diag *d)

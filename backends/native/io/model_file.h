@@ -70,6 +70,8 @@ struct mf_tensor {
 struct mf_tokenizer_src {
 	char *tokenizer_json;   /* HF directory: whole tokenizer.json text, else NULL */
 	char *tokenizer_config_json; /* HF: tokenizer_config.json text when present */
+	char *chat_template_jinja; /* HF: chat_template.jinja text when present (transformers
+				    * writes the template there instead of tokenizer_config) */
 	/* GGUF: tokenizer.ggml.* */
 	char *model;            /* "gpt2" (byte-level BPE) or another value (unsupported) */
 	char *pre;              /* pre-tokenizer name ("smollm", "llama-bpe", "gpt2", ...) */

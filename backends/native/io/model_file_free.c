@@ -37,6 +37,7 @@ void model_file_free(struct model_file *m)
 	free(m->tok.token_type);
 	free_strs(m->tok.merges, m->tok.n_merges);
 	free(m->tok.chat_template);
+	free(m->tok.chat_template_jinja);
 	free(m->tok.scores);
 	free(m->tok.arch);
 	free(m->hf_repo);

@@ -277,9 +277,10 @@ int merged_write_hf(const char *dir, const struct model_file *mf, struct diag *d
 	}
 	if ((rc = file_write_atomic(p, text, strlen(text), d)) != 0)
 		goto done;
-	const char *files[2] = {"tokenizer.json", "tokenizer_config.json"};
-	const char *texts[2] = {mf->tok.tokenizer_json, mf->tok.tokenizer_config_json};
-	for (int k = 0; k < 2; k++) {
+	const char *files[3] = {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"};
+	const char *texts[3] = {mf->tok.tokenizer_json, mf->tok.tokenizer_config_json,
+				mf->tok.chat_template_jinja};
+	for (int k = 0; k < 3; k++) {
 		if (!texts[k])
 			continue;
 		free(p);

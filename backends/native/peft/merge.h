@@ -16,9 +16,9 @@
 int merge_lora(struct model_file *mf, const struct lora_adapter *a, struct diag *d) FT_WUR;
 
 /* Writes dir/model.safetensors and dir/config.json (+ tokenizer.json,
- * tokenizer_config.json when mf carries them: a HF directory base), F32, from the fp32
- * copies of the tensors (model_file_dequantize first; FT_EINVAL naming a tensor without
- * one). The tokenizer files of a GGUF base are written by the engine's export
+ * tokenizer_config.json, chat_template.jinja when mf carries them: a HF directory base),
+ * F32, from the fp32 copies of the tensors (model_file_dequantize first; FT_EINVAL naming
+ * a tensor without one). The tokenizer files of a GGUF base are written by the engine's export
  * (export_merged_hf), which can reach the tokenizer. */
 int merged_write_hf(const char *dir, const struct model_file *mf, struct diag *d) FT_WUR;
 
