@@ -275,11 +275,11 @@ cpu_runs() {
   done
 }
 # oneDNN multiplies in bf16 only on CPUs with AVX512-BF16 or AMX; elsewhere the CPU side
-# of a bf16 configuration runs fp32 matmuls (the bf16 tolerance covers that difference).
+# of a bf16 configuration rounds the matmul inputs to bf16 and multiplies them in fp32.
 bf16_note() {
   case "$1" in
     *bf16) grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null ||
-             printf '; this CPU has no bf16 matmuls: fp32 on the CPU side' ;;
+             printf '; this CPU has no bf16 instructions: inputs rounded to bf16, fp32 products' ;;
   esac
 }
 cpu_rows() {

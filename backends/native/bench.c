@@ -661,7 +661,7 @@ int engine_bench(const struct engine_bench_opts *b, struct diag *d)
 	const char *be = schema_enum_name("backend.type", bd.cuda ? BACKEND_CUDA : BACKEND_CPU);
 	const char *bf16_state = gen || !b->bf16			? "off"
 				 : (bd.cuda || ops_cpu_has_bf16()) ? "on"
-								   : "requested, not supported";
+								   : "emulated (inputs rounded)";
 	fprintf(txt,
 		"ftlab bench --mode %s: model %s, backend %s, %d threads, bf16 matmuls %s, frozen "
 		"weights %s\n",
