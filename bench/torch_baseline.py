@@ -34,7 +34,8 @@ Prints one line per measurement:
 
 usage: /usr/bin/python3 bench/torch_baseline.py [--model smollm2|gemma3]
        [--mode train|generate] [--method lora|lora-all|full] [--batch 4] [--seq 256]
-       [--steps 5] [--warmup 2] [--threads 2] [--precision fp32|bf16] [--prompt-len 64] [--new-tokens 64]
+       [--steps 5] [--warmup 2] [--threads 2] [--precision fp32|bf16] [--prompt-len 64]
+       [--new-tokens 64]
 """
 import argparse
 import math

@@ -11,13 +11,22 @@
 # (B*T, V) logits kept, as before it was chunked) against chunked at the positions with a
 # target, for every position and for instruction-like rows whose last 8 positions carry a
 # target (HEAD=0 skips it); generation (prefill and decode for 1 and 8 prompts against the
-# weight-read bound, and torch's decode; GENERATE=0 skips it); then the sweep benchmark
+# weight-read bound, and torch's decode; GENERATE=0 skips it); the time to refuse GGUF
+# files with 10^5..10^6 metadata keys or tensor infos (bench/gguf_keys.c; GGUF_KEYS=0
+# skips it); the preference steps (DPO with LoRA and with full fine-tuning, SimPO: BATCH
+# pairs, 2 x BATCH rows) against the SFT step of BATCH rows of the same method (PREF=0
+# skips them); then the sweep benchmark
 # (bench/sweep_bench.sh: bayes against random, hyperband; SWEEPS=0 skips it).
+# LoRA q,v and generation also run with every weight dequantized to fp32 at load
+# (--weights f32, the engine's layout before frozen weights kept the file's blocks):
+# tokens/s and peak resident memory of both; generation is also compared with llama.cpp's
+# llama-bench on the same GGUF file, same threads and token counts (prefill of 64 tokens;
+# 63 tokens decoded after 64 in the cache), flash attention off and on, the better kept.
 # Environment: MODEL (smollm2, gemma3 or a path; default smollm2), STEPS (timed steps,
 # default 5), THREADS (2), BATCH (4), SEQ (256), METHODS ("lora lora-all full"),
 # PRECISION (fp32), ROUNDS (3), PROBE_STEPS (2), TORCH_PYTHON (another python with torch,
-# e.g. a venv's, measured as "other").
-# Example: make bench MODEL=gemma3 METHODS="lora full" SWEEPS=0
+# e.g. a venv's, measured as "other"), LLAMA_BENCH (a llama-bench to use instead of the one scripts/deps.sh --bench
+# builds into .deps/llama.cpp). Example: make bench MODEL=gemma3 METHODS="lora full" SWEEPS=0
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 bin=${FTLAB_BIN:-build/ftlab}
@@ -33,8 +42,23 @@ case "$model" in
   gemma3 | *gemma-3*) torch_model=gemma3 ;;
   *) torch_model="" ;; # no PyTorch twin of other models
 esac
+case "$model" in # the file, for llama-bench
+  smollm2) model_file=models/SmolLM2-135M-Instruct.Q4_1.gguf ;;
+  gemma3) model_file=models/gemma-3-270m-q4_k_m.gguf ;;
+  *) model_file=$model ;;
+esac
+prompt_len=64
+new_tokens=64 # the first comes from the prefill: 63 decode steps
 echo "bench: $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -n), $(nproc) cores, model $model," \
   "load: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# the number after a label in ftlab's output
+num() { sed -n "s/.*$1 \([0-9.]*\).*/\1/p" | head -n 1; }
+ratio() { # label a b
+  if [ -n "$2" ] && [ -n "$3" ]; then
+    awk -v l="$1" -v a="$2" -v b="$3" 'BEGIN { printf "ratio %s = %.2fx\n", l, a / b }'
+  fi
+}
 
 # The torches to compare with: "debian" (python3-torch, OpenBLAS) and "other" (a pip torch
 # that /usr/bin/python3 imports, e.g. with MKL, or TORCH_PYTHON's).
@@ -101,9 +125,9 @@ compare() {
     done
   fi
   for r in $(seq "$rounds"); do
-    out=$("$bin" bench --mode train --model "$model" --method "$method" --batch "$batch" \
+    out=$("$bin" bench --backend cpu --mode train --model "$model" --method "$method" --batch "$batch" \
       --seq "$seq" --steps "$steps" --threads "$threads" --precision "$prec")
-    [ "$r" = 1 ] && echo "$out"
+    [ "$r" = 1 ] && echo "$out" && first_out=$out
     v=$(echo "$out" | sed -n 's/.*steps: \([0-9.]*\) tokens\/s.*/\1/p' | head -n 1)
     ours+=("${v:-0}")
     echo "  round $r: ftlab ${v:-failed} tokens/s"
@@ -117,6 +141,7 @@ compare() {
     done
   done
   read -r m lo hi < <(stats "${ours[@]}")
+  median_out=$m
   echo "ftlab   $method $prec: median $m tokens/s (spread $lo-$hi, $rounds runs)"
   for which in "${!seen[@]}"; do
     # shellcheck disable=SC2086 # the values and "T B" split on purpose
@@ -132,6 +157,18 @@ compare() {
 
 for method in ${METHODS:-lora lora-all full}; do
   compare "$method" "$method" "${PRECISION:-fp32}"
+  if [ "$method" = lora ]; then
+    echo "== lora, every weight dequantized to fp32 at load (--weights f32)"
+    f32=$("$bin" bench --backend cpu --mode train --model "$model" --method lora \
+      --batch "$batch" --seq "$seq" --steps "$steps" --threads "$threads" \
+      --precision "${PRECISION:-fp32}" --weights f32)
+    echo "$f32"
+    b=$(echo "$f32" | sed -n 's/.*steps: \([0-9.]*\) tokens\/s.*/\1/p' | head -n 1)
+    ratio "lora tokens/s, frozen weights as stored (median) / fp32 weights" "$median_out" "$b"
+    ra=$(echo "$first_out" | num "peak resident")
+    rb=$(echo "$f32" | num "peak resident")
+    ratio "lora peak resident memory, as stored / fp32 weights" "$ra" "$rb"
+  fi
 done
 if [ "${BF16:-1}" = 1 ]; then
   compare "lora, bf16 matmuls (torch: autocast bf16)" lora bf16
@@ -140,15 +177,36 @@ if [ "${HEAD:-1}" = 1 ]; then
   for targets in 0 8; do
     for logits in all chunked; do
       echo "== lora, LM head: $logits, targets: $([ "$targets" = 0 ] && echo every position || echo "the last $targets of each row")"
-      "$bin" bench --mode train --model "$model" --method lora --batch "$batch" --seq "$seq" \
+      "$bin" bench --backend cpu --mode train --model "$model" --method lora --batch "$batch" --seq "$seq" \
         --steps "$steps" --threads "$threads" --logits "$logits" --targets "$targets" |
         grep -E 'tokens/s|CPU time|peak resident'
     done
   done
 fi
+if [ "${PREF:-1}" = 1 ]; then
+  # examples/s: pairs per second for a preference step, rows per second for SFT
+  exs() { sed -n 's/.* \([0-9.]*\) examples\/s.*/\1/p' | head -n 1; }
+  for spec in "lora dpo" "full dpo" "lora simpo"; do
+    # shellcheck disable=SC2086 # "METHOD OBJECTIVE" splits on purpose
+    set -- $spec
+    echo "== $2, method $1 (batch $batch pairs against SFT on $batch rows)"
+    sft=$("$bin" bench --backend cpu --mode train --model "$model" --method "$1" --batch "$batch" \
+      --seq "$seq" --steps "$steps" --threads "$threads" | exs)
+    pref=$("$bin" bench --backend cpu --mode train --model "$model" --method "$1" --batch "$batch" \
+      --seq "$seq" --steps "$steps" --threads "$threads" --objective "$2")
+    echo "$pref"
+    a=$(echo "$pref" | exs)
+    if [ -n "$a" ] && [ -n "$sft" ]; then
+      awk -v a="$a" -v b="$sft" -v o="$2" -v m="$1" \
+        'BEGIN { printf "ratio %s/sft (%s) examples/s = %.2fx (sft %.2f examples/s)\n", o, m, a / b, b }'
+    fi
+  done
+fi
 if [ "${GENERATE:-1}" = 1 ]; then
-  echo "== generate"
-  "$bin" bench --mode generate --model "$model" --threads "$threads"
+  echo "== generate, frozen weights as stored"
+  g=$("$bin" bench --backend cpu --mode generate --model "$model" --threads "$threads" \
+    --prompt-len "$prompt_len" --new-tokens "$new_tokens")
+  echo "$g"
   if [ -n "$torch_model" ]; then
     for which in "${torches[@]}"; do
       pp="" py=$other_py
@@ -157,6 +215,40 @@ if [ "${GENERATE:-1}" = 1 ]; then
         --mode generate --threads "$threads" 2>/dev/null
     done
   fi
+  echo "== generate, every weight dequantized to fp32 at load (--weights f32)"
+  gf=$("$bin" bench --backend cpu --mode generate --model "$model" --threads "$threads" \
+    --prompt-len "$prompt_len" --new-tokens "$new_tokens" --weights f32)
+  echo "$gf"
+  # prompts N: prefill 64 tokens P tokens/s; decode 63 tokens D tokens/s
+  p1=$(echo "$g" | sed -n 's/^prompts 1: prefill [0-9]* tokens \([0-9.]*\) tokens\/s; decode [0-9]* tokens \([0-9.]*\).*/\1 \2/p')
+  p8=$(echo "$g" | sed -n 's/^prompts 8: prefill [0-9]* tokens \([0-9.]*\) tokens\/s; decode [0-9]* tokens \([0-9.]*\).*/\1 \2/p')
+  f1=$(echo "$gf" | sed -n 's/^prompts 1: prefill [0-9]* tokens \([0-9.]*\) tokens\/s; decode [0-9]* tokens \([0-9.]*\).*/\1 \2/p')
+  f8=$(echo "$gf" | sed -n 's/^prompts 8: prefill [0-9]* tokens \([0-9.]*\) tokens\/s; decode [0-9]* tokens \([0-9.]*\).*/\1 \2/p')
+  ratio "decode 1 prompt, as stored / fp32 weights" "${p1#* }" "${f1#* }"
+  ratio "decode 8 prompts, as stored / fp32 weights" "${p8#* }" "${f8#* }"
+  ratio "prefill, as stored / fp32 weights" "${p1% *}" "${f1% *}"
+  lb=${LLAMA_BENCH:-.deps/llama.cpp/bin/llama-bench}
+  if [ -x "$lb" ]; then
+    echo "== llama.cpp $(cat "$(dirname "$lb")/../VERSION" 2>/dev/null || echo "($lb)"): llama-bench, $threads threads, flash attention off and on"
+    # pp64: a 64-token prompt; tg63 @ d64: 63 tokens decoded after 64 in the KV cache
+    pp=$("$lb" -m "$model_file" -t "$threads" -p "$prompt_len" -n 0 -fa 0,1 -r 3 -o csv 2>/dev/null)
+    tg=$("$lb" -m "$model_file" -t "$threads" -p 0 -n $((new_tokens - 1)) -d "$prompt_len" -fa 0,1 \
+      -r 3 -o csv 2>/dev/null)
+    # csv: the last two columns are avg_ts and stddev_ts; take the better of -fa 0 and 1
+    best() { awk -F, 'NR > 1 { gsub(/"/, ""); v = $(NF - 1) + 0; if (v > m) m = v } END { if (m) print m }'; }
+    lpp=$(echo "$pp" | best)
+    ltg=$(echo "$tg" | best)
+    echo "llama.cpp: prefill $prompt_len tokens ${lpp:-?} tokens/s; decode $((new_tokens - 1)) tokens after $prompt_len: ${ltg:-?} tokens/s (1 prompt)"
+    ratio "decode 1 prompt, ftlab / llama.cpp" "${p1#* }" "$ltg"
+    ratio "prefill, ftlab / llama.cpp" "${p1% *}" "$lpp"
+  else
+    echo "llama.cpp: no llama-bench at $lb (scripts/deps.sh --bench builds it), no comparison"
+  fi
+fi
+if [ "${GGUF_KEYS:-1}" = 1 ] && [ -x "${BUILD:-build}/bench/gguf_keys" ]; then
+  # Hostile GGUF files: N unique metadata keys or N tensor infos, refused (no model).
+  echo "== gguf: refusing files with many keys or tensors"
+  "${BUILD:-build}/bench/gguf_keys"
 fi
 if [ "${SWEEPS:-1}" = 1 ]; then
   echo "== sweeps"

@@ -172,7 +172,7 @@ int model_generate_tokens(struct model *m, const int32_t *const *prompts, const 
 		rng_seed(&rngs[i], g->seed, 0x6e0000 + i);
 	}
 	size_t cache = (size_t)hp->n_layer * n * tmax * m->kvd;
-	model_plan_layer(m, &p, &gb.a, model_lora_rep_layer(m), 1, R, false);
+	model_plan_layer(m, &p, &gb.a, model_lora_rep_layer(m), 1, R, false, KEEP_ALL);
 	PLAN_F(&p, gb.x, R * C);
 	PLAN_F(&p, gb.xo, R * C);
 	PLAN_F(&p, gb.tmp, R * C);

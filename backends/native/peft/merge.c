@@ -52,6 +52,9 @@ int merge_lora(struct model_file *mf, const struct lora_adapter *a, struct diag 
 					"adapter module %s does not match the base model "
 					"(missing lora_B, missing weight or different shape)",
 					wname);
+		if (!W->data)
+			return diag_set(d, FT_EINVAL, "", 0, 0,
+					"tensor '%s' has no fp32 copy (model_file_dequantize)", wname);
 		const int64_t out = B->rows, r = A->rows, inn = A->cols;
 #pragma omp parallel for schedule(static)
 		for (int64_t o = 0; o < out; o++) {
@@ -98,6 +101,9 @@ static int out_copy(float **out, const struct model_file *mf, const struct mf_te
 		    bool to_interleaved, bool hf, struct diag *d)
 {
 	*out = NULL;
+	if (!t->data)
+		return diag_set(d, FT_EINVAL, "", 0, 0,
+				"tensor '%s' has no fp32 copy (model_file_dequantize)", t->name);
 	int heads = qk_heads(&mf->hp, t->name);
 	bool src_il = mf->hp.rope_style == ROPE_INTERLEAVED;
 	bool permute = heads > 0 && src_il != to_interleaved;
@@ -271,9 +277,10 @@ int merged_write_hf(const char *dir, const struct model_file *mf, struct diag *d
 	}
 	if ((rc = file_write_atomic(p, text, strlen(text), d)) != 0)
 		goto done;
-	const char *files[2] = {"tokenizer.json", "tokenizer_config.json"};
-	const char *texts[2] = {mf->tok.tokenizer_json, mf->tok.tokenizer_config_json};
-	for (int k = 0; k < 2; k++) {
+	const char *files[3] = {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"};
+	const char *texts[3] = {mf->tok.tokenizer_json, mf->tok.tokenizer_config_json,
+				mf->tok.chat_template_jinja};
+	for (int k = 0; k < 3; k++) {
 		if (!texts[k])
 			continue;
 		free(p);
