@@ -243,7 +243,7 @@ int store_reap_stale(struct store *s, double max_age_s, int *out_n, struct diag 
 		goto done;
 	int step;
 	while ((step = store_step_row(s, st, d, "reading running runs")) == 1) {
-		struct claim_row row;
+		struct claim_row row = {0};
 		if ((r = claim_row_read(&row, st, d)) != 0)
 			goto done;
 		if (!row_is_stale(&row, max_age_s))
@@ -400,7 +400,7 @@ static enum store_claim claim_decide(const struct claim_row *row, bool exists, i
 int store_run_preview(struct store *s, enum store_claim *out, char out_status[16],
 		      const struct store_run_spec *spec, unsigned flags, struct diag *d)
 {
-	struct claim_row row;
+	struct claim_row row = {0};
 	*out = STORE_CLAIM_RUN;
 	out_status[0] = '\0';
 	int r = claim_row_get(s, &row, spec, d);
@@ -422,7 +422,7 @@ int store_run_claim(struct store *s, enum store_claim *out, char *token, int64_t
 	int r = store_begin(s, d);
 	if (r)
 		return r;
-	struct claim_row row;
+	struct claim_row row = {0};
 	r = claim_row_get(s, &row, spec, d);
 	if (r < 0)
 		goto done;

@@ -163,7 +163,8 @@ static void test_fields_mapping(void **state)
 	 * field that disagree. */
 	assert_null(fields_exp("chat", "{prompt: question, response: answer}", &d));
 	assert_non_null(strstr(d.text, "data.fields.prompt is read by data.format "
-				       "completion or instruction only, but data.format is chat"));
+				       "completion, instruction or preference only, but data.format "
+				       "is chat"));
 	assert_null(fields_exp("text", "{messages: m}", &d));
 	assert_null(fields_exp("completion", "{completion: a, response: b}", &d));
 	assert_non_null(strstr(d.text, "name the same field"));

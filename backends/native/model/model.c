@@ -1453,8 +1453,8 @@ static long head_pass(struct model *m, bool stats, bool grad, float scale,
  * from the head rows'. */
 static int head_results(struct model *m, int N, bool have_argmax)
 {
-	float *hl = malloc(((size_t)m->n_head + 1) * sizeof *hl);
-	int32_t *ha = malloc(((size_t)m->n_head + 1) * sizeof *ha);
+	float *hl = calloc((size_t)m->n_head + 1, sizeof *hl);
+	int32_t *ha = calloc((size_t)m->n_head + 1, sizeof *ha);
 	if (!hl || !ha) {
 		free(hl);
 		free(ha);

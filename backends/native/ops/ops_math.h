@@ -329,7 +329,7 @@ FT_HD static inline void ops_sgd_elem(float *p, float g, float *buf, const struc
 		float decay = h->wd * *p;
 		d = d + decay;
 	}
-	if (h->momentum != 0.0f) {
+	if (h->momentum != 0.0f && buf) { /* callers pass buf whenever momentum != 0 */
 		float b;
 		if (h->first) {
 			b = d;
