@@ -68,6 +68,8 @@ int dataset_read_buffer(struct dataset **out, const char *name, const char *buf,
 			enum data_format format, const struct field_map *fields,
 			enum on_bad_example on_bad, struct diag *d) FT_WUR;
 void dataset_free(struct dataset *ds);
+/* Frees every field of one record and zeroes it (the record itself is not freed). */
+void record_clear(struct record *r);
 
 /* The reference text of a record: the response, or the last assistant message of a chat,
  * or the chosen completion of a preference pair; NULL for text. Borrowed. */

@@ -22,7 +22,7 @@ int data_format_from_name(const char *name)
 	return schema_enum_index("data.format", name);
 }
 
-static void record_clear(struct record *r)
+void record_clear(struct record *r)
 {
 	free(r->text);
 	free(r->prompt);

@@ -87,18 +87,8 @@ static void free_recs_from(struct dataset *ds, size_t from)
 	struct dataset tmp = {0};
 	tmp.recs = ds->recs + from;
 	tmp.n = ds->n - from;
-	for (size_t i = 0; i < tmp.n; i++) {
-		struct record *r = &tmp.recs[i];
-		free(r->text);
-		free(r->prompt);
-		free(r->response);
-		free(r->instruction);
-		free(r->input);
-		free(r->system);
-		for (size_t k = 0; k < r->n_msgs; k++)
-			free(r->msgs[k].content);
-		free(r->msgs);
-	}
+	for (size_t i = 0; i < tmp.n; i++)
+		record_clear(&tmp.recs[i]);
 	ds->n = from;
 }
 
