@@ -274,7 +274,7 @@ static int parse_spec(struct sweep_spec *s, const struct experiment *e, struct d
 			return rc;
 		if (s->bayes && strcmp(p->key, "seed") == 0) {
 			rc = node_key_error(d, p, NULL, "a %s sweep does not search over 'seed'",
-					    m->text);
+					    schema_enum_name("sweep.method", mi));
 			diag_hint(d, "set seed: N, or repeat seeds with method grid or random");
 			return rc;
 		}

@@ -240,7 +240,7 @@ void data_pair_rows(int32_t *tokens, int32_t *targets, uint8_t *comp, const stru
 	for (int p = 0; p < P; p++)
 		for (int k = 0; k < 2; k++) {
 			const struct tok_example *e = &set->pair[2 * idx[p] + (size_t)k];
-			size_t row = (size_t)(k * P + p), n = e->n < (size_t)T ? e->n : (size_t)T;
+			size_t row = (size_t)k * (size_t)P + (size_t)p, n = e->n < (size_t)T ? e->n : (size_t)T;
 			int32_t *tk = tokens + row * (size_t)T, *tg = targets + row * (size_t)T;
 			uint8_t *cm = comp + row * (size_t)T;
 			memcpy(tk, e->ids, n * sizeof *tk);

@@ -211,6 +211,7 @@ static void lik_batch_free(struct lik_batch *b)
 	free(b->comp);
 	free(b->lp);
 	free(b->idx);
+	memset(b, 0, sizeof *b); /* freeing twice (after a failed alloc) is harmless */
 }
 
 static int lik_batch_alloc(struct lik_batch *b, int B, int Tmax, struct diag *d)
@@ -225,7 +226,8 @@ static int lik_batch_alloc(struct lik_batch *b, int B, int Tmax, struct diag *d)
 	if (b->tokens && b->targets && b->comp && b->lp && b->idx)
 		return 0;
 	lik_batch_free(b);
-	return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory for a %d x %d batch", B, Tmax);
+	diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory for a %d x %d batch", B, Tmax);
+	return FT_ENOMEM; /* not diag_set's return: the analyzer follows this one */
 }
 
 /* The summed log-probability of every choice of every example, then per example: is the
@@ -241,18 +243,21 @@ static int run_choices(struct eval_result *out, struct model *m, const struct to
 	size_t total = 0;
 	for (size_t i = 0; i < set->n; i++)
 		total += set->choices[i].n;
-	double *lp = malloc((total ? total : 1) * sizeof *lp);
+	double *lp = calloc(total ? total : 1, sizeof *lp);
 	struct lik_batch b;
 	int rc = lik_batch_alloc(&b, B, Tmax, d);
 	out->choice_rows = calloc(set->n * 2, sizeof(double));
 	out->choice_pick = calloc(set->n, sizeof(size_t));
-	if (!rc && (!lp || !out->choice_rows || !out->choice_pick))
-		rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+	if (!rc && (!lp || !out->choice_rows || !out->choice_pick)) {
+		rc = FT_ENOMEM; /* set here: the analyzer cannot see diag_set's return */
+		diag_set(d, rc, NULL, 0, 0, "out of memory");
+	}
 	/* sequences in order: example i, choice j */
 	size_t ei = 0, cj = 0, done = 0;
 	while (!rc && done < total) {
 		if (stopped(s)) {
-			rc = diag_set(d, FT_EINTR, NULL, 0, 0, "interrupted");
+			rc = FT_EINTR;
+			diag_set(d, rc, NULL, 0, 0, "interrupted");
 			break;
 		}
 		int rows = 0;
@@ -322,11 +327,14 @@ static int run_pref(struct eval_result *out, struct model *m, const struct tok_s
 	struct lik_batch b;
 	int rc = lik_batch_alloc(&b, 2 * P, Tmax, d);
 	out->pref_rows = calloc(set->n * 2, sizeof(double));
-	if (!rc && !out->pref_rows)
-		rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+	if (!rc && !out->pref_rows) {
+		rc = FT_ENOMEM;
+		diag_set(d, rc, NULL, 0, 0, "out of memory");
+	}
 	for (size_t first = 0; !rc && first < set->n; first += (size_t)P) {
 		if (stopped(s)) {
-			rc = diag_set(d, FT_EINTR, NULL, 0, 0, "interrupted");
+			rc = FT_EINTR;
+			diag_set(d, rc, NULL, 0, 0, "interrupted");
 			break;
 		}
 		int np = set->n - first < (size_t)P ? (int)(set->n - first) : P;

@@ -67,8 +67,10 @@ const void *mf_tensor_raw(const struct mf_tensor *t, uint32_t *type)
 
 void mf_tensor_release(const struct model_file *m, const struct mf_tensor *t)
 {
+	if (!m->map || !t->raw)
+		return;
 	const char *lo = m->map, *hi = lo + m->map_bytes, *r = t->raw;
-	if (!m->map || !r || r < lo || r + t->raw_bytes > hi)
+	if (r < lo || r + t->raw_bytes > hi)
 		return;
 	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
 	uintptr_t a = ((uintptr_t)r + pg - 1) / pg * pg, b = ((uintptr_t)r + t->raw_bytes) / pg * pg;
