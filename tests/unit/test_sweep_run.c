@@ -321,12 +321,15 @@ static void test_native_run_stopped(void **state)
 /* ---- bayes: resume and extension ---- */
 
 /* A trainer of a smooth objective of two swept values; INTERRUPT=N makes the N-th run it
- * starts interrupt ftlab (SIGINT to its parent) halfway. */
+ * starts interrupt ftlab (SIGINT to its parent) halfway; the count of starts is taken under a
+ * lock, as parallel workers start trainers at the same moment. */
 static const char *bayes_trainer =
-	"import json, os, signal, sys, time\n"
+	"import fcntl, json, os, signal, sys, time\n"
 	"lr, wd = float(sys.argv[1]), float(sys.argv[2])\n"
-	"n = int(open('starts').read()) + 1 if os.path.exists('starts') else 1\n"
-	"open('starts', 'w').write(str(n))\n"
+	"with open('starts.lock', 'w') as lk:  # two workers start at once with --jobs 2\n"
+	"    fcntl.flock(lk, fcntl.LOCK_EX)\n"
+	"    n = int(open('starts').read()) + 1 if os.path.exists('starts') else 1\n"
+	"    open('starts', 'w').write(str(n))\n"
 	"f = (lr * 1000 - 1) ** 2 + (wd - 0.3) ** 2\n"
 	"for k in range(1, 5):\n"
 	"    print(json.dumps({'step': k, 'total_steps': 4, 'split': 'validation',\n"
