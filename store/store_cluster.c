@@ -110,33 +110,6 @@ static const char *const merge_sql[M_N] = {
 		  " job_id = coalesce(excluded.job_id, job_id), node = coalesce(excluded.node, node)",
 };
 
-static int exec_run_sql(struct store *s, const char *sql, const char *run_id, struct diag *d)
-{
-	sqlite3_stmt *st = NULL;
-	int r = store_prepare(s, &st, sql, d);
-	if (r)
-		return r;
-	store_bind_text(s, st, 1, run_id);
-	r = store_step_done(s, st, d, "merging a journal");
-	sqlite3_finalize(st);
-	return r;
-}
-
-/* A fresh (not resumed) attempt: what earlier attempts measured goes, as when a local run
- * starts over. The journal positions stay: they are what makes the merge exactly-once. */
-static int clear_measurements(struct store *s, const char *run_id, struct diag *d)
-{
-	static const char *const sqls[] = {
-		"DELETE FROM metrics WHERE run = ?1", "DELETE FROM results WHERE run = ?1",
-		"DELETE FROM predictions WHERE run = ?1", "DELETE FROM artifacts WHERE run = ?1",
-	};
-	for (size_t i = 0; i < FT_ARRAY_LEN(sqls); i++) {
-		int r = exec_run_sql(s, sqls[i], run_id, d);
-		if (r)
-			return r;
-	}
-	return 0;
-}
 
 static int put_event(struct store *s, sqlite3_stmt *st, const char *run_id, double t,
 		     const char *level, const char *kind, const char *msg, struct diag *d)
@@ -192,7 +165,7 @@ static int merge_start(struct store *s, sqlite3_stmt **q, const char *run_id, in
 	if (r)
 		return r;
 	if (!rec->resume)
-		r = clear_measurements(s, run_id, d);
+		r = store_clear_measurements(s, run_id, d);
 	if (r)
 		return r;
 	sqlite3_stmt *st = q[M_START];

@@ -34,6 +34,11 @@ int store_prepare(struct store *s, sqlite3_stmt **out, const char *sql, struct d
  * store_step_row instead of the statement running with that parameter NULL. */
 /* NULL binds SQL NULL. */
 void store_bind_text(struct store *s, sqlite3_stmt *st, int i, const char *v);
+/* One statement whose only parameter (?1) is the run id; `what` names it in errors. */
+int store_exec_run_sql(struct store *s, const char *sql, const char *run_id, const char *what,
+		       struct diag *d);
+/* Deletes a run's metrics, results, predictions and artifacts (a fresh attempt). */
+int store_clear_measurements(struct store *s, const char *run_id, struct diag *d);
 /* Not copied: v (not NULL) must stay valid until the statement is reset (hot loops). */
 void store_bind_static(struct store *s, sqlite3_stmt *st, int i, const char *v);
 /* NAN binds SQL NULL. */

@@ -299,33 +299,46 @@ static int record_invocation_run(struct store *s, int64_t invocation, const char
 	return r;
 }
 
-/* Runs one statement whose only parameter is the run id. */
-static int exec_run_sql(struct store *s, const char *sql, const char *run_id, struct diag *d)
+/* Runs one statement whose only parameter is the run id; `what` names it in errors. */
+int store_exec_run_sql(struct store *s, const char *sql, const char *run_id, const char *what,
+		       struct diag *d)
 {
 	sqlite3_stmt *st = NULL;
 	int r = store_prepare(s, &st, sql, d);
 	if (r)
 		return r;
 	store_bind_text(s, st, 1, run_id);
-	r = store_step_done(s, st, d, "resetting a run");
+	r = store_step_done(s, st, d, what);
 	sqlite3_finalize(st);
 	return r;
 }
 
-/* Deletes what an earlier attempt of the run measured (a fresh start). */
-static int reset_run_rows(struct store *s, const char *run_id, struct diag *d)
+int store_clear_measurements(struct store *s, const char *run_id, struct diag *d)
 {
 	static const char *const sqls[] = {
-		"DELETE FROM metrics WHERE run = ?1",     "DELETE FROM results WHERE run = ?1",
+		"DELETE FROM metrics WHERE run = ?1", "DELETE FROM results WHERE run = ?1",
 		"DELETE FROM predictions WHERE run = ?1", "DELETE FROM artifacts WHERE run = ?1",
-		"DELETE FROM events WHERE run = ?1",     "DELETE FROM journal_merges WHERE run = ?1",
 	};
 	for (size_t i = 0; i < FT_ARRAY_LEN(sqls); i++) {
-		int r = exec_run_sql(s, sqls[i], run_id, d);
+		int r = store_exec_run_sql(s, sqls[i], run_id, "clearing a run's measurements", d);
 		if (r)
 			return r;
 	}
 	return 0;
+}
+
+/* Deletes what an earlier attempt of the run recorded (a fresh start): its measurements,
+ * events and journal positions. */
+static int reset_run_rows(struct store *s, const char *run_id, struct diag *d)
+{
+	int r = store_clear_measurements(s, run_id, d);
+	if (!r)
+		r = store_exec_run_sql(s, "DELETE FROM events WHERE run = ?1", run_id,
+				       "resetting a run", d);
+	if (!r)
+		r = store_exec_run_sql(s, "DELETE FROM journal_merges WHERE run = ?1", run_id,
+				       "resetting a run", d);
+	return r;
 }
 
 static bool same_clean_commit(const struct claim_row *row, const struct store_run_spec *spec)
@@ -504,7 +517,8 @@ int store_run_claim(struct store *s, enum store_claim *out, char *token, int64_t
 		if (!r && !cl)
 			r = store_claim_record(s, spec->id, token, d);
 		else if (!r) /* an earlier local claim's token must not write for it */
-			r = exec_run_sql(s, "DELETE FROM run_claims WHERE run = ?1", spec->id, d);
+			r = store_exec_run_sql(s, "DELETE FROM run_claims WHERE run = ?1", spec->id,
+					       "resetting a run", d);
 		if (!r)
 			r = record_invocation_run(s, invocation, spec->id, cl ? "queued" : "running",
 						  d);
