@@ -20,22 +20,13 @@
 #include "common/rng.h"
 #include "common/util.h"
 #include "runner/bayes.h"
+#include "tests/unit/search_problems.h"
 #include "common/banned.h"
 
 static char *fixture_path(void)
 {
 	const char *root = getenv("FTLAB_ROOT");
 	return path_join(root ? root : ".", "tests/reference/gp_fixture.json");
-}
-
-static double *json_doubles(const json_t *a)
-{
-	size_t n = json_array_size(a);
-	double *v = calloc(n ? n : 1, sizeof *v);
-	assert_non_null(v);
-	for (size_t i = 0; i < n; i++)
-		v[i] = json_number_value(json_array_get(a, i));
-	return v;
 }
 
 static void close_rel(double got, double want, double tol, const char *what, size_t i)
@@ -60,13 +51,13 @@ static void test_gp_matches_sklearn(void **state)
 		size_t n = (size_t)json_integer_value(json_object_get(cs, "n"));
 		size_t de = (size_t)json_integer_value(json_object_get(cs, "de"));
 		size_t m = (size_t)json_integer_value(json_object_get(cs, "m"));
-		double *X = json_doubles(json_object_get(cs, "X"));
-		double *y = json_doubles(json_object_get(cs, "y"));
-		double *Xs = json_doubles(json_object_get(cs, "Xs"));
-		double *theta = json_doubles(json_object_get(cs, "theta"));
-		double *grad_w = json_doubles(json_object_get(cs, "grad"));
-		double *mean_w = json_doubles(json_object_get(cs, "mean"));
-		double *var_w = json_doubles(json_object_get(cs, "var"));
+		double *X = search_json_doubles(json_object_get(cs, "X"));
+		double *y = search_json_doubles(json_object_get(cs, "y"));
+		double *Xs = search_json_doubles(json_object_get(cs, "Xs"));
+		double *theta = search_json_doubles(json_object_get(cs, "theta"));
+		double *grad_w = search_json_doubles(json_object_get(cs, "grad"));
+		double *mean_w = search_json_doubles(json_object_get(cs, "mean"));
+		double *var_w = search_json_doubles(json_object_get(cs, "var"));
 		double lml, grad[16], mean[16], var[16];
 		struct diag d;
 		diag_init(&d);
@@ -174,17 +165,8 @@ static void test_expected_improvement(void **state)
 
 /* ---- suggestions ---- */
 
-typedef double (*objective)(const double *x);
-
-/* A smooth bowl in the unit square with its minimum 0 at (0.3, 0.7), plus a ridge. */
-static double bowl(const double *x)
-{
-	double a = x[0] - 0.3, b = x[1] - 0.7;
-	return 4 * a * a + 3 * b * b + 0.3 * (1 - cos(8 * a));
-}
-
 /* Runs n sequential bayes suggestions (n_init random first); returns the best value. */
-static double optimise(const struct bayes_dim *dims, size_t nd, objective f, size_t n,
+static double optimise(const struct bayes_dim *dims, size_t nd, search_objective f, size_t n,
 		       size_t n_init, uint64_t seed)
 {
 	double *X = calloc(n * nd, sizeof *X), *y = calloc(n, sizeof *y), best = INFINITY;
@@ -207,27 +189,6 @@ static double optimise(const struct bayes_dim *dims, size_t nd, objective f, siz
 	return best;
 }
 
-static double random_search(size_t nd, objective f, size_t n, uint64_t seed)
-{
-	struct rng r;
-	rng_seed(&r, seed, 99);
-	double best = INFINITY, x[8];
-	for (size_t k = 0; k < n; k++) {
-		for (size_t i = 0; i < nd; i++)
-			x[i] = rng_uniform(&r);
-		double v = f(x);
-		if (v < best)
-			best = v;
-	}
-	return best;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
 static void test_suggest_beats_random(void **state)
 {
 	(void)state;
@@ -235,24 +196,14 @@ static void test_suggest_beats_random(void **state)
 	enum { SEEDS = 5, BUDGET = 20 };
 	double b[SEEDS], rs[SEEDS];
 	for (int s = 0; s < SEEDS; s++) {
-		b[s] = optimise(dims, 2, bowl, BUDGET, 4, (uint64_t)s);
-		rs[s] = random_search(2, bowl, BUDGET, (uint64_t)s);
+		b[s] = optimise(dims, 2, search_bowl, BUDGET, 4, (uint64_t)s);
+		rs[s] = search_random_best(2, search_bowl, BUDGET, (uint64_t)s);
 	}
-	qsort(b, SEEDS, sizeof *b, cmp_d);
-	qsort(rs, SEEDS, sizeof *rs, cmp_d);
+	double med = search_median(b, SEEDS), med_rs = search_median(rs, SEEDS);
 	print_message("bowl, %d evaluations, median best: bayes %.5f, random %.5f\n", BUDGET,
-		      b[SEEDS / 2], rs[SEEDS / 2]);
-	assert_true(b[SEEDS / 2] < 0.01);
-	assert_true(b[SEEDS / 2] < rs[SEEDS / 2] / 5);
-}
-
-/* Mixed space: an integer level, a category and a real; the best is category 2, level 3
- * of 0..5 and u = 0.25. */
-static double mixed(const double *x)
-{
-	double cat = x[1] == 2 ? 0 : x[1] == 0 ? 1.0 : 2.0;
-	double lv = (x[0] - 3) / 5.0, u = x[2] - 0.25;
-	return cat + 4 * lv * lv + 4 * u * u;
+		      med, med_rs);
+	assert_true(med < 0.01);
+	assert_true(med < med_rs / 5);
 }
 
 static void test_suggest_feasible_and_deterministic(void **state)
@@ -282,7 +233,7 @@ static void test_suggest_feasible_and_deterministic(void **state)
 		assert_int_equal(bayes_suggest(other, &info, dims, 3, X, y, k, NULL, 0, 5, 43, k, &d), 0);
 		if (k < 5)
 			assert_true(memcmp(other, x, sizeof other) != 0);
-		y[k] = mixed(x);
+		y[k] = search_mixed(x);
 	}
 	double best = INFINITY;
 	for (size_t k = 0; k < N; k++)

@@ -18,6 +18,7 @@
 #include "common/rng.h"
 #include "common/util.h"
 #include "runner/tpe.h"
+#include "tests/unit/search_problems.h"
 #include "common/banned.h"
 
 static json_t *load_fixture(void)
@@ -31,18 +32,6 @@ static json_t *load_fixture(void)
 		fail_msg("cannot read %s: %s", p, je.text);
 	free(p);
 	return j;
-}
-
-static double *json_doubles(const json_t *a)
-{
-	size_t n = json_array_size(a);
-	double *v = calloc(n ? n : 1, sizeof *v);
-	assert_non_null(v);
-	for (size_t i = 0; i < n; i++) {
-		const json_t *x = json_array_get(a, i);
-		v[i] = json_is_null(x) ? NAN : json_number_value(x);
-	}
-	return v;
 }
 
 static size_t fixture_dims(const json_t *cs, struct bayes_dim *dims)
@@ -70,9 +59,9 @@ static void test_parzen_matches_optuna(void **state)
 		size_t nd = fixture_dims(cs, dims);
 		size_t n = (size_t)json_integer_value(json_object_get(cs, "n"));
 		size_t m = (size_t)json_integer_value(json_object_get(cs, "m"));
-		double *X = json_doubles(json_object_get(cs, "X"));
-		double *Q = json_doubles(json_object_get(cs, "Q"));
-		double *want = json_doubles(json_object_get(cs, "log_pdf"));
+		double *X = search_json_doubles(json_object_get(cs, "X"));
+		double *Q = search_json_doubles(json_object_get(cs, "Q"));
+		double *want = search_json_doubles(json_object_get(cs, "log_pdf"));
 		struct tpe_parzen *p;
 		struct diag d;
 		diag_init(&d);
@@ -105,7 +94,7 @@ static void test_split_matches_optuna(void **state)
 		int64_t *steps = calloc(n, sizeof *steps);
 		bool *good = calloc(n, sizeof *good), *want = calloc(n, sizeof *want);
 		size_t *order = calloc(n, sizeof *order);
-		double *y = json_doubles(json_object_get(cs, "y"));
+		double *y = search_json_doubles(json_object_get(cs, "y"));
 		assert_true(s && steps && good && want && order);
 		for (size_t i = 0; i < n; i++) {
 			const char *t = json_string_value(json_array_get(st, i));
@@ -159,16 +148,8 @@ static void test_parzen_normalised(void **state)
 	tpe_parzen_free(p);
 }
 
-typedef double (*objective)(const double *x);
-
-static double bowl(const double *x)
-{
-	double a = x[0] - 0.3, b = x[1] - 0.7;
-	return 4 * a * a + 3 * b * b + 0.3 * (1 - cos(8 * a));
-}
-
 /* Runs n sequential suggestions; returns the best value. */
-static double optimise(const struct bayes_dim *dims, size_t nd, objective f, size_t n,
+static double optimise(const struct bayes_dim *dims, size_t nd, search_objective f, size_t n,
 		       uint64_t seed)
 {
 	double *X = calloc(n * nd, sizeof *X), *y = calloc(n, sizeof *y), best = INFINITY;
@@ -193,27 +174,6 @@ static double optimise(const struct bayes_dim *dims, size_t nd, objective f, siz
 	return best;
 }
 
-static double random_search(size_t nd, objective f, size_t n, uint64_t seed)
-{
-	struct rng r;
-	rng_seed(&r, seed, 99);
-	double best = INFINITY, x[8];
-	for (size_t k = 0; k < n; k++) {
-		for (size_t i = 0; i < nd; i++)
-			x[i] = rng_uniform(&r);
-		double v = f(x);
-		if (v < best)
-			best = v;
-	}
-	return best;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
 static void test_suggest_beats_random(void **state)
 {
 	(void)state;
@@ -221,22 +181,13 @@ static void test_suggest_beats_random(void **state)
 	enum { SEEDS = 9, BUDGET = 60 };
 	double t[SEEDS], rs[SEEDS];
 	for (int s = 0; s < SEEDS; s++) {
-		t[s] = optimise(dims, 2, bowl, BUDGET, (uint64_t)s);
-		rs[s] = random_search(2, bowl, BUDGET, (uint64_t)s);
+		t[s] = optimise(dims, 2, search_bowl, BUDGET, (uint64_t)s);
+		rs[s] = search_random_best(2, search_bowl, BUDGET, (uint64_t)s);
 	}
-	qsort(t, SEEDS, sizeof *t, cmp_d);
-	qsort(rs, SEEDS, sizeof *rs, cmp_d);
+	double med = search_median(t, SEEDS), med_rs = search_median(rs, SEEDS);
 	print_message("bowl, %d evaluations, median best: tpe %.5f, random %.5f\n", BUDGET,
-		      t[SEEDS / 2], rs[SEEDS / 2]);
-	assert_true(t[SEEDS / 2] < rs[SEEDS / 2] / 2);
-}
-
-/* Mixed space: an integer level 0..5, a category of 3 and a real. */
-static double mixed(const double *x)
-{
-	double cat = x[1] == 2 ? 0 : x[1] == 0 ? 1.0 : 2.0;
-	double lv = (x[0] - 3) / 5.0, u = x[2] - 0.25;
-	return cat + 4 * lv * lv + 4 * u * u;
+		      med, med_rs);
+	assert_true(med < med_rs / 2);
 }
 
 static void test_suggest_feasible_and_deterministic(void **state)
@@ -269,7 +220,7 @@ static void test_suggest_feasible_and_deterministic(void **state)
 					     &d), 0);
 		assert_true(memcmp(other, x, sizeof other) != 0);
 		st[k] = TPE_COMPLETE;
-		y[k] = mixed(x);
+		y[k] = search_mixed(x);
 	}
 	/* After the start, the search concentrates on the best category. */
 	int best_cat = 0;
