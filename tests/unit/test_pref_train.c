@@ -451,21 +451,24 @@ static void test_keys_act(void **state)
 	}
 }
 
-/* keys: eval.choices */
-static void test_choices_beside_generation(void **state)
+/* Scores the completion data `data` (JSONL text) of the base model with the label set
+ * `choices` (a YAML flow list); returns the results. */
+static struct rec *score_choices(const char *name, const char *data, const char *choices)
 {
-	(void)state;
-	scratch_put("cls.jsonl", "{\"prompt\": \"ball\", \"completion\": \"sports\"}\n"
-				 "{\"prompt\": \"rain\", \"completion\": \"weather\"}\n"
-				 "{\"prompt\": \"atom\", \"completion\": \"science\"}\n");
-	scratch_put("exp.yaml",
-		    "name: cls\nmodel: {base: tiny.gguf, context: 32}\n"
-		    "data: {format: completion, test: cls.jsonl, template: plain}\n"
-		    "method: {type: none}\n"
-		    "eval:\n  metrics: [exact_match, choice_accuracy, choice_accuracy_norm]\n"
-		    "  choices: [sports, weather, science]\n  bootstrap: 10\n"
-		    "  generate: {max_new_tokens: 4}\n");
-	char *p = path_join(g_dir, "exp.yaml");
+	char file[64], yaml[64], body[1024];
+	snprintf(file, sizeof file, "%s.jsonl", name);
+	snprintf(yaml, sizeof yaml, "%s.yaml", name);
+	scratch_put(file, data);
+	snprintf(body, sizeof body,
+		 "name: %s\nmodel: {base: tiny.gguf, context: 64}\n"
+		 "data: {format: completion, test: %s, template: plain}\n"
+		 "method: {type: none}\n"
+		 "eval:\n  metrics: [exact_match, choice_accuracy, choice_accuracy_norm]\n"
+		 "  choices: %s\n  bootstrap: 10\n"
+		 "  generate: {max_new_tokens: 4}\n",
+		 name, file, choices);
+	scratch_put(yaml, body);
+	char *p = path_join(g_dir, yaml);
 	struct experiment *e = NULL;
 	struct diag d;
 	diag_init(&d);
@@ -473,15 +476,49 @@ static void test_choices_beside_generation(void **state)
 		fail_msg("%s", d.text);
 	free(p);
 	struct rec *r = new_rec();
-	if (run_once(experiment_config(e), "cls", false, r, &d))
+	if (run_once(experiment_config(e), name, false, r, &d))
 		fail_msg("%s", d.text);
+	experiment_free(e);
+	return r;
+}
+
+/* keys: eval.choices */
+static void test_choices_beside_generation(void **state)
+{
+	(void)state;
+	/* generation and likelihood side by side on the base model */
+	struct rec *r = score_choices("cls",
+				      "{\"prompt\": \"ball\", \"completion\": \"sports\"}\n"
+				      "{\"prompt\": \"rain\", \"completion\": \"weather\"}\n"
+				      "{\"prompt\": \"atom\", \"completion\": \"science\"}\n",
+				      "[sports, weather, science]");
 	double em = result(r, "base", "exact_match"), ca = result(r, "base", "choice_accuracy");
 	double can = result(r, "base", "choice_accuracy_norm");
-	/* accuracies over 3 examples */
-	assert_true(em >= 0 && em <= 1 && ca >= 0 && ca <= 1 && can >= 0 && can <= 1);
+	assert_true(em >= 0 && em <= 1 && can >= 0 && can <= 1);
 	assert_float_equal(ca * 3, round(ca * 3), 1e-12);
 	free(r);
-	experiment_free(e);
+
+	/* Decisive cases: the tiny random model is close to uniform over its byte tokens (about
+	 * -5.5 nats a byte), so a 1-byte choice has by far the largest summed log-probability
+	 * against 40-byte ones. The scoring must pick the short label every time: accuracy 1
+	 * when it is the answer, 0 when a long one is. */
+	static const char *const labels = "[x, qwertyuiopasdfghjklzxcvbnmqwertyuiopasdf, "
+					  "mnbvcxzlkjhgfdsapoiuytrewqmnbvcxzlkjhgfd]";
+	r = score_choices("short",
+			  "{\"prompt\": \"ball\", \"completion\": \"x\"}\n"
+			  "{\"prompt\": \"rain\", \"completion\": \"x\"}\n"
+			  "{\"prompt\": \"atom\", \"completion\": \"x\"}\n",
+			  labels);
+	assert_float_equal(result(r, "base", "choice_accuracy"), 1.0, 0);
+	free(r);
+	r = score_choices("long",
+			  "{\"prompt\": \"ball\", \"completion\": "
+			  "\"qwertyuiopasdfghjklzxcvbnmqwertyuiopasdf\"}\n"
+			  "{\"prompt\": \"rain\", \"completion\": "
+			  "\"mnbvcxzlkjhgfdsapoiuytrewqmnbvcxzlkjhgfd\"}\n",
+			  labels);
+	assert_float_equal(result(r, "base", "choice_accuracy"), 0.0, 0);
+	free(r);
 }
 
 int main(void)
