@@ -91,14 +91,16 @@ const struct key_desc schema_keys[] = {
 	 "A malformed record stops the run (error) or is skipped and counted (skip).", NULL},
 
 	{"method", KT_MAP, 0, NULL, NOB, NULL, "The fine-tuning method.", NULL},
-	{"method.type", KT_ENUM, 0, "lora", NOB, "none|full|freeze|lora",
+	{"method.type", KT_ENUM, 0, "lora", NOB, "none|full|freeze|lora|dora",
 	 "none (evaluate the base model only), full (all weights), freeze (only method.trainable "
-	 "modules of method.layers), lora (low-rank adapters).", NULL},
-	{"method.rank", KT_INT, KF_LO | KF_HI, "8", RANGE(1, 4096), NULL, "LoRA rank r (lora only).", NULL},
+	 "modules of method.layers), lora (low-rank adapters), dora (weight-decomposed LoRA: "
+	 "a trained magnitude per output row times the normalised W + BA, as PEFT's "
+	 "use_dora).", NULL},
+	{"method.rank", KT_INT, KF_LO | KF_HI, "8", RANGE(1, 4096), NULL, "LoRA rank r (lora and dora).", NULL},
 	{"method.alpha", KT_FLOAT, KF_LO | KF_LO_OPEN | KF_HI, "16", RANGE(0, 1e6), NULL,
 	 "LoRA scaling numerator: updates are scaled by alpha/r (alpha/sqrt(r) with rslora).", NULL},
 	{"method.dropout", KT_FLOAT, KF_LO | KF_HI | KF_HI_OPEN, "0.0", RANGE(0, 1), NULL,
-	 "Dropout on the LoRA input (lora only).", NULL},
+	 "Dropout on the LoRA input (lora and dora).", NULL},
 	{"method.targets", KT_TARGETS, 0, "[q_proj, v_proj]", NOB, NULL,
 	 "Modules that get adapters, by Hugging Face name (q_proj, k_proj, v_proj, o_proj, "
 	 "gate_proj, up_proj, down_proj), or all-linear.", NULL},

@@ -924,19 +924,41 @@ static void rdel(struct node *res, const char *path)
 	node_remove(node_get_path(res, parent), dot + 1);
 }
 
+/* want is one value or several separated by '|'. */
+static bool bar_list_has(const char *want, const char *have)
+{
+	size_t hl = strlen(have);
+	for (const char *p = want; *p;) {
+		size_t l = strcspn(p, "|");
+		if (l == hl && strncmp(p, have, l) == 0)
+			return true;
+		p += l;
+		if (*p == '|')
+			p++;
+	}
+	return false;
+}
+
 static int only_with(struct vstate *S, struct node *res, const char *const *keys, size_t n,
 		     const char *sel_path, const char *want)
 {
 	const char *have = rtext(res, sel_path);
+	bool match = have && bar_list_has(want, have);
 	for (size_t i = 0; i < n; i++) {
 		const struct node *e = node_get_path(S->src_root, keys[i]);
-		if (e && have && strcmp(have, want) != 0) {
+		if (e && have && !match) {
+			int wl = (int)strcspn(want, "|");
+			char alts[64] = ""; /* "lora|dora" -> "lora or dora" */
+			for (const char *q = want; *q; q++) {
+				size_t al = strlen(alts);
+				snprintf(alts + al, sizeof alts - al, *q == '|' ? " or " : "%c", *q);
+			}
 			int rc = VKERR(S, e, "'%s' applies only to %s %s, but %s is %s", keys[i],
-				       sel_path, want, sel_path, have);
-			diag_hint(S->d, "remove '%s' or set %s: %s", keys[i], sel_path, want);
+				       sel_path, alts, sel_path, have);
+			diag_hint(S->d, "remove '%s' or set %s: %.*s", keys[i], sel_path, wl, want);
 			return rc;
 		}
-		if (!have || strcmp(have, want) != 0)
+		if (!match)
 			rdel(res, keys[i]);
 	}
 	return 0;
@@ -999,7 +1021,8 @@ static int cross_rules(struct vstate *S, struct node *res)
 	static const char *const freeze_keys[] = {"method.trainable", "method.layers"};
 	static const char *const exec_keys[] = {"backend.command", "backend.timeout",
 						"backend.metrics_file", "backend.workdir"};
-	if ((rc = only_with(S, res, lora_keys, FT_ARRAY_LEN(lora_keys), "method.type", "lora")) ||
+	if ((rc = only_with(S, res, lora_keys, FT_ARRAY_LEN(lora_keys), "method.type",
+			    "lora|dora")) ||
 	    (rc = only_with(S, res, freeze_keys, FT_ARRAY_LEN(freeze_keys), "method.type",
 			    "freeze")) ||
 	    (rc = only_with(S, res, exec_keys, FT_ARRAY_LEN(exec_keys), "backend.type", "exec")))

@@ -398,7 +398,7 @@ int engine_bench(const struct engine_bench_opts *b, struct diag *d)
 		if (b->method == ENGINE_BENCH_FULL) {
 			o.method = METHOD_FULL;
 		} else {
-			o.method = METHOD_LORA;
+			o.method = b->method == ENGINE_BENCH_DORA ? METHOD_DORA : METHOD_LORA;
 			o.lora_rank = 8;
 			o.lora_alpha = 16;
 			o.all_linear = b->method == ENGINE_BENCH_LORA_ALL;

@@ -122,11 +122,12 @@ int engine_export(char **out_target, const char *run_dir, const char *format,
 		rc = diag_set(d, FT_EINVAL, meta_p, 0, 0, "expected base_model and method");
 		goto done;
 	}
-	bool lora = schema_enum_index("method.type", method) == METHOD_LORA;
+	int mi = schema_enum_index("method.type", method);
+	bool lora = mi == METHOD_LORA || mi == METHOD_DORA;
 	bool adapter_fmt = strcmp(format, "peft") == 0 || strcmp(format, "gguf-adapter") == 0;
 	if (adapter_fmt && !lora) {
 		rc = diag_set(d, FT_EINVAL, "", 0, 0,
-			      "--format %s needs a LoRA run (this run used method %s); use "
+			      "--format %s needs a LoRA or DoRA run (this run used method %s); use "
 			      "merged-safetensors or merged-gguf", format, method);
 		goto done;
 	}

@@ -155,7 +155,8 @@ static void data_hash(char out[65], const struct data_prepared *p)
 	sha256_final_hex(&s, out);
 }
 
-/* The LoRA adapter in PEFT layout under run_dir/adapter/ (the weights copied to the host). */
+/* The LoRA/DoRA adapter in PEFT layout under run_dir/adapter/ (the weights copied to the
+ * host). */
 static int write_adapter(const struct run_ctx *ctx, struct model *m, const struct model_file *mf,
 			 struct diag *d)
 {
@@ -192,7 +193,8 @@ static int write_adapter(const struct run_ctx *ctx, struct model *m, const struc
 	const struct config_method *cm = &ctx->cfg->method;
 	const struct model_hparams *hp = &mf->hp;
 	struct lora_info info = {.rank = cm->rank, .alpha = cm->alpha, .dropout = cm->dropout,
-				 .rslora = cm->rslora, .targets = mods, .n_targets = n_mods,
+				 .rslora = cm->rslora, .use_dora = cm->type == METHOD_DORA,
+				 .targets = mods, .n_targets = n_mods,
 				 .fan_in_fan_out = hp->arch == ARCH_GPT2,
 				 .base_model = mf->hf_repo ? mf->hf_repo : ctx->cfg->model.base,
 				 .interleaved = hp->rope_style == ROPE_INTERLEAVED,
@@ -394,7 +396,8 @@ int native_engine_run(const struct run_ctx *ctx, const struct ops *ops,
 			 (long long)res.steps_done, method_name(cfg->method.type), res.tokens_per_s,
 			 res.last_loss, res.early_stopped ? ", early-stopped" : "");
 		event(ctx, "info", "train", msg);
-		if (cfg->method.type == METHOD_LORA && (rc = write_adapter(ctx, m, mf, d)) != 0)
+		if ((cfg->method.type == METHOD_LORA || cfg->method.type == METHOD_DORA) &&
+		    (rc = write_adapter(ctx, m, mf, d)) != 0)
 			goto done;
 		if ((rc = write_export_meta(ctx, d)) != 0)
 			goto done;

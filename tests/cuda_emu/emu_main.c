@@ -218,6 +218,41 @@ static void t_elementwise(void)
 		free(hm), free(m), free(v);
 }
 
+/* The PEFT ops: per-column scaling (with accumulation), its column-sum backward (with and
+ * without a weight, odd shapes), DoRA's row norms. */
+static void t_peft(void)
+{
+	const int R = 37, K = 70;
+	size_t n = (size_t)R * K;
+	float *x = rnd(n, 31, 1.0f), *s = rnd(K, 32, 1.0f), *dy = rnd(n, 33, 1.0f);
+	float *w = rnd(K, 34, 1.0f), *mag = rnd(R, 35, 1.0f), *out = rnd(n, 36, 1.0f);
+	float *gx = dev(x, n * 4), *gs = dev(s, K * 4), *gdy = dev(dy, n * 4);
+	float *gw = dev(w, K * 4), *gout = dev(out, n * 4), *gmag = dev(mag, R * 4);
+	C->col_mul(out, x, s, R, K, true);
+	G->col_mul(gout, gx, gs, R, K, true);
+	cmp("col_mul acc", gout, out, n, 1e-7);
+	C->col_mul(out, x, s, R, K, false);
+	G->col_mul(gout, gx, gs, R, K, false);
+	cmp("col_mul", gout, out, n, 0);
+	float ds[70] = {0}, ds2[70] = {0};
+	float *gds = dev(ds, K * 4), *gds2 = dev(ds2, K * 4);
+	C->col_mul_backward(ds, dy, x, w, R, K);
+	G->col_mul_backward(gds, gdy, gx, gw, R, K);
+	cmp("col_mul_backward (weighted)", gds, ds, K, 1e-6);
+	C->col_mul_backward(ds2, dy, x, NULL, R, K);
+	G->col_mul_backward(gds2, gdy, gx, NULL, R, K);
+	cmp("col_mul_backward", gds2, ds2, K, 1e-6);
+	float g[37], inv[37];
+	float *gg = G->alloc(R * 4), *ginv = G->alloc(R * 4);
+	C->dora_scale(g, inv, mag, x, R, K);
+	G->dora_scale(gg, ginv, gmag, gx, R, K);
+	cmp("dora_scale g", gg, g, R, 1e-6);
+	cmp("dora_scale 1/norm", ginv, inv, R, 1e-6);
+	G->free(gx), G->free(gs), G->free(gdy), G->free(gw), G->free(gout), G->free(gmag);
+	G->free(gds), G->free(gds2), G->free(gg), G->free(ginv);
+	free(x), free(s), free(dy), free(w), free(mag), free(out);
+}
+
 static void t_norms(void)
 {
 	int shapes[2][2] = {{7, 70}, {3, 600}};
@@ -580,6 +615,7 @@ int main(int argc, char **argv)
 	t_rope();
 	t_attention();
 	t_embedding_ce();
+	t_peft();
 	check_errors();
 	if (argc > 1 && strcmp(argv[1], "--ops-only") == 0)
 		goto out;

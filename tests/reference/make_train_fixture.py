@@ -79,7 +79,7 @@ if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "optim"
     if what == "optim":
         optim_fixture()
-    elif what not in ("peft-tiny", "peft-smollm2"):
+    elif what not in ("peft-tiny", "peft-smollm2", "peft-tiny-dora"):
         sys.exit("unknown fixture: " + what)
 
 
@@ -224,7 +224,89 @@ def peft_smollm2_fixture():
     print("worst relative grad-norm difference %.3g" % worst)
 
 
+def peft_tiny_dora_fixture():
+    """DoRA (use_dora=True) on the same tiny llama, targets q_proj, v_proj, down_proj,
+    written by tests/unit/test_train_reference.c (FTLAB_WRITE_FIXTURE=dora) into
+    fixtures/train_tiny_dora/: loss and gradients of A, B and the magnitude vector (PEFT
+    detaches the weight norm), five AdamW steps, our exported final adapter loaded by
+    PeftModel.from_pretrained and our merged model loaded by transformers, both
+    reproducing our logits. Made with /work/cache/sptok-env's python (torch, transformers
+    5, peft 0.21; versions recorded in made_by)."""
+    import peft
+    import transformers
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+    d = os.path.join(FIX, "train_tiny_dora")
+    ours = json.load(open(os.path.join(d, "ours.json")))
+    B, T = ours["B"], ours["T"]
+    tok = torch.tensor(ours["tokens"]).view(B, T)
+    tgt = torch.tensor(ours["targets"]).view(B, T)
+    tgt = torch.where(tgt < 0, torch.full_like(tgt, -100), tgt)
+
+    def base(sub):
+        return AutoModelForCausalLM.from_pretrained(os.path.join(d, sub), dtype=torch.float32,
+                                                    attn_implementation="eager")
+
+    def load(adapter, trainable):
+        return PeftModel.from_pretrained(base("model"), os.path.join(d, adapter),
+                                         is_trainable=trainable)
+
+    def loss_of(model):
+        logits = model(input_ids=tok).logits
+        return torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]),
+                                                 tgt.view(-1), ignore_index=-100)
+
+    torch.manual_seed(0)
+    model = load("adapter_init", True)
+    model.train()
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    loss0 = loss_of(model)
+    loss0.backward()
+    grads = {}
+    for n, p in params:
+        # ...q_proj.lora_magnitude_vector.default.weight -> ...q_proj.lora_magnitude_vector
+        key = n.replace("base_model.model.", "", 1).replace(".default", "")
+        key = key.replace("lora_magnitude_vector.weight", "lora_magnitude_vector")
+        grads[key] = p.grad.detach().flatten().tolist()
+    model.zero_grad()
+    opt = torch.optim.AdamW([p for _, p in params], lr=1e-2, betas=(0.9, 0.999), eps=1e-8,
+                            weight_decay=0.01, foreach=False)
+    trace = []
+    for _ in range(5):
+        opt.zero_grad()
+        loss = loss_of(model)
+        trace.append(loss.item())
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
+        opt.step()
+    mine = torch.tensor(ours["logits_after"])
+    final = load("adapter_final", False)
+    final.eval()
+    with torch.no_grad():
+        lg = final(input_ids=tok).logits.flatten()
+    diff = (lg - mine).abs().max().item()
+    merged = base("merged")
+    merged.eval()
+    with torch.no_grad():
+        lm = merged(input_ids=tok).logits.flatten()
+    diff_m = (lm - mine).abs().max().item()
+    ref = {"made_by": "tests/reference/make_train_fixture.py peft-tiny-dora (torch %s, "
+           "transformers %s, peft %s)" % (torch.__version__, transformers.__version__,
+                                          peft.__version__),
+           "loss0": loss0.item(), "grads": grads, "trace": trace,
+           "export_logits_max_abs_diff": diff, "merged_logits_max_abs_diff": diff_m}
+    with open(os.path.join(d, "reference.json"), "w") as f:
+        json.dump(ref, f, indent=1)
+        f.write("\n")
+    print("loss0 ours %.8f peft %.8f" % (ours["loss0"], loss0.item()))
+    print("trace ours", ours["trace"])
+    print("trace peft", trace)
+    print("export logits max abs diff %.3g, merged %.3g" % (diff, diff_m))
+
+
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "peft-tiny":
     peft_tiny_fixture()
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "peft-smollm2":
     peft_smollm2_fixture()
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "peft-tiny-dora":
+    peft_tiny_dora_fixture()

@@ -438,7 +438,7 @@ static void test_enums_match_the_table(void **state)
 	} enums[] = {
 		{"data.format", DATA_CHAT + 1},
 		{"data.on_bad_example", BAD_EXAMPLE_SKIP + 1},
-		{"method.type", METHOD_LORA + 1},
+		{"method.type", METHOD_DORA + 1},
 		{"train.optimizer.type", OPTIMIZER_SGD + 1},
 		{"train.schedule.type", SCHEDULE_COSINE + 1},
 		{"train.precision", PRECISION_BF16 + 1},

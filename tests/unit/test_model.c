@@ -1,7 +1,9 @@
 /* Unit tests for model/: whole-model finite-difference gradient checks on tiny random
  * llama (tied and untied, GQA, qkv biases, both RoPE styles) and GPT-2 models under every
- * method (full, freeze, LoRA with and without dropout, rsLoRA, gradient checkpointing),
- * trainable selection, loss masking and the accumulated-batch loss scale. */
+ * method (full, freeze, LoRA with and without dropout, rsLoRA, gradient checkpointing,
+ * DoRA), trainable selection, loss masking and the accumulated-batch loss scale. DoRA's
+ * norm is detached (a constant to the backward, as in PEFT): its check holds the norms of
+ * the first forward fixed while differencing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +16,7 @@
 #include <string.h>
 
 #include "backends/native/model/model.h"
+#include "backends/native/model/model_internal.h"
 #include "backends/native/ops/ops.h"
 #include "common/rng.h"
 #include "tests/unit/tiny_weights.h"
@@ -74,6 +77,7 @@ static void gradcheck(struct model *m, int V, uint64_t seed)
 	float l0 = loss_at(m, tok, tgt);
 	assert_true(isfinite(l0) && l0 > 0);
 	assert_int_equal(model_backward(m, 0.0f), 0);
+	m->dora_keep_norm = m->dora;
 	size_t checked = 0;
 	double worst = 0;
 	for (size_t i = 0; i < model_n_trainable(m); i++) {
@@ -203,6 +207,145 @@ static void test_llama_lora(void **state)
 	model_free(m);
 	o.grad_checkpointing = true;
 	check_method(mf, &o);
+	model_file_free(mf);
+}
+
+/* DoRA: the magnitude starts at the row norms of W (B = 0, so the model is the base
+ * model); gradients of A, B and the magnitude against finite differences, with dropout,
+ * rsLoRA, on GPT-2's fused c_attn with its bias. */
+static void test_dora(void **state)
+{
+	(void)state;
+	struct model_file *mf = tiny_llama_mf(false, true, ROPE_HALF, 4);
+	const char *tg[] = {"q_proj", "v_proj", "down_proj"};
+	struct model_opts o = base_opts(METHOD_DORA);
+	o.lora_rank = 3;
+	o.lora_alpha = 6;
+	o.targets = tg;
+	o.n_targets = 3;
+	struct diag d;
+	diag_init(&d);
+	struct model *m = NULL, *base = NULL;
+	assert_int_equal(model_create(&m, mf, &o, &d), 0);
+	assert_int_equal(model_n_trainable(m), 3 * 3 * 2);
+	const struct model_param *mag =
+		model_param_find(m, "model.layers.1.self_attn.v_proj.lora_magnitude_vector");
+	assert_non_null(mag);
+	assert_int_equal(mag->shape[0], 8);
+	const struct mf_tensor *w = NULL;
+	for (size_t i = 0; i < mf->n_tensors; i++)
+		if (strcmp(mf->tensors[i].name, "model.layers.1.self_attn.v_proj.weight") == 0)
+			w = &mf->tensors[i];
+	assert_non_null(w);
+	for (int r = 0; r < 8; r++) {
+		double s = 0;
+		for (int c = 0; c < 16; c++)
+			s += (double)w->data[r * 16 + c] * w->data[r * 16 + c];
+		assert_float_equal(mag->data[r], sqrt(s), 1e-5 * sqrt(s));
+	}
+	/* untrained DoRA == the base model */
+	struct model_opts ob = base_opts(METHOD_NONE);
+	assert_int_equal(model_create(&base, mf, &ob, &d), 0);
+	int32_t tok[B * T], tgt[B * T];
+	batch(tok, tgt, 37, 3);
+	float l_dora = loss_at(m, tok, tgt), l_base = loss_at(base, tok, tgt);
+	assert_float_equal(l_dora, l_base, 1e-5 * l_base);
+	model_free(base);
+	gradcheck(m, 37, 17);
+	model_free(m);
+	/* dropout and rsLoRA on every linear of layer 1 */
+	o.all_linear = true;
+	o.rslora = true;
+	o.lora_dropout = 0.25f;
+	o.layers_first = 1;
+	check_method(mf, &o);
+	model_file_free(mf);
+	/* GPT-2: fused c_attn (Conv1D) and biases */
+	mf = tiny_gpt2_mf(5);
+	const char *tg2[] = {"c_attn", "c_proj"};
+	o = base_opts(METHOD_DORA);
+	o.lora_rank = 2;
+	o.lora_alpha = 4;
+	o.targets = tg2;
+	o.n_targets = 2;
+	check_method(mf, &o);
+	o.lora_dropout = 0.1f;
+	check_method(mf, &o);
+	model_file_free(mf);
+}
+
+/* DoRA's loss and trainable gradients under o, after B is set non-zero (so every
+ * gradient is). grads: the concatenation, malloc'ed. */
+static float dora_grads(struct model_file *mf, struct model_opts *o, float **grads, size_t *n)
+{
+	struct diag d;
+	diag_init(&d);
+	struct model *m = NULL;
+	if (model_create(&m, mf, o, &d))
+		fail_msg("%s", d.text);
+	size_t total = 0;
+	for (size_t i = 0; i < model_n_trainable(m); i++) {
+		const struct model_param *p = model_trainable(m, i);
+		total += p->numel;
+		if (strstr(p->name, "lora_B"))
+			for (size_t j = 0; j < p->numel; j++)
+				p->data[j] = 0.05f * (float)((int)((i * 7 + j * 13) % 11) - 5);
+	}
+	int32_t tok[B * T], tgt[B * T];
+	batch(tok, tgt, mf->hp.n_vocab, 21);
+	float loss = loss_at(m, tok, tgt);
+	assert_int_equal(model_backward(m, 0.0f), 0);
+	*grads = malloc(total * sizeof(float));
+	assert_non_null(*grads);
+	size_t off = 0;
+	for (size_t i = 0; i < model_n_trainable(m); i++) {
+		const struct model_param *p = model_trainable(m, i);
+		memcpy(*grads + off, p->grad, p->numel * sizeof(float));
+		off += p->numel;
+	}
+	*n = total;
+	model_free(m);
+	return loss;
+}
+
+/* DoRA with gradient checkpointing (the recomputed forward recomputes the norms) gives
+ * the same loss and gradients; bf16 matmuls stay close to fp32. */
+static void test_dora_checkpointing_bf16(void **state)
+{
+	(void)state;
+	struct model_file *mf = tiny_llama_mf(false, true, ROPE_HALF, 13);
+	const char *tg[] = {"q_proj", "k_proj", "o_proj", "up_proj", "down_proj"};
+	struct model_opts o = base_opts(METHOD_DORA);
+	o.lora_rank = 2;
+	o.lora_alpha = 4;
+	o.lora_dropout = 0.1f;
+	o.targets = tg;
+	o.n_targets = 5;
+	float *g[3];
+	size_t n[3];
+	float l0 = dora_grads(mf, &o, &g[0], &n[0]);
+	o.grad_checkpointing = true;
+	float l1 = dora_grads(mf, &o, &g[1], &n[1]);
+	o.grad_checkpointing = false;
+	o.precision = PRECISION_BF16;
+	float l2 = dora_grads(mf, &o, &g[2], &n[2]);
+	assert_true(l0 == l1);
+	assert_int_equal(n[0], n[1]);
+	double mx = 0, dot = 0, n0 = 0, n2 = 0;
+	for (size_t i = 0; i < n[0]; i++)
+		mx = fmax(mx, fabs(g[0][i]));
+	for (size_t i = 0; i < n[0]; i++) {
+		if (fabs(g[0][i] - g[1][i]) > 1e-6 * mx)
+			fail_msg("gradient %zu: %g without checkpointing, %g with", i, g[0][i],
+				 g[1][i]);
+		dot += (double)g[0][i] * g[2][i];
+		n0 += (double)g[0][i] * g[0][i];
+		n2 += (double)g[2][i] * g[2][i];
+	}
+	assert_float_equal(l2, l0, 2e-2 * l0);
+	assert_true(dot / sqrt(n0 * n2) > 0.99);
+	for (int k = 0; k < 3; k++)
+		free(g[k]);
 	model_file_free(mf);
 }
 
@@ -344,6 +487,8 @@ int main(void)
 		cmocka_unit_test(test_llama_full_untied_bias_interleaved),
 		cmocka_unit_test(test_llama_freeze),
 		cmocka_unit_test(test_llama_lora),
+		cmocka_unit_test(test_dora),
+		cmocka_unit_test(test_dora_checkpointing_bf16),
 		cmocka_unit_test(test_gpt2_methods),
 		cmocka_unit_test(test_loss_mask_and_scale),
 		cmocka_unit_test(test_bf16_close_to_fp32),

@@ -199,9 +199,8 @@ static void test_tiny_model_learns(void **state)
 	model_free(m);
 }
 
-static void test_deterministic_and_resume(void **state)
+static void deterministic_and_resume(enum method_type method)
 {
-	(void)state;
 	char tmpl[] = "/tmp/ftlab-train-XXXXXX";
 	char *dir = ft_strdup(mkdtemp(tmpl));
 	char *ck = path_join(dir, "checkpoint");
@@ -209,16 +208,17 @@ static void test_deterministic_and_resume(void **state)
 	c.checkpoint_every = 4;
 	struct trainer_result res;
 
-	/* Reference: uninterrupted, LoRA with dropout (the mask counter must resume too). */
+	/* Reference: uninterrupted, LoRA (or DoRA) with dropout (the mask counter must resume
+	 * too). */
 	struct rec a = {.stop_at = -1}, b = {.stop_at = -1};
 	struct synth s;
-	struct model *m = make_model(METHOD_LORA, 0.1f, 4);
+	struct model *m = make_model(method, 0.1f, 4);
 	memset(&s, 0, sizeof(s));
 	rng_seed(&s.r, 9, 0);
 	assert_int_equal(run(m, &c, &a, NULL, false, &s, NULL, &res), 0);
 	model_free(m);
 	/* Same seed, same threads: identical trace. */
-	m = make_model(METHOD_LORA, 0.1f, 4);
+	m = make_model(method, 0.1f, 4);
 	rng_seed(&s.r, 9, 0);
 	assert_int_equal(run(m, &c, &b, NULL, false, &s, NULL, &res), 0);
 	model_free(m);
@@ -227,7 +227,7 @@ static void test_deterministic_and_resume(void **state)
 
 	/* Killed after step 7 (between checkpoints): a checkpoint is written on stop. */
 	struct rec k = {.stop_at = 7};
-	m = make_model(METHOD_LORA, 0.1f, 4);
+	m = make_model(method, 0.1f, 4);
 	rng_seed(&s.r, 9, 0);
 	assert_int_equal(run(m, &c, &k, ck, false, &s, NULL, &res), FT_EINTR);
 	assert_int_equal(res.steps_done, 7);
@@ -235,7 +235,7 @@ static void test_deterministic_and_resume(void **state)
 	/* A fresh process: new model from the same file and seed, a data source at its start;
 	 * resume restores weights, moments, data cursor and dropout counter. */
 	struct rec rs = {.stop_at = -1};
-	m = make_model(METHOD_LORA, 0.1f, 4);
+	m = make_model(method, 0.1f, 4);
 	rng_seed(&s.r, 12345, 0); /* deliberately wrong: the cursor must be restored */
 	assert_int_equal(run(m, &c, &rs, ck, true, &s, NULL, &res), 0);
 	assert_int_equal(res.resumed_from, 7);
@@ -248,7 +248,7 @@ static void test_deterministic_and_resume(void **state)
 	model_free(m);
 
 	/* Resume refuses a different config. */
-	m = make_model(METHOD_LORA, 0.1f, 4);
+	m = make_model(method, 0.1f, 4);
 	struct run_sink sink = {.ud = &rs, .metric = rec_metric, .event = rec_event};
 	struct batch_source src = {.ud = &s, .T = SEQ, .next = synth_next, .save = synth_save,
 				   .restore = synth_restore};
@@ -262,6 +262,20 @@ static void test_deterministic_and_resume(void **state)
 	free(ck);
 	assert_int_equal(dir_remove_all(dir), 0);
 	free(dir);
+}
+
+static void test_deterministic_and_resume(void **state)
+{
+	(void)state;
+	deterministic_and_resume(METHOD_LORA);
+}
+
+/* DoRA: the magnitude vectors are trainables like A and B; the norm is recomputed from
+ * the weights at every forward, so nothing else has to be saved. */
+static void test_deterministic_and_resume_dora(void **state)
+{
+	(void)state;
+	deterministic_and_resume(METHOD_DORA);
 }
 
 static void params_copy(struct model *m, float *out, size_t cap)
@@ -383,6 +397,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tiny_model_learns),
 		cmocka_unit_test(test_deterministic_and_resume),
+		cmocka_unit_test(test_deterministic_and_resume_dora),
 		cmocka_unit_test(test_grad_accum_whole_batch_mean),
 		cmocka_unit_test(test_nonfinite_policy),
 		cmocka_unit_test(test_early_stopping),

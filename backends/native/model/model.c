@@ -11,6 +11,7 @@
 
 #include "backends/native/model/model_internal.h"
 #include "backends/native/ops/ops.h"
+#include "backends/native/ops/ops_math.h"
 #include "common/rng.h"
 #include "common/util.h"
 #include "common/banned.h"
@@ -148,15 +149,21 @@ static void make_lin(struct model *m, struct lin *l, const char *module, int out
 		snprintf(nm, sizeof nm, "%s.bias", module);
 		l->b = add_param(m, nm, out, 1, layer);
 	}
-	l->la = l->lb = -1;
-	if (m->o.method == METHOD_LORA && layer_selected(&m->o, layer) &&
-	    lora_targeted(&m->o, module)) {
+	l->la = l->lb = l->mag = -1;
+	if ((m->o.method == METHOD_LORA || m->o.method == METHOD_DORA) &&
+	    layer_selected(&m->o, layer) && lora_targeted(&m->o, module)) {
 		snprintf(nm, sizeof nm, "%s.lora_A.weight", module);
 		l->la = add_param(m, nm, m->lora_r, in, layer);
 		snprintf(nm, sizeof nm, "%s.lora_B.weight", module);
 		l->lb = add_param(m, nm, out, m->lora_r, layer);
 		m->params[l->la].trainable = true;
 		m->params[l->lb].trainable = true;
+		if (m->dora) {
+			/* PEFT's name (the state-dict key without the adapter name) */
+			snprintf(nm, sizeof nm, "%s.lora_magnitude_vector", module);
+			l->mag = add_param(m, nm, out, 1, layer);
+			m->params[l->mag].trainable = true;
+		}
 	}
 }
 
@@ -170,7 +177,7 @@ static void build_table(struct model *m)
 		struct layer *y = &m->layers[l];
 		struct lin *ls[] = {&y->q, &y->k, &y->v, &y->qkv, &y->o, &y->gate, &y->up, &y->down};
 		for (size_t i = 0; i < FT_ARRAY_LEN(ls); i++)
-			ls[i]->w = ls[i]->b = ls[i]->la = ls[i]->lb = -1;
+			ls[i]->w = ls[i]->b = ls[i]->la = ls[i]->lb = ls[i]->mag = -1;
 	}
 	if (hp->arch == ARCH_LLAMA) {
 		m->wte = add_param(m, "model.embed_tokens.weight", V, C, -1);
@@ -300,6 +307,11 @@ static void plan_lin_lora(struct model *m, struct mplan *p, struct lacts *a, con
 		PLAN_F(p, la->xd, N * l->in);
 		mplan_add(p, (void **)&la->mask, N * l->in);
 	}
+	if (l->mag >= 0) {
+		PLAN_F(p, la->z, N * l->out);
+		PLAN_F(p, la->g, l->out);
+		PLAN_F(p, la->inv, l->out);
+	}
 }
 
 void model_plan_layer(struct model *m, struct mplan *p, struct lacts *a, int l, size_t B,
@@ -394,6 +406,12 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 			PLAN_F(&p, g->dlh, N * m->lora_r);
 			PLAN_F(&p, g->dxd, N * maxin);
 		}
+		if (m->dora) {
+			size_t maxout = (size_t)(m->qd > m->kvd ? m->qd : m->kvd);
+			maxout = maxout > maxin ? maxout : maxin;
+			maxout = maxout > 3 * C ? maxout : 3 * C;
+			PLAN_F(&p, g->ddy, N * maxout);
+		}
 	}
 	rc = mplan_alloc(&p, m->ops, &m->act_mem, &m->act_bytes, "activations", d);
 	mplan_free(&p);
@@ -411,6 +429,36 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 }
 
 /* ---- create / free ---- */
+
+/* DoRA's magnitude starts as the row norms of the base weight (B = 0, so W + s B A = W),
+ * as PEFT initialises it. */
+static int init_magnitude(struct model *m, struct mparam *pp, const struct model_file *mf,
+			  struct diag *d)
+{
+	char wn[MODEL_NAME_MAX];
+	const char *suf = strstr(pp->name, ".lora_magnitude_vector");
+	snprintf(wn, sizeof wn, "%.*s.weight", (int)(suf - pp->name), pp->name);
+	const struct mf_tensor *t = find_tensor(mf, wn);
+	size_t rows = (size_t)pp->pub.shape[0];
+	if (!t || t->numel % rows)
+		return diag_set(d, FT_EINVAL, mf->path, 0, 0, "model has no tensor '%s'", wn);
+	size_t cols = t->numel / rows;
+	float *h = malloc(rows * sizeof(float)), *inv = malloc(rows * sizeof(float));
+	if (!h || !inv) {
+		free(h);
+		free(inv);
+		return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+	}
+	for (size_t r = 0; r < rows; r++) {
+		float g;
+		ops_dora_row(&g, &inv[r], 1.0f, t->data + r * cols, (int)cols);
+		h[r] = 1.0f / inv[r];
+	}
+	m->ops->to_device(pp->pub.data, h, rows * sizeof(float));
+	free(h);
+	free(inv);
+	return 0;
+}
 
 int model_create(struct model **out, const struct model_file *mf, const struct model_opts *o,
 		 struct diag *d)
@@ -433,7 +481,8 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 	m->training = o->method != METHOD_NONE;
 	m->qd = hp->n_head * hp->head_dim;
 	m->kvd = hp->n_head_kv * hp->head_dim;
-	if (o->method == METHOD_LORA) {
+	if (o->method == METHOD_LORA || o->method == METHOD_DORA) {
+		m->dora = o->method == METHOD_DORA;
 		if (o->lora_rank <= 0) {
 			rc = diag_set(d, FT_EINVAL, NULL, 0, 0, "LoRA rank must be positive (got %d)",
 				      o->lora_rank);
@@ -487,7 +536,7 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 			goto fail;
 		}
 	}
-	if (o->method == METHOD_LORA) {
+	if (o->method == METHOD_LORA || o->method == METHOD_DORA) {
 		bool any = false;
 		for (size_t i = 0; i < m->n_params; i++)
 			any |= strstr(m->params[i].name, ".lora_A") != NULL;
@@ -523,9 +572,30 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 				h[j] = (2.0f * rng_uniform_f(&r) - 1.0f) * bound;
 			m->ops->to_device(pp->pub.data, h, n * sizeof(float));
 			free(h);
+		} else if (strstr(pp->name, ".lora_magnitude_vector")) {
+			if ((rc = init_magnitude(m, pp, mf, d)) != 0)
+				goto fail;
 		} else if (!strstr(pp->name, ".lora_B")) {
 			const struct mf_tensor *t = find_tensor(mf, pp->name);
 			m->ops->to_device(pp->pub.data, t->data, t->numel * sizeof(float));
+		}
+	}
+	if (m->dora) {
+		/* scratch for W + s B A of the largest DoRA linear */
+		size_t mx = 0;
+		for (int l = 0; l < hp->n_layer; l++) {
+			const struct layer *y = &m->layers[l];
+			const struct lin *ls[] = {&y->q, &y->k,    &y->v,  &y->qkv,
+						  &y->o, &y->gate, &y->up, &y->down};
+			for (size_t i = 0; i < FT_ARRAY_LEN(ls); i++)
+				if (ls[i]->mag >= 0 && (size_t)ls[i]->out * ls[i]->in > mx)
+					mx = (size_t)ls[i]->out * ls[i]->in;
+		}
+		m->dora_w = m->ops->alloc(mx * sizeof(float));
+		if (!m->dora_w) {
+			rc = diag_set(d, FT_ENOMEM, NULL, 0, 0,
+				      "out of memory (%zu bytes of DoRA scratch)", mx * sizeof(float));
+			goto fail;
 		}
 	}
 
@@ -616,6 +686,8 @@ void model_free(struct model *m)
 			m->ops->free(m->act_mem);
 		if (m->inv_freq_dev)
 			m->ops->free(m->inv_freq_dev);
+		if (m->dora_w)
+			m->ops->free(m->dora_w);
 	}
 	free(m->inv_freq);
 	free(m->acts);
@@ -715,6 +787,38 @@ static unsigned wflags(const struct model *m, int idx)
 	return m->mmflags | ((m->mmflags & OPS_BF16) && !pgrad(m, idx) ? OPS_CONST_B : 0u);
 }
 
+/* DoRA's part of lin_forward (see struct lin): y holds x W^T, la->h = xin A^T.
+ * The norm of W + s B A is computed in fp32 whatever the matmul precision. */
+static void dora_forward(struct model *m, const struct lin *l, struct lora_acts *la, float *y,
+			 const float *xin, int N)
+{
+	const struct ops *ops = m->ops;
+	float *w = m->dora_w;
+	if (m->dora_keep_norm) {
+		ops->col_mul(la->g, model_pdata(m, l->mag), la->inv, 1, l->out, false);
+	} else {
+		ops->copy_rows(w, (size_t)l->in, model_pdata(m, l->w), (size_t)l->in, l->out,
+			       l->in);
+		ops->matmul(w, model_pdata(m, l->lb), model_pdata(m, l->la), l->out, l->in,
+			    m->lora_r, 0, m->lora_s, 1.0f);
+		ops->dora_scale(la->g, la->inv, model_pdata(m, l->mag), w, l->out, l->in);
+	}
+	if (la->xd) {
+		/* y = x W^T - xd W^T + g * z, z = xd W^T + s h B^T */
+		ops->matmul(la->z, xin, model_pdata(m, l->w), N, l->out, l->in,
+			    OPS_TB | wflags(m, l->w), 1.0f, 0.0f);
+		ops->axpy(y, -1.0f, la->z, (size_t)N * l->out);
+	} else {
+		/* y = g * z, z = x W^T + s h B^T */
+		ops->copy_rows(la->z, (size_t)l->out, y, (size_t)l->out, N, l->out);
+	}
+	ops->matmul(la->z, la->h, model_pdata(m, l->lb), N, l->out, m->lora_r,
+		    OPS_TB | m->mmflags, m->lora_s, 1.0f);
+	ops->col_mul(y, la->z, la->g, N, l->out, la->xd != NULL);
+	if (l->b >= 0)
+		ops->bias_add(y, model_pdata(m, l->b), N, l->out);
+}
+
 /* y (N, out) = x W^T + b + s B(A drop(x)) */
 static void lin_forward(struct model *m, const struct lin *l, struct lacts *a, float *y,
 			const float *x, int N, int layer, bool dropout)
@@ -722,7 +826,7 @@ static void lin_forward(struct model *m, const struct lin *l, struct lacts *a, f
 	const struct ops *ops = m->ops;
 	ops->matmul(y, x, model_pdata(m, l->w), N, l->out, l->in, OPS_TB | wflags(m, l->w), 1.0f,
 		    0.0f);
-	if (l->b >= 0)
+	if (l->b >= 0 && l->mag < 0) /* DoRA adds the bias after the magnitude */
 		ops->bias_add(y, model_pdata(m, l->b), N, l->out);
 	if (l->la < 0)
 		return;
@@ -736,8 +840,43 @@ static void lin_forward(struct model *m, const struct lin *l, struct lacts *a, f
 	}
 	ops->matmul(la->h, xin, model_pdata(m, l->la), N, m->lora_r, l->in, OPS_TB | m->mmflags,
 		    1.0f, 0.0f);
+	if (l->mag >= 0) {
+		dora_forward(m, l, la, y, xin, N);
+		return;
+	}
 	ops->matmul(y, la->h, model_pdata(m, l->lb), N, l->out, m->lora_r, OPS_TB | m->mmflags,
 		    m->lora_s, 1.0f);
+}
+
+/* DoRA's backward (W frozen; the norm a constant): dmag += inv * colsum(dy * z), and with
+ * dg = g * dy the LoRA backward of dg; dx = dg W + dh A, or under dropout
+ * dx = dy W + drop'(dg W - dy W + dh A). dx as in lin_backward. */
+static void dora_backward(struct model *m, const struct lin *l, struct lora_acts *la, float *dx,
+			  bool acc, const float *dy, const float *xin, int N)
+{
+	const struct ops *ops = m->ops;
+	unsigned f = m->mmflags, wf = wflags(m, l->w);
+	float *dg = m->g.ddy, *dlh = m->g.dlh;
+	const float *w = model_pdata(m, l->w);
+	ops->col_mul_backward(pgrad(m, l->mag), dy, la->z, la->inv, N, l->out);
+	ops->col_mul(dg, dy, la->g, N, l->out, false);
+	ops->matmul(pgrad(m, l->lb), dg, la->h, l->out, m->lora_r, N, OPS_TA | f, m->lora_s, 1.0f);
+	ops->matmul(dlh, dg, model_pdata(m, l->lb), N, m->lora_r, l->out, f, m->lora_s, 0.0f);
+	ops->matmul(pgrad(m, l->la), dlh, xin, m->lora_r, l->in, N, OPS_TA | f, 1.0f, 1.0f);
+	if (!dx)
+		return;
+	const float *la_w = model_pdata(m, l->la);
+	if (la->xd) {
+		ops->matmul(dx, dy, w, N, l->in, l->out, wf, 1.0f, acc ? 1.0f : 0.0f);
+		ops->matmul(m->g.dxd, dg, w, N, l->in, l->out, wf, 1.0f, 0.0f);
+		ops->matmul(m->g.dxd, dy, w, N, l->in, l->out, wf, -1.0f, 1.0f);
+		ops->matmul(m->g.dxd, dlh, la_w, N, l->in, m->lora_r, f, 1.0f, 1.0f);
+		ops->dropout_backward(dx, m->g.dxd, la->mask, (size_t)N * l->in,
+				      m->o.lora_dropout);
+	} else {
+		ops->matmul(dx, dg, w, N, l->in, l->out, wf, 1.0f, acc ? 1.0f : 0.0f);
+		ops->matmul(dx, dlh, la_w, N, l->in, m->lora_r, f, 1.0f, 1.0f);
+	}
 }
 
 /* dx (N, in) = dy W (+= when acc; dx NULL: not needed); dW += dy^T x; db += sum dy;
@@ -753,7 +892,7 @@ static void lin_backward(struct model *m, const struct lin *l, struct lacts *a, 
 	float *db = pgrad(m, l->b);
 	if (db)
 		ops->bias_backward(db, dy, N, l->out);
-	if (dx)
+	if (dx && l->mag < 0)
 		ops->matmul(dx, dy, model_pdata(m, l->w), N, l->in, l->out, wflags(m, l->w), 1.0f,
 			    acc ? 1.0f : 0.0f);
 	if (l->la < 0)
@@ -761,6 +900,10 @@ static void lin_backward(struct model *m, const struct lin *l, struct lacts *a, 
 	struct lora_acts *la = &a->lora[l->slot];
 	const float *xin = la->xd ? la->xd : x;
 	float *dlh = m->g.dlh;
+	if (l->mag >= 0) {
+		dora_backward(m, l, la, dx, acc, dy, xin, N);
+		return;
+	}
 	ops->matmul(pgrad(m, l->lb), dy, la->h, l->out, m->lora_r, N, OPS_TA | f, m->lora_s, 1.0f);
 	ops->matmul(dlh, dy, model_pdata(m, l->lb), N, m->lora_r, l->out, f, m->lora_s, 0.0f);
 	ops->matmul(pgrad(m, l->la), dlh, xin, m->lora_r, l->in, N, OPS_TA | f, 1.0f, 1.0f);

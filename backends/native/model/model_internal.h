@@ -17,9 +17,13 @@ struct mparam {
 };
 
 /* One linear map y = x W^T (+ b) (+ s B(A drop(x))), weight (out, in). For GPT-2's fused
- * c_attn, out = 3C. Indices into the parameter table; -1 when absent. */
+ * c_attn, out = 3C. Indices into the parameter table; -1 when absent. With DoRA (mag, the
+ * magnitude vector (out)): y = g * (x W^T + s B(A x)) + b, g = mag / ||W + s B A|| per
+ * output row with the norm a constant to the backward (PEFT's detached norm); under
+ * dropout the base term W x keeps the undropped input as in PEFT:
+ * y = x W^T + b + g * (xd W^T + s B(A xd)) - xd W^T. */
 struct lin {
-	int w, b, la, lb;
+	int w, b, la, lb, mag;
 	int in, out;
 	int slot; /* index of this linear inside its layer (dropout stream) */
 };
@@ -34,6 +38,8 @@ struct lora_acts {
 	float *h;      /* (N, r) = drop(x) A^T */
 	float *xd;     /* (N, in) dropout output, NULL without dropout */
 	uint8_t *mask; /* (N, in) */
+	float *z;      /* DoRA: (N, out) = xd W^T + s B(A xd), before the magnitude */
+	float *g, *inv; /* DoRA: (out) mag / norm and 1 / norm of this forward */
 };
 
 #define LIN_SLOTS 8
@@ -59,6 +65,7 @@ struct gacts {
 	float *dq, *dk, *dv, *datty, *dqkv;
 	float *dgate, *dup, *dh;   /* (N, F) */
 	float *dlh;                /* (N, r) LoRA */
+	float *ddy;                /* (N, max out) DoRA: g * dy */
 	float *dxd;                /* (N, max in) LoRA dropout */
 };
 
@@ -72,6 +79,10 @@ struct model {
 	int qd;               /* n_head * head_dim */
 	float lora_s;
 	int lora_r;
+	bool dora;
+	float *dora_w;        /* DoRA: (max out*in) scratch for W + s B A */
+	bool dora_keep_norm;  /* tests only: reuse each layer's last 1/norm (g = mag/norm is
+			       * recomputed), so finite differences see the detached norm */
 
 	struct mparam *params;
 	size_t n_params;

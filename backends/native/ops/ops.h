@@ -138,6 +138,18 @@ struct ops {
 	 * element-wise ops_adamw_elem on both backends. */
 	void (*adamw)(float *p, const float *g, float *m, float *v, size_t n,
 		      const struct ops_adamw_hp *h);
+
+	/* ---- PEFT methods beyond LoRA: DoRA, IA3 ---- */
+	/* out[r, c] = x[r, c] * s[c], plus out[r, c] when acc (out may be x). */
+	void (*col_mul)(float *out, const float *x, const float *s, int rows, int cols,
+			bool acc);
+	/* ds[c] += w[c] * sum over r of dout[r, c] * x[r, c] (w NULL: 1), rows in order. */
+	void (*col_mul_backward)(float *ds, const float *dout, const float *x, const float *w,
+				 int rows, int cols);
+	/* DoRA, per row r of w (rows, cols): n = ||w[r, :]||_2 summed in double,
+	 * inv_norm[r] = 1/n, g[r] = m[r]/n. */
+	void (*dora_scale)(float *g, float *inv_norm, const float *m, const float *w, int rows,
+			   int cols);
 };
 
 /* The CPU backend (always available). */

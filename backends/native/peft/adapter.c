@@ -69,10 +69,17 @@ bool lora_module_name(char *buf, size_t n, const char *name)
 	return true;
 }
 
-/* n_head for the rows of this tensor's output when it is a q/k lora_B, else 0. */
+static bool is_magnitude(const char *name)
+{
+	const char *p = strstr(name, ".lora_magnitude_vector");
+	return p && p[22] == 0;
+}
+
+/* n_head for the rows of this tensor's output when it is a q/k lora_B or DoRA magnitude,
+ * else 0. */
 static int qk_heads(const char *name, const struct lora_info *info)
 {
-	if (!strstr(name, ".lora_B."))
+	if (!strstr(name, ".lora_B.") && !is_magnitude(name))
 		return 0;
 	char mod[64];
 	if (!lora_module_name(mod, sizeof(mod), name))
@@ -115,6 +122,7 @@ static json_t *config_json(const struct lora_info *info)
 	json_object_set_new(j, "lora_alpha", json_real(info->alpha));
 	json_object_set_new(j, "lora_dropout", json_real(info->dropout));
 	json_object_set_new(j, "use_rslora", json_boolean(info->rslora));
+	json_object_set_new(j, "use_dora", json_boolean(info->use_dora));
 	json_t *tm = json_array();
 	for (size_t i = 0; i < info->n_targets; i++)
 		json_array_append_new(tm, json_string(info->targets[i]));
@@ -153,8 +161,9 @@ int adapter_write_peft(const char *dir, const struct lora_tensor *t, size_t n,
 		names[i] = strbuf_detach(&b);
 		if ((rc = reorder_copy(&copies[i], &t[i], info, false, d)) != 0)
 			goto done;
-		st[i] = (struct st_tensor){.name = names[i], .dtype = "F32", .ndim = 2,
-					   .shape = {t[i].rows, t[i].cols},
+		bool vec = is_magnitude(t[i].name) && t[i].cols == 1;
+		st[i] = (struct st_tensor){.name = names[i], .dtype = "F32", .ndim = vec ? 1 : 2,
+					   .shape = {t[i].rows, vec ? 0 : t[i].cols},
 					   .data = copies[i] ? copies[i] : t[i].data,
 					   .nbytes = (size_t)t[i].rows * (size_t)t[i].cols * 4};
 	}
@@ -221,6 +230,12 @@ int adapter_write_gguf(const char *path, const struct lora_tensor *t, size_t n,
 	int rc = gguf_out_create(&g);
 	if (rc || !copies) {
 		rc = diag_set(d, FT_ENOMEM, path, 0, 0, "out of memory");
+		goto done;
+	}
+	if (info->use_dora) {
+		rc = diag_set(d, FT_EINVAL, path, 0, 0,
+			      "a DoRA adapter cannot be written as a llama.cpp LoRA adapter (it has "
+			      "no magnitude vectors); export merged-gguf instead");
 		goto done;
 	}
 	gguf_out_str(g, "general.architecture", "llama");
@@ -313,6 +328,7 @@ static int read_config(struct lora_info *info, const char *path, struct diag *d)
 	info->alpha = json_number_value(al);
 	info->dropout = json_number_value(json_object_get(j, "lora_dropout"));
 	info->rslora = json_is_true(json_object_get(j, "use_rslora"));
+	info->use_dora = json_is_true(json_object_get(j, "use_dora"));
 	info->fan_in_fan_out = json_is_true(json_object_get(j, "fan_in_fan_out"));
 	json_t *tm = json_object_get(j, "target_modules");
 	if (json_is_array(tm)) {
@@ -406,14 +422,23 @@ int adapter_read_peft(struct lora_adapter **out, const char *dir, bool want_inte
 				      "tensor '%s': dtype must be F32, F16 or BF16", key);
 			goto done;
 		}
-		if (!json_is_array(shape) || json_array_size(shape) != 2 || !json_is_array(offs) ||
-		    json_array_size(offs) != 2) {
+		/* DoRA's magnitude is 1-D, every other tensor 2-D */
+		size_t want_dims = is_magnitude(key) ? 1 : 2;
+		if (!json_is_array(shape) || json_array_size(shape) != want_dims ||
+		    !json_is_array(offs) || json_array_size(offs) != 2) {
 			rc = diag_set(d, FT_EINVAL, stp, 0, 0,
-				      "tensor '%s': expected a 2-D shape and data_offsets", key);
+				      "tensor '%s': expected a %zu-D shape and data_offsets", key,
+				      want_dims);
+			goto done;
+		}
+		if (want_dims == 1 && !a->info.use_dora) {
+			rc = diag_set(d, FT_EINVAL, stp, 0, 0,
+				      "tensor '%s' is a DoRA magnitude but adapter_config.json has "
+				      "no use_dora: true", key);
 			goto done;
 		}
 		json_int_t r = json_integer_value(json_array_get(shape, 0));
-		json_int_t c = json_integer_value(json_array_get(shape, 1));
+		json_int_t c = want_dims == 1 ? 1 : json_integer_value(json_array_get(shape, 1));
 		json_int_t lo = json_integer_value(json_array_get(offs, 0));
 		json_int_t hi = json_integer_value(json_array_get(offs, 1));
 		size_t numel, bytes;
@@ -459,7 +484,7 @@ int adapter_read_peft(struct lora_adapter **out, const char *dir, bool want_inte
 		}
 		/* Rank must match the config; A is (r, in), B is (out, r). */
 		bool is_a = strstr(t->name, ".lora_A.") != NULL;
-		if ((is_a ? r : c) != a->info.rank) {
+		if (want_dims == 2 && (is_a ? r : c) != a->info.rank) {
 			rc = diag_set(d, FT_EINVAL, stp, 0, 0,
 				      "tensor '%s' has rank %lld but adapter_config.json says r=%d",
 				      key, (long long)(is_a ? r : c), a->info.rank);

@@ -14,7 +14,8 @@
 #include "common/diag.h"
 
 /* One LoRA matrix with its model-level name ("model.layers.0.self_attn.q_proj.lora_A.weight",
- * "transformer.h.0.attn.c_attn.lora_B.weight"), row-major (rows, cols). */
+ * "transformer.h.0.attn.c_attn.lora_B.weight"), row-major (rows, cols). DoRA's magnitude
+ * vectors ("...q_proj.lora_magnitude_vector") are (out, 1) here and 1-D on disk. */
 struct lora_tensor {
 	char *name;
 	float *data;
@@ -25,6 +26,7 @@ struct lora_info {
 	int rank;
 	double alpha, dropout;
 	bool rslora;
+	bool use_dora;           /* DoRA: "<module>.lora_magnitude_vector" (out) per module */
 	char **targets;          /* module names, e.g. "q_proj" (owned by the caller on write) */
 	size_t n_targets;
 	bool fan_in_fan_out;     /* GPT-2 Conv1D bases */
@@ -42,7 +44,8 @@ int adapter_write_peft(const char *dir, const struct lora_tensor *t, size_t n,
 
 /* Writes a llama.cpp LoRA adapter GGUF (general.type "adapter", adapter.type "lora",
  * adapter.lora.alpha; tensors "blk.N.attn_q.weight.lora_a" ne {in, r} and ".lora_b"
- * ne {r, out}), with q/k rows in llama.cpp's interleaved order. Llama family only. */
+ * ne {r, out}), with q/k rows in llama.cpp's interleaved order. Llama family only; a DoRA
+ * adapter is refused (llama.cpp's adapters have no magnitude). */
 int adapter_write_gguf(const char *path, const struct lora_tensor *t, size_t n,
 		       const struct lora_info *info, struct diag *d) FT_WUR;
 

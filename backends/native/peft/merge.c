@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/native/ops/ops_math.h"
 #include "backends/native/peft/adapter.h"
 #include "backends/native/peft/gguf_write.h"
 #include "backends/native/peft/st_write.h"
@@ -52,6 +53,19 @@ int merge_lora(struct model_file *mf, const struct lora_adapter *a, struct diag 
 					"(missing lora_B, missing weight or different shape)",
 					wname);
 		const int64_t out = B->rows, r = A->rows, inn = A->cols;
+		const struct lora_tensor *M = NULL;
+		if (in->use_dora) {
+			char mname[512];
+			snprintf(mname, sizeof(mname), "%.*s.lora_magnitude_vector", (int)base_len,
+				 A->name);
+			for (size_t k = 0; k < a->n; k++)
+				if (strcmp(a->t[k].name, mname) == 0)
+					M = &a->t[k];
+			if (!M || M->rows != out || M->cols != 1)
+				return diag_set(d, FT_EINVAL, "", 0, 0,
+						"DoRA adapter module %s has no magnitude vector of %lld "
+						"rows", wname, (long long)out);
+		}
 #pragma omp parallel for schedule(static)
 		for (int64_t o = 0; o < out; o++) {
 			float *w = W->data + (size_t)o * (size_t)inn;
@@ -60,6 +74,13 @@ int merge_lora(struct model_file *mf, const struct lora_adapter *a, struct diag 
 				const float *ar = A->data + (size_t)k * (size_t)inn;
 				for (int64_t j = 0; j < inn; j++)
 					w[j] += b * ar[j];
+			}
+			if (M) {
+				/* DoRA: W' = mag / ||W + s B A|| (W + s B A), per output row */
+				float g, inv;
+				ops_dora_row(&g, &inv, M->data[o], w, (int)inn);
+				for (int64_t j = 0; j < inn; j++)
+					w[j] *= g;
 			}
 		}
 	}

@@ -649,6 +649,9 @@ static const struct ops cpu_ops = {
 	.sumsq = cpu_sumsq,
 	.sumsq_chunk = 16384,
 	.adamw = cpu_adamw,
+	.col_mul = ops_cpu_col_mul,
+	.col_mul_backward = ops_cpu_col_mul_backward,
+	.dora_scale = ops_cpu_dora_scale,
 };
 
 const struct ops *ops_cpu(void)

@@ -984,6 +984,61 @@ static void cu_attention_backward(float *dq, float *dk, float *dv, const float *
 	       dk, dv, stats, dout, att, q, k, v, b, t, nh, nkv, hd, scale);
 }
 
+/* ---- PEFT methods: per-column scaling, DoRA's row norms ---- */
+
+__global__ static void k_col_mul(float *out, const float *x, const float *s, size_t n, int cols,
+				 bool acc)
+{
+	GRID_STRIDE(i, n)
+	{
+		float v = x[i] * s[i % (size_t)cols];
+		out[i] = acc ? out[i] + v : v;
+	}
+}
+
+/* One thread per column; the rows in order (the CPU's order). */
+__global__ static void k_col_mul_bwd(float *ds, const float *dout, const float *x,
+				     const float *w, int rows, int cols)
+{
+	GRID_STRIDE(c, (size_t)cols)
+	{
+		float acc = 0.0f;
+		for (int r = 0; r < rows; r++)
+			acc += dout[(size_t)r * cols + c] * x[(size_t)r * cols + c];
+		ds[c] += w ? w[c] * acc : acc;
+	}
+}
+
+__global__ static void k_dora_scale(float *g, float *inv_norm, const float *m, const float *w,
+				    int rows, int cols)
+{
+	GRID_STRIDE(r, (size_t)rows)
+	ops_dora_row(&g[r], &inv_norm[r], m[r], w + r * (size_t)cols, cols);
+}
+
+static void cu_col_mul(float *out, const float *x, const float *s, int rows, int cols, bool acc)
+{
+	size_t n = (size_t)rows * (size_t)cols;
+	if (n)
+		LAUNCH(k_col_mul, blocks_for(n, 256), 256, out, x, s, n, cols, acc);
+}
+
+static void cu_col_mul_backward(float *ds, const float *dout, const float *x, const float *w,
+				int rows, int cols)
+{
+	if (rows > 0 && cols > 0)
+		LAUNCH(k_col_mul_bwd, blocks_for((size_t)cols, 128), 128, ds, dout, x, w, rows,
+		       cols);
+}
+
+static void cu_dora_scale(float *g, float *inv_norm, const float *m, const float *w, int rows,
+			  int cols)
+{
+	if (rows > 0)
+		LAUNCH(k_dora_scale, blocks_for((size_t)rows, 128), 128, g, inv_norm, m, w, rows,
+		       cols);
+}
+
 /* ---- activations ---- */
 
 __global__ static void k_swiglu_fwd(float *out, const float *gate, const float *up, size_t n)
@@ -1249,6 +1304,9 @@ static void fill_table(void)
 	g_ops.sumsq = cu_sumsq;
 	g_ops.sumsq_chunk = 0;
 	g_ops.adamw = cu_adamw;
+	g_ops.col_mul = cu_col_mul;
+	g_ops.col_mul_backward = cu_col_mul_backward;
+	g_ops.dora_scale = cu_dora_scale;
 }
 
 extern "C" int ops_cuda_impl_probe(struct ops_cuda_device *out, int index, char *why,
