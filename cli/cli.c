@@ -20,9 +20,10 @@ const struct cli_command cli_commands[] = {
 	 "usage: ftlab plan EXP.yaml [-s KEY=VALUE]... [--max-runs N] [--json]\n"
 	 "\n"
 	 "Prints one row per run: index, run id, status in the store and swept values.\n"
-	 "Sweeps of more than 10000 runs are refused unless --max-runs raises the limit.\n"
-	 "--json prints {experiment, spec_hash, runs: [{index, run_id, identity, status,\n"
-	 "params}]}.\n",
+	 "A bayes sweep has no fixed plan: it says so and lists the points it has handed\n"
+	 "out so far. Sweeps of more than 10000 runs are refused unless --max-runs raises\n"
+	 "the limit. --json prints {experiment, spec_hash, adaptive, budget, runs: [{index,\n"
+	 "run_id, identity, status, params}]}.\n",
 	 cmd_plan},
 	{"run", "run an experiment: train and evaluate every sweep point",
 	 "usage: ftlab run EXP.yaml [-s KEY=VALUE]... [--only RUN] [--force] [--resume]\n"
@@ -30,13 +31,17 @@ const struct cli_command cli_commands[] = {
 	 "                 [--max-runs N]\n"
 	 "\n"
 	 "Expands the sweep and runs every point that is not already finished at the same\n"
-	 "clean git commit (those are reused as 'cached'). Records config, metrics, results,\n"
-	 "predictions and provenance in the workspace's store and runs/<run-id>/.\n"
+	 "clean git commit (those are reused as 'cached'); a bayes sweep chooses each point\n"
+	 "from the results before it, and early_terminate stops runs that fall behind\n"
+	 "(status stopped). Records config, metrics, results, predictions and provenance in\n"
+	 "the workspace's store and runs/<run-id>/.\n"
 	 "\n"
-	 "  --only RUN         run only the point with this run id (prefix, 4+ hex digits)\n"
+	 "  --only RUN         run only the point with this run id (prefix, 4+ hex digits;\n"
+	 "                     not for bayes sweeps)\n"
 	 "  --force            run again even when an identical finished run exists\n"
 	 "  --resume           continue killed and crashed runs from their checkpoints\n"
-	 "  --jobs N           run N points at a time in worker processes\n"
+	 "  --jobs N           run N points at a time in worker processes (this process\n"
+	 "                     still makes every sweep decision)\n"
 	 "  --backend B        override backend.type (cpu, cuda or exec)\n"
 	 "  --require-clean    refuse to run from a git tree with uncommitted changes\n"
 	 "  --max-runs N       allow sweeps larger than 10000 runs\n"
@@ -48,7 +53,8 @@ const struct cli_command cli_commands[] = {
 	 "usage: ftlab ls [EXPERIMENT] [--status S] [--json]\n"
 	 "\n"
 	 "One row per run: id, experiment, status (queued, running, finished, failed,\n"
-	 "killed, crashed), progress, swept values, tuned results, start and duration.\n",
+	 "killed, crashed, stopped), progress, swept values, tuned results, start and\n"
+	 "duration.\n",
 	 cmd_ls},
 	{"show", "show one run: config, provenance, metrics, artifacts",
 	 "usage: ftlab show RUN [--json]\n"

@@ -20,17 +20,19 @@ int cmd_check(const struct cli *cli, int argc, char **argv)
 		return status;
 	const struct config *c = experiment_config(e);
 	if (cli->json) {
-		printf("{\"experiment\":\"%s\",\"runs\":%zu,\"spec_hash\":\"%s\","
+		printf("{\"experiment\":\"%s\",\"runs\":%zu,\"adaptive\":%s,\"spec_hash\":\"%s\","
 		       "\"config_hash\":\"%s\",\"config\":%s,\"spec\":%s}\n",
-		       experiment_name(e), plan->n, experiment_spec_hash(e), c->config_hash,
-		       c->canonical_json, experiment_spec_json(e));
+		       experiment_name(e), plan->budget, plan->adaptive ? "true" : "false",
+		       experiment_spec_hash(e), c->config_hash, c->canonical_json,
+		       experiment_spec_json(e));
 	} else {
 		if (experiment_write_yaml(stdout, e) != 0) {
 			fputs("ftlab: error: cannot write the resolved config\n", stderr);
 			status = 1;
 			goto done;
 		}
-		printf("# %zu run%s\n", plan->n, plan->n == 1 ? "" : "s");
+		printf("# %zu run%s%s\n", plan->budget, plan->budget == 1 ? "" : "s",
+		       plan->adaptive ? " (bayes: each chosen from the results so far)" : "");
 	}
 done:
 	sweep_plan_free(plan);

@@ -16,6 +16,7 @@
 #include "runner/identity.h"
 #include "store/store.h"
 #include "runner/sweep.h"
+#include "runner/sweep_ctl.h"
 #include "schema/schema.h"
 #include "common/banned.h"
 
@@ -111,10 +112,40 @@ static int parse(struct ci_args *a, int argc, char **argv)
 	return 0;
 }
 
+/* The run ids of the points a bayes sweep handed out, from the store. */
+static int adaptive_ids(char ***out_ids, size_t *out_n, const struct experiment *e,
+			const char *workspace, struct diag *d)
+{
+	struct sweep_ctl *ctl = NULL;
+	struct store *s = NULL;
+	struct store_sweep_point_list *pl = NULL;
+	int rc = sweep_ctl_create(&ctl, e, 0, d);
+	if (!rc)
+		rc = store_open(&s, workspace, false, d);
+	if (!rc)
+		rc = store_sweep_points(s, &pl, sweep_ctl_key(ctl), NULL, d);
+	char **ids = NULL;
+	if (!rc && !(ids = calloc(pl->n ? pl->n : 1, sizeof(char *))))
+		rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+	for (size_t i = 0; !rc && ids && i < pl->n; i++) {
+		ids[i] = ft_strdup(pl->items[i].run);
+		if (!ids[i])
+			rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+		else
+			(*out_n)++;
+	}
+	*out_ids = ids;
+	store_sweep_point_list_free(pl);
+	store_close(s);
+	sweep_ctl_free(ctl);
+	return rc;
+}
+
 /* The run ids of the experiment's current sweep plan (the runs `ftlab run` just did or
  * reused), so runs of earlier sweep definitions stay out of the gates. *out_ids is a
  * NULL-free array of n strings; free each and the array. */
-static int plan_ids(char ***out_ids, size_t *out_n, const struct experiment *e, struct diag *d)
+static int plan_ids(char ***out_ids, size_t *out_n, const struct experiment *e,
+		    const char *workspace, struct diag *d)
 {
 	struct sweep_plan *plan = NULL;
 	*out_ids = NULL;
@@ -122,6 +153,11 @@ static int plan_ids(char ***out_ids, size_t *out_n, const struct experiment *e, 
 	int rc = sweep_expand(&plan, e, 0, d);
 	if (rc)
 		return rc;
+	if (plan->adaptive) {
+		/* A bayes sweep: the runs of the points it handed out (the store keeps them). */
+		sweep_plan_free(plan);
+		return adaptive_ids(out_ids, out_n, e, workspace, d);
+	}
 	char **ids = calloc(plan->n ? plan->n : 1, sizeof(char *));
 	if (!ids) {
 		sweep_plan_free(plan);
@@ -215,7 +251,7 @@ int cmd_ci(const struct cli *cli, int argc, char **argv)
 		if (run_status == 2 || run_status == 130)
 			goto done;
 	}
-	rc = plan_ids(&ids, &n_ids, e, &d);
+	rc = plan_ids(&ids, &n_ids, e, cli->workspace, &d);
 	if (!rc)
 		rc = store_open(&s, cli->workspace, false, &d);
 	if (!rc)
@@ -239,7 +275,8 @@ int cmd_ci(const struct cli *cli, int argc, char **argv)
 	size_t n_fail, n_error, runs_failed = 0;
 	gates_count(res, cfg->n_gates, &n_fail, &n_error);
 	for (size_t i = 0; i < r->n_runs; i++)
-		runs_failed += !report_run_ok(&r->runs[i]) && strcmp(r->runs[i].status, "queued") != 0;
+		runs_failed += !report_run_ok(&r->runs[i]) && strcmp(r->runs[i].status, "queued") != 0 &&
+			       strcmp(r->runs[i].status, "stopped") != 0;
 	if (a.junit)
 		rc = gates_write_junit(a.junit, r, res, cfg->n_gates, time_monotonic() - t0, &d);
 	if (!rc && a.markdown)

@@ -13,7 +13,7 @@
 #include "common/banned.h"
 
 static const char *const statuses[] = {"queued", "running", "finished", "failed",
-				       "killed", "crashed", "cached",  NULL};
+				       "killed", "crashed", "cached", "stopped", NULL};
 
 static json_t *results_json(const struct store_result_list *l)
 {
@@ -78,7 +78,7 @@ int cmd_ls(const struct cli *cli, int argc, char **argv)
 		if (!ok) {
 			const char *near = nearest_word(status, statuses, FT_ARRAY_LEN(statuses) - 1);
 			fprintf(stderr, "ftlab ls: error: unknown status '%s' (expected queued, running, "
-					"finished, failed, killed, crashed or cached)\n", status);
+					"finished, failed, killed, crashed, cached or stopped)\n", status);
 			if (near)
 				fprintf(stderr, "note: did you mean '%s'?\n", near);
 			return 2;

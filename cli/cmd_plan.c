@@ -1,5 +1,6 @@
 /* cmd_plan: `ftlab plan EXP.yaml [-s K=V]... [--max-runs N] [--json]`: one row per run of
- * the sweep: index, run id, status in the store (plan_lookup_status) and swept values. */
+ * the sweep: index, run id, status in the store (plan_lookup_status) and swept values. A
+ * bayes sweep has no fixed plan: it says so and lists the points it handed out so far. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,16 +10,18 @@
 #include "runner/identity.h"
 #include "runner/plan.h"
 #include "runner/sweep.h"
+#include "runner/sweep_ctl.h"
+#include "store/store.h"
 #include "schema/node.h"
 #include "schema/schema.h"
 #include "common/banned.h"
 
 /* Prints the plan as a table: columns sized to their widest cell. */
-static void print_table(const struct experiment *e, const struct sweep_plan *plan,
-			char (*ids)[13], const char **status, struct node **params)
+static void print_table(size_t n, const size_t *index, char (*ids)[13], const char **status,
+			struct node **params)
 {
 	/* Column names: the swept paths of the first point (every point has the same). */
-	const struct node *p0 = plan->n ? params[0] : NULL;
+	const struct node *p0 = n ? params[0] : NULL;
 	size_t ncol = p0 ? p0->n : 0;
 	size_t w[66];
 	w[0] = strlen("#");
@@ -27,8 +30,8 @@ static void print_table(const struct experiment *e, const struct sweep_plan *pla
 	for (size_t c = 0; c < ncol && c < 63; c++)
 		w[3 + c] = strlen(p0->items[c]->key);
 	char buf[64];
-	for (size_t i = 0; i < plan->n; i++) {
-		size_t l = (size_t)snprintf(buf, sizeof buf, "%zu", i);
+	for (size_t i = 0; i < n; i++) {
+		size_t l = (size_t)snprintf(buf, sizeof buf, "%zu", index[i]);
 		if (l > w[0])
 			w[0] = l;
 		if (strlen(status[i]) > w[2])
@@ -40,8 +43,6 @@ static void print_table(const struct experiment *e, const struct sweep_plan *pla
 				w[3 + c] = vl;
 		}
 	}
-	printf("experiment %s: %zu run%s (spec %.12s)\n", experiment_name(e), plan->n,
-	       plan->n == 1 ? "" : "s", experiment_spec_hash(e));
 	/* The last column is not padded (no trailing blanks). */
 	size_t last = ncol < 63 ? ncol : 63;
 	printf("%*s  %-*s  %-*s", (int)w[0], "#", (int)w[1], "run", last ? (int)w[2] : 0,
@@ -49,9 +50,9 @@ static void print_table(const struct experiment *e, const struct sweep_plan *pla
 	for (size_t c = 0; c < last; c++)
 		printf("  %-*s", c + 1 < last ? (int)w[3 + c] : 0, p0->items[c]->key);
 	printf("\n");
-	for (size_t i = 0; i < plan->n; i++) {
-		printf("%*zu  %-*s  %-*s", (int)w[0], i, (int)w[1], ids[i], last ? (int)w[2] : 0,
-		       status[i]);
+	for (size_t i = 0; i < n; i++) {
+		printf("%*zu  %-*s  %-*s", (int)w[0], index[i], (int)w[1], ids[i],
+		       last ? (int)w[2] : 0, status[i]);
 		for (size_t c = 0; c < last && c < params[i]->n; c++) {
 			const struct node *v = params[i]->items[c];
 			printf("  %-*s", c + 1 < last ? (int)w[3 + c] : 0,
@@ -59,6 +60,26 @@ static void print_table(const struct experiment *e, const struct sweep_plan *pla
 		}
 		printf("\n");
 	}
+}
+
+/* The points an adaptive sweep handed out so far, from the store (none without one). */
+static int known_points(struct store_sweep_point_list **out, const struct cli *cli,
+			const struct experiment *e, struct diag *d)
+{
+	*out = NULL;
+	struct sweep_ctl *ctl = NULL;
+	int rc = sweep_ctl_create(&ctl, e, 0, d);
+	char *db = rc ? NULL : path_join(cli->workspace, "ftlab.db");
+	if (!rc && db && path_exists(db)) {
+		struct store *s = NULL;
+		rc = store_open(&s, cli->workspace, false, d);
+		if (!rc)
+			rc = store_sweep_points(s, out, sweep_ctl_key(ctl), NULL, d);
+		store_close(s);
+	}
+	free(db);
+	sweep_ctl_free(ctl);
+	return rc;
 }
 
 int cmd_plan(const struct cli *cli, int argc, char **argv)
@@ -70,49 +91,104 @@ int cmd_plan(const struct cli *cli, int argc, char **argv)
 		return exit_status;
 	struct diag d;
 	diag_init(&d);
+	struct store_sweep_point_list *known = NULL;
 	char (*ids)[13] = NULL;
 	char (*idents)[65] = NULL;
-	const char **status = NULL;
+	const char **status = NULL, **pjs = NULL;
+	size_t *index = NULL;
 	struct node **params = NULL;
-	ids = calloc(plan->n, sizeof *ids);
-	idents = calloc(plan->n, sizeof *idents);
-	status = calloc(plan->n, sizeof *status);
-	params = calloc(plan->n, sizeof *params);
-	if (!ids || !idents || !status || !params) {
-		fprintf(stderr, "ftlab: error: out of memory for %zu runs\n", plan->n);
-		exit_status = 1;
-		goto done;
-	}
-	for (size_t i = 0; i < plan->n; i++) {
-		const struct sweep_point *pt = &plan->points[i];
-		if (run_identity(idents[i], pt->cfg, &d) != 0 ||
-		    plan_lookup_status(&status[i], cli->workspace, experiment_name(e), idents[i], &d) != 0 ||
-		    yaml_parse_nodes(&params[i], pt->params_json, strlen(pt->params_json), NULL,
-				     NULL, "sweep parameters", &d) != 0) {
+	size_t n = plan->n;
+	if (plan->adaptive) {
+		if (known_points(&known, cli, e, &d) != 0) {
 			exit_status = cli_fail(&d);
 			goto done;
 		}
-		run_id_from_identity(ids[i], idents[i]);
+		n = known ? known->n : 0;
+	}
+	ids = calloc(n + 1, sizeof *ids);
+	idents = calloc(n + 1, sizeof *idents);
+	status = calloc(n + 1, sizeof *status);
+	pjs = calloc(n + 1, sizeof *pjs);
+	index = calloc(n + 1, sizeof *index);
+	params = calloc(n + 1, sizeof *params);
+	if (!ids || !idents || !status || !pjs || !index || !params) {
+		fprintf(stderr, "ftlab: error: out of memory for %zu runs\n", n);
+		exit_status = 1;
+		goto done;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (plan->adaptive) {
+			/* A recorded point: its run's identity and status, if it was claimed. */
+			const struct store_sweep_point *kp = &known->items[i];
+			index[i] = (size_t)kp->sweep_index;
+			pjs[i] = kp->params_json;
+			snprintf(ids[i], sizeof ids[i], "%s", kp->run);
+			status[i] = "new";
+			struct store *s = NULL;
+			struct store_run *row = NULL;
+			struct diag q;
+			diag_init(&q);
+			if (store_open(&s, cli->workspace, false, &q) == 0 &&
+			    store_run_get(s, &row, kp->run, &q) == 0) {
+				snprintf(idents[i], sizeof idents[i], "%s", row->identity);
+				if (plan_lookup_status(&status[i], cli->workspace, experiment_name(e),
+						       row->identity, &d) != 0) {
+					store_run_free(row);
+					store_close(s);
+					exit_status = cli_fail(&d);
+					goto done;
+				}
+			}
+			store_run_free(row);
+			store_close(s);
+		} else {
+			const struct sweep_point *pt = &plan->points[i];
+			index[i] = i;
+			pjs[i] = pt->params_json;
+			if (run_identity(idents[i], pt->cfg, &d) != 0 ||
+			    plan_lookup_status(&status[i], cli->workspace, experiment_name(e),
+					       idents[i], &d) != 0) {
+				exit_status = cli_fail(&d);
+				goto done;
+			}
+			run_id_from_identity(ids[i], idents[i]);
+		}
+		if (yaml_parse_nodes(&params[i], pjs[i], strlen(pjs[i]), NULL, NULL,
+				     "sweep parameters", &d) != 0) {
+			exit_status = cli_fail(&d);
+			goto done;
+		}
 	}
 	if (cli->json) {
-		printf("{\"experiment\":\"%s\",\"spec_hash\":\"%s\",\"runs\":[", experiment_name(e),
-		       experiment_spec_hash(e));
-		for (size_t i = 0; i < plan->n; i++)
+		printf("{\"experiment\":\"%s\",\"spec_hash\":\"%s\",\"adaptive\":%s,"
+		       "\"budget\":%zu,\"runs\":[", experiment_name(e), experiment_spec_hash(e),
+		       plan->adaptive ? "true" : "false", plan->budget);
+		for (size_t i = 0; i < n; i++)
 			printf("%s\n{\"index\":%zu,\"run_id\":\"%s\",\"identity\":\"%s\","
 			       "\"status\":\"%s\",\"params\":%s}",
-			       i ? "," : "", i, ids[i], idents[i], status[i],
-			       plan->points[i].params_json);
+			       i ? "," : "", index[i], ids[i], idents[i], status[i], pjs[i]);
 		printf("\n]}\n");
 	} else {
-		print_table(e, plan, ids, status, params);
+		if (plan->adaptive)
+			printf("experiment %s: bayes sweep of %zu runs, each chosen from the results "
+			       "so far; %zu known (spec %.12s)\n", experiment_name(e), plan->budget, n,
+			       experiment_spec_hash(e));
+		else
+			printf("experiment %s: %zu run%s (spec %.12s)\n", experiment_name(e), n,
+			       n == 1 ? "" : "s", experiment_spec_hash(e));
+		if (n)
+			print_table(n, index, ids, status, params);
 	}
 done:
-	for (size_t i = 0; params && plan && i < plan->n; i++)
+	for (size_t i = 0; params && i < n; i++)
 		node_free(params[i]);
 	free(params);
 	free(status);
+	free(pjs);
+	free(index);
 	free(ids);
 	free(idents);
+	store_sweep_point_list_free(known);
 	sweep_plan_free(plan);
 	experiment_free(e);
 	return exit_status;

@@ -17,6 +17,7 @@
 #include "cli/run_table.h"
 #include "store/store.h"
 #include "runner/sweep.h"
+#include "runner/sweep_ctl.h"
 #include "schema/schema.h"
 #include "schema/table.h"
 #include "common/banned.h"
@@ -213,7 +214,8 @@ int cmd_run(const struct cli *cli, int argc, char **argv)
 	struct diag d;
 	diag_init(&d);
 	struct experiment *e = NULL;
-	struct sweep_plan *plan = NULL;
+	struct sweep_ctl *ctl = NULL;
+	const struct sweep_plan *plan = NULL;
 	struct run_point *points = NULL;
 	struct provenance prov = {0};
 	struct store *s = NULL;
@@ -238,8 +240,14 @@ int cmd_run(const struct cli *cli, int argc, char **argv)
 		overrides[n_over++] = backend_override;
 	}
 	if (experiment_load(&e, args.path, overrides, n_over, &d) != 0 ||
-	    sweep_expand(&plan, e, fl.max_runs, &d) != 0) {
+	    sweep_ctl_create(&ctl, e, fl.max_runs, &d) != 0) {
 		rc = cli_fail(&d);
+		goto done;
+	}
+	plan = sweep_ctl_plan(ctl);
+	if (fl.only && plan->adaptive) {
+		rc = cli_usage_error("run", NULL, "--only needs a fixed plan; a bayes sweep chooses "
+				     "its points as results arrive");
 		goto done;
 	}
 	/* Provenance first: --require-clean refuses before anything runs. */
@@ -299,8 +307,12 @@ int cmd_run(const struct cli *cli, int argc, char **argv)
 		rc = cli_fail(&d);
 		goto done;
 	}
+	/* The backend of the base config (every point must have the same; a bayes point
+	 * that differs fails when it comes). */
+	enum backend_type btype = n_points ? points[0].cfg->backend.type
+					   : experiment_config(e)->backend.type;
 	const struct backend *be = NULL;
-	if (n_points && pick_backend(&be, points[0].cfg->backend.type, &d) != 0) {
+	if ((n_points || plan->adaptive) && pick_backend(&be, btype, &d) != 0) {
 		rc = cli_fail(&d);
 		goto done;
 	}
@@ -311,6 +323,8 @@ int cmd_run(const struct cli *cli, int argc, char **argv)
 			rc = cli_fail(&d);
 			goto done;
 		}
+	if (plan->adaptive)
+		n_points = plan->budget;
 	if (run_store_open(&s, cli->workspace, true, &d) != 0 ||
 	    store_experiment_put(s, experiment_name(e), experiment_spec_json(e),
 				 experiment_spec_hash(e), args.path, &d) != 0) {
@@ -331,8 +345,10 @@ int cmd_run(const struct cli *cli, int argc, char **argv)
 	store_close(s);
 	s = NULL;
 	if (cli->verbosity >= 0)
-		fprintf(stderr, "ftlab: %s: %zu run%s%s%s\n", experiment_name(e), n_points,
-			n_points == 1 ? "" : "s", prov.is_repo && prov.dirty ? " (dirty tree)" : "",
+		fprintf(stderr, "ftlab: %s: %zu run%s%s%s%s\n", experiment_name(e), n_points,
+			n_points == 1 ? "" : "s",
+			plan->adaptive ? " (bayes: each chosen from the results so far)" : "",
+			prov.is_repo && prov.dirty ? " (dirty tree)" : "",
 			fl.jobs > 1 ? ", parallel workers" : "");
 	run_signals_install();
 	struct run_options opt = {
@@ -340,6 +356,7 @@ int cmd_run(const struct cli *cli, int argc, char **argv)
 		.resume = fl.resume,
 		.jobs = fl.jobs,
 		.backend = be,
+		.backend_type = btype,
 		.device = be ? (be->type == BACKEND_CUDA ? "cuda:0" : backend_name(be)) : "-",
 		.verbosity = cli->verbosity,
 		.tty = cli->tty,
@@ -347,12 +364,12 @@ int cmd_run(const struct cli *cli, int argc, char **argv)
 	};
 	if (n_points && be && be->type == BACKEND_CUDA) {
 		static char dev[32];
-		snprintf(dev, sizeof dev, "cuda:%d", points[0].cfg->backend.device);
+		snprintf(dev, sizeof dev, "cuda:%d", experiment_config(e)->backend.device);
 		opt.device = dev;
 	}
 	struct run_summary sum = {0};
-	int r = n_points ? run_execute_plan(&sum, cli->workspace, invocation, experiment_name(e),
-					    points, n_points, &opt, &prov, &d)
+	int r = n_points ? run_execute_sweep(&sum, cli->workspace, invocation, experiment_name(e),
+					     ctl, fl.only, &opt, &prov, &d)
 			 : 0;
 	const char *inv_status = r == FT_EINTR || sum.interrupted ? "killed"
 				 : r != 0 || sum.failed ? "failed"
@@ -370,15 +387,22 @@ int cmd_run(const struct cli *cli, int argc, char **argv)
 	if (cli->verbosity >= 0 || sum.failed) {
 		fprintf(stderr, "ftlab: %zu finished, %zu cached, %zu failed", sum.finished,
 			sum.cached, sum.failed);
+		if (sum.stopped)
+			fprintf(stderr, ", %zu stopped early", sum.stopped);
 		if (sum.killed)
 			fprintf(stderr, ", %zu killed", sum.killed);
-		/* After an interrupt the runs this process did not reach were never started;
-		 * otherwise a run this process did not record is held by another one. */
-		if (sum.busy && (r == FT_EINTR || sum.interrupted))
-			fprintf(stderr, ", %zu not started", sum.busy);
-		else if (sum.busy)
+		/* A run this process handed out but did not record is held by another one; after
+		 * an interrupt the points it did not reach were never started. */
+		size_t seen = sum.finished + sum.cached + sum.failed + sum.stopped + sum.killed +
+			      sum.crashed + sum.other + sum.busy;
+		if (sum.busy)
 			fprintf(stderr, ", %zu running in another process", sum.busy);
+		if ((r == FT_EINTR || sum.interrupted) && n_points > seen)
+			fprintf(stderr, ", %zu not started", n_points - seen);
 		fprintf(stderr, " (workspace %s)\n", cli->workspace);
+		if (sum.stopped && sum.steps_saved > 0)
+			fprintf(stderr, "ftlab: early termination saved %lld training steps\n",
+				(long long)sum.steps_saved);
 	}
 	rc = r == FT_EINTR || sum.interrupted ? 130 : sum.failed ? 1 : 0;
 done:
@@ -396,7 +420,7 @@ done:
 	free(points);
 	free(overrides);
 	provenance_clear(&prov);
-	sweep_plan_free(plan);
+	sweep_ctl_free(ctl);
 	experiment_free(e);
 	exp_args_free(&args);
 	return rc;

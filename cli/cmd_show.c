@@ -1,6 +1,7 @@
 /* cmd_show: `ftlab show RUN [--json]`: one run's record: identity, status, provenance,
  * swept values, resolved config, final results (base, tuned, delta with intervals),
- * metric histories (summarised), artifacts and events. */
+ * metric histories (summarised), artifacts and events; for a sweep point, how bayes chose
+ * it and at which band and threshold early termination stopped it. */
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -20,7 +21,52 @@ struct show_data {
 	struct store_metric_list *metrics;
 	struct store_artifact_list *artifacts;
 	struct store_event_list *events;
+	struct store_sweep_point_list *points; /* the sweep points this run was (newest first) */
 };
+
+/* How the run's point was chosen and why it was stopped, from its newest sweep point:
+ * {"index", "suggestion": {...} | null, "stopped": {...} | null}, or null. */
+static json_t *sweep_json(const struct show_data *x)
+{
+	if (!x->points || x->points->n == 0)
+		return json_null();
+	const struct store_sweep_point *p = &x->points->items[0];
+	json_error_t je;
+	json_t *sug = p->suggestion_json ? json_loads(p->suggestion_json, 0, &je) : NULL;
+	json_t *stop = p->stopped_json ? json_loads(p->stopped_json, 0, &je) : NULL;
+	return json_pack("{s:s, s:I, s:o, s:o}", "key", p->sweep_key, "index",
+			 (json_int_t)p->sweep_index, "suggestion", sug ? sug : json_null(),
+			 "stopped", stop ? stop : json_null());
+}
+
+/* The two lines `show` prints for a sweep point (nothing when there is nothing to say). */
+static void print_sweep(const struct show_data *x)
+{
+	json_t *o = sweep_json(x);
+	const json_t *stop = json_object_get(o, "stopped"), *sug = json_object_get(o, "suggestion");
+	if (json_is_object(stop) && strcmp(x->run->status, "stopped") == 0)
+		printf("stopped     by %s at band %lld of %s (step %lld): %.6g, worse than the "
+		       "threshold %.6g of %lld runs\n",
+		       json_string_value(json_object_get(stop, "type")),
+		       (long long)json_integer_value(json_object_get(stop, "band")),
+		       json_string_value(json_object_get(stop, "metric")),
+		       (long long)json_integer_value(json_object_get(stop, "step")),
+		       json_number_value(json_object_get(stop, "value")),
+		       json_number_value(json_object_get(stop, "threshold")),
+		       (long long)json_integer_value(json_object_get(stop, "runs_at_band")));
+	if (json_is_object(sug)) {
+		if (json_is_true(json_object_get(sug, "space_filling")))
+			printf("chosen by   bayes: a space-filling start point\n");
+		else
+			printf("chosen by   bayes: predicted %.6g +- %.3g, expected improvement %.3g "
+			       "(from %lld results)\n",
+			       json_number_value(json_object_get(sug, "predicted")),
+			       json_number_value(json_object_get(sug, "sd")),
+			       json_number_value(json_object_get(sug, "expected_improvement")),
+			       (long long)json_integer_value(json_object_get(sug, "observations")));
+	}
+	json_decref(o);
+}
 
 static json_t *num_or_null(double v)
 {
@@ -92,6 +138,7 @@ static void print_json(const struct show_data *x)
 		str_or_null(r->error), "run_dir", str_or_null(r->run_dir), "provenance", prov,
 		"config", config ? config : json_object(), "results", results, "metrics", metrics,
 		"artifacts", artifacts, "events", events, "invocation", json_integer(r->invocation));
+	json_object_set_new(o, "sweep", sweep_json(x));
 	json_dumpf(o, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
 	fputc('\n', stdout);
 	json_decref(o);
@@ -119,6 +166,7 @@ static void print_text(const struct cli *cli, const struct show_data *x)
 	printf("status      %s%s%s\n", color, r->status, reset);
 	if (r->error)
 		printf("error       %s\n", r->error);
+	print_sweep(x);
 	printf("params      %s\n", params && params[0] ? params : "(no sweep)");
 	printf("identity    %s\n", r->identity ? r->identity : "-");
 	printf("backend     %s on %s, %d threads, seed %lld\n", r->backend ? r->backend : "-",
@@ -261,7 +309,8 @@ int cmd_show(const struct cli *cli, int argc, char **argv)
 	    store_results(s, &x.results, x.run->id, &d) != 0 ||
 	    store_metrics(s, &x.metrics, x.run->id, NULL, NULL, &d) != 0 ||
 	    store_artifacts(s, &x.artifacts, x.run->id, &d) != 0 ||
-	    store_events(s, &x.events, x.run->id, &d) != 0) {
+	    store_events(s, &x.events, x.run->id, &d) != 0 ||
+	    store_sweep_points(s, &x.points, NULL, x.run->id, &d) != 0) {
 		rc = cli_fail(&d);
 		goto done;
 	}
@@ -275,6 +324,7 @@ done:
 	store_metric_list_free(x.metrics);
 	store_artifact_list_free(x.artifacts);
 	store_event_list_free(x.events);
+	store_sweep_point_list_free(x.points);
 	store_close(s);
 	return rc;
 }

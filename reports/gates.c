@@ -231,9 +231,10 @@ static bool run_never_ran(const struct report_run *run)
 	return strcmp(run->status, "queued") == 0;
 }
 
+/* A run stopped by early termination did what the sweep asked: not a failure. */
 static bool run_failed(const struct report_run *run)
 {
-	return !report_run_ok(run) && !run_never_ran(run);
+	return !report_run_ok(run) && !run_never_ran(run) && strcmp(run->status, "stopped") != 0;
 }
 
 #define X(text) (rc = rc ? rc : xml_escape(&s, (text)))

@@ -48,6 +48,7 @@ static void run_free(struct report_run *run, size_t n_params)
 	free(run->id);
 	free(run->status);
 	free(run->error);
+	free(run->stopped);
 	free(run->host);
 	free(run->backend);
 	free(run->config_json);
@@ -318,6 +319,29 @@ int report_run_add_prediction(struct report_run *run, enum report_model model,
 bool report_run_ok(const struct report_run *run)
 {
 	return strcmp(run->status, "finished") == 0 || strcmp(run->status, "cached") == 0;
+}
+
+bool report_run_failed(const struct report_run *run)
+{
+	return !report_run_ok(run) && strcmp(run->status, "queued") != 0 &&
+	       strcmp(run->status, "running") != 0 && strcmp(run->status, "stopped") != 0;
+}
+
+void report_stopped_steps(const struct report *r, size_t *out_n, int64_t *out_saved,
+			  int64_t *out_planned)
+{
+	*out_n = 0;
+	*out_saved = *out_planned = 0;
+	for (size_t i = 0; i < r->n_runs; i++) {
+		const struct report_run *run = &r->runs[i];
+		bool stopped = strcmp(run->status, "stopped") == 0;
+		*out_n += stopped;
+		if (run->total_steps <= 0 || !(stopped || report_run_ok(run)))
+			continue;
+		*out_planned += run->total_steps;
+		if (stopped && run->total_steps > run->step)
+			*out_saved += run->total_steps - run->step;
+	}
 }
 
 static bool name_minimizes(const char *m)

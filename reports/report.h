@@ -39,8 +39,10 @@ struct report_prediction {
 
 struct report_run {
 	char *id;                /* run id (safe characters only are used for file names) */
-	char *status;            /* queued running finished failed killed crashed cached */
+	char *status;            /* queued running finished failed killed crashed cached stopped */
 	char *error;             /* NULL unless the run failed */
+	char *stopped;           /* stopped runs: why early termination stopped it, or NULL */
+	int64_t step, total_steps; /* training steps done and planned (0 when unknown) */
 	char *host, *backend;
 	int64_t sweep_index;
 	double started, finished; /* wall seconds, 0 when unknown */
@@ -104,6 +106,12 @@ int report_run_add_prediction(struct report_run *run, enum report_model model,
 /* Derived views. */
 /* True for finished and cached runs. */
 bool report_run_ok(const struct report_run *run);
+/* True for runs that ended otherwise: failed, killed, crashed (not stopped, not active). */
+bool report_run_failed(const struct report_run *run);
+/* Early termination: how many runs it stopped, the training steps they did not train,
+ * and the steps all runs planned (runs whose plan is unknown count for neither). */
+void report_stopped_steps(const struct report *r, size_t *out_n, int64_t *out_saved,
+			  int64_t *out_planned);
 /* The metric index the best run is chosen by (the objective when it is a known metric,
  * else the first metric); -1 when there are no metrics. *out_maximize tells the goal
  * (objective goal, else minimize for loss/perplexity and maximize otherwise). */

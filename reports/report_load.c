@@ -98,6 +98,35 @@ static int load_predictions(struct report *r, struct store *s, size_t ri, struct
 	return rc;
 }
 
+/* Why early termination stopped a run, from its sweep point's verdict. */
+static int add_stop_reason(struct report_run *run, struct store *s, const char *id,
+			   struct diag *d)
+{
+	struct store_sweep_point_list *pl = NULL;
+	int rc = store_sweep_points(s, &pl, NULL, id, d);
+	if (rc)
+		return rc;
+	json_error_t je;
+	json_t *v = pl->n && pl->items[0].stopped_json ? json_loads(pl->items[0].stopped_json, 0, &je)
+						       : NULL;
+	if (json_is_object(v)) {
+		char text[256];
+		snprintf(text, sizeof text, "band %lld of %s: %.4g, threshold %.4g (%lld runs)",
+			 (long long)json_integer_value(json_object_get(v, "band")),
+			 json_string_value(json_object_get(v, "metric")) ?
+				 json_string_value(json_object_get(v, "metric")) : "?",
+			 json_number_value(json_object_get(v, "value")),
+			 json_number_value(json_object_get(v, "threshold")),
+			 (long long)json_integer_value(json_object_get(v, "runs_at_band")));
+		rc = report_set_text(&run->stopped, text);
+		if (rc)
+			rc = oom(d);
+	}
+	json_decref(v);
+	store_sweep_point_list_free(pl);
+	return rc;
+}
+
 /* Adds one stored run with its results and metric history. */
 static int add_run(struct report *r, struct store *s, const struct store_run *sr, struct diag *d)
 {
@@ -119,6 +148,10 @@ static int add_run(struct report *r, struct store *s, const struct store_run *sr
 	run->sweep_index = sr->sweep_index;
 	run->started = sr->started;
 	run->finished = sr->finished;
+	run->step = sr->step;
+	run->total_steps = sr->total_steps;
+	if (strcmp(sr->status, "stopped") == 0 && (rc = add_stop_reason(run, s, sr->id, d)) != 0)
+		return rc;
 
 	struct store_result_list *rl = NULL;
 	rc = store_results(s, &rl, sr->id, d);

@@ -198,9 +198,23 @@ static size_t n_failed(const struct report *r)
 {
 	size_t k = 0;
 	for (size_t i = 0; i < r->n_runs; i++)
-		k += !report_run_ok(&r->runs[i]) && strcmp(r->runs[i].status, "queued") != 0 &&
-		     strcmp(r->runs[i].status, "running") != 0;
+		k += report_run_failed(&r->runs[i]);
 	return k;
+}
+
+/* "Early termination stopped 3 of 9 runs and saved 420 of 900 training steps (47%)." */
+static void stopped_sentence(char *buf, size_t n, const struct report *r)
+{
+	size_t k;
+	int64_t saved, planned;
+	report_stopped_steps(r, &k, &saved, &planned);
+	int off = snprintf(buf, n, "Early termination stopped %zu of %zu run%s", k, r->n_runs,
+			   r->n_runs == 1 ? "" : "s");
+	if (off > 0 && (size_t)off < n && planned > 0)
+		snprintf(buf + off, n - (size_t)off, " and saved %lld of %lld training steps (%.0f%%).",
+			 (long long)saved, (long long)planned, 100.0 * (double)saved / (double)planned);
+	else if (off > 0 && (size_t)off < n)
+		snprintf(buf + off, n - (size_t)off, ".");
 }
 
 /* Configs for the diff: the best run first, then the others in order, then the baseline. */
@@ -614,6 +628,41 @@ static void html_config_diff(struct out *o, const struct report *r, long best, s
 	report_diff_free(&diff);
 }
 
+static void html_stopped(struct out *o, const struct report *r)
+{
+	size_t k;
+	int64_t saved, planned;
+	report_stopped_steps(r, &k, &saved, &planned);
+	if (k == 0)
+		return;
+	char sentence[256];
+	stopped_sentence(sentence, sizeof sentence, r);
+	o_puts(o, "<h2 id=\"stopped\">Stopped early</h2>\n<p>");
+	o_html(o, sentence);
+	o_puts(o, "</p>\n<table class=\"stopped\"><thead><tr><th>run</th><th>parameters</th>"
+		  "<th>step</th><th>why</th></tr></thead><tbody>\n");
+	for (size_t i = 0; i < r->n_runs; i++) {
+		const struct report_run *run = &r->runs[i];
+		if (strcmp(run->status, "stopped") != 0)
+			continue;
+		o_puts(o, "<tr><td><code>");
+		o_html(o, run->id);
+		o_puts(o, "</code></td><td>");
+		for (size_t p = 0; p < r->n_params; p++)
+			if (run->param_values[p][0]) {
+				o_html(o, r->params[p]);
+				o_puts(o, "=");
+				o_html(o, run->param_values[p]);
+				o_puts(o, " ");
+			}
+		o_printf(o, "</td><td>%lld of %lld</td><td>", (long long)run->step,
+			 (long long)run->total_steps);
+		o_html(o, run->stopped ? run->stopped : "(no verdict recorded)");
+		o_puts(o, "</td></tr>\n");
+	}
+	o_puts(o, "</tbody></table>\n");
+}
+
 static void html_failed(struct out *o, const struct report *r)
 {
 	o_puts(o, "<h2 id=\"failed\">Failed runs</h2>\n");
@@ -625,8 +674,7 @@ static void html_failed(struct out *o, const struct report *r)
 		  "<th>parameters</th><th>error</th></tr></thead><tbody>\n");
 	for (size_t i = 0; i < r->n_runs; i++) {
 		const struct report_run *run = &r->runs[i];
-		if (report_run_ok(run) || strcmp(run->status, "queued") == 0 ||
-		    strcmp(run->status, "running") == 0)
+		if (!report_run_failed(run))
 			continue;
 		o_puts(o, "<tr><td><code>");
 		o_html(o, run->id);
@@ -691,6 +739,7 @@ static int write_html(const struct report *r, const char *dir,
 		o_puts(&o, "<p>No swept parameter takes two or more values in finished runs.</p>\n");
 	html_predictions(&o, r, best);
 	html_config_diff(&o, r, best, d);
+	html_stopped(&o, r);
 	html_failed(&o, r);
 	o_puts(&o, "<footer><p><small>Made by ftlab " "report; data behind every chart in "
 		   "<code>data/</code>, gnuplot scripts in <code>charts/</code>.</small></p>"
@@ -747,8 +796,15 @@ static int write_md(const struct report *r, const char *dir,
 	}
 	o_puts(&o, " |\n| host | ");
 	o_md(&o, r->host ? r->host : "unknown", 100);
-	o_printf(&o, " |\n| date | %s |\n| runs | %zu (%zu failed) |\n", date, r->n_runs,
-		 n_failed(r));
+	o_printf(&o, " |\n| date | %s |\n| runs | %zu (%zu failed", date, r->n_runs, n_failed(r));
+	{
+		size_t ns;
+		int64_t sv, pl;
+		report_stopped_steps(r, &ns, &sv, &pl);
+		if (ns)
+			o_printf(&o, ", %zu stopped early", ns);
+	}
+	o_puts(&o, ") |\n");
 	if (r->baseline) {
 		o_puts(&o, "| baseline | ");
 		o_md(&o, bl_label(r), 200);
@@ -883,12 +939,33 @@ static int write_md(const struct report *r, const char *dir,
 		}
 		o_puts(&o, "\n");
 	}
+	size_t n_stop;
+	int64_t saved, planned;
+	report_stopped_steps(r, &n_stop, &saved, &planned);
+	if (n_stop > 0) {
+		char sentence[256];
+		stopped_sentence(sentence, sizeof sentence, r);
+		o_puts(&o, "## Stopped early\n\n");
+		o_md(&o, sentence, 256);
+		o_puts(&o, "\n\n| run | step | why |\n|---|---|---|\n");
+		for (size_t i = 0; i < r->n_runs; i++) {
+			const struct report_run *run = &r->runs[i];
+			if (strcmp(run->status, "stopped") != 0)
+				continue;
+			o_puts(&o, "| ");
+			o_md(&o, run->id, 64);
+			o_printf(&o, " | %lld of %lld | ", (long long)run->step,
+				 (long long)run->total_steps);
+			o_md(&o, run->stopped ? run->stopped : "(no verdict recorded)", 300);
+			o_puts(&o, " |\n");
+		}
+		o_puts(&o, "\n");
+	}
 	if (n_failed(r) > 0) {
 		o_puts(&o, "## Failed runs\n\n| run | status | error |\n|---|---|---|\n");
 		for (size_t i = 0; i < r->n_runs; i++) {
 			const struct report_run *run = &r->runs[i];
-			if (report_run_ok(run) || strcmp(run->status, "queued") == 0 ||
-			    strcmp(run->status, "running") == 0)
+			if (!report_run_failed(run))
 				continue;
 			o_puts(&o, "| ");
 			o_md(&o, run->id, 64);

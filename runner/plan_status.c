@@ -40,7 +40,7 @@ int plan_lookup_status(const char **out, const char *workspace, const char *expe
 	if (store_run_get(s, &run, id, &q) != 0)
 		return q.code == FT_EINVAL ? 0 : diag_set(d, q.code, "", 0, 0, "%s", q.text);
 	static const char *const names[] = {"queued", "running", "finished", "failed",
-					    "killed", "crashed", "cached"};
+					    "killed", "crashed", "cached", "stopped"};
 	for (size_t i = 0; i < FT_ARRAY_LEN(names); i++)
 		if (strcmp(run->status, names[i]) == 0)
 			*out = names[i];

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -19,11 +21,16 @@
 #include <jansson.h>
 
 #include "common/util.h"
+#include "runner/identity.h"
+#include "runner/sweep_ctl.h"
 #include "store/store.h"
 #include "schema/schema.h"
 #include "common/banned.h"
 
 volatile sig_atomic_t run_stop_flag;
+/* What the running backend polls: set by a signal (with run_stop_flag) or by an
+ * early-termination decision for the run in progress. */
+static volatile sig_atomic_t run_halt;
 
 static void on_signal(int sig)
 {
@@ -32,6 +39,7 @@ static void on_signal(int sig)
 		_exit(130);
 	}
 	run_stop_flag = 1;
+	run_halt = 1;
 }
 
 void run_signals_install(void)
@@ -211,6 +219,150 @@ static void heartbeat_stop(struct heartbeat *h)
 	pthread_cond_destroy(&h->cv);
 }
 
+/* ---- early termination of the running run ----
+ * The watched metric's values by step (a resumed run replays the ones it had); each new
+ * value asks the sweep's controller whether the run goes on. The controller is in this
+ * process (--jobs 1) or in the parent, over a socket: "M step value" asks, "R step value"
+ * only records; the answer is "C" (continue) or "S band threshold value n_at_band". */
+
+struct watch {
+	char split[32], name[64];
+	size_t index;            /* sweep index */
+	const char *sweep_key;
+	int64_t *steps;
+	double *values;
+	size_t n, cap;
+	struct sweep_ctl *ctl;   /* decides in this process, or NULL */
+	int fd;                  /* else the controller's end of the socket */
+	bool stopped;
+	struct sweep_verdict verdict;
+};
+
+static bool watch_matches(const struct watch *w, const char *split, const char *name)
+{
+	return w && strcmp(w->split, split) == 0 && strcmp(w->name, name) == 0;
+}
+
+/* Inserts (or replaces) the value of one step, keeping steps ascending. */
+static int watch_put(struct watch *w, int64_t step, double value)
+{
+	size_t i = w->n;
+	while (i > 0 && w->steps[i - 1] > step)
+		i--;
+	if (i > 0 && w->steps[i - 1] == step) {
+		w->values[i - 1] = value;
+		return 0;
+	}
+	if (w->n == w->cap) {
+		size_t cap = w->cap ? 2 * w->cap : 64;
+		int64_t *st = realloc(w->steps, cap * sizeof *st);
+		if (!st)
+			return FT_ENOMEM;
+		w->steps = st;
+		double *v = realloc(w->values, cap * sizeof *v);
+		if (!v)
+			return FT_ENOMEM;
+		w->values = v;
+		w->cap = cap;
+	}
+	memmove(w->steps + i + 1, w->steps + i, (w->n - i) * sizeof *w->steps);
+	memmove(w->values + i + 1, w->values + i, (w->n - i) * sizeof *w->values);
+	w->steps[i] = step;
+	w->values[i] = value;
+	w->n++;
+	return 0;
+}
+
+static void watch_free(struct watch *w)
+{
+	free(w->steps);
+	free(w->values);
+	w->steps = NULL;
+	w->values = NULL;
+	w->n = w->cap = 0;
+}
+
+static bool write_all(int fd, const char *buf, size_t n)
+{
+	while (n) {
+		ssize_t k = write(fd, buf, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return false;
+		buf += k;
+		n -= (size_t)k;
+	}
+	return true;
+}
+
+/* Reads one line (without the newline) from fd into buf. */
+static bool read_line(int fd, char *buf, size_t cap)
+{
+	size_t n = 0;
+	while (n + 1 < cap) {
+		char c;
+		ssize_t k = read(fd, &c, 1);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return false;
+		if (c == '\n')
+			break;
+		buf[n++] = c;
+	}
+	buf[n] = '\0';
+	return true;
+}
+
+/* One logged value of the watched metric; decide: ask whether the run goes on. A failure
+ * to reach the controller lets the run go on (the decision is an optimisation). */
+static int watch_metric(struct watch *w, int64_t step, double value, bool decide)
+{
+	if (w->stopped)
+		return 0;
+	struct sweep_verdict v = {0};
+	if (w->ctl) {
+		if (watch_put(w, step, value) != 0)
+			return FT_ENOMEM;
+		if (!decide)
+			return 0;
+		struct diag d;
+		diag_init(&d);
+		int r = sweep_ctl_observe(w->ctl, &v, w->index, w->values, w->n, true, &d);
+		if (r)
+			return r;
+	} else {
+		char line[160];
+		int k = snprintf(line, sizeof line, "%c %lld %.17g\n", decide ? 'M' : 'R',
+				 (long long)step, value);
+		if (!write_all(w->fd, line, (size_t)k) || !decide)
+			return 0;
+		if (!read_line(w->fd, line, sizeof line))
+			return 0;
+		/* "S band threshold value n_at_band" */
+		char *p = line + 1, *end;
+		long long band = strtoll(p, &end, 10);
+		bool ok = line[0] == 'S' && end != p;
+		v.threshold = ok ? strtod(p = end, &end) : 0;
+		ok = ok && end != p;
+		v.value = ok ? strtod(p = end, &end) : 0;
+		ok = ok && end != p;
+		unsigned long long n_at = ok ? strtoull(p = end, &end, 10) : 0;
+		if (ok && end != p) {
+			v.stop = v.checked = true;
+			v.band = band;
+			v.n_at_band = (size_t)n_at;
+		}
+	}
+	if (v.stop) {
+		w->stopped = true;
+		w->verdict = v;
+		run_halt = 1;
+	}
+	return 0;
+}
+
 /* ---- the sink ---- */
 
 struct sink_state {
@@ -221,6 +373,7 @@ struct sink_state {
 	struct heartbeat *hb;
 	struct progress *prog;
 	double last_loss;
+	struct watch *watch;  /* early termination, or NULL */
 };
 
 /* One line of metrics.jsonl, flushed at once: after a kill -9 the file holds every point
@@ -241,7 +394,8 @@ static void json_line(FILE *f, json_t *o)
 
 /* Replays the metric history of metrics.jsonl (an interrupted attempt) into the store;
  * points already there are replaced by the same values. */
-static int replay_metrics(struct store_writer *w, const char *run_dir, struct diag *d)
+static int replay_metrics(struct store_writer *w, const char *run_dir, struct watch *wt,
+			  struct diag *d)
 {
 	char *p = path_join(run_dir, "metrics.jsonl");
 	if (!p)
@@ -260,10 +414,13 @@ static int replay_metrics(struct store_writer *w, const char *run_dir, struct di
 		const json_t *split = json_object_get(o, "split"), *name = json_object_get(o, "name");
 		const json_t *step = json_object_get(o, "step"), *value = json_object_get(o, "value");
 		if (json_is_string(split) && json_is_string(name) && json_is_integer(step) &&
-		    (json_is_number(value) || json_is_null(value)))
+		    (json_is_number(value) || json_is_null(value))) {
+			double v = json_is_number(value) ? json_number_value(value) : NAN;
 			r = store_writer_metric(w, json_string_value(split), json_string_value(name),
-						json_integer_value(step),
-						json_is_number(value) ? json_number_value(value) : NAN);
+						json_integer_value(step), v);
+			if (!r && watch_matches(wt, json_string_value(split), json_string_value(name)))
+				r = watch_metric(wt, json_integer_value(step), v, false);
+		}
 		json_decref(o);
 	}
 	free(line);
@@ -300,7 +457,10 @@ static int sink_metric(void *ud, const char *split, const char *name, int64_t st
 	struct sink_state *s = ud;
 	json_line(s->metrics, json_pack("{s:s, s:s, s:I, s:o}", "split", split, "name", name,
 					"step", (json_int_t)step, "value", json_num_or_null(value)));
-	return store_writer_metric(s->w, split, name, step, value);
+	int r = store_writer_metric(s->w, split, name, step, value);
+	if (!r && watch_matches(s->watch, split, name))
+		r = watch_metric(s->watch, step, value, true);
+	return r;
 }
 
 static int sink_result(void *ud, const char *model, const char *split, const char *metric,
@@ -401,9 +561,28 @@ static int resolved_threads(const struct config *cfg)
 
 /* Executes one claimed point. Returns 0 when the run reached an end state that was
  * recorded (finished, failed or killed), or a store/system error. */
+/* The early-termination event of a stopped run, and its verdict as JSON. */
+static void stop_texts(char *msg, size_t n, char *json, size_t jn, const struct watch *w)
+{
+	const struct sweep_verdict *v = &w->verdict;
+	snprintf(msg, n, "stopped by hyperband at band %lld (the %lld%s logged value of %s.%s): "
+		 "%.6g is worse than the band's threshold %.6g (from %zu run%s)",
+		 (long long)v->band, (long long)v->band,
+		 v->band % 10 == 1 && v->band % 100 != 11 ? "st" :
+		 v->band % 10 == 2 && v->band % 100 != 12 ? "nd" :
+		 v->band % 10 == 3 && v->band % 100 != 13 ? "rd" : "th",
+		 w->split, w->name, v->value, v->threshold, v->n_at_band,
+		 v->n_at_band == 1 ? "" : "s");
+	snprintf(json, jn, "{\"type\":\"hyperband\",\"metric\":\"%s.%s\",\"band\":%lld,"
+		 "\"value\":%.17g,\"threshold\":%.17g,\"runs_at_band\":%zu,\"step\":%lld}",
+		 w->split, w->name, (long long)v->band, v->value, v->threshold, v->n_at_band,
+		 w->n ? (long long)w->steps[w->n - 1] : 0LL);
+}
+
 static int run_one(struct store *s, const char *workspace, int64_t invocation,
 		   const struct run_point *pt, bool resume, const struct run_options *opt,
-		   const struct provenance *prov, struct progress *prog, struct diag *d)
+		   const struct provenance *prov, struct progress *prog, struct watch *wt,
+		   struct diag *d)
 {
 	char *runs_dir = path_join(workspace, "runs");
 	char *run_dir = runs_dir ? path_join(runs_dir, pt->id) : NULL;
@@ -455,14 +634,14 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 	}
 	r = store_writer_open(&w, s, pt->id, 1.0, d);
 	if (!r && resume)
-		r = replay_metrics(w, run_dir, d);
+		r = replay_metrics(w, run_dir, wt, d);
 	if (r)
 		goto done;
 	heartbeat_start(&hb, workspace, pt->id, opt->heartbeat_s);
 	hb_on = true; // NOLINT(clang-analyzer-deadcode.DeadStores): keeps the cleanup right for any later goto
 
 	struct sink_state ss = {.w = w, .run_dir = run_dir, .metrics = metrics, .log = log,
-				.hb = &hb, .prog = prog};
+				.hb = &hb, .prog = prog, .watch = wt};
 	struct run_sink sink = {
 		.ud = &ss,
 		.metric = sink_metric,
@@ -491,9 +670,10 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 		.run_dir = run_dir,
 		.resume = resume,
 		.threads = threads,
-		.stop = &run_stop_flag,
+		.stop = &run_halt,
 		.sink = &sink,
 	};
+	run_halt = run_stop_flag;
 	prog->run_id = pt->id;
 	prog->run_t0 = time_monotonic();
 	if (!opt->tty || opt->jobs > 1)
@@ -501,7 +681,9 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 	int br = opt->backend->run(&ctx, &rd);
 	fflush(metrics);
 	int fr = store_writer_flush(w);
-	const char *status = br == 0 ? "finished" : br == FT_EINTR ? "killed" : "failed";
+	bool stopped = wt && wt->stopped && br == FT_EINTR;
+	const char *status = br == 0 ? "finished" : stopped ? "stopped"
+				     : br == FT_EINTR ? "killed" : "failed";
 	if (br == 0 && fr != 0) {
 		status = "failed";
 		diag_set(&rd, fr, "", 0, 0, "recording the run failed: %s",
@@ -514,6 +696,14 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 		err = store_writer_error(w)->text;
 	if (br == FT_EINTR && !rd.text[0])
 		err = "stopped by a signal";
+	char stop_msg[512] = "", stop_json[512] = "";
+	/* A trainer can finish before the stop reaches it (an exec trainer that printed its
+	 * last lines already): the run keeps its results and says what was decided. */
+	bool late = wt && wt->stopped && br == 0;
+	if (stopped || late) {
+		stop_texts(stop_msg, sizeof stop_msg, stop_json, sizeof stop_json, wt);
+		err = stopped ? NULL : err;
+	}
 	log_printf(log, "run %s %s%s%s", pt->id, status, err ? ": " : "", err ? err : "");
 	fclose(metrics);
 	metrics = NULL;
@@ -526,7 +716,16 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 	for (size_t i = 0; i < FT_ARRAY_LEN(files); i++)
 		if (store_writer_artifact(w, files[i][0], files[i][1], run_dir) != 0)
 			break; /* the writer keeps the error; the run's status is what matters here */
-	if (strcmp(status, "killed") == 0) {
+	if (stopped) {
+		if (store_writer_event(w, "info", "stopped", stop_msg) != 0) {
+		}
+	} else if (late) {
+		char late_msg[600];
+		snprintf(late_msg, sizeof late_msg, "%s; the run had already finished and keeps its "
+			 "results", stop_msg);
+		if (store_writer_event(w, "info", "stop_late", late_msg) != 0) {
+		}
+	} else if (strcmp(status, "killed") == 0) {
 		if (store_writer_event(w, "warning", "killed", "stopped by SIGINT/SIGTERM") != 0) {
 		}
 	} else if (strcmp(status, "failed") == 0) {
@@ -543,9 +742,13 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 	if (r)
 		goto done;
 	r = store_run_end(s, pt->id, invocation, status, err, d);
+	if (!r && stopped && wt->sweep_key)
+		r = store_sweep_point_stop(s, wt->sweep_key, (int64_t)wt->index, stop_json, d);
 	if (r)
 		goto done;
 	char summary[512] = "";
+	if (stopped)
+		snprintf(summary, sizeof summary, "%s", stop_msg);
 	if (strcmp(status, "finished") == 0) {
 		char res[400];
 		results_summary(s, pt->id, res, sizeof res);
@@ -621,7 +824,8 @@ static int claim_loop(struct store *s, const char *workspace, int64_t invocation
 		}
 		if (c == STORE_CLAIM_DONE)
 			continue;
-		r = run_one(s, workspace, invocation, pt, c == STORE_CLAIM_RESUME, opt, prov, &prog, d);
+		r = run_one(s, workspace, invocation, pt, c == STORE_CLAIM_RESUME, opt, prov, &prog,
+			    NULL, d);
 		if (r)
 			return r;
 		prog.done++;
@@ -650,11 +854,17 @@ static int summarise(struct run_summary *out, struct store *s, int64_t invocatio
 			out->crashed++;
 		else if (strcmp(st, "cached") == 0)
 			out->cached++;
-		else
+		else if (strcmp(st, "stopped") == 0) {
+			out->stopped++;
+			/* The steps it did not train (when its trainer said how many it would). */
+			const struct store_run *rr = &l->items[i];
+			if (rr->total_steps > rr->step)
+				out->steps_saved += rr->total_steps - rr->step;
+		} else
 			out->other++;
 	}
 	size_t seen = out->finished + out->failed + out->killed + out->crashed + out->cached +
-		      out->other;
+		      out->stopped + out->other;
 	out->busy = n > seen ? n - seen : 0;
 	store_run_list_free(l);
 	return 0;
@@ -786,4 +996,483 @@ char *run_params_text(const char *params_json)
 		return NULL;
 	}
 	return strbuf_detach(&sb);
+}
+
+/* ---- sweeps under a controller ---- */
+
+double run_objective(struct store *s, const char *run_id, const char *metric, bool maximize)
+{
+	char split[32];
+	const char *dot = metric ? strchr(metric, '.') : NULL;
+	if (!dot || (size_t)(dot - metric) >= sizeof split)
+		return NAN;
+	snprintf(split, sizeof split, "%.*s", (int)(dot - metric), metric);
+	const char *name = dot + 1;
+	struct diag d;
+	diag_init(&d);
+	double v = NAN;
+	struct store_result_list *rl = NULL;
+	if (store_results(s, &rl, run_id, &d) == 0) {
+		for (size_t i = 0; i < rl->n; i++) {
+			const struct store_result *x = &rl->items[i];
+			if (strcmp(x->model, "tuned") == 0 && strcmp(x->split, split) == 0 &&
+			    strcmp(x->metric, name) == 0 && isfinite(x->value))
+				v = x->value;
+		}
+		store_result_list_free(rl);
+	}
+	if (isfinite(v))
+		return v;
+	struct store_metric_list *ml = NULL;
+	diag_init(&d);
+	if (store_metrics(s, &ml, run_id, split, name, &d) == 0) {
+		for (size_t i = 0; i < ml->n; i++) {
+			double x = ml->items[i].value;
+			if (isfinite(x) && (!isfinite(v) || (maximize ? x > v : x < v)))
+				v = x;
+		}
+		store_metric_list_free(ml);
+	}
+	return v;
+}
+
+/* A point handed out by the controller, with its run id; with jobs > 1 also its worker. */
+struct live {
+	const struct sweep_point *pt;
+	struct run_point rp;
+	pid_t pid;
+	int fd;
+	struct watch watch;   /* the worker's metric history, kept here for the decisions */
+	char buf[512];
+	size_t len;
+};
+
+struct sweep_exec {
+	const char *workspace, *experiment;
+	int64_t invocation;
+	struct sweep_ctl *ctl;
+	const struct run_options *opt;
+	const struct provenance *prov;
+	struct store *s;
+	char split[32], name[64]; /* the early-termination metric, split "" when none */
+	const char *objective;
+	bool maximize;
+	size_t handed;            /* points handed out and claimed (or peeked) */
+};
+
+static void split_metric(char *split, size_t sn, char *name, size_t nn, const char *metric)
+{
+	const char *dot = metric ? strchr(metric, '.') : NULL;
+	split[0] = name[0] = '\0';
+	if (dot) {
+		snprintf(split, sn, "%.*s", (int)(dot - metric), metric);
+		snprintf(name, nn, "%s", dot + 1);
+	}
+}
+
+/* Feeds the controller what the store knows of a point's run: the history of the
+ * early-termination metric, and the outcome when the run has ended. */
+static int feed_recorded(struct sweep_exec *X, size_t index, const char *run_id, struct diag *d)
+{
+	struct store_run *row = NULL;
+	struct diag q;
+	diag_init(&q);
+	if (store_run_get(X->s, &row, run_id, &q) != 0)
+		return q.code == FT_EINVAL ? 0 : diag_set(d, q.code, "", 0, 0, "%s", q.text);
+	int r = 0;
+	if (X->split[0]) {
+		struct store_metric_list *ml = NULL;
+		if ((r = store_metrics(X->s, &ml, run_id, X->split, X->name, d)) != 0)
+			goto done;
+		double *h = malloc((ml->n ? ml->n : 1) * sizeof *h);
+		if (!h) {
+			store_metric_list_free(ml);
+			r = diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
+			goto done;
+		}
+		for (size_t i = 0; i < ml->n; i++) /* ordered by step */
+			h[i] = ml->items[i].value;
+		struct sweep_verdict v;
+		r = sweep_ctl_observe(X->ctl, &v, index, h, ml->n, false, d);
+		free(h);
+		store_metric_list_free(ml);
+		if (r)
+			goto done;
+	}
+	const char *st = row->status;
+	enum sweep_outcome o;
+	if (strcmp(st, "finished") == 0)
+		o = SWEEP_RUN_FINISHED;
+	else if (strcmp(st, "stopped") == 0)
+		o = SWEEP_RUN_STOPPED;
+	else if (strcmp(st, "failed") == 0 || strcmp(st, "crashed") == 0)
+		o = SWEEP_RUN_FAILED;
+	else
+		goto done; /* killed, running elsewhere: no outcome yet */
+	double obj = X->objective && o != SWEEP_RUN_FAILED
+			     ? run_objective(X->s, run_id, X->objective, X->maximize)
+			     : NAN;
+	sweep_ctl_result(X->ctl, index, o, obj);
+done:
+	store_run_free(row);
+	return r;
+}
+
+/* Computes the run id of a handed-out point and records the point. */
+static int prepare_point(struct sweep_exec *X, struct live *L, const struct sweep_point *pt,
+			 struct diag *d)
+{
+	memset(L, 0, sizeof *L);
+	L->pt = pt;
+	L->fd = -1;
+	L->rp.index = pt->index;
+	L->rp.params_json = pt->params_json;
+	L->rp.cfg = pt->cfg;
+	int r = run_identity(L->rp.identity, pt->cfg, d);
+	if (r)
+		return r;
+	run_id_from_identity(L->rp.id, L->rp.identity);
+	if (pt->cfg->backend.type != X->opt->backend_type)
+		return diag_set(d, FT_EINVAL, "", 0, 0, "sweep point %zu has another backend.type; "
+				"all runs of one invocation use the same backend", pt->index);
+	struct sweep_suggestion why = sweep_ctl_suggestion(X->ctl, pt->index);
+	char sug[256] = "";
+	if (why.adaptive) {
+		if (why.random)
+			snprintf(sug, sizeof sug, "{\"method\":\"bayes\",\"space_filling\":true}");
+		else
+			snprintf(sug, sizeof sug, "{\"method\":\"bayes\",\"space_filling\":false,"
+				 "\"predicted\":%.17g,\"sd\":%.17g,\"expected_improvement\":%.17g,"
+				 "\"observations\":%zu}", why.mean, why.sd, why.ei, why.n_obs);
+	}
+	struct store_sweep_point sp = {
+		.sweep_key = (char *)sweep_ctl_key(X->ctl),
+		.experiment = (char *)X->experiment,
+		.run = L->rp.id,
+		.params_json = (char *)pt->params_json,
+		.suggestion_json = sug[0] ? sug : NULL,
+		.sweep_index = (int64_t)pt->index,
+	};
+	return store_sweep_point_put(X->s, &sp, d);
+}
+
+static void watch_init(struct watch *w, const struct sweep_exec *X, size_t index)
+{
+	memset(w, 0, sizeof *w);
+	snprintf(w->split, sizeof w->split, "%s", X->split);
+	snprintf(w->name, sizeof w->name, "%s", X->name);
+	w->index = index;
+	w->sweep_key = sweep_ctl_key(X->ctl);
+	w->fd = -1;
+}
+
+/* Claims and runs one point in this process (with `s`); wt NULL: no early termination. */
+static int claim_and_run(struct store *s, const struct sweep_exec *X, const struct run_point *pt,
+			 struct progress *prog, struct watch *wt, enum store_claim *out,
+			 struct diag *d)
+{
+	const struct run_options *opt = X->opt;
+	const struct provenance *prov = X->prov;
+	char *abs = realpath(X->workspace, NULL);
+	char *abs_dir = abs ? path_join(abs, "runs") : NULL;
+	char *abs_run = abs_dir ? path_join(abs_dir, pt->id) : NULL;
+	struct store_run_spec spec = {
+		.id = pt->id,
+		.experiment = X->experiment,
+		.sweep_index = (int64_t)pt->index,
+		.params_json = pt->params_json,
+		.config_json = pt->cfg->canonical_json,
+		.identity = pt->identity,
+		.backend = backend_name(opt->backend),
+		.device = opt->device ? opt->device : backend_name(opt->backend),
+		.threads = resolved_threads(pt->cfg),
+		.seed = (int64_t)pt->cfg->seed,
+		.run_dir = abs_run,
+		.git_commit = prov && prov->is_repo ? prov->commit : NULL,
+		.git_dirty = prov && prov->is_repo && prov->dirty,
+	};
+	int r = abs_run ? store_run_claim(s, out, X->invocation, &spec,
+					  (opt->force ? STORE_FLAG_FORCE : 0) |
+						  (opt->resume ? STORE_FLAG_RESUME : 0),
+					  d)
+			: diag_set(d, FT_EIO, "", 0, 0, "cannot resolve workspace %s", X->workspace);
+	free(abs);
+	free(abs_dir);
+	free(abs_run);
+	if (r)
+		return r;
+	if (*out == STORE_CLAIM_CACHED) {
+		if (opt->verbosity > 0 || !opt->tty)
+			progress_line(prog, pt->id, "cached", pt->params_json);
+		return 0;
+	}
+	if (*out == STORE_CLAIM_BUSY) {
+		if (opt->verbosity >= 0)
+			progress_line(prog, pt->id, "running elsewhere", "left to that process");
+		return 0;
+	}
+	if (*out == STORE_CLAIM_DONE)
+		return 0;
+	return run_one(s, X->workspace, X->invocation, pt, *out == STORE_CLAIM_RESUME, opt, prov,
+		       prog, wt, d);
+}
+
+static bool only_matches(const char *only, const char *id)
+{
+	return !only || strncmp(id, only, strlen(only)) == 0;
+}
+
+/* A worker: claims and runs one point, asking the parent over fd about early stops. */
+static void worker_main(struct sweep_exec *X, struct live *L, int fd)
+{
+	struct store *cs = NULL;
+	struct diag cd;
+	diag_init(&cd);
+	int cr = store_open(&cs, X->workspace, false, &cd);
+	struct progress prog = {.opt = X->opt, .total = sweep_ctl_budget(X->ctl)};
+	struct watch w;
+	watch_init(&w, X, L->rp.index);
+	w.fd = fd;
+	enum store_claim c = STORE_CLAIM_BUSY;
+	if (!cr)
+		cr = claim_and_run(cs, X, &L->rp, &prog, X->split[0] ? &w : NULL, &c, &cd);
+	if (cr && cr != FT_EINTR)
+		diag_print(&cd, stderr);
+	watch_free(&w);
+	store_close(cs);
+	fflush(NULL);
+	_exit(cr == 0 ? (run_stop_flag ? 130 : 0) : cr == FT_EINTR ? 130 : 3);
+}
+
+/* Handles the complete lines a worker sent: records values, answers decisions. */
+static int serve_worker(struct sweep_exec *X, struct live *L, struct diag *d)
+{
+	for (;;) {
+		char *nl = memchr(L->buf, '\n', L->len);
+		if (!nl)
+			return 0;
+		*nl = '\0';
+		char kind = L->buf[0], *end, *vend;
+		long long step = strtoll(L->buf + 1, &end, 10);
+		double value = strtod(end, &vend);
+		if ((kind == 'M' || kind == 'R') && end != L->buf + 1 && vend != end) {
+			if (watch_put(&L->watch, step, value) != 0)
+				return diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
+			if (kind == 'M') {
+				struct sweep_verdict v;
+				int r = sweep_ctl_observe(X->ctl, &v, L->rp.index, L->watch.values,
+							  L->watch.n, true, d);
+				if (r)
+					return r;
+				char reply[160];
+				int k = v.stop ? snprintf(reply, sizeof reply, "S %lld %.17g %.17g %zu\n",
+							  (long long)v.band, v.threshold, v.value,
+							  v.n_at_band)
+					       : snprintf(reply, sizeof reply, "C\n");
+				(void)write_all(L->fd, reply, (size_t)k);
+			}
+		}
+		size_t used = (size_t)(nl - L->buf) + 1;
+		memmove(L->buf, L->buf + used, L->len - used);
+		L->len -= used;
+	}
+}
+
+static int sweep_parallel(struct sweep_exec *X, const char *only, int jobs, struct diag *d)
+{
+	struct live *lv = calloc((size_t)jobs, sizeof *lv);
+	if (!lv)
+		return diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
+	int active = 0, bad = 0, r = 0;
+	bool more = true, forwarded = false;
+	fflush(NULL);
+	while (!r && (active > 0 || (more && !run_stop_flag))) {
+		/* Fill the free slots. */
+		for (int j = 0; j < jobs && more && !run_stop_flag && !r; j++) {
+			if (lv[j].pid > 0)
+				continue;
+			const struct sweep_point *pt = NULL;
+			if ((r = sweep_ctl_next(X->ctl, &pt, d)) != 0)
+				break;
+			if (!pt) {
+				more = false;
+				break;
+			}
+			struct live *L = &lv[j];
+			if ((r = prepare_point(X, L, pt, d)) != 0)
+				break;
+			watch_init(&L->watch, X, pt->index);
+			if (!only_matches(only, L->rp.id)) {
+				r = feed_recorded(X, pt->index, L->rp.id, d);
+				continue;
+			}
+			X->handed++;
+			int sv[2];
+			if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+				r = diag_set(d, FT_EIO, "", 0, 0, "socketpair: %s", strerror(errno));
+				break;
+			}
+			fflush(NULL);
+			pid_t pid = fork();
+			if (pid < 0) {
+				close(sv[0]);
+				close(sv[1]);
+				r = diag_set(d, FT_EIO, "", 0, 0, "fork: %s", strerror(errno));
+				break;
+			}
+			if (pid == 0) {
+				close(sv[0]);
+				worker_main(X, L, sv[1]);
+			}
+			close(sv[1]);
+			L->pid = pid;
+			L->fd = sv[0];
+			active++;
+		}
+		if (run_stop_flag && !forwarded) {
+			forwarded = true;
+			for (int j = 0; j < jobs; j++)
+				if (lv[j].pid > 0)
+					kill(lv[j].pid, SIGTERM);
+		}
+		if (r || active == 0)
+			continue;
+		/* Serve the workers' questions; notice the ones that ended. */
+		struct pollfd pfd[256];
+		int map[256], np = 0;
+		for (int j = 0; j < jobs && np < 256; j++)
+			if (lv[j].pid > 0 && lv[j].fd >= 0) {
+				pfd[np] = (struct pollfd){.fd = lv[j].fd, .events = POLLIN};
+				map[np++] = j;
+			}
+		int pr = poll(pfd, (nfds_t)np, 100);
+		for (int k = 0; pr > 0 && k < np && !r; k++) {
+			if (!(pfd[k].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			struct live *L = &lv[map[k]];
+			ssize_t got = read(L->fd, L->buf + L->len, sizeof L->buf - 1 - L->len);
+			if (got > 0) {
+				L->len += (size_t)got;
+				r = serve_worker(X, L, d);
+				if (L->len == sizeof L->buf - 1)
+					L->len = 0; /* an over-long line: drop it */
+			} else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
+				close(L->fd);
+				L->fd = -1;
+			}
+		}
+		for (int j = 0; j < jobs && !r; j++) {
+			struct live *L = &lv[j];
+			int status;
+			if (L->pid <= 0 || waitpid(L->pid, &status, WNOHANG) != L->pid)
+				continue;
+			if (!WIFEXITED(status) || (WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 130))
+				bad++;
+			if (L->fd >= 0)
+				close(L->fd);
+			L->fd = -1;
+			L->pid = 0;
+			active--;
+			r = feed_recorded(X, L->rp.index, L->rp.id, d);
+			watch_free(&L->watch);
+		}
+	}
+	/* An error: stop and reap every worker still running. */
+	for (int j = 0; j < jobs; j++) {
+		struct live *L = &lv[j];
+		if (L->pid > 0) {
+			kill(L->pid, SIGTERM);
+			int status;
+			while (waitpid(L->pid, &status, 0) < 0 && errno == EINTR)
+				;
+		}
+		if (L->fd >= 0)
+			close(L->fd);
+		watch_free(&L->watch);
+	}
+	free(lv);
+	if (!r && bad)
+		r = diag_set(d, FT_ESTORE, "", 0, 0, "%d worker process%s failed", bad,
+			     bad == 1 ? "" : "es");
+	return r;
+}
+
+static int sweep_serial(struct sweep_exec *X, const char *only, struct diag *d)
+{
+	struct progress prog = {.opt = X->opt, .total = sweep_ctl_budget(X->ctl)};
+	int r = 0;
+	while (!r && !run_stop_flag) {
+		const struct sweep_point *pt = NULL;
+		if ((r = sweep_ctl_next(X->ctl, &pt, d)) != 0 || !pt)
+			break;
+		struct live L;
+		if ((r = prepare_point(X, &L, pt, d)) != 0)
+			break;
+		if (!only_matches(only, L.rp.id)) {
+			r = feed_recorded(X, pt->index, L.rp.id, d);
+			continue;
+		}
+		X->handed++;
+		struct watch w;
+		watch_init(&w, X, pt->index);
+		w.ctl = X->ctl;
+		enum store_claim c = STORE_CLAIM_BUSY;
+		r = claim_and_run(X->s, X, &L.rp, &prog, X->split[0] ? &w : NULL, &c, d);
+		watch_free(&w);
+		if (!r)
+			r = feed_recorded(X, pt->index, L.rp.id, d);
+		if (c != STORE_CLAIM_BUSY && c != STORE_CLAIM_DONE)
+			prog.done++;
+	}
+	progress_clear(&prog);
+	return r;
+}
+
+int run_execute_sweep(struct run_summary *out, const char *workspace, int64_t invocation,
+		      const char *experiment, struct sweep_ctl *ctl, const char *only,
+		      const struct run_options *opt, const struct provenance *prov,
+		      struct diag *d)
+{
+	memset(out, 0, sizeof *out);
+	struct sweep_exec X = {.workspace = workspace, .experiment = experiment,
+			       .invocation = invocation, .ctl = ctl, .opt = opt, .prov = prov};
+	split_metric(X.split, sizeof X.split, X.name, sizeof X.name, sweep_ctl_stop_metric(ctl));
+	X.objective = sweep_ctl_objective(ctl, &X.maximize);
+	char *runs_dir = path_join(workspace, "runs");
+	if (!runs_dir)
+		return diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
+	int r = dir_make_all(runs_dir, d);
+	free(runs_dir);
+	if (!r)
+		r = store_open(&X.s, workspace, false, d);
+	if (r)
+		return r;
+	if (sweep_ctl_adaptive(ctl)) {
+		/* The points this sweep handed out before, in index order. */
+		struct store_sweep_point_list *pl = NULL;
+		r = store_sweep_points(X.s, &pl, sweep_ctl_key(ctl), NULL, d);
+		for (size_t i = 0; !r && i < pl->n; i++) {
+			struct diag q;
+			diag_init(&q);
+			if (sweep_ctl_restore(ctl, (size_t)pl->items[i].sweep_index,
+					      pl->items[i].params_json, &q) != 0 &&
+			    q.code != FT_EINVAL)
+				r = diag_set(d, q.code, "", 0, 0, "%s", q.text);
+		}
+		store_sweep_point_list_free(pl);
+	}
+	int jobs = opt->jobs > 1 ? opt->jobs : 1;
+	if (jobs > 256)
+		jobs = 256;
+	if (!r)
+		r = jobs <= 1 ? sweep_serial(&X, only, d) : sweep_parallel(&X, only, jobs, d);
+	if (!r && run_stop_flag)
+		r = FT_EINTR;
+	struct diag sd;
+	diag_init(&sd);
+	if (summarise(out, X.s, invocation, X.handed, &sd) != 0 && !r)
+		r = diag_set(d, sd.code, "", 0, 0, "%s", sd.text);
+	out->interrupted = run_stop_flag != 0;
+	store_close(X.s);
+	return r;
 }

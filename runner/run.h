@@ -1,7 +1,7 @@
 /* run: the lifecycle of the runs of one invocation: claim each sweep point in the store,
  * prepare its run directory, drive a backend with a sink that records into the store and
- * the run directory, keep a heartbeat, handle SIGINT/SIGTERM, and (with jobs > 1) spread
- * the points over forked worker processes that claim from the same list. */
+ * the run directory, keep a heartbeat, handle SIGINT/SIGTERM, stop runs the sweep's
+ * controller judges behind, and (with jobs > 1) spread the points over forked workers. */
 #ifndef FTLAB_RUN_H
 #define FTLAB_RUN_H
 
@@ -28,6 +28,7 @@ struct run_options {
 	bool force, resume;
 	int jobs;                      /* worker processes; <= 1 runs in this process */
 	const struct backend *backend; /* what runs every point */
+	enum backend_type backend_type;  /* the backend.type every point must have (sweeps) */
 	const char *device;            /* recorded in runs.device ("cpu", "exec", "cuda:0") */
 	int verbosity;                 /* -1 quiet, 0 normal, 1 verbose */
 	bool tty, color;               /* progress line on a terminal; colour allowed */
@@ -36,7 +37,8 @@ struct run_options {
 
 /* What the invocation did with its points, read back from the store at the end. */
 struct run_summary {
-	size_t total, finished, failed, killed, crashed, cached, busy, other;
+	size_t total, finished, failed, killed, crashed, cached, stopped, busy, other;
+	int64_t steps_saved; /* training steps the runs stopped early did not train */
 	bool interrupted;
 };
 
@@ -54,6 +56,25 @@ int run_execute_plan(struct run_summary *out, const char *workspace, int64_t inv
 		     const char *experiment, const struct run_point *points, size_t n,
 		     const struct run_options *opt, const struct provenance *prov,
 		     struct diag *d) FT_WUR;
+
+/* Runs a sweep under its controller (runner/sweep_ctl.h): points come from the
+ * controller as slots free up (one at a time with jobs <= 1, else up to `jobs` forked
+ * workers, one per point), each run's outcome and objective go back to it, and the runs'
+ * logged values of the early-termination metric reach it as they are logged: this process
+ * makes every decision (workers ask over a socket). Points already in the store feed the
+ * controller too (cached runs are observations; an adaptive sweep first restores the points
+ * it handed out before, so an interrupted sweep continues the same sequence). `only`
+ * (a run id prefix, or NULL) runs just the matching point of a fixed plan; the other
+ * points' recorded runs still feed early termination. Returns as run_execute_plan. */
+struct sweep_ctl;
+int run_execute_sweep(struct run_summary *out, const char *workspace, int64_t invocation,
+		      const char *experiment, struct sweep_ctl *ctl, const char *only,
+		      const struct run_options *opt, const struct provenance *prov,
+		      struct diag *d) FT_WUR;
+
+/* The objective of a recorded run: the tuned model's result for `metric` ("test.loss"),
+ * else the best value of its logged history, else NAN. */
+double run_objective(struct store *s, const char *run_id, const char *metric, bool maximize);
 
 /* A running row whose heartbeat is older than this (seconds) is crashed, on any host. */
 #define RUN_STALE_S 60.0

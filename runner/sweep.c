@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "common/rng.h"
 #include "common/util.h"
 #include "schema/node.h"
@@ -39,7 +41,7 @@ struct dim {
 };
 
 struct sweep_spec {
-	bool random;
+	bool random, bayes;
 	int64_t samples;
 	uint64_t seed;
 	struct dim dims[64];
@@ -243,7 +245,9 @@ static int parse_spec(struct sweep_spec *s, const struct experiment *e, struct d
 	if (!sw)
 		return 0;
 	const struct node *m = node_get(sw, "method");
-	s->random = m && schema_enum_index("sweep.method", m->text) == SWEEP_RANDOM;
+	int mi = m ? schema_enum_index("sweep.method", m->text) : (int)SWEEP_GRID;
+	s->random = mi == SWEEP_RANDOM;
+	s->bayes = mi == SWEEP_BAYES;
 	const struct node *smp = node_get(sw, "samples"), *sd = node_get(sw, "seed");
 	if (smp)
 		parse_i64(smp->text, &s->samples);
@@ -266,7 +270,12 @@ static int parse_spec(struct sweep_spec *s, const struct experiment *e, struct d
 		dm->n_paths = 1;
 		if ((rc = parse_dist(dm, p->key, p, d)) != 0)
 			return rc;
-		if (!s->random && dm->n_values == 0) {
+		if (s->bayes && strcmp(p->key, "seed") == 0) {
+			rc = node_key_error(d, p, NULL, "a bayes sweep does not search over 'seed'");
+			diag_hint(d, "set seed: N, or repeat seeds with method grid or random");
+			return rc;
+		}
+		if (!s->random && !s->bayes && dm->n_values == 0) {
 			rc = node_error(d, p, NULL, "sweep entry '%s': distribution %s is continuous "
 					"and needs sweep.method random", p->key, dist_names[dm->dist]);
 			diag_hint(d, "set sweep.method: random with samples: N, or list the values");
@@ -321,6 +330,8 @@ static size_t sat_mul(size_t a, size_t b)
 static size_t spec_count(const struct sweep_spec *s)
 {
 	size_t n = 1;
+	if (s->bayes)
+		return (size_t)s->samples;
 	if (s->random) {
 		n = (size_t)s->samples;
 		for (size_t i = 0; i < s->n_dims; i++)
@@ -544,6 +555,24 @@ int sweep_expand(struct sweep_plan **out, const struct experiment *e, size_t max
 	}
 	if ((rc = prevalidate(e, &s, d)) != 0)
 		goto done;
+	if (s.bayes) {
+		/* Points are chosen as results arrive (runner/sweep_ctl.h); the space is
+		 * checked now. */
+		struct sweep_space *sp = NULL;
+		if ((rc = sweep_space_create(&sp, e, d)) != 0)
+			goto done;
+		sweep_space_free(sp);
+		plan = calloc(1, sizeof *plan);
+		if (!plan) {
+			rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+			goto done;
+		}
+		plan->adaptive = true;
+		plan->budget = total;
+		*out = plan;
+		plan = NULL;
+		goto done;
+	}
 	plan = calloc(1, sizeof *plan);
 	if (!plan || !(plan->points = calloc(total ? total : 1, sizeof *plan->points))) {
 		rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory for %zu sweep points", total);
@@ -639,6 +668,7 @@ int sweep_expand(struct sweep_plan **out, const struct experiment *e, size_t max
 		if (plan->n == 0 && (rc = add_point(&B, as, 0)) != 0)
 			goto done;
 	}
+	plan->budget = plan->n;
 	*out = plan;
 	plan = NULL;
 done:
@@ -661,4 +691,386 @@ void sweep_plan_free(struct sweep_plan *p)
 	}
 	free(p->points);
 	free(p);
+}
+
+/* ---- the search space of an adaptive sweep ---- */
+
+/* How one sweep dimension maps to a search dimension. */
+struct space_dim {
+	int bayes;         /* index into the search dimensions, or -1 for a constant */
+	size_t *order;     /* ordered numeric lists: level -> list index (by value) */
+	json_t **items;    /* lists: the resolved JSON value of each item, per path (n_paths rows) */
+};
+
+struct sweep_space {
+	const struct experiment *e;
+	struct sweep_spec s;
+	struct space_dim sd[64];
+	struct bayes_dim dims[64];
+	size_t n_bayes;
+};
+
+static bool all_numeric(const struct node *l)
+{
+	double v;
+	for (size_t i = 0; i < l->n; i++)
+		if (!num(l->items[i], &v))
+			return false;
+	return true;
+}
+
+static const struct node *list_item(const struct dim *dm, size_t j, size_t i)
+{
+	return dm->dist == DIST_VALUE ? dm->lists[j] : dm->lists[j]->items[i];
+}
+
+/* The resolved JSON value of `v` at `path` (as a params_json would hold it). */
+static int resolved_value(json_t **out, const struct experiment *e, const char *path,
+			  const struct node *v, struct diag *d)
+{
+	struct schema_assign a = {path, v};
+	struct config *c = NULL;
+	char *pj = NULL;
+	*out = NULL;
+	int rc = experiment_config_with(&c, &pj, e, &a, 1, "sweep entry", d);
+	if (c) {
+		config_free(c);
+		free(c);
+	}
+	if (rc)
+		return rc;
+	json_error_t je;
+	json_t *o = json_loads(pj, 0, &je);
+	free(pj);
+	json_t *val = json_object_get(o, path);
+	*out = val ? json_incref(val) : NULL;
+	json_decref(o);
+	return *out ? 0 : diag_set(d, FT_EINTERNAL, NULL, 0, 0, "no resolved value for '%s'", path);
+}
+
+void sweep_space_free(struct sweep_space *sp)
+{
+	if (!sp)
+		return;
+	for (size_t k = 0; k < sp->s.n_dims; k++) {
+		free(sp->sd[k].order);
+		if (sp->sd[k].items) {
+			size_t rows = sp->s.dims[k].n_paths * sp->s.dims[k].n_values;
+			for (size_t i = 0; i < rows; i++)
+				json_decref(sp->sd[k].items[i]);
+			free(sp->sd[k].items);
+		}
+	}
+	spec_free(&sp->s);
+	free(sp);
+}
+
+struct order_ctx {
+	const struct node *l;
+};
+
+static int cmp_by_value(const void *a, const void *b, void *ctx)
+{
+	const struct node *l = ((const struct order_ctx *)ctx)->l;
+	size_t i = *(const size_t *)a, j = *(const size_t *)b;
+	double x = 0, y = 0;
+	(void)num(l->items[i], &x);
+	(void)num(l->items[j], &y);
+	if (x != y)
+		return x < y ? -1 : 1;
+	return (i > j) - (i < j);
+}
+
+int sweep_space_create(struct sweep_space **out, const struct experiment *e, struct diag *d)
+{
+	*out = NULL;
+	struct sweep_space *sp = calloc(1, sizeof *sp);
+	if (!sp)
+		return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+	sp->e = e;
+	int rc = parse_spec(&sp->s, e, d);
+	if (rc)
+		goto done;
+	for (size_t k = 0; k < sp->s.n_dims; k++) {
+		struct dim *dm = &sp->s.dims[k];
+		struct space_dim *sd = &sp->sd[k];
+		sd->bayes = -1;
+		bool list = dm->dist == DIST_VALUES || dm->dist == DIST_CATEGORICAL ||
+			    dm->dist == DIST_VALUE;
+		if (list) {
+			size_t rows = dm->n_paths * dm->n_values;
+			sd->items = calloc(rows ? rows : 1, sizeof *sd->items);
+			if (!sd->items) {
+				rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+				goto done;
+			}
+			for (size_t j = 0; j < dm->n_paths; j++)
+				for (size_t i = 0; i < dm->n_values; i++)
+					if ((rc = resolved_value(&sd->items[j * dm->n_values + i], e,
+								 dm->paths[j], list_item(dm, j, i),
+								 d)) != 0)
+						goto done;
+		}
+		if (dm->dist == DIST_VALUE || (list && dm->n_values < 2) ||
+		    (dm->dist == DIST_INT_UNIFORM && dm->n_values < 2))
+			continue; /* a constant */
+		struct bayes_dim *bd = &sp->dims[sp->n_bayes];
+		sd->bayes = (int)sp->n_bayes++;
+		if (list) {
+			/* A list of numbers is ordered (levels by value); other lists, explicit
+			 * categoricals and zip groups are categories. */
+			bool ordered = dm->dist == DIST_VALUES && dm->n_paths == 1 &&
+				       all_numeric(dm->lists[0]);
+			bd->kind = ordered ? BAYES_INT : BAYES_CAT;
+			bd->levels = dm->n_values;
+			if (ordered) {
+				sd->order = calloc(dm->n_values, sizeof *sd->order);
+				if (!sd->order) {
+					rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+					goto done;
+				}
+				for (size_t i = 0; i < dm->n_values; i++)
+					sd->order[i] = i;
+				struct order_ctx oc = {dm->lists[0]};
+				qsort_r(sd->order, dm->n_values, sizeof *sd->order, cmp_by_value, &oc);
+			}
+		} else if (dm->dist == DIST_INT_UNIFORM) {
+			bd->kind = BAYES_INT;
+			bd->levels = dm->n_values;
+		} else {
+			bd->kind = BAYES_REAL;
+			bd->levels = 0;
+		}
+	}
+	if (sp->n_bayes == 0) {
+		const struct node *sw = experiment_sweep(e);
+		rc = node_key_error(d, sw, NULL, "a bayes sweep needs at least one parameter with "
+				    "more than one value");
+		goto done;
+	}
+	*out = sp;
+	sp = NULL;
+done:
+	sweep_space_free(sp);
+	return rc;
+}
+
+const struct bayes_dim *sweep_space_dims(const struct sweep_space *sp, size_t *n)
+{
+	*n = sp->n_bayes;
+	return sp->dims;
+}
+
+/* The standard normal quantile by bisection on its CDF (exact to the last bits, and the
+ * same on every machine that has the same erfc). */
+static double normal_quantile(double u)
+{
+	double lo = -40, hi = 40;
+	for (int i = 0; i < 200 && hi - lo > 0; i++) {
+		double mid = 0.5 * (lo + hi);
+		if (mid == lo || mid == hi)
+			break;
+		if (0.5 * erfc(-mid / 1.4142135623730951) < u)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return 0.5 * (lo + hi);
+}
+
+static double clamp_range(double v, double lo, double hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* A continuous distribution's value at u in [0, 1] (inside min..max despite rounding),
+ * and back. */
+static double from_unit(const struct dim *dm, double u)
+{
+	switch (dm->dist) {
+	case DIST_UNIFORM:
+		return clamp_range(dm->min + (dm->max - dm->min) * u, dm->min, dm->max);
+	case DIST_LOG_UNIFORM_VALUES:
+		return clamp_range(exp(log(dm->min) + (log(dm->max) - log(dm->min)) * u), dm->min,
+				   dm->max);
+	case DIST_Q_UNIFORM:
+		return quantize(clamp_range(dm->min + (dm->max - dm->min) * u, dm->min, dm->max),
+				dm->q);
+	case DIST_Q_LOG_UNIFORM_VALUES:
+		return quantize(clamp_range(exp(log(dm->min) + (log(dm->max) - log(dm->min)) * u),
+					    dm->min, dm->max), dm->q);
+	case DIST_NORMAL: {
+		double c = u < 1e-12 ? 1e-12 : u > 1 - 1e-12 ? 1 - 1e-12 : u;
+		return dm->mu + dm->sigma * normal_quantile(c);
+	}
+	default:
+		return 0;
+	}
+}
+
+static double to_unit(const struct dim *dm, double v)
+{
+	switch (dm->dist) {
+	case DIST_UNIFORM:
+	case DIST_Q_UNIFORM:
+		return (v - dm->min) / (dm->max - dm->min);
+	case DIST_LOG_UNIFORM_VALUES:
+	case DIST_Q_LOG_UNIFORM_VALUES:
+		return v > 0 ? (log(v) - log(dm->min)) / (log(dm->max) - log(dm->min)) : NAN;
+	case DIST_NORMAL:
+		return 0.5 * erfc(-((v - dm->mu) / dm->sigma) / 1.4142135623730951);
+	default:
+		return NAN;
+	}
+}
+
+/* Builds the point whose sweep dimension k takes list item level[k] (lists) or value[k]
+ * (generated numbers). */
+static int build_point(struct sweep_point *out, const struct sweep_space *sp,
+		       const size_t *item, const double *value, size_t index, struct diag *d)
+{
+	memset(out, 0, sizeof *out);
+	struct schema_assign as[64 * 32];
+	struct node *made[64];
+	size_t na = 0, n_made = 0;
+	int rc = 0;
+	for (size_t k = 0; k < sp->s.n_dims && !rc; k++) {
+		const struct dim *dm = &sp->s.dims[k];
+		if (sp->sd[k].items) {
+			for (size_t j = 0; j < dm->n_paths; j++)
+				as[na++] = (struct schema_assign){dm->paths[j],
+								  list_item(dm, j, item[k])};
+			continue;
+		}
+		struct node *n = gen_node(dm->spec, value[k], dm->dist == DIST_INT_UNIFORM);
+		if (!n) {
+			rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+			break;
+		}
+		made[n_made++] = n;
+		as[na++] = (struct schema_assign){dm->paths[0], n};
+	}
+	if (!rc) {
+		struct sweep_plan tmp = {.points = out};
+		struct builder B = {.e = sp->e, .plan = &tmp, .d = d};
+		rc = add_point(&B, as, na);
+		out->index = index;
+	}
+	while (n_made)
+		node_free(made[--n_made]);
+	return rc;
+}
+
+int sweep_space_point(struct sweep_point *out, const struct sweep_space *sp, const double *x,
+		      size_t index, struct diag *d)
+{
+	size_t item[64] = {0};
+	double value[64] = {0};
+	for (size_t k = 0; k < sp->s.n_dims; k++) {
+		const struct dim *dm = &sp->s.dims[k];
+		const struct space_dim *sd = &sp->sd[k];
+		double v = sd->bayes >= 0 ? x[sd->bayes] : 0;
+		if (sd->items)
+			item[k] = sd->bayes < 0 ? 0 : sd->order ? sd->order[(size_t)v] : (size_t)v;
+		else if (dm->dist == DIST_INT_UNIFORM)
+			value[k] = dm->min + v;
+		else
+			value[k] = from_unit(dm, v);
+	}
+	return build_point(out, sp, item, value, index, d);
+}
+
+int sweep_space_restore(struct sweep_point *out, const struct sweep_space *sp,
+			const char *params_json, size_t index, struct diag *d)
+{
+	size_t item[64] = {0};
+	double value[64] = {0};
+	json_error_t je;
+	json_t *o = json_loads(params_json ? params_json : "{}", 0, &je);
+	bool ok = json_is_object(o);
+	for (size_t k = 0; k < sp->s.n_dims && ok; k++) {
+		const struct dim *dm = &sp->s.dims[k];
+		const struct space_dim *sd = &sp->sd[k];
+		if (sd->items) {
+			ok = false;
+			for (size_t i = 0; i < dm->n_values && !ok; i++) {
+				bool all = true;
+				for (size_t j = 0; j < dm->n_paths && all; j++)
+					all = json_equal(json_object_get(o, dm->paths[j]),
+							 sd->items[j * dm->n_values + i]);
+				if (all) {
+					ok = true;
+					item[k] = i;
+				}
+			}
+			continue;
+		}
+		const json_t *v = json_object_get(o, dm->paths[0]);
+		ok = json_is_number(v);
+		value[k] = ok ? json_number_value(v) : 0;
+	}
+	json_decref(o);
+	if (!ok)
+		return diag_set(d, FT_EINVAL, NULL, 0, 0, "the recorded point %s is not in this "
+				"sweep", params_json ? params_json : "{}");
+	return build_point(out, sp, item, value, index, d);
+}
+
+bool sweep_space_locate(double *x, const struct sweep_space *sp, const char *params_json)
+{
+	json_error_t je;
+	json_t *o = json_loads(params_json ? params_json : "{}", 0, &je);
+	bool ok = json_is_object(o);
+	for (size_t k = 0; k < sp->s.n_dims && ok; k++) {
+		const struct dim *dm = &sp->s.dims[k];
+		const struct space_dim *sd = &sp->sd[k];
+		if (sd->bayes < 0)
+			continue;
+		if (sd->items) {
+			size_t found = SIZE_MAX;
+			for (size_t i = 0; i < dm->n_values && found == SIZE_MAX; i++) {
+				bool all = true;
+				for (size_t j = 0; j < dm->n_paths && all; j++)
+					all = json_equal(json_object_get(o, dm->paths[j]),
+							 sd->items[j * dm->n_values + i]);
+				if (all)
+					found = i;
+			}
+			ok = found != SIZE_MAX;
+			for (size_t l = 0; ok && sd->order && l < dm->n_values; l++)
+				if (sd->order[l] == found) {
+					found = l; /* the level of that item */
+					break;
+				}
+			x[sd->bayes] = (double)found;
+			continue;
+		}
+		const json_t *v = json_object_get(o, dm->paths[0]);
+		ok = json_is_number(v);
+		if (!ok)
+			break;
+		double val = json_number_value(v);
+		if (dm->dist == DIST_INT_UNIFORM) {
+			double lv = val - dm->min;
+			ok = lv == floor(lv) && lv >= 0 && lv < (double)dm->n_values;
+			x[sd->bayes] = lv;
+			continue;
+		}
+		/* Quantised values may lie a little outside min..max: clamp those. */
+		double u = to_unit(dm, val);
+		ok = u >= -0.02 && u <= 1.02;
+		x[sd->bayes] = u < 0 ? 0 : u > 1 ? 1 : u;
+	}
+	json_decref(o);
+	return ok;
+}
+
+void sweep_point_clear(struct sweep_point *p)
+{
+	if (!p)
+		return;
+	free(p->params_json);
+	config_free(p->cfg);
+	free(p->cfg);
+	memset(p, 0, sizeof *p);
 }

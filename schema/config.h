@@ -20,7 +20,7 @@ enum precision { PRECISION_FP32, PRECISION_BF16 };
 enum nonfinite_policy { NONFINITE_ABORT, NONFINITE_SKIP_STEP };
 enum backend_type { BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA, BACKEND_EXEC };
 enum goal { GOAL_MAXIMIZE, GOAL_MINIMIZE };
-enum sweep_method { SWEEP_GRID, SWEEP_RANDOM };
+enum sweep_method { SWEEP_GRID, SWEEP_RANDOM, SWEEP_BAYES };
 /* The named templates of data.template (any other text is a custom template). */
 enum data_template {
 	DATA_TEMPLATE_AUTO, DATA_TEMPLATE_CHATML, DATA_TEMPLATE_GEMMA, DATA_TEMPLATE_ALPACA,

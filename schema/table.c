@@ -200,12 +200,16 @@ const struct key_desc schema_keys[] = {
 
 	{"sweep", KT_MAP, KF_OPTMAP | KF_NOCANON, NULL, NOB, NULL,
 	 "Hyperparameter sweep (W&B syntax); absent: one run.", NULL},
-	{"sweep.method", KT_ENUM, 0, "grid", NOB, "grid|random",
-	 "grid: every combination, in declared order; random: `samples` draws.", NULL},
+	{"sweep.method", KT_ENUM, 0, "grid", NOB, "grid|random|bayes",
+	 "grid: every combination, in declared order; random: `samples` draws; bayes: `samples` "
+	 "runs, each chosen by a Gaussian process and expected improvement over the objective "
+	 "from the results so far (W&B's bayes; needs sweep.objective).", NULL},
 	{"sweep.samples", KT_INT, KF_LO | KF_HI, NULL, RANGE(1, 1e9), NULL,
-	 "random only (required there): number of draws.", NULL},
+	 "random and bayes (required there): number of runs.", NULL},
+	{"sweep.run_cap", KT_INT, KF_LO | KF_HI, NULL, RANGE(1, 1e9), NULL,
+	 "W&B's name for samples; give one of the two.", NULL},
 	{"sweep.seed", KT_INT, KF_LO | KF_HI, NULL, RANGE(0, 9007199254740991.0), NULL,
-	 "Seed of the random draws.", "the experiment seed"},
+	 "Seed of the random draws and of the bayes search.", "the experiment seed"},
 	{"sweep.parameters", KT_PARAMS, 0, NULL, NOB, NULL,
 	 "Dotted path -> a list of values, or {values: [...]}, {value: V}, {distribution: D, ...} "
 	 "with D one of categorical, int_uniform, uniform, log_uniform_values, q_uniform, "
@@ -213,19 +217,37 @@ const struct key_desc schema_keys[] = {
 	{"sweep.zip", KT_ZIP, 0, NULL, NOB, NULL,
 	 "Groups of parameters that vary together: a list of maps path -> list, lists of equal "
 	 "length.", NULL},
-	{"sweep.objective", KT_MAP, KF_OPTMAP, NULL, NOB, NULL, "How reports pick the best run.", NULL},
-	{"sweep.objective.metric", KT_METRIC, KF_REQUIRED, NULL, NOB, NULL, "split.metric.", NULL},
+	{"sweep.objective", KT_MAP, KF_OPTMAP, NULL, NOB, NULL,
+	 "The metric the sweep optimises: bayes searches for its best value, reports mark the best "
+	 "run by it. Required by bayes.", NULL},
+	{"sweep.objective.metric", KT_METRIC, KF_REQUIRED, NULL, NOB, NULL,
+	 "split.metric: a final result (test.exact_match), else the best value the run logged "
+	 "(validation.loss).", NULL},
 	{"sweep.objective.goal", KT_ENUM, 0, "maximize", NOB, "maximize|minimize", "Direction.", NULL},
 	{"sweep.early_terminate", KT_MAP, KF_OPTMAP, NULL, NOB, NULL,
-	 "Stop weak runs early (successive halving).", NULL},
-	{"sweep.early_terminate.type", KT_ENUM, 0, "successive_halving", NOB, "successive_halving",
-	 "The only policy: successive_halving.", NULL},
-	{"sweep.early_terminate.metric", KT_METRIC, 0, "validation.loss", NOB, NULL,
-	 "Metric compared at each rung.", NULL},
-	{"sweep.early_terminate.min_steps", KT_INT, KF_LO, "50", RANGE(1, 0), NULL,
-	 "Steps before the first rung.", NULL},
-	{"sweep.early_terminate.eta", KT_INT, KF_LO | KF_HI, "3", RANGE(2, 100), NULL,
-	 "Keep 1/eta of the runs at each rung.", NULL},
+	 "Stop runs that fall behind, by W&B's hyperband rule (docs/sweeps.md). Stopped runs end "
+	 "with status stopped and skip the final evaluation.", NULL},
+	{"sweep.early_terminate.type", KT_ENUM, 0, "hyperband", NOB, "hyperband",
+	 "The policy: hyperband.", NULL},
+	{"sweep.early_terminate.metric", KT_METRIC, 0, NULL, NOB, NULL,
+	 "The metric compared; its n-th logged value is iteration n. It must be logged during "
+	 "training: validation.loss (with train.eval_every) or train.loss for the native engine, a "
+	 "train or validation metric an exec trainer logs.", "the objective's metric"},
+	{"sweep.early_terminate.goal", KT_ENUM, 0, NULL, NOB, "maximize|minimize",
+	 "Direction of the metric.", "the objective's goal for the objective's metric, else minimize"},
+	{"sweep.early_terminate.min_iter", KT_INT, KF_LO | KF_HI, NULL, RANGE(1, 1e12), NULL,
+	 "Bands at int(min_iter * eta^k) iterations, k = 0, 1, ... Give min_iter, or max_iter "
+	 "and s.", NULL},
+	{"sweep.early_terminate.max_iter", KT_INT, KF_LO | KF_HI, NULL, RANGE(1, 1e12), NULL,
+	 "With s: bands at int(max_iter / eta^k) iterations, k = 1..s, those of at least 1.", NULL},
+	{"sweep.early_terminate.s", KT_INT, KF_LO | KF_HI, NULL, RANGE(1, 100), NULL,
+	 "With max_iter: how many bands.", NULL},
+	{"sweep.early_terminate.eta", KT_FLOAT, KF_LO | KF_LO_OPEN | KF_HI, "3", RANGE(1, 1000), NULL,
+	 "A run continues past a band while it is within the best 1/eta of the runs that reached "
+	 "that band.", NULL},
+	{"sweep.early_terminate.strict", KT_BOOL, 0, "true", NOB, NULL,
+	 "true: compare the run's value at the band; false: its best value so far (stops fewer "
+	 "runs).", NULL},
 
 	{"gates", KT_GATES, KF_NOCANON, NULL, NOB, NULL,
 	 "CI gates checked by `ftlab ci`: a list of {metric, min|max} or {metric, vs: base|baseline, "

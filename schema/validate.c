@@ -662,6 +662,15 @@ static int resolve_value(struct vstate *S, const struct key_desc *k, const struc
 		if (!schema_choice_ok(k->choices, v->text)) {
 			node_free(*out);
 			*out = NULL;
+			if (strcmp(k->path, "sweep.early_terminate.type") == 0 &&
+			    strcmp(v->text, "successive_halving") == 0) {
+				rc = VERR(S, v, "sweep.early_terminate.type successive_halving was "
+					  "replaced by hyperband (W&B's rule)");
+				diag_hint(S->d, "write {type: hyperband, metric: validation.loss, "
+					  "min_iter: N, eta: 3}; min_iter counts logged values of the "
+					  "metric, not steps");
+				return rc;
+			}
 			return enum_error(S, k, v, k->choices);
 		}
 		return 0;
@@ -811,7 +820,10 @@ static int unknown_key(struct vstate *S, const char *prefix, const struct node *
 	else
 		rc = VKERR(S, e, "unknown key '%.100s'", e->key);
 	const char *near = nearest_word(e->key, cands, n);
-	if (near) {
+	if (strcmp(prefix, "sweep.early_terminate") == 0 && strcmp(e->key, "min_steps") == 0) {
+		diag_hint(S->d, "min_steps belonged to successive_halving; hyperband's first band "
+			  "is min_iter, counted in logged values of the metric");
+	} else if (near) {
 		diag_hint(S->d, "did you mean '%s'?", near);
 	} else if (!prefix[0] && strchr(e->key, '.') && schema_find(e->key)) {
 		diag_hint(S->d, "write nested keys as maps ('%.100s' is a key inside a section), "
@@ -1013,6 +1025,96 @@ static const struct node *src_or(const struct vstate *S, const char *path, const
 	return n ? n : r;
 }
 
+/* sweep.early_terminate: min_iter, or max_iter with s; the metric and goal default to the
+ * objective's; the metric must be one that is logged while a run trains. */
+static int early_terminate_rules(struct vstate *S, struct node *res)
+{
+	struct node *et = node_get_path(res, "sweep.early_terminate");
+	if (!et)
+		return 0;
+	int rc;
+	const struct node *mi = node_get(et, "min_iter"), *mx = node_get(et, "max_iter");
+	const struct node *sn = node_get(et, "s");
+	const struct node *at = src_or(S, "sweep.early_terminate", et);
+	if (mi && (mx || sn)) {
+		rc = VKERR(S, src_or(S, mx ? "sweep.early_terminate.max_iter" :
+				     "sweep.early_terminate.s", mx ? mx : sn),
+			   "sweep.early_terminate takes min_iter, or max_iter and s, not both");
+		diag_hint(S->d, "min_iter sets the first band; max_iter and s set the last band and "
+			  "how many come before it");
+		return rc;
+	}
+	if (!mi && !(mx && sn)) {
+		if (mx)
+			return VKERR(S, src_or(S, "sweep.early_terminate.max_iter", mx),
+				     "sweep.early_terminate.max_iter needs s, the number of bands");
+		if (sn)
+			return VKERR(S, src_or(S, "sweep.early_terminate.s", sn),
+				     "sweep.early_terminate.s needs max_iter");
+		rc = VKERR(S, at, "sweep.early_terminate needs min_iter, or max_iter and s");
+		diag_hint(S->d, "for example {type: hyperband, min_iter: 3, eta: 3}");
+		return rc;
+	}
+	double eta = strtod(rtext(res, "sweep.early_terminate.eta"), NULL);
+	if (mx && strtod(mx->text, NULL) / eta < 1.0)
+		return VKERR(S, src_or(S, "sweep.early_terminate.max_iter", mx),
+			     "sweep.early_terminate: max_iter %s / eta %g is below one iteration, so "
+			     "there is no band", mx->text, eta);
+	const char *obj = rtext(res, "sweep.objective.metric");
+	const char *metric = rtext(res, "sweep.early_terminate.metric");
+	if (!metric && !obj) {
+		rc = VKERR(S, at, "sweep.early_terminate needs a metric, or a sweep.objective whose "
+			   "metric it watches");
+		diag_hint(S->d, "add metric: validation.loss");
+		return rc;
+	}
+	if (!metric) {
+		if ((rc = rset(res, "sweep.early_terminate.metric", obj, false)) != 0)
+			return rc;
+		metric = obj;
+	}
+	if (!node_get(et, "goal")) {
+		const char *goal = obj && strcmp(obj, metric) == 0
+					   ? rtext(res, "sweep.objective.goal") : "minimize";
+		if ((rc = rset(res, "sweep.early_terminate.goal", goal, false)) != 0)
+			return rc;
+	}
+	const struct node *mn = node_get_path(res, "sweep.early_terminate.metric");
+	const struct node *mat = src_or(S, "sweep.early_terminate.metric",
+					mn->origin && strcmp(mn->origin, "default") == 0 ? at : mn);
+	if (strncmp(metric, "test.", 5) == 0) {
+		rc = VERR(S, mat, "sweep.early_terminate watches '%s', but the test split is "
+			  "evaluated once, after training; hyperband compares values logged while a "
+			  "run trains", metric);
+		diag_hint(S->d, "set sweep.early_terminate.metric: validation.loss");
+		return rc;
+	}
+	const char *btype = rtext(res, "backend.type");
+	if (btype && strcmp(btype, "exec") == 0)
+		return 0;
+	if (strcmp(metric, "validation.loss") != 0 && strcmp(metric, "train.loss") != 0) {
+		rc = VERR(S, mat, "sweep.early_terminate watches '%s', which the native engine does "
+			  "not log while it trains", metric);
+		diag_hint(S->d, "the engine logs validation.loss (every train.eval_every steps) and "
+			  "train.loss (every step)");
+		return rc;
+	}
+	if (strcmp(metric, "validation.loss") == 0) {
+		const char *ev = rtext(res, "train.eval_every");
+		if (!split_declared(res, "validation"))
+			return VERR(S, mat, "sweep.early_terminate watches validation.loss, which needs "
+				    "data.validation");
+		if (!ev || strcmp(ev, "0") == 0) {
+			rc = VERR(S, mat, "sweep.early_terminate watches validation.loss, which is "
+				  "logged only with train.eval_every > 0");
+			diag_hint(S->d, "set train.eval_every: N (an evaluation every N steps is one "
+				  "hyperband iteration)");
+			return rc;
+		}
+	}
+	return 0;
+}
+
 static int cross_rules(struct vstate *S, struct node *res)
 {
 	int rc;
@@ -1135,29 +1237,49 @@ static int cross_rules(struct vstate *S, struct node *res)
 			return rc;
 	}
 
-	/* Sweep: samples only with random; random needs samples; seed defaults. */
+	/* Sweep: samples (or W&B's run_cap) with random and bayes; bayes optimises an
+	 * objective; the seed defaults; early termination's metric, goal and bands. */
 	struct node *sw = node_get(res, "sweep");
 	if (sw) {
 		const char *method = rtext(res, "sweep.method");
-		const struct node *samples = node_get(sw, "samples");
 		bool random = method && strcmp(method, "random") == 0;
-		if (samples && !random) {
-			rc = VKERR(S, src_or(S, "sweep.samples", samples),
-				   "sweep.samples applies only to sweep.method random");
-			diag_hint(S->d, "grid sweeps run every combination; remove samples or set "
-				  "method: random");
+		bool bayes = method && strcmp(method, "bayes") == 0;
+		struct node *samples = node_get(sw, "samples"), *cap = node_get(sw, "run_cap");
+		const struct node *given = samples ? samples : cap;
+		const char *given_key = samples ? "sweep.samples" : "sweep.run_cap";
+		if (samples && cap && strcmp(samples->text, cap->text) != 0) {
+			rc = VKERR(S, src_or(S, "sweep.run_cap", cap), "sweep.run_cap (%s) and "
+				   "sweep.samples (%s) disagree", cap->text, samples->text);
+			diag_hint(S->d, "run_cap is W&B's name for samples; keep one of them");
 			return rc;
 		}
-		if (random && !samples) {
+		if (given && !random && !bayes) {
+			rc = VKERR(S, src_or(S, given_key, given), "%s applies only to sweep.method "
+				   "random or bayes", given_key);
+			diag_hint(S->d, "grid sweeps run every combination; remove %s or set "
+				  "method: random", given_key + 6);
+			return rc;
+		}
+		if ((random || bayes) && !given) {
 			const struct node *at = src_or(S, "sweep.method", sw);
-			return VERR(S, at, "sweep.method random needs sweep.samples (the number of "
-				    "draws)");
+			return VERR(S, at, "sweep.method %s needs sweep.samples (the number of runs; "
+				    "W&B's run_cap is accepted too)", method);
+		}
+		if (cap && !samples && (rc = rset(res, "sweep.samples", cap->text, true)) != 0)
+			return rc;
+		if (bayes && !node_get(sw, "objective")) {
+			rc = VERR(S, src_or(S, "sweep.method", sw), "sweep.method bayes needs "
+				  "sweep.objective, the metric it optimises");
+			diag_hint(S->d, "add objective: {metric: validation.loss, goal: minimize}");
+			return rc;
 		}
 		if (!node_get(sw, "seed")) {
 			const char *seed = rtext(res, "seed");
 			if ((rc = rset(res, "sweep.seed", seed ? seed : "0", true)) != 0)
 				return rc;
 		}
+		if ((rc = early_terminate_rules(S, res)) != 0)
+			return rc;
 	}
 
 	/* Gates: absolute (min/max) or relative (vs with min_delta/max_regression). */

@@ -13,7 +13,7 @@
 #include "common/diag.h"
 
 /* The schema version this binary writes (PRAGMA user_version). */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 struct store;
 
@@ -53,7 +53,7 @@ int store_invocation_end(struct store *s, int64_t id, const char *status, struct
 enum store_claim {
 	STORE_CLAIM_RUN,     /* this process owns the run: train from scratch (rows reset) */
 	STORE_CLAIM_RESUME,  /* this process owns a killed/crashed run: continue it */
-	STORE_CLAIM_CACHED,  /* an identical finished run at the same clean commit exists */
+	STORE_CLAIM_CACHED,  /* an identical finished (or stopped) run at the same clean commit */
 	STORE_CLAIM_BUSY,    /* another live process is running it */
 	STORE_CLAIM_DONE     /* already handled by this invocation (another worker) */
 };
@@ -83,7 +83,8 @@ struct store_run_spec {
  * the point in invocation_runs (status `cached` for a cache hit). */
 int store_run_claim(struct store *s, enum store_claim *out, int64_t invocation,
 		    const struct store_run_spec *spec, unsigned flags, struct diag *d) FT_WUR;
-/* Ends a claimed run: status "finished" | "failed" | "killed"; error may be NULL.
+/* Ends a claimed run: status "finished" | "failed" | "killed" | "stopped" (by early
+ * termination); error may be NULL.
  * Flushes nothing by itself: flush the writer first. */
 int store_run_end(struct store *s, const char *run_id, int64_t invocation, const char *status,
 		  const char *error, struct diag *d) FT_WUR;
@@ -212,5 +213,30 @@ void store_metric_list_free(struct store_metric_list *l);
 void store_prediction_list_free(struct store_prediction_list *l);
 void store_artifact_list_free(struct store_artifact_list *l);
 void store_event_list_free(struct store_event_list *l);
+
+/* ---- Sweep points: what each sweep handed out (sweep_ctl), so that an adaptive sweep
+ * resumes with the same points and `show` can say how a point was chosen and why it was
+ * stopped. Keyed by the sweep's key and index. ---- */
+struct store_sweep_point {
+	char *sweep_key, *experiment, *run, *params_json;
+	char *suggestion_json; /* how bayes chose it, or NULL */
+	char *stopped_json;    /* the early-termination verdict that stopped it, or NULL */
+	int64_t sweep_index;
+	double created;
+};
+struct store_sweep_point_list { struct store_sweep_point *items; size_t n; };
+
+/* Records (or replaces, keeping a recorded stop) point sweep_index of sweep sweep_key.
+ * p->stopped_json is ignored; see store_sweep_point_stop. */
+int store_sweep_point_put(struct store *s, const struct store_sweep_point *p,
+			  struct diag *d) FT_WUR;
+/* Records why early termination stopped the run of a recorded point. */
+int store_sweep_point_stop(struct store *s, const char *sweep_key, int64_t sweep_index,
+			   const char *stopped_json, struct diag *d) FT_WUR;
+/* The points of one sweep by index (sweep_key set), or those that ran `run_id` (newest
+ * first). */
+int store_sweep_points(struct store *s, struct store_sweep_point_list **out,
+		       const char *sweep_key, const char *run_id, struct diag *d) FT_WUR;
+void store_sweep_point_list_free(struct store_sweep_point_list *l);
 
 #endif

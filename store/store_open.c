@@ -22,8 +22,9 @@
 #include "common/banned.h"
 
 
-/* Version 1: the tables docs/store.md documents. Forward-only: a later version appends a new
- * entry to `migrations` and never edits an old one. */
+/* Version 1: the tables docs/store.md documents; version 2 adds the run status `stopped`
+ * and sweep_points. Forward-only: a later version appends a new entry to `migrations` and
+ * never edits an old one. */
 static const char *const migrations[] = {
 	/* 0 -> 1 */
 	"CREATE TABLE experiments ("
@@ -105,6 +106,44 @@ static const char *const migrations[] = {
 	" kind TEXT NOT NULL,"
 	" message TEXT NOT NULL);"
 	"CREATE INDEX events_run ON events(run, id);",
+	/* 1 -> 2: run status `stopped` (early termination): SQLite cannot change a CHECK, so
+	 * runs is rebuilt (foreign keys are off during migrations); the points each sweep
+	 * handed out, with how bayes chose them and why early termination stopped them. */
+	"CREATE TABLE runs_v2 ("
+	" id TEXT PRIMARY KEY,"
+	" experiment TEXT NOT NULL,"
+	" invocation INTEGER REFERENCES invocations(id),"
+	" sweep_index INTEGER NOT NULL,"
+	" params TEXT NOT NULL,"
+	" config TEXT NOT NULL,"
+	" identity TEXT NOT NULL,"
+	" status TEXT NOT NULL CHECK (status IN"
+	"  ('queued','running','finished','failed','killed','crashed','cached','stopped')),"
+	" pid INTEGER, host TEXT, heartbeat REAL,"
+	" created REAL NOT NULL, started REAL, finished REAL,"
+	" backend TEXT, device TEXT, threads INTEGER, seed INTEGER, error TEXT,"
+	" run_dir TEXT, step INTEGER NOT NULL DEFAULT 0, total_steps INTEGER NOT NULL DEFAULT 0,"
+	" attempts INTEGER NOT NULL DEFAULT 0,"
+	" git_commit TEXT, git_dirty INTEGER);"
+	"INSERT INTO runs_v2 SELECT id, experiment, invocation, sweep_index, params, config,"
+	" identity, status, pid, host, heartbeat, created, started, finished, backend, device,"
+	" threads, seed, error, run_dir, step, total_steps, attempts, git_commit, git_dirty"
+	" FROM runs;"
+	"DROP TABLE runs;"
+	"ALTER TABLE runs_v2 RENAME TO runs;"
+	"CREATE INDEX runs_experiment ON runs(experiment, sweep_index);"
+	"CREATE INDEX runs_status ON runs(status);"
+	"CREATE TABLE sweep_points ("
+	" sweep_key TEXT NOT NULL,"
+	" sweep_index INTEGER NOT NULL,"
+	" experiment TEXT NOT NULL,"
+	" run TEXT NOT NULL,"
+	" params TEXT NOT NULL,"
+	" suggestion TEXT,"
+	" stopped TEXT,"
+	" created REAL NOT NULL,"
+	" PRIMARY KEY (sweep_key, sweep_index));"
+	"CREATE INDEX sweep_points_run ON sweep_points(run);",
 };
 
 _Static_assert(FT_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
@@ -199,9 +238,14 @@ const char *store_host(void)
 static int migrate(struct store *s, struct diag *d)
 {
 	sqlite3_stmt *st = NULL;
-	int r = store_begin(s, d);
+	/* A migration may rebuild a table that others reference; foreign keys are checked
+	 * once it is done (PRAGMA foreign_key_check) and turned back on after. */
+	int r = store_exec_sql(s, "PRAGMA foreign_keys=OFF", d);
 	if (r)
 		return r;
+	r = store_begin(s, d);
+	if (r)
+		goto fk_on;
 	r = store_prepare(s, &st, "PRAGMA user_version", d);
 	if (r)
 		goto done;
@@ -223,6 +267,18 @@ static int migrate(struct store *s, struct diag *d)
 			goto done;
 	}
 	if (version != STORE_SCHEMA_VERSION) {
+		r = store_prepare(s, &st, "PRAGMA foreign_key_check", d);
+		if (r)
+			goto done;
+		bool broken = sqlite3_step(st) == SQLITE_ROW;
+		sqlite3_finalize(st);
+		st = NULL;
+		if (broken) {
+			r = diag_set(d, FT_ESTORE, "", 0, 0, "store %s: migrating to schema version "
+				     "%d broke a reference between tables", s->path,
+				     STORE_SCHEMA_VERSION);
+			goto done;
+		}
 		char sql[64];
 		snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
 		r = store_exec_sql(s, sql, d);
@@ -233,7 +289,11 @@ static int migrate(struct store *s, struct diag *d)
 done:
 	if (r)
 		store_rollback(s);
-	return r;
+fk_on:;
+	struct diag d2;
+	diag_init(&d2);
+	int r2 = store_exec_sql(s, "PRAGMA foreign_keys=ON", r ? &d2 : d);
+	return r ? r : r2;
 }
 
 int store_open(struct store **out, const char *workspace, bool create, struct diag *d)

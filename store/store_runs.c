@@ -329,7 +329,9 @@ int store_run_claim(struct store *s, enum store_claim *out, int64_t invocation,
 			}
 		} else if (ours) {
 			decision = STORE_CLAIM_DONE;
-		} else if (strcmp(status, "finished") == 0) {
+		} else if (strcmp(status, "finished") == 0 || strcmp(status, "stopped") == 0) {
+			/* A run early termination stopped is reused like a finished one: the
+			 * decision stands until --force. */
 			const char *commit_txt = (const char *)sqlite3_column_text(st, 5);
 			bool dirty_null = sqlite3_column_type(st, 6) == SQLITE_NULL;
 			int dirty = sqlite3_column_int(st, 6);

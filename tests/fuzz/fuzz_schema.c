@@ -11,6 +11,7 @@
 #include "common/diag.h"
 #include "common/util.h"
 #include "runner/sweep.h"
+#include "runner/sweep_ctl.h"
 #include "schema/schema.h"
 #include "common/banned.h"
 
@@ -65,9 +66,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fclose(devnull);
 		}
 		struct sweep_plan *plan = NULL;
-		if (sweep_expand(&plan, e, 64, &d) == 0 && plan->n == 0)
-			abort(); /* a valid sweep has at least one point */
+		if (sweep_expand(&plan, e, 64, &d) == 0 && plan->n == 0 && !plan->adaptive)
+			abort(); /* a valid sweep has at least one point (bayes: chosen later) */
 		sweep_plan_free(plan);
+		/* The controller of the sweep: a bayes sweep's first points and their configs. */
+		struct sweep_ctl *ctl = NULL;
+		diag_init(&d);
+		if (sweep_ctl_create(&ctl, e, 64, &d) == 0) {
+			for (int i = 0; i < 3; i++) {
+				const struct sweep_point *pt = NULL;
+				if (sweep_ctl_next(ctl, &pt, &d) != 0 || !pt)
+					break;
+				if (!pt->cfg)
+					abort();
+				sweep_ctl_result(ctl, pt->index, SWEEP_RUN_FINISHED, (double)i);
+			}
+		} else if (d.code == 0 || !d.text[0]) {
+			abort();
+		}
+		sweep_ctl_free(ctl);
 	} else if (d.code == 0 || !d.text[0]) {
 		abort(); /* every failure carries a message */
 	}

@@ -275,6 +275,55 @@ static void test_write_report_injection(void **state)
 	free(dir);
 }
 
+/* Runs stopped by early termination: their own section with the verdict and the steps the
+ * sweep saved; they are neither failed nor the best run. */
+static void test_stopped_runs(void **state)
+{
+	(void)state;
+	char *dir = fixture_tmpdir();
+	struct report *r = fixture_report(false);
+	long best_before = report_best_run(r);
+	for (size_t i = 0; i < r->n_runs; i++) {
+		r->runs[i].step = 100;
+		r->runs[i].total_steps = i == 5 ? 0 : 100; /* run 5 failed: no plan known */
+	}
+	struct report_run *st = &r->runs[2];
+	free(st->status);
+	st->status = ft_strdup("stopped");
+	st->step = 10;
+	assert_int_equal(report_set_text(&st->stopped, "band 3 of validation.loss: 2.5, "
+					 "threshold 1.9 (4 runs)"), 0);
+	size_t n;
+	int64_t saved, planned;
+	report_stopped_steps(r, &n, &saved, &planned);
+	assert_int_equal(n, 1);
+	assert_int_equal(saved, 90);
+	assert_int_equal(planned, 700); /* 7 runs with a known plan of 100 steps */
+	assert_false(report_run_failed(st));
+	assert_true(report_run_failed(&r->runs[5]));
+	if (best_before != 2)
+		assert_int_equal(report_best_run(r), best_before);
+	struct diag d;
+	diag_init(&d);
+	assert_int_equal(report_write(r, dir, 30, &d), 0);
+	char *md = fixture_slurp(dir, "report.md"), *html = fixture_slurp(dir, "index.html");
+	assert_non_null(strstr(md, "## Stopped early"));
+	assert_non_null(strstr(md, "Early termination stopped 1 of 8 runs and saved 90 of 700 "
+			       "training steps (13%)."));
+	assert_non_null(strstr(md, "| 10 of 100 | band 3 of validation.loss: 2.5, threshold 1.9"));
+	assert_non_null(strstr(md, "(1 failed, 1 stopped early)"));
+	assert_non_null(strstr(html, "<h2 id=\"stopped\">Stopped early</h2>"));
+	/* The failed-runs tables list run 5 only. */
+	const char *failed = strstr(md, "## Failed runs");
+	assert_non_null(failed);
+	assert_null(strstr(failed, r->runs[2].id));
+	free(md);
+	free(html);
+	report_free(r);
+	assert_int_equal(dir_remove_all(dir), 0);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -285,6 +334,7 @@ int main(void)
 		cmocka_unit_test(test_gnuplot_missing_and_timeout),
 		cmocka_unit_test(test_write_report),
 		cmocka_unit_test(test_write_report_injection),
+		cmocka_unit_test(test_stopped_runs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

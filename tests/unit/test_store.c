@@ -105,6 +105,78 @@ static void test_newer_store_refused(void **state)
 	free(ws);
 }
 
+/* A store of the first schema (tests/unit/data/store_v1.sql) is migrated in place: its
+ * rows stay, runs may now end `stopped`, sweep points can be recorded, and the database
+ * passes integrity and foreign-key checks. */
+static void test_migrate_from_v1(void **state)
+{
+	(void)state;
+	char *ws = make_workspace();
+	const char *root = getenv("FTLAB_ROOT");
+	char cmd[1024];
+	snprintf(cmd, sizeof cmd, "sqlite3 %s/ftlab.db < %s/tests/unit/data/store_v1.sql", ws,
+		 root ? root : ".");
+	assert_int_equal(system(cmd), 0);
+	struct store *s = open_ok(ws);
+	struct diag d;
+	diag_init(&d);
+	struct store_run_list *runs = NULL;
+	assert_int_equal(store_runs(s, &runs, "v1-store", NULL, &d), 0);
+	assert_int_equal(runs->n, 2);
+	assert_string_equal(runs->items[0].status, "finished");
+	struct store_metric_list *ml = NULL;
+	assert_int_equal(store_metrics(s, &ml, runs->items[1].id, "validation", "loss", &d), 0);
+	assert_int_equal(ml->n, 2);
+	assert_true(ml->items[1].value == 2.0);
+	store_metric_list_free(ml);
+	/* The new status and table. */
+	int64_t inv;
+	assert_int_equal(store_invocation_begin(s, &inv, "v1-store", "[]", NULL, &d), 0);
+	assert_int_equal(store_run_end(s, runs->items[1].id, inv, "stopped", NULL, &d), 0);
+	struct store_sweep_point p = {.sweep_key = "k", .experiment = "v1-store",
+				      .run = runs->items[1].id, .params_json = "{\"seed\":2}",
+				      .sweep_index = 1};
+	assert_int_equal(store_sweep_point_put(s, &p, &d), 0);
+	assert_int_equal(store_sweep_point_stop(s, "k", 1, "{\"band\":3}", &d), 0);
+	struct store_sweep_point_list *pl = NULL;
+	assert_int_equal(store_sweep_points(s, &pl, NULL, runs->items[1].id, &d), 0);
+	assert_int_equal(pl->n, 1);
+	assert_string_equal(pl->items[0].stopped_json, "{\"band\":3}");
+	/* Recording the same point again keeps the verdict; another run clears it. */
+	assert_int_equal(store_sweep_point_put(s, &p, &d), 0);
+	store_sweep_point_list_free(pl);
+	assert_int_equal(store_sweep_points(s, &pl, "k", NULL, &d), 0);
+	assert_non_null(pl->items[0].stopped_json);
+	store_sweep_point_list_free(pl);
+	p.run = runs->items[0].id;
+	assert_int_equal(store_sweep_point_put(s, &p, &d), 0);
+	assert_int_equal(store_sweep_points(s, &pl, "k", NULL, &d), 0);
+	assert_null(pl->items[0].stopped_json);
+	store_sweep_point_list_free(pl);
+	char other[16];
+	snprintf(other, sizeof other, "%s", p.run);
+	store_run_list_free(runs);
+	assert_int_equal(store_runs(s, &runs, NULL, "stopped", &d), 0);
+	assert_int_equal(runs->n, 1);
+	store_run_list_free(runs);
+	bool ok = false;
+	assert_int_equal(store_integrity_check(s, &ok, &d), 0);
+	assert_true(ok);
+	store_close(s);
+	/* Foreign keys still point at the rebuilt runs table; the version is current. */
+	snprintf(cmd, sizeof cmd, "test -z \"$(sqlite3 %s/ftlab.db 'PRAGMA foreign_key_check')\" && "
+		 "test \"$(sqlite3 %s/ftlab.db 'PRAGMA user_version')\" = %d", ws, ws,
+		 STORE_SCHEMA_VERSION);
+	assert_int_equal(system(cmd), 0);
+	/* A bad status is still refused. */
+	s = open_ok(ws);
+	diag_init(&d);
+	assert_int_not_equal(store_run_end(s, other, inv, "bogus", NULL, &d), 0);
+	store_close(s);
+	assert_int_equal(dir_remove_all(ws), 0);
+	free(ws);
+}
+
 static void test_missing_and_readonly_workspace(void **state)
 {
 	(void)state;
@@ -478,6 +550,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_open_create_and_reopen),
 		cmocka_unit_test(test_newer_store_refused),
+		cmocka_unit_test(test_migrate_from_v1),
 		cmocka_unit_test(test_writer_directory_artifact),
 		cmocka_unit_test(test_concurrent_create),
 		cmocka_unit_test(test_missing_and_readonly_workspace),
