@@ -256,6 +256,7 @@ static const struct {
 	{"backends/native/data/jsonl.c", "instruction", "record field in hashing and messages"},
 	{"cli/cmd_bench.c", "lora", "ftlab bench --method value"},
 	{"cli/cmd_bench.c", "full", "ftlab bench --method value"},
+	{"cli/cmd_bench.c", "dora", "ftlab bench --method value"},
 	{"cli/cmd_bench.c", "bf16", "ftlab bench --precision value"},
 	{"cli/cmd_selftest.c", "cpu", "ftlab selftest --backend value"},
 	{"cli/cmd_selftest.c", "cuda", "ftlab selftest --backend value"},
