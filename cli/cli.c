@@ -127,7 +127,7 @@ const struct cli_command cli_commands[] = {
 	 cmd_export},
 	{"bench", "measure training, generation and tokenizer speed",
 	 "usage: ftlab bench [--model M] [--mode train|generate|tokenize] [--threads N]\n"
-	 "                   train:    [--method lora|lora-all|dora|full] [--precision fp32|bf16]\n"
+	 "                   train:    [--method lora|lora-all|dora|ia3|full] [--precision fp32|bf16]\n"
 	 "                             [--batch B] [--seq T] [--steps N]\n"
 	 "                   generate: [--prompt-len N] [--new-tokens N]\n"
 	 "                   tokenize: [--text FILE]   (default docs/engine.md: its lines,\n"

@@ -1115,16 +1115,54 @@ static int early_terminate_rules(struct vstate *S, struct node *res)
 	return 0;
 }
 
+/* ia3: targets and feedforward_targets left out when not given (the engine uses PEFT's
+ * defaults for the architecture); given feed-forward targets must be targets. */
+static int ia3_rules(struct vstate *S, struct node *res)
+{
+	const char *mt = rtext(res, "method.type");
+	if (!mt || strcmp(mt, "ia3") != 0)
+		return 0;
+	const struct node *tg = node_get_path(S->src_root, "method.targets");
+	const struct node *ff = node_get_path(S->src_root, "method.feedforward_targets");
+	if (!tg)
+		rdel(res, "method.targets");
+	if (!ff) {
+		rdel(res, "method.feedforward_targets");
+		return 0;
+	}
+	const struct node *rt = node_get_path(res, "method.targets");
+	if (!tg || !rt || rt->kind != NODE_SEQ || ff->kind != NODE_SEQ)
+		return 0; /* all-linear, or the default targets: checked by the engine */
+	for (size_t i = 0; i < ff->n; i++) {
+		bool found = false;
+		for (size_t k = 0; k < rt->n && !found; k++)
+			found = strcmp(ff->items[i]->text, rt->items[k]->text) == 0;
+		if (!found) {
+			int rc = VKERR(S, ff, "method.feedforward_targets names '%s', which is not "
+				       "among method.targets", ff->items[i]->text);
+			diag_hint(S->d, "add it to method.targets, or remove it");
+			return rc;
+		}
+	}
+	return 0;
+}
+
 static int cross_rules(struct vstate *S, struct node *res)
 {
 	int rc;
 	static const char *const lora_keys[] = {"method.rank", "method.alpha", "method.dropout",
-						"method.targets", "method.rslora"};
+						"method.rslora"};
+	static const char *const target_keys[] = {"method.targets"};
+	static const char *const ia3_keys[] = {"method.feedforward_targets"};
 	static const char *const freeze_keys[] = {"method.trainable", "method.layers"};
 	static const char *const exec_keys[] = {"backend.command", "backend.timeout",
 						"backend.metrics_file", "backend.workdir"};
 	if ((rc = only_with(S, res, lora_keys, FT_ARRAY_LEN(lora_keys), "method.type",
 			    "lora|dora")) ||
+	    (rc = only_with(S, res, target_keys, FT_ARRAY_LEN(target_keys), "method.type",
+			    "lora|dora|ia3")) ||
+	    (rc = only_with(S, res, ia3_keys, FT_ARRAY_LEN(ia3_keys), "method.type", "ia3")) ||
+	    (rc = ia3_rules(S, res)) ||
 	    (rc = only_with(S, res, freeze_keys, FT_ARRAY_LEN(freeze_keys), "method.type",
 			    "freeze")) ||
 	    (rc = only_with(S, res, exec_keys, FT_ARRAY_LEN(exec_keys), "backend.type", "exec")))

@@ -123,7 +123,7 @@ int engine_export(char **out_target, const char *run_dir, const char *format,
 		goto done;
 	}
 	int mi = schema_enum_index("method.type", method);
-	bool lora = mi == METHOD_LORA || mi == METHOD_DORA;
+	bool lora = mi == METHOD_LORA || mi == METHOD_DORA || mi == METHOD_IA3;
 	bool adapter_fmt = strcmp(format, "peft") == 0 || strcmp(format, "gguf-adapter") == 0;
 	if (adapter_fmt && !lora) {
 		rc = diag_set(d, FT_EINVAL, "", 0, 0,

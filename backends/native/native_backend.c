@@ -132,6 +132,9 @@ static void fill_model_opts(struct model_opts *o, const struct config *cfg, int 
 	o->targets = (const char *const *)cm->targets.items;
 	o->n_targets = cm->targets.n;
 	o->all_linear = cm->all_linear;
+	o->ff_targets = (const char *const *)cm->ff_targets.items;
+	o->n_ff_targets = cm->ff_targets.n;
+	o->ff_auto = cm->ff_default;
 	o->trainable = (const char *const *)cm->trainable.items;
 	o->n_trainable = cm->trainable.n;
 	o->layers_first = cm->layers_first;
@@ -155,7 +158,7 @@ static void data_hash(char out[65], const struct data_prepared *p)
 	sha256_final_hex(&s, out);
 }
 
-/* The LoRA/DoRA adapter in PEFT layout under run_dir/adapter/ (the weights copied to the
+/* The LoRA/DoRA/IA3 adapter in PEFT layout under run_dir/adapter/ (the weights copied to the
  * host). */
 static int write_adapter(const struct run_ctx *ctx, struct model *m, const struct model_file *mf,
 			 struct diag *d)
@@ -194,6 +197,7 @@ static int write_adapter(const struct run_ctx *ctx, struct model *m, const struc
 	const struct model_hparams *hp = &mf->hp;
 	struct lora_info info = {.rank = cm->rank, .alpha = cm->alpha, .dropout = cm->dropout,
 				 .rslora = cm->rslora, .use_dora = cm->type == METHOD_DORA,
+				 .ia3 = cm->type == METHOD_IA3,
 				 .targets = mods, .n_targets = n_mods,
 				 .fan_in_fan_out = hp->arch == ARCH_GPT2,
 				 .base_model = mf->hf_repo ? mf->hf_repo : ctx->cfg->model.base,
@@ -396,7 +400,8 @@ int native_engine_run(const struct run_ctx *ctx, const struct ops *ops,
 			 (long long)res.steps_done, method_name(cfg->method.type), res.tokens_per_s,
 			 res.last_loss, res.early_stopped ? ", early-stopped" : "");
 		event(ctx, "info", "train", msg);
-		if ((cfg->method.type == METHOD_LORA || cfg->method.type == METHOD_DORA) &&
+		if ((cfg->method.type == METHOD_LORA || cfg->method.type == METHOD_DORA ||
+		     cfg->method.type == METHOD_IA3) &&
 		    (rc = write_adapter(ctx, m, mf, d)) != 0)
 			goto done;
 		if ((rc = write_export_meta(ctx, d)) != 0)

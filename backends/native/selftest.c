@@ -52,6 +52,8 @@ static const struct st_case st_cases[] = {
 	 PRECISION_FP32},
 	{"llama, rotate-half RoPE, GQA, DoRA r4 + dropout, fp32", ARCH_LLAMA, ROPE_HALF,
 	 METHOD_DORA, PRECISION_FP32},
+	{"llama, interleaved RoPE, GQA, IA3 (k, v, down), fp32", ARCH_LLAMA, ROPE_INTERLEAVED,
+	 METHOD_IA3, PRECISION_FP32},
 	{"llama, rotate-half RoPE, full, bf16 matmuls", ARCH_LLAMA, ROPE_HALF, METHOD_FULL,
 	 PRECISION_BF16},
 };
@@ -202,9 +204,25 @@ static int st_model(struct model **out, const struct model_file *mf, const struc
 		o.targets = st_lora_targets;
 		o.n_targets = FT_ARRAY_LEN(st_lora_targets);
 	}
+	o.ff_auto = c->method == METHOD_IA3; /* PEFT's default targets for llama */
 	int rc = model_create(out, mf, &o, d);
 	if (rc)
 		return rc;
+	if (c->method == METHOD_IA3) {
+		/* IA3 starts at ones: move the vectors so the check is at a general point */
+		struct rng r;
+		rng_seed(&r, 6, 6);
+		for (size_t i = 0; i < model_n_trainable(*out); i++) {
+			const struct model_param *p = model_trainable(*out, i);
+			float *h = malloc(p->numel * sizeof(float));
+			if (!h)
+				return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+			for (size_t j = 0; j < p->numel; j++)
+				h[j] = 1.0f + 0.3f * (2.0f * rng_uniform_f(&r) - 1.0f);
+			ops->to_device(p->data, h, p->numel * sizeof(float));
+			free(h);
+		}
+	}
 	if (c->method == METHOD_LORA || c->method == METHOD_DORA) {
 		/* PEFT starts B at 0, which makes dA = 0: give B values so both are checked */
 		struct rng r;

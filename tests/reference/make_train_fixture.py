@@ -79,7 +79,7 @@ if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "optim"
     if what == "optim":
         optim_fixture()
-    elif what not in ("peft-tiny", "peft-smollm2", "peft-tiny-dora"):
+    elif what not in ("peft-tiny", "peft-smollm2", "peft-tiny-dora", "peft-tiny-ia3"):
         sys.exit("unknown fixture: " + what)
 
 
@@ -224,19 +224,21 @@ def peft_smollm2_fixture():
     print("worst relative grad-norm difference %.3g" % worst)
 
 
-def peft_tiny_dora_fixture():
+def peft_tiny_dora_fixture(sub="train_tiny_dora", what="peft-tiny-dora"):
     """DoRA (use_dora=True) on the same tiny llama, targets q_proj, v_proj, down_proj,
     written by tests/unit/test_train_reference.c (FTLAB_WRITE_FIXTURE=dora) into
     fixtures/train_tiny_dora/: loss and gradients of A, B and the magnitude vector (PEFT
     detaches the weight norm), five AdamW steps, our exported final adapter loaded by
     PeftModel.from_pretrained and our merged model loaded by transformers, both
     reproducing our logits. Made with /work/cache/sptok-env's python (torch, transformers
-    5, peft 0.21; versions recorded in made_by)."""
+    5, peft 0.21; versions recorded in made_by). IA3 the same way (peft-tiny-ia3,
+    fixtures/train_tiny_ia3/: PEFT's default llama targets k_proj, v_proj, down_proj with
+    down_proj feed-forward; the vectors are the ia3_l parameters)."""
     import peft
     import transformers
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
-    d = os.path.join(FIX, "train_tiny_dora")
+    d = os.path.join(FIX, sub)
     ours = json.load(open(os.path.join(d, "ours.json")))
     B, T = ours["B"], ours["T"]
     tok = torch.tensor(ours["tokens"]).view(B, T)
@@ -290,8 +292,8 @@ def peft_tiny_dora_fixture():
     with torch.no_grad():
         lm = merged(input_ids=tok).logits.flatten()
     diff_m = (lm - mine).abs().max().item()
-    ref = {"made_by": "tests/reference/make_train_fixture.py peft-tiny-dora (torch %s, "
-           "transformers %s, peft %s)" % (torch.__version__, transformers.__version__,
+    ref = {"made_by": "tests/reference/make_train_fixture.py %s (torch %s, "
+           "transformers %s, peft %s)" % (what, torch.__version__, transformers.__version__,
                                           peft.__version__),
            "loss0": loss0.item(), "grads": grads, "trace": trace,
            "export_logits_max_abs_diff": diff, "merged_logits_max_abs_diff": diff_m}
@@ -310,3 +312,5 @@ if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "peft-smollm2
     peft_smollm2_fixture()
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "peft-tiny-dora":
     peft_tiny_dora_fixture()
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "peft-tiny-ia3":
+    peft_tiny_dora_fixture("train_tiny_ia3", "peft-tiny-ia3")

@@ -95,7 +95,7 @@ static struct model *train_run(const char *run, enum method_type method)
 	struct trainer_result res;
 	if (trainer_run(&res, m, &src, NULL, &to, &d))
 		fail_msg("%s", d.text);
-	if (method == METHOD_LORA || method == METHOD_DORA) {
+	if (method == METHOD_LORA || method == METHOD_DORA || method == METHOD_IA3) {
 		size_t n = model_n_trainable(m);
 		struct lora_tensor lt[16];
 		for (size_t i = 0; i < n; i++) {
@@ -104,7 +104,8 @@ static struct model *train_run(const char *run, enum method_type method)
 		}
 		char *t2[] = {"q_proj", "v_proj"};
 		struct lora_info info = {.rank = 4, .alpha = 8, .targets = t2, .n_targets = 2,
-					 .use_dora = method == METHOD_DORA, .interleaved = true,
+					 .use_dora = method == METHOD_DORA,
+					 .ia3 = method == METHOD_IA3, .interleaved = true,
 					 .n_head = 4, .n_head_kv = 2, .head_dim = 4};
 		char *ad = path_join(rd, "adapter");
 		if (adapter_write_peft(ad, lt, n, &info, &d))
@@ -286,6 +287,35 @@ static void test_export_formats(void **state)
 	free(p);
 	assert_int_equal(sh("'%s' --workspace '%s' export dora-run-1 --format gguf-adapter -o '%s/dx' 2>/dev/null",
 			    b, ws, ws), 2);
+	/* IA3 (q and v given as targets): the same */
+	struct model *ia3 = train_run("ia3-run-1", METHOD_IA3);
+	assert_int_equal(sh("'%s' --workspace '%s' export ia3-run-1 --format merged-gguf -o '%s/ig' >/dev/null",
+			    b, ws, ws), 0);
+	p = path_join(ws, "ig/model.gguf");
+	same_logits(ia3, p);
+	free(p);
+	assert_int_equal(sh("'%s' --workspace '%s' export ia3-run-1 --format merged-safetensors -o '%s/is' >/dev/null",
+			    b, ws, ws), 0);
+	p = path_join(ws, "is");
+	same_logits(ia3, p);
+	free(p);
+	assert_int_equal(sh("'%s' --workspace '%s' export ia3-run-1 --format peft -o '%s/ip' >/dev/null 2>&1",
+			    b, ws, ws), 0);
+	p = path_join(ws, "ip");
+	if (adapter_read_peft(&a, p, true, 4, 2, 4, &d))
+		fail_msg("%s", d.text);
+	assert_true(a->info.ia3);
+	assert_int_equal(a->n, model_n_trainable(ia3));
+	for (size_t i = 0; i < a->n; i++) {
+		const struct model_param *ip = model_param_find(ia3, a->t[i].name);
+		assert_non_null(ip);
+		assert_memory_equal(ip->data, a->t[i].data, ip->numel * sizeof(float));
+	}
+	adapter_free(a);
+	free(p);
+	assert_int_equal(sh("'%s' --workspace '%s' export ia3-run-1 --format gguf-adapter -o '%s/ix' 2>/dev/null",
+			    b, ws, ws), 2);
+	model_free(ia3);
 	model_free(dora);
 	model_free(lora);
 	model_free(full);

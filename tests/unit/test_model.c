@@ -66,11 +66,13 @@ static void gradcheck(struct model *m, int V, uint64_t seed)
 	/* LoRA B starts at zero (so A's gradient would be zero): make it non-zero */
 	for (size_t i = 0; i < model_n_trainable(m); i++) {
 		const struct model_param *p = model_trainable(m, i);
-		if (strstr(p->name, "lora_B")) {
+		if (strstr(p->name, "lora_B") || strstr(p->name, "ia3_l")) {
+			/* IA3 starts at ones: move it away so the check is not at a special point */
+			float base = strstr(p->name, "ia3_l") ? 1.0f : 0.0f;
 			struct rng r;
 			rng_seed(&r, i, 9);
 			for (size_t j = 0; j < p->numel; j++)
-				p->data[j] = 0.3f * (2.0f * rng_uniform_f(&r) - 1.0f);
+				p->data[j] = base + 0.3f * (2.0f * rng_uniform_f(&r) - 1.0f);
 		}
 	}
 	model_zero_grad(m);
@@ -349,6 +351,72 @@ static void test_dora_checkpointing_bf16(void **state)
 	model_file_free(mf);
 }
 
+/* IA3: PEFT's default targets per architecture (llama k, v and down with down scaling its
+ * input; GPT-2 c_attn and mlp.c_proj), vectors starting at ones (the base model), given
+ * targets and feed-forward targets, gradients against finite differences, with
+ * checkpointing. */
+static void test_ia3(void **state)
+{
+	(void)state;
+	struct model_file *mf = tiny_llama_mf(false, true, ROPE_HALF, 4);
+	struct model_opts o = base_opts(METHOD_IA3);
+	o.ff_auto = true;
+	struct diag d;
+	diag_init(&d);
+	struct model *m = NULL, *base = NULL;
+	assert_int_equal(model_create(&m, mf, &o, &d), 0);
+	assert_int_equal(model_n_trainable(m), 3 * 2);
+	const struct model_param *k = model_param_find(m, "model.layers.1.self_attn.k_proj.ia3_l");
+	const struct model_param *dn = model_param_find(m, "model.layers.0.mlp.down_proj.ia3_l");
+	assert_non_null(k);
+	assert_non_null(dn);
+	assert_int_equal(k->shape[0], 8);
+	assert_int_equal(k->shape[1], 1);
+	assert_int_equal(dn->shape[0], 1);
+	assert_int_equal(dn->shape[1], mf->hp.n_ff);
+	for (size_t j = 0; j < dn->numel; j++)
+		assert_true(dn->data[j] == 1.0f);
+	struct model_opts ob = base_opts(METHOD_NONE);
+	assert_int_equal(model_create(&base, mf, &ob, &d), 0);
+	int32_t tok[B * T], tgt[B * T];
+	batch(tok, tgt, 37, 3);
+	float l_ia3 = loss_at(m, tok, tgt), l_base = loss_at(base, tok, tgt);
+	assert_float_equal(l_ia3, l_base, 1e-6 * l_base);
+	model_free(base);
+	gradcheck(m, 37, 19);
+	model_free(m);
+	/* given targets; up_proj scales its input; o_proj (untargeted) gets nothing */
+	const char *tg[] = {"q_proj", "up_proj", "gate_proj"}, *ff[] = {"up_proj"};
+	o.targets = tg;
+	o.n_targets = 3;
+	o.ff_targets = ff;
+	o.n_ff_targets = 1;
+	o.ff_auto = false;
+	assert_int_equal(model_create(&m, mf, &o, &d), 0);
+	assert_int_equal(model_param_find(m, "model.layers.0.mlp.up_proj.ia3_l")->shape[0], 1);
+	assert_int_equal(model_param_find(m, "model.layers.0.mlp.gate_proj.ia3_l")->shape[1], 1);
+	assert_null(model_param_find(m, "model.layers.0.self_attn.o_proj.ia3_l"));
+	gradcheck(m, 37, 20);
+	model_free(m);
+	o.grad_checkpointing = true;
+	check_method(mf, &o);
+	model_file_free(mf);
+	/* GPT-2: c_attn's output and mlp.c_proj's input, biases */
+	mf = tiny_gpt2_mf(5);
+	o = base_opts(METHOD_IA3);
+	o.ff_auto = true;
+	assert_int_equal(model_create(&m, mf, &o, &d), 0);
+	assert_int_equal(model_n_trainable(m), 2 * 2);
+	assert_int_equal(model_param_find(m, "transformer.h.0.attn.c_attn.ia3_l")->shape[0],
+			 3 * mf->hp.n_embd);
+	assert_int_equal(model_param_find(m, "transformer.h.0.mlp.c_proj.ia3_l")->shape[1],
+			 mf->hp.n_ff);
+	assert_null(model_param_find(m, "transformer.h.0.attn.c_proj.ia3_l"));
+	gradcheck(m, mf->hp.n_vocab, 21);
+	model_free(m);
+	model_file_free(mf);
+}
+
 static void test_gpt2_methods(void **state)
 {
 	(void)state;
@@ -489,6 +557,7 @@ int main(void)
 		cmocka_unit_test(test_llama_lora),
 		cmocka_unit_test(test_dora),
 		cmocka_unit_test(test_dora_checkpointing_bf16),
+		cmocka_unit_test(test_ia3),
 		cmocka_unit_test(test_gpt2_methods),
 		cmocka_unit_test(test_loss_mask_and_scale),
 		cmocka_unit_test(test_bf16_close_to_fp32),

@@ -278,6 +278,12 @@ static void test_deterministic_and_resume_dora(void **state)
 	deterministic_and_resume(METHOD_DORA);
 }
 
+static void test_deterministic_and_resume_ia3(void **state)
+{
+	(void)state;
+	deterministic_and_resume(METHOD_IA3);
+}
+
 static void params_copy(struct model *m, float *out, size_t cap)
 {
 	size_t off = 0;
@@ -398,6 +404,7 @@ int main(void)
 		cmocka_unit_test(test_tiny_model_learns),
 		cmocka_unit_test(test_deterministic_and_resume),
 		cmocka_unit_test(test_deterministic_and_resume_dora),
+		cmocka_unit_test(test_deterministic_and_resume_ia3),
 		cmocka_unit_test(test_grad_accum_whole_batch_mean),
 		cmocka_unit_test(test_nonfinite_policy),
 		cmocka_unit_test(test_early_stopping),

@@ -7,7 +7,8 @@
  * FTLAB_WRITE_FIXTURE=1 rewrites the inputs the script reads (then run the script).
  * DoRA the same way (make_train_fixture.py peft-tiny-dora, fixtures/train_tiny_dora/):
  * loss, gradients of A, B and the magnitude, the trace, peft loading our adapter, and the
- * merged model (ours and, in the script, transformers') reproducing the adapter's logits. */
+ * merged model (ours and, in the script, transformers') reproducing the adapter's logits.
+ * IA3 likewise with PEFT's default llama targets (peft-tiny-ia3, fixtures/train_tiny_ia3/). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -317,7 +318,8 @@ static void gguf_roundtrip(enum method_type method)
 	lora_tensors(mg, lt, &n);
 	char *tg[] = {"q_proj", "v_proj"};
 	struct lora_info info = {.rank = 4, .alpha = 8, .targets = tg, .n_targets = 2,
-				 .use_dora = !lora, .interleaved = true, .n_head = 4,
+				 .use_dora = method == METHOD_DORA, .ia3 = method == METHOD_IA3,
+				 .interleaved = true, .n_head = 4,
 				 .n_head_kv = 2, .head_dim = 4};
 	if (adapter_write_peft(ad, lt, n, &info, &d))
 		fail_msg("%s", d.text);
@@ -383,16 +385,19 @@ static struct lora_adapter *adapter_of(struct model *m, const struct lora_info *
 	return a;
 }
 
-static void test_dora_matches_peft(void **state)
+/* DoRA (q, v, down) or IA3 (PEFT's default targets for llama) against peft. */
+static void method_matches_peft(enum method_type method)
 {
-	(void)state;
-	fixture_dir = "tests/reference/fixtures/train_tiny_dora";
+	bool ia3 = method == METHOD_IA3;
+	fixture_dir = ia3 ? "tests/reference/fixtures/train_tiny_ia3"
+			  : "tests/reference/fixtures/train_tiny_dora";
 	make_batch();
-	bool write = want_write("dora");
+	bool write = want_write(ia3 ? "ia3" : "dora");
 	struct model_file *mf = tiny_llama_mf(true, false, ROPE_HALF, 7);
 	static const char *const tg[] = {"q_proj", "v_proj", "down_proj"};
-	struct model_opts o = {.method = METHOD_DORA, .lora_rank = 4, .lora_alpha = 8,
-			       .targets = tg, .n_targets = 3, .layers_first = -1,
+	struct model_opts o = {.method = method, .lora_rank = 4, .lora_alpha = 8,
+			       .targets = ia3 ? NULL : tg, .n_targets = ia3 ? 0 : 3,
+			       .ff_auto = true, .layers_first = -1,
 			       .layers_last = -1, .max_batch = B, .max_seq = SEQ, .seed = 11};
 	struct model *m = NULL;
 	struct diag d;
@@ -400,8 +405,9 @@ static void test_dora_matches_peft(void **state)
 	if (model_create(&m, mf, &o, &d) != 0)
 		fail_msg("model_create: %s", d.text);
 	char *tgs[] = {"q_proj", "v_proj", "down_proj"};
-	struct lora_info info = {.rank = 4, .alpha = 8, .use_dora = true, .targets = tgs,
-				 .n_targets = 3, .n_head = 4, .n_head_kv = 2, .head_dim = 4};
+	struct lora_info info = {.rank = 4, .alpha = 8, .use_dora = !ia3, .ia3 = ia3,
+				 .targets = tgs, .n_targets = 3, .n_head = 4, .n_head_kv = 2,
+				 .head_dim = 4};
 	struct lora_tensor lt[64];
 	size_t n;
 	if (write) {
@@ -454,7 +460,7 @@ static void test_dora_matches_peft(void **state)
 	for (size_t i = 0; i < nl; i++)
 		worst = fmax(worst, fabs(model_logits(merged)[i] - after[i]));
 	if (worst > 1e-4)
-		fail_msg("merged DoRA logits differ from the adapter's by %g", worst);
+		fail_msg("merged logits differ from the adapter's by %g", worst);
 	model_free(merged);
 
 	if (write) {
@@ -479,8 +485,8 @@ static void test_dora_matches_peft(void **state)
 	json_error_t err;
 	json_t *ref = json_load_file(rp, 0, &err);
 	if (!ref)
-		fail_msg("%s: %s (run tests/reference/make_train_fixture.py peft-tiny-dora)", rp,
-			 err.text);
+		fail_msg("%s: %s (run tests/reference/make_train_fixture.py peft-tiny-%s)", rp,
+			 err.text, ia3 ? "ia3" : "dora");
 	double rl = json_number_value(json_object_get(ref, "loss0"));
 	assert_float_equal(loss0, rl, 1e-5 * fabs(rl));
 	json_t *rg = json_object_get(ref, "grads");
@@ -523,6 +529,18 @@ static void test_dora_matches_peft(void **state)
 	fixture_dir = "tests/reference/fixtures/train_tiny";
 }
 
+static void test_dora_matches_peft(void **state)
+{
+	(void)state;
+	method_matches_peft(METHOD_DORA);
+}
+
+static void test_ia3_matches_peft(void **state)
+{
+	(void)state;
+	method_matches_peft(METHOD_IA3);
+}
+
 static void test_gguf_base_roundtrip(void **state)
 {
 	(void)state;
@@ -536,13 +554,22 @@ static void test_gguf_base_roundtrip_dora(void **state)
 	gguf_roundtrip(METHOD_DORA);
 }
 
+/* IA3 on the GGUF base: q_proj's output vector is un-permuted like lora_B. */
+static void test_gguf_base_roundtrip_ia3(void **state)
+{
+	(void)state;
+	gguf_roundtrip(METHOD_IA3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_lora_matches_peft),
 		cmocka_unit_test(test_dora_matches_peft),
+		cmocka_unit_test(test_ia3_matches_peft),
 		cmocka_unit_test(test_gguf_base_roundtrip),
 		cmocka_unit_test(test_gguf_base_roundtrip_dora),
+		cmocka_unit_test(test_gguf_base_roundtrip_ia3),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -117,16 +117,51 @@ static bool layer_selected(const struct model_opts *o, int layer)
 	return true;
 }
 
-static bool lora_targeted(const struct model_opts *o, const char *module)
+/* module's last component is one of the names, or one of them is a dotted part of it */
+static bool module_in(const char *const *names, size_t n, const char *module)
 {
-	if (o->all_linear)
-		return true;
 	const char *last = strrchr(module, '.');
 	last = last ? last + 1 : module;
-	for (size_t i = 0; i < o->n_targets; i++)
-		if (strcmp(last, o->targets[i]) == 0 || name_has_component(module, o->targets[i]))
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(last, names[i]) == 0 || name_has_component(module, names[i]))
 			return true;
 	return false;
+}
+
+static bool lora_targeted(const struct model_opts *o, const char *module)
+{
+	return o->all_linear || module_in(o->targets, o->n_targets, module);
+}
+
+/* PEFT's IA3 defaults (TRANSFORMERS_MODELS_TO_IA3_*_MODULES_MAPPING) */
+static const char *const ia3_llama[] = {"k_proj", "v_proj", "down_proj"};
+static const char *const ia3_llama_ff[] = {"down_proj"};
+static const char *const ia3_gpt2[] = {"c_attn", "mlp.c_proj"};
+static const char *const ia3_gpt2_ff[] = {"mlp.c_proj"};
+
+/* IA3's targets and feed-forward targets into m->o (borrowed for the table build). */
+static void ia3_resolve(struct model *m, const struct model_opts *o, const char **ff_buf,
+			size_t cap)
+{
+	bool gpt2 = m->hp.arch == ARCH_GPT2;
+	if (o->n_targets == 0 && !o->all_linear) {
+		m->o.targets = gpt2 ? ia3_gpt2 : ia3_llama;
+		m->o.n_targets = gpt2 ? FT_ARRAY_LEN(ia3_gpt2) : FT_ARRAY_LEN(ia3_llama);
+	}
+	if (!o->ff_auto)
+		return;
+	/* the architecture's feed-forward modules that are targets */
+	const char *const *ff = gpt2 ? ia3_gpt2_ff : ia3_llama_ff;
+	size_t nff = gpt2 ? FT_ARRAY_LEN(ia3_gpt2_ff) : FT_ARRAY_LEN(ia3_llama_ff), k = 0;
+	for (size_t i = 0; i < nff && k < cap; i++) {
+		bool in = m->o.all_linear;
+		for (size_t t = 0; t < m->o.n_targets && !in; t++)
+			in = strcmp(m->o.targets[t], ff[i]) == 0;
+		if (in)
+			ff_buf[k++] = ff[i];
+	}
+	m->o.ff_targets = ff_buf;
+	m->o.n_ff_targets = k;
 }
 
 struct name_ctx {
@@ -149,7 +184,16 @@ static void make_lin(struct model *m, struct lin *l, const char *module, int out
 		snprintf(nm, sizeof nm, "%s.bias", module);
 		l->b = add_param(m, nm, out, 1, layer);
 	}
-	l->la = l->lb = l->mag = -1;
+	l->la = l->lb = l->mag = l->ia3 = -1;
+	l->ia3_ff = false;
+	if (m->o.method == METHOD_IA3 && layer_selected(&m->o, layer) &&
+	    lora_targeted(&m->o, module)) {
+		/* PEFT's shapes: (out, 1), or (1, in) for a feed-forward module */
+		l->ia3_ff = module_in(m->o.ff_targets, m->o.n_ff_targets, module);
+		snprintf(nm, sizeof nm, "%s.ia3_l", module);
+		l->ia3 = add_param(m, nm, l->ia3_ff ? 1 : out, l->ia3_ff ? in : 1, layer);
+		m->params[l->ia3].trainable = true;
+	}
 	if ((m->o.method == METHOD_LORA || m->o.method == METHOD_DORA) &&
 	    layer_selected(&m->o, layer) && lora_targeted(&m->o, module)) {
 		snprintf(nm, sizeof nm, "%s.lora_A.weight", module);
@@ -177,7 +221,7 @@ static void build_table(struct model *m)
 		struct layer *y = &m->layers[l];
 		struct lin *ls[] = {&y->q, &y->k, &y->v, &y->qkv, &y->o, &y->gate, &y->up, &y->down};
 		for (size_t i = 0; i < FT_ARRAY_LEN(ls); i++)
-			ls[i]->w = ls[i]->b = ls[i]->la = ls[i]->lb = ls[i]->mag = -1;
+			ls[i]->w = ls[i]->b = ls[i]->la = ls[i]->lb = ls[i]->mag = ls[i]->ia3 = -1;
 	}
 	if (hp->arch == ARCH_LLAMA) {
 		m->wte = add_param(m, "model.embed_tokens.weight", V, C, -1);
@@ -236,13 +280,19 @@ static void build_table(struct model *m)
 	}
 }
 
+/* LoRA/DoRA/IA3 parameters (not in the model file). */
+static bool is_adapter_param(const char *name)
+{
+	return strstr(name, ".lora_") != NULL || strstr(name, ".ia3_l") != NULL;
+}
+
 /* Which base parameters train. */
 static void select_trainable(struct model *m)
 {
 	const struct model_opts *o = &m->o;
 	for (size_t i = 0; i < m->n_params; i++) {
 		struct mparam *p = &m->params[i];
-		if (strstr(p->name, ".lora_"))
+		if (is_adapter_param(p->name))
 			continue;
 		if (o->method == METHOD_FULL) {
 			p->trainable = true;
@@ -299,9 +349,11 @@ static int check_hparams(const struct model_hparams *hp, const char *path, struc
 static void plan_lin_lora(struct model *m, struct mplan *p, struct lacts *a, const struct lin *l,
 			  size_t N)
 {
+	struct lora_acts *la = &a->lora[l->slot];
+	if (l->ia3 >= 0 && !l->ia3_ff)
+		PLAN_F(p, la->z, N * l->out);
 	if (l->la < 0)
 		return;
-	struct lora_acts *la = &a->lora[l->slot];
 	PLAN_F(p, la->h, N * m->lora_r);
 	if (m->o.lora_dropout > 0.0f) {
 		PLAN_F(p, la->xd, N * l->in);
@@ -341,7 +393,7 @@ void model_plan_layer(struct model *m, struct mplan *p, struct lacts *a, int l, 
 	PLAN_F(p, a->hm, N * F);
 	const struct lin *ls[] = {&y->q, &y->k, &y->v, &y->qkv, &y->o, &y->gate, &y->up, &y->down};
 	for (size_t i = 0; i < FT_ARRAY_LEN(ls); i++)
-		if (ls[i]->w >= 0 || ls[i]->la >= 0)
+		if (ls[i]->w >= 0)
 			plan_lin_lora(m, p, a, ls[i], N);
 }
 
@@ -349,9 +401,10 @@ int model_lora_rep_layer(const struct model *m)
 {
 	for (int l = 0; l < m->hp.n_layer; l++) {
 		const struct layer *y = &m->layers[l];
-		if (y->down.la >= 0 || y->o.la >= 0 || y->q.la >= 0 || y->k.la >= 0 ||
-		    y->v.la >= 0 || y->qkv.la >= 0 || y->gate.la >= 0 || y->up.la >= 0)
-			return l;
+		const struct lin *ls[] = {&y->q, &y->k, &y->v, &y->qkv, &y->o, &y->gate, &y->up, &y->down};
+		for (size_t i = 0; i < FT_ARRAY_LEN(ls); i++)
+			if (ls[i]->la >= 0 || ls[i]->ia3 >= 0)
+				return l;
 	}
 	return 0;
 }
@@ -402,11 +455,11 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 		PLAN_F(&p, g->dgate, N * F);
 		PLAN_F(&p, g->dup, N * F);
 		PLAN_F(&p, g->dh, N * (F > C ? F : C));
-		if (m->lora_r > 0) {
+		if (m->lora_r > 0)
 			PLAN_F(&p, g->dlh, N * m->lora_r);
+		if (m->lora_r > 0 || m->o.method == METHOD_IA3)
 			PLAN_F(&p, g->dxd, N * maxin);
-		}
-		if (m->dora) {
+		if (m->dora || m->o.method == METHOD_IA3) {
 			size_t maxout = (size_t)(m->qd > m->kvd ? m->qd : m->kvd);
 			maxout = maxout > maxin ? maxout : maxin;
 			maxout = maxout > 3 * C ? maxout : 3 * C;
@@ -502,6 +555,11 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 	m->o.n_targets = o->n_targets;
 	m->o.trainable = o->trainable;
 	m->o.n_trainable = o->n_trainable;
+	m->o.ff_targets = o->ff_targets;
+	m->o.n_ff_targets = o->n_ff_targets;
+	const char *ff_buf[8];
+	if (o->method == METHOD_IA3)
+		ia3_resolve(m, o, ff_buf, FT_ARRAY_LEN(ff_buf));
 
 	size_t maxp = 8 + (size_t)hp->n_layer * 40;
 	m->params = calloc(maxp, sizeof *m->params);
@@ -514,12 +572,13 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 	select_trainable(m);
 	m->o.targets = NULL;
 	m->o.trainable = NULL;
-	m->o.n_targets = m->o.n_trainable = 0;
+	m->o.ff_targets = NULL;
+	m->o.n_targets = m->o.n_trainable = m->o.n_ff_targets = 0;
 
 	/* every base tensor must exist with the right shape */
 	for (size_t i = 0; i < m->n_params; i++) {
 		struct mparam *p = &m->params[i];
-		if (strstr(p->name, ".lora_"))
+		if (is_adapter_param(p->name))
 			continue;
 		const struct mf_tensor *t = find_tensor(mf, p->name);
 		if (!t) {
@@ -536,13 +595,14 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 			goto fail;
 		}
 	}
-	if (o->method == METHOD_LORA || o->method == METHOD_DORA) {
+	if (o->method == METHOD_LORA || o->method == METHOD_DORA || o->method == METHOD_IA3) {
 		bool any = false;
 		for (size_t i = 0; i < m->n_params; i++)
-			any |= strstr(m->params[i].name, ".lora_A") != NULL;
+			any |= is_adapter_param(m->params[i].name);
 		if (!any) {
 			rc = diag_set(d, FT_EINVAL, NULL, 0, 0,
-				      "no linear layer matches the LoRA targets");
+				      "no linear layer matches the %s targets",
+				      o->method == METHOD_IA3 ? "IA3" : "LoRA");
 			goto fail;
 		}
 	}
@@ -572,6 +632,11 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 				h[j] = (2.0f * rng_uniform_f(&r) - 1.0f) * bound;
 			m->ops->to_device(pp->pub.data, h, n * sizeof(float));
 			free(h);
+		} else if (strstr(pp->name, ".ia3_l")) {
+			/* PEFT's init_ia3_weights: ones */
+			float one = 1.0f;
+			for (size_t j = 0; j < pp->pub.numel; j++)
+				m->ops->to_device(pp->pub.data + j, &one, sizeof one);
 		} else if (strstr(pp->name, ".lora_magnitude_vector")) {
 			if ((rc = init_magnitude(m, pp, mf, d)) != 0)
 				goto fail;
@@ -580,21 +645,22 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 			m->ops->to_device(pp->pub.data, t->data, t->numel * sizeof(float));
 		}
 	}
-	if (m->dora) {
-		/* scratch for W + s B A of the largest DoRA linear */
+	if (m->dora || o->method == METHOD_IA3) {
+		/* scratch for W + s B A (DoRA) or W * l (IA3) of the largest such linear */
 		size_t mx = 0;
 		for (int l = 0; l < hp->n_layer; l++) {
 			const struct layer *y = &m->layers[l];
 			const struct lin *ls[] = {&y->q, &y->k,    &y->v,  &y->qkv,
 						  &y->o, &y->gate, &y->up, &y->down};
 			for (size_t i = 0; i < FT_ARRAY_LEN(ls); i++)
-				if (ls[i]->mag >= 0 && (size_t)ls[i]->out * ls[i]->in > mx)
+				if ((ls[i]->mag >= 0 || ls[i]->ia3_ff) &&
+				    (size_t)ls[i]->out * ls[i]->in > mx)
 					mx = (size_t)ls[i]->out * ls[i]->in;
 		}
-		m->dora_w = m->ops->alloc(mx * sizeof(float));
-		if (!m->dora_w) {
+		m->peft_w = m->ops->alloc(mx * sizeof(float));
+		if (!m->peft_w) {
 			rc = diag_set(d, FT_ENOMEM, NULL, 0, 0,
-				      "out of memory (%zu bytes of DoRA scratch)", mx * sizeof(float));
+				      "out of memory (%zu bytes of adapter scratch)", mx * sizeof(float));
 			goto fail;
 		}
 	}
@@ -686,8 +752,8 @@ void model_free(struct model *m)
 			m->ops->free(m->act_mem);
 		if (m->inv_freq_dev)
 			m->ops->free(m->inv_freq_dev);
-		if (m->dora_w)
-			m->ops->free(m->dora_w);
+		if (m->peft_w)
+			m->ops->free(m->peft_w);
 	}
 	free(m->inv_freq);
 	free(m->acts);
@@ -762,7 +828,7 @@ double model_flops_per_token(const struct model *m, int T)
 	double n = 0.0, ntr = 0.0;
 	for (size_t i = 0; i < m->n_params; i++) {
 		const struct mparam *p = &m->params[i];
-		if (p->pub.shape[1] <= 1 || (int)i == m->wpe)
+		if (p->pub.shape[0] <= 1 || p->pub.shape[1] <= 1 || (int)i == m->wpe)
 			continue; /* vectors and position tables are not matmuls */
 		if ((int)i == m->wte && m->head != m->wte)
 			continue; /* an untied embedding is a lookup */
@@ -793,7 +859,7 @@ static void dora_forward(struct model *m, const struct lin *l, struct lora_acts 
 			 const float *xin, int N)
 {
 	const struct ops *ops = m->ops;
-	float *w = m->dora_w;
+	float *w = m->peft_w;
 	if (m->dora_keep_norm) {
 		ops->col_mul(la->g, model_pdata(m, l->mag), la->inv, 1, l->out, false);
 	} else {
@@ -819,11 +885,59 @@ static void dora_forward(struct model *m, const struct lin *l, struct lora_acts 
 		ops->bias_add(y, model_pdata(m, l->b), N, l->out);
 }
 
+/* IA3 (see struct lin). A feed-forward target multiplies W's columns by l once per
+ * forward (an out x in product) instead of scaling the (N, in) input. */
+static void ia3_forward(struct model *m, const struct lin *l, struct lacts *a, float *y,
+			const float *x, int N)
+{
+	const struct ops *ops = m->ops;
+	const float *w = model_pdata(m, l->w), *lv = model_pdata(m, l->ia3);
+	if (l->ia3_ff) {
+		ops->col_mul(m->peft_w, w, lv, l->out, l->in, false);
+		ops->matmul(y, x, m->peft_w, N, l->out, l->in, OPS_TB | m->mmflags, 1.0f, 0.0f);
+		if (l->b >= 0)
+			ops->bias_add(y, model_pdata(m, l->b), N, l->out);
+		return;
+	}
+	float *z = a->lora[l->slot].z;
+	ops->matmul(z, x, w, N, l->out, l->in, OPS_TB | wflags(m, l->w), 1.0f, 0.0f);
+	if (l->b >= 0)
+		ops->bias_add(z, model_pdata(m, l->b), N, l->out);
+	ops->col_mul(y, z, lv, N, l->out, false);
+}
+
+/* IA3's backward (W and b frozen): output scaling dl += colsum(dy * z), dx = (l * dy) W;
+ * feed-forward dh = dy W, dl += colsum(dh * x), dx = l * dh. dx as in lin_backward. */
+static void ia3_backward(struct model *m, const struct lin *l, struct lacts *a, float *dx,
+			 bool acc, const float *dy, const float *x, int N)
+{
+	const struct ops *ops = m->ops;
+	const float *w = model_pdata(m, l->w), *lv = model_pdata(m, l->ia3);
+	float *dl = pgrad(m, l->ia3);
+	if (l->ia3_ff) {
+		float *dh = m->g.dxd;
+		ops->matmul(dh, dy, w, N, l->in, l->out, wflags(m, l->w), 1.0f, 0.0f);
+		ops->col_mul_backward(dl, dh, x, NULL, N, l->in);
+		if (dx)
+			ops->col_mul(dx, dh, lv, N, l->in, acc);
+		return;
+	}
+	ops->col_mul_backward(dl, dy, a->lora[l->slot].z, NULL, N, l->out);
+	if (!dx)
+		return;
+	ops->col_mul(m->g.ddy, dy, lv, N, l->out, false);
+	ops->matmul(dx, m->g.ddy, w, N, l->in, l->out, wflags(m, l->w), 1.0f, acc ? 1.0f : 0.0f);
+}
+
 /* y (N, out) = x W^T + b + s B(A drop(x)) */
 static void lin_forward(struct model *m, const struct lin *l, struct lacts *a, float *y,
 			const float *x, int N, int layer, bool dropout)
 {
 	const struct ops *ops = m->ops;
+	if (l->ia3 >= 0) {
+		ia3_forward(m, l, a, y, x, N);
+		return;
+	}
 	ops->matmul(y, x, model_pdata(m, l->w), N, l->out, l->in, OPS_TB | wflags(m, l->w), 1.0f,
 		    0.0f);
 	if (l->b >= 0 && l->mag < 0) /* DoRA adds the bias after the magnitude */
@@ -886,6 +1000,10 @@ static void lin_backward(struct model *m, const struct lin *l, struct lacts *a, 
 {
 	const struct ops *ops = m->ops;
 	unsigned f = m->mmflags;
+	if (l->ia3 >= 0) {
+		ia3_backward(m, l, a, dx, acc, dy, x, N);
+		return;
+	}
 	float *dw = pgrad(m, l->w);
 	if (dw)
 		ops->matmul(dw, dy, x, l->out, l->in, N, OPS_TA | f, 1.0f, 1.0f);

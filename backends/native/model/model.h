@@ -27,6 +27,12 @@ struct model_opts {
 	const char *const *targets; /* module names ("q_proj", "c_attn", ...) */
 	size_t n_targets;
 	bool all_linear;           /* every linear inside the blocks (not lm_head), as PEFT */
+	/* ia3: n_targets 0 (and not all_linear) = PEFT's default for the architecture;
+	 * ff_targets: the targets whose input is scaled; ff_auto = PEFT's feed-forward
+	 * modules for the architecture that are targets (ff_targets ignored) */
+	const char *const *ff_targets;
+	size_t n_ff_targets;
+	bool ff_auto;
 	/* freeze: parameters whose name has one of these as a dotted component ("mlp",
 	 * "q_proj", "self_attn", "input_layernorm", "embed_tokens", "lm_head", "model.norm");
 	 * n_trainable 0 = every parameter of the selected layers. */

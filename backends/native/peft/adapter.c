@@ -57,6 +57,8 @@ bool lora_module_name(char *buf, size_t n, const char *name)
 {
 	const char *e = strstr(name, ".lora_");
 	if (!e)
+		e = strstr(name, ".ia3_l");
+	if (!e)
 		return false;
 	const char *s = e;
 	while (s > name && s[-1] != '.')
@@ -75,11 +77,79 @@ static bool is_magnitude(const char *name)
 	return p && p[22] == 0;
 }
 
+static bool is_ia3(const char *name)
+{
+	const char *p = strstr(name, ".ia3_l");
+	return p && p[6] == 0;
+}
+
+/* The module of an IA3 tensor relative to its block: "mlp.down_proj" for
+ * "model.layers.3.mlp.down_proj.ia3_l" (after the first all-digit component). */
+static bool ia3_module(char *buf, size_t n, const char *name)
+{
+	const char *e = strstr(name, ".ia3_l"), *s = name;
+	if (!e)
+		return false;
+	for (const char *p = name; p < e; p++) {
+		if (*p != '.' || p[1] < '0' || p[1] > '9')
+			continue;
+		const char *q = p + 1;
+		while (*q >= '0' && *q <= '9')
+			q++;
+		if (*q == '.') {
+			s = q + 1;
+			break;
+		}
+	}
+	size_t len = (size_t)(e - s);
+	if (len == 0 || len + 1 > n)
+		return false;
+	memcpy(buf, s, len);
+	buf[len] = 0;
+	return true;
+}
+
+/* Appends s to the JSON array when not already there. */
+static void append_unique(json_t *arr, const char *s)
+{
+	for (size_t i = 0; i < json_array_size(arr); i++)
+		if (strcmp(json_string_value(json_array_get(arr, i)), s) == 0)
+			return;
+	json_array_append_new(arr, json_string(s));
+}
+
+/* IA3's adapter_config.json, its module lists taken from the tensors. */
+static json_t *ia3_config_json(const struct lora_tensor *t, size_t n,
+			       const struct lora_info *info)
+{
+	json_t *j = json_object(), *tm = json_array(), *ff = json_array();
+	json_object_set_new(j, "peft_type", json_string("IA3"));
+	json_object_set_new(j, "task_type", json_string("CAUSAL_LM"));
+	json_object_set_new(j, "base_model_name_or_path",
+			    info->base_model ? json_string(info->base_model) : json_null());
+	for (size_t i = 0; i < n; i++) {
+		char mod[128];
+		if (!ia3_module(mod, sizeof mod, t[i].name))
+			continue;
+		append_unique(tm, mod);
+		if (t[i].rows == 1)
+			append_unique(ff, mod);
+	}
+	json_object_set_new(j, "target_modules", tm);
+	json_object_set_new(j, "feedforward_modules", ff);
+	json_object_set_new(j, "fan_in_fan_out", json_boolean(info->fan_in_fan_out));
+	json_object_set_new(j, "init_ia3_weights", json_true());
+	json_object_set_new(j, "inference_mode", json_true());
+	json_object_set_new(j, "modules_to_save", json_null());
+	json_object_set_new(j, "revision", json_null());
+	return j;
+}
+
 /* n_head for the rows of this tensor's output when it is a q/k lora_B or DoRA magnitude,
  * else 0. */
 static int qk_heads(const char *name, const struct lora_info *info)
 {
-	if (!strstr(name, ".lora_B.") && !is_magnitude(name))
+	if (!strstr(name, ".lora_B.") && !is_magnitude(name) && !is_ia3(name))
 		return 0;
 	char mod[64];
 	if (!lora_module_name(mod, sizeof(mod), name))
@@ -99,6 +169,12 @@ static int reorder_copy(float **out, const struct lora_tensor *t, const struct l
 	int heads = qk_heads(t->name, info);
 	if (heads == 0 || info->interleaved == want_interleaved)
 		return 0;
+	if (is_ia3(t->name) && t->cols != 1) {
+		if (t->rows != 1)
+			return diag_set(d, FT_EINVAL, "", 0, 0, "%s: expected (out, 1) or (1, in)",
+					t->name);
+		return 0; /* a feed-forward q/k vector scales inputs: no row order */
+	}
 	if (info->head_dim <= 0 || info->head_dim % 2 || (int64_t)heads * info->head_dim != t->rows)
 		return diag_set(d, FT_EINVAL, "", 0, 0,
 				"%s: %lld rows do not match %d heads of %d", t->name,
@@ -169,7 +245,7 @@ int adapter_write_peft(const char *dir, const struct lora_tensor *t, size_t n,
 	}
 	if ((rc = st_write_file(stp, st, n, NULL, d)) != 0)
 		goto done;
-	json_t *j = config_json(info);
+	json_t *j = info->ia3 ? ia3_config_json(t, n, info) : config_json(info);
 	text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(j);
 	if (!text) {
@@ -232,10 +308,13 @@ int adapter_write_gguf(const char *path, const struct lora_tensor *t, size_t n,
 		rc = diag_set(d, FT_ENOMEM, path, 0, 0, "out of memory");
 		goto done;
 	}
-	if (info->use_dora) {
+	if (info->use_dora || info->ia3) {
 		rc = diag_set(d, FT_EINVAL, path, 0, 0,
-			      "a DoRA adapter cannot be written as a llama.cpp LoRA adapter (it has "
-			      "no magnitude vectors); export merged-gguf instead");
+			      "a %s adapter cannot be written as a llama.cpp LoRA adapter (%s); "
+			      "export merged-gguf instead",
+			      info->ia3 ? "IA3" : "DoRA",
+			      info->ia3 ? "llama.cpp's adapters are LoRA only"
+					: "it has no magnitude vectors");
 		goto done;
 	}
 	gguf_out_str(g, "general.architecture", "llama");
@@ -278,6 +357,9 @@ void adapter_free(struct lora_adapter *a)
 	for (size_t i = 0; i < a->info.n_targets; i++)
 		free(a->info.targets[i]);
 	free(a->info.targets);
+	for (size_t i = 0; i < a->info.n_ff_targets; i++)
+		free(a->info.ff_targets[i]);
+	free(a->info.ff_targets);
 	free(a);
 }
 
@@ -297,6 +379,28 @@ static float half_to_float(uint16_t h)
 	return v;
 }
 
+/* A list of strings of the config (absent or null: none). */
+static int read_names(char ***out, size_t *n, json_t *j, const char *key, const char *path,
+		      struct diag *d)
+{
+	json_t *a = json_object_get(j, key);
+	if (!a || json_is_null(a))
+		return 0;
+	if (!json_is_array(a))
+		return diag_set(d, FT_EINVAL, path, 0, 0, "%s must be a list of strings", key);
+	*out = calloc(json_array_size(a) + 1, sizeof(char *));
+	if (!*out)
+		return diag_set(d, FT_ENOMEM, path, 0, 0, "out of memory");
+	for (size_t i = 0; i < json_array_size(a); i++) {
+		const char *s = json_string_value(json_array_get(a, i));
+		if (!s)
+			return diag_set(d, FT_EINVAL, path, 0, 0, "%s must be strings", key);
+		if (!((*out)[(*n)++] = ft_strdup(s)))
+			return diag_set(d, FT_ENOMEM, path, 0, 0, "out of memory");
+	}
+	return 0;
+}
+
 static int read_config(struct lora_info *info, const char *path, struct diag *d)
 {
 	char *text = NULL;
@@ -314,8 +418,17 @@ static int read_config(struct lora_info *info, const char *path, struct diag *d)
 	}
 	const char *pt = json_string_value(json_object_get(j, "peft_type"));
 	json_t *r = json_object_get(j, "r"), *al = json_object_get(j, "lora_alpha");
-	if (!pt || strcmp(pt, "LORA") != 0) {
-		rc = diag_set(d, FT_EINVAL, path, 0, 0, "peft_type: expected \"LORA\"");
+	if (!pt || (strcmp(pt, "LORA") != 0 && strcmp(pt, "IA3") != 0)) {
+		rc = diag_set(d, FT_EINVAL, path, 0, 0, "peft_type: expected \"LORA\" or \"IA3\"");
+		goto done;
+	}
+	info->ia3 = strcmp(pt, "IA3") == 0;
+	if (info->ia3) {
+		info->fan_in_fan_out = json_is_true(json_object_get(j, "fan_in_fan_out"));
+		if ((rc = read_names(&info->targets, &info->n_targets, j, "target_modules",
+				     path, d)) == 0)
+			rc = read_names(&info->ff_targets, &info->n_ff_targets, j,
+					"feedforward_modules", path, d);
 		goto done;
 	}
 	if (!json_is_integer(r) || json_integer_value(r) < 1 || json_integer_value(r) > 65536 ||
@@ -450,10 +563,13 @@ int adapter_read_peft(struct lora_adapter **out, const char *dir, bool want_inte
 				      "outside the file", key);
 			goto done;
 		}
-		if (strncmp(key, PEFT_PREFIX, strlen(PEFT_PREFIX)) != 0 || !strstr(key, ".lora_")) {
+		bool key_ok = a->info.ia3 ? is_ia3(key) : strstr(key, ".lora_") != NULL;
+		if (strncmp(key, PEFT_PREFIX, strlen(PEFT_PREFIX)) != 0 || !key_ok) {
 			rc = diag_set(d, FT_EINVAL, stp, 0, 0,
-				      "tensor '%s' is not a PEFT LoRA weight "
-				      "(expected base_model.model.<module>.lora_A/B.weight)", key);
+				      "tensor '%s' is not a PEFT %s weight (expected "
+				      "base_model.model.<module>.%s)", key,
+				      a->info.ia3 ? "IA3" : "LoRA",
+				      a->info.ia3 ? "ia3_l" : "lora_A/B.weight");
 			goto done;
 		}
 		ranges[nr++] = (struct range){(uint64_t)lo, (uint64_t)hi};
@@ -484,7 +600,7 @@ int adapter_read_peft(struct lora_adapter **out, const char *dir, bool want_inte
 		}
 		/* Rank must match the config; A is (r, in), B is (out, r). */
 		bool is_a = strstr(t->name, ".lora_A.") != NULL;
-		if (want_dims == 2 && (is_a ? r : c) != a->info.rank) {
+		if (want_dims == 2 && !a->info.ia3 && (is_a ? r : c) != a->info.rank) {
 			rc = diag_set(d, FT_EINVAL, stp, 0, 0,
 				      "tensor '%s' has rank %lld but adapter_config.json says r=%d",
 				      key, (long long)(is_a ? r : c), a->info.rank);

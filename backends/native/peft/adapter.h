@@ -27,6 +27,13 @@ struct lora_info {
 	double alpha, dropout;
 	bool rslora;
 	bool use_dora;           /* DoRA: "<module>.lora_magnitude_vector" (out) per module */
+	/* IA3 (peft_type "IA3"): one "<module>.ia3_l" per module, (out, 1), or (1, in) for
+	 * the feed-forward modules; rank/alpha/dropout unused. On write, target_modules and
+	 * feedforward_modules come from the tensors (layer-relative names such as
+	 * "mlp.down_proj"); on read, ff_targets holds feedforward_modules. */
+	bool ia3;
+	char **ff_targets;
+	size_t n_ff_targets;
 	char **targets;          /* module names, e.g. "q_proj" (owned by the caller on write) */
 	size_t n_targets;
 	bool fan_in_fan_out;     /* GPT-2 Conv1D bases */
@@ -67,8 +74,8 @@ void adapter_free(struct lora_adapter *a);
 void rope_rows_permute(float *out, const float *in, int n_head, int head_dim, int64_t cols,
 		       bool to_interleaved);
 
-/* "q_proj" for "model.layers.3.self_attn.q_proj.lora_A.weight" into buf; false when the
- * name has no module component before ".lora_". */
+/* "q_proj" for "model.layers.3.self_attn.q_proj.lora_A.weight" (or ".ia3_l") into buf;
+ * false when the name has no module component before ".lora_"/".ia3_l". */
 bool lora_module_name(char *buf, size_t n, const char *name);
 /* "model.layers.<int>." at the start of name: true with the layer number and the offset
  * just past that dot; false for other names and for out-of-range numbers. */

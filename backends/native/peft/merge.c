@@ -26,9 +26,46 @@ static struct mf_tensor *find(struct model_file *mf, const char *name)
 	return NULL;
 }
 
+/* IA3: W's rows (and the bias) times l (out, 1), or W's columns times l (1, in) for a
+ * feed-forward module, as PEFT's merge. */
+static int merge_ia3(struct model_file *mf, const struct lora_adapter *a, struct diag *d)
+{
+	for (size_t i = 0; i < a->n; i++) {
+		const struct lora_tensor *L = &a->t[i];
+		const char *p = strstr(L->name, ".ia3_l");
+		if (!p || p[6] != 0)
+			continue;
+		char wname[512], bname[512];
+		if ((size_t)(p - L->name) + 8 > sizeof(wname))
+			return diag_set(d, FT_EINVAL, "", 0, 0, "name too long: %s", L->name);
+		snprintf(wname, sizeof(wname), "%.*s.weight", (int)(p - L->name), L->name);
+		snprintf(bname, sizeof(bname), "%.*s.bias", (int)(p - L->name), L->name);
+		struct mf_tensor *W = find(mf, wname), *Bt = find(mf, bname);
+		if (!W || W->ndim != 2)
+			return diag_set(d, FT_EINVAL, "", 0, 0,
+					"adapter module %s does not match the base model", wname);
+		const int64_t out = W->shape[0], inn = W->shape[1];
+		bool rows = L->rows == out && L->cols == 1, cols = L->rows == 1 && L->cols == inn;
+		if (!rows && !cols)
+			return diag_set(d, FT_EINVAL, "", 0, 0,
+					"%s is (%lld, %lld); %s is (%lld, %lld)", L->name,
+					(long long)L->rows, (long long)L->cols, wname, (long long)out,
+					(long long)inn);
+		for (int64_t o = 0; o < out; o++)
+			for (int64_t j = 0; j < inn; j++)
+				W->data[o * inn + j] *= rows ? L->data[o] : L->data[j];
+		if (rows && Bt && (int64_t)Bt->numel == out)
+			for (int64_t o = 0; o < out; o++)
+				Bt->data[o] *= L->data[o];
+	}
+	return 0;
+}
+
 int merge_lora(struct model_file *mf, const struct lora_adapter *a, struct diag *d)
 {
 	const struct lora_info *in = &a->info;
+	if (in->ia3)
+		return merge_ia3(mf, a, d);
 	double s = in->rslora ? in->alpha / sqrt((double)in->rank) : in->alpha / in->rank;
 	for (size_t i = 0; i < a->n; i++) {
 		const struct lora_tensor *A = &a->t[i];
