@@ -92,10 +92,12 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 		o.method = ENGINE_BENCH_DORA;
 	else if (strcmp(method, "ia3") == 0)
 		o.method = ENGINE_BENCH_IA3;
+	else if (strcmp(method, "prefix") == 0)
+		o.method = ENGINE_BENCH_PREFIX;
 	else if (!o.generate)
 		return cli_usage_error("bench", NULL,
-				       "--method is lora, lora-all, dora, ia3 or full, not '%s'",
-				       method);
+				       "--method is lora, lora-all, dora, ia3, prefix or full, not "
+				       "'%s'", method);
 	struct diag d;
 	diag_init(&d);
 	return engine_bench(&o, &d) ? cli_fail(&d) : 0;

@@ -91,12 +91,17 @@ const struct key_desc schema_keys[] = {
 	 "A malformed record stops the run (error) or is skipped and counted (skip).", NULL},
 
 	{"method", KT_MAP, 0, NULL, NOB, NULL, "The fine-tuning method.", NULL},
-	{"method.type", KT_ENUM, 0, "lora", NOB, "none|full|freeze|lora|dora|ia3",
+	{"method.type", KT_ENUM, 0, "lora", NOB, "none|full|freeze|lora|dora|ia3|prefix",
 	 "none (evaluate the base model only), full (all weights), freeze (only method.trainable "
 	 "modules of method.layers), lora (low-rank adapters), dora (weight-decomposed LoRA: "
 	 "a trained magnitude per output row times the normalised W + BA, as PEFT's "
 	 "use_dora), ia3 (learned vectors scaling the outputs of the targets, or the inputs of "
-	 "the feed-forward targets, as PEFT's IA3).", NULL},
+	 "the feed-forward targets, as PEFT's IA3), prefix (trained key/value vectors before "
+	 "every sequence in every layer, as PEFT's prefix tuning; llama-family models, cpu "
+	 "backend).", NULL},
+	{"method.num_virtual_tokens", KT_INT, KF_LO | KF_HI, "20", RANGE(1, 4096), NULL,
+	 "prefix only: the trained key/value positions per layer (PEFT's num_virtual_tokens).",
+	 NULL},
 	{"method.rank", KT_INT, KF_LO | KF_HI, "8", RANGE(1, 4096), NULL, "LoRA rank r (lora and dora).", NULL},
 	{"method.alpha", KT_FLOAT, KF_LO | KF_LO_OPEN | KF_HI, "16", RANGE(0, 1e6), NULL,
 	 "LoRA scaling numerator: updates are scaled by alpha/r (alpha/sqrt(r) with rslora).", NULL},

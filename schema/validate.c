@@ -1154,6 +1154,7 @@ static int cross_rules(struct vstate *S, struct node *res)
 						"method.rslora"};
 	static const char *const target_keys[] = {"method.targets"};
 	static const char *const ia3_keys[] = {"method.feedforward_targets"};
+	static const char *const prefix_keys[] = {"method.num_virtual_tokens"};
 	static const char *const freeze_keys[] = {"method.trainable", "method.layers"};
 	static const char *const exec_keys[] = {"backend.command", "backend.timeout",
 						"backend.metrics_file", "backend.workdir"};
@@ -1162,6 +1163,8 @@ static int cross_rules(struct vstate *S, struct node *res)
 	    (rc = only_with(S, res, target_keys, FT_ARRAY_LEN(target_keys), "method.type",
 			    "lora|dora|ia3")) ||
 	    (rc = only_with(S, res, ia3_keys, FT_ARRAY_LEN(ia3_keys), "method.type", "ia3")) ||
+	    (rc = only_with(S, res, prefix_keys, FT_ARRAY_LEN(prefix_keys), "method.type",
+			    "prefix")) ||
 	    (rc = ia3_rules(S, res)) ||
 	    (rc = only_with(S, res, freeze_keys, FT_ARRAY_LEN(freeze_keys), "method.type",
 			    "freeze")) ||

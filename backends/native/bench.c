@@ -397,6 +397,9 @@ int engine_bench(const struct engine_bench_opts *b, struct diag *d)
 		o.ops = timed_cpu_ops();
 		if (b->method == ENGINE_BENCH_FULL) {
 			o.method = METHOD_FULL;
+		} else if (b->method == ENGINE_BENCH_PREFIX) {
+			o.method = METHOD_PREFIX;
+			o.prefix_tokens = 20;
 		} else if (b->method == ENGINE_BENCH_IA3) {
 			o.method = METHOD_IA3; /* PEFT's llama default: k, v, down (input) */
 			o.ff_auto = true;

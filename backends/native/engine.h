@@ -106,7 +106,8 @@ enum engine_bench_method {
 	ENGINE_BENCH_LORA_ALL,
 	ENGINE_BENCH_FULL,
 	ENGINE_BENCH_DORA,
-	ENGINE_BENCH_IA3
+	ENGINE_BENCH_IA3,
+	ENGINE_BENCH_PREFIX
 };
 
 struct engine_bench_opts {

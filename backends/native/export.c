@@ -123,7 +123,15 @@ int engine_export(char **out_target, const char *run_dir, const char *format,
 		goto done;
 	}
 	int mi = schema_enum_index("method.type", method);
-	bool lora = mi == METHOD_LORA || mi == METHOD_DORA || mi == METHOD_IA3;
+	bool lora = mi == METHOD_LORA || mi == METHOD_DORA || mi == METHOD_IA3 ||
+		    mi == METHOD_PREFIX;
+	if (mi == METHOD_PREFIX && strcmp(format, "peft") != 0) {
+		rc = diag_set(d, FT_EINVAL, "", 0, 0,
+			      "--format %s: a prefix-tuning run exports only as --format peft (its "
+			      "key/value prefix does not merge into the weights, and llama.cpp's "
+			      "adapters are LoRA only)", format);
+		goto done;
+	}
 	bool adapter_fmt = strcmp(format, "peft") == 0 || strcmp(format, "gguf-adapter") == 0;
 	if (adapter_fmt && !lora) {
 		rc = diag_set(d, FT_EINVAL, "", 0, 0,

@@ -135,6 +135,7 @@ static void fill_model_opts(struct model_opts *o, const struct config *cfg, int 
 	o->ff_targets = (const char *const *)cm->ff_targets.items;
 	o->n_ff_targets = cm->ff_targets.n;
 	o->ff_auto = cm->ff_default;
+	o->prefix_tokens = cm->num_virtual_tokens;
 	o->trainable = (const char *const *)cm->trainable.items;
 	o->n_trainable = cm->trainable.n;
 	o->layers_first = cm->layers_first;
@@ -197,7 +198,9 @@ static int write_adapter(const struct run_ctx *ctx, struct model *m, const struc
 	const struct model_hparams *hp = &mf->hp;
 	struct lora_info info = {.rank = cm->rank, .alpha = cm->alpha, .dropout = cm->dropout,
 				 .rslora = cm->rslora, .use_dora = cm->type == METHOD_DORA,
-				 .ia3 = cm->type == METHOD_IA3,
+				 .ia3 = cm->type == METHOD_IA3, .prefix = cm->type == METHOD_PREFIX,
+				 .num_virtual_tokens = cm->num_virtual_tokens,
+				 .num_layers = hp->n_layer,
 				 .targets = mods, .n_targets = n_mods,
 				 .fan_in_fan_out = hp->arch == ARCH_GPT2,
 				 .base_model = mf->hf_repo ? mf->hf_repo : ctx->cfg->model.base,
@@ -401,7 +404,7 @@ int native_engine_run(const struct run_ctx *ctx, const struct ops *ops,
 			 res.last_loss, res.early_stopped ? ", early-stopped" : "");
 		event(ctx, "info", "train", msg);
 		if ((cfg->method.type == METHOD_LORA || cfg->method.type == METHOD_DORA ||
-		     cfg->method.type == METHOD_IA3) &&
+		     cfg->method.type == METHOD_IA3 || cfg->method.type == METHOD_PREFIX) &&
 		    (rc = write_adapter(ctx, m, mf, d)) != 0)
 			goto done;
 		if ((rc = write_export_meta(ctx, d)) != 0)

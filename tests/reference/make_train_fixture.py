@@ -79,7 +79,8 @@ if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "optim"
     if what == "optim":
         optim_fixture()
-    elif what not in ("peft-tiny", "peft-smollm2", "peft-tiny-dora", "peft-tiny-ia3"):
+    elif what not in ("peft-tiny", "peft-smollm2", "peft-tiny-dora", "peft-tiny-ia3",
+                      "peft-tiny-prefix"):
         sys.exit("unknown fixture: " + what)
 
 
@@ -233,7 +234,9 @@ def peft_tiny_dora_fixture(sub="train_tiny_dora", what="peft-tiny-dora"):
     reproducing our logits. Made with /work/cache/sptok-env's python (torch, transformers
     5, peft 0.21; versions recorded in made_by). IA3 the same way (peft-tiny-ia3,
     fixtures/train_tiny_ia3/: PEFT's default llama targets k_proj, v_proj, down_proj with
-    down_proj feed-forward; the vectors are the ia3_l parameters)."""
+    down_proj feed-forward; the vectors are the ia3_l parameters) and prefix tuning
+    (peft-tiny-prefix, fixtures/train_tiny_prefix/: 3 virtual tokens, no projection; the
+    adapter's prompt_embeddings; no merged model)."""
     import peft
     import transformers
     from peft import PeftModel
@@ -250,8 +253,20 @@ def peft_tiny_dora_fixture(sub="train_tiny_dora", what="peft-tiny-dora"):
                                                     attn_implementation="eager")
 
     def load(adapter, trainable):
-        return PeftModel.from_pretrained(base("model"), os.path.join(d, adapter),
-                                         is_trainable=trainable)
+        path = os.path.join(d, adapter)
+        if trainable and what == "peft-tiny-prefix":
+            # PEFT refuses to load a prompt-learning adapter as trainable: build the
+            # prefix model from the saved config and copy our initial prompt_embeddings in
+            from peft import PeftConfig, get_peft_model
+            from safetensors.torch import load_file
+            cfg = PeftConfig.from_pretrained(path)
+            cfg.inference_mode = False
+            model = get_peft_model(base("model"), cfg)
+            w = load_file(os.path.join(path, "adapter_model.safetensors"))["prompt_embeddings"]
+            with torch.no_grad():
+                model.prompt_encoder["default"].embedding.weight.copy_(w)
+            return model
+        return PeftModel.from_pretrained(base("model"), path, is_trainable=trainable)
 
     def loss_of(model):
         logits = model(input_ids=tok).logits
@@ -269,6 +284,8 @@ def peft_tiny_dora_fixture(sub="train_tiny_dora", what="peft-tiny-dora"):
         # ...q_proj.lora_magnitude_vector.default.weight -> ...q_proj.lora_magnitude_vector
         key = n.replace("base_model.model.", "", 1).replace(".default", "")
         key = key.replace("lora_magnitude_vector.weight", "lora_magnitude_vector")
+        # prefix tuning: prompt_encoder.embedding.weight -> prompt_embeddings (PEFT's key)
+        key = key.replace("prompt_encoder.embedding.weight", "prompt_embeddings")
         grads[key] = p.grad.detach().flatten().tolist()
     model.zero_grad()
     opt = torch.optim.AdamW([p for _, p in params], lr=1e-2, betas=(0.9, 0.999), eps=1e-8,
@@ -287,11 +304,13 @@ def peft_tiny_dora_fixture(sub="train_tiny_dora", what="peft-tiny-dora"):
     with torch.no_grad():
         lg = final(input_ids=tok).logits.flatten()
     diff = (lg - mine).abs().max().item()
-    merged = base("merged")
-    merged.eval()
-    with torch.no_grad():
-        lm = merged(input_ids=tok).logits.flatten()
-    diff_m = (lm - mine).abs().max().item()
+    diff_m = None  # prefix tuning does not merge
+    if os.path.isdir(os.path.join(d, "merged")):
+        merged = base("merged")
+        merged.eval()
+        with torch.no_grad():
+            lm = merged(input_ids=tok).logits.flatten()
+        diff_m = (lm - mine).abs().max().item()
     ref = {"made_by": "tests/reference/make_train_fixture.py %s (torch %s, "
            "transformers %s, peft %s)" % (what, torch.__version__, transformers.__version__,
                                           peft.__version__),
@@ -303,7 +322,7 @@ def peft_tiny_dora_fixture(sub="train_tiny_dora", what="peft-tiny-dora"):
     print("loss0 ours %.8f peft %.8f" % (ours["loss0"], loss0.item()))
     print("trace ours", ours["trace"])
     print("trace peft", trace)
-    print("export logits max abs diff %.3g, merged %.3g" % (diff, diff_m))
+    print("export logits max abs diff %.3g, merged %s" % (diff, diff_m))
 
 
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "peft-tiny":
@@ -314,3 +333,5 @@ if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "peft-tiny-do
     peft_tiny_dora_fixture()
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "peft-tiny-ia3":
     peft_tiny_dora_fixture("train_tiny_ia3", "peft-tiny-ia3")
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "peft-tiny-prefix":
+    peft_tiny_dora_fixture("train_tiny_prefix", "peft-tiny-prefix")

@@ -73,6 +73,7 @@ static struct model *train_run(const char *run, enum method_type method)
 		fail_msg("%s", d.text);
 	static const char *const tg[] = {"q_proj", "v_proj"};
 	struct model_opts o = {.method = method, .lora_rank = 4, .lora_alpha = 8, .targets = tg,
+			       .prefix_tokens = 2,
 			       .n_targets = 2, .layers_first = -1, .layers_last = -1,
 			       .max_batch = B, .max_seq = SEQ, .seed = 5};
 	struct model *m = NULL;
@@ -95,7 +96,8 @@ static struct model *train_run(const char *run, enum method_type method)
 	struct trainer_result res;
 	if (trainer_run(&res, m, &src, NULL, &to, &d))
 		fail_msg("%s", d.text);
-	if (method == METHOD_LORA || method == METHOD_DORA || method == METHOD_IA3) {
+	if (method == METHOD_LORA || method == METHOD_DORA || method == METHOD_IA3 ||
+	    method == METHOD_PREFIX) {
 		size_t n = model_n_trainable(m);
 		struct lora_tensor lt[16];
 		for (size_t i = 0; i < n; i++) {
@@ -105,7 +107,9 @@ static struct model *train_run(const char *run, enum method_type method)
 		char *t2[] = {"q_proj", "v_proj"};
 		struct lora_info info = {.rank = 4, .alpha = 8, .targets = t2, .n_targets = 2,
 					 .use_dora = method == METHOD_DORA,
-					 .ia3 = method == METHOD_IA3, .interleaved = true,
+					 .ia3 = method == METHOD_IA3,
+					 .prefix = method == METHOD_PREFIX, .num_virtual_tokens = 2,
+					 .num_layers = 2, .interleaved = true,
 					 .n_head = 4, .n_head_kv = 2, .head_dim = 4};
 		char *ad = path_join(rd, "adapter");
 		if (adapter_write_peft(ad, lt, n, &info, &d))
@@ -315,6 +319,25 @@ static void test_export_formats(void **state)
 	free(p);
 	assert_int_equal(sh("'%s' --workspace '%s' export ia3-run-1 --format gguf-adapter -o '%s/ix' 2>/dev/null",
 			    b, ws, ws), 2);
+	/* prefix tuning: the PEFT adapter round-trips; merged and llama.cpp formats refused */
+	struct model *pfx = train_run("prefix-run-1", METHOD_PREFIX);
+	assert_int_equal(sh("'%s' --workspace '%s' export prefix-run-1 --format peft -o '%s/pp2' >/dev/null 2>&1",
+			    b, ws, ws), 0);
+	p = path_join(ws, "pp2");
+	if (adapter_read_peft(&a, p, true, 4, 2, 4, &d))
+		fail_msg("%s", d.text);
+	assert_true(a->info.prefix);
+	assert_int_equal(a->n, 1);
+	const struct model_param *pe = model_param_find(pfx, "prompt_embeddings");
+	assert_non_null(pe);
+	assert_memory_equal(pe->data, a->t[0].data, pe->numel * sizeof(float));
+	adapter_free(a);
+	free(p);
+	const char *nofmt[] = {"merged-gguf", "merged-safetensors", "gguf-adapter"};
+	for (size_t i = 0; i < 3; i++)
+		assert_int_equal(sh("'%s' --workspace '%s' export prefix-run-1 --format %s -o '%s/px' 2>/dev/null",
+				    b, ws, nofmt[i], ws), 2);
+	model_free(pfx);
 	model_free(ia3);
 	model_free(dora);
 	model_free(lora);

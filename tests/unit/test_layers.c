@@ -258,6 +258,7 @@ static const struct {
 	{"cli/cmd_bench.c", "full", "ftlab bench --method value"},
 	{"cli/cmd_bench.c", "dora", "ftlab bench --method value"},
 	{"cli/cmd_bench.c", "ia3", "ftlab bench --method value"},
+	{"cli/cmd_bench.c", "prefix", "ftlab bench --method value"},
 	{"cli/cmd_bench.c", "bf16", "ftlab bench --precision value"},
 	{"cli/cmd_selftest.c", "cpu", "ftlab selftest --backend value"},
 	{"cli/cmd_selftest.c", "cuda", "ftlab selftest --backend value"},
@@ -440,7 +441,7 @@ static void test_enums_match_the_table(void **state)
 	} enums[] = {
 		{"data.format", DATA_CHAT + 1},
 		{"data.on_bad_example", BAD_EXAMPLE_SKIP + 1},
-		{"method.type", METHOD_IA3 + 1},
+		{"method.type", METHOD_PREFIX + 1},
 		{"train.optimizer.type", OPTIMIZER_SGD + 1},
 		{"train.schedule.type", SCHEDULE_COSINE + 1},
 		{"train.precision", PRECISION_BF16 + 1},

@@ -19,6 +19,7 @@
 #include "backends/native/model/model_internal.h"
 #include "backends/native/ops/ops.h"
 #include "common/rng.h"
+#include "common/util.h"
 #include "tests/unit/tiny_weights.h"
 #include "common/banned.h"
 
@@ -417,6 +418,74 @@ static void test_ia3(void **state)
 	model_file_free(mf);
 }
 
+/* Prefix tuning: the prefix attention op equals the cached attention over the prefix rows
+ * followed by the sequence (queries at np + t), and the model's gradients (prompt
+ * embeddings of every layer) match finite differences, with checkpointing too. */
+static void test_prefix(void **state)
+{
+	(void)state;
+	const struct ops *ops = ops_cpu();
+	enum { PB = 2, PT = 5, NP = 3, NH = 4, NKV = 2, HD = 6 };
+	int kvd = NKV * HD, qd = NH * HD, tk = NP + PT;
+	size_t ps = 2 * (size_t)kvd + 5; /* a wider row than the K/V pair, like a layer slice */
+	float q[PB * PT * NH * HD], k[PB * PT * NKV * HD], v[PB * PT * NKV * HD];
+	float pre[NP * (2 * NKV * HD + 5)];
+	struct rng r;
+	rng_seed(&r, 31, 1);
+	float *arrs[] = {q, k, v, pre};
+	size_t lens[] = {FT_ARRAY_LEN(q), FT_ARRAY_LEN(k), FT_ARRAY_LEN(v), FT_ARRAY_LEN(pre)};
+	for (int a = 0; a < 4; a++)
+		for (size_t i = 0; i < lens[a]; i++)
+			arrs[a][i] = 2.0f * rng_uniform_f(&r) - 1.0f;
+	float kc[PB * (NP + PT) * NKV * HD], vc[PB * (NP + PT) * NKV * HD];
+	for (int b = 0; b < PB; b++)
+		for (int t = 0; t < tk; t++)
+			for (int j = 0; j < kvd; j++) {
+				size_t dst = ((size_t)b * tk + t) * kvd + j;
+				kc[dst] = t < NP ? pre[t * ps + j] : k[((size_t)b * PT + t - NP) * kvd + j];
+				vc[dst] = t < NP ? pre[t * ps + kvd + j]
+						 : v[((size_t)b * PT + t - NP) * kvd + j];
+			}
+	int pos0[PB] = {NP, NP};
+	float o1[PB * PT * NH * HD], o2[PB * PT * NH * HD];
+	ops->attention_prefix_forward(o1, q, k, v, pre, pre + kvd, ps, PB, PT, NP, NH, NKV, HD,
+				      1.0f / sqrtf((float)HD), 0);
+	ops->attention_forward(o2, NULL, q, kc, vc, PB, PT, tk, NH, NKV, HD, pos0);
+	for (int i = 0; i < PB * PT * qd; i++)
+		assert_float_equal(o1[i], o2[i], 1e-5);
+
+	struct model_file *mf = tiny_llama_mf(false, true, ROPE_HALF, 4);
+	struct model_opts o = base_opts(METHOD_PREFIX);
+	o.prefix_tokens = 3;
+	struct diag d;
+	diag_init(&d);
+	struct model *m = NULL;
+	assert_int_equal(model_create(&m, mf, &o, &d), 0);
+	assert_int_equal(model_n_trainable(m), 1);
+	const struct model_param *p = model_trainable(m, 0);
+	assert_string_equal(p->name, "prompt_embeddings");
+	assert_int_equal(p->shape[0], 3);
+	assert_int_equal(p->shape[1], 2 * 2 * 8);
+	for (uint64_t s = 0; s < 4; s++)
+		gradcheck(m, 37, 40 + s);
+	model_free(m);
+	o.grad_checkpointing = true;
+	check_method(mf, &o);
+	model_file_free(mf);
+	mf = tiny_llama_mf(true, false, ROPE_INTERLEAVED, 8);
+	o.grad_checkpointing = false;
+	o.prefix_tokens = 1;
+	check_method(mf, &o);
+	model_file_free(mf);
+	/* refused where it cannot run */
+	mf = tiny_gpt2_mf(5);
+	o = base_opts(METHOD_PREFIX);
+	o.prefix_tokens = 2;
+	assert_int_equal(model_create(&m, mf, &o, &d), FT_EUNSUPP);
+	assert_non_null(strstr(d.text, "GPT-2"));
+	model_file_free(mf);
+}
+
 static void test_gpt2_methods(void **state)
 {
 	(void)state;
@@ -558,6 +627,7 @@ int main(void)
 		cmocka_unit_test(test_dora),
 		cmocka_unit_test(test_dora_checkpointing_bf16),
 		cmocka_unit_test(test_ia3),
+		cmocka_unit_test(test_prefix),
 		cmocka_unit_test(test_gpt2_methods),
 		cmocka_unit_test(test_loss_mask_and_scale),
 		cmocka_unit_test(test_bf16_close_to_fp32),

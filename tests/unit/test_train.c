@@ -135,6 +135,7 @@ static struct model *make_model(enum method_type method, float dropout, int max_
 	static const char *const targets[] = {"q_proj", "v_proj"};
 	struct model_opts o = {.method = method, .lora_rank = 4, .lora_alpha = 8,
 			       .lora_dropout = dropout, .targets = targets, .n_targets = 2,
+			       .prefix_tokens = 4,
 			       .layers_first = -1, .layers_last = -1, .max_batch = max_batch,
 			       .max_seq = SEQ, .seed = 11};
 	struct model *m = NULL;
@@ -284,6 +285,12 @@ static void test_deterministic_and_resume_ia3(void **state)
 	deterministic_and_resume(METHOD_IA3);
 }
 
+static void test_deterministic_and_resume_prefix(void **state)
+{
+	(void)state;
+	deterministic_and_resume(METHOD_PREFIX);
+}
+
 static void params_copy(struct model *m, float *out, size_t cap)
 {
 	size_t off = 0;
@@ -405,6 +412,7 @@ int main(void)
 		cmocka_unit_test(test_deterministic_and_resume),
 		cmocka_unit_test(test_deterministic_and_resume_dora),
 		cmocka_unit_test(test_deterministic_and_resume_ia3),
+		cmocka_unit_test(test_deterministic_and_resume_prefix),
 		cmocka_unit_test(test_grad_accum_whole_batch_mean),
 		cmocka_unit_test(test_nonfinite_policy),
 		cmocka_unit_test(test_early_stopping),

@@ -557,7 +557,11 @@ int eval_model_create(struct model **out, const struct model_file *mf, const cha
 				       hp->n_head, hp->n_head_kv, hp->head_dim, d);
 		if (rc)
 			return rc;
-		o.method = ad->info.ia3 ? METHOD_IA3 : ad->info.use_dora ? METHOD_DORA : METHOD_LORA;
+		o.method = ad->info.prefix ? METHOD_PREFIX
+			   : ad->info.ia3  ? METHOD_IA3
+			   : ad->info.use_dora ? METHOD_DORA
+					       : METHOD_LORA;
+		o.prefix_tokens = ad->info.num_virtual_tokens;
 		o.ff_targets = (const char *const *)ad->info.ff_targets;
 		o.n_ff_targets = ad->info.n_ff_targets;
 		o.lora_rank = ad->info.rank;

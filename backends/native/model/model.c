@@ -278,12 +278,21 @@ static void build_table(struct model *m)
 		m->lnf_b = add_param(m, "transformer.ln_f.bias", C, 1, -1);
 		m->head = m->wte;
 	}
+	m->prefix = -1;
+	if (m->o.method == METHOD_PREFIX) {
+		/* PEFT's prompt encoder output: per virtual token, the keys and values of every
+		 * layer, [K_0 V_0 K_1 V_1 ...] of kvd each */
+		m->prefix = add_param(m, "prompt_embeddings", m->np,
+				      2 * (int64_t)hp->n_layer * m->kvd, -1);
+		m->params[m->prefix].trainable = true;
+	}
 }
 
 /* LoRA/DoRA/IA3 parameters (not in the model file). */
 static bool is_adapter_param(const char *name)
 {
-	return strstr(name, ".lora_") != NULL || strstr(name, ".ia3_l") != NULL;
+	return strstr(name, ".lora_") != NULL || strstr(name, ".ia3_l") != NULL ||
+	       strcmp(name, "prompt_embeddings") == 0;
 }
 
 /* Which base parameters train. */
@@ -426,11 +435,12 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 	/* a shared set is planned with a layer that has LoRA (the same slots in every
 	 * selected layer) and aliased after allocation */
 	int rep = model_lora_rep_layer(m);
+	bool save_att = train && m->prefix < 0; /* the prefix attention recomputes them */
 	for (int l = 0; l < L; l++)
 		if (!share)
-			model_plan_layer(m, &p, &m->acts[l], l, (size_t)B, (size_t)T, train);
+			model_plan_layer(m, &p, &m->acts[l], l, (size_t)B, (size_t)T, save_att);
 	if (share)
-		model_plan_layer(m, &p, &m->acts[0], rep, (size_t)B, (size_t)T, train);
+		model_plan_layer(m, &p, &m->acts[0], rep, (size_t)B, (size_t)T, save_att);
 	PLAN_F(&p, m->lnf, N * C);
 	PLAN_F(&p, m->meanf, N);
 	PLAN_F(&p, m->rstdf, N);
@@ -439,6 +449,8 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 	PLAN_F(&p, m->lse, N);
 	PLAN_F(&p, m->tmp, N * C);
 	mplan_add(&p, (void **)&m->tok_dev, N * sizeof(int32_t));
+	if (m->prefix >= 0)
+		mplan_add(&p, (void **)&m->prefix_pos, (size_t)B * sizeof(int));
 	mplan_add(&p, (void **)&m->tgt_dev, N * sizeof(int32_t));
 	if (train) {
 		struct gacts *g = &m->g;
@@ -470,6 +482,15 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 	mplan_free(&p);
 	if (rc)
 		return rc;
+	if (m->prefix >= 0) {
+		int *h = malloc((size_t)B * sizeof(int));
+		if (!h)
+			return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+		for (int b = 0; b < B; b++)
+			h[b] = m->np;
+		m->ops->to_device(m->prefix_pos, h, (size_t)B * sizeof(int));
+		free(h);
+	}
 	if (share)
 		for (int l = 1; l < L; l++) {
 			float *x = m->acts[l].x;
@@ -534,6 +555,19 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 	m->training = o->method != METHOD_NONE;
 	m->qd = hp->n_head * hp->head_dim;
 	m->kvd = hp->n_head_kv * hp->head_dim;
+	if (o->method == METHOD_PREFIX) {
+		m->np = o->prefix_tokens;
+		const char *why = o->prefix_tokens <= 0 ? "num_virtual_tokens must be positive"
+				  : hp->arch == ARCH_GPT2 ? "GPT-2 models are not supported yet"
+				  : !m->ops->attention_prefix_forward
+					  ? "this backend has no prefix attention kernels (use the cpu "
+					    "backend)"
+					  : NULL;
+		if (why) {
+			rc = diag_set(d, FT_EUNSUPP, NULL, 0, 0, "prefix tuning: %s", why);
+			goto fail;
+		}
+	}
 	if (o->method == METHOD_LORA || o->method == METHOD_DORA) {
 		m->dora = o->method == METHOD_DORA;
 		if (o->lora_rank <= 0) {
@@ -596,7 +630,7 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 		}
 	}
 	if (o->method == METHOD_LORA || o->method == METHOD_DORA || o->method == METHOD_IA3) {
-		bool any = false;
+		bool any = false; /* (prefix tuning always has its table) */
 		for (size_t i = 0; i < m->n_params; i++)
 			any |= is_adapter_param(m->params[i].name);
 		if (!any) {
@@ -630,6 +664,23 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 			float bound = 1.0f / sqrtf((float)pp->pub.shape[1]);
 			for (size_t j = 0; j < n; j++)
 				h[j] = (2.0f * rng_uniform_f(&r) - 1.0f) * bound;
+			m->ops->to_device(pp->pub.data, h, n * sizeof(float));
+			free(h);
+		} else if ((int)i == m->prefix) {
+			/* PEFT's prompt encoder is an nn.Embedding: N(0, 1) */
+			size_t n = pp->pub.numel;
+			float *h = malloc(n * sizeof(float));
+			if (!h) {
+				rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+				goto fail;
+			}
+			for (size_t j = 0; j < n; j += 2) {
+				double u1 = 1.0 - rng_uniform(&r), u2 = rng_uniform(&r);
+				double rad = sqrt(-2.0 * log(u1));
+				h[j] = (float)(rad * cos(2.0 * M_PI * u2));
+				if (j + 1 < n)
+					h[j + 1] = (float)(rad * sin(2.0 * M_PI * u2));
+			}
 			m->ops->to_device(pp->pub.data, h, n * sizeof(float));
 			free(h);
 		} else if (strstr(pp->name, ".ia3_l")) {
@@ -700,7 +751,7 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 		if (m->params[i].trainable && m->params[i].layer >= 0 &&
 		    m->params[i].layer < m->bw_stop_layer)
 			m->bw_stop_layer = m->params[i].layer;
-	if (m->embed_trains)
+	if (m->embed_trains || m->prefix >= 0)
 		m->bw_stop_layer = 0;
 
 	/* RoPE frequencies */
@@ -1045,6 +1096,10 @@ void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, fl
 	const struct layer *y = &m->layers[l];
 	int N = B * T, C = hp->n_embd;
 	size_t NC = (size_t)N * C;
+	/* prefix tuning: the sequence starts at position np (the cache path's pos0 has it) */
+	bool pfx = m->prefix >= 0 && !kc;
+	if (pfx)
+		pos0 = m->prefix_pos;
 	if (hp->arch == ARCH_LLAMA) {
 		ops->rmsnorm_forward(a->ln1, a->rstd1, a->x, model_pdata(m, y->ln1_w), N, C,
 				     hp->norm_eps);
@@ -1072,6 +1127,12 @@ void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, fl
 		}
 		ops->attention_forward(a->atty, NULL, a->q, kc, vc, B, T, tk, hp->n_head,
 				       hp->n_head_kv, hp->head_dim, pos0);
+	} else if (pfx) {
+		const float *pk = model_pdata(m, m->prefix) + (size_t)2 * l * m->kvd;
+		ops->attention_prefix_forward(a->atty, a->q, a->k, a->v, pk, pk + m->kvd,
+					      (size_t)2 * hp->n_layer * m->kvd, B, T, m->np,
+					      hp->n_head, hp->n_head_kv, hp->head_dim,
+					      1.0f / sqrtf((float)hp->head_dim), 0);
 	} else {
 		ops->attention_forward(a->atty, a->att, a->q, a->k, a->v, B, T, T, hp->n_head,
 				       hp->n_head_kv, hp->head_dim, NULL);
@@ -1189,13 +1250,27 @@ static void layer_backward(struct model *m, int l, struct lacts *a, int B, int T
 	}
 	ops->axpy(g->dres, 1.0f, g->dtmp, NC); /* dres is now dL/d(x2) */
 	lin_backward(m, &y->o, a, g->datty, false, g->dres, a->atty, N);
-	ops->attention_backward(g->dq, g->dk, g->dv, g->datty, a->att, a->q, a->k, a->v, B, T,
-				hp->n_head, hp->n_head_kv, hp->head_dim);
+	const int *pos0 = NULL;
+	if (m->prefix >= 0) {
+		size_t off = (size_t)2 * l * m->kvd;
+		const float *pk = model_pdata(m, m->prefix) + off;
+		float *dpk = pgrad(m, m->prefix) + off;
+		ops->attention_prefix_backward(g->dq, g->dk, g->dv, dpk, dpk + m->kvd, g->datty,
+					       a->q, a->k, a->v, pk, pk + m->kvd,
+					       (size_t)2 * hp->n_layer * m->kvd, B, T, m->np,
+					       hp->n_head, hp->n_head_kv, hp->head_dim,
+					       1.0f / sqrtf((float)hp->head_dim), 0);
+		pos0 = m->prefix_pos;
+	} else {
+		ops->attention_backward(g->dq, g->dk, g->dv, g->datty, a->att, a->q, a->k, a->v,
+					B, T, hp->n_head, hp->n_head_kv, hp->head_dim);
+	}
 	if (hp->arch == ARCH_LLAMA) {
 		enum ops_rope_style st = hp->rope_style == ROPE_INTERLEAVED ? OPS_ROPE_INTERLEAVED
 									    : OPS_ROPE_HALF;
-		ops->rope_backward(g->dq, B, T, hp->n_head, hp->head_dim, NULL, m->inv_freq_dev, st);
-		ops->rope_backward(g->dk, B, T, hp->n_head_kv, hp->head_dim, NULL, m->inv_freq_dev, st);
+		ops->rope_backward(g->dq, B, T, hp->n_head, hp->head_dim, pos0, m->inv_freq_dev, st);
+		ops->rope_backward(g->dk, B, T, hp->n_head_kv, hp->head_dim, pos0, m->inv_freq_dev,
+				   st);
 		lin_backward(m, &y->q, a, g->dln, false, g->dq, a->ln1, N);
 		lin_backward(m, &y->k, a, g->dln, true, g->dk, a->ln1, N);
 		lin_backward(m, &y->v, a, g->dln, true, g->dv, a->ln1, N);

@@ -33,6 +33,9 @@ struct model_opts {
 	const char *const *ff_targets;
 	size_t n_ff_targets;
 	bool ff_auto;
+	/* prefix: num_virtual_tokens key/value rows per layer ("prompt_embeddings",
+	 * (n, 2 * n_layer * n_head_kv * head_dim), PEFT's layout) */
+	int prefix_tokens;
 	/* freeze: parameters whose name has one of these as a dotted component ("mlp",
 	 * "q_proj", "self_attn", "input_layernorm", "embed_tokens", "lm_head", "model.norm");
 	 * n_trainable 0 = every parameter of the selected layers. */

@@ -85,6 +85,9 @@ struct model {
 	int lora_r;
 	bool dora;
 	float *peft_w;        /* DoRA: (max out*in) scratch for W + s B A; IA3: W * l */
+	int prefix;           /* prefix tuning: "prompt_embeddings" (np, 2 L kvd), or -1 */
+	int np;               /* its rows (num_virtual_tokens) */
+	int *prefix_pos;      /* (max_b) np each: the sequences' first position */
 	bool dora_keep_norm;  /* tests only: reuse each layer's last 1/norm (g = mag/norm is
 			       * recomputed), so finite differences see the detached norm */
 

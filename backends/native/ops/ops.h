@@ -139,7 +139,7 @@ struct ops {
 	void (*adamw)(float *p, const float *g, float *m, float *v, size_t n,
 		      const struct ops_adamw_hp *h);
 
-	/* ---- PEFT methods beyond LoRA: DoRA, IA3 ---- */
+	/* ---- PEFT methods beyond LoRA: DoRA, IA3, prefix tuning ---- */
 	/* out[r, c] = x[r, c] * s[c], plus out[r, c] when acc (out may be x). */
 	void (*col_mul)(float *out, const float *x, const float *s, int rows, int cols,
 			bool acc);
@@ -150,6 +150,23 @@ struct ops {
 	 * inv_norm[r] = 1/n, g[r] = m[r]/n. */
 	void (*dora_scale)(float *g, float *inv_norm, const float *m, const float *w, int rows,
 			   int cols);
+	/* Causal attention after a prefix shared by every sequence (prefix tuning). q (B, T,
+	 * nh, hd); k, v (B, T, nkv, hd); pk, pv the np prefix rows (nkv*hd used of each, row
+	 * stride pstride floats). Query t sits at position np + t and attends the prefix keys
+	 * (positions 0..np-1) and keys 0..t of its sequence; window > 0 keeps only the keys
+	 * less than `window` positions behind it. Scores are scale * q.k. out (B, T, nh, hd).
+	 * The backward recomputes the probabilities: dq, dk, dv overwritten; dpk, dpv
+	 * (stride pstride) ACCUMULATE the prefix gradients summed over sequences in order.
+	 * NULL on backends without them (prefix tuning is refused there). */
+	void (*attention_prefix_forward)(float *out, const float *q, const float *k,
+					 const float *v, const float *pk, const float *pv,
+					 size_t pstride, int b, int t, int np, int nh, int nkv,
+					 int hd, float scale, int window);
+	void (*attention_prefix_backward)(float *dq, float *dk, float *dv, float *dpk,
+					  float *dpv, const float *dout, const float *q,
+					  const float *k, const float *v, const float *pk,
+					  const float *pv, size_t pstride, int b, int t, int np,
+					  int nh, int nkv, int hd, float scale, int window);
 };
 
 /* The CPU backend (always available). */

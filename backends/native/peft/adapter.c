@@ -109,6 +109,28 @@ static bool ia3_module(char *buf, size_t n, const char *name)
 	return true;
 }
 
+/* Prefix tuning's adapter_config.json, as PEFT writes it for a llama-family model (its
+ * token_dim and num_attention_heads are the KV heads' under grouped-query attention). */
+static json_t *prefix_config_json(const struct lora_info *info)
+{
+	int kvd = info->n_head_kv * info->head_dim;
+	json_t *j = json_object();
+	json_object_set_new(j, "peft_type", json_string("PREFIX_TUNING"));
+	json_object_set_new(j, "task_type", json_string("CAUSAL_LM"));
+	json_object_set_new(j, "base_model_name_or_path",
+			    info->base_model ? json_string(info->base_model) : json_null());
+	json_object_set_new(j, "num_virtual_tokens", json_integer(info->num_virtual_tokens));
+	json_object_set_new(j, "token_dim", json_integer(kvd));
+	json_object_set_new(j, "num_transformer_submodules", json_integer(1));
+	json_object_set_new(j, "num_attention_heads", json_integer(info->n_head_kv));
+	json_object_set_new(j, "num_layers", json_integer(info->num_layers));
+	json_object_set_new(j, "encoder_hidden_size", json_integer(kvd));
+	json_object_set_new(j, "prefix_projection", json_false());
+	json_object_set_new(j, "inference_mode", json_true());
+	json_object_set_new(j, "revision", json_null());
+	return j;
+}
+
 /* Appends s to the JSON array when not already there. */
 static void append_unique(json_t *arr, const char *s)
 {
@@ -161,11 +183,37 @@ static int qk_heads(const char *name, const struct lora_info *info)
 	return 0;
 }
 
+/* The prefix's key halves (every layer's first kvd of 2 kvd) with each head's dimensions
+ * in the requested RoPE order; the value halves as they are. */
+static int reorder_prefix(float **out, const struct lora_tensor *t, const struct lora_info *info,
+			  bool want_interleaved, struct diag *d)
+{
+	int64_t kvd = (int64_t)info->n_head_kv * info->head_dim;
+	if (info->head_dim <= 0 || info->head_dim % 2 || kvd <= 0 || t->cols % (2 * kvd))
+		return diag_set(d, FT_EINVAL, "", 0, 0,
+				"prompt_embeddings: %lld columns are not keys and values of %d heads "
+				"of %d", (long long)t->cols, info->n_head_kv, info->head_dim);
+	float *c = malloc((size_t)t->rows * (size_t)t->cols * sizeof(float));
+	if (!c)
+		return diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
+	memcpy(c, t->data, (size_t)t->rows * (size_t)t->cols * sizeof(float));
+	for (int64_t r = 0; r < t->rows; r++)
+		for (int64_t k = 0; k < t->cols; k += 2 * kvd) {
+			size_t off = (size_t)(r * t->cols + k);
+			rope_rows_permute(c + off, t->data + off, info->n_head_kv, info->head_dim, 1,
+					  want_interleaved);
+		}
+	*out = c;
+	return 0;
+}
+
 /* A copy of t's data with q/k rows in the requested order (NULL = use t->data as is). */
 static int reorder_copy(float **out, const struct lora_tensor *t, const struct lora_info *info,
 			bool want_interleaved, struct diag *d)
 {
 	*out = NULL;
+	if (strcmp(t->name, "prompt_embeddings") == 0 && info->interleaved != want_interleaved)
+		return reorder_prefix(out, t, info, want_interleaved, d);
 	int heads = qk_heads(t->name, info);
 	if (heads == 0 || info->interleaved == want_interleaved)
 		return 0;
@@ -230,7 +278,8 @@ int adapter_write_peft(const char *dir, const struct lora_tensor *t, size_t n,
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct strbuf b = {0};
-		if (strbuf_printf(&b, PEFT_PREFIX "%s", t[i].name) != 0) {
+		bool bare = strcmp(t[i].name, "prompt_embeddings") == 0; /* PEFT's key */
+		if (strbuf_printf(&b, "%s%s", bare ? "" : PEFT_PREFIX, t[i].name) != 0) {
 			rc = diag_set(d, FT_ENOMEM, dir, 0, 0, "out of memory");
 			goto done;
 		}
@@ -245,7 +294,9 @@ int adapter_write_peft(const char *dir, const struct lora_tensor *t, size_t n,
 	}
 	if ((rc = st_write_file(stp, st, n, NULL, d)) != 0)
 		goto done;
-	json_t *j = info->ia3 ? ia3_config_json(t, n, info) : config_json(info);
+	json_t *j = info->prefix ? prefix_config_json(info)
+		    : info->ia3  ? ia3_config_json(t, n, info)
+				 : config_json(info);
 	text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(j);
 	if (!text) {
@@ -306,6 +357,12 @@ int adapter_write_gguf(const char *path, const struct lora_tensor *t, size_t n,
 	int rc = gguf_out_create(&g);
 	if (rc || !copies) {
 		rc = diag_set(d, FT_ENOMEM, path, 0, 0, "out of memory");
+		goto done;
+	}
+	if (info->prefix) {
+		rc = diag_set(d, FT_EINVAL, path, 0, 0,
+			      "a prefix-tuning adapter cannot be written as a llama.cpp LoRA "
+			      "adapter; export --format peft");
 		goto done;
 	}
 	if (info->use_dora || info->ia3) {
@@ -418,11 +475,35 @@ static int read_config(struct lora_info *info, const char *path, struct diag *d)
 	}
 	const char *pt = json_string_value(json_object_get(j, "peft_type"));
 	json_t *r = json_object_get(j, "r"), *al = json_object_get(j, "lora_alpha");
-	if (!pt || (strcmp(pt, "LORA") != 0 && strcmp(pt, "IA3") != 0)) {
-		rc = diag_set(d, FT_EINVAL, path, 0, 0, "peft_type: expected \"LORA\" or \"IA3\"");
+	if (!pt || (strcmp(pt, "LORA") != 0 && strcmp(pt, "IA3") != 0 &&
+		    strcmp(pt, "PREFIX_TUNING") != 0)) {
+		rc = diag_set(d, FT_EINVAL, path, 0, 0,
+			      "peft_type: expected \"LORA\", \"IA3\" or \"PREFIX_TUNING\"");
 		goto done;
 	}
 	info->ia3 = strcmp(pt, "IA3") == 0;
+	info->prefix = strcmp(pt, "PREFIX_TUNING") == 0;
+	if (info->prefix) {
+		json_t *nv = json_object_get(j, "num_virtual_tokens");
+		json_t *nl = json_object_get(j, "num_layers");
+		if (!json_is_integer(nv) || json_integer_value(nv) < 1 ||
+		    json_integer_value(nv) > 65536 || !json_is_integer(nl) ||
+		    json_integer_value(nl) < 1 || json_integer_value(nl) > 4096) {
+			rc = diag_set(d, FT_EINVAL, path, 0, 0,
+				      "num_virtual_tokens and num_layers must be positive integers");
+			goto done;
+		}
+		if (json_is_true(json_object_get(j, "prefix_projection")) &&
+		    !json_is_true(json_object_get(j, "inference_mode"))) {
+			rc = diag_set(d, FT_EUNSUPP, path, 0, 0,
+				      "a training-mode prefix_projection adapter is not supported "
+				      "(PEFT saves the projected prompt_embeddings in inference mode)");
+			goto done;
+		}
+		info->num_virtual_tokens = (int)json_integer_value(nv);
+		info->num_layers = (int)json_integer_value(nl);
+		goto done;
+	}
 	if (info->ia3) {
 		info->fan_in_fan_out = json_is_true(json_object_get(j, "fan_in_fan_out"));
 		if ((rc = read_names(&info->targets, &info->n_targets, j, "target_modules",
@@ -564,7 +645,16 @@ int adapter_read_peft(struct lora_adapter **out, const char *dir, bool want_inte
 			goto done;
 		}
 		bool key_ok = a->info.ia3 ? is_ia3(key) : strstr(key, ".lora_") != NULL;
-		if (strncmp(key, PEFT_PREFIX, strlen(PEFT_PREFIX)) != 0 || !key_ok) {
+		if (a->info.prefix) {
+			if (strcmp(key, "prompt_embeddings") != 0 || r != a->info.num_virtual_tokens ||
+			    c % (2 * (json_int_t)a->info.num_layers) != 0) {
+				rc = diag_set(d, FT_EINVAL, stp, 0, 0,
+					      "tensor '%s': expected prompt_embeddings of %d rows "
+					      "and 2 x %d layers of keys and values",
+					      key, a->info.num_virtual_tokens, a->info.num_layers);
+				goto done;
+			}
+		} else if (strncmp(key, PEFT_PREFIX, strlen(PEFT_PREFIX)) != 0 || !key_ok) {
 			rc = diag_set(d, FT_EINVAL, stp, 0, 0,
 				      "tensor '%s' is not a PEFT %s weight (expected "
 				      "base_model.model.<module>.%s)", key,
@@ -574,7 +664,7 @@ int adapter_read_peft(struct lora_adapter **out, const char *dir, bool want_inte
 		}
 		ranges[nr++] = (struct range){(uint64_t)lo, (uint64_t)hi};
 		struct lora_tensor *t = &a->t[a->n];
-		t->name = ft_strdup(key + strlen(PEFT_PREFIX));
+		t->name = ft_strdup(a->info.prefix ? key : key + strlen(PEFT_PREFIX));
 		t->data = malloc(numel * sizeof(float));
 		t->rows = r;
 		t->cols = c;
@@ -600,7 +690,8 @@ int adapter_read_peft(struct lora_adapter **out, const char *dir, bool want_inte
 		}
 		/* Rank must match the config; A is (r, in), B is (out, r). */
 		bool is_a = strstr(t->name, ".lora_A.") != NULL;
-		if (want_dims == 2 && !a->info.ia3 && (is_a ? r : c) != a->info.rank) {
+		if (want_dims == 2 && !a->info.ia3 && !a->info.prefix &&
+		    (is_a ? r : c) != a->info.rank) {
 			rc = diag_set(d, FT_EINVAL, stp, 0, 0,
 				      "tensor '%s' has rank %lld but adapter_config.json says r=%d",
 				      key, (long long)(is_a ? r : c), a->info.rank);

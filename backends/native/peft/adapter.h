@@ -34,6 +34,11 @@ struct lora_info {
 	bool ia3;
 	char **ff_targets;
 	size_t n_ff_targets;
+	/* Prefix tuning (peft_type "PREFIX_TUNING"): one tensor "prompt_embeddings"
+	 * (num_virtual_tokens, 2 * num_layers * n_head_kv * head_dim), saved under that key
+	 * as PEFT does; on a GGUF base the key halves are un-permuted per head. */
+	bool prefix;
+	int num_virtual_tokens, num_layers;
 	char **targets;          /* module names, e.g. "q_proj" (owned by the caller on write) */
 	size_t n_targets;
 	bool fan_in_fan_out;     /* GPT-2 Conv1D bases */

@@ -64,6 +64,10 @@ static int merge_ia3(struct model_file *mf, const struct lora_adapter *a, struct
 int merge_lora(struct model_file *mf, const struct lora_adapter *a, struct diag *d)
 {
 	const struct lora_info *in = &a->info;
+	if (in->prefix)
+		return diag_set(d, FT_EINVAL, "", 0, 0,
+				"a prefix-tuning adapter does not merge into the weights (it adds "
+				"attention positions); export --format peft");
 	if (in->ia3)
 		return merge_ia3(mf, a, d);
 	double s = in->rslora ? in->alpha / sqrt((double)in->rank) : in->alpha / in->rank;

@@ -652,6 +652,8 @@ static const struct ops cpu_ops = {
 	.col_mul = ops_cpu_col_mul,
 	.col_mul_backward = ops_cpu_col_mul_backward,
 	.dora_scale = ops_cpu_dora_scale,
+	.attention_prefix_forward = ops_cpu_attention_prefix_forward,
+	.attention_prefix_backward = ops_cpu_attention_prefix_backward,
 };
 
 const struct ops *ops_cpu(void)
