@@ -97,8 +97,7 @@ const struct key_desc schema_keys[] = {
 	 "a trained magnitude per output row times the normalised W + BA, as PEFT's "
 	 "use_dora), ia3 (learned vectors scaling the outputs of the targets, or the inputs of "
 	 "the feed-forward targets, as PEFT's IA3), prefix (trained key/value vectors before "
-	 "every sequence in every layer, as PEFT's prefix tuning; llama-family models, cpu "
-	 "backend).", NULL},
+	 "every sequence in every layer, as PEFT's prefix tuning; llama-family models).", NULL},
 	{"method.num_virtual_tokens", KT_INT, KF_LO | KF_HI, "20", RANGE(1, 4096), NULL,
 	 "prefix only: the trained key/value positions per layer (PEFT's num_virtual_tokens).",
 	 NULL},

@@ -54,6 +54,8 @@ static const struct st_case st_cases[] = {
 	 METHOD_DORA, PRECISION_FP32},
 	{"llama, interleaved RoPE, GQA, IA3 (k, v, down), fp32", ARCH_LLAMA, ROPE_INTERLEAVED,
 	 METHOD_IA3, PRECISION_FP32},
+	{"llama, rotate-half RoPE, GQA, prefix (3 tokens), fp32", ARCH_LLAMA, ROPE_HALF,
+	 METHOD_PREFIX, PRECISION_FP32},
 	{"llama, rotate-half RoPE, full, bf16 matmuls", ARCH_LLAMA, ROPE_HALF, METHOD_FULL,
 	 PRECISION_BF16},
 };
@@ -205,6 +207,7 @@ static int st_model(struct model **out, const struct model_file *mf, const struc
 		o.n_targets = FT_ARRAY_LEN(st_lora_targets);
 	}
 	o.ff_auto = c->method == METHOD_IA3; /* PEFT's default targets for llama */
+	o.prefix_tokens = 3;
 	int rc = model_create(out, mf, &o, d);
 	if (rc)
 		return rc;

@@ -253,6 +253,40 @@ static void t_peft(void)
 	free(x), free(s), free(dy), free(w), free(mag), free(out);
 }
 
+/* Prefix attention (prefix tuning): forward and backward against the cpu, GQA, head dim
+ * 6, a prefix row stride wider than the layer's K/V pair, accumulating prefix gradients. */
+static void t_prefix(void)
+{
+	const int B = 2, T = 5, NP = 3, NH = 4, NKV = 2, HD = 6;
+	size_t ps = 2 * (size_t)NKV * HD + 7, nq = (size_t)B * T * NH * HD;
+	size_t nk = (size_t)B * T * NKV * HD, npre = (size_t)NP * ps;
+	float *q = rnd(nq, 41, 1.0f), *k = rnd(nk, 42, 1.0f), *v = rnd(nk, 43, 1.0f);
+	float *pre = rnd(npre, 44, 1.0f), *dout = rnd(nq, 45, 1.0f), *g0 = rnd(npre, 46, 0.1f);
+	float *gq = dev(q, nq * 4), *gk = dev(k, nk * 4), *gv = dev(v, nk * 4);
+	float *gpre = dev(pre, npre * 4), *gdout = dev(dout, nq * 4), *gg = dev(g0, npre * 4);
+	float scale = 1.0f / sqrtf((float)HD);
+	float *out = malloc(nq * 4), *gout = G->alloc(nq * 4);
+	C->attention_prefix_forward(out, q, k, v, pre, pre + NKV * HD, ps, B, T, NP, NH, NKV, HD,
+				    scale, 0);
+	G->attention_prefix_forward(gout, gq, gk, gv, gpre, gpre + NKV * HD, ps, B, T, NP, NH,
+				    NKV, HD, scale, 0);
+	cmp("attention_prefix_forward", gout, out, nq, 1e-5);
+	float *dq = malloc(nq * 4), *dk = malloc(nk * 4), *dv = malloc(nk * 4);
+	float *gdq = G->alloc(nq * 4), *gdk = G->alloc(nk * 4), *gdv = G->alloc(nk * 4);
+	C->attention_prefix_backward(dq, dk, dv, g0, g0 + NKV * HD, dout, q, k, v, pre,
+				     pre + NKV * HD, ps, B, T, NP, NH, NKV, HD, scale, 0);
+	G->attention_prefix_backward(gdq, gdk, gdv, gg, gg + NKV * HD, gdout, gq, gk, gv, gpre,
+				     gpre + NKV * HD, ps, B, T, NP, NH, NKV, HD, scale, 0);
+	cmp("attention_prefix_backward dq", gdq, dq, nq, 1e-5);
+	cmp("attention_prefix_backward dk", gdk, dk, nk, 1e-5);
+	cmp("attention_prefix_backward dv", gdv, dv, nk, 1e-5);
+	cmp("attention_prefix_backward dprefix", gg, g0, npre, 1e-5);
+	G->free(gq), G->free(gk), G->free(gv), G->free(gpre), G->free(gdout), G->free(gg);
+	G->free(gout), G->free(gdq), G->free(gdk), G->free(gdv);
+	free(q), free(k), free(v), free(pre), free(dout), free(g0), free(out), free(dq), free(dk),
+		free(dv);
+}
+
 static void t_norms(void)
 {
 	int shapes[2][2] = {{7, 70}, {3, 600}};
@@ -616,6 +650,7 @@ int main(int argc, char **argv)
 	t_attention();
 	t_embedding_ce();
 	t_peft();
+	t_prefix();
 	check_errors();
 	if (argc > 1 && strcmp(argv[1], "--ops-only") == 0)
 		goto out;
