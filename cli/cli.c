@@ -28,7 +28,7 @@ const struct cli_command cli_commands[] = {
 	{"run", "run an experiment: train and evaluate every sweep point",
 	 "usage: ftlab run EXP.yaml [-s KEY=VALUE]... [--only RUN] [--force] [--resume]\n"
 	 "                 [--jobs N] [--backend cpu|cuda|exec] [--require-clean]\n"
-	 "                 [--max-runs N]\n"
+	 "                 [--max-runs N] [--launcher local|slurm] [--detach]\n"
 	 "\n"
 	 "Expands the sweep and runs every point that is not already finished at the same\n"
 	 "clean git commit (those are reused as 'cached'); a bayes sweep chooses each point\n"
@@ -45,10 +45,31 @@ const struct cli_command cli_commands[] = {
 	 "  --backend B        override backend.type (cpu, cuda or exec)\n"
 	 "  --require-clean    refuse to run from a git tree with uncommitted changes\n"
 	 "  --max-runs N       allow sweeps larger than 10000 runs\n"
+	 "  --launcher L       slurm: one job array, one array task per run (docs/slurm.md);\n"
+	 "                     local: run here whatever launcher.type says\n"
+	 "  --detach           slurm: submit and return; 'ftlab sync' merges the results\n"
 	 "\n"
 	 "Ctrl-C stops the running point after a checkpoint (status killed); a second\n"
-	 "Ctrl-C exits at once. Exit status 1 when any run failed.\n",
+	 "Ctrl-C exits at once. With --launcher slurm the command waits, merging each run\n"
+	 "as it ends; Ctrl-C stops the waiting only (the tasks go on). Exit status 1 when\n"
+	 "any run failed.\n",
 	 cmd_run},
+	{"sync", "merge the results of Slurm runs into the store",
+	 "usage: ftlab sync [EXPERIMENT]\n"
+	 "\n"
+	 "Merges what the array tasks of Slurm runs have written into their run directories\n"
+	 "(their journals) into the store, once each, and settles runs whose task has left\n"
+	 "Slurm's queue: from their own end record, else from Slurm's verdict (state and job\n"
+	 "id in the error). Safe to run at any time and as often as wanted (a cron line, a\n"
+	 "dependent job). Exit status 1 when a run it settled failed or crashed.\n",
+	 cmd_sync},
+	{"cancel", "cancel queued and running Slurm runs",
+	 "usage: ftlab cancel EXPERIMENT|RUN\n"
+	 "\n"
+	 "Cancels (scancel) the array tasks of the experiment's queued and running Slurm\n"
+	 "runs, or of one run. A queued run ends killed at once; a running one checkpoints,\n"
+	 "records itself killed and is merged (ftlab run --resume continues it).\n",
+	 cmd_cancel},
 	{"ls", "list experiments and runs in the store",
 	 "usage: ftlab ls [EXPERIMENT] [--status S] [--json]\n"
 	 "\n"
@@ -75,7 +96,8 @@ const struct cli_command cli_commands[] = {
 	 "                    [--timeout DURATION]\n", cmd_report},
 	{"ci", "run an experiment as a pass/fail gate",
 	 "usage: ftlab ci EXP.yaml [-s KEY=VALUE]... [--baseline REF] [--junit FILE] [--markdown FILE]\n"
-	 "                [--no-run] [--jobs N] [--backend B] [--force] [--require-clean]\n", cmd_ci},
+	 "                [--no-run] [--jobs N] [--backend B] [--force] [--require-clean]\n"
+	 "                [--launcher local|slurm]\n", cmd_ci},
 	{"eval", "evaluate a model (and adapter) on a data file",
 	 "usage: ftlab eval MODEL [--adapter DIR] --data FILE [--format F] [--metrics M,...]\n"
 	 "                  [--template T] [--system S] [--limit N] [--max-length N]\n"
@@ -137,6 +159,13 @@ const struct cli_command cli_commands[] = {
 	 cmd_bench},
 	{"selftest", "compare backends on a tiny model",
 	 "usage: ftlab selftest [--backend cpu|cuda]\n", cmd_selftest},
+	{"task", "run one Slurm array task (the batch script's command)",
+	 "usage: ftlab task SUBMISSION_DIR INDEX\n"
+	 "\n"
+	 "What the batch script of a Slurm submission runs on the node: the run at array\n"
+	 "index INDEX of SUBMISSION_DIR/manifest.json, from its frozen config, writing its\n"
+	 "journal into the run directory (never the store). Not for use by hand.\n",
+	 cmd_task},
 };
 const size_t cli_n_commands = FT_ARRAY_LEN(cli_commands);
 

@@ -1,5 +1,6 @@
 /* cmd_ci: `ftlab ci EXP.yaml [-s KEY=VALUE]... [--baseline REF] [--junit FILE]
- * [--markdown FILE] [--no-run] [--jobs N] [--backend B] [--force] [--require-clean]`.
+ * [--markdown FILE] [--no-run] [--jobs N] [--backend B] [--force] [--require-clean]
+ * [--launcher L]`.
  * Validates the experiment and its gates, runs it through cmd_run (finished runs at the
  * same clean commit are reused), then evaluates the gates on the store's record and
  * writes JUnit XML and a Markdown summary. Exit: 0 all gates pass and no run failed,
@@ -35,7 +36,7 @@ static int parse(struct ci_args *a, int argc, char **argv)
 {
 	static const char *const opts[] = {"--set", "--baseline", "--junit", "--markdown",
 					   "--no-run", "--jobs", "--backend", "--force",
-					   "--require-clean", "--help", NULL};
+					   "--require-clean", "--launcher", "--help", NULL};
 	memset(a, 0, sizeof(*a));
 	for (int i = 1; i < argc; i++) {
 		const char *s = argv[i];
@@ -80,11 +81,13 @@ static int parse(struct ci_args *a, int argc, char **argv)
 				return cli_usage_error("ci", NULL, "too many -s options");
 			a->overrides[a->n_overrides++] = kv;
 		} else if (strcmp(s, "--force") == 0 || strcmp(s, "--require-clean") == 0 ||
-			   strncmp(s, "--jobs=", 7) == 0 || strncmp(s, "--backend=", 10) == 0) {
+			   strncmp(s, "--jobs=", 7) == 0 || strncmp(s, "--backend=", 10) == 0 ||
+			   strncmp(s, "--launcher=", 11) == 0) {
 			if (a->n_run_extra + 1 >= MAX_ARGS)
 				return cli_usage_error("ci", NULL, "too many options");
 			a->run_extra[a->n_run_extra++] = argv[i];
-		} else if (strcmp(s, "--jobs") == 0 || strcmp(s, "--backend") == 0) {
+		} else if (strcmp(s, "--jobs") == 0 || strcmp(s, "--backend") == 0 ||
+			   strcmp(s, "--launcher") == 0) {
 			if (!has_next)
 				return cli_usage_error("ci", NULL, "%s needs a value", s);
 			if (a->n_run_extra + 2 >= MAX_ARGS)

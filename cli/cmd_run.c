@@ -5,12 +5,14 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backends/backend.h"
 #include "common/util.h"
 #include "cli/cli.h"
 #include "cli/exp_args.h"
+#include "runner/cluster.h"
 #include "runner/identity.h"
 #include "runner/provenance.h"
 #include "runner/run.h"
@@ -23,8 +25,8 @@
 #include "common/banned.h"
 
 struct run_flags {
-	const char *only, *backend;
-	bool force, resume, require_clean;
+	const char *only, *backend, *launcher;
+	bool force, resume, require_clean, detach;
 	int jobs;
 	size_t max_runs;
 };
@@ -33,7 +35,7 @@ static int parse_flags(struct run_flags *f, char **rest, int n)
 {
 	static const char *const known[] = {"--only",   "--force",         "--resume",
 					    "--jobs",   "--backend",       "--require-clean",
-					    "--max-runs", NULL};
+					    "--max-runs", "--launcher",    "--detach", NULL};
 	memset(f, 0, sizeof *f);
 	f->jobs = 1;
 	f->max_runs = SWEEP_DEFAULT_MAX_RUNS;
@@ -49,8 +51,9 @@ static int parse_flags(struct run_flags *f, char **rest, int n)
 		}
 		bool is_only = strcmp(name, "--only") == 0, is_jobs = strcmp(name, "--jobs") == 0,
 		     is_backend = strcmp(name, "--backend") == 0,
-		     is_max_runs = strcmp(name, "--max-runs") == 0;
-		bool valued = is_only || is_jobs || is_backend || is_max_runs;
+		     is_max_runs = strcmp(name, "--max-runs") == 0,
+		     is_launcher = strcmp(name, "--launcher") == 0;
+		bool valued = is_only || is_jobs || is_backend || is_max_runs || is_launcher;
 		if (valued && !val) {
 			if (i + 1 >= n || !rest[i + 1])
 				return cli_usage_error("run", NULL, "%s needs a value", name);
@@ -67,6 +70,11 @@ static int parse_flags(struct run_flags *f, char **rest, int n)
 				return cli_usage_error("run", NULL,
 						       "--backend must be cpu, cuda or exec, not '%s'", val);
 			f->backend = val;
+		} else if (is_launcher) {
+			if (schema_enum_index("launcher.type", val) < 0)
+				return cli_usage_error("run", NULL, "--launcher must be one of %s, not '%s'",
+						       schema_find("launcher.type")->choices, val);
+			f->launcher = val;
 		} else if (is_jobs) {
 			int64_t j;
 			if (!parse_i64(val, &j) || j < 1 || j > 256)
@@ -86,6 +94,8 @@ static int parse_flags(struct run_flags *f, char **rest, int n)
 			f->resume = true;
 		} else if (strcmp(a, "--require-clean") == 0) {
 			f->require_clean = true;
+		} else if (strcmp(a, "--detach") == 0) {
+			f->detach = true;
 		} else {
 			const char *near = nearest_word(a, known, FT_ARRAY_LEN(known) - 1);
 			fprintf(stderr, "ftlab run: error: unknown option '%s'\n", a);
@@ -96,43 +106,6 @@ static int parse_flags(struct run_flags *f, char **rest, int n)
 		}
 	}
 	return 0;
-}
-
-/* The backend for `type`, or an FT_EUNSUPP error naming why it cannot run here. */
-static int pick_backend(const struct backend **out, enum backend_type type, struct diag *d)
-{
-	char why[256] = "";
-	*out = NULL;
-	switch (type) {
-	case BACKEND_EXEC:
-		*out = backend_exec();
-		return 0;
-	case BACKEND_AUTO: {
-		const struct backend *c = backend_cuda();
-		if (c && c->available(why, sizeof why)) {
-			*out = c;
-			return 0;
-		}
-		c = backend_cpu();
-		if (c && c->available(why, sizeof why)) {
-			*out = c;
-			return 0;
-		}
-		return diag_set(d, FT_EUNSUPP, "", 0, 0, "no backend can run here: %s",
-				why[0] ? why : "none built");
-	}
-	case BACKEND_CPU:
-	case BACKEND_CUDA: {
-		const struct backend *b = type == BACKEND_CPU ? backend_cpu() : backend_cuda();
-		const char *name = schema_enum_name("backend.type", (int)type);
-		if (!b || !b->available(why, sizeof why))
-			return diag_set(d, FT_EUNSUPP, "", 0, 0, "backend '%s' cannot run here: %s",
-					name, why[0] ? why : "not built into this binary");
-		*out = b;
-		return 0;
-	}
-	}
-	return diag_set(d, FT_EINTERNAL, "", 0, 0, "unknown backend type");
 }
 
 static char *argv_json(int argc, char **argv)
@@ -195,9 +168,116 @@ static void print_outcome(const struct cli *cli, const char *workspace, int64_t 
 	store_close(s);
 }
 
+/* Counts the runs that ended failed or crashed, as they are settled. */
+static void count_bad(void *ud, const char *run_id, const struct journal_rec *rec,
+		      const char *status)
+{
+	(void)run_id;
+	size_t *bad = ud;
+	if (!rec && status && (strcmp(status, "failed") == 0 || strcmp(status, "crashed") == 0))
+		(*bad)++;
+}
+
+/* --launcher slurm: settle what earlier submissions left, submit one job array, then wait
+ * (merging each run as it ends) unless --detach. Ends the invocation; returns the exit
+ * status. */
+static int run_slurm(const struct cli *cli, const struct run_flags *fl, struct experiment *e,
+		     const char *path, const struct run_point *points, size_t n, int64_t invocation,
+		     const struct provenance *prov)
+{
+	struct diag d;
+	diag_init(&d);
+	struct cluster *pre = NULL, *c = NULL;
+	const struct config *cfg = experiment_config(e);
+	const char *bname = schema_enum_name("backend.type",
+					     n ? (int)points[0].cfg->backend.type : (int)BACKEND_AUTO);
+	/* Earlier runs of this experiment that are still queued or running under Slurm:
+	 * merge and settle them first, so that the claims below see their real state. */
+	struct cluster_options po = {.workspace = cli->workspace, .experiment = experiment_name(e),
+				     .verbosity = cli->verbosity > 0 ? 0 : -1,
+				     .color = cli->color};
+	int r = cluster_open(&pre, &po, &d);
+	if (!r)
+		r = cluster_follow_unsettled(pre, &d);
+	if (!r)
+		r = cluster_sync(pre, NULL, NULL, 30, &d);
+	cluster_free(pre);
+	struct cluster_options o = {
+		.workspace = cli->workspace,
+		.invocation = invocation,
+		.experiment = experiment_name(e),
+		.experiment_path = path,
+		.launcher = &cfg->launcher,
+		.prov = prov,
+		.backend = bname,
+		.device = bname,
+		.force = fl->force,
+		.resume = fl->resume,
+		.verbosity = cli->verbosity,
+		.tty = cli->tty,
+		.color = cli->color,
+	};
+	size_t submitted = 0, bad = 0;
+	if (!r)
+		r = cluster_open(&c, &o, &d);
+	if (!r && n)
+		r = cluster_submit(c, points, n, &submitted, &d);
+	const char *inv_status = "finished";
+	int rc = 0;
+	if (r) {
+		rc = cli_fail(&d);
+		inv_status = "failed";
+	} else if (fl->detach || submitted == 0) {
+		if (submitted && cli->verbosity >= 0)
+			fprintf(stderr, "ftlab: detached: the runs go on under Slurm; 'ftlab sync %s' "
+					"merges their results, 'ftlab cancel %s' stops them\n",
+				experiment_name(e), experiment_name(e));
+	} else {
+		while (!r && !run_stop_flag && !cluster_settled(c)) {
+			r = cluster_poll(c, count_bad, &bad, &d);
+			struct timespec ts = {0, 500000000L};
+			if (!r && !cluster_settled(c))
+				nanosleep(&ts, NULL);
+		}
+		if (r) {
+			rc = cli_fail(&d);
+			inv_status = "failed";
+		} else if (run_stop_flag) {
+			struct cluster_counts k;
+			cluster_counts(c, &k);
+			fprintf(stderr, "\nftlab: stopped waiting; %zu run%s go on under Slurm ('ftlab "
+					"sync %s' merges them, 'ftlab cancel %s' stops them)\n",
+				k.queued + k.running, k.queued + k.running == 1 ? "" : "s",
+				experiment_name(e), experiment_name(e));
+			inv_status = "killed";
+			rc = 130;
+		} else {
+			inv_status = bad ? "failed" : "finished";
+			rc = bad ? 1 : 0;
+		}
+	}
+	cluster_free(c);
+	struct store *s = NULL;
+	struct diag d2;
+	diag_init(&d2);
+	if (store_open(&s, cli->workspace, false, &d2) != 0 ||
+	    store_invocation_end(s, invocation, inv_status, &d2) != 0)
+		fprintf(stderr, "ftlab: warning: %s\n", d2.text);
+	store_close(s);
+	if (rc == 0 || rc == 1) {
+		print_outcome(cli, cli->workspace, invocation);
+		if (cli->verbosity >= 0 && !fl->detach && submitted)
+			fprintf(stderr, "ftlab: %zu submitted to Slurm, %zu failed or crashed "
+					"(workspace %s)\n",
+				submitted, bad, cli->workspace);
+	}
+	return rc;
+}
+
 int cmd_run(const struct cli *cli, int argc, char **argv)
 {
-	static const char *const valued[] = {"--only", "--jobs", "--backend", "--max-runs", NULL};
+	static const char *const valued[] = {"--only",     "--jobs",     "--backend",
+					     "--max-runs", "--launcher", NULL};
 	struct exp_args args;
 	int rc = exp_args_parse(&args, "run", argc, argv, valued);
 	if (rc)
@@ -224,10 +304,10 @@ int cmd_run(const struct cli *cli, int argc, char **argv)
 	size_t n_points = 0;
 	int64_t invocation = 0;
 	bool inv_open = false;
-	char backend_override[32];
+	char backend_override[32], launcher_override[32];
 
 	/* --backend X is -s backend.type=X after every other override. */
-	overrides = calloc(args.n_overrides + 1, sizeof *overrides);
+	overrides = calloc(args.n_overrides + 2, sizeof *overrides);
 	if (!overrides) {
 		rc = 1;
 		goto done;
@@ -238,6 +318,13 @@ int cmd_run(const struct cli *cli, int argc, char **argv)
 	if (fl.backend) {
 		snprintf(backend_override, sizeof backend_override, "backend.type=%s", fl.backend);
 		overrides[n_over++] = backend_override;
+	}
+	/* --launcher slurm likewise is -s launcher.type=slurm; --launcher local runs here
+	 * whatever the file's launcher says (its Slurm options stay valid and unused). */
+	if (fl.launcher && schema_enum_index("launcher.type", fl.launcher) == LAUNCHER_SLURM) {
+		snprintf(launcher_override, sizeof launcher_override, "launcher.type=%s",
+			 fl.launcher);
+		overrides[n_over++] = launcher_override;
 	}
 	if (experiment_load(&e, args.path, overrides, n_over, &d) != 0 ||
 	    sweep_ctl_create(&ctl, e, fl.max_runs, &d) != 0) {
@@ -307,12 +394,32 @@ int cmd_run(const struct cli *cli, int argc, char **argv)
 		rc = cli_fail(&d);
 		goto done;
 	}
+	bool slurm = experiment_config(e)->launcher.type == LAUNCHER_SLURM &&
+		     !(fl.launcher &&
+		       schema_enum_index("launcher.type", fl.launcher) == LAUNCHER_LOCAL);
+	if (fl.detach && !slurm) {
+		rc = cli_usage_error("run", NULL, "--detach needs --launcher slurm (or "
+						  "launcher.type: slurm)");
+		goto done;
+	}
+	if (slurm && fl.jobs > 1) {
+		rc = cli_usage_error("run", NULL, "--jobs is for the local launcher; with Slurm, "
+						  "launcher.array_parallelism limits the tasks at once");
+		goto done;
+	}
+	if (slurm && (plan->adaptive || sweep_ctl_stop_metric(ctl))) {
+		rc = cli_usage_error("run", NULL, "%s is not connected to the Slurm launcher yet; "
+				     "run it with --launcher local",
+				     plan->adaptive ? "a bayes sweep" : "sweep.early_terminate");
+		goto done;
+	}
 	/* The backend of the base config (every point must have the same; a bayes point
 	 * that differs fails when it comes). */
 	enum backend_type btype = n_points ? points[0].cfg->backend.type
 					   : experiment_config(e)->backend.type;
 	const struct backend *be = NULL;
-	if ((n_points || plan->adaptive) && pick_backend(&be, btype, &d) != 0) {
+	/* With Slurm the node picks the backend (the submitting host may have no GPU). */
+	if ((n_points || plan->adaptive) && !slurm && run_backend_pick(&be, btype, &d) != 0) {
 		rc = cli_fail(&d);
 		goto done;
 	}
@@ -349,8 +456,13 @@ int cmd_run(const struct cli *cli, int argc, char **argv)
 			n_points == 1 ? "" : "s",
 			plan->adaptive ? " (bayes: each chosen from the results so far)" : "",
 			prov.is_repo && prov.dirty ? " (dirty tree)" : "",
-			fl.jobs > 1 ? ", parallel workers" : "");
+			slurm ? ", on Slurm" : fl.jobs > 1 ? ", parallel workers" : "");
 	run_signals_install();
+	if (slurm) {
+		rc = run_slurm(cli, &fl, e, args.path, points, n_points, invocation, &prov);
+		inv_open = false;
+		goto done;
+	}
 	struct run_options opt = {
 		.force = fl.force,
 		.resume = fl.resume,

@@ -138,6 +138,15 @@ static void print_json(const struct show_data *x)
 		str_or_null(r->error), "run_dir", str_or_null(r->run_dir), "provenance", prov,
 		"config", config ? config : json_object(), "results", results, "metrics", metrics,
 		"artifacts", artifacts, "events", events, "invocation", json_integer(r->invocation));
+	/* Where a Slurm run went: its array job, index, the current attempt's job id, node. */
+	json_t *sl = json_null();
+	if (r->launcher)
+		sl = json_pack("{s:s, s:o, s:I, s:o, s:o, s:o}", "launcher", r->launcher,
+			       "array_job", str_or_null(r->slurm_job),
+			       "array_task", (json_int_t)r->slurm_task, "job_id",
+			       str_or_null(r->slurm_job_id), "node", str_or_null(r->node),
+			       "submission", str_or_null(r->submission));
+	json_object_set_new(o, "cluster", sl ? sl : json_null());
 	json_object_set_new(o, "sweep", sweep_json(x));
 	json_dumpf(o, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
 	fputc('\n', stdout);
@@ -173,6 +182,11 @@ static void print_text(const struct cli *cli, const struct show_data *x)
 	       r->device ? r->device : "-", r->threads, (long long)r->seed);
 	printf("host        %s (pid %lld), attempts %lld\n", r->host ? r->host : "-",
 	       (long long)r->pid, (long long)r->attempts);
+	if (r->launcher)
+		printf("%-11s job %s_%lld (job id %s) on node %s, submission %s\n",
+		       r->launcher, r->slurm_job ? r->slurm_job : "?", (long long)r->slurm_task,
+		       r->slurm_job_id ? r->slurm_job_id : "-", r->node ? r->node : "-",
+		       r->submission ? r->submission : "-");
 	printf("started     %s UTC, finished %s UTC (%s)\n", t1, t2, dur);
 	if (r->total_steps > 0 || r->step > 0)
 		printf("step        %lld of %lld\n", (long long)r->step, (long long)r->total_steps);

@@ -551,12 +551,79 @@ static void results_summary(struct store *s, const char *run_id, char *buf, size
 	store_result_list_free(l);
 }
 
-static int resolved_threads(const struct config *cfg)
+int run_threads(const struct config *cfg)
 {
 	if (cfg->backend.threads > 0)
 		return cfg->backend.threads;
+	/* Under Slurm, the CPUs the task was given (the same on every node it may be
+	 * requeued to, which keeps a resumed trace bit-identical), not the node's cores. */
+	const char *spt = getenv("SLURM_CPUS_PER_TASK");
+	int64_t v;
+	if (spt && parse_i64(spt, &v) && v > 0 && v <= 4096)
+		return (int)v;
 	long nc = sysconf(_SC_NPROCESSORS_ONLN);
 	return nc > 0 ? (int)nc : 1;
+}
+
+int run_write_config(const char *run_dir, const struct config *cfg, struct diag *d)
+{
+	char *yaml = NULL;
+	const char *cj = cfg->canonical_json ? cfg->canonical_json : "{}";
+	int r = write_text(run_dir, "config.json", cj, d);
+	if (!r) {
+		/* The schema's own YAML form (keys in schema order); the generic form when the
+		 * config did not come from the schema loader. */
+		size_t ylen = 0;
+		FILE *mem = open_memstream(&yaml, &ylen);
+		bool ok = mem && config_write_yaml(mem, cfg) == 0;
+		if (mem)
+			fclose(mem);
+		if (!ok) {
+			free(yaml);
+			yaml = NULL;
+			r = schema_json_to_yaml(&yaml, cj, d);
+		}
+	}
+	if (!r)
+		r = write_text(run_dir, "config.yaml", yaml, d);
+	free(yaml);
+	return r;
+}
+
+int run_backend_pick(const struct backend **out, enum backend_type type, struct diag *d)
+{
+	char why[256] = "";
+	*out = NULL;
+	switch (type) {
+	case BACKEND_EXEC:
+		*out = backend_exec();
+		return 0;
+	case BACKEND_AUTO: {
+		const struct backend *c = backend_cuda();
+		if (c && c->available(why, sizeof why)) {
+			*out = c;
+			return 0;
+		}
+		c = backend_cpu();
+		if (c && c->available(why, sizeof why)) {
+			*out = c;
+			return 0;
+		}
+		return diag_set(d, FT_EUNSUPP, "", 0, 0, "no backend can run here: %s",
+				why[0] ? why : "none built");
+	}
+	case BACKEND_CPU:
+	case BACKEND_CUDA: {
+		const struct backend *b = type == BACKEND_CPU ? backend_cpu() : backend_cuda();
+		const char *name = schema_enum_name("backend.type", (int)type);
+		if (!b || !b->available(why, sizeof why))
+			return diag_set(d, FT_EUNSUPP, "", 0, 0, "backend '%s' cannot run here: %s",
+					name, why[0] ? why : "not built into this binary");
+		*out = b;
+		return 0;
+	}
+	}
+	return diag_set(d, FT_EINTERNAL, "", 0, 0, "unknown backend type");
 }
 
 /* Executes one claimed point. Returns 0 when the run reached an end state that was
@@ -586,7 +653,6 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 {
 	char *runs_dir = path_join(workspace, "runs");
 	char *run_dir = runs_dir ? path_join(runs_dir, pt->id) : NULL;
-	char *yaml = NULL;
 	struct store_writer *w = NULL;
 	FILE *metrics = NULL, *log = NULL;
 	struct heartbeat hb;
@@ -605,24 +671,7 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 	r = dir_make_all(run_dir, d);
 	if (r)
 		goto done;
-	const char *cj = pt->cfg->canonical_json ? pt->cfg->canonical_json : "{}";
-	r = write_text(run_dir, "config.json", cj, d);
-	if (!r) {
-		/* The schema's own YAML form (keys in schema order); the generic form when the
-		 * config did not come from the schema loader. */
-		size_t ylen = 0;
-		FILE *mem = open_memstream(&yaml, &ylen);
-		bool ok = mem && config_write_yaml(mem, pt->cfg) == 0;
-		if (mem)
-			fclose(mem);
-		if (!ok) {
-			free(yaml);
-			yaml = NULL;
-			r = schema_json_to_yaml(&yaml, cj, d);
-		}
-	}
-	if (!r)
-		r = write_text(run_dir, "config.yaml", yaml, d);
+	r = run_write_config(run_dir, pt->cfg, d);
 	if (r)
 		goto done;
 	metrics = open_in(run_dir, "metrics.jsonl", resume ? "a" : "w");
@@ -662,7 +711,7 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 		if (write_text(run_dir, "diff.patch", prov->diff, d) == 0)
 			(void)sink_artifact(&ss, "diff", "diff.patch");
 	}
-	int threads = resolved_threads(pt->cfg);
+	int threads = run_threads(pt->cfg);
 	struct run_ctx ctx = {
 		.cfg = pt->cfg,
 		.experiment = pt->cfg->name,
@@ -764,7 +813,6 @@ done:
 	if (log)
 		fclose(log);
 	store_writer_free(w);
-	free(yaml);
 	free(run_dir);
 	free(runs_dir);
 	return r;
@@ -789,7 +837,7 @@ static int claim_loop(struct store *s, const char *workspace, int64_t invocation
 			.identity = pt->identity,
 			.backend = backend_name(opt->backend),
 			.device = opt->device ? opt->device : backend_name(opt->backend),
-			.threads = resolved_threads(pt->cfg),
+			.threads = run_threads(pt->cfg),
 			.seed = (int64_t)pt->cfg->seed,
 			.run_dir = NULL,
 			.git_commit = prov && prov->is_repo ? prov->commit : NULL,
@@ -1185,7 +1233,7 @@ static int claim_and_run(struct store *s, const struct sweep_exec *X, const stru
 		.identity = pt->identity,
 		.backend = backend_name(opt->backend),
 		.device = opt->device ? opt->device : backend_name(opt->backend),
-		.threads = resolved_threads(pt->cfg),
+		.threads = run_threads(pt->cfg),
 		.seed = (int64_t)pt->cfg->seed,
 		.run_dir = abs_run,
 		.git_commit = prov && prov->is_repo ? prov->commit : NULL,

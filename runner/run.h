@@ -83,6 +83,14 @@ double run_objective(struct store *s, const char *run_id, const char *metric, bo
  * (a read-only store is opened without reaping). */
 int run_store_open(struct store **out, const char *workspace, bool create, struct diag *d) FT_WUR;
 
+/* backend.threads resolved: the configured count, else the CPUs Slurm gave the task
+ * (SLURM_CPUS_PER_TASK), else the machine's online cores. */
+int run_threads(const struct config *cfg);
+/* Writes config.json (canonical) and config.yaml (resolved, schema order) into run_dir. */
+int run_write_config(const char *run_dir, const struct config *cfg, struct diag *d) FT_WUR;
+/* The backend for backend.type, or FT_EUNSUPP naming why it cannot run here. */
+int run_backend_pick(const struct backend **out, enum backend_type type, struct diag *d) FT_WUR;
+
 /* "method.rank=8 seed=1" from a params JSON object (caller frees; NULL on no memory). */
 char *run_params_text(const char *params_json);
 

@@ -27,6 +27,7 @@ enum data_template {
 	DATA_TEMPLATE_AUTO, DATA_TEMPLATE_CHATML, DATA_TEMPLATE_GEMMA, DATA_TEMPLATE_ALPACA,
 	DATA_TEMPLATE_PLAIN
 };
+enum launcher_type { LAUNCHER_LOCAL, LAUNCHER_SLURM };
 
 /* A list of owned strings. */
 struct strlist {
@@ -142,6 +143,17 @@ struct config_backend {
 	char *workdir;             /* exec: resolved working directory (experiment dir by default) */
 };
 
+/* Where runs execute (not part of a run's identity). Slurm fields are NULL/0 when unset. */
+struct config_launcher {
+	enum launcher_type type;
+	char *partition, *account, *qos, *mem;
+	double time_s;             /* time limit in seconds; 0 = the partition's */
+	int cpus_per_task;         /* 0 = not given */
+	int gpus_per_task;
+	int array_parallelism;     /* 0 = no limit */
+	struct strlist sbatch_args, setup;
+};
+
 struct config_gate {
 	char *metric;              /* "test.exact_match" */
 	enum { GATE_ABSOLUTE, GATE_VS_BASE, GATE_VS_BASELINE } vs;
@@ -162,6 +174,7 @@ struct config {
 	struct config_train train;
 	struct config_eval eval;
 	struct config_backend backend;
+	struct config_launcher launcher;
 	struct config_gate *gates;
 	size_t n_gates;
 	/* Sweep objective (used by reports to mark the best run). */

@@ -525,6 +525,21 @@ int schema_fill_config(struct config *c, const struct node *r, const char *base_
 	b->metrics_file = fstr(&F, "backend.metrics_file");
 	b->workdir = fpath(&F, "backend.workdir");
 
+	struct config_launcher *l = &c->launcher;
+	l->type = (enum launcher_type)get_enum(&F, "launcher.type");
+	l->partition = fstr(&F, "launcher.partition");
+	l->account = fstr(&F, "launcher.account");
+	l->qos = fstr(&F, "launcher.qos");
+	l->mem = fstr(&F, "launcher.mem");
+	const char *lt = value(&F, "launcher.time");
+	if (lt && !schema_slurm_time(lt, &l->time_s))
+		l->time_s = 0;
+	l->cpus_per_task = (int)get_i64(&F, "launcher.cpus_per_task");
+	l->gpus_per_task = (int)get_i64(&F, "launcher.gpus_per_task");
+	l->array_parallelism = (int)get_i64(&F, "launcher.array_parallelism");
+	flist(&F, &l->sbatch_args, "launcher.sbatch_args");
+	flist(&F, &l->setup, "launcher.setup");
+
 	const struct node *gates = node_get(r, "gates");
 	if (gates && gates->n) {
 		c->gates = calloc(gates->n, sizeof *c->gates);
@@ -597,6 +612,12 @@ void config_free(struct config *c)
 	strlist_free(&c->backend.command);
 	free(c->backend.metrics_file);
 	free(c->backend.workdir);
+	free(c->launcher.partition);
+	free(c->launcher.account);
+	free(c->launcher.qos);
+	free(c->launcher.mem);
+	strlist_free(&c->launcher.sbatch_args);
+	strlist_free(&c->launcher.setup);
 	for (size_t i = 0; i < c->n_gates; i++)
 		free(c->gates[i].metric);
 	free(c->gates);

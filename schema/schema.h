@@ -57,6 +57,13 @@ int experiment_write_yaml(FILE *out, const struct experiment *e) FT_WUR;
  * from the schema table. */
 int schema_write_markdown(FILE *out) FT_WUR;
 
+/* launcher.time: seconds from a Slurm time ("MM", "MM:SS", "HH:MM:SS", "D-HH", "D-HH:MM",
+ * "D-HH:MM:SS") or an ftlab duration ("90s", "15m", "2h", "1d"); false when it is neither
+ * or not positive. */
+bool schema_slurm_time(const char *s, double *out_s);
+/* launcher.mem: digits with an optional K, M, G or T suffix (Slurm's --mem). */
+bool schema_slurm_mem_ok(const char *s);
+
 /* ---- For runner/sweep.c ---------------------------------------------------------- */
 
 /* The `sweep:` section of the merged file, or NULL when there is none. Borrowed. */

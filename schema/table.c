@@ -261,6 +261,40 @@ const struct key_desc schema_keys[] = {
 	 "true: compare the run's value at the band; false: its best value so far (stops fewer "
 	 "runs).", NULL},
 
+	{"launcher", KT_MAP, KF_OPTMAP | KF_NOCANON | KF_NOSWEEP, NULL, NOB, NULL,
+	 "Where the runs execute: this machine (local), or a Slurm cluster, one job array per "
+	 "`ftlab run` with one array task per run (docs/slurm.md). Not part of a run's identity.",
+	 NULL},
+	{"launcher.type", KT_ENUM, KF_NOSWEEP, "local", NOB, "local|slurm",
+	 "local (runs in the `ftlab run` process and its workers) or slurm (`--launcher slurm` "
+	 "on the command line sets it too).", NULL},
+	{"launcher.partition", KT_STR, KF_NOSWEEP, NULL, NOB, NULL,
+	 "slurm only: the partition (sbatch --partition).", "the cluster's default"},
+	{"launcher.account", KT_STR, KF_NOSWEEP, NULL, NOB, NULL,
+	 "slurm only: the account charged (sbatch --account).", "the user's default"},
+	{"launcher.qos", KT_STR, KF_NOSWEEP, NULL, NOB, NULL,
+	 "slurm only: the quality of service (sbatch --qos).", "the default"},
+	{"launcher.time", KT_STR, KF_NOSWEEP, NULL, NOB, NULL,
+	 "slurm only: time limit of each task, in Slurm's form ([D-]HH:MM:SS, MM:SS, or MM "
+	 "minutes) or as 90m, 4h, 1d. A native run checkpoints before it and is requeued.",
+	 "the partition's"},
+	{"launcher.cpus_per_task", KT_INT, KF_NOSWEEP | KF_LO | KF_HI, NULL, RANGE(1, 4096), NULL,
+	 "slurm only: CPUs per task (sbatch --cpus-per-task); backend.threads 0 uses them all.",
+	 "the partition's"},
+	{"launcher.mem", KT_STR, KF_NOSWEEP, NULL, NOB, NULL,
+	 "slurm only: memory per task, Slurm's --mem (digits with K, M, G or T; no suffix: MB).",
+	 "the partition's"},
+	{"launcher.gpus_per_task", KT_INT, KF_NOSWEEP | KF_LO | KF_HI, "0", RANGE(0, 64), NULL,
+	 "slurm only: GPUs per task (sbatch --gpus-per-task).", NULL},
+	{"launcher.array_parallelism", KT_INT, KF_NOSWEEP | KF_LO | KF_HI, "0", RANGE(0, 1000000),
+	 NULL, "slurm only: at most this many tasks of the array at once (0: no limit).", NULL},
+	{"launcher.sbatch_args", KT_STRLIST, KF_NOSWEEP, "[]", NOB, NULL,
+	 "slurm only: more sbatch options, e.g. [--constraint=a100]; they come after ftlab's own "
+	 "and win.", NULL},
+	{"launcher.setup", KT_STRLIST, KF_NOSWEEP, "[]", NOB, NULL,
+	 "slurm only: shell lines run on the node before ftlab starts, e.g. [module load "
+	 "cuda/12.4].", NULL},
+
 	{"gates", KT_GATES, KF_NOCANON, NULL, NOB, NULL,
 	 "CI gates checked by `ftlab ci`: a list of {metric, min|max} or {metric, vs: base|baseline, "
 	 "min_delta|max_regression}.", NULL},

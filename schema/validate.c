@@ -1025,6 +1025,53 @@ static const struct node *src_or(const struct vstate *S, const char *path, const
 	return n ? n : r;
 }
 
+/* The Slurm formats of launcher.time and launcher.mem; sbatch_args are options. */
+static int launcher_rules(struct vstate *S, struct node *res)
+{
+	double sec;
+	const struct node *t = node_get_path(res, "launcher.time");
+	if (t && t->kind == NODE_SCALAR && !schema_slurm_time(t->text, &sec)) {
+		int rc = VERR(S, src_or(S, "launcher.time", t),
+			      "launcher.time '%.100s' is not a time limit", t->text);
+		diag_hint(S->d, "Slurm's forms: 90 (minutes), 30:00, 04:00:00, 1-12:00:00; or 90m, "
+			  "4h, 1d");
+		return rc;
+	}
+	const struct node *m = node_get_path(res, "launcher.mem");
+	if (m && m->kind == NODE_SCALAR && !schema_slurm_mem_ok(m->text)) {
+		int rc = VERR(S, src_or(S, "launcher.mem", m),
+			      "launcher.mem '%.100s' is not a memory size", m->text);
+		diag_hint(S->d, "digits with K, M, G or T, as sbatch --mem takes them: 16G, 500M");
+		return rc;
+	}
+	static const char *const names[] = {"launcher.partition", "launcher.account",
+					    "launcher.qos"};
+	for (size_t i = 0; i < FT_ARRAY_LEN(names); i++) {
+		const struct node *n = node_get_path(res, names[i]);
+		if (!n || n->kind != NODE_SCALAR)
+			continue;
+		bool ok = n->text[0] != '\0';
+		for (const char *p = n->text; *p; p++)
+			if ((unsigned char)*p <= ' ' || *p == 0x7f)
+				ok = false;
+		if (!ok)
+			return VERR(S, src_or(S, names[i], n),
+				    "%s must be a name without spaces or control characters",
+				    names[i]);
+	}
+	const struct node *sa = node_get_path(res, "launcher.sbatch_args");
+	for (size_t i = 0; sa && sa->kind == NODE_SEQ && i < sa->n; i++)
+		if (sa->items[i]->text[0] != '-') {
+			int rc = VERR(S, sa->items[i],
+				      "launcher.sbatch_args entry '%.100s' is not an sbatch option",
+				      sa->items[i]->text);
+			diag_hint(S->d, "give options with their leading dashes, e.g. "
+				  "--constraint=a100; the batch script is ftlab's");
+			return rc;
+		}
+	return 0;
+}
+
 /* sweep.early_terminate: min_iter, or max_iter with s; the metric and goal default to the
  * objective's; the metric must be one that is logged while a run trains. */
 static int early_terminate_rules(struct vstate *S, struct node *res)
@@ -1158,7 +1205,14 @@ static int cross_rules(struct vstate *S, struct node *res)
 	static const char *const freeze_keys[] = {"method.trainable", "method.layers"};
 	static const char *const exec_keys[] = {"backend.command", "backend.timeout",
 						"backend.metrics_file", "backend.workdir"};
-	if ((rc = only_with(S, res, lora_keys, FT_ARRAY_LEN(lora_keys), "method.type",
+	static const char *const slurm_keys[] = {
+		"launcher.partition", "launcher.account", "launcher.qos", "launcher.time",
+		"launcher.cpus_per_task", "launcher.mem", "launcher.gpus_per_task",
+		"launcher.array_parallelism", "launcher.sbatch_args", "launcher.setup"};
+	if ((rc = only_with(S, res, slurm_keys, FT_ARRAY_LEN(slurm_keys), "launcher.type",
+			    "slurm")) ||
+	    (rc = launcher_rules(S, res)) ||
+	    (rc = only_with(S, res, lora_keys, FT_ARRAY_LEN(lora_keys), "method.type",
 			    "lora|dora")) ||
 	    (rc = only_with(S, res, target_keys, FT_ARRAY_LEN(target_keys), "method.type",
 			    "lora|dora|ia3")) ||

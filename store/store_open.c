@@ -144,6 +144,22 @@ static const char *const migrations[] = {
 	" created REAL NOT NULL,"
 	" PRIMARY KEY (sweep_key, sweep_index));"
 	"CREATE INDEX sweep_points_run ON sweep_points(run);",
+	/* 2 -> 3: cluster launchers. Each run records where it was sent; journal_merges
+	 * holds how far each attempt's journal has been merged (docs/slurm.md). */
+	"ALTER TABLE runs ADD COLUMN launcher TEXT;"
+	"ALTER TABLE runs ADD COLUMN submission TEXT;"
+	"ALTER TABLE runs ADD COLUMN slurm_job TEXT;"
+	"ALTER TABLE runs ADD COLUMN slurm_task INTEGER;"
+	"ALTER TABLE runs ADD COLUMN slurm_job_id TEXT;"
+	"ALTER TABLE runs ADD COLUMN node TEXT;"
+	"CREATE TABLE journal_merges ("
+	" run TEXT NOT NULL REFERENCES runs(id),"
+	" seq INTEGER NOT NULL,"
+	" offset INTEGER NOT NULL,"
+	" ended INTEGER NOT NULL DEFAULT 0,"
+	" started REAL,"
+	" job_id TEXT, node TEXT,"
+	" PRIMARY KEY (run, seq));",
 };
 
 _Static_assert(FT_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,

@@ -200,7 +200,8 @@ static int list_nomem(struct diag *d)
 	", r.host, r.backend, r.device, r.error, r.run_dir, r.invocation, r.sweep_index,"     \
 	" r.pid, r.seed, r.step, r.total_steps, r.attempts, r.threads, r.heartbeat,"          \
 	" r.started, r.finished, r.created, r.git_commit, i.git_branch, i.git_remote,"        \
-	" r.git_dirty"
+	" r.git_dirty, r.launcher, r.submission, r.slurm_job, r.slurm_job_id, r.node,"        \
+	" coalesce(r.slurm_task, -1)"
 #define RUN_COLUMNS RUN_COLUMNS_HEAD "r.status" RUN_COLUMNS_TAIL
 
 #define RUN_FROM " FROM runs r LEFT JOIN invocations i ON i.id = r.invocation"
@@ -233,6 +234,12 @@ static const struct col RUN_COLS[] = {
 	COL(COL_TEXT, struct store_run, git_branch),
 	COL(COL_TEXT, struct store_run, git_remote),
 	COL(COL_TRISTATE, struct store_run, git_dirty),
+	COL(COL_TEXT, struct store_run, launcher),
+	COL(COL_TEXT, struct store_run, submission),
+	COL(COL_TEXT, struct store_run, slurm_job),
+	COL(COL_TEXT, struct store_run, slurm_job_id),
+	COL(COL_TEXT, struct store_run, node),
+	COL(COL_INT64, struct store_run, slurm_task),
 };
 
 static const struct list_kind RUNS = KIND(

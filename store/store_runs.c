@@ -186,7 +186,12 @@ int store_reap_stale(struct store *s, double max_age_s, int *out_n, struct diag 
 	int r = store_begin(s, d);
 	if (r)
 		return r;
-	r = store_prepare(s, &st, "SELECT id, host, pid, heartbeat FROM runs WHERE status = 'running'", d);
+	/* Cluster runs have no process on this machine to watch: `ftlab sync` settles them
+	 * from their journals and Slurm's queue. */
+	r = store_prepare(s, &st,
+			  "SELECT id, host, pid, heartbeat FROM runs WHERE status = 'running'"
+			  " AND launcher IS NULL",
+			  d);
 	if (r)
 		goto done;
 	char **ids = NULL;
@@ -249,7 +254,7 @@ static int reset_run_rows(struct store *s, const char *run_id, struct diag *d)
 	static const char *const sqls[] = {
 		"DELETE FROM metrics WHERE run = ?1",     "DELETE FROM results WHERE run = ?1",
 		"DELETE FROM predictions WHERE run = ?1", "DELETE FROM artifacts WHERE run = ?1",
-		"DELETE FROM events WHERE run = ?1",
+		"DELETE FROM events WHERE run = ?1",     "DELETE FROM journal_merges WHERE run = ?1",
 	};
 	for (size_t i = 0; i < FT_ARRAY_LEN(sqls); i++) {
 		sqlite3_stmt *st = NULL;
@@ -287,7 +292,7 @@ int store_run_claim(struct store *s, enum store_claim *out, int64_t invocation,
 		return r;
 	r = store_prepare(s, &st,
 		    "SELECT status, pid, host, heartbeat, invocation, git_commit, git_dirty,"
-		    " identity FROM runs WHERE id = ?1",
+		    " identity, launcher FROM runs WHERE id = ?1",
 		    d);
 	if (r)
 		goto done;
@@ -313,7 +318,12 @@ int store_run_claim(struct store *s, enum store_claim *out, int64_t invocation,
 		}
 		int64_t row_inv = sqlite3_column_int64(st, 4);
 		bool ours = sqlite3_column_type(st, 4) != SQLITE_NULL && row_inv == invocation;
-		if (strcmp(status, "running") == 0) {
+		bool cluster = sqlite3_column_type(st, 8) != SQLITE_NULL; /* NULL: this machine */
+		if (cluster && (strcmp(status, "running") == 0 || strcmp(status, "queued") == 0)) {
+			/* Its task may still run on a node; only its journal or Slurm can say
+			 * otherwise (ftlab sync). */
+			decision = ours ? STORE_CLAIM_DONE : STORE_CLAIM_BUSY;
+		} else if (strcmp(status, "running") == 0) {
 			const char *host = (const char *)sqlite3_column_text(st, 2);
 			if (row_is_stale(host, sqlite3_column_int64(st, 1),
 					 sqlite3_column_double(st, 3), 0)) {
@@ -359,23 +369,27 @@ int store_run_claim(struct store *s, enum store_claim *out, int64_t invocation,
 		r = store_prepare(s, &st,
 			    "INSERT INTO runs(id, experiment, invocation, sweep_index, params, config,"
 			    " identity, status, pid, host, heartbeat, created, started, backend, device,"
-			    " threads, seed, run_dir, attempts, git_commit, git_dirty, step, total_steps)"
-			    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10, ?10, ?10, ?11,"
-			    " ?12, ?13, ?14, ?15, 1, ?16, ?17, 0, 0)"
+			    " threads, seed, run_dir, attempts, git_commit, git_dirty, step, total_steps,"
+			    " launcher, submission)"
+			    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?19, ?8, ?9, ?10, ?10, ?21, ?11,"
+			    " ?12, ?13, ?14, ?15, ?22, ?16, ?17, 0, 0, ?20, ?23)"
 			    " ON CONFLICT(id) DO UPDATE SET experiment = excluded.experiment,"
 			    " invocation = excluded.invocation, sweep_index = excluded.sweep_index,"
-			    " params = excluded.params, config = excluded.config, status = 'running',"
+			    " params = excluded.params, config = excluded.config, status = ?19,"
 			    " pid = excluded.pid, host = excluded.host, heartbeat = excluded.heartbeat,"
 			    " started = excluded.started, finished = NULL, error = NULL,"
 			    " backend = excluded.backend, device = excluded.device,"
 			    " threads = excluded.threads, seed = excluded.seed, run_dir = excluded.run_dir,"
-			    " attempts = attempts + 1, git_commit = excluded.git_commit,"
+			    " attempts = attempts + ?22, git_commit = excluded.git_commit,"
 			    " git_dirty = excluded.git_dirty,"
 			    " step = CASE WHEN ?18 THEN step ELSE 0 END,"
-			    " total_steps = CASE WHEN ?18 THEN total_steps ELSE 0 END",
+			    " total_steps = CASE WHEN ?18 THEN total_steps ELSE 0 END,"
+			    " launcher = ?20, submission = ?23, slurm_job = NULL, slurm_task = NULL,"
+			    " slurm_job_id = NULL, node = NULL",
 			    d);
 		if (r)
 			goto done;
+		bool cl = spec->launcher != NULL;
 		store_bind_text(st, 1, spec->id);
 		store_bind_text(st, 2, spec->experiment);
 		sqlite3_bind_int64(st, 3, invocation);
@@ -383,8 +397,13 @@ int store_run_claim(struct store *s, enum store_claim *out, int64_t invocation,
 		store_bind_text(st, 5, spec->params_json ? spec->params_json : "{}");
 		store_bind_text(st, 6, spec->config_json ? spec->config_json : "{}");
 		store_bind_text(st, 7, spec->identity);
-		sqlite3_bind_int64(st, 8, getpid());
-		store_bind_text(st, 9, store_host());
+		if (cl) { /* no process here: the journal's start record names node and pid */
+			sqlite3_bind_null(st, 8);
+			sqlite3_bind_null(st, 9);
+		} else {
+			sqlite3_bind_int64(st, 8, getpid());
+			store_bind_text(st, 9, store_host());
+		}
 		sqlite3_bind_double(st, 10, now);
 		store_bind_text(st, 11, spec->backend);
 		store_bind_text(st, 12, spec->device);
@@ -397,9 +416,18 @@ int store_run_claim(struct store *s, enum store_claim *out, int64_t invocation,
 		else
 			sqlite3_bind_null(st, 17);
 		sqlite3_bind_int(st, 18, decision == STORE_CLAIM_RESUME);
+		store_bind_text(st, 19, cl ? "queued" : "running");
+		store_bind_text(st, 20, spec->launcher);
+		if (cl)
+			sqlite3_bind_null(st, 21);
+		else
+			sqlite3_bind_double(st, 21, now);
+		sqlite3_bind_int(st, 22, cl ? 0 : 1); /* a cluster attempt counts when it starts */
+		store_bind_text(st, 23, cl ? spec->submission : NULL);
 		r = store_step_done(s, st, d, "claiming a run");
 		if (!r)
-			r = record_invocation_run(s, invocation, spec->id, "running", d);
+			r = record_invocation_run(s, invocation, spec->id, cl ? "queued" : "running",
+						  d);
 	}
 	if (!r)
 		r = store_commit(s, d);

@@ -266,6 +266,7 @@ static const struct {
 	{"backends/native/peft/adapter.c", "none", "adapter_config.json bias value of PEFT"},
 	{"backends/native/io/gguf.c", "none", "GGUF rope.scaling.type value"},
 	{"backends/native/tok/spm.c", "gemma", "GGUF general.architecture value"},
+	{"runner/cluster.h", "slurm", "the workspace's directory of Slurm submissions"},
 };
 
 struct enum_ctx {
@@ -299,7 +300,7 @@ static int check_literal(void *ud, const char *lit, size_t n, int line)
 static const char *const enum_keys[] = {
 	"method.type", "data.format", "data.template", "train.optimizer.type",
 	"train.schedule.type", "train.precision", "train.nonfinite", "backend.type",
-	"sweep.method", "sweep.objective.goal",
+	"sweep.method", "sweep.objective.goal", "launcher.type",
 };
 
 /* Every choice of those keys, de-duplicated. */
@@ -449,6 +450,7 @@ static void test_enums_match_the_table(void **state)
 		{"backend.type", BACKEND_EXEC + 1},
 		{"sweep.objective.goal", GOAL_MINIMIZE + 1},
 		{"data.template", DATA_TEMPLATE_PLAIN + 1},
+		{"launcher.type", LAUNCHER_SLURM + 1},
 	};
 	for (size_t i = 0; i < FT_ARRAY_LEN(enums); i++)
 		assert_int_equal(schema_enum_count(enums[i].path), enums[i].n);
