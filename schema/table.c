@@ -98,9 +98,6 @@ const struct key_desc schema_keys[] = {
 	 "use_dora), ia3 (learned vectors scaling the outputs of the targets, or the inputs of "
 	 "the feed-forward targets, as PEFT's IA3), prefix (trained key/value vectors before "
 	 "every sequence in every layer, as PEFT's prefix tuning; llama-family models).", NULL},
-	{"method.num_virtual_tokens", KT_INT, KF_LO | KF_HI, "20", RANGE(1, 4096), NULL,
-	 "prefix only: the trained key/value positions per layer (PEFT's num_virtual_tokens).",
-	 NULL},
 	{"method.rank", KT_INT, KF_LO | KF_HI, "8", RANGE(1, 4096), NULL, "LoRA rank r (lora and dora).", NULL},
 	{"method.alpha", KT_FLOAT, KF_LO | KF_LO_OPEN | KF_HI, "16", RANGE(0, 1e6), NULL,
 	 "LoRA scaling numerator: updates are scaled by alpha/r (alpha/sqrt(r) with rslora).", NULL},
@@ -116,6 +113,9 @@ const struct key_desc schema_keys[] = {
 	 "feedforward_modules); each must be among method.targets. Not given: PEFT's "
 	 "feed-forward modules for the architecture (llama: down_proj; GPT-2: mlp.c_proj) that "
 	 "are targets.", NULL},
+	{"method.num_virtual_tokens", KT_INT, KF_LO | KF_HI, "20", RANGE(1, 4096), NULL,
+	 "prefix only: the trained key/value positions per layer (PEFT's num_virtual_tokens).",
+	 NULL},
 	{"method.rslora", KT_BOOL, 0, "false", NOB, NULL, "Rank-stabilised scaling alpha/sqrt(r).", NULL},
 	{"method.trainable", KT_STRLIST, 0, "[]", NOB, NULL,
 	 "freeze only: module names that train (empty: every module of the chosen layers).", NULL},
