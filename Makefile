@@ -99,9 +99,7 @@ valgrind:
 	VALGRIND=1 scripts/run-tests.sh build/valgrind
 
 lint:
-	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
-	  --suppress=missingIncludeSystem -I. -D__GNUC__ $(LIB_DIRS)
-	clang-tidy --quiet $(LIB_SRC) cli/main.c -- -std=c11 -D_GNU_SOURCE -fopenmp -I. -I/usr/local/cuda/include 2>/dev/null
+	@scripts/lint.sh
 
 # Every header compiles on its own.
 headercheck:

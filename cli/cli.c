@@ -150,9 +150,12 @@ const struct cli_command cli_commands[] = {
 	 "method but prefix tuning; gguf-adapter LoRA only.\n",
 	 cmd_export},
 	{"bench", "measure training, generation and tokenizer speed",
-	 "usage: ftlab bench [--model M] [--mode train|generate|tokenize] [--threads N]\n"
-	 "                   train:    [--method lora|lora-all|dora|ia3|prefix|full] [--precision fp32|bf16]\n"
-	 "                             [--batch B] [--seq T] [--steps N]\n"
+	 "usage: ftlab bench [--model smollm2|gemma3|PATH] [--mode train|generate|tokenize]\n"
+	 "                   [--threads N]\n"
+	 "                   train:    [--method lora|lora-all|dora|ia3|prefix|full]\n"
+	 "                             [--precision fp32|bf16]\n"
+	 "                             [--batch B] [--seq T] [--steps N] [--logits chunked|all]\n"
+	 "                             [--targets N]\n"
 	 "                   generate: [--prompt-len N] [--new-tokens N]\n"
 	 "                   tokenize: [--text FILE]   (default docs/engine.md: its lines,\n"
 	 "                             then the whole file as one text; CPU time)\n",

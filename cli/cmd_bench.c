@@ -1,5 +1,6 @@
 /* cmd_bench: `ftlab bench`: the options of the speed benchmark; the measuring is the
- * native engine's (backends/native/bench.c, through engine.h).
+ * native engine's (backends/native/bench.c, through engine.h). --model takes a path or
+ * the name of a model `make model` fetches (smollm2, gemma3).
  *   --mode generate: prefill and decode tokens/s for 1 and 8 prompts against the decode
  *                    bound (weight bytes per step over the measured bandwidth).
  *   --mode train:    tokens/s of training steps, MFU against the measured GEMM peak,
@@ -16,9 +17,13 @@
 
 #define DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
+/* The models `make model` fetches, by short name. */
+static const char *const model_names[][2] = {
+	{"smollm2", DEFAULT_MODEL}, {"gemma3", "models/gemma-3-270m-q4_k_m.gguf"}};
+
 static const char *const bench_opts_names[] = {
 	"--model", "--mode", "--method", "--batch", "--seq", "--threads", "--steps",
-	"--new-tokens", "--prompt-len", "--precision", "--text", NULL};
+	"--new-tokens", "--prompt-len", "--precision", "--logits", "--targets", "--text", NULL};
 
 int cmd_bench(const struct cli *cli, int argc, char **argv)
 {
@@ -26,7 +31,8 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 	const char *model_path = DEFAULT_MODEL, *mode = "generate", *method = "lora",
 		   *text_path = "docs/engine.md";
 	int64_t batch = 4, seq = 256, threads = 0, steps = 3, new_tokens = 64, prompt_len = 64;
-	bool bf16 = false;
+	int64_t targets = 0;
+	bool bf16 = false, all_logits = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (cli_is_help(a)) {
@@ -37,9 +43,19 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 			return cli_usage_error("bench", bench_opts_names, "option '%s' needs a value", a);
 		const char *v = argv[++i];
 		int64_t *iv = NULL;
-		if (strcmp(a, "--model") == 0)
+		if (strcmp(a, "--model") == 0) {
 			model_path = v;
-		else if (strcmp(a, "--mode") == 0)
+			for (size_t k = 0; k < FT_ARRAY_LEN(model_names); k++)
+				if (strcmp(v, model_names[k][0]) == 0)
+					model_path = model_names[k][1];
+		} else if (strcmp(a, "--logits") == 0) {
+			if (strcmp(v, "all") != 0 && strcmp(v, "chunked") != 0)
+				return cli_usage_error("bench", NULL,
+						       "--logits is chunked or all, not '%s'", v);
+			all_logits = strcmp(v, "all") == 0;
+		} else if (strcmp(a, "--targets") == 0) {
+			iv = &targets;
+		} else if (strcmp(a, "--mode") == 0)
 			mode = v;
 		else if (strcmp(a, "--text") == 0)
 			text_path = v;
@@ -62,7 +78,7 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 		else
 			return cli_usage_error("bench", bench_opts_names, "unknown option '%s'", a);
 		if (iv && (!parse_i64(v, iv) || *iv < 0 || *iv > 1000000 ||
-			   (*iv == 0 && iv != &threads)))
+			   (*iv == 0 && iv != &threads && iv != &targets)))
 			return cli_usage_error("bench", NULL, "%s expects a positive integer, got '%s'",
 					       a, v);
 	}
@@ -75,6 +91,8 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 		.prompt_len = (int)prompt_len,
 		.threads = (int)threads,
 		.bf16 = bf16,
+		.all_logits = all_logits,
+		.targets = (int)targets,
 	};
 	o.generate = strcmp(mode, "generate") == 0;
 	o.tokenize = strcmp(mode, "tokenize") == 0;

@@ -216,19 +216,22 @@ static void timed_matmul(float *c, const float *a, const float *b, int m, int n,
 
 static void timed_attention_forward(float *out, float *att, const float *q, const float *k,
 				    const float *v, int b, int tq, int tk, int nh, int nkv,
-				    int hd, const int *pos0)
+				    int hd, const int *pos0, float scale, int window)
 {
 	double w0 = time_monotonic(), c0 = time_process_cpu();
-	timed_base->attention_forward(out, att, q, k, v, b, tq, tk, nh, nkv, hd, pos0);
+	timed_base->attention_forward(out, att, q, k, v, b, tq, tk, nh, nkv, hd, pos0, scale,
+				      window);
 	split_add(SPLIT_ATTENTION, w0, c0);
 }
 
 static void timed_attention_backward(float *dq, float *dk, float *dv, const float *dout,
 				     const float *att, const float *q, const float *k,
-				     const float *v, int b, int t, int nh, int nkv, int hd)
+				     const float *v, int b, int t, int nh, int nkv, int hd,
+				     float scale, int window)
 {
 	double w0 = time_monotonic(), c0 = time_process_cpu();
-	timed_base->attention_backward(dq, dk, dv, dout, att, q, k, v, b, t, nh, nkv, hd);
+	timed_base->attention_backward(dq, dk, dv, dout, att, q, k, v, b, t, nh, nkv, hd, scale,
+				       window);
 	split_add(SPLIT_ATTENTION, w0, c0);
 }
 
@@ -242,7 +245,8 @@ static const struct ops *timed_cpu_ops(void)
 	return &timed_ops;
 }
 
-static int bench_train(struct model *m, int B, int T, int steps, bool bf16, struct diag *d)
+static int bench_train(struct model *m, int B, int T, int steps, bool bf16, int targets,
+		       struct diag *d)
 {
 	const struct model_hparams *hp = model_hparams(m);
 	const struct ops *ops = ops_cpu();
@@ -256,6 +260,8 @@ static int bench_train(struct model *m, int B, int T, int steps, bool bf16, stru
 	for (size_t i = 0; i < N; i++) {
 		tok[i] = (int32_t)rng_below(&r, (uint64_t)hp->n_vocab);
 		tgt[i] = (int32_t)rng_below(&r, (uint64_t)hp->n_vocab);
+		if (targets > 0 && (int)(i % (size_t)T) < T - targets)
+			tgt[i] = -1; /* a prompt: no target */
 	}
 	size_t nt = model_n_trainable(m);
 	float **mom = calloc(nt, sizeof *mom), **var = calloc(nt, sizeof *var);
@@ -274,7 +280,7 @@ static int bench_train(struct model *m, int B, int T, int steps, bool bf16, stru
 		double c0 = time_process_cpu();
 		double t0 = time_monotonic();
 		model_zero_grad(m);
-		rc = model_forward(m, tok, tgt, B, T, &loss, NULL);
+		rc = model_forward_train(m, tok, tgt, B, T, 0.0f, &loss, NULL);
 		double t1 = time_monotonic();
 		if (!rc)
 			rc = model_backward(m, 0.0f);
@@ -313,6 +319,13 @@ static int bench_train(struct model *m, int B, int T, int steps, bool bf16, stru
 	       "ms, optimizer %.0f ms per step), loss %.3f\n",
 	       B, T, steps, tps, 1e3 * t_fwd / steps, 1e3 * t_bwd / steps,
 	       1e3 * (t_total - t_fwd - t_bwd) / steps, loss);
+	if (targets > 0)
+		printf("LM head: %s; targets: the last %d of %d positions of each row\n",
+		       model_logits(m) ? "every position, (B*T, V) logits kept" : "chunked, at targets",
+		       targets, T);
+	else
+		printf("LM head: %s; targets: every position\n",
+		       model_logits(m) ? "every position, (B*T, V) logits kept" : "chunked, at targets");
 	printf("process CPU time per step (all threads): mean %.3f s, best %.3f s\n",
 	       cpu_total / steps, cpu_best);
 	double ws = t_total / steps, cs = cpu_total / steps;
@@ -389,6 +402,7 @@ int engine_bench(const struct engine_bench_opts *b, struct diag *d)
 	struct model_opts o = {0};
 	o.layers_first = o.layers_last = -1;
 	o.seed = 1;
+	o.full_logits = b->all_logits && !b->generate;
 	const char *qv[] = {"q_proj", "v_proj"};
 	if (!b->generate) {
 		o.max_batch = b->batch;
@@ -427,7 +441,7 @@ int engine_bench(const struct engine_bench_opts *b, struct diag *d)
 	       b->generate ? "off"
 			   : (b->bf16 ? (ops_cpu_has_bf16() ? "on" : "requested, not supported") : "off"));
 	rc = b->generate ? bench_generate(m, b->prompt_len, b->new_tokens, d)
-			 : bench_train(m, b->batch, b->seq, b->steps, b->bf16, d);
+			 : bench_train(m, b->batch, b->seq, b->steps, b->bf16, b->targets, d);
 	model_free(m);
 	return rc;
 }

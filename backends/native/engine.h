@@ -120,6 +120,11 @@ struct engine_bench_opts {
 	bool tokenize;                    /* tokenizer speed on text_path instead */
 	const char *text_path;
 	int threads;                      /* 0 = all cores */
+	/* training: the LM head over every position at once (the (B*T, V) logits kept) instead
+	 * of in chunks at positions with a target; targets > 0: only the last `targets`
+	 * positions of each row carry a target (instruction data), 0 = every position */
+	bool all_logits;
+	int targets;
 };
 
 /* Runs the benchmark and prints its report to stdout. */

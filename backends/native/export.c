@@ -160,6 +160,12 @@ int engine_export(char **out_target, const char *run_dir, const char *format,
 		if ((rc = adapter_read_peft(&ad, ad_p, false, hp->n_head, hp->n_head_kv,
 					    hp->head_dim, d)) != 0)
 			goto done;
+		ad->info.gguf_arch = hp->arch == ARCH_GEMMA3 ? "gemma3" : "llama";
+		if (hp->arch == ARCH_GPT2) {
+			rc = diag_set(d, FT_EUNSUPP, "", 0, 0,
+				      "--format gguf-adapter supports the llama family and Gemma 3");
+			goto done;
+		}
 		target = path_join(out_dir, "adapter.gguf");
 		rc = target ? adapter_write_gguf(target, ad->t, ad->n, &ad->info, d)
 			    : diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");

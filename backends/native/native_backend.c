@@ -237,6 +237,19 @@ static int write_export_meta(const struct run_ctx *ctx, struct diag *d)
 	return rc;
 }
 
+/* An info event with the time an evaluation took (the run's time split into training,
+ * base and tuned evaluation). */
+static void eval_time_event(const struct run_ctx *ctx, const char *model, const char *split,
+			    size_t n, const struct eval_result *r, double cpu)
+{
+	char msg[224];
+	snprintf(msg, sizeof(msg),
+		 "evaluated %s on %s (%zu examples) in %.1f s (process CPU %.1f s): teacher-forced "
+		 "%.1f s, generation %.1f s", model, split, n, r->tf_seconds + r->gen_seconds, cpu,
+		 r->tf_seconds, r->gen_seconds);
+	event(ctx, "info", "eval", msg);
+}
+
 /* Evaluates base and/or tuned on every configured split. */
 static int evaluate_all(const struct run_ctx *ctx, const struct model_file *mf, struct model *tuned,
 			const struct tokenizer *tok, const struct data_prepared *prep, int max_batch,
@@ -280,10 +293,16 @@ static int evaluate_all(const struct run_ctx *ctx, const struct model_file *mf, 
 			rc = diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
 			goto done;
 		}
-		if (base && (rc = eval_split(&rb, base, tok, set, &es, d)) == 0)
+		double c0 = time_process_cpu();
+		if (base && (rc = eval_split(&rb, base, tok, set, &es, d)) == 0) {
 			have_b = true;
-		if (rc == 0 && trained && (rc = eval_split(&rt, tuned, tok, set, &es, d)) == 0)
+			eval_time_event(ctx, "base", split, set->n, &rb, time_process_cpu() - c0);
+		}
+		c0 = time_process_cpu();
+		if (rc == 0 && trained && (rc = eval_split(&rt, tuned, tok, set, &es, d)) == 0) {
 			have_t = true;
+			eval_time_event(ctx, "tuned", split, set->n, &rt, time_process_cpu() - c0);
+		}
 		if (rc == 0 && check)
 			rc = check(d);
 		if (rc == 0) {
@@ -394,14 +413,18 @@ int native_engine_run(const struct run_ctx *ctx, const struct ops *ops,
 					  .config_hash = cfg->config_hash, .data_hash = dh,
 					  .stop = ctx->stop, .sink = ctx->sink, .check = check};
 		struct trainer_result res;
+		double t_train = time_monotonic(), c_train = time_process_cpu();
 		rc = trainer_run(&res, m, &src, have_val ? &val : NULL, &to, d);
 		if (rc)
 			goto done;
+		t_train = time_monotonic() - t_train;
+		c_train = time_process_cpu() - c_train;
 		char msg[256];
 		snprintf(msg, sizeof(msg),
-			 "trained %lld steps (%s), %.0f tokens/s, last loss %.4f%s",
-			 (long long)res.steps_done, method_name(cfg->method.type), res.tokens_per_s,
-			 res.last_loss, res.early_stopped ? ", early-stopped" : "");
+			 "trained %lld steps (%s) in %.1f s (process CPU %.1f s), %.0f tokens/s, last "
+			 "loss %.4f%s",
+			 (long long)res.steps_done, method_name(cfg->method.type), t_train, c_train,
+			 res.tokens_per_s, res.last_loss, res.early_stopped ? ", early-stopped" : "");
 		event(ctx, "info", "train", msg);
 		if ((cfg->method.type == METHOD_LORA || cfg->method.type == METHOD_DORA ||
 		     cfg->method.type == METHOD_IA3 || cfg->method.type == METHOD_PREFIX) &&

@@ -56,6 +56,10 @@ static const struct st_case st_cases[] = {
 	 METHOD_IA3, PRECISION_FP32},
 	{"llama, rotate-half RoPE, GQA, prefix (3 tokens), fp32", ARCH_LLAMA, ROPE_HALF,
 	 METHOD_PREFIX, PRECISION_FP32},
+	{"gemma3, window 4, q/k norms, GeGLU, full, fp32", ARCH_GEMMA3, ROPE_HALF, METHOD_FULL,
+	 PRECISION_FP32},
+	{"gemma3, window 4, LoRA r4 all linear, fp32", ARCH_GEMMA3, ROPE_HALF, METHOD_LORA,
+	 PRECISION_FP32},
 	{"llama, rotate-half RoPE, full, bf16 matmuls", ARCH_LLAMA, ROPE_HALF, METHOD_FULL,
 	 PRECISION_BF16},
 };
@@ -95,22 +99,30 @@ static struct model_file *st_model_file(const struct st_case *c)
 	if (!mf)
 		return NULL;
 	struct model_hparams *hp = &mf->hp;
-	bool llama = c->arch == ARCH_LLAMA;
-	int C = ST_C, V = ST_V, F = llama ? 48 : 4 * ST_C, kvd = llama ? 16 : ST_C;
+	bool g3 = c->arch == ARCH_GEMMA3, llama = c->arch == ARCH_LLAMA || g3;
+	int C = ST_C, V = ST_V, F = llama ? 48 : 4 * ST_C, kvd = g3 ? 32 : llama ? 16 : ST_C;
+	int qd = g3 ? 64 : C; /* gemma3: 4 heads of 16 (not C / heads) */
 	hp->arch = c->arch;
 	hp->n_layer = 2;
 	hp->n_embd = C;
 	hp->n_head = 4;
 	hp->n_head_kv = llama ? 2 : 4;
-	hp->head_dim = 8;
+	hp->head_dim = g3 ? 16 : 8;
 	hp->n_ff = F;
 	hp->n_vocab = V;
 	hp->n_ctx_train = 16;
 	hp->norm_eps = 1e-5f;
 	hp->rope_theta = 10000.0f;
 	hp->rope_style = c->rope;
-	hp->tied_embeddings = !llama;
-	mf->path = strdup(llama ? "selftest-llama" : "selftest-gpt2");
+	hp->tied_embeddings = !llama || g3;
+	if (g3) { /* layer 0 local (window 4 < ST_T), layer 1 global */
+		hp->sliding_window = 4;
+		hp->swa_pattern = 2;
+		hp->rope_theta = 1e6f;
+		hp->rope_theta_local = 10000.0f;
+		hp->attn_scale = 1.0f / sqrtf(12.0f);
+	}
+	mf->path = strdup(g3 ? "selftest-gemma3" : llama ? "selftest-llama" : "selftest-gpt2");
 	mf->tensors = calloc(64, sizeof *mf->tensors);
 	if (!mf->path || !mf->tensors) {
 		model_file_free(mf);
@@ -129,17 +141,25 @@ static struct model_file *st_model_file(const struct st_case *c)
 		rc = st_tensor(mf, &r, "model.embed_tokens.weight", V, C, 0.5f, 0);
 		for (int l = 0; l < 2; l++) {
 			ST_T2("model.layers.%d.input_layernorm.weight", C, 1, 0.2f, 1.0f);
-			ST_T2("model.layers.%d.self_attn.q_proj.weight", C, C, 0.3f, 0);
+			ST_T2("model.layers.%d.self_attn.q_proj.weight", qd, C, 0.3f, 0);
 			ST_T2("model.layers.%d.self_attn.k_proj.weight", kvd, C, 0.3f, 0);
 			ST_T2("model.layers.%d.self_attn.v_proj.weight", kvd, C, 0.3f, 0);
-			ST_T2("model.layers.%d.self_attn.o_proj.weight", C, C, 0.3f, 0);
+			ST_T2("model.layers.%d.self_attn.o_proj.weight", C, qd, 0.3f, 0);
 			ST_T2("model.layers.%d.post_attention_layernorm.weight", C, 1, 0.2f, 1.0f);
+			if (g3) {
+				ST_T2("model.layers.%d.self_attn.q_norm.weight", 16, 1, 0.2f, 1.0f);
+				ST_T2("model.layers.%d.self_attn.k_norm.weight", 16, 1, 0.2f, 1.0f);
+				ST_T2("model.layers.%d.pre_feedforward_layernorm.weight", C, 1, 0.2f, 1.0f);
+				ST_T2("model.layers.%d.post_feedforward_layernorm.weight", C, 1, 0.2f,
+				      1.0f);
+			}
 			ST_T2("model.layers.%d.mlp.gate_proj.weight", F, C, 0.3f, 0);
 			ST_T2("model.layers.%d.mlp.up_proj.weight", F, C, 0.3f, 0);
 			ST_T2("model.layers.%d.mlp.down_proj.weight", C, F, 0.3f, 0);
 		}
 		rc = rc ? rc : st_tensor(mf, &r, "model.norm.weight", C, 1, 0.2f, 1.0f);
-		rc = rc ? rc : st_tensor(mf, &r, "lm_head.weight", V, C, 0.5f, 0);
+		if (!g3)
+			rc = rc ? rc : st_tensor(mf, &r, "lm_head.weight", V, C, 0.5f, 0);
 	} else {
 		rc = st_tensor(mf, &r, "transformer.wte.weight", V, C, 0.5f, 0);
 		rc = rc ? rc : st_tensor(mf, &r, "transformer.wpe.weight", 16, C, 0.3f, 0);
@@ -528,8 +548,9 @@ static int st_cuda_attention(const struct selftest_target *tg, bool *ok, struct 
 		k[i] = 2.0f * rng_uniform_f(&r) - 1.0f;
 		v[i] = 2.0f * rng_uniform_f(&r) - 1.0f;
 	}
-	ops_cpu()->attention_forward(out, att, q, k, v, B, T, T, NH, NKV, HD, NULL);
-	ops_cpu()->attention_backward(dq, dk, dv, dout, att, q, k, v, B, T, NH, NKV, HD);
+	float sc = 1.0f / sqrtf((float)HD);
+	ops_cpu()->attention_forward(out, att, q, k, v, B, T, T, NH, NKV, HD, NULL, sc, 0);
+	ops_cpu()->attention_backward(dq, dk, dv, dout, att, q, k, v, B, T, NH, NKV, HD, sc, 0);
 	float *Q = dv_, *K = Q + nq, *V = K + nk, *DO = V + nk, *O = DO + nq, *DQ = O + nq;
 	float *DK = DQ + nq, *DV = DK + nk, *ATT = DV + nk;
 	cu->to_device(Q, q, nq * sizeof(float));
@@ -539,8 +560,8 @@ static int st_cuda_attention(const struct selftest_target *tg, bool *ok, struct 
 	const char *names[2] = {"stored probabilities", "fused (no T x T buffer)"};
 	for (int mode = 0; mode < 2; mode++) {
 		float *A = mode == 0 ? ATT : NULL;
-		cu->attention_forward(O, A, Q, K, V, B, T, T, NH, NKV, HD, NULL);
-		cu->attention_backward(DQ, DK, DV, DO, A, Q, K, V, B, T, NH, NKV, HD);
+		cu->attention_forward(O, A, Q, K, V, B, T, T, NH, NKV, HD, NULL, sc, 0);
+		cu->attention_backward(DQ, DK, DV, DO, A, Q, K, V, B, T, NH, NKV, HD, sc, 0);
 		cu->to_host(g_out, O, nq * sizeof(float));
 		cu->to_host(g_dq, DQ, nq * sizeof(float));
 		cu->to_host(g_dk, DK, nk * sizeof(float));

@@ -182,6 +182,15 @@ static void t_elementwise(void)
 	C->gelu_backward(ref, b, a, N);
 	G->gelu_backward(gd2, gb, ga, N);
 	cmp("gelu_backward", gd2, ref, N, 1e-6);
+	C->geglu_forward(out, a, b, N);
+	G->geglu_forward(go, ga, gb, N);
+	cmp("geglu_forward", go, out, N, 1e-6);
+	float *gd3 = G->alloc(N * 4);
+	C->geglu_backward(ref, d2, out, a, b, N);
+	G->geglu_backward(gd2, gd3, go, ga, gb, N);
+	cmp("geglu_backward dgate", gd2, ref, N, 1e-6);
+	cmp("geglu_backward dup", gd3, d2, N, 1e-6);
+	G->free(gd3);
 	/* dropout: identical masks */
 	uint8_t *mask = malloc(N), *gmask = G->alloc(N), *hm = malloc(N);
 	C->dropout_forward(out, mask, a, N, 0.3f, 1234, 5);
@@ -352,11 +361,14 @@ static void t_rope(void)
 
 static void t_attention(void)
 {
-	int shapes[3][4] = {{2, 7, 4, 2}, {1, 9, 4, 4}, {2, 6, 6, 2}};
-	int hds[3] = {8, 40, 64};
-	for (int s = 0; s < 3; s++) {
+	/* the last shape: a query scale of its own and a sliding window of 3 keys (Gemma 3's
+	 * local layers); head_dim 256 as Gemma's */
+	int shapes[4][4] = {{2, 7, 4, 2}, {1, 9, 4, 4}, {2, 6, 6, 2}, {2, 7, 4, 1}};
+	int hds[4] = {8, 40, 64, 256}, wins[4] = {0, 0, 0, 3};
+	for (int s = 0; s < 4; s++) {
 		int B = shapes[s][0], T = shapes[s][1], NH = shapes[s][2], NKV = shapes[s][3];
-		int HD = hds[s];
+		int HD = hds[s], W = wins[s];
+		float SC = W ? 0.07f : 1.0f / sqrtf((float)HD);
 		size_t nq = (size_t)B * T * NH * HD, nk = (size_t)B * T * NKV * HD;
 		size_t na = (size_t)B * NH * T * T;
 		float *q = rnd(nq, 50, 1), *k = rnd(nk, 51, 1), *v = rnd(nk, 52, 1), *dout = rnd(nq, 53, 1);
@@ -365,19 +377,19 @@ static void t_attention(void)
 		float *gq = dev(q, nq * 4), *gk = dev(k, nk * 4), *gv = dev(v, nk * 4);
 		float *gdo = dev(dout, nq * 4), *go = G->alloc(nq * 4), *gatt = G->alloc(na * 4);
 		float *gdq = G->alloc(nq * 4), *gdk = G->alloc(nk * 4), *gdv = G->alloc(nk * 4);
-		C->attention_forward(out, att, q, k, v, B, T, T, NH, NKV, HD, NULL);
-		C->attention_backward(dq, dk, dv, dout, att, q, k, v, B, T, NH, NKV, HD);
+		C->attention_forward(out, att, q, k, v, B, T, T, NH, NKV, HD, NULL, SC, W);
+		C->attention_backward(dq, dk, dv, dout, att, q, k, v, B, T, NH, NKV, HD, SC, W);
 		for (int fused = 0; fused <= 1; fused++) {
 			char what[96];
-			snprintf(what, sizeof what, "attention B%d T%d h%d/%d hd%d %s", B, T, NH, NKV,
-				 HD, fused ? "fused" : "stored P");
+			snprintf(what, sizeof what, "attention B%d T%d h%d/%d hd%d w%d %s", B, T, NH,
+				 NKV, HD, W, fused ? "fused" : "stored P");
 			G->attention_forward(go, fused ? NULL : gatt, gq, gk, gv, B, T, T, NH, NKV, HD,
-					     NULL);
+					     NULL, SC, W);
 			cmp(what, go, out, nq, 1e-6);
 			if (!fused)
 				cmp("  probabilities", gatt, att, na, 1e-6);
 			G->attention_backward(gdq, gdk, gdv, gdo, fused ? NULL : gatt, gq, gk, gv, B, T,
-					      NH, NKV, HD);
+					      NH, NKV, HD, SC, W);
 			cmp("  dq", gdq, dq, nq, 1e-5);
 			cmp("  dk", gdk, dk, nk, 1e-5);
 			cmp("  dv", gdv, dv, nk, 1e-5);
@@ -391,9 +403,13 @@ static void t_attention(void)
 	float *q = rnd(nq, 60, 1), *k = rnd(nk, 61, 1), *v = rnd(nk, 62, 1), *out = malloc(nq * 4);
 	float *gq = dev(q, nq * 4), *gk = dev(k, nk * 4), *gv = dev(v, nk * 4), *go = G->alloc(nq * 4);
 	int *gpos = dev(pos0, sizeof pos0);
-	C->attention_forward(out, NULL, q, k, v, B, TQ, TK, NH, NKV, HD, pos0);
-	G->attention_forward(go, NULL, gq, gk, gv, B, TQ, TK, NH, NKV, HD, gpos);
-	cmp("attention decode (pos0, KV cache 12)", go, out, nq, 1e-6);
+	for (int w = 0; w <= 4; w += 4) {
+		float sc = 1.0f / sqrtf((float)HD);
+		C->attention_forward(out, NULL, q, k, v, B, TQ, TK, NH, NKV, HD, pos0, sc, w);
+		G->attention_forward(go, NULL, gq, gk, gv, B, TQ, TK, NH, NKV, HD, gpos, sc, w);
+		cmp(w ? "attention decode (pos0, cache 12, window 4)" : "attention decode (pos0, KV cache 12)",
+		    go, out, nq, 1e-6);
+	}
 	free(q), free(k), free(v), free(out);
 }
 
@@ -426,10 +442,18 @@ static void t_embedding_ce(void)
 	float *lg = rnd((size_t)R * VV, 80, 6), *loss = malloc(R * 4), *lse = malloc(R * 4);
 	float *glg = dev(lg, (size_t)R * VV * 4), *gloss = G->alloc(R * 4), *glse = G->alloc(R * 4);
 	int32_t *gtg = dev(tg, sizeof tg);
-	long c1 = C->crossentropy_forward(loss, lse, lg, tg, R, VV);
-	long c2 = G->crossentropy_forward(gloss, glse, glg, gtg, R, VV);
+	lg[(size_t)5 * VV + 3] = lg[(size_t)5 * VV + 700] = 40.0f; /* a tie: the first wins */
+	G->to_device(glg, lg, (size_t)R * VV * 4);
+	int32_t am[R], gam_h[R], *gam = G->alloc(sizeof am);
+	long c1 = C->crossentropy_forward(loss, lse, am, lg, tg, R, VV);
+	long c2 = G->crossentropy_forward(gloss, glse, gam, glg, gtg, R, VV);
 	printf("  %-44s %ld vs %ld %s\n", "crossentropy count", c2, c1, c1 == c2 ? "ok" : "FAIL");
 	n_bad += c1 != c2;
+	G->to_host(gam_h, gam, sizeof gam_h);
+	bool amok = memcmp(am, gam_h, sizeof am) == 0 && am[5] == 3;
+	printf("  %-44s %s\n", "crossentropy argmax (first of a tie)", amok ? "ok" : "FAIL");
+	n_bad += !amok;
+	G->free(gam);
 	cmp("crossentropy losses", gloss, loss, R, 1e-6);
 	cmp("crossentropy lse", glse, lse, R, 1e-6);
 	C->crossentropy_backward(lg, lse, tg, R, VV, 0.25f);

@@ -5,12 +5,15 @@ How it is made: for each GGML type, blocks of bytes are taken from the real Smol
 (models/SmolLM2-135M-Instruct.Q4_1.gguf: its Q4_1, Q8_0 and F32 tensors) or, for types
 that file does not contain, made by quantising random normal values with the `gguf`
 package's own quantize() where it has one (Q4_0/Q4_1/Q8_0/BF16), and otherwise as random
-bytes with valid fp16 scales (Q4_K, Q5_K, Q6_K, F16). The expected values are
-gguf.quants.dequantize() (gguf 0.10) of those bytes.
+bytes with valid fp16 scales (Q4_K, Q5_K, Q6_K, F16). Q5_0 (and again Q4_K, Q6_K, Q8_0)
+also come from the real Gemma 3 270M GGUF (models/gemma-3-270m-q4_k_m.gguf, `make model`),
+Q5_0 and Q5_1 also from quantize(). The expected values are gguf.quants.dequantize() of
+those bytes (gguf 0.10 for the first cases; gguf 0.19, numpy 2, venv /work/refenv, for the
+Q5_0/Q5_1/Gemma cases appended after them: the earlier cases come out the same with 0.19).
 
 Output (committed): tests/reference/dequant_fixture.json
   [{"type": "Q4_K", "id": 12, "source": ..., "hex": "...", "values": [...]}, ...]
-Run: /usr/bin/python3 tests/reference/make_dequant_fixture.py   (from the repo root)
+Run: python3 tests/reference/make_dequant_fixture.py   (from the repo root; needs gguf, numpy)
 """
 import json
 import sys
@@ -26,6 +29,7 @@ from gguf import GGMLQuantizationType as Q  # noqa: E402
 from gguf.quants import dequantize  # noqa: E402
 
 GGUF = "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA = "models/gemma-3-270m-q4_k_m.gguf"
 OUT = "tests/reference/dequant_fixture.json"
 N_BLOCKS = 4
 
@@ -72,6 +76,23 @@ def main():
             else:  # F16: every element a finite half
                 raw[b, 0:2] = np.frombuffer(np.float16(rng.normal()).tobytes(), np.uint8)
         out.append(entry(qt, raw.ravel(), "random bytes with finite fp16 scales"))
+    # Appended later (the cases above are unchanged): the Gemma 3 file's types.
+    rng = np.random.default_rng(17)
+    for qt in (Q.Q5_0, Q.Q5_1):
+        bs, ts = gguf.GGML_QUANT_SIZES[qt]
+        x = rng.normal(0, 0.05, size=N_BLOCKS * bs).astype(np.float32)
+        raw = gguf.quants.quantize(x.reshape(1, -1), qt).view(np.uint8).ravel()
+        out.append(entry(qt, raw, "gguf.quants.quantize of normal(0, 0.05)"))
+    r = gguf.GGUFReader(GEMMA)
+    seen = set()
+    for t in r.tensors:
+        qt = t.tensor_type
+        if qt in seen or qt not in (Q.Q5_0, Q.Q4_K, Q.Q6_K, Q.Q8_0):
+            continue
+        seen.add(qt)
+        bs, ts = gguf.GGML_QUANT_SIZES[qt]
+        raw = np.asarray(t.data).view(np.uint8).ravel()[: N_BLOCKS * ts]
+        out.append(entry(qt, raw, f"Gemma 3 270M tensor {t.name}"))
     with open(OUT, "w") as f:
         json.dump(out, f, separators=(",", ":"))
         f.write("\n")

@@ -346,7 +346,7 @@ static void g_rope_backward(float *dx, int b, int t, int nh, int hd, const int *
 
 static void g_attention_forward(float *out, float *att, const float *q, const float *k,
 				const float *v, int b, int tq, int tk, int nh, int nkv, int hd,
-				const int *pos0)
+				const int *pos0, float scale, int window)
 {
 	DEV(out, F4((size_t)b * tq * nh * hd));
 	DEV(att, F4((size_t)b * nh * tq * tq));
@@ -355,13 +355,13 @@ static void g_attention_forward(float *out, float *att, const float *q, const fl
 	DEV(v, F4((size_t)b * tk * nkv * hd));
 	DEV(pos0, (size_t)b * sizeof(int));
 	open_all();
-	in->attention_forward(out, att, q, k, v, b, tq, tk, nh, nkv, hd, pos0);
+	in->attention_forward(out, att, q, k, v, b, tq, tk, nh, nkv, hd, pos0, scale, window);
 	close_all();
 }
 
 static void g_attention_backward(float *dq, float *dk, float *dv, const float *dout,
 				 const float *att, const float *q, const float *k, const float *v,
-				 int b, int t, int nh, int nkv, int hd)
+				 int b, int t, int nh, int nkv, int hd, float scale, int window)
 {
 	size_t nq = F4((size_t)b * t * nh * hd), nk = F4((size_t)b * t * nkv * hd);
 	DEV(dq, nq);
@@ -373,7 +373,7 @@ static void g_attention_backward(float *dq, float *dk, float *dv, const float *d
 	DEV(k, nk);
 	DEV(v, nk);
 	open_all();
-	in->attention_backward(dq, dk, dv, dout, att, q, k, v, b, t, nh, nkv, hd);
+	in->attention_backward(dq, dk, dv, dout, att, q, k, v, b, t, nh, nkv, hd, scale, window);
 	close_all();
 }
 
@@ -399,6 +399,29 @@ static void g_swiglu_backward(float *dgate, float *dup, const float *dout, const
 	DEV(up, F4(n));
 	open_all();
 	in->swiglu_backward(dgate, dup, dout, gate, up, n);
+	close_all();
+}
+
+static void g_geglu_forward(float *out, const float *gate, const float *up, size_t n)
+{
+	DEV(out, F4(n));
+	DEV(gate, F4(n));
+	DEV(up, F4(n));
+	open_all();
+	in->geglu_forward(out, gate, up, n);
+	close_all();
+}
+
+static void g_geglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+			     const float *up, size_t n)
+{
+	DEV(dgate, F4(n));
+	DEV(dup, F4(n));
+	DEV(dout, F4(n));
+	DEV(gate, F4(n));
+	DEV(up, F4(n));
+	open_all();
+	in->geglu_backward(dgate, dup, dout, gate, up, n);
 	close_all();
 }
 
@@ -449,15 +472,16 @@ static void g_embedding_backward(float *dwte, float *dwpe, const float *dout,
 	close_all();
 }
 
-static long g_crossentropy_forward(float *losses, float *lse, const float *logits,
-				   const int32_t *targets, int n, int v)
+static long g_crossentropy_forward(float *losses, float *lse, int32_t *argmax,
+				   const float *logits, const int32_t *targets, int n, int v)
 {
 	DEV(losses, F4(n));
 	DEV(lse, F4(n));
+	DEV(argmax, (size_t)n * sizeof(int32_t));
 	DEV(logits, F4((size_t)n * v));
 	DEV(targets, (size_t)n * sizeof(int32_t));
 	open_all();
-	long r = in->crossentropy_forward(losses, lse, logits, targets, n, v);
+	long r = in->crossentropy_forward(losses, lse, argmax, logits, targets, n, v);
 	close_all();
 	return r;
 }
@@ -530,6 +554,8 @@ const struct ops *ops_guard(const struct ops *inner)
 		.swiglu_backward = g_swiglu_backward,
 		.gelu_forward = g_gelu_forward,
 		.gelu_backward = g_gelu_backward,
+		.geglu_forward = g_geglu_forward,
+		.geglu_backward = g_geglu_backward,
 		.embedding_forward = g_embedding_forward,
 		.embedding_backward = g_embedding_backward,
 		.crossentropy_forward = g_crossentropy_forward,

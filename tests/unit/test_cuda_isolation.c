@@ -309,6 +309,7 @@ static void test_guard_catches_host_access(void **state)
 	o.layers_first = o.layers_last = -1;
 	o.max_batch = 1;
 	o.max_seq = 8;
+	o.full_logits = true;
 	o.ops = guard;
 	struct model *m = NULL;
 	assert_int_equal(model_create(&m, mf, &o, &d), 0);

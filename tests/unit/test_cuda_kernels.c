@@ -26,7 +26,8 @@ static const char *const kernels[] = {
 	"k_dropout_bwd",     "k_rmsnorm_fwd",      "k_rmsnorm_bwd_dx", "k_rmsnorm_bwd_dw",
 	"k_layernorm_fwd",   "k_layernorm_bwd_dx", "k_layernorm_bwd_dwdb", "k_rope",
 	"k_att_fwd",         "k_att_bwd_q",        "k_att_bwd_kv",    "k_swiglu_fwd",
-	"k_swiglu_bwd",      "k_gelu_fwd",         "k_gelu_bwd",      "k_embed_fwd",
+	"k_swiglu_bwd",      "k_gelu_fwd",         "k_gelu_bwd",      "k_geglu_fwd",
+	"k_geglu_bwd",       "k_embed_fwd",
 	"k_embed_bwd",       "k_ce_fwd",           "k_ce_bwd",        "k_sumsq",
 	"k_adamw",
 };

@@ -242,7 +242,8 @@ static void check_attention(int b, int tk, int nh, int nkv, int hd, const int *p
 	double *ref = malloc(nq * sizeof(double));
 	assert_true(out && o1 && ref);
 	ref_attention(ref, q, k, v, b, tk, nh, nkv, hd, pos0);
-	o->attention_forward(out, NULL, q, k, v, b, 1, tk, nh, nkv, hd, pos0);
+	o->attention_forward(out, NULL, q, k, v, b, 1, tk, nh, nkv, hd, pos0, 1.0f / sqrtf((float)hd),
+			     0);
 	for (size_t i = 0; i < nq; i++)
 		if (!(fabs(out[i] - ref[i]) <= 2e-6 * (1.0 + fabs(ref[i]))))
 			fail_msg("attention b %d nh %d nkv %d hd %d: out[%zu] = %.9g, reference "
@@ -251,7 +252,8 @@ static void check_attention(int b, int tk, int nh, int nkv, int hd, const int *p
 	for (int t = 1; t <= 3; t++) {
 		omp_set_num_threads(t);
 		memset(o1, 0xff, nq * sizeof(float));
-		o->attention_forward(o1, NULL, q, k, v, b, 1, tk, nh, nkv, hd, pos0);
+		o->attention_forward(o1, NULL, q, k, v, b, 1, tk, nh, nkv, hd, pos0,
+				     1.0f / sqrtf((float)hd), 0);
 		assert_memory_equal(o1, out, nq * sizeof(float));
 	}
 	omp_set_num_threads(nthreads);

@@ -82,7 +82,9 @@ static struct tok_set *tiny_set(void)
 	return s;
 }
 
-static struct model *tiny_model(int B, int T)
+/* full: every position's logits (model_logits), the reference for the head that the
+ * evaluation runs only on scored positions */
+static struct model *tiny_model_ex(int B, int T, bool full)
 {
 	struct model_file *mf = tiny_llama_mf(false, false, ROPE_HALF, 3);
 	struct model_opts o;
@@ -91,12 +93,18 @@ static struct model *tiny_model(int B, int T)
 	o.layers_first = o.layers_last = -1;
 	o.max_batch = B;
 	o.max_seq = T;
+	o.full_logits = full;
 	struct model *m = NULL;
 	struct diag d;
 	diag_init(&d);
 	assert_int_equal(model_create(&m, mf, &o, &d), 0);
 	model_file_free(mf);
 	return m;
+}
+
+static struct model *tiny_model(int B, int T)
+{
+	return tiny_model_ex(B, T, false);
 }
 
 static void test_teacher_forced_matches_forward(void **state)
@@ -116,7 +124,8 @@ static void test_teacher_forced_matches_forward(void **state)
 	struct diag d;
 	diag_init(&d);
 	assert_int_equal(eval_split(&r, m, NULL, set, &s, &d), 0);
-	/* Direct: one example at a time through model_forward. */
+	/* Direct: one example at a time through model_forward with all logits. */
+	struct model *full = tiny_model_ex(1, 16, true);
 	double sum_loss = 0, ntok = 0, correct = 0;
 	for (size_t i = 0; i < set->n; i++) {
 		const struct tok_example *e = &set->ex[i];
@@ -124,8 +133,8 @@ static void test_teacher_forced_matches_forward(void **state)
 		data_targets(tg, e->ids, e->loss, e->n);
 		float loss;
 		long nt;
-		assert_int_equal(model_forward(m, e->ids, tg, 1, (int)e->n, &loss, &nt), 0);
-		const float *lg = model_logits(m);
+		assert_int_equal(model_forward(full, e->ids, tg, 1, (int)e->n, &loss, &nt), 0);
+		const float *lg = model_logits(full);
 		double c = 0;
 		for (size_t t = 0; t < e->n; t++) {
 			if (tg[t] < 0)
@@ -163,6 +172,7 @@ static void test_teacher_forced_matches_forward(void **state)
 	assert_non_null(find(&log, "base", "token_accuracy"));
 	eval_result_free(&r);
 	model_free(m);
+	model_free(full);
 	tok_set_free(set);
 }
 

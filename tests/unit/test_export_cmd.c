@@ -75,7 +75,7 @@ static struct model *train_run(const char *run, enum method_type method)
 	struct model_opts o = {.method = method, .lora_rank = 4, .lora_alpha = 8, .targets = tg,
 			       .prefix_tokens = 2,
 			       .n_targets = 2, .layers_first = -1, .layers_last = -1,
-			       .max_batch = B, .max_seq = SEQ, .seed = 5};
+			       .max_batch = B, .max_seq = SEQ, .seed = 5, .full_logits = true};
 	struct model *m = NULL;
 	if (model_create(&m, mf, &o, &d))
 		fail_msg("%s", d.text);
@@ -138,7 +138,7 @@ static void same_logits(struct model *trained, const char *path)
 	if (model_file_load(&mf, path, &d))
 		fail_msg("%s: %s", path, d.text);
 	struct model_opts o = {.method = METHOD_NONE, .layers_first = -1, .layers_last = -1,
-			       .max_batch = B, .max_seq = SEQ};
+			       .max_batch = B, .max_seq = SEQ, .full_logits = true};
 	struct model *m = NULL;
 	if (model_create(&m, mf, &o, &d))
 		fail_msg("%s", d.text);

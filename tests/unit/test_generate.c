@@ -1,6 +1,6 @@
 /* Unit tests for model/generate.c: KV-cache decode equals recomputing the whole sequence
- * without a cache (llama both RoPE styles, GPT-2 learned positions, LoRA, prefix tuning),
- * batching does
+ * without a cache (llama both RoPE styles, GPT-2 learned positions, Gemma 3 with a
+ * sliding window shorter than the sequences, LoRA, prefix tuning), batching does
  * not change a prompt's output, seeded sampling is reproducible, EOS/stop ids and the
  * stop callback end sequences. */
 #include <setjmp.h>
@@ -24,6 +24,7 @@ static struct model *make(const struct model_file *mf, enum method_type method, 
 	o.layers_first = o.layers_last = -1;
 	o.max_batch = 1;
 	o.max_seq = max_seq;
+	o.full_logits = true;
 	o.seed = 3;
 	o.lora_rank = 2;
 	o.lora_alpha = 4;
@@ -114,6 +115,15 @@ static void test_cache_llama(void **state)
 	model_file_free(mf);
 }
 
+static void test_cache_gemma3(void **state)
+{
+	(void)state;
+	struct model_file *mf = tiny_gemma3_mf(24, 3); /* prompts of up to 7 + 6 new > 3 */
+	check_cache_matches(mf, METHOD_NONE);
+	check_cache_matches(mf, METHOD_LORA);
+	model_file_free(mf);
+}
+
 static void test_cache_gpt2(void **state)
 {
 	(void)state;
@@ -200,6 +210,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cache_llama),
 		cmocka_unit_test(test_cache_gpt2),
+		cmocka_unit_test(test_cache_gemma3),
 		cmocka_unit_test(test_sampling_and_stops),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -224,7 +224,7 @@ static void test_rules(void **state)
 		 "element count overflows"},
 		{"byte size overflow", {.n_dims0 = 2, .ne0 = {1ull << 32, 1ull << 30}}, "overflows"},
 		{"unknown type", {.type0 = 99}, "unsupported type 99 (?)"},
-		{"unsupported type", {.type0 = 6}, "unsupported type 6 (Q5_0)"},
+		{"unsupported type", {.type0 = 10}, "unsupported type 10 (Q2_K)"},
 		{"row not multiple of block", {.type0 = 8, .n_dims0 = 2, .ne0 = {33, 4}},
 		 "row length 33 is not a multiple of the Q8_0 block size 32"},
 		{"unaligned offset", {.off1 = 516, .off1_set = true}, "offset 516 is not aligned to 32"},

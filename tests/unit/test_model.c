@@ -1,9 +1,11 @@
 /* Unit tests for model/: whole-model finite-difference gradient checks on tiny random
- * llama (tied and untied, GQA, qkv biases, both RoPE styles) and GPT-2 models under every
- * method (full, freeze, LoRA with and without dropout, rsLoRA, gradient checkpointing,
- * DoRA), trainable selection, loss masking and the accumulated-batch loss scale. DoRA's
- * norm is detached (a constant to the backward, as in PEFT): its check holds the norms of
- * the first forward fixed while differencing. */
+ * llama (tied and untied, GQA, qkv biases, both RoPE styles), Gemma 3 (scaled embedding,
+ * the extra norms, GeGLU, sliding-window layers) and GPT-2 models under every method
+ * (full, freeze, LoRA with and without dropout, rsLoRA, gradient checkpointing, DoRA, IA3,
+ * prefix tuning), trainable selection, loss masking and the accumulated-batch loss scale,
+ * and the LM head run only at positions with a target, in chunks, against the head over
+ * every position. DoRA's norm is detached (a constant to the backward, as in PEFT): its
+ * check holds the norms of the first forward fixed while differencing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -450,7 +452,8 @@ static void test_prefix(void **state)
 	float o1[PB * PT * NH * HD], o2[PB * PT * NH * HD];
 	ops->attention_prefix_forward(o1, q, k, v, pre, pre + kvd, ps, PB, PT, NP, NH, NKV, HD,
 				      1.0f / sqrtf((float)HD), 0);
-	ops->attention_forward(o2, NULL, q, kc, vc, PB, PT, tk, NH, NKV, HD, pos0);
+	ops->attention_forward(o2, NULL, q, kc, vc, PB, PT, tk, NH, NKV, HD, pos0,
+			       1.0f / sqrtf((float)HD), 0);
 	for (int i = 0; i < PB * PT * qd; i++)
 		assert_float_equal(o1[i], o2[i], 1e-5);
 
@@ -506,6 +509,163 @@ static void test_gpt2_methods(void **state)
 	o.n_targets = 2;
 	check_method(mf, &o);
 	model_file_free(mf);
+}
+
+static void test_gemma3_methods(void **state)
+{
+	(void)state;
+	struct model_file *mf = tiny_gemma3_mf(21, 3); /* T = 6 > window 3: the window acts */
+	struct model_opts o = base_opts(METHOD_FULL);
+	check_method(mf, &o); /* every parameter: the scaled, tied embedding included */
+	o.grad_checkpointing = true;
+	o.head_chunk_rows = 2; /* the LM head in chunks of 2 rows (recomputed in the backward) */
+	check_method(mf, &o);
+	const char *tr[] = {"q_norm", "k_norm", "post_attention_layernorm",
+			    "pre_feedforward_layernorm", "post_feedforward_layernorm", "model.norm",
+			    "embed_tokens"};
+	o = base_opts(METHOD_FREEZE);
+	o.trainable = tr;
+	o.n_trainable = FT_ARRAY_LEN(tr);
+	check_method(mf, &o);
+	o = base_opts(METHOD_LORA);
+	o.all_linear = true;
+	o.lora_rank = 2;
+	o.lora_alpha = 4;
+	o.lora_dropout = 0.1f;
+	struct diag d;
+	diag_init(&d);
+	struct model *m = NULL;
+	assert_int_equal(model_create(&m, mf, &o, &d), 0);
+	assert_int_equal(model_n_trainable(m), 3 * 7 * 2); /* all 7 linears of 3 layers */
+	gradcheck(m, 37, 22);
+	model_free(m);
+	model_file_free(mf);
+}
+
+/* The sliding window: positions closer than the window see the same keys with a window
+ * of 3 as with one wider than the sequence; later ones differ. Layer 1 (global) attends
+ * everything either way. */
+static void test_gemma3_window(void **state)
+{
+	(void)state;
+	float *lg[2];
+	int32_t tok[B * T], tgt[B * T];
+	batch(tok, tgt, 37, 8);
+	for (int k = 0; k < 2; k++) {
+		struct model_file *mf = tiny_gemma3_mf(23, k ? 3 : 100);
+		struct model_opts o = base_opts(METHOD_NONE);
+		o.full_logits = true;
+		struct diag d;
+		diag_init(&d);
+		struct model *m = NULL;
+		assert_int_equal(model_create(&m, mf, &o, &d), 0);
+		assert_int_equal(model_forward(m, tok, NULL, B, T, NULL, NULL), 0);
+		lg[k] = malloc((size_t)B * T * 37 * sizeof(float));
+		memcpy(lg[k], model_logits(m), (size_t)B * T * 37 * sizeof(float));
+		model_free(m);
+		model_file_free(mf);
+	}
+	for (int b = 0; b < B; b++)
+		for (int t = 0; t < T; t++) {
+			const float *x = lg[0] + ((size_t)b * T + t) * 37, *y = lg[1] + ((size_t)b * T + t) * 37;
+			bool same = memcmp(x, y, 37 * sizeof(float)) == 0;
+			assert_true(t < 3 ? same : !same);
+		}
+	free(lg[0]);
+	free(lg[1]);
+}
+
+/* One forward + backward on a batch whose first positions carry no target (prompts under
+ * train_on_inputs: false); copies the per-token losses and every trainable gradient. */
+struct fb_result {
+	float loss;
+	float tl[B * T];
+	int32_t am[B * T];
+	float *grads;
+	size_t n;
+};
+
+static void run_fb(struct fb_result *r, struct model_file *mf, struct model_opts o, bool fused)
+{
+	int32_t tok[B * T], tgt[B * T];
+	batch(tok, tgt, 37, 31);
+	for (int b = 0; b < B; b++)
+		for (int t = 0; t < 3 + b; t++)
+			tgt[b * T + t] = -1;
+	struct diag d;
+	diag_init(&d);
+	struct model *m = NULL;
+	assert_int_equal(model_create(&m, mf, &o, &d), 0);
+	model_set_rng_counter(m, 3);
+	long n;
+	if (fused)
+		assert_int_equal(model_forward_train(m, tok, tgt, B, T, 0.0f, &r->loss, &n), 0);
+	else
+		assert_int_equal(model_forward(m, tok, tgt, B, T, &r->loss, &n), 0);
+	assert_int_equal(n, B * T - 7);
+	memcpy(r->tl, model_token_losses(m), sizeof r->tl);
+	memcpy(r->am, model_token_argmax(m), sizeof r->am);
+	assert_int_equal(model_backward(m, 0.0f), 0);
+	r->n = 0;
+	for (size_t i = 0; i < model_n_trainable(m); i++)
+		r->n += model_trainable(m, i)->numel;
+	r->grads = malloc(r->n * sizeof(float));
+	size_t off = 0;
+	for (size_t i = 0; i < model_n_trainable(m); i++) {
+		const struct model_param *p = model_trainable(m, i);
+		memcpy(r->grads + off, p->grad, p->numel * sizeof(float));
+		off += p->numel;
+	}
+	model_free(m);
+}
+
+/* The LM head only at positions with a target, in chunks of 2 rows, fused into the
+ * forward or recomputed in the backward, against the head over every position in one
+ * product (the way it was computed before): the same losses and argmaxes (evaluation's
+ * forward; the fused one computes none) to the bit, the
+ * same LoRA gradients to the bit (each row's sums are the same); the head weight's own
+ * gradient sums its rows in another order (full fine-tuning: within 1e-6). */
+static void test_head_rows_only(void **state)
+{
+	(void)state;
+	struct model_file *mfs[2] = {tiny_llama_mf(false, false, ROPE_HALF, 13),
+				     tiny_gemma3_mf(14, 3)};
+	for (int k = 0; k < 2; k++)
+		for (int method = 0; method < 2; method++) {
+			struct model_opts o = base_opts(method ? METHOD_FULL : METHOD_LORA);
+			o.all_linear = true;
+			o.lora_rank = 2;
+			o.lora_alpha = 4;
+			o.full_logits = true;
+			struct fb_result ref, r;
+			run_fb(&ref, mfs[k], o, false);
+			o.full_logits = false;
+			for (int variant = 0; variant < 3; variant++) {
+				o.head_chunk_rows = variant == 2 ? 0 : 2; /* 0: one chunk */
+				run_fb(&r, mfs[k], o, variant != 1);
+				assert_true(memcmp(&r.loss, &ref.loss, sizeof r.loss) == 0);
+				assert_memory_equal(r.tl, ref.tl, sizeof r.tl);
+				if (variant == 1) /* the fused forward computes no argmax */
+					assert_memory_equal(r.am, ref.am, sizeof r.am);
+				else
+					for (int i = 0; i < B * T; i++)
+						assert_int_equal(r.am[i], -1);
+				assert_int_equal(r.n, ref.n);
+				if (method == 0) {
+					assert_memory_equal(r.grads, ref.grads, r.n * sizeof(float));
+				} else {
+					double mx = 0;
+					for (size_t i = 0; i < r.n; i++)
+						mx = fmax(mx, fabs(ref.grads[i]));
+					for (size_t i = 0; i < r.n; i++)
+						assert_true(fabs(r.grads[i] - ref.grads[i]) <= 1e-6 * mx);
+				}
+				free(r.grads);
+			}
+			free(ref.grads);
+		}
+	model_file_free(mfs[0]);
+	model_file_free(mfs[1]);
 }
 
 /* Masked targets contribute nothing; loss_scale composes across micro-batches. */
@@ -629,6 +789,9 @@ int main(void)
 		cmocka_unit_test(test_ia3),
 		cmocka_unit_test(test_prefix),
 		cmocka_unit_test(test_gpt2_methods),
+		cmocka_unit_test(test_gemma3_methods),
+		cmocka_unit_test(test_gemma3_window),
+		cmocka_unit_test(test_head_rows_only),
 		cmocka_unit_test(test_loss_mask_and_scale),
 		cmocka_unit_test(test_bf16_close_to_fp32),
 		cmocka_unit_test(test_bad_inputs),

@@ -60,6 +60,7 @@ static struct model *load_model(const char *rel, int max_seq, int *out_rc)
 	o.layers_first = o.layers_last = -1;
 	o.max_batch = 1;
 	o.max_seq = max_seq;
+	o.full_logits = true;
 	struct model *m = NULL;
 	if (model_create(&m, mf, &o, &d))
 		fail_msg("model_create %s: %s", rel, d.text);

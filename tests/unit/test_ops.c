@@ -397,22 +397,59 @@ static void test_rope(void **state)
 struct att_ctx {
 	float *q, *k, *v, *att;
 	int b, t, nh, nkv, hd;
+	float scale;
+	int window;
 };
 
 static void att_fwd(void *vc, float *out)
 {
 	struct att_ctx *c = vc;
 	O->attention_forward(out, c->att, c->q, c->k, c->v, c->b, c->t, c->t, c->nh, c->nkv,
-			     c->hd, NULL);
+			     c->hd, NULL, c->scale, c->window);
 }
 
-static void test_attention(void **state)
+/* Attention in double from the definition: query t attends keys max(0, t-w+1)..t. */
+static void ref_attention_win(double *out, const struct att_ctx *c)
 {
-	(void)state;
+	int grp = c->nh / c->nkv, hd = c->hd;
+	size_t qs = (size_t)c->nh * hd, ks = (size_t)c->nkv * hd;
+	double *s = malloc((size_t)c->t * sizeof(double));
+	for (int bi = 0; bi < c->b; bi++)
+		for (int h = 0; h < c->nh; h++)
+			for (int t = 0; t < c->t; t++) {
+				int j0 = c->window > 0 && t - c->window + 1 > 0 ? t - c->window + 1 : 0;
+				const float *qr = c->q + ((size_t)bi * c->t + t) * qs + (size_t)h * hd;
+				double mx = -1e300, sum = 0;
+				for (int j = j0; j <= t; j++) {
+					const float *kr = c->k + ((size_t)bi * c->t + j) * ks +
+							  (size_t)(h / grp) * hd;
+					double d = 0;
+					for (int i = 0; i < hd; i++)
+						d += (double)qr[i] * kr[i];
+					s[j] = d * c->scale;
+					mx = s[j] > mx ? s[j] : mx;
+				}
+				for (int j = j0; j <= t; j++)
+					sum += (s[j] = exp(s[j] - mx));
+				double *o = out + ((size_t)bi * c->t + t) * qs + (size_t)h * hd;
+				for (int i = 0; i < hd; i++) {
+					double a = 0;
+					for (int j = j0; j <= t; j++)
+						a += s[j] / sum *
+						     c->v[((size_t)bi * c->t + j) * ks + (size_t)(h / grp) * hd + i];
+					o[i] = a;
+				}
+			}
+	free(s);
+}
+
+static void attention_case(float scale, int window)
+{
 	int b = 2, t = 6, nh = 4, nkv = 2, hd = 8;
 	size_t nq = (size_t)b * t * nh * hd, nk = (size_t)b * t * nkv * hd;
 	struct att_ctx c = {rnd(nq, 10, 1), rnd(nk, 11, 1), rnd(nk, 12, 1),
-			    malloc((size_t)b * nh * t * t * sizeof(float)), b, t, nh, nkv, hd};
+			    malloc((size_t)b * nh * t * t * sizeof(float)), b, t, nh, nkv, hd,
+			    scale, window};
 	float *R = rnd(nq, 13, 1), *out = malloc(nq * sizeof(float));
 	float *dq = malloc(nq * sizeof(float)), *dk = malloc(nk * sizeof(float)),
 	      *dv = malloc(nk * sizeof(float));
@@ -420,7 +457,25 @@ static void test_attention(void **state)
 	/* the first position attends only to itself: out = v[0] of its KV head */
 	for (int i = 0; i < hd; i++)
 		assert_float_equal(out[(size_t)3 * hd + i], c.v[(size_t)1 * hd + i], 1e-6);
-	O->attention_backward(dq, dk, dv, R, c.att, c.q, c.k, c.v, b, t, nh, nkv, hd);
+	double *ref = malloc(nq * sizeof(double));
+	ref_attention_win(ref, &c);
+	for (size_t i = 0; i < nq; i++)
+		assert_float_equal(out[i], ref[i], 1e-5);
+	/* probabilities outside the window are exactly 0 */
+	if (window > 0)
+		for (int i = window; i < t; i++)
+			for (int j = 0; j <= i - window; j++)
+				assert_true(c.att[(size_t)i * t + j] == 0.0f);
+	/* the loop form (a query block that does not start at 0) agrees */
+	float *o2 = malloc(nq * sizeof(float));
+	int zero[2] = {0, 0};
+	float *noatt = NULL;
+	O->attention_forward(o2, noatt, c.q, c.k, c.v, b, t, t, nh, nkv, hd, zero, scale, window);
+	for (size_t i = 0; i < nq; i++)
+		assert_float_equal(o2[i], ref[i], 1e-5);
+	free(o2);
+	free(ref);
+	O->attention_backward(dq, dk, dv, R, c.att, c.q, c.k, c.v, b, t, nh, nkv, hd, scale, window);
 	fd_check("attention dq", c.q, nq, dq, att_fwd, &c, R, nq, 1e-2f, 2e-3);
 	fd_check("attention dk", c.k, nk, dk, att_fwd, &c, R, nq, 1e-2f, 2e-3);
 	fd_check("attention dv", c.v, nk, dv, att_fwd, &c, R, nq, 1e-2f, 2e-3);
@@ -437,7 +492,7 @@ static void test_attention(void **state)
 		memcpy(q1 + (size_t)bi * nh * hd, c.q + ((size_t)bi * t + t - 1) * nh * hd,
 		       (size_t)nh * hd * sizeof(float));
 	}
-	O->attention_forward(o1, NULL, q1, kc, vc, b, 1, tk, nh, nkv, hd, pos0);
+	O->attention_forward(o1, NULL, q1, kc, vc, b, 1, tk, nh, nkv, hd, pos0, scale, window);
 	for (int bi = 0; bi < b; bi++)
 		for (int i = 0; i < nh * hd; i++)
 			assert_float_equal(o1[(size_t)bi * nh * hd + i],
@@ -457,19 +512,29 @@ static void test_attention(void **state)
 	free(o1);
 }
 
+static void test_attention(void **state)
+{
+	(void)state;
+	attention_case(1.0f / sqrtf(8.0f), 0);
+	attention_case(0.3f, 3); /* a query scale of its own and a sliding window of 3 keys */
+	attention_case(0.3f, 1); /* each query sees itself only */
+}
+
 /* ---- activations, embedding ---- */
 
 struct act_ctx {
 	float *g, *u;
 	size_t n;
-	bool gelu;
+	int kind; /* 0 swiglu, 1 gelu, 2 geglu */
 };
 
 static void act_fwd(void *vc, float *out)
 {
 	struct act_ctx *c = vc;
-	if (c->gelu)
+	if (c->kind == 1)
 		O->gelu_forward(out, c->g, c->n);
+	else if (c->kind == 2)
+		O->geglu_forward(out, c->g, c->u, c->n);
 	else
 		O->swiglu_forward(out, c->g, c->u, c->n);
 }
@@ -478,14 +543,21 @@ static void test_activations(void **state)
 {
 	(void)state;
 	size_t n = 301;
-	struct act_ctx c = {rnd(n, 14, 4), rnd(n, 15, 2), n, false};
+	struct act_ctx c = {rnd(n, 14, 4), rnd(n, 15, 2), n, 0};
 	float *R = rnd(n, 16, 1), *dg = malloc(n * sizeof(float)), *du = malloc(n * sizeof(float));
 	O->swiglu_backward(dg, du, R, c.g, c.u, n);
 	fd_check("swiglu dgate", c.g, n, dg, act_fwd, &c, R, n, 1e-3f, 2e-3);
 	fd_check("swiglu dup", c.u, n, du, act_fwd, &c, R, n, 1e-3f, 2e-3);
-	c.gelu = true;
+	c.kind = 1;
 	O->gelu_backward(dg, R, c.g, n);
 	fd_check("gelu", c.g, n, dg, act_fwd, &c, R, n, 1e-3f, 2e-3);
+	c.kind = 2;
+	O->geglu_backward(dg, du, R, c.g, c.u, n);
+	fd_check("geglu dgate", c.g, n, dg, act_fwd, &c, R, n, 1e-3f, 2e-3);
+	fd_check("geglu dup", c.u, n, du, act_fwd, &c, R, n, 1e-3f, 2e-3);
+	float o3[1], g3 = 1.0f, u3 = -2.0f;
+	O->geglu_forward(o3, &g3, &u3, 1);
+	assert_float_equal(o3[0], -2.0f * 0.8411920f, 1e-6);
 	/* GELU tanh: known values */
 	assert_float_equal(ops_gelu(1.0f), 0.8411920f, 1e-6);
 	assert_float_equal(ops_silu(1.0f), 0.7310586f, 1e-6);
@@ -533,7 +605,7 @@ static void ce_fwd(void *vc, float *out)
 {
 	struct ce_ctx *c = vc;
 	float *lse = malloc((size_t)c->n * sizeof(float));
-	O->crossentropy_forward(out, lse, c->logits, c->tg, c->n, c->v);
+	O->crossentropy_forward(out, lse, NULL, c->logits, c->tg, c->n, c->v);
 	free(lse);
 }
 
@@ -544,8 +616,18 @@ static void test_crossentropy(void **state)
 	int32_t tg[5] = {3, -1, 999, 0, -100};
 	struct ce_ctx c = {rnd((size_t)n * v, 20, 5), tg, n, v};
 	float *losses = malloc((size_t)n * sizeof(float)), *lse = malloc((size_t)n * sizeof(float));
-	long cnt = O->crossentropy_forward(losses, lse, c.logits, tg, n, v);
+	int32_t am[5];
+	c.logits[(size_t)3 * v + 17] = c.logits[(size_t)3 * v + 600] = 50.0f; /* a tie: the first */
+	long cnt = O->crossentropy_forward(losses, lse, am, c.logits, tg, n, v);
 	assert_int_equal(cnt, 3);
+	for (int r = 0; r < n; r++) {
+		int32_t best = 0;
+		for (int i = 1; i < v; i++)
+			if (c.logits[(size_t)r * v + i] > c.logits[(size_t)r * v + best])
+				best = i;
+		assert_int_equal(am[r], tg[r] >= 0 ? best : -1);
+	}
+	assert_int_equal(am[3], 17);
 	for (int r = 0; r < n; r++) {
 		double mx = -1e30, s = 0;
 		for (int i = 0; i < v; i++)

@@ -101,6 +101,24 @@ static void test_expf(void **state)
 	assert_true(isfinite(ops_expf(88.7f)) && ops_expf(88.7f) > 3.3e38f);
 }
 
+/* ops_tanhf against tanh in double: every 37th float pattern with |x| < 20, both signs. */
+static void test_tanhf(void **state)
+{
+	(void)state;
+	double worst = 0;
+	for (int sign = 0; sign < 2; sign++)
+		for (uint32_t u = 0; u < 0x41a00000u; u += 37) {
+			float x = from_bits(u | (sign ? 0x80000000u : 0u));
+			worst = fmax(worst, fabs((double)ops_tanhf(x) - tanh((double)x)));
+		}
+	print_message("ops_tanhf: worst absolute error %.3g\n", worst);
+	assert_true(worst < 2e-7);
+	assert_true(ops_tanhf(100.0f) == 1.0f && ops_tanhf(-100.0f) == -1.0f);
+	assert_true(ops_tanhf(INFINITY) == 1.0f && ops_tanhf(-INFINITY) == -1.0f);
+	assert_true(isnan(ops_tanhf(NAN)));
+	assert_true(ops_tanhf(0.0f) == 0.0f);
+}
+
 static void test_bf16(void **state)
 {
 	(void)state;
@@ -362,6 +380,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_activations),  cmocka_unit_test(test_bf16), cmocka_unit_test(test_expf),
+		cmocka_unit_test(test_tanhf),
 		cmocka_unit_test(test_rmsnorm_row),  cmocka_unit_test(test_layernorm_row),
 		cmocka_unit_test(test_rope_head),    cmocka_unit_test(test_logsumexp_ce),
 		cmocka_unit_test(test_dropout_keep), cmocka_unit_test(test_adamw_elem),

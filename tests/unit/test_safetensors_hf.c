@@ -116,6 +116,50 @@ static void compare_all(const struct tiny_model_spec *s, const struct model_file
 	}
 }
 
+/* Gemma 3: the GGUF holds 1 + w for the norms (llama.cpp's converter), the HF files w; both
+ * loaders give the multiplier, the same bits, and the same Gemma hyperparameters. */
+static void test_gemma3_gguf_equals_hf(void **state)
+{
+	(void)state;
+	struct tiny_model_spec s;
+	tiny_model_spec_default(&s, ARCH_GEMMA3);
+	struct model_file *g = NULL, *h = NULL;
+	write_both(&s, "gemma3", &g, &h);
+	same_hparams(&g->hp, &h->hp);
+	const struct model_hparams *a = &g->hp, *b = &h->hp;
+	assert_int_equal(a->arch, ARCH_GEMMA3);
+	assert_int_equal(a->rope_style, ROPE_HALF);
+	assert_int_equal(b->rope_style, ROPE_HALF);
+	assert_int_equal(a->head_dim, 16);
+	assert_int_equal(a->sliding_window, 5);
+	assert_int_equal(b->sliding_window, 5);
+	assert_int_equal(a->swa_pattern, 2);
+	assert_int_equal(b->swa_pattern, 2);
+	assert_true(a->rope_theta == 1e6f && b->rope_theta == 1e6f);
+	assert_true(a->rope_theta_local == 1e4f && b->rope_theta_local == 1e4f);
+	assert_true(a->attn_scale == 0.25f && b->attn_scale == 0.25f);
+	assert_int_equal(g->n_tensors, h->n_tensors);
+	size_t norms = 0;
+	for (size_t i = 0; i < h->n_tensors; i++) {
+		const struct mf_tensor *th = &h->tensors[i];
+		const struct mf_tensor *tg = model_file_tensor(g, th->name);
+		assert_non_null(tg);
+		assert_int_equal(tg->numel, th->numel);
+		assert_memory_equal(tg->data, th->data, th->numel * sizeof(float));
+		size_t n;
+		float *w = tiny_model_tensor(&s, th->name, &n);
+		assert_non_null(w);
+		bool norm = strstr(th->name, "norm.weight") != NULL;
+		norms += norm;
+		for (size_t j = 0; j < n; j++)
+			assert_true(th->data[j] == (norm ? 1.0f + w[j] : w[j]));
+		free(w);
+	}
+	assert_int_equal(norms, 3 * 6 + 1);
+	model_file_free(g);
+	model_file_free(h);
+}
+
 static void test_llama_gguf_equals_hf(void **state)
 {
 	(void)state;
@@ -257,6 +301,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_llama_gguf_equals_hf),
+		cmocka_unit_test(test_gemma3_gguf_equals_hf),
 		cmocka_unit_test(test_llama_tied_bias_sharded_bf16),
 		cmocka_unit_test(test_gguf_q8_0_weights),
 		cmocka_unit_test(test_gpt2_conv1d_transposed),

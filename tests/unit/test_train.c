@@ -129,9 +129,11 @@ static struct config_train train_cfg(int64_t steps)
 	return c;
 }
 
+static bool use_gemma; /* the tiny Gemma 3 (window 3) instead of the tiny llama */
+
 static struct model *make_model(enum method_type method, float dropout, int max_batch)
 {
-	struct model_file *mf = tiny_llama_mf(true, false, ROPE_HALF, 7);
+	struct model_file *mf = use_gemma ? tiny_gemma3_mf(7, 3) : tiny_llama_mf(true, false, ROPE_HALF, 7);
 	static const char *const targets[] = {"q_proj", "v_proj"};
 	struct model_opts o = {.method = method, .lora_rank = 4, .lora_alpha = 8,
 			       .lora_dropout = dropout, .targets = targets, .n_targets = 2,
@@ -291,6 +293,27 @@ static void test_deterministic_and_resume_prefix(void **state)
 	deterministic_and_resume(METHOD_PREFIX);
 }
 
+/* Gemma 3 (sliding window, the extra norms): learns under full fine-tuning, and a killed
+ * LoRA run resumes to the uninterrupted trace bit for bit. */
+static void test_gemma3_learns_and_resumes(void **state)
+{
+	(void)state;
+	use_gemma = true;
+	struct model *m = make_model(METHOD_FULL, 0.0f, 4);
+	struct config_train c = train_cfg(60);
+	c.optimizer.lr = 3e-2;
+	struct rec r = {.stop_at = -1};
+	struct synth s = {.mask_prefix = 1};
+	rng_seed(&s.r, 5, 0);
+	struct trainer_result res;
+	assert_int_equal(run(m, &c, &r, NULL, false, &s, NULL, &res), 0);
+	if (!(r.loss[60] < 0.3 * r.loss[1]))
+		fail_msg("Gemma loss after 60 steps %g (first %g)", r.loss[60], r.loss[1]);
+	model_free(m);
+	deterministic_and_resume(METHOD_LORA);
+	use_gemma = false;
+}
+
 static void params_copy(struct model *m, float *out, size_t cap)
 {
 	size_t off = 0;
@@ -413,6 +436,7 @@ int main(void)
 		cmocka_unit_test(test_deterministic_and_resume_dora),
 		cmocka_unit_test(test_deterministic_and_resume_ia3),
 		cmocka_unit_test(test_deterministic_and_resume_prefix),
+		cmocka_unit_test(test_gemma3_learns_and_resumes),
 		cmocka_unit_test(test_grad_accum_whole_batch_mean),
 		cmocka_unit_test(test_nonfinite_policy),
 		cmocka_unit_test(test_early_stopping),

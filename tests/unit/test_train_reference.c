@@ -76,8 +76,9 @@ static struct model *make_model_method(struct model_file *mf, enum method_type m
 {
 	static const char *const targets_[] = {"q_proj", "v_proj"};
 	struct model_opts o = {.method = method, .lora_rank = 4, .lora_alpha = 8,
-			       .prefix_tokens = 3, .targets = targets_, .n_targets = 2, .layers_first = -1,
-			       .layers_last = -1, .max_batch = B, .max_seq = SEQ, .seed = 11};
+			       .prefix_tokens = 3, .targets = targets_, .n_targets = 2,
+			       .layers_first = -1, .layers_last = -1, .max_batch = B,
+			       .max_seq = SEQ, .seed = 11, .full_logits = true};
 	struct model *m = NULL;
 	struct diag d;
 	diag_init(&d);
@@ -411,7 +412,8 @@ static void method_matches_peft(enum method_type method)
 	struct model_opts o = {.method = method, .lora_rank = 4, .lora_alpha = 8,
 			       .targets = ia3 ? NULL : tg, .n_targets = ia3 ? 0 : 3,
 			       .ff_auto = true, .prefix_tokens = 3, .layers_first = -1,
-			       .layers_last = -1, .max_batch = B, .max_seq = SEQ, .seed = 11};
+			       .layers_last = -1, .max_batch = B, .max_seq = SEQ, .seed = 11,
+			       .full_logits = true};
 	struct model *m = NULL;
 	struct diag d;
 	diag_init(&d);
@@ -470,7 +472,8 @@ static void method_matches_peft(enum method_type method)
 			fail_msg("%s", d.text);
 		adapter_free(ad);
 		struct model_opts on = {.method = METHOD_NONE, .layers_first = -1,
-					.layers_last = -1, .max_batch = B, .max_seq = SEQ};
+					.layers_last = -1, .max_batch = B, .max_seq = SEQ,
+					.full_logits = true};
 		struct model *merged = NULL;
 		if (model_create(&merged, mf, &on, &d))
 			fail_msg("%s", d.text);

@@ -5,7 +5,9 @@
  * /tmp/ftlab-smollm2-f32.gguf and transformers loads that with gguf_file=; our initial
  * LoRA A (B = 0) goes to tests/reference/fixtures/train_smollm2/adapter_init. Checked: loss
  * and lora_B gradients of one step (q_proj rows un-permuted from llama.cpp order), and the
- * loss trace of five AdamW steps. */
+ * loss trace of five AdamW steps. Also: the LM head computed only at the positions with a
+ * target (in chunks, padded to 16 rows) gives this real model's losses and LoRA gradients
+ * to the bit of the head over every position. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -211,10 +213,98 @@ static void test_smollm2_lora_matches_peft(void **state)
 	model_file_free(mf);
 }
 
+/* One LoRA forward/backward of a prompt-masked batch; per-token losses, argmaxes and the
+ * gradients of every trainable parameter, copied. */
+static void head_run(const struct model_file *mf, bool full, int chunk, bool fused, float *loss,
+		     float *tl, int32_t *am, float **grads, size_t *ng)
+{
+	static const char *const tg[] = {"q_proj", "v_proj", "down_proj"};
+	struct model_opts o = {.method = METHOD_LORA, .lora_rank = 8, .lora_alpha = 16,
+			       .targets = tg, .n_targets = 3, .layers_first = -1, .layers_last = -1,
+			       .max_batch = B, .max_seq = SEQ, .seed = 11, .full_logits = full,
+			       .head_chunk_rows = chunk};
+	struct model *m = NULL;
+	struct diag d;
+	diag_init(&d);
+	if (model_create(&m, mf, &o, &d))
+		fail_msg("%s", d.text);
+	/* non-zero B so that every LoRA gradient depends on the head's */
+	for (size_t i = 0; i < model_n_trainable(m); i++) {
+		const struct model_param *p = model_trainable(m, i);
+		if (strstr(p->name, "lora_B"))
+			for (size_t j = 0; j < p->numel; j++)
+				p->data[j] = 0.01f * (float)((int)(j % 7) - 3);
+	}
+	long nt;
+	if (fused)
+		assert_int_equal(model_forward_train(m, tokens, targets, B, SEQ, 0.0f, loss, &nt), 0);
+	else
+		assert_int_equal(model_forward(m, tokens, targets, B, SEQ, loss, &nt), 0);
+	memcpy(tl, model_token_losses(m), B * SEQ * sizeof *tl);
+	memcpy(am, model_token_argmax(m), B * SEQ * sizeof *am);
+	assert_int_equal(model_backward(m, 0.0f), 0);
+	*ng = 0;
+	for (size_t i = 0; i < model_n_trainable(m); i++)
+		*ng += model_trainable(m, i)->numel;
+	*grads = malloc(*ng * sizeof(float));
+	size_t off = 0;
+	for (size_t i = 0; i < model_n_trainable(m); i++) {
+		const struct model_param *p = model_trainable(m, i);
+		memcpy(*grads + off, p->grad, p->numel * sizeof(float));
+		off += p->numel;
+	}
+	model_free(m);
+}
+
+static void test_smollm2_head_rows_bit_identical(void **state)
+{
+	(void)state;
+	char *mp = root_path("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+	if (!path_exists(mp)) {
+		free(mp);
+		skip();
+	}
+	struct diag d;
+	diag_init(&d);
+	struct model_file *mf = NULL;
+	if (model_file_load(&mf, mp, &d))
+		fail_msg("%s", d.text);
+	/* instruction-like rows: the first 20 (row 0) and 25 (row 1) positions are prompt */
+	for (int i = 0; i < B * SEQ; i++)
+		tokens[i] = (int32_t)((i * 131 + 7) % mf->hp.n_vocab);
+	for (int b = 0; b < B; b++)
+		for (int t = 0; t < SEQ; t++) {
+			int i = b * SEQ + t;
+			targets[i] = t + 1 < SEQ && t >= 20 + 5 * b ? tokens[i + 1] : -1;
+		}
+	float lr, l;
+	float tlr[B * SEQ], tl[B * SEQ];
+	int32_t amr[B * SEQ], am[B * SEQ];
+	float *gr, *g;
+	size_t nr, n;
+	head_run(mf, true, 0, false, &lr, tlr, amr, &gr, &nr);
+	/* one chunk of the 17 head rows; chunks of 5 (each product padded to 16 rows), fused
+	 * into the forward and recomputed in the backward */
+	for (int v = 0; v < 3; v++) {
+		head_run(mf, false, v ? 5 : 0, v != 2, &l, tl, am, &g, &n);
+		assert_true(memcmp(&l, &lr, sizeof l) == 0);
+		assert_memory_equal(tl, tlr, sizeof tl);
+		if (v == 2) /* model_forward; the fused model_forward_train computes no argmax */
+			assert_memory_equal(am, amr, sizeof am);
+		assert_int_equal(n, nr);
+		assert_memory_equal(g, gr, n * sizeof(float));
+		free(g);
+	}
+	free(gr);
+	model_file_free(mf);
+	free(mp);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_smollm2_lora_matches_peft),
+		cmocka_unit_test(test_smollm2_head_rows_bit_identical),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

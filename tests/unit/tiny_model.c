@@ -1,4 +1,5 @@
-/* tiny_model: writers for tiny random llama / GPT-2 models in GGUF and Hugging Face form.
+/* tiny_model: writers for tiny random llama / Gemma 3 / GPT-2 models in GGUF and Hugging
+ * Face form.
  * Values depend only on (seed, tensor name), so both files hold the same weights and
  * tiny_model_tensor can regenerate any of them. */
 #include "tests/unit/tiny_model.h"
@@ -40,11 +41,30 @@ void tiny_model_spec_default(struct tiny_model_spec *s, enum model_arch arch)
 	s->gguf_type = GGML_F32;
 	s->hf_dtype = 0;
 	s->hf_shards = 1;
+	if (arch == ARCH_GEMMA3) {
+		s->n_layer = 3;
+		s->n_embd = 48;
+		s->n_head_kv = 1;
+		s->n_ff = 96;
+		s->head_dim = 16;
+		s->tied = true;
+		s->rope_theta = 1e6f;
+		s->rope_theta_local = 1e4f;
+		s->norm_eps = 1e-6f;
+		s->sliding_window = 5;
+		s->swa_pattern = 2;
+		s->query_pre_attn_scalar = 16.0f;
+	}
+}
+
+static int64_t head_dim(const struct tiny_model_spec *s)
+{
+	return s->head_dim ? s->head_dim : s->n_embd / s->n_head;
 }
 
 /* ---- the tensor list (HF names, PyTorch (out, in) shapes) ---------------------------- */
 
-enum kind { K_WEIGHT, K_NORM, K_BIAS };
+enum kind { K_WEIGHT, K_NORM, K_BIAS, K_GNORM /* Gemma: HF w, multiplier 1 + w */ };
 struct tdef {
 	char name[96];
 	int ndim;
@@ -72,9 +92,27 @@ static size_t tensor_list(const struct tiny_model_spec *s, struct tdef **out)
 {
 	struct tdef *v = calloc((size_t)(16 * s->n_layer + 8), sizeof *v);
 	size_t n = 0;
-	int64_t C = s->n_embd, F = s->n_ff, V = TINY_N_VOCAB, hd = C / s->n_head;
+	int64_t C = s->n_embd, F = s->n_ff, V = TINY_N_VOCAB, hd = head_dim(s);
 	int64_t kv = hd * s->n_head_kv;
-	if (s->arch == ARCH_GPT2) {
+	if (s->arch == ARCH_GEMMA3) {
+		n = add(v, n, K_WEIGHT, V, C, "model.embed_tokens.weight", 0);
+		for (int l = 0; l < s->n_layer; l++) {
+			n = add(v, n, K_GNORM, C, 0, "model.layers.%d.input_layernorm.weight", l);
+			n = add(v, n, K_WEIGHT, hd * s->n_head, C, "model.layers.%d.self_attn.q_proj.weight", l);
+			n = add(v, n, K_WEIGHT, kv, C, "model.layers.%d.self_attn.k_proj.weight", l);
+			n = add(v, n, K_WEIGHT, kv, C, "model.layers.%d.self_attn.v_proj.weight", l);
+			n = add(v, n, K_GNORM, hd, 0, "model.layers.%d.self_attn.q_norm.weight", l);
+			n = add(v, n, K_GNORM, hd, 0, "model.layers.%d.self_attn.k_norm.weight", l);
+			n = add(v, n, K_WEIGHT, C, hd * s->n_head, "model.layers.%d.self_attn.o_proj.weight", l);
+			n = add(v, n, K_GNORM, C, 0, "model.layers.%d.post_attention_layernorm.weight", l);
+			n = add(v, n, K_GNORM, C, 0, "model.layers.%d.pre_feedforward_layernorm.weight", l);
+			n = add(v, n, K_WEIGHT, F, C, "model.layers.%d.mlp.gate_proj.weight", l);
+			n = add(v, n, K_WEIGHT, F, C, "model.layers.%d.mlp.up_proj.weight", l);
+			n = add(v, n, K_WEIGHT, C, F, "model.layers.%d.mlp.down_proj.weight", l);
+			n = add(v, n, K_GNORM, C, 0, "model.layers.%d.post_feedforward_layernorm.weight", l);
+		}
+		n = add(v, n, K_GNORM, C, 0, "model.norm.weight", 0);
+	} else if (s->arch == ARCH_GPT2) {
 		n = add(v, n, K_WEIGHT, V, C, "transformer.wte.weight", 0);
 		n = add(v, n, K_WEIGHT, s->n_ctx, C, "transformer.wpe.weight", 0);
 		for (int l = 0; l < s->n_layer; l++) {
@@ -130,7 +168,10 @@ static float *values(const struct tiny_model_spec *s, const struct tdef *t)
 	rng_seed(&r, s->seed, h);
 	for (size_t i = 0; i < n; i++) {
 		double u = rng_uniform(&r) - 0.5;
-		v[i] = (float)(t->kind == K_NORM ? 1.0 + 0.2 * u : t->kind == K_BIAS ? 0.1 * u : 0.2 * u);
+		v[i] = (float)(t->kind == K_NORM    ? 1.0 + 0.2 * u
+			       : t->kind == K_GNORM ? 0.6 * u
+			       : t->kind == K_BIAS  ? 0.1 * u
+						    : 0.2 * u);
 	}
 	return v;
 }
@@ -254,6 +295,13 @@ static void gguf_name(char *out, size_t n, const char *hf, enum model_arch arch)
 		{"self_attn.k_proj", "attn_k"}, {"self_attn.v_proj", "attn_v"},
 		{"self_attn.o_proj", "attn_output"}, {"post_attention_layernorm", "ffn_norm"},
 		{"mlp.gate_proj", "ffn_gate"}, {"mlp.up_proj", "ffn_up"}, {"mlp.down_proj", "ffn_down"}};
+	static const char *const gemma3[][2] = {
+		{"input_layernorm", "attn_norm"}, {"self_attn.q_proj", "attn_q"},
+		{"self_attn.k_proj", "attn_k"}, {"self_attn.v_proj", "attn_v"},
+		{"self_attn.q_norm", "attn_q_norm"}, {"self_attn.k_norm", "attn_k_norm"},
+		{"self_attn.o_proj", "attn_output"}, {"post_attention_layernorm", "post_attention_norm"},
+		{"pre_feedforward_layernorm", "ffn_norm"}, {"post_feedforward_layernorm", "post_ffw_norm"},
+		{"mlp.gate_proj", "ffn_gate"}, {"mlp.up_proj", "ffn_up"}, {"mlp.down_proj", "ffn_down"}};
 	static const char *const gpt2[][2] = {
 		{"ln_1", "attn_norm"}, {"attn.c_attn", "attn_qkv"}, {"attn.c_proj", "attn_output"},
 		{"ln_2", "ffn_norm"}, {"mlp.c_fc", "ffn_up"}, {"mlp.c_proj", "ffn_down"}};
@@ -273,9 +321,11 @@ static void gguf_name(char *out, size_t n, const char *hf, enum model_arch arch)
 	long layer = strtol(hf + strlen(prefix), &end, 10);
 	const char *part = end + 1;
 	size_t plen = (size_t)(suffix - part);
-	size_t nm = arch == ARCH_GPT2 ? FT_ARRAY_LEN(gpt2) : FT_ARRAY_LEN(llama);
+	size_t nm = arch == ARCH_GPT2     ? FT_ARRAY_LEN(gpt2)
+		    : arch == ARCH_GEMMA3 ? FT_ARRAY_LEN(gemma3)
+					  : FT_ARRAY_LEN(llama);
 	for (size_t i = 0; i < nm; i++) {
-		const char *const *m = arch == ARCH_GPT2 ? gpt2[i] : llama[i];
+		const char *const *m = arch == ARCH_GPT2 ? gpt2[i] : arch == ARCH_GEMMA3 ? gemma3[i] : llama[i];
 		if (strlen(m[0]) == plen && strncmp(part, m[0], plen) == 0) {
 			snprintf(out, n, "blk.%ld.%s%s", layer, m[1], suffix);
 			return;
@@ -340,7 +390,7 @@ int tiny_model_write_gguf(const char *path, const struct tiny_model_spec *s, str
 {
 	struct tdef *list;
 	size_t nt = tensor_list(s, &list);
-	const char *arch = s->arch == ARCH_GPT2 ? "gpt2" : "llama";
+	const char *arch = s->arch == ARCH_GPT2 ? "gpt2" : s->arch == ARCH_GEMMA3 ? "gemma3" : "llama";
 	struct wb w = {0};
 	char key[128];
 	char **toks = vocab();
@@ -364,7 +414,31 @@ int tiny_model_write_gguf(const char *path, const struct tiny_model_spec *s, str
 		kv_u32(&w, KA("attention.head_count_kv"), (uint32_t)s->n_head_kv);
 		kv_f32(&w, KA("attention.layer_norm_rms_epsilon"), s->norm_eps);
 		kv_f32(&w, KA("rope.freq_base"), s->rope_theta);
-		kv_u32(&w, KA("rope.dimension_count"), (uint32_t)(s->n_embd / s->n_head));
+		kv_u32(&w, KA("rope.dimension_count"), (uint32_t)head_dim(s));
+	}
+	if (s->arch == ARCH_GEMMA3) {
+		kv_u32(&w, KA("attention.key_length"), (uint32_t)head_dim(s));
+		kv_u32(&w, KA("attention.value_length"),
+		       (uint32_t)(s->value_length ? s->value_length : head_dim(s)));
+		if (s->sliding_window > 0)
+			kv_u32(&w, KA("attention.sliding_window"), (uint32_t)s->sliding_window);
+		if (s->swa_layers) {
+			w.nkv++;
+			put_str(&w, KA("attention.sliding_window_pattern"));
+			put_u32(&w, 9);
+			put_u32(&w, 7);
+			put_u64(&w, (uint64_t)s->n_layer);
+			for (int l = 0; l < s->n_layer; l++) {
+				uint8_t b = s->swa_layers[l];
+				put(&w, &b, 1);
+			}
+		} else if (s->swa_pattern != 6) { /* llama.cpp's default period */
+			kv_u32(&w, KA("attention.sliding_window_pattern"), (uint32_t)s->swa_pattern);
+		}
+		if (s->final_softcap > 0)
+			kv_f32(&w, KA("final_logit_softcapping"), s->final_softcap);
+		if (s->rope_theta_local != 10000.0f)
+			kv_f32(&w, KA("rope.freq_base_swa"), s->rope_theta_local);
 	}
 #undef KA
 	kv_str(&w, "tokenizer.ggml.model", "gpt2");
@@ -424,6 +498,9 @@ int tiny_model_write_gguf(const char *path, const struct tiny_model_spec *s, str
 		bool q = strstr(list[i].name, "q_proj") != NULL, k = strstr(list[i].name, "k_proj") != NULL;
 		if (s->arch == ARCH_LLAMA && (q || k))
 			permute_rows(v, rows, cols, q ? s->n_head : s->n_head_kv);
+		if (list[i].kind == K_GNORM) /* llama.cpp's converter stores 1 + w */
+			for (int64_t j = 0; j < rows; j++)
+				v[j] += 1.0f;
 		uint8_t *buf = malloc(sizes[i] + 32);
 		uint32_t type = list[i].ndim == 2 ? s->gguf_type : GGML_F32;
 		size_t nb = encode(type, v, (size_t)(rows * cols), buf);
@@ -533,6 +610,22 @@ int tiny_model_write_hf(const char *dir, const struct tiny_model_spec *s, struct
 				s->n_embd, "n_head", s->n_head, "vocab_size", TINY_N_VOCAB,
 				"n_positions", s->n_ctx, "n_inner", "layer_norm_epsilon",
 				(double)s->norm_eps, "_name_or_path", "tiny-gpt2");
+	else if (s->arch == ARCH_GEMMA3)
+		cfg = json_pack("{s:s,s:[s],s:i,s:i,s:i,s:i,s:I,s:i,s:i,s:i,s:f,s:f,s:f,s:b,s:b,s:s,"
+				"s:i,s:i,s:i,s:i,s:i,s:f,s:s,s:n,s:n}",
+				"model_type", "gemma3_text", "architectures", "Gemma3ForCausalLM",
+				"num_hidden_layers", s->n_layer, "hidden_size", s->n_embd,
+				"num_attention_heads", s->n_head, "num_key_value_heads", s->n_head_kv,
+				"head_dim", (json_int_t)head_dim(s), "intermediate_size", s->n_ff,
+				"vocab_size", TINY_N_VOCAB, "max_position_embeddings", s->n_ctx,
+				"rms_norm_eps", (double)s->norm_eps, "rope_theta", (double)s->rope_theta,
+				"rope_local_base_freq", (double)s->rope_theta_local,
+				"tie_word_embeddings", 1, "attention_bias", 0, "_name_or_path",
+				"tiny-gemma3", "bos_token_id", 1, "eos_token_id", 2, "pad_token_id", 0,
+				"sliding_window", s->sliding_window, "sliding_window_pattern",
+				s->swa_pattern, "query_pre_attn_scalar",
+				(double)s->query_pre_attn_scalar, "hidden_activation",
+				"gelu_pytorch_tanh", "final_logit_softcapping", "attn_logit_softcapping");
 	else
 		cfg = json_pack("{s:s,s:[s],s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:f,s:f,s:b,s:b,s:s,s:i,s:i}",
 				"model_type", "llama", "architectures", "LlamaForCausalLM",

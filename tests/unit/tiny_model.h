@@ -1,7 +1,8 @@
-/* tiny_model: test support that writes tiny random llama and GPT-2 models, the same
- * weights as a GGUF file and as a Hugging Face directory (config.json, safetensors,
+/* tiny_model: test support that writes tiny random llama, Gemma 3 and GPT-2 models, the
+ * same weights as a GGUF file and as a Hugging Face directory (config.json, safetensors,
  * tokenizer.json, tokenizer_config.json), with a small byte-level BPE vocabulary.
- * GGUF llama q/k rows are permuted the way llama.cpp's converter does. Deterministic. */
+ * GGUF llama q/k rows are permuted the way llama.cpp's converter does; Gemma's norm
+ * weights are w in the HF files and 1 + w in GGUF, as its converter writes. Deterministic. */
 #ifndef FTLAB_TINY_MODEL_H
 #define FTLAB_TINY_MODEL_H
 
@@ -24,12 +25,24 @@ struct tiny_model_spec {
 	float rope_theta, norm_eps;
 	uint64_t seed;
 	uint32_t gguf_type; /* GGML type of 2-D weights in GGUF: 0 F32, 1 F16, 8 Q8_0, 30 BF16 */
+	/* gemma3 */
+	int head_dim;       /* 0: n_embd / n_head */
+	int sliding_window, swa_pattern; /* window 0: none; pattern as model_hparams */
+	float rope_theta_local, query_pre_attn_scalar;
+	/* GGUF variations for the loader's tests: a final logit softcapping key (0: none),
+	 * the layer pattern as one bool per layer (NULL: the integer period), a value length
+	 * of its own (0: head_dim) */
+	float final_softcap;
+	const bool *swa_layers;
+	int value_length;
 	int hf_dtype;       /* safetensors dtype of every tensor: 0 F32, 1 F16, 2 BF16 */
 	int hf_shards;      /* 1: model.safetensors; 2+: an index and that many shards */
 };
 
 /* llama: 2 layers, C=64, 4 heads, 2 kv heads, F=128, ctx 64, untied; GPT-2: 2 layers, C=64,
- * 4 heads, F=256, ctx 32. fp32 everywhere, one shard, seed 1. */
+ * 4 heads, F=256, ctx 32; gemma3: 3 layers, C=48, 4 heads of 16, 1 kv head, F=96, ctx 64,
+ * window 5 with pattern 2 (layers 0 and 2 local), RoPE bases 1e6 and 1e4, query scale
+ * 1/sqrt(16). fp32 everywhere, one shard, seed 1. */
 void tiny_model_spec_default(struct tiny_model_spec *s, enum model_arch arch);
 
 /* Writes the model as a GGUF v3 file. */

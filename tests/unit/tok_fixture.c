@@ -134,10 +134,10 @@ void tok_fixture_need_gemma(void)
 	char *p = tok_fixture_path(TOK_FIXTURE_GEMMA);
 	bool ok = path_exists(p);
 	if (!ok)
-		fprintf(stderr, "SKIPPED: %s is missing (run `make model`)\n", p);
+		fprintf(stderr, "%s is missing: `make model` fetches it\n", p);
 	free(p);
 	if (!ok)
-		skip();
+		fail_msg("the Gemma 3 GGUF is missing (run `make model`)");
 }
 
 struct tokenizer *tok_fixture_load_json_dir(const char *dir)

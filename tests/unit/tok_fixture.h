@@ -16,9 +16,9 @@ char *tok_fixture_path(const char *rel);
  * *n_texts the number of texts. Aborts the test on a malformed file or an encode error. */
 size_t tok_fixture_run(const struct tokenizer *t, const char *rel, json_t **hdr, size_t *n_texts);
 #define TOK_FIXTURE_GEMMA "models/gemma-3-270m-q4_k_m.gguf"
-/* Skips the calling test, saying why, when the Gemma 3 GGUF is not there: `make model`
- * fetches it (with its checksum) before `make test`, so this only matters for a branch
- * whose scripts/fetch-model.sh does not fetch it yet. */
+/* Fails the calling test, saying why, when the Gemma 3 GGUF is not there: `make model`
+ * fetches it (with its checksum) before `make test`, so a missing file is a broken
+ * checkout, never a reason to run fewer tests. */
 void tok_fixture_need_gemma(void);
 /* The tokenizer of a GGUF file (metadata only) or a model directory. Aborts on error. */
 struct tokenizer *tok_fixture_load(const char *rel);

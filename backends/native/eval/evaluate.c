@@ -100,48 +100,14 @@ static bool stopped(const struct eval_settings *s)
 
 /* ---- teacher forcing -------------------------------------------------------------- */
 
-/* Logit rows copied to the host at a time (the argmax for token accuracy). */
-#define TF_ROW_CHUNK 64
-
-/* Sums loss, count and correct argmax of the unmasked positions [t0, t1) of batch row r.
- * The rows' logits are backend memory: copied to the host TF_ROW_CHUNK rows at a time. */
-static void tf_score_rows(double *row, const struct ops *ops, const float *logits_dev,
-			  const float *tl, const int32_t *targets, int r, int T, int t0, int t1,
-			  int V, float *lg)
-{
-	for (int c0 = t0; c0 < t1; c0 += TF_ROW_CHUNK) {
-		int c1 = t1 - c0 < TF_ROW_CHUNK ? t1 : c0 + TF_ROW_CHUNK;
-		size_t p0 = (size_t)r * T + (size_t)c0;
-		ops->to_host(lg, logits_dev + p0 * (size_t)V,
-			     (size_t)(c1 - c0) * (size_t)V * sizeof(float));
-		for (int t = c0; t < c1; t++) {
-			size_t p = (size_t)r * T + (size_t)t;
-			if (targets[p] < 0)
-				continue;
-			const float *l = lg + (size_t)(t - c0) * (size_t)V;
-			int32_t best = 0;
-			for (int v = 1; v < V; v++)
-				if (l[v] > l[best])
-					best = v;
-			row[0] += tl[p];
-			row[1] += 1;
-			row[2] += best == targets[p];
-		}
-	}
-}
-
 static int run_tf(struct eval_result *out, struct model *m, const struct tok_set *set,
 		  const struct eval_settings *s, struct diag *d)
 {
-	const struct ops *ops = model_ops(m);
 	int B = s->batch_size, Tmax = s->seq_len;
-	int V = model_hparams(m)->n_vocab;
 	size_t bt = (size_t)B * (size_t)Tmax;
 	int32_t *tokens = malloc(bt * sizeof *tokens), *targets = malloc(bt * sizeof *targets);
-	float *tl = malloc(bt * sizeof *tl);
-	float *lg = malloc((size_t)TF_ROW_CHUNK * (size_t)V * sizeof *lg);
 	int rc = 0;
-	if (!tokens || !targets || !tl || !lg) {
+	if (!tokens || !targets) {
 		rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory for a %d x %d batch", B, Tmax);
 		goto done;
 	}
@@ -175,18 +141,19 @@ static int run_tf(struct eval_result *out, struct model *m, const struct tok_set
 			diag_set(d, rc, NULL, 0, 0, "forward pass failed during evaluation");
 			goto done;
 		}
-		ops->to_host(tl, model_token_losses(m), (size_t)b * (size_t)T * sizeof *tl);
+		/* the model scored only the positions with a target (host arrays) */
+		const float *tl = model_token_losses(m);
+		const int32_t *am = model_token_argmax(m);
 		for (int r = 0; r < b; r++) {
-			/* only the logit rows of scored positions come to the host */
-			int lo = T, hi = 0;
-			for (int t = 0; t < T; t++)
-				if (targets[(size_t)r * T + (size_t)t] >= 0) {
-					lo = t < lo ? t : lo;
-					hi = t + 1;
-				}
-			if (lo < hi)
-				tf_score_rows(out->tf_rows + (first + (size_t)r) * 3, ops,
-					      model_logits(m), tl, targets, r, T, lo, hi, V, lg);
+			double *row = out->tf_rows + (first + (size_t)r) * 3;
+			for (int t = 0; t < T; t++) {
+				size_t p = (size_t)r * T + (size_t)t;
+				if (targets[p] < 0)
+					continue;
+				row[0] += tl[p];
+				row[1] += 1;
+				row[2] += am[p] == targets[p];
+			}
 		}
 		if (s->progress)
 			s->progress(s->progress_ud, "forward", first + (size_t)b, set->n);
@@ -195,8 +162,6 @@ static int run_tf(struct eval_result *out, struct model *m, const struct tok_set
 done:
 	free(tokens);
 	free(targets);
-	free(tl);
-	free(lg);
 	return rc;
 }
 

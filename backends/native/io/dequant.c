@@ -9,7 +9,8 @@
 static const struct ggml_type_desc types[] = {
 	{GGML_F32, "F32", 1, 4},      {GGML_F16, "F16", 1, 2},
 	{GGML_BF16, "BF16", 1, 2},    {GGML_Q4_0, "Q4_0", 32, 18},
-	{GGML_Q4_1, "Q4_1", 32, 20},  {GGML_Q8_0, "Q8_0", 32, 34},
+	{GGML_Q4_1, "Q4_1", 32, 20},  {GGML_Q5_0, "Q5_0", 32, 22},
+	{GGML_Q5_1, "Q5_1", 32, 24},  {GGML_Q8_0, "Q8_0", 32, 34},
 	{GGML_Q4_K, "Q4_K", 256, 144}, {GGML_Q5_K, "Q5_K", 256, 176},
 	{GGML_Q6_K, "Q6_K", 256, 210},
 };
@@ -97,6 +98,12 @@ static uint16_t rd16(const uint8_t *p)
 	return (uint16_t)(p[0] | (p[1] << 8));
 }
 
+static uint32_t rd32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+	       ((uint32_t)p[3] << 24);
+}
+
 /* The 6-bit scale and min of sub-block j from the 12 packed bytes of a K-quant block. */
 static void k_scale_min(int j, const uint8_t *s, int *sc, int *mn)
 {
@@ -125,6 +132,26 @@ static void deq_block(uint32_t id, const uint8_t *b, float *y)
 		for (int j = 0; j < 16; j++) {
 			y[j] = (float)(b[4 + j] & 0x0f) * d + m;
 			y[j + 16] = (float)(b[4 + j] >> 4) * d + m;
+		}
+		break;
+	}
+	case GGML_Q5_0:
+	case GGML_Q5_1: { /* d, (m), 32 high bits, 16 bytes of low nibbles; Q5_0 is centred */
+		size_t has_m = id == GGML_Q5_1;
+		float d = fp16_to_f32(rd16(b)), m = has_m ? fp16_to_f32(rd16(b + 2)) : 0.0f;
+		uint32_t qh = rd32(b + 2 + 2 * has_m);
+		const uint8_t *qs = b + 6 + 2 * has_m;
+		int off = has_m ? 0 : 16;
+		for (int j = 0; j < 16; j++) {
+			int q0 = (int)((qs[j] & 0x0f) | (((qh >> j) & 1u) << 4)) - off;
+			int q1 = (int)((qs[j] >> 4) | (((qh >> (j + 16)) & 1u) << 4)) - off;
+			if (has_m) {
+				y[j] = (float)q0 * d + m;
+				y[j + 16] = (float)q1 * d + m;
+			} else {
+				y[j] = (float)q0 * d;
+				y[j + 16] = (float)q1 * d;
+			}
 		}
 		break;
 	}

@@ -1,6 +1,7 @@
 /* dequant: the GGML tensor types ftlab reads from GGUF files (block sizes, byte sizes) and
  * their conversion to fp32. Pure functions; thread-safe. Block layouts follow the public
- * GGML definitions (F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K). */
+ * GGML definitions (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K,
+ * Q6_K). */
 #ifndef FTLAB_DEQUANT_H
 #define FTLAB_DEQUANT_H
 
@@ -9,7 +10,8 @@
 #include <stdint.h>
 
 enum ggml_type_id {
-	GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q4_1 = 3, GGML_Q8_0 = 8,
+	GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q4_1 = 3, GGML_Q5_0 = 6, GGML_Q5_1 = 7,
+	GGML_Q8_0 = 8,
 	GGML_Q4_K = 12, GGML_Q5_K = 13, GGML_Q6_K = 14, GGML_BF16 = 30
 };
 

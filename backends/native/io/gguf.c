@@ -5,6 +5,7 @@
 #include "backends/native/io/io_internal.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -326,6 +327,13 @@ static const struct name_map llama_blk[] = {
 	{"attn_k", "self_attn.k_proj"}, {"attn_v", "self_attn.v_proj"},
 	{"attn_output", "self_attn.o_proj"}, {"ffn_norm", "post_attention_layernorm"},
 	{"ffn_gate", "mlp.gate_proj"}, {"ffn_up", "mlp.up_proj"}, {"ffn_down", "mlp.down_proj"}};
+static const struct name_map gemma3_blk[] = {
+	{"attn_norm", "input_layernorm"}, {"attn_q", "self_attn.q_proj"},
+	{"attn_k", "self_attn.k_proj"}, {"attn_v", "self_attn.v_proj"},
+	{"attn_q_norm", "self_attn.q_norm"}, {"attn_k_norm", "self_attn.k_norm"},
+	{"attn_output", "self_attn.o_proj"}, {"post_attention_norm", "post_attention_layernorm"},
+	{"ffn_norm", "pre_feedforward_layernorm"}, {"post_ffw_norm", "post_feedforward_layernorm"},
+	{"ffn_gate", "mlp.gate_proj"}, {"ffn_up", "mlp.up_proj"}, {"ffn_down", "mlp.down_proj"}};
 static const struct name_map gpt2_top[] = {
 	{"token_embd", "transformer.wte"}, {"position_embd", "transformer.wpe"},
 	{"output_norm", "transformer.ln_f"}, {"output", "lm_head"}};
@@ -338,8 +346,10 @@ static char *hf_name(const char *g, enum model_arch arch)
 {
 	const struct name_map *top = arch == ARCH_GPT2 ? gpt2_top : llama_top;
 	size_t n_top = arch == ARCH_GPT2 ? FT_ARRAY_LEN(gpt2_top) : FT_ARRAY_LEN(llama_top);
-	const struct name_map *blk = arch == ARCH_GPT2 ? gpt2_blk : llama_blk;
-	size_t n_blk = arch == ARCH_GPT2 ? FT_ARRAY_LEN(gpt2_blk) : FT_ARRAY_LEN(llama_blk);
+	const struct name_map *blk = arch == ARCH_GPT2 ? gpt2_blk
+				     : arch == ARCH_GEMMA3 ? gemma3_blk : llama_blk;
+	size_t n_blk = arch == ARCH_GPT2 ? FT_ARRAY_LEN(gpt2_blk)
+		       : arch == ARCH_GEMMA3 ? FT_ARRAY_LEN(gemma3_blk) : FT_ARRAY_LEN(llama_blk);
 	const char *dot = strrchr(g, '.');
 	const char *suffix = dot ? dot : "";
 	size_t stem_len = dot ? (size_t)(dot - g) : strlen(g);
@@ -461,6 +471,86 @@ done:
 	return rc;
 }
 
+/* Gemma 3's keys beyond llama's (as llama.cpp reads them): the sliding window, the layer
+ * pattern (an integer period or one flag per layer; llama.cpp's default period is 6), the
+ * local layers' RoPE base (default 10000), and the softcapping keys, which are refused. */
+static int read_gemma3(struct rd *r, struct model_hparams *hp, const char *arch)
+{
+	char key[160];
+	int64_t v = 0;
+	double f = 0;
+	bool found;
+	int rc;
+	snprintf(key, sizeof key, "%s.attention.value_length", arch);
+	if ((rc = meta_int(r, key, 1, 1 << 24, &v, &found)) != 0)
+		return rc;
+	if (found && v != hp->head_dim)
+		return diag_set(r->d, FT_EUNSUPP, r->path, 0, 0,
+				"metadata '%s' = %" PRId64 " differs from the key length %d "
+				"(not supported)", key, v, hp->head_dim);
+	snprintf(key, sizeof key, "%s.rope.dimension_count", arch);
+	if ((rc = meta_int(r, key, 1, 1 << 24, &v, &found)) != 0)
+		return rc;
+	if (found && v != hp->head_dim)
+		return diag_set(r->d, FT_EUNSUPP, r->path, 0, 0,
+				"metadata '%s' = %" PRId64 ": RoPE on part of a head of %d is not "
+				"supported", key, v, hp->head_dim);
+	static const char *const caps[] = {"final_logit_softcapping", "attn_logit_softcapping"};
+	for (size_t i = 0; i < FT_ARRAY_LEN(caps); i++) {
+		snprintf(key, sizeof key, "%s.%s", arch, caps[i]);
+		if ((rc = meta_float(r, key, &f, &found)) != 0)
+			return rc;
+		if (found && f != 0.0)
+			return diag_set(r->d, FT_EUNSUPP, r->path, 0, 0,
+					"metadata '%s' = %g: logit softcapping is not supported", key,
+					f);
+	}
+	snprintf(key, sizeof key, "%s.attention.sliding_window", arch);
+	if ((rc = meta_int(r, key, 0, 1 << 24, &v, &found)) != 0)
+		return rc;
+	hp->sliding_window = found ? (int)v : 0;
+	hp->swa_pattern = 6;
+	snprintf(key, sizeof key, "%s.attention.sliding_window_pattern", arch);
+	const struct kv *kv = kv_find(r, key);
+	if (kv && kv->type == GV_ARRAY) {
+		if (kv->arr_type != GV_BOOL)
+			return type_err(r, kv, "an integer or an array of bool");
+		if (kv->count != (uint64_t)hp->n_layer)
+			return diag_set(r->d, FT_EINVAL, r->path, 0, 0,
+					"metadata '%s' has %" PRIu64 " entries for %d layers", key,
+					kv->count, hp->n_layer);
+		bool *local = malloc((size_t)hp->n_layer * sizeof *local);
+		if (!local)
+			return diag_set(r->d, FT_ENOMEM, r->path, 0, 0, "out of memory");
+		for (int l = 0; l < hp->n_layer; l++)
+			local[l] = r->p[kv->off + (size_t)l] != 0;
+		int p = swa_pattern_of(local, hp->n_layer);
+		free(local);
+		if (p == -1)
+			return diag_set(r->d, FT_EUNSUPP, r->path, 0, 0,
+					"metadata '%s': sliding-window layers that do not repeat with "
+					"a period are not supported", key);
+		if (p == -2)
+			hp->sliding_window = 0;
+		hp->swa_pattern = p < 0 ? 0 : p;
+	} else if (kv) {
+		if ((rc = meta_int(r, key, 0, 1 << 24, &v, &found)) != 0)
+			return rc;
+		hp->swa_pattern = (int)v;
+		if (v == 1) /* llama.cpp: no layer is local */
+			hp->sliding_window = 0;
+	}
+	snprintf(key, sizeof key, "%s.rope.freq_base_swa", arch);
+	if ((rc = meta_float(r, key, &f, &found)) != 0)
+		return rc;
+	hp->rope_theta_local = found ? (float)f : 10000.0f;
+	/* llama.cpp's query scale: 1/sqrt(key length), except for the 62-layer 27B model
+	 * (query_pre_attn_scalar = hidden / heads) */
+	hp->attn_scale = hp->n_layer == 62 ? 1.0f / sqrtf((float)hp->n_embd / (float)hp->n_head)
+					   : 1.0f / sqrtf((float)hp->head_dim);
+	return 0;
+}
+
 static int read_hparams(struct rd *r, struct model_file *m, const char *arch_name)
 {
 	struct model_hparams *hp = &m->hp;
@@ -471,13 +561,15 @@ static int read_hparams(struct rd *r, struct model_file *m, const char *arch_nam
 	int rc;
 	bool is_gpt2 = strcmp(arch_name, "gpt2") == 0;
 	bool is_qwen2 = strcmp(arch_name, "qwen2") == 0;
-	if (!is_gpt2 && !is_qwen2 && strcmp(arch_name, "llama") != 0)
+	bool is_gemma3 = strcmp(arch_name, "gemma3") == 0;
+	if (!is_gpt2 && !is_qwen2 && !is_gemma3 && strcmp(arch_name, "llama") != 0)
 		return diag_set(r->d, FT_EUNSUPP, r->path, 0, 0,
-				"general.architecture '%s' is not supported (llama, qwen2, gpt2)",
-				arch_name);
-	hp->arch = is_gpt2 ? ARCH_GPT2 : ARCH_LLAMA;
-	/* llama.cpp permutes Q/K rows only for llama; qwen2 keeps the HF (rotate-half) order. */
-	hp->rope_style = is_gpt2 ? ROPE_NONE : is_qwen2 ? ROPE_HALF : ROPE_INTERLEAVED;
+				"general.architecture '%s' is not supported (llama, qwen2, gemma3, "
+				"gpt2)", arch_name);
+	hp->arch = is_gpt2 ? ARCH_GPT2 : is_gemma3 ? ARCH_GEMMA3 : ARCH_LLAMA;
+	/* llama.cpp permutes Q/K rows only for llama; qwen2 and gemma3 keep the HF
+	 * (rotate-half) order. */
+	hp->rope_style = is_gpt2 ? ROPE_NONE : is_qwen2 || is_gemma3 ? ROPE_HALF : ROPE_INTERLEAVED;
 	struct {
 		const char *suffix;
 		int *dst;
@@ -514,11 +606,13 @@ static int read_hparams(struct rd *r, struct model_file *m, const char *arch_nam
 		 is_gpt2 ? "attention.layer_norm_epsilon" : "attention.layer_norm_rms_epsilon");
 	if ((rc = meta_float(r, key, &f, &found)) != 0)
 		return rc;
-	hp->norm_eps = found ? (float)f : 1e-5f;
+	hp->norm_eps = found ? (float)f : is_gemma3 ? 1e-6f : 1e-5f;
 	snprintf(key, sizeof key, "%s.rope.freq_base", arch_name);
 	if ((rc = meta_float(r, key, &f, &found)) != 0)
 		return rc;
-	hp->rope_theta = found ? (float)f : 10000.0f;
+	hp->rope_theta = found ? (float)f : is_gemma3 ? 1e6f : 10000.0f;
+	if (is_gemma3 && (rc = read_gemma3(r, hp, arch_name)) != 0)
+		return rc;
 	char *stype = NULL;
 	snprintf(key, sizeof key, "%s.rope.scaling.type", arch_name);
 	if ((rc = meta_str(r, key, &stype)) != 0)
@@ -820,7 +914,7 @@ static int gguf_parse(struct model_file *m, const uint8_t *buf, size_t n, const 
 	m->hp.tied_embeddings = model_file_tensor(m, "lm_head.weight") == NULL;
 	char qb[64];
 	snprintf(qb, sizeof qb, "model.layers.0.self_attn.q_proj.bias");
-	m->hp.qkv_bias = m->hp.arch == ARCH_LLAMA && model_file_tensor(m, qb) != NULL;
+	m->hp.qkv_bias = m->hp.arch != ARCH_GPT2 && model_file_tensor(m, qb) != NULL;
 done:
 	for (size_t i = 0; i < r.n_kv; i++)
 		free(r.kvs[i].key);

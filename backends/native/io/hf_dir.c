@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -51,6 +52,98 @@ static int cfg_float(json_t *o, const char *key, double dflt, float *out, const 
 	return 0;
 }
 
+/* Gemma 3 (gemma3_text) keys beyond llama's, with transformers' defaults. */
+static int gemma3_config(struct model_hparams *hp, json_t *c, const char *path, struct diag *d)
+{
+	int rc;
+	hp->arch = ARCH_GEMMA3;
+	json_t *tw = json_object_get(c, "tie_word_embeddings");
+	hp->tied_embeddings = !tw || json_is_null(tw) || json_is_true(tw);
+	static const char *const refused[] = {"final_logit_softcapping", "attn_logit_softcapping"};
+	for (size_t i = 0; i < FT_ARRAY_LEN(refused); i++) {
+		json_t *v = json_object_get(c, refused[i]);
+		if (v && !json_is_null(v))
+			return diag_set(d, FT_EUNSUPP, path, 0, 0,
+					"config.json: '%s' (logit softcapping) is not supported",
+					refused[i]);
+	}
+	if (json_is_true(json_object_get(c, "use_bidirectional_attention")))
+		return diag_set(d, FT_EUNSUPP, path, 0, 0,
+				"config.json: 'use_bidirectional_attention' is not supported");
+	const char *act = json_string_value(json_object_get(c, "hidden_activation"));
+	if (!act)
+		act = json_string_value(json_object_get(c, "hidden_act"));
+	if (act && strcmp(act, "gelu_pytorch_tanh") != 0)
+		return diag_set(d, FT_EUNSUPP, path, 0, 0,
+				"config.json: activation '%s' is not supported (gelu_pytorch_tanh)",
+				act);
+	json_t *sw = json_object_get(c, "sliding_window");
+	if ((rc = cfg_int(c, "sliding_window", false, 4096, &hp->sliding_window, path, d)))
+		return rc;
+	if (json_is_null(sw))
+		hp->sliding_window = 0;
+	/* rope_local_base_freq (transformers 4) or rope_parameters (5) */
+	json_t *rp = json_object_get(c, "rope_parameters");
+	json_t *loc = json_is_object(rp) ? json_object_get(rp, "sliding_attention") : NULL;
+	json_t *glob = json_is_object(rp) ? json_object_get(rp, "full_attention") : NULL;
+	if (json_is_object(loc)) {
+		const char *ty = json_string_value(json_object_get(loc, "rope_type"));
+		if (ty && strcmp(ty, "default") != 0)
+			return diag_set(d, FT_EUNSUPP, path, 0, 0,
+					"config.json: RoPE type '%s' of the sliding-window layers is "
+					"not supported", ty);
+		if ((rc = cfg_float(loc, "rope_theta", 10000.0, &hp->rope_theta_local, path, d)))
+			return rc;
+	} else if ((rc = cfg_float(c, "rope_local_base_freq", 10000.0, &hp->rope_theta_local,
+				   path, d))) {
+		return rc;
+	}
+	if (json_is_object(glob) && !json_object_get(c, "rope_theta") &&
+	    (rc = cfg_float(glob, "rope_theta", 1e6, &hp->rope_theta, path, d)))
+		return rc;
+	if (!json_object_get(c, "rope_theta") && !json_is_object(glob))
+		hp->rope_theta = 1e6f;
+	/* which layers are local: layer_types, else the period (default 6) */
+	json_t *lt = json_object_get(c, "layer_types");
+	int pat = 6;
+	if (json_is_array(lt)) {
+		if (json_array_size(lt) != (size_t)hp->n_layer)
+			return diag_set(d, FT_EINVAL, path, 0, 0,
+					"config.json: 'layer_types' has %zu entries for %d layers",
+					json_array_size(lt), hp->n_layer);
+		bool *local = calloc((size_t)hp->n_layer, sizeof *local);
+		if (!local)
+			return diag_set(d, FT_ENOMEM, path, 0, 0, "out of memory");
+		for (int l = 0; l < hp->n_layer && !rc; l++) {
+			const char *t = json_string_value(json_array_get(lt, (size_t)l));
+			if (t && strcmp(t, "sliding_attention") == 0)
+				local[l] = true;
+			else if (!t || strcmp(t, "full_attention") != 0)
+				rc = diag_set(d, FT_EUNSUPP, path, 0, 0,
+					      "config.json: layer_types[%d] is not 'sliding_attention' "
+					      "or 'full_attention'", l);
+		}
+		pat = rc ? 0 : swa_pattern_of(local, hp->n_layer);
+		free(local);
+		if (rc)
+			return rc;
+		if (pat == -1)
+			return diag_set(d, FT_EUNSUPP, path, 0, 0,
+					"config.json: sliding-window layers that do not repeat with a "
+					"period are not supported");
+		if (pat == -2) {
+			hp->sliding_window = 0;
+			pat = 0;
+		}
+	} else if ((rc = cfg_int(c, "sliding_window_pattern", false, 6, &pat, path, d))) {
+		return rc;
+	} else if (pat == 1) {
+		hp->sliding_window = 0;
+	}
+	hp->swa_pattern = pat;
+	return 0;
+}
+
 int hf_config_parse(struct model_hparams *hp, const char *json, size_t len, const char *path,
 		    struct diag *d)
 {
@@ -66,9 +159,17 @@ int hf_config_parse(struct model_hparams *hp, const char *json, size_t len, cons
 		goto done;
 	}
 	bool gpt2 = strcmp(mt, "gpt2") == 0, qwen2 = strcmp(mt, "qwen2") == 0;
-	if (!gpt2 && !qwen2 && strcmp(mt, "llama") != 0) {
+	bool gemma3 = strcmp(mt, "gemma3_text") == 0;
+	if (strcmp(mt, "gemma3") == 0) {
 		rc = diag_set(d, FT_EUNSUPP, path, 0, 0,
-			      "config.json: model_type '%s' is not supported (llama, qwen2, gpt2)", mt);
+			      "config.json: model_type 'gemma3' (Gemma 3 with its vision tower) is "
+			      "not supported; text-only Gemma 3 ('gemma3_text') is");
+		goto done;
+	}
+	if (!gpt2 && !qwen2 && !gemma3 && strcmp(mt, "llama") != 0) {
+		rc = diag_set(d, FT_EUNSUPP, path, 0, 0,
+			      "config.json: model_type '%s' is not supported (llama, qwen2, "
+			      "gemma3_text, gpt2)", mt);
 		goto done;
 	}
 	memset(hp, 0, sizeof *hp);
@@ -104,7 +205,12 @@ int hf_config_parse(struct model_hparams *hp, const char *json, size_t len, cons
 			goto done;
 		hp->tied_embeddings = json_is_true(json_object_get(c, "tie_word_embeddings"));
 		hp->qkv_bias = qwen2 || json_is_true(json_object_get(c, "attention_bias"));
+		if (gemma3 && (rc = gemma3_config(hp, c, path, d)) != 0)
+			goto done;
 		json_t *rs = json_object_get(c, "rope_scaling");
+		json_t *rp = json_object_get(c, "rope_parameters");
+		if (gemma3 && !json_is_object(rs) && json_is_object(rp)) /* transformers 5 */
+			rs = json_object_get(rp, "full_attention");
 		if (json_is_object(rs)) {
 			const char *ty = json_string_value(json_object_get(rs, "rope_type"));
 			if (!ty)
@@ -135,8 +241,20 @@ int hf_config_parse(struct model_hparams *hp, const char *json, size_t len, cons
 			      hp->n_embd, hp->n_head, hp->n_head_kv);
 		goto done;
 	}
-	if ((rc = cfg_int(c, "head_dim", false, hp->n_embd / hp->n_head, &hp->head_dim, path, d)))
+	if ((rc = cfg_int(c, "head_dim", false, gemma3 ? 256 : hp->n_embd / hp->n_head,
+			  &hp->head_dim, path, d)))
 		goto done;
+	if (gemma3) {
+		float qpas = 256.0f;
+		if ((rc = cfg_float(c, "query_pre_attn_scalar", 256.0, &qpas, path, d)))
+			goto done;
+		if (!(qpas > 0.0f)) {
+			rc = diag_set(d, FT_EINVAL, path, 0, 0,
+				      "config.json: 'query_pre_attn_scalar' must be positive");
+			goto done;
+		}
+		hp->attn_scale = 1.0f / sqrtf(qpas);
+	}
 	const char *name = json_string_value(json_object_get(c, "_name_or_path"));
 	snprintf(hp->name, sizeof hp->name, "%s", name && *name ? name : mt);
 done:
@@ -287,6 +405,17 @@ static int gpt2_fixup(struct model_file *m, const char *dir, struct diag *d)
 	return 0;
 }
 
+/* Gemma's RMSNorm multiplies by 1 + w; the engine holds the multiplier (as GGUF does). */
+static void gemma3_fixup(struct model_file *m)
+{
+	for (size_t i = 0; i < m->n_tensors; i++) {
+		struct mf_tensor *t = &m->tensors[i];
+		if (t->ndim == 1 && ends_with(t->name, "norm.weight"))
+			for (size_t j = 0; j < t->numel; j++)
+				t->data[j] += 1.0f;
+	}
+}
+
 static int read_optional(char **out, const char *dir, const char *name, size_t max,
 			 struct diag *d)
 {
@@ -384,6 +513,8 @@ int hf_dir_load(struct model_file *m, const char *dir, struct diag *d)
 		goto done;
 	if (m->hp.arch == ARCH_GPT2 && (rc = gpt2_fixup(m, dir, d)) != 0)
 		goto done;
+	if (m->hp.arch == ARCH_GEMMA3)
+		gemma3_fixup(m);
 	const char *embd = m->hp.arch == ARCH_GPT2 ? "transformer.wte.weight" : "model.embed_tokens.weight";
 	const struct mf_tensor *te = model_file_tensor(m, embd);
 	if (!te || te->ndim != 2 || te->shape[1] != m->hp.n_embd) {
@@ -393,7 +524,7 @@ int hf_dir_load(struct model_file *m, const char *dir, struct diag *d)
 	}
 	if (!model_file_tensor(m, "lm_head.weight"))
 		m->hp.tied_embeddings = true;
-	if (m->hp.arch == ARCH_LLAMA)
+	if (m->hp.arch != ARCH_GPT2)
 		m->hp.qkv_bias = m->hp.qkv_bias ||
 				 model_file_tensor(m, "model.layers.0.self_attn.q_proj.bias") != NULL;
 	rc = read_tokenizer_files(m, dir, d);

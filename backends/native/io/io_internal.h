@@ -4,6 +4,7 @@
 #ifndef FTLAB_IO_INTERNAL_H
 #define FTLAB_IO_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +31,10 @@ int safetensors_load_buffer(struct model_file *m, const uint8_t *buf, size_t n,
 /* Hugging Face config.json text -> m->hp. */
 int hf_config_parse(struct model_hparams *hp, const char *json, size_t len, const char *path,
 		    struct diag *d) FT_WUR;
+
+/* The model_hparams.swa_pattern that gives these per-layer flags (true = sliding-window
+ * layer): 0 when every layer is local, -2 when none is, -1 when no period fits. */
+int swa_pattern_of(const bool *local, int n_layer);
 
 /* A Hugging Face model directory (config.json, safetensors, tokenizer files). */
 int hf_dir_load(struct model_file *m, const char *dir, struct diag *d) FT_WUR;

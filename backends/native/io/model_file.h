@@ -11,7 +11,7 @@
 
 #include "common/diag.h"
 
-enum model_arch { ARCH_LLAMA, ARCH_GPT2 };
+enum model_arch { ARCH_LLAMA, ARCH_GPT2, ARCH_GEMMA3 };
 /* How RoPE pairs dimensions: GGUF llama Q/K rows are permuted for interleaved pairs
  * (llama.cpp's convention); Hugging Face weights use rotate-half. */
 enum rope_style { ROPE_NONE, ROPE_INTERLEAVED, ROPE_HALF };
@@ -36,6 +36,14 @@ struct model_hparams {
 	int rope_orig_ctx;
 	bool tied_embeddings; /* LM head is the token embedding */
 	bool qkv_bias;        /* Qwen2-style biases on q/k/v */
+	/* Gemma 3. Its RMSNorm weights are held as the multiplier 1 + w (GGUF's convention; a
+	 * Hugging Face checkpoint's w gets 1 added on load). The embedding is scaled by
+	 * sqrt(n_embd); GeGLU MLP; norms after attention and MLP and on q/k per head. */
+	float attn_scale;       /* query scale of the attention scores; 0: 1/sqrt(head_dim) */
+	int sliding_window;     /* keys a local layer attends (itself included); 0: none */
+	int swa_pattern;        /* layer l is local iff l % swa_pattern < swa_pattern - 1;
+				 * 0 with a window: every layer local */
+	float rope_theta_local; /* RoPE base of the local layers (scaling applies to global) */
 	char name[128];       /* general.name or config.json _name_or_path, for reports */
 };
 

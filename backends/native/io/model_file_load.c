@@ -49,6 +49,25 @@ static int load_gguf_file(struct model_file *m, const char *path, bool tensors, 
 	return rc;
 }
 
+int swa_pattern_of(const bool *local, int n_layer)
+{
+	int n_local = 0;
+	for (int l = 0; l < n_layer; l++)
+		n_local += local[l];
+	if (n_local == n_layer)
+		return 0;
+	if (n_local == 0)
+		return -2;
+	for (int p = 2; p <= n_layer; p++) {
+		bool fits = true;
+		for (int l = 0; l < n_layer && fits; l++)
+			fits = local[l] == (l % p < p - 1);
+		if (fits)
+			return p;
+	}
+	return -1;
+}
+
 static int load(struct model_file **out, const char *path, bool tensors, struct diag *d)
 {
 	*out = NULL;

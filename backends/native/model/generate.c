@@ -206,8 +206,7 @@ int model_generate_tokens(struct model *m, const int32_t *const *prompts, const 
 		int zero = (int)np; /* the first position after the prefix */
 		ops->to_device(gb.tok, prompts[i], (size_t)T * sizeof(int32_t));
 		ops->to_device(gb.pos, &zero, sizeof(int));
-		ops->embedding_forward(gb.x, gb.tok, NULL, model_pdata(m, m->wte),
-				       model_pdata(m, m->wpe), T, T, C);
+		model_embed(m, gb.x, gb.tok, NULL, T, T);
 		run_layers(m, &gb, 1, T, gb.pos, &zero, i, (int)tmax, n);
 		model_head_forward(m, gb.logits + i * V, gb.lnf, gb.meanf, gb.rstdf,
 				   gb.x + (size_t)(T - 1) * C, 1);
@@ -249,8 +248,7 @@ int model_generate_tokens(struct model *m, const int32_t *const *prompts, const 
 			}
 		ops->to_device(gb.tok, next, n * sizeof(int32_t));
 		ops->to_device(gb.pos, pos, n * sizeof(int));
-		ops->embedding_forward(gb.x, gb.tok, gb.pos, model_pdata(m, m->wte),
-				       model_pdata(m, m->wpe), (int)n, 1, C);
+		model_embed(m, gb.x, gb.tok, gb.pos, (int)n, 1);
 		run_layers(m, &gb, (int)n, 1, gb.pos, pos, 0, (int)tmax, n);
 		model_head_forward(m, gb.logits, gb.lnf, gb.meanf, gb.rstdf, gb.x, (int)n);
 		ops->to_host(hlog, gb.logits, n * (size_t)V * sizeof(float));

@@ -1,7 +1,8 @@
 /* model: parameter table from a model_file (which parameters train, LoRA adapters),
  * memory from size tables (one allocation per group: params, grads, activations), the
- * training forward with fused cross-entropy and the backward, for llama and GPT-2.
- * KV-cache generation is in generate.c. All compute goes through struct ops. */
+ * training forward (LM head and cross-entropy in chunks, at positions with a target) and
+ * the backward, for llama, Gemma 3 and GPT-2. KV-cache generation is in generate.c. All
+ * compute goes through struct ops. */
 #include "backends/native/model/model.h"
 
 #include <math.h>
@@ -137,16 +138,19 @@ static bool lora_targeted(const struct model_opts *o, const char *module)
 static const char *const ia3_llama[] = {"k_proj", "v_proj", "down_proj"};
 static const char *const ia3_llama_ff[] = {"down_proj"};
 static const char *const ia3_gpt2[] = {"c_attn", "mlp.c_proj"};
+static const char *const ia3_gemma3[] = {"q_proj", "v_proj", "down_proj"};
 static const char *const ia3_gpt2_ff[] = {"mlp.c_proj"};
 
 /* IA3's targets and feed-forward targets into m->o (borrowed for the table build). */
 static void ia3_resolve(struct model *m, const struct model_opts *o, const char **ff_buf,
 			size_t cap)
 {
-	bool gpt2 = m->hp.arch == ARCH_GPT2;
+	bool gpt2 = m->hp.arch == ARCH_GPT2, g3 = m->hp.arch == ARCH_GEMMA3;
 	if (o->n_targets == 0 && !o->all_linear) {
-		m->o.targets = gpt2 ? ia3_gpt2 : ia3_llama;
-		m->o.n_targets = gpt2 ? FT_ARRAY_LEN(ia3_gpt2) : FT_ARRAY_LEN(ia3_llama);
+		m->o.targets = gpt2 ? ia3_gpt2 : g3 ? ia3_gemma3 : ia3_llama;
+		m->o.n_targets = gpt2 ? FT_ARRAY_LEN(ia3_gpt2)
+				 : g3 ? FT_ARRAY_LEN(ia3_gemma3)
+				      : FT_ARRAY_LEN(ia3_llama);
 	}
 	if (!o->ff_auto)
 		return;
@@ -222,8 +226,10 @@ static void build_table(struct model *m)
 		struct lin *ls[] = {&y->q, &y->k, &y->v, &y->qkv, &y->o, &y->gate, &y->up, &y->down};
 		for (size_t i = 0; i < FT_ARRAY_LEN(ls); i++)
 			ls[i]->w = ls[i]->b = ls[i]->la = ls[i]->lb = ls[i]->mag = ls[i]->ia3 = -1;
+		y->post_attn_w = y->post_ffn_w = y->q_norm_w = y->k_norm_w = -1;
 	}
-	if (hp->arch == ARCH_LLAMA) {
+	if (hp->arch != ARCH_GPT2) {
+		bool g3 = hp->arch == ARCH_GEMMA3;
 		m->wte = add_param(m, "model.embed_tokens.weight", V, C, -1);
 		for (int l = 0; l < hp->n_layer; l++) {
 			struct layer *y = &m->layers[l];
@@ -236,15 +242,35 @@ static void build_table(struct model *m)
 		snprintf(mod, sizeof mod, "model.layers.%d.%s", l, sub);                    \
 		make_lin(m, &y->field, mod, out, in, bias, l, slot);                        \
 	} while (0)
+#define NORM(field, sub, n)                                                                   \
+	do {                                                                                \
+		snprintf(nm, sizeof nm, "model.layers.%d.%s.weight", l, sub);               \
+		y->field = add_param(m, nm, n, 1, l);                                       \
+	} while (0)
 			LIN(q, "self_attn.q_proj", m->qd, C, hp->qkv_bias, 0);
 			LIN(k, "self_attn.k_proj", m->kvd, C, hp->qkv_bias, 1);
 			LIN(v, "self_attn.v_proj", m->kvd, C, hp->qkv_bias, 2);
+			if (g3) {
+				NORM(q_norm_w, "self_attn.q_norm", hp->head_dim);
+				NORM(k_norm_w, "self_attn.k_norm", hp->head_dim);
+			}
 			LIN(o, "self_attn.o_proj", C, m->qd, false, 3);
-			snprintf(nm, sizeof nm, "model.layers.%d.post_attention_layernorm.weight", l);
-			y->ln2_w = add_param(m, nm, C, 1, l);
+			if (g3) {
+				NORM(post_attn_w, "post_attention_layernorm", C);
+				NORM(ln2_w, "pre_feedforward_layernorm", C);
+			} else {
+				NORM(ln2_w, "post_attention_layernorm", C);
+			}
+#undef NORM
 			LIN(gate, "mlp.gate_proj", F, C, false, 4);
 			LIN(up, "mlp.up_proj", F, C, false, 5);
 			LIN(down, "mlp.down_proj", C, F, false, 6);
+			if (g3) {
+				snprintf(nm, sizeof nm, "model.layers.%d.post_feedforward_layernorm.weight", l);
+				y->post_ffn_w = add_param(m, nm, C, 1, l);
+				y->local = hp->sliding_window > 0 &&
+					   (hp->swa_pattern <= 0 || l % hp->swa_pattern < hp->swa_pattern - 1);
+			}
 		}
 		m->lnf_w = add_param(m, "model.norm.weight", C, 1, -1);
 		m->head = hp->tied_embeddings ? m->wte : add_param(m, "lm_head.weight", V, C, -1);
@@ -350,10 +376,23 @@ static int check_hparams(const struct model_hparams *hp, const char *path, struc
 				      hp->n_head_kv != hp->n_head || hp->n_ctx_train <= 0))
 		return diag_set(d, FT_EINVAL, path, 0, 0,
 				"GPT-2 needs n_head*head_dim == n_embd, no grouping and a context");
+	if (hp->sliding_window < 0 || hp->swa_pattern < 0 || hp->attn_scale < 0.0f ||
+	    (hp->arch == ARCH_GEMMA3 && hp->sliding_window > 0 && !(hp->rope_theta_local > 0.0f)))
+		return diag_set(d, FT_EINVAL, path, 0, 0,
+				"invalid sliding window %d (pattern %d, local RoPE base %g) or query "
+				"scale %g", hp->sliding_window, hp->swa_pattern,
+				(double)hp->rope_theta_local, (double)hp->attn_scale);
 	return 0;
 }
 
 /* ---- activation plan ---- */
+
+/* Logits of one head chunk: rows = this / (V * 4 bytes). */
+#define HEAD_CHUNK_BYTES ((size_t)64 << 20)
+/* A head product takes at least this many rows (the unused ones are ignored): with
+ * fewer, the CPU backend's GEMM switches to kernels that sum a row's products in another
+ * order, and a row's logits would not have the bits of the product over every position. */
+#define HEAD_MIN_ROWS 16
 
 static void plan_lin_lora(struct model *m, struct mplan *p, struct lacts *a, const struct lin *l,
 			  size_t N)
@@ -396,8 +435,18 @@ void model_plan_layer(struct model *m, struct mplan *p, struct lacts *a, int l, 
 	PLAN_F(p, a->ln2, N * C);
 	PLAN_F(p, a->mean2, N);
 	PLAN_F(p, a->rstd2, N);
-	if (hp->arch == ARCH_LLAMA)
+	if (hp->arch != ARCH_GPT2)
 		PLAN_F(p, a->gate, N * F);
+	if (hp->arch == ARCH_GEMMA3) {
+		PLAN_F(p, a->qn, N * m->qd);
+		PLAN_F(p, a->kn, N * m->kvd);
+		PLAN_F(p, a->rstdq, N * hp->n_head);
+		PLAN_F(p, a->rstdk, N * hp->n_head_kv);
+		PLAN_F(p, a->ao, N * C);
+		PLAN_F(p, a->mo, N * C);
+		PLAN_F(p, a->rstd_ao, N);
+		PLAN_F(p, a->rstd_mo, N);
+	}
 	PLAN_F(p, a->up, N * F);
 	PLAN_F(p, a->hm, N * F);
 	const struct lin *ls[] = {&y->q, &y->k, &y->v, &y->qkv, &y->o, &y->gate, &y->up, &y->down};
@@ -441,12 +490,23 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 			model_plan_layer(m, &p, &m->acts[l], l, (size_t)B, (size_t)T, save_att);
 	if (share)
 		model_plan_layer(m, &p, &m->acts[0], rep, (size_t)B, (size_t)T, save_att);
+	/* the LM head: head_rows rows of logits at a time */
+	size_t R = N;
+	if (!m->o.full_logits) {
+		R = m->o.head_chunk_rows > 0 ? (size_t)m->o.head_chunk_rows
+					     : HEAD_CHUNK_BYTES / ((size_t)hp->n_vocab * sizeof(float));
+		R = R < 1 ? 1 : R > N ? N : R;
+		PLAN_F(&p, m->hx, N * C);
+	}
+	m->head_rows = (int)R;
+	size_t Rbuf = R < HEAD_MIN_ROWS ? (N < HEAD_MIN_ROWS ? N : HEAD_MIN_ROWS) : R;
 	PLAN_F(&p, m->lnf, N * C);
 	PLAN_F(&p, m->meanf, N);
 	PLAN_F(&p, m->rstdf, N);
-	PLAN_F(&p, m->logits, N * hp->n_vocab);
-	PLAN_F(&p, m->losses, N);
-	PLAN_F(&p, m->lse, N);
+	PLAN_F(&p, m->logits, Rbuf * hp->n_vocab);
+	PLAN_F(&p, m->hloss, N);
+	PLAN_F(&p, m->hlse, N);
+	mplan_add(&p, (void **)&m->hargmax, N * sizeof(int32_t));
 	PLAN_F(&p, m->tmp, N * C);
 	mplan_add(&p, (void **)&m->tok_dev, N * sizeof(int32_t));
 	if (m->prefix >= 0)
@@ -454,7 +514,8 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 	mplan_add(&p, (void **)&m->tgt_dev, N * sizeof(int32_t));
 	if (train) {
 		struct gacts *g = &m->g;
-		size_t maxin = C > F ? C : F;
+		size_t maxin = C > F ? C : F; /* the widest linear input (o_proj: nh*hd) */
+		maxin = (size_t)m->qd > maxin ? (size_t)m->qd : maxin;
 		PLAN_F(&p, g->dres, N * C);
 		PLAN_F(&p, g->dln, N * C);
 		PLAN_F(&p, g->dtmp, N * C);
@@ -464,6 +525,10 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 		PLAN_F(&p, g->datty, N * m->qd);
 		if (hp->arch == ARCH_GPT2)
 			PLAN_F(&p, g->dqkv, N * 3 * C);
+		if (hp->arch == ARCH_GEMMA3) {
+			PLAN_F(&p, g->dq2, N * m->qd);
+			PLAN_F(&p, g->dk2, N * m->kvd);
+		}
 		PLAN_F(&p, g->dgate, N * F);
 		PLAN_F(&p, g->dup, N * F);
 		PLAN_F(&p, g->dh, N * (F > C ? F : C));
@@ -491,6 +556,11 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 		m->ops->to_device(m->prefix_pos, h, (size_t)B * sizeof(int));
 		free(h);
 	}
+	m->runs = malloc(2 * N * sizeof *m->runs);
+	m->host_loss = malloc(N * sizeof *m->host_loss);
+	m->host_argmax = malloc(N * sizeof *m->host_argmax);
+	if (!m->runs || !m->host_loss || !m->host_argmax)
+		return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
 	if (share)
 		for (int l = 1; l < L; l++) {
 			float *x = m->acts[l].x;
@@ -554,6 +624,9 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 	m->mmflags = o->precision == PRECISION_BF16 ? OPS_BF16 : 0;
 	m->training = o->method != METHOD_NONE;
 	m->qd = hp->n_head * hp->head_dim;
+	m->attn_scale = hp->attn_scale > 0.0f ? hp->attn_scale : 1.0f / sqrtf((float)hp->head_dim);
+	if (hp->arch == ARCH_GEMMA3) /* as transformers: sqrt(hidden) rounded to float */
+		m->embed_scale = (float)sqrt((double)hp->n_embd);
 	m->kvd = hp->n_head_kv * hp->head_dim;
 	if (o->method == METHOD_PREFIX) {
 		m->np = o->prefix_tokens;
@@ -762,7 +835,7 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 		rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
 		goto fail;
 	}
-	if (hp->arch == ARCH_LLAMA) {
+	if (hp->arch != ARCH_GPT2) {
 		ops_rope_inv_freq(m->inv_freq, hp->head_dim, hp->rope_theta > 0 ? hp->rope_theta : 10000.0f,
 				  (int)hp->rope_scaling, hp->rope_scaling_factor,
 				  hp->rope_low_freq_factor, hp->rope_high_freq_factor,
@@ -770,6 +843,20 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 		m->ops->to_device(m->inv_freq_dev, m->inv_freq, (size_t)half * sizeof(float));
 		if (m->hp.rope_style == ROPE_NONE)
 			m->hp.rope_style = ROPE_HALF;
+	}
+	if (hp->arch == ARCH_GEMMA3 && hp->sliding_window > 0) {
+		/* the local layers' own base, without the global layers' scaling (as both
+		 * transformers and llama.cpp) */
+		float *lf = malloc((size_t)half * sizeof(float));
+		m->inv_freq_local_dev = m->ops->alloc((size_t)half * sizeof(float));
+		if (!lf || !m->inv_freq_local_dev) {
+			free(lf);
+			rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+			goto fail;
+		}
+		ops_rope_inv_freq(lf, hp->head_dim, hp->rope_theta_local, 0, 1.0f, 0, 0, 0);
+		m->ops->to_device(m->inv_freq_local_dev, lf, (size_t)half * sizeof(float));
+		free(lf);
 	}
 
 	if (o->max_batch > 0 && o->max_seq > 0) {
@@ -805,8 +892,13 @@ void model_free(struct model *m)
 			m->ops->free(m->inv_freq_dev);
 		if (m->peft_w)
 			m->ops->free(m->peft_w);
+		if (m->inv_freq_local_dev)
+			m->ops->free(m->inv_freq_local_dev);
 	}
 	free(m->inv_freq);
+	free(m->runs);
+	free(m->host_loss);
+	free(m->host_argmax);
 	free(m->acts);
 	free(m->params);
 	free(m->layers);
@@ -1087,6 +1179,23 @@ static void lin_backward(struct model *m, const struct lin *l, struct lacts *a, 
 	}
 }
 
+/* RoPE frequencies and window of layer l (Gemma 3's local layers have their own). */
+static const float *layer_inv_freq(const struct model *m, int l)
+{
+	return m->layers[l].local && m->inv_freq_local_dev ? m->inv_freq_local_dev
+							    : m->inv_freq_dev;
+}
+
+static int layer_window(const struct model *m, int l)
+{
+	return m->layers[l].local ? m->hp.sliding_window : 0;
+}
+
+static enum ops_rope_style rope_style(const struct model *m)
+{
+	return m->hp.rope_style == ROPE_INTERLEAVED ? OPS_ROPE_INTERLEAVED : OPS_ROPE_HALF;
+}
+
 void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, float *tmp,
 			 int B, int T, const int *pos0, const int *pos0_host, float *kc,
 			 float *vc, int tk, bool dropout)
@@ -1100,16 +1209,23 @@ void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, fl
 	bool pfx = m->prefix >= 0 && !kc;
 	if (pfx)
 		pos0 = m->prefix_pos;
-	if (hp->arch == ARCH_LLAMA) {
+	bool g3 = hp->arch == ARCH_GEMMA3;
+	if (hp->arch != ARCH_GPT2) {
 		ops->rmsnorm_forward(a->ln1, a->rstd1, a->x, model_pdata(m, y->ln1_w), N, C,
 				     hp->norm_eps);
-		lin_forward(m, &y->q, a, a->q, a->ln1, N, l, dropout);
-		lin_forward(m, &y->k, a, a->k, a->ln1, N, l, dropout);
+		/* gemma3: q and k are normalised per head (rows of head_dim) before RoPE */
+		lin_forward(m, &y->q, a, g3 ? a->qn : a->q, a->ln1, N, l, dropout);
+		lin_forward(m, &y->k, a, g3 ? a->kn : a->k, a->ln1, N, l, dropout);
 		lin_forward(m, &y->v, a, a->v, a->ln1, N, l, dropout);
-		enum ops_rope_style st = hp->rope_style == ROPE_INTERLEAVED ? OPS_ROPE_INTERLEAVED
-									    : OPS_ROPE_HALF;
-		ops->rope_forward(a->q, B, T, hp->n_head, hp->head_dim, pos0, m->inv_freq_dev, st);
-		ops->rope_forward(a->k, B, T, hp->n_head_kv, hp->head_dim, pos0, m->inv_freq_dev, st);
+		if (g3) {
+			ops->rmsnorm_forward(a->q, a->rstdq, a->qn, model_pdata(m, y->q_norm_w),
+					     N * hp->n_head, hp->head_dim, hp->norm_eps);
+			ops->rmsnorm_forward(a->k, a->rstdk, a->kn, model_pdata(m, y->k_norm_w),
+					     N * hp->n_head_kv, hp->head_dim, hp->norm_eps);
+		}
+		const float *fr = layer_inv_freq(m, l);
+		ops->rope_forward(a->q, B, T, hp->n_head, hp->head_dim, pos0, fr, rope_style(m));
+		ops->rope_forward(a->k, B, T, hp->n_head_kv, hp->head_dim, pos0, fr, rope_style(m));
 	} else {
 		ops->layernorm_forward(a->ln1, a->mean1, a->rstd1, a->x, model_pdata(m, y->ln1_w),
 				       model_pdata(m, y->ln1_b), N, C, hp->norm_eps);
@@ -1118,6 +1234,7 @@ void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, fl
 		ops->copy_rows(a->k, (size_t)C, a->qkv + C, 3 * (size_t)C, N, C);
 		ops->copy_rows(a->v, (size_t)C, a->qkv + 2 * (size_t)C, 3 * (size_t)C, N, C);
 	}
+	int win = layer_window(m, l);
 	if (kc) {
 		for (int b = 0; b < B; b++) {
 			int p0 = pos0_host ? pos0_host[b] : 0;
@@ -1126,55 +1243,240 @@ void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, fl
 			ops->copy_rows(vc + off, m->kvd, a->v + (size_t)b * T * m->kvd, m->kvd, T, m->kvd);
 		}
 		ops->attention_forward(a->atty, NULL, a->q, kc, vc, B, T, tk, hp->n_head,
-				       hp->n_head_kv, hp->head_dim, pos0);
+				       hp->n_head_kv, hp->head_dim, pos0, m->attn_scale, win);
 	} else if (pfx) {
 		const float *pk = model_pdata(m, m->prefix) + (size_t)2 * l * m->kvd;
 		ops->attention_prefix_forward(a->atty, a->q, a->k, a->v, pk, pk + m->kvd,
 					      (size_t)2 * hp->n_layer * m->kvd, B, T, m->np,
-					      hp->n_head, hp->n_head_kv, hp->head_dim,
-					      1.0f / sqrtf((float)hp->head_dim), 0);
+					      hp->n_head, hp->n_head_kv, hp->head_dim, m->attn_scale,
+					      win);
 	} else {
 		ops->attention_forward(a->atty, a->att, a->q, a->k, a->v, B, T, T, hp->n_head,
-				       hp->n_head_kv, hp->head_dim, NULL);
+				       hp->n_head_kv, hp->head_dim, NULL, m->attn_scale, win);
 	}
-	lin_forward(m, &y->o, a, tmp, a->atty, N, l, dropout);
+	if (g3) { /* x2 = x + norm(attention output) */
+		lin_forward(m, &y->o, a, a->ao, a->atty, N, l, dropout);
+		ops->rmsnorm_forward(tmp, a->rstd_ao, a->ao, model_pdata(m, y->post_attn_w), N, C,
+				     hp->norm_eps);
+	} else {
+		lin_forward(m, &y->o, a, tmp, a->atty, N, l, dropout);
+	}
 	ops->add(a->x2, a->x, tmp, NC);
-	if (hp->arch == ARCH_LLAMA) {
+	if (hp->arch != ARCH_GPT2) {
 		ops->rmsnorm_forward(a->ln2, a->rstd2, a->x2, model_pdata(m, y->ln2_w), N, C,
 				     hp->norm_eps);
 		lin_forward(m, &y->gate, a, a->gate, a->ln2, N, l, dropout);
 		lin_forward(m, &y->up, a, a->up, a->ln2, N, l, dropout);
-		ops->swiglu_forward(a->hm, a->gate, a->up, (size_t)N * hp->n_ff);
+		if (g3)
+			ops->geglu_forward(a->hm, a->gate, a->up, (size_t)N * hp->n_ff);
+		else
+			ops->swiglu_forward(a->hm, a->gate, a->up, (size_t)N * hp->n_ff);
 	} else {
 		ops->layernorm_forward(a->ln2, a->mean2, a->rstd2, a->x2, model_pdata(m, y->ln2_w),
 				       model_pdata(m, y->ln2_b), N, C, hp->norm_eps);
 		lin_forward(m, &y->up, a, a->up, a->ln2, N, l, dropout);
 		ops->gelu_forward(a->hm, a->up, (size_t)N * hp->n_ff);
 	}
-	lin_forward(m, &y->down, a, tmp, a->hm, N, l, dropout);
+	if (g3) { /* out = x2 + norm(MLP output) */
+		lin_forward(m, &y->down, a, a->mo, a->hm, N, l, dropout);
+		ops->rmsnorm_forward(tmp, a->rstd_mo, a->mo, model_pdata(m, y->post_ffn_w), N, C,
+				     hp->norm_eps);
+	} else {
+		lin_forward(m, &y->down, a, tmp, a->hm, N, l, dropout);
+	}
 	ops->add(out, a->x2, tmp, NC);
 }
 
-void model_head_forward(struct model *m, float *logits, float *lnf, float *meanf, float *rstdf,
-			const float *x, int n)
+void model_embed(struct model *m, float *out, const int32_t *tok, const int *pos, int n, int t)
+{
+	int C = m->hp.n_embd;
+	m->ops->embedding_forward(out, tok, pos, model_pdata(m, m->wte), model_pdata(m, m->wpe), n,
+				  t, C);
+	if (m->embed_scale > 0.0f)
+		m->ops->scale(out, m->embed_scale, (size_t)n * C);
+}
+
+/* Final norm over n rows of x. */
+static void final_norm(struct model *m, float *lnf, float *meanf, float *rstdf, const float *x,
+		       int n)
 {
 	const struct model_hparams *hp = &m->hp;
-	if (hp->arch == ARCH_LLAMA)
+	if (hp->arch != ARCH_GPT2)
 		m->ops->rmsnorm_forward(lnf, rstdf, x, model_pdata(m, m->lnf_w), n, hp->n_embd,
 					hp->norm_eps);
 	else
 		m->ops->layernorm_forward(lnf, meanf, rstdf, x, model_pdata(m, m->lnf_w),
 					  model_pdata(m, m->lnf_b), n, hp->n_embd, hp->norm_eps);
-	m->ops->matmul(logits, lnf, model_pdata(m, m->head), n, hp->n_vocab, hp->n_embd,
+}
+
+static void head_matmul(struct model *m, float *logits, const float *lnf, int n)
+{
+	m->ops->matmul(logits, lnf, model_pdata(m, m->head), n, m->hp.n_vocab, m->hp.n_embd,
 		       OPS_TB | wflags(m, m->head), 1.0f, 0.0f);
 }
 
-int model_forward(struct model *m, const int32_t *tokens, const int32_t *targets, int B, int T,
-		  float *out_loss, long *out_ntokens)
+void model_head_forward(struct model *m, float *logits, float *lnf, float *meanf, float *rstdf,
+			const float *x, int n)
+{
+	final_norm(m, lnf, meanf, rstdf, x, n);
+	head_matmul(m, logits, lnf, n);
+}
+
+/* ---- the LM head over the rows with a target ---- */
+
+/* The head rows of this forward, as runs of consecutive positions: rows whose target is a
+ * token (all rows with full_logits or without targets). Their targets go to the device in
+ * head-row order. */
+static int head_rows_plan(struct model *m, const int32_t *targets, int N)
+{
+	int V = m->hp.n_vocab;
+	bool all = m->o.full_logits || !targets;
+	m->n_runs = m->n_head = 0;
+	int32_t *ht = targets ? malloc((size_t)N * sizeof *ht) : NULL;
+	if (targets && !ht)
+		return FT_ENOMEM;
+	for (int i = 0; i < N; i++) {
+		bool has = targets && targets[i] >= 0 && targets[i] < V;
+		if (!all && !has)
+			continue;
+		int *last = m->n_runs ? m->runs + 2 * (size_t)(m->n_runs - 1) : NULL;
+		if (last && last[0] + last[1] == i) {
+			last[1]++;
+		} else {
+			int *run = m->runs + 2 * (size_t)m->n_runs;
+			run[0] = i;
+			run[1] = 1;
+			m->n_runs++;
+		}
+		if (ht)
+			ht[m->n_head] = has ? targets[i] : -1;
+		m->n_head++;
+	}
+	if (ht && m->n_head)
+		m->ops->to_device(m->tgt_dev, ht, (size_t)m->n_head * sizeof *ht);
+	free(ht);
+	return 0;
+}
+
+/* The head's input: the last layer's output at the head rows (no copy when they are
+ * every row). */
+static const float *head_input(struct model *m, int N)
+{
+	const float *x = m->acts[m->hp.n_layer].x;
+	int C = m->hp.n_embd;
+	if (m->n_head == N)
+		return x;
+	size_t off = 0;
+	for (int r = 0; r < m->n_runs; r++) {
+		int p = m->runs[2 * (size_t)r], n = m->runs[2 * (size_t)r + 1];
+		m->ops->copy_rows(m->hx + off * C, (size_t)C, x + (size_t)p * C, (size_t)C, n, C);
+		off += (size_t)n;
+	}
+	return m->hx;
+}
+
+/* Logits and cross-entropy of the head rows, head_rows at a time; with grad the chunk's
+ * logits become scale * dlogits at once: g.dln (head rows, C) = dlogits W and the head's
+ * gradient += dlogits^T lnf. stats: write loss, lse and argmax per row (the forward);
+ * without, the forward's lse is used (a backward after model_forward recomputes the
+ * logits, except a single chunk, which is still in the buffer). */
+static long head_pass(struct model *m, bool stats, bool grad, float scale)
 {
 	const struct ops *ops = m->ops;
+	int V = m->hp.n_vocab, C = m->hp.n_embd, R = m->head_rows;
+	float *dhead = grad ? pgrad(m, m->head) : NULL;
+	long cnt = 0;
+	int cap = m->max_b * m->max_t; /* rows of the lnf buffer */
+	for (int c0 = 0; c0 < m->n_head; c0 += R) {
+		int r = m->n_head - c0 < R ? m->n_head - c0 : R;
+		const float *lnf = m->lnf + (size_t)c0 * C;
+		int rm = r; /* rows multiplied: at least HEAD_MIN_ROWS where the buffer has them */
+		if (!m->o.full_logits && rm < HEAD_MIN_ROWS)
+			rm = cap - c0 < HEAD_MIN_ROWS ? cap - c0 : HEAD_MIN_ROWS;
+		if (stats || m->n_head > R)
+			head_matmul(m, m->logits, lnf, rm);
+		if (stats) /* the argmax (a pass over the row) only for evaluation */
+			cnt += ops->crossentropy_forward(m->hloss + c0, m->hlse + c0,
+							 grad ? NULL : m->hargmax + c0, m->logits,
+							 m->tgt_dev + c0, r, V);
+		if (!grad)
+			continue;
+		ops->crossentropy_backward(m->logits, m->hlse + c0, m->tgt_dev + c0, r, V, scale);
+		if (dhead)
+			ops->matmul(dhead, m->logits, lnf, V, C, r, OPS_TA | m->mmflags, 1.0f, 1.0f);
+		ops->matmul(m->g.dln + (size_t)c0 * C, m->logits, model_pdata(m, m->head), r, C, V,
+			    wflags(m, m->head), 1.0f, 0.0f);
+	}
+	return cnt;
+}
+
+/* Per-position losses and argmaxes (not computed by a fused forward: -1) on the host
+ * from the head rows'. */
+static int head_results(struct model *m, int N, bool have_argmax)
+{
+	float *hl = malloc(((size_t)m->n_head + 1) * sizeof *hl);
+	int32_t *ha = malloc(((size_t)m->n_head + 1) * sizeof *ha);
+	if (!hl || !ha) {
+		free(hl);
+		free(ha);
+		return FT_ENOMEM;
+	}
+	m->ops->to_host(hl, m->hloss, (size_t)m->n_head * sizeof *hl);
+	if (have_argmax)
+		m->ops->to_host(ha, m->hargmax, (size_t)m->n_head * sizeof *ha);
+	else
+		for (int i = 0; i < m->n_head; i++)
+			ha[i] = -1;
+	for (int i = 0; i < N; i++) {
+		m->host_loss[i] = 0.0f;
+		m->host_argmax[i] = -1;
+	}
+	size_t off = 0;
+	for (int r = 0; r < m->n_runs; r++) {
+		const int *run = m->runs + 2 * (size_t)r;
+		for (int j = 0; j < run[1]; j++, off++) {
+			m->host_loss[run[0] + j] = hl[off];
+			m->host_argmax[run[0] + j] = ha[off];
+		}
+	}
+	free(hl);
+	free(ha);
+	return 0;
+}
+
+/* The backward through the final norm from g.dln (head rows, C) into g.dres (N, C),
+ * zero at rows without a target. */
+static void head_backward_input(struct model *m, int N)
+{
+	const struct ops *ops = m->ops;
+	int C = m->hp.n_embd;
+	bool all = m->n_head == N;
+	const float *x = all ? m->acts[m->hp.n_layer].x : m->hx;
+	float *dx = all ? m->g.dres : m->g.dtmp;
+	if (m->hp.arch != ARCH_GPT2)
+		ops->rmsnorm_backward(dx, pgrad(m, m->lnf_w), m->g.dln, x, model_pdata(m, m->lnf_w),
+				      m->rstdf, m->n_head, C);
+	else
+		ops->layernorm_backward(dx, pgrad(m, m->lnf_w), pgrad(m, m->lnf_b), m->g.dln, x,
+					model_pdata(m, m->lnf_w), m->meanf, m->rstdf, m->n_head, C);
+	if (all)
+		return;
+	ops->zero(m->g.dres, (size_t)N * C);
+	size_t off = 0;
+	for (int r = 0; r < m->n_runs; r++) {
+		int p = m->runs[2 * (size_t)r], n = m->runs[2 * (size_t)r + 1];
+		ops->copy_rows(m->g.dres + (size_t)p * C, (size_t)C, m->g.dtmp + off * C, (size_t)C, n,
+			       C);
+		off += (size_t)n;
+	}
+}
+
+static int forward(struct model *m, const int32_t *tokens, const int32_t *targets, int B, int T,
+		   bool fuse, float loss_scale, float *out_loss, long *out_ntokens)
+{
 	const struct model_hparams *hp = &m->hp;
-	if (!m->act_mem || B <= 0 || T <= 0 || B > m->max_b || T > m->max_t)
+	if (!m->act_mem || B <= 0 || T <= 0 || B > m->max_b || T > m->max_t ||
+	    (!targets && !m->o.full_logits) || (fuse && (!targets || !m->g.dres)))
 		return FT_EINVAL;
 	int N = B * T;
 	for (int i = 0; i < N; i++)
@@ -1183,30 +1485,36 @@ int model_forward(struct model *m, const int32_t *tokens, const int32_t *targets
 	m->cur_b = B;
 	m->cur_t = T;
 	m->fwd_stream = m->n_forward++;
-	ops->to_device(m->tok_dev, tokens, (size_t)N * sizeof(int32_t));
-	ops->embedding_forward(m->acts[0].x, m->tok_dev, NULL, model_pdata(m, m->wte),
-			       model_pdata(m, m->wpe), N, T, hp->n_embd);
+	m->have_targets = false;
+	m->head_fused = false;
+	m->ops->to_device(m->tok_dev, tokens, (size_t)N * sizeof(int32_t));
+	model_embed(m, m->acts[0].x, m->tok_dev, NULL, N, T);
 	for (int l = 0; l < hp->n_layer; l++)
 		model_layer_forward(m, l, &m->acts[l], m->acts[l + 1].x, m->tmp, B, T, NULL, NULL,
 				    NULL, NULL, 0, m->training);
-	model_head_forward(m, m->logits, m->lnf, m->meanf, m->rstdf, m->acts[hp->n_layer].x, N);
-	m->have_targets = targets != NULL;
-	float loss = 0.0f;
+	if (head_rows_plan(m, targets, N) != 0)
+		return FT_ENOMEM;
+	final_norm(m, m->lnf, m->meanf, m->rstdf, head_input(m, N), m->n_head);
 	long cnt = 0;
-	if (targets) {
-		ops->to_device(m->tgt_dev, targets, (size_t)N * sizeof(int32_t));
-		cnt = ops->crossentropy_forward(m->losses, m->lse, m->logits, m->tgt_dev, N,
-						hp->n_vocab);
-		/* the mean in double, in row order (losses are on the host for cpu) */
-		float *hl = malloc((size_t)N * sizeof(float));
-		if (!hl)
+	float loss = 0.0f;
+	if (!targets) {
+		head_matmul(m, m->logits, m->lnf, N);
+	} else {
+		long want = 0;
+		for (int i = 0; i < N; i++)
+			want += targets[i] >= 0 && targets[i] < hp->n_vocab;
+		float scale = loss_scale > 0.0f ? loss_scale : want ? 1.0f / (float)want : 0.0f;
+		cnt = head_pass(m, true, fuse, scale);
+		if (head_results(m, N, !fuse) != 0)
 			return FT_ENOMEM;
-		ops->to_host(hl, m->losses, (size_t)N * sizeof(float));
+		/* the mean in double, in position order */
 		double s = 0.0;
 		for (int i = 0; i < N; i++)
-			s += hl[i];
-		free(hl);
+			s += m->host_loss[i];
 		loss = cnt ? (float)(s / (double)cnt) : 0.0f;
+		m->have_targets = true;
+		m->head_fused = fuse;
+		m->fused_scale = scale;
 	}
 	m->cur_ntok = cnt;
 	if (out_loss)
@@ -1216,14 +1524,31 @@ int model_forward(struct model *m, const int32_t *tokens, const int32_t *targets
 	return 0;
 }
 
+int model_forward(struct model *m, const int32_t *tokens, const int32_t *targets, int B, int T,
+		  float *out_loss, long *out_ntokens)
+{
+	return forward(m, tokens, targets, B, T, false, 0.0f, out_loss, out_ntokens);
+}
+
+int model_forward_train(struct model *m, const int32_t *tokens, const int32_t *targets, int B,
+			int T, float loss_scale, float *out_loss, long *out_ntokens)
+{
+	return forward(m, tokens, targets, B, T, true, loss_scale, out_loss, out_ntokens);
+}
+
 const float *model_logits(const struct model *m)
 {
-	return m->logits;
+	return m->o.full_logits ? m->logits : NULL;
 }
 
 const float *model_token_losses(const struct model *m)
 {
-	return m->losses;
+	return m->host_loss;
+}
+
+const int32_t *model_token_argmax(const struct model *m)
+{
+	return m->host_argmax;
 }
 
 static void layer_backward(struct model *m, int l, struct lacts *a, int B, int T, bool need_dx)
@@ -1234,10 +1559,20 @@ static void layer_backward(struct model *m, int l, struct lacts *a, int B, int T
 	struct gacts *g = &m->g;
 	int N = B * T, C = hp->n_embd, F = hp->n_ff;
 	size_t NC = (size_t)N * C;
+	bool g3 = hp->arch == ARCH_GEMMA3;
 	/* g->dres holds dL/d(out) on entry and dL/d(x) on exit */
-	lin_backward(m, &y->down, a, g->dh, false, g->dres, a->hm, N);
-	if (hp->arch == ARCH_LLAMA) {
-		ops->swiglu_backward(g->dgate, g->dup, g->dh, a->gate, a->up, (size_t)N * F);
+	if (g3) { /* through the post-MLP norm: dtmp = dL/d(down output) */
+		ops->rmsnorm_backward(g->dtmp, pgrad(m, y->post_ffn_w), g->dres, a->mo,
+				      model_pdata(m, y->post_ffn_w), a->rstd_mo, N, C);
+		lin_backward(m, &y->down, a, g->dh, false, g->dtmp, a->hm, N);
+	} else {
+		lin_backward(m, &y->down, a, g->dh, false, g->dres, a->hm, N);
+	}
+	if (hp->arch != ARCH_GPT2) {
+		if (g3)
+			ops->geglu_backward(g->dgate, g->dup, g->dh, a->gate, a->up, (size_t)N * F);
+		else
+			ops->swiglu_backward(g->dgate, g->dup, g->dh, a->gate, a->up, (size_t)N * F);
 		lin_backward(m, &y->gate, a, g->dln, false, g->dgate, a->ln2, N);
 		lin_backward(m, &y->up, a, g->dln, true, g->dup, a->ln2, N);
 		ops->rmsnorm_backward(g->dtmp, pgrad(m, y->ln2_w), g->dln, a->x2,
@@ -1249,7 +1584,13 @@ static void layer_backward(struct model *m, int l, struct lacts *a, int B, int T
 					a->x2, model_pdata(m, y->ln2_w), a->mean2, a->rstd2, N, C);
 	}
 	ops->axpy(g->dres, 1.0f, g->dtmp, NC); /* dres is now dL/d(x2) */
-	lin_backward(m, &y->o, a, g->datty, false, g->dres, a->atty, N);
+	if (g3) { /* through the post-attention norm */
+		ops->rmsnorm_backward(g->dtmp, pgrad(m, y->post_attn_w), g->dres, a->ao,
+				      model_pdata(m, y->post_attn_w), a->rstd_ao, N, C);
+		lin_backward(m, &y->o, a, g->datty, false, g->dtmp, a->atty, N);
+	} else {
+		lin_backward(m, &y->o, a, g->datty, false, g->dres, a->atty, N);
+	}
 	const int *pos0 = NULL;
 	if (m->prefix >= 0) {
 		size_t off = (size_t)2 * l * m->kvd;
@@ -1258,21 +1599,31 @@ static void layer_backward(struct model *m, int l, struct lacts *a, int B, int T
 		ops->attention_prefix_backward(g->dq, g->dk, g->dv, dpk, dpk + m->kvd, g->datty,
 					       a->q, a->k, a->v, pk, pk + m->kvd,
 					       (size_t)2 * hp->n_layer * m->kvd, B, T, m->np,
-					       hp->n_head, hp->n_head_kv, hp->head_dim,
-					       1.0f / sqrtf((float)hp->head_dim), 0);
+					       hp->n_head, hp->n_head_kv, hp->head_dim, m->attn_scale,
+					       layer_window(m, l));
 		pos0 = m->prefix_pos;
 	} else {
 		ops->attention_backward(g->dq, g->dk, g->dv, g->datty, a->att, a->q, a->k, a->v,
-					B, T, hp->n_head, hp->n_head_kv, hp->head_dim);
+					B, T, hp->n_head, hp->n_head_kv, hp->head_dim,
+					m->attn_scale, layer_window(m, l));
 	}
-	if (hp->arch == ARCH_LLAMA) {
-		enum ops_rope_style st = hp->rope_style == ROPE_INTERLEAVED ? OPS_ROPE_INTERLEAVED
-									    : OPS_ROPE_HALF;
-		ops->rope_backward(g->dq, B, T, hp->n_head, hp->head_dim, pos0, m->inv_freq_dev, st);
-		ops->rope_backward(g->dk, B, T, hp->n_head_kv, hp->head_dim, pos0, m->inv_freq_dev,
-				   st);
-		lin_backward(m, &y->q, a, g->dln, false, g->dq, a->ln1, N);
-		lin_backward(m, &y->k, a, g->dln, true, g->dk, a->ln1, N);
+	if (hp->arch != ARCH_GPT2) {
+		const float *fr = layer_inv_freq(m, l);
+		ops->rope_backward(g->dq, B, T, hp->n_head, hp->head_dim, pos0, fr, rope_style(m));
+		ops->rope_backward(g->dk, B, T, hp->n_head_kv, hp->head_dim, pos0, fr, rope_style(m));
+		float *dq = g->dq, *dk = g->dk;
+		if (g3) { /* through the per-head q/k norms */
+			ops->rmsnorm_backward(g->dq2, pgrad(m, y->q_norm_w), g->dq, a->qn,
+					      model_pdata(m, y->q_norm_w), a->rstdq, N * hp->n_head,
+					      hp->head_dim);
+			ops->rmsnorm_backward(g->dk2, pgrad(m, y->k_norm_w), g->dk, a->kn,
+					      model_pdata(m, y->k_norm_w), a->rstdk,
+					      N * hp->n_head_kv, hp->head_dim);
+			dq = g->dq2;
+			dk = g->dk2;
+		}
+		lin_backward(m, &y->q, a, g->dln, false, dq, a->ln1, N);
+		lin_backward(m, &y->k, a, g->dln, true, dk, a->ln1, N);
 		lin_backward(m, &y->v, a, g->dln, true, g->dv, a->ln1, N);
 		if (need_dx || pgrad(m, y->ln1_w))
 			ops->rmsnorm_backward(g->dtmp, pgrad(m, y->ln1_w), g->dln, a->x,
@@ -1298,21 +1649,12 @@ int model_backward(struct model *m, float loss_scale)
 	int B = m->cur_b, T = m->cur_t, N = B * T, C = hp->n_embd, L = hp->n_layer;
 	float scale = loss_scale > 0.0f ? loss_scale
 					: (m->cur_ntok ? 1.0f / (float)m->cur_ntok : 0.0f);
+	if (m->head_fused && scale != m->fused_scale)
+		return FT_EINVAL;
 	m->have_targets = false; /* logits become dlogits: a second backward is an error */
-	ops->crossentropy_backward(m->logits, m->lse, m->tgt_dev, N, hp->n_vocab, scale);
-	float *dhead = pgrad(m, m->head);
-	if (dhead)
-		ops->matmul(dhead, m->logits, m->lnf, hp->n_vocab, C, N, OPS_TA | m->mmflags, 1.0f,
-			    1.0f);
-	ops->matmul(m->g.dln, m->logits, model_pdata(m, m->head), N, C, hp->n_vocab,
-		    wflags(m, m->head), 1.0f, 0.0f);
-	if (hp->arch == ARCH_LLAMA)
-		ops->rmsnorm_backward(m->g.dres, pgrad(m, m->lnf_w), m->g.dln, m->acts[L].x,
-				      model_pdata(m, m->lnf_w), m->rstdf, N, C);
-	else
-		ops->layernorm_backward(m->g.dres, pgrad(m, m->lnf_w), pgrad(m, m->lnf_b), m->g.dln,
-					m->acts[L].x, model_pdata(m, m->lnf_w), m->meanf,
-					m->rstdf, N, C);
+	if (!m->head_fused)
+		head_pass(m, false, true, scale);
+	head_backward_input(m, N);
 	bool shared = m->o.grad_checkpointing && L > 1;
 	for (int l = L - 1; l >= m->bw_stop_layer; l--) {
 		if (shared && l != L - 1) /* recompute this layer's activations from its input */
@@ -1321,8 +1663,11 @@ int model_backward(struct model *m, float loss_scale)
 		bool need_dx = l > m->bw_stop_layer || m->embed_trains;
 		layer_backward(m, l, &m->acts[l], B, T, need_dx);
 	}
-	if (m->embed_trains)
+	if (m->embed_trains) {
+		if (m->embed_scale > 0.0f) /* d(s e)/de = s */
+			ops->scale(m->g.dres, m->embed_scale, (size_t)N * C);
 		ops->embedding_backward(pgrad(m, m->wte), pgrad(m, m->wpe), m->g.dres, m->tok_dev,
 					NULL, N, T, C);
+	}
 	return 0;
 }

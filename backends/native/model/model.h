@@ -1,6 +1,7 @@
-/* model: llama-family and GPT-2 decoder transformers on the ops interface: parameter
- * table (which parameters train: none/full/freeze/LoRA), activation plan for (B, T),
- * forward with fused cross-entropy, backward into fp32 gradients, KV-cache generation.
+/* model: llama-family, Gemma 3 and GPT-2 decoder transformers on the ops interface:
+ * parameter table (which parameters train: none/full/freeze/LoRA), activation plan for
+ * (B, T), forward with the LM head and cross-entropy fused and chunked (only at positions
+ * with a target), backward into fp32 gradients, KV-cache generation.
  * Loading is io/'s job (struct model_file); tokenisation is tok/'s; the optimizer and the
  * step loop are train/'s, which sees the trainable parameters through model_trainable().
  * Thread-safety: a struct model is used by one thread at a time (ops use OpenMP inside). */
@@ -46,6 +47,11 @@ struct model_opts {
 	int max_batch, max_seq;    /* activation plan for training/teacher forcing; 0 = none */
 	uint64_t seed;             /* LoRA A init and dropout masks */
 	bool grad_checkpointing;   /* keep only each layer's input; recompute in backward */
+	/* The LM head normally runs only on positions with a target, a chunk of rows at a
+	 * time, and no (B*T, V) logits exist. full_logits plans them and computes the head at
+	 * every position in one product (model_logits; tests, and forwards without targets). */
+	bool full_logits;
+	int head_chunk_rows;       /* rows per head chunk; 0 = about 64 MiB of logits */
 	const struct ops *ops;     /* NULL = ops_cpu() */
 };
 
@@ -61,21 +67,34 @@ const struct model_hparams *model_hparams(const struct model *m);
 const struct ops *model_ops(const struct model *m);
 
 /* Forward over tokens (B, T) (B <= max_batch, T <= max_seq). targets (B, T), < 0 =
- * masked, may be NULL (then only logits). out_loss: mean cross-entropy over unmasked
- * tokens (0 when none), out_ntokens: their count; both may be NULL. */
+ * masked; NULL (logits only) needs full_logits. The LM head and cross-entropy run only
+ * at positions with a target (all positions with full_logits). out_loss: mean
+ * cross-entropy over unmasked tokens (0 when none), out_ntokens: their count; both may be
+ * NULL. */
 int model_forward(struct model *m, const int32_t *tokens, const int32_t *targets, int B,
 		  int T, float *out_loss, long *out_ntokens) FT_WUR;
-/* Logits (B, T, V) of the last model_forward, valid until model_backward (which turns
- * them into dlogits in place) or the next forward. Per-token losses (B*T, 0 = masked).
- * Both are backend memory: read them with model_ops(m)->to_host. */
+/* model_forward for training: the LM head's part of the backward runs in the same pass
+ * (each chunk's logits become dlogits and the head's input gradient at once), so the
+ * head is computed once per step. model_backward must follow with the same loss_scale
+ * (see there). */
+int model_forward_train(struct model *m, const int32_t *tokens, const int32_t *targets, int B,
+			int T, float loss_scale, float *out_loss, long *out_ntokens) FT_WUR;
+/* Logits (B, T, V) of the last model_forward with full_logits (NULL otherwise), valid
+ * until model_backward (which turns them into dlogits in place) or the next forward;
+ * backend memory: read them with model_ops(m)->to_host. */
 const float *model_logits(const struct model *m);
+/* Per-position results of the last forward with targets, HOST memory (B*T): the loss (0
+ * when masked) and the argmax of the logits (-1 when masked, and everywhere after
+ * model_forward_train, which does not compute it). */
 const float *model_token_losses(const struct model *m);
+const int32_t *model_token_argmax(const struct model *m);
 
 /* Backward of the last model_forward (which must have had targets). Gradients of
  * trainable parameters ACCUMULATE (call model_zero_grad between optimizer steps).
  * dloss/dlogit uses loss_scale per unmasked token: pass 1/(unmasked tokens of the whole
- * accumulated batch); loss_scale <= 0 means 1/(unmasked tokens of this forward).
- * FT_EINVAL when nothing trains or the forward had no targets. */
+ * accumulated batch); loss_scale <= 0 means 1/(unmasked tokens of this forward). After
+ * model_forward_train the scale must be that forward's. FT_EINVAL when nothing trains,
+ * the forward had no targets, or the scale differs from model_forward_train's. */
 int model_backward(struct model *m, float loss_scale) FT_WUR;
 void model_zero_grad(struct model *m);
 /* Training mode applies LoRA dropout in model_forward; off for evaluation. Default: on

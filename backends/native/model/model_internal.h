@@ -33,7 +33,10 @@ struct lin {
 
 struct layer {
 	int ln1_w, ln1_b, ln2_w, ln2_b;
+	/* gemma3: ln1 = input_layernorm, ln2 = pre_feedforward_layernorm, and these */
+	int post_attn_w, post_ffn_w, q_norm_w, k_norm_w;
 	struct lin q, k, v, qkv, o, gate, up, down; /* llama: q,k,v,o,gate,up,down; gpt2: qkv,o,up,down */
+	bool local;   /* gemma3 sliding-window layer */
 };
 
 /* LoRA activations of one linear. */
@@ -60,6 +63,12 @@ struct lacts {
 	float *x2;                /* (N, C) residual after attention */
 	float *ln2, *mean2, *rstd2;
 	float *gate, *up, *hm;    /* (N, F): gate (llama), up/fc pre-activation, activated */
+	/* gemma3: q, k before their per-head norm, the attention and MLP outputs before their
+	 * post-norms, and the rstd of each */
+	float *qn, *kn;           /* (N, nh*hd), (N, nkv*hd) */
+	float *rstdq, *rstdk;     /* (N*nh), (N*nkv) */
+	float *ao, *mo;           /* (N, C) o_proj and down_proj outputs */
+	float *rstd_ao, *rstd_mo; /* (N) */
 	struct lora_acts lora[LIN_SLOTS];
 };
 
@@ -67,6 +76,7 @@ struct lacts {
 struct gacts {
 	float *dres, *dln, *dtmp;  /* (N, C) */
 	float *dq, *dk, *dv, *datty, *dqkv;
+	float *dq2, *dk2;          /* gemma3: gradients before the q/k norms */
 	float *dgate, *dup, *dh;   /* (N, F) */
 	float *dlh;                /* (N, r) LoRA */
 	float *ddy;                /* (N, max out) DoRA: g * dy; IA3: l * dy */
@@ -81,6 +91,8 @@ struct model {
 	bool training;
 	int kvd;              /* n_head_kv * head_dim */
 	int qd;               /* n_head * head_dim */
+	float attn_scale;     /* query scale of the attention scores */
+	float embed_scale;    /* gemma3: the embedding times sqrt(C); 0 = none */
 	float lora_s;
 	int lora_r;
 	bool dora;
@@ -104,6 +116,7 @@ struct model {
 	size_t param_bytes, grad_bytes;
 	float *inv_freq;      /* (hd/2) host copy */
 	float *inv_freq_dev;  /* backend copy */
+	float *inv_freq_local_dev; /* gemma3 sliding-window layers (own RoPE base), or NULL */
 
 	/* training / teacher-forcing plan */
 	int max_b, max_t;
@@ -111,9 +124,22 @@ struct model {
 	size_t act_bytes;
 	struct lacts *acts;   /* (L + 1): acts[L].x is the last layer's output */
 	struct gacts g;
-	float *lnf, *meanf, *rstdf, *logits, *losses, *lse; /* (N,C) (N) (N) (N,V) (N) (N) */
-	int32_t *tok_dev, *tgt_dev;
+	/* LM head over the rows that carry a target ("head rows", in position order), head_rows
+	 * of them per chunk; full_logits: every row in one chunk of N */
+	float *hx;            /* (N, C) the last layer's output at the head rows */
+	float *lnf, *meanf, *rstdf; /* (N, C) (N) (N) final norm of the head rows */
+	float *logits;        /* (head_rows, V): one chunk ((N, V) with full_logits) */
+	float *hloss, *hlse;  /* (N) per head row */
+	int32_t *hargmax;     /* (N) */
+	int32_t *tok_dev, *tgt_dev; /* (N) tokens; targets of the head rows */
 	float *tmp;           /* (N, C) forward scratch */
+	int head_rows;
+	int *runs;            /* host (2N): head rows as runs (first position, count) */
+	int n_runs, n_head;   /* runs, head rows of the current forward */
+	float *host_loss;     /* host (N): per position, 0 when masked */
+	int32_t *host_argmax; /* host (N): -1 when masked */
+	bool head_fused;      /* the forward already did the head's backward (model_forward_train) */
+	float fused_scale;
 	int cur_b, cur_t;
 	bool have_targets;
 	long cur_ntok;
@@ -158,6 +184,10 @@ void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, fl
 /* Final norm + LM head over rows (n) of x into logits (n, V). */
 void model_head_forward(struct model *m, float *logits, float *lnf, float *meanf,
 			float *rstdf, const float *x, int n);
+/* Token embedding of n rows into out (n, C) (learned positions from pos, NULL: r % t),
+ * times sqrt(C) for Gemma. */
+void model_embed(struct model *m, float *out, const int32_t *tok, const int *pos, int n,
+		 int t);
 float *model_pdata(const struct model *m, int idx);
 
 #endif

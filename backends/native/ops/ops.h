@@ -90,16 +90,20 @@ struct ops {
 
 	/* Causal attention with grouped-query heads. q (B, Tq, nh, hd); k, v (B, Tk, nkv, hd)
 	 * (Tk = row capacity per sequence, e.g. the KV cache length); query t of sequence b is
-	 * at absolute position p = pos0[b] + t and attends keys 0..p (pos0 NULL: 0, Tq == Tk).
-	 * out (B, Tq, nh, hd). att (B, nh, Tq, Tq) receives the probabilities when non-NULL
-	 * (training, pos0 NULL only). Scale 1/sqrt(hd). */
+	 * at absolute position p = pos0[b] + t and attends keys 0..p (pos0 NULL: 0, Tq == Tk),
+	 * or with window > 0 only the last `window` of them, keys p-window+1..p (sliding-window
+	 * layers). Scores are scale * q.k (1/sqrt(hd) for most models). out (B, Tq, nh, hd).
+	 * att (B, nh, Tq, Tq) receives the probabilities when non-NULL (training, pos0 NULL
+	 * only; 0 outside the causal window). */
 	void (*attention_forward)(float *out, float *att, const float *q, const float *k,
 				  const float *v, int b, int tq, int tk, int nh, int nkv, int hd,
-				  const int *pos0);
-	/* Training form (pos0 NULL, Tq == Tk == T). dq, dk, dv overwritten. */
+				  const int *pos0, float scale, int window);
+	/* Training form (pos0 NULL, Tq == Tk == T), the forward's scale and window. dq, dk, dv
+	 * overwritten. */
 	void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout,
 				   const float *att, const float *q, const float *k,
-				   const float *v, int b, int t, int nh, int nkv, int hd);
+				   const float *v, int b, int t, int nh, int nkv, int hd,
+				   float scale, int window);
 
 	/* out (N) = silu(gate) * up; backward: dgate, dup overwritten. */
 	void (*swiglu_forward)(float *out, const float *gate, const float *up, size_t n);
@@ -108,6 +112,10 @@ struct ops {
 	/* GELU, tanh approximation. dx overwritten. */
 	void (*gelu_forward)(float *out, const float *x, size_t n);
 	void (*gelu_backward)(float *dx, const float *dout, const float *x, size_t n);
+	/* GeGLU: out (N) = gelu(gate) * up (tanh GELU); backward: dgate, dup overwritten. */
+	void (*geglu_forward)(float *out, const float *gate, const float *up, size_t n);
+	void (*geglu_backward)(float *dgate, float *dup, const float *dout, const float *gate,
+			       const float *up, size_t n);
 
 	/* out (N, C) = wte[tokens[r]] (+ wpe[pos[r]] when wpe). pos NULL: r % t. */
 	void (*embedding_forward)(float *out, const int32_t *tokens, const int *pos,
@@ -117,10 +125,11 @@ struct ops {
 				   const int32_t *tokens, const int *pos, int n, int t, int c);
 
 	/* Fused softmax + cross-entropy. logits (N, V); targets (N), < 0 = masked.
-	 * losses[r] = logsumexp - logit[target] (0 when masked); lse[r] saved. Returns the
-	 * number of unmasked rows. Probabilities are never stored. */
-	long (*crossentropy_forward)(float *losses, float *lse, const float *logits,
-				     const int32_t *targets, int n, int v);
+	 * losses[r] = logsumexp - logit[target] (0 when masked); lse[r] saved; argmax[r] (may
+	 * be NULL) the index of the row's first largest logit (-1 when masked), for token
+	 * accuracy. Returns the number of unmasked rows. Probabilities are never stored. */
+	long (*crossentropy_forward)(float *losses, float *lse, int32_t *argmax,
+				     const float *logits, const int32_t *targets, int n, int v);
 	/* In place: logits (N, V) become dlogits = scale * (softmax - onehot) on unmasked rows,
 	 * 0 on masked rows. */
 	void (*crossentropy_backward)(float *logits, const float *lse, const int32_t *targets,

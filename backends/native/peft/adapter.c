@@ -374,7 +374,9 @@ int adapter_write_gguf(const char *path, const struct lora_tensor *t, size_t n,
 					: "it has no magnitude vectors");
 		goto done;
 	}
-	gguf_out_str(g, "general.architecture", "llama");
+	const char *arch = info->gguf_arch ? info->gguf_arch : "llama";
+	bool want_il = strcmp(arch, "llama") == 0; /* llama.cpp permutes q/k for llama only */
+	gguf_out_str(g, "general.architecture", arch);
 	gguf_out_str(g, "general.type", "adapter");
 	gguf_out_str(g, "adapter.type", "lora");
 	/* llama.cpp scales by alpha/r; rsLoRA's alpha/sqrt(r) is expressed as an alpha. */
@@ -384,11 +386,11 @@ int adapter_write_gguf(const char *path, const struct lora_tensor *t, size_t n,
 		char name[160];
 		if (!gguf_lora_name(name, sizeof(name), t[i].name)) {
 			rc = diag_set(d, FT_EUNSUPP, path, 0, 0,
-				      "'%s' has no llama.cpp adapter name (llama family only)",
+				      "'%s' has no llama.cpp adapter name (llama family and Gemma 3 only)",
 				      t[i].name);
 			goto done;
 		}
-		if ((rc = reorder_copy(&copies[i], &t[i], info, true, d)) != 0)
+		if ((rc = reorder_copy(&copies[i], &t[i], info, want_il, d)) != 0)
 			goto done;
 		int64_t ne[2] = {t[i].cols, t[i].rows};
 		gguf_out_tensor(g, name, GGML_F32, 2, ne, copies[i] ? copies[i] : t[i].data);

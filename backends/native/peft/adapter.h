@@ -47,6 +47,9 @@ struct lora_info {
 	 * (model loaded from GGUF). n_head/n_head_kv/head_dim are needed then. */
 	bool interleaved;
 	int n_head, n_head_kv, head_dim;
+	/* The base's llama.cpp architecture for adapter_write_gguf: "llama" (NULL) wants
+	 * interleaved q/k rows, "gemma3" keeps the Hugging Face order. */
+	const char *gguf_arch;
 };
 
 /* Writes dir/adapter_model.safetensors and dir/adapter_config.json (dir is created).
@@ -56,8 +59,9 @@ int adapter_write_peft(const char *dir, const struct lora_tensor *t, size_t n,
 
 /* Writes a llama.cpp LoRA adapter GGUF (general.type "adapter", adapter.type "lora",
  * adapter.lora.alpha; tensors "blk.N.attn_q.weight.lora_a" ne {in, r} and ".lora_b"
- * ne {r, out}), with q/k rows in llama.cpp's interleaved order. Llama family only; a DoRA
- * adapter is refused (llama.cpp's adapters have no magnitude). */
+ * ne {r, out}), with q/k rows in llama.cpp's order for info->gguf_arch (llama:
+ * interleaved). Llama family and Gemma 3; a DoRA, IA3 or prefix adapter is refused
+ * (llama.cpp's adapters are LoRA only). */
 int adapter_write_gguf(const char *path, const struct lora_tensor *t, size_t n,
 		       const struct lora_info *info, struct diag *d) FT_WUR;
 

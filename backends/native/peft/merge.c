@@ -1,6 +1,7 @@
 /* merge: LoRA merge and merged-model writers (see merge.h). Tensors are written in the
- * order the base file listed them; only q/k rows (llama) and Conv1D layouts (GPT-2)
- * change on the way out. */
+ * order the base file listed them; only q/k rows (llama), Conv1D layouts (GPT-2) and
+ * Gemma's norm weights (1 + w in the engine and in GGUF, w in Hugging Face files) change
+ * on the way out. */
 #include "backends/native/peft/merge.h"
 
 #include <errno.h>
@@ -153,23 +154,28 @@ static int qk_heads(const struct model_hparams *hp, const char *name)
 }
 
 /* The tensor's data as the target format wants it (a copy when it differs, else NULL).
- * to_interleaved: the target orders q/k rows like llama.cpp. */
+ * to_interleaved: the target orders q/k rows like llama.cpp; hf: a Hugging Face file
+ * (Conv1D weights transposed, Gemma norms as w). */
 static int out_copy(float **out, const struct model_file *mf, const struct mf_tensor *t,
-		    bool to_interleaved, bool transpose_conv1d, struct diag *d)
+		    bool to_interleaved, bool hf, struct diag *d)
 {
 	*out = NULL;
 	int heads = qk_heads(&mf->hp, t->name);
 	bool src_il = mf->hp.rope_style == ROPE_INTERLEAVED;
 	bool permute = heads > 0 && src_il != to_interleaved;
-	bool transpose = transpose_conv1d && mf->hp.arch == ARCH_GPT2 && t->ndim == 2 &&
-			 is_conv1d(t->name);
-	if (!permute && !transpose)
+	bool transpose = hf && mf->hp.arch == ARCH_GPT2 && t->ndim == 2 && is_conv1d(t->name);
+	bool minus1 = hf && mf->hp.arch == ARCH_GEMMA3 && t->ndim == 1 &&
+		      ends_with(t->name, "norm.weight");
+	if (!permute && !transpose && !minus1)
 		return 0;
 	float *c = malloc(t->numel * sizeof(float));
 	if (!c)
 		return diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory (%zu bytes)",
 				t->numel * sizeof(float));
-	if (permute) {
+	if (minus1) {
+		for (size_t i = 0; i < t->numel; i++)
+			c[i] = t->data[i] - 1.0f;
+	} else if (permute) {
 		int64_t cols = t->ndim == 2 ? t->shape[1] : 1;
 		if ((int64_t)heads * mf->hp.head_dim != t->shape[0]) {
 			free(c);
@@ -186,10 +192,55 @@ static int out_copy(float **out, const struct model_file *mf, const struct mf_te
 	return 0;
 }
 
+/* A Gemma 3 config.json (gemma3_text) that transformers 4 and 5 read the same way. */
+static void gemma3_config(json_t *j, const struct model_hparams *hp)
+{
+	json_object_set_new(j, "architectures", json_pack("[s]", "Gemma3ForCausalLM"));
+	json_object_set_new(j, "model_type", json_string("gemma3_text"));
+	json_object_set_new(j, "hidden_size", json_integer(hp->n_embd));
+	json_object_set_new(j, "intermediate_size", json_integer(hp->n_ff));
+	json_object_set_new(j, "num_hidden_layers", json_integer(hp->n_layer));
+	json_object_set_new(j, "num_attention_heads", json_integer(hp->n_head));
+	json_object_set_new(j, "num_key_value_heads", json_integer(hp->n_head_kv));
+	json_object_set_new(j, "head_dim", json_integer(hp->head_dim));
+	json_object_set_new(j, "vocab_size", json_integer(hp->n_vocab));
+	json_object_set_new(j, "max_position_embeddings", json_integer(hp->n_ctx_train));
+	json_object_set_new(j, "rms_norm_eps", json_real(hp->norm_eps));
+	json_object_set_new(j, "rope_theta", json_real(hp->rope_theta));
+	json_object_set_new(j, "rope_local_base_freq", json_real(hp->rope_theta_local));
+	json_object_set_new(j, "hidden_activation", json_string("gelu_pytorch_tanh"));
+	json_object_set_new(j, "attention_bias", json_boolean(hp->qkv_bias));
+	float sc = hp->attn_scale > 0.0f ? hp->attn_scale : 1.0f / sqrtf((float)hp->head_dim);
+	double qpas = 1.0 / ((double)sc * sc);
+	json_object_set_new(j, "query_pre_attn_scalar", fabs(qpas - round(qpas)) < 1e-3
+								? json_integer((json_int_t)round(qpas))
+								: json_real(qpas));
+	json_object_set_new(j, "sliding_window", hp->sliding_window > 0
+						 ? json_integer(hp->sliding_window)
+						 : json_null());
+	json_t *lt = json_array();
+	for (int l = 0; l < hp->n_layer; l++) {
+		bool local = hp->sliding_window > 0 &&
+			     (hp->swa_pattern <= 0 || l % hp->swa_pattern < hp->swa_pattern - 1);
+		json_array_append_new(lt, json_string(local ? "sliding_attention" : "full_attention"));
+	}
+	json_object_set_new(j, "layer_types", lt);
+	json_object_set_new(j, "final_logit_softcapping", json_null());
+	json_object_set_new(j, "attn_logit_softcapping", json_null());
+	if (hp->rope_scaling == ROPE_SCALING_LINEAR) /* the global layers' */
+		json_object_set_new(j, "rope_scaling",
+				    json_pack("{s:s,s:f}", "rope_type", "linear", "factor",
+					      (double)hp->rope_scaling_factor));
+}
+
 static json_t *hf_config(const struct model_hparams *hp, const struct mf_tokenizer_src *tok)
 {
 	json_t *j = json_object();
-	if (hp->arch == ARCH_GPT2) {
+	if (hp->arch == ARCH_GEMMA3) {
+		gemma3_config(j, hp);
+		if (tok->pad_id >= 0)
+			json_object_set_new(j, "pad_token_id", json_integer(tok->pad_id));
+	} else if (hp->arch == ARCH_GPT2) {
 		json_object_set_new(j, "architectures", json_pack("[s]", "GPT2LMHeadModel"));
 		json_object_set_new(j, "model_type", json_string("gpt2"));
 		json_object_set_new(j, "n_embd", json_integer(hp->n_embd));
@@ -306,8 +357,8 @@ done:
 	return rc;
 }
 
-/* HF llama name -> llama.cpp name, into buf. */
-static bool gguf_name(char *buf, size_t n, const char *name)
+/* HF llama / gemma3 name -> llama.cpp name, into buf. */
+static bool gguf_name(char *buf, size_t n, const char *name, enum model_arch arch)
 {
 	static const struct {
 		const char *hf, *gg;
@@ -325,7 +376,12 @@ static bool gguf_name(char *buf, size_t n, const char *name)
 		   {"self_attn.o_proj.weight", "attn_output.weight"},
 		   {"mlp.gate_proj.weight", "ffn_gate.weight"},
 		   {"mlp.up_proj.weight", "ffn_up.weight"},
-		   {"mlp.down_proj.weight", "ffn_down.weight"}};
+		   {"mlp.down_proj.weight", "ffn_down.weight"}},
+	  gemma3[] = {{"post_attention_layernorm.weight", "post_attention_norm.weight"},
+		      {"pre_feedforward_layernorm.weight", "ffn_norm.weight"},
+		      {"post_feedforward_layernorm.weight", "post_ffw_norm.weight"},
+		      {"self_attn.q_norm.weight", "attn_q_norm.weight"},
+		      {"self_attn.k_norm.weight", "attn_k_norm.weight"}};
 	for (size_t i = 0; i < FT_ARRAY_LEN(top); i++)
 		if (strcmp(name, top[i].hf) == 0)
 			return snprintf(buf, n, "%s", top[i].gg) < (int)n;
@@ -333,6 +389,9 @@ static bool gguf_name(char *buf, size_t n, const char *name)
 	size_t off;
 	if (!peft_layer_prefix(name, &layer, &off))
 		return false;
+	for (size_t i = 0; arch == ARCH_GEMMA3 && i < FT_ARRAY_LEN(gemma3); i++)
+		if (strcmp(name + off, gemma3[i].hf) == 0)
+			return snprintf(buf, n, "blk.%d.%s", layer, gemma3[i].gg) < (int)n;
 	for (size_t i = 0; i < FT_ARRAY_LEN(blk); i++)
 		if (strcmp(name + off, blk[i].hf) == 0)
 			return snprintf(buf, n, "blk.%d.%s", layer, blk[i].gg) < (int)n;
@@ -341,9 +400,9 @@ static bool gguf_name(char *buf, size_t n, const char *name)
 
 int merged_write_gguf(const char *path, const struct model_file *mf, struct diag *d)
 {
-	if (mf->hp.arch != ARCH_LLAMA)
+	if (mf->hp.arch == ARCH_GPT2)
 		return diag_set(d, FT_EUNSUPP, path, 0, 0,
-				"merged GGUF export supports the llama family only; "
+				"merged GGUF export supports the llama family and Gemma 3; "
 				"use --format merged-safetensors for GPT-2");
 	const struct model_hparams *hp = &mf->hp;
 	const struct mf_tokenizer_src *tok = &mf->tok;
@@ -355,19 +414,49 @@ int merged_write_gguf(const char *path, const struct model_file *mf, struct diag
 		rc = diag_set(d, FT_ENOMEM, path, 0, 0, "out of memory");
 		goto done;
 	}
-	gguf_out_str(g, "general.architecture", "llama");
+	bool g3 = hp->arch == ARCH_GEMMA3;
+	const char *an = g3 ? "gemma3" : "llama";
+	char key[96];
+#define K(suffix) (snprintf(key, sizeof key, "%s.%s", an, suffix), key)
+	gguf_out_str(g, "general.architecture", an);
 	gguf_out_str(g, "general.name", hp->name[0] ? hp->name : "ftlab-merged");
 	gguf_out_u32(g, "general.file_type", 0);
-	gguf_out_u32(g, "llama.context_length", (uint32_t)hp->n_ctx_train);
-	gguf_out_u32(g, "llama.embedding_length", (uint32_t)hp->n_embd);
-	gguf_out_u32(g, "llama.block_count", (uint32_t)hp->n_layer);
-	gguf_out_u32(g, "llama.feed_forward_length", (uint32_t)hp->n_ff);
-	gguf_out_u32(g, "llama.attention.head_count", (uint32_t)hp->n_head);
-	gguf_out_u32(g, "llama.attention.head_count_kv", (uint32_t)hp->n_head_kv);
-	gguf_out_u32(g, "llama.rope.dimension_count", (uint32_t)hp->head_dim);
-	gguf_out_u32(g, "llama.vocab_size", (uint32_t)hp->n_vocab);
-	gguf_out_f32(g, "llama.rope.freq_base", hp->rope_theta);
-	gguf_out_f32(g, "llama.attention.layer_norm_rms_epsilon", hp->norm_eps);
+	gguf_out_u32(g, K("context_length"), (uint32_t)hp->n_ctx_train);
+	gguf_out_u32(g, K("embedding_length"), (uint32_t)hp->n_embd);
+	gguf_out_u32(g, K("block_count"), (uint32_t)hp->n_layer);
+	gguf_out_u32(g, K("feed_forward_length"), (uint32_t)hp->n_ff);
+	gguf_out_u32(g, K("attention.head_count"), (uint32_t)hp->n_head);
+	gguf_out_u32(g, K("attention.head_count_kv"), (uint32_t)hp->n_head_kv);
+	gguf_out_u32(g, K("rope.dimension_count"), (uint32_t)hp->head_dim);
+	gguf_out_u32(g, K("vocab_size"), (uint32_t)hp->n_vocab);
+	gguf_out_f32(g, K("rope.freq_base"), hp->rope_theta);
+	gguf_out_f32(g, K("attention.layer_norm_rms_epsilon"), hp->norm_eps);
+	if (g3) {
+		/* the keys llama.cpp reads for gemma3; its query scale is 1/sqrt(key_length)
+		 * (the 62-layer model aside), which the engine's own scale must be */
+		float want = hp->n_layer == 62 ? 1.0f / sqrtf((float)hp->n_embd / (float)hp->n_head)
+					       : 1.0f / sqrtf((float)hp->head_dim);
+		if (hp->attn_scale > 0.0f && fabsf(hp->attn_scale - want) > 1e-6f * want) {
+			rc = diag_set(d, FT_EUNSUPP, path, 0, 0,
+				      "this Gemma 3 model's query scale %g is not the one a GGUF "
+				      "implies (%g); use --format merged-safetensors",
+				      (double)hp->attn_scale, (double)want);
+			goto done;
+		}
+		gguf_out_u32(g, K("attention.key_length"), (uint32_t)hp->head_dim);
+		gguf_out_u32(g, K("attention.value_length"), (uint32_t)hp->head_dim);
+		if (hp->sliding_window > 0) {
+			gguf_out_u32(g, K("attention.sliding_window"), (uint32_t)hp->sliding_window);
+			gguf_out_u32(g, K("attention.sliding_window_pattern"),
+				     (uint32_t)hp->swa_pattern);
+			gguf_out_f32(g, K("rope.freq_base_swa"), hp->rope_theta_local);
+		}
+	}
+	if (hp->rope_scaling == ROPE_SCALING_LINEAR) {
+		gguf_out_str(g, K("rope.scaling.type"), "linear");
+		gguf_out_f32(g, K("rope.scaling.factor"), hp->rope_scaling_factor);
+	}
+#undef K
 	if (tok->tokens && tok->model) {
 		gguf_out_str(g, "tokenizer.ggml.model", tok->model);
 		if (tok->pre)
@@ -376,7 +465,7 @@ int merged_write_gguf(const char *path, const struct model_file *mf, struct diag
 		if (tok->token_type)
 			gguf_out_arr_i32(g, "tokenizer.ggml.token_type", tok->token_type,
 					 tok->n_tokens);
-		if (tok->merges)
+		if (tok->merges || strcmp(tok->model, "gpt2") == 0) /* llama.cpp wants the key */
 			gguf_out_arr_str(g, "tokenizer.ggml.merges", tok->merges, tok->n_merges);
 		const struct {
 			const char *k;
@@ -390,13 +479,19 @@ int merged_write_gguf(const char *path, const struct model_file *mf, struct diag
 				gguf_out_u32(g, ids[i].k, (uint32_t)ids[i].v);
 		gguf_out_bool(g, "tokenizer.ggml.add_bos_token", tok->add_bos);
 		gguf_out_bool(g, "tokenizer.ggml.add_eos_token", tok->add_eos);
+		/* SentencePiece vocabularies (Gemma): llama.cpp reads the scores, and assumes a
+		 * space prefix unless told otherwise */
+		if (tok->scores)
+			gguf_out_arr_f32(g, "tokenizer.ggml.scores", tok->scores, tok->n_tokens);
+		if (tok->add_space_prefix_set)
+			gguf_out_bool(g, "tokenizer.ggml.add_space_prefix", tok->add_space_prefix);
 		if (tok->chat_template)
 			gguf_out_str(g, "tokenizer.chat_template", tok->chat_template);
 	}
 	for (size_t i = 0; i < n; i++) {
 		const struct mf_tensor *t = &mf->tensors[i];
 		char name[160];
-		if (!gguf_name(name, sizeof(name), t->name)) {
+		if (!gguf_name(name, sizeof(name), t->name, hp->arch)) {
 			rc = diag_set(d, FT_EUNSUPP, path, 0, 0, "tensor '%s' has no llama.cpp name",
 				      t->name);
 			goto done;

@@ -208,8 +208,8 @@ int trainer_run(struct trainer_result *out, struct model *m, const struct batch_
 		for (int a = 0; a < A && unmasked > 0; a++) {
 			float loss = 0.0f;
 			long nt = 0;
-			rc = model_forward(m, tok + (size_t)a * per, tgt + (size_t)a * per, rows[a],
-					   lens[a], &loss, &nt);
+			rc = model_forward_train(m, tok + (size_t)a * per, tgt + (size_t)a * per,
+						 rows[a], lens[a], scale, &loss, &nt);
 			if (rc == 0 && nt > 0)
 				rc = model_backward(m, scale);
 			if (rc) {

@@ -18,13 +18,13 @@
 
 /* one (sequence, head): q (hd), cached k/v rows 0..p at stride ks, out (hd); s scratch */
 static void one_head(float *o, const float *q, const float *kb, const float *vb, size_t ks,
-		     int p, int hd, float scale, float *s)
+		     int j0, int p, int hd, float scale, float *s)
 {
 	float mx = -INFINITY;
 #if defined(__AVX512F__)
 	int nc = (hd + 15) / 16;
 	__mmask16 last = (hd % 16) ? (__mmask16)((1u << (hd % 16)) - 1u) : (__mmask16)0xffff;
-	for (int j = 0; j <= p; j++) {
+	for (int j = j0; j <= p; j++) {
 		const float *kr = kb + (size_t)j * ks;
 		__m512 acc = _mm512_setzero_ps();
 		for (int c = 0; c < nc; c++) {
@@ -36,7 +36,7 @@ static void one_head(float *o, const float *q, const float *kb, const float *vb,
 		mx = s[j] > mx ? s[j] : mx;
 	}
 #else
-	for (int j = 0; j <= p; j++) {
+	for (int j = j0; j <= p; j++) {
 		const float *kr = kb + (size_t)j * ks;
 		float a = 0.0f;
 		for (int i = 0; i < hd; i++)
@@ -46,7 +46,7 @@ static void one_head(float *o, const float *q, const float *kb, const float *vb,
 	}
 #endif
 	float sum = 0.0f;
-	for (int j = 0; j <= p; j++) {
+	for (int j = j0; j <= p; j++) {
 		s[j] = expf(s[j] - mx);
 		sum += s[j];
 	}
@@ -56,7 +56,7 @@ static void one_head(float *o, const float *q, const float *kb, const float *vb,
 		__mmask16 m = c == nc - 1 ? last : (__mmask16)0xffff;
 		const float *vc = vb + 16 * c;
 		__m512 a0 = _mm512_setzero_ps(), a1 = a0;
-		int j = 0;
+		int j = j0;
 		for (; j + 2 <= p + 1; j += 2) {
 			a0 = _mm512_fmadd_ps(_mm512_set1_ps(s[j]),
 					     _mm512_maskz_loadu_ps(m, vc + (size_t)j * ks), a0);
@@ -72,7 +72,7 @@ static void one_head(float *o, const float *q, const float *kb, const float *vb,
 #else
 	for (int i = 0; i < hd; i++)
 		o[i] = 0.0f;
-	for (int j = 0; j <= p; j++) {
+	for (int j = j0; j <= p; j++) {
 		const float *vr = vb + (size_t)j * ks;
 		for (int i = 0; i < hd; i++)
 			o[i] += s[j] * vr[i];
@@ -83,9 +83,9 @@ static void one_head(float *o, const float *q, const float *kb, const float *vb,
 }
 
 void ops_cpu_attention_decode(float *out, const float *q, const float *k, const float *v,
-			      int b, int tk, int nh, int nkv, int hd, const int *pos0)
+			      int b, int tk, int nh, int nkv, int hd, const int *pos0, float scale,
+			      int window)
 {
-	float scale = 1.0f / sqrtf((float)hd);
 	int grp = nh / nkv;
 	size_t qs = (size_t)nh * hd, ks = (size_t)nkv * hd;
 	double work = 0.0;
@@ -103,7 +103,9 @@ void ops_cpu_attention_decode(float *out, const float *q, const float *k, const 
 			for (int h = 0; h < nh; h++) {
 				size_t kv = (size_t)bi * tk * ks + (size_t)(h / grp) * hd;
 				size_t qo = (size_t)bi * qs + (size_t)h * hd;
-				one_head(out + qo, q + qo, k + kv, v + kv, ks, pos0[bi], hd, scale, s);
+				int p = pos0[bi];
+				int j0 = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
+				one_head(out + qo, q + qo, k + kv, v + kv, ks, j0, p, hd, scale, s);
 			}
 		free(s);
 	}

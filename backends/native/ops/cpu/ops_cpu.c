@@ -245,11 +245,16 @@ static float dotf(const float *a, const float *b, int n)
 	return (s0 + s1) + (s2 + s3);
 }
 
+/* First key a query at position p attends (window 0: all keys from 0). */
+static inline int win_start(int p, int window)
+{
+	return window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
+}
+
 static void attention_forward_loops(float *out, float *att, const float *q, const float *k,
 				  const float *v, int b, int tq, int tk, int nh, int nkv, int hd,
-				  const int *pos0)
+				  const int *pos0, float scale, int window)
 {
-	float scale = 1.0f / sqrtf((float)hd);
 	int grp = nh / nkv;
 	size_t qs = (size_t)nh * hd, ks = (size_t)nkv * hd;
 #pragma omp parallel
@@ -265,13 +270,14 @@ static void attention_forward_loops(float *out, float *att, const float *q, cons
 					const float *kb = k + (size_t)bi * tk * ks + (size_t)kh * hd;
 					const float *vb = v + (size_t)bi * tk * ks + (size_t)kh * hd;
 					float *s = att ? att + (((size_t)bi * nh + h) * tq + t) * tq : sc;
+					int j0 = win_start(p, window);
 					float mx = -INFINITY;
-					for (int j = 0; j <= p; j++) {
+					for (int j = j0; j <= p; j++) {
 						s[j] = dotf(qr, kb + (size_t)j * ks, hd) * scale;
 						mx = s[j] > mx ? s[j] : mx;
 					}
 					float sum = 0.0f;
-					for (int j = 0; j <= p; j++) {
+					for (int j = j0; j <= p; j++) {
 						s[j] = expf(s[j] - mx);
 						sum += s[j];
 					}
@@ -279,7 +285,10 @@ static void attention_forward_loops(float *out, float *att, const float *q, cons
 					float *o = out + ((size_t)bi * tq + t) * qs + (size_t)h * hd;
 					for (int i = 0; i < hd; i++)
 						o[i] = 0.0f;
-					for (int j = 0; j <= p; j++) {
+					if (att)
+						for (int j = 0; j < j0; j++)
+							s[j] = 0.0f;
+					for (int j = j0; j <= p; j++) {
 						s[j] *= inv;
 						const float *vr = vb + (size_t)j * ks;
 						for (int i = 0; i < hd; i++)
@@ -295,9 +304,9 @@ static void attention_forward_loops(float *out, float *att, const float *q, cons
 
 static void attention_backward_loops(float *dq, float *dk, float *dv, const float *dout,
 				   const float *att, const float *q, const float *k,
-				   const float *v, int b, int t, int nh, int nkv, int hd)
+				   const float *v, int b, int t, int nh, int nkv, int hd,
+				   float scale, int window)
 {
-	float scale = 1.0f / sqrtf((float)hd);
 	int grp = nh / nkv;
 	size_t qs = (size_t)nh * hd, ks = (size_t)nkv * hd;
 #pragma omp parallel
@@ -322,7 +331,8 @@ static void attention_backward_loops(float *dq, float *dk, float *dv, const floa
 						const float *qr = q + ((size_t)bi * t + ti) * qs + (size_t)h * hd;
 						float *dqr = dq + ((size_t)bi * t + ti) * qs + (size_t)h * hd;
 						float acc = 0.0f;
-						for (int j = 0; j <= ti; j++) {
+						int j0 = win_start(ti, window);
+						for (int j = j0; j <= ti; j++) {
 							dp[j] = dotf(dor, vb + (size_t)j * ks, hd);
 							acc += pr[j] * dp[j];
 							float *dvr = dvb + (size_t)j * ks;
@@ -331,7 +341,7 @@ static void attention_backward_loops(float *dq, float *dk, float *dv, const floa
 						}
 						for (int i = 0; i < hd; i++)
 							dqr[i] = 0.0f;
-						for (int j = 0; j <= ti; j++) {
+						for (int j = j0; j <= ti; j++) {
 							float ds = pr[j] * (dp[j] - acc) * scale;
 							const float *kr = kb + (size_t)j * ks;
 							float *dkr = dkb + (size_t)j * ks;
@@ -352,9 +362,9 @@ static void attention_backward_loops(float *dq, float *dk, float *dv, const floa
  * thread so the result does not depend on the thread count. The full T x T score matrix
  * is computed and the upper triangle zeroed (twice the causal work, at GEMM speed). */
 static void attention_forward_gemm(float *out, float *att, const float *q, const float *k,
-				   const float *v, int b, int t, int tk, int nh, int nkv, int hd)
+				   const float *v, int b, int t, int tk, int nh, int nkv, int hd,
+				   float scale, int window)
 {
-	float scale = 1.0f / sqrtf((float)hd);
 	int grp = nh / nkv, qs = nh * hd, ks = nkv * hd;
 #pragma omp parallel
 	{
@@ -370,19 +380,22 @@ static void attention_forward_gemm(float *out, float *att, const float *q, const
 				ops_cpu_gemm_ld(false, true, t, t, hd, scale, qb, qs, kb, ks, 0.0f, s, t);
 				for (int i = 0; i < t; i++) {
 					float *r = s + (size_t)i * t;
+					int j0 = win_start(i, window);
 					float mx = -INFINITY;
-					for (int j = 0; j <= i; j++)
+					for (int j = j0; j <= i; j++)
 						mx = r[j] > mx ? r[j] : mx;
 					float sum = 0.0f;
 #if OPS_SIMD_ON
 #pragma omp simd reduction(+ : sum)
 #endif
-					for (int j = 0; j <= i; j++) {
+					for (int j = j0; j <= i; j++) {
 						r[j] = ops_expf(r[j] - mx);
 						sum += r[j];
 					}
 					float inv = 1.0f / sum;
-					for (int j = 0; j <= i; j++)
+					for (int j = 0; j < j0; j++)
+						r[j] = 0.0f;
+					for (int j = j0; j <= i; j++)
 						r[j] *= inv;
 					for (int j = i + 1; j < t; j++)
 						r[j] = 0.0f;
@@ -398,9 +411,9 @@ static void attention_forward_gemm(float *out, float *att, const float *q, const
  * parallel over (sequence, KV head), the heads of a group in order. */
 static void attention_backward_gemm(float *dq, float *dk, float *dv, const float *dout,
 				    const float *att, const float *q, const float *k,
-				    const float *v, int b, int t, int nh, int nkv, int hd)
+				    const float *v, int b, int t, int nh, int nkv, int hd,
+				    float scale, int window)
 {
-	float scale = 1.0f / sqrtf((float)hd);
 	int grp = nh / nkv, qs = nh * hd, ks = nkv * hd;
 #pragma omp parallel
 	{
@@ -424,9 +437,12 @@ static void attention_backward_gemm(float *dq, float *dk, float *dv, const float
 						const float *pr = p + (size_t)i * t;
 						float *r = dp + (size_t)i * t;
 						float acc = 0.0f;
-						for (int j = 0; j <= i; j++)
+						int j0 = win_start(i, window);
+						for (int j = j0; j <= i; j++)
 							acc += pr[j] * r[j];
-						for (int j = 0; j <= i; j++)
+						for (int j = 0; j < j0; j++)
+							r[j] = 0.0f;
+						for (int j = j0; j <= i; j++)
 							r[j] = pr[j] * (r[j] - acc) * scale;
 						for (int j = i + 1; j < t; j++)
 							r[j] = 0.0f;
@@ -443,10 +459,10 @@ static void attention_backward_gemm(float *dq, float *dk, float *dv, const float
 
 static void cpu_attention_forward(float *out, float *att, const float *q, const float *k,
 				  const float *v, int b, int tq, int tk, int nh, int nkv, int hd,
-				  const int *pos0)
+				  const int *pos0, float scale, int window)
 {
 	if (tq == 1 && pos0 && !att) { /* decode: attn_decode_cpu.c */
-		ops_cpu_attention_decode(out, q, k, v, b, tk, nh, nkv, hd, pos0);
+		ops_cpu_attention_decode(out, q, k, v, b, tk, nh, nkv, hd, pos0, scale, window);
 		return;
 	}
 	/* all queries from position 0 (training, or a prefill into an empty cache): GEMMs */
@@ -454,19 +470,23 @@ static void cpu_attention_forward(float *out, float *att, const float *q, const 
 	for (int bi = 0; pos0 && from0 && bi < b; bi++)
 		from0 = pos0[bi] == 0;
 	if (from0 && (!pos0 || !att))
-		attention_forward_gemm(out, att, q, k, v, b, tq, tk, nh, nkv, hd);
+		attention_forward_gemm(out, att, q, k, v, b, tq, tk, nh, nkv, hd, scale, window);
 	else
-		attention_forward_loops(out, att, q, k, v, b, tq, tk, nh, nkv, hd, pos0);
+		attention_forward_loops(out, att, q, k, v, b, tq, tk, nh, nkv, hd, pos0, scale,
+					window);
 }
 
 static void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout,
 				   const float *att, const float *q, const float *k,
-				   const float *v, int b, int t, int nh, int nkv, int hd)
+				   const float *v, int b, int t, int nh, int nkv, int hd,
+				   float scale, int window)
 {
 	if (t > 1)
-		attention_backward_gemm(dq, dk, dv, dout, att, q, k, v, b, t, nh, nkv, hd);
+		attention_backward_gemm(dq, dk, dv, dout, att, q, k, v, b, t, nh, nkv, hd, scale,
+					window);
 	else
-		attention_backward_loops(dq, dk, dv, dout, att, q, k, v, b, t, nh, nkv, hd);
+		attention_backward_loops(dq, dk, dv, dout, att, q, k, v, b, t, nh, nkv, hd, scale,
+					 window);
 }
 
 static void cpu_swiglu_forward(float *out, const float *gate, const float *up, size_t n)
@@ -496,16 +516,50 @@ static void cpu_swiglu_backward(float *dgate, float *dup, const float *dout, con
 	}
 }
 
+static void cpu_geglu_forward(float *out, const float *gate, const float *up, size_t n)
+{
+#if OPS_SIMD_ON
+#pragma omp parallel for simd schedule(static) if (n > 16384)
+#else
+#pragma omp parallel for schedule(static) if (n > 16384)
+#endif
+	for (size_t i = 0; i < n; i++)
+		out[i] = ops_gelu(gate[i]) * up[i];
+}
+
+static void cpu_geglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+			       const float *up, size_t n)
+{
+#if OPS_SIMD_ON
+#pragma omp parallel for simd schedule(static) if (n > 16384)
+#else
+#pragma omp parallel for schedule(static) if (n > 16384)
+#endif
+	for (size_t i = 0; i < n; i++) {
+		float d = dout[i], g = gate[i];
+		dup[i] = d * ops_gelu(g);
+		dgate[i] = d * up[i] * ops_gelu_grad(g);
+	}
+}
+
 static void cpu_gelu_forward(float *out, const float *x, size_t n)
 {
+#if OPS_SIMD_ON
+#pragma omp parallel for simd schedule(static) if (n > 16384)
+#else
 #pragma omp parallel for schedule(static) if (n > 16384)
+#endif
 	for (size_t i = 0; i < n; i++)
 		out[i] = ops_gelu(x[i]);
 }
 
 static void cpu_gelu_backward(float *dx, const float *dout, const float *x, size_t n)
 {
+#if OPS_SIMD_ON
+#pragma omp parallel for simd schedule(static) if (n > 16384)
+#else
 #pragma omp parallel for schedule(static) if (n > 16384)
+#endif
 	for (size_t i = 0; i < n; i++)
 		dx[i] = dout[i] * ops_gelu_grad(x[i]);
 }
@@ -548,8 +602,8 @@ static void cpu_embedding_backward(float *dwte, float *dwpe, const float *dout,
 	}
 }
 
-static long cpu_crossentropy_forward(float *losses, float *lse, const float *logits,
-				     const int32_t *targets, int n, int v)
+static long cpu_crossentropy_forward(float *losses, float *lse, int32_t *argmax,
+				     const float *logits, const int32_t *targets, int n, int v)
 {
 	long cnt = 0;
 #pragma omp parallel for schedule(static) reduction(+ : cnt)
@@ -564,6 +618,16 @@ static long cpu_crossentropy_forward(float *losses, float *lse, const float *log
 			cnt++;
 		} else {
 			losses[r] = 0.0f;
+		}
+		if (argmax) {
+			int32_t best = -1;
+			if (tg >= 0 && tg < v) {
+				best = 0;
+				for (int i = 1; i < v; i++)
+					if (x[i] > x[best])
+						best = i;
+			}
+			argmax[r] = best;
 		}
 	}
 	return cnt;
@@ -641,6 +705,8 @@ static const struct ops cpu_ops = {
 	.swiglu_forward = cpu_swiglu_forward,
 	.swiglu_backward = cpu_swiglu_backward,
 	.gelu_forward = cpu_gelu_forward,
+	.geglu_forward = cpu_geglu_forward,
+	.geglu_backward = cpu_geglu_backward,
 	.gelu_backward = cpu_gelu_backward,
 	.embedding_forward = cpu_embedding_forward,
 	.embedding_backward = cpu_embedding_backward,

@@ -22,9 +22,11 @@ void ops_cpu_gemm_small(float *c, const float *a, const float *w, int m, int n, 
 			float alpha, float beta);
 
 /* Attention of one query per sequence (Tq = 1) at positions pos0 against the KV cache
- * (see ops.h attention_forward); out (B, nh, hd). Same bits for every thread count. */
+ * (see ops.h attention_forward: scale, window); out (B, nh, hd). Same bits for every
+ * thread count. */
 void ops_cpu_attention_decode(float *out, const float *q, const float *k, const float *v,
-			      int b, int tk, int nh, int nkv, int hd, const int *pos0);
+			      int b, int tk, int nh, int nkv, int hd, const int *pos0, float scale,
+			      int window);
 
 /* Row-major sgemm with leading dimensions (oneDNN), for strided head views:
  * C = alpha op(A) op(B) + beta C. Single-threaded when called inside a parallel region. */

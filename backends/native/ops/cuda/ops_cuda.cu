@@ -9,6 +9,7 @@
 #include <dlfcn.h>
 #endif
 
+#include <climits>
 #include <cmath>
 #include <cstdarg>
 #include <cstdint>
@@ -348,6 +349,26 @@ __device__ static float block_max(float v, float *sh)
 	__syncthreads();
 	v = lane < nw ? sh[lane] : -INFINITY;
 	return warp_max(v);
+}
+
+/* The smallest v of the block (every thread gets it); sh has 32 entries. */
+__device__ static int block_min_int(int v, int *sh)
+{
+	int lane = threadIdx.x % WARP, w = threadIdx.x / WARP, nw = blockDim.x / WARP;
+	for (int o = 16; o > 0; o >>= 1) {
+		int u = __shfl_xor_sync(FULL, v, o);
+		v = u < v ? u : v;
+	}
+	__syncthreads();
+	if (lane == 0)
+		sh[w] = v;
+	__syncthreads();
+	v = lane < nw ? sh[lane] : INT_MAX;
+	for (int o = 16; o > 0; o >>= 1) {
+		int u = __shfl_xor_sync(FULL, v, o);
+		v = u < v ? u : v;
+	}
+	return v;
 }
 
 #define GRID_STRIDE(i, n)                                                                     \
@@ -741,9 +762,15 @@ __device__ static void load_head(float (&r)[HD_REG], const float *src, int hd)
 	}
 }
 
+/* First key a query at position p attends (window 0: all keys from 0). */
+__device__ static int win_start(int p, int window)
+{
+	return window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
+}
+
 __global__ static void k_att_fwd(float *out, float *att, const float *q, const float *k,
 				 const float *v, int b, int tq, int tk, int nh, int nkv, int hd,
-				 const int *pos0, float scale)
+				 const int *pos0, float scale, int window)
 {
 	int lane = threadIdx.x % WARP;
 	size_t wid = (size_t)blockIdx.x * ATT_WARPS + threadIdx.x / WARP;
@@ -757,6 +784,7 @@ __global__ static void k_att_fwd(float *out, float *att, const float *q, const f
 	int p = (pos0 ? pos0[bi] : 0) + t;
 	if (p > tk - 1)
 		p = tk - 1;
+	int j0 = win_start(p, window);
 	const float *kb = k + (size_t)bi * tk * ks + (size_t)kh * hd;
 	const float *vb = v + (size_t)bi * tk * ks + (size_t)kh * hd;
 	float qv[HD_REG], ov[HD_REG];
@@ -768,7 +796,7 @@ __global__ static void k_att_fwd(float *out, float *att, const float *q, const f
 		/* probabilities wanted: scores into the att row, softmax, then P V */
 		float *s = att + (((size_t)bi * nh + h) * tq + t) * tq;
 		float mx = -INFINITY;
-		for (int j = 0; j <= p; j++) {
+		for (int j = j0; j <= p; j++) {
 			float d = warp_dot(qv, kb + (size_t)j * ks, hd) * scale;
 			if (lane == 0)
 				s[j] = d;
@@ -776,18 +804,20 @@ __global__ static void k_att_fwd(float *out, float *att, const float *q, const f
 		}
 		__syncwarp();
 		float sum = 0.0f;
-		for (int j = lane; j <= p; j += WARP) {
+		for (int j = j0 + lane; j <= p; j += WARP) {
 			float e = expf(s[j] - mx);
 			s[j] = e;
 			sum += e;
 		}
 		float inv = 1.0f / warp_sum(sum);
-		for (int j = lane; j <= p; j += WARP)
+		for (int j = j0 + lane; j <= p; j += WARP)
 			s[j] *= inv;
+		for (int j = lane; j < j0; j += WARP)
+			s[j] = 0.0f;
 		for (int j = p + 1 + lane; j < tq; j += WARP)
 			s[j] = 0.0f;
 		__syncwarp();
-		for (int j = 0; j <= p; j++) {
+		for (int j = j0; j <= p; j++) {
 			float pj = s[j];
 			const float *vr = vb + (size_t)j * ks;
 #pragma unroll
@@ -799,7 +829,7 @@ __global__ static void k_att_fwd(float *out, float *att, const float *q, const f
 		}
 	} else {
 		float m = -INFINITY, l = 0.0f;
-		for (int j = 0; j <= p; j++) {
+		for (int j = j0; j <= p; j++) {
 			float d = warp_dot(qv, kb + (size_t)j * ks, hd) * scale;
 			float mn = fmaxf(m, d);
 			float corr = expf(m - mn); /* 0 on the first key (m = -inf) */
@@ -832,7 +862,8 @@ __global__ static void k_att_fwd(float *out, float *att, const float *q, const f
  * dQ_i = sum_j dS_j K_j. Writes dQ, D_i and the row's logsumexp (stats = [D | lse]). */
 __global__ static void k_att_bwd_q(float *dq, float *stats, const float *dout,
 				   const float *att, const float *q, const float *k,
-				   const float *v, int b, int t, int nh, int nkv, int hd, float scale)
+				   const float *v, int b, int t, int nh, int nkv, int hd, float scale,
+				   int window)
 {
 	int lane = threadIdx.x % WARP;
 	size_t rows = (size_t)b * nh * t;
@@ -843,6 +874,7 @@ __global__ static void k_att_bwd_q(float *dq, float *stats, const float *dout,
 	int h = (int)((wid / (size_t)t) % (size_t)nh);
 	int bi = (int)(wid / ((size_t)t * nh));
 	int kh = h / (nh / nkv);
+	int j0 = win_start(i, window);
 	size_t qs = (size_t)nh * hd, ks = (size_t)nkv * hd;
 	const float *kb = k + (size_t)bi * t * ks + (size_t)kh * hd;
 	const float *vb = v + (size_t)bi * t * ks + (size_t)kh * hd;
@@ -853,7 +885,7 @@ __global__ static void k_att_bwd_q(float *dq, float *stats, const float *dout,
 	float lse = 0.0f;
 	if (!pr) {
 		float m = -INFINITY, l = 0.0f;
-		for (int j = 0; j <= i; j++) {
+		for (int j = j0; j <= i; j++) {
 			float d = warp_dot(qv, kb + (size_t)j * ks, hd) * scale;
 			float mn = fmaxf(m, d);
 			l = l * expf(m - mn) + expf(d - mn);
@@ -862,14 +894,14 @@ __global__ static void k_att_bwd_q(float *dq, float *stats, const float *dout,
 		lse = m + logf(l);
 	}
 	float dsum = 0.0f;
-	for (int j = 0; j <= i; j++) {
+	for (int j = j0; j <= i; j++) {
 		float pj = pr ? pr[j] : expf(warp_dot(qv, kb + (size_t)j * ks, hd) * scale - lse);
 		dsum += pj * warp_dot(dov, vb + (size_t)j * ks, hd);
 	}
 #pragma unroll
 	for (int u = 0; u < HD_REG; u++)
 		acc[u] = 0.0f;
-	for (int j = 0; j <= i; j++) {
+	for (int j = j0; j <= i; j++) {
 		float pj = pr ? pr[j] : expf(warp_dot(qv, kb + (size_t)j * ks, hd) * scale - lse);
 		float ds = pj * (warp_dot(dov, vb + (size_t)j * ks, hd) - dsum) * scale;
 		const float *kr = kb + (size_t)j * ks;
@@ -899,7 +931,7 @@ __global__ static void k_att_bwd_q(float *dq, float *stats, const float *dout,
 __global__ static void k_att_bwd_kv(float *dk, float *dv, const float *stats,
 				    const float *dout, const float *att, const float *q,
 				    const float *k, const float *v, int b, int t, int nh, int nkv,
-				    int hd, float scale)
+				    int hd, float scale, int window)
 {
 	int lane = threadIdx.x % WARP;
 	size_t rows = (size_t)b * nh * t;
@@ -918,8 +950,10 @@ __global__ static void k_att_bwd_kv(float *dk, float *dv, const float *stats,
 #pragma unroll
 	for (int u = 0; u < HD_REG; u++)
 		adk[u] = adv[u] = 0.0f;
+	/* the queries that see key j: i >= j, and i < j + window with a window */
+	int i1 = window > 0 && j + window < t ? j + window : t;
 	for (int h = kh * grp; h < (kh + 1) * grp; h++)
-		for (int i = j; i < t; i++) {
+		for (int i = j; i < i1; i++) {
 			size_t srow = ((size_t)bi * nh + h) * t + i;
 			const float *qr = q + ((size_t)bi * t + i) * qs + (size_t)h * hd;
 			const float *dor = dout + ((size_t)bi * t + i) * qs + (size_t)h * hd;
@@ -958,18 +992,19 @@ static bool att_shape_ok(int nh, int nkv, int hd)
 
 static void cu_attention_forward(float *out, float *att, const float *q, const float *k,
 				 const float *v, int b, int tq, int tk, int nh, int nkv, int hd,
-				 const int *pos0)
+				 const int *pos0, float scale, int window)
 {
 	if (b <= 0 || tq <= 0 || nh <= 0 || !att_shape_ok(nh, nkv, hd))
 		return;
 	size_t rows = (size_t)b * nh * tq;
 	LAUNCH(k_att_fwd, (unsigned)((rows + ATT_WARPS - 1) / ATT_WARPS), ATT_WARPS * WARP, out,
-	       att, q, k, v, b, tq, tk, nh, nkv, hd, pos0, 1.0f / sqrtf((float)hd));
+	       att, q, k, v, b, tq, tk, nh, nkv, hd, pos0, scale, window);
 }
 
 static void cu_attention_backward(float *dq, float *dk, float *dv, const float *dout,
 				  const float *att, const float *q, const float *k,
-				  const float *v, int b, int t, int nh, int nkv, int hd)
+				  const float *v, int b, int t, int nh, int nkv, int hd,
+				  float scale, int window)
 {
 	if (b <= 0 || t <= 0 || nh <= 0 || !att_shape_ok(nh, nkv, hd))
 		return;
@@ -977,11 +1012,10 @@ static void cu_attention_backward(float *dq, float *dk, float *dv, const float *
 	float *stats = (float *)scratch(SCR_ATT_STATS, 2 * rows * sizeof(float));
 	if (!stats)
 		return;
-	float scale = 1.0f / sqrtf((float)hd);
 	LAUNCH(k_att_bwd_q, (unsigned)((rows + ATT_WARPS - 1) / ATT_WARPS), ATT_WARPS * WARP,
-	       dq, stats, dout, att, q, k, v, b, t, nh, nkv, hd, scale);
+	       dq, stats, dout, att, q, k, v, b, t, nh, nkv, hd, scale, window);
 	LAUNCH(k_att_bwd_kv, (unsigned)((kvrows + ATT_WARPS - 1) / ATT_WARPS), ATT_WARPS * WARP,
-	       dk, dv, stats, dout, att, q, k, v, b, t, nh, nkv, hd, scale);
+	       dk, dv, stats, dout, att, q, k, v, b, t, nh, nkv, hd, scale, window);
 }
 
 /* ---- PEFT methods: per-column scaling, DoRA's row norms ---- */
@@ -1291,6 +1325,36 @@ __global__ static void k_gelu_bwd(float *dx, const float *dout, const float *x, 
 	dx[i] = dout[i] * ops_gelu_grad(x[i]);
 }
 
+__global__ static void k_geglu_fwd(float *out, const float *gate, const float *up, size_t n)
+{
+	GRID_STRIDE(i, n)
+	out[i] = ops_gelu(gate[i]) * up[i];
+}
+
+__global__ static void k_geglu_bwd(float *dgate, float *dup, const float *dout,
+				   const float *gate, const float *up, size_t n)
+{
+	GRID_STRIDE(i, n)
+	{
+		float d = dout[i], g = gate[i];
+		dup[i] = d * ops_gelu(g);
+		dgate[i] = d * up[i] * ops_gelu_grad(g);
+	}
+}
+
+static void cu_geglu_forward(float *out, const float *gate, const float *up, size_t n)
+{
+	if (n)
+		LAUNCH(k_geglu_fwd, blocks_for(n, 256), 256, out, gate, up, n);
+}
+
+static void cu_geglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+			      const float *up, size_t n)
+{
+	if (n)
+		LAUNCH(k_geglu_bwd, blocks_for(n, 256), 256, dgate, dup, dout, gate, up, n);
+}
+
 static void cu_swiglu_forward(float *out, const float *gate, const float *up, size_t n)
 {
 	if (n)
@@ -1367,16 +1431,29 @@ static void cu_embedding_backward(float *dwte, float *dwpe, const float *dout,
 
 /* ---- fused softmax + cross-entropy: one block per row ---- */
 
-__global__ static void k_ce_fwd(float *losses, float *lse, unsigned long long *count,
-				const float *logits, const int32_t *targets, int v)
+__global__ static void k_ce_fwd(float *losses, float *lse, int32_t *argmax,
+				unsigned long long *count, const float *logits,
+				const int32_t *targets, int v)
 {
 	__shared__ float shf[32];
 	__shared__ double shd[32];
+	__shared__ int shi[32];
 	const float *x = logits + (size_t)blockIdx.x * v;
 	float mx = -INFINITY;
 	for (int i = threadIdx.x; i < v; i += blockDim.x)
 		mx = fmaxf(mx, x[i]);
 	mx = block_max(mx, shf);
+	if (argmax) { /* the first index holding the maximum */
+		int first = INT_MAX;
+		for (int i = threadIdx.x; i < v && first == INT_MAX; i += blockDim.x)
+			if (x[i] == mx)
+				first = i;
+		first = block_min_int(first, shi);
+		if (threadIdx.x == 0) {
+			int tgm = targets ? targets[blockIdx.x] : -1;
+			argmax[blockIdx.x] = tgm >= 0 && tgm < v && first < v ? first : -1;
+		}
+	}
 	double s = 0.0; /* as ops_logsumexp_row: exp in float, sum in double */
 	for (int i = threadIdx.x; i < v; i += blockDim.x)
 		s += (double)expf(x[i] - mx);
@@ -1414,8 +1491,8 @@ __global__ static void k_ce_bwd(float *logits, const float *lse, const int32_t *
 	}
 }
 
-static long cu_crossentropy_forward(float *losses, float *lse, const float *logits,
-				    const int32_t *targets, int n, int v)
+static long cu_crossentropy_forward(float *losses, float *lse, int32_t *argmax,
+				    const float *logits, const int32_t *targets, int n, int v)
 {
 	if (n <= 0 || v <= 0)
 		return 0;
@@ -1423,7 +1500,7 @@ static long cu_crossentropy_forward(float *losses, float *lse, const float *logi
 	if (!cnt)
 		return 0;
 	CUDA_CHECK(cudaMemsetAsync(cnt, 0, sizeof *cnt, 0));
-	LAUNCH(k_ce_fwd, (unsigned)n, ROW_THREADS, losses, lse, cnt, logits, targets, v);
+	LAUNCH(k_ce_fwd, (unsigned)n, ROW_THREADS, losses, lse, argmax, cnt, logits, targets, v);
 	unsigned long long h = 0;
 	CUDA_CHECK(cudaMemcpy(&h, cnt, sizeof h, cudaMemcpyDeviceToHost));
 	return (long)h;
@@ -1517,6 +1594,8 @@ static void fill_table(void)
 	g_ops.swiglu_forward = cu_swiglu_forward;
 	g_ops.swiglu_backward = cu_swiglu_backward;
 	g_ops.gelu_forward = cu_gelu_forward;
+	g_ops.geglu_forward = cu_geglu_forward;
+	g_ops.geglu_backward = cu_geglu_backward;
 	g_ops.gelu_backward = cu_gelu_backward;
 	g_ops.embedding_forward = cu_embedding_forward;
 	g_ops.embedding_backward = cu_embedding_backward;
