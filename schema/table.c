@@ -106,12 +106,14 @@ const struct key_desc schema_keys[] = {
 	{"method.targets", KT_TARGETS, 0, "[q_proj, v_proj]", NOB, NULL,
 	 "Modules that get adapters, by Hugging Face name (q_proj, k_proj, v_proj, o_proj, "
 	 "gate_proj, up_proj, down_proj), or all-linear. ia3 without targets: PEFT's default "
-	 "for the architecture (llama: k_proj, v_proj, down_proj; GPT-2: c_attn, mlp.c_proj).",
+	 "for the architecture (llama: k_proj, v_proj, down_proj; Gemma 3: q_proj, v_proj, "
+	 "down_proj; GPT-2: c_attn, mlp.c_proj).",
 	 NULL},
 	{"method.feedforward_targets", KT_STRLIST, 0, "[]", NOB, NULL,
 	 "ia3 only: the targets whose input is scaled instead of their output (PEFT's "
 	 "feedforward_modules); each must be among method.targets. Not given: PEFT's "
-	 "feed-forward modules for the architecture (llama: down_proj; GPT-2: mlp.c_proj) that "
+	 "feed-forward modules for the architecture (llama and Gemma 3: down_proj; GPT-2: "
+	 "mlp.c_proj) that "
 	 "are targets.", NULL},
 	{"method.num_virtual_tokens", KT_INT, KF_LO | KF_HI, "20", RANGE(1, 4096), NULL,
 	 "prefix only: the trained key/value positions per layer (PEFT's num_virtual_tokens).",
