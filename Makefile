@@ -78,6 +78,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(TEST_SUPPORT_OBJ) $(BUILD)/libftlab.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(BUILD)/libftlab.a -lcmocka $(LIBS)
 
+# Allocation fault injection: every test_alloc_* program sees the library's malloc,
+# calloc and realloc through its own __wrap_* functions (tests/unit/test_alloc_faults.c).
+$(BUILD)/tests/test_alloc_%: LDFLAGS += -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
+
 tests-build: deps $(BIN) $(TEST_BIN)
 
 # The README's test command: unit tests, golden CLI cases, ends with "N passed, N failed".
@@ -140,7 +144,13 @@ fuzz: fuzz-build
 model:
 	@scripts/fetch-model.sh
 
-bench: all model
+# Benchmarks that are programs of their own (bench/*.c against the library).
+BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libftlab.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libftlab.a $(LIBS)
+
+bench: all model $(BENCH_BIN)
 	@scripts/deps.sh --bench
 	@scripts/bench.sh
 
@@ -154,3 +164,61 @@ clean:
 	rm -rf build
 
 -include $(shell find $(BUILD) build/fuzz -name '*.d' 2>/dev/null)
+
+# ==== GPU bundle: `make gpu-bundle` (docs/cuda.md, "Checking a GPU machine") ===============
+# Writes $(GPU_BUNDLE): gpu-check.sh, payload.tar.xz (ftlab, the CUDA test programs, the
+# shared libraries a GPU machine without Debian's -dev packages lacks, model configs, the
+# check's experiments and scripts) and MANIFEST. Objects are compiled in their own build
+# dir (GPU_BUILD) with host code for any x86-64-v3 CPU (GPU_ARCH) and device code for sm_80
+# and sm_90; the CUDA runtime is linked statically and the programs find the bundled
+# libraries through the run path $ORIGIN/../lib (glibc, the driver and cuBLAS stay the
+# machine's own). make test checks a bundle relinked from the main build's objects.
+GPU_BUILD  ?= build/gpu
+GPU_ARCH   ?= -march=x86-64-v3
+GPU_BUNDLE ?= build/gpu-bundle
+GPU_XZ     ?= -6
+GPU_SYNTH_FULL ?= 1
+GPU_STAGE  := $(BUILD)/gpu-stage
+GPU_LIBS   := -Wl,--disable-new-dtags -Wl,-rpath,'$$ORIGIN/../lib' \
+              $(subst -lcudart,-lcudart_static -ldl -lrt,$(filter-out -lcublasLt -lcublas,$(LIBS)))
+GPU_PROGS  := $(GPU_STAGE)/bin/ftlab $(GPU_STAGE)/tests/test_cuda \
+              $(GPU_STAGE)/tests/test_cuda_kernels \
+              $(if $(filter 1,$(CUDA)),$(GPU_STAGE)/tests/cuda_kernels)
+GPU_INPUTS := scripts/gpu-bundle.sh scripts/gpu-check.sh scripts/gpu_check_report.py \
+              bench/torch_gpu_baseline.py $(wildcard bench/shapes/*.json bench/gpu-check/*.yaml) \
+              tests/reference/smollm2_tokenizer.json experiments/data/topics/train.jsonl \
+              experiments/data/topics/test.jsonl
+
+.PHONY: gpu-bundle gpu-bundle-test
+gpu-bundle: deps
+	@[ "$(CUDA)" = 1 ] || [ "$(GPU_BUNDLE_NO_CUDA)" = 1 ] || \
+	  { echo "gpu-bundle: needs the CUDA toolkit (nvcc not found)" >&2; exit 2; }
+	$(MAKE) BUILD=$(GPU_BUILD) ARCH='$(GPU_ARCH)' GPU_BUNDLE=$(GPU_BUNDLE) $(GPU_BUNDLE)/MANIFEST
+
+$(GPU_BUNDLE)/MANIFEST: $(GPU_PROGS) $(GPU_INPUTS)
+	GPU_CUDA=$(CUDA) NVCC='$(NVCC)' GPU_XZ=$(GPU_XZ) GPU_SYNTH_FULL=$(GPU_SYNTH_FULL) \
+	  scripts/gpu-bundle.sh $(GPU_STAGE) $(GPU_BUNDLE) '$(ARCH)'
+
+$(GPU_STAGE)/bin/ftlab: $(BUILD)/cli/main.o $(BUILD)/libftlab.a
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libftlab.a $(GPU_LIBS)
+
+$(GPU_STAGE)/tests/test_%: tests/unit/test_%.c $(TEST_SUPPORT_OBJ) $(BUILD)/libftlab.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(BUILD)/libftlab.a -lcmocka \
+	  $(GPU_LIBS)
+
+# The op-by-op comparison of tests/cuda_emu/emu_main.c, on the real kernels.
+GPU_KERNEL_OBJ := $(BUILD)/tests/unit/tiny_model.o $(BUILD)/tests/unit/ops_guard.o
+$(GPU_STAGE)/tests/cuda_kernels: tests/cuda_emu/emu_main.c $(GPU_KERNEL_OBJ) $(BUILD)/libftlab.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -DFTLAB_KERNELS_ON_DEVICE $(LDFLAGS) -o $@ $< $(GPU_KERNEL_OBJ) \
+	  $(BUILD)/libftlab.a $(GPU_LIBS)
+
+# make test: a bundle from the main build's objects (relinking only; rebuilt when an input
+# changes), checked by tests/unit/test_gpu_bundle.c; without nvcc it holds a CPU-only ftlab.
+test: gpu-bundle-test
+gpu-bundle-test: tests-build
+	@$(MAKE) --no-print-directory gpu-bundle GPU_BUILD=$(BUILD) GPU_ARCH='$(ARCH)' \
+	  GPU_BUNDLE=$(BUILD)/gpu-bundle-test GPU_BUNDLE_NO_CUDA=1 GPU_XZ=-1 GPU_SYNTH_FULL=0 \
+	  FTLAB_NO_DEPS=1 >/dev/null

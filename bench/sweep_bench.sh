@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The sweep benchmark (part of `make bench`; run alone: bench/sweep_bench.sh). Two tables:
-# 1. bayes against random with the same budget on synthetic objectives with known minima
+# 1. bayes and tpe against random with the same budget on synthetic objectives with known minima
 #    (bench/sweep/*.yaml through the exec trainer bench/sweep_trainer.py): the median over
 #    seeds of the best value found and of the regret (best - f*), the worst regret, and the
 #    CPU seconds per run (ftlab and the trainer: the children this script waited for).
 # 2. hyperband early termination on the finetune objective with random search: training
 #    steps run, steps saved and the best value, with and without early_terminate.
 # Environment: SEEDS (default 5), BUDGET (runs per sweep, 20), OBJECTIVES ("branin hartmann3
-# finetune"), HB_RUNS (30; 0 skips part 2), HB_SEEDS (3), HB_DELAY (seconds per trainer
+# finetune"), METHODS ("bayes tpe random"), HB_RUNS (30; 0 skips part 2), HB_SEEDS (3), HB_DELAY (seconds per trainer
 # iteration in part 2, 0.002).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -42,7 +42,7 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2
 declare -A fstar=([branin]=0.397887 [hartmann3]=-3.86278 [finetune]=1.0)
 printf '\n%-10s %-7s %12s %12s %12s %10s\n' objective method "median best" "median regret" "worst regret" "cpu s/run"
 for obj in ${OBJECTIVES:-branin hartmann3 finetune}; do
-  for method in bayes random; do
+  for method in ${METHODS:-bayes tpe random}; do
     bests=() regrets=()
     t0=$(awk '{print $14+$15+$16+$17}' /proc/$$/stat)
     cpu0=$(cut -d' ' -f1 /proc/uptime)

@@ -13,7 +13,8 @@ do. The objectives have known minima f*:
   finetune   f* = 1.0         a = learning rate (best 1e-3, on a log scale), rank (best 16),
                               optimizer (adamw best), c = warmup steps (best 30)
 
-Usage: sweep_trainer.py FN STEPS A B C RANK OPTIMIZER [SEED]. It exits at once on SIGTERM.
+Usage: sweep_trainer.py FN STEPS A B C RANK OPTIMIZER [SEED]. bench/sweep_peers.py imports
+the objectives. It exits at once on SIGTERM.
 SWEEP_TRAINER_DELAY (seconds, default 0) is slept after each iteration, so that early
 termination has iterations to save.
 """
@@ -71,4 +72,5 @@ def main():
     print(json.dumps({"metric": "loss", "split": "validation", "value": f}), flush=True)
 
 
-main()
+if __name__ == "__main__":
+    main()

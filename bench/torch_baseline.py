@@ -17,22 +17,29 @@ LoRA wraps the chosen linears the way PEFT does (y = W x + (B (A dropout(x))) * 
 A and B trainable, the base frozen); full fine-tuning trains every parameter. Each timed
 training step is forward + backward + global-norm clipping + AdamW on a random (B, T)
 batch with torch.set_num_threads(threads); the loss is the mean cross-entropy of every
-position (logits of the whole batch, as transformers computes them).
+position (logits of the whole batch, as transformers computes them). --precision bf16
+runs the forward under torch.autocast("cpu", dtype=torch.bfloat16), PyTorch's own mixed
+precision (the backward follows the autocast casts). BLAS threads are set from outside
+(OPENBLAS_NUM_THREADS for Debian's OpenBLAS build, MKL_NUM_THREADS for a pip wheel's MKL)
+and printed as blas-threads.
 Attention uses F.scaled_dot_product_attention where torch has it (2.0+), else the
 explicit masked softmax (what transformers' eager attention does).
 --mode generate: a prompt of --prompt-len random tokens is prefilled, then --new-tokens
 tokens are decoded one at a time with a KV cache (greedy), for 1 and for 8 prompts.
 
 Prints one line per measurement:
-  "torch <method> fp32 B=.. T=.. threads=..: N tokens/s, step S s (torch V, blas)"
+  "torch <method> fp32|bf16-autocast B=.. T=.. threads=.. blas-threads=..: N tokens/s,
+   step S s, process CPU C s per step (torch V, blas)"
   "torch decode prompts=.. threads=..: N tokens/s (prefill P tokens/s) (torch V, blas)"
 
 usage: /usr/bin/python3 bench/torch_baseline.py [--model smollm2|gemma3]
        [--mode train|generate] [--method lora|lora-all|full] [--batch 4] [--seq 256]
-       [--steps 5] [--warmup 2] [--threads 2] [--prompt-len 64] [--new-tokens 64]
+       [--steps 5] [--warmup 2] [--threads 2] [--precision fp32|bf16] [--prompt-len 64]
+       [--new-tokens 64]
 """
 import argparse
 import math
+import os
 import time
 
 import torch
@@ -215,7 +222,12 @@ def train(a):
     for s in range(a.warmup + a.steps):
         t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=False)
-        loss = model(ids)
+        if a.precision == "bf16":
+            # PyTorch's own mixed precision on the CPU: matmuls in bf16, the rest in fp32.
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = model(ids)
+        else:
+            loss = model(ids)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -224,9 +236,11 @@ def train(a):
             total += dt
             cpu += time.process_time() - c0
     tps = a.batch * a.seq * a.steps / total
-    print("torch %-8s fp32 B=%d T=%d threads=%d: %.0f tokens/s, step %.3f s, process CPU %.3f s "
-          "per step (torch %s, blas %s)"
-          % (a.method, a.batch, a.seq, a.threads, tps, total / a.steps, cpu / a.steps,
+    blas_threads = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS")
+    print("torch %-8s %s B=%d T=%d threads=%d blas-threads=%s: %.0f tokens/s, step %.3f s, "
+          "process CPU %.3f s per step (torch %s, blas %s)"
+          % (a.method, "bf16-autocast" if a.precision == "bf16" else "fp32", a.batch, a.seq,
+             a.threads, blas_threads or "default", tps, total / a.steps, cpu / a.steps,
              torch.__version__, blas_name()))
 
 
@@ -262,6 +276,7 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--prompt-len", type=int, default=64)
     ap.add_argument("--new-tokens", type=int, default=64)
     a = ap.parse_args()

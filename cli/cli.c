@@ -12,18 +12,27 @@ const struct cli_command cli_commands[] = {
 	 "usage: ftlab check EXP.yaml [-s KEY=VALUE]... [--max-runs N] [--json]\n"
 	 "\n"
 	 "Validates the experiment file (and the files it extends), applies -s overrides\n"
-	 "(also --set KEY=VALUE), validates every sweep point, and prints the resolved\n"
-	 "experiment as YAML followed by the number of runs. --json prints one object with\n"
+	 "(also --set KEY=VALUE, sweep.* included), validates every sweep point, and prints\n"
+	 "the resolved experiment as YAML followed by the number of runs. For the native\n"
+	 "backends it reads the model file's header (not its weights) and refuses a file that\n"
+	 "is not a model, a LoRA target that names no linear module of the model, a freeze\n"
+	 "name that names no parameter, and a freeze layer range outside the model, in\n"
+	 "every sweep point (a bayes sweep: every value each parameter can take); `ftlab\n"
+	 "run` refuses the same before it records anything. --json prints one object with\n"
 	 "the canonical config, the whole spec, their hashes and the number of runs.\n",
 	 cmd_check},
 	{"plan", "list the runs a sweep expands to, and which are cached",
 	 "usage: ftlab plan EXP.yaml [-s KEY=VALUE]... [--max-runs N] [--json]\n"
 	 "\n"
-	 "Prints one row per run: index, run id, status in the store and swept values.\n"
-	 "A bayes sweep has no fixed plan: it says so and lists the points it has handed\n"
-	 "out so far. Sweeps of more than 10000 runs are refused unless --max-runs raises\n"
-	 "the limit. --json prints {experiment, spec_hash, adaptive, budget, runs: [{index,\n"
-	 "run_id, identity, status, params}]}.\n",
+	 "Prints one row per run: index, run id, status and swept values. The status is\n"
+	 "what `ftlab run` would do now, decided as run decides: new, cached (reused at\n"
+	 "this clean commit), running (another live process has it), outdated (finished at\n"
+	 "another commit or with uncommitted changes: run repeats it), stopped (stopped by\n"
+	 "early termination, reused as it is), or the recorded failed, killed, crashed or\n"
+	 "queued. A bayes or tpe sweep has no fixed plan: it says so and lists the points it has\n"
+	 "handed out so far. Sweeps of more than 10000 runs are refused unless --max-runs\n"
+	 "raises the limit. --json prints {experiment, spec_hash, adaptive, budget, runs:\n"
+	 "[{index, run_id, identity, status, params}]}.\n",
 	 cmd_plan},
 	{"run", "run an experiment: train and evaluate every sweep point",
 	 "usage: ftlab run EXP.yaml [-s KEY=VALUE]... [--only RUN] [--force] [--resume]\n"
@@ -31,13 +40,13 @@ const struct cli_command cli_commands[] = {
 	 "                 [--max-runs N] [--launcher local|slurm] [--detach]\n"
 	 "\n"
 	 "Expands the sweep and runs every point that is not already finished at the same\n"
-	 "clean git commit (those are reused as 'cached'); a bayes sweep chooses each point\n"
-	 "from the results before it, and early_terminate stops runs that fall behind\n"
+	 "clean git commit (those are reused as 'cached'); a bayes or tpe sweep chooses\n"
+	 "each point from the results before it, and early_terminate stops runs that fall behind\n"
 	 "(status stopped). Records config, metrics, results, predictions and provenance in\n"
 	 "the workspace's store and runs/<run-id>/.\n"
 	 "\n"
 	 "  --only RUN         run only the point with this run id (prefix, 4+ hex digits;\n"
-	 "                     not for bayes sweeps)\n"
+	 "                     not for bayes or tpe sweeps)\n"
 	 "  --force            run again even when an identical finished run exists\n"
 	 "  --resume           continue killed and crashed runs from their checkpoints\n"
 	 "  --jobs N           run N points at a time in worker processes (this process\n"
@@ -48,6 +57,7 @@ const struct cli_command cli_commands[] = {
 	 "  --launcher L       slurm: one job array, one array task per run (docs/slurm.md);\n"
 	 "                     local: run here whatever launcher.type says\n"
 	 "  --detach           slurm: submit and return; 'ftlab sync' merges the results\n"
+	 "                     (not for bayes or early_terminate: they need the controller)\n"
 	 "\n"
 	 "Ctrl-C stops the running point after a checkpoint (status killed); a second\n"
 	 "Ctrl-C exits at once. With --launcher slurm the command waits, merging each run\n"
@@ -102,7 +112,7 @@ const struct cli_command cli_commands[] = {
 	 "usage: ftlab eval MODEL [--adapter DIR] --data FILE [--format F] [--metrics M,...]\n"
 	 "                  [--template T] [--system S] [--limit N] [--max-length N]\n"
 	 "                  [--max-new-tokens N] [--batch N] [--bootstrap N] [--seed N]\n"
-	 "                  [--samples N] [--predictions FILE] [--json]\n",
+	 "                  [--samples N] [--predictions FILE] [--choices A,B,...] [--json]\n",
 	 cmd_eval},
 	{"generate", "generate text from a model",
 	 "usage: ftlab generate MODEL [--adapter DIR] [--max-new-tokens N] [--temperature T]\n"
@@ -151,17 +161,48 @@ const struct cli_command cli_commands[] = {
 	 cmd_export},
 	{"bench", "measure training, generation and tokenizer speed",
 	 "usage: ftlab bench [--model smollm2|gemma3|PATH] [--mode train|generate|tokenize]\n"
-	 "                   [--threads N]\n"
+	 "                   [--backend auto|cpu|cuda] [--threads N] [--json]\n"
+	 "                   [--weights file|f32]\n"
 	 "                   train:    [--method lora|lora-all|dora|ia3|prefix|full]\n"
 	 "                             [--precision fp32|bf16]\n"
 	 "                             [--batch B] [--seq T] [--steps N] [--logits chunked|all]\n"
-	 "                             [--targets N]\n"
-	 "                   generate: [--prompt-len N] [--new-tokens N]\n"
+	 "                             [--targets N] [--objective sft|dpo|orpo|simpo]\n"
+	 "                   generate: [--prompt-len N] [--new-tokens N] [--batch N]\n"
 	 "                   tokenize: [--text FILE]   (default docs/engine.md: its lines,\n"
-	 "                             then the whole file as one text; CPU time)\n",
+	 "                             then the whole file as one text; CPU time)\n"
+	 "\n"
+	 "Measures the native engine on a model file (default: the SmolLM2-135M-Instruct\n"
+	 "GGUF of `make model`) together with the machine's limits, measured on the spot:\n"
+	 "the GEMM peak (CUDA: cuBLAS bf16 and TF32 on 8192^3 random matrices) and the memory\n"
+	 "bandwidth. train: tokens/s of forward + backward + AdamW on random tokens (batch B\n"
+	 "x T, default 4 x 256; 3 timed steps on the CPU, 10 on CUDA, after one untimed),\n"
+	 "MFU (CUDA: against the bf16 peak), memory. generate: prefill and decode tokens/s\n"
+	 "for 1 prompt and for N prompts together (default 8) against the bound of reading\n"
+	 "the weights once per step. --logits all computes the LM head over every position\n"
+	 "at once (default chunked: only at positions with a target); --targets N gives only\n"
+	 "the last N positions of each row a target (default every position).\n"
+	 "--backend auto (the default) uses CUDA when a device\n"
+	 "is present; cuda without one is an error (exit 2). On CUDA the peak device memory\n"
+	 "is reported. --json (train, generate) prints one JSON object on stdout and the text\n"
+	 "on stderr.\n",
 	 cmd_bench},
 	{"selftest", "compare backends on a tiny model",
 	 "usage: ftlab selftest [--backend cpu|cuda]\n", cmd_selftest},
+	{"synth-model", "write a model of random weights in a config's shape",
+	 "usage: ftlab synth-model CONFIG -o DIR [--tokenizer FILE] [--seed N] [--std X]\n"
+	 "\n"
+	 "Writes a Hugging Face model directory (config.json, model.safetensors in fp32 and\n"
+	 "the tokenizer files) with random weights in the shape CONFIG describes: a\n"
+	 "config.json of a llama, qwen2 or gpt2 model, or a directory holding one. For\n"
+	 "benchmarks and device checks on a model's shape without its weights: the model\n"
+	 "knows nothing about text. The tokenizer is --tokenizer FILE (a tokenizer.json or a\n"
+	 "directory holding one), else CONFIG's directory's tokenizer.json; a\n"
+	 "tokenizer_config.json beside it is copied too. Its vocabulary must fit the\n"
+	 "config's vocab_size. Matrices and embeddings are uniform with standard deviation\n"
+	 "--std (default: the config's initializer_range, else 0.02), norm weights 1,\n"
+	 "biases 0. The same CONFIG and --seed (default 1) give the same bytes on every\n"
+	 "machine; the sha256 of model.safetensors is printed.\n",
+	 cmd_synth_model},
 	{"task", "run one Slurm array task (the batch script's command)",
 	 "usage: ftlab task SUBMISSION_DIR INDEX\n"
 	 "\n"

@@ -59,6 +59,7 @@ int cmd_tokenize(const struct cli *cli, int argc, char **argv);
 int cmd_export(const struct cli *cli, int argc, char **argv);
 int cmd_bench(const struct cli *cli, int argc, char **argv);
 int cmd_selftest(const struct cli *cli, int argc, char **argv);
+int cmd_synth_model(const struct cli *cli, int argc, char **argv);
 int cmd_sync(const struct cli *cli, int argc, char **argv);
 int cmd_cancel(const struct cli *cli, int argc, char **argv);
 int cmd_task(const struct cli *cli, int argc, char **argv);

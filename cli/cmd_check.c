@@ -9,6 +9,7 @@
 #include "cli/exp_args.h"
 #include "runner/sweep.h"
 #include "schema/schema.h"
+#include "schema/table.h"
 #include "common/banned.h"
 
 int cmd_check(const struct cli *cli, int argc, char **argv)
@@ -18,6 +19,8 @@ int cmd_check(const struct cli *cli, int argc, char **argv)
 	int status = exp_args_load_plan(&e, &plan, "check", argc, argv);
 	if (status)
 		return status;
+	if ((status = exp_args_check_model(e, plan)) != 0)
+		goto done;
 	const struct config *c = experiment_config(e);
 	if (cli->json) {
 		printf("{\"experiment\":\"%s\",\"runs\":%zu,\"adaptive\":%s,\"spec_hash\":\"%s\","
@@ -31,8 +34,10 @@ int cmd_check(const struct cli *cli, int argc, char **argv)
 			status = 1;
 			goto done;
 		}
-		printf("# %zu run%s%s\n", plan->budget, plan->budget == 1 ? "" : "s",
-		       plan->adaptive ? " (bayes: each chosen from the results so far)" : "");
+		printf("# %zu run%s%s%s%s\n", plan->budget, plan->budget == 1 ? "" : "s",
+		       plan->adaptive ? " (" : "",
+		       plan->adaptive ? schema_enum_name("sweep.method", (int)plan->method) : "",
+		       plan->adaptive ? ": each chosen from the results so far)" : "");
 	}
 done:
 	sweep_plan_free(plan);

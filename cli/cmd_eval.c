@@ -113,10 +113,11 @@ int cmd_eval(const struct cli *cli, int argc, char **argv)
 	static const char *const opts[] = {"--adapter", "--data", "--format", "--metrics",
 					   "--template", "--system", "--limit", "--max-length",
 					   "--max-new-tokens", "--batch", "--bootstrap", "--seed",
-					   "--samples", "--predictions", "--json", "--help", NULL};
+					   "--samples", "--predictions", "--choices", "--json", "--help",
+					   NULL};
 	const char *model_path = NULL, *adapter = NULL, *data = NULL, *format = NULL,
 		   *metrics = "loss,perplexity,token_accuracy,exact_match,f1", *tmpl = NULL,
-		   *system = NULL, *pred_path = NULL;
+		   *system = NULL, *pred_path = NULL, *choices = NULL;
 	int64_t limit = 0, max_length = 256, max_new = 64, batch = 8, bootstrap = 1000, seed = 0,
 		samples = 0;
 	bool json = cli->json;
@@ -154,6 +155,8 @@ int cmd_eval(const struct cli *cli, int argc, char **argv)
 			system = v;
 		else if (strcmp(a, "--predictions") == 0)
 			pred_path = v;
+		else if (strcmp(a, "--choices") == 0)
+			choices = v;
 		else if (strcmp(a, "--limit") == 0)
 			num = &limit;
 		else if (strcmp(a, "--max-length") == 0)
@@ -182,10 +185,29 @@ int cmd_eval(const struct cli *cli, int argc, char **argv)
 
 	struct diag d;
 	diag_init(&d);
-	char **mnames = NULL;
-	size_t n_m = 0;
-	char *mlist = NULL;
+	char **mnames = NULL, **cnames = NULL;
+	size_t n_m = 0, n_c = 0;
+	char *mlist = NULL, *clist = NULL;
 	int rc = 0;
+
+	/* label set: comma-separated */
+	if (choices) {
+		clist = ft_strdup(choices);
+		cnames = calloc(strlen(choices) + 1, sizeof *cnames);
+		if (!clist || !cnames) {
+			rc = diag_set(&d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+			goto done;
+		}
+		for (char *save = NULL, *t = strtok_r(clist, ",", &save); t;
+		     t = strtok_r(NULL, ",", &save))
+			cnames[n_c++] = t;
+		if (n_c < 2) {
+			free(clist);
+			free(cnames);
+			return cli_usage_error("eval", NULL, "--choices needs at least two labels, "
+					       "comma-separated");
+		}
+	}
 
 	/* metrics list */
 	mlist = ft_strdup(metrics);
@@ -200,7 +222,10 @@ int cmd_eval(const struct cli *cli, int argc, char **argv)
 	if (format && !schema_choice_ok(fk->choices, format)) {
 		free(mnames);
 		free(mlist);
-		return cli_usage_error("eval", NULL, "--format must be text, completion, instruction or chat, got '%s'", format);
+		free(cnames);
+		free(clist);
+		return cli_usage_error("eval", NULL, "--format must be text, completion, instruction, "
+				       "chat or preference, got '%s'", format);
 	}
 	struct engine_eval_opts eo = {
 		.model_path = model_path,
@@ -211,6 +236,8 @@ int cmd_eval(const struct cli *cli, int argc, char **argv)
 		.n_metrics = n_m,
 		.template_name = tmpl,
 		.system = system,
+		.choices = (const char *const *)cnames,
+		.n_choices = n_c,
 		.predictions_path = pred_path,
 		.limit = limit,
 		.max_length = max_length,
@@ -277,5 +304,7 @@ int cmd_eval(const struct cli *cli, int argc, char **argv)
 done:
 	free(mnames);
 	free(mlist);
+	free(cnames);
+	free(clist);
 	return rc ? cli_fail(&d) : 0;
 }

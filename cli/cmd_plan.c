@@ -9,11 +9,13 @@
 #include "cli/exp_args.h"
 #include "runner/identity.h"
 #include "runner/plan.h"
+#include "runner/provenance.h"
 #include "runner/sweep.h"
 #include "runner/sweep_ctl.h"
 #include "store/store.h"
 #include "schema/node.h"
 #include "schema/schema.h"
+#include "schema/table.h"
 #include "common/banned.h"
 
 /* Prints the plan as a table: columns sized to their widest cell. */
@@ -91,6 +93,7 @@ int cmd_plan(const struct cli *cli, int argc, char **argv)
 		return exit_status;
 	struct diag d;
 	diag_init(&d);
+	struct provenance prov = {0};
 	struct store_sweep_point_list *known = NULL;
 	char (*ids)[13] = NULL;
 	char (*idents)[65] = NULL;
@@ -116,6 +119,13 @@ int cmd_plan(const struct cli *cli, int argc, char **argv)
 		exit_status = 1;
 		goto done;
 	}
+	/* "cached" depends on the commit, exactly as for `ftlab run`. */
+	if (provenance_collect(&prov, experiment_config(e)->source_path, &d) != 0) {
+		exit_status = cli_fail(&d);
+		goto done;
+	}
+	const char *commit = prov.is_repo ? prov.commit : NULL;
+	bool dirty = prov.is_repo && prov.dirty;
 	for (size_t i = 0; i < n; i++) {
 		if (plan->adaptive) {
 			/* A recorded point: its run's identity and status, if it was claimed. */
@@ -132,7 +142,7 @@ int cmd_plan(const struct cli *cli, int argc, char **argv)
 			    store_run_get(s, &row, kp->run, &q) == 0) {
 				snprintf(idents[i], sizeof idents[i], "%s", row->identity);
 				if (plan_lookup_status(&status[i], cli->workspace, experiment_name(e),
-						       row->identity, &d) != 0) {
+						       row->identity, commit, dirty, &d) != 0) {
 					store_run_free(row);
 					store_close(s);
 					exit_status = cli_fail(&d);
@@ -147,7 +157,7 @@ int cmd_plan(const struct cli *cli, int argc, char **argv)
 			pjs[i] = pt->params_json;
 			if (run_identity(idents[i], pt->cfg, &d) != 0 ||
 			    plan_lookup_status(&status[i], cli->workspace, experiment_name(e),
-					       idents[i], &d) != 0) {
+					       idents[i], commit, dirty, &d) != 0) {
 				exit_status = cli_fail(&d);
 				goto done;
 			}
@@ -170,8 +180,9 @@ int cmd_plan(const struct cli *cli, int argc, char **argv)
 		printf("\n]}\n");
 	} else {
 		if (plan->adaptive)
-			printf("experiment %s: bayes sweep of %zu runs, each chosen from the results "
-			       "so far; %zu known (spec %.12s)\n", experiment_name(e), plan->budget, n,
+			printf("experiment %s: %s sweep of %zu runs, each chosen from the results "
+			       "so far; %zu known (spec %.12s)\n", experiment_name(e),
+			       schema_enum_name("sweep.method", (int)plan->method), plan->budget, n,
 			       experiment_spec_hash(e));
 		else
 			printf("experiment %s: %zu run%s (spec %.12s)\n", experiment_name(e), n,
@@ -180,6 +191,7 @@ int cmd_plan(const struct cli *cli, int argc, char **argv)
 			print_table(n, index, ids, status, params);
 	}
 done:
+	provenance_clear(&prov);
 	for (size_t i = 0; params && i < n; i++)
 		node_free(params[i]);
 	free(params);

@@ -183,14 +183,17 @@ static void count_bad(void *ud, const char *run_id, const struct journal_rec *re
  * status. */
 static int run_slurm(const struct cli *cli, const struct run_flags *fl, struct experiment *e,
 		     const char *path, const struct run_point *points, size_t n, int64_t invocation,
-		     const struct provenance *prov)
+		     const struct provenance *prov, struct sweep_ctl *ctl)
 {
 	struct diag d;
 	diag_init(&d);
 	struct cluster *pre = NULL, *c = NULL;
 	const struct config *cfg = experiment_config(e);
-	const char *bname = schema_enum_name("backend.type",
-					     n ? (int)points[0].cfg->backend.type : (int)BACKEND_AUTO);
+	/* A bayes sweep or early termination needs this process as the sweep's controller. */
+	bool controlled = sweep_ctl_adaptive(ctl) || sweep_ctl_stop_metric(ctl);
+	enum backend_type btype = n && !sweep_ctl_adaptive(ctl) ? points[0].cfg->backend.type
+								 : cfg->backend.type;
+	const char *bname = schema_enum_name("backend.type", (int)btype);
 	/* Earlier runs of this experiment that are still queued or running under Slurm:
 	 * merge and settle them first, so that the claims below see their real state. */
 	struct cluster_options po = {.workspace = cli->workspace, .experiment = experiment_name(e),
@@ -220,14 +223,27 @@ static int run_slurm(const struct cli *cli, const struct run_flags *fl, struct e
 	size_t submitted = 0, bad = 0;
 	if (!r)
 		r = cluster_open(&c, &o, &d);
-	if (!r && n)
+	if (!r && n && !controlled)
 		r = cluster_submit(c, points, n, &submitted, &d);
+	if (!r && n && controlled) {
+		/* a bayes sweep keeps array_parallelism (else 4) points out at once, so that
+		 * each later one is chosen from more results; a fixed plan goes out whole */
+		size_t slots = !sweep_ctl_adaptive(ctl)		  ? 0
+			       : cfg->launcher.array_parallelism > 0 ? (size_t)cfg->launcher.array_parallelism
+								     : 4;
+		r = cluster_run_sweep(c, ctl, fl->only, slots, btype, count_bad, &bad, &d);
+		struct cluster_counts k;
+		cluster_counts(c, &k);
+		submitted = k.followed;
+		if (r == FT_EINTR)
+			r = 0; /* run_stop_flag says so below */
+	}
 	const char *inv_status = "finished";
 	int rc = 0;
 	if (r) {
 		rc = cli_fail(&d);
 		inv_status = "failed";
-	} else if (fl->detach || submitted == 0) {
+	} else if ((fl->detach || submitted == 0) && !run_stop_flag) {
 		if (submitted && cli->verbosity >= 0)
 			fprintf(stderr, "ftlab: detached: the runs go on under Slurm; 'ftlab sync %s' "
 					"merges their results, 'ftlab cancel %s' stops them\n",
@@ -333,10 +349,14 @@ int cmd_run(const struct cli *cli, int argc, char **argv)
 	}
 	plan = sweep_ctl_plan(ctl);
 	if (fl.only && plan->adaptive) {
-		rc = cli_usage_error("run", NULL, "--only needs a fixed plan; a bayes sweep chooses "
-				     "its points as results arrive");
+		rc = cli_usage_error("run", NULL, "--only needs a fixed plan; a %s sweep chooses "
+				     "its points as results arrive",
+				     schema_enum_name("sweep.method", (int)plan->method));
 		goto done;
 	}
+	/* What check refuses, run refuses before it records anything. */
+	if ((rc = exp_args_check_model(e, plan)) != 0)
+		goto done;
 	/* Provenance first: --require-clean refuses before anything runs. */
 	if (provenance_collect(&prov, args.path, &d) != 0) {
 		rc = cli_fail(&d);
@@ -407,10 +427,14 @@ int cmd_run(const struct cli *cli, int argc, char **argv)
 						  "launcher.array_parallelism limits the tasks at once");
 		goto done;
 	}
-	if (slurm && (plan->adaptive || sweep_ctl_stop_metric(ctl))) {
-		rc = cli_usage_error("run", NULL, "%s is not connected to the Slurm launcher yet; "
-				     "run it with --launcher local",
-				     plan->adaptive ? "a bayes sweep" : "sweep.early_terminate");
+	if (slurm && fl.detach && (plan->adaptive || sweep_ctl_stop_metric(ctl))) {
+		rc = cli_usage_error("run", NULL, "%s%s%s needs its controller to stay: without "
+				     "--detach, this ftlab run submits new points as results arrive "
+				     "and stops the runs early termination judges behind",
+				     plan->adaptive ? "an adaptive (" : "a sweep with early_terminate",
+				     plan->adaptive ? schema_enum_name("sweep.method", (int)plan->method)
+						    : "",
+				     plan->adaptive ? ") sweep" : "");
 		goto done;
 	}
 	/* The backend of the base config (every point must have the same; a bayes point
@@ -452,14 +476,15 @@ int cmd_run(const struct cli *cli, int argc, char **argv)
 	store_close(s);
 	s = NULL;
 	if (cli->verbosity >= 0)
-		fprintf(stderr, "ftlab: %s: %zu run%s%s%s%s\n", experiment_name(e), n_points,
-			n_points == 1 ? "" : "s",
-			plan->adaptive ? " (bayes: each chosen from the results so far)" : "",
+		fprintf(stderr, "ftlab: %s: %zu run%s%s%s%s%s%s\n", experiment_name(e), n_points,
+			n_points == 1 ? "" : "s", plan->adaptive ? " (" : "",
+			plan->adaptive ? schema_enum_name("sweep.method", (int)plan->method) : "",
+			plan->adaptive ? ": each chosen from the results so far)" : "",
 			prov.is_repo && prov.dirty ? " (dirty tree)" : "",
 			slurm ? ", on Slurm" : fl.jobs > 1 ? ", parallel workers" : "");
 	run_signals_install();
 	if (slurm) {
-		rc = run_slurm(cli, &fl, e, args.path, points, n_points, invocation, &prov);
+		rc = run_slurm(cli, &fl, e, args.path, points, n_points, invocation, &prov, ctl);
 		inv_open = false;
 		goto done;
 	}

@@ -12,6 +12,7 @@
 #include "runner/run.h"
 #include "cli/run_table.h"
 #include "schema/schema.h"
+#include "schema/table.h"
 #include "store/store.h"
 #include "common/banned.h"
 
@@ -54,7 +55,19 @@ static void print_sweep(const struct show_data *x)
 		       json_number_value(json_object_get(stop, "value")),
 		       json_number_value(json_object_get(stop, "threshold")),
 		       (long long)json_integer_value(json_object_get(stop, "runs_at_band")));
-	if (json_is_object(sug)) {
+	const char *meth = json_string_value(json_object_get(sug, "method"));
+	if (json_is_object(sug) && meth &&
+	    schema_enum_index("sweep.method", meth) == (int)SWEEP_TPE) {
+		if (json_is_true(json_object_get(sug, "random_start")))
+			printf("chosen by   tpe: a random start point\n");
+		else
+			printf("chosen by   tpe: log l(x)/g(x) %.4g, the best of %lld draws from the "
+			       "density of the %lld best of %lld runs\n",
+			       json_number_value(json_object_get(sug, "log_ratio")),
+			       (long long)json_integer_value(json_object_get(sug, "candidates")),
+			       (long long)json_integer_value(json_object_get(sug, "good")),
+			       (long long)json_integer_value(json_object_get(sug, "observations")));
+	} else if (json_is_object(sug)) {
 		if (json_is_true(json_object_get(sug, "space_filling")))
 			printf("chosen by   bayes: a space-filling start point\n");
 		else

@@ -10,7 +10,10 @@
 #include "common/diag.h"
 #include "common/util.h"
 #include "cli/cli.h"
+#include "backends/native/engine.h"
+#include "runner/bayes.h"
 #include "runner/sweep.h"
+#include "schema/node.h"
 #include "schema/schema.h"
 #include "common/banned.h"
 
@@ -150,4 +153,94 @@ int exp_args_load_plan(struct experiment **out_e, struct sweep_plan **out_plan,
 done:
 	exp_args_free(&args);
 	return rc;
+}
+
+/* One point against its model's header; label names it in the error when the failing
+ * value is one the sweep set ("sweep point 3"). 0 or the exit status. */
+static int check_point(const struct experiment *e, const struct sweep_point *pt,
+		       const char *label)
+{
+	struct diag tmp;
+	diag_init(&tmp);
+	const char *field;
+	int index;
+	if (engine_check_config(pt->cfg, &field, &index, &tmp) == 0)
+		return 0;
+	/* Point at the value: the swept one when this point sets it, else the file's. */
+	char quoted[64];
+	snprintf(quoted, sizeof quoted, "\"%s\"", field ? field : "");
+	const struct node *at = NULL, *sweep = experiment_sweep(e);
+	const char *ctx = NULL;
+	bool swept = field && pt->params_json && strstr(pt->params_json, quoted);
+	if (swept) {
+		at = node_get(node_get(sweep, "parameters"), field);
+		ctx = label;
+	} else if (field) {
+		at = experiment_node(e, field);
+		if (at && at->kind == NODE_SEQ && index >= 0 && (size_t)index < at->n)
+			at = at->items[index];
+	}
+	if (!at || strcmp(field, "model.base") == 0) {
+		if (tmp.file[0] || !at)
+			return cli_fail(&tmp); /* the model file's own error names the file */
+	}
+	struct diag d;
+	diag_init(&d);
+	node_error(&d, at, ctx, "%s", tmp.text);
+	if (tmp.hint[0])
+		diag_hint(&d, "%s", tmp.hint);
+	return cli_fail(&d);
+}
+
+/* A bayes sweep has no plan to check: its points are chosen as results arrive. Every
+ * value a point can take is checked instead, one dimension at a time from the lowest
+ * point of the space: each category and list item, and both ends of a number range (a
+ * model check depends on the values of targets, trainable names and layer ranges, not on
+ * their combinations). */
+static int check_space(const struct experiment *e)
+{
+	struct sweep_space *sp = NULL;
+	struct diag d;
+	diag_init(&d);
+	if (sweep_space_create(&sp, e, &d) != 0)
+		return cli_fail(&d);
+	size_t nd = 0;
+	const struct bayes_dim *dims = sweep_space_dims(sp, &nd);
+	double x[64] = {0};
+	int rc = 0;
+	for (size_t k = 0; k <= nd && !rc && nd <= FT_ARRAY_LEN(x); k++) {
+		/* k == nd: the lowest point itself; else the other values of dimension k. */
+		size_t n_alt = k == nd ? 1 : dims[k].kind == BAYES_CAT ? dims[k].levels - 1 : 1;
+		for (size_t v = 0; v < n_alt && !rc; v++) {
+			if (k < nd)
+				x[k] = dims[k].kind == BAYES_CAT   ? (double)(v + 1)
+				       : dims[k].kind == BAYES_INT ? (double)(dims[k].levels - 1)
+								   : 1.0;
+			struct sweep_point pt;
+			if (sweep_space_point(&pt, sp, x, 0, &d) != 0) {
+				rc = cli_fail(&d);
+				break;
+			}
+			rc = check_point(e, &pt, "a value of the bayes sweep");
+			sweep_point_clear(&pt);
+		}
+		if (k < nd)
+			x[k] = 0;
+	}
+	sweep_space_free(sp);
+	return rc;
+}
+
+int exp_args_check_model(const struct experiment *e, const struct sweep_plan *plan)
+{
+	if (plan->adaptive)
+		return check_space(e);
+	char label[48];
+	for (size_t i = 0; i < plan->n; i++) {
+		snprintf(label, sizeof label, "sweep point %zu", i);
+		int rc = check_point(e, &plan->points[i], label);
+		if (rc)
+			return rc;
+	}
+	return 0;
 }

@@ -35,4 +35,10 @@ void exp_args_free(struct exp_args *a);
 int exp_args_load_plan(struct experiment **out_e, struct sweep_plan **out_plan,
 		       const char *cmd, int argc, char **argv);
 
+/* For check and run: every sweep point checked against its model's header
+ * (engine_check_config: a readable model, LoRA targets and freeze names that exist, a
+ * layer range inside the model), the error pointing at the value in the file. 0, or the
+ * exit status after printing the error. */
+int exp_args_check_model(const struct experiment *e, const struct sweep_plan *plan);
+
 #endif

@@ -1,4 +1,6 @@
 /* main: global options, then dispatch to a subcommand from the table in cli.c. */
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -40,6 +42,10 @@ static int unknown_command(const char *name)
 
 int main(int argc, char **argv)
 {
+	/* An ignored SIGCHLD is inherited across exec (a parent that ignores it starts us):
+	 * the kernel would then reap every child itself and waitpid() could never report a
+	 * trainer's, worker's or gnuplot's exit status. */
+	signal(SIGCHLD, SIG_DFL);
 	struct cli cli = {0};
 	cli.workspace = getenv("FTLAB_WORKSPACE");
 	if (!cli.workspace || !cli.workspace[0])

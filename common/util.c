@@ -166,8 +166,13 @@ int file_write_atomic(const char *path, const void *data, size_t n, struct diag 
 		p += w;
 		left -= (size_t)w;
 	}
-	if (fsync(fd) != 0 || close(fd) != 0) {
-		rc = diag_set(d, FT_EIO, path, 0, 0, "cannot write: %s", strerror(errno));
+	/* The descriptor is closed whatever fsync says (and the first error is the one
+	 * reported). */
+	int e = fsync(fd) != 0 ? errno : 0;
+	if (close(fd) != 0 && !e)
+		e = errno;
+	if (e) {
+		rc = diag_set(d, FT_EIO, path, 0, 0, "cannot write: %s", strerror(e));
 		unlink(tmp);
 		goto done;
 	}

@@ -3,13 +3,16 @@
 
     python3 experiments/generate_data.py          # rewrites experiments/data/*/*.jsonl
 
-Three small tasks, all invented here from word lists in this file:
+Four small tasks, all invented here from word lists in this file:
   topics/   classification with label words: a news-style sentence -> sports | business |
             science | weather (completion format)
   extract/  structured extraction: a sentence about a person -> {"name", "age", "city"}
             as one line of JSON (instruction format)
   qa/       short answers: a few facts about where things are -> the place asked for
             (chat format)
+  topics_pref/  preference pairs on the topics task: the chosen completion is the label
+            word; the rejected one is a wrong label, or the right label in a rambling
+            sentence (preference format, for experiments/dpo.yaml)
 Train and test are drawn from one seeded stream and de-duplicated, so no test example
 occurs in train. The output is deterministic: running the script again gives the same
 bytes.
@@ -83,6 +86,22 @@ def topic_example(rng):
     t = TOPICS[label]
     sentence = f"{rng.choice(t['subj'])} {rng.choice(t['verb'])} {rng.choice(t['tail'])}"
     return {"prompt": TOPIC_PROMPT.format(sentence=sentence), "completion": label}
+
+
+RAMBLE = ["I think the topic of this sentence is probably {label}.",
+          "Well, looking at the sentence carefully, I would say it is about {label}.",
+          "The answer is {label}, because the sentence talks about {label}.",
+          "This one is about {label}. Let me know if you need anything else!"]
+
+
+def topic_pref_example(rng):
+    ex = topic_example(rng)
+    label = ex["completion"]
+    if rng.random() < 0.5:
+        rejected = rng.choice([t for t in sorted(TOPICS) if t != label])
+    else:
+        rejected = rng.choice(RAMBLE).format(label=label)
+    return {"prompt": ex["prompt"], "chosen": label, "rejected": rejected}
 
 
 # --------------------------------------------------------------------------- extract
@@ -160,7 +179,7 @@ def write(path, rows):
 
 def main():
     tasks = [("topics", topic_example, 240, 80), ("extract", extract_example, 300, 80),
-             ("qa", qa_example, 300, 80)]
+             ("qa", qa_example, 300, 80), ("topics_pref", topic_pref_example, 240, 80)]
     for i, (name, make, n_train, n_test) in enumerate(tasks):
         rng = random.Random(SEED + i)
         train, test = draw(rng, make, n_train, n_test)

@@ -122,7 +122,7 @@ int gnuplot_run(const char *dir, const char *script, double timeout_s, struct di
 	pfd[1] = -1;
 	double deadline = time_monotonic() + timeout_s;
 	bool timed_out = false, eof = false;
-	int status = 0;
+	int status = 0, wait_errno = 0;
 	for (;;) {
 		if (!eof) {
 			struct pollfd p = {.fd = pfd[0], .events = POLLIN};
@@ -148,6 +148,12 @@ int gnuplot_run(const char *dir, const char *script, double timeout_s, struct di
 			pid = -1;
 			break;
 		}
+		if (w < 0 && errno != EINTR) {
+			/* ECHILD (SIGCHLD ignored by whoever started ftlab): no status, ever. */
+			wait_errno = errno;
+			pid = -1;
+			break;
+		}
 		if (time_monotonic() > deadline) {
 			kill(pid, SIGKILL);
 			(void)waitpid(pid, &status, 0);
@@ -160,7 +166,10 @@ int gnuplot_run(const char *dir, const char *script, double timeout_s, struct di
 	for (size_t i = 0; i < err_len; i++) /* one line of text for the message */
 		if ((unsigned char)err[i] < 0x20)
 			err[i] = ' ';
-	if (timed_out)
+	if (wait_errno)
+		rc = diag_set(d, FT_EIO, NULL, 0, 0, "cannot wait for gnuplot on %s/%s: %s", dir,
+			      script, strerror(wait_errno));
+	else if (timed_out)
 		rc = diag_set(d, FT_EIO, NULL, 0, 0, "gnuplot took longer than %.0f s on %s/%s "
 			      "and was stopped", timeout_s, dir, script);
 	else if (WIFEXITED(status) && WEXITSTATUS(status) == 127 && err_len == 0)

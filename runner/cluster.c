@@ -64,7 +64,7 @@ static bool terminal(const char *st)
 {
 	return strcmp(st, "finished") == 0 || strcmp(st, "failed") == 0 ||
 	       strcmp(st, "killed") == 0 || strcmp(st, "crashed") == 0 ||
-	       strcmp(st, "cached") == 0;
+	       strcmp(st, "cached") == 0 || strcmp(st, "stopped") == 0;
 }
 
 int cluster_open(struct cluster **out, const struct cluster_options *o, struct diag *d)
@@ -150,6 +150,30 @@ static int follow(struct cluster *c, const char *id, const char *run_dir, const 
 	r->task = task;
 	snprintf(r->status, sizeof r->status, "%s", status);
 	return 0;
+}
+
+bool cluster_following(const struct cluster *c, const char *run_id)
+{
+	for (size_t i = 0; i < c->n; i++)
+		if (strcmp(c->runs[i].id, run_id) == 0)
+			return true;
+	return false;
+}
+
+struct store *cluster_store(struct cluster *c)
+{
+	return c->s;
+}
+
+int cluster_stop_run(struct cluster *c, const char *run_id, struct diag *d)
+{
+	struct crun *r = find_run(c, run_id);
+	if (!r || r->settled || !r->array_job[0] || strcmp(r->status, "running") != 0)
+		return diag_set(d, FT_EINVAL, "", 0, 0, "run %s is not running under this session",
+				run_id);
+	char spec[64];
+	snprintf(spec, sizeof spec, "%s_%lld", r->array_job, (long long)r->task);
+	return slurm_signal_stop(spec, d);
 }
 
 /* ---- output ---- */
@@ -436,7 +460,8 @@ int cluster_submit(struct cluster *c, const struct run_point *pts, size_t n, siz
 		free(runs);
 		spec.run_dir = abs_run;
 		enum store_claim cl = STORE_CLAIM_BUSY;
-		r = abs_run ? store_run_claim(c->s, &cl, c->o.invocation, &spec,
+		char token[STORE_TOKEN_SIZE]; /* "": a cluster run has no local claimer */
+		r = abs_run ? store_run_claim(c->s, &cl, token, c->o.invocation, &spec,
 					      (c->o.force ? STORE_FLAG_FORCE : 0) |
 						      (c->o.resume ? STORE_FLAG_RESUME : 0),
 					      d)
@@ -839,7 +864,7 @@ static int settle_run(struct cluster *c, struct crun *r, cluster_record_fn fn, v
 			c->queue_due = now;
 			return 0;
 		}
-		if (strcmp(r->status, "finished") != 0) {
+		if (strcmp(r->status, "finished") != 0 && strcmp(r->status, "stopped") != 0) {
 			char log[PATH_MAX];
 			const char *v = verdict_of(c, r, qt, log, sizeof log);
 			/* A task whose run failed exits 1 by itself: Slurm's verdict is FAILED
@@ -1028,6 +1053,8 @@ void cluster_counts(const struct cluster *c, struct cluster_counts *out)
 			out->failed++;
 		else if (strcmp(st, "killed") == 0)
 			out->killed++;
+		else if (strcmp(st, "stopped") == 0)
+			out->stopped++;
 		else
 			out->crashed++;
 	}
@@ -1043,6 +1070,8 @@ void cluster_counts(const struct cluster *c, struct cluster_counts *out)
 				out->killed--;
 			else if (strcmp(st, "crashed") == 0)
 				out->crashed--;
+			else if (strcmp(st, "stopped") == 0)
+				out->stopped--;
 			out->running++;
 		}
 }

@@ -80,8 +80,32 @@ bool cluster_waiting(const struct cluster *c);
  * that has not started yet ends killed at once, a running one records its own end. */
 int cluster_cancel(struct cluster *c, const char *run_id, size_t *out_n, struct diag *d) FT_WUR;
 
+/* True when this session follows run_id (it submitted the run, or follows it unsettled). */
+bool cluster_following(const struct cluster *c, const char *run_id);
+/* The workspace's store this session opened (for the sweep controller's records). */
+struct store *cluster_store(struct cluster *c);
+/* Stops one followed run early (the sweep controller's early termination): its task gets
+ * SIGUSR2 through scancel, checkpoints, and ends the run `stopped`. FT_EINVAL when the
+ * run is not followed or not running. */
+int cluster_stop_run(struct cluster *c, const char *run_id, struct diag *d) FT_WUR;
+
+/* An adaptive sweep (bayes, or early termination) with this process as its controller:
+ * restores the points an earlier invocation handed out (bayes), then submits the points
+ * the controller hands out as job arrays, at most `slots` runs out at once (a bayes sweep
+ * chooses each from the results so far; a fixed plan goes out whole when slots is 0),
+ * feeds it each run's logged values of the early-termination metric as they are merged,
+ * stops the runs it judges behind, and feeds each settled run's outcome and objective.
+ * Runs an earlier controller left queued or running are followed and waited for; other
+ * points whose run is already recorded (cached, busy elsewhere) are fed from the store.
+ * `only` as for run_execute_sweep. Returns when every point was handed out and every
+ * submitted run settled, or FT_EINTR on SIGINT/SIGTERM (the runs go on under Slurm). */
+struct sweep_ctl;
+int cluster_run_sweep(struct cluster *c, struct sweep_ctl *ctl, const char *only, size_t slots,
+		      enum backend_type backend_type, cluster_record_fn fn, void *ud,
+		      struct diag *d) FT_WUR;
+
 struct cluster_counts {
-	size_t followed, queued, running, finished, failed, killed, crashed;
+	size_t followed, queued, running, finished, failed, killed, crashed, stopped;
 	size_t records; /* journal records merged by this session */
 };
 void cluster_counts(const struct cluster *c, struct cluster_counts *out);

@@ -3,7 +3,8 @@
  * checks the files' identity, and runs the backend with a sink that writes the attempt's
  * journal, metrics.jsonl and log.txt; it never opens the store. SIGTERM (scancel,
  * preemption) checkpoints and stops; SIGUSR1 (Slurm's warning before the time limit)
- * checkpoints and requeues a run that can resume. */
+ * checkpoints and requeues a run that can resume; SIGUSR2 (the sweep controller's early
+ * termination) checkpoints and ends the run stopped. */
 #include "runner/cluster.h"
 
 #include <errno.h>
@@ -33,6 +34,15 @@
 
 static volatile sig_atomic_t task_warned;      /* SIGUSR1 arrived */
 static volatile sig_atomic_t task_warn_stops;  /* ... and the backend can checkpoint */
+
+static volatile sig_atomic_t task_halted;      /* SIGUSR2: stop early (hyperband) */
+
+static void on_usr2(int sig)
+{
+	(void)sig;
+	task_halted = 1;
+	run_stop_flag = 1;
+}
 
 static void on_usr1(int sig)
 {
@@ -376,6 +386,8 @@ int cluster_task(const char *workspace, const char *subdir, const char *index_te
 	sa.sa_handler = on_usr1;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGUSR1, &sa, NULL);
+	sa.sa_handler = on_usr2;
+	sigaction(SIGUSR2, &sa, NULL);
 
 	pthread_mutex_init(&t.mu, NULL);
 	pthread_cond_init(&t.cv, NULL);
@@ -422,7 +434,11 @@ int cluster_task(const char *workspace, const char *subdir, const char *index_te
 	const char *status = br == 0 ? "finished" : br == FT_EINTR ? "killed" : "failed";
 	char err[DIAG_TEXT_MAX + 256] = "";
 	bool requeue = false;
-	if (br == FT_EINTR && atomic_load(&t.superseded)) {
+	bool late_stop = false;
+	if (br != 0 && task_halted && !atomic_load(&t.superseded)) {
+		/* the sweep controller's early termination: a checkpointed, chosen end */
+		status = "stopped";
+	} else if (br == FT_EINTR && atomic_load(&t.superseded)) {
 		snprintf(err, sizeof err, "attempt %d stopped: attempt %d of this run took over", seq,
 			 seq + 1);
 	} else if (br == FT_EINTR && task_warned && task_warn_stops) {
@@ -441,6 +457,12 @@ int cluster_task(const char *workspace, const char *subdir, const char *index_te
 		snprintf(err, sizeof err, "%s", rd.text[0] ? rd.text : "failed");
 		if (!rd.text[0] && journal_error(t.j))
 			snprintf(err, sizeof err, "%s", journal_error(t.j)->text);
+	}
+	if (br == 0 && task_halted)
+		late_stop = true;
+	if (late_stop &&
+	    journal_event(t.j, "info", "stop_late",
+			  "the sweep controller's stop arrived after the run had finished") != 0) {
 	}
 	if (br == 0 && journal_error(t.j)) {
 		status = "failed";
@@ -481,7 +503,9 @@ int cluster_task(const char *workspace, const char *subdir, const char *index_te
 		rc = 1;
 		goto done;
 	}
-	rc = strcmp(status, "finished") == 0 ? 0 : strcmp(status, "failed") == 0 ? 1 : 130;
+	rc = strcmp(status, "finished") == 0 || strcmp(status, "stopped") == 0 ? 0
+	     : strcmp(status, "failed") == 0				     ? 1
+									     : 130;
 	if (requeue) {
 		/* The end is on disk; now ask Slurm to run this task again (it stops this
 		 * process). A refusal is recorded for the merge to show. */

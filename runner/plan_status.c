@@ -1,6 +1,7 @@
-/* plan_status: the run status column of `ftlab plan`, read from the store. A finished run
- * recorded at a clean commit (or outside any repository) shows as "cached": `ftlab run`
- * reuses it as long as the tree is still at that commit. No store or no row: "new". */
+/* plan_status: the run status column of `ftlab plan`, read from the store with
+ * store_run_preview, the same decision store_run_claim makes for `ftlab run`: "cached"
+ * only when run would reuse the finished run at the current commit. No store or no row:
+ * "new". */
 #include "runner/plan.h"
 
 #include <stdlib.h>
@@ -12,13 +13,13 @@
 #include "common/banned.h"
 
 int plan_lookup_status(const char **out, const char *workspace, const char *experiment,
-		       const char *identity_hex, struct diag *d)
+		       const char *identity_hex, const char *git_commit, bool git_dirty,
+		       struct diag *d)
 {
 	/* One connection for the whole plan (closed at exit). */
 	static struct store *s;
 	static bool tried;
 	*out = "new";
-	(void)experiment;
 	if (!tried) {
 		tried = true;
 		char *db = path_join(workspace, "ftlab.db");
@@ -34,18 +35,27 @@ int plan_lookup_status(const char **out, const char *workspace, const char *expe
 		return 0;
 	char id[13];
 	run_id_from_identity(id, identity_hex);
-	struct store_run *run = NULL;
-	struct diag q;
-	diag_init(&q);
-	if (store_run_get(s, &run, id, &q) != 0)
-		return q.code == FT_EINVAL ? 0 : diag_set(d, q.code, "", 0, 0, "%s", q.text);
+	struct store_run_spec spec = {.id = id, .experiment = experiment, .identity = identity_hex,
+				      .git_commit = git_commit, .git_dirty = git_dirty};
+	enum store_claim c;
+	char row_status[16];
+	int r = store_run_preview(s, &c, row_status, &spec, 0, d);
+	if (r)
+		return r;
 	static const char *const names[] = {"queued", "running", "finished", "failed",
 					    "killed", "crashed", "cached", "stopped"};
-	for (size_t i = 0; i < FT_ARRAY_LEN(names); i++)
-		if (strcmp(run->status, names[i]) == 0)
-			*out = names[i];
-	if (strcmp(run->status, "finished") == 0 && run->git_dirty <= 0)
-		*out = "cached";
-	store_run_free(run);
+	if (!row_status[0])
+		*out = "new";
+	else if (c == STORE_CLAIM_CACHED)
+		/* Reused as it is; a run early termination stopped keeps saying so. */
+		*out = strcmp(row_status, "stopped") == 0 ? "stopped" : "cached";
+	else if (c == STORE_CLAIM_BUSY)
+		*out = "running";
+	else if (strcmp(row_status, "finished") == 0 || strcmp(row_status, "stopped") == 0)
+		*out = "outdated";
+	else
+		for (size_t i = 0; i < FT_ARRAY_LEN(names); i++)
+			if (strcmp(row_status, names[i]) == 0)
+				*out = names[i];
 	return 0;
 }

@@ -23,6 +23,7 @@
 #include "common/util.h"
 #include "runner/identity.h"
 #include "runner/sweep_ctl.h"
+#include "runner/tpe.h"
 #include "store/store.h"
 #include "schema/schema.h"
 #include "common/banned.h"
@@ -154,10 +155,26 @@ struct heartbeat {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool quit, started;
-	const char *workspace, *run_id;
+	const char *workspace, *run_id, *token;
+	FILE *log;            /* the run's log.txt (stdio locks each call) */
+	bool quiet;
 	double period;
 	_Atomic int64_t step, total;
+	atomic_bool lost;     /* the store says another process owns the run now */
 };
+
+/* One line on stderr and in the run's log (the heartbeat thread's own messages). */
+static void hb_say(const struct heartbeat *h, const char *level, const char *text)
+{
+	if (!h->quiet || strcmp(level, "error") == 0)
+		fprintf(stderr, "ftlab: run %s: %s: %s\n", h->run_id, level, text);
+	if (h->log) {
+		char ts[32];
+		time_iso8601(ts, sizeof ts, time_wall());
+		fprintf(h->log, "%s ftlab: %s [heartbeat] %s\n", ts, level, text);
+		fflush(h->log);
+	}
+}
 
 static void *heartbeat_main(void *arg)
 {
@@ -165,10 +182,14 @@ static void *heartbeat_main(void *arg)
 	struct store *s = NULL;
 	struct diag d;
 	diag_init(&d);
-	if (store_open(&s, h->workspace, false, &d) != 0)
-		return NULL;
+	bool failing = false;
+	char msg[sizeof d.text + 64];
+	if (store_open(&s, h->workspace, false, &d) != 0) {
+		snprintf(msg, sizeof msg, "no heartbeat will be recorded for this run: %s", d.text);
+		hb_say(h, "warning", msg);
+	}
 	pthread_mutex_lock(&h->mu);
-	while (!h->quit) {
+	while (!h->quit && s) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		double sec = h->period;
@@ -183,10 +204,25 @@ static void *heartbeat_main(void *arg)
 			break;
 		pthread_mutex_unlock(&h->mu);
 		diag_init(&d);
-		if (store_run_heartbeat(s, h->run_id, atomic_load(&h->step), atomic_load(&h->total),
-					&d) != 0) {
-			/* A busy store only delays the heartbeat; the next one retries. */
+		int r = store_run_heartbeat(s, h->run_id, h->token, atomic_load(&h->step),
+					    atomic_load(&h->total), &d);
+		if (r && strstr(d.text, "no longer owns")) {
+			/* Another process has the run: stop working on it. */
+			atomic_store(&h->lost, true);
+			run_stop_flag = 1;
+			hb_say(h, "error", d.text);
+			pthread_mutex_lock(&h->mu);
+			break;
 		}
+		if (r && !failing) {
+			/* Said once; a busy store only delays the heartbeat and the next one
+			 * retries, but a store that keeps refusing lets the run look dead. */
+			snprintf(msg, sizeof msg, "heartbeat not recorded: %s", d.text);
+			hb_say(h, "warning", msg);
+		} else if (!r && failing) {
+			hb_say(h, "info", "heartbeat recorded again");
+		}
+		failing = r != 0;
 		pthread_mutex_lock(&h->mu);
 	}
 	pthread_mutex_unlock(&h->mu);
@@ -195,15 +231,25 @@ static void *heartbeat_main(void *arg)
 }
 
 static void heartbeat_start(struct heartbeat *h, const char *workspace, const char *run_id,
-			    double period)
+			    const char *token, FILE *log, bool quiet, double period)
 {
 	memset(h, 0, sizeof *h);
 	pthread_mutex_init(&h->mu, NULL);
 	pthread_cond_init(&h->cv, NULL);
 	h->workspace = workspace;
 	h->run_id = run_id;
+	h->token = token;
+	h->log = log;
+	h->quiet = quiet;
+	double env_period;
+	const char *e = getenv("FTLAB_HEARTBEAT");
+	if (period <= 0 && e && parse_f64(e, &env_period) && env_period > 0)
+		period = env_period;
 	h->period = period > 0 ? period : 5.0;
 	h->started = pthread_create(&h->thread, NULL, heartbeat_main, h) == 0;
+	if (!h->started)
+		hb_say(h, "warning", "cannot start the heartbeat thread: the run may be taken "
+		       "for crashed by other ftlab processes on other hosts");
 }
 
 static void heartbeat_stop(struct heartbeat *h)
@@ -373,23 +419,34 @@ struct sink_state {
 	struct heartbeat *hb;
 	struct progress *prog;
 	double last_loss;
+	struct diag file_err; /* the first failed write of metrics.jsonl */
 	struct watch *watch;  /* early termination, or NULL */
 };
 
 /* One line of metrics.jsonl, flushed at once: after a kill -9 the file holds every point
- * the runner had received, and a resume replays it into the store. */
-static void json_line(FILE *f, json_t *o)
+ * the runner had received, and a resume replays it into the store. It is the run's
+ * crash-recovery record, so a line that cannot be written fails the run: the first
+ * error is kept in s->file_err and returned (FT_EIO) by this and every later line. */
+static int json_line(struct sink_state *s, json_t *o)
 {
-	if (f && o) {
-		char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17));
-		if (s) {
-			fputs(s, f);
-			fputc('\n', f);
-			fflush(f);
-			free(s);
-		}
+	if (s->file_err.code) {
+		json_decref(o);
+		return s->file_err.code;
 	}
+	char *text = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
 	json_decref(o);
+	if (!text)
+		return diag_set(&s->file_err, FT_ENOMEM, "", 0, 0,
+				"out of memory writing metrics.jsonl of %s", s->run_dir);
+	errno = 0;
+	bool ok = fputs(text, s->metrics) >= 0 && fputc('\n', s->metrics) != EOF &&
+		  fflush(s->metrics) == 0 && !ferror(s->metrics);
+	int e = errno;
+	free(text);
+	if (ok)
+		return 0;
+	return diag_set(&s->file_err, FT_EIO, "", 0, 0, "cannot write %s/metrics.jsonl: %s",
+			s->run_dir, e ? strerror(e) : "write error");
 }
 
 /* Replays the metric history of metrics.jsonl (an interrupted attempt) into the store;
@@ -455,23 +512,24 @@ static void log_printf(FILE *f, const char *fmt, ...)
 static int sink_metric(void *ud, const char *split, const char *name, int64_t step, double value)
 {
 	struct sink_state *s = ud;
-	json_line(s->metrics, json_pack("{s:s, s:s, s:I, s:o}", "split", split, "name", name,
-					"step", (json_int_t)step, "value", json_num_or_null(value)));
-	int r = store_writer_metric(s->w, split, name, step, value);
-	if (!r && watch_matches(s->watch, split, name))
-		r = watch_metric(s->watch, step, value, true);
-	return r;
+	int r = json_line(s, json_pack("{s:s, s:s, s:I, s:o}", "split", split, "name", name,
+				       "step", (json_int_t)step, "value", json_num_or_null(value)));
+	int w = store_writer_metric(s->w, split, name, step, value);
+	if (!w && watch_matches(s->watch, split, name))
+		w = watch_metric(s->watch, step, value, true);
+	return r ? r : w;
 }
 
 static int sink_result(void *ud, const char *model, const char *split, const char *metric,
 		       double value, double lo, double hi)
 {
 	struct sink_state *s = ud;
-	json_line(s->metrics, json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "model", model, "split",
-					split, "metric", metric, "value", json_num_or_null(value),
-					"ci_low", json_num_or_null(lo), "ci_high",
-					json_num_or_null(hi)));
-	return store_writer_result(s->w, model, split, metric, value, lo, hi);
+	int r = json_line(s, json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "model", model, "split",
+				       split, "metric", metric, "value", json_num_or_null(value),
+				       "ci_low", json_num_or_null(lo), "ci_high",
+				       json_num_or_null(hi)));
+	int w = store_writer_result(s->w, model, split, metric, value, lo, hi);
+	return r ? r : w;
 }
 
 static int sink_prediction(void *ud, const char *model, const char *split, int64_t example,
@@ -631,25 +689,30 @@ int run_backend_pick(const struct backend **out, enum backend_type type, struct 
 /* The early-termination event of a stopped run, and its verdict as JSON. */
 static void stop_texts(char *msg, size_t n, char *json, size_t jn, const struct watch *w)
 {
-	const struct sweep_verdict *v = &w->verdict;
+	run_stop_texts(msg, n, json, jn, &w->verdict, w->split, w->name,
+		       w->n ? w->steps[w->n - 1] : 0);
+}
+
+void run_stop_texts(char *msg, size_t n, char *json, size_t jn, const struct sweep_verdict *v,
+		    const char *split, const char *name, int64_t step)
+{
 	snprintf(msg, n, "stopped by hyperband at band %lld (the %lld%s logged value of %s.%s): "
 		 "%.6g is worse than the band's threshold %.6g (from %zu run%s)",
 		 (long long)v->band, (long long)v->band,
 		 v->band % 10 == 1 && v->band % 100 != 11 ? "st" :
 		 v->band % 10 == 2 && v->band % 100 != 12 ? "nd" :
 		 v->band % 10 == 3 && v->band % 100 != 13 ? "rd" : "th",
-		 w->split, w->name, v->value, v->threshold, v->n_at_band,
-		 v->n_at_band == 1 ? "" : "s");
+		 split, name, v->value, v->threshold, v->n_at_band, v->n_at_band == 1 ? "" : "s");
 	snprintf(json, jn, "{\"type\":\"hyperband\",\"metric\":\"%s.%s\",\"band\":%lld,"
 		 "\"value\":%.17g,\"threshold\":%.17g,\"runs_at_band\":%zu,\"step\":%lld}",
-		 w->split, w->name, (long long)v->band, v->value, v->threshold, v->n_at_band,
-		 w->n ? (long long)w->steps[w->n - 1] : 0LL);
+		 split, name, (long long)v->band, v->value, v->threshold, v->n_at_band,
+		 (long long)step);
 }
 
 static int run_one(struct store *s, const char *workspace, int64_t invocation,
-		   const struct run_point *pt, bool resume, const struct run_options *opt,
-		   const struct provenance *prov, struct progress *prog, struct watch *wt,
-		   struct diag *d)
+		   const struct run_point *pt, const char *token, bool resume,
+		   const struct run_options *opt, const struct provenance *prov,
+		   struct progress *prog, struct watch *wt, struct diag *d)
 {
 	char *runs_dir = path_join(workspace, "runs");
 	char *run_dir = runs_dir ? path_join(runs_dir, pt->id) : NULL;
@@ -681,16 +744,17 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 			     strerror(errno));
 		goto done;
 	}
-	r = store_writer_open(&w, s, pt->id, 1.0, d);
+	r = store_writer_open(&w, s, pt->id, token, 1.0, d);
 	if (!r && resume)
 		r = replay_metrics(w, run_dir, wt, d);
 	if (r)
 		goto done;
-	heartbeat_start(&hb, workspace, pt->id, opt->heartbeat_s);
+	heartbeat_start(&hb, workspace, pt->id, token, log, opt->verbosity < 0, opt->heartbeat_s);
 	hb_on = true; // NOLINT(clang-analyzer-deadcode.DeadStores): keeps the cleanup right for any later goto
 
 	struct sink_state ss = {.w = w, .run_dir = run_dir, .metrics = metrics, .log = log,
 				.hb = &hb, .prog = prog, .watch = wt};
+	diag_init(&ss.file_err);
 	struct run_sink sink = {
 		.ud = &ss,
 		.metric = sink_metric,
@@ -728,20 +792,32 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 	if (!opt->tty || opt->jobs > 1)
 		progress_line(prog, pt->id, resume ? "resuming" : "started", pt->params_json);
 	int br = opt->backend->run(&ctx, &rd);
-	fflush(metrics);
+	/* The heartbeat thread writes into the log: it ends before the files close. */
+	int64_t last_step = atomic_load(&hb.step), last_total = atomic_load(&hb.total);
+	heartbeat_stop(&hb);
+	hb_on = false;
+	bool lost = atomic_load(&hb.lost);
+	if (fflush(metrics) != 0 && !ss.file_err.code)
+		diag_set(&ss.file_err, FT_EIO, "", 0, 0, "cannot write %s/metrics.jsonl: %s", run_dir,
+			 strerror(errno));
 	int fr = store_writer_flush(w);
 	bool stopped = wt && wt->stopped && br == FT_EINTR;
 	const char *status = br == 0 ? "finished" : stopped ? "stopped"
 				     : br == FT_EINTR ? "killed" : "failed";
-	if (br == 0 && fr != 0) {
+	if (ss.file_err.code && br != FT_EINTR) {
+		/* The crash-recovery record is incomplete: the run cannot be trusted as done. */
+		status = "failed";
+		diag_set(&rd, ss.file_err.code, "", 0, 0, "%s", ss.file_err.text);
+	} else if (br == 0 && fr != 0) {
 		status = "failed";
 		diag_set(&rd, fr, "", 0, 0, "recording the run failed: %s",
 			 store_writer_error(w) ? store_writer_error(w)->text : "store error");
 	}
-	const char *err = br == 0 && fr == 0 ? NULL : rd.text;
+	const char *err = strcmp(status, "finished") == 0 ? NULL : rd.text;
 	/* A sink callback that failed (the store refusing a write) ends the run with the
 	 * writer's message; a backend need not copy it into its own diag. */
-	if (br != 0 && br != FT_EINTR && !rd.text[0] && store_writer_error(w))
+	if (br != 0 && br != FT_EINTR && store_writer_error(w) &&
+	    (!rd.text[0] || br == store_writer_error(w)->code))
 		err = store_writer_error(w)->text;
 	if (br == FT_EINTR && !rd.text[0])
 		err = "stopped by a signal";
@@ -758,6 +834,14 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 	metrics = NULL;
 	fclose(log);
 	log = NULL;
+	if (lost) {
+		/* Nothing more is ours to record: every write would be refused. */
+		r = diag_set(d, FT_ESTORE, "", 0, 0,
+			     "run %s: this process lost its claim while running (another process "
+			     "owns the run now); its outcome (%s) is not recorded", pt->id, status);
+		progress_line(prog, pt->id, "lost", "another process owns the run now");
+		goto done;
+	}
 	static const char *const files[][2] = {
 		{"config", "config.yaml"}, {"config", "config.json"}, {"log", "log.txt"},
 		{"metrics", "metrics.jsonl"},
@@ -781,16 +865,13 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 		if (store_writer_event(w, "error", "failed", err ? err : "failed") != 0) {
 		}
 	}
-	int64_t last_step = atomic_load(&hb.step), last_total = atomic_load(&hb.total);
-	heartbeat_stop(&hb);
-	hb_on = false;
 	/* The last progress, so `ls` shows how far a run got even when it was shorter than
 	 * one heartbeat. */
 	if (last_step || last_total)
-		r = store_run_heartbeat(s, pt->id, last_step, last_total, d);
+		r = store_run_heartbeat(s, pt->id, token, last_step, last_total, d);
 	if (r)
 		goto done;
-	r = store_run_end(s, pt->id, invocation, status, err, d);
+	r = store_run_end(s, pt->id, token, invocation, status, err, d);
 	if (!r && stopped && wt->sweep_key)
 		r = store_sweep_point_stop(s, wt->sweep_key, (int64_t)wt->index, stop_json, d);
 	if (r)
@@ -850,8 +931,11 @@ static int claim_loop(struct store *s, const char *workspace, int64_t invocation
 		char *abs_run = abs_dir ? path_join(abs_dir, pt->id) : NULL;
 		spec.run_dir = abs_run ? abs_run : run_dir;
 		enum store_claim c;
-		int r = store_run_claim(s, &c, invocation, &spec, (opt->force ? STORE_FLAG_FORCE : 0) |
-							(opt->resume ? STORE_FLAG_RESUME : 0), d);
+		char token[STORE_TOKEN_SIZE];
+		int r = store_run_claim(s, &c, token, invocation, &spec,
+					(opt->force ? STORE_FLAG_FORCE : 0) |
+						(opt->resume ? STORE_FLAG_RESUME : 0),
+					d);
 		free(runs_dir);
 		free(run_dir);
 		free(abs);
@@ -872,8 +956,8 @@ static int claim_loop(struct store *s, const char *workspace, int64_t invocation
 		}
 		if (c == STORE_CLAIM_DONE)
 			continue;
-		r = run_one(s, workspace, invocation, pt, c == STORE_CLAIM_RESUME, opt, prov, &prog,
-			    NULL, d);
+		r = run_one(s, workspace, invocation, pt, token, c == STORE_CLAIM_RESUME, opt, prov,
+			    &prog, NULL, d);
 		if (r)
 			return r;
 		prog.done++;
@@ -972,8 +1056,9 @@ int run_execute_plan(struct run_summary *out, const char *workspace, int64_t inv
 		bool forwarded = false;
 		int bad = 0;
 		for (int j = 0; j < started; j++) {
-			int status;
-			while (waitpid(pids[j], &status, 0) < 0) {
+			int status = 0;
+			pid_t w;
+			while ((w = waitpid(pids[j], &status, 0)) < 0) {
 				if (errno != EINTR)
 					break;
 				if (run_stop_flag && !forwarded) {
@@ -981,6 +1066,15 @@ int run_execute_plan(struct run_summary *out, const char *workspace, int64_t inv
 					for (int k = 0; k < started; k++)
 						kill(pids[k], SIGTERM);
 				}
+			}
+			if (w < 0) {
+				/* No status to read (ECHILD: someone else reaped it). The store
+				 * still says what the worker recorded. */
+				if (!r)
+					r = diag_set(d, FT_EIO, "", 0, 0,
+						     "cannot wait for worker process %d: %s",
+						     (int)pids[j], strerror(errno));
+				continue;
 			}
 			if (!WIFEXITED(status) || (WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 130))
 				bad++;
@@ -1006,6 +1100,13 @@ int run_execute_plan(struct run_summary *out, const char *workspace, int64_t inv
 	return r;
 }
 
+double run_stale_after(void)
+{
+	const char *e = getenv("FTLAB_STALE_AFTER");
+	double v;
+	return e && parse_f64(e, &v) && v > 0 ? v : RUN_STALE_S;
+}
+
 int run_store_open(struct store **out, const char *workspace, bool create, struct diag *d)
 {
 	int r = store_open(out, workspace, create, d);
@@ -1014,7 +1115,7 @@ int run_store_open(struct store **out, const char *workspace, bool create, struc
 	struct diag rd;
 	diag_init(&rd);
 	int n = 0;
-	if (store_reap_stale(*out, RUN_STALE_S, &n, &rd) != 0 && rd.code != FT_EIO) {
+	if (store_reap_stale(*out, run_stale_after(), &n, &rd) != 0 && rd.code != FT_EIO) {
 		store_close(*out);
 		*out = NULL;
 		return diag_set(d, rd.code, "", 0, 0, "%s", rd.text);
@@ -1118,19 +1219,22 @@ static void split_metric(char *split, size_t sn, char *name, size_t nn, const ch
 	}
 }
 
-/* Feeds the controller what the store knows of a point's run: the history of the
- * early-termination metric, and the outcome when the run has ended. */
-static int feed_recorded(struct sweep_exec *X, size_t index, const char *run_id, struct diag *d)
+int run_sweep_feed(struct store *s, struct sweep_ctl *ctl, size_t index, const char *run_id,
+		   struct diag *d)
 {
+	char split[32], name[64];
+	split_metric(split, sizeof split, name, sizeof name, sweep_ctl_stop_metric(ctl));
+	bool maximize = false;
+	const char *objective = sweep_ctl_objective(ctl, &maximize);
 	struct store_run *row = NULL;
 	struct diag q;
 	diag_init(&q);
-	if (store_run_get(X->s, &row, run_id, &q) != 0)
+	if (store_run_get(s, &row, run_id, &q) != 0)
 		return q.code == FT_EINVAL ? 0 : diag_set(d, q.code, "", 0, 0, "%s", q.text);
 	int r = 0;
-	if (X->split[0]) {
+	if (split[0]) {
 		struct store_metric_list *ml = NULL;
-		if ((r = store_metrics(X->s, &ml, run_id, X->split, X->name, d)) != 0)
+		if ((r = store_metrics(s, &ml, run_id, split, name, d)) != 0)
 			goto done;
 		double *h = malloc((ml->n ? ml->n : 1) * sizeof *h);
 		if (!h) {
@@ -1141,7 +1245,7 @@ static int feed_recorded(struct sweep_exec *X, size_t index, const char *run_id,
 		for (size_t i = 0; i < ml->n; i++) /* ordered by step */
 			h[i] = ml->items[i].value;
 		struct sweep_verdict v;
-		r = sweep_ctl_observe(X->ctl, &v, index, h, ml->n, false, d);
+		r = sweep_ctl_observe(ctl, &v, index, h, ml->n, false, d);
 		free(h);
 		store_metric_list_free(ml);
 		if (r)
@@ -1157,13 +1261,78 @@ static int feed_recorded(struct sweep_exec *X, size_t index, const char *run_id,
 		o = SWEEP_RUN_FAILED;
 	else
 		goto done; /* killed, running elsewhere: no outcome yet */
-	double obj = X->objective && o != SWEEP_RUN_FAILED
-			     ? run_objective(X->s, run_id, X->objective, X->maximize)
-			     : NAN;
-	sweep_ctl_result(X->ctl, index, o, obj);
+	double obj = objective && o != SWEEP_RUN_FAILED ? run_objective(s, run_id, objective, maximize)
+							: NAN;
+	sweep_ctl_result(ctl, index, o, obj);
 done:
 	store_run_free(row);
 	return r;
+}
+
+int run_sweep_restore(struct store *s, struct sweep_ctl *ctl, struct diag *d)
+{
+	/* The points this sweep handed out before, in index order. */
+	struct store_sweep_point_list *pl = NULL;
+	int r = store_sweep_points(s, &pl, sweep_ctl_key(ctl), NULL, d);
+	for (size_t i = 0; !r && i < pl->n; i++) {
+		struct diag q;
+		diag_init(&q);
+		if (sweep_ctl_restore(ctl, (size_t)pl->items[i].sweep_index,
+				      pl->items[i].params_json, &q) != 0 &&
+		    q.code != FT_EINVAL)
+			r = diag_set(d, q.code, "", 0, 0, "%s", q.text);
+	}
+	store_sweep_point_list_free(pl);
+	return r;
+}
+
+static int feed_recorded(struct sweep_exec *X, size_t index, const char *run_id, struct diag *d)
+{
+	return run_sweep_feed(X->s, X->ctl, index, run_id, d);
+}
+
+int run_sweep_point(struct run_point *out, struct store *s, struct sweep_ctl *ctl,
+		    const char *experiment, const struct sweep_point *pt,
+		    enum backend_type backend_type, struct diag *d)
+{
+	memset(out, 0, sizeof *out);
+	out->index = pt->index;
+	out->params_json = pt->params_json;
+	out->cfg = pt->cfg;
+	int r = run_identity(out->identity, pt->cfg, d);
+	if (r)
+		return r;
+	run_id_from_identity(out->id, out->identity);
+	if (pt->cfg->backend.type != backend_type)
+		return diag_set(d, FT_EINVAL, "", 0, 0, "sweep point %zu has another backend.type; "
+				"all runs of one invocation use the same backend", pt->index);
+	struct sweep_suggestion why = sweep_ctl_suggestion(ctl, pt->index);
+	char sug[256] = "";
+	if (why.adaptive && why.tpe) {
+		if (why.random)
+			snprintf(sug, sizeof sug, "{\"method\":\"tpe\",\"random_start\":true}");
+		else
+			snprintf(sug, sizeof sug, "{\"method\":\"tpe\",\"random_start\":false,"
+				 "\"log_ratio\":%.17g,\"candidates\":%d,\"good\":%zu,"
+				 "\"observations\":%zu}", why.score, TPE_N_CANDIDATES, why.n_good,
+				 why.n_obs);
+	} else if (why.adaptive) {
+		if (why.random)
+			snprintf(sug, sizeof sug, "{\"method\":\"bayes\",\"space_filling\":true}");
+		else
+			snprintf(sug, sizeof sug, "{\"method\":\"bayes\",\"space_filling\":false,"
+				 "\"predicted\":%.17g,\"sd\":%.17g,\"expected_improvement\":%.17g,"
+				 "\"observations\":%zu}", why.mean, why.sd, why.ei, why.n_obs);
+	}
+	struct store_sweep_point sp = {
+		.sweep_key = (char *)sweep_ctl_key(ctl),
+		.experiment = (char *)experiment,
+		.run = out->id,
+		.params_json = (char *)pt->params_json,
+		.suggestion_json = sug[0] ? sug : NULL,
+		.sweep_index = (int64_t)pt->index,
+	};
+	return store_sweep_point_put(s, &sp, d);
 }
 
 /* Computes the run id of a handed-out point and records the point. */
@@ -1173,35 +1342,7 @@ static int prepare_point(struct sweep_exec *X, struct live *L, const struct swee
 	memset(L, 0, sizeof *L);
 	L->pt = pt;
 	L->fd = -1;
-	L->rp.index = pt->index;
-	L->rp.params_json = pt->params_json;
-	L->rp.cfg = pt->cfg;
-	int r = run_identity(L->rp.identity, pt->cfg, d);
-	if (r)
-		return r;
-	run_id_from_identity(L->rp.id, L->rp.identity);
-	if (pt->cfg->backend.type != X->opt->backend_type)
-		return diag_set(d, FT_EINVAL, "", 0, 0, "sweep point %zu has another backend.type; "
-				"all runs of one invocation use the same backend", pt->index);
-	struct sweep_suggestion why = sweep_ctl_suggestion(X->ctl, pt->index);
-	char sug[256] = "";
-	if (why.adaptive) {
-		if (why.random)
-			snprintf(sug, sizeof sug, "{\"method\":\"bayes\",\"space_filling\":true}");
-		else
-			snprintf(sug, sizeof sug, "{\"method\":\"bayes\",\"space_filling\":false,"
-				 "\"predicted\":%.17g,\"sd\":%.17g,\"expected_improvement\":%.17g,"
-				 "\"observations\":%zu}", why.mean, why.sd, why.ei, why.n_obs);
-	}
-	struct store_sweep_point sp = {
-		.sweep_key = (char *)sweep_ctl_key(X->ctl),
-		.experiment = (char *)X->experiment,
-		.run = L->rp.id,
-		.params_json = (char *)pt->params_json,
-		.suggestion_json = sug[0] ? sug : NULL,
-		.sweep_index = (int64_t)pt->index,
-	};
-	return store_sweep_point_put(X->s, &sp, d);
+	return run_sweep_point(&L->rp, X->s, X->ctl, X->experiment, pt, X->opt->backend_type, d);
 }
 
 static void watch_init(struct watch *w, const struct sweep_exec *X, size_t index)
@@ -1239,7 +1380,8 @@ static int claim_and_run(struct store *s, const struct sweep_exec *X, const stru
 		.git_commit = prov && prov->is_repo ? prov->commit : NULL,
 		.git_dirty = prov && prov->is_repo && prov->dirty,
 	};
-	int r = abs_run ? store_run_claim(s, out, X->invocation, &spec,
+	char token[STORE_TOKEN_SIZE];
+	int r = abs_run ? store_run_claim(s, out, token, X->invocation, &spec,
 					  (opt->force ? STORE_FLAG_FORCE : 0) |
 						  (opt->resume ? STORE_FLAG_RESUME : 0),
 					  d)
@@ -1261,8 +1403,8 @@ static int claim_and_run(struct store *s, const struct sweep_exec *X, const stru
 	}
 	if (*out == STORE_CLAIM_DONE)
 		return 0;
-	return run_one(s, X->workspace, X->invocation, pt, *out == STORE_CLAIM_RESUME, opt, prov,
-		       prog, wt, d);
+	return run_one(s, X->workspace, X->invocation, pt, token, *out == STORE_CLAIM_RESUME, opt,
+		       prov, prog, wt, d);
 }
 
 static bool only_matches(const char *only, const char *id)
@@ -1495,20 +1637,8 @@ int run_execute_sweep(struct run_summary *out, const char *workspace, int64_t in
 		r = store_open(&X.s, workspace, false, d);
 	if (r)
 		return r;
-	if (sweep_ctl_adaptive(ctl)) {
-		/* The points this sweep handed out before, in index order. */
-		struct store_sweep_point_list *pl = NULL;
-		r = store_sweep_points(X.s, &pl, sweep_ctl_key(ctl), NULL, d);
-		for (size_t i = 0; !r && i < pl->n; i++) {
-			struct diag q;
-			diag_init(&q);
-			if (sweep_ctl_restore(ctl, (size_t)pl->items[i].sweep_index,
-					      pl->items[i].params_json, &q) != 0 &&
-			    q.code != FT_EINVAL)
-				r = diag_set(d, q.code, "", 0, 0, "%s", q.text);
-		}
-		store_sweep_point_list_free(pl);
-	}
+	if (sweep_ctl_adaptive(ctl))
+		r = run_sweep_restore(X.s, ctl, d);
 	int jobs = opt->jobs > 1 ? opt->jobs : 1;
 	if (jobs > 256)
 		jobs = 256;

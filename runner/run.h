@@ -32,7 +32,7 @@ struct run_options {
 	const char *device;            /* recorded in runs.device ("cpu", "exec", "cuda:0") */
 	int verbosity;                 /* -1 quiet, 0 normal, 1 verbose */
 	bool tty, color;               /* progress line on a terminal; colour allowed */
-	double heartbeat_s;            /* heartbeat period (0 = 5 s) */
+	double heartbeat_s;            /* heartbeat period (0 = 5 s, or $FTLAB_HEARTBEAT) */
 };
 
 /* What the invocation did with its points, read back from the store at the end. */
@@ -72,12 +72,39 @@ int run_execute_sweep(struct run_summary *out, const char *workspace, int64_t in
 		      const struct run_options *opt, const struct provenance *prov,
 		      struct diag *d) FT_WUR;
 
+/* The pieces of run_execute_sweep a cluster launcher's controller loop uses too. */
+struct sweep_point;
+/* Computes the run id of a point the controller handed out and records the point (with
+ * how bayes chose it) in sweep_points. FT_EINVAL when its backend.type is not
+ * backend_type. */
+int run_sweep_point(struct run_point *out, struct store *s, struct sweep_ctl *ctl,
+		    const char *experiment, const struct sweep_point *pt,
+		    enum backend_type backend_type, struct diag *d) FT_WUR;
+/* Feeds the controller what the store knows of a point's run: its history of the
+ * early-termination metric, and its outcome and objective when it has ended. */
+int run_sweep_feed(struct store *s, struct sweep_ctl *ctl, size_t index, const char *run_id,
+		   struct diag *d) FT_WUR;
+/* An adaptive sweep: hands the points it handed out before (sweep_points) back to the
+ * controller first, so that an interrupted sweep continues the same sequence. */
+int run_sweep_restore(struct store *s, struct sweep_ctl *ctl, struct diag *d) FT_WUR;
+
+/* The event text of an early stop and its verdict as JSON (for sweep_points.stopped):
+ * the metric split.name and the step of its last logged value. */
+struct sweep_verdict;
+void run_stop_texts(char *msg, size_t n, char *json, size_t jn, const struct sweep_verdict *v,
+		    const char *split, const char *name, int64_t step);
+
 /* The objective of a recorded run: the tuned model's result for `metric` ("test.loss"),
  * else the best value of its logged history, else NAN. */
 double run_objective(struct store *s, const char *run_id, const char *metric, bool maximize);
 
-/* A running row whose heartbeat is older than this (seconds) is crashed, on any host. */
+/* A running row of another host whose heartbeat is older than this (seconds) is
+ * crashed. On this host a row is crashed only when its process is gone, whatever its
+ * heartbeat (a stopped or busy process still owns its run). */
 #define RUN_STALE_S 60.0
+/* RUN_STALE_S, or $FTLAB_STALE_AFTER (seconds) when set to a positive number (tests use a
+ * short window). */
+double run_stale_after(void);
 
 /* Opens the workspace's store for a command and turns stale running rows into crashed
  * (a read-only store is opened without reaping). */

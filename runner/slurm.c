@@ -525,6 +525,12 @@ int slurm_cancel(const char *const *specs, size_t n, struct diag *d)
 	return r;
 }
 
+int slurm_signal_stop(const char *spec, struct diag *d)
+{
+	char *argv[] = {"scancel", "--batch", "--signal=USR2", (char *)spec, NULL};
+	return simple_cmd(argv, "scancel --signal=USR2", d);
+}
+
 int slurm_requeue(const char *job_id, struct diag *d)
 {
 	char *argv[] = {"scontrol", "requeue", (char *)job_id, NULL};

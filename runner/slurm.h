@@ -67,6 +67,9 @@ int slurm_queue_parse(struct slurm_task **out, size_t *out_n, const char *text,
 int slurm_queue(struct slurm_task **out, size_t *out_n, struct diag *d) FT_WUR;
 /* scancel for these job specs ("1234_5", "1234"). FT_EIO with scancel's message. */
 int slurm_cancel(const char *const *specs, size_t n, struct diag *d) FT_WUR;
+/* scancel --batch --signal=USR2 for one job spec: the array task's ftlab (the batch
+ * script execs it) stops its run early, checkpointed (an adaptive sweep's early stop). */
+int slurm_signal_stop(const char *spec, struct diag *d) FT_WUR;
 /* scontrol requeue of one job id (a task requeueing itself at its time limit). */
 int slurm_requeue(const char *job_id, struct diag *d) FT_WUR;
 

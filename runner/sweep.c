@@ -41,7 +41,8 @@ struct dim {
 };
 
 struct sweep_spec {
-	bool random, bayes;
+	bool random, bayes; /* bayes: any adaptive method (bayes, tpe) */
+	int method;         /* enum sweep_method */
 	int64_t samples;
 	uint64_t seed;
 	struct dim dims[64];
@@ -247,7 +248,8 @@ static int parse_spec(struct sweep_spec *s, const struct experiment *e, struct d
 	const struct node *m = node_get(sw, "method");
 	int mi = m ? schema_enum_index("sweep.method", m->text) : (int)SWEEP_GRID;
 	s->random = mi == SWEEP_RANDOM;
-	s->bayes = mi == SWEEP_BAYES;
+	s->bayes = mi == SWEEP_BAYES || mi == SWEEP_TPE;
+	s->method = mi;
 	const struct node *smp = node_get(sw, "samples"), *sd = node_get(sw, "seed");
 	if (smp)
 		parse_i64(smp->text, &s->samples);
@@ -271,7 +273,8 @@ static int parse_spec(struct sweep_spec *s, const struct experiment *e, struct d
 		if ((rc = parse_dist(dm, p->key, p, d)) != 0)
 			return rc;
 		if (s->bayes && strcmp(p->key, "seed") == 0) {
-			rc = node_key_error(d, p, NULL, "a bayes sweep does not search over 'seed'");
+			rc = node_key_error(d, p, NULL, "a %s sweep does not search over 'seed'",
+					    schema_enum_name("sweep.method", mi));
 			diag_hint(d, "set seed: N, or repeat seeds with method grid or random");
 			return rc;
 		}
@@ -568,6 +571,7 @@ int sweep_expand(struct sweep_plan **out, const struct experiment *e, size_t max
 			goto done;
 		}
 		plan->adaptive = true;
+		plan->method = (enum sweep_method)s.method;
 		plan->budget = total;
 		*out = plan;
 		plan = NULL;

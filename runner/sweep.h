@@ -24,8 +24,9 @@ struct sweep_point {
 struct sweep_plan {
 	struct sweep_point *points;
 	size_t n;
-	/* bayes: no points yet; they are chosen as results arrive (runner/sweep_ctl.h) */
+	/* bayes, tpe: no points yet; they are chosen as results arrive (runner/sweep_ctl.h) */
 	bool adaptive;
+	enum sweep_method method; /* of an adaptive sweep: SWEEP_BAYES or SWEEP_TPE */
 	size_t budget; /* runs of the sweep: n, or the adaptive sweep's samples */
 };
 

@@ -1,7 +1,7 @@
-/* sweep_ctl: one entry per sweep index (plan point, restored point or bayes suggestion)
- * with its state, its search vector, its objective and its early-termination history.
- * Bayes suggestion k uses random stream k of sweep.seed, so the sequence depends only on
- * the seed and the outcomes known when each point is chosen. */
+/* sweep_ctl: one entry per sweep index (plan point, restored point or bayes/tpe
+ * suggestion) with its state, its search vector, its objective and its early-termination
+ * history. Suggestion k uses random stream k of sweep.seed, so the sequence depends only
+ * on the seed and the outcomes known when each point is chosen. */
 #include "runner/sweep_ctl.h"
 
 #include <math.h>
@@ -14,6 +14,7 @@
 #include "common/util.h"
 #include "runner/bayes.h"
 #include "runner/hyperband.h"
+#include "runner/tpe.h"
 #include "schema/node.h"
 #include "schema/table.h"
 #include "common/banned.h"
@@ -36,7 +37,8 @@ struct entry {
 struct sweep_ctl {
 	const struct experiment *e;
 	struct sweep_plan *plan;  /* grid / random */
-	struct sweep_space *space; /* bayes */
+	struct sweep_space *space; /* bayes and tpe */
+	bool tpe;
 	const struct bayes_dim *dims;
 	size_t n_dims, n_init;
 	uint64_t seed;
@@ -163,6 +165,7 @@ int sweep_ctl_create(struct sweep_ctl **out, const struct experiment *e, size_t 
 		if ((rc = sweep_space_create(&c->space, e, d)) != 0)
 			goto fail;
 		c->dims = sweep_space_dims(c->space, &c->n_dims);
+		c->tpe = c->plan->method == SWEEP_TPE;
 		/* A space-filling start of D + 1 points (3 to 10) before the process leads. */
 		c->n_init = c->n_dims + 1 < 3 ? 3 : c->n_dims + 1 > 10 ? 10 : c->n_dims + 1;
 	}
@@ -258,6 +261,62 @@ int sweep_ctl_restore(struct sweep_ctl *c, size_t index, const char *params_json
 	return locate(c, en, d);
 }
 
+/* tpe's view, in index order: finished and cached runs complete, stopped ones pruned
+ * (ranked by how many early-termination values they logged), failed and pending ones in
+ * the bad group. */
+static int suggest_tpe(struct sweep_ctl *c, double *x, struct sweep_suggestion *why,
+		       bool *out_done, size_t k, struct diag *d)
+{
+	size_t nd = c->n_dims, n = 0;
+	double *X = calloc((c->budget + 1) * nd, sizeof *X);
+	double *y = calloc(c->budget + 1, sizeof *y);
+	enum tpe_state *st = calloc(c->budget + 1, sizeof *st);
+	int64_t *steps = calloc(c->budget + 1, sizeof *steps);
+	int rc = 0;
+	if (!X || !y || !st || !steps) {
+		rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory for the tpe search");
+		goto done;
+	}
+	for (size_t i = 0; i < c->budget; i++) {
+		const struct entry *en = &c->ent[i];
+		if (!en->located || en->state == E_NONE)
+			continue;
+		memcpy(X + n * nd, en->x, nd * sizeof *X);
+		if (en->state != E_DONE) {
+			st[n] = TPE_RUNNING;
+		} else if (en->outcome == SWEEP_RUN_FAILED) {
+			st[n] = TPE_FAILED;
+		} else {
+			st[n] = en->outcome == SWEEP_RUN_STOPPED ? TPE_PRUNED : TPE_COMPLETE;
+			y[n] = c->maximize ? -en->objective : en->objective;
+			steps[n] = (int64_t)en->n_hist;
+		}
+		n++;
+	}
+	struct tpe_info info;
+	rc = tpe_suggest(x, &info, c->dims, nd, X, st, y, steps, n, c->seed, k, d);
+	if (rc)
+		goto done;
+	*out_done = info.exhausted;
+	*why = (struct sweep_suggestion){
+		.adaptive = true,
+		.tpe = true,
+		.random = info.random,
+		.mean = NAN,
+		.sd = NAN,
+		.ei = NAN,
+		.score = info.score,
+		.n_good = info.n_good,
+		.n_obs = info.n_good + info.n_bad,
+	};
+done:
+	free(X);
+	free(y);
+	free(st);
+	free(steps);
+	return rc;
+}
+
 /* Suggests the point of fresh index k. */
 static int suggest(struct sweep_ctl *c, size_t k, bool *out_done, struct diag *d)
 {
@@ -286,14 +345,26 @@ static int suggest(struct sweep_ctl *c, size_t k, bool *out_done, struct diag *d
 			memcpy(P + n_p++ * nd, en->x, nd * sizeof *P);
 		}
 	}
-	struct bayes_info info;
-	rc = bayes_suggest(x, &info, c->dims, nd, X, y, n_obs, P, n_p, c->n_init, c->seed, k, d);
-	if (rc)
-		goto done;
-	if (info.exhausted) {
-		*out_done = true;
-		goto done;
+	struct sweep_suggestion why;
+	if (c->tpe) {
+		rc = suggest_tpe(c, x, &why, out_done, k, d);
+	} else {
+		struct bayes_info info;
+		rc = bayes_suggest(x, &info, c->dims, nd, X, y, n_obs, P, n_p, c->n_init, c->seed,
+				   k, d);
+		*out_done = info.exhausted;
+		why = (struct sweep_suggestion){
+			.adaptive = true,
+			.random = info.random,
+			.mean = c->maximize ? -info.mean : info.mean,
+			.sd = info.sd,
+			.ei = info.ei,
+			.score = NAN,
+			.n_obs = info.n_obs,
+		};
 	}
+	if (rc || *out_done)
+		goto done;
 	struct entry *en = &c->ent[k];
 	if ((rc = sweep_space_point(&en->pt, c->space, x, k, d)) != 0)
 		goto done;
@@ -302,14 +373,7 @@ static int suggest(struct sweep_ctl *c, size_t k, bool *out_done, struct diag *d
 	 * an interrupted sweep continues with exactly the same arrays. */
 	if ((rc = locate(c, en, d)) != 0)
 		goto done;
-	en->why = (struct sweep_suggestion){
-		.adaptive = true,
-		.random = info.random,
-		.mean = c->maximize ? -info.mean : info.mean,
-		.sd = info.sd,
-		.ei = info.ei,
-		.n_obs = info.n_obs,
-	};
+	en->why = why;
 done:
 	free(X);
 	free(y);
@@ -365,7 +429,7 @@ int sweep_ctl_suggest(struct sweep_ctl *c, const struct sweep_point **out, size_
 
 struct sweep_suggestion sweep_ctl_suggestion(const struct sweep_ctl *c, size_t index)
 {
-	struct sweep_suggestion none = {.mean = NAN, .sd = NAN, .ei = NAN};
+	struct sweep_suggestion none = {.mean = NAN, .sd = NAN, .ei = NAN, .score = NAN};
 	return index < c->budget && c->ent[index].why.adaptive ? c->ent[index].why : none;
 }
 

@@ -33,13 +33,16 @@ struct sweep_verdict {
 	size_t n_at_band; /* runs with a value at the band */
 };
 
-/* What a bayes suggestion was based on (for events and `ftlab show`). */
+/* What a bayes or tpe suggestion was based on (for events and `ftlab show`). */
 struct sweep_suggestion {
-	bool adaptive;    /* chosen by bayes (false: a plan point or a restored one) */
-	bool random;      /* bayes' space-filling start */
-	double mean, sd;  /* predicted objective (its own sign) */
-	double ei;        /* expected improvement */
-	size_t n_obs;     /* observations it was fitted to */
+	bool adaptive;    /* chosen by bayes or tpe (false: a plan point or a restored one) */
+	bool tpe;         /* by tpe (else bayes) */
+	bool random;      /* bayes' space-filling start, tpe's random start */
+	double mean, sd;  /* bayes: predicted objective (its own sign) */
+	double ei;        /* bayes: expected improvement */
+	double score;     /* tpe: log l(x) - log g(x) */
+	size_t n_good;    /* tpe: points in the good group */
+	size_t n_obs;     /* bayes: observations it was fitted to; tpe: points it knew */
 };
 
 /* Parses the experiment's sweep (expanding grid and random plans, at most max_runs; 0 is

@@ -11,17 +11,20 @@
 
 /* Each enum numbers the choices of its key in the schema table's order (schema/table.c):
  * schema_enum_name() and schema_enum_index() convert, and test_schema checks the counts. */
-enum data_format { DATA_TEXT, DATA_COMPLETION, DATA_INSTRUCTION, DATA_CHAT };
+enum data_format { DATA_TEXT, DATA_COMPLETION, DATA_INSTRUCTION, DATA_CHAT, DATA_PREFERENCE };
 enum on_bad_example { BAD_EXAMPLE_ERROR, BAD_EXAMPLE_SKIP };
 enum method_type { METHOD_NONE, METHOD_FULL, METHOD_FREEZE, METHOD_LORA, METHOD_DORA, METHOD_IA3,
 		   METHOD_PREFIX };
 enum optimizer_type { OPTIMIZER_ADAMW, OPTIMIZER_SGD };
 enum schedule_type { SCHEDULE_CONSTANT, SCHEDULE_LINEAR, SCHEDULE_COSINE };
 enum precision { PRECISION_FP32, PRECISION_BF16 };
+enum quantize_type { QUANTIZE_NONE, QUANTIZE_Q8_0, QUANTIZE_Q4_0 }; /* model.quantize */
 enum nonfinite_policy { NONFINITE_ABORT, NONFINITE_SKIP_STEP };
+enum train_objective { OBJECTIVE_SFT, OBJECTIVE_DPO, OBJECTIVE_ORPO, OBJECTIVE_SIMPO };
+enum pref_loss_type { PREF_LOSS_SIGMOID, PREF_LOSS_IPO, PREF_LOSS_HINGE }; /* train.preference.loss_type */
 enum backend_type { BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA, BACKEND_EXEC };
 enum goal { GOAL_MAXIMIZE, GOAL_MINIMIZE };
-enum sweep_method { SWEEP_GRID, SWEEP_RANDOM, SWEEP_BAYES };
+enum sweep_method { SWEEP_GRID, SWEEP_RANDOM, SWEEP_BAYES, SWEEP_TPE };
 /* The named templates of data.template (any other text is a custom template). */
 enum data_template {
 	DATA_TEMPLATE_AUTO, DATA_TEMPLATE_CHATML, DATA_TEMPLATE_GEMMA, DATA_TEMPLATE_ALPACA,
@@ -47,12 +50,13 @@ struct split_spec {
 /* Field mapping: the JSON key to read for each logical field ("" = default name). */
 struct field_map {
 	char *text, *prompt, *completion, *response, *instruction, *input, *output, *messages,
-		*system;
+		*system, *chosen, *rejected, *choices, *answer;
 };
 
 struct config_model {
 	char *base;       /* resolved path to a .gguf file or a Hugging Face directory */
 	int context;      /* longest sequence used in training and evaluation */
+	enum quantize_type quantize; /* frozen float-stored weights quantized on load */
 };
 
 struct config_data {
@@ -98,6 +102,8 @@ struct config_train {
 	struct {
 		enum optimizer_type type;
 		double lr, beta1, beta2, eps, weight_decay;
+		double momentum, dampening; /* sgd */
+		bool nesterov;              /* sgd */
 	} optimizer;
 	struct {
 		enum schedule_type type;
@@ -116,11 +122,24 @@ struct config_train {
 		double min_delta;
 	} early_stopping;
 	enum nonfinite_policy nonfinite;
+	/* What the step optimises: sft (cross-entropy on the targets) or a preference loss
+	 * on {prompt, chosen, rejected} pairs (docs/engine.md, "Preference training"). */
+	enum train_objective objective;
+	struct {
+		enum pref_loss_type loss_type; /* dpo */
+		double beta;                   /* dpo, simpo */
+		double label_smoothing;        /* dpo (sigmoid), simpo */
+		double lambda;                 /* orpo: weight of the odds-ratio term */
+		double gamma;                  /* simpo: target reward margin */
+	} preference;
 };
 
 struct config_eval {
 	struct strlist splits;     /* "validation", "test" */
-	struct strlist metrics;    /* loss, perplexity, token_accuracy, exact_match, f1, bleu, rouge_l, chrf */
+	struct strlist metrics;    /* loss, perplexity, token_accuracy, exact_match, f1, bleu, rouge_l, chrf,
+				    * choice_accuracy, choice_accuracy_norm, preference_accuracy,
+				    * preference_margin */
+	struct strlist choices;    /* the label set of completion/instruction/chat data (eval.choices) */
 	struct {
 		int max_new_tokens;
 		double temperature;

@@ -427,6 +427,7 @@ int schema_fill_config(struct config *c, const struct node *r, const char *base_
 	c->seed = (uint64_t)get_i64(&F, "seed");
 	c->model.base = fpath(&F, "model.base");
 	c->model.context = (int)get_i64(&F, "model.context");
+	c->model.quantize = (enum quantize_type)get_enum(&F, "model.quantize");
 
 	struct config_data *d = &c->data;
 	d->format = (enum data_format)get_enum(&F, "data.format");
@@ -442,6 +443,10 @@ int schema_fill_config(struct config *c, const struct node *r, const char *base_
 	d->fields.output = fstr(&F, "data.fields.output");
 	d->fields.messages = fstr(&F, "data.fields.messages");
 	d->fields.system = fstr(&F, "data.fields.system");
+	d->fields.chosen = fstr(&F, "data.fields.chosen");
+	d->fields.rejected = fstr(&F, "data.fields.rejected");
+	d->fields.choices = fstr(&F, "data.fields.choices");
+	d->fields.answer = fstr(&F, "data.fields.answer");
 	const char *tmpl = txt(r, "data.template");
 	if (tmpl && schema_choice_ok("auto|chatml|gemma|alpaca|plain", tmpl))
 		d->template_name = fstr(&F, "data.template");
@@ -487,6 +492,9 @@ int schema_fill_config(struct config *c, const struct node *r, const char *base_
 	}
 	t->optimizer.eps = get_f64(&F, "train.optimizer.eps");
 	t->optimizer.weight_decay = get_f64(&F, "train.optimizer.weight_decay");
+	t->optimizer.momentum = get_f64(&F, "train.optimizer.momentum");
+	t->optimizer.dampening = get_f64(&F, "train.optimizer.dampening");
+	t->optimizer.nesterov = get_bool(&F, "train.optimizer.nesterov");
 	t->schedule.type =
 		(enum schedule_type)get_enum(&F, "train.schedule.type");
 	t->schedule.warmup_steps = get_i64(&F, "train.schedule.warmup_steps");
@@ -503,10 +511,17 @@ int schema_fill_config(struct config *c, const struct node *r, const char *base_
 		t->early_stopping.min_delta = get_f64(&F, "train.early_stopping.min_delta");
 	}
 	t->nonfinite = (enum nonfinite_policy)get_enum(&F, "train.nonfinite");
+	t->objective = (enum train_objective)get_enum(&F, "train.objective");
+	t->preference.loss_type = (enum pref_loss_type)get_enum(&F, "train.preference.loss_type");
+	t->preference.beta = get_f64(&F, "train.preference.beta");
+	t->preference.label_smoothing = get_f64(&F, "train.preference.label_smoothing");
+	t->preference.lambda = get_f64(&F, "train.preference.lambda");
+	t->preference.gamma = get_f64(&F, "train.preference.gamma");
 
 	struct config_eval *e = &c->eval;
 	flist(&F, &e->splits, "eval.splits");
 	flist(&F, &e->metrics, "eval.metrics");
+	flist(&F, &e->choices, "eval.choices");
 	e->generate.max_new_tokens = (int)get_i64(&F, "eval.generate.max_new_tokens");
 	e->generate.temperature = get_f64(&F, "eval.generate.temperature");
 	e->generate.top_k = (int)get_i64(&F, "eval.generate.top_k");
@@ -596,7 +611,9 @@ void config_free(struct config *c)
 	free(d->test.from);
 	char **fields[] = {&d->fields.text, &d->fields.prompt, &d->fields.completion,
 			   &d->fields.response, &d->fields.instruction, &d->fields.input,
-			   &d->fields.output, &d->fields.messages, &d->fields.system};
+			   &d->fields.output, &d->fields.messages, &d->fields.system,
+			   &d->fields.chosen, &d->fields.rejected, &d->fields.choices,
+			   &d->fields.answer};
 	for (size_t i = 0; i < FT_ARRAY_LEN(fields); i++)
 		free(*fields[i]);
 	free(d->template_name);
@@ -608,6 +625,7 @@ void config_free(struct config *c)
 	free(c->train.early_stopping.metric);
 	strlist_free(&c->eval.splits);
 	strlist_free(&c->eval.metrics);
+	strlist_free(&c->eval.choices);
 	strlist_free(&c->eval.generate.stop);
 	strlist_free(&c->backend.command);
 	free(c->backend.metrics_file);

@@ -140,6 +140,43 @@ done:
 	return rc;
 }
 
+/* -s sweep.parameters.PATH=VALUE: VALUE (YAML: a list, a map with values/distribution,
+ * or null to drop the parameter) becomes the entry PATH of sweep.parameters, which is
+ * created when absent. Validated later with the rest of the sweep. */
+static int set_parameter(struct experiment *e, const char *param, const char *val,
+			 const char *origin, struct diag *d)
+{
+	struct node *v = NULL;
+	int rc = yaml_parse_nodes(&v, val, strlen(val), NULL, e->top_dir, origin, d);
+	if (rc)
+		return rc;
+	if (!v && !(v = node_new_scalar("", true)))
+		return oom(d);
+	v->origin = origin;
+	v->dir = e->top_dir;
+	if (!(v->key = ft_strdup(param))) {
+		node_free(v);
+		return oom(d);
+	}
+	struct node *params = node_get_path(e->merged, "sweep.parameters");
+	if (!params || params->kind != NODE_MAP) {
+		struct node *m = node_new(NODE_MAP);
+		if (!m || node_set_path(e->merged, "sweep.parameters", m) != 0) {
+			node_free(v);
+			return oom(d);
+		}
+		params = node_get_path(e->merged, "sweep.parameters");
+		params->origin = origin;
+	}
+	/* The parameter is replaced as a whole (a distribution does not merge into a list). */
+	node_remove(params, param);
+	if (node_is_null(v)) {
+		node_free(v);
+		return 0;
+	}
+	return node_append(params, v) ? oom(d) : 0;
+}
+
 static int apply_override(struct experiment *e, const char *ov, struct diag *d)
 {
 	const char *eq = strchr(ov, '=');
@@ -159,9 +196,21 @@ static int apply_override(struct experiment *e, const char *ov, struct diag *d)
 	if (!key)
 		return oom(d);
 	int rc = 0;
+	/* sweep.parameters.PATH=VALUES sets (or with null removes) one swept parameter; PATH
+	 * is itself dotted, so it is one key of the parameters map. */
+	static const char params_prefix[] = "sweep.parameters.";
+	if (strncmp(key, params_prefix, sizeof params_prefix - 1) == 0 &&
+	    key[sizeof params_prefix - 1]) {
+		rc = set_parameter(e, key + sizeof params_prefix - 1, eq + 1, origin, d);
+		free(key);
+		return rc;
+	}
 	const struct key_desc *k = schema_find(key);
+	/* Whole sections and lists of maps are edited in the file; every value below them,
+	 * sweep's included, can be set (and is validated as if the file said it). */
 	if (!k || strstr(key, "[]") || strcmp(key, "extends") == 0 ||
-	    k->type == KT_GATES || strcmp(key, "sweep") == 0 || strncmp(key, "sweep.", 6) == 0) {
+	    k->type == KT_GATES || k->type == KT_PARAMS || k->type == KT_ZIP ||
+	    strcmp(key, "sweep") == 0) {
 		const char *cands[256];
 		size_t n = 0;
 		for (size_t i = 0; i < schema_n_keys && n < FT_ARRAY_LEN(cands); i++)
@@ -173,7 +222,9 @@ static int apply_override(struct experiment *e, const char *ov, struct diag *d)
 		if (near)
 			diag_hint(d, "did you mean '%s'?", near);
 		else if (k)
-			diag_hint(d, "-s sets config values; edit the file for extends, sweep and gates");
+			diag_hint(d, "-s sets values; edit the file for extends, gates, the sweep section "
+				  "as a whole and sweep.zip (one swept parameter: -s "
+				  "sweep.parameters.PATH=[...])");
 		free(key);
 		return rc;
 	}
@@ -199,6 +250,20 @@ static int apply_override(struct experiment *e, const char *ov, struct diag *d)
 	}
 	v->origin = origin;
 	v->dir = e->top_dir;
+	if ((!literal && node_is_null(v)) || (literal && strcmp(val, "null") == 0)) {
+		/* -s KEY=null removes the key (its default applies), as `key: null` does in a
+		 * file that extends another. */
+		node_free(v);
+		const char *dot = strrchr(key, '.');
+		if (!dot) {
+			node_remove(e->merged, key);
+		} else {
+			key[dot - key] = '\0';
+			node_remove(node_get_path(e->merged, key), dot + 1);
+		}
+		free(key);
+		return 0;
+	}
 	rc = node_set_path(e->merged, key, v);
 	free(key);
 	return rc ? oom(d) : 0;
@@ -305,6 +370,11 @@ const char *experiment_name(const struct experiment *e) { return e->cfg.name; }
 const char *experiment_path(const struct experiment *e) { return e->path; }
 const char *experiment_spec_json(const struct experiment *e) { return e->spec_json; }
 const char *experiment_spec_hash(const struct experiment *e) { return e->spec_hash; }
+const struct node *experiment_node(const struct experiment *e, const char *path)
+{
+	return node_get_path(e->merged, path);
+}
+
 const struct node *experiment_sweep(const struct experiment *e)
 {
 	return node_get(e->resolved, "sweep");

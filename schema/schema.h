@@ -68,6 +68,9 @@ bool schema_slurm_mem_ok(const char *s);
 
 /* The `sweep:` section of the merged file, or NULL when there is none. Borrowed. */
 struct node;
+/* The value the merged file (overrides applied, defaults not filled) gives the dotted
+ * schema path, or NULL; borrowed. For messages that point at a value (node_error). */
+const struct node *experiment_node(const struct experiment *e, const char *path);
 const struct node *experiment_sweep(const struct experiment *e);
 
 /* One assignment of a sweep point: a dotted schema path and the value node to put there

@@ -13,7 +13,9 @@
 
 #define NOB 0.0, 0.0
 #define RANGE(lo, hi) (lo), (hi)
-#define METRICS "loss|perplexity|token_accuracy|exact_match|f1|bleu|rouge_l|chrf"
+#define METRICS                                                                               \
+	"loss|perplexity|token_accuracy|exact_match|f1|bleu|rouge_l|chrf|choice_accuracy|"         \
+	"choice_accuracy_norm|preference_accuracy|preference_margin"
 
 const struct key_desc schema_keys[] = {
 	{"name", KT_NAME, KF_REQUIRED | KF_NOSWEEP, NULL, NOB, NULL,
@@ -31,17 +33,26 @@ const struct key_desc schema_keys[] = {
 	 "A .gguf file or a Hugging Face model directory (config.json, *.safetensors, tokenizer.json).", NULL},
 	{"model.context", KT_INT, KF_LO | KF_HI, "512", RANGE(8, 1048576), NULL,
 	 "Longest sequence (tokens) used in training and evaluation.", NULL},
+	{"model.quantize", KT_ENUM, 0, "none", NOB, "none|q8_0|q4_0",
+	 "Frozen weights (all of them in evaluation, the base under LoRA and freeze) that the "
+	 "model stores as F32, F16 or BF16 (a Hugging Face directory, a float GGUF) are "
+	 "quantized on load to Q8_0 (8.5 bits per weight) or Q4_0 (4.5 bits) blocks, as "
+	 "llama.cpp rounds them; trainable weights stay fp32, quantized GGUF tensors stay as "
+	 "stored. Saves memory at a small cost in accuracy (docs/engine.md).", NULL},
 
 	{"data", KT_MAP, 0, NULL, NOB, NULL, "Training and evaluation data (JSON Lines).", NULL},
-	{"data.format", KT_ENUM, 0, "text", NOB, "text|completion|instruction|chat",
+	{"data.format", KT_ENUM, 0, "text", NOB, "text|completion|instruction|chat|preference",
 	 "Record layout: text {text}, completion {prompt, completion}, instruction (Alpaca) "
-	 "{instruction, input, output}, chat {messages}.", NULL},
+	 "{instruction, input, output}, chat {messages}, preference {prompt, chosen, rejected} "
+	 "(strings or message lists, TRL's layout).", NULL},
 	{"data.train", KT_PATH, KF_EXISTS, NULL, NOB, NULL,
-	 "Training split. Absent: an evaluation-only experiment (method.type none).", NULL},
+	 "Training split. Absent: an evaluation-only experiment (method.type none), where it is "
+	 "refused unless eval.splits evaluates it or another split is carved from it.", NULL},
 	{"data.validation", KT_SPLIT, KF_EXISTS, NULL, NOB, NULL,
 	 "Validation split: a path, or {from: SPLIT, fraction: F, seed: N} carved from another split.", NULL},
 	{"data.validation.from", KT_ENUM, 0, "train", NOB, "train|validation|test",
-	 "The split to carve from; it must be declared.", NULL},
+	 "The split to carve from: train or test, declared as a file (the carved examples leave "
+	 "it).", NULL},
 	{"data.validation.fraction", KT_FLOAT, KF_REQUIRED | KF_LO | KF_HI | KF_LO_OPEN | KF_HI_OPEN,
 	 NULL, RANGE(0, 1), NULL,
 	 "Share of the source split's examples (chosen by content hash, so adding examples does "
@@ -51,31 +62,50 @@ const struct key_desc schema_keys[] = {
 	{"data.test", KT_SPLIT, KF_EXISTS, NULL, NOB, NULL,
 	 "Test split: a path, or {from: SPLIT, fraction: F, seed: N}.", NULL},
 	{"data.test.from", KT_ENUM, 0, "train", NOB, "train|validation|test",
-	 "The split to carve from; it must be declared.", NULL},
+	 "The split to carve from: train or validation, declared as a file (the carved examples "
+	 "leave it).", NULL},
 	{"data.test.fraction", KT_FLOAT, KF_REQUIRED | KF_LO | KF_HI | KF_LO_OPEN | KF_HI_OPEN, NULL,
 	 RANGE(0, 1), NULL, "Share of the source split's examples.", NULL},
 	{"data.test.seed", KT_INT, KF_LO | KF_HI, NULL, RANGE(0, 9007199254740991.0), NULL,
 	 "Split seed.", "the experiment seed"},
 	{"data.fields", KT_MAP, 0, NULL, NOB, NULL,
-	 "Field mapping: the JSON key to read for each logical field of the format.", NULL},
+	 "Field mapping: the JSON key to read for each logical field of the format. A field "
+	 "that data.format does not read is refused when it is set to anything but its own "
+	 "name.", NULL},
 	{"data.fields.text", KT_STR, 0, "text", NOB, NULL, "Key of the text (format text).", NULL},
-	{"data.fields.prompt", KT_STR, 0, "prompt", NOB, NULL, "Key of the prompt (completion).", NULL},
+	{"data.fields.prompt", KT_STR, 0, "prompt", NOB, NULL,
+	 "Key of the prompt (completion); with instruction, an alias of instruction.", NULL},
 	{"data.fields.completion", KT_STR, 0, "completion", NOB, NULL,
 	 "Key of the completion (completion).", NULL},
 	{"data.fields.response", KT_STR, 0, "response", NOB, NULL,
-	 "Key of the response, an alias of completion used by templates.", NULL},
+	 "Key of the response: an alias of completion (completion) and of output "
+	 "(instruction); the resolved config shows it in that field. Giving both with different "
+	 "keys is an error.", NULL},
 	{"data.fields.instruction", KT_STR, 0, "instruction", NOB, NULL,
 	 "Key of the instruction (instruction).", NULL},
 	{"data.fields.input", KT_STR, 0, "input", NOB, NULL, "Key of the optional input (instruction).", NULL},
 	{"data.fields.output", KT_STR, 0, "output", NOB, NULL, "Key of the output (instruction).", NULL},
 	{"data.fields.messages", KT_STR, 0, "messages", NOB, NULL, "Key of the message list (chat).", NULL},
 	{"data.fields.system", KT_STR, 0, "system", NOB, NULL,
-	 "Key of a per-example system prompt, when present.", NULL},
+	 "Key of a per-example system prompt, when present (completion, instruction, "
+	 "preference; chat takes it from a system message).", NULL},
+	{"data.fields.chosen", KT_STR, 0, "chosen", NOB, NULL,
+	 "Key of the preferred completion (preference).", NULL},
+	{"data.fields.rejected", KT_STR, 0, "rejected", NOB, NULL,
+	 "Key of the dispreferred completion (preference).", NULL},
+	{"data.fields.choices", KT_STR, 0, "choices", NOB, NULL,
+	 "Key of an example's answer choices for likelihood scoring (completion, instruction, "
+	 "chat).", NULL},
+	{"data.fields.answer", KT_STR, 0, "answer", NOB, NULL,
+	 "Key of the correct choice: its index or its text (default: the example's response).",
+	 NULL},
 	{"data.template", KT_TEMPLATE, 0, "auto", NOB, "auto|chatml|gemma|alpaca|plain",
 	 "Prompt template: auto (the model's chat template when it has one, else plain), chatml, "
 	 "gemma, alpaca, plain, or a custom string with {prompt} and optionally {response} and "
 	 "{system}.", NULL},
-	{"data.system", KT_STR, 0, NULL, NOB, NULL, "System prompt added to every example.", NULL},
+	{"data.system", KT_STR, 0, NULL, NOB, NULL,
+	 "System prompt added to every example (not with data.format text, which has no "
+	 "prompt: refused there, as are data.template and data.train_on_inputs).", NULL},
 	{"data.max_length", KT_INT, KF_LO | KF_HI, NULL, RANGE(1, 1048576), NULL,
 	 "Longest example in tokens; longer ones are truncated (counted). At most model.context.",
 	 "model.context"},
@@ -83,7 +113,9 @@ const struct key_desc schema_keys[] = {
 	 "Compute the loss on prompt tokens too (false: response tokens only).", NULL},
 	{"data.packing", KT_BOOL, 0, "false", NOB, NULL,
 	 "Pack several examples into one sequence of max_length tokens.", NULL},
-	{"data.limit", KT_MAP, 0, NULL, NOB, NULL, "Use only the first N examples of a split (0 = all).", NULL},
+	{"data.limit", KT_MAP, 0, NULL, NOB, NULL,
+	 "Use only the first N examples of a split (0 = all); a limit of a split that is not "
+	 "declared is refused.", NULL},
 	{"data.limit.train", KT_INT, KF_LO, "0", RANGE(0, 0), NULL, "Examples of train.", NULL},
 	{"data.limit.validation", KT_INT, KF_LO, "0", RANGE(0, 0), NULL, "Examples of validation.", NULL},
 	{"data.limit.test", KT_INT, KF_LO, "0", RANGE(0, 0), NULL, "Examples of test.", NULL},
@@ -92,7 +124,8 @@ const struct key_desc schema_keys[] = {
 
 	{"method", KT_MAP, 0, NULL, NOB, NULL, "The fine-tuning method.", NULL},
 	{"method.type", KT_ENUM, 0, "lora", NOB, "none|full|freeze|lora|dora|ia3|prefix",
-	 "none (evaluate the base model only), full (all weights), freeze (only method.trainable "
+	 "none (evaluate the base model only: train keys set to anything but their defaults, "
+	 "and data.packing, are refused), full (all weights), freeze (only method.trainable "
 	 "modules of method.layers), lora (low-rank adapters), dora (weight-decomposed LoRA: "
 	 "a trained magnitude per output row times the normalised W + BA, as PEFT's "
 	 "use_dora), ia3 (learned vectors scaling the outputs of the targets, or the inputs of "
@@ -104,9 +137,12 @@ const struct key_desc schema_keys[] = {
 	{"method.dropout", KT_FLOAT, KF_LO | KF_HI | KF_HI_OPEN, "0.0", RANGE(0, 1), NULL,
 	 "Dropout on the LoRA input (lora and dora).", NULL},
 	{"method.targets", KT_TARGETS, 0, "[q_proj, v_proj]", NOB, NULL,
-	 "Modules that get adapters, by Hugging Face name (q_proj, k_proj, v_proj, o_proj, "
-	 "gate_proj, up_proj, down_proj), or all-linear. ia3 without targets: PEFT's default "
-	 "for the architecture (llama: k_proj, v_proj, down_proj; Gemma 3: q_proj, v_proj, "
+	 "Modules that get adapters, by Hugging Face name (llama family: q_proj, k_proj, v_proj, "
+	 "o_proj, gate_proj, up_proj, down_proj; GPT-2: c_attn, c_proj, c_fc), a dotted part of "
+	 "their names (self_attn, mlp, 3.mlp), or all-linear. Each must name at least one "
+	 "linear module of the model: `ftlab check` reads the model's header and refuses one "
+	 "that does not, naming the modules the model has and the nearest (as PEFT refuses). "
+	 "ia3 without targets: PEFT's default for the architecture (llama: k_proj, v_proj, down_proj; Gemma 3: q_proj, v_proj, "
 	 "down_proj; GPT-2: c_attn, mlp.c_proj).",
 	 NULL},
 	{"method.feedforward_targets", KT_STRLIST, 0, "[]", NOB, NULL,
@@ -120,9 +156,13 @@ const struct key_desc schema_keys[] = {
 	 NULL},
 	{"method.rslora", KT_BOOL, 0, "false", NOB, NULL, "Rank-stabilised scaling alpha/sqrt(r).", NULL},
 	{"method.trainable", KT_STRLIST, 0, "[]", NOB, NULL,
-	 "freeze only: module names that train (empty: every module of the chosen layers).", NULL},
+	 "freeze only: parameters that train, by a dotted part of their names (mlp, q_proj, "
+	 "input_layernorm, embed_tokens, lm_head, norm; empty: every parameter of the chosen "
+	 "layers). Each must name at least one parameter of the model (checked by `ftlab "
+	 "check`).", NULL},
 	{"method.layers", KT_MAP, KF_OPTMAP, NULL, NOB, NULL,
-	 "freeze only: the block range that trains, {first: N, last: N}.", NULL},
+	 "freeze only: the block range that trains, {first: N, last: N}, inside the model's "
+	 "blocks (checked by `ftlab check`).", NULL},
 	{"method.layers.first", KT_INT, KF_LO, "0", RANGE(0, 0), NULL, "First trainable block.", NULL},
 	{"method.layers.last", KT_INT, KF_LO, "-1", RANGE(-1, 0), NULL,
 	 "Last trainable block (-1: the last block of the model).", NULL},
@@ -136,22 +176,36 @@ const struct key_desc schema_keys[] = {
 	{"train.grad_accum", KT_INT, KF_LO | KF_HI, "1", RANGE(1, 65536), NULL,
 	 "Micro-batches per optimizer step.", NULL},
 	{"train.optimizer", KT_MAP, 0, NULL, NOB, NULL, "Optimizer.", NULL},
-	{"train.optimizer.type", KT_ENUM, 0, "adamw", NOB, "adamw|sgd", "adamw or sgd.", NULL},
+	{"train.optimizer.type", KT_ENUM, 0, "adamw", NOB, "adamw|sgd",
+	 "adamw (torch.optim.AdamW) or sgd (torch.optim.SGD: momentum, dampening, nesterov, "
+	 "weight_decay).", NULL},
 	{"train.optimizer.lr", KT_FLOAT, KF_LO | KF_LO_OPEN | KF_HI, "2.0e-4", RANGE(0, 10), NULL,
 	 "Peak learning rate.", NULL},
 	{"train.optimizer.betas", KT_FLOATLIST, KF_LO | KF_HI | KF_HI_OPEN, "[0.9, 0.999]", RANGE(0, 1),
-	 NULL, "AdamW beta1 and beta2, each in [0, 1).", NULL},
+	 NULL, "adamw only: beta1 and beta2, each in [0, 1).", NULL},
 	{"train.optimizer.eps", KT_FLOAT, KF_LO | KF_LO_OPEN | KF_HI, "1.0e-8", RANGE(0, 1), NULL,
-	 "AdamW epsilon.", NULL},
+	 "adamw only: epsilon.", NULL},
 	{"train.optimizer.weight_decay", KT_FLOAT, KF_LO | KF_HI, "0.0", RANGE(0, 10), NULL,
-	 "Decoupled weight decay.", NULL},
+	 "Weight decay of the matrices (not of norms and biases): decoupled (p -= lr*wd*p) with "
+	 "adamw, an L2 term added to the gradient (g += wd*p) with sgd, as PyTorch defines "
+	 "each.", NULL},
+	{"train.optimizer.momentum", KT_FLOAT, KF_LO | KF_HI | KF_HI_OPEN, "0.0", RANGE(0, 1), NULL,
+	 "sgd only: momentum factor (0: plain SGD). The buffer starts as the first step's "
+	 "gradient.", NULL},
+	{"train.optimizer.dampening", KT_FLOAT, KF_LO | KF_HI | KF_HI_OPEN, "0.0", RANGE(0, 1), NULL,
+	 "sgd only: dampening of the gradient added to the momentum buffer (buf = momentum*buf + "
+	 "(1 - dampening)*g).", NULL},
+	{"train.optimizer.nesterov", KT_BOOL, 0, "false", NOB, NULL,
+	 "sgd only: Nesterov momentum (needs momentum > 0 and dampening 0, as in PyTorch).",
+	 NULL},
 	{"train.schedule", KT_MAP, 0, NULL, NOB, NULL, "Learning-rate schedule.", NULL},
 	{"train.schedule.type", KT_ENUM, 0, "cosine", NOB, "constant|linear|cosine",
 	 "Shape after warmup: constant, linear decay or cosine decay to min_lr_ratio * lr.", NULL},
 	{"train.schedule.warmup_steps", KT_INT, KF_LO, "0", RANGE(0, 0), NULL,
 	 "Steps of linear warmup from 0.", NULL},
 	{"train.schedule.min_lr_ratio", KT_FLOAT, KF_LO | KF_HI, "0.0", RANGE(0, 1), NULL,
-	 "Final learning rate as a fraction of lr.", NULL},
+	 "Final learning rate as a fraction of lr (linear and cosine; refused with constant).",
+	 NULL},
 	{"train.max_grad_norm", KT_FLOAT, KF_LO, "1.0", RANGE(0, 0), NULL,
 	 "Clip the global gradient norm (0: no clipping).", NULL},
 	{"train.precision", KT_ENUM, 0, "fp32", NOB, "fp32|bf16",
@@ -159,48 +213,88 @@ const struct key_desc schema_keys[] = {
 	{"train.grad_checkpointing", KT_BOOL, 0, "false", NOB, NULL,
 	 "Recompute activations in backward to save memory.", NULL},
 	{"train.eval_every", KT_INT, KF_LO, "0", RANGE(0, 0), NULL,
-	 "Evaluate validation loss every N steps (0: at the end only).", NULL},
+	 "Evaluate the validation split every N steps during training, recorded as "
+	 "validation.loss (and the early-stopping metric) at that step; needs data.validation "
+	 "(0: no evaluation during training; the final evaluation is eval's).", NULL},
 	{"train.checkpoint_every", KT_INT, KF_LO, "0", RANGE(0, 0), NULL,
 	 "Write a resumable checkpoint every N steps (0: at the end only).", NULL},
 	{"train.early_stopping", KT_MAP, KF_OPTMAP, NULL, NOB, NULL,
-	 "Stop when a metric stops improving; absent: no early stopping.", NULL},
+	 "Stop when a validation metric stops improving, checked at each train.eval_every "
+	 "evaluation (so it needs train.eval_every > 0 and data.validation); absent: no early "
+	 "stopping.", NULL},
 	{"train.early_stopping.metric", KT_METRIC, 0, "validation.loss", NOB, NULL,
-	 "The metric watched, split.metric; lower is better for loss and perplexity, higher "
-	 "otherwise.", NULL},
+	 "The metric watched: validation.NAME with NAME any of eval.metrics' choices (the "
+	 "generation metrics generate on the validation split at each evaluation, with "
+	 "eval.generate's settings; they need references, so not with data.format text). Lower "
+	 "is better for loss and perplexity, higher otherwise.", NULL},
 	{"train.early_stopping.patience", KT_INT, KF_LO | KF_HI, "3", RANGE(1, 1e9), NULL,
 	 "Evaluations without improvement before stopping.", NULL},
 	{"train.early_stopping.min_delta", KT_FLOAT, KF_LO, "0.0", RANGE(0, 0), NULL,
 	 "Smallest change that counts as an improvement.", NULL},
 	{"train.nonfinite", KT_ENUM, 0, "abort", NOB, "abort|skip_step",
 	 "On a NaN/Inf loss or gradient: abort the run, or skip the step (at most 3 in a row).", NULL},
+	{"train.objective", KT_ENUM, 0, "sft", NOB, "sft|dpo|orpo|simpo",
+	 "sft (cross-entropy on the responses), or a preference loss on data.format preference: "
+	 "dpo (against the reference model), orpo (SFT plus an odds-ratio term), simpo "
+	 "(length-normalised, reference-free).", NULL},
+	{"train.preference", KT_MAP, 0, NULL, NOB, NULL,
+	 "Preference loss settings (train.objective dpo, orpo or simpo only).", NULL},
+	{"train.preference.beta", KT_FLOAT, KF_LO | KF_LO_OPEN | KF_HI, "0.1", RANGE(0, 1000), NULL,
+	 "dpo, simpo: inverse temperature of the implicit reward (DPO: how far the policy may "
+	 "move from the reference; IPO: the regulariser tau).", NULL},
+	{"train.preference.loss_type", KT_ENUM, 0, "sigmoid", NOB, "sigmoid|ipo|hinge",
+	 "dpo only: sigmoid (DPO), ipo (IPO on length-normalised log-ratios, as TRL), hinge "
+	 "(SLiC).", NULL},
+	{"train.preference.label_smoothing", KT_FLOAT, KF_LO | KF_HI | KF_HI_OPEN, "0.0",
+	 RANGE(0, 0.5), NULL,
+	 "dpo (loss_type sigmoid), simpo: the assumed share of flipped labels (conservative "
+	 "DPO).", NULL},
+	{"train.preference.lambda", KT_FLOAT, KF_LO | KF_HI, "0.1", RANGE(0, 1000), NULL,
+	 "orpo only: weight of the odds-ratio term added to the SFT loss (TRL's beta).", NULL},
+	{"train.preference.gamma", KT_FLOAT, KF_LO | KF_HI, "0.5", RANGE(0, 1000), NULL,
+	 "simpo only: target reward margin.", NULL},
 
-	{"eval", KT_MAP, 0, NULL, NOB, NULL, "Evaluation of the base and fine-tuned models.", NULL},
+	{"eval", KT_MAP, 0, NULL, NOB, NULL,
+	 "Evaluation of the base and fine-tuned models after training. With no split to "
+	 "evaluate, setting eval.metrics, eval.bootstrap or eval.compare_base is refused.", NULL},
 	{"eval.splits", KT_STRLIST, 0, NULL, NOB, "train|validation|test",
 	 "Splits to evaluate; each must be declared.", "the declared ones of [validation, test]"},
 	{"eval.metrics", KT_STRLIST, 0, "[loss]", NOB, METRICS,
 	 "Metrics computed on each split: loss, perplexity, token_accuracy (teacher-forced), "
-	 "exact_match, f1, bleu, rouge_l, chrf (on generated text).", NULL},
-	{"eval.generate", KT_MAP, 0, NULL, NOB, NULL, "Decoding for generation metrics.", NULL},
+	 "exact_match, f1, bleu, rouge_l, chrf (on generated text), choice_accuracy, "
+	 "choice_accuracy_norm (likelihood of each choice), preference_accuracy, "
+	 "preference_margin (likelihood of chosen vs rejected).", NULL},
+	{"eval.choices", KT_STRLIST, 0, NULL, NOB, NULL,
+	 "The label set of completion, instruction or chat data: each example's response must be "
+	 "one of them, and the choice metrics score every label by likelihood (examples with "
+	 "their own choices keep them).", NULL},
+	{"eval.generate", KT_MAP, 0, NULL, NOB, NULL,
+	 "Decoding for generation metrics; set without one in eval.metrics (or as the "
+	 "early-stopping metric) it is refused.", NULL},
 	{"eval.generate.max_new_tokens", KT_INT, KF_LO | KF_HI, "64", RANGE(1, 65536), NULL,
 	 "Tokens generated per example at most.", NULL},
 	{"eval.generate.temperature", KT_FLOAT, KF_LO | KF_HI, "0.0", RANGE(0, 100), NULL,
 	 "Sampling temperature; 0 is greedy.", NULL},
-	{"eval.generate.top_k", KT_INT, KF_LO, "0", RANGE(0, 0), NULL, "Top-k sampling (0: off).", NULL},
+	{"eval.generate.top_k", KT_INT, KF_LO, "0", RANGE(0, 0), NULL, "Top-k sampling (0: off; refused with temperature 0, which is greedy).", NULL},
 	{"eval.generate.top_p", KT_FLOAT, KF_LO | KF_LO_OPEN | KF_HI, "1.0", RANGE(0, 1), NULL,
-	 "Nucleus sampling (1: off).", NULL},
+	 "Nucleus sampling (1: off; refused with temperature 0, which is greedy).", NULL},
 	{"eval.generate.stop", KT_STRLIST, 0, "[]", NOB, NULL, "Strings that end generation.", NULL},
 	{"eval.compare_base", KT_BOOL, 0, "true", NOB, NULL,
-	 "Also evaluate the untouched base model on the same splits.", NULL},
+	 "Also evaluate the untouched base model on the same splits (with method.type none the "
+	 "base model is what is evaluated: setting it is refused there).", NULL},
 	{"eval.bootstrap", KT_INT, KF_LO | KF_HI, "1000", RANGE(0, 1000000), NULL,
 	 "Bootstrap resamples for confidence intervals and paired differences (0: none).", NULL},
 	{"eval.samples", KT_INT, KF_LO, "20", RANGE(0, 0), NULL,
-	 "Predictions kept per split for reports.", NULL},
+	 "Predictions kept per split and model in the store for reports (generation metrics "
+	 "only: without them there are no predictions, and a value is refused).", NULL},
 
 	{"backend", KT_MAP, 0, NULL, NOB, NULL, "What executes a run.", NULL},
 	{"backend.type", KT_ENUM, 0, "auto", NOB, "auto|cpu|cuda|exec",
 	 "auto (cuda when available, else cpu), cpu, cuda, or exec (an external command).", NULL},
 	{"backend.threads", KT_INT, KF_LO | KF_HI, "0", RANGE(0, 4096), NULL, "CPU threads (0: all cores).", NULL},
-	{"backend.device", KT_INT, KF_LO | KF_HI, "0", RANGE(0, 255), NULL, "CUDA device index.", NULL},
+	{"backend.device", KT_INT, KF_LO | KF_HI, "0", RANGE(0, 255), NULL,
+	 "CUDA device index among the visible ones (cuda and auto; refused with cpu and exec). "
+	 "A device that does not exist fails the run naming it.", NULL},
 	{"backend.command", KT_STRLIST, 0, NULL, NOB, NULL,
 	 "exec only (required there): the trainer's argv, no shell; {dotted.path} placeholders are "
 	 "replaced by resolved values.", NULL},
@@ -214,16 +308,18 @@ const struct key_desc schema_keys[] = {
 
 	{"sweep", KT_MAP, KF_OPTMAP | KF_NOCANON, NULL, NOB, NULL,
 	 "Hyperparameter sweep (W&B syntax); absent: one run.", NULL},
-	{"sweep.method", KT_ENUM, 0, "grid", NOB, "grid|random|bayes",
+	{"sweep.method", KT_ENUM, 0, "grid", NOB, "grid|random|bayes|tpe",
 	 "grid: every combination, in declared order; random: `samples` draws; bayes: `samples` "
 	 "runs, each chosen by a Gaussian process and expected improvement over the objective "
-	 "from the results so far (W&B's bayes; needs sweep.objective).", NULL},
+	 "from the results so far (W&B's bayes; needs sweep.objective); tpe: the same with "
+	 "Optuna's tree-structured Parzen estimator.", NULL},
 	{"sweep.samples", KT_INT, KF_LO | KF_HI, NULL, RANGE(1, 1e9), NULL,
-	 "random and bayes (required there): number of runs.", NULL},
+	 "random, bayes and tpe (required there): number of runs.", NULL},
 	{"sweep.run_cap", KT_INT, KF_LO | KF_HI, NULL, RANGE(1, 1e9), NULL,
 	 "W&B's name for samples; give one of the two.", NULL},
 	{"sweep.seed", KT_INT, KF_LO | KF_HI, NULL, RANGE(0, 9007199254740991.0), NULL,
-	 "Seed of the random draws and of the bayes search.", "the experiment seed"},
+	 "Seed of the random draws and of the bayes or tpe search (refused for grid, which draws "
+	 "nothing).", "the experiment seed"},
 	{"sweep.parameters", KT_PARAMS, 0, NULL, NOB, NULL,
 	 "Dotted path -> a list of values, or {values: [...]}, {value: V}, {distribution: D, ...} "
 	 "with D one of categorical, int_uniform, uniform, log_uniform_values, q_uniform, "
@@ -232,8 +328,8 @@ const struct key_desc schema_keys[] = {
 	 "Groups of parameters that vary together: a list of maps path -> list, lists of equal "
 	 "length.", NULL},
 	{"sweep.objective", KT_MAP, KF_OPTMAP, NULL, NOB, NULL,
-	 "The metric the sweep optimises: bayes searches for its best value, reports mark the best "
-	 "run by it. Required by bayes.", NULL},
+	 "The metric the sweep optimises: bayes and tpe search for its best value, reports mark "
+	 "the best run by it. Required by bayes and tpe.", NULL},
 	{"sweep.objective.metric", KT_METRIC, KF_REQUIRED, NULL, NOB, NULL,
 	 "split.metric: a final result (test.exact_match), else the best value the run logged "
 	 "(validation.loss).", NULL},
@@ -289,7 +385,8 @@ const struct key_desc schema_keys[] = {
 	{"launcher.gpus_per_task", KT_INT, KF_NOSWEEP | KF_LO | KF_HI, "0", RANGE(0, 64), NULL,
 	 "slurm only: GPUs per task (sbatch --gpus-per-task).", NULL},
 	{"launcher.array_parallelism", KT_INT, KF_NOSWEEP | KF_LO | KF_HI, "0", RANGE(0, 1000000),
-	 NULL, "slurm only: at most this many tasks of the array at once (0: no limit).", NULL},
+	 NULL, "slurm only: at most this many tasks of the array at once (0: no limit); a bayes "
+	 "sweep keeps this many points out at once (0: 4).", NULL},
 	{"launcher.sbatch_args", KT_STRLIST, KF_NOSWEEP, "[]", NOB, NULL,
 	 "slurm only: more sbatch options, e.g. [--constraint=a100]; they come after ftlab's own "
 	 "and win.", NULL},

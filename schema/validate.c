@@ -1025,6 +1025,321 @@ static const struct node *src_or(const struct vstate *S, const char *path, const
 	return n ? n : r;
 }
 
+/* Validation during training: train.eval_every evaluates data.validation, and early
+ * stopping watches one metric of it at those evaluations. A setting that could never act
+ * is refused. */
+static int check_evaluation_during_training(struct vstate *S, struct node *res)
+{
+	int rc;
+	const struct node *ee = node_get_path(res, "train.eval_every");
+	bool evaluates = ee && strtoll(ee->text, NULL, 10) > 0;
+	if (evaluates && !split_declared(res, "validation")) {
+		rc = VERR(S, src_or(S, "train.eval_every", ee),
+			  "train.eval_every %s evaluates data.validation, which is not declared",
+			  ee->text);
+		diag_hint(S->d, "declare data.validation (a file or {from: train, fraction: "
+			  "0.1}), or remove train.eval_every");
+		return rc;
+	}
+	const struct node *es_map = node_get_path(S->src_root, "train.early_stopping");
+	struct node *es = node_get_path(res, "train.early_stopping.metric");
+	if (!es)
+		return 0;
+	const struct node *at = src_or(S, "train.early_stopping.metric", es);
+	const char *dot = strchr(es->text, '.');
+	char split[32];
+	snprintf(split, sizeof split, "%.*s", (int)(strcspn(es->text, ".") & 31), es->text);
+	if (strcmp(split, "validation") != 0) {
+		rc = VERR(S, at, "train.early_stopping.metric '%s' watches split '%s'; early "
+			  "stopping watches the validation split", es->text, split);
+		diag_hint(S->d, "write validation.%s (and declare data.validation)",
+			  dot ? dot + 1 : "loss");
+		return rc;
+	}
+	if (!split_declared(res, "validation")) {
+		rc = VERR(S, at, "train.early_stopping.metric '%s' needs data.validation, which is "
+			  "not declared", es->text);
+		diag_hint(S->d, "declare data.validation (a file or {from: train, fraction: 0.1})");
+		return rc;
+	}
+	const struct key_desc *mk = schema_find("eval.metrics");
+	if (dot && !schema_choice_ok(mk->choices, dot + 1)) {
+		rc = VERR(S, at, "train.early_stopping.metric '%s': '%s' is not a metric the "
+			  "validation split computes", es->text, dot + 1);
+		char near[32];
+		if (schema_choice_nearest(mk->choices, dot + 1, near, sizeof near))
+			diag_hint(S->d, "did you mean 'validation.%s'? (one of %s)", near, mk->choices);
+		return rc;
+	}
+	bool generated = dot && strcmp(dot + 1, "loss") != 0 && strcmp(dot + 1, "perplexity") != 0 &&
+			 strcmp(dot + 1, "token_accuracy") != 0;
+	const char *fmt = rtext(res, "data.format");
+	if (generated && fmt && strcmp(fmt, "text") == 0) {
+		rc = VERR(S, at, "train.early_stopping.metric '%s' scores generated answers, but "
+			  "data.format text has no references", es->text);
+		diag_hint(S->d, "watch validation.loss, validation.perplexity or "
+			  "validation.token_accuracy");
+		return rc;
+	}
+	const char *obj = rtext(res, "train.objective");
+	if (obj && strcmp(obj, "sft") != 0 && dot && strcmp(dot + 1, "loss") != 0) {
+		rc = VERR(S, at, "train.early_stopping.metric '%s': with train.objective %s the "
+			  "validation split computes its preference loss only", es->text, obj);
+		diag_hint(S->d, "watch validation.loss");
+		return rc;
+	}
+	if (!evaluates) {
+		rc = VKERR(S, es_map ? es_map : at, "train.early_stopping needs train.eval_every > 0: "
+			   "the metric is evaluated every eval_every steps, and with eval_every 0 "
+			   "(only at the end) it could never stop anything");
+		diag_hint(S->d, "set train.eval_every (for example 50)");
+		return rc;
+	}
+	return 0;
+}
+
+/* data.fields: each key applies to some formats only (a key of another format would be
+ * read by nothing), and the aliases name their format's own field: response is the
+ * completion (completion format) or the output (instruction format), prompt the
+ * instruction (instruction format). The alias's value moves to the field it names, so
+ * the resolved config says what is read. */
+/* The source node of path when the file sets it to something other than its default (a
+ * field mapped to its own default name maps nothing: a resolved config written back as a
+ * file still loads), else NULL. */
+static const struct node *set_to_non_default(struct vstate *S, struct node *res,
+					     const char *path)
+{
+	const struct node *e = node_get_path(S->src_root, path);
+	const struct key_desc *k = schema_find(path);
+	const char *v = rtext(res, path);
+	if (!e || (k && k->def && v && strcmp(k->def, v) == 0))
+		return NULL;
+	return e;
+}
+
+static int check_fields(struct vstate *S, struct node *res)
+{
+	static const struct {
+		const char *field, *formats;
+	} applies[] = {
+		{"text", "text"},
+		{"prompt", "completion|instruction|preference"},
+		{"completion", "completion"},
+		{"response", "completion|instruction"},
+		{"instruction", "instruction"},
+		{"input", "instruction"},
+		{"output", "instruction"},
+		{"messages", "chat"},
+		{"system", "completion|instruction|preference"},
+		{"chosen", "preference"},
+		{"rejected", "preference"},
+		{"choices", "completion|instruction|chat"},
+		{"answer", "completion|instruction|chat"},
+	};
+	const char *fmt = rtext(res, "data.format");
+	if (!fmt)
+		return 0;
+	char path[64];
+	for (size_t i = 0; i < FT_ARRAY_LEN(applies); i++) {
+		snprintf(path, sizeof path, "data.fields.%s", applies[i].field);
+		const struct node *e = set_to_non_default(S, res, path);
+		if (e && !schema_choice_ok(applies[i].formats, fmt)) {
+			/* "a|b|c" as "a, b or c" */
+			char formats[96];
+			size_t w = 0;
+			const char *last = strrchr(applies[i].formats, '|');
+			for (const char *f = applies[i].formats; *f && w + 5 < sizeof formats; f++) {
+				if (*f != '|') {
+					formats[w++] = *f;
+					continue;
+				}
+				const char *sep = f == last ? " or " : ", ";
+				size_t n = strlen(sep);
+				memcpy(formats + w, sep, n);
+				w += n;
+			}
+			formats[w] = '\0';
+			int rc = VKERR(S, e, "data.fields.%s is read by data.format %s only, but "
+				       "data.format is %s", applies[i].field, formats, fmt);
+			diag_hint(S->d, "remove it, or map the fields data.format %s reads", fmt);
+			return rc;
+		}
+	}
+	/* The aliases. */
+	static const struct {
+		const char *format, *alias, *field;
+	} aliases[] = {
+		{"completion", "response", "completion"},
+		{"instruction", "response", "output"},
+		{"instruction", "prompt", "instruction"},
+	};
+	for (size_t i = 0; i < FT_ARRAY_LEN(aliases); i++) {
+		if (strcmp(fmt, aliases[i].format) != 0)
+			continue;
+		snprintf(path, sizeof path, "data.fields.%s", aliases[i].alias);
+		const struct node *a = set_to_non_default(S, res, path);
+		if (!a)
+			continue;
+		char fpath[64];
+		snprintf(fpath, sizeof fpath, "data.fields.%s", aliases[i].field);
+		const struct node *f = set_to_non_default(S, res, fpath);
+		const char *av = rtext(res, path);
+		if (f && av && strcmp(rtext(res, fpath), av) != 0) {
+			int rc = VKERR(S, a, "data.fields.%s and data.fields.%s name the same field of "
+				       "data.format %s, with different keys ('%s', '%s')",
+				       aliases[i].alias, aliases[i].field, fmt, av, rtext(res, fpath));
+			diag_hint(S->d, "keep one of them");
+			return rc;
+		}
+		if (av) {
+			int rc = rset(res, fpath, av, false);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+/* train.objective and train.preference: a preference objective needs preference data and
+ * a trained method; each key of train.preference belongs to the objectives (and loss
+ * types) it acts in and is refused elsewhere; sft has no train.preference at all. */
+static int preference_rules(struct vstate *S, struct node *res)
+{
+	static const struct {
+		const char *key, *objectives;
+	} owner[] = {
+		{"beta", "dpo|simpo"},
+		{"loss_type", "dpo"},
+		{"label_smoothing", "dpo|simpo"},
+		{"lambda", "orpo"},
+		{"gamma", "simpo"},
+	};
+	const char *obj = rtext(res, "train.objective");
+	const char *fmt = rtext(res, "data.format");
+	const struct node *obj_src = node_get_path(S->src_root, "train.objective");
+	const struct node *at = obj_src ? obj_src : node_get_path(res, "train.objective");
+	int rc;
+	if (!obj || strcmp(obj, "sft") == 0) {
+		const struct node *p = node_get_path(S->src_root, "train.preference");
+		if (p && p->kind == NODE_MAP && p->n) {
+			rc = VKERR(S, p->items[0], "'train.preference.%s' applies only to train.objective "
+				   "dpo, orpo or simpo, but train.objective is %s", p->items[0]->key,
+				   obj ? obj : "sft");
+			diag_hint(S->d, "remove train.preference, or set train.objective");
+			return rc;
+		}
+		rdel(res, "train.preference");
+		return 0;
+	}
+	if (!fmt || strcmp(fmt, "preference") != 0) {
+		rc = VERR(S, at, "train.objective %s trains on preference pairs, so data.format must be "
+			  "preference (it is %s)", obj, fmt ? fmt : "text");
+		diag_hint(S->d, "preference data has {\"prompt\", \"chosen\", \"rejected\"} per line; "
+			  "or set train.objective: sft");
+		return rc;
+	}
+	const char *mtype = rtext(res, "method.type");
+	if (mtype && strcmp(mtype, "none") == 0) {
+		rc = VERR(S, at, "train.objective %s trains a model, but method.type is none", obj);
+		diag_hint(S->d, "set method.type (lora, full or freeze), or remove train.objective");
+		return rc;
+	}
+	const char *pack = rtext(res, "data.packing");
+	if (pack && strcmp(pack, "true") == 0) {
+		const struct node *pk = src_or(S, "data.packing", at);
+		rc = VERR(S, pk, "data.packing does not apply to train.objective %s: each chosen and "
+			  "rejected completion is a row of its own", obj);
+		diag_hint(S->d, "remove data.packing");
+		return rc;
+	}
+	const struct node *toi = node_get_path(S->src_root, "data.train_on_inputs");
+	if (toi && strcmp(toi->text, "true") == 0 && strcmp(obj, "orpo") != 0) {
+		rc = VERR(S, toi, "data.train_on_inputs has no effect with train.objective %s: its "
+			  "loss compares the completions' log-probabilities", obj);
+		diag_hint(S->d, "remove it (with orpo it extends the SFT term to the prompt)");
+		return rc;
+	}
+	char path[64];
+	for (size_t i = 0; i < FT_ARRAY_LEN(owner); i++) {
+		snprintf(path, sizeof path, "train.preference.%s", owner[i].key);
+		if (schema_choice_ok(owner[i].objectives, obj))
+			continue;
+		const struct node *e = node_get_path(S->src_root, path);
+		if (e) {
+			char list[32];
+			snprintf(list, sizeof list, "%s", owner[i].objectives);
+			for (char *q = strchr(list, '|'); q; q = strchr(q, '|'))
+				*q = '/';
+			rc = VKERR(S, e, "'%s' applies only to train.objective %s, but train.objective is "
+				   "%s", path, list, obj);
+			diag_hint(S->d, "remove '%s'", path);
+			return rc;
+		}
+		rdel(res, path);
+	}
+	const char *lt = rtext(res, "train.preference.loss_type");
+	const char *ls = rtext(res, "train.preference.label_smoothing");
+	if (lt && strcmp(lt, "sigmoid") != 0 && ls && strtod(ls, NULL) != 0.0) {
+		const struct node *e = src_or(S, "train.preference.label_smoothing",
+					      node_get_path(res, "train.preference.label_smoothing"));
+		rc = VERR(S, e, "train.preference.label_smoothing applies to loss_type sigmoid, not %s",
+			  lt);
+		diag_hint(S->d, "remove label_smoothing or set loss_type: sigmoid");
+		return rc;
+	}
+	return 0;
+}
+
+/* Metrics that need a data format: the preference metrics compare chosen and rejected
+ * completions, the choice metrics score a prompt's choices; eval.choices feeds them. */
+static int metric_rules(struct vstate *S, struct node *res)
+{
+	const char *fmt = rtext(res, "data.format");
+	const struct node *metrics = node_get_path(res, "eval.metrics");
+	bool pref = fmt && strcmp(fmt, "preference") == 0;
+	bool choice_fmt = fmt && schema_choice_ok("completion|instruction|chat", fmt);
+	bool want_choice = false;
+	int rc;
+	for (size_t i = 0; metrics && i < metrics->n; i++) {
+		const struct node *m = metrics->items[i];
+		bool is_pref = strncmp(m->text, "preference_", 11) == 0;
+		bool is_choice = strncmp(m->text, "choice_", 7) == 0;
+		want_choice |= is_choice;
+		if (is_pref && !pref) {
+			rc = VERR(S, m, "eval.metrics: %s compares chosen and rejected completions, so "
+				  "data.format must be preference (it is %s)", m->text, fmt ? fmt : "text");
+			diag_hint(S->d, "remove %s, or use preference data", m->text);
+			return rc;
+		}
+		if (is_choice && !choice_fmt) {
+			rc = VERR(S, m, "eval.metrics: %s scores a prompt's choices, which data.format %s "
+				  "does not have (completion, instruction or chat data do)", m->text,
+				  fmt ? fmt : "text");
+			diag_hint(S->d, "remove %s", m->text);
+			return rc;
+		}
+	}
+	const struct node *ch = node_get_path(res, "eval.choices");
+	if (ch) {
+		const struct node *at = src_or(S, "eval.choices", ch);
+		if (!choice_fmt) {
+			rc = VERR(S, at, "eval.choices labels the responses of completion, instruction or "
+				  "chat data, not data.format %s", fmt ? fmt : "text");
+			diag_hint(S->d, "remove eval.choices");
+			return rc;
+		}
+		if (!want_choice) {
+			rc = VERR(S, at, "eval.choices is used by the choice metrics, and eval.metrics has "
+				  "none");
+			diag_hint(S->d, "add choice_accuracy (and choice_accuracy_norm) to eval.metrics");
+			return rc;
+		}
+		if (ch->n < 2)
+			return VERR(S, at, "eval.choices needs at least two labels");
+	}
+	return 0;
+}
+
 /* The Slurm formats of launcher.time and launcher.mem; sbatch_args are options. */
 static int launcher_rules(struct vstate *S, struct node *res)
 {
@@ -1194,6 +1509,183 @@ static int ia3_rules(struct vstate *S, struct node *res)
 	return 0;
 }
 
+/* Settings that nothing would read in this experiment are refused (when set to something
+ * other than their default, so a resolved config written back still loads): a CUDA
+ * device for a backend that is not CUDA, and for the native engine: training keys
+ * without training, prompt keys of plain text, the final learning rate of a constant
+ * schedule, evaluation keys when no split is evaluated, generation keys without a
+ * generation metric, top_k/top_p with greedy decoding, limits of undeclared splits. */
+static int check_unread(struct vstate *S, struct node *res)
+{
+	int rc;
+	const struct node *e;
+	const char *bt = rtext(res, "backend.type");
+	if (bt && (strcmp(bt, "cpu") == 0 || strcmp(bt, "exec") == 0) &&
+	    (e = set_to_non_default(S, res, "backend.device")) != NULL) {
+		rc = VKERR(S, e, "'backend.device' chooses a CUDA device, but backend.type is %s",
+			   bt);
+		diag_hint(S->d, "remove it, or set backend.type: cuda (or auto)");
+		return rc;
+	}
+	/* An external trainer gets the whole config: which keys it reads is its business
+	 * (docs/exec-backend.md). What follows is what the native engine would not read. */
+	if (bt && strcmp(bt, "exec") == 0)
+		return 0;
+	const char *mtype = rtext(res, "method.type");
+	if (mtype && strcmp(mtype, "none") == 0) {
+		/* Every train key set to something else than what it resolves to by default
+		 * (epochs' computed default is 1; early stopping is off unless written). */
+		for (size_t i = 0; i < schema_n_keys; i++) {
+			const struct key_desc *kd = &schema_keys[i];
+			if (strncmp(kd->path, "train.", 6) != 0 ||
+			    (kd->type == KT_MAP && !(kd->flags & KF_OPTMAP)))
+				continue;
+			const char *v = rtext(res, kd->path);
+			if (strcmp(kd->path, "train.epochs") == 0 && v && strcmp(v, "1") == 0)
+				continue;
+			e = kd->def ? set_to_non_default(S, res, kd->path)
+				    : node_get_path(S->src_root, kd->path);
+			if (!e)
+				continue;
+			rc = VKERR(S, e, "'%s' is a training setting, but method.type none trains "
+				   "nothing", kd->path);
+			diag_hint(S->d, "remove it, or choose a method that trains");
+			return rc;
+		}
+		if ((e = set_to_non_default(S, res, "data.packing")) != NULL) {
+			rc = VKERR(S, e, "'data.packing' packs training rows, but method.type none "
+				   "trains nothing");
+			return rc;
+		}
+		if ((e = set_to_non_default(S, res, "eval.compare_base")) != NULL) {
+			rc = VKERR(S, e, "'eval.compare_base' compares the tuned model with the base "
+				   "model, but method.type none evaluates the base model only");
+			return rc;
+		}
+		/* The training split is read only when it is evaluated or carved from. */
+		bool train_read = false;
+		const struct node *sl = node_get_path(res, "eval.splits");
+		for (size_t i = 0; sl && i < sl->n; i++)
+			train_read |= strcmp(sl->items[i]->text, "train") == 0;
+		static const char *const froms[] = {"data.validation.from", "data.test.from"};
+		for (size_t i = 0; i < FT_ARRAY_LEN(froms); i++) {
+			const char *f = rtext(res, froms[i]);
+			train_read |= f && strcmp(f, "train") == 0;
+		}
+		static const char *const train_keys[] = {"data.train", "data.limit.train"};
+		for (size_t i = 0; i < FT_ARRAY_LEN(train_keys) && !train_read; i++) {
+			if (!(e = node_get_path(S->src_root, train_keys[i])))
+				continue;
+			rc = VKERR(S, e, "'%s' is about the training split, but method.type none "
+				   "trains nothing and nothing else reads that split", train_keys[i]);
+			diag_hint(S->d, "remove it, evaluate the split with eval.splits: [train], or "
+				  "choose a method that trains");
+			return rc;
+		}
+	}
+	/* Plain text trains on every token as it is: no template, system prompt or prompt
+	 * part to leave out. */
+	const char *fmt = rtext(res, "data.format");
+	static const char *const prompt_keys[] = {"data.template", "data.system",
+						  "data.train_on_inputs"};
+	for (size_t i = 0; fmt && strcmp(fmt, "text") == 0 && i < FT_ARRAY_LEN(prompt_keys); i++) {
+		bool set = schema_find(prompt_keys[i])->def
+				   ? set_to_non_default(S, res, prompt_keys[i]) != NULL
+				   : node_get_path(S->src_root, prompt_keys[i]) != NULL;
+		if (set) {
+			e = node_get_path(S->src_root, prompt_keys[i]);
+			rc = VKERR(S, e, "'%s' shapes prompts and responses, but data.format text has "
+				   "neither (every token is trained on as it is)", prompt_keys[i]);
+			diag_hint(S->d, "remove it, or use data.format completion, instruction or chat");
+			return rc;
+		}
+	}
+	/* The learning rate of a constant schedule never decays. */
+	const char *sched = rtext(res, "train.schedule.type");
+	if (sched && strcmp(sched, "constant") == 0 &&
+	    (e = set_to_non_default(S, res, "train.schedule.min_lr_ratio")) != NULL) {
+		rc = VKERR(S, e, "'train.schedule.min_lr_ratio' is where a decaying schedule ends, "
+			   "but train.schedule.type constant keeps the learning rate at lr");
+		diag_hint(S->d, "remove it, or set train.schedule.type: linear or cosine");
+		return rc;
+	}
+	/* The evaluation after training needs a split to evaluate (during training only
+	 * the validation loss and the early-stopping metric are computed). */
+	const struct node *splits = node_get_path(res, "eval.splits");
+	const struct node *metrics = node_get_path(res, "eval.metrics");
+	bool evaluates = splits && splits->n > 0;
+	if (!evaluates) {
+		bool only_loss = metrics && metrics->n == 1 && strcmp(metrics->items[0]->text, "loss") == 0;
+		const char *what = NULL;
+		if (!only_loss && (e = node_get_path(S->src_root, "eval.metrics")) != NULL)
+			what = "eval.metrics";
+		else if ((e = set_to_non_default(S, res, "eval.bootstrap")) != NULL)
+			what = "eval.bootstrap";
+		else if ((e = set_to_non_default(S, res, "eval.compare_base")) != NULL)
+			what = "eval.compare_base";
+		if (what) {
+			rc = VKERR(S, e, "'%s' applies to the evaluation after training, but no split "
+				   "is evaluated (eval.splits is empty)", what);
+			diag_hint(S->d, "declare data.test or data.validation (evaluated by default), "
+				  "or remove it");
+			return rc;
+		}
+	}
+	/* Generation settings need a generation metric to act on. */
+	bool generates = false;
+	for (size_t i = 0; evaluates && metrics && i < metrics->n; i++) {
+		const char *m = metrics->items[i]->text;
+		generates |= strcmp(m, "loss") != 0 && strcmp(m, "perplexity") != 0 &&
+			     strcmp(m, "token_accuracy") != 0;
+	}
+	const char *es = rtext(res, "train.early_stopping.metric");
+	if (es && strchr(es, '.')) {
+		const char *m = strchr(es, '.') + 1;
+		generates |= strcmp(m, "loss") != 0 && strcmp(m, "perplexity") != 0 &&
+			     strcmp(m, "token_accuracy") != 0;
+	}
+	static const char *const gen_keys[] = {"eval.generate.max_new_tokens",
+					       "eval.generate.temperature", "eval.generate.top_k",
+					       "eval.generate.top_p", "eval.generate.stop",
+					       "eval.samples"};
+	for (size_t i = 0; i < FT_ARRAY_LEN(gen_keys) && !generates; i++) {
+		e = node_get_path(S->src_root, gen_keys[i]);
+		const struct key_desc *kd = schema_find(gen_keys[i]);
+		bool non_default = e && (kd->type == KT_STRLIST
+						 ? e->kind != NODE_SEQ || e->n > 0
+						 : set_to_non_default(S, res, gen_keys[i]) != NULL);
+		if (non_default) {
+			rc = VKERR(S, e, "'%s' applies to generated answers, but no metric generates "
+				   "(eval.metrics has none of exact_match, f1, bleu, rouge_l, chrf)",
+				   gen_keys[i]);
+			diag_hint(S->d, "add a generation metric to eval.metrics, or remove it");
+			return rc;
+		}
+	}
+	/* Greedy decoding takes the most likely token: nothing is sampled to filter. */
+	const char *temp = rtext(res, "eval.generate.temperature");
+	static const char *const samplers[] = {"eval.generate.top_k", "eval.generate.top_p"};
+	for (size_t i = 0; temp && strtod(temp, NULL) == 0.0 && i < FT_ARRAY_LEN(samplers); i++)
+		if ((e = set_to_non_default(S, res, samplers[i])) != NULL) {
+			rc = VKERR(S, e, "'%s' filters the tokens sampling draws from, but "
+				   "eval.generate.temperature 0 decodes greedily (nothing is sampled)",
+				   samplers[i]);
+			diag_hint(S->d, "set eval.generate.temperature above 0 to sample, or remove it");
+			return rc;
+		}
+	static const char *const limits[][2] = {{"data.limit.train", "train"},
+						{"data.limit.validation", "validation"},
+						{"data.limit.test", "test"}};
+	for (size_t i = 0; i < FT_ARRAY_LEN(limits); i++)
+		if (!split_declared(res, limits[i][1]) &&
+		    (e = set_to_non_default(S, res, limits[i][0])) != NULL) {
+			rc = VKERR(S, e, "'%s' limits data.%s, which is not declared", limits[i][0],
+				   limits[i][1]);
+			return rc;
+		}
+	return 0;
+}
+
 static int cross_rules(struct vstate *S, struct node *res)
 {
 	int rc;
@@ -1205,6 +1697,10 @@ static int cross_rules(struct vstate *S, struct node *res)
 	static const char *const freeze_keys[] = {"method.trainable", "method.layers"};
 	static const char *const exec_keys[] = {"backend.command", "backend.timeout",
 						"backend.metrics_file", "backend.workdir"};
+	static const char *const adamw_keys[] = {"train.optimizer.betas", "train.optimizer.eps"};
+	static const char *const sgd_keys[] = {"train.optimizer.momentum",
+					       "train.optimizer.dampening",
+					       "train.optimizer.nesterov"};
 	static const char *const slurm_keys[] = {
 		"launcher.partition", "launcher.account", "launcher.qos", "launcher.time",
 		"launcher.cpus_per_task", "launcher.mem", "launcher.gpus_per_task",
@@ -1222,7 +1718,29 @@ static int cross_rules(struct vstate *S, struct node *res)
 	    (rc = ia3_rules(S, res)) ||
 	    (rc = only_with(S, res, freeze_keys, FT_ARRAY_LEN(freeze_keys), "method.type",
 			    "freeze")) ||
-	    (rc = only_with(S, res, exec_keys, FT_ARRAY_LEN(exec_keys), "backend.type", "exec")))
+	    (rc = only_with(S, res, exec_keys, FT_ARRAY_LEN(exec_keys), "backend.type", "exec")) ||
+	    (rc = only_with(S, res, adamw_keys, FT_ARRAY_LEN(adamw_keys), "train.optimizer.type",
+			    "adamw")) ||
+	    (rc = only_with(S, res, sgd_keys, FT_ARRAY_LEN(sgd_keys), "train.optimizer.type",
+			    "sgd")))
+		return rc;
+	/* Nesterov momentum as PyTorch allows it: momentum > 0 and no dampening. */
+	const char *nest = rtext(res, "train.optimizer.nesterov");
+	if (nest && strcmp(nest, "true") == 0) {
+		const char *mo = rtext(res, "train.optimizer.momentum");
+		const char *da = rtext(res, "train.optimizer.dampening");
+		const struct node *at = src_or(S, "train.optimizer.nesterov",
+					       node_get_path(res, "train.optimizer.nesterov"));
+		if (!mo || strtod(mo, NULL) <= 0 || (da && strtod(da, NULL) != 0)) {
+			rc = VKERR(S, at, "train.optimizer.nesterov needs momentum > 0 and dampening 0 "
+				   "(momentum is %s, dampening %s)", mo ? mo : "0.0", da ? da : "0.0");
+			diag_hint(S->d, "set train.optimizer.momentum (for example 0.9), or remove "
+				  "nesterov");
+			return rc;
+		}
+	}
+
+	if ((rc = preference_rules(S, res)) != 0 || (rc = metric_rules(S, res)) != 0)
 		return rc;
 
 	/* epochs xor steps. */
@@ -1305,15 +1823,9 @@ static int cross_rules(struct vstate *S, struct node *res)
 		return VERR(S, wu, "train.schedule.warmup_steps %s is more than train.steps %s",
 			    wu->text, st);
 
-	/* Early stopping watches a declared split. */
-	struct node *es = node_get_path(res, "train.early_stopping.metric");
-	if (es) {
-		char split[32];
-		snprintf(split, sizeof split, "%.*s", (int)(strcspn(es->text, ".") & 31), es->text);
-		if (!split_declared(res, split))
-			return VERR(S, es, "train.early_stopping.metric '%s' needs data.%s, which is "
-				    "not declared", es->text, split);
-	}
+	if ((rc = check_evaluation_during_training(S, res)) != 0 ||
+	    (rc = check_fields(S, res)) != 0 || (rc = check_unread(S, res)) != 0)
+		return rc;
 
 	/* exec needs a command; the working directory defaults to the experiment's. */
 	const char *btype = rtext(res, "backend.type");
@@ -1332,13 +1844,13 @@ static int cross_rules(struct vstate *S, struct node *res)
 			return rc;
 	}
 
-	/* Sweep: samples (or W&B's run_cap) with random and bayes; bayes optimises an
-	 * objective; the seed defaults; early termination's metric, goal and bands. */
+	/* Sweep: samples (or W&B's run_cap) with random, bayes and tpe; bayes and tpe optimise
+	 * an objective; the seed defaults; early termination's metric, goal and bands. */
 	struct node *sw = node_get(res, "sweep");
 	if (sw) {
 		const char *method = rtext(res, "sweep.method");
 		bool random = method && strcmp(method, "random") == 0;
-		bool bayes = method && strcmp(method, "bayes") == 0;
+		bool bayes = method && (strcmp(method, "bayes") == 0 || strcmp(method, "tpe") == 0);
 		struct node *samples = node_get(sw, "samples"), *cap = node_get(sw, "run_cap");
 		const struct node *given = samples ? samples : cap;
 		const char *given_key = samples ? "sweep.samples" : "sweep.run_cap";
@@ -1350,7 +1862,7 @@ static int cross_rules(struct vstate *S, struct node *res)
 		}
 		if (given && !random && !bayes) {
 			rc = VKERR(S, src_or(S, given_key, given), "%s applies only to sweep.method "
-				   "random or bayes", given_key);
+				   "random, bayes or tpe", given_key);
 			diag_hint(S->d, "grid sweeps run every combination; remove %s or set "
 				  "method: random", given_key + 6);
 			return rc;
@@ -1363,14 +1875,24 @@ static int cross_rules(struct vstate *S, struct node *res)
 		if (cap && !samples && (rc = rset(res, "sweep.samples", cap->text, true)) != 0)
 			return rc;
 		if (bayes && !node_get(sw, "objective")) {
-			rc = VERR(S, src_or(S, "sweep.method", sw), "sweep.method bayes needs "
-				  "sweep.objective, the metric it optimises");
+			rc = VERR(S, src_or(S, "sweep.method", sw), "sweep.method %s needs "
+				  "sweep.objective, the metric it optimises", method);
 			diag_hint(S->d, "add objective: {metric: validation.loss, goal: minimize}");
 			return rc;
 		}
+		const char *top_seed = rtext(res, "seed");
+		const struct node *sseed = node_get_path(S->src_root, "sweep.seed");
+		if (!random && !bayes && sseed &&
+		    strcmp(sseed->text, top_seed ? top_seed : "0") != 0) {
+			/* (Equal to its default, as a resolved config says, it is harmless.) */
+			rc = VKERR(S, sseed, "sweep.seed seeds random draws and the bayes search, but "
+				   "a grid sweep draws nothing");
+			diag_hint(S->d, "remove it, or set method: random; to repeat runs with other "
+				  "seeds, sweep the top-level seed (parameters: {seed: [1, 2, 3]})");
+			return rc;
+		}
 		if (!node_get(sw, "seed")) {
-			const char *seed = rtext(res, "seed");
-			if ((rc = rset(res, "sweep.seed", seed ? seed : "0", true)) != 0)
+			if ((rc = rset(res, "sweep.seed", top_seed ? top_seed : "0", true)) != 0)
 				return rc;
 		}
 		if ((rc = early_terminate_rules(S, res)) != 0)

@@ -5,13 +5,15 @@
 #   rc        expected exit status (default 0)
 #   stdout    expected standard output (compared exactly when the file exists)
 #   stderr    expected standard error  (compared exactly when the file exists)
-#   setup     optional script run first in the case's scratch copy (e.g. to make a repo)
+#   setup     optional script run first in the case's scratch copy (e.g. to make a repo);
+#             $FTLAB_ROOT is the repository (to copy a fixture such as a tiny model)
 # The case runs in a scratch copy of its directory with FTLAB_WORKSPACE set inside it;
 # the scratch directory's path reads {case} in the compared outputs.
 # UPDATE=1 rewrites rc/stdout/stderr from the actual output.
 set -uo pipefail
 bin=$1
 root=$(cd "$(dirname "$0")/.." && pwd)
+export FTLAB_ROOT=${FTLAB_ROOT:-$root}
 pass=0 fail=0
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT

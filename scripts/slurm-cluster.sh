@@ -205,6 +205,10 @@ start)
   for b in munged slurmctld slurmd sinfo sbatch; do
     command -v "$b" >/dev/null 2>&1 || die "$b not found (install with scripts/deps.sh --test)"
   done
+  # slurmd (22.05) will not start without a cgroup file system, whatever the plugins; any
+  # systemd machine and any container has one, a bare chroot may not
+  [ -n "$(ls -A /sys/fs/cgroup 2>/dev/null)" ] ||
+    die "slurmd needs a cgroup file system at /sys/fs/cgroup (in a chroot: mount --rbind /sys)"
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
   [ -e "$dir/slurm.conf" ] && stop_cluster

@@ -442,7 +442,7 @@ static bool rec_from(struct journal_rec *r, const json_t *o)
 {
 	static const char *const models[] = {"base", "tuned", "delta", NULL};
 	static const char *const levels[] = {"info", "warning", "error", NULL};
-	static const char *const statuses[] = {"finished", "failed", "killed", NULL};
+	static const char *const statuses[] = {"finished", "failed", "killed", "stopped", NULL};
 	const char *k = NULL;
 	memset(r, 0, sizeof *r);
 	r->value = r->ci_low = r->ci_high = r->score = NAN;

@@ -13,7 +13,7 @@
 #include "common/diag.h"
 
 /* The schema version this binary writes (PRAGMA user_version). */
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 struct store;
 
@@ -83,23 +83,42 @@ struct store_run_spec {
 	const char *submission;  /* cluster: the submission directory's name */
 };
 
+/* A claim token: 32 hex digits and a NUL. Only the process that claimed a run knows it;
+ * every write for the run (heartbeat, metrics, results, predictions, events, artifacts,
+ * its end) must present it and is refused once the run is no longer running under it
+ * (another process took it over, or it was marked crashed). */
+#define STORE_TOKEN_SIZE 33
+
 /* Atomically decides and records who runs `spec` (one BEGIN IMMEDIATE transaction):
- * a claimed run becomes `running` with this pid, host and a fresh heartbeat (`queued` for
- * a cluster launcher). A queued or running row of a cluster launcher is busy for every
- * claimer until `ftlab sync` has settled it. Also records the point in invocation_runs
- * (status `cached` for a cache hit). */
-int store_run_claim(struct store *s, enum store_claim *out, int64_t invocation,
+ * a claimed run (RUN or RESUME) becomes `running` with this pid, host and a fresh
+ * heartbeat (`queued` for a cluster launcher), and token (STORE_TOKEN_SIZE bytes) receives
+ * its new claim token ("" for the other decisions, and for a cluster launcher's run, whose
+ * task writes a journal that `ftlab sync` merges). Also records the point in
+ * invocation_runs (status `cached` for a cache hit). A running row is taken over only
+ * when its process is gone: on this host when its pid no longer runs (a stopped or busy
+ * process is alive, whatever its heartbeat); never when it runs on another host
+ * (store_reap_stale settles those). A queued or running row of a cluster launcher is busy
+ * for every claimer until `ftlab sync` has settled it. */
+int store_run_claim(struct store *s, enum store_claim *out, char *token, int64_t invocation,
 		    const struct store_run_spec *spec, unsigned flags, struct diag *d) FT_WUR;
+/* What store_run_claim would decide for spec now, without recording anything (the same
+ * decision, so `ftlab plan` shows what `ftlab run` will do). invocation 0: a new one.
+ * *out_status is the row's status ("" when there is no row). */
+int store_run_preview(struct store *s, enum store_claim *out, char out_status[16],
+		      const struct store_run_spec *spec, unsigned flags, struct diag *d) FT_WUR;
 /* Ends a claimed run: status "finished" | "failed" | "killed" | "stopped" (by early
- * termination); error may be NULL.
+ * termination); error may be NULL. Refused (FT_ESTORE, nothing written) without the run's
+ * current claim token.
  * Flushes nothing by itself: flush the writer first. */
-int store_run_end(struct store *s, const char *run_id, int64_t invocation, const char *status,
-		  const char *error, struct diag *d) FT_WUR;
-/* Heartbeat of a running run owned by this pid (also records step/total). */
-int store_run_heartbeat(struct store *s, const char *run_id, int64_t step, int64_t total,
-			struct diag *d) FT_WUR;
+int store_run_end(struct store *s, const char *run_id, const char *token, int64_t invocation,
+		  const char *status, const char *error, struct diag *d) FT_WUR;
+/* Heartbeat of a running run (also records step/total). FT_ESTORE "no longer owns" when
+ * the run is not running under this token. */
+int store_run_heartbeat(struct store *s, const char *run_id, const char *token, int64_t step,
+			int64_t total, struct diag *d) FT_WUR;
 /* Turns running rows whose process is gone into crashed: on this host when the pid no
- * longer exists, anywhere when the heartbeat is older than max_age_s. *out_n counts them. */
+ * longer exists (or is another process now), whatever the heartbeat's age; on another
+ * host when the heartbeat is older than max_age_s (0: never). *out_n counts them. */
 int store_reap_stale(struct store *s, double max_age_s, int *out_n, struct diag *d) FT_WUR;
 
 /* ---- Writing what a run measures (batched) ---- */
@@ -110,8 +129,10 @@ int store_reap_stale(struct store *s, double max_age_s, int *out_n, struct diag 
  * (run, split, name, step) replaces the value, so a resumed run may log a step again. */
 #define STORE_BATCH 4096
 struct store_writer;
+/* token: the run's claim token; every batch is refused (FT_ESTORE, the first error kept)
+ * once the run is no longer running under it. */
 int store_writer_open(struct store_writer **out, struct store *s, const char *run_id,
-		      double flush_interval_s, struct diag *d) FT_WUR;
+		      const char *token, double flush_interval_s, struct diag *d) FT_WUR;
 int store_writer_metric(struct store_writer *w, const char *split, const char *name,
 			int64_t step, double value) FT_WUR;
 /* model: "base" | "tuned" | "delta"; NAN bounds are stored as NULL. */
@@ -174,6 +195,10 @@ int store_cluster_requeued(struct store *s, const char *run_id, const char *why,
  * before the task noticed the stop). */
 int store_cluster_note(struct store *s, const char *run_id, const char *note, bool killed,
 		       struct diag *d) FT_WUR;
+/* An event of a cluster run recorded by the submitting host (the sweep controller's
+ * early stop, with its verdict). */
+int store_cluster_event(struct store *s, const char *run_id, const char *level,
+			const char *kind, const char *message, struct diag *d) FT_WUR;
 
 /* ---- Reading (ls, show, compare, reports) ---- */
 

@@ -23,9 +23,9 @@ int store_cluster_submitted(struct store *s, const char *const *run_ids, size_t 
 	r = store_prepare(s, &st,
 			  "UPDATE runs SET slurm_job = ?2, slurm_task = ?3 WHERE id = ?1", d);
 	for (size_t i = 0; !r && i < n; i++) {
-		store_bind_text(st, 1, run_ids[i]);
-		store_bind_text(st, 2, array_job);
-		sqlite3_bind_int64(st, 3, first_task + (int64_t)i);
+		store_bind_text(s, st, 1, run_ids[i]);
+		store_bind_text(s, st, 2, array_job);
+		store_bind_int64(s, st, 3, first_task + (int64_t)i);
 		r = store_step_done(s, st, d, "recording a submission");
 	}
 	if (!r)
@@ -50,16 +50,15 @@ int store_journal_position(struct store *s, const char *run_id, int seq, int64_t
 			      d);
 	if (r)
 		return r;
-	store_bind_text(st, 1, run_id);
-	sqlite3_bind_int(st, 2, seq);
-	int rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
+	store_bind_text(s, st, 1, run_id);
+	store_bind_int64(s, st, 2, seq);
+	r = store_step_row(s, st, d, "reading a journal position");
+	if (r == 1) {
 		*out_offset = sqlite3_column_int64(st, 0);
 		*out_ended = sqlite3_column_int(st, 1) != 0;
 		if (out_started && sqlite3_column_type(st, 2) != SQLITE_NULL)
 			*out_started = sqlite3_column_double(st, 2);
-	} else if (rc != SQLITE_DONE) {
-		r = store_db_error(s, d, "reading a journal position");
+		r = 0;
 	}
 	sqlite3_finalize(st);
 	return r;
@@ -111,42 +110,15 @@ static const char *const merge_sql[M_N] = {
 		  " job_id = coalesce(excluded.job_id, job_id), node = coalesce(excluded.node, node)",
 };
 
-static int exec_run_sql(struct store *s, const char *sql, const char *run_id, struct diag *d)
-{
-	sqlite3_stmt *st = NULL;
-	int r = store_prepare(s, &st, sql, d);
-	if (r)
-		return r;
-	store_bind_text(st, 1, run_id);
-	r = store_step_done(s, st, d, "merging a journal");
-	sqlite3_finalize(st);
-	return r;
-}
-
-/* A fresh (not resumed) attempt: what earlier attempts measured goes, as when a local run
- * starts over. The journal positions stay: they are what makes the merge exactly-once. */
-static int clear_measurements(struct store *s, const char *run_id, struct diag *d)
-{
-	static const char *const sqls[] = {
-		"DELETE FROM metrics WHERE run = ?1", "DELETE FROM results WHERE run = ?1",
-		"DELETE FROM predictions WHERE run = ?1", "DELETE FROM artifacts WHERE run = ?1",
-	};
-	for (size_t i = 0; i < FT_ARRAY_LEN(sqls); i++) {
-		int r = exec_run_sql(s, sqls[i], run_id, d);
-		if (r)
-			return r;
-	}
-	return 0;
-}
 
 static int put_event(struct store *s, sqlite3_stmt *st, const char *run_id, double t,
 		     const char *level, const char *kind, const char *msg, struct diag *d)
 {
-	store_bind_text(st, 1, run_id);
-	sqlite3_bind_double(st, 2, t);
-	store_bind_text(st, 3, level);
-	store_bind_text(st, 4, kind);
-	store_bind_text(st, 5, msg);
+	store_bind_text(s, st, 1, run_id);
+	store_bind_double(s, st, 2, t);
+	store_bind_text(s, st, 3, level);
+	store_bind_text(s, st, 4, kind);
+	store_bind_text(s, st, 5, msg);
 	return store_step_done(s, st, d, "merging an event");
 }
 
@@ -164,16 +136,20 @@ static int previous_attempt(struct store *s, const char *run_id, int seq, bool *
 			      d);
 	if (r)
 		return r;
-	store_bind_text(st, 1, run_id);
-	sqlite3_bind_int(st, 2, seq);
-	int rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
+	store_bind_text(s, st, 1, run_id);
+	store_bind_int64(s, st, 2, seq);
+	r = store_step_row(s, st, d, "reading a journal position");
+	if (r == 1) {
 		*out_found = true;
 		*out_ended = sqlite3_column_int(st, 0) != 0;
-		snprintf(job, jn, "%s", (const char *)sqlite3_column_text(st, 1));
-		snprintf(node, nn, "%s", (const char *)sqlite3_column_text(st, 2));
-	} else if (rc != SQLITE_DONE) {
-		r = store_db_error(s, d, "reading a journal position");
+		const unsigned char *jt = sqlite3_column_text(st, 1), *nt = sqlite3_column_text(st, 2);
+		if (!jt || !nt)
+			r = diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory reading a journal position");
+		else {
+			snprintf(job, jn, "%s", (const char *)jt);
+			snprintf(node, nn, "%s", (const char *)nt);
+			r = 0;
+		}
 	}
 	sqlite3_finalize(st);
 	return r;
@@ -189,26 +165,26 @@ static int merge_start(struct store *s, sqlite3_stmt **q, const char *run_id, in
 	if (r)
 		return r;
 	if (!rec->resume)
-		r = clear_measurements(s, run_id, d);
+		r = store_clear_measurements(s, run_id, d);
 	if (r)
 		return r;
 	sqlite3_stmt *st = q[M_START];
-	store_bind_text(st, 1, run_id);
-	sqlite3_bind_double(st, 2, rec->time);
-	store_bind_text(st, 3, rec->host ? rec->host : rec->node);
-	store_bind_text(st, 4, rec->node);
+	store_bind_text(s, st, 1, run_id);
+	store_bind_double(s, st, 2, rec->time);
+	store_bind_text(s, st, 3, rec->host ? rec->host : rec->node);
+	store_bind_text(s, st, 4, rec->node);
 	if (rec->pid > 0)
-		sqlite3_bind_int64(st, 5, rec->pid);
+		store_bind_int64(s, st, 5, rec->pid);
 	else
-		sqlite3_bind_null(st, 5);
-	store_bind_text(st, 6, rec->job_id);
-	store_bind_text(st, 7, rec->backend);
-	store_bind_text(st, 8, rec->device);
+		store_bind_null(s, st, 5);
+	store_bind_text(s, st, 6, rec->job_id);
+	store_bind_text(s, st, 7, rec->backend);
+	store_bind_text(s, st, 8, rec->device);
 	if (rec->threads > 0)
-		sqlite3_bind_int64(st, 9, rec->threads);
+		store_bind_int64(s, st, 9, rec->threads);
 	else
-		sqlite3_bind_null(st, 9);
-	sqlite3_bind_int(st, 10, rec->resume ? 1 : 0);
+		store_bind_null(s, st, 9);
+	store_bind_int64(s, st, 10, rec->resume ? 1 : 0);
 	r = store_step_done(s, st, d, "merging a start record");
 	if (!r && found && !ended) {
 		snprintf(msg, sizeof msg,
@@ -227,8 +203,8 @@ static int merge_start(struct store *s, sqlite3_stmt **q, const char *run_id, in
 		r = put_event(s, q[M_EVENT], run_id, rec->time, "info", "attempt", msg, d);
 	}
 	if (!r) {
-		store_bind_text(q[M_INV], 1, run_id);
-		store_bind_text(q[M_INV], 2, "running");
+		store_bind_text(s, q[M_INV], 1, run_id);
+		store_bind_text(s, q[M_INV], 2, "running");
 		r = store_step_done(s, q[M_INV], d, "merging a start record");
 	}
 	return r;
@@ -244,62 +220,62 @@ static int merge_one(struct store *s, sqlite3_stmt **q, const char *run_id, int 
 		return merge_start(s, q, run_id, seq, rec, d);
 	case JREC_METRIC:
 		st = q[M_METRIC];
-		store_bind_text(st, 1, run_id);
-		store_bind_text(st, 2, rec->split);
-		store_bind_text(st, 3, rec->name);
-		sqlite3_bind_int64(st, 4, rec->step);
-		store_bind_real(st, 5, rec->value);
-		sqlite3_bind_double(st, 6, rec->time);
+		store_bind_text(s, st, 1, run_id);
+		store_bind_text(s, st, 2, rec->split);
+		store_bind_text(s, st, 3, rec->name);
+		store_bind_int64(s, st, 4, rec->step);
+		store_bind_real(s, st, 5, rec->value);
+		store_bind_double(s, st, 6, rec->time);
 		return store_step_done(s, st, d, "merging a metric");
 	case JREC_RESULT:
 		st = q[M_RESULT];
-		store_bind_text(st, 1, run_id);
-		store_bind_text(st, 2, rec->model);
-		store_bind_text(st, 3, rec->split);
-		store_bind_text(st, 4, rec->name);
-		store_bind_real(st, 5, rec->value);
-		store_bind_real(st, 6, rec->ci_low);
-		store_bind_real(st, 7, rec->ci_high);
+		store_bind_text(s, st, 1, run_id);
+		store_bind_text(s, st, 2, rec->model);
+		store_bind_text(s, st, 3, rec->split);
+		store_bind_text(s, st, 4, rec->name);
+		store_bind_real(s, st, 5, rec->value);
+		store_bind_real(s, st, 6, rec->ci_low);
+		store_bind_real(s, st, 7, rec->ci_high);
 		return store_step_done(s, st, d, "merging a result");
 	case JREC_PREDICTION:
 		st = q[M_PRED];
-		store_bind_text(st, 1, run_id);
-		store_bind_text(st, 2, rec->model);
-		store_bind_text(st, 3, rec->split);
-		sqlite3_bind_int64(st, 4, rec->example);
-		store_bind_text(st, 5, rec->prompt);
-		store_bind_text(st, 6, rec->reference);
-		store_bind_text(st, 7, rec->output);
-		store_bind_real(st, 8, rec->score);
+		store_bind_text(s, st, 1, run_id);
+		store_bind_text(s, st, 2, rec->model);
+		store_bind_text(s, st, 3, rec->split);
+		store_bind_int64(s, st, 4, rec->example);
+		store_bind_text(s, st, 5, rec->prompt);
+		store_bind_text(s, st, 6, rec->reference);
+		store_bind_text(s, st, 7, rec->output);
+		store_bind_real(s, st, 8, rec->score);
 		return store_step_done(s, st, d, "merging a prediction");
 	case JREC_EVENT:
 		return put_event(s, q[M_EVENT], run_id, rec->time, rec->level, rec->tag,
 				 rec->message, d);
 	case JREC_ARTIFACT:
 		st = q[M_ARTIFACT];
-		store_bind_text(st, 1, run_id);
-		store_bind_text(st, 2, rec->tag);
-		store_bind_text(st, 3, rec->path);
-		sqlite3_bind_int64(st, 4, rec->bytes);
-		store_bind_text(st, 5, rec->sha256);
+		store_bind_text(s, st, 1, run_id);
+		store_bind_text(s, st, 2, rec->tag);
+		store_bind_text(s, st, 3, rec->path);
+		store_bind_int64(s, st, 4, rec->bytes);
+		store_bind_text(s, st, 5, rec->sha256);
 		return store_step_done(s, st, d, "merging an artifact");
 	case JREC_PROGRESS:
 		st = q[M_PROGRESS];
-		store_bind_text(st, 1, run_id);
-		sqlite3_bind_int64(st, 2, rec->step);
-		sqlite3_bind_int64(st, 3, rec->total);
-		sqlite3_bind_double(st, 4, rec->time);
+		store_bind_text(s, st, 1, run_id);
+		store_bind_int64(s, st, 2, rec->step);
+		store_bind_int64(s, st, 3, rec->total);
+		store_bind_double(s, st, 4, rec->time);
 		return store_step_done(s, st, d, "merging progress");
 	case JREC_END: {
 		st = q[M_END];
-		store_bind_text(st, 1, run_id);
-		store_bind_text(st, 2, rec->status);
-		store_bind_text(st, 3, rec->error);
-		sqlite3_bind_double(st, 4, rec->time);
+		store_bind_text(s, st, 1, run_id);
+		store_bind_text(s, st, 2, rec->status);
+		store_bind_text(s, st, 3, rec->error);
+		store_bind_double(s, st, 4, rec->time);
 		int r = store_step_done(s, st, d, "merging an end record");
 		if (!r) {
-			store_bind_text(q[M_INV], 1, run_id);
-			store_bind_text(q[M_INV], 2, rec->status);
+			store_bind_text(s, q[M_INV], 1, run_id);
+			store_bind_text(s, q[M_INV], 2, rec->status);
 			r = store_step_done(s, q[M_INV], d, "merging an end record");
 		}
 		*status = rec->status;
@@ -313,7 +289,7 @@ static int merge_one(struct store *s, sqlite3_stmt **q, const char *run_id, int 
 static const char *static_status(const char *st)
 {
 	static const char *const known[] = {"queued",  "running", "finished", "failed",
-					    "killed",  "crashed", "cached"};
+					    "killed",  "crashed", "cached", "stopped"};
 	for (size_t i = 0; st && i < FT_ARRAY_LEN(known); i++)
 		if (strcmp(st, known[i]) == 0)
 			return known[i];
@@ -378,13 +354,13 @@ int store_journal_merge(struct store *s, const char *run_id, int seq,
 	if (r)
 		goto done;
 	sqlite3_stmt *st = q[M_POS];
-	store_bind_text(st, 1, run_id);
-	sqlite3_bind_int(st, 2, seq);
-	sqlite3_bind_int64(st, 3, b->end_offset);
-	sqlite3_bind_int(st, 4, ends ? 1 : 0);
-	store_bind_real(st, 5, started);
-	store_bind_text(st, 6, job);
-	store_bind_text(st, 7, node);
+	store_bind_text(s, st, 1, run_id);
+	store_bind_int64(s, st, 2, seq);
+	store_bind_int64(s, st, 3, b->end_offset);
+	store_bind_int64(s, st, 4, ends ? 1 : 0);
+	store_bind_real(s, st, 5, started);
+	store_bind_text(s, st, 6, job);
+	store_bind_text(s, st, 7, node);
 	r = store_step_done(s, st, d, "recording a journal position");
 	if (r)
 		goto done;
@@ -414,10 +390,10 @@ int store_cluster_end(struct store *s, const char *run_id, const char *status,
 			  d);
 	if (r)
 		goto done;
-	store_bind_text(st, 1, run_id);
-	store_bind_text(st, 2, status);
-	store_bind_text(st, 3, error);
-	sqlite3_bind_double(st, 4, now);
+	store_bind_text(s, st, 1, run_id);
+	store_bind_text(s, st, 2, status);
+	store_bind_text(s, st, 3, error);
+	store_bind_double(s, st, 4, now);
 	r = store_step_done(s, st, d, "ending a cluster run");
 	if (r || sqlite3_changes(s->db) == 0)
 		goto commit;
@@ -430,10 +406,10 @@ int store_cluster_end(struct store *s, const char *run_id, const char *status,
 			  d);
 	if (r)
 		goto done;
-	store_bind_text(st, 1, run_id);
-	sqlite3_bind_double(st, 2, now);
-	store_bind_text(st, 3, status);
-	store_bind_text(st, 4, error);
+	store_bind_text(s, st, 1, run_id);
+	store_bind_double(s, st, 2, now);
+	store_bind_text(s, st, 3, status);
+	store_bind_text(s, st, 4, error);
 	r = store_step_done(s, st, d, "recording the end of a cluster run");
 	if (r)
 		goto done;
@@ -442,8 +418,8 @@ int store_cluster_end(struct store *s, const char *run_id, const char *status,
 	r = store_prepare(s, &st, merge_sql[M_INV], d);
 	if (r)
 		goto done;
-	store_bind_text(st, 1, run_id);
-	store_bind_text(st, 2, status);
+	store_bind_text(s, st, 1, run_id);
+	store_bind_text(s, st, 2, status);
 	r = store_step_done(s, st, d, "recording the end of a cluster run");
 commit:
 	if (!r)
@@ -469,7 +445,7 @@ int store_cluster_requeued(struct store *s, const char *run_id, const char *why,
 			  d);
 	if (r)
 		goto done;
-	store_bind_text(st, 1, run_id);
+	store_bind_text(s, st, 1, run_id);
 	r = store_step_done(s, st, d, "requeueing a cluster run");
 	if (r || sqlite3_changes(s->db) == 0)
 		goto commit;
@@ -484,8 +460,8 @@ int store_cluster_requeued(struct store *s, const char *run_id, const char *why,
 	if (!r)
 		r = store_prepare(s, &st, merge_sql[M_INV], d);
 	if (!r) {
-		store_bind_text(st, 1, run_id);
-		store_bind_text(st, 2, "queued");
+		store_bind_text(s, st, 1, run_id);
+		store_bind_text(s, st, 2, "queued");
 		r = store_step_done(s, st, d, "requeueing a cluster run");
 	}
 commit:
@@ -510,13 +486,13 @@ int store_cluster_note(struct store *s, const char *run_id, const char *note, bo
 			  " ltrim(?2) ELSE error || ?2 END,"
 			  " status = CASE WHEN ?3 AND status = 'failed' THEN 'killed' ELSE status END"
 			  " WHERE id = ?1"
-			  " AND status NOT IN ('finished', 'cached', 'queued', 'running')"
+			  " AND status NOT IN ('finished', 'cached', 'stopped', 'queued', 'running')"
 			  " AND instr(coalesce(error, ''), '[Slurm ') = 0",
 			  d);
 	if (!r) {
-		store_bind_text(st, 1, run_id);
-		store_bind_text(st, 2, note);
-		sqlite3_bind_int(st, 3, killed ? 1 : 0);
+		store_bind_text(s, st, 1, run_id);
+		store_bind_text(s, st, 2, note);
+		store_bind_int64(s, st, 3, killed ? 1 : 0);
 		r = store_step_done(s, st, d, "noting Slurm's verdict");
 	}
 	if (!r && killed) {
@@ -530,7 +506,7 @@ int store_cluster_note(struct store *s, const char *run_id, const char *note, bo
 				  " DO UPDATE SET status = excluded.status",
 				  d);
 		if (!r) {
-			store_bind_text(st, 1, run_id);
+			store_bind_text(s, st, 1, run_id);
 			r = store_step_done(s, st, d, "noting Slurm's verdict");
 		}
 	}
@@ -539,5 +515,25 @@ int store_cluster_note(struct store *s, const char *run_id, const char *note, bo
 	sqlite3_finalize(st);
 	if (r)
 		store_rollback(s);
+	return r;
+}
+
+int store_cluster_event(struct store *s, const char *run_id, const char *level,
+			const char *kind, const char *message, struct diag *d)
+{
+	sqlite3_stmt *st = NULL;
+	int r = store_prepare(s, &st,
+			      "INSERT INTO events(run, time, level, kind, message) VALUES (?1, ?2,"
+			      " ?3, ?4, ?5)",
+			      d);
+	if (r)
+		return r;
+	store_bind_text(s, st, 1, run_id);
+	sqlite3_bind_double(st, 2, time_wall());
+	store_bind_text(s, st, 3, level);
+	store_bind_text(s, st, 4, kind);
+	store_bind_text(s, st, 5, message);
+	r = store_step_done(s, st, d, "recording an event of a cluster run");
+	sqlite3_finalize(st);
 	return r;
 }

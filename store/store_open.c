@@ -23,8 +23,9 @@
 
 
 /* Version 1: the tables docs/store.md documents; version 2 adds the run status `stopped`
- * and sweep_points. Forward-only: a later version appends a new entry to `migrations` and
- * never edits an old one. */
+ * and sweep_points; version 3 the cluster launchers' columns and journal_merges; version 4
+ * run_claims (who owns a running row: its claim token and process). Forward-only: a later
+ * version appends a new entry to `migrations` and never edits an old one. */
 static const char *const migrations[] = {
 	/* 0 -> 1 */
 	"CREATE TABLE experiments ("
@@ -160,6 +161,14 @@ static const char *const migrations[] = {
 	" started REAL,"
 	" job_id TEXT, node TEXT,"
 	" PRIMARY KEY (run, seq));",
+	/* 3 -> 4: the claim of each run: a token only the claiming process knows (every write
+	 * for the run must present it), and that process's pid, host and start time (a
+	 * reused pid is not the claimer). Its own table, so nothing else about runs changes. */
+	"CREATE TABLE run_claims ("
+	" run TEXT PRIMARY KEY REFERENCES runs(id),"
+	" token TEXT NOT NULL,"
+	" pid INTEGER, host TEXT, proc_start INTEGER,"
+	" claimed REAL NOT NULL);",
 };
 
 _Static_assert(FT_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
@@ -207,6 +216,7 @@ void store_rollback(struct store *s)
 
 int store_prepare(struct store *s, sqlite3_stmt **out, const char *sql, struct diag *d)
 {
+	s->bind_rc = SQLITE_OK;
 	if (sqlite3_prepare_v2(s->db, sql, -1, out, NULL) != SQLITE_OK) {
 		*out = NULL;
 		return store_db_error(s, d, "prepare");
@@ -214,30 +224,86 @@ int store_prepare(struct store *s, sqlite3_stmt **out, const char *sql, struct d
 	return 0;
 }
 
-void store_bind_text(sqlite3_stmt *st, int i, const char *v)
+static void bind_note(struct store *s, int rc, int i)
 {
-	if (v)
-		sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
-	else
-		sqlite3_bind_null(st, i);
+	if (rc != SQLITE_OK && s->bind_rc == SQLITE_OK) {
+		s->bind_rc = rc;
+		s->bind_index = i;
+	}
 }
 
-void store_bind_real(sqlite3_stmt *st, int i, double v)
+void store_bind_text(struct store *s, sqlite3_stmt *st, int i, const char *v)
 {
-	if (isnan(v))
-		sqlite3_bind_null(st, i);
-	else
-		sqlite3_bind_double(st, i, v);
+	bind_note(s, v ? sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i),
+		  i);
+}
+
+void store_bind_static(struct store *s, sqlite3_stmt *st, int i, const char *v)
+{
+	bind_note(s, sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC), i);
+}
+
+void store_bind_real(struct store *s, sqlite3_stmt *st, int i, double v)
+{
+	bind_note(s, isnan(v) ? sqlite3_bind_null(st, i) : sqlite3_bind_double(st, i, v), i);
+}
+
+void store_bind_double(struct store *s, sqlite3_stmt *st, int i, double v)
+{
+	bind_note(s, sqlite3_bind_double(st, i, v), i);
+}
+
+void store_bind_int64(struct store *s, sqlite3_stmt *st, int i, int64_t v)
+{
+	bind_note(s, sqlite3_bind_int64(st, i, v), i);
+}
+
+void store_bind_null(struct store *s, sqlite3_stmt *st, int i)
+{
+	bind_note(s, sqlite3_bind_null(st, i), i);
+}
+
+/* The error of a failed bind since the statement was prepared, if any (and forgets it). */
+static int binds_ok(struct store *s, sqlite3_stmt *st, struct diag *d, const char *what)
+{
+	if (s->bind_rc == SQLITE_OK)
+		return 0;
+	int rc = s->bind_rc;
+	s->bind_rc = SQLITE_OK;
+	sqlite3_reset(st);
+	if ((rc & 0xff) == SQLITE_NOMEM)
+		return diag_set(d, FT_ENOMEM, "", 0, 0, "store %s: %s: out of memory", s->path, what);
+	return diag_set(d, FT_ESTORE, "", 0, 0, "store %s: %s: parameter %d: %s", s->path, what,
+			s->bind_index, sqlite3_errstr(rc));
 }
 
 /* Runs a statement to completion (no rows expected). */
 int store_step_done(struct store *s, sqlite3_stmt *st, struct diag *d, const char *what)
 {
+	int r = binds_ok(s, st, d, what);
+	if (r)
+		return r;
 	int rc = sqlite3_step(st);
-	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-		return store_db_error(s, d, what);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+		r = store_db_error(s, d, what);
+		sqlite3_reset(st);
+		return r;
+	}
 	sqlite3_reset(st);
 	return 0;
+}
+
+int store_step_row(struct store *s, sqlite3_stmt *st, struct diag *d, const char *what)
+{
+	int r = binds_ok(s, st, d, what);
+	if (r)
+		return r;
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE)
+		return 0;
+	return store_db_error(s, d, what);
 }
 
 const char *store_host(void)
@@ -266,8 +332,13 @@ static int migrate(struct store *s, struct diag *d)
 	if (r)
 		goto done;
 	int version = 0;
-	if (sqlite3_step(st) == SQLITE_ROW)
-		version = sqlite3_column_int(st, 0);
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		/* Not "version 0": that would run every migration again on a busy store. */
+		r = store_db_error(s, d, "reading the schema version");
+		goto done;
+	}
+	version = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
 	st = NULL;
 	if (version > STORE_SCHEMA_VERSION) {
@@ -303,6 +374,7 @@ static int migrate(struct store *s, struct diag *d)
 	}
 	r = store_commit(s, d);
 done:
+	sqlite3_finalize(st);
 	if (r)
 		store_rollback(s);
 fk_on:;

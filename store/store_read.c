@@ -93,7 +93,10 @@ static int decode_row(sqlite3_stmt *st, const struct list_kind *k, void *item)
 		case COL_TEXT:
 		case COL_KEY:
 			*(char **)f = col_text(st, c);
-			if (!*(char **)f && k->cols[i].type == COL_KEY)
+			/* NULL for a value that is there: SQLite or the copy ran out of memory
+			 * (never read as an absent value). */
+			if (!*(char **)f && (k->cols[i].type == COL_KEY ||
+					     sqlite3_column_type(st, c) != SQLITE_NULL))
 				r = FT_ENOMEM;
 			break;
 		case COL_INT:
@@ -156,19 +159,19 @@ static int list_read(struct store *s, const struct list_kind *k, const struct li
 	if (r)
 		goto done;
 	if (a->by_id)
-		sqlite3_bind_int64(st, 1, a->id);
+		store_bind_int64(s, st, 1, a->id);
 	for (int i = 0; i < a->n_text; i++)
-		store_bind_text(st, i + 1, a->text[i]);
+		store_bind_text(s, st, i + 1, a->text[i]);
 	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = store_step_row(s, st, d, k->what)) == 1) {
 		void *e = list_push(items, n, k->elem);
 		if (!e || decode_row(st, k, e)) {
 			r = diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory %s", k->what);
 			goto done;
 		}
 	}
-	if (rc != SQLITE_DONE)
-		r = store_db_error(s, d, k->what);
+	if (rc < 0)
+		r = rc;
 done:
 	sqlite3_finalize(st);
 	if (r) {
@@ -295,12 +298,12 @@ int store_run_get(struct store *s, struct store_run **out, const char *id_or_pre
 			d);
 	if (r)
 		goto done;
-	store_bind_text(st, 1, id_or_prefix);
-	sqlite3_bind_int(st, 2, (int)len);
+	store_bind_text(s, st, 1, id_or_prefix);
+	store_bind_int64(s, st, 2, (int64_t)len);
 	int n = 0;
 	char first[80] = "";
 	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = store_step_row(s, st, d, "reading a run")) == 1) {
 		if (n == 0) {
 			if (decode_row(st, &RUNS, run)) {
 				r = diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
@@ -316,8 +319,8 @@ int store_run_get(struct store *s, struct store_run **out, const char *id_or_pre
 		}
 		n++;
 	}
-	if (rc != SQLITE_DONE) {
-		r = store_db_error(s, d, "reading a run");
+	if (rc < 0) {
+		r = rc;
 		goto done;
 	}
 	if (n == 0) {
@@ -486,14 +489,14 @@ int store_integrity_check(struct store *s, bool *out_ok, struct diag *d)
 		return r;
 	bool ok = true;
 	int rows = 0, rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = store_step_row(s, st, d, "integrity check")) == 1) {
 		const char *t = (const char *)sqlite3_column_text(st, 0);
 		rows++;
 		if (!t || strcmp(t, "ok") != 0)
 			ok = false;
 	}
-	if (rc != SQLITE_DONE)
-		r = store_db_error(s, d, "integrity check");
+	if (rc < 0)
+		r = rc;
 	sqlite3_finalize(st);
 	*out_ok = ok && rows > 0;
 	return r;

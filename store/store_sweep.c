@@ -26,13 +26,13 @@ int store_sweep_point_put(struct store *s, const struct store_sweep_point *p, st
 			  d);
 	if (r)
 		goto done;
-	store_bind_text(st, 1, p->sweep_key);
-	sqlite3_bind_int64(st, 2, p->sweep_index);
-	store_bind_text(st, 3, p->experiment);
-	store_bind_text(st, 4, p->run);
-	store_bind_text(st, 5, p->params_json ? p->params_json : "{}");
-	store_bind_text(st, 6, p->suggestion_json);
-	sqlite3_bind_double(st, 7, time_wall());
+	store_bind_text(s, st, 1, p->sweep_key);
+	store_bind_int64(s, st, 2, p->sweep_index);
+	store_bind_text(s, st, 3, p->experiment);
+	store_bind_text(s, st, 4, p->run);
+	store_bind_text(s, st, 5, p->params_json ? p->params_json : "{}");
+	store_bind_text(s, st, 6, p->suggestion_json);
+	store_bind_double(s, st, 7, time_wall());
 	r = store_step_done(s, st, d, "recording a sweep point");
 	if (!r)
 		r = store_commit(s, d);
@@ -56,9 +56,9 @@ int store_sweep_point_stop(struct store *s, const char *sweep_key, int64_t sweep
 			  d);
 	if (r)
 		goto done;
-	store_bind_text(st, 1, sweep_key);
-	sqlite3_bind_int64(st, 2, sweep_index);
-	store_bind_text(st, 3, stopped_json);
+	store_bind_text(s, st, 1, sweep_key);
+	store_bind_int64(s, st, 2, sweep_index);
+	store_bind_text(s, st, 3, stopped_json);
 	r = store_step_done(s, st, d, "recording an early stop");
 	if (!r)
 		r = store_commit(s, d);
@@ -72,8 +72,12 @@ done:
 static char *col_text(sqlite3_stmt *st, int i, bool *oom)
 {
 	const unsigned char *t = sqlite3_column_text(st, i);
-	if (!t)
+	if (!t) {
+		/* NULL for a value that is there: SQLite ran out of memory converting it. */
+		if (sqlite3_column_type(st, i) != SQLITE_NULL)
+			*oom = true;
 		return NULL;
+	}
 	char *c = ft_strdup((const char *)t);
 	if (!c)
 		*oom = true;
@@ -98,11 +102,10 @@ int store_sweep_points(struct store *s, struct store_sweep_point_list **out,
 			      d);
 	if (r)
 		goto done;
-	store_bind_text(st, 1, sweep_key ? sweep_key : run_id);
+	store_bind_text(s, st, 1, sweep_key ? sweep_key : run_id);
 	size_t cap = 0;
-	int rc;
 	bool oom = false;
-	while (!oom && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while (!oom && (r = store_step_row(s, st, d, "reading sweep points")) == 1) {
 		if (l->n == cap) {
 			size_t nc = cap ? 2 * cap : 16;
 			struct store_sweep_point *g = realloc(l->items, nc * sizeof *g);
@@ -126,8 +129,8 @@ int store_sweep_points(struct store *s, struct store_sweep_point_list **out,
 	}
 	if (oom)
 		r = diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory reading sweep points");
-	else if (rc != SQLITE_DONE)
-		r = store_db_error(s, d, "reading sweep points");
+	else if (r > 0)
+		r = 0;
 done:
 	sqlite3_finalize(st);
 	if (r) {

@@ -1,6 +1,7 @@
 /* store_writer: the per-run batched writer. Metrics and predictions are buffered and
- * written in one transaction per batch; results, events and artifacts at once. The first
- * error is kept and later writes are dropped (the runner reports it). */
+ * written in one transaction per batch; results, events and artifacts at once. Each
+ * transaction first checks the run's claim token (a process that lost its run writes
+ * nothing). The first error is kept and later writes are dropped (the runner reports it). */
 #include "store/store_internal.h"
 
 
@@ -39,6 +40,7 @@ struct pending_prediction {
 struct store_writer {
 	struct store *s;
 	char *run_id;
+	char token[STORE_TOKEN_SIZE];
 	double flush_interval_s, last_flush;
 	struct pending_metric *metrics;
 	size_t n_metrics, cap_metrics;
@@ -49,7 +51,7 @@ struct store_writer {
 };
 
 int store_writer_open(struct store_writer **out, struct store *s, const char *run_id,
-		      double flush_interval_s, struct diag *d)
+		      const char *token, double flush_interval_s, struct diag *d)
 {
 	*out = NULL;
 	struct store_writer *w = calloc(1, sizeof *w);
@@ -57,6 +59,7 @@ int store_writer_open(struct store_writer **out, struct store *s, const char *ru
 		free(w);
 		return diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
 	}
+	snprintf(w->token, sizeof w->token, "%s", token ? token : "");
 	w->s = s;
 	w->flush_interval_s = flush_interval_s;
 	w->last_flush = time_monotonic();
@@ -109,26 +112,27 @@ int store_writer_flush(struct store_writer *w)
 	int r = store_begin(s, &w->err);
 	if (r)
 		goto done;
-	sqlite3_bind_text(w->ins_metric, 1, w->run_id, -1, SQLITE_STATIC);
+	r = store_claim_check(s, w->run_id, w->token, &w->err);
 	for (size_t i = 0; i < w->n_metrics && !r; i++) {
 		const struct pending_metric *m = &w->metrics[i];
-		sqlite3_bind_text(w->ins_metric, 2, m->split, -1, SQLITE_STATIC);
-		sqlite3_bind_text(w->ins_metric, 3, m->name, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(w->ins_metric, 4, m->step);
-		store_bind_real(w->ins_metric, 5, isfinite(m->value) ? m->value : NAN);
-		sqlite3_bind_double(w->ins_metric, 6, m->time);
+		store_bind_static(s, w->ins_metric, 1, w->run_id);
+		store_bind_static(s, w->ins_metric, 2, m->split);
+		store_bind_static(s, w->ins_metric, 3, m->name);
+		store_bind_int64(s, w->ins_metric, 4, m->step);
+		store_bind_real(s, w->ins_metric, 5, isfinite(m->value) ? m->value : NAN);
+		store_bind_double(s, w->ins_metric, 6, m->time);
 		r = store_step_done(s, w->ins_metric, &w->err, "writing metrics");
 	}
-	sqlite3_bind_text(w->ins_pred, 1, w->run_id, -1, SQLITE_STATIC);
 	for (size_t i = 0; i < w->n_preds && !r; i++) {
 		const struct pending_prediction *p = &w->preds[i];
-		sqlite3_bind_text(w->ins_pred, 2, p->model, -1, SQLITE_STATIC);
-		sqlite3_bind_text(w->ins_pred, 3, p->split, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(w->ins_pred, 4, p->example);
-		store_bind_text(w->ins_pred, 5, p->prompt);
-		store_bind_text(w->ins_pred, 6, p->reference);
-		store_bind_text(w->ins_pred, 7, p->output);
-		store_bind_real(w->ins_pred, 8, p->score);
+		store_bind_text(s, w->ins_pred, 1, w->run_id);
+		store_bind_text(s, w->ins_pred, 2, p->model);
+		store_bind_text(s, w->ins_pred, 3, p->split);
+		store_bind_int64(s, w->ins_pred, 4, p->example);
+		store_bind_text(s, w->ins_pred, 5, p->prompt);
+		store_bind_text(s, w->ins_pred, 6, p->reference);
+		store_bind_text(s, w->ins_pred, 7, p->output);
+		store_bind_real(s, w->ins_pred, 8, p->score);
 		r = store_step_done(s, w->ins_pred, &w->err, "writing predictions");
 	}
 	sqlite3_clear_bindings(w->ins_metric);
@@ -232,19 +236,21 @@ int store_writer_result(struct store_writer *w, const char *model, const char *s
 	int r = store_begin(s, &w->err);
 	if (r)
 		return r;
-	r = store_prepare(s, &st,
-		    "INSERT OR REPLACE INTO results(run, model, split, metric, value, ci_low, ci_high)"
-		    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-		    &w->err);
+	r = store_claim_check(s, w->run_id, w->token, &w->err);
+	if (!r)
+		r = store_prepare(s, &st,
+			    "INSERT OR REPLACE INTO results(run, model, split, metric, value, ci_low,"
+			    " ci_high) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+			    &w->err);
 	if (r)
 		goto done;
-	store_bind_text(st, 1, w->run_id);
-	store_bind_text(st, 2, model ? model : "tuned");
-	store_bind_text(st, 3, split);
-	store_bind_text(st, 4, metric);
-	store_bind_real(st, 5, isfinite(value) ? value : NAN);
-	store_bind_real(st, 6, ci_low);
-	store_bind_real(st, 7, ci_high);
+	store_bind_text(s, st, 1, w->run_id);
+	store_bind_text(s, st, 2, model ? model : "tuned");
+	store_bind_text(s, st, 3, split);
+	store_bind_text(s, st, 4, metric);
+	store_bind_real(s, st, 5, isfinite(value) ? value : NAN);
+	store_bind_real(s, st, 6, ci_low);
+	store_bind_real(s, st, 7, ci_high);
 	r = store_step_done(s, st, &w->err, "writing a result");
 	if (!r)
 		r = store_commit(s, &w->err);
@@ -265,16 +271,19 @@ int store_writer_event(struct store_writer *w, const char *level, const char *ki
 	int r = store_begin(s, &w->err);
 	if (r)
 		return r;
-	r = store_prepare(s, &st,
-		    "INSERT INTO events(run, time, level, kind, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-		    &w->err);
+	r = store_claim_check(s, w->run_id, w->token, &w->err);
+	if (!r)
+		r = store_prepare(s, &st,
+			    "INSERT INTO events(run, time, level, kind, message)"
+			    " VALUES (?1, ?2, ?3, ?4, ?5)",
+			    &w->err);
 	if (r)
 		goto done;
-	store_bind_text(st, 1, w->run_id);
-	sqlite3_bind_double(st, 2, time_wall());
-	store_bind_text(st, 3, level);
-	store_bind_text(st, 4, kind);
-	store_bind_text(st, 5, message);
+	store_bind_text(s, st, 1, w->run_id);
+	store_bind_double(s, st, 2, time_wall());
+	store_bind_text(s, st, 3, level);
+	store_bind_text(s, st, 4, kind);
+	store_bind_text(s, st, 5, message);
 	r = store_step_done(s, st, &w->err, "writing an event");
 	if (!r)
 		r = store_commit(s, &w->err);
@@ -309,10 +318,12 @@ int store_writer_artifact(struct store_writer *w, const char *kind, const char *
 	int r = store_begin(s, &w->err);
 	if (r)
 		return r;
-	r = store_prepare(s, &st,
-		    "INSERT OR REPLACE INTO artifacts(run, kind, path, bytes, sha256)"
-		    " VALUES (?1, ?2, ?3, ?4, ?5)",
-		    &w->err);
+	r = store_claim_check(s, w->run_id, w->token, &w->err);
+	if (!r)
+		r = store_prepare(s, &st,
+			    "INSERT OR REPLACE INTO artifacts(run, kind, path, bytes, sha256)"
+			    " VALUES (?1, ?2, ?3, ?4, ?5)",
+			    &w->err);
 	if (r)
 		goto done;
 	/* Paths inside the run directory are stored relative to it (as docs/store.md says). */
@@ -320,11 +331,11 @@ int store_writer_artifact(struct store_writer *w, const char *kind, const char *
 	const char *stored = path;
 	if (rl && path[0] == '/' && strncmp(path, run_dir, rl) == 0 && path[rl] == '/' && path[rl + 1])
 		stored = path + rl + 1;
-	store_bind_text(st, 1, w->run_id);
-	store_bind_text(st, 2, kind);
-	store_bind_text(st, 3, stored);
-	sqlite3_bind_int64(st, 4, bytes);
-	store_bind_text(st, 5, hex);
+	store_bind_text(s, st, 1, w->run_id);
+	store_bind_text(s, st, 2, kind);
+	store_bind_text(s, st, 3, stored);
+	store_bind_int64(s, st, 4, bytes);
+	store_bind_text(s, st, 5, hex);
 	r = store_step_done(s, st, &w->err, "writing an artifact");
 	if (!r)
 		r = store_commit(s, &w->err);

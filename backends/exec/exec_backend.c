@@ -549,14 +549,15 @@ static void free_env(char **env)
 	free(env);
 }
 
-/* Sends sig to the group, waits up to grace seconds for the child, then SIGKILLs. */
+/* Sends sig to the group, waits up to grace seconds for the child, then SIGKILLs. A child
+ * that cannot be waited for (ECHILD) leaves *status as it was. */
 static int stop_child(pid_t pid, int sig, double grace, int *status)
 {
 	kill(-pid, sig);
 	double t0 = time_monotonic();
 	while (time_monotonic() - t0 < grace) {
 		pid_t w = waitpid(pid, status, WNOHANG);
-		if (w == pid)
+		if (w == pid || (w < 0 && errno != EINTR))
 			goto reap_group;
 		usleep(20000);
 	}
@@ -682,6 +683,7 @@ static int exec_run(const struct run_ctx *ctx, struct diag *d)
 	bool open_out = true, timed_out = false, stopped = false;
 	int status = 0;
 	bool exited = false;
+	int wait_errno = 0; /* waitpid failed: no exit status to read */
 	char buf[65536];
 	while (!exited) {
 		if (ctx->stop && *ctx->stop) {
@@ -716,6 +718,12 @@ static int exec_run(const struct run_ctx *ctx, struct diag *d)
 		if (w == pid) {
 			exited = true;
 			kill(-pid, SIGKILL); /* leftovers of the group */
+		} else if (w < 0 && errno != EINTR) {
+			/* ECHILD: the child was reaped elsewhere (SIGCHLD ignored by whoever
+			 * started this process): its exit status is lost for good. */
+			wait_errno = errno;
+			exited = true;
+			kill(-pid, SIGKILL);
 		}
 	}
 	child_pgid = 0;
@@ -745,6 +753,13 @@ static int exec_run(const struct run_ctx *ctx, struct diag *d)
 					  "group was killed", be->timeout_s);
 		sink_check(&st, ctx->sink->event(ctx->sink->ud, "error", "timeout", msg));
 		r = diag_set(d, FT_ERUN, "", 0, 0, "%s", msg);
+		goto done;
+	}
+	if (wait_errno) {
+		r = diag_set(d, FT_ERUN, "", 0, 0,
+			     "cannot wait for trainer '%s': %s; its exit status is unknown",
+			     argv[0], strerror(wait_errno));
+		diag_hint(d, "SIGCHLD must not be ignored in the process that starts ftlab");
 		goto done;
 	}
 	if (WIFSIGNALED(status)) {

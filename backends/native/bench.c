@@ -1,14 +1,18 @@
-/* bench: the native engine's side of `ftlab bench`: speed on a real model, measured on the
- * spot together with the machine's limits (memory bandwidth, GEMM peak), so results are
- * stated as fractions of what this machine can do right now. Prints to stdout.
- *   --mode generate: prefill and decode tokens/s for 1 and 8 prompts; the decode bound is
- *                    weight bytes read per step over the measured bandwidth.
- *   --mode train:    tokens/s of forward+backward+AdamW steps, MFU against the measured
- *                    fp32 (or bf16) GEMM peak, process CPU time per step (mean and best
- *                    step: robust on a shared machine), peak resident memory.
- *   --mode tokenize: tokenizer load time and encoding MB/s and tokens/s (CPU time). */
+/* bench: the native engine's side of `ftlab bench`: speed on a real model, on the CPU or a
+ * CUDA device, measured on the spot together with the machine's limits (memory bandwidth,
+ * GEMM peak), so results are stated as fractions of what this machine can do right now.
+ *   generate: prefill and decode tokens/s for 1 and N prompts; the decode bound is weight
+ *             bytes read per step over the measured bandwidth.
+ *   train:    tokens/s of forward+backward+AdamW steps, MFU against the measured GEMM peak
+ *             (CUDA: the bf16 peak of cuBLAS), process CPU time per step (mean and best
+ *             step: robust on a shared machine), peak resident (CPU) or device (CUDA)
+ *             memory.
+ *   tokenize: tokenizer load time and encoding MB/s and tokens/s (CPU time).
+ * The report goes to stdout; with json (train, generate), one JSON object goes to stdout
+ * and the report to stderr. */
 #include "backends/native/engine.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -18,14 +22,33 @@
 
 #include "backends/native/io/model_file.h"
 #include "backends/native/model/model.h"
+#include "backends/native/ops/cuda/ops_cuda.h"
 #include "backends/native/ops/ops.h"
 #include "backends/native/tok/tokenizer.h"
+#include "backends/native/train/preference.h"
 #include "common/rng.h"
 #include "common/util.h"
 #include "schema/config.h"
 #include "schema/table.h"
 #include "common/banned.h"
 
+/* Where the text report goes: stdout, or stderr when --json owns stdout. */
+static FILE *txt;
+
+/* The backend a bench runs on. On CUDA every timed region ends with a synchronising
+ * check (ops_cuda_check), so host clocks measure device work and a failed CUDA call
+ * ends the bench with its message. */
+struct bench_dev {
+	const struct ops *ops;
+	bool cuda;
+	struct ops_cuda_peaks peaks; /* cuda: measured at start */
+	char device[600];            /* cuda: ops_cuda_describe */
+};
+
+static int dev_sync(const struct bench_dev *bd, struct diag *d)
+{
+	return bd->cuda ? ops_cuda_check(d) : 0;
+}
 
 /* Read bandwidth in bytes/s: best of several parallel passes over a buffer far larger
  * than the caches. */
@@ -61,7 +84,7 @@ static double measure_bandwidth(void)
 	return best;
 }
 
-/* Best GFLOP/s of the ops matmul on training-sized shapes. */
+/* Best GFLOP/s of the CPU ops matmul on training-sized shapes. */
 static double measure_gemm_peak(const struct ops *ops, unsigned flags)
 {
 	int shapes[][3] = {{1024, 1536, 576}, {1024, 576, 1536}, {2048, 2048, 2048}};
@@ -70,8 +93,12 @@ static double measure_gemm_peak(const struct ops *ops, unsigned flags)
 		int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
 		float *a = ops->alloc((size_t)m * k * 4), *b = ops->alloc((size_t)k * n * 4),
 		      *c = ops->alloc((size_t)m * n * 4);
-		if (!a || !b || !c)
+		if (!a || !b || !c) {
+			ops->free(a);
+			ops->free(b);
+			ops->free(c);
 			return 0;
+		}
 		for (int rep = 0; rep < 8; rep++) {
 			double t0 = time_monotonic();
 			ops->matmul(c, a, b, m, n, k, OPS_TB | flags, 1.0f, 0.0f);
@@ -93,19 +120,17 @@ static double peak_rss_gib(void)
 	return (double)ru.ru_maxrss / (1024.0 * 1024.0);
 }
 
-/* Bytes of weights one decode step reads: every matmul weight once (the LM head is the
- * tied embedding for SmolLM2), plus the norm vectors; the embedding lookup reads a row. */
-static double decode_weight_bytes(const struct model *m)
+/* Device memory lines and fields (CUDA only). */
+static void report_device_memory(json_t *j)
 {
-	const struct model_hparams *hp = model_hparams(m);
-	double C = hp->n_embd, F = hp->n_ff, L = hp->n_layer, V = hp->n_vocab;
-	double qd = (double)hp->n_head * hp->head_dim, kvd = (double)hp->n_head_kv * hp->head_dim;
-	double per_layer = C * qd + 2 * C * kvd + qd * C + 3 * C * F + 2 * C;
-	if (hp->arch == ARCH_GPT2)
-		per_layer = 4 * C * C + 2 * C * F + 4 * C + 6 * C + F;
-	return 4.0 * (L * per_layer + V * C + C);
+	struct ops_cuda_mem mem = ops_cuda_mem();
+	char line[256];
+	ops_cuda_mem_describe(line, sizeof line, &mem);
+	fprintf(txt, "device memory: %s\n", line);
+	json_object_set_new(j, "peak_device_bytes", json_integer((json_int_t)mem.peak_bytes));
+	json_object_set_new(j, "device_used_bytes", json_integer((json_int_t)mem.device_used));
+	json_object_set_new(j, "device_total_bytes", json_integer((json_int_t)mem.device_total));
 }
-
 
 /* Generates new_tokens after n random prompts of prompt_len tokens; the process CPU time
  * of the call in *cpu_s. */
@@ -140,7 +165,7 @@ static int gen_once(struct model *m, int n, int prompt_len, int new_tokens, doub
 	free(out);
 	free(olen);
 done:
-	if (rc == FT_ENOMEM)
+	if (rc == FT_ENOMEM && !d->code)
 		diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
 	for (int i = 0; prompts && i < n; i++)
 		free(prompts[i]);
@@ -149,52 +174,77 @@ done:
 	return rc;
 }
 
-static int bench_generate(struct model *m, int prompt_len, int new_tokens, struct diag *d)
+static int bench_generate(const struct bench_dev *bd, struct model *m, int prompt_len,
+			  int new_tokens, int batch, bool fp32_weights, json_t *j,
+			  struct diag *d)
 {
-	double bw = measure_bandwidth();
-	double wbytes = decode_weight_bytes(m);
+	double bw = bd->cuda ? bd->peaks.copy_gbs * 1e9 : measure_bandwidth();
+	double wbytes = model_decode_weight_bytes(m);
 	double bound = bw / wbytes;
-	printf("memory bandwidth (read, measured now): %.1f GB/s\n", bw / 1e9);
-	printf("weights read per decode step: %.1f MB (fp32)\n", wbytes / 1e6);
-	printf("decode bound for one prompt: %.1f tokens/s\n", bound);
-	int sizes[] = {1, 8};
+	fprintf(txt, "memory bandwidth (%s, measured now): %.1f GB/s\n",
+		bd->cuda ? "device copy, read + write" : "read", bw / 1e9);
+	fprintf(txt, "weights read per decode step: %.1f MB (%s)\n", wbytes / 1e6,
+		fp32_weights ? "dequantized to 32-bit floats" : "as stored");
+	fprintf(txt, "decode bound for one prompt: %.1f tokens/s\n", bound);
+	json_object_set_new(j, "bandwidth_gbs", json_real(bw / 1e9));
+	json_object_set_new(j, "weight_bytes", json_real(wbytes));
+	json_object_set_new(j, "decode_bound_tokens_per_s", json_real(bound));
+	json_t *runs = json_array();
+	json_object_set_new(j, "runs", runs);
+	int sizes[] = {1, batch};
 	double single_decode = 0;
 	for (size_t si = 0; si < 2; si++) {
 		int n = sizes[si];
 		double cpu_one = 0.0, cpu_all = 0.0;
 		/* a run that stops after the prefill, so that the CPU time of the decode steps
 		 * is the difference (robust on a shared machine, unlike the wall clock) */
-		int rc = new_tokens > 1 ? gen_once(m, n, prompt_len, 1, &cpu_one, d) : 0;
-		if (!rc)
-			rc = gen_once(m, n, prompt_len, new_tokens, &cpu_all, d);
-		if (rc)
-			return rc;
+		if (new_tokens > 1 && gen_once(m, n, prompt_len, 1, &cpu_one, d))
+			return d->code;
+		if (gen_once(m, n, prompt_len, new_tokens, &cpu_all, d))
+			return d->code;
+		if (dev_sync(bd, d))
+			return d->code;
 		struct gen_stats st = model_gen_stats(m);
 		double pf = st.prefill_tokens / st.prefill_s, dc = st.decode_tokens / st.decode_s;
 		if (n == 1)
 			single_decode = dc;
-		printf("prompts %d: prefill %ld tokens %.1f tokens/s; decode %ld tokens %.1f "
-		       "tokens/s",
-		       n, st.prefill_tokens, pf, st.decode_tokens, dc);
+		fprintf(txt,
+			"prompts %d: prefill %ld tokens %.1f tokens/s; decode %ld tokens %.1f "
+			"tokens/s",
+			n, st.prefill_tokens, pf, st.decode_tokens, dc);
 		if (n == 1)
-			printf(" (%.0f %% of the bound)\n", 100.0 * dc / bound);
+			fprintf(txt, " (%.0f %% of the bound)\n", 100.0 * dc / bound);
 		else
-			printf(" (%.2fx one prompt)\n", dc / single_decode);
-		if (new_tokens > 1)
-			printf("prompts %d: decode CPU time %.1f ms per step (all threads; the CPU "
-			       "time of a prefill-only run subtracted)\n",
-			       n, 1e3 * (cpu_all - cpu_one) / (new_tokens - 1));
+			fprintf(txt, " (%.2fx one prompt)\n", dc / single_decode);
+		json_t *r = json_object();
+		json_object_set_new(r, "prompts", json_integer(n));
+		json_object_set_new(r, "prefill_tokens", json_integer(st.prefill_tokens));
+		json_object_set_new(r, "prefill_tokens_per_s", json_real(pf));
+		json_object_set_new(r, "decode_tokens", json_integer(st.decode_tokens));
+		json_object_set_new(r, "decode_tokens_per_s", json_real(dc));
+		if (new_tokens > 1 && !bd->cuda) {
+			double ms = 1e3 * (cpu_all - cpu_one) / (new_tokens - 1);
+			fprintf(txt,
+				"prompts %d: decode CPU time %.1f ms per step (all threads; the CPU "
+				"time of a prefill-only run subtracted)\n",
+				n, ms);
+			json_object_set_new(r, "decode_cpu_ms_per_step", json_real(ms));
+		}
+		json_array_append_new(runs, r);
 	}
-	printf("peak resident memory: %.2f GiB\n", peak_rss_gib());
+	fprintf(txt, "peak resident memory: %.2f GiB\n", peak_rss_gib());
+	json_object_set_new(j, "peak_resident_gib", json_real(peak_rss_gib()));
+	if (bd->cuda)
+		report_device_memory(j);
 	return 0;
 }
 
-
-/* Train mode runs the model on a copy of the CPU ops table whose matmul and attention are
- * wrapped to add up their wall and process CPU time, so the bench can print the split of a
- * step: matmuls (linear layers, LM head, LoRA: bf16 with --precision bf16), attention
- * (its fp32 GEMMs and softmax, in both precisions) and the rest (norms, activations,
- * cross-entropy, AdamW: also the same in both). */
+/* On the CPU, train mode runs the model on a copy of the CPU ops table whose matmul and
+ * attention are wrapped to add up their wall and process CPU time, so the bench can print
+ * the split of a step: matmuls (linear layers, LM head, LoRA: bf16 with --precision bf16),
+ * attention (its fp32 GEMMs and softmax, in both precisions) and the rest (norms,
+ * activations, cross-entropy, AdamW: also the same in both). On CUDA the ops return
+ * before the device finishes, so there is no such split. */
 enum { SPLIT_MATMUL, SPLIT_ATTENTION, SPLIT_N };
 static struct ops timed_ops;
 static const struct ops *timed_base;
@@ -211,6 +261,14 @@ static void timed_matmul(float *c, const float *a, const float *b, int m, int n,
 {
 	double w0 = time_monotonic(), c0 = time_process_cpu();
 	timed_base->matmul(c, a, b, m, n, k, flags, alpha, beta);
+	split_add(SPLIT_MATMUL, w0, c0);
+}
+
+static void timed_matmul_w(float *c, const float *a, const struct ops_w *w, int m,
+			   unsigned flags, float alpha, float beta)
+{
+	double w0 = time_monotonic(), c0 = time_process_cpu();
+	timed_base->matmul_w(c, a, w, m, flags, alpha, beta);
 	split_add(SPLIT_MATMUL, w0, c0);
 }
 
@@ -240,38 +298,97 @@ static const struct ops *timed_cpu_ops(void)
 	timed_base = ops_cpu();
 	timed_ops = *timed_base;
 	timed_ops.matmul = timed_matmul;
+	timed_ops.matmul_w = timed_matmul_w;
 	timed_ops.attention_forward = timed_attention_forward;
 	timed_ops.attention_backward = timed_attention_backward;
 	return &timed_ops;
 }
 
-static int bench_train(struct model *m, int B, int T, int steps, bool bf16, int targets,
+/* A preference step of B pairs: 2B rows of T tokens, the second half of each row the
+ * completion; DPO with LoRA adds the reference forward (adapter off), with full
+ * fine-tuning its reference log-probabilities are precomputed (fixed numbers here). */
+static int pref_bench_step(struct model *m, const int32_t *tok, const int32_t *tgt,
+			   const uint8_t *comp, const double *ref, int B, int T,
+			   const struct pref_params *pp, struct diag *d)
+{
+	struct pref_stats st;
+	memset(&st, 0, sizeof st);
+	double ex, nll;
+	pref_batch_counts(&ex, &nll, tgt, comp, B, T);
+	return pref_micro_batch(m, tok, tgt, comp, B, T, ref, pp, ex, nll, true, &st, d);
+}
+
+static int bench_train(const struct bench_dev *bd, struct model *m, int B, int T, int steps,
+		       bool bf16, int targets, enum train_objective objective, json_t *j,
 		       struct diag *d)
 {
 	const struct model_hparams *hp = model_hparams(m);
-	const struct ops *ops = ops_cpu();
-	double peak = measure_gemm_peak(ops, bf16 ? OPS_BF16 : 0);
-	printf("GEMM peak (%s, measured now): %.0f GFLOP/s\n",
-	       schema_enum_name("train.precision", bf16 ? PRECISION_BF16 : PRECISION_FP32), peak);
-	size_t N = (size_t)B * T;
+	const struct ops *ops = bd->ops;
+	double peak; /* GFLOP/s */
+	if (bd->cuda) {
+		peak = 1e3 * (bf16 ? bd->peaks.bf16_tflops : bd->peaks.tf32_tflops);
+		fprintf(txt,
+			"GEMM peak (cuBLAS 8192^3 on random data, measured now): bf16 %.1f "
+			"TFLOP/s, TF32 %.1f TFLOP/s; device copy %.0f GB/s\n",
+			bd->peaks.bf16_tflops, bd->peaks.tf32_tflops, bd->peaks.copy_gbs);
+		json_object_set_new(j, "peak_bf16_tflops", json_real(bd->peaks.bf16_tflops));
+		json_object_set_new(j, "peak_tf32_tflops", json_real(bd->peaks.tf32_tflops));
+		json_object_set_new(j, "copy_gbs", json_real(bd->peaks.copy_gbs));
+	} else {
+		peak = measure_gemm_peak(ops, bf16 ? OPS_BF16 : 0);
+		fprintf(txt, "GEMM peak (%s, measured now): %.0f GFLOP/s\n",
+			schema_enum_name("train.precision", bf16 ? PRECISION_BF16 : PRECISION_FP32),
+			peak);
+		json_object_set_new(j, "peak_gflops", json_real(peak));
+	}
+	bool pref = objective != OBJECTIVE_SFT;
+	int rows = pref ? 2 * B : B;
+	size_t N = (size_t)rows * T;
 	int32_t *tok = malloc(N * sizeof(int32_t)), *tgt = malloc(N * sizeof(int32_t));
+	uint8_t *comp = malloc(N);
+	double *ref = malloc((size_t)rows * sizeof(double));
+	size_t nt = model_n_trainable(m);
+	float **mom = calloc(nt ? nt : 1, sizeof *mom), **var = calloc(nt ? nt : 1, sizeof *var);
+	int rc = 0;
+	if (!tok || !tgt || !comp || !ref || !mom || !var) {
+		rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+		goto done;
+	}
 	struct rng r;
 	rng_seed(&r, 99, 1);
 	for (size_t i = 0; i < N; i++) {
 		tok[i] = (int32_t)rng_below(&r, (uint64_t)hp->n_vocab);
 		tgt[i] = (int32_t)rng_below(&r, (uint64_t)hp->n_vocab);
-		if (targets > 0 && (int)(i % (size_t)T) < T - targets)
+		/* targets > 0: the last `targets` positions of each row carry one (the rest is a
+		 * prompt); a preference row's completion is its last `targets` positions, or its
+		 * second half */
+		int first = targets > 0 ? T - targets : pref ? T / 2 : 0;
+		comp[i] = pref && (int)(i % (size_t)T) >= first;
+		if ((int)(i % (size_t)T) < first)
 			tgt[i] = -1; /* a prompt: no target */
 	}
-	size_t nt = model_n_trainable(m);
-	float **mom = calloc(nt, sizeof *mom), **var = calloc(nt, sizeof *var);
+	for (int i = 0; i < rows; i++)
+		ref[i] = -1.0 * T;
+	struct pref_params pp = {objective, PREF_LOSS_SIGMOID, 0.1, 0.0, 0.1, 0.5};
+	bool own_ref = pref && model_lora_scale(m) == 0.0f; /* full: precomputed reference */
 	for (size_t i = 0; i < nt; i++) {
-		mom[i] = ops->alloc(model_trainable(m, i)->numel * sizeof(float));
-		var[i] = ops->alloc(model_trainable(m, i)->numel * sizeof(float));
+		size_t bytes = model_trainable(m, i)->numel * sizeof(float);
+		mom[i] = ops->alloc(bytes);
+		var[i] = ops->alloc(bytes);
+		if (!mom[i] || !var[i]) {
+			if (dev_sync(bd, d) == 0)
+				diag_set(d, FT_ENOMEM, NULL, 0, 0,
+					 "out of memory: the AdamW moments need %zu bytes", 2 * bytes);
+			rc = d->code;
+			goto done;
+		}
+		if (!bd->cuda) { /* the CPU table's alloc does not clear */
+			memset(mom[i], 0, bytes);
+			memset(var[i], 0, bytes);
+		}
 	}
 	double t_total = 0, t_fwd = 0, t_bwd = 0, cpu_total = 0, cpu_best = 0;
 	float loss = 0;
-	int rc = 0;
 	for (int s = 0; s <= steps && !rc; s++) { /* step 0 warms up */
 		if (s == 1) { /* the split counts the timed steps only */
 			memset(split_wall, 0, sizeof split_wall);
@@ -280,16 +397,30 @@ static int bench_train(struct model *m, int B, int T, int steps, bool bf16, int 
 		double c0 = time_process_cpu();
 		double t0 = time_monotonic();
 		model_zero_grad(m);
-		rc = model_forward_train(m, tok, tgt, B, T, 0.0f, &loss, NULL);
-		double t1 = time_monotonic();
-		if (!rc)
-			rc = model_backward(m, 0.0f);
-		double t2 = time_monotonic();
+		double t1, t2;
+		if (pref) {
+			rc = pref_bench_step(m, tok, tgt, comp, own_ref ? ref : NULL, B, T, &pp, d);
+			if (!rc)
+				rc = dev_sync(bd, d);
+			t1 = t2 = time_monotonic();
+		} else {
+			rc = model_forward_train(m, tok, tgt, B, T, 0.0f, &loss, NULL);
+			if (!rc)
+				rc = dev_sync(bd, d);
+			t1 = time_monotonic();
+			if (!rc)
+				rc = model_backward(m, 0.0f);
+			if (!rc)
+				rc = dev_sync(bd, d);
+			t2 = time_monotonic();
+		}
 		for (size_t i = 0; i < nt && !rc; i++) {
 			const struct model_param *p = model_trainable(m, i);
 			struct ops_adamw_hp ah = ops_adamw_prepare(1e-5, 0.9, 0.999, 1e-8, 0.0, s + 1);
 			ops->adamw(p->data, p->grad, mom[i], var[i], p->numel, &ah);
 		}
+		if (!rc)
+			rc = dev_sync(bd, d);
 		double t3 = time_monotonic();
 		double c3 = time_process_cpu() - c0;
 		if (s > 0) {
@@ -301,7 +432,91 @@ static int bench_train(struct model *m, int B, int T, int steps, bool bf16, int 
 			t_bwd += t2 - t1;
 		}
 	}
-	for (size_t i = 0; i < nt; i++) {
+	if (rc) {
+		if (!d->code)
+			diag_set(d, rc, NULL, 0, 0, "training step failed");
+		goto done;
+	}
+	double tps = (double)N * steps / t_total;
+	double flops = model_flops_per_token(m, T);
+	struct model_memory mm = model_memory(m);
+	if (pref)
+		fprintf(txt,
+			"batch %d pairs (%d x %d tokens%s), %d steps: %.1f tokens/s, %.2f examples/s "
+			"(step %.0f ms: forward%s and backward %.0f ms, optimizer %.0f ms)\n",
+			B, rows, T,
+			own_ref || objective != OBJECTIVE_DPO ? "" : " and the reference pass", steps,
+			tps, (double)B * steps / t_total, 1e3 * t_total / steps,
+			own_ref || objective != OBJECTIVE_DPO ? "" : "s", 1e3 * t_fwd / steps,
+			1e3 * (t_total - t_fwd) / steps);
+	else
+		fprintf(txt,
+			"batch %d x %d tokens, %d steps: %.1f tokens/s, %.2f examples/s (forward %.0f "
+			"ms, backward %.0f ms, optimizer %.0f ms per step), loss %.3f\n",
+			B, T, steps, tps, (double)B * steps / t_total, 1e3 * t_fwd / steps,
+			1e3 * t_bwd / steps, 1e3 * (t_total - t_fwd - t_bwd) / steps, loss);
+	const char *head = model_logits(m) ? "every position, (B*T, V) logits kept"
+					    : "chunked, at targets";
+	if (targets > 0)
+		fprintf(txt, "LM head: %s; targets: the last %d of %d positions of each row\n", head,
+			targets, T);
+	else
+		fprintf(txt, "LM head: %s; targets: %s\n", head,
+			pref ? "the second half of each row" : "every position");
+	fprintf(txt, "process CPU time per step (all threads): mean %.3f s, best %.3f s\n",
+		cpu_total / steps, cpu_best);
+	if (!bd->cuda) {
+		double ws = t_total / steps, cs = cpu_total / steps;
+		double wm = split_wall[SPLIT_MATMUL] / steps, wa = split_wall[SPLIT_ATTENTION] / steps;
+		double cm = split_cpu[SPLIT_MATMUL] / steps, ca = split_cpu[SPLIT_ATTENTION] / steps;
+		fprintf(txt,
+			"split per step, wall (CPU): matmuls%s %.0f ms (%.0f ms), attention %.0f "
+			"ms (%.0f ms), rest %.0f ms (%.0f ms); matmuls %.0f %% of the step\n",
+			bf16 ? " (bf16)" : "", 1e3 * wm, 1e3 * cm, 1e3 * wa, 1e3 * ca,
+			1e3 * (ws - wm - wa), 1e3 * (cs - cm - ca), 100.0 * wm / ws);
+	}
+	double mfu = peak > 0 ? flops * tps / 1e9 / peak : 0;
+	if (bd->cuda) {
+		/* MFU against the bf16 peak in both precisions: the chip's rate for this work */
+		double mfu_bf16 = flops * tps / 1e12 / bd->peaks.bf16_tflops;
+		fprintf(txt,
+			"model FLOPs per token %.3g: %.1f TFLOP/s, MFU %.1f %% of the measured bf16 "
+			"peak",
+			flops, flops * tps / 1e12, 100.0 * mfu_bf16);
+		if (!bf16)
+			fprintf(txt, " (%.1f %% of the TF32 peak)", 100.0 * mfu);
+		fputc('\n', txt);
+		json_object_set_new(j, "mfu", json_real(mfu_bf16));
+		if (!bf16)
+			json_object_set_new(j, "mfu_tf32", json_real(mfu));
+	} else {
+		fprintf(txt,
+			"model FLOPs per token %.3g: %.0f GFLOP/s, MFU %.0f %% of the measured peak\n",
+			flops, flops * tps / 1e9, 100.0 * mfu);
+		json_object_set_new(j, "mfu", json_real(mfu));
+	}
+	fprintf(txt,
+		"memory: params %.0f MB, grads %.0f MB, activations %.0f MB; peak resident %.2f "
+		"GiB\n",
+		mm.params / 1e6, mm.grads / 1e6, mm.acts / 1e6, peak_rss_gib());
+	json_object_set_new(j, "tokens_per_s", json_real(tps));
+	json_object_set_new(j, "step_s", json_real(t_total / steps));
+	json_object_set_new(j, "forward_s", json_real(t_fwd / steps));
+	json_object_set_new(j, "backward_s", json_real(t_bwd / steps));
+	json_object_set_new(j, "optimizer_s", json_real((t_total - t_fwd - t_bwd) / steps));
+	json_object_set_new(j, "cpu_s_per_step", json_real(cpu_total / steps));
+	json_object_set_new(j, "cpu_s_best_step", json_real(cpu_best));
+	json_object_set_new(j, "loss", json_real(loss));
+	json_object_set_new(j, "flops_per_token", json_real(flops));
+	json_object_set_new(j, "achieved_tflops", json_real(flops * tps / 1e12));
+	json_object_set_new(j, "params_bytes", json_integer((json_int_t)mm.params));
+	json_object_set_new(j, "grads_bytes", json_integer((json_int_t)mm.grads));
+	json_object_set_new(j, "activations_bytes", json_integer((json_int_t)mm.acts));
+	json_object_set_new(j, "peak_resident_gib", json_real(peak_rss_gib()));
+	if (bd->cuda)
+		report_device_memory(j);
+done:
+	for (size_t i = 0; mom && var && i < nt; i++) {
 		ops->free(mom[i]);
 		ops->free(var[i]);
 	}
@@ -309,38 +524,35 @@ static int bench_train(struct model *m, int B, int T, int steps, bool bf16, int 
 	free(var);
 	free(tok);
 	free(tgt);
-	if (rc)
-		return d->code ? rc : diag_set(d, rc, "", 0, 0, "training step failed (%s)",
-					       diag_code_name(rc));
-	double tps = (double)N * steps / t_total;
-	double flops = model_flops_per_token(m, T);
-	struct model_memory mm = model_memory(m);
-	printf("batch %d x %d tokens, %d steps: %.1f tokens/s (forward %.0f ms, backward %.0f "
-	       "ms, optimizer %.0f ms per step), loss %.3f\n",
-	       B, T, steps, tps, 1e3 * t_fwd / steps, 1e3 * t_bwd / steps,
-	       1e3 * (t_total - t_fwd - t_bwd) / steps, loss);
-	if (targets > 0)
-		printf("LM head: %s; targets: the last %d of %d positions of each row\n",
-		       model_logits(m) ? "every position, (B*T, V) logits kept" : "chunked, at targets",
-		       targets, T);
-	else
-		printf("LM head: %s; targets: every position\n",
-		       model_logits(m) ? "every position, (B*T, V) logits kept" : "chunked, at targets");
-	printf("process CPU time per step (all threads): mean %.3f s, best %.3f s\n",
-	       cpu_total / steps, cpu_best);
-	double ws = t_total / steps, cs = cpu_total / steps;
-	double wm = split_wall[SPLIT_MATMUL] / steps, wa = split_wall[SPLIT_ATTENTION] / steps;
-	double cm = split_cpu[SPLIT_MATMUL] / steps, ca = split_cpu[SPLIT_ATTENTION] / steps;
-	printf("split per step, wall (CPU): matmuls%s %.0f ms (%.0f ms), attention %.0f ms (%.0f "
-	       "ms), rest %.0f ms (%.0f ms); matmuls %.0f %% of the step\n",
-	       bf16 ? " (bf16)" : "", 1e3 * wm, 1e3 * cm, 1e3 * wa, 1e3 * ca,
-	       1e3 * (ws - wm - wa), 1e3 * (cs - cm - ca), 100.0 * wm / ws);
-	printf("model FLOPs per token %.3g: %.0f GFLOP/s, MFU %.0f %% of the measured peak\n",
-	       flops, flops * tps / 1e9, 100.0 * flops * tps / 1e9 / peak);
-	printf("memory: params %.0f MB, grads %.0f MB, activations %.0f MB; peak resident %.2f "
-	       "GiB\n",
-	       mm.params / 1e6, mm.grads / 1e6, mm.acts / 1e6, peak_rss_gib());
-	return 0;
+	free(comp);
+	free(ref);
+	return rc;
+}
+
+/* The ops table for the backend: cpu, cuda (FT_EUNSUPP without a device) or auto. */
+static int bench_device(struct bench_dev *bd, enum backend_type backend, bool train,
+			struct diag *d)
+{
+	memset(bd, 0, sizeof *bd);
+	char why[512] = "";
+	struct ops_cuda_device dev;
+	bool want_cuda = backend == BACKEND_CUDA;
+	bool have_cuda = backend != BACKEND_CPU && ops_cuda_probe(&dev, why, sizeof why) == 0;
+	if (want_cuda && !have_cuda)
+		return diag_set(d, FT_EUNSUPP, NULL, 0, 0, "%s", why);
+	if (!have_cuda) {
+		bd->ops = train ? timed_cpu_ops() : ops_cpu();
+		return 0;
+	}
+	bd->cuda = true;
+	ops_cuda_describe(bd->device, sizeof bd->device, &dev);
+	if ((bd->ops = ops_cuda()) == NULL) {
+		int rc = ops_cuda_check(d);
+		return rc ? rc : diag_set(d, FT_EIO, NULL, 0, 0, "the CUDA backend did not start");
+	}
+	int rc = ops_cuda_measure_peaks(&bd->peaks, d);
+	ops_cuda_mem_reset_peak(); /* the measurement's buffers are not the bench's */
+	return rc;
 }
 
 /* Tokenizer speed: load time, then every line of a text file encoded once (cold word
@@ -399,16 +611,15 @@ int engine_bench(const struct engine_bench_opts *b, struct diag *d)
 {
 	if (b->tokenize)
 		return bench_tokenize(b->model_path, b->text_path ? b->text_path : "docs/engine.md", d);
+	bool gen = b->generate;
+	const char *mode = gen ? "generate" : "train";
 	struct model_opts o = {0};
 	o.layers_first = o.layers_last = -1;
 	o.seed = 1;
+	o.frozen_f32 = b->weights_f32;
 	o.full_logits = b->all_logits && !b->generate;
 	const char *qv[] = {"q_proj", "v_proj"};
-	if (!b->generate) {
-		o.max_batch = b->batch;
-		o.max_seq = b->seq;
-		o.precision = b->bf16 ? PRECISION_BF16 : PRECISION_FP32;
-		o.ops = timed_cpu_ops();
+	if (!gen) {
 		if (b->method == ENGINE_BENCH_FULL) {
 			o.method = METHOD_FULL;
 		} else if (b->method == ENGINE_BENCH_PREFIX) {
@@ -428,20 +639,83 @@ int engine_bench(const struct engine_bench_opts *b, struct diag *d)
 	}
 	if (b->threads > 0)
 		omp_set_num_threads(b->threads);
+	txt = b->json ? stderr : stdout;
+	struct bench_dev bd;
 	struct model_file *mf = NULL;
 	struct model *m = NULL;
-	int rc = model_file_load(&mf, b->model_path, d);
+	json_t *j = NULL;
+	int rc = bench_device(&bd, b->backend, !gen, d);
+	if (rc)
+		return rc;
+	int steps = b->steps > 0 ? b->steps : bd.cuda ? 10 : 3;
+	if (!gen) {
+		o.max_batch = b->objective != OBJECTIVE_SFT ? 2 * b->batch : b->batch;
+		o.max_seq = b->seq;
+		o.precision = b->bf16 ? PRECISION_BF16 : PRECISION_FP32;
+	}
+	o.ops = bd.ops;
+	rc = model_file_load(&mf, b->model_path, d);
 	if (!rc)
 		rc = model_create(&m, mf, &o, d);
 	model_file_free(mf);
-	if (rc)
+	if (!rc && bd.cuda)
+		rc = ops_cuda_check(d);
+	if (rc) {
+		model_free(m);
 		return rc;
-	printf("ftlab bench --mode %s: model %s, backend cpu, %d threads, bf16 matmuls %s\n",
-	       b->generate ? "generate" : "train", b->model_path, omp_get_max_threads(),
-	       b->generate ? "off"
-			   : (b->bf16 ? (ops_cpu_has_bf16() ? "on" : "requested, not supported") : "off"));
-	rc = b->generate ? bench_generate(m, b->prompt_len, b->new_tokens, d)
-			 : bench_train(m, b->batch, b->seq, b->steps, b->bf16, b->targets, d);
+	}
+	const char *be = schema_enum_name("backend.type", bd.cuda ? BACKEND_CUDA : BACKEND_CPU);
+	const char *bf16_state = gen || !b->bf16			? "off"
+				 : (bd.cuda || ops_cpu_has_bf16()) ? "on"
+								   : "emulated (inputs rounded)";
+	fprintf(txt,
+		"ftlab bench --mode %s: model %s, backend %s, %d threads, bf16 matmuls %s, frozen "
+		"weights %s\n",
+		mode, b->model_path, be, omp_get_max_threads(), bf16_state,
+		b->weights_f32 ? "fp32 (--weights f32)" : "as the file stores them");
+	if (bd.cuda)
+		fprintf(txt, "device: %s\n", bd.device);
+	j = json_object();
+	json_object_set_new(j, "mode", json_string(mode));
+	json_object_set_new(j, "backend", json_string(be));
+	if (bd.cuda)
+		json_object_set_new(j, "device", json_string(bd.device));
+	json_object_set_new(j, "model", json_string(b->model_path));
+	json_object_set_new(j, "threads", json_integer(omp_get_max_threads()));
+	if (gen) {
+		json_object_set_new(j, "prompt_len", json_integer(b->prompt_len));
+		json_object_set_new(j, "new_tokens", json_integer(b->new_tokens));
+		rc = bench_generate(&bd, m, b->prompt_len, b->new_tokens, b->batch, b->weights_f32, j,
+				    d);
+	} else {
+		const char *method = b->method == ENGINE_BENCH_FULL ? schema_enum_name("method.type",
+											       METHOD_FULL)
+				     : b->method == ENGINE_BENCH_LORA_ALL
+					     ? "lora-all"
+					     : schema_enum_name("method.type", METHOD_LORA);
+		json_object_set_new(j, "method", json_string(method));
+		json_object_set_new(j, "precision",
+				    json_string(schema_enum_name("train.precision",
+								 b->bf16 ? PRECISION_BF16
+									 : PRECISION_FP32)));
+		json_object_set_new(j, "bf16_matmuls", json_string(bf16_state));
+		json_object_set_new(j, "batch", json_integer(b->batch));
+		json_object_set_new(j, "seq", json_integer(b->seq));
+		json_object_set_new(j, "steps", json_integer(steps));
+		json_object_set_new(j, "targets", json_integer(b->targets));
+		json_object_set_new(j, "all_logits", json_boolean(b->all_logits));
+		json_object_set_new(j, "objective",
+				    json_string(schema_enum_name("train.objective", (int)b->objective)));
+		rc = bench_train(&bd, m, b->batch, b->seq, steps, b->bf16, b->targets, b->objective,
+				 j, d);
+	}
 	model_free(m);
+	if (!rc && b->json) {
+		char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+		if (s)
+			printf("%s\n", s);
+		free(s);
+	}
+	json_decref(j);
 	return rc;
 }

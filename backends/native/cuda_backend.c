@@ -3,7 +3,9 @@
  * (name, capability, memory, driver and runtime versions) as an info event of kind
  * "device" in the run's provenance, then trains and evaluates exactly as the CPU backend
  * does, checking the device for deferred CUDA/cuBLAS errors once per optimizer step and
- * after each evaluated split. Without a device, `available` gives the probe's reason. */
+ * after each evaluated split; a finished run records the peak device memory it used as an
+ * info event of kind "device_memory". Without a device, `available` gives the probe's
+ * reason. */
 #include <stdio.h>
 
 #include "backends/backend.h"
@@ -29,6 +31,7 @@ static int cuda_run(const struct run_ctx *ctx, struct diag *d)
 				"(cuBLAS initialisation failed)");
 	char line[600];
 	ops_cuda_describe(line, sizeof line, &dev);
+	ops_cuda_mem_reset_peak();
 	if (ctx->sink && ctx->sink->event) {
 		int rc = ctx->sink->event(ctx->sink->ud, "info", "device", line);
 		if (rc)
@@ -37,6 +40,13 @@ static int cuda_run(const struct run_ctx *ctx, struct diag *d)
 	int rc = native_engine_run(ctx, ops, ops_cuda_check, d);
 	if (rc == 0)
 		rc = ops_cuda_check(d);
+	if (rc == 0 && ctx->sink && ctx->sink->event) {
+		struct ops_cuda_mem mem = ops_cuda_mem();
+		ops_cuda_mem_describe(line, sizeof line, &mem);
+		rc = ctx->sink->event(ctx->sink->ud, "info", "device_memory", line);
+		if (rc)
+			rc = diag_set(d, rc, NULL, 0, 0, "could not record the device memory");
+	}
 	return rc;
 }
 

@@ -14,9 +14,44 @@
 #include "backends/native/io/model_file.h"
 #include "backends/native/model/generate_text.h"
 #include "backends/native/model/model.h"
+#include "backends/native/native_engine.h"
 #include "backends/native/tok/tokenizer.h"
 #include "common/util.h"
 #include "common/banned.h"
+
+int engine_check_config(const struct config *cfg, const char **out_field, int *out_index,
+			struct diag *d)
+{
+	*out_field = NULL;
+	*out_index = -1;
+	if (cfg->backend.type == BACKEND_EXEC)
+		return 0;
+	/* A sweep checks many points of one model: the header is read once. */
+	static char *probed;
+	static struct model_hparams hp;
+	if (!probed || strcmp(probed, cfg->model.base) != 0) {
+		free(probed);
+		probed = NULL;
+		int rc = model_file_probe(&hp, cfg->model.base, d);
+		if (rc) {
+			*out_field = "model.base";
+			return rc;
+		}
+		probed = ft_strdup(cfg->model.base);
+	}
+	struct model_opts o;
+	native_model_opts(&o, cfg, 1, 1, cfg->method.type, NULL);
+	int bad = -1;
+	int rc = model_check_method(&hp, &o, &bad, d);
+	if (rc) {
+		*out_index = bad;
+		*out_field = bad < 0 ? (cfg->method.type == METHOD_FREEZE ? "method.layers"
+									  : "model.base")
+			     : cfg->method.type == METHOD_LORA ? "method.targets"
+							       : "method.trainable";
+	}
+	return rc;
+}
 
 int engine_generate(char ***out_texts, const struct engine_generate_opts *o, struct diag *d)
 {
@@ -61,8 +96,10 @@ static int sniff_format(const char *path, struct diag *d)
 	if (file_read_all(&buf, &len, path, DATA_FILE_MAX, d))
 		return -1;
 	int f = -1;
-	const char *keys[] = {"\"messages\"", "\"instruction\"", "\"prompt\"", "\"text\""};
-	const int fmts[] = {DATA_CHAT, DATA_INSTRUCTION, DATA_COMPLETION, DATA_TEXT};
+	const char *keys[] = {"\"rejected\"", "\"messages\"", "\"instruction\"", "\"prompt\"",
+			      "\"text\""};
+	const int fmts[] = {DATA_PREFERENCE, DATA_CHAT, DATA_INSTRUCTION, DATA_COMPLETION,
+			    DATA_TEXT};
 	char *nl = strchr(buf, '\n');
 	if (nl)
 		*nl = 0;
@@ -72,8 +109,8 @@ static int sniff_format(const char *path, struct diag *d)
 	free(buf);
 	if (f < 0) {
 		diag_set(d, FT_EINVAL, path, 1, 0,
-			 "cannot tell the data format from the first line (no messages, instruction, prompt or text key)");
-		diag_hint(d, "pass --format text|completion|instruction|chat");
+			 "cannot tell the data format from the first line (no rejected, messages, instruction, prompt or text key)");
+		diag_hint(d, "pass --format text|completion|instruction|chat|preference");
 	}
 	return f;
 }
@@ -128,6 +165,9 @@ int engine_eval(struct engine_eval_info *out, const struct engine_eval_opts *o,
 	    (rc = tokenizer_from_model_file(&tok, mf, d)))
 		goto done;
 	if ((rc = data_prepare(&prep, &cd, 0, tok, d)) != 0)
+		goto done;
+	if (eval_wants_choices(&s) &&
+	    (rc = data_prepare_choices(&prep, tok, o->choices, o->n_choices, NULL, 0, d)) != 0)
 		goto done;
 	if (o->warning) {
 		char *warn = data_prepared_warnings(&prep);

@@ -1,6 +1,7 @@
 /* engine: the native engine as the command line uses it outside a run: generation,
  * evaluation of one data file, tokenization, export of a finished run's weights, the
- * speed benchmark and the self-test. The one engine header cli/ includes; runs go through backend.h.
+ * speed benchmark, the self-test and synthetic models. The one engine header cli/
+ * includes; runs go through backend.h.
  * Each call loads what it needs and frees it before returning. Not thread-safe (OpenMP
  * thread counts are process-wide). */
 #ifndef FTLAB_ENGINE_H
@@ -11,8 +12,23 @@
 #include <stdint.h>
 
 #include "common/diag.h"
+#include "schema/config.h"
 
 struct run_sink;
+
+/* ---- check ---- */
+
+struct config;
+/* What `ftlab check` (and `ftlab run` before it claims anything) can tell about cfg from
+ * its model's header alone (model_file_probe, no weights read): the model file is
+ * readable, and the method's names and layers fit the architecture (model_check_method:
+ * every LoRA target names a linear module, every freeze name a parameter, the layer range
+ * lies inside the model). An exec backend's model is the trainer's business: nothing is
+ * checked. FT_EINVAL with d set; *out_field ("method.targets", "method.trainable",
+ * "method.layers" or "model.base") and *out_index (the offending list item, or -1) say
+ * which value to point at. */
+int engine_check_config(const struct config *cfg, const char **out_field, int *out_index,
+			struct diag *d) FT_WUR;
 
 /* ---- generate ---- */
 
@@ -44,6 +60,8 @@ struct engine_eval_opts {
 	const char *const *metrics;       /* metric names, in the user's order */
 	size_t n_metrics;
 	const char *template_name, *system;
+	const char *const *choices;       /* label set for the choice metrics (eval.choices) */
+	size_t n_choices;
 	const char *predictions_path;     /* every prediction as JSON Lines, or NULL */
 	int64_t limit, max_length, max_new_tokens, batch, bootstrap, seed, samples;
 	/* Progress of the phases ("loss", "generate"): done of total. May be NULL. */
@@ -112,14 +130,21 @@ enum engine_bench_method {
 
 struct engine_bench_opts {
 	const char *model_path;
+	enum backend_type backend;        /* BACKEND_AUTO, BACKEND_CPU or BACKEND_CUDA */
 	bool generate;                    /* decode benchmark; false = training steps */
 	enum engine_bench_method method;  /* training: LoRA r8 on q,v; on every linear; full */
 	bool bf16;                        /* training matmuls in bf16 */
-	int batch, seq, steps;            /* training shape and steps */
+	int batch, seq, steps;            /* training shape and steps (0: 3 on the CPU, 10 on
+					   * CUDA); generate: batch = prompts of the batched run */
+	/* training: OBJECTIVE_SFT, or a preference step of `batch` pairs (2 batch rows; dpo
+	 * with LoRA adds the reference pass with the adapter off) */
+	enum train_objective objective;
 	int new_tokens, prompt_len;       /* generation */
 	bool tokenize;                    /* tokenizer speed on text_path instead */
 	const char *text_path;
 	int threads;                      /* 0 = all cores */
+	bool weights_f32;                 /* every weight dequantized to fp32 at load */
+	bool json;                        /* one JSON object on stdout, the report on stderr */
 	/* training: the LM head over every position at once (the (B*T, V) logits kept) instead
 	 * of in chunks at positions with a target; targets > 0: only the last `targets`
 	 * positions of each row carry a target (instruction data), 0 = every position */
@@ -127,8 +152,23 @@ struct engine_bench_opts {
 	int targets;
 };
 
-/* Runs the benchmark and prints its report to stdout. */
+/* Runs the benchmark and prints its report to stdout (with json: the JSON object; the
+ * report goes to stderr). "cuda" without a usable device is FT_EUNSUPP with the probe's
+ * reason in d; a failed CUDA call ends it with the call's message. */
 int engine_bench(const struct engine_bench_opts *o, struct diag *d) FT_WUR;
+
+/* ---- synth-model ---- */
+
+/* Writes out_dir (a Hugging Face directory: config.json, model.safetensors in fp32, the
+ * tokenizer files) with random weights in the shape of a config.json (config: the file or
+ * its directory; llama, qwen2 or gpt2), the tokenizer from `tokenizer` (a tokenizer.json
+ * or its directory; NULL: beside the config), seed and std (<= 0: the config's
+ * initializer_range, else 0.02). Its vocabulary must fit vocab_size (FT_EINVAL). The same
+ * inputs give the same bytes on every machine; *out_sha256 is model.safetensors' digest
+ * and *out_summary (caller frees) one line describing the model. */
+int engine_synth_model(char **out_summary, char out_sha256[65], const char *config,
+		       const char *tokenizer, uint64_t seed, double std, const char *out_dir,
+		       struct diag *d) FT_WUR;
 
 /* The self-test of a backend (want: "cpu", "cuda" or NULL = CUDA when a device is
  * present), printing one line per check to stdout; *ok false when a check missed its

@@ -153,7 +153,8 @@ int engine_export(char **out_target, const char *run_dir, const char *format,
 		target = ft_strdup(out_dir);
 		goto done;
 	}
-	if ((rc = model_file_load(&mf, base, d)) != 0)
+	/* merges and the writers work on fp32 copies of every tensor */
+	if ((rc = model_file_load(&mf, base, d)) != 0 || (rc = model_file_dequantize(mf, d)) != 0)
 		goto done;
 	const struct model_hparams *hp = &mf->hp;
 	if (strcmp(format, "gguf-adapter") == 0) {

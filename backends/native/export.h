@@ -8,7 +8,8 @@
 
 /* merged_write_hf, then for a GGUF base tokenizer.json, tokenizer_config.json (chat
  * template, model_max_length = the trained context) and special_tokens_map.json built
- * from its tokenizer metadata (tokenizer_write_hf). */
+ * from its tokenizer metadata (tokenizer_write_hf). The tensors need their fp32 copies
+ * (model_file_dequantize first). */
 int export_merged_hf(const char *dir, const struct model_file *mf, struct diag *d) FT_WUR;
 
 #endif

@@ -19,6 +19,7 @@
 #include "backends/native/native_engine.h"
 #include "backends/native/ops/ops.h"
 #include "backends/native/peft/adapter.h"
+#include "backends/native/train/preference.h"
 #include "backends/native/train/trainer.h"
 #include "common/hash.h"
 #include "common/util.h"
@@ -29,6 +30,7 @@
 
 struct loader_src {
 	struct loader *ld;
+	const double *ref; /* (2n) reference log-probabilities of the training pairs, or NULL */
 };
 
 static int src_next(void *ud, int32_t *tok, int32_t *tgt, int max_rows, int *out_rows,
@@ -46,6 +48,33 @@ static int src_next(void *ud, int32_t *tok, int32_t *tgt, int max_rows, int *out
 	memcpy(tok, b.tokens, (size_t)rows * (size_t)b.T * sizeof(int32_t));
 	memcpy(tgt, b.targets, (size_t)rows * (size_t)b.T * sizeof(int32_t));
 	*out_rows = rows;
+	*out_T = b.T;
+	return 0;
+}
+
+static int src_next_pairs(void *ud, int32_t *tok, int32_t *tgt, uint8_t *comp, double *ref,
+			  int max_pairs, int *out_pairs, int *out_T, bool *out_have_ref,
+			  struct diag *d)
+{
+	struct loader_src *s = ud;
+	struct batch b;
+	int rc = loader_next(s->ld, &b);
+	if (rc)
+		return diag_set(d, rc, "", 0, 0, "the training data loader failed");
+	int P = b.examples;
+	if (P < 1 || P > max_pairs || b.T > *out_T)
+		return diag_set(d, FT_EINTERNAL, "", 0, 0, "batch of %d pairs x %d exceeds %d x %d", P,
+				b.T, max_pairs, *out_T);
+	size_t n = (size_t)2 * (size_t)P * (size_t)b.T;
+	memcpy(tok, b.tokens, n * sizeof(int32_t));
+	memcpy(tgt, b.targets, n * sizeof(int32_t));
+	memcpy(comp, b.comp, n);
+	*out_have_ref = s->ref != NULL;
+	for (int q = 0; s->ref && q < P; q++) {
+		ref[q] = s->ref[2 * b.idx[q]];
+		ref[P + q] = s->ref[2 * b.idx[q] + 1];
+	}
+	*out_pairs = P;
 	*out_T = b.T;
 	return 0;
 }
@@ -74,30 +103,45 @@ static int src_restore(void *ud, const unsigned char *p, size_t n, struct diag *
 	return loader_set_cursor(s->ld, &c, d);
 }
 
-/* ---- validation loss for eval_every and early stopping ---- */
+/* ---- validation for eval_every and early stopping ---- */
 
 struct val_ctx {
 	const struct tokenizer *tok;
 	const struct tok_set *set;
 	struct eval_settings es;
+	const char *metric; /* the metric early stopping watches ("loss" without it) */
+	/* preference objectives: the mean preference loss of the validation pairs */
+	const struct pref_params *pref;
+	const double *ref;
+	int max_pairs, T;
+	int32_t pad;
+	bool nll_all;
 };
 
-static int val_loss(void *ud, struct model *m, double *out, struct diag *d)
+static int val_evaluate(void *ud, struct model *m, double *out_loss, double *out_metric,
+			struct diag *d)
 {
 	struct val_ctx *v = ud;
+	if (v->pref) {
+		struct pref_stats st;
+		int rc = pref_evaluate(&st, m, v->set, v->ref, v->pref, v->max_pairs, v->T, v->pad,
+				       v->nll_all, d);
+		model_set_training(m, true);
+		/* early stopping on preference data watches the validation loss (check refuses
+		 * other metrics): the mean preference loss of the pairs */
+		*out_loss = *out_metric = pref_stats_loss(&st, v->pref);
+		return rc;
+	}
 	struct eval_result r;
 	int rc = eval_split(&r, m, v->tok, v->set, &v->es, d);
 	model_set_training(m, true);
 	if (rc)
 		return rc;
-	double sum = 0, n = 0;
-	for (size_t i = 0; i < r.n; i++) {
-		sum += r.tf_rows[3 * i];
-		n += r.tf_rows[3 * i + 1];
-	}
+	rc = eval_value(out_loss, &r, &v->es, "loss", d);
+	if (!rc)
+		rc = eval_value(out_metric, &r, &v->es, v->metric, d);
 	eval_result_free(&r);
-	*out = n > 0 ? sum / n : 0.0;
-	return 0;
+	return rc;
 }
 
 /* ---- helpers ---- */
@@ -119,8 +163,8 @@ static const char *method_name(enum method_type t)
 	return schema_enum_name("method.type", (int)t);
 }
 
-static void fill_model_opts(struct model_opts *o, const struct config *cfg, int max_batch,
-			    int max_seq, enum method_type method, const struct ops *ops)
+void native_model_opts(struct model_opts *o, const struct config *cfg, int max_batch,
+		       int max_seq, enum method_type method, const struct ops *ops)
 {
 	memset(o, 0, sizeof(*o));
 	const struct config_method *cm = &cfg->method;
@@ -141,6 +185,7 @@ static void fill_model_opts(struct model_opts *o, const struct config *cfg, int 
 	o->layers_first = cm->layers_first;
 	o->layers_last = cm->layers_last;
 	o->precision = cfg->train.precision;
+	o->quantize = cfg->model.quantize;
 	o->max_batch = max_batch;
 	o->max_seq = max_seq;
 	o->seed = cfg->seed;
@@ -157,6 +202,104 @@ static void data_hash(char out[65], const struct data_prepared *p)
 	for (int i = 0; i < 3; i++)
 		sha256_update(&s, ds[i] ? ds[i]->file_hash : "-", ds[i] ? 64 : 1);
 	sha256_final_hex(&s, out);
+}
+
+/* ---- DPO's reference for full and freeze: log-probabilities computed once ---- */
+
+#define REF_FILE "reference_logps.json"
+
+/* Reads run_dir/reference_logps.json when it was made for this config and data and has
+ * the expected counts; *ok false otherwise (the caller recomputes). */
+static int ref_load(bool *ok, double *train, size_t n_train, double *val, size_t n_val,
+		    const char *path, const char *config_hash, const char *data_hash)
+{
+	*ok = false;
+	json_error_t err;
+	json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+	if (!j)
+		return 0;
+	const char *ch = json_string_value(json_object_get(j, "config_hash"));
+	const char *dh = json_string_value(json_object_get(j, "data_hash"));
+	json_t *jt = json_object_get(j, "train"), *jv = json_object_get(j, "validation");
+	bool good = ch && dh && strcmp(ch, config_hash) == 0 && strcmp(dh, data_hash) == 0 &&
+		    json_is_array(jt) && json_array_size(jt) == 2 * n_train &&
+		    (!val || (json_is_array(jv) && json_array_size(jv) == 2 * n_val));
+	for (size_t i = 0; good && i < 2 * n_train; i++) {
+		json_t *x = json_array_get(jt, i);
+		good = json_is_number(x);
+		train[i] = json_number_value(x);
+	}
+	for (size_t i = 0; good && val && i < 2 * n_val; i++) {
+		json_t *x = json_array_get(jv, i);
+		good = json_is_number(x);
+		val[i] = json_number_value(x);
+	}
+	json_decref(j);
+	*ok = good;
+	return 0;
+}
+
+static int ref_save(const char *path, const double *train, size_t n_train, const double *val,
+		    size_t n_val, const char *config_hash, const char *data_hash, struct diag *d)
+{
+	json_t *j = json_pack("{s:i,s:s,s:s,s:o,s:o}", "version", 1, "config_hash", config_hash,
+			      "data_hash", data_hash, "train", json_array(), "validation",
+			      json_array());
+	int rc = j ? 0 : FT_ENOMEM;
+	json_t *jt = j ? json_object_get(j, "train") : NULL;
+	json_t *jv = j ? json_object_get(j, "validation") : NULL;
+	for (size_t i = 0; !rc && i < 2 * n_train; i++)
+		rc = json_array_append_new(jt, json_real(train[i])) ? FT_ENOMEM : 0;
+	for (size_t i = 0; !rc && val && i < 2 * n_val; i++)
+		rc = json_array_append_new(jv, json_real(val[i])) ? FT_ENOMEM : 0;
+	char *text = rc ? NULL : json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(17));
+	json_decref(j);
+	if (!text)
+		return diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory writing %s", path);
+	rc = file_write_atomic(path, text, strlen(text), d);
+	free(text);
+	return rc;
+}
+
+/* The reference log-probabilities of the training and validation pairs under the model
+ * before any update: loaded from the run directory when a resumed run saved them (the
+ * weights have moved since), else computed and saved there. */
+static int reference_logps(double **out_train, double **out_val, const struct run_ctx *ctx,
+			   struct model *m, const struct data_prepared *prep, int max_pairs, int T,
+			   int32_t pad, const char *data_hash, struct diag *d)
+{
+	const struct tok_set *tr = prep->train, *va = prep->validation;
+	size_t nt = tr->n, nv = va && va->pair ? va->n : 0;
+	double *rt = malloc((2 * nt + 1) * sizeof *rt), *rv = nv ? malloc(2 * nv * sizeof *rv) : NULL;
+	char *path = path_join(ctx->run_dir, REF_FILE);
+	int rc = 0;
+	bool ok = false;
+	if (!rt || (nv && !rv) || !path) {
+		rc = diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
+		goto done;
+	}
+	if (ctx->resume && (rc = ref_load(&ok, rt, nt, rv, nv, path, ctx->cfg->config_hash,
+					  data_hash)) != 0)
+		goto done;
+	if (ok) {
+		event(ctx, "info", "reference",
+		      "reference log-probabilities loaded from " REF_FILE " (made before step 1)");
+	} else {
+		if ((rc = pref_set_logps(rt, m, tr, max_pairs, T, pad, d)) != 0 ||
+		    (nv && (rc = pref_set_logps(rv, m, va, max_pairs, T, pad, d)) != 0) ||
+		    (rc = ref_save(path, rt, nt, rv, nv, ctx->cfg->config_hash, data_hash, d)) != 0)
+			goto done;
+		artifact(ctx, "reference", REF_FILE);
+	}
+	model_set_training(m, true);
+	*out_train = rt;
+	*out_val = rv;
+	rt = rv = NULL;
+done:
+	free(rt);
+	free(rv);
+	free(path);
+	return rc;
 }
 
 /* The LoRA/DoRA/IA3 adapter in PEFT layout under run_dir/adapter/ (the weights copied to the
@@ -271,7 +414,7 @@ static int evaluate_all(const struct run_ctx *ctx, const struct model_file *mf, 
 	}
 	if (want_base) {
 		struct model_opts o;
-		fill_model_opts(&o, cfg, max_batch, T, METHOD_NONE, ops);
+		native_model_opts(&o, cfg, max_batch, T, METHOD_NONE, ops);
 		if ((rc = model_create(&base, mf, &o, d)) != 0)
 			goto done;
 	}
@@ -339,6 +482,7 @@ int native_engine_run(const struct run_ctx *ctx, const struct ops *ops,
 	struct model *m = NULL;
 	struct loader *ld = NULL;
 	char *ckpt = NULL;
+	double *ref_train = NULL, *ref_val = NULL;
 	int rc = 0;
 	omp_set_num_threads(ctx->threads > 0 ? ctx->threads : 1);
 	if ((rc = model_file_load(&mf, cfg->model.base, d)) != 0)
@@ -348,14 +492,40 @@ int native_engine_run(const struct run_ctx *ctx, const struct ops *ops,
 	if ((rc = data_prepare(&prep, &cfg->data, cfg->model.context, tok, d)) != 0)
 		goto done;
 	prep_ok = true;
+	{
+		struct eval_settings es;
+		if ((rc = eval_settings_metrics(&es, (const char *const *)cfg->eval.metrics.items,
+						cfg->eval.metrics.n, d)) != 0)
+			goto done;
+		if (eval_wants_choices(&es) &&
+		    (rc = data_prepare_choices(&prep, tok, (const char *const *)cfg->eval.choices.items,
+					       cfg->eval.choices.n,
+					       (const char *const *)cfg->eval.splits.items,
+					       cfg->eval.splits.n, d)) != 0)
+			goto done;
+	}
 	char *warn = data_prepared_warnings(&prep);
 	if (warn && warn[0])
 		event(ctx, "warning", "data", warn);
 	free(warn);
 	const int T = prep.max_length > 0 ? prep.max_length : cfg->model.context;
 	const int Btrain = cfg->train.batch_size > 0 ? cfg->train.batch_size : 1;
-	const int max_batch = Btrain > 8 ? Btrain : 8;
+	struct pref_params pp;
+	pref_params_from_config(&pp, &cfg->train);
+	const bool pref = cfg->train.objective != OBJECTIVE_SFT;
+	/* a preference micro-batch is batch_size pairs: twice as many rows */
+	const int rows = pref ? 2 * Btrain : Btrain;
+	const int max_batch = rows > 8 ? rows : 8;
+	const int max_pairs = max_batch / 2;
+	const int32_t pad = tokenizer_pad(tok) >= 0 ? tokenizer_pad(tok)
+			    : tokenizer_eos(tok) >= 0 ? tokenizer_eos(tok) : 0;
 	bool train = cfg->method.type != METHOD_NONE && prep.train && prep.train->n > 0;
+	if (pref && train && !prep.train->pair) {
+		rc = diag_set(d, FT_EINVAL, cfg->source_path, 0, 0,
+			      "train.objective %s needs preference data",
+			      schema_enum_name("train.objective", (int)cfg->train.objective));
+		goto done;
+	}
 	if (cfg->method.type != METHOD_NONE && !train) {
 		rc = diag_set(d, FT_EINVAL, cfg->source_path, 0, 0,
 			      "method %s needs training data (data.train)",
@@ -363,15 +533,26 @@ int native_engine_run(const struct run_ctx *ctx, const struct ops *ops,
 		goto done;
 	}
 	struct model_opts o;
-	fill_model_opts(&o, cfg, max_batch, T, train ? cfg->method.type : METHOD_NONE, ops);
+	native_model_opts(&o, cfg, max_batch, T, train ? cfg->method.type : METHOD_NONE, ops);
 	if ((rc = model_create(&m, mf, &o, d)) != 0)
 		goto done;
+	{
+		/* What the plan allocated: train.grad_checkpointing shows here (activations of
+		 * each layer's input only). */
+		struct model_memory mm = model_memory(m);
+		char msg[192];
+		snprintf(msg, sizeof(msg),
+			 "memory: parameters %zu bytes, gradients %zu, activations %zu (batch %d x "
+			 "%d tokens%s)", mm.params, mm.grads, mm.acts, max_batch, T,
+			 cfg->train.grad_checkpointing ? ", gradient checkpointing" : "");
+		event(ctx, "info", "memory", msg);
+	}
 	if (train) {
+		bool nll_all = cfg->train.objective == OBJECTIVE_ORPO && cfg->data.train_on_inputs;
 		struct loader_opts lo = {.batch_size = Btrain, .seq_len = T,
-					 .packing = cfg->data.packing, .shuffle = true,
-					 .fixed_len = false, .seed = cfg->seed,
-					 .pad_id = tokenizer_pad(tok) >= 0 ? tokenizer_pad(tok)
-					 : tokenizer_eos(tok) >= 0 ? tokenizer_eos(tok) : 0};
+					 .packing = cfg->data.packing, .pairs = pref,
+					 .nll_all = nll_all, .shuffle = true,
+					 .fixed_len = false, .seed = cfg->seed, .pad_id = pad};
 		if ((rc = loader_create(&ld, prep.train, &lo, d)) != 0)
 			goto done;
 		int64_t total = cfg->train.steps;
@@ -380,29 +561,50 @@ int native_engine_run(const struct run_ctx *ctx, const struct ops *ops,
 			int64_t per = ((int64_t)loader_batches_per_epoch(ld) + A - 1) / A;
 			total = (int64_t)(cfg->train.epochs > 0 ? cfg->train.epochs : 1) * (per > 0 ? per : 1);
 		}
-		struct loader_src ls = {.ld = ld};
-		struct batch_source src = {.ud = &ls, .T = T, .next = src_next, .save = src_save,
-					   .restore = src_restore};
-		struct val_ctx vc = {.tok = tok, .set = prep.validation};
-		struct validator val = {.ud = &vc, .loss = val_loss};
-		bool have_val = prep.validation && prep.validation->n > 0;
-		if (have_val) {
-			const char *loss_only[] = {"loss"};
-			if ((rc = eval_settings_metrics(&vc.es, loss_only, 1, d)) != 0)
-				goto done;
-			vc.es.batch_size = max_batch;
-			vc.es.seq_len = T;
-			vc.es.samples = 0;
-			vc.es.stop_flag = ctx->stop;
-		}
-		if (cfg->train.early_stopping.enabled && cfg->train.early_stopping.metric &&
-		    strcmp(cfg->train.early_stopping.metric, "validation.loss") != 0 &&
-		    strcmp(cfg->train.early_stopping.metric, "validation.perplexity") != 0)
-			event(ctx, "warning", "early_stop",
-			      "early stopping during training watches validation.loss (lower is "
-			      "better); other metrics are evaluated only at the end");
 		char dh[65];
 		data_hash(dh, &prep);
+		/* DPO's reference: the adapter methods (LoRA, DoRA, IA3, prefix) switch their
+		 * adapter off in every step; full and freeze change the weights themselves, so
+		 * their reference is computed now, once */
+		if (pref && pref_needs_reference(&pp) &&
+		    (cfg->method.type == METHOD_FULL || cfg->method.type == METHOD_FREEZE) &&
+		    (rc = reference_logps(&ref_train, &ref_val, ctx, m, &prep, max_pairs, T, pad, dh,
+					  d)) != 0)
+			goto done;
+		struct loader_src ls = {.ld = ld, .ref = ref_train};
+		struct batch_source src = {.ud = &ls, .T = T, .next = src_next, .save = src_save,
+					   .restore = src_restore,
+					   .next_pairs = pref ? src_next_pairs : NULL};
+		/* Validation every eval_every steps: the loss, and the metric early stopping
+		 * watches (generation settings from eval.generate when it is a text metric). */
+		const struct config_train *tc = &cfg->train;
+		const char *es_metric = tc->early_stopping.enabled && tc->early_stopping.metric &&
+						strchr(tc->early_stopping.metric, '.')
+					? strchr(tc->early_stopping.metric, '.') + 1
+					: "loss";
+		struct val_ctx vc = {.tok = tok, .set = prep.validation, .metric = es_metric,
+				     .pref = pref ? &pp : NULL, .ref = ref_val,
+				     .max_pairs = max_pairs, .T = T, .pad = pad, .nll_all = nll_all};
+		struct validator val = {.ud = &vc, .evaluate = val_evaluate};
+		bool have_val = prep.validation && prep.validation->n > 0;
+		if ((tc->eval_every > 0 || tc->early_stopping.enabled) && !have_val) {
+			rc = diag_set(d, FT_EINVAL, cfg->source_path, 0, 0,
+				      "train.eval_every%s evaluates the validation split, which has "
+				      "no examples", tc->early_stopping.enabled
+							     ? " (and train.early_stopping)" : "");
+			goto done;
+		}
+		if (have_val && !pref) {
+			if ((rc = eval_settings_from_config(&vc.es, &cfg->eval, cfg->seed, max_batch, T,
+							    d)) != 0)
+				goto done;
+			const char *names[] = {"loss", es_metric};
+			if ((rc = eval_settings_metrics(&vc.es, names, 2, d)) != 0)
+				goto done;
+			vc.es.samples = 0;
+			vc.es.bootstrap = 0;
+			vc.es.stop_flag = ctx->stop;
+		}
 		ckpt = path_join(ctx->run_dir, "checkpoint");
 		if (!ckpt) {
 			rc = diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
@@ -411,7 +613,8 @@ int native_engine_run(const struct run_ctx *ctx, const struct ops *ops,
 		struct trainer_opts to = {.train = &cfg->train, .total_steps = total,
 					  .ckpt_dir = ckpt, .resume = ctx->resume,
 					  .config_hash = cfg->config_hash, .data_hash = dh,
-					  .stop = ctx->stop, .sink = ctx->sink, .check = check};
+					  .stop = ctx->stop, .sink = ctx->sink, .check = check,
+					  .pref = pref ? &pp : NULL};
 		struct trainer_result res;
 		double t_train = time_monotonic(), c_train = time_process_cpu();
 		rc = trainer_run(&res, m, &src, have_val ? &val : NULL, &to, d);
@@ -437,6 +640,8 @@ int native_engine_run(const struct run_ctx *ctx, const struct ops *ops,
 	if (rc == FT_EINTR && d->code == 0)
 		diag_set(d, FT_EINTR, "", 0, 0, "interrupted during evaluation");
 done:
+	free(ref_train);
+	free(ref_val);
 	loader_free(ld);
 	model_free(m);
 	if (prep_ok)

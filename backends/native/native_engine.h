@@ -8,7 +8,15 @@
 #include "backends/backend.h"
 #include "common/diag.h"
 
+#include "schema/config.h"
+
 struct ops;
+struct model_opts;
+
+/* The model options of a run of cfg: method (METHOD_NONE for the base model of an
+ * evaluation), LoRA and freeze settings, precision, seed, and the activation plan. */
+void native_model_opts(struct model_opts *o, const struct config *cfg, int max_batch,
+		       int max_seq, enum method_type method, const struct ops *ops);
 
 /* check (may be NULL): the backend's deferred error check (ops_cuda_check), called once per
  * optimizer step and after each evaluation; non-zero ends the run with its message in d. */

@@ -32,6 +32,9 @@
 #define ops_cuda_impl_error emu_ops_cuda_impl_error
 #define ops_cuda_impl_set_tf32 emu_ops_cuda_impl_set_tf32
 #define ops_cuda_impl_mem emu_ops_cuda_impl_mem
+#define ops_cuda_impl_mem_peak emu_ops_cuda_impl_mem_peak
+#define ops_cuda_impl_peaks emu_ops_cuda_impl_peaks
+#define ops_cuda_impl_mem_reset_peak emu_ops_cuda_impl_mem_reset_peak
 
 struct dim3 {
 	unsigned x, y, z;

@@ -1,11 +1,28 @@
-/* emu_main: runs the CUDA backend's kernels under the CPU emulation (cuda_emu.hpp) against
- * the CPU backend: every op of the table on random inputs of awkward shapes (head_dim not
- * a multiple of 32, GQA, decode with pos0, masked and out-of-range targets, repeated
- * tokens), then the whole `ftlab selftest` comparison on tiny models, then (--train, or
- * with the selftest) a whole native-engine run (LoRA training with checkpoints, evaluation
- * with generation) on the emulated table behind ops_guard (tests/unit/ops_guard.h: the
- * host cannot touch its memory) against the same run on the CPU. Built and run by
- * tests/unit/test_cuda_emu.c; prints one line per check and "emu: passed" at the end. */
+/* emu_main: runs the CUDA backend's kernels against the CPU backend: every op of the
+ * table on random inputs of awkward shapes (head_dim not a multiple of 32, GQA, decode
+ * with pos0, masked and out-of-range targets, repeated tokens), then the whole `ftlab
+ * selftest` comparison on tiny models, then (--train, or with the selftest) a whole
+ * native-engine run (LoRA training with checkpoints, evaluation with generation) against
+ * the same run on the CPU. Two builds of this one file:
+ *   - the CPU emulation (cuda_emu.hpp), built and run by tests/unit/test_cuda_emu.c; the
+ *     engine run goes through ops_guard (tests/unit/ops_guard.h: the host cannot touch its
+ *     memory);
+ *   - FTLAB_KERNELS_ON_DEVICE: the real kernels on a GPU (`cuda_kernels` in the GPU bundle,
+ *     make gpu-bundle; scripts/gpu-check.sh runs it plainly and under compute-sanitizer);
+ *     the engine run uses the device table directly (its memory is the device's anyway).
+ * Prints one line per check and "emu: passed" (device: "kernels: passed") at the end. */
+#ifdef FTLAB_KERNELS_ON_DEVICE
+/* the real entry points of ops_cuda.cu (ops_cuda_internal.h) under the names used below */
+#define emu_ops_cuda_impl_table ops_cuda_impl_table
+#define emu_ops_cuda_impl_probe ops_cuda_impl_probe
+#define emu_ops_cuda_impl_error ops_cuda_impl_error
+#define emu_ops_cuda_impl_set_tf32 ops_cuda_impl_set_tf32
+#define RESULT_NAME "kernels"
+#define ON_WHAT "CUDA device"
+#else
+#define RESULT_NAME "emu"
+#define ON_WHAT "emulated CUDA"
+#endif
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -15,6 +32,7 @@
 #include <stdarg.h>
 
 #include "backends/backend.h"
+#include "backends/native/io/dequant.h"
 #include "backends/native/native_engine.h"
 #include "backends/native/ops/cuda/ops_cuda.h"
 #include "backends/native/ops/ops.h"
@@ -131,6 +149,97 @@ static void t_matmul(void)
 	G->free(gc);
 }
 
+/* n rows of k elements of type t: random quants and valid fp16 scales */
+static uint8_t *rnd_weight(uint32_t t, int n, int k, uint64_t seed)
+{
+	struct rng r;
+	rng_seed(&r, seed, 9);
+	size_t rb = ggml_row_bytes(t, (size_t)k), bytes = (size_t)n * rb, be = 1, bb = 1;
+	uint8_t *w = malloc(bytes);
+	for (size_t i = 0; i < bytes; i++)
+		w[i] = (uint8_t)rng_below(&r, 256);
+	ggml_type_block(t, &be, &bb);
+	for (size_t b = 0; b < bytes / bb; b++) {
+		uint8_t *p = w + b * bb;
+		uint16_t h = f32_to_fp16((2.0f * rng_uniform_f(&r) - 1.0f) * 0.05f);
+		size_t off = t == GGML_Q6_K ? 208 : 0;
+		if (t == GGML_BF16)
+			continue; /* any bf16 pattern but NaN/inf is a value; random is fine */
+		p[off] = (uint8_t)(h & 0xff);
+		p[off + 1] = (uint8_t)(h >> 8);
+		if (t == GGML_Q4_1 || t == GGML_Q5_1 || t == GGML_Q4_K || t == GGML_Q5_K) {
+			h = f32_to_fp16(rng_uniform_f(&r) * 0.03f);
+			p[2] = (uint8_t)(h & 0xff);
+			p[3] = (uint8_t)(h >> 8);
+		}
+	}
+	if (t == GGML_BF16) /* keep exponents sane: clear the top exponent bit */
+		for (size_t i = 1; i < bytes; i += 2)
+			w[i] &= 0xbf;
+	return w;
+}
+
+/* matmul_w for every storage type: registers (m <= 8) and panels, both orientations, fp32
+ * and bf16 operands, against the CPU backend's matmul_w on the same blocks; dequant_w and
+ * typed embedding rows exactly */
+static void t_matmul_w(void)
+{
+	static const uint32_t types[] = {GGML_Q4_0, GGML_Q4_1, GGML_Q5_0, GGML_Q5_1, GGML_Q8_0,
+					 GGML_Q4_K, GGML_Q5_K, GGML_Q6_K, GGML_F16,  GGML_BF16};
+	static const int ms[] = {1, 3, 8, 13};
+	for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+		uint32_t t = types[ti];
+		size_t be = 1, bb = 1;
+		ggml_type_block(t, &be, &bb);
+		int n = 37, k = be == 1 ? 77 : (int)be * 2;
+		size_t wb = (size_t)n * ggml_row_bytes(t, (size_t)k);
+		uint8_t *w = rnd_weight(t, n, k, 300 + ti);
+		struct ops_w cw = {.data = w, .type = t, .n = n, .k = k};
+		struct ops_w gw = {.data = dev(w, wb), .type = t, .n = n, .k = k};
+		for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++)
+			for (unsigned fl = 0; fl < 2; fl++)
+				for (int bf = 0; bf <= (ms[mi] == 13); bf++) {
+					int m = ms[mi], cols = fl ? n : k, inner = fl ? k : n;
+					unsigned flags = (fl ? OPS_TB : 0u) | (bf ? OPS_BF16 : 0u);
+					float beta = mi % 2 ? 1.0f : 0.0f;
+					float *a = rnd((size_t)m * inner, 40 + mi, 1);
+					float *c = rnd((size_t)m * cols, 41 + mi, 1);
+					float *ga = dev(a, (size_t)m * inner * 4);
+					float *gc = dev(c, (size_t)m * cols * 4);
+					C->matmul_w(c, a, &cw, m, flags, 0.5f, beta);
+					G->matmul_w(gc, ga, &gw, m, flags, 0.5f, beta);
+					char what[96];
+					snprintf(what, sizeof what, "matmul_w %s m %d %s%s beta %d",
+						 ggml_type_name(t), m, fl ? "W^T" : "W", bf ? " bf16" : "",
+						 (int)beta);
+					cmp(what, gc, c, (size_t)m * cols, 1e-5);
+					free(a), free(c);
+					G->free(ga), G->free(gc);
+				}
+		/* a typed embedding table: the rows' values exactly */
+		int32_t tok[5] = {3, 0, 36, 3, 11};
+		float *out = malloc((size_t)5 * k * 4);
+		int32_t *gtok = dev(tok, sizeof tok);
+		float *go = G->alloc((size_t)5 * k * 4);
+		C->embedding_forward(out, tok, NULL, &cw, NULL, 5, 5, k);
+		G->embedding_forward(go, gtok, NULL, &gw, NULL, 5, 5, k);
+		char what[64];
+		snprintf(what, sizeof what, "embedding_forward %s", ggml_type_name(t));
+		cmp(what, go, out, (size_t)5 * k, 0);
+		/* the whole weight as fp32 (DoRA's and IA3's products with W): exactly */
+		float *dq = malloc((size_t)n * k * 4), *gdq = G->alloc((size_t)n * k * 4);
+		C->dequant_w(dq, &cw);
+		G->dequant_w(gdq, &gw);
+		snprintf(what, sizeof what, "dequant_w %s", ggml_type_name(t));
+		cmp(what, gdq, dq, (size_t)n * k, 0);
+		free(dq);
+		G->free(gdq);
+		free(out);
+		free(w);
+		G->free(gtok), G->free(go), G->free((void *)gw.data);
+	}
+}
+
 static void t_elementwise(void)
 {
 	enum { R = 13, K = 70, N = R * K };
@@ -223,6 +332,19 @@ static void t_elementwise(void)
 	cmp("adamw p", gp, ref, N, 1e-7);
 	cmp("adamw m", gm, m, N, 1e-7);
 	cmp("adamw v", gv, v, N, 1e-7);
+	/* SGD: first step (the buffer set) and a later one with momentum, dampening and
+	 * decay, then Nesterov; without momentum the buffer is left alone. */
+	for (int k = 0; k < 4; k++) {
+		struct ops_sgd_hp sh = ops_sgd_prepare(0.05, k == 3 ? 0.0 : 0.9, k == 1 ? 0.2 : 0.0,
+						       k < 2 ? 0.01 : 0.0, k == 2, k == 0);
+		C->sgd(ref, a, m, N, &sh);
+		G->sgd(gp, ga, gm, N, &sh);
+		char what[32];
+		snprintf(what, sizeof what, "sgd p (case %d)", k);
+		cmp(what, gp, ref, N, 1e-7);
+		snprintf(what, sizeof what, "sgd buf (case %d)", k);
+		cmp(what, gm, m, N, 1e-7);
+	}
 	free(a), free(b), free(bias), free(ref), free(db), free(out), free(d2), free(mask),
 		free(hm), free(m), free(v);
 }
@@ -426,9 +548,11 @@ static void t_embedding_ce(void)
 	float *gwte = dev(wte, (size_t)V * Cc * 4), *gwpe = dev(wpe, (size_t)P * Cc * 4);
 	float *go = G->alloc((size_t)N * Cc * 4), *gdo = dev(dout, (size_t)N * Cc * 4);
 	float *gdwte = dev(dwte, (size_t)V * Cc * 4), *gdwpe = dev(dwpe, (size_t)P * Cc * 4);
+	struct ops_w cw = {.data = wte, .type = GGML_F32, .n = V, .k = Cc};
+	struct ops_w gw = {.data = gwte, .type = GGML_F32, .n = V, .k = Cc};
 	for (int usepos = 0; usepos <= 1; usepos++) {
-		C->embedding_forward(out, tok, usepos ? pos : NULL, wte, wpe, N, T, Cc);
-		G->embedding_forward(go, gtok, usepos ? gpos : NULL, gwte, gwpe, N, T, Cc);
+		C->embedding_forward(out, tok, usepos ? pos : NULL, &cw, wpe, N, T, Cc);
+		G->embedding_forward(go, gtok, usepos ? gpos : NULL, &gw, gwpe, N, T, Cc);
 		cmp(usepos ? "embedding_forward (pos)" : "embedding_forward (r % t)", go, out,
 		    (size_t)N * Cc, 0);
 		C->embedding_backward(dwte, dwpe, dout, tok, usepos ? pos : NULL, N, T, Cc);
@@ -456,9 +580,18 @@ static void t_embedding_ce(void)
 	G->free(gam);
 	cmp("crossentropy losses", gloss, loss, R, 1e-6);
 	cmp("crossentropy lse", glse, lse, R, 1e-6);
-	C->crossentropy_backward(lg, lse, tg, R, VV, 0.25f);
-	G->crossentropy_backward(glg, glse, gtg, R, VV, 0.25f);
+	float *lg2 = malloc((size_t)R * VV * 4);
+	memcpy(lg2, lg, (size_t)R * VV * 4);
+	float *glg2 = dev(lg, (size_t)R * VV * 4);
+	C->crossentropy_backward(lg, lse, tg, R, VV, 0.25f, NULL);
+	G->crossentropy_backward(glg, glse, gtg, R, VV, 0.25f, NULL);
 	cmp("crossentropy_backward", glg, lg, (size_t)R * VV, 1e-6);
+	float rs[R] = {2.0f, 1.0f, -0.5f, 3.0f, 0.25f, -4.0f};
+	float *grs = dev(rs, sizeof rs);
+	C->crossentropy_backward(lg2, lse, tg, R, VV, 0.25f, rs);
+	G->crossentropy_backward(glg2, glse, gtg, R, VV, 0.25f, grs);
+	cmp("crossentropy_backward (row weights)", glg2, lg2, (size_t)R * VV, 1e-6);
+	free(lg2);
 	free(wte), free(wpe), free(out), free(dout), free(dwte), free(dwpe), free(lg), free(loss),
 		free(lse);
 }
@@ -467,7 +600,7 @@ static int emu_check(struct diag *d)
 {
 	char msg[1024];
 	int k = emu_ops_cuda_impl_error(msg, sizeof msg);
-	return k ? diag_set(d, FT_EIO, NULL, 0, 0, "CUDA (emulated): %s", msg) : 0;
+	return k ? diag_set(d, FT_EIO, NULL, 0, 0, "CUDA (" ON_WHAT "): %s", msg) : 0;
 }
 
 /* ---- a whole run on the emulated table behind the guard ---- */
@@ -557,7 +690,11 @@ static int tr_run(const struct config *cfg, const char *dir, const char *sub,
 
 static void t_train(void)
 {
+#ifdef FTLAB_KERNELS_ON_DEVICE
+	printf("a native-engine run on the CUDA device vs the cpu:\n");
+#else
 	printf("a native-engine run on the emulated kernels behind ops_guard vs the cpu:\n");
+#endif
 	char dir[] = "/tmp/ftlab-emutrain-XXXXXX";
 	struct diag d;
 	diag_init(&d);
@@ -600,7 +737,11 @@ static void t_train(void)
 	static struct trec rc_cpu, rc_emu;
 	if (!rc)
 		rc = tr_run(experiment_config(e), dir, "cpu", C, NULL, &rc_cpu, &d);
+#ifdef FTLAB_KERNELS_ON_DEVICE
+	const struct ops *guard = G; /* device memory: the host cannot read it anyway */
+#else
 	const struct ops *guard = ops_guard(G);
+#endif
 	emu_ops_cuda_impl_set_tf32(false);
 	if (!rc)
 		rc = tr_run(experiment_config(e), dir, "emu", guard, emu_check, &rc_emu, &d);
@@ -609,7 +750,11 @@ static void t_train(void)
 		n_bad++;
 		goto done;
 	}
+#ifdef FTLAB_KERNELS_ON_DEVICE
+	struct ops_guard_stats gs = {0, 0, 0, 0, ""};
+#else
 	struct ops_guard_stats gs = ops_guard_stats();
+#endif
 	bool same = rc_cpu.n == rc_emu.n && rc_cpu.n > 10;
 	double worst = 0;
 	for (int i = 0; same && i < rc_cpu.n; i++) {
@@ -625,9 +770,14 @@ static void t_train(void)
 		}
 	}
 	bool ok = same && gs.violations == 0 && gs.live_allocs == 0;
+#ifdef FTLAB_KERNELS_ON_DEVICE
+	printf("  %-44s %d records, worst rel %.1e %s\n", "train + eval run (device)", rc_emu.n,
+	       worst, ok ? "ok" : "FAIL");
+#else
 	printf("  %-44s %d records, worst rel %.1e, %ld guarded calls, %ld violations %s\n",
 	       "train + eval run (guarded)", rc_emu.n, worst, gs.calls, gs.violations,
 	       ok ? "ok" : "FAIL");
+#endif
 	if (gs.violations)
 		printf("  first violation: %s\n", gs.first);
 	n_bad += !ok;
@@ -641,18 +791,20 @@ done:
 		printf("  could not remove %s\n", dir);
 }
 
-/* backend.device: the probe looks at the ordinal it is given (the emulator has one
- * device, 0), and reports a missing one by number. */
+/* backend.device: the probe looks at the ordinal it is given and reports a missing one by
+ * number (the emulator has one device; a real machine may have more). */
 static void t_device_select(void)
 {
 	struct ops_cuda_device dev;
-	char why[256] = "";
+	char why[256] = "", want[96];
 	int ok0 = emu_ops_cuda_impl_probe(&dev, 0, why, sizeof why) == 0 && dev.index == 0;
-	int bad1 = emu_ops_cuda_impl_probe(&dev, 1, why, sizeof why) != 0 &&
-		   strstr(why, "no CUDA device 1: 1 visible") != NULL;
+	int n = dev.count;
+	snprintf(want, sizeof want, "no CUDA device %d: %d visible", n, n);
+	int bad1 = emu_ops_cuda_impl_probe(&dev, n, why, sizeof why) != 0 &&
+		   strstr(why, want) != NULL;
 	printf("  %-28s %s\n", "device selection", ok0 && bad1 ? "ok" : "FAILED");
 	if (!(ok0 && bad1))
-		printf("  (device 0 %s; device 1: %s)\n", ok0 ? "ok" : "refused", why);
+		printf("  (device 0 %s; device %d: %s)\n", ok0 ? "ok" : "refused", n, why);
 	n_bad += !(ok0 && bad1);
 }
 
@@ -662,12 +814,15 @@ int main(int argc, char **argv)
 	t_device_select();
 	G = emu_ops_cuda_impl_table(0);
 	if (!G) {
-		fprintf(stderr, "emu: no table\n");
+		char msg[1024] = "";
+		(void)emu_ops_cuda_impl_error(msg, sizeof msg);
+		fprintf(stderr, RESULT_NAME ": no table: %s\n", msg);
 		return 1;
 	}
 	emu_ops_cuda_impl_set_tf32(false); /* op checks compare plain fp32 */
-	printf("ops, emulated CUDA kernels against the cpu backend:\n");
+	printf("ops, " ON_WHAT " kernels against the cpu backend:\n");
 	t_matmul();
+	t_matmul_w();
 	t_elementwise();
 	t_norms();
 	t_rope();
@@ -681,7 +836,11 @@ int main(int argc, char **argv)
 	t_train();
 	if (argc > 1 && strcmp(argv[1], "--train") == 0)
 		goto out;
+#ifdef FTLAB_KERNELS_ON_DEVICE
+	printf("selftest on the CUDA device (TF32 tensor cores):\n");
+#else
 	printf("selftest on the emulated kernels (TF32 emulated by rounding inputs):\n");
+#endif
 	emu_ops_cuda_impl_set_tf32(true);
 	struct selftest_target t = {G, emu_ops_cuda_impl_set_tf32, emu_check};
 	struct diag d;
@@ -693,6 +852,6 @@ int main(int argc, char **argv)
 	}
 	n_bad += !ok;
 out:
-	printf("emu: %s (%d failed)\n", n_bad ? "FAILED" : "passed", n_bad);
+	printf(RESULT_NAME ": %s (%d failed)\n", n_bad ? "FAILED" : "passed", n_bad);
 	return n_bad ? 1 : 0;
 }

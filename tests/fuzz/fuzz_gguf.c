@@ -1,5 +1,7 @@
-/* libFuzzer harness: arbitrary bytes as a GGUF image; when it loads, its tokenizer is built
- * and used. Must never crash, leak or read out of bounds. */
+/* libFuzzer harness: arbitrary bytes as a GGUF image, read by the header probe (what
+ * `ftlab check` reads) and by the full load; when it loads, its tokenizer is built and
+ * used, and the probe must have accepted it too. Must never crash, leak or read out of
+ * bounds. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +21,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	m->path = ft_strdup("fuzz.gguf");
 	struct diag d;
 	diag_init(&d);
+	struct model_file *p = calloc(1, sizeof *p);
+	int probed = p ? gguf_probe_buffer(p, data, size, "fuzz.gguf", &d) : -1;
+	model_file_free(p);
+	diag_init(&d);
 	if (gguf_load_buffer(m, data, size, "fuzz.gguf", &d) == 0) {
+		if (probed != 0)
+			abort(); /* the probe refused a file the load accepts */
 		struct tokenizer *t;
 		if (tokenizer_from_model_file(&t, m, &d) == 0) {
 			static const char text[] = "<|im_start|>user\nHello 123 wörld 🙂<|im_end|>";

@@ -1,6 +1,7 @@
-/* libFuzzer harness for the JSONL dataset reader: every format, both on_bad_example
- * modes, then templating and tokenising with a byte-level tokenizer; nothing may crash,
- * leak or read out of bounds, and every error must carry a message. */
+/* libFuzzer harness for the JSONL dataset reader: every format (preference pairs and
+ * multiple-choice fields included), both on_bad_example modes, then templating and
+ * tokenising with a byte-level tokenizer and batching (pairs as chosen and rejected rows);
+ * nothing may crash, leak or read out of bounds, and every error must carry a message. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	/* The first byte picks the format, the bad-example mode and the template. */
 	enum data_format f = (enum data_format)(data[0] % 4);
+	if ((data[0] >> 6) & 1)
+		f = DATA_PREFERENCE;
 	enum on_bad_example bad = (data[0] >> 2) & 1 ? BAD_EXAMPLE_SKIP : BAD_EXAMPLE_ERROR;
 	enum template_kind tk = (enum template_kind)((data[0] >> 3) % 4);
 	struct dataset *ds = NULL;
@@ -50,7 +53,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct tok_set *set = NULL;
 	diag_init(&d);
 	if (data_tokenize(&set, ds, &ts, &tok, 64, false, &d) == 0) {
-		struct loader_opts o = {2, 32, (data[0] >> 5) & 1, true, false, 1, 0};
+		bool pairs = f == DATA_PREFERENCE;
+		struct loader_opts o = {2, 32, !pairs && ((data[0] >> 5) & 1), true, false, 1, 0,
+					pairs, (data[0] >> 7) & 1};
 		struct loader *l = NULL;
 		if (loader_create(&l, set, &o, &d) == 0) {
 			struct batch b;

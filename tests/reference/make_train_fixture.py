@@ -6,6 +6,11 @@ Run by hand with Debian's /usr/bin/python3 (torch, transformers 4.44, peft 0.12)
 writes tests/reference/fixtures/train_optim.json: five torch.optim.AdamW steps with
 torch.nn.utils.clip_grad_norm_ and transformers' cosine-with-min-lr schedule on a small
 parameter vector (fixed random gradients), plus transformers' schedule factors.
+    /work/refenv/bin/python tests/reference/make_train_fixture.py sgd
+(torch only) writes tests/reference/fixtures/train_sgd.json: a tiny two-layer MLP trained
+with torch.optim.SGD for eight steps in several settings (momentum, dampening, Nesterov,
+weight decay on the matrices only, gradient clipping), with each step's gradients and the
+weights after it.
 The C tests (tests/unit/test_optim.c) replay the same gradients and compare.
 """
 import json
@@ -75,10 +80,61 @@ def optim_fixture():
     print("wrote", os.path.join(FIX, "train_optim.json"))
 
 
+def sgd_fixture():
+    """torch.optim.SGD on a tiny model: Linear(4, 8) - tanh - Linear(8, 3), cross-entropy on
+    a fixed batch, eight steps per setting. Weight decay applies to the weight matrices
+    only (biases in a group without it), as ftlab's trainer does; gradients are clipped
+    to max_norm before each step like the trainer."""
+    settings = [
+        {"momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0},
+        {"momentum": 0.9, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0},
+        {"momentum": 0.9, "dampening": 0.25, "nesterov": False, "weight_decay": 0.01},
+        {"momentum": 0.8, "dampening": 0.0, "nesterov": True, "weight_decay": 0.05},
+        {"momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.1},
+    ]
+    lr, max_norm, steps = 0.3, 0.5, 8
+    out = {"made_by": "tests/reference/make_train_fixture.py sgd (torch %s)" % torch.__version__,
+           "lr": lr, "max_norm": max_norm, "runs": []}
+    for st in settings:
+        g = torch.Generator().manual_seed(99)
+        l1, l2 = torch.nn.Linear(4, 8), torch.nn.Linear(8, 3)
+        with torch.no_grad():
+            for p in (l1.weight, l1.bias, l2.weight, l2.bias):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+        x = torch.randn(6, 4, generator=g)
+        y = torch.tensor([0, 2, 1, 1, 0, 2])
+        params = [l1.weight, l1.bias, l2.weight, l2.bias]
+        init = [p.detach().flatten().tolist() for p in params]
+        opt = torch.optim.SGD([{"params": [l1.weight, l2.weight],
+                                "weight_decay": st["weight_decay"]},
+                               {"params": [l1.bias, l2.bias], "weight_decay": 0.0}],
+                              lr=lr, momentum=st["momentum"], dampening=st["dampening"],
+                              nesterov=st["nesterov"], foreach=False)
+        trace = []
+        for s in range(steps):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(l2(torch.tanh(l1(x))), y)
+            loss.backward()
+            grads = [p.grad.detach().flatten().tolist() for p in params]
+            norm = torch.nn.utils.clip_grad_norm_(params, max_norm).item()
+            opt.step()
+            trace.append({"loss": loss.item(), "grads": grads, "norm": norm,
+                          "params": [p.detach().flatten().tolist() for p in params]})
+        out["runs"].append(dict(st, init=init, shapes=[list(p.shape) for p in params],
+                                steps=trace))
+    os.makedirs(FIX, exist_ok=True)
+    with open(os.path.join(FIX, "train_sgd.json"), "w") as f:
+        json.dump(out, f, indent=1)
+        f.write("\n")
+    print("wrote", os.path.join(FIX, "train_sgd.json"))
+
+
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "optim"
     if what == "optim":
         optim_fixture()
+    elif what == "sgd":
+        sgd_fixture()
     elif what not in ("peft-tiny", "peft-smollm2", "peft-tiny-dora", "peft-tiny-ia3",
                       "peft-tiny-prefix"):
         sys.exit("unknown fixture: " + what)

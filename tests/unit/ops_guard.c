@@ -192,6 +192,24 @@ static void g_matmul(float *c, const float *a, const float *b, int m, int n, int
 	close_all();
 }
 
+/* the bytes of a weight in its storage type */
+static size_t wbytes(const struct ops_w *w)
+{
+	return (size_t)w->n * ggml_row_bytes(w->type, (size_t)w->k);
+}
+
+static void g_matmul_w(float *c, const float *a, const struct ops_w *w, int m, unsigned flags,
+		       float alpha, float beta)
+{
+	bool tb = (flags & OPS_TB) != 0;
+	DEV(c, F4((size_t)m * (size_t)(tb ? w->n : w->k)));
+	DEV(a, F4((size_t)m * (size_t)(tb ? w->k : w->n)));
+	dev(w->data, wbytes(w), __func__, "w->data");
+	open_all();
+	in->matmul_w(c, a, w, m, flags, alpha, beta);
+	close_all();
+}
+
 /* ---- element-wise ---- */
 
 static void g_add(float *out, const float *a, const float *b, size_t n)
@@ -447,12 +465,12 @@ static void g_gelu_backward(float *dx, const float *dout, const float *x, size_t
 /* ---- embedding, cross-entropy ---- */
 
 static void g_embedding_forward(float *out, const int32_t *tokens, const int *pos,
-				const float *wte, const float *wpe, int n, int t, int c)
+				const struct ops_w *wte, const float *wpe, int n, int t, int c)
 {
 	DEV(out, F4((size_t)n * c));
 	DEV(tokens, (size_t)n * sizeof(int32_t));
 	DEV(pos, (size_t)n * sizeof(int));
-	DEV(wte, F4(c));
+	dev(wte->data, wbytes(wte), __func__, "wte->data");
 	DEV(wpe, F4(c));
 	open_all();
 	in->embedding_forward(out, tokens, pos, wte, wpe, n, t, c);
@@ -487,13 +505,14 @@ static long g_crossentropy_forward(float *losses, float *lse, int32_t *argmax,
 }
 
 static void g_crossentropy_backward(float *logits, const float *lse, const int32_t *targets,
-				    int n, int v, float scale)
+				    int n, int v, float scale, const float *row_scale)
 {
 	DEV(logits, F4((size_t)n * v));
 	DEV(lse, F4(n));
 	DEV(targets, (size_t)n * sizeof(int32_t));
+	DEV(row_scale, F4(n));
 	open_all();
-	in->crossentropy_backward(logits, lse, targets, n, v, scale);
+	in->crossentropy_backward(logits, lse, targets, n, v, scale, row_scale);
 	close_all();
 }
 
@@ -535,6 +554,7 @@ const struct ops *ops_guard(const struct ops *inner)
 		.zero = g_zero,
 		.copy_rows = g_copy_rows,
 		.matmul = g_matmul,
+		.matmul_w = g_matmul_w,
 		.add = g_add,
 		.axpy = g_axpy,
 		.scale = g_scale,

@@ -182,10 +182,11 @@ static void record_run(struct store *s, int64_t inv, const char *exp, const char
 		.git_commit = commit, .git_dirty = true,
 	};
 	enum store_claim c;
-	assert_int_equal(store_run_claim(s, &c, inv, &sp, STORE_FLAG_FORCE, &d), 0);
+	char token[STORE_TOKEN_SIZE];
+	assert_int_equal(store_run_claim(s, &c, token, inv, &sp, STORE_FLAG_FORCE, &d), 0);
 	assert_int_equal(c, STORE_CLAIM_RUN);
 	struct store_writer *w = NULL;
-	assert_int_equal(store_writer_open(&w, s, id, 1.0, &d), 0);
+	assert_int_equal(store_writer_open(&w, s, id, token, 1.0, &d), 0);
 	struct example train[N_TRAIN], val[16], test[N_TEST];
 	make_data(train, N_TRAIN, 1);
 	make_data(val, 16, 2);
@@ -215,7 +216,7 @@ static void record_run(struct store *s, int64_t inv, const char *exp, const char
 	if (fail) {
 		assert_int_equal(store_writer_flush(w), 0);
 		store_writer_free(w);
-		assert_int_equal(store_run_end(s, id, inv, "failed", error, &d), 0);
+		assert_int_equal(store_run_end(s, id, token, inv, "failed", error, &d), 0);
 		return;
 	}
 	/* per-example squared error and "within 0.5" accuracy, base and tuned */
@@ -256,7 +257,7 @@ static void record_run(struct store *s, int64_t inv, const char *exp, const char
 	assert_int_equal(store_writer_flush(w), 0);
 	assert_null(store_writer_error(w));
 	store_writer_free(w);
-	assert_int_equal(store_run_end(s, id, inv, "finished", NULL, &d), 0);
+	assert_int_equal(store_run_end(s, id, token, inv, "finished", NULL, &d), 0);
 }
 
 /* One experiment: lr in {0.01, 0.05, 0.2} x seed {1, 2}, the last run failed. */

@@ -162,6 +162,7 @@ static int xmllint(const char *file)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
+/* keys: gates gates[].metric gates[].max gates[].vs gates[].min_delta */
 static void test_ci_pass(void **state)
 {
 	(void)state;
@@ -188,6 +189,7 @@ static void test_ci_pass(void **state)
 	free(md);
 }
 
+/* keys: gates gates[].min */
 static void test_ci_fail(void **state)
 {
 	(void)state;
@@ -216,6 +218,7 @@ static void test_ci_fail(void **state)
 	free(xml);
 }
 
+/* keys: gates[].vs gates[].max_regression */
 static void test_ci_baseline(void **state)
 {
 	(void)state;

@@ -135,8 +135,10 @@ static void test_claim_busy_and_not_reaped(void **state)
 	enum store_claim c;
 	struct store_run_spec sp = spec("slurm");
 	int64_t inv = invocation(s);
-	assert_int_equal(store_run_claim(s, &c, inv, &sp, 0, &d), 0);
+	char tok[STORE_TOKEN_SIZE];
+	assert_int_equal(store_run_claim(s, &c, tok, inv, &sp, 0, &d), 0);
 	assert_int_equal(c, STORE_CLAIM_RUN);
+	assert_string_equal(tok, ""); /* no process here holds a cluster run */
 	struct store_run *r = get(s);
 	assert_string_equal(r->status, "queued");
 	assert_string_equal(r->launcher, "slurm");
@@ -153,9 +155,9 @@ static void test_claim_busy_and_not_reaped(void **state)
 	/* another invocation, local or Slurm, --force or not: busy */
 	struct store_run_spec lo = spec(NULL);
 	int64_t inv2 = invocation(s);
-	assert_int_equal(store_run_claim(s, &c, inv2, &lo, STORE_FLAG_FORCE, &d), 0);
+	assert_int_equal(store_run_claim(s, &c, tok, inv2, &lo, STORE_FLAG_FORCE, &d), 0);
 	assert_int_equal(c, STORE_CLAIM_BUSY);
-	assert_int_equal(store_run_claim(s, &c, inv2, &sp, STORE_FLAG_RESUME, &d), 0);
+	assert_int_equal(store_run_claim(s, &c, tok, inv2, &sp, STORE_FLAG_RESUME, &d), 0);
 	assert_int_equal(c, STORE_CLAIM_BUSY);
 	/* no pid, no heartbeat on this host: still never reaped */
 	int n = -1;
@@ -172,7 +174,7 @@ static void test_claim_busy_and_not_reaped(void **state)
 	assert_string_equal(r->error, "gone");
 	store_run_free(r);
 	/* now another claim may resume it */
-	assert_int_equal(store_run_claim(s, &c, inv2, &sp, STORE_FLAG_RESUME, &d), 0);
+	assert_int_equal(store_run_claim(s, &c, tok, inv2, &sp, STORE_FLAG_RESUME, &d), 0);
 	assert_int_equal(c, STORE_CLAIM_RESUME);
 	store_close(s);
 	assert_int_equal(scratch_close(), 0);
@@ -189,7 +191,8 @@ static void test_merge_once_and_attempts(void **state)
 	enum store_claim c;
 	struct store_run_spec sp = spec("slurm");
 	int64_t inv = invocation(s);
-	assert_int_equal(store_run_claim(s, &c, inv, &sp, 0, &d), 0);
+	char tok[STORE_TOKEN_SIZE];
+	assert_int_equal(store_run_claim(s, &c, tok, inv, &sp, 0, &d), 0);
 
 	/* attempt 1: three steps, then killed */
 	struct journal *j1 = attempt(false, 1);

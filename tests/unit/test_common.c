@@ -5,9 +5,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/diag.h"
@@ -163,6 +166,46 @@ static void test_util_files(void **state)
 	free(sub);
 }
 
+static int open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	assert_non_null(d);
+	int n = 0;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+/* fsync failing (here: the temporary file is a FIFO, on which fsync is EINVAL) is an error
+ * naming the file, the temporary is removed, the target untouched, and the descriptor is
+ * closed all the same (it leaked before: one per failed write). */
+static void test_write_atomic_fsync_failure(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/ftlab-atomic-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char *path = path_join(dir, "out.json"), tmp[256];
+	snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+	int before = open_fds();
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(mkfifo(tmp, 0600), 0);
+		int reader = open(tmp, O_RDONLY | O_NONBLOCK); /* lets the writer's open succeed */
+		assert_true(reader >= 0);
+		struct diag d;
+		diag_init(&d);
+		assert_int_equal(file_write_atomic(path, "{}", 2, &d), FT_EIO);
+		assert_non_null(strstr(d.text, "cannot write"));
+		assert_false(path_exists(path));
+		assert_false(path_exists(tmp)); /* the temporary is removed */
+		close(reader);
+	}
+	assert_int_equal(open_fds(), before);
+	unlink(tmp);
+	free(path);
+	assert_int_equal(dir_remove_all(dir), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -172,6 +215,7 @@ int main(void)
 		cmocka_unit_test(test_rng_deterministic),
 		cmocka_unit_test(test_util_parsing_and_words),
 		cmocka_unit_test(test_util_files),
+		cmocka_unit_test(test_write_atomic_fsync_failure),
 	};
 	return cmocka_run_group_tests_name("common", tests, NULL, NULL);
 }

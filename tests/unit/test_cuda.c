@@ -100,6 +100,43 @@ static void test_describe(void **state)
 	ops_cuda_describe(line, sizeof line, &dev);
 	assert_string_equal(line, "NVIDIA H100 80GB HBM3, compute capability 9.0, 132 SMs, "
 				  "80.0 GiB (79.0 free), driver 12.4, runtime 13.0");
+	/* the device memory line of a CUDA run's "device_memory" event and of ftlab bench */
+	struct ops_cuda_mem mem = {0, (size_t)5 << 29, (size_t)1 << 29, (size_t)3 << 30, (size_t)4 << 30,
+				   (size_t)80 << 30};
+	ops_cuda_mem_describe(line, sizeof line, &mem);
+	assert_string_equal(line, "peak 3.00 GiB (allocations 2.50, scratch 0.50); device in use "
+				  "4.00 of 80.0 GiB");
+}
+
+/* Without a device the peaks are not measured and the memory counters stay 0; with one
+ * they are real numbers and the peak covers what was allocated. */
+static void test_peaks_and_memory(void **state)
+{
+	(void)state;
+	char why[512] = "";
+	struct diag d;
+	diag_init(&d);
+	struct ops_cuda_peaks pk;
+	if (!have_device(why, sizeof why)) {
+		assert_int_equal(ops_cuda_measure_peaks(&pk, &d), FT_EUNSUPP);
+		assert_string_equal(d.text, why);
+		assert_true(pk.bf16_tflops == 0 && pk.tf32_tflops == 0 && pk.copy_gbs == 0);
+		struct ops_cuda_mem m = ops_cuda_mem();
+		assert_int_equal(m.peak_bytes, 0);
+		assert_int_equal(m.device_total, 0);
+		return;
+	}
+	assert_int_equal(ops_cuda_measure_peaks(&pk, &d), 0);
+	assert_true(pk.bf16_tflops > 1 && pk.tf32_tflops > 1 && pk.copy_gbs > 10);
+	ops_cuda_mem_reset_peak();
+	const struct ops *cu = ops_cuda();
+	float *p = cu->alloc((size_t)64 << 20);
+	assert_non_null(p);
+	struct ops_cuda_mem m = ops_cuda_mem();
+	assert_true(m.peak_bytes >= ((size_t)64 << 20));
+	assert_true(m.device_used >= ((size_t)64 << 20) && m.device_total > m.device_used);
+	cu->free(p);
+	assert_int_equal(ops_cuda_check(&d), 0);
 }
 
 /* Column-major GEMM with BLAS semantics (what cublasSgemm/GemmEx compute):
@@ -227,6 +264,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_probe_and_selection),
 		cmocka_unit_test(test_describe),
+		cmocka_unit_test(test_peaks_and_memory),
 		cmocka_unit_test(test_gemm_mapping),
 		cmocka_unit_test(test_selftest_cli),
 	};

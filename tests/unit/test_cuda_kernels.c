@@ -29,7 +29,7 @@ static const char *const kernels[] = {
 	"k_swiglu_bwd",      "k_gelu_fwd",         "k_gelu_bwd",      "k_geglu_fwd",
 	"k_geglu_bwd",       "k_embed_fwd",
 	"k_embed_bwd",       "k_ce_fwd",           "k_ce_bwd",        "k_sumsq",
-	"k_adamw",
+	"k_adamw",           "k_fill_random",
 };
 #define N_KERNELS (sizeof kernels / sizeof kernels[0])
 

@@ -15,6 +15,7 @@
 #include "backends/native/data/dataset.h"
 #include "common/hash.h"
 #include "common/util.h"
+#include "schema/schema.h"
 #include "common/banned.h"
 
 static int sha256_file_hex_wrap(char hex[65], const char *path)
@@ -82,31 +83,91 @@ static void test_formats(void **state)
 	dataset_free(ds);
 }
 
+/* The experiment's data.fields of `yaml_fields` (a flow map) for data.format `format`,
+ * resolved by the schema as a run gets them; NULL and the message in d when refused. */
+static struct experiment *fields_exp(const char *format, const char *yaml_fields,
+				     struct diag *d)
+{
+	const char *root = getenv("FTLAB_ROOT");
+	char yaml[1024];
+	snprintf(yaml, sizeof yaml,
+		 "name: f\nmodel: {base: %s/tests/reference/fixtures/tiny-llama.gguf}\n"
+		 "data: {format: %s, fields: %s}\nmethod: {type: none}\n",
+		 root ? root : ".", format, yaml_fields);
+	struct experiment *e = NULL;
+	diag_init(d);
+	if (experiment_load_buffer(&e, "/tmp/fields.yaml", yaml, strlen(yaml), NULL, 0, d))
+		return NULL;
+	return e;
+}
+
+/* keys: data.fields.prompt data.fields.completion data.fields.response data.fields.instruction data.fields.input data.fields.output data.fields.messages data.fields.text data.fields.system */
 static void test_fields_mapping(void **state)
 {
 	(void)state;
-	struct field_map fm = {0};
-	fm.prompt = "question";
-	fm.response = "answer";
-	struct dataset *ds = read_ok("{\"question\": \"q\", \"answer\": \"a\"}\n", DATA_COMPLETION, &fm);
+	struct diag d;
+	/* completion: prompt and the response alias (the product's own example). */
+	struct experiment *e = fields_exp("completion", "{prompt: question, response: answer, "
+					  "system: sys}", &d);
+	assert_non_null(e);
+	const struct field_map *fm = &experiment_config(e)->data.fields;
+	assert_string_equal(fm->completion, "answer");
+	struct dataset *ds = read_ok("{\"question\": \"q\", \"answer\": \"a\", \"sys\": "
+				     "\"s\"}\n", DATA_COMPLETION, fm);
 	assert_string_equal(ds->recs[0].prompt, "q");
 	assert_string_equal(ds->recs[0].response, "a");
-	dataset_free(ds);
-	/* The same mapping serves instruction data (prompt -> instruction, response -> output). */
-	ds = read_ok("{\"question\": \"q\", \"answer\": \"a\"}\n", DATA_INSTRUCTION, &fm);
-	assert_string_equal(ds->recs[0].instruction, "q");
-	assert_string_equal(ds->recs[0].response, "a");
-	dataset_free(ds);
-	struct field_map fc = {0};
-	fc.messages = "conversation";
-	ds = read_ok("{\"conversation\": [{\"role\": \"user\", \"content\": \"u\"}, {\"role\": "
-		     "\"assistant\", \"content\": \"a\"}]}\n", DATA_CHAT, &fc);
-	assert_int_equal(ds->recs[0].n_msgs, 2);
+	assert_string_equal(ds->recs[0].system, "s");
 	dataset_free(ds);
 	/* The error names the mapped key. */
-	struct diag d = read_bad("{\"prompt\": \"q\", \"answer\": \"a\"}\n", DATA_COMPLETION, &fm);
+	d = read_bad("{\"prompt\": \"q\", \"answer\": \"a\"}\n", DATA_COMPLETION, fm);
 	assert_string_equal(d.text, "missing key 'question' (the prompt)");
 	assert_int_equal(d.line, 1);
+	experiment_free(e);
+	e = fields_exp("completion", "{completion: answer}", &d);
+	ds = read_ok("{\"prompt\": \"q\", \"answer\": \"a\"}\n", DATA_COMPLETION,
+		     &experiment_config(e)->data.fields);
+	assert_string_equal(ds->recs[0].response, "a");
+	dataset_free(ds);
+	experiment_free(e);
+	/* instruction: prompt names the instruction, response the output. */
+	e = fields_exp("instruction", "{prompt: question, response: answer, input: ctx}", &d);
+	assert_non_null(e);
+	ds = read_ok("{\"question\": \"q\", \"ctx\": \"c\", \"answer\": \"a\"}\n",
+		     DATA_INSTRUCTION, &experiment_config(e)->data.fields);
+	assert_string_equal(ds->recs[0].instruction, "q");
+	assert_string_equal(ds->recs[0].input, "c");
+	assert_string_equal(ds->recs[0].response, "a");
+	dataset_free(ds);
+	experiment_free(e);
+	e = fields_exp("instruction", "{instruction: task, output: out}", &d);
+	ds = read_ok("{\"task\": \"t\", \"out\": \"o\"}\n", DATA_INSTRUCTION,
+		     &experiment_config(e)->data.fields);
+	assert_string_equal(ds->recs[0].instruction, "t");
+	assert_string_equal(ds->recs[0].response, "o");
+	dataset_free(ds);
+	experiment_free(e);
+	/* text and chat */
+	e = fields_exp("text", "{text: body}", &d);
+	ds = read_ok("{\"body\": \"b\"}\n", DATA_TEXT, &experiment_config(e)->data.fields);
+	assert_string_equal(ds->recs[0].text, "b");
+	dataset_free(ds);
+	experiment_free(e);
+	e = fields_exp("chat", "{messages: conversation}", &d);
+	ds = read_ok("{\"conversation\": [{\"role\": \"user\", \"content\": \"u\"}, {\"role\": "
+		     "\"assistant\", \"content\": \"a\"}]}\n", DATA_CHAT,
+		     &experiment_config(e)->data.fields);
+	assert_int_equal(ds->recs[0].n_msgs, 2);
+	dataset_free(ds);
+	experiment_free(e);
+	/* A key no reader of the format reads is refused, and so are two names for one
+	 * field that disagree. */
+	assert_null(fields_exp("chat", "{prompt: question, response: answer}", &d));
+	assert_non_null(strstr(d.text, "data.fields.prompt is read by data.format "
+				       "completion, instruction or preference only, but data.format "
+				       "is chat"));
+	assert_null(fields_exp("text", "{messages: m}", &d));
+	assert_null(fields_exp("completion", "{completion: a, response: b}", &d));
+	assert_non_null(strstr(d.text, "name the same field"));
 }
 
 static void test_bom_empty_lines_crlf(void **state)
@@ -375,14 +436,14 @@ static void test_split_errors(void **state)
 	int rc = data_load_splits(&s, &c, 1, &d);
 	if (rc) {
 		assert_int_equal(rc, FT_EINVAL);
-		assert_non_null(strstr(d.text, "split (fraction 0.01 of 3 examples) is empty"));
+		assert_non_null(strstr(d.text, "split (fraction 0.01 of 3 examples of train) is empty"));
 	} else {
 		data_splits_free(&s);
 	}
 	c.test = (struct split_spec){true, NULL, "validation", 0.5, 1};
 	diag_init(&d);
-	assert_int_equal(data_load_splits(&s, &c, 1, &d), FT_EINVAL);
-	assert_non_null(strstr(d.text, "must come from 'train'"));
+	assert_int_equal(data_load_splits(&s, &c, 1, &d), FT_EINVAL); /* no validation file */
+	assert_non_null(strstr(d.text, "must come from a declared split that is a file"));
 	c.test = (struct split_spec){true, NULL, "train", 0.6, 1};
 	c.validation = (struct split_spec){true, NULL, "train", 0.6, 1};
 	diag_init(&d);
@@ -391,10 +452,59 @@ static void test_split_errors(void **state)
 	free(tr);
 }
 
+/* A fraction split comes from any declared split that is a file: validation carved out of
+ * the test file (and test out of the validation file) takes its share there, leaves the
+ * rest to the source, and train is untouched. The split seed decides which examples. */
+/* keys: data.validation data.validation.from data.validation.fraction data.validation.seed data.test data.test.from data.test.fraction data.test.seed */
+static void test_split_from_any_split(void **state)
+{
+	(void)state;
+	char *tr = write_examples(0, 50, NULL), *te = write_examples(1000, 400, NULL);
+	struct config_data c = base_cfg(tr);
+	c.test = (struct split_spec){true, te, NULL, 0, 0};
+	c.validation = (struct split_spec){true, NULL, "test", 0.25, 7};
+	struct data_splits s;
+	struct diag d;
+	diag_init(&d);
+	int rc = data_load_splits(&s, &c, 1, &d);
+	if (rc)
+		fail_msg("%s", d.text);
+	assert_int_equal(s.train->n, 50);
+	assert_int_equal(s.validation->n + s.test->n, 400);
+	assert_true(s.validation->n > 60 && s.validation->n < 140); /* about 100 */
+	/* split_spec: {present, path, from, fraction, seed} */
+	for (size_t i = 0; i < s.validation->n; i++) {
+		assert_false(in_set(s.test, s.validation->recs[i].prompt));
+		assert_true(strtol(s.validation->recs[i].prompt + 1, NULL, 10) >= 1000); /* test's */
+	}
+	size_t first_n = s.validation->n;
+	char first[32];
+	snprintf(first, sizeof first, "%s", s.validation->recs[0].prompt);
+	data_splits_free(&s);
+	/* Another split seed takes other examples. */
+	c.validation.seed = 8;
+	assert_int_equal(data_load_splits(&s, &c, 1, &d), 0);
+	assert_true(s.validation->n != first_n || !in_set(s.validation, first));
+	data_splits_free(&s);
+	/* test carved out of a validation file */
+	c.validation = (struct split_spec){true, te, NULL, 0, 0};
+	c.test = (struct split_spec){true, NULL, "validation", 0.5, 3};
+	assert_int_equal(data_load_splits(&s, &c, 1, &d), 0);
+	assert_int_equal(s.validation->n + s.test->n, 400);
+	assert_true(s.test->n > 150 && s.test->n < 250);
+	assert_int_equal(s.train->n, 50);
+	data_splits_free(&s);
+	unlink(tr);
+	unlink(te);
+	free(tr);
+	free(te);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_formats),
+		cmocka_unit_test(test_split_from_any_split),
 		cmocka_unit_test(test_fields_mapping),
 		cmocka_unit_test(test_bom_empty_lines_crlf),
 		cmocka_unit_test(test_utf8_and_line_cap),

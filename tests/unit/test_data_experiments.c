@@ -61,6 +61,8 @@ static void check_one(const char *rel, const struct tokenizer *tok, size_t want_
 		assert_int_equal(p.train->n_truncated, 0);
 		assert_int_equal(p.test->n_truncated, 0);
 		assert_int_equal(p.train->n_no_loss, 0);
+		assert_int_equal(p.train->n_pair_truncated, 0); /* preference pairs: both sides */
+		assert_int_equal(p.test->n_pair_truncated, 0);
 		data_prepared_free(&p);
 	}
 	experiment_free(e);
@@ -83,6 +85,7 @@ static void test_experiments(void **state)
 	check_one("experiments/extract.yaml", tok, 300, 80);
 	check_one("experiments/qa.yaml", tok, 300, 80);
 	check_one("experiments/quickstart.yaml", tok, 160, 60);
+	check_one("experiments/dpo.yaml", tok, 160, 60);
 	tokenizer_free(tok);
 	model_file_free(mf);
 	free(mpath);

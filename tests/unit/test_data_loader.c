@@ -36,7 +36,7 @@ static struct tok_set *make_set(size_t n)
 static struct loader *make_loader(struct tok_set *s, int B, int T, bool packing, bool shuffle,
 				  bool fixed)
 {
-	struct loader_opts o = {B, T, packing, shuffle, fixed, 42, -7};
+	struct loader_opts o = {B, T, packing, shuffle, fixed, 42, -7, false, false};
 	struct loader *l = NULL;
 	struct diag d;
 	diag_init(&d);

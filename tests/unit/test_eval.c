@@ -12,9 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "backends/native/data/prepare.h"
+#include "backends/native/engine.h"
 #include "backends/native/eval/evaluate.h"
 #include "common/util.h"
 #include "backends/native/peft/adapter.h"
@@ -430,6 +434,148 @@ static void test_adapter_roundtrip(void **state)
 	free(ad);
 }
 
+/* `ftlab eval --predictions FILE` (engine_eval's predictions_path) writes every example's
+ * own loss and token counts, with or without generation, so a user can find the
+ * examples where a tuned model does worse: the per-example numbers add up to the
+ * reported loss and token accuracy. */
+static void test_predictions_per_example_loss(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/ftlab-evpred-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char *gguf = path_join(dir, "tiny.gguf"), *data = path_join(dir, "d.jsonl");
+	char *pred = path_join(dir, "p.jsonl");
+	struct tiny_model_spec spec;
+	tiny_model_spec_default(&spec, ARCH_LLAMA);
+	struct diag d;
+	diag_init(&d);
+	assert_int_equal(tiny_model_write_gguf(gguf, &spec, &d), 0);
+	const char *text = "{\"prompt\": \"ab\", \"completion\": \"cd\"}\n"
+			   "{\"prompt\": \"x\", \"completion\": \"yz w\"}\n"
+			   "{\"prompt\": \"hello\", \"completion\": \"world\"}\n";
+	assert_int_equal(file_write_atomic(data, text, strlen(text), &d), 0);
+	for (int gen = 0; gen < 2; gen++) {
+		const char *with_gen[] = {"loss", "token_accuracy", "exact_match"};
+		struct engine_eval_opts o = {.model_path = gguf, .data = data,
+					     .metrics = with_gen, .n_metrics = gen ? 3 : 2,
+					     .template_name = "plain", .predictions_path = pred,
+					     .max_new_tokens = 3, .batch = 2, .bootstrap = 0, .max_length = 32,
+					     .seed = 1};
+		struct sink_log log = {0};
+		struct run_sink sink = {.ud = &log, .result = log_result, .prediction = log_pred};
+		struct engine_eval_info info;
+		diag_init(&d);
+		if (engine_eval(&info, &o, &sink, &d))
+			fail_msg("engine_eval: %s", d.text);
+		char *buf = NULL;
+		size_t len;
+		assert_int_equal(file_read_all(&buf, &len, pred, 1 << 20, &d), 0);
+		double loss_sum = 0, tokens = 0, correct = 0;
+		int lines = 0;
+		for (char *line = buf, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+			nl = strchr(line, '\n');
+			json_error_t je;
+			json_t *o2 = json_loadb(line, nl ? (size_t)(nl - line) : strlen(line), 0, &je);
+			if (!o2)
+				fail_msg("prediction line %d is not JSON (%s): %.200s", lines + 1, je.text,
+					 line);
+			json_t *t = json_object_get(o2, "tokens"), *l = json_object_get(o2, "loss");
+			assert_true(json_is_integer(t) && json_integer_value(t) > 0);
+			assert_true(json_is_number(l) && isfinite(json_number_value(l)));
+			assert_int_equal(json_is_string(json_object_get(o2, "output")), gen);
+			loss_sum += json_number_value(l) * (double)json_integer_value(t);
+			tokens += (double)json_integer_value(t);
+			correct += (double)json_integer_value(json_object_get(o2, "correct_tokens"));
+			json_decref(o2);
+			lines++;
+		}
+		free(buf);
+		assert_int_equal(lines, 3);
+		const struct rec *rl = find(&log, "base", "loss"), *ra = find(&log, "base",
+										"token_accuracy");
+		assert_non_null(rl);
+		assert_non_null(ra);
+		assert_float_equal(loss_sum / tokens, rl->v, 1e-9 * (1 + rl->v));
+		assert_float_equal(correct / tokens, ra->v, 1e-12);
+		unlink(pred);
+	}
+	assert_int_equal(dir_remove_all(dir), 0);
+	free(gguf);
+	free(data);
+	free(pred);
+}
+
+/* ftlab eval scores by likelihood: preference data recognised by its `rejected` key
+ * (preference_accuracy and preference_margin), and completion data with --choices as the
+ * label set of choice_accuracy; without --choices those examples have no choices, which
+ * is an error naming the file. */
+static void test_cli_likelihood(void **state)
+{
+	(void)state;
+	const char *bin = getenv("FTLAB_BIN");
+	if (!bin || !path_exists(bin))
+		skip();
+	char dir[] = "/tmp/ftlab-evlik-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char *gguf = path_join(dir, "tiny.gguf");
+	struct tiny_model_spec spec;
+	tiny_model_spec_default(&spec, ARCH_LLAMA);
+	struct diag d;
+	diag_init(&d);
+	assert_int_equal(tiny_model_write_gguf(gguf, &spec, &d), 0);
+	char *pref = path_join(dir, "p.jsonl"), *cls = path_join(dir, "c.jsonl");
+	FILE *f = fopen(pref, "w");
+	fputs("{\"prompt\": \"ab\", \"chosen\": \"cd\", \"rejected\": \"zz\"}\n"
+	      "{\"prompt\": \"x\", \"chosen\": \"yz\", \"rejected\": \"q\"}\n", f);
+	fclose(f);
+	f = fopen(cls, "w");
+	fputs("{\"prompt\": \"ab\", \"completion\": \"cd\"}\n"
+	      "{\"prompt\": \"x\", \"completion\": \"yz\"}\n"
+	      "{\"prompt\": \"k\", \"completion\": \"cd\"}\n", f);
+	fclose(f);
+	char cmd[4096], *out = path_join(dir, "out.json"), *buf = NULL;
+	size_t len = 0;
+	snprintf(cmd, sizeof cmd,
+		 "%s eval %s --data %s --metrics preference_accuracy,preference_margin "
+		 "--bootstrap 20 --json > %s 2>%s/err.txt", bin, gguf, pref, out, dir);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(file_read_all(&buf, &len, out, 1 << 16, &d), 0);
+	print_message("%s", buf);
+	assert_non_null(strstr(buf, "\"format\": \"preference\", \"examples\": 2"));
+	assert_non_null(strstr(buf, "\"preference_accuracy\": {\"value\": "));
+	assert_non_null(strstr(buf, "\"preference_margin\": {\"value\": "));
+	free(buf);
+	buf = NULL;
+	snprintf(cmd, sizeof cmd,
+		 "%s eval %s --data %s --metrics choice_accuracy,choice_accuracy_norm "
+		 "--choices cd,yz,q --bootstrap 20 --json > %s 2>%s/err.txt", bin, gguf, cls, out, dir);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(file_read_all(&buf, &len, out, 1 << 16, &d), 0);
+	print_message("%s", buf);
+	assert_non_null(strstr(buf, "\"examples\": 3"));
+	assert_non_null(strstr(buf, "\"choice_accuracy\": {\"value\": "));
+	assert_non_null(strstr(buf, "\"choice_accuracy_norm\": {\"value\": "));
+	free(buf);
+	buf = NULL;
+	snprintf(cmd, sizeof cmd,
+		 "%s eval %s --data %s --metrics choice_accuracy --json > %s 2>%s/err.txt", bin, gguf,
+		 cls, out, dir);
+	int rc = system(cmd);
+	assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
+	char *err = path_join(dir, "err.txt");
+	assert_int_equal(file_read_all(&buf, &len, err, 1 << 16, &d), 0);
+	print_message("%s", buf);
+	assert_non_null(strstr(buf, "c.jsonl"));
+	free(buf);
+	free(err);
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+	free(out);
+	free(pref);
+	free(cls);
+	free(gguf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -437,6 +583,8 @@ int main(void)
 		cmocka_unit_test(test_unknown_metric),
 		cmocka_unit_test(test_smollm2_generation),
 		cmocka_unit_test(test_adapter_roundtrip),
+		cmocka_unit_test(test_predictions_per_example_loss),
+		cmocka_unit_test(test_cli_likelihood),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

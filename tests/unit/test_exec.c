@@ -193,6 +193,7 @@ static void test_substitute(void **state)
 }
 
 /* A value with shell metacharacters stays one argv element and runs nothing. */
+/* keys: backend.command */
 static void test_no_shell(void **state)
 {
 	(void)state;
@@ -270,6 +271,7 @@ static void test_protocol(void **state)
 	fixture_done(&f);
 }
 
+/* keys: backend.metrics_file */
 static void test_metrics_file_and_failure(void **state)
 {
 	(void)state;
@@ -295,6 +297,7 @@ static void test_metrics_file_and_failure(void **state)
 }
 
 /* The timeout kills the trainer and the grandchild it started in its group. */
+/* keys: backend.timeout */
 static void test_timeout_kills_group(void **state)
 {
 	(void)state;
@@ -348,6 +351,96 @@ static void test_missing_program(void **state)
 	fixture_done(&f);
 }
 
+/* A runner whose children cannot be waited for (SIGCHLD ignored: the kernel reaps them, and
+ * waitpid() fails with ECHILD) fails the run saying so, instead of reading an exit status
+ * it never got or polling for ever. alarm() turns a hang into a failed test. */
+static void test_unwaitable_child(void **state)
+{
+	(void)state;
+	struct fixture f;
+	fixture_init(&f, "echo '{\"step\": 1, \"loss\": 2.0}'\nexit 3\n", "{}");
+	struct sigaction ign = {.sa_handler = SIG_IGN}, old;
+	sigemptyset(&ign.sa_mask);
+	assert_int_equal(sigaction(SIGCHLD, &ign, &old), 0);
+	alarm(60);
+	struct diag d;
+	diag_init(&d);
+	int r = backend_exec()->run(&f.ctx, &d);
+	alarm(0);
+	assert_int_equal(sigaction(SIGCHLD, &old, NULL), 0);
+	assert_int_equal(r, FT_ERUN);
+	assert_non_null(strstr(d.text, "cannot wait for trainer"));
+	fixture_done(&f);
+}
+
+/* backend.workdir: the trainer runs in it (its relative paths start there). */
+/* keys: backend.workdir */
+static void test_workdir(void **state)
+{
+	(void)state;
+	struct fixture f;
+	fixture_init(&f, "pwd > \"$FTLAB_RUN_DIR/where\"\n", "{}");
+	char sub[128];
+	snprintf(sub, sizeof sub, "%s/work", f.dir);
+	assert_int_equal(mkdir(sub, 0755), 0);
+	char script[160];
+	snprintf(script, sizeof script, "%s/train.sh", f.dir);
+	f.argv[1] = script; /* absolute: the workdir is not where the script is */
+	f.cfg.backend.workdir = sub;
+	struct diag d;
+	diag_init(&d);
+	assert_int_equal(backend_exec()->run(&f.ctx, &d), 0);
+	char *where = read_in(&f, "where");
+	assert_non_null(where);
+	assert_int_equal(strncmp(where, sub, strlen(sub)), 0);
+	free(where);
+	fixture_done(&f);
+}
+
+/* Preference data reaches an external trainer like any other: its path and format through
+ * placeholders and FTLAB_CONFIG; the preference statistics it logs are history, the
+ * preference metrics it reports are results (ftlab cannot compute them from predictions:
+ * they need the model, like loss). */
+static void test_preference_data(void **state)
+{
+	(void)state;
+	struct fixture f;
+	fixture_init(&f,
+		     "grep -q '\"rejected\"' \"$1\" || exit 3\n"
+		     "test \"$2\" = preference || exit 4\n"
+		     "test \"$3\" = 0.25 || exit 5\n"
+		     "grep -q '\"objective\":\"dpo\"' \"$FTLAB_CONFIG\" || exit 6\n"
+		     "echo '{\"step\": 1, \"split\": \"train\", \"loss\": 0.6, "
+		     "\"rewards/margins\": 0.1}'\n"
+		     "echo '{\"split\": \"test\", \"metric\": \"preference_accuracy\", \"value\": 0.75}'\n"
+		     "echo '{\"split\": \"test\", \"model\": \"base\", \"metric\": "
+		     "\"preference_accuracy\", \"value\": 0.5}'\n"
+		     "echo '{\"split\": \"test\", \"example\": 0, \"prompt\": \"p\", "
+		     "\"reference\": \"a\", \"output\": \"a\"}'\n",
+		     "{\"data\":{\"format\":\"preference\",\"train\":\"pref.jsonl\"},"
+		     "\"train\":{\"objective\":\"dpo\",\"preference\":{\"beta\":0.25}}}");
+	char *pref = path_join(f.dir, "pref.jsonl");
+	struct diag d;
+	diag_init(&d);
+	const char line[] = "{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": \"b\"}\n";
+	assert_int_equal(file_write_atomic(pref, line, strlen(line), &d), 0);
+	free(pref);
+	f.argv[2] = "{data.train}";
+	f.argv[3] = "{data.format}";
+	f.argv[4] = "{train.preference.beta}";
+	f.cfg.backend.command.n = 5;
+	f.metrics[0] = "preference_accuracy";
+	f.metrics[1] = "exact_match";
+	f.cfg.eval.metrics.n = 2;
+	if (backend_exec()->run(&f.ctx, &d) != 0)
+		fail_msg("%s", d.text);
+	assert_float_equal(find_result(&f.rec, "tuned/test/preference_accuracy"), 0.75, 0);
+	assert_float_equal(find_result(&f.rec, "base/test/preference_accuracy"), 0.5, 0);
+	assert_float_equal(find_result(&f.rec, "tuned/test/exact_match"), 1.0, 0);
+	assert_int_equal(f.rec.n_metrics, 2); /* loss and rewards/margins at step 1 */
+	fixture_done(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -358,6 +451,9 @@ int main(void)
 		cmocka_unit_test(test_timeout_kills_group),
 		cmocka_unit_test(test_stop_flag),
 		cmocka_unit_test(test_missing_program),
+		cmocka_unit_test(test_unwaitable_child),
+		cmocka_unit_test(test_workdir),
+		cmocka_unit_test(test_preference_data),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

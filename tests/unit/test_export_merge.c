@@ -79,7 +79,14 @@ static void test_writers_row_order(void **state)
 	char *dir = ft_strdup(mkdtemp(tmpl));
 	struct diag d;
 	diag_init(&d);
+	static char jinja[] = "{% for m in messages %}{{ m.content }}{% endfor %}";
+	mf.tok.chat_template_jinja = jinja; /* an HF base's chat_template.jinja is copied */
 	assert_int_equal(merged_write_hf(dir, &mf, &d), 0);
+	char *jp = path_join(dir, "chat_template.jinja"), *jt;
+	assert_int_equal(file_read_all(&jt, NULL, jp, 1 << 20, &d), 0);
+	assert_string_equal(jt, jinja);
+	free(jt);
+	free(jp);
 	char *cfg = path_join(dir, "config.json");
 	json_error_t err;
 	json_t *j = json_load_file(cfg, 0, &err);

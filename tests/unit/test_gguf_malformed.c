@@ -302,6 +302,53 @@ static void test_file_errors_name_the_file(void **state)
 	assert_non_null(strstr(d.text, "cannot open model"));
 }
 
+/* model_file_probe (what `ftlab check` reads) gives the hyperparameters model_file_load
+ * gives, from GGUF files and Hugging Face directories, and refuses what load refuses in
+ * the header (every rule case of the image above that fails before the tensors' data). */
+static void test_probe_matches_load(void **state)
+{
+	(void)state;
+	static const char *const models[] = {
+		"tests/reference/fixtures/tiny-llama.gguf", "tests/reference/fixtures/tiny-gpt2.gguf",
+		"tests/reference/fixtures/tiny-llama", "tests/reference/fixtures/tiny-gpt2"};
+	const char *root = getenv("FTLAB_ROOT");
+	for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
+		char *p = path_join(root ? root : ".", models[i]);
+		struct diag d;
+		diag_init(&d);
+		struct model_file *m = NULL;
+		struct model_hparams hp;
+		assert_int_equal(model_file_load(&m, p, &d), 0);
+		assert_int_equal(model_file_probe(&hp, p, &d), 0);
+		const struct model_hparams *w = &m->hp;
+		assert_int_equal(hp.arch, w->arch);
+		assert_int_equal(hp.n_layer, w->n_layer);
+		assert_int_equal(hp.n_embd, w->n_embd);
+		assert_int_equal(hp.n_head, w->n_head);
+		assert_int_equal(hp.n_head_kv, w->n_head_kv);
+		assert_int_equal(hp.head_dim, w->head_dim);
+		assert_int_equal(hp.n_ff, w->n_ff);
+		assert_int_equal(hp.n_vocab, w->n_vocab);
+		assert_int_equal(hp.tied_embeddings, w->tied_embeddings);
+		if (m->is_gguf)
+			assert_int_equal(hp.qkv_bias, w->qkv_bias);
+		model_file_free(m);
+		free(p);
+	}
+	/* A file that is not a model is refused by the probe as by the load. */
+	char path[] = "/tmp/ftlab-probe-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "GGUF", 4), 4);
+	close(fd);
+	struct diag d;
+	diag_init(&d);
+	struct model_hparams hp;
+	assert_int_equal(model_file_probe(&hp, path, &d), FT_EINVAL);
+	assert_string_equal(d.file, path);
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -309,6 +356,7 @@ int main(void)
 		cmocka_unit_test(test_rules),
 		cmocka_unit_test(test_every_truncation),
 		cmocka_unit_test(test_file_errors_name_the_file),
+		cmocka_unit_test(test_probe_matches_load),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -26,6 +26,8 @@ static int setup(void **state)
 	struct diag d;
 	diag_init(&d);
 	int rc = model_file_load(&mf, p, &d);
+	if (!rc)
+		rc = model_file_dequantize(mf, &d);
 	if (rc)
 		diag_print(&d, stderr);
 	free(p);

@@ -164,6 +164,15 @@ static void test_partial_and_bad_lines(void **state)
 	assert_int_equal(b->bad_lines, 5);
 	assert_int_equal(b->recs[0].step, 2);
 	assert_string_equal(b->recs[1].error, "exit status 1");
+	int64_t off2 = b->end_offset;
+	journal_batch_free(b);
+	/* a run the sweep's controller stopped early ends `stopped` */
+	append_raw(dir, 1, "{\"k\":\"end\",\"t\":3,\"status\":\"stopped\",\"error\":null}\n");
+	b = read_seq(dir, 1, off2);
+	assert_int_equal(b->n, 1);
+	assert_int_equal(b->bad_lines, 0);
+	assert_int_equal(b->recs[0].kind, JREC_END);
+	assert_string_equal(b->recs[0].status, "stopped");
 	journal_batch_free(b);
 	assert_int_equal(scratch_close(), 0);
 }

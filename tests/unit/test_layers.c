@@ -300,7 +300,8 @@ static int check_literal(void *ud, const char *lit, size_t n, int line)
 static const char *const enum_keys[] = {
 	"method.type", "data.format", "data.template", "train.optimizer.type",
 	"train.schedule.type", "train.precision", "train.nonfinite", "backend.type",
-	"sweep.method", "sweep.objective.goal", "launcher.type",
+	"sweep.method", "sweep.objective.goal", "launcher.type", "train.objective",
+	"train.preference.loss_type",
 };
 
 /* Every choice of those keys, de-duplicated. */
@@ -440,7 +441,9 @@ static void test_enums_match_the_table(void **state)
 		const char *path;
 		int n;
 	} enums[] = {
-		{"data.format", DATA_CHAT + 1},
+		{"data.format", DATA_PREFERENCE + 1},
+		{"train.objective", OBJECTIVE_SIMPO + 1},
+		{"train.preference.loss_type", PREF_LOSS_HINGE + 1},
 		{"data.on_bad_example", BAD_EXAMPLE_SKIP + 1},
 		{"method.type", METHOD_PREFIX + 1},
 		{"train.optimizer.type", OPTIMIZER_SGD + 1},

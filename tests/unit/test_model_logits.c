@@ -68,10 +68,78 @@ static struct model *load_model(const char *rel, int max_seq, int *out_rc)
 	return m;
 }
 
-static double check_err(double err_abs, double scale, const char *what, size_t k)
+/* The comparison of one prompt: max |ours - ref| over the values compared, the scale
+ * (max |ref|) and how many values were compared. A NaN or infinity on either side makes
+ * the error infinite (fmax would drop a NaN and `rel > tol` is false for NaN). */
+struct logit_cmp {
+	double err, scale;
+	size_t compared;
+};
+
+static void cmp_value(struct logit_cmp *c, double ours, double ref, bool scales)
 {
-	double rel = err_abs / scale;
-	if (rel > 1e-4)
+	double e = fabs(ours - ref);
+	if (!isfinite(ours) || !isfinite(ref) || isnan(e))
+		e = INFINITY;
+	c->err = e > c->err ? e : c->err;
+	if (scales && fabs(ref) > c->scale)
+		c->scale = fabs(ref);
+	c->compared++;
+}
+
+/* A fixture entry against the logits lg (T rows of V) of its ids; the argmax of the last
+ * row must agree. */
+static struct logit_cmp compare_logits(const float *lg, int T, int V, json_t *e)
+{
+	struct logit_cmp c = {0, 0, 0};
+	const float *last = lg + (size_t)(T - 1) * V;
+	json_t *tv = json_object_get(e, "top_vals"), *ti = json_object_get(e, "top_ids");
+	for (size_t i = 0; i < json_array_size(tv); i++) {
+		int64_t id = json_integer_value(json_array_get(ti, i));
+		if (id < 0 || id >= V)
+			fail_msg("fixture top id %lld outside the vocabulary", (long long)id);
+		cmp_value(&c, last[id], json_real_value(json_array_get(tv, i)), true);
+	}
+	json_t *li = json_object_get(e, "last_idx"), *lv = json_object_get(e, "last_vals");
+	for (size_t i = 0; i < json_array_size(li); i++) {
+		int64_t id = json_integer_value(json_array_get(li, i));
+		if (id < 0 || id >= V)
+			fail_msg("fixture index %lld outside the vocabulary", (long long)id);
+		cmp_value(&c, last[id], json_real_value(json_array_get(lv, i)), true);
+	}
+	json_t *pv = json_object_get(e, "pos_vals");
+	for (int t = 0; t < T; t++) {
+		json_t *row = json_array_get(pv, (size_t)t);
+		for (size_t i = 0; i < json_array_size(row) && i < (size_t)V; i++)
+			cmp_value(&c, lg[(size_t)t * V + i], json_real_value(json_array_get(row, i)),
+				  false);
+	}
+	json_t *all = json_object_get(e, "all_vals");
+	for (int t = 0; all && t < T; t++) {
+		json_t *row = json_array_get(all, (size_t)t);
+		for (size_t i = 0; i < json_array_size(row) && i < (size_t)V; i++)
+			cmp_value(&c, lg[(size_t)t * V + i], json_real_value(json_array_get(row, i)),
+				  true);
+	}
+	if (json_array_size(ti) > 0) {
+		int best = 0;
+		for (int i = 1; i < V; i++)
+			if (last[i] > last[best])
+				best = i;
+		if (best != json_integer_value(json_array_get(ti, 0)))
+			c.err = INFINITY;
+	}
+	return c;
+}
+
+/* The relative error of a comparison, failing when it exceeds 1e-4, is not a number,
+ * or when nothing (or no scale) was compared: an empty fixture proves nothing. */
+static double check_err(struct logit_cmp c, const char *what, size_t k)
+{
+	if (c.compared == 0 || !(c.scale > 0))
+		fail_msg("%s prompt %zu: the fixture entry has no values to compare", what, k);
+	double rel = c.err / c.scale;
+	if (!(rel <= 1e-4))
 		fail_msg("%s prompt %zu: relative error %.3g > 1e-4", what, k, rel);
 	return rel;
 }
@@ -81,50 +149,47 @@ static double compare(struct model *m, json_t *e, const char *what, size_t k)
 {
 	json_t *ids = json_object_get(e, "ids");
 	int T = (int)json_array_size(ids);
+	if (T == 0)
+		fail_msg("%s prompt %zu: the fixture entry has no ids", what, k);
 	int32_t *tok = malloc((size_t)T * sizeof(int32_t));
 	for (int i = 0; i < T; i++)
 		tok[i] = (int32_t)json_integer_value(json_array_get(ids, (size_t)i));
 	assert_int_equal(model_forward(m, tok, NULL, 1, T, NULL, NULL), 0);
-	const float *lg = model_logits(m);
-	int V = model_hparams(m)->n_vocab;
-	const float *last = lg + (size_t)(T - 1) * V;
-	double scale = 0, err = 0;
-	json_t *tv = json_object_get(e, "top_vals"), *ti = json_object_get(e, "top_ids");
-	for (size_t i = 0; i < json_array_size(tv); i++)
-		scale = fmax(scale, fabs(json_real_value(json_array_get(tv, i))));
-	json_t *li = json_object_get(e, "last_idx"), *lv = json_object_get(e, "last_vals");
-	for (size_t i = 0; i < json_array_size(li); i++) {
-		double ref = json_real_value(json_array_get(lv, i));
-		scale = fmax(scale, fabs(ref));
-		err = fmax(err, fabs(last[json_integer_value(json_array_get(li, i))] - ref));
-	}
-	for (size_t i = 0; i < json_array_size(tv); i++) {
-		int64_t id = json_integer_value(json_array_get(ti, i));
-		err = fmax(err, fabs(last[id] - json_real_value(json_array_get(tv, i))));
-	}
-	/* the argmax agrees */
-	int best = 0;
-	for (int i = 1; i < V; i++)
-		if (last[i] > last[best])
-			best = i;
-	assert_int_equal(best, json_integer_value(json_array_get(ti, 0)));
-	json_t *pv = json_object_get(e, "pos_vals");
-	for (int t = 0; t < T; t++) {
-		json_t *row = json_array_get(pv, (size_t)t);
-		for (size_t i = 0; i < json_array_size(row); i++)
-			err = fmax(err, fabs(lg[(size_t)t * V + i] - json_real_value(json_array_get(row, i))));
-	}
-	json_t *all = json_object_get(e, "all_vals");
-	for (int t = 0; all && t < T; t++) {
-		json_t *row = json_array_get(all, (size_t)t);
-		for (size_t i = 0; i < json_array_size(row); i++) {
-			double ref = json_real_value(json_array_get(row, i));
-			scale = fmax(scale, fabs(ref));
-			err = fmax(err, fabs(lg[(size_t)t * V + i] - ref));
-		}
-	}
+	struct logit_cmp c = compare_logits(model_logits(m), T, model_hparams(m)->n_vocab, e);
 	free(tok);
-	return check_err(err, scale, what, k);
+	return check_err(c, what, k);
+}
+
+/* The comparison itself cannot pass vacuously: a NaN logit (where the top values are
+ * compared or elsewhere), an entry with nothing to compare and a wrong argmax all fail.
+ * (JSON has no NaN, so a fixture cannot hold one.) */
+static void test_comparison_not_vacuous(void **state)
+{
+	(void)state;
+	float lg[2 * 4] = {0.1f, 0.2f, 0.3f, 0.4f, 1.0f, 2.0f, 3.0f, 4.0f};
+	json_error_t je;
+	json_t *good = json_loads("{\"ids\": [1, 2], \"top_ids\": [3, 2], \"top_vals\": [4.0, 3.0],"
+				  " \"pos_vals\": [[0.1, 0.2], [1.0, 2.0]]}", 0, &je);
+	struct logit_cmp c = compare_logits(lg, 2, 4, good);
+	assert_true(c.compared == 6 && c.err < 1e-6 && c.scale == 4.0);
+	lg[7] = NAN; /* the model's argmax logit */
+	c = compare_logits(lg, 2, 4, good);
+	assert_false(c.err / c.scale <= 1e-4);
+	lg[7] = 4.0f;
+	lg[4] = NAN; /* a position logit, outside the top values */
+	c = compare_logits(lg, 2, 4, good);
+	assert_false(c.err / c.scale <= 1e-4);
+	lg[4] = 1.0f;
+	json_t *empty = json_loads("{\"ids\": [1, 2]}", 0, &je);
+	c = compare_logits(lg, 2, 4, empty);
+	assert_int_equal(c.compared, 0); /* check_err fails this */
+	json_t *wrong = json_loads("{\"ids\": [1, 2], \"top_ids\": [2], \"top_vals\": [4.0]}", 0,
+				   &je);
+	c = compare_logits(lg, 2, 4, wrong); /* argmax is 3, not 2 */
+	assert_false(c.err / c.scale <= 1e-4);
+	json_decref(good);
+	json_decref(empty);
+	json_decref(wrong);
 }
 
 static void test_smollm2_logits(void **state)
@@ -132,6 +197,9 @@ static void test_smollm2_logits(void **state)
 	(void)state;
 	json_t *fx = load_json("tests/reference/fixtures/logits_smollm2.json");
 	json_t *prompts = json_object_get(fx, "prompts");
+	if (json_array_size(prompts) < 3)
+		fail_msg("logits_smollm2.json holds %zu prompts (expected several)",
+			 json_array_size(prompts));
 	int rc;
 	struct model *m = load_model("models/SmolLM2-135M-Instruct.Q4_1.gguf", 64, &rc);
 	assert_int_equal(rc, 0);
@@ -321,6 +389,7 @@ static void test_smollm2_adapter_generate(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_comparison_not_vacuous),
 		cmocka_unit_test(test_tiny_llama_gguf),
 		cmocka_unit_test(test_tiny_gpt2_gguf),
 		cmocka_unit_test(test_tiny_llama_safetensors),

@@ -98,7 +98,7 @@ static void test_matmul(void **state)
 	float *c = malloc((size_t)m * n * sizeof(float));
 	double *ref = malloc((size_t)m * n * sizeof(double));
 	for (unsigned fl = 0; fl < 8; fl++) {
-		bool bf = (fl & OPS_BF16) && ops_cpu_has_bf16();
+		bool bf = (fl & OPS_BF16) != 0; /* rounded to bf16 with or without bf16 hardware */
 		ref_matmul(ref, a, b, m, n, k, fl, bf);
 		for (size_t i = 0; i < (size_t)m * n; i++)
 			c[i] = NAN; /* beta 0 must not read C */
@@ -125,6 +125,13 @@ static void test_matmul(void **state)
 static void test_matmul_const_b(void **state)
 {
 	(void)state;
+	/* The cached copies belong to the native bf16 path: without it both calls take the
+	 * same rounding path and comparing them would prove nothing. */
+	if (!ops_cpu_has_bf16()) {
+		print_message("skipped: this CPU has no bf16 matmuls (the OPS_CONST_B copies are "
+			      "not used)\n");
+		skip();
+	}
 	int n = 300, k = 40, ms[] = {7, 1, 33, 7};
 	float *a = rnd((size_t)33 * n, 5, 1), *h = rnd((size_t)k * n, 6, 1);
 	float *b = O->alloc((size_t)k * n * sizeof(float));
@@ -161,12 +168,42 @@ static void test_matmul_const_b(void **state)
 
 /* Many distinct shapes (an evaluation sees a new m for every prompt length) all stay on
  * the bf16 path: a = 1 + 2^-10 rounds to 1 in bf16, so each bf16 product is exactly k
- * while an fp32 fallback would give k (1 + 2^-10). Frozen and plain B alike. */
+ * while an fp32 fallback would give k (1 + 2^-10). Frozen and plain B alike. On a CPU
+ * without bf16 matmuls the rounded-input path gives the same. */
+/* train.precision bf16 on a CPU without bf16 instructions: the inputs are rounded to bf16
+ * and multiplied in fp32 (it multiplied fp32 before: the key did nothing there). The
+ * products equal the reference with bf16-rounded inputs, not the fp32 ones. */
+/* keys: train.precision */
+static void test_bf16_without_bf16_hardware(void **state)
+{
+	(void)state;
+	/* what train.precision: bf16 asks of every matmul */
+	int m = 9, n = 17, k = 33;
+	float *a = rnd((size_t)m * k, 31, 1), *b = rnd((size_t)k * n, 32, 1);
+	float *c = malloc((size_t)m * n * sizeof(float));
+	double *ref = malloc((size_t)m * n * sizeof(double));
+	double *ref32 = malloc((size_t)m * n * sizeof(double));
+	for (unsigned fl = 0; fl < 4; fl++) {
+		ref_matmul(ref, a, b, m, n, k, fl, true);
+		ref_matmul(ref32, a, b, m, n, k, fl, false);
+		assert_true(ops_cpu_matmul_bf16_rounded(c, a, b, m, n, k, fl | OPS_BF16, 1.0f, 0.0f));
+		double far32 = 0;
+		for (size_t i = 0; i < (size_t)m * n; i++) {
+			assert_float_equal(c[i], ref[i], 1e-5 * (1 + fabs(ref[i])));
+			far32 = fmax(far32, fabs(c[i] - ref32[i]));
+		}
+		assert_true(far32 > 1e-3); /* not the fp32 product */
+	}
+	free(a);
+	free(b);
+	free(c);
+	free(ref);
+	free(ref32);
+}
+
 static void test_matmul_bf16_many_shapes(void **state)
 {
 	(void)state;
-	if (!ops_cpu_has_bf16())
-		skip();
 	int n = 5, k = 6;
 	float *a = malloc((size_t)300 * k * sizeof(float)), *c = malloc((size_t)300 * n * sizeof(float));
 	float *b = O->alloc((size_t)k * n * sizeof(float));
@@ -512,6 +549,93 @@ static void attention_case(float scale, int window)
 	free(o1);
 }
 
+/* Longer sequences: the causal products run in row blocks (ATT_BLOCK) and a backward
+ * without stored probabilities recomputes them; both against a double-precision reference
+ * (no window), and stored and recomputed probabilities give the same bits (with and
+ * without a sliding window). */
+static void test_attention_blocks_and_recompute(void **state)
+{
+	(void)state;
+	int b = 2, t = 200, nh = 4, nkv = 2, hd = 16, grp = nh / nkv;
+	size_t nq = (size_t)b * t * nh * hd, nk = (size_t)b * t * nkv * hd;
+	float *q = rnd(nq, 30, 1), *k = rnd(nk, 31, 1), *v = rnd(nk, 32, 1), *R = rnd(nq, 33, 1);
+	float *att = malloc((size_t)b * nh * t * t * sizeof(float));
+	float *o1 = malloc(nq * sizeof(float)), *o2 = malloc(nq * sizeof(float));
+	float *g1[3] = {malloc(nq * 4), malloc(nk * 4), malloc(nk * 4)};
+	float *g2[3] = {malloc(nq * 4), malloc(nk * 4), malloc(nk * 4)};
+	float sc1 = 1.0f / sqrtf((float)hd);
+	/* a sliding window (Gemma's local layers) first: stored and recomputed agree */
+	for (int w = 50; w >= 0; w -= 50) {
+		O->attention_forward(o1, att, q, k, v, b, t, t, nh, nkv, hd, NULL, sc1, w);
+		O->attention_forward(o2, NULL, q, k, v, b, t, t, nh, nkv, hd, NULL, sc1, w);
+		assert_memory_equal(o1, o2, nq * sizeof(float));
+		O->attention_backward(g1[0], g1[1], g1[2], R, att, q, k, v, b, t, nh, nkv, hd, sc1,
+				      w);
+		O->attention_backward(g2[0], g2[1], g2[2], R, NULL, q, k, v, b, t, nh, nkv, hd, sc1,
+				      w);
+		for (int i = 0; i < 3; i++)
+			assert_memory_equal(g1[i], g2[i], (i ? nk : nq) * sizeof(float));
+	}
+	/* the reference, in double */
+	double *ro = calloc(nq, sizeof(double)), *rq = calloc(nq, sizeof(double));
+	double *rk = calloc(nk, sizeof(double)), *rv = calloc(nk, sizeof(double));
+	double *pr = malloc((size_t)t * sizeof(double)), *dp = malloc((size_t)t * sizeof(double));
+	double scale = 1.0 / sqrt((double)hd);
+	size_t qs = (size_t)nh * hd, ks = (size_t)nkv * hd;
+	for (int bi = 0; bi < b; bi++)
+		for (int h = 0; h < nh; h++)
+			for (int i = 0; i < t; i++) {
+				const float *qi = q + ((size_t)bi * t + i) * qs + (size_t)h * hd;
+				const float *ri = R + ((size_t)bi * t + i) * qs + (size_t)h * hd;
+				size_t ko = (size_t)bi * t * ks + (size_t)(h / grp) * hd;
+				double mx = -1e300, sum = 0, pd = 0;
+				for (int j = 0; j <= i; j++) {
+					double sc = 0;
+					for (int e = 0; e < hd; e++)
+						sc += (double)qi[e] * k[ko + (size_t)j * ks + e];
+					pr[j] = sc * scale;
+					mx = fmax(mx, pr[j]);
+				}
+				for (int j = 0; j <= i; j++)
+					sum += (pr[j] = exp(pr[j] - mx));
+				for (int j = 0; j <= i; j++) {
+					pr[j] /= sum;
+					double d = 0;
+					for (int e = 0; e < hd; e++) {
+						ro[((size_t)bi * t + i) * qs + (size_t)h * hd + e] +=
+							pr[j] * v[ko + (size_t)j * ks + e];
+						d += (double)ri[e] * v[ko + (size_t)j * ks + e];
+						rv[ko + (size_t)j * ks + e] += pr[j] * ri[e];
+					}
+					dp[j] = d;
+					pd += pr[j] * d;
+				}
+				for (int j = 0; j <= i; j++) {
+					double ds = pr[j] * (dp[j] - pd) * scale;
+					for (int e = 0; e < hd; e++) {
+						rq[((size_t)bi * t + i) * qs + (size_t)h * hd + e] +=
+							ds * k[ko + (size_t)j * ks + e];
+						rk[ko + (size_t)j * ks + e] += ds * qi[e];
+					}
+				}
+			}
+	const double *refs[4] = {ro, rq, rk, rv};
+	const float *got[4] = {o1, g1[0], g1[1], g1[2]};
+	for (int a = 0; a < 4; a++) {
+		size_t n = a < 2 ? nq : nk;
+		double mx = 0, err = 0;
+		for (size_t i = 0; i < n; i++) {
+			mx = fmax(mx, fabs(refs[a][i]));
+			err = fmax(err, fabs(refs[a][i] - got[a][i]));
+		}
+		assert_true(err <= 1e-5 * mx);
+	}
+	free(q), free(k), free(v), free(R), free(att), free(o1), free(o2);
+	for (int i = 0; i < 3; i++)
+		free(g1[i]), free(g2[i]);
+	free(ro), free(rq), free(rk), free(rv), free(pr), free(dp);
+}
+
 static void test_attention(void **state)
 {
 	(void)state;
@@ -575,7 +699,8 @@ static void test_embedding(void **state)
 	float *wte = rnd((size_t)V * C, 17, 1), *wpe = rnd((size_t)t * C, 18, 1);
 	int32_t tok[6] = {4, 0, 4, 10, 4, 2};
 	float *out = malloc((size_t)n * C * sizeof(float));
-	O->embedding_forward(out, tok, NULL, wte, wpe, n, t, C);
+	struct ops_w we = {.data = wte, .type = GGML_F32, .n = V, .k = C};
+	O->embedding_forward(out, tok, NULL, &we, wpe, n, t, C);
 	assert_float_equal(out[(size_t)4 * C + 5], wte[(size_t)4 * C + 5] + wpe[(size_t)1 * C + 5], 1e-6);
 	float *dout = rnd((size_t)n * C, 19, 1);
 	float *dwte = calloc((size_t)V * C, sizeof(float)), *dwpe = calloc((size_t)t * C, sizeof(float));
@@ -641,10 +766,21 @@ static void test_crossentropy(void **state)
 	float R[5] = {0.5f, 0.5f, 0.5f, 0.5f, 0.5f};
 	float *g = malloc((size_t)n * v * sizeof(float));
 	memcpy(g, c.logits, (size_t)n * v * sizeof(float));
-	O->crossentropy_backward(g, lse, tg, n, v, 0.5f);
+	O->crossentropy_backward(g, lse, tg, n, v, 0.5f, NULL);
 	for (int i = 0; i < v; i++)
 		assert_true(g[(size_t)1 * v + i] == 0.0f); /* masked row */
 	fd_check("crossentropy", c.logits, (size_t)n * v, g, ce_fwd, &c, R, (size_t)n, 1e-2f, 1e-3);
+	/* a weight per row (negative ones too: a preference loss pushes rejected rows down):
+	 * d(sum of losses * 0.5 w_r)/dlogits */
+	float w[5] = {2.0f, 7.0f, -1.5f, 0.25f, 3.0f}, Rw[5];
+	for (int r = 0; r < n; r++)
+		Rw[r] = 0.5f * w[r];
+	memcpy(g, c.logits, (size_t)n * v * sizeof(float));
+	O->crossentropy_backward(g, lse, tg, n, v, 0.5f, w);
+	for (int i = 0; i < v; i++)
+		assert_true(g[(size_t)1 * v + i] == 0.0f); /* masked rows stay 0 whatever their weight */
+	fd_check("crossentropy (row weights)", c.logits, (size_t)n * v, g, ce_fwd, &c, Rw, (size_t)n,
+		 1e-2f, 1e-3);
 	free(c.logits);
 	free(losses);
 	free(lse);
@@ -698,12 +834,14 @@ int main(void)
 		cmocka_unit_test(test_matmul),
 		cmocka_unit_test(test_matmul_small_m),
 		cmocka_unit_test(test_matmul_const_b),
+		cmocka_unit_test(test_bf16_without_bf16_hardware),
 		cmocka_unit_test(test_to_bf16_bits),
 		cmocka_unit_test(test_matmul_bf16_many_shapes),
 		cmocka_unit_test(test_rmsnorm),
 		cmocka_unit_test(test_layernorm),
 		cmocka_unit_test(test_rope),
 		cmocka_unit_test(test_attention),
+		cmocka_unit_test(test_attention_blocks_and_recompute),
 		cmocka_unit_test(test_activations),
 		cmocka_unit_test(test_embedding),
 		cmocka_unit_test(test_crossentropy),

@@ -1,6 +1,8 @@
 /* Unit tests for train/optim: AdamW against hand-computed values and against a
- * torch.optim.AdamW fixture (tests/reference/make_train_fixture.py optim), schedules
- * against transformers' factors, global norm and clipping. */
+ * torch.optim.AdamW fixture (tests/reference/make_train_fixture.py optim), SGD against
+ * torch.optim.SGD on a tiny model (make_train_fixture.py sgd: momentum, dampening,
+ * Nesterov, weight decay), schedules against transformers' factors, global norm and
+ * clipping. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -90,17 +92,21 @@ static void test_norm_and_clip(void **state)
 	free(g);
 }
 
-static json_t *load_fixture(void)
+static json_t *load_named(const char *name)
 {
 	const char *root = getenv("FTLAB_ROOT");
 	char path[4096];
-	snprintf(path, sizeof(path), "%s/tests/reference/fixtures/train_optim.json",
-		 root ? root : ".");
+	snprintf(path, sizeof(path), "%s/tests/reference/fixtures/%s", root ? root : ".", name);
 	json_error_t err;
 	json_t *j = json_load_file(path, 0, &err);
 	if (!j)
 		fail_msg("cannot read %s: %s", path, err.text);
 	return j;
+}
+
+static json_t *load_fixture(void)
+{
+	return load_named("train_optim.json");
 }
 
 static void fill(float *out, json_t *arr, size_t n)
@@ -161,6 +167,111 @@ static void test_adamw_matches_torch(void **state)
 	json_decref(j);
 }
 
+/* SGD by hand: momentum's buffer starts as the first gradient (no dampening on that step),
+ * then buf = m*buf + (1-d)*g; Nesterov steps along g + m*buf; weight decay is L2 (added
+ * to the gradient). */
+static void test_sgd_hand_computed(void **state)
+{
+	(void)state;
+	float w = 1.0f, g = 2.0f, buf = 0.0f;
+	struct optim_param p = {.data = &w, .grad = &g, .m = &buf, .numel = 1, .decay = true};
+	struct sgd_hp hp = {.lr = 0.1, .momentum = 0.5, .dampening = 0.5, .weight_decay = 0.25};
+	/* step 1: d = 2 + 0.25*1 = 2.25; buf = 2.25; w = 1 - 0.225 = 0.775 */
+	sgd_step(&p, 1, &hp, 1);
+	assert_float_equal(buf, 2.25f, 1e-7);
+	assert_float_equal(w, 0.775f, 1e-7);
+	/* step 2 (g = 2): d = 2 + 0.19375 = 2.19375; buf = 1.125 + 1.096875 = 2.221875;
+	 * w = 0.775 - 0.2221875 = 0.5528125 */
+	sgd_step(&p, 1, &hp, 2);
+	assert_float_equal(buf, 2.221875f, 1e-6);
+	assert_float_equal(w, 0.5528125f, 1e-6);
+	/* Nesterov, no decay: d = 2; buf = 2 (first); step along 2 + 0.5*2 = 3 */
+	w = 1.0f;
+	buf = 0.0f;
+	hp = (struct sgd_hp){.lr = 0.1, .momentum = 0.5, .nesterov = true};
+	sgd_step(&p, 1, &hp, 1);
+	assert_float_equal(w, 0.7f, 1e-7);
+	/* no momentum: the buffer is not touched */
+	buf = 42.0f;
+	hp = (struct sgd_hp){.lr = 0.1};
+	sgd_step(&p, 1, &hp, 5);
+	assert_float_equal(buf, 42.0f, 0);
+	assert_float_equal(w, 0.5f, 1e-7);
+}
+
+/* torch.optim.SGD's trajectory on a tiny MLP, replayed from its gradients in five settings
+ * (plain, momentum, momentum with dampening and decay, Nesterov with decay, decay alone):
+ * eight steps each, weights within a few fp32 ulps. */
+/* keys: train.optimizer.type train.optimizer.momentum train.optimizer.dampening train.optimizer.nesterov train.optimizer.weight_decay */
+static void test_sgd_matches_torch(void **state)
+{
+	(void)state;
+	/* train.optimizer.type sgd: sgd_step, with the run's settings */
+	json_t *j = load_named("train_sgd.json");
+	double lr = json_number_value(json_object_get(j, "lr"));
+	double max_norm = json_number_value(json_object_get(j, "max_norm"));
+	json_t *runs = json_object_get(j, "runs");
+	assert_int_equal(json_array_size(runs), 5);
+	for (size_t r = 0; r < json_array_size(runs); r++) {
+		json_t *run = json_array_get(runs, r);
+		json_t *init = json_object_get(run, "init");
+		assert_int_equal(json_array_size(init), 4);
+		float *data[4], *grad[4], *buf[4];
+		struct optim_param ps[4];
+		for (size_t k = 0; k < 4; k++) {
+			size_t n = json_array_size(json_array_get(init, k));
+			data[k] = calloc(n, sizeof(float));
+			grad[k] = calloc(n, sizeof(float));
+			buf[k] = calloc(n, sizeof(float));
+			fill(data[k], json_array_get(init, k), n);
+			/* weight decay on the matrices only: tensors 0 and 2 */
+			ps[k] = (struct optim_param){.data = data[k], .grad = grad[k], .m = buf[k],
+						     .numel = n, .decay = k % 2 == 0};
+		}
+		struct sgd_hp hp = {
+			.lr = lr,
+			.momentum = json_number_value(json_object_get(run, "momentum")),
+			.dampening = json_number_value(json_object_get(run, "dampening")),
+			.weight_decay = json_number_value(json_object_get(run, "weight_decay")),
+			.nesterov = json_is_true(json_object_get(run, "nesterov")),
+		};
+		json_t *steps = json_object_get(run, "steps");
+		assert_int_equal(json_array_size(steps), 8);
+		double worst = 0;
+		for (size_t s = 0; s < json_array_size(steps); s++) {
+			json_t *st = json_array_get(steps, s);
+			for (size_t k = 0; k < 4; k++)
+				fill(grad[k], json_array_get(json_object_get(st, "grads"), k),
+				     ps[k].numel);
+			double norm = grad_global_norm(ps, 4);
+			assert_float_equal(norm, json_number_value(json_object_get(st, "norm")),
+					   1e-6 * norm);
+			grad_clip(ps, 4, norm, max_norm);
+			sgd_step(ps, 4, &hp, (int64_t)s + 1);
+			for (size_t k = 0; k < 4; k++) {
+				json_t *want = json_array_get(json_object_get(st, "params"), k);
+				for (size_t i = 0; i < ps[k].numel; i++) {
+					double e = json_number_value(json_array_get(want, i));
+					double err = fabs(data[k][i] - e);
+					worst = err > worst ? err : worst;
+					if (err > 2e-6 * (1 + fabs(e)))
+						fail_msg("run %zu step %zu tensor %zu[%zu]: %.9g, torch %.9g",
+							 r, s, k, i, data[k][i], e);
+				}
+			}
+		}
+		print_message("sgd run %zu (momentum %g, dampening %g, nesterov %d, weight_decay "
+			      "%g): worst |diff| %.3g\n", r, hp.momentum, hp.dampening, hp.nesterov,
+			      hp.weight_decay, worst);
+		for (size_t k = 0; k < 4; k++) {
+			free(data[k]);
+			free(grad[k]);
+			free(buf[k]);
+		}
+	}
+	json_decref(j);
+}
+
 static void test_schedules_match_transformers(void **state)
 {
 	(void)state;
@@ -200,6 +311,8 @@ int main(void)
 		cmocka_unit_test(test_schedule_hand_computed),
 		cmocka_unit_test(test_norm_and_clip),
 		cmocka_unit_test(test_adamw_matches_torch),
+		cmocka_unit_test(test_sgd_hand_computed),
+		cmocka_unit_test(test_sgd_matches_torch),
 		cmocka_unit_test(test_schedules_match_transformers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -22,6 +22,7 @@
 #include "tests/unit/report_fixture.h"
 #include "common/banned.h"
 
+/* keys: sweep.objective.metric */
 static void test_model_best_and_metrics(void **state)
 {
 	(void)state;

@@ -50,6 +50,7 @@ static int teardown(void **state)
 	return 0;
 }
 
+/* keys: description sweep.objective sweep.objective.metric sweep.objective.goal */
 static void test_load_experiment(void **state)
 {
 	(void)state;
@@ -60,6 +61,7 @@ static void test_load_experiment(void **state)
 	struct report *r = NULL;
 	assert_int_equal(report_load(&r, s, "linreg", &d), 0);
 	assert_int_equal(r->n_runs, 6);
+	/* the spec's sweep.objective {metric: test.loss, goal: minimize} */
 	assert_string_equal(r->objective, "test.loss");
 	assert_false(r->maximize);
 	assert_true(r->is_repo && r->dirty);

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -415,6 +417,82 @@ static void test_failed_run_and_yaml(void **state)
 	world_done(&w);
 }
 
+static int atoi_or(const char *t)
+{
+	int64_t v;
+	return parse_i64(t, &v) && v >= 0 && v < 1 << 20 ? (int)v : -1;
+}
+
+/* A backend whose run dir's metrics.jsonl fills the disk: the runner's descriptor of that
+ * file is replaced (dup2) by /dev/full, so the runner's next line fails with ENOSPC as on a
+ * full disk. It then reports a few metrics and says it finished. */
+static int full_results[3];
+
+static int full_disk_run(const struct run_ctx *ctx, struct diag *d)
+{
+	(void)d;
+	char link[300], target[512];
+	DIR *dir = opendir("/proc/self/fd");
+	assert_non_null(dir);
+	int fd = -1;
+	struct dirent *e;
+	while ((e = readdir(dir)) != NULL) {
+		snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
+		ssize_t n = readlink(link, target, sizeof target - 1);
+		if (n <= 0)
+			continue;
+		target[n] = '\0';
+		size_t tl = strlen(target), wl = strlen("/metrics.jsonl");
+		if (tl > wl && strcmp(target + tl - wl, "/metrics.jsonl") == 0 &&
+		    strstr(target, ctx->run_id))
+			fd = atoi_or(e->d_name);
+	}
+	closedir(dir);
+	assert_true(fd >= 0);
+	int full = open("/dev/full", O_WRONLY);
+	assert_true(full >= 0);
+	assert_int_equal(dup2(full, fd), fd);
+	close(full);
+	for (int i = 0; i < 3; i++)
+		full_results[i] = ctx->sink->metric(ctx->sink->ud, "train", "loss", i + 1, 1.0);
+	return 0;
+}
+
+static bool full_available(char *why, size_t n)
+{
+	(void)why;
+	(void)n;
+	return true;
+}
+
+/* metrics.jsonl is the run's crash-recovery record: a line that cannot be written fails
+ * the metric and, at the end, the run, with the file and the reason. */
+static void test_metrics_jsonl_write_error_fails_run(void **state)
+{
+	(void)state;
+	struct world w;
+	world_init(&w, 1, 1, "0");
+	static const struct backend full = {BACKEND_EXEC, full_available, full_disk_run};
+	struct run_options o = opts(1);
+	o.backend = &full;
+	struct run_summary sum;
+	assert_int_equal(run_plan(&w, &o, &sum), 0);
+	assert_int_equal(sum.failed, 1);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(full_results[i], FT_EIO);
+	struct store *s = open_store(&w);
+	struct diag d;
+	diag_init(&d);
+	struct store_run *run = NULL;
+	assert_int_equal(store_run_get(s, &run, w.pts[0].id, &d), 0);
+	assert_string_equal(run->status, "failed");
+	assert_non_null(strstr(run->error, "metrics.jsonl"));
+	assert_non_null(strstr(run->error, "No space left on device"));
+	store_run_free(run);
+	store_close(s);
+	world_done(&w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -424,6 +502,7 @@ int main(void)
 		cmocka_unit_test(test_kill9_then_resume),
 		cmocka_unit_test(test_sigterm_killed_then_resume),
 		cmocka_unit_test(test_failed_run_and_yaml),
+		cmocka_unit_test(test_metrics_jsonl_write_error_fails_run),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

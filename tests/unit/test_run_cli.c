@@ -22,6 +22,7 @@
 #include <jansson.h>
 
 #include "common/util.h"
+#include "store/store_internal.h" /* sqlite3, to plant another host's row */
 #include "common/banned.h"
 
 static const char *trainer =
@@ -35,6 +36,7 @@ static const char *trainer =
 	"  echo \"{\\\"step\\\": $i, \\\"loss\\\": $((100 - i)), \\\"total_steps\\\": $steps}\"\n"
 	"  i=$((i + 1)); echo $i > \"$FTLAB_RUN_DIR/ckpt.tmp\"; mv \"$FTLAB_RUN_DIR/ckpt.tmp\" \"$FTLAB_RUN_DIR/ckpt\"\n"
 	"  [ -z \"$STEPLOG\" ] || echo $i >> \"$STEPLOG\"\n"
+	"  [ -z \"$THREADS_LOG\" ] || echo $FTLAB_THREADS >> \"$THREADS_LOG\"\n"
 	"  [ \"$delay\" = 0 ] || sleep $delay\n"
 	"done\n"
 	"echo '{\"split\": \"test\", \"example\": 0, \"reference\": \"yes\", \"output\": \"yes\"}'\n"
@@ -90,6 +92,10 @@ static void env_done(struct env *e)
 	assert_int_equal(dir_remove_all(e->dir), 0);
 }
 
+/* Set: ftlab is started with SIGCHLD ignored (inherited across exec, as from a parent that
+ * ignores it). */
+static bool start_ignoring_sigchld;
+
 /* Starts `ftlab ARGS...` with stdout/stderr into dir/NAME.out/.err; uid >= 0 drops to it. */
 static pid_t ftlab_start(const struct env *e, const char *name, int uid, const char *const *args)
 {
@@ -109,6 +115,8 @@ static pid_t ftlab_start(const struct env *e, const char *name, int uid, const c
 			_exit(99);
 		if (uid >= 0 && (setgid((gid_t)uid) != 0 || setuid((uid_t)uid) != 0))
 			_exit(98);
+		if (start_ignoring_sigchld)
+			signal(SIGCHLD, SIG_IGN);
 		char *argv[32];
 		int n = 0;
 		argv[n++] = (char *)bin;
@@ -401,9 +409,29 @@ static void test_provenance_cli(void **state)
 	assert_string_equal(json_string_value(json_object_get(prov, "remote")),
 			    "https://example.com/r.git");
 	json_decref(o);
-	/* Same clean commit: cached. */
+	/* Same clean commit: cached, and plan says so. */
+	const char *plan[] = {"--workspace", e.ws, "plan", "exp.yaml", NULL};
+	assert_int_equal(ftlab(&e, "plan1", plan), 0);
+	char *out = slurp(&e, "plan1.out");
+	assert_int_equal(count_lines(out, " cached "), 4);
+	free(out);
 	assert_int_equal(ftlab(&e, "again", clean), 0);
-	char *out = slurp(&e, "again.out");
+	out = slurp(&e, "again.out");
+	assert_int_equal(count_lines(out, " cached "), 4);
+	free(out);
+	/* Another commit: plan says what run does (repeats them), not "cached". */
+	git(&e, "echo more >> base.txt.notes && git add base.txt.notes && git commit -qm two");
+	assert_int_equal(ftlab(&e, "plan2", plan), 0);
+	out = slurp(&e, "plan2.out");
+	assert_int_equal(count_lines(out, " cached "), 0);
+	assert_int_equal(count_lines(out, " outdated "), 4);
+	free(out);
+	assert_int_equal(ftlab(&e, "rerun", clean), 0);
+	out = slurp(&e, "rerun.out");
+	assert_int_equal(count_lines(out, " cached "), 0);
+	free(out);
+	assert_int_equal(ftlab(&e, "plan3", plan), 0);
+	out = slurp(&e, "plan3.out");
 	assert_int_equal(count_lines(out, " cached "), 4);
 	free(out);
 	/* Dirty: --require-clean refuses naming the file; without it the diff is kept. */
@@ -432,6 +460,234 @@ static void test_provenance_cli(void **state)
 	env_done(&e);
 }
 
+/* The run id of sweep point `index` of exp.yaml with the given overrides, from plan --json. */
+static void plan_id(const struct env *e, const char *set, size_t index, char id[13])
+{
+	const char *plan[] = {"--workspace", e->ws, "plan", "exp.yaml", "-s", set, "--json", NULL};
+	assert_int_equal(ftlab(e, "plan", plan), 0);
+	char *pj = slurp(e, "plan.out");
+	json_error_t je;
+	json_t *p = json_loads(pj, 0, &je);
+	free(pj);
+	assert_non_null(p);
+	snprintf(id, 13, "%s",
+		 json_string_value(json_object_get(
+			 json_array_get(json_object_get(p, "runs"), index), "run_id")));
+	json_decref(p);
+}
+
+static json_t *run_of(json_t *runs, const char *id)
+{
+	for (size_t i = 0; i < json_array_size(runs); i++)
+		if (strcmp(json_string_value(json_object_get(json_array_get(runs, i), "id")), id) == 0)
+			return json_array_get(runs, i);
+	fail_msg("run %s not listed", id);
+	return NULL;
+}
+
+static void sql(const struct env *e, const char *text)
+{
+	char db[160];
+	snprintf(db, sizeof db, "%s/ftlab.db", e->ws);
+	sqlite3 *h = NULL;
+	assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+	sqlite3_busy_timeout(h, 10000);
+	char *err = NULL;
+	if (sqlite3_exec(h, text, NULL, NULL, &err) != SQLITE_OK)
+		fail_msg("%s: %s", text, err ? err : "?");
+	sqlite3_close(h);
+}
+
+/* Runs keep their owner. A runner stopped (SIGSTOP) far past the staleness window is alive:
+ * `ftlab ls` does not mark its run crashed and `ftlab run --resume` does not take it over
+ * (one writer, one attempt, finished when it continues). The window itself is in effect:
+ * a row of another host whose heartbeat is older than it is reaped by the same `ls`. */
+static void test_stopped_runner_keeps_its_run(void **state)
+{
+	(void)state;
+	struct env e;
+	env_init(&e);
+	setenv("FTLAB_HEARTBEAT", "0.2", 1);
+	setenv("FTLAB_STALE_AFTER", "1", 1);
+	setenv("TRAIN_DELAY", "0.05", 1);
+	char id[13], other[13];
+	plan_id(&e, "train.steps=40", 0, id);
+	plan_id(&e, "train.steps=40", 1, other);
+	const char *args[] = {"--workspace", e.ws, "run", "exp.yaml", "-s", "train.steps=40",
+			      "--only", id, NULL};
+	pid_t pid = ftlab_start(&e, "first", -1, args);
+	char ck[256];
+	snprintf(ck, sizeof ck, "%s/runs/%s/ckpt", e.ws, id);
+	for (int i = 0; i < 3000 && !path_exists(ck); i++)
+		usleep(10000);
+	assert_true(path_exists(ck));
+	assert_int_equal(kill(pid, SIGSTOP), 0);
+	/* A row of another host, running, its heartbeat 5 s old (older than the window). */
+	char plant[512];
+	snprintf(plant, sizeof plant,
+		 "INSERT INTO runs(id, experiment, sweep_index, params, config, identity, status,"
+		 " pid, host, heartbeat, created) SELECT '%s', experiment, 1, params, config,"
+		 " 'x', 'running', 1, 'elsewhere.example', strftime('%%s', 'now') - 5, created"
+		 " FROM runs WHERE id = '%s'", other, id);
+	sql(&e, plant);
+	sleep(3); /* three windows without a heartbeat */
+	json_t *runs = ls_json(&e);
+	assert_string_equal(json_string_value(json_object_get(run_of(runs, id), "status")),
+			    "running");
+	assert_string_equal(json_string_value(json_object_get(run_of(runs, other), "status")),
+			    "crashed");
+	json_decref(runs);
+	const char *resume[] = {"--workspace", e.ws, "run", "exp.yaml", "-s", "train.steps=40",
+				"--only", id, "--resume", NULL};
+	assert_int_equal(ftlab(&e, "second", resume), 0);
+	char *err = slurp(&e, "second.err");
+	assert_non_null(strstr(err, "running elsewhere"));
+	free(err);
+	assert_int_equal(kill(pid, SIGCONT), 0);
+	assert_int_equal(ftlab_wait(pid), 0);
+	const char *show[] = {"--workspace", e.ws, "show", id, "--json", NULL};
+	assert_int_equal(ftlab(&e, "show", show), 0);
+	char *sj = slurp(&e, "show.out");
+	json_error_t je;
+	json_t *r = json_loads(sj, 0, &je);
+	free(sj);
+	assert_non_null(r);
+	assert_string_equal(json_string_value(json_object_get(r, "status")), "finished");
+	assert_int_equal(json_integer_value(json_object_get(r, "attempts")), 1);
+	json_decref(r);
+	char *ex = slurp(&e, "executions");
+	assert_int_equal(count_lines(ex, "\n"), 1); /* one trainer, one writer */
+	free(ex);
+	unsetenv("FTLAB_HEARTBEAT");
+	unsetenv("FTLAB_STALE_AFTER");
+	env_done(&e);
+}
+
+/* A heartbeat thread that cannot write says so: here the run's claim is taken from under
+ * it (the token changed in the store); the runner reports the lost claim on stderr and in
+ * the run's log, stops, and records nothing more for the run. */
+static void test_lost_claim_is_reported(void **state)
+{
+	(void)state;
+	struct env e;
+	env_init(&e);
+	setenv("FTLAB_HEARTBEAT", "0.2", 1);
+	setenv("TRAIN_DELAY", "0.05", 1);
+	char id[13];
+	plan_id(&e, "train.steps=200", 0, id);
+	const char *args[] = {"--workspace", e.ws, "run", "exp.yaml", "-s", "train.steps=200",
+			      "--only", id, NULL};
+	pid_t pid = ftlab_start(&e, "lost", -1, args);
+	char ck[256];
+	snprintf(ck, sizeof ck, "%s/runs/%s/ckpt", e.ws, id);
+	for (int i = 0; i < 3000 && !path_exists(ck); i++)
+		usleep(10000);
+	assert_true(path_exists(ck));
+	char q[256];
+	snprintf(q, sizeof q, "UPDATE run_claims SET token = 'taken' WHERE run = '%s'", id);
+	sql(&e, q);
+	int rc = ftlab_wait(pid);
+	assert_int_not_equal(rc, 0);
+	char *err = slurp(&e, "lost.err");
+	assert_non_null(strstr(err, "no longer owns run"));
+	assert_non_null(strstr(err, "lost its claim"));
+	free(err);
+	char lp[64];
+	snprintf(lp, sizeof lp, "ws/runs/%s/log.txt", id);
+	char *log = slurp(&e, lp);
+	assert_non_null(strstr(log, "[heartbeat] this process no longer owns run"));
+	free(log);
+	json_t *runs = ls_json(&e);
+	/* The lost owner did not end the run (it would say killed): the row stays the other
+	 * owner's, here one whose pid (the planted claim kept it) has gone, so ls reaps it. */
+	assert_string_equal(json_string_value(json_object_get(run_of(runs, id), "status")),
+			    "crashed");
+	json_decref(runs);
+	unsetenv("FTLAB_HEARTBEAT");
+	env_done(&e);
+}
+
+/* ftlab started by a parent that ignores SIGCHLD (inherited across exec): workers and
+ * trainers are still waited for, so statuses are right: every run finishes with --jobs 2,
+ * and a trainer that exits 3 makes its run failed. A hang (waiting for a status that never
+ * comes) is a failure after 120 s. */
+static void test_inherited_ignored_sigchld(void **state)
+{
+	(void)state;
+	struct env e;
+	env_init(&e);
+	start_ignoring_sigchld = true;
+	const char *args[] = {"--workspace", e.ws, "run", "exp.yaml", "--jobs", "2", NULL};
+	pid_t pid = ftlab_start(&e, "ign", -1, args);
+	int status = 0;
+	pid_t w = 0;
+	for (int i = 0; i < 1200 && (w = waitpid(pid, &status, WNOHANG)) == 0; i++)
+		usleep(100000);
+	if (w == 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		fail_msg("ftlab run with SIGCHLD ignored did not end in 120 s");
+	}
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	json_t *runs = ls_json(&e);
+	assert_int_equal(count_status(runs, "finished"), 4);
+	json_decref(runs);
+	write_file(e.dir, "train.sh", "exit 3\n");
+	const char *fail[] = {"--workspace", e.ws, "run", "exp.yaml", "--force", NULL};
+	assert_int_equal(ftlab(&e, "ign-fail", fail), 1);
+	start_ignoring_sigchld = false;
+	runs = ls_json(&e);
+	assert_int_equal(count_status(runs, "failed"), 4);
+	json_t *r0 = json_array_get(runs, 0);
+	assert_non_null(strstr(json_string_value(json_object_get(r0, "error")), "status 3"));
+	json_decref(runs);
+	env_done(&e);
+}
+
+/* backend.type picks what runs a point (exec here: the trainer script; cpu: the native
+ * engine, which refuses a file that is not a model before anything is recorded), and
+ * backend.threads is the thread count the run gets (recorded, and given to an exec
+ * trainer as FTLAB_THREADS). */
+/* keys: backend.type backend.threads */
+static void test_backend_type_and_threads(void **state)
+{
+	(void)state;
+	struct env e;
+	env_init(&e);
+	char tl[160];
+	snprintf(tl, sizeof tl, "%s/threads", e.dir);
+	setenv("THREADS_LOG", tl, 1);
+	char id[13];
+	plan_id(&e, "backend.threads=3", 0, id);
+	const char *args[] = {"--workspace", e.ws, "run", "exp.yaml", "-s", "backend.threads=3",
+			      "--only", id, NULL};
+	assert_int_equal(ftlab(&e, "threads", args), 0);
+	unsetenv("THREADS_LOG");
+	char *t = slurp(&e, "threads");
+	assert_true(t[0] == '3' && strspn(t, "3\n") == strlen(t)); /* every step saw 3 */
+	free(t);
+	const char *show[] = {"--workspace", e.ws, "show", id, "--json", NULL};
+	assert_int_equal(ftlab(&e, "show", show), 0);
+	char *sj = slurp(&e, "show.out");
+	json_error_t je;
+	json_t *r = json_loads(sj, 0, &je);
+	free(sj);
+	assert_non_null(r);
+	assert_int_equal(json_integer_value(json_object_get(r, "threads")), 3);
+	assert_string_equal(json_string_value(json_object_get(r, "backend")), "exec");
+	json_decref(r);
+	/* The same experiment on the native engine: base.txt is no model. (Its exact_match
+	 * has no split to evaluate there, which the native engine would refuse first.) */
+	const char *cpu[] = {"--workspace", e.ws, "run", "exp.yaml", "-s", "backend={type: cpu}",
+			     "-s", "eval.metrics=null", NULL};
+	assert_int_equal(ftlab(&e, "cpu", cpu), 2);
+	char *err = slurp(&e, "cpu.err");
+	assert_non_null(strstr(err, "base.txt"));
+	free(err);
+	env_done(&e);
+}
+
 int main(void)
 {
 	if (!getenv("FTLAB_BIN")) {
@@ -444,6 +700,10 @@ int main(void)
 		cmocka_unit_test(test_kill9_integrity),
 		cmocka_unit_test(test_workspace_errors),
 		cmocka_unit_test(test_provenance_cli),
+		cmocka_unit_test(test_stopped_runner_keeps_its_run),
+		cmocka_unit_test(test_lost_claim_is_reported),
+		cmocka_unit_test(test_inherited_ignored_sigchld),
+		cmocka_unit_test(test_backend_type_and_threads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

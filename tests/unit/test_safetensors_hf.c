@@ -53,6 +53,19 @@ static void write_both(const struct tiny_model_spec *s, const char *tag, struct 
 	if (rc)
 		diag_print(&d, stderr);
 	assert_int_equal(rc, 0);
+	/* loaded as stored: the file's bytes, no fp32 copy until asked for */
+	struct model_file *both[2] = {*g, *h};
+	for (int f = 0; f < 2; f++)
+		for (size_t i = 0; i < both[f]->n_tensors; i++) {
+			const struct mf_tensor *t = &both[f]->tensors[i];
+			const struct ggml_type_desc *td = ggml_type_by_name(t->src_type);
+			assert_non_null(td);
+			assert_int_equal(t->type, td->id);
+			assert_int_equal(t->raw_bytes, t->numel / td->block_elems * td->block_bytes);
+			assert_null(t->data);
+		}
+	assert_int_equal(model_file_dequantize(*g, &d), 0);
+	assert_int_equal(model_file_dequantize(*h, &d), 0);
 }
 
 static void same_hparams(const struct model_hparams *a, const struct model_hparams *b)

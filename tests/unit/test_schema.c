@@ -125,9 +125,10 @@ static void test_canonical_hash_stable(void **state)
 	assert_non_null(strstr(ca->canonical_json, "\"alpha\":16.0"));
 	assert_null(strstr(ca->canonical_json, "description"));
 	assert_true(strncmp(ca->canonical_json, "{\"backend\":", 11) == 0);
-	/* Pinned: a change of the canonical form changes every run id; make it deliberate. */
+	/* Pinned: a change of the canonical form changes every run id; make it deliberate.
+	 * (Changed by train.objective and data.fields.chosen/rejected/choices/answer.) */
 	assert_string_equal(ca->config_hash,
-			    "9dfdb4b5965a86f2d57b650157d95a3bdaa21a6db5b71e44f6c08681cdfe82bc");
+			    "7446b52a4ed63156782587e4a29e4e91bab97c16a39f84324944fb8f34acd776");
 	experiment_free(a);
 	experiment_free(b);
 	experiment_free(c);
@@ -137,9 +138,10 @@ static void test_yaml_dump_round_trip(void **state)
 {
 	(void)state;
 	scratch_put("r.yaml",
-		    HEAD "  test: {from: train, fraction: 0.25}\n  system: \"Say: yes, #1\"\n"
+		    HEAD "  format: completion\n  test: {from: train, fraction: 0.25}\n"
+		    "  system: \"Say: yes, #1\"\n"
 		    "  template: \"<s>{prompt}\\n{response}\"\n"
-		    "eval: {generate: {stop: [\"\\n\\n\", \"yes\", \"\"]}}\n"
+		    "eval: {metrics: [loss, exact_match], generate: {stop: [\"\\n\\n\", \"yes\", \"\"]}}\n"
 		    "gates:\n  - {metric: test.loss, max: 2.5}\n"
 		    "sweep: {parameters: {method.rank: [4, 8]}}\n");
 	struct experiment *e = load_ok("r.yaml", NULL, 0);
@@ -164,6 +166,7 @@ static void test_yaml_dump_round_trip(void **state)
 	experiment_free(e);
 }
 
+/* keys: extends */
 static void test_extends_merge(void **state)
 {
 	(void)state;
@@ -173,7 +176,7 @@ static void test_extends_merge(void **state)
 	    "method:\n  rank: 4\n  targets: [q_proj, k_proj, v_proj]\n"
 	    "eval: {metrics: [loss, f1]}\n");
 	scratch_put("child.yaml", "extends: base/common.yaml\nname: child\nmethod:\n  alpha: 32\n"
-				  "  targets: [o_proj]\ndata:\n  test: null\n");
+				  "  targets: [o_proj]\ndata:\n  test: null\n  validation: test.jsonl\n");
 	struct experiment *e = load_ok("child.yaml", NULL, 0);
 	const struct config *c = experiment_config(e);
 	assert_string_equal(c->name, "child");
@@ -217,7 +220,7 @@ static void test_extends_merge(void **state)
 static void test_overrides(void **state)
 {
 	(void)state;
-	scratch_put("o.yaml", HEAD "method: {rank: 8}\n");
+	scratch_put("o.yaml", HEAD "  format: completion\nmethod: {rank: 8}\n");
 	const char *ov[] = {"method.rank=32", "train.optimizer.lr=5e-5", "data.packing=true",
 			    "method.targets=[q_proj, o_proj]", "data.system=Be brief: always.",
 			    "data.validation={from: train, fraction: 0.2}", "method.rank=16"};
@@ -259,12 +262,12 @@ static void test_config_fill(void **state)
 	(void)state;
 	scratch_put("p.yaml",
 	    "name: support-lora\nseed: 42\nmodel: {base: m.gguf, context: 512}\n"
-	    "data:\n  format: chat\n  train: train.jsonl\n  validation: {from: train, fraction: 0.1}\n"
+	    "data:\n  format: completion\n  train: train.jsonl\n  validation: {from: train, fraction: 0.1}\n"
 	    "  test: test.jsonl\n  fields: {prompt: question, response: answer}\n"
 	    "  template: chatml\n  max_length: 256\n  limit: {train: 2000, test: 200}\n"
 	    "method: {type: lora, rank: 8, alpha: 16, dropout: 0.05, targets: [q_proj, v_proj]}\n"
 	    "train:\n  epochs: 2\n  optimizer: {lr: 2.0e-4, betas: [0.9, 0.999]}\n"
-	    "  schedule: {type: linear, warmup_steps: 10}\n"
+	    "  schedule: {type: linear, warmup_steps: 10}\n  eval_every: 50\n"
 	    "  early_stopping: {metric: validation.loss, patience: 3}\n  nonfinite: skip_step\n"
 	    "eval:\n  metrics: [loss, exact_match]\n  generate: {max_new_tokens: 48, stop: [\"\\n\"]}\n"
 	    "backend: {type: exec, command: [python3, t.py, \"{method.rank}\"], timeout: 2h}\n"
@@ -275,7 +278,7 @@ static void test_config_fill(void **state)
 	const struct config *c = experiment_config(e);
 	assert_string_equal(experiment_name(e), "support-lora");
 	assert_int_equal(c->seed, 42);
-	assert_int_equal(c->data.format, DATA_CHAT);
+	assert_int_equal(c->data.format, DATA_COMPLETION);
 	assert_true(c->data.validation.present);
 	assert_null(c->data.validation.path);
 	assert_string_equal(c->data.validation.from, "train");
@@ -284,6 +287,7 @@ static void test_config_fill(void **state)
 	assert_non_null(strstr(c->data.test.path, "/test.jsonl"));
 	assert_true(c->data.test.path[0] == '/');
 	assert_string_equal(c->data.fields.prompt, "question");
+	assert_string_equal(c->data.fields.completion, "answer"); /* the response alias */
 	assert_string_equal(c->data.fields.messages, "messages");
 	assert_string_equal(c->data.template_name, "chatml");
 	assert_null(c->data.template_custom);
@@ -313,7 +317,7 @@ static void test_config_fill(void **state)
 	assert_true(c->gates[0].has_min && c->gates[0].min == 0.8);
 	assert_int_equal(c->gates[1].vs, GATE_VS_BASELINE);
 	assert_true(c->gates[1].has_max_regression);
-	assert_int_equal(c->gates[1].line, 27);
+	assert_int_equal(c->gates[1].line, 28);
 	assert_string_equal(c->objective_metric, "test.exact_match");
 	assert_int_equal(c->objective_goal, GOAL_MINIMIZE);
 	assert_int_equal((int)strlen(c->config_hash), 64);
@@ -408,7 +412,8 @@ static void test_cross_field_rules(void **state)
 	expect_error("name: t\nmodel: {base: m.gguf}\ndata: {train: train.jsonl, validation: {fraction: 0.1}, "
 		     "test: {from: validation, fraction: 0.5}}\n", "itself carved", 0, 0);
 	expect_error(HEAD "backend: {timeout: 1h}\n", "applies only to backend.type exec", 0, 0);
-	expect_error(HEAD "gates: [{metric: test.f1, vs: base, min_delta: 0.1}]\neval: {compare_base: false}\n",
+	expect_error(HEAD "  test: train.jsonl\ngates: [{metric: test.f1, vs: base, min_delta: 0.1}]\n"
+		     "eval: {compare_base: false}\n",
 		     "needs eval.compare_base", 0, 0);
 	expect_error(HEAD "gates: [{metric: test.f1, vs: base, min: 0.1}]\n", "not min or max", 0, 0);
 	expect_error(HEAD "sweep: {samples: 3}\n", "applies only to sweep.method random", 0, 0);

@@ -26,6 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "common/util.h"
 #include "store/store.h"
 #include "tests/unit/tiny_model.h"
@@ -918,6 +920,246 @@ static void test_two_at_once(void **state)
 	free(wsp);
 }
 
+/* ---- adaptive sweeps: this ftlab run is the controller ---- */
+
+/* `bayes.sh LR`: four validation losses of a smooth function of the learning rate, then
+ * its value as the result; each execution logged in $EXECUTIONS. */
+static const char *bayes_trainer =
+	"echo \"$FTLAB_RUN_ID $SLURMD_NODENAME 0\" >> \"$EXECUTIONS\"\n"
+	"f=$(awk -v lr=\"$1\" 'BEGIN { printf \"%.9g\", (lr * 1000 - 1) ^ 2 }')\n"
+	"for k in 1 2 3 4; do\n"
+	"  v=$(awk -v f=\"$f\" -v k=$k 'BEGIN { printf \"%.9g\", f + 1 / k }')\n"
+	"  echo \"{\\\"step\\\": $k, \\\"total_steps\\\": 4, \\\"split\\\": \\\"validation\\\", "
+	"\\\"loss\\\": $v}\"\n"
+	"  sleep ${BAYES_PAUSE:-0.1}\n"
+	"done\n"
+	"echo \"{\\\"metric\\\": \\\"loss\\\", \\\"split\\\": \\\"validation\\\", \\\"value\\\": $f}\"\n";
+
+/* A bayes sweep of six runs, two out at a time: several arrays, each point after the
+ * space-filling start chosen from the results that had arrived; --detach is refused. */
+static void test_bayes(void **state)
+{
+	(void)state;
+	if (!g_have)
+		skip();
+	put("bayes.sh", bayes_trainer);
+	put("bayes.yaml",
+	    "name: bayes\nseed: 1\nmodel: {base: base.txt}\n"
+	    "data: {format: completion, train: train.jsonl}\n"
+	    "backend: {type: exec, command: [/bin/sh, bayes.sh, \"{train.optimizer.lr}\"]}\n"
+	    "launcher: {type: slurm, array_parallelism: 2}\n"
+	    "sweep:\n  method: bayes\n  run_cap: 6\n  seed: 5\n"
+	    "  objective: {metric: validation.loss, goal: minimize}\n"
+	    "  parameters:\n"
+	    "    train.optimizer.lr: {distribution: log_uniform_values, min: 1.0e-5, max: 1.0e-1}\n");
+	char *wsp = ws_path("ws-bayes");
+	const char *det[] = {"--workspace", wsp, "run", "bayes.yaml", "--detach", NULL};
+	assert_int_equal(ftlab("bayes-detach", det), 2);
+	char *err = slurp("bayes-detach.err");
+	assert_non_null(strstr(err, "needs its controller to stay"));
+	free(err);
+	const char *args[] = {"--workspace", wsp, "run", "bayes.yaml", NULL};
+	assert_int_equal(ftlab("bayes", args), 0);
+	struct store_run_list *l = runs_of("ws-bayes", "bayes");
+	assert_int_equal(l->n, 6);
+	assert_int_equal(count_status(l, "finished"), 6);
+	/* one array per free slot or two: at least three submissions */
+	size_t jobs = 0;
+	for (size_t i = 0; i < l->n; i++) {
+		bool seen = false;
+		for (size_t j = 0; j < i; j++)
+			seen |= strcmp(l->items[j].slurm_job, l->items[i].slurm_job) == 0;
+		jobs += !seen;
+		assert_int_equal(executions(l->items[i].id), 1);
+	}
+	if (jobs < 3)
+		fail_msg("6 bayes points went out in %zu arrays", jobs);
+	/* the later points were fitted to results that had arrived */
+	struct store *s = open_ws("ws-bayes");
+	struct diag d;
+	diag_init(&d);
+	size_t fitted = 0, most = 0;
+	for (size_t i = 0; i < l->n; i++) {
+		struct store_sweep_point_list *pl = NULL;
+		assert_int_equal(store_sweep_points(s, &pl, NULL, l->items[i].id, &d), 0);
+		assert_int_equal(pl->n, 1);
+		json_t *j = json_loads(pl->items[0].suggestion_json ? pl->items[0].suggestion_json : "{}",
+				       0, NULL);
+		assert_non_null(j);
+		if (json_is_false(json_object_get(j, "space_filling"))) {
+			fitted++;
+			size_t n = (size_t)json_integer_value(json_object_get(j, "observations"));
+			most = n > most ? n : most;
+		}
+		json_decref(j);
+		store_sweep_point_list_free(pl);
+	}
+	store_close(s);
+	if (fitted == 0 || most < 3)
+		fail_msg("%zu points fitted, to at most %zu results", fitted, most);
+	store_run_list_free(l);
+	integrity_ok("ws-bayes");
+	free(wsp);
+}
+
+/* The bayes sweep's controller killed with -9 while runs are out: a second `ftlab run`
+ * hands out the recorded points first, waits for the runs the first one left under Slurm
+ * (not submitted again), and completes the sweep. */
+static void test_bayes_controller_killed(void **state)
+{
+	(void)state;
+	if (!g_have)
+		skip();
+	put("bayes.sh", bayes_trainer);
+	put("bayes2.yaml",
+	    "name: bayes2\nseed: 1\nmodel: {base: base.txt}\n"
+	    "data: {format: completion, train: train.jsonl}\n"
+	    "backend: {type: exec, command: [/bin/sh, bayes.sh, \"{train.optimizer.lr}\"]}\n"
+	    "launcher: {type: slurm, array_parallelism: 2}\n"
+	    "sweep:\n  method: bayes\n  run_cap: 5\n  seed: 7\n"
+	    "  objective: {metric: validation.loss, goal: minimize}\n"
+	    "  parameters:\n"
+	    "    train.optimizer.lr: {distribution: log_uniform_values, min: 1.0e-5, max: 1.0e-1}\n");
+	setenv("BAYES_PAUSE", "0.5", 1); /* two seconds a run */
+	char *wsp = ws_path("ws-bayes2");
+	const char *args[] = {"--workspace", wsp, "run", "bayes2.yaml", NULL};
+	pid_t pid = ftlab_start("bayes2-first", args);
+	/* until the second array is out and one of its runs runs, then kill -9 */
+	double t0 = time_monotonic();
+	for (;;) {
+		sleep_s(0.2);
+		char *err = slurp("bayes2-first.err");
+		const char *second = strstr(err, "submitted ");
+		second = second ? strstr(second + 1, "submitted ") : NULL;
+		bool running = second && strstr(second, "running: on node");
+		free(err);
+		if (running)
+			break;
+		if (time_monotonic() - t0 > 90)
+			fail_msg("the second array never ran");
+	}
+	kill(pid, SIGKILL);
+	assert_int_equal(ftlab_wait(pid), 128 + SIGKILL);
+	struct store *s = open_ws("ws-bayes2");
+	struct store_sweep_point_list *before = NULL;
+	struct diag d;
+	diag_init(&d);
+	struct store_run_list *l = runs_of("ws-bayes2", "bayes2");
+	assert_true(l->n >= 3 && l->n < 5);
+	assert_true(count_status(l, "finished") < l->n);
+	/* the sweep's key, from one of its runs' points */
+	struct store_sweep_point_list *any = NULL;
+	assert_int_equal(store_sweep_points(s, &any, NULL, l->items[0].id, &d), 0);
+	assert_int_equal(any->n, 1);
+	char key[64];
+	snprintf(key, sizeof key, "%s", any->items[0].sweep_key);
+	store_sweep_point_list_free(any);
+	store_run_list_free(l);
+	assert_int_equal(store_sweep_points(s, &before, key, NULL, &d), 0);
+	store_close(s);
+	assert_int_equal(ftlab("bayes2-second", args), 0);
+	unsetenv("BAYES_PAUSE");
+	l = runs_of("ws-bayes2", "bayes2");
+	assert_int_equal(l->n, 5);
+	assert_int_equal(count_status(l, "finished"), 5);
+	for (size_t i = 0; i < l->n; i++)
+		assert_int_equal(executions(l->items[i].id), 1);
+	store_run_list_free(l);
+	s = open_ws("ws-bayes2");
+	struct store_sweep_point_list *after = NULL;
+	assert_int_equal(store_sweep_points(s, &after, key, NULL, &d), 0);
+	assert_int_equal(after->n, 5);
+	for (size_t i = 0; i < before->n; i++) {
+		assert_int_equal(after->items[i].sweep_index, before->items[i].sweep_index);
+		assert_string_equal(after->items[i].run, before->items[i].run);
+	}
+	store_sweep_point_list_free(before);
+	store_sweep_point_list_free(after);
+	store_close(s);
+	integrity_ok("ws-bayes2");
+	free(wsp);
+}
+
+/* `hb.sh SEED`: seeds 1-3 learn (loss 1 + 1/k, quickly), seeds 4-6 do not (loss 100 + 1/k,
+ * a second a step): eight steps each. */
+static const char *hb_trainer =
+	"echo \"$FTLAB_RUN_ID $SLURMD_NODENAME 0\" >> \"$EXECUTIONS\"\n"
+	"trap 'exit 143' TERM\n"
+	"base=1; pause=0.1\n"
+	"if [ \"$1\" -ge 4 ]; then base=100; pause=1; fi\n"
+	"for k in 1 2 3 4 5 6 7 8; do\n"
+	"  v=$(awk -v b=$base -v k=$k 'BEGIN { printf \"%.9g\", b + 1 / k }')\n"
+	"  echo \"{\\\"step\\\": $k, \\\"total_steps\\\": 8, \\\"split\\\": \\\"validation\\\", "
+	"\\\"loss\\\": $v}\"\n"
+	"  sleep $pause\n"
+	"done\n";
+
+/* Hyperband over a grid on Slurm: the runs that do not learn are stopped early by the
+ * controller (SIGUSR2 to their task), end `stopped` with the verdict recorded; the others
+ * finish. */
+static void test_hyperband(void **state)
+{
+	(void)state;
+	if (!g_have)
+		skip();
+	put("hb.sh", hb_trainer);
+	put("hb.yaml",
+	    "name: hb\nseed: 1\nmodel: {base: base.txt}\n"
+	    "data: {format: completion, train: train.jsonl}\n"
+	    "backend: {type: exec, command: [/bin/sh, hb.sh, \"{seed}\"]}\n"
+	    "launcher: {type: slurm, array_parallelism: 3}\n"
+	    "sweep:\n  parameters:\n    seed: [1, 2, 3, 4, 5, 6]\n"
+	    "  early_terminate: {type: hyperband, metric: validation.loss, min_iter: 1, eta: 2}\n");
+	char *wsp = ws_path("ws-hb");
+	const char *det[] = {"--workspace", wsp, "run", "hb.yaml", "--detach", NULL};
+	assert_int_equal(ftlab("hb-detach", det), 2);
+	const char *args[] = {"--workspace", wsp, "run", "hb.yaml", NULL};
+	assert_int_equal(ftlab("hb", args), 0);
+	struct store_run_list *l = runs_of("ws-hb", "hb");
+	assert_int_equal(l->n, 6);
+	struct store *s = open_ws("ws-hb");
+	struct diag d;
+	diag_init(&d);
+	for (size_t i = 0; i < l->n; i++) {
+		const struct store_run *r = &l->items[i];
+		assert_int_equal(executions(r->id), 1);
+		struct store_metric_list *ml = NULL;
+		assert_int_equal(store_metrics(s, &ml, r->id, "validation", "loss", &d), 0);
+		struct store_sweep_point_list *pl = NULL;
+		assert_int_equal(store_sweep_points(s, &pl, NULL, r->id, &d), 0);
+		assert_int_equal(pl->n, 1);
+		if (r->seed <= 3) {
+			assert_string_equal(r->status, "finished");
+			assert_int_equal(ml->n, 8);
+			assert_null(pl->items[0].stopped_json);
+		} else {
+			if (strcmp(r->status, "stopped") != 0)
+				fail_msg("seed %lld: %s (%s)", (long long)r->seed, r->status,
+					 r->error ? r->error : "");
+			if (ml->n >= 8)
+				fail_msg("seed %lld stopped after all %zu values", (long long)r->seed,
+					 ml->n);
+			assert_non_null(pl->items[0].stopped_json);
+			assert_non_null(strstr(pl->items[0].stopped_json, "\"type\":\"hyperband\""));
+		}
+		store_sweep_point_list_free(pl);
+		store_metric_list_free(ml);
+	}
+	store_close(s);
+	for (size_t i = 0; i < l->n; i++)
+		if (l->items[i].seed > 3)
+			assert_int_equal(count_events("ws-hb", l->items[i].id, "stopped",
+						      "stopped by hyperband"), 1);
+	store_run_list_free(l);
+	/* a stopped run is reused like a finished one: nothing is submitted again */
+	assert_int_equal(ftlab("hb-again", args), 0);
+	char *err = slurp("hb-again.err");
+	assert_null(strstr(err, "submitted"));
+	free(err);
+	integrity_ok("ws-hb");
+	free(wsp);
+}
+
 /* Submitted by setup: an exec run past its one-minute limit ends killed with TIMEOUT. */
 static void test_time_limit(void **state)
 {
@@ -943,8 +1185,9 @@ int main(void)
 		cmocka_unit_test(test_failures),         cmocka_unit_test(test_submitter_killed),
 		cmocka_unit_test(test_preempted_native), cmocka_unit_test(test_time_warning_native),
 		cmocka_unit_test(test_resume_force_only), cmocka_unit_test(test_frozen_at_submission),
-		cmocka_unit_test(test_two_at_once),
-		cmocka_unit_test(test_time_limit),
+		cmocka_unit_test(test_two_at_once),      cmocka_unit_test(test_bayes),
+		cmocka_unit_test(test_bayes_controller_killed),
+		cmocka_unit_test(test_hyperband),        cmocka_unit_test(test_time_limit),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

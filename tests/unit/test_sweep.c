@@ -65,6 +65,7 @@ static struct sweep_plan *expand_ok(struct experiment **e, const char *sweep)
 	return plan;
 }
 
+/* keys: sweep sweep.method sweep.parameters sweep.zip */
 static void test_grid_order_and_zip(void **state)
 {
 	(void)state;
@@ -214,6 +215,7 @@ static void test_distributions(void **state)
 	free(v);
 }
 
+/* keys: sweep.method sweep.samples sweep.seed */
 static void test_random_deterministic_and_seeds(void **state)
 {
 	(void)state;

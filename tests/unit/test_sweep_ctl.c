@@ -20,6 +20,7 @@
 #include "common/util.h"
 #include "runner/sweep.h"
 #include "runner/sweep_ctl.h"
+#include "runner/tpe.h"
 #include "schema/schema.h"
 #include "tests/unit/scratch.h"
 #include "common/banned.h"
@@ -88,6 +89,7 @@ static void refused(const char *text, const char *want)
 	assert_true(d.line > 0);
 }
 
+/* keys: sweep.run_cap */
 static void test_schema_rules(void **state)
 {
 	(void)state;
@@ -99,9 +101,13 @@ static void test_schema_rules(void **state)
 		     "{train.optimizer.lr: {min: 0.001, max: 0.01}}, objective: {metric: "
 		     "test.loss}}\n", "disagree");
 	refused(HEAD "sweep: {run_cap: 5, parameters: {method.rank: [4, 8]}}\n",
-		"only to sweep.method random or bayes");
+		"only to sweep.method random, bayes or tpe");
 	refused(HEAD "sweep: {method: bayes, samples: 4, parameters: {seed: [1, 2]}, "
 		     "objective: {metric: test.loss}}\n", "does not search over 'seed'");
+	refused(HEAD "sweep: {method: tpe, samples: 4, parameters: {train.optimizer.lr: "
+		     "{min: 0.001, max: 0.01}}}\n", "sweep.method tpe needs sweep.objective");
+	refused(HEAD "sweep: {method: tpe, samples: 4, parameters: {seed: [1, 2]}, "
+		     "objective: {metric: test.loss}}\n", "a tpe sweep does not search over");
 	refused(HEAD "sweep: {method: bayes, samples: 4, parameters: {method.rank: [8]}, "
 		     "objective: {metric: test.loss}}\n", "at least one parameter");
 	/* early_terminate */
@@ -177,6 +183,7 @@ static char *fixture_path(void)
 
 /* The controller's decisions on the recorded curves equal W&B's (see test_hyperband.c for
  * the rule itself). */
+/* keys: sweep.early_terminate.metric sweep.early_terminate.goal sweep.early_terminate.min_iter sweep.early_terminate.max_iter sweep.early_terminate.s sweep.early_terminate.eta sweep.early_terminate.strict */
 static void test_hyperband_replay(void **state)
 {
 	(void)state;
@@ -449,6 +456,129 @@ static void test_bayes_finite(void **state)
 	experiment_free(e);
 }
 
+/* ---- tpe ---- */
+
+#define TPE                                                                               \
+	HEAD EXEC "sweep:\n  method: tpe\n  samples: %d\n  seed: %d\n  objective: {metric: "   \
+		  "validation.loss, goal: minimize}\n  parameters:\n"                        \
+		  "    train.optimizer.lr: {distribution: log_uniform_values, min: 1.0e-5, "    \
+		  "max: 1.0e-1}\n    method.rank: [16, 4, 8, 32]\n"                            \
+		  "    train.optimizer.type: [adamw, sgd]\n"
+
+/* Runs a tpe sweep one point at a time, restoring the first `restored` points from
+ * `prev`; params of each index into out; returns the best value. */
+static double run_tpe(const char *text, char **out, size_t n, char **prev, size_t restored)
+{
+	struct experiment *e = NULL;
+	struct sweep_ctl *c = ctl_ok(&e, text);
+	assert_true(sweep_ctl_adaptive(c));
+	struct diag d;
+	diag_init(&d);
+	for (size_t k = 0; k < restored; k++)
+		assert_int_equal(sweep_ctl_restore(c, k, prev[k], &d), 0);
+	double best = INFINITY;
+	for (size_t k = 0; k < n; k++) {
+		const struct sweep_point *p;
+		assert_int_equal(sweep_ctl_next(c, &p, &d), 0);
+		assert_non_null(p);
+		assert_int_equal(p->index, k);
+		double v = synthetic(p->params_json);
+		out[k] = ft_strdup(p->params_json);
+		struct sweep_suggestion s = sweep_ctl_suggestion(c, k);
+		assert_int_equal(s.adaptive, k >= restored);
+		if (s.adaptive) {
+			assert_true(s.tpe);
+			assert_int_equal(s.random, k < TPE_N_STARTUP);
+			if (!s.random) {
+				assert_int_equal(s.n_obs, k);
+				assert_int_equal(s.n_good, (k + 9) / 10);
+				assert_true(isfinite(s.score));
+			}
+		}
+		sweep_ctl_result(c, k, SWEEP_RUN_FINISHED, v);
+		best = v < best ? v : best;
+	}
+	sweep_ctl_free(c);
+	experiment_free(e);
+	return best;
+}
+
+/* The same file and results give the same points; an interrupted sweep continues them;
+ * the search finds the optimum's region. */
+static void test_tpe_sequence(void **state)
+{
+	(void)state;
+	char text[2048];
+	enum { N = 30, CUT = 17 };
+	char *a[N], *b[N], *r[N];
+	snprintf(text, sizeof text, TPE, N, 7);
+	double best = run_tpe(text, a, N, NULL, 0);
+	run_tpe(text, b, N, NULL, 0);
+	run_tpe(text, r, N, a, CUT);
+	for (size_t i = 0; i < N; i++) {
+		assert_string_equal(a[i], b[i]);
+		assert_string_equal(a[i], r[i]);
+		free(b[i]);
+		free(r[i]);
+	}
+	assert_true(best < 0.5);
+	snprintf(text, sizeof text, TPE, N, 8);
+	run_tpe(text, b, N, NULL, 0);
+	assert_string_not_equal(a[0], b[0]);
+	for (size_t i = 0; i < N; i++) {
+		free(a[i]);
+		free(b[i]);
+	}
+}
+
+/* Eleven runs, the last ending `last` with objective `v` (or still running when
+ * `pending`); the point tpe suggests next. */
+static char *tpe_after(enum sweep_outcome last, double v, bool pending)
+{
+	char text[2048];
+	snprintf(text, sizeof text, TPE, 13, 4);
+	struct experiment *e = NULL;
+	struct sweep_ctl *c = ctl_ok(&e, text);
+	struct diag d;
+	diag_init(&d);
+	const struct sweep_point *p;
+	for (size_t k = 0; k < 11; k++) {
+		assert_int_equal(sweep_ctl_next(c, &p, &d), 0);
+		if (k < 10 || !pending)
+			sweep_ctl_result(c, k, k == 10 ? last : SWEEP_RUN_FINISHED,
+					 k == 10 ? v : 5.0 + (double)k);
+	}
+	assert_int_equal(sweep_ctl_next(c, &p, &d), 0);
+	assert_non_null(p);
+	assert_false(sweep_ctl_suggestion(c, 11).random);
+	char *out = ft_strdup(p->params_json);
+	sweep_ctl_free(c);
+	experiment_free(e);
+	return out;
+}
+
+/* A stopped run ranks after every finished one, whatever value it reached (Optuna's
+ * pruned trials): stopped at 0 chooses like finished at 100, not like finished at 0. A
+ * failed run is in the bad group and no observation, like a run still going. */
+static void test_tpe_stopped_and_failed(void **state)
+{
+	(void)state;
+	char *stopped = tpe_after(SWEEP_RUN_STOPPED, 0.0, false);
+	char *worst = tpe_after(SWEEP_RUN_FINISHED, 100.0, false);
+	char *best = tpe_after(SWEEP_RUN_FINISHED, 0.0, false);
+	char *failed = tpe_after(SWEEP_RUN_FAILED, 0.0, false);
+	char *running = tpe_after(SWEEP_RUN_FINISHED, 0.0, true);
+	assert_string_equal(stopped, worst);
+	assert_string_not_equal(stopped, best);
+	assert_string_equal(failed, running);
+	assert_string_not_equal(failed, worst);
+	free(stopped);
+	free(worst);
+	free(best);
+	free(failed);
+	free(running);
+}
+
 /* The space: log scale, integers, normal, categorical; points land in range and a
  * recorded point maps back to its place. */
 static void test_space_mapping(void **state)
@@ -516,6 +646,8 @@ int main(void)
 		cmocka_unit_test(test_bayes_batch),
 		cmocka_unit_test(test_bayes_finite),
 		cmocka_unit_test(test_space_mapping),
+		cmocka_unit_test(test_tpe_sequence),
+		cmocka_unit_test(test_tpe_stopped_and_failed),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -125,6 +125,7 @@ static const char *replay_trainer =
 	"    time.sleep(0.01)\n"
 	"print(json.dumps({'metric': 'loss', 'split': 'validation', 'value': vals[-1]}))\n";
 
+/* keys: sweep.early_terminate sweep.early_terminate.type */
 static void test_hyperband_exec_replay(void **state)
 {
 	(void)state;
@@ -320,12 +321,15 @@ static void test_native_run_stopped(void **state)
 /* ---- bayes: resume and extension ---- */
 
 /* A trainer of a smooth objective of two swept values; INTERRUPT=N makes the N-th run it
- * starts interrupt ftlab (SIGINT to its parent) halfway. */
+ * starts interrupt ftlab (SIGINT to its parent) halfway; the count of starts is taken under a
+ * lock, as parallel workers start trainers at the same moment. */
 static const char *bayes_trainer =
-	"import json, os, signal, sys, time\n"
+	"import fcntl, json, os, signal, sys, time\n"
 	"lr, wd = float(sys.argv[1]), float(sys.argv[2])\n"
-	"n = int(open('starts').read()) + 1 if os.path.exists('starts') else 1\n"
-	"open('starts', 'w').write(str(n))\n"
+	"with open('starts.lock', 'w') as lk:  # two workers start at once with --jobs 2\n"
+	"    fcntl.flock(lk, fcntl.LOCK_EX)\n"
+	"    n = int(open('starts').read()) + 1 if os.path.exists('starts') else 1\n"
+	"    open('starts', 'w').write(str(n))\n"
 	"f = (lr * 1000 - 1) ** 2 + (wd - 0.3) ** 2\n"
 	"for k in range(1, 5):\n"
 	"    print(json.dumps({'step': k, 'total_steps': 4, 'split': 'validation',\n"
@@ -335,20 +339,25 @@ static const char *bayes_trainer =
 	"        time.sleep(5)\n"
 	"print(json.dumps({'metric': 'loss', 'split': 'validation', 'value': f}))\n";
 
-static void bayes_files(const struct env *e, int samples)
+static void adaptive_files(const struct env *e, const char *method, int samples)
 {
 	char text[1024];
 	snprintf(text, sizeof text,
 		 "name: bayes-cli\nmodel: {base: data.jsonl}\ndata: {train: data.jsonl}\n"
 		 "backend: {type: exec, command: [python3, trainer.py, \"{train.optimizer.lr}\", "
 		 "\"{train.optimizer.weight_decay}\"]}\n"
-		 "sweep:\n  method: bayes\n  run_cap: %d\n  seed: 5\n"
+		 "sweep:\n  method: %s\n  run_cap: %d\n  seed: 5\n"
 		 "  objective: {metric: validation.loss, goal: minimize}\n"
 		 "  parameters:\n"
 		 "    train.optimizer.lr: {distribution: log_uniform_values, min: 1.0e-5, max: "
 		 "1.0e-1}\n"
-		 "    train.optimizer.weight_decay: {min: 0.0, max: 1.0}\n", samples);
+		 "    train.optimizer.weight_decay: {min: 0.0, max: 1.0}\n", method, samples);
 	write_file(e->dir, "exp.yaml", text);
+}
+
+static void bayes_files(const struct env *e, int samples)
+{
+	adaptive_files(e, "bayes", samples);
 }
 
 /* index -> "run params" lines of a workspace's sweep points. */
@@ -444,6 +453,65 @@ static void test_bayes_resume_and_extend(void **state)
 	env_done(&e);
 }
 
+/* A tpe sweep through the binary: 12 runs (10 random, 2 chosen by the estimator), show
+ * says how, plan lists them, and a second invocation reuses all of them. */
+static void test_tpe_cli(void **state)
+{
+	(void)state;
+	if (!have_python())
+		skip();
+	struct env e;
+	env_init(&e, "ws");
+	write_file(e.dir, "trainer.py", bayes_trainer);
+	write_file(e.dir, "data.jsonl", "{\"text\": \"x\"}\n");
+	adaptive_files(&e, "tpe", 12);
+	unsetenv("INTERRUPT");
+	assert_int_equal(ftlab(&e, e.ws, "run", (const char *[]){"run", "exp.yaml", NULL}), 0);
+	char *a = sequence(e.ws);
+	assert_int_equal(ftlab(&e, e.ws, "again", (const char *[]){"run", "exp.yaml", NULL}), 0);
+	char *b = sequence(e.ws);
+	assert_string_equal(a, b);
+	struct diag d;
+	diag_init(&d);
+	char *log = NULL, *p = path_join(e.dir, "again.log");
+	size_t n;
+	assert_int_equal(file_read_all(&log, &n, p, 1 << 20, &d), 0);
+	assert_non_null(strstr(log, "(tpe: each chosen from the results so far)"));
+	assert_non_null(strstr(log, "12 cached"));
+	free(log);
+	free(p);
+	assert_int_equal(ftlab(&e, e.ws, "plan", (const char *[]){"plan", "exp.yaml", NULL}), 0);
+	p = path_join(e.dir, "plan.log");
+	assert_int_equal(file_read_all(&log, &n, p, 1 << 20, &d), 0);
+	assert_non_null(strstr(log, "tpe sweep of 12 runs"));
+	assert_non_null(strstr(log, "12 known"));
+	free(log);
+	free(p);
+	/* The last point (index 11) was chosen by the estimator, the first at random. */
+	char run[32] = "", first[32] = "";
+	assert_int_equal(sscanf(a, "0 %31s", first), 1);
+	const char *last = strstr(a, "\n11 ");
+	assert_non_null(last);
+	assert_int_equal(sscanf(last + 1, "11 %31s", run), 1);
+	assert_int_equal(ftlab(&e, e.ws, "show", (const char *[]){"show", run, NULL}), 0);
+	p = path_join(e.dir, "show.log");
+	assert_int_equal(file_read_all(&log, &n, p, 1 << 20, &d), 0);
+	assert_non_null(strstr(log, "chosen by   tpe: log l(x)/g(x) "));
+	assert_non_null(strstr(log, "the best of 24 draws from the density of the 2 best of 11 "
+				    "runs"));
+	free(log);
+	free(p);
+	assert_int_equal(ftlab(&e, e.ws, "show0", (const char *[]){"show", first, NULL}), 0);
+	p = path_join(e.dir, "show0.log");
+	assert_int_equal(file_read_all(&log, &n, p, 1 << 20, &d), 0);
+	assert_non_null(strstr(log, "chosen by   tpe: a random start point"));
+	free(log);
+	free(p);
+	free(a);
+	free(b);
+	env_done(&e);
+}
+
 /* --jobs 2: one controller decides for both workers; every point is handed out once. */
 static void test_jobs_two(void **state)
 {
@@ -506,6 +574,7 @@ int main(void)
 		cmocka_unit_test(test_native_run_stopped),
 		cmocka_unit_test(test_bayes_resume_and_extend),
 		cmocka_unit_test(test_jobs_two),
+		cmocka_unit_test(test_tpe_cli),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

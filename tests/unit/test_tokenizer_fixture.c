@@ -23,20 +23,28 @@ static char *root_path(const char *rel)
 	return path_join(root ? root : ".", rel);
 }
 
-/* Encodes every fixture text with t and compares; returns the number of mismatches. */
+/* Encodes every fixture text with t and compares; returns the number of mismatches.
+ * *out_checked counts the lines. A line without a text string or an ids array, or with no
+ * ids for a non-empty text, fails the test: a fixture of such lines (or an empty one)
+ * would otherwise match anything. */
 static size_t run_fixture(const struct tokenizer *t, size_t *out_checked)
 {
 	char *p = root_path("tests/reference/tokenizer_smollm2.jsonl");
 	FILE *f = fopen(p, "r");
 	assert_non_null(f);
 	char *line = NULL;
-	size_t cap = 0, bad = 0, n_lines = 0;
+	size_t cap = 0, bad = 0, n_lines = 0, total_ids = 0;
 	ssize_t got;
 	while ((got = getline(&line, &cap, f)) > 0) {
 		json_error_t je;
 		json_t *o = json_loadb(line, (size_t)got, 0, &je);
 		assert_non_null(o);
 		json_t *jt = json_object_get(o, "text"), *jids = json_object_get(o, "ids");
+		if (!json_is_string(jt) || !json_is_array(jids) ||
+		    (json_string_length(jt) > 0 && json_array_size(jids) == 0))
+			fail_msg("fixture line %zu has no text, no ids, or no ids for its text",
+				 n_lines + 1);
+		total_ids += json_array_size(jids);
 		const char *text = json_string_value(jt);
 		size_t tlen = json_string_length(jt);
 		struct diag d;
@@ -71,6 +79,8 @@ static size_t run_fixture(const struct tokenizer *t, size_t *out_checked)
 	free(line);
 	fclose(f);
 	free(p);
+	if (total_ids < n_lines)
+		fail_msg("the fixture's %zu lines hold only %zu ids", n_lines, total_ids);
 	*out_checked = n_lines;
 	return bad;
 }

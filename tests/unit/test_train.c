@@ -202,12 +202,15 @@ static void test_tiny_model_learns(void **state)
 	model_free(m);
 }
 
-static void deterministic_and_resume(enum method_type method)
+/* Runs config c uninterrupted twice (identical traces), then killed after step 7 and
+ * resumed in a fresh model from its checkpoint (the same trace, bit for bit); the
+ * uninterrupted trace goes to out (steps 1..12). method: LoRA, DoRA, IA3 or prefix. */
+static void check_resume(struct config_train c, enum method_type method, double out[13])
 {
 	char tmpl[] = "/tmp/ftlab-train-XXXXXX";
 	char *dir = ft_strdup(mkdtemp(tmpl));
 	char *ck = path_join(dir, "checkpoint");
-	struct config_train c = train_cfg(12);
+	c.steps = 12;
 	c.checkpoint_every = 4;
 	struct trainer_result res;
 
@@ -265,12 +268,20 @@ static void deterministic_and_resume(enum method_type method)
 	free(ck);
 	assert_int_equal(dir_remove_all(dir), 0);
 	free(dir);
+	memcpy(out, a.loss, 13 * sizeof(double));
+}
+
+/* The default config (AdamW, the method with dropout where it has one): see check_resume. */
+static void resume_case(enum method_type method)
+{
+	double trace[13];
+	check_resume(train_cfg(12), method, trace);
 }
 
 static void test_deterministic_and_resume(void **state)
 {
 	(void)state;
-	deterministic_and_resume(METHOD_LORA);
+	resume_case(METHOD_LORA);
 }
 
 /* DoRA: the magnitude vectors are trainables like A and B; the norm is recomputed from
@@ -278,20 +289,41 @@ static void test_deterministic_and_resume(void **state)
 static void test_deterministic_and_resume_dora(void **state)
 {
 	(void)state;
-	deterministic_and_resume(METHOD_DORA);
+	resume_case(METHOD_DORA);
 }
 
 static void test_deterministic_and_resume_ia3(void **state)
 {
 	(void)state;
-	deterministic_and_resume(METHOD_IA3);
+	resume_case(METHOD_IA3);
 }
 
 static void test_deterministic_and_resume_prefix(void **state)
 {
 	(void)state;
-	deterministic_and_resume(METHOD_PREFIX);
+	resume_case(METHOD_PREFIX);
 }
+
+/* SGD with momentum, Nesterov and weight decay: its momentum buffers are part of the
+ * checkpoint (named momentum/...), so kill and resume repeat the uninterrupted trace bit
+ * for bit; and the trace is SGD's, not AdamW's. */
+/* keys: train.optimizer.type train.optimizer.momentum train.optimizer.nesterov */
+static void test_sgd_resume_bit_identical(void **state)
+{
+	(void)state;
+	double adamw[13], sgd[13];
+	struct config_train c = train_cfg(12);
+	check_resume(c, METHOD_LORA, adamw);
+	c.optimizer.type = OPTIMIZER_SGD;
+	c.optimizer.lr = 0.2;
+	c.optimizer.momentum = 0.9;
+	c.optimizer.nesterov = true;
+	c.optimizer.weight_decay = 0.01;
+	check_resume(c, METHOD_LORA, sgd);
+	assert_true(sgd[12] != adamw[12]);
+	assert_true(sgd[12] < sgd[1]); /* it trains */
+}
+
 
 /* Gemma 3 (sliding window, the extra norms): learns under full fine-tuning, and a killed
  * LoRA run resumes to the uninterrupted trace bit for bit. */
@@ -310,7 +342,7 @@ static void test_gemma3_learns_and_resumes(void **state)
 	if (!(r.loss[60] < 0.3 * r.loss[1]))
 		fail_msg("Gemma loss after 60 steps %g (first %g)", r.loss[60], r.loss[1]);
 	model_free(m);
-	deterministic_and_resume(METHOD_LORA);
+	resume_case(METHOD_LORA);
 	use_gemma = false;
 }
 
@@ -363,6 +395,7 @@ static void test_grad_accum_whole_batch_mean(void **state)
 		assert_float_equal(w1[i], w2[i], 1e-5);
 }
 
+/* keys: train.nonfinite */
 static void test_nonfinite_policy(void **state)
 {
 	(void)state;
@@ -391,41 +424,76 @@ static void test_nonfinite_policy(void **state)
 
 struct fake_val {
 	int calls;
+	const double *metric; /* the watched metric's values, one per evaluation */
+	size_t n;
 };
 
-static int fake_val_loss(void *ud, struct model *m, double *out, struct diag *d)
+static int fake_val(void *ud, struct model *m, double *out_loss, double *out_metric,
+		    struct diag *d)
 {
 	(void)m;
 	(void)d;
 	struct fake_val *f = ud;
-	/* improves twice, then gets worse */
-	static const double seq[] = {2.0, 1.5, 1.6, 1.7, 1.8, 1.9, 2.0, 2.1};
-	*out = seq[f->calls < 8 ? f->calls : 7];
+	size_t i = (size_t)f->calls < f->n ? (size_t)f->calls : f->n - 1;
+	*out_loss = 10.0 - f->calls; /* always improving: only the watched metric decides */
+	*out_metric = f->metric[i];
 	f->calls++;
 	return 0;
 }
 
+/* Early stopping watches the metric of train.early_stopping.metric at every
+ * train.eval_every: lower is better for loss, higher for token_accuracy and the text
+ * metrics; min_delta is the smallest change that counts; patience evaluations without
+ * improvement stop the run. */
+/* keys: train.early_stopping train.early_stopping.metric train.early_stopping.patience train.early_stopping.min_delta train.eval_every */
 static void test_early_stopping(void **state)
 {
 	(void)state;
-	struct config_train c = train_cfg(40);
-	c.eval_every = 2;
-	c.early_stopping.enabled = true;
-	c.early_stopping.patience = 3;
-	struct fake_val fv = {0};
-	struct validator val = {.ud = &fv, .loss = fake_val_loss};
-	struct synth s = {.mask_prefix = 1};
-	rng_seed(&s.r, 1, 0);
-	struct rec r = {.stop_at = -1};
-	struct trainer_result res;
-	struct model *m = make_model(METHOD_LORA, 0.0f, 4);
-	assert_int_equal(run(m, &c, &r, NULL, false, &s, &val, &res), 0);
-	assert_true(res.early_stopped);
-	/* evals at steps 2,4 improve; 6,8,10 do not -> stop at step 10 */
-	assert_int_equal(res.steps_done, 10);
-	assert_int_equal(fv.calls, 5);
-	assert_int_equal(r.events_early, 1);
-	model_free(m);
+	static const double loss_seq[] = {2.0, 1.5, 1.6, 1.7, 1.8, 1.9, 2.0, 2.1};
+	static const double acc_seq[] = {0.50, 0.60, 0.62, 0.63, 0.64, 0.70, 0.71, 0.72};
+	struct {
+		const char *metric;
+		const double *seq;
+		double min_delta;
+		int patience, eval_every;
+		int64_t steps; /* where it stops */
+		int calls;
+	} cases[] = {
+		/* loss: evals at 2,4 improve; 6,8,10 do not -> stop at 10 */
+		{"validation.loss", loss_seq, 0.0, 3, 2, 10, 5},
+		{"validation.loss", loss_seq, 0.0, 1, 2, 6, 3},
+		{"validation.loss", loss_seq, 0.0, 2, 3, 12, 4},
+		/* higher is better: with min_delta 0 each of the 8 values improves, then the
+		 * last repeats 3 times (stop at eval 11, step 22); with 0.05, 0.62..0.64 do
+		 * not count: stop at the fifth */
+		{"validation.token_accuracy", acc_seq, 0.0, 3, 2, 22, 11},
+		{"validation.token_accuracy", acc_seq, 0.05, 3, 2, 10, 5},
+		{"validation.exact_match", acc_seq, 0.05, 2, 2, 8, 4},
+	};
+	for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+		struct config_train c = train_cfg(40);
+		c.eval_every = cases[k].eval_every;
+		c.early_stopping.enabled = true;
+		c.early_stopping.metric = (char *)cases[k].metric;
+		c.early_stopping.patience = cases[k].patience;
+		c.early_stopping.min_delta = cases[k].min_delta;
+		struct fake_val fv = {.metric = cases[k].seq, .n = 8};
+		struct validator val = {.ud = &fv, .evaluate = fake_val};
+		struct synth s = {.mask_prefix = 1};
+		rng_seed(&s.r, 1, 0);
+		struct rec r = {.stop_at = -1};
+		struct trainer_result res;
+		struct model *m = make_model(METHOD_LORA, 0.0f, 4);
+		assert_int_equal(run(m, &c, &r, NULL, false, &s, &val, &res), 0);
+		if (res.steps_done != cases[k].steps || fv.calls != cases[k].calls)
+			fail_msg("case %zu (%s, min_delta %g, patience %d): stopped at %lld after %d "
+				 "evaluations, expected %lld after %d", k, cases[k].metric,
+				 cases[k].min_delta, cases[k].patience, (long long)res.steps_done,
+				 fv.calls, (long long)cases[k].steps, cases[k].calls);
+		assert_int_equal(res.early_stopped, cases[k].steps < 40);
+		assert_int_equal(r.events_early, cases[k].steps < 40 ? 1 : 0);
+		model_free(m);
+	}
 }
 
 int main(void)
@@ -436,6 +504,7 @@ int main(void)
 		cmocka_unit_test(test_deterministic_and_resume_dora),
 		cmocka_unit_test(test_deterministic_and_resume_ia3),
 		cmocka_unit_test(test_deterministic_and_resume_prefix),
+		cmocka_unit_test(test_sgd_resume_bit_identical),
 		cmocka_unit_test(test_gemma3_learns_and_resumes),
 		cmocka_unit_test(test_grad_accum_whole_batch_mean),
 		cmocka_unit_test(test_nonfinite_policy),

@@ -113,7 +113,7 @@ static struct experiment *load_exp(const char *dir)
 		 "  schedule: {type: cosine, warmup_steps: 2, min_lr_ratio: 0.1}\n"
 		 "  checkpoint_every: 3\n"
 		 "eval:\n  splits: [test]\n  metrics: [loss]\n  compare_base: true\n"
-		 "  bootstrap: 10\n  samples: 2\n",
+		 "  bootstrap: 10\n",
 		 model, data, test, STEPS);
 	char *p = path_join(dir, "exp.yaml");
 	struct diag d;

@@ -25,8 +25,11 @@ struct chat_msg {
 
 /* One example. Which fields are set depends on the format:
  * text: text; completion: prompt, response; instruction: instruction, input (may be ""),
- * response (the output); chat: msgs. system is the optional per-example system field
- * (any format but text; chat carries it as a system message instead). */
+ * response (the output); chat: msgs; preference: chosen, rejected and the prompt as a
+ * string (prompt) or as messages (msgs, ending with a user message). system is the
+ * optional per-example system field (any format but text; chat carries it as a system
+ * message instead). Completion, instruction and chat examples may carry choices for
+ * likelihood scoring, with the index of the right one. */
 struct record {
 	int line;                 /* 1-based line in the source file */
 	char *text;
@@ -35,6 +38,10 @@ struct record {
 	char *system;
 	struct chat_msg *msgs;
 	size_t n_msgs;
+	char *chosen, *rejected;  /* preference: the preferred and the dispreferred completion */
+	char **choices;           /* (n_choices) distinct non-empty strings, or NULL */
+	size_t n_choices;
+	size_t answer;            /* index of the right choice (when choices is set) */
 	uint8_t hash[32];         /* sha256 of the example's content (not of its JSON text) */
 };
 
@@ -61,8 +68,15 @@ int dataset_read_buffer(struct dataset **out, const char *name, const char *buf,
 			enum data_format format, const struct field_map *fields,
 			enum on_bad_example on_bad, struct diag *d) FT_WUR;
 void dataset_free(struct dataset *ds);
+/* Frees every field of one record and zeroes it (the record itself is not freed). */
+void record_clear(struct record *r);
 
-/* "text" | "completion" | "instruction" | "chat"; and back (-1 when unknown). */
+/* The reference text of a record: the response, or the last assistant message of a chat,
+ * or the chosen completion of a preference pair; NULL for text. Borrowed. */
+const char *record_reference(const struct record *r, enum data_format f);
+
+/* "text" | "completion" | "instruction" | "chat" | "preference"; and back (-1 when
+ * unknown). */
 const char *data_format_name(enum data_format f);
 int data_format_from_name(const char *name);
 

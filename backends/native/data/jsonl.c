@@ -22,7 +22,7 @@ int data_format_from_name(const char *name)
 	return schema_enum_index("data.format", name);
 }
 
-static void record_clear(struct record *r)
+void record_clear(struct record *r)
 {
 	free(r->text);
 	free(r->prompt);
@@ -33,7 +33,30 @@ static void record_clear(struct record *r)
 	for (size_t i = 0; i < r->n_msgs; i++)
 		free(r->msgs[i].content);
 	free(r->msgs);
+	free(r->chosen);
+	free(r->rejected);
+	for (size_t i = 0; i < r->n_choices; i++)
+		free(r->choices[i]);
+	free(r->choices);
 	memset(r, 0, sizeof *r);
+}
+
+const char *record_reference(const struct record *r, enum data_format f)
+{
+	switch (f) {
+	case DATA_COMPLETION:
+	case DATA_INSTRUCTION:
+		return r->response;
+	case DATA_CHAT:
+		for (size_t i = r->n_msgs; i-- > 0;)
+			if (r->msgs[i].role == ROLE_ASSISTANT)
+				return r->msgs[i].content;
+		return NULL;
+	case DATA_PREFERENCE:
+		return r->chosen;
+	default:
+		return NULL;
+	}
 }
 
 void dataset_free(struct dataset *ds)
@@ -90,7 +113,8 @@ static int utf8_bad_col(const unsigned char *s, size_t n)
 }
 
 struct keys {
-	const char *text, *prompt, *response, *instruction, *input, *messages, *system;
+	const char *text, *prompt, *response, *instruction, *input, *messages, *system, *chosen,
+		*rejected, *choices, *answer;
 };
 
 /* The key the schema table gives a field when the experiment does not map it. */
@@ -109,9 +133,9 @@ static const char *pick(const char *a, const char *b, const char *dflt)
 	return dflt;
 }
 
-/* completion accepts fields.completion or fields.response for the response key;
- * instruction accepts fields.prompt for the instruction and fields.response for the
- * output (so one mapping works for both formats). */
+/* The key of each field. The aliases of the experiment file (response for completion or
+ * output, prompt for instruction) were folded into those fields by the schema
+ * (schema/validate.c), so each field is read from its own key. */
 static struct keys resolve_keys(const struct field_map *f)
 {
 	static const struct field_map none;
@@ -120,11 +144,15 @@ static struct keys resolve_keys(const struct field_map *f)
 	struct keys k;
 	k.text = pick(f->text, NULL, field_default("data.fields.text"));
 	k.prompt = pick(f->prompt, NULL, field_default("data.fields.prompt"));
-	k.response = pick(f->completion, f->response, field_default("data.fields.completion"));
-	k.instruction = pick(f->instruction, f->prompt, field_default("data.fields.instruction"));
+	k.response = pick(f->completion, NULL, field_default("data.fields.completion"));
+	k.instruction = pick(f->instruction, NULL, field_default("data.fields.instruction"));
 	k.input = pick(f->input, NULL, field_default("data.fields.input"));
 	k.messages = pick(f->messages, NULL, field_default("data.fields.messages"));
 	k.system = pick(f->system, NULL, field_default("data.fields.system"));
+	k.chosen = pick(f->chosen, NULL, field_default("data.fields.chosen"));
+	k.rejected = pick(f->rejected, NULL, field_default("data.fields.rejected"));
+	k.choices = pick(f->choices, NULL, field_default("data.fields.choices"));
+	k.answer = pick(f->answer, NULL, field_default("data.fields.answer"));
 	return k;
 }
 
@@ -214,24 +242,27 @@ static int get_str(char **out, struct line_ctx *c, json_t *obj, const char *key,
 	return 0;
 }
 
-static int parse_messages(struct record *r, struct line_ctx *c, json_t *obj, const char *key)
+static void msgs_free(struct chat_msg *m, size_t n)
 {
-	json_t *arr = json_object_get(obj, key);
-	if (!arr) {
-		bad(c, 0, "missing key '%s' (the chat messages)", key);
-		hint_keys(c, obj, key);
-		return FT_EINVAL;
-	}
-	if (!json_is_array(arr))
-		return bad(c, 0, "key '%s' must be an array of messages, got %s", key,
-			   json_type_name(arr));
+	for (size_t i = 0; i < n; i++)
+		free(m[i].content);
+	free(m);
+}
+
+/* A JSON array of {role, content} messages into *out (n), roles checked, a system message
+ * only first. Empty arrays are an error. */
+static int parse_msg_array(struct chat_msg **out, size_t *out_n, struct line_ctx *c, json_t *arr,
+			   const char *key)
+{
+	*out = NULL;
+	*out_n = 0;
 	size_t n = json_array_size(arr);
 	if (n == 0)
 		return bad(c, 0, "key '%s' is an empty array", key);
-	r->msgs = calloc(n, sizeof *r->msgs);
-	if (!r->msgs)
+	struct chat_msg *msgs = calloc(n, sizeof *msgs);
+	if (!msgs)
 		return diag_set(c->d, FT_ENOMEM, NULL, 0, 0, "out of memory reading %s", c->name);
-	bool any_assistant = false;
+	*out = msgs;
 	for (size_t i = 0; i < n; i++) {
 		json_t *m = json_array_get(arr, i);
 		if (!json_is_object(m))
@@ -257,18 +288,206 @@ static int parse_messages(struct record *r, struct line_ctx *c, json_t *obj, con
 				   content ? json_type_name(content) : "nothing");
 		if (ro == ROLE_SYSTEM && i != 0)
 			return bad(c, 0, "%s[%zu]: a system message may only come first", key, i);
-		r->msgs[i].role = ro;
-		r->msgs[i].content = ft_strndup(json_string_value(content), json_string_length(content));
-		if (!r->msgs[i].content)
+		msgs[i].role = ro;
+		msgs[i].content = ft_strndup(json_string_value(content), json_string_length(content));
+		if (!msgs[i].content)
 			return diag_set(c->d, FT_ENOMEM, NULL, 0, 0, "out of memory reading %s", c->name);
-		r->n_msgs = i + 1;
-		if (strlen(r->msgs[i].content) != json_string_length(content))
+		*out_n = i + 1;
+		if (strlen(msgs[i].content) != json_string_length(content))
 			return bad(c, 0, "%s[%zu].content contains a NUL character (\\u0000)", key, i);
-		any_assistant |= ro == ROLE_ASSISTANT;
 	}
+	return 0;
+}
+
+static int parse_messages(struct record *r, struct line_ctx *c, json_t *obj, const char *key)
+{
+	json_t *arr = json_object_get(obj, key);
+	if (!arr) {
+		bad(c, 0, "missing key '%s' (the chat messages)", key);
+		hint_keys(c, obj, key);
+		return FT_EINVAL;
+	}
+	if (!json_is_array(arr))
+		return bad(c, 0, "key '%s' must be an array of messages, got %s", key,
+			   json_type_name(arr));
+	int rc = parse_msg_array(&r->msgs, &r->n_msgs, c, arr, key);
+	if (rc)
+		return rc;
+	bool any_assistant = false;
+	for (size_t i = 0; i < r->n_msgs; i++)
+		any_assistant |= r->msgs[i].role == ROLE_ASSISTANT;
 	if (!any_assistant)
 		return bad(c, 0, "key '%s' has no assistant message (nothing to learn or score)", key);
 	return 0;
+}
+
+/* One completion of a preference pair, given as a string or as a list of messages (TRL's
+ * conversational layout); *msgs receives the list (caller frees), *text the string. */
+static int pref_side(char **text, struct chat_msg **msgs, size_t *n, struct line_ctx *c,
+		     json_t *obj, const char *key, const char *what)
+{
+	*text = NULL;
+	*msgs = NULL;
+	*n = 0;
+	json_t *v = json_object_get(obj, key);
+	if (!v) {
+		bad(c, 0, "missing key '%s' (the %s completion)", key, what);
+		hint_keys(c, obj, key);
+		return FT_EINVAL;
+	}
+	if (json_is_array(v))
+		return parse_msg_array(msgs, n, c, v, key);
+	if (!json_is_string(v))
+		return bad(c, 0, "key '%s' must be a string or an array of messages, got %s", key,
+			   json_type_name(v));
+	return get_str(text, c, obj, key, what, true);
+}
+
+/* The completion after the prompt: exactly one assistant message. Takes the content. */
+static int pref_completion(char **out, struct line_ctx *c, struct chat_msg *m, size_t n,
+			   const char *key)
+{
+	if (n != 1 || m[0].role != ROLE_ASSISTANT)
+		return bad(c, 0, "key '%s': the completion after the prompt must be one assistant "
+			   "message (found %zu message%s%s)", key, n, n == 1 ? ", a " : "s",
+			   n == 1 ? (m[0].role == ROLE_USER ? "user one" : "system one") : "");
+	*out = m[0].content;
+	m[0].content = NULL;
+	return 0;
+}
+
+/* {prompt, chosen, rejected}: prompt a string or messages (ending with a user message);
+ * chosen and rejected strings or messages. Without a prompt key, two message lists share
+ * their prompt as a common prefix (TRL's implicit prompt). */
+static int parse_preference(struct record *r, struct line_ctx *c, json_t *obj, const struct keys *k)
+{
+	struct chat_msg *cm = NULL, *rm = NULL;
+	size_t cn = 0, rn = 0;
+	int rc = pref_side(&r->chosen, &cm, &cn, c, obj, k->chosen, "chosen");
+	if (!rc)
+		rc = pref_side(&r->rejected, &rm, &rn, c, obj, k->rejected, "rejected");
+	if (rc)
+		goto done;
+	json_t *p = json_object_get(obj, k->prompt);
+	size_t skip = 0; /* leading messages of chosen/rejected that are the prompt */
+	if (!p || json_is_null(p)) {
+		if (!cm || !rm) {
+			bad(c, 0, "missing key '%s' (the prompt)", k->prompt);
+			hint_keys(c, obj, k->prompt);
+			rc = FT_EINVAL;
+			goto done;
+		}
+		while (skip < cn && skip < rn && cm[skip].role == rm[skip].role &&
+		       strcmp(cm[skip].content, rm[skip].content) == 0)
+			skip++;
+		if (skip == 0) {
+			rc = bad(c, 0, "no key '%s', and '%s' and '%s' share no leading messages to "
+				 "take as the prompt", k->prompt, k->chosen, k->rejected);
+			goto done;
+		}
+		r->msgs = calloc(skip, sizeof *r->msgs);
+		if (!r->msgs) {
+			rc = diag_set(c->d, FT_ENOMEM, NULL, 0, 0, "out of memory reading %s", c->name);
+			goto done;
+		}
+		for (size_t i = 0; i < skip; i++) {
+			r->msgs[i] = cm[i];
+			cm[i].content = NULL;
+		}
+		r->n_msgs = skip;
+	} else if (json_is_array(p)) {
+		if ((rc = parse_msg_array(&r->msgs, &r->n_msgs, c, p, k->prompt)) != 0)
+			goto done;
+	} else if (json_is_string(p)) {
+		if ((rc = get_str(&r->prompt, c, obj, k->prompt, "prompt", true)) != 0 ||
+		    (rc = get_str(&r->system, c, obj, k->system, "system prompt", false)) != 0)
+			goto done;
+	} else {
+		rc = bad(c, 0, "key '%s' must be a string or an array of messages, got %s", k->prompt,
+			 json_type_name(p));
+		goto done;
+	}
+	if (r->msgs && r->msgs[r->n_msgs - 1].role != ROLE_USER) {
+		rc = bad(c, 0, "the prompt must end with a user message (its last message is %s)",
+			 r->msgs[r->n_msgs - 1].role == ROLE_ASSISTANT ? "an assistant one"
+								       : "a system one");
+		goto done;
+	}
+	if (cm && (rc = pref_completion(&r->chosen, c, cm + skip, cn - skip, k->chosen)) != 0)
+		goto done;
+	if (rm && (rc = pref_completion(&r->rejected, c, rm + skip, rn - skip, k->rejected)) != 0)
+		goto done;
+done:
+	msgs_free(cm, cn);
+	msgs_free(rm, rn);
+	return rc;
+}
+
+/* Optional multiple-choice fields: choices (distinct non-empty strings, at least two) and
+ * answer (an index, or one of the choices; absent: the example's response must be one). */
+static int parse_choices(struct record *r, struct line_ctx *c, json_t *obj, const struct keys *k,
+			 enum data_format f)
+{
+	json_t *arr = json_object_get(obj, k->choices);
+	if (!arr || json_is_null(arr))
+		return 0; /* the answer key is read only with choices: it may be another field */
+	if (!json_is_array(arr))
+		return bad(c, 0, "key '%s' must be an array of strings, got %s", k->choices,
+			   json_type_name(arr));
+	size_t n = json_array_size(arr);
+	if (n < 2)
+		return bad(c, 0, "key '%s' needs at least two choices, got %zu", k->choices, n);
+	r->choices = calloc(n, sizeof *r->choices);
+	if (!r->choices)
+		return diag_set(c->d, FT_ENOMEM, NULL, 0, 0, "out of memory reading %s", c->name);
+	for (size_t i = 0; i < n; i++) {
+		json_t *v = json_array_get(arr, i);
+		if (!json_is_string(v))
+			return bad(c, 0, "%s[%zu] must be a string, got %s", k->choices, i,
+				   json_type_name(v));
+		if (json_string_length(v) == 0)
+			return bad(c, 0, "%s[%zu] is empty", k->choices, i);
+		r->choices[i] = ft_strndup(json_string_value(v), json_string_length(v));
+		if (!r->choices[i])
+			return diag_set(c->d, FT_ENOMEM, NULL, 0, 0, "out of memory reading %s", c->name);
+		r->n_choices = i + 1;
+		if (strlen(r->choices[i]) != json_string_length(v))
+			return bad(c, 0, "%s[%zu] contains a NUL character (\\u0000)", k->choices, i);
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(r->choices[j], r->choices[i]) == 0)
+				return bad(c, 0, "%s[%zu] repeats %s[%zu] ('%.60s')", k->choices, i,
+					   k->choices, j, r->choices[i]);
+	}
+	json_t *a = json_object_get(obj, k->answer);
+	const char *want = NULL;
+	if (!a || json_is_null(a)) {
+		want = record_reference(r, f);
+		for (size_t i = 0; want && i < n; i++)
+			if (strcmp(r->choices[i], want) == 0) {
+				r->answer = i;
+				return 0;
+			}
+		return bad(c, 0, "no key '%s', and the response ('%.60s') is not one of '%s'",
+			   k->answer, want ? want : "", k->choices);
+	}
+	if (json_is_integer(a)) {
+		json_int_t i = json_integer_value(a);
+		if (i < 0 || (size_t)i >= n)
+			return bad(c, 0, "key '%s' is %lld; expected an index from 0 to %zu", k->answer,
+				   (long long)i, n - 1);
+		r->answer = (size_t)i;
+		return 0;
+	}
+	if (!json_is_string(a))
+		return bad(c, 0, "key '%s' must be the index of a choice or its text, got %s", k->answer,
+			   json_type_name(a));
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(r->choices[i], json_string_value(a)) == 0) {
+			r->answer = i;
+			return 0;
+		}
+	return bad(c, 0, "key '%s' is '%.60s', which is not one of '%s'", k->answer,
+		   json_string_value(a), k->choices);
 }
 
 static void hash_field(struct sha256 *h, const char *tag, const char *s)
@@ -299,6 +518,19 @@ static void record_hash(struct record *r, enum data_format f)
 	for (size_t i = 0; i < r->n_msgs; i++)
 		hash_field(&h, r->msgs[i].role == ROLE_SYSTEM ? "s" : r->msgs[i].role == ROLE_USER ? "u" : "a",
 			   r->msgs[i].content);
+	/* fields that older formats never have are hashed only when present, so the
+	 * hashes (and splits) of existing datasets do not change */
+	if (r->chosen)
+		hash_field(&h, "chosen", r->chosen);
+	if (r->rejected)
+		hash_field(&h, "rejected", r->rejected);
+	if (r->choices) {
+		for (size_t i = 0; i < r->n_choices; i++)
+			hash_field(&h, "choice", r->choices[i]);
+		char a[32];
+		snprintf(a, sizeof a, "%zu", r->answer);
+		hash_field(&h, "answer", a);
+	}
 	sha256_final(&h, r->hash);
 }
 
@@ -342,9 +574,14 @@ static int parse_line(struct record *r, struct line_ctx *c, const char *s, size_
 	case DATA_CHAT:
 		rc = parse_messages(r, c, obj, k->messages);
 		break;
+	case DATA_PREFERENCE:
+		rc = parse_preference(r, c, obj, k);
+		break;
 	default:
 		rc = bad(c, 0, "unknown data format %d", (int)format);
 	}
+	if (!rc && (format == DATA_COMPLETION || format == DATA_INSTRUCTION || format == DATA_CHAT))
+		rc = parse_choices(r, c, obj, k, format);
 done:
 	json_decref(obj);
 	return rc;
@@ -365,8 +602,8 @@ int dataset_read_buffer(struct dataset **out, const char *name, const char *buf,
 	*out = NULL;
 	struct keys k = resolve_keys(fields);
 	if (format == DATA_INSTRUCTION)
-		k.response = pick(fields ? fields->output : NULL, fields ? fields->response : NULL,
-				  "output");
+		k.response = pick(fields ? fields->output : NULL, NULL,
+				  field_default("data.fields.output"));
 	struct dataset *ds = calloc(1, sizeof *ds);
 	if (!ds || !(ds->path = ft_strdup(name))) {
 		free(ds);

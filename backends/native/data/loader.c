@@ -21,14 +21,61 @@ void tok_example_clear(struct tok_example *e)
 	memset(e, 0, sizeof *e);
 }
 
+void tok_set_clear_choices(struct tok_set *s)
+{
+	for (size_t i = 0; s->choices && i < s->n; i++) {
+		struct tok_choices *c = &s->choices[i];
+		for (size_t j = 0; c->seq && j < c->n; j++)
+			tok_example_clear(&c->seq[j]);
+		free(c->seq);
+		free(c->chars);
+	}
+	free(s->choices);
+	s->choices = NULL;
+	s->n_choice_truncated = 0;
+}
+
 void tok_set_free(struct tok_set *s)
 {
 	if (!s)
 		return;
-	for (size_t i = 0; i < s->n; i++)
+	tok_set_clear_choices(s);
+	for (size_t i = 0; i < s->n; i++) {
 		tok_example_clear(&s->ex[i]);
+		if (s->pair) {
+			tok_example_clear(&s->pair[2 * i]);
+			tok_example_clear(&s->pair[2 * i + 1]);
+		}
+	}
 	free(s->ex);
+	free(s->pair);
 	free(s);
+}
+
+/* The chosen and rejected sequences of preference example i, the loss on the completion. */
+static int tokenize_pair(struct tok_set *s, size_t i, const struct dataset *ds,
+			 const struct template_spec *ts, const struct data_tok *tok, int max_length,
+			 struct diag *d)
+{
+	for (int k = 0; k < 2; k++) {
+		struct templated t;
+		int rc = template_apply_pref(&t, &ds->recs[i], k == 1, ts, ds->path, d);
+		if (!rc) {
+			rc = data_tokenize_one(&s->pair[2 * i + (size_t)k], &t, tok, max_length, false, d);
+			templated_free(&t);
+		}
+		if (rc)
+			return rc;
+	}
+	const struct tok_example *c = &s->pair[2 * i], *r = &s->pair[2 * i + 1];
+	s->n_pair_truncated += c->truncated || r->truncated;
+	size_t nc = 0, nr = 0;
+	for (size_t k = 1; k < c->n; k++)
+		nc += c->loss[k];
+	for (size_t k = 1; k < r->n; k++)
+		nr += r->loss[k];
+	s->n_pair_empty += nc == 0 || nr == 0;
+	return 0;
 }
 
 static int grow(struct tok_example *e, size_t *cap, size_t need)
@@ -120,7 +167,11 @@ int data_tokenize(struct tok_set **out, const struct dataset *ds, const struct t
 {
 	*out = NULL;
 	struct tok_set *s = calloc(1, sizeof *s);
-	if (!s || (ds->n && !(s->ex = calloc(ds->n, sizeof *s->ex)))) {
+	bool pairs = ds->format == DATA_PREFERENCE;
+	if (!s || (ds->n && !(s->ex = calloc(ds->n, sizeof *s->ex))) ||
+	    (pairs && ds->n && !(s->pair = calloc(2 * ds->n, sizeof *s->pair)))) {
+		if (s)
+			free(s->ex);
 		free(s);
 		return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory tokenising %s", ds->path);
 	}
@@ -131,6 +182,8 @@ int data_tokenize(struct tok_set **out, const struct dataset *ds, const struct t
 			rc = data_tokenize_one(&s->ex[i], &t, tok, max_length, train_on_inputs, d);
 			templated_free(&t);
 		}
+		if (!rc && pairs)
+			rc = tokenize_pair(s, i, ds, ts, tok, max_length, d);
 		if (rc) {
 			if (d->code && !d->line && ds->recs[i].line && d->file[0] == 0) {
 				/* Tokenizer errors carry no position: name the example. */
@@ -164,6 +217,42 @@ void data_targets(int32_t *t, const int32_t *ids, const uint8_t *loss, size_t n)
 		t[n - 1] = -1;
 }
 
+size_t data_pair_len(const struct tok_set *set, const size_t *idx, int P)
+{
+	size_t longest = 0;
+	for (int p = 0; p < P; p++)
+		for (size_t k = 0; k < 2; k++) {
+			size_t n = set->pair[2 * idx[p] + k].n;
+			longest = n > longest ? n : longest;
+		}
+	return longest;
+}
+
+void data_pair_rows(int32_t *tokens, int32_t *targets, uint8_t *comp, const struct tok_set *set,
+		    const size_t *idx, int P, int T, int32_t pad_id, bool nll_all)
+{
+	size_t bt = (size_t)2 * (size_t)P * (size_t)T;
+	for (size_t i = 0; i < bt; i++) {
+		tokens[i] = pad_id;
+		targets[i] = -1;
+		comp[i] = 0;
+	}
+	for (int p = 0; p < P; p++)
+		for (int k = 0; k < 2; k++) {
+			const struct tok_example *e = &set->pair[2 * idx[p] + (size_t)k];
+			size_t row = (size_t)k * (size_t)P + (size_t)p, n = e->n < (size_t)T ? e->n : (size_t)T;
+			int32_t *tk = tokens + row * (size_t)T, *tg = targets + row * (size_t)T;
+			uint8_t *cm = comp + row * (size_t)T;
+			memcpy(tk, e->ids, n * sizeof *tk);
+			data_targets(tg, e->ids, e->loss, n);
+			for (size_t t = 0; t < n; t++)
+				cm[t] = tg[t] >= 0;
+			if (nll_all && k == 0)
+				for (size_t t = 0; t + 1 < n; t++)
+					tg[t] = e->ids[t + 1];
+		}
+}
+
 /* ---- batching --------------------------------------------------------------------- */
 
 struct loader {
@@ -172,7 +261,8 @@ struct loader {
 	size_t *order;     /* (n) this epoch's permutation */
 	uint64_t epoch, position;
 	bool have_order;
-	int32_t *tokens, *targets; /* (B, seq_len) */
+	int32_t *tokens, *targets; /* (B, seq_len); with pairs (2B, seq_len) */
+	uint8_t *comp;     /* pairs: (2B, seq_len) completion positions */
 	/* packing: first example index (into order) of each batch of this epoch */
 	size_t *pack_starts;
 	size_t n_pack;
@@ -185,6 +275,7 @@ void loader_free(struct loader *l)
 	free(l->order);
 	free(l->tokens);
 	free(l->targets);
+	free(l->comp);
 	free(l->pack_starts);
 	free(l);
 }
@@ -249,8 +340,10 @@ int loader_create(struct loader **out, const struct tok_set *set, const struct l
 				o->seq_len);
 	if (!set || set->n == 0)
 		return diag_set(d, FT_EINVAL, NULL, 0, 0, "no examples to train on");
+	if (o->pairs && (!set->pair || o->packing))
+		return diag_set(d, FT_EINVAL, NULL, 0, 0, "preference pairs need pair data and no packing");
 	size_t bt;
-	if (!size_mul((size_t)o->batch_size, (size_t)o->seq_len, &bt))
+	if (!size_mul((size_t)o->batch_size * (o->pairs ? 2u : 1u), (size_t)o->seq_len, &bt))
 		return diag_set(d, FT_EINVAL, NULL, 0, 0, "batch size times sequence length overflows");
 	struct loader *l = calloc(1, sizeof *l);
 	if (!l)
@@ -261,7 +354,8 @@ int loader_create(struct loader **out, const struct tok_set *set, const struct l
 	l->pack_starts = malloc((set->n + 1) * sizeof *l->pack_starts);
 	l->tokens = malloc(bt * sizeof *l->tokens);
 	l->targets = malloc(bt * sizeof *l->targets);
-	if (!l->order || !l->pack_starts || !l->tokens || !l->targets) {
+	l->comp = o->pairs ? malloc(bt) : NULL;
+	if (!l->order || !l->pack_starts || !l->tokens || !l->targets || (o->pairs && !l->comp)) {
 		loader_free(l);
 		return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory for a %d x %d batch",
 				o->batch_size, o->seq_len);
@@ -292,6 +386,25 @@ int loader_next(struct loader *l, struct batch *b)
 		start_epoch(l);
 	}
 	int B = l->o.batch_size, Tmax = l->o.seq_len;
+	if (l->o.pairs) {
+		size_t take = n - l->position < (size_t)B ? n - l->position : (size_t)B;
+		const size_t *idx = l->order + l->position;
+		size_t t8 = (data_pair_len(l->set, idx, (int)take) + 7) / 8 * 8;
+		int T = l->o.fixed_len || t8 > (size_t)Tmax ? Tmax : t8 < 2 ? 2 : (int)t8;
+		if (T > Tmax)
+			T = Tmax;
+		data_pair_rows(l->tokens, l->targets, l->comp, l->set, idx, (int)take, T, l->o.pad_id,
+			       l->o.nll_all);
+		int64_t nt = 0;
+		for (size_t i = 0; i < 2 * take * (size_t)T; i++)
+			nt += l->targets[i] >= 0;
+		l->position += take;
+		*b = (struct batch){.B = 2 * B, .T = T, .tokens = l->tokens, .targets = l->targets,
+				    .n_targets = nt, .rows = 2 * (int)take, .examples = (int)take,
+				    .idx = idx, .comp = l->comp, .epoch = l->epoch,
+				    .last_of_epoch = l->position >= n};
+		return 0;
+	}
 	/* Rows: lists of examples (order indices) per row. */
 	size_t take;
 	if (l->o.packing)
@@ -357,6 +470,8 @@ int loader_next(struct loader *l, struct batch *b)
 	b->n_targets = nt;
 	b->rows = rows;
 	b->examples = (int)take;
+	b->idx = NULL;
+	b->comp = NULL;
 	b->epoch = l->epoch;
 	b->last_of_epoch = l->position >= n;
 	return 0;

@@ -43,6 +43,15 @@ struct data_prepared {
 int data_prepare(struct data_prepared *out, const struct config_data *cfg, int context,
 		 const struct tokenizer *tok, struct diag *d) FT_WUR;
 void data_prepared_free(struct data_prepared *p);
+/* Multiple choice on the named splits (splits NULL: every prepared one): each example's
+ * own choices, else `labels` (with
+ * its response as the answer), tokenised as its generation prompt followed by each
+ * choice. As lm-evaluation-harness builds its loglikelihood requests, whitespace that ends
+ * the prompt moves to the front of the choice. FT_EINVAL with file:line when an example
+ * has no choices, or its response is not one of `labels`. */
+int data_prepare_choices(struct data_prepared *p, const struct tokenizer *tok,
+			 const char *const *labels, size_t n_labels, const char *const *splits,
+			 size_t n_splits, struct diag *d) FT_WUR;
 /* The tok_set of "train" | "validation" | "test", or NULL. */
 const struct tok_set *data_prepared_split(const struct data_prepared *p, const char *name);
 /* Warnings for the run's events: data_splits_warnings plus truncation counts. Caller frees. */

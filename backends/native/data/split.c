@@ -1,6 +1,7 @@
 /* split: builds the train/validation/test datasets of an experiment from files and
- * fraction splits, applies `limit`, and counts exact duplicates across splits. An
- * example's split is a function of its content hash and the split seed only. */
+ * fraction splits (carved from any split that is a file), applies `limit`, and counts
+ * exact duplicates across splits. An example's split is a function of its content hash
+ * and the split seed only. */
 #include "backends/native/data/dataset.h"
 
 #include <stdlib.h>
@@ -65,19 +66,20 @@ static int carve(struct dataset **out, struct dataset *src, const struct split_s
 	int rc = empty_like(out, src, name);
 	if (rc)
 		return rc;
-	size_t keep = 0;
-	for (size_t i = 0; i < src->n; i++) {
+	size_t keep = 0, i = 0;
+	for (; i < src->n && !rc; i++) {
 		struct record *r = &src->recs[i];
-		if (data_split_takes(r->hash, sp->seed, name, fraction)) {
+		if (data_split_takes(r->hash, sp->seed, name, fraction))
 			rc = push_record(*out, r);
-			if (rc)
-				return rc;
-		} else {
+		else
 			src->recs[keep++] = *r;
-		}
 	}
+	/* On failure the records not looked at stay in src (each in one place). */
+	if (rc)
+		for (i--; i < src->n; i++)
+			src->recs[keep++] = src->recs[i];
 	src->n = keep;
-	return 0;
+	return rc;
 }
 
 static void free_recs_from(struct dataset *ds, size_t from)
@@ -85,18 +87,8 @@ static void free_recs_from(struct dataset *ds, size_t from)
 	struct dataset tmp = {0};
 	tmp.recs = ds->recs + from;
 	tmp.n = ds->n - from;
-	for (size_t i = 0; i < tmp.n; i++) {
-		struct record *r = &tmp.recs[i];
-		free(r->text);
-		free(r->prompt);
-		free(r->response);
-		free(r->instruction);
-		free(r->input);
-		free(r->system);
-		for (size_t k = 0; k < r->n_msgs; k++)
-			free(r->msgs[k].content);
-		free(r->msgs);
-	}
+	for (size_t i = 0; i < tmp.n; i++)
+		record_clear(&tmp.recs[i]);
 	ds->n = from;
 }
 
@@ -161,9 +153,14 @@ int data_load_splits(struct data_splits *out, const struct config_data *cfg, uin
 		if (rc)
 			goto fail;
 	}
-	/* Fraction splits: test first, then validation from what remains with the
-	 * conditional fraction, so each gets its declared share of the source. */
-	double taken = 0;
+	/* Fraction splits, carved from any split that is a file (ftlab check refuses a
+	 * chain): test first, then validation from what remains of its source with the
+	 * conditional fraction, so each gets its declared share of the source. The carved
+	 * examples leave the source. */
+	double taken[3] = {0, 0, 0}; /* of train, validation, test */
+	static const char *const names[3] = {"train", "validation", "test"};
+	struct dataset **sets[3] = {&out->train, &out->validation, &out->test};
+	const char *paths[3] = {cfg->train, vs->path, ts->path};
 	const struct {
 		const struct split_spec *sp;
 		struct dataset **dst;
@@ -173,29 +170,42 @@ int data_load_splits(struct data_splits *out, const struct config_data *cfg, uin
 		const struct split_spec *sp = carves[i].sp;
 		if (!sp->present || sp->path)
 			continue;
-		if (!sp->from || strcmp(sp->from, "train") != 0 || !out->train) {
+		int from = -1;
+		for (int k = 0; k < 3; k++)
+			if (sp->from && strcmp(sp->from, names[k]) == 0)
+				from = k;
+		struct dataset *src = from >= 0 ? *sets[from] : NULL;
+		if (!src || !paths[from] || sets[from] == carves[i].dst) {
 			rc = diag_set(d, FT_EINVAL, NULL, 0, 0,
-				      "data.%s: a fraction split must come from 'train', and data.train must be set",
-				      carves[i].name);
+				      "data.%s: a fraction split must come from a declared split "
+				      "that is a file (data.%s.from is '%s')", carves[i].name,
+				      carves[i].name, sp->from ? sp->from : "");
 			goto fail;
 		}
-		if (!(sp->fraction > 0 && sp->fraction < 1) || taken + sp->fraction >= 1) {
+		if (!(sp->fraction > 0 && sp->fraction < 1) || taken[from] + sp->fraction >= 1) {
 			rc = diag_set(d, FT_EINVAL, NULL, 0, 0,
-				      "data.%s.fraction must be in (0, 1) and the fractions taken from train must sum to less than 1",
-				      carves[i].name);
+				      "data.%s.fraction must be in (0, 1) and the fractions taken from "
+				      "%s must sum to less than 1", carves[i].name, names[from]);
 			goto fail;
 		}
-		rc = carve(carves[i].dst, out->train, sp, carves[i].name, sp->fraction / (1.0 - taken));
+		size_t before = src->n;
+		rc = carve(carves[i].dst, src, sp, carves[i].name, sp->fraction / (1.0 - taken[from]));
 		if (rc) {
-			diag_set(d, rc, NULL, 0, 0, "out of memory splitting %s", cfg->train);
+			diag_set(d, rc, NULL, 0, 0, "out of memory splitting %s", paths[from]);
 			goto fail;
 		}
-		taken += sp->fraction;
+		taken[from] += sp->fraction;
 		if ((*carves[i].dst)->n == 0) {
-			rc = diag_set(d, FT_EINVAL, cfg->train, 0, 0,
-				      "the %s split (fraction %g of %zu examples) is empty",
-				      carves[i].name, sp->fraction, out->train->n + (*carves[i].dst)->n);
+			rc = diag_set(d, FT_EINVAL, paths[from], 0, 0,
+				      "the %s split (fraction %g of %zu examples of %s) is empty",
+				      carves[i].name, sp->fraction, before, names[from]);
 			diag_hint(d, "raise data.%s.fraction or add examples", carves[i].name);
+			goto fail;
+		}
+		if (src->n == 0) {
+			rc = diag_set(d, FT_EINVAL, paths[from], 0, 0,
+				      "no %s examples are left after data.%s took its fraction",
+				      names[from], carves[i].name);
 			goto fail;
 		}
 	}

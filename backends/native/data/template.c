@@ -502,9 +502,37 @@ static const char *last_user(const struct record *r)
 	return "";
 }
 
+int template_apply_pref(struct templated *out, const struct record *r, bool rejected,
+			const struct template_spec *ts, const char *file, struct diag *d)
+{
+	memset(out, 0, sizeof *out);
+	struct record v = *r;
+	const char *completion = rejected ? r->rejected : r->chosen;
+	v.chosen = v.rejected = NULL;
+	v.choices = NULL;
+	v.n_choices = 0;
+	if (!r->msgs) {
+		v.response = (char *)(uintptr_t)completion;
+		return template_apply(out, &v, DATA_COMPLETION, ts, file, d);
+	}
+	struct chat_msg *m = malloc((r->n_msgs + 1) * sizeof *m);
+	if (!m)
+		return diag_set(d, FT_ENOMEM, file, r->line, 0, "out of memory applying the template");
+	memcpy(m, r->msgs, r->n_msgs * sizeof *m);
+	m[r->n_msgs].role = ROLE_ASSISTANT;
+	m[r->n_msgs].content = (char *)(uintptr_t)completion;
+	v.msgs = m;
+	v.n_msgs = r->n_msgs + 1;
+	int rc = template_apply(out, &v, DATA_CHAT, ts, file, d);
+	free(m);
+	return rc;
+}
+
 int template_apply(struct templated *out, const struct record *r, enum data_format format,
 		   const struct template_spec *ts, const char *file, struct diag *d)
 {
+	if (format == DATA_PREFERENCE)
+		return template_apply_pref(out, r, false, ts, file, d);
 	memset(out, 0, sizeof *out);
 	int rc = 0;
 	if (format == DATA_TEXT) {

@@ -61,9 +61,15 @@ struct templated {
 
 /* Applies a template to one record of the given format. FT_EINVAL (with the record's
  * line) when the template cannot express the record (e.g. multi-turn chat with
- * alpaca). `file` is used in messages. */
+ * alpaca). `file` is used in messages. A preference record is templated as its prompt
+ * with the chosen completion as the response. */
 int template_apply(struct templated *out, const struct record *r, enum data_format format,
 		   const struct template_spec *t, const char *file, struct diag *d) FT_WUR;
+/* A preference record with its chosen (rejected false) or rejected completion as the
+ * response: a string prompt is templated as completion data, a message prompt as a chat
+ * ending with the completion as the assistant's reply. */
+int template_apply_pref(struct templated *out, const struct record *r, bool rejected,
+			const struct template_spec *t, const char *file, struct diag *d) FT_WUR;
 void templated_free(struct templated *t);
 
 /* The segments concatenated (for tests and docs); flags ignored, EOS shown as eos_text. */

@@ -15,10 +15,27 @@
 #include "common/banned.h"
 
 static const char *const tf_names[TF_N] = {"loss", "perplexity", "token_accuracy"};
+static const char *const lik_names[LIK_N] = {"choice_accuracy", "choice_accuracy_norm",
+					     "preference_accuracy", "preference_margin"};
 
 const char *tf_metric_name(enum tf_metric m)
 {
 	return (unsigned)m < TF_N ? tf_names[m] : "?";
+}
+
+const char *lik_metric_name(enum lik_metric m)
+{
+	return (unsigned)m < LIK_N ? lik_names[m] : "?";
+}
+
+bool eval_wants_choices(const struct eval_settings *s)
+{
+	return s->want_lik[LIK_CHOICE_ACCURACY] || s->want_lik[LIK_CHOICE_ACCURACY_NORM];
+}
+
+static bool wants_pref(const struct eval_settings *s)
+{
+	return s->want_lik[LIK_PREFERENCE_ACCURACY] || s->want_lik[LIK_PREFERENCE_MARGIN];
 }
 
 int eval_settings_metrics(struct eval_settings *s, const char *const *names, size_t n,
@@ -26,23 +43,31 @@ int eval_settings_metrics(struct eval_settings *s, const char *const *names, siz
 {
 	memset(s->want_tf, 0, sizeof s->want_tf);
 	memset(s->want_gen, 0, sizeof s->want_gen);
+	memset(s->want_lik, 0, sizeof s->want_lik);
 	for (size_t i = 0; i < n; i++) {
 		bool found = false;
 		for (int k = 0; k < TF_N; k++)
 			if (strcmp(names[i], tf_names[k]) == 0)
 				s->want_tf[k] = found = true;
+		for (int k = 0; k < LIK_N; k++)
+			if (strcmp(names[i], lik_names[k]) == 0)
+				s->want_lik[k] = found = true;
 		int g = metric_from_name(names[i]);
 		if (g >= 0)
 			s->want_gen[g] = found = true;
 		if (!found) {
 			static const char *const all[] = {"loss", "perplexity", "token_accuracy",
-							  "exact_match", "f1", "bleu", "rouge_l", "chrf"};
+							  "exact_match", "f1", "bleu", "rouge_l", "chrf",
+							  "choice_accuracy", "choice_accuracy_norm",
+							  "preference_accuracy", "preference_margin"};
 			diag_set(d, FT_EINVAL, NULL, 0, 0, "unknown metric '%s'", names[i]);
 			const char *near = nearest_word(names[i], all, FT_ARRAY_LEN(all));
 			if (near)
 				diag_hint(d, "did you mean '%s'?", near);
 			else
-				diag_hint(d, "metrics: loss, perplexity, token_accuracy, exact_match, f1, bleu, rouge_l, chrf");
+				diag_hint(d, "metrics: loss, perplexity, token_accuracy, exact_match, f1, "
+					  "bleu, rouge_l, chrf, choice_accuracy, choice_accuracy_norm, "
+					  "preference_accuracy, preference_margin");
 			return FT_EINVAL;
 		}
 	}
@@ -84,6 +109,10 @@ void eval_result_free(struct eval_result *r)
 	if (!r)
 		return;
 	free(r->tf_rows);
+	free(r->choice_rows);
+	free(r->choice_pick);
+	free(r->choice_lp);
+	free(r->pref_rows);
 	if (r->outputs)
 		for (size_t i = 0; i < r->n; i++)
 			free(r->outputs[i]);
@@ -162,6 +191,172 @@ static int run_tf(struct eval_result *out, struct model *m, const struct tok_set
 done:
 	free(tokens);
 	free(targets);
+	return rc;
+}
+
+/* ---- likelihood: choices and preference pairs ---------------------------------------- */
+
+/* Rows of one likelihood forward: a sequence's tokens with targets on the scored part. */
+struct lik_batch {
+	int32_t *tokens, *targets; /* (B, Tmax) */
+	uint8_t *comp;             /* (B, Tmax) pairs */
+	double *lp;                /* (B) */
+	size_t *idx;               /* (B) */
+};
+
+static void lik_batch_free(struct lik_batch *b)
+{
+	free(b->tokens);
+	free(b->targets);
+	free(b->comp);
+	free(b->lp);
+	free(b->idx);
+	memset(b, 0, sizeof *b); /* freeing twice (after a failed alloc) is harmless */
+}
+
+static int lik_batch_alloc(struct lik_batch *b, int B, int Tmax, struct diag *d)
+{
+	size_t bt = (size_t)B * (size_t)Tmax;
+	memset(b, 0, sizeof *b);
+	b->tokens = malloc(bt * sizeof *b->tokens);
+	b->targets = malloc(bt * sizeof *b->targets);
+	b->comp = malloc(bt);
+	b->lp = malloc((size_t)B * sizeof *b->lp);
+	b->idx = malloc((size_t)B * sizeof *b->idx);
+	if (b->tokens && b->targets && b->comp && b->lp && b->idx)
+		return 0;
+	lik_batch_free(b);
+	diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory for a %d x %d batch", B, Tmax);
+	return FT_ENOMEM; /* not diag_set's return: the analyzer follows this one */
+}
+
+/* The summed log-probability of every choice of every example, then per example: is the
+ * argmax (first on ties, as numpy's) the answer, with and without dividing by the
+ * choice's length in characters (lm-evaluation-harness's acc and acc_norm). */
+static int run_choices(struct eval_result *out, struct model *m, const struct tok_set *set,
+		       const struct eval_settings *s, struct diag *d)
+{
+	if (!set->choices)
+		return diag_set(d, FT_EINVAL, NULL, 0, 0,
+				"choice metrics need examples with choices (data_prepare_choices)");
+	int B = s->batch_size, Tmax = s->seq_len;
+	size_t total = 0;
+	for (size_t i = 0; i < set->n; i++)
+		total += set->choices[i].n;
+	double *lp = calloc(total ? total : 1, sizeof *lp);
+	struct lik_batch b;
+	int rc = lik_batch_alloc(&b, B, Tmax, d);
+	out->choice_rows = calloc(set->n * 2, sizeof(double));
+	out->choice_pick = calloc(set->n, sizeof(size_t));
+	if (!rc && (!lp || !out->choice_rows || !out->choice_pick)) {
+		rc = FT_ENOMEM; /* set here: the analyzer cannot see diag_set's return */
+		diag_set(d, rc, NULL, 0, 0, "out of memory");
+	}
+	/* sequences in order: example i, choice j */
+	size_t ei = 0, cj = 0, done = 0;
+	while (!rc && done < total) {
+		if (stopped(s)) {
+			rc = FT_EINTR;
+			diag_set(d, rc, NULL, 0, 0, "interrupted");
+			break;
+		}
+		int rows = 0;
+		size_t longest = 2;
+		const struct tok_example *seq[256];
+		int cap = B < 256 ? B : 256;
+		while (rows < cap && done + (size_t)rows < total) {
+			while (cj >= set->choices[ei].n) {
+				ei++;
+				cj = 0;
+			}
+			seq[rows] = &set->choices[ei].seq[cj++];
+			longest = seq[rows]->n > longest ? seq[rows]->n : longest;
+			rows++;
+		}
+		int T = longest < (size_t)Tmax ? (int)longest : Tmax;
+		for (size_t i = 0; i < (size_t)rows * (size_t)T; i++) {
+			b.tokens[i] = 0;
+			b.targets[i] = -1;
+		}
+		for (int r = 0; r < rows; r++) {
+			size_t n = seq[r]->n < (size_t)T ? seq[r]->n : (size_t)T;
+			memcpy(b.tokens + (size_t)r * T, seq[r]->ids, n * sizeof *b.tokens);
+			data_targets(b.targets + (size_t)r * T, seq[r]->ids, seq[r]->loss, n);
+		}
+		if ((rc = model_forward(m, b.tokens, b.targets, rows, T, NULL, NULL)) != 0 ||
+		    (rc = model_row_logprobs(m, b.lp, NULL)) != 0) {
+			diag_set(d, rc, NULL, 0, 0, "forward pass failed scoring choices");
+			break;
+		}
+		memcpy(lp + done, b.lp, (size_t)rows * sizeof *lp);
+		done += (size_t)rows;
+		if (s->progress)
+			s->progress(s->progress_ud, "choices", done, total);
+	}
+	for (size_t i = 0, off = 0; !rc && i < set->n; i++) {
+		const struct tok_choices *c = &set->choices[i];
+		size_t best = 0, best_norm = 0;
+		for (size_t j = 1; j < c->n; j++) {
+			if (lp[off + j] > lp[off + best])
+				best = j;
+			if (lp[off + j] / (double)c->chars[j] >
+			    lp[off + best_norm] / (double)c->chars[best_norm])
+				best_norm = j;
+		}
+		out->choice_rows[2 * i] = best == c->answer;
+		out->choice_rows[2 * i + 1] = best_norm == c->answer;
+		out->choice_pick[i] = best;
+		off += c->n;
+	}
+	if (rc)
+		free(lp);
+	else
+		out->choice_lp = lp;
+	lik_batch_free(&b);
+	return rc;
+}
+
+/* log p(chosen) and log p(rejected) (summed over each completion) of every pair. */
+static int run_pref(struct eval_result *out, struct model *m, const struct tok_set *set,
+		    const struct eval_settings *s, struct diag *d)
+{
+	if (!set->pair)
+		return diag_set(d, FT_EINVAL, NULL, 0, 0,
+				"preference metrics need preference data (chosen and rejected)");
+	int P = s->batch_size / 2 > 0 ? s->batch_size / 2 : 1, Tmax = s->seq_len;
+	struct lik_batch b;
+	int rc = lik_batch_alloc(&b, 2 * P, Tmax, d);
+	out->pref_rows = calloc(set->n * 2, sizeof(double));
+	if (!rc && !out->pref_rows) {
+		rc = FT_ENOMEM;
+		diag_set(d, rc, NULL, 0, 0, "out of memory");
+	}
+	for (size_t first = 0; !rc && first < set->n; first += (size_t)P) {
+		if (stopped(s)) {
+			rc = FT_EINTR;
+			diag_set(d, rc, NULL, 0, 0, "interrupted");
+			break;
+		}
+		int np = set->n - first < (size_t)P ? (int)(set->n - first) : P;
+		for (int q = 0; q < np; q++)
+			b.idx[q] = first + (size_t)q;
+		size_t len = data_pair_len(set, b.idx, np);
+		int T = len < 2 ? 2 : len > (size_t)Tmax ? Tmax : (int)len;
+		data_pair_rows(b.tokens, b.targets, b.comp, set, b.idx, np, T, 0, false);
+		if ((rc = model_forward(m, b.tokens, b.targets, 2 * np, T, NULL, NULL)) != 0 ||
+		    (rc = model_row_logprobs(m, b.lp, b.comp)) != 0) {
+			diag_set(d, rc, NULL, 0, 0, "forward pass failed scoring preference pairs");
+			break;
+		}
+		for (int q = 0; q < np; q++) {
+			double margin = b.lp[q] - b.lp[np + q];
+			out->pref_rows[2 * (first + (size_t)q)] = margin > 0;
+			out->pref_rows[2 * (first + (size_t)q) + 1] = margin;
+		}
+		if (s->progress)
+			s->progress(s->progress_ud, "pairs", first + (size_t)np, set->n);
+	}
+	lik_batch_free(&b);
 	return rc;
 }
 
@@ -328,6 +523,10 @@ int eval_split(struct eval_result *out, struct model *m, const struct tokenizer 
 		if (!rc)
 			rc = run_tf(out, m, set, s, d);
 	}
+	if (!rc && eval_wants_choices(s))
+		rc = run_choices(out, m, set, s, d);
+	if (!rc && wants_pref(s))
+		rc = run_pref(out, m, set, s, d);
 	if (!rc && eval_wants_generation(s))
 		rc = run_gen(out, m, tok, set, s, d);
 	if (rc)
@@ -354,6 +553,12 @@ static double agg_acc(const double *sum, size_t n, void *ud)
 	(void)n;
 	(void)ud;
 	return sum[1] > 0 ? sum[2] / sum[1] : NAN;
+}
+
+static double agg_col1(const double *sum, size_t n, void *ud)
+{
+	(void)ud;
+	return n ? sum[1] / (double)n : NAN;
 }
 
 static double agg_text(const double *sum, size_t n, void *ud)
@@ -391,22 +596,55 @@ static int emit_one(struct run_sink *sink, const char *split, const char *model,
 	return 0;
 }
 
+/* Length of the valid UTF-8 sequence at p (RFC 3629: no overlong forms, no surrogates,
+ * at most U+10FFFF), or 0 when the bytes there are not one. */
+static size_t utf8_seq(const unsigned char *p)
+{
+	if (p[0] < 0x80)
+		return 1;
+	size_t n = p[0] >= 0xF0 ? 4 : p[0] >= 0xE0 ? 3 : p[0] >= 0xC2 ? 2 : 0;
+	if (n == 0 || p[0] > 0xF4)
+		return 0;
+	for (size_t i = 1; i < n; i++)
+		if ((p[i] & 0xC0) != 0x80)
+			return 0;
+	if ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] >= 0xA0) ||
+	    (p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] >= 0x90))
+		return 0;
+	return n;
+}
+
+/* s as a JSON string. Generated text may end inside a character or hold byte tokens that
+ * are no UTF-8: such bytes become U+FFFD, so every line stays valid JSON. */
 static int json_str(struct strbuf *sb, const char *s)
 {
 	int rc = strbuf_append(sb, "\"", 1);
-	for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p && !rc; p++) {
-		if (*p == '"' || *p == '\\')
+	for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p && !rc;) {
+		size_t n = utf8_seq(p);
+		if (n == 0) {
+			rc = strbuf_puts(sb, "\xEF\xBF\xBD");
+			p++;
+		} else if (*p == '"' || *p == '\\') {
 			rc = strbuf_printf(sb, "\\%c", *p);
-		else if (*p < 0x20)
+			p++;
+		} else if (*p < 0x20) {
 			rc = strbuf_printf(sb, "\\u%04x", *p);
-		else
-			rc = strbuf_append(sb, (const char *)p, 1);
+			p++;
+		} else {
+			rc = strbuf_append(sb, (const char *)p, n);
+			p += n;
+		}
 	}
 	if (!rc)
 		rc = strbuf_append(sb, "\"", 1);
 	return rc;
 }
 
+/* One line per example and model: the prompt, the reference, the output (null without
+ * generation) and its score, and the teacher-forced numbers of that example (null without
+ * them): its mean loss over the response tokens, how many tokens that is, and how many
+ * of them the model ranked first. A user finds the examples where the tuned model is
+ * worse by comparing the lines of one example. */
 static int write_predictions(const char *path, const struct eval_result *base,
 			     const struct eval_result *tuned, const char *model,
 			     const struct tok_set *set, int primary, struct diag *d)
@@ -417,12 +655,13 @@ static int write_predictions(const char *path, const struct eval_result *base,
 	const char *names[2] = {"base", base ? "tuned" : model};
 	for (int k = 0; k < 2 && !rc; k++) {
 		const struct eval_result *r = rs[k];
-		if (!r || !r->outputs)
+		if (!r || (!r->outputs && !r->tf_rows))
 			continue;
 		for (size_t i = 0; i < r->n && !rc; i++) {
 			double score = NAN;
-			if (primary >= 0 && metric_sentence(&score, kinds[primary], r->outputs[i],
-							    set->ex[i].reference))
+			const char *out = r->outputs ? r->outputs[i] : NULL;
+			if (out && primary >= 0 &&
+			    metric_sentence(&score, kinds[primary], out, set->ex[i].reference))
 				score = NAN;
 			rc = strbuf_printf(&sb, "{\"model\": \"%s\", \"example\": %zu, \"prompt\": ", names[k], i);
 			if (!rc)
@@ -434,10 +673,21 @@ static int write_predictions(const char *path, const struct eval_result *base,
 			if (!rc)
 				rc = strbuf_puts(&sb, ", \"output\": ");
 			if (!rc)
-				rc = json_str(&sb, r->outputs[i]);
+				rc = out ? json_str(&sb, out) : strbuf_puts(&sb, "null");
 			if (!rc)
-				rc = isnan(score) ? strbuf_puts(&sb, ", \"score\": null}\n")
-						  : strbuf_printf(&sb, ", \"score\": %.17g}\n", score);
+				rc = isnan(score) ? strbuf_puts(&sb, ", \"score\": null")
+						  : strbuf_printf(&sb, ", \"score\": %.17g", score);
+			const double *tf = r->tf_rows ? &r->tf_rows[3 * i] : NULL;
+			if (!rc && tf && tf[1] > 0)
+				rc = strbuf_printf(&sb, ", \"loss\": %.17g, \"tokens\": %.0f, "
+						   "\"correct_tokens\": %.0f}\n", tf[0] / tf[1], tf[1],
+						   tf[2]);
+			else if (!rc && tf)
+				rc = strbuf_puts(&sb, ", \"loss\": null, \"tokens\": 0, "
+						      "\"correct_tokens\": 0}\n");
+			else if (!rc)
+				rc = strbuf_puts(&sb, ", \"loss\": null, \"tokens\": null, "
+						      "\"correct_tokens\": null}\n");
 		}
 	}
 	if (rc) {
@@ -447,6 +697,42 @@ static int write_predictions(const char *path, const struct eval_result *base,
 	rc = file_write_atomic(path, sb.buf ? sb.buf : "", sb.len, d);
 	strbuf_free(&sb);
 	return rc;
+}
+
+int eval_value(double *out, const struct eval_result *r, const struct eval_settings *s,
+	       const char *metric, struct diag *d)
+{
+	*out = NAN;
+	boot_agg_fn tf_agg[TF_N] = {agg_loss, agg_ppl, agg_acc};
+	for (int k = 0; k < TF_N; k++) {
+		if (strcmp(metric, tf_names[k]) != 0)
+			continue;
+		if (!s->want_tf[k] || !r->tf_rows)
+			break;
+		double sum[3] = {0, 0, 0};
+		for (size_t i = 0; i < r->n; i++)
+			for (int c = 0; c < 3; c++)
+				sum[c] += r->tf_rows[3 * i + (size_t)c];
+		*out = tf_agg[k](sum, r->n, NULL);
+		return 0;
+	}
+	for (int k = 0; k < METRIC_N_KINDS; k++) {
+		if (strcmp(metric, metric_name(kinds[k])) != 0)
+			continue;
+		if (!s->want_gen[k] || !r->rows[k])
+			break;
+		size_t dim = metric_stats_dim(kinds[k]);
+		double *sum = calloc(dim, sizeof *sum);
+		if (!sum)
+			return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+		for (size_t i = 0; i < r->n; i++)
+			for (size_t c = 0; c < dim; c++)
+				sum[c] += r->rows[k][i * dim + c];
+		*out = metric_from_stats(kinds[k], sum, r->n);
+		free(sum);
+		return 0;
+	}
+	return diag_set(d, FT_EINVAL, NULL, 0, 0, "metric '%s' was not computed", metric);
 }
 
 int eval_emit(struct run_sink *sink, const char *split, const char *model,
@@ -465,6 +751,19 @@ int eval_emit(struct run_sink *sink, const char *split, const char *model,
 		struct boot_stat st = {tuned->tf_rows, 3, tf_agg[k], NULL};
 		struct boot_stat sb = {base ? base->tf_rows : NULL, 3, tf_agg[k], NULL};
 		rc = emit_one(sink, split, model, tf_names[k], base, tuned, &sb, &st, n, s, s->seed + 1, d);
+	}
+	for (int k = 0; k < LIK_N && !rc; k++) {
+		bool choice = k == LIK_CHOICE_ACCURACY || k == LIK_CHOICE_ACCURACY_NORM;
+		const double *rt = choice ? tuned->choice_rows : tuned->pref_rows;
+		const double *rb = !base ? NULL : choice ? base->choice_rows : base->pref_rows;
+		if (!s->want_lik[k] || !rt)
+			continue;
+		/* a mean over examples of one column of the (n, 2) rows */
+		int col = k == LIK_CHOICE_ACCURACY_NORM || k == LIK_PREFERENCE_MARGIN;
+		struct boot_stat st = {rt, 2, col ? agg_col1 : boot_agg_mean, NULL};
+		struct boot_stat sb = {rb, 2, col ? agg_col1 : boot_agg_mean, NULL};
+		rc = emit_one(sink, split, model, lik_names[k], base, tuned, &sb, &st, n, s,
+			      s->seed + 1, d);
 	}
 	int primary = -1;
 	for (int k = 0; k < METRIC_N_KINDS && !rc; k++) {
@@ -499,7 +798,7 @@ int eval_emit(struct run_sink *sink, const char *split, const char *model,
 				diag_set(d, rc, NULL, 0, 0, "could not record a prediction");
 		}
 	}
-	if (!rc && pred_path && tuned->outputs)
+	if (!rc && pred_path && (tuned->outputs || tuned->tf_rows))
 		rc = write_predictions(pred_path, base, tuned, model, set, primary, d);
 	return rc;
 }

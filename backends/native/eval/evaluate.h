@@ -21,10 +21,18 @@
 
 /* Teacher-forced metrics (computed from one forward pass per batch). */
 enum tf_metric { TF_LOSS, TF_PERPLEXITY, TF_TOKEN_ACCURACY, TF_N };
+/* Likelihood metrics: the summed log-probability of each choice after the prompt
+ * (lm-evaluation-harness's acc and acc_norm), and of the chosen against the rejected
+ * completion of preference pairs. */
+enum lik_metric {
+	LIK_CHOICE_ACCURACY, LIK_CHOICE_ACCURACY_NORM, LIK_PREFERENCE_ACCURACY,
+	LIK_PREFERENCE_MARGIN, LIK_N
+};
 
 struct eval_settings {
 	bool want_tf[TF_N];
 	bool want_gen[METRIC_N_KINDS];
+	bool want_lik[LIK_N];
 	int batch_size;          /* examples per forward / per generation batch (<= model max_batch) */
 	int seq_len;             /* the model's max_seq: longer examples are cut for the forward */
 	/* generation (eval.generate) */
@@ -55,6 +63,12 @@ bool eval_wants_generation(const struct eval_settings *s);
 struct eval_result {
 	size_t n;
 	double *tf_rows;        /* (n, 3): summed token loss, loss tokens, argmax-correct tokens */
+	double *choice_rows;    /* (n, 2): argmax of the log-probabilities is the answer; of the
+				 * log-probabilities per character */
+	size_t *choice_pick;    /* (n) the choice with the highest log-probability */
+	double *choice_lp;      /* the summed log-probability of every choice, example by
+				 * example (choices[0].n values, then choices[1].n, ...) */
+	double *pref_rows;      /* (n, 2): log p(chosen) > log p(rejected); their difference */
 	char **outputs;         /* (n) generated text, NULL without generation */
 	double *rows[METRIC_N_KINDS]; /* (n, metric_stats_dim) per requested text metric */
 	double tf_seconds, gen_seconds;
@@ -62,10 +76,18 @@ struct eval_result {
 };
 
 /* Evaluates m on set. FT_EINVAL when generation metrics are asked for data without
- * references (text format); FT_EINTR when stop_flag was raised. */
+ * references (text format), choice metrics for a set without prepared choices
+ * (data_prepare_choices) or preference metrics for one without pairs; FT_EINTR when
+ * stop_flag was raised. */
 int eval_split(struct eval_result *out, struct model *m, const struct tokenizer *tok,
 	       const struct tok_set *set, const struct eval_settings *s, struct diag *d) FT_WUR;
 void eval_result_free(struct eval_result *r);
+
+/* The value of one computed metric over all examples of r (the point estimate eval_emit
+ * reports), by name ("loss", "token_accuracy", "exact_match", ...). FT_EINVAL when s did
+ * not ask for it. */
+int eval_value(double *out, const struct eval_result *r, const struct eval_settings *s,
+	       const char *metric, struct diag *d) FT_WUR;
 
 /* The value of every requested metric, with bootstrap intervals, reported through
  * sink->result. With base != NULL: "base", "tuned" and "delta" (tuned - base over the
@@ -91,5 +113,9 @@ int eval_model_create(struct model **out, const struct model_file *mf, const cha
 
 /* "loss" | "perplexity" | "token_accuracy". */
 const char *tf_metric_name(enum tf_metric m);
+/* "choice_accuracy" | "choice_accuracy_norm" | "preference_accuracy" | "preference_margin". */
+const char *lik_metric_name(enum lik_metric m);
+/* True when a choice metric is asked for (the caller prepares the choices). */
+bool eval_wants_choices(const struct eval_settings *s);
 
 #endif

@@ -1,25 +1,53 @@
-/* dequant: GGML block formats to fp32. Written from the block layouts (scale, min,
- * packed quants); verified against the gguf Python package's dequantize in
- * tests/unit/test_gguf_dequant.c with a committed fixture. */
+/* dequant: GGML block formats to fp32 (the values of ops/ops_quant.h, threaded) and the
+ * Q8_0/Q4_0 quantizers of quantize-on-load. The fp32 values are verified against the gguf
+ * Python package (tests/unit/test_gguf_dequant.c, committed fixtures). */
 #include "backends/native/io/dequant.h"
 
+#include <math.h>
+#include <pthread.h>
 #include <string.h>
 #include "common/banned.h"
 
-static const struct ggml_type_desc types[] = {
-	{GGML_F32, "F32", 1, 4},      {GGML_F16, "F16", 1, 2},
-	{GGML_BF16, "BF16", 1, 2},    {GGML_Q4_0, "Q4_0", 32, 18},
-	{GGML_Q4_1, "Q4_1", 32, 20},  {GGML_Q5_0, "Q5_0", 32, 22},
-	{GGML_Q5_1, "Q5_1", 32, 24},  {GGML_Q8_0, "Q8_0", 32, 34},
-	{GGML_Q4_K, "Q4_K", 256, 144}, {GGML_Q5_K, "Q5_K", 256, 176},
-	{GGML_Q6_K, "Q6_K", 256, 210},
-};
+static const uint32_t type_ids[] = {GGML_F32,  GGML_F16,  GGML_BF16, GGML_Q4_0,
+				    GGML_Q4_1, GGML_Q5_0, GGML_Q5_1, GGML_Q8_0,
+				    GGML_Q4_K, GGML_Q5_K, GGML_Q6_K};
+#define N_TYPES (sizeof type_ids / sizeof type_ids[0])
+static struct ggml_type_desc type_table[N_TYPES];
+static pthread_once_t type_once = PTHREAD_ONCE_INIT;
+
+static void types_init(void) /* sizes from ops_quant.h, the one place they are written */
+{
+	for (size_t i = 0; i < N_TYPES; i++) {
+		type_table[i].id = type_ids[i];
+		type_table[i].name = ggml_type_name(type_ids[i]);
+		ggml_type_block(type_ids[i], &type_table[i].block_elems, &type_table[i].block_bytes);
+	}
+}
+
+static const struct ggml_type_desc *types(size_t *n)
+{
+	pthread_once(&type_once, types_init);
+	*n = N_TYPES;
+	return type_table;
+}
 
 const struct ggml_type_desc *ggml_type_find(uint32_t id)
 {
-	for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
-		if (types[i].id == id)
-			return &types[i];
+	size_t n;
+	const struct ggml_type_desc *t = types(&n);
+	for (size_t i = 0; i < n; i++)
+		if (t[i].id == id)
+			return &t[i];
+	return NULL;
+}
+
+const struct ggml_type_desc *ggml_type_by_name(const char *name)
+{
+	size_t n;
+	const struct ggml_type_desc *t = types(&n);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(t[i].name, name) == 0)
+			return &t[i];
 	return NULL;
 }
 
@@ -35,35 +63,12 @@ const char *ggml_type_name(uint32_t id)
 
 float fp16_to_f32(uint16_t h)
 {
-	uint32_t sign = (uint32_t)(h >> 15) << 31;
-	uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-	if (exp == 0x1f) {
-		bits = sign | 0x7f800000u | (man << 13);
-	} else if (exp == 0) {
-		if (man == 0) {
-			bits = sign;
-		} else { /* subnormal: normalise */
-			int e = -1;
-			do {
-				man <<= 1;
-				e++;
-			} while (!(man & 0x400));
-			bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ff) << 13);
-		}
-	} else {
-		bits = sign | ((exp + 112) << 23) | (man << 13);
-	}
-	float f;
-	memcpy(&f, &bits, 4);
-	return f;
+	return ops_f16_to_f32(h);
 }
 
 float bf16_to_f32(uint16_t h)
 {
-	uint32_t bits = (uint32_t)h << 16;
-	float f;
-	memcpy(&f, &bits, 4);
-	return f;
+	return ops_bf16_to_f32(h);
 }
 
 uint16_t f32_to_fp16(float f)
@@ -93,157 +98,69 @@ uint16_t f32_to_fp16(float f)
 	return (uint16_t)(sign | half);
 }
 
-static uint16_t rd16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-	       ((uint32_t)p[3] << 24);
-}
-
-/* The 6-bit scale and min of sub-block j from the 12 packed bytes of a K-quant block. */
-static void k_scale_min(int j, const uint8_t *s, int *sc, int *mn)
-{
-	if (j < 4) {
-		*sc = s[j] & 63;
-		*mn = s[j + 4] & 63;
-	} else {
-		*sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
-		*mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-	}
-}
-
-static void deq_block(uint32_t id, const uint8_t *b, float *y)
-{
-	switch (id) {
-	case GGML_Q4_0: {
-		float d = fp16_to_f32(rd16(b));
-		for (int j = 0; j < 16; j++) {
-			y[j] = (float)((b[2 + j] & 0x0f) - 8) * d;
-			y[j + 16] = (float)((b[2 + j] >> 4) - 8) * d;
-		}
-		break;
-	}
-	case GGML_Q4_1: {
-		float d = fp16_to_f32(rd16(b)), m = fp16_to_f32(rd16(b + 2));
-		for (int j = 0; j < 16; j++) {
-			y[j] = (float)(b[4 + j] & 0x0f) * d + m;
-			y[j + 16] = (float)(b[4 + j] >> 4) * d + m;
-		}
-		break;
-	}
-	case GGML_Q5_0:
-	case GGML_Q5_1: { /* d, (m), 32 high bits, 16 bytes of low nibbles; Q5_0 is centred */
-		size_t has_m = id == GGML_Q5_1;
-		float d = fp16_to_f32(rd16(b)), m = has_m ? fp16_to_f32(rd16(b + 2)) : 0.0f;
-		uint32_t qh = rd32(b + 2 + 2 * has_m);
-		const uint8_t *qs = b + 6 + 2 * has_m;
-		int off = has_m ? 0 : 16;
-		for (int j = 0; j < 16; j++) {
-			int q0 = (int)((qs[j] & 0x0f) | (((qh >> j) & 1u) << 4)) - off;
-			int q1 = (int)((qs[j] >> 4) | (((qh >> (j + 16)) & 1u) << 4)) - off;
-			if (has_m) {
-				y[j] = (float)q0 * d + m;
-				y[j + 16] = (float)q1 * d + m;
-			} else {
-				y[j] = (float)q0 * d;
-				y[j + 16] = (float)q1 * d;
-			}
-		}
-		break;
-	}
-	case GGML_Q8_0: {
-		float d = fp16_to_f32(rd16(b));
-		for (int j = 0; j < 32; j++)
-			y[j] = (float)(int8_t)b[2 + j] * d;
-		break;
-	}
-	case GGML_Q4_K: {
-		float d = fp16_to_f32(rd16(b)), dmin = fp16_to_f32(rd16(b + 2));
-		const uint8_t *sc = b + 4, *q = b + 16;
-		for (int g = 0; g < 4; g++) { /* 4 groups of 64: low nibbles, then high */
-			int s1, m1, s2, m2;
-			k_scale_min(2 * g, sc, &s1, &m1);
-			k_scale_min(2 * g + 1, sc, &s2, &m2);
-			float d1 = d * (float)s1, o1 = dmin * (float)m1;
-			float d2 = d * (float)s2, o2 = dmin * (float)m2;
-			for (int l = 0; l < 32; l++) {
-				y[l] = d1 * (float)(q[l] & 0x0f) - o1;
-				y[32 + l] = d2 * (float)(q[l] >> 4) - o2;
-			}
-			y += 64;
-			q += 32;
-		}
-		break;
-	}
-	case GGML_Q5_K: {
-		float d = fp16_to_f32(rd16(b)), dmin = fp16_to_f32(rd16(b + 2));
-		const uint8_t *sc = b + 4, *qh = b + 16, *ql = b + 48;
-		for (int g = 0; g < 4; g++) {
-			int s1, m1, s2, m2;
-			k_scale_min(2 * g, sc, &s1, &m1);
-			k_scale_min(2 * g + 1, sc, &s2, &m2);
-			float d1 = d * (float)s1, o1 = dmin * (float)m1;
-			float d2 = d * (float)s2, o2 = dmin * (float)m2;
-			uint8_t u1 = (uint8_t)(1u << (2 * g)), u2 = (uint8_t)(2u << (2 * g));
-			for (int l = 0; l < 32; l++) {
-				y[l] = d1 * (float)((ql[l] & 0x0f) + ((qh[l] & u1) ? 16 : 0)) - o1;
-				y[32 + l] = d2 * (float)((ql[l] >> 4) + ((qh[l] & u2) ? 16 : 0)) - o2;
-			}
-			y += 64;
-			ql += 32;
-		}
-		break;
-	}
-	case GGML_Q6_K: {
-		const uint8_t *ql = b, *qh = b + 128;
-		const int8_t *sc = (const int8_t *)(b + 192);
-		float d = fp16_to_f32(rd16(b + 208));
-		for (int h = 0; h < 2; h++) { /* two halves of 128 */
-			for (int l = 0; l < 32; l++) {
-				int is = l / 16;
-				int q1 = ((ql[l] & 0x0f) | (((qh[l] >> 0) & 3) << 4)) - 32;
-				int q2 = ((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) - 32;
-				int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-				int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-				y[l] = d * (float)sc[is] * (float)q1;
-				y[l + 32] = d * (float)sc[is + 2] * (float)q2;
-				y[l + 64] = d * (float)sc[is + 4] * (float)q3;
-				y[l + 96] = d * (float)sc[is + 6] * (float)q4;
-			}
-			y += 128;
-			ql += 64;
-			qh += 32;
-			sc += 8;
-		}
-		break;
-	}
-	default:
-		break;
-	}
-}
-
 void dequant_to_f32(uint32_t id, const void *src, float *dst, size_t n)
 {
 	const uint8_t *s = src;
-	const struct ggml_type_desc *t = ggml_type_find(id);
-	if (!t)
+	size_t be, bb;
+	if (!ggml_type_block(id, &be, &bb))
 		return;
-	if (id == GGML_F32) {
-		memcpy(dst, s, n * 4);
-		return;
+	/* chunks of whole blocks, threaded when large; each element's value is
+	 * ops_block_elem's, whichever thread computes it */
+	size_t chunk = be * 1024, nc = (n + chunk - 1) / chunk;
+	#pragma omp parallel for schedule(static) if (nc > 16)
+	for (size_t c = 0; c < nc; c++) {
+		size_t i0 = c * chunk, len = n - i0 < chunk ? n - i0 : chunk;
+		ops_dequant_row(id, s + i0 / be * bb, dst + i0, len);
 	}
-	if (id == GGML_F16 || id == GGML_BF16) {
-		#pragma omp parallel for schedule(static) if (n > (1u << 16))
-		for (size_t i = 0; i < n; i++)
-			dst[i] = id == GGML_F16 ? fp16_to_f32(rd16(s + 2 * i)) : bf16_to_f32(rd16(s + 2 * i));
-		return;
+}
+
+/* Q8_0: d = absmax / 127, q = round(x / d) (half away from zero), d as fp16. */
+static void quant_q8_0(const float *x, uint8_t *y)
+{
+	float amax = 0.0f;
+	for (int j = 0; j < 32; j++)
+		amax = fmaxf(amax, fabsf(x[j]));
+	float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+	uint16_t h = f32_to_fp16(d);
+	y[0] = (uint8_t)(h & 0xff);
+	y[1] = (uint8_t)(h >> 8);
+	for (int j = 0; j < 32; j++)
+		y[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
+}
+
+/* Q4_0: d = -(the value of largest magnitude) / 8, q = min(15, trunc(x / d + 8.5)). */
+static void quant_q4_0(const float *x, uint8_t *y)
+{
+	float amax = 0.0f, mx = 0.0f;
+	for (int j = 0; j < 32; j++)
+		if (amax < fabsf(x[j])) {
+			amax = fabsf(x[j]);
+			mx = x[j];
+		}
+	float d = mx / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+	uint16_t h = f32_to_fp16(d);
+	y[0] = (uint8_t)(h & 0xff);
+	y[1] = (uint8_t)(h >> 8);
+	for (int j = 0; j < 16; j++) {
+		int q0 = (int)(int8_t)(x[j] * id + 8.5f), q1 = (int)(int8_t)(x[j + 16] * id + 8.5f);
+		q0 = q0 < 15 ? q0 : 15;
+		q1 = q1 < 15 ? q1 : 15;
+		y[2 + j] = (uint8_t)(q0 | (q1 << 4));
 	}
-	size_t nb = n / t->block_elems;
-	#pragma omp parallel for schedule(static) if (nb > 256)
-	for (size_t i = 0; i < nb; i++)
-		deq_block(id, s + i * t->block_bytes, dst + i * t->block_elems);
+}
+
+bool quantize_from_f32(uint32_t id, const float *src, void *dst, size_t n)
+{
+	if ((id != GGML_Q8_0 && id != GGML_Q4_0) || n % 32 != 0)
+		return false;
+	size_t bb = id == GGML_Q8_0 ? 34 : 18, nb = n / 32;
+	uint8_t *y = dst;
+	#pragma omp parallel for schedule(static) if (nb > 4096)
+	for (size_t i = 0; i < nb; i++) {
+		if (id == GGML_Q8_0)
+			quant_q8_0(src + 32 * i, y + bb * i);
+		else
+			quant_q4_0(src + 32 * i, y + bb * i);
+	}
+	return true;
 }

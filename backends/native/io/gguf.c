@@ -1,7 +1,8 @@
 /* gguf: reads GGUF v2/v3 images into a model_file. Every count, length, type, dimension
  * and offset from the file is checked against the bytes that are really there before it
- * is used (docs/engine.md, "Untrusted model files"); tensors are dequantised to fp32 and renamed
- * to Hugging Face names. Reading the file and hashing it is model_file_load's job. */
+ * is used (docs/engine.md, "Untrusted model files"); tensors keep their blocks (pointers
+ * into the image) and get Hugging Face names. Reading the file and hashing it is
+ * model_file_load's job. */
 #include "backends/native/io/io_internal.h"
 
 #include <inttypes.h>
@@ -42,6 +43,7 @@ struct rd {
 	struct diag *d;
 	struct kv *kvs;
 	size_t n_kv;
+	const struct kv **by_key; /* kvs sorted by key (kv_find's binary search), or NULL */
 	struct tinfo *ti;
 	size_t n_ti;
 };
@@ -176,12 +178,68 @@ static int read_kv(struct rd *r, struct kv *kv)
 	return 0;
 }
 
+static int cmp_kv_key(const void *a, const void *b)
+{
+	return strcmp((*(const struct kv *const *)a)->key, (*(const struct kv *const *)b)->key);
+}
+
+static int cmp_key_kv(const void *key, const void *e)
+{
+	return strcmp(key, (*(const struct kv *const *)e)->key);
+}
+
 static const struct kv *kv_find(const struct rd *r, const char *key)
 {
+	if (r->by_key) {
+		const struct kv *const *e = bsearch(key, r->by_key, r->n_kv, sizeof *r->by_key,
+						    cmp_key_kv);
+		return e ? *e : NULL;
+	}
 	for (size_t i = 0; i < r->n_kv; i++)
 		if (strcmp(r->kvs[i].key, key) == 0)
 			return &r->kvs[i];
 	return NULL;
+}
+
+/* Duplicate metadata keys, by sorting (O(n log n): a file may hold hundreds of thousands
+ * of keys in a few megabytes). Leaves r->by_key sorted for kv_find. */
+static int check_unique_keys(struct rd *r)
+{
+	r->by_key = malloc((r->n_kv ? r->n_kv : 1) * sizeof *r->by_key);
+	if (!r->by_key)
+		return diag_set(r->d, FT_ENOMEM, r->path, 0, 0, "out of memory");
+	for (size_t i = 0; i < r->n_kv; i++)
+		r->by_key[i] = &r->kvs[i];
+	qsort(r->by_key, r->n_kv, sizeof *r->by_key, cmp_kv_key);
+	for (size_t i = 1; i < r->n_kv; i++)
+		if (strcmp(r->by_key[i - 1]->key, r->by_key[i]->key) == 0)
+			return diag_set(r->d, FT_EINVAL, r->path, 0, 0, "duplicate metadata key '%s'",
+					r->by_key[i]->key);
+	return 0;
+}
+
+static int cmp_ti_name(const void *a, const void *b)
+{
+	return strcmp((*(const struct tinfo *const *)a)->name,
+		      (*(const struct tinfo *const *)b)->name);
+}
+
+/* Duplicate tensor names, by sorting. */
+static int check_unique_tensors(struct rd *r)
+{
+	const struct tinfo **order = malloc((r->n_ti ? r->n_ti : 1) * sizeof *order);
+	if (!order)
+		return diag_set(r->d, FT_ENOMEM, r->path, 0, 0, "out of memory");
+	for (size_t i = 0; i < r->n_ti; i++)
+		order[i] = &r->ti[i];
+	qsort(order, r->n_ti, sizeof *order, cmp_ti_name);
+	int rc = 0;
+	for (size_t i = 1; i < r->n_ti && !rc; i++)
+		if (strcmp(order[i - 1]->name, order[i]->name) == 0)
+			rc = diag_set(r->d, FT_EINVAL, r->path, 0, 0, "duplicate tensor '%s'",
+				      order[i]->name);
+	free(order);
+	return rc;
 }
 
 static int type_err(struct rd *r, const struct kv *kv, const char *want)
@@ -384,12 +442,10 @@ static char *hf_name(const char *g, enum model_arch arch)
 
 static int read_tensor_info(struct rd *r, struct tinfo *t, size_t idx)
 {
+	(void)idx;
 	int rc = get_name(r, &t->name, "tensor name");
 	if (rc)
 		return rc;
-	for (size_t j = 0; j < idx; j++)
-		if (strcmp(r->ti[j].name, t->name) == 0)
-			return diag_set(r->d, FT_EINVAL, r->path, 0, 0, "duplicate tensor '%s'", t->name);
 	if ((rc = get_u32(r, &t->n_dims, t->name)) != 0)
 		return rc;
 	if (t->n_dims == 0 || t->n_dims > 4)
@@ -789,18 +845,28 @@ static int load_tensors(struct rd *r, struct model_file *m, size_t data_start)
 			mt->shape[j] = (int64_t)t->ne[t->n_dims - 1 - j];
 		mt->numel = t->numel;
 		snprintf(mt->src_type, sizeof mt->src_type, "%s", ggml_type_name(t->type));
-		mt->data = malloc(t->numel * sizeof(float));
-		if (!mt->data)
-			return diag_set(r->d, FT_ENOMEM, r->path, 0, 0,
-					"out of memory: tensor '%s' needs %zu bytes", t->name,
-					t->numel * sizeof(float));
-		dequant_to_f32(t->type, r->p + data_start + t->off, mt->data, t->numel);
+		mt->type = t->type;
+		mt->raw = r->p + data_start + t->off;
+		mt->raw_bytes = t->nbytes;
 	}
 	return 0;
 }
 
+static const struct tinfo *ti_find(const struct rd *r, const char *name)
+{
+	for (size_t i = 0; i < r->n_ti; i++)
+		if (strcmp(r->ti[i].name, name) == 0)
+			return &r->ti[i];
+	return NULL;
+}
+
+/* What a parse reads: the whole file; the metadata only (the tokenizer, for `ftlab
+ * tokenize`); or the header (every check up to the hyperparameters, then the facts the
+ * tensor names give, no tokenizer and no tensor data: `ftlab check`). */
+enum gguf_mode { GGUF_WHOLE, GGUF_METADATA, GGUF_HEADER };
+
 static int gguf_parse(struct model_file *m, const uint8_t *buf, size_t n, const char *path,
-		      bool tensors, struct diag *d)
+		      enum gguf_mode mode, struct diag *d)
 {
 	struct rd r = {.p = buf, .n = n, .path = path, .d = d};
 	uint32_t magic, version;
@@ -839,14 +905,10 @@ static int gguf_parse(struct model_file *m, const uint8_t *buf, size_t n, const 
 		r.n_kv = i + 1;
 		if ((rc = read_kv(&r, &r.kvs[i])) != 0)
 			goto done;
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(r.kvs[j].key, r.kvs[i].key) == 0) {
-				rc = diag_set(d, FT_EINVAL, path, 0, 0, "duplicate metadata key '%s'",
-					      r.kvs[i].key);
-				goto done;
-			}
 	}
-	if (!tensors) {
+	if ((rc = check_unique_keys(&r)) != 0)
+		goto done;
+	if (mode == GGUF_METADATA) {
 		if ((rc = read_tokenizer(&r, m)) == 0)
 			rc = read_hf_repo(&r, m);
 		goto done;
@@ -861,6 +923,8 @@ static int gguf_parse(struct model_file *m, const uint8_t *buf, size_t n, const 
 		if ((rc = read_tensor_info(&r, &r.ti[i], i)) != 0)
 			goto done;
 	}
+	if ((rc = check_unique_tensors(&r)) != 0)
+		goto done;
 	int64_t align = GGUF_DEFAULT_ALIGNMENT;
 	bool found;
 	if ((rc = meta_int(&r, "general.alignment", 1, GGUF_MAX_ALIGNMENT, &align, &found)) != 0)
@@ -886,6 +950,26 @@ static int gguf_parse(struct model_file *m, const uint8_t *buf, size_t n, const 
 	}
 	rc = read_hparams(&r, m, arch);
 	free(arch);
+	if (!rc && mode == GGUF_HEADER) {
+		const struct tinfo *te = ti_find(&r, "token_embd.weight");
+		if (!te || te->n_dims != 2 || te->ne[0] != (uint64_t)m->hp.n_embd ||
+		    te->ne[1] > INT32_MAX) {
+			rc = diag_set(d, FT_EINVAL, path, 0, 0,
+				      "no 2-D token embedding 'token_embd.weight' of width %d",
+				      m->hp.n_embd);
+			goto done;
+		}
+		if (ti_find(&r, "rope_freqs.weight")) {
+			rc = diag_set(d, FT_EUNSUPP, path, 0, 0, "tensor 'rope_freqs.weight' (RoPE "
+				      "frequency factors) is not supported");
+			goto done;
+		}
+		if (!m->hp.n_vocab)
+			m->hp.n_vocab = (int)te->ne[1];
+		m->hp.tied_embeddings = ti_find(&r, "output.weight") == NULL;
+		m->hp.qkv_bias = m->hp.arch == ARCH_LLAMA && ti_find(&r, "blk.0.attn_q.bias");
+		goto done;
+	}
 	if (rc || (rc = read_tokenizer(&r, m)) != 0 || (rc = read_hf_repo(&r, m)) != 0 ||
 	    (rc = load_tensors(&r, m, data_start)) != 0)
 		goto done;
@@ -916,6 +1000,7 @@ static int gguf_parse(struct model_file *m, const uint8_t *buf, size_t n, const 
 	snprintf(qb, sizeof qb, "model.layers.0.self_attn.q_proj.bias");
 	m->hp.qkv_bias = m->hp.arch != ARCH_GPT2 && model_file_tensor(m, qb) != NULL;
 done:
+	free(r.by_key);
 	for (size_t i = 0; i < r.n_kv; i++)
 		free(r.kvs[i].key);
 	free(r.kvs);
@@ -928,11 +1013,17 @@ done:
 int gguf_load_buffer(struct model_file *m, const uint8_t *buf, size_t n, const char *path,
 		     struct diag *d)
 {
-	return gguf_parse(m, buf, n, path, true, d);
+	return gguf_parse(m, buf, n, path, GGUF_WHOLE, d);
 }
 
 int gguf_load_metadata(struct model_file *m, const uint8_t *buf, size_t n, const char *path,
 		       struct diag *d)
 {
-	return gguf_parse(m, buf, n, path, false, d);
+	return gguf_parse(m, buf, n, path, GGUF_METADATA, d);
+}
+
+int gguf_probe_buffer(struct model_file *m, const uint8_t *buf, size_t n, const char *path,
+		      struct diag *d)
+{
+	return gguf_parse(m, buf, n, path, GGUF_HEADER, d);
 }

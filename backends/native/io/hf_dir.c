@@ -1,6 +1,6 @@
 /* hf_dir: Hugging Face model directories: config.json (llama, qwen2, gpt2), weights in
- * model.safetensors or shards listed by model.safetensors.index.json, tokenizer.json and
- * tokenizer_config.json. GPT-2 names get the "transformer." prefix and Conv1D weights are
+ * model.safetensors or shards listed by model.safetensors.index.json, tokenizer.json,
+ * tokenizer_config.json and chat_template.jinja. GPT-2 names get the "transformer." prefix and Conv1D weights are
  * transposed from (in, out) to (out, in); the content hash covers every weight file. */
 #include "backends/native/io/io_internal.h"
 
@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backends/native/io/dequant.h"
 #include "common/hash.h"
 #include "common/util.h"
 #include "common/banned.h"
@@ -362,18 +363,22 @@ done:
 	return rc;
 }
 
+static bool gpt2_mask_buffer(const char *name)
+{
+	return ends_with(name, ".attn.bias") || ends_with(name, ".attn.masked_bias");
+}
+
 /* GPT-2 checkpoints store names with or without "transformer."; mask buffers are dropped
- * and Conv1D weights transposed to (out, in). */
+ * and Conv1D weights transposed to (out, in). Two passes so that running out of memory
+ * leaves m whole (every tensor once, each freed once by model_file_free): the first
+ * replaces names and data in place (each replacement complete or not done), the second,
+ * which cannot fail, drops the buffers. */
 static int gpt2_fixup(struct model_file *m, const char *dir, struct diag *d)
 {
-	size_t w = 0;
 	for (size_t i = 0; i < m->n_tensors; i++) {
 		struct mf_tensor *t = &m->tensors[i];
-		if (ends_with(t->name, ".attn.bias") || ends_with(t->name, ".attn.masked_bias")) {
-			free(t->name);
-			free(t->data);
+		if (gpt2_mask_buffer(t->name))
 			continue;
-		}
 		if (strncmp(t->name, "transformer.", 12) != 0 && strcmp(t->name, "lm_head.weight") != 0) {
 			size_t n = strlen(t->name) + 13;
 			char *nn = malloc(n);
@@ -387,17 +392,31 @@ static int gpt2_fixup(struct model_file *m, const char *dir, struct diag *d)
 				     ends_with(t->name, "attn.c_proj.weight") ||
 				     ends_with(t->name, "mlp.c_fc.weight") ||
 				     ends_with(t->name, "mlp.c_proj.weight"))) {
+			/* elements of 4 (F32) or 2 (F16, BF16) bytes, moved as they are */
 			size_t rows = (size_t)t->shape[0], cols = (size_t)t->shape[1];
-			float *tr = malloc(t->numel ? t->numel * sizeof *tr : 1);
+			size_t es = t->numel ? t->raw_bytes / t->numel : 0;
+			uint8_t *tr = malloc(t->raw_bytes ? t->raw_bytes : 1);
 			if (!tr)
 				return diag_set(d, FT_ENOMEM, dir, 0, 0, "out of memory");
+			const uint8_t *src = t->raw;
 			for (size_t r = 0; r < rows; r++)
 				for (size_t c = 0; c < cols; c++)
-					tr[c * rows + r] = t->data[r * cols + c];
-			free(t->data);
-			t->data = tr;
+					memcpy(tr + (c * rows + r) * es, src + (r * cols + c) * es, es);
+			free(t->raw_owned);
+			t->raw_owned = tr;
+			t->raw = tr;
 			t->shape[0] = (int64_t)cols;
 			t->shape[1] = (int64_t)rows;
+		}
+	}
+	size_t w = 0;
+	for (size_t i = 0; i < m->n_tensors; i++) {
+		struct mf_tensor *t = &m->tensors[i];
+		if (gpt2_mask_buffer(t->name)) {
+			free(t->name);
+			free(t->data);
+			free(t->raw_owned);
+			continue;
 		}
 		m->tensors[w++] = *t;
 	}
@@ -405,15 +424,27 @@ static int gpt2_fixup(struct model_file *m, const char *dir, struct diag *d)
 	return 0;
 }
 
-/* Gemma's RMSNorm multiplies by 1 + w; the engine holds the multiplier (as GGUF does). */
-static void gemma3_fixup(struct model_file *m)
+/* Gemma's RMSNorm multiplies by 1 + w; the engine holds the multiplier (as GGUF does), in
+ * fp32 whatever the file's type. */
+static int gemma3_fixup(struct model_file *m, const char *dir, struct diag *d)
 {
 	for (size_t i = 0; i < m->n_tensors; i++) {
 		struct mf_tensor *t = &m->tensors[i];
-		if (t->ndim == 1 && ends_with(t->name, "norm.weight"))
-			for (size_t j = 0; j < t->numel; j++)
-				t->data[j] += 1.0f;
+		if (t->ndim != 1 || !ends_with(t->name, "norm.weight"))
+			continue;
+		float *f = malloc((t->numel ? t->numel : 1) * sizeof(float));
+		if (!f)
+			return diag_set(d, FT_ENOMEM, dir, 0, 0, "out of memory");
+		dequant_to_f32(t->type, t->raw, f, t->numel);
+		for (size_t j = 0; j < t->numel; j++)
+			f[j] += 1.0f;
+		free(t->raw_owned);
+		t->raw_owned = f;
+		t->raw = f;
+		t->raw_bytes = t->numel * sizeof(float);
+		t->type = GGML_F32;
 	}
+	return 0;
 }
 
 static int read_optional(char **out, const char *dir, const char *name, size_t max,
@@ -430,17 +461,31 @@ static int read_optional(char **out, const char *dir, const char *name, size_t m
 	return rc;
 }
 
+/* chat_template.jinja is the template when tokenizer_config.json names none */
+static int template_from_jinja(struct model_file *m, const char *dir, struct diag *d)
+{
+	if (m->tok.chat_template || !m->tok.chat_template_jinja)
+		return 0;
+	if (!(m->tok.chat_template = ft_strdup(m->tok.chat_template_jinja)))
+		return diag_set(d, FT_ENOMEM, dir, 0, 0, "out of memory");
+	return 0;
+}
+
 static int read_tokenizer_files(struct model_file *m, const char *dir, struct diag *d)
 {
 	int rc;
 	if ((rc = read_optional(&m->tok.tokenizer_json, dir, "tokenizer.json", TOKENIZER_MAX, d)) ||
 	    (rc = read_optional(&m->tok.tokenizer_config_json, dir, "tokenizer_config.json",
+				CONFIG_MAX, d)) ||
+	    (rc = read_optional(&m->tok.chat_template_jinja, dir, "chat_template.jinja",
 				CONFIG_MAX, d)))
 		return rc;
 	if (!m->tok.tokenizer_config_json)
-		return 0;
+		return template_from_jinja(m, dir, d);
+	/* integers as reals: transformers writes model_max_length as int(1e30) */
 	json_error_t je;
-	json_t *tc = json_loads(m->tok.tokenizer_config_json, JSON_REJECT_DUPLICATES, &je);
+	json_t *tc = json_loads(m->tok.tokenizer_config_json,
+			       JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &je);
 	if (!tc) {
 		char *p = path_join(dir, "tokenizer_config.json");
 		rc = diag_set(d, FT_EINVAL, p ? p : dir, je.line > 0 ? je.line : 0,
@@ -452,7 +497,7 @@ static int read_tokenizer_files(struct model_file *m, const char *dir, struct di
 	if (ct && !(m->tok.chat_template = ft_strdup(ct)))
 		rc = diag_set(d, FT_ENOMEM, dir, 0, 0, "out of memory");
 	json_decref(tc);
-	return rc;
+	return rc ? rc : template_from_jinja(m, dir, d);
 }
 
 int hf_dir_load_tokenizer(struct model_file *m, const char *dir, struct diag *d)
@@ -513,8 +558,8 @@ int hf_dir_load(struct model_file *m, const char *dir, struct diag *d)
 		goto done;
 	if (m->hp.arch == ARCH_GPT2 && (rc = gpt2_fixup(m, dir, d)) != 0)
 		goto done;
-	if (m->hp.arch == ARCH_GEMMA3)
-		gemma3_fixup(m);
+	if (m->hp.arch == ARCH_GEMMA3 && (rc = gemma3_fixup(m, dir, d)) != 0)
+		goto done;
 	const char *embd = m->hp.arch == ARCH_GPT2 ? "transformer.wte.weight" : "model.embed_tokens.weight";
 	const struct mf_tensor *te = model_file_tensor(m, embd);
 	if (!te || te->ndim != 2 || te->shape[1] != m->hp.n_embd) {

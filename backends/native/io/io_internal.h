@@ -14,17 +14,22 @@
 #define GGUF_MAX_NAME 1024            /* keys and tensor names */
 #define ST_MAX_HEADER ((size_t)100 * 1000 * 1000) /* safetensors JSON header, bytes */
 
-/* Parses a whole GGUF file image (tensors dequantised, metadata, tokenizer source). */
+/* Parses a whole GGUF file image (metadata, tokenizer source, tensors). The tensors' raw
+ * point into buf, which must outlive m. */
 int gguf_load_buffer(struct model_file *m, const uint8_t *buf, size_t n, const char *path,
 		     struct diag *d) FT_WUR;
+/* The same checks of the header, then only m->hp (and is_gguf): no tokenizer, no tensors. */
+int gguf_probe_buffer(struct model_file *m, const uint8_t *buf, size_t n, const char *path,
+		      struct diag *d) FT_WUR;
 
 /* Only the metadata of a GGUF image: general.* and the tokenizer source; tensors are
  * neither read nor checked and the architecture may be one the engine lacks. */
 int gguf_load_metadata(struct model_file *m, const uint8_t *buf, size_t n, const char *path,
 		       struct diag *d) FT_WUR;
 
-/* One safetensors file image: appends its tensors (fp32, names as stored) to m.
- * Shapes as stored; no renaming or transposition (that is the HF directory's job). */
+/* One safetensors file image: appends its tensors (F32, F16 or BF16 as stored, copied into
+ * raw_owned; names as stored) to m. Shapes as stored; no renaming or transposition (that
+ * is the HF directory's job). */
 int safetensors_load_buffer(struct model_file *m, const uint8_t *buf, size_t n,
 			    const char *path, struct diag *d) FT_WUR;
 

@@ -1,7 +1,7 @@
-/* model_file: a model loaded from disk (GGUF file or Hugging Face directory) as fp32
- * tensors with Hugging Face names and PyTorch shapes, plus hyperparameters and the
- * tokenizer's source data. Quantised GGUF tensors are dequantised on load. The engine
- * (model/) builds its parameter table from this; tok/ builds the tokenizer from it. */
+/* model_file: a model loaded from disk (GGUF file or Hugging Face directory): tensors with
+ * Hugging Face names and PyTorch shapes, kept as the file stores them (F32, F16, BF16 or
+ * GGUF blocks; fp32 copies on request), plus hyperparameters and the tokenizer's source
+ * data. The engine (model/) builds its parameters from this; tok/ builds the tokenizer. */
 #ifndef FTLAB_MODEL_FILE_H
 #define FTLAB_MODEL_FILE_H
 
@@ -47,14 +47,21 @@ struct model_hparams {
 	char name[128];       /* general.name or config.json _name_or_path, for reports */
 };
 
-/* One fp32 tensor, Hugging Face name ("model.layers.0.self_attn.q_proj.weight",
+/* One tensor, Hugging Face name ("model.layers.0.self_attn.q_proj.weight",
  * "transformer.h.0.attn.c_attn.weight"), PyTorch shape order (out, in); GPT-2 Conv1D
- * weights are already transposed to (out, in). Row-major, contiguous. */
+ * weights are already transposed to (out, in). Row-major, contiguous: raw holds rows of
+ * shape[ndim-1] elements in the blocks of `type` (GGUF llama q/k rows in llama.cpp's
+ * permuted order). data is the fp32 copy, NULL until model_file_dequantize. A model_file
+ * built in memory (tests) may set only data: such a tensor is F32 (see mf_tensor_raw). */
 struct mf_tensor {
 	char *name;
 	int ndim;
 	int64_t shape[4];
 	size_t numel;
+	uint32_t type;     /* GGML type id of raw (ops/ops_quant.h): GGML_F32, GGML_Q4_1, ... */
+	const void *raw;   /* raw_bytes bytes: inside the file's mapping, or raw_owned */
+	size_t raw_bytes;
+	void *raw_owned;   /* the allocation raw points into when the tensor owns it */
 	float *data;
 	char src_type[16]; /* "F32", "Q4_1", ... as stored in the file */
 };
@@ -63,6 +70,8 @@ struct mf_tensor {
 struct mf_tokenizer_src {
 	char *tokenizer_json;   /* HF directory: whole tokenizer.json text, else NULL */
 	char *tokenizer_config_json; /* HF: tokenizer_config.json text when present */
+	char *chat_template_jinja; /* HF: chat_template.jinja text when present (transformers
+				    * writes the template there instead of tokenizer_config) */
 	/* GGUF: tokenizer.ggml.* */
 	char *model;            /* "gpt2" (byte-level BPE) or another value (unsupported) */
 	char *pre;              /* pre-tokenizer name ("smollm", "llama-bpe", "gpt2", ...) */
@@ -89,6 +98,8 @@ struct model_file {
 	size_t n_tensors;
 	struct mf_tokenizer_src tok;
 	char content_hash[65];  /* sha256 of the file (GGUF) or of the weight files (HF) */
+	void *map;              /* GGUF: the file, mapped read-only (raw points into it) */
+	size_t map_bytes;
 	/* The Hugging Face repository ("org/name") the GGUF metadata says the file was
 	 * converted from (general.source.huggingface.repository, or a huggingface.co
 	 * general.source.repo_url / general.source.url / general.repo_url), else NULL. */
@@ -96,8 +107,12 @@ struct model_file {
 };
 
 /* Loads a .gguf file or a Hugging Face directory. Every malformed input is FT_EINVAL
- * with the file and the offending field in d. Caller frees with model_file_free. */
+ * with the file and the offending field in d. Tensors keep the file's types (raw); no
+ * fp32 copy is made. Caller frees with model_file_free. */
 int model_file_load(struct model_file **out, const char *path, struct diag *d) FT_WUR;
+/* Gives every tensor its fp32 copy (data), for the code that needs fp32 everywhere:
+ * merges, exports, tests. FT_ENOMEM naming the tensor and bytes. Idempotent. */
+int model_file_dequantize(struct model_file *m, struct diag *d) FT_WUR;
 /* The message for a model directory without tokenizer files (one text for every caller). */
 #define TOKENIZER_FILES_MISSING                                                                 \
 	"no tokenizer.json in this model directory (a Hugging Face model directory holds "      \
@@ -108,7 +123,19 @@ int model_file_load(struct model_file **out, const char *path, struct diag *d) F
  * names the missing files when a directory has no tokenizer.json. */
 int model_file_load_tokenizer(struct model_file **out, const char *path, struct diag *d) FT_WUR;
 void model_file_free(struct model_file *m);
+/* The hyperparameters of a model without reading its weights: a GGUF file's header (every
+ * check of model_file_load up to the tensors' data), or a directory's config.json. For
+ * `ftlab check`. Facts only the weights tell (a directory's optional biases) are taken as
+ * present. Errors as model_file_load's. */
+int model_file_probe(struct model_hparams *out, const char *path, struct diag *d) FT_WUR;
 /* The tensor with that name, or NULL (borrowed). */
 const struct mf_tensor *model_file_tensor(const struct model_file *m, const char *name);
+/* The tensor's values as stored: raw and its type, or data as F32 when a tensor built in
+ * memory has no raw. NULL when it has neither. */
+const void *mf_tensor_raw(const struct mf_tensor *t, uint32_t *type);
+/* A hint that t's raw bytes will not be read soon (a model has copied them): when they lie
+ * in the file's mapping, its pages leave this process's resident memory (a later read
+ * brings them back from the page cache). Changes nothing else; thread-compatible. */
+void mf_tensor_release(const struct model_file *m, const struct mf_tensor *t);
 
 #endif

@@ -1,4 +1,4 @@
-/* safetensors: one .safetensors image -> fp32 tensors appended to a model_file. Checks the
+/* safetensors: one .safetensors image -> tensors (as stored) appended to a model_file. Checks the
  * header (length <= 100 MB and inside the file, JSON object, valid UTF-8, no duplicate
  * keys), dtypes (F32, F16, BF16), sizes (end - begin == numel * dtype size) and that the
  * offsets tile the data buffer with no holes or overlaps. Renaming is hf_dir's job. */
@@ -161,20 +161,24 @@ int safetensors_load_buffer(struct model_file *m, const uint8_t *buf, size_t n,
 		struct mf_tensor *t = &m->tensors[m->n_tensors];
 		memset(t, 0, sizeof *t);
 		t->name = ft_strdup(e->name);
-		t->data = malloc(e->numel ? e->numel * sizeof(float) : 1);
+		static const uint32_t gtype[] = {GGML_F32, GGML_F16, GGML_BF16};
+		size_t nbytes = e->end - e->begin;
+		t->raw_owned = malloc(nbytes ? nbytes : 1);
 		m->n_tensors++;
-		if (!t->name || !t->data) {
+		if (!t->name || !t->raw_owned) {
 			rc = diag_set(d, FT_ENOMEM, path, 0, 0, "out of memory: tensor '%s' needs %zu bytes",
-				      e->name, e->numel * sizeof(float));
+				      e->name, nbytes);
 			goto done;
 		}
 		t->ndim = e->ndim;
 		memcpy(t->shape, e->shape, sizeof t->shape);
 		t->numel = e->numel;
 		static const char *const names[] = {"F32", "F16", "BF16"};
-		static const uint32_t gtype[] = {GGML_F32, GGML_F16, GGML_BF16};
 		snprintf(t->src_type, sizeof t->src_type, "%s", names[e->dtype]);
-		dequant_to_f32(gtype[e->dtype], data + e->begin, t->data, e->numel);
+		t->type = gtype[e->dtype];
+		memcpy(t->raw_owned, data + e->begin, nbytes);
+		t->raw = t->raw_owned;
+		t->raw_bytes = nbytes;
 	}
 done:
 	free(es);

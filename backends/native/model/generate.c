@@ -135,7 +135,7 @@ int model_generate_tokens(struct model *m, const int32_t *const *prompts, const 
 	}
 	int max_new = g->max_new_tokens > 0 ? g->max_new_tokens : 0;
 	/* prefix tuning: every sequence's cache starts with the np prefix rows */
-	size_t np = m->prefix >= 0 ? (size_t)m->np : 0;
+	size_t np = m->prefix >= 0 && !m->adapter_off ? (size_t)m->np : 0;
 	size_t tmax = np + maxlen + (size_t)max_new;
 	if (hp->arch == ARCH_GPT2 && tmax > (size_t)hp->n_ctx_train) {
 		if (maxlen >= (size_t)hp->n_ctx_train)
@@ -174,7 +174,7 @@ int model_generate_tokens(struct model *m, const int32_t *const *prompts, const 
 		rng_seed(&rngs[i], g->seed, 0x6e0000 + i);
 	}
 	size_t cache = (size_t)hp->n_layer * n * tmax * m->kvd;
-	model_plan_layer(m, &p, &gb.a, model_lora_rep_layer(m), 1, R, false);
+	model_plan_layer(m, &p, &gb.a, model_lora_rep_layer(m), 1, R, false, KEEP_ALL);
 	PLAN_F(&p, gb.x, R * C);
 	PLAN_F(&p, gb.xo, R * C);
 	PLAN_F(&p, gb.tmp, R * C);

@@ -1,8 +1,8 @@
-/* model: parameter table from a model_file (which parameters train, LoRA adapters),
- * memory from size tables (one allocation per group: params, grads, activations), the
- * training forward (LM head and cross-entropy in chunks, at positions with a target) and
- * the backward, for llama, Gemma 3 and GPT-2. KV-cache generation is in generate.c. All
- * compute goes through struct ops. */
+/* model: parameter table from a model_file (which parameters train, LoRA adapters; frozen
+ * weight matrices keep the file's storage type), memory from size tables (one allocation
+ * per group: params, grads, activations), the training forward (LM head and cross-entropy
+ * in chunks, at positions with a target) and the backward, for llama, Gemma 3 and GPT-2.
+ * KV-cache generation is in generate.c. All compute goes through struct ops. */
 #include "backends/native/model/model.h"
 
 #include <math.h>
@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/native/io/dequant.h"
 #include "backends/native/model/model_internal.h"
 #include "backends/native/ops/ops.h"
 #include "backends/native/ops/ops_math.h"
@@ -73,6 +74,11 @@ float *model_pdata(const struct model *m, int idx)
 	return idx >= 0 ? m->params[idx].pub.data : NULL;
 }
 
+const struct ops_w *model_pw(const struct model *m, int idx)
+{
+	return &m->params[idx].w;
+}
+
 static float *pgrad(const struct model *m, int idx)
 {
 	return idx >= 0 ? m->params[idx].pub.grad : NULL;
@@ -118,13 +124,20 @@ static bool layer_selected(const struct model_opts *o, int layer)
 	return true;
 }
 
-/* module's last component is one of the names, or one of them is a dotted part of it */
-static bool module_in(const char *const *names, size_t n, const char *module)
+/* One LoRA target names module `module` ("model.layers.3.self_attn.q_proj"): its last
+ * component ("q_proj") or any dotted run of components ("self_attn", "3.self_attn"). */
+static bool target_matches(const char *module, const char *target)
 {
 	const char *last = strrchr(module, '.');
 	last = last ? last + 1 : module;
+	return strcmp(last, target) == 0 || name_has_component(module, target);
+}
+
+/* One of the n names matches module (target_matches). */
+static bool module_in(const char *const *names, size_t n, const char *module)
+{
 	for (size_t i = 0; i < n; i++)
-		if (strcmp(last, names[i]) == 0 || name_has_component(module, names[i]))
+		if (target_matches(module, names[i]))
 			return true;
 	return false;
 }
@@ -183,6 +196,7 @@ static void make_lin(struct model *m, struct lin *l, const char *module, int out
 	l->slot = slot;
 	snprintf(nm, sizeof nm, "%s.weight", module);
 	l->w = add_param(m, nm, out, in, layer);
+	m->params[l->w].matrix = true;
 	l->b = -1;
 	if (bias) {
 		snprintf(nm, sizeof nm, "%s.bias", module);
@@ -274,6 +288,7 @@ static void build_table(struct model *m)
 		}
 		m->lnf_w = add_param(m, "model.norm.weight", C, 1, -1);
 		m->head = hp->tied_embeddings ? m->wte : add_param(m, "lm_head.weight", V, C, -1);
+		m->params[m->wte].matrix = m->params[m->head].matrix = true;
 	} else {
 		m->wte = add_param(m, "transformer.wte.weight", V, C, -1);
 		m->wpe = add_param(m, "transformer.wpe.weight", hp->n_ctx_train, C, -1);
@@ -303,6 +318,7 @@ static void build_table(struct model *m)
 		m->lnf_w = add_param(m, "transformer.ln_f.weight", C, 1, -1);
 		m->lnf_b = add_param(m, "transformer.ln_f.bias", C, 1, -1);
 		m->head = m->wte;
+		m->params[m->wte].matrix = true;
 	}
 	m->prefix = -1;
 	if (m->o.method == METHOD_PREFIX) {
@@ -321,6 +337,23 @@ static bool is_adapter_param(const char *name)
 	       strcmp(name, "prompt_embeddings") == 0;
 }
 
+/* Whether freeze name `t` selects base parameter i (a dotted component of its name; the
+ * tied head is the embedding). */
+static bool trainable_name_ok(const struct model *m, size_t i, const char *t)
+{
+	if (name_has_component(m->params[i].name, t))
+		return true;
+	return (int)i == m->wte && m->head == m->wte && strcmp(t, "lm_head") == 0;
+}
+
+/* The layers of freeze: base parameter i is in the chosen layers (parameters outside the
+ * blocks only when names are given). */
+static bool trainable_layer_ok(const struct model *m, size_t i)
+{
+	const struct mparam *p = &m->params[i];
+	return p->layer < 0 ? m->o.n_trainable > 0 : layer_selected(&m->o, p->layer);
+}
+
 /* Which base parameters train. */
 static void select_trainable(struct model *m)
 {
@@ -332,18 +365,12 @@ static void select_trainable(struct model *m)
 		if (o->method == METHOD_FULL) {
 			p->trainable = true;
 		} else if (o->method == METHOD_FREEZE) {
-			bool layer_ok = p->layer < 0 ? o->n_trainable > 0 : layer_selected(o, p->layer);
 			bool name_ok = o->n_trainable == 0;
-			for (size_t t = 0; t < o->n_trainable && !name_ok; t++) {
-				name_ok = name_has_component(p->name, o->trainable[t]);
-				/* the tied head is the embedding */
-				if (!name_ok && (int)i == m->wte && m->head == m->wte &&
-				    strcmp(o->trainable[t], "lm_head") == 0)
-					name_ok = true;
-			}
+			for (size_t t = 0; t < o->n_trainable && !name_ok; t++)
+				name_ok = trainable_name_ok(m, i, o->trainable[t]);
 			if (p->layer < 0 && o->n_trainable == 0)
 				name_ok = false;
-			p->trainable = layer_ok && name_ok;
+			p->trainable = trainable_layer_ok(m, i) && name_ok;
 		}
 	}
 }
@@ -385,6 +412,107 @@ static int check_hparams(const struct model_hparams *hp, const char *path, struc
 	return 0;
 }
 
+/* ---- storage ---- */
+
+/* The type parameter p is kept in: fp32 unless it is a frozen matrix (see model_opts);
+ * t is its tensor in the file (NULL for LoRA) stored as src. */
+static uint32_t storage_type(const struct model *m, const struct mparam *p,
+			     const struct mf_tensor *t, uint32_t src)
+{
+	if (!t || !p->matrix || p->trainable || m->o.frozen_f32 || t->ndim != 2)
+		return GGML_F32;
+	size_t k = (size_t)p->pub.shape[1];
+	bool stored_float = src == GGML_F32 || src == GGML_F16 || src == GGML_BF16;
+	if (stored_float && k % 32 == 0 && m->o.quantize != QUANTIZE_NONE)
+		return m->o.quantize == QUANTIZE_Q8_0 ? GGML_Q8_0 : GGML_Q4_0;
+	return ggml_row_bytes(src, k) ? src : GGML_F32;
+}
+
+static size_t param_bytes(const struct mparam *p)
+{
+	if (p->pub.type == GGML_F32)
+		return p->pub.numel * sizeof(float);
+	return (size_t)p->pub.shape[0] * ggml_row_bytes(p->pub.type, (size_t)p->pub.shape[1]);
+}
+
+/* Writes parameter p's initial values into its memory: LoRA A drawn like PEFT, LoRA B
+ * zero, the file's tensor as it is stored, or converted (dequantized to fp32, or
+ * quantized on load from its fp32 values). */
+static int fill_param(struct model *m, const struct model_file *mf, struct mparam *pp,
+		      struct rng *r, struct diag *d)
+{
+	void *dst = (void *)pp->w.data;
+	size_t n = pp->pub.numel, bytes = param_bytes(pp);
+	if (strstr(pp->name, ".lora_B") || strstr(pp->name, ".lora_magnitude_vector"))
+		return 0; /* zero, as ops->alloc gives it; magnitudes: init_magnitude */
+	if (strstr(pp->name, ".ia3_l")) {
+		/* PEFT's init_ia3_weights: ones */
+		float *h = malloc(n * sizeof(float));
+		if (!h)
+			return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+		for (size_t j = 0; j < n; j++)
+			h[j] = 1.0f;
+		m->ops->to_device(dst, h, n * sizeof(float));
+		free(h);
+		return 0;
+	}
+	if (strcmp(pp->name, "prompt_embeddings") == 0) {
+		/* PEFT's prompt encoder is an nn.Embedding: N(0, 1) */
+		float *h = malloc(n * sizeof(float));
+		if (!h)
+			return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+		for (size_t j = 0; j < n; j += 2) {
+			double u1 = 1.0 - rng_uniform(r), u2 = rng_uniform(r);
+			double rad = sqrt(-2.0 * log(u1));
+			h[j] = (float)(rad * cos(2.0 * M_PI * u2));
+			if (j + 1 < n)
+				h[j + 1] = (float)(rad * sin(2.0 * M_PI * u2));
+		}
+		m->ops->to_device(dst, h, n * sizeof(float));
+		free(h);
+		return 0;
+	}
+	if (strstr(pp->name, ".lora_A")) {
+		/* PEFT: kaiming_uniform_(a=sqrt(5)) -> U(-1/sqrt(in), 1/sqrt(in)) */
+		float *h = malloc(n * sizeof(float));
+		if (!h)
+			return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+		float bound = 1.0f / sqrtf((float)pp->pub.shape[1]);
+		for (size_t j = 0; j < n; j++)
+			h[j] = (2.0f * rng_uniform_f(r) - 1.0f) * bound;
+		m->ops->to_device(dst, h, n * sizeof(float));
+		free(h);
+		return 0;
+	}
+	const struct mf_tensor *t = find_tensor(mf, pp->name);
+	uint32_t st;
+	const void *src = mf_tensor_raw(t, &st);
+	if (!src)
+		return diag_set(d, FT_EINVAL, mf->path, 0, 0, "tensor '%s' has no data", pp->name);
+	if (st == pp->pub.type) {
+		m->ops->to_device(dst, src, bytes);
+		mf_tensor_release(mf, t);
+		return 0;
+	}
+	float *h = malloc(n * sizeof(float));
+	void *q = pp->pub.type == GGML_F32 ? NULL : malloc(bytes ? bytes : 1);
+	if (!h || (pp->pub.type != GGML_F32 && !q)) {
+		free(h);
+		free(q);
+		return diag_set(d, FT_ENOMEM, NULL, 0, 0,
+				"out of memory converting tensor '%s' (%zu bytes)", pp->name,
+				n * sizeof(float));
+	}
+	dequant_to_f32(st, src, h, n);
+	if (q)
+		quantize_from_f32(pp->pub.type, h, q, n);
+	m->ops->to_device(dst, q ? q : (void *)h, bytes);
+	mf_tensor_release(mf, t);
+	free(h);
+	free(q);
+	return 0;
+}
+
 /* ---- activation plan ---- */
 
 /* Logits of one head chunk: rows = this / (V * 4 bytes). */
@@ -415,24 +543,27 @@ static void plan_lin_lora(struct model *m, struct mplan *p, struct lacts *a, con
 }
 
 void model_plan_layer(struct model *m, struct mplan *p, struct lacts *a, int l, size_t B,
-		       size_t T, bool save_att)
+		       size_t T, bool save_att, unsigned keep)
 {
 	const struct model_hparams *hp = &m->hp;
 	size_t N = B * T, C = (size_t)hp->n_embd, F = (size_t)hp->n_ff;
 	const struct layer *y = &m->layers[l];
-	PLAN_F(p, a->ln1, N * C);
+	if (keep & KEEP_LN1)
+		PLAN_F(p, a->ln1, N * C);
 	PLAN_F(p, a->mean1, N);
 	PLAN_F(p, a->rstd1, N);
 	PLAN_F(p, a->q, N * m->qd);
 	PLAN_F(p, a->k, N * m->kvd);
 	PLAN_F(p, a->v, N * m->kvd);
-	if (hp->arch == ARCH_GPT2)
+	if (hp->arch == ARCH_GPT2 && (keep & KEEP_QKV))
 		PLAN_F(p, a->qkv, N * 3 * C);
 	if (save_att)
 		PLAN_F(p, a->att, B * hp->n_head * T * T);
-	PLAN_F(p, a->atty, N * m->qd);
+	if (keep & KEEP_ATTY)
+		PLAN_F(p, a->atty, N * m->qd);
 	PLAN_F(p, a->x2, N * C);
-	PLAN_F(p, a->ln2, N * C);
+	if (keep & KEEP_LN2)
+		PLAN_F(p, a->ln2, N * C);
 	PLAN_F(p, a->mean2, N);
 	PLAN_F(p, a->rstd2, N);
 	if (hp->arch != ARCH_GPT2)
@@ -448,11 +579,37 @@ void model_plan_layer(struct model *m, struct mplan *p, struct lacts *a, int l, 
 		PLAN_F(p, a->rstd_mo, N);
 	}
 	PLAN_F(p, a->up, N * F);
-	PLAN_F(p, a->hm, N * F);
+	if (keep & KEEP_HM)
+		PLAN_F(p, a->hm, N * F);
 	const struct lin *ls[] = {&y->q, &y->k, &y->v, &y->qkv, &y->o, &y->gate, &y->up, &y->down};
 	for (size_t i = 0; i < FT_ARRAY_LEN(ls); i++)
 		if (ls[i]->w >= 0)
 			plan_lin_lora(m, p, a, ls[i], N);
+}
+
+/* true when the backward reads the input of linear l: a trainable weight, LoRA or DoRA,
+ * or IA3 on a feed-forward target (dl sums dy W times x; an output target keeps its own z) */
+static bool lin_needs_input(const struct model *m, const struct lin *l)
+{
+	return l->la >= 0 || (l->ia3 >= 0 && l->ia3_ff) ||
+	       (l->w >= 0 && m->params[l->w].trainable);
+}
+
+/* The activations layer l's backward reads (beyond those every layer keeps). */
+static unsigned layer_keeps(const struct model *m, int l)
+{
+	const struct layer *y = &m->layers[l];
+	unsigned k = 0;
+	if (lin_needs_input(m, &y->q) || lin_needs_input(m, &y->k) || lin_needs_input(m, &y->v) ||
+	    lin_needs_input(m, &y->qkv))
+		k |= KEEP_LN1;
+	if (lin_needs_input(m, &y->o))
+		k |= KEEP_ATTY;
+	if (lin_needs_input(m, &y->gate) || lin_needs_input(m, &y->up))
+		k |= KEEP_LN2;
+	if (lin_needs_input(m, &y->down))
+		k |= KEEP_HM;
+	return k; /* GPT-2's qkv is only copied into q, k, v: never kept */
 }
 
 int model_lora_rep_layer(const struct model *m)
@@ -484,12 +641,30 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 	/* a shared set is planned with a layer that has LoRA (the same slots in every
 	 * selected layer) and aliased after allocation */
 	int rep = model_lora_rep_layer(m);
-	bool save_att = train && m->prefix < 0; /* the prefix attention recomputes them */
+	/* Without sharing, each layer keeps what its backward reads; the inputs of its frozen
+	 * linears live in one transient set that every layer's forward overwrites. Attention
+	 * probabilities are never kept: the backward recomputes them from q and k (the same
+	 * bits; B nh T^2 floats a layer saved, 283 MB for SmolLM2 at 4 x 256). */
+	struct lacts tr = {0};
+	unsigned keep_any = 0;
 	for (int l = 0; l < L; l++)
-		if (!share)
-			model_plan_layer(m, &p, &m->acts[l], l, (size_t)B, (size_t)T, save_att);
+		if (!share) {
+			unsigned keep = layer_keeps(m, l);
+			keep_any |= KEEP_ALL & ~keep;
+			model_plan_layer(m, &p, &m->acts[l], l, (size_t)B, (size_t)T, false, keep);
+		}
 	if (share)
-		model_plan_layer(m, &p, &m->acts[0], rep, (size_t)B, (size_t)T, save_att);
+		model_plan_layer(m, &p, &m->acts[0], rep, (size_t)B, (size_t)T, false, KEEP_ALL);
+	if (keep_any & KEEP_LN1)
+		PLAN_F(&p, tr.ln1, N * C);
+	if ((keep_any & KEEP_QKV) && hp->arch == ARCH_GPT2)
+		PLAN_F(&p, tr.qkv, N * 3 * C);
+	if (keep_any & KEEP_ATTY)
+		PLAN_F(&p, tr.atty, N * m->qd);
+	if (keep_any & KEEP_LN2)
+		PLAN_F(&p, tr.ln2, N * C);
+	if (keep_any & KEEP_HM)
+		PLAN_F(&p, tr.hm, N * F);
 	/* the LM head: head_rows rows of logits at a time */
 	size_t R = N;
 	if (!m->o.full_logits) {
@@ -516,6 +691,7 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 		struct gacts *g = &m->g;
 		size_t maxin = C > F ? C : F; /* the widest linear input (o_proj: nh*hd) */
 		maxin = (size_t)m->qd > maxin ? (size_t)m->qd : maxin;
+		PLAN_F(&p, m->wrow, N);
 		PLAN_F(&p, g->dres, N * C);
 		PLAN_F(&p, g->dln, N * C);
 		PLAN_F(&p, g->dtmp, N * C);
@@ -567,41 +743,243 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 			m->acts[l] = m->acts[0];
 			m->acts[l].x = x;
 		}
+	for (int l = 0; l < L && !share; l++) {
+		struct lacts *a = &m->acts[l];
+		unsigned keep = layer_keeps(m, l);
+		if (!(keep & KEEP_LN1))
+			a->ln1 = tr.ln1;
+		if (!(keep & KEEP_QKV))
+			a->qkv = tr.qkv;
+		if (!(keep & KEEP_ATTY))
+			a->atty = tr.atty;
+		if (!(keep & KEEP_LN2))
+			a->ln2 = tr.ln2;
+		if (!(keep & KEEP_HM))
+			a->hm = tr.hm;
+	}
 	m->max_b = B;
 	m->max_t = T;
 	return 0;
 }
 
+/* ---- the method against the architecture ---- */
+
+/* The parameter table of hp with o (names, shapes, which train; no memory) in a zeroed m.
+ * Option strings stay borrowed from o. */
+static int table_make(struct model *m, const struct model_hparams *hp, const struct model_opts *o,
+		      struct diag *d)
+{
+	m->hp = *hp;
+	m->o = *o;
+	m->qd = hp->n_head * hp->head_dim;
+	m->kvd = hp->n_head_kv * hp->head_dim;
+	m->lora_r = o->lora_rank > 0 ? o->lora_rank : 1;
+	size_t maxp = 8 + (size_t)hp->n_layer * 40;
+	m->params = calloc(maxp, sizeof *m->params);
+	m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
+	if (!m->params || !m->layers)
+		return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+	build_table(m);
+	select_trainable(m);
+	return 0;
+}
+
+/* Appends word to a ", "-separated list of distinct words (cap bytes). */
+static void list_add(char *list, size_t cap, const char **seen, size_t *n_seen, size_t max_seen,
+		     const char *word)
+{
+	for (size_t i = 0; i < *n_seen; i++)
+		if (strcmp(seen[i], word) == 0)
+			return;
+	if (*n_seen < max_seen)
+		seen[(*n_seen)++] = word;
+	size_t len = strlen(list);
+	snprintf(list + len, cap - len, "%s%s", len ? ", " : "", word);
+}
+
+static const char *arch_label(const struct model_hparams *hp)
+{
+	return hp->arch == ARCH_GPT2 ? "GPT-2" : "llama-family";
+}
+
+int model_check_method(const struct model_hparams *hp, const struct model_opts *o, int *out_bad,
+		       struct diag *d)
+{
+	*out_bad = -1;
+	/* (IA3 without targets takes PEFT's defaults for the architecture: nothing to check) */
+	bool adapter = o->method == METHOD_LORA || o->method == METHOD_DORA ||
+		       o->method == METHOD_IA3;
+	if (!adapter && o->method != METHOD_FREEZE)
+		return 0;
+	int rc = check_hparams(hp, NULL, d);
+	if (rc)
+		return rc;
+	const int L = hp->n_layer;
+	if (o->method == METHOD_FREEZE) {
+		if (o->layers_first >= L)
+			return diag_set(d, FT_EINVAL, NULL, 0, 0,
+					"method.layers.first is %d, but the model has %d blocks "
+					"(0 to %d)", o->layers_first, L, L - 1);
+		if (o->layers_last >= L)
+			return diag_set(d, FT_EINVAL, NULL, 0, 0,
+					"method.layers.last is %d, but the model has %d blocks "
+					"(0 to %d; -1 is the last)", o->layers_last, L, L - 1);
+		if (o->layers_last >= 0 && o->layers_last < o->layers_first)
+			return diag_set(d, FT_EINVAL, NULL, 0, 0,
+					"method.layers.last %d is before method.layers.first %d",
+					o->layers_last, o->layers_first);
+	}
+	struct model *m = calloc(1, sizeof *m);
+	if (!m)
+		return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+	if ((rc = table_make(m, hp, o, d)) != 0)
+		goto done;
+	/* The names a user can give: the last component of each linear (LoRA), or every
+	 * component of every parameter name that is not a number, "weight" or "bias"
+	 * (freeze). */
+	char list[1024] = "";
+	const char *seen[64];
+	size_t n_seen = 0;
+	char comp[64][MODEL_NAME_MAX];
+	size_t n_comp = 0;
+	if (adapter) {
+		struct layer *y = &m->layers[0];
+		const struct lin *ls[] = {&y->q, &y->k, &y->v, &y->qkv, &y->o, &y->gate, &y->up,
+					  &y->down};
+		for (size_t j = 0; j < FT_ARRAY_LEN(ls); j++) {
+			if (ls[j]->w < 0)
+				continue;
+			const char *nm = m->params[ls[j]->w].name;
+			size_t len = strlen(nm) - strlen(".weight");
+			const char *dot = nm + len;
+			while (dot > nm && dot[-1] != '.')
+				dot--;
+			if (n_comp < FT_ARRAY_LEN(comp)) {
+				snprintf(comp[n_comp], MODEL_NAME_MAX, "%.*s", (int)(nm + len - dot), dot);
+				list_add(list, sizeof list, seen, &n_seen, FT_ARRAY_LEN(seen), comp[n_comp]);
+				n_comp++;
+			}
+		}
+		for (size_t t = 0; t < o->n_targets && !o->all_linear; t++) {
+			bool hit = false;
+			for (int l = 0; l < L && !hit; l++) {
+				if (!layer_selected(o, l))
+					continue;
+				struct layer *yl = &m->layers[l];
+				const struct lin *ll[] = {&yl->q, &yl->k, &yl->v, &yl->qkv, &yl->o,
+							  &yl->gate, &yl->up, &yl->down};
+				for (size_t j = 0; j < FT_ARRAY_LEN(ll) && !hit; j++) {
+					if (ll[j]->w < 0)
+						continue;
+					char mod[MODEL_NAME_MAX];
+					snprintf(mod, sizeof mod, "%.*s",
+						 (int)(strlen(m->params[ll[j]->w].name) - strlen(".weight")),
+						 m->params[ll[j]->w].name);
+					hit = target_matches(mod, o->targets[t]);
+				}
+			}
+			if (!hit) {
+				*out_bad = (int)t;
+				rc = diag_set(d, FT_EINVAL, NULL, 0, 0,
+					      "%s target '%s' matches no module of this %s model; its "
+					      "linear modules are %s",
+					      o->method == METHOD_IA3 ? "IA3" : "LoRA", o->targets[t],
+					      arch_label(hp), list);
+				const char *near = nearest_word(o->targets[t], seen, n_seen);
+				if (near)
+					diag_hint(d, "did you mean '%s'? (or all-linear for every one)",
+						  near);
+				else
+					diag_hint(d, "name modules of this model, or all-linear");
+				goto done;
+			}
+		}
+	} else {
+		for (size_t i = 0; i < m->n_params; i++) {
+			char buf[MODEL_NAME_MAX];
+			snprintf(buf, sizeof buf, "%s", m->params[i].name);
+			char *save = NULL;
+			for (char *c = strtok_r(buf, ".", &save); c; c = strtok_r(NULL, ".", &save)) {
+				bool skip = strcmp(c, "weight") == 0 || strcmp(c, "bias") == 0 ||
+					    strspn(c, "0123456789") == strlen(c);
+				if (skip || n_comp >= FT_ARRAY_LEN(comp))
+					continue;
+				snprintf(comp[n_comp], MODEL_NAME_MAX, "%s", c);
+				size_t before = n_seen;
+				list_add(list, sizeof list, seen, &n_seen, FT_ARRAY_LEN(seen), comp[n_comp]);
+				if (n_seen > before)
+					n_comp++;
+			}
+		}
+		if (m->head == m->wte && n_comp < FT_ARRAY_LEN(comp)) {
+			snprintf(comp[n_comp], MODEL_NAME_MAX, "lm_head");
+			list_add(list, sizeof list, seen, &n_seen, FT_ARRAY_LEN(seen), comp[n_comp++]);
+		}
+		for (size_t t = 0; t < o->n_trainable; t++) {
+			bool hit = false;
+			for (size_t i = 0; i < m->n_params && !hit; i++)
+				hit = !strstr(m->params[i].name, ".lora_") && trainable_layer_ok(m, i) &&
+				      trainable_name_ok(m, i, o->trainable[t]);
+			if (!hit) {
+				*out_bad = (int)t;
+				rc = diag_set(d, FT_EINVAL, NULL, 0, 0,
+					      "method.trainable '%s' matches no parameter of this %s "
+					      "model%s; its modules are %s", o->trainable[t],
+					      arch_label(hp), o->layers_first > 0 || o->layers_last >= 0
+								      ? " in the chosen layers" : "",
+					      list);
+				const char *near = nearest_word(o->trainable[t], seen, n_seen);
+				if (near)
+					diag_hint(d, "did you mean '%s'?", near);
+				goto done;
+			}
+		}
+	}
+done:
+	free(m->params);
+	free(m->layers);
+	free(m);
+	return rc;
+}
+
 /* ---- create / free ---- */
 
 /* DoRA's magnitude starts as the row norms of the base weight (B = 0, so W + s B A = W),
- * as PEFT initialises it. */
-static int init_magnitude(struct model *m, struct mparam *pp, const struct model_file *mf,
-			  struct diag *d)
+ * as PEFT initialises it: the weight as the model keeps it (its stored type's values, the
+ * values every product multiplies with). */
+static int init_magnitude(struct model *m, struct mparam *pp, struct diag *d)
 {
 	char wn[MODEL_NAME_MAX];
 	const char *suf = strstr(pp->name, ".lora_magnitude_vector");
 	snprintf(wn, sizeof wn, "%.*s.weight", (int)(suf - pp->name), pp->name);
-	const struct mf_tensor *t = find_tensor(mf, wn);
+	const struct mparam *w = NULL;
+	for (size_t i = 0; i < m->n_params && !w; i++)
+		if (strcmp(m->params[i].name, wn) == 0)
+			w = &m->params[i];
 	size_t rows = (size_t)pp->pub.shape[0];
-	if (!t || t->numel % rows)
-		return diag_set(d, FT_EINVAL, mf->path, 0, 0, "model has no tensor '%s'", wn);
-	size_t cols = t->numel / rows;
-	float *h = malloc(rows * sizeof(float)), *inv = malloc(rows * sizeof(float));
-	if (!h || !inv) {
-		free(h);
-		free(inv);
-		return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+	if (!w || (size_t)w->pub.shape[0] != rows)
+		return diag_set(d, FT_EINVAL, NULL, 0, 0, "model has no weight '%s'", wn);
+	size_t cols = (size_t)w->pub.shape[1], rb = param_bytes(w) / rows;
+	float *h = malloc(rows * sizeof(float)), *row = malloc(cols * sizeof(float));
+	uint8_t *raw = malloc(param_bytes(w));
+	int rc = 0;
+	if (!h || !row || !raw) {
+		rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+		goto done;
 	}
+	m->ops->to_host(raw, w->w.data, param_bytes(w));
 	for (size_t r = 0; r < rows; r++) {
-		float g;
-		ops_dora_row(&g, &inv[r], 1.0f, t->data + r * cols, (int)cols);
-		h[r] = 1.0f / inv[r];
+		float g, inv;
+		ops_dequant_row(w->pub.type, raw + r * rb, row, cols);
+		ops_dora_row(&g, &inv, 1.0f, row, (int)cols);
+		h[r] = 1.0f / inv;
 	}
 	m->ops->to_device(pp->pub.data, h, rows * sizeof(float));
+done:
 	free(h);
-	free(inv);
-	return 0;
+	free(row);
+	free(raw);
+	return rc;
 }
 
 int model_create(struct model **out, const struct model_file *mf, const struct model_opts *o,
@@ -657,6 +1035,11 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 		m->lora_s = o->rslora ? o->lora_alpha / sqrtf((float)o->lora_rank)
 				      : o->lora_alpha / (float)o->lora_rank;
 	}
+	/* Every LoRA target and freeze name must name something (PEFT refuses a target that
+	 * matches no module; training a subset of what was asked for is a wrong result). */
+	int bad;
+	if ((rc = model_check_method(hp, o, &bad, d)) != 0)
+		goto fail;
 	/* the option strings are only needed while building the table */
 	m->o.targets = o->targets;
 	m->o.n_targets = o->n_targets;
@@ -714,61 +1097,45 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 		}
 	}
 
-	/* params group: one allocation */
-	struct mplan p = {0};
-	for (size_t i = 0; i < m->n_params; i++)
-		PLAN_F(&p, m->params[i].pub.data, m->params[i].pub.numel);
-	rc = mplan_alloc(&p, m->ops, (void **)&m->param_mem, &m->param_bytes, "parameters", d);
-	mplan_free(&p);
-	if (rc)
+	/* params group: one allocation; each parameter in its storage type */
+	void **pmem = calloc(m->n_params, sizeof *pmem);
+	if (!pmem) {
+		rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
 		goto fail;
-	struct rng r;
-	rng_seed(&r, o->seed, 0x10a);
+	}
+	struct mplan p = {0};
 	for (size_t i = 0; i < m->n_params; i++) {
 		struct mparam *pp = &m->params[i];
-		if (strstr(pp->name, ".lora_A")) {
-			/* PEFT: kaiming_uniform_(a=sqrt(5)) -> U(-1/sqrt(in), 1/sqrt(in)) */
-			size_t n = pp->pub.numel;
-			float *h = malloc(n * sizeof(float));
-			if (!h) {
-				rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
-				goto fail;
-			}
-			float bound = 1.0f / sqrtf((float)pp->pub.shape[1]);
-			for (size_t j = 0; j < n; j++)
-				h[j] = (2.0f * rng_uniform_f(&r) - 1.0f) * bound;
-			m->ops->to_device(pp->pub.data, h, n * sizeof(float));
-			free(h);
-		} else if ((int)i == m->prefix) {
-			/* PEFT's prompt encoder is an nn.Embedding: N(0, 1) */
-			size_t n = pp->pub.numel;
-			float *h = malloc(n * sizeof(float));
-			if (!h) {
-				rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
-				goto fail;
-			}
-			for (size_t j = 0; j < n; j += 2) {
-				double u1 = 1.0 - rng_uniform(&r), u2 = rng_uniform(&r);
-				double rad = sqrt(-2.0 * log(u1));
-				h[j] = (float)(rad * cos(2.0 * M_PI * u2));
-				if (j + 1 < n)
-					h[j + 1] = (float)(rad * sin(2.0 * M_PI * u2));
-			}
-			m->ops->to_device(pp->pub.data, h, n * sizeof(float));
-			free(h);
-		} else if (strstr(pp->name, ".ia3_l")) {
-			/* PEFT's init_ia3_weights: ones */
-			float one = 1.0f;
-			for (size_t j = 0; j < pp->pub.numel; j++)
-				m->ops->to_device(pp->pub.data + j, &one, sizeof one);
-		} else if (strstr(pp->name, ".lora_magnitude_vector")) {
-			if ((rc = init_magnitude(m, pp, mf, d)) != 0)
-				goto fail;
-		} else if (!strstr(pp->name, ".lora_B")) {
-			const struct mf_tensor *t = find_tensor(mf, pp->name);
-			m->ops->to_device(pp->pub.data, t->data, t->numel * sizeof(float));
-		}
+		uint32_t st = GGML_F32;
+		const struct mf_tensor *t = is_adapter_param(pp->name) ? NULL
+								      : find_tensor(mf, pp->name);
+		if (t)
+			mf_tensor_raw(t, &st);
+		pp->pub.type = storage_type(m, pp, t, st);
+		mplan_add(&p, &pmem[i], param_bytes(pp));
 	}
+	rc = mplan_alloc(&p, m->ops, (void **)&m->param_mem, &m->param_bytes, "parameters", d);
+	mplan_free(&p);
+	if (rc) {
+		free(pmem);
+		goto fail;
+	}
+	for (size_t i = 0; i < m->n_params; i++) {
+		struct mparam *pp = &m->params[i];
+		pp->pub.data = pp->pub.type == GGML_F32 ? pmem[i] : NULL;
+		pp->w = (struct ops_w){.data = pmem[i], .type = pp->pub.type,
+				       .n = (int)pp->pub.shape[0], .k = (int)pp->pub.shape[1]};
+	}
+	free(pmem);
+	struct rng r;
+	rng_seed(&r, o->seed, 0x10a);
+	for (size_t i = 0; i < m->n_params; i++)
+		if ((rc = fill_param(m, mf, &m->params[i], &r, d)) != 0)
+			goto fail;
+	for (size_t i = 0; i < m->n_params; i++) /* once every frozen weight is in place */
+		if (strstr(m->params[i].name, ".lora_magnitude_vector") &&
+		    (rc = init_magnitude(m, &m->params[i], d)) != 0)
+			goto fail;
 	if (m->dora || o->method == METHOD_IA3) {
 		/* scratch for W + s B A (DoRA) or W * l (IA3) of the largest such linear */
 		size_t mx = 0;
@@ -939,6 +1306,18 @@ float model_lora_scale(const struct model *m)
 	return m->lora_s;
 }
 
+double model_decode_weight_bytes(const struct model *m)
+{
+	double b = 0.0;
+	for (size_t i = 0; i < m->n_params; i++) {
+		const struct mparam *p = &m->params[i];
+		bool lookup = (int)i == m->wpe || ((int)i == m->wte && m->head != m->wte);
+		if (!lookup) /* a lookup reads one row per token: not counted */
+			b += (double)param_bytes(p);
+	}
+	return b;
+}
+
 struct model_memory model_memory(const struct model *m)
 {
 	struct model_memory r = {m->param_bytes, m->grad_bytes, m->act_bytes, 0};
@@ -948,6 +1327,11 @@ struct model_memory model_memory(const struct model *m)
 void model_set_training(struct model *m, bool on)
 {
 	m->training = on && m->o.method != METHOD_NONE;
+}
+
+void model_set_adapter_enabled(struct model *m, bool on)
+{
+	m->adapter_off = !on;
 }
 
 uint64_t model_rng_counter(const struct model *m)
@@ -1006,16 +1390,15 @@ static void dora_forward(struct model *m, const struct lin *l, struct lora_acts 
 	if (m->dora_keep_norm) {
 		ops->col_mul(la->g, model_pdata(m, l->mag), la->inv, 1, l->out, false);
 	} else {
-		ops->copy_rows(w, (size_t)l->in, model_pdata(m, l->w), (size_t)l->in, l->out,
-			       l->in);
+		ops->dequant_w(w, model_pw(m, l->w));
 		ops->matmul(w, model_pdata(m, l->lb), model_pdata(m, l->la), l->out, l->in,
 			    m->lora_r, 0, m->lora_s, 1.0f);
 		ops->dora_scale(la->g, la->inv, model_pdata(m, l->mag), w, l->out, l->in);
 	}
 	if (la->xd) {
 		/* y = x W^T - xd W^T + g * z, z = xd W^T + s h B^T */
-		ops->matmul(la->z, xin, model_pdata(m, l->w), N, l->out, l->in,
-			    OPS_TB | wflags(m, l->w), 1.0f, 0.0f);
+		ops->matmul_w(la->z, xin, model_pw(m, l->w), N, OPS_TB | wflags(m, l->w), 1.0f,
+			      0.0f);
 		ops->axpy(y, -1.0f, la->z, (size_t)N * l->out);
 	} else {
 		/* y = g * z, z = x W^T + s h B^T */
@@ -1028,22 +1411,25 @@ static void dora_forward(struct model *m, const struct lin *l, struct lora_acts 
 		ops->bias_add(y, model_pdata(m, l->b), N, l->out);
 }
 
-/* IA3 (see struct lin). A feed-forward target multiplies W's columns by l once per
- * forward (an out x in product) instead of scaling the (N, in) input. */
+/* IA3 (see struct lin). A feed-forward target multiplies W's columns (its fp32 values,
+ * dequantized when W is kept in a block format) by l once per forward (an out x in
+ * product) instead of scaling the (N, in) input. */
 static void ia3_forward(struct model *m, const struct lin *l, struct lacts *a, float *y,
 			const float *x, int N)
 {
 	const struct ops *ops = m->ops;
-	const float *w = model_pdata(m, l->w), *lv = model_pdata(m, l->ia3);
+	const struct ops_w *w = model_pw(m, l->w);
+	const float *lv = model_pdata(m, l->ia3);
 	if (l->ia3_ff) {
-		ops->col_mul(m->peft_w, w, lv, l->out, l->in, false);
+		ops->dequant_w(m->peft_w, w);
+		ops->col_mul(m->peft_w, m->peft_w, lv, l->out, l->in, false);
 		ops->matmul(y, x, m->peft_w, N, l->out, l->in, OPS_TB | m->mmflags, 1.0f, 0.0f);
 		if (l->b >= 0)
 			ops->bias_add(y, model_pdata(m, l->b), N, l->out);
 		return;
 	}
 	float *z = a->lora[l->slot].z;
-	ops->matmul(z, x, w, N, l->out, l->in, OPS_TB | wflags(m, l->w), 1.0f, 0.0f);
+	ops->matmul_w(z, x, w, N, OPS_TB | wflags(m, l->w), 1.0f, 0.0f);
 	if (l->b >= 0)
 		ops->bias_add(z, model_pdata(m, l->b), N, l->out);
 	ops->col_mul(y, z, lv, N, l->out, false);
@@ -1055,11 +1441,12 @@ static void ia3_backward(struct model *m, const struct lin *l, struct lacts *a, 
 			 bool acc, const float *dy, const float *x, int N)
 {
 	const struct ops *ops = m->ops;
-	const float *w = model_pdata(m, l->w), *lv = model_pdata(m, l->ia3);
+	const struct ops_w *w = model_pw(m, l->w);
+	const float *lv = model_pdata(m, l->ia3);
 	float *dl = pgrad(m, l->ia3);
 	if (l->ia3_ff) {
 		float *dh = m->g.dxd;
-		ops->matmul(dh, dy, w, N, l->in, l->out, wflags(m, l->w), 1.0f, 0.0f);
+		ops->matmul_w(dh, dy, w, N, wflags(m, l->w), 1.0f, 0.0f);
 		ops->col_mul_backward(dl, dh, x, NULL, N, l->in);
 		if (dx)
 			ops->col_mul(dx, dh, lv, N, l->in, acc);
@@ -1069,7 +1456,7 @@ static void ia3_backward(struct model *m, const struct lin *l, struct lacts *a, 
 	if (!dx)
 		return;
 	ops->col_mul(m->g.ddy, dy, lv, N, l->out, false);
-	ops->matmul(dx, m->g.ddy, w, N, l->in, l->out, wflags(m, l->w), 1.0f, acc ? 1.0f : 0.0f);
+	ops->matmul_w(dx, m->g.ddy, w, N, wflags(m, l->w), 1.0f, acc ? 1.0f : 0.0f);
 }
 
 /* y (N, out) = x W^T + b + s B(A drop(x)) */
@@ -1077,15 +1464,15 @@ static void lin_forward(struct model *m, const struct lin *l, struct lacts *a, f
 			const float *x, int N, int layer, bool dropout)
 {
 	const struct ops *ops = m->ops;
-	if (l->ia3 >= 0) {
+	if (l->ia3 >= 0 && !m->adapter_off) {
 		ia3_forward(m, l, a, y, x, N);
 		return;
 	}
-	ops->matmul(y, x, model_pdata(m, l->w), N, l->out, l->in, OPS_TB | wflags(m, l->w), 1.0f,
-		    0.0f);
-	if (l->b >= 0 && l->mag < 0) /* DoRA adds the bias after the magnitude */
+	ops->matmul_w(y, x, model_pw(m, l->w), N, OPS_TB | wflags(m, l->w), 1.0f, 0.0f);
+	/* DoRA adds the bias after the magnitude */
+	if (l->b >= 0 && (l->mag < 0 || m->adapter_off))
 		ops->bias_add(y, model_pdata(m, l->b), N, l->out);
-	if (l->la < 0)
+	if (l->la < 0 || m->adapter_off)
 		return;
 	struct lora_acts *la = &a->lora[l->slot];
 	const float *xin = x;
@@ -1114,7 +1501,7 @@ static void dora_backward(struct model *m, const struct lin *l, struct lora_acts
 	const struct ops *ops = m->ops;
 	unsigned f = m->mmflags, wf = wflags(m, l->w);
 	float *dg = m->g.ddy, *dlh = m->g.dlh;
-	const float *w = model_pdata(m, l->w);
+	const struct ops_w *w = model_pw(m, l->w);
 	ops->col_mul_backward(pgrad(m, l->mag), dy, la->z, la->inv, N, l->out);
 	ops->col_mul(dg, dy, la->g, N, l->out, false);
 	ops->matmul(pgrad(m, l->lb), dg, la->h, l->out, m->lora_r, N, OPS_TA | f, m->lora_s, 1.0f);
@@ -1124,14 +1511,14 @@ static void dora_backward(struct model *m, const struct lin *l, struct lora_acts
 		return;
 	const float *la_w = model_pdata(m, l->la);
 	if (la->xd) {
-		ops->matmul(dx, dy, w, N, l->in, l->out, wf, 1.0f, acc ? 1.0f : 0.0f);
-		ops->matmul(m->g.dxd, dg, w, N, l->in, l->out, wf, 1.0f, 0.0f);
-		ops->matmul(m->g.dxd, dy, w, N, l->in, l->out, wf, -1.0f, 1.0f);
+		ops->matmul_w(dx, dy, w, N, wf, 1.0f, acc ? 1.0f : 0.0f);
+		ops->matmul_w(m->g.dxd, dg, w, N, wf, 1.0f, 0.0f);
+		ops->matmul_w(m->g.dxd, dy, w, N, wf, -1.0f, 1.0f);
 		ops->matmul(m->g.dxd, dlh, la_w, N, l->in, m->lora_r, f, 1.0f, 1.0f);
 		ops->dropout_backward(dx, m->g.dxd, la->mask, (size_t)N * l->in,
 				      m->o.lora_dropout);
 	} else {
-		ops->matmul(dx, dg, w, N, l->in, l->out, wf, 1.0f, acc ? 1.0f : 0.0f);
+		ops->matmul_w(dx, dg, w, N, wf, 1.0f, acc ? 1.0f : 0.0f);
 		ops->matmul(dx, dlh, la_w, N, l->in, m->lora_r, f, 1.0f, 1.0f);
 	}
 }
@@ -1154,8 +1541,7 @@ static void lin_backward(struct model *m, const struct lin *l, struct lacts *a, 
 	if (db)
 		ops->bias_backward(db, dy, N, l->out);
 	if (dx && l->mag < 0)
-		ops->matmul(dx, dy, model_pdata(m, l->w), N, l->in, l->out, wflags(m, l->w), 1.0f,
-			    acc ? 1.0f : 0.0f);
+		ops->matmul_w(dx, dy, model_pw(m, l->w), N, wflags(m, l->w), 1.0f, acc ? 1.0f : 0.0f);
 	if (l->la < 0)
 		return;
 	struct lora_acts *la = &a->lora[l->slot];
@@ -1206,7 +1592,7 @@ void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, fl
 	int N = B * T, C = hp->n_embd;
 	size_t NC = (size_t)N * C;
 	/* prefix tuning: the sequence starts at position np (the cache path's pos0 has it) */
-	bool pfx = m->prefix >= 0 && !kc;
+	bool pfx = m->prefix >= 0 && !kc && !m->adapter_off;
 	if (pfx)
 		pos0 = m->prefix_pos;
 	bool g3 = hp->arch == ARCH_GEMMA3;
@@ -1290,7 +1676,7 @@ void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, fl
 void model_embed(struct model *m, float *out, const int32_t *tok, const int *pos, int n, int t)
 {
 	int C = m->hp.n_embd;
-	m->ops->embedding_forward(out, tok, pos, model_pdata(m, m->wte), model_pdata(m, m->wpe), n,
+	m->ops->embedding_forward(out, tok, pos, model_pw(m, m->wte), model_pdata(m, m->wpe), n,
 				  t, C);
 	if (m->embed_scale > 0.0f)
 		m->ops->scale(out, m->embed_scale, (size_t)n * C);
@@ -1311,8 +1697,8 @@ static void final_norm(struct model *m, float *lnf, float *meanf, float *rstdf, 
 
 static void head_matmul(struct model *m, float *logits, const float *lnf, int n)
 {
-	m->ops->matmul(logits, lnf, model_pdata(m, m->head), n, m->hp.n_vocab, m->hp.n_embd,
-		       OPS_TB | wflags(m, m->head), 1.0f, 0.0f);
+	m->ops->matmul_w(logits, lnf, model_pw(m, m->head), n, OPS_TB | wflags(m, m->head), 1.0f,
+			 0.0f);
 }
 
 void model_head_forward(struct model *m, float *logits, float *lnf, float *meanf, float *rstdf,
@@ -1376,11 +1762,13 @@ static const float *head_input(struct model *m, int N)
 }
 
 /* Logits and cross-entropy of the head rows, head_rows at a time; with grad the chunk's
- * logits become scale * dlogits at once: g.dln (head rows, C) = dlogits W and the head's
+ * logits become scale * dlogits (times row_scale[row], device memory, when not NULL) at
+ * once: g.dln (head rows, C) = dlogits W and the head's
  * gradient += dlogits^T lnf. stats: write loss, lse and argmax per row (the forward);
  * without, the forward's lse is used (a backward after model_forward recomputes the
  * logits, except a single chunk, which is still in the buffer). */
-static long head_pass(struct model *m, bool stats, bool grad, float scale)
+static long head_pass(struct model *m, bool stats, bool grad, float scale,
+		      const float *row_scale)
 {
 	const struct ops *ops = m->ops;
 	int V = m->hp.n_vocab, C = m->hp.n_embd, R = m->head_rows;
@@ -1401,11 +1789,12 @@ static long head_pass(struct model *m, bool stats, bool grad, float scale)
 							 m->tgt_dev + c0, r, V);
 		if (!grad)
 			continue;
-		ops->crossentropy_backward(m->logits, m->hlse + c0, m->tgt_dev + c0, r, V, scale);
+		ops->crossentropy_backward(m->logits, m->hlse + c0, m->tgt_dev + c0, r, V, scale,
+					   row_scale ? row_scale + c0 : NULL);
 		if (dhead)
 			ops->matmul(dhead, m->logits, lnf, V, C, r, OPS_TA | m->mmflags, 1.0f, 1.0f);
-		ops->matmul(m->g.dln + (size_t)c0 * C, m->logits, model_pdata(m, m->head), r, C, V,
-			    wflags(m, m->head), 1.0f, 0.0f);
+		ops->matmul_w(m->g.dln + (size_t)c0 * C, m->logits, model_pw(m, m->head), r,
+			      wflags(m, m->head), 1.0f, 0.0f);
 	}
 	return cnt;
 }
@@ -1414,8 +1803,8 @@ static long head_pass(struct model *m, bool stats, bool grad, float scale)
  * from the head rows'. */
 static int head_results(struct model *m, int N, bool have_argmax)
 {
-	float *hl = malloc(((size_t)m->n_head + 1) * sizeof *hl);
-	int32_t *ha = malloc(((size_t)m->n_head + 1) * sizeof *ha);
+	float *hl = calloc((size_t)m->n_head + 1, sizeof *hl);
+	int32_t *ha = calloc((size_t)m->n_head + 1, sizeof *ha);
 	if (!hl || !ha) {
 		free(hl);
 		free(ha);
@@ -1441,6 +1830,24 @@ static int head_results(struct model *m, int N, bool have_argmax)
 	}
 	free(hl);
 	free(ha);
+	return 0;
+}
+
+/* Per-position loss weights (host, B*T) into m->wrow in head-row order. */
+static int head_weights(struct model *m, const float *weights)
+{
+	float *hw = malloc(((size_t)m->n_head + 1) * sizeof *hw);
+	if (!hw)
+		return FT_ENOMEM;
+	size_t off = 0;
+	for (int r = 0; r < m->n_runs; r++) {
+		const int *run = m->runs + 2 * (size_t)r;
+		for (int j = 0; j < run[1]; j++)
+			hw[off++] = weights[run[0] + j];
+	}
+	if (m->n_head)
+		m->ops->to_device(m->wrow, hw, (size_t)m->n_head * sizeof *hw);
+	free(hw);
 	return 0;
 }
 
@@ -1487,6 +1894,7 @@ static int forward(struct model *m, const int32_t *tokens, const int32_t *target
 	m->fwd_stream = m->n_forward++;
 	m->have_targets = false;
 	m->head_fused = false;
+	m->fwd_adapter_off = m->adapter_off;
 	m->ops->to_device(m->tok_dev, tokens, (size_t)N * sizeof(int32_t));
 	model_embed(m, m->acts[0].x, m->tok_dev, NULL, N, T);
 	for (int l = 0; l < hp->n_layer; l++)
@@ -1504,7 +1912,7 @@ static int forward(struct model *m, const int32_t *tokens, const int32_t *target
 		for (int i = 0; i < N; i++)
 			want += targets[i] >= 0 && targets[i] < hp->n_vocab;
 		float scale = loss_scale > 0.0f ? loss_scale : want ? 1.0f / (float)want : 0.0f;
-		cnt = head_pass(m, true, fuse, scale);
+		cnt = head_pass(m, true, fuse, scale, NULL);
 		if (head_results(m, N, !fuse) != 0)
 			return FT_ENOMEM;
 		/* the mean in double, in position order */
@@ -1549,6 +1957,23 @@ const float *model_token_losses(const struct model *m)
 const int32_t *model_token_argmax(const struct model *m)
 {
 	return m->host_argmax;
+}
+
+int model_row_logprobs(const struct model *m, double *out, const uint8_t *mask)
+{
+	if (!m->have_targets || m->cur_b <= 0)
+		return FT_EINVAL;
+	const float *tl = m->host_loss;
+	for (int b = 0; b < m->cur_b; b++) {
+		double s = 0.0;
+		for (int t = 0; t < m->cur_t; t++) {
+			size_t i = (size_t)b * (size_t)m->cur_t + (size_t)t;
+			if (!mask || mask[i])
+				s += (double)tl[i]; /* 0 where the forward had no target */
+		}
+		out[b] = -s;
+	}
+	return 0;
 }
 
 static void layer_backward(struct model *m, int l, struct lacts *a, int B, int T, bool need_dx)
@@ -1640,20 +2065,28 @@ static void layer_backward(struct model *m, int l, struct lacts *a, int B, int T
 		ops->axpy(g->dres, 1.0f, g->dtmp, NC);
 }
 
-int model_backward(struct model *m, float loss_scale)
+/* The backward of the last forward with one scale per unmasked token, or (weights
+ * non-NULL, host memory) one weight per position. */
+static int backward(struct model *m, float loss_scale, const float *weights)
 {
 	const struct ops *ops = m->ops;
 	const struct model_hparams *hp = &m->hp;
-	if (m->n_trainable == 0 || !m->have_targets || !m->g.dres)
+	if (m->n_trainable == 0 || !m->have_targets || !m->g.dres ||
+	    m->fwd_adapter_off || m->adapter_off)
 		return FT_EINVAL;
 	int B = m->cur_b, T = m->cur_t, N = B * T, C = hp->n_embd, L = hp->n_layer;
 	float scale = loss_scale > 0.0f ? loss_scale
 					: (m->cur_ntok ? 1.0f / (float)m->cur_ntok : 0.0f);
-	if (m->head_fused && scale != m->fused_scale)
-		return FT_EINVAL;
+	if (m->head_fused && (weights || scale != m->fused_scale))
+		return FT_EINVAL; /* model_forward_train applied its one scale already */
 	m->have_targets = false; /* logits become dlogits: a second backward is an error */
-	if (!m->head_fused)
-		head_pass(m, false, true, scale);
+	if (weights) {
+		if (head_weights(m, weights) != 0)
+			return FT_ENOMEM;
+		head_pass(m, false, true, 1.0f, m->wrow);
+	} else if (!m->head_fused) {
+		head_pass(m, false, true, scale, NULL);
+	}
 	head_backward_input(m, N);
 	bool shared = m->o.grad_checkpointing && L > 1;
 	for (int l = L - 1; l >= m->bw_stop_layer; l--) {
@@ -1670,4 +2103,14 @@ int model_backward(struct model *m, float loss_scale)
 					NULL, N, T, C);
 	}
 	return 0;
+}
+
+int model_backward(struct model *m, float loss_scale)
+{
+	return backward(m, loss_scale, NULL);
+}
+
+int model_backward_weighted(struct model *m, const float *weights)
+{
+	return weights ? backward(m, 0.0f, weights) : FT_EINVAL;
 }

@@ -44,6 +44,14 @@ struct model_opts {
 	size_t n_trainable;
 	int layers_first, layers_last; /* freeze/lora layer range, inclusive; -1 = all */
 	enum precision precision;  /* PRECISION_BF16: matmuls take bf16 inputs (fp32 accum) */
+	/* Frozen weight matrices (every one with method none; the base under LoRA and freeze)
+	 * stay in the file's format (F16, BF16, GGUF blocks) unless: quantize Q8_0/Q4_0 turns
+	 * those the file stores as F32/F16/BF16 into Q8_0/Q4_0 blocks (rows whose length is a
+	 * multiple of 32); frozen_f32 dequantizes every weight to fp32 instead (the engine's
+	 * layout before frozen weights kept their blocks: for comparisons). Trainable weights,
+	 * norms, biases and position tables are always fp32. */
+	enum quantize_type quantize;
+	bool frozen_f32;
 	int max_batch, max_seq;    /* activation plan for training/teacher forcing; 0 = none */
 	uint64_t seed;             /* LoRA A init and dropout masks */
 	bool grad_checkpointing;   /* keep only each layer's input; recompute in backward */
@@ -54,6 +62,16 @@ struct model_opts {
 	int head_chunk_rows;       /* rows per head chunk; 0 = about 64 MiB of logits */
 	const struct ops *ops;     /* NULL = ops_cpu() */
 };
+
+/* Checks the method's names against the architecture without building anything: every
+ * LoRA target must name at least one linear module of the chosen layers, every freeze
+ * name at least one parameter, and freeze's layer range must lie inside the model.
+ * FT_EINVAL names the first that does not, the modules the model has and the nearest
+ * (*out_bad: its index in o->targets or o->trainable; -1 for other errors). Only hp's
+ * architecture and sizes are read (model_file_probe gives them without the weights).
+ * model_create makes the same check. */
+int model_check_method(const struct model_hparams *hp, const struct model_opts *o, int *out_bad,
+		       struct diag *d) FT_WUR;
 
 /* Builds the model from a loaded file (tensors are copied; mf may be freed afterwards).
  * Missing or mis-shaped tensors are FT_EINVAL naming the tensor; allocation failures are
@@ -88,6 +106,13 @@ const float *model_logits(const struct model *m);
  * model_forward_train, which does not compute it). */
 const float *model_token_losses(const struct model *m);
 const int32_t *model_token_argmax(const struct model *m);
+/* Log-probabilities of sequences under the last forward with targets: out[b] (HOST memory,
+ * B of that forward) = minus the summed token losses of row b at the positions where mask
+ * (B*T, host) is non-zero and the forward had a target (mask NULL: every position with a
+ * target), summed in double in position order. The summed log-probability of a
+ * completion given its prompt, the quantity preference losses and likelihood scoring
+ * compare. FT_EINVAL without such a forward, FT_ENOMEM. */
+int model_row_logprobs(const struct model *m, double *out, const uint8_t *mask) FT_WUR;
 
 /* Backward of the last model_forward (which must have had targets). Gradients of
  * trainable parameters ACCUMULATE (call model_zero_grad between optimizer steps).
@@ -96,10 +121,22 @@ const int32_t *model_token_argmax(const struct model *m);
  * model_forward_train the scale must be that forward's. FT_EINVAL when nothing trains,
  * the forward had no targets, or the scale differs from model_forward_train's. */
 int model_backward(struct model *m, float loss_scale) FT_WUR;
+/* model_backward with a weight per position instead of one scale: dloss/dlogit at position
+ * i = b*T + t of the last forward is weights[i] * (softmax - onehot) where that forward had
+ * a target there (weights: HOST memory, B*T values of any sign). A preference loss weighs
+ * each sequence's completion tokens by d loss / d log p of that sequence. Errors as
+ * model_backward's. */
+int model_backward_weighted(struct model *m, const float *weights) FT_WUR;
 void model_zero_grad(struct model *m);
 /* Training mode applies LoRA dropout in model_forward; off for evaluation. Default: on
  * for methods other than none. */
 void model_set_training(struct model *m, bool on);
+/* The adapter (LoRA, DoRA, IA3 or the prefix) on (the default) or off: off, every linear
+ * is its base weight alone and no prefix is attended, so the model is its frozen base
+ * (DPO's reference model without a second copy of the weights) for forwards and
+ * generation. A backward needs a forward made with the adapter on (FT_EINVAL otherwise).
+ * No effect on a model without an adapter. */
+void model_set_adapter_enabled(struct model *m, bool on);
 /* LoRA dropout masks are a function of (seed, counter, layer, linear); the counter
  * advances by one per model_forward. Read it for checkpoints, set it on resume. */
 uint64_t model_rng_counter(const struct model *m);
@@ -110,9 +147,10 @@ void model_set_rng_counter(struct model *m, uint64_t c);
  * "model.layers.0.self_attn.q_proj.lora_A.weight" (r, in) and ".lora_B.weight" (out, r). */
 struct model_param {
 	const char *name;
-	float *data, *grad;
+	float *data, *grad; /* data NULL for a frozen weight kept in another type */
 	size_t numel;
 	int64_t shape[2]; /* (out, in), or (n, 1) for vectors */
+	uint32_t type;    /* storage: GGML_F32 (data), or the GGML type of a frozen weight */
 };
 size_t model_n_trainable(const struct model *m);
 const struct model_param *model_trainable(const struct model *m, size_t i);
@@ -120,6 +158,9 @@ const struct model_param *model_trainable(const struct model *m, size_t i);
 const struct model_param *model_param_find(const struct model *m, const char *name);
 /* LoRA scale s (0 without LoRA). */
 float model_lora_scale(const struct model *m);
+/* Bytes of weights one decode step reads: every matmul weight (linear layers, LM head) in
+ * its storage type, plus the norm vectors (for bench's bandwidth bound). */
+double model_decode_weight_bytes(const struct model *m);
 /* Bytes of the parameter, gradient and activation groups (for reports and bench). */
 struct model_memory {
 	size_t params, grads, acts, kv_cache;

@@ -11,9 +11,11 @@
 /* One parameter tensor of the table. */
 struct mparam {
 	char name[MODEL_NAME_MAX];
-	struct model_param pub; /* name, data, grad (NULL when frozen), numel, shape */
+	struct model_param pub; /* name, data, grad (NULL when frozen), numel, shape, type */
 	int layer;              /* -1 outside the blocks */
 	bool trainable;
+	bool matrix;            /* a matmul weight or token embedding: may keep the file's type */
+	struct ops_w w;         /* the weight as matmul_w/embedding_forward read it (matrices) */
 };
 
 /* One linear map y = x W^T (+ b) (+ s B(A drop(x))), weight (out, in). For GPT-2's fused
@@ -89,6 +91,8 @@ struct model {
 	const struct ops *ops;
 	unsigned mmflags;     /* OPS_BF16 or 0 */
 	bool training;
+	bool adapter_off;     /* LoRA switched off: the base model (model_set_adapter_enabled) */
+	bool fwd_adapter_off; /* ... as it was during the last forward */
 	int kvd;              /* n_head_kv * head_dim */
 	int qd;               /* n_head * head_dim */
 	float attn_scale;     /* query scale of the attention scores */
@@ -130,6 +134,7 @@ struct model {
 	float *lnf, *meanf, *rstdf; /* (N, C) (N) (N) final norm of the head rows */
 	float *logits;        /* (head_rows, V): one chunk ((N, V) with full_logits) */
 	float *hloss, *hlse;  /* (N) per head row */
+	float *wrow;          /* (N) per head row: loss weights (model_backward_weighted) */
 	int32_t *hargmax;     /* (N) */
 	int32_t *tok_dev, *tgt_dev; /* (N) tokens; targets of the head rows */
 	float *tmp;           /* (N, C) forward scratch */
@@ -166,10 +171,21 @@ void mplan_add(struct mplan *p, void **ptr, size_t bytes);
 int mplan_alloc(struct mplan *p, const struct ops *ops, void **out_mem, size_t *out_bytes,
 	       const char *what, struct diag *d);
 void mplan_free(struct mplan *p);
-/* Adds one layer's activation set for (B, T) to p (x excluded; att when save_att);
- * LoRA activations as layer l has them. */
+/* Activations a layer's backward may not need: the input of a linear that has no trainable
+ * weight and no LoRA is read only by its forward (dx = dy W needs no x). */
+enum {
+	KEEP_LN1 = 1u << 0,  /* input of q, k, v (GPT-2: c_attn) */
+	KEEP_QKV = 1u << 1,  /* GPT-2's fused q|k|v output (copied into q, k, v) */
+	KEEP_ATTY = 1u << 2, /* input of o */
+	KEEP_LN2 = 1u << 3,  /* input of gate, up (GPT-2: c_fc) */
+	KEEP_HM = 1u << 4,   /* input of down (GPT-2: c_proj) */
+	KEEP_ALL = 0x1f
+};
+/* Adds one layer's activation set for (B, T) to p (x excluded; att when save_att; the
+ * buffers of `keep` only, the others are left NULL); LoRA activations as layer l has
+ * them. */
 void model_plan_layer(struct model *m, struct mplan *p, struct lacts *a, int l, size_t B,
-		      size_t T, bool save_att);
+		      size_t T, bool save_att, unsigned keep);
 
 /* A layer with LoRA (every selected layer has the same LoRA slots), or 0. */
 int model_lora_rep_layer(const struct model *m);
@@ -189,5 +205,7 @@ void model_head_forward(struct model *m, float *logits, float *lnf, float *meanf
 void model_embed(struct model *m, float *out, const int32_t *tok, const int *pos, int n,
 		 int t);
 float *model_pdata(const struct model *m, int idx);
+/* The weight of parameter idx (a matrix) for matmul_w / embedding_forward. */
+const struct ops_w *model_pw(const struct model *m, int idx);
 
 #endif

@@ -13,7 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "backends/native/ops/ops_math.h" /* struct ops_adamw_hp, ops_adamw_prepare */
+#include "backends/native/ops/ops_math.h" /* struct ops_adamw_hp, ops_sgd_hp and their prepare */
+#include "backends/native/ops/ops_quant.h" /* storage types of weights */
 #include "common/diag.h"
 
 /* Matmul flags. */
@@ -24,6 +25,16 @@
  * address until it is freed or written through to_device; the backend may keep its bf16
  * copy instead of rounding it again on every call. */
 #define OPS_CONST_B 8u
+
+/* A weight matrix W (n, k) (PyTorch (out, in)) as the model keeps it: fp32 (GGML_F32), or a
+ * frozen weight in its file's format (GGML_F16, GGML_BF16, or the blocks of GGML_Q4_0 ...
+ * GGML_Q6_K along k; ops_quant.h). data is this backend's memory: n rows of
+ * ggml_row_bytes(type, k) bytes each. A plain value (the model fills one per weight). */
+struct ops_w {
+	const void *data;
+	uint32_t type;
+	int n, k;
+};
 
 /* RoPE pairing: OPS_ROPE_INTERLEAVED rotates (x[2i], x[2i+1]) (GGUF / llama.cpp rows);
  * OPS_ROPE_HALF rotates (x[i], x[i + hd/2]) (Hugging Face). Same values as
@@ -49,6 +60,16 @@ struct ops {
 	 * With beta == 0, C is not read (may hold garbage/NaN). */
 	void (*matmul)(float *c, const float *a, const float *b, int m, int n, int k,
 		       unsigned flags, float alpha, float beta);
+
+	/* Products with a weight of any storage type (struct ops_w):
+	 *   flags & OPS_TB: C (M, n) = alpha A (M, k) W^T + beta C   (a linear layer, LM head)
+	 *   otherwise:      C (M, k) = alpha A (M, n) W + beta C     (their input gradient)
+	 * GGML_F32 is matmul on the same memory (the same bits). Any other type is multiplied
+	 * with the values ops_quant.h defines, exactly, in fp32 (activations are never
+	 * quantized); only the order of accumulation differs from matmul on a dequantized
+	 * copy. OPS_BF16 as for matmul; a non-F32 weight is frozen (OPS_CONST_B implied). */
+	void (*matmul_w)(float *c, const float *a, const struct ops_w *w, int m, unsigned flags,
+			 float alpha, float beta);
 
 	/* Element-wise. */
 	void (*add)(float *out, const float *a, const float *b, size_t n);     /* out = a + b */
@@ -117,9 +138,10 @@ struct ops {
 	void (*geglu_backward)(float *dgate, float *dup, const float *dout, const float *gate,
 			       const float *up, size_t n);
 
-	/* out (N, C) = wte[tokens[r]] (+ wpe[pos[r]] when wpe). pos NULL: r % t. */
+	/* out (N, C) = wte[tokens[r]] (+ wpe[pos[r]] when wpe). pos NULL: r % t. wte (V, C) is
+	 * any storage type (its rows dequantized as matmul_w reads them); wpe is fp32. */
 	void (*embedding_forward)(float *out, const int32_t *tokens, const int *pos,
-				  const float *wte, const float *wpe, int n, int t, int c);
+				  const struct ops_w *wte, const float *wpe, int n, int t, int c);
 	/* dwte[tokens[r]] += dout[r] (dwte may be NULL); dwpe likewise. Deterministic. */
 	void (*embedding_backward)(float *dwte, float *dwpe, const float *dout,
 				   const int32_t *tokens, const int *pos, int n, int t, int c);
@@ -130,10 +152,11 @@ struct ops {
 	 * accuracy. Returns the number of unmasked rows. Probabilities are never stored. */
 	long (*crossentropy_forward)(float *losses, float *lse, int32_t *argmax,
 				     const float *logits, const int32_t *targets, int n, int v);
-	/* In place: logits (N, V) become dlogits = scale * (softmax - onehot) on unmasked rows,
-	 * 0 on masked rows. */
+	/* In place: logits (N, V) become dlogits = scale * w[r] * (softmax - onehot) on unmasked
+	 * rows, 0 on masked rows; row_scale w (N, backend memory) weighs each row (preference
+	 * losses weigh each sequence's tokens by its own d loss / d log p), NULL = 1. */
 	void (*crossentropy_backward)(float *logits, const float *lse, const int32_t *targets,
-				      int n, int v, float scale);
+				      int n, int v, float scale, const float *row_scale);
 
 	/* Optimizer support. sum of squares in double, fixed order (the same bits on every
 	 * call with the same n; on cpu: one sequential sum for n <= 65536). */
@@ -147,8 +170,14 @@ struct ops {
 	 * element-wise ops_adamw_elem on both backends. */
 	void (*adamw)(float *p, const float *g, float *m, float *v, size_t n,
 		      const struct ops_adamw_hp *h);
+	/* SGD as torch.optim.SGD (momentum buffer buf, n floats; untouched without momentum),
+	 * constants from ops_sgd_prepare, element-wise ops_sgd_elem on both backends. */
+	void (*sgd)(float *p, const float *g, float *buf, size_t n, const struct ops_sgd_hp *h);
 
 	/* ---- PEFT methods beyond LoRA: DoRA, IA3, prefix tuning ---- */
+	/* out (w->n, w->k) = W as fp32, the values matmul_w multiplies with (a copy for
+	 * GGML_F32): DoRA's and IA3's products of the frozen weight with their vectors. */
+	void (*dequant_w)(float *out, const struct ops_w *w);
 	/* out[r, c] = x[r, c] * s[c], plus out[r, c] when acc (out may be x). */
 	void (*col_mul)(float *out, const float *x, const float *s, int rows, int cols,
 			bool acc);

@@ -308,4 +308,60 @@ FT_HD static inline void ops_adamw_elem(float *p, float g, float *m, float *v,
 	*p = wi - h->step_size * (mi / denom);
 }
 
+/* ---- SGD ---- */
+
+/* The constants of one SGD step, as torch.optim.SGD defines it: L2 weight decay added to
+ * the gradient, momentum with dampening (the buffer starts as the first step's gradient),
+ * optionally Nesterov. */
+struct ops_sgd_hp {
+	float lr, momentum, damp1; /* damp1 = 1 - dampening */
+	float wd;                  /* 0 for a parameter without weight decay */
+	int nesterov;
+	int first;                 /* the buffer is set, not updated (torch's buf is None) */
+};
+
+static inline struct ops_sgd_hp ops_sgd_prepare(double lr, double momentum, double dampening,
+						double wd, int nesterov, int first)
+{
+	struct ops_sgd_hp h;
+	h.lr = (float)lr;
+	h.momentum = (float)momentum;
+	h.damp1 = (float)(1.0 - dampening);
+	h.wd = (float)wd;
+	h.nesterov = nesterov;
+	h.first = first;
+	return h;
+}
+
+/* torch's expressions in its order: d = g + wd*p; buf = d (first) or buf*momentum +
+ * (1-dampening)*d; d = d + momentum*buf (Nesterov) or buf; p = p - lr*d. buf is not read
+ * or written without momentum. */
+FT_HD static inline void ops_sgd_elem(float *p, float g, float *buf, const struct ops_sgd_hp *h)
+{
+	float d = g;
+	if (h->wd != 0.0f) {
+		float decay = h->wd * *p;
+		d = d + decay;
+	}
+	if (h->momentum != 0.0f && buf) { /* callers pass buf whenever momentum != 0 */
+		float b;
+		if (h->first) {
+			b = d;
+		} else {
+			float kept = *buf * h->momentum;
+			float add = h->damp1 * d;
+			b = kept + add;
+		}
+		*buf = b;
+		if (h->nesterov) {
+			float look = h->momentum * b;
+			d = d + look;
+		} else {
+			d = b;
+		}
+	}
+	float step = h->lr * d;
+	*p = *p - step;
+}
+
 #endif

@@ -45,6 +45,10 @@ static int merge_ia3(struct model_file *mf, const struct lora_adapter *a, struct
 		if (!W || W->ndim != 2)
 			return diag_set(d, FT_EINVAL, "", 0, 0,
 					"adapter module %s does not match the base model", wname);
+		if (!W->data || (Bt && !Bt->data))
+			return diag_set(d, FT_EINVAL, "", 0, 0,
+					"tensor '%s' has no fp32 copy (model_file_dequantize)",
+					W->data ? bname : wname);
 		const int64_t out = W->shape[0], inn = W->shape[1];
 		bool rows = L->rows == out && L->cols == 1, cols = L->rows == 1 && L->cols == inn;
 		if (!rows && !cols)
@@ -94,6 +98,9 @@ int merge_lora(struct model_file *mf, const struct lora_adapter *a, struct diag 
 					"adapter module %s does not match the base model "
 					"(missing lora_B, missing weight or different shape)",
 					wname);
+		if (!W->data)
+			return diag_set(d, FT_EINVAL, "", 0, 0,
+					"tensor '%s' has no fp32 copy (model_file_dequantize)", wname);
 		const int64_t out = B->rows, r = A->rows, inn = A->cols;
 		const struct lora_tensor *M = NULL;
 		if (in->use_dora) {
@@ -160,6 +167,9 @@ static int out_copy(float **out, const struct model_file *mf, const struct mf_te
 		    bool to_interleaved, bool hf, struct diag *d)
 {
 	*out = NULL;
+	if (!t->data)
+		return diag_set(d, FT_EINVAL, "", 0, 0,
+				"tensor '%s' has no fp32 copy (model_file_dequantize)", t->name);
 	int heads = qk_heads(&mf->hp, t->name);
 	bool src_il = mf->hp.rope_style == ROPE_INTERLEAVED;
 	bool permute = heads > 0 && src_il != to_interleaved;
@@ -333,9 +343,10 @@ int merged_write_hf(const char *dir, const struct model_file *mf, struct diag *d
 	}
 	if ((rc = file_write_atomic(p, text, strlen(text), d)) != 0)
 		goto done;
-	const char *files[2] = {"tokenizer.json", "tokenizer_config.json"};
-	const char *texts[2] = {mf->tok.tokenizer_json, mf->tok.tokenizer_config_json};
-	for (int k = 0; k < 2; k++) {
+	const char *files[3] = {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"};
+	const char *texts[3] = {mf->tok.tokenizer_json, mf->tok.tokenizer_config_json,
+				mf->tok.chat_template_jinja};
+	for (int k = 0; k < 3; k++) {
 		if (!texts[k])
 			continue;
 		free(p);

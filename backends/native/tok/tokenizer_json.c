@@ -298,8 +298,9 @@ static int32_t config_token(const struct tokenizer *t, json_t *cfg, const char *
 static int read_config(struct tokenizer *t, const char *config_json, const char *path,
 		       struct diag *d)
 {
+	/* integers as reals: transformers writes model_max_length as int(1e30) */
 	json_error_t je;
-	json_t *cfg = json_loads(config_json, JSON_REJECT_DUPLICATES, &je);
+	json_t *cfg = json_loads(config_json, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &je);
 	if (!cfg || !json_is_object(cfg)) {
 		int rc = diag_set(d, FT_EINVAL, path, je.line > 0 ? je.line : 0,
 				  je.column > 0 ? je.column : 0, "tokenizer_config.json: %s",

@@ -1,6 +1,7 @@
-/* optim: AdamW, learning-rate schedules and gradient clipping (see optim.h). The update
- * order follows torch.optim.AdamW (decay, moments, bias-corrected step) so that our
- * trajectories match PyTorch's to float rounding. */
+/* optim: AdamW, SGD, learning-rate schedules and gradient clipping (see optim.h). The
+ * update orders follow torch.optim.AdamW (decay, moments, bias-corrected step) and
+ * torch.optim.SGD (L2 decay, momentum buffer, Nesterov, step) so that our trajectories
+ * match PyTorch's to float rounding. */
 #include "backends/native/train/optim.h"
 
 #include <math.h>
@@ -25,6 +26,24 @@ void adamw_step_ops(const struct ops *ops, struct optim_param *params, size_t n,
 void adamw_step(struct optim_param *params, size_t n, const struct adamw_hp *hp, int64_t t)
 {
 	adamw_step_ops(ops_cpu(), params, n, hp, t);
+}
+
+void sgd_step_ops(const struct ops *ops, struct optim_param *params, size_t n,
+		  const struct sgd_hp *hp, int64_t t)
+{
+	const struct ops_sgd_hp dec = ops_sgd_prepare(hp->lr, hp->momentum, hp->dampening,
+						      hp->weight_decay, hp->nesterov, t <= 1);
+	const struct ops_sgd_hp nodec = ops_sgd_prepare(hp->lr, hp->momentum, hp->dampening, 0.0,
+							hp->nesterov, t <= 1);
+	for (size_t k = 0; k < n; k++) {
+		struct optim_param *p = &params[k];
+		ops->sgd(p->data, p->grad, p->m, p->numel, p->decay ? &dec : &nodec);
+	}
+}
+
+void sgd_step(struct optim_param *params, size_t n, const struct sgd_hp *hp, int64_t t)
+{
+	sgd_step_ops(ops_cpu(), params, n, hp, t);
 }
 
 double lr_schedule_factor(enum schedule_type type, int64_t step, int64_t total,

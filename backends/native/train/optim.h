@@ -1,4 +1,5 @@
-/* optim: AdamW with decoupled weight decay (PyTorch's torch.optim.AdamW update), learning
+/* optim: AdamW with decoupled weight decay (PyTorch's torch.optim.AdamW update), SGD with
+ * momentum, dampening, Nesterov and L2 weight decay (torch.optim.SGD), learning
  * rate schedules (constant/linear/cosine with warmup and a floor, as transformers'
  * schedulers), and the global gradient norm with clipping, over fp32 arrays in the memory of
  * an ops table (the *_ops forms: device memory for cuda, touched only through the table) or
@@ -16,7 +17,8 @@
 struct ops;
 
 /* One trainable tensor as the optimizer sees it. m and v are the caller's fp32 moment
- * buffers of numel elements (zeroed before the first step). decay: apply weight decay
+ * buffers of numel elements (zeroed before the first step); SGD uses m as its momentum
+ * buffer and never touches v (which may be NULL). decay: apply weight decay
  * (the trainer decays matrices and not 1-D tensors such as norms and biases, as the
  * Hugging Face Trainer does). */
 struct optim_param {
@@ -36,6 +38,17 @@ struct adamw_hp {
  * (bias corrections use beta^t). Elementwise, so it is deterministic at any thread count. */
 void adamw_step(struct optim_param *params, size_t n, const struct adamw_hp *hp, int64_t t);
 
+struct sgd_hp {
+	double lr;           /* learning rate for this step (after the schedule) */
+	double momentum, dampening, weight_decay;
+	bool nesterov;
+};
+
+/* One SGD update of every parameter. t is the 1-based count of applied updates: at t == 1
+ * the momentum buffer is set to the step's gradient (torch's first step), later it is
+ * updated. */
+void sgd_step(struct optim_param *params, size_t n, const struct sgd_hp *hp, int64_t t);
+
 /* The multiplier on the peak learning rate for optimizer step `step` (0-based) of
  * `total`: linear warmup from 0 over warmup_steps, then constant, linear or cosine decay
  * towards min_ratio (transformers' schedules; min_ratio 0 gives their exact curves). */
@@ -51,10 +64,12 @@ double grad_global_norm(const struct optim_param *params, size_t n);
  * Gradients are written through params[i].grad cast to mutable: the caller owns them. */
 double grad_clip(struct optim_param *params, size_t n, double norm, double max_norm);
 
-/* The same three on memory of `ops` (ops->adamw, ops->sumsq per ops->sumsq_chunk,
+/* The same on memory of `ops` (ops->adamw, ops->sgd, ops->sumsq per ops->sumsq_chunk,
  * ops->scale): data, grad, m and v are that backend's memory. */
 void adamw_step_ops(const struct ops *ops, struct optim_param *params, size_t n,
 		    const struct adamw_hp *hp, int64_t t);
+void sgd_step_ops(const struct ops *ops, struct optim_param *params, size_t n,
+		  const struct sgd_hp *hp, int64_t t);
 double grad_global_norm_ops(const struct ops *ops, const struct optim_param *params, size_t n);
 double grad_clip_ops(const struct ops *ops, struct optim_param *params, size_t n, double norm,
 		     double max_norm);

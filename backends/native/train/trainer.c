@@ -1,6 +1,7 @@
 /* trainer: the step loop (see trainer.h). One optimizer step = grad_accum micro-batches of
- * batch_size rows. All micro-batches of a step are fetched first so that the loss scale
- * 1/(unmasked tokens of the whole step) is known before the first backward. */
+ * batch_size rows (or pairs). All micro-batches of a step are fetched first so that the
+ * loss scale (1/(unmasked tokens of the whole step); 1/(its examples) for a preference
+ * loss) is known before the first backward. */
 #include "backends/native/train/trainer.h"
 
 #include <math.h>
@@ -12,6 +13,7 @@
 #include "backends/native/ops/ops.h"
 #include "backends/native/train/checkpoint.h"
 #include "backends/native/train/optim.h"
+#include "backends/native/train/preference.h"
 #include "common/util.h"
 #include "common/banned.h"
 
@@ -20,15 +22,16 @@
 struct tstate {
 	const struct ops *ops;     /* the model's backend (weights, grads and moments are its memory) */
 	struct optim_param *op;
-	float *moments;            /* m and v of every parameter, one ops->alloc (zeroed) */
-	struct ckpt_tensor *ct;    /* param/, adam_m/, adam_v/ per parameter */
+	float *moments;            /* the optimizer's state of every parameter, one ops->alloc (zeroed) */
+	struct ckpt_tensor *ct;    /* per parameter: param/ and the state (adam_m/, adam_v/ or momentum/) */
 	char **names;
 	size_t n;
+	size_t per;                /* checkpoint tensors per parameter: 3 (AdamW) or 2 (SGD) */
 };
 
 static void tstate_free(struct tstate *s)
 {
-	for (size_t i = 0; s->names && i < 3 * s->n; i++)
+	for (size_t i = 0; s->names && i < s->per * s->n; i++)
 		free(s->names[i]);
 	free(s->names);
 	free(s->ct);
@@ -37,11 +40,16 @@ static void tstate_free(struct tstate *s)
 		s->ops->free(s->moments);
 }
 
-static int tstate_init(struct tstate *s, struct model *m, struct diag *d)
+static int tstate_init(struct tstate *s, struct model *m, enum optimizer_type type,
+		       struct diag *d)
 {
 	memset(s, 0, sizeof(*s));
 	s->ops = model_ops(m);
 	s->n = model_n_trainable(m);
+	/* AdamW keeps two moments per weight, SGD one momentum buffer. */
+	bool sgd = type == OPTIMIZER_SGD;
+	size_t states = sgd ? 1 : 2;
+	s->per = 1 + states;
 	if (s->n == 0)
 		return diag_set(d, FT_EINVAL, "", 0, 0, "nothing to train: no trainable parameters");
 	size_t total = 0;
@@ -49,12 +57,12 @@ static int tstate_init(struct tstate *s, struct model *m, struct diag *d)
 		if (!size_add(total, model_trainable(m, i)->numel, &total))
 			return diag_set(d, FT_ENOMEM, "", 0, 0, "parameter count overflows");
 	size_t bytes;
-	if (!size_mul(total, 2 * sizeof(float), &bytes))
+	if (!size_mul(total, states * sizeof(float), &bytes))
 		return diag_set(d, FT_ENOMEM, "", 0, 0, "parameter count overflows");
 	s->moments = s->ops->alloc(bytes ? bytes : sizeof(float));
 	s->op = calloc(s->n, sizeof(*s->op));
-	s->ct = calloc(3 * s->n, sizeof(*s->ct));
-	s->names = calloc(3 * s->n, sizeof(*s->names));
+	s->ct = calloc(s->per * s->n, sizeof(*s->ct));
+	s->names = calloc(s->per * s->n, sizeof(*s->names));
 	if (!s->moments || !s->op || !s->ct || !s->names)
 		return diag_set(d, FT_ENOMEM, "", 0, 0,
 				"out of memory for optimizer state (%zu bytes)", bytes);
@@ -62,28 +70,32 @@ static int tstate_init(struct tstate *s, struct model *m, struct diag *d)
 	for (size_t i = 0; i < s->n; i++) {
 		const struct model_param *p = model_trainable(m, i);
 		s->op[i] = (struct optim_param){.data = p->data, .grad = p->grad, .m = mv,
-						.v = mv + p->numel, .numel = p->numel,
+						.v = sgd ? NULL : mv + p->numel, .numel = p->numel,
 						.decay = p->shape[0] > 1 && p->shape[1] > 1};
-		mv += 2 * p->numel;
-		static const char *const pre[3] = {"param/", "adam_m/", "adam_v/"};
+		mv += states * p->numel;
+		static const char *const adam_pre[3] = {"param/", "adam_m/", "adam_v/"};
+		static const char *const sgd_pre[2] = {"param/", "momentum/"};
 		float *bufs[3] = {p->data, s->op[i].m, s->op[i].v};
-		for (int k = 0; k < 3; k++) {
+		for (size_t k = 0; k < s->per; k++) {
 			struct strbuf b = {0};
-			if (strbuf_printf(&b, "%s%s", pre[k], p->name) != 0)
+			if (strbuf_printf(&b, "%s%s", sgd ? sgd_pre[k] : adam_pre[k], p->name) != 0)
 				return diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
-			s->names[3 * i + (size_t)k] = strbuf_detach(&b);
-			s->ct[3 * i + (size_t)k] = (struct ckpt_tensor){
-				s->names[3 * i + (size_t)k], bufs[k], p->numel, s->ops};
+			s->names[s->per * i + k] = strbuf_detach(&b);
+			s->ct[s->per * i + k] = (struct ckpt_tensor){
+				s->names[s->per * i + k], bufs[k], p->numel, s->ops};
 		}
 	}
 	return 0;
 }
 
-static void emit_metric(struct run_sink *sink, const char *split, const char *name,
+static void emit_metric(struct run_sink *sink, int *err, const char *split, const char *name,
 			int64_t step, double v)
 {
-	if (sink && sink->metric)
-		(void)sink->metric(sink->ud, split, name, step, v);
+	if (sink && sink->metric) {
+		int r = sink->metric(sink->ud, split, name, step, v);
+		if (r && !*err)
+			*err = r;
+	}
 }
 
 static void emit_event(struct run_sink *sink, const char *level, const char *kind,
@@ -91,6 +103,118 @@ static void emit_event(struct run_sink *sink, const char *level, const char *kin
 {
 	if (sink && sink->event)
 		(void)sink->event(sink->ud, level, kind, msg);
+}
+
+struct emit_ctx {
+	struct run_sink *sink;
+	int *err; /* the first sink error, as emit_metric keeps it */
+	int64_t step;
+};
+
+static void emit_pref(void *ud, const char *name, double v)
+{
+	struct emit_ctx *e = ud;
+	emit_metric(e->sink, e->err, "train", name, e->step, v);
+}
+
+/* The pair batches of one preference step. */
+struct pair_bufs {
+	int32_t *tok, *tgt;    /* (A, 2B, T) */
+	uint8_t *comp;         /* (A, 2B, T) */
+	double *ref;           /* (A, 2B) */
+	bool *have_ref;        /* (A) */
+};
+
+static void pair_bufs_free(struct pair_bufs *p)
+{
+	free(p->tok);
+	free(p->tgt);
+	free(p->comp);
+	free(p->ref);
+	free(p->have_ref);
+}
+
+/* Fetches A micro-batches of pairs, then runs each (forward, the loss of the whole step
+ * scaled by its usable examples, backward). Returns the step's loss in *out_loss and
+ * sums its statistics into st; rows x length of the policy forwards in *processed. */
+static int pref_step(double *out_loss, long *processed, long *examples, struct pref_stats *st,
+		     struct model *m, const struct batch_source *src, const struct pref_params *pp,
+		     struct pair_bufs *pb, int *pairs, int *lens, int A, int B, int T,
+		     struct diag *d)
+{
+	size_t per = (size_t)2 * (size_t)B * (size_t)T;
+	double usable = 0, nll_tokens = 0;
+	*processed = 0;
+	*examples = 0;
+	for (int a = 0; a < A; a++) {
+		lens[a] = T;
+		int rc = src->next_pairs(src->ud, pb->tok + (size_t)a * per, pb->tgt + (size_t)a * per,
+					 pb->comp + (size_t)a * per, pb->ref + (size_t)a * 2 * B, B,
+					 &pairs[a], &lens[a], &pb->have_ref[a], d);
+		if (rc)
+			return rc;
+		if (pairs[a] < 1 || pairs[a] > B || lens[a] < 1 || lens[a] > T)
+			return diag_set(d, FT_EINTERNAL, "", 0, 0,
+					"batch source returned %d pairs of %d tokens", pairs[a], lens[a]);
+		double e, nt;
+		pref_batch_counts(&e, &nt, pb->tgt + (size_t)a * per, pb->comp + (size_t)a * per,
+				  pairs[a], lens[a]);
+		usable += e;
+		nll_tokens += nt;
+		*processed += 2L * pairs[a] * lens[a];
+		*examples += pairs[a];
+	}
+	model_zero_grad(m);
+	memset(st, 0, sizeof *st);
+	for (int a = 0; a < A && usable > 0; a++) {
+		int rc = pref_micro_batch(m, pb->tok + (size_t)a * per, pb->tgt + (size_t)a * per,
+					  pb->comp + (size_t)a * per, pairs[a], lens[a],
+					  pb->have_ref[a] ? pb->ref + (size_t)a * 2 * B : NULL, pp,
+					  usable, nll_tokens, true, st, d);
+		if (rc)
+			return rc;
+	}
+	*out_loss = pref_stats_loss(st, pp);
+	return 0;
+}
+
+/* Fetches A micro-batches first, so that the loss scale 1/(unmasked tokens of the whole
+ * step) is known before the first backward, then runs each. */
+static int sft_step(double *out_loss, long *processed, long *unmasked, struct model *m,
+		    const struct batch_source *src, int32_t *tok, int32_t *tgt, int *rows, int *lens,
+		    int A, int B, int T, struct diag *d)
+{
+	size_t per = (size_t)B * (size_t)T;
+	*processed = *unmasked = 0;
+	for (int a = 0; a < A; a++) {
+		lens[a] = T;
+		int rc = src->next(src->ud, tok + (size_t)a * per, tgt + (size_t)a * per, B, &rows[a],
+				   &lens[a], d);
+		if (rc)
+			return rc;
+		if (rows[a] < 1 || rows[a] > B || lens[a] < 1 || lens[a] > T)
+			return diag_set(d, FT_EINTERNAL, "", 0, 0,
+					"batch source returned %d rows of %d tokens", rows[a], lens[a]);
+		*processed += (long)rows[a] * lens[a];
+		for (size_t i = 0; i < (size_t)rows[a] * (size_t)lens[a]; i++)
+			*unmasked += tgt[(size_t)a * per + i] >= 0;
+	}
+	model_zero_grad(m);
+	double loss_sum = 0.0;
+	float scale = *unmasked > 0 ? 1.0f / (float)*unmasked : 0.0f;
+	for (int a = 0; a < A && *unmasked > 0; a++) {
+		float loss = 0.0f;
+		long nt = 0;
+		int rc = model_forward_train(m, tok + (size_t)a * per, tgt + (size_t)a * per,
+					     rows[a], lens[a], scale, &loss, &nt);
+		if (rc == 0 && nt > 0)
+			rc = model_backward(m, scale);
+		if (rc)
+			return rc;
+		loss_sum += (double)loss * (double)nt;
+	}
+	*out_loss = *unmasked > 0 ? loss_sum / (double)*unmasked : 0.0;
+	return 0;
 }
 
 static int save(struct model *m, const struct tstate *s, const struct trainer_opts *o,
@@ -105,7 +229,7 @@ static int save(struct model *m, const struct tstate *s, const struct trainer_op
 	if (src->save && src->save(src->ud, &cs->cursor, &cs->cursor_len) != 0)
 		return diag_set(d, FT_ENOMEM, "", 0, 0, "cannot save the data cursor");
 	char *path = NULL;
-	int rc = ckpt_save(&path, o->ckpt_dir, cs, s->ct, 3 * s->n, d);
+	int rc = ckpt_save(&path, o->ckpt_dir, cs, s->ct, s->per * s->n, d);
 	if (rc == 0 && o->sink && o->sink->artifact) {
 		/* Recorded relative to the run directory (the checkpoint directory's parent):
 		 * "checkpoint/step-N/state.safetensors". */
@@ -133,27 +257,50 @@ int trainer_run(struct trainer_result *out, struct model *m, const struct batch_
 	int32_t *tok = NULL, *tgt = NULL;
 	int *rows = NULL, *lens = NULL;
 	char *notes = NULL;
-	int rc = tstate_init(&s, m, d);
+	struct pair_bufs pb = {0};
+	const struct pref_params *pp = o->pref && o->pref->objective != OBJECTIVE_SFT ? o->pref : NULL;
+	int rc = tstate_init(&s, m, tc->optimizer.type, d);
 	if (rc)
 		goto done;
 	const int B = tc->batch_size, T = src->T, A = tc->grad_accum > 0 ? tc->grad_accum : 1;
 	size_t per = (size_t)B * (size_t)T;
-	tok = malloc((size_t)A * per * sizeof(int32_t));
-	tgt = malloc((size_t)A * per * sizeof(int32_t));
 	rows = calloc((size_t)A, sizeof(int));
 	lens = calloc((size_t)A, sizeof(int));
-	if (!tok || !tgt || !rows || !lens) {
+	if (pp) {
+		if (!src->next_pairs) {
+			rc = diag_set(d, FT_EINTERNAL, "", 0, 0, "a preference objective needs pairs");
+			goto done;
+		}
+		pb.tok = malloc((size_t)A * 2 * per * sizeof(int32_t));
+		pb.tgt = malloc((size_t)A * 2 * per * sizeof(int32_t));
+		pb.comp = malloc((size_t)A * 2 * per);
+		pb.ref = malloc((size_t)A * 2 * (size_t)B * sizeof(double));
+		pb.have_ref = calloc((size_t)A, sizeof(bool));
+		if (!pb.tok || !pb.tgt || !pb.comp || !pb.ref || !pb.have_ref) {
+			rc = diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory for batches");
+			goto done;
+		}
+	} else {
+		tok = malloc((size_t)A * per * sizeof(int32_t));
+		tgt = malloc((size_t)A * per * sizeof(int32_t));
+	}
+	if ((!pp && (!tok || !tgt)) || !rows || !lens) {
 		rc = diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory for batches");
 		goto done;
 	}
 	cs.best_metric = INFINITY;
+	/* The metric early stopping watches: "validation.NAME" (the schema allows nothing
+	 * else); lower is better for loss and perplexity, higher for the others. */
+	const char *es_metric = tc->early_stopping.metric ? tc->early_stopping.metric : "";
+	const char *es_name = strchr(es_metric, '.') ? strchr(es_metric, '.') + 1 : "loss";
+	bool es_higher = strcmp(es_name, "loss") != 0 && strcmp(es_name, "perplexity") != 0;
 	snprintf(cs.config_hash, sizeof(cs.config_hash), "%s", o->config_hash ? o->config_hash : "");
 	snprintf(cs.data_hash, sizeof(cs.data_hash), "%s", o->data_hash ? o->data_hash : "");
 	if (o->resume && o->ckpt_dir) {
 		bool found = false;
 		struct ckpt_state ls = {0};
 		rc = ckpt_load(&found, &ls, &notes, o->ckpt_dir, o->config_hash, o->data_hash, s.ct,
-			       3 * s.n, d);
+			       s.per * s.n, d);
 		if (notes)
 			emit_event(o->sink, "warning", "checkpoint", notes);
 		if (rc)
@@ -175,6 +322,7 @@ int trainer_run(struct trainer_result *out, struct model *m, const struct batch_
 		}
 	}
 	double t_start = time_monotonic();
+	int sink_err = 0;
 	int64_t tokens_here = 0;
 	while (cs.step < o->total_steps) {
 		if (o->stop && *o->stop) {
@@ -186,40 +334,26 @@ int trainer_run(struct trainer_result *out, struct model *m, const struct batch_
 		}
 		double t0 = time_monotonic();
 		long unmasked = 0, processed = 0;
-		for (int a = 0; a < A; a++) {
-			lens[a] = T;
-			rc = src->next(src->ud, tok + (size_t)a * per, tgt + (size_t)a * per, B,
-				       &rows[a], &lens[a], d);
-			if (rc)
-				goto done;
-			if (rows[a] < 1 || rows[a] > B || lens[a] < 1 || lens[a] > T) {
-				rc = diag_set(d, FT_EINTERNAL, "", 0, 0,
-					      "batch source returned %d rows of %d tokens", rows[a],
-					      lens[a]);
-				goto done;
-			}
-			processed += (long)rows[a] * lens[a];
-			for (size_t i = 0; i < (size_t)rows[a] * (size_t)lens[a]; i++)
-				unmasked += tgt[(size_t)a * per + i] >= 0;
+		double loss = 0.0;
+		struct pref_stats pst;
+		if (pp) {
+			long ex = 0;
+			rc = pref_step(&loss, &processed, &ex, &pst, m, src, pp, &pb, rows, lens, A, B, T,
+				       d);
+			/* tokens trained: the completions' */
+			for (int a = 0; rc == 0 && a < A; a++)
+				for (size_t i = 0; i < (size_t)2 * (size_t)rows[a] * (size_t)lens[a]; i++)
+					unmasked += pb.comp[(size_t)a * 2 * per + i];
+		} else {
+			rc = sft_step(&loss, &processed, &unmasked, m, src, tok, tgt, rows, lens, A, B, T,
+				      d);
 		}
-		model_zero_grad(m);
-		double loss_sum = 0.0;
-		float scale = unmasked > 0 ? 1.0f / (float)unmasked : 0.0f;
-		for (int a = 0; a < A && unmasked > 0; a++) {
-			float loss = 0.0f;
-			long nt = 0;
-			rc = model_forward_train(m, tok + (size_t)a * per, tgt + (size_t)a * per,
-						 rows[a], lens[a], scale, &loss, &nt);
-			if (rc == 0 && nt > 0)
-				rc = model_backward(m, scale);
-			if (rc) {
+		if (rc) {
+			if (!d->code)
 				diag_set(d, rc, "", 0, 0, "forward/backward failed at step %lld",
 					 (long long)cs.step);
-				goto done;
-			}
-			loss_sum += (double)loss * (double)nt;
+			goto done;
 		}
-		double loss = unmasked > 0 ? loss_sum / (double)unmasked : 0.0;
 		double norm = grad_global_norm_ops(s.ops, s.op, s.n);
 		double lr = tc->optimizer.lr *
 			    lr_schedule_factor(tc->schedule.type, cs.step, o->total_steps,
@@ -246,11 +380,21 @@ int trainer_run(struct trainer_result *out, struct model *m, const struct batch_
 		} else {
 			cs.nonfinite_streak = 0;
 			grad_clip_ops(s.ops, s.op, s.n, norm, tc->max_grad_norm);
-			struct adamw_hp hp = {.lr = lr, .beta1 = tc->optimizer.beta1,
-					      .beta2 = tc->optimizer.beta2, .eps = tc->optimizer.eps,
-					      .weight_decay = tc->optimizer.weight_decay};
 			/* t counts applied updates: skipped steps do not advance the moments. */
-			adamw_step_ops(s.ops, s.op, s.n, &hp, cs.step + 1 - cs.skipped);
+			int64_t t = cs.step + 1 - cs.skipped;
+			if (tc->optimizer.type == OPTIMIZER_SGD) {
+				struct sgd_hp hp = {.lr = lr, .momentum = tc->optimizer.momentum,
+						    .dampening = tc->optimizer.dampening,
+						    .weight_decay = tc->optimizer.weight_decay,
+						    .nesterov = tc->optimizer.nesterov};
+				sgd_step_ops(s.ops, s.op, s.n, &hp, t);
+			} else {
+				struct adamw_hp hp = {.lr = lr, .beta1 = tc->optimizer.beta1,
+						      .beta2 = tc->optimizer.beta2,
+						      .eps = tc->optimizer.eps,
+						      .weight_decay = tc->optimizer.weight_decay};
+				adamw_step_ops(s.ops, s.op, s.n, &hp, t);
+			}
 		}
 		if (o->check && (rc = o->check(d)) != 0)
 			goto done;
@@ -259,35 +403,50 @@ int trainer_run(struct trainer_result *out, struct model *m, const struct batch_
 		tokens_here += (int64_t)processed;
 		double dt = time_monotonic() - t0;
 		out->last_loss = loss;
-		emit_metric(o->sink, "train", "loss", cs.step, loss);
-		emit_metric(o->sink, "train", "lr", cs.step, lr);
-		emit_metric(o->sink, "train", "grad_norm", cs.step, norm);
-		emit_metric(o->sink, "train", "tokens_per_s", cs.step,
+		emit_metric(o->sink, &sink_err, "train", "loss", cs.step, loss);
+		emit_metric(o->sink, &sink_err, "train", "lr", cs.step, lr);
+		emit_metric(o->sink, &sink_err, "train", "grad_norm", cs.step, norm);
+		emit_metric(o->sink, &sink_err, "train", "tokens_per_s", cs.step,
 			    dt > 0 ? (double)processed / dt : 0.0);
+		if (pp) {
+			struct emit_ctx ec = {o->sink, &sink_err, cs.step};
+			pref_stats_each(&pst, pp, emit_pref, &ec);
+		}
 		if (o->sink && o->sink->progress)
 			o->sink->progress(o->sink->ud, cs.step, o->total_steps, loss);
 		bool last = cs.step == o->total_steps;
-		if (val && val->loss && tc->eval_every > 0 && (cs.step % tc->eval_every == 0)) {
-			double vl;
-			if ((rc = val->loss(val->ud, m, &vl, d)) != 0)
+		if (val && val->evaluate && tc->eval_every > 0 && (cs.step % tc->eval_every == 0)) {
+			double vl, vm;
+			if ((rc = val->evaluate(val->ud, m, &vl, &vm, d)) != 0)
 				goto done;
-			emit_metric(o->sink, "validation", "loss", cs.step, vl);
+			emit_metric(o->sink, &sink_err, "validation", "loss", cs.step, vl);
+			if (strcmp(es_name, "loss") != 0)
+				emit_metric(o->sink, &sink_err, "validation", es_name, cs.step, vm);
 			if (tc->early_stopping.enabled) {
-				if (vl < cs.best_metric - tc->early_stopping.min_delta) {
-					cs.best_metric = vl;
+				/* Compared as "lower is better": higher-is-better metrics negated. */
+				double v = es_higher ? -vm : vm;
+				if (v < cs.best_metric - tc->early_stopping.min_delta) {
+					cs.best_metric = v;
 					cs.bad_evals = 0;
 				} else if (++cs.bad_evals >= tc->early_stopping.patience) {
-					char msg[160];
+					char msg[256];
 					snprintf(msg, sizeof(msg),
-						 "early stopping at step %lld: validation loss did not "
-						 "improve for %lld evaluations (best %g)",
-						 (long long)cs.step, (long long)cs.bad_evals,
-						 cs.best_metric);
+						 "early stopping at step %lld: validation.%s did not "
+						 "improve by more than %g for %lld evaluations (best %g)",
+						 (long long)cs.step, es_name, tc->early_stopping.min_delta,
+						 (long long)cs.bad_evals,
+						 es_higher ? -cs.best_metric : cs.best_metric);
 					emit_event(o->sink, "info", "early_stop", msg);
 					out->early_stopped = true;
 					last = true;
 				}
 			}
+		}
+		if (sink_err) {
+			rc = diag_set(d, sink_err, "", 0, 0,
+				      "step %lld: the run's metrics could not be recorded",
+				      (long long)cs.step);
+			goto done;
 		}
 		if (o->ckpt_dir && !last && tc->checkpoint_every > 0 &&
 		    cs.step % tc->checkpoint_every == 0 && (rc = save(m, &s, o, src, &cs, d)) != 0)
@@ -310,6 +469,7 @@ done:
 	free(tgt);
 	free(rows);
 	free(lens);
+	pair_bufs_free(&pb);
 	tstate_free(&s);
 	return rc;
 }

@@ -16,6 +16,7 @@
 #include "schema/config.h"
 
 struct model;
+struct pref_params;
 
 /* Where training batches come from. next() fills tokens and targets (out_rows rows of
  * out_T tokens, row-major, targets < 0 masked) for at most max_rows rows of at most T
@@ -28,13 +29,24 @@ struct batch_source {
 		    int *out_T, struct diag *d);
 	int (*save)(void *ud, unsigned char **out, size_t *out_len);
 	int (*restore)(void *ud, const unsigned char *p, size_t n, struct diag *d);
+	/* Preference objectives call this instead of next(): at most max_pairs pairs as
+	 * data_pair_rows lays them out (tokens, targets, comp: 2 * out_pairs rows of out_T),
+	 * and, when the source holds them (*out_have_ref), each row's reference
+	 * log-probability in ref (2 * out_pairs); otherwise the trainer computes the
+	 * reference with the model's adapter off. */
+	int (*next_pairs)(void *ud, int32_t *tokens, int32_t *targets, uint8_t *comp, double *ref,
+			  int max_pairs, int *out_pairs, int *out_T, bool *out_have_ref,
+			  struct diag *d);
 };
 
-/* Validation during training: the loss of the model on the validation split (lower is
- * better), for eval_every and early stopping. May be NULL. */
+/* Validation during training, every train.eval_every steps: the loss of the model on the
+ * validation split, and the value of the metric early stopping watches (the name after
+ * "validation." in train.early_stopping.metric; out_metric may equal the loss). May be
+ * NULL when there is no validation split. */
 struct validator {
 	void *ud;
-	int (*loss)(void *ud, struct model *m, double *out_loss, struct diag *d);
+	int (*evaluate)(void *ud, struct model *m, double *out_loss, double *out_metric,
+			struct diag *d);
 };
 
 struct trainer_opts {
@@ -48,6 +60,10 @@ struct trainer_opts {
 	/* The backend's deferred error check (ops_cuda_check), once per step after the
 	 * update; non-zero ends the run with its message in d. May be NULL. */
 	int (*check)(struct diag *d);
+	/* A preference objective (train/preference.h): batches come from next_pairs, each
+	 * micro-batch holds train.batch_size pairs, and the step logs TRL's statistics
+	 * (rewards/..., logps/...). NULL or OBJECTIVE_SFT: cross-entropy. */
+	const struct pref_params *pref;
 };
 
 struct trainer_result {

@@ -1,6 +1,7 @@
 /* matmul_cpu: the CPU matmul on oneDNN. fp32 through dnnl_sgemm (row-major); bf16 (OPS_BF16)
- * through the matmul primitive with bf16 inputs and fp32 accumulation and output, used
- * only when the CPU has AVX512-BF16 or AMX (otherwise OPS_BF16 falls back to fp32).
+ * through the matmul primitive with bf16 inputs and fp32 accumulation and output when the
+ * CPU has AVX512-BF16 or AMX, otherwise by rounding the inputs to bf16 and multiplying in
+ * fp32 (the same numerics, slower), so precision: bf16 means the same on every CPU.
  * bf16 primitives are cached by shape, and bf16 copies of frozen weights (OPS_CONST_B) by
  * address, reordered once into the blocked layout oneDNN's brgemm asks for (one copy per
  * orientation: x W^T forward, dy W backward); caches and scratch buffers are process-wide
@@ -182,17 +183,58 @@ static struct bf16_prim *bf16_get(int m, int n, int k, unsigned flags, float alp
 	return ok ? p : NULL;
 }
 
-/* bf16 copies of frozen weights (OPS_CONST_B), keyed by address and size: the plain
- * row-major copy (blocked false) and the copies reordered to oneDNN's blocked layout md
- * for B as is and B transposed (tb); all dropped when their memory is freed or written
+/* bf16 copies of frozen weights (OPS_CONST_B, and every non-fp32 weight of matmul_w), keyed
+ * by the address of the weight's memory and its element count: the plain row-major copy
+ * (blocked false) and the copies reordered to oneDNN's blocked layout md for B as is and B
+ * transposed (tb); all dropped when the key's bytes [p, p + bytes) are freed or written
  * through to_device (ops_cpu_bf16_forget). */
 struct bf16_const {
-	const float *p;
-	size_t n;
+	const void *p;
+	size_t n, bytes;
 	bool blocked, tb;
 	dnnl_memory_desc_t md;
 	void *h;
 };
+
+/* Where a frozen weight's values come from when its copies are made: fp32 memory (b), or
+ * a weight in a storage type (w, dequantized by rows). */
+struct bf16_src {
+	const float *b;
+	const struct ops_w *w;
+};
+
+static const void *src_key(const struct bf16_src *s)
+{
+	return s->w ? s->w->data : (const void *)s->b;
+}
+
+static size_t src_bytes(const struct bf16_src *s, size_t n)
+{
+	return s->w ? (size_t)s->w->n * ggml_row_bytes(s->w->type, (size_t)s->w->k)
+		    : n * sizeof(float);
+}
+
+/* dst (n bf16) = the source's values rounded to bf16 (n = all of its elements); false when
+ * out of memory */
+static bool src_to_bf16(uint16_t *dst, const struct bf16_src *s, size_t n)
+{
+	if (!s->w) {
+		ops_cpu_to_bf16(dst, s->b, n);
+		return true;
+	}
+	int k = s->w->k, rows = (int)((1u << 20) / (unsigned)k);
+	rows = rows < 1 ? 1 : rows;
+	float *tmp = aligned_alloc(64, ((size_t)rows * k * sizeof(float) + 63) / 64 * 64);
+	if (!tmp)
+		return false;
+	for (int r0 = 0; r0 < s->w->n; r0 += rows) {
+		int r1 = r0 + rows < s->w->n ? r0 + rows : s->w->n;
+		ops_cpu_dequant_rows(tmp, s->w, r0, r1);
+		ops_cpu_to_bf16(dst + (size_t)r0 * k, tmp, (size_t)(r1 - r0) * k);
+	}
+	free(tmp);
+	return true;
+}
 static struct bf16_const *bf16_consts;
 static size_t bf16_nconst, bf16_capconst;
 
@@ -202,7 +244,7 @@ void ops_cpu_bf16_forget(const void *p, size_t bytes)
 	const char *lo = p, *hi = lo + bytes;
 	for (size_t i = 0; i < bf16_nconst;) {
 		const char *q = (const char *)bf16_consts[i].p;
-		if (q < hi && q + bf16_consts[i].n * sizeof(float) > lo) {
+		if (q < hi && q + bf16_consts[i].bytes > lo) {
 			/* swap-remove: slot i gets the last entry, so no pointer is freed twice */
 			free(bf16_consts[i].h); // NOLINT(clang-analyzer-unix.Malloc)
 			bf16_consts[i] = bf16_consts[--bf16_nconst];
@@ -213,7 +255,7 @@ void ops_cpu_bf16_forget(const void *p, size_t bytes)
 	pthread_mutex_unlock(&bf16_lock);
 }
 
-static struct bf16_const *const_find(const float *b, size_t n, bool blocked, bool tb)
+static struct bf16_const *const_find(const void *b, size_t n, bool blocked, bool tb)
 {
 	for (size_t i = 0; i < bf16_nconst; i++) {
 		struct bf16_const *e = &bf16_consts[i];
@@ -239,36 +281,37 @@ static struct bf16_const *const_add(struct bf16_const e)
 
 static bool grow(uint16_t **buf, size_t *cap, size_t n);
 
-/* The cached plain bf16 copy of b (n floats), made on first use; NULL when out of memory. */
-static const uint16_t *bf16_const_get(const float *b, size_t n)
+/* The cached plain bf16 copy of a source of n values, made on first use; NULL when out of
+ * memory. */
+static const uint16_t *bf16_const_get(const struct bf16_src *s, size_t n)
 {
-	struct bf16_const *e = const_find(b, n, false, false);
+	struct bf16_const *e = const_find(src_key(s), n, false, false);
 	if (e)
 		return e->h;
 	uint16_t *h = aligned_alloc(64, (n * 2 + 63) / 64 * 64);
 	if (!h)
 		return NULL;
-	ops_cpu_to_bf16(h, b, n);
-	if (!const_add((struct bf16_const){.p = b, .n = n, .h = h})) {
+	if (!src_to_bf16(h, s, n) ||
+	    !const_add((struct bf16_const){.p = src_key(s), .n = n, .bytes = src_bytes(s, n),
+					   .h = h})) {
 		free(h);
 		return NULL;
 	}
 	return h;
 }
 
-/* The copy of weight b as the (k, n) B operand (stored (n, k) when tb) in the blocked layout
+/* The copy of weight s as the (k, n) B operand (stored (n, k) when tb) in the blocked layout
  * md: rounded to bf16 (from the plain copy when there is one, else in scratch) and
  * reordered by oneDNN, once; NULL when that fails. */
-static const void *bf16_blocked_make(const float *b, int n, int k, bool tb,
+static const void *bf16_blocked_make(const struct bf16_src *s, int n, int k, bool tb,
 				     const dnnl_memory_desc_t *md)
 {
 	size_t nb = (size_t)k * n, bytes = dnnl_memory_desc_get_size(md);
-	struct bf16_const *plain = const_find(b, nb, false, false);
+	struct bf16_const *plain = const_find(src_key(s), nb, false, false);
 	const uint16_t *src = plain ? plain->h : NULL;
 	if (!src) {
-		if (!grow(&bf16_buf_b, &bf16_cap_b, nb))
+		if (!grow(&bf16_buf_b, &bf16_cap_b, nb) || !src_to_bf16(bf16_buf_b, s, nb))
 			return NULL;
-		ops_cpu_to_bf16(bf16_buf_b, b, nb);
 		src = bf16_buf_b;
 	}
 	void *h = bytes ? aligned_alloc(64, (bytes + 63) / 64 * 64) : NULL;
@@ -297,8 +340,9 @@ static const void *bf16_blocked_make(const float *b, int n, int k, bool tb,
 		dnnl_memory_destroy(to);
 	if (from)
 		dnnl_memory_destroy(from);
-	if (ok && !const_add((struct bf16_const){.p = b, .n = nb, .blocked = true, .tb = tb,
-						 .md = *md, .h = h}))
+	if (ok && !const_add((struct bf16_const){.p = src_key(s), .n = nb,
+						 .bytes = src_bytes(s, nb), .blocked = true,
+						 .tb = tb, .md = *md, .h = h}))
 		ok = false;
 	if (!ok) {
 		free(h);
@@ -357,11 +401,12 @@ void ops_cpu_to_bf16(uint16_t *dst, const float *src, size_t n)
 }
 
 /* Returns false when the bf16 path cannot run (caller falls back to fp32). beta is 0 or 1.
- * A frozen weight (OPS_CONST_B) is used from its blocked copy when oneDNN's brgemm takes
- * one for this shape, else from its plain copy. */
-static bool matmul_bf16(float *c, const float *a, const float *b, int m, int n, int k,
+ * A frozen weight (OPS_CONST_B; always for a source with w) is used from its blocked copy
+ * when oneDNN's brgemm takes one for this shape, else from its plain copy. */
+static bool matmul_bf16(float *c, const float *a, const struct bf16_src *s, int m, int n, int k,
 			unsigned flags, float alpha, float beta)
 {
+	const float *b = s->b;
 	if (beta != 0.0f && beta != 1.0f)
 		return false;
 	bool ok = false, acc = beta != 0.0f, tb = (flags & OPS_TB) != 0;
@@ -373,10 +418,10 @@ static bool matmul_bf16(float *c, const float *a, const float *b, int m, int n, 
 	struct bf16_prim *p = NULL;
 	const void *hb = NULL;
 	if (flags & OPS_CONST_B) {
-		struct bf16_const *e = const_find(b, nb, true, tb);
+		struct bf16_const *e = const_find(src_key(s), nb, true, tb);
 		p = bf16_get(m, n, k, key | OPS_CONST_B, alpha, acc, e ? &e->md : NULL);
 		if (p)
-			hb = e ? e->h : bf16_blocked_make(b, n, k, tb, &p->wmd);
+			hb = e ? e->h : bf16_blocked_make(s, n, k, tb, &p->wmd);
 		if (!hb)
 			p = NULL;
 	}
@@ -384,7 +429,9 @@ static bool matmul_bf16(float *c, const float *a, const float *b, int m, int n, 
 		p = bf16_get(m, n, k, key, alpha, acc, NULL);
 		if (!p)
 			goto done;
-		hb = (flags & OPS_CONST_B) ? bf16_const_get(b, nb) : NULL;
+		hb = (flags & OPS_CONST_B) ? bf16_const_get(s, nb) : NULL;
+		if ((flags & OPS_CONST_B) && !hb && s->w)
+			goto done; /* no fp32 source to round per call */
 	}
 	if (!grow(&bf16_buf_a, &bf16_cap_a, na) ||
 	    (!hb && !grow(&bf16_buf_b, &bf16_cap_b, nb)))
@@ -417,8 +464,11 @@ void ops_cpu_matmul(float *c, const float *a, const float *b, int m, int n, int 
 			c[i] = beta == 0.0f ? 0.0f : c[i] * beta;
 		return;
 	}
+	struct bf16_src src = {.b = b};
 	if ((flags & OPS_BF16) && ops_cpu_has_bf16() &&
-	    matmul_bf16(c, a, b, m, n, k, flags, alpha, beta))
+	    matmul_bf16(c, a, &src, m, n, k, flags, alpha, beta))
+		return;
+	if ((flags & OPS_BF16) && ops_cpu_matmul_bf16_rounded(c, a, b, m, n, k, flags, alpha, beta))
 		return;
 	if (m == 1 && (flags & (OPS_TA | OPS_TB)) == OPS_TB) { /* one row: gemv_cpu.c */
 		ops_cpu_gemv(c, a, b, n, k, alpha, beta);
@@ -437,6 +487,35 @@ void ops_cpu_matmul(float *c, const float *a, const float *b, int m, int n, int 
 		fprintf(stderr, "ftlab: internal error: dnnl_sgemm failed (%d)\n", (int)st);
 		abort();
 	}
+}
+
+bool ops_cpu_matmul_bf16_rounded(float *c, const float *a, const float *b, int m, int n,
+				 int k, unsigned flags, float alpha, float beta)
+{
+	size_t na = (size_t)m * (size_t)k, nb = (size_t)k * (size_t)n;
+	float *ra = malloc(na * sizeof(float)), *rb = malloc(nb * sizeof(float));
+	if (!ra || !rb) {
+		free(ra);
+		free(rb);
+		return false;
+	}
+	for (size_t i = 0; i < na; i++)
+		ra[i] = ops_bf16_to_f32(ops_f32_to_bf16(a[i]));
+	for (size_t i = 0; i < nb; i++)
+		rb[i] = ops_bf16_to_f32(ops_f32_to_bf16(b[i]));
+	ops_cpu_matmul(c, ra, rb, m, n, k, flags & (OPS_TA | OPS_TB), alpha, beta);
+	free(ra);
+	free(rb);
+	return true;
+}
+
+bool ops_cpu_matmul_bf16_w(float *c, const float *a, const struct ops_w *w, int m,
+			   unsigned flags, float alpha, float beta)
+{
+	bool tb = (flags & OPS_TB) != 0;
+	struct bf16_src src = {.w = w};
+	return matmul_bf16(c, a, &src, m, tb ? w->n : w->k, tb ? w->k : w->n,
+			   (flags & OPS_TB) | OPS_CONST_B, alpha, beta);
 }
 
 void ops_cpu_gemm_ld(bool ta, bool tb, int m, int n, int k, float alpha, const float *a,

@@ -356,6 +356,61 @@ static void attention_backward_loops(float *dq, float *dk, float *dv, const floa
 	}
 }
 
+/* Causal products in row blocks of ATT_BLOCK queries: block i needs keys 0 .. its last row
+ * only, so the GEMMs skip the blocks above the diagonal (5/8 of the full T x T work at
+ * four blocks) instead of computing them and zeroing the result. */
+#define ATT_BLOCK 64
+static int att_blocks(int t)
+{
+	return t >= 2 * ATT_BLOCK ? (t + ATT_BLOCK - 1) / ATT_BLOCK : 1;
+}
+
+/* rows [*r0, *r1) of block i of n over t rows */
+static void att_block(int i, int n, int t, int *r0, int *r1)
+{
+	int bs = (t + n - 1) / n;
+	*r0 = i * bs;
+	*r1 = *r0 + bs < t ? *r0 + bs : t;
+}
+
+/* s (T, T) = the causal softmax of scale Q K^T for one (sequence, head): GEMMs on the
+ * calling thread over strided head views (the blocks at or below the diagonal), then each
+ * row's softmax over keys win_start(i)..i (the rest of the row zeroed). The forward and a backward
+ * without stored probabilities both call this, so they see the same bits. */
+static void attention_probs(float *s, const float *qb, int qs, const float *kb, int ks, int t,
+			    int hd, float scale, int window)
+{
+	int nb = att_blocks(t);
+	for (int ib = 0; ib < nb; ib++) {
+		int r0, r1;
+		att_block(ib, nb, t, &r0, &r1);
+		ops_cpu_gemm_ld(false, true, r1 - r0, r1, hd, scale, qb + (size_t)r0 * qs, qs, kb,
+				ks, 0.0f, s + (size_t)r0 * t, t);
+	}
+	for (int i = 0; i < t; i++) {
+		float *r = s + (size_t)i * t;
+		int j0 = win_start(i, window);
+		float mx = -INFINITY;
+		for (int j = j0; j <= i; j++)
+			mx = r[j] > mx ? r[j] : mx;
+		float sum = 0.0f;
+#if OPS_SIMD_ON
+#pragma omp simd reduction(+ : sum)
+#endif
+		for (int j = j0; j <= i; j++) {
+			r[j] = ops_expf(r[j] - mx);
+			sum += r[j];
+		}
+		float inv = 1.0f / sum;
+		for (int j = 0; j < j0; j++)
+			r[j] = 0.0f;
+		for (int j = j0; j <= i; j++)
+			r[j] *= inv;
+		for (int j = i + 1; j < t; j++)
+			r[j] = 0.0f;
+	}
+}
+
 /* All queries from position 0 (training, teacher forcing, prefill; k/v rows of sequence b
  * start at row b*tk): per (sequence, head) two
  * GEMMs over strided head views, S = scale Q K^T and out = softmax(S) V, each GEMM on one
@@ -377,38 +432,24 @@ static void attention_forward_gemm(float *out, float *att, const float *q, const
 				const float *qb = q + (size_t)bi * t * qs + (size_t)h * hd;
 				const float *kb = k + (size_t)bi * tk * ks + (size_t)kh * hd;
 				const float *vb = v + (size_t)bi * tk * ks + (size_t)kh * hd;
-				ops_cpu_gemm_ld(false, true, t, t, hd, scale, qb, qs, kb, ks, 0.0f, s, t);
-				for (int i = 0; i < t; i++) {
-					float *r = s + (size_t)i * t;
-					int j0 = win_start(i, window);
-					float mx = -INFINITY;
-					for (int j = j0; j <= i; j++)
-						mx = r[j] > mx ? r[j] : mx;
-					float sum = 0.0f;
-#if OPS_SIMD_ON
-#pragma omp simd reduction(+ : sum)
-#endif
-					for (int j = j0; j <= i; j++) {
-						r[j] = ops_expf(r[j] - mx);
-						sum += r[j];
-					}
-					float inv = 1.0f / sum;
-					for (int j = 0; j < j0; j++)
-						r[j] = 0.0f;
-					for (int j = j0; j <= i; j++)
-						r[j] *= inv;
-					for (int j = i + 1; j < t; j++)
-						r[j] = 0.0f;
+				attention_probs(s, qb, qs, kb, ks, t, hd, scale, window);
+				float *ob = out + (size_t)bi * t * qs + (size_t)h * hd;
+				int nb = att_blocks(t);
+				for (int ib = 0; ib < nb; ib++) { /* rows of P are zero past the block */
+					int r0, r1;
+					att_block(ib, nb, t, &r0, &r1);
+					ops_cpu_gemm_ld(false, false, r1 - r0, hd, r1, 1.0f,
+							s + (size_t)r0 * t, t, vb, ks, 0.0f,
+							ob + (size_t)r0 * qs, qs);
 				}
-				ops_cpu_gemm_ld(false, false, t, hd, t, 1.0f, s, t, vb, ks, 0.0f,
-						out + (size_t)bi * t * qs + (size_t)h * hd, qs);
 			}
 		free(sc);
 	}
 }
 
 /* dP = dO V^T, dV += P^T dO, dS = P (dP - rowsum(P dP)) scale, dQ = dS K, dK += dS^T Q;
- * parallel over (sequence, KV head), the heads of a group in order. */
+ * parallel over (sequence, KV head), the heads of a group in order. Without att, P is
+ * recomputed from q and k by the forward's own code (the same bits as stored ones). */
 static void attention_backward_gemm(float *dq, float *dk, float *dv, const float *dout,
 				    const float *att, const float *q, const float *k,
 				    const float *v, int b, int t, int nh, int nkv, int hd,
@@ -418,6 +459,7 @@ static void attention_backward_gemm(float *dq, float *dk, float *dv, const float
 #pragma omp parallel
 	{
 		float *dp = malloc((size_t)t * t * sizeof(float));
+		float *pb = att ? NULL : malloc((size_t)t * t * sizeof(float));
 #pragma omp for schedule(dynamic, 1) collapse(2)
 		for (int bi = 0; bi < b; bi++)
 			for (int kh = 0; kh < nkv; kh++) {
@@ -428,11 +470,26 @@ static void attention_backward_gemm(float *dq, float *dk, float *dv, const float
 				}
 				for (int h = kh * grp; h < (kh + 1) * grp; h++) {
 					size_t qo = (size_t)bi * t * qs + (size_t)h * hd;
-					const float *p = att + ((size_t)bi * nh + h) * t * t;
-					ops_cpu_gemm_ld(false, true, t, t, hd, 1.0f, dout + qo, qs, v + ko, ks,
-							0.0f, dp, t);
-					ops_cpu_gemm_ld(true, false, t, hd, t, 1.0f, p, t, dout + qo, qs, 1.0f,
-							dv + ko, ks);
+					const float *p = att ? att + ((size_t)bi * nh + h) * t * t : pb;
+					if (!att)
+						attention_probs(pb, q + qo, qs, k + ko, ks, t, hd,
+								scale, window);
+					int nb = att_blocks(t);
+					for (int ib = 0; ib < nb; ib++) { /* dP, where P is not zero */
+						int r0, r1;
+						att_block(ib, nb, t, &r0, &r1);
+						ops_cpu_gemm_ld(false, true, r1 - r0, r1, hd, 1.0f,
+								dout + qo + (size_t)r0 * qs, qs, v + ko,
+								ks, 0.0f, dp + (size_t)r0 * t, t);
+					}
+					for (int jb = 0; jb < nb; jb++) { /* dV_j += P[j.., j]^T dO[j..] */
+						int c0, c1;
+						att_block(jb, nb, t, &c0, &c1);
+						ops_cpu_gemm_ld(true, false, c1 - c0, hd, t - c0, 1.0f,
+								p + (size_t)c0 * t + c0, t,
+								dout + qo + (size_t)c0 * qs, qs, 1.0f,
+								dv + ko + (size_t)c0 * ks, ks);
+					}
 					for (int i = 0; i < t; i++) {
 						const float *pr = p + (size_t)i * t;
 						float *r = dp + (size_t)i * t;
@@ -447,13 +504,25 @@ static void attention_backward_gemm(float *dq, float *dk, float *dv, const float
 						for (int j = i + 1; j < t; j++)
 							r[j] = 0.0f;
 					}
-					ops_cpu_gemm_ld(false, false, t, hd, t, 1.0f, dp, t, k + ko, ks, 0.0f,
-							dq + qo, qs);
-					ops_cpu_gemm_ld(true, false, t, hd, t, 1.0f, dp, t, q + qo, qs, 1.0f,
-							dk + ko, ks);
+					for (int ib = 0; ib < nb; ib++) { /* dQ_i = dS[i, ..i] K[..i] */
+						int r0, r1;
+						att_block(ib, nb, t, &r0, &r1);
+						ops_cpu_gemm_ld(false, false, r1 - r0, hd, r1, 1.0f,
+								dp + (size_t)r0 * t, t, k + ko, ks, 0.0f,
+								dq + qo + (size_t)r0 * qs, qs);
+					}
+					for (int jb = 0; jb < nb; jb++) { /* dK_j += dS[j.., j]^T Q[j..] */
+						int c0, c1;
+						att_block(jb, nb, t, &c0, &c1);
+						ops_cpu_gemm_ld(true, false, c1 - c0, hd, t - c0, 1.0f,
+								dp + (size_t)c0 * t + c0, t,
+								q + qo + (size_t)c0 * qs, qs, 1.0f,
+								dk + ko + (size_t)c0 * ks, ks);
+					}
 				}
 			}
 		free(dp);
+		free(pb);
 	}
 }
 
@@ -481,7 +550,7 @@ static void cpu_attention_backward(float *dq, float *dk, float *dv, const float 
 				   const float *v, int b, int t, int nh, int nkv, int hd,
 				   float scale, int window)
 {
-	if (t > 1)
+	if (t > 1 || !att)
 		attention_backward_gemm(dq, dk, dv, dout, att, q, k, v, b, t, nh, nkv, hd, scale,
 					window);
 	else
@@ -565,12 +634,16 @@ static void cpu_gelu_backward(float *dx, const float *dout, const float *x, size
 }
 
 static void cpu_embedding_forward(float *out, const int32_t *tokens, const int *pos,
-				  const float *wte, const float *wpe, int n, int t, int c)
+				  const struct ops_w *wte, const float *wpe, int n, int t, int c)
 {
+	const float *wf = wte->type == GGML_F32 ? wte->data : NULL;
 #pragma omp parallel for schedule(static) if ((size_t)n * c > 65536)
 	for (int r = 0; r < n; r++) {
 		float *o = out + (size_t)r * c;
-		memcpy(o, wte + (size_t)tokens[r] * c, (size_t)c * sizeof(float));
+		if (wf)
+			memcpy(o, wf + (size_t)tokens[r] * c, (size_t)c * sizeof(float));
+		else /* one row, single-threaded inside this loop */
+			ops_cpu_dequant_rows(o, wte, tokens[r], tokens[r] + 1);
 		if (wpe) {
 			const float *p = wpe + (size_t)(pos ? pos[r] : r % t) * c;
 			for (int j = 0; j < c; j++)
@@ -634,14 +707,15 @@ static long cpu_crossentropy_forward(float *losses, float *lse, int32_t *argmax,
 }
 
 static void cpu_crossentropy_backward(float *logits, const float *lse, const int32_t *targets,
-				      int n, int v, float scale)
+				      int n, int v, float scale, const float *row_scale)
 {
 #pragma omp parallel for schedule(static)
 	for (int r = 0; r < n; r++) {
 		float *x = logits + (size_t)r * v;
 		int tg = targets[r];
 		if (tg >= 0 && tg < v)
-			ops_crossentropy_row_backward(x, lse[r], tg, v, scale);
+			ops_crossentropy_row_backward(x, lse[r], tg, v,
+						      row_scale ? scale * row_scale[r] : scale);
 		else
 			memset(x, 0, (size_t)v * sizeof(float));
 	}
@@ -678,6 +752,19 @@ static void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n,
 		ops_adamw_elem(&p[i], g[i], &m[i], &v[i], &hp);
 }
 
+static void cpu_dequant_w(float *out, const struct ops_w *w)
+{
+	ops_cpu_dequant_rows(out, w, 0, w->n);
+}
+
+static void cpu_sgd(float *p, const float *g, float *buf, size_t n, const struct ops_sgd_hp *h)
+{
+	const struct ops_sgd_hp hp = *h;
+#pragma omp parallel for schedule(static) if (n > 65536)
+	for (size_t i = 0; i < n; i++)
+		ops_sgd_elem(&p[i], g[i], buf ? &buf[i] : NULL, &hp);
+}
+
 static const struct ops cpu_ops = {
 	.name = "cpu",
 	.alloc = cpu_alloc,
@@ -687,6 +774,7 @@ static const struct ops cpu_ops = {
 	.zero = cpu_zero,
 	.copy_rows = cpu_copy_rows,
 	.matmul = ops_cpu_matmul,
+	.matmul_w = ops_cpu_matmul_w,
 	.add = cpu_add,
 	.axpy = cpu_axpy,
 	.scale = cpu_scale,
@@ -715,6 +803,8 @@ static const struct ops cpu_ops = {
 	.sumsq = cpu_sumsq,
 	.sumsq_chunk = 16384,
 	.adamw = cpu_adamw,
+	.sgd = cpu_sgd,
+	.dequant_w = cpu_dequant_w,
 	.col_mul = ops_cpu_col_mul,
 	.col_mul_backward = ops_cpu_col_mul_backward,
 	.dora_scale = ops_cpu_dora_scale,

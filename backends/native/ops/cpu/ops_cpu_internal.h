@@ -6,12 +6,35 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct ops_w;
+
 /* The matmul of struct ops (see ops.h), on oneDNN. */
 void ops_cpu_matmul(float *c, const float *a, const float *b, int m, int n, int k,
 		    unsigned flags, float alpha, float beta);
 
+/* The matmul_w of struct ops (see ops.h): products with a weight of any storage type
+ * (qmatmul_cpu.c). */
+void ops_cpu_matmul_w(float *c, const float *a, const struct ops_w *w, int m, unsigned flags,
+		      float alpha, float beta);
+
+/* out ((r1 - r0), k) = rows [r0, r1) of w as fp32, the values of ops_quant.h (vectorised and
+ * threaded where the CPU allows). */
+void ops_cpu_dequant_rows(float *out, const struct ops_w *w, int r0, int r1);
+
+/* The bf16 product of matmul_w (matmul_cpu.c): the frozen weight's bf16 copies are made
+ * once from its dequantized values and cached by its address, like OPS_CONST_B weights.
+ * false when the bf16 path cannot run (the caller computes in fp32). */
+bool ops_cpu_matmul_bf16_w(float *c, const float *a, const struct ops_w *w, int m,
+			   unsigned flags, float alpha, float beta);
+
 /* One row times a transposed weight: y (n) = alpha x (k) W^T + beta y, W (n, k) row-major
  * (decode). beta 0 does not read y. Same bits for every thread count. */
+/* The bf16 product without bf16 instructions: a and b rounded to bf16 (ops_f32_to_bf16)
+ * into copies, multiplied in fp32 (exact products, fp32 accumulation: the numerics of the
+ * bf16 path up to summation order). ops_cpu_matmul's OPS_BF16 on CPUs without
+ * AVX512-BF16. false when the copies cannot be allocated (nothing written). */
+bool ops_cpu_matmul_bf16_rounded(float *c, const float *a, const float *b, int m, int n,
+				 int k, unsigned flags, float alpha, float beta);
 void ops_cpu_gemv(float *y, const float *x, const float *w, int n, int k, float alpha,
 		  float beta);
 

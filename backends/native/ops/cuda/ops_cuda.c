@@ -22,6 +22,16 @@ void ops_cuda_describe(char *out, size_t out_len, const struct ops_cuda_device *
 		 dev->runtime_version / 1000, dev->runtime_version % 1000 / 10);
 }
 
+void ops_cuda_mem_describe(char *out, size_t out_len, const struct ops_cuda_mem *m)
+{
+	const double gib = 1024.0 * 1024.0 * 1024.0;
+	snprintf(out, out_len,
+		 "peak %.2f GiB (allocations %.2f, scratch %.2f); device in use %.2f of %.1f GiB",
+		 (double)m->peak_bytes / gib, (double)m->alloc_peak / gib,
+		 (double)m->scratch_bytes / gib, (double)m->device_used / gib,
+		 (double)m->device_total / gib);
+}
+
 #ifdef FTLAB_HAVE_CUDA
 
 static int probe_state; /* 0 not probed, 1 ok, -1 none */
@@ -96,9 +106,33 @@ void ops_cuda_set_tf32(bool on)
 
 struct ops_cuda_mem ops_cuda_mem(void)
 {
-	struct ops_cuda_mem m = {0, 0, 0};
+	struct ops_cuda_mem m = {0, 0, 0, 0, 0, 0};
 	ops_cuda_impl_mem(&m.alloc_bytes, &m.alloc_peak, &m.scratch_bytes);
+	ops_cuda_impl_mem_peak(&m.peak_bytes, &m.device_used, &m.device_total);
 	return m;
+}
+
+void ops_cuda_mem_reset_peak(void)
+{
+	ops_cuda_impl_mem_reset_peak();
+}
+
+int ops_cuda_measure_peaks(struct ops_cuda_peaks *out, struct diag *d)
+{
+	memset(out, 0, sizeof *out);
+	char why[512] = "";
+	if (ops_cuda_probe(NULL, why, sizeof why) != 0)
+		return diag_set(d, FT_EUNSUPP, NULL, 0, 0, "%s", why);
+	if (!ops_cuda()) {
+		int rc = ops_cuda_check(d);
+		return rc ? rc : diag_set(d, FT_EIO, NULL, 0, 0, "the CUDA backend did not start");
+	}
+	if (ops_cuda_impl_peaks(&out->bf16_tflops, &out->tf32_tflops, &out->copy_gbs, why,
+				sizeof why) != 0) {
+		int rc = ops_cuda_check(d);
+		return rc ? rc : diag_set(d, FT_EIO, NULL, 0, 0, "CUDA: %s", why);
+	}
+	return 0;
 }
 
 #else /* no CUDA in this build */
@@ -142,8 +176,21 @@ void ops_cuda_set_tf32(bool on)
 
 struct ops_cuda_mem ops_cuda_mem(void)
 {
-	struct ops_cuda_mem m = {0, 0, 0};
+	struct ops_cuda_mem m = {0, 0, 0, 0, 0, 0};
 	return m;
+}
+
+void ops_cuda_mem_reset_peak(void)
+{
+}
+
+int ops_cuda_measure_peaks(struct ops_cuda_peaks *out, struct diag *d)
+{
+	memset(out, 0, sizeof *out);
+	char why[512] = "";
+	if (ops_cuda_probe(NULL, why, sizeof why) == 0) /* never without CUDA */
+		snprintf(why, sizeof why, "no CUDA device: this build has no CUDA support");
+	return diag_set(d, FT_EUNSUPP, NULL, 0, 0, "%s", why);
 }
 
 #endif

@@ -1,6 +1,8 @@
 /* ops_cuda: the CUDA implementation of struct ops (ops.h). Matmuls on cuBLAS (cublasGemmEx:
- * TF32 tensor cores for fp32, bf16 operands with fp32 accumulation for OPS_BF16); own
- * kernels for everything else, built on the shared arithmetic of ops_math.h. Everything
+ * TF32 tensor cores for fp32, bf16 operands with fp32 accumulation for OPS_BF16); frozen
+ * weights in their file's format (matmul_w) are dequantized with ops_quant.h's arithmetic:
+ * in registers for 1-8 rows, else panel by panel into fp32 or bf16 tiles that cuBLAS
+ * multiplies. Own kernels for everything else, built on ops_math.h. Everything
  * runs on the legacy default stream of device 0, so ops are ordered like the CPU's calls.
  * Reductions have a fixed order (block trees, per-column loops): no float atomics. */
 #ifndef FTLAB_CUDA_EMU /* tests/cuda_emu/cuda_emu.hpp stands in for these on the CPU */
@@ -180,10 +182,17 @@ struct alloc_rec {
 static struct alloc_rec *g_allocs;
 static size_t g_n_allocs, g_cap_allocs;
 static size_t g_alloc_bytes, g_alloc_peak, g_scratch_bytes;
+static size_t g_total_peak; /* max of g_alloc_bytes + g_scratch_bytes */
+
+static void note_peak(void)
+{
+	if (g_alloc_bytes + g_scratch_bytes > g_total_peak)
+		g_total_peak = g_alloc_bytes + g_scratch_bytes;
+}
 
 /* Scratch buffers owned by the backend (not the model's plan). Each grows to the largest
  * size asked for (the first step), then is reused: no allocation in later steps. */
-enum { SCR_BF16_A, SCR_BF16_B, SCR_ATT_STATS, SCR_PARTIAL, SCR_COUNT, SCR_N };
+enum { SCR_BF16_A, SCR_BF16_B, SCR_ATT_STATS, SCR_PARTIAL, SCR_COUNT, SCR_WPANEL, SCR_N };
 static void *g_scr[SCR_N];
 static size_t g_scr_cap[SCR_N];
 
@@ -211,6 +220,7 @@ static void *scratch(int slot, size_t bytes)
 	g_scr[slot] = p;
 	g_scr_cap[slot] = want;
 	g_scratch_bytes += want;
+	note_peak();
 	return p;
 }
 
@@ -261,6 +271,7 @@ static void *cu_alloc(size_t bytes)
 	g_alloc_bytes += n;
 	if (g_alloc_bytes > g_alloc_peak)
 		g_alloc_peak = g_alloc_bytes;
+	note_peak();
 	return p;
 }
 
@@ -422,6 +433,117 @@ static void cu_matmul(float *c, const float *a, const float *b, int m, int n, in
 				  g.ld_first, a, CUDA_R_32F, g.ld_second, &beta, c, CUDA_R_32F,
 				  g.ldc, g_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
 				  CUBLAS_GEMM_DEFAULT));
+}
+
+/* ---- products with a frozen weight in its storage type (matmul_w) ---- */
+
+/* out (nr, k) = rows [r0, r0 + nr) of w as fp32 (or bf16-rounded when out16), one thread
+ * per element, the values of ops_row_elem */
+__global__ static void k_dequant_rows(float *out, uint16_t *out16, const uint8_t *w, size_t rb,
+				      uint32_t type, int r0, int nr, int k)
+{
+	size_t total = (size_t)nr * k;
+	GRID_STRIDE(i, total)
+	{
+		size_t r = i / (size_t)k, j = i % (size_t)k;
+		float v = ops_row_elem(type, w + (size_t)(r0 + r) * rb, j);
+		if (out16)
+			out16[i] = ops_f32_to_bf16(v);
+		else
+			out[i] = v;
+	}
+}
+
+#define QGEMV_MAXM 8
+
+/* c (m, n) = alpha a (m, k) W^T + beta c for m <= 8: one warp per weight row, its lanes
+ * striding over k, each weight element dequantized once for the m rows; the warp tree
+ * finishes each dot product (a fixed order). */
+__global__ static void k_qgemv(float *c, const float *a, const uint8_t *w, size_t rb,
+			       uint32_t type, int m, int n, int k, float alpha, float beta)
+{
+	int warp = (int)(blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32);
+	int lane = (int)(threadIdx.x % 32);
+	if (warp >= n)
+		return;
+	const uint8_t *row = w + (size_t)warp * rb;
+	float acc[QGEMV_MAXM];
+	for (int i = 0; i < QGEMV_MAXM; i++)
+		acc[i] = 0.0f;
+	for (int p = lane; p < k; p += 32) {
+		float wv = ops_row_elem(type, row, (size_t)p);
+		for (int i = 0; i < m; i++)
+			acc[i] += wv * a[(size_t)i * k + p];
+	}
+	for (int i = 0; i < m; i++) {
+		float s = warp_sum(acc[i]);
+		if (lane == 0) {
+			float *o = c + (size_t)i * n + warp;
+			*o = beta == 0.0f ? alpha * s : alpha * s + beta * *o;
+		}
+	}
+}
+
+/* One cuBLAS call on explicit leading dimensions (row-major views: a panel of the weight,
+ * a column block of C), fp32 (TF32 as configured) or bf16 operands. */
+static void gemm_rowmajor(bool ta, bool tb, int m, int n, int k, float alpha, const void *a,
+			  int lda, const void *b, int ldb, float beta, float *c, int ldc, bool bf16)
+{
+	cublasOperation_t op1 = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op2 = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+	cudaDataType dt = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+	cublasComputeType_t ct = bf16 || !g_tf32 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
+	CUBLAS_CHECK(g_api.gemm_ex(g_blas, op1, op2, n, m, k, &alpha, b, dt, ldb, a, dt, lda, &beta,
+				  c, CUDA_R_32F, ldc, ct, CUBLAS_GEMM_DEFAULT));
+}
+
+#define WPANEL_ELEMS ((size_t)1 << 24) /* a panel holds at most 16 M weights (64 MB fp32) */
+
+static void cu_matmul_w(float *c, const float *a, const struct ops_w *w, int m, unsigned flags,
+			float alpha, float beta)
+{
+	bool tb = (flags & OPS_TB) != 0, bf16 = (flags & OPS_BF16) != 0;
+	int n = w->n, k = w->k;
+	if (w->type == GGML_F32) {
+		cu_matmul(c, a, (const float *)w->data, m, tb ? n : k, tb ? k : n,
+			  flags & (OPS_TB | OPS_BF16), alpha, beta);
+		return;
+	}
+	if (m <= 0 || n <= 0 || k <= 0)
+		return;
+	size_t rb = ggml_row_bytes(w->type, (size_t)k);
+	const uint8_t *wd = (const uint8_t *)w->data;
+	if (tb && m <= QGEMV_MAXM && !bf16) {
+		LAUNCH(k_qgemv, (unsigned)((n + 3) / 4), 128, c, a, wd, rb, w->type, m, n, k, alpha,
+		       beta);
+		return;
+	}
+	int rows = (int)(WPANEL_ELEMS / (size_t)k);
+	rows = rows < 1 ? 1 : rows > n ? n : rows;
+	void *panel = scratch(SCR_WPANEL, (size_t)rows * k * (bf16 ? 2 : 4));
+	if (!panel)
+		return;
+	const void *ab = a;
+	size_t na = (size_t)m * (tb ? k : n);
+	if (bf16) { /* A rounded once, viewed per panel */
+		uint16_t *a16 = (uint16_t *)scratch(SCR_BF16_A, na * 2);
+		if (!a16)
+			return;
+		LAUNCH(k_f32_to_bf16, blocks_for(na, 256), 256, a16, a, na);
+		ab = a16;
+	}
+	size_t es = bf16 ? 2 : 4;
+	for (int j0 = 0; j0 < n; j0 += rows) {
+		int nr = j0 + rows < n ? rows : n - j0;
+		LAUNCH(k_dequant_rows, blocks_for((size_t)nr * k, 256), 256,
+		       bf16 ? (float *)NULL : (float *)panel, bf16 ? (uint16_t *)panel : (uint16_t *)NULL,
+		       wd, rb, w->type, j0, nr, k);
+		if (tb) /* C[:, j0:j0+nr] = alpha A P^T + beta C */
+			gemm_rowmajor(false, true, m, nr, k, alpha, ab, k, panel, k, beta, c + j0, n,
+				      bf16);
+		else /* C += alpha A[:, j0:j0+nr] P (beta on the first panel) */
+			gemm_rowmajor(false, false, m, k, nr, alpha, (const char *)ab + (size_t)j0 * es,
+				      n, panel, k, j0 == 0 ? beta : 1.0f, c, k, bf16);
+	}
 }
 
 /* ---- element-wise ---- */
@@ -1050,6 +1172,21 @@ __global__ static void k_dora_scale(float *g, float *inv_norm, const float *m, c
 	ops_dora_row(&g[r], &inv_norm[r], m[r], w + r * (size_t)cols, cols);
 }
 
+static void cu_dequant_w(float *out, const struct ops_w *w)
+{
+	size_t n = (size_t)w->n * (size_t)w->k;
+	if (!n)
+		return;
+	if (w->type == GGML_F32) {
+		CUDA_CHECK(cudaMemcpyAsync(out, w->data, n * sizeof(float), cudaMemcpyDeviceToDevice,
+					   0));
+		return;
+	}
+	LAUNCH(k_dequant_rows, blocks_for(n, 256), 256, out, (uint16_t *)NULL,
+	       (const uint8_t *)w->data, ggml_row_bytes(w->type, (size_t)w->k), w->type, 0, w->n,
+	       w->k);
+}
+
 static void cu_col_mul(float *out, const float *x, const float *s, int rows, int cols, bool acc)
 {
 	size_t n = (size_t)rows * (size_t)cols;
@@ -1383,13 +1520,14 @@ static void cu_gelu_backward(float *dx, const float *dout, const float *x, size_
 /* ---- embedding ---- */
 
 __global__ static void k_embed_fwd(float *out, const int32_t *tokens, const int *pos,
-				   const float *wte, const float *wpe, int n, int t, int c)
+				   const uint8_t *wte, uint32_t type, size_t rb, const float *wpe,
+				   int n, int t, int c)
 {
 	size_t total = (size_t)n * c;
 	GRID_STRIDE(idx, total)
 	{
 		int r = (int)(idx / (size_t)c), j = (int)(idx % (size_t)c);
-		float o = wte[(size_t)tokens[r] * c + j];
+		float o = ops_row_elem(type, wte + (size_t)tokens[r] * rb, (size_t)j);
 		if (wpe)
 			o += wpe[(size_t)(pos ? pos[r] : r % t) * c + j];
 		out[idx] = o;
@@ -1414,11 +1552,12 @@ __global__ static void k_embed_bwd(float *dwte, float *dwpe, const float *dout,
 }
 
 static void cu_embedding_forward(float *out, const int32_t *tokens, const int *pos,
-				 const float *wte, const float *wpe, int n, int t, int c)
+				 const struct ops_w *wte, const float *wpe, int n, int t, int c)
 {
 	if (n > 0 && c > 0)
-		LAUNCH(k_embed_fwd, blocks_for((size_t)n * c, 256), 256, out, tokens, pos, wte, wpe,
-		       n, t, c);
+		LAUNCH(k_embed_fwd, blocks_for((size_t)n * c, 256), 256, out, tokens, pos,
+		       (const uint8_t *)wte->data, wte->type, ggml_row_bytes(wte->type, (size_t)c),
+		       wpe, n, t, c);
 }
 
 static void cu_embedding_backward(float *dwte, float *dwpe, const float *dout,
@@ -1472,10 +1611,10 @@ __global__ static void k_ce_fwd(float *losses, float *lse, int32_t *argmax,
 	}
 }
 
-/* dlogits = scale (softmax - onehot) on unmasked rows, 0 on masked ones (as
- * ops_crossentropy_row_backward, element by element). */
+/* dlogits = scale w[r] (softmax - onehot) on unmasked rows, 0 on masked ones (as
+ * ops_crossentropy_row_backward, element by element); w NULL = 1. */
 __global__ static void k_ce_bwd(float *logits, const float *lse, const int32_t *targets, int n,
-				int v, float scale)
+				int v, float scale, const float *row_scale)
 {
 	size_t total = (size_t)n * v;
 	GRID_STRIDE(idx, total)
@@ -1483,8 +1622,9 @@ __global__ static void k_ce_bwd(float *logits, const float *lse, const int32_t *
 		int r = (int)(idx / (size_t)v), i = (int)(idx % (size_t)v);
 		int tg = targets[r];
 		if (tg >= 0 && tg < v) {
-			float p = scale * expf(logits[idx] - lse[r]);
-			logits[idx] = i == tg ? p - scale : p;
+			float sc = row_scale ? scale * row_scale[r] : scale;
+			float p = sc * expf(logits[idx] - lse[r]);
+			logits[idx] = i == tg ? p - sc : p;
 		} else {
 			logits[idx] = 0.0f;
 		}
@@ -1507,11 +1647,11 @@ static long cu_crossentropy_forward(float *losses, float *lse, int32_t *argmax,
 }
 
 static void cu_crossentropy_backward(float *logits, const float *lse, const int32_t *targets,
-				     int n, int v, float scale)
+				     int n, int v, float scale, const float *row_scale)
 {
 	if (n > 0 && v > 0)
 		LAUNCH(k_ce_bwd, blocks_for((size_t)n * v, 256), 256, logits, lse, targets, n, v,
-		       scale);
+		       scale, row_scale);
 }
 
 /* ---- optimizer support ---- */
@@ -1562,6 +1702,20 @@ static void cu_adamw(float *p, const float *g, float *m, float *v, size_t n,
 	LAUNCH(k_adamw, blocks_for(n, 256), 256, p, g, m, v, n, *h);
 }
 
+__global__ static void k_sgd(float *p, const float *g, float *buf, size_t n,
+			     struct ops_sgd_hp h)
+{
+	GRID_STRIDE(i, n)
+	ops_sgd_elem(&p[i], g[i], buf ? &buf[i] : NULL, &h);
+}
+
+static void cu_sgd(float *p, const float *g, float *buf, size_t n, const struct ops_sgd_hp *h)
+{
+	if (!n)
+		return;
+	LAUNCH(k_sgd, blocks_for(n, 256), 256, p, g, buf, n, *h);
+}
+
 /* ---- the table ---- */
 
 static struct ops g_ops;
@@ -1576,6 +1730,7 @@ static void fill_table(void)
 	g_ops.zero = cu_zero;
 	g_ops.copy_rows = cu_copy_rows;
 	g_ops.matmul = cu_matmul;
+	g_ops.matmul_w = cu_matmul_w;
 	g_ops.add = cu_add;
 	g_ops.axpy = cu_axpy;
 	g_ops.scale = cu_scale;
@@ -1604,6 +1759,8 @@ static void fill_table(void)
 	g_ops.sumsq = cu_sumsq;
 	g_ops.sumsq_chunk = 0;
 	g_ops.adamw = cu_adamw;
+	g_ops.sgd = cu_sgd;
+	g_ops.dequant_w = cu_dequant_w;
 	g_ops.col_mul = cu_col_mul;
 	g_ops.col_mul_backward = cu_col_mul_backward;
 	g_ops.dora_scale = cu_dora_scale;
@@ -1719,4 +1876,123 @@ extern "C" void ops_cuda_impl_mem(size_t *alloc_bytes, size_t *alloc_peak,
 	*alloc_bytes = g_alloc_bytes;
 	*alloc_peak = g_alloc_peak;
 	*scratch_bytes = g_scratch_bytes;
+}
+
+extern "C" void ops_cuda_impl_mem_peak(size_t *peak_bytes, size_t *device_used,
+				       size_t *device_total)
+{
+	*peak_bytes = g_total_peak;
+	*device_used = *device_total = 0;
+	size_t fr = 0, tot = 0;
+	if (started() && cudaMemGetInfo(&fr, &tot) == cudaSuccess) {
+		*device_used = tot - fr;
+		*device_total = tot;
+	}
+	(void)cudaGetLastError();
+}
+
+extern "C" void ops_cuda_impl_mem_reset_peak(void)
+{
+	g_alloc_peak = g_alloc_bytes;
+	g_total_peak = g_alloc_bytes + g_scratch_bytes;
+}
+
+/* ---- the device's limits, for ftlab bench ---- */
+
+#ifndef FTLAB_CUDA_EMU
+/* Uniform values in [-1, 1) from a hash of the index: random data, because a product of
+ * zeros can run faster than real data. */
+__global__ static void k_fill_random(float *x, size_t n, uint32_t seed)
+{
+	GRID_STRIDE(i, n)
+	{
+		uint64_t h = (uint64_t)i * 0x9e3779b97f4a7c15ULL + seed;
+		h ^= h >> 31;
+		h *= 0xbf58476d1ce4e5b9ULL;
+		h ^= h >> 29;
+		x[i] = (float)(h >> 40) * 0x1.0p-23f - 1.0f;
+	}
+}
+
+/* Best rate of `reps` timed products after two untimed ones, in TFLOP/s (0 on failure). */
+static double time_gemm(int n, const void *a, const void *b, void *c, cudaDataType ty,
+			cublasComputeType_t ct)
+{
+	cudaEvent_t e0, e1;
+	cudaError_t ce = cudaEventCreate(&e0);
+	if (ce == cudaSuccess && (ce = cudaEventCreate(&e1)) != cudaSuccess)
+		(void)cudaEventDestroy(e0);
+	if (ce != cudaSuccess) {
+		ck_cuda(ce, "cudaEventCreate", __FILE__, __LINE__);
+		return 0;
+	}
+	float one = 1.0f, zero = 0.0f;
+	double best = 0;
+	for (int rep = 0; rep < 12; rep++) {
+		CUDA_CHECK(cudaEventRecord(e0, 0));
+		CUBLAS_CHECK(g_api.gemm_ex(g_blas, CUBLAS_OP_T, CUBLAS_OP_N, n, n, n, &one, a, ty, n,
+					  b, ty, n, &zero, c, ty, n, ct, CUBLAS_GEMM_DEFAULT));
+		CUDA_CHECK(cudaEventRecord(e1, 0));
+		CUDA_CHECK(cudaEventSynchronize(e1));
+		float ms = 0;
+		CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+		if (rep >= 2 && ms > 0)
+			best = fmax(best, 2.0 * n * (double)n * n / (ms * 1e-3) / 1e12);
+	}
+	CUDA_CHECK(cudaEventDestroy(e0));
+	CUDA_CHECK(cudaEventDestroy(e1));
+	return g_err_kind ? 0 : best;
+}
+#endif
+
+extern "C" int ops_cuda_impl_peaks(double *bf16_tflops, double *tf32_tflops, double *copy_gbs,
+				   char *why, size_t why_len)
+{
+	*bf16_tflops = *tf32_tflops = *copy_gbs = 0;
+#ifdef FTLAB_CUDA_EMU
+	snprintf(why, why_len, "the CUDA emulation has no timing");
+	return 1;
+#else
+	if (!started()) {
+		snprintf(why, why_len, "the CUDA backend has not started");
+		return 1;
+	}
+	const int n = 8192;
+	size_t nn = (size_t)n * n;
+	float *a = (float *)cu_alloc(nn * 4), *b = (float *)cu_alloc(nn * 4);
+	float *c = (float *)cu_alloc(nn * 4);
+	uint16_t *ab = (uint16_t *)cu_alloc(nn * 2), *bb = (uint16_t *)cu_alloc(nn * 2);
+	uint16_t *cb = (uint16_t *)cu_alloc(nn * 2);
+	if (a && b && c && ab && bb && cb) {
+		LAUNCH(k_fill_random, blocks_for(nn, 256), 256, a, nn, 1u);
+		LAUNCH(k_fill_random, blocks_for(nn, 256), 256, b, nn, 2u);
+		LAUNCH(k_f32_to_bf16, blocks_for(nn, 256), 256, ab, a, nn);
+		LAUNCH(k_f32_to_bf16, blocks_for(nn, 256), 256, bb, b, nn);
+		*bf16_tflops = time_gemm(n, ab, bb, cb, CUDA_R_16BF, CUBLAS_COMPUTE_32F);
+		*tf32_tflops = time_gemm(n, a, b, c, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32);
+		/* copy: 256 MiB from a to c; read plus written bytes over the time */
+		cudaEvent_t e0, e1;
+		CUDA_CHECK(cudaEventCreate(&e0));
+		CUDA_CHECK(cudaEventCreate(&e1));
+		for (int rep = 0; rep < 8 && !g_err_kind; rep++) {
+			CUDA_CHECK(cudaEventRecord(e0, 0));
+			CUDA_CHECK(cudaMemcpyAsync(c, a, nn * 4, cudaMemcpyDeviceToDevice, 0));
+			CUDA_CHECK(cudaEventRecord(e1, 0));
+			CUDA_CHECK(cudaEventSynchronize(e1));
+			float ms = 0;
+			CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+			if (rep >= 2 && ms > 0)
+				*copy_gbs = fmax(*copy_gbs, 2.0 * nn * 4 / (ms * 1e-3) / 1e9);
+		}
+		CUDA_CHECK(cudaEventDestroy(e0));
+		CUDA_CHECK(cudaEventDestroy(e1));
+	}
+	cu_free(a), cu_free(b), cu_free(c), cu_free(ab), cu_free(bb), cu_free(cb);
+	CUDA_CHECK(cudaDeviceSynchronize());
+	if (g_err_kind) {
+		snprintf(why, why_len, "%s", g_err);
+		return 1;
+	}
+	return 0;
+#endif
 }

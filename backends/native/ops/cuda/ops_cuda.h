@@ -49,10 +49,35 @@ int ops_cuda_check(struct diag *d) FT_WUR;
 /* TF32 tensor cores for fp32 matmuls (default on; FTLAB_CUDA_TF32=0 turns it off). */
 void ops_cuda_set_tf32(bool on);
 /* Device memory the backend holds: through ops->alloc, and its own scratch (bf16
- * operands, attention statistics, reduction partials), current and peak bytes. */
+ * operands, attention statistics, reduction partials), current and peak bytes.
+ * peak_bytes is the highest the two reached together (what a run needs on the device,
+ * besides the CUDA context and cuBLAS's workspace); device_used and device_total are
+ * cudaMemGetInfo's view of the whole device now (every process, context included);
+ * both 0 before the table started or without CUDA. */
 struct ops_cuda_mem {
 	size_t alloc_bytes, alloc_peak, scratch_bytes;
+	size_t peak_bytes;
+	size_t device_used, device_total;
 };
 struct ops_cuda_mem ops_cuda_mem(void);
+/* Starts the peaks afresh from what is allocated now (a run or a benchmark measures its
+ * own peak in a process that did other work before). */
+void ops_cuda_mem_reset_peak(void);
+/* One line for logs: "peak 1.23 GiB (allocations 1.20, scratch 0.03); device in use 2.01
+ * of 139.8 GiB". */
+void ops_cuda_mem_describe(char *out, size_t out_len, const struct ops_cuda_mem *m);
+
+/* The device's limits, measured now (ftlab bench states speeds against them): dense
+ * matrix products through cuBLAS on random data (M = N = K = 8192, fp32 accumulation;
+ * the best of several timed repetitions after a warm-up, timed with CUDA events) and the
+ * device-to-device copy bandwidth (bytes read plus bytes written, 256 MiB copies). */
+struct ops_cuda_peaks {
+	double bf16_tflops; /* bf16 operands and result */
+	double tf32_tflops; /* fp32 operands and result on TF32 tensor cores */
+	double copy_gbs;    /* GB/s */
+};
+/* Starts the table if needed. 0, or FT_EUNSUPP (no device, no CUDA in this build) /
+ * FT_EIO / FT_ENOMEM with the reason in d. */
+int ops_cuda_measure_peaks(struct ops_cuda_peaks *out, struct diag *d) FT_WUR;
 
 #endif

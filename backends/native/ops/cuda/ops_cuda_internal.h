@@ -22,6 +22,13 @@ const struct ops *ops_cuda_impl_table(int index);
 int ops_cuda_impl_error(char *msg, size_t msg_len);
 void ops_cuda_impl_set_tf32(bool on);
 void ops_cuda_impl_mem(size_t *alloc_bytes, size_t *alloc_peak, size_t *scratch_bytes);
+/* Peak of allocations + scratch, and cudaMemGetInfo's used and total (0 when not started). */
+void ops_cuda_impl_mem_peak(size_t *peak_bytes, size_t *device_used, size_t *device_total);
+void ops_cuda_impl_mem_reset_peak(void);
+/* ops_cuda_measure_peaks on the started table: 0, or 1 with why filled (an error is also
+ * recorded for ops_cuda_impl_error). */
+int ops_cuda_impl_peaks(double *bf16_tflops, double *tf32_tflops, double *copy_gbs, char *why,
+			size_t why_len);
 
 #ifdef __cplusplus
 }
