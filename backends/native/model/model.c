@@ -777,8 +777,10 @@ static int table_make(struct model *m, const struct model_hparams *hp, const str
 	size_t maxp = 8 + (size_t)hp->n_layer * 40;
 	m->params = calloc(maxp, sizeof *m->params);
 	m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
-	if (!m->params || !m->layers)
-		return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+	if (!m->params || !m->layers) {
+		diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+		return FT_ENOMEM;
+	}
 	build_table(m);
 	select_trainable(m);
 	return 0;
@@ -959,15 +961,18 @@ static int init_magnitude(struct model *m, struct mparam *pp, struct diag *d)
 	size_t rows = (size_t)pp->pub.shape[0];
 	if (!w || (size_t)w->pub.shape[0] != rows)
 		return diag_set(d, FT_EINVAL, NULL, 0, 0, "model has no weight '%s'", wn);
-	size_t cols = (size_t)w->pub.shape[1], rb = param_bytes(w) / rows;
-	float *h = malloc(rows * sizeof(float)), *row = malloc(cols * sizeof(float));
-	uint8_t *raw = malloc(param_bytes(w));
+	size_t cols = (size_t)w->pub.shape[1], bytes = param_bytes(w);
+	if (!rows || !cols || !bytes)
+		return diag_set(d, FT_EINVAL, NULL, 0, 0, "weight '%s' is empty", wn);
+	size_t rb = bytes / rows;
+	float *h = malloc(rows * sizeof(float)), *row = calloc(cols, sizeof(float));
+	uint8_t *raw = malloc(bytes);
 	int rc = 0;
 	if (!h || !row || !raw) {
 		rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
 		goto done;
 	}
-	m->ops->to_host(raw, w->w.data, param_bytes(w));
+	m->ops->to_host(raw, w->w.data, bytes);
 	for (size_t r = 0; r < rows; r++) {
 		float g, inv;
 		ops_dequant_row(w->pub.type, raw + r * rb, row, cols);
