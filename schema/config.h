@@ -13,7 +13,7 @@
  * schema_enum_name() and schema_enum_index() convert, and test_schema checks the counts. */
 enum data_format { DATA_TEXT, DATA_COMPLETION, DATA_INSTRUCTION, DATA_CHAT, DATA_PREFERENCE };
 enum on_bad_example { BAD_EXAMPLE_ERROR, BAD_EXAMPLE_SKIP };
-enum method_type { METHOD_NONE, METHOD_FULL, METHOD_FREEZE, METHOD_LORA };
+enum method_type { METHOD_NONE, METHOD_FULL, METHOD_FREEZE, METHOD_LORA, METHOD_ADAPTER };
 enum optimizer_type { OPTIMIZER_ADAMW, OPTIMIZER_SGD };
 enum schedule_type { SCHEDULE_CONSTANT, SCHEDULE_LINEAR, SCHEDULE_COSINE };
 enum precision { PRECISION_FP32, PRECISION_BF16 };

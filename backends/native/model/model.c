@@ -175,6 +175,38 @@ static void make_lin(struct model *m, struct lin *l, const char *module, int out
 	}
 }
 
+/* The bottleneck adapters of layer l (AdapterHub's parameter names without the adapter's
+ * name: "<layer>.attention_adapters.adapter_down.weight", "...output_adapters...").
+ * GPT-2 blocks are "transformer.h.<l>". */
+static void make_bottlenecks(struct model *m, int l, const char *layer_prefix)
+{
+	static const char *const pos[2] = {"attention_adapters", "output_adapters"};
+	bool want[2] = {m->o.bn_attn, m->o.bn_mlp};
+	int C = m->hp.n_embd;
+	char nm[MODEL_NAME_MAX];
+	for (int w = 0; w < 2; w++) {
+		if (!m->bn || !want[w])
+			continue;
+		struct bneck *b = &m->layers[l].bn[w];
+		snprintf(nm, sizeof nm, "%s.%d.%s.adapter_down.weight", layer_prefix, l, pos[w]);
+		b->dw = add_param(m, nm, m->bn, C, l);
+		snprintf(nm, sizeof nm, "%s.%d.%s.adapter_down.bias", layer_prefix, l, pos[w]);
+		b->db = add_param(m, nm, m->bn, 1, l);
+		snprintf(nm, sizeof nm, "%s.%d.%s.adapter_up.weight", layer_prefix, l, pos[w]);
+		b->uw = add_param(m, nm, C, m->bn, l);
+		snprintf(nm, sizeof nm, "%s.%d.%s.adapter_up.bias", layer_prefix, l, pos[w]);
+		b->ub = add_param(m, nm, C, 1, l);
+		m->params[b->dw].trainable = m->params[b->db].trainable = true;
+		m->params[b->uw].trainable = m->params[b->ub].trainable = true;
+	}
+}
+
+/* Parameters of the method (LoRA, bottleneck adapters): not in the model file. */
+static bool is_adapter_param(const char *name)
+{
+	return strstr(name, ".lora_") != NULL || strstr(name, "_adapters.adapter_") != NULL;
+}
+
 static void build_table(struct model *m)
 {
 	const struct model_hparams *hp = &m->hp;
@@ -187,6 +219,7 @@ static void build_table(struct model *m)
 		for (size_t i = 0; i < FT_ARRAY_LEN(ls); i++)
 			ls[i]->w = ls[i]->b = ls[i]->la = ls[i]->lb = -1;
 		y->post_attn_w = y->post_ffn_w = y->q_norm_w = y->k_norm_w = -1;
+		y->bn[0] = y->bn[1] = (struct bneck){-1, -1, -1, -1};
 	}
 	if (hp->arch != ARCH_GPT2) {
 		bool g3 = hp->arch == ARCH_GEMMA3;
@@ -231,6 +264,7 @@ static void build_table(struct model *m)
 				y->local = hp->sliding_window > 0 &&
 					   (hp->swa_pattern <= 0 || l % hp->swa_pattern < hp->swa_pattern - 1);
 			}
+			make_bottlenecks(m, l, "model.layers");
 		}
 		m->lnf_w = add_param(m, "model.norm.weight", C, 1, -1);
 		m->head = hp->tied_embeddings ? m->wte : add_param(m, "lm_head.weight", V, C, -1);
@@ -260,6 +294,7 @@ static void build_table(struct model *m)
 			LIN(up, "mlp.c_fc", F, C, true, 5);
 			LIN(down, "mlp.c_proj", C, F, true, 6);
 #undef LIN
+			make_bottlenecks(m, l, "transformer.h");
 		}
 		m->lnf_w = add_param(m, "transformer.ln_f.weight", C, 1, -1);
 		m->lnf_b = add_param(m, "transformer.ln_f.bias", C, 1, -1);
@@ -291,7 +326,7 @@ static void select_trainable(struct model *m)
 	const struct model_opts *o = &m->o;
 	for (size_t i = 0; i < m->n_params; i++) {
 		struct mparam *p = &m->params[i];
-		if (strstr(p->name, ".lora_"))
+		if (is_adapter_param(p->name))
 			continue;
 		if (o->method == METHOD_FULL) {
 			p->trainable = true;
@@ -374,8 +409,25 @@ static int fill_param(struct model *m, const struct model_file *mf, struct mpara
 {
 	void *dst = (void *)pp->w.data;
 	size_t n = pp->pub.numel, bytes = param_bytes(pp);
-	if (strstr(pp->name, ".lora_B"))
-		return 0; /* zero, as ops->alloc gives it */
+	bool bn = strstr(pp->name, "_adapters.adapter_") != NULL;
+	if (strstr(pp->name, ".lora_B") || (bn && pp->pub.shape[1] == 1))
+		return 0; /* zero, as ops->alloc gives it (LoRA B, adapter biases) */
+	if (bn) {
+		/* AdapterHub's default init ("bert"): N(0, 0.02^2) weights */
+		float *h = malloc(n * sizeof(float));
+		if (!h)
+			return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+		for (size_t j = 0; j < n; j += 2) {
+			double u1 = 1.0 - rng_uniform(r), u2 = rng_uniform(r);
+			double rad = 0.02 * sqrt(-2.0 * log(u1));
+			h[j] = (float)(rad * cos(6.283185307179586 * u2));
+			if (j + 1 < n)
+				h[j + 1] = (float)(rad * sin(6.283185307179586 * u2));
+		}
+		m->ops->to_device(dst, h, n * sizeof(float));
+		free(h);
+		return 0;
+	}
 	if (strstr(pp->name, ".lora_A")) {
 		/* PEFT: kaiming_uniform_(a=sqrt(5)) -> U(-1/sqrt(in), 1/sqrt(in)) */
 		float *h = malloc(n * sizeof(float));
@@ -482,6 +534,12 @@ void model_plan_layer(struct model *m, struct mplan *p, struct lacts *a, int l, 
 	for (size_t i = 0; i < FT_ARRAY_LEN(ls); i++)
 		if (ls[i]->w >= 0 || ls[i]->la >= 0)
 			plan_lin_lora(m, p, a, ls[i], N);
+	for (int w = 0; w < 2; w++)
+		if (y->bn[w].dw >= 0) {
+			PLAN_F(p, a->bn_u[w], N * C);
+			PLAN_F(p, a->bn_pre[w], N * (size_t)m->bn);
+			PLAN_F(p, a->bn_hid[w], N * (size_t)m->bn);
+		}
 }
 
 /* true when the backward reads the input of linear l: a trainable weight or LoRA */
@@ -603,6 +661,10 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 		if (m->lora_r > 0) {
 			PLAN_F(&p, g->dlh, N * m->lora_r);
 			PLAN_F(&p, g->dxd, N * maxin);
+		}
+		if (m->bn > 0) {
+			PLAN_F(&p, g->dbn, N * C);
+			PLAN_F(&p, g->dbh, N * (size_t)m->bn);
 		}
 	}
 	rc = mplan_alloc(&p, m->ops, &m->act_mem, &m->act_bytes, "activations", d);
@@ -855,6 +917,23 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 		m->lora_s = o->rslora ? o->lora_alpha / sqrtf((float)o->lora_rank)
 				      : o->lora_alpha / (float)o->lora_rank;
 	}
+	if (o->method == METHOD_ADAPTER) {
+		const char *why = !(o->bn_reduction > 0.0)
+					  ? "reduction_factor must be positive"
+				  : !o->bn_attn && !o->bn_mlp
+					  ? "no adapter position (after attention and/or after the MLP)"
+				  : o->bn_act < OPS_ACT_RELU || o->bn_act > OPS_ACT_TANH
+					  ? "unknown non-linearity"
+				  : !m->ops->act_forward ? "this backend has no adapter kernels"
+							 : NULL;
+		if (why) {
+			rc = diag_set(d, FT_EINVAL, NULL, 0, 0, "bottleneck adapters: %s", why);
+			goto fail;
+		}
+		/* AdapterHub: int(hidden_size // reduction_factor), at least 1 */
+		double w = floor((double)hp->n_embd / o->bn_reduction);
+		m->bn = w < 1.0 ? 1 : w > (double)hp->n_embd * 64 ? hp->n_embd * 64 : (int)w;
+	}
 	/* Every LoRA target and freeze name must name something (PEFT refuses a target that
 	 * matches no module; training a subset of what was asked for is a wrong result). */
 	int bad;
@@ -882,7 +961,7 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 	/* every base tensor must exist with the right shape */
 	for (size_t i = 0; i < m->n_params; i++) {
 		struct mparam *p = &m->params[i];
-		if (strstr(p->name, ".lora_"))
+		if (is_adapter_param(p->name))
 			continue;
 		const struct mf_tensor *t = find_tensor(mf, p->name);
 		if (!t) {
@@ -920,7 +999,7 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 	for (size_t i = 0; i < m->n_params; i++) {
 		struct mparam *pp = &m->params[i];
 		uint32_t st = GGML_F32;
-		const struct mf_tensor *t = strstr(pp->name, ".lora_") ? NULL : find_tensor(mf, pp->name);
+		const struct mf_tensor *t = is_adapter_param(pp->name) ? NULL : find_tensor(mf, pp->name);
 		if (t)
 			mf_tensor_raw(t, &st);
 		pp->pub.type = storage_type(m, pp, t, st);
@@ -1225,6 +1304,77 @@ static void lin_backward(struct model *m, const struct lin *l, struct lacts *a, 
 	}
 }
 
+/* ---- bottleneck adapters ---- */
+
+/* y (N, C) += up(act(down(u))) with the adapter's biases; keeps down(u) + b and its
+ * activation for the backward. */
+static void bn_forward(struct model *m, const struct bneck *b, struct lacts *a, int w, float *y,
+		       const float *u, int N)
+{
+	const struct ops *ops = m->ops;
+	int C = m->hp.n_embd, H = m->bn;
+	ops->matmul(a->bn_pre[w], u, model_pdata(m, b->dw), N, H, C, OPS_TB | m->mmflags, 1.0f,
+		    0.0f);
+	ops->bias_add(a->bn_pre[w], model_pdata(m, b->db), N, H);
+	ops->act_forward(a->bn_hid[w], a->bn_pre[w], (size_t)N * H, m->o.bn_act);
+	ops->matmul(y, a->bn_hid[w], model_pdata(m, b->uw), N, C, H, OPS_TB | m->mmflags, 1.0f,
+		    1.0f);
+	ops->bias_add(y, model_pdata(m, b->ub), N, C);
+}
+
+/* The residual add out = x + s of sublayer w (0 attention, 1 MLP) of layer y, with its
+ * bottleneck adapter A when it has one: Houlsby out = x + s + A(s); Pfeiffer u = x + s,
+ * out = u + A(u). s may be overwritten; out may not alias x or s. */
+static void bn_residual(struct model *m, const struct layer *y, struct lacts *a, int w,
+			float *out, const float *x, float *s, int N)
+{
+	const struct ops *ops = m->ops;
+	size_t NC = (size_t)N * m->hp.n_embd;
+	const struct bneck *b = &y->bn[w];
+	if (b->dw < 0 || m->adapter_off) {
+		ops->add(out, x, s, NC);
+		return;
+	}
+	if (m->o.bn_pfeiffer) {
+		ops->add(a->bn_u[w], x, s, NC);
+		ops->add(out, x, s, NC);
+		bn_forward(m, b, a, w, out, a->bn_u[w], N);
+	} else {
+		ops->copy_rows(a->bn_u[w], (size_t)m->hp.n_embd, s, (size_t)m->hp.n_embd, N,
+			       m->hp.n_embd);
+		bn_forward(m, b, a, w, s, a->bn_u[w], N);
+		ops->add(out, x, s, NC);
+	}
+}
+
+/* The backward of bn_residual for sublayer w: dres holds dL/d(out) on entry and
+ * dL/d(x) on exit; returns dL/d(s) (dres itself, or the scratch g->dbn for Houlsby).
+ * Adapter gradients accumulate. */
+static float *bn_residual_backward(struct model *m, const struct layer *y, struct lacts *a,
+				   int w, float *dres, int N)
+{
+	const struct ops *ops = m->ops;
+	const struct bneck *b = &y->bn[w];
+	if (b->dw < 0)
+		return dres;
+	int C = m->hp.n_embd, H = m->bn;
+	unsigned f = m->mmflags;
+	float *du = dres; /* Pfeiffer: dL/du = dL/dout + A'(u)^T dL/dout = dL/ds = dL/dx */
+	if (!m->o.bn_pfeiffer) {
+		du = m->g.dbn; /* Houlsby: dL/ds = dL/dout + A'(s)^T dL/dout; dL/dx = dL/dout */
+		ops->copy_rows(du, (size_t)C, dres, (size_t)C, N, C);
+	}
+	const float *dy = dres;
+	ops->bias_backward(pgrad(m, b->ub), dy, N, C);
+	ops->matmul(pgrad(m, b->uw), dy, a->bn_hid[w], C, H, N, OPS_TA | f, 1.0f, 1.0f);
+	ops->matmul(m->g.dbh, dy, model_pdata(m, b->uw), N, H, C, f, 1.0f, 0.0f);
+	ops->act_backward(m->g.dbh, m->g.dbh, a->bn_pre[w], (size_t)N * H, m->o.bn_act);
+	ops->bias_backward(pgrad(m, b->db), m->g.dbh, N, H);
+	ops->matmul(pgrad(m, b->dw), m->g.dbh, a->bn_u[w], H, C, N, OPS_TA | f, 1.0f, 1.0f);
+	ops->matmul(du, m->g.dbh, model_pdata(m, b->dw), N, C, H, f, 1.0f, 1.0f);
+	return du;
+}
+
 /* RoPE frequencies and window of layer l (Gemma 3's local layers have their own). */
 static const float *layer_inv_freq(const struct model *m, int l)
 {
@@ -1250,7 +1400,6 @@ void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, fl
 	const struct model_hparams *hp = &m->hp;
 	const struct layer *y = &m->layers[l];
 	int N = B * T, C = hp->n_embd;
-	size_t NC = (size_t)N * C;
 	bool g3 = hp->arch == ARCH_GEMMA3;
 	if (hp->arch != ARCH_GPT2) {
 		ops->rmsnorm_forward(a->ln1, a->rstd1, a->x, model_pdata(m, y->ln1_w), N, C,
@@ -1297,7 +1446,7 @@ void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, fl
 	} else {
 		lin_forward(m, &y->o, a, tmp, a->atty, N, l, dropout);
 	}
-	ops->add(a->x2, a->x, tmp, NC);
+	bn_residual(m, y, a, 0, a->x2, a->x, tmp, N);
 	if (hp->arch != ARCH_GPT2) {
 		ops->rmsnorm_forward(a->ln2, a->rstd2, a->x2, model_pdata(m, y->ln2_w), N, C,
 				     hp->norm_eps);
@@ -1320,7 +1469,7 @@ void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, fl
 	} else {
 		lin_forward(m, &y->down, a, tmp, a->hm, N, l, dropout);
 	}
-	ops->add(out, a->x2, tmp, NC);
+	bn_residual(m, y, a, 1, out, a->x2, tmp, N);
 }
 
 void model_embed(struct model *m, float *out, const int32_t *tok, const int *pos, int n, int t)
@@ -1636,12 +1785,13 @@ static void layer_backward(struct model *m, int l, struct lacts *a, int B, int T
 	size_t NC = (size_t)N * C;
 	bool g3 = hp->arch == ARCH_GEMMA3;
 	/* g->dres holds dL/d(out) on entry and dL/d(x) on exit */
+	float *ds = bn_residual_backward(m, y, a, 1, g->dres, N); /* dL/d(MLP output) */
 	if (g3) { /* through the post-MLP norm: dtmp = dL/d(down output) */
-		ops->rmsnorm_backward(g->dtmp, pgrad(m, y->post_ffn_w), g->dres, a->mo,
+		ops->rmsnorm_backward(g->dtmp, pgrad(m, y->post_ffn_w), ds, a->mo,
 				      model_pdata(m, y->post_ffn_w), a->rstd_mo, N, C);
 		lin_backward(m, &y->down, a, g->dh, false, g->dtmp, a->hm, N);
 	} else {
-		lin_backward(m, &y->down, a, g->dh, false, g->dres, a->hm, N);
+		lin_backward(m, &y->down, a, g->dh, false, ds, a->hm, N);
 	}
 	if (hp->arch != ARCH_GPT2) {
 		if (g3)
@@ -1659,12 +1809,13 @@ static void layer_backward(struct model *m, int l, struct lacts *a, int B, int T
 					a->x2, model_pdata(m, y->ln2_w), a->mean2, a->rstd2, N, C);
 	}
 	ops->axpy(g->dres, 1.0f, g->dtmp, NC); /* dres is now dL/d(x2) */
+	ds = bn_residual_backward(m, y, a, 0, g->dres, N); /* dL/d(attention output) */
 	if (g3) { /* through the post-attention norm */
-		ops->rmsnorm_backward(g->dtmp, pgrad(m, y->post_attn_w), g->dres, a->ao,
+		ops->rmsnorm_backward(g->dtmp, pgrad(m, y->post_attn_w), ds, a->ao,
 				      model_pdata(m, y->post_attn_w), a->rstd_ao, N, C);
 		lin_backward(m, &y->o, a, g->datty, false, g->dtmp, a->atty, N);
 	} else {
-		lin_backward(m, &y->o, a, g->datty, false, g->dres, a->atty, N);
+		lin_backward(m, &y->o, a, g->datty, false, ds, a->atty, N);
 	}
 	ops->attention_backward(g->dq, g->dk, g->dv, g->datty, a->att, a->q, a->k, a->v, B, T,
 				hp->n_head, hp->n_head_kv, hp->head_dim, m->attn_scale,
@@ -1709,7 +1860,7 @@ static int backward(struct model *m, float loss_scale, const float *weights)
 	const struct ops *ops = m->ops;
 	const struct model_hparams *hp = &m->hp;
 	if (m->n_trainable == 0 || !m->have_targets || !m->g.dres ||
-	    (m->lora_r > 0 && (m->fwd_adapter_off || m->adapter_off)))
+	    ((m->lora_r > 0 || m->bn > 0) && (m->fwd_adapter_off || m->adapter_off)))
 		return FT_EINVAL;
 	int B = m->cur_b, T = m->cur_t, N = B * T, C = hp->n_embd, L = hp->n_layer;
 	float scale = loss_scale > 0.0f ? loss_scale
