@@ -145,8 +145,8 @@ const struct cli_command cli_commands[] = {
 	 "tokenizer.json. --json prints the ids, pieces, loss masks and prompt lengths.\n",
 	 cmd_tokenize},
 	{"export", "export a run's weights (PEFT adapter, merged model, GGUF)",
-	 "usage: ftlab export RUN --format peft|gguf-adapter|merged-safetensors|merged-gguf -o DIR\n"
-	 "                    [--base-model NAME]\n"
+	 "usage: ftlab export RUN --format peft|gguf-adapter|adapters|merged-safetensors|\n"
+	 "                    merged-gguf -o DIR [--base-model NAME]\n"
 	 "\n"
 	 "peft: adapter_model.safetensors and adapter_config.json. Its\n"
 	 "base_model_name_or_path is --base-model NAME when given, else the Hugging Face\n"
@@ -155,7 +155,9 @@ const struct cli_command cli_commands[] = {
 	 "merged-safetensors: model.safetensors, config.json and the tokenizer files\n"
 	 "(tokenizer.json, tokenizer_config.json with the chat template,\n"
 	 "special_tokens_map.json; from the GGUF metadata for a GGUF base).\n"
-	 "merged-gguf: model.gguf (F32). gguf-adapter: adapter.gguf for llama.cpp.\n",
+	 "merged-gguf: model.gguf (F32). gguf-adapter: adapter.gguf for llama.cpp.\n"
+	 "adapters (method adapter runs, which do not merge): adapter.safetensors and\n"
+	 "adapter_config.json for the AdapterHub `adapters` library's load_adapter.\n",
 	 cmd_export},
 	{"bench", "measure training, generation and tokenizer speed",
 	 "usage: ftlab bench [--model smollm2|gemma3|PATH] [--mode train|generate|tokenize]\n"

@@ -82,6 +82,11 @@ struct config_method {
 	struct strlist targets;    /* HF module names (q_proj, ...) */
 	bool all_linear;           /* targets: all-linear */
 	bool rslora;
+	/* adapter: bottleneck adapters (AdapterHub) */
+	bool pfeiffer;             /* placement pfeiffer; false: houlsby */
+	bool attn_adapter, mlp_adapter; /* positions, auto resolved by placement */
+	double reduction_factor;
+	int non_linearity;         /* enum ops_act: 0 relu, 1 swish, 2 gelu, 3 gelu_new, 4 tanh */
 	/* freeze: which modules and layers train ([first, last], -1 = all layers) */
 	struct strlist trainable;
 	int layers_first, layers_last;

@@ -1,10 +1,11 @@
 /* Bottleneck adapters (method adapter): whole-model finite-difference gradient checks on
  * tiny random llama, Gemma 3 and GPT-2 models in both placements (Pfeiffer, Houlsby), at
- * both positions, every non-linearity, with and without gradient checkpointing (the same
- * gradient bits); bf16 close to fp32; the forward against AdapterHub's `adapters` library
- * on the tiny HF llama (tests/reference/make_adapter_fixture.py: its saved adapters are
- * read by bottleneck_read and its logits compared); the AdapterHub directory written and
- * read back; configurations ftlab does not build refused. */
+ * both positions, every non-linearity; gradient checkpointing gives the same gradient
+ * bits; bf16 close to fp32; the forward against AdapterHub's `adapters` library on the
+ * tiny HF llama (fixtures of tests/reference/make_adapter_fixture.py read with
+ * bottleneck_read); the AdapterHub directory written and read back, unsupported configs
+ * refused; a trained export whose logits the `adapters` library reproduces
+ * (tests/reference/check_adapter_export.py); `ftlab export` of an adapter run. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,27 +17,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "backends/native/engine.h"
 #include "backends/native/io/model_file.h"
 #include "backends/native/model/model.h"
 #include "backends/native/ops/ops.h"
 #include "backends/native/peft/bottleneck.h"
+#include "backends/native/train/trainer.h"
 #include "common/rng.h"
 #include "common/util.h"
 #include "tests/unit/tiny_weights.h"
 #include "common/banned.h"
 
-#define B 2
-#define T 6
+#define BB 2
+#define TT 6
 
 static struct model_opts bn_opts(bool pfeiffer, bool attn, bool mlp, int act, double rf)
 {
 	struct model_opts o = {0};
 	o.method = METHOD_ADAPTER;
 	o.layers_first = o.layers_last = -1;
-	o.max_batch = B;
-	o.max_seq = T;
+	o.max_batch = BB;
+	o.max_seq = TT;
 	o.seed = 42;
 	o.bn_pfeiffer = pfeiffer;
 	o.bn_attn = attn;
@@ -50,7 +54,7 @@ static void batch(int32_t *tok, int32_t *tgt, int V, uint64_t seed)
 {
 	struct rng r;
 	rng_seed(&r, seed, 3);
-	for (int i = 0; i < B * T; i++) {
+	for (int i = 0; i < BB * TT; i++) {
 		tok[i] = (int32_t)rng_below(&r, (uint64_t)V);
 		tgt[i] = (int32_t)rng_below(&r, (uint64_t)V);
 	}
@@ -60,7 +64,7 @@ static void batch(int32_t *tok, int32_t *tgt, int V, uint64_t seed)
 static float loss_at(struct model *m, const int32_t *tok, const int32_t *tgt)
 {
 	float loss = 0;
-	assert_int_equal(model_forward(m, tok, tgt, B, T, &loss, NULL), 0);
+	assert_int_equal(model_forward(m, tok, tgt, BB, TT, &loss, NULL), 0);
 	return loss;
 }
 
@@ -91,7 +95,7 @@ static struct model *make(struct model_file *mf, const struct model_opts *o)
  * gradient flows through the second layer's adapters) and a few of the others. */
 static void gradcheck(struct model *m, int V, uint64_t seed)
 {
-	int32_t tok[B * T], tgt[B * T];
+	int32_t tok[BB * TT], tgt[BB * TT];
 	batch(tok, tgt, V, seed);
 	randomize(m, seed, 0.4f);
 	model_zero_grad(m);
@@ -123,7 +127,6 @@ static void gradcheck(struct model *m, int V, uint64_t seed)
 	assert_true(checked > 16);
 }
 
-/* keys: method.placement method.non_linearity method.reduction_factor */
 static void test_llama_fd(void **state)
 {
 	(void)state;
@@ -152,7 +155,6 @@ static void test_llama_fd(void **state)
 	model_file_free(mf);
 }
 
-/* keys: method.positions */
 static void test_positions(void **state)
 {
 	(void)state;
@@ -219,7 +221,7 @@ static void test_checkpointing_same_bits(void **state)
 {
 	(void)state;
 	struct model_file *mf = tiny_llama_mf(false, false, ROPE_HALF, 6);
-	int32_t tok[B * T], tgt[B * T];
+	int32_t tok[BB * TT], tgt[BB * TT];
 	batch(tok, tgt, 37, 3);
 	float *g[2][16] = {{0}};
 	float loss[2];
@@ -257,7 +259,7 @@ static void test_bf16_close(void **state)
 {
 	(void)state;
 	struct model_file *mf = tiny_llama_mf(false, false, ROPE_HALF, 6);
-	int32_t tok[B * T], tgt[B * T];
+	int32_t tok[BB * TT], tgt[BB * TT];
 	batch(tok, tgt, 37, 4);
 	float loss[2];
 	double gn[2] = {0}, dot = 0;
@@ -460,6 +462,248 @@ static void test_write_read(void **state)
 	model_file_free(mf);
 }
 
+/* ---- the export the `adapters` library loads ---- */
+
+#define XB 2
+#define XT 10
+static int32_t x_tok[XB * XT], x_tgt[XB * XT];
+
+static int x_batch(void *ud, int32_t *tok, int32_t *tgt, int max_rows, int *rows, int *out_T,
+		   struct diag *d)
+{
+	(void)ud, (void)d, (void)max_rows;
+	memcpy(tok, x_tok, sizeof x_tok);
+	memcpy(tgt, x_tgt, sizeof x_tgt);
+	*rows = XB;
+	*out_T = XT;
+	return 0;
+}
+
+/* Houlsby adapters (gelu_new, reduction 8) trained for 5 AdamW steps on the tiny HF llama,
+ * exported with bottleneck_write, with the trained model's logits:
+ * tests/reference/fixtures/adapter_tiny/ftlab_export/ (adapter_config.json,
+ * adapter.safetensors, ftlab_logits.json). tests/reference/check_adapter_export.py loads
+ * that directory with the `adapters` library and compares its logits with ours (result in
+ * adapter_export_check.json). This test rebuilds the export and checks the committed one
+ * is what ftlab writes (UPDATE_FIXTURES=1 rewrites it). */
+static void test_export_for_adapters_library(void **state)
+{
+	(void)state;
+	for (int i = 0; i < XB * XT; i++)
+		x_tok[i] = (int32_t)((i * 7 + 3) % 64);
+	for (int i = 0; i < XB * XT; i++)
+		x_tgt[i] = (i + 1) % XT ? x_tok[i + 1] : -1;
+	char *mp = root_path("tests/reference/fixtures/tiny-llama");
+	struct diag d;
+	diag_init(&d);
+	struct model_file *mf = NULL;
+	if (model_file_load(&mf, mp, &d))
+		fail_msg("%s: %s", mp, d.text);
+	free(mp);
+	struct model_opts o = bn_opts(false, true, true, OPS_ACT_GELU_TANH, 8);
+	o.max_batch = XB;
+	o.max_seq = XT;
+	o.full_logits = true;
+	o.seed = 3;
+	struct model *m = make(mf, &o);
+	struct config_train c = {.steps = 5, .batch_size = XB, .grad_accum = 1,
+				 .nonfinite = NONFINITE_ABORT};
+	c.optimizer.lr = 5e-2;
+	c.optimizer.beta1 = 0.9;
+	c.optimizer.beta2 = 0.999;
+	c.optimizer.eps = 1e-8;
+	c.schedule.type = SCHEDULE_CONSTANT;
+	struct batch_source src = {.T = XT, .next = x_batch};
+	struct trainer_opts to = {.train = &c, .total_steps = 5};
+	struct trainer_result res;
+	if (trainer_run(&res, m, &src, NULL, &to, &d))
+		fail_msg("%s", d.text);
+	model_set_training(m, false);
+	assert_int_equal(model_forward(m, x_tok, NULL, XB, XT, NULL, NULL), 0);
+	const float *lg = model_logits(m);
+	int V = model_hparams(m)->n_vocab;
+	size_t n = model_n_trainable(m);
+	struct lora_tensor *t = calloc(n, sizeof *t);
+	for (size_t i = 0; i < n; i++) {
+		const struct model_param *p = model_trainable(m, i);
+		t[i] = (struct lora_tensor){.name = (char *)p->name, .data = p->data,
+					    .rows = p->shape[0], .cols = p->shape[1]};
+	}
+	struct bn_info info = {.attn = true, .mlp = true, .pfeiffer = false, .reduction = 8,
+			       .act = OPS_ACT_GELU_TANH, .hidden_size = 32, .model_type = "llama"};
+	const char *upd = getenv("UPDATE_FIXTURES");
+	char *fix = root_path("tests/reference/fixtures/adapter_tiny/ftlab_export");
+	char tmpl[] = "/tmp/ftlab-bnx-XXXXXX";
+	bool update = upd && strcmp(upd, "1") == 0;
+	const char *dir = update ? fix : mkdtemp(tmpl);
+	assert_non_null(dir);
+	if (bottleneck_write(dir, t, n, &info, &d))
+		fail_msg("%s", d.text);
+	if (update) {
+		json_t *j = json_object(), *tk = json_array(), *rows = json_array();
+		for (int b = 0; b < XB; b++) {
+			json_t *r = json_array(), *seq = json_array();
+			for (int i = 0; i < XT; i++) {
+				json_array_append_new(r, json_integer(x_tok[b * XT + i]));
+				json_t *row = json_array();
+				for (int v = 0; v < V; v++)
+					json_array_append_new(
+						row, json_real(lg[((size_t)b * XT + i) * V + v]));
+				json_array_append_new(seq, row);
+			}
+			json_array_append_new(tk, r);
+			json_array_append_new(rows, seq);
+		}
+		json_object_set_new(j, "made_by", json_string("tests/unit/test_bottleneck.c "
+							      "(UPDATE_FIXTURES=1)"));
+		json_object_set_new(j, "tokens", tk);
+		json_object_set_new(j, "logits", rows);
+		char *lp = path_join(fix, "ftlab_logits.json");
+		assert_int_equal(json_dump_file(j, lp, JSON_COMPACT), 0);
+		free(lp);
+		json_decref(j);
+	}
+	/* the committed export: our weights (to fp32 rounding across machines) and logits */
+	struct bn_adapter *ours = NULL, *committed = NULL;
+	if (bottleneck_read(&ours, dir, &d) || bottleneck_read(&committed, fix, &d))
+		fail_msg("%s", d.text);
+	assert_int_equal(ours->n, committed->n);
+	for (size_t i = 0; i < ours->n; i++) {
+		assert_string_equal(ours->t[i].name, committed->t[i].name);
+		size_t k = (size_t)(ours->t[i].rows * ours->t[i].cols);
+		for (size_t j = 0; j < k; j++)
+			assert_true(fabsf(ours->t[i].data[j] - committed->t[i].data[j]) <= 1e-5f);
+	}
+	char *lp = path_join(fix, "ftlab_logits.json");
+	json_t *j = json_load_file(lp, 0, NULL);
+	assert_non_null(j);
+	json_t *rows = json_object_get(j, "logits");
+	for (int b = 0; b < XB; b++)
+		for (int i = 0; i < XT; i++)
+			for (int v = 0; v < V; v++) {
+				double ref = json_number_value(json_array_get(
+					json_array_get(json_array_get(rows, (size_t)b), (size_t)i),
+					(size_t)v));
+				assert_true(fabs(lg[((size_t)b * XT + i) * V + v] - ref) <= 1e-4);
+			}
+	/* and the adapters library's logits on that export (check_adapter_export.py) */
+	char *cp = root_path("tests/reference/fixtures/adapter_tiny/adapter_export_check.json");
+	json_t *chk = json_load_file(cp, 0, NULL);
+	assert_non_null(chk);
+	double rel = json_number_value(json_object_get(chk, "max_abs_diff_over_max_abs_logit"));
+	print_message("adapters library on ftlab's export: max |diff| / max |logit| = %.2e\n",
+		      rel);
+	assert_true(json_is_number(json_object_get(chk, "max_abs_diff_over_max_abs_logit")) &&
+		    rel <= 1e-5);
+	json_decref(chk);
+	free(cp);
+	json_decref(j);
+	free(lp);
+	bottleneck_free(ours);
+	bottleneck_free(committed);
+	if (!update) {
+		char cmd[256];
+		snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+		assert_int_equal(system(cmd), 0);
+	}
+	free(fix);
+	free(t);
+	model_free(m);
+	model_file_free(mf);
+}
+
+/* `ftlab export` of a method adapter run: --format adapters writes the run's adapters
+ * (the same bits, the base's model_type); merged and LoRA formats are refused with a
+ * message that says why (exit 2 from the command line); a LoRA run cannot be exported as
+ * adapters. */
+static void test_engine_export(void **state)
+{
+	(void)state;
+	char tmpl[] = "/tmp/ftlab-bnexp-XXXXXX";
+	assert_non_null(mkdtemp(tmpl));
+	char *run = path_join(tmpl, "runs/adapter-run-1");
+	char *ad = path_join(run, "adapter");
+	char *base = root_path("tests/reference/fixtures/tiny-llama");
+	struct model_file *mf = NULL;
+	struct diag d;
+	diag_init(&d);
+	if (model_file_load(&mf, base, &d))
+		fail_msg("%s", d.text);
+	struct model_opts o = bn_opts(true, false, true, OPS_ACT_RELU, 16);
+	struct model *m = make(mf, &o);
+	randomize(m, 4, 0.2f);
+	size_t n = model_n_trainable(m);
+	struct lora_tensor t[8];
+	assert_true(n <= 8);
+	for (size_t i = 0; i < n; i++) {
+		const struct model_param *p = model_trainable(m, i);
+		t[i] = (struct lora_tensor){.name = (char *)p->name, .data = p->data,
+					    .rows = p->shape[0], .cols = p->shape[1]};
+	}
+	struct bn_info info = {.mlp = true, .pfeiffer = true, .reduction = 16, .hidden_size = 32,
+			       .model_type = "llama"};
+	assert_int_equal(bottleneck_write(ad, t, n, &info, &d), 0);
+	char meta[1024];
+	snprintf(meta, sizeof meta,
+		 "{\"base_model\": \"%s\", \"method\": \"adapter\", \"version\": 1}", base);
+	char *mp = path_join(run, "export.json");
+	assert_int_equal(file_write_atomic(mp, meta, strlen(meta), &d), 0);
+	char *out = path_join(tmpl, "out"), *target = NULL;
+	if (engine_export(&target, run, "adapters", out, NULL, &d))
+		fail_msg("%s", d.text);
+	assert_string_equal(target, out);
+	free(target);
+	struct bn_adapter *a = NULL;
+	assert_int_equal(bottleneck_read(&a, out, &d), 0);
+	assert_int_equal(a->n, n);
+	assert_true(a->info.pfeiffer && a->info.mlp && !a->info.attn);
+	for (size_t i = 0; i < n; i++) {
+		const struct model_param *p = model_param_find(m, a->t[i].name);
+		assert_non_null(p);
+		assert_memory_equal(p->data, a->t[i].data, p->numel * sizeof(float));
+	}
+	bottleneck_free(a);
+	static const char *const refused[] = {"merged-safetensors", "merged-gguf", "peft",
+					      "gguf-adapter"};
+	for (size_t i = 0; i < FT_ARRAY_LEN(refused); i++) {
+		diag_init(&d);
+		assert_int_equal(engine_export(&target, run, refused[i], out, NULL, &d), FT_EINVAL);
+		assert_non_null(strstr(d.text, "do not merge"));
+		assert_non_null(strstr(d.text, "--format adapters"));
+	}
+	const char *bin = getenv("FTLAB_BIN");
+	if (bin) {
+		char cmd[1024];
+		snprintf(cmd, sizeof cmd,
+			 "'%s' --workspace '%s' export adapter-run-1 --format merged-gguf -o '%s/x' "
+			 "2>/dev/null", bin, tmpl, tmpl);
+		int st = system(cmd);
+		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+		snprintf(cmd, sizeof cmd,
+			 "'%s' --workspace '%s' export adapter-run-1 --format adapters -o '%s/y' "
+			 ">/dev/null", bin, tmpl, tmpl);
+		st = system(cmd);
+		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	/* a LoRA run's metadata: --format adapters is refused */
+	snprintf(meta, sizeof meta, "{\"base_model\": \"%s\", \"method\": \"lora\", \"version\": 1}",
+		 base);
+	assert_int_equal(file_write_atomic(mp, meta, strlen(meta), &d), 0);
+	diag_init(&d);
+	assert_int_equal(engine_export(&target, run, "adapters", out, NULL, &d), FT_EINVAL);
+	assert_non_null(strstr(d.text, "needs a bottleneck adapter run"));
+	char cmd[256];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpl);
+	assert_int_equal(system(cmd), 0);
+	free(out);
+	free(mp);
+	free(base);
+	free(ad);
+	free(run);
+	model_free(m);
+	model_file_free(mf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -470,6 +714,8 @@ int main(void)
 		cmocka_unit_test(test_bf16_close),
 		cmocka_unit_test(test_reference_forward),
 		cmocka_unit_test(test_write_read),
+		cmocka_unit_test(test_export_for_adapters_library),
+		cmocka_unit_test(test_engine_export),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "backends/native/model/model.h"
+#include "backends/native/ops/ops.h"
 #include "backends/native/train/trainer.h"
 #include "common/rng.h"
 #include "common/util.h"
@@ -130,6 +131,7 @@ static struct config_train train_cfg(int64_t steps)
 }
 
 static bool use_gemma; /* the tiny Gemma 3 (window 3) instead of the tiny llama */
+static bool use_checkpointing; /* models built with gradient checkpointing */
 
 static struct model *make_model(enum method_type method, float dropout, int max_batch)
 {
@@ -139,6 +141,11 @@ static struct model *make_model(enum method_type method, float dropout, int max_
 			       .lora_dropout = dropout, .targets = targets, .n_targets = 2,
 			       .layers_first = -1, .layers_last = -1, .max_batch = max_batch,
 			       .max_seq = SEQ, .seed = 11};
+	/* bottleneck adapters: Houlsby at both positions, swish, bottleneck 16 / 4 */
+	o.bn_attn = o.bn_mlp = true;
+	o.bn_reduction = 4;
+	o.bn_act = OPS_ACT_SILU;
+	o.grad_checkpointing = use_checkpointing;
 	struct model *m = NULL;
 	struct diag d;
 	diag_init(&d);
@@ -204,6 +211,8 @@ static void test_tiny_model_learns(void **state)
 /* Runs config c uninterrupted twice (identical traces), then killed after step 7 and
  * resumed in a fresh model from its checkpoint (the same trace, bit for bit); the
  * uninterrupted trace goes to out (steps 1..12). */
+static enum method_type resume_method = METHOD_LORA;
+
 static void check_resume(struct config_train c, double out[13])
 {
 	char tmpl[] = "/tmp/ftlab-train-XXXXXX";
@@ -216,13 +225,13 @@ static void check_resume(struct config_train c, double out[13])
 	/* Reference: uninterrupted, LoRA with dropout (the mask counter must resume too). */
 	struct rec a = {.stop_at = -1}, b = {.stop_at = -1};
 	struct synth s;
-	struct model *m = make_model(METHOD_LORA, 0.1f, 4);
+	struct model *m = make_model(resume_method, 0.1f, 4);
 	memset(&s, 0, sizeof(s));
 	rng_seed(&s.r, 9, 0);
 	assert_int_equal(run(m, &c, &a, NULL, false, &s, NULL, &res), 0);
 	model_free(m);
 	/* Same seed, same threads: identical trace. */
-	m = make_model(METHOD_LORA, 0.1f, 4);
+	m = make_model(resume_method, 0.1f, 4);
 	rng_seed(&s.r, 9, 0);
 	assert_int_equal(run(m, &c, &b, NULL, false, &s, NULL, &res), 0);
 	model_free(m);
@@ -231,7 +240,7 @@ static void check_resume(struct config_train c, double out[13])
 
 	/* Killed after step 7 (between checkpoints): a checkpoint is written on stop. */
 	struct rec k = {.stop_at = 7};
-	m = make_model(METHOD_LORA, 0.1f, 4);
+	m = make_model(resume_method, 0.1f, 4);
 	rng_seed(&s.r, 9, 0);
 	assert_int_equal(run(m, &c, &k, ck, false, &s, NULL, &res), FT_EINTR);
 	assert_int_equal(res.steps_done, 7);
@@ -239,7 +248,7 @@ static void check_resume(struct config_train c, double out[13])
 	/* A fresh process: new model from the same file and seed, a data source at its start;
 	 * resume restores weights, moments, data cursor and dropout counter. */
 	struct rec rs = {.stop_at = -1};
-	m = make_model(METHOD_LORA, 0.1f, 4);
+	m = make_model(resume_method, 0.1f, 4);
 	rng_seed(&s.r, 12345, 0); /* deliberately wrong: the cursor must be restored */
 	assert_int_equal(run(m, &c, &rs, ck, true, &s, NULL, &res), 0);
 	assert_int_equal(res.resumed_from, 7);
@@ -252,7 +261,7 @@ static void check_resume(struct config_train c, double out[13])
 	model_free(m);
 
 	/* Resume refuses a different config. */
-	m = make_model(METHOD_LORA, 0.1f, 4);
+	m = make_model(resume_method, 0.1f, 4);
 	struct run_sink sink = {.ud = &rs, .metric = rec_metric, .event = rec_event};
 	struct batch_source src = {.ud = &s, .T = SEQ, .next = synth_next, .save = synth_save,
 				   .restore = synth_restore};
@@ -267,6 +276,23 @@ static void check_resume(struct config_train c, double out[13])
 	assert_int_equal(dir_remove_all(dir), 0);
 	free(dir);
 	memcpy(out, a.loss, 13 * sizeof(double));
+}
+
+/* Bottleneck adapters (method adapter): killed and resumed, the uninterrupted trace bit
+ * for bit, with and without gradient checkpointing (the same trace both ways). */
+static void test_adapter_resume_bit_identical(void **state)
+{
+	(void)state;
+	resume_method = METHOD_ADAPTER;
+	double plain[13], ck[13];
+	struct config_train c = train_cfg(12);
+	check_resume(c, plain);
+	use_checkpointing = true;
+	check_resume(c, ck);
+	use_checkpointing = false;
+	assert_memory_equal(plain, ck, sizeof plain);
+	assert_true(plain[12] < plain[1]);
+	resume_method = METHOD_LORA;
 }
 
 /* The default config (AdamW, LoRA with dropout): see check_resume. */
@@ -480,6 +506,7 @@ int main(void)
 		cmocka_unit_test(test_tiny_model_learns),
 		cmocka_unit_test(test_deterministic_and_resume),
 		cmocka_unit_test(test_sgd_resume_bit_identical),
+		cmocka_unit_test(test_adapter_resume_bit_identical),
 		cmocka_unit_test(test_gemma3_learns_and_resumes),
 		cmocka_unit_test(test_grad_accum_whole_batch_mean),
 		cmocka_unit_test(test_nonfinite_policy),
