@@ -137,9 +137,14 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 		o.method = ENGINE_BENCH_LORA;
 	else if (strcmp(method, "lora-all") == 0)
 		o.method = ENGINE_BENCH_LORA_ALL;
+	else if (strcmp(method, "adapter") == 0)
+		o.method = ENGINE_BENCH_ADAPTER;
+	else if (strcmp(method, "adapter-houlsby") == 0)
+		o.method = ENGINE_BENCH_ADAPTER_HOULSBY;
 	else if (!o.generate && !o.tokenize)
-		return cli_usage_error("bench", NULL, "--method is lora, lora-all or full, not '%s'",
-				       method);
+		return cli_usage_error("bench", NULL,
+				       "--method is lora, lora-all, full, adapter or adapter-houlsby, "
+				       "not '%s'", method);
 	if (objective) {
 		int k = schema_enum_index("train.objective", objective);
 		if (k < 0 || o.generate || o.tokenize)

@@ -119,7 +119,8 @@ int engine_export(char **out_target, const char *run_dir, const char *format,
 
 /* ---- bench and selftest ---- */
 
-enum engine_bench_method { ENGINE_BENCH_LORA, ENGINE_BENCH_LORA_ALL, ENGINE_BENCH_FULL };
+enum engine_bench_method { ENGINE_BENCH_LORA, ENGINE_BENCH_LORA_ALL, ENGINE_BENCH_FULL,
+			  ENGINE_BENCH_ADAPTER, ENGINE_BENCH_ADAPTER_HOULSBY };
 
 struct engine_bench_opts {
 	const char *model_path;
