@@ -156,6 +156,8 @@ const struct cli_command cli_commands[] = {
 	 "(tokenizer.json, tokenizer_config.json with the chat template,\n"
 	 "special_tokens_map.json; from the GGUF metadata for a GGUF base).\n"
 	 "merged-gguf: model.gguf (F32). gguf-adapter: adapter.gguf for llama.cpp.\n"
+	 "peft takes LoRA, DoRA, IA3 and prefix-tuning runs; the merged formats every\n"
+	 "method but prefix tuning and bottleneck adapters; gguf-adapter LoRA only.\n"
 	 "adapters (method adapter runs, which do not merge): adapter.safetensors and\n"
 	 "adapter_config.json for the AdapterHub `adapters` library's load_adapter.\n",
 	 cmd_export},
@@ -163,7 +165,8 @@ const struct cli_command cli_commands[] = {
 	 "usage: ftlab bench [--model smollm2|gemma3|PATH] [--mode train|generate|tokenize]\n"
 	 "                   [--backend auto|cpu|cuda] [--threads N] [--json]\n"
 	 "                   [--weights file|f32]\n"
-	 "                   train:    [--method lora|lora-all|full|adapter|adapter-houlsby]\n"
+	 "                   train:    [--method lora|lora-all|dora|ia3|prefix|full|adapter|\n"
+	 "                             adapter-houlsby]\n"
 	 "                             [--precision fp32|bf16]\n"
 	 "                             [--batch B] [--seq T] [--steps N] [--logits chunked|all]\n"
 	 "                             [--targets N] [--objective sft|dpo|orpo|simpo]\n"

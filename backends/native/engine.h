@@ -119,8 +119,16 @@ int engine_export(char **out_target, const char *run_dir, const char *format,
 
 /* ---- bench and selftest ---- */
 
-enum engine_bench_method { ENGINE_BENCH_LORA, ENGINE_BENCH_LORA_ALL, ENGINE_BENCH_FULL,
-			  ENGINE_BENCH_ADAPTER, ENGINE_BENCH_ADAPTER_HOULSBY };
+enum engine_bench_method {
+	ENGINE_BENCH_LORA,
+	ENGINE_BENCH_LORA_ALL,
+	ENGINE_BENCH_FULL,
+	ENGINE_BENCH_DORA,
+	ENGINE_BENCH_IA3,
+	ENGINE_BENCH_PREFIX,
+	ENGINE_BENCH_ADAPTER,
+	ENGINE_BENCH_ADAPTER_HOULSBY
+};
 
 struct engine_bench_opts {
 	const char *model_path;
