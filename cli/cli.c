@@ -145,8 +145,8 @@ const struct cli_command cli_commands[] = {
 	 "tokenizer.json. --json prints the ids, pieces, loss masks and prompt lengths.\n",
 	 cmd_tokenize},
 	{"export", "export a run's weights (PEFT adapter, merged model, GGUF)",
-	 "usage: ftlab export RUN --format peft|gguf-adapter|merged-safetensors|merged-gguf -o DIR\n"
-	 "                    [--base-model NAME]\n"
+	 "usage: ftlab export RUN --format peft|gguf-adapter|adapters|merged-safetensors|\n"
+	 "                    merged-gguf -o DIR [--base-model NAME]\n"
 	 "\n"
 	 "peft: adapter_model.safetensors and adapter_config.json. Its\n"
 	 "base_model_name_or_path is --base-model NAME when given, else the Hugging Face\n"
@@ -157,13 +157,16 @@ const struct cli_command cli_commands[] = {
 	 "special_tokens_map.json; from the GGUF metadata for a GGUF base).\n"
 	 "merged-gguf: model.gguf (F32). gguf-adapter: adapter.gguf for llama.cpp.\n"
 	 "peft takes LoRA, DoRA, IA3 and prefix-tuning runs; the merged formats every\n"
-	 "method but prefix tuning; gguf-adapter LoRA only.\n",
+	 "method but prefix tuning and bottleneck adapters; gguf-adapter LoRA only.\n"
+	 "adapters (method adapter runs, which do not merge): adapter.safetensors and\n"
+	 "adapter_config.json for the AdapterHub `adapters` library's load_adapter.\n",
 	 cmd_export},
 	{"bench", "measure training, generation and tokenizer speed",
 	 "usage: ftlab bench [--model smollm2|gemma3|PATH] [--mode train|generate|tokenize]\n"
 	 "                   [--backend auto|cpu|cuda] [--threads N] [--json]\n"
 	 "                   [--weights file|f32]\n"
-	 "                   train:    [--method lora|lora-all|dora|ia3|prefix|full]\n"
+	 "                   train:    [--method lora|lora-all|dora|ia3|prefix|full|adapter|\n"
+	 "                             adapter-houlsby]\n"
 	 "                             [--precision fp32|bf16]\n"
 	 "                             [--batch B] [--seq T] [--steps N] [--logits chunked|all]\n"
 	 "                             [--targets N] [--objective sft|dpo|orpo|simpo]\n"

@@ -143,10 +143,14 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 		o.method = ENGINE_BENCH_IA3;
 	else if (strcmp(method, "prefix") == 0)
 		o.method = ENGINE_BENCH_PREFIX;
+	else if (strcmp(method, "adapter") == 0)
+		o.method = ENGINE_BENCH_ADAPTER;
+	else if (strcmp(method, "adapter-houlsby") == 0)
+		o.method = ENGINE_BENCH_ADAPTER_HOULSBY;
 	else if (!o.generate && !o.tokenize)
 		return cli_usage_error("bench", NULL,
-				       "--method is lora, lora-all, dora, ia3, prefix or full, not "
-				       "'%s'", method);
+				       "--method is lora, lora-all, dora, ia3, prefix, full, adapter or "
+				       "adapter-houlsby, not '%s'", method);
 	if (objective) {
 		int k = schema_enum_index("train.objective", objective);
 		if (k < 0 || o.generate || o.tokenize)

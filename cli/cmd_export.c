@@ -1,4 +1,4 @@
-/* cmd_export: `ftlab export RUN --format peft|gguf-adapter|merged-safetensors|merged-gguf
+/* cmd_export: `ftlab export RUN --format peft|gguf-adapter|adapters|merged-safetensors|merged-gguf
  * -o DIR`: finds the run's directory in the workspace and has the native engine rebuild and
  * write its weights (backends/native/export.c, through engine.h); prints what it wrote. */
 #include "cli/cli.h"
@@ -12,7 +12,7 @@
 #include "common/util.h"
 #include "common/banned.h"
 
-static const char *const formats[] = {"peft", "gguf-adapter", "merged-safetensors",
+static const char *const formats[] = {"peft", "gguf-adapter", "adapters", "merged-safetensors",
 				      "merged-gguf", NULL};
 
 /* The run directory for an id or a unique prefix of one. */

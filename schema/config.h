@@ -14,7 +14,7 @@
 enum data_format { DATA_TEXT, DATA_COMPLETION, DATA_INSTRUCTION, DATA_CHAT, DATA_PREFERENCE };
 enum on_bad_example { BAD_EXAMPLE_ERROR, BAD_EXAMPLE_SKIP };
 enum method_type { METHOD_NONE, METHOD_FULL, METHOD_FREEZE, METHOD_LORA, METHOD_DORA, METHOD_IA3,
-		   METHOD_PREFIX };
+		   METHOD_PREFIX, METHOD_ADAPTER };
 enum optimizer_type { OPTIMIZER_ADAMW, OPTIMIZER_SGD };
 enum schedule_type { SCHEDULE_CONSTANT, SCHEDULE_LINEAR, SCHEDULE_COSINE };
 enum precision { PRECISION_FP32, PRECISION_BF16 };
@@ -84,6 +84,11 @@ struct config_method {
 				    * for the architecture */
 	bool all_linear;           /* targets: all-linear */
 	bool rslora;
+	/* adapter: bottleneck adapters (AdapterHub) */
+	bool pfeiffer;             /* placement pfeiffer; false: houlsby */
+	bool attn_adapter, mlp_adapter; /* positions, auto resolved by placement */
+	double reduction_factor;
+	int non_linearity;         /* enum ops_act: 0 relu, 1 swish, 2 gelu, 3 gelu_new, 4 tanh */
 	/* ia3: the targets whose input (not output) is scaled; ff_default: not given, so
 	 * PEFT's feed-forward modules for the architecture that are among the targets */
 	struct strlist ff_targets;

@@ -470,6 +470,15 @@ int schema_fill_config(struct config *c, const struct node *r, const char *base_
 	m->all_linear = tg && strcmp(tg, "all-linear") == 0;
 	flist(&F, &m->targets, "method.targets");
 	m->rslora = get_bool(&F, "method.rslora");
+	/* adapter: "auto" positions and non-linearity follow the placement (absent keys, other
+	 * methods: pfeiffer's, unused) */
+	m->pfeiffer = get_enum(&F, "method.placement") == 0;
+	int pos = get_enum(&F, "method.positions"); /* auto|attention|mlp|both */
+	m->attn_adapter = pos == 1 || pos == 3 || (pos == 0 && !m->pfeiffer);
+	m->mlp_adapter = pos >= 2 || pos == 0;
+	m->reduction_factor = get_f64(&F, "method.reduction_factor");
+	int nl = get_enum(&F, "method.non_linearity"); /* auto|relu|swish|... */
+	m->non_linearity = nl > 0 ? nl - 1 : m->pfeiffer ? 0 : 1;
 	flist(&F, &m->ff_targets, "method.feedforward_targets");
 	m->ff_default = node_get_path(r, "method.feedforward_targets") == NULL;
 	m->num_virtual_tokens = (int)get_i64_or(&F, "method.num_virtual_tokens", 0);

@@ -123,14 +123,17 @@ const struct key_desc schema_keys[] = {
 	 "A malformed record stops the run (error) or is skipped and counted (skip).", NULL},
 
 	{"method", KT_MAP, 0, NULL, NOB, NULL, "The fine-tuning method.", NULL},
-	{"method.type", KT_ENUM, 0, "lora", NOB, "none|full|freeze|lora|dora|ia3|prefix",
+	{"method.type", KT_ENUM, 0, "lora", NOB, "none|full|freeze|lora|dora|ia3|prefix|adapter",
 	 "none (evaluate the base model only: train keys set to anything but their defaults, "
 	 "and data.packing, are refused), full (all weights), freeze (only method.trainable "
 	 "modules of method.layers), lora (low-rank adapters), dora (weight-decomposed LoRA: "
 	 "a trained magnitude per output row times the normalised W + BA, as PEFT's "
 	 "use_dora), ia3 (learned vectors scaling the outputs of the targets, or the inputs of "
 	 "the feed-forward targets, as PEFT's IA3), prefix (trained key/value vectors before "
-	 "every sequence in every layer, as PEFT's prefix tuning; llama-family models).", NULL},
+	 "every sequence in every layer, as PEFT's prefix tuning; llama-family models), adapter "
+	 "(bottleneck adapters as AdapterHub's `adapters` library builds them: "
+	 "method.placement, method.positions, method.reduction_factor, method.non_linearity).",
+	 NULL},
 	{"method.rank", KT_INT, KF_LO | KF_HI, "8", RANGE(1, 4096), NULL, "LoRA rank r (lora and dora).", NULL},
 	{"method.alpha", KT_FLOAT, KF_LO | KF_LO_OPEN | KF_HI, "16", RANGE(0, 1e6), NULL,
 	 "LoRA scaling numerator: updates are scaled by alpha/r (alpha/sqrt(r) with rslora).", NULL},
@@ -155,6 +158,21 @@ const struct key_desc schema_keys[] = {
 	 "prefix only: the trained key/value positions per layer (PEFT's num_virtual_tokens).",
 	 NULL},
 	{"method.rslora", KT_BOOL, 0, "false", NOB, NULL, "Rank-stabilised scaling alpha/sqrt(r).", NULL},
+	{"method.placement", KT_ENUM, 0, "pfeiffer", NOB, "pfeiffer|houlsby",
+	 "adapter only: pfeiffer (AdapterHub's SeqBnConfig: the adapter reads the residual stream "
+	 "after the sublayer's residual add and adds its output to it) or houlsby "
+	 "(DoubleSeqBnConfig: the adapter reads the sublayer's output before the residual add "
+	 "and adds to it).", NULL},
+	{"method.positions", KT_ENUM, 0, "auto", NOB, "auto|attention|mlp|both",
+	 "adapter only: which sublayers of every block get an adapter (AdapterHub's mh_adapter "
+	 "and output_adapter); auto: the placement's own (pfeiffer mlp, houlsby both).", NULL},
+	{"method.reduction_factor", KT_FLOAT, KF_LO | KF_LO_OPEN | KF_HI, "16", RANGE(0, 65536),
+	 NULL,
+	 "adapter only: the bottleneck is the hidden size divided by this, rounded down (at "
+	 "least 1), as AdapterHub's reduction_factor.", NULL},
+	{"method.non_linearity", KT_ENUM, 0, "auto", NOB, "auto|relu|swish|gelu|gelu_new|tanh",
+	 "adapter only: the bottleneck's activation (gelu is the exact erf form, gelu_new the "
+	 "tanh approximation); auto: the placement's own (pfeiffer relu, houlsby swish).", NULL},
 	{"method.trainable", KT_STRLIST, 0, "[]", NOB, NULL,
 	 "freeze only: parameters that train, by a dotted part of their names (mlp, q_proj, "
 	 "input_layernorm, embed_tokens, lm_head, norm; empty: every parameter of the chosen "

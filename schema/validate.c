@@ -1695,6 +1695,9 @@ static int cross_rules(struct vstate *S, struct node *res)
 	static const char *const ia3_keys[] = {"method.feedforward_targets"};
 	static const char *const prefix_keys[] = {"method.num_virtual_tokens"};
 	static const char *const freeze_keys[] = {"method.trainable", "method.layers"};
+	static const char *const adapter_keys[] = {"method.placement", "method.positions",
+						   "method.reduction_factor",
+						   "method.non_linearity"};
 	static const char *const exec_keys[] = {"backend.command", "backend.timeout",
 						"backend.metrics_file", "backend.workdir"};
 	static const char *const adamw_keys[] = {"train.optimizer.betas", "train.optimizer.eps"};
@@ -1718,6 +1721,8 @@ static int cross_rules(struct vstate *S, struct node *res)
 	    (rc = ia3_rules(S, res)) ||
 	    (rc = only_with(S, res, freeze_keys, FT_ARRAY_LEN(freeze_keys), "method.type",
 			    "freeze")) ||
+	    (rc = only_with(S, res, adapter_keys, FT_ARRAY_LEN(adapter_keys), "method.type",
+			    "adapter")) ||
 	    (rc = only_with(S, res, exec_keys, FT_ARRAY_LEN(exec_keys), "backend.type", "exec")) ||
 	    (rc = only_with(S, res, adamw_keys, FT_ARRAY_LEN(adamw_keys), "train.optimizer.type",
 			    "adamw")) ||

@@ -15,7 +15,8 @@
 # files with 10^5..10^6 metadata keys or tensor infos (bench/gguf_keys.c; GGUF_KEYS=0
 # skips it); the preference steps (DPO with LoRA and with full fine-tuning, SimPO: BATCH
 # pairs, 2 x BATCH rows) against the SFT step of BATCH rows of the same method (PREF=0
-# skips them); then the sweep benchmark
+# skips them); bottleneck adapters (pfeiffer and houlsby, AdapterHub's defaults) beside
+# LoRA q,v: tokens/s and peak resident memory (ADAPTERS=0 skips it); then the sweep benchmark
 # (bench/sweep_bench.sh: bayes against random, hyperband; SWEEPS=0 skips it).
 # LoRA q,v and generation also run with every weight dequantized to fp32 at load
 # (--weights f32, the engine's layout before frozen weights kept the file's blocks):
@@ -170,6 +171,32 @@ for method in ${METHODS:-lora lora-all full}; do
     ratio "lora peak resident memory, as stored / fp32 weights" "$ra" "$rb"
   fi
 done
+if [ "${ADAPTERS:-1}" = 1 ]; then
+  # bottleneck adapters (AdapterHub's defaults: pfeiffer = seq_bn after the MLP, relu;
+  # houlsby = double_seq_bn after attention and MLP, swish; reduction factor 16) beside
+  # LoRA q,v, alternating for ROUNDS rounds: tokens/s and peak resident memory
+  echo "== bottleneck adapters beside lora (tokens/s, peak resident memory)"
+  declare -A ad_v=() ad_mem=()
+  for r in $(seq "$rounds"); do
+    for method in lora adapter adapter-houlsby; do
+      out=$("$bin" bench --backend cpu --mode train --model "$model" --method "$method" \
+        --batch "$batch" --seq "$seq" --steps "$steps" --threads "$threads" \
+        --precision "${PRECISION:-fp32}")
+      [ "$r" = 1 ] && echo "$out" | grep -E 'trainable|tokens/s|peak resident'
+      v=$(echo "$out" | sed -n 's/.*steps: \([0-9.]*\) tokens\/s.*/\1/p' | head -n 1)
+      ad_v[$method]+="${v:-0} "
+      ad_mem[$method]=$(echo "$out" | num "peak resident")
+      echo "  round $r: $method ${v:-failed} tokens/s"
+    done
+  done
+  for method in lora adapter adapter-houlsby; do
+    # shellcheck disable=SC2086 # the values split on purpose
+    read -r m lo hi < <(stats ${ad_v[$method]})
+    echo "$method: median $m tokens/s (spread $lo-$hi, $rounds runs), peak resident ${ad_mem[$method]}"
+    [ "$method" = lora ] && lora_m=$m
+    [ "$method" != lora ] && ratio "$method tokens/s / lora (medians)" "$m" "$lora_m"
+  done
+fi
 if [ "${BF16:-1}" = 1 ]; then
   compare "lora, bf16 matmuls (torch: autocast bf16)" lora bf16
 fi

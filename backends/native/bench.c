@@ -622,6 +622,17 @@ int engine_bench(const struct engine_bench_opts *b, struct diag *d)
 	if (!gen) {
 		if (b->method == ENGINE_BENCH_FULL) {
 			o.method = METHOD_FULL;
+		} else if (b->method == ENGINE_BENCH_ADAPTER ||
+			   b->method == ENGINE_BENCH_ADAPTER_HOULSBY) {
+			/* AdapterHub's defaults: pfeiffer (seq_bn) after the MLP with relu, or
+			 * houlsby (double_seq_bn) at both positions with swish; factor 16 */
+			bool h = b->method == ENGINE_BENCH_ADAPTER_HOULSBY;
+			o.method = METHOD_ADAPTER;
+			o.bn_pfeiffer = !h;
+			o.bn_attn = h;
+			o.bn_mlp = true;
+			o.bn_reduction = 16;
+			o.bn_act = h ? OPS_ACT_SILU : OPS_ACT_RELU;
 		} else if (b->method == ENGINE_BENCH_PREFIX) {
 			o.method = METHOD_PREFIX;
 			o.prefix_tokens = 20;
@@ -690,8 +701,10 @@ int engine_bench(const struct engine_bench_opts *b, struct diag *d)
 	} else {
 		const char *method = b->method == ENGINE_BENCH_FULL ? schema_enum_name("method.type",
 											       METHOD_FULL)
-				     : b->method == ENGINE_BENCH_LORA_ALL
-					     ? "lora-all"
+				     : b->method == ENGINE_BENCH_LORA_ALL ? "lora-all"
+				     : b->method == ENGINE_BENCH_ADAPTER   ? "adapter"
+				     : b->method == ENGINE_BENCH_ADAPTER_HOULSBY
+					     ? "adapter-houlsby"
 					     : schema_enum_name("method.type", METHOD_LORA);
 		json_object_set_new(j, "method", json_string(method));
 		json_object_set_new(j, "precision",

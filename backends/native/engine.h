@@ -108,7 +108,7 @@ int engine_tokenize(const struct engine_tokenize_opts *o, struct diag *d) FT_WUR
 /* ---- export ---- */
 
 /* Rebuilds the weights of the finished run in run_dir and writes them to out_dir in
- * `format` (peft | gguf-adapter | merged-safetensors | merged-gguf). *out_target (caller
+ * `format` (peft | gguf-adapter | adapters | merged-safetensors | merged-gguf). *out_target (caller
  * frees) is what was written: the directory, or the .gguf file. base_model (may be NULL)
  * is the base_model_name_or_path of a peft export; without it the Hugging Face
  * repository named in the base GGUF's metadata, else the base path (a note on stderr
@@ -125,7 +125,9 @@ enum engine_bench_method {
 	ENGINE_BENCH_FULL,
 	ENGINE_BENCH_DORA,
 	ENGINE_BENCH_IA3,
-	ENGINE_BENCH_PREFIX
+	ENGINE_BENCH_PREFIX,
+	ENGINE_BENCH_ADAPTER,
+	ENGINE_BENCH_ADAPTER_HOULSBY
 };
 
 struct engine_bench_opts {

@@ -13,6 +13,7 @@
 
 #include "backends/native/io/model_file.h"
 #include "backends/native/peft/adapter.h"
+#include "backends/native/peft/bottleneck.h"
 #include "backends/native/peft/merge.h"
 #include "backends/native/tok/tokenizer.h"
 #include "backends/native/train/checkpoint.h"
@@ -102,6 +103,7 @@ int engine_export(char **out_target, const char *run_dir, const char *format,
 	json_t *meta = NULL;
 	struct model_file *mf = NULL;
 	struct lora_adapter *ad = NULL;
+	struct bn_adapter *bn = NULL;
 	if (!meta_p || !ad_p || !ck_p) {
 		rc = diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
 		goto done;
@@ -125,6 +127,7 @@ int engine_export(char **out_target, const char *run_dir, const char *format,
 	int mi = schema_enum_index("method.type", method);
 	bool lora = mi == METHOD_LORA || mi == METHOD_DORA || mi == METHOD_IA3 ||
 		    mi == METHOD_PREFIX;
+	bool bneck = mi == METHOD_ADAPTER;
 	if (mi == METHOD_PREFIX && strcmp(format, "peft") != 0) {
 		rc = diag_set(d, FT_EINVAL, "", 0, 0,
 			      "--format %s: a prefix-tuning run exports only as --format peft (its "
@@ -133,6 +136,16 @@ int engine_export(char **out_target, const char *run_dir, const char *format,
 		goto done;
 	}
 	bool adapter_fmt = strcmp(format, "peft") == 0 || strcmp(format, "gguf-adapter") == 0;
+	if (bneck != (strcmp(format, "adapters") == 0)) {
+		rc = bneck ? diag_set(d, FT_EINVAL, "", 0, 0,
+				      "bottleneck adapters add layers and do not merge into the base "
+				      "weights, nor are they LoRA: export this run with --format "
+				      "adapters (for the AdapterHub adapters library)")
+			   : diag_set(d, FT_EINVAL, "", 0, 0,
+				      "--format adapters needs a bottleneck adapter run (method "
+				      "adapter; this run used method %s)", method);
+		goto done;
+	}
 	if (adapter_fmt && !lora) {
 		rc = diag_set(d, FT_EINVAL, "", 0, 0,
 			      "--format %s needs a LoRA or DoRA run (this run used method %s); use "
@@ -141,6 +154,18 @@ int engine_export(char **out_target, const char *run_dir, const char *format,
 	}
 	if ((rc = dir_make_all(out_dir, d)) != 0)
 		goto done;
+	if (bneck) {
+		struct model_hparams hp;
+		if ((rc = bottleneck_read(&bn, ad_p, d)) != 0 ||
+		    (rc = model_file_probe(&hp, base, d)) != 0)
+			goto done;
+		bn->info.model_type = hp.arch == ARCH_GEMMA3 ? "gemma3"
+				      : hp.arch == ARCH_GPT2 ? "gpt2"
+							     : "llama";
+		rc = bottleneck_write(out_dir, bn->t, bn->n, &bn->info, d);
+		target = ft_strdup(out_dir);
+		goto done;
+	}
 	if (strcmp(format, "peft") == 0) {
 		if ((rc = adapter_read_peft(&ad, ad_p, false, 0, 0, 0, d)) != 0)
 			goto done;
@@ -197,6 +222,7 @@ done:
 		free(target);
 	free(base_name);
 	adapter_free(ad);
+	bottleneck_free(bn);
 	model_file_free(mf);
 	json_decref(meta);
 	free(text);

@@ -19,6 +19,7 @@
 #include "backends/native/native_engine.h"
 #include "backends/native/ops/ops.h"
 #include "backends/native/peft/adapter.h"
+#include "backends/native/peft/bottleneck.h"
 #include "backends/native/train/preference.h"
 #include "backends/native/train/trainer.h"
 #include "common/hash.h"
@@ -173,6 +174,11 @@ void native_model_opts(struct model_opts *o, const struct config *cfg, int max_b
 	o->lora_alpha = (float)cm->alpha;
 	o->lora_dropout = (float)cm->dropout;
 	o->rslora = cm->rslora;
+	o->bn_pfeiffer = cm->pfeiffer;
+	o->bn_attn = cm->attn_adapter;
+	o->bn_mlp = cm->mlp_adapter;
+	o->bn_reduction = cm->reduction_factor;
+	o->bn_act = cm->non_linearity;
 	o->targets = (const char *const *)cm->targets.items;
 	o->n_targets = cm->targets.n;
 	o->all_linear = cm->all_linear;
@@ -359,6 +365,50 @@ done:
 	for (size_t k = 0; mods && k < n_mods; k++)
 		free(mods[k]);
 	free(mods);
+	free(lt);
+	free(host);
+	free(dir);
+	return rc;
+}
+
+/* The bottleneck adapters in AdapterHub's layout under run_dir/adapter/ (adapter.safetensors,
+ * adapter_config.json), the weights copied to the host. */
+static int write_bottleneck(const struct run_ctx *ctx, struct model *m,
+			    const struct model_file *mf, struct diag *d)
+{
+	const struct ops *ops = model_ops(m);
+	size_t n = model_n_trainable(m), total = 0;
+	for (size_t i = 0; i < n; i++)
+		total += model_trainable(m, i)->numel;
+	struct lora_tensor *lt = calloc(n ? n : 1, sizeof(*lt));
+	float *host = malloc((total ? total : 1) * sizeof(float));
+	char *dir = path_join(ctx->run_dir, "adapter");
+	int rc = 0;
+	if (!lt || !host || !dir) {
+		rc = diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
+		goto done;
+	}
+	size_t off = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct model_param *p = model_trainable(m, i);
+		ops->to_host(host + off, p->data, p->numel * sizeof(float));
+		lt[i] = (struct lora_tensor){(char *)p->name, host + off, p->shape[0], p->shape[1]};
+		off += p->numel;
+	}
+	const struct config_method *cm = &ctx->cfg->method;
+	const struct model_hparams *hp = &mf->hp;
+	struct bn_info info = {.attn = cm->attn_adapter, .mlp = cm->mlp_adapter,
+			       .pfeiffer = cm->pfeiffer, .reduction = cm->reduction_factor,
+			       .act = cm->non_linearity, .hidden_size = hp->n_embd,
+			       .model_type = hp->arch == ARCH_GEMMA3 ? "gemma3"
+					     : hp->arch == ARCH_GPT2 ? "gpt2"
+								     : "llama"};
+	rc = bottleneck_write(dir, lt, n, &info, d);
+	if (rc == 0) {
+		artifact(ctx, "adapter", "adapter/adapter.safetensors");
+		artifact(ctx, "adapter", "adapter/adapter_config.json");
+	}
+done:
 	free(lt);
 	free(host);
 	free(dir);
@@ -632,6 +682,9 @@ int native_engine_run(const struct run_ctx *ctx, const struct ops *ops,
 		if ((cfg->method.type == METHOD_LORA || cfg->method.type == METHOD_DORA ||
 		     cfg->method.type == METHOD_IA3 || cfg->method.type == METHOD_PREFIX) &&
 		    (rc = write_adapter(ctx, m, mf, d)) != 0)
+			goto done;
+		if (cfg->method.type == METHOD_ADAPTER &&
+		    (rc = write_bottleneck(ctx, m, mf, d)) != 0)
 			goto done;
 		if ((rc = write_export_meta(ctx, d)) != 0)
 			goto done;

@@ -56,8 +56,12 @@ static const struct st_case st_cases[] = {
 	 METHOD_IA3, PRECISION_FP32},
 	{"llama, rotate-half RoPE, GQA, prefix (3 tokens), fp32", ARCH_LLAMA, ROPE_HALF,
 	 METHOD_PREFIX, PRECISION_FP32},
+	{"llama, interleaved RoPE, adapters pfeiffer gelu, fp32", ARCH_LLAMA,
+	 ROPE_INTERLEAVED, METHOD_ADAPTER, PRECISION_FP32},
 	{"gemma3, window 4, q/k norms, GeGLU, full, fp32", ARCH_GEMMA3, ROPE_HALF, METHOD_FULL,
 	 PRECISION_FP32},
+	{"gemma3, window 4, adapters houlsby swish, fp32", ARCH_GEMMA3, ROPE_HALF,
+	 METHOD_ADAPTER, PRECISION_FP32},
 	{"gemma3, window 4, LoRA r4 all linear, fp32", ARCH_GEMMA3, ROPE_HALF, METHOD_LORA,
 	 PRECISION_FP32},
 	{"llama, rotate-half RoPE, full, bf16 matmuls", ARCH_LLAMA, ROPE_HALF, METHOD_FULL,
@@ -227,12 +231,18 @@ static int st_model(struct model **out, const struct model_file *mf, const struc
 		o.n_targets = FT_ARRAY_LEN(st_lora_targets);
 	}
 	o.ff_auto = c->method == METHOD_IA3; /* PEFT's default targets for llama */
+	/* bottleneck adapters: llama pfeiffer with gelu, Gemma 3 houlsby with swish; both at
+	 * both positions, bottleneck 32 / 4 */
+	o.bn_pfeiffer = c->arch != ARCH_GEMMA3;
+	o.bn_attn = o.bn_mlp = true;
+	o.bn_reduction = 4;
+	o.bn_act = c->arch == ARCH_GEMMA3 ? OPS_ACT_SILU : OPS_ACT_GELU;
 	o.prefix_tokens = 3;
 	int rc = model_create(out, mf, &o, d);
 	if (rc)
 		return rc;
-	if (c->method == METHOD_IA3) {
-		/* IA3 starts at ones: move the vectors so the check is at a general point */
+	if (c->method == METHOD_IA3 || c->method == METHOD_ADAPTER) {
+		/* IA3 starts at ones, adapters near zero: move them to a general point */
 		struct rng r;
 		rng_seed(&r, 6, 6);
 		for (size_t i = 0; i < model_n_trainable(*out); i++) {
@@ -241,7 +251,8 @@ static int st_model(struct model **out, const struct model_file *mf, const struc
 			if (!h)
 				return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
 			for (size_t j = 0; j < p->numel; j++)
-				h[j] = 1.0f + 0.3f * (2.0f * rng_uniform_f(&r) - 1.0f);
+				h[j] = (c->method == METHOD_IA3 ? 1.0f : 0.0f) +
+				       0.3f * (2.0f * rng_uniform_f(&r) - 1.0f);
 			ops->to_device(p->data, h, p->numel * sizeof(float));
 			free(h);
 		}

@@ -300,6 +300,20 @@ static void t_elementwise(void)
 	cmp("geglu_backward dgate", gd2, ref, N, 1e-6);
 	cmp("geglu_backward dup", gd3, d2, N, 1e-6);
 	G->free(gd3);
+	/* bottleneck adapters' non-linearities */
+	static const char *const act_names[] = {"relu", "silu", "gelu (erf)", "gelu (tanh)",
+						 "tanh"};
+	for (int kind = OPS_ACT_RELU; kind <= OPS_ACT_TANH; kind++) {
+		char nm[64];
+		C->act_forward(out, a, N, kind);
+		G->act_forward(go, ga, N, kind);
+		snprintf(nm, sizeof nm, "act_forward %s", act_names[kind]);
+		cmp(nm, go, out, N, 1e-6);
+		C->act_backward(ref, b, a, N, kind);
+		G->act_backward(gd2, gb, ga, N, kind);
+		snprintf(nm, sizeof nm, "act_backward %s", act_names[kind]);
+		cmp(nm, gd2, ref, N, 1e-6);
+	}
 	/* dropout: identical masks */
 	uint8_t *mask = malloc(N), *gmask = G->alloc(N), *hm = malloc(N);
 	C->dropout_forward(out, mask, a, N, 0.3f, 1234, 5);

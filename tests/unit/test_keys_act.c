@@ -343,7 +343,7 @@ static void ok(const struct obs *o, const char *what)
 
 /* ---- the cases ---- */
 
-/* keys: seed model.base model.context data.format data.train data.template data.system data.max_length data.train_on_inputs data.packing data.limit.train data.limit.validation data.limit.test data.on_bad_example data.validation data.test method.type method.rank method.alpha method.dropout method.targets method.rslora method.trainable method.layers method.layers.first method.layers.last train.epochs train.steps train.batch_size train.grad_accum train.optimizer.type train.optimizer.lr train.optimizer.betas train.optimizer.eps train.optimizer.weight_decay train.optimizer.momentum train.optimizer.dampening train.optimizer.nesterov train.schedule.type train.schedule.warmup_steps train.schedule.min_lr_ratio train.max_grad_norm train.precision train.grad_checkpointing train.eval_every train.checkpoint_every train.early_stopping.metric eval.splits eval.metrics eval.generate.max_new_tokens eval.generate.temperature eval.generate.top_k eval.generate.top_p eval.generate.stop eval.compare_base eval.bootstrap eval.samples data.fields.system data.fields.prompt data.fields.response */
+/* keys: seed model.base model.context data.format data.train data.template data.system data.max_length data.train_on_inputs data.packing data.limit.train data.limit.validation data.limit.test data.on_bad_example data.validation data.test method.type method.rank method.alpha method.dropout method.targets method.rslora method.placement method.positions method.reduction_factor method.non_linearity method.trainable method.layers method.layers.first method.layers.last train.epochs train.steps train.batch_size train.grad_accum train.optimizer.type train.optimizer.lr train.optimizer.betas train.optimizer.eps train.optimizer.weight_decay train.optimizer.momentum train.optimizer.dampening train.optimizer.nesterov train.schedule.type train.schedule.warmup_steps train.schedule.min_lr_ratio train.max_grad_norm train.precision train.grad_checkpointing train.eval_every train.checkpoint_every train.early_stopping.metric eval.splits eval.metrics eval.generate.max_new_tokens eval.generate.temperature eval.generate.top_k eval.generate.top_p eval.generate.stop eval.compare_base eval.bootstrap eval.samples data.fields.system data.fields.prompt data.fields.response */
 static void test_keys_change_the_run(void **state)
 {
 	(void)state;
@@ -374,6 +374,7 @@ static void test_keys_change_the_run(void **state)
 		{{"data.validation={from: train, fraction: 0.25}"}},
 		{{"method={type: full}"}},
 		{{"method={type: freeze}"}},
+		{{"method={type: adapter}"}},
 		{{"method.rank=2"}},
 		{{"method.alpha=64"}},
 		{{"method.dropout=0.3"}},
@@ -415,6 +416,15 @@ static void test_keys_change_the_run(void **state)
 		{{"method={type: freeze, layers: {first: 1}}"}, {"method={type: freeze}"}},
 		{{"method={type: freeze, layers: {first: 0, last: 0}}"}, {"method={type: freeze}"}},
 		{{"data.train=train_sys.jsonl", "data.fields.system=sys"}, {"data.train=train_sys.jsonl"}},
+		/* bottleneck adapters: each key against the defaults (pfeiffer, mlp, 16, relu) */
+		{{"method={type: adapter, placement: houlsby, positions: mlp, non_linearity: relu}",
+		  "seed=1"},
+		 {"method={type: adapter}"}},
+		{{"method={type: adapter, positions: both}", "seed=1"}, {"method={type: adapter}"}},
+		{{"method={type: adapter, reduction_factor: 4}", "seed=1"},
+		 {"method={type: adapter}"}},
+		{{"method={type: adapter, non_linearity: tanh}", "seed=1"},
+		 {"method={type: adapter}"}},
 		/* rows of 128 tokens hold several examples of about 35 */
 		{{"model.context=128", "data.packing=true"}, {"model.context=128"}},
 	};
@@ -472,6 +482,12 @@ static void test_keys_change_the_run(void **state)
 	assert_false(loss_differs(o, b));
 	assert_true(mem_of(b, "activations ") > 0);
 	assert_true(mem_of(o, "activations ") < mem_of(b, "activations "));
+
+	/* A bottleneck adapter run writes its adapters in AdapterHub's layout. */
+	run(o, OV("method={type: adapter}"));
+	ok(o, "adapter");
+	assert_true(has_artifact(o, "adapter/adapter.safetensors"));
+	assert_true(has_artifact(o, "adapter/adapter_config.json"));
 
 	/* Validation during training, checkpoints, early stopping. */
 	run(o, OV("train.eval_every=2"));

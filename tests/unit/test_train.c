@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "backends/native/model/model.h"
+#include "backends/native/ops/ops.h"
 #include "backends/native/train/trainer.h"
 #include "common/rng.h"
 #include "common/util.h"
@@ -130,6 +131,7 @@ static struct config_train train_cfg(int64_t steps)
 }
 
 static bool use_gemma; /* the tiny Gemma 3 (window 3) instead of the tiny llama */
+static bool use_checkpointing; /* models built with gradient checkpointing */
 
 static struct model *make_model(enum method_type method, float dropout, int max_batch)
 {
@@ -140,6 +142,11 @@ static struct model *make_model(enum method_type method, float dropout, int max_
 			       .prefix_tokens = 4,
 			       .layers_first = -1, .layers_last = -1, .max_batch = max_batch,
 			       .max_seq = SEQ, .seed = 11};
+	/* bottleneck adapters: Houlsby at both positions, swish, bottleneck 16 / 4 */
+	o.bn_attn = o.bn_mlp = true;
+	o.bn_reduction = 4;
+	o.bn_act = OPS_ACT_SILU;
+	o.grad_checkpointing = use_checkpointing;
 	struct model *m = NULL;
 	struct diag d;
 	diag_init(&d);
@@ -269,6 +276,21 @@ static void check_resume(struct config_train c, enum method_type method, double 
 	assert_int_equal(dir_remove_all(dir), 0);
 	free(dir);
 	memcpy(out, a.loss, 13 * sizeof(double));
+}
+
+/* Bottleneck adapters (method adapter): killed and resumed, the uninterrupted trace bit
+ * for bit, with and without gradient checkpointing (the same trace both ways). */
+static void test_adapter_resume_bit_identical(void **state)
+{
+	(void)state;
+	double plain[13], ck[13];
+	struct config_train c = train_cfg(12);
+	check_resume(c, METHOD_ADAPTER, plain);
+	use_checkpointing = true;
+	check_resume(c, METHOD_ADAPTER, ck);
+	use_checkpointing = false;
+	assert_memory_equal(plain, ck, sizeof plain);
+	assert_true(plain[12] < plain[1]);
 }
 
 /* The default config (AdamW, the method with dropout where it has one): see check_resume. */
@@ -505,6 +527,7 @@ int main(void)
 		cmocka_unit_test(test_deterministic_and_resume_ia3),
 		cmocka_unit_test(test_deterministic_and_resume_prefix),
 		cmocka_unit_test(test_sgd_resume_bit_identical),
+		cmocka_unit_test(test_adapter_resume_bit_identical),
 		cmocka_unit_test(test_gemma3_learns_and_resumes),
 		cmocka_unit_test(test_grad_accum_whole_batch_mean),
 		cmocka_unit_test(test_nonfinite_policy),

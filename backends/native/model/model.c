@@ -229,6 +229,32 @@ static void make_lin(struct model *m, struct lin *l, const char *module, int out
 	}
 }
 
+/* The bottleneck adapters of layer l (AdapterHub's parameter names without the adapter's
+ * name: "<layer>.attention_adapters.adapter_down.weight", "...output_adapters...").
+ * GPT-2 blocks are "transformer.h.<l>". */
+static void make_bottlenecks(struct model *m, int l, const char *layer_prefix)
+{
+	static const char *const pos[2] = {"attention_adapters", "output_adapters"};
+	bool want[2] = {m->o.bn_attn, m->o.bn_mlp};
+	int C = m->hp.n_embd;
+	char nm[MODEL_NAME_MAX];
+	for (int w = 0; w < 2; w++) {
+		if (!m->bn || !want[w])
+			continue;
+		struct bneck *b = &m->layers[l].bn[w];
+		snprintf(nm, sizeof nm, "%s.%d.%s.adapter_down.weight", layer_prefix, l, pos[w]);
+		b->dw = add_param(m, nm, m->bn, C, l);
+		snprintf(nm, sizeof nm, "%s.%d.%s.adapter_down.bias", layer_prefix, l, pos[w]);
+		b->db = add_param(m, nm, m->bn, 1, l);
+		snprintf(nm, sizeof nm, "%s.%d.%s.adapter_up.weight", layer_prefix, l, pos[w]);
+		b->uw = add_param(m, nm, C, m->bn, l);
+		snprintf(nm, sizeof nm, "%s.%d.%s.adapter_up.bias", layer_prefix, l, pos[w]);
+		b->ub = add_param(m, nm, C, 1, l);
+		m->params[b->dw].trainable = m->params[b->db].trainable = true;
+		m->params[b->uw].trainable = m->params[b->ub].trainable = true;
+	}
+}
+
 static void build_table(struct model *m)
 {
 	const struct model_hparams *hp = &m->hp;
@@ -241,6 +267,7 @@ static void build_table(struct model *m)
 		for (size_t i = 0; i < FT_ARRAY_LEN(ls); i++)
 			ls[i]->w = ls[i]->b = ls[i]->la = ls[i]->lb = ls[i]->mag = ls[i]->ia3 = -1;
 		y->post_attn_w = y->post_ffn_w = y->q_norm_w = y->k_norm_w = -1;
+		y->bn[0] = y->bn[1] = (struct bneck){-1, -1, -1, -1};
 	}
 	if (hp->arch != ARCH_GPT2) {
 		bool g3 = hp->arch == ARCH_GEMMA3;
@@ -285,6 +312,7 @@ static void build_table(struct model *m)
 				y->local = hp->sliding_window > 0 &&
 					   (hp->swa_pattern <= 0 || l % hp->swa_pattern < hp->swa_pattern - 1);
 			}
+			make_bottlenecks(m, l, "model.layers");
 		}
 		m->lnf_w = add_param(m, "model.norm.weight", C, 1, -1);
 		m->head = hp->tied_embeddings ? m->wte : add_param(m, "lm_head.weight", V, C, -1);
@@ -314,6 +342,7 @@ static void build_table(struct model *m)
 			LIN(up, "mlp.c_fc", F, C, true, 5);
 			LIN(down, "mlp.c_proj", C, F, true, 6);
 #undef LIN
+			make_bottlenecks(m, l, "transformer.h");
 		}
 		m->lnf_w = add_param(m, "transformer.ln_f.weight", C, 1, -1);
 		m->lnf_b = add_param(m, "transformer.ln_f.bias", C, 1, -1);
@@ -330,11 +359,12 @@ static void build_table(struct model *m)
 	}
 }
 
-/* LoRA/DoRA/IA3 parameters (not in the model file). */
+/* Parameters of the method (LoRA, DoRA, IA3, prefix, bottleneck adapters): not in the model file. */
 static bool is_adapter_param(const char *name)
 {
 	return strstr(name, ".lora_") != NULL || strstr(name, ".ia3_l") != NULL ||
-	       strcmp(name, "prompt_embeddings") == 0;
+	       strcmp(name, "prompt_embeddings") == 0 ||
+	       strstr(name, "_adapters.adapter_") != NULL;
 }
 
 /* Whether freeze name `t` selects base parameter i (a dotted component of its name; the
@@ -443,8 +473,11 @@ static int fill_param(struct model *m, const struct model_file *mf, struct mpara
 {
 	void *dst = (void *)pp->w.data;
 	size_t n = pp->pub.numel, bytes = param_bytes(pp);
-	if (strstr(pp->name, ".lora_B") || strstr(pp->name, ".lora_magnitude_vector"))
-		return 0; /* zero, as ops->alloc gives it; magnitudes: init_magnitude */
+	bool bn = strstr(pp->name, "_adapters.adapter_") != NULL;
+	if (strstr(pp->name, ".lora_B") || strstr(pp->name, ".lora_magnitude_vector") ||
+	    (bn && pp->pub.shape[1] == 1))
+		return 0; /* zero, as ops->alloc gives it (also the bottleneck adapters' biases);
+			   * magnitudes: init_magnitude */
 	if (strstr(pp->name, ".ia3_l")) {
 		/* PEFT's init_ia3_weights: ones */
 		float *h = malloc(n * sizeof(float));
@@ -456,14 +489,16 @@ static int fill_param(struct model *m, const struct model_file *mf, struct mpara
 		free(h);
 		return 0;
 	}
-	if (strcmp(pp->name, "prompt_embeddings") == 0) {
-		/* PEFT's prompt encoder is an nn.Embedding: N(0, 1) */
+	if (strcmp(pp->name, "prompt_embeddings") == 0 || bn) {
+		/* PEFT's prompt encoder is an nn.Embedding: N(0, 1); bottleneck adapter weights:
+		 * AdapterHub's default init ("bert"), N(0, 0.02^2) */
+		double sd = bn ? 0.02 : 1.0;
 		float *h = malloc(n * sizeof(float));
 		if (!h)
 			return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
 		for (size_t j = 0; j < n; j += 2) {
 			double u1 = 1.0 - rng_uniform(r), u2 = rng_uniform(r);
-			double rad = sqrt(-2.0 * log(u1));
+			double rad = sd * sqrt(-2.0 * log(u1));
 			h[j] = (float)(rad * cos(2.0 * M_PI * u2));
 			if (j + 1 < n)
 				h[j + 1] = (float)(rad * sin(2.0 * M_PI * u2));
@@ -585,6 +620,12 @@ void model_plan_layer(struct model *m, struct mplan *p, struct lacts *a, int l, 
 	for (size_t i = 0; i < FT_ARRAY_LEN(ls); i++)
 		if (ls[i]->w >= 0)
 			plan_lin_lora(m, p, a, ls[i], N);
+	for (int w = 0; w < 2; w++)
+		if (y->bn[w].dw >= 0) {
+			PLAN_F(p, a->bn_u[w], N * C);
+			PLAN_F(p, a->bn_pre[w], N * (size_t)m->bn);
+			PLAN_F(p, a->bn_hid[w], N * (size_t)m->bn);
+		}
 }
 
 /* true when the backward reads the input of linear l: a trainable weight, LoRA or DoRA,
@@ -717,6 +758,10 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 			maxout = maxout > maxin ? maxout : maxin;
 			maxout = maxout > 3 * C ? maxout : 3 * C;
 			PLAN_F(&p, g->ddy, N * maxout);
+		}
+		if (m->bn > 0) {
+			PLAN_F(&p, g->dbn, N * C);
+			PLAN_F(&p, g->dbh, N * (size_t)m->bn);
 		}
 	}
 	rc = mplan_alloc(&p, m->ops, &m->act_mem, &m->act_bytes, "activations", d);
@@ -1039,6 +1084,23 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 		m->lora_r = o->lora_rank;
 		m->lora_s = o->rslora ? o->lora_alpha / sqrtf((float)o->lora_rank)
 				      : o->lora_alpha / (float)o->lora_rank;
+	}
+	if (o->method == METHOD_ADAPTER) {
+		const char *why = !(o->bn_reduction > 0.0)
+					  ? "reduction_factor must be positive"
+				  : !o->bn_attn && !o->bn_mlp
+					  ? "no adapter position (after attention and/or after the MLP)"
+				  : o->bn_act < OPS_ACT_RELU || o->bn_act > OPS_ACT_TANH
+					  ? "unknown non-linearity"
+				  : !m->ops->act_forward ? "this backend has no adapter kernels"
+							 : NULL;
+		if (why) {
+			rc = diag_set(d, FT_EINVAL, NULL, 0, 0, "bottleneck adapters: %s", why);
+			goto fail;
+		}
+		/* AdapterHub: int(hidden_size // reduction_factor), at least 1 */
+		double w = floor((double)hp->n_embd / o->bn_reduction);
+		m->bn = w < 1.0 ? 1 : w > (double)hp->n_embd * 64 ? hp->n_embd * 64 : (int)w;
 	}
 	/* Every LoRA target and freeze name must name something (PEFT refuses a target that
 	 * matches no module; training a subset of what was asked for is a wrong result). */
@@ -1570,6 +1632,77 @@ static void lin_backward(struct model *m, const struct lin *l, struct lacts *a, 
 	}
 }
 
+/* ---- bottleneck adapters ---- */
+
+/* y (N, C) += up(act(down(u))) with the adapter's biases; keeps down(u) + b and its
+ * activation for the backward. */
+static void bn_forward(struct model *m, const struct bneck *b, struct lacts *a, int w, float *y,
+		       const float *u, int N)
+{
+	const struct ops *ops = m->ops;
+	int C = m->hp.n_embd, H = m->bn;
+	ops->matmul(a->bn_pre[w], u, model_pdata(m, b->dw), N, H, C, OPS_TB | m->mmflags, 1.0f,
+		    0.0f);
+	ops->bias_add(a->bn_pre[w], model_pdata(m, b->db), N, H);
+	ops->act_forward(a->bn_hid[w], a->bn_pre[w], (size_t)N * H, m->o.bn_act);
+	ops->matmul(y, a->bn_hid[w], model_pdata(m, b->uw), N, C, H, OPS_TB | m->mmflags, 1.0f,
+		    1.0f);
+	ops->bias_add(y, model_pdata(m, b->ub), N, C);
+}
+
+/* The residual add out = x + s of sublayer w (0 attention, 1 MLP) of layer y, with its
+ * bottleneck adapter A when it has one: Houlsby out = x + s + A(s); Pfeiffer u = x + s,
+ * out = u + A(u). s may be overwritten; out may not alias x or s. */
+static void bn_residual(struct model *m, const struct layer *y, struct lacts *a, int w,
+			float *out, const float *x, float *s, int N)
+{
+	const struct ops *ops = m->ops;
+	size_t NC = (size_t)N * m->hp.n_embd;
+	const struct bneck *b = &y->bn[w];
+	if (b->dw < 0 || m->adapter_off) {
+		ops->add(out, x, s, NC);
+		return;
+	}
+	if (m->o.bn_pfeiffer) {
+		ops->add(a->bn_u[w], x, s, NC);
+		ops->add(out, x, s, NC);
+		bn_forward(m, b, a, w, out, a->bn_u[w], N);
+	} else {
+		ops->copy_rows(a->bn_u[w], (size_t)m->hp.n_embd, s, (size_t)m->hp.n_embd, N,
+			       m->hp.n_embd);
+		bn_forward(m, b, a, w, s, a->bn_u[w], N);
+		ops->add(out, x, s, NC);
+	}
+}
+
+/* The backward of bn_residual for sublayer w: dres holds dL/d(out) on entry and
+ * dL/d(x) on exit; returns dL/d(s) (dres itself, or the scratch g->dbn for Houlsby).
+ * Adapter gradients accumulate. */
+static float *bn_residual_backward(struct model *m, const struct layer *y, struct lacts *a,
+				   int w, float *dres, int N)
+{
+	const struct ops *ops = m->ops;
+	const struct bneck *b = &y->bn[w];
+	if (b->dw < 0)
+		return dres;
+	int C = m->hp.n_embd, H = m->bn;
+	unsigned f = m->mmflags;
+	float *du = dres; /* Pfeiffer: dL/du = dL/dout + A'(u)^T dL/dout = dL/ds = dL/dx */
+	if (!m->o.bn_pfeiffer) {
+		du = m->g.dbn; /* Houlsby: dL/ds = dL/dout + A'(s)^T dL/dout; dL/dx = dL/dout */
+		ops->copy_rows(du, (size_t)C, dres, (size_t)C, N, C);
+	}
+	const float *dy = dres;
+	ops->bias_backward(pgrad(m, b->ub), dy, N, C);
+	ops->matmul(pgrad(m, b->uw), dy, a->bn_hid[w], C, H, N, OPS_TA | f, 1.0f, 1.0f);
+	ops->matmul(m->g.dbh, dy, model_pdata(m, b->uw), N, H, C, f, 1.0f, 0.0f);
+	ops->act_backward(m->g.dbh, m->g.dbh, a->bn_pre[w], (size_t)N * H, m->o.bn_act);
+	ops->bias_backward(pgrad(m, b->db), m->g.dbh, N, H);
+	ops->matmul(pgrad(m, b->dw), m->g.dbh, a->bn_u[w], H, C, N, OPS_TA | f, 1.0f, 1.0f);
+	ops->matmul(du, m->g.dbh, model_pdata(m, b->dw), N, C, H, f, 1.0f, 1.0f);
+	return du;
+}
+
 /* RoPE frequencies and window of layer l (Gemma 3's local layers have their own). */
 static const float *layer_inv_freq(const struct model *m, int l)
 {
@@ -1595,7 +1728,6 @@ void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, fl
 	const struct model_hparams *hp = &m->hp;
 	const struct layer *y = &m->layers[l];
 	int N = B * T, C = hp->n_embd;
-	size_t NC = (size_t)N * C;
 	/* prefix tuning: the sequence starts at position np (the cache path's pos0 has it) */
 	bool pfx = m->prefix >= 0 && !kc && !m->adapter_off;
 	if (pfx)
@@ -1652,7 +1784,7 @@ void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, fl
 	} else {
 		lin_forward(m, &y->o, a, tmp, a->atty, N, l, dropout);
 	}
-	ops->add(a->x2, a->x, tmp, NC);
+	bn_residual(m, y, a, 0, a->x2, a->x, tmp, N);
 	if (hp->arch != ARCH_GPT2) {
 		ops->rmsnorm_forward(a->ln2, a->rstd2, a->x2, model_pdata(m, y->ln2_w), N, C,
 				     hp->norm_eps);
@@ -1675,7 +1807,7 @@ void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, fl
 	} else {
 		lin_forward(m, &y->down, a, tmp, a->hm, N, l, dropout);
 	}
-	ops->add(out, a->x2, tmp, NC);
+	bn_residual(m, y, a, 1, out, a->x2, tmp, N);
 }
 
 void model_embed(struct model *m, float *out, const int32_t *tok, const int *pos, int n, int t)
@@ -1991,12 +2123,13 @@ static void layer_backward(struct model *m, int l, struct lacts *a, int B, int T
 	size_t NC = (size_t)N * C;
 	bool g3 = hp->arch == ARCH_GEMMA3;
 	/* g->dres holds dL/d(out) on entry and dL/d(x) on exit */
+	float *ds = bn_residual_backward(m, y, a, 1, g->dres, N); /* dL/d(MLP output) */
 	if (g3) { /* through the post-MLP norm: dtmp = dL/d(down output) */
-		ops->rmsnorm_backward(g->dtmp, pgrad(m, y->post_ffn_w), g->dres, a->mo,
+		ops->rmsnorm_backward(g->dtmp, pgrad(m, y->post_ffn_w), ds, a->mo,
 				      model_pdata(m, y->post_ffn_w), a->rstd_mo, N, C);
 		lin_backward(m, &y->down, a, g->dh, false, g->dtmp, a->hm, N);
 	} else {
-		lin_backward(m, &y->down, a, g->dh, false, g->dres, a->hm, N);
+		lin_backward(m, &y->down, a, g->dh, false, ds, a->hm, N);
 	}
 	if (hp->arch != ARCH_GPT2) {
 		if (g3)
@@ -2014,12 +2147,13 @@ static void layer_backward(struct model *m, int l, struct lacts *a, int B, int T
 					a->x2, model_pdata(m, y->ln2_w), a->mean2, a->rstd2, N, C);
 	}
 	ops->axpy(g->dres, 1.0f, g->dtmp, NC); /* dres is now dL/d(x2) */
+	ds = bn_residual_backward(m, y, a, 0, g->dres, N); /* dL/d(attention output) */
 	if (g3) { /* through the post-attention norm */
-		ops->rmsnorm_backward(g->dtmp, pgrad(m, y->post_attn_w), g->dres, a->ao,
+		ops->rmsnorm_backward(g->dtmp, pgrad(m, y->post_attn_w), ds, a->ao,
 				      model_pdata(m, y->post_attn_w), a->rstd_ao, N, C);
 		lin_backward(m, &y->o, a, g->datty, false, g->dtmp, a->atty, N);
 	} else {
-		lin_backward(m, &y->o, a, g->datty, false, g->dres, a->atty, N);
+		lin_backward(m, &y->o, a, g->datty, false, ds, a->atty, N);
 	}
 	const int *pos0 = NULL;
 	if (m->prefix >= 0) {

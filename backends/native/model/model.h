@@ -28,6 +28,16 @@ struct model_opts {
 	const char *const *targets; /* module names ("q_proj", "c_attn", ...) */
 	size_t n_targets;
 	bool all_linear;           /* every linear inside the blocks (not lm_head), as PEFT */
+	/* adapter: bottleneck adapters as AdapterHub's `adapters` library builds them: after
+	 * the attention (bn_attn, its mh_adapter) and/or after the MLP (bn_mlp, its
+	 * output_adapter) of every block, y = u + up(act(down(u))) with biases, down
+	 * (C / bn_reduction rounded down, at least 1, C), act bn_act (enum ops_act).
+	 * bn_pfeiffer: u is the residual stream after the sublayer's residual add (SeqBn,
+	 * original_ln_before); otherwise u is the sublayer's output before the add (Houlsby,
+	 * DoubleSeqBn). Gemma 3: the sublayer's output after its post-norm. */
+	bool bn_attn, bn_mlp, bn_pfeiffer;
+	double bn_reduction;
+	int bn_act;
 	/* ia3: n_targets 0 (and not all_linear) = PEFT's default for the architecture;
 	 * ff_targets: the targets whose input is scaled; ff_auto = PEFT's feed-forward
 	 * modules for the architecture that are targets (ff_targets ignored) */

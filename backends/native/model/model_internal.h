@@ -33,8 +33,14 @@ struct lin {
 	int slot; /* index of this linear inside its layer (dropout stream) */
 };
 
+/* One bottleneck adapter: down (bn, C) + bias (bn), up (C, bn) + bias (C); -1 when absent. */
+struct bneck {
+	int dw, db, uw, ub;
+};
+
 struct layer {
 	int ln1_w, ln1_b, ln2_w, ln2_b;
+	struct bneck bn[2]; /* bottleneck adapters after attention (0) and after the MLP (1) */
 	/* gemma3: ln1 = input_layernorm, ln2 = pre_feedforward_layernorm, and these */
 	int post_attn_w, post_ffn_w, q_norm_w, k_norm_w;
 	struct lin q, k, v, qkv, o, gate, up, down; /* llama: q,k,v,o,gate,up,down; gpt2: qkv,o,up,down */
@@ -72,6 +78,9 @@ struct lacts {
 	float *ao, *mo;           /* (N, C) o_proj and down_proj outputs */
 	float *rstd_ao, *rstd_mo; /* (N) */
 	struct lora_acts lora[LIN_SLOTS];
+	/* bottleneck adapters (0 attention, 1 MLP): input u (N, C), down-projection plus
+	 * bias (N, bn) and its activation (N, bn) */
+	float *bn_u[2], *bn_pre[2], *bn_hid[2];
 };
 
 /* Gradient scratch for the backward (one layer's worth, reused). */
@@ -83,6 +92,8 @@ struct gacts {
 	float *dlh;                /* (N, r) LoRA */
 	float *ddy;                /* (N, max out) DoRA: g * dy; IA3: l * dy */
 	float *dxd;                /* (N, max in) LoRA dropout */
+	float *dbn;                /* (N, C) bottleneck adapter: gradient of the sublayer output */
+	float *dbh;                /* (N, bn) bottleneck adapter: gradient of its hidden layer */
 };
 
 struct model {
@@ -99,6 +110,7 @@ struct model {
 	float embed_scale;    /* gemma3: the embedding times sqrt(C); 0 = none */
 	float lora_s;
 	int lora_r;
+	int bn;               /* bottleneck adapters: their width; 0 = none */
 	bool dora;
 	float *peft_w;        /* DoRA: (max out*in) scratch for W + s B A; IA3: W * l */
 	int prefix;           /* prefix tuning: "prompt_embeddings" (np, 2 L kvd), or -1 */

@@ -40,6 +40,10 @@ struct ops_w {
  * OPS_ROPE_HALF rotates (x[i], x[i + hd/2]) (Hugging Face). Same values as
  * enum rope_style in io/model_file.h (1 and 2). */
 enum ops_rope_style { OPS_ROPE_INTERLEAVED = 1, OPS_ROPE_HALF = 2 };
+/* Non-linearities of bottleneck adapters (AdapterHub's non_linearity names: relu, swish,
+ * gelu, gelu_new, tanh); the values are ops_act's kind. */
+enum ops_act { OPS_ACT_RELU = 0, OPS_ACT_SILU = 1, OPS_ACT_GELU = 2, OPS_ACT_GELU_TANH = 3,
+	       OPS_ACT_TANH = 4 };
 
 struct ops {
 	const char *name; /* "cpu", "cuda" */
@@ -137,6 +141,11 @@ struct ops {
 	void (*geglu_forward)(float *out, const float *gate, const float *up, size_t n);
 	void (*geglu_backward)(float *dgate, float *dup, const float *dout, const float *gate,
 			       const float *up, size_t n);
+
+	/* Bottleneck adapters' non-linearity (enum ops_act, ops_act in ops_math.h):
+	 * out = act(x); dx = dout * act'(x) (overwritten). */
+	void (*act_forward)(float *out, const float *x, size_t n, int kind);
+	void (*act_backward)(float *dx, const float *dout, const float *x, size_t n, int kind);
 
 	/* out (N, C) = wte[tokens[r]] (+ wpe[pos[r]] when wpe). pos NULL: r % t. wte (V, C) is
 	 * any storage type (its rows dequantized as matmul_w reads them); wpe is fp32. */

@@ -100,6 +100,44 @@ FT_HD static inline float ops_gelu_grad(float x)
 	return 0.5f * (1.0f + th) + 0.5f * x * sech2 * OPS_GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
 }
 
+/* The bottleneck adapters' non-linearity (enum ops_act): relu, silu ("swish"), GELU
+ * exact (erf, transformers' "gelu"), GELU tanh approximation ("gelu_new"), tanh. The
+ * gradient of relu at 0 is 0, as PyTorch's. */
+FT_HD static inline float ops_act(int kind, float x)
+{
+	switch (kind) {
+	case 0:
+		return x > 0.0f ? x : 0.0f;
+	case 1:
+		return ops_silu(x);
+	case 2:
+		return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+	case 3:
+		return ops_gelu(x);
+	default:
+		return ops_tanhf(x);
+	}
+}
+
+FT_HD static inline float ops_act_grad(int kind, float x)
+{
+	switch (kind) {
+	case 0:
+		return x > 0.0f ? 1.0f : 0.0f;
+	case 1:
+		return ops_silu_grad(x);
+	case 2: /* Phi(x) + x phi(x) */
+		return 0.5f * (1.0f + erff(x * 0.70710678118654752f)) +
+		       x * 0.39894228040143268f * ops_expf(-0.5f * x * x);
+	case 3:
+		return ops_gelu_grad(x);
+	default: {
+		float t = ops_tanhf(x);
+		return 1.0f - t * t;
+	}
+	}
+}
+
 /* ---- DoRA ---- */
 
 /* One row of DoRA's scale: n = ||w||_2 of the row (w = W + s B A, summed in double),

@@ -63,6 +63,10 @@ void ops_cpu_to_bf16(uint16_t *dst, const float *src, size_t n);
  * overwritten). */
 void ops_cpu_bf16_forget(const void *p, size_t bytes);
 
+/* The act_forward / act_backward of struct ops (adapter_cpu.c). */
+void ops_cpu_act_forward(float *out, const float *x, size_t n, int kind);
+void ops_cpu_act_backward(float *dx, const float *dout, const float *x, size_t n, int kind);
+
 /* The PEFT methods' ops (peft_cpu.c; see ops.h). */
 void ops_cpu_col_mul(float *out, const float *x, const float *s, int rows, int cols, bool acc);
 void ops_cpu_col_mul_backward(float *ds, const float *dout, const float *x, const float *w,

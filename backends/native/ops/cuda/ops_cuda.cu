@@ -1517,6 +1517,32 @@ static void cu_gelu_backward(float *dx, const float *dout, const float *x, size_
 		LAUNCH(k_gelu_bwd, blocks_for(n, 256), 256, dx, dout, x, n);
 }
 
+/* ---- bottleneck adapters' non-linearity ---- */
+
+__global__ static void k_act_fwd(float *out, const float *x, size_t n, int kind)
+{
+	GRID_STRIDE(i, n)
+	out[i] = ops_act(kind, x[i]);
+}
+
+__global__ static void k_act_bwd(float *dx, const float *dout, const float *x, size_t n, int kind)
+{
+	GRID_STRIDE(i, n)
+	dx[i] = dout[i] * ops_act_grad(kind, x[i]);
+}
+
+static void cu_act_forward(float *out, const float *x, size_t n, int kind)
+{
+	if (n)
+		LAUNCH(k_act_fwd, blocks_for(n, 256), 256, out, x, n, kind);
+}
+
+static void cu_act_backward(float *dx, const float *dout, const float *x, size_t n, int kind)
+{
+	if (n)
+		LAUNCH(k_act_bwd, blocks_for(n, 256), 256, dx, dout, x, n, kind);
+}
+
 /* ---- embedding ---- */
 
 __global__ static void k_embed_fwd(float *out, const int32_t *tokens, const int *pos,
@@ -1752,6 +1778,8 @@ static void fill_table(void)
 	g_ops.geglu_forward = cu_geglu_forward;
 	g_ops.geglu_backward = cu_geglu_backward;
 	g_ops.gelu_backward = cu_gelu_backward;
+	g_ops.act_forward = cu_act_forward;
+	g_ops.act_backward = cu_act_backward;
 	g_ops.embedding_forward = cu_embedding_forward;
 	g_ops.embedding_backward = cu_embedding_backward;
 	g_ops.crossentropy_forward = cu_crossentropy_forward;
