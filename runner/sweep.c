@@ -239,6 +239,41 @@ static bool path_used(const struct sweep_spec *s, const char *path)
 	return false;
 }
 
+/* A sweep over method.type drops, at each point, the file's keys of the other methods
+ * (schema/experiment.c); each such key must still apply to one of the swept methods, or
+ * it would act nowhere. */
+static int method_keys_apply(const struct sweep_spec *s, const struct experiment *e,
+			     struct diag *d)
+{
+	for (size_t i = 0; i < s->n_dims; i++) {
+		const struct dim *dm = &s->dims[i];
+		for (size_t j = 0; j < dm->n_paths && dm->n_values > 0; j++) {
+			if (strcmp(dm->paths[j], "method.type") != 0 || !dm->lists[j] ||
+			    dm->lists[j]->kind != NODE_SEQ)
+				continue;
+			const struct node *vals = dm->lists[j];
+			for (size_t k = 0; k < schema_n_method_keys; k++) {
+				const struct method_key *mk = &schema_method_keys[k];
+				const struct node *at = node_get_path(e->merged, mk->path);
+				if (!at || path_used(s, mk->path))
+					continue;
+				bool any = false;
+				for (size_t v = 0; v < vals->n && !any; v++)
+					any = vals->items[v]->text &&
+					      schema_choice_ok(mk->methods, vals->items[v]->text);
+				if (any)
+					continue;
+				int rc = node_key_error(d, at, NULL, "'%s' applies only to method.type "
+							"%s, and the sweep's method.type takes none of "
+							"them", mk->path, mk->methods);
+				diag_hint(d, "remove it, or add one of its methods to the sweep");
+				return rc;
+			}
+		}
+	}
+	return 0;
+}
+
 static int parse_spec(struct sweep_spec *s, const struct experiment *e, struct diag *d)
 {
 	memset(s, 0, sizeof *s);
@@ -321,7 +356,7 @@ static int parse_spec(struct sweep_spec *s, const struct experiment *e, struct d
 			dm->n_values = p->n;
 		}
 	}
-	return 0;
+	return method_keys_apply(s, e, d);
 }
 
 static size_t sat_mul(size_t a, size_t b)

@@ -406,6 +406,34 @@ const char *const *schema_sweepable_paths(size_t *n)
 	*n = sweepable_count;
 	return sweepable_list;
 }
+/* true when assignment path a sets `key` or a key inside it */
+static bool assigns(const char *a, const char *key)
+{
+	size_t n = strlen(key);
+	return strncmp(a, key, n) == 0 && (a[n] == 0 || a[n] == '.');
+}
+
+/* A point that sets method.type (a sweep over methods) drops the keys of tree that apply
+ * only to other methods, unless the point sets them itself: LoRA's rank does not make an
+ * IA3 point of the same sweep invalid. */
+static void drop_other_method_keys(struct node *tree, const struct schema_assign *assign,
+				   size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *t = assign[i].value ? assign[i].value->text : NULL;
+		if (strcmp(assign[i].path, "method.type") != 0 || !t)
+			continue;
+		for (size_t k = 0; k < schema_n_method_keys; k++) {
+			const struct method_key *mk = &schema_method_keys[k];
+			bool own = false;
+			for (size_t j = 0; j < n; j++)
+				own |= assigns(assign[j].path, mk->path);
+			if (!own && !schema_choice_ok(mk->methods, t))
+				node_remove(node_get(tree, "method"), mk->path + strlen("method."));
+		}
+	}
+}
+
 int experiment_config_with(struct config **out, char **params_json,
 			   const struct experiment *e, const struct schema_assign *assign,
 			   size_t n, const char *ctx, struct diag *d)
@@ -429,6 +457,7 @@ int experiment_config_with(struct config **out, char **params_json,
 			goto done;
 		}
 	}
+	drop_other_method_keys(tree, assign, n);
 	if ((rc = schema_resolve(&res, tree, e->top_dir, ctx, d)) != 0)
 		goto done;
 	if ((rc = finish_config(c, res, e->path, e->top_dir, d)) != 0)

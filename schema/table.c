@@ -427,6 +427,23 @@ const struct key_desc schema_keys[] = {
 };
 const size_t schema_n_keys = FT_ARRAY_LEN(schema_keys);
 
+const struct method_key schema_method_keys[] = {
+	{"method.rank", "lora|dora"},
+	{"method.alpha", "lora|dora"},
+	{"method.dropout", "lora|dora"},
+	{"method.rslora", "lora|dora"},
+	{"method.targets", "lora|dora|ia3"},
+	{"method.feedforward_targets", "ia3"},
+	{"method.num_virtual_tokens", "prefix"},
+	{"method.trainable", "freeze"},
+	{"method.layers", "freeze"},
+	{"method.placement", "adapter"},
+	{"method.positions", "adapter"},
+	{"method.reduction_factor", "adapter"},
+	{"method.non_linearity", "adapter"},
+};
+const size_t schema_n_method_keys = FT_ARRAY_LEN(schema_method_keys);
+
 const struct key_desc *schema_find(const char *path)
 {
 	for (size_t i = 0; i < schema_n_keys; i++)

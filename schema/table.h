@@ -73,4 +73,14 @@ int schema_enum_index(const char *path, const char *name);
 /* How many choices path has (0 for a key without choices). */
 int schema_enum_count(const char *path);
 
+/* A key that applies to some values of method.type only (methods: "lora|dora"). The
+ * validator refuses it with another method; a sweep point that sets method.type drops the
+ * experiment file's keys that do not apply to the point's method (runner/sweep.c checks
+ * that each applies to at least one swept method). A new method adds its keys here. */
+struct method_key {
+	const char *path, *methods;
+};
+extern const struct method_key schema_method_keys[];
+extern const size_t schema_n_method_keys;
+
 #endif

@@ -1477,6 +1477,18 @@ static int early_terminate_rules(struct vstate *S, struct node *res)
 	return 0;
 }
 
+/* Each key of some methods only (schema_method_keys) with method.type one of them. */
+static int method_key_rules(struct vstate *S, struct node *res)
+{
+	for (size_t i = 0; i < schema_n_method_keys; i++) {
+		int rc = only_with(S, res, &schema_method_keys[i].path, 1, "method.type",
+				   schema_method_keys[i].methods);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 /* ia3: targets and feedforward_targets left out when not given (the engine uses PEFT's
  * defaults for the architecture); given feed-forward targets must be targets. */
 static int ia3_rules(struct vstate *S, struct node *res)
@@ -1689,15 +1701,6 @@ static int check_unread(struct vstate *S, struct node *res)
 static int cross_rules(struct vstate *S, struct node *res)
 {
 	int rc;
-	static const char *const lora_keys[] = {"method.rank", "method.alpha", "method.dropout",
-						"method.rslora"};
-	static const char *const target_keys[] = {"method.targets"};
-	static const char *const ia3_keys[] = {"method.feedforward_targets"};
-	static const char *const prefix_keys[] = {"method.num_virtual_tokens"};
-	static const char *const freeze_keys[] = {"method.trainable", "method.layers"};
-	static const char *const adapter_keys[] = {"method.placement", "method.positions",
-						   "method.reduction_factor",
-						   "method.non_linearity"};
 	static const char *const exec_keys[] = {"backend.command", "backend.timeout",
 						"backend.metrics_file", "backend.workdir"};
 	static const char *const adamw_keys[] = {"train.optimizer.betas", "train.optimizer.eps"};
@@ -1711,18 +1714,8 @@ static int cross_rules(struct vstate *S, struct node *res)
 	if ((rc = only_with(S, res, slurm_keys, FT_ARRAY_LEN(slurm_keys), "launcher.type",
 			    "slurm")) ||
 	    (rc = launcher_rules(S, res)) ||
-	    (rc = only_with(S, res, lora_keys, FT_ARRAY_LEN(lora_keys), "method.type",
-			    "lora|dora")) ||
-	    (rc = only_with(S, res, target_keys, FT_ARRAY_LEN(target_keys), "method.type",
-			    "lora|dora|ia3")) ||
-	    (rc = only_with(S, res, ia3_keys, FT_ARRAY_LEN(ia3_keys), "method.type", "ia3")) ||
-	    (rc = only_with(S, res, prefix_keys, FT_ARRAY_LEN(prefix_keys), "method.type",
-			    "prefix")) ||
+	    (rc = method_key_rules(S, res)) ||
 	    (rc = ia3_rules(S, res)) ||
-	    (rc = only_with(S, res, freeze_keys, FT_ARRAY_LEN(freeze_keys), "method.type",
-			    "freeze")) ||
-	    (rc = only_with(S, res, adapter_keys, FT_ARRAY_LEN(adapter_keys), "method.type",
-			    "adapter")) ||
 	    (rc = only_with(S, res, exec_keys, FT_ARRAY_LEN(exec_keys), "backend.type", "exec")) ||
 	    (rc = only_with(S, res, adamw_keys, FT_ARRAY_LEN(adamw_keys), "train.optimizer.type",
 			    "adamw")) ||
