@@ -224,7 +224,22 @@ int eval_cache_load(struct eval_result *out, bool *found, char *origin, size_t o
 		    const char *path, const char *key, const struct tok_set *set)
 {
 	*found = false;
-	json_t *o = json_load_file(path, JSON_REJECT_DUPLICATES, NULL);
+	char *text = NULL;
+	size_t len = 0;
+	struct diag d;
+	diag_init(&d);
+	if (!path_exists(path) || file_read_all(&text, &len, path, EVAL_CACHE_MAX_BYTES, &d) != 0)
+		return 0; /* missing or unreadable: evaluate */
+	int rc = eval_cache_parse(out, found, origin, origin_len, text, len, key, set);
+	free(text);
+	return rc;
+}
+
+int eval_cache_parse(struct eval_result *out, bool *found, char *origin, size_t origin_len,
+		     const char *text, size_t len, const char *key, const struct tok_set *set)
+{
+	*found = false;
+	json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
 	if (!o)
 		return 0;
 	struct eval_result r;

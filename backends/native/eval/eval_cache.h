@@ -17,10 +17,17 @@
 void eval_cache_key(char out[65], const char *settings, const struct tok_set *set);
 
 /* Reads the result stored at path for key: *found false (and *out untouched) when the file
- * is missing, made for another key, or does not fit set. origin (may be NULL) receives the
- * run id that computed it. 0, or FT_ENOMEM. */
+ * is missing, unreadable, made for another key, or does not fit set (running out of memory
+ * while reading counts as not found: the caller evaluates). origin (may be NULL) receives
+ * the run id that computed it. Returns 0. */
 int eval_cache_load(struct eval_result *out, bool *found, char *origin, size_t origin_len,
 		    const char *path, const char *key, const struct tok_set *set) FT_WUR;
+
+/* eval_cache_load on the bytes of a file (the fuzzer's entry point). */
+int eval_cache_parse(struct eval_result *out, bool *found, char *origin, size_t origin_len,
+		     const char *text, size_t len, const char *key, const struct tok_set *set) FT_WUR;
+/* A larger file is not read (ignored as not matching). */
+#define EVAL_CACHE_MAX_BYTES ((size_t)1 << 30)
 
 /* Writes r for key to path (atomically), naming the run that computed it. */
 int eval_cache_save(const char *path, const char *key, const char *origin,
