@@ -591,7 +591,9 @@ static void html_bases(struct out *o, const struct report *r, const struct repor
 	o_puts(o, "</p>\n<p>Each base model's best run by the ranking metric (★: the pick). "
 		  "<em>Untuned</em> is that base evaluated before fine-tuning on the same examples; "
 		  "the difference is paired: fine-tuned minus its own base. Intervals are bootstrap "
-		  "confidence intervals.</p>\n<table class=\"results\" id=\"bases-table\"><thead><tr>"
+		  "confidence intervals. Token-level metrics (loss, perplexity, token accuracy) "
+		  "count each base's own tokens: compare them within a base; text metrics (exact "
+		  "match, F1, ...) compare across bases.</p>\n<table class=\"results\" id=\"bases-table\"><thead><tr>"
 		  "<th>metric</th><th>base model</th><th>run</th><th>untuned</th><th>fine-tuned</th>"
 		  "<th>difference</th></tr></thead><tbody>\n");
 	size_t ms[256];
@@ -680,7 +682,9 @@ static void md_bases(struct out *o, const struct report *r, const struct report_
 				 sig ? "**" : "");
 		}
 	o_puts(o, "\nUntuned: each base before fine-tuning, on the same examples; the difference "
-		  "is paired with its own base (**bold**: the interval excludes zero).\n\n"
+		  "is paired with its own base (**bold**: the interval excludes zero). Token-level "
+		  "metrics (loss, perplexity, token accuracy) count each base's own tokens: compare "
+		  "them within a base.\n\n"
 		  "| base model | run | runs |");
 	for (size_t c = 0; c < FT_ARRAY_LEN(COST_COLS); c++)
 		o_printf(o, " %s |", COST_COLS[c].head);
