@@ -46,6 +46,10 @@ struct run_ctx {
 	 * and returns FT_EINTR. */
 	volatile sig_atomic_t *stop;
 	struct run_sink *sink;
+	/* Where runs of this workspace keep the base model's evaluations, so that runs sharing
+	 * a base model, examples and evaluation settings evaluate it once (the native engine);
+	 * NULL: evaluate the base in this run (ftlab run --force, cluster tasks, tests). */
+	const char *base_eval_dir;
 };
 
 struct backend {

@@ -76,6 +76,12 @@ const char *nearest_word(const char *word, const char *const *candidates, size_t
 double time_monotonic(void);
 double time_wall(void);
 double time_process_cpu(void);
+/* Peak resident memory of this process in bytes since the last mem_peak_reset (Linux
+ * VmHWM; getrusage's maxrss where /proc is missing). mem_peak_reset lowers the mark to the
+ * current resident size (/proc/self/clear_refs); false when the kernel refused, and the
+ * peak then covers the process's whole life. */
+size_t mem_peak_rss(void);
+bool mem_peak_reset(void);
 /* ISO-8601 UTC ("2026-11-24T03:50:24Z") into buf (at least 21 bytes). */
 void time_iso8601(char *buf, size_t n, double wall_seconds);
 

@@ -88,6 +88,9 @@ void report_free(struct report *r)
 	free(r->host);
 	free(r->remote);
 	free(r->objective);
+	for (size_t i = 0; i < r->n_gates; i++)
+		free(r->gates[i].metric);
+	free(r->gates);
 	free(r->baseline_label);
 	report_free(r->baseline);
 	free(r);
@@ -400,6 +403,42 @@ long report_best_run(const struct report *r)
 		}
 	}
 	return best;
+}
+
+int report_add_gate(struct report *r, const struct report_gate *g)
+{
+	struct report_gate *p = realloc(r->gates, (r->n_gates + 1) * sizeof *p);
+	if (!p)
+		return FT_ENOMEM;
+	r->gates = p;
+	p[r->n_gates] = *g;
+	p[r->n_gates].metric = ft_strdup(g->metric ? g->metric : "");
+	if (!p[r->n_gates].metric)
+		return FT_ENOMEM;
+	r->n_gates++;
+	return 0;
+}
+
+int report_gate_check(const struct report *r, const struct report_run *run,
+		      const struct report_gate *g)
+{
+	if (g->vs == REPORT_GATE_BASELINE)
+		return -1;
+	long m = report_metric_find(r, g->metric);
+	if (m < 0 || !run->tuned[m].present || !isfinite(run->tuned[m].v))
+		return 0;
+	double v = run->tuned[m].v;
+	if (g->vs == REPORT_GATE_ABSOLUTE)
+		return (!g->has_min || v >= g->min) && (!g->has_max || v <= g->max);
+	double delta = run->delta[m].present ? run->delta[m].v
+		       : run->base[m].present ? v - run->base[m].v : NAN;
+	return isfinite(delta) && (!g->has_min_delta || delta >= g->min_delta);
+}
+
+double report_run_last(const struct report_run *run, const char *split, const char *name)
+{
+	const struct report_curve *c = report_run_curve(run, split, name);
+	return c && c->n ? c->values[c->n - 1] : NAN;
 }
 
 bool report_param_is_seed(const char *key)

@@ -57,6 +57,17 @@ struct report_run {
 	size_t n_preds;
 };
 
+/* A gate of the experiment file (gates[]), as far as a report judges it: absolute
+ * (min/max on the fine-tuned value) and vs base (min_delta on the paired difference);
+ * vs baseline gates are kept but only `ftlab ci --baseline` evaluates them. */
+enum report_gate_vs { REPORT_GATE_ABSOLUTE, REPORT_GATE_BASE, REPORT_GATE_BASELINE };
+struct report_gate {
+	char *metric; /* "split.metric" */
+	enum report_gate_vs vs;
+	bool has_min, has_max, has_min_delta;
+	double min, max, min_delta;
+};
+
 struct report {
 	char *experiment, *description, *source_path;
 	/* Provenance of the newest invocation that produced these runs. */
@@ -65,6 +76,8 @@ struct report {
 	double date;             /* wall seconds */
 	char *objective;         /* "test.exact_match" or NULL */
 	bool objective_set, maximize;
+	struct report_gate *gates; /* the experiment's gates (from its spec) */
+	size_t n_gates;
 	char **params;           /* swept parameter keys (dotted paths) */
 	size_t n_params;
 	char **metrics;          /* "split.metric", in first-seen order */
@@ -102,6 +115,16 @@ int report_run_add_prediction(struct report_run *run, enum report_model model,
 			      const char *split, int64_t example, const char *prompt,
 			      const char *reference, const char *output, bool has_score,
 			      double score) FT_WUR;
+
+/* Appends a gate (metric copied). 0 or FT_ENOMEM. */
+int report_add_gate(struct report *r, const struct report_gate *g) FT_WUR;
+/* Whether run passes gate g: 1 pass, 0 fail (or the metric was not recorded), -1 when a
+ * report cannot judge it (vs baseline). */
+int report_gate_check(const struct report *r, const struct report_run *run,
+		      const struct report_gate *g);
+/* The last recorded value of a run's metric history (split, name), or NAN. The cost of a
+ * run is its history of split "cost" (train_seconds, tokens_per_s, peak_rss_bytes, ...). */
+double report_run_last(const struct report_run *run, const char *split, const char *name);
 
 /* Derived views. */
 /* True for finished and cached runs. */

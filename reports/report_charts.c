@@ -10,6 +10,7 @@
 
 #include "common/util.h"
 #include "reports/gnuplot.h"
+#include "reports/report_bases.h"
 #include "common/banned.h"
 
 #define MAX_LOSS_RUNS 12
@@ -682,6 +683,197 @@ static int chart_param(struct report_charts *out, const struct report *r, size_t
 	return rc;
 }
 
+/* ---- base models side by side ---- */
+
+/* xtics: one short base name per base (without .gguf), at 0..n-1; rotated where the
+ * panels are narrow. */
+static int base_xtics(struct strbuf *g, const struct report_bases *b, bool rotate)
+{
+	int rc = strbuf_printf(g, "set xrange [-0.6:%zu.6]\n%sset xtics (", b->n - 1,
+			       rotate ? "set xtics rotate by 30 right\n" : "");
+	for (size_t k = 0; k < b->n && !rc; k++) {
+		const char *name = report_base_short(b->items[k].name);
+		size_t len = strlen(name);
+		char label[64];
+		if (len > 5 && strcmp(name + len - 5, ".gguf") == 0)
+			len -= 5;
+		snprintf(label, sizeof label, "%.*s%s", (int)(len < 22 ? len : 21), name,
+			 len > 22 ? "…" : "");
+		rc = gnuplot_quote(g, label, 40);
+		if (!rc)
+			rc = strbuf_printf(g, " %zu%s", k, k + 1 < b->n ? ", " : ")\n");
+	}
+	return rc;
+}
+
+/* Per metric of the rank metric's split, one panel: each base's untuned (grey) and tuned
+ * (blue) value with its interval, from the best run of that base. */
+static int chart_bases_values(struct report_charts *out, const struct report *r,
+			      const struct report_bases *b, const char *dir, double timeout_s,
+			      struct diag *d)
+{
+	size_t ms[MAX_PANELS], n = 0;
+	for (size_t i = 0; i < r->n_metrics && n < MAX_PANELS; i++)
+		if (same_split(r->metrics[i], r->metrics[b->metric]))
+			ms[n++] = i;
+	struct strbuf t = {0}, g = {0};
+	const char *rel = "data/bases.tsv";
+	int rc = strbuf_puts(&t, "# one block per metric; x\tbase\tuntuned\tuntuned_lo\t"
+			      "untuned_hi\ttuned\ttuned_lo\ttuned_hi\tdelta\tdelta_lo\tdelta_hi\trun\n");
+	for (size_t k = 0; k < n && !rc; k++) {
+		rc = strbuf_puts(&t, "# ");
+		if (!rc)
+			rc = tsv_text(&t, r->metrics[ms[k]]);
+		if (!rc)
+			rc = strbuf_puts(&t, "\n");
+		for (size_t q = 0; q < b->n && !rc; q++) {
+			const struct report_run *run = b->items[q].run >= 0 ? &r->runs[b->items[q].run]
+									   : NULL;
+			rc = strbuf_printf(&t, "%zu\t", q);
+			if (!rc)
+				rc = tsv_text(&t, report_base_short(b->items[q].name));
+			const struct report_value *vals[3] = {
+				run ? &run->base[ms[k]] : NULL, run ? &run->tuned[ms[k]] : NULL,
+				run ? &run->delta[ms[k]] : NULL};
+			for (int j = 0; j < 3 && !rc; j++) {
+				bool have = vals[j] && vals[j]->present;
+				bool ci = have && vals[j]->has_ci;
+				rc = tsv_num(&t, have ? vals[j]->v : 0, have);
+				if (!rc)
+					rc = tsv_num(&t, ci ? vals[j]->lo : 0, ci);
+				if (!rc)
+					rc = tsv_num(&t, ci ? vals[j]->hi : 0, ci);
+			}
+			if (!rc)
+				rc = strbuf_puts(&t, "\t");
+			if (!rc)
+				rc = tsv_text(&t, run ? run->id : "");
+			if (!rc)
+				rc = strbuf_puts(&t, "\n");
+		}
+		if (!rc)
+			rc = strbuf_puts(&t, "\n\n");
+	}
+	if (!rc)
+		rc = write_file(dir, rel, &t, d);
+	char split[64], title[160], caption[512];
+	const char *sm = r->metrics[b->metric];
+	snprintf(split, sizeof split, "%.*s", (int)(metric_split_end(sm) - sm), sm);
+	snprintf(title, sizeof title, "Base models on %s: untuned and fine-tuned", split);
+	/* two panels a row, so that the base names fit under each */
+	size_t cols = n < 2 ? n : 2, rows = (n + cols - 1) / cols;
+	if (!rc)
+		rc = multiplot_head(&g, "bases", title, rows, cols);
+	if (!rc)
+		rc = base_xtics(&g, b, b->n > 2);
+	/* missing intervals (a trainer without them) draw as points: lo = hi = value */
+	for (size_t k = 0; k < n && !rc; k++) {
+		rc = panel_title(&g, r->metrics[ms[k]]);
+		if (!rc)
+			rc = strbuf_printf(&g,
+				"plot '%s' index %zu using ($1-0.12):3:(valid(4)?$4:$3):(valid(5)?$5:$3) "
+				"with yerrorbars pt 7 ps 1 lw 1.5 lc rgb '#888888' notitle, \\\n"
+				"     '%s' index %zu using ($1+0.12):6:(valid(7)?$7:$6):(valid(8)?$8:$6) "
+				"with yerrorbars pt 7 ps 1 lw 1.5 lc rgb '#1f77b4' notitle\n",
+				rel, k, rel, k);
+	}
+	if (!rc)
+		rc = run_script(dir, "bases", &g, timeout_s, d);
+	snprintf(caption, sizeof caption, "Each base model's untuned value (grey, left) and the "
+		 "value of its best fine-tuned run (blue, right) on the %s split, one panel per "
+		 "metric; bars are the bootstrap confidence intervals. Bases whose blue intervals "
+		 "overlap are not distinguishable on that metric.", split);
+	if (!rc)
+		rc = chart_add(out, CHART_BASES, "bases", title, caption, false);
+	strbuf_free(&t);
+	strbuf_free(&g);
+	return rc;
+}
+
+/* Two panels: training wall seconds and peak resident memory (GiB) of each base's best
+ * run, as bars. */
+static int chart_bases_cost(struct report_charts *out, const struct report_bases *b,
+			    const char *dir, double timeout_s, struct diag *d)
+{
+	bool have_time = false, have_peak = false;
+	for (size_t q = 0; q < b->n; q++) {
+		have_time = have_time || isfinite(b->items[q].cost[COST_TRAIN_S]);
+		have_peak = have_peak || isfinite(b->items[q].cost[COST_TRAIN_PEAK]);
+	}
+	if (!have_time && !have_peak)
+		return 0;
+	struct strbuf t = {0}, g = {0};
+	const char *rel = "data/bases_cost.tsv";
+	int rc = strbuf_puts(&t, "# x\tbase\ttrain_seconds\ttrain_cpu_seconds\ttokens_per_s\t"
+			      "train_peak_rss_gib\tpeak_rss_gib\tbase_eval_seconds\ttuned_eval_seconds\n");
+	for (size_t q = 0; q < b->n && !rc; q++) {
+		const double *c = b->items[q].cost;
+		rc = strbuf_printf(&t, "%zu\t", q);
+		if (!rc)
+			rc = tsv_text(&t, report_base_short(b->items[q].name));
+		double vals[7] = {c[COST_TRAIN_S], c[COST_TRAIN_CPU_S], c[COST_TOKENS_S],
+				  c[COST_TRAIN_PEAK] / 1073741824.0, c[COST_PEAK_RSS] / 1073741824.0,
+				  c[COST_BASE_EVAL_S], c[COST_TUNED_EVAL_S]};
+		for (int j = 0; j < 7 && !rc; j++)
+			rc = tsv_num(&t, vals[j], isfinite(vals[j]));
+		if (!rc)
+			rc = strbuf_puts(&t, "\n");
+	}
+	if (!rc)
+		rc = write_file(dir, rel, &t, d);
+	const char *title = "Base models: cost of the best fine-tuned run";
+	if (!rc)
+		rc = multiplot_head(&g, "bases_cost", title, 1, (size_t)have_time + have_peak);
+	if (!rc)
+		rc = base_xtics(&g, b, false);
+	if (!rc)
+		rc = strbuf_puts(&g, "set yrange [0:*]\nset style fill solid 0.6 border\n"
+				 "set boxwidth 0.5\n");
+	if (!rc && have_time)
+		rc = strbuf_printf(&g,
+			"set title 'training time: wall s (dark), CPU s (light)'\n"
+			"set boxwidth 0.3\n"
+			"plot '%s' using ($1-0.16):3 with boxes lc rgb '#1f77b4' notitle, \\\n"
+			"     '' using ($1-0.16):3:(sprintf('%%.0f', $3)) with labels offset 0,0.8 "
+			"notitle, \\\n"
+			"     '' using ($1+0.16):4 with boxes lc rgb '#9ecae1' notitle, \\\n"
+			"     '' using ($1+0.16):4:(sprintf('%%.0f', $4)) with labels offset 0,0.8 "
+			"notitle\nset boxwidth 0.5\n",
+			rel);
+	if (!rc && have_peak)
+		rc = strbuf_printf(&g,
+			"set title 'peak resident memory in training (GiB)'\n"
+			"plot '%s' using 1:6 with boxes lc rgb '#ff7f0e' notitle, \\\n"
+			"     '' using 1:6:(sprintf('%%.2f GiB', $6)) with labels offset 0,0.8 notitle\n",
+			rel);
+	if (!rc)
+		rc = run_script(dir, "bases_cost", &g, timeout_s, d);
+	if (!rc)
+		rc = chart_add(out, CHART_COST, "bases_cost", title,
+			       "Training wall time and peak resident memory in training (model load "
+			       "included) of each base model's best fine-tuned run (data/bases_cost.tsv also has CPU seconds, "
+			       "tokens/s and evaluation times). Wall times depend on the machine's load.",
+			       false);
+	strbuf_free(&t);
+	strbuf_free(&g);
+	return rc;
+}
+
+static int chart_bases(struct report_charts *out, const struct report *r, const char *dir,
+		       double timeout_s, struct diag *d)
+{
+	struct report_bases b;
+	int rc = report_bases_make(&b, r);
+	if (rc)
+		return rc;
+	if (b.n >= 2 && b.metric >= 0)
+		rc = chart_bases_values(out, r, &b, dir, timeout_s, d);
+	if (!rc && b.n >= 2)
+		rc = chart_bases_cost(out, &b, dir, timeout_s, d);
+	report_bases_free(&b);
+	return rc;
+}
+
 int report_charts_make(struct report_charts *out, const struct report *r, const char *dir,
 		       double timeout_s, struct diag *d)
 {
@@ -714,6 +906,8 @@ int report_charts_make(struct report_charts *out, const struct report *r, const 
 		for (size_t s = 0; s < n_splits && !rc; s++)
 			rc = chart_results(out, r, best, split_no++, splits[s], dir, timeout_s, d);
 	}
+	if (!rc)
+		rc = chart_bases(out, r, dir, timeout_s, d);
 	if (!rc)
 		rc = chart_loss(out, r, best, dir, timeout_s, d);
 	/* the rank metric's split: each metric against each non-seed parameter */

@@ -11,7 +11,10 @@
 #include "common/diag.h"
 #include "reports/report.h"
 
-enum report_chart_kind { CHART_RESULTS, CHART_DELTA, CHART_LOSS, CHART_PARAM };
+/* CHART_BASES: untuned and tuned values per base model; CHART_COST: training time and
+ * peak memory per base (report_bases.h; only when the runs use two or more bases). */
+enum report_chart_kind { CHART_RESULTS, CHART_DELTA, CHART_LOSS, CHART_PARAM, CHART_BASES,
+			 CHART_COST };
 
 struct report_chart {
 	enum report_chart_kind kind;

@@ -53,6 +53,27 @@ static int apply_spec(struct report *r, const char *spec)
 		r->maximize = schema_enum_index("sweep.objective.goal", json_string_value(goal)) !=
 			      GOAL_MINIMIZE;
 	}
+	json_t *gates = json_object_get(j, "gates"), *g;
+	size_t gi;
+	json_array_foreach(gates, gi, g) {
+		if (rc)
+			break;
+		const char *gm = json_string_value(json_object_get(g, "metric"));
+		const char *vs = json_string_value(json_object_get(g, "vs"));
+		json_t *mn = json_object_get(g, "min"), *mx = json_object_get(g, "max");
+		json_t *md = json_object_get(g, "min_delta");
+		if (!gm)
+			continue;
+		struct report_gate rg = {
+			.metric = (char *)(uintptr_t)gm,
+			.vs = vs && strcmp(vs, "base") == 0       ? REPORT_GATE_BASE
+			      : vs && strcmp(vs, "baseline") == 0 ? REPORT_GATE_BASELINE
+								  : REPORT_GATE_ABSOLUTE,
+			.has_min = json_is_number(mn), .min = json_number_value(mn),
+			.has_max = json_is_number(mx), .max = json_number_value(mx),
+			.has_min_delta = json_is_number(md), .min_delta = json_number_value(md)};
+		rc = report_add_gate(r, &rg);
+	}
 	json_decref(j);
 	return rc;
 }

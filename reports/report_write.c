@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reports/report_bases.h"
 #include "reports/report_charts.h"
 #include "common/banned.h"
 
@@ -523,6 +524,196 @@ static void html_results(struct out *o, const struct report *r, long best,
 			html_figure(o, dir, charts, i, d);
 }
 
+static void md_image(struct out *o, const struct report_chart *ch);
+
+/* ---- base models side by side (both formats) ---- */
+
+/* Cost cells: seconds with one decimal, GiB with two, "–" when not recorded. */
+static void cost_cell(char *buf, size_t n, double v, enum report_cost c)
+{
+	if (!isfinite(v))
+		snprintf(buf, n, "–");
+	else if (c == COST_PEAK_RSS || c == COST_TRAIN_PEAK)
+		snprintf(buf, n, "%.2f", v / 1073741824.0);
+	else
+		snprintf(buf, n, "%.1f", v);
+}
+
+static const struct {
+	enum report_cost c;
+	const char *head;
+} COST_COLS[] = {
+	{COST_TRAIN_S, "training (s)"},      {COST_TRAIN_CPU_S, "training CPU (s)"},
+	{COST_TOKENS_S, "tokens/s"},         {COST_TRAIN_PEAK, "peak memory, training (GiB)"},
+	{COST_PEAK_RSS, "peak memory, run (GiB)"},
+	{COST_BASE_EVAL_S, "base eval (s)"}, {COST_TUNED_EVAL_S, "tuned eval (s)"},
+};
+
+static void gates_cell(char *buf, size_t n, const struct report_base *e)
+{
+	if (e->gates_judged == 0)
+		snprintf(buf, n, "–");
+	else
+		snprintf(buf, n, "%zu of %zu", e->gates_passed, e->gates_judged);
+}
+
+/* The metrics shown per base: the rank metric first, then the others. */
+static size_t base_metrics(const struct report *r, long rank, size_t *ms, size_t cap)
+{
+	size_t n = 0;
+	if (rank >= 0)
+		ms[n++] = (size_t)rank;
+	for (size_t i = 0; i < r->n_metrics && n < cap; i++)
+		if ((long)i != rank)
+			ms[n++] = i;
+	return n;
+}
+
+/* The three cells of base e's run for metric m. */
+static void base_cells(char a[96], char b[96], char c[96], const struct report_run *run,
+		       size_t m)
+{
+	fmt_value(a, 96, run ? &run->base[m] : NULL, true);
+	fmt_value(b, 96, run ? &run->tuned[m] : NULL, true);
+	fmt_value(c, 96, run ? &run->delta[m] : NULL, true);
+}
+
+static void html_bases(struct out *o, const struct report *r, const struct report_bases *b,
+		       const char *dir, const struct report_charts *charts, struct diag *d)
+{
+	o_puts(o, "<h2 id=\"bases\">Base models</h2>\n<p id=\"bases-pick\">");
+	char *sentence = report_bases_sentence(b, r);
+	if (!sentence && !o->rc)
+		o->rc = FT_ENOMEM;
+	if (sentence)
+		o_html(o, sentence);
+	free(sentence);
+	o_puts(o, "</p>\n<p>Each base model's best run by the ranking metric (★: the pick). "
+		  "<em>Untuned</em> is that base evaluated before fine-tuning on the same examples; "
+		  "the difference is paired: fine-tuned minus its own base. Intervals are bootstrap "
+		  "confidence intervals. Token-level metrics (loss, perplexity, token accuracy) "
+		  "count each base's own tokens: compare them within a base; text metrics (exact "
+		  "match, F1, ...) compare across bases.</p>\n<table class=\"results\" id=\"bases-table\"><thead><tr>"
+		  "<th>metric</th><th>base model</th><th>run</th><th>untuned</th><th>fine-tuned</th>"
+		  "<th>difference</th></tr></thead><tbody>\n");
+	size_t ms[256];
+	size_t nm = base_metrics(r, b->metric, ms, FT_ARRAY_LEN(ms));
+	for (size_t k = 0; k < nm; k++)
+		for (size_t q = 0; q < b->n; q++) {
+			const struct report_base *e = &b->items[q];
+			const struct report_run *run = e->run >= 0 ? &r->runs[e->run] : NULL;
+			char a[96], bb[96], c[96];
+			base_cells(a, bb, c, run, ms[k]);
+			o_printf(o, "<tr%s><td>", (long)q == b->pick && (long)ms[k] == b->metric
+							 ? " class=\"best\"" : "");
+			o_html(o, r->metrics[ms[k]]);
+			o_puts(o, "</td><td title=\"");
+			o_html(o, e->name);
+			o_puts(o, "\">");
+			o_html(o, report_base_short(e->name));
+			o_puts(o, (long)q == b->pick ? " ★" : "");
+			o_puts(o, "</td><td><code>");
+			o_html(o, run ? run->id : "–");
+			o_printf(o, "</code></td><td class=\"num\">%s</td><td class=\"num\">%s</td>"
+				 "<td class=\"num %s\">%s</td></tr>\n", a, bb,
+				 run && ci_excludes_zero(&run->delta[ms[k]]) ? "sig" : "nosig", c);
+		}
+	o_puts(o, "</tbody></table>\n<table class=\"results\" id=\"bases-cost\"><thead><tr>"
+		  "<th>base model</th><th>run</th><th>runs</th>");
+	for (size_t c = 0; c < FT_ARRAY_LEN(COST_COLS); c++)
+		o_printf(o, "<th>%s</th>", COST_COLS[c].head);
+	o_puts(o, "<th>gates passed</th></tr></thead><tbody>\n");
+	for (size_t q = 0; q < b->n; q++) {
+		const struct report_base *e = &b->items[q];
+		o_puts(o, "<tr><td title=\"");
+		o_html(o, e->name);
+		o_puts(o, "\">");
+		o_html(o, report_base_short(e->name));
+		o_puts(o, "</td><td><code>");
+		o_html(o, e->run >= 0 ? r->runs[e->run].id : "–");
+		o_printf(o, "</code></td><td class=\"num\">%zu</td>", e->n_runs);
+		for (size_t c = 0; c < FT_ARRAY_LEN(COST_COLS); c++) {
+			char buf[48];
+			cost_cell(buf, sizeof buf, e->cost[COST_COLS[c].c], COST_COLS[c].c);
+			o_printf(o, "<td class=\"num\">%s</td>", buf);
+		}
+		char g[48];
+		gates_cell(g, sizeof g, e);
+		o_printf(o, "<td class=\"num\">%s</td></tr>\n", g);
+	}
+	o_puts(o, "</tbody></table>\n<p>The cost of each base model's best run as the store "
+		  "recorded it (its <code>cost</code> metrics): wall and CPU seconds of training, "
+		  "training tokens per second, the run's peak resident memory, and the time spent "
+		  "evaluating the base and the tuned model. Wall times depend on the machine's "
+		  "load.</p>\n");
+	for (size_t i = 0; i < charts->n; i++)
+		if (charts->items[i].kind == CHART_BASES || charts->items[i].kind == CHART_COST)
+			html_figure(o, dir, charts, i, d);
+}
+
+static void md_bases(struct out *o, const struct report *r, const struct report_bases *b,
+		     const struct report_charts *charts)
+{
+	o_puts(o, "## Base models\n\n");
+	char *sentence = report_bases_sentence(b, r);
+	if (!sentence && !o->rc)
+		o->rc = FT_ENOMEM;
+	if (sentence)
+		o_md(o, sentence, 0);
+	free(sentence);
+	o_puts(o, "\n\n| metric | base model | run | untuned | fine-tuned | difference |\n"
+		  "|---|---|---|---|---|---|\n");
+	size_t ms[256];
+	size_t nm = base_metrics(r, b->metric, ms, FT_ARRAY_LEN(ms));
+	for (size_t k = 0; k < nm; k++)
+		for (size_t q = 0; q < b->n; q++) {
+			const struct report_base *e = &b->items[q];
+			const struct report_run *run = e->run >= 0 ? &r->runs[e->run] : NULL;
+			char a[96], bb[96], c[96];
+			base_cells(a, bb, c, run, ms[k]);
+			bool sig = run && ci_excludes_zero(&run->delta[ms[k]]);
+			o_puts(o, "| ");
+			o_md(o, r->metrics[ms[k]], 80);
+			o_puts(o, " | ");
+			o_md(o, report_base_short(e->name), 120);
+			o_puts(o, (long)q == b->pick ? " ★ | " : " | ");
+			o_md(o, run ? run->id : "–", 64);
+			o_printf(o, " | %s | %s | %s%s%s |\n", a, bb, sig ? "**" : "", c,
+				 sig ? "**" : "");
+		}
+	o_puts(o, "\nUntuned: each base before fine-tuning, on the same examples; the difference "
+		  "is paired with its own base (**bold**: the interval excludes zero). Token-level "
+		  "metrics (loss, perplexity, token accuracy) count each base's own tokens: compare "
+		  "them within a base.\n\n"
+		  "| base model | run | runs |");
+	for (size_t c = 0; c < FT_ARRAY_LEN(COST_COLS); c++)
+		o_printf(o, " %s |", COST_COLS[c].head);
+	o_puts(o, " gates passed |\n|---|---|---|");
+	for (size_t c = 0; c <= FT_ARRAY_LEN(COST_COLS); c++)
+		o_puts(o, "---|");
+	o_puts(o, "\n");
+	for (size_t q = 0; q < b->n; q++) {
+		const struct report_base *e = &b->items[q];
+		o_puts(o, "| ");
+		o_md(o, report_base_short(e->name), 120);
+		o_puts(o, " | ");
+		o_md(o, e->run >= 0 ? r->runs[e->run].id : "–", 64);
+		o_printf(o, " | %zu |", e->n_runs);
+		for (size_t c = 0; c < FT_ARRAY_LEN(COST_COLS); c++) {
+			char buf[48];
+			cost_cell(buf, sizeof buf, e->cost[COST_COLS[c].c], COST_COLS[c].c);
+			o_printf(o, " %s |", buf);
+		}
+		char g[48];
+		gates_cell(g, sizeof g, e);
+		o_printf(o, " %s |\n", g);
+	}
+	o_puts(o, "\n");
+	for (size_t i = 0; i < charts->n; i++)
+		if (charts->items[i].kind == CHART_BASES || charts->items[i].kind == CHART_COST)
+			md_image(o, &charts->items[i]);
+}
+
 static void html_predictions(struct out *o, const struct report *r, long best)
 {
 	o_puts(o, "<h2 id=\"predictions\">Sample predictions</h2>\n");
@@ -698,7 +889,8 @@ static void html_failed(struct out *o, const struct report *r)
 }
 
 static int write_html(const struct report *r, const char *dir,
-		      const struct report_charts *charts, struct diag *d)
+		      const struct report_charts *charts, const struct report_bases *bases,
+		      struct diag *d)
 {
 	struct out o = {0};
 	long best = report_best_run(r);
@@ -712,12 +904,17 @@ static int write_html(const struct report *r, const char *dir,
 	o_puts(&o, "</style></head><body>\n");
 	html_header(&o, r);
 	html_summary(&o, r, best);
-	o_puts(&o, "<nav><a href=\"#runs\">Runs</a> · <a href=\"#base-vs-tuned\">Base vs "
+	o_puts(&o, "<nav><a href=\"#runs\">Runs</a> · ");
+	if (bases->n >= 2)
+		o_puts(&o, "<a href=\"#bases\">Base models</a> · ");
+	o_puts(&o, "<a href=\"#base-vs-tuned\">Base vs "
 		   "fine-tuned</a> · <a href=\"#curves\">Loss curves</a> · <a href=\"#params\">"
 		   "Metrics vs parameters</a> · <a href=\"#predictions\">Predictions</a> · "
 		   "<a href=\"#config-diff\">Config differences</a> · <a href=\"#failed\">Failed "
 		   "runs</a></nav>\n");
 	html_runs(&o, r, best);
+	if (bases->n >= 2)
+		html_bases(&o, r, bases, dir, charts, d);
 	html_results(&o, r, best, dir, charts, d);
 	o_puts(&o, "<h2 id=\"curves\">Loss curves</h2>\n");
 	bool any = false;
@@ -768,7 +965,8 @@ static void md_image(struct out *o, const struct report_chart *ch)
 }
 
 static int write_md(const struct report *r, const char *dir,
-		    const struct report_charts *charts, struct diag *d)
+		    const struct report_charts *charts, const struct report_bases *bases,
+		    struct diag *d)
 {
 	struct out o = {0};
 	long best = report_best_run(r);
@@ -879,7 +1077,10 @@ static int write_md(const struct report *r, const char *dir,
 		}
 		o_puts(&o, "\n");
 	}
-	o_puts(&o, "\n## Base vs fine-tuned\n\n");
+	o_puts(&o, "\n");
+	if (bases->n >= 2)
+		md_bases(&o, r, bases, charts);
+	o_puts(&o, "## Base vs fine-tuned\n\n");
 	if (best >= 0) {
 		const struct report_run *run = &r->runs[best];
 		o_puts(&o, "| metric | base | fine-tuned | difference |");
@@ -1038,15 +1239,19 @@ static int write_runs_tsv(const struct report *r, const char *dir, struct diag *
 int report_write(const struct report *r, const char *dir, double timeout_s, struct diag *d)
 {
 	struct report_charts charts = {0};
+	struct report_bases bases;
+	if (report_bases_make(&bases, r))
+		return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory comparing base models");
 	int rc = dir_make_all(dir, d);
 	if (!rc)
 		rc = report_charts_make(&charts, r, dir, timeout_s, d);
 	if (!rc)
 		rc = write_runs_tsv(r, dir, d);
 	if (!rc)
-		rc = write_html(r, dir, &charts, d);
+		rc = write_html(r, dir, &charts, &bases, d);
 	if (!rc)
-		rc = write_md(r, dir, &charts, d);
+		rc = write_md(r, dir, &charts, &bases, d);
 	report_charts_free(&charts);
+	report_bases_free(&bases);
 	return rc;
 }

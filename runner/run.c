@@ -716,6 +716,7 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 {
 	char *runs_dir = path_join(workspace, "runs");
 	char *run_dir = runs_dir ? path_join(runs_dir, pt->id) : NULL;
+	char *base_eval_dir = path_join(workspace, "base-eval");
 	struct store_writer *w = NULL;
 	FILE *metrics = NULL, *log = NULL;
 	struct heartbeat hb;
@@ -785,6 +786,7 @@ static int run_one(struct store *s, const char *workspace, int64_t invocation,
 		.threads = threads,
 		.stop = &run_halt,
 		.sink = &sink,
+		.base_eval_dir = opt->force ? NULL : base_eval_dir,
 	};
 	run_halt = run_stop_flag;
 	prog->run_id = pt->id;
@@ -896,6 +898,7 @@ done:
 	store_writer_free(w);
 	free(run_dir);
 	free(runs_dir);
+	free(base_eval_dir);
 	return r;
 }
 

@@ -298,8 +298,10 @@ const struct key_desc schema_keys[] = {
 	 "Nucleus sampling (1: off; refused with temperature 0, which is greedy).", NULL},
 	{"eval.generate.stop", KT_STRLIST, 0, "[]", NOB, NULL, "Strings that end generation.", NULL},
 	{"eval.compare_base", KT_BOOL, 0, "true", NOB, NULL,
-	 "Also evaluate the untouched base model on the same splits (with method.type none the "
-	 "base model is what is evaluated: setting it is refused there).", NULL},
+	 "Also evaluate the untouched base model on the same splits, once per base model: later "
+	 "runs of the workspace with the same base, examples and evaluation settings reuse that "
+	 "evaluation (docs/store.md). With method.type none the base model is what is "
+	 "evaluated: setting it is refused there.", NULL},
 	{"eval.bootstrap", KT_INT, KF_LO | KF_HI, "1000", RANGE(0, 1000000), NULL,
 	 "Bootstrap resamples for confidence intervals and paired differences (0: none).", NULL},
 	{"eval.samples", KT_INT, KF_LO, "20", RANGE(0, 0), NULL,

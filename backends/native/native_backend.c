@@ -13,6 +13,7 @@
 
 #include "backends/backend.h"
 #include "backends/native/data/prepare.h"
+#include "backends/native/eval/eval_cache.h"
 #include "backends/native/eval/evaluate.h"
 #include "backends/native/io/model_file.h"
 #include "backends/native/model/model.h"
@@ -157,6 +158,44 @@ static void artifact(const struct run_ctx *ctx, const char *kind, const char *re
 {
 	if (ctx->sink && ctx->sink->artifact)
 		(void)ctx->sink->artifact(ctx->sink->ud, kind, rel);
+}
+
+/* What a run cost, recorded as metrics of split "cost" when it finishes (docs/store.md):
+ * wall and CPU seconds of training, training tokens per second, wall seconds of the base
+ * and the tuned evaluation, and the peak resident memory of the run and of its training
+ * (model load included; the base's evaluation, when it is not reused, adds a second model). */
+struct run_cost {
+	int64_t steps;
+	bool trained;
+	double train_s, train_cpu_s, tokens_per_s, base_eval_s, tuned_eval_s, train_peak;
+};
+
+static int emit_cost(const struct run_ctx *ctx, const struct run_cost *c, struct diag *d)
+{
+	if (!ctx->sink || !ctx->sink->metric)
+		return 0;
+	struct {
+		const char *name;
+		double v;
+		bool on;
+	} m[] = {
+		{"train_seconds", c->train_s, c->trained},
+		{"train_cpu_seconds", c->train_cpu_s, c->trained},
+		{"tokens_per_s", c->tokens_per_s, c->trained},
+		{"base_eval_seconds", c->base_eval_s, true},
+		{"tuned_eval_seconds", c->tuned_eval_s, c->trained},
+		{"train_peak_rss_bytes", c->train_peak, c->trained},
+		{"peak_rss_bytes", (double)mem_peak_rss(), true},
+	};
+	for (size_t i = 0; i < FT_ARRAY_LEN(m); i++) {
+		if (!m[i].on)
+			continue;
+		int rc = ctx->sink->metric(ctx->sink->ud, "cost", m[i].name, c->steps, m[i].v);
+		if (rc)
+			return diag_set(d, rc, NULL, 0, 0, "could not record the run's cost (%s)",
+					m[i].name);
+	}
+	return 0;
 }
 
 static const char *method_name(enum method_type t)
@@ -443,10 +482,102 @@ static void eval_time_event(const struct run_ctx *ctx, const char *model, const 
 	event(ctx, "info", "eval", msg);
 }
 
+/* ---- the base model's evaluation, once per base model ---- */
+
+/* What a base model's evaluation depends on besides its examples (eval_cache_key adds
+ * those): the model file's content, model.* but the path, the evaluation settings that
+ * change numbers (not samples, bootstrap or the split list: eval_emit uses those), the
+ * numerics (precision, batch plan, ops table) and, only where sampling uses it, the seed.
+ * The binary's version too, so an upgrade re-evaluates. */
+static int base_eval_settings(char **out, const struct config *cfg, int max_batch, int T,
+			      const struct ops *ops, struct diag *d)
+{
+	*out = NULL;
+	char sha[65];
+	int rc = hash_path_hex(sha, NULL, cfg->model.base, d);
+	if (rc)
+		return rc;
+	json_t *c = json_loads(cfg->canonical_json ? cfg->canonical_json : "{}", 0, NULL);
+	json_t *model = json_deep_copy(json_object_get(c, "model"));
+	json_t *ev = json_deep_copy(json_object_get(c, "eval"));
+	json_t *train = json_object_get(c, "train");
+	if (json_is_object(model))
+		json_object_del(model, "base");
+	const char *drop[] = {"samples", "bootstrap", "splits", "compare_base"};
+	for (size_t i = 0; json_is_object(ev) && i < FT_ARRAY_LEN(drop); i++)
+		json_object_del(ev, drop[i]);
+	json_t *k = json_pack("{s:s,s:s,s:o*,s:o*,s:O?,s:i,s:i,s:s,s:I}", "version", FTLAB_VERSION,
+			      "model_sha256", sha, "model", model, "eval", ev, "precision",
+			      json_object_get(train, "precision"), "max_batch", max_batch, "seq", T,
+			      "ops", ops->name, "seed",
+			      (json_int_t)(cfg->eval.generate.temperature > 0 ? cfg->seed : 0));
+	*out = k ? json_dumps(k, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	json_decref(k);
+	json_decref(c);
+	return *out ? 0 : diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
+}
+
+/* The base model's evaluation of one split into *out: reused from the workspace's
+ * base-eval directory when an earlier run of this base made it with the same examples and
+ * settings, else computed (creating *base on first use) and saved there. */
+static int base_eval(struct eval_result *out, bool *have, struct model **base,
+		     const struct run_ctx *ctx, const struct model_file *mf,
+		     const struct tokenizer *tok, const struct tok_set *set,
+		     const struct eval_settings *es, const char *settings, const char *split,
+		     int max_batch, int T, const struct ops *ops, struct diag *d)
+{
+	char key[65], origin[128] = "", file[80];
+	char *path = NULL;
+	int rc = 0;
+	*have = false;
+	if (settings) {
+		eval_cache_key(key, settings, set);
+		snprintf(file, sizeof file, "%s.json", key);
+		if (!(path = path_join(ctx->base_eval_dir, file)))
+			return diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
+		if ((rc = eval_cache_load(out, have, origin, sizeof origin, path, key, set)) != 0)
+			goto done;
+		if (*have) {
+			char msg[320];
+			snprintf(msg, sizeof msg, "base model on %s (%zu examples): evaluation reused from "
+				 "run %s (same model file, examples and evaluation settings)", split,
+				 set->n, origin[0] ? origin : "?");
+			event(ctx, "info", "base_eval", msg);
+			goto done;
+		}
+	}
+	if (!*base) {
+		struct model_opts o;
+		native_model_opts(&o, ctx->cfg, max_batch, T, METHOD_NONE, ops);
+		if ((rc = model_create(base, mf, &o, d)) != 0)
+			goto done;
+	}
+	double c0 = time_process_cpu();
+	if ((rc = eval_split(out, *base, tok, set, es, d)) != 0)
+		goto done;
+	*have = true;
+	eval_time_event(ctx, "base", split, set->n, out, time_process_cpu() - c0);
+	if (path) {
+		struct diag sd;
+		diag_init(&sd);
+		if (dir_make_all(ctx->base_eval_dir, &sd) != 0 ||
+		    eval_cache_save(path, key, ctx->run_id, out, set, &sd) != 0) {
+			char msg[1300];
+			snprintf(msg, sizeof msg, "the base model's evaluation of %s was not kept for "
+				 "later runs: %s", split, sd.text);
+			event(ctx, "warning", "base_eval", msg);
+		}
+	}
+done:
+	free(path);
+	return rc;
+}
+
 /* Evaluates base and/or tuned on every configured split. */
 static int evaluate_all(const struct run_ctx *ctx, const struct model_file *mf, struct model *tuned,
 			const struct tokenizer *tok, const struct data_prepared *prep, int max_batch,
-			int T, const struct ops *ops, int (*check)(struct diag *d), struct diag *d)
+			int T, const struct ops *ops, int (*check)(struct diag *d),
+			struct run_cost *cost, struct diag *d)
 {
 	const struct config *cfg = ctx->cfg;
 	struct eval_settings es;
@@ -457,17 +588,15 @@ static int evaluate_all(const struct run_ctx *ctx, const struct model_file *mf, 
 	bool trained = cfg->method.type != METHOD_NONE && tuned;
 	bool want_base = !trained || cfg->eval.compare_base;
 	struct model *base = NULL;
+	char *settings = NULL;
 	char *pdir = path_join(ctx->run_dir, "predictions");
 	if (!pdir || (rc = dir_make_all(pdir, d)) != 0) {
 		rc = rc ? rc : diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
 		goto done;
 	}
-	if (want_base) {
-		struct model_opts o;
-		native_model_opts(&o, cfg, max_batch, T, METHOD_NONE, ops);
-		if ((rc = model_create(&base, mf, &o, d)) != 0)
-			goto done;
-	}
+	if (want_base && ctx->base_eval_dir &&
+	    (rc = base_eval_settings(&settings, cfg, max_batch, T, ops, d)) != 0)
+		goto done;
 	for (size_t i = 0; i < cfg->eval.splits.n; i++) {
 		const char *split = cfg->eval.splits.items[i];
 		const struct tok_set *set = data_prepared_split(prep, split);
@@ -486,16 +615,18 @@ static int evaluate_all(const struct run_ctx *ctx, const struct model_file *mf, 
 			rc = diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
 			goto done;
 		}
+		double w0 = time_monotonic();
+		if (want_base)
+			rc = base_eval(&rb, &have_b, &base, ctx, mf, tok, set, &es, settings, split,
+				       max_batch, T, ops, d);
+		cost->base_eval_s += time_monotonic() - w0;
 		double c0 = time_process_cpu();
-		if (base && (rc = eval_split(&rb, base, tok, set, &es, d)) == 0) {
-			have_b = true;
-			eval_time_event(ctx, "base", split, set->n, &rb, time_process_cpu() - c0);
-		}
-		c0 = time_process_cpu();
+		w0 = time_monotonic();
 		if (rc == 0 && trained && (rc = eval_split(&rt, tuned, tok, set, &es, d)) == 0) {
 			have_t = true;
 			eval_time_event(ctx, "tuned", split, set->n, &rt, time_process_cpu() - c0);
 		}
+		cost->tuned_eval_s += time_monotonic() - w0;
 		if (rc == 0 && check)
 			rc = check(d);
 		if (rc == 0) {
@@ -517,6 +648,7 @@ static int evaluate_all(const struct run_ctx *ctx, const struct model_file *mf, 
 	}
 done:
 	model_free(base);
+	free(settings);
 	free(pdir);
 	return rc;
 }
@@ -534,6 +666,8 @@ int native_engine_run(const struct run_ctx *ctx, const struct ops *ops,
 	char *ckpt = NULL;
 	double *ref_train = NULL, *ref_val = NULL;
 	int rc = 0;
+	struct run_cost cost = {0};
+	(void)mem_peak_reset(); /* the run's own peak, not an earlier run's in this process */
 	omp_set_num_threads(ctx->threads > 0 ? ctx->threads : 1);
 	if ((rc = model_file_load(&mf, cfg->model.base, d)) != 0)
 		goto done;
@@ -679,6 +813,9 @@ int native_engine_run(const struct run_ctx *ctx, const struct ops *ops,
 			 (long long)res.steps_done, method_name(cfg->method.type), t_train, c_train,
 			 res.tokens_per_s, res.last_loss, res.early_stopped ? ", early-stopped" : "");
 		event(ctx, "info", "train", msg);
+		cost = (struct run_cost){.steps = res.steps_done, .trained = true, .train_s = t_train,
+					 .train_cpu_s = c_train, .tokens_per_s = res.tokens_per_s,
+					 .train_peak = (double)mem_peak_rss()};
 		if ((cfg->method.type == METHOD_LORA || cfg->method.type == METHOD_DORA ||
 		     cfg->method.type == METHOD_IA3 || cfg->method.type == METHOD_PREFIX) &&
 		    (rc = write_adapter(ctx, m, mf, d)) != 0)
@@ -689,7 +826,10 @@ int native_engine_run(const struct run_ctx *ctx, const struct ops *ops,
 		if ((rc = write_export_meta(ctx, d)) != 0)
 			goto done;
 	}
-	rc = evaluate_all(ctx, mf, train ? m : NULL, tok, &prep, max_batch, T, ops, check, d);
+	rc = evaluate_all(ctx, mf, train ? m : NULL, tok, &prep, max_batch, T, ops, check, &cost,
+			  d);
+	if (rc == 0)
+		rc = emit_cost(ctx, &cost, d);
 	if (rc == FT_EINTR && d->code == 0)
 		diag_set(d, FT_EINTR, "", 0, 0, "interrupted during evaluation");
 done:

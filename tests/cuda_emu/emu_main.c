@@ -642,7 +642,8 @@ static void trec_add(struct trec *r, double v, const char *fmt, ...)
 
 static int tr_metric(void *ud, const char *split, const char *name, int64_t step, double v)
 {
-	if (strcmp(name, "tokens_per_s") != 0)
+	/* timings and the run's cost (times, memory) differ from run to run */
+	if (strcmp(name, "tokens_per_s") != 0 && strcmp(split, "cost") != 0)
 		trec_add(ud, v, "metric %s %s %lld", split, name, (long long)step);
 	return 0;
 }

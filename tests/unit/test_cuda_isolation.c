@@ -55,8 +55,8 @@ static void add(struct rec *r, const char *fmt, ...)
 static int r_metric(void *ud, const char *split, const char *name, int64_t step, double v)
 {
 	struct rec *r = ud;
-	if (strcmp(name, "tokens_per_s") == 0)
-		return 0; /* a timing */
+	if (strcmp(name, "tokens_per_s") == 0 || strcmp(split, "cost") == 0)
+		return 0; /* a timing, or the run's cost (times and memory) */
 	add(r, "metric %s %s %lld %a", split, name, (long long)step, v);
 	if (r->stop_at && strcmp(split, "train") == 0 && strcmp(name, "loss") == 0 &&
 	    step == r->stop_at)

@@ -1,6 +1,8 @@
 /* The shipped experiments (experiments/NAME.yaml) load through the schema, their data files
  * read and split without errors or train/test duplicates, and with SmolLM2's tokenizer
- * nothing is truncated (the sizes the quickstart's time budget assumes). */
+ * nothing is truncated (the sizes the quickstart's time budget assumes). The base-model
+ * sweep (choose-base.yaml) gives each run its own base's identity, chat template,
+ * tokenizer and end-of-turn token. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +16,8 @@
 #include "backends/native/data/prepare.h"
 #include "backends/native/io/model_file.h"
 #include "common/util.h"
+#include "runner/identity.h"
+#include "runner/sweep.h"
 #include "schema/schema.h"
 #include "common/banned.h"
 
@@ -91,10 +95,74 @@ static void test_experiments(void **state)
 	free(mpath);
 }
 
+/* Each point of a model.base sweep is prepared with its own base: SmolLM2's chatml
+ * template ending in <|im_end|>, Gemma's turns ending in <end_of_turn>, each tokenizer's
+ * own ids; and the run identities differ by base (the model file's content is part of
+ * them), while points of the same base share the base's file. */
+/* keys: model.base */
+static void test_choose_base_sweep(void **state)
+{
+	(void)state;
+	char *path = root_path("experiments/choose-base.yaml");
+	struct experiment *e = NULL;
+	struct sweep_plan *plan = NULL;
+	struct diag d;
+	diag_init(&d);
+	assert_int_equal(experiment_load(&e, path, NULL, 0, &d), 0);
+	assert_int_equal(sweep_expand(&plan, e, 100, &d), 0);
+	assert_int_equal(plan->n, 4); /* 2 bases x 2 learning rates */
+	char ids[4][65];
+	int kinds[4];
+	for (size_t i = 0; i < plan->n; i++) {
+		const struct config *c = plan->points[i].cfg;
+		bool gemma = strstr(c->model.base, "gemma-3-270m") != NULL;
+		assert_true(gemma || strstr(c->model.base, "SmolLM2-135M") != NULL);
+		assert_true(path_exists(c->model.base)); /* `make model` fetches both */
+		assert_int_equal(run_identity(ids[i], c, &d), 0);
+		for (size_t j = 0; j < i; j++)
+			assert_string_not_equal(ids[i], ids[j]);
+		struct model_file *mf = NULL;
+		struct tokenizer *tok = NULL;
+		assert_int_equal(model_file_load(&mf, c->model.base, &d), 0);
+		assert_int_equal(tokenizer_from_model_file(&tok, mf, &d), 0);
+		struct data_prepared p;
+		assert_int_equal(data_prepare(&p, &c->data, c->model.context, tok, &d), 0);
+		kinds[i] = (int)p.tmpl.kind;
+		assert_int_equal(p.tmpl.kind, gemma ? TEMPLATE_GEMMA : TEMPLATE_CHATML);
+		int32_t eot = tokenizer_token_id(tok, gemma ? "<end_of_turn>" : "<|im_end|>");
+		int32_t other = tokenizer_token_id(tok, gemma ? "<|im_end|>" : "<end_of_turn>");
+		assert_true(eot >= 0);
+		assert_true(other < 0); /* the other family's marker is not even a token here */
+		for (size_t k = 0; k < p.test->n; k++) {
+			const struct tok_example *x = &p.test->ex[k];
+			/* the last trained token ends the model's turn */
+			size_t last = x->n;
+			for (size_t t = 0; t < x->n; t++)
+				if (x->loss[t])
+					last = t;
+			assert_true(last < x->n);
+			assert_int_equal(x->ids[last], eot);
+			for (size_t t = 0; t < x->n; t++)
+				assert_true(x->ids[t] >= 0 && x->ids[t] < mf->hp.n_vocab);
+		}
+		print_message("%s: template %d, %zu test examples\n", c->model.base, kinds[i],
+			      p.test->n);
+		data_prepared_free(&p);
+		tokenizer_free(tok);
+		model_file_free(mf);
+	}
+	assert_int_not_equal(kinds[0], kinds[plan->n - 1]);
+	sweep_plan_free(plan);
+	experiment_free(e);
+	free(path);
+}
+
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_experiments),
+		cmocka_unit_test(test_choose_base_sweep),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@
 
 struct obs {
 	int rc;
+	char id[32]; /* the run's id (run_ctx.run_id) */
 	char err[1024];
 	int steps;
 	double loss[MAX_STEPS + 1], lr[MAX_STEPS + 1];
@@ -131,6 +133,7 @@ static int o_artifact(void *ud, const char *kind, const char *path)
 /* ---- the world: a tiny model, data files, the baseline experiment ---- */
 
 static char g_dir[64];
+static const char *g_base_eval_dir; /* run_ctx.base_eval_dir of the runs, NULL: none */
 
 static void put(const char *name, const char *text)
 {
@@ -232,13 +235,15 @@ static void run(struct obs *o, const char *const *ov)
 	static int runs;
 	char sub[32];
 	snprintf(sub, sizeof sub, "run%d", runs++);
+	snprintf(o->id, sizeof o->id, "%s", sub);
 	char *run_dir = path_join(g_dir, sub);
 	assert_int_equal(dir_make_all(run_dir, &d), 0);
 	struct run_sink sink = {.ud = o, .metric = o_metric, .result = o_result,
 				.prediction = o_pred, .event = o_event, .artifact = o_artifact};
 	volatile sig_atomic_t stop = 0;
 	struct run_ctx ctx = {.cfg = experiment_config(e), .experiment = "keys", .run_id = sub,
-			      .run_dir = run_dir, .threads = 1, .stop = &stop, .sink = &sink};
+			      .run_dir = run_dir, .threads = 1, .stop = &stop, .sink = &sink,
+			      .base_eval_dir = g_base_eval_dir};
 	diag_init(&d);
 	o->rc = backend_cpu()->run(&ctx, &d);
 	snprintf(o->err, sizeof o->err, "%s", d.text);
@@ -605,11 +610,123 @@ static void test_peft_method_keys_act(void **state)
 	free(o2);
 }
 
+/* The base model is evaluated once per base model: with the workspace's base-eval
+ * directory, a second run of the same base (another learning rate) reuses the first run's
+ * evaluation, bit for bit what it would compute itself, while a run of another base
+ * evaluates that base: every run's base results and paired differences are its own
+ * base's. A cache file that does not match is recomputed, never trusted. Every run records
+ * its cost (split "cost"). */
+static void test_base_eval_once_per_base(void **state)
+{
+	(void)state;
+	struct obs *ra = malloc(sizeof *ra), *rb = malloc(sizeof *rb), *a1 = malloc(sizeof *a1),
+		   *a2 = malloc(sizeof *a2), *b1 = malloc(sizeof *b1);
+	assert_non_null(ra && rb && a1 && a2 && b1);
+	char *cache = path_join(g_dir, "base-eval");
+	/* without the directory every run evaluates its own base */
+	run(ra, OV("eval.compare_base=true"));
+	ok(ra, "reference A");
+	run(rb, OV("eval.compare_base=true", "model.base=tiny2.gguf"));
+	ok(rb, "reference B");
+	assert_null(event_msg(ra, "base_eval"));
+	g_base_eval_dir = cache;
+	run(a1, OV("eval.compare_base=true"));
+	ok(a1, "A, first run");
+	run(a2, OV("eval.compare_base=true", "train.optimizer.lr=0.03"));
+	ok(a2, "A, second run");
+	run(b1, OV("eval.compare_base=true", "model.base=tiny2.gguf"));
+	ok(b1, "B");
+	if (event_msg(a1, "base_eval"))
+		fail_msg("first run of A: %s", event_msg(a1, "base_eval"));
+	const char *reuse = event_msg(a2, "base_eval");
+	assert_non_null(reuse);
+	char from[64];
+	snprintf(from, sizeof from, "reused from run %s ", a1->id);
+	assert_non_null(strstr(reuse, from));
+	assert_null(event_msg(b1, "base_eval")); /* another base: evaluated, not reused */
+	assert_true(loss_differs(a1, a2));       /* the second run trained differently */
+	const char *metrics[] = {"loss", "token_accuracy", "exact_match"};
+	const char *splits[] = {"validation", "test"};
+	for (size_t s = 0; s < 2; s++)
+		for (size_t m = 0; m < 3; m++) {
+			double lo[5], hi[5];
+			const double *v[5] = {
+				result(ra, "base", splits[s], metrics[m], &lo[0], &hi[0]),
+				result(a1, "base", splits[s], metrics[m], &lo[1], &hi[1]),
+				result(a2, "base", splits[s], metrics[m], &lo[2], &hi[2]),
+				result(rb, "base", splits[s], metrics[m], &lo[3], &hi[3]),
+				result(b1, "base", splits[s], metrics[m], &lo[4], &hi[4])};
+			for (int k = 0; k < 5; k++)
+				assert_non_null(v[k]);
+			for (int k = 1; k < 3; k++) { /* A's runs: A's own base, bit for bit */
+				assert_true(*v[k] == *v[0] && lo[k] == lo[0] && hi[k] == hi[0]);
+			}
+			assert_true(*v[4] == *v[3] && lo[4] == lo[3] && hi[4] == hi[3]);
+			if (m == 0) /* the two bases really differ */
+				assert_true(*v[0] != *v[3]);
+			/* the paired difference is against the run's own base */
+			const double *t2 = result(a2, "tuned", splits[s], metrics[m], NULL, NULL);
+			const double *d2 = result(a2, "delta", splits[s], metrics[m], NULL, NULL);
+			assert_non_null(t2);
+			assert_non_null(d2);
+			assert_true(fabs(*d2 - (*t2 - *v[2])) < 1e-9);
+		}
+	/* the base's predictions come back with its evaluation */
+	for (int i = 0; i < a1->n_pred; i++)
+		if (strcmp(a1->pred[i].model, "base") == 0) {
+			bool found = false;
+			for (int j = 0; j < a2->n_pred; j++)
+				found = found || (strcmp(a2->pred[j].model, "base") == 0 &&
+						  strcmp(a2->pred[j].split, a1->pred[i].split) == 0 &&
+						  a2->pred[j].ex == a1->pred[i].ex &&
+						  strcmp(a2->pred[j].out, a1->pred[i].out) == 0);
+			assert_true(found);
+		}
+	/* the cost of each run */
+	const char *cost[] = {"train_seconds", "train_cpu_seconds", "tokens_per_s",
+			      "train_peak_rss_bytes", "peak_rss_bytes", "base_eval_seconds",
+			      "tuned_eval_seconds"};
+	for (size_t c = 0; c < FT_ARRAY_LEN(cost); c++) {
+		assert_true(has_metric(a1, "cost", cost[c], 4));
+		assert_true(has_metric(b1, "cost", cost[c], 4));
+	}
+	/* a cache file that does not match (here: every file emptied) is not trusted */
+	DIR *dir = opendir(cache);
+	assert_non_null(dir);
+	int n_files = 0;
+	for (struct dirent *de; (de = readdir(dir)) != NULL;) {
+		if (de->d_name[0] == '.')
+			continue;
+		char *p = path_join(cache, de->d_name);
+		struct diag d;
+		diag_init(&d);
+		assert_int_equal(file_write_atomic(p, "{\"version\": 1, \"n\": 8}", 22, &d), 0);
+		free(p);
+		n_files++;
+	}
+	closedir(dir);
+	assert_int_equal(n_files, 4); /* two splits of two bases */
+	run(a2, OV("eval.compare_base=true", "train.optimizer.lr=0.03"));
+	ok(a2, "A after the cache was spoilt");
+	assert_null(event_msg(a2, "base_eval"));
+	for (size_t m = 0; m < 3; m++)
+		assert_true(*result(a2, "base", "test", metrics[m], NULL, NULL) ==
+			    *result(ra, "base", "test", metrics[m], NULL, NULL));
+	g_base_eval_dir = NULL;
+	free(cache);
+	free(ra);
+	free(rb);
+	free(a1);
+	free(a2);
+	free(b1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_keys_change_the_run),
 		cmocka_unit_test(test_peft_method_keys_act),
+		cmocka_unit_test(test_base_eval_once_per_base),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

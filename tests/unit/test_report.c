@@ -188,6 +188,9 @@ static void check_report_dir(const char *dir, bool evil)
 	assert_null(strstr(html, "<link"));
 	assert_non_null(strstr(md, "charts/results_0.png"));
 	assert_non_null(strstr(md, "## Runs"));
+	/* one base model: no base-model comparison */
+	assert_null(strstr(html, "id=\"bases\""));
+	assert_null(strstr(md, "## Base models"));
 	char *png = path_join(dir, "charts/results_0.png");
 	struct stat st;
 	assert_int_equal(stat(png, &st), 0);

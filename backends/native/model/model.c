@@ -550,8 +550,14 @@ static int fill_param(struct model *m, const struct model_file *mf, struct mpara
 
 /* ---- activation plan ---- */
 
-/* Logits of one head chunk: rows = this / (V * 4 bytes). */
+/* Logits of one head chunk: rows = this / (V * 4 bytes), but at least HEAD_CHUNK_ROWS.
+ * Every chunk streams the whole head weight twice (logits, then dlogits W), dequantizing
+ * a quantized one each time; that cost per chunk does not shrink with the chunk, so its
+ * share of the head's work goes as 1 / rows: Gemma 3's 262,144-token Q8_0 head in 64-row
+ * chunks made a LoRA step with every position a target 1.14x the CPU time of one product
+ * over all rows, in 256-row chunks 1.03x (docs/performance.md). */
 #define HEAD_CHUNK_BYTES ((size_t)64 << 20)
+#define HEAD_CHUNK_ROWS 256
 /* A head product takes at least this many rows (the unused ones are ignored): with
  * fewer, the CPU backend's GEMM switches to kernels that sum a row's products in another
  * order, and a row's logits would not have the bits of the product over every position. */
@@ -709,8 +715,10 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 	/* the LM head: head_rows rows of logits at a time */
 	size_t R = N;
 	if (!m->o.full_logits) {
-		R = m->o.head_chunk_rows > 0 ? (size_t)m->o.head_chunk_rows
-					     : HEAD_CHUNK_BYTES / ((size_t)hp->n_vocab * sizeof(float));
+		R = HEAD_CHUNK_BYTES / ((size_t)hp->n_vocab * sizeof(float));
+		R = R < HEAD_CHUNK_ROWS ? HEAD_CHUNK_ROWS : R;
+		if (m->o.head_chunk_rows > 0)
+			R = (size_t)m->o.head_chunk_rows;
 		R = R < 1 ? 1 : R > N ? N : R;
 		PLAN_F(&p, m->hx, N * C);
 	}

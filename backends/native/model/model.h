@@ -69,7 +69,7 @@ struct model_opts {
 	 * time, and no (B*T, V) logits exist. full_logits plans them and computes the head at
 	 * every position in one product (model_logits; tests, and forwards without targets). */
 	bool full_logits;
-	int head_chunk_rows;       /* rows per head chunk; 0 = about 64 MiB of logits */
+	int head_chunk_rows;       /* rows per head chunk; 0 = 64 MiB of logits, >= 256 rows */
 	const struct ops *ops;     /* NULL = ops_cpu() */
 };
 
