@@ -155,13 +155,16 @@ const struct cli_command cli_commands[] = {
 	 "merged-safetensors: model.safetensors, config.json and the tokenizer files\n"
 	 "(tokenizer.json, tokenizer_config.json with the chat template,\n"
 	 "special_tokens_map.json; from the GGUF metadata for a GGUF base).\n"
-	 "merged-gguf: model.gguf (F32). gguf-adapter: adapter.gguf for llama.cpp.\n",
+	 "merged-gguf: model.gguf (F32). gguf-adapter: adapter.gguf for llama.cpp.\n"
+	 "peft takes LoRA, DoRA, IA3 and prefix-tuning runs; the merged formats every\n"
+	 "method but prefix tuning; gguf-adapter LoRA only.\n",
 	 cmd_export},
 	{"bench", "measure training, generation and tokenizer speed",
 	 "usage: ftlab bench [--model smollm2|gemma3|PATH] [--mode train|generate|tokenize]\n"
 	 "                   [--backend auto|cpu|cuda] [--threads N] [--json]\n"
 	 "                   [--weights file|f32]\n"
-	 "                   train:    [--method lora|lora-all|full] [--precision fp32|bf16]\n"
+	 "                   train:    [--method lora|lora-all|dora|ia3|prefix|full]\n"
+	 "                             [--precision fp32|bf16]\n"
 	 "                             [--batch B] [--seq T] [--steps N] [--logits chunked|all]\n"
 	 "                             [--targets N] [--objective sft|dpo|orpo|simpo]\n"
 	 "                   generate: [--prompt-len N] [--new-tokens N] [--batch N]\n"

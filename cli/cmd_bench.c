@@ -137,9 +137,16 @@ int cmd_bench(const struct cli *cli, int argc, char **argv)
 		o.method = ENGINE_BENCH_LORA;
 	else if (strcmp(method, "lora-all") == 0)
 		o.method = ENGINE_BENCH_LORA_ALL;
+	else if (strcmp(method, "dora") == 0)
+		o.method = ENGINE_BENCH_DORA;
+	else if (strcmp(method, "ia3") == 0)
+		o.method = ENGINE_BENCH_IA3;
+	else if (strcmp(method, "prefix") == 0)
+		o.method = ENGINE_BENCH_PREFIX;
 	else if (!o.generate && !o.tokenize)
-		return cli_usage_error("bench", NULL, "--method is lora, lora-all or full, not '%s'",
-				       method);
+		return cli_usage_error("bench", NULL,
+				       "--method is lora, lora-all, dora, ia3, prefix or full, not "
+				       "'%s'", method);
 	if (objective) {
 		int k = schema_enum_index("train.objective", objective);
 		if (k < 0 || o.generate || o.tokenize)

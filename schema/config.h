@@ -13,7 +13,8 @@
  * schema_enum_name() and schema_enum_index() convert, and test_schema checks the counts. */
 enum data_format { DATA_TEXT, DATA_COMPLETION, DATA_INSTRUCTION, DATA_CHAT, DATA_PREFERENCE };
 enum on_bad_example { BAD_EXAMPLE_ERROR, BAD_EXAMPLE_SKIP };
-enum method_type { METHOD_NONE, METHOD_FULL, METHOD_FREEZE, METHOD_LORA };
+enum method_type { METHOD_NONE, METHOD_FULL, METHOD_FREEZE, METHOD_LORA, METHOD_DORA, METHOD_IA3,
+		   METHOD_PREFIX };
 enum optimizer_type { OPTIMIZER_ADAMW, OPTIMIZER_SGD };
 enum schedule_type { SCHEDULE_CONSTANT, SCHEDULE_LINEAR, SCHEDULE_COSINE };
 enum precision { PRECISION_FP32, PRECISION_BF16 };
@@ -79,9 +80,15 @@ struct config_method {
 	int rank;
 	double alpha;
 	double dropout;
-	struct strlist targets;    /* HF module names (q_proj, ...) */
+	struct strlist targets;    /* HF module names (q_proj, ...); ia3: empty = PEFT's default
+				    * for the architecture */
 	bool all_linear;           /* targets: all-linear */
 	bool rslora;
+	/* ia3: the targets whose input (not output) is scaled; ff_default: not given, so
+	 * PEFT's feed-forward modules for the architecture that are among the targets */
+	struct strlist ff_targets;
+	bool ff_default;
+	int num_virtual_tokens;    /* prefix: trained key/value rows per layer */
 	/* freeze: which modules and layers train ([first, last], -1 = all layers) */
 	struct strlist trainable;
 	int layers_first, layers_last;

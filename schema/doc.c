@@ -49,9 +49,10 @@ static const char *const intro =
 	"`description`, `extends`, `sweep` and `gates`) is written as canonical JSON: sorted\n"
 	"keys, integers as integers, other numbers in their shortest exact form (`2.0e-4` and\n"
 	"`0.0002` are both `0.0002`), paths relative to the experiment file. Keys that do not\n"
-	"apply are left out (`method.rank` unless `method.type` is `lora`). A run's identity is\n"
-	"the sha256 of that JSON plus the content sha256 of the model (every file of a\n"
-	"Hugging Face directory) and of each data file; the run id is its first 12 hex digits.\n"
+	"apply are left out (`method.rank` unless `method.type` is `lora` or `dora`). A run's\n"
+	"identity is the sha256 of that JSON plus the content sha256 of the model (every file\n"
+	"of a Hugging Face directory) and of each data file; the run id is its first 12 hex\n"
+	"digits.\n"
 	"Editing whitespace, comments, key order or the description therefore reuses runs.\n"
 	"\n";
 

@@ -470,6 +470,9 @@ int schema_fill_config(struct config *c, const struct node *r, const char *base_
 	m->all_linear = tg && strcmp(tg, "all-linear") == 0;
 	flist(&F, &m->targets, "method.targets");
 	m->rslora = get_bool(&F, "method.rslora");
+	flist(&F, &m->ff_targets, "method.feedforward_targets");
+	m->ff_default = node_get_path(r, "method.feedforward_targets") == NULL;
+	m->num_virtual_tokens = (int)get_i64_or(&F, "method.num_virtual_tokens", 0);
 	flist(&F, &m->trainable, "method.trainable");
 	/* -1: no layer range (method.layers absent) */
 	m->layers_first = (int)get_i64_or(&F, "method.layers.first", -1);
@@ -618,6 +621,7 @@ void config_free(struct config *c)
 	free(d->system);
 	strlist_free(&c->method.targets);
 	strlist_free(&c->method.trainable);
+	strlist_free(&c->method.ff_targets);
 	free(c->train.early_stopping.metric);
 	strlist_free(&c->eval.splits);
 	strlist_free(&c->eval.metrics);

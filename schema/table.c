@@ -123,21 +123,36 @@ const struct key_desc schema_keys[] = {
 	 "A malformed record stops the run (error) or is skipped and counted (skip).", NULL},
 
 	{"method", KT_MAP, 0, NULL, NOB, NULL, "The fine-tuning method.", NULL},
-	{"method.type", KT_ENUM, 0, "lora", NOB, "none|full|freeze|lora",
+	{"method.type", KT_ENUM, 0, "lora", NOB, "none|full|freeze|lora|dora|ia3|prefix",
 	 "none (evaluate the base model only: train keys set to anything but their defaults, "
 	 "and data.packing, are refused), full (all weights), freeze (only method.trainable "
-	 "modules of method.layers), lora (low-rank adapters).", NULL},
-	{"method.rank", KT_INT, KF_LO | KF_HI, "8", RANGE(1, 4096), NULL, "LoRA rank r (lora only).", NULL},
+	 "modules of method.layers), lora (low-rank adapters), dora (weight-decomposed LoRA: "
+	 "a trained magnitude per output row times the normalised W + BA, as PEFT's "
+	 "use_dora), ia3 (learned vectors scaling the outputs of the targets, or the inputs of "
+	 "the feed-forward targets, as PEFT's IA3), prefix (trained key/value vectors before "
+	 "every sequence in every layer, as PEFT's prefix tuning; llama-family models).", NULL},
+	{"method.rank", KT_INT, KF_LO | KF_HI, "8", RANGE(1, 4096), NULL, "LoRA rank r (lora and dora).", NULL},
 	{"method.alpha", KT_FLOAT, KF_LO | KF_LO_OPEN | KF_HI, "16", RANGE(0, 1e6), NULL,
 	 "LoRA scaling numerator: updates are scaled by alpha/r (alpha/sqrt(r) with rslora).", NULL},
 	{"method.dropout", KT_FLOAT, KF_LO | KF_HI | KF_HI_OPEN, "0.0", RANGE(0, 1), NULL,
-	 "Dropout on the LoRA input (lora only).", NULL},
+	 "Dropout on the LoRA input (lora and dora).", NULL},
 	{"method.targets", KT_TARGETS, 0, "[q_proj, v_proj]", NOB, NULL,
 	 "Modules that get adapters, by Hugging Face name (llama family: q_proj, k_proj, v_proj, "
 	 "o_proj, gate_proj, up_proj, down_proj; GPT-2: c_attn, c_proj, c_fc), a dotted part of "
 	 "their names (self_attn, mlp, 3.mlp), or all-linear. Each must name at least one "
 	 "linear module of the model: `ftlab check` reads the model's header and refuses one "
-	 "that does not, naming the modules the model has and the nearest (as PEFT refuses).",
+	 "that does not, naming the modules the model has and the nearest (as PEFT refuses). "
+	 "ia3 without targets: PEFT's default for the architecture (llama: k_proj, v_proj, down_proj; Gemma 3: q_proj, v_proj, "
+	 "down_proj; GPT-2: c_attn, mlp.c_proj).",
+	 NULL},
+	{"method.feedforward_targets", KT_STRLIST, 0, "[]", NOB, NULL,
+	 "ia3 only: the targets whose input is scaled instead of their output (PEFT's "
+	 "feedforward_modules); each must be among method.targets. Not given: PEFT's "
+	 "feed-forward modules for the architecture (llama and Gemma 3: down_proj; GPT-2: "
+	 "mlp.c_proj) that "
+	 "are targets.", NULL},
+	{"method.num_virtual_tokens", KT_INT, KF_LO | KF_HI, "20", RANGE(1, 4096), NULL,
+	 "prefix only: the trained key/value positions per layer (PEFT's num_virtual_tokens).",
 	 NULL},
 	{"method.rslora", KT_BOOL, 0, "false", NOB, NULL, "Rank-stabilised scaling alpha/sqrt(r).", NULL},
 	{"method.trainable", KT_STRLIST, 0, "[]", NOB, NULL,

@@ -936,19 +936,41 @@ static void rdel(struct node *res, const char *path)
 	node_remove(node_get_path(res, parent), dot + 1);
 }
 
+/* want is one value or several separated by '|'. */
+static bool bar_list_has(const char *want, const char *have)
+{
+	size_t hl = strlen(have);
+	for (const char *p = want; *p;) {
+		size_t l = strcspn(p, "|");
+		if (l == hl && strncmp(p, have, l) == 0)
+			return true;
+		p += l;
+		if (*p == '|')
+			p++;
+	}
+	return false;
+}
+
 static int only_with(struct vstate *S, struct node *res, const char *const *keys, size_t n,
 		     const char *sel_path, const char *want)
 {
 	const char *have = rtext(res, sel_path);
+	bool match = have && bar_list_has(want, have);
 	for (size_t i = 0; i < n; i++) {
 		const struct node *e = node_get_path(S->src_root, keys[i]);
-		if (e && have && strcmp(have, want) != 0) {
+		if (e && have && !match) {
+			int wl = (int)strcspn(want, "|");
+			char alts[64] = ""; /* "lora|dora" -> "lora or dora" */
+			for (const char *q = want; *q; q++) {
+				size_t al = strlen(alts);
+				snprintf(alts + al, sizeof alts - al, *q == '|' ? " or " : "%c", *q);
+			}
 			int rc = VKERR(S, e, "'%s' applies only to %s %s, but %s is %s", keys[i],
-				       sel_path, want, sel_path, have);
-			diag_hint(S->d, "remove '%s' or set %s: %s", keys[i], sel_path, want);
+				       sel_path, alts, sel_path, have);
+			diag_hint(S->d, "remove '%s' or set %s: %.*s", keys[i], sel_path, wl, want);
 			return rc;
 		}
-		if (!have || strcmp(have, want) != 0)
+		if (!match)
 			rdel(res, keys[i]);
 	}
 	return 0;
@@ -1455,6 +1477,38 @@ static int early_terminate_rules(struct vstate *S, struct node *res)
 	return 0;
 }
 
+/* ia3: targets and feedforward_targets left out when not given (the engine uses PEFT's
+ * defaults for the architecture); given feed-forward targets must be targets. */
+static int ia3_rules(struct vstate *S, struct node *res)
+{
+	const char *mt = rtext(res, "method.type");
+	if (!mt || strcmp(mt, "ia3") != 0)
+		return 0;
+	const struct node *tg = node_get_path(S->src_root, "method.targets");
+	const struct node *ff = node_get_path(S->src_root, "method.feedforward_targets");
+	if (!tg)
+		rdel(res, "method.targets");
+	if (!ff) {
+		rdel(res, "method.feedforward_targets");
+		return 0;
+	}
+	const struct node *rt = node_get_path(res, "method.targets");
+	if (!tg || !rt || rt->kind != NODE_SEQ || ff->kind != NODE_SEQ)
+		return 0; /* all-linear, or the default targets: checked by the engine */
+	for (size_t i = 0; i < ff->n; i++) {
+		bool found = false;
+		for (size_t k = 0; k < rt->n && !found; k++)
+			found = strcmp(ff->items[i]->text, rt->items[k]->text) == 0;
+		if (!found) {
+			int rc = VKERR(S, ff, "method.feedforward_targets names '%s', which is not "
+				       "among method.targets", ff->items[i]->text);
+			diag_hint(S->d, "add it to method.targets, or remove it");
+			return rc;
+		}
+	}
+	return 0;
+}
+
 /* Settings that nothing would read in this experiment are refused (when set to something
  * other than their default, so a resolved config written back still loads): a CUDA
  * device for a backend that is not CUDA, and for the native engine: training keys
@@ -1636,7 +1690,10 @@ static int cross_rules(struct vstate *S, struct node *res)
 {
 	int rc;
 	static const char *const lora_keys[] = {"method.rank", "method.alpha", "method.dropout",
-						"method.targets", "method.rslora"};
+						"method.rslora"};
+	static const char *const target_keys[] = {"method.targets"};
+	static const char *const ia3_keys[] = {"method.feedforward_targets"};
+	static const char *const prefix_keys[] = {"method.num_virtual_tokens"};
 	static const char *const freeze_keys[] = {"method.trainable", "method.layers"};
 	static const char *const exec_keys[] = {"backend.command", "backend.timeout",
 						"backend.metrics_file", "backend.workdir"};
@@ -1651,7 +1708,14 @@ static int cross_rules(struct vstate *S, struct node *res)
 	if ((rc = only_with(S, res, slurm_keys, FT_ARRAY_LEN(slurm_keys), "launcher.type",
 			    "slurm")) ||
 	    (rc = launcher_rules(S, res)) ||
-	    (rc = only_with(S, res, lora_keys, FT_ARRAY_LEN(lora_keys), "method.type", "lora")) ||
+	    (rc = only_with(S, res, lora_keys, FT_ARRAY_LEN(lora_keys), "method.type",
+			    "lora|dora")) ||
+	    (rc = only_with(S, res, target_keys, FT_ARRAY_LEN(target_keys), "method.type",
+			    "lora|dora|ia3")) ||
+	    (rc = only_with(S, res, ia3_keys, FT_ARRAY_LEN(ia3_keys), "method.type", "ia3")) ||
+	    (rc = only_with(S, res, prefix_keys, FT_ARRAY_LEN(prefix_keys), "method.type",
+			    "prefix")) ||
+	    (rc = ia3_rules(S, res)) ||
 	    (rc = only_with(S, res, freeze_keys, FT_ARRAY_LEN(freeze_keys), "method.type",
 			    "freeze")) ||
 	    (rc = only_with(S, res, exec_keys, FT_ARRAY_LEN(exec_keys), "backend.type", "exec")) ||

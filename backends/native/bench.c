@@ -622,8 +622,14 @@ int engine_bench(const struct engine_bench_opts *b, struct diag *d)
 	if (!gen) {
 		if (b->method == ENGINE_BENCH_FULL) {
 			o.method = METHOD_FULL;
+		} else if (b->method == ENGINE_BENCH_PREFIX) {
+			o.method = METHOD_PREFIX;
+			o.prefix_tokens = 20;
+		} else if (b->method == ENGINE_BENCH_IA3) {
+			o.method = METHOD_IA3; /* PEFT's llama default: k, v, down (input) */
+			o.ff_auto = true;
 		} else {
-			o.method = METHOD_LORA;
+			o.method = b->method == ENGINE_BENCH_DORA ? METHOD_DORA : METHOD_LORA;
 			o.lora_rank = 8;
 			o.lora_alpha = 16;
 			o.all_linear = b->method == ENGINE_BENCH_LORA_ALL;

@@ -119,7 +119,14 @@ int engine_export(char **out_target, const char *run_dir, const char *format,
 
 /* ---- bench and selftest ---- */
 
-enum engine_bench_method { ENGINE_BENCH_LORA, ENGINE_BENCH_LORA_ALL, ENGINE_BENCH_FULL };
+enum engine_bench_method {
+	ENGINE_BENCH_LORA,
+	ENGINE_BENCH_LORA_ALL,
+	ENGINE_BENCH_FULL,
+	ENGINE_BENCH_DORA,
+	ENGINE_BENCH_IA3,
+	ENGINE_BENCH_PREFIX
+};
 
 struct engine_bench_opts {
 	const char *model_path;

@@ -122,11 +122,20 @@ int engine_export(char **out_target, const char *run_dir, const char *format,
 		rc = diag_set(d, FT_EINVAL, meta_p, 0, 0, "expected base_model and method");
 		goto done;
 	}
-	bool lora = schema_enum_index("method.type", method) == METHOD_LORA;
+	int mi = schema_enum_index("method.type", method);
+	bool lora = mi == METHOD_LORA || mi == METHOD_DORA || mi == METHOD_IA3 ||
+		    mi == METHOD_PREFIX;
+	if (mi == METHOD_PREFIX && strcmp(format, "peft") != 0) {
+		rc = diag_set(d, FT_EINVAL, "", 0, 0,
+			      "--format %s: a prefix-tuning run exports only as --format peft (its "
+			      "key/value prefix does not merge into the weights, and llama.cpp's "
+			      "adapters are LoRA only)", format);
+		goto done;
+	}
 	bool adapter_fmt = strcmp(format, "peft") == 0 || strcmp(format, "gguf-adapter") == 0;
 	if (adapter_fmt && !lora) {
 		rc = diag_set(d, FT_EINVAL, "", 0, 0,
-			      "--format %s needs a LoRA run (this run used method %s); use "
+			      "--format %s needs a LoRA or DoRA run (this run used method %s); use "
 			      "merged-safetensors or merged-gguf", format, method);
 		goto done;
 	}

@@ -176,6 +176,10 @@ void native_model_opts(struct model_opts *o, const struct config *cfg, int max_b
 	o->targets = (const char *const *)cm->targets.items;
 	o->n_targets = cm->targets.n;
 	o->all_linear = cm->all_linear;
+	o->ff_targets = (const char *const *)cm->ff_targets.items;
+	o->n_ff_targets = cm->ff_targets.n;
+	o->ff_auto = cm->ff_default;
+	o->prefix_tokens = cm->num_virtual_tokens;
 	o->trainable = (const char *const *)cm->trainable.items;
 	o->n_trainable = cm->trainable.n;
 	o->layers_first = cm->layers_first;
@@ -298,7 +302,8 @@ done:
 	return rc;
 }
 
-/* The LoRA adapter in PEFT layout under run_dir/adapter/ (the weights copied to the host). */
+/* The LoRA/DoRA/IA3 adapter in PEFT layout under run_dir/adapter/ (the weights copied to the
+ * host). */
 static int write_adapter(const struct run_ctx *ctx, struct model *m, const struct model_file *mf,
 			 struct diag *d)
 {
@@ -335,7 +340,11 @@ static int write_adapter(const struct run_ctx *ctx, struct model *m, const struc
 	const struct config_method *cm = &ctx->cfg->method;
 	const struct model_hparams *hp = &mf->hp;
 	struct lora_info info = {.rank = cm->rank, .alpha = cm->alpha, .dropout = cm->dropout,
-				 .rslora = cm->rslora, .targets = mods, .n_targets = n_mods,
+				 .rslora = cm->rslora, .use_dora = cm->type == METHOD_DORA,
+				 .ia3 = cm->type == METHOD_IA3, .prefix = cm->type == METHOD_PREFIX,
+				 .num_virtual_tokens = cm->num_virtual_tokens,
+				 .num_layers = hp->n_layer,
+				 .targets = mods, .n_targets = n_mods,
 				 .fan_in_fan_out = hp->arch == ARCH_GPT2,
 				 .base_model = mf->hf_repo ? mf->hf_repo : ctx->cfg->model.base,
 				 .interleaved = hp->rope_style == ROPE_INTERLEAVED,
@@ -554,9 +563,11 @@ int native_engine_run(const struct run_ctx *ctx, const struct ops *ops,
 		}
 		char dh[65];
 		data_hash(dh, &prep);
-		/* DPO's reference: LoRA switches its adapter off in every step; full and freeze
-		 * change the weights themselves, so their reference is computed now, once */
-		if (pref && pref_needs_reference(&pp) && cfg->method.type != METHOD_LORA &&
+		/* DPO's reference: the adapter methods (LoRA, DoRA, IA3, prefix) switch their
+		 * adapter off in every step; full and freeze change the weights themselves, so
+		 * their reference is computed now, once */
+		if (pref && pref_needs_reference(&pp) &&
+		    (cfg->method.type == METHOD_FULL || cfg->method.type == METHOD_FREEZE) &&
 		    (rc = reference_logps(&ref_train, &ref_val, ctx, m, &prep, max_pairs, T, pad, dh,
 					  d)) != 0)
 			goto done;
@@ -618,7 +629,9 @@ int native_engine_run(const struct run_ctx *ctx, const struct ops *ops,
 			 (long long)res.steps_done, method_name(cfg->method.type), t_train, c_train,
 			 res.tokens_per_s, res.last_loss, res.early_stopped ? ", early-stopped" : "");
 		event(ctx, "info", "train", msg);
-		if (cfg->method.type == METHOD_LORA && (rc = write_adapter(ctx, m, mf, d)) != 0)
+		if ((cfg->method.type == METHOD_LORA || cfg->method.type == METHOD_DORA ||
+		     cfg->method.type == METHOD_IA3 || cfg->method.type == METHOD_PREFIX) &&
+		    (rc = write_adapter(ctx, m, mf, d)) != 0)
 			goto done;
 		if ((rc = write_export_meta(ctx, d)) != 0)
 			goto done;

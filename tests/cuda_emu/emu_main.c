@@ -180,7 +180,8 @@ static uint8_t *rnd_weight(uint32_t t, int n, int k, uint64_t seed)
 }
 
 /* matmul_w for every storage type: registers (m <= 8) and panels, both orientations, fp32
- * and bf16 operands, against the CPU backend's matmul_w on the same blocks */
+ * and bf16 operands, against the CPU backend's matmul_w on the same blocks; dequant_w and
+ * typed embedding rows exactly */
 static void t_matmul_w(void)
 {
 	static const uint32_t types[] = {GGML_Q4_0, GGML_Q4_1, GGML_Q5_0, GGML_Q5_1, GGML_Q8_0,
@@ -225,6 +226,14 @@ static void t_matmul_w(void)
 		char what[64];
 		snprintf(what, sizeof what, "embedding_forward %s", ggml_type_name(t));
 		cmp(what, go, out, (size_t)5 * k, 0);
+		/* the whole weight as fp32 (DoRA's and IA3's products with W): exactly */
+		float *dq = malloc((size_t)n * k * 4), *gdq = G->alloc((size_t)n * k * 4);
+		C->dequant_w(dq, &cw);
+		G->dequant_w(gdq, &gw);
+		snprintf(what, sizeof what, "dequant_w %s", ggml_type_name(t));
+		cmp(what, gdq, dq, (size_t)n * k, 0);
+		free(dq);
+		G->free(gdq);
 		free(out);
 		free(w);
 		G->free(gtok), G->free(go), G->free((void *)gw.data);
@@ -338,6 +347,75 @@ static void t_elementwise(void)
 	}
 	free(a), free(b), free(bias), free(ref), free(db), free(out), free(d2), free(mask),
 		free(hm), free(m), free(v);
+}
+
+/* The PEFT ops: per-column scaling (with accumulation), its column-sum backward (with and
+ * without a weight, odd shapes), DoRA's row norms. */
+static void t_peft(void)
+{
+	const int R = 37, K = 70;
+	size_t n = (size_t)R * K;
+	float *x = rnd(n, 31, 1.0f), *s = rnd(K, 32, 1.0f), *dy = rnd(n, 33, 1.0f);
+	float *w = rnd(K, 34, 1.0f), *mag = rnd(R, 35, 1.0f), *out = rnd(n, 36, 1.0f);
+	float *gx = dev(x, n * 4), *gs = dev(s, K * 4), *gdy = dev(dy, n * 4);
+	float *gw = dev(w, K * 4), *gout = dev(out, n * 4), *gmag = dev(mag, R * 4);
+	C->col_mul(out, x, s, R, K, true);
+	G->col_mul(gout, gx, gs, R, K, true);
+	cmp("col_mul acc", gout, out, n, 1e-7);
+	C->col_mul(out, x, s, R, K, false);
+	G->col_mul(gout, gx, gs, R, K, false);
+	cmp("col_mul", gout, out, n, 0);
+	float ds[70] = {0}, ds2[70] = {0};
+	float *gds = dev(ds, K * 4), *gds2 = dev(ds2, K * 4);
+	C->col_mul_backward(ds, dy, x, w, R, K);
+	G->col_mul_backward(gds, gdy, gx, gw, R, K);
+	cmp("col_mul_backward (weighted)", gds, ds, K, 1e-6);
+	C->col_mul_backward(ds2, dy, x, NULL, R, K);
+	G->col_mul_backward(gds2, gdy, gx, NULL, R, K);
+	cmp("col_mul_backward", gds2, ds2, K, 1e-6);
+	float g[37], inv[37];
+	float *gg = G->alloc(R * 4), *ginv = G->alloc(R * 4);
+	C->dora_scale(g, inv, mag, x, R, K);
+	G->dora_scale(gg, ginv, gmag, gx, R, K);
+	cmp("dora_scale g", gg, g, R, 1e-6);
+	cmp("dora_scale 1/norm", ginv, inv, R, 1e-6);
+	G->free(gx), G->free(gs), G->free(gdy), G->free(gw), G->free(gout), G->free(gmag);
+	G->free(gds), G->free(gds2), G->free(gg), G->free(ginv);
+	free(x), free(s), free(dy), free(w), free(mag), free(out);
+}
+
+/* Prefix attention (prefix tuning): forward and backward against the cpu, GQA, head dim
+ * 6, a prefix row stride wider than the layer's K/V pair, accumulating prefix gradients. */
+static void t_prefix(void)
+{
+	const int B = 2, T = 5, NP = 3, NH = 4, NKV = 2, HD = 6;
+	size_t ps = 2 * (size_t)NKV * HD + 7, nq = (size_t)B * T * NH * HD;
+	size_t nk = (size_t)B * T * NKV * HD, npre = (size_t)NP * ps;
+	float *q = rnd(nq, 41, 1.0f), *k = rnd(nk, 42, 1.0f), *v = rnd(nk, 43, 1.0f);
+	float *pre = rnd(npre, 44, 1.0f), *dout = rnd(nq, 45, 1.0f), *g0 = rnd(npre, 46, 0.1f);
+	float *gq = dev(q, nq * 4), *gk = dev(k, nk * 4), *gv = dev(v, nk * 4);
+	float *gpre = dev(pre, npre * 4), *gdout = dev(dout, nq * 4), *gg = dev(g0, npre * 4);
+	float scale = 1.0f / sqrtf((float)HD);
+	float *out = malloc(nq * 4), *gout = G->alloc(nq * 4);
+	C->attention_prefix_forward(out, q, k, v, pre, pre + NKV * HD, ps, B, T, NP, NH, NKV, HD,
+				    scale, 0);
+	G->attention_prefix_forward(gout, gq, gk, gv, gpre, gpre + NKV * HD, ps, B, T, NP, NH,
+				    NKV, HD, scale, 0);
+	cmp("attention_prefix_forward", gout, out, nq, 1e-5);
+	float *dq = malloc(nq * 4), *dk = malloc(nk * 4), *dv = malloc(nk * 4);
+	float *gdq = G->alloc(nq * 4), *gdk = G->alloc(nk * 4), *gdv = G->alloc(nk * 4);
+	C->attention_prefix_backward(dq, dk, dv, g0, g0 + NKV * HD, dout, q, k, v, pre,
+				     pre + NKV * HD, ps, B, T, NP, NH, NKV, HD, scale, 0);
+	G->attention_prefix_backward(gdq, gdk, gdv, gg, gg + NKV * HD, gdout, gq, gk, gv, gpre,
+				     gpre + NKV * HD, ps, B, T, NP, NH, NKV, HD, scale, 0);
+	cmp("attention_prefix_backward dq", gdq, dq, nq, 1e-5);
+	cmp("attention_prefix_backward dk", gdk, dk, nk, 1e-5);
+	cmp("attention_prefix_backward dv", gdv, dv, nk, 1e-5);
+	cmp("attention_prefix_backward dprefix", gg, g0, npre, 1e-5);
+	G->free(gq), G->free(gk), G->free(gv), G->free(gpre), G->free(gdout), G->free(gg);
+	G->free(gout), G->free(gdq), G->free(gdk), G->free(gdv);
+	free(q), free(k), free(v), free(pre), free(dout), free(g0), free(out), free(dq), free(dk),
+		free(dv);
 }
 
 static void t_norms(void)
@@ -750,6 +828,8 @@ int main(int argc, char **argv)
 	t_rope();
 	t_attention();
 	t_embedding_ce();
+	t_peft();
+	t_prefix();
 	check_errors();
 	if (argc > 1 && strcmp(argv[1], "--ops-only") == 0)
 		goto out;

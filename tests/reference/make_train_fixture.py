@@ -135,7 +135,8 @@ if __name__ == "__main__":
         optim_fixture()
     elif what == "sgd":
         sgd_fixture()
-    elif what not in ("peft-tiny", "peft-smollm2"):
+    elif what not in ("peft-tiny", "peft-smollm2", "peft-tiny-dora", "peft-tiny-ia3",
+                      "peft-tiny-prefix"):
         sys.exit("unknown fixture: " + what)
 
 
@@ -280,7 +281,113 @@ def peft_smollm2_fixture():
     print("worst relative grad-norm difference %.3g" % worst)
 
 
+def peft_tiny_dora_fixture(sub="train_tiny_dora", what="peft-tiny-dora"):
+    """DoRA (use_dora=True) on the same tiny llama, targets q_proj, v_proj, down_proj,
+    written by tests/unit/test_train_reference.c (FTLAB_WRITE_FIXTURE=dora) into
+    fixtures/train_tiny_dora/: loss and gradients of A, B and the magnitude vector (PEFT
+    detaches the weight norm), five AdamW steps, our exported final adapter loaded by
+    PeftModel.from_pretrained and our merged model loaded by transformers, both
+    reproducing our logits. Made with /work/cache/sptok-env's python (torch, transformers
+    5, peft 0.21; versions recorded in made_by). IA3 the same way (peft-tiny-ia3,
+    fixtures/train_tiny_ia3/: PEFT's default llama targets k_proj, v_proj, down_proj with
+    down_proj feed-forward; the vectors are the ia3_l parameters) and prefix tuning
+    (peft-tiny-prefix, fixtures/train_tiny_prefix/: 3 virtual tokens, no projection; the
+    adapter's prompt_embeddings; no merged model)."""
+    import peft
+    import transformers
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+    d = os.path.join(FIX, sub)
+    ours = json.load(open(os.path.join(d, "ours.json")))
+    B, T = ours["B"], ours["T"]
+    tok = torch.tensor(ours["tokens"]).view(B, T)
+    tgt = torch.tensor(ours["targets"]).view(B, T)
+    tgt = torch.where(tgt < 0, torch.full_like(tgt, -100), tgt)
+
+    def base(sub):
+        return AutoModelForCausalLM.from_pretrained(os.path.join(d, sub), dtype=torch.float32,
+                                                    attn_implementation="eager")
+
+    def load(adapter, trainable):
+        path = os.path.join(d, adapter)
+        if trainable and what == "peft-tiny-prefix":
+            # PEFT refuses to load a prompt-learning adapter as trainable: build the
+            # prefix model from the saved config and copy our initial prompt_embeddings in
+            from peft import PeftConfig, get_peft_model
+            from safetensors.torch import load_file
+            cfg = PeftConfig.from_pretrained(path)
+            cfg.inference_mode = False
+            model = get_peft_model(base("model"), cfg)
+            w = load_file(os.path.join(path, "adapter_model.safetensors"))["prompt_embeddings"]
+            with torch.no_grad():
+                model.prompt_encoder["default"].embedding.weight.copy_(w)
+            return model
+        return PeftModel.from_pretrained(base("model"), path, is_trainable=trainable)
+
+    def loss_of(model):
+        logits = model(input_ids=tok).logits
+        return torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]),
+                                                 tgt.view(-1), ignore_index=-100)
+
+    torch.manual_seed(0)
+    model = load("adapter_init", True)
+    model.train()
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    loss0 = loss_of(model)
+    loss0.backward()
+    grads = {}
+    for n, p in params:
+        # ...q_proj.lora_magnitude_vector.default.weight -> ...q_proj.lora_magnitude_vector
+        key = n.replace("base_model.model.", "", 1).replace(".default", "")
+        key = key.replace("lora_magnitude_vector.weight", "lora_magnitude_vector")
+        # prefix tuning: prompt_encoder.embedding.weight -> prompt_embeddings (PEFT's key)
+        key = key.replace("prompt_encoder.embedding.weight", "prompt_embeddings")
+        grads[key] = p.grad.detach().flatten().tolist()
+    model.zero_grad()
+    opt = torch.optim.AdamW([p for _, p in params], lr=1e-2, betas=(0.9, 0.999), eps=1e-8,
+                            weight_decay=0.01, foreach=False)
+    trace = []
+    for _ in range(5):
+        opt.zero_grad()
+        loss = loss_of(model)
+        trace.append(loss.item())
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
+        opt.step()
+    mine = torch.tensor(ours["logits_after"])
+    final = load("adapter_final", False)
+    final.eval()
+    with torch.no_grad():
+        lg = final(input_ids=tok).logits.flatten()
+    diff = (lg - mine).abs().max().item()
+    diff_m = None  # prefix tuning does not merge
+    if os.path.isdir(os.path.join(d, "merged")):
+        merged = base("merged")
+        merged.eval()
+        with torch.no_grad():
+            lm = merged(input_ids=tok).logits.flatten()
+        diff_m = (lm - mine).abs().max().item()
+    ref = {"made_by": "tests/reference/make_train_fixture.py %s (torch %s, "
+           "transformers %s, peft %s)" % (what, torch.__version__, transformers.__version__,
+                                          peft.__version__),
+           "loss0": loss0.item(), "grads": grads, "trace": trace,
+           "export_logits_max_abs_diff": diff, "merged_logits_max_abs_diff": diff_m}
+    with open(os.path.join(d, "reference.json"), "w") as f:
+        json.dump(ref, f, indent=1)
+        f.write("\n")
+    print("loss0 ours %.8f peft %.8f" % (ours["loss0"], loss0.item()))
+    print("trace ours", ours["trace"])
+    print("trace peft", trace)
+    print("export logits max abs diff %.3g, merged %s" % (diff, diff_m))
+
+
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "peft-tiny":
     peft_tiny_fixture()
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "peft-smollm2":
     peft_smollm2_fixture()
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "peft-tiny-dora":
+    peft_tiny_dora_fixture()
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "peft-tiny-ia3":
+    peft_tiny_dora_fixture("train_tiny_ia3", "peft-tiny-ia3")
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "peft-tiny-prefix":
+    peft_tiny_dora_fixture("train_tiny_prefix", "peft-tiny-prefix")

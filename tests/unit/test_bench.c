@@ -197,9 +197,9 @@ static void test_backends(void **state)
 	rc = bench("bench --precision fp16 --model '%s'", model);
 	assert_int_equal(rc, 2);
 	assert_non_null(strstr(serr, "--precision is fp32 or bf16, not 'fp16'"));
-	rc = bench("bench --mode train --method dora --model '%s'", model);
+	rc = bench("bench --mode train --method lokr --model '%s'", model);
 	assert_int_equal(rc, 2);
-	assert_non_null(strstr(serr, "--method is lora, lora-all or full"));
+	assert_non_null(strstr(serr, "--method is lora, lora-all, dora, ia3, prefix or full"));
 	rc = bench("bench --batch 0 --model '%s'", model);
 	assert_int_equal(rc, 2);
 	assert_non_null(strstr(serr, "--batch expects a positive integer"));

@@ -132,9 +132,16 @@ static void test_bad_adapters(void **state)
 	const char *wrong_r = "{\"peft_type\": \"LORA\", \"r\": 3, \"lora_alpha\": 4}";
 	assert_int_equal(file_write_atomic(cfg, wrong_r, strlen(wrong_r), &d), 0);
 	expect_bad(dir, "rank 2");
-	const char *not_lora = "{\"peft_type\": \"IA3\", \"r\": 2, \"lora_alpha\": 4}";
+	const char *not_lora = "{\"peft_type\": \"ADALORA\", \"r\": 2, \"lora_alpha\": 4}";
 	assert_int_equal(file_write_atomic(cfg, not_lora, strlen(not_lora), &d), 0);
 	expect_bad(dir, "peft_type");
+	/* an IA3 config over LoRA tensors, a prefix config without its fields */
+	const char *ia3 = "{\"peft_type\": \"IA3\", \"target_modules\": [\"q_proj\"]}";
+	assert_int_equal(file_write_atomic(cfg, ia3, strlen(ia3), &d), 0);
+	expect_bad(dir, "not a PEFT IA3 weight");
+	const char *pfx = "{\"peft_type\": \"PREFIX_TUNING\", \"num_virtual_tokens\": 0}";
+	assert_int_equal(file_write_atomic(cfg, pfx, strlen(pfx), &d), 0);
+	expect_bad(dir, "num_virtual_tokens");
 	const char *dup = "{\"peft_type\": \"LORA\", \"r\": 2, \"r\": 2, \"lora_alpha\": 4}";
 	assert_int_equal(file_write_atomic(cfg, dup, strlen(dup), &d), 0);
 	expect_bad(dir, "invalid JSON");

@@ -23,6 +23,7 @@
 #include "backends/native/peft/merge.h"
 #include "backends/native/train/trainer.h"
 #include "common/util.h"
+#include "schema/table.h"
 #include "tests/unit/tiny_weights.h"
 #include "common/banned.h"
 
@@ -72,6 +73,7 @@ static struct model *train_run(const char *run, enum method_type method)
 		fail_msg("%s", d.text);
 	static const char *const tg[] = {"q_proj", "v_proj"};
 	struct model_opts o = {.method = method, .lora_rank = 4, .lora_alpha = 8, .targets = tg,
+			       .prefix_tokens = 2,
 			       .n_targets = 2, .layers_first = -1, .layers_last = -1,
 			       .max_batch = B, .max_seq = SEQ, .seed = 5, .full_logits = true};
 	struct model *m = NULL;
@@ -94,7 +96,8 @@ static struct model *train_run(const char *run, enum method_type method)
 	struct trainer_result res;
 	if (trainer_run(&res, m, &src, NULL, &to, &d))
 		fail_msg("%s", d.text);
-	if (method == METHOD_LORA) {
+	if (method == METHOD_LORA || method == METHOD_DORA || method == METHOD_IA3 ||
+	    method == METHOD_PREFIX) {
 		size_t n = model_n_trainable(m);
 		struct lora_tensor lt[16];
 		for (size_t i = 0; i < n; i++) {
@@ -103,8 +106,11 @@ static struct model *train_run(const char *run, enum method_type method)
 		}
 		char *t2[] = {"q_proj", "v_proj"};
 		struct lora_info info = {.rank = 4, .alpha = 8, .targets = t2, .n_targets = 2,
-					 .interleaved = true, .n_head = 4, .n_head_kv = 2,
-					 .head_dim = 4};
+					 .use_dora = method == METHOD_DORA,
+					 .ia3 = method == METHOD_IA3,
+					 .prefix = method == METHOD_PREFIX, .num_virtual_tokens = 2,
+					 .num_layers = 2, .interleaved = true,
+					 .n_head = 4, .n_head_kv = 2, .head_dim = 4};
 		char *ad = path_join(rd, "adapter");
 		if (adapter_write_peft(ad, lt, n, &info, &d))
 			fail_msg("%s", d.text);
@@ -112,7 +118,7 @@ static struct model *train_run(const char *run, enum method_type method)
 	}
 	char meta[1024];
 	snprintf(meta, sizeof(meta), "{\"base_model\": \"%s\", \"method\": \"%s\", \"version\": 1}",
-		 base_gguf, method == METHOD_LORA ? "lora" : "full");
+		 base_gguf, schema_enum_name("method.type", (int)method));
 	char *mp = path_join(rd, "export.json");
 	assert_int_equal(file_write_atomic(mp, meta, strlen(meta), &d), 0);
 	free(mp);
@@ -254,6 +260,86 @@ static void test_export_formats(void **state)
 			    b, ws, ws), 2); /* ambiguous prefix */
 	assert_int_equal(sh("'%s' --workspace '%s' export lora-run-1 --format onnx -o '%s/x' 2>/dev/null",
 			    b, ws, ws), 2);
+	/* DoRA: merged exports give the trained logits, the PEFT adapter round-trips with its
+	 * magnitude vectors, llama.cpp's adapter format is refused. */
+	struct model *dora = train_run("dora-run-1", METHOD_DORA);
+	assert_int_equal(sh("'%s' --workspace '%s' export dora-run-1 --format merged-gguf -o '%s/dg' >/dev/null",
+			    b, ws, ws), 0);
+	p = path_join(ws, "dg/model.gguf");
+	same_logits(dora, p);
+	free(p);
+	assert_int_equal(sh("'%s' --workspace '%s' export dora-run-1 --format merged-safetensors -o '%s/ds' >/dev/null",
+			    b, ws, ws), 0);
+	p = path_join(ws, "ds");
+	same_logits(dora, p);
+	free(p);
+	assert_int_equal(sh("'%s' --workspace '%s' export dora-run-1 --format peft -o '%s/dp' >/dev/null 2>&1",
+			    b, ws, ws), 0);
+	p = path_join(ws, "dp");
+	if (adapter_read_peft(&a, p, true, 4, 2, 4, &d))
+		fail_msg("%s", d.text);
+	assert_true(a->info.use_dora);
+	size_t n_mag = 0;
+	for (size_t i = 0; i < a->n; i++) {
+		const struct model_param *dp = model_param_find(dora, a->t[i].name);
+		assert_non_null(dp);
+		assert_memory_equal(dp->data, a->t[i].data, dp->numel * sizeof(float));
+		n_mag += strstr(a->t[i].name, "lora_magnitude_vector") != NULL;
+	}
+	assert_int_equal(n_mag, 2 * 2);
+	adapter_free(a);
+	free(p);
+	assert_int_equal(sh("'%s' --workspace '%s' export dora-run-1 --format gguf-adapter -o '%s/dx' 2>/dev/null",
+			    b, ws, ws), 2);
+	/* IA3 (q and v given as targets): the same */
+	struct model *ia3 = train_run("ia3-run-1", METHOD_IA3);
+	assert_int_equal(sh("'%s' --workspace '%s' export ia3-run-1 --format merged-gguf -o '%s/ig' >/dev/null",
+			    b, ws, ws), 0);
+	p = path_join(ws, "ig/model.gguf");
+	same_logits(ia3, p);
+	free(p);
+	assert_int_equal(sh("'%s' --workspace '%s' export ia3-run-1 --format merged-safetensors -o '%s/is' >/dev/null",
+			    b, ws, ws), 0);
+	p = path_join(ws, "is");
+	same_logits(ia3, p);
+	free(p);
+	assert_int_equal(sh("'%s' --workspace '%s' export ia3-run-1 --format peft -o '%s/ip' >/dev/null 2>&1",
+			    b, ws, ws), 0);
+	p = path_join(ws, "ip");
+	if (adapter_read_peft(&a, p, true, 4, 2, 4, &d))
+		fail_msg("%s", d.text);
+	assert_true(a->info.ia3);
+	assert_int_equal(a->n, model_n_trainable(ia3));
+	for (size_t i = 0; i < a->n; i++) {
+		const struct model_param *ip = model_param_find(ia3, a->t[i].name);
+		assert_non_null(ip);
+		assert_memory_equal(ip->data, a->t[i].data, ip->numel * sizeof(float));
+	}
+	adapter_free(a);
+	free(p);
+	assert_int_equal(sh("'%s' --workspace '%s' export ia3-run-1 --format gguf-adapter -o '%s/ix' 2>/dev/null",
+			    b, ws, ws), 2);
+	/* prefix tuning: the PEFT adapter round-trips; merged and llama.cpp formats refused */
+	struct model *pfx = train_run("prefix-run-1", METHOD_PREFIX);
+	assert_int_equal(sh("'%s' --workspace '%s' export prefix-run-1 --format peft -o '%s/pp2' >/dev/null 2>&1",
+			    b, ws, ws), 0);
+	p = path_join(ws, "pp2");
+	if (adapter_read_peft(&a, p, true, 4, 2, 4, &d))
+		fail_msg("%s", d.text);
+	assert_true(a->info.prefix);
+	assert_int_equal(a->n, 1);
+	const struct model_param *pe = model_param_find(pfx, "prompt_embeddings");
+	assert_non_null(pe);
+	assert_memory_equal(pe->data, a->t[0].data, pe->numel * sizeof(float));
+	adapter_free(a);
+	free(p);
+	const char *nofmt[] = {"merged-gguf", "merged-safetensors", "gguf-adapter"};
+	for (size_t i = 0; i < 3; i++)
+		assert_int_equal(sh("'%s' --workspace '%s' export prefix-run-1 --format %s -o '%s/px' 2>/dev/null",
+				    b, ws, nofmt[i], ws), 2);
+	model_free(pfx);
+	model_free(ia3);
+	model_free(dora);
 	model_free(lora);
 	model_free(full);
 	assert_int_equal(dir_remove_all(ws), 0);

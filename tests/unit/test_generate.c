@@ -1,6 +1,6 @@
 /* Unit tests for model/generate.c: KV-cache decode equals recomputing the whole sequence
  * without a cache (llama both RoPE styles, GPT-2 learned positions, Gemma 3 with a
- * sliding window shorter than the sequences, LoRA), batching does
+ * sliding window shorter than the sequences, LoRA, prefix tuning), batching does
  * not change a prompt's output, seeded sampling is reproducible, EOS/stop ids and the
  * stop callback end sequences. */
 #include <setjmp.h>
@@ -30,6 +30,7 @@ static struct model *make(const struct model_file *mf, enum method_type method, 
 	o.lora_alpha = 4;
 	o.lora_dropout = 0.3f; /* must be off in generation */
 	o.all_linear = true;
+	o.prefix_tokens = 3;
 	struct diag d;
 	diag_init(&d);
 	struct model *m = NULL;
@@ -109,6 +110,8 @@ static void test_cache_llama(void **state)
 	model_file_free(mf);
 	mf = tiny_llama_mf(true, false, ROPE_INTERLEAVED, 22);
 	check_cache_matches(mf, METHOD_LORA);
+	/* prefix tuning: the prefix rows lead every sequence's cache */
+	check_cache_matches(mf, METHOD_PREFIX);
 	model_file_free(mf);
 }
 

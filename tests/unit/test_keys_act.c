@@ -555,10 +555,45 @@ static void test_keys_change_the_run(void **state)
 	free(o2);
 }
 
+/* The keys of IA3 and prefix tuning: two settings of each against each other, and each
+ * method's trace against LoRA's (the baseline). */
+/* keys: method.feedforward_targets method.num_virtual_tokens */
+static void test_peft_method_keys_act(void **state)
+{
+	(void)state;
+	struct obs *o = calloc(1, sizeof *o), *o2 = calloc(1, sizeof *o2);
+	run(&g_base, NULL);
+	ok(&g_base, "baseline");
+	static const struct {
+		const char *a[3], *b[3];
+	} pairs[] = {
+		{{"method={type: ia3, targets: [k_proj, v_proj, down_proj], "
+		  "feedforward_targets: [down_proj]}"},
+		 {"method={type: ia3, targets: [k_proj, v_proj, down_proj], "
+		  "feedforward_targets: []}"}},
+		{{"method={type: prefix, num_virtual_tokens: 2}"},
+		 {"method={type: prefix, num_virtual_tokens: 5}"}},
+		{{"method={type: dora}"}, {"method={type: lora}"}},
+	};
+	for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+		run(o, pairs[i].a);
+		ok(o, pairs[i].a[0]);
+		run(o2, pairs[i].b);
+		ok(o2, pairs[i].b[0]);
+		if (!loss_differs(o, o2))
+			fail_msg("%s: the same trace as %s", pairs[i].a[0], pairs[i].b[0]);
+		if (!loss_differs(o, &g_base))
+			fail_msg("%s: the baseline's trace", pairs[i].a[0]);
+	}
+	free(o);
+	free(o2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_keys_change_the_run),
+		cmocka_unit_test(test_peft_method_keys_act),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

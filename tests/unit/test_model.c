@@ -1,9 +1,11 @@
 /* Unit tests for model/: whole-model finite-difference gradient checks on tiny random
  * llama (tied and untied, GQA, qkv biases, both RoPE styles), Gemma 3 (scaled embedding,
  * the extra norms, GeGLU, sliding-window layers) and GPT-2 models under every method
- * (full, freeze, LoRA with and without dropout, rsLoRA, gradient checkpointing), trainable
- * selection, loss masking and the accumulated-batch loss scale, and the LM head run only
- * at positions with a target, in chunks, against the head over every position. */
+ * (full, freeze, LoRA with and without dropout, rsLoRA, gradient checkpointing, DoRA, IA3,
+ * prefix tuning), trainable selection, loss masking and the accumulated-batch loss scale,
+ * and the LM head run only at positions with a target, in chunks, against the head over
+ * every position. DoRA's norm is detached (a constant to the backward, as in PEFT): its
+ * check holds the norms of the first forward fixed while differencing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +18,7 @@
 #include <string.h>
 
 #include "backends/native/model/model.h"
+#include "backends/native/model/model_internal.h"
 #include "backends/native/ops/ops.h"
 #include "common/rng.h"
 #include "common/util.h"
@@ -66,17 +69,20 @@ static void gradcheck(struct model *m, int V, uint64_t seed)
 	/* LoRA B starts at zero (so A's gradient would be zero): make it non-zero */
 	for (size_t i = 0; i < model_n_trainable(m); i++) {
 		const struct model_param *p = model_trainable(m, i);
-		if (strstr(p->name, "lora_B")) {
+		if (strstr(p->name, "lora_B") || strstr(p->name, "ia3_l")) {
+			/* IA3 starts at ones: move it away so the check is not at a special point */
+			float base = strstr(p->name, "ia3_l") ? 1.0f : 0.0f;
 			struct rng r;
 			rng_seed(&r, i, 9);
 			for (size_t j = 0; j < p->numel; j++)
-				p->data[j] = 0.3f * (2.0f * rng_uniform_f(&r) - 1.0f);
+				p->data[j] = base + 0.3f * (2.0f * rng_uniform_f(&r) - 1.0f);
 		}
 	}
 	model_zero_grad(m);
 	float l0 = loss_at(m, tok, tgt);
 	assert_true(isfinite(l0) && l0 > 0);
 	assert_int_equal(model_backward(m, 0.0f), 0);
+	m->dora_keep_norm = m->dora;
 	size_t checked = 0;
 	double worst = 0;
 	for (size_t i = 0; i < model_n_trainable(m); i++) {
@@ -206,6 +212,280 @@ static void test_llama_lora(void **state)
 	model_free(m);
 	o.grad_checkpointing = true;
 	check_method(mf, &o);
+	model_file_free(mf);
+}
+
+/* DoRA: the magnitude starts at the row norms of W (B = 0, so the model is the base
+ * model); gradients of A, B and the magnitude against finite differences, with dropout,
+ * rsLoRA, on GPT-2's fused c_attn with its bias. */
+static void test_dora(void **state)
+{
+	(void)state;
+	struct model_file *mf = tiny_llama_mf(false, true, ROPE_HALF, 4);
+	const char *tg[] = {"q_proj", "v_proj", "down_proj"};
+	struct model_opts o = base_opts(METHOD_DORA);
+	o.lora_rank = 3;
+	o.lora_alpha = 6;
+	o.targets = tg;
+	o.n_targets = 3;
+	struct diag d;
+	diag_init(&d);
+	struct model *m = NULL, *base = NULL;
+	assert_int_equal(model_create(&m, mf, &o, &d), 0);
+	assert_int_equal(model_n_trainable(m), 3 * 3 * 2);
+	const struct model_param *mag =
+		model_param_find(m, "model.layers.1.self_attn.v_proj.lora_magnitude_vector");
+	assert_non_null(mag);
+	assert_int_equal(mag->shape[0], 8);
+	const struct mf_tensor *w = NULL;
+	for (size_t i = 0; i < mf->n_tensors; i++)
+		if (strcmp(mf->tensors[i].name, "model.layers.1.self_attn.v_proj.weight") == 0)
+			w = &mf->tensors[i];
+	assert_non_null(w);
+	for (int r = 0; r < 8; r++) {
+		double s = 0;
+		for (int c = 0; c < 16; c++)
+			s += (double)w->data[r * 16 + c] * w->data[r * 16 + c];
+		assert_float_equal(mag->data[r], sqrt(s), 1e-5 * sqrt(s));
+	}
+	/* untrained DoRA == the base model */
+	struct model_opts ob = base_opts(METHOD_NONE);
+	assert_int_equal(model_create(&base, mf, &ob, &d), 0);
+	int32_t tok[B * T], tgt[B * T];
+	batch(tok, tgt, 37, 3);
+	float l_dora = loss_at(m, tok, tgt), l_base = loss_at(base, tok, tgt);
+	assert_float_equal(l_dora, l_base, 1e-5 * l_base);
+	model_free(base);
+	gradcheck(m, 37, 17);
+	model_free(m);
+	/* dropout and rsLoRA on every linear of layer 1 */
+	o.all_linear = true;
+	o.rslora = true;
+	o.lora_dropout = 0.25f;
+	o.layers_first = 1;
+	check_method(mf, &o);
+	model_file_free(mf);
+	/* GPT-2: fused c_attn (Conv1D) and biases */
+	mf = tiny_gpt2_mf(5);
+	const char *tg2[] = {"c_attn", "c_proj"};
+	o = base_opts(METHOD_DORA);
+	o.lora_rank = 2;
+	o.lora_alpha = 4;
+	o.targets = tg2;
+	o.n_targets = 2;
+	check_method(mf, &o);
+	o.lora_dropout = 0.1f;
+	check_method(mf, &o);
+	model_file_free(mf);
+}
+
+/* DoRA's loss and trainable gradients under o, after B is set non-zero (so every
+ * gradient is). grads: the concatenation, malloc'ed. */
+static float dora_grads(struct model_file *mf, struct model_opts *o, float **grads, size_t *n)
+{
+	struct diag d;
+	diag_init(&d);
+	struct model *m = NULL;
+	if (model_create(&m, mf, o, &d))
+		fail_msg("%s", d.text);
+	size_t total = 0;
+	for (size_t i = 0; i < model_n_trainable(m); i++) {
+		const struct model_param *p = model_trainable(m, i);
+		total += p->numel;
+		if (strstr(p->name, "lora_B"))
+			for (size_t j = 0; j < p->numel; j++)
+				p->data[j] = 0.05f * (float)((int)((i * 7 + j * 13) % 11) - 5);
+	}
+	int32_t tok[B * T], tgt[B * T];
+	batch(tok, tgt, mf->hp.n_vocab, 21);
+	float loss = loss_at(m, tok, tgt);
+	assert_int_equal(model_backward(m, 0.0f), 0);
+	*grads = malloc(total * sizeof(float));
+	assert_non_null(*grads);
+	size_t off = 0;
+	for (size_t i = 0; i < model_n_trainable(m); i++) {
+		const struct model_param *p = model_trainable(m, i);
+		memcpy(*grads + off, p->grad, p->numel * sizeof(float));
+		off += p->numel;
+	}
+	*n = total;
+	model_free(m);
+	return loss;
+}
+
+/* DoRA with gradient checkpointing (the recomputed forward recomputes the norms) gives
+ * the same loss and gradients; bf16 matmuls stay close to fp32. */
+static void test_dora_checkpointing_bf16(void **state)
+{
+	(void)state;
+	struct model_file *mf = tiny_llama_mf(false, true, ROPE_HALF, 13);
+	const char *tg[] = {"q_proj", "k_proj", "o_proj", "up_proj", "down_proj"};
+	struct model_opts o = base_opts(METHOD_DORA);
+	o.lora_rank = 2;
+	o.lora_alpha = 4;
+	o.lora_dropout = 0.1f;
+	o.targets = tg;
+	o.n_targets = 5;
+	float *g[3];
+	size_t n[3];
+	float l0 = dora_grads(mf, &o, &g[0], &n[0]);
+	o.grad_checkpointing = true;
+	float l1 = dora_grads(mf, &o, &g[1], &n[1]);
+	o.grad_checkpointing = false;
+	o.precision = PRECISION_BF16;
+	float l2 = dora_grads(mf, &o, &g[2], &n[2]);
+	assert_true(l0 == l1);
+	assert_int_equal(n[0], n[1]);
+	double mx = 0, dot = 0, n0 = 0, n2 = 0;
+	for (size_t i = 0; i < n[0]; i++)
+		mx = fmax(mx, fabs(g[0][i]));
+	for (size_t i = 0; i < n[0]; i++) {
+		if (fabs(g[0][i] - g[1][i]) > 1e-6 * mx)
+			fail_msg("gradient %zu: %g without checkpointing, %g with", i, g[0][i],
+				 g[1][i]);
+		dot += (double)g[0][i] * g[2][i];
+		n0 += (double)g[0][i] * g[0][i];
+		n2 += (double)g[2][i] * g[2][i];
+	}
+	assert_float_equal(l2, l0, 2e-2 * l0);
+	assert_true(dot / sqrt(n0 * n2) > 0.99);
+	for (int k = 0; k < 3; k++)
+		free(g[k]);
+	model_file_free(mf);
+}
+
+/* IA3: PEFT's default targets per architecture (llama k, v and down with down scaling its
+ * input; GPT-2 c_attn and mlp.c_proj), vectors starting at ones (the base model), given
+ * targets and feed-forward targets, gradients against finite differences, with
+ * checkpointing. */
+static void test_ia3(void **state)
+{
+	(void)state;
+	struct model_file *mf = tiny_llama_mf(false, true, ROPE_HALF, 4);
+	struct model_opts o = base_opts(METHOD_IA3);
+	o.ff_auto = true;
+	struct diag d;
+	diag_init(&d);
+	struct model *m = NULL, *base = NULL;
+	assert_int_equal(model_create(&m, mf, &o, &d), 0);
+	assert_int_equal(model_n_trainable(m), 3 * 2);
+	const struct model_param *k = model_param_find(m, "model.layers.1.self_attn.k_proj.ia3_l");
+	const struct model_param *dn = model_param_find(m, "model.layers.0.mlp.down_proj.ia3_l");
+	assert_non_null(k);
+	assert_non_null(dn);
+	assert_int_equal(k->shape[0], 8);
+	assert_int_equal(k->shape[1], 1);
+	assert_int_equal(dn->shape[0], 1);
+	assert_int_equal(dn->shape[1], mf->hp.n_ff);
+	for (size_t j = 0; j < dn->numel; j++)
+		assert_true(dn->data[j] == 1.0f);
+	struct model_opts ob = base_opts(METHOD_NONE);
+	assert_int_equal(model_create(&base, mf, &ob, &d), 0);
+	int32_t tok[B * T], tgt[B * T];
+	batch(tok, tgt, 37, 3);
+	float l_ia3 = loss_at(m, tok, tgt), l_base = loss_at(base, tok, tgt);
+	assert_float_equal(l_ia3, l_base, 1e-6 * l_base);
+	model_free(base);
+	gradcheck(m, 37, 19);
+	model_free(m);
+	/* given targets; up_proj scales its input; o_proj (untargeted) gets nothing */
+	const char *tg[] = {"q_proj", "up_proj", "gate_proj"}, *ff[] = {"up_proj"};
+	o.targets = tg;
+	o.n_targets = 3;
+	o.ff_targets = ff;
+	o.n_ff_targets = 1;
+	o.ff_auto = false;
+	assert_int_equal(model_create(&m, mf, &o, &d), 0);
+	assert_int_equal(model_param_find(m, "model.layers.0.mlp.up_proj.ia3_l")->shape[0], 1);
+	assert_int_equal(model_param_find(m, "model.layers.0.mlp.gate_proj.ia3_l")->shape[1], 1);
+	assert_null(model_param_find(m, "model.layers.0.self_attn.o_proj.ia3_l"));
+	gradcheck(m, 37, 20);
+	model_free(m);
+	o.grad_checkpointing = true;
+	check_method(mf, &o);
+	model_file_free(mf);
+	/* GPT-2: c_attn's output and mlp.c_proj's input, biases */
+	mf = tiny_gpt2_mf(5);
+	o = base_opts(METHOD_IA3);
+	o.ff_auto = true;
+	assert_int_equal(model_create(&m, mf, &o, &d), 0);
+	assert_int_equal(model_n_trainable(m), 2 * 2);
+	assert_int_equal(model_param_find(m, "transformer.h.0.attn.c_attn.ia3_l")->shape[0],
+			 3 * mf->hp.n_embd);
+	assert_int_equal(model_param_find(m, "transformer.h.0.mlp.c_proj.ia3_l")->shape[1],
+			 mf->hp.n_ff);
+	assert_null(model_param_find(m, "transformer.h.0.attn.c_proj.ia3_l"));
+	gradcheck(m, mf->hp.n_vocab, 21);
+	model_free(m);
+	model_file_free(mf);
+}
+
+/* Prefix tuning: the prefix attention op equals the cached attention over the prefix rows
+ * followed by the sequence (queries at np + t), and the model's gradients (prompt
+ * embeddings of every layer) match finite differences, with checkpointing too. */
+static void test_prefix(void **state)
+{
+	(void)state;
+	const struct ops *ops = ops_cpu();
+	enum { PB = 2, PT = 5, NP = 3, NH = 4, NKV = 2, HD = 6 };
+	int kvd = NKV * HD, qd = NH * HD, tk = NP + PT;
+	size_t ps = 2 * (size_t)kvd + 5; /* a wider row than the K/V pair, like a layer slice */
+	float q[PB * PT * NH * HD], k[PB * PT * NKV * HD], v[PB * PT * NKV * HD];
+	float pre[NP * (2 * NKV * HD + 5)];
+	struct rng r;
+	rng_seed(&r, 31, 1);
+	float *arrs[] = {q, k, v, pre};
+	size_t lens[] = {FT_ARRAY_LEN(q), FT_ARRAY_LEN(k), FT_ARRAY_LEN(v), FT_ARRAY_LEN(pre)};
+	for (int a = 0; a < 4; a++)
+		for (size_t i = 0; i < lens[a]; i++)
+			arrs[a][i] = 2.0f * rng_uniform_f(&r) - 1.0f;
+	float kc[PB * (NP + PT) * NKV * HD], vc[PB * (NP + PT) * NKV * HD];
+	for (int b = 0; b < PB; b++)
+		for (int t = 0; t < tk; t++)
+			for (int j = 0; j < kvd; j++) {
+				size_t dst = ((size_t)b * tk + t) * kvd + j;
+				kc[dst] = t < NP ? pre[t * ps + j] : k[((size_t)b * PT + t - NP) * kvd + j];
+				vc[dst] = t < NP ? pre[t * ps + kvd + j]
+						 : v[((size_t)b * PT + t - NP) * kvd + j];
+			}
+	int pos0[PB] = {NP, NP};
+	float o1[PB * PT * NH * HD], o2[PB * PT * NH * HD];
+	ops->attention_prefix_forward(o1, q, k, v, pre, pre + kvd, ps, PB, PT, NP, NH, NKV, HD,
+				      1.0f / sqrtf((float)HD), 0);
+	ops->attention_forward(o2, NULL, q, kc, vc, PB, PT, tk, NH, NKV, HD, pos0,
+			       1.0f / sqrtf((float)HD), 0);
+	for (int i = 0; i < PB * PT * qd; i++)
+		assert_float_equal(o1[i], o2[i], 1e-5);
+
+	struct model_file *mf = tiny_llama_mf(false, true, ROPE_HALF, 4);
+	struct model_opts o = base_opts(METHOD_PREFIX);
+	o.prefix_tokens = 3;
+	struct diag d;
+	diag_init(&d);
+	struct model *m = NULL;
+	assert_int_equal(model_create(&m, mf, &o, &d), 0);
+	assert_int_equal(model_n_trainable(m), 1);
+	const struct model_param *p = model_trainable(m, 0);
+	assert_string_equal(p->name, "prompt_embeddings");
+	assert_int_equal(p->shape[0], 3);
+	assert_int_equal(p->shape[1], 2 * 2 * 8);
+	for (uint64_t s = 0; s < 4; s++)
+		gradcheck(m, 37, 40 + s);
+	model_free(m);
+	o.grad_checkpointing = true;
+	check_method(mf, &o);
+	model_file_free(mf);
+	mf = tiny_llama_mf(true, false, ROPE_INTERLEAVED, 8);
+	o.grad_checkpointing = false;
+	o.prefix_tokens = 1;
+	check_method(mf, &o);
+	model_file_free(mf);
+	/* refused where it cannot run */
+	mf = tiny_gpt2_mf(5);
+	o = base_opts(METHOD_PREFIX);
+	o.prefix_tokens = 2;
+	assert_int_equal(model_create(&m, mf, &o, &d), FT_EUNSUPP);
+	assert_non_null(strstr(d.text, "GPT-2"));
 	model_file_free(mf);
 }
 
@@ -560,6 +840,10 @@ int main(void)
 		cmocka_unit_test(test_llama_full_untied_bias_interleaved),
 		cmocka_unit_test(test_llama_freeze),
 		cmocka_unit_test(test_llama_lora),
+		cmocka_unit_test(test_dora),
+		cmocka_unit_test(test_dora_checkpointing_bf16),
+		cmocka_unit_test(test_ia3),
+		cmocka_unit_test(test_prefix),
 		cmocka_unit_test(test_gpt2_methods),
 		cmocka_unit_test(test_gemma3_methods),
 		cmocka_unit_test(test_gemma3_window),

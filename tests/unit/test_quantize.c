@@ -327,6 +327,100 @@ static struct rec run_quantized(const char *model_dir, const char *q)
 	return r;
 }
 
+/* host logits (B, T, V) of m on the fixed batch of logits_of */
+static float *forward_logits(struct model *m, size_t n)
+{
+	int32_t tok[B * T], tgt[B * T];
+	struct rng r;
+	rng_seed(&r, 3, 1);
+	for (int i = 0; i < B * T; i++) {
+		tok[i] = (int32_t)rng_below(&r, TINY_N_VOCAB);
+		tgt[i] = (int32_t)rng_below(&r, TINY_N_VOCAB);
+	}
+	model_set_training(m, false);
+	assert_int_equal(model_forward(m, tok, tgt, B, T, NULL, NULL), 0);
+	float *h = malloc(n * sizeof(float));
+	model_ops(m)->to_host(h, model_logits(m), n * sizeof(float));
+	return h;
+}
+
+/* every trainable parameter moved by a seeded amount (so DoRA's B A, IA3's vectors and
+ * the prefix act) */
+static void perturb(struct model *m)
+{
+	struct rng r;
+	rng_seed(&r, 11, 2);
+	for (size_t i = 0; i < model_n_trainable(m); i++) {
+		const struct model_param *p = model_trainable(m, i);
+		float *h = malloc(p->numel * sizeof(float));
+		model_ops(m)->to_host(h, p->data, p->numel * sizeof(float));
+		for (size_t j = 0; j < p->numel; j++)
+			h[j] += 0.2f * (2.0f * rng_uniform_f(&r) - 1.0f);
+		model_ops(m)->to_device(p->data, h, p->numel * sizeof(float));
+		free(h);
+	}
+}
+
+/* DoRA, IA3 and prefix tuning over frozen weights kept as Q4_0 blocks read the values of
+ * the blocks: at initialisation DoRA and IA3 are the quantized base model (DoRA's magnitude
+ * is the norm of the stored rows, not of the file's fp32 rows), after their parameters
+ * move they equal the same method on weights rounded through Q4_0 beforehand (DoRA's
+ * norm of W + s B A and IA3's scaled columns dequantize W), and with the adapter switched
+ * off each is the quantized base model. */
+static void test_peft_methods_read_stored_weights(void **state)
+{
+	(void)state;
+	const char *dir = write_tiny(0);
+	struct model_file *mf = load_hf(dir), *mr = load_hf(dir);
+	round_through(mr, GGML_Q4_0);
+	static const char *const tg[] = {"q_proj", "v_proj", "down_proj"};
+	static const enum method_type methods[] = {METHOD_DORA, METHOD_IA3, METHOD_PREFIX};
+	size_t n;
+	struct model_opts o = opts(METHOD_NONE, QUANTIZE_Q4_0);
+	float *lb = logits_of(mf, &o, &n, NULL);
+	for (size_t k = 0; k < sizeof methods / sizeof methods[0]; k++) {
+		o = opts(methods[k], QUANTIZE_Q4_0);
+		o.lora_rank = 4;
+		o.lora_alpha = 8;
+		o.targets = methods[k] == METHOD_DORA ? tg : NULL;
+		o.n_targets = methods[k] == METHOD_DORA ? 3 : 0;
+		o.ff_auto = methods[k] == METHOD_IA3;
+		o.prefix_tokens = 3;
+		struct model *mq, *mp;
+		float *l0 = logits_of(mf, &o, &n, &mq);
+		assert_int_equal(model_param_find(mq, "model.layers.0.self_attn.v_proj.weight")->type,
+				 GGML_Q4_0);
+		assert_int_equal(model_param_find(mq, "model.layers.0.mlp.down_proj.weight")->type,
+				 GGML_Q4_0);
+		double init = rel_diff(l0, lb, n);
+		if (methods[k] != METHOD_PREFIX && init > 1e-6)
+			fail_msg("method %zu at initialisation: %.3g from the quantized base", k, init);
+		perturb(mq);
+		float *lq = forward_logits(mq, n);
+		struct model_opts op = o;
+		op.quantize = QUANTIZE_NONE;
+		free(logits_of(mr, &op, &n, &mp));
+		perturb(mp);
+		float *lr = forward_logits(mp, n);
+		double same = rel_diff(lq, lr, n), moved = rel_diff(lq, lb, n);
+		printf("method %zu on Q4_0: vs pre-rounded %.2g, vs the base %.2g\n", k, same, moved);
+		assert_true(same <= 1e-5);
+		assert_true(moved > 1e-3);
+		model_set_adapter_enabled(mq, false);
+		float *loff = forward_logits(mq, n);
+		assert_true(rel_diff(loff, lb, n) <= 1e-6);
+		model_free(mq);
+		model_free(mp);
+		free(l0);
+		free(lq);
+		free(lr);
+		free(loff);
+	}
+	free(lb);
+	model_file_free(mf);
+	model_file_free(mr);
+}
+
 /* keys: model.quantize */
 static void test_experiment_key_reaches_the_model(void **state)
 {
@@ -349,6 +443,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_model_quantizes_frozen_weights),
 		cmocka_unit_test(test_trainable_weights_stay_fp32),
+		cmocka_unit_test(test_peft_methods_read_stored_weights),
 		cmocka_unit_test(test_experiment_key_reaches_the_model),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -137,6 +137,7 @@ static struct model *make_model(enum method_type method, float dropout, int max_
 	static const char *const targets[] = {"q_proj", "v_proj"};
 	struct model_opts o = {.method = method, .lora_rank = 4, .lora_alpha = 8,
 			       .lora_dropout = dropout, .targets = targets, .n_targets = 2,
+			       .prefix_tokens = 4,
 			       .layers_first = -1, .layers_last = -1, .max_batch = max_batch,
 			       .max_seq = SEQ, .seed = 11};
 	struct model *m = NULL;
@@ -203,8 +204,8 @@ static void test_tiny_model_learns(void **state)
 
 /* Runs config c uninterrupted twice (identical traces), then killed after step 7 and
  * resumed in a fresh model from its checkpoint (the same trace, bit for bit); the
- * uninterrupted trace goes to out (steps 1..12). */
-static void check_resume(struct config_train c, double out[13])
+ * uninterrupted trace goes to out (steps 1..12). method: LoRA, DoRA, IA3 or prefix. */
+static void check_resume(struct config_train c, enum method_type method, double out[13])
 {
 	char tmpl[] = "/tmp/ftlab-train-XXXXXX";
 	char *dir = ft_strdup(mkdtemp(tmpl));
@@ -213,16 +214,17 @@ static void check_resume(struct config_train c, double out[13])
 	c.checkpoint_every = 4;
 	struct trainer_result res;
 
-	/* Reference: uninterrupted, LoRA with dropout (the mask counter must resume too). */
+	/* Reference: uninterrupted, LoRA (or DoRA) with dropout (the mask counter must resume
+	 * too). */
 	struct rec a = {.stop_at = -1}, b = {.stop_at = -1};
 	struct synth s;
-	struct model *m = make_model(METHOD_LORA, 0.1f, 4);
+	struct model *m = make_model(method, 0.1f, 4);
 	memset(&s, 0, sizeof(s));
 	rng_seed(&s.r, 9, 0);
 	assert_int_equal(run(m, &c, &a, NULL, false, &s, NULL, &res), 0);
 	model_free(m);
 	/* Same seed, same threads: identical trace. */
-	m = make_model(METHOD_LORA, 0.1f, 4);
+	m = make_model(method, 0.1f, 4);
 	rng_seed(&s.r, 9, 0);
 	assert_int_equal(run(m, &c, &b, NULL, false, &s, NULL, &res), 0);
 	model_free(m);
@@ -231,7 +233,7 @@ static void check_resume(struct config_train c, double out[13])
 
 	/* Killed after step 7 (between checkpoints): a checkpoint is written on stop. */
 	struct rec k = {.stop_at = 7};
-	m = make_model(METHOD_LORA, 0.1f, 4);
+	m = make_model(method, 0.1f, 4);
 	rng_seed(&s.r, 9, 0);
 	assert_int_equal(run(m, &c, &k, ck, false, &s, NULL, &res), FT_EINTR);
 	assert_int_equal(res.steps_done, 7);
@@ -239,7 +241,7 @@ static void check_resume(struct config_train c, double out[13])
 	/* A fresh process: new model from the same file and seed, a data source at its start;
 	 * resume restores weights, moments, data cursor and dropout counter. */
 	struct rec rs = {.stop_at = -1};
-	m = make_model(METHOD_LORA, 0.1f, 4);
+	m = make_model(method, 0.1f, 4);
 	rng_seed(&s.r, 12345, 0); /* deliberately wrong: the cursor must be restored */
 	assert_int_equal(run(m, &c, &rs, ck, true, &s, NULL, &res), 0);
 	assert_int_equal(res.resumed_from, 7);
@@ -252,7 +254,7 @@ static void check_resume(struct config_train c, double out[13])
 	model_free(m);
 
 	/* Resume refuses a different config. */
-	m = make_model(METHOD_LORA, 0.1f, 4);
+	m = make_model(method, 0.1f, 4);
 	struct run_sink sink = {.ud = &rs, .metric = rec_metric, .event = rec_event};
 	struct batch_source src = {.ud = &s, .T = SEQ, .next = synth_next, .save = synth_save,
 				   .restore = synth_restore};
@@ -269,17 +271,37 @@ static void check_resume(struct config_train c, double out[13])
 	memcpy(out, a.loss, 13 * sizeof(double));
 }
 
-/* The default config (AdamW, LoRA with dropout): see check_resume. */
-static void resume_case(void)
+/* The default config (AdamW, the method with dropout where it has one): see check_resume. */
+static void resume_case(enum method_type method)
 {
 	double trace[13];
-	check_resume(train_cfg(12), trace);
+	check_resume(train_cfg(12), method, trace);
 }
 
 static void test_deterministic_and_resume(void **state)
 {
 	(void)state;
-	resume_case();
+	resume_case(METHOD_LORA);
+}
+
+/* DoRA: the magnitude vectors are trainables like A and B; the norm is recomputed from
+ * the weights at every forward, so nothing else has to be saved. */
+static void test_deterministic_and_resume_dora(void **state)
+{
+	(void)state;
+	resume_case(METHOD_DORA);
+}
+
+static void test_deterministic_and_resume_ia3(void **state)
+{
+	(void)state;
+	resume_case(METHOD_IA3);
+}
+
+static void test_deterministic_and_resume_prefix(void **state)
+{
+	(void)state;
+	resume_case(METHOD_PREFIX);
 }
 
 /* SGD with momentum, Nesterov and weight decay: its momentum buffers are part of the
@@ -291,13 +313,13 @@ static void test_sgd_resume_bit_identical(void **state)
 	(void)state;
 	double adamw[13], sgd[13];
 	struct config_train c = train_cfg(12);
-	check_resume(c, adamw);
+	check_resume(c, METHOD_LORA, adamw);
 	c.optimizer.type = OPTIMIZER_SGD;
 	c.optimizer.lr = 0.2;
 	c.optimizer.momentum = 0.9;
 	c.optimizer.nesterov = true;
 	c.optimizer.weight_decay = 0.01;
-	check_resume(c, sgd);
+	check_resume(c, METHOD_LORA, sgd);
 	assert_true(sgd[12] != adamw[12]);
 	assert_true(sgd[12] < sgd[1]); /* it trains */
 }
@@ -320,7 +342,7 @@ static void test_gemma3_learns_and_resumes(void **state)
 	if (!(r.loss[60] < 0.3 * r.loss[1]))
 		fail_msg("Gemma loss after 60 steps %g (first %g)", r.loss[60], r.loss[1]);
 	model_free(m);
-	resume_case();
+	resume_case(METHOD_LORA);
 	use_gemma = false;
 }
 
@@ -479,6 +501,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tiny_model_learns),
 		cmocka_unit_test(test_deterministic_and_resume),
+		cmocka_unit_test(test_deterministic_and_resume_dora),
+		cmocka_unit_test(test_deterministic_and_resume_ia3),
+		cmocka_unit_test(test_deterministic_and_resume_prefix),
 		cmocka_unit_test(test_sgd_resume_bit_identical),
 		cmocka_unit_test(test_gemma3_learns_and_resumes),
 		cmocka_unit_test(test_grad_accum_whole_batch_mean),

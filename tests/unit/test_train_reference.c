@@ -4,7 +4,11 @@
  * so peft starts from identical weights. Checked: loss and LoRA gradients of one
  * forward/backward, the loss trace of five AdamW steps (clipping, weight decay), and
  * (in the script) that peft loading our exported adapter reproduces our logits.
- * FTLAB_WRITE_FIXTURE=1 rewrites the inputs the script reads (then run the script). */
+ * FTLAB_WRITE_FIXTURE=1 rewrites the inputs the script reads (then run the script).
+ * DoRA the same way (make_train_fixture.py peft-tiny-dora, fixtures/train_tiny_dora/):
+ * loss, gradients of A, B and the magnitude, the trace, peft loading our adapter, and the
+ * merged model (ours and, in the script, transformers') reproducing the adapter's logits.
+ * IA3 likewise with PEFT's default llama targets (peft-tiny-ia3, fixtures/train_tiny_ia3/). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -68,19 +72,24 @@ static int rec_metric(void *ud, const char *split, const char *name, int64_t ste
 	return 0;
 }
 
-static struct model *make_model_from(struct model_file *mf)
+static struct model *make_model_method(struct model_file *mf, enum method_type method)
 {
 	static const char *const targets_[] = {"q_proj", "v_proj"};
-	struct model_opts o = {.method = METHOD_LORA, .lora_rank = 4, .lora_alpha = 8,
-			       .targets = targets_, .n_targets = 2, .layers_first = -1,
-			       .layers_last = -1, .max_batch = B, .max_seq = SEQ, .seed = 11,
-			       .full_logits = true};
+	struct model_opts o = {.method = method, .lora_rank = 4, .lora_alpha = 8,
+			       .prefix_tokens = 3, .targets = targets_, .n_targets = 2,
+			       .layers_first = -1, .layers_last = -1, .max_batch = B,
+			       .max_seq = SEQ, .seed = 11, .full_logits = true};
 	struct model *m = NULL;
 	struct diag d;
 	diag_init(&d);
 	if (model_create(&m, mf, &o, &d) != 0)
 		fail_msg("model_create: %s", d.text);
 	return m;
+}
+
+static struct model *make_model_from(struct model_file *mf)
+{
+	return make_model_method(mf, METHOD_LORA);
 }
 
 static struct model *make_model(struct model_file **mf_out)
@@ -98,10 +107,19 @@ static void lora_tensors(struct model *m, struct lora_tensor *lt, size_t *n)
 	}
 }
 
+static const char *fixture_dir = "tests/reference/fixtures/train_tiny";
+
+/* FTLAB_WRITE_FIXTURE=1 rewrites every fixture input, =lora or =dora only that one. */
+static bool want_write(const char *what)
+{
+	const char *e = getenv("FTLAB_WRITE_FIXTURE");
+	return e && (strcmp(e, "1") == 0 || strcmp(e, what) == 0);
+}
+
 static char *fixture_path(const char *rel)
 {
 	const char *root = getenv("FTLAB_ROOT");
-	char *base = path_join(root ? root : ".", "tests/reference/fixtures/train_tiny");
+	char *base = path_join(root ? root : ".", fixture_dir);
 	char *p = path_join(base, rel);
 	free(base);
 	return p;
@@ -170,7 +188,8 @@ static void test_lora_matches_peft(void **state)
 {
 	(void)state;
 	make_batch();
-	bool write = getenv("FTLAB_WRITE_FIXTURE") != NULL;
+	fixture_dir = "tests/reference/fixtures/train_tiny";
+	bool write = want_write("lora");
 	struct model_file *mf;
 	struct model *m = make_model(&mf);
 	struct diag d;
@@ -267,11 +286,12 @@ static void test_lora_matches_peft(void **state)
  * and loaded back: the loss trace agrees, and the adapter exported for PEFT (lora_B of
  * q/k un-permuted) equals the one trained on the Hugging Face layout; peft loading it on
  * the HF model reproduces our logits (adapter_final_gguf in the script). */
-static void test_gguf_base_roundtrip(void **state)
+static void gguf_roundtrip(enum method_type method)
 {
-	(void)state;
 	make_batch();
-	bool write = getenv("FTLAB_WRITE_FIXTURE") != NULL;
+	fixture_dir = "tests/reference/fixtures/train_tiny";
+	bool lora = method == METHOD_LORA;
+	bool write = lora && want_write("lora");
 	struct model_file *hf = tiny_llama_mf(true, false, ROPE_HALF, 7);
 	char tmpl[] = "/tmp/ftlab-ggufrt-XXXXXX";
 	char *dir = ft_strdup(mkdtemp(tmpl));
@@ -285,7 +305,17 @@ static void test_gguf_base_roundtrip(void **state)
 		fail_msg("%s", d.text);
 	assert_int_equal(gg->hp.rope_style, ROPE_INTERLEAVED);
 
-	struct model *mh = make_model_from(hf), *mg = make_model_from(gg);
+	struct model *mh = make_model_method(hf, method), *mg = make_model_method(gg, method);
+	if (method == METHOD_PREFIX) {
+		/* the same initial prefix: the GGUF model's keys in its interleaved order */
+		const struct model_param *ph = model_trainable(mh, 0), *pg = model_trainable(mg, 0);
+		memcpy(pg->data, ph->data, ph->numel * sizeof(float));
+		for (int64_t r = 0; r < ph->shape[0]; r++)
+			for (int64_t k = 0; k < ph->shape[1]; k += 16) {
+				size_t off = (size_t)(r * ph->shape[1] + k);
+				rope_rows_permute(pg->data + off, ph->data + off, 2, 4, 1, true);
+			}
+	}
 	train5(mh);
 	double th[STEPS + 1];
 	memcpy(th, losses, sizeof(th));
@@ -299,7 +329,10 @@ static void test_gguf_base_roundtrip(void **state)
 	lora_tensors(mg, lt, &n);
 	char *tg[] = {"q_proj", "v_proj"};
 	struct lora_info info = {.rank = 4, .alpha = 8, .targets = tg, .n_targets = 2,
-				 .interleaved = true, .n_head = 4, .n_head_kv = 2, .head_dim = 4};
+				 .use_dora = method == METHOD_DORA, .ia3 = method == METHOD_IA3,
+				 .prefix = method == METHOD_PREFIX, .num_virtual_tokens = 3,
+				 .num_layers = 2, .interleaved = true, .n_head = 4,
+				 .n_head_kv = 2, .head_dim = 4};
 	if (adapter_write_peft(ad, lt, n, &info, &d))
 		fail_msg("%s", d.text);
 	struct lora_adapter *a = NULL;
@@ -320,15 +353,17 @@ static void test_gguf_base_roundtrip(void **state)
 	adapter_free(a);
 	if (write)
 		write_adapter_il(mg, "adapter_final_gguf", true);
-	char *rp = fixture_path("reference.json");
-	json_error_t err;
-	json_t *ref = json_load_file(rp, 0, &err);
-	if (!ref)
-		fail_msg("%s: %s", rp, err.text);
-	json_t *gd = json_object_get(ref, "export_gguf_logits_max_abs_diff");
-	assert_true(json_is_number(gd) && json_number_value(gd) < 1e-4);
-	json_decref(ref);
-	free(rp);
+	if (lora) {
+		char *rp = fixture_path("reference.json");
+		json_error_t err;
+		json_t *ref = json_load_file(rp, 0, &err);
+		if (!ref)
+			fail_msg("%s: %s", rp, err.text);
+		json_t *gd = json_object_get(ref, "export_gguf_logits_max_abs_diff");
+		assert_true(json_is_number(gd) && json_number_value(gd) < 1e-4);
+		json_decref(ref);
+		free(rp);
+	}
 	model_free(mh);
 	model_free(mg);
 	model_file_free(hf);
@@ -339,11 +374,243 @@ static void test_gguf_base_roundtrip(void **state)
 	free(dir);
 }
 
+/* The model's trainables as adapter tensors, copied (the caller frees with adapter_free). */
+static struct lora_adapter *adapter_of(struct model *m, const struct lora_info *info)
+{
+	struct lora_adapter *a = calloc(1, sizeof(*a));
+	assert_non_null(a);
+	a->info = *info;
+	a->info.targets = NULL;
+	a->info.n_targets = 0;
+	a->n = model_n_trainable(m);
+	a->t = calloc(a->n, sizeof(*a->t));
+	assert_non_null(a->t);
+	for (size_t i = 0; i < a->n; i++) {
+		const struct model_param *p = model_trainable(m, i);
+		a->t[i].name = ft_strdup(p->name);
+		a->t[i].data = malloc(p->numel * sizeof(float));
+		assert_non_null(a->t[i].data);
+		memcpy(a->t[i].data, p->data, p->numel * sizeof(float));
+		a->t[i].rows = p->shape[0];
+		a->t[i].cols = p->shape[1];
+	}
+	return a;
+}
+
+/* DoRA (q, v, down) or IA3 (PEFT's default targets for llama) against peft. */
+static void method_matches_peft(enum method_type method)
+{
+	bool ia3 = method == METHOD_IA3, prefix = method == METHOD_PREFIX;
+	const char *what = prefix ? "prefix" : ia3 ? "ia3" : "dora";
+	char fdir[96];
+	snprintf(fdir, sizeof fdir, "tests/reference/fixtures/train_tiny_%s", what);
+	fixture_dir = fdir;
+	make_batch();
+	bool write = want_write(what);
+	struct model_file *mf = tiny_llama_mf(true, false, ROPE_HALF, 7);
+	static const char *const tg[] = {"q_proj", "v_proj", "down_proj"};
+	struct model_opts o = {.method = method, .lora_rank = 4, .lora_alpha = 8,
+			       .targets = ia3 ? NULL : tg, .n_targets = ia3 ? 0 : 3,
+			       .ff_auto = true, .prefix_tokens = 3, .layers_first = -1,
+			       .layers_last = -1, .max_batch = B, .max_seq = SEQ, .seed = 11,
+			       .full_logits = true};
+	struct model *m = NULL;
+	struct diag d;
+	diag_init(&d);
+	if (model_create(&m, mf, &o, &d) != 0)
+		fail_msg("model_create: %s", d.text);
+	char *tgs[] = {"q_proj", "v_proj", "down_proj"};
+	struct lora_info info = {.rank = 4, .alpha = 8, .use_dora = method == METHOD_DORA,
+				 .ia3 = ia3, .prefix = prefix, .num_virtual_tokens = 3,
+				 .num_layers = 2, .targets = tgs, .n_targets = 3, .n_head = 4,
+				 .n_head_kv = 2, .head_dim = 4};
+	struct lora_tensor lt[64];
+	size_t n;
+	if (write) {
+		char *dir = fixture_path("model");
+		if (merged_write_hf(dir, mf, &d))
+			fail_msg("%s", d.text);
+		free(dir);
+		lora_tensors(m, lt, &n);
+		dir = fixture_path("adapter_init");
+		if (adapter_write_peft(dir, lt, n, &info, &d))
+			fail_msg("%s", d.text);
+		free(dir);
+	}
+	float loss0;
+	long nt;
+	assert_int_equal(model_forward(m, tokens, targets, B, SEQ, &loss0, &nt), 0);
+	assert_int_equal(model_backward(m, 0.0f), 0);
+	json_t *ours = json_object(), *grads = json_object();
+	for (size_t i = 0; i < model_n_trainable(m); i++) {
+		const struct model_param *p = model_trainable(m, i);
+		json_object_set_new(grads, p->name, farr(p->grad, p->numel));
+	}
+	json_object_set_new(ours, "loss0", json_real(loss0));
+	json_object_set_new(ours, "grads", grads);
+	model_zero_grad(m);
+	train5(m);
+	json_object_set_new(ours, "trace", json_pack("[fffff]", losses[1], losses[2], losses[3],
+						     losses[4], losses[5]));
+	model_set_training(m, false);
+	assert_int_equal(model_forward(m, tokens, NULL, B, SEQ, NULL, NULL), 0);
+	size_t nl = (size_t)B * SEQ * 37;
+	float *after = malloc(nl * sizeof(float));
+	assert_non_null(after);
+	memcpy(after, model_logits(m), nl * sizeof(float));
+	json_object_set_new(ours, "logits_after", farr(after, nl));
+
+	/* Merged: W' = mag / ||W + s B A|| (W + s B A); the base model on it reproduces the
+	 * adapter's logits. */
+	struct lora_adapter *ad = adapter_of(m, &info);
+	if (prefix) {
+		/* a prefix does not merge */
+		assert_int_equal(merge_lora(mf, ad, &d), FT_EINVAL);
+		adapter_free(ad);
+	} else {
+		if (merge_lora(mf, ad, &d))
+			fail_msg("%s", d.text);
+		adapter_free(ad);
+		struct model_opts on = {.method = METHOD_NONE, .layers_first = -1,
+					.layers_last = -1, .max_batch = B, .max_seq = SEQ,
+					.full_logits = true};
+		struct model *merged = NULL;
+		if (model_create(&merged, mf, &on, &d))
+			fail_msg("%s", d.text);
+		assert_int_equal(model_forward(merged, tokens, NULL, B, SEQ, NULL, NULL), 0);
+		double worst = 0;
+		for (size_t i = 0; i < nl; i++)
+			worst = fmax(worst, fabs(model_logits(merged)[i] - after[i]));
+		if (worst > 1e-4)
+			fail_msg("merged logits differ from the adapter's by %g", worst);
+		model_free(merged);
+	}
+
+	if (write) {
+		lora_tensors(m, lt, &n);
+		char *dir = fixture_path("adapter_final");
+		if (adapter_write_peft(dir, lt, n, &info, &d))
+			fail_msg("%s", d.text);
+		free(dir);
+		if (!prefix) {
+			dir = fixture_path("merged");
+			if (merged_write_hf(dir, mf, &d))
+				fail_msg("%s", d.text);
+			free(dir);
+		}
+		json_object_set_new(ours, "tokens", iarr(tokens, B * SEQ));
+		json_object_set_new(ours, "targets", iarr(targets, B * SEQ));
+		json_object_set_new(ours, "B", json_integer(B));
+		json_object_set_new(ours, "T", json_integer(SEQ));
+		char *p = fixture_path("ours.json");
+		assert_int_equal(json_dump_file(ours, p, JSON_INDENT(1) | JSON_REAL_PRECISION(9)), 0);
+		free(p);
+	}
+	char *rp = fixture_path("reference.json");
+	json_error_t err;
+	json_t *ref = json_load_file(rp, 0, &err);
+	if (!ref)
+		fail_msg("%s: %s (run tests/reference/make_train_fixture.py peft-tiny-%s)", rp,
+			 err.text, what);
+	double rl = json_number_value(json_object_get(ref, "loss0"));
+	assert_float_equal(loss0, rl, 1e-5 * fabs(rl));
+	json_t *rg = json_object_get(ref, "grads");
+	const char *name;
+	json_t *arr;
+	size_t n_checked = 0;
+	json_object_foreach(rg, name, arr) {
+		json_t *mine = json_object_get(grads, name);
+		if (!mine)
+			fail_msg("reference has %s, we do not", name);
+		double gmax = 1e-12;
+		for (size_t i = 0; i < json_array_size(arr); i++)
+			gmax = fmax(gmax, fabs(json_number_value(json_array_get(arr, i))));
+		assert_int_equal(json_array_size(arr), json_array_size(mine));
+		for (size_t i = 0; i < json_array_size(arr); i++) {
+			double a = json_number_value(json_array_get(mine, i));
+			double b = json_number_value(json_array_get(arr, i));
+			if (fabs(a - b) > 1e-4 * gmax + 1e-9)
+				fail_msg("%s[%zu]: ours %g, peft %g (max |g| %g)", name, i, a, b, gmax);
+		}
+		n_checked++;
+	}
+	assert_int_equal(n_checked, model_n_trainable(m));
+	json_t *rt = json_object_get(ref, "trace");
+	for (int i = 0; i < STEPS; i++) {
+		double want = json_number_value(json_array_get(rt, (size_t)i));
+		if (fabs(losses[i + 1] - want) > 1e-4 * fabs(want))
+			fail_msg("step %d: loss %.8g, peft %.8g", i + 1, losses[i + 1], want);
+	}
+	json_t *ld = json_object_get(ref, "export_logits_max_abs_diff");
+	json_t *md = json_object_get(ref, "merged_logits_max_abs_diff");
+	assert_true(json_is_number(ld) && json_number_value(ld) < 1e-4);
+	assert_true(prefix || (json_is_number(md) && json_number_value(md) < 1e-4));
+	json_decref(ref);
+	json_decref(ours);
+	free(rp);
+	free(after);
+	model_free(m);
+	model_file_free(mf);
+	fixture_dir = "tests/reference/fixtures/train_tiny";
+}
+
+static void test_dora_matches_peft(void **state)
+{
+	(void)state;
+	method_matches_peft(METHOD_DORA);
+}
+
+static void test_ia3_matches_peft(void **state)
+{
+	(void)state;
+	method_matches_peft(METHOD_IA3);
+}
+
+static void test_prefix_matches_peft(void **state)
+{
+	(void)state;
+	method_matches_peft(METHOD_PREFIX);
+}
+
+static void test_gguf_base_roundtrip(void **state)
+{
+	(void)state;
+	gguf_roundtrip(METHOD_LORA);
+}
+
+/* DoRA on the GGUF base: q_proj's magnitude rows are un-permuted like its lora_B. */
+static void test_gguf_base_roundtrip_dora(void **state)
+{
+	(void)state;
+	gguf_roundtrip(METHOD_DORA);
+}
+
+/* IA3 on the GGUF base: q_proj's output vector is un-permuted like lora_B. */
+static void test_gguf_base_roundtrip_ia3(void **state)
+{
+	(void)state;
+	gguf_roundtrip(METHOD_IA3);
+}
+
+/* Prefix tuning on the GGUF base: the key halves of prompt_embeddings are un-permuted per
+ * head (the values are not). */
+static void test_gguf_base_roundtrip_prefix(void **state)
+{
+	(void)state;
+	gguf_roundtrip(METHOD_PREFIX);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_lora_matches_peft),
+		cmocka_unit_test(test_dora_matches_peft),
+		cmocka_unit_test(test_ia3_matches_peft),
+		cmocka_unit_test(test_prefix_matches_peft),
 		cmocka_unit_test(test_gguf_base_roundtrip),
+		cmocka_unit_test(test_gguf_base_roundtrip_dora),
+		cmocka_unit_test(test_gguf_base_roundtrip_ia3),
+		cmocka_unit_test(test_gguf_base_roundtrip_prefix),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -803,7 +803,7 @@ int eval_emit(struct run_sink *sink, const char *split, const char *model,
 	return rc;
 }
 
-/* Model for evaluation: METHOD_NONE, or LoRA with the adapter's tensors copied in. */
+/* Model for evaluation: METHOD_NONE, or LoRA/DoRA/IA3 with the adapter's tensors copied in. */
 int eval_model_create(struct model **out, const struct model_file *mf, const char *adapter_dir,
 		       int batch, int seq, struct diag *d)
 {
@@ -821,7 +821,13 @@ int eval_model_create(struct model **out, const struct model_file *mf, const cha
 				       hp->n_head, hp->n_head_kv, hp->head_dim, d);
 		if (rc)
 			return rc;
-		o.method = METHOD_LORA;
+		o.method = ad->info.prefix ? METHOD_PREFIX
+			   : ad->info.ia3  ? METHOD_IA3
+			   : ad->info.use_dora ? METHOD_DORA
+					       : METHOD_LORA;
+		o.prefix_tokens = ad->info.num_virtual_tokens;
+		o.ff_targets = (const char *const *)ad->info.ff_targets;
+		o.n_ff_targets = ad->info.n_ff_targets;
 		o.lora_rank = ad->info.rank;
 		o.lora_alpha = (float)ad->info.alpha;
 		o.rslora = ad->info.rslora;

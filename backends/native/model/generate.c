@@ -134,7 +134,9 @@ int model_generate_tokens(struct model *m, const int32_t *const *prompts, const 
 		maxlen = lens[i] > maxlen ? lens[i] : maxlen;
 	}
 	int max_new = g->max_new_tokens > 0 ? g->max_new_tokens : 0;
-	size_t tmax = maxlen + (size_t)max_new;
+	/* prefix tuning: every sequence's cache starts with the np prefix rows */
+	size_t np = m->prefix >= 0 && !m->adapter_off ? (size_t)m->np : 0;
+	size_t tmax = np + maxlen + (size_t)max_new;
 	if (hp->arch == ARCH_GPT2 && tmax > (size_t)hp->n_ctx_train) {
 		if (maxlen >= (size_t)hp->n_ctx_train)
 			return diag_set(d, FT_EINVAL, NULL, 0, 0,
@@ -187,19 +189,28 @@ int model_generate_tokens(struct model *m, const int32_t *const *prompts, const 
 	rc = mplan_alloc(&p, ops, &mem, &bytes, "generation buffers (KV cache)", d);
 	if (rc)
 		goto done;
+	for (int l = 0; np && l < hp->n_layer; l++) {
+		const float *pk = model_pdata(m, m->prefix) + (size_t)2 * l * m->kvd;
+		size_t ps = (size_t)2 * hp->n_layer * m->kvd;
+		for (size_t i = 0; i < n; i++) {
+			size_t off = (size_t)l * n * tmax * m->kvd + i * tmax * m->kvd;
+			ops->copy_rows(gb.kc + off, m->kvd, pk, ps, (int)np, m->kvd);
+			ops->copy_rows(gb.vc + off, m->kvd, pk + m->kvd, ps, (int)np, m->kvd);
+		}
+	}
 
 	/* prefill, one prompt at a time */
 	double t0 = time_monotonic();
 	for (size_t i = 0; i < n; i++) {
 		int T = (int)lens[i];
-		int zero = 0;
+		int zero = (int)np; /* the first position after the prefix */
 		ops->to_device(gb.tok, prompts[i], (size_t)T * sizeof(int32_t));
 		ops->to_device(gb.pos, &zero, sizeof(int));
 		model_embed(m, gb.x, gb.tok, NULL, T, T);
 		run_layers(m, &gb, 1, T, gb.pos, &zero, i, (int)tmax, n);
 		model_head_forward(m, gb.logits + i * V, gb.lnf, gb.meanf, gb.rstdf,
 				   gb.x + (size_t)(T - 1) * C, 1);
-		pos[i] = T;
+		pos[i] = (int)np + T;
 		m->gstats.prefill_tokens += T;
 	}
 	ops->to_host(hlog, gb.logits, n * (size_t)V * sizeof(float));

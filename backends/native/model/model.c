@@ -13,6 +13,7 @@
 #include "backends/native/io/dequant.h"
 #include "backends/native/model/model_internal.h"
 #include "backends/native/ops/ops.h"
+#include "backends/native/ops/ops_math.h"
 #include "common/rng.h"
 #include "common/util.h"
 #include "common/banned.h"
@@ -132,14 +133,52 @@ static bool target_matches(const char *module, const char *target)
 	return strcmp(last, target) == 0 || name_has_component(module, target);
 }
 
-static bool lora_targeted(const struct model_opts *o, const char *module)
+/* One of the n names matches module (target_matches). */
+static bool module_in(const char *const *names, size_t n, const char *module)
 {
-	if (o->all_linear)
-		return true;
-	for (size_t i = 0; i < o->n_targets; i++)
-		if (target_matches(module, o->targets[i]))
+	for (size_t i = 0; i < n; i++)
+		if (target_matches(module, names[i]))
 			return true;
 	return false;
+}
+
+static bool lora_targeted(const struct model_opts *o, const char *module)
+{
+	return o->all_linear || module_in(o->targets, o->n_targets, module);
+}
+
+/* PEFT's IA3 defaults (TRANSFORMERS_MODELS_TO_IA3_*_MODULES_MAPPING) */
+static const char *const ia3_llama[] = {"k_proj", "v_proj", "down_proj"};
+static const char *const ia3_llama_ff[] = {"down_proj"};
+static const char *const ia3_gpt2[] = {"c_attn", "mlp.c_proj"};
+static const char *const ia3_gemma3[] = {"q_proj", "v_proj", "down_proj"};
+static const char *const ia3_gpt2_ff[] = {"mlp.c_proj"};
+
+/* IA3's targets and feed-forward targets into m->o (borrowed for the table build). */
+static void ia3_resolve(struct model *m, const struct model_opts *o, const char **ff_buf,
+			size_t cap)
+{
+	bool gpt2 = m->hp.arch == ARCH_GPT2, g3 = m->hp.arch == ARCH_GEMMA3;
+	if (o->n_targets == 0 && !o->all_linear) {
+		m->o.targets = gpt2 ? ia3_gpt2 : g3 ? ia3_gemma3 : ia3_llama;
+		m->o.n_targets = gpt2 ? FT_ARRAY_LEN(ia3_gpt2)
+				 : g3 ? FT_ARRAY_LEN(ia3_gemma3)
+				      : FT_ARRAY_LEN(ia3_llama);
+	}
+	if (!o->ff_auto)
+		return;
+	/* the architecture's feed-forward modules that are targets */
+	const char *const *ff = gpt2 ? ia3_gpt2_ff : ia3_llama_ff;
+	size_t nff = gpt2 ? FT_ARRAY_LEN(ia3_gpt2_ff) : FT_ARRAY_LEN(ia3_llama_ff), k = 0;
+	for (size_t i = 0; i < nff && k < cap; i++) {
+		bool in = m->o.all_linear;
+		for (size_t t = 0; t < m->o.n_targets && !in; t++)
+			in = strcmp(m->o.targets[t], ff[i]) == 0;
+		if (in)
+			ff_buf[k++] = ff[i];
+	}
+	m->o.ff_targets = ff_buf;
+	m->o.n_ff_targets = k;
 }
 
 struct name_ctx {
@@ -163,15 +202,30 @@ static void make_lin(struct model *m, struct lin *l, const char *module, int out
 		snprintf(nm, sizeof nm, "%s.bias", module);
 		l->b = add_param(m, nm, out, 1, layer);
 	}
-	l->la = l->lb = -1;
-	if (m->o.method == METHOD_LORA && layer_selected(&m->o, layer) &&
+	l->la = l->lb = l->mag = l->ia3 = -1;
+	l->ia3_ff = false;
+	if (m->o.method == METHOD_IA3 && layer_selected(&m->o, layer) &&
 	    lora_targeted(&m->o, module)) {
+		/* PEFT's shapes: (out, 1), or (1, in) for a feed-forward module */
+		l->ia3_ff = module_in(m->o.ff_targets, m->o.n_ff_targets, module);
+		snprintf(nm, sizeof nm, "%s.ia3_l", module);
+		l->ia3 = add_param(m, nm, l->ia3_ff ? 1 : out, l->ia3_ff ? in : 1, layer);
+		m->params[l->ia3].trainable = true;
+	}
+	if ((m->o.method == METHOD_LORA || m->o.method == METHOD_DORA) &&
+	    layer_selected(&m->o, layer) && lora_targeted(&m->o, module)) {
 		snprintf(nm, sizeof nm, "%s.lora_A.weight", module);
 		l->la = add_param(m, nm, m->lora_r, in, layer);
 		snprintf(nm, sizeof nm, "%s.lora_B.weight", module);
 		l->lb = add_param(m, nm, out, m->lora_r, layer);
 		m->params[l->la].trainable = true;
 		m->params[l->lb].trainable = true;
+		if (m->dora) {
+			/* PEFT's name (the state-dict key without the adapter name) */
+			snprintf(nm, sizeof nm, "%s.lora_magnitude_vector", module);
+			l->mag = add_param(m, nm, out, 1, layer);
+			m->params[l->mag].trainable = true;
+		}
 	}
 }
 
@@ -185,7 +239,7 @@ static void build_table(struct model *m)
 		struct layer *y = &m->layers[l];
 		struct lin *ls[] = {&y->q, &y->k, &y->v, &y->qkv, &y->o, &y->gate, &y->up, &y->down};
 		for (size_t i = 0; i < FT_ARRAY_LEN(ls); i++)
-			ls[i]->w = ls[i]->b = ls[i]->la = ls[i]->lb = -1;
+			ls[i]->w = ls[i]->b = ls[i]->la = ls[i]->lb = ls[i]->mag = ls[i]->ia3 = -1;
 		y->post_attn_w = y->post_ffn_w = y->q_norm_w = y->k_norm_w = -1;
 	}
 	if (hp->arch != ARCH_GPT2) {
@@ -266,6 +320,21 @@ static void build_table(struct model *m)
 		m->head = m->wte;
 		m->params[m->wte].matrix = true;
 	}
+	m->prefix = -1;
+	if (m->o.method == METHOD_PREFIX) {
+		/* PEFT's prompt encoder output: per virtual token, the keys and values of every
+		 * layer, [K_0 V_0 K_1 V_1 ...] of kvd each */
+		m->prefix = add_param(m, "prompt_embeddings", m->np,
+				      2 * (int64_t)hp->n_layer * m->kvd, -1);
+		m->params[m->prefix].trainable = true;
+	}
+}
+
+/* LoRA/DoRA/IA3 parameters (not in the model file). */
+static bool is_adapter_param(const char *name)
+{
+	return strstr(name, ".lora_") != NULL || strstr(name, ".ia3_l") != NULL ||
+	       strcmp(name, "prompt_embeddings") == 0;
 }
 
 /* Whether freeze name `t` selects base parameter i (a dotted component of its name; the
@@ -291,7 +360,7 @@ static void select_trainable(struct model *m)
 	const struct model_opts *o = &m->o;
 	for (size_t i = 0; i < m->n_params; i++) {
 		struct mparam *p = &m->params[i];
-		if (strstr(p->name, ".lora_"))
+		if (is_adapter_param(p->name))
 			continue;
 		if (o->method == METHOD_FULL) {
 			p->trainable = true;
@@ -374,8 +443,35 @@ static int fill_param(struct model *m, const struct model_file *mf, struct mpara
 {
 	void *dst = (void *)pp->w.data;
 	size_t n = pp->pub.numel, bytes = param_bytes(pp);
-	if (strstr(pp->name, ".lora_B"))
-		return 0; /* zero, as ops->alloc gives it */
+	if (strstr(pp->name, ".lora_B") || strstr(pp->name, ".lora_magnitude_vector"))
+		return 0; /* zero, as ops->alloc gives it; magnitudes: init_magnitude */
+	if (strstr(pp->name, ".ia3_l")) {
+		/* PEFT's init_ia3_weights: ones */
+		float *h = malloc(n * sizeof(float));
+		if (!h)
+			return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+		for (size_t j = 0; j < n; j++)
+			h[j] = 1.0f;
+		m->ops->to_device(dst, h, n * sizeof(float));
+		free(h);
+		return 0;
+	}
+	if (strcmp(pp->name, "prompt_embeddings") == 0) {
+		/* PEFT's prompt encoder is an nn.Embedding: N(0, 1) */
+		float *h = malloc(n * sizeof(float));
+		if (!h)
+			return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+		for (size_t j = 0; j < n; j += 2) {
+			double u1 = 1.0 - rng_uniform(r), u2 = rng_uniform(r);
+			double rad = sqrt(-2.0 * log(u1));
+			h[j] = (float)(rad * cos(2.0 * M_PI * u2));
+			if (j + 1 < n)
+				h[j + 1] = (float)(rad * sin(2.0 * M_PI * u2));
+		}
+		m->ops->to_device(dst, h, n * sizeof(float));
+		free(h);
+		return 0;
+	}
 	if (strstr(pp->name, ".lora_A")) {
 		/* PEFT: kaiming_uniform_(a=sqrt(5)) -> U(-1/sqrt(in), 1/sqrt(in)) */
 		float *h = malloc(n * sizeof(float));
@@ -429,13 +525,20 @@ static int fill_param(struct model *m, const struct model_file *mf, struct mpara
 static void plan_lin_lora(struct model *m, struct mplan *p, struct lacts *a, const struct lin *l,
 			  size_t N)
 {
+	struct lora_acts *la = &a->lora[l->slot];
+	if (l->ia3 >= 0 && !l->ia3_ff)
+		PLAN_F(p, la->z, N * l->out);
 	if (l->la < 0)
 		return;
-	struct lora_acts *la = &a->lora[l->slot];
 	PLAN_F(p, la->h, N * m->lora_r);
 	if (m->o.lora_dropout > 0.0f) {
 		PLAN_F(p, la->xd, N * l->in);
 		mplan_add(p, (void **)&la->mask, N * l->in);
+	}
+	if (l->mag >= 0) {
+		PLAN_F(p, la->z, N * l->out);
+		PLAN_F(p, la->g, l->out);
+		PLAN_F(p, la->inv, l->out);
 	}
 }
 
@@ -480,14 +583,16 @@ void model_plan_layer(struct model *m, struct mplan *p, struct lacts *a, int l, 
 		PLAN_F(p, a->hm, N * F);
 	const struct lin *ls[] = {&y->q, &y->k, &y->v, &y->qkv, &y->o, &y->gate, &y->up, &y->down};
 	for (size_t i = 0; i < FT_ARRAY_LEN(ls); i++)
-		if (ls[i]->w >= 0 || ls[i]->la >= 0)
+		if (ls[i]->w >= 0)
 			plan_lin_lora(m, p, a, ls[i], N);
 }
 
-/* true when the backward reads the input of linear l: a trainable weight or LoRA */
+/* true when the backward reads the input of linear l: a trainable weight, LoRA or DoRA,
+ * or IA3 on a feed-forward target (dl sums dy W times x; an output target keeps its own z) */
 static bool lin_needs_input(const struct model *m, const struct lin *l)
 {
-	return l->la >= 0 || (l->w >= 0 && m->params[l->w].trainable);
+	return l->la >= 0 || (l->ia3 >= 0 && l->ia3_ff) ||
+	       (l->w >= 0 && m->params[l->w].trainable);
 }
 
 /* The activations layer l's backward reads (beyond those every layer keeps). */
@@ -511,9 +616,10 @@ int model_lora_rep_layer(const struct model *m)
 {
 	for (int l = 0; l < m->hp.n_layer; l++) {
 		const struct layer *y = &m->layers[l];
-		if (y->down.la >= 0 || y->o.la >= 0 || y->q.la >= 0 || y->k.la >= 0 ||
-		    y->v.la >= 0 || y->qkv.la >= 0 || y->gate.la >= 0 || y->up.la >= 0)
-			return l;
+		const struct lin *ls[] = {&y->q, &y->k, &y->v, &y->qkv, &y->o, &y->gate, &y->up, &y->down};
+		for (size_t i = 0; i < FT_ARRAY_LEN(ls); i++)
+			if (ls[i]->la >= 0 || ls[i]->ia3 >= 0)
+				return l;
 	}
 	return 0;
 }
@@ -578,6 +684,8 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 	mplan_add(&p, (void **)&m->hargmax, N * sizeof(int32_t));
 	PLAN_F(&p, m->tmp, N * C);
 	mplan_add(&p, (void **)&m->tok_dev, N * sizeof(int32_t));
+	if (m->prefix >= 0)
+		mplan_add(&p, (void **)&m->prefix_pos, (size_t)B * sizeof(int));
 	mplan_add(&p, (void **)&m->tgt_dev, N * sizeof(int32_t));
 	if (train) {
 		struct gacts *g = &m->g;
@@ -600,15 +708,30 @@ static int plan_acts(struct model *m, int B, int T, struct diag *d)
 		PLAN_F(&p, g->dgate, N * F);
 		PLAN_F(&p, g->dup, N * F);
 		PLAN_F(&p, g->dh, N * (F > C ? F : C));
-		if (m->lora_r > 0) {
+		if (m->lora_r > 0)
 			PLAN_F(&p, g->dlh, N * m->lora_r);
+		if (m->lora_r > 0 || m->o.method == METHOD_IA3)
 			PLAN_F(&p, g->dxd, N * maxin);
+		if (m->dora || m->o.method == METHOD_IA3) {
+			size_t maxout = (size_t)(m->qd > m->kvd ? m->qd : m->kvd);
+			maxout = maxout > maxin ? maxout : maxin;
+			maxout = maxout > 3 * C ? maxout : 3 * C;
+			PLAN_F(&p, g->ddy, N * maxout);
 		}
 	}
 	rc = mplan_alloc(&p, m->ops, &m->act_mem, &m->act_bytes, "activations", d);
 	mplan_free(&p);
 	if (rc)
 		return rc;
+	if (m->prefix >= 0) {
+		int *h = malloc((size_t)B * sizeof(int));
+		if (!h)
+			return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+		for (int b = 0; b < B; b++)
+			h[b] = m->np;
+		m->ops->to_device(m->prefix_pos, h, (size_t)B * sizeof(int));
+		free(h);
+	}
 	m->runs = malloc(2 * N * sizeof *m->runs);
 	m->host_loss = malloc(N * sizeof *m->host_loss);
 	m->host_argmax = malloc(N * sizeof *m->host_argmax);
@@ -654,8 +777,10 @@ static int table_make(struct model *m, const struct model_hparams *hp, const str
 	size_t maxp = 8 + (size_t)hp->n_layer * 40;
 	m->params = calloc(maxp, sizeof *m->params);
 	m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
-	if (!m->params || !m->layers)
-		return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+	if (!m->params || !m->layers) {
+		diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+		return FT_ENOMEM;
+	}
 	build_table(m);
 	select_trainable(m);
 	return 0;
@@ -683,7 +808,10 @@ int model_check_method(const struct model_hparams *hp, const struct model_opts *
 		       struct diag *d)
 {
 	*out_bad = -1;
-	if (o->method != METHOD_LORA && o->method != METHOD_FREEZE)
+	/* (IA3 without targets takes PEFT's defaults for the architecture: nothing to check) */
+	bool adapter = o->method == METHOD_LORA || o->method == METHOD_DORA ||
+		       o->method == METHOD_IA3;
+	if (!adapter && o->method != METHOD_FREEZE)
 		return 0;
 	int rc = check_hparams(hp, NULL, d);
 	if (rc)
@@ -716,7 +844,7 @@ int model_check_method(const struct model_hparams *hp, const struct model_opts *
 	size_t n_seen = 0;
 	char comp[64][MODEL_NAME_MAX];
 	size_t n_comp = 0;
-	if (o->method == METHOD_LORA) {
+	if (adapter) {
 		struct layer *y = &m->layers[0];
 		const struct lin *ls[] = {&y->q, &y->k, &y->v, &y->qkv, &y->o, &y->gate, &y->up,
 					  &y->down};
@@ -755,8 +883,10 @@ int model_check_method(const struct model_hparams *hp, const struct model_opts *
 			if (!hit) {
 				*out_bad = (int)t;
 				rc = diag_set(d, FT_EINVAL, NULL, 0, 0,
-					      "LoRA target '%s' matches no module of this %s model; its "
-					      "linear modules are %s", o->targets[t], arch_label(hp), list);
+					      "%s target '%s' matches no module of this %s model; its "
+					      "linear modules are %s",
+					      o->method == METHOD_IA3 ? "IA3" : "LoRA", o->targets[t],
+					      arch_label(hp), list);
 				const char *near = nearest_word(o->targets[t], seen, n_seen);
 				if (near)
 					diag_hint(d, "did you mean '%s'? (or all-linear for every one)",
@@ -816,6 +946,47 @@ done:
 
 /* ---- create / free ---- */
 
+/* DoRA's magnitude starts as the row norms of the base weight (B = 0, so W + s B A = W),
+ * as PEFT initialises it: the weight as the model keeps it (its stored type's values, the
+ * values every product multiplies with). */
+static int init_magnitude(struct model *m, struct mparam *pp, struct diag *d)
+{
+	char wn[MODEL_NAME_MAX];
+	const char *suf = strstr(pp->name, ".lora_magnitude_vector");
+	snprintf(wn, sizeof wn, "%.*s.weight", (int)(suf - pp->name), pp->name);
+	const struct mparam *w = NULL;
+	for (size_t i = 0; i < m->n_params && !w; i++)
+		if (strcmp(m->params[i].name, wn) == 0)
+			w = &m->params[i];
+	size_t rows = (size_t)pp->pub.shape[0];
+	if (!w || (size_t)w->pub.shape[0] != rows)
+		return diag_set(d, FT_EINVAL, NULL, 0, 0, "model has no weight '%s'", wn);
+	size_t cols = (size_t)w->pub.shape[1], bytes = param_bytes(w);
+	if (!rows || !cols || !bytes)
+		return diag_set(d, FT_EINVAL, NULL, 0, 0, "weight '%s' is empty", wn);
+	size_t rb = bytes / rows;
+	float *h = malloc(rows * sizeof(float)), *row = calloc(cols, sizeof(float));
+	uint8_t *raw = malloc(bytes);
+	int rc = 0;
+	if (!h || !row || !raw) {
+		rc = diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+		goto done;
+	}
+	m->ops->to_host(raw, w->w.data, bytes);
+	for (size_t r = 0; r < rows; r++) {
+		float g, inv;
+		ops_dequant_row(w->pub.type, raw + r * rb, row, cols);
+		ops_dora_row(&g, &inv, 1.0f, row, (int)cols);
+		h[r] = 1.0f / inv;
+	}
+	m->ops->to_device(pp->pub.data, h, rows * sizeof(float));
+done:
+	free(h);
+	free(row);
+	free(raw);
+	return rc;
+}
+
 int model_create(struct model **out, const struct model_file *mf, const struct model_opts *o,
 		 struct diag *d)
 {
@@ -840,7 +1011,21 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 	if (hp->arch == ARCH_GEMMA3) /* as transformers: sqrt(hidden) rounded to float */
 		m->embed_scale = (float)sqrt((double)hp->n_embd);
 	m->kvd = hp->n_head_kv * hp->head_dim;
-	if (o->method == METHOD_LORA) {
+	if (o->method == METHOD_PREFIX) {
+		m->np = o->prefix_tokens;
+		const char *why = o->prefix_tokens <= 0 ? "num_virtual_tokens must be positive"
+				  : hp->arch == ARCH_GPT2 ? "GPT-2 models are not supported yet"
+				  : !m->ops->attention_prefix_forward
+					  ? "this backend has no prefix attention kernels (use the cpu "
+					    "backend)"
+					  : NULL;
+		if (why) {
+			rc = diag_set(d, FT_EUNSUPP, NULL, 0, 0, "prefix tuning: %s", why);
+			goto fail;
+		}
+	}
+	if (o->method == METHOD_LORA || o->method == METHOD_DORA) {
+		m->dora = o->method == METHOD_DORA;
 		if (o->lora_rank <= 0) {
 			rc = diag_set(d, FT_EINVAL, NULL, 0, 0, "LoRA rank must be positive (got %d)",
 				      o->lora_rank);
@@ -865,6 +1050,11 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 	m->o.n_targets = o->n_targets;
 	m->o.trainable = o->trainable;
 	m->o.n_trainable = o->n_trainable;
+	m->o.ff_targets = o->ff_targets;
+	m->o.n_ff_targets = o->n_ff_targets;
+	const char *ff_buf[8];
+	if (o->method == METHOD_IA3)
+		ia3_resolve(m, o, ff_buf, FT_ARRAY_LEN(ff_buf));
 
 	size_t maxp = 8 + (size_t)hp->n_layer * 40;
 	m->params = calloc(maxp, sizeof *m->params);
@@ -877,12 +1067,13 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 	select_trainable(m);
 	m->o.targets = NULL;
 	m->o.trainable = NULL;
-	m->o.n_targets = m->o.n_trainable = 0;
+	m->o.ff_targets = NULL;
+	m->o.n_targets = m->o.n_trainable = m->o.n_ff_targets = 0;
 
 	/* every base tensor must exist with the right shape */
 	for (size_t i = 0; i < m->n_params; i++) {
 		struct mparam *p = &m->params[i];
-		if (strstr(p->name, ".lora_"))
+		if (is_adapter_param(p->name))
 			continue;
 		const struct mf_tensor *t = find_tensor(mf, p->name);
 		if (!t) {
@@ -899,13 +1090,14 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 			goto fail;
 		}
 	}
-	if (o->method == METHOD_LORA) {
-		bool any = false;
+	if (o->method == METHOD_LORA || o->method == METHOD_DORA || o->method == METHOD_IA3) {
+		bool any = false; /* (prefix tuning always has its table) */
 		for (size_t i = 0; i < m->n_params; i++)
-			any |= strstr(m->params[i].name, ".lora_A") != NULL;
+			any |= is_adapter_param(m->params[i].name);
 		if (!any) {
 			rc = diag_set(d, FT_EINVAL, NULL, 0, 0,
-				      "no linear layer matches the LoRA targets");
+				      "no linear layer matches the %s targets",
+				      o->method == METHOD_IA3 ? "IA3" : "LoRA");
 			goto fail;
 		}
 	}
@@ -920,7 +1112,8 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 	for (size_t i = 0; i < m->n_params; i++) {
 		struct mparam *pp = &m->params[i];
 		uint32_t st = GGML_F32;
-		const struct mf_tensor *t = strstr(pp->name, ".lora_") ? NULL : find_tensor(mf, pp->name);
+		const struct mf_tensor *t = is_adapter_param(pp->name) ? NULL
+								      : find_tensor(mf, pp->name);
 		if (t)
 			mf_tensor_raw(t, &st);
 		pp->pub.type = storage_type(m, pp, t, st);
@@ -944,6 +1137,29 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 	for (size_t i = 0; i < m->n_params; i++)
 		if ((rc = fill_param(m, mf, &m->params[i], &r, d)) != 0)
 			goto fail;
+	for (size_t i = 0; i < m->n_params; i++) /* once every frozen weight is in place */
+		if (strstr(m->params[i].name, ".lora_magnitude_vector") &&
+		    (rc = init_magnitude(m, &m->params[i], d)) != 0)
+			goto fail;
+	if (m->dora || o->method == METHOD_IA3) {
+		/* scratch for W + s B A (DoRA) or W * l (IA3) of the largest such linear */
+		size_t mx = 0;
+		for (int l = 0; l < hp->n_layer; l++) {
+			const struct layer *y = &m->layers[l];
+			const struct lin *ls[] = {&y->q, &y->k,    &y->v,  &y->qkv,
+						  &y->o, &y->gate, &y->up, &y->down};
+			for (size_t i = 0; i < FT_ARRAY_LEN(ls); i++)
+				if ((ls[i]->mag >= 0 || ls[i]->ia3_ff) &&
+				    (size_t)ls[i]->out * ls[i]->in > mx)
+					mx = (size_t)ls[i]->out * ls[i]->in;
+		}
+		m->peft_w = m->ops->alloc(mx * sizeof(float));
+		if (!m->peft_w) {
+			rc = diag_set(d, FT_ENOMEM, NULL, 0, 0,
+				      "out of memory (%zu bytes of adapter scratch)", mx * sizeof(float));
+			goto fail;
+		}
+	}
 
 	/* grads group */
 	p = (struct mplan){0};
@@ -980,7 +1196,7 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 		if (m->params[i].trainable && m->params[i].layer >= 0 &&
 		    m->params[i].layer < m->bw_stop_layer)
 			m->bw_stop_layer = m->params[i].layer;
-	if (m->embed_trains)
+	if (m->embed_trains || m->prefix >= 0)
 		m->bw_stop_layer = 0;
 
 	/* RoPE frequencies */
@@ -1046,6 +1262,8 @@ void model_free(struct model *m)
 			m->ops->free(m->act_mem);
 		if (m->inv_freq_dev)
 			m->ops->free(m->inv_freq_dev);
+		if (m->peft_w)
+			m->ops->free(m->peft_w);
 		if (m->inv_freq_local_dev)
 			m->ops->free(m->inv_freq_local_dev);
 	}
@@ -1142,7 +1360,7 @@ double model_flops_per_token(const struct model *m, int T)
 	double n = 0.0, ntr = 0.0;
 	for (size_t i = 0; i < m->n_params; i++) {
 		const struct mparam *p = &m->params[i];
-		if (p->pub.shape[1] <= 1 || (int)i == m->wpe)
+		if (p->pub.shape[0] <= 1 || p->pub.shape[1] <= 1 || (int)i == m->wpe)
 			continue; /* vectors and position tables are not matmuls */
 		if ((int)i == m->wte && m->head != m->wte)
 			continue; /* an untied embedding is a lookup */
@@ -1167,13 +1385,97 @@ static unsigned wflags(const struct model *m, int idx)
 	return m->mmflags | ((m->mmflags & OPS_BF16) && !pgrad(m, idx) ? OPS_CONST_B : 0u);
 }
 
+/* DoRA's part of lin_forward (see struct lin): y holds x W^T, la->h = xin A^T.
+ * The norm of W + s B A is computed in fp32 whatever the matmul precision. */
+static void dora_forward(struct model *m, const struct lin *l, struct lora_acts *la, float *y,
+			 const float *xin, int N)
+{
+	const struct ops *ops = m->ops;
+	float *w = m->peft_w;
+	if (m->dora_keep_norm) {
+		ops->col_mul(la->g, model_pdata(m, l->mag), la->inv, 1, l->out, false);
+	} else {
+		ops->dequant_w(w, model_pw(m, l->w));
+		ops->matmul(w, model_pdata(m, l->lb), model_pdata(m, l->la), l->out, l->in,
+			    m->lora_r, 0, m->lora_s, 1.0f);
+		ops->dora_scale(la->g, la->inv, model_pdata(m, l->mag), w, l->out, l->in);
+	}
+	if (la->xd) {
+		/* y = x W^T - xd W^T + g * z, z = xd W^T + s h B^T */
+		ops->matmul_w(la->z, xin, model_pw(m, l->w), N, OPS_TB | wflags(m, l->w), 1.0f,
+			      0.0f);
+		ops->axpy(y, -1.0f, la->z, (size_t)N * l->out);
+	} else {
+		/* y = g * z, z = x W^T + s h B^T */
+		ops->copy_rows(la->z, (size_t)l->out, y, (size_t)l->out, N, l->out);
+	}
+	ops->matmul(la->z, la->h, model_pdata(m, l->lb), N, l->out, m->lora_r,
+		    OPS_TB | m->mmflags, m->lora_s, 1.0f);
+	ops->col_mul(y, la->z, la->g, N, l->out, la->xd != NULL);
+	if (l->b >= 0)
+		ops->bias_add(y, model_pdata(m, l->b), N, l->out);
+}
+
+/* IA3 (see struct lin). A feed-forward target multiplies W's columns (its fp32 values,
+ * dequantized when W is kept in a block format) by l once per forward (an out x in
+ * product) instead of scaling the (N, in) input. */
+static void ia3_forward(struct model *m, const struct lin *l, struct lacts *a, float *y,
+			const float *x, int N)
+{
+	const struct ops *ops = m->ops;
+	const struct ops_w *w = model_pw(m, l->w);
+	const float *lv = model_pdata(m, l->ia3);
+	if (l->ia3_ff) {
+		ops->dequant_w(m->peft_w, w);
+		ops->col_mul(m->peft_w, m->peft_w, lv, l->out, l->in, false);
+		ops->matmul(y, x, m->peft_w, N, l->out, l->in, OPS_TB | m->mmflags, 1.0f, 0.0f);
+		if (l->b >= 0)
+			ops->bias_add(y, model_pdata(m, l->b), N, l->out);
+		return;
+	}
+	float *z = a->lora[l->slot].z;
+	ops->matmul_w(z, x, w, N, OPS_TB | wflags(m, l->w), 1.0f, 0.0f);
+	if (l->b >= 0)
+		ops->bias_add(z, model_pdata(m, l->b), N, l->out);
+	ops->col_mul(y, z, lv, N, l->out, false);
+}
+
+/* IA3's backward (W and b frozen): output scaling dl += colsum(dy * z), dx = (l * dy) W;
+ * feed-forward dh = dy W, dl += colsum(dh * x), dx = l * dh. dx as in lin_backward. */
+static void ia3_backward(struct model *m, const struct lin *l, struct lacts *a, float *dx,
+			 bool acc, const float *dy, const float *x, int N)
+{
+	const struct ops *ops = m->ops;
+	const struct ops_w *w = model_pw(m, l->w);
+	const float *lv = model_pdata(m, l->ia3);
+	float *dl = pgrad(m, l->ia3);
+	if (l->ia3_ff) {
+		float *dh = m->g.dxd;
+		ops->matmul_w(dh, dy, w, N, wflags(m, l->w), 1.0f, 0.0f);
+		ops->col_mul_backward(dl, dh, x, NULL, N, l->in);
+		if (dx)
+			ops->col_mul(dx, dh, lv, N, l->in, acc);
+		return;
+	}
+	ops->col_mul_backward(dl, dy, a->lora[l->slot].z, NULL, N, l->out);
+	if (!dx)
+		return;
+	ops->col_mul(m->g.ddy, dy, lv, N, l->out, false);
+	ops->matmul_w(dx, m->g.ddy, w, N, wflags(m, l->w), 1.0f, acc ? 1.0f : 0.0f);
+}
+
 /* y (N, out) = x W^T + b + s B(A drop(x)) */
 static void lin_forward(struct model *m, const struct lin *l, struct lacts *a, float *y,
 			const float *x, int N, int layer, bool dropout)
 {
 	const struct ops *ops = m->ops;
+	if (l->ia3 >= 0 && !m->adapter_off) {
+		ia3_forward(m, l, a, y, x, N);
+		return;
+	}
 	ops->matmul_w(y, x, model_pw(m, l->w), N, OPS_TB | wflags(m, l->w), 1.0f, 0.0f);
-	if (l->b >= 0)
+	/* DoRA adds the bias after the magnitude */
+	if (l->b >= 0 && (l->mag < 0 || m->adapter_off))
 		ops->bias_add(y, model_pdata(m, l->b), N, l->out);
 	if (l->la < 0 || m->adapter_off)
 		return;
@@ -1187,8 +1489,43 @@ static void lin_forward(struct model *m, const struct lin *l, struct lacts *a, f
 	}
 	ops->matmul(la->h, xin, model_pdata(m, l->la), N, m->lora_r, l->in, OPS_TB | m->mmflags,
 		    1.0f, 0.0f);
+	if (l->mag >= 0) {
+		dora_forward(m, l, la, y, xin, N);
+		return;
+	}
 	ops->matmul(y, la->h, model_pdata(m, l->lb), N, l->out, m->lora_r, OPS_TB | m->mmflags,
 		    m->lora_s, 1.0f);
+}
+
+/* DoRA's backward (W frozen; the norm a constant): dmag += inv * colsum(dy * z), and with
+ * dg = g * dy the LoRA backward of dg; dx = dg W + dh A, or under dropout
+ * dx = dy W + drop'(dg W - dy W + dh A). dx as in lin_backward. */
+static void dora_backward(struct model *m, const struct lin *l, struct lora_acts *la, float *dx,
+			  bool acc, const float *dy, const float *xin, int N)
+{
+	const struct ops *ops = m->ops;
+	unsigned f = m->mmflags, wf = wflags(m, l->w);
+	float *dg = m->g.ddy, *dlh = m->g.dlh;
+	const struct ops_w *w = model_pw(m, l->w);
+	ops->col_mul_backward(pgrad(m, l->mag), dy, la->z, la->inv, N, l->out);
+	ops->col_mul(dg, dy, la->g, N, l->out, false);
+	ops->matmul(pgrad(m, l->lb), dg, la->h, l->out, m->lora_r, N, OPS_TA | f, m->lora_s, 1.0f);
+	ops->matmul(dlh, dg, model_pdata(m, l->lb), N, m->lora_r, l->out, f, m->lora_s, 0.0f);
+	ops->matmul(pgrad(m, l->la), dlh, xin, m->lora_r, l->in, N, OPS_TA | f, 1.0f, 1.0f);
+	if (!dx)
+		return;
+	const float *la_w = model_pdata(m, l->la);
+	if (la->xd) {
+		ops->matmul_w(dx, dy, w, N, wf, 1.0f, acc ? 1.0f : 0.0f);
+		ops->matmul_w(m->g.dxd, dg, w, N, wf, 1.0f, 0.0f);
+		ops->matmul_w(m->g.dxd, dy, w, N, wf, -1.0f, 1.0f);
+		ops->matmul(m->g.dxd, dlh, la_w, N, l->in, m->lora_r, f, 1.0f, 1.0f);
+		ops->dropout_backward(dx, m->g.dxd, la->mask, (size_t)N * l->in,
+				      m->o.lora_dropout);
+	} else {
+		ops->matmul_w(dx, dg, w, N, wf, 1.0f, acc ? 1.0f : 0.0f);
+		ops->matmul(dx, dlh, la_w, N, l->in, m->lora_r, f, 1.0f, 1.0f);
+	}
 }
 
 /* dx (N, in) = dy W (+= when acc; dx NULL: not needed); dW += dy^T x; db += sum dy;
@@ -1198,19 +1535,27 @@ static void lin_backward(struct model *m, const struct lin *l, struct lacts *a, 
 {
 	const struct ops *ops = m->ops;
 	unsigned f = m->mmflags;
+	if (l->ia3 >= 0) {
+		ia3_backward(m, l, a, dx, acc, dy, x, N);
+		return;
+	}
 	float *dw = pgrad(m, l->w);
 	if (dw)
 		ops->matmul(dw, dy, x, l->out, l->in, N, OPS_TA | f, 1.0f, 1.0f);
 	float *db = pgrad(m, l->b);
 	if (db)
 		ops->bias_backward(db, dy, N, l->out);
-	if (dx)
+	if (dx && l->mag < 0)
 		ops->matmul_w(dx, dy, model_pw(m, l->w), N, wflags(m, l->w), 1.0f, acc ? 1.0f : 0.0f);
 	if (l->la < 0)
 		return;
 	struct lora_acts *la = &a->lora[l->slot];
 	const float *xin = la->xd ? la->xd : x;
 	float *dlh = m->g.dlh;
+	if (l->mag >= 0) {
+		dora_backward(m, l, la, dx, acc, dy, xin, N);
+		return;
+	}
 	ops->matmul(pgrad(m, l->lb), dy, la->h, l->out, m->lora_r, N, OPS_TA | f, m->lora_s, 1.0f);
 	ops->matmul(dlh, dy, model_pdata(m, l->lb), N, m->lora_r, l->out, f, m->lora_s, 0.0f);
 	ops->matmul(pgrad(m, l->la), dlh, xin, m->lora_r, l->in, N, OPS_TA | f, 1.0f, 1.0f);
@@ -1251,6 +1596,10 @@ void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, fl
 	const struct layer *y = &m->layers[l];
 	int N = B * T, C = hp->n_embd;
 	size_t NC = (size_t)N * C;
+	/* prefix tuning: the sequence starts at position np (the cache path's pos0 has it) */
+	bool pfx = m->prefix >= 0 && !kc && !m->adapter_off;
+	if (pfx)
+		pos0 = m->prefix_pos;
 	bool g3 = hp->arch == ARCH_GEMMA3;
 	if (hp->arch != ARCH_GPT2) {
 		ops->rmsnorm_forward(a->ln1, a->rstd1, a->x, model_pdata(m, y->ln1_w), N, C,
@@ -1286,6 +1635,12 @@ void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, fl
 		}
 		ops->attention_forward(a->atty, NULL, a->q, kc, vc, B, T, tk, hp->n_head,
 				       hp->n_head_kv, hp->head_dim, pos0, m->attn_scale, win);
+	} else if (pfx) {
+		const float *pk = model_pdata(m, m->prefix) + (size_t)2 * l * m->kvd;
+		ops->attention_prefix_forward(a->atty, a->q, a->k, a->v, pk, pk + m->kvd,
+					      (size_t)2 * hp->n_layer * m->kvd, B, T, m->np,
+					      hp->n_head, hp->n_head_kv, hp->head_dim, m->attn_scale,
+					      win);
 	} else {
 		ops->attention_forward(a->atty, a->att, a->q, a->k, a->v, B, T, T, hp->n_head,
 				       hp->n_head_kv, hp->head_dim, NULL, m->attn_scale, win);
@@ -1666,13 +2021,26 @@ static void layer_backward(struct model *m, int l, struct lacts *a, int B, int T
 	} else {
 		lin_backward(m, &y->o, a, g->datty, false, g->dres, a->atty, N);
 	}
-	ops->attention_backward(g->dq, g->dk, g->dv, g->datty, a->att, a->q, a->k, a->v, B, T,
-				hp->n_head, hp->n_head_kv, hp->head_dim, m->attn_scale,
-				layer_window(m, l));
+	const int *pos0 = NULL;
+	if (m->prefix >= 0) {
+		size_t off = (size_t)2 * l * m->kvd;
+		const float *pk = model_pdata(m, m->prefix) + off;
+		float *dpk = pgrad(m, m->prefix) + off;
+		ops->attention_prefix_backward(g->dq, g->dk, g->dv, dpk, dpk + m->kvd, g->datty,
+					       a->q, a->k, a->v, pk, pk + m->kvd,
+					       (size_t)2 * hp->n_layer * m->kvd, B, T, m->np,
+					       hp->n_head, hp->n_head_kv, hp->head_dim, m->attn_scale,
+					       layer_window(m, l));
+		pos0 = m->prefix_pos;
+	} else {
+		ops->attention_backward(g->dq, g->dk, g->dv, g->datty, a->att, a->q, a->k, a->v,
+					B, T, hp->n_head, hp->n_head_kv, hp->head_dim,
+					m->attn_scale, layer_window(m, l));
+	}
 	if (hp->arch != ARCH_GPT2) {
 		const float *fr = layer_inv_freq(m, l);
-		ops->rope_backward(g->dq, B, T, hp->n_head, hp->head_dim, NULL, fr, rope_style(m));
-		ops->rope_backward(g->dk, B, T, hp->n_head_kv, hp->head_dim, NULL, fr, rope_style(m));
+		ops->rope_backward(g->dq, B, T, hp->n_head, hp->head_dim, pos0, fr, rope_style(m));
+		ops->rope_backward(g->dk, B, T, hp->n_head_kv, hp->head_dim, pos0, fr, rope_style(m));
 		float *dq = g->dq, *dk = g->dk;
 		if (g3) { /* through the per-head q/k norms */
 			ops->rmsnorm_backward(g->dq2, pgrad(m, y->q_norm_w), g->dq, a->qn,
@@ -1709,7 +2077,7 @@ static int backward(struct model *m, float loss_scale, const float *weights)
 	const struct ops *ops = m->ops;
 	const struct model_hparams *hp = &m->hp;
 	if (m->n_trainable == 0 || !m->have_targets || !m->g.dres ||
-	    (m->lora_r > 0 && (m->fwd_adapter_off || m->adapter_off)))
+	    m->fwd_adapter_off || m->adapter_off)
 		return FT_EINVAL;
 	int B = m->cur_b, T = m->cur_t, N = B * T, C = hp->n_embd, L = hp->n_layer;
 	float scale = loss_scale > 0.0f ? loss_scale

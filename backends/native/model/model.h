@@ -28,6 +28,15 @@ struct model_opts {
 	const char *const *targets; /* module names ("q_proj", "c_attn", ...) */
 	size_t n_targets;
 	bool all_linear;           /* every linear inside the blocks (not lm_head), as PEFT */
+	/* ia3: n_targets 0 (and not all_linear) = PEFT's default for the architecture;
+	 * ff_targets: the targets whose input is scaled; ff_auto = PEFT's feed-forward
+	 * modules for the architecture that are targets (ff_targets ignored) */
+	const char *const *ff_targets;
+	size_t n_ff_targets;
+	bool ff_auto;
+	/* prefix: num_virtual_tokens key/value rows per layer ("prompt_embeddings",
+	 * (n, 2 * n_layer * n_head_kv * head_dim), PEFT's layout) */
+	int prefix_tokens;
 	/* freeze: parameters whose name has one of these as a dotted component ("mlp",
 	 * "q_proj", "self_attn", "input_layernorm", "embed_tokens", "lm_head", "model.norm");
 	 * n_trainable 0 = every parameter of the selected layers. */
@@ -122,10 +131,11 @@ void model_zero_grad(struct model *m);
 /* Training mode applies LoRA dropout in model_forward; off for evaluation. Default: on
  * for methods other than none. */
 void model_set_training(struct model *m, bool on);
-/* LoRA adapters on (the default) or off: off, every linear is its base weight alone, so
- * the model is its frozen base (DPO's reference model without a second copy of the
- * weights) for forwards and generation. A backward needs a forward made with the adapter
- * on (FT_EINVAL otherwise). No effect on a model without LoRA. */
+/* The adapter (LoRA, DoRA, IA3 or the prefix) on (the default) or off: off, every linear
+ * is its base weight alone and no prefix is attended, so the model is its frozen base
+ * (DPO's reference model without a second copy of the weights) for forwards and
+ * generation. A backward needs a forward made with the adapter on (FT_EINVAL otherwise).
+ * No effect on a model without an adapter. */
 void model_set_adapter_enabled(struct model *m, bool on);
 /* LoRA dropout masks are a function of (seed, counter, layer, linear); the counter
  * advances by one per model_forward. Read it for checkpoints, set it on resume. */

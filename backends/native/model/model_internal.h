@@ -19,9 +19,16 @@ struct mparam {
 };
 
 /* One linear map y = x W^T (+ b) (+ s B(A drop(x))), weight (out, in). For GPT-2's fused
- * c_attn, out = 3C. Indices into the parameter table; -1 when absent. */
+ * c_attn, out = 3C. Indices into the parameter table; -1 when absent. IA3 (ia3, a vector
+ * l): y = (x W^T + b) * l (l (out, 1)), or for a feed-forward target y = (x * l) W^T + b
+ * (l (1, in)), as PEFT. With DoRA (mag, the
+ * magnitude vector (out)): y = g * (x W^T + s B(A x)) + b, g = mag / ||W + s B A|| per
+ * output row with the norm a constant to the backward (PEFT's detached norm); under
+ * dropout the base term W x keeps the undropped input as in PEFT:
+ * y = x W^T + b + g * (xd W^T + s B(A xd)) - xd W^T. */
 struct lin {
-	int w, b, la, lb;
+	int w, b, la, lb, mag, ia3;
+	bool ia3_ff;
 	int in, out;
 	int slot; /* index of this linear inside its layer (dropout stream) */
 };
@@ -39,6 +46,9 @@ struct lora_acts {
 	float *h;      /* (N, r) = drop(x) A^T */
 	float *xd;     /* (N, in) dropout output, NULL without dropout */
 	uint8_t *mask; /* (N, in) */
+	float *z;      /* DoRA: (N, out) = xd W^T + s B(A xd), before the magnitude; IA3
+			* (output scaling): x W^T + b */
+	float *g, *inv; /* DoRA: (out) mag / norm and 1 / norm of this forward */
 };
 
 #define LIN_SLOTS 8
@@ -71,6 +81,7 @@ struct gacts {
 	float *dq2, *dk2;          /* gemma3: gradients before the q/k norms */
 	float *dgate, *dup, *dh;   /* (N, F) */
 	float *dlh;                /* (N, r) LoRA */
+	float *ddy;                /* (N, max out) DoRA: g * dy; IA3: l * dy */
 	float *dxd;                /* (N, max in) LoRA dropout */
 };
 
@@ -88,6 +99,13 @@ struct model {
 	float embed_scale;    /* gemma3: the embedding times sqrt(C); 0 = none */
 	float lora_s;
 	int lora_r;
+	bool dora;
+	float *peft_w;        /* DoRA: (max out*in) scratch for W + s B A; IA3: W * l */
+	int prefix;           /* prefix tuning: "prompt_embeddings" (np, 2 L kvd), or -1 */
+	int np;               /* its rows (num_virtual_tokens) */
+	int *prefix_pos;      /* (max_b) np each: the sequences' first position */
+	bool dora_keep_norm;  /* tests only: reuse each layer's last 1/norm (g = mag/norm is
+			       * recomputed), so finite differences see the detached norm */
 
 	struct mparam *params;
 	size_t n_params;

@@ -173,6 +173,38 @@ struct ops {
 	/* SGD as torch.optim.SGD (momentum buffer buf, n floats; untouched without momentum),
 	 * constants from ops_sgd_prepare, element-wise ops_sgd_elem on both backends. */
 	void (*sgd)(float *p, const float *g, float *buf, size_t n, const struct ops_sgd_hp *h);
+
+	/* ---- PEFT methods beyond LoRA: DoRA, IA3, prefix tuning ---- */
+	/* out (w->n, w->k) = W as fp32, the values matmul_w multiplies with (a copy for
+	 * GGML_F32): DoRA's and IA3's products of the frozen weight with their vectors. */
+	void (*dequant_w)(float *out, const struct ops_w *w);
+	/* out[r, c] = x[r, c] * s[c], plus out[r, c] when acc (out may be x). */
+	void (*col_mul)(float *out, const float *x, const float *s, int rows, int cols,
+			bool acc);
+	/* ds[c] += w[c] * sum over r of dout[r, c] * x[r, c] (w NULL: 1), rows in order. */
+	void (*col_mul_backward)(float *ds, const float *dout, const float *x, const float *w,
+				 int rows, int cols);
+	/* DoRA, per row r of w (rows, cols): n = ||w[r, :]||_2 summed in double,
+	 * inv_norm[r] = 1/n, g[r] = m[r]/n. */
+	void (*dora_scale)(float *g, float *inv_norm, const float *m, const float *w, int rows,
+			   int cols);
+	/* Causal attention after a prefix shared by every sequence (prefix tuning). q (B, T,
+	 * nh, hd); k, v (B, T, nkv, hd); pk, pv the np prefix rows (nkv*hd used of each, row
+	 * stride pstride floats). Query t sits at position np + t and attends the prefix keys
+	 * (positions 0..np-1) and keys 0..t of its sequence; window > 0 keeps only the keys
+	 * less than `window` positions behind it. Scores are scale * q.k. out (B, T, nh, hd).
+	 * The backward recomputes the probabilities: dq, dk, dv overwritten; dpk, dpv
+	 * (stride pstride) ACCUMULATE the prefix gradients summed over sequences in order.
+	 * NULL on backends without them (prefix tuning is refused there). */
+	void (*attention_prefix_forward)(float *out, const float *q, const float *k,
+					 const float *v, const float *pk, const float *pv,
+					 size_t pstride, int b, int t, int np, int nh, int nkv,
+					 int hd, float scale, int window);
+	void (*attention_prefix_backward)(float *dq, float *dk, float *dv, float *dpk,
+					  float *dpv, const float *dout, const float *q,
+					  const float *k, const float *v, const float *pk,
+					  const float *pv, size_t pstride, int b, int t, int np,
+					  int nh, int nkv, int hd, float scale, int window);
 };
 
 /* The CPU backend (always available). */

@@ -100,6 +100,20 @@ FT_HD static inline float ops_gelu_grad(float x)
 	return 0.5f * (1.0f + th) + 0.5f * x * sech2 * OPS_GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
 }
 
+/* ---- DoRA ---- */
+
+/* One row of DoRA's scale: n = ||w||_2 of the row (w = W + s B A, summed in double),
+ * *inv_norm = 1/n, *g = m/n. */
+FT_HD static inline void ops_dora_row(float *g, float *inv_norm, float m, const float *w, int c)
+{
+	double s = 0.0;
+	for (int i = 0; i < c; i++)
+		s += (double)w[i] * (double)w[i];
+	float n = (float)sqrt(s);
+	*inv_norm = 1.0f / n;
+	*g = m / n;
+}
+
 /* ---- bf16 ---- */
 
 /* Round to nearest even; NaN stays NaN. */

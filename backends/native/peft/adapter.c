@@ -57,6 +57,8 @@ bool lora_module_name(char *buf, size_t n, const char *name)
 {
 	const char *e = strstr(name, ".lora_");
 	if (!e)
+		e = strstr(name, ".ia3_l");
+	if (!e)
 		return false;
 	const char *s = e;
 	while (s > name && s[-1] != '.')
@@ -69,10 +71,107 @@ bool lora_module_name(char *buf, size_t n, const char *name)
 	return true;
 }
 
-/* n_head for the rows of this tensor's output when it is a q/k lora_B, else 0. */
+static bool is_magnitude(const char *name)
+{
+	const char *p = strstr(name, ".lora_magnitude_vector");
+	return p && p[22] == 0;
+}
+
+static bool is_ia3(const char *name)
+{
+	const char *p = strstr(name, ".ia3_l");
+	return p && p[6] == 0;
+}
+
+/* The module of an IA3 tensor relative to its block: "mlp.down_proj" for
+ * "model.layers.3.mlp.down_proj.ia3_l" (after the first all-digit component). */
+static bool ia3_module(char *buf, size_t n, const char *name)
+{
+	const char *e = strstr(name, ".ia3_l"), *s = name;
+	if (!e)
+		return false;
+	for (const char *p = name; p < e; p++) {
+		if (*p != '.' || p[1] < '0' || p[1] > '9')
+			continue;
+		const char *q = p + 1;
+		while (*q >= '0' && *q <= '9')
+			q++;
+		if (*q == '.') {
+			s = q + 1;
+			break;
+		}
+	}
+	size_t len = (size_t)(e - s);
+	if (len == 0 || len + 1 > n)
+		return false;
+	memcpy(buf, s, len);
+	buf[len] = 0;
+	return true;
+}
+
+/* Prefix tuning's adapter_config.json, as PEFT writes it for a llama-family model (its
+ * token_dim and num_attention_heads are the KV heads' under grouped-query attention). */
+static json_t *prefix_config_json(const struct lora_info *info)
+{
+	int kvd = info->n_head_kv * info->head_dim;
+	json_t *j = json_object();
+	json_object_set_new(j, "peft_type", json_string("PREFIX_TUNING"));
+	json_object_set_new(j, "task_type", json_string("CAUSAL_LM"));
+	json_object_set_new(j, "base_model_name_or_path",
+			    info->base_model ? json_string(info->base_model) : json_null());
+	json_object_set_new(j, "num_virtual_tokens", json_integer(info->num_virtual_tokens));
+	json_object_set_new(j, "token_dim", json_integer(kvd));
+	json_object_set_new(j, "num_transformer_submodules", json_integer(1));
+	json_object_set_new(j, "num_attention_heads", json_integer(info->n_head_kv));
+	json_object_set_new(j, "num_layers", json_integer(info->num_layers));
+	json_object_set_new(j, "encoder_hidden_size", json_integer(kvd));
+	json_object_set_new(j, "prefix_projection", json_false());
+	json_object_set_new(j, "inference_mode", json_true());
+	json_object_set_new(j, "revision", json_null());
+	return j;
+}
+
+/* Appends s to the JSON array when not already there. */
+static void append_unique(json_t *arr, const char *s)
+{
+	for (size_t i = 0; i < json_array_size(arr); i++)
+		if (strcmp(json_string_value(json_array_get(arr, i)), s) == 0)
+			return;
+	json_array_append_new(arr, json_string(s));
+}
+
+/* IA3's adapter_config.json, its module lists taken from the tensors. */
+static json_t *ia3_config_json(const struct lora_tensor *t, size_t n,
+			       const struct lora_info *info)
+{
+	json_t *j = json_object(), *tm = json_array(), *ff = json_array();
+	json_object_set_new(j, "peft_type", json_string("IA3"));
+	json_object_set_new(j, "task_type", json_string("CAUSAL_LM"));
+	json_object_set_new(j, "base_model_name_or_path",
+			    info->base_model ? json_string(info->base_model) : json_null());
+	for (size_t i = 0; i < n; i++) {
+		char mod[128];
+		if (!ia3_module(mod, sizeof mod, t[i].name))
+			continue;
+		append_unique(tm, mod);
+		if (t[i].rows == 1)
+			append_unique(ff, mod);
+	}
+	json_object_set_new(j, "target_modules", tm);
+	json_object_set_new(j, "feedforward_modules", ff);
+	json_object_set_new(j, "fan_in_fan_out", json_boolean(info->fan_in_fan_out));
+	json_object_set_new(j, "init_ia3_weights", json_true());
+	json_object_set_new(j, "inference_mode", json_true());
+	json_object_set_new(j, "modules_to_save", json_null());
+	json_object_set_new(j, "revision", json_null());
+	return j;
+}
+
+/* n_head for the rows of this tensor's output when it is a q/k lora_B or DoRA magnitude,
+ * else 0. */
 static int qk_heads(const char *name, const struct lora_info *info)
 {
-	if (!strstr(name, ".lora_B."))
+	if (!strstr(name, ".lora_B.") && !is_magnitude(name) && !is_ia3(name))
 		return 0;
 	char mod[64];
 	if (!lora_module_name(mod, sizeof(mod), name))
@@ -84,14 +183,46 @@ static int qk_heads(const char *name, const struct lora_info *info)
 	return 0;
 }
 
+/* The prefix's key halves (every layer's first kvd of 2 kvd) with each head's dimensions
+ * in the requested RoPE order; the value halves as they are. */
+static int reorder_prefix(float **out, const struct lora_tensor *t, const struct lora_info *info,
+			  bool want_interleaved, struct diag *d)
+{
+	int64_t kvd = (int64_t)info->n_head_kv * info->head_dim;
+	if (info->head_dim <= 0 || info->head_dim % 2 || kvd <= 0 || t->cols % (2 * kvd))
+		return diag_set(d, FT_EINVAL, "", 0, 0,
+				"prompt_embeddings: %lld columns are not keys and values of %d heads "
+				"of %d", (long long)t->cols, info->n_head_kv, info->head_dim);
+	float *c = malloc((size_t)t->rows * (size_t)t->cols * sizeof(float));
+	if (!c)
+		return diag_set(d, FT_ENOMEM, "", 0, 0, "out of memory");
+	memcpy(c, t->data, (size_t)t->rows * (size_t)t->cols * sizeof(float));
+	for (int64_t r = 0; r < t->rows; r++)
+		for (int64_t k = 0; k < t->cols; k += 2 * kvd) {
+			size_t off = (size_t)(r * t->cols + k);
+			rope_rows_permute(c + off, t->data + off, info->n_head_kv, info->head_dim, 1,
+					  want_interleaved);
+		}
+	*out = c;
+	return 0;
+}
+
 /* A copy of t's data with q/k rows in the requested order (NULL = use t->data as is). */
 static int reorder_copy(float **out, const struct lora_tensor *t, const struct lora_info *info,
 			bool want_interleaved, struct diag *d)
 {
 	*out = NULL;
+	if (strcmp(t->name, "prompt_embeddings") == 0 && info->interleaved != want_interleaved)
+		return reorder_prefix(out, t, info, want_interleaved, d);
 	int heads = qk_heads(t->name, info);
 	if (heads == 0 || info->interleaved == want_interleaved)
 		return 0;
+	if (is_ia3(t->name) && t->cols != 1) {
+		if (t->rows != 1)
+			return diag_set(d, FT_EINVAL, "", 0, 0, "%s: expected (out, 1) or (1, in)",
+					t->name);
+		return 0; /* a feed-forward q/k vector scales inputs: no row order */
+	}
 	if (info->head_dim <= 0 || info->head_dim % 2 || (int64_t)heads * info->head_dim != t->rows)
 		return diag_set(d, FT_EINVAL, "", 0, 0,
 				"%s: %lld rows do not match %d heads of %d", t->name,
@@ -115,6 +246,7 @@ static json_t *config_json(const struct lora_info *info)
 	json_object_set_new(j, "lora_alpha", json_real(info->alpha));
 	json_object_set_new(j, "lora_dropout", json_real(info->dropout));
 	json_object_set_new(j, "use_rslora", json_boolean(info->rslora));
+	json_object_set_new(j, "use_dora", json_boolean(info->use_dora));
 	json_t *tm = json_array();
 	for (size_t i = 0; i < info->n_targets; i++)
 		json_array_append_new(tm, json_string(info->targets[i]));
@@ -146,21 +278,25 @@ int adapter_write_peft(const char *dir, const struct lora_tensor *t, size_t n,
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct strbuf b = {0};
-		if (strbuf_printf(&b, PEFT_PREFIX "%s", t[i].name) != 0) {
+		bool bare = strcmp(t[i].name, "prompt_embeddings") == 0; /* PEFT's key */
+		if (strbuf_printf(&b, "%s%s", bare ? "" : PEFT_PREFIX, t[i].name) != 0) {
 			rc = diag_set(d, FT_ENOMEM, dir, 0, 0, "out of memory");
 			goto done;
 		}
 		names[i] = strbuf_detach(&b);
 		if ((rc = reorder_copy(&copies[i], &t[i], info, false, d)) != 0)
 			goto done;
-		st[i] = (struct st_tensor){.name = names[i], .dtype = "F32", .ndim = 2,
-					   .shape = {t[i].rows, t[i].cols},
+		bool vec = is_magnitude(t[i].name) && t[i].cols == 1;
+		st[i] = (struct st_tensor){.name = names[i], .dtype = "F32", .ndim = vec ? 1 : 2,
+					   .shape = {t[i].rows, vec ? 0 : t[i].cols},
 					   .data = copies[i] ? copies[i] : t[i].data,
 					   .nbytes = (size_t)t[i].rows * (size_t)t[i].cols * 4};
 	}
 	if ((rc = st_write_file(stp, st, n, NULL, d)) != 0)
 		goto done;
-	json_t *j = config_json(info);
+	json_t *j = info->prefix ? prefix_config_json(info)
+		    : info->ia3  ? ia3_config_json(t, n, info)
+				 : config_json(info);
 	text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(j);
 	if (!text) {
@@ -223,6 +359,21 @@ int adapter_write_gguf(const char *path, const struct lora_tensor *t, size_t n,
 		rc = diag_set(d, FT_ENOMEM, path, 0, 0, "out of memory");
 		goto done;
 	}
+	if (info->prefix) {
+		rc = diag_set(d, FT_EINVAL, path, 0, 0,
+			      "a prefix-tuning adapter cannot be written as a llama.cpp LoRA "
+			      "adapter; export --format peft");
+		goto done;
+	}
+	if (info->use_dora || info->ia3) {
+		rc = diag_set(d, FT_EINVAL, path, 0, 0,
+			      "a %s adapter cannot be written as a llama.cpp LoRA adapter (%s); "
+			      "export merged-gguf instead",
+			      info->ia3 ? "IA3" : "DoRA",
+			      info->ia3 ? "llama.cpp's adapters are LoRA only"
+					: "it has no magnitude vectors");
+		goto done;
+	}
 	const char *arch = info->gguf_arch ? info->gguf_arch : "llama";
 	bool want_il = strcmp(arch, "llama") == 0; /* llama.cpp permutes q/k for llama only */
 	gguf_out_str(g, "general.architecture", arch);
@@ -265,6 +416,9 @@ void adapter_free(struct lora_adapter *a)
 	for (size_t i = 0; i < a->info.n_targets; i++)
 		free(a->info.targets[i]);
 	free(a->info.targets);
+	for (size_t i = 0; i < a->info.n_ff_targets; i++)
+		free(a->info.ff_targets[i]);
+	free(a->info.ff_targets);
 	free(a);
 }
 
@@ -284,6 +438,28 @@ static float half_to_float(uint16_t h)
 	return v;
 }
 
+/* A list of strings of the config (absent or null: none). */
+static int read_names(char ***out, size_t *n, json_t *j, const char *key, const char *path,
+		      struct diag *d)
+{
+	json_t *a = json_object_get(j, key);
+	if (!a || json_is_null(a))
+		return 0;
+	if (!json_is_array(a))
+		return diag_set(d, FT_EINVAL, path, 0, 0, "%s must be a list of strings", key);
+	*out = calloc(json_array_size(a) + 1, sizeof(char *));
+	if (!*out)
+		return diag_set(d, FT_ENOMEM, path, 0, 0, "out of memory");
+	for (size_t i = 0; i < json_array_size(a); i++) {
+		const char *s = json_string_value(json_array_get(a, i));
+		if (!s)
+			return diag_set(d, FT_EINVAL, path, 0, 0, "%s must be strings", key);
+		if (!((*out)[(*n)++] = ft_strdup(s)))
+			return diag_set(d, FT_ENOMEM, path, 0, 0, "out of memory");
+	}
+	return 0;
+}
+
 static int read_config(struct lora_info *info, const char *path, struct diag *d)
 {
 	char *text = NULL;
@@ -301,8 +477,41 @@ static int read_config(struct lora_info *info, const char *path, struct diag *d)
 	}
 	const char *pt = json_string_value(json_object_get(j, "peft_type"));
 	json_t *r = json_object_get(j, "r"), *al = json_object_get(j, "lora_alpha");
-	if (!pt || strcmp(pt, "LORA") != 0) {
-		rc = diag_set(d, FT_EINVAL, path, 0, 0, "peft_type: expected \"LORA\"");
+	if (!pt || (strcmp(pt, "LORA") != 0 && strcmp(pt, "IA3") != 0 &&
+		    strcmp(pt, "PREFIX_TUNING") != 0)) {
+		rc = diag_set(d, FT_EINVAL, path, 0, 0,
+			      "peft_type: expected \"LORA\", \"IA3\" or \"PREFIX_TUNING\"");
+		goto done;
+	}
+	info->ia3 = strcmp(pt, "IA3") == 0;
+	info->prefix = strcmp(pt, "PREFIX_TUNING") == 0;
+	if (info->prefix) {
+		json_t *nv = json_object_get(j, "num_virtual_tokens");
+		json_t *nl = json_object_get(j, "num_layers");
+		if (!json_is_integer(nv) || json_integer_value(nv) < 1 ||
+		    json_integer_value(nv) > 65536 || !json_is_integer(nl) ||
+		    json_integer_value(nl) < 1 || json_integer_value(nl) > 4096) {
+			rc = diag_set(d, FT_EINVAL, path, 0, 0,
+				      "num_virtual_tokens and num_layers must be positive integers");
+			goto done;
+		}
+		if (json_is_true(json_object_get(j, "prefix_projection")) &&
+		    !json_is_true(json_object_get(j, "inference_mode"))) {
+			rc = diag_set(d, FT_EUNSUPP, path, 0, 0,
+				      "a training-mode prefix_projection adapter is not supported "
+				      "(PEFT saves the projected prompt_embeddings in inference mode)");
+			goto done;
+		}
+		info->num_virtual_tokens = (int)json_integer_value(nv);
+		info->num_layers = (int)json_integer_value(nl);
+		goto done;
+	}
+	if (info->ia3) {
+		info->fan_in_fan_out = json_is_true(json_object_get(j, "fan_in_fan_out"));
+		if ((rc = read_names(&info->targets, &info->n_targets, j, "target_modules",
+				     path, d)) == 0)
+			rc = read_names(&info->ff_targets, &info->n_ff_targets, j,
+					"feedforward_modules", path, d);
 		goto done;
 	}
 	if (!json_is_integer(r) || json_integer_value(r) < 1 || json_integer_value(r) > 65536 ||
@@ -315,6 +524,7 @@ static int read_config(struct lora_info *info, const char *path, struct diag *d)
 	info->alpha = json_number_value(al);
 	info->dropout = json_number_value(json_object_get(j, "lora_dropout"));
 	info->rslora = json_is_true(json_object_get(j, "use_rslora"));
+	info->use_dora = json_is_true(json_object_get(j, "use_dora"));
 	info->fan_in_fan_out = json_is_true(json_object_get(j, "fan_in_fan_out"));
 	json_t *tm = json_object_get(j, "target_modules");
 	if (json_is_array(tm)) {
@@ -408,14 +618,23 @@ int adapter_read_peft(struct lora_adapter **out, const char *dir, bool want_inte
 				      "tensor '%s': dtype must be F32, F16 or BF16", key);
 			goto done;
 		}
-		if (!json_is_array(shape) || json_array_size(shape) != 2 || !json_is_array(offs) ||
-		    json_array_size(offs) != 2) {
+		/* DoRA's magnitude is 1-D, every other tensor 2-D */
+		size_t want_dims = is_magnitude(key) ? 1 : 2;
+		if (!json_is_array(shape) || json_array_size(shape) != want_dims ||
+		    !json_is_array(offs) || json_array_size(offs) != 2) {
 			rc = diag_set(d, FT_EINVAL, stp, 0, 0,
-				      "tensor '%s': expected a 2-D shape and data_offsets", key);
+				      "tensor '%s': expected a %zu-D shape and data_offsets", key,
+				      want_dims);
+			goto done;
+		}
+		if (want_dims == 1 && !a->info.use_dora) {
+			rc = diag_set(d, FT_EINVAL, stp, 0, 0,
+				      "tensor '%s' is a DoRA magnitude but adapter_config.json has "
+				      "no use_dora: true", key);
 			goto done;
 		}
 		json_int_t r = json_integer_value(json_array_get(shape, 0));
-		json_int_t c = json_integer_value(json_array_get(shape, 1));
+		json_int_t c = want_dims == 1 ? 1 : json_integer_value(json_array_get(shape, 1));
 		json_int_t lo = json_integer_value(json_array_get(offs, 0));
 		json_int_t hi = json_integer_value(json_array_get(offs, 1));
 		size_t numel, bytes;
@@ -427,15 +646,27 @@ int adapter_read_peft(struct lora_adapter **out, const char *dir, bool want_inte
 				      "outside the file", key);
 			goto done;
 		}
-		if (strncmp(key, PEFT_PREFIX, strlen(PEFT_PREFIX)) != 0 || !strstr(key, ".lora_")) {
+		bool key_ok = a->info.ia3 ? is_ia3(key) : strstr(key, ".lora_") != NULL;
+		if (a->info.prefix) {
+			if (strcmp(key, "prompt_embeddings") != 0 || r != a->info.num_virtual_tokens ||
+			    c % (2 * (json_int_t)a->info.num_layers) != 0) {
+				rc = diag_set(d, FT_EINVAL, stp, 0, 0,
+					      "tensor '%s': expected prompt_embeddings of %d rows "
+					      "and 2 x %d layers of keys and values",
+					      key, a->info.num_virtual_tokens, a->info.num_layers);
+				goto done;
+			}
+		} else if (strncmp(key, PEFT_PREFIX, strlen(PEFT_PREFIX)) != 0 || !key_ok) {
 			rc = diag_set(d, FT_EINVAL, stp, 0, 0,
-				      "tensor '%s' is not a PEFT LoRA weight "
-				      "(expected base_model.model.<module>.lora_A/B.weight)", key);
+				      "tensor '%s' is not a PEFT %s weight (expected "
+				      "base_model.model.<module>.%s)", key,
+				      a->info.ia3 ? "IA3" : "LoRA",
+				      a->info.ia3 ? "ia3_l" : "lora_A/B.weight");
 			goto done;
 		}
 		ranges[nr++] = (struct range){(uint64_t)lo, (uint64_t)hi};
 		struct lora_tensor *t = &a->t[a->n];
-		t->name = ft_strdup(key + strlen(PEFT_PREFIX));
+		t->name = ft_strdup(a->info.prefix ? key : key + strlen(PEFT_PREFIX));
 		t->data = malloc(numel * sizeof(float));
 		t->rows = r;
 		t->cols = c;
@@ -461,7 +692,8 @@ int adapter_read_peft(struct lora_adapter **out, const char *dir, bool want_inte
 		}
 		/* Rank must match the config; A is (r, in), B is (out, r). */
 		bool is_a = strstr(t->name, ".lora_A.") != NULL;
-		if ((is_a ? r : c) != a->info.rank) {
+		if (want_dims == 2 && !a->info.ia3 && !a->info.prefix &&
+		    (is_a ? r : c) != a->info.rank) {
 			rc = diag_set(d, FT_EINVAL, stp, 0, 0,
 				      "tensor '%s' has rank %lld but adapter_config.json says r=%d",
 				      key, (long long)(is_a ? r : c), a->info.rank);

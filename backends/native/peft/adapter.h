@@ -14,7 +14,8 @@
 #include "common/diag.h"
 
 /* One LoRA matrix with its model-level name ("model.layers.0.self_attn.q_proj.lora_A.weight",
- * "transformer.h.0.attn.c_attn.lora_B.weight"), row-major (rows, cols). */
+ * "transformer.h.0.attn.c_attn.lora_B.weight"), row-major (rows, cols). DoRA's magnitude
+ * vectors ("...q_proj.lora_magnitude_vector") are (out, 1) here and 1-D on disk. */
 struct lora_tensor {
 	char *name;
 	float *data;
@@ -25,6 +26,19 @@ struct lora_info {
 	int rank;
 	double alpha, dropout;
 	bool rslora;
+	bool use_dora;           /* DoRA: "<module>.lora_magnitude_vector" (out) per module */
+	/* IA3 (peft_type "IA3"): one "<module>.ia3_l" per module, (out, 1), or (1, in) for
+	 * the feed-forward modules; rank/alpha/dropout unused. On write, target_modules and
+	 * feedforward_modules come from the tensors (layer-relative names such as
+	 * "mlp.down_proj"); on read, ff_targets holds feedforward_modules. */
+	bool ia3;
+	char **ff_targets;
+	size_t n_ff_targets;
+	/* Prefix tuning (peft_type "PREFIX_TUNING"): one tensor "prompt_embeddings"
+	 * (num_virtual_tokens, 2 * num_layers * n_head_kv * head_dim), saved under that key
+	 * as PEFT does; on a GGUF base the key halves are un-permuted per head. */
+	bool prefix;
+	int num_virtual_tokens, num_layers;
 	char **targets;          /* module names, e.g. "q_proj" (owned by the caller on write) */
 	size_t n_targets;
 	bool fan_in_fan_out;     /* GPT-2 Conv1D bases */
@@ -46,7 +60,8 @@ int adapter_write_peft(const char *dir, const struct lora_tensor *t, size_t n,
 /* Writes a llama.cpp LoRA adapter GGUF (general.type "adapter", adapter.type "lora",
  * adapter.lora.alpha; tensors "blk.N.attn_q.weight.lora_a" ne {in, r} and ".lora_b"
  * ne {r, out}), with q/k rows in llama.cpp's order for info->gguf_arch (llama:
- * interleaved). Llama family and Gemma 3. */
+ * interleaved). Llama family and Gemma 3; a DoRA, IA3 or prefix adapter is refused
+ * (llama.cpp's adapters are LoRA only). */
 int adapter_write_gguf(const char *path, const struct lora_tensor *t, size_t n,
 		       const struct lora_info *info, struct diag *d) FT_WUR;
 
@@ -68,8 +83,8 @@ void adapter_free(struct lora_adapter *a);
 void rope_rows_permute(float *out, const float *in, int n_head, int head_dim, int64_t cols,
 		       bool to_interleaved);
 
-/* "q_proj" for "model.layers.3.self_attn.q_proj.lora_A.weight" into buf; false when the
- * name has no module component before ".lora_". */
+/* "q_proj" for "model.layers.3.self_attn.q_proj.lora_A.weight" (or ".ia3_l") into buf;
+ * false when the name has no module component before ".lora_"/".ia3_l". */
 bool lora_module_name(char *buf, size_t n, const char *name);
 /* "model.layers.<int>." at the start of name: true with the layer number and the offset
  * just past that dot; false for other names and for out-of-range numbers. */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/native/ops/ops_math.h"
 #include "backends/native/peft/adapter.h"
 #include "backends/native/peft/gguf_write.h"
 #include "backends/native/peft/st_write.h"
@@ -26,9 +27,54 @@ static struct mf_tensor *find(struct model_file *mf, const char *name)
 	return NULL;
 }
 
+/* IA3: W's rows (and the bias) times l (out, 1), or W's columns times l (1, in) for a
+ * feed-forward module, as PEFT's merge. */
+static int merge_ia3(struct model_file *mf, const struct lora_adapter *a, struct diag *d)
+{
+	for (size_t i = 0; i < a->n; i++) {
+		const struct lora_tensor *L = &a->t[i];
+		const char *p = strstr(L->name, ".ia3_l");
+		if (!p || p[6] != 0)
+			continue;
+		char wname[512], bname[512];
+		if ((size_t)(p - L->name) + 8 > sizeof(wname))
+			return diag_set(d, FT_EINVAL, "", 0, 0, "name too long: %s", L->name);
+		snprintf(wname, sizeof(wname), "%.*s.weight", (int)(p - L->name), L->name);
+		snprintf(bname, sizeof(bname), "%.*s.bias", (int)(p - L->name), L->name);
+		struct mf_tensor *W = find(mf, wname), *Bt = find(mf, bname);
+		if (!W || W->ndim != 2)
+			return diag_set(d, FT_EINVAL, "", 0, 0,
+					"adapter module %s does not match the base model", wname);
+		if (!W->data || (Bt && !Bt->data))
+			return diag_set(d, FT_EINVAL, "", 0, 0,
+					"tensor '%s' has no fp32 copy (model_file_dequantize)",
+					W->data ? bname : wname);
+		const int64_t out = W->shape[0], inn = W->shape[1];
+		bool rows = L->rows == out && L->cols == 1, cols = L->rows == 1 && L->cols == inn;
+		if (!rows && !cols)
+			return diag_set(d, FT_EINVAL, "", 0, 0,
+					"%s is (%lld, %lld); %s is (%lld, %lld)", L->name,
+					(long long)L->rows, (long long)L->cols, wname, (long long)out,
+					(long long)inn);
+		for (int64_t o = 0; o < out; o++)
+			for (int64_t j = 0; j < inn; j++)
+				W->data[o * inn + j] *= rows ? L->data[o] : L->data[j];
+		if (rows && Bt && (int64_t)Bt->numel == out)
+			for (int64_t o = 0; o < out; o++)
+				Bt->data[o] *= L->data[o];
+	}
+	return 0;
+}
+
 int merge_lora(struct model_file *mf, const struct lora_adapter *a, struct diag *d)
 {
 	const struct lora_info *in = &a->info;
+	if (in->prefix)
+		return diag_set(d, FT_EINVAL, "", 0, 0,
+				"a prefix-tuning adapter does not merge into the weights (it adds "
+				"attention positions); export --format peft");
+	if (in->ia3)
+		return merge_ia3(mf, a, d);
 	double s = in->rslora ? in->alpha / sqrt((double)in->rank) : in->alpha / in->rank;
 	for (size_t i = 0; i < a->n; i++) {
 		const struct lora_tensor *A = &a->t[i];
@@ -56,6 +102,19 @@ int merge_lora(struct model_file *mf, const struct lora_adapter *a, struct diag 
 			return diag_set(d, FT_EINVAL, "", 0, 0,
 					"tensor '%s' has no fp32 copy (model_file_dequantize)", wname);
 		const int64_t out = B->rows, r = A->rows, inn = A->cols;
+		const struct lora_tensor *M = NULL;
+		if (in->use_dora) {
+			char mname[512];
+			snprintf(mname, sizeof(mname), "%.*s.lora_magnitude_vector", (int)base_len,
+				 A->name);
+			for (size_t k = 0; k < a->n; k++)
+				if (strcmp(a->t[k].name, mname) == 0)
+					M = &a->t[k];
+			if (!M || M->rows != out || M->cols != 1)
+				return diag_set(d, FT_EINVAL, "", 0, 0,
+						"DoRA adapter module %s has no magnitude vector of %lld "
+						"rows", wname, (long long)out);
+		}
 #pragma omp parallel for schedule(static)
 		for (int64_t o = 0; o < out; o++) {
 			float *w = W->data + (size_t)o * (size_t)inn;
@@ -64,6 +123,13 @@ int merge_lora(struct model_file *mf, const struct lora_adapter *a, struct diag 
 				const float *ar = A->data + (size_t)k * (size_t)inn;
 				for (int64_t j = 0; j < inn; j++)
 					w[j] += b * ar[j];
+			}
+			if (M) {
+				/* DoRA: W' = mag / ||W + s B A|| (W + s B A), per output row */
+				float g, inv;
+				ops_dora_row(&g, &inv, M->data[o], w, (int)inn);
+				for (int64_t j = 0; j < inn; j++)
+					w[j] *= g;
 			}
 		}
 	}

@@ -9,8 +9,9 @@
 #include "backends/native/peft/adapter.h"
 #include "common/diag.h"
 
-/* Adds s * B A to every targeted weight of mf in place (its fp32 copies: mf has been
- * through model_file_dequantize). The adapter's q/k row order
+/* Adds s * B A to every targeted weight of mf in place (DoRA: then scales each row to its
+ * magnitude; IA3: scales rows and bias, or columns for feed-forward modules), on its fp32
+ * copies: mf has been through model_file_dequantize. The adapter's q/k row order
  * must match mf's (read it with want_interleaved = mf->hp.rope_style == ROPE_INTERLEAVED).
  * FT_EINVAL when a module is missing or shapes disagree. */
 int merge_lora(struct model_file *mf, const struct lora_adapter *a, struct diag *d) FT_WUR;

@@ -752,6 +752,11 @@ static void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n,
 		ops_adamw_elem(&p[i], g[i], &m[i], &v[i], &hp);
 }
 
+static void cpu_dequant_w(float *out, const struct ops_w *w)
+{
+	ops_cpu_dequant_rows(out, w, 0, w->n);
+}
+
 static void cpu_sgd(float *p, const float *g, float *buf, size_t n, const struct ops_sgd_hp *h)
 {
 	const struct ops_sgd_hp hp = *h;
@@ -799,6 +804,12 @@ static const struct ops cpu_ops = {
 	.sumsq_chunk = 16384,
 	.adamw = cpu_adamw,
 	.sgd = cpu_sgd,
+	.dequant_w = cpu_dequant_w,
+	.col_mul = ops_cpu_col_mul,
+	.col_mul_backward = ops_cpu_col_mul_backward,
+	.dora_scale = ops_cpu_dora_scale,
+	.attention_prefix_forward = ops_cpu_attention_prefix_forward,
+	.attention_prefix_backward = ops_cpu_attention_prefix_backward,
 };
 
 const struct ops *ops_cpu(void)

@@ -63,4 +63,20 @@ void ops_cpu_to_bf16(uint16_t *dst, const float *src, size_t n);
  * overwritten). */
 void ops_cpu_bf16_forget(const void *p, size_t bytes);
 
+/* The PEFT methods' ops (peft_cpu.c; see ops.h). */
+void ops_cpu_col_mul(float *out, const float *x, const float *s, int rows, int cols, bool acc);
+void ops_cpu_col_mul_backward(float *ds, const float *dout, const float *x, const float *w,
+			      int rows, int cols);
+void ops_cpu_dora_scale(float *g, float *inv_norm, const float *m, const float *w, int rows,
+			int cols);
+void ops_cpu_attention_prefix_forward(float *out, const float *q, const float *k,
+				      const float *v, const float *pk, const float *pv,
+				      size_t pstride, int b, int t, int np, int nh, int nkv,
+				      int hd, float scale, int window);
+void ops_cpu_attention_prefix_backward(float *dq, float *dk, float *dv, float *dpk,
+				       float *dpv, const float *dout, const float *q,
+				       const float *k, const float *v, const float *pk,
+				       const float *pv, size_t pstride, int b, int t, int np,
+				       int nh, int nkv, int hd, float scale, int window);
+
 #endif

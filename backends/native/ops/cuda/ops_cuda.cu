@@ -1140,6 +1140,297 @@ static void cu_attention_backward(float *dq, float *dk, float *dv, const float *
 	       dk, dv, stats, dout, att, q, k, v, b, t, nh, nkv, hd, scale, window);
 }
 
+/* ---- PEFT methods: per-column scaling, DoRA's row norms ---- */
+
+__global__ static void k_col_mul(float *out, const float *x, const float *s, size_t n, int cols,
+				 bool acc)
+{
+	GRID_STRIDE(i, n)
+	{
+		float v = x[i] * s[i % (size_t)cols];
+		out[i] = acc ? out[i] + v : v;
+	}
+}
+
+/* One thread per column; the rows in order (the CPU's order). */
+__global__ static void k_col_mul_bwd(float *ds, const float *dout, const float *x,
+				     const float *w, int rows, int cols)
+{
+	GRID_STRIDE(c, (size_t)cols)
+	{
+		float acc = 0.0f;
+		for (int r = 0; r < rows; r++)
+			acc += dout[(size_t)r * cols + c] * x[(size_t)r * cols + c];
+		ds[c] += w ? w[c] * acc : acc;
+	}
+}
+
+__global__ static void k_dora_scale(float *g, float *inv_norm, const float *m, const float *w,
+				    int rows, int cols)
+{
+	GRID_STRIDE(r, (size_t)rows)
+	ops_dora_row(&g[r], &inv_norm[r], m[r], w + r * (size_t)cols, cols);
+}
+
+static void cu_dequant_w(float *out, const struct ops_w *w)
+{
+	size_t n = (size_t)w->n * (size_t)w->k;
+	if (!n)
+		return;
+	if (w->type == GGML_F32) {
+		CUDA_CHECK(cudaMemcpyAsync(out, w->data, n * sizeof(float), cudaMemcpyDeviceToDevice,
+					   0));
+		return;
+	}
+	LAUNCH(k_dequant_rows, blocks_for(n, 256), 256, out, (uint16_t *)NULL,
+	       (const uint8_t *)w->data, ggml_row_bytes(w->type, (size_t)w->k), w->type, 0, w->n,
+	       w->k);
+}
+
+static void cu_col_mul(float *out, const float *x, const float *s, int rows, int cols, bool acc)
+{
+	size_t n = (size_t)rows * (size_t)cols;
+	if (n)
+		LAUNCH(k_col_mul, blocks_for(n, 256), 256, out, x, s, n, cols, acc);
+}
+
+static void cu_col_mul_backward(float *ds, const float *dout, const float *x, const float *w,
+				int rows, int cols)
+{
+	if (rows > 0 && cols > 0)
+		LAUNCH(k_col_mul_bwd, blocks_for((size_t)cols, 128), 128, ds, dout, x, w, rows,
+		       cols);
+}
+
+static void cu_dora_scale(float *g, float *inv_norm, const float *m, const float *w, int rows,
+			  int cols)
+{
+	if (rows > 0)
+		LAUNCH(k_dora_scale, blocks_for((size_t)rows, 128), 128, g, inv_norm, m, w, rows,
+		       cols);
+}
+
+/* ---- prefix tuning: causal attention after a shared prefix ----
+ * A first version: one thread per output element, each recomputing the scores it needs
+ * (correct and deterministic, not fast). Row r = (b, h, i): query i of sequence b at
+ * position np + i; key j < np is prefix row j (pk/pv, stride ps), key j >= np is the
+ * sequence's key j - np. */
+
+struct pfx_shape {
+	const float *q, *k, *v, *pk, *pv;
+	size_t ps;
+	int b, t, np, nh, nkv, hd, window;
+	float scale;
+};
+
+__device__ static const float *pfx_kv(const struct pfx_shape *s, const float *pre,
+				      const float *seq, int bi, int kh, int j)
+{
+	return j < s->np ? pre + (size_t)j * s->ps + (size_t)kh * s->hd
+			 : seq + ((size_t)bi * s->t + (j - s->np)) * (size_t)s->nkv * s->hd +
+				   (size_t)kh * s->hd;
+}
+
+__device__ static float pfx_score(const struct pfx_shape *s, int bi, int h, int i, int j)
+{
+	const float *qr = s->q + (((size_t)bi * s->t + i) * s->nh + h) * s->hd;
+	const float *kr = pfx_kv(s, s->pk, s->k, bi, h / (s->nh / s->nkv), j);
+	float acc = 0.0f;
+	for (int d = 0; d < s->hd; d++)
+		acc += qr[d] * kr[d];
+	return s->scale * acc;
+}
+
+/* the keys row (b, h, i) sees: [lo, np + i] */
+__device__ static int pfx_lo(const struct pfx_shape *s, int i)
+{
+	int qp = s->np + i;
+	return s->window > 0 && qp - s->window + 1 > 0 ? qp - s->window + 1 : 0;
+}
+
+/* max and sum of exp over the row's scores */
+__device__ static void pfx_stats(const struct pfx_shape *s, int bi, int h, int i, float *m,
+				 float *l)
+{
+	float mx = -INFINITY, sum = 0.0f;
+	for (int j = pfx_lo(s, i); j <= s->np + i; j++)
+		mx = fmaxf(mx, pfx_score(s, bi, h, i, j));
+	for (int j = pfx_lo(s, i); j <= s->np + i; j++)
+		sum += ops_expf(pfx_score(s, bi, h, i, j) - mx);
+	*m = mx;
+	*l = sum;
+}
+
+/* dout_i . v_j for row (b, h, i) */
+__device__ static float pfx_dp(const struct pfx_shape *s, const float *dout, int bi, int h,
+			       int i, int j)
+{
+	const float *dr = dout + (((size_t)bi * s->t + i) * s->nh + h) * s->hd;
+	const float *vr = pfx_kv(s, s->pv, s->v, bi, h / (s->nh / s->nkv), j);
+	float acc = 0.0f;
+	for (int d = 0; d < s->hd; d++)
+		acc += dr[d] * vr[d];
+	return acc;
+}
+
+__global__ static void k_pfx_fwd(float *out, struct pfx_shape s)
+{
+	size_t n = (size_t)s.b * s.t * s.nh * s.hd;
+	GRID_STRIDE(e, n)
+	{
+		int d = (int)(e % s.hd), h = (int)(e / s.hd % s.nh), i = (int)(e / s.hd / s.nh % s.t);
+		int bi = (int)(e / s.hd / s.nh / s.t);
+		float m, l;
+		pfx_stats(&s, bi, h, i, &m, &l);
+		float acc = 0.0f;
+		for (int j = pfx_lo(&s, i); j <= s.np + i; j++)
+			acc += ops_expf(pfx_score(&s, bi, h, i, j) - m) *
+			       pfx_kv(&s, s.pv, s.v, bi, h / (s.nh / s.nkv), j)[d];
+		out[e] = acc / l;
+	}
+}
+
+/* per row: m, l and D = sum_j p_j dP_j */
+__global__ static void k_pfx_rowstats(float *st, const float *dout, struct pfx_shape s)
+{
+	size_t n = (size_t)s.b * s.t * s.nh;
+	GRID_STRIDE(r, n)
+	{
+		int h = (int)(r % s.nh), i = (int)(r / s.nh % s.t), bi = (int)(r / s.nh / s.t);
+		float m, l, dsum = 0.0f;
+		pfx_stats(&s, bi, h, i, &m, &l);
+		for (int j = pfx_lo(&s, i); j <= s.np + i; j++)
+			dsum += ops_expf(pfx_score(&s, bi, h, i, j) - m) / l *
+				pfx_dp(&s, dout, bi, h, i, j);
+		st[3 * r] = m;
+		st[3 * r + 1] = l;
+		st[3 * r + 2] = dsum;
+	}
+}
+
+/* dS_ij = p_ij (dP_ij - D_i) scale and p_ij for row (b, h, i), key j */
+__device__ static void pfx_ds(const struct pfx_shape *s, const float *st, const float *dout,
+			      int bi, int h, int i, int j, float *p, float *ds)
+{
+	size_t r = ((size_t)bi * s->t + i) * s->nh + h;
+	*p = ops_expf(pfx_score(s, bi, h, i, j) - st[3 * r]) / st[3 * r + 1];
+	*ds = *p * (pfx_dp(s, dout, bi, h, i, j) - st[3 * r + 2]) * s->scale;
+}
+
+__global__ static void k_pfx_bwd_q(float *dq, const float *st, const float *dout,
+				   struct pfx_shape s)
+{
+	size_t n = (size_t)s.b * s.t * s.nh * s.hd;
+	GRID_STRIDE(e, n)
+	{
+		int d = (int)(e % s.hd), h = (int)(e / s.hd % s.nh), i = (int)(e / s.hd / s.nh % s.t);
+		int bi = (int)(e / s.hd / s.nh / s.t);
+		float acc = 0.0f;
+		for (int j = pfx_lo(&s, i); j <= s.np + i; j++) {
+			float p, ds;
+			pfx_ds(&s, st, dout, bi, h, i, j, &p, &ds);
+			acc += ds * pfx_kv(&s, s.pk, s.k, bi, h / (s.nh / s.nkv), j)[d];
+		}
+		dq[e] = acc;
+	}
+}
+
+/* dk, dv of the sequence keys (overwritten): element (b, j, kh, d) */
+__global__ static void k_pfx_bwd_kv(float *dk, float *dv, const float *st, const float *dout,
+				    struct pfx_shape s)
+{
+	size_t n = (size_t)s.b * s.t * s.nkv * s.hd;
+	int grp = s.nh / s.nkv;
+	GRID_STRIDE(e, n)
+	{
+		int d = (int)(e % s.hd), kh = (int)(e / s.hd % s.nkv);
+		int j = (int)(e / s.hd / s.nkv % s.t), bi = (int)(e / s.hd / s.nkv / s.t);
+		float ak = 0.0f, av = 0.0f;
+		for (int h = kh * grp; h < (kh + 1) * grp; h++)
+			for (int i = j; i < s.t; i++) {
+				if (pfx_lo(&s, i) > s.np + j)
+					continue;
+				float p, ds;
+				pfx_ds(&s, st, dout, bi, h, i, s.np + j, &p, &ds);
+				size_t qo = (((size_t)bi * s.t + i) * s.nh + h) * s.hd + d;
+				ak += ds * s.q[qo];
+				av += p * dout[qo];
+			}
+		dk[e] = ak;
+		dv[e] = av;
+	}
+}
+
+/* prefix gradients, accumulated: element (p, kh, d), sequences in order */
+__global__ static void k_pfx_bwd_prefix(float *dpk, float *dpv, const float *st,
+					const float *dout, struct pfx_shape s)
+{
+	size_t n = (size_t)s.np * s.nkv * s.hd;
+	int grp = s.nh / s.nkv;
+	GRID_STRIDE(e, n)
+	{
+		int d = (int)(e % s.hd), kh = (int)(e / s.hd % s.nkv), pj = (int)(e / s.hd / s.nkv);
+		float ak = 0.0f, av = 0.0f;
+		for (int bi = 0; bi < s.b; bi++)
+			for (int h = kh * grp; h < (kh + 1) * grp; h++)
+				for (int i = 0; i < s.t; i++) {
+					if (pfx_lo(&s, i) > pj)
+						continue;
+					float p, ds;
+					pfx_ds(&s, st, dout, bi, h, i, pj, &p, &ds);
+					size_t qo = (((size_t)bi * s.t + i) * s.nh + h) * s.hd + d;
+					ak += ds * s.q[qo];
+					av += p * dout[qo];
+				}
+		size_t o = (size_t)pj * s.ps + (size_t)kh * s.hd + d;
+		dpk[o] += ak;
+		dpv[o] += av;
+	}
+}
+
+static struct pfx_shape pfx_make(const float *q, const float *k, const float *v,
+				 const float *pk, const float *pv, size_t ps, int b, int t, int np,
+				 int nh, int nkv, int hd, float scale, int window)
+{
+	struct pfx_shape s = {q, k, v, pk, pv, ps, b, t, np, nh, nkv, hd, window, scale};
+	return s;
+}
+
+static void cu_attention_prefix_forward(float *out, const float *q, const float *k,
+					const float *v, const float *pk, const float *pv,
+					size_t pstride, int b, int t, int np, int nh, int nkv,
+					int hd, float scale, int window)
+{
+	if (b <= 0 || t <= 0 || nh <= 0 || nkv <= 0 || nh % nkv || hd <= 0)
+		return;
+	struct pfx_shape s = pfx_make(q, k, v, pk, pv, pstride, b, t, np, nh, nkv, hd, scale,
+				      window);
+	size_t n = (size_t)b * t * nh * hd;
+	LAUNCH(k_pfx_fwd, blocks_for(n, 128), 128, out, s);
+}
+
+static void cu_attention_prefix_backward(float *dq, float *dk, float *dv, float *dpk,
+					 float *dpv, const float *dout, const float *q,
+					 const float *k, const float *v, const float *pk,
+					 const float *pv, size_t pstride, int b, int t, int np,
+					 int nh, int nkv, int hd, float scale, int window)
+{
+	if (b <= 0 || t <= 0 || nh <= 0 || nkv <= 0 || nh % nkv || hd <= 0)
+		return;
+	size_t rows = (size_t)b * t * nh;
+	float *st = (float *)scratch(SCR_ATT_STATS, 3 * rows * sizeof(float));
+	if (!st)
+		return;
+	struct pfx_shape s = pfx_make(q, k, v, pk, pv, pstride, b, t, np, nh, nkv, hd, scale,
+				      window);
+	LAUNCH(k_pfx_rowstats, blocks_for(rows, 128), 128, st, dout, s);
+	size_t nq = rows * hd, nkvel = (size_t)b * t * nkv * hd, npel = (size_t)np * nkv * hd;
+	LAUNCH(k_pfx_bwd_q, blocks_for(nq, 128), 128, dq, st, dout, s);
+	LAUNCH(k_pfx_bwd_kv, blocks_for(nkvel, 128), 128, dk, dv, st, dout, s);
+	if (npel)
+		LAUNCH(k_pfx_bwd_prefix, blocks_for(npel, 128), 128, dpk, dpv, st, dout, s);
+}
+
 /* ---- activations ---- */
 
 __global__ static void k_swiglu_fwd(float *out, const float *gate, const float *up, size_t n)
@@ -1469,6 +1760,12 @@ static void fill_table(void)
 	g_ops.sumsq_chunk = 0;
 	g_ops.adamw = cu_adamw;
 	g_ops.sgd = cu_sgd;
+	g_ops.dequant_w = cu_dequant_w;
+	g_ops.col_mul = cu_col_mul;
+	g_ops.col_mul_backward = cu_col_mul_backward;
+	g_ops.dora_scale = cu_dora_scale;
+	g_ops.attention_prefix_forward = cu_attention_prefix_forward;
+	g_ops.attention_prefix_backward = cu_attention_prefix_backward;
 }
 
 extern "C" int ops_cuda_impl_probe(struct ops_cuda_device *out, int index, char *why,
