@@ -5,8 +5,8 @@
  *   is checked against gguf-py in test_gguf_dequant), and the F16 conversion on all 65536
  *   halves;
  * - 1..8 rows (registers) and 9+ rows (panels + sgemm), transposed (forward) and not (the
- *   input gradient), alpha and beta, NaN-poisoned outputs for beta 0, against a double
- *   reference over the dequantized values;
+ *   input gradient), alpha and beta, NaN-poisoned outputs for beta 0, rows of up to 70
+ *   blocks, against a double reference over the dequantized values;
  * - each row of an m-row product has the bits of the one-row product of that row, and the
  *   bits do not depend on the thread count (1-3);
  * - close to the fp32 matmul on a dequantized copy (only the summation order differs), and
@@ -234,6 +234,16 @@ static void test_products(void **state)
 	 * reduction) */
 	check_product(GGML_Q4_1, 12, 1900, 576, true, 1.0f, 0.0f);
 	check_product(GGML_Q8_0, 12, 1900, 576, false, 1.0f, 1.0f);
+	/* long rows of 32-element blocks (17 and 70 blocks) through the 1-8 row kernels */
+	static const int kb[] = {17, 70}, mr[] = {1, 4, 8};
+	for (size_t ti = 0; ti < N_TYPES; ti++) {
+		size_t be = 1, bb = 1;
+		ggml_type_block(all_types[ti], &be, &bb);
+		for (size_t i = 0; be == 32 && i < 2; i++)
+			for (size_t j = 0; j < 3; j++)
+				check_product(all_types[ti], mr[j], 21, 32 * kb[i], true, 1.0f,
+					      j == 1 ? 1.0f : 0.0f);
+	}
 }
 
 /* rows of m-row products equal the one-row product; 1-3 threads give the same bits */

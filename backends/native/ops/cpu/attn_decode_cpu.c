@@ -1,8 +1,9 @@
 /* attn_decode_cpu: attention of one new query per sequence against its KV cache (decode).
  * Per (sequence, head): scores against cached keys 0..p, softmax, weighted sum of cached
  * values; vectorised over the head dimension with AVX-512 (masked when hd is not a
- * multiple of 16), plain C otherwise. Short contexts run on one thread (a fork/join costs
- * more than the work); each (sequence, head) is computed the same way on any thread. */
+ * multiple of 16), plain C otherwise, exp from ops_math.h. The (sequence, head) pairs are
+ * split over the threads unless the context is very short; each pair is computed the same
+ * way on any thread. */
 #include "backends/native/ops/cpu/ops_cpu_internal.h"
 
 #include <math.h>
@@ -12,9 +13,26 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
+#include "backends/native/ops/ops_math.h"
 #include "common/banned.h"
 
-#define ATTN_PAR_MIN 262144.0 /* multiply-adds below which one thread does all heads */
+#define ATTN_PAR_MIN 16384.0 /* multiply-adds below which one thread does all heads */
+
+/* the calling thread's score row, grown on demand and kept (a step allocates nothing) */
+static float *scores_get(size_t n)
+{
+	static _Thread_local float *buf;
+	static _Thread_local size_t cap;
+	if (n > cap) {
+		float *nb = malloc(n * sizeof(float));
+		if (!nb)
+			return NULL;
+		free(buf);
+		buf = nb;
+		cap = n;
+	}
+	return buf;
+}
 
 /* one (sequence, head): q (hd), cached k/v rows 0..p at stride ks, out (hd); s scratch */
 static void one_head(float *o, const float *q, const float *kb, const float *vb, size_t ks,
@@ -45,11 +63,13 @@ static void one_head(float *o, const float *q, const float *kb, const float *vb,
 		mx = s[j] > mx ? s[j] : mx;
 	}
 #endif
+	/* exp without libm (ops_math.h), a loop GCC vectorises; the sum in j order */
 	float sum = 0.0f;
-	for (int j = j0; j <= p; j++) {
-		s[j] = expf(s[j] - mx);
+#pragma omp simd
+	for (int j = j0; j <= p; j++)
+		s[j] = ops_expf(s[j] - mx);
+	for (int j = j0; j <= p; j++)
 		sum += s[j];
-	}
 	float inv = 1.0f / sum;
 #if defined(__AVX512F__)
 	for (int c = 0; c < nc; c++) {
@@ -91,9 +111,9 @@ void ops_cpu_attention_decode(float *out, const float *q, const float *k, const 
 	double work = 0.0;
 	for (int bi = 0; bi < b; bi++)
 		work += 2.0 * nh * (pos0[bi] + 1) * hd;
-#pragma omp parallel if (work > ATTN_PAR_MIN)
+#pragma omp parallel if (work > ATTN_PAR_MIN && b * nh > 1)
 	{
-		float *s = malloc((size_t)tk * sizeof(float));
+		float *s = scores_get((size_t)tk);
 		if (!s) {
 			fprintf(stderr, "ftlab: out of memory in attention\n");
 			abort();
@@ -107,6 +127,5 @@ void ops_cpu_attention_decode(float *out, const float *q, const float *k, const 
 				int j0 = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
 				one_head(out + qo, q + qo, k + kv, v + kv, ks, j0, p, hd, scale, s);
 			}
-		free(s);
 	}
 }
