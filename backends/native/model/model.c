@@ -1225,6 +1225,13 @@ static void lin_backward(struct model *m, const struct lin *l, struct lacts *a, 
 	}
 }
 
+/* Attention without a KV cache in bf16: train.precision bf16 where the backend has it. */
+static bool attn_bf16(const struct model *m)
+{
+	return (m->mmflags & OPS_BF16) && m->ops->attention_forward_bf16 &&
+	       m->ops->attention_backward_bf16;
+}
+
 /* RoPE frequencies and window of layer l (Gemma 3's local layers have their own). */
 static const float *layer_inv_freq(const struct model *m, int l)
 {
@@ -1286,6 +1293,9 @@ void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, fl
 		}
 		ops->attention_forward(a->atty, NULL, a->q, kc, vc, B, T, tk, hp->n_head,
 				       hp->n_head_kv, hp->head_dim, pos0, m->attn_scale, win);
+	} else if (attn_bf16(m)) {
+		ops->attention_forward_bf16(a->atty, a->att, a->q, a->k, a->v, B, T, hp->n_head,
+					    hp->n_head_kv, hp->head_dim, m->attn_scale, win);
 	} else {
 		ops->attention_forward(a->atty, a->att, a->q, a->k, a->v, B, T, T, hp->n_head,
 				       hp->n_head_kv, hp->head_dim, NULL, m->attn_scale, win);
@@ -1666,9 +1676,14 @@ static void layer_backward(struct model *m, int l, struct lacts *a, int B, int T
 	} else {
 		lin_backward(m, &y->o, a, g->datty, false, g->dres, a->atty, N);
 	}
-	ops->attention_backward(g->dq, g->dk, g->dv, g->datty, a->att, a->q, a->k, a->v, B, T,
-				hp->n_head, hp->n_head_kv, hp->head_dim, m->attn_scale,
-				layer_window(m, l));
+	if (attn_bf16(m))
+		ops->attention_backward_bf16(g->dq, g->dk, g->dv, g->datty, a->att, a->q, a->k,
+					     a->v, B, T, hp->n_head, hp->n_head_kv, hp->head_dim,
+					     m->attn_scale, layer_window(m, l));
+	else
+		ops->attention_backward(g->dq, g->dk, g->dv, g->datty, a->att, a->q, a->k, a->v,
+					B, T, hp->n_head, hp->n_head_kv, hp->head_dim,
+					m->attn_scale, layer_window(m, l));
 	if (hp->arch != ARCH_GPT2) {
 		const float *fr = layer_inv_freq(m, l);
 		ops->rope_backward(g->dq, B, T, hp->n_head, hp->head_dim, NULL, fr, rope_style(m));
