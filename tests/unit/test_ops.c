@@ -398,6 +398,15 @@ static void test_rope(void **state)
 		/* rotations keep the norm */
 		rope_fwd(&k, out);
 		assert_float_equal(dot_d(out, out, n), dot_d(k.x, k.x, n), 1e-3);
+		/* the bits of ops_rope_head (the CUDA kernels' arithmetic) for every head */
+		float *want = malloc(n * sizeof(float));
+		memcpy(want, k.x, n * sizeof(float));
+		for (int r = 0; r < b * t; r++)
+			for (int h = 0; h < nh; h++)
+				ops_rope_head(want + ((size_t)r * nh + h) * hd, hd, pos0[r / t] + r % t,
+					      inv, st == OPS_ROPE_INTERLEAVED, 1.0f);
+		assert_memory_equal(out, want, n * sizeof(float));
+		free(want);
 		free(k.x);
 		free(R);
 		free(dx);
