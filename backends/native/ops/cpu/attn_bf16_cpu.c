@@ -239,6 +239,112 @@ static void pack_t(uint16_t *dst, int ld, const float *x, int ldx, int rows, int
 			dst[(size_t)d * ld + i] = 0;
 }
 
+/* ---- rows of P and dS ---- */
+
+#if ATT16_SIMD
+/* ops_expf on 16 lanes: the same operations in the same order, so the same bits. */
+static inline __m512 exp16(__m512 x)
+{
+	const __m512 lo = _mm512_set1_ps(-87.33654f), hi = _mm512_set1_ps(88.72283f);
+	__mmask16 gt_lo = _mm512_cmp_ps_mask(x, lo, _CMP_GT_OQ);
+	__mmask16 lt_hi = _mm512_cmp_ps_mask(x, hi, _CMP_LT_OQ);
+	__m512 xc = _mm512_mask_blend_ps(gt_lo, lo, _mm512_mask_blend_ps(lt_hi, hi, x));
+	__m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+					_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693145751953125f), xc);
+	r = _mm512_fmadd_ps(n, _mm512_set1_ps(-1.428606765330187e-6f), r);
+	__m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+	__m512i ni = _mm512_cvttps_epi32(n);
+	__mmask16 big = _mm512_cmpgt_epi32_mask(ni, _mm512_set1_epi32(127));
+	__m512 twice = _mm512_mask_blend_ps(big, _mm512_set1_ps(1.0f), _mm512_set1_ps(2.0f));
+	ni = _mm512_min_epi32(ni, _mm512_set1_epi32(127));
+	__m512 scale = _mm512_castsi512_ps(
+		_mm512_slli_epi32(_mm512_add_epi32(ni, _mm512_set1_epi32(127)), 23));
+	__m512 y = _mm512_mul_ps(_mm512_mul_ps(p, scale), twice);
+	y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ), y,
+				 _mm512_set1_ps(INFINITY));
+	return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), y, _mm512_setzero_ps());
+}
+
+static inline __mmask16 tail(int n, int j)
+{
+	return n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1u);
+}
+#endif
+
+/* r[j0..n) = softmax of r[j0..n) (max-shifted, ops_expf), the rest of the row's t to 0. */
+static void softmax_row(float *r, int j0, int n, int t)
+{
+	float mx = -INFINITY, sum = 0.0f;
+#if ATT16_SIMD
+	__m512 vm = _mm512_set1_ps(-INFINITY), vs = _mm512_setzero_ps();
+	for (int j = j0; j < n; j += 16)
+		vm = _mm512_max_ps(vm, _mm512_mask_loadu_ps(vm, tail(n, j), r + j));
+	mx = _mm512_reduce_max_ps(vm);
+	vm = _mm512_set1_ps(mx);
+	for (int j = j0; j < n; j += 16) {
+		__mmask16 k = tail(n, j);
+		__m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, r + j), vm));
+		_mm512_mask_storeu_ps(r + j, k, e);
+		vs = _mm512_mask_add_ps(vs, k, vs, e);
+	}
+	sum = _mm512_reduce_add_ps(vs);
+	__m512 vi = _mm512_set1_ps(1.0f / sum);
+	for (int j = j0; j < n; j += 16) {
+		__mmask16 k = tail(n, j);
+		_mm512_mask_storeu_ps(r + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, r + j), vi));
+	}
+#else
+	for (int j = j0; j < n; j++)
+		mx = r[j] > mx ? r[j] : mx;
+	for (int j = j0; j < n; j++) {
+		r[j] = ops_expf(r[j] - mx);
+		sum += r[j];
+	}
+	float inv = 1.0f / sum;
+	for (int j = j0; j < n; j++)
+		r[j] *= inv;
+#endif
+	memset(r, 0, (size_t)j0 * sizeof(float));
+	memset(r + n, 0, (size_t)(t - n) * sizeof(float));
+}
+
+/* r[j0..n) = p (r - sum_j p r) scale (dS from dP and P), the rest of the row's t to 0. */
+static void dsoftmax_row(float *r, const float *pr, int j0, int n, int t, float scale)
+{
+	float acc = 0.0f;
+#if ATT16_SIMD
+	__m512 va = _mm512_setzero_ps();
+	for (int j = j0; j < n; j += 16) {
+		__mmask16 k = tail(n, j);
+		va = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, pr + j), _mm512_maskz_loadu_ps(k, r + j),
+				     va);
+	}
+	acc = _mm512_reduce_add_ps(va);
+	__m512 vc = _mm512_set1_ps(acc), vsc = _mm512_set1_ps(scale);
+	for (int j = j0; j < n; j += 16) {
+		__mmask16 k = tail(n, j);
+		__m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, r + j), vc);
+		d = _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, pr + j), d), vsc);
+		_mm512_mask_storeu_ps(r + j, k, d);
+	}
+#else
+	for (int j = j0; j < n; j++)
+		acc += pr[j] * r[j];
+	for (int j = j0; j < n; j++)
+		r[j] = pr[j] * (r[j] - acc) * scale;
+#endif
+	memset(r, 0, (size_t)j0 * sizeof(float));
+	memset(r + n, 0, (size_t)(t - n) * sizeof(float));
+}
+
 /* ---- attention ---- */
 
 /* Per-thread buffers for sequences of t keys and head size hd. */
@@ -306,27 +412,7 @@ static void probs16(const struct att16 *w, float *s, uint16_t *pa, float scale, 
 	}
 	for (int i = 0; i < t; i++) {
 		float *r = s + (size_t)i * t;
-		int j0 = first_key(i, window);
-		float mx = -INFINITY;
-#if OPS_SIMD_ON
-#pragma omp simd reduction(max : mx)
-#endif
-		for (int j = j0; j <= i; j++)
-			mx = r[j] > mx ? r[j] : mx;
-		float sum = 0.0f;
-#if OPS_SIMD_ON
-#pragma omp simd reduction(+ : sum)
-#endif
-		for (int j = j0; j <= i; j++) {
-			r[j] = ops_expf(r[j] - mx);
-			sum += r[j];
-		}
-		float inv = 1.0f / sum;
-		memset(r, 0, (size_t)j0 * sizeof(float));
-		OPS_SIMD
-		for (int j = j0; j <= i; j++)
-			r[j] *= inv;
-		memset(r + i + 1, 0, (size_t)(t - i - 1) * sizeof(float));
+		softmax_row(r, first_key(i, window), i + 1, t);
 		if (pa)
 			pack_row_causal(pa + (size_t)i * w->tp, r, i + 1, t);
 	}
@@ -434,19 +520,8 @@ void ops_cpu_attention_backward_bf16(float *dq, float *dk, float *dv, const floa
 					for (int i = 0; i < t; i++) {
 						const float *pr = p + (size_t)i * t;
 						float *r = w.dp + (size_t)i * t;
-						float acc = 0.0f;
-						int j0 = first_key(i, window);
-#if OPS_SIMD_ON
-#pragma omp simd reduction(+ : acc)
-#endif
-						for (int j = j0; j <= i; j++)
-							acc += pr[j] * r[j];
-						memset(r, 0, (size_t)j0 * sizeof(float));
-						OPS_SIMD
-						for (int j = j0; j <= i; j++)
-							r[j] = pr[j] * (r[j] - acc) * scale;
-						memset(r + i + 1, 0,
-						       (size_t)(t - i - 1) * sizeof(float));
+						dsoftmax_row(r, pr, first_key(i, window), i + 1, t,
+							     scale);
 						pack_row_causal(w.pa + (size_t)i * w.tp, r, i + 1, t);
 					}
 					for (int ib = 0; ib < nb; ib++) { /* dQ = dS K */
