@@ -227,7 +227,7 @@ const struct key_desc schema_keys[] = {
 	{"train.max_grad_norm", KT_FLOAT, KF_LO, "1.0", RANGE(0, 0), NULL,
 	 "Clip the global gradient norm (0: no clipping).", NULL},
 	{"train.precision", KT_ENUM, 0, "fp32", NOB, "fp32|bf16",
-	 "fp32, or bf16 (matmuls in bf16, fp32 master weights).", NULL},
+	 "fp32, or bf16 (matmuls and the training attention's products in bf16, fp32 master weights).", NULL},
 	{"train.grad_checkpointing", KT_BOOL, 0, "false", NOB, NULL,
 	 "Recompute activations in backward to save memory.", NULL},
 	{"train.eval_every", KT_INT, KF_LO, "0", RANGE(0, 0), NULL,

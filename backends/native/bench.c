@@ -242,7 +242,7 @@ static int bench_generate(const struct bench_dev *bd, struct model *m, int promp
 /* On the CPU, train mode runs the model on a copy of the CPU ops table whose matmul and
  * attention are wrapped to add up their wall and process CPU time, so the bench can print
  * the split of a step: matmuls (linear layers, LM head, LoRA: bf16 with --precision bf16),
- * attention (its fp32 GEMMs and softmax, in both precisions) and the rest (norms,
+ * attention (its GEMMs, bf16 under --precision bf16, and softmax) and the rest (norms,
  * activations, cross-entropy, AdamW: also the same in both). On CUDA the ops return
  * before the device finishes, so there is no such split. */
 enum { SPLIT_MATMUL, SPLIT_ATTENTION, SPLIT_N };
@@ -293,6 +293,26 @@ static void timed_attention_backward(float *dq, float *dk, float *dv, const floa
 	split_add(SPLIT_ATTENTION, w0, c0);
 }
 
+static void timed_attention_forward_bf16(float *out, float *att, const float *q,
+					 const float *k, const float *v, int b, int t, int nh,
+					 int nkv, int hd, float scale, int window)
+{
+	double w0 = time_monotonic(), c0 = time_process_cpu();
+	timed_base->attention_forward_bf16(out, att, q, k, v, b, t, nh, nkv, hd, scale, window);
+	split_add(SPLIT_ATTENTION, w0, c0);
+}
+
+static void timed_attention_backward_bf16(float *dq, float *dk, float *dv, const float *dout,
+					  const float *att, const float *q, const float *k,
+					  const float *v, int b, int t, int nh, int nkv, int hd,
+					  float scale, int window)
+{
+	double w0 = time_monotonic(), c0 = time_process_cpu();
+	timed_base->attention_backward_bf16(dq, dk, dv, dout, att, q, k, v, b, t, nh, nkv, hd,
+					    scale, window);
+	split_add(SPLIT_ATTENTION, w0, c0);
+}
+
 static const struct ops *timed_cpu_ops(void)
 {
 	timed_base = ops_cpu();
@@ -301,6 +321,10 @@ static const struct ops *timed_cpu_ops(void)
 	timed_ops.matmul_w = timed_matmul_w;
 	timed_ops.attention_forward = timed_attention_forward;
 	timed_ops.attention_backward = timed_attention_backward;
+	if (timed_base->attention_forward_bf16) {
+		timed_ops.attention_forward_bf16 = timed_attention_forward_bf16;
+		timed_ops.attention_backward_bf16 = timed_attention_backward_bf16;
+	}
 	return &timed_ops;
 }
 

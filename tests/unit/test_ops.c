@@ -398,6 +398,15 @@ static void test_rope(void **state)
 		/* rotations keep the norm */
 		rope_fwd(&k, out);
 		assert_float_equal(dot_d(out, out, n), dot_d(k.x, k.x, n), 1e-3);
+		/* the bits of ops_rope_head (the CUDA kernels' arithmetic) for every head */
+		float *want = malloc(n * sizeof(float));
+		memcpy(want, k.x, n * sizeof(float));
+		for (int r = 0; r < b * t; r++)
+			for (int h = 0; h < nh; h++)
+				ops_rope_head(want + ((size_t)r * nh + h) * hd, hd, pos0[r / t] + r % t,
+					      inv, st == OPS_ROPE_INTERLEAVED, 1.0f);
+		assert_memory_equal(out, want, n * sizeof(float));
+		free(want);
 		free(k.x);
 		free(R);
 		free(dx);
@@ -636,6 +645,113 @@ static void test_attention_blocks_and_recompute(void **state)
 	free(ro), free(rq), free(rk), free(rv), free(pr), free(dp);
 }
 
+static double bfr(float x)
+{
+	return (double)ops_bf16_to_f32(ops_f32_to_bf16(x));
+}
+
+/* The bf16 training attention against a double-precision reference that rounds the same
+ * operands to bf16 (q, k, v, dO, P, dS) and against the unrounded one: close to the first,
+ * measurably off the second (the rounding acts); stored and recomputed probabilities and
+ * 1 or 2 threads give the same bits. Odd sizes: t = 129 (blocks starting at odd rows),
+ * head size 9 (a pad column), a sliding window. */
+static void attention_bf16_case(int t, int hd, int window)
+{
+	int b = 2, nh = 4, nkv = 2, grp = nh / nkv;
+	size_t nq = (size_t)b * t * nh * hd, nk = (size_t)b * t * nkv * hd;
+	float *q = rnd(nq, 40, 1), *k = rnd(nk, 41, 1), *v = rnd(nk, 42, 1), *R = rnd(nq, 43, 1);
+	float *att = malloc((size_t)b * nh * t * t * sizeof(float));
+	float *o1 = malloc(nq * 4), *o2 = malloc(nq * 4);
+	float *g1[3] = {malloc(nq * 4), malloc(nk * 4), malloc(nk * 4)};
+	float *g2[3] = {malloc(nq * 4), malloc(nk * 4), malloc(nk * 4)};
+	float sc1 = 1.0f / sqrtf((float)hd);
+	assert_non_null(O->attention_forward_bf16);
+	O->attention_forward_bf16(o1, att, q, k, v, b, t, nh, nkv, hd, sc1, window);
+	O->attention_backward_bf16(g1[0], g1[1], g1[2], R, att, q, k, v, b, t, nh, nkv, hd, sc1,
+				   window);
+	int nthreads = omp_get_max_threads();
+	omp_set_num_threads(nthreads > 1 ? 1 : 2);
+	O->attention_forward_bf16(o2, NULL, q, k, v, b, t, nh, nkv, hd, sc1, window);
+	O->attention_backward_bf16(g2[0], g2[1], g2[2], R, NULL, q, k, v, b, t, nh, nkv, hd, sc1,
+				   window);
+	omp_set_num_threads(nthreads);
+	assert_memory_equal(o1, o2, nq * sizeof(float));
+	for (int i = 0; i < 3; i++)
+		assert_memory_equal(g1[i], g2[i], (i ? nk : nq) * sizeof(float));
+	/* references: r = 0 rounds where the bf16 path does, r = 1 does not */
+	double err[2][4] = {{0}}, mx[4] = {0};
+	size_t qs = (size_t)nh * hd, ks = (size_t)nkv * hd;
+	double *pr = malloc((size_t)t * sizeof(double)), *dp = malloc((size_t)t * sizeof(double));
+	for (int r = 0; r < 2; r++) {
+		double *ref[4] = {calloc(nq, 8), calloc(nq, 8), calloc(nk, 8), calloc(nk, 8)};
+#define RB(x) (r ? (double)(x) : bfr(x))
+		for (int bi = 0; bi < b; bi++)
+			for (int h = 0; h < nh; h++)
+				for (int i = 0; i < t; i++) {
+					size_t qo = ((size_t)bi * t + i) * qs + (size_t)h * hd;
+					size_t ko = (size_t)bi * t * ks + (size_t)(h / grp) * hd;
+					int j0 = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
+					double m = -1e300, sum = 0, pd = 0;
+					for (int j = j0; j <= i; j++) {
+						double sc = 0;
+						for (int e = 0; e < hd; e++)
+							sc += RB(q[qo + e]) * RB(k[ko + (size_t)j * ks + e]);
+						pr[j] = sc * sc1;
+						m = fmax(m, pr[j]);
+					}
+					for (int j = j0; j <= i; j++)
+						sum += (pr[j] = exp(pr[j] - m));
+					for (int j = j0; j <= i; j++) {
+						pr[j] /= sum;
+						double d = 0, pj = RB((float)pr[j]);
+						for (int e = 0; e < hd; e++) {
+							size_t kj = ko + (size_t)j * ks + e;
+							ref[0][qo + e] += pj * RB(v[kj]);
+							d += RB(R[qo + e]) * RB(v[kj]);
+							ref[3][kj] += pj * RB(R[qo + e]);
+						}
+						dp[j] = d;
+						pd += pr[j] * d;
+					}
+					for (int j = j0; j <= i; j++) {
+						double ds = RB((float)(pr[j] * (dp[j] - pd) * sc1));
+						for (int e = 0; e < hd; e++) {
+							size_t kj = ko + (size_t)j * ks + e;
+							ref[1][qo + e] += ds * RB(k[kj]);
+							ref[2][kj] += ds * RB(q[qo + e]);
+						}
+					}
+				}
+#undef RB
+		const float *got[4] = {o1, g1[0], g1[1], g1[2]};
+		for (int a = 0; a < 4; a++) {
+			size_t n = a < 2 ? nq : nk;
+			for (size_t i = 0; i < n; i++) {
+				mx[a] = fmax(mx[a], fabs(ref[a][i]));
+				err[r][a] = fmax(err[r][a], fabs(ref[a][i] - got[a][i]));
+			}
+			free(ref[a]);
+		}
+	}
+	for (int a = 0; a < 4; a++) {
+		if (err[0][a] > 1e-3 * mx[a] || err[1][a] < 2.0 * err[0][a])
+			fail_msg("t %d hd %d window %d, output %d: off the rounded reference by %g, "
+				 "off the fp32 one by %g (max %g)",
+				 t, hd, window, a, err[0][a], err[1][a], mx[a]);
+	}
+	free(q), free(k), free(v), free(R), free(att), free(o1), free(o2), free(pr), free(dp);
+	for (int i = 0; i < 3; i++)
+		free(g1[i]), free(g2[i]);
+}
+
+static void test_attention_bf16(void **state)
+{
+	(void)state;
+	attention_bf16_case(129, 20, 0);
+	attention_bf16_case(129, 20, 50);
+	attention_bf16_case(40, 9, 0);
+}
+
 static void test_attention(void **state)
 {
 	(void)state;
@@ -842,6 +958,7 @@ int main(void)
 		cmocka_unit_test(test_rope),
 		cmocka_unit_test(test_attention),
 		cmocka_unit_test(test_attention_blocks_and_recompute),
+		cmocka_unit_test(test_attention_bf16),
 		cmocka_unit_test(test_activations),
 		cmocka_unit_test(test_embedding),
 		cmocka_unit_test(test_crossentropy),

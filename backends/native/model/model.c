@@ -1711,6 +1711,13 @@ static float *bn_residual_backward(struct model *m, const struct layer *y, struc
 	return du;
 }
 
+/* Attention without a KV cache in bf16: train.precision bf16 where the backend has it. */
+static bool attn_bf16(const struct model *m)
+{
+	return (m->mmflags & OPS_BF16) && m->ops->attention_forward_bf16 &&
+	       m->ops->attention_backward_bf16;
+}
+
 /* RoPE frequencies and window of layer l (Gemma 3's local layers have their own). */
 static const float *layer_inv_freq(const struct model *m, int l)
 {
@@ -1781,6 +1788,9 @@ void model_layer_forward(struct model *m, int l, struct lacts *a, float *out, fl
 					      (size_t)2 * hp->n_layer * m->kvd, B, T, m->np,
 					      hp->n_head, hp->n_head_kv, hp->head_dim, m->attn_scale,
 					      win);
+	} else if (attn_bf16(m)) {
+		ops->attention_forward_bf16(a->atty, a->att, a->q, a->k, a->v, B, T, hp->n_head,
+					    hp->n_head_kv, hp->head_dim, m->attn_scale, win);
 	} else {
 		ops->attention_forward(a->atty, a->att, a->q, a->k, a->v, B, T, T, hp->n_head,
 				       hp->n_head_kv, hp->head_dim, NULL, m->attn_scale, win);
@@ -2174,6 +2184,10 @@ static void layer_backward(struct model *m, int l, struct lacts *a, int B, int T
 					       hp->n_head, hp->n_head_kv, hp->head_dim, m->attn_scale,
 					       layer_window(m, l));
 		pos0 = m->prefix_pos;
+	} else if (attn_bf16(m)) {
+		ops->attention_backward_bf16(g->dq, g->dk, g->dv, g->datty, a->att, a->q, a->k,
+					     a->v, B, T, hp->n_head, hp->n_head_kv, hp->head_dim,
+					     m->attn_scale, layer_window(m, l));
 	} else {
 		ops->attention_backward(g->dq, g->dk, g->dv, g->datty, a->att, a->q, a->k, a->v,
 					B, T, hp->n_head, hp->n_head_kv, hp->head_dim,

@@ -129,6 +129,18 @@ struct ops {
 				   const float *att, const float *q, const float *k,
 				   const float *v, int b, int t, int nh, int nkv, int hd,
 				   float scale, int window);
+	/* The training forms above (pos0 NULL, Tq == Tk == T) with the products in bf16: Q K^T,
+	 * P V and the backward's dO V^T, P^T dO, dS K, dS^T Q round their operands to bf16
+	 * (as OPS_BF16) and accumulate in fp32; softmax and its backward stay fp32. The model
+	 * calls them under train.precision bf16; NULL where a backend has none (the fp32
+	 * forms are used). */
+	void (*attention_forward_bf16)(float *out, float *att, const float *q, const float *k,
+				       const float *v, int b, int t, int nh, int nkv, int hd,
+				       float scale, int window);
+	void (*attention_backward_bf16)(float *dq, float *dk, float *dv, const float *dout,
+					const float *att, const float *q, const float *k,
+					const float *v, int b, int t, int nh, int nkv, int hd,
+					float scale, int window);
 
 	/* out (N) = silu(gate) * up; backward: dgate, dup overwritten. */
 	void (*swiglu_forward)(float *out, const float *gate, const float *up, size_t n);

@@ -204,6 +204,37 @@ static void cpu_layernorm_backward(float *dx, float *dw, float *db, const float 
 	}
 }
 
+#define ROPE_MAX_HALF 512
+
+/* The rotation of every head of one row by the angles of its position, cos and sin taken
+ * once per row (the values ops_rope_head computes for each head: the same bits). */
+static void rope_row(float *row, int nh, int hd, int pos, const float *inv_freq, int inter,
+		     float sign)
+{
+	int half = hd / 2;
+	if (half > ROPE_MAX_HALF) {
+		for (int h = 0; h < nh; h++)
+			ops_rope_head(row + (size_t)h * hd, hd, pos, inv_freq, inter, sign);
+		return;
+	}
+	float cs[ROPE_MAX_HALF], sn[ROPE_MAX_HALF];
+	for (int i = 0; i < half; i++) {
+		float ang = (float)pos * inv_freq[i];
+		cs[i] = cosf(ang);
+		sn[i] = sign * sinf(ang);
+	}
+	int st = inter ? 2 : 1, off = inter ? 1 : half;
+	for (int h = 0; h < nh; h++) {
+		float *x = row + (size_t)h * hd;
+		OPS_SIMD
+		for (int i = 0; i < half; i++) {
+			float a = x[i * st], b = x[i * st + off];
+			x[i * st] = a * cs[i] - b * sn[i];
+			x[i * st + off] = a * sn[i] + b * cs[i];
+		}
+	}
+}
+
 static void rope_apply(float *x, int b, int t, int nh, int hd, const int *pos0,
 		       const float *inv_freq, enum ops_rope_style style, float sign)
 {
@@ -212,9 +243,8 @@ static void rope_apply(float *x, int b, int t, int nh, int hd, const int *pos0,
 	for (int bi = 0; bi < b; bi++)
 		for (int ti = 0; ti < t; ti++) {
 			int pos = (pos0 ? pos0[bi] : 0) + ti;
-			float *row = x + ((size_t)bi * t + ti) * nh * hd;
-			for (int h = 0; h < nh; h++)
-				ops_rope_head(row + (size_t)h * hd, hd, pos, inv_freq, inter, sign);
+			rope_row(x + ((size_t)bi * t + ti) * nh * hd, nh, hd, pos, inv_freq, inter,
+				 sign);
 		}
 }
 
@@ -790,6 +820,8 @@ static const struct ops cpu_ops = {
 	.rope_backward = cpu_rope_backward,
 	.attention_forward = cpu_attention_forward,
 	.attention_backward = cpu_attention_backward,
+	.attention_forward_bf16 = ops_cpu_attention_forward_bf16,
+	.attention_backward_bf16 = ops_cpu_attention_backward_bf16,
 	.swiglu_forward = cpu_swiglu_forward,
 	.swiglu_backward = cpu_swiglu_backward,
 	.gelu_forward = cpu_gelu_forward,

@@ -51,6 +51,15 @@ void ops_cpu_attention_decode(float *out, const float *q, const float *k, const 
 			      int b, int tk, int nh, int nkv, int hd, const int *pos0, float scale,
 			      int window);
 
+/* The attention_forward_bf16 / attention_backward_bf16 of struct ops (attn_bf16_cpu.c). */
+void ops_cpu_attention_forward_bf16(float *out, float *att, const float *q, const float *k,
+				    const float *v, int b, int t, int nh, int nkv, int hd,
+				    float scale, int window);
+void ops_cpu_attention_backward_bf16(float *dq, float *dk, float *dv, const float *dout,
+				     const float *att, const float *q, const float *k,
+				     const float *v, int b, int t, int nh, int nkv, int hd,
+				     float scale, int window);
+
 /* Row-major sgemm with leading dimensions (oneDNN), for strided head views:
  * C = alpha op(A) op(B) + beta C. Single-threaded when called inside a parallel region. */
 void ops_cpu_gemm_ld(bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
