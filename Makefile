@@ -66,11 +66,12 @@ $(BUILD)/libftlab.a: $(LIB_OBJ)
 $(BIN): $(BUILD)/cli/main.o $(BUILD)/libftlab.a
 	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libftlab.a $(LIBS)
 
-$(BUILD)/%.o: %.c
+# | deps: with -j, nothing compiles before the packages are installed (a fresh machine).
+$(BUILD)/%.o: %.c | deps
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/%.cu.o: %.cu
+$(BUILD)/%.cu.o: %.cu | deps
 	@mkdir -p $(@D)
 	$(NVCC) $(NVFLAGS) -c -o $@ $<
 

@@ -254,7 +254,7 @@ static int method_keys_apply(const struct sweep_spec *s, const struct experiment
 			const struct node *vals = dm->lists[j];
 			for (size_t k = 0; k < schema_n_method_keys; k++) {
 				const struct method_key *mk = &schema_method_keys[k];
-				const struct node *at = node_get_path(e->merged, mk->path);
+				const struct node *at = experiment_node(e, mk->path);
 				if (!at || path_used(s, mk->path))
 					continue;
 				bool any = false;

@@ -333,6 +333,56 @@ static void test_errors_and_max_runs(void **state)
 	experiment_free(e);
 }
 
+/* A sweep over method.type compares methods on the same file: each point keeps only the
+ * file's keys of its own method (LoRA's rank does not make the IA3 point invalid, and the
+ * IA3 point's canonical config holds no rank), a key that applies to none of the swept
+ * methods is refused where it is written, and without the sweep the same key is refused
+ * for the wrong method. */
+/* keys: method.type */
+static void test_method_type_sweep(void **state)
+{
+	(void)state;
+	struct experiment *e = NULL;
+	struct sweep_plan *p = NULL;
+	struct diag d;
+	const char *cmp = "method:\n  type: lora\n  rank: 4\n  alpha: 8\n"
+			  "  num_virtual_tokens: 3\n  reduction_factor: 8\n"
+			  "sweep:\n  parameters:\n    method.type: [lora, ia3, prefix, adapter]\n";
+	p = expand_ok(&e, cmp);
+	assert_int_equal(p->n, 4);
+	const enum method_type want[] = {METHOD_LORA, METHOD_IA3, METHOD_PREFIX, METHOD_ADAPTER};
+	for (size_t i = 0; i < 4; i++)
+		assert_int_equal(p->points[i].cfg->method.type, want[i]);
+	assert_int_equal(p->points[0].cfg->method.rank, 4);
+	assert_true(p->points[0].cfg->method.alpha == 8);
+	assert_null(strstr(p->points[1].cfg->canonical_json, "\"rank\""));
+	assert_null(strstr(p->points[1].cfg->canonical_json, "num_virtual_tokens"));
+	assert_non_null(strstr(p->points[2].cfg->canonical_json, "\"num_virtual_tokens\":3"));
+	assert_null(strstr(p->points[2].cfg->canonical_json, "\"alpha\""));
+	assert_true(p->points[3].cfg->method.reduction_factor == 8);
+	assert_null(strstr(p->points[3].cfg->canonical_json, "\"rank\""));
+	sweep_plan_free(p);
+	experiment_free(e);
+	/* a key that no swept method reads */
+	assert_int_equal(expand(&e, &p, "m.yaml", "method:\n  type: ia3\n  rank: 4\n"
+						  "sweep:\n  parameters:\n    method.type: [ia3, prefix]\n",
+				0, &d), FT_EINVAL);
+	assert_non_null(strstr(d.text, "'method.rank' applies only to method.type lora|dora"));
+	assert_int_equal(d.line, 8);
+	experiment_free(e);
+	/* a point that sets another method's key itself is refused */
+	assert_int_equal(expand(&e, &p, "z.yaml", "sweep:\n  zip:\n    - method.type: [lora, ia3]\n"
+						  "      method.rank: [4, 8]\n", 0, &d), FT_EINVAL);
+	assert_string_equal(d.text, "sweep point 1 (method.type=ia3, method.rank=8): 'method.rank' "
+				    "applies only to method.type lora or dora, but method.type is ia3");
+	experiment_free(e);
+	/* without a method sweep, the wrong method's key is refused */
+	assert_int_equal(expand(&e, &p, "n.yaml", "method:\n  type: ia3\n  rank: 4\n", 0, &d),
+			 FT_EINVAL);
+	assert_non_null(strstr(d.text, "method.rank"));
+	experiment_free(e);
+}
+
 static void test_identity_content_hashes(void **state)
 {
 	(void)state;
@@ -387,6 +437,7 @@ int main(void)
 		cmocka_unit_test(test_distributions),
 		cmocka_unit_test(test_random_deterministic_and_seeds),
 		cmocka_unit_test(test_errors_and_max_runs),
+		cmocka_unit_test(test_method_type_sweep),
 		cmocka_unit_test(test_identity_content_hashes),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
