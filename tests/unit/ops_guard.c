@@ -395,6 +395,40 @@ static void g_attention_backward(float *dq, float *dk, float *dv, const float *d
 	close_all();
 }
 
+static void g_attention_forward_bf16(float *out, float *att, const float *q, const float *k,
+				     const float *v, int b, int t, int nh, int nkv, int hd,
+				     float scale, int window)
+{
+	DEV(out, F4((size_t)b * t * nh * hd));
+	DEV(att, F4((size_t)b * nh * t * t));
+	DEV(q, F4((size_t)b * t * nh * hd));
+	DEV(k, F4((size_t)b * t * nkv * hd));
+	DEV(v, F4((size_t)b * t * nkv * hd));
+	open_all();
+	in->attention_forward_bf16(out, att, q, k, v, b, t, nh, nkv, hd, scale, window);
+	close_all();
+}
+
+static void g_attention_backward_bf16(float *dq, float *dk, float *dv, const float *dout,
+				      const float *att, const float *q, const float *k,
+				      const float *v, int b, int t, int nh, int nkv, int hd,
+				      float scale, int window)
+{
+	size_t nq = F4((size_t)b * t * nh * hd), nk = F4((size_t)b * t * nkv * hd);
+	DEV(dq, nq);
+	DEV(dk, nk);
+	DEV(dv, nk);
+	DEV(dout, nq);
+	DEV(att, F4((size_t)b * nh * t * t));
+	DEV(q, nq);
+	DEV(k, nk);
+	DEV(v, nk);
+	open_all();
+	in->attention_backward_bf16(dq, dk, dv, dout, att, q, k, v, b, t, nh, nkv, hd, scale,
+				    window);
+	close_all();
+}
+
 /* ---- activations ---- */
 
 static void g_swiglu_forward(float *out, const float *gate, const float *up, size_t n)
@@ -570,6 +604,11 @@ const struct ops *ops_guard(const struct ops *inner)
 		.rope_backward = g_rope_backward,
 		.attention_forward = g_attention_forward,
 		.attention_backward = g_attention_backward,
+		.attention_forward_bf16 = inner->attention_forward_bf16 ? g_attention_forward_bf16
+									: NULL,
+		.attention_backward_bf16 = inner->attention_backward_bf16
+						   ? g_attention_backward_bf16
+						   : NULL,
 		.swiglu_forward = g_swiglu_forward,
 		.swiglu_backward = g_swiglu_backward,
 		.gelu_forward = g_gelu_forward,

@@ -199,7 +199,8 @@ static void test_backends(void **state)
 	assert_non_null(strstr(serr, "--precision is fp32 or bf16, not 'fp16'"));
 	rc = bench("bench --mode train --method lokr --model '%s'", model);
 	assert_int_equal(rc, 2);
-	assert_non_null(strstr(serr, "--method is lora, lora-all, dora, ia3, prefix or full"));
+	assert_non_null(strstr(serr, "--method is lora, lora-all, dora, ia3, prefix, full, adapter or "
+				     "adapter-houlsby, not 'lokr'"));
 	rc = bench("bench --batch 0 --model '%s'", model);
 	assert_int_equal(rc, 2);
 	assert_non_null(strstr(serr, "--batch expects a positive integer"));

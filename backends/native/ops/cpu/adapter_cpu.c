@@ -5,6 +5,7 @@
 
 #include "backends/native/ops/cpu/ops_cpu_internal.h"
 #include "backends/native/ops/ops_math.h"
+#include "common/banned.h"
 
 void ops_cpu_act_forward(float *out, const float *x, size_t n, int kind)
 {
