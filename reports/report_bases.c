@@ -23,18 +23,42 @@ const char *report_cost_name(enum report_cost c)
 	return c < COST_N ? COST_NAMES[c] : "";
 }
 
-char *report_run_base(const struct report *r, const struct report_run *run)
+const struct report_group_kind REPORT_GROUP_BASES = {"model.base", "bases", "Base models",
+						     "base model"};
+const struct report_group_kind REPORT_GROUP_METHODS = {"method.type", "methods", "Methods",
+						       "method"};
+
+char *report_run_key(const struct report *r, const struct report_run *run, const char *key)
 {
 	for (size_t p = 0; p < r->n_params; p++)
-		if (strcmp(r->params[p], "model.base") == 0 && run->param_values[p][0])
+		if (strcmp(r->params[p], key) == 0 && run->param_values[p][0])
 			return ft_strdup(run->param_values[p]);
 	if (!run->config_json)
 		return NULL;
-	json_t *j = json_loads(run->config_json, 0, NULL);
-	const char *b = json_string_value(json_object_get(json_object_get(j, "model"), "base"));
+	json_t *j = json_loads(run->config_json, 0, NULL), *at = j;
+	const char *k = key;
+	while (at && *k) {
+		const char *dot = strchr(k, '.');
+		size_t n = dot ? (size_t)(dot - k) : strlen(k);
+		char part[64];
+		if (n >= sizeof part) {
+			at = NULL;
+			break;
+		}
+		memcpy(part, k, n);
+		part[n] = 0;
+		at = json_object_get(at, part);
+		k += n + (dot != NULL);
+	}
+	const char *b = json_string_value(at);
 	char *out = b ? ft_strdup(b) : NULL;
 	json_decref(j);
 	return out;
+}
+
+char *report_run_base(const struct report *r, const struct report_run *run)
+{
+	return report_run_key(r, run, "model.base");
 }
 
 const char *report_base_short(const char *name)
@@ -56,7 +80,9 @@ void report_bases_free(struct report_bases *b)
 	for (size_t i = 0; i < b->n; i++)
 		free(b->items[i].name);
 	free(b->items);
+	const struct report_group_kind *kind = b->kind;
 	memset(b, 0, sizeof *b);
+	b->kind = kind;
 }
 
 static bool better(double a, double b, bool maximize)
@@ -72,7 +98,7 @@ static bool overlap(const struct report_value *a, const struct report_value *b)
 /* Adds run i to its base's entry (created when new). */
 static int add_run(struct report_bases *b, const struct report *r, size_t i, size_t *cap)
 {
-	char *name = report_run_base(r, &r->runs[i]);
+	char *name = report_run_key(r, &r->runs[i], b->kind->key);
 	if (!name)
 		return 0; /* a run without a config (an old store): not comparable */
 	size_t k = 0;
@@ -183,7 +209,14 @@ static void judge(struct report_bases *b, const struct report *r)
 
 int report_bases_make(struct report_bases *out, const struct report *r)
 {
+	return report_groups_make(out, r, &REPORT_GROUP_BASES);
+}
+
+int report_groups_make(struct report_bases *out, const struct report *r,
+		       const struct report_group_kind *kind)
+{
 	memset(out, 0, sizeof *out);
+	out->kind = kind;
 	out->pick = out->best = out->cheapest = -1;
 	out->metric = report_rank_metric(r, &out->maximize);
 	size_t cap = 0;
@@ -241,12 +274,12 @@ char *report_bases_sentence(const struct report_bases *b, const struct report *r
 	const char *goal = b->maximize ? "higher is better" : "lower is better";
 	switch (b->verdict) {
 	case BASES_NO_RESULT:
-		rc = strbuf_printf(&s, "No base model has a fine-tuned %s yet: nothing to pick.",
-				   metric);
+		rc = strbuf_printf(&s, "No %s has a fine-tuned %s yet: nothing to pick.",
+				   b->kind->noun, metric);
 		break;
 	case BASES_ONE_LEFT:
-		rc = strbuf_printf(&s, "Pick %s: it is the only base with a fine-tuned %s%s (",
-				   report_base_short(b->items[b->pick].name), metric,
+		rc = strbuf_printf(&s, "Pick %s: it is the only %s with a fine-tuned %s%s (",
+				   report_base_short(b->items[b->pick].name), b->kind->noun, metric,
 				   b->gated ? " that passes the experiment's gates" : "");
 		if (!rc)
 			rc = value_text(&s, b, r, b->pick, false);
@@ -259,8 +292,8 @@ char *report_bases_sentence(const struct report_bases *b, const struct report *r
 		if (!rc)
 			rc = value_text(&s, b, r, b->pick, false);
 		if (!rc)
-			rc = strbuf_puts(&s, ", is the best, and its interval does not overlap any "
-					 "other base's (");
+			rc = strbuf_printf(&s, ", is the best, and its interval does not overlap "
+					   "any other %s's (", b->kind->noun);
 		for (size_t k = 0, first = 1; k < b->n && !rc; k++)
 			if (b->candidate[k] && (long)k != b->pick) {
 				rc = strbuf_puts(&s, first ? "" : "; ");
@@ -323,8 +356,8 @@ char *report_bases_sentence(const struct report_bases *b, const struct report *r
 	for (size_t k = 0; k < b->n; k++)
 		all_fail = all_fail && (b->items[k].run < 0 || b->items[k].gate_failed >= 0);
 	if (!rc && b->gated && all_fail && b->verdict != BASES_NO_RESULT)
-		rc = strbuf_puts(&s, " No base model passes the experiment's gates; the above "
-				 "ranks them by the objective alone:");
+		rc = strbuf_printf(&s, " No %s passes the experiment's gates; the above ranks "
+				   "them by the objective alone:", b->kind->noun);
 	for (size_t k = 0; k < b->n && !rc; k++) {
 		const struct report_base *e = &b->items[k];
 		if (e->run >= 0 && e->gate_failed >= 0) {

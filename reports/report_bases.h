@@ -1,7 +1,9 @@
 /* report_bases: the comparison of base models in a report whose runs use more than one
  * model.base: per base its best run by the rank metric, that run's untuned and tuned values
  * and paired differences (each run is paired with the evaluation of its own base), its cost,
- * the experiment's gates, and which base to pick. A pure function of struct report. */
+ * the experiment's gates, and which base to pick. The same comparison groups runs by
+ * method.type (a sweep over fine-tuning methods: which method to pick, at what cost).
+ * A pure function of struct report. */
 #ifndef FTLAB_REPORT_BASES_H
 #define FTLAB_REPORT_BASES_H
 
@@ -24,6 +26,15 @@ enum report_cost {
 /* The metric name of a cost ("train_seconds", ...). */
 const char *report_cost_name(enum report_cost c);
 
+/* What the runs are grouped by, and how the report names it. */
+struct report_group_kind {
+	const char *key;   /* the experiment key: "model.base", "method.type" */
+	const char *id;    /* section anchor and chart file stem: "bases", "methods" */
+	const char *title; /* section heading: "Base models" */
+	const char *noun;  /* one of them in a sentence: "base model", "method" */
+};
+extern const struct report_group_kind REPORT_GROUP_BASES, REPORT_GROUP_METHODS;
+
 struct report_base {
 	char *name;          /* model.base as the runs spell it */
 	long run;            /* best finished run of this base by the rank metric, or -1 */
@@ -42,6 +53,7 @@ enum report_bases_verdict {
 };
 
 struct report_bases {
+	const struct report_group_kind *kind;
 	struct report_base *items; /* in first-seen run order */
 	size_t n;                  /* 0 when the runs use fewer than two bases */
 	long metric;               /* the rank metric (report_rank_metric), -1 without one */
@@ -56,13 +68,19 @@ struct report_bases {
 				    * bases beyond 64 never do */
 };
 
-/* Fills *out for r. 0 or FT_ENOMEM (then *out is empty). Free with report_bases_free. */
+/* Fills *out for r, grouped by model.base. 0 or FT_ENOMEM (then *out is empty). Free with
+ * report_bases_free. */
 int report_bases_make(struct report_bases *out, const struct report *r) FT_WUR;
+/* The same, grouped by kind's key. */
+int report_groups_make(struct report_bases *out, const struct report *r,
+		       const struct report_group_kind *kind) FT_WUR;
 void report_bases_free(struct report_bases *b);
 
 /* The model.base of a run: its swept parameter, else its resolved config's, else NULL.
  * The pointer is owned by the caller (free()). */
 char *report_run_base(const struct report *r, const struct report_run *run);
+/* The same for any scalar key ("method.type"). */
+char *report_run_key(const struct report *r, const struct report_run *run, const char *key);
 
 /* The short display name of a base: the last path component ("x/y.gguf" -> "y.gguf";
  * a directory's own name). Points into name. */

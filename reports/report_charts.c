@@ -717,9 +717,12 @@ static int chart_bases_values(struct report_charts *out, const struct report *r,
 		if (same_split(r->metrics[i], r->metrics[b->metric]))
 			ms[n++] = i;
 	struct strbuf t = {0}, g = {0};
-	const char *rel = "data/bases.tsv";
-	int rc = strbuf_puts(&t, "# one block per metric; x\tbase\tuntuned\tuntuned_lo\t"
-			      "untuned_hi\ttuned\ttuned_lo\ttuned_hi\tdelta\tdelta_lo\tdelta_hi\trun\n");
+	char rel[64], name[48];
+	snprintf(rel, sizeof rel, "data/%s.tsv", b->kind->id);
+	snprintf(name, sizeof name, "%s", b->kind->id);
+	int rc = strbuf_printf(&t, "# one block per metric; x\t%s\tuntuned\tuntuned_lo\t"
+			      "untuned_hi\ttuned\ttuned_lo\ttuned_hi\tdelta\tdelta_lo\tdelta_hi\trun\n",
+			       b->kind == &REPORT_GROUP_BASES ? "base" : "method");
 	for (size_t k = 0; k < n && !rc; k++) {
 		rc = strbuf_puts(&t, "# ");
 		if (!rc)
@@ -759,11 +762,11 @@ static int chart_bases_values(struct report_charts *out, const struct report *r,
 	char split[64], title[160], caption[512];
 	const char *sm = r->metrics[b->metric];
 	snprintf(split, sizeof split, "%.*s", (int)(metric_split_end(sm) - sm), sm);
-	snprintf(title, sizeof title, "Base models on %s: untuned and fine-tuned", split);
+	snprintf(title, sizeof title, "%s on %s: untuned and fine-tuned", b->kind->title, split);
 	/* two panels a row, so that the base names fit under each */
 	size_t cols = n < 2 ? n : 2, rows = (n + cols - 1) / cols;
 	if (!rc)
-		rc = multiplot_head(&g, "bases", title, rows, cols);
+		rc = multiplot_head(&g, name, title, rows, cols);
 	if (!rc)
 		rc = base_xtics(&g, b, b->n > 2);
 	/* missing intervals (a trainer without them) draw as points: lo = hi = value */
@@ -778,13 +781,14 @@ static int chart_bases_values(struct report_charts *out, const struct report *r,
 				rel, k, rel, k);
 	}
 	if (!rc)
-		rc = run_script(dir, "bases", &g, timeout_s, d);
-	snprintf(caption, sizeof caption, "Each base model's untuned value (grey, left) and the "
+		rc = run_script(dir, name, &g, timeout_s, d);
+	snprintf(caption, sizeof caption, "Each %s's untuned value (grey, left) and the "
 		 "value of its best fine-tuned run (blue, right) on the %s split, one panel per "
-		 "metric; bars are the bootstrap confidence intervals. Bases whose blue intervals "
-		 "overlap are not distinguishable on that metric.", split);
+		 "metric; bars are the bootstrap confidence intervals. Where the blue intervals "
+		 "overlap, the %ss are not distinguishable on that metric.", b->kind->noun, split,
+		 b->kind->noun);
 	if (!rc)
-		rc = chart_add(out, CHART_BASES, "bases", title, caption, false);
+		rc = chart_add(out, CHART_BASES, name, title, caption, false);
 	strbuf_free(&t);
 	strbuf_free(&g);
 	return rc;
@@ -803,9 +807,17 @@ static int chart_bases_cost(struct report_charts *out, const struct report_bases
 	if (!have_time && !have_peak)
 		return 0;
 	struct strbuf t = {0}, g = {0};
-	const char *rel = "data/bases_cost.tsv";
-	int rc = strbuf_puts(&t, "# x\tbase\ttrain_seconds\ttrain_cpu_seconds\ttokens_per_s\t"
-			      "train_peak_rss_gib\tpeak_rss_gib\tbase_eval_seconds\ttuned_eval_seconds\n");
+	char rel[64], name[48], title[96], caption[400];
+	snprintf(rel, sizeof rel, "data/%s_cost.tsv", b->kind->id);
+	snprintf(name, sizeof name, "%s_cost", b->kind->id);
+	snprintf(title, sizeof title, "%s: cost of the best fine-tuned run", b->kind->title);
+	snprintf(caption, sizeof caption, "Training wall time and peak resident memory in "
+		 "training (model load included) of each %s's best fine-tuned run (%s also has "
+		 "CPU seconds, tokens/s and evaluation times). Wall times depend on the machine's "
+		 "load.", b->kind->noun, rel);
+	int rc = strbuf_printf(&t, "# x\t%s\ttrain_seconds\ttrain_cpu_seconds\ttokens_per_s\t"
+			      "train_peak_rss_gib\tpeak_rss_gib\tbase_eval_seconds\ttuned_eval_seconds\n",
+			       b->kind == &REPORT_GROUP_BASES ? "base" : "method");
 	for (size_t q = 0; q < b->n && !rc; q++) {
 		const double *c = b->items[q].cost;
 		rc = strbuf_printf(&t, "%zu\t", q);
@@ -821,9 +833,8 @@ static int chart_bases_cost(struct report_charts *out, const struct report_bases
 	}
 	if (!rc)
 		rc = write_file(dir, rel, &t, d);
-	const char *title = "Base models: cost of the best fine-tuned run";
 	if (!rc)
-		rc = multiplot_head(&g, "bases_cost", title, 1, (size_t)have_time + have_peak);
+		rc = multiplot_head(&g, name, title, 1, (size_t)have_time + have_peak);
 	if (!rc)
 		rc = base_xtics(&g, b, false);
 	if (!rc)
@@ -847,23 +858,19 @@ static int chart_bases_cost(struct report_charts *out, const struct report_bases
 			"     '' using 1:6:(sprintf('%%.2f GiB', $6)) with labels offset 0,0.8 notitle\n",
 			rel);
 	if (!rc)
-		rc = run_script(dir, "bases_cost", &g, timeout_s, d);
+		rc = run_script(dir, name, &g, timeout_s, d);
 	if (!rc)
-		rc = chart_add(out, CHART_COST, "bases_cost", title,
-			       "Training wall time and peak resident memory in training (model load "
-			       "included) of each base model's best fine-tuned run (data/bases_cost.tsv also has CPU seconds, "
-			       "tokens/s and evaluation times). Wall times depend on the machine's load.",
-			       false);
+		rc = chart_add(out, CHART_COST, name, title, caption, false);
 	strbuf_free(&t);
 	strbuf_free(&g);
 	return rc;
 }
 
 static int chart_bases(struct report_charts *out, const struct report *r, const char *dir,
-		       double timeout_s, struct diag *d)
+		       double timeout_s, const struct report_group_kind *kind, struct diag *d)
 {
 	struct report_bases b;
-	int rc = report_bases_make(&b, r);
+	int rc = report_groups_make(&b, r, kind);
 	if (rc)
 		return rc;
 	if (b.n >= 2 && b.metric >= 0)
@@ -907,7 +914,9 @@ int report_charts_make(struct report_charts *out, const struct report *r, const 
 			rc = chart_results(out, r, best, split_no++, splits[s], dir, timeout_s, d);
 	}
 	if (!rc)
-		rc = chart_bases(out, r, dir, timeout_s, d);
+		rc = chart_bases(out, r, dir, timeout_s, &REPORT_GROUP_BASES, d);
+	if (!rc)
+		rc = chart_bases(out, r, dir, timeout_s, &REPORT_GROUP_METHODS, d);
 	if (!rc)
 		rc = chart_loss(out, r, best, dir, timeout_s, d);
 	/* the rank metric's split: each metric against each non-seed parameter */

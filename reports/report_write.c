@@ -578,24 +578,46 @@ static void base_cells(char a[96], char b[96], char c[96], const struct report_r
 	fmt_value(c, 96, run ? &run->delta[m] : NULL, true);
 }
 
+/* true for the charts of group b (file stems "<id>" and "<id>_cost") */
+static bool group_chart(const struct report_chart *c, const struct report_bases *b)
+{
+	size_t n = strlen(b->kind->id);
+	return (c->kind == CHART_BASES || c->kind == CHART_COST) &&
+	       strncmp(c->name, b->kind->id, n) == 0 && (c->name[n] == 0 || c->name[n] == '_');
+}
+
+static bool is_bases(const struct report_bases *b)
+{
+	return b->kind == &REPORT_GROUP_BASES;
+}
+
 static void html_bases(struct out *o, const struct report *r, const struct report_bases *b,
 		       const char *dir, const struct report_charts *charts, struct diag *d)
 {
-	o_puts(o, "<h2 id=\"bases\">Base models</h2>\n<p id=\"bases-pick\">");
+	const char *id = b->kind->id, *noun = b->kind->noun;
+	o_printf(o, "<h2 id=\"%s\">%s</h2>\n<p id=\"%s-pick\">", id, b->kind->title, id);
 	char *sentence = report_bases_sentence(b, r);
 	if (!sentence && !o->rc)
 		o->rc = FT_ENOMEM;
 	if (sentence)
 		o_html(o, sentence);
 	free(sentence);
-	o_puts(o, "</p>\n<p>Each base model's best run by the ranking metric (★: the pick). "
-		  "<em>Untuned</em> is that base evaluated before fine-tuning on the same examples; "
-		  "the difference is paired: fine-tuned minus its own base. Intervals are bootstrap "
-		  "confidence intervals. Token-level metrics (loss, perplexity, token accuracy) "
-		  "count each base's own tokens: compare them within a base; text metrics (exact "
-		  "match, F1, ...) compare across bases.</p>\n<table class=\"results\" id=\"bases-table\"><thead><tr>"
-		  "<th>metric</th><th>base model</th><th>run</th><th>untuned</th><th>fine-tuned</th>"
-		  "<th>difference</th></tr></thead><tbody>\n");
+	if (is_bases(b))
+		o_puts(o, "</p>\n<p>Each base model's best run by the ranking metric (★: the "
+			  "pick). <em>Untuned</em> is that base evaluated before fine-tuning on the "
+			  "same examples; the difference is paired: fine-tuned minus its own base. "
+			  "Intervals are bootstrap confidence intervals. Token-level metrics (loss, "
+			  "perplexity, token accuracy) count each base's own tokens: compare them "
+			  "within a base; text metrics (exact match, F1, ...) compare across "
+			  "bases.</p>\n");
+	else
+		o_printf(o, "</p>\n<p>Each %s's best run by the ranking metric (★: the pick). "
+			 "<em>Untuned</em> is the run's base model evaluated before fine-tuning on "
+			 "the same examples; the difference is paired: fine-tuned minus untuned. "
+			 "Intervals are bootstrap confidence intervals.</p>\n", noun);
+	o_printf(o, "<table class=\"results\" id=\"%s-table\"><thead><tr><th>metric</th>"
+		 "<th>%s</th><th>run</th><th>untuned</th><th>fine-tuned</th><th>difference</th>"
+		 "</tr></thead><tbody>\n", id, noun);
 	size_t ms[256];
 	size_t nm = base_metrics(r, b->metric, ms, FT_ARRAY_LEN(ms));
 	for (size_t k = 0; k < nm; k++)
@@ -618,8 +640,8 @@ static void html_bases(struct out *o, const struct report *r, const struct repor
 				 "<td class=\"num %s\">%s</td></tr>\n", a, bb,
 				 run && ci_excludes_zero(&run->delta[ms[k]]) ? "sig" : "nosig", c);
 		}
-	o_puts(o, "</tbody></table>\n<table class=\"results\" id=\"bases-cost\"><thead><tr>"
-		  "<th>base model</th><th>run</th><th>runs</th>");
+	o_printf(o, "</tbody></table>\n<table class=\"results\" id=\"%s-cost\"><thead><tr>"
+		 "<th>%s</th><th>run</th><th>runs</th>", id, noun);
 	for (size_t c = 0; c < FT_ARRAY_LEN(COST_COLS); c++)
 		o_printf(o, "<th>%s</th>", COST_COLS[c].head);
 	o_puts(o, "<th>gates passed</th></tr></thead><tbody>\n");
@@ -641,28 +663,29 @@ static void html_bases(struct out *o, const struct report *r, const struct repor
 		gates_cell(g, sizeof g, e);
 		o_printf(o, "<td class=\"num\">%s</td></tr>\n", g);
 	}
-	o_puts(o, "</tbody></table>\n<p>The cost of each base model's best run as the store "
-		  "recorded it (its <code>cost</code> metrics): wall and CPU seconds of training, "
-		  "training tokens per second, the run's peak resident memory, and the time spent "
-		  "evaluating the base and the tuned model. Wall times depend on the machine's "
-		  "load.</p>\n");
+	o_printf(o, "</tbody></table>\n<p>The cost of each %s's best run as the store "
+		 "recorded it (its <code>cost</code> metrics): wall and CPU seconds of training, "
+		 "training tokens per second, the run's peak resident memory, and the time spent "
+		 "evaluating the base and the tuned model. Wall times depend on the machine's "
+		 "load.</p>\n", noun);
 	for (size_t i = 0; i < charts->n; i++)
-		if (charts->items[i].kind == CHART_BASES || charts->items[i].kind == CHART_COST)
+		if (group_chart(&charts->items[i], b))
 			html_figure(o, dir, charts, i, d);
 }
 
 static void md_bases(struct out *o, const struct report *r, const struct report_bases *b,
 		     const struct report_charts *charts)
 {
-	o_puts(o, "## Base models\n\n");
+	const char *noun = b->kind->noun;
+	o_printf(o, "## %s\n\n", b->kind->title);
 	char *sentence = report_bases_sentence(b, r);
 	if (!sentence && !o->rc)
 		o->rc = FT_ENOMEM;
 	if (sentence)
 		o_md(o, sentence, 0);
 	free(sentence);
-	o_puts(o, "\n\n| metric | base model | run | untuned | fine-tuned | difference |\n"
-		  "|---|---|---|---|---|---|\n");
+	o_printf(o, "\n\n| metric | %s | run | untuned | fine-tuned | difference |\n"
+		 "|---|---|---|---|---|---|\n", noun);
 	size_t ms[256];
 	size_t nm = base_metrics(r, b->metric, ms, FT_ARRAY_LEN(ms));
 	for (size_t k = 0; k < nm; k++)
@@ -681,11 +704,15 @@ static void md_bases(struct out *o, const struct report *r, const struct report_
 			o_printf(o, " | %s | %s | %s%s%s |\n", a, bb, sig ? "**" : "", c,
 				 sig ? "**" : "");
 		}
-	o_puts(o, "\nUntuned: each base before fine-tuning, on the same examples; the difference "
-		  "is paired with its own base (**bold**: the interval excludes zero). Token-level "
-		  "metrics (loss, perplexity, token accuracy) count each base's own tokens: compare "
-		  "them within a base.\n\n"
-		  "| base model | run | runs |");
+	if (is_bases(b))
+		o_puts(o, "\nUntuned: each base before fine-tuning, on the same examples; the "
+			  "difference is paired with its own base (**bold**: the interval excludes "
+			  "zero). Token-level metrics (loss, perplexity, token accuracy) count each "
+			  "base's own tokens: compare them within a base.\n\n");
+	else
+		o_puts(o, "\nUntuned: the base model before fine-tuning, on the same examples; the "
+			  "difference is paired (**bold**: the interval excludes zero).\n\n");
+	o_printf(o, "| %s | run | runs |", noun);
 	for (size_t c = 0; c < FT_ARRAY_LEN(COST_COLS); c++)
 		o_printf(o, " %s |", COST_COLS[c].head);
 	o_puts(o, " gates passed |\n|---|---|---|");
@@ -710,7 +737,7 @@ static void md_bases(struct out *o, const struct report *r, const struct report_
 	}
 	o_puts(o, "\n");
 	for (size_t i = 0; i < charts->n; i++)
-		if (charts->items[i].kind == CHART_BASES || charts->items[i].kind == CHART_COST)
+		if (group_chart(&charts->items[i], b))
 			md_image(o, &charts->items[i]);
 }
 
@@ -889,8 +916,8 @@ static void html_failed(struct out *o, const struct report *r)
 }
 
 static int write_html(const struct report *r, const char *dir,
-		      const struct report_charts *charts, const struct report_bases *bases,
-		      struct diag *d)
+		      const struct report_charts *charts, const struct report_bases *groups,
+		      size_t n_groups, struct diag *d)
 {
 	struct out o = {0};
 	long best = report_best_run(r);
@@ -905,16 +932,19 @@ static int write_html(const struct report *r, const char *dir,
 	html_header(&o, r);
 	html_summary(&o, r, best);
 	o_puts(&o, "<nav><a href=\"#runs\">Runs</a> · ");
-	if (bases->n >= 2)
-		o_puts(&o, "<a href=\"#bases\">Base models</a> · ");
+	for (size_t k = 0; k < n_groups; k++)
+		if (groups[k].n >= 2)
+			o_printf(&o, "<a href=\"#%s\">%s</a> · ", groups[k].kind->id,
+				 groups[k].kind->title);
 	o_puts(&o, "<a href=\"#base-vs-tuned\">Base vs "
 		   "fine-tuned</a> · <a href=\"#curves\">Loss curves</a> · <a href=\"#params\">"
 		   "Metrics vs parameters</a> · <a href=\"#predictions\">Predictions</a> · "
 		   "<a href=\"#config-diff\">Config differences</a> · <a href=\"#failed\">Failed "
 		   "runs</a></nav>\n");
 	html_runs(&o, r, best);
-	if (bases->n >= 2)
-		html_bases(&o, r, bases, dir, charts, d);
+	for (size_t k = 0; k < n_groups; k++)
+		if (groups[k].n >= 2)
+			html_bases(&o, r, &groups[k], dir, charts, d);
 	html_results(&o, r, best, dir, charts, d);
 	o_puts(&o, "<h2 id=\"curves\">Loss curves</h2>\n");
 	bool any = false;
@@ -965,8 +995,8 @@ static void md_image(struct out *o, const struct report_chart *ch)
 }
 
 static int write_md(const struct report *r, const char *dir,
-		    const struct report_charts *charts, const struct report_bases *bases,
-		    struct diag *d)
+		    const struct report_charts *charts, const struct report_bases *groups,
+		    size_t n_groups, struct diag *d)
 {
 	struct out o = {0};
 	long best = report_best_run(r);
@@ -1078,8 +1108,9 @@ static int write_md(const struct report *r, const char *dir,
 		o_puts(&o, "\n");
 	}
 	o_puts(&o, "\n");
-	if (bases->n >= 2)
-		md_bases(&o, r, bases, charts);
+	for (size_t k = 0; k < n_groups; k++)
+		if (groups[k].n >= 2)
+			md_bases(&o, r, &groups[k], charts);
 	o_puts(&o, "## Base vs fine-tuned\n\n");
 	if (best >= 0) {
 		const struct report_run *run = &r->runs[best];
@@ -1239,19 +1270,24 @@ static int write_runs_tsv(const struct report *r, const char *dir, struct diag *
 int report_write(const struct report *r, const char *dir, double timeout_s, struct diag *d)
 {
 	struct report_charts charts = {0};
-	struct report_bases bases;
-	if (report_bases_make(&bases, r))
+	struct report_bases groups[2];
+	if (report_groups_make(&groups[0], r, &REPORT_GROUP_BASES))
 		return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory comparing base models");
+	if (report_groups_make(&groups[1], r, &REPORT_GROUP_METHODS)) {
+		report_bases_free(&groups[0]);
+		return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory comparing methods");
+	}
 	int rc = dir_make_all(dir, d);
 	if (!rc)
 		rc = report_charts_make(&charts, r, dir, timeout_s, d);
 	if (!rc)
 		rc = write_runs_tsv(r, dir, d);
 	if (!rc)
-		rc = write_html(r, dir, &charts, &bases, d);
+		rc = write_html(r, dir, &charts, groups, 2, d);
 	if (!rc)
-		rc = write_md(r, dir, &charts, &bases, d);
+		rc = write_md(r, dir, &charts, groups, 2, d);
 	report_charts_free(&charts);
-	report_bases_free(&bases);
+	report_bases_free(&groups[0]);
+	report_bases_free(&groups[1]);
 	return rc;
 }

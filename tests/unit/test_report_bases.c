@@ -2,7 +2,7 @@
  * index.html and report.md: per base the best run with its own untuned evaluation, the
  * pick by the objective (clear, overlapping intervals -> not distinguishable and the
  * cheaper one, no intervals), gates that rule a base out, costs from the "cost" history,
- * and no section when the runs share one base. */
+ * and no section when the runs share one base; the same comparison by method.type. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -260,6 +260,81 @@ static void test_section_written(void **state)
 	report_free(r);
 }
 
+/* A sweep over method.type gets the same comparison, grouped by method: each method's
+ * best run, its paired difference against the untuned base, its cost, and which method to
+ * pick (here LoRA and IA3 overlap, so the cheaper IA3); one base: no base-model section.
+ * A run whose method is not swept is grouped by its config's method.type. */
+static void test_methods_section(void **state)
+{
+	(void)state;
+	struct report *r = objective("test.exact_match", true);
+	static const struct {
+		const char *id, *method, *lr;
+		double t, train_s;
+	} runs[] = {
+		{"l1", "lora", "0.001", 0.70, 60}, {"l2", "lora", "0.003", 0.60, 61},
+		{"i1", "ia3", "0.01", 0.68, 40},   {"p1", "prefix", "0.01", 0.30, 30},
+	};
+	for (size_t i = 0; i < FT_ARRAY_LEN(runs); i++) {
+		add(r, runs[i].id, SMOL, runs[i].lr, 0.40, runs[i].t, 0.05, runs[i].train_s, 0.9e9);
+		assert_int_equal(report_run_set_param(r, &r->runs[r->n_runs - 1], "method.type",
+						      runs[i].method), 0);
+	}
+	struct report_run *run;
+	assert_int_equal(report_add_run(r, "d1", "finished", &run), 0);
+	assert_int_equal(report_set_text(&run->config_json, "{\"method\": {\"type\": \"dora\", "
+				       "\"rank\": 8}, \"model\": {\"base\": \"" SMOL "\"}}"), 0);
+	struct report_bases b;
+	assert_int_equal(report_bases_make(&b, r), 0);
+	assert_int_equal(b.n, 0); /* one base model */
+	report_bases_free(&b);
+	assert_int_equal(report_groups_make(&b, r, &REPORT_GROUP_METHODS), 0);
+	assert_int_equal(b.n, 4);
+	assert_string_equal(b.items[0].name, "lora");
+	assert_string_equal(b.items[3].name, "dora");
+	assert_int_equal(b.items[3].run, -1); /* no result */
+	assert_string_equal(r->runs[b.items[0].run].id, "l1");
+	assert_int_equal(b.items[0].n_runs, 2);
+	assert_int_equal(b.verdict, BASES_OVERLAP);
+	assert_int_equal(b.best, 0);
+	assert_int_equal(b.pick, 1);
+	char *s = report_bases_sentence(&b, r);
+	assert_non_null(s);
+	assert_non_null(strstr(s, "Not distinguishable on test.exact_match (higher is better): "
+				  "the intervals overlap (lora: 0.7 [0.65, 0.75]; ia3: 0.68 [0.63, "
+				  "0.73]). lora has the better point estimate; pick ia3, the cheaper "
+				  "to train (training 40 s against 60"));
+	free(s);
+	report_bases_free(&b);
+	char *dir = fixture_tmpdir();
+	struct diag d;
+	diag_init(&d);
+	int rc = report_write(r, dir, 30, &d);
+	if (rc)
+		diag_print(&d, stderr);
+	assert_int_equal(rc, 0);
+	char *html = fixture_slurp(dir, "index.html"), *md = fixture_slurp(dir, "report.md");
+	assert_non_null(strstr(html, "<h2 id=\"methods\">Methods</h2>"));
+	assert_null(strstr(html, "<h2 id=\"bases\">"));
+	assert_non_null(strstr(html, "href=\"#methods\""));
+	assert_non_null(strstr(html, "<th>metric</th><th>method</th><th>run</th>"));
+	assert_non_null(strstr(html, "ia3 ★</td><td><code>i1</code></td>"));
+	assert_non_null(strstr(html, "fig-methods\""));
+	assert_non_null(strstr(html, "fig-methods_cost\""));
+	assert_non_null(strstr(md, "## Methods\n\nNot distinguishable"));
+	assert_non_null(strstr(md, "| prefix | p1 | 1 | 30.0 |"));
+	assert_non_null(strstr(md, "](charts/methods_cost.png)"));
+	char *tsv = fixture_slurp(dir, "data/methods.tsv");
+	assert_non_null(strstr(tsv, "x\tmethod\tuntuned"));
+	assert_non_null(strstr(tsv, "2\tprefix\t0.4\t0.35\t0.45\t0.3\t0.25\t0.35"));
+	free(tsv);
+	free(html);
+	free(md);
+	assert_int_equal(dir_remove_all(dir), 0);
+	free(dir);
+	report_free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -268,6 +343,7 @@ int main(void)
 		cmocka_unit_test(test_gates_rule_a_base_out),
 		cmocka_unit_test(test_one_base_no_section),
 		cmocka_unit_test(test_section_written),
+		cmocka_unit_test(test_methods_section),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
