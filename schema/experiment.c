@@ -419,18 +419,25 @@ static bool assigns(const char *a, const char *key)
 static void drop_other_method_keys(struct node *tree, const struct schema_assign *assign,
 				   size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		const char *t = assign[i].value ? assign[i].value->text : NULL;
-		if (strcmp(assign[i].path, "method.type") != 0 || !t)
-			continue;
-		for (size_t k = 0; k < schema_n_method_keys; k++) {
-			const struct method_key *mk = &schema_method_keys[k];
-			bool own = false;
-			for (size_t j = 0; j < n; j++)
-				own |= assigns(assign[j].path, mk->path);
-			if (!own && !schema_choice_ok(mk->methods, t))
-				node_remove(node_get(tree, "method"), mk->path + strlen("method."));
-		}
+	/* the point's method: its own assignment, else (one entry of a method sweep checked
+	 * alone) the file's */
+	const char *t = NULL;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(assign[i].path, "method.type") == 0 && assign[i].value)
+			t = assign[i].value->text;
+	if (!t && schema_method_type_swept(tree)) {
+		const struct node *ft = node_get_path(tree, "method.type");
+		t = ft && ft->text ? ft->text : schema_find("method.type")->def;
+	}
+	if (!t)
+		return;
+	for (size_t k = 0; k < schema_n_method_keys; k++) {
+		const struct method_key *mk = &schema_method_keys[k];
+		bool own = false;
+		for (size_t j = 0; j < n; j++)
+			own |= assigns(assign[j].path, mk->path);
+		if (!own && !schema_choice_ok(mk->methods, t))
+			node_remove(node_get(tree, "method"), mk->path + strlen("method."));
 	}
 }
 

@@ -82,5 +82,8 @@ struct method_key {
 };
 extern const struct method_key schema_method_keys[];
 extern const size_t schema_n_method_keys;
+struct node;
+/* true when tree's sweep sets method.type (in sweep.parameters or a sweep.zip group) */
+bool schema_method_type_swept(const struct node *tree);
 
 #endif

@@ -1477,8 +1477,7 @@ static int early_terminate_rules(struct vstate *S, struct node *res)
 	return 0;
 }
 
-/* true when the sweep sets method.type (in parameters or in a zip group) */
-static bool method_type_swept(const struct node *res)
+bool schema_method_type_swept(const struct node *res)
 {
 	const struct node *sw = node_get(res, "sweep");
 	if (!sw || sw->kind != NODE_MAP)
@@ -1498,7 +1497,7 @@ static bool method_type_swept(const struct node *res)
  * a key no swept method reads (runner/sweep.c). */
 static int method_key_rules(struct vstate *S, struct node *res)
 {
-	if (!S->ctx && method_type_swept(res))
+	if (!S->ctx && schema_method_type_swept(res))
 		return 0;
 	for (size_t i = 0; i < schema_n_method_keys; i++) {
 		int rc = only_with(S, res, &schema_method_keys[i].path, 1, "method.type",

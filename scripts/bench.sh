@@ -15,8 +15,9 @@
 # files with 10^5..10^6 metadata keys or tensor infos (bench/gguf_keys.c; GGUF_KEYS=0
 # skips it); the preference steps (DPO with LoRA and with full fine-tuning, SimPO: BATCH
 # pairs, 2 x BATCH rows) against the SFT step of BATCH rows of the same method (PREF=0
-# skips them); bottleneck adapters (pfeiffer and houlsby, AdapterHub's defaults) beside
-# LoRA q,v: tokens/s and peak resident memory (ADAPTERS=0 skips it); then the sweep benchmark
+# skips them); every PEFT method (DoRA, IA3, prefix tuning, bottleneck adapters pfeiffer
+# and houlsby) beside LoRA q,v: tokens/s and peak resident memory (ADAPTERS=0 skips it,
+# PEFT_METHODS="lora ia3" picks methods); then the sweep benchmark
 # (bench/sweep_bench.sh: bayes against random, hyperband; SWEEPS=0 skips it).
 # LoRA q,v and generation also run with every weight dequantized to fp32 at load
 # (--weights f32, the engine's layout before frozen weights kept the file's blocks):
@@ -172,13 +173,16 @@ for method in ${METHODS:-lora lora-all full}; do
   fi
 done
 if [ "${ADAPTERS:-1}" = 1 ]; then
-  # bottleneck adapters (AdapterHub's defaults: pfeiffer = seq_bn after the MLP, relu;
-  # houlsby = double_seq_bn after attention and MLP, swish; reduction factor 16) beside
-  # LoRA q,v, alternating for ROUNDS rounds: tokens/s and peak resident memory
-  echo "== bottleneck adapters beside lora (tokens/s, peak resident memory)"
+  # every PEFT method beside LoRA q,v (r 8), alternating for ROUNDS rounds: tokens/s and
+  # peak resident memory. DoRA r 8 on q,v; IA3 with PEFT's llama default (k, v, down);
+  # prefix tuning with 20 virtual tokens; bottleneck adapters with AdapterHub's defaults
+  # (pfeiffer = seq_bn after the MLP, relu; houlsby = double_seq_bn after attention and
+  # MLP, swish; reduction factor 16)
+  echo "== peft methods beside lora (tokens/s, peak resident memory)"
   declare -A ad_v=() ad_mem=()
+  peft_methods="${PEFT_METHODS:-lora dora ia3 prefix adapter adapter-houlsby}"
   for r in $(seq "$rounds"); do
-    for method in lora adapter adapter-houlsby; do
+    for method in $peft_methods; do
       out=$("$bin" bench --backend cpu --mode train --model "$model" --method "$method" \
         --batch "$batch" --seq "$seq" --steps "$steps" --threads "$threads" \
         --precision "${PRECISION:-fp32}")
@@ -189,7 +193,7 @@ if [ "${ADAPTERS:-1}" = 1 ]; then
       echo "  round $r: $method ${v:-failed} tokens/s"
     done
   done
-  for method in lora adapter adapter-houlsby; do
+  for method in $peft_methods; do
     # shellcheck disable=SC2086 # the values split on purpose
     read -r m lo hi < <(stats ${ad_v[$method]})
     echo "$method: median $m tokens/s (spread $lo-$hi, $rounds runs), peak resident ${ad_mem[$method]}"

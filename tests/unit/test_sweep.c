@@ -363,6 +363,16 @@ static void test_method_type_sweep(void **state)
 	assert_null(strstr(p->points[3].cfg->canonical_json, "\"rank\""));
 	sweep_plan_free(p);
 	experiment_free(e);
+	/* a method sweep zipped with another key (each entry is also checked alone) */
+	p = expand_ok(&e, "method:\n  type: lora\n  rank: 4\n  num_virtual_tokens: 3\n"
+			  "sweep:\n  zip:\n    - method.type: [lora, prefix]\n"
+			  "      train.optimizer.lr: [0.001, 0.01]\n");
+	assert_int_equal(p->n, 2);
+	assert_int_equal(p->points[1].cfg->method.type, METHOD_PREFIX);
+	assert_true(p->points[1].cfg->train.optimizer.lr == 0.01);
+	assert_null(strstr(p->points[1].cfg->canonical_json, "\"rank\""));
+	sweep_plan_free(p);
+	experiment_free(e);
 	/* a key that no swept method reads */
 	assert_int_equal(expand(&e, &p, "m.yaml", "method:\n  type: ia3\n  rank: 4\n"
 						  "sweep:\n  parameters:\n    method.type: [ia3, prefix]\n",

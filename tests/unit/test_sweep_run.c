@@ -334,6 +334,7 @@ static const char *bayes_trainer =
 	"for k in range(1, 5):\n"
 	"    print(json.dumps({'step': k, 'total_steps': 4, 'split': 'validation',\n"
 	"                      'loss': f + 1.0 / k}), flush=True)\n"
+	"    time.sleep(float(os.environ.get('PACE', '0')))  # time for a stop decision\n"
 	"    if k == 2 and os.environ.get('INTERRUPT') == str(n):\n"
 	"        os.kill(os.getppid(), signal.SIGINT)\n"
 	"        time.sleep(5)\n"
@@ -537,8 +538,12 @@ static void test_jobs_two(void **state)
 	free(text);
 	free(p);
 	unsetenv("INTERRUPT");
-	assert_int_equal(ftlab(&e, e.ws, "run", (const char *[]){"run", "--jobs", "2", "exp.yaml",
-								 NULL}), 0);
+	/* each step waits a little, so that a stop decided after a step reaches the trainer
+	 * before its next step even on a loaded machine */
+	setenv("PACE", "0.5", 1);
+	int rc = ftlab(&e, e.ws, "run", (const char *[]){"run", "--jobs", "2", "exp.yaml", NULL});
+	unsetenv("PACE");
+	assert_int_equal(rc, 0);
 	struct store *s = open_store(e.ws);
 	struct store_run_list *runs = NULL;
 	assert_int_equal(store_runs(s, &runs, "bayes-cli", NULL, &d), 0);
