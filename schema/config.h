@@ -94,6 +94,8 @@ struct config_method {
 	struct strlist ff_targets;
 	bool ff_default;
 	int num_virtual_tokens;    /* prefix: trained key/value rows per layer */
+	bool prefix_projection;    /* prefix: the table is the output of PEFT's MLP */
+	int encoder_hidden_size;   /* prefix_projection: the MLP's width; 0 = token_dim */
 	/* freeze: which modules and layers train ([first, last], -1 = all layers) */
 	struct strlist trainable;
 	int layers_first, layers_last;

@@ -482,6 +482,8 @@ int schema_fill_config(struct config *c, const struct node *r, const char *base_
 	flist(&F, &m->ff_targets, "method.feedforward_targets");
 	m->ff_default = node_get_path(r, "method.feedforward_targets") == NULL;
 	m->num_virtual_tokens = (int)get_i64_or(&F, "method.num_virtual_tokens", 0);
+	m->prefix_projection = get_bool(&F, "method.prefix_projection");
+	m->encoder_hidden_size = (int)get_i64_or(&F, "method.encoder_hidden_size", 0);
 	flist(&F, &m->trainable, "method.trainable");
 	/* -1: no layer range (method.layers absent) */
 	m->layers_first = (int)get_i64_or(&F, "method.layers.first", -1);

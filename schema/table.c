@@ -157,6 +157,16 @@ const struct key_desc schema_keys[] = {
 	{"method.num_virtual_tokens", KT_INT, KF_LO | KF_HI, "20", RANGE(1, 4096), NULL,
 	 "prefix only: the trained key/value positions per layer (PEFT's num_virtual_tokens).",
 	 NULL},
+	{"method.prefix_projection", KT_BOOL, 0, "false", NOB, NULL,
+	 "prefix only: reparameterise the prefix as PEFT's prefix_projection does: a trained "
+	 "embedding of num_virtual_tokens rows of the model's key/value width (n_head_kv * "
+	 "head_dim, PEFT's token_dim) feeds Linear(token_dim, method.encoder_hidden_size) - "
+	 "tanh - Linear(encoder_hidden_size, 2 * layers * token_dim), whose output is the "
+	 "key/value table; the embedding and both linears (with biases) train. The exported "
+	 "adapter holds the computed table, as PEFT saves it.", NULL},
+	{"method.encoder_hidden_size", KT_INT, KF_LO | KF_HI, NULL, RANGE(1, 65536), NULL,
+	 "prefix with prefix_projection true only: the width of the projection's hidden layer "
+	 "(PEFT's encoder_hidden_size).", "the model's token_dim (n_head_kv * head_dim), as PEFT"},
 	{"method.rslora", KT_BOOL, 0, "false", NOB, NULL, "Rank-stabilised scaling alpha/sqrt(r).", NULL},
 	{"method.placement", KT_ENUM, 0, "pfeiffer", NOB, "pfeiffer|houlsby",
 	 "adapter only: pfeiffer (AdapterHub's SeqBnConfig: the adapter reads the residual stream "
@@ -437,6 +447,8 @@ const struct method_key schema_method_keys[] = {
 	{"method.targets", "lora|dora|ia3"},
 	{"method.feedforward_targets", "ia3"},
 	{"method.num_virtual_tokens", "prefix"},
+	{"method.prefix_projection", "prefix"},
+	{"method.encoder_hidden_size", "prefix"},
 	{"method.trainable", "freeze"},
 	{"method.layers", "freeze"},
 	{"method.placement", "adapter"},

@@ -1508,6 +1508,16 @@ static int method_key_rules(struct vstate *S, struct node *res)
 	return 0;
 }
 
+/* prefix: encoder_hidden_size sizes the projection, so only with prefix_projection true. */
+static int prefix_rules(struct vstate *S, struct node *res)
+{
+	static const char *const keys[] = {"method.encoder_hidden_size"};
+	const char *mt = rtext(res, "method.type");
+	if (!mt || strcmp(mt, "prefix") != 0)
+		return 0;
+	return only_with(S, res, keys, 1, "method.prefix_projection", "true");
+}
+
 /* ia3: targets and feedforward_targets left out when not given (the engine uses PEFT's
  * defaults for the architecture); given feed-forward targets must be targets. */
 static int ia3_rules(struct vstate *S, struct node *res)
@@ -1735,6 +1745,7 @@ static int cross_rules(struct vstate *S, struct node *res)
 	    (rc = launcher_rules(S, res)) ||
 	    (rc = method_key_rules(S, res)) ||
 	    (rc = ia3_rules(S, res)) ||
+	    (rc = prefix_rules(S, res)) ||
 	    (rc = only_with(S, res, exec_keys, FT_ARRAY_LEN(exec_keys), "backend.type", "exec")) ||
 	    (rc = only_with(S, res, adamw_keys, FT_ARRAY_LEN(adamw_keys), "train.optimizer.type",
 			    "adamw")) ||

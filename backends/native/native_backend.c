@@ -225,6 +225,8 @@ void native_model_opts(struct model_opts *o, const struct config *cfg, int max_b
 	o->n_ff_targets = cm->ff_targets.n;
 	o->ff_auto = cm->ff_default;
 	o->prefix_tokens = cm->num_virtual_tokens;
+	o->prefix_projection = cm->prefix_projection;
+	o->prefix_hidden = cm->encoder_hidden_size;
 	o->trainable = (const char *const *)cm->trainable.items;
 	o->n_trainable = cm->trainable.n;
 	o->layers_first = cm->layers_first;
@@ -347,15 +349,28 @@ done:
 	return rc;
 }
 
-/* The LoRA/DoRA/IA3 adapter in PEFT layout under run_dir/adapter/ (the weights copied to the
- * host). */
+/* Tensor i of the PEFT adapter: the trainable parameters, or (tab non-NULL) the one table
+ * PEFT saves for prefix_projection. */
+static const struct model_param *adapter_param(const struct model *m,
+					       const struct model_param *tab, size_t i)
+{
+	return tab ? tab : model_trainable(m, i);
+}
+
+/* The LoRA/DoRA/IA3/prefix adapter in PEFT layout under run_dir/adapter/ (the weights copied
+ * to the host). prefix_projection: the computed prompt_embeddings, as PEFT saves them. */
 static int write_adapter(const struct run_ctx *ctx, struct model *m, const struct model_file *mf,
 			 struct diag *d)
 {
 	const struct ops *ops = model_ops(m);
-	size_t n = model_n_trainable(m), total = 0;
+	const struct model_param *tab = NULL;
+	if (ctx->cfg->method.type == METHOD_PREFIX && ctx->cfg->method.prefix_projection) {
+		model_prefix_update(m);
+		tab = model_param_find(m, "prompt_embeddings");
+	}
+	size_t n = tab ? 1 : model_n_trainable(m), total = 0;
 	for (size_t i = 0; i < n; i++)
-		total += model_trainable(m, i)->numel;
+		total += adapter_param(m, tab, i)->numel;
 	struct lora_tensor *lt = calloc(n ? n : 1, sizeof(*lt));
 	char **mods = calloc(n ? n : 1, sizeof(*mods));
 	float *host = malloc((total ? total : 1) * sizeof(float));
@@ -367,7 +382,7 @@ static int write_adapter(const struct run_ctx *ctx, struct model *m, const struc
 		goto done;
 	}
 	for (size_t i = 0; i < n; i++) {
-		const struct model_param *p = model_trainable(m, i);
+		const struct model_param *p = adapter_param(m, tab, i);
 		ops->to_host(host + off, p->data, p->numel * sizeof(float));
 		lt[i] = (struct lora_tensor){(char *)p->name, host + off, p->shape[0], p->shape[1]};
 		off += p->numel;
@@ -389,6 +404,8 @@ static int write_adapter(const struct run_ctx *ctx, struct model *m, const struc
 				 .ia3 = cm->type == METHOD_IA3, .prefix = cm->type == METHOD_PREFIX,
 				 .num_virtual_tokens = cm->num_virtual_tokens,
 				 .num_layers = hp->n_layer,
+				 .prefix_projection = cm->prefix_projection,
+				 .encoder_hidden_size = cm->encoder_hidden_size,
 				 .targets = mods, .n_targets = n_mods,
 				 .fan_in_fan_out = hp->arch == ARCH_GPT2,
 				 .base_model = mf->hf_repo ? mf->hf_repo : ctx->cfg->model.base,

@@ -41,31 +41,34 @@ struct st_case {
 	enum rope_style rope;
 	enum method_type method;
 	enum precision precision;
+	bool prefix_projection; /* prefix: through PEFT's prefix_projection MLP */
 };
 
 static const struct st_case st_cases[] = {
 	{"llama, rotate-half RoPE, GQA, full, fp32", ARCH_LLAMA, ROPE_HALF, METHOD_FULL,
-	 PRECISION_FP32},
+	 PRECISION_FP32, false},
 	{"llama, interleaved RoPE, GQA, LoRA r4 + dropout, fp32", ARCH_LLAMA, ROPE_INTERLEAVED,
-	 METHOD_LORA, PRECISION_FP32},
+	 METHOD_LORA, PRECISION_FP32, false},
 	{"gpt2, LayerNorm, GELU, biases, full, fp32", ARCH_GPT2, ROPE_NONE, METHOD_FULL,
-	 PRECISION_FP32},
+	 PRECISION_FP32, false},
 	{"llama, rotate-half RoPE, GQA, DoRA r4 + dropout, fp32", ARCH_LLAMA, ROPE_HALF,
-	 METHOD_DORA, PRECISION_FP32},
+	 METHOD_DORA, PRECISION_FP32, false},
 	{"llama, interleaved RoPE, GQA, IA3 (k, v, down), fp32", ARCH_LLAMA, ROPE_INTERLEAVED,
-	 METHOD_IA3, PRECISION_FP32},
+	 METHOD_IA3, PRECISION_FP32, false},
 	{"llama, rotate-half RoPE, GQA, prefix (3 tokens), fp32", ARCH_LLAMA, ROPE_HALF,
-	 METHOD_PREFIX, PRECISION_FP32},
+	 METHOD_PREFIX, PRECISION_FP32, false},
+	{"llama, interleaved RoPE, GQA, prefix + MLP, fp32", ARCH_LLAMA,
+	 ROPE_INTERLEAVED, METHOD_PREFIX, PRECISION_FP32, true},
 	{"llama, interleaved RoPE, adapters pfeiffer gelu, fp32", ARCH_LLAMA,
-	 ROPE_INTERLEAVED, METHOD_ADAPTER, PRECISION_FP32},
+	 ROPE_INTERLEAVED, METHOD_ADAPTER, PRECISION_FP32, false},
 	{"gemma3, window 4, q/k norms, GeGLU, full, fp32", ARCH_GEMMA3, ROPE_HALF, METHOD_FULL,
-	 PRECISION_FP32},
+	 PRECISION_FP32, false},
 	{"gemma3, window 4, adapters houlsby swish, fp32", ARCH_GEMMA3, ROPE_HALF,
-	 METHOD_ADAPTER, PRECISION_FP32},
+	 METHOD_ADAPTER, PRECISION_FP32, false},
 	{"gemma3, window 4, LoRA r4 all linear, fp32", ARCH_GEMMA3, ROPE_HALF, METHOD_LORA,
-	 PRECISION_FP32},
+	 PRECISION_FP32, false},
 	{"llama, rotate-half RoPE, full, bf16 matmuls", ARCH_LLAMA, ROPE_HALF, METHOD_FULL,
-	 PRECISION_BF16},
+	 PRECISION_BF16, false},
 };
 
 #define ST_B 2
@@ -238,6 +241,8 @@ static int st_model(struct model **out, const struct model_file *mf, const struc
 	o.bn_reduction = 4;
 	o.bn_act = c->arch == ARCH_GEMMA3 ? OPS_ACT_SILU : OPS_ACT_GELU;
 	o.prefix_tokens = 3;
+	o.prefix_projection = c->prefix_projection;
+	o.prefix_hidden = c->prefix_projection ? 12 : 0;
 	int rc = model_create(out, mf, &o, d);
 	if (rc)
 		return rc;

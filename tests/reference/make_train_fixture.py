@@ -136,7 +136,7 @@ if __name__ == "__main__":
     elif what == "sgd":
         sgd_fixture()
     elif what not in ("peft-tiny", "peft-smollm2", "peft-tiny-dora", "peft-tiny-ia3",
-                      "peft-tiny-prefix"):
+                      "peft-tiny-prefix", "peft-tiny-prefix-proj"):
         sys.exit("unknown fixture: " + what)
 
 
@@ -292,7 +292,12 @@ def peft_tiny_dora_fixture(sub="train_tiny_dora", what="peft-tiny-dora"):
     fixtures/train_tiny_ia3/: PEFT's default llama targets k_proj, v_proj, down_proj with
     down_proj feed-forward; the vectors are the ia3_l parameters) and prefix tuning
     (peft-tiny-prefix, fixtures/train_tiny_prefix/: 3 virtual tokens, no projection; the
-    adapter's prompt_embeddings; no merged model)."""
+    adapter's prompt_embeddings; no merged model), and prefix tuning with PEFT's
+    prefix_projection (peft-tiny-prefix-proj, fixtures/train_tiny_prefix_proj/:
+    encoder_hidden_size 6; PEFT's PrefixEncoder starts from our initial embedding and
+    linears (ours.json "init"); the gradients are those of its five tensors; AdamW decays
+    the matrices only, as our trainer; the exported adapter is the computed table, which
+    PEFT loads in inference mode)."""
     import peft
     import transformers
     from peft import PeftModel
@@ -308,8 +313,27 @@ def peft_tiny_dora_fixture(sub="train_tiny_dora", what="peft-tiny-dora"):
         return AutoModelForCausalLM.from_pretrained(os.path.join(d, sub), dtype=torch.float32,
                                                     attn_implementation="eager")
 
+    proj = what == "peft-tiny-prefix-proj"
+
     def load(adapter, trainable):
         path = os.path.join(d, adapter)
+        if trainable and proj:
+            # the MLP is not in a saved adapter (PEFT saves its output): build it from the
+            # config in training mode and copy our initial parameters in
+            from peft import PeftConfig, get_peft_model
+            cfg = PeftConfig.from_pretrained(path)
+            cfg.inference_mode = False
+            model = get_peft_model(base("model"), cfg)
+            enc = model.prompt_encoder["default"]
+            mine = {"prompt_encoder.embedding.weight": enc.embedding.weight,
+                    "prompt_encoder.transform.0.weight": enc.transform[0].weight,
+                    "prompt_encoder.transform.0.bias": enc.transform[0].bias,
+                    "prompt_encoder.transform.2.weight": enc.transform[2].weight,
+                    "prompt_encoder.transform.2.bias": enc.transform[2].bias}
+            with torch.no_grad():
+                for k, p in mine.items():
+                    p.copy_(torch.tensor(ours["init"][k]).view_as(p))
+            return model
         if trainable and what == "peft-tiny-prefix":
             # PEFT refuses to load a prompt-learning adapter as trainable: build the
             # prefix model from the saved config and copy our initial prompt_embeddings in
@@ -341,11 +365,17 @@ def peft_tiny_dora_fixture(sub="train_tiny_dora", what="peft-tiny-dora"):
         key = n.replace("base_model.model.", "", 1).replace(".default", "")
         key = key.replace("lora_magnitude_vector.weight", "lora_magnitude_vector")
         # prefix tuning: prompt_encoder.embedding.weight -> prompt_embeddings (PEFT's key)
-        key = key.replace("prompt_encoder.embedding.weight", "prompt_embeddings")
+        if not proj:
+            key = key.replace("prompt_encoder.embedding.weight", "prompt_embeddings")
         grads[key] = p.grad.detach().flatten().tolist()
     model.zero_grad()
-    opt = torch.optim.AdamW([p for _, p in params], lr=1e-2, betas=(0.9, 0.999), eps=1e-8,
-                            weight_decay=0.01, foreach=False)
+    if proj:
+        # our trainer decays the matrices only (not the biases)
+        groups = [{"params": [p for _, p in params if p.dim() == 2], "weight_decay": 0.01},
+                  {"params": [p for _, p in params if p.dim() < 2], "weight_decay": 0.0}]
+    else:
+        groups = [{"params": [p for _, p in params], "weight_decay": 0.01}]
+    opt = torch.optim.AdamW(groups, lr=1e-2, betas=(0.9, 0.999), eps=1e-8, foreach=False)
     trace = []
     for _ in range(5):
         opt.zero_grad()
@@ -391,3 +421,5 @@ if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "peft-tiny-ia
     peft_tiny_dora_fixture("train_tiny_ia3", "peft-tiny-ia3")
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "peft-tiny-prefix":
     peft_tiny_dora_fixture("train_tiny_prefix", "peft-tiny-prefix")
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "peft-tiny-prefix-proj":
+    peft_tiny_dora_fixture("train_tiny_prefix_proj", "peft-tiny-prefix-proj")

@@ -64,6 +64,8 @@ static const char *bin(void)
 	return b ? b : "build/ftlab";
 }
 
+static bool g_proj; /* prefix runs with prefix_projection (encoder_hidden_size 5) */
+
 static struct model *train_run(const char *run, enum method_type method)
 {
 	struct diag d;
@@ -73,7 +75,8 @@ static struct model *train_run(const char *run, enum method_type method)
 		fail_msg("%s", d.text);
 	static const char *const tg[] = {"q_proj", "v_proj"};
 	struct model_opts o = {.method = method, .lora_rank = 4, .lora_alpha = 8, .targets = tg,
-			       .prefix_tokens = 2,
+			       .prefix_tokens = 2, .prefix_projection = g_proj,
+			       .prefix_hidden = g_proj ? 5 : 0,
 			       .n_targets = 2, .layers_first = -1, .layers_last = -1,
 			       .max_batch = B, .max_seq = SEQ, .seed = 5, .full_logits = true};
 	struct model *m = NULL;
@@ -98,10 +101,13 @@ static struct model *train_run(const char *run, enum method_type method)
 		fail_msg("%s", d.text);
 	if (method == METHOD_LORA || method == METHOD_DORA || method == METHOD_IA3 ||
 	    method == METHOD_PREFIX) {
-		size_t n = model_n_trainable(m);
+		/* as the native backend writes it: prefix_projection saves the computed table */
+		model_prefix_update(m);
+		const struct model_param *tab = model_param_find(m, "prompt_embeddings");
+		size_t n = g_proj ? 1 : model_n_trainable(m);
 		struct lora_tensor lt[16];
 		for (size_t i = 0; i < n; i++) {
-			const struct model_param *p = model_trainable(m, i);
+			const struct model_param *p = g_proj ? tab : model_trainable(m, i);
 			lt[i] = (struct lora_tensor){(char *)p->name, p->data, p->shape[0], p->shape[1]};
 		}
 		char *t2[] = {"q_proj", "v_proj"};
@@ -110,6 +116,8 @@ static struct model *train_run(const char *run, enum method_type method)
 					 .ia3 = method == METHOD_IA3,
 					 .prefix = method == METHOD_PREFIX, .num_virtual_tokens = 2,
 					 .num_layers = 2, .interleaved = true,
+					 .prefix_projection = g_proj,
+					 .encoder_hidden_size = g_proj ? 5 : 0,
 					 .n_head = 4, .n_head_kv = 2, .head_dim = 4};
 		char *ad = path_join(rd, "adapter");
 		if (adapter_write_peft(ad, lt, n, &info, &d))
@@ -328,11 +336,34 @@ static void test_export_formats(void **state)
 		fail_msg("%s", d.text);
 	assert_true(a->info.prefix);
 	assert_int_equal(a->n, 1);
+	/* the config re-written by export keeps PEFT's token_dim (the KV width) and heads */
+	assert_int_equal(a->info.token_dim, 2 * 4);
+	assert_int_equal(a->info.prefix_heads, 2);
+	assert_false(a->info.prefix_projection);
 	const struct model_param *pe = model_param_find(pfx, "prompt_embeddings");
 	assert_non_null(pe);
 	assert_memory_equal(pe->data, a->t[0].data, pe->numel * sizeof(float));
 	adapter_free(a);
 	free(p);
+	/* prefix_projection: the computed table, and the config says how it was trained */
+	g_proj = true;
+	struct model *pj = train_run("prefix-proj-run-1", METHOD_PREFIX);
+	g_proj = false;
+	assert_int_equal(sh("'%s' --workspace '%s' export prefix-proj-run-1 --format peft -o '%s/pj2' >/dev/null 2>&1",
+			    b, ws, ws), 0);
+	p = path_join(ws, "pj2");
+	if (adapter_read_peft(&a, p, true, 4, 2, 4, &d))
+		fail_msg("%s", d.text);
+	assert_true(a->info.prefix && a->info.prefix_projection);
+	assert_int_equal(a->info.encoder_hidden_size, 5);
+	assert_int_equal(a->info.token_dim, 2 * 4);
+	assert_int_equal(a->n, 1);
+	assert_string_equal(a->t[0].name, "prompt_embeddings");
+	pe = model_param_find(pj, "prompt_embeddings");
+	assert_memory_equal(pe->data, a->t[0].data, pe->numel * sizeof(float));
+	adapter_free(a);
+	free(p);
+	model_free(pj);
 	const char *nofmt[] = {"merged-gguf", "merged-safetensors", "gguf-adapter"};
 	for (size_t i = 0; i < 3; i++)
 		assert_int_equal(sh("'%s' --workspace '%s' export prefix-run-1 --format %s -o '%s/px' 2>/dev/null",

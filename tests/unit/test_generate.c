@@ -17,6 +17,8 @@
 #include "tests/unit/tiny_weights.h"
 #include "common/banned.h"
 
+static bool g_proj; /* prefix tuning through PEFT's prefix_projection MLP */
+
 static struct model *make(const struct model_file *mf, enum method_type method, int max_seq)
 {
 	struct model_opts o = {0};
@@ -31,6 +33,7 @@ static struct model *make(const struct model_file *mf, enum method_type method, 
 	o.lora_dropout = 0.3f; /* must be off in generation */
 	o.all_linear = true;
 	o.prefix_tokens = 3;
+	o.prefix_projection = g_proj;
 	struct diag d;
 	diag_init(&d);
 	struct model *m = NULL;
@@ -112,6 +115,11 @@ static void test_cache_llama(void **state)
 	check_cache_matches(mf, METHOD_LORA);
 	/* prefix tuning: the prefix rows lead every sequence's cache */
 	check_cache_matches(mf, METHOD_PREFIX);
+	/* prefix_projection: generation first computes the table from the MLP's parameters
+	 * (set after the model was made; generation runs before any forward here) */
+	g_proj = true;
+	check_cache_matches(mf, METHOD_PREFIX);
+	g_proj = false;
 	model_file_free(mf);
 }
 

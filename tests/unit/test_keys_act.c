@@ -610,6 +610,35 @@ static void test_peft_method_keys_act(void **state)
 	free(o2);
 }
 
+/* prefix_projection: PEFT's MLP in front of the prefix trains another trace than the
+ * table trained directly, and its width (encoder_hidden_size) changes it again. */
+/* keys: method.prefix_projection method.encoder_hidden_size */
+static void test_prefix_projection_keys_act(void **state)
+{
+	(void)state;
+	struct obs *o = calloc(1, sizeof *o), *o2 = calloc(1, sizeof *o2);
+	assert_non_null(o && o2);
+	static const struct {
+		const char *a[3], *b[3];
+	} pairs[] = {
+		{{"method={type: prefix, num_virtual_tokens: 2, prefix_projection: true}"},
+		 {"method={type: prefix, num_virtual_tokens: 2, prefix_projection: false}"}},
+		{{"method={type: prefix, num_virtual_tokens: 2, prefix_projection: true, "
+		  "encoder_hidden_size: 3}"},
+		 {"method={type: prefix, num_virtual_tokens: 2, prefix_projection: true}"}},
+	};
+	for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+		run(o, pairs[i].a);
+		ok(o, pairs[i].a[0]);
+		run(o2, pairs[i].b);
+		ok(o2, pairs[i].b[0]);
+		if (!loss_differs(o, o2))
+			fail_msg("%s: the same trace as %s", pairs[i].a[0], pairs[i].b[0]);
+	}
+	free(o);
+	free(o2);
+}
+
 /* The base model is evaluated once per base model: with the workspace's base-eval
  * directory, a second run of the same base (another learning rate) reuses the first run's
  * evaluation, bit for bit what it would compute itself, while a run of another base
@@ -726,6 +755,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_keys_change_the_run),
 		cmocka_unit_test(test_peft_method_keys_act),
+		cmocka_unit_test(test_prefix_projection_keys_act),
 		cmocka_unit_test(test_base_eval_once_per_base),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

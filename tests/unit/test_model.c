@@ -62,7 +62,7 @@ static float loss_at(struct model *m, const int32_t *tok, const int32_t *tgt)
 
 /* Central differences on a few elements of every trainable parameter. Loss is fp32 with a
  * double-accumulated mean; eps 1e-2 on O(1) weights: tolerance 2e-3 abs + 2 % rel. */
-static void gradcheck(struct model *m, int V, uint64_t seed)
+static double gradcheck(struct model *m, int V, uint64_t seed)
 {
 	int32_t tok[B * T], tgt[B * T];
 	batch(tok, tgt, V, seed);
@@ -110,6 +110,7 @@ static void gradcheck(struct model *m, int V, uint64_t seed)
 		}
 	}
 	assert_true(checked > 0);
+	return worst;
 }
 
 static void check_method(struct model_file *mf, struct model_opts *o)
@@ -489,6 +490,95 @@ static void test_prefix(void **state)
 	model_file_free(mf);
 }
 
+/* The host's PEFT PrefixEncoder: table (np, O) = tanh(E W1^T + b1) W2^T + b2. */
+static void prefix_mlp_host(float *tab, const struct model *m)
+{
+	int np = m->np, H = m->ph, K = m->kvd;
+	int O = (int)m->params[m->prefix].pub.shape[1];
+	const float *E = model_pdata(m, m->pe_emb), *W1 = model_pdata(m, m->pe_w1);
+	const float *b1 = model_pdata(m, m->pe_b1), *W2 = model_pdata(m, m->pe_w2);
+	const float *b2 = model_pdata(m, m->pe_b2);
+	for (int t = 0; t < np; t++)
+		for (int o = 0; o < O; o++) {
+			double acc = b2[o];
+			for (int h = 0; h < H; h++) {
+				double z = b1[h];
+				for (int k = 0; k < K; k++)
+					z += (double)E[t * K + k] * W1[h * K + k];
+				acc += tanh(z) * W2[(size_t)o * H + h];
+			}
+			tab[(size_t)t * O + o] = (float)acc;
+		}
+}
+
+/* prefix_projection (PEFT's PrefixEncoder MLP): the five parameters train, the table is
+ * their MLP's output (checked against a double-precision host MLP, before and after the
+ * parameters change), and the gradients reach them through the MLP (finite differences),
+ * with checkpointing, under GQA with interleaved RoPE, and with encoder_hidden_size set. */
+static void test_prefix_projection(void **state)
+{
+	(void)state;
+	struct model_file *mf = tiny_llama_mf(false, true, ROPE_HALF, 4);
+	struct model_opts o = base_opts(METHOD_PREFIX);
+	o.prefix_tokens = 3;
+	o.prefix_projection = true;
+	struct diag d;
+	diag_init(&d);
+	struct model *m = NULL;
+	assert_int_equal(model_create(&m, mf, &o, &d), 0);
+	int kvd = m->kvd, L = mf->hp.n_layer;
+	static const char *const names[] = {
+		"prompt_encoder.embedding.weight", "prompt_encoder.transform.0.weight",
+		"prompt_encoder.transform.0.bias", "prompt_encoder.transform.2.weight",
+		"prompt_encoder.transform.2.bias"};
+	const int64_t shapes[5][2] = {{3, kvd}, {kvd, kvd}, {kvd, 1},
+				      {2 * L * kvd, kvd}, {2 * L * kvd, 1}};
+	assert_int_equal(model_n_trainable(m), 5);
+	for (size_t i = 0; i < 5; i++) {
+		const struct model_param *p = model_trainable(m, i);
+		assert_string_equal(p->name, names[i]);
+		assert_int_equal(p->shape[0], shapes[i][0]);
+		assert_int_equal(p->shape[1], shapes[i][1]);
+	}
+	const struct model_param *tab = model_param_find(m, "prompt_embeddings");
+	assert_non_null(tab);
+	assert_int_equal(tab->shape[0], 3);
+	assert_int_equal(tab->shape[1], 2 * L * kvd);
+	float *want = malloc(tab->numel * sizeof(float));
+	assert_non_null(want);
+	prefix_mlp_host(want, m);
+	for (size_t j = 0; j < tab->numel; j++)
+		assert_float_equal(tab->data[j], want[j], 1e-5);
+	double worst = 0;
+	for (uint64_t s = 0; s < 4; s++)
+		worst = fmax(worst, gradcheck(m, 37, 60 + s));
+	/* gradcheck moved the parameters: a forward recomputes the table */
+	model_prefix_update(m);
+	prefix_mlp_host(want, m);
+	for (size_t j = 0; j < tab->numel; j++)
+		assert_float_equal(tab->data[j], want[j], 1e-5);
+	free(want);
+	model_free(m);
+	o.grad_checkpointing = true;
+	o.prefix_hidden = 5;
+	assert_int_equal(model_create(&m, mf, &o, &d), 0);
+	assert_int_equal(model_trainable(m, 1)->shape[0], 5);
+	worst = fmax(worst, gradcheck(m, 37, 70));
+	model_free(m);
+	model_file_free(mf);
+	mf = tiny_llama_mf(true, false, ROPE_INTERLEAVED, 8);
+	o.grad_checkpointing = false;
+	o.prefix_tokens = 2;
+	assert_int_equal(model_create(&m, mf, &o, &d), 0);
+	worst = fmax(worst, gradcheck(m, 37, 80));
+	model_free(m);
+	print_message("prefix projection: worst |analytic - finite difference| %.3g\n", worst);
+	o.prefix_hidden = 70000;
+	assert_int_equal(model_create(&m, mf, &o, &d), FT_EUNSUPP);
+	assert_non_null(strstr(d.text, "encoder_hidden_size"));
+	model_file_free(mf);
+}
+
 static void test_gpt2_methods(void **state)
 {
 	(void)state;
@@ -753,6 +843,56 @@ static void test_bf16_close_to_fp32(void **state)
 	model_file_free(mf);
 }
 
+/* prefix_projection under train.precision bf16: the MLP's matmuls round their inputs like
+ * the other adapters' (the table moves), loss and the MLP's gradients stay close to
+ * fp32's. */
+static void test_prefix_projection_bf16(void **state)
+{
+	(void)state;
+	struct model_file *mf = tiny_llama_mf(false, true, ROPE_HALF, 12);
+	int32_t tok[B * T], tgt[B * T];
+	batch(tok, tgt, 37, 4);
+	float loss[2], *g[2], *tab[2];
+	size_t n = 0, nt = 0;
+	for (int k = 0; k < 2; k++) {
+		struct model_opts o = base_opts(METHOD_PREFIX);
+		o.prefix_tokens = 3;
+		o.prefix_projection = true;
+		o.precision = k ? PRECISION_BF16 : PRECISION_FP32;
+		struct diag d;
+		diag_init(&d);
+		struct model *m = NULL;
+		assert_int_equal(model_create(&m, mf, &o, &d), 0);
+		assert_int_equal(model_forward(m, tok, tgt, B, T, &loss[k], NULL), 0);
+		assert_int_equal(model_backward(m, 0), 0);
+		const struct model_param *w =
+			model_param_find(m, "prompt_encoder.transform.0.weight");
+		const struct model_param *t = model_param_find(m, "prompt_embeddings");
+		n = w->numel;
+		nt = t->numel;
+		g[k] = malloc(n * sizeof(float));
+		tab[k] = malloc(nt * sizeof(float));
+		assert_non_null(g[k] && tab[k]);
+		memcpy(g[k], w->grad, n * sizeof(float));
+		memcpy(tab[k], t->data, nt * sizeof(float));
+		model_free(m);
+	}
+	assert_float_equal(loss[1], loss[0], 2e-2 * loss[0]);
+	assert_true(memcmp(tab[0], tab[1], nt * sizeof(float)) != 0);
+	double dot = 0, n0 = 0, n1 = 0;
+	for (size_t i = 0; i < n; i++) {
+		dot += (double)g[0][i] * g[1][i];
+		n0 += (double)g[0][i] * g[0][i];
+		n1 += (double)g[1][i] * g[1][i];
+	}
+	assert_true(n0 > 0 && dot / sqrt(n0 * n1) > 0.99);
+	for (int k = 0; k < 2; k++) {
+		free(g[k]);
+		free(tab[k]);
+	}
+	model_file_free(mf);
+}
+
 static void test_bad_inputs(void **state)
 {
 	(void)state;
@@ -844,6 +984,8 @@ int main(void)
 		cmocka_unit_test(test_dora_checkpointing_bf16),
 		cmocka_unit_test(test_ia3),
 		cmocka_unit_test(test_prefix),
+		cmocka_unit_test(test_prefix_projection),
+		cmocka_unit_test(test_prefix_projection_bf16),
 		cmocka_unit_test(test_gpt2_methods),
 		cmocka_unit_test(test_gemma3_methods),
 		cmocka_unit_test(test_gemma3_window),

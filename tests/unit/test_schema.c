@@ -417,6 +417,25 @@ static void test_cross_field_rules(void **state)
 		     "needs eval.compare_base", 0, 0);
 	expect_error(HEAD "gates: [{metric: test.f1, vs: base, min: 0.1}]\n", "not min or max", 0, 0);
 	expect_error(HEAD "sweep: {samples: 3}\n", "applies only to sweep.method random", 0, 0);
+	/* prefix tuning's projection width needs the projection, and both need prefix */
+	expect_error(HEAD "method: {type: prefix, encoder_hidden_size: 16}\n",
+		     "'method.encoder_hidden_size' applies only to method.prefix_projection true, "
+		     "but method.prefix_projection is false", 6, 24);
+	expect_error(HEAD "method: {type: lora, prefix_projection: true}\n",
+		     "applies only to method.type prefix", 0, 0);
+	expect_error(HEAD "method: {type: prefix, prefix_projection: true, encoder_hidden_size: 0}\n",
+		     "out of range", 0, 0);
+	scratch_put("pp.yaml", HEAD "method: {type: prefix, prefix_projection: true, "
+				    "encoder_hidden_size: 16}\n");
+	struct experiment *pe = load_ok("pp.yaml", NULL, 0);
+	assert_true(experiment_config(pe)->method.prefix_projection);
+	assert_int_equal(experiment_config(pe)->method.encoder_hidden_size, 16);
+	experiment_free(pe);
+	scratch_put("pp.yaml", HEAD "method: {type: prefix}\n");
+	pe = load_ok("pp.yaml", NULL, 0);
+	assert_false(experiment_config(pe)->method.prefix_projection);
+	assert_int_equal(experiment_config(pe)->method.encoder_hidden_size, 0);
+	experiment_free(pe);
 	/* Evaluation-only experiments need no train split. */
 	scratch_put("ev.yaml",
 		    "name: t\nmodel: {base: m.gguf}\ndata: {test: test.jsonl}\nmethod: {type: none}\n");

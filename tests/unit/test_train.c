@@ -132,6 +132,7 @@ static struct config_train train_cfg(int64_t steps)
 
 static bool use_gemma; /* the tiny Gemma 3 (window 3) instead of the tiny llama */
 static bool use_checkpointing; /* models built with gradient checkpointing */
+static bool use_projection; /* prefix tuning through PEFT's prefix_projection MLP */
 
 static struct model *make_model(enum method_type method, float dropout, int max_batch)
 {
@@ -147,6 +148,7 @@ static struct model *make_model(enum method_type method, float dropout, int max_
 	o.bn_reduction = 4;
 	o.bn_act = OPS_ACT_SILU;
 	o.grad_checkpointing = use_checkpointing;
+	o.prefix_projection = use_projection;
 	struct model *m = NULL;
 	struct diag d;
 	diag_init(&d);
@@ -324,6 +326,25 @@ static void test_deterministic_and_resume_prefix(void **state)
 {
 	(void)state;
 	resume_case(METHOD_PREFIX);
+}
+
+/* prefix_projection: the MLP's five parameters and their AdamW moments are the checkpoint
+ * (the table is recomputed at every forward): killed and resumed, the uninterrupted trace
+ * bit for bit, with and without gradient checkpointing (the same trace both ways), and not
+ * plain prefix tuning's trace. */
+static void test_prefix_projection_resume_bit_identical(void **state)
+{
+	(void)state;
+	double plain[13], ck[13], direct[13];
+	struct config_train c = train_cfg(12);
+	check_resume(c, METHOD_PREFIX, direct);
+	use_projection = true;
+	check_resume(c, METHOD_PREFIX, plain);
+	use_checkpointing = true;
+	check_resume(c, METHOD_PREFIX, ck);
+	use_checkpointing = use_projection = false;
+	assert_memory_equal(plain, ck, sizeof plain);
+	assert_true(plain[1] != direct[1] && plain[12] != direct[12]);
 }
 
 /* SGD with momentum, Nesterov and weight decay: its momentum buffers are part of the
@@ -526,6 +547,7 @@ int main(void)
 		cmocka_unit_test(test_deterministic_and_resume_dora),
 		cmocka_unit_test(test_deterministic_and_resume_ia3),
 		cmocka_unit_test(test_deterministic_and_resume_prefix),
+		cmocka_unit_test(test_prefix_projection_resume_bit_identical),
 		cmocka_unit_test(test_sgd_resume_bit_identical),
 		cmocka_unit_test(test_adapter_resume_bit_identical),
 		cmocka_unit_test(test_gemma3_learns_and_resumes),

@@ -397,11 +397,27 @@ static struct lora_adapter *adapter_of(struct model *m, const struct lora_info *
 	return a;
 }
 
-/* DoRA (q, v, down) or IA3 (PEFT's default targets for llama) against peft. */
-static void method_matches_peft(enum method_type method)
+/* The adapter tensors PEFT saves: the trainables, or with prefix_projection the computed
+ * prompt_embeddings alone. */
+static void saved_tensors(struct model *m, struct lora_tensor *lt, size_t *n, bool proj)
+{
+	if (!proj) {
+		lora_tensors(m, lt, n);
+		return;
+	}
+	model_prefix_update(m);
+	const struct model_param *p = model_param_find(m, "prompt_embeddings");
+	assert_non_null(p);
+	lt[0] = (struct lora_tensor){(char *)p->name, p->data, p->shape[0], p->shape[1]};
+	*n = 1;
+}
+
+/* DoRA (q, v, down), IA3 (PEFT's default targets for llama) or prefix tuning (proj: with
+ * PEFT's prefix_projection MLP, encoder_hidden_size 6) against peft. */
+static void method_matches_peft(enum method_type method, bool proj)
 {
 	bool ia3 = method == METHOD_IA3, prefix = method == METHOD_PREFIX;
-	const char *what = prefix ? "prefix" : ia3 ? "ia3" : "dora";
+	const char *what = proj ? "prefix_proj" : prefix ? "prefix" : ia3 ? "ia3" : "dora";
 	char fdir[96];
 	snprintf(fdir, sizeof fdir, "tests/reference/fixtures/train_tiny_%s", what);
 	fixture_dir = fdir;
@@ -411,7 +427,8 @@ static void method_matches_peft(enum method_type method)
 	static const char *const tg[] = {"q_proj", "v_proj", "down_proj"};
 	struct model_opts o = {.method = method, .lora_rank = 4, .lora_alpha = 8,
 			       .targets = ia3 ? NULL : tg, .n_targets = ia3 ? 0 : 3,
-			       .ff_auto = true, .prefix_tokens = 3, .layers_first = -1,
+			       .ff_auto = true, .prefix_tokens = 3, .prefix_projection = proj,
+			       .prefix_hidden = proj ? 6 : 0, .layers_first = -1,
 			       .layers_last = -1, .max_batch = B, .max_seq = SEQ, .seed = 11,
 			       .full_logits = true};
 	struct model *m = NULL;
@@ -422,8 +439,15 @@ static void method_matches_peft(enum method_type method)
 	char *tgs[] = {"q_proj", "v_proj", "down_proj"};
 	struct lora_info info = {.rank = 4, .alpha = 8, .use_dora = method == METHOD_DORA,
 				 .ia3 = ia3, .prefix = prefix, .num_virtual_tokens = 3,
-				 .num_layers = 2, .targets = tgs, .n_targets = 3, .n_head = 4,
-				 .n_head_kv = 2, .head_dim = 4};
+				 .num_layers = 2, .prefix_projection = proj,
+				 .encoder_hidden_size = proj ? 6 : 0, .targets = tgs, .n_targets = 3,
+				 .n_head = 4, .n_head_kv = 2, .head_dim = 4};
+	/* prefix_projection: the MLP's initial parameters, for the script to start from */
+	json_t *init = json_object();
+	for (size_t i = 0; proj && i < model_n_trainable(m); i++) {
+		const struct model_param *p = model_trainable(m, i);
+		json_object_set_new(init, p->name, farr(p->data, p->numel));
+	}
 	struct lora_tensor lt[64];
 	size_t n;
 	if (write) {
@@ -431,7 +455,7 @@ static void method_matches_peft(enum method_type method)
 		if (merged_write_hf(dir, mf, &d))
 			fail_msg("%s", d.text);
 		free(dir);
-		lora_tensors(m, lt, &n);
+		saved_tensors(m, lt, &n, proj);
 		dir = fixture_path("adapter_init");
 		if (adapter_write_peft(dir, lt, n, &info, &d))
 			fail_msg("%s", d.text);
@@ -448,6 +472,10 @@ static void method_matches_peft(enum method_type method)
 	}
 	json_object_set_new(ours, "loss0", json_real(loss0));
 	json_object_set_new(ours, "grads", grads);
+	if (proj)
+		json_object_set_new(ours, "init", init);
+	else
+		json_decref(init);
 	model_zero_grad(m);
 	train5(m);
 	json_object_set_new(ours, "trace", json_pack("[fffff]", losses[1], losses[2], losses[3],
@@ -487,7 +515,7 @@ static void method_matches_peft(enum method_type method)
 	}
 
 	if (write) {
-		lora_tensors(m, lt, &n);
+		saved_tensors(m, lt, &n, proj);
 		char *dir = fixture_path("adapter_final");
 		if (adapter_write_peft(dir, lt, n, &info, &d))
 			fail_msg("%s", d.text);
@@ -511,7 +539,7 @@ static void method_matches_peft(enum method_type method)
 	json_t *ref = json_load_file(rp, 0, &err);
 	if (!ref)
 		fail_msg("%s: %s (run tests/reference/make_train_fixture.py peft-tiny-%s)", rp,
-			 err.text, what);
+			 err.text, proj ? "prefix-proj" : what);
 	double rl = json_number_value(json_object_get(ref, "loss0"));
 	assert_float_equal(loss0, rl, 1e-5 * fabs(rl));
 	json_t *rg = json_object_get(ref, "grads");
@@ -557,19 +585,30 @@ static void method_matches_peft(enum method_type method)
 static void test_dora_matches_peft(void **state)
 {
 	(void)state;
-	method_matches_peft(METHOD_DORA);
+	method_matches_peft(METHOD_DORA, false);
 }
 
 static void test_ia3_matches_peft(void **state)
 {
 	(void)state;
-	method_matches_peft(METHOD_IA3);
+	method_matches_peft(METHOD_IA3, false);
 }
 
 static void test_prefix_matches_peft(void **state)
 {
 	(void)state;
-	method_matches_peft(METHOD_PREFIX);
+	method_matches_peft(METHOD_PREFIX, false);
+}
+
+/* prefix_projection (make_train_fixture.py peft-tiny-prefix-proj,
+ * fixtures/train_tiny_prefix_proj/): PEFT's PrefixEncoder MLP (embedding, Linear(8, 6),
+ * tanh, Linear(6, 32)) from our initial parameters: loss, the gradients of the MLP's five
+ * tensors, the trace (weight decay on the matrices only, as our trainer), and PEFT loading
+ * our exported adapter (the computed table, inference mode) reproducing our logits. */
+static void test_prefix_projection_matches_peft(void **state)
+{
+	(void)state;
+	method_matches_peft(METHOD_PREFIX, true);
 }
 
 static void test_gguf_base_roundtrip(void **state)
@@ -607,6 +646,7 @@ int main(void)
 		cmocka_unit_test(test_dora_matches_peft),
 		cmocka_unit_test(test_ia3_matches_peft),
 		cmocka_unit_test(test_prefix_matches_peft),
+		cmocka_unit_test(test_prefix_projection_matches_peft),
 		cmocka_unit_test(test_gguf_base_roundtrip),
 		cmocka_unit_test(test_gguf_base_roundtrip_dora),
 		cmocka_unit_test(test_gguf_base_roundtrip_ia3),

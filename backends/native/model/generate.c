@@ -189,6 +189,8 @@ int model_generate_tokens(struct model *m, const int32_t *const *prompts, const 
 	rc = mplan_alloc(&p, ops, &mem, &bytes, "generation buffers (KV cache)", d);
 	if (rc)
 		goto done;
+	if (np)
+		model_prefix_update(m);
 	for (int l = 0; np && l < hp->n_layer; l++) {
 		const float *pk = model_pdata(m, m->prefix) + (size_t)2 * l * m->kvd;
 		size_t ps = (size_t)2 * hp->n_layer * m->kvd;

@@ -350,12 +350,27 @@ static void build_table(struct model *m)
 		m->params[m->wte].matrix = true;
 	}
 	m->prefix = -1;
+	m->pe_emb = m->pe_w1 = m->pe_b1 = m->pe_w2 = m->pe_b2 = -1;
 	if (m->o.method == METHOD_PREFIX) {
 		/* PEFT's prompt encoder output: per virtual token, the keys and values of every
 		 * layer, [K_0 V_0 K_1 V_1 ...] of kvd each */
-		m->prefix = add_param(m, "prompt_embeddings", m->np,
-				      2 * (int64_t)hp->n_layer * m->kvd, -1);
-		m->params[m->prefix].trainable = true;
+		int64_t O = 2 * (int64_t)hp->n_layer * m->kvd;
+		m->prefix = add_param(m, "prompt_embeddings", m->np, O, -1);
+		if (!m->o.prefix_projection) {
+			m->params[m->prefix].trainable = true;
+			return;
+		}
+		/* PEFT's PrefixEncoder with prefix_projection (its parameter names without
+		 * the adapter's): the table above is computed from these */
+		m->ph = m->o.prefix_hidden > 0 ? m->o.prefix_hidden : m->kvd;
+		m->pe_emb = add_param(m, "prompt_encoder.embedding.weight", m->np, m->kvd, -1);
+		m->pe_w1 = add_param(m, "prompt_encoder.transform.0.weight", m->ph, m->kvd, -1);
+		m->pe_b1 = add_param(m, "prompt_encoder.transform.0.bias", m->ph, 1, -1);
+		m->pe_w2 = add_param(m, "prompt_encoder.transform.2.weight", O, m->ph, -1);
+		m->pe_b2 = add_param(m, "prompt_encoder.transform.2.bias", O, 1, -1);
+		int pe[] = {m->pe_emb, m->pe_w1, m->pe_b1, m->pe_w2, m->pe_b2};
+		for (size_t i = 0; i < FT_ARRAY_LEN(pe); i++)
+			m->params[pe[i]].trainable = true;
 	}
 }
 
@@ -364,6 +379,7 @@ static bool is_adapter_param(const char *name)
 {
 	return strstr(name, ".lora_") != NULL || strstr(name, ".ia3_l") != NULL ||
 	       strcmp(name, "prompt_embeddings") == 0 ||
+	       strncmp(name, "prompt_encoder.", 15) == 0 ||
 	       strstr(name, "_adapters.adapter_") != NULL;
 }
 
@@ -489,8 +505,25 @@ static int fill_param(struct model *m, const struct model_file *mf, struct mpara
 		free(h);
 		return 0;
 	}
-	if (strcmp(pp->name, "prompt_embeddings") == 0 || bn) {
-		/* PEFT's prompt encoder is an nn.Embedding: N(0, 1); bottleneck adapter weights:
+	if (strcmp(pp->name, "prompt_embeddings") == 0 && m->pe_emb >= 0)
+		return 0; /* computed by the projection (model_prefix_update) */
+	if (strncmp(pp->name, "prompt_encoder.transform.", 25) == 0) {
+		/* torch.nn.Linear's init, weight and bias: U(-1/sqrt(in), 1/sqrt(in)) */
+		bool first = strncmp(pp->name + 25, "0.", 2) == 0;
+		float bound = 1.0f / sqrtf((float)(first ? m->kvd : m->ph));
+		float *h = malloc(n * sizeof(float));
+		if (!h)
+			return diag_set(d, FT_ENOMEM, NULL, 0, 0, "out of memory");
+		for (size_t j = 0; j < n; j++)
+			h[j] = (2.0f * rng_uniform_f(r) - 1.0f) * bound;
+		m->ops->to_device(dst, h, n * sizeof(float));
+		free(h);
+		return 0;
+	}
+	if (strcmp(pp->name, "prompt_embeddings") == 0 ||
+	    strcmp(pp->name, "prompt_encoder.embedding.weight") == 0 || bn) {
+		/* PEFT's prompt encoder (and the projection's input) is an nn.Embedding: N(0, 1);
+		 * bottleneck adapter weights:
 		 * AdapterHub's default init ("bert"), N(0, 0.02^2) */
 		double sd = bn ? 0.02 : 1.0;
 		float *h = malloc(n * sizeof(float));
@@ -827,7 +860,7 @@ static int table_make(struct model *m, const struct model_hparams *hp, const str
 	m->qd = hp->n_head * hp->head_dim;
 	m->kvd = hp->n_head_kv * hp->head_dim;
 	m->lora_r = o->lora_rank > 0 ? o->lora_rank : 1;
-	size_t maxp = 8 + (size_t)hp->n_layer * 40;
+	size_t maxp = 16 + (size_t)hp->n_layer * 40;
 	m->params = calloc(maxp, sizeof *m->params);
 	m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
 	if (!m->params || !m->layers) {
@@ -1071,6 +1104,11 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 				  : !m->ops->attention_prefix_forward
 					  ? "this backend has no prefix attention kernels (use the cpu "
 					    "backend)"
+				  : o->prefix_projection &&
+						  (o->prefix_hidden < 0 || o->prefix_hidden > 65536)
+					  ? "encoder_hidden_size must be in [1, 65536]"
+				  : o->prefix_projection && !m->ops->act_forward
+					  ? "this backend has no kernels for the prefix projection"
 					  : NULL;
 		if (why) {
 			rc = diag_set(d, FT_EUNSUPP, NULL, 0, 0, "prefix tuning: %s", why);
@@ -1126,7 +1164,7 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 	if (o->method == METHOD_IA3)
 		ia3_resolve(m, o, ff_buf, FT_ARRAY_LEN(ff_buf));
 
-	size_t maxp = 8 + (size_t)hp->n_layer * 40;
+	size_t maxp = 16 + (size_t)hp->n_layer * 40;
 	m->params = calloc(maxp, sizeof *m->params);
 	m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
 	if (!m->params || !m->layers) {
@@ -1259,6 +1297,23 @@ int model_create(struct model **out, const struct model_file *mf, const struct m
 			      "no parameter is selected for training by the method's settings");
 		goto fail;
 	}
+	if (m->pe_emb >= 0) {
+		/* the projection's activations and the table's gradient */
+		size_t nh = (size_t)m->np * (size_t)m->ph;
+		p = (struct mplan){0};
+		PLAN_F(&p, m->pe_pre, nh);
+		PLAN_F(&p, m->pe_hid, nh);
+		PLAN_F(&p, m->pe_dh, nh);
+		PLAN_F(&p, m->prefix_dtab, m->params[m->prefix].pub.numel);
+		size_t pb;
+		rc = mplan_alloc(&p, m->ops, &m->pe_mem, &pb, "prefix projection", d);
+		mplan_free(&p);
+		if (rc)
+			goto fail;
+		model_prefix_update(m);
+	} else if (m->prefix >= 0) {
+		m->prefix_dtab = pgrad(m, m->prefix);
+	}
 	/* how far the backward must go */
 	m->embed_trains = m->params[m->wte].trainable || (m->wpe >= 0 && m->params[m->wpe].trainable);
 	m->bw_stop_layer = hp->n_layer;
@@ -1334,6 +1389,8 @@ void model_free(struct model *m)
 			m->ops->free(m->inv_freq_dev);
 		if (m->peft_w)
 			m->ops->free(m->peft_w);
+		if (m->pe_mem)
+			m->ops->free(m->pe_mem);
 		if (m->inv_freq_local_dev)
 			m->ops->free(m->inv_freq_local_dev);
 	}
@@ -1711,6 +1768,49 @@ static float *bn_residual_backward(struct model *m, const struct layer *y, struc
 	return du;
 }
 
+/* ---- prefix projection (PEFT's PrefixEncoder with prefix_projection) ---- */
+
+void model_prefix_update(struct model *m)
+{
+	if (m->pe_emb < 0)
+		return;
+	const struct ops *ops = m->ops;
+	int np = m->np, H = m->ph, K = m->kvd;
+	int O = (int)m->params[m->prefix].pub.shape[1];
+	float *tab = model_pdata(m, m->prefix);
+	/* table (np, O) = tanh(E W1^T + b1) W2^T + b2 */
+	ops->matmul(m->pe_pre, model_pdata(m, m->pe_emb), model_pdata(m, m->pe_w1), np, H, K,
+		    OPS_TB | m->mmflags, 1.0f, 0.0f);
+	ops->bias_add(m->pe_pre, model_pdata(m, m->pe_b1), np, H);
+	ops->act_forward(m->pe_hid, m->pe_pre, (size_t)np * H, OPS_ACT_TANH);
+	ops->matmul(tab, m->pe_hid, model_pdata(m, m->pe_w2), np, O, H, OPS_TB | m->mmflags, 1.0f,
+		    0.0f);
+	ops->bias_add(tab, model_pdata(m, m->pe_b2), np, O);
+}
+
+/* The projection's backward: prefix_dtab (this backward's dL/d(table)) through the MLP;
+ * the gradients of its parameters accumulate. The activations are those of the last
+ * model_prefix_update (the parameters have not changed since the forward). */
+static void prefix_backward(struct model *m)
+{
+	if (m->pe_emb < 0)
+		return;
+	const struct ops *ops = m->ops;
+	int np = m->np, H = m->ph, K = m->kvd;
+	int O = (int)m->params[m->prefix].pub.shape[1];
+	unsigned f = m->mmflags;
+	const float *dt = m->prefix_dtab;
+	ops->bias_backward(pgrad(m, m->pe_b2), dt, np, O);
+	ops->matmul(pgrad(m, m->pe_w2), dt, m->pe_hid, O, H, np, OPS_TA | f, 1.0f, 1.0f);
+	ops->matmul(m->pe_dh, dt, model_pdata(m, m->pe_w2), np, H, O, f, 1.0f, 0.0f);
+	ops->act_backward(m->pe_dh, m->pe_dh, m->pe_pre, (size_t)np * H, OPS_ACT_TANH);
+	ops->bias_backward(pgrad(m, m->pe_b1), m->pe_dh, np, H);
+	ops->matmul(pgrad(m, m->pe_w1), m->pe_dh, model_pdata(m, m->pe_emb), H, K, np,
+		    OPS_TA | f, 1.0f, 1.0f);
+	ops->matmul(pgrad(m, m->pe_emb), m->pe_dh, model_pdata(m, m->pe_w1), np, K, H, f, 1.0f,
+		    1.0f);
+}
+
 /* Attention without a KV cache in bf16: train.precision bf16 where the backend has it. */
 static bool attn_bf16(const struct model *m)
 {
@@ -2050,6 +2150,7 @@ static int forward(struct model *m, const int32_t *tokens, const int32_t *target
 	m->have_targets = false;
 	m->head_fused = false;
 	m->fwd_adapter_off = m->adapter_off;
+	model_prefix_update(m);
 	m->ops->to_device(m->tok_dev, tokens, (size_t)N * sizeof(int32_t));
 	model_embed(m, m->acts[0].x, m->tok_dev, NULL, N, T);
 	for (int l = 0; l < hp->n_layer; l++)
@@ -2177,7 +2278,7 @@ static void layer_backward(struct model *m, int l, struct lacts *a, int B, int T
 	if (m->prefix >= 0) {
 		size_t off = (size_t)2 * l * m->kvd;
 		const float *pk = model_pdata(m, m->prefix) + off;
-		float *dpk = pgrad(m, m->prefix) + off;
+		float *dpk = m->prefix_dtab + off;
 		ops->attention_prefix_backward(g->dq, g->dk, g->dv, dpk, dpk + m->kvd, g->datty,
 					       a->q, a->k, a->v, pk, pk + m->kvd,
 					       (size_t)2 * hp->n_layer * m->kvd, B, T, m->np,
@@ -2249,6 +2350,8 @@ static int backward(struct model *m, float loss_scale, const float *weights)
 		head_pass(m, false, true, scale, NULL);
 	}
 	head_backward_input(m, N);
+	if (m->pe_emb >= 0) /* this backward's gradient of the table, then through the MLP */
+		ops->zero(m->prefix_dtab, m->params[m->prefix].pub.numel);
 	bool shared = m->o.grad_checkpointing && L > 1;
 	for (int l = L - 1; l >= m->bw_stop_layer; l--) {
 		if (shared && l != L - 1) /* recompute this layer's activations from its input */
@@ -2257,6 +2360,7 @@ static int backward(struct model *m, float loss_scale, const float *weights)
 		bool need_dx = l > m->bw_stop_layer || m->embed_trains;
 		layer_backward(m, l, &m->acts[l], B, T, need_dx);
 	}
+	prefix_backward(m);
 	if (m->embed_trains) {
 		if (m->embed_scale > 0.0f) /* d(s e)/de = s */
 			ops->scale(m->g.dres, m->embed_scale, (size_t)N * C);

@@ -47,6 +47,14 @@ struct model_opts {
 	/* prefix: num_virtual_tokens key/value rows per layer ("prompt_embeddings",
 	 * (n, 2 * n_layer * n_head_kv * head_dim), PEFT's layout) */
 	int prefix_tokens;
+	/* prefix_projection: the table is not trained itself but computed, as PEFT's
+	 * PrefixEncoder with prefix_projection, from "prompt_encoder.embedding.weight"
+	 * (prefix_tokens, kvd) through "prompt_encoder.transform.0" (Linear(kvd,
+	 * prefix_hidden)), tanh and "prompt_encoder.transform.2" (Linear(prefix_hidden,
+	 * 2 * n_layer * kvd)); those five tensors train (kvd = n_head_kv * head_dim, PEFT's
+	 * token_dim; prefix_hidden 0 = kvd, PEFT's default encoder_hidden_size). */
+	bool prefix_projection;
+	int prefix_hidden;
 	/* freeze: parameters whose name has one of these as a dotted component ("mlp",
 	 * "q_proj", "self_attn", "input_layernorm", "embed_tokens", "lm_head", "model.norm");
 	 * n_trainable 0 = every parameter of the selected layers. */
@@ -138,6 +146,10 @@ int model_backward(struct model *m, float loss_scale) FT_WUR;
  * model_backward's. */
 int model_backward_weighted(struct model *m, const float *weights) FT_WUR;
 void model_zero_grad(struct model *m);
+/* prefix_projection: recomputes "prompt_embeddings" from the projection's parameters (every
+ * forward and generation does this first; call it after changing them, e.g. an optimizer
+ * step, before reading the table). No-op for every other method. */
+void model_prefix_update(struct model *m);
 /* Training mode applies LoRA dropout in model_forward; off for evaluation. Default: on
  * for methods other than none. */
 void model_set_training(struct model *m, bool on);

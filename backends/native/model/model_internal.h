@@ -116,6 +116,13 @@ struct model {
 	int prefix;           /* prefix tuning: "prompt_embeddings" (np, 2 L kvd), or -1 */
 	int np;               /* its rows (num_virtual_tokens) */
 	int *prefix_pos;      /* (max_b) np each: the sequences' first position */
+	float *prefix_dtab;   /* dL/d(table) (np, 2 L kvd): the table's gradient, or the
+			       * projection's scratch for it */
+	/* prefix_projection (PEFT's PrefixEncoder): parameters, or -1 */
+	int pe_emb, pe_w1, pe_b1, pe_w2, pe_b2;
+	int ph;               /* its hidden width */
+	void *pe_mem;         /* one allocation: */
+	float *pe_pre, *pe_hid, *pe_dh; /* (np, ph) hidden pre-activation, tanh, gradient */
 	bool dora_keep_norm;  /* tests only: reuse each layer's last 1/norm (g = mag/norm is
 			       * recomputed), so finite differences see the detached norm */
 

@@ -113,7 +113,11 @@ static bool ia3_module(char *buf, size_t n, const char *name)
  * token_dim and num_attention_heads are the KV heads' under grouped-query attention). */
 static json_t *prefix_config_json(const struct lora_info *info)
 {
-	int kvd = info->n_head_kv * info->head_dim;
+	int kvd = info->n_head_kv * info->head_dim, heads = info->n_head_kv;
+	if (kvd <= 0) { /* a re-written adapter: as its config said */
+		kvd = info->token_dim;
+		heads = info->prefix_heads;
+	}
 	json_t *j = json_object();
 	json_object_set_new(j, "peft_type", json_string("PREFIX_TUNING"));
 	json_object_set_new(j, "task_type", json_string("CAUSAL_LM"));
@@ -122,10 +126,14 @@ static json_t *prefix_config_json(const struct lora_info *info)
 	json_object_set_new(j, "num_virtual_tokens", json_integer(info->num_virtual_tokens));
 	json_object_set_new(j, "token_dim", json_integer(kvd));
 	json_object_set_new(j, "num_transformer_submodules", json_integer(1));
-	json_object_set_new(j, "num_attention_heads", json_integer(info->n_head_kv));
+	json_object_set_new(j, "num_attention_heads", json_integer(heads));
 	json_object_set_new(j, "num_layers", json_integer(info->num_layers));
-	json_object_set_new(j, "encoder_hidden_size", json_integer(kvd));
-	json_object_set_new(j, "prefix_projection", json_false());
+	/* PEFT's default encoder_hidden_size is token_dim */
+	json_object_set_new(j, "encoder_hidden_size",
+			    json_integer(info->prefix_projection && info->encoder_hidden_size > 0
+						 ? info->encoder_hidden_size
+						 : kvd));
+	json_object_set_new(j, "prefix_projection", json_boolean(info->prefix_projection));
 	json_object_set_new(j, "inference_mode", json_true());
 	json_object_set_new(j, "revision", json_null());
 	return j;
@@ -504,6 +512,22 @@ static int read_config(struct lora_info *info, const char *path, struct diag *d)
 		}
 		info->num_virtual_tokens = (int)json_integer_value(nv);
 		info->num_layers = (int)json_integer_value(nl);
+		info->prefix_projection = json_is_true(json_object_get(j, "prefix_projection"));
+		json_t *eh = json_object_get(j, "encoder_hidden_size");
+		json_t *td = json_object_get(j, "token_dim");
+		json_t *na = json_object_get(j, "num_attention_heads");
+		info->encoder_hidden_size = json_is_integer(eh) && json_integer_value(eh) > 0 &&
+						    json_integer_value(eh) <= 1 << 20
+					    ? (int)json_integer_value(eh)
+					    : 0;
+		info->token_dim = json_is_integer(td) && json_integer_value(td) > 0 &&
+					  json_integer_value(td) <= 1 << 20
+				  ? (int)json_integer_value(td)
+				  : 0;
+		info->prefix_heads = json_is_integer(na) && json_integer_value(na) > 0 &&
+					     json_integer_value(na) <= 1 << 16
+				     ? (int)json_integer_value(na)
+				     : 0;
 		goto done;
 	}
 	if (info->ia3) {

@@ -39,6 +39,13 @@ struct lora_info {
 	 * as PEFT does; on a GGUF base the key halves are un-permuted per head. */
 	bool prefix;
 	int num_virtual_tokens, num_layers;
+	/* prefix_projection: the adapter was trained through PEFT's MLP (the tensor is still
+	 * its computed table, as PEFT saves it); encoder_hidden_size its width (0: token_dim).
+	 * token_dim and prefix_heads: read from the config, written when n_head_kv and
+	 * head_dim are not known (0). */
+	bool prefix_projection;
+	int encoder_hidden_size;
+	int token_dim, prefix_heads;
 	char **targets;          /* module names, e.g. "q_proj" (owned by the caller on write) */
 	size_t n_targets;
 	bool fan_in_fan_out;     /* GPT-2 Conv1D bases */
