@@ -2,7 +2,8 @@
  * read and split without errors or train/test duplicates, and with SmolLM2's tokenizer
  * nothing is truncated (the sizes the quickstart's time budget assumes). The base-model
  * sweep (choose-base.yaml) gives each run its own base's identity, chat template,
- * tokenizer and end-of-turn token. */
+ * tokenizer and end-of-turn token; the method comparison (compare-methods.yaml) gives each
+ * point its own method's keys and learning rate. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -158,11 +159,52 @@ static void test_choose_base_sweep(void **state)
 }
 
 
+/* The method comparison (compare-methods.yaml) expands to one point per method, each with
+ * its own learning rate and only its own method's keys, and five different run ids. */
+static void test_compare_methods_sweep(void **state)
+{
+	(void)state;
+	char *path = root_path("experiments/compare-methods.yaml");
+	struct experiment *e = NULL;
+	struct sweep_plan *plan = NULL;
+	struct diag d;
+	diag_init(&d);
+	assert_int_equal(experiment_load(&e, path, NULL, 0, &d), 0);
+	assert_int_equal(sweep_expand(&plan, e, 100, &d), 0);
+	assert_int_equal(plan->n, 5);
+	static const struct {
+		enum method_type m;
+		double lr;
+		const char *own, *other;
+	} want[] = {
+		{METHOD_LORA, 2e-3, "\"rank\":8", "num_virtual_tokens"},
+		{METHOD_DORA, 2e-3, "\"rank\":8", "reduction_factor"},
+		{METHOD_IA3, 2e-2, "\"targets\"", "\"rank\""},
+		{METHOD_PREFIX, 2e-2, "\"num_virtual_tokens\":10", "\"alpha\""},
+		{METHOD_ADAPTER, 2e-3, "\"reduction_factor\":16", "\"rank\""},
+	};
+	char ids[5][65];
+	for (size_t i = 0; i < plan->n; i++) {
+		const struct config *c = plan->points[i].cfg;
+		assert_int_equal(c->method.type, want[i].m);
+		assert_true(c->train.optimizer.lr == want[i].lr);
+		assert_non_null(strstr(c->canonical_json, want[i].own));
+		assert_null(strstr(c->canonical_json, want[i].other));
+		assert_int_equal(run_identity(ids[i], c, &d), 0);
+		for (size_t j = 0; j < i; j++)
+			assert_string_not_equal(ids[i], ids[j]);
+	}
+	sweep_plan_free(plan);
+	experiment_free(e);
+	free(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_experiments),
 		cmocka_unit_test(test_choose_base_sweep),
+		cmocka_unit_test(test_compare_methods_sweep),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
