@@ -893,6 +893,66 @@ static void test_prefix_projection_bf16(void **state)
 	model_file_free(mf);
 }
 
+/* IA3 and plain prefix tuning under train.precision bf16: the matmuls round their inputs
+ * (the loss moves), the loss stays within 2 % of fp32's and the method's gradients point
+ * the same way. */
+static void test_ia3_prefix_bf16(void **state)
+{
+	(void)state;
+	struct model_file *mf = tiny_llama_mf(false, true, ROPE_HALF, 14);
+	int32_t tok[B * T], tgt[B * T];
+	batch(tok, tgt, 37, 5);
+	static const struct {
+		enum method_type method;
+		const char *param;
+	} cases[] = {
+		{METHOD_IA3, "model.layers.0.mlp.down_proj.ia3_l"},
+		{METHOD_PREFIX, "prompt_embeddings"},
+	};
+	for (size_t c = 0; c < FT_ARRAY_LEN(cases); c++) {
+		float loss[2], *g[2];
+		size_t n = 0;
+		for (int k = 0; k < 2; k++) {
+			struct model_opts o = base_opts(cases[c].method);
+			if (cases[c].method == METHOD_IA3)
+				o.ff_auto = true;
+			else
+				o.prefix_tokens = 3;
+			o.precision = k ? PRECISION_BF16 : PRECISION_FP32;
+			struct diag d;
+			diag_init(&d);
+			struct model *m = NULL;
+			if (model_create(&m, mf, &o, &d) != 0)
+				fail_msg("%s: %s", cases[c].param, d.text);
+			int frc = model_forward(m, tok, tgt, B, T, &loss[k], NULL);
+			if (frc)
+				fail_msg("%s: forward %d", cases[c].param, frc);
+			assert_int_equal(model_backward(m, 0), 0);
+			const struct model_param *w = model_param_find(m, cases[c].param);
+			assert_non_null(w);
+			n = w->numel;
+			g[k] = malloc(n * sizeof(float));
+			assert_non_null(g[k]);
+			memcpy(g[k], w->grad, n * sizeof(float));
+			model_free(m);
+		}
+		assert_true(loss[1] != loss[0]);
+		assert_float_equal(loss[1], loss[0], 2e-2 * loss[0]);
+		double dot = 0, n0 = 0, n1 = 0;
+		for (size_t i = 0; i < n; i++) {
+			dot += (double)g[0][i] * g[1][i];
+			n0 += (double)g[0][i] * g[0][i];
+			n1 += (double)g[1][i] * g[1][i];
+		}
+		print_message("%s bf16: loss %.6f (fp32 %.6f), gradient cosine %.5f\n",
+			      cases[c].param, (double)loss[1], (double)loss[0], dot / sqrt(n0 * n1));
+		assert_true(n0 > 0 && dot / sqrt(n0 * n1) > 0.99);
+		free(g[0]);
+		free(g[1]);
+	}
+	model_file_free(mf);
+}
+
 static void test_bad_inputs(void **state)
 {
 	(void)state;
@@ -986,6 +1046,7 @@ int main(void)
 		cmocka_unit_test(test_prefix),
 		cmocka_unit_test(test_prefix_projection),
 		cmocka_unit_test(test_prefix_projection_bf16),
+		cmocka_unit_test(test_ia3_prefix_bf16),
 		cmocka_unit_test(test_gpt2_methods),
 		cmocka_unit_test(test_gemma3_methods),
 		cmocka_unit_test(test_gemma3_window),
