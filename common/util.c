@@ -375,8 +375,14 @@ size_t mem_peak_rss(void)
 	char line[256];
 	unsigned long long kb = 0;
 	bool found = false;
-	while (f && !found && fgets(line, sizeof line, f))
-		found = sscanf(line, "VmHWM: %llu kB", &kb) == 1;
+	while (f && !found && fgets(line, sizeof line, f)) {
+		if (strncmp(line, "VmHWM:", 6) != 0)
+			continue;
+		char *end = NULL;
+		errno = 0;
+		kb = strtoull(line + 6, &end, 10);
+		found = errno == 0 && end != line + 6;
+	}
 	if (f)
 		fclose(f);
 	if (found)

@@ -764,7 +764,7 @@ static int chart_bases_values(struct report_charts *out, const struct report *r,
 	snprintf(split, sizeof split, "%.*s", (int)(metric_split_end(sm) - sm), sm);
 	snprintf(title, sizeof title, "%s on %s: untuned and fine-tuned", b->kind->title, split);
 	/* two panels a row, so that the base names fit under each */
-	size_t cols = n < 2 ? n : 2, rows = (n + cols - 1) / cols;
+	size_t cols = n < 2 ? (n ? n : 1) : 2, rows = (n + cols - 1) / cols;
 	if (!rc)
 		rc = multiplot_head(&g, name, title, rows, cols);
 	if (!rc)

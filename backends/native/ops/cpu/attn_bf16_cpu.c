@@ -135,8 +135,8 @@ static void gemm16(float *c, int ldc, const uint16_t *a, int lda, const uint32_t
 			const uint16_t *ai = a + (size_t)i * lda;
 			for (int p = 0; p < kp; p++) {
 				uint32_t w = b[(size_t)p * ldb + j];
-				s += bf(ai[2 * p]) * bf((uint16_t)(w & 0xffffu)) +
-				     bf(ai[2 * p + 1]) * bf((uint16_t)(w >> 16));
+				s += bf(ai[2 * (size_t)p]) * bf((uint16_t)(w & 0xffffu)) +
+				     bf(ai[2 * (size_t)p + 1]) * bf((uint16_t)(w >> 16));
 			}
 			float *cij = c + (size_t)i * ldc + j;
 			*cij = alpha * s + (acc ? *cij : 0.0f);
@@ -219,7 +219,7 @@ static void pack_pairs_t(uint32_t *dst, int ld, const float *x, int ldx, int row
 		pack_rows(tmp, cols + 1, x + (size_t)j * ldx, ldx, 1, cols);
 		for (int p = 0; p < kp; p++) {
 			uint32_t w;
-			memcpy(&w, tmp + 2 * p, sizeof w);
+			memcpy(&w, tmp + 2 * (size_t)p, sizeof w);
 			dst[(size_t)p * ld + j] = w;
 		}
 	}
@@ -369,7 +369,7 @@ static bool att16_init(struct att16 *w, int t, int hd)
 	size_t u16 = 2 * (size_t)t * w->tp + 4 * th + (size_t)hd + 2;
 	size_t u32 = (size_t)(w->tp / 2) * w->ldt + 2 * (size_t)(w->hdp / 2) * w->ldt +
 		     2 * (size_t)(w->tp / 2) * w->ldh;
-	size_t bytes = (f32 + u32) * 4 + u16 * 2 + 64 * 16;
+	size_t bytes = (f32 + u32) * 4 + u16 * 2 + (size_t)64 * 16;
 	char *m = calloc(1, bytes);
 	w->mem = m;
 	if (!m)

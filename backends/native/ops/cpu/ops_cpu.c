@@ -228,9 +228,10 @@ static void rope_row(float *row, int nh, int hd, int pos, const float *inv_freq,
 		float *x = row + (size_t)h * hd;
 		OPS_SIMD
 		for (int i = 0; i < half; i++) {
-			float a = x[i * st], b = x[i * st + off];
-			x[i * st] = a * cs[i] - b * sn[i];
-			x[i * st + off] = a * sn[i] + b * cs[i];
+			size_t at = (size_t)i * (size_t)st;
+			float a = x[at], b = x[at + (size_t)off];
+			x[at] = a * cs[i] - b * sn[i];
+			x[at + (size_t)off] = a * sn[i] + b * cs[i];
 		}
 	}
 }
