@@ -7,6 +7,7 @@
 #include "backends/native/ops/cpu/ops_cpu_internal.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -18,6 +19,12 @@
 
 #define ATTN_PAR_MIN 16384.0 /* multiply-adds below which one thread does all heads */
 
+/* Every thread's score row is also held here, so that the rows of threads still alive at
+ * exit stay reachable (no leak reported) and each is freed when its thread grows it. */
+#define SCORE_ROWS 256
+static float *score_rows[SCORE_ROWS];
+static pthread_mutex_t score_mu = PTHREAD_MUTEX_INITIALIZER;
+
 /* the calling thread's score row, grown on demand and kept (a step allocates nothing) */
 static float *scores_get(size_t n)
 {
@@ -27,6 +34,13 @@ static float *scores_get(size_t n)
 		float *nb = malloc(n * sizeof(float));
 		if (!nb)
 			return NULL;
+		pthread_mutex_lock(&score_mu);
+		size_t k = 0;
+		while (k < SCORE_ROWS && score_rows[k] != buf && (buf || score_rows[k]))
+			k++;
+		if (k < SCORE_ROWS)
+			score_rows[k] = nb;
+		pthread_mutex_unlock(&score_mu);
 		free(buf);
 		buf = nb;
 		cap = n;
@@ -65,7 +79,7 @@ static void one_head(float *o, const float *q, const float *kb, const float *vb,
 #endif
 	/* exp without libm (ops_math.h), a loop GCC vectorises; the sum in j order */
 	float sum = 0.0f;
-#pragma omp simd
+	OPS_SIMD
 	for (int j = j0; j <= p; j++)
 		s[j] = ops_expf(s[j] - mx);
 	for (int j = j0; j <= p; j++)
