@@ -572,16 +572,6 @@ done:
 	return rc;
 }
 
-struct range {
-	uint64_t lo, hi;
-};
-
-static int cmp_range(const void *a, const void *b)
-{
-	const struct range *x = a, *y = b;
-	return x->lo < y->lo ? -1 : x->lo > y->lo;
-}
-
 int adapter_read_peft(struct lora_adapter **out, const char *dir, bool want_interleaved,
 		      int n_head, int n_head_kv, int head_dim, struct diag *d)
 {
@@ -589,10 +579,8 @@ int adapter_read_peft(struct lora_adapter **out, const char *dir, bool want_inte
 	struct lora_adapter *a = calloc(1, sizeof(*a));
 	char *stp = path_join(dir, "adapter_model.safetensors");
 	char *cfp = path_join(dir, "adapter_config.json");
-	char *buf = NULL;
-	size_t len = 0;
-	json_t *h = NULL;
-	struct range *ranges = NULL;
+	struct st_file sf = {0};
+	struct st_range *ranges = NULL;
 	int rc = 0;
 	if (!a || !stp || !cfp) {
 		rc = diag_set(d, FT_ENOMEM, dir, 0, 0, "out of memory");
@@ -600,27 +588,11 @@ int adapter_read_peft(struct lora_adapter **out, const char *dir, bool want_inte
 	}
 	if ((rc = read_config(&a->info, cfp, d)) != 0)
 		goto done;
-	if ((rc = file_read_all(&buf, &len, stp, ADAPTER_FILE_MAX, d)) != 0)
+	if ((rc = st_read_whole(&sf, stp, ADAPTER_FILE_MAX, ST_HEADER_MAX, d)) != 0)
 		goto done;
-	uint64_t hl = 0;
-	if (len >= 8)
-		for (int k = 7; k >= 0; k--)
-			hl = (hl << 8) | (unsigned char)buf[k];
-	if (len < 8 || hl > ST_HEADER_MAX || hl > len - 8 || hl < 2 || buf[8] != '{') {
-		rc = diag_set(d, FT_EINVAL, stp, 0, 0,
-			      "not a safetensors file (header length %llu, file %zu bytes)",
-			      (unsigned long long)hl, len);
-		goto done;
-	}
-	json_error_t err;
-	h = json_loadb(buf + 8, (size_t)hl, JSON_REJECT_DUPLICATES, &err);
-	if (!h || !json_is_object(h)) {
-		rc = diag_set(d, FT_EINVAL, stp, 0, 0, "safetensors header: %s",
-			      h ? "not an object" : err.text);
-		goto done;
-	}
-	const size_t data_len = len - 8 - (size_t)hl;
-	const unsigned char *data = (const unsigned char *)buf + 8 + hl;
+	json_t *h = sf.header;
+	const size_t data_len = sf.data_len;
+	const unsigned char *data = sf.data;
 	size_t cap = json_object_size(h);
 	a->t = calloc(cap ? cap : 1, sizeof(*a->t));
 	ranges = calloc(cap ? cap : 1, sizeof(*ranges));
@@ -688,7 +660,7 @@ int adapter_read_peft(struct lora_adapter **out, const char *dir, bool want_inte
 				      a->info.ia3 ? "ia3_l" : "lora_A/B.weight");
 			goto done;
 		}
-		ranges[nr++] = (struct range){(uint64_t)lo, (uint64_t)hi};
+		ranges[nr++] = (struct st_range){(uint64_t)lo, (uint64_t)hi};
 		struct lora_tensor *t = &a->t[a->n];
 		t->name = ft_strdup(a->info.prefix ? key : key + strlen(PEFT_PREFIX));
 		t->data = malloc(numel * sizeof(float));
@@ -724,12 +696,8 @@ int adapter_read_peft(struct lora_adapter **out, const char *dir, bool want_inte
 			goto done;
 		}
 	}
-	qsort(ranges, nr, sizeof(*ranges), cmp_range);
-	for (size_t i = 1; i < nr; i++)
-		if (ranges[i].lo < ranges[i - 1].hi) {
-			rc = diag_set(d, FT_EINVAL, stp, 0, 0, "tensor byte ranges overlap");
-			goto done;
-		}
+	if ((rc = st_ranges_check(ranges, nr, stp, d)) != 0)
+		goto done;
 	a->info.interleaved = false;
 	a->info.n_head = n_head;
 	a->info.n_head_kv = n_head_kv;
@@ -749,9 +717,8 @@ int adapter_read_peft(struct lora_adapter **out, const char *dir, bool want_inte
 	a = NULL;
 done:
 	adapter_free(a);
-	json_decref(h);
+	st_file_free(&sf);
 	free(ranges);
-	free(buf);
 	free(stp);
 	free(cfp);
 	return rc;

@@ -296,16 +296,6 @@ done:
 	return rc;
 }
 
-struct range {
-	uint64_t lo, hi;
-};
-
-static int cmp_range(const void *a, const void *b)
-{
-	const struct range *x = a, *y = b;
-	return x->lo < y->lo ? -1 : x->lo > y->lo;
-}
-
 void bottleneck_free(struct bn_adapter *a)
 {
 	if (!a)
@@ -319,7 +309,7 @@ void bottleneck_free(struct bn_adapter *a)
 }
 
 /* One header entry into a->t[a->n] (names checked, values converted to fp32). */
-static int read_tensor(struct bn_adapter *a, struct range *rg, const char *key, json_t *e,
+static int read_tensor(struct bn_adapter *a, struct st_range *rg, const char *key, json_t *e,
 		       const unsigned char *data, size_t data_len, char an[64], const char *stp,
 		       struct diag *d)
 {
@@ -364,7 +354,7 @@ static int read_tensor(struct bn_adapter *a, struct range *rg, const char *key, 
 	if (is_bias != (nd == 1))
 		return diag_set(d, FT_EINVAL, stp, 0, 0,
 				"tensor '%s': a bias must be 1-D and a weight 2-D", key);
-	*rg = (struct range){(uint64_t)lo, (uint64_t)hi};
+	*rg = (struct st_range){(uint64_t)lo, (uint64_t)hi};
 	struct lora_tensor *t = &a->t[a->n];
 	t->name = ft_strdup(nm);
 	t->data = malloc(numel * sizeof(float));
@@ -384,52 +374,31 @@ int bottleneck_read(struct bn_adapter **out, const char *dir, struct diag *d)
 	struct bn_adapter *a = calloc(1, sizeof(*a));
 	char *stp = path_join(dir, "adapter.safetensors");
 	char *cfp = path_join(dir, "adapter_config.json");
-	char *buf = NULL;
-	size_t len = 0;
-	json_t *h = NULL;
-	struct range *ranges = NULL;
+	struct st_file f = {0};
+	struct st_range *ranges = NULL;
 	int rc = 0;
 	if (!a || !stp || !cfp) {
 		rc = diag_set(d, FT_ENOMEM, dir, 0, 0, "out of memory");
 		goto done;
 	}
-	if ((rc = read_config(&a->info, cfp, d)) != 0)
+	if ((rc = read_config(&a->info, cfp, d)) != 0 ||
+	    (rc = st_read_whole(&f, stp, BN_FILE_MAX, BN_HEADER_MAX, d)) != 0)
 		goto done;
-	if ((rc = file_read_all(&buf, &len, stp, BN_FILE_MAX, d)) != 0)
-		goto done;
-	uint64_t hl = 0;
-	if (len >= 8)
-		for (int k = 7; k >= 0; k--)
-			hl = (hl << 8) | (unsigned char)buf[k];
-	if (len < 8 || hl > BN_HEADER_MAX || hl > len - 8 || hl < 2 || buf[8] != '{') {
-		rc = diag_set(d, FT_EINVAL, stp, 0, 0,
-			      "not a safetensors file (header length %llu, file %zu bytes)",
-			      (unsigned long long)hl, len);
-		goto done;
-	}
-	json_error_t err;
-	h = json_loadb(buf + 8, (size_t)hl, JSON_REJECT_DUPLICATES, &err);
-	if (!h || !json_is_object(h)) {
-		rc = diag_set(d, FT_EINVAL, stp, 0, 0, "safetensors header: %s",
-			      h ? "not an object" : err.text);
-		goto done;
-	}
-	size_t cap = json_object_size(h);
+	size_t cap = json_object_size(f.header);
 	a->t = calloc(cap ? cap : 1, sizeof(*a->t));
 	ranges = calloc(cap ? cap : 1, sizeof(*ranges));
 	if (!a->t || !ranges) {
 		rc = diag_set(d, FT_ENOMEM, stp, 0, 0, "out of memory");
 		goto done;
 	}
-	const unsigned char *data = (const unsigned char *)buf + 8 + hl;
-	size_t data_len = len - 8 - (size_t)hl, nr = 0;
+	size_t nr = 0;
 	char an[64] = "";
 	const char *key;
 	json_t *e;
-	json_object_foreach(h, key, e) {
+	json_object_foreach(f.header, key, e) {
 		if (strcmp(key, "__metadata__") == 0)
 			continue;
-		if ((rc = read_tensor(a, &ranges[nr], key, e, data, data_len, an, stp, d)) != 0)
+		if ((rc = read_tensor(a, &ranges[nr], key, e, f.data, f.data_len, an, stp, d)) != 0)
 			goto done;
 		nr++;
 	}
@@ -437,19 +406,14 @@ int bottleneck_read(struct bn_adapter **out, const char *dir, struct diag *d)
 		rc = diag_set(d, FT_EINVAL, stp, 0, 0, "no adapter tensors");
 		goto done;
 	}
-	qsort(ranges, nr, sizeof(*ranges), cmp_range);
-	for (size_t i = 1; i < nr; i++)
-		if (ranges[i].lo < ranges[i - 1].hi) {
-			rc = diag_set(d, FT_EINVAL, stp, 0, 0, "tensor byte ranges overlap");
-			goto done;
-		}
+	if ((rc = st_ranges_check(ranges, nr, stp, d)) != 0)
+		goto done;
 	*out = a;
 	a = NULL;
 done:
 	bottleneck_free(a);
-	json_decref(h);
+	st_file_free(&f);
 	free(ranges);
-	free(buf);
 	free(stp);
 	free(cfp);
 	return rc;

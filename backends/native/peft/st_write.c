@@ -230,3 +230,51 @@ done:
 	json_decref(root);
 	return rc;
 }
+
+int st_read_whole(struct st_file *f, const char *path, size_t max_file, uint64_t max_header,
+		  struct diag *d)
+{
+	memset(f, 0, sizeof *f);
+	int rc = file_read_all(&f->buf, &f->len, path, max_file, d);
+	if (rc)
+		return rc;
+	uint64_t hl = 0;
+	if (f->len >= 8)
+		for (int k = 7; k >= 0; k--)
+			hl = (hl << 8) | (unsigned char)f->buf[k];
+	if (f->len < 8 || hl > max_header || hl > f->len - 8 || hl < 2 || f->buf[8] != '{')
+		return diag_set(d, FT_EINVAL, path, 0, 0,
+				"not a safetensors file (header length %llu, file %zu bytes)",
+				(unsigned long long)hl, f->len);
+	json_error_t err;
+	f->header = json_loadb(f->buf + 8, (size_t)hl, JSON_REJECT_DUPLICATES, &err);
+	if (!f->header || !json_is_object(f->header))
+		return diag_set(d, FT_EINVAL, path, 0, 0, "safetensors header: %s",
+				f->header ? "not an object" : err.text);
+	f->data = (const unsigned char *)f->buf + 8 + hl;
+	f->data_len = f->len - 8 - (size_t)hl;
+	return 0;
+}
+
+void st_file_free(struct st_file *f)
+{
+	json_decref(f->header);
+	free(f->buf);
+	memset(f, 0, sizeof *f);
+}
+
+static int cmp_range(const void *a, const void *b)
+{
+	const struct st_range *x = a, *y = b;
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+int st_ranges_check(struct st_range *r, size_t n, const char *path, struct diag *d)
+{
+	if (n > 1)
+		qsort(r, n, sizeof(*r), cmp_range);
+	for (size_t i = 1; i < n; i++)
+		if (r[i].lo < r[i - 1].hi)
+			return diag_set(d, FT_EINVAL, path, 0, 0, "tensor byte ranges overlap");
+	return 0;
+}

@@ -1,7 +1,8 @@
 /* st_write: a safetensors writer (format: 8-byte little-endian header length, a JSON
  * header naming each tensor's dtype, shape and byte range, then the raw data). Written
  * to a temporary file in the same directory, fsynced and renamed, so a reader never sees
- * a half-written file. Readers live in io/. */
+ * a half-written file. The model reader lives in io/; the adapter readers (PEFT and
+ * AdapterHub directories) share st_read_whole and st_ranges_check below. */
 #ifndef FTLAB_PEFT_ST_WRITE_H
 #define FTLAB_PEFT_ST_WRITE_H
 
@@ -24,6 +25,29 @@ struct st_tensor {
  * FT_EINVAL for a tensor whose byte count does not match its shape, FT_EIO on I/O. */
 int st_write_file(const char *path, const struct st_tensor *t, size_t n,
 		  const char *const *meta, struct diag *d) FT_WUR;
+
+/* A small safetensors file read whole: its header (a JSON object, jansson's json_t) and the
+ * data section after it. */
+struct json_t;
+struct st_file {
+	char *buf;
+	size_t len;
+	struct json_t *header;
+	const unsigned char *data; /* into buf */
+	size_t data_len;
+};
+/* Reads path (at most max_file bytes, a header of at most max_header) into *f; FT_EINVAL
+ * naming path for a file that is not safetensors. Free with st_file_free (also on error). */
+int st_read_whole(struct st_file *f, const char *path, size_t max_file, uint64_t max_header,
+		  struct diag *d) FT_WUR;
+void st_file_free(struct st_file *f);
+
+/* A tensor's byte range [lo, hi) in the data section. */
+struct st_range {
+	uint64_t lo, hi;
+};
+/* Sorts the n ranges; FT_EINVAL naming path when two overlap. */
+int st_ranges_check(struct st_range *r, size_t n, const char *path, struct diag *d) FT_WUR;
 
 /* Bytes of one element of a safetensors dtype, 0 when unknown. */
 size_t st_dtype_size(const char *dtype);
