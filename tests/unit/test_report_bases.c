@@ -59,6 +59,19 @@ static struct report *objective(const char *metric, bool maximize)
 	return r;
 }
 
+/* r's report written into a fresh directory (returned; the caller removes it). */
+static char *written(const struct report *r)
+{
+	char *dir = fixture_tmpdir();
+	struct diag d;
+	diag_init(&d);
+	int rc = report_write(r, dir, 30, &d);
+	if (rc)
+		diag_print(&d, stderr);
+	assert_int_equal(rc, 0);
+	return dir;
+}
+
 static void test_clear_pick_and_own_base(void **state)
 {
 	(void)state;
@@ -217,13 +230,7 @@ static void test_section_written(void **state)
 	struct report *r = objective("test.exact_match", true);
 	add(r, "s1", SMOL, "0.001", 0.40, 0.70, 0.05, 60, 0.8e9);
 	add(r, "g2", GEMMA, "0.003", 0.00, 0.95, 0.03, 31, 1.25e9);
-	char *dir = fixture_tmpdir();
-	struct diag d;
-	diag_init(&d);
-	int rc = report_write(r, dir, 30, &d);
-	if (rc)
-		diag_print(&d, stderr);
-	assert_int_equal(rc, 0);
+	char *dir = written(r);
 	char *html = fixture_slurp(dir, "index.html"), *md = fixture_slurp(dir, "report.md");
 	assert_non_null(strstr(html, "<h2 id=\"bases\">Base models</h2>"));
 	assert_non_null(strstr(html, "href=\"#bases\""));
@@ -306,13 +313,7 @@ static void test_methods_section(void **state)
 				  "to train (training 40 s against 60"));
 	free(s);
 	report_bases_free(&b);
-	char *dir = fixture_tmpdir();
-	struct diag d;
-	diag_init(&d);
-	int rc = report_write(r, dir, 30, &d);
-	if (rc)
-		diag_print(&d, stderr);
-	assert_int_equal(rc, 0);
+	char *dir = written(r);
 	char *html = fixture_slurp(dir, "index.html"), *md = fixture_slurp(dir, "report.md");
 	assert_non_null(strstr(html, "<h2 id=\"methods\">Methods</h2>"));
 	assert_null(strstr(html, "<h2 id=\"bases\">"));
