@@ -696,6 +696,10 @@ int adapter_read_peft(struct lora_adapter **out, const char *dir, bool want_inte
 			goto done;
 		}
 	}
+	if (nr == 0) {
+		rc = diag_set(d, FT_EINVAL, stp, 0, 0, "no adapter tensors");
+		goto done;
+	}
 	if ((rc = st_ranges_check(ranges, nr, stp, d)) != 0)
 		goto done;
 	a->info.interleaved = false;
