@@ -170,6 +170,8 @@ static void test_bad_adapters(void **state)
 	bad.name = "model.x.lora_A.weight";
 	assert_int_equal(st_write_file(stp, &bad, 1, NULL, &d), 0);
 	expect_bad(dir, "not a PEFT LoRA weight");
+	assert_int_equal(st_write_file(stp, &bad, 0, NULL, &d), 0); /* only __metadata__ */
+	expect_bad(dir, "no adapter tensors");
 	bad.name = "base_model.model.x.lora_A.weight";
 	bad.dtype = "I32";
 	assert_int_equal(st_write_file(stp, &bad, 1, NULL, &d), 0);
