@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: training speed of the native engine (batch 4 x 256 tokens, 2 threads) for
 # LoRA q,v, LoRA all-linear and full fine-tuning, and LoRA with bf16 matmuls (BF16=0 skips
-# it), each against the PyTorch CPU baseline of the same model and step
+# it, and the ceiling of its MFU: the step's GEMMs alone, bench/gemm_ceiling.c), each against the PyTorch CPU baseline of the same model and step
 # (bench/torch_baseline.py on Debian's python3-torch, and on a second torch when
 # /usr/bin/python3 or TORCH_PYTHON has one; torch is used only here; the bf16 row against
 # torch.autocast bf16). Every torch runs in its best setting: each combination of torch
@@ -203,6 +203,12 @@ if [ "${ADAPTERS:-1}" = 1 ]; then
 fi
 if [ "${BF16:-1}" = 1 ]; then
   compare "lora, bf16 matmuls (torch: autocast bf16)" lora bf16
+  # the MFU a bf16 step could reach if it were only its GEMMs (bench/gemm_ceiling.c)
+  shape=bench/shapes/smollm2-135m.json
+  if [ "$model" = smollm2 ] && [ -x "${BUILD:-build}/bench/gemm_ceiling" ]; then
+    echo "== the bf16 step's GEMMs alone (oneDNN, operands already bf16): the MFU ceiling"
+    OMP_NUM_THREADS=$threads "${BUILD:-build}/bench/gemm_ceiling" "$shape" "$batch" "$seq"
+  fi
 fi
 if [ "${HEAD:-1}" = 1 ]; then
   for targets in 0 8; do

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "backends/native/ops/ops.h"
+#include "backends/native/ops/cpu/exp16_cpu.h"
 #include "backends/native/ops/cpu/ops_cpu_internal.h"
 #include "backends/native/ops/ops_math.h"
 #include "common/rng.h"
@@ -744,12 +745,26 @@ static void attention_bf16_case(int t, int hd, int window)
 		free(g1[i]), free(g2[i]);
 }
 
+/* Every kernel this CPU has: AMX tiles (where present), the AVX512-BF16 kernel, and the
+ * portable one (without bf16 instructions); sizes with full 16 x 32 tiles (SmolLM2's head
+ * size 64 over 256 positions) and with tails in every direction. */
 static void test_attention_bf16(void **state)
 {
 	(void)state;
-	attention_bf16_case(129, 20, 0);
-	attention_bf16_case(129, 20, 50);
-	attention_bf16_case(40, 9, 0);
+	bool amx = ops_cpu_has_amx();
+	for (int pass = 0; pass < (amx ? 2 : 1); pass++) {
+		ops_cpu_amx_allow(pass == 0);
+		print_message("bf16 attention on %s\n",
+			      pass == 0 && amx	      ? "AMX tiles"
+			      : ops_cpu_has_bf16() ? "the AVX512-BF16 kernel"
+						   : "the portable kernel");
+		attention_bf16_case(129, 20, 0);
+		attention_bf16_case(129, 20, 50);
+		attention_bf16_case(40, 9, 0);
+		attention_bf16_case(256, 64, 0);
+		attention_bf16_case(47, 36, 0); /* 18 pairs: a k tail of 2 past one full tile */
+	}
+	ops_cpu_amx_allow(true);
 }
 
 static void test_attention(void **state)
@@ -848,6 +863,78 @@ static void ce_fwd(void *vc, float *out)
 	float *lse = malloc((size_t)c->n * sizeof(float));
 	O->crossentropy_forward(out, lse, NULL, c->logits, c->tg, c->n, c->v);
 	free(lse);
+}
+
+/* exp16 (the AVX-512 ops_expf of the cross-entropy rows and the bf16 attention's softmax)
+ * gives ops_expf's bits: on the clamps and past them, infinities, NaN, subnormal results
+ * and a million values spread over the whole range. */
+static void test_exp16_bits(void **state)
+{
+	(void)state;
+#if defined(__AVX512F__)
+	float special[16] = {-INFINITY, INFINITY,    NAN,	  -87.33654f, 88.72283f, -87.4f,
+			     88.8f,	0.0f,	     -0.0f,	  -103.9f,    -110.0f,	 1e-30f,
+			     88.72282f, -87.33653f, 0.69314718f, -0.69314718f};
+	struct rng r;
+	rng_seed(&r, 99, 1);
+	long bad = 0;
+	for (int it = 0; it < 65536; it++) {
+		float in[16], got[16];
+		for (int l = 0; l < 16; l++)
+			in[l] = it == 0 ? special[l] : 200.0f * (rng_uniform_f(&r) - 0.5f);
+		_mm512_storeu_ps(got, exp16(_mm512_loadu_ps(in)));
+		for (int l = 0; l < 16; l++) {
+			float want = ops_expf(in[l]);
+			if (memcmp(&want, &got[l], sizeof want) != 0 && bad++ < 5)
+				print_message("exp16(%.9g) = %.9g, ops_expf %.9g\n", in[l], got[l],
+					      want);
+		}
+	}
+	assert_int_equal(bad, 0);
+#else
+	skip();
+#endif
+}
+
+/* The CPU cross-entropy rows (AVX-512 where the CPU has it) against the scalar row
+ * functions of ops_math.h: the backward's bits equal ops_crossentropy_row_backward's for
+ * the same lse, and lse equals ops_logsumexp_row's up to the order of its double sum
+ * (1 ulp of float at most); rows of every length mod 16, a NaN, infinities, -inf everywhere
+ * but the target, and a 49152-wide row of SmolLM2's vocabulary. */
+static void test_crossentropy_rows(void **state)
+{
+	(void)state;
+	int lens[] = {1, 15, 16, 17, 33, 1000, 49152};
+	for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+		int v = lens[li], n = 4;
+		float *x = rnd((size_t)n * v, 70 + (uint64_t)li, 8);
+		x[(size_t)1 * v + (size_t)(v / 2)] = NAN; /* row 1: one NaN logit */
+		for (int i = 0; i < v; i++) /* row 2: -inf but the target's */
+			x[(size_t)2 * v + i] = i == v - 1 ? 0.5f : -INFINITY;
+		x[(size_t)3 * v] = 90.0f; /* row 3: past ops_expf's clamp after the shift */
+		int32_t tg[4] = {0, v - 1, v - 1, v / 3};
+		float *loss = malloc((size_t)n * sizeof(float)), *lse = malloc((size_t)n * sizeof(float));
+		float *g = malloc((size_t)n * v * sizeof(float)), *want = malloc((size_t)v * sizeof(float));
+		O->crossentropy_forward(loss, lse, NULL, x, tg, n, v);
+		memcpy(g, x, (size_t)n * v * sizeof(float));
+		O->crossentropy_backward(g, lse, tg, n, v, 0.25f, NULL);
+		for (int r = 0; r < n; r++) {
+			const float *xr = x + (size_t)r * v;
+			float ref = ops_logsumexp_row(xr, v);
+			if (r == 1) { /* NaN skipped by the max, carried by the sum: as the scalar */
+				assert_true(isnan(ref) == isnan(lse[r]));
+			} else {
+				float ulp = nextafterf(fabsf(ref), INFINITY) - fabsf(ref);
+				if (!(fabsf(lse[r] - ref) <= ulp))
+					fail_msg("v %d row %d: lse %.9g, scalar %.9g", v, r, lse[r], ref);
+			}
+			memcpy(want, xr, (size_t)v * sizeof(float));
+			ops_crossentropy_row_backward(want, lse[r], tg[r], v, 0.25f);
+			if (memcmp(want, g + (size_t)r * v, (size_t)v * sizeof(float)) != 0)
+				fail_msg("v %d row %d: the backward differs from the scalar row's bits", v, r);
+		}
+		free(x), free(loss), free(lse), free(g), free(want);
+	}
 }
 
 static void test_crossentropy(void **state)
@@ -962,6 +1049,8 @@ int main(void)
 		cmocka_unit_test(test_activations),
 		cmocka_unit_test(test_embedding),
 		cmocka_unit_test(test_crossentropy),
+		cmocka_unit_test(test_crossentropy_rows),
+		cmocka_unit_test(test_exp16_bits),
 		cmocka_unit_test(test_dropout_sumsq_adamw),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,8 +1,10 @@
 /* attn_bf16_cpu: causal attention of training (all queries from position 0) with its six
  * products in bf16: S = Q K^T, O = P V and the backward's dP = dO V^T, dV = P^T dO,
  * dQ = dS K, dK = dS^T Q take operands rounded to bf16 (ops_f32_to_bf16) and accumulate in
- * fp32; the softmax and its backward stay fp32. One small GEMM on AVX512-BF16 (elsewhere the
- * same rounded products in fp32), per (sequence, KV head) on one thread: thread-count free. */
+ * fp32; the softmax and its backward stay fp32. One small GEMM, on AMX tiles where the CPU
+ * has them (ops_cpu_has_amx), else on AVX512-BF16, elsewhere the same rounded products in
+ * fp32; per (sequence, KV head) on one thread: thread-count free. The three kernels differ
+ * only in the order of the fp32 sums. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,6 +17,16 @@
 #define ATT16_SIMD 0
 #endif
 
+/* AMX tiles where the compiler knows them (gcc >= 11 on x86-64); whether they run is
+ * decided at run time (ops_cpu_has_amx). */
+#if ATT16_SIMD && defined(__x86_64__) && defined(__linux__) && \
+	(defined(__clang__) || __GNUC__ >= 11)
+#define ATT16_AMX 1
+#else
+#define ATT16_AMX 0
+#endif
+
+#include "backends/native/ops/cpu/exp16_cpu.h"
 #include "backends/native/ops/cpu/ops_cpu_internal.h"
 #include "backends/native/ops/ops.h"
 #include "backends/native/ops/ops_math.h"
@@ -104,6 +116,90 @@ kern(float *c, int ldc, const uint16_t *a, int lda, const uint32_t *b, int ldb, 
 }
 #endif
 
+#if ATT16_AMX
+/* The AMX tile configuration (palette 1): 64 bytes, loaded per thread. */
+struct amx_cfg {
+	uint8_t palette, start_row, reserved[14];
+	uint16_t colsb[16];
+	uint8_t rows[16];
+};
+
+/* Tiles: 0, 1 C (mr rows of 16 floats); 2 A (mr rows, 16 pairs); 3, 4 B (16 pairs of rows,
+ * 16 columns each); 5 A and 6, 7 B of the k tail (kt < 16 pairs). */
+__attribute__((target("amx-tile,amx-bf16"))) static void amx_config(int mr, int kt)
+{
+	struct amx_cfg cfg;
+	memset(&cfg, 0, sizeof cfg);
+	cfg.palette = 1;
+	for (int i = 0; i < 2; i++) {
+		cfg.rows[i] = (uint8_t)mr;
+		cfg.colsb[i] = 64;
+	}
+	cfg.rows[2] = (uint8_t)mr;
+	cfg.colsb[2] = 64;
+	cfg.rows[3] = cfg.rows[4] = 16;
+	cfg.colsb[3] = cfg.colsb[4] = 64;
+	if (kt > 0) {
+		cfg.rows[5] = (uint8_t)mr;
+		cfg.colsb[5] = (uint16_t)(4 * kt);
+		cfg.rows[6] = cfg.rows[7] = (uint8_t)kt;
+		cfg.colsb[6] = cfg.colsb[7] = 64;
+	}
+	_tile_loadconfig(&cfg);
+}
+
+/* One block of mr <= 16 rows of gemm16 (below) on AMX: C columns in steps of 32 (two tiles;
+ * B is readable up to a multiple of 32 columns), stored through buf and masked to n. The
+ * products are those of the AVX512-BF16 kernel (bf16 pairs, fp32 accumulation) in another
+ * order of summation. */
+__attribute__((target("amx-tile,amx-bf16"))) static void
+amx_rows(float *c, int ldc, const uint16_t *a, int lda, const uint32_t *b, int ldb, int mr, int n,
+	 int kp, float alpha, bool acc)
+{
+	float buf[2][16][16];
+	int kf = kp / 16 * 16, kt = kp - kf;
+	amx_config(mr, kt);
+	size_t sa = (size_t)lda * sizeof(uint16_t), sb = (size_t)ldb * sizeof(uint32_t);
+	for (int j0 = 0; j0 < n; j0 += 32) {
+		_tile_zero(0);
+		_tile_zero(1);
+		for (int p0 = 0; p0 < kf; p0 += 16) {
+			_tile_loadd(2, a + 2 * (size_t)p0, sa);
+			_tile_loadd(3, b + (size_t)p0 * ldb + j0, sb);
+			_tile_loadd(4, b + (size_t)p0 * ldb + j0 + 16, sb);
+			_tile_dpbf16ps(0, 2, 3);
+			_tile_dpbf16ps(1, 2, 4);
+		}
+		if (kt > 0) {
+			_tile_loadd(5, a + 2 * (size_t)kf, sa);
+			_tile_loadd(6, b + (size_t)kf * ldb + j0, sb);
+			_tile_loadd(7, b + (size_t)kf * ldb + j0 + 16, sb);
+			_tile_dpbf16ps(0, 5, 6);
+			_tile_dpbf16ps(1, 5, 7);
+		}
+		_tile_stored(0, buf[0], 64);
+		_tile_stored(1, buf[1], 64);
+		int nr = n - j0 < 32 ? n - j0 : 32;
+		__mmask16 m0 = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1u);
+		__mmask16 m1 = nr >= 32 ? (__mmask16)0xffff
+					: nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1u) : (__mmask16)0;
+		__m512 va = _mm512_set1_ps(alpha);
+		for (int r = 0; r < mr; r++) {
+			float *cr = c + (size_t)r * ldc + j0;
+			__m512 v0 = _mm512_mul_ps(_mm512_loadu_ps(buf[0][r]), va);
+			__m512 v1 = _mm512_mul_ps(_mm512_loadu_ps(buf[1][r]), va);
+			if (acc) {
+				v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, cr));
+				v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, cr + 16));
+			}
+			_mm512_mask_storeu_ps(cr, m0, v0);
+			_mm512_mask_storeu_ps(cr + 16, m1, v1);
+		}
+	}
+	_tile_release();
+}
+#endif
+
 static float bf(uint16_t h)
 {
 	return ops_bf16_to_f32(h);
@@ -112,6 +208,14 @@ static float bf(uint16_t h)
 static void gemm16(float *c, int ldc, const uint16_t *a, int lda, const uint32_t *b, int ldb,
 		   int m, int n, int kp, float alpha, bool acc)
 {
+#if ATT16_AMX
+	if (ops_cpu_has_amx()) {
+		for (int i0 = 0; i0 < m; i0 += 16)
+			amx_rows(c + (size_t)i0 * ldc, ldc, a + (size_t)i0 * lda, lda, b, ldb,
+				 m - i0 < 16 ? m - i0 : 16, n, kp, alpha, acc);
+		return;
+	}
+#endif
 #if ATT16_SIMD
 	if (simd_ok()) {
 		for (int i0 = 0; i0 < m; i0 += MR) {
@@ -242,37 +346,6 @@ static void pack_t(uint16_t *dst, int ld, const float *x, int ldx, int rows, int
 /* ---- rows of P and dS ---- */
 
 #if ATT16_SIMD
-/* ops_expf on 16 lanes: the same operations in the same order, so the same bits. */
-static inline __m512 exp16(__m512 x)
-{
-	const __m512 lo = _mm512_set1_ps(-87.33654f), hi = _mm512_set1_ps(88.72283f);
-	__mmask16 gt_lo = _mm512_cmp_ps_mask(x, lo, _CMP_GT_OQ);
-	__mmask16 lt_hi = _mm512_cmp_ps_mask(x, hi, _CMP_LT_OQ);
-	__m512 xc = _mm512_mask_blend_ps(gt_lo, lo, _mm512_mask_blend_ps(lt_hi, hi, x));
-	__m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
-					_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-	__m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693145751953125f), xc);
-	r = _mm512_fmadd_ps(n, _mm512_set1_ps(-1.428606765330187e-6f), r);
-	__m512 p = _mm512_set1_ps(1.0f / 5040.0f);
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-	__m512i ni = _mm512_cvttps_epi32(n);
-	__mmask16 big = _mm512_cmpgt_epi32_mask(ni, _mm512_set1_epi32(127));
-	__m512 twice = _mm512_mask_blend_ps(big, _mm512_set1_ps(1.0f), _mm512_set1_ps(2.0f));
-	ni = _mm512_min_epi32(ni, _mm512_set1_epi32(127));
-	__m512 scale = _mm512_castsi512_ps(
-		_mm512_slli_epi32(_mm512_add_epi32(ni, _mm512_set1_epi32(127)), 23));
-	__m512 y = _mm512_mul_ps(_mm512_mul_ps(p, scale), twice);
-	y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ), y,
-				 _mm512_set1_ps(INFINITY));
-	return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), y, _mm512_setzero_ps());
-}
-
 static inline __mmask16 tail(int n, int j)
 {
 	return n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1u);

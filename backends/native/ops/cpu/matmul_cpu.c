@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "backends/native/ops/ops.h"
 #include "backends/native/ops/ops_math.h"
@@ -37,6 +39,36 @@ bool ops_cpu_has_bf16(void)
 			cached = 0;
 	}
 	return cached == 1;
+}
+
+static int amx_state; /* 1 when AMX runs, 0 when not (set once by amx_decide) */
+static _Atomic int amx_allowed = 1;
+static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
+
+static void amx_decide(void)
+{
+	amx_state = 0;
+#if defined(__x86_64__) && defined(__linux__)
+	unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+	unsigned want = (unsigned)dnnl_cpu_isa_avx512_core_amx;
+	const char *env = getenv("FTLAB_NO_AMX");
+	if ((isa & want) != want || (env && *env && strcmp(env, "0") != 0) || !ops_cpu_has_bf16())
+		return;
+	/* Linux hands out the tile state per process on request (ARCH_REQ_XCOMP_PERM for
+	 * XTILEDATA, feature 18); without it the first tile instruction faults. */
+	amx_state = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+#endif
+}
+
+bool ops_cpu_has_amx(void)
+{
+	pthread_once(&amx_once, amx_decide);
+	return amx_state == 1 && amx_allowed;
+}
+
+void ops_cpu_amx_allow(bool allow)
+{
+	amx_allowed = allow;
 }
 
 /* A cached bf16 primitive. With OPS_CONST_B in flags its weights are in the blocked layout

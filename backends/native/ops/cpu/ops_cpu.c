@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/native/ops/cpu/exp16_cpu.h"
 #include "backends/native/ops/cpu/ops_cpu_internal.h"
 #include "backends/native/ops/cuda/ops_cuda.h"
 #include "backends/native/ops/ops_math.h"
@@ -706,6 +707,57 @@ static void cpu_embedding_backward(float *dwte, float *dwpe, const float *dout,
 	}
 }
 
+#if defined(__AVX512F__)
+static inline __mmask16 tail16(int n, int i)
+{
+	return n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+}
+
+/* ops_logsumexp_row on 16 lanes: the same maximum (NaN skipped), the same terms
+ * ops_expf(x - max) summed in double, in another order (two accumulators of 8 lanes). */
+static float lse_row16(const float *x, int v)
+{
+	if (v <= 0)
+		return -INFINITY;
+	__m512 vm = _mm512_set1_ps(-INFINITY);
+	for (int i = 0; i < v; i += 16) {
+		__mmask16 k = tail16(v, i);
+		/* max_ps returns its second operand when one is NaN: a NaN logit is skipped */
+		vm = _mm512_mask_max_ps(vm, k, _mm512_maskz_loadu_ps(k, x + i), vm);
+	}
+	float mx = _mm512_reduce_max_ps(vm);
+	vm = _mm512_set1_ps(mx);
+	__m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+	for (int i = 0; i < v; i += 16) {
+		__mmask16 k = tail16(v, i);
+		__m512 e = _mm512_maskz_mov_ps(
+			k, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm)));
+		s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+		s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(
+					       _mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+	}
+	double s = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+	return mx + (float)log(s > 0.0 ? s : 1.0); /* s >= 1: the max term is exp(0) */
+}
+
+/* ops_crossentropy_row_backward on 16 lanes: the same bits. */
+static void ce_row_backward16(float *x, float lse, int target, int v, float scale)
+{
+	__m512 vl = _mm512_set1_ps(lse), vs = _mm512_set1_ps(scale);
+	for (int i = 0; i < v; i += 16) {
+		__mmask16 k = tail16(v, i);
+		__m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vl));
+		_mm512_mask_storeu_ps(x + i, k, _mm512_mul_ps(vs, e));
+	}
+	x[target] -= scale;
+}
+#define CE_LSE lse_row16
+#define CE_ROW_BACKWARD ce_row_backward16
+#else
+#define CE_LSE ops_logsumexp_row
+#define CE_ROW_BACKWARD ops_crossentropy_row_backward
+#endif
+
 static long cpu_crossentropy_forward(float *losses, float *lse, int32_t *argmax,
 				     const float *logits, const int32_t *targets, int n, int v)
 {
@@ -713,7 +765,7 @@ static long cpu_crossentropy_forward(float *losses, float *lse, int32_t *argmax,
 #pragma omp parallel for schedule(static) reduction(+ : cnt)
 	for (int r = 0; r < n; r++) {
 		const float *x = logits + (size_t)r * v;
-		float l = ops_logsumexp_row(x, v);
+		float l = CE_LSE(x, v);
 		if (lse)
 			lse[r] = l;
 		int tg = targets ? targets[r] : -1;
@@ -745,8 +797,7 @@ static void cpu_crossentropy_backward(float *logits, const float *lse, const int
 		float *x = logits + (size_t)r * v;
 		int tg = targets[r];
 		if (tg >= 0 && tg < v)
-			ops_crossentropy_row_backward(x, lse[r], tg, v,
-						      row_scale ? scale * row_scale[r] : scale);
+			CE_ROW_BACKWARD(x, lse[r], tg, v, row_scale ? scale * row_scale[r] : scale);
 		else
 			memset(x, 0, (size_t)v * sizeof(float));
 	}

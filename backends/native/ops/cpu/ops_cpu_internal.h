@@ -51,6 +51,15 @@ void ops_cpu_attention_decode(float *out, const float *q, const float *k, const 
 			      int b, int tk, int nh, int nkv, int hd, const int *pos0, float scale,
 			      int window);
 
+/* Whether the bf16 training attention multiplies on AMX tiles: the CPU has them (oneDNN's
+ * answer, as ops_cpu_has_bf16), Linux granted this process their state, and FTLAB_NO_AMX
+ * is unset or 0 (then the AVX512-BF16 kernel runs: the same products, another order of
+ * summation). Decided once, at the first call. */
+bool ops_cpu_has_amx(void);
+
+/* Tests: force the AMX path off (on false) or back to what ops_cpu_has_amx decided. */
+void ops_cpu_amx_allow(bool allow);
+
 /* The attention_forward_bf16 / attention_backward_bf16 of struct ops (attn_bf16_cpu.c). */
 void ops_cpu_attention_forward_bf16(float *out, float *att, const float *q, const float *k,
 				    const float *v, int b, int t, int nh, int nkv, int hd,
