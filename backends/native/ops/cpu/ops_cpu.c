@@ -133,9 +133,97 @@ static void cpu_dropout_backward(float *din, const float *dout, const uint8_t *m
 		din[i] += mask[i] ? dout[i] * inv : 0.0f;
 }
 
+#if defined(__AVX512F__)
+static inline __mmask16 tail16(int n, int i)
+{
+	return n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+}
+
+/* Row offsets of 16 rows of c floats (lane L: L c), for gathers down a column. */
+static inline __m512i rows16(int c)
+{
+	return _mm512_mullo_epi32(
+		_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+		_mm512_set1_epi32(c));
+}
+
+/* ops_rmsnorm_row on `rows` <= 16 rows at once: lane L sums the squares of row L in column
+ * order with the same float operations (no fused multiply-add), so each row gets the
+ * scalar row's bits; the output is then written along the row. */
+static void rmsnorm_rows16(float *out, float *rstd, const float *x, const float *w, int rows,
+			   int c, float eps)
+{
+	__mmask16 k = tail16(rows, 0);
+	__m512i idx = rows16(c);
+	__m512 ss = _mm512_setzero_ps();
+	for (int i = 0; i < c; i++) {
+		__m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, idx, x + i, 4);
+		ss = _mm512_add_ps(ss, _mm512_mul_ps(v, v));
+	}
+	__m512 r = _mm512_div_ps(
+		_mm512_set1_ps(1.0f),
+		_mm512_sqrt_ps(_mm512_add_ps(_mm512_div_ps(ss, _mm512_set1_ps((float)c)),
+					     _mm512_set1_ps(eps))));
+	float rs[16];
+	_mm512_storeu_ps(rs, r);
+	for (int l = 0; l < rows; l++) {
+		const float *xr = x + (size_t)l * c;
+		float *o = out + (size_t)l * c;
+		__m512 vr = _mm512_set1_ps(rs[l]);
+		for (int i = 0; i < c; i += 16) {
+			__mmask16 m = tail16(c, i);
+			__m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, xr + i), vr);
+			_mm512_mask_storeu_ps(o + i, m, _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, w + i)));
+		}
+		if (rstd)
+			rstd[l] = rs[l];
+	}
+}
+
+/* ops_rmsnorm_row_backward (without dw) on `rows` <= 16 rows at once, the same bits: lane L
+ * sums (w dy) x of row L in column order; dx is then written along each row. */
+static void rmsnorm_back_rows16(float *dx, const float *dy, const float *x, const float *w,
+				const float *rstd, int rows, int c)
+{
+	__mmask16 k = tail16(rows, 0);
+	__m512i idx = rows16(c);
+	__m512 dot = _mm512_setzero_ps();
+	for (int i = 0; i < c; i++) {
+		__m512 d = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, idx, dy + i, 4);
+		__m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, idx, x + i, 4);
+		dot = _mm512_add_ps(dot, _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(w[i]), d), v));
+	}
+	float dt[16];
+	_mm512_storeu_ps(dt, dot);
+	for (int l = 0; l < rows; l++) {
+		float r = rstd[l];
+		float kk = dt[l] * r * r * r / (float)c;
+		const float *xr = x + (size_t)l * c, *dr = dy + (size_t)l * c;
+		float *o = dx + (size_t)l * c;
+		__m512 vr = _mm512_set1_ps(r), vk = _mm512_set1_ps(kk);
+		for (int i = 0; i < c; i += 16) {
+			__mmask16 m = tail16(c, i);
+			__m512 a = _mm512_mul_ps(_mm512_mul_ps(vr, _mm512_maskz_loadu_ps(m, w + i)),
+						 _mm512_maskz_loadu_ps(m, dr + i));
+			__m512 b = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, xr + i), vk);
+			_mm512_mask_storeu_ps(o + i, m, _mm512_sub_ps(a, b));
+		}
+	}
+}
+#endif
+
 static void cpu_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int n,
 				int c, float eps)
 {
+#if defined(__AVX512F__)
+	if (c <= (1 << 20)) { /* lane offsets 15 c fit in 32 bits */
+#pragma omp parallel for schedule(static) if (n > 16)
+		for (int r0 = 0; r0 < n; r0 += 16)
+			rmsnorm_rows16(out + (size_t)r0 * c, rstd ? rstd + r0 : NULL,
+				       x + (size_t)r0 * c, w, n - r0 < 16 ? n - r0 : 16, c, eps);
+		return;
+	}
+#endif
 #pragma omp parallel for schedule(static) if (n > 16)
 	for (int r = 0; r < n; r++) {
 		float s = ops_rmsnorm_row(out + (size_t)r * c, x + (size_t)r * c, w, c, eps);
@@ -149,10 +237,21 @@ static void cpu_rmsnorm_forward(float *out, float *rstd, const float *x, const f
 static void cpu_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
 				 const float *w, const float *rstd, int n, int c)
 {
+#if defined(__AVX512F__)
+	if (c <= (1 << 20)) {
 #pragma omp parallel for schedule(static) if (n > 16)
-	for (int r = 0; r < n; r++)
-		ops_rmsnorm_row_backward(dx + (size_t)r * c, NULL, dout + (size_t)r * c,
-					 x + (size_t)r * c, w, rstd[r], c);
+		for (int r0 = 0; r0 < n; r0 += 16)
+			rmsnorm_back_rows16(dx + (size_t)r0 * c, dout + (size_t)r0 * c,
+					    x + (size_t)r0 * c, w, rstd + r0, n - r0 < 16 ? n - r0 : 16,
+					    c);
+	} else
+#endif
+	{
+#pragma omp parallel for schedule(static) if (n > 16)
+		for (int r = 0; r < n; r++)
+			ops_rmsnorm_row_backward(dx + (size_t)r * c, NULL, dout + (size_t)r * c,
+						 x + (size_t)r * c, w, rstd[r], c);
+	}
 	if (!dw)
 		return;
 #pragma omp parallel for schedule(static) if (n > 16)
@@ -708,11 +807,6 @@ static void cpu_embedding_backward(float *dwte, float *dwpe, const float *dout,
 }
 
 #if defined(__AVX512F__)
-static inline __mmask16 tail16(int n, int i)
-{
-	return n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
-}
-
 /* ops_logsumexp_row on 16 lanes: the same maximum (NaN skipped), the same terms
  * ops_expf(x - max) summed in double, in another order (two accumulators of 8 lanes). */
 static float lse_row16(const float *x, int v)
