@@ -91,7 +91,7 @@ static void gemm_run(const struct gemm *g, int layer)
 }
 
 /* The GEMM peak as ftlab bench measures it: the CPU ops' bf16 matmul (fp32 operands
- * rounded on the way in), best of 15 timed calls (ftlab bench: 7) on each of three shapes. */
+ * rounded on the way in), best of 15 timed calls on each of three shapes. */
 static double measure_peak(void)
 {
 	const struct ops *ops = ops_get("cpu");
