@@ -192,10 +192,10 @@ int main(int argc, char **argv)
 {
 	const char *path = argc > 1 ? argv[1] : "bench/shapes/smollm2-135m.json";
 	int64_t batch = 4, seq = 256, rounds = 3;
-	if ((argc > 2 && (argc < 4 || parse_i64(argv[2], &batch) != 0 || batch < 1 ||
-			  batch > 256 || parse_i64(argv[3], &seq) != 0 || seq < 2 ||
+	if ((argc > 2 && (argc < 4 || !parse_i64(argv[2], &batch) || batch < 1 ||
+			  batch > 256 || !parse_i64(argv[3], &seq) || seq < 2 ||
 			  seq > 65536 || batch * seq > 65536)) ||
-	    (argc > 4 && (parse_i64(argv[4], &rounds) != 0 || rounds < 1 || rounds > 100))) {
+	    (argc > 4 && (!parse_i64(argv[4], &rounds) || rounds < 1 || rounds > 100))) {
 		fprintf(stderr, "usage: gemm_ceiling [SHAPE.json [BATCH SEQ [ROUNDS]]]\n");
 		return 2;
 	}
