@@ -501,6 +501,18 @@ static int bench_train(const struct bench_dev *bd, struct model *m, int B, int T
 			bf16 ? " (bf16)" : "", 1e3 * wm, 1e3 * cm, 1e3 * wa, 1e3 * ca,
 			1e3 * (ws - wm - wa), 1e3 * (cs - cm - ca), 100.0 * wm / ws);
 	}
+	if (!bd->cuda) {
+		/* once more after the steps: a neighbour on a shared machine can pull one
+		 * measurement down, and a low peak reads as a high MFU; the higher one counts */
+		double again = measure_gemm_peak(ops, bf16 ? OPS_BF16 : 0);
+		fprintf(txt, "GEMM peak measured again after the steps: %.0f GFLOP/s (the MFU uses "
+			     "the higher)\n",
+			again);
+		if (again > peak) {
+			peak = again;
+			json_object_set_new(j, "peak_gflops", json_real(peak));
+		}
+	}
 	double mfu = peak > 0 ? flops * tps / 1e9 / peak : 0;
 	if (bd->cuda) {
 		/* MFU against the bf16 peak in both precisions: the chip's rate for this work */
