@@ -5,10 +5,9 @@
  * activations already in bf16 (no rounding pass), each layer's weights reordered once into
  * the blocked layout oneDNN picks, fp32 output, nothing else between the GEMMs. Each layer
  * has its own weights, so they come from memory as in a step. It measures the GEMM peak as
- * `ftlab bench` does (the best of the CPU ops' bf16 matmul on 1024x1536x576, 1024x576x1536
- * and 2048^3) and prints the step's GEMM time and the MFU a step would have if attention,
- * LoRA's own products and every other operation took no time: the ceiling of ftlab bench's
- * MFU for that shape on this machine. Built by `make bench` ($(BUILD)/bench/gemm_ceiling),
+ * `ftlab bench` does (engine_bench_cpu_peak) and prints the step's GEMM time and the MFU a
+ * step would have if attention, LoRA's own products and every other operation took no
+ * time: the ceiling of ftlab bench's MFU for that shape on this machine. Built by `make bench` ($(BUILD)/bench/gemm_ceiling),
  * run by scripts/bench.sh; not a test.
  * usage: gemm_ceiling [SHAPE.json [BATCH SEQ [ROUNDS]]]
  *        (default bench/shapes/smollm2-135m.json, 4 x 256 tokens, 3 rounds) */
@@ -20,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backends/native/ops/ops.h"
+#include "backends/native/engine.h"
 #include "common/util.h"
 #include "common/banned.h"
 
@@ -88,33 +87,6 @@ static void gemm_run(const struct gemm *g, int layer)
 	if (dnnl_primitive_execute(g->prim, stream, 3, args) != dnnl_success ||
 	    dnnl_stream_wait(stream) != dnnl_success)
 		die("bf16 matmul failed");
-}
-
-/* The GEMM peak as ftlab bench measures it: the CPU ops' bf16 matmul (fp32 operands
- * rounded on the way in), best of 15 timed calls on each of three shapes. */
-static double measure_peak(void)
-{
-	const struct ops *ops = ops_get("cpu");
-	int shapes[][3] = {{1024, 1536, 576}, {1024, 576, 1536}, {2048, 2048, 2048}};
-	double best = 0;
-	for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-		int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
-		float *a = ops->alloc((size_t)m * k * 4), *b = ops->alloc((size_t)k * n * 4),
-		      *c = ops->alloc((size_t)m * n * 4);
-		if (!a || !b || !c)
-			die("out of memory");
-		for (int rep = 0; rep < 16; rep++) {
-			double t0 = time_monotonic();
-			ops->matmul(c, a, b, m, n, k, OPS_TB | OPS_BF16, 1.0f, 0.0f);
-			double dt = time_monotonic() - t0;
-			if (rep > 0 && 2.0 * m * n * k / dt / 1e9 > best)
-				best = 2.0 * m * n * k / dt / 1e9;
-		}
-		ops->free(a);
-		ops->free(b);
-		ops->free(c);
-	}
-	return best;
 }
 
 struct shape {
@@ -241,7 +213,7 @@ int main(int argc, char **argv)
 	double t_apart = run_set(apart, 16, M, L, (int)rounds, &flops, "one GEMM per linear");
 	double t_fused = run_set(fused, 10, M, L, (int)rounds, NULL, "q,k,v and gate,up fused");
 	double best = t_apart < t_fused ? t_apart : t_fused;
-	double peak = measure_peak();
+	double peak = engine_bench_cpu_peak(true);
 	/* model FLOPs as ftlab bench counts them for LoRA (rank-r products left out: they
 	 * only lower the ceiling): forward and input-gradient GEMMs, causal attention
 	 * forward once and backward twice */

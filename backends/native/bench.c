@@ -87,8 +87,10 @@ static double measure_bandwidth(void)
 /* Best GFLOP/s of the CPU ops matmul on training-sized shapes: the best of 15 timed calls
  * each (a shared VM's neighbours pull single calls down; fewer calls read the peak low and
  * the MFU high). */
-static double measure_gemm_peak(const struct ops *ops, unsigned flags)
+double engine_bench_cpu_peak(bool bf16)
 {
+	const struct ops *ops = ops_cpu();
+	unsigned flags = bf16 ? OPS_BF16 : 0;
 	int shapes[][3] = {{1024, 1536, 576}, {1024, 576, 1536}, {2048, 2048, 2048}};
 	double best = 0;
 	for (size_t s = 0; s < FT_ARRAY_LEN(shapes); s++) {
@@ -361,7 +363,7 @@ static int bench_train(const struct bench_dev *bd, struct model *m, int B, int T
 		json_object_set_new(j, "peak_tf32_tflops", json_real(bd->peaks.tf32_tflops));
 		json_object_set_new(j, "copy_gbs", json_real(bd->peaks.copy_gbs));
 	} else {
-		peak = measure_gemm_peak(ops, bf16 ? OPS_BF16 : 0);
+		peak = engine_bench_cpu_peak(bf16);
 		fprintf(txt, "GEMM peak (%s, measured now): %.0f GFLOP/s\n",
 			schema_enum_name("train.precision", bf16 ? PRECISION_BF16 : PRECISION_FP32),
 			peak);
@@ -504,7 +506,7 @@ static int bench_train(const struct bench_dev *bd, struct model *m, int B, int T
 	if (!bd->cuda) {
 		/* once more after the steps: a neighbour on a shared machine can pull one
 		 * measurement down, and a low peak reads as a high MFU; the higher one counts */
-		double again = measure_gemm_peak(ops, bf16 ? OPS_BF16 : 0);
+		double again = engine_bench_cpu_peak(bf16);
 		fprintf(txt, "GEMM peak measured again after the steps: %.0f GFLOP/s (the MFU uses "
 			     "the higher)\n",
 			again);

@@ -159,6 +159,11 @@ struct engine_bench_opts {
  * reason in d; a failed CUDA call ends it with the call's message. */
 int engine_bench(const struct engine_bench_opts *o, struct diag *d) FT_WUR;
 
+/* The CPU GEMM peak as `ftlab bench` measures it, in GFLOP/s: the best of 15 timed calls of
+ * the CPU ops' matmul (bf16: with OPS_BF16, fp32 operands rounded on the way in) on each of
+ * 1024x1536x576, 1024x576x1536 and 2048^3; 0 when the buffers cannot be had. */
+double engine_bench_cpu_peak(bool bf16);
+
 /* ---- synth-model ---- */
 
 /* Writes out_dir (a Hugging Face directory: config.json, model.safetensors in fp32, the

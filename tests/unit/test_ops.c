@@ -14,9 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "backends/native/ops/ops.h"
-#include "backends/native/ops/cpu/exp16_cpu.h"
+#include "backends/native/ops/cpu/simd16_cpu.h"
 #include "backends/native/ops/cpu/ops_cpu_internal.h"
 #include "backends/native/ops/ops_math.h"
 #include "common/rng.h"
@@ -773,6 +775,39 @@ static void attention_bf16_case(int t, int hd, int window)
 		free(g1[i]), free(g2[i]);
 }
 
+/* Whether a fresh process of this test (main answers the probe at once) would run the
+ * attention on AMX with FTLAB_NO_AMX set to no_amx (NULL: unset): 1 yes, 0 no, -1 failed. */
+static int amx_in_child(const char *no_amx)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		setenv("FTLAB_TEST_AMX_PROBE", "1", 1);
+		if (no_amx)
+			setenv("FTLAB_NO_AMX", no_amx, 1);
+		else
+			unsetenv("FTLAB_NO_AMX");
+		execl("/proc/self/exe", "test_ops", (char *)NULL);
+		_exit(3);
+	}
+	int st = 0;
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st))
+		return -1;
+	return WEXITSTATUS(st) == 10 ? 1 : WEXITSTATUS(st) == 11 ? 0 : -1;
+}
+
+/* FTLAB_NO_AMX=1 turns the AMX attention off (decided once per process, so each setting
+ * is asked of a new one); 0 leaves it as unset. Where the CPU has no AMX all answer no. */
+static void test_no_amx_env(void **state)
+{
+	(void)state;
+	int unset = amx_in_child(NULL), off = amx_in_child("1"), zero = amx_in_child("0");
+	assert_true(unset >= 0 && off >= 0 && zero >= 0);
+	assert_int_equal(off, 0);
+	assert_int_equal(zero, unset);
+	if (!unset)
+		print_message("this CPU runs no AMX: FTLAB_NO_AMX changes nothing here\n");
+}
+
 /* Every kernel this CPU has: AMX tiles (where present), the AVX512-BF16 kernel, and the
  * portable one (without bf16 instructions); sizes with full 16 x 32 tiles (SmolLM2's head
  * size 64 over 256 positions) and with tails in every direction. */
@@ -1060,6 +1095,8 @@ static void test_dropout_sumsq_adamw(void **state)
 
 int main(void)
 {
+	if (getenv("FTLAB_TEST_AMX_PROBE")) /* test_no_amx_env's child */
+		return ops_cpu_has_amx() ? 10 : 11;
 	O = ops_cpu();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_matmul),
@@ -1079,6 +1116,7 @@ int main(void)
 		cmocka_unit_test(test_crossentropy),
 		cmocka_unit_test(test_crossentropy_rows),
 		cmocka_unit_test(test_exp16_bits),
+		cmocka_unit_test(test_no_amx_env),
 		cmocka_unit_test(test_dropout_sumsq_adamw),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

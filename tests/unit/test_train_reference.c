@@ -184,6 +184,43 @@ static void train5(struct model *m)
 		fail_msg("%s", d.text);
 }
 
+/* Ours against PEFT's fixture ref (fp32 in both, different summation orders): the first
+ * loss within 1e-5 relative, every trainable tensor's gradient within 1e-4 of its largest
+ * component, and the loss trace of STEPS steps (losses[1..]) within 1e-4 relative. */
+static void check_against_peft(const json_t *ref, double loss0, const json_t *grads,
+			       const struct model *m)
+{
+	double rl = json_number_value(json_object_get((json_t *)ref, "loss0"));
+	assert_float_equal(loss0, rl, 1e-5 * fabs(rl));
+	json_t *rg = json_object_get((json_t *)ref, "grads");
+	const char *name;
+	json_t *arr;
+	size_t n_checked = 0;
+	json_object_foreach(rg, name, arr) {
+		json_t *mine = json_object_get((json_t *)grads, name);
+		if (!mine)
+			fail_msg("reference has %s, we do not", name);
+		double gmax = 1e-12;
+		for (size_t i = 0; i < json_array_size(arr); i++)
+			gmax = fmax(gmax, fabs(json_number_value(json_array_get(arr, i))));
+		assert_int_equal(json_array_size(arr), json_array_size(mine));
+		for (size_t i = 0; i < json_array_size(arr); i++) {
+			double a = json_number_value(json_array_get(mine, i));
+			double b = json_number_value(json_array_get(arr, i));
+			if (fabs(a - b) > 1e-4 * gmax + 1e-9)
+				fail_msg("%s[%zu]: ours %g, peft %g (max |g| %g)", name, i, a, b, gmax);
+		}
+		n_checked++;
+	}
+	assert_int_equal(n_checked, model_n_trainable(m));
+	json_t *rt = json_object_get((json_t *)ref, "trace");
+	for (int i = 0; i < STEPS; i++) {
+		double want = json_number_value(json_array_get(rt, (size_t)i));
+		if (fabs(losses[i + 1] - want) > 1e-4 * fabs(want))
+			fail_msg("step %d: loss %.8g, peft %.8g", i + 1, losses[i + 1], want);
+	}
+}
+
 static void test_lora_matches_peft(void **state)
 {
 	(void)state;
@@ -240,37 +277,7 @@ static void test_lora_matches_peft(void **state)
 	json_t *ref = json_load_file(rp, 0, &err);
 	if (!ref)
 		fail_msg("%s: %s (run tests/reference/make_train_fixture.py peft-tiny)", rp, err.text);
-	/* Tolerances (fp32 in both; different summation orders): loss 1e-5 relative, gradients
-	 * 1e-4 of the largest component, trace 1e-4 relative after 5 steps. */
-	double rl = json_number_value(json_object_get(ref, "loss0"));
-	assert_float_equal(loss0, rl, 1e-5 * fabs(rl));
-	json_t *rg = json_object_get(ref, "grads");
-	const char *name;
-	json_t *arr;
-	size_t n_checked = 0;
-	json_object_foreach(rg, name, arr) {
-		json_t *mine = json_object_get(grads, name);
-		if (!mine)
-			fail_msg("reference has %s, we do not", name);
-		double gmax = 1e-12;
-		for (size_t i = 0; i < json_array_size(arr); i++)
-			gmax = fmax(gmax, fabs(json_number_value(json_array_get(arr, i))));
-		assert_int_equal(json_array_size(arr), json_array_size(mine));
-		for (size_t i = 0; i < json_array_size(arr); i++) {
-			double a = json_number_value(json_array_get(mine, i));
-			double b = json_number_value(json_array_get(arr, i));
-			if (fabs(a - b) > 1e-4 * gmax + 1e-9)
-				fail_msg("%s[%zu]: ours %g, peft %g (max |g| %g)", name, i, a, b, gmax);
-		}
-		n_checked++;
-	}
-	assert_int_equal(n_checked, model_n_trainable(m));
-	json_t *rt = json_object_get(ref, "trace");
-	for (int i = 0; i < STEPS; i++) {
-		double want = json_number_value(json_array_get(rt, (size_t)i));
-		if (fabs(losses[i + 1] - want) > 1e-4 * fabs(want))
-			fail_msg("step %d: loss %.8g, peft %.8g", i + 1, losses[i + 1], want);
-	}
+	check_against_peft(ref, loss0, grads, m);
 	/* The script loaded our exported adapter into peft and compared logits. */
 	json_t *ld = json_object_get(ref, "export_logits_max_abs_diff");
 	assert_true(json_is_number(ld) && json_number_value(ld) < 1e-4);
@@ -540,35 +547,7 @@ static void method_matches_peft(enum method_type method, bool proj)
 	if (!ref)
 		fail_msg("%s: %s (run tests/reference/make_train_fixture.py peft-tiny-%s)", rp,
 			 err.text, proj ? "prefix-proj" : what);
-	double rl = json_number_value(json_object_get(ref, "loss0"));
-	assert_float_equal(loss0, rl, 1e-5 * fabs(rl));
-	json_t *rg = json_object_get(ref, "grads");
-	const char *name;
-	json_t *arr;
-	size_t n_checked = 0;
-	json_object_foreach(rg, name, arr) {
-		json_t *mine = json_object_get(grads, name);
-		if (!mine)
-			fail_msg("reference has %s, we do not", name);
-		double gmax = 1e-12;
-		for (size_t i = 0; i < json_array_size(arr); i++)
-			gmax = fmax(gmax, fabs(json_number_value(json_array_get(arr, i))));
-		assert_int_equal(json_array_size(arr), json_array_size(mine));
-		for (size_t i = 0; i < json_array_size(arr); i++) {
-			double a = json_number_value(json_array_get(mine, i));
-			double b = json_number_value(json_array_get(arr, i));
-			if (fabs(a - b) > 1e-4 * gmax + 1e-9)
-				fail_msg("%s[%zu]: ours %g, peft %g (max |g| %g)", name, i, a, b, gmax);
-		}
-		n_checked++;
-	}
-	assert_int_equal(n_checked, model_n_trainable(m));
-	json_t *rt = json_object_get(ref, "trace");
-	for (int i = 0; i < STEPS; i++) {
-		double want = json_number_value(json_array_get(rt, (size_t)i));
-		if (fabs(losses[i + 1] - want) > 1e-4 * fabs(want))
-			fail_msg("step %d: loss %.8g, peft %.8g", i + 1, losses[i + 1], want);
-	}
+	check_against_peft(ref, loss0, grads, m);
 	json_t *ld = json_object_get(ref, "export_logits_max_abs_diff");
 	json_t *md = json_object_get(ref, "merged_logits_max_abs_diff");
 	assert_true(json_is_number(ld) && json_number_value(ld) < 1e-4);

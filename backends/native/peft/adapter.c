@@ -53,6 +53,17 @@ void rope_rows_permute(float *out, const float *in, int n_head, int head_dim, in
 			}
 }
 
+/* buf (n bytes) = the text [s, e) with its NUL; false when it is empty or does not fit. */
+static bool copy_span(char *buf, size_t n, const char *s, const char *e)
+{
+	size_t len = (size_t)(e - s);
+	if (len == 0 || len + 1 > n)
+		return false;
+	memcpy(buf, s, len);
+	buf[len] = 0;
+	return true;
+}
+
 bool lora_module_name(char *buf, size_t n, const char *name)
 {
 	const char *e = strstr(name, ".lora_");
@@ -63,12 +74,7 @@ bool lora_module_name(char *buf, size_t n, const char *name)
 	const char *s = e;
 	while (s > name && s[-1] != '.')
 		s--;
-	size_t len = (size_t)(e - s);
-	if (len == 0 || len + 1 > n)
-		return false;
-	memcpy(buf, s, len);
-	buf[len] = 0;
-	return true;
+	return copy_span(buf, n, s, e);
 }
 
 static bool is_magnitude(const char *name)
@@ -101,12 +107,7 @@ static bool ia3_module(char *buf, size_t n, const char *name)
 			break;
 		}
 	}
-	size_t len = (size_t)(e - s);
-	if (len == 0 || len + 1 > n)
-		return false;
-	memcpy(buf, s, len);
-	buf[len] = 0;
-	return true;
+	return copy_span(buf, n, s, e);
 }
 
 /* Prefix tuning's adapter_config.json, as PEFT writes it for a llama-family model (its
@@ -470,19 +471,10 @@ static int read_names(char ***out, size_t *n, json_t *j, const char *key, const 
 
 static int read_config(struct lora_info *info, const char *path, struct diag *d)
 {
-	char *text = NULL;
-	size_t len;
-	int rc = file_read_all(&text, &len, path, 1 << 20, d);
+	json_t *j = NULL;
+	int rc = adapter_config_read(&j, path, d);
 	if (rc)
 		return rc;
-	json_error_t err;
-	json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
-	free(text);
-	if (!j || !json_is_object(j)) {
-		json_decref(j);
-		return diag_set(d, FT_EINVAL, path, err.line > 0 ? err.line : 0,
-				err.column > 0 ? err.column : 0, "invalid JSON: %s", err.text);
-	}
 	const char *pt = json_string_value(json_object_get(j, "peft_type"));
 	json_t *r = json_object_get(j, "r"), *al = json_object_get(j, "lora_alpha");
 	if (!pt || (strcmp(pt, "LORA") != 0 && strcmp(pt, "IA3") != 0 &&

@@ -217,19 +217,10 @@ static bool cfg_is(const json_t *c, const char *key, const json_t *want, bool ab
 
 static int read_config(struct bn_info *info, const char *path, struct diag *d)
 {
-	char *text = NULL;
-	size_t len;
-	int rc = file_read_all(&text, &len, path, 1 << 20, d);
+	json_t *j = NULL;
+	int rc = adapter_config_read(&j, path, d);
 	if (rc)
 		return rc;
-	json_error_t err;
-	json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
-	free(text);
-	if (!j || !json_is_object(j)) {
-		json_decref(j);
-		return diag_set(d, FT_EINVAL, path, err.line > 0 ? err.line : 0,
-				err.column > 0 ? err.column : 0, "invalid JSON: %s", err.text);
-	}
 	json_t *c = json_object_get(j, "config");
 	json_t *hs = json_object_get(j, "hidden_size");
 	json_t *mh = json_object_get(c, "mh_adapter"), *oa = json_object_get(c, "output_adapter");

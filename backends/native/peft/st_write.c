@@ -231,6 +231,28 @@ done:
 	return rc;
 }
 
+int adapter_config_read(json_t **out, const char *path, struct diag *d)
+{
+	*out = NULL;
+	char *text = NULL;
+	size_t len;
+	int rc = file_read_all(&text, &len, path, 1 << 20, d);
+	if (rc)
+		return rc;
+	json_error_t err;
+	json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
+	free(text);
+	if (!j)
+		return diag_set(d, FT_EINVAL, path, err.line > 0 ? err.line : 0,
+				err.column > 0 ? err.column : 0, "invalid JSON: %s", err.text);
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return diag_set(d, FT_EINVAL, path, 0, 0, "invalid JSON: not an object");
+	}
+	*out = j;
+	return 0;
+}
+
 int st_read_whole(struct st_file *f, const char *path, size_t max_file, uint64_t max_header,
 		  struct diag *d)
 {

@@ -2,7 +2,8 @@
  * header naming each tensor's dtype, shape and byte range, then the raw data). Written
  * to a temporary file in the same directory, fsynced and renamed, so a reader never sees
  * a half-written file. The model reader lives in io/; the adapter readers (PEFT and
- * AdapterHub directories) share st_read_whole and st_ranges_check below. */
+ * AdapterHub directories) share st_read_whole, adapter_config_read and st_ranges_check
+ * below. */
 #ifndef FTLAB_PEFT_ST_WRITE_H
 #define FTLAB_PEFT_ST_WRITE_H
 
@@ -41,6 +42,11 @@ struct st_file {
 int st_read_whole(struct st_file *f, const char *path, size_t max_file, uint64_t max_header,
 		  struct diag *d) FT_WUR;
 void st_file_free(struct st_file *f);
+
+/* An adapter directory's adapter_config.json (at most 1 MiB, duplicate keys refused) parsed
+ * into *out, a JSON object the caller frees with json_decref; FT_EINVAL naming path, line
+ * and column when it is not JSON or not an object. */
+int adapter_config_read(struct json_t **out, const char *path, struct diag *d) FT_WUR;
 
 /* A tensor's byte range [lo, hi) in the data section. */
 struct st_range {

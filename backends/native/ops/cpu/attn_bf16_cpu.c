@@ -26,7 +26,7 @@
 #define ATT16_AMX 0
 #endif
 
-#include "backends/native/ops/cpu/exp16_cpu.h"
+#include "backends/native/ops/cpu/simd16_cpu.h"
 #include "backends/native/ops/cpu/ops_cpu_internal.h"
 #include "backends/native/ops/ops.h"
 #include "backends/native/ops/ops_math.h"
@@ -96,9 +96,7 @@ kern(float *c, int ldc, const uint16_t *a, int lda, const uint32_t *b, int ldb, 
 				s1[r] = _mm512_dpbf16_ps(s1[r], ab, b1);
 		}
 	}
-	__mmask16 m0 = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1u);
-	__mmask16 m1 = nr >= 32 ? (__mmask16)0xffff
-				: nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1u) : (__mmask16)0;
+	__mmask16 m0 = tail16(nr, 0), m1 = nr > 16 ? tail16(nr, 16) : (__mmask16)0;
 	__m512 va = _mm512_set1_ps(alpha);
 	for (int r = 0; r < mr; r++) {
 		float *cr = c + (size_t)r * ldc;
@@ -180,9 +178,7 @@ amx_rows(float *c, int ldc, const uint16_t *a, int lda, const uint32_t *b, int l
 		_tile_stored(0, buf[0], 64);
 		_tile_stored(1, buf[1], 64);
 		int nr = n - j0 < 32 ? n - j0 : 32;
-		__mmask16 m0 = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1u);
-		__mmask16 m1 = nr >= 32 ? (__mmask16)0xffff
-					: nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1u) : (__mmask16)0;
+		__mmask16 m0 = tail16(nr, 0), m1 = nr > 16 ? tail16(nr, 16) : (__mmask16)0;
 		__m512 va = _mm512_set1_ps(alpha);
 		for (int r = 0; r < mr; r++) {
 			float *cr = c + (size_t)r * ldc + j0;
@@ -346,10 +342,6 @@ static void pack_t(uint16_t *dst, int ld, const float *x, int ldx, int rows, int
 /* ---- rows of P and dS ---- */
 
 #if ATT16_SIMD
-static inline __mmask16 tail(int n, int j)
-{
-	return n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1u);
-}
 #endif
 
 /* r[j0..n) = softmax of r[j0..n) (max-shifted, ops_expf), the rest of the row's t to 0. */
@@ -359,11 +351,11 @@ static void softmax_row(float *r, int j0, int n, int t)
 #if ATT16_SIMD
 	__m512 vm = _mm512_set1_ps(-INFINITY), vs = _mm512_setzero_ps();
 	for (int j = j0; j < n; j += 16)
-		vm = _mm512_max_ps(vm, _mm512_mask_loadu_ps(vm, tail(n, j), r + j));
+		vm = _mm512_max_ps(vm, _mm512_mask_loadu_ps(vm, tail16(n, j), r + j));
 	mx = _mm512_reduce_max_ps(vm);
 	vm = _mm512_set1_ps(mx);
 	for (int j = j0; j < n; j += 16) {
-		__mmask16 k = tail(n, j);
+		__mmask16 k = tail16(n, j);
 		__m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, r + j), vm));
 		_mm512_mask_storeu_ps(r + j, k, e);
 		vs = _mm512_mask_add_ps(vs, k, vs, e);
@@ -371,7 +363,7 @@ static void softmax_row(float *r, int j0, int n, int t)
 	sum = _mm512_reduce_add_ps(vs);
 	__m512 vi = _mm512_set1_ps(1.0f / sum);
 	for (int j = j0; j < n; j += 16) {
-		__mmask16 k = tail(n, j);
+		__mmask16 k = tail16(n, j);
 		_mm512_mask_storeu_ps(r + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, r + j), vi));
 	}
 #else
@@ -396,14 +388,14 @@ static void dsoftmax_row(float *r, const float *pr, int j0, int n, int t, float 
 #if ATT16_SIMD
 	__m512 va = _mm512_setzero_ps();
 	for (int j = j0; j < n; j += 16) {
-		__mmask16 k = tail(n, j);
+		__mmask16 k = tail16(n, j);
 		va = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, pr + j), _mm512_maskz_loadu_ps(k, r + j),
 				     va);
 	}
 	acc = _mm512_reduce_add_ps(va);
 	__m512 vc = _mm512_set1_ps(acc), vsc = _mm512_set1_ps(scale);
 	for (int j = j0; j < n; j += 16) {
-		__mmask16 k = tail(n, j);
+		__mmask16 k = tail16(n, j);
 		__m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, r + j), vc);
 		d = _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, pr + j), d), vsc);
 		_mm512_mask_storeu_ps(r + j, k, d);

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backends/native/ops/cpu/exp16_cpu.h"
+#include "backends/native/ops/cpu/simd16_cpu.h"
 #include "backends/native/ops/cpu/ops_cpu_internal.h"
 #include "backends/native/ops/cuda/ops_cuda.h"
 #include "backends/native/ops/ops_math.h"
@@ -134,11 +134,6 @@ static void cpu_dropout_backward(float *din, const float *dout, const uint8_t *m
 }
 
 #if defined(__AVX512F__)
-static inline __mmask16 tail16(int n, int i)
-{
-	return n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
-}
-
 /* Row offsets of 16 rows of c floats (lane L: L c), for gathers down a column. */
 static inline __m512i rows16(int c)
 {

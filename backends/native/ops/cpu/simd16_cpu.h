@@ -1,12 +1,18 @@
-/* exp16_cpu: ops_expf (ops_math.h) on 16 lanes of AVX-512: the same operations in the same
- * order, so the same bits for every input (NaN included), shared by the softmax of the bf16
- * attention and the cross-entropy rows. */
-#ifndef FTLAB_EXP16_CPU_H
-#define FTLAB_EXP16_CPU_H
+/* simd16_cpu: what the AVX-512 kernels of the CPU backend share: the lane mask of a row's
+ * tail, and ops_expf (ops_math.h) on 16 lanes, the same operations in the same order, so
+ * the same bits for every input (NaN included). */
+#ifndef FTLAB_SIMD16_CPU_H
+#define FTLAB_SIMD16_CPU_H
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #include <math.h>
+
+/* The lanes of elements i .. i + 15 of a row of n (all 16 but in the tail); i <= n. */
+static inline __mmask16 tail16(int n, int i)
+{
+	return n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+}
 
 static inline __m512 exp16(__m512 x)
 {
